@@ -1,0 +1,226 @@
+//! `wfl-bus`: the transport between the gateway and the ledger.
+//!
+//! Owns: the [`Bus`] trait (inbox publish/consume, committed-event publish, core
+//! request/reply and fire-and-forget publish), its two implementations ([`NatsBus`] on NATS
+//! JetStream, [`MemoryBus`] in-process), the subject naming, and the one error type
+//! [`Error`].
+//!
+//! Must not: know the protobuf schema or any domain rule (payloads are opaque bytes), retry on
+//! its own behind the caller's back, or drop a message silently (every publish reports a
+//! result; the in-process inbox applies backpressure instead of dropping).
+
+mod error;
+mod memory;
+mod nats;
+mod subject;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use error::Error;
+pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
+pub use nats::{
+    NatsBus, NatsConfig, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_SEQUENCE, PUBLISH_TIMEOUT,
+};
+pub use subject::{inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX};
+
+/// A message for the ledger's inbox, published by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxMessage {
+    /// Unique id of the event; the broker de-duplicates on it (`Nats-Msg-Id`).
+    pub event_id: uuid::Uuid,
+    /// Organisation the event belongs to; one subject token (no `.`, `*`, `>`, whitespace).
+    pub org_id: String,
+    /// Opaque encoded event.
+    pub payload: Bytes,
+}
+
+/// The broker's acknowledgement of one inbox publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishAck {
+    /// True when the broker had already stored a message with the same event id (within its
+    /// duplicate window) and did not store this one again.
+    pub duplicate: bool,
+}
+
+/// One message taken from the inbox; acknowledge it with [`Inbox::ack`] once it is flushed.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Opaque encoded event, as published.
+    pub payload: Bytes,
+    /// True when the broker delivered this message before (it was not acknowledged in time).
+    pub redelivered: bool,
+    handle: AckHandle,
+}
+
+/// How to acknowledge a [`Delivery`]; private to the implementations.
+#[derive(Debug)]
+enum AckHandle {
+    /// In-process deliveries need no acknowledgement.
+    None,
+    /// The JetStream ack subject (`$JS.ACK...`) of the delivery.
+    Nats(async_nats::Subject),
+}
+
+/// A committed ledger event, published for downstream consumers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedMessage {
+    /// Organisation; one subject token.
+    pub org_id: String,
+    /// Event type; one or more subject tokens (no wildcards, whitespace or empty tokens).
+    pub event_type: String,
+    /// The ledger's commit sequence (`Wfl-Sequence`).
+    pub sequence: u64,
+    /// The ledger's chained hash (`Wfl-Hash`, lowercase hex on the wire).
+    pub hash: [u8; 32],
+    /// The event id (`Nats-Msg-Id`).
+    pub event_id: uuid::Uuid,
+    /// Opaque encoded committed event.
+    pub payload: Bytes,
+}
+
+/// An incoming request taken from [`Requests::next`]; answer it with [`Request::reply`].
+#[derive(Debug)]
+pub struct Request {
+    /// Opaque request body.
+    pub payload: Bytes,
+    reply: ReplyHandle,
+}
+
+/// Where the answer to a [`Request`] goes; private to the implementations.
+#[derive(Debug)]
+enum ReplyHandle {
+    Memory(tokio::sync::oneshot::Sender<Bytes>),
+    Nats {
+        client: async_nats::Client,
+        subject: async_nats::Subject,
+    },
+}
+
+impl Request {
+    /// Sends the reply to the requester. A requester that already gave up (timed out) is not
+    /// an error: the reply is then dropped, as NATS would.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the connection to the broker is gone, [`Error::Rejected`] if
+    /// the payload exceeds the broker's maximum payload.
+    pub async fn reply(self, payload: Bytes) -> Result<(), Error> {
+        match self.reply {
+            ReplyHandle::Memory(tx) => {
+                // The requester dropped its receiver (timed out): nothing to deliver to.
+                let _ = tx.send(payload);
+                Ok(())
+            }
+            ReplyHandle::Nats { client, subject } => {
+                nats::core_publish(&client, subject, payload).await
+            }
+        }
+    }
+}
+
+/// The transport between gateway and ledger. Usable as `Box<dyn Bus>` / `Arc<dyn Bus>`.
+#[async_trait::async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// True when a [`PublishAck`] means the message is durable in the broker (JetStream file
+    /// storage); false for the in-process bus (callers then wait for the ledger's commit
+    /// instead).
+    fn durable_inbox(&self) -> bool;
+
+    /// Publishes to the inbox, pipelined (sends all, then awaits all acks), order preserved;
+    /// returns one result per message, in input order.
+    ///
+    /// NATS: subject `wfl.inbox.<org_id>`, header `Nats-Msg-Id` = event id (JetStream
+    /// de-duplication), stream `WFL_INBOX`.
+    ///
+    /// # Errors
+    /// Per message: [`Error::Unavailable`] (connection lost, ack timed out: retry with the same
+    /// event id), [`Error::Rejected`] (invalid org id, payload too large, broker refused),
+    /// [`Error::Closed`] (the bus is shutting down).
+    async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>>;
+
+    /// The single durable inbox consumer (NATS: durable pull consumer `wfl-ledger` on
+    /// `WFL_INBOX`, explicit ack).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if it
+    /// refuses the consumer.
+    async fn inbox(&self) -> Result<Box<dyn Inbox>, Error>;
+
+    /// Publishes committed events, pipelined, awaiting all acks.
+    ///
+    /// NATS: subject `wfl.ledger.<org>.<event_type>`, stream `WFL_LEDGER`, headers
+    /// `Nats-Msg-Id` = event id, `Wfl-Sequence` (decimal), `Wfl-Hash` (lowercase hex),
+    /// `Wfl-Event-Type`.
+    ///
+    /// # Errors
+    /// The first failure among the messages: [`Error::Unavailable`] (retry: re-publishing is
+    /// de-duplicated by event id), [`Error::Rejected`], [`Error::Closed`].
+    async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error>;
+
+    /// The `Wfl-Sequence` of the last message in `WFL_LEDGER` (`None` if empty), so a restarted
+    /// ledger can republish what it committed but had not yet published. In-process: what was
+    /// last published.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if the last
+    /// message has no valid `Wfl-Sequence` header.
+    async fn last_published_sequence(&self) -> Result<Option<u64>, Error>;
+
+    /// Core request/reply with a timeout (NATS core request; in-process: channel + oneshot).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] on timeout, when nobody serves `subject`, or when the connection
+    /// is gone; [`Error::Rejected`] for an invalid subject or an oversized payload.
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, Error>;
+
+    /// Serves requests on a subject (NATS: core subscription, one server expected;
+    /// in-process: registers the handler, replacing any previous one).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the subscription cannot be made, [`Error::Rejected`] for an
+    /// invalid subject.
+    async fn serve(&self, subject: &str) -> Result<Box<dyn Requests>, Error>;
+
+    /// Fire-and-forget core publish (for alerts `wfl.alerts.<org>.<rule_id>`).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the connection is gone, [`Error::Rejected`] for an invalid
+    /// subject or an oversized payload.
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), Error>;
+}
+
+/// The ledger's view of the inbox consumer.
+#[async_trait::async_trait]
+pub trait Inbox: Send {
+    /// Waits for at least one delivery, then takes whatever else is immediately available, up
+    /// to `max` (a `max` of 0 is treated as 1). Returns `Ok(vec![])` only when `idle` elapses
+    /// with nothing delivered (so the caller can check for shutdown).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the broker connection is down or the pull failed (call
+    /// again later: the consumer resumes), [`Error::Closed`] when the bus is shut down.
+    async fn next_batch(&mut self, max: usize, idle: Duration) -> Result<Vec<Delivery>, Error>;
+
+    /// Acknowledges deliveries (call only after the ledger flushed them). In-process: no-op.
+    /// NATS: pipelined acks, the last one synchronous, so on `Ok` the broker has processed
+    /// them all.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the acks could not be confirmed; unconfirmed deliveries are
+    /// redelivered after the ack wait, so the ledger must tolerate duplicates.
+    async fn ack(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error>;
+}
+
+/// A stream of incoming requests on one subject.
+#[async_trait::async_trait]
+pub trait Requests: Send {
+    /// The next request, or `None` once the subscription has ended (bus closed, or the
+    /// in-process handler was replaced).
+    async fn next(&mut self) -> Option<Request>;
+}

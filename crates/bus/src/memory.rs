@@ -1,0 +1,238 @@
+//! The in-process bus: gateway and ledger in one process, no broker.
+//!
+//! Owns: a bounded inbox channel (publishers wait for space: backpressure, never drops), a
+//! broadcast of committed events (for live fan-out), a broadcast of core publishes, and a
+//! subject → handler map for request/serve.
+//!
+//! Must not: claim durability ([`MemoryBus::durable_inbox`] is false: callers wait for the
+//! ledger's commit), de-duplicate (the ledger does), or drop an inbox message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+use tokio::time::Instant;
+
+use crate::subject::{check_event_type, check_org, check_subject};
+use crate::{
+    AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
+    ReplyHandle, Request, Requests,
+};
+
+/// Default inbox capacity (messages) of [`MemoryBus::new`].
+pub const DEFAULT_INBOX_CAPACITY: usize = 65_536;
+/// Capacity of the committed-event and core-publish broadcasts (slow receivers lag).
+const BROADCAST_CAPACITY: usize = 4_096;
+/// Queue length of one served subject.
+const SERVE_CAPACITY: usize = 1_024;
+
+/// The in-process [`Bus`]. Cloning gives another handle to the same bus.
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    inbox_tx: mpsc::Sender<Bytes>,
+    /// Shared by every [`Inbox`] handed out: they compete for messages, like NATS pullers.
+    inbox_rx: Arc<Mutex<mpsc::Receiver<Bytes>>>,
+    committed: broadcast::Sender<CommittedMessage>,
+    published: broadcast::Sender<(String, Bytes)>,
+    last_published: Mutex<Option<u64>>,
+    handlers: Mutex<HashMap<String, mpsc::Sender<Request>>>,
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        MemoryBus::new()
+    }
+}
+
+impl MemoryBus {
+    /// A bus whose inbox holds up to 65,536 messages.
+    #[must_use]
+    pub fn new() -> MemoryBus {
+        MemoryBus::with_capacity(DEFAULT_INBOX_CAPACITY)
+    }
+
+    /// A bus whose inbox holds up to `capacity` messages (at least 1); publishers wait when
+    /// it is full.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> MemoryBus {
+        let (inbox_tx, inbox_rx) = mpsc::channel(capacity.max(1));
+        let (committed, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (published, _) = broadcast::channel(BROADCAST_CAPACITY);
+        MemoryBus {
+            inner: Arc::new(Inner {
+                inbox_tx,
+                inbox_rx: Arc::new(Mutex::new(inbox_rx)),
+                committed,
+                published,
+                last_published: Mutex::new(None),
+                handlers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Receives every committed event published from now on (live fan-out). A receiver that
+    /// falls more than 4,096 messages behind lags (see [`broadcast::Receiver::recv`]).
+    #[must_use]
+    pub fn subscribe_committed(&self) -> broadcast::Receiver<CommittedMessage> {
+        self.inner.committed.subscribe()
+    }
+
+    /// Receives every core publish (`subject`, `payload`) made from now on.
+    #[must_use]
+    pub fn subscribe_published(&self) -> broadcast::Receiver<(String, Bytes)> {
+        self.inner.published.subscribe()
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for MemoryBus {
+    fn durable_inbox(&self) -> bool {
+        false
+    }
+
+    async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
+        let mut results = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let result = match check_org(&msg.org_id) {
+                Err(e) => Err(e),
+                Ok(()) => match self.inner.inbox_tx.send(msg.payload).await {
+                    Ok(()) => Ok(PublishAck { duplicate: false }),
+                    Err(_) => Err(Error::Closed),
+                },
+            };
+            results.push(result);
+        }
+        results
+    }
+
+    async fn inbox(&self) -> Result<Box<dyn Inbox>, Error> {
+        Ok(Box::new(MemoryInbox {
+            rx: Arc::clone(&self.inner.inbox_rx),
+        }))
+    }
+
+    async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error> {
+        for msg in &msgs {
+            check_org(&msg.org_id)?;
+            check_event_type(&msg.event_type)?;
+        }
+        let Some(last) = msgs.last().map(|m| m.sequence) else {
+            return Ok(());
+        };
+        for msg in msgs {
+            // No receiver is not an error: live fan-out is optional.
+            let _ = self.inner.committed.send(msg);
+        }
+        *self.inner.last_published.lock().await = Some(last);
+        Ok(())
+    }
+
+    async fn last_published_sequence(&self) -> Result<Option<u64>, Error> {
+        Ok(*self.inner.last_published.lock().await)
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        check_subject(subject)?;
+        let handler = self.inner.handlers.lock().await.get(subject).cloned();
+        let Some(handler) = handler else {
+            return Err(Error::Unavailable(format!("no responders on {subject}")));
+        };
+        let (tx, rx) = oneshot::channel();
+        let request = Request {
+            payload,
+            reply: ReplyHandle::Memory(tx),
+        };
+        let exchange = async {
+            handler
+                .send(request)
+                .await
+                .map_err(|_| Error::Unavailable(format!("no responders on {subject}")))?;
+            rx.await
+                .map_err(|_| Error::Unavailable(format!("no reply on {subject}")))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::Unavailable(format!("request on {subject} timed out")))?
+    }
+
+    async fn serve(&self, subject: &str) -> Result<Box<dyn Requests>, Error> {
+        check_subject(subject)?;
+        let (tx, rx) = mpsc::channel(SERVE_CAPACITY);
+        let mut handlers = self.inner.handlers.lock().await;
+        handlers.retain(|_, sender| !sender.is_closed());
+        handlers.insert(subject.to_owned(), tx);
+        Ok(Box::new(MemoryRequests { rx }))
+    }
+
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), Error> {
+        check_subject(subject)?;
+        // No receiver is not an error: core publish is fire-and-forget.
+        let _ = self.inner.published.send((subject.to_owned(), payload));
+        Ok(())
+    }
+}
+
+/// An in-process inbox consumer.
+struct MemoryInbox {
+    rx: Arc<Mutex<mpsc::Receiver<Bytes>>>,
+}
+
+#[async_trait::async_trait]
+impl Inbox for MemoryInbox {
+    async fn next_batch(&mut self, max: usize, idle: Duration) -> Result<Vec<Delivery>, Error> {
+        let max = max.max(1);
+        let deadline = Instant::now() + idle;
+        let Ok(mut rx) = tokio::time::timeout_at(deadline, self.rx.lock()).await else {
+            return Ok(Vec::new());
+        };
+        let first = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(None) => return Err(Error::Closed),
+            Ok(Some(payload)) => payload,
+        };
+        let mut batch = Vec::with_capacity(max.min(rx.len() + 1));
+        batch.push(delivery(first));
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(payload) => batch.push(delivery(payload)),
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&mut self, _deliveries: Vec<Delivery>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn delivery(payload: Bytes) -> Delivery {
+    Delivery {
+        payload,
+        redelivered: false,
+        handle: AckHandle::None,
+    }
+}
+
+/// Requests for one served subject, in-process.
+struct MemoryRequests {
+    rx: mpsc::Receiver<Request>,
+}
+
+#[async_trait::async_trait]
+impl Requests for MemoryRequests {
+    async fn next(&mut self) -> Option<Request> {
+        self.rx.recv().await
+    }
+}

@@ -1,0 +1,655 @@
+//! The NATS JetStream bus.
+//!
+//! Owns: the connection, the two streams (`WFL_INBOX`: work queue of incoming events;
+//! `WFL_LEDGER`: committed events, kept per `ledger_max_age`), the durable pull consumer of the
+//! inbox, and the mapping of async-nats errors onto [`Error`].
+//!
+//! Must not: hang on a dead connection (every wait is bounded: publish acks by
+//! [`PUBLISH_TIMEOUT`], `next_batch` by its idle time, requests by their timeout), retry
+//! publishes itself (the caller retries with the same event ids; the broker de-duplicates), or
+//! use JetStream features newer than nats-server 2.9.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, context, stream};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+
+use crate::subject::{check_event_type, check_org, check_subject, inbox_subject, ledger_subject};
+use crate::{
+    AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
+    ReplyHandle, Request, Requests, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
+};
+
+/// Bound on sending one JetStream publish and on awaiting its ack (also JetStream API calls).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on establishing the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Client-side PING interval (detects half-open connections).
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Messages requested per pull from the inbox consumer (the client buffers up to this many).
+const PULL_BATCH: usize = 1_000;
+/// Lifetime of one pull request on the server; the client renews it.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+
+/// Header carrying the ledger's commit sequence (decimal).
+pub const HEADER_SEQUENCE: &str = "Wfl-Sequence";
+/// Header carrying the ledger's chained hash (lowercase hex).
+pub const HEADER_HASH: &str = "Wfl-Hash";
+/// Header carrying the event type.
+pub const HEADER_EVENT_TYPE: &str = "Wfl-Event-Type";
+
+/// Names and limits of the NATS objects the bus creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Inbox stream (subjects `wfl.inbox.>`, file storage, work-queue retention).
+    pub inbox_stream: String,
+    /// Committed-events stream (subjects `wfl.ledger.>`, file storage, limits retention).
+    pub ledger_stream: String,
+    /// Durable pull consumer of the inbox stream.
+    pub consumer: String,
+    /// JetStream de-duplication window of both streams (on `Nats-Msg-Id`).
+    pub duplicate_window: Duration,
+    /// Maximum age of committed events; zero keeps them forever.
+    pub ledger_max_age: Duration,
+    /// Maximum unacknowledged inbox deliveries.
+    pub max_ack_pending: i64,
+    /// How long a delivery may stay unacknowledged before it is redelivered.
+    pub ack_wait: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            inbox_stream: "WFL_INBOX".to_owned(),
+            ledger_stream: "WFL_LEDGER".to_owned(),
+            consumer: "wfl-ledger".to_owned(),
+            duplicate_window: Duration::from_secs(120),
+            ledger_max_age: Duration::ZERO,
+            max_ack_pending: 20_000,
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl NatsConfig {
+    fn inbox_stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.inbox_stream.clone(),
+            subjects: vec![format!("{INBOX_SUBJECT_PREFIX}.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: self.duplicate_window,
+            ..stream::Config::default()
+        }
+    }
+
+    fn ledger_stream_config(&self) -> stream::Config {
+        // The server refuses a duplicate window longer than max_age.
+        let duplicate_window = if self.ledger_max_age.is_zero() {
+            self.duplicate_window
+        } else {
+            self.duplicate_window.min(self.ledger_max_age)
+        };
+        stream::Config {
+            name: self.ledger_stream.clone(),
+            subjects: vec![format!("{LEDGER_SUBJECT_PREFIX}.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_age: self.ledger_max_age,
+            duplicate_window,
+            ..stream::Config::default()
+        }
+    }
+
+    fn consumer_config(&self) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(self.consumer.clone()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_wait: self.ack_wait,
+            max_ack_pending: self.max_ack_pending,
+            ..consumer::pull::Config::default()
+        }
+    }
+}
+
+/// The [`Bus`] on NATS JetStream.
+pub struct NatsBus {
+    client: Client,
+    js: jetstream::Context,
+    config: NatsConfig,
+}
+
+impl NatsBus {
+    /// Connects to `url` and creates (or updates) the inbox and ledger streams and the durable
+    /// inbox consumer. Idempotent: safe to call from every process start.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the server cannot be reached or JetStream does not answer in
+    /// time; [`Error::Rejected`] if the server refuses a stream or consumer configuration (for
+    /// example an existing stream with a different retention policy).
+    pub async fn connect(url: &str, config: NatsConfig) -> Result<NatsBus, Error> {
+        let client = async_nats::ConnectOptions::new()
+            .name("wfl")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .ping_interval(PING_INTERVAL)
+            .request_timeout(Some(PUBLISH_TIMEOUT))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("nats connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
+                    other => tracing::debug!(event = %other, "nats event"),
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| Error::unavailable(&format!("connect to {url}"), e))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(PUBLISH_TIMEOUT);
+        let bus = NatsBus { client, js, config };
+        bus.ensure_stream(bus.config.inbox_stream_config()).await?;
+        bus.ensure_stream(bus.config.ledger_stream_config()).await?;
+        bus.ensure_consumer().await?;
+        Ok(bus)
+    }
+
+    /// The underlying client (for diagnostics and tests).
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The configuration the bus was connected with.
+    #[must_use]
+    pub fn config(&self) -> &NatsConfig {
+        &self.config
+    }
+
+    /// Updates the stream to `config`, creating it when it does not exist.
+    async fn ensure_stream(&self, config: stream::Config) -> Result<(), Error> {
+        let name = config.name.clone();
+        match self.js.update_stream(&config).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_stream_not_found(&e) => match self.js.create_stream(config).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(map_create_stream(&format!("create stream {name}"), &e)),
+            },
+            Err(e) => Err(map_create_stream(&format!("update stream {name}"), &e)),
+        }
+    }
+
+    /// Creates the durable consumer, or updates it in place (nats-server treats a create with
+    /// an existing durable name as create-or-update).
+    async fn ensure_consumer(&self) -> Result<consumer::PullConsumer, Error> {
+        create_consumer(&self.js, &self.config).await
+    }
+
+    async fn ledger_stream(&self) -> Result<stream::Stream, Error> {
+        get_stream(&self.js, &self.config.ledger_stream).await
+    }
+}
+
+async fn get_stream(js: &jetstream::Context, name: &str) -> Result<stream::Stream, Error> {
+    js.get_stream(name).await.map_err(|e| match e.kind() {
+        context::GetStreamErrorKind::JetStream(api) => {
+            Error::rejected(&format!("get stream {name}"), api)
+        }
+        context::GetStreamErrorKind::EmptyName | context::GetStreamErrorKind::InvalidStreamName => {
+            Error::rejected(&format!("get stream {name}"), &e)
+        }
+        context::GetStreamErrorKind::Request => {
+            Error::unavailable(&format!("get stream {name}"), &e)
+        }
+    })
+}
+
+async fn create_consumer(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+) -> Result<consumer::PullConsumer, Error> {
+    let stream = get_stream(js, &config.inbox_stream).await?;
+    stream
+        .create_consumer(config.consumer_config())
+        .await
+        .map_err(|e| {
+            let what = format!("create consumer {}", config.consumer);
+            match e.kind() {
+                stream::ConsumerErrorKind::JetStream(api) => Error::rejected(&what, api),
+                stream::ConsumerErrorKind::InvalidConsumerType
+                | stream::ConsumerErrorKind::InvalidName => Error::rejected(&what, &e),
+                stream::ConsumerErrorKind::TimedOut
+                | stream::ConsumerErrorKind::Request
+                | stream::ConsumerErrorKind::Other => Error::unavailable(&what, &e),
+            }
+        })
+}
+
+fn is_stream_not_found(e: &context::CreateStreamError) -> bool {
+    matches!(e.kind(), context::CreateStreamErrorKind::JetStream(api)
+        if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn map_create_stream(what: &str, e: &context::CreateStreamError) -> Error {
+    use context::CreateStreamErrorKind as K;
+    match e.kind() {
+        K::JetStream(api) => Error::rejected(what, api),
+        K::EmptyStreamName | K::InvalidStreamName | K::DomainAndExternalSet => {
+            Error::rejected(what, e)
+        }
+        // No responders: JetStream is not (yet) enabled on the server.
+        K::JetStreamUnavailable | K::TimedOut | K::Response | K::ResponseParse => {
+            Error::unavailable(what, e)
+        }
+    }
+}
+
+fn map_publish(what: &str, e: &context::PublishError) -> Error {
+    use context::PublishErrorKind as K;
+    match e.kind() {
+        // No responders: the stream is gone or JetStream is not up; retryable by an operator.
+        K::StreamNotFound | K::TimedOut | K::BrokenPipe => Error::unavailable(what, e),
+        K::WrongLastMessageId | K::WrongLastSequence => Error::rejected(what, e),
+        K::Other => {
+            let api_error = std::error::Error::source(e)
+                .is_some_and(|source| source.downcast_ref::<jetstream::Error>().is_some());
+            if api_error {
+                Error::rejected(what, e)
+            } else {
+                Error::unavailable(what, e)
+            }
+        }
+    }
+}
+
+/// Core publish shared by [`Bus::publish`] and [`Request::reply`].
+pub(crate) async fn core_publish(
+    client: &Client,
+    subject: async_nats::Subject,
+    payload: Bytes,
+) -> Result<(), Error> {
+    check_payload_size(client, payload.len())?;
+    client
+        .publish(subject, payload)
+        .await
+        .map_err(|e| match e.kind() {
+            async_nats::client::PublishErrorKind::MaxPayloadExceeded => {
+                Error::rejected("publish", &e)
+            }
+            async_nats::client::PublishErrorKind::Send => Error::Closed,
+        })
+}
+
+/// Refuses payloads the server would reject by closing the connection.
+fn check_payload_size(client: &Client, len: usize) -> Result<(), Error> {
+    let max = client.server_info().max_payload;
+    if max > 0 && len > max {
+        Err(Error::Rejected(format!(
+            "payload of {len} bytes exceeds the server's max_payload of {max} bytes"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends every publish first (stopping at the first connection failure, so a dead connection
+/// costs one timeout, not one per message), then awaits all acks concurrently.
+async fn publish_pipelined(
+    js: &jetstream::Context,
+    client: &Client,
+    msgs: Vec<(String, HeaderMap, Bytes)>,
+) -> Vec<Result<jetstream::publish::PublishAck, Error>> {
+    let mut pending = Vec::with_capacity(msgs.len());
+    let mut broken: Option<Error> = None;
+    for (subject, headers, payload) in msgs {
+        if let Some(err) = &broken {
+            pending.push(Err(err.clone()));
+            continue;
+        }
+        if let Err(e) = check_payload_size(client, payload.len()) {
+            pending.push(Err(e));
+            continue;
+        }
+        let publish = context::Publish::build().payload(payload).headers(headers);
+        match js.send_publish(subject, publish).await {
+            Ok(ack) => pending.push(Ok(ack)),
+            Err(e) => {
+                let err = map_publish("publish", &e);
+                if matches!(err, Error::Unavailable(_) | Error::Closed) {
+                    broken = Some(err.clone());
+                }
+                pending.push(Err(err));
+            }
+        }
+    }
+    futures::future::join_all(pending.into_iter().map(|p| async move {
+        match p {
+            Ok(ack) => ack.await.map_err(|e| map_publish("publish ack", &e)),
+            Err(e) => Err(e),
+        }
+    }))
+    .await
+}
+
+#[async_trait::async_trait]
+impl Bus for NatsBus {
+    fn durable_inbox(&self) -> bool {
+        true
+    }
+
+    async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
+        let mut invalid = Vec::with_capacity(msgs.len());
+        let mut valid = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            match check_org(&msg.org_id) {
+                Err(e) => invalid.push(Some(e)),
+                Ok(()) => {
+                    invalid.push(None);
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        async_nats::header::NATS_MESSAGE_ID,
+                        msg.event_id.to_string(),
+                    );
+                    valid.push((inbox_subject(&msg.org_id), headers, msg.payload));
+                }
+            }
+        }
+        let mut acks = publish_pipelined(&self.js, &self.client, valid)
+            .await
+            .into_iter();
+        invalid
+            .into_iter()
+            .map(|invalid| match invalid {
+                Some(e) => Err(e),
+                None => match acks.next() {
+                    Some(ack) => ack.map(|a| PublishAck {
+                        duplicate: a.duplicate,
+                    }),
+                    None => Err(Error::Unavailable("publish result missing".to_owned())),
+                },
+            })
+            .collect()
+    }
+
+    async fn inbox(&self) -> Result<Box<dyn Inbox>, Error> {
+        let consumer = self.ensure_consumer().await?;
+        let mut inbox = NatsInbox {
+            client: self.client.clone(),
+            js: self.js.clone(),
+            config: self.config.clone(),
+            consumer: Some(consumer),
+            messages: None,
+        };
+        inbox.open().await?;
+        Ok(Box::new(inbox))
+    }
+
+    async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error> {
+        let mut batch = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            check_org(&msg.org_id)?;
+            check_event_type(&msg.event_type)?;
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                msg.event_id.to_string(),
+            );
+            headers.insert(HEADER_SEQUENCE, msg.sequence.to_string());
+            headers.insert(HEADER_HASH, hex::encode(msg.hash));
+            headers.insert(HEADER_EVENT_TYPE, msg.event_type.as_str());
+            batch.push((
+                ledger_subject(&msg.org_id, &msg.event_type),
+                headers,
+                msg.payload,
+            ));
+        }
+        for result in publish_pipelined(&self.js, &self.client, batch).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn last_published_sequence(&self) -> Result<Option<u64>, Error> {
+        let mut stream = self.ledger_stream().await?;
+        // The last message may expire (max_age) between reading the info and fetching it.
+        for _ in 0..3 {
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| Error::unavailable("ledger stream info", e))?;
+            if info.state.messages == 0 {
+                return Ok(None);
+            }
+            let last = info.state.last_sequence;
+            match stream.get_raw_message(last).await {
+                Ok(msg) => {
+                    let value = msg.headers.get(HEADER_SEQUENCE).ok_or_else(|| {
+                        Error::Rejected(format!(
+                            "last ledger message (stream sequence {last}) has no {HEADER_SEQUENCE} header"
+                        ))
+                    })?;
+                    return value.as_str().parse::<u64>().map(Some).map_err(|e| {
+                        Error::rejected(&format!("invalid {HEADER_SEQUENCE} header"), e)
+                    });
+                }
+                Err(e) => match e.kind() {
+                    stream::LastRawMessageErrorKind::NoMessageFound => continue,
+                    stream::LastRawMessageErrorKind::JetStream(api)
+                        if api.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND =>
+                    {
+                        continue
+                    }
+                    _ => return Err(Error::unavailable("get last ledger message", e)),
+                },
+            }
+        }
+        Err(Error::Unavailable(
+            "the ledger stream's last message kept disappearing".to_owned(),
+        ))
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
+        check_subject(subject)?;
+        check_payload_size(&self.client, payload.len())?;
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(timeout));
+        match self.client.send_request(subject.to_owned(), request).await {
+            Ok(msg) => Ok(msg.payload),
+            Err(e) => Err(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    Error::Unavailable(format!("no responders on {subject}"))
+                }
+                async_nats::RequestErrorKind::TimedOut => {
+                    Error::Unavailable(format!("request on {subject} timed out"))
+                }
+                async_nats::RequestErrorKind::Other => {
+                    Error::unavailable(&format!("request on {subject}"), e)
+                }
+            }),
+        }
+    }
+
+    async fn serve(&self, subject: &str) -> Result<Box<dyn Requests>, Error> {
+        check_subject(subject)?;
+        let subscriber = self
+            .client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|e| Error::unavailable(&format!("subscribe to {subject}"), e))?;
+        Ok(Box::new(NatsRequests {
+            client: self.client.clone(),
+            subscriber,
+        }))
+    }
+
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), Error> {
+        check_subject(subject)?;
+        core_publish(&self.client, subject.to_owned().into(), payload).await
+    }
+}
+
+/// The durable pull consumer of the inbox, read through one long-lived pull stream.
+struct NatsInbox {
+    client: Client,
+    js: jetstream::Context,
+    config: NatsConfig,
+    /// Taken by [`NatsInbox::open`] when it has to be (re)created.
+    consumer: Option<consumer::PullConsumer>,
+    messages: Option<consumer::pull::Stream>,
+}
+
+impl NatsInbox {
+    /// Opens the pull stream, re-creating the consumer when it was lost.
+    async fn open(&mut self) -> Result<(), Error> {
+        let consumer = match self.consumer.take() {
+            Some(consumer) => consumer,
+            None => create_consumer(&self.js, &self.config).await?,
+        };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| Error::unavailable("open inbox pull stream", e))?;
+        self.messages = Some(messages);
+        Ok(())
+    }
+
+    fn not_connected(&self) -> Option<Error> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => None,
+            state => Some(Error::Unavailable(format!("nats connection is {state}"))),
+        }
+    }
+}
+
+/// Turns one JetStream message into a [`Delivery`].
+fn delivery(msg: jetstream::Message) -> Delivery {
+    let redelivered = msg.info().map(|info| info.delivered > 1).unwrap_or(false);
+    let jetstream::Message { message, .. } = msg;
+    Delivery {
+        payload: message.payload,
+        redelivered,
+        handle: match message.reply {
+            Some(reply) => AckHandle::Nats(reply),
+            None => AckHandle::None,
+        },
+    }
+}
+
+#[async_trait::async_trait]
+impl Inbox for NatsInbox {
+    async fn next_batch(&mut self, max: usize, idle: Duration) -> Result<Vec<Delivery>, Error> {
+        let max = max.max(1);
+        if self.messages.is_none() {
+            self.open().await?;
+        }
+        let Some(messages) = self.messages.as_mut() else {
+            return Err(Error::Unavailable("inbox pull stream not open".to_owned()));
+        };
+        let first = match tokio::time::timeout(idle, messages.next()).await {
+            Err(_) => {
+                // Nothing within `idle`: say so only if the connection is healthy, so an
+                // outage surfaces as Unavailable instead of an endless series of empty batches.
+                return match self.not_connected() {
+                    Some(e) => Err(e),
+                    None => Ok(Vec::new()),
+                };
+            }
+            Ok(None) => {
+                // The pull stream ended (consumer deleted, client closed): reopen next call.
+                self.messages = None;
+                return Err(match self.not_connected() {
+                    Some(e) => e,
+                    None => Error::Unavailable("inbox pull stream ended".to_owned()),
+                });
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "inbox pull failed");
+                return Err(Error::unavailable("inbox pull", e));
+            }
+            Ok(Some(Ok(msg))) => msg,
+        };
+        let mut batch = Vec::with_capacity(max.min(PULL_BATCH));
+        batch.push(delivery(first));
+        while batch.len() < max {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(msg))) => batch.push(delivery(msg)),
+                Some(Some(Err(e))) => {
+                    // Hand over what we have; the error will be seen on a later call if it
+                    // persists.
+                    tracing::warn!(error = %e, "inbox pull failed mid-batch");
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error> {
+        let subjects: Vec<async_nats::Subject> = deliveries
+            .into_iter()
+            .filter_map(|d| match d.handle {
+                AckHandle::Nats(subject) => Some(subject),
+                AckHandle::None => None,
+            })
+            .collect();
+        let Some((last, rest)) = subjects.split_last() else {
+            return Ok(());
+        };
+        for subject in rest {
+            self.client
+                .publish(subject.clone(), Bytes::new())
+                .await
+                .map_err(|e| Error::unavailable("ack", e))?;
+        }
+        // The last ack waits for the server's confirmation; acks on one connection are
+        // processed in order, so this confirms the whole batch.
+        let request = async_nats::Request::new()
+            .payload(Bytes::new())
+            .timeout(Some(PUBLISH_TIMEOUT));
+        self.client
+            .send_request(last.clone(), request)
+            .await
+            .map_err(|e| Error::unavailable("ack confirmation", e))?;
+        Ok(())
+    }
+}
+
+/// Requests arriving on one core subscription.
+struct NatsRequests {
+    client: Client,
+    subscriber: async_nats::Subscriber,
+}
+
+#[async_trait::async_trait]
+impl Requests for NatsRequests {
+    async fn next(&mut self) -> Option<Request> {
+        loop {
+            let msg = self.subscriber.next().await?;
+            match msg.reply {
+                Some(subject) => {
+                    return Some(Request {
+                        payload: msg.payload,
+                        reply: ReplyHandle::Nats {
+                            client: self.client.clone(),
+                            subject,
+                        },
+                    })
+                }
+                None => {
+                    tracing::debug!(subject = %msg.subject, "ignoring a message without reply subject");
+                }
+            }
+        }
+    }
+}

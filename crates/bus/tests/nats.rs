@@ -1,0 +1,508 @@
+//! The NATS bus against a real nats-server (one per test, see `wfl_testkit::NatsServer`).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::Instant;
+use wfl_bus::{Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, NatsBus, NatsConfig};
+use wfl_testkit::NatsServer;
+
+/// Upper bound for any single test step that waits on the broker.
+const STEP: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not finish within {limit:?}"),
+    }
+}
+
+fn msg(i: usize) -> InboxMessage {
+    InboxMessage {
+        event_id: uuid::Uuid::new_v4(),
+        org_id: ["org-a", "org-b"][i % 2].to_owned(),
+        payload: Bytes::from(format!("payload-{i:05}")),
+    }
+}
+
+fn text(d: &Delivery) -> String {
+    String::from_utf8(d.payload.to_vec()).expect("utf8 payload")
+}
+
+async fn connect(server: &NatsServer, config: NatsConfig) -> NatsBus {
+    within("connect", STEP, NatsBus::connect(&server.url(), config))
+        .await
+        .expect("connect to the test server")
+}
+
+async fn publish_all(bus: &dyn Bus, msgs: Vec<InboxMessage>) -> Vec<bool> {
+    let n = msgs.len();
+    let results = within("publish_inbox", STEP, bus.publish_inbox(msgs)).await;
+    assert_eq!(results.len(), n, "one result per message");
+    results
+        .into_iter()
+        .map(|r| r.expect("publish acked").duplicate)
+        .collect()
+}
+
+/// Pulls until `n` deliveries arrived, checking every batch against `max`.
+async fn pull(inbox: &mut dyn Inbox, n: usize, max: usize) -> Vec<Delivery> {
+    let deadline = Instant::now() + STEP;
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} deliveries arrived",
+            got.len()
+        );
+        let batch = inbox
+            .next_batch(max, Duration::from_secs(5))
+            .await
+            .expect("next_batch");
+        assert!(
+            batch.len() <= max,
+            "batch of {} exceeds max {max}",
+            batch.len()
+        );
+        got.extend(batch);
+    }
+    got
+}
+
+/// Waits until the broker wrote `needle` into the stream's block files (the file store acks
+/// before its asynchronous flush; SIGKILL before the flush would lose the message).
+async fn wait_on_disk(store: &Path, stream: &str, needle: &[u8]) {
+    fn contains(dir: &Path, stream: &str, needle: &[u8], inside: bool) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|entry| {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                contains(&path, stream, needle, inside || name == stream)
+            } else {
+                inside
+                    && path.extension().is_some_and(|e| e == "blk")
+                    && std::fs::read(&path)
+                        .map(|data| data.windows(needle.len()).any(|w| w == needle))
+                        .unwrap_or(false)
+            }
+        })
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !contains(store, stream, needle, false) {
+        assert!(Instant::now() < deadline, "message never reached the disk");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_delivers_everything_in_order_in_bounded_batches_and_dedups() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    assert!(bus.durable_inbox());
+
+    let n = 5_000;
+    let msgs: Vec<InboxMessage> = (0..n).map(msg).collect();
+    let duplicates = publish_all(&bus, msgs.clone()).await;
+    assert!(
+        duplicates.iter().all(|d| !d),
+        "fresh ids are not duplicates"
+    );
+
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let max = 256;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut received = Vec::with_capacity(n);
+    while received.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n}", received.len());
+        let batch = inbox
+            .next_batch(max, Duration::from_secs(5))
+            .await
+            .expect("next_batch");
+        assert!(batch.len() <= max, "batch of {} exceeds {max}", batch.len());
+        for d in &batch {
+            assert!(!d.redelivered, "nothing should be redelivered here");
+            received.push(text(d));
+        }
+        inbox.ack(batch).await.expect("ack");
+    }
+    let expected: Vec<String> = (0..n).map(|i| format!("payload-{i:05}")).collect();
+    assert_eq!(received, expected, "order preserved");
+
+    // Same event ids again: the broker reports duplicates and stores nothing new.
+    let again = publish_all(&bus, msgs).await;
+    assert!(again.iter().all(|d| *d), "republished ids are duplicates");
+    let nothing = inbox
+        .next_batch(max, Duration::from_millis(500))
+        .await
+        .expect("idle");
+    assert!(nothing.is_empty(), "duplicates must not be delivered");
+
+    // Work-queue retention: acked messages are gone from the stream.
+    let js = jetstream::new(bus.client().clone());
+    let mut stream = js.get_stream("WFL_INBOX").await.expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.state.messages, 0);
+    assert_eq!(
+        info.config.retention,
+        jetstream::stream::RetentionPolicy::WorkQueue
+    );
+    assert_eq!(info.config.storage, jetstream::stream::StorageType::File);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_deliveries_are_redelivered_after_ack_wait() {
+    let server = NatsServer::start();
+    let config = NatsConfig {
+        ack_wait: Duration::from_secs(1),
+        ..NatsConfig::default()
+    };
+    let bus = connect(&server, config).await;
+    publish_all(&bus, (0..10).map(msg).collect()).await;
+
+    let mut first = bus.inbox().await.expect("inbox");
+    let mut delivered = pull(first.as_mut(), 10, 100).await;
+    assert!(delivered.iter().all(|d| !d.redelivered));
+    let unacked = delivered.split_off(5);
+    first.ack(delivered).await.expect("ack first five");
+    let unacked_payloads: BTreeSet<String> = unacked.iter().map(text).collect();
+    drop(unacked);
+    drop(first);
+
+    // A new consumer handle gets the five unacked ones again once ack_wait (1s) elapsed.
+    let mut second = bus.inbox().await.expect("inbox again");
+    let again = pull(second.as_mut(), 5, 100).await;
+    assert!(
+        again.iter().all(|d| d.redelivered),
+        "flagged as redelivered"
+    );
+    let again_payloads: BTreeSet<String> = again.iter().map(text).collect();
+    assert_eq!(again_payloads, unacked_payloads);
+    second.ack(again).await.expect("ack the rest");
+
+    // Everything is acked now: nothing comes back, even after more than ack_wait.
+    let nothing = second
+        .next_batch(100, Duration::from_millis(2_500))
+        .await
+        .expect("idle");
+    assert!(
+        nothing.is_empty(),
+        "acked deliveries came back: {:?}",
+        nothing.iter().map(text).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_messages_carry_subject_and_headers() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    assert_eq!(bus.last_published_sequence().await.expect("last"), None);
+
+    let msgs: Vec<CommittedMessage> = (1..=3u64)
+        .map(|seq| CommittedMessage {
+            org_id: format!("org-{seq}"),
+            event_type: if seq == 2 {
+                "shift.started"
+            } else {
+                "clock_in"
+            }
+            .to_owned(),
+            sequence: 100 + seq,
+            hash: [seq as u8 * 17; 32],
+            event_id: uuid::Uuid::new_v4(),
+            payload: Bytes::from(format!("committed-{seq}")),
+        })
+        .collect();
+    within(
+        "publish_committed",
+        STEP,
+        bus.publish_committed(msgs.clone()),
+    )
+    .await
+    .expect("publish committed");
+    assert_eq!(
+        bus.last_published_sequence().await.expect("last"),
+        Some(103)
+    );
+
+    // Republishing (a restarted ledger catching up) is de-duplicated by event id.
+    within("republish", STEP, bus.publish_committed(msgs.clone()))
+        .await
+        .expect("republish");
+
+    // Read them back with a plain async-nats JetStream consumer.
+    let client = async_nats::connect(server.url())
+        .await
+        .expect("plain client");
+    let js = jetstream::new(client);
+    let mut stream = js.get_stream("WFL_LEDGER").await.expect("ledger stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.state.messages, 3, "duplicates were not stored");
+    assert_eq!(
+        info.config.retention,
+        jetstream::stream::RetentionPolicy::Limits
+    );
+    assert_eq!(info.config.storage, jetstream::stream::StorageType::File);
+    assert_eq!(info.config.subjects, vec!["wfl.ledger.>".to_owned()]);
+
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("ephemeral consumer");
+    let mut batch = consumer
+        .batch()
+        .max_messages(3)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .expect("batch");
+    for expected in &msgs {
+        let got = within("read back", STEP, batch.next())
+            .await
+            .expect("a message")
+            .expect("no error");
+        assert_eq!(
+            got.subject.as_str(),
+            format!("wfl.ledger.{}.{}", expected.org_id, expected.event_type)
+        );
+        let headers = got.headers.as_ref().expect("headers");
+        let header = |name: &str| {
+            // Parse the name: standard names (Nats-Msg-Id) are stored as such by async-nats.
+            let name: async_nats::HeaderName = name.parse().expect("header name");
+            headers
+                .get(name.clone())
+                .unwrap_or_else(|| panic!("header {name}"))
+                .as_str()
+                .to_owned()
+        };
+        assert_eq!(header("Nats-Msg-Id"), expected.event_id.to_string());
+        assert_eq!(header("Wfl-Sequence"), expected.sequence.to_string());
+        assert_eq!(header("Wfl-Hash"), hex::encode(expected.hash));
+        assert_eq!(header("Wfl-Event-Type"), expected.event_type);
+        assert_eq!(got.payload, expected.payload);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_serve_round_trip() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let mut requests = bus.serve("wfl.test.echo").await.expect("serve");
+    let responder = tokio::spawn(async move {
+        let request = requests.next().await.expect("a request");
+        let mut answer = b"echo:".to_vec();
+        answer.extend_from_slice(&request.payload);
+        request.reply(Bytes::from(answer)).await.expect("reply");
+    });
+    let reply = bus
+        .request(
+            "wfl.test.echo",
+            Bytes::from_static(b"hi"),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("request");
+    assert_eq!(reply, Bytes::from_static(b"echo:hi"));
+    within("responder", STEP, responder)
+        .await
+        .expect("responder task");
+
+    let started = Instant::now();
+    let none = bus
+        .request("wfl.test.nobody", Bytes::new(), Duration::from_secs(5))
+        .await;
+    assert!(matches!(none, Err(Error::Unavailable(_))), "{none:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no responders is immediate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn core_publish_is_delivered_to_subscribers() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    // Subscribe on the bus' own connection so the subscription is in place before the publish.
+    let mut sub = bus
+        .client()
+        .subscribe("wfl.alerts.>")
+        .await
+        .expect("subscribe");
+    bus.publish("wfl.alerts.org-a.rule-1", Bytes::from_static(b"alert"))
+        .await
+        .expect("publish");
+    let got = within("alert", STEP, sub.next()).await.expect("a message");
+    assert_eq!(got.subject.as_str(), "wfl.alerts.org-a.rule-1");
+    assert_eq!(got.payload, Bytes::from_static(b"alert"));
+
+    let invalid = bus.publish("wfl.alerts.*", Bytes::new()).await;
+    assert!(matches!(invalid, Err(Error::Rejected(_))), "{invalid:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_makes_publish_unavailable_and_restart_keeps_acked_messages() {
+    let mut server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let n = 100;
+    publish_all(&bus, (0..n).map(msg).collect()).await;
+    let last = format!("payload-{:05}", n - 1);
+    wait_on_disk(&server.store_dir(), "WFL_INBOX", last.as_bytes()).await;
+
+    server.kill();
+    let started = Instant::now();
+    let results = within(
+        "publish_inbox against a dead server",
+        Duration::from_secs(20),
+        bus.publish_inbox((n..n + 3).map(msg).collect()),
+    )
+    .await;
+    assert_eq!(results.len(), 3);
+    for result in &results {
+        assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    server.restart();
+    // Readiness polling: the client reconnects with backoff; inbox() succeeds once it has.
+    let deadline = Instant::now() + STEP;
+    let mut inbox = loop {
+        match bus.inbox().await {
+            Ok(inbox) => break inbox,
+            Err(Error::Unavailable(e)) => {
+                assert!(Instant::now() < deadline, "never reconnected: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("inbox after restart: {e}"),
+        }
+    };
+
+    // Everything acked before the kill survived (file storage). The three publishes that
+    // reported Unavailable may or may not have landed: at-least-once, callers retry.
+    let mut seen = BTreeSet::new();
+    let wanted: BTreeSet<String> = (0..n).map(|i| format!("payload-{i:05}")).collect();
+    let deadline = Instant::now() + STEP;
+    while !wanted.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "missing after restart: {:?}",
+            wanted.difference(&seen).collect::<Vec<_>>()
+        );
+        match inbox.next_batch(500, Duration::from_secs(1)).await {
+            Ok(batch) => {
+                seen.extend(batch.iter().map(text));
+                inbox.ack(batch).await.expect("ack after restart");
+            }
+            Err(Error::Unavailable(_)) => {}
+            Err(e) => panic!("next_batch after restart: {e}"),
+        }
+    }
+
+    // And the bus publishes again.
+    let after = publish_all(&bus, vec![msg(1_000)]).await;
+    assert_eq!(after, vec![false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_inbox_reports_outage_as_unavailable_and_resumes_after_restart() {
+    let mut server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let idle = inbox
+        .next_batch(10, Duration::from_millis(100))
+        .await
+        .expect("idle while connected");
+    assert!(idle.is_empty());
+
+    server.kill();
+    // Each call is bounded by its idle time; once the client noticed, it reports the outage.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result = within(
+            "next_batch during outage",
+            Duration::from_secs(5),
+            inbox.next_batch(10, Duration::from_millis(100)),
+        )
+        .await;
+        match result {
+            Err(Error::Unavailable(_)) => break,
+            Ok(batch) => assert!(batch.is_empty()),
+            Err(e) => panic!("unexpected error during outage: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "outage never surfaced as Unavailable"
+        );
+    }
+
+    server.restart();
+    // Readiness polling: publish until the reconnected client gets an ack.
+    let deadline = Instant::now() + STEP;
+    let event = msg(7);
+    loop {
+        let result = bus.publish_inbox(vec![event.clone()]).await;
+        match &result[0] {
+            Ok(_) => break,
+            Err(Error::Unavailable(e)) => {
+                assert!(Instant::now() < deadline, "never reconnected: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("publish after restart: {e}"),
+        }
+    }
+
+    // The same inbox handle resumes.
+    let deadline = Instant::now() + STEP;
+    loop {
+        assert!(Instant::now() < deadline, "inbox never resumed");
+        match inbox.next_batch(10, Duration::from_secs(1)).await {
+            Ok(batch) if !batch.is_empty() => {
+                assert!(batch.iter().any(|d| d.payload == event.payload));
+                inbox.ack(batch).await.expect("ack");
+                break;
+            }
+            Ok(_) | Err(Error::Unavailable(_)) => {}
+            Err(e) => panic!("next_batch after restart: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_idempotent_and_fails_fast_without_a_server() {
+    let server = NatsServer::start();
+    let first = connect(&server, NatsConfig::default()).await;
+    publish_all(&first, vec![msg(0)]).await;
+    // A second process start re-applies the same configuration and keeps the data.
+    let second = connect(&server, NatsConfig::default()).await;
+    let mut inbox = second.inbox().await.expect("inbox");
+    let got = pull(inbox.as_mut(), 1, 10).await;
+    assert_eq!(text(&got[0]), "payload-00000");
+    inbox.ack(got).await.expect("ack");
+
+    // Updating the consumer in place (ack_wait, max_ack_pending) is allowed.
+    let tuned = NatsConfig {
+        ack_wait: Duration::from_secs(10),
+        max_ack_pending: 500,
+        ..NatsConfig::default()
+    };
+    connect(&server, tuned).await;
+
+    drop(server);
+    let port = wfl_testkit::free_port();
+    let result = within(
+        "connect to nothing",
+        Duration::from_secs(15),
+        NatsBus::connect(&format!("nats://127.0.0.1:{port}"), NatsConfig::default()),
+    )
+    .await;
+    assert!(matches!(result, Err(Error::Unavailable(_))));
+}

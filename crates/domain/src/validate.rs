@@ -1,0 +1,387 @@
+//! Stateless validation of one event: required fields, identifier syntax, string lengths, dates
+//! and cross-field rules. It reports every violation at once, each naming the field path as it is
+//! spelled in the protobuf API (`payload.resignation.separation.worker_ref`), so a client can fix
+//! its input in one round trip.
+//!
+//! Checks that need the ledger's state (is this worker employed?) live in [`crate::lifecycle`].
+
+use crate::event::{
+    ComplianceStep, Event, EventType, GraduateIntake, Payload, PositionChange, Separation,
+};
+use crate::ids::WorkerRef;
+use crate::SCHEMA_VERSION;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest free-text field (reasons, references, scopes).
+pub const MAX_TEXT: usize = 256;
+/// Longest identifier (org, site, worker, position, plan).
+pub const MAX_ID: usize = 64;
+
+/// One thing wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldViolation {
+    /// Path of the field in the API, dot-separated.
+    pub field: String,
+    /// What is wrong and what is expected.
+    pub description: String,
+}
+
+/// Every violation found in one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violations(pub Vec<FieldViolation>);
+
+impl Violations {
+    /// Records a violation of `field`.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+    }
+
+    /// True when nothing was found.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when empty, the violations otherwise.
+    ///
+    /// # Errors
+    /// When at least one violation was recorded.
+    pub fn into_result(self) -> Result<(), Violations> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", v.field, v.description)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Violations {}
+
+/// Validates one event without looking at any state.
+///
+/// # Errors
+/// Every field violation found, with its path.
+pub fn validate(event: &Event) -> Result<(), Violations> {
+    let mut v = Violations::default();
+    if event.event_id.0.is_nil() {
+        v.add("event_id", "must be a non-nil UUID (v7 recommended)");
+    }
+    token(&mut v, "org_id", event.org_id.as_str(), false);
+    token(&mut v, "site_id", event.site_id.as_str(), true);
+    if !is_jurisdiction(&event.jurisdiction) {
+        v.add("jurisdiction", "must be ISO 3166: two capital letters, optionally '-' and a 1-3 character subdivision (CN, CN-33, US-CA, DE)");
+    }
+    required_text(&mut v, "source.system", &event.source.system, MAX_ID);
+    text(&mut v, "source.reference", &event.source.reference, MAX_TEXT);
+    if let Some(c) = &event.correlation_id {
+        required_text(&mut v, "correlation_id", c, MAX_TEXT);
+    }
+    if let Some(c) = &event.causation_id {
+        required_text(&mut v, "causation_id", c, MAX_TEXT);
+    }
+    if event.schema_version != SCHEMA_VERSION {
+        v.add("schema_version", format!("unsupported schema version {}; this ledger accepts {SCHEMA_VERSION}", event.schema_version));
+    }
+    if event.expected_version.is_some() && event.payload.worker_effect().is_none() {
+        v.add("expected_version", format!("only events that name a worker have a version; {} does not", event.event_type()));
+    }
+    let prefix = format!("payload.{}", event.event_type().field_name());
+    payload(&mut v, &prefix, &event.payload, event);
+    v.into_result()
+}
+
+fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
+    match body {
+        Payload::WorkerHired(h) => {
+            worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
+            opt_id(v, &format!("{p}.position_id"), h.position_id.as_deref());
+        }
+        Payload::ContractRenewed(r) => {
+            worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
+            if let Some(end) = r.new_contract_end {
+                if end <= event.effective_date {
+                    v.add(format!("{p}.new_contract_end"), "must be after effective_date");
+                }
+            }
+        }
+        Payload::GraduateIntakeSet(g) | Payload::GraduateIntakeReduced(g) => graduate(v, p, g),
+        Payload::HiringPaused(h) => {
+            required_text(v, &format!("{p}.scope"), &h.scope, MAX_TEXT);
+            if let Some(until) = h.until {
+                if until < event.effective_date {
+                    v.add(format!("{p}.until"), "must not be before effective_date");
+                }
+            }
+        }
+        Payload::HiringResumed(h) => required_text(v, &format!("{p}.scope"), &h.scope, MAX_TEXT),
+        Payload::PositionBackfilled(c) | Payload::PositionClosed(c) => position(v, p, c, event),
+        Payload::ContractNotRenewed(c) => {
+            separation(v, &format!("{p}.separation"), &c.separation);
+            if c.employee_refused && !c.renewal_offered {
+                v.add(format!("{p}.employee_refused"), "the employee can only refuse a renewal that was offered (set renewal_offered)");
+            }
+            if c.offer_terms.is_some() && !c.renewal_offered {
+                v.add(format!("{p}.offer_terms"), "offer_terms needs renewal_offered = true");
+            }
+        }
+        Payload::EconomicDismissal(d) => {
+            separation(v, &format!("{p}.separation"), &d.separation);
+            opt_text(v, &format!("{p}.selection_criteria"), d.selection_criteria.as_deref(), MAX_TEXT);
+            opt_id(v, &format!("{p}.plan_id"), d.plan_id.as_deref());
+        }
+        Payload::RoleAutomated(r) => {
+            required_text(v, &format!("{p}.role_id"), &r.role_id, MAX_ID);
+            required_text(v, &format!("{p}.ai_system"), &r.ai_system, MAX_TEXT);
+            if let Some(s) = &r.separation {
+                separation(v, &format!("{p}.separation"), s);
+            }
+        }
+        Payload::MutualTerminationEmployerProposed(m) => {
+            separation(v, &format!("{p}.separation"), &m.separation);
+            if let Some(money) = &m.package {
+                money_field(v, &format!("{p}.package"), money);
+            }
+        }
+        Payload::AdverseChangeRefusedExit(a) => {
+            separation(v, &format!("{p}.separation"), &a.separation);
+            if a.change_magnitude_pct.is_some_and(|m| m > 100) {
+                v.add(format!("{p}.change_magnitude_pct"), "must be between 0 and 100");
+            }
+        }
+        Payload::Resignation(r) => separation(v, &format!("{p}.separation"), &r.separation),
+        Payload::Retirement(r) => separation(v, &format!("{p}.separation"), &r.separation),
+        Payload::DismissalForCause(d) => {
+            separation(v, &format!("{p}.separation"), &d.separation);
+            required_text(v, &format!("{p}.cause_code"), &d.cause_code, MAX_ID);
+        }
+        Payload::ContractorReleased(a) | Payload::DispatchedWorkerReturned(a) => {
+            separation(v, &format!("{p}.separation"), &a.separation);
+            opt_id(v, &format!("{p}.agency_id"), a.agency_id.as_deref());
+            opt_id(v, &format!("{p}.ground"), a.ground.as_deref());
+        }
+        Payload::TemporaryLayoff(t) => {
+            worker(v, &format!("{p}.worker_ref"), &t.worker_ref);
+            if t.expected_duration_days == 0 {
+                v.add(format!("{p}.expected_duration_days"), "must be at least 1");
+            }
+        }
+        Payload::HoursReduced(h) => {
+            worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
+            if h.hours_before > 168 {
+                v.add(format!("{p}.hours_before"), "must be at most 168 hours a week");
+            }
+            if h.hours_after >= h.hours_before {
+                v.add(format!("{p}.hours_after"), "must be less than hours_before");
+            }
+        }
+        Payload::RestructuringPlanAnnounced(r) => {
+            required_text(v, &format!("{p}.plan_id"), &r.plan_id, MAX_ID);
+            list(v, &format!("{p}.stated_grounds"), &r.stated_grounds);
+            list(v, &format!("{p}.units"), &r.units);
+        }
+        Payload::UnionBriefed(c) | Payload::AuthorityReported(c) | Payload::WarnNoticeFiled(c) => {
+            compliance(v, p, c);
+        }
+        Payload::InternalRedeployment(r) => {
+            worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
+            required_text(v, &format!("{p}.to_position"), &r.to_position, MAX_ID);
+            opt_id(v, &format!("{p}.from_position"), r.from_position.as_deref());
+            if let Some(s) = &r.from_site {
+                token(v, &format!("{p}.from_site"), s.as_str(), true);
+            }
+            if let Some(s) = &r.to_site {
+                token(v, &format!("{p}.to_site"), s.as_str(), true);
+            }
+            if r.pay_change_pct.is_some_and(|c| !(-100..=1000).contains(&c)) {
+                v.add(format!("{p}.pay_change_pct"), "must be between -100 and 1000");
+            }
+        }
+        Payload::AiToolRolledOut(a) => {
+            required_text(v, &format!("{p}.tool"), &a.tool, MAX_TEXT);
+            required_text(v, &format!("{p}.scope"), &a.scope, MAX_TEXT);
+        }
+        Payload::AiUsageMeasured(a) => {
+            required_text(v, &format!("{p}.scope"), &a.scope, MAX_TEXT);
+            if a.period_end < a.period_start {
+                v.add(format!("{p}.period_end"), "must not be before period_start");
+            }
+            if let Some(pop) = a.population {
+                if pop == 0 {
+                    v.add(format!("{p}.population"), "must be at least 1 when given");
+                } else if a.metric == crate::event::AiMetric::ActiveUsers && a.value > pop {
+                    v.add(format!("{p}.value"), "active users cannot exceed the population");
+                }
+            }
+        }
+        Payload::EventCorrected(c) => {
+            if c.original_event_id.0.is_nil() {
+                v.add(format!("{p}.original_event_id"), "must be a non-nil UUID");
+            }
+            if c.original_event_id == event.event_id {
+                v.add(format!("{p}.original_event_id"), "an event cannot correct itself");
+            }
+            required_text(v, &format!("{p}.reason"), &c.reason, MAX_TEXT);
+            let rt = c.replacement.event_type();
+            if matches!(rt, EventType::EventCorrected | EventType::EventRetracted) {
+                v.add(format!("{p}.replacement"), "a correction cannot replace with another correction or retraction");
+            } else {
+                payload(v, &format!("{p}.replacement.{}", rt.field_name()), &c.replacement, event);
+            }
+        }
+        Payload::EventRetracted(r) => {
+            if r.original_event_id.0.is_nil() {
+                v.add(format!("{p}.original_event_id"), "must be a non-nil UUID");
+            }
+            if r.original_event_id == event.event_id {
+                v.add(format!("{p}.original_event_id"), "an event cannot retract itself");
+            }
+            required_text(v, &format!("{p}.reason"), &r.reason, MAX_TEXT);
+        }
+    }
+}
+
+fn separation(v: &mut Violations, p: &str, s: &Separation) {
+    worker(v, &format!("{p}.worker_ref"), &s.worker_ref);
+    opt_id(v, &format!("{p}.position_id"), s.position_id.as_deref());
+    if let Some(g) = &s.legal_ground {
+        if !is_code(g) {
+            v.add(format!("{p}.legal_ground"), "must be a jurisdiction code of capitals, digits and '-', starting with the country (CN-LCL-40-3, US-INVOL-RIF), at most 32 characters");
+        }
+    }
+    opt_text(v, &format!("{p}.ai_system"), s.ai_system.as_deref(), MAX_TEXT);
+    if s.ai_attributed == crate::event::AiAttribution::None && s.ai_system.is_some() {
+        v.add(format!("{p}.ai_attributed"), "ai_system is given but ai_attributed is none");
+    }
+    if s.tenure_months.is_some_and(|t| t > 1200) {
+        v.add(format!("{p}.tenure_months"), "must be at most 1200");
+    }
+    for (i, f) in s.protected_flags.iter().enumerate() {
+        if !is_code(f) {
+            v.add(format!("{p}.protected_flags[{i}]"), "must be a code such as CN-LCL-42-4");
+        }
+    }
+    if let Some(m) = &s.severance {
+        money_field(v, &format!("{p}.severance"), m);
+    }
+}
+
+fn graduate(v: &mut Violations, p: &str, g: &GraduateIntake) {
+    if !(1900..=2200).contains(&g.cohort_year) {
+        v.add(format!("{p}.cohort_year"), "must be a year between 1900 and 2200");
+    }
+    if g.baseline == 0 {
+        v.add(format!("{p}.baseline"), "must be at least 1 (the prior cohort or the plan)");
+    }
+}
+
+fn position(v: &mut Violations, p: &str, c: &PositionChange, event: &Event) {
+    required_text(v, &format!("{p}.position_id"), &c.position_id, MAX_ID);
+    if let Some(id) = c.linked_separation_id {
+        if id.0.is_nil() || id == event.event_id {
+            v.add(format!("{p}.linked_separation_id"), "must name another event by its non-nil UUID");
+        }
+    }
+}
+
+fn compliance(v: &mut Violations, p: &str, c: &ComplianceStep) {
+    required_text(v, &format!("{p}.plan_id"), &c.plan_id, MAX_ID);
+    text(v, &format!("{p}.recipient"), &c.recipient, MAX_TEXT);
+    text(v, &format!("{p}.document_ref"), &c.document_ref, MAX_TEXT);
+}
+
+fn money_field(v: &mut Violations, p: &str, m: &crate::event::Money) {
+    if m.amount_minor < 0 {
+        v.add(format!("{p}.amount_minor"), "must not be negative");
+    }
+    if m.currency.len() != 3 || !m.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        v.add(format!("{p}.currency"), "must be an ISO 4217 code such as CNY, USD, EUR");
+    }
+}
+
+fn worker(v: &mut Violations, field: &str, w: &WorkerRef) {
+    let s = w.as_str();
+    if s.is_empty() {
+        v.add(field, "required: a pseudonymous worker reference");
+    } else if s.len() > MAX_ID || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
+        v.add(field, format!("must be a pseudonymous reference of at most {MAX_ID} characters from A-Z a-z 0-9 . _ : - (no names, no spaces)"));
+    }
+}
+
+/// An identifier that may appear in a NATS subject token (org) or a key (site).
+fn token(v: &mut Violations, field: &str, s: &str, allow_dot: bool) {
+    if s.is_empty() {
+        v.add(field, "required");
+    } else if s.len() > MAX_ID
+        || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.'))
+    {
+        let dot = if allow_dot { " ." } else { "" };
+        v.add(field, format!("must be at most {MAX_ID} characters from A-Z a-z 0-9 _ -{dot}"));
+    }
+}
+
+fn required_text(v: &mut Violations, field: &str, s: &str, max: usize) {
+    if s.trim().is_empty() {
+        v.add(field, "required");
+    } else {
+        text(v, field, s, max);
+    }
+}
+
+fn text(v: &mut Violations, field: &str, s: &str, max: usize) {
+    if s.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    } else if s.chars().any(char::is_control) {
+        v.add(field, "must not contain control characters");
+    }
+}
+
+fn opt_text(v: &mut Violations, field: &str, s: Option<&str>, max: usize) {
+    if let Some(s) = s {
+        required_text(v, field, s, max);
+    }
+}
+
+fn opt_id(v: &mut Violations, field: &str, s: Option<&str>) {
+    opt_text(v, field, s, MAX_ID);
+}
+
+fn list(v: &mut Violations, field: &str, items: &[String]) {
+    if items.len() > 1000 {
+        v.add(field, "at most 1000 entries");
+    }
+    for (i, s) in items.iter().enumerate() {
+        required_text(v, &format!("{field}[{i}]"), s, MAX_ID);
+    }
+}
+
+fn is_jurisdiction(s: &str) -> bool {
+    let b = s.as_bytes();
+    let country = b.len() >= 2 && b[..2].iter().all(u8::is_ascii_uppercase);
+    match b.len() {
+        2 => country,
+        4..=6 => country && b[2] == b'-' && b[3..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+fn is_code(s: &str) -> bool {
+    let b = s.as_bytes();
+    (4..=32).contains(&b.len())
+        && b[..2].iter().all(u8::is_ascii_uppercase)
+        && b[2] == b'-'
+        && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+        && !s.ends_with('-')
+}

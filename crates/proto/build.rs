@@ -1,0 +1,24 @@
+//! Compiles proto/wfl/v1/*.proto once, with a vendored protoc so a fresh machine needs no system
+//! protoc, and writes the descriptor set that gRPC reflection serves.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY-free: build scripts are single-threaded; setting PROTOC only affects prost-build.
+        std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "wfl/v1/events.proto",
+        "wfl/v1/ingest.proto",
+        "wfl/v1/ledger.proto",
+    ]
+    .map(|f| root.join(f));
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_build::configure()
+        .file_descriptor_set_path(out.join("wfl_descriptor.bin"))
+        .compile_protos(&files, &[root.clone()])?;
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    Ok(())
+}

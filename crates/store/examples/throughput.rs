@@ -1,0 +1,100 @@
+//! Rough throughput check for `SledLog`:
+//! `cargo run --release -p wfl-store --example throughput [events] [dir]`.
+//!
+//! Appends `events` (default 200 000) ~200-byte events in 1 000-record
+//! batches (one flush each), then times a full scan, a small-org filtered
+//! read and a chain verification. Not a test: numbers depend on the disk.
+
+use std::time::Instant;
+
+use uuid::Uuid;
+use wfl_store::{Filter, Log, NewRecord, SledLog};
+
+const BATCH: u64 = 1_000;
+const ORGS: u64 = 1_000;
+const TYPES: u64 = 12;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let events: u64 = args.next().map_or(Ok(200_000), |s| s.parse())?;
+    let tmp = tempfile::tempdir()?;
+    let dir = args
+        .next()
+        .map_or_else(|| tmp.path().to_path_buf(), Into::into);
+    let log = SledLog::open(&dir)?;
+    let start_seq = log.head()?.sequence + 1;
+    let orgs: Vec<String> = (0..ORGS).map(|i| format!("org-{i:04}")).collect();
+    let types: Vec<String> = (0..TYPES).map(|i| format!("EventType{i}")).collect();
+
+    let started = Instant::now();
+    let mut next = start_seq;
+    let end = start_seq + events;
+    while next < end {
+        let upto = (next + BATCH).min(end);
+        let batch: Vec<NewRecord> = (next..upto)
+            .map(|s| NewRecord {
+                sequence: s,
+                event_id: Uuid::from_u128(u128::from(s) * 0x9e37_79b9_7f4a_7c15),
+                org_id: orgs[(s % ORGS) as usize].clone(),
+                event_type: types[(s % TYPES) as usize].clone(),
+                bytes: vec![(s % 256) as u8; 200],
+            })
+            .collect();
+        log.append(&batch, &[])?;
+        next = upto;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "append: {events} events in {secs:.2}s = {:.0} events/s",
+        events as f64 / secs
+    );
+
+    let started = Instant::now();
+    let mut scanned = 0u64;
+    let mut from = 1;
+    loop {
+        let chunk = log.read(from, None, &Filter::default(), 10_000)?;
+        let Some(last) = chunk.last() else { break };
+        from = last.sequence + 1;
+        scanned += chunk.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "scan: {scanned} records in {secs:.2}s = {:.0} records/s",
+        scanned as f64 / secs
+    );
+
+    let filter = Filter {
+        org_ids: vec![orgs[7].clone()],
+        event_types: vec![],
+    };
+    let started = Instant::now();
+    let small = log.read(1, None, &filter, usize::MAX)?;
+    println!(
+        "one org: {} records in {:?}",
+        small.len(),
+        started.elapsed()
+    );
+
+    let filter = Filter {
+        org_ids: vec![orgs[7].clone(), orgs[8].clone()],
+        event_types: vec![types[7].clone()],
+    };
+    let started = Instant::now();
+    let both = log.read(1, None, &filter, usize::MAX)?;
+    println!(
+        "two orgs x one type: {} records in {:?}",
+        both.len(),
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let head = log.verify_chain()?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "verify: {} records in {secs:.2}s = {:.0} records/s",
+        head.sequence,
+        head.sequence as f64 / secs
+    );
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! `wfl-store`: the system of record for the wfl ledger.
+//!
+//! Owns: an append-only, hash-chained log of opaque event bytes, the indexes
+//! needed to answer "what happened to this event id" and "give me this org's /
+//! this type's events in order", and a small opaque metadata area for
+//! consumers (cursors and the like).
+//!
+//! Must not: know the wire format of events. The bytes are opaque (protobuf
+//! encoded by the caller); the org id and event type arrive alongside them
+//! precisely so this crate never has to decode anything. Nothing here
+//! assigns sequences or decides whether an event is valid: the caller does,
+//! and the store only enforces that the log stays contiguous, chained and
+//! free of duplicate event ids.
+//!
+//! Every backend implements [`Log`] and must pass the one conformance suite
+//! in `tests/conformance.rs`:
+//! * [`SledLog`]: the durable backend (see [`sled_log`] for the key layout).
+//! * [`MemLog`]: an in-memory double with the same semantics, for tests of
+//!   the services built on top.
+
+#![forbid(unsafe_code)]
+
+mod batch;
+mod error;
+mod layout;
+pub mod mem_log;
+pub mod sled_log;
+
+use sha2::{Digest, Sha256};
+
+pub use error::Error;
+pub use mem_log::MemLog;
+pub use sled_log::{SledLog, TREE_NAME};
+
+/// A SHA-256 digest: the unit of the hash chain.
+pub type Hash = [u8; 32];
+
+/// The `prev_hash` of the first record, and the hash of the empty log.
+pub const ZERO_HASH: Hash = [0; 32];
+
+/// Longest org id or event type the store accepts, in bytes.
+///
+/// The sled indexes length-prefix these with a big-endian `u16`, and every
+/// backend enforces the same limit so they agree on what is storable.
+pub const MAX_LABEL_LEN: usize = u16::MAX as usize;
+
+/// One link of the chain: `SHA-256(prev || bytes)`.
+///
+/// The hash covers exactly the stored bytes and the previous link, so
+/// changing, dropping or reordering any stored record breaks every later link.
+#[must_use]
+pub fn chain_hash(prev: &Hash, bytes: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(bytes);
+    hasher.finalize().into()
+}
+
+/// The last committed record: its sequence and chain hash.
+///
+/// The empty log has sequence 0 and [`ZERO_HASH`]; the first record is 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence of the last record (0 when empty).
+    pub sequence: u64,
+    /// Chain hash of the last record ([`ZERO_HASH`] when empty).
+    pub hash: Hash,
+}
+
+impl Head {
+    /// The head of the empty log.
+    pub const EMPTY: Head = Head {
+        sequence: 0,
+        hash: ZERO_HASH,
+    };
+}
+
+/// A record the caller wants appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    /// Assigned by the caller; must be head+1, head+2, … contiguous in the batch.
+    pub sequence: u64,
+    /// Idempotency key: an event id is committed or rejected at most once, ever.
+    pub event_id: uuid::Uuid,
+    /// Owning organisation; indexed for filtered reads.
+    pub org_id: String,
+    /// Event type name, e.g. `"ContractNotRenewed"`; indexed for filtered reads.
+    pub event_type: String,
+    /// Opaque stored bytes; the chain hash covers exactly these.
+    pub bytes: Vec<u8>,
+}
+
+/// A durable "this event id was refused" record.
+///
+/// Recording refusals makes retries idempotent: a client resubmitting a
+/// refused event gets the same answer instead of a second evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The refused event id; it can never be committed afterwards.
+    pub event_id: uuid::Uuid,
+    /// Caller-defined reason code.
+    pub code: i32,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// A committed record as read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Position in the log (1-based).
+    pub sequence: u64,
+    /// The event id it was committed under.
+    pub event_id: uuid::Uuid,
+    /// Hash of the previous record ([`ZERO_HASH`] for sequence 1).
+    pub prev_hash: Hash,
+    /// `chain_hash(prev_hash, bytes)`.
+    pub hash: Hash,
+    /// The opaque bytes exactly as appended.
+    pub bytes: Vec<u8>,
+}
+
+/// What happened to an event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Committed at this sequence with this chain hash.
+    Committed {
+        /// Sequence of the record.
+        sequence: u64,
+        /// Chain hash of the record.
+        hash: Hash,
+    },
+    /// Refused with this reason.
+    Rejected {
+        /// Caller-defined reason code.
+        code: i32,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// Which records a [`Log::read`] returns.
+///
+/// An empty vector means "no filter on that dimension"; when both are given a
+/// record must match one of the orgs AND one of the types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Accept records of any of these orgs (empty = any org).
+    pub org_ids: Vec<String>,
+    /// Accept records of any of these event types (empty = any type).
+    pub event_types: Vec<String>,
+}
+
+impl Filter {
+    /// True when the filter accepts every record.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.org_ids.is_empty() && self.event_types.is_empty()
+    }
+}
+
+/// The ledger log contract. Every implementation must pass the one
+/// conformance suite (`tests/conformance.rs`).
+///
+/// Readers only ever observe durable state: a record, decision or head is
+/// visible once the `append` that wrote it has made it durable.
+pub trait Log: Send + Sync {
+    /// The last durable record's sequence and hash.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store is unavailable.
+    fn head(&self) -> Result<Head, Error>;
+
+    /// Atomically append `records` and record `rejections`, durable before
+    /// returning (sled: one `apply_batch` on one tree and one flush per call).
+    ///
+    /// Returns `(sequence, hash)` per record, in order. An empty call is a
+    /// no-op.
+    ///
+    /// # Errors
+    /// * [`Error::Conflict`] if sequences are not contiguous from head+1, if an
+    ///   event id is already committed or rejected, if an event id repeats
+    ///   within the call (records and rejections together), or if an org id
+    ///   or event type is longer than [`MAX_LABEL_LEN`]. Nothing is written.
+    /// * [`Error::Io`] if the store could not write or flush. The outcome of
+    ///   that call is then unknown and the sled backend refuses further
+    ///   appends until it is reopened (which recovers the true head).
+    /// * [`Error::Corrupt`] if stored data needed for the checks does not decode.
+    fn append(
+        &self,
+        records: &[NewRecord],
+        rejections: &[Rejection],
+    ) -> Result<Vec<(u64, Hash)>, Error>;
+
+    /// What happened to this event id, if anything durable.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the stored decision does not decode;
+    /// [`Error::Io`] if the store is unavailable.
+    fn decision(&self, event_id: &uuid::Uuid) -> Result<Option<Decision>, Error>;
+
+    /// The record at `sequence`, or `None` if it is 0 or beyond the head.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the record is missing below the head or does not
+    /// decode; [`Error::Io`] if the store is unavailable.
+    fn get(&self, sequence: u64) -> Result<Option<StoredRecord>, Error>;
+
+    /// Records with `from <= sequence` (and `sequence <= to` if given), in
+    /// sequence order, matching `filter`, at most `limit` of them.
+    ///
+    /// Filtered reads walk the org / type indexes, so reading a small org
+    /// costs in proportion to that org, not to the whole log.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if a record or index entry does not decode or an
+    /// index points at a missing record; [`Error::Io`] if the store is
+    /// unavailable.
+    fn read(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, Error>;
+
+    /// Recompute the chain from sequence 1 to the head.
+    ///
+    /// Returns the verified head.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first sequence whose record is missing,
+    /// does not decode, or whose stored prev link or hash does not verify
+    /// (or the head itself when it disagrees with the last record);
+    /// [`Error::Io`] if the store is unavailable.
+    fn verify_chain(&self) -> Result<Head, Error>;
+
+    /// Read an opaque metadata value (consumer cursors and the like).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store is unavailable.
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Write an opaque metadata value. Not flushed by itself: it becomes
+    /// durable with the next append (or the backend's background flush).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store is unavailable.
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), Error>;
+}

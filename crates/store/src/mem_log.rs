@@ -1,0 +1,224 @@
+//! The in-memory [`Log`] double.
+//!
+//! Owns: the same observable semantics as [`crate::SledLog`] (validation is
+//! shared through the batch planner, reads go through per-label postings)
+//! so services can be tested without a disk.
+//!
+//! Must not: be used as a system of record: nothing survives the process,
+//! and "durable before returning" holds only in the trivial sense.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+use uuid::Uuid;
+
+use crate::batch;
+use crate::{
+    chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
+    ZERO_HASH,
+};
+
+/// In-memory [`Log`]; one mutex guards everything, which is fine for a double.
+#[derive(Default)]
+pub struct MemLog {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// `records[i]` has sequence `i + 1`.
+    records: Vec<StoredRecord>,
+    decisions: HashMap<Uuid, Decision>,
+    /// Sorted sequences per org id / event type.
+    orgs: HashMap<String, Vec<u64>>,
+    types: HashMap<String, Vec<u64>>,
+    meta: HashMap<String, Vec<u8>>,
+}
+
+impl Inner {
+    fn head(&self) -> Head {
+        self.records.last().map_or(Head::EMPTY, |r| Head {
+            sequence: r.sequence,
+            hash: r.hash,
+        })
+    }
+
+    fn record(&self, sequence: u64) -> Option<&StoredRecord> {
+        let index = usize::try_from(sequence.checked_sub(1)?).ok()?;
+        self.records.get(index)
+    }
+}
+
+impl fmt::Debug for MemLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = self.lock().map(|inner| inner.head().sequence).ok();
+        f.debug_struct("MemLog")
+            .field("head", &head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemLog {
+    /// An empty log.
+    #[must_use]
+    pub fn new() -> MemLog {
+        MemLog::default()
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, Error> {
+        self.inner
+            .lock()
+            .map_err(|_| Error::Io("in-memory log lock poisoned".to_owned()))
+    }
+}
+
+/// Sorted, de-duplicated sequences in `from..=to` of any of `labels`.
+fn postings(index: &HashMap<String, Vec<u64>>, labels: &[String], from: u64, to: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    for label in labels {
+        if let Some(list) = index.get(label) {
+            let start = list.partition_point(|&s| s < from);
+            let end = list.partition_point(|&s| s <= to);
+            out.extend_from_slice(list.get(start..end).unwrap_or_default());
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Intersection of two sorted lists.
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        match x.cmp(&y) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(x);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+impl Log for MemLog {
+    fn head(&self) -> Result<Head, Error> {
+        Ok(self.lock()?.head())
+    }
+
+    fn append(
+        &self,
+        records: &[NewRecord],
+        rejections: &[Rejection],
+    ) -> Result<Vec<(u64, Hash)>, Error> {
+        let mut inner = self.lock()?;
+        let old = inner.head();
+        let plan = batch::plan(&old, records, rejections, |id| {
+            Ok(inner.decisions.contains_key(id))
+        })?;
+        for (index, (record, (sequence, hash))) in records.iter().zip(&plan.links).enumerate() {
+            let prev_hash = plan.prev_of(&old, index);
+            inner.records.push(StoredRecord {
+                sequence: *sequence,
+                event_id: record.event_id,
+                prev_hash,
+                hash: *hash,
+                bytes: record.bytes.clone(),
+            });
+            inner.decisions.insert(
+                record.event_id,
+                Decision::Committed {
+                    sequence: *sequence,
+                    hash: *hash,
+                },
+            );
+            inner
+                .orgs
+                .entry(record.org_id.clone())
+                .or_default()
+                .push(*sequence);
+            inner
+                .types
+                .entry(record.event_type.clone())
+                .or_default()
+                .push(*sequence);
+        }
+        for rejection in rejections {
+            inner.decisions.insert(
+                rejection.event_id,
+                Decision::Rejected {
+                    code: rejection.code,
+                    message: rejection.message.clone(),
+                },
+            );
+        }
+        Ok(plan.links)
+    }
+
+    fn decision(&self, event_id: &Uuid) -> Result<Option<Decision>, Error> {
+        Ok(self.lock()?.decisions.get(event_id).cloned())
+    }
+
+    fn get(&self, sequence: u64) -> Result<Option<StoredRecord>, Error> {
+        Ok(self.lock()?.record(sequence).cloned())
+    }
+
+    fn read(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, Error> {
+        let inner = self.lock()?;
+        let head = inner.head().sequence;
+        let from = from.max(1);
+        let to = to.map_or(head, |to| to.min(head));
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sequences: Vec<u64> = match (filter.org_ids.is_empty(), filter.event_types.is_empty()) {
+            (true, true) => (from..=to).take(limit).collect(),
+            (false, true) => postings(&inner.orgs, &filter.org_ids, from, to),
+            (true, false) => postings(&inner.types, &filter.event_types, from, to),
+            (false, false) => intersect(
+                &postings(&inner.orgs, &filter.org_ids, from, to),
+                &postings(&inner.types, &filter.event_types, from, to),
+            ),
+        };
+        Ok(sequences
+            .into_iter()
+            .take(limit)
+            .filter_map(|s| inner.record(s).cloned())
+            .collect())
+    }
+
+    fn verify_chain(&self) -> Result<Head, Error> {
+        let inner = self.lock()?;
+        let mut prev = ZERO_HASH;
+        for (sequence, record) in (1u64..).zip(&inner.records) {
+            if record.sequence != sequence || record.prev_hash != prev {
+                return Err(Error::corrupt(sequence, "prev link does not verify"));
+            }
+            prev = chain_hash(&prev, &record.bytes);
+            if record.hash != prev {
+                return Err(Error::corrupt(sequence, "stored hash does not verify"));
+            }
+        }
+        Ok(inner.head())
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.lock()?.meta.get(key).cloned())
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        self.lock()?.meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+}

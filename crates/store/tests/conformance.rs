@@ -1,0 +1,460 @@
+//! The one conformance suite every [`Log`] backend must pass.
+//!
+//! Each `suite_*` function takes `&dyn Log` and states one part of the
+//! contract; the `conformance!` macro at the bottom runs all of them against
+//! `MemLog` and against a fresh `SledLog` in a temporary directory.
+
+use uuid::Uuid;
+use wfl_store::{
+    chain_hash, Decision, Error, Filter, Head, Log, NewRecord, Rejection, StoredRecord,
+    MAX_LABEL_LEN, ZERO_HASH,
+};
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0000 | n)
+}
+
+fn rec(sequence: u64, org: &str, event_type: &str) -> NewRecord {
+    NewRecord {
+        sequence,
+        event_id: id(u128::from(sequence)),
+        org_id: org.to_owned(),
+        event_type: event_type.to_owned(),
+        bytes: format!("event {sequence} of {org}/{event_type}").into_bytes(),
+    }
+}
+
+fn reject(n: u128, code: i32) -> Rejection {
+    Rejection {
+        event_id: id(n),
+        code,
+        message: format!("refused {n}"),
+    }
+}
+
+fn is_conflict<T: std::fmt::Debug>(result: Result<T, Error>) -> bool {
+    matches!(result, Err(Error::Conflict(_)))
+}
+
+fn seqs(records: &[StoredRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.sequence).collect()
+}
+
+fn filter(orgs: &[&str], types: &[&str]) -> Filter {
+    Filter {
+        org_ids: orgs.iter().map(|s| (*s).to_owned()).collect(),
+        event_types: types.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// Appends 12 records: orgs cycle a, b, c; types alternate X, Y.
+fn seed(log: &dyn Log) {
+    let orgs = ["a", "b", "c"];
+    let types = ["X", "Y"];
+    let records: Vec<NewRecord> = (1..=12u64)
+        .map(|s| rec(s, orgs[(s as usize - 1) % 3], types[(s as usize - 1) % 2]))
+        .collect();
+    log.append(&records, &[]).unwrap();
+}
+
+fn suite_empty_log(log: &dyn Log) {
+    assert_eq!(
+        log.head().unwrap(),
+        Head {
+            sequence: 0,
+            hash: ZERO_HASH
+        }
+    );
+    assert_eq!(log.get(0).unwrap(), None);
+    assert_eq!(log.get(1).unwrap(), None);
+    assert_eq!(log.decision(&id(1)).unwrap(), None);
+    assert!(log
+        .read(0, None, &Filter::default(), 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(log.verify_chain().unwrap(), Head::EMPTY);
+    assert_eq!(log.append(&[], &[]).unwrap(), vec![]);
+    assert_eq!(log.head().unwrap(), Head::EMPTY);
+}
+
+fn suite_append_three_then_read_back(log: &dyn Log) {
+    let records = vec![rec(1, "a", "X"), rec(2, "b", "Y"), rec(3, "a", "Y")];
+    let links = log.append(&records, &[]).unwrap();
+    assert_eq!(links.len(), 3);
+    assert_eq!(links.iter().map(|l| l.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let head = log.head().unwrap();
+    assert_eq!(head.sequence, 3);
+    assert_eq!(head.hash, links[2].1);
+
+    for (record, (sequence, hash)) in records.iter().zip(&links) {
+        let stored = log.get(*sequence).unwrap().unwrap();
+        assert_eq!(stored.sequence, *sequence);
+        assert_eq!(stored.event_id, record.event_id);
+        assert_eq!(stored.bytes, record.bytes);
+        assert_eq!(stored.hash, *hash);
+        assert_eq!(
+            log.decision(&record.event_id).unwrap(),
+            Some(Decision::Committed {
+                sequence: *sequence,
+                hash: *hash
+            })
+        );
+    }
+    assert_eq!(log.get(4).unwrap(), None);
+    assert_eq!(log.get(0).unwrap(), None);
+    assert_eq!(log.get(u64::MAX).unwrap(), None);
+}
+
+fn suite_chain_links(log: &dyn Log) {
+    seed(log);
+    log.append(&[rec(13, "a", "X")], &[]).unwrap();
+    let mut prev = ZERO_HASH;
+    for sequence in 1..=13 {
+        let stored = log.get(sequence).unwrap().unwrap();
+        assert_eq!(stored.prev_hash, prev, "prev link of {sequence}");
+        assert_eq!(stored.hash, chain_hash(&prev, &stored.bytes));
+        prev = stored.hash;
+    }
+    assert_eq!(log.head().unwrap().hash, prev);
+}
+
+fn suite_non_contiguous_is_conflict_and_writes_nothing(log: &dyn Log) {
+    seed(log);
+    let before = log.head().unwrap();
+    let attempts: Vec<Vec<NewRecord>> = vec![
+        vec![rec(14, "a", "X")],                    // gap
+        vec![rec(12, "a", "X")],                    // reuses the head's sequence
+        vec![rec(0, "a", "X")],                     // zero
+        vec![rec(13, "a", "X"), rec(15, "a", "X")], // gap inside the batch
+        vec![rec(13, "a", "X"), rec(13, "a", "X")], // repeat inside the batch
+    ];
+    for records in attempts {
+        // Fresh ids so only the sequence can be the problem.
+        let records: Vec<NewRecord> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.event_id = id(1000 + i as u128);
+                r
+            })
+            .collect();
+        assert!(is_conflict(log.append(&records, &[reject(2000, 1)])));
+        assert_eq!(log.head().unwrap(), before);
+        assert_eq!(log.get(13).unwrap(), None);
+        assert_eq!(log.decision(&id(1000)).unwrap(), None);
+        assert_eq!(log.decision(&id(1001)).unwrap(), None);
+        assert_eq!(log.decision(&id(2000)).unwrap(), None);
+        assert!(log
+            .read(13, None, &filter(&["a"], &[]), 10)
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(log.verify_chain().unwrap(), before);
+}
+
+fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
+    seed(log);
+    log.append(&[], &[reject(500, 7)]).unwrap();
+    let before = log.head().unwrap();
+
+    let mut committed_again = rec(13, "a", "X");
+    committed_again.event_id = id(5); // committed at sequence 5
+    let mut rejected_before = rec(13, "a", "X");
+    rejected_before.event_id = id(500);
+    let mut twice = [rec(13, "a", "X"), rec(14, "a", "X")];
+    twice[1].event_id = twice[0].event_id;
+
+    assert!(is_conflict(log.append(&[committed_again], &[])));
+    assert!(is_conflict(log.append(&[rejected_before], &[])));
+    assert!(is_conflict(log.append(&twice, &[])));
+    // Rejections obey the same rule, against records and each other.
+    assert!(is_conflict(log.append(&[], &[reject(5, 1)])));
+    assert!(is_conflict(log.append(&[], &[reject(500, 1)])));
+    assert!(is_conflict(
+        log.append(&[], &[reject(600, 1), reject(600, 2)])
+    ));
+    let mut record_and_rejection = rec(13, "a", "X");
+    record_and_rejection.event_id = id(700);
+    assert!(is_conflict(
+        log.append(&[record_and_rejection], &[reject(700, 1)])
+    ));
+
+    assert_eq!(log.head().unwrap(), before);
+    assert_eq!(log.get(13).unwrap(), None);
+    assert_eq!(log.decision(&id(600)).unwrap(), None);
+    assert_eq!(log.decision(&id(700)).unwrap(), None);
+    assert_eq!(
+        log.decision(&id(500)).unwrap(),
+        Some(Decision::Rejected {
+            code: 7,
+            message: "refused 500".to_owned()
+        })
+    );
+    assert!(matches!(
+        log.decision(&id(5)).unwrap(),
+        Some(Decision::Committed { sequence: 5, .. })
+    ));
+}
+
+fn suite_rejections_are_recorded(log: &dyn Log) {
+    let links = log
+        .append(&[rec(1, "a", "X")], &[reject(100, 3), reject(101, -4)])
+        .unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(log.head().unwrap().sequence, 1);
+    // Rejection-only append: head does not move.
+    assert_eq!(log.append(&[], &[reject(102, 0)]).unwrap(), vec![]);
+    assert_eq!(log.head().unwrap().sequence, 1);
+    for (n, code) in [(100, 3), (101, -4), (102, 0)] {
+        assert_eq!(
+            log.decision(&id(n)).unwrap(),
+            Some(Decision::Rejected {
+                code,
+                message: format!("refused {n}")
+            })
+        );
+    }
+    // Rejections are not records.
+    assert_eq!(
+        seqs(&log.read(0, None, &Filter::default(), 100).unwrap()),
+        vec![1]
+    );
+    // Unicode and empty messages survive.
+    let odd = Rejection {
+        event_id: id(103),
+        code: i32::MIN,
+        message: "né — 拒否".to_owned(),
+    };
+    let empty = Rejection {
+        event_id: id(104),
+        code: i32::MAX,
+        message: String::new(),
+    };
+    log.append(&[], &[odd.clone(), empty.clone()]).unwrap();
+    for r in [odd, empty] {
+        assert_eq!(
+            log.decision(&r.event_id).unwrap(),
+            Some(Decision::Rejected {
+                code: r.code,
+                message: r.message
+            })
+        );
+    }
+    assert_eq!(log.verify_chain().unwrap().sequence, 1);
+}
+
+fn suite_read_ranges(log: &dyn Log) {
+    seed(log);
+    let all = Filter::default();
+    assert_eq!(
+        seqs(&log.read(0, None, &all, 100).unwrap()),
+        (1..=12).collect::<Vec<_>>()
+    );
+    assert_eq!(seqs(&log.read(1, None, &all, 3).unwrap()), vec![1, 2, 3]);
+    assert_eq!(
+        seqs(&log.read(5, Some(7), &all, 100).unwrap()),
+        vec![5, 6, 7]
+    );
+    assert_eq!(seqs(&log.read(5, Some(7), &all, 2).unwrap()), vec![5, 6]);
+    assert_eq!(
+        seqs(&log.read(10, Some(1000), &all, 100).unwrap()),
+        vec![10, 11, 12]
+    );
+    assert_eq!(seqs(&log.read(12, Some(12), &all, 100).unwrap()), vec![12]);
+    assert!(log.read(13, None, &all, 100).unwrap().is_empty());
+    assert!(log.read(7, Some(6), &all, 100).unwrap().is_empty());
+    assert!(log.read(1, None, &all, 0).unwrap().is_empty());
+    assert!(log.read(u64::MAX, None, &all, 10).unwrap().is_empty());
+    let read = log.read(4, Some(4), &all, 1).unwrap();
+    assert_eq!(read, vec![log.get(4).unwrap().unwrap()]);
+}
+
+fn suite_read_filtered(log: &dyn Log) {
+    seed(log);
+    // a: 1 4 7 10   b: 2 5 8 11   c: 3 6 9 12   X: odd   Y: even
+    // (filter, from, to, limit, expected sequences)
+    type Case = (Filter, u64, Option<u64>, usize, Vec<u64>);
+    let cases: Vec<Case> = vec![
+        (filter(&["a"], &[]), 0, None, 100, vec![1, 4, 7, 10]),
+        (filter(&["b"], &[]), 3, Some(8), 100, vec![5, 8]),
+        (filter(&["a"], &[]), 0, None, 2, vec![1, 4]),
+        (filter(&[], &["X"]), 0, None, 100, vec![1, 3, 5, 7, 9, 11]),
+        (filter(&[], &["Y"]), 5, None, 2, vec![6, 8]),
+        (filter(&["a"], &["Y"]), 0, None, 100, vec![4, 10]),
+        (
+            filter(&["a", "c"], &[]),
+            0,
+            None,
+            100,
+            vec![1, 3, 4, 6, 7, 9, 10, 12],
+        ),
+        (filter(&["c", "a"], &[]), 4, Some(9), 100, vec![4, 6, 7, 9]),
+        (filter(&["a", "b"], &["X"]), 0, None, 100, vec![1, 5, 7, 11]),
+        (
+            filter(&["a", "b"], &["X", "Y"]),
+            0,
+            None,
+            5,
+            vec![1, 2, 4, 5, 7],
+        ),
+        (filter(&["a", "a"], &[]), 0, None, 100, vec![1, 4, 7, 10]),
+        (filter(&["zzz"], &[]), 0, None, 100, vec![]),
+        (filter(&["a"], &["nope"]), 0, None, 100, vec![]),
+        (filter(&[""], &[]), 0, None, 100, vec![]),
+        // A prefix of a stored org must not match it.
+        (filter(&["ab"], &[]), 0, None, 100, vec![]),
+    ];
+    for (f, from, to, limit, want) in cases {
+        let got = log.read(from, to, &f, limit).unwrap();
+        assert_eq!(
+            seqs(&got),
+            want,
+            "filter {f:?} from {from} to {to:?} limit {limit}"
+        );
+        for r in &got {
+            assert_eq!(Some(r), log.get(r.sequence).unwrap().as_ref());
+        }
+    }
+    // Orgs that are prefixes of one another stay apart.
+    log.append(&[rec(13, "ab", "X"), rec(14, "", "")], &[])
+        .unwrap();
+    assert_eq!(
+        seqs(&log.read(0, None, &filter(&["ab"], &[]), 10).unwrap()),
+        vec![13]
+    );
+    assert_eq!(
+        seqs(&log.read(0, None, &filter(&["a"], &[]), 10).unwrap()),
+        vec![1, 4, 7, 10]
+    );
+    assert_eq!(
+        seqs(&log.read(0, None, &filter(&[""], &[""]), 10).unwrap()),
+        vec![14]
+    );
+}
+
+fn suite_sparse_filter_over_many_records(log: &dyn Log) {
+    // Exercises the cursor's re-seek path: "rare" appears every 100th record,
+    // type "T" on every 7th.
+    let records: Vec<NewRecord> = (1..=2000u64)
+        .map(|s| {
+            rec(
+                s,
+                if s % 100 == 0 { "rare" } else { "common" },
+                if s % 7 == 0 { "T" } else { "U" },
+            )
+        })
+        .collect();
+    for chunk in records.chunks(500) {
+        log.append(chunk, &[]).unwrap();
+    }
+    let rare: Vec<u64> = (1..=2000).filter(|s| s % 100 == 0).collect();
+    assert_eq!(
+        seqs(&log.read(0, None, &filter(&["rare"], &[]), 1000).unwrap()),
+        rare
+    );
+    let both: Vec<u64> = (1..=2000).filter(|s| s % 700 == 0).collect();
+    assert_eq!(
+        seqs(&log.read(0, None, &filter(&["rare"], &["T"]), 1000).unwrap()),
+        both
+    );
+    let common_t: Vec<u64> = (1..=2000).filter(|s| s % 100 != 0 && s % 7 == 0).collect();
+    assert_eq!(
+        seqs(
+            &log.read(0, None, &filter(&["common"], &["T"]), 1000)
+                .unwrap()
+        ),
+        common_t
+    );
+}
+
+fn suite_label_limits(log: &dyn Log) {
+    let long = "x".repeat(MAX_LABEL_LEN + 1);
+    assert!(is_conflict(log.append(&[rec(1, &long, "X")], &[])));
+    assert!(is_conflict(log.append(&[rec(1, "a", &long)], &[])));
+    assert_eq!(log.head().unwrap(), Head::EMPTY);
+    let longest = "y".repeat(MAX_LABEL_LEN);
+    log.append(&[rec(1, &longest, "X")], &[]).unwrap();
+    assert_eq!(
+        seqs(&log.read(0, None, &filter(&[&longest], &[]), 10).unwrap()),
+        vec![1]
+    );
+    assert!(log
+        .read(0, None, &filter(&[&long], &[]), 10)
+        .unwrap()
+        .is_empty());
+}
+
+fn suite_meta(log: &dyn Log) {
+    assert_eq!(log.meta_get("cursor/x").unwrap(), None);
+    log.meta_put("cursor/x", b"42").unwrap();
+    log.meta_put("cursor/y", b"").unwrap();
+    assert_eq!(log.meta_get("cursor/x").unwrap(), Some(b"42".to_vec()));
+    assert_eq!(log.meta_get("cursor/y").unwrap(), Some(Vec::new()));
+    log.meta_put("cursor/x", b"43").unwrap();
+    assert_eq!(log.meta_get("cursor/x").unwrap(), Some(b"43".to_vec()));
+    // Metadata is not part of the log.
+    assert_eq!(log.head().unwrap(), Head::EMPTY);
+    assert!(log
+        .read(0, None, &Filter::default(), 10)
+        .unwrap()
+        .is_empty());
+}
+
+fn suite_verify_chain(log: &dyn Log) {
+    assert_eq!(log.verify_chain().unwrap(), Head::EMPTY);
+    seed(log);
+    log.append(&[rec(13, "a", "X")], &[reject(99, 1)]).unwrap();
+    let head = log.head().unwrap();
+    assert_eq!(head.sequence, 13);
+    assert_eq!(log.verify_chain().unwrap(), head);
+}
+
+fn suite_large_and_empty_bytes(log: &dyn Log) {
+    let mut big = rec(1, "a", "X");
+    big.bytes = (0..200_000u32).map(|i| i as u8).collect();
+    let mut empty = rec(2, "a", "X");
+    empty.bytes = Vec::new();
+    log.append(&[big.clone(), empty], &[]).unwrap();
+    assert_eq!(log.get(1).unwrap().unwrap().bytes, big.bytes);
+    assert!(log.get(2).unwrap().unwrap().bytes.is_empty());
+    assert_eq!(log.verify_chain().unwrap().sequence, 2);
+}
+
+macro_rules! conformance {
+    ($($suite:ident),* $(,)?) => {
+        mod mem_log {
+            $(
+                #[test]
+                fn $suite() {
+                    super::$suite(&wfl_store::MemLog::new());
+                }
+            )*
+        }
+        mod sled_log {
+            $(
+                #[test]
+                fn $suite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let log = wfl_store::SledLog::open(dir.path()).unwrap();
+                    super::$suite(&log);
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    suite_empty_log,
+    suite_append_three_then_read_back,
+    suite_chain_links,
+    suite_non_contiguous_is_conflict_and_writes_nothing,
+    suite_duplicate_event_ids_are_conflicts,
+    suite_rejections_are_recorded,
+    suite_read_ranges,
+    suite_read_filtered,
+    suite_sparse_filter_over_many_records,
+    suite_label_limits,
+    suite_meta,
+    suite_verify_chain,
+    suite_large_and_empty_bytes,
+);

@@ -1,0 +1,249 @@
+//! The client side of the CLI: `record`, `import` and `replay` over gRPC.
+//!
+//! Events are read as JSON in the domain's serde form (see README.md for an example); the wire is
+//! protobuf. Every failure becomes one line saying what and where.
+
+use std::io::{BufRead, Write};
+
+use anyhow::{anyhow, bail, Context};
+use futures::StreamExt;
+use serde_json::json;
+use tonic::transport::Channel;
+use wfl_proto::pb;
+
+/// Output format of the client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Connects to a wfl gRPC endpoint.
+///
+/// # Errors
+/// When the address is malformed or nothing answers there.
+pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    Channel::from_shared(uri.clone())
+        .map_err(|e| anyhow!("bad address {addr}: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| anyhow!("cannot reach wfl at {uri}: {e}"))
+}
+
+/// Parses one event from JSON text.
+///
+/// # Errors
+/// A one-line reason naming the problem (serde reports the line and column).
+pub fn parse_event(text: &str) -> anyhow::Result<pb::Event> {
+    let event: wfl_domain::Event = serde_json::from_str(text).map_err(|e| anyhow!("not a wfl event: {e}"))?;
+    Ok(wfl_proto::convert::event_to_pb(&event))
+}
+
+/// One line describing a gRPC failure, field violations included.
+#[must_use]
+pub fn describe_status(s: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let mut line = format!("{:?}: {}", s.code(), s.message());
+    if let Some(bad) = s.get_details_bad_request() {
+        let fields: Vec<String> = bad.field_violations.iter().map(|v| format!("{} ({})", v.field, v.description)).collect();
+        if !fields.is_empty() {
+            line = format!("{:?}: {}", s.code(), fields.join("; "));
+        }
+    }
+    line
+}
+
+fn describe_item(e: &pb::ItemError) -> String {
+    let code = tonic::Code::from_i32(e.code);
+    if e.field_violations.is_empty() {
+        format!("{code:?}: {}", e.message)
+    } else {
+        let fields: Vec<String> = e.field_violations.iter().map(|v| format!("{} ({})", v.field, v.description)).collect();
+        format!("{code:?}: {}", fields.join("; "))
+    }
+}
+
+/// `wfl record`: one event from a file or stdin.
+///
+/// # Errors
+/// When the input is not an event, or the ledger refuses it (the reason is the message).
+pub async fn record(addr: &str, input: Option<&std::path::Path>, ack: pb::AckLevel, format: Format) -> anyhow::Result<()> {
+    let text = match input {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?,
+    };
+    let event = parse_event(&text)?;
+    let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?);
+    let r = client
+        .record(pb::RecordRequest { event: Some(event), ack: ack as i32 })
+        .await
+        .map_err(|s| anyhow!("{}", describe_status(&s)))?
+        .into_inner();
+    match format {
+        Format::Json => println!("{}", response_json(&r)),
+        Format::Text if r.sequence > 0 => println!(
+            "{} event {} at sequence {} hash {}",
+            if r.duplicate { "already committed:" } else { "committed:" },
+            r.event_id,
+            r.sequence,
+            hex::encode(&r.hash)
+        ),
+        Format::Text => println!("accepted: event {}{}", r.event_id, if r.duplicate { " (duplicate)" } else { "" }),
+    }
+    Ok(())
+}
+
+fn response_json(r: &pb::RecordResponse) -> serde_json::Value {
+    json!({
+        "event_id": r.event_id,
+        "sequence": r.sequence,
+        "hash": hex::encode(&r.hash),
+        "duplicate": r.duplicate,
+        "ack": if r.ack == pb::AckLevel::Accepted as i32 { "accepted" } else { "committed" },
+    })
+}
+
+/// Totals of an import.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub lines: u64,
+    pub committed: u64,
+    pub duplicates: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+/// `wfl import FILE`: JSON lines, sent in batches; one result line per input line on stdout.
+///
+/// # Errors
+/// When the file cannot be read or the server cannot be reached; refused lines are not errors
+/// here, they are counted in the summary (the binary exits non-zero when any line was refused).
+pub async fn import(addr: &str, path: &std::path::Path, batch: usize, ack: pb::AckLevel, format: Format) -> anyhow::Result<ImportSummary> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let mut summary = ImportSummary::default();
+    let mut pending: Vec<(u64, pb::Event)> = Vec::with_capacity(batch);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let batch = batch.clamp(1, wfl_domain::MAX_BATCH);
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let n = i as u64 + 1;
+        let line = line.with_context(|| format!("cannot read line {n} of {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        summary.lines += 1;
+        match parse_event(&line) {
+            Ok(e) => pending.push((n, e)),
+            Err(e) => {
+                summary.rejected += 1;
+                emit(&mut out, format, n, "", Err(e.to_string()))?;
+            }
+        }
+        if pending.len() >= batch {
+            send(&mut client, &mut pending, ack, format, &mut out, &mut summary).await?;
+        }
+    }
+    send(&mut client, &mut pending, ack, format, &mut out, &mut summary).await?;
+    out.flush()?;
+    Ok(summary)
+}
+
+async fn send(
+    client: &mut pb::ingest_client::IngestClient<Channel>,
+    pending: &mut Vec<(u64, pb::Event)>,
+    ack: pb::AckLevel,
+    format: Format,
+    out: &mut impl Write,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let (lines, events): (Vec<u64>, Vec<pb::Event>) = std::mem::take(pending).into_iter().unzip();
+    let resp = client
+        .record_batch(pb::RecordBatchRequest { events, ack: ack as i32 })
+        .await
+        .map_err(|s| anyhow!("batch refused: {}", describe_status(&s)))?
+        .into_inner();
+    if resp.results.len() != lines.len() {
+        bail!("server answered {} results for {} events", resp.results.len(), lines.len());
+    }
+    for (n, item) in lines.into_iter().zip(resp.results) {
+        let result = match item.outcome {
+            Some(pb::item_result::Outcome::Ok(r)) => {
+                if r.duplicate {
+                    summary.duplicates += 1;
+                } else if r.ack == pb::AckLevel::Accepted as i32 {
+                    summary.accepted += 1;
+                } else {
+                    summary.committed += 1;
+                }
+                Ok(r)
+            }
+            Some(pb::item_result::Outcome::Error(e)) => {
+                summary.rejected += 1;
+                Err(describe_item(&e))
+            }
+            None => {
+                summary.rejected += 1;
+                Err("no outcome".to_owned())
+            }
+        };
+        emit(out, format, n, &item.event_id, result)?;
+    }
+    Ok(())
+}
+
+fn emit(out: &mut impl Write, format: Format, line: u64, event_id: &str, r: Result<pb::RecordResponse, String>) -> std::io::Result<()> {
+    match (format, r) {
+        (Format::Json, Ok(r)) => writeln!(out, "{}", json!({"line": line, "ok": response_json(&r)})),
+        (Format::Json, Err(e)) => writeln!(out, "{}", json!({"line": line, "event_id": event_id, "error": e})),
+        (Format::Text, Ok(r)) => writeln!(
+            out,
+            "line {line}: {} {} seq {}",
+            if r.duplicate { "duplicate" } else if r.sequence == 0 { "accepted" } else { "committed" },
+            r.event_id,
+            r.sequence
+        ),
+        (Format::Text, Err(e)) => writeln!(out, "line {line}: rejected: {e}"),
+    }
+}
+
+/// `wfl replay`: committed events as JSON lines, in sequence order.
+///
+/// # Errors
+/// When the server cannot be reached, refuses the request, or the stream breaks.
+pub async fn replay(addr: &str, request: pb::ReadRequest) -> anyhow::Result<u64> {
+    let mut client = pb::ledger_client::LedgerClient::new(connect(addr).await?).max_decoding_message_size(64 << 20);
+    let mut stream = client.read(request).await.map_err(|s| anyhow!("{}", describe_status(&s)))?.into_inner();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut n = 0;
+    while let Some(item) = stream.next().await {
+        let c = item.map_err(|s| anyhow!("replay interrupted after {n} events: {}", describe_status(&s)))?;
+        writeln!(out, "{}", committed_json(&c)?)?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// A committed event as JSON: ledger fields plus the event in its domain JSON form.
+///
+/// # Errors
+/// When the event in the record does not convert (a server defect).
+pub fn committed_json(c: &pb::CommittedEvent) -> anyhow::Result<serde_json::Value> {
+    let event = c.event.clone().ok_or_else(|| anyhow!("sequence {} has no event", c.sequence))?;
+    let event = wfl_proto::convert::event_from_pb(event).map_err(|v| anyhow!("sequence {}: {v}", c.sequence))?;
+    Ok(json!({
+        "sequence": c.sequence,
+        "recorded_at_micros": c.recorded_at_micros,
+        "prev_hash": hex::encode(&c.prev_hash),
+        "hash": hex::encode(&c.hash),
+        "event": event,
+    }))
+}

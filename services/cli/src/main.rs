@@ -1,0 +1,144 @@
+//! `wfl`: run a single node (`up`), record and import events, replay the ledger.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wfl_cli::client::{self, Format};
+use wfl_proto::pb;
+
+#[derive(Parser)]
+#[command(name = "wfl", version, about = "An event-sourced ledger of workforce restructuring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Ack {
+    /// Durable in the ledger (sequence and hash returned).
+    Committed,
+    /// Durable in the JetStream inbox.
+    Accepted,
+}
+
+impl From<Ack> for pb::AckLevel {
+    fn from(a: Ack) -> Self {
+        match a {
+            Ack::Committed => pb::AckLevel::Committed,
+            Ack::Accepted => pb::AckLevel::Accepted,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run gateway and ledger in one process (single-node).
+    Up {
+        #[arg(long, env = "WFL_DATA_DIR", default_value = "./wfl-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "WFL_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+        grpc_addr: SocketAddr,
+        #[arg(long, env = "WFL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+        http_addr: SocketAddr,
+        /// Use NATS JetStream at this URL instead of the in-process bus.
+        #[arg(long, env = "WFL_NATS_URL")]
+        nats_url: Option<String>,
+    },
+    /// Record one event (JSON) from a file or stdin.
+    Record {
+        /// JSON file; stdin when absent.
+        file: Option<PathBuf>,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+        #[arg(long, value_enum, default_value = "committed")]
+        ack: Ack,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Import events from a JSON-lines file; one result per line, non-zero exit if any is refused.
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// Events per RecordBatch call (at most 10,000).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "committed")]
+        ack: Ack,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print committed events as JSON lines, in sequence order.
+    Replay {
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last sequence (default: the head at the time of the call).
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        org: Vec<String>,
+        #[arg(long = "type")]
+        event_type: Vec<String>,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wfl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wfl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up { data_dir, grpc_addr, http_addr, nats_url } => {
+            wfl_cli::init_tracing();
+            let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;
+            tracing::info!(
+                grpc = %grpc.local_addr()?, http = %http.local_addr()?, data_dir = %data_dir.display(),
+                bus = nats_url.as_deref().unwrap_or("in-process"), "wfl up"
+            );
+            // One machine-readable line on stdout, for scripts and tests that bind port 0.
+            println!("wfl listening grpc={} http={}", grpc.local_addr()?, http.local_addr()?);
+            let shutdown = wfl_cli::shutdown_on_signal();
+            wfl_cli::node::run(wfl_cli::node::NodeConfig { data_dir, nats_url }, grpc, http, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Record { file, addr, ack, format } => {
+            client::record(&addr, file.as_deref(), ack.into(), format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { file, addr, batch, ack, format } => {
+            let s = client::import(&addr, &file, batch, ack.into(), format).await?;
+            eprintln!(
+                "imported {} lines: {} committed, {} accepted, {} duplicates, {} rejected",
+                s.lines, s.committed, s.accepted, s.duplicates, s.rejected
+            );
+            Ok(if s.rejected > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+        Command::Replay { from, to, org, event_type, addr } => {
+            let n = client::replay(
+                &addr,
+                pb::ReadRequest { from_sequence: from, to_sequence: to.unwrap_or(0), org_ids: org, event_types: event_type, limit: 0 },
+            )
+            .await?;
+            eprintln!("replayed {n} events");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Single-node mode (`wfl up`): gateway and ledger in one process, one gRPC port (Ingest, Ledger,
+//! health, reflection) and one HTTP port (`/healthz`, `/metrics`). Without a NATS URL the
+//! in-process bus is used; the same code paths run either way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wfl_bus::{Bus, MemoryBus, NatsBus, NatsConfig};
+use wfl_gateway::{Gateway, Metrics};
+use wfl_store::Log;
+
+/// Settings of a single-node wfl.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub nats_url: Option<String>,
+}
+
+/// Connects the bus `wfl up` runs on.
+///
+/// # Errors
+/// When NATS is given and cannot be reached.
+pub async fn connect_bus(nats_url: Option<&str>) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match nats_url {
+        Some(url) => Arc::new(NatsBus::connect(url, NatsConfig::default()).await?),
+        None => Arc::new(MemoryBus::new()),
+    })
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Log>,
+}
+
+/// Runs a single node on the given listeners until `shutdown`.
+///
+/// # Errors
+/// When the ledger cannot start or a server fails.
+pub async fn run(
+    config: NodeConfig,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let bus = connect_bus(config.nats_url.as_deref()).await?;
+    let ledger = wfl_ledger::Ledger::start(wfl_ledger::Config::new(&config.data_dir), bus.clone(), shutdown.clone()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let gateway = Gateway::new(bus, wfl_gateway::Config::default(), metrics.clone());
+
+    let (mut reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<wfl_proto::pb::ingest_server::IngestServer<Gateway>>().await;
+    reporter.set_serving::<wfl_proto::pb::ledger_server::LedgerServer<wfl_ledger::api::LedgerApi>>().await;
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(wfl_proto::reflection()?)
+        .add_service(gateway.into_service())
+        .add_service(ledger.service())
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+
+    let state = HttpState { metrics, store: ledger.store() };
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .with_state(state);
+    let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+
+    let (g, h) = tokio::join!(
+        async {
+            let r = grpc_server.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = http_server.await;
+            shutdown.cancel();
+            r
+        }
+    );
+    let joined = ledger.join().await;
+    g?;
+    h?;
+    joined?;
+    Ok(())
+}
+
+async fn metrics_text(State(s): State<HttpState>) -> String {
+    let mut out = s.metrics.render();
+    if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head()).await.unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string()))) {
+        out.push_str("# HELP wfl_ledger_head_sequence Last committed ledger sequence.\n# TYPE wfl_ledger_head_sequence gauge\n");
+        out.push_str(&format!("wfl_ledger_head_sequence {}\n", head.sequence));
+    }
+    out
+}
+
+/// Binds both listeners of `wfl up`.
+///
+/// # Errors
+/// When an address is taken.
+pub async fn bind(grpc: SocketAddr, http: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let g = TcpListener::bind(grpc).await.map_err(|e| anyhow::anyhow!("cannot listen on {grpc} (gRPC): {e}"))?;
+    let h = TcpListener::bind(http).await.map_err(|e| anyhow::anyhow!("cannot listen on {http} (HTTP): {e}"))?;
+    Ok((g, h))
+}

@@ -1,0 +1,27 @@
+//! The ledger's error type, shaped by what the caller must do.
+
+use wfl_bus::Error as BusError;
+use wfl_store::Error as StoreError;
+
+/// What went wrong in the ledger service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store refused or failed; see the inner error (corruption is fatal, I/O may be retried).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The bus is unreachable or refused; retryable.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    /// A committed record cannot be decoded: the store holds data this build does not understand.
+    #[error("ledger record {sequence} cannot be decoded: {detail}")]
+    Undecodable { sequence: u64, detail: String },
+    /// A bug or an unexpected runtime failure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub(crate) fn join(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("task failed: {e}"))
+    }
+}

@@ -1,0 +1,144 @@
+//! The ledger service: the system of record.
+//!
+//! It consumes the JetStream inbox with one durable consumer, checks each event against the
+//! current state ([`wfl_domain::LedgerState`]), commits accepted events to the sled store in group
+//! commits (one flush per batch), acknowledges the inbox only after the flush, answers the gateway's
+//! outcome requests, republishes committed events on `wfl.ledger.<org>.<type>`, and serves the
+//! gRPC `Ledger` API (Read, Head).
+//!
+//! There is exactly one writer: [`writer`] owns the state and the store's write side. Everything
+//! else reads.
+
+pub mod api;
+mod codec;
+pub mod error;
+mod publisher;
+mod writer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wfl_bus::Bus;
+use wfl_store::{Log, SledLog};
+
+pub use error::Error;
+
+/// Subject of the gateway → ledger outcome protocol (`AwaitRequest` / `AwaitReply`).
+pub const AWAIT_SUBJECT: &str = "wfl.ctl.await";
+
+/// Ledger settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the sled database (created if missing).
+    pub data_dir: PathBuf,
+    /// Most events committed in one group commit (one flush).
+    pub max_batch: usize,
+    /// How long an outcome request may wait for events the ledger has not seen yet.
+    pub await_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for a data directory.
+    #[must_use]
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), max_batch: 1000, await_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// A running ledger: its background tasks and what the gRPC API needs.
+pub struct Ledger {
+    store: Arc<dyn Log>,
+    head: watch::Receiver<u64>,
+    tasks: JoinSet<Result<(), Error>>,
+}
+
+impl Ledger {
+    /// Opens the store, rebuilds the state from it, and starts the writer, the inbox consumer and
+    /// the committed-stream publisher. They stop when `shutdown` is cancelled.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or its history does not verify or decode, or the bus
+    /// refuses the consumer.
+    pub async fn start(config: Config, bus: Arc<dyn Bus>, shutdown: CancellationToken) -> Result<Self, Error> {
+        let dir = config.data_dir.join("ledger");
+        let store: Arc<dyn Log> = Arc::new(
+            tokio::task::spawn_blocking(move || SledLog::open(&dir)).await.map_err(Error::join)??,
+        );
+        let (writer, head) = writer::Writer::recover(store.clone(), config.clone()).await?;
+        let mut tasks = JoinSet::new();
+        let inbox = bus.inbox().await?;
+        let requests = bus.serve(AWAIT_SUBJECT).await?;
+        tasks.spawn(writer.run(inbox, requests, shutdown.clone()));
+        tasks.spawn(publisher::run(store.clone(), bus, head.clone(), shutdown));
+        Ok(Self { store, head, tasks })
+    }
+
+    /// The gRPC `Ledger` service over this ledger's store.
+    #[must_use]
+    pub fn service(&self) -> wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> {
+        wfl_proto::pb::ledger_server::LedgerServer::new(api::LedgerApi::new(self.store.clone(), self.head.clone()))
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// The store, read-only use (Read, Subscribe, audits).
+    #[must_use]
+    pub fn store(&self) -> Arc<dyn Log> {
+        self.store.clone()
+    }
+
+    /// Waits for every background task to stop; the first failure is returned.
+    ///
+    /// # Errors
+    /// The first task error (the others are still awaited).
+    pub async fn join(mut self) -> Result<(), Error> {
+        let mut first = Ok(());
+        while let Some(r) = self.tasks.join_next().await {
+            let r = r.map_err(Error::join).and_then(|r| r);
+            if let (Err(e), true) = (r, first.is_ok()) {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}
+
+/// Runs the ledger alone: its tasks plus the gRPC `Ledger`, health and reflection services on
+/// `listener`, until `shutdown`.
+///
+/// # Errors
+/// When the ledger cannot start or the server fails.
+pub async fn run(
+    config: Config,
+    bus: Arc<dyn Bus>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let ledger = Ledger::start(config, bus, shutdown.clone()).await?;
+    let (mut reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi>>().await;
+    let reflection = wfl_proto::reflection().map_err(|e| Error::Internal(e.to_string()))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let token = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(ledger.service())
+        .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
+    let served = server.await.map_err(|e| Error::Internal(e.to_string()));
+    shutdown.cancel();
+    let joined = ledger.join().await;
+    served.and(joined)
+}
+
+/// Binds a TCP listener (helper for the binaries).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

@@ -1,0 +1,115 @@
+//! Republishes committed events on the bus (`wfl.ledger.<org>.<type>`, stream `WFL_LEDGER`).
+//!
+//! It follows the head sequence and reads what to publish back from the store, so it can never
+//! skip an event: after a crash it asks the bus for the last sequence it holds and resumes after
+//! it. It never blocks the writer; if the bus is down, it retries and catches up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+use wfl_bus::{Bus, CommittedMessage};
+use wfl_store::{Filter, Log};
+
+use crate::{codec, Error};
+
+const CHUNK: usize = 1000;
+
+pub(crate) async fn run(
+    store: Arc<dyn Log>,
+    bus: Arc<dyn Bus>,
+    mut head: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let mut backoff = Backoff::default();
+    let mut published = if bus.durable_inbox() {
+        loop {
+            match bus.last_published_sequence().await {
+                Ok(s) => break s.unwrap_or(0),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the committed stream's last sequence; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    } else {
+        // The in-process bus keeps no history: only events committed from now on are fanned out.
+        *head.borrow()
+    };
+    loop {
+        let target = *head.borrow_and_update();
+        while published < target {
+            match publish_chunk(&store, bus.as_ref(), published + 1, target).await {
+                Ok(last) => {
+                    published = last;
+                    backoff = Backoff::default();
+                }
+                Err(Error::Bus(e)) => {
+                    warn!(error = %e, "publishing committed events failed; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            changed = head.changed() => if changed.is_err() { return Ok(()) },
+        }
+    }
+}
+
+async fn publish_chunk(store: &Arc<dyn Log>, bus: &dyn Bus, from: u64, to: u64) -> Result<u64, Error> {
+    let s = store.clone();
+    let records = tokio::task::spawn_blocking(move || s.read(from, Some(to), &Filter::default(), CHUNK))
+        .await
+        .map_err(Error::join)??;
+    let Some(last) = records.last().map(|r| r.sequence) else { return Ok(to) };
+    let mut msgs = Vec::with_capacity(records.len());
+    for r in &records {
+        let c = codec::decode(r)?;
+        let event = c.event.as_ref();
+        let org_id = event.map(|e| e.org_id.clone()).unwrap_or_default();
+        let event_type = event
+            .and_then(wfl_proto::convert::event_type_of)
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default();
+        msgs.push(CommittedMessage {
+            org_id,
+            event_type,
+            sequence: r.sequence,
+            hash: r.hash,
+            event_id: r.event_id,
+            payload: Bytes::from(c.encode_to_vec()),
+        });
+    }
+    bus.publish_committed(msgs).await?;
+    Ok(last)
+}
+
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    /// Waits before a retry; false when shutting down.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(d) => true,
+        }
+    }
+}

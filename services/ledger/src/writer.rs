@@ -1,0 +1,441 @@
+//! The single writer: it owns [`LedgerState`] and the store's write side.
+//!
+//! One loop takes a batch from the inbox pump, decides every event against the state, appends the
+//! accepted ones (and the refusals) to the store in one atomic, flushed batch, and only then lets
+//! the pump acknowledge the inbox messages and answers the gateway's outcome requests. A store
+//! failure stops the writer without acknowledging anything: the inbox redelivers after a restart,
+//! and the event ids already committed are recognised as duplicates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+use wfl_bus::{Inbox, Request, Requests};
+use wfl_domain::{Conflict, EventId, History, LedgerState, OriginalEvent};
+use wfl_proto::pb;
+use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
+
+use crate::{codec, Config, Error};
+
+/// gRPC status codes used in refusals (google.rpc.Code).
+const INVALID_ARGUMENT: i32 = 3;
+const FAILED_PRECONDITION: i32 = 9;
+const ABORTED: i32 = 10;
+
+/// One batch handed from the inbox pump to the writer; `done` fires after the flush.
+struct InboxBatch {
+    payloads: Vec<Bytes>,
+    done: oneshot::Sender<()>,
+}
+
+pub(crate) struct Writer {
+    store: Arc<dyn Log>,
+    state: LedgerState,
+    next_sequence: u64,
+    head_tx: watch::Sender<u64>,
+    config: Config,
+    waiters: Waiters,
+}
+
+impl Writer {
+    /// Rebuilds the state from the store (a pure fold over the committed history).
+    pub(crate) async fn recover(store: Arc<dyn Log>, config: Config) -> Result<(Self, watch::Receiver<u64>), Error> {
+        let s = store.clone();
+        let started = Instant::now();
+        let (state, head) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let mut state = LedgerState::new();
+            let mut from = 1;
+            loop {
+                let records = s.read(from, None, &Filter::default(), 10_000)?;
+                let Some(last) = records.last() else { break };
+                from = last.sequence + 1;
+                for r in &records {
+                    let event = codec::decode_event(r)?;
+                    state.apply(&event, &StoreHistory { store: s.as_ref(), batch: &HashMap::new() });
+                }
+            }
+            Ok((state, s.head()?))
+        })
+        .await
+        .map_err(Error::join)??;
+        info!(head = head.sequence, elapsed_ms = started.elapsed().as_millis() as u64, "ledger state rebuilt");
+        let (head_tx, head_rx) = watch::channel(head.sequence);
+        let waiters = Waiters::new(config.await_timeout);
+        Ok((Self { store, state, next_sequence: head.sequence + 1, head_tx, config, waiters }, head_rx))
+    }
+
+    /// Runs until `shutdown` or a store failure.
+    pub(crate) async fn run(
+        mut self,
+        inbox: Box<dyn Inbox>,
+        mut requests: Box<dyn Requests>,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let (batch_tx, mut batch_rx) = mpsc::channel(1);
+        let pump = tokio::spawn(pump(inbox, batch_tx, self.config.max_batch, shutdown.clone()));
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        let result = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                batch = batch_rx.recv() => match batch {
+                    Some(batch) => if let Err(e) = self.commit(batch).await { break Err(e) },
+                    None => break Ok(()),
+                },
+                req = requests.next() => match req {
+                    Some(req) => self.on_await(req),
+                    None => break Err(Error::Internal("outcome request subscription ended".into())),
+                },
+                _ = sweep.tick() => self.waiters.expire(),
+            }
+        };
+        if let Err(e) = &result {
+            error!(error = %e, "ledger writer stopped");
+        }
+        shutdown.cancel();
+        let _ = pump.await;
+        result
+    }
+
+    async fn commit(&mut self, batch: InboxBatch) -> Result<(), Error> {
+        let mut records = Vec::with_capacity(batch.payloads.len());
+        let mut rejections = Vec::new();
+        let mut outcomes: Vec<(EventId, pb::Outcome)> = Vec::with_capacity(batch.payloads.len());
+        let mut in_batch: HashMap<EventId, OriginalEvent> = HashMap::new();
+        // None: committed in this batch, its hash is known only after the append.
+        let mut decided: HashMap<EventId, Option<pb::Outcome>> = HashMap::new();
+        let mut repeats_in_batch: Vec<EventId> = Vec::new();
+        let recorded_at = codec::now_micros();
+        let mut duplicates = 0usize;
+
+        for payload in &batch.payloads {
+            let wire = match pb::Event::decode(payload.as_ref()) {
+                Ok(w) => w,
+                Err(e) => {
+                    // Nothing identifies it, so nobody can be told: say so loudly and move on.
+                    error!(error = %e, bytes = payload.len(), "inbox message is not a wfl.v1.Event; dropped");
+                    continue;
+                }
+            };
+            let Ok(uuid) = Uuid::parse_str(&wire.event_id) else {
+                error!(event_id = %wire.event_id, "inbox message has no valid event_id; dropped");
+                continue;
+            };
+            let id = EventId(uuid);
+            let prior = match decided.get(&id) {
+                Some(Some(o)) => Some(o.clone()),
+                Some(None) => {
+                    repeats_in_batch.push(id);
+                    duplicates += 1;
+                    continue;
+                }
+                None => self.store.decision(&uuid)?.map(|d| outcome_of(&uuid, &d)),
+            };
+            if let Some(prior) = prior {
+                duplicates += 1;
+                self.waiters.recent_duplicate(id);
+                outcomes.push((id, mark_duplicate(prior)));
+                continue;
+            }
+            let event = match wfl_proto::convert::event_from_pb(wire) {
+                Ok(e) => e,
+                Err(v) => {
+                    let o = rejected(&uuid, INVALID_ARGUMENT, v.to_string());
+                    rejections.push(Rejection { event_id: uuid, code: INVALID_ARGUMENT, message: v.to_string() });
+                    decided.insert(id, Some(o.clone()));
+                    outcomes.push((id, o));
+                    continue;
+                }
+            };
+            let history = StoreHistory { store: self.store.as_ref(), batch: &in_batch };
+            match self.state.decide(&event, &history) {
+                Ok(()) => {
+                    let sequence = self.next_sequence;
+                    self.next_sequence += 1;
+                    self.state.apply(&event, &history);
+                    records.push(NewRecord {
+                        sequence,
+                        event_id: uuid,
+                        org_id: event.org_id.0.clone(),
+                        event_type: event.event_type().as_str().to_owned(),
+                        bytes: codec::encode(sequence, recorded_at, &event),
+                    });
+                    in_batch.insert(id, OriginalEvent::of(&event));
+                    decided.insert(id, None);
+                }
+                Err(conflict) => {
+                    let code = match conflict {
+                        Conflict::Version { .. } => ABORTED,
+                        Conflict::Lifecycle(_) => FAILED_PRECONDITION,
+                    };
+                    let o = rejected(&uuid, code, conflict.to_string());
+                    rejections.push(Rejection { event_id: uuid, code, message: conflict.to_string() });
+                    decided.insert(id, Some(o.clone()));
+                    outcomes.push((id, o));
+                }
+            }
+        }
+
+        if !records.is_empty() || !rejections.is_empty() {
+            let store = self.store.clone();
+            let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
+            let hashes = tokio::task::spawn_blocking(move || store.append(&records, &rejections))
+                .await
+                .map_err(Error::join)??;
+            let mut last = None;
+            let mut fresh = HashMap::with_capacity(ids.len());
+            for (uuid, (sequence, hash)) in ids.iter().zip(hashes) {
+                let o = committed(uuid, sequence, &hash, false);
+                fresh.insert(EventId(*uuid), o.clone());
+                outcomes.push((EventId(*uuid), o));
+                last = Some(sequence);
+            }
+            for id in repeats_in_batch {
+                self.waiters.recent_duplicate(id);
+                if let Some(o) = fresh.get(&id) {
+                    outcomes.push((id, mark_duplicate(o.clone())));
+                }
+            }
+            if let Some(last) = last {
+                self.head_tx.send_replace(last);
+            }
+        }
+        debug!(events = batch.payloads.len(), duplicates, "batch committed");
+        // Durable now: the pump may acknowledge the inbox messages.
+        let _ = batch.done.send(());
+        for (id, outcome) in outcomes {
+            self.waiters.resolve(id, outcome);
+        }
+        Ok(())
+    }
+
+    fn on_await(&mut self, request: Request) {
+        let ids = match pb::AwaitRequest::decode(request.payload.as_ref()) {
+            Ok(r) => r.event_ids,
+            Err(e) => {
+                warn!(error = %e, "malformed outcome request ignored");
+                return;
+            }
+        };
+        let mut known = Vec::with_capacity(ids.len());
+        for raw in &ids {
+            let outcome = match Uuid::parse_str(raw) {
+                Err(_) => Some(rejected_raw(raw, INVALID_ARGUMENT, "event_id must be a UUID".into())),
+                Ok(uuid) => match self.store.decision(&uuid) {
+                    Ok(Some(d)) => {
+                        let o = outcome_of(&uuid, &d);
+                        Some(if self.waiters.was_duplicate(&EventId(uuid)) { mark_duplicate(o) } else { o })
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        error!(error = %e, "store read failed while answering an outcome request");
+                        None
+                    }
+                },
+            };
+            known.push(outcome);
+        }
+        self.waiters.register(&ids, known, request);
+    }
+}
+
+/// Takes batches from the inbox, hands them to the writer, and acknowledges them once durable.
+async fn pump(mut inbox: Box<dyn Inbox>, tx: mpsc::Sender<InboxBatch>, max: usize, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = inbox.next_batch(max, Duration::from_millis(500)) => r,
+        };
+        let deliveries = match next {
+            Ok(d) => {
+                backoff = Duration::from_millis(50);
+                d
+            }
+            Err(e) => {
+                warn!(error = %e, "inbox unavailable; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if deliveries.is_empty() {
+            continue;
+        }
+        let (done, flushed) = oneshot::channel();
+        let payloads = deliveries.iter().map(|d| d.payload.clone()).collect();
+        if tx.send(InboxBatch { payloads, done }).await.is_err() {
+            return;
+        }
+        // If the writer fails before the flush, `flushed` errors and nothing is acknowledged.
+        if flushed.await.is_err() {
+            return;
+        }
+        if let Err(e) = inbox.ack(deliveries).await {
+            // Not fatal: the broker redelivers and the ledger recognises the event ids.
+            warn!(error = %e, "inbox ack failed; the messages will be redelivered and deduplicated");
+        }
+    }
+}
+
+/// Committed events by id: the current batch first, then the store.
+struct StoreHistory<'a> {
+    store: &'a dyn Log,
+    batch: &'a HashMap<EventId, OriginalEvent>,
+}
+
+impl History for StoreHistory<'_> {
+    fn original(&self, id: &EventId) -> Option<OriginalEvent> {
+        if let Some(o) = self.batch.get(id) {
+            return Some(o.clone());
+        }
+        let lookup = || -> Result<Option<OriginalEvent>, Error> {
+            let Some(Decision::Committed { sequence, .. }) = self.store.decision(&id.0)? else { return Ok(None) };
+            let Some(record) = self.store.get(sequence)? else { return Ok(None) };
+            codec::original(&record).map(Some)
+        };
+        lookup().unwrap_or_else(|e| {
+            error!(error = %e, event_id = %id, "history lookup failed");
+            None
+        })
+    }
+}
+
+fn committed(uuid: &Uuid, sequence: u64, hash: &[u8; 32], duplicate: bool) -> pb::Outcome {
+    pb::Outcome {
+        event_id: uuid.to_string(),
+        result: Some(pb::outcome::Result::Committed(pb::RecordResponse {
+            event_id: uuid.to_string(),
+            sequence,
+            hash: hash.to_vec(),
+            duplicate,
+            ack: pb::AckLevel::Committed as i32,
+        })),
+    }
+}
+
+fn rejected(uuid: &Uuid, code: i32, message: String) -> pb::Outcome {
+    rejected_raw(&uuid.to_string(), code, message)
+}
+
+fn rejected_raw(id: &str, code: i32, message: String) -> pb::Outcome {
+    pb::Outcome {
+        event_id: id.to_owned(),
+        result: Some(pb::outcome::Result::Rejected(pb::ItemError { code, message, field_violations: Vec::new() })),
+    }
+}
+
+fn outcome_of(uuid: &Uuid, d: &Decision) -> pb::Outcome {
+    match d {
+        Decision::Committed { sequence, hash } => committed(uuid, *sequence, hash, false),
+        Decision::Rejected { code, message } => rejected(uuid, *code, message.clone()),
+    }
+}
+
+fn mark_duplicate(mut o: pb::Outcome) -> pb::Outcome {
+    if let Some(pb::outcome::Result::Committed(r)) = &mut o.result {
+        r.duplicate = true;
+    }
+    o
+}
+
+/// Outcome requests waiting for events the ledger has not decided yet.
+struct Waiters {
+    timeout: Duration,
+    next: u64,
+    pending: HashMap<u64, Pending>,
+    by_event: HashMap<EventId, Vec<(u64, usize)>>,
+    /// Ids seen again after being decided, remembered for a while so that an outcome request
+    /// arriving after the ledger already processed the resubmission still reports `duplicate`.
+    duplicates: HashMap<EventId, Instant>,
+}
+
+struct Pending {
+    outcomes: Vec<Option<pb::Outcome>>,
+    remaining: usize,
+    request: Request,
+    deadline: Instant,
+}
+
+impl Waiters {
+    fn new(timeout: Duration) -> Self {
+        Self { timeout, next: 0, pending: HashMap::new(), by_event: HashMap::new(), duplicates: HashMap::new() }
+    }
+
+    fn register(&mut self, ids: &[String], known: Vec<Option<pb::Outcome>>, request: Request) {
+        let remaining = known.iter().filter(|o| o.is_none()).count();
+        if remaining == 0 {
+            reply(request, known);
+            return;
+        }
+        let key = self.next;
+        self.next += 1;
+        for (pos, (raw, o)) in ids.iter().zip(&known).enumerate() {
+            if o.is_none() {
+                if let Ok(uuid) = Uuid::parse_str(raw) {
+                    self.by_event.entry(EventId(uuid)).or_default().push((key, pos));
+                }
+            }
+        }
+        self.pending.insert(key, Pending { outcomes: known, remaining, request, deadline: Instant::now() + self.timeout });
+    }
+
+    fn resolve(&mut self, id: EventId, outcome: pb::Outcome) {
+        let Some(slots) = self.by_event.remove(&id) else { return };
+        for (key, pos) in slots {
+            let Some(p) = self.pending.get_mut(&key) else { continue };
+            if let Some(slot) = p.outcomes.get_mut(pos) {
+                if slot.is_none() {
+                    *slot = Some(outcome.clone());
+                    p.remaining -= 1;
+                }
+            }
+            if p.remaining == 0 {
+                if let Some(p) = self.pending.remove(&key) {
+                    reply(p.request, p.outcomes);
+                }
+            }
+        }
+    }
+
+    fn recent_duplicate(&mut self, id: EventId) {
+        self.duplicates.insert(id, Instant::now() + self.timeout);
+    }
+
+    fn was_duplicate(&self, id: &EventId) -> bool {
+        self.duplicates.contains_key(id)
+    }
+
+    /// Forgets requests past their deadline (their caller has given up) and old duplicate marks.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let before = self.pending.len();
+        self.pending.retain(|_, p| p.deadline > now);
+        if self.pending.len() != before {
+            let live = &self.pending;
+            self.by_event.retain(|_, slots| {
+                slots.retain(|(k, _)| live.contains_key(k));
+                !slots.is_empty()
+            });
+        }
+        self.duplicates.retain(|_, until| *until > now);
+    }
+}
+
+fn reply(request: Request, outcomes: Vec<Option<pb::Outcome>>) {
+    let reply = pb::AwaitReply { outcomes: outcomes.into_iter().flatten().collect() };
+    let bytes = Bytes::from(reply.encode_to_vec());
+    tokio::spawn(async move {
+        if let Err(e) = request.reply(bytes).await {
+            warn!(error = %e, "could not send an outcome reply; the gateway will ask again");
+        }
+    });
+}

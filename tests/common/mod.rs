@@ -1,0 +1,215 @@
+//! Shared harness of the end-to-end tests: real `wfl` processes on loopback ports, real
+//! nats-servers, gRPC clients, and the checks every suite makes on a replayed ledger.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+use wfl_proto::pb;
+use wfl_testkit::NatsServer;
+
+/// Which bus the node under test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Memory,
+    Nats,
+}
+
+/// A binary of the workspace, built on first use if the test run did not build it.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let path = dir.join(name);
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "wfl-cli", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build runs");
+        assert!(status.success(), "building the wfl binaries failed");
+    });
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A child process that is killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub grpc: String,
+    pub http: Option<String>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `bin args...` and waits for its "listening" line on stdout.
+    pub fn start(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        std::fs::create_dir_all(log_dir).expect("log dir");
+        let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::now_v7()));
+        let err = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(bin(name))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = match lines.next() {
+            Some(Ok(l)) => l,
+            _ => {
+                let _ = child.kill();
+                panic!("{name} exited before listening; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let field = |key: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|a| format!("http://{a}"))
+        };
+        let grpc = field("grpc=").unwrap_or_else(|| panic!("no grpc address in {line:?}"));
+        Proc { child, grpc, http: field("http="), log }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().expect("wait")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A single-node wfl (`wfl up`) on loopback, with its own data dir and, in NATS mode, its own
+/// nats-server.
+pub struct Node {
+    pub mode: Mode,
+    pub dir: tempfile::TempDir,
+    pub nats: Option<NatsServer>,
+    pub proc: Proc,
+}
+
+impl Node {
+    pub fn start(mode: Mode) -> Node {
+        let dir = wfl_testkit::temp_dir();
+        let nats = (mode == Mode::Nats).then(NatsServer::start);
+        let proc = Self::spawn(dir.path(), nats.as_ref());
+        Node { mode, dir, nats, proc }
+    }
+
+    fn spawn(dir: &Path, nats: Option<&NatsServer>) -> Proc {
+        let mut args: Vec<String> = vec![
+            "up".into(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--http-addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if let Some(n) = nats {
+            args.push("--nats-url".into());
+            args.push(n.url());
+        }
+        Proc::start("wfl", &args, &dir.join("logs"))
+    }
+
+    /// Kills the node with SIGKILL and starts it again on the same data (and NATS).
+    pub fn restart_hard(&mut self) {
+        self.proc.kill();
+        self.proc = Self::spawn(self.dir.path(), self.nats.as_ref());
+    }
+
+    pub async fn channel(&self) -> Channel {
+        connect(&self.proc.grpc).await
+    }
+}
+
+pub async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(addr.to_owned()).expect("uri").connect().await.expect("connect to wfl")
+}
+
+pub fn ingest(ch: &Channel) -> pb::ingest_client::IngestClient<Channel> {
+    pb::ingest_client::IngestClient::new(ch.clone()).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
+}
+
+pub fn ledger(ch: &Channel) -> pb::ledger_client::LedgerClient<Channel> {
+    pb::ledger_client::LedgerClient::new(ch.clone()).max_decoding_message_size(64 << 20)
+}
+
+pub fn wire(e: &wfl_domain::Event) -> pb::Event {
+    wfl_proto::convert::event_to_pb(e)
+}
+
+/// Records a batch and returns its per-item results.
+pub async fn record_batch(ch: &Channel, events: &[wfl_domain::Event]) -> pb::RecordBatchResponse {
+    ingest(ch)
+        .record_batch(pb::RecordBatchRequest { events: events.iter().map(wire).collect(), ack: pb::AckLevel::Committed as i32 })
+        .await
+        .expect("RecordBatch call succeeds")
+        .into_inner()
+}
+
+/// Everything in the ledger, in order.
+pub async fn replay(ch: &Channel) -> Vec<pb::CommittedEvent> {
+    let mut stream = ledger(ch).read(pb::ReadRequest::default()).await.expect("Read").into_inner();
+    let mut out = Vec::new();
+    while let Some(item) = stream.message().await.expect("Read stream") {
+        out.push(item);
+    }
+    out
+}
+
+/// Checks sequences are 1..=n without gaps, the hash chain links and every hash recomputes.
+pub fn assert_valid_chain(events: &[pb::CommittedEvent]) {
+    let mut prev = vec![0u8; 32];
+    for (i, c) in events.iter().enumerate() {
+        assert_eq!(c.sequence, i as u64 + 1, "sequence gap or disorder at index {i}");
+        assert_eq!(c.prev_hash, prev, "prev_hash does not link at sequence {}", c.sequence);
+        let mut stored = c.clone();
+        stored.prev_hash.clear();
+        stored.hash.clear();
+        let mut h = Sha256::new();
+        h.update(&prev);
+        h.update(stored.encode_to_vec());
+        assert_eq!(h.finalize().to_vec(), c.hash, "hash does not recompute at sequence {}", c.sequence);
+        prev = c.hash.clone();
+    }
+}
+
+/// The committed response of an item, or a panic naming the error.
+pub fn ok(item: &pb::ItemResult) -> &pb::RecordResponse {
+    match &item.outcome {
+        Some(pb::item_result::Outcome::Ok(r)) => r,
+        other => panic!("item {} not ok: {other:?}", item.index),
+    }
+}
+
+/// The error of an item, or a panic.
+pub fn err(item: &pb::ItemResult) -> &pb::ItemError {
+    match &item.outcome {
+        Some(pb::item_result::Outcome::Error(e)) => e,
+        other => panic!("item {} should have failed: {other:?}", item.index),
+    }
+}
