@@ -19,6 +19,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use error::Error;
+
+/// How long a published event id is remembered for deduplication (JetStream's duplicate window
+/// on the NATS bus, the same window on the in-process bus).
+pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
     NatsBus, NatsConfig, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_SEQUENCE, PUBLISH_TIMEOUT,

@@ -42,6 +42,44 @@ struct Inner {
     published: broadcast::Sender<(String, Bytes)>,
     last_published: Mutex<Option<u64>>,
     handlers: Mutex<HashMap<String, mpsc::Sender<Request>>>,
+    /// Event ids published within the duplicate window, like JetStream's `Nats-Msg-Id` window.
+    dedup: std::sync::Mutex<DedupWindow>,
+}
+
+/// Remembers ids for a fixed window, so a resubmission inside it is flagged `duplicate` (and not
+/// delivered again), exactly as JetStream does on the NATS bus.
+struct DedupWindow {
+    window: std::time::Duration,
+    seen: std::collections::HashSet<uuid::Uuid>,
+    order: std::collections::VecDeque<(std::time::Instant, uuid::Uuid)>,
+}
+
+impl DedupWindow {
+    fn new(window: std::time::Duration) -> Self {
+        Self { window, seen: std::collections::HashSet::new(), order: std::collections::VecDeque::new() }
+    }
+
+    /// True when `id` was already seen inside the window; records it otherwise.
+    fn check(&mut self, id: uuid::Uuid) -> bool {
+        let now = std::time::Instant::now();
+        while let Some((at, old)) = self.order.front() {
+            if now.duration_since(*at) < self.window {
+                break;
+            }
+            self.seen.remove(old);
+            self.order.pop_front();
+        }
+        if self.seen.insert(id) {
+            self.order.push_back((now, id));
+            false
+        } else {
+            true
+        }
+    }
+
+    fn forget(&mut self, id: &uuid::Uuid) {
+        self.seen.remove(id);
+    }
 }
 
 impl Default for MemoryBus {
@@ -72,6 +110,7 @@ impl MemoryBus {
                 published,
                 last_published: Mutex::new(None),
                 handlers: Mutex::new(HashMap::new()),
+                dedup: std::sync::Mutex::new(DedupWindow::new(crate::DEFAULT_DUPLICATE_WINDOW)),
             }),
         }
     }
@@ -99,11 +138,18 @@ impl Bus for MemoryBus {
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut results = Vec::with_capacity(msgs.len());
         for msg in msgs {
+            let duplicate = || self.inner.dedup.lock().map(|mut d| d.check(msg.event_id)).unwrap_or(false);
             let result = match check_org(&msg.org_id) {
                 Err(e) => Err(e),
+                Ok(()) if duplicate() => Ok(PublishAck { duplicate: true }),
                 Ok(()) => match self.inner.inbox_tx.send(msg.payload).await {
                     Ok(()) => Ok(PublishAck { duplicate: false }),
-                    Err(_) => Err(Error::Closed),
+                    Err(_) => {
+                        if let Ok(mut d) = self.inner.dedup.lock() {
+                            d.forget(&msg.event_id);
+                        }
+                        Err(Error::Closed)
+                    }
                 },
             };
             results.push(result);

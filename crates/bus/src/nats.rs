@@ -65,7 +65,7 @@ impl Default for NatsConfig {
             inbox_stream: "WFL_INBOX".to_owned(),
             ledger_stream: "WFL_LEDGER".to_owned(),
             consumer: "wfl-ledger".to_owned(),
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: crate::DEFAULT_DUPLICATE_WINDOW,
             ledger_max_age: Duration::ZERO,
             max_ack_pending: 20_000,
             ack_wait: Duration::from_secs(30),
@@ -269,7 +269,7 @@ pub(crate) async fn core_publish(
     subject: async_nats::Subject,
     payload: Bytes,
 ) -> Result<(), Error> {
-    check_payload_size(client, payload.len())?;
+    check_size(max_payload(client), payload.len())?;
     client
         .publish(subject, payload)
         .await
@@ -281,16 +281,35 @@ pub(crate) async fn core_publish(
         })
 }
 
-/// Refuses payloads the server would reject by closing the connection.
-fn check_payload_size(client: &Client, len: usize) -> Result<(), Error> {
-    let max = client.server_info().max_payload;
+/// The server's maximum message size (headers + payload); 0 when unknown.
+fn max_payload(client: &Client) -> usize {
+    client.server_info().max_payload
+}
+
+/// Refuses messages the server would answer by closing the connection.
+fn check_size(max: usize, len: usize) -> Result<(), Error> {
     if max > 0 && len > max {
         Err(Error::Rejected(format!(
-            "payload of {len} bytes exceeds the server's max_payload of {max} bytes"
+            "message of {len} bytes exceeds the server's max_payload of {max} bytes"
         )))
     } else {
         Ok(())
     }
+}
+
+/// Size of `headers` on the wire (`NATS/1.0\r\n`, `Name: value\r\n` each, `\r\n`).
+fn headers_len(headers: &HeaderMap) -> usize {
+    let fields: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(|v| name.len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + fields + 2
 }
 
 /// Sends every publish first (stopping at the first connection failure, so a dead connection
@@ -300,6 +319,7 @@ async fn publish_pipelined(
     client: &Client,
     msgs: Vec<(String, HeaderMap, Bytes)>,
 ) -> Vec<Result<jetstream::publish::PublishAck, Error>> {
+    let max = max_payload(client);
     let mut pending = Vec::with_capacity(msgs.len());
     let mut broken: Option<Error> = None;
     for (subject, headers, payload) in msgs {
@@ -307,7 +327,7 @@ async fn publish_pipelined(
             pending.push(Err(err.clone()));
             continue;
         }
-        if let Err(e) = check_payload_size(client, payload.len()) {
+        if let Err(e) = check_size(max, headers_len(&headers) + payload.len()) {
             pending.push(Err(e));
             continue;
         }
@@ -456,7 +476,7 @@ impl Bus for NatsBus {
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         check_subject(subject)?;
-        check_payload_size(&self.client, payload.len())?;
+        check_size(max_payload(&self.client), payload.len())?;
         let request = async_nats::Request::new()
             .payload(payload)
             .timeout(Some(timeout));
@@ -651,5 +671,41 @@ impl Requests for NatsRequests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_len_matches_the_wire_format() {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, "0123456789");
+        headers.insert(HEADER_SEQUENCE, "42");
+        // "NATS/1.0\r\n" + "Nats-Msg-Id: 0123456789\r\n" + "Wfl-Sequence: 42\r\n" + "\r\n"
+        assert_eq!(headers_len(&headers), 10 + 25 + 18 + 2);
+    }
+
+    #[test]
+    fn size_check() {
+        assert!(check_size(0, usize::MAX).is_ok());
+        assert!(check_size(10, 10).is_ok());
+        assert!(matches!(check_size(10, 11), Err(Error::Rejected(_))));
+    }
+
+    #[test]
+    fn ledger_duplicate_window_never_exceeds_max_age() {
+        let config = NatsConfig {
+            ledger_max_age: Duration::from_secs(60),
+            ..NatsConfig::default()
+        };
+        assert_eq!(
+            config.ledger_stream_config().duplicate_window,
+            Duration::from_secs(60)
+        );
+        let forever = NatsConfig::default().ledger_stream_config();
+        assert_eq!(forever.max_age, Duration::ZERO);
+        assert_eq!(forever.duplicate_window, Duration::from_secs(120));
     }
 }

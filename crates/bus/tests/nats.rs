@@ -506,3 +506,38 @@ async fn connect_is_idempotent_and_fails_fast_without_a_server() {
     .await;
     assert!(matches!(result, Err(Error::Unavailable(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_invalid_messages_are_rejected_without_breaking_the_batch() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let max = bus.client().server_info().max_payload;
+    let mut huge = msg(1);
+    huge.payload = Bytes::from(vec![b'x'; max]);
+    let mut bad_org = msg(2);
+    bad_org.org_id = "org.with.dots".to_owned();
+    let results = within(
+        "publish_inbox",
+        STEP,
+        bus.publish_inbox(vec![msg(0), huge, bad_org, msg(3)]),
+    )
+    .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(Error::Rejected(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(Error::Rejected(_))),
+        "{:?}",
+        results[2]
+    );
+    assert!(results[3].is_ok(), "{:?}", results[3]);
+
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let got = pull(inbox.as_mut(), 2, 10).await;
+    let payloads: Vec<String> = got.iter().map(text).collect();
+    assert_eq!(payloads, vec!["payload-00000", "payload-00003"]);
+    inbox.ack(got).await.expect("ack");
+}

@@ -89,6 +89,7 @@ code_enum!(
     EvidenceConfidence { Reported = "reported", Filed = "filed", Inferred = "inferred" }
 );
 
+#[allow(clippy::derivable_impls)] // the enum is macro-generated
 impl Default for EvidenceConfidence {
     fn default() -> Self {
         Self::Reported
@@ -122,6 +123,7 @@ code_enum!(
     AiAttribution { None = "none", CitedByEmployer = "cited_by_employer", Inferred = "inferred" }
 );
 
+#[allow(clippy::derivable_impls)] // the enum is macro-generated
 impl Default for AiAttribution {
     fn default() -> Self {
         Self::None
@@ -133,6 +135,7 @@ code_enum!(
     BackfillStatus { Unknown = "unknown", Planned = "planned", Filled = "filled", NotPlanned = "not_planned" }
 );
 
+#[allow(clippy::derivable_impls)] // the enum is macro-generated
 impl Default for BackfillStatus {
     fn default() -> Self {
         Self::Unknown

@@ -1,9 +1,11 @@
 //! Rough throughput check for `SledLog`:
-//! `cargo run --release -p wfl-store --example throughput [events] [dir]`.
+//! `cargo run --release -p wfl-store --example throughput [events] [orgs] [ids] [dir]`.
 //!
-//! Appends `events` (default 200 000) ~200-byte events in 1 000-record
-//! batches (one flush each), then times a full scan, a small-org filtered
-//! read and a chain verification. Not a test: numbers depend on the disk.
+//! Appends `events` (default 200 000) ~200-byte events of `orgs` (default
+//! 1 000) organisations in 1 000-record batches (one flush each), then times
+//! a full scan, filtered reads and a chain verification. `ids` is `v7`
+//! (time-ordered, the recommended event id; default) or `v4` (random).
+//! Not a test: numbers depend on the machine and disk.
 
 use std::time::Instant;
 
@@ -11,19 +13,22 @@ use uuid::Uuid;
 use wfl_store::{Filter, Log, NewRecord, SledLog};
 
 const BATCH: u64 = 1_000;
-const ORGS: u64 = 1_000;
 const TYPES: u64 = 12;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let events: u64 = args.next().map_or(Ok(200_000), |s| s.parse())?;
+    let org_count: u64 = args.next().map_or(Ok(1_000), |s| s.parse())?;
+    let random_ids = args.next().is_some_and(|s| s == "v4");
     let tmp = tempfile::tempdir()?;
     let dir = args
         .next()
         .map_or_else(|| tmp.path().to_path_buf(), Into::into);
     let log = SledLog::open(&dir)?;
     let start_seq = log.head()?.sequence + 1;
-    let orgs: Vec<String> = (0..ORGS).map(|i| format!("org-{i:04}")).collect();
+    let orgs: Vec<String> = (0..org_count.max(9))
+        .map(|i| format!("org-{i:04}"))
+        .collect();
     let types: Vec<String> = (0..TYPES).map(|i| format!("EventType{i}")).collect();
 
     let started = Instant::now();
@@ -34,8 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch: Vec<NewRecord> = (next..upto)
             .map(|s| NewRecord {
                 sequence: s,
-                event_id: Uuid::from_u128(u128::from(s) * 0x9e37_79b9_7f4a_7c15),
-                org_id: orgs[(s % ORGS) as usize].clone(),
+                event_id: if random_ids {
+                    Uuid::new_v4()
+                } else {
+                    Uuid::now_v7()
+                },
+                org_id: orgs[(s % orgs.len() as u64) as usize].clone(),
                 event_type: types[(s % TYPES) as usize].clone(),
                 bytes: vec![(s % 256) as u8; 200],
             })
@@ -45,7 +54,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "append: {events} events in {secs:.2}s = {:.0} events/s",
+        "append ({} orgs, {} ids): {events} events in {secs:.2}s = {:.0} events/s",
+        orgs.len(),
+        if random_ids { "v4" } else { "v7" },
         events as f64 / secs
     );
 

@@ -179,8 +179,9 @@ pub trait Log: Send + Sync {
     /// # Errors
     /// * [`Error::Conflict`] if sequences are not contiguous from head+1, if an
     ///   event id is already committed or rejected, if an event id repeats
-    ///   within the call (records and rejections together), or if an org id
-    ///   or event type is longer than [`MAX_LABEL_LEN`]. Nothing is written.
+    ///   within the call (records and rejections together), if an org id
+    ///   or event type is longer than [`MAX_LABEL_LEN`], or (sled) if a
+    ///   single record exceeds 4 GiB. Nothing is written.
     /// * [`Error::Io`] if the store could not write or flush. The outcome of
     ///   that call is then unknown and the sled backend refuses further
     ///   appends until it is reopened (which recovers the true head).

@@ -14,20 +14,35 @@
 //! big-endian so key order is numeric order.
 //!
 //! ```text
-//! key                                  value
-//! e seq:u64                            event_id:16 prev_hash:32 hash:32 bytes…
-//! h                                    seq:u64 hash:32   (written in the same batch)
-//! i event_id:16                        'C' seq:u64 hash:32 | 'R' code:i32 message…
-//! m key…                               opaque metadata
-//! o len:u16 org_id… seq:u64            empty
-//! t len:u16 event_type… seq:u64        empty
-//! v                                    layout version (1)
+//! key                              value
+//! e first:u64                      chunk: count:u32, count × end:u32, entries…
+//!                                    entry = event_id:16 prev_hash:32 hash:32 bytes…
+//! h                                head: seq:u64 hash:32
+//! i event_id:16                    'C' seq:u64 hash:32 | 'R' code:i32 message…
+//! j id[0..6] group:u8              committed-id group: n × (id[6..16] seq:u64 hash:32),
+//!                                    sorted by id, n <= 128, groups 0..16 per prefix
+//! m key…                           opaque metadata
+//! o len:u16 org_id… first:u64      posting group: n × (seq - first):u32, ascending
+//! t len:u16 event_type… first:u64  posting group, as for `o`
+//! v                                layout version (1)
 //! ```
 //!
 //! Reserved for later, do not reuse: `c`… signed checkpoints, `n`… Merkle
-//! tree nodes. The length prefix on labels keeps one org's (or type's) key
-//! range from containing another's, so a filtered read is a range scan over
-//! exactly that label.
+//! tree nodes.
+//!
+//! Why chunks and posting groups instead of one key per record and index
+//! entry: sled 0.34 costs roughly 15–25 µs per inserted key whatever its
+//! size, so keys per event bound throughput. An append stores its records
+//! as chunks of consecutive records (~6 KiB each, never spanning appends)
+//! and one posting group per org and per type it touches. Committed event
+//! ids go into groups keyed by the id's first 6 bytes, which for the
+//! recommended UUIDv7 is the millisecond it was minted, so a batch touches
+//! a handful of groups. A prefix holds at most 16 groups of 128; further ids
+//! of that prefix (e.g. random or adversarial ids) fall back to one `i` key
+//! each, as do all rejections. A lookup is therefore one `i` get plus a scan
+//! of at most 16 small groups, however ids are chosen.
+//! The length prefix on labels keeps one org's (or type's) key range from
+//! containing another's, so a filtered read touches exactly that label.
 //!
 //! # Visibility
 //!
@@ -37,25 +52,33 @@
 //! and rejections of an in-flight append are hidden until it is flushed.
 //! Nobody can therefore act on a record that a crash could still take away.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use crate::batch;
-use crate::layout::{self, RecordView};
+use crate::layout::{
+    self, ChunkView, EntrySource, IdEntry, IdGroupView, PostingsView, RecordView, ID_PREFIX_LEN,
+};
 use crate::{
-    Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord, ZERO_HASH,
+    chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
+    ZERO_HASH,
 };
 
 /// Name of the sled tree holding the whole ledger.
 pub const TREE_NAME: &str = "wfl.ledger";
 
-/// How many index entries a cursor steps over linearly before it re-seeks
-/// with a fresh range: dense intersections stay sequential, sparse ones jump.
-const RESEEK_AFTER: usize = 32;
+/// How long [`SledLog::open`] waits for sled's directory lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// How many posting groups a cursor steps over before it re-seeks with a
+/// fresh range: dense intersections stay sequential, sparse ones jump.
+const RESEEK_AFTER_GROUPS: usize = 8;
 
 /// The sled-backed, durable [`Log`].
 pub struct SledLog {
@@ -93,13 +116,30 @@ impl fmt::Debug for SledLog {
 impl SledLog {
     /// Open (or create) the store in directory `path` and resume its head.
     ///
+    /// If the directory is locked, `open` waits up to two seconds for the lock
+    /// before failing: sled releases it from background I/O threads shortly
+    /// *after* the previous handle is dropped, so an immediate in-process
+    /// reopen would otherwise fail spuriously.
+    ///
     /// # Errors
     /// [`Error::Io`] if sled cannot open the directory (including when
     /// another process holds it); [`Error::Corrupt`] if the stored head or
     /// layout version does not agree with the stored records.
     pub fn open(path: &Path) -> Result<SledLog, Error> {
-        let db = sled::Config::new().path(path).open()?;
-        SledLog::open_db(db)
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => return SledLog::open_db(db),
+                Err(sled::Error::Io(err))
+                    if is_lock_contention(&err) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 
     /// Use an already opened sled database (its [`TREE_NAME`] tree).
@@ -131,32 +171,46 @@ impl SledLog {
         Ok(self.visible()?.head)
     }
 
-    fn load(&self, sequence: u64) -> Result<StoredRecord, Error> {
-        match self.tree.get(layout::record_key(sequence))? {
-            Some(value) => Ok(to_stored(
-                sequence,
-                layout::decode_record(sequence, &value)?,
-            )),
-            None => Err(Error::corrupt(
-                sequence,
-                "record missing below the head or behind an index entry",
-            )),
-        }
-    }
-
     fn read_all(&self, from: u64, to: u64, limit: usize) -> Result<Vec<StoredRecord>, Error> {
-        let range = layout::record_key(from)..=layout::record_key(to);
         let span = usize::try_from(to.saturating_sub(from).saturating_add(1)).unwrap_or(usize::MAX);
         // Capped so a huge `limit` on a huge range does not pre-allocate gigabytes.
         let mut out = Vec::with_capacity(limit.min(span).min(4096));
-        for entry in self.tree.range(range).take(limit) {
+        // Start at the chunk holding `from`, which may begin before it.
+        let start = match self
+            .tree
+            .range(layout::record_key(1)..=layout::record_key(from))
+            .next_back()
+        {
+            Some(entry) => chunk_first(&entry?.0)?,
+            None => from,
+        };
+        let mut expected = from;
+        for entry in self
+            .tree
+            .range(layout::record_key(start)..=layout::record_key(to))
+        {
             let (key, value) = entry?;
-            let sequence = layout::record_key_sequence(&key)
-                .ok_or_else(|| Error::corrupt(0, "malformed record key"))?;
-            out.push(to_stored(
-                sequence,
-                layout::decode_record(sequence, &value)?,
-            ));
+            let chunk = ChunkView::decode(chunk_first(&key)?, &value)?;
+            if chunk.last() < expected {
+                continue;
+            }
+            if chunk.first() > expected {
+                return Err(Error::corrupt(expected, "record missing"));
+            }
+            for sequence in expected..=chunk.last().min(to) {
+                out.push(to_stored(chunk.record(sequence)?));
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            match chunk.last().checked_add(1) {
+                Some(next) => expected = next,
+                None => return Ok(out),
+            }
+        }
+        if expected <= to {
+            // Everything up to the durable head must exist.
+            return Err(Error::corrupt(expected, "record missing"));
         }
         Ok(out)
     }
@@ -181,16 +235,15 @@ impl SledLog {
             unique.dedup();
             let mut cursors = Vec::with_capacity(unique.len());
             for label in unique {
-                let mut prefix = Vec::with_capacity(3 + label.len() + 8);
-                if layout::label_prefix_into(&mut prefix, tag, label).is_err() {
-                    // Longer than any stored label: it cannot match anything.
-                    continue;
+                // Longer than any storable label: it cannot match anything.
+                if let Ok(prefix) = layout::label_prefix(tag, label) {
+                    cursors.push(PostingCursor::open(&self.tree, prefix, from, to)?);
                 }
-                cursors.push(IndexCursor::open(&self.tree, prefix, from, to)?);
             }
             dimensions.push(cursors);
         }
 
+        let mut records = ChunkReader::new(&self.tree);
         let mut out = Vec::new();
         let mut target = from;
         'outer: while out.len() < limit {
@@ -200,11 +253,11 @@ impl SledLog {
             loop {
                 let mut agreed = true;
                 for cursors in &mut dimensions {
-                    let mut lowest = None;
+                    let mut lowest: Option<u64> = None;
                     for cursor in cursors.iter_mut() {
                         cursor.seek(candidate)?;
                         if let Some(seq) = cursor.next {
-                            lowest = Some(lowest.map_or(seq, |l: u64| l.min(seq)));
+                            lowest = Some(lowest.map_or(seq, |l| l.min(seq)));
                         }
                     }
                     match lowest {
@@ -220,7 +273,7 @@ impl SledLog {
                     break;
                 }
             }
-            out.push(self.load(candidate)?);
+            out.push(records.get(candidate)?);
             match candidate.checked_add(1) {
                 Some(next) => target = next,
                 None => break,
@@ -236,77 +289,191 @@ impl SledLog {
     }
 }
 
-/// Walks one label's index entries in sequence order.
-struct IndexCursor<'t> {
-    tree: &'t sled::Tree,
-    prefix: Vec<u8>,
-    upper: u64,
-    iter: sled::Iter,
-    /// The current entry's sequence; `None` once exhausted.
-    next: Option<u64>,
+/// sled reports a held directory lock only as an `Other` I/O error with
+/// this message.
+fn is_lock_contention(err: &std::io::Error) -> bool {
+    err.to_string().contains("could not acquire lock")
 }
 
-impl<'t> IndexCursor<'t> {
-    fn open(tree: &'t sled::Tree, prefix: Vec<u8>, from: u64, upper: u64) -> Result<Self, Error> {
-        let iter = index_range(tree, &prefix, from, upper);
-        let mut cursor = IndexCursor {
-            tree,
-            prefix,
-            upper,
-            iter,
-            next: None,
-        };
-        cursor.step()?;
-        Ok(cursor)
-    }
-
-    fn step(&mut self) -> Result<(), Error> {
-        self.next = match self.iter.next() {
-            None => None,
-            Some(entry) => {
-                let (key, _) = entry?;
-                let seq = layout::index_key_sequence(&key, self.prefix.len())
-                    .ok_or_else(|| Error::corrupt(0, "malformed index key"))?;
-                Some(seq)
-            }
-        };
-        Ok(())
-    }
-
-    /// Advance to the first entry with sequence >= `target`.
-    fn seek(&mut self, target: u64) -> Result<(), Error> {
-        let mut steps = 0;
-        while let Some(seq) = self.next {
-            if seq >= target {
-                break;
-            }
-            if steps == RESEEK_AFTER {
-                self.iter = index_range(self.tree, &self.prefix, target, self.upper);
-                self.step()?;
-                break;
-            }
-            self.step()?;
-            steps += 1;
-        }
-        Ok(())
-    }
+fn chunk_first(key: &[u8]) -> Result<u64, Error> {
+    layout::record_key_sequence(key).ok_or_else(|| Error::corrupt(0, "malformed chunk key"))
 }
 
-fn index_range(tree: &sled::Tree, prefix: &[u8], from: u64, upper: u64) -> sled::Iter {
-    let mut low = prefix.to_vec();
-    layout::push_sequence(&mut low, from);
-    let mut high = prefix.to_vec();
-    layout::push_sequence(&mut high, upper);
-    tree.range(low..=high)
-}
-
-fn to_stored(sequence: u64, view: RecordView<'_>) -> StoredRecord {
+fn to_stored(view: RecordView<'_>) -> StoredRecord {
     StoredRecord {
-        sequence,
+        sequence: view.sequence,
         event_id: view.event_id,
         prev_hash: view.prev_hash,
         hash: view.hash,
         bytes: view.bytes.to_vec(),
+    }
+}
+
+/// Point reads of records, keeping the last chunk so that reading several
+/// records of one chunk costs one sled lookup.
+struct ChunkReader<'t> {
+    tree: &'t sled::Tree,
+    current: Option<(u64, sled::IVec)>,
+}
+
+impl<'t> ChunkReader<'t> {
+    fn new(tree: &'t sled::Tree) -> Self {
+        ChunkReader {
+            tree,
+            current: None,
+        }
+    }
+
+    /// The record at `sequence`, which the caller knows is at or below the head.
+    fn get(&mut self, sequence: u64) -> Result<StoredRecord, Error> {
+        if let Some((first, value)) = &self.current {
+            let chunk = ChunkView::decode(*first, value)?;
+            if chunk.contains(sequence) {
+                return Ok(to_stored(chunk.record(sequence)?));
+            }
+        }
+        let Some(entry) = self
+            .tree
+            .range(layout::record_key(1)..=layout::record_key(sequence))
+            .next_back()
+        else {
+            return Err(Error::corrupt(sequence, "record missing"));
+        };
+        let (key, value) = entry?;
+        let first = chunk_first(&key)?;
+        let record = to_stored(ChunkView::decode(first, &value)?.record(sequence)?);
+        self.current = Some((first, value));
+        Ok(record)
+    }
+}
+
+/// Walks one label's posting groups in sequence order.
+struct PostingCursor<'t> {
+    tree: &'t sled::Tree,
+    prefix: Vec<u8>,
+    upper: u64,
+    /// Groups after the current one.
+    groups: sled::Iter,
+    /// The current group's first sequence and value.
+    group: Option<(u64, sled::IVec)>,
+    position: usize,
+    /// The current sequence; `None` once exhausted.
+    next: Option<u64>,
+}
+
+impl<'t> PostingCursor<'t> {
+    fn open(tree: &'t sled::Tree, prefix: Vec<u8>, from: u64, upper: u64) -> Result<Self, Error> {
+        // Placeholder until `reposition` opens the real range (sled::Iter
+        // has no empty constructor).
+        let groups = tree.range(layout::posting_key(&prefix, 0)..=layout::posting_key(&prefix, 0));
+        let mut cursor = PostingCursor {
+            tree,
+            prefix,
+            upper,
+            groups,
+            group: None,
+            position: 0,
+            next: None,
+        };
+        cursor.reposition(from)?;
+        Ok(cursor)
+    }
+
+    /// Restart at the group that may hold `target` (the last one starting at
+    /// or before it), then move to the first sequence >= `target`.
+    fn reposition(&mut self, target: u64) -> Result<(), Error> {
+        let start = match self
+            .tree
+            .range(layout::posting_key(&self.prefix, 0)..=layout::posting_key(&self.prefix, target))
+            .next_back()
+        {
+            Some(entry) => self.group_first(&entry?.0)?,
+            None => target,
+        };
+        self.groups = self.tree.range(
+            layout::posting_key(&self.prefix, start)
+                ..=layout::posting_key(&self.prefix, self.upper),
+        );
+        self.next_group()?;
+        self.seek_within(target)
+    }
+
+    fn group_first(&self, key: &[u8]) -> Result<u64, Error> {
+        layout::posting_key_sequence(key, self.prefix.len())
+            .ok_or_else(|| Error::corrupt(0, "malformed posting key"))
+    }
+
+    /// Move to the start of the next group.
+    fn next_group(&mut self) -> Result<(), Error> {
+        self.load_next_group()?;
+        self.settle()
+    }
+
+    fn load_next_group(&mut self) -> Result<(), Error> {
+        self.group = match self.groups.next() {
+            None => None,
+            Some(entry) => {
+                let (key, value) = entry?;
+                let first = self.group_first(&key)?;
+                PostingsView::decode(first, &value)?;
+                Some((first, value))
+            }
+        };
+        self.position = 0;
+        Ok(())
+    }
+
+    /// Set `next` from the current group and position, moving past the end
+    /// of a group into the following one.
+    fn settle(&mut self) -> Result<(), Error> {
+        loop {
+            let Some((first, value)) = &self.group else {
+                self.next = None;
+                return Ok(());
+            };
+            if let Some(seq) = PostingsView::decode(*first, value)?.get(self.position) {
+                self.next = (seq <= self.upper).then_some(seq);
+                return Ok(());
+            }
+            self.load_next_group()?;
+        }
+    }
+
+    /// Within the current group, move to the first sequence >= `target`
+    /// (leaving the group if none is).
+    fn seek_within(&mut self, target: u64) -> Result<(), Error> {
+        if let Some((first, value)) = &self.group {
+            let postings = PostingsView::decode(*first, value)?;
+            self.position = self.position.max(postings.lower_bound(target));
+        }
+        self.settle()
+    }
+
+    /// Advance to the first sequence >= `target`.
+    fn seek(&mut self, target: u64) -> Result<(), Error> {
+        let mut skipped = 0;
+        loop {
+            match self.next {
+                None => return Ok(()),
+                Some(seq) if seq >= target => return Ok(()),
+                Some(_) => {}
+            }
+            let group_last = match &self.group {
+                Some((first, value)) => {
+                    let postings = PostingsView::decode(*first, value)?;
+                    postings.get(postings.len().saturating_sub(1))
+                }
+                None => None,
+            };
+            if group_last.is_some_and(|last| last >= target) {
+                return self.seek_within(target);
+            }
+            if skipped == RESEEK_AFTER_GROUPS {
+                return self.reposition(target);
+            }
+            self.next_group()?;
+            skipped += 1;
+        }
     }
 }
 
@@ -337,13 +504,13 @@ fn recover_head(tree: &sled::Tree) -> Result<Head, Error> {
         None => None,
         Some(entry) => {
             let (key, value) = entry?;
-            let sequence = layout::record_key_sequence(&key)
-                .ok_or_else(|| Error::corrupt(0, "malformed record key"))?;
-            Some((sequence, layout::decode_record(sequence, &value)?.hash))
+            let chunk = ChunkView::decode(chunk_first(&key)?, &value)?;
+            let record = chunk.record(chunk.last())?;
+            Some((record.sequence, record.hash))
         }
     };
     match last {
-        None if stored.sequence == 0 && stored.hash == ZERO_HASH => Ok(stored),
+        None if stored == Head::EMPTY => Ok(stored),
         Some((sequence, hash)) if sequence == stored.sequence && hash == stored.hash => Ok(stored),
         None => Err(Error::corrupt(
             stored.sequence,
@@ -357,6 +524,101 @@ fn recover_head(tree: &sled::Tree) -> Result<Head, Error> {
             ),
         )),
     }
+}
+
+/// The committed-id groups of one id prefix, in group order, validated.
+fn load_id_groups(
+    tree: &sled::Tree,
+    prefix: &[u8; ID_PREFIX_LEN],
+) -> Result<Vec<(u8, sled::IVec)>, Error> {
+    let range = layout::id_group_key(prefix, 0)..=layout::id_group_key(prefix, u8::MAX);
+    let mut groups = Vec::new();
+    for entry in tree.range(range) {
+        let (key, value) = entry?;
+        let number = layout::id_group_number(&key)
+            .ok_or_else(|| Error::corrupt(0, "malformed id group key"))?;
+        IdGroupView::decode(&value)?;
+        groups.push((number, value));
+    }
+    Ok(groups)
+}
+
+fn find_committed(groups: &[(u8, sled::IVec)], event_id: &Uuid) -> Result<Option<IdEntry>, Error> {
+    let rest = layout::id_rest(event_id);
+    for (_, value) in groups {
+        if let Some(entry) = IdGroupView::decode(value)?.find(&rest) {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}
+
+/// Add newly committed ids of one prefix (sorted by `rest`): first into the
+/// room left in the last existing group, then into new groups, and once the
+/// prefix has its maximum number of groups, into one `i` key per id.
+/// Existing entries never move, so a concurrent reader finds every durable
+/// id whichever version of a group it sees.
+fn write_id_groups(
+    ops: &mut sled::Batch,
+    prefix: &[u8; ID_PREFIX_LEN],
+    existing: &[(u8, sled::IVec)],
+    pending: &[(IdEntry, Uuid)],
+) -> Result<(), Error> {
+    let mut pending = pending;
+    let mut next_group: u8 = 0;
+    if let Some((number, value)) = existing.last() {
+        let last = IdGroupView::decode(value)?;
+        let room = layout::ID_GROUP_MAX.saturating_sub(last.len());
+        if room > 0 && !pending.is_empty() {
+            let (taken, left) = pending.split_at(room.min(pending.len()));
+            let mut merged: Vec<IdEntry> = (0..last.len()).filter_map(|i| last.entry(i)).collect();
+            merged.extend(taken.iter().map(|(entry, _)| *entry));
+            merged.sort_unstable_by_key(|entry| entry.rest);
+            ops.insert(
+                &layout::id_group_key(prefix, *number)[..],
+                layout::encode_id_group(&merged),
+            );
+            pending = left;
+        }
+        next_group = number.saturating_add(1);
+    }
+    while !pending.is_empty() && next_group < layout::ID_GROUPS_PER_PREFIX {
+        let (taken, left) = pending.split_at(layout::ID_GROUP_MAX.min(pending.len()));
+        let entries: Vec<IdEntry> = taken.iter().map(|(entry, _)| *entry).collect();
+        ops.insert(
+            &layout::id_group_key(prefix, next_group)[..],
+            layout::encode_id_group(&entries),
+        );
+        pending = left;
+        next_group += 1;
+    }
+    for (entry, event_id) in pending {
+        ops.insert(
+            &layout::decision_key(event_id)[..],
+            &layout::encode_committed(entry.sequence, &entry.hash)[..],
+        );
+    }
+    Ok(())
+}
+
+/// Split a label's ascending sequences into posting groups that respect
+/// the group size limit and whose offsets fit in a u32.
+fn posting_groups(sequences: &[u64]) -> Vec<&[u64]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while let Some(&first) = sequences.get(start) {
+        let mut end = start + 1;
+        while end - start < layout::POSTING_GROUP_MAX
+            && sequences
+                .get(end)
+                .is_some_and(|&s| s.saturating_sub(first) <= u64::from(u32::MAX))
+        {
+            end += 1;
+        }
+        groups.push(&sequences[start..end]);
+        start = end;
+    }
+    groups
 }
 
 impl Log for SledLog {
@@ -382,30 +644,90 @@ impl Log for SledLog {
             )));
         }
         let old = writer.head;
+        // Id groups are loaded once per prefix: for the duplicate check now
+        // and for extending the last group below.
+        let mut id_groups: HashMap<[u8; ID_PREFIX_LEN], Vec<(u8, sled::IVec)>> = HashMap::new();
         let plan = batch::plan(&old, records, rejections, |id| {
-            Ok(self.tree.contains_key(layout::decision_key(id))?)
+            if self.tree.contains_key(layout::decision_key(id))? {
+                return Ok(true);
+            }
+            let groups = match id_groups.entry(layout::id_prefix(id)) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let loaded = load_id_groups(&self.tree, entry.key())?;
+                    entry.insert(loaded)
+                }
+            };
+            Ok(find_committed(groups, id)?.is_some())
         })?;
 
         let mut ops = sled::Batch::default();
-        let mut key = Vec::with_capacity(64);
+        let mut chunk: Vec<EntrySource<'_>> = Vec::new();
+        let mut first_in_chunk = 0;
+        let mut chunk_bytes = 0;
+        let mut orgs: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut types: HashMap<&str, Vec<u64>> = HashMap::new();
+        let mut new_ids: HashMap<[u8; ID_PREFIX_LEN], Vec<(IdEntry, Uuid)>> = HashMap::new();
         for (index, (record, (sequence, hash))) in records.iter().zip(&plan.links).enumerate() {
-            let prev = plan.prev_of(&old, index);
-            ops.insert(
-                &layout::record_key(*sequence)[..],
-                layout::encode_record(&record.event_id, &prev, hash, &record.bytes),
-            );
-            ops.insert(
-                &layout::decision_key(&record.event_id)[..],
-                &layout::encode_committed(*sequence, hash)[..],
-            );
-            for (tag, label) in [
-                (layout::ORG, &record.org_id),
-                (layout::TYPE, &record.event_type),
-            ] {
-                layout::label_prefix_into(&mut key, tag, label)?;
-                layout::push_sequence(&mut key, *sequence);
-                ops.insert(&key[..], &[][..]);
+            let size = layout::ENTRY_HEADER_LEN + record.bytes.len();
+            if !chunk.is_empty() && chunk_bytes + size > layout::CHUNK_TARGET_BYTES {
+                ops.insert(
+                    &layout::record_key(first_in_chunk)[..],
+                    layout::encode_chunk(&chunk)?,
+                );
+                chunk.clear();
+                chunk_bytes = 0;
             }
+            if chunk.is_empty() {
+                first_in_chunk = *sequence;
+            }
+            chunk.push(EntrySource {
+                event_id: &record.event_id,
+                prev_hash: plan.prev_of(&old, index),
+                hash,
+                bytes: &record.bytes,
+            });
+            chunk_bytes += size;
+            new_ids
+                .entry(layout::id_prefix(&record.event_id))
+                .or_default()
+                .push((
+                    IdEntry {
+                        rest: layout::id_rest(&record.event_id),
+                        sequence: *sequence,
+                        hash: *hash,
+                    },
+                    record.event_id,
+                ));
+            orgs.entry(&record.org_id).or_default().push(*sequence);
+            types.entry(&record.event_type).or_default().push(*sequence);
+        }
+        if !chunk.is_empty() {
+            ops.insert(
+                &layout::record_key(first_in_chunk)[..],
+                layout::encode_chunk(&chunk)?,
+            );
+        }
+        for (tag, labels) in [(layout::ORG, orgs), (layout::TYPE, types)] {
+            for (label, sequences) in labels {
+                let prefix = layout::label_prefix(tag, label)?;
+                for group in posting_groups(&sequences) {
+                    if let Some(&first) = group.first() {
+                        ops.insert(
+                            layout::posting_key(&prefix, first),
+                            layout::encode_postings(first, group),
+                        );
+                    }
+                }
+            }
+        }
+        for (prefix, mut pending) in new_ids {
+            pending.sort_unstable_by_key(|(entry, _)| entry.rest);
+            let existing = match id_groups.remove(&prefix) {
+                Some(groups) => groups,
+                None => load_id_groups(&self.tree, &prefix)?,
+            };
+            write_id_groups(&mut ops, &prefix, &existing, &pending)?;
         }
         for rejection in rejections {
             ops.insert(
@@ -445,10 +767,19 @@ impl Log for SledLog {
     fn decision(&self, event_id: &Uuid) -> Result<Option<Decision>, Error> {
         // Read sled first, then the visibility state: see `append` for why
         // that order makes the pending check sound.
-        let Some(value) = self.tree.get(layout::decision_key(event_id))? else {
-            return Ok(None);
+        let decision = match self.tree.get(layout::decision_key(event_id))? {
+            Some(value) => layout::decode_decision(event_id, &value)?,
+            None => {
+                let groups = load_id_groups(&self.tree, &layout::id_prefix(event_id))?;
+                match find_committed(&groups, event_id)? {
+                    Some(entry) => Decision::Committed {
+                        sequence: entry.sequence,
+                        hash: entry.hash,
+                    },
+                    None => return Ok(None),
+                }
+            }
         };
-        let decision = layout::decode_decision(event_id, &value)?;
         let visible = self.visible()?;
         let durable = match &decision {
             Decision::Committed { sequence, .. } => *sequence <= visible.head.sequence,
@@ -462,7 +793,7 @@ impl Log for SledLog {
         if sequence == 0 || sequence > head.sequence {
             return Ok(None);
         }
-        self.load(sequence).map(Some)
+        ChunkReader::new(&self.tree).get(sequence).map(Some)
     }
 
     fn read(
@@ -489,31 +820,38 @@ impl Log for SledLog {
         let head = self.visible_head()?;
         let mut expected: u64 = 1;
         let mut prev = ZERO_HASH;
-        let range = layout::record_key(1)..=layout::record_key(head.sequence.max(1));
         if head.sequence > 0 {
+            let range = layout::record_key(1)..=layout::record_key(head.sequence);
             for entry in self.tree.range(range) {
                 let (key, value) = entry?;
-                let sequence = layout::record_key_sequence(&key)
-                    .ok_or_else(|| Error::corrupt(expected, "malformed record key"))?;
-                if sequence != expected {
+                let chunk = ChunkView::decode(chunk_first(&key)?, &value)?;
+                if chunk.first() != expected {
                     return Err(Error::corrupt(expected, "record missing"));
                 }
-                let view = layout::decode_record(sequence, &value)?;
-                if view.prev_hash != prev {
+                if chunk.last() > head.sequence {
                     return Err(Error::corrupt(
-                        sequence,
-                        "stored prev_hash does not match the previous record's hash",
+                        head.sequence.saturating_add(1),
+                        "a chunk runs past the head",
                     ));
                 }
-                let hash = crate::chain_hash(&prev, view.bytes);
-                if view.hash != hash {
-                    return Err(Error::corrupt(
-                        sequence,
-                        "stored hash does not match SHA-256(prev_hash || bytes)",
-                    ));
+                for sequence in chunk.first()..=chunk.last() {
+                    let record = chunk.record(sequence)?;
+                    if record.prev_hash != prev {
+                        return Err(Error::corrupt(
+                            sequence,
+                            "stored prev_hash does not match the previous record's hash",
+                        ));
+                    }
+                    let hash = chain_hash(&prev, record.bytes);
+                    if record.hash != hash {
+                        return Err(Error::corrupt(
+                            sequence,
+                            "stored hash does not match SHA-256(prev_hash || bytes)",
+                        ));
+                    }
+                    prev = hash;
                 }
-                prev = hash;
-                expected = sequence.saturating_add(1);
+                expected = chunk.last().saturating_add(1);
             }
         }
         if expected != head.sequence.saturating_add(1) {

@@ -4,6 +4,9 @@
 //! contract; the `conformance!` macro at the bottom runs all of them against
 //! `MemLog` and against a fresh `SledLog` in a temporary directory.
 
+// `u64::is_multiple_of` needs Rust 1.87; the workspace supports 1.80.
+#![allow(clippy::manual_is_multiple_of)]
+
 use uuid::Uuid;
 use wfl_store::{
     chain_hash, Decision, Error, Filter, Head, Log, NewRecord, Rejection, StoredRecord,
@@ -333,38 +336,114 @@ fn suite_read_filtered(log: &dyn Log) {
 }
 
 fn suite_sparse_filter_over_many_records(log: &dyn Log) {
-    // Exercises the cursor's re-seek path: "rare" appears every 100th record,
-    // type "T" on every 7th.
-    let records: Vec<NewRecord> = (1..=2000u64)
-        .map(|s| {
-            rec(
-                s,
-                if s % 100 == 0 { "rare" } else { "common" },
-                if s % 7 == 0 { "T" } else { "U" },
-            )
-        })
+    // "rare" is every 100th record, type "T" every 7th. Records 1..=2000
+    // arrive in one append (long posting lists), 2001..=4000 in 200 appends
+    // of 10 (many short ones), so reads cross both shapes and have to skip
+    // far ahead in one dimension to match the other.
+    let org_of = |s: u64| if s % 100 == 0 { "rare" } else { "common" };
+    let type_of = |s: u64| if s % 7 == 0 { "T" } else { "U" };
+    let records: Vec<NewRecord> = (1..=4000u64)
+        .map(|s| rec(s, org_of(s), type_of(s)))
         .collect();
-    for chunk in records.chunks(500) {
+    log.append(&records[..2000], &[]).unwrap();
+    for chunk in records[2000..].chunks(10) {
         log.append(chunk, &[]).unwrap();
     }
-    let rare: Vec<u64> = (1..=2000).filter(|s| s % 100 == 0).collect();
+    let expect = |orgs: &[&str], types: &[&str], from: u64, to: u64, limit: usize| -> Vec<u64> {
+        (from.max(1)..=to.min(4000))
+            .filter(|&s| orgs.is_empty() || orgs.contains(&org_of(s)))
+            .filter(|&s| types.is_empty() || types.contains(&type_of(s)))
+            .take(limit)
+            .collect()
+    };
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["rare"], &[]),
+        (&[], &["T"]),
+        (&["rare"], &["T"]),
+        (&["common"], &["T"]),
+        (&["rare", "common"], &["T"]),
+        (&["rare"], &["T", "U"]),
+    ];
+    for (orgs, types) in cases {
+        for (from, to, limit) in [
+            (0, 4000, 10_000),
+            (1500, 2600, 10_000),
+            (1999, 2001, 10_000),
+            (1234, 4000, 7),
+            (3999, 9999, 10),
+        ] {
+            assert_eq!(
+                seqs(
+                    &log.read(from, Some(to), &filter(orgs, types), limit)
+                        .unwrap()
+                ),
+                expect(orgs, types, from, to, limit),
+                "orgs {orgs:?} types {types:?} from {from} to {to} limit {limit}"
+            );
+        }
+    }
+    assert_eq!(log.verify_chain().unwrap().sequence, 4000);
+}
+
+fn suite_many_ids_sharing_a_prefix(log: &dyn Log) {
+    // 2 600 ids with identical first bytes (more than a backend may group
+    // under one prefix), a few time-ordered v7 ids, and random v4 ids, all
+    // interleaved across batches of uneven size.
+    let mut records: Vec<NewRecord> = (1..=2600u64).map(|s| rec(s, "a", "X")).collect();
+    for (i, record) in records.iter_mut().enumerate() {
+        record.event_id = match i % 10 {
+            0 => Uuid::now_v7(),
+            1 => Uuid::new_v4(),
+            _ => Uuid::from_u128(0xabcd_0000 + i as u128),
+        };
+    }
+    let mut links = Vec::new();
+    let mut start = 0;
+    for size in [700usize, 1, 129, 1000, 770] {
+        links.extend(log.append(&records[start..start + size], &[]).unwrap());
+        start += size;
+    }
+    assert_eq!(start, records.len());
+    for (record, (sequence, hash)) in records.iter().zip(&links) {
+        assert_eq!(
+            log.decision(&record.event_id).unwrap(),
+            Some(Decision::Committed {
+                sequence: *sequence,
+                hash: *hash
+            }),
+            "{}",
+            record.sequence
+        );
+    }
+    let head = log.head().unwrap();
+    for index in [0usize, 1, 2, 639, 700, 701, 829, 1500, 2047, 2400, 2599] {
+        let mut again = rec(head.sequence + 1, "a", "X");
+        again.event_id = records[index].event_id;
+        assert!(is_conflict(log.append(&[again], &[])), "record {index}");
+        assert!(is_conflict(
+            log.append(&[], &[reject_id(records[index].event_id)])
+        ));
+    }
+    assert_eq!(log.head().unwrap(), head);
+    // Unknown ids next to known ones are unknown.
     assert_eq!(
-        seqs(&log.read(0, None, &filter(&["rare"], &[]), 1000).unwrap()),
-        rare
+        log.decision(&Uuid::from_u128(0xabcd_0000 + 5000)).unwrap(),
+        None
     );
-    let both: Vec<u64> = (1..=2000).filter(|s| s % 700 == 0).collect();
     assert_eq!(
-        seqs(&log.read(0, None, &filter(&["rare"], &["T"]), 1000).unwrap()),
-        both
+        log.decision(&Uuid::from_u128(0xabcd_0000 + 10)).unwrap(),
+        None
     );
-    let common_t: Vec<u64> = (1..=2000).filter(|s| s % 100 != 0 && s % 7 == 0).collect();
-    assert_eq!(
-        seqs(
-            &log.read(0, None, &filter(&["common"], &["T"]), 1000)
-                .unwrap()
-        ),
-        common_t
-    );
+    assert_eq!(log.decision(&Uuid::now_v7()).unwrap(), None);
+    assert_eq!(log.verify_chain().unwrap(), head);
+}
+
+fn reject_id(event_id: Uuid) -> Rejection {
+    Rejection {
+        event_id,
+        code: 1,
+        message: "again".to_owned(),
+    }
 }
 
 fn suite_label_limits(log: &dyn Log) {
@@ -453,6 +532,7 @@ conformance!(
     suite_read_ranges,
     suite_read_filtered,
     suite_sparse_filter_over_many_records,
+    suite_many_ids_sharing_a_prefix,
     suite_label_limits,
     suite_meta,
     suite_verify_chain,

@@ -64,7 +64,7 @@ fn op() -> impl Strategy<Value = Op> {
         0..ORGS.len(),
         0..TYPES.len(),
         id_choice(),
-        prop::collection::vec(any::<u8>(), 0..24),
+        prop_oneof![3 => prop::collection::vec(any::<u8>(), 0..24), 1 => prop::collection::vec(any::<u8>(), 200..900)],
     )
         .prop_map(|(org, event_type, id, bytes)| RecordSpec {
             org,
@@ -131,7 +131,8 @@ impl Model {
             IdChoice::Reuse(i) if !self.ids.is_empty() => self.ids[i % self.ids.len()],
             _ => {
                 self.next_id += 1;
-                let id = Uuid::from_u128(self.next_id);
+                // Three id prefixes, so ids share decision groups.
+                let id = Uuid::from_u128((self.next_id % 3) << 80 | self.next_id);
                 self.ids.push(id);
                 id
             }

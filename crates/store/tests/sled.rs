@@ -1,6 +1,9 @@
 //! `SledLog`-specific behaviour: reopening, tamper detection, damaged values
 //! and concurrent readers. The shared contract lives in `conformance.rs`.
 
+// `u64::is_multiple_of` needs Rust 1.87; the workspace supports 1.80.
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,8 +18,13 @@ fn rec(sequence: u64, org: &str, event_type: &str) -> NewRecord {
         event_id: Uuid::from_u128(u128::from(sequence)),
         org_id: org.to_owned(),
         event_type: event_type.to_owned(),
-        bytes: format!("event {sequence}").into_bytes(),
+        bytes: payload(sequence),
     }
+}
+
+/// Delimited so that no record's payload contains another's.
+fn payload(sequence: u64) -> Vec<u8> {
+    format!("<event {sequence}>").into_bytes()
 }
 
 fn seed(log: &dyn Log, count: u64) {
@@ -33,10 +41,45 @@ fn org(name: &str) -> Filter {
     }
 }
 
-fn record_key(sequence: u64) -> Vec<u8> {
+/// Key of the chunk whose first record is `sequence`.
+fn chunk_key(sequence: u64) -> Vec<u8> {
     let mut key = vec![b'e'];
     key.extend_from_slice(&sequence.to_be_bytes());
     key
+}
+
+/// The chunk holding record `sequence` and where its opaque bytes start in
+/// it. Per the documented layout the entry is `event_id:16 prev_hash:32
+/// hash:32 bytes`, so the hash is the 32 bytes before that offset and the
+/// prev hash the 32 before those.
+fn locate(tree: &sled::Tree, sequence: u64) -> (sled::IVec, Vec<u8>, usize) {
+    let needle = payload(sequence);
+    for entry in tree.scan_prefix(b"e") {
+        let (key, value) = entry.unwrap();
+        if let Some(at) = value.windows(needle.len()).position(|w| w == needle) {
+            return (key, value.to_vec(), at);
+        }
+    }
+    panic!("record {sequence} not found in any chunk");
+}
+
+/// Flip bits of the byte `offset` bytes from the start of record
+/// `sequence`'s opaque bytes (negative: into its entry header).
+fn flip(tree: &sled::Tree, sequence: u64, offset: isize, mask: u8) {
+    let (key, mut value, at) = locate(tree, sequence);
+    let index = at.checked_add_signed(offset).unwrap();
+    value[index] ^= mask;
+    tree.insert(key, value).unwrap();
+}
+
+/// Ten records committed by three appends: chunks start at 1, 5 and 8.
+fn seed_three_chunks(log: &dyn Log) {
+    let all: Vec<NewRecord> = (1..=10)
+        .map(|s| rec(s, if s % 2 == 0 { "even" } else { "odd" }, "T"))
+        .collect();
+    for range in [0..4, 4..7, 7..10] {
+        log.append(&all[range], &[]).unwrap();
+    }
 }
 
 fn corrupt_at<T: std::fmt::Debug>(result: Result<T, Error>) -> u64 {
@@ -55,12 +98,15 @@ fn open_with_handle(dir: &Path) -> (sled::Db, sled::Tree, SledLog) {
     (db, tree, log)
 }
 
-/// Apply `damage` to the tree of a closed store at `dir`.
-fn tamper_closed(dir: &Path, damage: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(dir).unwrap();
-    let tree = db.open_tree(TREE_NAME).unwrap();
+/// Seed a store, close the log, damage its tree, and try to open a log on
+/// it again (over the same sled handle, so no sled-level reopen is needed).
+fn reopen_after(count: u64, damage: impl FnOnce(&sled::Tree)) -> Result<SledLog, Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, tree, log) = open_with_handle(dir.path());
+    seed(&log, count);
+    drop(log);
     damage(&tree);
-    db.flush().unwrap();
+    SledLog::open_db(db)
 }
 
 #[test]
@@ -147,33 +193,29 @@ fn a_second_open_of_the_same_directory_is_refused() {
 
 #[test]
 fn flipping_one_stored_byte_is_corrupt_at_exactly_that_sequence() {
-    for (sequence, offset_from_end) in [(7u64, 1usize), (1, 3), (20, 1)] {
+    // (record, byte offset into its opaque bytes)
+    for (sequence, offset) in [(7u64, 8isize), (1, 0), (20, 2), (13, 5)] {
         let dir = tempfile::tempdir().unwrap();
         let (_db, tree, log) = open_with_handle(dir.path());
         seed(&log, 20);
         assert_eq!(log.verify_chain().unwrap().sequence, 20);
 
-        let key = record_key(sequence);
-        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-        let at = value.len() - offset_from_end;
-        value[at] ^= 0x01;
-        tree.insert(&key, value).unwrap();
+        flip(&tree, sequence, offset, 0x01);
 
         assert_eq!(corrupt_at(log.verify_chain()), sequence);
+        // Plain reads do not re-hash; they still serve the (damaged) bytes.
+        assert_ne!(log.get(sequence).unwrap().unwrap().bytes, payload(sequence));
     }
 }
 
 #[test]
 fn tampered_links_and_hashes_are_corrupt_at_that_sequence() {
-    // Byte offsets inside a record value: id 0..16, prev 16..48, hash 48..80.
-    for offset in [20usize, 60] {
+    // Into the stored hash (-1..-32) and the stored prev hash (-33..-64).
+    for offset in [-1isize, -20, -33, -60] {
         let dir = tempfile::tempdir().unwrap();
         let (_db, tree, log) = open_with_handle(dir.path());
         seed(&log, 10);
-        let key = record_key(4);
-        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-        value[offset] ^= 0x80;
-        tree.insert(&key, value).unwrap();
+        flip(&tree, 4, offset, 0x80);
         assert_eq!(corrupt_at(log.verify_chain()), 4, "offset {offset}");
     }
 }
@@ -182,55 +224,82 @@ fn tampered_links_and_hashes_are_corrupt_at_that_sequence() {
 fn tampering_survives_reopen_and_is_still_caught() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let log = SledLog::open(dir.path()).unwrap();
+        let (_db, tree, log) = open_with_handle(dir.path());
         seed(&log, 10);
+        flip(&tree, 3, 1, 0xff);
     }
-    tamper_closed(dir.path(), |tree| {
-        let key = record_key(3);
-        let mut value = tree.get(&key).unwrap().unwrap().to_vec();
-        let last = value.len() - 1;
-        value[last] ^= 0xff;
-        tree.insert(&key, value).unwrap();
-    });
     let log = SledLog::open(dir.path()).unwrap();
     assert_eq!(corrupt_at(log.verify_chain()), 3);
 }
 
 #[test]
-fn a_short_record_value_is_corrupt_everywhere_it_is_read() {
+fn a_malformed_chunk_is_corrupt_everywhere_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, tree, log) = open_with_handle(dir.path());
-    seed(&log, 10);
-    tree.insert(record_key(5), &b"short"[..]).unwrap();
+    seed_three_chunks(&log);
+    tree.insert(chunk_key(5), &b"short"[..]).unwrap();
     assert_eq!(corrupt_at(log.get(5)), 5);
+    assert_eq!(corrupt_at(log.get(6)), 5);
     assert_eq!(corrupt_at(log.read(0, None, &Filter::default(), 100)), 5);
     assert_eq!(corrupt_at(log.read(0, None, &org("odd"), 100)), 5);
     assert_eq!(corrupt_at(log.verify_chain()), 5);
-    // Records before the damage are still served.
+    // Records outside the damaged chunk are still served.
     assert_eq!(
         log.read(0, Some(4), &Filter::default(), 100).unwrap().len(),
         4
     );
+    assert_eq!(log.get(9).unwrap().unwrap().bytes, payload(9));
 }
 
 #[test]
-fn a_missing_record_is_corrupt_not_absent() {
+fn no_chunk_shape_makes_reads_panic() {
+    let mut shapes: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0, 0, 0],
+        vec![0, 0, 0, 0],                                             // zero records
+        vec![0xff, 0xff, 0xff, 0xff],                                 // more records than bytes
+        vec![0, 0, 0, 3, 0, 0, 0, 80, 0, 0, 0, 40, 0, 0, 0, 200],     // offsets going backwards
+        vec![0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff],                     // offset past the end
+        vec![0, 0, 0, 1, 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], // entry too short
+    ];
+    let mut tail = vec![0, 0, 0, 2, 0, 0, 0, 80, 0, 0, 0, 160];
+    tail.extend_from_slice(&[0; 100]);
+    shapes.push(tail); // second entry truncated
+    for shape in shapes {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, tree, log) = open_with_handle(dir.path());
+        seed_three_chunks(&log);
+        tree.insert(chunk_key(5), shape.clone()).unwrap();
+        for sequence in 1..=10 {
+            // Whatever the shape, an answer and never a panic; some shapes
+            // still decode to (garbage) records.
+            let _ = log.get(sequence);
+        }
+        assert!(
+            matches!(log.verify_chain(), Err(Error::Corrupt { .. })),
+            "{shape:?}"
+        );
+        assert!(
+            log.read(0, None, &Filter::default(), 100).is_err(),
+            "{shape:?}"
+        );
+        assert!(log.read(0, None, &org("even"), 100).is_err(), "{shape:?}");
+        assert!(log.read(0, Some(4), &Filter::default(), 100).is_ok());
+    }
+}
+
+#[test]
+fn a_missing_chunk_is_corrupt_not_absent() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, tree, log) = open_with_handle(dir.path());
-    seed(&log, 10);
-    tree.remove(record_key(6)).unwrap();
+    seed_three_chunks(&log);
+    tree.remove(chunk_key(5)).unwrap();
     assert_eq!(corrupt_at(log.get(6)), 6);
     assert_eq!(corrupt_at(log.read(0, None, &org("even"), 100)), 6);
-    assert_eq!(corrupt_at(log.verify_chain()), 6);
-    // The unfiltered scan cannot see the hole without a chain check, but it
-    // must not invent a record either.
-    let seqs: Vec<u64> = log
-        .read(0, None, &Filter::default(), 100)
-        .unwrap()
-        .iter()
-        .map(|r| r.sequence)
-        .collect();
-    assert!(!seqs.contains(&6));
+    assert_eq!(corrupt_at(log.read(0, None, &Filter::default(), 100)), 5);
+    assert_eq!(corrupt_at(log.read(6, None, &Filter::default(), 100)), 6);
+    assert_eq!(corrupt_at(log.verify_chain()), 5);
+    assert_eq!(log.read(8, None, &Filter::default(), 100).unwrap().len(), 3);
 }
 
 #[test]
@@ -257,24 +326,59 @@ fn damaged_decisions_and_index_keys_are_corrupt() {
         assert_eq!(log.head().unwrap().sequence, 10);
     }
 
-    // An index key with a 9-byte sequence suffix, sorted inside org "odd".
+    // Committed ids live in groups under `j` + first 6 id bytes + group
+    // number; ids 1..=10 share the all-zero prefix.
+    let group_key = [b'j', 0, 0, 0, 0, 0, 0, 0];
+    let good = tree.get(group_key).unwrap().unwrap();
+    let mut unsorted = good.to_vec();
+    unsorted.rotate_left(50);
+    for garbage in [vec![], vec![1, 2, 3], good[..60].to_vec(), unsorted] {
+        tree.insert(group_key, garbage).unwrap();
+        assert_eq!(corrupt_at(log.decision(&Uuid::from_u128(4))), 0);
+        assert!(matches!(
+            log.append(&[rec(11, "odd", "T")], &[]),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+    tree.insert(group_key, good).unwrap();
+    assert!(matches!(
+        log.decision(&Uuid::from_u128(4)).unwrap(),
+        Some(Decision::Committed { sequence: 4, .. })
+    ));
+
+    // A posting key with a 9-byte sequence suffix, sorted inside org "odd".
     let mut key = vec![b'o', 0, 3];
     key.extend_from_slice(b"odd");
     key.extend_from_slice(&5u64.to_be_bytes());
     key.push(0);
-    tree.insert(key, &[][..]).unwrap();
+    tree.insert(&key, &[0, 0, 0, 0][..]).unwrap();
     assert!(matches!(
         log.read(0, None, &org("odd"), 100),
         Err(Error::Corrupt { .. })
     ));
+    tree.remove(&key).unwrap();
+    assert_eq!(log.read(0, None, &org("odd"), 100).unwrap().len(), 5);
+
+    // A posting group whose value is not a whole number of offsets.
+    let mut key = vec![b'o', 0, 4];
+    key.extend_from_slice(b"even");
+    key.extend_from_slice(&2u64.to_be_bytes());
+    tree.insert(&key, &[0, 0, 0][..]).unwrap();
+    assert!(matches!(
+        log.read(0, None, &org("even"), 100),
+        Err(Error::Corrupt { .. })
+    ));
     // Other orgs are unaffected.
-    assert_eq!(log.read(0, None, &org("even"), 100).unwrap().len(), 5);
+    assert_eq!(log.read(0, None, &org("odd"), 100).unwrap().len(), 5);
 }
 
 #[test]
 fn a_damaged_head_or_layout_version_fails_the_open() {
     type Damage = fn(&sled::Tree);
-    let damages: [(&str, Damage); 5] = [
+    let damages: [(&str, Damage); 6] = [
+        ("last chunk malformed", |t| {
+            t.insert(chunk_key(1), &b"xx"[..]).unwrap();
+        }),
         ("short head", |t| {
             t.insert(b"h", &b"xx"[..]).unwrap();
         }),
@@ -296,35 +400,26 @@ fn a_damaged_head_or_layout_version_fails_the_open() {
         }),
     ];
     for (what, damage) in damages {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let log = SledLog::open(dir.path()).unwrap();
-            seed(&log, 10);
-        }
-        tamper_closed(dir.path(), damage);
         assert!(
-            matches!(SledLog::open(dir.path()), Err(Error::Corrupt { .. })),
+            matches!(reopen_after(10, damage), Err(Error::Corrupt { .. })),
             "{what}"
         );
     }
+    // Undamaged, the same path succeeds.
+    assert_eq!(
+        reopen_after(10, |_| {}).unwrap().head().unwrap().sequence,
+        10
+    );
 }
 
 #[test]
 fn head_hash_disagreeing_with_last_record_fails_the_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let log = SledLog::open(dir.path()).unwrap();
-        seed(&log, 3);
-    }
-    tamper_closed(dir.path(), |t| {
+    let result = reopen_after(3, |t| {
         let mut head = 3u64.to_be_bytes().to_vec();
         head.extend_from_slice(&[7; 32]);
         t.insert(b"h", head).unwrap();
     });
-    assert!(matches!(
-        SledLog::open(dir.path()),
-        Err(Error::Corrupt { .. })
-    ));
+    assert!(matches!(result, Err(Error::Corrupt { .. })));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! is about (`scenario::hire("acme", "w-1")`, `scenario::resign("acme", "w-1").closed()`).
 
 use wfl_domain::{
-    ContractType, Date, EmploymentRelationship, Event, EventId, EvidenceConfidence, Initiator, OrgId, Payload,
-    Resignation, Separation, SiteId, Source, WorkerHired, WorkerRef, SCHEMA_VERSION,
+    ContractType, Date, EmploymentRelationship, Event, EventId, EvidenceConfidence, Initiator,
+    OrgId, Payload, Resignation, Separation, SiteId, Source, WorkerHired, WorkerRef,
+    SCHEMA_VERSION,
 };
 
 /// The effective date scenario events use unless told otherwise.
@@ -21,7 +22,10 @@ pub fn event(org: &str, payload: Payload) -> Event {
         site_id: SiteId::from("main"),
         jurisdiction: "CN".to_owned(),
         effective_date: default_date(),
-        source: Source { system: "testkit".to_owned(), reference: String::new() },
+        source: Source {
+            system: "testkit".to_owned(),
+            reference: String::new(),
+        },
         correlation_id: None,
         causation_id: None,
         schema_version: SCHEMA_VERSION,
@@ -83,5 +87,12 @@ pub fn separation(worker: &str) -> Separation {
 /// A resignation of `worker`.
 #[must_use]
 pub fn resign(org: &str, worker: &str) -> Event {
-    event(org, Payload::Resignation(Resignation { separation: separation(worker), regrettable: false, pressured: false }))
+    event(
+        org,
+        Payload::Resignation(Resignation {
+            separation: separation(worker),
+            regrettable: false,
+            pressured: false,
+        }),
+    )
 }

@@ -138,7 +138,6 @@ impl Writer {
             };
             if let Some(prior) = prior {
                 duplicates += 1;
-                self.waiters.recent_duplicate(id);
                 outcomes.push((id, mark_duplicate(prior)));
                 continue;
             }
@@ -187,6 +186,7 @@ impl Writer {
             let hashes = tokio::task::spawn_blocking(move || store.append(&records, &rejections))
                 .await
                 .map_err(Error::join)??;
+            let first = self.next_sequence - ids.len() as u64;
             let mut last = None;
             let mut fresh = HashMap::with_capacity(ids.len());
             for (uuid, (sequence, hash)) in ids.iter().zip(hashes) {
@@ -196,12 +196,12 @@ impl Writer {
                 last = Some(sequence);
             }
             for id in repeats_in_batch {
-                self.waiters.recent_duplicate(id);
                 if let Some(o) = fresh.get(&id) {
                     outcomes.push((id, mark_duplicate(o.clone())));
                 }
             }
             if let Some(last) = last {
+                self.waiters.committed(first, last);
                 self.head_tx.send_replace(last);
             }
         }
@@ -229,7 +229,8 @@ impl Writer {
                 Ok(uuid) => match self.store.decision(&uuid) {
                     Ok(Some(d)) => {
                         let o = outcome_of(&uuid, &d);
-                        Some(if self.waiters.was_duplicate(&EventId(uuid)) { mark_duplicate(o) } else { o })
+                        let stale = matches!(d, Decision::Committed { sequence, .. } if !self.waiters.is_fresh(sequence));
+                        Some(if stale { mark_duplicate(o) } else { o })
                     }
                     Ok(None) => None,
                     Err(e) => {
@@ -353,10 +354,20 @@ struct Waiters {
     next: u64,
     pending: HashMap<u64, Pending>,
     by_event: HashMap<EventId, Vec<(u64, usize)>>,
-    /// Ids seen again after being decided, remembered for a while so that an outcome request
-    /// arriving after the ledger already processed the resubmission still reports `duplicate`.
-    duplicates: HashMap<EventId, Instant>,
+    /// (time, last sequence) of recent commits, oldest first, kept for [`FRESH`].
+    ///
+    /// An outcome request that finds its event already committed cannot tell by the id alone
+    /// whether this submission committed it or an earlier one did. A commit older than [`FRESH`]
+    /// was an earlier submission (the gateway asks right after publishing, and gives up after its
+    /// commit timeout, well under [`FRESH`]); a resubmission inside [`FRESH`] is inside the bus's
+    /// duplicate window, which flags it at publish time. So the two together are exact.
+    recent: std::collections::VecDeque<(Instant, u64)>,
+    /// First sequence that may still be fresh.
+    fresh_from: u64,
 }
+
+/// See [`Waiters::recent`]; must stay shorter than the bus's duplicate window (2 minutes).
+const FRESH: Duration = Duration::from_secs(60);
 
 struct Pending {
     outcomes: Vec<Option<pb::Outcome>>,
@@ -367,7 +378,14 @@ struct Pending {
 
 impl Waiters {
     fn new(timeout: Duration) -> Self {
-        Self { timeout, next: 0, pending: HashMap::new(), by_event: HashMap::new(), duplicates: HashMap::new() }
+        Self {
+            timeout,
+            next: 0,
+            pending: HashMap::new(),
+            by_event: HashMap::new(),
+            recent: std::collections::VecDeque::new(),
+            fresh_from: u64::MAX,
+        }
     }
 
     fn register(&mut self, ids: &[String], known: Vec<Option<pb::Outcome>>, request: Request) {
@@ -406,12 +424,18 @@ impl Waiters {
         }
     }
 
-    fn recent_duplicate(&mut self, id: EventId) {
-        self.duplicates.insert(id, Instant::now() + self.timeout);
+    /// Notes that sequences `first..=last` were just committed.
+    fn committed(&mut self, first: u64, last: u64) {
+        if self.recent.is_empty() {
+            // Everything before this batch is older than FRESH, or predates this process.
+            self.fresh_from = first;
+        }
+        self.recent.push_back((Instant::now(), last));
     }
 
-    fn was_duplicate(&self, id: &EventId) -> bool {
-        self.duplicates.contains_key(id)
+    /// Whether `sequence` was committed less than [`FRESH`] ago.
+    fn is_fresh(&self, sequence: u64) -> bool {
+        sequence >= self.fresh_from
     }
 
     /// Forgets requests past their deadline (their caller has given up) and old duplicate marks.
@@ -426,7 +450,13 @@ impl Waiters {
                 !slots.is_empty()
             });
         }
-        self.duplicates.retain(|_, until| *until > now);
+        while let Some(&(at, last)) = self.recent.front() {
+            if now.duration_since(at) < FRESH {
+                break;
+            }
+            self.recent.pop_front();
+            self.fresh_from = last + 1;
+        }
     }
 }
 
