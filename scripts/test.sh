@@ -21,6 +21,10 @@ fi
 export NATS_SERVER_BIN
 echo "test.sh: using $("$NATS_SERVER_BIN" --version)" >&2
 
+# The end-to-end suites run the real binaries (wfl, wfl-gateway, wfl-ledger): build them first so
+# no test pays for it.
+cargo build --workspace --bins
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --profile ci
 else

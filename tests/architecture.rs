@@ -8,12 +8,23 @@ use std::process::Command;
 fn workspace_deps() -> BTreeMap<String, Vec<(String, Option<String>)>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
     let mut map = BTreeMap::new();
     for p in meta["packages"].as_array().expect("packages") {
         let name = p["name"].as_str().expect("name").to_owned();
@@ -21,14 +32,22 @@ fn workspace_deps() -> BTreeMap<String, Vec<(String, Option<String>)>> {
             .as_array()
             .expect("dependencies")
             .iter()
-            .map(|d| (d["name"].as_str().unwrap_or_default().to_owned(), d["kind"].as_str().map(str::to_owned)))
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap_or_default().to_owned(),
+                    d["kind"].as_str().map(str::to_owned),
+                )
+            })
             .collect();
         map.insert(name, deps);
     }
     map
 }
 
-fn normal_deps<'a>(deps: &'a BTreeMap<String, Vec<(String, Option<String>)>>, pkg: &str) -> Vec<&'a str> {
+fn normal_deps<'a>(
+    deps: &'a BTreeMap<String, Vec<(String, Option<String>)>>,
+    pkg: &str,
+) -> Vec<&'a str> {
     deps.get(pkg)
         .unwrap_or_else(|| panic!("{pkg} is not a workspace package"))
         .iter()
@@ -44,8 +63,19 @@ const LIBS: &[&str] = &["wfl-store", "wfl-bus", "wfl-proto"];
 fn domain_is_pure() {
     let deps = workspace_deps();
     for d in normal_deps(&deps, "wfl-domain") {
-        assert!(!d.starts_with("wfl-"), "wfl-domain must not depend on workspace crate {d}");
-        for forbidden in ["tokio", "sled", "async-nats", "tonic", "prost", "prost-types", "futures"] {
+        assert!(
+            !d.starts_with("wfl-"),
+            "wfl-domain must not depend on workspace crate {d}"
+        );
+        for forbidden in [
+            "tokio",
+            "sled",
+            "async-nats",
+            "tonic",
+            "prost",
+            "prost-types",
+            "futures",
+        ] {
             assert_ne!(d, forbidden, "wfl-domain must stay pure: it depends on {d}");
         }
     }
@@ -57,7 +87,10 @@ fn library_crates_depend_only_on_domain() {
     for lib in LIBS {
         for d in normal_deps(&deps, lib) {
             if d.starts_with("wfl-") {
-                assert_eq!(d, "wfl-domain", "{lib} may depend only on wfl-domain among workspace crates, not {d}");
+                assert_eq!(
+                    d, "wfl-domain",
+                    "{lib} may depend only on wfl-domain among workspace crates, not {d}"
+                );
             }
         }
     }
@@ -68,8 +101,14 @@ fn services_do_not_depend_on_services() {
     let deps = workspace_deps();
     for svc in SERVICES {
         for d in normal_deps(&deps, svc) {
-            assert!(!SERVICES.contains(&d), "{svc} must not depend on service {d}");
-            assert_ne!(d, "wfl-testkit", "{svc} must not depend on the testkit outside dev-dependencies");
+            assert!(
+                !SERVICES.contains(&d),
+                "{svc} must not depend on service {d}"
+            );
+            assert_ne!(
+                d, "wfl-testkit",
+                "{svc} must not depend on the testkit outside dev-dependencies"
+            );
         }
     }
 }
@@ -90,7 +129,11 @@ fn testkit_is_dev_only() {
     for (pkg, list) in &deps {
         for (d, kind) in list {
             if d == "wfl-testkit" {
-                assert_eq!(kind.as_deref(), Some("dev"), "{pkg} uses wfl-testkit outside dev-dependencies");
+                assert_eq!(
+                    kind.as_deref(),
+                    Some("dev"),
+                    "{pkg} uses wfl-testkit outside dev-dependencies"
+                );
             }
         }
     }

@@ -31,15 +31,21 @@ async fn ledger_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_noth
     let mut ledger = Proc::start("wfl-ledger", &ledger_args(&data, &nats), &logs);
     let gateway = Proc::start(
         "wfl-gateway",
-        &["--grpc-addr".into(), "127.0.0.1:0".into(), "--nats-url".into(), nats.url()],
+        &[
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--nats-url".into(),
+            nats.url(),
+        ],
         &logs,
     );
     let gw = connect(&gateway.grpc).await;
 
     const BATCHES: usize = 40;
     const PER_BATCH: usize = 250;
-    let events: Vec<wfl_domain::Event> =
-        (0..BATCHES * PER_BATCH).map(|i| scenario::hire("acme", &format!("w-{i}"))).collect();
+    let events: Vec<wfl_domain::Event> = (0..BATCHES * PER_BATCH)
+        .map(|i| scenario::hire("acme", &format!("w-{i}")))
+        .collect();
 
     // The client streams batches and reports how many events have been acknowledged so far.
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<usize>();
@@ -57,7 +63,11 @@ async fn ledger_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_noth
                         acked.insert(o.event_id.clone(), o.sequence);
                     }
                     Some(pb::item_result::Outcome::Error(e)) => {
-                        assert_eq!(e.code, tonic::Code::Unavailable as i32, "only unavailability may fail an item: {e:?}");
+                        assert_eq!(
+                            e.code,
+                            tonic::Code::Unavailable as i32,
+                            "only unavailability may fail an item: {e:?}"
+                        );
                         unknown.push(event.clone());
                     }
                     None => panic!("item without outcome"),
@@ -89,13 +99,27 @@ async fn ledger_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_noth
     let ch = connect(&ledger.grpc).await;
     let all = replay(&ch).await;
     assert_valid_chain(&all);
-    let ids: Vec<String> = all.iter().map(|c| c.event.as_ref().expect("event").event_id.clone()).collect();
+    let ids: Vec<String> = all
+        .iter()
+        .map(|c| c.event.as_ref().expect("event").event_id.clone())
+        .collect();
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "an event id was committed twice");
-    assert_eq!(ids.len(), events.len(), "every event is committed exactly once");
-    let by_id: HashMap<&String, u64> = all.iter().map(|c| (&c.event.as_ref().expect("event").event_id, c.sequence)).collect();
+    assert_eq!(
+        ids.len(),
+        events.len(),
+        "every event is committed exactly once"
+    );
+    let by_id: HashMap<&String, u64> = all
+        .iter()
+        .map(|c| (&c.event.as_ref().expect("event").event_id, c.sequence))
+        .collect();
     for (id, seq) in &acked {
-        assert_eq!(by_id.get(id), Some(seq), "acknowledged event {id} lost or moved");
+        assert_eq!(
+            by_id.get(id),
+            Some(seq),
+            "acknowledged event {id} lost or moved"
+        );
     }
     assert_eq!(acked.len(), events.len());
     drop(gateway);

@@ -12,14 +12,17 @@ use wfl_proto::pb;
 use wfl_testkit::scenario;
 
 fn hires(org: &str, n: usize, offset: usize) -> Vec<wfl_domain::Event> {
-    (0..n).map(|i| scenario::hire(org, &format!("w-{}", offset + i))).collect()
+    (0..n)
+        .map(|i| scenario::hire(org, &format!("w-{}", offset + i)))
+        .collect()
 }
 
 async fn ten_thousand_exactly_once(mode: Mode) {
     let node = Node::start(mode);
     let ch = node.channel().await;
     let mut sequences = Vec::new();
-    let batches: Vec<Vec<wfl_domain::Event>> = (0..10).map(|b| hires("acme", 1000, b * 1000)).collect();
+    let batches: Vec<Vec<wfl_domain::Event>> =
+        (0..10).map(|b| hires("acme", 1000, b * 1000)).collect();
     for batch in &batches {
         let r = record_batch(&ch, batch).await;
         assert_eq!(r.committed, 1000, "every event of the batch commits");
@@ -34,7 +37,11 @@ async fn ten_thousand_exactly_once(mode: Mode) {
     }
     let unique: HashSet<u64> = sequences.iter().copied().collect();
     assert_eq!(unique.len(), 10_000, "each event gets its own sequence");
-    assert_eq!(sequences, (1..=10_000).collect::<Vec<u64>>(), "sequences follow submission order");
+    assert_eq!(
+        sequences,
+        (1..=10_000).collect::<Vec<u64>>(),
+        "sequences follow submission order"
+    );
 
     // The same batch again: nothing new, the original sequences back.
     let again = record_batch(&ch, &batches[3]).await;
@@ -42,16 +49,27 @@ async fn ten_thousand_exactly_once(mode: Mode) {
     for (i, item) in again.results.iter().enumerate() {
         let o = ok(item);
         assert!(o.duplicate, "resubmission is flagged as a duplicate");
-        assert_eq!(o.sequence, 3001 + i as u64, "resubmission returns the original sequence");
+        assert_eq!(
+            o.sequence,
+            3001 + i as u64,
+            "resubmission returns the original sequence"
+        );
     }
 
-    let head = common::ledger(&ch).head(pb::HeadRequest {}).await.expect("Head").into_inner();
+    let head = common::ledger(&ch)
+        .head(pb::HeadRequest {})
+        .await
+        .expect("Head")
+        .into_inner();
     assert_eq!(head.sequence, 10_000);
     let all = replay(&ch).await;
     assert_eq!(all.len(), 10_000);
     assert_valid_chain(&all);
     assert_eq!(head.hash, all[9_999].hash, "Head returns the last hash");
-    let ids: HashSet<&str> = all.iter().map(|c| c.event.as_ref().map_or("", |e| e.event_id.as_str())).collect();
+    let ids: HashSet<&str> = all
+        .iter()
+        .map(|c| c.event.as_ref().map_or("", |e| e.event_id.as_str()))
+        .collect();
     assert_eq!(ids.len(), 10_000, "no event id appears twice in the ledger");
 }
 
@@ -75,7 +93,12 @@ async fn invalid_events_are_refused_per_item(mode: Mode) {
     wire_bad_date.effective_date = "2026-02-30".into();
     let mut wire_no_payload = common::wire(&scenario::hire("acme", "w-none"));
     wire_no_payload.payload = None;
-    let events = vec![common::wire(&good), common::wire(&bad_worker), wire_bad_date, wire_no_payload];
+    let events = vec![
+        common::wire(&good),
+        common::wire(&bad_worker),
+        wire_bad_date,
+        wire_no_payload,
+    ];
     let r = common::ingest(&ch)
         .record_batch(pb::RecordBatchRequest { events, ack: 0 })
         .await
@@ -89,7 +112,10 @@ async fn invalid_events_are_refused_per_item(mode: Mode) {
         e.field_violations.iter().map(|v| v.field.clone()).collect()
     };
     let f1 = fields(1);
-    assert!(f1.contains(&"payload.worker_hired.worker_ref".to_owned()), "{f1:?}");
+    assert!(
+        f1.contains(&"payload.worker_hired.worker_ref".to_owned()),
+        "{f1:?}"
+    );
     assert!(f1.contains(&"jurisdiction".to_owned()), "{f1:?}");
     assert_eq!(fields(2), vec!["effective_date".to_owned()]);
     assert_eq!(fields(3), vec!["payload".to_owned()]);
@@ -98,25 +124,43 @@ async fn invalid_events_are_refused_per_item(mode: Mode) {
     let mut bad = scenario::hire("acme", "w-x");
     bad.org_id = wfl_domain::OrgId::from("acme.eu");
     let status = common::ingest(&ch)
-        .record(pb::RecordRequest { event: Some(common::wire(&bad)), ack: 0 })
+        .record(pb::RecordRequest {
+            event: Some(common::wire(&bad)),
+            ack: 0,
+        })
         .await
         .expect_err("an invalid event is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let details = status.get_details_bad_request().expect("BadRequest details");
+    let details = status
+        .get_details_bad_request()
+        .expect("BadRequest details");
     assert_eq!(details.field_violations[0].field, "org_id");
 
     // Too many events in one batch: the call itself is refused.
     let too_many = vec![common::wire(&good); wfl_domain::MAX_BATCH + 1];
     let status = common::ingest(&ch)
-        .record_batch(pb::RecordBatchRequest { events: too_many, ack: 0 })
+        .record_batch(pb::RecordBatchRequest {
+            events: too_many,
+            ack: 0,
+        })
         .await
         .expect_err("oversized batch refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert_eq!(status.get_details_bad_request().expect("details").field_violations[0].field, "events");
+    assert_eq!(
+        status
+            .get_details_bad_request()
+            .expect("details")
+            .field_violations[0]
+            .field,
+        "events"
+    );
 
     let all = replay(&ch).await;
     assert_eq!(all.len(), 1, "refused events never enter the ledger");
-    assert_eq!(all[0].event.as_ref().map(|e| e.event_id.clone()), Some(good.event_id.to_string()));
+    assert_eq!(
+        all[0].event.as_ref().map(|e| e.event_id.clone()),
+        Some(good.event_id.to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,39 +177,73 @@ async fn lifecycle_conflicts(mode: Mode) {
     let node = Node::start(mode);
     let ch = node.channel().await;
     let mut client = common::ingest(&ch);
-    let record = |e: &wfl_domain::Event| pb::RecordRequest { event: Some(common::wire(e)), ack: 0 };
+    let record = |e: &wfl_domain::Event| pb::RecordRequest {
+        event: Some(common::wire(e)),
+        ack: 0,
+    };
 
     // Separating a worker the ledger has never seen.
-    let s = client.record(record(&scenario::resign("acme", "ghost"))).await.expect_err("no such worker");
+    let s = client
+        .record(record(&scenario::resign("acme", "ghost")))
+        .await
+        .expect_err("no such worker");
     assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
 
     // Baseline load, then a separation, then a second separation.
-    client.record(record(&scenario::baseline("acme", "w-1"))).await.expect("baseline loads");
-    let first = client.record(record(&scenario::resign("acme", "w-1"))).await.expect("separation").into_inner();
+    client
+        .record(record(&scenario::baseline("acme", "w-1")))
+        .await
+        .expect("baseline loads");
+    let first = client
+        .record(record(&scenario::resign("acme", "w-1")))
+        .await
+        .expect("separation")
+        .into_inner();
     assert_eq!(first.sequence, 2);
-    let s = client.record(record(&scenario::resign("acme", "w-1"))).await.expect_err("double separation");
+    let s = client
+        .record(record(&scenario::resign("acme", "w-1")))
+        .await
+        .expect_err("double separation");
     assert_eq!(s.code(), tonic::Code::FailedPrecondition);
     assert!(s.message().contains("already separated"), "{}", s.message());
 
     // Hiring someone already employed.
-    client.record(record(&scenario::hire("acme", "w-2"))).await.expect("hire");
-    let s = client.record(record(&scenario::hire("acme", "w-2"))).await.expect_err("already employed");
+    client
+        .record(record(&scenario::hire("acme", "w-2")))
+        .await
+        .expect("hire");
+    let s = client
+        .record(record(&scenario::hire("acme", "w-2")))
+        .await
+        .expect_err("already employed");
     assert_eq!(s.code(), tonic::Code::FailedPrecondition);
 
     // The same worker ref in another org is another worker.
-    client.record(record(&scenario::hire("globex", "w-2"))).await.expect("other org");
+    client
+        .record(record(&scenario::hire("globex", "w-2")))
+        .await
+        .expect("other org");
 
     // Expected version: w-2 has one event.
     let mut stale = scenario::resign("acme", "w-2");
     stale.expected_version = Some(0);
-    let s = client.record(record(&stale)).await.expect_err("stale version");
+    let s = client
+        .record(record(&stale))
+        .await
+        .expect_err("stale version");
     assert_eq!(s.code(), tonic::Code::Aborted);
     let mut current = scenario::resign("acme", "w-2");
     current.expected_version = Some(1);
-    client.record(record(&current)).await.expect("matching version commits");
+    client
+        .record(record(&current))
+        .await
+        .expect("matching version commits");
 
     // A refused event id stays refused: resubmitting it returns the original refusal.
-    let again = client.record(record(&stale)).await.expect_err("still refused");
+    let again = client
+        .record(record(&stale))
+        .await
+        .expect_err("still refused");
     assert_eq!(again.code(), tonic::Code::Aborted);
 
     let all = replay(&ch).await;
@@ -192,15 +270,29 @@ async fn restart_keeps_the_chain(mode: Mode) {
     node.restart_hard();
     let ch = node.channel().await;
     // State survived: separating a worker hired before the restart works, hiring them again does not.
-    let r = record_batch(&ch, &[scenario::resign("acme", "w-7"), scenario::hire("acme", "w-8")]).await;
+    let r = record_batch(
+        &ch,
+        &[
+            scenario::resign("acme", "w-7"),
+            scenario::hire("acme", "w-8"),
+        ],
+    )
+    .await;
     assert_eq!(ok(&r.results[0]).sequence, 501);
-    assert_eq!(err(&r.results[1]).code, tonic::Code::FailedPrecondition as i32);
+    assert_eq!(
+        err(&r.results[1]).code,
+        tonic::Code::FailedPrecondition as i32
+    );
     // Exactly once across the restart.
     let again = record_batch(&ch, &first[..10]).await;
     assert_eq!(again.duplicates, 10);
     let after = replay(&ch).await;
     assert_eq!(after.len(), 501);
-    assert_eq!(&after[..500], &before[..], "history is unchanged by the restart");
+    assert_eq!(
+        &after[..500],
+        &before[..],
+        "history is unchanged by the restart"
+    );
     assert_valid_chain(&after);
 }
 
@@ -221,20 +313,45 @@ async fn health_and_reflection_are_served() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     for service in ["", "wfl.v1.Ingest", "wfl.v1.Ledger"] {
         let r = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap_or_else(|s| panic!("health of {service:?}: {s:?}"))
             .into_inner();
-        assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
     }
-    use tonic_reflection::pb::v1::{server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest};
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
     let mut reflection = ServerReflectionClient::new(ch);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = reflection.server_reflection_info(futures::stream::iter(vec![req])).await.expect("reflection").into_inner();
-    let resp = stream.message().await.expect("reflection reply").expect("one reply");
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("unexpected reflection reply") };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .expect("reflection reply")
+        .expect("one reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection reply")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     for expected in ["wfl.v1.Ingest", "wfl.v1.Ledger", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} not listed in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not listed in {names:?}"
+        );
     }
 }

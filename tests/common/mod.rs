@@ -24,7 +24,11 @@ pub enum Mode {
 pub fn bin(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
     let path = dir.join(name);
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -66,16 +70,26 @@ impl Proc {
             Some(Ok(l)) => l,
             _ => {
                 let _ = child.kill();
-                panic!("{name} exited before listening; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "{name} exited before listening; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let field = |key: &str| {
-            line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|a| format!("http://{a}"))
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(|a| format!("http://{a}"))
         };
         let grpc = field("grpc=").unwrap_or_else(|| panic!("no grpc address in {line:?}"));
-        Proc { child, grpc, http: field("http="), log }
+        Proc {
+            child,
+            grpc,
+            http: field("http="),
+            log,
+        }
     }
 
     /// SIGKILL and reap.
@@ -86,7 +100,9 @@ impl Proc {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().expect("wait")
     }
 
@@ -115,7 +131,12 @@ impl Node {
         let dir = wfl_testkit::temp_dir();
         let nats = (mode == Mode::Nats).then(NatsServer::start);
         let proc = Self::spawn(dir.path(), nats.as_ref());
-        Node { mode, dir, nats, proc }
+        Node {
+            mode,
+            dir,
+            nats,
+            proc,
+        }
     }
 
     fn spawn(dir: &Path, nats: Option<&NatsServer>) -> Proc {
@@ -147,11 +168,17 @@ impl Node {
 }
 
 pub async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(addr.to_owned()).expect("uri").connect().await.expect("connect to wfl")
+    Channel::from_shared(addr.to_owned())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to wfl")
 }
 
 pub fn ingest(ch: &Channel) -> pb::ingest_client::IngestClient<Channel> {
-    pb::ingest_client::IngestClient::new(ch.clone()).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
+    pb::ingest_client::IngestClient::new(ch.clone())
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20)
 }
 
 pub fn ledger(ch: &Channel) -> pb::ledger_client::LedgerClient<Channel> {
@@ -165,7 +192,10 @@ pub fn wire(e: &wfl_domain::Event) -> pb::Event {
 /// Records a batch and returns its per-item results.
 pub async fn record_batch(ch: &Channel, events: &[wfl_domain::Event]) -> pb::RecordBatchResponse {
     ingest(ch)
-        .record_batch(pb::RecordBatchRequest { events: events.iter().map(wire).collect(), ack: pb::AckLevel::Committed as i32 })
+        .record_batch(pb::RecordBatchRequest {
+            events: events.iter().map(wire).collect(),
+            ack: pb::AckLevel::Committed as i32,
+        })
         .await
         .expect("RecordBatch call succeeds")
         .into_inner()
@@ -173,7 +203,11 @@ pub async fn record_batch(ch: &Channel, events: &[wfl_domain::Event]) -> pb::Rec
 
 /// Everything in the ledger, in order.
 pub async fn replay(ch: &Channel) -> Vec<pb::CommittedEvent> {
-    let mut stream = ledger(ch).read(pb::ReadRequest::default()).await.expect("Read").into_inner();
+    let mut stream = ledger(ch)
+        .read(pb::ReadRequest::default())
+        .await
+        .expect("Read")
+        .into_inner();
     let mut out = Vec::new();
     while let Some(item) = stream.message().await.expect("Read stream") {
         out.push(item);
@@ -185,15 +219,28 @@ pub async fn replay(ch: &Channel) -> Vec<pb::CommittedEvent> {
 pub fn assert_valid_chain(events: &[pb::CommittedEvent]) {
     let mut prev = vec![0u8; 32];
     for (i, c) in events.iter().enumerate() {
-        assert_eq!(c.sequence, i as u64 + 1, "sequence gap or disorder at index {i}");
-        assert_eq!(c.prev_hash, prev, "prev_hash does not link at sequence {}", c.sequence);
+        assert_eq!(
+            c.sequence,
+            i as u64 + 1,
+            "sequence gap or disorder at index {i}"
+        );
+        assert_eq!(
+            c.prev_hash, prev,
+            "prev_hash does not link at sequence {}",
+            c.sequence
+        );
         let mut stored = c.clone();
         stored.prev_hash.clear();
         stored.hash.clear();
         let mut h = Sha256::new();
         h.update(&prev);
         h.update(stored.encode_to_vec());
-        assert_eq!(h.finalize().to_vec(), c.hash, "hash does not recompute at sequence {}", c.sequence);
+        assert_eq!(
+            h.finalize().to_vec(),
+            c.hash,
+            "hash does not recompute at sequence {}",
+            c.sequence
+        );
         prev = c.hash.clone();
     }
 }

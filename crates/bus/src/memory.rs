@@ -56,7 +56,11 @@ struct DedupWindow {
 
 impl DedupWindow {
     fn new(window: std::time::Duration) -> Self {
-        Self { window, seen: std::collections::HashSet::new(), order: std::collections::VecDeque::new() }
+        Self {
+            window,
+            seen: std::collections::HashSet::new(),
+            order: std::collections::VecDeque::new(),
+        }
     }
 
     /// True when `id` was already seen inside the window; records it otherwise.
@@ -138,7 +142,13 @@ impl Bus for MemoryBus {
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut results = Vec::with_capacity(msgs.len());
         for msg in msgs {
-            let duplicate = || self.inner.dedup.lock().map(|mut d| d.check(msg.event_id)).unwrap_or(false);
+            let duplicate = || {
+                self.inner
+                    .dedup
+                    .lock()
+                    .map(|mut d| d.check(msg.event_id))
+                    .unwrap_or(false)
+            };
             let result = match check_org(&msg.org_id) {
                 Err(e) => Err(e),
                 Ok(()) if duplicate() => Ok(PublishAck { duplicate: true }),

@@ -55,7 +55,9 @@ pub struct NatsConfig {
     pub ledger_max_age: Duration,
     /// Maximum unacknowledged inbox deliveries.
     pub max_ack_pending: i64,
-    /// How long a delivery may stay unacknowledged before it is redelivered.
+    /// How long a delivery may stay unacknowledged before it is redelivered. A ledger restarted
+    /// after a crash waits this long for the deliveries its predecessor held; a batch is flushed
+    /// in milliseconds, so 10 s leaves a wide margin without stalling recovery for long.
     pub ack_wait: Duration,
 }
 
@@ -68,7 +70,7 @@ impl Default for NatsConfig {
             duplicate_window: crate::DEFAULT_DUPLICATE_WINDOW,
             ledger_max_age: Duration::ZERO,
             max_ack_pending: 20_000,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
         }
     }
 }

@@ -22,7 +22,11 @@ impl Date {
     /// When the day does not exist or the year is outside 1900..=2200.
     pub fn from_ymd(y: i32, m: u32, d: u32) -> Result<Self, DateError> {
         let bad = || DateError(format!("{y:04}-{m:02}-{d:02}"));
-        if !(1900..=2200).contains(&y) || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        if !(1900..=2200).contains(&y)
+            || !(1..=12).contains(&m)
+            || d == 0
+            || d > days_in_month(y, m)
+        {
             return Err(bad());
         }
         Ok(Self(days_from_civil(y, m, d)))
@@ -154,7 +158,16 @@ mod tests {
 
     #[test]
     fn refuses_malformed_text() {
-        for bad in ["", "2024-1-01", "2024/01/01", "20240101", "2024-13-01", "2024-00-10", "+024-01-01", "3000-01-01"] {
+        for bad in [
+            "",
+            "2024-1-01",
+            "2024/01/01",
+            "20240101",
+            "2024-13-01",
+            "2024-00-10",
+            "+024-01-01",
+            "3000-01-01",
+        ] {
             assert!(Date::parse(bad).is_err(), "{bad} should be refused");
         }
     }

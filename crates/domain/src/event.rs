@@ -582,7 +582,9 @@ impl Payload {
             Payload::Resignation(p) => Some(&p.separation),
             Payload::Retirement(p) => Some(&p.separation),
             Payload::DismissalForCause(p) => Some(&p.separation),
-            Payload::ContractorReleased(p) | Payload::DispatchedWorkerReturned(p) => Some(&p.separation),
+            Payload::ContractorReleased(p) | Payload::DispatchedWorkerReturned(p) => {
+                Some(&p.separation)
+            }
             _ => None,
         }
     }

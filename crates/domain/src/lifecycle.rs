@@ -28,8 +28,14 @@ pub enum Conflict {
     #[error("{0}")]
     Lifecycle(String),
     /// The client's `expected_version` does not match the worker stream's version.
-    #[error("expected version {expected} for worker {worker}, but the stream is at version {actual}")]
-    Version { worker: String, expected: u64, actual: u64 },
+    #[error(
+        "expected version {expected} for worker {worker}, but the stream is at version {actual}"
+    )]
+    Version {
+        worker: String,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 /// What the ledger knows about an already-committed event, for corrections, retractions and links.
@@ -84,19 +90,26 @@ impl LedgerState {
     /// Workers currently employed in `org`.
     #[must_use]
     pub fn headcount(&self, org: &OrgId) -> usize {
-        self.workers.iter().filter(|((o, _), w)| o == org && w.employed).count()
+        self.workers
+            .iter()
+            .filter(|((o, _), w)| o == org && w.employed)
+            .count()
     }
 
     /// Whether the worker is employed now.
     #[must_use]
     pub fn is_employed(&self, org: &OrgId, worker: &WorkerRef) -> bool {
-        self.workers.get(&(org.clone(), worker.clone())).is_some_and(|w| w.employed)
+        self.workers
+            .get(&(org.clone(), worker.clone()))
+            .is_some_and(|w| w.employed)
     }
 
     /// The worker stream's version: how many committed events name this worker.
     #[must_use]
     pub fn version(&self, org: &OrgId, worker: &WorkerRef) -> u64 {
-        self.workers.get(&(org.clone(), worker.clone())).map_or(0, |w| w.version)
+        self.workers
+            .get(&(org.clone(), worker.clone()))
+            .map_or(0, |w| w.version)
     }
 
     /// Decides whether `event` may be committed now.
@@ -110,7 +123,11 @@ impl LedgerState {
             let version = w.map_or(0, |w| w.version);
             if let Some(expected) = event.expected_version {
                 if expected != version {
-                    return Err(Conflict::Version { worker: worker_ref.to_string(), expected, actual: version });
+                    return Err(Conflict::Version {
+                        worker: worker_ref.to_string(),
+                        expected,
+                        actual: version,
+                    });
                 }
             }
             let employed = w.is_some_and(|w| w.employed);
@@ -122,10 +139,16 @@ impl LedgerState {
                     )));
                 }
                 LifecycleEffect::Hire if employed => {
-                    return Err(lifecycle(format!("worker {worker_ref} is already employed in org {org}")));
+                    return Err(lifecycle(format!(
+                        "worker {worker_ref} is already employed in org {org}"
+                    )));
                 }
                 LifecycleEffect::Separate | LifecycleEffect::Touch if !employed => {
-                    let why = if w.is_some() { "has already separated" } else { "was never hired or loaded in the baseline" };
+                    let why = if w.is_some() {
+                        "has already separated"
+                    } else {
+                        "was never hired or loaded in the baseline"
+                    };
                     return Err(lifecycle(format!(
                         "{} needs an employed worker, but worker {worker_ref} {why} in org {org}",
                         event.event_type()
@@ -155,12 +178,17 @@ impl LedgerState {
             Payload::EventRetracted(r) => {
                 let original = self.live_original(history, org, &r.original_event_id)?;
                 if original.event_type == EventType::EventRetracted {
-                    return Err(lifecycle(format!("{} is a retraction; a retraction cannot be retracted", r.original_event_id)));
+                    return Err(lifecycle(format!(
+                        "{} is a retraction; a retraction cannot be retracted",
+                        r.original_event_id
+                    )));
                 }
                 if let Some(worker_ref) = &original.worker_ref {
                     let w = self.workers.get(&(org.clone(), worker_ref.clone()));
                     let changes_employment = is_hire_or_separation(original.event_type);
-                    if changes_employment && w.and_then(|w| w.last_lifecycle) != Some(r.original_event_id) {
+                    if changes_employment
+                        && w.and_then(|w| w.last_lifecycle) != Some(r.original_event_id)
+                    {
                         return Err(lifecycle(format!(
                             "{} is not worker {worker_ref}'s latest hire or separation; retract the later one first",
                             r.original_event_id
@@ -172,7 +200,10 @@ impl LedgerState {
                 if let Some(id) = &p.linked_separation_id {
                     let original = self.live_original(history, org, id)?;
                     if !is_separation(original.event_type) {
-                        return Err(lifecycle(format!("linked_separation_id {id} is a {}, not a separation", original.event_type)));
+                        return Err(lifecycle(format!(
+                            "linked_separation_id {id} is a {}, not a separation",
+                            original.event_type
+                        )));
                     }
                 }
             }
@@ -186,7 +217,10 @@ impl LedgerState {
     pub fn apply(&mut self, event: &Event, history: &dyn History) {
         let org = &event.org_id;
         if let Some((worker_ref, effect)) = event.payload.worker_effect() {
-            let w = self.workers.entry((org.clone(), worker_ref.clone())).or_default();
+            let w = self
+                .workers
+                .entry((org.clone(), worker_ref.clone()))
+                .or_default();
             w.version += 1;
             match effect {
                 LifecycleEffect::Hire => {
@@ -203,7 +237,10 @@ impl LedgerState {
         if let Payload::EventRetracted(r) = &event.payload {
             self.retracted.insert(r.original_event_id);
             if let Some(original) = history.original(&r.original_event_id) {
-                if let (Some(worker_ref), true) = (original.worker_ref, is_hire_or_separation(original.event_type)) {
+                if let (Some(worker_ref), true) = (
+                    original.worker_ref,
+                    is_hire_or_separation(original.event_type),
+                ) {
                     if let Some(w) = self.workers.get_mut(&(org.clone(), worker_ref)) {
                         // Undo the latest hire or separation; the one before it is not tracked,
                         // so a second retraction for this worker must wait for a new lifecycle event.
@@ -215,8 +252,15 @@ impl LedgerState {
         }
     }
 
-    fn live_original(&self, history: &dyn History, org: &OrgId, id: &EventId) -> Result<OriginalEvent, Conflict> {
-        let original = history.original(id).ok_or_else(|| lifecycle(format!("event {id} is not in the ledger")))?;
+    fn live_original(
+        &self,
+        history: &dyn History,
+        org: &OrgId,
+        id: &EventId,
+    ) -> Result<OriginalEvent, Conflict> {
+        let original = history
+            .original(id)
+            .ok_or_else(|| lifecycle(format!("event {id} is not in the ledger")))?;
         if &original.org_id != org {
             return Err(lifecycle(format!("event {id} belongs to another org")));
         }

@@ -34,7 +34,10 @@ pub struct Violations(pub Vec<FieldViolation>);
 impl Violations {
     /// Records a violation of `field`.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
     }
 
     /// True when nothing was found.
@@ -85,7 +88,12 @@ pub fn validate(event: &Event) -> Result<(), Violations> {
         v.add("jurisdiction", "must be ISO 3166: two capital letters, optionally '-' and a 1-3 character subdivision (CN, CN-33, US-CA, DE)");
     }
     required_text(&mut v, "source.system", &event.source.system, MAX_ID);
-    text(&mut v, "source.reference", &event.source.reference, MAX_TEXT);
+    text(
+        &mut v,
+        "source.reference",
+        &event.source.reference,
+        MAX_TEXT,
+    );
     if let Some(c) = &event.correlation_id {
         required_text(&mut v, "correlation_id", c, MAX_TEXT);
     }
@@ -93,10 +101,22 @@ pub fn validate(event: &Event) -> Result<(), Violations> {
         required_text(&mut v, "causation_id", c, MAX_TEXT);
     }
     if event.schema_version != SCHEMA_VERSION {
-        v.add("schema_version", format!("unsupported schema version {}; this ledger accepts {SCHEMA_VERSION}", event.schema_version));
+        v.add(
+            "schema_version",
+            format!(
+                "unsupported schema version {}; this ledger accepts {SCHEMA_VERSION}",
+                event.schema_version
+            ),
+        );
     }
     if event.expected_version.is_some() && event.payload.worker_effect().is_none() {
-        v.add("expected_version", format!("only events that name a worker have a version; {} does not", event.event_type()));
+        v.add(
+            "expected_version",
+            format!(
+                "only events that name a worker have a version; {} does not",
+                event.event_type()
+            ),
+        );
     }
     let prefix = format!("payload.{}", event.event_type().field_name());
     payload(&mut v, &prefix, &event.payload, event);
@@ -113,7 +133,10 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
             if let Some(end) = r.new_contract_end {
                 if end <= event.effective_date {
-                    v.add(format!("{p}.new_contract_end"), "must be after effective_date");
+                    v.add(
+                        format!("{p}.new_contract_end"),
+                        "must be after effective_date",
+                    );
                 }
             }
         }
@@ -131,15 +154,26 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         Payload::ContractNotRenewed(c) => {
             separation(v, &format!("{p}.separation"), &c.separation);
             if c.employee_refused && !c.renewal_offered {
-                v.add(format!("{p}.employee_refused"), "the employee can only refuse a renewal that was offered (set renewal_offered)");
+                v.add(
+                    format!("{p}.employee_refused"),
+                    "the employee can only refuse a renewal that was offered (set renewal_offered)",
+                );
             }
             if c.offer_terms.is_some() && !c.renewal_offered {
-                v.add(format!("{p}.offer_terms"), "offer_terms needs renewal_offered = true");
+                v.add(
+                    format!("{p}.offer_terms"),
+                    "offer_terms needs renewal_offered = true",
+                );
             }
         }
         Payload::EconomicDismissal(d) => {
             separation(v, &format!("{p}.separation"), &d.separation);
-            opt_text(v, &format!("{p}.selection_criteria"), d.selection_criteria.as_deref(), MAX_TEXT);
+            opt_text(
+                v,
+                &format!("{p}.selection_criteria"),
+                d.selection_criteria.as_deref(),
+                MAX_TEXT,
+            );
             opt_id(v, &format!("{p}.plan_id"), d.plan_id.as_deref());
         }
         Payload::RoleAutomated(r) => {
@@ -158,7 +192,10 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         Payload::AdverseChangeRefusedExit(a) => {
             separation(v, &format!("{p}.separation"), &a.separation);
             if a.change_magnitude_pct.is_some_and(|m| m > 100) {
-                v.add(format!("{p}.change_magnitude_pct"), "must be between 0 and 100");
+                v.add(
+                    format!("{p}.change_magnitude_pct"),
+                    "must be between 0 and 100",
+                );
             }
         }
         Payload::Resignation(r) => separation(v, &format!("{p}.separation"), &r.separation),
@@ -181,7 +218,10 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         Payload::HoursReduced(h) => {
             worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
             if h.hours_before > 168 {
-                v.add(format!("{p}.hours_before"), "must be at most 168 hours a week");
+                v.add(
+                    format!("{p}.hours_before"),
+                    "must be at most 168 hours a week",
+                );
             }
             if h.hours_after >= h.hours_before {
                 v.add(format!("{p}.hours_after"), "must be less than hours_before");
@@ -205,8 +245,13 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             if let Some(s) = &r.to_site {
                 token(v, &format!("{p}.to_site"), s.as_str(), true);
             }
-            if r.pay_change_pct.is_some_and(|c| !(-100..=1000).contains(&c)) {
-                v.add(format!("{p}.pay_change_pct"), "must be between -100 and 1000");
+            if r.pay_change_pct
+                .is_some_and(|c| !(-100..=1000).contains(&c))
+            {
+                v.add(
+                    format!("{p}.pay_change_pct"),
+                    "must be between -100 and 1000",
+                );
             }
         }
         Payload::AiToolRolledOut(a) => {
@@ -222,7 +267,10 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                 if pop == 0 {
                     v.add(format!("{p}.population"), "must be at least 1 when given");
                 } else if a.metric == crate::event::AiMetric::ActiveUsers && a.value > pop {
-                    v.add(format!("{p}.value"), "active users cannot exceed the population");
+                    v.add(
+                        format!("{p}.value"),
+                        "active users cannot exceed the population",
+                    );
                 }
             }
         }
@@ -231,14 +279,25 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                 v.add(format!("{p}.original_event_id"), "must be a non-nil UUID");
             }
             if c.original_event_id == event.event_id {
-                v.add(format!("{p}.original_event_id"), "an event cannot correct itself");
+                v.add(
+                    format!("{p}.original_event_id"),
+                    "an event cannot correct itself",
+                );
             }
             required_text(v, &format!("{p}.reason"), &c.reason, MAX_TEXT);
             let rt = c.replacement.event_type();
             if matches!(rt, EventType::EventCorrected | EventType::EventRetracted) {
-                v.add(format!("{p}.replacement"), "a correction cannot replace with another correction or retraction");
+                v.add(
+                    format!("{p}.replacement"),
+                    "a correction cannot replace with another correction or retraction",
+                );
             } else {
-                payload(v, &format!("{p}.replacement.{}", rt.field_name()), &c.replacement, event);
+                payload(
+                    v,
+                    &format!("{p}.replacement.{}", rt.field_name()),
+                    &c.replacement,
+                    event,
+                );
             }
         }
         Payload::EventRetracted(r) => {
@@ -246,7 +305,10 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                 v.add(format!("{p}.original_event_id"), "must be a non-nil UUID");
             }
             if r.original_event_id == event.event_id {
-                v.add(format!("{p}.original_event_id"), "an event cannot retract itself");
+                v.add(
+                    format!("{p}.original_event_id"),
+                    "an event cannot retract itself",
+                );
             }
             required_text(v, &format!("{p}.reason"), &r.reason, MAX_TEXT);
         }
@@ -261,16 +323,27 @@ fn separation(v: &mut Violations, p: &str, s: &Separation) {
             v.add(format!("{p}.legal_ground"), "must be a jurisdiction code of capitals, digits and '-', starting with the country (CN-LCL-40-3, US-INVOL-RIF), at most 32 characters");
         }
     }
-    opt_text(v, &format!("{p}.ai_system"), s.ai_system.as_deref(), MAX_TEXT);
+    opt_text(
+        v,
+        &format!("{p}.ai_system"),
+        s.ai_system.as_deref(),
+        MAX_TEXT,
+    );
     if s.ai_attributed == crate::event::AiAttribution::None && s.ai_system.is_some() {
-        v.add(format!("{p}.ai_attributed"), "ai_system is given but ai_attributed is none");
+        v.add(
+            format!("{p}.ai_attributed"),
+            "ai_system is given but ai_attributed is none",
+        );
     }
     if s.tenure_months.is_some_and(|t| t > 1200) {
         v.add(format!("{p}.tenure_months"), "must be at most 1200");
     }
     for (i, f) in s.protected_flags.iter().enumerate() {
         if !is_code(f) {
-            v.add(format!("{p}.protected_flags[{i}]"), "must be a code such as CN-LCL-42-4");
+            v.add(
+                format!("{p}.protected_flags[{i}]"),
+                "must be a code such as CN-LCL-42-4",
+            );
         }
     }
     if let Some(m) = &s.severance {
@@ -280,10 +353,16 @@ fn separation(v: &mut Violations, p: &str, s: &Separation) {
 
 fn graduate(v: &mut Violations, p: &str, g: &GraduateIntake) {
     if !(1900..=2200).contains(&g.cohort_year) {
-        v.add(format!("{p}.cohort_year"), "must be a year between 1900 and 2200");
+        v.add(
+            format!("{p}.cohort_year"),
+            "must be a year between 1900 and 2200",
+        );
     }
     if g.baseline == 0 {
-        v.add(format!("{p}.baseline"), "must be at least 1 (the prior cohort or the plan)");
+        v.add(
+            format!("{p}.baseline"),
+            "must be at least 1 (the prior cohort or the plan)",
+        );
     }
 }
 
@@ -291,7 +370,10 @@ fn position(v: &mut Violations, p: &str, c: &PositionChange, event: &Event) {
     required_text(v, &format!("{p}.position_id"), &c.position_id, MAX_ID);
     if let Some(id) = c.linked_separation_id {
         if id.0.is_nil() || id == event.event_id {
-            v.add(format!("{p}.linked_separation_id"), "must name another event by its non-nil UUID");
+            v.add(
+                format!("{p}.linked_separation_id"),
+                "must name another event by its non-nil UUID",
+            );
         }
     }
 }
@@ -307,7 +389,10 @@ fn money_field(v: &mut Violations, p: &str, m: &crate::event::Money) {
         v.add(format!("{p}.amount_minor"), "must not be negative");
     }
     if m.currency.len() != 3 || !m.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        v.add(format!("{p}.currency"), "must be an ISO 4217 code such as CNY, USD, EUR");
+        v.add(
+            format!("{p}.currency"),
+            "must be an ISO 4217 code such as CNY, USD, EUR",
+        );
     }
 }
 
@@ -315,7 +400,11 @@ fn worker(v: &mut Violations, field: &str, w: &WorkerRef) {
     let s = w.as_str();
     if s.is_empty() {
         v.add(field, "required: a pseudonymous worker reference");
-    } else if s.len() > MAX_ID || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
+    } else if s.len() > MAX_ID
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
         v.add(field, format!("must be a pseudonymous reference of at most {MAX_ID} characters from A-Z a-z 0-9 . _ : - (no names, no spaces)"));
     }
 }
@@ -325,10 +414,15 @@ fn token(v: &mut Violations, field: &str, s: &str, allow_dot: bool) {
     if s.is_empty() {
         v.add(field, "required");
     } else if s.len() > MAX_ID
-        || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.'))
+        || !s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.')
+        })
     {
         let dot = if allow_dot { " ." } else { "" };
-        v.add(field, format!("must be at most {MAX_ID} characters from A-Z a-z 0-9 _ -{dot}"));
+        v.add(
+            field,
+            format!("must be at most {MAX_ID} characters from A-Z a-z 0-9 _ -{dot}"),
+        );
     }
 }
 
@@ -372,7 +466,13 @@ fn is_jurisdiction(s: &str) -> bool {
     let country = b.len() >= 2 && b[..2].iter().all(u8::is_ascii_uppercase);
     match b.len() {
         2 => country,
-        4..=6 => country && b[2] == b'-' && b[3..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+        4..=6 => {
+            country
+                && b[2] == b'-'
+                && b[3..]
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        }
         _ => false,
     }
 }
@@ -382,6 +482,7 @@ fn is_code(s: &str) -> bool {
     (4..=32).contains(&b.len())
         && b[..2].iter().all(u8::is_ascii_uppercase)
         && b[2] == b'-'
-        && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
         && !s.ends_with('-')
 }

@@ -157,6 +157,12 @@ impl<'a> IdGroupView<'a> {
         Ok(view)
     }
 
+    /// A view over a value that already passed [`IdGroupView::decode`].
+    /// Accessors stay bounds-checked, so a wrong promise cannot panic.
+    pub(crate) fn validated(value: &'a [u8]) -> Self {
+        IdGroupView { value }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.value.len() / ID_ENTRY_LEN
     }

@@ -41,6 +41,7 @@
 //! of that prefix (e.g. random or adversarial ids) fall back to one `i` key
 //! each, as do all rejections. A lookup is therefore one `i` get plus a scan
 //! of at most 16 small groups, however ids are chosen.
+//!
 //! The length prefix on labels keeps one org's (or type's) key range from
 //! containing another's, so a filtered read touches exactly that label.
 //!
@@ -543,17 +544,16 @@ fn load_id_groups(
     Ok(groups)
 }
 
-fn find_committed(groups: &[(u8, sled::IVec)], event_id: &Uuid) -> Result<Option<IdEntry>, Error> {
+/// Look `event_id` up in groups returned by [`load_id_groups`].
+fn find_committed(groups: &[(u8, sled::IVec)], event_id: &Uuid) -> Option<IdEntry> {
     let rest = layout::id_rest(event_id);
-    for (_, value) in groups {
-        if let Some(entry) = IdGroupView::decode(value)?.find(&rest) {
-            return Ok(Some(entry));
-        }
-    }
-    Ok(None)
+    groups
+        .iter()
+        .find_map(|(_, value)| IdGroupView::validated(value).find(&rest))
 }
 
-/// Add newly committed ids of one prefix (sorted by `rest`): first into the
+/// Add newly committed ids of one prefix (sorted by `rest`) to its groups
+/// (as returned by [`load_id_groups`]): first into the
 /// room left in the last existing group, then into new groups, and once the
 /// prefix has its maximum number of groups, into one `i` key per id.
 /// Existing entries never move, so a concurrent reader finds every durable
@@ -563,11 +563,11 @@ fn write_id_groups(
     prefix: &[u8; ID_PREFIX_LEN],
     existing: &[(u8, sled::IVec)],
     pending: &[(IdEntry, Uuid)],
-) -> Result<(), Error> {
+) {
     let mut pending = pending;
     let mut next_group: u8 = 0;
     if let Some((number, value)) = existing.last() {
-        let last = IdGroupView::decode(value)?;
+        let last = IdGroupView::validated(value);
         let room = layout::ID_GROUP_MAX.saturating_sub(last.len());
         if room > 0 && !pending.is_empty() {
             let (taken, left) = pending.split_at(room.min(pending.len()));
@@ -598,7 +598,6 @@ fn write_id_groups(
             &layout::encode_committed(entry.sequence, &entry.hash)[..],
         );
     }
-    Ok(())
 }
 
 /// Split a label's ascending sequences into posting groups that respect
@@ -658,7 +657,7 @@ impl Log for SledLog {
                     entry.insert(loaded)
                 }
             };
-            Ok(find_committed(groups, id)?.is_some())
+            Ok(find_committed(groups, id).is_some())
         })?;
 
         let mut ops = sled::Batch::default();
@@ -727,7 +726,7 @@ impl Log for SledLog {
                 Some(groups) => groups,
                 None => load_id_groups(&self.tree, &prefix)?,
             };
-            write_id_groups(&mut ops, &prefix, &existing, &pending)?;
+            write_id_groups(&mut ops, &prefix, &existing, &pending);
         }
         for rejection in rejections {
             ops.insert(
@@ -771,7 +770,7 @@ impl Log for SledLog {
             Some(value) => layout::decode_decision(event_id, &value)?,
             None => {
                 let groups = load_id_groups(&self.tree, &layout::id_prefix(event_id))?;
-                match find_committed(&groups, event_id)? {
+                match find_committed(&groups, event_id) {
                     Some(entry) => Decision::Committed {
                         sequence: entry.sequence,
                         hash: entry.hash,

@@ -23,7 +23,11 @@ pub enum Format {
 /// # Errors
 /// When the address is malformed or nothing answers there.
 pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
     Channel::from_shared(uri.clone())
         .map_err(|e| anyhow!("bad address {addr}: {e}"))?
         .connect()
@@ -36,7 +40,8 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
 /// # Errors
 /// A one-line reason naming the problem (serde reports the line and column).
 pub fn parse_event(text: &str) -> anyhow::Result<pb::Event> {
-    let event: wfl_domain::Event = serde_json::from_str(text).map_err(|e| anyhow!("not a wfl event: {e}"))?;
+    let event: wfl_domain::Event =
+        serde_json::from_str(text).map_err(|e| anyhow!("not a wfl event: {e}"))?;
     Ok(wfl_proto::convert::event_to_pb(&event))
 }
 
@@ -46,7 +51,11 @@ pub fn describe_status(s: &tonic::Status) -> String {
     use tonic_types::StatusExt;
     let mut line = format!("{:?}: {}", s.code(), s.message());
     if let Some(bad) = s.get_details_bad_request() {
-        let fields: Vec<String> = bad.field_violations.iter().map(|v| format!("{} ({})", v.field, v.description)).collect();
+        let fields: Vec<String> = bad
+            .field_violations
+            .iter()
+            .map(|v| format!("{} ({})", v.field, v.description))
+            .collect();
         if !fields.is_empty() {
             line = format!("{:?}: {}", s.code(), fields.join("; "));
         }
@@ -59,7 +68,11 @@ fn describe_item(e: &pb::ItemError) -> String {
     if e.field_violations.is_empty() {
         format!("{code:?}: {}", e.message)
     } else {
-        let fields: Vec<String> = e.field_violations.iter().map(|v| format!("{} ({})", v.field, v.description)).collect();
+        let fields: Vec<String> = e
+            .field_violations
+            .iter()
+            .map(|v| format!("{} ({})", v.field, v.description))
+            .collect();
         format!("{code:?}: {}", fields.join("; "))
     }
 }
@@ -68,15 +81,25 @@ fn describe_item(e: &pb::ItemError) -> String {
 ///
 /// # Errors
 /// When the input is not an event, or the ledger refuses it (the reason is the message).
-pub async fn record(addr: &str, input: Option<&std::path::Path>, ack: pb::AckLevel, format: Format) -> anyhow::Result<()> {
+pub async fn record(
+    addr: &str,
+    input: Option<&std::path::Path>,
+    ack: pb::AckLevel,
+    format: Format,
+) -> anyhow::Result<()> {
     let text = match input {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
         None => std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?,
     };
     let event = parse_event(&text)?;
     let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?);
     let r = client
-        .record(pb::RecordRequest { event: Some(event), ack: ack as i32 })
+        .record(pb::RecordRequest {
+            event: Some(event),
+            ack: ack as i32,
+        })
         .await
         .map_err(|s| anyhow!("{}", describe_status(&s)))?
         .into_inner();
@@ -84,12 +107,20 @@ pub async fn record(addr: &str, input: Option<&std::path::Path>, ack: pb::AckLev
         Format::Json => println!("{}", response_json(&r)),
         Format::Text if r.sequence > 0 => println!(
             "{} event {} at sequence {} hash {}",
-            if r.duplicate { "already committed:" } else { "committed:" },
+            if r.duplicate {
+                "already committed:"
+            } else {
+                "committed:"
+            },
             r.event_id,
             r.sequence,
             hex::encode(&r.hash)
         ),
-        Format::Text => println!("accepted: event {}{}", r.event_id, if r.duplicate { " (duplicate)" } else { "" }),
+        Format::Text => println!(
+            "accepted: event {}{}",
+            r.event_id,
+            if r.duplicate { " (duplicate)" } else { "" }
+        ),
     }
     Ok(())
 }
@@ -119,8 +150,15 @@ pub struct ImportSummary {
 /// # Errors
 /// When the file cannot be read or the server cannot be reached; refused lines are not errors
 /// here, they are counted in the summary (the binary exits non-zero when any line was refused).
-pub async fn import(addr: &str, path: &std::path::Path, batch: usize, ack: pb::AckLevel, format: Format) -> anyhow::Result<ImportSummary> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+pub async fn import(
+    addr: &str,
+    path: &std::path::Path,
+    batch: usize,
+    ack: pb::AckLevel,
+    format: Format,
+) -> anyhow::Result<ImportSummary> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -144,10 +182,26 @@ pub async fn import(addr: &str, path: &std::path::Path, batch: usize, ack: pb::A
             }
         }
         if pending.len() >= batch {
-            send(&mut client, &mut pending, ack, format, &mut out, &mut summary).await?;
+            send(
+                &mut client,
+                &mut pending,
+                ack,
+                format,
+                &mut out,
+                &mut summary,
+            )
+            .await?;
         }
     }
-    send(&mut client, &mut pending, ack, format, &mut out, &mut summary).await?;
+    send(
+        &mut client,
+        &mut pending,
+        ack,
+        format,
+        &mut out,
+        &mut summary,
+    )
+    .await?;
     out.flush()?;
     Ok(summary)
 }
@@ -165,12 +219,19 @@ async fn send(
     }
     let (lines, events): (Vec<u64>, Vec<pb::Event>) = std::mem::take(pending).into_iter().unzip();
     let resp = client
-        .record_batch(pb::RecordBatchRequest { events, ack: ack as i32 })
+        .record_batch(pb::RecordBatchRequest {
+            events,
+            ack: ack as i32,
+        })
         .await
         .map_err(|s| anyhow!("batch refused: {}", describe_status(&s)))?
         .into_inner();
     if resp.results.len() != lines.len() {
-        bail!("server answered {} results for {} events", resp.results.len(), lines.len());
+        bail!(
+            "server answered {} results for {} events",
+            resp.results.len(),
+            lines.len()
+        );
     }
     for (n, item) in lines.into_iter().zip(resp.results) {
         let result = match item.outcome {
@@ -198,14 +259,32 @@ async fn send(
     Ok(())
 }
 
-fn emit(out: &mut impl Write, format: Format, line: u64, event_id: &str, r: Result<pb::RecordResponse, String>) -> std::io::Result<()> {
+fn emit(
+    out: &mut impl Write,
+    format: Format,
+    line: u64,
+    event_id: &str,
+    r: Result<pb::RecordResponse, String>,
+) -> std::io::Result<()> {
     match (format, r) {
-        (Format::Json, Ok(r)) => writeln!(out, "{}", json!({"line": line, "ok": response_json(&r)})),
-        (Format::Json, Err(e)) => writeln!(out, "{}", json!({"line": line, "event_id": event_id, "error": e})),
+        (Format::Json, Ok(r)) => {
+            writeln!(out, "{}", json!({"line": line, "ok": response_json(&r)}))
+        }
+        (Format::Json, Err(e)) => writeln!(
+            out,
+            "{}",
+            json!({"line": line, "event_id": event_id, "error": e})
+        ),
         (Format::Text, Ok(r)) => writeln!(
             out,
             "line {line}: {} {} seq {}",
-            if r.duplicate { "duplicate" } else if r.sequence == 0 { "accepted" } else { "committed" },
+            if r.duplicate {
+                "duplicate"
+            } else if r.sequence == 0 {
+                "accepted"
+            } else {
+                "committed"
+            },
             r.event_id,
             r.sequence
         ),
@@ -218,13 +297,23 @@ fn emit(out: &mut impl Write, format: Format, line: u64, event_id: &str, r: Resu
 /// # Errors
 /// When the server cannot be reached, refuses the request, or the stream breaks.
 pub async fn replay(addr: &str, request: pb::ReadRequest) -> anyhow::Result<u64> {
-    let mut client = pb::ledger_client::LedgerClient::new(connect(addr).await?).max_decoding_message_size(64 << 20);
-    let mut stream = client.read(request).await.map_err(|s| anyhow!("{}", describe_status(&s)))?.into_inner();
+    let mut client = pb::ledger_client::LedgerClient::new(connect(addr).await?)
+        .max_decoding_message_size(64 << 20);
+    let mut stream = client
+        .read(request)
+        .await
+        .map_err(|s| anyhow!("{}", describe_status(&s)))?
+        .into_inner();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut n = 0;
     while let Some(item) = stream.next().await {
-        let c = item.map_err(|s| anyhow!("replay interrupted after {n} events: {}", describe_status(&s)))?;
+        let c = item.map_err(|s| {
+            anyhow!(
+                "replay interrupted after {n} events: {}",
+                describe_status(&s)
+            )
+        })?;
         writeln!(out, "{}", committed_json(&c)?)?;
         n += 1;
     }
@@ -237,8 +326,12 @@ pub async fn replay(addr: &str, request: pb::ReadRequest) -> anyhow::Result<u64>
 /// # Errors
 /// When the event in the record does not convert (a server defect).
 pub fn committed_json(c: &pb::CommittedEvent) -> anyhow::Result<serde_json::Value> {
-    let event = c.event.clone().ok_or_else(|| anyhow!("sequence {} has no event", c.sequence))?;
-    let event = wfl_proto::convert::event_from_pb(event).map_err(|v| anyhow!("sequence {}: {v}", c.sequence))?;
+    let event = c
+        .event
+        .clone()
+        .ok_or_else(|| anyhow!("sequence {} has no event", c.sequence))?;
+    let event = wfl_proto::convert::event_from_pb(event)
+        .map_err(|v| anyhow!("sequence {}: {v}", c.sequence))?;
     Ok(json!({
         "sequence": c.sequence,
         "recorded_at_micros": c.recorded_at_micros,

@@ -9,7 +9,11 @@ use wfl_cli::client::{self, Format};
 use wfl_proto::pb;
 
 #[derive(Parser)]
-#[command(name = "wfl", version, about = "An event-sourced ledger of workforce restructuring")]
+#[command(
+    name = "wfl",
+    version,
+    about = "An event-sourced ledger of workforce restructuring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,7 +110,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Up { data_dir, grpc_addr, http_addr, nats_url } => {
+        Command::Up {
+            data_dir,
+            grpc_addr,
+            http_addr,
+            nats_url,
+        } => {
             wfl_cli::init_tracing();
             let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;
             tracing::info!(
@@ -114,27 +123,64 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bus = nats_url.as_deref().unwrap_or("in-process"), "wfl up"
             );
             // One machine-readable line on stdout, for scripts and tests that bind port 0.
-            println!("wfl listening grpc={} http={}", grpc.local_addr()?, http.local_addr()?);
+            println!(
+                "wfl listening grpc={} http={}",
+                grpc.local_addr()?,
+                http.local_addr()?
+            );
             let shutdown = wfl_cli::shutdown_on_signal();
-            wfl_cli::node::run(wfl_cli::node::NodeConfig { data_dir, nats_url }, grpc, http, shutdown).await?;
+            wfl_cli::node::run(
+                wfl_cli::node::NodeConfig { data_dir, nats_url },
+                grpc,
+                http,
+                shutdown,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Record { file, addr, ack, format } => {
+        Command::Record {
+            file,
+            addr,
+            ack,
+            format,
+        } => {
             client::record(&addr, file.as_deref(), ack.into(), format).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { file, addr, batch, ack, format } => {
+        Command::Import {
+            file,
+            addr,
+            batch,
+            ack,
+            format,
+        } => {
             let s = client::import(&addr, &file, batch, ack.into(), format).await?;
             eprintln!(
                 "imported {} lines: {} committed, {} accepted, {} duplicates, {} rejected",
                 s.lines, s.committed, s.accepted, s.duplicates, s.rejected
             );
-            Ok(if s.rejected > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if s.rejected > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Replay { from, to, org, event_type, addr } => {
+        Command::Replay {
+            from,
+            to,
+            org,
+            event_type,
+            addr,
+        } => {
             let n = client::replay(
                 &addr,
-                pb::ReadRequest { from_sequence: from, to_sequence: to.unwrap_or(0), org_ids: org, event_types: event_type, limit: 0 },
+                pb::ReadRequest {
+                    from_sequence: from,
+                    to_sequence: to.unwrap_or(0),
+                    org_ids: org,
+                    event_types: event_type,
+                    limit: 0,
+                },
             )
             .await?;
             eprintln!("replayed {n} events");

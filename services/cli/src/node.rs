@@ -49,26 +49,42 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let bus = connect_bus(config.nats_url.as_deref()).await?;
-    let ledger = wfl_ledger::Ledger::start(wfl_ledger::Config::new(&config.data_dir), bus.clone(), shutdown.clone()).await?;
+    let ledger = wfl_ledger::Ledger::start(
+        wfl_ledger::Config::new(&config.data_dir),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let metrics = Arc::new(Metrics::default());
     let gateway = Gateway::new(bus, wfl_gateway::Config::default(), metrics.clone());
 
     let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<wfl_proto::pb::ingest_server::IngestServer<Gateway>>().await;
-    reporter.set_serving::<wfl_proto::pb::ledger_server::LedgerServer<wfl_ledger::api::LedgerApi>>().await;
+    reporter
+        .set_serving::<wfl_proto::pb::ingest_server::IngestServer<Gateway>>()
+        .await;
+    reporter
+        .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<wfl_ledger::api::LedgerApi>>()
+        .await;
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
         .add_service(gateway.into_service())
         .add_service(ledger.service())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
 
-    let state = HttpState { metrics, store: ledger.store() };
+    let state = HttpState {
+        metrics,
+        store: ledger.store(),
+    };
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .with_state(state);
-    let http_server = axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let http_server =
+        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
     let (g, h) = tokio::join!(
         async {
@@ -91,7 +107,10 @@ pub async fn run(
 
 async fn metrics_text(State(s): State<HttpState>) -> String {
     let mut out = s.metrics.render();
-    if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head()).await.unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string()))) {
+    if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())
+        .await
+        .unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string())))
+    {
         out.push_str("# HELP wfl_ledger_head_sequence Last committed ledger sequence.\n# TYPE wfl_ledger_head_sequence gauge\n");
         out.push_str(&format!("wfl_ledger_head_sequence {}\n", head.sequence));
     }
@@ -102,8 +121,15 @@ async fn metrics_text(State(s): State<HttpState>) -> String {
 ///
 /// # Errors
 /// When an address is taken.
-pub async fn bind(grpc: SocketAddr, http: SocketAddr) -> anyhow::Result<(TcpListener, TcpListener)> {
-    let g = TcpListener::bind(grpc).await.map_err(|e| anyhow::anyhow!("cannot listen on {grpc} (gRPC): {e}"))?;
-    let h = TcpListener::bind(http).await.map_err(|e| anyhow::anyhow!("cannot listen on {http} (HTTP): {e}"))?;
+pub async fn bind(
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let g = TcpListener::bind(grpc)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {grpc} (gRPC): {e}"))?;
+    let h = TcpListener::bind(http)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {http} (HTTP): {e}"))?;
     Ok((g, h))
 }

@@ -41,7 +41,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { commit_timeout: Duration::from_secs(30), await_chunk: 1000 }
+        Self {
+            commit_timeout: Duration::from_secs(30),
+            await_chunk: 1000,
+        }
     }
 }
 
@@ -58,7 +61,11 @@ impl Gateway {
     /// A gateway publishing to `bus`.
     #[must_use]
     pub fn new(bus: Arc<dyn Bus>, config: Config, metrics: Arc<Metrics>) -> Self {
-        Self { bus, config, metrics }
+        Self {
+            bus,
+            config,
+            metrics,
+        }
     }
 
     /// This gateway as a tonic service, accepting batch requests up to 64 MiB.
@@ -80,7 +87,9 @@ impl Gateway {
                     msgs.push(InboxMessage {
                         event_id: event.event_id.0,
                         org_id: event.org_id.0.clone(),
-                        payload: Bytes::from(wfl_proto::convert::event_to_pb(&event).encode_to_vec()),
+                        payload: Bytes::from(
+                            wfl_proto::convert::event_to_pb(&event).encode_to_vec(),
+                        ),
                     });
                 }
                 Err(v) => {
@@ -91,7 +100,10 @@ impl Gateway {
                         field_violations: v
                             .0
                             .into_iter()
-                            .map(|f| pb::FieldViolation { field: f.field, description: f.description })
+                            .map(|f| pb::FieldViolation {
+                                field: f.field,
+                                description: f.description,
+                            })
                             .collect(),
                     })));
                 }
@@ -104,7 +116,10 @@ impl Gateway {
         for ((idx, id), published) in published_at.into_iter().zip(ids).zip(acks) {
             match published {
                 Err(e) => {
-                    results[idx] = Some(Err(item_error(UNAVAILABLE, format!("inbox unavailable, retry with the same event_id: {e}"))));
+                    results[idx] = Some(Err(item_error(
+                        UNAVAILABLE,
+                        format!("inbox unavailable, retry with the same event_id: {e}"),
+                    )));
                 }
                 Ok(a) if !wait_for_commit => {
                     self.metrics.accepted.inc();
@@ -142,7 +157,14 @@ impl Gateway {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(item_error(tonic::Code::Internal as i32, "no outcome".into()))))
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(item_error(
+                        tonic::Code::Internal as i32,
+                        "no outcome".into(),
+                    ))
+                })
+            })
             .inspect(|r| self.metrics.count(r))
             .collect()
     }
@@ -150,12 +172,21 @@ impl Gateway {
     /// Asks the ledger for the outcome of each id until all are known or the commit timeout passes.
     async fn await_outcomes(&self, ids: Vec<String>) -> HashMap<String, pb::outcome::Result> {
         let deadline = Instant::now() + self.config.commit_timeout;
-        let chunks: Vec<Vec<String>> = ids.chunks(self.config.await_chunk.max(1)).map(<[String]>::to_vec).collect();
-        let per_chunk = chunks.into_iter().map(|chunk| self.await_chunk(chunk, deadline));
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(self.config.await_chunk.max(1))
+            .map(<[String]>::to_vec)
+            .collect();
+        let per_chunk = chunks
+            .into_iter()
+            .map(|chunk| self.await_chunk(chunk, deadline));
         join_all(per_chunk).await.into_iter().flatten().collect()
     }
 
-    async fn await_chunk(&self, mut ids: Vec<String>, deadline: Instant) -> HashMap<String, pb::outcome::Result> {
+    async fn await_chunk(
+        &self,
+        mut ids: Vec<String>,
+        deadline: Instant,
+    ) -> HashMap<String, pb::outcome::Result> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut backoff = Duration::from_millis(20);
         while !ids.is_empty() {
@@ -163,7 +194,12 @@ impl Gateway {
             if left.is_zero() {
                 break;
             }
-            let request = Bytes::from(pb::AwaitRequest { event_ids: ids.clone() }.encode_to_vec());
+            let request = Bytes::from(
+                pb::AwaitRequest {
+                    event_ids: ids.clone(),
+                }
+                .encode_to_vec(),
+            );
             match self.bus.request(AWAIT_SUBJECT, request, left).await {
                 Ok(bytes) => match pb::AwaitReply::decode(bytes.as_ref()) {
                     Ok(reply) => {
@@ -189,7 +225,11 @@ impl Gateway {
 }
 
 fn item_error(code: i32, message: String) -> pb::ItemError {
-    pb::ItemError { code, message, field_violations: Vec::new() }
+    pb::ItemError {
+        code,
+        message,
+        field_violations: Vec::new(),
+    }
 }
 
 /// The one place where an item outcome becomes a gRPC status (for the unary `Record`).
@@ -205,23 +245,29 @@ fn status(e: pb::ItemError) -> Status {
     Status::with_error_details(code, e.message, details)
 }
 
-fn ack_level(raw: i32) -> Result<pb::AckLevel, Status> {
+fn ack_level(raw: i32) -> Result<pb::AckLevel, Box<Status>> {
     match pb::AckLevel::try_from(raw) {
         Ok(pb::AckLevel::Unspecified | pb::AckLevel::Committed) => Ok(pb::AckLevel::Committed),
         Ok(pb::AckLevel::Accepted) => Ok(pb::AckLevel::Accepted),
-        Err(_) => Err(Status::with_error_details(
+        Err(_) => Err(Box::new(Status::with_error_details(
             tonic::Code::InvalidArgument,
             format!("ack: unknown ack level {raw}"),
-            ErrorDetails::with_bad_request_violation("ack", "must be ACK_LEVEL_COMMITTED or ACK_LEVEL_ACCEPTED"),
-        )),
+            ErrorDetails::with_bad_request_violation(
+                "ack",
+                "must be ACK_LEVEL_COMMITTED or ACK_LEVEL_ACCEPTED",
+            ),
+        ))),
     }
 }
 
 #[tonic::async_trait]
 impl pb::ingest_server::Ingest for Gateway {
-    async fn record(&self, request: Request<pb::RecordRequest>) -> Result<Response<pb::RecordResponse>, Status> {
+    async fn record(
+        &self,
+        request: Request<pb::RecordRequest>,
+    ) -> Result<Response<pb::RecordResponse>, Status> {
         let req = request.into_inner();
-        let ack = ack_level(req.ack)?;
+        let ack = ack_level(req.ack).map_err(|s| *s)?;
         let Some(event) = req.event else {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
@@ -237,14 +283,24 @@ impl pb::ingest_server::Ingest for Gateway {
         }
     }
 
-    async fn record_batch(&self, request: Request<pb::RecordBatchRequest>) -> Result<Response<pb::RecordBatchResponse>, Status> {
+    async fn record_batch(
+        &self,
+        request: Request<pb::RecordBatchRequest>,
+    ) -> Result<Response<pb::RecordBatchResponse>, Status> {
         let req = request.into_inner();
-        let ack = ack_level(req.ack)?;
+        let ack = ack_level(req.ack).map_err(|s| *s)?;
         if req.events.len() > wfl_domain::MAX_BATCH {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
-                format!("events: {} events in one batch; at most {}", req.events.len(), wfl_domain::MAX_BATCH),
-                ErrorDetails::with_bad_request_violation("events", format!("at most {} events per batch", wfl_domain::MAX_BATCH)),
+                format!(
+                    "events: {} events in one batch; at most {}",
+                    req.events.len(),
+                    wfl_domain::MAX_BATCH
+                ),
+                ErrorDetails::with_bad_request_violation(
+                    "events",
+                    format!("at most {} events per batch", wfl_domain::MAX_BATCH),
+                ),
             ));
         }
         let ids: Vec<String> = req.events.iter().map(|e| e.event_id.clone()).collect();
@@ -289,10 +345,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<pb::ingest_server::IngestServer<Gateway>>().await;
+    reporter
+        .set_serving::<pb::ingest_server::IngestServer<Gateway>>()
+        .await;
     let gateway = Gateway::new(bus, config, Arc::new(Metrics::default()));
     let mut builder = tonic::transport::Server::builder();
-    let router = builder.add_service(health).add_service(gateway.into_service());
+    let router = builder
+        .add_service(health)
+        .add_service(gateway.into_service());
     let router = match wfl_proto::reflection() {
         Ok(r) => router.add_service(r),
         Err(e) => {
@@ -301,5 +361,7 @@ pub async fn run(
         }
     };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
 }

@@ -49,7 +49,10 @@ impl Metrics {
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP wfl_ingest_events_total Events answered by the gateway, by outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP wfl_ingest_events_total Events answered by the gateway, by outcome."
+        );
         let _ = writeln!(out, "# TYPE wfl_ingest_events_total counter");
         for (outcome, c) in [
             ("committed", &self.committed),
@@ -59,7 +62,11 @@ impl Metrics {
             ("conflict", &self.conflicts),
             ("unavailable", &self.unavailable),
         ] {
-            let _ = writeln!(out, "wfl_ingest_events_total{{outcome=\"{outcome}\"}} {}", c.get());
+            let _ = writeln!(
+                out,
+                "wfl_ingest_events_total{{outcome=\"{outcome}\"}} {}",
+                c.get()
+            );
         }
         out
     }

@@ -39,18 +39,31 @@ type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::CommittedEvent, Status>> 
 impl pb::ledger_server::Ledger for LedgerApi {
     type ReadStream = ReadStream;
 
-    async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
         let req = request.into_inner();
         let mut event_types = Vec::with_capacity(req.event_types.len());
         for (i, t) in req.event_types.iter().enumerate() {
             let Some(parsed) = EventType::parse(t) else {
-                return Err(invalid(&format!("event_types[{i}]"), &format!("unknown event type {t:?}")));
+                return Err(invalid(
+                    &format!("event_types[{i}]"),
+                    &format!("unknown event type {t:?}"),
+                ));
             };
             event_types.push(parsed.as_str().to_owned());
         }
-        let filter = Filter { org_ids: req.org_ids, event_types };
+        let filter = Filter {
+            org_ids: req.org_ids,
+            event_types,
+        };
         let head = self.store.head().map_err(|e| status(e.into()))?.sequence;
-        let to = if req.to_sequence == 0 { head } else { req.to_sequence.min(head) };
+        let to = if req.to_sequence == 0 {
+            head
+        } else {
+            req.to_sequence.min(head)
+        };
         let mut remaining = if req.limit == 0 { u64::MAX } else { req.limit };
         let mut from = req.from_sequence.max(1);
         let store = self.store.clone();
@@ -60,7 +73,8 @@ impl pb::ledger_server::Ledger for LedgerApi {
                 let s = store.clone();
                 let f = filter.clone();
                 let take = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
-                let chunk = tokio::task::spawn_blocking(move || s.read(from, Some(to), &f, take)).await;
+                let chunk =
+                    tokio::task::spawn_blocking(move || s.read(from, Some(to), &f, take)).await;
                 let records = match chunk {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => {
@@ -72,7 +86,9 @@ impl pb::ledger_server::Ledger for LedgerApi {
                         return;
                     }
                 };
-                let Some(last) = records.last().map(|r| r.sequence) else { return };
+                let Some(last) = records.last().map(|r| r.sequence) else {
+                    return;
+                };
                 for r in &records {
                     let item = codec::decode(r).map_err(status);
                     if tx.send(item).await.is_err() {
@@ -86,23 +102,34 @@ impl pb::ledger_server::Ledger for LedgerApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn head(&self, _request: Request<pb::HeadRequest>) -> Result<Response<pb::HeadResponse>, Status> {
+    async fn head(
+        &self,
+        _request: Request<pb::HeadRequest>,
+    ) -> Result<Response<pb::HeadResponse>, Status> {
         let head = self.store.head().map_err(|e| status(e.into()))?;
-        Ok(Response::new(pb::HeadResponse { sequence: head.sequence, hash: head.hash.to_vec() }))
+        Ok(Response::new(pb::HeadResponse {
+            sequence: head.sequence,
+            hash: head.hash.to_vec(),
+        }))
     }
 }
 
 fn invalid(field: &str, description: &str) -> Status {
     use tonic_types::{ErrorDetails, StatusExt};
     let details = ErrorDetails::with_bad_request_violation(field, description);
-    Status::with_error_details(tonic::Code::InvalidArgument, format!("{field}: {description}"), details)
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("{field}: {description}"),
+        details,
+    )
 }
 
 /// The one place where ledger errors become gRPC statuses. Internal details are logged, not sent.
 pub(crate) fn status(e: Error) -> Status {
     match e {
         Error::Bus(e) => Status::unavailable(e.to_string()),
-        Error::Store(wfl_store::Error::Corrupt { sequence, .. }) | Error::Undecodable { sequence, .. } => {
+        Error::Store(wfl_store::Error::Corrupt { sequence, .. })
+        | Error::Undecodable { sequence, .. } => {
             error!(error = %e, "ledger data failed verification");
             Status::data_loss(format!("ledger record {sequence} failed verification"))
         }

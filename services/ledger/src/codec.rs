@@ -22,8 +22,11 @@ pub(crate) fn encode(sequence: u64, recorded_at_micros: i64, event: &Event) -> V
 
 /// A stored record as the API returns it, hashes included.
 pub(crate) fn decode(record: &StoredRecord) -> Result<pb::CommittedEvent, Error> {
-    let mut c = pb::CommittedEvent::decode(record.bytes.as_slice())
-        .map_err(|e| Error::Undecodable { sequence: record.sequence, detail: e.to_string() })?;
+    let mut c =
+        pb::CommittedEvent::decode(record.bytes.as_slice()).map_err(|e| Error::Undecodable {
+            sequence: record.sequence,
+            detail: e.to_string(),
+        })?;
     if c.sequence != record.sequence {
         return Err(Error::Undecodable {
             sequence: record.sequence,
@@ -38,8 +41,14 @@ pub(crate) fn decode(record: &StoredRecord) -> Result<pb::CommittedEvent, Error>
 /// The domain event inside a stored record.
 pub(crate) fn decode_event(record: &StoredRecord) -> Result<Event, Error> {
     let c = decode(record)?;
-    let e = c.event.ok_or_else(|| Error::Undecodable { sequence: record.sequence, detail: "no event".into() })?;
-    wfl_proto::convert::event_from_pb(e).map_err(|v| Error::Undecodable { sequence: record.sequence, detail: v.to_string() })
+    let e = c.event.ok_or_else(|| Error::Undecodable {
+        sequence: record.sequence,
+        detail: "no event".into(),
+    })?;
+    wfl_proto::convert::event_from_pb(e).map_err(|v| Error::Undecodable {
+        sequence: record.sequence,
+        detail: v.to_string(),
+    })
 }
 
 /// The summary of a stored record used by corrections, retractions and links.
@@ -49,6 +58,8 @@ pub(crate) fn original(record: &StoredRecord) -> Result<OriginalEvent, Error> {
 
 /// Microseconds since the Unix epoch, now.
 pub(crate) fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }

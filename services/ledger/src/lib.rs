@@ -46,7 +46,11 @@ impl Config {
     /// Defaults for a data directory.
     #[must_use]
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), max_batch: 1000, await_timeout: Duration::from_secs(60) }
+        Self {
+            data_dir: data_dir.into(),
+            max_batch: 1000,
+            await_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -64,10 +68,16 @@ impl Ledger {
     /// # Errors
     /// When the store cannot be opened or its history does not verify or decode, or the bus
     /// refuses the consumer.
-    pub async fn start(config: Config, bus: Arc<dyn Bus>, shutdown: CancellationToken) -> Result<Self, Error> {
+    pub async fn start(
+        config: Config,
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
         let dir = config.data_dir.join("ledger");
         let store: Arc<dyn Log> = Arc::new(
-            tokio::task::spawn_blocking(move || SledLog::open(&dir)).await.map_err(Error::join)??,
+            tokio::task::spawn_blocking(move || SledLog::open(&dir))
+                .await
+                .map_err(Error::join)??,
         );
         let (writer, head) = writer::Writer::recover(store.clone(), config.clone()).await?;
         let mut tasks = JoinSet::new();
@@ -81,8 +91,11 @@ impl Ledger {
     /// The gRPC `Ledger` service over this ledger's store.
     #[must_use]
     pub fn service(&self) -> wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> {
-        wfl_proto::pb::ledger_server::LedgerServer::new(api::LedgerApi::new(self.store.clone(), self.head.clone()))
-            .max_decoding_message_size(64 << 20)
+        wfl_proto::pb::ledger_server::LedgerServer::new(api::LedgerApi::new(
+            self.store.clone(),
+            self.head.clone(),
+        ))
+        .max_decoding_message_size(64 << 20)
     }
 
     /// The store, read-only use (Read, Subscribe, audits).
@@ -120,7 +133,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     let ledger = Ledger::start(config, bus, shutdown.clone()).await?;
     let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi>>().await;
+    reporter
+        .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi>>()
+        .await;
     let reflection = wfl_proto::reflection().map_err(|e| Error::Internal(e.to_string()))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let token = shutdown.clone();

@@ -66,12 +66,20 @@ pub(crate) async fn run(
     }
 }
 
-async fn publish_chunk(store: &Arc<dyn Log>, bus: &dyn Bus, from: u64, to: u64) -> Result<u64, Error> {
+async fn publish_chunk(
+    store: &Arc<dyn Log>,
+    bus: &dyn Bus,
+    from: u64,
+    to: u64,
+) -> Result<u64, Error> {
     let s = store.clone();
-    let records = tokio::task::spawn_blocking(move || s.read(from, Some(to), &Filter::default(), CHUNK))
-        .await
-        .map_err(Error::join)??;
-    let Some(last) = records.last().map(|r| r.sequence) else { return Ok(to) };
+    let records =
+        tokio::task::spawn_blocking(move || s.read(from, Some(to), &Filter::default(), CHUNK))
+            .await
+            .map_err(Error::join)??;
+    let Some(last) = records.last().map(|r| r.sequence) else {
+        return Ok(to);
+    };
     let mut msgs = Vec::with_capacity(records.len());
     for r in &records {
         let c = codec::decode(r)?;

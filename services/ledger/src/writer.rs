@@ -45,7 +45,10 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Rebuilds the state from the store (a pure fold over the committed history).
-    pub(crate) async fn recover(store: Arc<dyn Log>, config: Config) -> Result<(Self, watch::Receiver<u64>), Error> {
+    pub(crate) async fn recover(
+        store: Arc<dyn Log>,
+        config: Config,
+    ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
         let (state, head) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -57,17 +60,37 @@ impl Writer {
                 from = last.sequence + 1;
                 for r in &records {
                     let event = codec::decode_event(r)?;
-                    state.apply(&event, &StoreHistory { store: s.as_ref(), batch: &HashMap::new() });
+                    state.apply(
+                        &event,
+                        &StoreHistory {
+                            store: s.as_ref(),
+                            batch: &HashMap::new(),
+                        },
+                    );
                 }
             }
             Ok((state, s.head()?))
         })
         .await
         .map_err(Error::join)??;
-        info!(head = head.sequence, elapsed_ms = started.elapsed().as_millis() as u64, "ledger state rebuilt");
+        info!(
+            head = head.sequence,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ledger state rebuilt"
+        );
         let (head_tx, head_rx) = watch::channel(head.sequence);
         let waiters = Waiters::new(config.await_timeout);
-        Ok((Self { store, state, next_sequence: head.sequence + 1, head_tx, config, waiters }, head_rx))
+        Ok((
+            Self {
+                store,
+                state,
+                next_sequence: head.sequence + 1,
+                head_tx,
+                config,
+                waiters,
+            },
+            head_rx,
+        ))
     }
 
     /// Runs until `shutdown` or a store failure.
@@ -78,7 +101,12 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let (batch_tx, mut batch_rx) = mpsc::channel(1);
-        let pump = tokio::spawn(pump(inbox, batch_tx, self.config.max_batch, shutdown.clone()));
+        let pump = tokio::spawn(pump(
+            inbox,
+            batch_tx,
+            self.config.max_batch,
+            shutdown.clone(),
+        ));
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         let result = loop {
             tokio::select! {
@@ -145,13 +173,20 @@ impl Writer {
                 Ok(e) => e,
                 Err(v) => {
                     let o = rejected(&uuid, INVALID_ARGUMENT, v.to_string());
-                    rejections.push(Rejection { event_id: uuid, code: INVALID_ARGUMENT, message: v.to_string() });
+                    rejections.push(Rejection {
+                        event_id: uuid,
+                        code: INVALID_ARGUMENT,
+                        message: v.to_string(),
+                    });
                     decided.insert(id, Some(o.clone()));
                     outcomes.push((id, o));
                     continue;
                 }
             };
-            let history = StoreHistory { store: self.store.as_ref(), batch: &in_batch };
+            let history = StoreHistory {
+                store: self.store.as_ref(),
+                batch: &in_batch,
+            };
             match self.state.decide(&event, &history) {
                 Ok(()) => {
                     let sequence = self.next_sequence;
@@ -173,7 +208,11 @@ impl Writer {
                         Conflict::Lifecycle(_) => FAILED_PRECONDITION,
                     };
                     let o = rejected(&uuid, code, conflict.to_string());
-                    rejections.push(Rejection { event_id: uuid, code, message: conflict.to_string() });
+                    rejections.push(Rejection {
+                        event_id: uuid,
+                        code,
+                        message: conflict.to_string(),
+                    });
                     decided.insert(id, Some(o.clone()));
                     outcomes.push((id, o));
                 }
@@ -225,7 +264,11 @@ impl Writer {
         let mut known = Vec::with_capacity(ids.len());
         for raw in &ids {
             let outcome = match Uuid::parse_str(raw) {
-                Err(_) => Some(rejected_raw(raw, INVALID_ARGUMENT, "event_id must be a UUID".into())),
+                Err(_) => Some(rejected_raw(
+                    raw,
+                    INVALID_ARGUMENT,
+                    "event_id must be a UUID".into(),
+                )),
                 Ok(uuid) => match self.store.decision(&uuid) {
                     Ok(Some(d)) => {
                         let o = outcome_of(&uuid, &d);
@@ -246,7 +289,12 @@ impl Writer {
 }
 
 /// Takes batches from the inbox, hands them to the writer, and acknowledges them once durable.
-async fn pump(mut inbox: Box<dyn Inbox>, tx: mpsc::Sender<InboxBatch>, max: usize, shutdown: CancellationToken) {
+async fn pump(
+    mut inbox: Box<dyn Inbox>,
+    tx: mpsc::Sender<InboxBatch>,
+    max: usize,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let next = tokio::select! {
@@ -299,8 +347,12 @@ impl History for StoreHistory<'_> {
             return Some(o.clone());
         }
         let lookup = || -> Result<Option<OriginalEvent>, Error> {
-            let Some(Decision::Committed { sequence, .. }) = self.store.decision(&id.0)? else { return Ok(None) };
-            let Some(record) = self.store.get(sequence)? else { return Ok(None) };
+            let Some(Decision::Committed { sequence, .. }) = self.store.decision(&id.0)? else {
+                return Ok(None);
+            };
+            let Some(record) = self.store.get(sequence)? else {
+                return Ok(None);
+            };
             codec::original(&record).map(Some)
         };
         lookup().unwrap_or_else(|e| {
@@ -330,7 +382,11 @@ fn rejected(uuid: &Uuid, code: i32, message: String) -> pb::Outcome {
 fn rejected_raw(id: &str, code: i32, message: String) -> pb::Outcome {
     pb::Outcome {
         event_id: id.to_owned(),
-        result: Some(pb::outcome::Result::Rejected(pb::ItemError { code, message, field_violations: Vec::new() })),
+        result: Some(pb::outcome::Result::Rejected(pb::ItemError {
+            code,
+            message,
+            field_violations: Vec::new(),
+        })),
     }
 }
 
@@ -399,17 +455,32 @@ impl Waiters {
         for (pos, (raw, o)) in ids.iter().zip(&known).enumerate() {
             if o.is_none() {
                 if let Ok(uuid) = Uuid::parse_str(raw) {
-                    self.by_event.entry(EventId(uuid)).or_default().push((key, pos));
+                    self.by_event
+                        .entry(EventId(uuid))
+                        .or_default()
+                        .push((key, pos));
                 }
             }
         }
-        self.pending.insert(key, Pending { outcomes: known, remaining, request, deadline: Instant::now() + self.timeout });
+        self.pending.insert(
+            key,
+            Pending {
+                outcomes: known,
+                remaining,
+                request,
+                deadline: Instant::now() + self.timeout,
+            },
+        );
     }
 
     fn resolve(&mut self, id: EventId, outcome: pb::Outcome) {
-        let Some(slots) = self.by_event.remove(&id) else { return };
+        let Some(slots) = self.by_event.remove(&id) else {
+            return;
+        };
         for (key, pos) in slots {
-            let Some(p) = self.pending.get_mut(&key) else { continue };
+            let Some(p) = self.pending.get_mut(&key) else {
+                continue;
+            };
             if let Some(slot) = p.outcomes.get_mut(pos) {
                 if slot.is_none() {
                     *slot = Some(outcome.clone());
@@ -461,7 +532,9 @@ impl Waiters {
 }
 
 fn reply(request: Request, outcomes: Vec<Option<pb::Outcome>>) {
-    let reply = pb::AwaitReply { outcomes: outcomes.into_iter().flatten().collect() };
+    let reply = pb::AwaitReply {
+        outcomes: outcomes.into_iter().flatten().collect(),
+    };
     let bytes = Bytes::from(reply.encode_to_vec());
     tokio::spawn(async move {
         if let Err(e) = request.reply(bytes).await {

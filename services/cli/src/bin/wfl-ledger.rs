@@ -25,11 +25,22 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
-    let bus = Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
+    let bus =
+        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "wfl-ledger serving");
-    println!("{} listening grpc={}", env!("CARGO_BIN_NAME"), listener.local_addr()?);
+    println!(
+        "{} listening grpc={}",
+        env!("CARGO_BIN_NAME"),
+        listener.local_addr()?
+    );
     let shutdown = wfl_cli::shutdown_on_signal();
-    wfl_ledger::run(wfl_ledger::Config::new(args.data_dir), bus, listener, shutdown).await?;
+    wfl_ledger::run(
+        wfl_ledger::Config::new(args.data_dir),
+        bus,
+        listener,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
