@@ -260,3 +260,49 @@ pub fn err(item: &pb::ItemResult) -> &pb::ItemError {
         other => panic!("item {} should have failed: {other:?}", item.index),
     }
 }
+
+/// A plain HTTP/1.1 GET on loopback (for `/metrics` and `/healthz`), returning the body.
+pub fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).expect("connect http");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+/// Opens a Subscribe stream.
+pub async fn subscribe(ch: &Channel, from: u64) -> tonic::Streaming<pb::SubscribeResponse> {
+    ledger(ch)
+        .subscribe(pb::SubscribeRequest {
+            from_sequence: from,
+            heartbeat_ms: 200,
+            ..Default::default()
+        })
+        .await
+        .expect("Subscribe")
+        .into_inner()
+}
+
+/// The next event of a subscription, skipping heartbeats; None when the stream ends or breaks.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::SubscribeResponse>,
+) -> Option<Result<pb::CommittedEvent, tonic::Status>> {
+    loop {
+        match stream.message().await {
+            Ok(Some(pb::SubscribeResponse {
+                kind: Some(pb::subscribe_response::Kind::Event(c)),
+            })) => return Some(Ok(c)),
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(s) => return Some(Err(s)),
+        }
+    }
+}

@@ -199,7 +199,8 @@ impl LedgerState {
             Payload::PositionBackfilled(p) | Payload::PositionClosed(p) => {
                 if let Some(id) = &p.linked_separation_id {
                     let original = self.live_original(history, org, id)?;
-                    if !is_separation(original.event_type) {
+                    // A RoleAutomated that names no worker separated no one.
+                    if !is_separation(original.event_type) || original.worker_ref.is_none() {
                         return Err(lifecycle(format!(
                             "linked_separation_id {id} is a {}, not a separation",
                             original.event_type

@@ -340,3 +340,79 @@ pub fn committed_json(c: &pb::CommittedEvent) -> anyhow::Result<serde_json::Valu
         "event": event,
     }))
 }
+
+/// `wfl tail`: follows the committed stream, printing events as JSON lines. Reconnects after a
+/// broken stream and resumes after the last event printed, so nothing is missed or repeated.
+///
+/// # Errors
+/// When the request is refused (bad filter) or `count` events could not be printed.
+pub async fn tail(
+    addr: &str,
+    mut request: pb::SubscribeRequest,
+    count: Option<u64>,
+) -> anyhow::Result<u64> {
+    let mut printed = 0u64;
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let channel = match connect(addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("wfl tail: {e}; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                continue;
+            }
+        };
+        let mut client =
+            pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut stream = match client.subscribe(request.clone()).await {
+            Ok(s) => s.into_inner(),
+            Err(s) if retryable(&s) => {
+                eprintln!("wfl tail: {}; retrying", describe_status(&s));
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Err(s) => bail!("{}", describe_status(&s)),
+        };
+        backoff = std::time::Duration::from_millis(100);
+        let stdout = std::io::stdout();
+        loop {
+            match stream.message().await {
+                Ok(Some(pb::SubscribeResponse {
+                    kind: Some(pb::subscribe_response::Kind::Event(c)),
+                })) => {
+                    let mut out = stdout.lock();
+                    writeln!(out, "{}", committed_json(&c)?)?;
+                    out.flush()?;
+                    request.from_sequence = c.sequence + 1;
+                    printed += 1;
+                    if count.is_some_and(|n| printed >= n) {
+                        return Ok(printed);
+                    }
+                }
+                Ok(Some(_)) => {} // heartbeat
+                Ok(None) => break,
+                Err(s) if retryable(&s) => {
+                    eprintln!(
+                        "wfl tail: stream broke ({}); resuming from {}",
+                        describe_status(&s),
+                        request.from_sequence
+                    );
+                    break;
+                }
+                Err(s) => bail!("{}", describe_status(&s)),
+            }
+        }
+    }
+}
+
+/// Whether a broken subscription is worth resuming (the ledger restarting, the network).
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Cancelled
+    )
+}

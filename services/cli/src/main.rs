@@ -74,6 +74,20 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Follow committed events live (after the history from --from), as JSON lines.
+    Tail {
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long)]
+        org: Vec<String>,
+        #[arg(long = "type")]
+        event_type: Vec<String>,
+        /// Stop after this many events (default: follow forever).
+        #[arg(long)]
+        count: Option<u64>,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+    },
     /// Print committed events as JSON lines, in sequence order.
     Replay {
         #[arg(long, default_value_t = 1)]
@@ -164,6 +178,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Tail {
+            from,
+            org,
+            event_type,
+            count,
+            addr,
+        } => {
+            let request = pb::SubscribeRequest {
+                from_sequence: from,
+                org_ids: org,
+                event_types: event_type,
+                heartbeat_ms: 0,
+            };
+            client::tail(&addr, request, count).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
             from,

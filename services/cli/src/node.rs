@@ -36,6 +36,7 @@ pub async fn connect_bus(nats_url: Option<&str>) -> anyhow::Result<Arc<dyn Bus>>
 struct HttpState {
     metrics: Arc<Metrics>,
     store: Arc<dyn Log>,
+    subscribers: Arc<wfl_ledger::subscribe::Registry>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -78,6 +79,7 @@ pub async fn run(
     let state = HttpState {
         metrics,
         store: ledger.store(),
+        subscribers: ledger.subscribers(),
     };
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -113,6 +115,7 @@ async fn metrics_text(State(s): State<HttpState>) -> String {
     {
         out.push_str("# HELP wfl_ledger_head_sequence Last committed ledger sequence.\n# TYPE wfl_ledger_head_sequence gauge\n");
         out.push_str(&format!("wfl_ledger_head_sequence {}\n", head.sequence));
+        out.push_str(&s.subscribers.render(head.sequence));
     }
     out
 }

@@ -16,28 +16,93 @@ use wfl_domain::EventType;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 
-use crate::{codec, Error};
+use crate::{codec, subscribe, Error};
 
 const CHUNK: usize = 1000;
 
 /// The `Ledger` gRPC service.
 pub struct LedgerApi {
     store: Arc<dyn Log>,
-    #[allow(dead_code)] // kept for the live Subscribe stream
     head: watch::Receiver<u64>,
+    subscribers: Arc<subscribe::Registry>,
+    limits: subscribe::Limits,
 }
 
 impl LedgerApi {
-    pub(crate) fn new(store: Arc<dyn Log>, head: watch::Receiver<u64>) -> Self {
-        Self { store, head }
+    pub(crate) fn new(
+        store: Arc<dyn Log>,
+        head: watch::Receiver<u64>,
+        subscribers: Arc<subscribe::Registry>,
+        limits: subscribe::Limits,
+    ) -> Self {
+        Self {
+            store,
+            head,
+            subscribers,
+            limits,
+        }
     }
 }
 
+/// The store filter for a request's org and type lists.
+fn filter(org_ids: Vec<String>, event_types: &[String]) -> Result<Filter, Status> {
+    let mut types = Vec::with_capacity(event_types.len());
+    for (i, t) in event_types.iter().enumerate() {
+        let Some(parsed) = EventType::parse(t) else {
+            return Err(invalid(
+                &format!("event_types[{i}]"),
+                &format!("unknown event type {t:?}"),
+            ));
+        };
+        types.push(parsed.as_str().to_owned());
+    }
+    Ok(Filter {
+        org_ids,
+        event_types: types,
+    })
+}
+
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::CommittedEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerApi {
     type ReadStream = ReadStream;
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let req = request.into_inner();
+        let heartbeat = match req.heartbeat_ms {
+            0 => None,
+            ms if ms < 100 => {
+                return Err(invalid(
+                    "heartbeat_ms",
+                    "at least 100 ms (or 0 for the default)",
+                ))
+            }
+            ms => Some(std::time::Duration::from_millis(u64::from(ms))),
+        };
+        let subscription = subscribe::Subscription {
+            from: req.from_sequence.max(1),
+            filter: filter(req.org_ids, &req.event_types)?,
+            heartbeat,
+            peer,
+        };
+        let rx = subscribe::start(
+            self.store.clone(),
+            self.head.clone(),
+            &self.subscribers,
+            self.limits,
+            subscription,
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn read(
         &self,

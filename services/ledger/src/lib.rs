@@ -13,6 +13,7 @@ pub mod api;
 mod codec;
 pub mod error;
 mod publisher;
+pub mod subscribe;
 mod writer;
 
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ pub struct Config {
     pub max_batch: usize,
     /// How long an outcome request may wait for events the ledger has not seen yet.
     pub await_timeout: Duration,
+    /// A subscriber that takes nothing for this long is ended with `RESOURCE_EXHAUSTED`.
+    pub stall_timeout: Duration,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             data_dir: data_dir.into(),
             max_batch: 1000,
             await_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -58,6 +62,8 @@ impl Config {
 pub struct Ledger {
     store: Arc<dyn Log>,
     head: watch::Receiver<u64>,
+    subscribers: Arc<subscribe::Registry>,
+    limits: subscribe::Limits,
     tasks: JoinSet<Result<(), Error>>,
 }
 
@@ -85,7 +91,17 @@ impl Ledger {
         let requests = bus.serve(AWAIT_SUBJECT).await?;
         tasks.spawn(writer.run(inbox, requests, shutdown.clone()));
         tasks.spawn(publisher::run(store.clone(), bus, head.clone(), shutdown));
-        Ok(Self { store, head, tasks })
+        let limits = subscribe::Limits {
+            stall_timeout: config.stall_timeout,
+            ..subscribe::Limits::default()
+        };
+        Ok(Self {
+            store,
+            head,
+            subscribers: Arc::default(),
+            limits,
+            tasks,
+        })
     }
 
     /// The gRPC `Ledger` service over this ledger's store.
@@ -94,8 +110,16 @@ impl Ledger {
         wfl_proto::pb::ledger_server::LedgerServer::new(api::LedgerApi::new(
             self.store.clone(),
             self.head.clone(),
+            self.subscribers.clone(),
+            self.limits,
         ))
         .max_decoding_message_size(64 << 20)
+    }
+
+    /// Live subscriptions, for the metrics endpoint.
+    #[must_use]
+    pub fn subscribers(&self) -> Arc<subscribe::Registry> {
+        self.subscribers.clone()
     }
 
     /// The store, read-only use (Read, Subscribe, audits).

@@ -1,0 +1,287 @@
+//! Catch-up subscriptions (`Ledger.Subscribe`).
+//!
+//! A subscription is one task that reads committed records from the store in sequence order and
+//! sends them through a small bounded channel. History and live events come from the same place
+//! (the store, following the head sequence), so there is no switch-over where an event could be
+//! missed or sent twice.
+//!
+//! **Memory bound per subscriber:** at most [`CHUNK`] records read from disk plus [`QUEUE`] − 1
+//! messages queued for the transport, plus the HTTP/2 stream window held by the transport. A slow
+//! subscriber holds no more than that: it is simply served from disk at its own pace. A subscriber
+//! that takes nothing for the stall timeout is ended with `RESOURCE_EXHAUSTED` naming the sequence
+//! to resume from (one queue slot is always kept free for that final status).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+use wfl_proto::pb;
+use wfl_store::{Filter, Log};
+
+use crate::api::status;
+use crate::{codec, Error};
+
+/// Records read from disk at a time, per subscriber.
+pub const CHUNK: usize = 256;
+/// Messages queued for the transport, per subscriber.
+pub const QUEUE: usize = 256;
+
+/// Subscription settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A subscriber that takes nothing for this long is ended (`RESOURCE_EXHAUSTED`).
+    pub stall_timeout: Duration,
+    /// Heartbeat period when the client does not ask for one.
+    pub default_heartbeat: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            stall_timeout: Duration::from_secs(60),
+            default_heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Live subscriptions, for the lag metrics.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    live: Mutex<BTreeMap<u64, Arc<Stats>>>,
+}
+
+/// What the metrics show of one subscription.
+#[derive(Debug)]
+pub struct Stats {
+    pub peer: String,
+    /// Every matching event up to this sequence has been handed to the transport.
+    pub position: AtomicU64,
+    /// Messages waiting in this subscriber's queue (never more than [`QUEUE`] − 1).
+    pub queued: AtomicU64,
+}
+
+/// Removes a subscription from the registry when its task ends.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.registry.live.lock() {
+            live.remove(&self.id);
+        }
+    }
+}
+
+impl Registry {
+    fn register(self: &Arc<Self>, peer: String, position: u64) -> (Registered, Arc<Stats>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let stats = Arc::new(Stats {
+            peer,
+            position: AtomicU64::new(position),
+            queued: AtomicU64::new(0),
+        });
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(id, stats.clone());
+        }
+        (
+            Registered {
+                registry: self.clone(),
+                id,
+            },
+            stats,
+        )
+    }
+
+    /// Prometheus text: number of subscribers and each one's lag behind `head`.
+    #[must_use]
+    pub fn render(&self, head: u64) -> String {
+        let mut out = String::new();
+        let live = self.live.lock().map(|l| l.clone()).unwrap_or_default();
+        let _ = writeln!(out, "# HELP wfl_subscribers Live Ledger.Subscribe streams.");
+        let _ = writeln!(out, "# TYPE wfl_subscribers gauge");
+        let _ = writeln!(out, "wfl_subscribers {}", live.len());
+        let _ = writeln!(
+            out,
+            "# HELP wfl_subscriber_lag Committed events a subscriber has not been sent yet."
+        );
+        let _ = writeln!(out, "# TYPE wfl_subscriber_lag gauge");
+        for (id, s) in &live {
+            let lag = head.saturating_sub(s.position.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "wfl_subscriber_lag{{id=\"{id}\",peer=\"{}\"}} {lag}",
+                s.peer
+            );
+        }
+        let _ = writeln!(out, "# HELP wfl_subscriber_queued Messages waiting in a subscriber's server-side queue (bounded).");
+        let _ = writeln!(out, "# TYPE wfl_subscriber_queued gauge");
+        for (id, s) in &live {
+            let _ = writeln!(
+                out,
+                "wfl_subscriber_queued{{id=\"{id}\",peer=\"{}\"}} {}",
+                s.peer,
+                s.queued.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// Why a subscription task stopped sending.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The client took nothing for the stall timeout.
+    Stalled,
+}
+
+type Item = Result<pb::SubscribeResponse, Status>;
+
+/// Starts a subscription task and returns the receiving end of its queue.
+pub(crate) fn start(
+    store: Arc<dyn Log>,
+    head: watch::Receiver<u64>,
+    registry: &Arc<Registry>,
+    limits: Limits,
+    request: Subscription,
+) -> mpsc::Receiver<Item> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let (registered, stats) =
+        registry.register(request.peer.clone(), request.from.saturating_sub(1));
+    tokio::spawn(async move {
+        let _registered = registered;
+        run(store, head, limits, request, &tx, &stats).await;
+    });
+    rx
+}
+
+/// A validated subscription request.
+pub(crate) struct Subscription {
+    pub from: u64,
+    pub filter: Filter,
+    pub heartbeat: Option<Duration>,
+    pub peer: String,
+}
+
+async fn run(
+    store: Arc<dyn Log>,
+    mut head: watch::Receiver<u64>,
+    limits: Limits,
+    request: Subscription,
+    tx: &mpsc::Sender<Item>,
+    stats: &Stats,
+) {
+    let heartbeat = request.heartbeat.unwrap_or(limits.default_heartbeat);
+    let mut next = request.from.max(1);
+    let mut last_sent = Instant::now();
+    loop {
+        let target = *head.borrow_and_update();
+        if next <= target {
+            let s = store.clone();
+            let filter = request.filter.clone();
+            let read =
+                tokio::task::spawn_blocking(move || s.read(next, Some(target), &filter, CHUNK))
+                    .await;
+            let records = match read
+                .map_err(Error::join)
+                .and_then(|r| r.map_err(Error::from))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.try_send(Err(status(e)));
+                    return;
+                }
+            };
+            let complete = records.len() < CHUNK;
+            for r in &records {
+                let item = match codec::decode(r) {
+                    Ok(c) => pb::SubscribeResponse {
+                        kind: Some(pb::subscribe_response::Kind::Event(c)),
+                    },
+                    Err(e) => {
+                        let _ = tx.try_send(Err(status(e)));
+                        return;
+                    }
+                };
+                if let Err(stop) = send(tx, item, limits.stall_timeout).await {
+                    return stopped(tx, stop, r.sequence);
+                }
+                stats
+                    .queued
+                    .store((QUEUE - tx.capacity()) as u64, Ordering::Relaxed);
+                next = r.sequence + 1;
+                stats.position.store(r.sequence, Ordering::Relaxed);
+                last_sent = Instant::now();
+            }
+            if complete {
+                // Every matching record up to `target` has been sent.
+                next = target + 1;
+                stats.position.store(target, Ordering::Relaxed);
+            }
+            if last_sent.elapsed() >= heartbeat {
+                if let Err(stop) = send(tx, beat(target, next - 1), limits.stall_timeout).await {
+                    return stopped(tx, stop, next);
+                }
+                last_sent = Instant::now();
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() {
+                let _ = tx.try_send(Err(Status::unavailable(format!(
+                    "the ledger is shutting down; resume with from_sequence = {next}"
+                ))));
+                return;
+            },
+            () = tokio::time::sleep_until((last_sent + heartbeat).into()) => {
+                if let Err(stop) = send(tx, beat(target, next - 1), limits.stall_timeout).await {
+                    return stopped(tx, stop, next);
+                }
+                last_sent = Instant::now();
+            }
+            () = tx.closed() => return,
+        }
+    }
+}
+
+fn beat(head_sequence: u64, position: u64) -> pb::SubscribeResponse {
+    pb::SubscribeResponse {
+        kind: Some(pb::subscribe_response::Kind::Heartbeat(pb::Heartbeat {
+            head_sequence,
+            position,
+        })),
+    }
+}
+
+/// Sends one message, keeping one queue slot free for a final status.
+async fn send(
+    tx: &mpsc::Sender<Item>,
+    item: pb::SubscribeResponse,
+    stall: Duration,
+) -> Result<(), Stop> {
+    match tokio::time::timeout(stall, tx.reserve_many(2)).await {
+        Err(_) => Err(Stop::Stalled),
+        Ok(Err(_)) => Err(Stop::Gone),
+        Ok(Ok(mut permits)) => {
+            if let Some(permit) = permits.next() {
+                permit.send(Ok(item));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn stopped(tx: &mpsc::Sender<Item>, stop: Stop, resume_from: u64) {
+    if let Stop::Stalled = stop {
+        let _ = tx.try_send(Err(Status::resource_exhausted(format!(
+            "subscriber took nothing for too long and was ended; resume with from_sequence = {resume_from}"
+        ))));
+    }
+}
