@@ -67,11 +67,9 @@ async fn subscribers_get_every_event_exactly_once_in_order_during_and_after_inge
     let mut s = subscribe(&ch, 0).await;
     expect_sequences(&mut s, 1, TOTAL as u64).await;
     // And a heartbeat carrying the head once caught up.
-    let beat = loop {
-        match s.message().await.expect("stream").expect("open").kind {
-            Some(pb::subscribe_response::Kind::Heartbeat(h)) => break h,
-            other => panic!("only heartbeats expected after the head, got {other:?}"),
-        }
+    let beat = match s.message().await.expect("stream").expect("open").kind {
+        Some(pb::subscribe_response::Kind::Heartbeat(h)) => h,
+        other => panic!("only heartbeats expected after the head, got {other:?}"),
     };
     assert_eq!(
         (beat.head_sequence, beat.position),
@@ -164,7 +162,7 @@ async fn jetstream_committed_stream_matches_grpc_subscribe_and_resumes_durably()
         .get_or_create_consumer("analytics", consumer_config.clone())
         .await
         .expect("consumer");
-    let mut seen: Vec<(u64, pb::CommittedEvent, String)> = Vec::new();
+    let mut seen: Vec<(u64, pb::CommittedEvent, String, String)> = Vec::new();
     let mut messages = consumer.messages().await.expect("messages");
     while seen.len() < 2_000 {
         let m = messages.next().await.expect("open").expect("message");
@@ -182,23 +180,27 @@ async fn jetstream_committed_stream_matches_grpc_subscribe_and_resumes_durably()
             .to_owned();
         let c = <pb::CommittedEvent as prost::Message>::decode(m.payload.as_ref())
             .expect("payload is a CommittedEvent");
-        seen.push((seq, c, m.subject.to_string()));
+        seen.push((seq, c, m.subject.to_string(), hash));
         m.ack().await.expect("ack");
     }
-    for ((seq, c, subject), g) in seen.iter().zip(&grpc) {
+    let hashes: HashMap<u64, String> = grpc
+        .iter()
+        .map(|c| (c.sequence, hex::encode(&c.hash)))
+        .collect();
+    assert_eq!(seen.len(), 2_000);
+    for ((seq, c, subject, hash), g) in seen.iter().zip(&grpc) {
         assert_eq!(*seq, g.sequence);
         assert_eq!(
             c, g,
             "the NATS payload is the same CommittedEvent as gRPC serves"
         );
-        assert_eq!(subject, &format!("wfl.ledger.acme.WorkerHired"));
+        assert_eq!(subject, "wfl.ledger.acme.WorkerHired");
+        assert_eq!(
+            Some(hash),
+            hashes.get(seq),
+            "Wfl-Hash header is the record's hash"
+        );
     }
-    assert_eq!(seen.iter().map(|(_, _, _)| ()).count(), 2_000);
-    assert!(seen.iter().all(|(_, c, _)| !c.hash.is_empty()));
-    let hashes: HashMap<u64, String> = grpc
-        .iter()
-        .map(|c| (c.sequence, hex::encode(&c.hash)))
-        .collect();
     drop(messages);
 
     // The durable consumer resumes where it stopped: only the new events arrive.

@@ -35,7 +35,10 @@ struct Args {
 
 fn read_checkpoint(path: &Path) -> anyhow::Result<u64> {
     match std::fs::read_to_string(path) {
-        Ok(s) => s.trim().parse().with_context(|| format!("{} does not hold a sequence", path.display())),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a sequence", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -52,10 +55,13 @@ fn write_checkpoint(path: &Path, sequence: u64) -> anyhow::Result<()> {
 /// Your analytics go here. This one prints a line per event.
 fn handle(event: &pb::CommittedEvent) {
     let e = event.event.as_ref();
-    let kind = e.and_then(|e| e.payload.as_ref()).and_then(|p| p.kind.as_ref()).map_or("?".to_owned(), |k| {
-        let debug = format!("{k:?}");
-        debug.split('(').next().unwrap_or("?").to_owned()
-    });
+    let kind = e
+        .and_then(|e| e.payload.as_ref())
+        .and_then(|p| p.kind.as_ref())
+        .map_or("?".to_owned(), |k| {
+            let debug = format!("{k:?}");
+            debug.split('(').next().unwrap_or("?").to_owned()
+        });
     println!(
         "{} {} {} {} {}",
         event.sequence,
@@ -72,7 +78,11 @@ async fn main() -> anyhow::Result<()> {
     let mut handled = 0u64;
     loop {
         let last = read_checkpoint(&args.checkpoint)?;
-        let request = pb::SubscribeRequest { from_sequence: last + 1, org_ids: args.org.clone(), ..Default::default() };
+        let request = pb::SubscribeRequest {
+            from_sequence: last + 1,
+            org_ids: args.org.clone(),
+            ..Default::default()
+        };
         let stream = async {
             let mut client = pb::ledger_client::LedgerClient::connect(args.addr.clone()).await?;
             Ok::<_, anyhow::Error>(client.subscribe(request).await?.into_inner())
@@ -87,7 +97,9 @@ async fn main() -> anyhow::Result<()> {
         };
         loop {
             match stream.message().await {
-                Ok(Some(pb::SubscribeResponse { kind: Some(pb::subscribe_response::Kind::Event(event)) })) => {
+                Ok(Some(pb::SubscribeResponse {
+                    kind: Some(pb::subscribe_response::Kind::Event(event)),
+                })) => {
                     handle(&event);
                     write_checkpoint(&args.checkpoint, event.sequence)?;
                     handled += 1;

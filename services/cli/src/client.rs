@@ -416,3 +416,119 @@ fn retryable(s: &tonic::Status) -> bool {
             | tonic::Code::Cancelled
     )
 }
+
+/// What `wfl load` measured.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadReport {
+    pub events: u64,
+    pub seconds: f64,
+    pub batch_p50_ms: f64,
+    pub batch_p99_ms: f64,
+}
+
+/// `wfl load`: a load generator. Sends `events` hires (unique workers of org `org`) in batches of
+/// `batch`, keeping `concurrency` RecordBatch calls in flight, and measures committed events per
+/// second end to end (gRPC, validation, bus, group commit, outcome).
+///
+/// # Errors
+/// When the server cannot be reached or refuses any event.
+pub async fn load(
+    addr: &str,
+    org: &str,
+    events: u64,
+    batch: usize,
+    concurrency: usize,
+    ack: pb::AckLevel,
+) -> anyhow::Result<LoadReport> {
+    use wfl_domain::{
+        ContractType, Date, EmploymentRelationship, Event, EventId, OrgId, Payload, SiteId, Source,
+        WorkerHired, WorkerRef,
+    };
+    let channel = connect(addr).await?;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let effective_date = Date::from_ymd(2026, 1, 1).map_err(|e| anyhow!("{e}"))?;
+    let make = |i: u64| -> pb::Event {
+        wfl_proto::convert::event_to_pb(&Event {
+            event_id: EventId::new_v7(),
+            org_id: OrgId::from(org),
+            site_id: SiteId::from("load"),
+            jurisdiction: "CN".into(),
+            effective_date,
+            source: Source {
+                system: "wfl-load".into(),
+                reference: String::new(),
+            },
+            correlation_id: None,
+            causation_id: None,
+            schema_version: wfl_domain::SCHEMA_VERSION,
+            evidence_confidence: wfl_domain::EvidenceConfidence::Reported,
+            expected_version: None,
+            payload: Payload::WorkerHired(WorkerHired {
+                worker_ref: WorkerRef(format!("{}-{i}", &run[..12])),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: false,
+            }),
+        })
+    };
+    let batch = batch.clamp(1, wfl_domain::MAX_BATCH) as u64;
+    let batches: Vec<(u64, u64)> = (0..events)
+        .step_by(batch as usize)
+        .map(|s| (s, (s + batch).min(events)))
+        .collect();
+    let started = std::time::Instant::now();
+    let results = futures::stream::iter(batches)
+        .map(|(from, to)| {
+            let mut client = pb::ingest_client::IngestClient::new(channel.clone())
+                .max_encoding_message_size(64 << 20)
+                .max_decoding_message_size(64 << 20);
+            let events: Vec<pb::Event> = (from..to).map(make).collect();
+            async move {
+                let t = std::time::Instant::now();
+                let r = client
+                    .record_batch(pb::RecordBatchRequest {
+                        events,
+                        ack: ack as i32,
+                    })
+                    .await;
+                (t.elapsed(), r)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::with_capacity(results.len());
+    for (elapsed, r) in results {
+        let r = r
+            .map_err(|s| anyhow!("{}", describe_status(&s)))?
+            .into_inner();
+        if r.rejected > 0 {
+            let first = r.results.iter().find_map(|i| match &i.outcome {
+                Some(pb::item_result::Outcome::Error(e)) => Some(describe_item(e)),
+                _ => None,
+            });
+            bail!(
+                "{} events refused, first: {}",
+                r.rejected,
+                first.unwrap_or_default()
+            );
+        }
+        latencies.push(elapsed.as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(LoadReport {
+        events,
+        seconds,
+        batch_p50_ms: pick(0.5),
+        batch_p99_ms: pick(0.99),
+    })
+}

@@ -74,6 +74,23 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Load generator: record N synthetic hires in batches and report events/s.
+    Load {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// RecordBatch calls in flight.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Org the synthetic workers belong to.
+        #[arg(long, default_value = "load")]
+        org: String,
+        #[arg(long, value_enum, default_value = "committed")]
+        ack: Ack,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+    },
     /// Follow committed events live (after the history from --from), as JSON lines.
     Tail {
         #[arg(long, default_value_t = 1)]
@@ -178,6 +195,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Load {
+            events,
+            batch,
+            concurrency,
+            org,
+            ack,
+            addr,
+        } => {
+            let r = client::load(&addr, &org, events, batch, concurrency, ack.into()).await?;
+            println!(
+                "{} events in {:.2} s: {:.0} events/s (batch {batch}, {concurrency} in flight; batch latency p50 {:.1} ms, p99 {:.1} ms)",
+                r.events,
+                r.seconds,
+                r.events as f64 / r.seconds,
+                r.batch_p50_ms,
+                r.batch_p99_ms
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Tail {
             from,
