@@ -11,12 +11,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wfl/v1/events.proto",
         "wfl/v1/ingest.proto",
         "wfl/v1/ledger.proto",
+        "wfl/v1/views.proto",
     ]
     .map(|f| root.join(f));
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_build::configure()
         .file_descriptor_set_path(out.join("wfl_descriptor.bin"))
-        .compile_protos(&files, std::slice::from_ref(&root))?;
+        .compile_protos(
+            &files,
+            &[root.clone(), protoc_bin_vendored::include_path()?],
+        )?;
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -148,6 +148,11 @@ impl Node {
             "127.0.0.1:0".into(),
             "--http-addr".into(),
             "127.0.0.1:0".into(),
+            "--rulepacks".into(),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../rulepacks")
+                .display()
+                .to_string(),
         ];
         if let Some(n) = nats {
             args.push("--nats-url".into());

@@ -55,6 +55,15 @@ impl Date {
         Self::from_ymd(i32::try_from(y).map_err(|_| bad())?, m, d).map_err(|_| bad())
     }
 
+    /// 1970-01-01.
+    pub const EPOCH: Date = Date(0);
+
+    /// The date `days` after 1970-01-01 (before it if negative).
+    #[must_use]
+    pub fn from_days(days: i32) -> Self {
+        Self(days)
+    }
+
     /// Days since 1970-01-01.
     #[must_use]
     pub fn days(self) -> i32 {

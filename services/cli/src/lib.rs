@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod node;
+pub mod report;
 
 use tokio_util::sync::CancellationToken;
 

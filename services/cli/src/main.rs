@@ -49,6 +49,12 @@ enum Command {
         /// Use NATS JetStream at this URL instead of the in-process bus.
         #[arg(long, env = "WFL_NATS_URL")]
         nats_url: Option<String>,
+        /// Directory of the rule-pack files (validated at start).
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        /// Discard the stored views and fold the whole ledger again.
+        #[arg(long)]
+        rebuild_views: bool,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -73,6 +79,45 @@ enum Command {
         ack: Ack,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Print a view: separations, headcount, cohorts, hiring, ai, thresholds or explain.
+    Report {
+        #[arg(value_enum)]
+        view: wfl_cli::report::View,
+        #[arg(long, default_value = "")]
+        org: String,
+        #[arg(long, default_value = "")]
+        site: String,
+        /// First effective day (YYYY-MM-DD).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Last effective day (YYYY-MM-DD).
+        #[arg(long, default_value = "")]
+        to: String,
+        /// day, month or quarter.
+        #[arg(long, default_value = "month")]
+        period: String,
+        #[arg(long, default_value = "")]
+        cohort: String,
+        /// Answer as of this ledger sequence (what was known then).
+        #[arg(long, default_value_t = 0)]
+        as_of_sequence: u64,
+        /// Thresholds: the day windows are evaluated at (default today).
+        #[arg(long, default_value = "")]
+        as_of_date: String,
+        /// Thresholds: only these rule packs.
+        #[arg(long = "pack")]
+        packs: Vec<String>,
+        /// Thresholds: only approaching or met.
+        #[arg(long)]
+        alerts_only: bool,
+        /// Explain: the event ids behind a figure.
+        #[arg(long = "event-id")]
+        event_ids: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
     },
     /// Load generator: record N synthetic hires in batches and report events/s.
     Load {
@@ -146,6 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             grpc_addr,
             http_addr,
             nats_url,
+            rulepacks,
+            rebuild_views,
         } => {
             wfl_cli::init_tracing();
             let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;
@@ -161,7 +208,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let shutdown = wfl_cli::shutdown_on_signal();
             wfl_cli::node::run(
-                wfl_cli::node::NodeConfig { data_dir, nats_url },
+                wfl_cli::node::NodeConfig {
+                    data_dir,
+                    nats_url,
+                    rulepacks_dir: rulepacks,
+                    rebuild_views,
+                },
                 grpc,
                 http,
                 shutdown,
@@ -195,6 +247,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Report {
+            view,
+            org,
+            site,
+            from,
+            to,
+            period,
+            cohort,
+            as_of_sequence,
+            as_of_date,
+            packs,
+            alerts_only,
+            event_ids,
+            format,
+            addr,
+        } => {
+            let period = match period.as_str() {
+                "day" => pb::Period::Day,
+                "month" => pb::Period::Month,
+                "quarter" => pb::Period::Quarter,
+                other => anyhow::bail!("--period: expected day, month or quarter, got {other:?}"),
+            };
+            let ask = wfl_cli::report::Ask {
+                view_request: pb::ViewRequest {
+                    org_id: org,
+                    site_id: site,
+                    from_date: from,
+                    to_date: to,
+                    period: period as i32,
+                    cohort,
+                    as_of_sequence,
+                },
+                as_of_date,
+                packs,
+                alerts_only,
+                event_ids,
+            };
+            print!(
+                "{}",
+                wfl_cli::report::report(&addr, view, ask, format).await?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Load {
             events,

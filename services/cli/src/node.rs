@@ -19,6 +19,10 @@ use wfl_store::Log;
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub nats_url: Option<String>,
+    /// Directory of the rule-pack files.
+    pub rulepacks_dir: PathBuf,
+    /// Discard the stored views and fold the ledger again from sequence 1.
+    pub rebuild_views: bool,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -57,6 +61,19 @@ pub async fn run(
     )
     .await?;
     let metrics = Arc::new(Metrics::default());
+    let grpc_addr = grpc.local_addr()?;
+    let projector = wfl_projector::Projector::start(
+        wfl_projector::Config {
+            data_dir: config.data_dir.clone(),
+            rulepacks_dir: config.rulepacks_dir.clone(),
+            ledger_addr: format!("http://{grpc_addr}"),
+            persist_every: 1000,
+            rebuild: config.rebuild_views,
+        },
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let gateway = Gateway::new(bus, wfl_gateway::Config::default(), metrics.clone());
 
     let (mut reporter, health) = tonic_health::server::health_reporter();
@@ -66,11 +83,15 @@ pub async fn run(
     reporter
         .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<wfl_ledger::api::LedgerApi>>()
         .await;
+    reporter
+        .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
+        .await;
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
         .add_service(gateway.into_service())
         .add_service(ledger.service())
+        .add_service(projector.service())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
@@ -101,9 +122,11 @@ pub async fn run(
         }
     );
     let joined = ledger.join().await;
+    let projected = projector.join().await;
     g?;
     h?;
     joined?;
+    projected?;
     Ok(())
 }
 

@@ -1,0 +1,403 @@
+//! Headcount over time and cohort exposure, both read from the employment stints
+//! ([`super::timeline`]), plus the population basis the rule packs measure thresholds against.
+//!
+//! Opening and closing headcounts are counted from presence intervals; hires, separations and
+//! transfers are counted from stint boundaries. The two are computed independently, so
+//! `reconciles` (opening + hires + transfers in − separations − transfers out == closing) is a real
+//! check of the accounting, not a tautology. Reads the projection; never changes it.
+
+use super::separations::{matching, separation_cohort_key};
+use super::timeline::{self, FlowKind, Stint};
+use super::{cohort_key, ratio, spans, Period, Projection, Query};
+use crate::PopulationQuery;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use wfl_domain::{Date, EventId, SiteId};
+
+/// Headcount movement of one population over one period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadcountFigures {
+    /// Employed at the end of the day before the period (baseline loads included).
+    pub opening: u64,
+    /// Hires dated in the period (baseline loads are opening headcount, never hires).
+    pub hires: u64,
+    /// Separations of any bucket dated in the period.
+    pub separations: u64,
+    /// Redeployments into the queried site from another (zero without a site filter).
+    pub transfers_in: u64,
+    /// Redeployments out of the queried site to another (zero without a site filter).
+    pub transfers_out: u64,
+    /// Employed at the end of the period's last day.
+    pub closing: u64,
+    /// `opening + hires + transfers_in − separations − transfers_out == closing`.
+    pub reconciles: bool,
+    /// The hires, separations and redeployments counted above.
+    pub event_ids: Vec<EventId>,
+}
+
+/// One period of the headcount view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadcountRow {
+    /// Period key (`2026-03`...).
+    pub period: String,
+    /// First day counted (the period's, or the query's `from` if later).
+    pub start: Date,
+    /// Last day counted (the period's, or the query's `to` if earlier).
+    pub end: Date,
+    pub total: HeadcountFigures,
+    /// By the cohort workers were hired with (`unspecified` when none was given).
+    pub by_cohort: BTreeMap<String, HeadcountFigures>,
+    /// By employment relationship (`employee`, `dispatched`, `contractor`, `intern`).
+    pub by_relationship: BTreeMap<String, HeadcountFigures>,
+    /// Every figure in this row reconciles.
+    pub reconciles: bool,
+}
+
+/// Headcount over time; hires against separations, reconciled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadcountView {
+    /// The ledger sequence this answer was computed at.
+    pub as_of_sequence: u64,
+    pub period: Period,
+    /// Every period from the window's first to its last day, empty ones included.
+    pub rows: Vec<HeadcountRow>,
+    /// Every row reconciles.
+    pub reconciles: bool,
+}
+
+/// One cohort's exposure to reductions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortExposureRow {
+    /// Cohort key (`graduate_trainee`..., `unspecified`).
+    pub cohort: String,
+    /// Separations in formal layoff or gradual attrition in the window.
+    pub reductions: u64,
+    /// `reductions / all reductions`.
+    pub reduction_share: Option<f64>,
+    /// Employed at the end of the day before the window.
+    pub opening_headcount: u64,
+    /// Employed at the end of the window.
+    pub closing_headcount: u64,
+    /// `(opening + closing) / 2`.
+    pub average_headcount: f64,
+    /// `average_headcount / all average headcount`.
+    pub headcount_share: Option<f64>,
+    /// `reduction_share / headcount_share`: above 1, the cohort bears more than its share.
+    pub exposure_ratio: Option<f64>,
+    /// The reductions counted.
+    pub event_ids: Vec<EventId>,
+}
+
+/// Each cohort's share of reductions against its share of headcount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortExposureView {
+    /// The ledger sequence this answer was computed at.
+    pub as_of_sequence: u64,
+    /// The window used (the query's, else the span of the org's events); `None` if empty.
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+    /// How the headcount share is measured.
+    pub headcount_basis: String,
+    pub total_reductions: u64,
+    pub total_average_headcount: f64,
+    /// Ordered by cohort key.
+    pub rows: Vec<CohortExposureRow>,
+}
+
+/// Presence counts at the end of any day, from half-open intervals.
+#[derive(Debug, Default)]
+struct Counter {
+    /// Intervals with no start (baseline loads).
+    always: u64,
+    starts: Vec<Date>,
+    ends: Vec<Date>,
+}
+
+impl Counter {
+    fn add(&mut self, start: Option<Date>, end: Option<Date>) {
+        match start {
+            Some(s) => self.starts.push(s),
+            None => self.always += 1,
+        }
+        if let Some(e) = end {
+            self.ends.push(e);
+        }
+    }
+
+    fn sort(&mut self) {
+        self.starts.sort_unstable();
+        self.ends.sort_unstable();
+    }
+
+    /// Present at the end of `day`: started on or before it and not ended on or before it.
+    fn at_end_of(&self, day: Date) -> u64 {
+        let started = self.always + self.starts.partition_point(|s| *s <= day) as u64;
+        let ended = self.ends.partition_point(|e| *e <= day) as u64;
+        started.saturating_sub(ended)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dim {
+    Total,
+    Cohort,
+    Relationship,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    counter: Counter,
+    /// One per span.
+    flows: Vec<HeadcountFigures>,
+}
+
+fn group_keys(s: &Stint) -> [(Dim, String); 3] {
+    [
+        (Dim::Total, String::new()),
+        (Dim::Cohort, cohort_key(s.profile.cohort)),
+        (
+            Dim::Relationship,
+            s.profile.relationship.as_str().to_owned(),
+        ),
+    ]
+}
+
+/// Stints of the query's org and cohort (the cohort each worker was hired with).
+fn filtered_stints(p: &Projection, q: &Query) -> Vec<Stint> {
+    timeline::stints(p, q.org.as_ref())
+        .into_iter()
+        .filter(|s| q.cohort.is_none_or(|c| s.profile.cohort == Some(c)))
+        .collect()
+}
+
+/// Presence counters per group, for the query's site.
+fn counters(stints: &[Stint], site: Option<&SiteId>) -> BTreeMap<(Dim, String), Group> {
+    let mut groups: BTreeMap<(Dim, String), Group> = BTreeMap::new();
+    groups.entry((Dim::Total, String::new())).or_default();
+    for s in stints {
+        for key in group_keys(s) {
+            let g = groups.entry(key).or_default();
+            for (start, end, at) in s.intervals() {
+                if site.is_none_or(|w| w == at) {
+                    g.counter.add(start, end);
+                }
+            }
+        }
+    }
+    for g in groups.values_mut() {
+        g.counter.sort();
+    }
+    groups
+}
+
+pub(super) fn view(p: &Projection, q: &Query) -> HeadcountView {
+    let stints = filtered_stints(p, q);
+    let spans = p
+        .date_range(q)
+        .map_or_else(Vec::new, |(from, to)| spans(q.period, from, to));
+    let site = q.site.as_ref();
+    let mut groups = counters(&stints, site);
+    for g in groups.values_mut() {
+        g.flows = vec![HeadcountFigures::default(); spans.len()];
+    }
+
+    for s in &stints {
+        let keys = group_keys(s);
+        for flow in s.flows() {
+            let idx = spans.partition_point(|sp| sp.start <= flow.date);
+            let Some(span_idx) = idx
+                .checked_sub(1)
+                .filter(|i| spans.get(*i).is_some_and(|sp| flow.date <= sp.end))
+            else {
+                continue;
+            };
+            let passes = |at: &SiteId| site.is_none_or(|w| w == at);
+            let (hire, sep, tin, tout) = match &flow.kind {
+                FlowKind::Hire => (passes(&flow.site), false, false, false),
+                FlowKind::Separation => (false, passes(&flow.site), false, false),
+                // Moves inside the queried population are not transfers.
+                FlowKind::Transfer { from } => {
+                    let (pf, pt) = (passes(from), passes(&flow.site));
+                    (false, false, pt && !pf, pf && !pt)
+                }
+            };
+            if !(hire || sep || tin || tout) {
+                continue;
+            }
+            for key in &keys {
+                if let Some(f) = groups.get_mut(key).and_then(|g| g.flows.get_mut(span_idx)) {
+                    f.hires += u64::from(hire);
+                    f.separations += u64::from(sep);
+                    f.transfers_in += u64::from(tin);
+                    f.transfers_out += u64::from(tout);
+                    f.event_ids.push(flow.event_id);
+                }
+            }
+        }
+    }
+
+    let mut rows = Vec::with_capacity(spans.len());
+    for (i, span) in spans.iter().enumerate() {
+        let mut total = HeadcountFigures::default();
+        let mut by_cohort = BTreeMap::new();
+        let mut by_relationship = BTreeMap::new();
+        for ((dim, key), g) in &mut groups {
+            let mut f = g.flows.get_mut(i).map(std::mem::take).unwrap_or_default();
+            f.opening = g.counter.at_end_of(span.start.add_days(-1));
+            f.closing = g.counter.at_end_of(span.end);
+            f.event_ids.sort_unstable();
+            f.event_ids.dedup();
+            let net = i128::from(f.opening) + i128::from(f.hires) + i128::from(f.transfers_in)
+                - i128::from(f.separations)
+                - i128::from(f.transfers_out);
+            f.reconciles = net == i128::from(f.closing);
+            match dim {
+                Dim::Total => total = f,
+                Dim::Cohort => {
+                    by_cohort.insert(key.clone(), f);
+                }
+                Dim::Relationship => {
+                    by_relationship.insert(key.clone(), f);
+                }
+            }
+        }
+        let reconciles = total.reconciles
+            && by_cohort.values().all(|f: &HeadcountFigures| f.reconciles)
+            && by_relationship
+                .values()
+                .all(|f: &HeadcountFigures| f.reconciles);
+        rows.push(HeadcountRow {
+            period: span.key.clone(),
+            start: span.start,
+            end: span.end,
+            total,
+            by_cohort,
+            by_relationship,
+            reconciles,
+        });
+    }
+
+    HeadcountView {
+        as_of_sequence: p.last_sequence,
+        period: q.period,
+        reconciles: rows.iter().all(|r| r.reconciles),
+        rows,
+    }
+}
+
+pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
+    let basis = "average headcount (opening: end of the day before the window; closing: end of \
+                 the window's last day) / 2, by the cohort workers were hired with \
+                 (domain-rules.md §6 HC̄)"
+        .to_owned();
+    let Some((from, to)) = p.date_range(q) else {
+        return CohortExposureView {
+            as_of_sequence: p.last_sequence,
+            from: None,
+            to: None,
+            headcount_basis: basis,
+            total_reductions: 0,
+            total_average_headcount: 0.0,
+            rows: Vec::new(),
+        };
+    };
+    // The cohort is this view's dimension: shares are always against every cohort.
+    let all_cohorts = Query {
+        cohort: None,
+        from: Some(from),
+        to: Some(to),
+        ..q.clone()
+    };
+    let stints = filtered_stints(p, &all_cohorts);
+    let profiles = timeline::separation_profiles(&stints);
+    let groups = counters(&stints, q.site.as_ref());
+
+    let mut reductions: BTreeMap<String, Vec<EventId>> = BTreeMap::new();
+    for (id, e, c) in matching(p, &all_cohorts) {
+        if !c.bucket.is_reduction() {
+            continue;
+        }
+        if let Some(sep) = e.payload().separation() {
+            let key = separation_cohort_key(sep, profiles.get(&id).copied());
+            reductions.entry(key).or_default().push(id);
+        }
+    }
+
+    let mut cohorts: BTreeSet<String> = reductions.keys().cloned().collect();
+    cohorts.extend(
+        groups
+            .keys()
+            .filter(|(d, _)| *d == Dim::Cohort)
+            .map(|(_, k)| k.clone()),
+    );
+    let headcount = |key: &str, day: Date| {
+        groups
+            .get(&(Dim::Cohort, key.to_owned()))
+            .map_or(0, |g| g.counter.at_end_of(day))
+    };
+    let total_reductions: u64 = reductions.values().map(|v| v.len() as u64).sum();
+    let averages: BTreeMap<&String, (u64, u64, f64)> = cohorts
+        .iter()
+        .map(|k| {
+            let open = headcount(k, from.add_days(-1));
+            let close = headcount(k, to);
+            (k, (open, close, (open + close) as f64 / 2.0))
+        })
+        .collect();
+    let total_average: f64 = averages.values().map(|(_, _, a)| a).sum();
+
+    let wanted = q.cohort.map(|c| c.as_str().to_owned());
+    let rows = averages
+        .iter()
+        .filter(|(k, _)| wanted.as_ref().is_none_or(|w| w == **k))
+        .map(|(k, (open, close, avg))| {
+            let event_ids = reductions.get(*k).cloned().unwrap_or_default();
+            let reduction_share = ratio(event_ids.len() as u64, total_reductions);
+            let headcount_share = (total_average > 0.0).then(|| avg / total_average);
+            let exposure_ratio = match (reduction_share, headcount_share) {
+                (Some(r), Some(h)) if h > 0.0 => Some(r / h),
+                _ => None,
+            };
+            CohortExposureRow {
+                cohort: (*k).clone(),
+                reductions: event_ids.len() as u64,
+                reduction_share,
+                opening_headcount: *open,
+                closing_headcount: *close,
+                average_headcount: *avg,
+                headcount_share,
+                exposure_ratio,
+                event_ids,
+            }
+        })
+        .collect();
+
+    CohortExposureView {
+        as_of_sequence: p.last_sequence,
+        from: Some(from),
+        to: Some(to),
+        headcount_basis: basis,
+        total_reductions,
+        total_average_headcount: total_average,
+        rows,
+    }
+}
+
+/// Workers employed at the end of `query.on` matching the query (the rule packs' basis).
+pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
+    timeline::stints(p, Some(&query.org))
+        .iter()
+        .filter(|s| {
+            !query
+                .exclude_relationships
+                .contains(&s.profile.relationship)
+                && !query
+                    .exclude_contract_types
+                    .contains(&s.profile.contract_type)
+        })
+        .filter(|s| {
+            s.site_at_end_of(query.on)
+                .is_some_and(|at| query.site.as_ref().is_none_or(|w| w == at))
+        })
+        .count() as u64
+}

@@ -1,0 +1,684 @@
+//! The [`Projection`]: a pure fold of committed events, and the views computed from it
+//! (separations, headcount, cohort exposure, hiring signals, AI adoption, explain), plus the
+//! separation and compliance records the rule packs evaluate.
+//!
+//! The state keeps one entry per committed event, keyed by [`EventId`], with the event's original
+//! payload and what later events did to it: corrections (the latest live one is the current
+//! payload), `PositionBackfilled` / `PositionClosed` links (the latest live one re-classifies a
+//! separation), and retractions (a retracted event is in no view). Every view is computed from those
+//! entries when it is asked for, so the state holds no derived totals that could drift: folding the
+//! same prefix always gives the same state, whether incrementally, in one go, or resumed from a
+//! serialised copy (design.md invariant 6).
+//!
+//! This module must not do I/O, read a clock, or iterate a hash map: everything is `BTreeMap`-ordered
+//! so that the serialised state and every answer are deterministic. Every answer names the ledger
+//! sequence it was computed at (`as_of_sequence`).
+//!
+//! Interpretation choices, stated once:
+//! - a correction replaces the original's payload only; the envelope (org, site, date) stays the
+//!   original's. A correction that changes the event type is ignored (the ledger refuses it).
+//! - corrections, links and retractions only act on an *earlier* event of the *same* org, and stop
+//!   acting when they are themselves retracted (or corrected to name something else).
+//! - headcount follows each worker's employment stints: a hire opens one (a baseline load opens one
+//!   that has always been there: opening headcount, never a hire), a separation closes it, an
+//!   accepted `InternalRedeployment` to another site moves it. Movements are attributed to the
+//!   worker's site at the time. A separation dated before its hire counts on the hire date.
+
+mod headcount;
+mod separations;
+mod signals;
+mod timeline;
+
+pub use headcount::{
+    CohortExposureRow, CohortExposureView, HeadcountFigures, HeadcountRow, HeadcountView,
+};
+pub use separations::{AiShare, BucketTotal, SeparationRow, SeparationsView};
+pub use signals::{
+    AiAdoptionView, AiToolRow, AiUsageRow, ExternalTarget, GraduateIntakeRow, HiringPauseRow,
+    HiringSignalsView, RolesAutomated,
+};
+
+use crate::classify::{classify, Classification};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use wfl_domain::{Cohort, Date, Event, EventId, EventType, OrgId, Payload, SiteId, WorkerRef};
+
+/// The calendar unit views are bucketed by, over `effective_date`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// Key `2026-03-02`.
+    Day,
+    /// Key `2026-03`.
+    #[default]
+    Month,
+    /// Key `2026-Q1`.
+    Quarter,
+}
+
+impl Period {
+    /// The key of the period containing `date`: `2026-03-02`, `2026-03` or `2026-Q1`.
+    #[must_use]
+    pub fn key(self, date: Date) -> String {
+        let (y, m, _) = date.ymd();
+        match self {
+            Period::Day => date.to_string(),
+            Period::Month => format!("{y:04}-{m:02}"),
+            Period::Quarter => format!("{y:04}-Q{}", (m - 1) / 3 + 1),
+        }
+    }
+
+    /// The first day of the period containing `date`.
+    #[must_use]
+    pub fn start_of(self, date: Date) -> Date {
+        match self {
+            Period::Day => date,
+            Period::Month => month_start(date),
+            Period::Quarter => {
+                let (_, m, _) = date.ymd();
+                let mut start = month_start(date);
+                for _ in 0..(m - 1) % 3 {
+                    start = month_start(start.add_days(-1));
+                }
+                start
+            }
+        }
+    }
+
+    /// The last day of the period containing `date`.
+    #[must_use]
+    pub fn end_of(self, date: Date) -> Date {
+        self.next_start(date).add_days(-1)
+    }
+
+    /// The first day of the period after the one containing `date`.
+    fn next_start(self, date: Date) -> Date {
+        match self {
+            Period::Day => date.add_days(1),
+            Period::Month => next_month_start(date),
+            Period::Quarter => {
+                let start = self.start_of(date);
+                next_month_start(next_month_start(next_month_start(start)))
+            }
+        }
+    }
+}
+
+fn month_start(date: Date) -> Date {
+    let (_, _, d) = date.ymd();
+    date.add_days(1 - d as i32)
+}
+
+fn next_month_start(date: Date) -> Date {
+    // Every month has 28 to 31 days, so day 1 + 31 days always lands in the next month.
+    month_start(month_start(date).add_days(31))
+}
+
+/// One period of a view: its key and the days of it inside the query window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) key: String,
+    pub(crate) start: Date,
+    pub(crate) end: Date,
+}
+
+/// The periods covering `from..=to`, each cut to that window.
+pub(crate) fn spans(period: Period, from: Date, to: Date) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut p = period.start_of(from);
+    while p <= to {
+        out.push(Span {
+            key: period.key(p),
+            start: p.max(from),
+            end: period.end_of(p).min(to),
+        });
+        p = period.next_start(p);
+    }
+    out
+}
+
+/// What a view is asked about. The default asks for everything, by month.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// Only this legal entity.
+    #[serde(default)]
+    pub org: Option<OrgId>,
+    /// Only this site (the event's site; for headcount, the worker's site at the time).
+    #[serde(default)]
+    pub site: Option<SiteId>,
+    /// First effective day, inclusive. `None`: the earliest event.
+    #[serde(default)]
+    pub from: Option<Date>,
+    /// Last effective day, inclusive. `None`: the latest event.
+    #[serde(default)]
+    pub to: Option<Date>,
+    #[serde(default)]
+    pub period: Period,
+    /// Only workers of this cohort (a separation's own cohort, else the one it was hired with).
+    #[serde(default)]
+    pub cohort: Option<Cohort>,
+}
+
+impl Query {
+    fn org_matches(&self, org: &OrgId) -> bool {
+        self.org.as_ref().is_none_or(|o| o == org)
+    }
+
+    fn site_matches(&self, site: &SiteId) -> bool {
+        self.site.as_ref().is_none_or(|s| s == site)
+    }
+
+    fn in_window(&self, date: Date) -> bool {
+        self.from.is_none_or(|f| f <= date) && self.to.is_none_or(|t| date <= t)
+    }
+}
+
+/// A committed separation as the rule packs see it: current (corrected) payload, classification
+/// after links, effective date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeparationRecord {
+    pub event_id: EventId,
+    pub sequence: u64,
+    pub org: OrgId,
+    pub site: SiteId,
+    pub jurisdiction: String,
+    pub effective_date: Date,
+    pub event_type: EventType,
+    /// The current payload: the latest live correction's replacement, else the original.
+    pub payload: Payload,
+    pub classification: Classification,
+    pub correlation_id: Option<String>,
+}
+
+/// A committed compliance step (`UnionBriefed`, `AuthorityReported`, `WarnNoticeFiled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplianceRecord {
+    pub event_id: EventId,
+    pub sequence: u64,
+    pub org: OrgId,
+    /// `UnionBriefed`, `AuthorityReported` or `WarnNoticeFiled`.
+    pub kind: EventType,
+    pub plan_id: String,
+    pub effective_date: Date,
+    pub jurisdiction: String,
+    pub site: SiteId,
+}
+
+/// One event as the projection currently reads it, for "explain".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainedEvent {
+    pub event_id: EventId,
+    pub sequence: u64,
+    pub org: OrgId,
+    pub site: SiteId,
+    pub jurisdiction: String,
+    pub effective_date: Date,
+    pub event_type: EventType,
+    pub correlation_id: Option<String>,
+    /// The current payload (after corrections).
+    pub payload: Payload,
+    /// The payload as first committed.
+    pub original_payload: Payload,
+    pub classification: Classification,
+    /// Live corrections of this event, oldest first; the last one is in effect.
+    pub corrected_by: Vec<EventId>,
+    /// Live `PositionBackfilled` / `PositionClosed` events naming it, oldest first; the last wins.
+    pub linked_by: Vec<EventId>,
+    /// Live retractions of it; non-empty means the event is in no view.
+    pub retracted_by: Vec<EventId>,
+}
+
+/// The fold state. Serialise it with its checkpoint; resume by deserialising and applying the next
+/// sequences.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Projection {
+    last_sequence: u64,
+    entries: BTreeMap<EventId, Entry>,
+    /// Every event that ever named the worker (in its original payload or a correction), by
+    /// (sequence, id). A superset: readers re-check the current payload and liveness.
+    workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Link {
+    Backfilled,
+    Closed,
+}
+
+/// What one event does to an earlier one, recorded so that it can be undone exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Effect {
+    Correct {
+        target: EventId,
+        replacement: Box<Payload>,
+    },
+    Link {
+        target: EventId,
+        kind: Link,
+    },
+    Retract {
+        target: EventId,
+    },
+}
+
+impl Effect {
+    fn target(&self) -> EventId {
+        match self {
+            Effect::Correct { target, .. }
+            | Effect::Link { target, .. }
+            | Effect::Retract { target } => *target,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    sequence: u64,
+    org_id: OrgId,
+    site_id: SiteId,
+    jurisdiction: String,
+    effective_date: Date,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    original: Payload,
+    /// Live corrections by their sequence: (correcting event, replacement).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    corrections: BTreeMap<u64, (EventId, Payload)>,
+    /// Live position links naming this event, by their sequence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    links: BTreeMap<u64, (EventId, Link)>,
+    /// Live retractions naming this event, by their sequence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    retracted_by: BTreeMap<u64, EventId>,
+    /// What this event currently does to an earlier one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    effect: Option<Effect>,
+}
+
+impl Entry {
+    fn new(sequence: u64, event: &Event) -> Self {
+        Self {
+            sequence,
+            org_id: event.org_id.clone(),
+            site_id: event.site_id.clone(),
+            jurisdiction: event.jurisdiction.clone(),
+            effective_date: event.effective_date,
+            correlation_id: event.correlation_id.clone(),
+            original: event.payload.clone(),
+            corrections: BTreeMap::new(),
+            links: BTreeMap::new(),
+            retracted_by: BTreeMap::new(),
+            effect: None,
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.retracted_by.is_empty()
+    }
+
+    /// The latest live correction's replacement, else the original payload.
+    fn payload(&self) -> &Payload {
+        self.corrections
+            .values()
+            .next_back()
+            .map_or(&self.original, |(_, p)| p)
+    }
+
+    fn link(&self) -> Option<Link> {
+        self.links.values().next_back().map(|(_, k)| *k)
+    }
+
+    fn classification(&self) -> Classification {
+        let link = self.link();
+        classify(
+            self.payload(),
+            link == Some(Link::Backfilled),
+            link == Some(Link::Closed),
+        )
+    }
+
+    fn separation_record(&self, event_id: EventId) -> SeparationRecord {
+        let payload = self.payload();
+        SeparationRecord {
+            event_id,
+            sequence: self.sequence,
+            org: self.org_id.clone(),
+            site: self.site_id.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+            effective_date: self.effective_date,
+            event_type: payload.event_type(),
+            payload: payload.clone(),
+            classification: self.classification(),
+            correlation_id: self.correlation_id.clone(),
+        }
+    }
+}
+
+impl Projection {
+    /// An empty projection (nothing folded, `last_sequence() == 0`).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Folds one committed event. Call in sequence order; sequences start at 1 and strictly
+    /// increase. A sequence not above [`Self::last_sequence`] is ignored (already folded: a
+    /// redelivery), and so is an event id already folded.
+    pub fn apply(&mut self, sequence: u64, event: &Event) {
+        if sequence <= self.last_sequence {
+            return;
+        }
+        self.last_sequence = sequence;
+        if self.entries.contains_key(&event.event_id) {
+            return;
+        }
+        self.index_worker(&event.org_id, &event.payload, sequence, event.event_id);
+        self.entries
+            .insert(event.event_id, Entry::new(sequence, event));
+        self.settle(sequence, event.event_id);
+    }
+
+    /// The sequence of the last event folded (0: none).
+    #[must_use]
+    pub fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    /// Separations per period, bucket and mechanism, with bucket totals and the AI-attributed share.
+    #[must_use]
+    pub fn separations(&self, q: &Query) -> SeparationsView {
+        separations::view(self, q)
+    }
+
+    /// Headcount per period (opening, hires, separations, transfers, closing), reconciled, by cohort
+    /// and by employment relationship.
+    #[must_use]
+    pub fn headcount(&self, q: &Query) -> HeadcountView {
+        headcount::view(self, q)
+    }
+
+    /// Each cohort's share of reductions against its share of (average) headcount over the window.
+    #[must_use]
+    pub fn cohort_exposure(&self, q: &Query) -> CohortExposureView {
+        headcount::exposure(self, q)
+    }
+
+    /// Hiring pauses and graduate intake against baseline.
+    #[must_use]
+    pub fn hiring_signals(&self, q: &Query) -> HiringSignalsView {
+        signals::hiring(self, q)
+    }
+
+    /// AI usage, tools, automated roles, AI-attributed separations, and the external "AI+" targets.
+    #[must_use]
+    pub fn ai_adoption(&self, q: &Query) -> AiAdoptionView {
+        signals::ai(self, q)
+    }
+
+    /// Workers employed at the end of `query.on` matching the query: the [`crate::Population`]
+    /// answer, under a name that the view method [`Self::headcount`] does not shadow.
+    #[must_use]
+    pub fn population(&self, query: &crate::PopulationQuery) -> u64 {
+        headcount::population(self, query)
+    }
+
+    /// Committed, unretracted separations (current payload, classification after links), ordered
+    /// by (effective date, sequence), for rule-pack evaluation.
+    #[must_use]
+    pub fn separation_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
+        let mut out: Vec<SeparationRecord> = self
+            .live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| e.payload().separation().is_some())
+            .map(|(id, e)| e.separation_record(*id))
+            .collect();
+        out.sort_by_key(|r| (r.effective_date, r.sequence));
+        out
+    }
+
+    /// [`Self::separation_records`] plus unretracted `TemporaryLayoff` and `HoursReduced` events
+    /// (classified as signals): everything a rule pack may count (US WARN counts long layoffs and
+    /// deep hours cuts as employment losses). Same order.
+    #[must_use]
+    pub fn countable_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
+        let mut out: Vec<SeparationRecord> = self
+            .live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| {
+                let p = e.payload();
+                p.separation().is_some()
+                    || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
+            })
+            .map(|(id, e)| e.separation_record(*id))
+            .collect();
+        out.sort_by_key(|r| (r.effective_date, r.sequence));
+        out
+    }
+
+    /// Committed, unretracted compliance steps, ordered by (effective date, sequence).
+    #[must_use]
+    pub fn compliance_records(&self, org: Option<&OrgId>) -> Vec<ComplianceRecord> {
+        let mut out: Vec<ComplianceRecord> = self
+            .live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter_map(|(id, e)| {
+                let payload = e.payload();
+                let step = match payload {
+                    Payload::UnionBriefed(s)
+                    | Payload::AuthorityReported(s)
+                    | Payload::WarnNoticeFiled(s) => s,
+                    _ => return None,
+                };
+                Some(ComplianceRecord {
+                    event_id: *id,
+                    sequence: e.sequence,
+                    org: e.org_id.clone(),
+                    kind: payload.event_type(),
+                    plan_id: step.plan_id.clone(),
+                    effective_date: e.effective_date,
+                    jurisdiction: e.jurisdiction.clone(),
+                    site: e.site_id.clone(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| (r.effective_date, r.sequence));
+        out
+    }
+
+    /// The events behind a figure (its `event_ids`), as currently read. Unknown ids are skipped;
+    /// retracted events are returned with `retracted_by` filled in.
+    #[must_use]
+    pub fn explain(&self, event_ids: &[EventId]) -> Vec<ExplainedEvent> {
+        event_ids
+            .iter()
+            .filter_map(|id| {
+                let e = self.entries.get(id)?;
+                let payload = e.payload();
+                Some(ExplainedEvent {
+                    event_id: *id,
+                    sequence: e.sequence,
+                    org: e.org_id.clone(),
+                    site: e.site_id.clone(),
+                    jurisdiction: e.jurisdiction.clone(),
+                    effective_date: e.effective_date,
+                    event_type: payload.event_type(),
+                    correlation_id: e.correlation_id.clone(),
+                    payload: payload.clone(),
+                    original_payload: e.original.clone(),
+                    classification: e.classification(),
+                    corrected_by: e.corrections.values().map(|(id, _)| *id).collect(),
+                    linked_by: e.links.values().map(|(id, _)| *id).collect(),
+                    retracted_by: e.retracted_by.values().copied().collect(),
+                })
+            })
+            .collect()
+    }
+
+    // ---- folding ------------------------------------------------------------------------------
+
+    fn index_worker(&mut self, org: &OrgId, payload: &Payload, sequence: u64, id: EventId) {
+        if let Some((worker, _)) = payload.worker_effect() {
+            self.workers
+                .entry(org.clone())
+                .or_default()
+                .entry(worker.clone())
+                .or_default()
+                .insert((sequence, id));
+        }
+    }
+
+    /// Brings every effect up to date after `id` was added. An effect only ever targets an earlier
+    /// event, so working from the highest sequence down visits each event at most once.
+    fn settle(&mut self, sequence: u64, id: EventId) {
+        let mut work = BTreeSet::from([(sequence, id)]);
+        while let Some((_, id)) = work.pop_last() {
+            self.refresh(id, &mut work);
+        }
+    }
+
+    /// Re-derives what `id` does to an earlier event; if that changed, undoes the old effect and
+    /// applies the new one, queueing the touched targets.
+    fn refresh(&mut self, id: EventId, work: &mut BTreeSet<(u64, EventId)>) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        let desired = self.desired_effect(entry);
+        if desired == entry.effect {
+            return;
+        }
+        let sequence = entry.sequence;
+        let org = entry.org_id.clone();
+        let old = entry.effect.clone();
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.effect.clone_from(&desired);
+        }
+        if let Some(old) = old {
+            if let Some(target) = self.entries.get_mut(&old.target()) {
+                match old {
+                    Effect::Correct { .. } => {
+                        target.corrections.remove(&sequence);
+                    }
+                    Effect::Link { .. } => {
+                        target.links.remove(&sequence);
+                    }
+                    Effect::Retract { .. } => {
+                        target.retracted_by.remove(&sequence);
+                    }
+                }
+                work.insert((target.sequence, old.target()));
+            }
+        }
+        if let Some(new) = desired {
+            let target_id = new.target();
+            if let Effect::Correct {
+                target,
+                replacement,
+            } = &new
+            {
+                let target_sequence = self.entries.get(target).map(|t| t.sequence);
+                if let Some(s) = target_sequence {
+                    self.index_worker(&org, replacement, s, *target);
+                }
+            }
+            if let Some(target) = self.entries.get_mut(&target_id) {
+                match new {
+                    Effect::Correct { replacement, .. } => {
+                        target.corrections.insert(sequence, (id, *replacement));
+                    }
+                    Effect::Link { kind, .. } => {
+                        target.links.insert(sequence, (id, kind));
+                    }
+                    Effect::Retract { .. } => {
+                        target.retracted_by.insert(sequence, id);
+                    }
+                }
+                work.insert((target.sequence, target_id));
+            }
+        }
+    }
+
+    /// What `entry` should currently do, given its current payload and liveness.
+    fn desired_effect(&self, entry: &Entry) -> Option<Effect> {
+        if !entry.live() {
+            return None;
+        }
+        let target = |id: &EventId| {
+            self.entries
+                .get(id)
+                .filter(|t| t.sequence < entry.sequence && t.org_id == entry.org_id)
+        };
+        match entry.payload() {
+            Payload::EventCorrected(c) => {
+                let t = target(&c.original_event_id)?;
+                (t.original.event_type() == c.replacement.event_type()).then(|| Effect::Correct {
+                    target: c.original_event_id,
+                    replacement: c.replacement.clone(),
+                })
+            }
+            Payload::PositionBackfilled(p) => {
+                let id = p.linked_separation_id?;
+                target(&id)?;
+                Some(Effect::Link {
+                    target: id,
+                    kind: Link::Backfilled,
+                })
+            }
+            Payload::PositionClosed(p) => {
+                let id = p.linked_separation_id?;
+                target(&id)?;
+                Some(Effect::Link {
+                    target: id,
+                    kind: Link::Closed,
+                })
+            }
+            Payload::EventRetracted(r) => {
+                target(&r.original_event_id)?;
+                Some(Effect::Retract {
+                    target: r.original_event_id,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    // ---- reading ------------------------------------------------------------------------------
+
+    /// Unretracted events, by id.
+    fn live(&self) -> impl Iterator<Item = (&EventId, &Entry)> {
+        self.entries.iter().filter(|(_, e)| e.live())
+    }
+
+    /// The query window: its bounds, else the earliest and latest effective dates of the org's
+    /// live events. `None` when there is nothing to show.
+    fn date_range(&self, q: &Query) -> Option<(Date, Date)> {
+        let mut min: Option<Date> = None;
+        let mut max: Option<Date> = None;
+        for (_, e) in self.live().filter(|(_, e)| q.org_matches(&e.org_id)) {
+            min = Some(min.map_or(e.effective_date, |m| m.min(e.effective_date)));
+            max = Some(max.map_or(e.effective_date, |m| m.max(e.effective_date)));
+        }
+        let from = q.from.or(min)?;
+        let to = q.to.or(max)?;
+        (from <= to).then_some((from, to))
+    }
+}
+
+impl crate::Population for Projection {
+    fn headcount(&self, query: &crate::PopulationQuery) -> u64 {
+        headcount::population(self, query)
+    }
+}
+
+/// `n / d`, or `None` when `d` is zero.
+fn ratio(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+/// The stable key of an optional cohort in by-cohort maps.
+fn cohort_key(cohort: Option<Cohort>) -> String {
+    cohort.map_or("unspecified", Cohort::as_str).to_owned()
+}

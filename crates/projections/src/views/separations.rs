@@ -1,0 +1,200 @@
+//! The separations view: live separations per period, bucket and mechanism, with bucket totals and
+//! the AI-attributed share (domain-rules.md §6: `S(ai_attributed ≠ none) / S(all)`, cited and
+//! inferred kept apart). Reads the projection; never changes it.
+
+use super::timeline::{self, Profile};
+use super::{cohort_key, ratio, Entry, Period, Projection, Query};
+use crate::classify::{Bucket, Classification, Mechanism};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use wfl_domain::{AiAttribution, Cohort, EventId, Separation};
+
+/// AI attribution among a set of separations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AiShare {
+    /// Separations in the set.
+    pub separations: u64,
+    /// Of which AI was cited by the employer.
+    pub cited_by_employer: u64,
+    /// Of which AI was inferred by an analyst.
+    pub inferred: u64,
+    /// `(cited_by_employer + inferred) / separations`; `None` without separations.
+    pub share: Option<f64>,
+    /// The AI-attributed separations.
+    pub event_ids: Vec<EventId>,
+}
+
+impl AiShare {
+    pub(super) fn add(&mut self, id: EventId, ai: AiAttribution) {
+        self.separations += 1;
+        match ai {
+            AiAttribution::None => return,
+            AiAttribution::CitedByEmployer => self.cited_by_employer += 1,
+            AiAttribution::Inferred => self.inferred += 1,
+        }
+        self.event_ids.push(id);
+    }
+
+    pub(super) fn finish(mut self) -> Self {
+        self.share = ratio(self.cited_by_employer + self.inferred, self.separations);
+        self.event_ids.sort_unstable();
+        self
+    }
+}
+
+/// Separations of one bucket and mechanism in one period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeparationRow {
+    /// Period key (`2026-03`...).
+    pub period: String,
+    pub bucket: Bucket,
+    /// Always set for separations.
+    pub mechanism: Option<Mechanism>,
+    pub count: u64,
+    pub employer_influenced: u64,
+    /// Of which the position is closed or not back-filled.
+    pub position_closed: u64,
+    pub ai_cited_by_employer: u64,
+    pub ai_inferred: u64,
+    pub event_ids: Vec<EventId>,
+}
+
+/// All separations of one bucket in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketTotal {
+    pub bucket: Bucket,
+    pub count: u64,
+    pub employer_influenced: u64,
+    pub position_closed: u64,
+    /// AI attribution within this bucket.
+    pub ai: AiShare,
+    pub event_ids: Vec<EventId>,
+}
+
+/// Separations split into formal layoff, gradual attrition and neutral.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeparationsView {
+    /// The ledger sequence this answer was computed at.
+    pub as_of_sequence: u64,
+    pub period: Period,
+    /// Ordered by period, bucket, mechanism.
+    pub rows: Vec<SeparationRow>,
+    /// One per separation bucket (formal layoff, gradual attrition, neutral), in that order.
+    pub totals: Vec<BucketTotal>,
+    /// All separations in the window.
+    pub total: u64,
+    /// AI attribution over all separations in the window.
+    pub ai_attributed: AiShare,
+}
+
+/// Live separations matching the query's org, site (the event's), window and cohort (the
+/// separation's own, else the one the worker was hired with), with their classification.
+pub(super) fn matching<'a>(
+    p: &'a Projection,
+    q: &Query,
+) -> Vec<(EventId, &'a Entry, Classification)> {
+    // Hire profiles are only needed to resolve a cohort filter.
+    let stints = if q.cohort.is_some() {
+        timeline::stints(p, q.org.as_ref())
+    } else {
+        Vec::new()
+    };
+    let profiles = timeline::separation_profiles(&stints);
+    p.live()
+        .filter(|(_, e)| {
+            q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
+        })
+        .filter_map(|(id, e)| {
+            let sep = e.payload().separation()?;
+            if let Some(c) = q.cohort {
+                if separation_cohort(sep, profiles.get(id).copied()) != Some(c) {
+                    return None;
+                }
+            }
+            Some((*id, e, e.classification()))
+        })
+        .collect()
+}
+
+/// A separation's cohort: its own field, else the profile it was hired with.
+pub(super) fn separation_cohort(sep: &Separation, profile: Option<&Profile>) -> Option<Cohort> {
+    sep.cohort.or_else(|| profile.and_then(|p| p.cohort))
+}
+
+/// The cohort key of a separation, for by-cohort maps.
+pub(super) fn separation_cohort_key(sep: &Separation, profile: Option<&Profile>) -> String {
+    cohort_key(separation_cohort(sep, profile))
+}
+
+pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
+    let mut rows: BTreeMap<(String, Bucket, Option<Mechanism>), SeparationRow> = BTreeMap::new();
+    let mut totals: BTreeMap<Bucket, (BucketTotal, AiShare)> = [
+        Bucket::FormalLayoff,
+        Bucket::GradualAttrition,
+        Bucket::Neutral,
+    ]
+    .into_iter()
+    .map(|b| {
+        let t = BucketTotal {
+            bucket: b,
+            count: 0,
+            employer_influenced: 0,
+            position_closed: 0,
+            ai: AiShare::default(),
+            event_ids: Vec::new(),
+        };
+        (b, (t, AiShare::default()))
+    })
+    .collect();
+    let mut all = AiShare::default();
+    let mut total = 0;
+
+    for (id, e, c) in matching(p, q) {
+        let period = q.period.key(e.effective_date);
+        let row = rows
+            .entry((period.clone(), c.bucket, c.mechanism))
+            .or_insert_with(|| SeparationRow {
+                period,
+                bucket: c.bucket,
+                mechanism: c.mechanism,
+                count: 0,
+                employer_influenced: 0,
+                position_closed: 0,
+                ai_cited_by_employer: 0,
+                ai_inferred: 0,
+                event_ids: Vec::new(),
+            });
+        row.count += 1;
+        row.employer_influenced += u64::from(c.employer_influenced);
+        row.position_closed += u64::from(c.position_closed);
+        row.ai_cited_by_employer += u64::from(c.ai == AiAttribution::CitedByEmployer);
+        row.ai_inferred += u64::from(c.ai == AiAttribution::Inferred);
+        row.event_ids.push(id);
+
+        // Separations are never signals; should one ever be, it still counts in the overall total.
+        if let Some((t, ai)) = totals.get_mut(&c.bucket) {
+            t.count += 1;
+            t.employer_influenced += u64::from(c.employer_influenced);
+            t.position_closed += u64::from(c.position_closed);
+            t.event_ids.push(id);
+            ai.add(id, c.ai);
+        }
+        all.add(id, c.ai);
+        total += 1;
+    }
+
+    SeparationsView {
+        as_of_sequence: p.last_sequence,
+        period: q.period,
+        rows: rows.into_values().collect(),
+        totals: totals
+            .into_values()
+            .map(|(mut t, ai)| {
+                t.ai = ai.finish();
+                t
+            })
+            .collect(),
+        total,
+        ai_attributed: all.finish(),
+    }
+}

@@ -1,0 +1,648 @@
+//! Projections are pure folds of the ledger prefix (design.md invariant 6), checked on random valid
+//! histories: hires (baseline and new), separations of every kind, position links, corrections
+//! (also of corrections), retractions, redeployments and signals. Each candidate event goes through
+//! the domain's own `LedgerState::decide`, so only sequences the ledger would commit are folded.
+//!
+//! Properties:
+//! (a) folding twice gives equal states; folding a prefix, serialising the state to JSON,
+//!     deserialising it and folding the rest gives the same state too;
+//! (b) the state after the first n events equals a fresh fold of only those n;
+//! (c) headcount reconciles in every period (day, month, quarter; any org, site, cohort) and each
+//!     period opens where the previous one closed;
+//! (d) against the ledger's own model: final headcount and live separations agree.
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use wfl_domain::{
+    AdverseChangeRefusedExit, AgencyRelease, AiAttribution, AiMetric, AiToolRolledOut,
+    AiUsageMeasured, BackfillStatus, ChangeType, Cohort, ComplianceStep, ContractNotRenewed,
+    ContractRenewed, ContractType, Date, DismissalForCause, EconomicDismissal,
+    EmploymentRelationship, Event, EventCorrected, EventId, EventRetracted, EvidenceConfidence,
+    GraduateIntake, HiringPaused, HiringResumed, History, HoursReduced, Initiator,
+    InternalRedeployment, LedgerState, MutualTerminationEmployerProposed, OrgId, OriginalEvent,
+    Payload, PositionChange, Resignation, Retirement, RetirementType, RoleAutomated, Separation,
+    SiteId, Source, TemporaryLayoff, WorkerHired, WorkerRef,
+};
+use wfl_projections::views::{Period, Projection, Query};
+use wfl_projections::PopulationQuery;
+
+const ORGS: [&str; 2] = ["acme", "globex"];
+const SITES: [&str; 3] = ["sh", "bj", "gz"];
+const COHORTS: [Cohort; 3] = [
+    Cohort::GraduateTrainee,
+    Cohort::EntryLevel,
+    Cohort::Experienced,
+];
+
+fn id(n: u64) -> EventId {
+    serde_json::from_str(&format!("\"00000000-0000-0000-0000-{n:012x}\"")).expect("a uuid")
+}
+
+fn day(offset: u16) -> Date {
+    Date::parse("2026-01-01")
+        .expect("a valid date")
+        .add_days(i32::from(offset % 400))
+}
+
+struct Originals(BTreeMap<EventId, OriginalEvent>);
+
+impl History for Originals {
+    fn original(&self, id: &EventId) -> Option<OriginalEvent> {
+        self.0.get(id).cloned()
+    }
+}
+
+/// Builds a valid history from random choices, asking the domain's lifecycle rules about each event.
+struct Generator {
+    state: LedgerState,
+    originals: Originals,
+    events: Vec<Event>,
+    workers: Vec<(OrgId, WorkerRef)>,
+    retracted: BTreeSet<EventId>,
+}
+
+type Choice = (u8, u8, u8, u16);
+
+impl Generator {
+    fn run(choices: &[Choice]) -> Self {
+        let mut g = Self {
+            state: LedgerState::new(),
+            originals: Originals(BTreeMap::new()),
+            events: Vec::new(),
+            workers: Vec::new(),
+            retracted: BTreeSet::new(),
+        };
+        for c in choices {
+            if let Some((org, site, payload)) = g.candidate(*c) {
+                g.commit(org, site, day(c.3), payload);
+            }
+        }
+        g
+    }
+
+    fn commit(&mut self, org: OrgId, site: SiteId, date: Date, payload: Payload) {
+        let n = self.events.len() as u64 + 1;
+        let event = Event {
+            event_id: id(n),
+            org_id: org,
+            site_id: site,
+            jurisdiction: "CN".to_owned(),
+            effective_date: date,
+            source: Source::default(),
+            correlation_id: n.is_multiple_of(3).then(|| "plan-1".to_owned()),
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: EvidenceConfidence::Reported,
+            expected_version: None,
+            payload,
+        };
+        if self.state.decide(&event, &self.originals).is_err() {
+            return;
+        }
+        self.state.apply(&event, &self.originals);
+        self.originals
+            .0
+            .insert(event.event_id, OriginalEvent::of(&event));
+        if let Payload::EventRetracted(r) = &event.payload {
+            self.retracted.insert(r.original_event_id);
+        }
+        if let Some((w, _)) = event.payload.worker_effect() {
+            let key = (event.org_id.clone(), w.clone());
+            if !self.workers.contains(&key) {
+                self.workers.push(key);
+            }
+        }
+        self.events.push(event);
+    }
+
+    fn employed(&self) -> Vec<(OrgId, WorkerRef)> {
+        self.workers
+            .iter()
+            .filter(|(o, w)| self.state.is_employed(o, w))
+            .cloned()
+            .collect()
+    }
+
+    fn pick<T: Clone>(items: &[T], n: u8) -> Option<T> {
+        (!items.is_empty()).then(|| items[usize::from(n) % items.len()].clone())
+    }
+
+    fn candidate(&self, (op, a, b, d): Choice) -> Option<(OrgId, SiteId, Payload)> {
+        let org = OrgId::from(ORGS[usize::from(a.is_multiple_of(5))]);
+        let site = SiteId::from(SITES[usize::from(b) % SITES.len()]);
+        match op % 20 {
+            0..=5 => {
+                // A new worker, or (sometimes) a rehire of one who left.
+                let left: Vec<_> = self
+                    .workers
+                    .iter()
+                    .filter(|(o, w)| !self.state.is_employed(o, w))
+                    .cloned()
+                    .collect();
+                let (org, worker) = match Self::pick(&left, a) {
+                    Some(w) if op % 20 == 5 => w,
+                    _ => (
+                        org,
+                        WorkerRef::from(format!("w{}", self.events.len()).as_str()),
+                    ),
+                };
+                let hire = WorkerHired {
+                    worker_ref: worker,
+                    employment_relationship: EmploymentRelationship::ALL
+                        [usize::from(b) % EmploymentRelationship::ALL.len()],
+                    contract_type: ContractType::ALL[usize::from(a) % ContractType::ALL.len()],
+                    cohort: (!d.is_multiple_of(4)).then(|| COHORTS[usize::from(d) % COHORTS.len()]),
+                    position_id: None,
+                    baseline: op % 20 <= 2,
+                };
+                Some((org, site, Payload::WorkerHired(hire)))
+            }
+            6..=10 => {
+                let (org, worker) = Self::pick(&self.employed(), a)?;
+                Some((org, site, separation(worker, b, d)))
+            }
+            11..=12 => {
+                let seps: Vec<&Event> = self
+                    .events
+                    .iter()
+                    .filter(|e| e.payload.separation().is_some())
+                    .collect();
+                let target = Self::pick(&seps, a)?;
+                let change = PositionChange {
+                    position_id: "pos".to_owned(),
+                    linked_separation_id: Some(target.event_id),
+                };
+                let payload = if b.is_multiple_of(2) {
+                    Payload::PositionBackfilled(change)
+                } else {
+                    Payload::PositionClosed(change)
+                };
+                Some((target.org_id.clone(), site, payload))
+            }
+            13..=14 => {
+                let target = Self::pick(&self.events, a)?;
+                let replacement = self.tweak(&target.payload, b, d);
+                Some((
+                    target.org_id.clone(),
+                    site,
+                    Payload::EventCorrected(EventCorrected {
+                        original_event_id: target.event_id,
+                        reason: "fix".to_owned(),
+                        replacement: Box::new(replacement),
+                    }),
+                ))
+            }
+            15..=16 => {
+                // Retractions of recent events are more often allowed (latest lifecycle event).
+                let recent = &self.events[self.events.len().saturating_sub(6)..];
+                let target = Self::pick(recent, a)?;
+                Some((
+                    target.org_id.clone(),
+                    site,
+                    Payload::EventRetracted(EventRetracted {
+                        original_event_id: target.event_id,
+                        reason: "error".to_owned(),
+                    }),
+                ))
+            }
+            17 => {
+                let (org, worker) = Self::pick(&self.employed(), a)?;
+                let payload = match b % 5 {
+                    0 | 1 => Payload::InternalRedeployment(InternalRedeployment {
+                        worker_ref: worker,
+                        from_position: None,
+                        to_position: "p2".to_owned(),
+                        from_site: None,
+                        to_site: Some(SiteId::from(SITES[usize::from(d) % SITES.len()])),
+                        distance_km: None,
+                        pay_change_pct: None,
+                        accepted: !d.is_multiple_of(5),
+                    }),
+                    2 => Payload::TemporaryLayoff(TemporaryLayoff {
+                        worker_ref: worker,
+                        expected_duration_days: u32::from(d),
+                        recall_expected: true,
+                    }),
+                    3 => Payload::HoursReduced(HoursReduced {
+                        worker_ref: worker,
+                        hours_before: 40,
+                        hours_after: u32::from(d % 40),
+                        expected_months: 6,
+                    }),
+                    _ => Payload::ContractRenewed(ContractRenewed {
+                        worker_ref: worker,
+                        new_contract_end: None,
+                        consecutive_fixed_terms: Some(2),
+                    }),
+                };
+                Some((org, site, payload))
+            }
+            _ => Some((org, site, signal(b, d))),
+        }
+    }
+
+    /// A replacement of the same type and worker (what the ledger accepts as a correction).
+    fn tweak(&self, payload: &Payload, b: u8, d: u16) -> Payload {
+        let mut p = payload.clone();
+        match &mut p {
+            Payload::WorkerHired(h) => {
+                h.cohort = Some(COHORTS[usize::from(b) % COHORTS.len()]);
+                h.employment_relationship =
+                    EmploymentRelationship::ALL[usize::from(d) % EmploymentRelationship::ALL.len()];
+                h.contract_type = ContractType::ALL[usize::from(b) % ContractType::ALL.len()];
+            }
+            Payload::InternalRedeployment(r) => {
+                r.to_site = Some(SiteId::from(SITES[usize::from(b) % SITES.len()]));
+                r.accepted = d.is_multiple_of(2);
+            }
+            Payload::PositionBackfilled(c) | Payload::PositionClosed(c) => {
+                // Move the link to another (possibly invalid) event: the projection must follow.
+                let other = Self::pick(&self.events, b).map(|e| e.event_id);
+                c.linked_separation_id = other;
+            }
+            Payload::EventCorrected(c) => {
+                let inner = self.tweak(&c.replacement, b.wrapping_add(1), d);
+                *c.replacement = inner;
+            }
+            Payload::EventRetracted(r) => r.reason = format!("reason {b}"),
+            Payload::RoleAutomated(r) => {
+                if let Some(s) = r.separation.as_mut() {
+                    tweak_separation(s, b, d);
+                } else {
+                    r.ai_system = format!("system {b}");
+                }
+            }
+            Payload::Resignation(r) => {
+                r.pressured = b.is_multiple_of(2);
+                tweak_separation(&mut r.separation, b, d);
+            }
+            Payload::ContractNotRenewed(c) => {
+                c.employee_refused = b.is_multiple_of(2);
+                tweak_separation(&mut c.separation, b, d);
+            }
+            other => {
+                if let Some(s) = separation_mut(other) {
+                    tweak_separation(s, b, d);
+                } else {
+                    p = signal(b, d).clone();
+                    if p.event_type() != payload.event_type() {
+                        p = payload.clone();
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
+fn separation_mut(p: &mut Payload) -> Option<&mut Separation> {
+    match p {
+        Payload::EconomicDismissal(x) => Some(&mut x.separation),
+        Payload::MutualTerminationEmployerProposed(x) => Some(&mut x.separation),
+        Payload::AdverseChangeRefusedExit(x) => Some(&mut x.separation),
+        Payload::Retirement(x) => Some(&mut x.separation),
+        Payload::DismissalForCause(x) => Some(&mut x.separation),
+        Payload::ContractorReleased(x) | Payload::DispatchedWorkerReturned(x) => {
+            Some(&mut x.separation)
+        }
+        _ => None,
+    }
+}
+
+fn tweak_separation(s: &mut Separation, b: u8, d: u16) {
+    s.position_closed = !s.position_closed;
+    s.ai_attributed = AiAttribution::ALL[usize::from(b) % AiAttribution::ALL.len()];
+    s.cohort = (!d.is_multiple_of(3)).then(|| COHORTS[usize::from(d) % COHORTS.len()]);
+}
+
+fn base_separation(worker: WorkerRef, b: u8, d: u16) -> Separation {
+    Separation {
+        worker_ref: worker,
+        employment_relationship: EmploymentRelationship::Employee,
+        contract_type: ContractType::FixedTerm,
+        cohort: d
+            .is_multiple_of(3)
+            .then(|| COHORTS[usize::from(b) % COHORTS.len()]),
+        position_id: None,
+        position_closed: d.is_multiple_of(2),
+        backfill_status: BackfillStatus::ALL[usize::from(b / 3) % BackfillStatus::ALL.len()],
+        initiator: Initiator::ALL[usize::from(d / 7) % Initiator::ALL.len()],
+        reason_personal: false,
+        legal_ground: None,
+        ai_attributed: AiAttribution::ALL[usize::from(d / 2) % AiAttribution::ALL.len()],
+        ai_system: None,
+        tenure_months: None,
+        protected_flags: Vec::new(),
+        severance: None,
+        notice_given_on: None,
+    }
+}
+
+fn separation(worker: WorkerRef, b: u8, d: u16) -> Payload {
+    let s = base_separation(worker, b, d);
+    let flag = d.is_multiple_of(5);
+    match b % 10 {
+        0 => Payload::EconomicDismissal(EconomicDismissal {
+            separation: s,
+            selection_criteria: None,
+            plan_id: None,
+        }),
+        1 => Payload::RoleAutomated(RoleAutomated {
+            role_id: "r".to_owned(),
+            ai_system: "agent".to_owned(),
+            separation: Some(s),
+            retraining_offered: flag,
+            redeployment_offered: false,
+        }),
+        2 => Payload::ContractNotRenewed(ContractNotRenewed {
+            separation: s,
+            renewal_offered: flag,
+            offer_terms: None,
+            employee_refused: flag,
+            would_trigger_open_ended: false,
+            consecutive_fixed_terms: None,
+        }),
+        3 => Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
+            separation: s,
+            package: None,
+        }),
+        4 => Payload::AdverseChangeRefusedExit(AdverseChangeRefusedExit {
+            separation: s,
+            change_type: ChangeType::Pay,
+            change_magnitude_pct: Some(30),
+        }),
+        5 => Payload::Resignation(Resignation {
+            separation: s,
+            regrettable: false,
+            pressured: flag,
+        }),
+        6 => Payload::Retirement(Retirement {
+            separation: s,
+            retirement_type: if flag {
+                RetirementType::EarlyIncentive
+            } else {
+                RetirementType::Statutory
+            },
+        }),
+        7 => Payload::DismissalForCause(DismissalForCause {
+            separation: s,
+            cause_code: "c".to_owned(),
+        }),
+        8 => Payload::ContractorReleased(AgencyRelease {
+            separation: s,
+            agency_id: None,
+            ground: None,
+        }),
+        _ => Payload::DispatchedWorkerReturned(AgencyRelease {
+            separation: s,
+            agency_id: None,
+            ground: None,
+        }),
+    }
+}
+
+fn signal(b: u8, d: u16) -> Payload {
+    let step = ComplianceStep {
+        plan_id: "plan-1".to_owned(),
+        recipient: "union".to_owned(),
+        document_ref: String::new(),
+        ai_checkbox: false,
+    };
+    match b % 8 {
+        0 => Payload::HiringPaused(HiringPaused {
+            scope: "eng".to_owned(),
+            reqs_frozen: u32::from(d % 9),
+            reqs_cancelled: u32::from(d % 4),
+            until: None,
+        }),
+        1 => Payload::HiringResumed(HiringResumed {
+            scope: "eng".to_owned(),
+            reqs_reopened: u32::from(d % 5),
+        }),
+        2 => Payload::GraduateIntakeReduced(GraduateIntake {
+            cohort_year: 2026,
+            planned: u32::from(d % 40),
+            baseline: 40,
+            actual: d.is_multiple_of(2).then_some(u32::from(d % 30)),
+        }),
+        3 => Payload::AiUsageMeasured(AiUsageMeasured {
+            scope: "eng".to_owned(),
+            period_start: day(d),
+            period_end: day(d.wrapping_add(30)),
+            metric: if d.is_multiple_of(2) {
+                AiMetric::ActiveUsers
+            } else {
+                AiMetric::Tokens
+            },
+            value: u64::from(d),
+            population: Some(400),
+            used_in_performance_review: d.is_multiple_of(3),
+        }),
+        4 => Payload::AiToolRolledOut(AiToolRolledOut {
+            tool: "assistant".to_owned(),
+            scope: "eng".to_owned(),
+            mandatory: d.is_multiple_of(2),
+        }),
+        5 => Payload::UnionBriefed(step),
+        6 => Payload::AuthorityReported(step),
+        _ => Payload::RoleAutomated(RoleAutomated {
+            role_id: "r".to_owned(),
+            ai_system: "agent".to_owned(),
+            separation: None,
+            retraining_offered: false,
+            redeployment_offered: false,
+        }),
+    }
+}
+
+fn fold(events: &[Event]) -> Projection {
+    let mut p = Projection::new();
+    for (i, e) in events.iter().enumerate() {
+        p.apply(i as u64 + 1, e);
+    }
+    p
+}
+
+fn queries() -> Vec<Query> {
+    let mut out = Vec::new();
+    for period in [Period::Day, Period::Month, Period::Quarter] {
+        for org in [None, Some("acme"), Some("globex")] {
+            for site in [None, Some("sh"), Some("bj")] {
+                for cohort in [None, Some(Cohort::GraduateTrainee)] {
+                    out.push(Query {
+                        org: org.map(OrgId::from),
+                        site: site.map(SiteId::from),
+                        from: None,
+                        to: None,
+                        period,
+                        cohort,
+                    });
+                }
+            }
+        }
+    }
+    // A window that cuts periods in the middle.
+    out.push(Query {
+        org: Some(OrgId::from("acme")),
+        from: Some(day(45)),
+        to: Some(day(200)),
+        period: Period::Quarter,
+        ..Query::default()
+    });
+    out
+}
+
+fn choices() -> impl Strategy<Value = Vec<Choice>> {
+    prop::collection::vec(any::<Choice>(), 1..90)
+}
+
+/// A fixed pseudo-random history, to check that the generator reaches every kind of event (so the
+/// properties above are not vacuous).
+#[test]
+fn the_generator_reaches_corrections_retractions_links_and_rehires() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let choices: Vec<Choice> = (0..600)
+        .map(|_| {
+            let r = next();
+            (r as u8, (r >> 8) as u8, (r >> 16) as u8, (r >> 24) as u16)
+        })
+        .collect();
+    let g = Generator::run(&choices);
+    let kinds: BTreeSet<&str> = g.events.iter().map(|e| e.event_type().as_str()).collect();
+    for kind in [
+        "WorkerHired",
+        "EconomicDismissal",
+        "Resignation",
+        "ContractNotRenewed",
+        "PositionBackfilled",
+        "PositionClosed",
+        "EventCorrected",
+        "EventRetracted",
+        "InternalRedeployment",
+        "AiUsageMeasured",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    let corrected_corrections = g
+        .events
+        .iter()
+        .filter(|e| matches!(&e.payload, Payload::EventCorrected(c) if c.replacement.event_type() == wfl_domain::EventType::EventCorrected))
+        .count();
+    assert!(corrected_corrections > 0, "no correction of a correction");
+    let retracted_lifecycle = g
+        .events
+        .iter()
+        .filter(|e| g.retracted.contains(&e.event_id) && e.payload.worker_effect().is_some())
+        .count();
+    assert!(retracted_lifecycle > 0, "no retracted hire or separation");
+    let p = fold(&g.events);
+    let v = p.headcount(&Query::default());
+    assert!(v.reconciles);
+    assert!(p.separations(&Query::default()).total > 10);
+    println!(
+        "{} events, {} kinds, {} separations",
+        g.events.len(),
+        kinds.len(),
+        p.separations(&Query::default()).total
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn rebuild_equals_incremental_and_survives_a_serialised_checkpoint(
+        choices in choices(),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let g = Generator::run(&choices);
+        let full = fold(&g.events);
+        prop_assert_eq!(&fold(&g.events), &full);
+
+        let k = split.index(g.events.len() + 1);
+        let first = fold(&g.events[..k]);
+        let json = serde_json::to_string(&first).expect("the state serialises");
+        let mut resumed: Projection = serde_json::from_str(&json).expect("and deserialises");
+        prop_assert_eq!(&resumed, &first);
+        for (i, e) in g.events.iter().enumerate().skip(k) {
+            resumed.apply(i as u64 + 1, e);
+        }
+        prop_assert_eq!(&resumed, &full);
+        prop_assert_eq!(resumed.last_sequence(), g.events.len() as u64);
+        let q = Query::default();
+        prop_assert_eq!(resumed.separations(&q), full.separations(&q));
+        prop_assert_eq!(resumed.headcount(&q), full.headcount(&q));
+    }
+
+    #[test]
+    fn the_state_as_of_n_equals_a_fresh_fold_of_the_first_n(
+        choices in choices(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let g = Generator::run(&choices);
+        let n = cut.index(g.events.len() + 1);
+        let mut incremental = Projection::new();
+        let mut as_of_n = Projection::new();
+        for (i, e) in g.events.iter().enumerate() {
+            if i == n {
+                as_of_n = incremental.clone();
+            }
+            incremental.apply(i as u64 + 1, e);
+        }
+        if n == g.events.len() {
+            as_of_n = incremental.clone();
+        }
+        let fresh = fold(&g.events[..n]);
+        prop_assert_eq!(&as_of_n, &fresh);
+        prop_assert_eq!(fresh.last_sequence(), n as u64);
+        let q = Query::default();
+        prop_assert_eq!(as_of_n.separations(&q), fresh.separations(&q));
+        prop_assert_eq!(as_of_n.separation_records(None), fresh.separation_records(None));
+    }
+
+    #[test]
+    fn headcount_reconciles_in_every_period_and_agrees_with_the_ledger_model(
+        choices in choices(),
+    ) {
+        let g = Generator::run(&choices);
+        let p = fold(&g.events);
+        for q in queries() {
+            let v = p.headcount(&q);
+            prop_assert!(v.reconciles, "{:?}\n{:#?}", q, v);
+            for w in v.rows.windows(2) {
+                prop_assert_eq!(w[0].total.closing, w[1].total.opening, "{:?}", q);
+                prop_assert_eq!(w[0].end.add_days(1), w[1].start);
+            }
+        }
+        for org in ORGS {
+            let org = OrgId::from(org);
+            // Long after every effective date, the projection agrees with the ledger's lifecycle.
+            let later = PopulationQuery {
+                org: org.clone(),
+                site: None,
+                on: day(399).add_days(400),
+                exclude_relationships: Vec::new(),
+                exclude_contract_types: Vec::new(),
+            };
+            prop_assert_eq!(p.population(&later), g.state.headcount(&org) as u64);
+            let q = Query { org: Some(org.clone()), ..Query::default() };
+            if let Some(last) = p.headcount(&q).rows.last() {
+                prop_assert_eq!(last.total.closing, g.state.headcount(&org) as u64);
+            }
+            let live_separations = g
+                .events
+                .iter()
+                .filter(|e| e.org_id == org && e.payload.separation().is_some())
+                .filter(|e| !g.retracted.contains(&e.event_id))
+                .count() as u64;
+            prop_assert_eq!(p.separations(&q).total, live_separations);
+            prop_assert_eq!(p.separation_records(Some(&org)).len() as u64, live_separations);
+        }
+    }
+}

@@ -1,0 +1,1018 @@
+//! Threshold watch acceptance tests: the domain-rules.md §7.2 worked example, threshold boundaries
+//! per law, windows (aggregation, look-ahead, maximising), the EU five-redundancy gate, exclusions,
+//! and missing procedure steps. Packs are the shipped files in `rulepacks/`.
+
+use std::cell::RefCell;
+use std::path::Path;
+use wfl_domain::{
+    AiAttribution, ContractNotRenewed, ContractType, Date, DismissalForCause, EconomicDismissal,
+    EmploymentRelationship, Event, EventId, EvidenceConfidence, Initiator,
+    MutualTerminationEmployerProposed, OrgId, Payload, Resignation, Retirement, RetirementType,
+    RoleAutomated, SiteId, Source, WorkerRef,
+};
+use wfl_projections::rules::{
+    self, AlertLevel, ComplianceStep, CountType, RulePack, Separation, ThresholdStatus,
+    SHADOW_LABEL,
+};
+use wfl_projections::{Population, PopulationQuery};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+fn packs(ids: &[&str]) -> Vec<RulePack> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rulepacks");
+    let all = rules::load_dir(&dir).expect("shipped packs load");
+    ids.iter()
+        .map(|id| all.iter().find(|p| p.id == *id).expect(id).clone())
+        .collect()
+}
+
+/// Day `n` after 2026-01-01.
+fn day(n: i32) -> Date {
+    Date::parse("2026-01-01").unwrap().add_days(n)
+}
+
+/// Headcount that is the same for every query.
+struct Fixed(u64);
+
+impl Population for Fixed {
+    fn headcount(&self, _: &PopulationQuery) -> u64 {
+        self.0
+    }
+}
+
+/// Headcount that remembers every query it answered.
+struct Recording(u64, RefCell<Vec<PopulationQuery>>);
+
+impl Population for Recording {
+    fn headcount(&self, q: &PopulationQuery) -> u64 {
+        self.1.borrow_mut().push(q.clone());
+        self.0
+    }
+}
+
+fn block(n: usize, initiator: Initiator) -> wfl_domain::Separation {
+    wfl_domain::Separation {
+        worker_ref: WorkerRef(format!("w{n}")),
+        employment_relationship: EmploymentRelationship::Employee,
+        contract_type: ContractType::OpenEnded,
+        cohort: None,
+        position_id: None,
+        position_closed: false,
+        backfill_status: Default::default(),
+        initiator,
+        reason_personal: false,
+        legal_ground: None,
+        ai_attributed: AiAttribution::None,
+        ai_system: None,
+        tenure_months: None,
+        protected_flags: Vec::new(),
+        severance: None,
+        notice_given_on: None,
+    }
+}
+
+/// The kinds of exit the tests record.
+#[derive(Clone, Copy)]
+enum Exit {
+    /// `EconomicDismissal` with an optional legal ground.
+    Dismissal(Option<&'static str>),
+    /// `RoleAutomated` with a separated worker, dismissed under CN LCL Art. 40(3), AI cited.
+    AiArt40,
+    MutualEmployerProposed,
+    /// `ContractNotRenewed` of a fixed-term contract; `true`: the employee refused the renewal.
+    NonRenewal(bool),
+    Resignation {
+        pressured: bool,
+    },
+    Retirement,
+    ForCause,
+    /// An economic dismissal of a dispatched worker.
+    DispatchedDismissal,
+}
+
+fn payload(n: usize, exit: Exit) -> Payload {
+    match exit {
+        Exit::Dismissal(ground) => {
+            let mut s = block(n, Initiator::Employer);
+            s.legal_ground = ground.map(str::to_owned);
+            Payload::EconomicDismissal(EconomicDismissal {
+                separation: s,
+                selection_criteria: None,
+                plan_id: None,
+            })
+        }
+        Exit::DispatchedDismissal => {
+            let mut s = block(n, Initiator::Employer);
+            s.employment_relationship = EmploymentRelationship::Dispatched;
+            s.legal_ground = Some("CN-LCL-41".into());
+            Payload::EconomicDismissal(EconomicDismissal {
+                separation: s,
+                selection_criteria: None,
+                plan_id: None,
+            })
+        }
+        Exit::AiArt40 => {
+            let mut s = block(n, Initiator::Employer);
+            s.legal_ground = Some("CN-LCL-40-3".into());
+            s.ai_attributed = AiAttribution::CitedByEmployer;
+            s.ai_system = Some("map-collector-ai".into());
+            Payload::RoleAutomated(RoleAutomated {
+                role_id: format!("role{n}"),
+                ai_system: "map-collector-ai".into(),
+                separation: Some(s),
+                retraining_offered: false,
+                redeployment_offered: false,
+            })
+        }
+        Exit::MutualEmployerProposed => {
+            let mut s = block(n, Initiator::Employer);
+            s.legal_ground = Some("CN-LCL-36".into());
+            Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
+                separation: s,
+                package: None,
+            })
+        }
+        Exit::NonRenewal(employee_refused) => {
+            let mut s = block(
+                n,
+                if employee_refused {
+                    Initiator::Employee
+                } else {
+                    Initiator::Employer
+                },
+            );
+            s.contract_type = ContractType::FixedTerm;
+            s.legal_ground = Some("CN-LCL-44-1".into());
+            Payload::ContractNotRenewed(ContractNotRenewed {
+                separation: s,
+                renewal_offered: employee_refused,
+                offer_terms: None,
+                employee_refused,
+                would_trigger_open_ended: false,
+                consecutive_fixed_terms: None,
+            })
+        }
+        Exit::Resignation { pressured } => Payload::Resignation(Resignation {
+            separation: block(n, Initiator::Employee),
+            regrettable: false,
+            pressured,
+        }),
+        Exit::Retirement => Payload::Retirement(Retirement {
+            separation: block(n, Initiator::Employee),
+            retirement_type: RetirementType::Statutory,
+        }),
+        Exit::ForCause => {
+            let mut s = block(n, Initiator::Employer);
+            s.reason_personal = true;
+            Payload::DismissalForCause(DismissalForCause {
+                separation: s,
+                cause_code: "misconduct".into(),
+            })
+        }
+    }
+}
+
+fn event_id(n: usize) -> EventId {
+    serde_json::from_value(serde_json::json!(format!(
+        "00000000-0000-7000-8000-{n:012x}"
+    )))
+    .unwrap()
+}
+
+fn envelope(n: usize, org: &str, site: &str, jurisdiction: &str, on: Date, p: Payload) -> Event {
+    Event {
+        event_id: event_id(n),
+        org_id: OrgId(org.into()),
+        site_id: SiteId(site.into()),
+        jurisdiction: jurisdiction.into(),
+        effective_date: on,
+        source: Source {
+            system: "test".into(),
+            reference: String::new(),
+        },
+        correlation_id: None,
+        causation_id: None,
+        schema_version: 1,
+        evidence_confidence: EvidenceConfidence::Reported,
+        expected_version: None,
+        payload: p,
+    }
+}
+
+/// A small ledger: separations with their position-closed flag, and compliance steps.
+#[derive(Default)]
+struct Ledger {
+    separations: Vec<(Event, bool)>,
+    steps: Vec<Event>,
+}
+
+impl Ledger {
+    fn next_id(&self) -> usize {
+        self.separations.len() + self.steps.len() + 1
+    }
+
+    /// Records `count` exits of one kind, in `org`/`site`, on `on`.
+    #[allow(clippy::too_many_arguments)]
+    fn exits(
+        &mut self,
+        count: usize,
+        exit: Exit,
+        org: &str,
+        site: &str,
+        jurisdiction: &str,
+        on: Date,
+        closed: bool,
+        plan: Option<&str>,
+    ) -> &mut Self {
+        for _ in 0..count {
+            let n = self.next_id();
+            let mut e = envelope(n, org, site, jurisdiction, on, payload(n, exit));
+            e.correlation_id = plan.map(str::to_owned);
+            self.separations.push((e, closed));
+        }
+        self
+    }
+
+    /// Shorthand: `count` exits at org `acme`, one site, in `jurisdiction`.
+    fn at(
+        &mut self,
+        count: usize,
+        exit: Exit,
+        site: &str,
+        jurisdiction: &str,
+        on: Date,
+    ) -> &mut Self {
+        self.exits(count, exit, "acme", site, jurisdiction, on, false, None)
+    }
+
+    fn step(&mut self, kind: &str, org: &str, site: &str, on: Date) -> &mut Self {
+        let n = self.next_id();
+        let s = wfl_domain::ComplianceStep {
+            plan_id: "PLAN-1".into(),
+            recipient: String::new(),
+            document_ref: String::new(),
+            ai_checkbox: false,
+        };
+        let p = match kind {
+            "UnionBriefed" => Payload::UnionBriefed(s),
+            "AuthorityReported" => Payload::AuthorityReported(s),
+            "WarnNoticeFiled" => Payload::WarnNoticeFiled(s),
+            other => panic!("not a step: {other}"),
+        };
+        self.steps.push(envelope(n, org, site, "XX", on, p));
+        self
+    }
+
+    fn evaluate(
+        &self,
+        packs: &[RulePack],
+        pop: &dyn Population,
+        as_of: Date,
+    ) -> Vec<ThresholdStatus> {
+        let seps: Vec<Separation<'_>> = self
+            .separations
+            .iter()
+            .map(|(e, closed)| Separation::from_event(e, *closed, false).expect("a separation"))
+            .collect();
+        let steps: Vec<ComplianceStep<'_>> = self
+            .steps
+            .iter()
+            .map(|e| ComplianceStep::from_event(e).expect("a step"))
+            .collect();
+        rules::evaluate(packs, &seps, &steps, pop, as_of)
+    }
+}
+
+fn find<'a>(
+    all: &'a [ThresholdStatus],
+    pack: &str,
+    unit: &str,
+    window: &str,
+    ct: CountType,
+) -> &'a ThresholdStatus {
+    all.iter()
+        .find(|s| s.pack == pack && s.unit == unit && s.window == window && s.count_type == ct)
+        .unwrap_or_else(|| panic!("no status {pack}/{unit}/{window}/{ct:?} in {all:#?}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// China, LCL Art. 41
+
+/// domain-rules.md §7.2: a 1,200-person CN entity over 60 days.
+fn worked_example() -> Ledger {
+    let mut l = Ledger::default();
+    for k in 0..8 {
+        l.exits(
+            1,
+            Exit::AiArt40,
+            "acme",
+            "hz-1",
+            "CN-33",
+            day(k * 7),
+            false,
+            Some("PLAN-1"),
+        );
+    }
+    for k in 0..15 {
+        l.exits(
+            1,
+            Exit::MutualEmployerProposed,
+            "acme",
+            "hz-2",
+            "CN-33",
+            day(k * 4),
+            false,
+            Some("PLAN-1"),
+        );
+    }
+    for k in 0..30 {
+        l.exits(
+            1,
+            Exit::NonRenewal(false),
+            "acme",
+            "sh-1",
+            "CN-31",
+            day(k * 2),
+            true,
+            None,
+        );
+    }
+    for k in 0..25 {
+        l.exits(
+            1,
+            Exit::Resignation { pressured: false },
+            "acme",
+            "hz-1",
+            "CN-33",
+            day(k * 2 + 1),
+            true,
+            None,
+        );
+    }
+    l
+}
+
+#[test]
+fn worked_example_strict_0_assimilated_23_shadow_78() {
+    let l = worked_example();
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(60));
+
+    let strict = find(&all, "CN-LCL-41", "acme", "rolling-90", CountType::Strict);
+    assert_eq!(strict.count, 0);
+    assert_eq!(strict.level, None);
+    assert_eq!(strict.threshold, 20);
+    assert!(strict.label.contains("PRC Labour Contract Law Art. 41"));
+    assert!(strict.label.contains("counted as the statute counts"));
+    assert!(strict.label.contains("heuristic window"));
+
+    let assim = find(
+        &all,
+        "CN-LCL-41",
+        "acme",
+        "rolling-90",
+        CountType::Assimilated,
+    );
+    assert_eq!(assim.count, 23);
+    assert_eq!(assim.event_ids.len(), 23);
+    assert_eq!(assim.denominator, 1200);
+    assert_eq!(assim.threshold, 20);
+    assert_eq!(assim.level, Some(AlertLevel::Met));
+    assert!((assim.ratio - 23.0 / 20.0).abs() < 1e-12);
+    assert!(assim
+        .label
+        .contains("assimilated: counted as a dismissal in substance"));
+    assert_eq!(assim.window_start, day(0));
+    assert_eq!(assim.window_end, day(89));
+
+    let shadow = find(&all, "CN-LCL-41", "acme", "rolling-90", CountType::Shadow);
+    assert_eq!(shadow.count, 78);
+    assert_eq!(shadow.label, SHADOW_LABEL);
+    assert!(shadow.label.contains("not a legal finding"));
+    assert!(shadow.missing_steps.is_empty());
+
+    // The plan groups only the events that carry its correlation id: 8 + 15.
+    let plan = find(&all, "CN-LCL-41", "acme", "plan", CountType::Assimilated);
+    assert_eq!(plan.count, 23);
+    assert_eq!(plan.level, Some(AlertLevel::Met));
+}
+
+#[test]
+fn cn_twenty_or_more_at_1200_staff() {
+    for (n, level) in [
+        (20, Some(AlertLevel::Met)),
+        (19, Some(AlertLevel::Approaching)),
+        (16, Some(AlertLevel::Approaching)),
+        (15, None),
+    ] {
+        let mut l = Ledger::default();
+        l.at(n, Exit::Dismissal(Some("CN-LCL-41-2")), "hz", "CN", day(0));
+        let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(0));
+        let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
+        assert_eq!(s.count, n as u64);
+        assert_eq!(s.threshold, 20, "the 20 limb binds at 1,200 staff");
+        assert_eq!(s.level, level, "{n} at 1,200");
+    }
+}
+
+#[test]
+fn cn_ten_percent_limb_below_200_staff() {
+    // 19 at 150 staff = 12.7% >= 10%: met. 15 is exactly 10%: met ("以上" includes the number).
+    for (n, level) in [
+        (19, Some(AlertLevel::Met)),
+        (15, Some(AlertLevel::Met)),
+        (14, Some(AlertLevel::Approaching)),
+        (11, None),
+    ] {
+        let mut l = Ledger::default();
+        l.at(n, Exit::Dismissal(Some("CN-LCL-41")), "hz", "CN-33", day(3));
+        let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(150), day(10));
+        let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
+        assert_eq!(s.threshold, 15);
+        assert_eq!(s.level, level, "{n} at 150");
+    }
+}
+
+#[test]
+fn cn_leaves_out_dispatched_workers_and_asks_for_the_basis_without_them() {
+    let mut l = Ledger::default();
+    l.at(19, Exit::Dismissal(Some("CN-LCL-41")), "hz", "CN", day(0));
+    l.at(5, Exit::DispatchedDismissal, "hz", "CN", day(0));
+    let pop = Recording(1200, RefCell::new(Vec::new()));
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &pop, day(0));
+    let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
+    assert_eq!(s.count, 19);
+    let queries = pop.1.borrow();
+    assert!(!queries.is_empty());
+    for q in queries.iter() {
+        assert_eq!(q.site, None, "CN measures the legal entity");
+        assert!(q
+            .exclude_relationships
+            .contains(&EmploymentRelationship::Dispatched));
+        assert!(q
+            .exclude_relationships
+            .contains(&EmploymentRelationship::Contractor));
+        assert_eq!(
+            q.on,
+            day(-1),
+            "headcount the day before the first separation"
+        );
+    }
+}
+
+#[test]
+fn cn_groups_a_plan_spread_beyond_every_heuristic_window() {
+    let mut l = Ledger::default();
+    for k in 0..20 {
+        l.exits(
+            1,
+            Exit::Dismissal(Some("CN-LCL-41")),
+            "acme",
+            "hz",
+            "CN",
+            day(k * 40),
+            false,
+            Some("PLAN-7"),
+        );
+    }
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(5000), day(800));
+    let year = find(&all, "CN-LCL-41", "acme", "rolling-365", CountType::Strict);
+    assert_eq!(year.count, 10);
+    assert_eq!(year.level, None);
+    let plan = find(&all, "CN-LCL-41", "acme", "plan", CountType::Strict);
+    assert_eq!(plan.count, 20);
+    assert_eq!(plan.level, Some(AlertLevel::Met));
+    assert_eq!((plan.window_start, plan.window_end), (day(0), day(760)));
+}
+
+#[test]
+fn cn_pack_ignores_other_jurisdictions() {
+    let mut l = Ledger::default();
+    l.at(
+        30,
+        Exit::Dismissal(Some("CN-LCL-41")),
+        "sf",
+        "US-CA",
+        day(0),
+    );
+    l.at(30, Exit::Dismissal(Some("CN-LCL-41")), "x", "CNX", day(0));
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(0));
+    assert!(all.is_empty(), "{all:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// US WARN
+
+#[test]
+fn warn_aggregates_two_sub_threshold_groups_within_90_days() {
+    let mut l = Ledger::default();
+    l.at(30, Exit::Dismissal(None), "plant-a", "US-OH", day(0));
+    l.at(25, Exit::Dismissal(None), "plant-a", "US-OH", day(45));
+    l.at(40, Exit::Dismissal(None), "plant-b", "US-OH", day(10));
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(100), day(60));
+
+    let thirty = find(
+        &all,
+        "US-WARN-FED",
+        "plant-a",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(thirty.count, 30);
+    assert_eq!(thirty.threshold, 50);
+    assert_eq!(thirty.level, None);
+
+    let ninety = find(
+        &all,
+        "US-WARN-FED",
+        "plant-a",
+        "aggregate-90",
+        CountType::Strict,
+    );
+    assert_eq!(ninety.count, 55);
+    assert_eq!(ninety.denominator, 100);
+    assert_eq!(ninety.threshold, 50, "55 >= 50 and 55% >= 33%");
+    assert_eq!(ninety.level, Some(AlertLevel::Met));
+    assert!(ninety.label.contains("US WARN Act"));
+
+    // The other site is its own unit.
+    let b = find(
+        &all,
+        "US-WARN-FED",
+        "plant-b",
+        "aggregate-90",
+        CountType::Strict,
+    );
+    assert_eq!(b.count, 40);
+    assert_eq!(b.level, Some(AlertLevel::Approaching));
+}
+
+#[test]
+fn warn_33_percent_limb_applies_only_below_500() {
+    for (losses, staff, threshold, met) in [
+        (499, 1600, 500, false), // 31%: limb (i) fails, limb (ii) needs 500
+        (499, 1400, 462, true),  // 35.6% >= 33% and >= 50
+        (500, 1600, 500, true),  // limb (ii) regardless of share
+        (500, 100_000, 500, true),
+        (50, 100, 50, true),
+        (49, 100, 50, false),
+        (50, 160, 53, false), // 31%
+    ] {
+        let mut l = Ledger::default();
+        l.at(losses, Exit::Dismissal(None), "s", "US-TX", day(0));
+        let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(staff), day(0));
+        let s = find(&all, "US-WARN-FED", "s", "rolling-30", CountType::Strict);
+        assert_eq!(s.threshold, threshold, "{losses} at {staff}");
+        assert_eq!(s.level == Some(AlertLevel::Met), met, "{losses} at {staff}");
+    }
+}
+
+#[test]
+fn warn_leaves_out_voluntary_departures_retirements_and_for_cause() {
+    let mut l = Ledger::default();
+    // Recorded first, on the same day as the dismissals: the window still starts that day.
+    l.at(
+        20,
+        Exit::Resignation { pressured: false },
+        "s",
+        "US-NV",
+        day(0),
+    );
+    l.at(40, Exit::Dismissal(None), "s", "US-NV", day(0));
+    l.at(10, Exit::Retirement, "s", "US-NV", day(2));
+    l.at(10, Exit::ForCause, "s", "US-NV", day(3));
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(100), day(10));
+    for ct in [CountType::Strict, CountType::Assimilated] {
+        let s = find(&all, "US-WARN-FED", "s", "rolling-30", ct);
+        assert_eq!(s.count, 40, "{ct:?}");
+        assert_eq!(s.window_start, day(0));
+        assert_eq!(s.level, Some(AlertLevel::Approaching));
+    }
+}
+
+#[test]
+fn warn_counts_planned_losses_within_the_look_ahead() {
+    let mut l = Ledger::default();
+    l.at(30, Exit::Dismissal(None), "s", "US-OH", day(-5));
+    l.at(25, Exit::Dismissal(None), "s", "US-OH", day(80));
+    let pk = packs(&["US-WARN-FED"]);
+
+    // As of day 0 the second group is planned 80 days ahead: inside the 90-day look-ahead.
+    let all = l.evaluate(&pk, &Fixed(100), day(0));
+    let s = find(&all, "US-WARN-FED", "s", "aggregate-90", CountType::Strict);
+    assert_eq!(s.count, 55);
+    assert_eq!(s.level, Some(AlertLevel::Met));
+
+    // As of day -15 it is 95 days ahead: not yet counted.
+    let all = l.evaluate(&pk, &Fixed(100), day(-15));
+    let s = find(&all, "US-WARN-FED", "s", "aggregate-90", CountType::Strict);
+    assert_eq!(s.count, 30);
+}
+
+#[test]
+fn ny_and_ca_thresholds_differ_from_federal() {
+    // 30 losses at a 80-person site: NY (>= 25 and >= 33%) met; federal (50) and CA (50) not.
+    let mut l = Ledger::default();
+    l.at(30, Exit::Dismissal(None), "ny-1", "US-NY", day(0));
+    l.at(30, Exit::Dismissal(None), "ca-1", "US-CA", day(0));
+    let all = l.evaluate(
+        &packs(&["US-WARN-FED", "US-NY-WARN", "US-CA-WARN"]),
+        &Fixed(80),
+        day(0),
+    );
+    let ny = find(&all, "US-NY-WARN", "ny-1", "rolling-30", CountType::Strict);
+    assert_eq!((ny.threshold, ny.level), (27, Some(AlertLevel::Met)));
+    let fed = find(&all, "US-WARN-FED", "ny-1", "rolling-30", CountType::Strict);
+    assert_eq!(
+        fed.level, None,
+        "employer of 80 is below the federal coverage test"
+    );
+    assert!(fed.label.contains("coverage"));
+    let ca = find(&all, "US-CA-WARN", "ca-1", "rolling-30", CountType::Strict);
+    assert_eq!((ca.threshold, ca.level), (50, None));
+    assert!(!all
+        .iter()
+        .any(|s| s.pack == "US-CA-WARN" && s.unit == "ny-1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// EU Directive 98/59/EC
+
+#[test]
+fn eu_assimilated_terminations_need_five_redundancies() {
+    let pk = packs(&["EU-9859-30D"]);
+    let mut l = Ledger::default();
+    l.at(4, Exit::Dismissal(None), "lyon", "FR", day(0));
+    l.at(10, Exit::MutualEmployerProposed, "lyon", "FR", day(5));
+    let all = l.evaluate(&pk, &Fixed(50), day(10));
+    let assim = find(
+        &all,
+        "EU-9859-30D",
+        "lyon",
+        "rolling-30",
+        CountType::Assimilated,
+    );
+    assert_eq!(
+        assim.count, 4,
+        "4 redundancies: assimilated terminations not added"
+    );
+    assert_eq!(assim.threshold, 10);
+    let shadow = find(&all, "EU-9859-30D", "lyon", "rolling-30", CountType::Shadow);
+    assert_eq!(shadow.count, 14, "the shadow count is not gated");
+
+    l.at(1, Exit::Dismissal(None), "lyon", "FR", day(6));
+    let all = l.evaluate(&pk, &Fixed(50), day(10));
+    let assim = find(
+        &all,
+        "EU-9859-30D",
+        "lyon",
+        "rolling-30",
+        CountType::Assimilated,
+    );
+    assert_eq!(assim.count, 15);
+    assert_eq!(assim.level, Some(AlertLevel::Met));
+    let strict = find(&all, "EU-9859-30D", "lyon", "rolling-30", CountType::Strict);
+    assert_eq!(strict.count, 5);
+    assert_eq!(strict.level, None);
+}
+
+#[test]
+fn eu_fixed_term_expiry_is_not_counted() {
+    let mut l = Ledger::default();
+    l.at(5, Exit::Dismissal(None), "gent", "BE", day(0));
+    l.at(12, Exit::NonRenewal(false), "gent", "BE", day(1));
+    let all = l.evaluate(&packs(&["EU-9859-30D"]), &Fixed(50), day(5));
+    assert_eq!(
+        find(&all, "EU-9859-30D", "gent", "rolling-30", CountType::Strict).count,
+        5
+    );
+    let assim = find(
+        &all,
+        "EU-9859-30D",
+        "gent",
+        "rolling-30",
+        CountType::Assimilated,
+    );
+    assert_eq!(assim.count, 5);
+    assert_eq!(assim.level, None);
+}
+
+#[test]
+fn eu_uses_the_window_with_the_most_dismissals() {
+    // 400 normally employed: 30 needed. Only the window starting on day 0 reaches 30.
+    let mut l = Ledger::default();
+    l.at(10, Exit::Dismissal(None), "milano", "IT", day(0));
+    l.at(20, Exit::Dismissal(None), "milano", "IT", day(25));
+    l.at(10, Exit::Dismissal(None), "milano", "IT", day(56));
+    let all = l.evaluate(
+        &packs(&["EU-9859-30D", "EU-9859-90D"]),
+        &Fixed(400),
+        day(100),
+    );
+    let s = find(
+        &all,
+        "EU-9859-30D",
+        "milano",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(s.count, 30);
+    assert_eq!(s.threshold, 30);
+    assert_eq!(s.level, Some(AlertLevel::Met));
+    assert_eq!((s.window_start, s.window_end), (day(0), day(29)));
+    let first_thirty: Vec<EventId> = (1..=30).map(event_id).collect();
+    assert_eq!(s.event_ids, first_thirty);
+
+    let s90 = find(
+        &all,
+        "EU-9859-90D",
+        "milano",
+        "rolling-90",
+        CountType::Strict,
+    );
+    assert_eq!((s90.count, s90.threshold), (40, 20));
+}
+
+#[test]
+fn eu_thirty_day_bands() {
+    for (staff, threshold) in [
+        (21, 10),
+        (99, 10),
+        (100, 10),
+        (250, 25),
+        (299, 30),
+        (300, 30),
+    ] {
+        let mut l = Ledger::default();
+        l.at(1, Exit::Dismissal(None), "x", "NL", day(0));
+        let all = l.evaluate(&packs(&["EU-9859-30D"]), &Fixed(staff), day(0));
+        let s = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
+        assert_eq!(s.threshold, threshold, "{staff} normally employed");
+    }
+    let mut l = Ledger::default();
+    l.at(15, Exit::Dismissal(None), "x", "NL", day(0));
+    let all = l.evaluate(&packs(&["EU-9859-30D"]), &Fixed(20), day(0));
+    let s = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
+    assert_eq!(
+        (s.threshold, s.level),
+        (0, None),
+        "20 or fewer: outside the variant"
+    );
+    assert!(s.label.contains("no threshold applies"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Germany, §17 KSchG
+
+#[test]
+fn de_each_size_band_at_and_below_its_threshold() {
+    for (staff, threshold) in [
+        (40, 6),
+        (200, 20),
+        (600, 30),
+        (59, 6),
+        (60, 6),
+        (300, 26),
+        (499, 26),
+        (500, 30),
+    ] {
+        for (n, met) in [(threshold, true), (threshold - 1, false)] {
+            let mut l = Ledger::default();
+            l.at(n as usize, Exit::Dismissal(None), "werk-1", "DE-BY", day(0));
+            let all = l.evaluate(&packs(&["DE-KSchG-17"]), &Fixed(staff), day(0));
+            let s = find(
+                &all,
+                "DE-KSchG-17",
+                "werk-1",
+                "rolling-30",
+                CountType::Strict,
+            );
+            assert_eq!(s.threshold, threshold, "{n} of {staff}");
+            assert_eq!(s.level == Some(AlertLevel::Met), met, "{n} of {staff}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Procedure steps
+
+fn cn_met_from_day_60() -> Ledger {
+    let mut l = Ledger::default();
+    l.exits(
+        25,
+        Exit::Dismissal(Some("CN-LCL-41")),
+        "acme",
+        "hz",
+        "CN",
+        day(60),
+        false,
+        Some("PLAN-1"),
+    );
+    l
+}
+
+fn cn_strict(l: &Ledger) -> ThresholdStatus {
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(70));
+    find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict).clone()
+}
+
+#[test]
+fn missing_steps_are_reported_when_absent() {
+    let s = cn_strict(&cn_met_from_day_60());
+    assert_eq!(s.level, Some(AlertLevel::Met));
+    assert_eq!(s.missing_steps.len(), 2, "{:?}", s.missing_steps);
+    assert!(s.missing_steps.iter().any(|m| m.contains("UnionBriefed")));
+    assert!(s
+        .missing_steps
+        .iter()
+        .any(|m| m.contains("AuthorityReported")));
+}
+
+#[test]
+fn steps_with_enough_lead_time_are_not_missing() {
+    let mut l = cn_met_from_day_60();
+    l.step("UnionBriefed", "acme", "hq", day(30)); // exactly 30 days ahead; any site of the entity
+    l.step("AuthorityReported", "acme", "hq", day(59));
+    let s = cn_strict(&l);
+    assert!(s.missing_steps.is_empty(), "{:?}", s.missing_steps);
+}
+
+#[test]
+fn steps_too_late_or_of_another_org_are_missing() {
+    let mut l = cn_met_from_day_60();
+    l.step("UnionBriefed", "acme", "hz", day(31)); // 29 days ahead: too late
+    l.step("AuthorityReported", "other-co", "hz", day(40));
+    let s = cn_strict(&l);
+    assert!(s.missing_steps.iter().any(|m| m.contains("UnionBriefed")));
+    assert!(s
+        .missing_steps
+        .iter()
+        .any(|m| m.contains("AuthorityReported")));
+
+    // A step dated after as_of has not happened yet.
+    let mut l = cn_met_from_day_60();
+    l.step("UnionBriefed", "acme", "hz", day(20));
+    l.step("AuthorityReported", "acme", "hz", day(50));
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(45));
+    let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
+    assert_eq!(s.level, Some(AlertLevel::Met), "planned separations count");
+    assert_eq!(s.missing_steps.len(), 1);
+    assert!(s.missing_steps[0].contains("AuthorityReported"));
+}
+
+#[test]
+fn warn_notice_must_be_filed_for_the_same_site_60_days_ahead() {
+    let run = |site: &str, on: Date| {
+        let mut l = Ledger::default();
+        l.at(60, Exit::Dismissal(None), "s1", "US-OH", day(100));
+        l.step("WarnNoticeFiled", "acme", site, on);
+        let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(150), day(100));
+        find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict)
+            .missing_steps
+            .clone()
+    };
+    assert!(run("s1", day(40)).is_empty());
+    assert_eq!(run("s1", day(41)).len(), 1, "59 days is too late");
+    assert_eq!(
+        run("s2", day(10)).len(),
+        1,
+        "a notice for another site does not count"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the output
+
+#[test]
+fn shadow_counts_are_never_a_legal_finding() {
+    let l = worked_example();
+    let all = l.evaluate(
+        &packs(&["CN-LCL-41", "EU-9859-30D", "US-WARN-FED"]),
+        &Fixed(1200),
+        day(60),
+    );
+    let shadows: Vec<&ThresholdStatus> = all
+        .iter()
+        .filter(|s| s.count_type == CountType::Shadow)
+        .collect();
+    assert!(!shadows.is_empty());
+    for s in shadows {
+        assert_eq!(s.label, SHADOW_LABEL);
+        assert!(s.missing_steps.is_empty());
+    }
+    for s in all.iter().filter(|s| s.count_type != CountType::Shadow) {
+        assert!(!s.label.contains("not a legal finding"));
+    }
+}
+
+#[test]
+fn evaluation_is_deterministic_and_independent_of_input_order() {
+    let l = worked_example();
+    let pk = packs(&["CN-LCL-41", "EU-9859-30D", "US-WARN-FED"]);
+    let a = l.evaluate(&pk, &Fixed(1200), day(60));
+    let reversed = Ledger {
+        separations: l.separations.iter().rev().cloned().collect(),
+        ..Ledger::default()
+    };
+    let b = reversed.evaluate(&pk, &Fixed(1200), day(60));
+    assert_eq!(a, b);
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&l.evaluate(&pk, &Fixed(1200), day(60))).unwrap()
+    );
+}
+
+#[test]
+fn warn_counts_long_temporary_layoffs_and_deep_hours_cuts() {
+    let mut l = Ledger::default();
+    l.at(20, Exit::Dismissal(None), "s", "US-CA", day(0));
+    let mut extra = |p: Payload| {
+        let n = l.next_id();
+        l.separations
+            .push((envelope(n, "acme", "s", "US-CA", day(1), p), false));
+    };
+    for k in 0..20 {
+        extra(Payload::TemporaryLayoff(wfl_domain::TemporaryLayoff {
+            worker_ref: WorkerRef(format!("t{k}")),
+            expected_duration_days: 200,
+            recall_expected: true,
+        }));
+    }
+    for k in 0..5 {
+        extra(Payload::TemporaryLayoff(wfl_domain::TemporaryLayoff {
+            worker_ref: WorkerRef(format!("u{k}")),
+            expected_duration_days: 30,
+            recall_expected: true,
+        }));
+    }
+    for (k, after, months) in [(0, 15, 6), (1, 15, 6), (2, 19, 6), (3, 20, 6), (4, 10, 3)] {
+        for j in 0..5 {
+            extra(Payload::HoursReduced(wfl_domain::HoursReduced {
+                worker_ref: WorkerRef(format!("h{k}-{j}")),
+                hours_before: 40,
+                hours_after: after,
+                expected_months: months,
+            }));
+        }
+    }
+    let all = l.evaluate(&packs(&["US-WARN-FED", "US-CA-WARN"]), &Fixed(100), day(5));
+    // 20 dismissals + 20 layoffs over 6 months + 15 cuts of more than 50% for 6 months.
+    let fed = find(&all, "US-WARN-FED", "s", "rolling-30", CountType::Strict);
+    assert_eq!(fed.count, 55);
+    assert_eq!(fed.level, Some(AlertLevel::Met));
+    // Cal-WARN counts temporary layoffs of any duration, and not hours cuts.
+    let ca = find(&all, "US-CA-WARN", "s", "rolling-30", CountType::Strict);
+    assert_eq!(ca.count, 45);
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [Exit; 3] = [
+        Exit::Dismissal(None),
+        Exit::MutualEmployerProposed,
+        Exit::Resignation { pressured: false },
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The reported rolling-window counts are the largest of any 30-day window, found by brute
+        /// force over every possible start day, with the EU five-redundancy gate applied per window.
+        #[test]
+        fn rolling_counts_are_the_maximum_over_all_windows(
+            exits in proptest::collection::vec((0i32..200, 0usize..3), 1..80)
+        ) {
+            let mut l = Ledger::default();
+            for (d, k) in &exits {
+                l.at(1, KINDS[*k], "x", "PL", day(*d));
+            }
+            let all = l.evaluate(&packs(&["EU-9859-30D"]), &Fixed(400), day(300));
+            let in_window = |start: i32, kind: usize| {
+                exits
+                    .iter()
+                    .filter(|(d, k)| *k == kind && (start..start + 30).contains(d))
+                    .count()
+            };
+            let brute_strict = (-30..230).map(|s| in_window(s, 0)).max().unwrap_or(0);
+            let brute_assim = (-30..230)
+                .map(|s| {
+                    let strict = in_window(s, 0);
+                    strict + if strict >= 5 { in_window(s, 1) } else { 0 }
+                })
+                .max()
+                .unwrap_or(0);
+
+            let strict = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
+            prop_assert_eq!(strict.count as usize, brute_strict);
+            prop_assert_eq!(strict.level == Some(AlertLevel::Met), brute_strict >= 30);
+            let assim = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Assimilated);
+            prop_assert_eq!(assim.count as usize, brute_assim);
+            for s in [strict, assim] {
+                prop_assert_eq!(s.event_ids.len() as u64, s.count);
+                prop_assert!(s.window_end == s.window_start.add_days(29));
+            }
+        }
+    }
+}

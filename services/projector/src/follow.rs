@@ -1,0 +1,188 @@
+//! Follows the ledger: subscribe from checkpoint + 1, fold, persist state + checkpoint together,
+//! publish alerts whose level changed. Reconnects and resumes after any break.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wfl_bus::Bus;
+use wfl_projections::rules::{AlertLevel, CountType};
+use wfl_proto::pb;
+
+use crate::store::ViewStore;
+use crate::{api, Config, Error, Shared, ALERTS_PREFIX};
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    store: ViewStore,
+    bus: Arc<dyn Bus>,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let store = Arc::new(store);
+    let mut alerts = Alerts::default();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let from = shared.projection.read().await.last_sequence() + 1;
+        let stream = async {
+            let channel = tonic::transport::Endpoint::from_shared(config.ledger_addr.clone())
+                .map_err(|e| e.to_string())?
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut client =
+                pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
+            client
+                .subscribe(pb::SubscribeRequest {
+                    from_sequence: from,
+                    heartbeat_ms: 500,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| s.to_string())
+        };
+        let mut stream = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            s = stream => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, ledger = %config.ledger_addr, "cannot subscribe to the ledger; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(100);
+        info!(from, "projector following the ledger");
+        let mut dirty = 0u64;
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => {
+                    if dirty > 0 {
+                        persist(&shared, &store).await?;
+                    }
+                    return Ok(());
+                }
+                m = stream.message() => m,
+            };
+            match message {
+                Ok(Some(pb::SubscribeResponse {
+                    kind: Some(pb::subscribe_response::Kind::Event(c)),
+                })) => {
+                    let sequence = c.sequence;
+                    let event = c
+                        .event
+                        .ok_or_else(|| {
+                            Error::Internal(format!("ledger event {sequence} has no body"))
+                        })
+                        .and_then(|e| {
+                            wfl_proto::convert::event_from_pb(e).map_err(|v| {
+                                Error::Internal(format!(
+                                    "ledger event {sequence} does not convert: {v}"
+                                ))
+                            })
+                        })?;
+                    let mut p = shared.projection.write().await;
+                    if sequence <= p.last_sequence() {
+                        continue; // already folded (a resumed stream overlaps nothing, but be safe)
+                    }
+                    if sequence != p.last_sequence() + 1 {
+                        warn!(
+                            sequence,
+                            expected = p.last_sequence() + 1,
+                            "gap in the committed stream; resubscribing"
+                        );
+                        break;
+                    }
+                    p.apply(sequence, &event);
+                    drop(p);
+                    shared.checkpoint.send_replace(sequence);
+                    dirty += 1;
+                    if dirty >= config.persist_every {
+                        persist(&shared, &store).await?;
+                        alerts.publish_changes(&shared, bus.as_ref()).await;
+                        dirty = 0;
+                    }
+                }
+                Ok(Some(_heartbeat)) => {
+                    if dirty > 0 {
+                        persist(&shared, &store).await?;
+                        alerts.publish_changes(&shared, bus.as_ref()).await;
+                        dirty = 0;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    if dirty > 0 {
+                        persist(&shared, &store).await?;
+                    }
+                    warn!("ledger stream ended; resubscribing");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Writes state and checkpoint in one atomic, flushed batch.
+async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Error> {
+    let shared = shared.clone();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let p = shared.projection.blocking_read();
+        store.save(&p)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// The last level published per (pack, org, unit, window, count type), to publish changes only.
+#[derive(Default)]
+struct Alerts {
+    published: BTreeMap<(String, String, String, String, CountType), Option<AlertLevel>>,
+}
+
+impl Alerts {
+    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) {
+        let statuses = {
+            let p = shared.projection.read().await;
+            api::threshold_watch(&p, &shared.packs, None, api::today()).1
+        };
+        for s in statuses {
+            let key = (
+                s.pack.clone(),
+                s.org.0.clone(),
+                s.unit.clone(),
+                s.window.clone(),
+                s.count_type,
+            );
+            let previous = self.published.get(&key).copied().flatten();
+            if previous == s.level {
+                continue;
+            }
+            self.published.insert(key, s.level);
+            if s.level.is_none() {
+                continue;
+            }
+            let subject = format!("{ALERTS_PREFIX}.{}.{}", s.org, s.pack);
+            match serde_json::to_vec(&s) {
+                Ok(body) => {
+                    if let Err(e) = bus.publish(&subject, Bytes::from(body)).await {
+                        warn!(error = %e, %subject, "alert not published; it stays queryable in ThresholdWatch");
+                    }
+                }
+                Err(e) => warn!(error = %e, "alert not serialisable"),
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The projector: follows the committed ledger and keeps the views.
+//!
+//! It subscribes to the ledger over gRPC (`Ledger.Subscribe`, from its checkpoint + 1), folds each
+//! committed event into a [`Projection`], and persists the state **and its checkpoint in one atomic
+//! sled batch** (every [`Config::persist_every`] events, and whenever the stream goes idle), so a
+//! restart resumes exactly where the persisted state stops: no event counted twice, none missed.
+//! After each persisted batch it evaluates the rule packs and publishes alerts whose level changed
+//! on `wfl.alerts.<org>.<rule_id>`. It serves gRPC `Views`; `as_of_sequence` answers are computed
+//! by folding the ledger's first n events again (projections are pure folds).
+//!
+//! It never writes to the ledger.
+
+mod api;
+mod follow;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::RwLock;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wfl_bus::Bus;
+use wfl_projections::rules::RulePack;
+use wfl_projections::views::Projection;
+
+pub use api::ViewsApi;
+
+/// Subject prefix of threshold alerts: `wfl.alerts.<org>.<rule_id>`.
+pub const ALERTS_PREFIX: &str = "wfl.alerts";
+
+/// What went wrong in the projector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The projector's own sled database failed or holds something unreadable.
+    #[error("projector store: {0}")]
+    Store(String),
+    /// A rule pack is malformed (names the file and field).
+    #[error(transparent)]
+    RulePacks(#[from] wfl_projections::Error),
+    /// A bug or an unexpected runtime failure.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Projector settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the projector's sled database.
+    pub data_dir: PathBuf,
+    /// Directory of the rule-pack files (`rulepacks/*.toml`).
+    pub rulepacks_dir: PathBuf,
+    /// The ledger's gRPC address (`http://127.0.0.1:50051`).
+    pub ledger_addr: String,
+    /// Persist state + checkpoint at least every this many events.
+    pub persist_every: u64,
+    /// Discard the stored state and fold the ledger again from sequence 1.
+    pub rebuild: bool,
+}
+
+/// Shared between the follower and the API.
+pub(crate) struct Shared {
+    pub projection: RwLock<Projection>,
+    /// The sequence the projection reflects, for readers waiting to read their own writes.
+    pub checkpoint: tokio::sync::watch::Sender<u64>,
+    pub packs: Vec<RulePack>,
+    pub ledger_addr: String,
+}
+
+/// A running projector.
+pub struct Projector {
+    shared: Arc<Shared>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl Projector {
+    /// Loads the rule packs and the stored state, then starts following the ledger.
+    ///
+    /// # Errors
+    /// A malformed rule pack (file and field named), or an unreadable projector store.
+    pub async fn start(
+        config: Config,
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
+        let packs = wfl_projections::rules::load_dir(&config.rulepacks_dir)?;
+        let store = store::ViewStore::open(&config.data_dir.join("projector"))?;
+        let projection = if config.rebuild {
+            Projection::new()
+        } else {
+            store.load()?
+        };
+        tracing::info!(
+            packs = packs.len(),
+            checkpoint = projection.last_sequence(),
+            "projector starting"
+        );
+        let (checkpoint, _) = tokio::sync::watch::channel(projection.last_sequence());
+        let shared = Arc::new(Shared {
+            checkpoint,
+            projection: RwLock::new(projection),
+            packs,
+            ledger_addr: config.ledger_addr.clone(),
+        });
+        let task = tokio::spawn(follow::run(shared.clone(), store, bus, config, shutdown));
+        Ok(Self { shared, task })
+    }
+
+    /// The gRPC `Views` service.
+    #[must_use]
+    pub fn service(&self) -> wfl_proto::pb::views_server::ViewsServer<ViewsApi> {
+        wfl_proto::pb::views_server::ViewsServer::new(ViewsApi::new(self.shared.clone()))
+    }
+
+    /// The sequence the views reflect now.
+    pub async fn checkpoint(&self) -> u64 {
+        self.shared.projection.read().await.last_sequence()
+    }
+
+    /// Waits for the follower to stop.
+    ///
+    /// # Errors
+    /// The follower's failure.
+    pub async fn join(self) -> Result<(), Error> {
+        self.task
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    }
+}

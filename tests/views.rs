@@ -1,0 +1,285 @@
+//! Projections end to end through `wfl up`: events recorded over gRPC show up in the views and the
+//! threshold watch (the domain-rules.md §7.2 worked example), `wfl report` prints them, answers
+//! name their ledger sequence, and a SIGKILLed node resumes without double counting.
+
+mod common;
+
+use std::process::Command;
+
+use common::{record_batch, Mode, Node};
+use wfl_domain::{
+    AiAttribution, ContractNotRenewed, ContractType, Date, Event, Initiator,
+    MutualTerminationEmployerProposed, Payload, Resignation, RoleAutomated, SiteId,
+};
+use wfl_proto::pb;
+use wfl_testkit::scenario;
+
+const ORG: &str = "cn-entity";
+
+fn at(mut e: Event, day: i32) -> Event {
+    e.site_id = SiteId::from("hz-1");
+    e.jurisdiction = "CN-33".into();
+    e.effective_date = Date::from_ymd(2026, 3, 1).expect("date").add_days(day);
+    e
+}
+
+/// 1,200 staff, then over 60 days: 8 AI dismissals (Art. 40(3)), 15 employer-proposed mutual
+/// terminations, 30 employer-declined non-renewals with the post closed, 25 resignations not
+/// back-filled.
+fn worked_example() -> (Vec<Event>, Vec<Event>) {
+    let baseline: Vec<Event> = (0..1200)
+        .map(|i| at(scenario::baseline(ORG, &format!("w-{i}")), -400))
+        .collect();
+    let mut exits = Vec::new();
+    let mut worker = 0;
+    let mut next = || {
+        worker += 1;
+        let mut s = scenario::separation(&format!("w-{worker}"));
+        s.initiator = Initiator::Employer;
+        s
+    };
+    for i in 0..8 {
+        let mut s = next();
+        s.legal_ground = Some("CN-LCL-40-3".into());
+        s.ai_attributed = AiAttribution::CitedByEmployer;
+        s.ai_system = Some("route-planner".into());
+        let p = Payload::RoleAutomated(RoleAutomated {
+            role_id: format!("role-{i}"),
+            ai_system: "route-planner".into(),
+            separation: Some(s),
+            retraining_offered: false,
+            redeployment_offered: false,
+        });
+        exits.push(at(scenario::event(ORG, p), i));
+    }
+    for i in 0..15 {
+        let mut s = next();
+        s.legal_ground = Some("CN-LCL-36".into());
+        exits.push(at(
+            scenario::event(
+                ORG,
+                Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
+                    separation: s,
+                    package: None,
+                }),
+            ),
+            10 + i,
+        ));
+    }
+    for i in 0..30 {
+        let mut s = next();
+        s.contract_type = ContractType::FixedTerm;
+        s.position_closed = true;
+        s.legal_ground = Some("CN-LCL-44-1".into());
+        let p = Payload::ContractNotRenewed(ContractNotRenewed {
+            separation: s,
+            renewal_offered: false,
+            offer_terms: None,
+            employee_refused: false,
+            would_trigger_open_ended: false,
+            consecutive_fixed_terms: None,
+        });
+        exits.push(at(scenario::event(ORG, p), 20 + i));
+    }
+    for i in 0..25 {
+        let mut s = next();
+        s.initiator = Initiator::Employee;
+        s.position_closed = true;
+        exits.push(at(
+            scenario::event(
+                ORG,
+                Payload::Resignation(Resignation {
+                    separation: s,
+                    regrettable: false,
+                    pressured: false,
+                }),
+            ),
+            30 + i,
+        ));
+    }
+    (baseline, exits)
+}
+
+async fn cn_statuses(
+    ch: &tonic::transport::Channel,
+    as_of_sequence: u64,
+) -> Vec<pb::ThresholdStatus> {
+    let r = pb::views_client::ViewsClient::new(ch.clone())
+        .threshold_watch(pb::ThresholdRequest {
+            org_id: ORG.into(),
+            as_of_date: "2026-05-15".into(),
+            as_of_sequence,
+            packs: vec!["CN-LCL-41".into()],
+            alerts_only: false,
+        })
+        .await
+        .expect("ThresholdWatch")
+        .into_inner();
+    assert_eq!(
+        r.as_of_sequence, as_of_sequence,
+        "the answer names the sequence it reflects"
+    );
+    r.statuses
+}
+
+/// The strongest status per count type.
+fn best(statuses: &[pb::ThresholdStatus], count_type: &str) -> pb::ThresholdStatus {
+    statuses
+        .iter()
+        .filter(|s| s.count_type == count_type)
+        .max_by_key(|s| (s.level, s.count))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {count_type} status in {statuses:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
+    let mut node = Node::start(Mode::Memory);
+    let ch = node.channel().await;
+    let (baseline, exits) = worked_example();
+    record_batch(&ch, &baseline).await;
+    let r = record_batch(&ch, &exits).await;
+    assert_eq!(r.committed, 78);
+    let head = 1278;
+
+    let statuses = cn_statuses(&ch, head).await;
+    let strict = best(&statuses, "strict");
+    let assimilated = best(&statuses, "assimilated");
+    let shadow = best(&statuses, "shadow");
+    assert_eq!(strict.count, 0);
+    assert_eq!(assimilated.count, 23);
+    assert_eq!(
+        assimilated.level,
+        pb::AlertLevel::Met as i32,
+        "23 >= 20 meets Art. 41's numeric limb"
+    );
+    assert_eq!(
+        assimilated.event_ids.len(),
+        23,
+        "the figure explains itself"
+    );
+    assert_eq!(shadow.count, 78);
+    assert!(
+        shadow.label.contains("not a legal finding"),
+        "{}",
+        shadow.label
+    );
+
+    // Before any exit was recorded (as of the baseline), nothing counts.
+    let early = cn_statuses(&ch, 1200).await;
+    assert!(early.iter().all(|s| s.count == 0), "{early:?}");
+
+    // The separations view splits formal layoffs from gradual attrition.
+    let views = pb::views_client::ViewsClient::new(ch.clone());
+    let sep = views
+        .clone()
+        .separations(pb::ViewRequest {
+            org_id: ORG.into(),
+            as_of_sequence: head,
+            ..Default::default()
+        })
+        .await
+        .expect("Separations")
+        .into_inner();
+    assert_eq!(sep.as_of_sequence, head);
+    let text = serde_json::to_string(&format!("{:?}", sep.view)).expect("debug");
+    assert!(
+        text.contains("formal_layoff") && text.contains("gradual_attrition"),
+        "{text}"
+    );
+
+    // Explain: the events behind the assimilated count.
+    let explained = views
+        .clone()
+        .explain(pb::ExplainRequest {
+            event_ids: assimilated.event_ids.clone(),
+            as_of_sequence: head,
+        })
+        .await
+        .expect("Explain")
+        .into_inner();
+    assert_eq!(explained.events.len(), 23);
+
+    // wfl report, as a person reads it and as JSON.
+    let report = Command::new(common::bin("wfl"))
+        .args([
+            "report",
+            "thresholds",
+            "--addr",
+            &node.proc.grpc,
+            "--org",
+            ORG,
+            "--pack",
+            "CN-LCL-41",
+            "--as-of-date",
+            "2026-05-15",
+        ])
+        .output()
+        .expect("wfl report");
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let out = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        out.contains("CN-LCL-41") && out.contains("MET") && out.contains("not legal findings"),
+        "{out}"
+    );
+    let json = Command::new(common::bin("wfl"))
+        .args([
+            "report",
+            "separations",
+            "--addr",
+            &node.proc.grpc,
+            "--org",
+            ORG,
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("wfl report json");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
+    assert_eq!(v["as_of_sequence"], head);
+
+    // A bad request names its field.
+    let bad = Command::new(common::bin("wfl"))
+        .args([
+            "report",
+            "headcount",
+            "--addr",
+            &node.proc.grpc,
+            "--cohort",
+            "interns",
+        ])
+        .output()
+        .expect("wfl");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cohort"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // SIGKILL the node: the projector resumes from its checkpoint without double counting.
+    let before = format!("{:?}", sep.view);
+    node.restart_hard();
+    let ch = node.channel().await;
+    let after = pb::views_client::ViewsClient::new(ch.clone())
+        .separations(pb::ViewRequest {
+            org_id: ORG.into(),
+            as_of_sequence: head,
+            ..Default::default()
+        })
+        .await
+        .expect("Separations after restart")
+        .into_inner();
+    assert_eq!(
+        format!("{:?}", after.view),
+        before,
+        "same figures after a restart"
+    );
+    let statuses = cn_statuses(&ch, head).await;
+    assert_eq!(best(&statuses, "assimilated").count, 23);
+    assert_eq!(best(&statuses, "shadow").count, 78);
+}
