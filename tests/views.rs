@@ -283,3 +283,71 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
     assert_eq!(best(&statuses, "assimilated").count, 23);
     assert_eq!(best(&statuses, "shadow").count, 78);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_alerts_are_published_on_nats() {
+    use futures::StreamExt;
+    let node = Node::start(Mode::Nats);
+    let client = async_nats::connect(node.nats.as_ref().expect("nats").url())
+        .await
+        .expect("nats");
+    let mut alerts = client
+        .subscribe(format!("wfl.alerts.{ORG}.>"))
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    let ch = node.channel().await;
+    let (baseline, exits) = worked_example();
+    record_batch(&ch, &baseline).await;
+    record_batch(&ch, &exits).await;
+    let met = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(m) = alerts.next().await {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("alert is JSON");
+            if m.subject.as_str() == format!("wfl.alerts.{ORG}.CN-LCL-41")
+                && v["count_type"] == "assimilated"
+                && v["level"] == "met"
+            {
+                return v;
+            }
+        }
+        panic!("alert subscription ended");
+    })
+    .await
+    .expect("a met alert for CN-LCL-41 arrives");
+    assert_eq!(met["count"], 23);
+    assert_eq!(met["event_ids"].as_array().map(Vec::len), Some(23));
+    assert!(met["label"].as_str().is_some_and(|l| !l.is_empty()));
+}
+
+#[test]
+fn a_malformed_rule_pack_stops_start_up_naming_file_and_field() {
+    let dir = wfl_testkit::temp_dir();
+    let packs = dir.path().join("packs");
+    std::fs::create_dir_all(&packs).expect("dir");
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rulepacks/CN-LCL-41.toml");
+    let text = std::fs::read_to_string(good).expect("shipped pack");
+    let broken = text.replacen("[[thresholds]]", "[[thresholds]]\nshare_typo = 1", 1);
+    assert_ne!(broken, text, "the pack has thresholds to break");
+    std::fs::write(packs.join("CN-LCL-41.toml"), broken).expect("write");
+    let out = Command::new(common::bin("wfl"))
+        .args([
+            "up",
+            "--data-dir",
+            &dir.path().join("d").display().to_string(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--rulepacks",
+            &packs.display().to_string(),
+        ])
+        .output()
+        .expect("wfl up runs");
+    assert!(!out.status.success(), "start-up must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CN-LCL-41.toml") && err.contains("share_typo"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing was served");
+}

@@ -195,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild_views,
         } => {
             wfl_cli::init_tracing();
+            let packs = wfl_projector::load_packs(&rulepacks)?;
             let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;
             tracing::info!(
                 grpc = %grpc.local_addr()?, http = %http.local_addr()?, data_dir = %data_dir.display(),
@@ -211,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wfl_cli::node::NodeConfig {
                     data_dir,
                     nats_url,
-                    rulepacks_dir: rulepacks,
+                    packs,
                     rebuild_views,
                 },
                 grpc,

@@ -19,8 +19,8 @@ use wfl_store::Log;
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub nats_url: Option<String>,
-    /// Directory of the rule-pack files.
-    pub rulepacks_dir: PathBuf,
+    /// The rule packs (loaded and validated before anything starts).
+    pub packs: Vec<wfl_projector::RulePack>,
     /// Discard the stored views and fold the ledger again from sequence 1.
     pub rebuild_views: bool,
 }
@@ -65,7 +65,7 @@ pub async fn run(
     let projector = wfl_projector::Projector::start(
         wfl_projector::Config {
             data_dir: config.data_dir.clone(),
-            rulepacks_dir: config.rulepacks_dir.clone(),
+            packs: config.packs.clone(),
             ledger_addr: format!("http://{grpc_addr}"),
             persist_every: 1000,
             rebuild: config.rebuild_views,

@@ -21,10 +21,10 @@ use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wfl_bus::Bus;
-use wfl_projections::rules::RulePack;
 use wfl_projections::views::Projection;
 
 pub use api::ViewsApi;
+pub use wfl_projections::rules::RulePack;
 
 /// Subject prefix of threshold alerts: `wfl.alerts.<org>.<rule_id>`.
 pub const ALERTS_PREFIX: &str = "wfl.alerts";
@@ -43,13 +43,21 @@ pub enum Error {
     Internal(String),
 }
 
+/// Loads and validates the rule packs in `dir` (`*.toml`).
+///
+/// # Errors
+/// The first malformed pack, naming its file and field, or an unreadable directory.
+pub fn load_packs(dir: &std::path::Path) -> Result<Vec<RulePack>, Error> {
+    Ok(wfl_projections::rules::load_dir(dir)?)
+}
+
 /// Projector settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Directory of the projector's sled database.
     pub data_dir: PathBuf,
-    /// Directory of the rule-pack files (`rulepacks/*.toml`).
-    pub rulepacks_dir: PathBuf,
+    /// The rule packs, loaded and validated with [`load_packs`].
+    pub packs: Vec<RulePack>,
     /// The ledger's gRPC address (`http://127.0.0.1:50051`).
     pub ledger_addr: String,
     /// Persist state + checkpoint at least every this many events.
@@ -83,7 +91,7 @@ impl Projector {
         bus: Arc<dyn Bus>,
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
-        let packs = wfl_projections::rules::load_dir(&config.rulepacks_dir)?;
+        let packs = config.packs.clone();
         let store = store::ViewStore::open(&config.data_dir.join("projector"))?;
         let projection = if config.rebuild {
             Projection::new()
