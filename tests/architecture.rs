@@ -56,8 +56,8 @@ fn normal_deps<'a>(
         .collect()
 }
 
-const SERVICES: &[&str] = &["wfl-gateway", "wfl-ledger"];
-const LIBS: &[&str] = &["wfl-store", "wfl-bus", "wfl-proto"];
+const SERVICES: &[&str] = &["wfl-gateway", "wfl-ledger", "wfl-projector"];
+const LIBS: &[&str] = &["wfl-store", "wfl-bus", "wfl-proto", "wfl-projections"];
 
 #[test]
 fn domain_is_pure() {
