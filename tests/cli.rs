@@ -176,6 +176,38 @@ fn import_reports_each_line_and_fails_when_any_line_is_refused() {
     assert_eq!(events[2]["event"]["payload"]["type"], "Resignation");
     assert_eq!(events[1]["prev_hash"], events[0]["hash"]);
 
+    // tail: history then live, with a bucket filter (a resignation whose post stays open is neutral).
+    let tail = wfl(&["tail", "--addr", addr, "--count", "3"], None);
+    assert!(tail.status.success(), "{}", text(&tail.stderr));
+    let seqs: Vec<u64> = text(&tail.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("jsonl")["sequence"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    let neutral = wfl(
+        &[
+            "tail", "--addr", addr, "--bucket", "neutral", "--count", "1",
+        ],
+        None,
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(text(&neutral.stdout).trim()).expect("one event");
+    assert_eq!(line["event"]["payload"]["type"], "Resignation");
+    let bad = wfl(
+        &["tail", "--addr", addr, "--bucket", "quiet", "--count", "1"],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("buckets[0]"),
+        "{}",
+        text(&bad.stderr)
+    );
+
     // Filters and a bad filter.
     let filtered = wfl(&["replay", "--addr", addr, "--type", "Resignation"], None);
     assert_eq!(text(&filtered.stdout).lines().count(), 1);

@@ -144,6 +144,9 @@ enum Command {
         org: Vec<String>,
         #[arg(long = "type")]
         event_type: Vec<String>,
+        /// Only these buckets: formal_layoff, gradual_attrition, neutral, signal.
+        #[arg(long)]
+        bucket: Vec<String>,
         /// Stop after this many events (default: follow forever).
         #[arg(long)]
         count: Option<u64>,
@@ -315,6 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             org,
             event_type,
+            bucket,
             count,
             addr,
         } => {
@@ -323,6 +327,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 org_ids: org,
                 event_types: event_type,
                 heartbeat_ms: 0,
+                buckets: bucket,
             };
             client::tail(&addr, request, count).await?;
             Ok(ExitCode::SUCCESS)

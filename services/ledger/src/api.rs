@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::error;
 use wfl_domain::EventType;
+use wfl_projections::classify::Bucket;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 
@@ -88,8 +89,24 @@ impl pb::ledger_server::Ledger for LedgerApi {
             }
             ms => Some(std::time::Duration::from_millis(u64::from(ms))),
         };
+        let mut buckets = Vec::with_capacity(req.buckets.len());
+        for (i, b) in req.buckets.iter().enumerate() {
+            let Some(bucket) = Bucket::ALL
+                .iter()
+                .copied()
+                .find(|k| k.as_str() == b.as_str())
+            else {
+                let names: Vec<&str> = Bucket::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(invalid(
+                    &format!("buckets[{i}]"),
+                    &format!("one of {}", names.join(", ")),
+                ));
+            };
+            buckets.push(bucket);
+        }
         let subscription = subscribe::Subscription {
             from: req.from_sequence.max(1),
+            buckets,
             filter: filter(req.org_ids, &req.event_types)?,
             heartbeat,
             peer,

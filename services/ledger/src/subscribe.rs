@@ -166,6 +166,8 @@ pub(crate) fn start(
 pub(crate) struct Subscription {
     pub from: u64,
     pub filter: Filter,
+    /// Empty: every bucket.
+    pub buckets: Vec<wfl_projections::classify::Bucket>,
     pub heartbeat: Option<Duration>,
     pub peer: String,
 }
@@ -201,6 +203,24 @@ async fn run(
             };
             let complete = records.len() < CHUNK;
             for r in &records {
+                if !request.buckets.is_empty() {
+                    match codec::decode_event(r) {
+                        Ok(event) => {
+                            let bucket =
+                                wfl_projections::classify::classify(&event.payload, false, false)
+                                    .bucket;
+                            if !request.buckets.contains(&bucket) {
+                                next = r.sequence + 1;
+                                stats.position.store(r.sequence, Ordering::Relaxed);
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.try_send(Err(status(e)));
+                            return;
+                        }
+                    }
+                }
                 let item = match codec::decode(r) {
                     Ok(c) => pb::SubscribeResponse {
                         kind: Some(pb::subscribe_response::Kind::Event(c)),
