@@ -239,6 +239,13 @@ async fn lifecycle_conflicts(mode: Mode) {
         .await
         .expect("matching version commits");
 
+    // The same event id twice in one batch: one commit, the second answered as its duplicate.
+    let twice = scenario::hire("acme", "w-twice");
+    let r = record_batch(&ch, &[twice.clone(), twice]).await;
+    let (a, b) = (ok(&r.results[0]), ok(&r.results[1]));
+    assert_eq!(a.sequence, b.sequence);
+    assert!(!a.duplicate && b.duplicate, "{r:?}");
+
     // A refused event id stays refused: resubmitting it returns the original refusal.
     let again = client
         .record(record(&stale))
@@ -247,7 +254,7 @@ async fn lifecycle_conflicts(mode: Mode) {
     assert_eq!(again.code(), tonic::Code::Aborted);
 
     let all = replay(&ch).await;
-    assert_eq!(all.len(), 5, "only the accepted events are in the ledger");
+    assert_eq!(all.len(), 6, "only the accepted events are in the ledger");
     assert_valid_chain(&all);
 }
 

@@ -80,10 +80,6 @@ impl DedupWindow {
             true
         }
     }
-
-    fn forget(&mut self, id: &uuid::Uuid) {
-        self.seen.remove(id);
-    }
 }
 
 impl Default for MemoryBus {
@@ -142,23 +138,25 @@ impl Bus for MemoryBus {
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut results = Vec::with_capacity(msgs.len());
         for msg in msgs {
-            let duplicate = || {
-                self.inner
-                    .dedup
-                    .lock()
-                    .map(|mut d| d.check(msg.event_id))
-                    .unwrap_or(false)
-            };
+            // Reserve queue space first, so a publish cancelled while waiting for space never
+            // marks its id as seen; then check the window and send with nothing awaited between.
             let result = match check_org(&msg.org_id) {
                 Err(e) => Err(e),
-                Ok(()) if duplicate() => Ok(PublishAck { duplicate: true }),
-                Ok(()) => match self.inner.inbox_tx.send(msg.payload).await {
-                    Ok(()) => Ok(PublishAck { duplicate: false }),
-                    Err(_) => {
-                        if let Ok(mut d) = self.inner.dedup.lock() {
-                            d.forget(&msg.event_id);
+                Ok(()) => match self.inner.inbox_tx.reserve().await {
+                    Err(_) => Err(Error::Closed),
+                    Ok(permit) => {
+                        let duplicate = self
+                            .inner
+                            .dedup
+                            .lock()
+                            .map(|mut d| d.check(msg.event_id))
+                            .unwrap_or(false);
+                        if duplicate {
+                            Ok(PublishAck { duplicate: true })
+                        } else {
+                            permit.send(msg.payload);
+                            Ok(PublishAck { duplicate: false })
                         }
-                        Err(Error::Closed)
                     }
                 },
             };

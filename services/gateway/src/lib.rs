@@ -30,6 +30,9 @@ pub const AWAIT_SUBJECT: &str = "wfl.ctl.await";
 const INVALID_ARGUMENT: i32 = tonic::Code::InvalidArgument as i32;
 const UNAVAILABLE: i32 = tonic::Code::Unavailable as i32;
 
+/// Longest wait for one outcome reply before asking the ledger again.
+const ASK_AGAIN: Duration = Duration::from_secs(5);
+
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -136,9 +139,10 @@ impl Gateway {
         }
         if !awaiting.is_empty() {
             let ids: Vec<String> = awaiting.iter().map(|(_, id, _)| id.clone()).collect();
-            let mut outcomes = self.await_outcomes(ids).await;
+            let outcomes = self.await_outcomes(ids).await;
             for (idx, id, duplicate) in awaiting {
-                let outcome = match outcomes.remove(&id) {
+                // `get`, not `remove`: the same event id may appear twice in one batch.
+                let outcome = match outcomes.get(&id).cloned() {
                     Some(pb::outcome::Result::Committed(mut r)) => {
                         r.duplicate |= duplicate;
                         Ok(r)
@@ -200,7 +204,13 @@ impl Gateway {
                 }
                 .encode_to_vec(),
             );
-            match self.bus.request(AWAIT_SUBJECT, request, left).await {
+            // Ask again every few seconds: if the ledger restarted after taking a request, its
+            // answer will never come, but a new request is answered from its store at once.
+            match self
+                .bus
+                .request(AWAIT_SUBJECT, request, left.min(ASK_AGAIN))
+                .await
+            {
                 Ok(bytes) => match pb::AwaitReply::decode(bytes.as_ref()) {
                     Ok(reply) => {
                         for o in reply.outcomes {
@@ -210,7 +220,10 @@ impl Gateway {
                         }
                         ids.retain(|id| !found.contains_key(id));
                     }
-                    Err(e) => warn!(error = %e, "malformed outcome reply"),
+                    Err(e) => {
+                        warn!(error = %e, "malformed outcome reply");
+                        tokio::time::sleep(backoff.min(left)).await;
+                    }
                 },
                 Err(e) => {
                     // The ledger may be restarting: the events are safe in the inbox, ask again.

@@ -210,6 +210,10 @@ fn invalid(field: &str, description: &str) -> Status {
 pub(crate) fn status(e: Error) -> Status {
     match e {
         Error::Bus(e) => Status::unavailable(e.to_string()),
+        Error::Store(wfl_store::Error::Io(e)) => {
+            error!(error = %e, "ledger storage unavailable");
+            Status::unavailable("ledger storage unavailable; retry")
+        }
         Error::Store(wfl_store::Error::Corrupt { sequence, .. })
         | Error::Undecodable { sequence, .. } => {
             error!(error = %e, "ledger data failed verification");

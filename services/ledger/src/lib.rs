@@ -52,7 +52,7 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             max_batch: 1000,
-            await_timeout: Duration::from_secs(60),
+            await_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
         }
     }
@@ -90,7 +90,17 @@ impl Ledger {
         let inbox = bus.inbox().await?;
         let requests = bus.serve(AWAIT_SUBJECT).await?;
         tasks.spawn(writer.run(inbox, requests, shutdown.clone()));
-        tasks.spawn(publisher::run(store.clone(), bus, head.clone(), shutdown));
+        let token = shutdown.clone();
+        let publisher = publisher::run(store.clone(), bus, head.clone(), shutdown);
+        tasks.spawn(async move {
+            let result = publisher.await;
+            if let Err(e) = &result {
+                // Stop the whole ledger rather than commit while the committed stream stays silent.
+                tracing::error!(error = %e, "committed-stream publisher failed; shutting down");
+                token.cancel();
+            }
+            result
+        });
         let limits = subscribe::Limits {
             stall_timeout: config.stall_timeout,
             ..subscribe::Limits::default()

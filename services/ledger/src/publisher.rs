@@ -19,6 +19,9 @@ use crate::{codec, Error};
 
 const CHUNK: usize = 1000;
 
+/// Store metadata key: the last sequence fully published on the committed stream.
+const CURSOR: &str = "publisher.cursor";
+
 pub(crate) async fn run(
     store: Arc<dyn Log>,
     bus: Arc<dyn Bus>,
@@ -26,7 +29,20 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let mut backoff = Backoff::default();
-    let mut published = if bus.durable_inbox() {
+    let cursor = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.meta_get(CURSOR))
+            .await
+            .map_err(Error::join)??
+    };
+    let cursor = cursor
+        .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
+        .map(u64::from_be_bytes);
+    let mut published = if let (Some(cursor), true) = (cursor, bus.durable_inbox()) {
+        // Everything up to the cursor was fully published; a message after it may be missing from
+        // the stream even if a later one is there (a pipelined publish interrupted mid-way).
+        cursor
+    } else if bus.durable_inbox() {
         loop {
             match bus.last_published_sequence().await {
                 Ok(s) => break s.unwrap_or(0),
@@ -49,6 +65,12 @@ pub(crate) async fn run(
                 Ok(last) => {
                     published = last;
                     backoff = Backoff::default();
+                    let s = store.clone();
+                    // Not flushed: a cursor that lags after a crash only republishes events the
+                    // stream deduplicates (Nats-Msg-Id) or consumers skip by Wfl-Sequence.
+                    tokio::task::spawn_blocking(move || s.meta_put(CURSOR, &last.to_be_bytes()))
+                        .await
+                        .map_err(Error::join)??;
                 }
                 Err(Error::Bus(e)) => {
                     warn!(error = %e, "publishing committed events failed; retrying");

@@ -65,6 +65,7 @@ impl Writer {
                         &StoreHistory {
                             store: s.as_ref(),
                             batch: &HashMap::new(),
+                            failed: std::cell::Cell::new(false),
                         },
                     );
                 }
@@ -126,6 +127,9 @@ impl Writer {
             error!(error = %e, "ledger writer stopped");
         }
         shutdown.cancel();
+        // A batch still queued holds the pump's `done` sender: drop it so the pump stops waiting
+        // (nothing is acknowledged; the inbox redelivers).
+        drop(batch_rx);
         let _ = pump.await;
         result
     }
@@ -186,8 +190,16 @@ impl Writer {
             let history = StoreHistory {
                 store: self.store.as_ref(),
                 batch: &in_batch,
+                failed: std::cell::Cell::new(false),
             };
-            match self.state.decide(&event, &history) {
+            let decision = self.state.decide(&event, &history);
+            if history.failed.get() {
+                return Err(Error::Internal(
+                    "store read failed while checking an event; stopping without acknowledging"
+                        .into(),
+                ));
+            }
+            match decision {
                 Ok(()) => {
                     let sequence = self.next_sequence;
                     self.next_sequence += 1;
@@ -339,6 +351,9 @@ async fn pump(
 struct StoreHistory<'a> {
     store: &'a dyn Log,
     batch: &'a HashMap<EventId, OriginalEvent>,
+    /// Set when a store read failed: the answer "not in the ledger" cannot be trusted, so the
+    /// writer must stop rather than store a refusal based on it.
+    failed: std::cell::Cell<bool>,
 }
 
 impl History for StoreHistory<'_> {
@@ -357,6 +372,7 @@ impl History for StoreHistory<'_> {
         };
         lookup().unwrap_or_else(|e| {
             error!(error = %e, event_id = %id, "history lookup failed");
+            self.failed.set(true);
             None
         })
     }

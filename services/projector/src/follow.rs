@@ -63,7 +63,6 @@ pub(crate) async fn run(
                 }
             },
         };
-        backoff = Duration::from_millis(100);
         info!(from, "projector following the ledger");
         let mut dirty = 0u64;
         loop {
@@ -74,7 +73,11 @@ pub(crate) async fn run(
                     }
                     return Ok(());
                 }
-                m = stream.message() => m,
+                // Heartbeats come every 500 ms: ten seconds of silence is a dead connection.
+                m = tokio::time::timeout(Duration::from_secs(10), stream.message()) => match m {
+                    Ok(m) => m,
+                    Err(_) => Err(tonic::Status::unavailable("no heartbeat from the ledger for 10 s")),
+                },
             };
             match message {
                 Ok(Some(pb::SubscribeResponse {
@@ -107,6 +110,7 @@ pub(crate) async fn run(
                     }
                     p.apply(sequence, &event);
                     drop(p);
+                    backoff = Duration::from_millis(100);
                     shared.checkpoint.send_replace(sequence);
                     dirty += 1;
                     if dirty >= config.persist_every {
@@ -127,6 +131,11 @@ pub(crate) async fn run(
                         persist(&shared, &store).await?;
                     }
                     warn!("ledger stream ended; resubscribing");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     break;
                 }
             }
@@ -170,17 +179,19 @@ impl Alerts {
             if previous == s.level {
                 continue;
             }
-            self.published.insert(key, s.level);
             if s.level.is_none() {
+                self.published.insert(key, None);
                 continue;
             }
             let subject = format!("{ALERTS_PREFIX}.{}.{}", s.org, s.pack);
             match serde_json::to_vec(&s) {
-                Ok(body) => {
-                    if let Err(e) = bus.publish(&subject, Bytes::from(body)).await {
-                        warn!(error = %e, %subject, "alert not published; it stays queryable in ThresholdWatch");
+                Ok(body) => match bus.publish(&subject, Bytes::from(body)).await {
+                    // Remembered only once sent, so a failed publish is retried next time.
+                    Ok(()) => {
+                        self.published.insert(key, s.level);
                     }
-                }
+                    Err(e) => warn!(error = %e, %subject, "alert not published yet; will retry"),
+                },
                 Err(e) => warn!(error = %e, "alert not serialisable"),
             }
         }

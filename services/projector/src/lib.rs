@@ -110,7 +110,17 @@ impl Projector {
             packs,
             ledger_addr: config.ledger_addr.clone(),
         });
-        let task = tokio::spawn(follow::run(shared.clone(), store, bus, config, shutdown));
+        let token = shutdown.clone();
+        let follower = follow::run(shared.clone(), store, bus, config, shutdown);
+        let task = tokio::spawn(async move {
+            let result = follower.await;
+            if let Err(e) = &result {
+                // Crash-only: frozen views served as current would be worse than no views.
+                tracing::error!(error = %e, "projector failed; shutting down");
+                token.cancel();
+            }
+            result
+        });
         Ok(Self { shared, task })
     }
 
