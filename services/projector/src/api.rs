@@ -58,6 +58,19 @@ impl ViewsApi {
         Ok((p.last_sequence(), f(&p)))
     }
 
+    /// Answers one of the five document views.
+    async fn view<T: serde::Serialize>(
+        &self,
+        r: pb::ViewRequest,
+        view: fn(&Projection, &Query) -> T,
+    ) -> Result<Response<pb::ViewResponse>, Status> {
+        let q = query(&r)?;
+        let (seq, v) = self
+            .with_projection(r.as_of_sequence, |p| view(p, &q))
+            .await?;
+        view_response(seq, &v)
+    }
+
     /// Folds the ledger's first `n` events into a fresh projection.
     async fn fold_prefix(&self, n: u64) -> Result<Projection, Status> {
         let mut client = pb::ledger_client::LedgerClient::connect(self.shared.ledger_addr.clone())
@@ -254,60 +267,35 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        let r = r.into_inner();
-        let q = query(&r)?;
-        let (seq, v) = self
-            .with_projection(r.as_of_sequence, |p| p.separations(&q))
-            .await?;
-        view_response(seq, &v)
+        self.view(r.into_inner(), Projection::separations).await
     }
 
     async fn headcount(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        let r = r.into_inner();
-        let q = query(&r)?;
-        let (seq, v) = self
-            .with_projection(r.as_of_sequence, |p| p.headcount(&q))
-            .await?;
-        view_response(seq, &v)
+        self.view(r.into_inner(), Projection::headcount).await
     }
 
     async fn cohort_exposure(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        let r = r.into_inner();
-        let q = query(&r)?;
-        let (seq, v) = self
-            .with_projection(r.as_of_sequence, |p| p.cohort_exposure(&q))
-            .await?;
-        view_response(seq, &v)
+        self.view(r.into_inner(), Projection::cohort_exposure).await
     }
 
     async fn hiring_signals(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        let r = r.into_inner();
-        let q = query(&r)?;
-        let (seq, v) = self
-            .with_projection(r.as_of_sequence, |p| p.hiring_signals(&q))
-            .await?;
-        view_response(seq, &v)
+        self.view(r.into_inner(), Projection::hiring_signals).await
     }
 
     async fn ai_adoption(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        let r = r.into_inner();
-        let q = query(&r)?;
-        let (seq, v) = self
-            .with_projection(r.as_of_sequence, |p| p.ai_adoption(&q))
-            .await?;
-        view_response(seq, &v)
+        self.view(r.into_inner(), Projection::ai_adoption).await
     }
 
     async fn threshold_watch(
