@@ -362,3 +362,49 @@ async fn health_and_reflection_are_served() {
         );
     }
 }
+
+async fn accepted_ack_level(mode: Mode) {
+    let node = Node::start(mode);
+    let ch = node.channel().await;
+    let event = scenario::hire("acme", "w-accepted");
+    let r = common::ingest(&ch)
+        .record(pb::RecordRequest {
+            event: Some(common::wire(&event)),
+            ack: pb::AckLevel::Accepted as i32,
+        })
+        .await
+        .expect("ACCEPTED record")
+        .into_inner();
+    match mode {
+        // Durable in JetStream: answered before the ledger commits, without a sequence.
+        Mode::Nats => assert_eq!((r.ack, r.sequence), (pb::AckLevel::Accepted as i32, 0)),
+        // No durable inbox in-process: served as COMMITTED.
+        Mode::Memory => assert_eq!((r.ack, r.sequence), (pb::AckLevel::Committed as i32, 1)),
+    }
+    // It is committed all the same, exactly once.
+    let mut s = common::subscribe(&ch, 1).await;
+    let c = common::next_event(&mut s).await.expect("open").expect("ok");
+    assert_eq!(
+        c.event.map(|e| e.event_id),
+        Some(event.event_id.to_string())
+    );
+    let again = common::ingest(&ch)
+        .record(pb::RecordRequest {
+            event: Some(common::wire(&event)),
+            ack: pb::AckLevel::Committed as i32,
+        })
+        .await
+        .expect("COMMITTED resubmission")
+        .into_inner();
+    assert_eq!((again.sequence, again.duplicate), (1, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_ack_level_over_nats() {
+    accepted_ack_level(Mode::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_ack_level_in_process() {
+    accepted_ack_level(Mode::Memory).await;
+}
