@@ -37,6 +37,9 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 pub const HEADER_SEQUENCE: &str = "Wfl-Sequence";
 /// Header carrying the ledger's chained hash (lowercase hex).
 pub const HEADER_HASH: &str = "Wfl-Hash";
+/// How long `next_batch` waits for more messages after the first before handing a batch over.
+const BATCH_LINGER: Duration = Duration::from_millis(3);
+
 /// Header carrying the event type.
 pub const HEADER_EVENT_TYPE: &str = "Wfl-Event-Type";
 
@@ -602,16 +605,26 @@ impl Inbox for NatsInbox {
         };
         let mut batch = Vec::with_capacity(max.min(PULL_BATCH));
         batch.push(delivery(first));
+        // Group commit: after the first message, take what is ready and linger briefly for more,
+        // so the writer flushes once for many events rather than once for a few.
+        let linger_until = tokio::time::Instant::now() + BATCH_LINGER;
         while batch.len() < max {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(msg))) => batch.push(delivery(msg)),
-                Some(Some(Err(e))) => {
+            let next = match messages.next().now_or_never() {
+                Some(next) => next,
+                None => match tokio::time::timeout_at(linger_until, messages.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some(Ok(msg)) => batch.push(delivery(msg)),
+                Some(Err(e)) => {
                     // Hand over what we have; the error will be seen on a later call if it
                     // persists.
                     tracing::warn!(error = %e, "inbox pull failed mid-batch");
                     break;
                 }
-                Some(None) | None => break,
+                None => break,
             }
         }
         Ok(batch)
