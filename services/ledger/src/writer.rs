@@ -58,16 +58,20 @@ impl Writer {
                 let records = s.read(from, None, &Filter::default(), 10_000)?;
                 let Some(last) = records.last() else { break };
                 from = last.sequence + 1;
+                let history = StoreHistory {
+                    store: s.as_ref(),
+                    batch: &HashMap::new(),
+                    failed: std::cell::Cell::new(false),
+                };
                 for r in &records {
                     let event = codec::decode_event(r)?;
-                    state.apply(
-                        &event,
-                        &StoreHistory {
-                            store: s.as_ref(),
-                            batch: &HashMap::new(),
-                            failed: std::cell::Cell::new(false),
-                        },
-                    );
+                    state.apply(&event, &history);
+                    if history.failed.get() {
+                        return Err(Error::Internal(format!(
+                            "store read failed while rebuilding state at sequence {}",
+                            r.sequence
+                        )));
+                    }
                 }
             }
             Ok((state, s.head()?))

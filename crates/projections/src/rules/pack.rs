@@ -333,21 +333,8 @@ pub(crate) fn segment_prefix(prefix: &str, code: &str) -> bool {
 /// Event types a counting rule may name: payloads that end employment, plus the two WARN also
 /// counts as employment losses (long temporary layoffs, deep hours cuts).
 pub(crate) fn countable(t: EventType) -> bool {
-    matches!(
-        t,
-        EventType::ContractNotRenewed
-            | EventType::EconomicDismissal
-            | EventType::RoleAutomated
-            | EventType::MutualTerminationEmployerProposed
-            | EventType::AdverseChangeRefusedExit
-            | EventType::Resignation
-            | EventType::Retirement
-            | EventType::DismissalForCause
-            | EventType::ContractorReleased
-            | EventType::DispatchedWorkerReturned
-            | EventType::TemporaryLayoff
-            | EventType::HoursReduced
-    )
+    wfl_domain::lifecycle::is_separation(t)
+        || matches!(t, EventType::TemporaryLayoff | EventType::HoursReduced)
 }
 
 fn compliance_kind(t: EventType) -> bool {
