@@ -7,13 +7,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use wfl_domain::{Cohort, Date, OrgId, SiteId};
-use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, RulePack, Separation, ThresholdStatus,
-};
 use wfl_projections::views::{Period, Projection, Query};
 use wfl_proto::pb;
 
-use crate::Shared;
+use crate::{thresholds, Shared};
 
 /// How long a view request waits for the projector to reach its `as_of_sequence`.
 const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(10);
@@ -102,7 +99,7 @@ impl ViewsApi {
     }
 }
 
-fn invalid(field: &str, description: &str) -> Status {
+pub(crate) fn invalid(field: &str, description: &str) -> Status {
     Status::with_error_details(
         tonic::Code::InvalidArgument,
         format!("{field}: {description}"),
@@ -114,7 +111,7 @@ fn unavailable(message: &str) -> Status {
     Status::unavailable(message.to_owned())
 }
 
-fn date(field: &str, s: &str) -> Result<Option<Date>, Status> {
+pub(crate) fn date(field: &str, s: &str) -> Result<Option<Date>, Status> {
     if s.is_empty() {
         return Ok(None);
     }
@@ -188,79 +185,6 @@ fn view_response<T: serde::Serialize>(
     }))
 }
 
-/// Today's date (UTC): the default day threshold windows are evaluated at.
-pub(crate) fn today() -> Date {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
-    Date::from_days(i32::try_from(days).unwrap_or(0))
-}
-
-/// The threshold watch over a projection: every pack, every unit, at `as_of`.
-pub(crate) fn threshold_watch(
-    p: &Projection,
-    packs: &[RulePack],
-    org: Option<&OrgId>,
-    as_of: Date,
-) -> (Date, Vec<ThresholdStatus>) {
-    let records = p.countable_records(org);
-    let compliance = p.compliance_records(org);
-    let separations: Vec<Separation<'_>> = records
-        .iter()
-        .map(|r| Separation {
-            event_id: r.event_id,
-            org: &r.org,
-            site: &r.site,
-            jurisdiction: &r.jurisdiction,
-            effective_date: r.effective_date,
-            payload: &r.payload,
-            position_closed: r.classification.position_closed,
-            backfilled: r.classification.backfilled,
-            correlation_id: r.correlation_id.as_deref(),
-        })
-        .collect();
-    let steps: Vec<ComplianceStep<'_>> = compliance
-        .iter()
-        .map(|c| ComplianceStep {
-            event_id: c.event_id,
-            org: &c.org,
-            site: &c.site,
-            kind: c.kind,
-            plan_id: &c.plan_id,
-            effective_date: c.effective_date,
-        })
-        .collect();
-    (
-        as_of,
-        rules::evaluate(packs, &separations, &steps, p, as_of),
-    )
-}
-
-fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
-    pb::ThresholdStatus {
-        pack: s.pack,
-        org_id: s.org.0,
-        unit: s.unit,
-        window: s.window,
-        window_start: s.window_start.to_string(),
-        window_end: s.window_end.to_string(),
-        count_type: s.count_type.as_str().to_owned(),
-        count: s.count,
-        event_ids: s.event_ids.iter().map(ToString::to_string).collect(),
-        denominator: s.denominator,
-        threshold: s.threshold,
-        ratio: s.ratio,
-        level: match s.level {
-            None => pb::AlertLevel::Unspecified,
-            Some(AlertLevel::Approaching) => pb::AlertLevel::Approaching,
-            Some(AlertLevel::Met) => pb::AlertLevel::Met,
-        } as i32,
-        missing_steps: s.missing_steps,
-        label: s.label,
-    }
-}
-
 #[tonic::async_trait]
 impl pb::views_server::Views for ViewsApi {
     async fn separations(
@@ -303,38 +227,15 @@ impl pb::views_server::Views for ViewsApi {
         r: Request<pb::ThresholdRequest>,
     ) -> Result<Response<pb::ThresholdResponse>, Status> {
         let r = r.into_inner();
-        let as_of = date("as_of_date", &r.as_of_date)?.unwrap_or_else(today);
-        for (i, id) in r.packs.iter().enumerate() {
-            if !self.shared.packs.iter().any(|p| &p.id == id) {
-                return Err(invalid(
-                    &format!("packs[{i}]"),
-                    &format!("no rule pack {id:?} is loaded"),
-                ));
-            }
-        }
-        let packs: Vec<RulePack> = self
-            .shared
-            .packs
-            .iter()
-            .filter(|p| r.packs.is_empty() || r.packs.contains(&p.id))
-            .cloned()
-            .collect();
-        let org = (!r.org_id.is_empty()).then(|| OrgId(r.org_id.clone()));
+        let request = thresholds::parse(&r, &self.shared.packs)?;
         let (seq, (as_of, statuses)) = self
             .with_projection(r.as_of_sequence, |p| {
-                threshold_watch(p, &packs, org.as_ref(), as_of)
+                thresholds::evaluate(p, &request, &self.shared.packs)
             })
             .await?;
-        let statuses = statuses
-            .into_iter()
-            .filter(|s| !r.alerts_only || s.level.is_some())
-            .map(status_pb)
-            .collect();
-        Ok(Response::new(pb::ThresholdResponse {
-            as_of_sequence: seq,
-            as_of_date: as_of.to_string(),
-            statuses,
-        }))
+        Ok(Response::new(thresholds::response(
+            seq, as_of, statuses, &request,
+        )))
     }
 
     async fn explain(

@@ -13,7 +13,7 @@ use wfl_projections::rules::{AlertLevel, CountType};
 use wfl_proto::pb;
 
 use crate::store::ViewStore;
-use crate::{api, Config, Error, Shared, ALERTS_PREFIX};
+use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -165,7 +165,7 @@ impl Alerts {
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) {
         let statuses = {
             let p = shared.projection.read().await;
-            api::threshold_watch(&p, &shared.packs, None, api::today()).1
+            thresholds::threshold_watch(&p, &shared.packs, None, thresholds::today()).1
         };
         for s in statuses {
             let key = (

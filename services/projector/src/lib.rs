@@ -13,6 +13,7 @@
 mod api;
 mod follow;
 mod store;
+mod thresholds;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -388,6 +388,16 @@ impl Projection {
         self.last_sequence
     }
 
+    /// The latest effective date among the live events of `org` (all orgs when `None`): the
+    /// default day the threshold watch is evaluated at.
+    #[must_use]
+    pub fn latest_effective_date(&self, org: Option<&OrgId>) -> Option<Date> {
+        self.live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .map(|(_, e)| e.effective_date)
+            .max()
+    }
+
     /// Separations per period, bucket and mechanism, with bucket totals and the AI-attributed share.
     #[must_use]
     pub fn separations(&self, q: &Query) -> SeparationsView {
