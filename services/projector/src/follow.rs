@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,9 @@ use wfl_proto::pb;
 use crate::store::ViewStore;
 use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
+/// While catching up, the threshold watch runs at most this often (and always once idle).
+const ALERT_INTERVAL: Duration = Duration::from_secs(2);
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     store: ViewStore,
@@ -25,6 +28,9 @@ pub(crate) async fn run(
     let store = Arc::new(store);
     let mut alerts = Alerts::default();
     let mut backoff = Duration::from_millis(100);
+    // The sequence alerts were last evaluated at, and when.
+    let mut alerted_at = 0u64;
+    let mut last_alerts = Instant::now();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -38,6 +44,20 @@ pub(crate) async fn run(
                 .map_err(|e| e.to_string())?;
             let mut client =
                 pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
+            // A ledger behind the views' checkpoint was replaced or truncated: the views would
+            // describe events it does not hold. Refuse rather than serve them.
+            let head = client
+                .head(pb::HeadRequest {})
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner()
+                .sequence;
+            if head + 1 < from {
+                return Ok(Err(Error::LedgerBehind {
+                    head,
+                    checkpoint: from - 1,
+                }));
+            }
             client
                 .subscribe(pb::SubscribeRequest {
                     from_sequence: from,
@@ -45,13 +65,14 @@ pub(crate) async fn run(
                     ..Default::default()
                 })
                 .await
-                .map(tonic::Response::into_inner)
+                .map(|r| Ok(r.into_inner()))
                 .map_err(|s| s.to_string())
         };
         let mut stream = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             s = stream => match s {
-                Ok(s) => s,
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(e),
                 Err(e) => {
                     warn!(error = %e, ledger = %config.ledger_addr, "cannot subscribe to the ledger; retrying");
                     tokio::select! {
@@ -115,15 +136,24 @@ pub(crate) async fn run(
                     dirty += 1;
                     if dirty >= config.persist_every {
                         persist(&shared, &store).await?;
-                        alerts.publish_changes(&shared, bus.as_ref()).await;
                         dirty = 0;
+                        // The watch reads the whole state: while catching up, at most once per
+                        // ALERT_INTERVAL, so its cost stays a bounded share of the fold.
+                        if last_alerts.elapsed() >= ALERT_INTERVAL {
+                            alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
+                            last_alerts = Instant::now();
+                        }
                     }
                 }
                 Ok(Some(_heartbeat)) => {
                     if dirty > 0 {
                         persist(&shared, &store).await?;
-                        alerts.publish_changes(&shared, bus.as_ref()).await;
                         dirty = 0;
+                    }
+                    // Idle: the alerts catch up with everything folded.
+                    if shared.projection.read().await.last_sequence() > alerted_at {
+                        alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
+                        last_alerts = Instant::now();
                     }
                 }
                 Ok(None) | Err(_) => {
@@ -143,16 +173,13 @@ pub(crate) async fn run(
     }
 }
 
-/// Writes state and checkpoint in one atomic, flushed batch.
+/// Writes what changed since the last persist, and the checkpoint, in one atomic, flushed batch.
 async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Error> {
-    let shared = shared.clone();
+    let changes = shared.projection.write().await.take_changes();
     let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let p = shared.projection.blocking_read();
-        store.save(&p)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || store.save(&changes))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 /// The last level published per (pack, org, unit, window, count type), to publish changes only.
@@ -162,10 +189,13 @@ struct Alerts {
 }
 
 impl Alerts {
-    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) {
-        let statuses = {
+    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at.
+    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
+        let (at, statuses) = {
             let p = shared.projection.read().await;
-            thresholds::threshold_watch(&p, &shared.packs, None, thresholds::today()).1
+            let statuses =
+                thresholds::threshold_watch(&p, &shared.packs, None, thresholds::today()).1;
+            (p.last_sequence(), statuses)
         };
         for s in statuses {
             let key = (
@@ -195,5 +225,6 @@ impl Alerts {
                 Err(e) => warn!(error = %e, "alert not serialisable"),
             }
         }
+        at
     }
 }

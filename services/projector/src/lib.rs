@@ -39,6 +39,13 @@ pub enum Error {
     /// A rule pack is malformed (names the file and field).
     #[error(transparent)]
     RulePacks(#[from] wfl_projections::Error),
+    /// The ledger holds fewer events than the views have folded: it was replaced or truncated.
+    #[error(
+        "the ledger's head ({head}) is behind the views' checkpoint ({checkpoint}): the ledger was \
+         replaced or truncated; refusing to serve views of events it does not hold (check the \
+         ledger with `wfl verify`, or restart the projector with --rebuild-views to re-derive them)"
+    )]
+    LedgerBehind { head: u64, checkpoint: u64 },
     /// A bug or an unexpected runtime failure.
     #[error("internal: {0}")]
     Internal(String),
@@ -95,6 +102,10 @@ impl Projector {
         let packs = config.packs.clone();
         let store = store::ViewStore::open(&config.data_dir.join("projector"))?;
         let projection = if config.rebuild {
+            tracing::info!(
+                "--rebuild-views: discarding the stored views; folding the ledger again"
+            );
+            store.clear()?;
             Projection::new()
         } else {
             store.load()?
