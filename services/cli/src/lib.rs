@@ -4,6 +4,7 @@
 //! The binaries themselves stay thin; every service's logic lives in its own crate.
 
 pub mod client;
+pub mod loadgen;
 pub mod node;
 pub mod report;
 

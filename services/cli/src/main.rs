@@ -19,6 +19,22 @@ struct Cli {
     command: Command,
 }
 
+/// `wfl load --mix`.
+#[derive(Clone, Copy, ValueEnum)]
+enum LoadMix {
+    Hires,
+    Restructuring,
+}
+
+impl From<LoadMix> for wfl_cli::loadgen::Mix {
+    fn from(m: LoadMix) -> Self {
+        match m {
+            LoadMix::Hires => Self::Hires,
+            LoadMix::Restructuring => Self::Restructuring,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Ack {
     /// Durable in the ledger (sequence and hash returned).
@@ -119,10 +135,14 @@ enum Command {
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
     },
-    /// Load generator: record N synthetic hires in batches and report events/s.
+    /// Load generator: record N synthetic events in batches and report events/s.
     Load {
         #[arg(long, default_value_t = 100_000)]
         events: u64,
+        /// `hires` (one site, one day) or `restructuring` (hires, non-renewals, dismissals,
+        /// position links and AI events over 8 sites and three years: every view has work).
+        #[arg(long, value_enum, default_value = "hires")]
+        mix: LoadMix,
         #[arg(long, default_value_t = 1000)]
         batch: usize,
         /// RecordBatch calls in flight.
@@ -297,13 +317,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Load {
             events,
+            mix,
             batch,
             concurrency,
             org,
             ack,
             addr,
         } => {
-            let r = client::load(&addr, &org, events, batch, concurrency, ack.into()).await?;
+            let r = client::load(&addr, &org, events, batch, concurrency, ack.into(), mix.into()).await?;
             println!(
                 "{} events in {:.2} s: {:.0} events/s (batch {batch}, {concurrency} in flight; batch latency p50 {:.1} ms, p99 {:.1} ms)",
                 r.events,
