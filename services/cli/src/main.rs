@@ -19,6 +19,39 @@ struct Cli {
     command: Command,
 }
 
+/// `wfl bench ...`.
+#[derive(Subcommand)]
+enum Bench {
+    /// The views at volume: load N restructuring events into a scratch single node, then report
+    /// view lag under load, drain time, disk (views vs ledger), RSS, as-of latency and the
+    /// catch-up rate of a rebuild from sequence 1.
+    Views {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// RecordBatch calls in flight.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Scratch data dir (must be empty or absent; removed afterwards unless --keep).
+        #[arg(long, default_value = "./wfl-bench-views")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        /// How many as_of_sequence answers to time.
+        #[arg(long, default_value_t = 5)]
+        as_of_queries: usize,
+        /// Fail when disk per event or catch-up rate is more than 2x worse than this JSON baseline
+        /// (`{"views_bytes_per_event": .., "catchup_events_per_s": ..}`).
+        #[arg(long)]
+        check: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
 /// `wfl load --mix`.
 #[derive(Clone, Copy, ValueEnum)]
 enum LoadMix {
@@ -155,6 +188,11 @@ enum Command {
         ack: Ack,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
+    },
+    /// Benchmarks measured through a real node (not tests): `wfl bench views`.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
     },
     /// Follow committed events live (after the history from --from), as JSON lines.
     Tail {
@@ -333,6 +371,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 r.batch_p50_ms,
                 r.batch_p99_ms
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                Bench::Views {
+                    events,
+                    batch,
+                    concurrency,
+                    data_dir,
+                    keep,
+                    rulepacks,
+                    as_of_queries,
+                    check,
+                    format,
+                },
+        } => {
+            let baseline = match &check {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    Some(
+                        serde_json::from_str::<wfl_cli::bench::Baseline>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let config = wfl_cli::bench::ViewsConfig {
+                events,
+                batch,
+                concurrency,
+                data_dir,
+                keep,
+                packs: wfl_projector::load_packs(&rulepacks)?,
+                as_of_queries,
+            };
+            let report = wfl_cli::bench::views(&config).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&report)?),
+                Format::Text => print!("{}", report.table()),
+            }
+            if let Some(b) = baseline {
+                report.check(&b)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Tail {

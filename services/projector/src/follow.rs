@@ -2,6 +2,7 @@
 //! publish alerts whose level changed. Reconnects and resumes after any break.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,6 +132,13 @@ pub(crate) async fn run(
                     }
                     p.apply(sequence, &event);
                     drop(p);
+                    let progress = &shared.progress;
+                    progress.checkpoint.store(sequence, Ordering::Relaxed);
+                    progress.ledger_head.fetch_max(sequence, Ordering::Relaxed);
+                    progress
+                        .last_recorded_at_micros
+                        .store(c.recorded_at_micros, Ordering::Relaxed);
+                    progress.folded.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
                     shared.checkpoint.send_replace(sequence);
                     dirty += 1;
@@ -145,7 +153,13 @@ pub(crate) async fn run(
                         }
                     }
                 }
-                Ok(Some(_heartbeat)) => {
+                Ok(Some(pb::SubscribeResponse {
+                    kind: Some(pb::subscribe_response::Kind::Heartbeat(h)),
+                })) => {
+                    shared
+                        .progress
+                        .ledger_head
+                        .fetch_max(h.head_sequence, Ordering::Relaxed);
                     if dirty > 0 {
                         persist(&shared, &store).await?;
                         dirty = 0;
@@ -155,6 +169,11 @@ pub(crate) async fn run(
                         alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
                         last_alerts = Instant::now();
                     }
+                }
+                Ok(Some(pb::SubscribeResponse { kind: None })) => {
+                    return Err(Error::Internal(
+                        "the ledger sent a subscription message with no content".into(),
+                    ));
                 }
                 Ok(None) | Err(_) => {
                     if dirty > 0 {
@@ -177,9 +196,20 @@ pub(crate) async fn run(
 async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Error> {
     let changes = shared.projection.write().await.take_changes();
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.save(&changes))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+    let progress = shared.progress.clone();
+    tokio::task::spawn_blocking(move || {
+        store.save(&changes)?;
+        progress.persists.fetch_add(1, Ordering::Relaxed);
+        if progress.persists.load(Ordering::Relaxed) % 64 == 1 {
+            // sled walks its files for this: sample it, do not pay it per persist.
+            progress
+                .store_bytes
+                .store(store.size_on_disk(), Ordering::Relaxed);
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 /// The last level published per (pack, org, unit, window, count type), to publish changes only.
