@@ -23,7 +23,8 @@ use wfl_domain::{
     Payload, PositionChange, Resignation, Retirement, RetirementType, RoleAutomated, Separation,
     SiteId, Source, TemporaryLayoff, WorkerHired, WorkerRef,
 };
-use wfl_projections::views::{Entry, Period, Projection, Query, WorkerLink};
+use wfl_projections::views::{Entry, Period, PopulationIndex, Projection, Query, WorkerLink};
+use wfl_projections::Population;
 use wfl_projections::PopulationQuery;
 
 const ORGS: [&str; 2] = ["acme", "globex"];
@@ -629,6 +630,36 @@ proptest! {
         let q = Query::default();
         prop_assert_eq!(restored.separations(&q), full.separations(&q));
         prop_assert_eq!(restored.headcount(&q), full.headcount(&q));
+    }
+
+    /// The threshold watch asks the population once per window: the index built once per
+    /// evaluation answers exactly as the projection's own (slow) population query, for every org,
+    /// site, day and exclusion.
+    #[test]
+    fn the_population_index_answers_as_the_projection_does(choices in choices()) {
+        let g = Generator::run(&choices);
+        let p = fold(&g.events);
+        let index = PopulationIndex::new(&p, None);
+        for org in ORGS {
+            for site in [None, Some("sh"), Some("bj"), Some("gz")] {
+                for offset in (0..440).step_by(37) {
+                    for (rels, cts) in [
+                        (vec![], vec![]),
+                        (vec![EmploymentRelationship::Dispatched, EmploymentRelationship::Contractor], vec![]),
+                        (vec![], vec![ContractType::FixedTerm]),
+                    ] {
+                        let q = PopulationQuery {
+                            org: OrgId::from(org),
+                            site: site.map(SiteId::from),
+                            on: day(0).add_days(offset),
+                            exclude_relationships: rels,
+                            exclude_contract_types: cts,
+                        };
+                        prop_assert_eq!(index.headcount(&q), p.population(&q), "{:?}", q);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

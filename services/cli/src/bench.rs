@@ -188,7 +188,7 @@ impl Node {
 /// so this only fails once the node has stopped).
 async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
     let mut s = tokio::net::TcpStream::connect(http).await?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
         .await?;
     let mut body = String::new();
     s.read_to_string(&mut body).await?;
@@ -318,8 +318,7 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     node.caught_up(head).await?;
     report.drain_s = loaded_at.elapsed().as_secs_f64();
     sampling.cancel();
-    let (mut lags, max_events, rss_peak) =
-        sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
+    let (mut lags, max_events, rss_peak) = sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
     lags.sort_by(f64::total_cmp);
     report.lag_p99_s = percentile(&lags, 0.99);
     report.lag_max_s = lags.last().copied().unwrap_or(0.0);

@@ -362,7 +362,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ack,
             addr,
         } => {
-            let r = client::load(&addr, &org, events, batch, concurrency, ack.into(), mix.into()).await?;
+            let r = client::load(
+                &addr,
+                &org,
+                events,
+                batch,
+                concurrency,
+                ack.into(),
+                mix.into(),
+            )
+            .await?;
             println!(
                 "{} events in {:.2} s: {:.0} events/s (batch {batch}, {concurrency} in flight; batch latency p50 {:.1} ms, p99 {:.1} ms)",
                 r.events,

@@ -258,3 +258,29 @@ impl Alerts {
         at
     }
 }
+
+/// Keeps [`crate::Progress::ledger_head`] current while the follower is busy catching up (the
+/// subscription only carries the head in heartbeats, which stop while events flow), so the lag
+/// metrics say how far behind the views are. Best effort: an unreachable ledger is retried.
+pub(crate) async fn watch_head(
+    shared: Arc<Shared>,
+    ledger_addr: String,
+    shutdown: CancellationToken,
+) {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(ledger_addr) else {
+        return;
+    };
+    let mut client = pb::ledger_client::LedgerClient::new(endpoint.connect_lazy());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if let Ok(head) = client.head(pb::HeadRequest {}).await {
+            shared
+                .progress
+                .ledger_head
+                .fetch_max(head.into_inner().sequence, Ordering::Relaxed);
+        }
+    }
+}

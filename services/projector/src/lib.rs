@@ -115,15 +115,52 @@ impl Progress {
         let head = self.ledger_head.load(Ordering::Relaxed);
         let mut out = String::new();
         for (name, kind, help, value) in [
-            ("wfl_views_checkpoint_sequence", "gauge", "Last ledger sequence folded into the views.", checkpoint.to_string()),
-            ("wfl_views_ledger_head_sequence", "gauge", "Highest ledger head the projector has seen.", head.to_string()),
-            ("wfl_views_lag_events", "gauge", "Committed events not yet in the views.", head.saturating_sub(checkpoint).to_string()),
-            ("wfl_view_lag_seconds", "gauge", "Age of the last folded event while the views are behind; 0 when caught up.", format!("{:.3}", self.lag_seconds())),
-            ("wfl_views_store_bytes", "gauge", "Bytes of the view store on disk (sampled at each persist).", self.store_bytes.load(Ordering::Relaxed).to_string()),
-            ("wfl_views_folded_total", "counter", "Events folded since start.", self.folded.load(Ordering::Relaxed).to_string()),
-            ("wfl_views_persists_total", "counter", "Keyed persists (one atomic batch each) since start.", self.persists.load(Ordering::Relaxed).to_string()),
+            (
+                "wfl_views_checkpoint_sequence",
+                "gauge",
+                "Last ledger sequence folded into the views.",
+                checkpoint.to_string(),
+            ),
+            (
+                "wfl_views_ledger_head_sequence",
+                "gauge",
+                "Highest ledger head the projector has seen.",
+                head.to_string(),
+            ),
+            (
+                "wfl_views_lag_events",
+                "gauge",
+                "Committed events not yet in the views.",
+                head.saturating_sub(checkpoint).to_string(),
+            ),
+            (
+                "wfl_view_lag_seconds",
+                "gauge",
+                "Age of the last folded event while the views are behind; 0 when caught up.",
+                format!("{:.3}", self.lag_seconds()),
+            ),
+            (
+                "wfl_views_store_bytes",
+                "gauge",
+                "Bytes of the view store on disk (sampled at each persist).",
+                self.store_bytes.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "wfl_views_folded_total",
+                "counter",
+                "Events folded since start.",
+                self.folded.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "wfl_views_persists_total",
+                "counter",
+                "Keyed persists (one atomic batch each) since start.",
+                self.persists.load(Ordering::Relaxed).to_string(),
+            ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
         }
         out
     }
@@ -183,6 +220,11 @@ impl Projector {
             packs,
             ledger_addr: config.ledger_addr.clone(),
         });
+        tokio::spawn(follow::watch_head(
+            shared.clone(),
+            config.ledger_addr.clone(),
+            shutdown.clone(),
+        ));
         let token = shutdown.clone();
         let follower = follow::run(shared.clone(), store, bus, config, shutdown);
         let task = tokio::spawn(async move {

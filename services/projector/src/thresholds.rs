@@ -7,7 +7,7 @@ use wfl_domain::{Date, OrgId};
 use wfl_projections::rules::{
     self, AlertLevel, ComplianceStep, RulePack, Separation, ThresholdStatus,
 };
-use wfl_projections::views::Projection;
+use wfl_projections::views::{PopulationIndex, Projection};
 use wfl_proto::pb;
 
 use crate::api::{date, invalid};
@@ -119,7 +119,14 @@ pub(crate) fn threshold_watch(
         .collect();
     (
         as_of,
-        rules::evaluate(packs, &separations, &steps, p, as_of),
+        // Indexed once: the watch asks the population once per window and sample.
+        rules::evaluate(
+            packs,
+            &separations,
+            &steps,
+            &PopulationIndex::new(p, org),
+            as_of,
+        ),
     )
 }
 

@@ -25,6 +25,7 @@
 //!   worker's site at the time. A separation dated before its hire counts on the hire date.
 
 mod headcount;
+mod population;
 mod separations;
 mod signals;
 mod timeline;
@@ -32,6 +33,7 @@ mod timeline;
 pub use headcount::{
     CohortExposureRow, CohortExposureView, HeadcountFigures, HeadcountRow, HeadcountView,
 };
+pub use population::PopulationIndex;
 pub use separations::{AiShare, BucketTotal, SeparationRow, SeparationsView};
 pub use signals::{
     AiAdoptionView, AiToolRow, AiUsageRow, ExternalTarget, GraduateIntakeRow, HiringPauseRow,
