@@ -160,9 +160,23 @@ enum Command {
         /// Thresholds: only approaching or met.
         #[arg(long)]
         alerts_only: bool,
-        /// Explain: the event ids behind a figure.
+        /// Explain: these events.
         #[arg(long = "event-id")]
         event_ids: Vec<String>,
+        /// Explain: the events behind a figure of this view (separations, headcount,
+        /// cohort_exposure, hiring_signals, ai_adoption), asked with the same filters; give the
+        /// figure's `evidence` path with --path.
+        #[arg(long)]
+        figure: Option<String>,
+        /// Explain: the figure's `evidence` path from the view answer ("/rows/3/total").
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Explain: the `next_page_token` of the previous page.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Explain: events per page (default 1,000).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
@@ -323,6 +337,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             packs,
             alerts_only,
             event_ids,
+            figure,
+            path,
+            page_token,
+            page_size,
             format,
             addr,
         } => {
@@ -346,6 +364,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 packs,
                 alerts_only,
                 event_ids,
+                figure: figure.map(|view| (view, path)),
+                page_token,
+                page_size,
             };
             print!(
                 "{}",
