@@ -361,3 +361,155 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     node.stop().await?;
     Ok(report)
 }
+
+/// What `wfl bench fold` measured: the projector's steps one at a time, in this process, on
+/// events of the restructuring mix (no network, no ledger).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FoldReport {
+    pub events: u64,
+    /// Protobuf `CommittedEvent` bytes -> domain event (what the follower does per event).
+    pub decode_events_per_s: f64,
+    /// `Projection::apply` alone.
+    pub fold_events_per_s: f64,
+    /// `take_changes` + encoding every changed entry (JSON), per 1,000 events.
+    pub encode_events_per_s: f64,
+    /// Entries + links held in memory after the fold, bytes of process RSS growth per event.
+    pub rss_bytes_per_event: f64,
+    /// The threshold watch over the final state (every pack, every unit), milliseconds.
+    pub watch_ms: f64,
+}
+
+impl FoldReport {
+    /// A table for people.
+    #[must_use]
+    pub fn table(&self) -> String {
+        format!(
+            "step                                  rate\n\
+             events (restructuring mix)            {}\n\
+             decode (protobuf -> domain)           {:.0} events/s\n\
+             fold (Projection::apply)              {:.0} events/s\n\
+             take changes + encode (per 1,000)     {:.0} events/s\n\
+             RSS growth per folded event           {:.0} B\n\
+             threshold watch over the final state  {:.1} ms\n",
+            self.events,
+            self.decode_events_per_s,
+            self.fold_events_per_s,
+            self.encode_events_per_s,
+            self.rss_bytes_per_event,
+            self.watch_ms,
+        )
+    }
+}
+
+/// Runs the fold benchmark over `events` generated events.
+///
+/// # Errors
+/// An event that does not convert (a bug in the generator).
+pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<FoldReport> {
+    use prost::Message;
+    let generator = crate::loadgen::Generator::new(Mix::Restructuring, "bench", "fold")
+        .map_err(|e| anyhow!(e))?;
+    let mut encoded = Vec::with_capacity(events as usize);
+    for (i, e) in generator.events(0, events).iter().enumerate() {
+        encoded.push(
+            pb::CommittedEvent {
+                sequence: i as u64 + 1,
+                event: Some(wfl_proto::convert::event_to_pb(e)),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+    }
+    let t = Instant::now();
+    let mut decoded = Vec::with_capacity(encoded.len());
+    for bytes in &encoded {
+        let c = pb::CommittedEvent::decode(bytes.as_slice())?;
+        let e = c
+            .event
+            .ok_or_else(|| anyhow!("event {} has no body", c.sequence))?;
+        decoded.push(
+            wfl_proto::convert::event_from_pb(e)
+                .map_err(|v| anyhow!("event {} does not convert: {v}", c.sequence))?,
+        );
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+    drop(encoded);
+
+    let rss_before = rss_bytes();
+    let mut p = wfl_projections::views::Projection::new();
+    let t = Instant::now();
+    for (i, e) in decoded.iter().enumerate() {
+        p.apply(i as u64 + 1, e);
+    }
+    let fold_s = t.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+
+    // Encoding as the store does it, from a fresh fold cut every 1,000 events.
+    let mut q = wfl_projections::views::Projection::new();
+    let mut encode_s = 0.0;
+    for (i, e) in decoded.iter().enumerate() {
+        q.apply(i as u64 + 1, e);
+        if (i + 1) % 1000 == 0 || i + 1 == decoded.len() {
+            let t = Instant::now();
+            let changes = q.take_changes();
+            let mut bytes = 0usize;
+            for (_, entry) in &changes.entries {
+                bytes += serde_json::to_vec(entry)?.len();
+            }
+            std::hint::black_box(bytes);
+            encode_s += t.elapsed().as_secs_f64();
+        }
+    }
+    drop(q);
+
+    let t = Instant::now();
+    let index = wfl_projections::views::PopulationIndex::new(&p, None);
+    let records = p.countable_records(None);
+    let steps = p.compliance_records(None);
+    let separations: Vec<wfl_projections::rules::Separation<'_>> = records
+        .iter()
+        .map(|r| wfl_projections::rules::Separation {
+            event_id: r.event_id,
+            org: &r.org,
+            site: &r.site,
+            jurisdiction: &r.jurisdiction,
+            effective_date: r.effective_date,
+            payload: &r.payload,
+            position_closed: r.classification.position_closed,
+            backfilled: r.classification.backfilled,
+            correlation_id: r.correlation_id.as_deref(),
+        })
+        .collect();
+    let compliance: Vec<wfl_projections::rules::ComplianceStep<'_>> = steps
+        .iter()
+        .map(|c| wfl_projections::rules::ComplianceStep {
+            event_id: c.event_id,
+            org: &c.org,
+            site: &c.site,
+            kind: c.kind,
+            plan_id: &c.plan_id,
+            effective_date: c.effective_date,
+        })
+        .collect();
+    let as_of = p
+        .latest_effective_date(None)
+        .ok_or_else(|| anyhow!("nothing folded"))?;
+    std::hint::black_box(wfl_projections::rules::evaluate(
+        packs,
+        &separations,
+        &compliance,
+        &index,
+        as_of,
+    ));
+    let watch_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let n = decoded.len() as f64;
+    Ok(FoldReport {
+        events: decoded.len() as u64,
+        decode_events_per_s: n / decode_s,
+        fold_events_per_s: n / fold_s,
+        encode_events_per_s: n / encode_s.max(1e-9),
+        rss_bytes_per_event: rss_after.saturating_sub(rss_before) as f64 / n,
+        watch_ms,
+    })
+}

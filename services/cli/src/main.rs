@@ -50,6 +50,16 @@ enum Bench {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// The projector's steps one at a time, in memory: decode, fold, encode changes, and one
+    /// threshold watch over the final state (no network, no ledger).
+    Fold {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 /// `wfl load --mix`.
@@ -444,6 +454,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(b) = baseline {
                 report.check(&b)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                Bench::Fold {
+                    events,
+                    rulepacks,
+                    format,
+                },
+        } => {
+            let packs = wfl_projector::load_packs(&rulepacks)?;
+            let report = tokio::task::spawn_blocking(move || wfl_cli::bench::fold(events, &packs))
+                .await??;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&report)?),
+                Format::Text => print!("{}", report.table()),
             }
             Ok(ExitCode::SUCCESS)
         }
