@@ -466,8 +466,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let packs = wfl_projector::load_packs(&rulepacks)?;
-            let report = tokio::task::spawn_blocking(move || wfl_cli::bench::fold(events, &packs))
-                .await??;
+            let report =
+                tokio::task::spawn_blocking(move || wfl_cli::bench::fold(events, &packs)).await??;
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&report)?),
                 Format::Text => print!("{}", report.table()),
