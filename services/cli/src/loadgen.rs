@@ -120,7 +120,7 @@ impl Generator {
             Payload::WorkerHired(WorkerHired {
                 worker_ref: self.worker(worker),
                 employment_relationship: EmploymentRelationship::Employee,
-                contract_type: if worker % 4 == 0 {
+                contract_type: if worker.is_multiple_of(4) {
                     ContractType::FixedTerm
                 } else {
                     ContractType::OpenEnded
@@ -148,7 +148,7 @@ impl Generator {
             initiator,
             reason_personal: false,
             legal_ground: None,
-            ai_attributed: if worker % 5 == 0 {
+            ai_attributed: if worker.is_multiple_of(5) {
                 AiAttribution::CitedByEmployer
             } else {
                 AiAttribution::None
@@ -176,13 +176,13 @@ impl Generator {
                 renewal_offered: false,
                 offer_terms: None,
                 employee_refused: false,
-                would_trigger_open_ended: b % 3 == 0,
+                would_trigger_open_ended: b.is_multiple_of(3),
                 consecutive_fixed_terms: None,
             }),
         );
         let non_renewal_id = non_renewal.event_id;
         out.push(non_renewal);
-        let second = if b % 2 == 0 {
+        let second = if b.is_multiple_of(2) {
             Payload::EconomicDismissal(EconomicDismissal {
                 separation: self.separation(w + 1, Initiator::Employer, true),
                 selection_criteria: None,
@@ -192,7 +192,7 @@ impl Generator {
             Payload::Resignation(Resignation {
                 separation: self.separation(w + 1, Initiator::Employee, false),
                 regrettable: false,
-                pressured: b % 3 == 0,
+                pressured: b.is_multiple_of(3),
             })
         };
         out.push(self.envelope(site(1), hired(1).add_days(60 + (b % 300) as i32), second));
@@ -204,11 +204,11 @@ impl Generator {
                 linked_separation_id: Some(non_renewal_id),
             }),
         ));
-        let ai = if b % 2 == 0 {
+        let ai = if b.is_multiple_of(2) {
             Payload::AiToolRolledOut(AiToolRolledOut {
                 tool: "assistant".into(),
                 scope: format!("unit-{}", b % 50),
-                mandatory: b % 4 == 0,
+                mandatory: b.is_multiple_of(4),
             })
         } else {
             let period_start = self.start.add_days((b % 1000) as i32);
@@ -219,7 +219,7 @@ impl Generator {
                 metric: AiMetric::ActiveUsers,
                 value: 40 + b % 60,
                 population: Some(120),
-                used_in_performance_review: b % 7 == 0,
+                used_in_performance_review: b.is_multiple_of(7),
             })
         };
         out.push(self.envelope(site(2), self.start.add_days((b % 1000) as i32), ai));
