@@ -229,3 +229,28 @@ fn unreachable_server_is_a_one_line_error() {
     assert!(err.starts_with("wfl: cannot reach wfl at"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// The README's run command is `cargo run --release -- up`: every `cargo run -- …` in it must reach
+/// `wfl` without naming a binary (the workspace has four). Checked with the debug profile the
+/// test run has already built, so nothing is compiled here.
+#[test]
+fn the_readmes_cargo_run_commands_reach_wfl() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    assert!(
+        readme.contains("cargo run --release -- up"),
+        "the README gives the run command"
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["run", "--quiet", "--", "up", "--help"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("--data-dir"),
+        "{}",
+        text(&out.stdout)
+    );
+}
