@@ -16,6 +16,12 @@ const EVENTS: u64 = 8_000;
 
 /// `(checkpoint, ledger head)` from `/metrics`.
 fn progress(proc: &Proc) -> (u64, u64) {
+    let (c, _, h) = progress3(proc);
+    (c, h)
+}
+
+/// `(checkpoint, persisted checkpoint, ledger head)` from `/metrics`.
+fn progress3(proc: &Proc) -> (u64, u64, u64) {
     let text = http_get(proc.http.as_deref().expect("an http address"), "/metrics");
     let value = |name: &str| {
         text.lines()
@@ -24,6 +30,7 @@ fn progress(proc: &Proc) -> (u64, u64) {
     };
     (
         value("wfl_views_checkpoint_sequence"),
+        value("wfl_views_persisted_sequence"),
         value("wfl_ledger_head_sequence"),
     )
 }
@@ -137,4 +144,48 @@ async fn a_projector_killed_at_any_point_resumes_to_the_same_figures() {
             "a resumed fold gives the uninterrupted fold's figures"
         );
     }
+}
+
+/// A ledger replaced behind the views' back (here: its directory emptied) holds fewer events than
+/// the views folded: the node refuses to serve them, says why, and exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_ahead_of_the_ledger_are_refused_not_served() {
+    let mut node = Node::start(Mode::Memory);
+    let ch = node.channel().await;
+    let events: Vec<wfl_domain::Event> = (0..20)
+        .map(|i| wfl_testkit::scenario::hire("acme", &format!("w-{i}")))
+        .collect();
+    assert_eq!(common::record_batch(&ch, &events).await.committed, 20);
+    // The views persist when the stream goes idle; wait until they have.
+    let started = Instant::now();
+    while progress3(&node.proc).1 < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the views never persisted 20"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    node.proc.kill();
+    let dir = node.dir.path().to_path_buf();
+    std::fs::remove_dir_all(dir.join("data/ledger")).expect("the ledger dir is removed");
+
+    let mut proc = spawn(&dir, false);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = proc.child.try_wait().expect("the node can be waited for") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the node still runs; log:\n{}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "a refusal is a failure exit");
+    let log = proc.log_text();
+    assert!(
+        log.contains("behind the views' checkpoint (20)") && log.contains("--rebuild-views"),
+        "{log}"
+    );
 }

@@ -205,6 +205,9 @@ async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Err
     let progress = shared.progress.clone();
     tokio::task::spawn_blocking(move || {
         store.save(&changes)?;
+        progress
+            .persisted
+            .store(changes.last_sequence, Ordering::Relaxed);
         progress.persists.fetch_add(1, Ordering::Relaxed);
         if progress.persists.load(Ordering::Relaxed) % 64 == 1 {
             // sled walks its files for this: sample it, do not pay it per persist.

@@ -80,6 +80,8 @@ pub struct Config {
 pub struct Progress {
     /// The last sequence folded.
     pub checkpoint: AtomicU64,
+    /// The last sequence persisted durably with the views (what a restart resumes from).
+    pub persisted: AtomicU64,
     /// The highest ledger head the follower has seen (events and heartbeats).
     pub ledger_head: AtomicU64,
     /// `recorded_at` of the last event folded, µs since the epoch.
@@ -120,6 +122,12 @@ impl Progress {
                 "gauge",
                 "Last ledger sequence folded into the views.",
                 checkpoint.to_string(),
+            ),
+            (
+                "wfl_views_persisted_sequence",
+                "gauge",
+                "Last ledger sequence persisted with the views (a restart resumes after it).",
+                self.persisted.load(Ordering::Relaxed).to_string(),
             ),
             (
                 "wfl_views_ledger_head_sequence",
@@ -212,6 +220,9 @@ impl Projector {
         let progress = Arc::new(Progress::default());
         progress
             .checkpoint
+            .store(projection.last_sequence(), Ordering::Relaxed);
+        progress
+            .persisted
             .store(projection.last_sequence(), Ordering::Relaxed);
         let shared = Arc::new(Shared {
             progress,

@@ -197,3 +197,69 @@ fn link_key(sequence: u64, id: &EventId) -> [u8; 25] {
 fn event_id(bytes: &[u8]) -> Option<EventId> {
     uuid::Uuid::from_slice(bytes).ok().map(EventId)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfl_domain::{Date, Event, EvidenceConfidence, Payload, SiteId, Source, WorkerHired};
+
+    fn hire(n: u128) -> Event {
+        Event {
+            event_id: EventId(uuid::Uuid::from_u128(n)),
+            org_id: OrgId::from("acme"),
+            site_id: SiteId::from("sh"),
+            jurisdiction: "CN".into(),
+            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
+            source: Source::default(),
+            correlation_id: None,
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: EvidenceConfidence::Reported,
+            expected_version: None,
+            payload: Payload::WorkerHired(WorkerHired {
+                worker_ref: WorkerRef(format!("w-{n}")),
+                employment_relationship: wfl_domain::EmploymentRelationship::Employee,
+                contract_type: wfl_domain::ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn what_is_saved_is_loaded_and_a_damaged_value_names_the_path_and_the_fix() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("projector");
+        let store = ViewStore::open(&path).expect("opens");
+        let mut p = Projection::new();
+        for n in 1..=3 {
+            p.apply(n as u64, &hire(n));
+            store.save(&p.take_changes()).expect("saves");
+        }
+        assert_eq!(store.load().expect("loads"), p);
+
+        store
+            .db
+            .insert(
+                entry_key(&EventId(uuid::Uuid::from_u128(2))),
+                &b"{not json"[..],
+            )
+            .expect("a raw write");
+        let Err(Error::Store(message)) = store.load() else {
+            panic!("a damaged entry is refused")
+        };
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("--rebuild-views"), "{message}");
+
+        store.clear().expect("clears");
+        store
+            .db
+            .insert(LEGACY_STATE, &b"{}"[..])
+            .expect("a legacy document");
+        let Err(Error::Store(message)) = store.load() else {
+            panic!("the old layout is refused")
+        };
+        assert!(message.contains("--rebuild-views"), "{message}");
+    }
+}
