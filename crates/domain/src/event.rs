@@ -346,6 +346,10 @@ pub struct Retirement {
 pub struct DismissalForCause {
     pub separation: Separation,
     pub cause_code: String,
+    /// Summary (immediate) dismissal without notice (DE: fristlose Kündigung, KSchG §17(4) s.2:
+    /// not counted as a notifiable dismissal). False: an ordinary dismissal with notice.
+    #[serde(default)]
+    pub summary: bool,
 }
 
 /// A contractor released, or a dispatched worker returned to the agency (host-side view).

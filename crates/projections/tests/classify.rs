@@ -278,6 +278,7 @@ fn dismissal_for_cause_is_neutral_whatever_the_position_or_cause_text() {
         let p = Payload::DismissalForCause(DismissalForCause {
             separation: closed(sep(Initiator::Employer)),
             cause_code: cause.to_owned(),
+            summary: false,
         });
         let c = plain(&p);
         assert_eq!(

@@ -387,6 +387,7 @@ fn separation(worker: WorkerRef, b: u8, d: u16) -> Payload {
         7 => Payload::DismissalForCause(DismissalForCause {
             separation: s,
             cause_code: "c".to_owned(),
+            summary: false,
         }),
         8 => Payload::ContractorReleased(AgencyRelease {
             separation: s,

@@ -168,6 +168,7 @@ fn payload(n: usize, exit: Exit) -> Payload {
             Payload::DismissalForCause(DismissalForCause {
                 separation: s,
                 cause_code: "misconduct".into(),
+                summary: false,
             })
         }
     }

@@ -163,6 +163,7 @@ fn for_cause(worker: &str) -> Payload {
     Payload::DismissalForCause(DismissalForCause {
         separation: sep(worker),
         cause_code: "misconduct".to_owned(),
+        summary: false,
     })
 }
 

@@ -241,6 +241,7 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
         P::DismissalForCause(x) => Kind::DismissalForCause(pb::DismissalForCause {
             separation: Some(separation_to(&x.separation)),
             cause_code: x.cause_code.clone(),
+            summary: x.summary,
         }),
         P::ContractorReleased(a) => Kind::ContractorReleased(agency_release_to(a)),
         P::DispatchedWorkerReturned(a) => Kind::DispatchedWorkerReturned(agency_release_to(a)),
@@ -741,6 +742,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
             P::DismissalForCause(d::DismissalForCause {
                 separation: sep?,
                 cause_code: x.cause_code,
+                summary: x.summary,
             })
         }
         Kind::ContractorReleased(a) => P::ContractorReleased(agency_release_from(cx, p, a)?),

@@ -193,6 +193,7 @@ fn payload(ty: EventType, full: bool) -> Payload {
         EventType::DismissalForCause => Payload::DismissalForCause(DismissalForCause {
             separation: separation(full),
             cause_code: "misconduct".into(),
+            summary: false,
         }),
         EventType::ContractorReleased => Payload::ContractorReleased(agency(full)),
         EventType::DispatchedWorkerReturned => Payload::DispatchedWorkerReturned(agency(!full)),

@@ -5,7 +5,7 @@
 use tonic::Status;
 use wfl_domain::{Date, OrgId};
 use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, RulePack, Separation, ThresholdStatus,
+    self, AlertLevel, ComplianceStep, RulePack, Separation, StepState, ThresholdStatus, WindowRole,
 };
 use wfl_projections::views::Projection;
 use wfl_proto::pb;
@@ -52,8 +52,17 @@ pub(crate) fn evaluate(
         .filter(|p| request.packs.is_empty() || request.packs.contains(&p.id))
         .cloned()
         .collect();
-    let as_of = request.as_of_date.unwrap_or_else(today);
-    threshold_watch(p, &packs, request.org.as_ref(), as_of)
+    let as_of = request
+        .as_of_date
+        .unwrap_or_else(|| default_as_of(p, request.org.as_ref()));
+    (as_of, watch_rows(p, &packs, request.org.as_ref(), as_of))
+}
+
+/// The day the watch is evaluated at when none is asked for: the latest effective date in the
+/// ledger (of `org`, when given), as `views.proto` documents, so a layoff recorded ahead of time
+/// is seen. An empty ledger falls back to today (there is nothing to evaluate then).
+pub(crate) fn default_as_of(p: &Projection, org: Option<&OrgId>) -> Date {
+    p.latest_effective_date(org).unwrap_or_else(today)
 }
 
 /// The wire answer.
@@ -83,13 +92,28 @@ pub(crate) fn today() -> Date {
     Date::from_days(i32::try_from(days).unwrap_or(0))
 }
 
-/// The threshold watch over a projection: every pack, every unit, at `as_of`.
+/// The threshold watch for the alert loop: the *current* rows only (the build-up under way at
+/// `as_of`), every pack, every unit. Peak rows are history and are not alerted on. Key alerts on
+/// `(pack, org, unit, window_key, count type)`; `window_key` names the wave, so a new wave alerts
+/// again. Pass [`default_as_of`] as `as_of`.
 pub(crate) fn threshold_watch(
     p: &Projection,
     packs: &[RulePack],
     org: Option<&OrgId>,
     as_of: Date,
 ) -> (Date, Vec<ThresholdStatus>) {
+    let mut rows = watch_rows(p, packs, org, as_of);
+    rows.retain(|s| s.role == WindowRole::Current);
+    (as_of, rows)
+}
+
+/// Every row (current and peak) of every pack and unit at `as_of`.
+fn watch_rows(
+    p: &Projection,
+    packs: &[RulePack],
+    org: Option<&OrgId>,
+    as_of: Date,
+) -> Vec<ThresholdStatus> {
     let records = p.countable_records(org);
     let compliance = p.compliance_records(org);
     let separations: Vec<Separation<'_>> = records
@@ -117,10 +141,7 @@ pub(crate) fn threshold_watch(
             effective_date: c.effective_date,
         })
         .collect();
-    (
-        as_of,
-        rules::evaluate(packs, &separations, &steps, p, as_of),
-    )
+    rules::evaluate(packs, &separations, &steps, p, as_of)
 }
 
 fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
@@ -144,5 +165,42 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
         } as i32,
         missing_steps: s.missing_steps,
         label: s.label,
+        role: s.role.as_str().to_owned(),
+        window_key: s.window_key,
+        unit_kind: s.unit_kind.as_str().to_owned(),
+        count_date: s.count_date.as_str().to_owned(),
+        excluded: s
+            .excluded
+            .into_iter()
+            .map(|x| pb::ThresholdExcluded {
+                event_id: x.event_id.to_string(),
+                reason: x.reason,
+            })
+            .collect(),
+        gate: s.gate.map(|g| pb::ThresholdGate {
+            strict_workers: g.strict_workers,
+            min_strict: g.min_strict,
+            open: g.open,
+        }),
+        steps: s
+            .steps
+            .into_iter()
+            .map(|c| pb::ThresholdStep {
+                step: c.step,
+                event_type: c.event_type.as_str().to_owned(),
+                plan: c.plan.unwrap_or_default(),
+                first_separation: c.first_separation.to_string(),
+                due_by: c.due_by.to_string(),
+                state: match c.state {
+                    StepState::OnTime => "on_time",
+                    StepState::Late => "late",
+                    StepState::Missing => "missing",
+                }
+                .to_owned(),
+                event_id: c.event_id.map(|e| e.to_string()).unwrap_or_default(),
+                days_late: c.days_late,
+            })
+            .collect(),
+        floor_only: s.floor_only,
     }
 }

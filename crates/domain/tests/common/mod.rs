@@ -241,6 +241,7 @@ pub fn every_separation(worker: &str) -> Vec<Payload> {
                 ..sep(worker)
             },
             cause_code: "misconduct".to_owned(),
+            summary: false,
         }),
         Payload::ContractorReleased(agency_release(worker, EmploymentRelationship::Contractor)),
         Payload::DispatchedWorkerReturned(agency_release(

@@ -51,6 +51,16 @@ impl Unit {
     pub fn is_site(self) -> bool {
         matches!(self, Unit::Site | Unit::Establishment)
     }
+
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Site => "site",
+            Unit::Establishment => "establishment",
+            Unit::LegalEntity => "legal_entity",
+        }
+    }
 }
 
 /// One rule pack, as read from `rulepacks/<id>.toml`.
@@ -81,7 +91,84 @@ pub struct RulePack {
     pub windows: Vec<Window>,
     #[serde(default)]
     pub procedure: Vec<ProcedureStep>,
+    /// Which date of a separation places it in a window and starts its procedure deadlines;
+    /// absent: the effective date.
+    #[serde(default)]
+    pub count_date: Option<CountDateRule>,
+    /// For a Directive pack: which Member States chose this variant; absent: every jurisdiction
+    /// listed applies.
+    #[serde(default)]
+    pub member_states: Option<MemberStates>,
     pub sources: Vec<SourceRef>,
+}
+
+/// The date a separation is counted at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountDate {
+    /// The day the separation takes legal effect (the last day of employment).
+    #[default]
+    Effective,
+    /// The day notice was given (`notice_given_on`), falling back to the effective date when the
+    /// event names none (DE: the dismissal is the declaration of termination, C-188/03 Junk).
+    Notice,
+}
+
+impl CountDate {
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountDate::Effective => "effective",
+            CountDate::Notice => "notice",
+        }
+    }
+}
+
+/// A pack's count date with the confidence of its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountDateRule {
+    pub basis: CountDate,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The Member States a Directive variant applies to (each state transposed one variant, or a
+/// stricter national rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberStates {
+    /// States that chose this variant (ISO 3166-1 alpha-2).
+    #[serde(default)]
+    pub chose_this_variant: Vec<String>,
+    /// States whose choice was not researched: evaluated under both variants, labelled so.
+    #[serde(default)]
+    pub choice_not_researched: Vec<String>,
+    /// States with a national pack: this row is the Directive floor only (labelled `floor_only`).
+    #[serde(default)]
+    pub national_packs: Vec<NationalPack>,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A Member State whose national law has its own pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NationalPack {
+    pub state: String,
+    pub pack: String,
+}
+
+/// How a Directive pack applies to one Member State.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariantChoice {
+    /// Not a Directive pack, or the state chose this variant.
+    Applies,
+    /// The state's choice was not researched.
+    NotResearched,
 }
 
 /// Whether the headcount of an employer-size test is the whole entity's or the unit's.
@@ -197,6 +284,9 @@ pub struct MatchRule {
     /// `Resignation.pressured`.
     #[serde(default)]
     pub pressured: Option<bool>,
+    /// `DismissalForCause.summary`: dismissed without notice (DE §17(4) s.2: not counted).
+    #[serde(default)]
+    pub summary: Option<bool>,
     #[serde(default)]
     pub ai_attributed: Vec<AiAttribution>,
     #[serde(default)]
@@ -225,6 +315,7 @@ impl MatchRule {
             || self.backfilled.is_some()
             || self.employee_refused.is_some()
             || self.pressured.is_some()
+            || self.summary.is_some()
             || !self.ai_attributed.is_empty()
             || !self.contract_types.is_empty()
             || self.layoff_days_over.is_some()
@@ -315,12 +406,52 @@ pub struct SourceRef {
 }
 
 impl RulePack {
-    /// Whether the pack covers an event in `jurisdiction` (segment prefix: `CN` matches `CN-33`).
+    /// Whether the pack covers an event in `jurisdiction` (segment prefix: `CN` matches `CN-33`),
+    /// and, for a Directive pack, whether the Member State chose this variant.
     #[must_use]
     pub fn applies_to(&self, jurisdiction: &str) -> bool {
-        self.jurisdictions
+        self.variant_choice(jurisdiction).is_some()
+    }
+
+    /// How the pack applies in `jurisdiction`; `None`: it does not.
+    #[must_use]
+    pub fn variant_choice(&self, jurisdiction: &str) -> Option<VariantChoice> {
+        if !self
+            .jurisdictions
             .iter()
             .any(|j| segment_prefix(j, jurisdiction))
+        {
+            return None;
+        }
+        let Some(m) = &self.member_states else {
+            return Some(VariantChoice::Applies);
+        };
+        let within = |list: &[String]| list.iter().any(|j| segment_prefix(j, jurisdiction));
+        if within(&m.chose_this_variant) {
+            Some(VariantChoice::Applies)
+        } else if within(&m.choice_not_researched) {
+            Some(VariantChoice::NotResearched)
+        } else {
+            None
+        }
+    }
+
+    /// The national pack that holds the Member State's own rule, where this pack is only the
+    /// Directive floor for `jurisdiction`.
+    #[must_use]
+    pub fn national_pack(&self, jurisdiction: &str) -> Option<&str> {
+        self.member_states.as_ref().and_then(|m| {
+            m.national_packs
+                .iter()
+                .find(|n| segment_prefix(&n.state, jurisdiction))
+                .map(|n| n.pack.as_str())
+        })
+    }
+
+    /// The date separations are counted at.
+    #[must_use]
+    pub fn count_date(&self) -> CountDate {
+        self.count_date.as_ref().map_or(CountDate::Effective, |c| c.basis)
     }
 }
 
@@ -513,6 +644,32 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
             ));
         }
         days_in_range(format!("{at}.min_lead_days"), s.min_lead_days, 0)?;
+    }
+    if let Some(m) = &p.member_states {
+        let lists = [
+            ("chose_this_variant", &m.chose_this_variant),
+            ("choice_not_researched", &m.choice_not_researched),
+        ];
+        for (name, list) in lists {
+            for (i, state) in list.iter().enumerate() {
+                if !p.jurisdictions.iter().any(|j| segment_prefix(j, state)) {
+                    return Err(bad(
+                        format!("member_states.{name}[{i}]"),
+                        format!("{state:?} is not among the pack's jurisdictions"),
+                    ));
+                }
+            }
+        }
+        if let Some(s) = m
+            .chose_this_variant
+            .iter()
+            .find(|s| m.choice_not_researched.contains(s))
+        {
+            return Err(bad(
+                "member_states.choice_not_researched",
+                format!("{s:?} is also listed as having chosen this variant"),
+            ));
+        }
     }
     if p.sources.is_empty() {
         return Err(bad("sources", "must cite at least one source"));

@@ -10,11 +10,14 @@
 //! them); a shadow count is an economic reduction of comparable size and is **never** a legal
 //! finding. None of it is legal advice.
 
-use super::pack::{segment_prefix, Confidence, LawStatus, MatchRule, RulePack, Window, WindowKind};
+use super::pack::{
+    segment_prefix, Confidence, CountDate, LawStatus, MatchRule, RulePack, Unit, VariantChoice,
+    Window, WindowKind,
+};
 use crate::{Population, PopulationQuery};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use wfl_domain::{AiAttribution, Date, Event, EventId, EventType, OrgId, Payload, SiteId};
 
 /// A status is `Approaching` once the count reaches this percentage of the threshold (a product
@@ -134,23 +137,110 @@ pub enum AlertLevel {
     Met,
 }
 
-/// One row of the threshold watch: a pack, a unit, a window spec and a count type, reported at the
-/// window with the most weight (met first, then the highest ratio, then the highest count, then the
-/// earliest start).
+/// Which window of a pack/unit/window spec/count type a status reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowRole {
+    /// Among the windows holding the latest counted exit on or before `as_of` (or, when every
+    /// counted exit is planned, the first planned one), the one counting the most workers: the
+    /// build-up happening now, even when an earlier one was larger. Alerts are raised on these.
+    Current,
+    /// The window with the most weight over all the history given (met first, then ratio, then
+    /// count, then the earliest start).
+    Peak,
+}
+
+impl WindowRole {
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowRole::Current => "current",
+            WindowRole::Peak => "peak",
+        }
+    }
+}
+
+/// Whether a required procedure step was taken in time for one plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// A step of this plan came at least the lead time before the plan's first separation.
+    OnTime,
+    /// A step of this plan came, but after `due_by`.
+    Late,
+    /// No step of this plan (reported only once the count is approaching or met).
+    Missing,
+}
+
+/// One required procedure step checked for one plan of a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCheck {
+    /// The pack's step name.
+    pub step: String,
+    pub event_type: EventType,
+    /// The plan (`correlation_id`, or `EconomicDismissal.plan_id`); `None`: separations recorded
+    /// without a plan, which no step can be tied to.
+    pub plan: Option<String>,
+    /// The first separation (or notice, by the pack's count date) of the plan in this unit.
+    pub first_separation: Date,
+    /// The latest day the step could be taken: `first_separation` minus the lead time.
+    pub due_by: Date,
+    pub state: StepState,
+    /// The step event relied on (the earliest of the plan), for `OnTime` and `Late`.
+    pub event_id: Option<EventId>,
+    /// For `Late`: days after `due_by`.
+    pub days_late: u32,
+}
+
+/// The EU five-redundancy gate (Art. 1(1) second subparagraph; C-422/14) in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateState {
+    /// Workers counted strictly (redundancies stricto sensu) in the window.
+    pub strict_workers: u64,
+    pub min_strict: u64,
+    /// Assimilated terminations are added.
+    pub open: bool,
+}
+
+/// An event inside a window that the count leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub event_id: EventId,
+    pub reason: String,
+}
+
+/// One row of the threshold watch: a pack, a unit, a window spec, a count type and a window role
+/// (current or peak).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdStatus {
     pub pack: String,
     pub org: OrgId,
     /// The site id for site and establishment packs, the org id for legal-entity packs.
     pub unit: String,
+    /// What `unit` is: `site`, `establishment` or `legal_entity`.
+    pub unit_kind: Unit,
     /// The pack's window name (`rolling-30`, `plan`...).
     pub window: String,
+    pub role: WindowRole,
+    /// Identifies the wave this window belongs to, for alerting:
+    /// `<window>/<role>/<wave start date>` for rolling windows (a wave is a run of counted exits
+    /// with no gap as long as the window, so a later build-up is a new key) and
+    /// `<window>/<role>/<plan>` for plan windows. Unique per pack, org, unit and count type.
+    pub window_key: String,
     pub window_start: Date,
     pub window_end: Date,
     pub count_type: CountType,
+    /// The date separations are placed by: `effective` or `notice`.
+    pub count_date: CountDate,
+    /// Workers counted: one employment loss per worker per window.
     pub count: u64,
-    /// The counted events, by effective date then id.
+    /// The counted events, by count date then id (a worker with several events lists them all).
     pub event_ids: Vec<EventId>,
+    /// Events in the window this count leaves out, with the reason.
+    pub excluded: Vec<Excluded>,
+    /// The assimilated gate, where the pack has one (assimilated rows only).
+    pub gate: Option<GateState>,
     /// The headcount basis the threshold was measured at.
     pub denominator: u64,
     /// The count needed at that headcount; 0 when no threshold alternative applies.
@@ -160,24 +250,37 @@ pub struct ThresholdStatus {
     /// `None` below the approaching level, when no threshold applies, or when the employer is below
     /// the pack's coverage test.
     pub level: Option<AlertLevel>,
-    /// Required steps with no matching compliance event early enough (strict and assimilated only).
+    /// Strict and assimilated rows: every required step per plan of the window. On-time and late
+    /// steps are always listed; missing ones only once the level is approaching or met.
+    pub steps: Vec<StepCheck>,
+    /// The late and missing entries of `steps`, as sentences (empty below the approaching level).
     pub missing_steps: Vec<String>,
+    /// A Directive row for a Member State whose national law has its own pack: the floor only.
+    pub floor_only: bool,
     pub label: String,
 }
 
 /// Evaluates every pack against the separations in its jurisdictions, grouped by the pack's unit.
 ///
-/// For each pack, unit (org, or org and site), window spec and count type it reports one
-/// [`ThresholdStatus`], for the window with the most weight:
-/// - rolling windows: every `days`-long window starting on a separation date (so any window that
+/// For each pack, unit (org, or org and site), window spec and count type it reports two
+/// [`ThresholdStatus`] rows, the [`WindowRole::Current`] window then the [`WindowRole::Peak`]:
+/// - rolling windows: every `days`-long window starting on a counted date (any window that
 ///   contains a separation is considered, before or after it: CJEU C-300/19, 20 CFR 639.5);
-/// - correlation windows: each group of separations sharing a `correlation_id`.
+/// - correlation windows: each group of separations sharing a plan.
 ///
-/// Separations dated after `as_of` are planned; a window counts them only up to its
-/// `look_ahead_days` after `as_of`. Compliance steps dated after `as_of` have not happened. The
-/// headcount basis is read from `population` with the pack's exclusions, at the end of the day
-/// `days_before_first_separation` before the window's first counted separation (averaged when the
-/// pack says so). Units with no separation in a pack's jurisdictions give no rows.
+/// Counts are of workers: one employment loss per worker per window, however many of their
+/// events count (a temporary layoff then a dismissal is one loss). Separations are placed at the
+/// pack's count date (effective or notice). Those dated after `as_of` are planned; a window counts
+/// them only up to its `look_ahead_days` after `as_of`. Compliance steps dated after `as_of` have
+/// not happened; a step counts only for its own plan and only when it came at least the lead time
+/// before the plan's first separation. The headcount basis is read from `population` with the
+/// pack's exclusions, at the end of the day `days_before_first_separation` before the window's
+/// first counted separation (averaged when the pack says so). Units with no separation in a pack's
+/// jurisdictions give no rows.
+///
+/// Cost: linear in the separations given per pack and window spec, plus one population query per
+/// distinct snapshot day. The peak is the peak over what the caller passes; a caller that passes
+/// only recent records gets the peak of that period.
 #[must_use]
 pub fn evaluate(
     packs: &[RulePack],
@@ -188,52 +291,94 @@ pub fn evaluate(
 ) -> Vec<ThresholdStatus> {
     let mut out = Vec::new();
     for pack in packs {
-        let mut units: BTreeMap<(OrgId, Option<SiteId>), Vec<Entry>> = BTreeMap::new();
+        let mut units: BTreeMap<(OrgId, Option<SiteId>), UnitEntries> = BTreeMap::new();
         for s in separations {
-            if !pack.applies_to(s.jurisdiction) || !countable_payload(s.payload) {
+            let Some(choice) = pack.variant_choice(s.jurisdiction) else {
                 continue;
-            }
-            if outside_population(pack, s) {
+            };
+            if !countable_payload(s.payload) {
                 continue;
             }
             let site = pack.unit.is_site().then(|| s.site.clone());
-            units
-                .entry((s.org.clone(), site))
-                .or_default()
-                .push(Entry::classify(pack, s));
+            let unit = units.entry((s.org.clone(), site)).or_default();
+            unit.entries.push(Entry::classify(pack, s));
+            unit.not_researched |= choice == VariantChoice::NotResearched;
+            if let Some(national) = pack.national_pack(s.jurisdiction) {
+                unit.national_pack = Some(national.to_owned());
+            }
         }
-        for ((org, site), mut entries) in units {
-            entries.sort_by_key(|a| (a.date, a.id));
-            let mut unit = UnitEval {
+        for ((org, site), mut unit) in units {
+            unit.entries.sort_by(|a, b| (a.date, a.id).cmp(&(b.date, b.id)));
+            let mut first_of_plan: BTreeMap<&str, Date> = BTreeMap::new();
+            for e in &unit.entries {
+                if let Some(p) = e.plan.as_deref() {
+                    first_of_plan.entry(p).or_insert(e.date);
+                }
+            }
+            let mut eval = UnitEval {
                 pack,
                 org: &org,
                 site: site.as_ref(),
                 population,
                 steps,
                 as_of,
+                first_of_plan,
+                not_researched: unit.not_researched,
+                national_pack: unit.national_pack.as_deref(),
                 cache: BTreeMap::new(),
             };
             for window in &pack.windows {
-                unit.window(window, &entries, &mut out);
+                eval.window(window, &unit.entries, &mut out);
             }
         }
     }
     out
 }
 
+#[derive(Default)]
+struct UnitEntries {
+    entries: Vec<Entry>,
+    /// Some event came from a Member State whose choice of variant was not researched.
+    not_researched: bool,
+    /// The national pack of the unit's Member State, where this is a Directive floor pack.
+    national_pack: Option<String>,
+}
+
 fn countable_payload(p: &Payload) -> bool {
     p.separation().is_some() || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
 }
 
-fn outside_population(pack: &RulePack, s: &Separation<'_>) -> bool {
-    s.payload.separation().is_some_and(|x| {
-        pack.population
-            .exclude_relationships
-            .contains(&x.employment_relationship)
-            || pack
-                .population
-                .exclude_contract_types
-                .contains(&x.contract_type)
+/// Why a separation is outside the pack's population basis, if it is.
+fn outside_population(pack: &RulePack, s: &Separation<'_>) -> Option<String> {
+    let x = s.payload.separation()?;
+    if pack
+        .population
+        .exclude_relationships
+        .contains(&x.employment_relationship)
+    {
+        return Some(format!(
+            "outside the population basis: {} worker",
+            x.employment_relationship.as_str()
+        ));
+    }
+    if pack
+        .population
+        .exclude_contract_types
+        .contains(&x.contract_type)
+    {
+        return Some(format!(
+            "outside the population basis: {} contract",
+            x.contract_type.as_str()
+        ));
+    }
+    None
+}
+
+/// The plan a separation belongs to: its `correlation_id`, else an economic dismissal's `plan_id`.
+fn plan_of(s: &Separation<'_>) -> Option<String> {
+    s.correlation_id.map(str::to_owned).or_else(|| match s.payload {
+        Payload::EconomicDismissal(d) => d.plan_id.clone(),
+        _ => None,
     })
 }
 
@@ -241,29 +386,66 @@ fn outside_population(pack: &RulePack, s: &Separation<'_>) -> bool {
 #[derive(Debug)]
 struct Entry {
     id: EventId,
+    /// The count date (effective, or notice where the pack counts by notice).
     date: Date,
-    correlation: Option<String>,
+    /// The worker (pseudonymous ref); the event id for a payload that names none.
+    worker: String,
+    plan: Option<String>,
     strict: bool,
     /// Matches an assimilated rule (and is not excluded); strict entries may also set it.
     assimilated: bool,
     /// In the shadow count: strict, assimilated (ungated) or a shadow rule.
     shadow: bool,
+    /// Why the strict and assimilated counts leave it out, when an exclusion applies.
+    excluded: Option<String>,
 }
 
 impl Entry {
     fn classify(pack: &RulePack, s: &Separation<'_>) -> Self {
+        let date = match pack.count_date() {
+            CountDate::Effective => s.effective_date,
+            CountDate::Notice => s
+                .payload
+                .separation()
+                .and_then(|x| x.notice_given_on)
+                .unwrap_or(s.effective_date),
+        };
+        let worker = s
+            .payload
+            .worker_effect()
+            .map_or_else(|| s.event_id.to_string(), |(w, _)| w.0.clone());
+        let base = Self {
+            id: s.event_id,
+            date,
+            worker,
+            plan: plan_of(s),
+            strict: false,
+            assimilated: false,
+            shadow: false,
+            excluded: None,
+        };
+        if let Some(reason) = outside_population(pack, s) {
+            return Self {
+                excluded: Some(reason),
+                ..base
+            };
+        }
         let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s));
-        let excluded = any(&pack.counts.exclude);
-        let strict = !excluded && any(&pack.counts.strict);
-        let assimilated = !excluded && any(&pack.counts.assimilated);
+        let excluded = pack
+            .counts
+            .exclude
+            .iter()
+            .find(|r| matches(r, s))
+            .map(|r| format!("excluded: {}", r.name));
+        let strict = excluded.is_none() && any(&pack.counts.strict);
+        let assimilated = excluded.is_none() && any(&pack.counts.assimilated);
         let shadow = strict || assimilated || any(&pack.counts.shadow);
         Self {
-            id: s.event_id,
-            date: s.effective_date,
-            correlation: s.correlation_id.map(str::to_owned),
             strict,
             assimilated,
             shadow,
+            excluded,
+            ..base
         }
     }
 
@@ -302,6 +484,9 @@ fn matches(rule: &MatchRule, s: &Separation<'_>) -> bool {
         && rule
             .pressured
             .is_none_or(|v| matches!(p, Payload::Resignation(r) if r.pressured) == v)
+        && rule
+            .summary
+            .is_none_or(|v| matches!(p, Payload::DismissalForCause(d) if d.summary) == v)
         && (rule.ai_attributed.is_empty()
             || sep.is_some_and(|x| rule.ai_attributed.contains(&ai_of(p, x.ai_attributed))))
         && (rule.contract_types.is_empty()
@@ -332,40 +517,61 @@ fn shift(d: Date, days: i64) -> Date {
     d.add_days(i32::try_from(n).unwrap_or(0))
 }
 
+/// One candidate window: its bounds, its members (sorted by date), and for plan windows the plan.
+struct Candidate<'e> {
+    start: Date,
+    end: Date,
+    members: Vec<&'e Entry>,
+    plan: Option<&'e str>,
+}
+
 /// One candidate window, judged for one count type.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Judged<'e> {
     start: Date,
     end: Date,
+    plan: Option<&'e str>,
+    /// Counted entries, by date then id.
     counted: Vec<&'e Entry>,
+    /// Distinct workers among `counted`.
+    workers: u64,
+    excluded: Vec<Excluded>,
+    gate: Option<GateState>,
     denominator: u64,
     need: u64,
     covered: bool,
 }
 
 impl Judged<'_> {
-    fn count(&self) -> u64 {
-        self.counted.len() as u64
-    }
-
     fn met(&self) -> bool {
-        self.covered && self.need > 0 && self.count() >= self.need
+        self.covered && self.need > 0 && self.workers >= self.need
     }
 
-    /// Met first, then ratio, then count; ties keep the earlier candidate.
-    fn beats(&self, other: &Self) -> bool {
-        let ratio = |j: &Self, k: &Self| -> u128 {
-            if j.need == 0 {
-                0
-            } else {
-                u128::from(j.count()) * u128::from(k.need.max(1))
-            }
-        };
+    /// `workers / need`, cross-multiplied against another window (0 when no threshold applies).
+    fn ratio_against(&self, other: &Self) -> u128 {
+        if self.need == 0 {
+            0
+        } else {
+            u128::from(self.workers) * u128::from(other.need.max(1))
+        }
+    }
+
+    /// Peak order: met first, then ratio, then count; ties keep the earlier candidate.
+    fn beats_as_peak(&self, other: &Self) -> bool {
         self.met()
             .cmp(&other.met())
-            .then_with(|| ratio(self, other).cmp(&ratio(other, self)))
-            .then_with(|| self.count().cmp(&other.count()))
+            .then_with(|| self.ratio_against(other).cmp(&other.ratio_against(self)))
+            .then_with(|| self.workers.cmp(&other.workers))
             == Ordering::Greater
+    }
+
+    /// Current order: most workers, then met, then ratio; ties go to the later window.
+    fn beats_as_current(&self, other: &Self) -> bool {
+        self.workers
+            .cmp(&other.workers)
+            .then_with(|| self.met().cmp(&other.met()))
+            .then_with(|| self.ratio_against(other).cmp(&other.ratio_against(self)))
+            != Ordering::Less
     }
 }
 
@@ -376,6 +582,10 @@ struct UnitEval<'p, 'u> {
     population: &'u dyn Population,
     steps: &'u [ComplianceStep<'u>],
     as_of: Date,
+    /// The first count date of each plan in this unit, over every separation given.
+    first_of_plan: BTreeMap<&'u str, Date>,
+    not_researched: bool,
+    national_pack: Option<&'u str>,
     /// Headcount by (whole entity?, day), for this pack's exclusions.
     cache: BTreeMap<(bool, Date), u64>,
 }
@@ -387,96 +597,110 @@ impl UnitEval<'_, '_> {
         if eligible.is_empty() {
             return;
         }
-        // Candidate windows as (start, end, members sorted by date).
-        let candidates: Vec<(Date, Date, Vec<&Entry>)> = match window.kind {
-            WindowKind::Rolling => {
-                let days = window.days.unwrap_or(1).max(1);
-                let mut starts: Vec<Date> = eligible.iter().map(|e| e.date).collect();
-                starts.dedup();
-                starts
-                    .into_iter()
-                    .map(|start| {
-                        let end = shift(start, days - 1);
-                        let lo = eligible.partition_point(|e| e.date < start);
-                        let hi = eligible.partition_point(|e| e.date <= end);
-                        (start, end, eligible[lo..hi].to_vec())
-                    })
-                    .collect()
-            }
-            WindowKind::Correlation => {
-                let mut groups: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
-                for e in &eligible {
-                    if let Some(c) = e.correlation.as_deref() {
-                        groups.entry(c).or_default().push(e);
-                    }
-                }
-                let mut c: Vec<(Date, Date, Vec<&Entry>)> = groups
-                    .into_values()
-                    .filter_map(|m| {
-                        let start = m.first()?.date;
-                        let end = m.last()?.date;
-                        Some((start, end, m))
-                    })
-                    .collect();
-                c.sort_by_key(|(start, end, _)| (*start, *end));
-                c
-            }
-        };
+        let candidates = candidates(window, &eligible);
         if candidates.is_empty() {
             return;
         }
         for &ct in CountType::ALL {
-            let any_candidate = eligible.iter().any(|e| e.candidate(ct));
-            let mut best: Option<Judged<'_>> = None;
-            for (start, end, members) in &candidates {
+            let counted_dates: Vec<Date> = eligible
+                .iter()
+                .filter(|e| e.candidate(ct))
+                .map(|e| e.date)
+                .collect();
+            // The exit the current window must hold: the latest counted one on or before `as_of`,
+            // else the first planned one; with no counted exit, the latest exit of any kind.
+            let reference = counted_dates
+                .iter()
+                .copied()
+                .filter(|d| *d <= self.as_of)
+                .max()
+                .or_else(|| counted_dates.first().copied())
+                .or_else(|| eligible.iter().map(|e| e.date).filter(|d| *d <= self.as_of).max())
+                .unwrap_or(eligible[0].date);
+            let mut peak: Option<Judged<'_>> = None;
+            let mut current: Option<Judged<'_>> = None;
+            for c in &candidates {
                 // Rolling windows start on a separation this count could include, when there is
                 // one, so that the reported start is a counted date.
                 if window.kind == WindowKind::Rolling
-                    && any_candidate
-                    && !members
+                    && !counted_dates.is_empty()
+                    && !c
+                        .members
                         .iter()
-                        .take_while(|e| e.date == *start)
+                        .take_while(|e| e.date == c.start)
                         .any(|e| e.candidate(ct))
                 {
                     continue;
                 }
-                let judged = self.judge(ct, *start, *end, members);
-                if best.as_ref().is_none_or(|b| judged.beats(b)) {
-                    best = Some(judged);
+                let holds_reference = c.members.iter().any(|e| {
+                    e.date == reference && (counted_dates.is_empty() || e.candidate(ct))
+                });
+                let judged = self.judge(ct, c);
+                if holds_reference
+                    && current
+                        .as_ref()
+                        .is_none_or(|b| judged.beats_as_current(b))
+                {
+                    current = Some(judged.clone());
+                }
+                if peak.as_ref().is_none_or(|b| judged.beats_as_peak(b)) {
+                    peak = Some(judged);
                 }
             }
-            if let Some(b) = best {
-                out.push(self.status(window, ct, b));
+            for (role, judged) in [(WindowRole::Current, current), (WindowRole::Peak, peak)] {
+                if let Some(j) = judged {
+                    let wave = match window.kind {
+                        WindowKind::Rolling => {
+                            wave_start(&counted_dates, window.days.unwrap_or(1), j.start)
+                                .to_string()
+                        }
+                        WindowKind::Correlation => j.plan.unwrap_or_default().to_owned(),
+                    };
+                    let key = format!("{}/{}/{wave}", window.name, role.as_str());
+                    out.push(self.status(window, ct, role, key, j));
+                }
             }
         }
     }
 
-    fn judge<'e>(
-        &mut self,
-        ct: CountType,
-        start: Date,
-        end: Date,
-        members: &[&'e Entry],
-    ) -> Judged<'e> {
-        let counted: Vec<&Entry> = match ct {
-            CountType::Strict => members.iter().copied().filter(|e| e.strict).collect(),
-            CountType::Assimilated => {
-                let strict = members.iter().filter(|e| e.strict).count() as u64;
-                let open = self
-                    .pack
-                    .counts
-                    .assimilated_gate
-                    .as_ref()
-                    .is_none_or(|g| strict >= g.min_strict);
-                members
-                    .iter()
-                    .copied()
-                    .filter(|e| e.strict || (open && e.assimilated))
-                    .collect()
+    fn judge<'e>(&mut self, ct: CountType, c: &Candidate<'e>) -> Judged<'e> {
+        let strict_workers = distinct_workers(c.members.iter().copied().filter(|e| e.strict));
+        let gate = self.pack.counts.assimilated_gate.as_ref().map(|g| GateState {
+            strict_workers,
+            min_strict: g.min_strict,
+            open: strict_workers >= g.min_strict,
+        });
+        let gate_open = gate.is_none_or(|g| g.open);
+        let mut counted = Vec::new();
+        let mut excluded = Vec::new();
+        for e in &c.members {
+            let counts = match ct {
+                CountType::Strict => e.strict,
+                CountType::Assimilated => e.strict || (gate_open && e.assimilated),
+                CountType::Shadow => e.shadow,
+            };
+            if counts {
+                counted.push(*e);
+            } else if ct == CountType::Assimilated && e.assimilated && !gate_open {
+                excluded.push(Excluded {
+                    event_id: e.id,
+                    reason: format!(
+                        "assimilated termination not added: {strict_workers} redundancies stricto \
+                         sensu in the window, fewer than {}",
+                        gate.map_or(0, |g| g.min_strict)
+                    ),
+                });
+            } else if let Some(reason) = &e.excluded {
+                if ct != CountType::Shadow || reason.starts_with("outside") {
+                    excluded.push(Excluded {
+                        event_id: e.id,
+                        reason: reason.clone(),
+                    });
+                }
             }
-            CountType::Shadow => members.iter().copied().filter(|e| e.shadow).collect(),
-        };
-        let reference = counted.first().map_or(start, |e| e.date);
+        }
+        let workers = distinct_workers(counted.iter().copied());
+        let reference = counted.first().map_or(c.start, |e| e.date);
         let basis = &self.pack.population;
         let snapshot = shift(reference, -basis.days_before_first_separation);
         let samples = u64::try_from(basis.average_samples.max(1)).unwrap_or(1);
@@ -491,20 +715,28 @@ impl UnitEval<'_, '_> {
         let denominator = u64::try_from(mean).unwrap_or(u64::MAX);
         let covered = match &self.pack.coverage {
             None => true,
-            Some(c) => {
-                let whole = matches!(c.scope, super::pack::CoverageScope::LegalEntity);
+            Some(cov) => {
+                let whole = matches!(cov.scope, super::pack::CoverageScope::LegalEntity);
                 let n = if whole || self.site.is_none() {
                     self.headcount(true, snapshot)
                 } else {
                     denominator
                 };
-                n >= c.min_headcount
+                n >= cov.min_headcount
             }
         };
         Judged {
-            start,
-            end,
+            start: c.start,
+            end: c.end,
+            plan: c.plan,
             counted,
+            workers,
+            excluded,
+            gate: if ct == CountType::Assimilated {
+                gate
+            } else {
+                None
+            },
             denominator,
             need: needed(self.pack, denominator),
             covered,
@@ -532,8 +764,15 @@ impl UnitEval<'_, '_> {
         n
     }
 
-    fn status(&self, window: &Window, ct: CountType, j: Judged<'_>) -> ThresholdStatus {
-        let count = j.count();
+    fn status(
+        &self,
+        window: &Window,
+        ct: CountType,
+        role: WindowRole,
+        window_key: String,
+        j: Judged<'_>,
+    ) -> ThresholdStatus {
+        let count = j.workers;
         let level = if !j.covered || j.need == 0 {
             None
         } else if count >= j.need {
@@ -549,12 +788,20 @@ impl UnitEval<'_, '_> {
         } else {
             count as f64 / j.need as f64
         };
-        let missing_steps = match (ct, level) {
-            (CountType::Strict | CountType::Assimilated, Some(_)) => {
-                self.missing_steps(j.counted.first().map_or(j.start, |e| e.date))
-            }
-            _ => Vec::new(),
+        let steps = match ct {
+            CountType::Strict | CountType::Assimilated => self.step_checks(&j.counted, level),
+            CountType::Shadow => Vec::new(),
         };
+        let missing_steps = if level.is_some() {
+            steps
+                .iter()
+                .filter(|s| s.state != StepState::OnTime)
+                .map(describe_step)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let floor_only = self.national_pack.is_some();
         let label = match ct {
             CountType::Shadow => SHADOW_LABEL.to_owned(),
             CountType::Strict | CountType::Assimilated => {
@@ -568,6 +815,14 @@ impl UnitEval<'_, '_> {
                 };
                 if self.pack.status_of_law == LawStatus::DraftNotInForce {
                     l.push_str("; draft, not in force");
+                }
+                if let Some(national) = self.national_pack {
+                    l.push_str(&format!(
+                        "; floor_only: the Directive floor, not national law (see {national})"
+                    ));
+                }
+                if self.not_researched {
+                    l.push_str("; the Member State's choice of variant was not researched");
                 }
                 if window.heuristic {
                     l.push_str("; heuristic window, not statutory");
@@ -589,45 +844,175 @@ impl UnitEval<'_, '_> {
             unit: self
                 .site
                 .map_or_else(|| self.org.to_string(), ToString::to_string),
+            unit_kind: self.pack.unit,
             window: window.name.clone(),
+            role,
+            window_key,
             window_start: j.start,
             window_end: j.end,
             count_type: ct,
+            count_date: self.pack.count_date(),
             count,
             event_ids: j.counted.iter().map(|e| e.id).collect(),
+            excluded: j.excluded,
+            gate: j.gate,
             denominator: j.denominator,
             threshold: j.need,
             ratio,
             level,
+            steps,
             missing_steps,
+            floor_only,
             label,
         }
     }
 
-    /// Required steps with no compliance event of this org (and site, for site units) dated on or
-    /// before `as_of` and at least the lead time before `first`.
-    fn missing_steps(&self, first: Date) -> Vec<String> {
-        self.pack
-            .procedure
-            .iter()
-            .filter(|req| {
-                let latest = shift(first, -req.min_lead_days);
-                !self.steps.iter().any(|s| {
-                    s.kind == req.event_type
-                        && s.org == self.org
-                        && self.site.is_none_or(|site| s.site == site)
-                        && s.effective_date <= self.as_of
-                        && s.effective_date <= latest
-                })
-            })
-            .map(|req| {
-                format!(
-                    "{}: {} at least {} days before {first}",
-                    req.name, req.event_type, req.min_lead_days
-                )
-            })
-            .collect()
+    /// Each required step for each plan among `counted`. A step counts only for its own plan
+    /// (`plan_id`), for this org (and site, for site units), dated on or before `as_of` and at
+    /// least the lead time before the plan's first separation in this unit. Separations with no
+    /// plan cannot be matched to any step.
+    fn step_checks(&self, counted: &[&Entry], level: Option<AlertLevel>) -> Vec<StepCheck> {
+        let mut plans: BTreeMap<Option<&str>, Date> = BTreeMap::new();
+        for e in counted {
+            let first = match e.plan.as_deref() {
+                Some(p) => self.first_of_plan.get(p).copied().unwrap_or(e.date),
+                None => e.date,
+            };
+            plans
+                .entry(e.plan.as_deref())
+                .and_modify(|d| *d = (*d).min(first))
+                .or_insert(first);
+        }
+        let mut out = Vec::new();
+        for (plan, first) in plans {
+            for req in &self.pack.procedure {
+                let due_by = shift(first, -req.min_lead_days);
+                let taken = plan.and_then(|p| {
+                    self.steps
+                        .iter()
+                        .filter(|s| {
+                            s.kind == req.event_type
+                                && s.org == self.org
+                                && s.plan_id == p
+                                && self.site.is_none_or(|site| s.site == site)
+                                && s.effective_date <= self.as_of
+                        })
+                        .min_by_key(|s| (s.effective_date, s.event_id))
+                });
+                let (state, event_id, days_late) = match taken {
+                    Some(s) if s.effective_date <= due_by => {
+                        (StepState::OnTime, Some(s.event_id), 0)
+                    }
+                    Some(s) => {
+                        let late = i64::from(s.effective_date.days()) - i64::from(due_by.days());
+                        (
+                            StepState::Late,
+                            Some(s.event_id),
+                            u32::try_from(late).unwrap_or(u32::MAX),
+                        )
+                    }
+                    None if level.is_some() => (StepState::Missing, None, 0),
+                    None => continue,
+                };
+                out.push(StepCheck {
+                    step: req.name.clone(),
+                    event_type: req.event_type,
+                    plan: plan.map(str::to_owned),
+                    first_separation: first,
+                    due_by,
+                    state,
+                    event_id,
+                    days_late,
+                });
+            }
+        }
+        out
     }
+}
+
+fn describe_step(s: &StepCheck) -> String {
+    let plan = s
+        .plan
+        .as_deref()
+        .map_or_else(|| "separations with no plan".to_owned(), |p| format!("plan {p}"));
+    match s.state {
+        StepState::Late => format!(
+            "{}: {} for {plan} late by {} days (due by {}, first separation {})",
+            s.step, s.event_type, s.days_late, s.due_by, s.first_separation
+        ),
+        StepState::Missing | StepState::OnTime => format!(
+            "{}: {} for {plan} missing (due by {}, first separation {})",
+            s.step, s.event_type, s.due_by, s.first_separation
+        ),
+    }
+}
+
+fn distinct_workers<'e>(entries: impl Iterator<Item = &'e Entry>) -> u64 {
+    let set: BTreeSet<&str> = entries.map(|e| e.worker.as_str()).collect();
+    set.len() as u64
+}
+
+/// The candidate windows of one window spec over `eligible` (sorted by date).
+fn candidates<'e>(window: &Window, eligible: &[&'e Entry]) -> Vec<Candidate<'e>> {
+    match window.kind {
+        WindowKind::Rolling => {
+            let days = window.days.unwrap_or(1).max(1);
+            let mut starts: Vec<Date> = eligible.iter().map(|e| e.date).collect();
+            starts.dedup();
+            starts
+                .into_iter()
+                .map(|start| {
+                    let end = shift(start, days - 1);
+                    let lo = eligible.partition_point(|e| e.date < start);
+                    let hi = eligible.partition_point(|e| e.date <= end);
+                    Candidate {
+                        start,
+                        end,
+                        members: eligible[lo..hi].to_vec(),
+                        plan: None,
+                    }
+                })
+                .collect()
+        }
+        WindowKind::Correlation => {
+            let mut groups: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+            for e in eligible {
+                if let Some(c) = e.plan.as_deref() {
+                    groups.entry(c).or_default().push(e);
+                }
+            }
+            let mut c: Vec<Candidate<'e>> = groups
+                .into_iter()
+                .filter_map(|(plan, members)| {
+                    Some(Candidate {
+                        start: members.first()?.date,
+                        end: members.last()?.date,
+                        members,
+                        plan: Some(plan),
+                    })
+                })
+                .collect();
+            c.sort_by_key(|c| (c.start, c.end));
+            c
+        }
+    }
+}
+
+/// The start of the wave holding `at`: the first of a run of `dates` (sorted) in which no two
+/// consecutive dates are `days` or more apart, so no window of that length spans two waves.
+fn wave_start(dates: &[Date], days: i64, at: Date) -> Date {
+    let mut start = at;
+    let mut previous: Option<Date> = None;
+    for &d in dates {
+        if d > at {
+            break;
+        }
+        if previous.is_none_or(|p| i64::from(d.days()) - i64::from(p.days()) >= days) {
+            start = d;
+        }
+        previous = Some(d);
+    }
+    start
 }
 
 /// The smallest count that meets some alternative applicable at `headcount`; 0 if none applies.
