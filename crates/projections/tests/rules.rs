@@ -12,7 +12,7 @@ use wfl_domain::{
 };
 use wfl_projections::rules::{
     self, AlertLevel, ComplianceStep, CountType, RulePack, Separation, ThresholdStatus,
-    SHADOW_LABEL,
+    WindowRole, SHADOW_LABEL,
 };
 use wfl_projections::{Population, PopulationQuery};
 
@@ -285,6 +285,7 @@ impl Ledger {
     }
 }
 
+/// The current window's row.
 fn find<'a>(
     all: &'a [ThresholdStatus],
     pack: &str,
@@ -292,9 +293,37 @@ fn find<'a>(
     window: &str,
     ct: CountType,
 ) -> &'a ThresholdStatus {
+    find_role(all, pack, unit, window, ct, WindowRole::Current)
+}
+
+/// The peak window's row.
+fn peak<'a>(
+    all: &'a [ThresholdStatus],
+    pack: &str,
+    unit: &str,
+    window: &str,
+    ct: CountType,
+) -> &'a ThresholdStatus {
+    find_role(all, pack, unit, window, ct, WindowRole::Peak)
+}
+
+fn find_role<'a>(
+    all: &'a [ThresholdStatus],
+    pack: &str,
+    unit: &str,
+    window: &str,
+    ct: CountType,
+    role: WindowRole,
+) -> &'a ThresholdStatus {
     all.iter()
-        .find(|s| s.pack == pack && s.unit == unit && s.window == window && s.count_type == ct)
-        .unwrap_or_else(|| panic!("no status {pack}/{unit}/{window}/{ct:?} in {all:#?}"))
+        .find(|s| {
+            s.pack == pack
+                && s.unit == unit
+                && s.window == window
+                && s.count_type == ct
+                && s.role == role
+        })
+        .unwrap_or_else(|| panic!("no status {pack}/{unit}/{window}/{ct:?}/{role:?} in {all:#?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,7 +541,16 @@ fn warn_aggregates_two_sub_threshold_groups_within_90_days() {
     l.at(40, Exit::Dismissal(None), "plant-b", "US-OH", day(10));
     let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(100), day(60));
 
-    let thirty = find(
+    // The current 30-day window holds the latest group (day 45); the peak, the first.
+    let current = find(
+        &all,
+        "US-WARN-FED",
+        "plant-a",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!((current.count, current.window_start), (25, day(45)));
+    let thirty = peak(
         &all,
         "US-WARN-FED",
         "plant-a",
@@ -710,7 +748,7 @@ fn eu_uses_the_window_with_the_most_dismissals() {
         &Fixed(400),
         day(100),
     );
-    let s = find(
+    let s = peak(
         &all,
         "EU-9859-30D",
         "milano",
@@ -724,7 +762,7 @@ fn eu_uses_the_window_with_the_most_dismissals() {
     let first_thirty: Vec<EventId> = (1..=30).map(event_id).collect();
     assert_eq!(s.event_ids, first_thirty);
 
-    let s90 = find(
+    let s90 = peak(
         &all,
         "EU-9859-90D",
         "milano",
@@ -865,7 +903,16 @@ fn steps_too_late_or_of_another_org_are_missing() {
 fn warn_notice_must_be_filed_for_the_same_site_60_days_ahead() {
     let run = |site: &str, on: Date| {
         let mut l = Ledger::default();
-        l.at(60, Exit::Dismissal(None), "s1", "US-OH", day(100));
+        l.exits(
+            60,
+            Exit::Dismissal(None),
+            "acme",
+            "s1",
+            "US-OH",
+            day(100),
+            false,
+            Some("PLAN-1"),
+        );
         l.step("WarnNoticeFiled", "acme", site, on);
         let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(150), day(100));
         find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict)
@@ -1005,10 +1052,10 @@ mod model {
                 .max()
                 .unwrap_or(0);
 
-            let strict = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
+            let strict = peak(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
             prop_assert_eq!(strict.count as usize, brute_strict);
             prop_assert_eq!(strict.level == Some(AlertLevel::Met), brute_strict >= 30);
-            let assim = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Assimilated);
+            let assim = peak(&all, "EU-9859-30D", "x", "rolling-30", CountType::Assimilated);
             prop_assert_eq!(assim.count as usize, brute_assim);
             for s in [strict, assim] {
                 prop_assert_eq!(s.event_ids.len() as u64, s.count);
