@@ -98,8 +98,14 @@ fn shipped_packs_encode_the_documented_units_and_jurisdictions() {
     // Germany transposed the 30-day variant: no 90-day row for a German establishment.
     assert!(!by_id("EU-9859-90D").applies_to("DE"));
     assert!(by_id("EU-9859-30D").applies_to("DE"));
-    assert_eq!(by_id("EU-9859-30D").national_pack("DE"), Some("DE-KSchG-17"));
-    assert!(by_id("EU-9859-90D").applies_to("FR"), "choice not researched: both variants");
+    assert_eq!(
+        by_id("EU-9859-30D").national_pack("DE"),
+        Some("DE-KSchG-17")
+    );
+    assert!(
+        by_id("EU-9859-90D").applies_to("FR"),
+        "choice not researched: both variants"
+    );
     assert_eq!(
         by_id("DE-KSchG-17").count_date(),
         wfl_projections::rules::CountDate::Notice

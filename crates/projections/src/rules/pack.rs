@@ -103,7 +103,9 @@ pub struct RulePack {
 }
 
 /// The date a separation is counted at.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CountDate {
     /// The day the separation takes legal effect (the last day of employment).
@@ -451,7 +453,9 @@ impl RulePack {
     /// The date separations are counted at.
     #[must_use]
     pub fn count_date(&self) -> CountDate {
-        self.count_date.as_ref().map_or(CountDate::Effective, |c| c.basis)
+        self.count_date
+            .as_ref()
+            .map_or(CountDate::Effective, |c| c.basis)
     }
 }
 

@@ -308,7 +308,7 @@ pub fn evaluate(
             }
         }
         for ((org, site), mut unit) in units {
-            unit.entries.sort_by(|a, b| (a.date, a.id).cmp(&(b.date, b.id)));
+            unit.entries.sort_by_key(|a| (a.date, a.id));
             let mut first_of_plan: BTreeMap<&str, Date> = BTreeMap::new();
             for e in &unit.entries {
                 if let Some(p) = e.plan.as_deref() {
@@ -376,10 +376,12 @@ fn outside_population(pack: &RulePack, s: &Separation<'_>) -> Option<String> {
 
 /// The plan a separation belongs to: its `correlation_id`, else an economic dismissal's `plan_id`.
 fn plan_of(s: &Separation<'_>) -> Option<String> {
-    s.correlation_id.map(str::to_owned).or_else(|| match s.payload {
-        Payload::EconomicDismissal(d) => d.plan_id.clone(),
-        _ => None,
-    })
+    s.correlation_id
+        .map(str::to_owned)
+        .or_else(|| match s.payload {
+            Payload::EconomicDismissal(d) => d.plan_id.clone(),
+            _ => None,
+        })
 }
 
 /// One separation, classified for one pack.
@@ -565,13 +567,15 @@ impl Judged<'_> {
             == Ordering::Greater
     }
 
-    /// Current order: most workers, then met, then ratio; ties go to the later window.
+    /// Current order: most workers, then met, then ratio, then most events (a worker's earlier
+    /// events stay in the evidence); ties keep the earlier candidate.
     fn beats_as_current(&self, other: &Self) -> bool {
         self.workers
             .cmp(&other.workers)
             .then_with(|| self.met().cmp(&other.met()))
             .then_with(|| self.ratio_against(other).cmp(&other.ratio_against(self)))
-            != Ordering::Less
+            .then_with(|| self.counted.len().cmp(&other.counted.len()))
+            == Ordering::Greater
     }
 }
 
@@ -615,7 +619,13 @@ impl UnitEval<'_, '_> {
                 .filter(|d| *d <= self.as_of)
                 .max()
                 .or_else(|| counted_dates.first().copied())
-                .or_else(|| eligible.iter().map(|e| e.date).filter(|d| *d <= self.as_of).max())
+                .or_else(|| {
+                    eligible
+                        .iter()
+                        .map(|e| e.date)
+                        .filter(|d| *d <= self.as_of)
+                        .max()
+                })
                 .unwrap_or(eligible[0].date);
             let mut peak: Option<Judged<'_>> = None;
             let mut current: Option<Judged<'_>> = None;
@@ -632,15 +642,12 @@ impl UnitEval<'_, '_> {
                 {
                     continue;
                 }
-                let holds_reference = c.members.iter().any(|e| {
-                    e.date == reference && (counted_dates.is_empty() || e.candidate(ct))
-                });
+                let holds_reference = c
+                    .members
+                    .iter()
+                    .any(|e| e.date == reference && (counted_dates.is_empty() || e.candidate(ct)));
                 let judged = self.judge(ct, c);
-                if holds_reference
-                    && current
-                        .as_ref()
-                        .is_none_or(|b| judged.beats_as_current(b))
-                {
+                if holds_reference && current.as_ref().is_none_or(|b| judged.beats_as_current(b)) {
                     current = Some(judged.clone());
                 }
                 if peak.as_ref().is_none_or(|b| judged.beats_as_peak(b)) {
@@ -665,11 +672,16 @@ impl UnitEval<'_, '_> {
 
     fn judge<'e>(&mut self, ct: CountType, c: &Candidate<'e>) -> Judged<'e> {
         let strict_workers = distinct_workers(c.members.iter().copied().filter(|e| e.strict));
-        let gate = self.pack.counts.assimilated_gate.as_ref().map(|g| GateState {
-            strict_workers,
-            min_strict: g.min_strict,
-            open: strict_workers >= g.min_strict,
-        });
+        let gate = self
+            .pack
+            .counts
+            .assimilated_gate
+            .as_ref()
+            .map(|g| GateState {
+                strict_workers,
+                min_strict: g.min_strict,
+                open: strict_workers >= g.min_strict,
+            });
         let gate_open = gate.is_none_or(|g| g.open);
         let mut counted = Vec::new();
         let mut excluded = Vec::new();
@@ -931,10 +943,10 @@ impl UnitEval<'_, '_> {
 }
 
 fn describe_step(s: &StepCheck) -> String {
-    let plan = s
-        .plan
-        .as_deref()
-        .map_or_else(|| "separations with no plan".to_owned(), |p| format!("plan {p}"));
+    let plan = s.plan.as_deref().map_or_else(
+        || "separations with no plan".to_owned(),
+        |p| format!("plan {p}"),
+    );
     match s.state {
         StepState::Late => format!(
             "{}: {} for {plan} late by {} days (due by {}, first separation {})",
