@@ -30,6 +30,8 @@ fn sep(initiator: Initiator) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
@@ -362,6 +364,8 @@ fn links_are_ignored_for_non_separations() {
         cohort: None,
         position_id: None,
         baseline: false,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     });
     assert_eq!(classify(&hire, true, true), plain(&hire));
     assert!(!plain(&hire).position_closed && !plain(&hire).backfilled);

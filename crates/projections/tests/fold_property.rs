@@ -154,6 +154,8 @@ impl Generator {
                     cohort: (!d.is_multiple_of(4)).then(|| COHORTS[usize::from(d) % COHORTS.len()]),
                     position_id: None,
                     baseline: op % 20 <= 2,
+                    avg_weekly_hours: None,
+                    months_employed_last_12: None,
                 };
                 Some((org, site, Payload::WorkerHired(hire)))
             }
@@ -335,6 +337,8 @@ fn base_separation(worker: WorkerRef, b: u8, d: u16) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 

@@ -69,6 +69,8 @@ fn block(n: usize, initiator: Initiator) -> wfl_domain::Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 

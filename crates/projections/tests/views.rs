@@ -76,6 +76,8 @@ fn hire_as(
         cohort,
         position_id: Some(format!("pos-{worker}")),
         baseline,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     })
 }
 
@@ -117,6 +119,8 @@ fn sep(worker: &str) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 

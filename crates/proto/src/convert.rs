@@ -176,6 +176,8 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
             cohort: h.cohort.map_or(0, cohort_to),
             position_id: h.position_id.clone().unwrap_or_default(),
             baseline: h.baseline,
+            avg_weekly_hours: h.avg_weekly_hours,
+            months_employed_last_12: h.months_employed_last_12,
         }),
         P::ContractRenewed(r) => Kind::ContractRenewed(pb::ContractRenewed {
             worker_ref: r.worker_ref.0.clone(),
@@ -638,6 +640,8 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
                 cohort: cohort?,
                 position_id: non_empty(h.position_id),
                 baseline: h.baseline,
+                avg_weekly_hours: h.avg_weekly_hours,
+                months_employed_last_12: h.months_employed_last_12,
             })
         }
         Kind::ContractRenewed(r) => {
@@ -894,6 +898,8 @@ fn separation_from(cx: &mut Cx, p: &str, s: pb::Separation) -> Option<d::Separat
         protected_flags: s.protected_flags,
         severance: s.severance.map(money_from),
         notice_given_on: notice?,
+        avg_weekly_hours: s.avg_weekly_hours,
+        months_employed_last_12: s.months_employed_last_12,
     })
 }
 
@@ -968,6 +974,8 @@ fn separation_to(s: &d::Separation) -> pb::Separation {
         protected_flags: s.protected_flags.clone(),
         severance: s.severance.as_ref().map(money_to),
         notice_given_on: opt_date_to(s.notice_given_on),
+        avg_weekly_hours: s.avg_weekly_hours,
+        months_employed_last_12: s.months_employed_last_12,
     }
 }
 

@@ -470,6 +470,8 @@ pub async fn load(
                 cohort: None,
                 position_id: None,
                 baseline: false,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
             }),
         })
     };

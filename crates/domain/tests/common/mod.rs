@@ -95,6 +95,8 @@ pub fn hire(worker: &str) -> Payload {
         cohort: None,
         position_id: None,
         baseline: false,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     })
 }
 
@@ -128,6 +130,8 @@ pub fn sep(worker: &str) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
