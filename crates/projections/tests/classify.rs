@@ -381,6 +381,8 @@ fn hiring_ai_and_hours_events_are_signals() {
             cohort: None,
             position_id: None,
             baseline: true,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
         }),
         Payload::GraduateIntakeReduced(GraduateIntake {
             cohort_year: 2026,

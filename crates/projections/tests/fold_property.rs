@@ -634,6 +634,10 @@ proptest! {
                 on: day(399).add_days(400),
                 exclude_relationships: Vec::new(),
                 exclude_contract_types: Vec::new(),
+                jurisdiction_prefix: None,
+                max_over_days: None,
+                part_time_below_weekly_hours: None,
+                part_time_below_months_of_12: None,
             };
             prop_assert_eq!(p.population(&later), g.state.headcount(&org) as u64);
             let q = Query { org: Some(org.clone()), ..Query::default() };

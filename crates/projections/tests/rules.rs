@@ -1443,3 +1443,175 @@ fn eu_gate_state_and_excluded_reasons_are_reported_c_422_14() {
         .iter()
         .any(|x| x.reason.starts_with("excluded: ")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// WARN population (issue 9)
+
+/// A population answering each query with a function of it, and knowing some workers.
+struct Answering<F: Fn(&PopulationQuery) -> u64> {
+    headcount: F,
+    workers: Vec<(String, wfl_projections::WorkerProfile)>,
+}
+
+impl<F: Fn(&PopulationQuery) -> u64> Population for Answering<F> {
+    fn headcount(&self, q: &PopulationQuery) -> u64 {
+        (self.headcount)(q)
+    }
+
+    fn worker(
+        &self,
+        _: &OrgId,
+        worker: &WorkerRef,
+        _: Date,
+    ) -> Option<wfl_projections::WorkerProfile> {
+        self.workers
+            .iter()
+            .find(|(w, _)| *w == worker.0)
+            .map(|(_, p)| p.clone())
+    }
+}
+
+fn with_hours(l: &mut Ledger, hours: Option<u32>, months: Option<u32>, on: Date) -> EventId {
+    let mut p = payload(l.next_id(), Exit::Dismissal(None));
+    if let Some(sep) = separation_mut(&mut p) {
+        sep.avg_weekly_hours = hours;
+        sep.months_employed_last_12 = months;
+    }
+    l.push(envelope(0, "acme", "s1", "US-OH", on, p))
+}
+
+/// Given 50 losses of which one averages 19 hours a week and one was employed 5 of the last 12
+/// months, then WARN counts 48 (below 50): part-time is fewer than 20 hours a week on average
+/// or fewer than 6 of the last 12 months (20 CFR 639.3(h)); both are listed as excluded, owed
+/// notice; and the headcount basis is asked without part-time workers by the same tests.
+#[test]
+fn warn_part_time_by_hours_or_months_is_not_counted_20_cfr_639_3_h() {
+    let mut l = Ledger::default();
+    let by_hours = with_hours(&mut l, Some(19), Some(12), day(0));
+    let by_months = with_hours(&mut l, Some(40), Some(5), day(0));
+    with_hours(&mut l, Some(20), Some(6), day(0)); // exactly at the limits: full-time
+    l.at(47, Exit::Dismissal(None), "s1", "US-OH", day(0));
+    let asked = RefCell::new(Vec::new());
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| {
+            asked.borrow_mut().push(q.clone());
+            140
+        },
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &pop, day(0));
+    let s = find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!(s.count, 48);
+    assert_eq!(s.level, Some(AlertLevel::Approaching));
+    for id in [by_hours, by_months] {
+        let x = s
+            .excluded
+            .iter()
+            .find(|x| x.event_id == id)
+            .expect("listed");
+        assert!(
+            x.reason.contains("part-time") && x.reason.contains("notice"),
+            "{}",
+            x.reason
+        );
+    }
+    assert!(asked.borrow().iter().all(|q| {
+        q.part_time_below_weekly_hours == Some(20) && q.part_time_below_months_of_12 == Some(6)
+    }));
+}
+
+/// Given a temporary layoff of more than six months of a worker the population knows as
+/// part-time, then it is not a WARN employment loss: the exclusions apply to layoffs and hours
+/// cuts too, not only to separations (29 USC 2101(a)(3), (a)(6)(B)).
+#[test]
+fn warn_exclusions_apply_to_long_layoffs_of_part_time_workers_29_usc_2101() {
+    let mut l = Ledger::default();
+    let layoff = l.push(envelope(
+        0,
+        "acme",
+        "s1",
+        "US-OH",
+        day(0),
+        Payload::TemporaryLayoff(wfl_domain::TemporaryLayoff {
+            worker_ref: WorkerRef("pt-1".into()),
+            expected_duration_days: 200,
+            recall_expected: false,
+        }),
+    ));
+    l.at(3, Exit::Dismissal(None), "s1", "US-OH", day(0));
+    let pop = Answering {
+        headcount: |_: &PopulationQuery| 150,
+        workers: vec![(
+            "pt-1".into(),
+            wfl_projections::WorkerProfile {
+                relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                avg_weekly_hours: Some(12),
+                months_employed_last_12: Some(12),
+            },
+        )],
+    };
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &pop, day(0));
+    let s = find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!(s.count, 3);
+    assert!(s.excluded.iter().any(|x| x.event_id == layoff));
+}
+
+/// Given an employer with 40 employees in New York State and 500 elsewhere, then NY WARN does
+/// not cover it: coverage counts employees in the state (§860-a(3)); the watch asks the
+/// population for the US-NY headcount.
+#[test]
+fn ny_warn_coverage_counts_employees_in_new_york_state_860_a_3() {
+    let mut l = Ledger::default();
+    l.at(30, Exit::Dismissal(None), "nyc-1", "US-NY", day(0));
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| match (&q.site, q.jurisdiction_prefix.as_deref()) {
+            (None, Some("US-NY")) => 40,
+            (None, _) => 540,
+            (Some(_), _) => 40,
+        },
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-NY-WARN"]), &pop, day(0));
+    let s = find(&all, "US-NY-WARN", "nyc-1", "rolling-30", CountType::Strict);
+    assert_eq!(s.level, None, "below 50 in the state: not covered");
+    assert!(s.label.contains("coverage"), "{}", s.label);
+}
+
+/// Given an establishment that employed 80 a year ago and 60 now, then Cal-WARN still covers it:
+/// "employs or has employed in the preceding 12 months 75 or more" (§1400.5(a)); the watch asks
+/// for the largest headcount over the 365 days up to the snapshot.
+#[test]
+fn ca_warn_coverage_looks_back_twelve_months_1400_5_a() {
+    let mut l = Ledger::default();
+    l.at(50, Exit::Dismissal(None), "fresno", "US-CA", day(0));
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| match q.max_over_days {
+            Some(365) => 80,
+            _ => 60,
+        },
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-CA-WARN"]), &pop, day(0));
+    let s = find(
+        &all,
+        "US-CA-WARN",
+        "fresno",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(s.level, Some(AlertLevel::Met));
+    let snapshot = Answering {
+        headcount: |_: &PopulationQuery| 60,
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-CA-WARN"]), &snapshot, day(0));
+    let s = find(
+        &all,
+        "US-CA-WARN",
+        "fresno",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(s.level, None, "never 75 in the year: not covered");
+}

@@ -1076,6 +1076,10 @@ fn population_counts_workers_employed_at_the_end_of_the_day_with_exclusions() {
         on: date(on),
         exclude_relationships: Vec::new(),
         exclude_contract_types: Vec::new(),
+        jurisdiction_prefix: None,
+        max_over_days: None,
+        part_time_below_weekly_hours: None,
+        part_time_below_months_of_12: None,
     };
     assert_eq!(Population::headcount(&l.p, &q("2026-01-31", None)), 3);
     assert_eq!(l.p.population(&q("2026-02-01", None)), 4, "hired that day");

@@ -188,6 +188,13 @@ pub struct Coverage {
     /// Covered when the headcount (population basis exclusions applied) is at least this.
     pub min_headcount: u64,
     pub scope: CoverageScope,
+    /// Covered when the headcount reached `min_headcount` on any day of this many days up to the
+    /// snapshot (Cal-WARN: 365, "employs or has employed in the preceding 12 months").
+    #[serde(default)]
+    pub look_back_days: Option<u32>,
+    /// Only workers at sites in this jurisdiction count (NY WARN: `US-NY`, employees in the state).
+    #[serde(default)]
+    pub within_jurisdiction: Option<String>,
     pub confidence: Confidence,
     #[serde(default)]
     pub note: String,
@@ -204,6 +211,17 @@ pub struct PopulationBasis {
     /// Contract types outside the basis (US WARN: part-time), excluded from both sides.
     #[serde(default)]
     pub exclude_contract_types: Vec<ContractType>,
+    /// Workers averaging fewer than this many hours a week are outside the basis, on both sides
+    /// (US WARN part-time: 20).
+    #[serde(default)]
+    pub part_time_below_weekly_hours: Option<u32>,
+    /// Workers employed fewer than this many of the last 12 months are outside the basis, on
+    /// both sides (US WARN part-time: 6).
+    #[serde(default)]
+    pub part_time_below_months_of_12: Option<u32>,
+    /// Said of every worker left out by the basis (e.g. that they are still owed notice).
+    #[serde(default)]
+    pub exclusion_note: String,
     /// The headcount is taken at the end of the day this many days before the window's first
     /// counted separation (1: the day before; US WARN: the date the first notice is required).
     pub days_before_first_separation: i64,
@@ -603,6 +621,19 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
         }
     }
     validate_population(&p.population)?;
+    if let Some(c) = &p.coverage {
+        if let Some(d) = c.look_back_days {
+            days_in_range("coverage.look_back_days".into(), i64::from(d), 1)?;
+        }
+        if let Some(j) = &c.within_jurisdiction {
+            if !p.jurisdictions.iter().any(|k| segment_prefix(k, j)) {
+                return Err(bad(
+                    "coverage.within_jurisdiction",
+                    format!("{j:?} is not within the pack's jurisdictions"),
+                ));
+            }
+        }
+    }
     validate_counts(&p.counts)?;
     if p.thresholds.is_empty() {
         return Err(bad("thresholds", "must list at least one alternative"));
@@ -682,6 +713,22 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
 }
 
 fn validate_population(b: &PopulationBasis) -> Result<(), Invalid> {
+    if b.part_time_below_weekly_hours
+        .is_some_and(|h| h == 0 || h > 168)
+    {
+        return Err(bad(
+            "population.part_time_below_weekly_hours",
+            "must be between 1 and 168",
+        ));
+    }
+    if b.part_time_below_months_of_12
+        .is_some_and(|m| m == 0 || m > 12)
+    {
+        return Err(bad(
+            "population.part_time_below_months_of_12",
+            "must be between 1 and 12",
+        ));
+    }
     days_in_range(
         "population.days_before_first_separation".into(),
         b.days_before_first_separation,

@@ -11,8 +11,8 @@
 //! finding. None of it is legal advice.
 
 use super::pack::{
-    segment_prefix, Confidence, CountDate, LawStatus, MatchRule, RulePack, Unit, VariantChoice,
-    Window, WindowKind,
+    segment_prefix, Confidence, CountDate, Coverage, CoverageScope, LawStatus, MatchRule, RulePack,
+    Unit, VariantChoice, Window, WindowKind,
 };
 use crate::{Population, PopulationQuery};
 use serde::{Deserialize, Serialize};
@@ -301,7 +301,7 @@ pub fn evaluate(
             }
             let site = pack.unit.is_site().then(|| s.site.clone());
             let unit = units.entry((s.org.clone(), site)).or_default();
-            unit.entries.push(Entry::classify(pack, s));
+            unit.entries.push(Entry::classify(pack, s, population));
             unit.not_researched |= choice == VariantChoice::NotResearched;
             if let Some(national) = pack.national_pack(s.jurisdiction) {
                 unit.national_pack = Some(national.to_owned());
@@ -348,28 +348,66 @@ fn countable_payload(p: &Payload) -> bool {
     p.separation().is_some() || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
 }
 
-/// Why a separation is outside the pack's population basis, if it is.
-fn outside_population(pack: &RulePack, s: &Separation<'_>) -> Option<String> {
-    let x = s.payload.separation()?;
-    if pack
-        .population
-        .exclude_relationships
-        .contains(&x.employment_relationship)
-    {
-        return Some(format!(
+/// Why a separation (or layoff, or hours cut) is outside the pack's population basis, if it is.
+/// The event's own separation block is read first; what it does not say (and everything, for
+/// temporary layoffs and hours cuts) comes from the population's worker profile, when it has one.
+fn outside_population(
+    pack: &RulePack,
+    s: &Separation<'_>,
+    population: &dyn Population,
+) -> Option<String> {
+    let basis = &pack.population;
+    let profile = s
+        .payload
+        .worker_effect()
+        .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
+    let sep = s.payload.separation();
+    let relationship = sep
+        .map(|x| x.employment_relationship)
+        .or(profile.as_ref().map(|p| p.relationship));
+    let contract = sep
+        .map(|x| x.contract_type)
+        .or(profile.as_ref().map(|p| p.contract_type));
+    let hours = sep
+        .and_then(|x| x.avg_weekly_hours)
+        .or(profile.as_ref().and_then(|p| p.avg_weekly_hours));
+    let months = sep
+        .and_then(|x| x.months_employed_last_12)
+        .or(profile.as_ref().and_then(|p| p.months_employed_last_12));
+    let note = |reason: String| {
+        if basis.exclusion_note.is_empty() {
+            reason
+        } else {
+            format!("{reason}; {}", basis.exclusion_note)
+        }
+    };
+    if let Some(r) = relationship.filter(|r| basis.exclude_relationships.contains(r)) {
+        return Some(note(format!(
             "outside the population basis: {} worker",
-            x.employment_relationship.as_str()
-        ));
+            r.as_str()
+        )));
     }
-    if pack
-        .population
-        .exclude_contract_types
-        .contains(&x.contract_type)
-    {
-        return Some(format!(
+    if let Some(c) = contract.filter(|c| basis.exclude_contract_types.contains(c)) {
+        return Some(note(format!(
             "outside the population basis: {} contract",
-            x.contract_type.as_str()
-        ));
+            c.as_str()
+        )));
+    }
+    if let (Some(h), Some(min)) = (hours, basis.part_time_below_weekly_hours) {
+        if h < min {
+            return Some(note(format!(
+                "outside the population basis: part-time, {h} hours a week on average \
+                 (fewer than {min})"
+            )));
+        }
+    }
+    if let (Some(m), Some(min)) = (months, basis.part_time_below_months_of_12) {
+        if m < min {
+            return Some(note(format!(
+                "outside the population basis: part-time, employed {m} of the last 12 months \
+                 (fewer than {min})"
+            )));
+        }
     }
     None
 }
@@ -403,7 +441,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn classify(pack: &RulePack, s: &Separation<'_>) -> Self {
+    fn classify(pack: &RulePack, s: &Separation<'_>, population: &dyn Population) -> Self {
         let date = match pack.count_date() {
             CountDate::Effective => s.effective_date,
             CountDate::Notice => s
@@ -426,7 +464,7 @@ impl Entry {
             shadow: false,
             excluded: None,
         };
-        if let Some(reason) = outside_population(pack, s) {
+        if let Some(reason) = outside_population(pack, s, population) {
             return Self {
                 excluded: Some(reason),
                 ..base
@@ -579,6 +617,13 @@ impl Judged<'_> {
     }
 }
 
+/// Which headcount question: the threshold basis or the employer-size test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum HeadcountKind {
+    Basis,
+    Coverage,
+}
+
 struct UnitEval<'p, 'u> {
     pack: &'p RulePack,
     org: &'u OrgId,
@@ -590,8 +635,8 @@ struct UnitEval<'p, 'u> {
     first_of_plan: BTreeMap<&'u str, Date>,
     not_researched: bool,
     national_pack: Option<&'u str>,
-    /// Headcount by (whole entity?, day), for this pack's exclusions.
-    cache: BTreeMap<(bool, Date), u64>,
+    /// Headcount by (query kind, whole entity?, day), for this pack's exclusions.
+    cache: BTreeMap<(HeadcountKind, bool, Date), u64>,
 }
 
 impl UnitEval<'_, '_> {
@@ -727,15 +772,7 @@ impl UnitEval<'_, '_> {
         let denominator = u64::try_from(mean).unwrap_or(u64::MAX);
         let covered = match &self.pack.coverage {
             None => true,
-            Some(cov) => {
-                let whole = matches!(cov.scope, super::pack::CoverageScope::LegalEntity);
-                let n = if whole || self.site.is_none() {
-                    self.headcount(true, snapshot)
-                } else {
-                    denominator
-                };
-                n >= cov.min_headcount
-            }
+            Some(cov) => self.coverage_headcount(cov, snapshot, denominator) >= cov.min_headcount,
         };
         Judged {
             start: c.start,
@@ -755,22 +792,56 @@ impl UnitEval<'_, '_> {
         }
     }
 
+    /// The pack's headcount basis at the end of `on`: the unit's, or the whole entity's.
     fn headcount(&mut self, whole_entity: bool, on: Date) -> u64 {
         let site = if whole_entity {
             None
         } else {
             self.site.cloned()
         };
-        let key = (site.is_none(), on);
+        self.ask(HeadcountKind::Basis, site, on, None, None)
+    }
+
+    /// The headcount the pack's employer-size test reads: the unit's or the entity's, within a
+    /// jurisdiction (NY) or the most over a look-back (Cal-WARN) where the pack says so.
+    fn coverage_headcount(&mut self, cov: &Coverage, snapshot: Date, denominator: u64) -> u64 {
+        let whole = matches!(cov.scope, CoverageScope::LegalEntity) || self.site.is_none();
+        if cov.look_back_days.is_none() && cov.within_jurisdiction.is_none() && !whole {
+            return denominator;
+        }
+        let site = if whole { None } else { self.site.cloned() };
+        self.ask(
+            HeadcountKind::Coverage,
+            site,
+            snapshot,
+            cov.within_jurisdiction.clone(),
+            cov.look_back_days,
+        )
+    }
+
+    fn ask(
+        &mut self,
+        kind: HeadcountKind,
+        site: Option<SiteId>,
+        on: Date,
+        jurisdiction_prefix: Option<String>,
+        max_over_days: Option<u32>,
+    ) -> u64 {
+        let key = (kind, site.is_none(), on);
         if let Some(n) = self.cache.get(&key) {
             return *n;
         }
+        let basis = &self.pack.population;
         let n = self.population.headcount(&PopulationQuery {
             org: self.org.clone(),
             site,
             on,
-            exclude_relationships: self.pack.population.exclude_relationships.clone(),
-            exclude_contract_types: self.pack.population.exclude_contract_types.clone(),
+            exclude_relationships: basis.exclude_relationships.clone(),
+            exclude_contract_types: basis.exclude_contract_types.clone(),
+            jurisdiction_prefix,
+            max_over_days,
+            part_time_below_weekly_hours: basis.part_time_below_weekly_hours,
+            part_time_below_months_of_12: basis.part_time_below_months_of_12,
         });
         self.cache.insert(key, n);
         n
