@@ -1615,3 +1615,64 @@ fn ca_warn_coverage_looks_back_twelve_months_1400_5_a() {
     );
     assert_eq!(s.level, None, "never 75 in the year: not covered");
 }
+
+/// The projection's population honours the look-back (Cal-WARN §1400.5(a)) and the months limb of
+/// the WARN part-time test (20 CFR 639.3(h)): a shrinking site keeps its 12-month peak, and a
+/// worker hired three months ago is left out of a basis that asks for six of twelve months.
+#[test]
+fn projection_population_honours_look_back_and_months_employed() {
+    let mut p = wfl_projections::views::Projection::new();
+    let mut seq = 0u64;
+    let mut rec = |p: &mut wfl_projections::views::Projection, on: Date, payload: Payload| {
+        seq += 1;
+        let e = envelope(seq as usize, "acme", "fresno", "US-CA", on, payload);
+        p.apply(seq, &e);
+    };
+    let hired = |w: String, baseline: bool| {
+        Payload::WorkerHired(wfl_domain::WorkerHired {
+            worker_ref: WorkerRef(w),
+            employment_relationship: EmploymentRelationship::Employee,
+            contract_type: ContractType::OpenEnded,
+            cohort: None,
+            position_id: None,
+            baseline,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
+        })
+    };
+    for k in 0..80 {
+        rec(&mut p, day(0), hired(format!("w{k}"), true));
+    }
+    for k in 0..20 {
+        rec(&mut p, day(100), payload(k, Exit::Dismissal(None)));
+    }
+    for k in 0..5 {
+        rec(&mut p, day(110), hired(format!("new{k}"), false));
+    }
+    let q = PopulationQuery {
+        org: OrgId("acme".into()),
+        site: Some(SiteId("fresno".into())),
+        on: day(200),
+        exclude_relationships: Vec::new(),
+        exclude_contract_types: Vec::new(),
+        jurisdiction_prefix: None,
+        max_over_days: None,
+        part_time_below_weekly_hours: None,
+        part_time_below_months_of_12: None,
+    };
+    assert_eq!(p.population(&q), 65);
+    let look_back = PopulationQuery {
+        max_over_days: Some(365),
+        ..q.clone()
+    };
+    assert_eq!(p.population(&look_back), 80, "80 before the dismissals");
+    let months = PopulationQuery {
+        part_time_below_months_of_12: Some(6),
+        ..q.clone()
+    };
+    assert_eq!(
+        p.population(&months),
+        60,
+        "hired 90 days ago: part-time by months"
+    );
+}
