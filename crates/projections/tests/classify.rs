@@ -152,24 +152,27 @@ fn adverse_change_refused_exit_is_a_formal_layoff() {
     assert!(c.employer_influenced);
 }
 
+/// domain-rules §5.2: `TemporaryLayoff` is a formal layoff (temporary); an hours cut is a signal.
 #[test]
-fn temporary_layoff_and_hours_cut_are_signals_not_separations() {
+fn temporary_layoff_is_a_formal_layoff_and_an_hours_cut_a_signal() {
     let layoff = Payload::TemporaryLayoff(TemporaryLayoff {
         worker_ref: WorkerRef::from("w-1"),
         expected_duration_days: 60,
         recall_expected: true,
     });
+    let c = plain(&layoff);
+    assert_eq!(c.bucket, Bucket::FormalLayoff);
+    assert_eq!(c.mechanism, Some(Mechanism::TemporaryLayoff));
+    assert!(c.employer_influenced);
     let hours = Payload::HoursReduced(HoursReduced {
         worker_ref: WorkerRef::from("w-1"),
         hours_before: 40,
         hours_after: 16,
         expected_months: 6,
     });
-    for p in [layoff, hours] {
-        let c = plain(&p);
-        assert_eq!(c.bucket, Bucket::Signal, "{p:?}");
-        assert_eq!(c.mechanism, None);
-    }
+    let c = plain(&hours);
+    assert_eq!(c.bucket, Bucket::Signal);
+    assert_eq!(c.mechanism, None);
 }
 
 #[test]
