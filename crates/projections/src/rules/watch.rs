@@ -309,10 +309,16 @@ pub fn evaluate(
         }
         for ((org, site), mut unit) in units {
             unit.entries.sort_by_key(|a| (a.date, a.id));
-            let mut first_of_plan: BTreeMap<&str, Date> = BTreeMap::new();
+            // A plan's first separation, per legal count type: where its procedure deadlines run
+            // from (entries are sorted by date, so the first seen is the earliest).
+            let mut first_of_plan: BTreeMap<(CountType, &str), Date> = BTreeMap::new();
             for e in &unit.entries {
                 if let Some(p) = e.plan.as_deref() {
-                    first_of_plan.entry(p).or_insert(e.date);
+                    for ct in [CountType::Strict, CountType::Assimilated] {
+                        if e.candidate(ct) {
+                            first_of_plan.entry((ct, p)).or_insert(e.date);
+                        }
+                    }
                 }
             }
             let mut eval = UnitEval {
@@ -631,8 +637,9 @@ struct UnitEval<'p, 'u> {
     population: &'u dyn Population,
     steps: &'u [ComplianceStep<'u>],
     as_of: Date,
-    /// The first count date of each plan in this unit, over every separation given.
-    first_of_plan: BTreeMap<&'u str, Date>,
+    /// The first count date of each plan in this unit per legal count type, over every
+    /// separation given.
+    first_of_plan: BTreeMap<(CountType, &'u str), Date>,
     not_researched: bool,
     national_pack: Option<&'u str>,
     /// Headcount by (query kind, whole entity?, day), for this pack's exclusions.
@@ -872,7 +879,7 @@ impl UnitEval<'_, '_> {
             count as f64 / j.need as f64
         };
         let steps = match ct {
-            CountType::Strict | CountType::Assimilated => self.step_checks(&j.counted, level),
+            CountType::Strict | CountType::Assimilated => self.step_checks(ct, &j.counted, level),
             CountType::Shadow => Vec::new(),
         };
         let missing_steps = if level.is_some() {
@@ -954,11 +961,16 @@ impl UnitEval<'_, '_> {
     /// (`plan_id`), for this org (and site, for site units), dated on or before `as_of` and at
     /// least the lead time before the plan's first separation in this unit. Separations with no
     /// plan cannot be matched to any step.
-    fn step_checks(&self, counted: &[&Entry], level: Option<AlertLevel>) -> Vec<StepCheck> {
+    fn step_checks(
+        &self,
+        ct: CountType,
+        counted: &[&Entry],
+        level: Option<AlertLevel>,
+    ) -> Vec<StepCheck> {
         let mut plans: BTreeMap<Option<&str>, Date> = BTreeMap::new();
         for e in counted {
             let first = match e.plan.as_deref() {
-                Some(p) => self.first_of_plan.get(p).copied().unwrap_or(e.date),
+                Some(p) => self.first_of_plan.get(&(ct, p)).copied().unwrap_or(e.date),
                 None => e.date,
             };
             plans
