@@ -368,6 +368,15 @@ pub struct DismissalForCause {
     pub summary: bool,
 }
 
+/// The worker died or left through disability (JOLTS "other separations"; counted by no rule pack).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeathOrDisability {
+    pub separation: Separation,
+    /// True: disability; false: death.
+    #[serde(default)]
+    pub disability: bool,
+}
+
 /// A contractor released, or a dispatched worker returned to the agency (host-side view).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgencyRelease {
@@ -570,6 +579,7 @@ payloads! {
     AiUsageMeasured(AiUsageMeasured) = "ai_usage_measured", 27;
     EventCorrected(EventCorrected) = "event_corrected", 28;
     EventRetracted(EventRetracted) = "event_retracted", 29;
+    DeathOrDisability(DeathOrDisability) = "death_or_disability", 30;
 }
 
 impl std::fmt::Display for EventType {
@@ -602,6 +612,7 @@ impl Payload {
             Payload::Resignation(p) => Some(&p.separation),
             Payload::Retirement(p) => Some(&p.separation),
             Payload::DismissalForCause(p) => Some(&p.separation),
+            Payload::DeathOrDisability(p) => Some(&p.separation),
             Payload::ContractorReleased(p) | Payload::DispatchedWorkerReturned(p) => {
                 Some(&p.separation)
             }

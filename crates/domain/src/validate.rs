@@ -207,6 +207,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             }
         }
         Payload::Resignation(r) => separation(v, &format!("{p}.separation"), &r.separation),
+        Payload::DeathOrDisability(d) => separation(v, &format!("{p}.separation"), &d.separation),
         Payload::Retirement(r) => separation(v, &format!("{p}.separation"), &r.separation),
         Payload::DismissalForCause(d) => {
             separation(v, &format!("{p}.separation"), &d.separation);

@@ -82,6 +82,8 @@ pub enum Mechanism {
     ContractorReleased,
     /// `DispatchedWorkerReturned` (host-side line: not the host's employee).
     DispatchedReturned,
+    /// `DeathOrDisability` (JOLTS "other separations"; neutral).
+    DeathOrDisability,
     /// `TemporaryLayoff`: a formal layoff, temporary (domain-rules §5.2); the worker stays
     /// employed, so it is not an exit and not in the headcount flows.
     TemporaryLayoff,
@@ -102,6 +104,7 @@ impl Mechanism {
         Mechanism::DismissalForCause,
         Mechanism::ContractorReleased,
         Mechanism::DispatchedReturned,
+        Mechanism::DeathOrDisability,
         Mechanism::TemporaryLayoff,
     ];
 
@@ -121,6 +124,7 @@ impl Mechanism {
             Mechanism::DismissalForCause => "dismissal_for_cause",
             Mechanism::ContractorReleased => "contractor_released",
             Mechanism::DispatchedReturned => "dispatched_returned",
+            Mechanism::DeathOrDisability => "death_or_disability",
             Mechanism::TemporaryLayoff => "temporary_layoff",
         }
     }
@@ -223,6 +227,7 @@ pub fn classify(payload: &Payload, backfilled: bool, closed: bool) -> Classifica
             Mechanism::Retirement,
         ),
         Payload::DismissalForCause(_) => (Bucket::Neutral, false, Mechanism::DismissalForCause),
+        Payload::DeathOrDisability(_) => (Bucket::Neutral, false, Mechanism::DeathOrDisability),
         Payload::ContractorReleased(_) => (
             Bucket::GradualAttrition,
             true,
@@ -312,6 +317,7 @@ fn non_separation(payload: &Payload) -> Classification {
         | Payload::Resignation(_)
         | Payload::Retirement(_)
         | Payload::DismissalForCause(_)
+        | Payload::DeathOrDisability(_)
         | Payload::ContractorReleased(_)
         | Payload::DispatchedWorkerReturned(_) => (Bucket::Neutral, AiAttribution::None),
     };

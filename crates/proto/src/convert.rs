@@ -240,6 +240,10 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
             separation: Some(separation_to(&r.separation)),
             retirement_type: retirement_type_to(r.retirement_type),
         }),
+        P::DeathOrDisability(x) => Kind::DeathOrDisability(pb::DeathOrDisability {
+            separation: Some(separation_to(&x.separation)),
+            disability: x.disability,
+        }),
         P::DismissalForCause(x) => Kind::DismissalForCause(pb::DismissalForCause {
             separation: Some(separation_to(&x.separation)),
             cause_code: x.cause_code.clone(),
@@ -594,6 +598,7 @@ fn kind_type(k: &Kind) -> EventType {
         Kind::Resignation(_) => EventType::Resignation,
         Kind::Retirement(_) => EventType::Retirement,
         Kind::DismissalForCause(_) => EventType::DismissalForCause,
+        Kind::DeathOrDisability(_) => EventType::DeathOrDisability,
         Kind::ContractorReleased(_) => EventType::ContractorReleased,
         Kind::DispatchedWorkerReturned(_) => EventType::DispatchedWorkerReturned,
         Kind::TemporaryLayoff(_) => EventType::TemporaryLayoff,
@@ -739,6 +744,13 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
             P::Retirement(d::Retirement {
                 separation: sep?,
                 retirement_type: ty?,
+            })
+        }
+        Kind::DeathOrDisability(x) => {
+            let sep = required_separation(cx, p, x.separation);
+            P::DeathOrDisability(d::DeathOrDisability {
+                separation: sep?,
+                disability: x.disability,
             })
         }
         Kind::DismissalForCause(x) => {

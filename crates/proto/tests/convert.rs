@@ -199,7 +199,11 @@ fn payload(ty: EventType, full: bool) -> Payload {
         EventType::DismissalForCause => Payload::DismissalForCause(DismissalForCause {
             separation: separation(full),
             cause_code: "misconduct".into(),
-            summary: false,
+            summary: full,
+        }),
+        EventType::DeathOrDisability => Payload::DeathOrDisability(DeathOrDisability {
+            separation: separation(full),
+            disability: full,
         }),
         EventType::ContractorReleased => Payload::ContractorReleased(agency(full)),
         EventType::DispatchedWorkerReturned => Payload::DispatchedWorkerReturned(agency(!full)),

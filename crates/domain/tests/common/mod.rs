@@ -447,6 +447,10 @@ pub fn samples(worker: &str, original: EventId) -> Vec<Payload> {
             replacement: Box::new(hire(worker)),
         }),
         retract_id(original),
+        Payload::DeathOrDisability(wfl_domain::DeathOrDisability {
+            separation: sep(worker),
+            disability: true,
+        }),
     ]
 }
 
