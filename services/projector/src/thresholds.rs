@@ -204,3 +204,144 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
         floor_only: s.floor_only,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Given/when/then for the glue: the default evaluation day and the alert rows.
+
+    use super::*;
+    use wfl_domain::{
+        ContractType, EconomicDismissal, EmploymentRelationship, Event, EventId,
+        EvidenceConfidence, Initiator, Payload, SiteId, Source, WorkerHired, WorkerRef,
+    };
+
+    fn on(n: i32) -> Date {
+        Date::from_days(20_500 + n)
+    }
+
+    fn event(n: u128, day: i32, payload: Payload) -> Event {
+        Event {
+            event_id: id(n),
+            org_id: OrgId("acme".into()),
+            site_id: SiteId("hz".into()),
+            jurisdiction: "CN".into(),
+            effective_date: on(day),
+            source: Source::default(),
+            correlation_id: Some("PLAN-1".into()),
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: EvidenceConfidence::Reported,
+            expected_version: None,
+            payload,
+        }
+    }
+
+    fn id(n: u128) -> EventId {
+        serde_json::from_value(serde_json::json!(format!(
+            "00000000-0000-7000-8000-{n:012x}"
+        )))
+        .expect("a uuid")
+    }
+
+    fn worker(k: usize) -> WorkerRef {
+        WorkerRef(format!("w{k}"))
+    }
+
+    /// Given 30 hires and 25 dismissals recorded ahead of time (effective 100 days after the
+    /// hires), when no as_of_date is asked, then the watch is evaluated at the latest effective
+    /// date in the ledger (not the wall clock), so the planned reduction is met; the alert rows
+    /// are the current windows only.
+    #[test]
+    fn default_day_is_the_latest_effective_date_so_planned_layoffs_show() {
+        let mut p = Projection::new();
+        let mut seq = 0;
+        let mut n = 0;
+        let mut rec = |p: &mut Projection, day: i32, payload: Payload| {
+            seq += 1;
+            n += 1;
+            p.apply(seq, &event(n, day, payload));
+        };
+        for k in 0..30 {
+            rec(
+                &mut p,
+                0,
+                Payload::WorkerHired(WorkerHired {
+                    worker_ref: worker(k),
+                    employment_relationship: EmploymentRelationship::Employee,
+                    contract_type: ContractType::OpenEnded,
+                    cohort: None,
+                    position_id: None,
+                    baseline: true,
+                    avg_weekly_hours: None,
+                    months_employed_last_12: None,
+                }),
+            );
+        }
+        for k in 0..25 {
+            let mut sep = wfl_domain::Separation {
+                worker_ref: worker(k),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                position_closed: false,
+                backfill_status: Default::default(),
+                initiator: Initiator::Employer,
+                reason_personal: false,
+                legal_ground: Some("CN-LCL-41".into()),
+                ai_attributed: Default::default(),
+                ai_system: None,
+                tenure_months: None,
+                protected_flags: Vec::new(),
+                severance: None,
+                notice_given_on: None,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
+            };
+            sep.position_closed = true;
+            rec(
+                &mut p,
+                100,
+                Payload::EconomicDismissal(EconomicDismissal {
+                    separation: sep,
+                    selection_criteria: None,
+                    plan_id: None,
+                }),
+            );
+        }
+        let packs = rules::parse(
+            "CN-LCL-41.toml",
+            include_str!("../../../rulepacks/CN-LCL-41.toml"),
+        )
+        .expect("the shipped CN pack parses");
+        let request = Request {
+            as_of_date: None,
+            packs: Vec::new(),
+            org: None,
+            alerts_only: false,
+        };
+        let (as_of, rows) = evaluate(&p, &request, std::slice::from_ref(&packs));
+        assert_eq!(as_of, on(100));
+        assert_eq!(default_as_of(&p, Some(&OrgId("acme".into()))), on(100));
+        let strict_plan = rows
+            .iter()
+            .find(|s| {
+                s.window == "plan"
+                    && s.count_type == rules::CountType::Strict
+                    && s.role == WindowRole::Current
+            })
+            .expect("a current plan row");
+        assert_eq!(strict_plan.count, 25);
+        assert_eq!(strict_plan.level, Some(AlertLevel::Met));
+        assert!(rows.iter().any(|s| s.role == WindowRole::Peak));
+
+        let (_, alerts) = threshold_watch(&p, std::slice::from_ref(&packs), None, as_of);
+        assert!(!alerts.is_empty());
+        assert!(alerts.iter().all(|s| s.role == WindowRole::Current));
+        let keys: std::collections::BTreeSet<_> = alerts
+            .iter()
+            .map(|s| (&s.unit, &s.window_key, s.count_type))
+            .collect();
+        assert_eq!(keys.len(), alerts.len(), "one alert key per row");
+    }
+}
