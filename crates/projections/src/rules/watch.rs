@@ -1,5 +1,10 @@
 //! Threshold watch: strict, assimilated and shadow counts per rule pack, unit and window, against
-//! the threshold at the pack's headcount basis, with the procedure steps still missing.
+//! the threshold at the pack's headcount basis, with the procedure steps of each plan.
+//!
+//! Owns: the current and peak window of each pack/unit/window spec/count type, their wave keys
+//! (what alerts are keyed by), counting workers rather than events, tying procedure steps to their
+//! plan, and the reasons events are left out. Must not: read a clock, do I/O, or depend on how the
+//! views are stored (it sees only [`Separation`], [`ComplianceStep`] and a [`Population`]).
 //!
 //! [`evaluate`] is a pure function of its inputs (no clock: `as_of` is passed in). It works on
 //! separations with their position links already resolved and on a [`Population`] oracle, so it
