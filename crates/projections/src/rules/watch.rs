@@ -132,6 +132,17 @@ impl CountType {
     }
 }
 
+impl CountType {
+    /// Whether `e` counts for this type in a window whose assimilated gate is `gate_open`.
+    fn counts(self, e: &Entry, gate_open: bool) -> bool {
+        match self {
+            CountType::Strict => e.strict,
+            CountType::Assimilated => e.strict || (gate_open && e.assimilated),
+            CountType::Shadow => e.shadow,
+        }
+    }
+}
+
 /// How close a count is to its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -569,31 +580,40 @@ fn shift(d: Date, days: i64) -> Date {
 }
 
 /// One candidate window: its bounds, its members (sorted by date), and for plan windows the plan.
+/// Rolling windows hold their members as a range of the eligible entries (no copy).
 struct Candidate<'e> {
     start: Date,
     end: Date,
+    /// Plan windows: the members. Rolling windows: empty (see `range`).
     members: Vec<&'e Entry>,
+    /// Rolling windows: `eligible[range.0..range.1]`.
+    range: (usize, usize),
     plan: Option<&'e str>,
 }
 
-/// One candidate window, judged for one count type.
-#[derive(Debug, Clone)]
-struct Judged<'e> {
-    start: Date,
-    end: Date,
-    plan: Option<&'e str>,
-    /// Counted entries, by date then id.
-    counted: Vec<&'e Entry>,
-    /// Distinct workers among `counted`.
+impl<'e> Candidate<'e> {
+    fn members<'c>(&'c self, eligible: &'c [&'e Entry]) -> &'c [&'e Entry] {
+        if self.plan.is_some() {
+            &self.members
+        } else {
+            &eligible[self.range.0..self.range.1]
+        }
+    }
+}
+
+/// A candidate window's weight for one count type: enough to rank it. The full judgement
+/// (evidence, exclusions, steps) is built only for the windows reported.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    index: usize,
     workers: u64,
-    excluded: Vec<Excluded>,
-    gate: Option<GateState>,
-    denominator: u64,
+    /// Counted events (a worker's earlier events stay in the evidence).
+    events: usize,
     need: u64,
     covered: bool,
 }
 
-impl Judged<'_> {
+impl Score {
     fn met(&self) -> bool {
         self.covered && self.need > 0 && self.workers >= self.need
     }
@@ -616,16 +636,66 @@ impl Judged<'_> {
             == Ordering::Greater
     }
 
-    /// Current order: most workers, then met, then ratio, then most events (a worker's earlier
-    /// events stay in the evidence); ties keep the earlier candidate.
+    /// Current order: most workers, then met, then ratio, then most events; ties keep the
+    /// earlier candidate.
     fn beats_as_current(&self, other: &Self) -> bool {
         self.workers
             .cmp(&other.workers)
             .then_with(|| self.met().cmp(&other.met()))
             .then_with(|| self.ratio_against(other).cmp(&other.ratio_against(self)))
-            .then_with(|| self.counted.len().cmp(&other.counted.len()))
+            .then_with(|| self.events.cmp(&other.events))
             == Ordering::Greater
     }
+}
+
+/// Distinct workers in a sliding window, by dense worker index.
+struct Sliding {
+    per_worker: Vec<u32>,
+    workers: u64,
+    events: usize,
+}
+
+impl Sliding {
+    fn new(n: usize) -> Self {
+        Self {
+            per_worker: vec![0; n],
+            workers: 0,
+            events: 0,
+        }
+    }
+
+    fn add(&mut self, w: usize) {
+        if self.per_worker[w] == 0 {
+            self.workers += 1;
+        }
+        self.per_worker[w] += 1;
+        self.events += 1;
+    }
+
+    fn remove(&mut self, w: usize) {
+        self.per_worker[w] -= 1;
+        if self.per_worker[w] == 0 {
+            self.workers -= 1;
+        }
+        self.events -= 1;
+    }
+}
+
+/// One candidate window, judged for one count type.
+#[derive(Debug, Clone)]
+struct Judged<'e> {
+    start: Date,
+    end: Date,
+    plan: Option<&'e str>,
+    /// Counted entries, by date then id.
+    counted: Vec<&'e Entry>,
+    /// Distinct workers among `counted`.
+    workers: u64,
+    excluded: Vec<Excluded>,
+    gate: Option<GateState>,
+    denominator: u64,
+    need: u64,
+    covered: bool,
 }
 
 /// Which headcount question: the threshold basis or the employer-size test.
@@ -684,33 +754,41 @@ impl UnitEval<'_, '_> {
                         .max()
                 })
                 .unwrap_or(eligible[0].date);
-            let mut peak: Option<Judged<'_>> = None;
-            let mut current: Option<Judged<'_>> = None;
-            for c in &candidates {
-                // Rolling windows start on a separation this count could include, when there is
-                // one, so that the reported start is a counted date.
-                if window.kind == WindowKind::Rolling
-                    && !counted_dates.is_empty()
-                    && !c
-                        .members
-                        .iter()
-                        .take_while(|e| e.date == c.start)
-                        .any(|e| e.candidate(ct))
-                {
-                    continue;
-                }
-                let holds_reference = c
-                    .members
+            let scores: Vec<Score> = match window.kind {
+                WindowKind::Rolling => self.score_rolling(ct, &eligible, &candidates),
+                WindowKind::Correlation => candidates
                     .iter()
-                    .any(|e| e.date == reference && (counted_dates.is_empty() || e.candidate(ct)));
-                let judged = self.judge(ct, c);
-                if holds_reference && current.as_ref().is_none_or(|b| judged.beats_as_current(b)) {
-                    current = Some(judged.clone());
+                    .enumerate()
+                    .map(|(i, c)| self.score_members(ct, i, c.start, &c.members))
+                    .collect(),
+            };
+            let mut peak: Option<Score> = None;
+            let mut current: Option<Score> = None;
+            for score in scores {
+                let c = &candidates[score.index];
+                let holds_reference = match window.kind {
+                    // The reference is a counted date (or, with none, an entry date): every
+                    // window spanning it holds it.
+                    WindowKind::Rolling => c.start <= reference && reference <= c.end,
+                    WindowKind::Correlation => c.members.iter().any(|e| {
+                        e.date == reference && (counted_dates.is_empty() || e.candidate(ct))
+                    }),
+                };
+                if holds_reference && current.is_none_or(|b| score.beats_as_current(&b)) {
+                    current = Some(score);
                 }
-                if peak.as_ref().is_none_or(|b| judged.beats_as_peak(b)) {
-                    peak = Some(judged);
+                if peak.is_none_or(|b| score.beats_as_peak(&b)) {
+                    peak = Some(score);
                 }
             }
+            let current = current.map(|sc| {
+                let c = &candidates[sc.index];
+                self.judge(ct, c, c.members(&eligible))
+            });
+            let peak = peak.map(|sc| {
+                let c = &candidates[sc.index];
+                self.judge(ct, c, c.members(&eligible))
+            });
             for (role, judged) in [(WindowRole::Current, current), (WindowRole::Peak, peak)] {
                 if let Some(j) = judged {
                     let wave = match window.kind {
@@ -727,8 +805,138 @@ impl UnitEval<'_, '_> {
         }
     }
 
-    fn judge<'e>(&mut self, ct: CountType, c: &Candidate<'e>) -> Judged<'e> {
-        let strict_workers = distinct_workers(c.members.iter().copied().filter(|e| e.strict));
+    /// Scores every rolling candidate of `ct` in one sweep: distinct workers per window kept with
+    /// per-worker counters as the window slides (candidates are sorted by start, so both ends
+    /// only move forward). Candidates that do not start on a date this count could include are
+    /// skipped when there is such a date, so a reported start is a counted date.
+    fn score_rolling(
+        &mut self,
+        ct: CountType,
+        eligible: &[&Entry],
+        candidates: &[Candidate<'_>],
+    ) -> Vec<Score> {
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let ids: Vec<usize> = eligible
+            .iter()
+            .map(|e| {
+                let next = index.len();
+                *index.entry(e.worker.as_str()).or_insert(next)
+            })
+            .collect();
+        // next_x[i]: the first index >= i whose entry is in x (len when none).
+        let next = |keep: &dyn Fn(&Entry) -> bool| {
+            let mut out = vec![eligible.len(); eligible.len() + 1];
+            for i in (0..eligible.len()).rev() {
+                out[i] = if keep(eligible[i]) { i } else { out[i + 1] };
+            }
+            out
+        };
+        let next_strict = next(&|e| e.strict);
+        let next_assimilated = next(&|e| e.strict || e.assimilated);
+        let next_shadow = next(&|e| e.shadow);
+        let any_candidate = eligible.iter().any(|e| e.candidate(ct));
+        let min_strict = self
+            .pack
+            .counts
+            .assimilated_gate
+            .as_ref()
+            .map(|g| g.min_strict);
+        let (mut strict, mut assimilated, mut shadow) = (
+            Sliding::new(index.len()),
+            Sliding::new(index.len()),
+            Sliding::new(index.len()),
+        );
+        let (mut lo, mut hi) = (0, 0);
+        let mut out = Vec::with_capacity(candidates.len());
+        for (i, c) in candidates.iter().enumerate() {
+            let (clo, chi) = c.range;
+            while hi < chi {
+                let e = eligible[hi];
+                if e.strict {
+                    strict.add(ids[hi]);
+                }
+                if e.strict || e.assimilated {
+                    assimilated.add(ids[hi]);
+                }
+                if e.shadow {
+                    shadow.add(ids[hi]);
+                }
+                hi += 1;
+            }
+            while lo < clo {
+                let e = eligible[lo];
+                if e.strict {
+                    strict.remove(ids[lo]);
+                }
+                if e.strict || e.assimilated {
+                    assimilated.remove(ids[lo]);
+                }
+                if e.shadow {
+                    shadow.remove(ids[lo]);
+                }
+                lo += 1;
+            }
+            if any_candidate
+                && !eligible[clo..chi]
+                    .iter()
+                    .take_while(|e| e.date == c.start)
+                    .any(|e| e.candidate(ct))
+            {
+                continue;
+            }
+            let (counter, first) = match ct {
+                CountType::Strict => (&strict, next_strict[clo]),
+                CountType::Assimilated if min_strict.is_none_or(|m| strict.workers >= m) => {
+                    (&assimilated, next_assimilated[clo])
+                }
+                CountType::Assimilated => (&strict, next_strict[clo]),
+                CountType::Shadow => (&shadow, next_shadow[clo]),
+            };
+            let (workers, events) = (counter.workers, counter.events);
+            let reference = if first < chi {
+                eligible[first].date
+            } else {
+                c.start
+            };
+            let (denominator, covered) = self.basis(reference);
+            out.push(Score {
+                index: i,
+                workers,
+                events,
+                need: needed(self.pack, denominator),
+                covered,
+            });
+        }
+        out
+    }
+
+    /// Scores one plan window (plans are few; their members are counted directly).
+    fn score_members(
+        &mut self,
+        ct: CountType,
+        index: usize,
+        start: Date,
+        members: &[&Entry],
+    ) -> Score {
+        let (counted, _) = self.counted(ct, members);
+        let reference = counted.first().map_or(start, |e| e.date);
+        let (denominator, covered) = self.basis(reference);
+        Score {
+            index,
+            workers: distinct_workers(counted.iter().copied()),
+            events: counted.len(),
+            need: needed(self.pack, denominator),
+            covered,
+        }
+    }
+
+    /// The members `ct` counts, and the gate state (for packs with a gate).
+    fn counted<'e>(
+        &self,
+        ct: CountType,
+        members: &[&'e Entry],
+    ) -> (Vec<&'e Entry>, Option<GateState>) {
+        let strict_workers = distinct_workers(members.iter().copied().filter(|e| e.strict));
         let gate = self
             .pack
             .counts
@@ -739,23 +947,52 @@ impl UnitEval<'_, '_> {
                 min_strict: g.min_strict,
                 open: strict_workers >= g.min_strict,
             });
+        let open = gate.is_none_or(|g| g.open);
+        let counted = members
+            .iter()
+            .copied()
+            .filter(|e| ct.counts(e, open))
+            .collect();
+        (counted, gate)
+    }
+
+    /// The headcount basis at the pack's snapshot before `reference`, and whether the employer
+    /// passes the pack's coverage test there.
+    fn basis(&mut self, reference: Date) -> (u64, bool) {
+        let basis = &self.pack.population;
+        let snapshot = shift(reference, -basis.days_before_first_separation);
+        let samples = u64::try_from(basis.average_samples.max(1)).unwrap_or(1);
+        let step_days = basis.sample_step_days;
+        let mut sum: u128 = 0;
+        for k in 0..samples {
+            let step = i64::try_from(k).unwrap_or(0).saturating_mul(step_days);
+            sum += u128::from(self.headcount(false, shift(snapshot, -step)));
+        }
+        let mean = (sum + u128::from(samples / 2)) / u128::from(samples);
+        let denominator = u64::try_from(mean).unwrap_or(u64::MAX);
+        let covered = match self.pack.coverage.clone() {
+            None => true,
+            Some(cov) => self.coverage_headcount(&cov, snapshot, denominator) >= cov.min_headcount,
+        };
+        (denominator, covered)
+    }
+
+    /// The full judgement of one window for `ct`: evidence, exclusions with reasons, gate.
+    fn judge<'e>(&mut self, ct: CountType, c: &Candidate<'e>, members: &[&'e Entry]) -> Judged<'e> {
+        let (counted, gate) = self.counted(ct, members);
         let gate_open = gate.is_none_or(|g| g.open);
-        let mut counted = Vec::new();
         let mut excluded = Vec::new();
-        for e in &c.members {
-            let counts = match ct {
-                CountType::Strict => e.strict,
-                CountType::Assimilated => e.strict || (gate_open && e.assimilated),
-                CountType::Shadow => e.shadow,
-            };
-            if counts {
-                counted.push(*e);
-            } else if ct == CountType::Assimilated && e.assimilated && !gate_open {
+        for e in members {
+            if ct.counts(e, gate_open) {
+                continue;
+            }
+            if ct == CountType::Assimilated && e.assimilated && !gate_open {
                 excluded.push(Excluded {
                     event_id: e.id,
                     reason: format!(
-                        "assimilated termination not added: {strict_workers} redundancies stricto \
-                         sensu in the window, fewer than {}",
+                        "assimilated termination not added: {} redundancies stricto sensu in the \
+                         window, fewer than {}",
+                        gate.map_or(0, |g| g.strict_workers),
                         gate.map_or(0, |g| g.min_strict)
                     ),
                 });
@@ -770,22 +1007,7 @@ impl UnitEval<'_, '_> {
         }
         let workers = distinct_workers(counted.iter().copied());
         let reference = counted.first().map_or(c.start, |e| e.date);
-        let basis = &self.pack.population;
-        let snapshot = shift(reference, -basis.days_before_first_separation);
-        let samples = u64::try_from(basis.average_samples.max(1)).unwrap_or(1);
-        let mut sum: u128 = 0;
-        for k in 0..samples {
-            let step = i64::try_from(k)
-                .unwrap_or(0)
-                .saturating_mul(basis.sample_step_days);
-            sum += u128::from(self.headcount(false, shift(snapshot, -step)));
-        }
-        let mean = (sum + u128::from(samples / 2)) / u128::from(samples);
-        let denominator = u64::try_from(mean).unwrap_or(u64::MAX);
-        let covered = match &self.pack.coverage {
-            None => true,
-            Some(cov) => self.coverage_headcount(cov, snapshot, denominator) >= cov.min_headcount,
-        };
+        let (denominator, covered) = self.basis(reference);
         Judged {
             start: c.start,
             end: c.end,
@@ -1068,7 +1290,8 @@ fn candidates<'e>(window: &Window, eligible: &[&'e Entry]) -> Vec<Candidate<'e>>
                     Candidate {
                         start,
                         end,
-                        members: eligible[lo..hi].to_vec(),
+                        members: Vec::new(),
+                        range: (lo, hi),
                         plan: None,
                     }
                 })
@@ -1088,6 +1311,7 @@ fn candidates<'e>(window: &Window, eligible: &[&'e Entry]) -> Vec<Candidate<'e>>
                         start: members.first()?.date,
                         end: members.last()?.date,
                         members,
+                        range: (0, 0),
                         plan: Some(plan),
                     })
                 })
