@@ -22,7 +22,7 @@ use super::pack::{
 use crate::{Population, PopulationQuery};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use wfl_domain::{AiAttribution, Date, Event, EventId, EventType, OrgId, Payload, SiteId};
 
 /// A status is `Approaching` once the count reaches this percentage of the threshold (a product
@@ -325,6 +325,20 @@ pub fn evaluate(
         }
         for ((org, site), mut unit) in units {
             unit.entries.sort_by_key(|a| (a.date, a.id));
+            // Dense worker numbers for the sliding counters.
+            let mut numbers: HashMap<&str, usize> = HashMap::new();
+            let ixs: Vec<usize> = unit
+                .entries
+                .iter()
+                .map(|e| {
+                    let next = numbers.len();
+                    *numbers.entry(e.worker.as_str()).or_insert(next)
+                })
+                .collect();
+            let workers = numbers.len();
+            for (e, ix) in unit.entries.iter_mut().zip(ixs) {
+                e.worker_ix = ix;
+            }
             // A plan's first separation, per legal count type: where its procedure deadlines run
             // from (entries are sorted by date, so the first seen is the earliest).
             let mut first_of_plan: BTreeMap<(CountType, &str), Date> = BTreeMap::new();
@@ -347,7 +361,9 @@ pub fn evaluate(
                 first_of_plan,
                 not_researched: unit.not_researched,
                 national_pack: unit.national_pack.as_deref(),
+                workers,
                 cache: BTreeMap::new(),
+                bases: BTreeMap::new(),
             };
             for window in &pack.windows {
                 eval.window(window, &unit.entries, &mut out);
@@ -452,6 +468,8 @@ struct Entry {
     date: Date,
     /// The worker (pseudonymous ref); the event id for a payload that names none.
     worker: String,
+    /// `worker` numbered densely within the unit.
+    worker_ix: usize,
     plan: Option<String>,
     strict: bool,
     /// Matches an assimilated rule (and is not excluded); strict entries may also set it.
@@ -480,6 +498,7 @@ impl Entry {
             id: s.event_id,
             date,
             worker,
+            worker_ix: 0,
             plan: plan_of(s),
             strict: false,
             assimilated: false,
@@ -717,6 +736,10 @@ struct UnitEval<'p, 'u> {
     first_of_plan: BTreeMap<(CountType, &'u str), Date>,
     not_researched: bool,
     national_pack: Option<&'u str>,
+    /// Distinct workers among the unit's entries (`Entry::worker_ix` is below it).
+    workers: usize,
+    /// (denominator, covered) by reference date.
+    bases: BTreeMap<Date, (u64, bool)>,
     /// Headcount by (query kind, whole entity?, day), for this pack's exclusions.
     cache: BTreeMap<(HeadcountKind, bool, Date), u64>,
 }
@@ -815,14 +838,7 @@ impl UnitEval<'_, '_> {
         eligible: &[&Entry],
         candidates: &[Candidate<'_>],
     ) -> Vec<Score> {
-        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-        let ids: Vec<usize> = eligible
-            .iter()
-            .map(|e| {
-                let next = index.len();
-                *index.entry(e.worker.as_str()).or_insert(next)
-            })
-            .collect();
+        let ids: Vec<usize> = eligible.iter().map(|e| e.worker_ix).collect();
         // next_x[i]: the first index >= i whose entry is in x (len when none).
         let next = |keep: &dyn Fn(&Entry) -> bool| {
             let mut out = vec![eligible.len(); eligible.len() + 1];
@@ -842,9 +858,9 @@ impl UnitEval<'_, '_> {
             .as_ref()
             .map(|g| g.min_strict);
         let (mut strict, mut assimilated, mut shadow) = (
-            Sliding::new(index.len()),
-            Sliding::new(index.len()),
-            Sliding::new(index.len()),
+            Sliding::new(self.workers),
+            Sliding::new(self.workers),
+            Sliding::new(self.workers),
         );
         let (mut lo, mut hi) = (0, 0);
         let mut out = Vec::with_capacity(candidates.len());
@@ -959,6 +975,15 @@ impl UnitEval<'_, '_> {
     /// The headcount basis at the pack's snapshot before `reference`, and whether the employer
     /// passes the pack's coverage test there.
     fn basis(&mut self, reference: Date) -> (u64, bool) {
+        if let Some(b) = self.bases.get(&reference) {
+            return *b;
+        }
+        let b = self.basis_uncached(reference);
+        self.bases.insert(reference, b);
+        b
+    }
+
+    fn basis_uncached(&mut self, reference: Date) -> (u64, bool) {
         let basis = &self.pack.population;
         let snapshot = shift(reference, -basis.days_before_first_separation);
         let samples = u64::try_from(basis.average_samples.max(1)).unwrap_or(1);
