@@ -487,6 +487,14 @@ fn cn_leaves_out_dispatched_workers_and_asks_for_the_basis_without_them() {
     let all = l.evaluate(&packs(&["CN-LCL-41"]), &pop, day(0));
     let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
     assert_eq!(s.count, 19);
+    // Dispatch Interim Provisions Art. 12: the returns are on the host-side line, with a reason.
+    let host_side: Vec<_> = s
+        .excluded
+        .iter()
+        .filter(|x| x.reason.contains("host-side line"))
+        .collect();
+    assert_eq!(host_side.len(), 5);
+    assert_eq!(s.unit_kind, wfl_projections::rules::Unit::LegalEntity);
     let queries = pop.1.borrow();
     assert!(!queries.is_empty());
     for q in queries.iter() {
@@ -1337,14 +1345,11 @@ fn de_kschg_17_1_s2_counts_induced_terminations_and_17_4_leaves_out_summary_dism
 #[test]
 fn de_counts_and_deadlines_go_by_the_notice_date_c_188_03_junk() {
     let mut l = Ledger::default();
-    for _ in 0..6 {
-        let id = de_exit(&mut l, Exit::Dismissal(None), day(0), day(60));
-        l.separations.last_mut().unwrap().0.correlation_id = Some("PLAN-1".into());
-        let _ = id;
-    }
-    for _ in 0..6 {
-        de_exit(&mut l, Exit::Dismissal(None), day(40), day(70));
-        l.separations.last_mut().unwrap().0.correlation_id = Some("PLAN-1".into());
+    for (notice, effective) in [(day(0), day(60)), (day(40), day(70))] {
+        for _ in 0..6 {
+            de_exit(&mut l, Exit::Dismissal(None), notice, effective);
+            l.separations.last_mut().unwrap().0.correlation_id = Some("PLAN-1".into());
+        }
     }
     l.step("AuthorityReported", "acme", "werk-1", day(10)); // after the first notices
     l.step("UnionBriefed", "acme", "werk-1", day(0));

@@ -23,7 +23,9 @@ use crate::{Population, PopulationQuery};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use wfl_domain::{AiAttribution, Date, Event, EventId, EventType, OrgId, Payload, SiteId};
+use wfl_domain::{
+    AiAttribution, Date, EmploymentRelationship, Event, EventId, EventType, OrgId, Payload, SiteId,
+};
 
 /// A status is `Approaching` once the count reaches this percentage of the threshold (a product
 /// setting, not a legal number).
@@ -420,8 +422,14 @@ fn outside_population(
         }
     };
     if let Some(r) = relationship.filter(|r| basis.exclude_relationships.contains(r)) {
+        let host_side = match r {
+            EmploymentRelationship::Dispatched | EmploymentRelationship::Contractor => {
+                " (host-side line: not the host's employee)"
+            }
+            EmploymentRelationship::Employee | EmploymentRelationship::Intern => "",
+        };
         return Some(note(format!(
-            "outside the population basis: {} worker",
+            "outside the population basis: {} worker{host_side}",
             r.as_str()
         )));
     }
