@@ -188,12 +188,100 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         "{text}"
     );
 
+    // Answers are bounded: figures carry evidence counts and paths, never the ids.
+    assert!(!text.contains("event_ids"), "{text}");
+    let totals = field(sep.view.as_ref().expect("a view"), "totals");
+    let prost_types::value::Kind::ListValue(totals) = totals else {
+        panic!("totals is a list: {totals:?}")
+    };
+    let attrition = totals
+        .values
+        .iter()
+        .find_map(|v| match &v.kind {
+            Some(prost_types::value::Kind::StructValue(t))
+                if matches!(field(t, "bucket"), prost_types::value::Kind::StringValue(b) if b == "gradual_attrition") =>
+            {
+                Some(t.clone())
+            }
+            _ => None,
+        })
+        .expect("a gradual-attrition total");
+    let prost_types::value::Kind::NumberValue(count) = field(&attrition, "evidence_count") else {
+        panic!("evidence_count is a number")
+    };
+    let prost_types::value::Kind::StringValue(path) = field(&attrition, "evidence") else {
+        panic!("evidence is a path")
+    };
+    assert!(count > 10.0, "the worked example has attrition: {count}");
+
+    // Explain pages through the events behind that figure.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = views
+            .clone()
+            .explain(pb::ExplainRequest {
+                figure: Some(pb::Figure {
+                    view: "separations".into(),
+                    request: Some(pb::ViewRequest {
+                        org_id: ORG.into(),
+                        as_of_sequence: head,
+                        ..Default::default()
+                    }),
+                    path: path.clone(),
+                }),
+                page_token: token.clone(),
+                page_size: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("Explain a figure")
+            .into_inner();
+        assert_eq!(page.total as f64, count);
+        assert!(page.events.len() <= 10);
+        for e in &page.events {
+            let prost_types::value::Kind::StringValue(id) = field(e, "event_id") else {
+                panic!("event_id is a string")
+            };
+            assert!(seen.insert(id), "no event twice across pages");
+        }
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen.len() as f64, count, "the pages cover the figure");
+    assert_eq!(pages, (count as usize).div_ceil(10));
+
+    // A path that names no figure is the caller's mistake.
+    let wrong = views
+        .clone()
+        .explain(pb::ExplainRequest {
+            figure: Some(pb::Figure {
+                view: "separations".into(),
+                request: Some(pb::ViewRequest::default()),
+                path: "/no/such/figure".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown path is refused");
+    assert_eq!(wrong.code(), tonic::Code::InvalidArgument);
+    assert!(
+        wrong.message().contains("figure.path"),
+        "{}",
+        wrong.message()
+    );
+
     // Explain: the events behind the assimilated count.
     let explained = views
         .clone()
         .explain(pb::ExplainRequest {
             event_ids: assimilated.event_ids.clone(),
             as_of_sequence: head,
+            ..Default::default()
         })
         .await
         .expect("Explain")
@@ -350,4 +438,12 @@ fn a_malformed_rule_pack_stops_start_up_naming_file_and_field() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "nothing was served");
+}
+
+/// A field of a protobuf Struct (panics with the field name when it is missing).
+fn field(s: &prost_types::Struct, name: &str) -> prost_types::value::Kind {
+    s.fields
+        .get(name)
+        .and_then(|v| v.kind.clone())
+        .unwrap_or_else(|| panic!("no field {name} in {s:?}"))
 }

@@ -439,43 +439,15 @@ pub async fn load(
     batch: usize,
     concurrency: usize,
     ack: pb::AckLevel,
+    mix: crate::loadgen::Mix,
 ) -> anyhow::Result<LoadReport> {
-    use wfl_domain::{
-        ContractType, Date, EmploymentRelationship, Event, EventId, OrgId, Payload, SiteId, Source,
-        WorkerHired, WorkerRef,
-    };
     let channel = connect(addr).await?;
     let run = uuid::Uuid::now_v7().simple().to_string();
-    let effective_date = Date::from_ymd(2026, 1, 1).map_err(|e| anyhow!("{e}"))?;
-    let make = |i: u64| -> pb::Event {
-        wfl_proto::convert::event_to_pb(&Event {
-            event_id: EventId::new_v7(),
-            org_id: OrgId::from(org),
-            site_id: SiteId::from("load"),
-            jurisdiction: "CN".into(),
-            effective_date,
-            source: Source {
-                system: "wfl-load".into(),
-                reference: String::new(),
-            },
-            correlation_id: None,
-            causation_id: None,
-            schema_version: wfl_domain::SCHEMA_VERSION,
-            evidence_confidence: wfl_domain::EvidenceConfidence::Reported,
-            expected_version: None,
-            payload: Payload::WorkerHired(WorkerHired {
-                worker_ref: WorkerRef(format!("{}-{i}", &run[..12])),
-                employment_relationship: EmploymentRelationship::Employee,
-                contract_type: ContractType::OpenEnded,
-                cohort: None,
-                position_id: None,
-                baseline: false,
-                avg_weekly_hours: None,
-                months_employed_last_12: None,
-            }),
-        })
-    };
-    let batch = batch.clamp(1, wfl_domain::MAX_BATCH) as u64;
+    let generator = crate::loadgen::Generator::new(mix, org, &run[..12]).map_err(|e| anyhow!(e))?;
+    let mut batch = batch.clamp(1, wfl_domain::MAX_BATCH) as u64;
+    if mix == crate::loadgen::Mix::Restructuring && batch >= 10 {
+        batch -= batch % 10; // whole blocks: every batch is self-contained
+    }
     let batches: Vec<(u64, u64)> = (0..events)
         .step_by(batch as usize)
         .map(|s| (s, (s + batch).min(events)))
@@ -486,7 +458,11 @@ pub async fn load(
             let mut client = pb::ingest_client::IngestClient::new(channel.clone())
                 .max_encoding_message_size(64 << 20)
                 .max_decoding_message_size(64 << 20);
-            let events: Vec<pb::Event> = (from..to).map(make).collect();
+            let events: Vec<pb::Event> = generator
+                .events(from, to)
+                .iter()
+                .map(wfl_proto::convert::event_to_pb)
+                .collect();
             async move {
                 let t = std::time::Instant::now();
                 let r = client

@@ -3,7 +3,9 @@
 //!
 //! The binaries themselves stay thin; every service's logic lives in its own crate.
 
+pub mod bench;
 pub mod client;
+pub mod loadgen;
 pub mod node;
 pub mod report;
 

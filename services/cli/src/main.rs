@@ -19,6 +19,65 @@ struct Cli {
     command: Command,
 }
 
+/// `wfl bench ...`.
+#[derive(Subcommand)]
+enum Bench {
+    /// The views at volume: load N restructuring events into a scratch single node, then report
+    /// view lag under load, drain time, disk (views vs ledger), RSS, as-of latency and the
+    /// catch-up rate of a rebuild from sequence 1.
+    Views {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// RecordBatch calls in flight.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Scratch data dir (must be empty or absent; removed afterwards unless --keep).
+        #[arg(long, default_value = "./wfl-bench-views")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        /// How many as_of_sequence answers to time.
+        #[arg(long, default_value_t = 5)]
+        as_of_queries: usize,
+        /// Fail when disk per event or catch-up rate is more than 2x worse than this JSON baseline
+        /// (`{"views_bytes_per_event": .., "catchup_events_per_s": ..}`).
+        #[arg(long)]
+        check: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// The projector's steps one at a time, in memory: decode, fold, encode changes, and one
+    /// threshold watch over the final state (no network, no ledger).
+    Fold {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+/// `wfl load --mix`.
+#[derive(Clone, Copy, ValueEnum)]
+enum LoadMix {
+    Hires,
+    Restructuring,
+}
+
+impl From<LoadMix> for wfl_cli::loadgen::Mix {
+    fn from(m: LoadMix) -> Self {
+        match m {
+            LoadMix::Hires => Self::Hires,
+            LoadMix::Restructuring => Self::Restructuring,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Ack {
     /// Durable in the ledger (sequence and hash returned).
@@ -112,18 +171,36 @@ enum Command {
         /// Thresholds: only approaching or met.
         #[arg(long)]
         alerts_only: bool,
-        /// Explain: the event ids behind a figure.
+        /// Explain: these events.
         #[arg(long = "event-id")]
         event_ids: Vec<String>,
+        /// Explain: the events behind a figure of this view (separations, headcount,
+        /// cohort_exposure, hiring_signals, ai_adoption), asked with the same filters; give the
+        /// figure's `evidence` path with --path.
+        #[arg(long)]
+        figure: Option<String>,
+        /// Explain: the figure's `evidence` path from the view answer ("/rows/3/total").
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Explain: the `next_page_token` of the previous page.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Explain: events per page (default 1,000).
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
     },
-    /// Load generator: record N synthetic hires in batches and report events/s.
+    /// Load generator: record N synthetic events in batches and report events/s.
     Load {
         #[arg(long, default_value_t = 100_000)]
         events: u64,
+        /// `hires` (one site, one day) or `restructuring` (hires, non-renewals, dismissals,
+        /// position links and AI events over 8 sites and three years: every view has work).
+        #[arg(long, value_enum, default_value = "hires")]
+        mix: LoadMix,
         #[arg(long, default_value_t = 1000)]
         batch: usize,
         /// RecordBatch calls in flight.
@@ -136,6 +213,11 @@ enum Command {
         ack: Ack,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
+    },
+    /// Benchmarks measured through a real node (not tests): `wfl bench views`.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
     },
     /// Follow committed events live (after the history from --from), as JSON lines.
     Tail {
@@ -266,6 +348,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             packs,
             alerts_only,
             event_ids,
+            figure,
+            path,
+            page_token,
+            page_size,
             format,
             addr,
         } => {
@@ -289,6 +375,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 packs,
                 alerts_only,
                 event_ids,
+                figure: figure.map(|view| (view, path)),
+                page_token,
+                page_size,
             };
             print!(
                 "{}",
@@ -298,13 +387,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Load {
             events,
+            mix,
             batch,
             concurrency,
             org,
             ack,
             addr,
         } => {
-            let r = client::load(&addr, &org, events, batch, concurrency, ack.into()).await?;
+            let r = client::load(
+                &addr,
+                &org,
+                events,
+                batch,
+                concurrency,
+                ack.into(),
+                mix.into(),
+            )
+            .await?;
             println!(
                 "{} events in {:.2} s: {:.0} events/s (batch {batch}, {concurrency} in flight; batch latency p50 {:.1} ms, p99 {:.1} ms)",
                 r.events,
@@ -313,6 +412,67 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 r.batch_p50_ms,
                 r.batch_p99_ms
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                Bench::Views {
+                    events,
+                    batch,
+                    concurrency,
+                    data_dir,
+                    keep,
+                    rulepacks,
+                    as_of_queries,
+                    check,
+                    format,
+                },
+        } => {
+            let baseline = match &check {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    Some(
+                        serde_json::from_str::<wfl_cli::bench::Baseline>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let config = wfl_cli::bench::ViewsConfig {
+                events,
+                batch,
+                concurrency,
+                data_dir,
+                keep,
+                packs: wfl_projector::load_packs(&rulepacks)?,
+                as_of_queries,
+            };
+            let report = wfl_cli::bench::views(&config).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&report)?),
+                Format::Text => print!("{}", report.table()),
+            }
+            if let Some(b) = baseline {
+                report.check(&b)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                Bench::Fold {
+                    events,
+                    rulepacks,
+                    format,
+                },
+        } => {
+            let packs = wfl_projector::load_packs(&rulepacks)?;
+            let report =
+                tokio::task::spawn_blocking(move || wfl_cli::bench::fold(events, &packs)).await??;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&report)?),
+                Format::Text => print!("{}", report.table()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Tail {

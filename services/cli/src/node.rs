@@ -41,6 +41,7 @@ struct HttpState {
     metrics: Arc<Metrics>,
     store: Arc<dyn Log>,
     subscribers: Arc<wfl_ledger::subscribe::Registry>,
+    views: Arc<wfl_projector::Progress>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -101,6 +102,7 @@ pub async fn run(
         metrics,
         store: ledger.store(),
         subscribers: ledger.subscribers(),
+        views: projector.progress(),
     };
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -132,6 +134,7 @@ pub async fn run(
 
 async fn metrics_text(State(s): State<HttpState>) -> String {
     let mut out = s.metrics.render();
+    out.push_str(&s.views.render());
     if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())
         .await
         .unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string())))

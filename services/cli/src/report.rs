@@ -28,6 +28,11 @@ pub struct Ask {
     pub packs: Vec<String>,
     pub alerts_only: bool,
     pub event_ids: Vec<String>,
+    /// Explain the events behind this figure: (view name, `evidence` path), asked with
+    /// `view_request`.
+    pub figure: Option<(String, String)>,
+    pub page_token: String,
+    pub page_size: u32,
 }
 
 /// Fetches a view and renders it.
@@ -93,12 +98,23 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                 .explain(pb::ExplainRequest {
                     event_ids: ask.event_ids.clone(),
                     as_of_sequence: r.as_of_sequence,
+                    figure: ask.figure.clone().map(|(view, path)| pb::Figure {
+                        view,
+                        request: Some(r.clone()),
+                        path,
+                    }),
+                    page_token: ask.page_token.clone(),
+                    page_size: ask.page_size,
                 })
                 .await
                 .map_err(status)?
                 .into_inner();
             let events: Vec<Value> = resp.events.into_iter().map(|s| struct_json(&s)).collect();
-            (resp.as_of_sequence, "Explain", json!({ "events": events }))
+            (
+                resp.as_of_sequence,
+                "Explain",
+                json!({ "total": resp.total, "next_page_token": resp.next_page_token, "events": events }),
+            )
         }
         View::Separations => {
             let v = client.separations(r).await.map_err(status)?.into_inner();
@@ -246,7 +262,11 @@ fn render_tables(v: &Value, path: &str, out: &mut String) {
             for item in items {
                 if let Value::Object(m) = item {
                     for (k, x) in m {
-                        if !x.is_object() && !columns.contains(k) && k != "event_ids" {
+                        if !x.is_object()
+                            && !columns.contains(k)
+                            && k != "event_ids"
+                            && k != "evidence"
+                        {
                             columns.push(k.clone());
                         }
                     }

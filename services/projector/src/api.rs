@@ -178,12 +178,67 @@ fn view_response<T: serde::Serialize>(
     as_of_sequence: u64,
     view: &T,
 ) -> Result<Response<pb::ViewResponse>, Status> {
-    let value = serde_json::to_value(view).map_err(|e| Status::internal(e.to_string()))?;
+    let mut value = serde_json::to_value(view).map_err(|e| Status::internal(e.to_string()))?;
+    bound_evidence(&mut value, &mut String::new());
     Ok(Response::new(pb::ViewResponse {
         as_of_sequence,
         view: Some(to_struct(value)),
     }))
 }
+
+/// Replaces every figure's `event_ids` by `evidence_count` and its `evidence` path (a JSON pointer
+/// for `Explain` with a `figure`), so an answer's size depends on the figures asked for, not on
+/// how many events stand behind them.
+fn bound_evidence(value: &mut serde_json::Value, path: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(ids)) = map.remove("event_ids") {
+                map.insert("evidence_count".into(), ids.len().into());
+                let pointer = if path.is_empty() { "/" } else { path.as_str() };
+                map.insert("evidence".into(), pointer.into());
+            }
+            for (k, v) in map.iter_mut() {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                bound_evidence(v, path);
+                path.truncate(len);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&i.to_string());
+                bound_evidence(v, path);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The view a `Figure` names, as a JSON document with its ids (not bounded: for Explain only).
+fn figure_view(name: &str, p: &Projection, q: &Query) -> Result<serde_json::Value, String> {
+    let value = match name {
+        "separations" => serde_json::to_value(p.separations(q)),
+        "headcount" => serde_json::to_value(p.headcount(q)),
+        "cohort_exposure" => serde_json::to_value(p.cohort_exposure(q)),
+        "hiring_signals" => serde_json::to_value(p.hiring_signals(q)),
+        "ai_adoption" => serde_json::to_value(p.ai_adoption(q)),
+        _ => {
+            return Err(
+                "one of separations, headcount, cohort_exposure, hiring_signals, ai_adoption"
+                    .into(),
+            )
+        }
+    };
+    value.map_err(|e| e.to_string())
+}
+
+/// Most ids one Explain may name, and the default and largest page of a figure.
+const MAX_EXPLAIN_IDS: usize = 10_000;
+const DEFAULT_PAGE: usize = 1_000;
 
 #[tonic::async_trait]
 impl pb::views_server::Views for ViewsApi {
@@ -243,6 +298,17 @@ impl pb::views_server::Views for ViewsApi {
         r: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         let r = r.into_inner();
+        if let Some(figure) = r.figure {
+            return self
+                .explain_figure(figure, &r.page_token, r.page_size)
+                .await;
+        }
+        if r.event_ids.len() > MAX_EXPLAIN_IDS {
+            return Err(invalid(
+                "event_ids",
+                &format!("at most {MAX_EXPLAIN_IDS} ids; page through a figure instead"),
+            ));
+        }
         let mut ids = Vec::with_capacity(r.event_ids.len());
         for (i, raw) in r.event_ids.iter().enumerate() {
             let id = uuid_parse(raw)
@@ -252,19 +318,97 @@ impl pb::views_server::Views for ViewsApi {
         let (seq, events) = self
             .with_projection(r.as_of_sequence, |p| p.explain(&ids))
             .await?;
-        let events = events
-            .iter()
-            .map(|e| {
-                serde_json::to_value(e)
-                    .map(to_struct)
-                    .map_err(|e| Status::internal(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Response::new(pb::ExplainResponse {
             as_of_sequence: seq,
-            events,
+            events: explained_structs(&events)?,
+            total: events.len() as u64,
+            next_page_token: String::new(),
         }))
     }
+}
+
+impl ViewsApi {
+    /// One page of the events behind a figure.
+    async fn explain_figure(
+        &self,
+        figure: pb::Figure,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let request = figure.request.unwrap_or_default();
+        let q = query(&request).map_err(|s| {
+            Status::with_error_details(
+                s.code(),
+                format!("figure.request.{}", s.message()),
+                ErrorDetails::with_bad_request_violation("figure.request", s.message()),
+            )
+        })?;
+        let offset: usize = if page_token.is_empty() {
+            0
+        } else {
+            page_token
+                .parse()
+                .map_err(|_| invalid("page_token", "not a token this service gave"))?
+        };
+        let size = match page_size as usize {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_EXPLAIN_IDS => {
+                return Err(invalid("page_size", &format!("at most {MAX_EXPLAIN_IDS}")))
+            }
+            n => n,
+        };
+        let name = figure.view.clone();
+        let path = figure.path.clone();
+        let (seq, found) = self
+            .with_projection(request.as_of_sequence, move |p| {
+                let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
+                let pointer = if path == "/" { "" } else { path.as_str() };
+                let ids = view
+                    .pointer(pointer)
+                    .and_then(|f| f.get("event_ids"))
+                    .and_then(serde_json::Value::as_array)
+                    .ok_or_else(|| {
+                        (
+                            "figure.path",
+                            format!("no figure with evidence at {path:?} in this view"),
+                        )
+                    })?;
+                let total = ids.len();
+                let page: Vec<wfl_domain::EventId> = ids
+                    .iter()
+                    .skip(offset)
+                    .take(size)
+                    .filter_map(|v| v.as_str().and_then(uuid_parse))
+                    .collect();
+                Ok::<_, (&str, String)>((total, p.explain(&page)))
+            })
+            .await?;
+        let (total, events) = found.map_err(|(field, e)| invalid(field, &e))?;
+        let next = offset + events.len();
+        Ok(Response::new(pb::ExplainResponse {
+            as_of_sequence: seq,
+            events: explained_structs(&events)?,
+            total: total as u64,
+            next_page_token: if next < total {
+                next.to_string()
+            } else {
+                String::new()
+            },
+        }))
+    }
+}
+
+fn explained_structs(
+    events: &[wfl_projections::views::ExplainedEvent],
+) -> Result<Vec<prost_types::Struct>, Status> {
+    events
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e)
+                .map(to_struct)
+                .map_err(|e| Status::internal(e.to_string()))
+        })
+        .collect()
 }
 
 fn uuid_parse(s: &str) -> Option<wfl_domain::EventId> {

@@ -2,8 +2,9 @@
 //! publish alerts whose level changed. Reconnects and resumes after any break.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,12 @@ use wfl_proto::pb;
 use crate::store::ViewStore;
 use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
+/// While catching up, the threshold watch runs at most this often (and always once idle)...
+const ALERT_INTERVAL: Duration = Duration::from_secs(2);
+/// ...and at most one part in this many of the time: its cost grows with the state (it reads
+/// every countable separation), so its interval stretches with it and the fold keeps ≥ 90 %.
+const ALERT_DUTY: u32 = 10;
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     store: ViewStore,
@@ -25,6 +32,10 @@ pub(crate) async fn run(
     let store = Arc::new(store);
     let mut alerts = Alerts::default();
     let mut backoff = Duration::from_millis(100);
+    // The sequence alerts were last evaluated at, and when.
+    let mut alerted_at = 0u64;
+    let mut last_alerts = Instant::now();
+    let mut alert_interval = ALERT_INTERVAL;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -38,6 +49,20 @@ pub(crate) async fn run(
                 .map_err(|e| e.to_string())?;
             let mut client =
                 pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
+            // A ledger behind the views' checkpoint was replaced or truncated: the views would
+            // describe events it does not hold. Refuse rather than serve them.
+            let head = client
+                .head(pb::HeadRequest {})
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner()
+                .sequence;
+            if head + 1 < from {
+                return Ok(Err(Error::LedgerBehind {
+                    head,
+                    checkpoint: from - 1,
+                }));
+            }
             client
                 .subscribe(pb::SubscribeRequest {
                     from_sequence: from,
@@ -45,13 +70,14 @@ pub(crate) async fn run(
                     ..Default::default()
                 })
                 .await
-                .map(tonic::Response::into_inner)
+                .map(|r| Ok(r.into_inner()))
                 .map_err(|s| s.to_string())
         };
         let mut stream = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             s = stream => match s {
-                Ok(s) => s,
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(e),
                 Err(e) => {
                     warn!(error = %e, ledger = %config.ledger_addr, "cannot subscribe to the ledger; retrying");
                     tokio::select! {
@@ -110,21 +136,50 @@ pub(crate) async fn run(
                     }
                     p.apply(sequence, &event);
                     drop(p);
+                    let progress = &shared.progress;
+                    progress.checkpoint.store(sequence, Ordering::Relaxed);
+                    progress.ledger_head.fetch_max(sequence, Ordering::Relaxed);
+                    progress
+                        .last_recorded_at_micros
+                        .store(c.recorded_at_micros, Ordering::Relaxed);
+                    progress.folded.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
                     shared.checkpoint.send_replace(sequence);
                     dirty += 1;
                     if dirty >= config.persist_every {
                         persist(&shared, &store).await?;
-                        alerts.publish_changes(&shared, bus.as_ref()).await;
                         dirty = 0;
+                        // The watch reads the whole state: while catching up, at most once per
+                        // ALERT_INTERVAL, so its cost stays a bounded share of the fold.
+                        if last_alerts.elapsed() >= alert_interval {
+                            let t = Instant::now();
+                            alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
+                            last_alerts = Instant::now();
+                            alert_interval = ALERT_INTERVAL.max(t.elapsed() * ALERT_DUTY);
+                        }
                     }
                 }
-                Ok(Some(_heartbeat)) => {
+                Ok(Some(pb::SubscribeResponse {
+                    kind: Some(pb::subscribe_response::Kind::Heartbeat(h)),
+                })) => {
+                    shared
+                        .progress
+                        .ledger_head
+                        .fetch_max(h.head_sequence, Ordering::Relaxed);
                     if dirty > 0 {
                         persist(&shared, &store).await?;
-                        alerts.publish_changes(&shared, bus.as_ref()).await;
                         dirty = 0;
                     }
+                    // Idle: the alerts catch up with everything folded.
+                    if shared.projection.read().await.last_sequence() > alerted_at {
+                        alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
+                        last_alerts = Instant::now();
+                    }
+                }
+                Ok(Some(pb::SubscribeResponse { kind: None })) => {
+                    return Err(Error::Internal(
+                        "the ledger sent a subscription message with no content".into(),
+                    ));
                 }
                 Ok(None) | Err(_) => {
                     if dirty > 0 {
@@ -143,13 +198,21 @@ pub(crate) async fn run(
     }
 }
 
-/// Writes state and checkpoint in one atomic, flushed batch.
+/// Writes what changed since the last persist, and the checkpoint, in one atomic, flushed batch.
 async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Error> {
-    let shared = shared.clone();
+    let changes = shared.projection.write().await.take_changes();
     let store = store.clone();
+    let progress = shared.progress.clone();
     tokio::task::spawn_blocking(move || {
-        let p = shared.projection.blocking_read();
-        store.save(&p)
+        store.save(&changes)?;
+        progress.persists.fetch_add(1, Ordering::Relaxed);
+        if progress.persists.load(Ordering::Relaxed) % 64 == 1 {
+            // sled walks its files for this: sample it, do not pay it per persist.
+            progress
+                .store_bytes
+                .store(store.size_on_disk(), Ordering::Relaxed);
+        }
+        Ok(())
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
@@ -162,10 +225,13 @@ struct Alerts {
 }
 
 impl Alerts {
-    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) {
-        let statuses = {
+    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at.
+    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
+        let (at, statuses) = {
             let p = shared.projection.read().await;
-            thresholds::threshold_watch(&p, &shared.packs, None, thresholds::today()).1
+            let statuses =
+                thresholds::threshold_watch(&p, &shared.packs, None, thresholds::today()).1;
+            (p.last_sequence(), statuses)
         };
         for s in statuses {
             let key = (
@@ -194,6 +260,33 @@ impl Alerts {
                 },
                 Err(e) => warn!(error = %e, "alert not serialisable"),
             }
+        }
+        at
+    }
+}
+
+/// Keeps [`crate::Progress::ledger_head`] current while the follower is busy catching up (the
+/// subscription only carries the head in heartbeats, which stop while events flow), so the lag
+/// metrics say how far behind the views are. Best effort: an unreachable ledger is retried.
+pub(crate) async fn watch_head(
+    shared: Arc<Shared>,
+    ledger_addr: String,
+    shutdown: CancellationToken,
+) {
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(ledger_addr) else {
+        return;
+    };
+    let mut client = pb::ledger_client::LedgerClient::new(endpoint.connect_lazy());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if let Ok(head) = client.head(pb::HeadRequest {}).await {
+            shared
+                .progress
+                .ledger_head
+                .fetch_max(head.into_inner().sequence, Ordering::Relaxed);
         }
     }
 }

@@ -16,6 +16,7 @@ mod store;
 mod thresholds;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::RwLock;
@@ -39,6 +40,13 @@ pub enum Error {
     /// A rule pack is malformed (names the file and field).
     #[error(transparent)]
     RulePacks(#[from] wfl_projections::Error),
+    /// The ledger holds fewer events than the views have folded: it was replaced or truncated.
+    #[error(
+        "the ledger's head ({head}) is behind the views' checkpoint ({checkpoint}): the ledger was \
+         replaced or truncated; refusing to serve views of events it does not hold (check the \
+         ledger with `wfl verify`, or restart the projector with --rebuild-views to re-derive them)"
+    )]
+    LedgerBehind { head: u64, checkpoint: u64 },
     /// A bug or an unexpected runtime failure.
     #[error("internal: {0}")]
     Internal(String),
@@ -67,8 +75,100 @@ pub struct Config {
     pub rebuild: bool,
 }
 
+/// How far the views have got, for `/metrics` (written by the follower, read by anyone).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The last sequence folded.
+    pub checkpoint: AtomicU64,
+    /// The highest ledger head the follower has seen (events and heartbeats).
+    pub ledger_head: AtomicU64,
+    /// `recorded_at` of the last event folded, µs since the epoch.
+    pub last_recorded_at_micros: AtomicI64,
+    /// Bytes of the view store on disk, sampled at each persist.
+    pub store_bytes: AtomicU64,
+    /// Events folded since start.
+    pub folded: AtomicU64,
+    /// Persists since start.
+    pub persists: AtomicU64,
+}
+
+impl Progress {
+    /// Seconds the views are behind the ledger: 0 when they hold every event the follower has
+    /// seen committed, else the age of the last event folded.
+    #[must_use]
+    pub fn lag_seconds(&self) -> f64 {
+        let checkpoint = self.checkpoint.load(Ordering::Relaxed);
+        if checkpoint >= self.ledger_head.load(Ordering::Relaxed) {
+            return 0.0;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let last = self.last_recorded_at_micros.load(Ordering::Relaxed);
+        (now.saturating_sub(last)).max(0) as f64 / 1e6
+    }
+
+    /// Prometheus text for the projector's figures.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let checkpoint = self.checkpoint.load(Ordering::Relaxed);
+        let head = self.ledger_head.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, kind, help, value) in [
+            (
+                "wfl_views_checkpoint_sequence",
+                "gauge",
+                "Last ledger sequence folded into the views.",
+                checkpoint.to_string(),
+            ),
+            (
+                "wfl_views_ledger_head_sequence",
+                "gauge",
+                "Highest ledger head the projector has seen.",
+                head.to_string(),
+            ),
+            (
+                "wfl_views_lag_events",
+                "gauge",
+                "Committed events not yet in the views.",
+                head.saturating_sub(checkpoint).to_string(),
+            ),
+            (
+                "wfl_view_lag_seconds",
+                "gauge",
+                "Age of the last folded event while the views are behind; 0 when caught up.",
+                format!("{:.3}", self.lag_seconds()),
+            ),
+            (
+                "wfl_views_store_bytes",
+                "gauge",
+                "Bytes of the view store on disk (sampled at each persist).",
+                self.store_bytes.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "wfl_views_folded_total",
+                "counter",
+                "Events folded since start.",
+                self.folded.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "wfl_views_persists_total",
+                "counter",
+                "Keyed persists (one atomic batch each) since start.",
+                self.persists.load(Ordering::Relaxed).to_string(),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+}
+
 /// Shared between the follower and the API.
 pub(crate) struct Shared {
+    pub progress: Arc<Progress>,
     pub projection: RwLock<Projection>,
     /// The sequence the projection reflects, for readers waiting to read their own writes.
     pub checkpoint: tokio::sync::watch::Sender<u64>,
@@ -95,6 +195,10 @@ impl Projector {
         let packs = config.packs.clone();
         let store = store::ViewStore::open(&config.data_dir.join("projector"))?;
         let projection = if config.rebuild {
+            tracing::info!(
+                "--rebuild-views: discarding the stored views; folding the ledger again"
+            );
+            store.clear()?;
             Projection::new()
         } else {
             store.load()?
@@ -105,12 +209,22 @@ impl Projector {
             "projector starting"
         );
         let (checkpoint, _) = tokio::sync::watch::channel(projection.last_sequence());
+        let progress = Arc::new(Progress::default());
+        progress
+            .checkpoint
+            .store(projection.last_sequence(), Ordering::Relaxed);
         let shared = Arc::new(Shared {
+            progress,
             checkpoint,
             projection: RwLock::new(projection),
             packs,
             ledger_addr: config.ledger_addr.clone(),
         });
+        tokio::spawn(follow::watch_head(
+            shared.clone(),
+            config.ledger_addr.clone(),
+            shutdown.clone(),
+        ));
         let token = shutdown.clone();
         let follower = follow::run(shared.clone(), store, bus, config, shutdown);
         let task = tokio::spawn(async move {
@@ -129,6 +243,12 @@ impl Projector {
     #[must_use]
     pub fn service(&self) -> wfl_proto::pb::views_server::ViewsServer<ViewsApi> {
         wfl_proto::pb::views_server::ViewsServer::new(ViewsApi::new(self.shared.clone()))
+    }
+
+    /// How far the views have got (for `/metrics`).
+    #[must_use]
+    pub fn progress(&self) -> Arc<Progress> {
+        self.shared.progress.clone()
     }
 
     /// The sequence the views reflect now.

@@ -1,67 +1,199 @@
-//! The projector's own sled database: the serialised [`Projection`] and its checkpoint, written
-//! together in one atomic batch and flushed, so the stored state always matches its checkpoint.
+//! The projector's own sled database: the folded state stored **keyed**, by what changed, with its
+//! checkpoint in the same atomic, flushed batch.
+//!
+//! Owns the key layout below and the encoding of each value. Must not decide anything about the
+//! views: it stores what [`Projection::take_changes`] hands it and gives it back to
+//! [`Projection::restore`].
+//!
+//! | key                                   | value                              |
+//! |---------------------------------------|------------------------------------|
+//! | `m` `format`                          | layout version, u32 big-endian (2) |
+//! | `m` `checkpoint`                      | last folded sequence, u64 BE       |
+//! | `e` event id (16 bytes)               | the entry, JSON                    |
+//! | `w` sequence (u64 BE) event id (16)   | worker-index link `[org, worker]`, JSON |
+//!
+//! A persist writes one `e` key per entry the batch touched (a new event, or an earlier one a
+//! correction, link or retraction changed) and one `w` key per new link, plus the checkpoint: its
+//! cost is proportional to the batch, never to the history. Superseded entry values are reclaimed
+//! by sled's own segment cleaner (values are small and replaced in place, not kept as blobs).
+//! Layout 1 (the whole state as one JSON document under `state`) is refused with the fix named.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use wfl_projections::views::Projection;
+use wfl_domain::{EventId, OrgId, WorkerRef};
+use wfl_projections::views::{Changes, Entry, Projection, WorkerLink};
 
 use crate::Error;
 
-const STATE: &[u8] = b"state";
-const CHECKPOINT: &[u8] = b"checkpoint";
+const FORMAT: &[u8] = b"mformat";
+const CHECKPOINT: &[u8] = b"mcheckpoint";
+const ENTRY: u8 = b'e';
+const LINK: u8 = b'w';
+/// The layout version this code writes and reads.
+const LAYOUT: u32 = 2;
+/// Layout 1's whole-state document key.
+const LEGACY_STATE: &[u8] = b"state";
+/// sled's page cache: the state itself lives in the projection; sled needs only a little.
+const CACHE_BYTES: u64 = 64 << 20;
 
 pub(crate) struct ViewStore {
     db: sled::Db,
+    path: PathBuf,
 }
 
 impl ViewStore {
+    /// Opens (or creates) the store at `path`.
+    ///
+    /// # Errors
+    /// The database cannot be opened (named with its path and the fix).
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
-        let db = sled::open(path)
-            .map_err(|e| Error::Store(format!("cannot open {}: {e}", path.display())))?;
-        Ok(Self { db })
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| {
+                Error::Store(format!(
+                    "cannot open the view store at {}: {e}; if it is damaged, restart with \
+                     --rebuild-views (the views are re-derived from the ledger)",
+                    path.display()
+                ))
+            })?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
     }
 
-    /// The stored state, or an empty one.
-    pub(crate) fn load(&self) -> Result<Projection, Error> {
-        let state = self
-            .db
-            .get(STATE)
-            .map_err(|e| Error::Store(e.to_string()))?;
-        let checkpoint = self
-            .db
-            .get(CHECKPOINT)
-            .map_err(|e| Error::Store(e.to_string()))?;
-        let Some(state) = state else {
-            return Ok(Projection::new());
-        };
-        let projection: Projection = serde_json::from_slice(&state).map_err(|e| {
-            Error::Store(format!(
-                "stored view state does not decode ({e}); restart with --rebuild-views"
-            ))
-        })?;
-        let recorded = checkpoint
-            .as_deref()
-            .and_then(|c| <[u8; 8]>::try_from(c).ok())
-            .map(u64::from_be_bytes);
-        if recorded != Some(projection.last_sequence()) {
-            return Err(Error::Store(format!(
-                "checkpoint {recorded:?} does not match the stored state ({}); restart with --rebuild-views",
-                projection.last_sequence()
-            )));
-        }
-        Ok(projection)
+    fn damaged(&self, what: &str) -> Error {
+        Error::Store(format!(
+            "view store at {} is damaged: {what}; restart with --rebuild-views (the views are \
+             re-derived from the ledger)",
+            self.path.display()
+        ))
     }
 
-    /// Writes state and checkpoint atomically and durably.
-    pub(crate) fn save(&self, projection: &Projection) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(projection).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut batch = sled::Batch::default();
-        batch.insert(STATE, bytes);
-        batch.insert(CHECKPOINT, &projection.last_sequence().to_be_bytes());
-        self.db
-            .apply_batch(batch)
-            .map_err(|e| Error::Store(e.to_string()))?;
-        self.db.flush().map_err(|e| Error::Store(e.to_string()))?;
+    /// Discards everything stored (for `--rebuild-views`).
+    pub(crate) fn clear(&self) -> Result<(), Error> {
+        self.db.clear().map_err(|e| self.damaged(&e.to_string()))?;
+        self.db.flush().map_err(|e| self.damaged(&e.to_string()))?;
         Ok(())
     }
+
+    /// The stored state, or an empty one. Reads every stored entry and link once.
+    ///
+    /// # Errors
+    /// An unreadable or undecodable key or value, a legacy layout, or a missing checkpoint.
+    pub(crate) fn load(&self) -> Result<Projection, Error> {
+        let get = |k: &[u8]| self.db.get(k).map_err(|e| self.damaged(&e.to_string()));
+        if get(LEGACY_STATE)?.is_some() {
+            return Err(Error::Store(format!(
+                "view store at {} uses the old whole-document layout; restart once with \
+                 --rebuild-views to move it to the keyed layout",
+                self.path.display()
+            )));
+        }
+        let format = get(FORMAT)?;
+        let checkpoint = get(CHECKPOINT)?;
+        let (format, checkpoint) = match (format, checkpoint) {
+            (None, None) => return Ok(Projection::new()),
+            (Some(f), Some(c)) => (f, c),
+            _ => return Err(self.damaged("the layout version or the checkpoint is missing")),
+        };
+        let format = <[u8; 4]>::try_from(format.as_ref())
+            .map(u32::from_be_bytes)
+            .map_err(|_| self.damaged("the layout version is not 4 bytes"))?;
+        if format != LAYOUT {
+            return Err(self.damaged(&format!(
+                "layout {format}, this build reads layout {LAYOUT}"
+            )));
+        }
+        let checkpoint = <[u8; 8]>::try_from(checkpoint.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| self.damaged("the checkpoint is not 8 bytes"))?;
+
+        let mut entries = Vec::new();
+        for kv in self.db.scan_prefix([ENTRY]) {
+            let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
+            let id = event_id(&k[1..]).ok_or_else(|| self.damaged("an entry key is malformed"))?;
+            let entry: Entry = serde_json::from_slice(&v)
+                .map_err(|e| self.damaged(&format!("entry {id} does not decode: {e}")))?;
+            entries.push((id, entry));
+        }
+        let mut links = Vec::new();
+        for kv in self.db.scan_prefix([LINK]) {
+            let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
+            let (sequence, id) = (k.len() == 25)
+                .then(|| {
+                    let s = <[u8; 8]>::try_from(&k[1..9]).ok()?;
+                    Some((u64::from_be_bytes(s), event_id(&k[9..])?))
+                })
+                .flatten()
+                .ok_or_else(|| self.damaged("a worker-link key is malformed"))?;
+            if sequence > checkpoint {
+                return Err(self.damaged(&format!(
+                    "worker link at sequence {sequence} is beyond the checkpoint {checkpoint}"
+                )));
+            }
+            let (org, worker): (OrgId, WorkerRef) = serde_json::from_slice(&v).map_err(|e| {
+                self.damaged(&format!("worker link {sequence} does not decode: {e}"))
+            })?;
+            links.push(WorkerLink {
+                org,
+                worker,
+                sequence,
+                event_id: id,
+            });
+        }
+        Ok(Projection::restore(checkpoint, entries, links))
+    }
+
+    /// Writes what changed and the checkpoint atomically and durably.
+    ///
+    /// # Errors
+    /// The batch cannot be written or flushed.
+    pub(crate) fn save(&self, changes: &Changes) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        for (id, entry) in &changes.entries {
+            let value = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
+            batch.insert(entry_key(id).as_slice(), value);
+        }
+        for l in &changes.links {
+            let value = serde_json::to_vec(&(&l.org, &l.worker))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            batch.insert(link_key(l.sequence, &l.event_id).as_slice(), value);
+        }
+        batch.insert(FORMAT, &LAYOUT.to_be_bytes());
+        batch.insert(CHECKPOINT, &changes.last_sequence.to_be_bytes());
+        self.db
+            .apply_batch(batch)
+            .map_err(|e| Error::Store(format!("view store at {}: {e}", self.path.display())))?;
+        self.db
+            .flush()
+            .map_err(|e| Error::Store(format!("view store at {}: {e}", self.path.display())))?;
+        Ok(())
+    }
+
+    /// Bytes sled reports for the store on disk.
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn entry_key(id: &EventId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = ENTRY;
+    k[1..].copy_from_slice(id.0.as_bytes());
+    k
+}
+
+fn link_key(sequence: u64, id: &EventId) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = LINK;
+    k[1..9].copy_from_slice(&sequence.to_be_bytes());
+    k[9..].copy_from_slice(id.0.as_bytes());
+    k
+}
+
+fn event_id(bytes: &[u8]) -> Option<EventId> {
+    uuid::Uuid::from_slice(bytes).ok().map(EventId)
 }

@@ -106,7 +106,7 @@ pub struct CohortExposureView {
 
 /// Presence counts at the end of any day, from half-open intervals.
 #[derive(Debug, Default)]
-struct Counter {
+pub(super) struct Counter {
     /// Intervals with no start (baseline loads).
     always: u64,
     starts: Vec<Date>,
@@ -114,7 +114,7 @@ struct Counter {
 }
 
 impl Counter {
-    fn add(&mut self, start: Option<Date>, end: Option<Date>) {
+    pub(super) fn add(&mut self, start: Option<Date>, end: Option<Date>) {
         match start {
             Some(s) => self.starts.push(s),
             None => self.always += 1,
@@ -124,13 +124,13 @@ impl Counter {
         }
     }
 
-    fn sort(&mut self) {
+    pub(super) fn sort(&mut self) {
         self.starts.sort_unstable();
         self.ends.sort_unstable();
     }
 
     /// Present at the end of `day`: started on or before it and not ended on or before it.
-    fn at_end_of(&self, day: Date) -> u64 {
+    pub(super) fn at_end_of(&self, day: Date) -> u64 {
         let started = self.always + self.starts.partition_point(|s| *s <= day) as u64;
         let ended = self.ends.partition_point(|e| *e <= day) as u64;
         started.saturating_sub(ended)

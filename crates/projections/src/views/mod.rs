@@ -25,6 +25,7 @@
 //!   worker's site at the time. A separation dated before its hire counts on the hire date.
 
 mod headcount;
+mod population;
 mod separations;
 mod signals;
 mod timeline;
@@ -32,6 +33,7 @@ mod timeline;
 pub use headcount::{
     CohortExposureRow, CohortExposureView, HeadcountFigures, HeadcountRow, HeadcountView,
 };
+pub use population::PopulationIndex;
 pub use separations::{AiShare, BucketTotal, SeparationRow, SeparationsView};
 pub use signals::{
     AiAdoptionView, AiToolRow, AiUsageRow, ExternalTarget, GraduateIntakeRow, HiringPauseRow,
@@ -230,15 +232,57 @@ pub struct ExplainedEvent {
     pub retracted_by: Vec<EventId>,
 }
 
-/// The fold state. Serialise it with its checkpoint; resume by deserialising and applying the next
-/// sequences.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The fold state. It is persisted keyed, by what changed: [`Projection::take_changes`] gives the
+/// entries touched and the worker-index links added since the last call, and
+/// [`Projection::restore`] rebuilds the state from every stored entry and link. Equality compares
+/// the folded state only, never the pending changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Projection {
     last_sequence: u64,
     entries: BTreeMap<EventId, Entry>,
     /// Every event that ever named the worker (in its original payload or a correction), by
     /// (sequence, id). A superset: readers re-check the current payload and liveness.
     workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>,
+    /// Entries added or changed since the last [`Projection::take_changes`].
+    #[serde(skip)]
+    dirty: BTreeSet<EventId>,
+    /// Worker-index links added since the last [`Projection::take_changes`].
+    #[serde(skip)]
+    new_links: Vec<WorkerLink>,
+}
+
+impl PartialEq for Projection {
+    fn eq(&self, other: &Self) -> bool {
+        self.last_sequence == other.last_sequence
+            && self.entries == other.entries
+            && self.workers == other.workers
+    }
+}
+
+impl Eq for Projection {}
+
+/// One worker-index link: the event (`sequence`, `event_id`) names `worker` of `org`. Links are
+/// only ever added, so they are stored once each, keyed by (sequence, event id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerLink {
+    pub org: OrgId,
+    pub worker: WorkerRef,
+    pub sequence: u64,
+    pub event_id: EventId,
+}
+
+/// What one or more folded events changed, for a keyed, incremental persist: write every entry
+/// (replacing the stored one), add every link, and record `last_sequence` as the checkpoint, all
+/// in one atomic batch. Its size is proportional to the events folded since the previous call, never
+/// to the history.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The sequence the state reflects once these changes are applied.
+    pub last_sequence: u64,
+    /// Entries added or changed, by event id (the whole entry: replace the stored one).
+    pub entries: Vec<(EventId, Entry)>,
+    /// Worker-index links added.
+    pub links: Vec<WorkerLink>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,8 +319,10 @@ impl Effect {
     }
 }
 
+/// One folded event and what later events did to it: the unit of keyed persistence. Opaque outside
+/// this module; serde gives its stored form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
+pub struct Entry {
     sequence: u64,
     org_id: OrgId,
     site_id: SiteId,
@@ -379,7 +425,53 @@ impl Projection {
         self.index_worker(&event.org_id, &event.payload, sequence, event.event_id);
         self.entries
             .insert(event.event_id, Entry::new(sequence, event));
+        self.dirty.insert(event.event_id);
         self.settle(sequence, event.event_id);
+    }
+
+    /// Takes what changed since the previous call (or since [`Self::restore`] / [`Self::new`]).
+    pub fn take_changes(&mut self) -> Changes {
+        let dirty = std::mem::take(&mut self.dirty);
+        Changes {
+            last_sequence: self.last_sequence,
+            entries: dirty
+                .into_iter()
+                .filter_map(|id| self.entries.get(&id).map(|e| (id, e.clone())))
+                .collect(),
+            links: std::mem::take(&mut self.new_links),
+        }
+    }
+
+    /// Rebuilds a state from its stored parts: every entry and every worker-index link persisted
+    /// through [`Changes`], and the checkpoint they were persisted with. Nothing is pending after it.
+    pub fn restore(
+        last_sequence: u64,
+        entries: impl IntoIterator<Item = (EventId, Entry)>,
+        links: impl IntoIterator<Item = WorkerLink>,
+    ) -> Self {
+        let mut workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>> =
+            BTreeMap::new();
+        for l in links {
+            workers
+                .entry(l.org)
+                .or_default()
+                .entry(l.worker)
+                .or_default()
+                .insert((l.sequence, l.event_id));
+        }
+        Self {
+            last_sequence,
+            entries: entries.into_iter().collect(),
+            workers,
+            dirty: BTreeSet::new(),
+            new_links: Vec::new(),
+        }
+    }
+
+    /// How many events the state holds (one entry per folded event id).
+    #[must_use]
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
     }
 
     /// The sequence of the last event folded (0: none).
@@ -532,12 +624,21 @@ impl Projection {
 
     fn index_worker(&mut self, org: &OrgId, payload: &Payload, sequence: u64, id: EventId) {
         if let Some((worker, _)) = payload.worker_effect() {
-            self.workers
+            let added = self
+                .workers
                 .entry(org.clone())
                 .or_default()
                 .entry(worker.clone())
                 .or_default()
                 .insert((sequence, id));
+            if added {
+                self.new_links.push(WorkerLink {
+                    org: org.clone(),
+                    worker: worker.clone(),
+                    sequence,
+                    event_id: id,
+                });
+            }
         }
     }
 
@@ -565,6 +666,7 @@ impl Projection {
         let old = entry.effect.clone();
         if let Some(entry) = self.entries.get_mut(&id) {
             entry.effect.clone_from(&desired);
+            self.dirty.insert(id);
         }
         if let Some(old) = old {
             if let Some(target) = self.entries.get_mut(&old.target()) {
@@ -580,6 +682,7 @@ impl Projection {
                     }
                 }
                 work.insert((target.sequence, old.target()));
+                self.dirty.insert(old.target());
             }
         }
         if let Some(new) = desired {
@@ -607,6 +710,7 @@ impl Projection {
                     }
                 }
                 work.insert((target.sequence, target_id));
+                self.dirty.insert(target_id);
             }
         }
     }

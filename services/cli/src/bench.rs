@@ -1,0 +1,515 @@
+//! `wfl bench views`: the views at volume, measured through the public surface of a real single
+//! node (gRPC and `/metrics`) running in this process on a scratch data dir.
+//!
+//! It loads N events of the restructuring mix at the loader's top rate while sampling the views'
+//! lag every 100 ms, waits for the views to catch up, measures disk (ledger vs views) and the
+//! process's RSS, asks `as_of_sequence` answers at spread sequences, then restarts the node with
+//! `--rebuild-views` and times the fold of the whole ledger from sequence 1 (the catch-up rate).
+//! With `--check FILE` it fails when disk per event or the catch-up rate is more than 2× worse than
+//! the figures recorded in FILE (the CI short mode).
+//!
+//! Owns measurement only; must not be used as a test of behaviour.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use wfl_proto::pb;
+
+use crate::client;
+use crate::loadgen::Mix;
+use crate::node::{self, NodeConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ViewsConfig {
+    pub events: u64,
+    pub batch: usize,
+    pub concurrency: usize,
+    /// Scratch directory (created, and removed afterwards unless `keep`).
+    pub data_dir: PathBuf,
+    pub keep: bool,
+    pub packs: Vec<wfl_projector::RulePack>,
+    /// How many `as_of_sequence` answers to time.
+    pub as_of_queries: usize,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ViewsReport {
+    pub events: u64,
+    pub load_events_per_s: f64,
+    /// p99 / max of `wfl_view_lag_seconds`, sampled every 100 ms while loading.
+    pub lag_p99_s: f64,
+    pub lag_max_s: f64,
+    /// Events behind at most, while loading.
+    pub lag_max_events: u64,
+    /// From the end of the load until the views held every event.
+    pub drain_s: f64,
+    pub ledger_bytes: u64,
+    pub views_bytes: u64,
+    pub views_bytes_per_event: f64,
+    /// `views_bytes / ledger_bytes`.
+    pub views_to_ledger: f64,
+    /// Peak resident set of the whole process (ledger, gateway, projector and loader together).
+    pub rss_peak_bytes: u64,
+    /// `as_of_sequence` answers (Separations of the org), milliseconds.
+    pub as_of_p50_ms: f64,
+    pub as_of_max_ms: f64,
+    /// Fold of the whole ledger from sequence 1 after `--rebuild-views` (Subscribe, fold, persist).
+    pub catchup_events_per_s: f64,
+    /// RSS after the rebuild (a fresh process state plus the rebuilt views).
+    pub rss_after_rebuild_bytes: u64,
+}
+
+/// The figures `--check` compares against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Baseline {
+    pub views_bytes_per_event: f64,
+    pub catchup_events_per_s: f64,
+}
+
+impl ViewsReport {
+    /// Fails when disk per event or catch-up rate is more than 2× worse than `b`.
+    ///
+    /// # Errors
+    /// The regression, with both figures.
+    pub fn check(&self, b: &Baseline) -> anyhow::Result<()> {
+        if self.views_bytes_per_event > 2.0 * b.views_bytes_per_event {
+            bail!(
+                "views disk per event regressed: {:.0} B/event against a recorded {:.0}",
+                self.views_bytes_per_event,
+                b.views_bytes_per_event
+            );
+        }
+        if self.catchup_events_per_s < b.catchup_events_per_s / 2.0 {
+            bail!(
+                "views catch-up rate regressed: {:.0} events/s against a recorded {:.0}",
+                self.catchup_events_per_s,
+                b.catchup_events_per_s
+            );
+        }
+        Ok(())
+    }
+
+    /// A table for people.
+    #[must_use]
+    pub fn table(&self) -> String {
+        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+        format!(
+            "figure                               value\n\
+             events loaded (restructuring mix)    {}\n\
+             load rate (COMMITTED)                {:.0} events/s\n\
+             view lag while loading p99 / max     {:.2} s / {:.2} s ({} events at most)\n\
+             drain after the load                 {:.2} s\n\
+             ledger on disk                       {:.1} MiB\n\
+             views on disk                        {:.1} MiB ({:.0} B/event, {:.2}x the ledger)\n\
+             RSS peak (whole node + loader)       {:.0} MiB\n\
+             as-of answer p50 / max               {:.1} ms / {:.1} ms\n\
+             catch-up from sequence 1             {:.0} events/s\n\
+             RSS after the rebuild                {:.0} MiB\n",
+            self.events,
+            self.load_events_per_s,
+            self.lag_p99_s,
+            self.lag_max_s,
+            self.lag_max_events,
+            self.drain_s,
+            mb(self.ledger_bytes),
+            mb(self.views_bytes),
+            self.views_bytes_per_event,
+            self.views_to_ledger,
+            mb(self.rss_peak_bytes),
+            self.as_of_p50_ms,
+            self.as_of_max_ms,
+            self.catchup_events_per_s,
+            mb(self.rss_after_rebuild_bytes),
+        )
+    }
+}
+
+/// A node running in this process.
+struct Node {
+    grpc: String,
+    http: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Node {
+    async fn start(config: &ViewsConfig, rebuild_views: bool) -> anyhow::Result<Self> {
+        let (grpc, http) =
+            node::bind(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await?;
+        let grpc_addr = format!("http://{}", grpc.local_addr()?);
+        let http_addr = http.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let node_config = NodeConfig {
+            data_dir: config.data_dir.clone(),
+            nats_url: None,
+            packs: config.packs.clone(),
+            rebuild_views,
+        };
+        let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
+        Ok(Self {
+            grpc: grpc_addr,
+            http: http_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.map_err(|e| anyhow!("node task: {e}"))?
+    }
+
+    async fn metrics(&self) -> anyhow::Result<Metrics> {
+        read_metrics(self.http).await
+    }
+
+    /// Waits until the views hold every committed event.
+    async fn caught_up(&self, head: u64) -> anyhow::Result<()> {
+        loop {
+            let m = self.metrics().await?;
+            if m.checkpoint >= head && m.head >= head {
+                return Ok(());
+            }
+            if self.task.is_finished() {
+                bail!("the node stopped before the views caught up");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Reads `/metrics` with a plain HTTP/1.0 request (the listener is bound before the node starts,
+/// so this only fails once the node has stopped).
+async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
+    let mut s = tokio::net::TcpStream::connect(http).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    Ok(Metrics {
+        head: value("wfl_ledger_head_sequence") as u64,
+        checkpoint: value("wfl_views_checkpoint_sequence") as u64,
+        lag_s: value("wfl_view_lag_seconds"),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Metrics {
+    head: u64,
+    checkpoint: u64,
+    lag_s: f64,
+}
+
+/// Resident set of this process, bytes (Linux `/proc/self/status`; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Total bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs the views benchmark.
+///
+/// # Errors
+/// The scratch directory is not empty, the node fails, or the load is refused.
+pub async fn views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
+    if config.data_dir.exists()
+        && std::fs::read_dir(&config.data_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} is not empty: the benchmark needs a scratch directory",
+            config.data_dir.display()
+        );
+    }
+    let result = run_views(config).await;
+    if !config.keep {
+        let _ = std::fs::remove_dir_all(&config.data_dir);
+    }
+    result
+}
+
+async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
+    let mut report = ViewsReport {
+        events: config.events,
+        ..ViewsReport::default()
+    };
+    let node = Node::start(config, false).await?;
+    let org = "bench";
+
+    // Sample lag and RSS while loading.
+    let sampling = CancellationToken::new();
+    let sampler = {
+        let stop = sampling.clone();
+        let http = node.http;
+        tokio::spawn(async move {
+            let mut lags = Vec::new();
+            let mut max_events = 0u64;
+            let mut rss_peak = 0u64;
+            while !stop.is_cancelled() {
+                if let Ok(m) = read_metrics(http).await {
+                    lags.push(m.lag_s);
+                    max_events = max_events.max(m.head.saturating_sub(m.checkpoint));
+                }
+                rss_peak = rss_peak.max(rss_bytes());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (lags, max_events, rss_peak)
+        })
+    };
+    let load = client::load(
+        &node.grpc,
+        org,
+        config.events,
+        config.batch,
+        config.concurrency,
+        pb::AckLevel::Committed,
+        Mix::Restructuring,
+    )
+    .await
+    .context("loading the ledger")?;
+    report.load_events_per_s = load.events as f64 / load.seconds;
+    let loaded_at = Instant::now();
+    let head = node.metrics().await?.head;
+    node.caught_up(head).await?;
+    report.drain_s = loaded_at.elapsed().as_secs_f64();
+    sampling.cancel();
+    let (mut lags, max_events, rss_peak) = sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
+    lags.sort_by(f64::total_cmp);
+    report.lag_p99_s = percentile(&lags, 0.99);
+    report.lag_max_s = lags.last().copied().unwrap_or(0.0);
+    report.lag_max_events = max_events;
+    report.rss_peak_bytes = rss_peak.max(rss_bytes());
+
+    // as-of answers at spread sequences.
+    let channel = client::connect(&node.grpc).await?;
+    let mut views = pb::views_client::ViewsClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut times = Vec::new();
+    for k in 1..=config.as_of_queries as u64 {
+        let seq = (head * k / (config.as_of_queries as u64 + 1)).max(1);
+        let t = Instant::now();
+        views
+            .separations(pb::ViewRequest {
+                org_id: org.into(),
+                as_of_sequence: seq,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| anyhow!("as-of {seq}: {}", client::describe_status(&s)))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    report.as_of_p50_ms = percentile(&times, 0.5);
+    report.as_of_max_ms = times.last().copied().unwrap_or(0.0);
+    node.stop().await?;
+
+    report.ledger_bytes = dir_bytes(&config.data_dir.join("ledger"));
+    report.views_bytes = dir_bytes(&config.data_dir.join("projector"));
+    report.views_bytes_per_event = report.views_bytes as f64 / head.max(1) as f64;
+    report.views_to_ledger = report.views_bytes as f64 / report.ledger_bytes.max(1) as f64;
+
+    // Catch-up: fold the whole ledger again from sequence 1.
+    let started = Instant::now();
+    let node = Node::start(config, true).await?;
+    node.caught_up(head).await?;
+    report.catchup_events_per_s = head as f64 / started.elapsed().as_secs_f64();
+    report.rss_after_rebuild_bytes = rss_bytes();
+    node.stop().await?;
+    Ok(report)
+}
+
+/// What `wfl bench fold` measured: the projector's steps one at a time, in this process, on
+/// events of the restructuring mix (no network, no ledger).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FoldReport {
+    pub events: u64,
+    /// Protobuf `CommittedEvent` bytes -> domain event (what the follower does per event).
+    pub decode_events_per_s: f64,
+    /// `Projection::apply` alone.
+    pub fold_events_per_s: f64,
+    /// `take_changes` + encoding every changed entry (JSON), per 1,000 events.
+    pub encode_events_per_s: f64,
+    /// Entries + links held in memory after the fold, bytes of process RSS growth per event.
+    pub rss_bytes_per_event: f64,
+    /// The threshold watch over the final state (every pack, every unit), milliseconds.
+    pub watch_ms: f64,
+}
+
+impl FoldReport {
+    /// A table for people.
+    #[must_use]
+    pub fn table(&self) -> String {
+        format!(
+            "step                                  rate\n\
+             events (restructuring mix)            {}\n\
+             decode (protobuf -> domain)           {:.0} events/s\n\
+             fold (Projection::apply)              {:.0} events/s\n\
+             take changes + encode (per 1,000)     {:.0} events/s\n\
+             RSS growth per folded event           {:.0} B\n\
+             threshold watch over the final state  {:.1} ms\n",
+            self.events,
+            self.decode_events_per_s,
+            self.fold_events_per_s,
+            self.encode_events_per_s,
+            self.rss_bytes_per_event,
+            self.watch_ms,
+        )
+    }
+}
+
+/// Runs the fold benchmark over `events` generated events.
+///
+/// # Errors
+/// An event that does not convert (a bug in the generator).
+pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<FoldReport> {
+    use prost::Message;
+    let generator = crate::loadgen::Generator::new(Mix::Restructuring, "bench", "fold")
+        .map_err(|e| anyhow!(e))?;
+    let mut encoded = Vec::with_capacity(events as usize);
+    for (i, e) in generator.events(0, events).iter().enumerate() {
+        encoded.push(
+            pb::CommittedEvent {
+                sequence: i as u64 + 1,
+                event: Some(wfl_proto::convert::event_to_pb(e)),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+    }
+    let t = Instant::now();
+    let mut decoded = Vec::with_capacity(encoded.len());
+    for bytes in &encoded {
+        let c = pb::CommittedEvent::decode(bytes.as_slice())?;
+        let e = c
+            .event
+            .ok_or_else(|| anyhow!("event {} has no body", c.sequence))?;
+        decoded.push(
+            wfl_proto::convert::event_from_pb(e)
+                .map_err(|v| anyhow!("event {} does not convert: {v}", c.sequence))?,
+        );
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+    drop(encoded);
+
+    let rss_before = rss_bytes();
+    let mut p = wfl_projections::views::Projection::new();
+    let t = Instant::now();
+    for (i, e) in decoded.iter().enumerate() {
+        p.apply(i as u64 + 1, e);
+    }
+    let fold_s = t.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+
+    // Encoding as the store does it, from a fresh fold cut every 1,000 events.
+    let mut q = wfl_projections::views::Projection::new();
+    let mut encode_s = 0.0;
+    for (i, e) in decoded.iter().enumerate() {
+        q.apply(i as u64 + 1, e);
+        if (i + 1) % 1000 == 0 || i + 1 == decoded.len() {
+            let t = Instant::now();
+            let changes = q.take_changes();
+            let mut bytes = 0usize;
+            for (_, entry) in &changes.entries {
+                bytes += serde_json::to_vec(entry)?.len();
+            }
+            std::hint::black_box(bytes);
+            encode_s += t.elapsed().as_secs_f64();
+        }
+    }
+    drop(q);
+
+    let t = Instant::now();
+    let index = wfl_projections::views::PopulationIndex::new(&p, None);
+    let records = p.countable_records(None);
+    let steps = p.compliance_records(None);
+    let separations: Vec<wfl_projections::rules::Separation<'_>> = records
+        .iter()
+        .map(|r| wfl_projections::rules::Separation {
+            event_id: r.event_id,
+            org: &r.org,
+            site: &r.site,
+            jurisdiction: &r.jurisdiction,
+            effective_date: r.effective_date,
+            payload: &r.payload,
+            position_closed: r.classification.position_closed,
+            backfilled: r.classification.backfilled,
+            correlation_id: r.correlation_id.as_deref(),
+        })
+        .collect();
+    let compliance: Vec<wfl_projections::rules::ComplianceStep<'_>> = steps
+        .iter()
+        .map(|c| wfl_projections::rules::ComplianceStep {
+            event_id: c.event_id,
+            org: &c.org,
+            site: &c.site,
+            kind: c.kind,
+            plan_id: &c.plan_id,
+            effective_date: c.effective_date,
+        })
+        .collect();
+    let as_of = p
+        .latest_effective_date(None)
+        .ok_or_else(|| anyhow!("nothing folded"))?;
+    std::hint::black_box(wfl_projections::rules::evaluate(
+        packs,
+        &separations,
+        &compliance,
+        &index,
+        as_of,
+    ));
+    let watch_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let n = decoded.len() as f64;
+    Ok(FoldReport {
+        events: decoded.len() as u64,
+        decode_events_per_s: n / decode_s,
+        fold_events_per_s: n / fold_s,
+        encode_events_per_s: n / encode_s.max(1e-9),
+        rss_bytes_per_event: rss_after.saturating_sub(rss_before) as f64 / n,
+        watch_ms,
+    })
+}
