@@ -172,6 +172,14 @@ pub struct WorkerHired {
     /// True when this event loads opening headcount rather than recording a new hire.
     #[serde(default)]
     pub baseline: bool,
+    /// Average weekly hours worked (whole hours, rounded down), for the WARN part-time test
+    /// (20 CFR 639.3(h): fewer than 20 hours a week on average).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_weekly_hours: Option<u32>,
+    /// Months employed in the 12 months before the effective date (for a baseline load; a new hire
+    /// has 0), for the WARN part-time test (20 CFR 639.3(h): fewer than 6 of the last 12 months).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub months_employed_last_12: Option<u32>,
 }
 
 /// A fixed-term contract renewed.
@@ -264,6 +272,14 @@ pub struct Separation {
     pub severance: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice_given_on: Option<Date>,
+    /// Average weekly hours worked (whole hours, rounded down) over the shorter of the worker's
+    /// tenure or the last 90 days: the WARN part-time test (20 CFR 639.3(h)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_weekly_hours: Option<u32>,
+    /// Months employed in the 12 months before notice was due: the WARN part-time test (fewer
+    /// than 6 of the last 12 months, 20 CFR 639.3(h)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub months_employed_last_12: Option<u32>,
 }
 
 /// A fixed-term contract ended at expiry without renewal.
@@ -346,6 +362,19 @@ pub struct Retirement {
 pub struct DismissalForCause {
     pub separation: Separation,
     pub cause_code: String,
+    /// Summary (immediate) dismissal without notice (DE: fristlose Kündigung, KSchG §17(4) s.2:
+    /// not counted as a notifiable dismissal). False: an ordinary dismissal with notice.
+    #[serde(default)]
+    pub summary: bool,
+}
+
+/// The worker died or left through disability (JOLTS "other separations"; counted by no rule pack).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeathOrDisability {
+    pub separation: Separation,
+    /// True: disability; false: death.
+    #[serde(default)]
+    pub disability: bool,
 }
 
 /// A contractor released, or a dispatched worker returned to the agency (host-side view).
@@ -550,6 +579,7 @@ payloads! {
     AiUsageMeasured(AiUsageMeasured) = "ai_usage_measured", 27;
     EventCorrected(EventCorrected) = "event_corrected", 28;
     EventRetracted(EventRetracted) = "event_retracted", 29;
+    DeathOrDisability(DeathOrDisability) = "death_or_disability", 30;
 }
 
 impl std::fmt::Display for EventType {
@@ -582,6 +612,7 @@ impl Payload {
             Payload::Resignation(p) => Some(&p.separation),
             Payload::Retirement(p) => Some(&p.separation),
             Payload::DismissalForCause(p) => Some(&p.separation),
+            Payload::DeathOrDisability(p) => Some(&p.separation),
             Payload::ContractorReleased(p) | Payload::DispatchedWorkerReturned(p) => {
                 Some(&p.separation)
             }

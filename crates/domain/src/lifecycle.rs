@@ -291,6 +291,7 @@ pub fn is_separation(t: EventType) -> bool {
             | EventType::DismissalForCause
             | EventType::ContractorReleased
             | EventType::DispatchedWorkerReturned
+            | EventType::DeathOrDisability
     )
 }
 

@@ -6,7 +6,8 @@
 //! Checks that need the ledger's state (is this worker employed?) live in [`crate::lifecycle`].
 
 use crate::event::{
-    ComplianceStep, Event, EventType, GraduateIntake, Payload, PositionChange, Separation,
+    ComplianceStep, Event, EventType, GraduateIntake, OfferTerms, Payload, PositionChange,
+    Separation,
 };
 use crate::ids::WorkerRef;
 use crate::SCHEMA_VERSION;
@@ -128,6 +129,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         Payload::WorkerHired(h) => {
             worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
             opt_id(v, &format!("{p}.position_id"), h.position_id.as_deref());
+            hours_and_months(v, p, h.avg_weekly_hours, h.months_employed_last_12);
         }
         Payload::ContractRenewed(r) => {
             worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
@@ -159,10 +161,16 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                     "the employee can only refuse a renewal that was offered (set renewal_offered)",
                 );
             }
-            if c.offer_terms.is_some() && !c.renewal_offered {
+            // `no_offer` is how a client says no renewal was offered, so it goes with
+            // renewal_offered = false; terms of an offer need an offer.
+            if matches!(
+                c.offer_terms,
+                Some(OfferTerms::SameOrBetter | OfferTerms::Worse)
+            ) && !c.renewal_offered
+            {
                 v.add(
                     format!("{p}.offer_terms"),
-                    "offer_terms needs renewal_offered = true",
+                    "same_or_better or worse terms need renewal_offered = true",
                 );
             }
         }
@@ -199,6 +207,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             }
         }
         Payload::Resignation(r) => separation(v, &format!("{p}.separation"), &r.separation),
+        Payload::DeathOrDisability(d) => separation(v, &format!("{p}.separation"), &d.separation),
         Payload::Retirement(r) => separation(v, &format!("{p}.separation"), &r.separation),
         Payload::DismissalForCause(d) => {
             separation(v, &format!("{p}.separation"), &d.separation);
@@ -315,8 +324,22 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
     }
 }
 
+/// WARN part-time inputs: at most 168 hours a week, at most 12 months of the last 12.
+fn hours_and_months(v: &mut Violations, p: &str, hours: Option<u32>, months: Option<u32>) {
+    if hours.is_some_and(|h| h > 168) {
+        v.add(
+            format!("{p}.avg_weekly_hours"),
+            "must be at most 168 (hours in a week)",
+        );
+    }
+    if months.is_some_and(|m| m > 12) {
+        v.add(format!("{p}.months_employed_last_12"), "must be at most 12");
+    }
+}
+
 fn separation(v: &mut Violations, p: &str, s: &Separation) {
     worker(v, &format!("{p}.worker_ref"), &s.worker_ref);
+    hours_and_months(v, p, s.avg_weekly_hours, s.months_employed_last_12);
     opt_id(v, &format!("{p}.position_id"), s.position_id.as_deref());
     if let Some(g) = &s.legal_ground {
         if !is_code(g) {

@@ -24,8 +24,8 @@ fn snake_case(pascal: &str) -> String {
 }
 
 #[test]
-fn there_are_29_event_types() {
-    assert_eq!(EventType::ALL.len(), 29);
+fn there_are_30_event_types() {
+    assert_eq!(EventType::ALL.len(), 30);
 }
 
 #[test]

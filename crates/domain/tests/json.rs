@@ -161,6 +161,8 @@ fn a_separation_with_every_field_set_round_trips() {
         protected_flags: vec!["CN-LCL-42-4".to_owned()],
         severance: Some(cny(1_234_500)),
         notice_given_on: Some(date(2026, 2, 1)),
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     };
     let event = Event {
         correlation_id: Some("plan-2026".to_owned()),

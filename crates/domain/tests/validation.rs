@@ -508,6 +508,58 @@ fn offer_terms_need_an_offer() {
     );
 }
 
+/// Issue 9: a client that offered no renewal says so with `no_offer` and renewal_offered = false.
+#[test]
+fn no_offer_is_accepted_without_an_offer() {
+    let none = ContractNotRenewed {
+        offer_terms: Some(OfferTerms::NoOffer),
+        ..not_renewed("w1")
+    };
+    then_valid(&ev(ORG, Payload::ContractNotRenewed(none)));
+}
+
+/// WARN part-time inputs (20 CFR 639.3(h)) must be possible: hours a week, months of twelve.
+#[test]
+fn weekly_hours_and_months_of_the_last_twelve_are_bounded() {
+    let event = ev(
+        ORG,
+        dismissal_of(Separation {
+            avg_weekly_hours: Some(169),
+            months_employed_last_12: Some(13),
+            ..with_severance("USD", 5)
+        }),
+    );
+    assert_eq!(
+        fields(&event),
+        [
+            "payload.economic_dismissal.separation.avg_weekly_hours",
+            "payload.economic_dismissal.separation.months_employed_last_12",
+        ]
+    );
+    let fine = ev(
+        ORG,
+        dismissal_of(Separation {
+            avg_weekly_hours: Some(168),
+            months_employed_last_12: Some(12),
+            ..with_severance("USD", 5)
+        }),
+    );
+    then_valid(&fine);
+    let Payload::WorkerHired(h) = hire("w1") else {
+        panic!("hire gives WorkerHired")
+    };
+    let hired = Payload::WorkerHired(wfl_domain::WorkerHired {
+        avg_weekly_hours: Some(200),
+        months_employed_last_12: Some(3),
+        ..h
+    });
+    then_only(
+        &ev(ORG, hired),
+        "payload.worker_hired.avg_weekly_hours",
+        "at most 168",
+    );
+}
+
 #[test]
 fn a_renewed_contract_must_end_after_the_effective_date() {
     for end in [day(), day().add_days(-1)] {

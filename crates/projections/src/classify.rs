@@ -82,6 +82,11 @@ pub enum Mechanism {
     ContractorReleased,
     /// `DispatchedWorkerReturned` (host-side line: not the host's employee).
     DispatchedReturned,
+    /// `DeathOrDisability` (JOLTS "other separations"; neutral).
+    DeathOrDisability,
+    /// `TemporaryLayoff`: a formal layoff, temporary (domain-rules §5.2); the worker stays
+    /// employed, so it is not an exit and not in the headcount flows.
+    TemporaryLayoff,
 }
 
 impl Mechanism {
@@ -99,6 +104,8 @@ impl Mechanism {
         Mechanism::DismissalForCause,
         Mechanism::ContractorReleased,
         Mechanism::DispatchedReturned,
+        Mechanism::DeathOrDisability,
+        Mechanism::TemporaryLayoff,
     ];
 
     /// The stable snake_case name used in JSON and reports.
@@ -117,6 +124,8 @@ impl Mechanism {
             Mechanism::DismissalForCause => "dismissal_for_cause",
             Mechanism::ContractorReleased => "contractor_released",
             Mechanism::DispatchedReturned => "dispatched_returned",
+            Mechanism::DeathOrDisability => "death_or_disability",
+            Mechanism::TemporaryLayoff => "temporary_layoff",
         }
     }
 }
@@ -157,8 +166,10 @@ pub struct Classification {
 /// attrition influenced by the employer; an unpressured resignation, a non-renewal the employee
 /// refused and a retirement are gradual attrition when the position is closed and neutral
 /// otherwise; a dismissal for cause is neutral. A back-filled exit is neutral unless it is a formal
-/// layoff. Non-separations are signals (hiring, inflow, AI, hours, temporary layoff) or neutral
-/// (renewals, links, plans, compliance, redeployment, corrections).
+/// layoff. A temporary layoff is a formal layoff, temporary (mechanism `temporary_layoff`,
+/// employer-influenced), though the worker stays employed. Other non-separations are signals
+/// (hiring, inflow, AI, hours) or neutral (renewals, links, plans, compliance, redeployment,
+/// corrections).
 #[must_use]
 pub fn classify(payload: &Payload, backfilled: bool, closed: bool) -> Classification {
     let Some(sep) = payload.separation() else {
@@ -216,6 +227,7 @@ pub fn classify(payload: &Payload, backfilled: bool, closed: bool) -> Classifica
             Mechanism::Retirement,
         ),
         Payload::DismissalForCause(_) => (Bucket::Neutral, false, Mechanism::DismissalForCause),
+        Payload::DeathOrDisability(_) => (Bucket::Neutral, false, Mechanism::DeathOrDisability),
         Payload::ContractorReleased(_) => (
             Bucket::GradualAttrition,
             true,
@@ -264,6 +276,18 @@ fn position_state(sep: &Separation, backfilled: bool, closed: bool) -> (bool, bo
 }
 
 fn non_separation(payload: &Payload) -> Classification {
+    if let Payload::TemporaryLayoff(_) = payload {
+        // A formal layoff, temporary (domain-rules §5.2), as the WARN packs count it: classified
+        // with the formal layoffs so the views and the watch agree on what it is.
+        return Classification {
+            bucket: Bucket::FormalLayoff,
+            employer_influenced: true,
+            mechanism: Some(Mechanism::TemporaryLayoff),
+            ai: AiAttribution::None,
+            position_closed: false,
+            backfilled: false,
+        };
+    }
     let (bucket, ai) = match payload {
         Payload::RoleAutomated(_) => (Bucket::Signal, AiAttribution::CitedByEmployer),
         Payload::WorkerHired(_)
@@ -271,7 +295,7 @@ fn non_separation(payload: &Payload) -> Classification {
         | Payload::GraduateIntakeReduced(_)
         | Payload::HiringPaused(_)
         | Payload::HiringResumed(_)
-        | Payload::TemporaryLayoff(_)
+        | Payload::TemporaryLayoff(_) // handled above
         | Payload::HoursReduced(_)
         | Payload::AiToolRolledOut(_)
         | Payload::AiUsageMeasured(_) => (Bucket::Signal, AiAttribution::None),
@@ -293,6 +317,7 @@ fn non_separation(payload: &Payload) -> Classification {
         | Payload::Resignation(_)
         | Payload::Retirement(_)
         | Payload::DismissalForCause(_)
+        | Payload::DeathOrDisability(_)
         | Payload::ContractorReleased(_)
         | Payload::DispatchedWorkerReturned(_) => (Bucket::Neutral, AiAttribution::None),
     };

@@ -16,7 +16,7 @@ pub mod classify;
 pub mod rules;
 pub mod views;
 
-use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId};
+use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId, WorkerRef};
 
 /// What went wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +45,44 @@ pub struct PopulationQuery {
     pub exclude_relationships: Vec<EmploymentRelationship>,
     /// Contract types not counted (US WARN: part-time employees).
     pub exclude_contract_types: Vec<ContractType>,
+    /// `Some(p)`: only workers whose site is in jurisdiction `p` or below it (segment prefix:
+    /// `US-NY` matches `US-NY`, not `US-NYC`; NY WARN counts employees in New York State).
+    /// `None`: every site.
+    pub jurisdiction_prefix: Option<String>,
+    /// `Some(n)`: the largest headcount at the end of any day from `on - n` to `on` (Cal-WARN:
+    /// "employs or has employed in the preceding 12 months"). `None`: at `on` only.
+    pub max_over_days: Option<u32>,
+    /// `Some(h)`: leave out workers known to average fewer than `h` hours a week (WARN
+    /// part-time, 20 CFR 639.3(h)). Workers with no hours recorded stay in.
+    pub part_time_below_weekly_hours: Option<u32>,
+    /// `Some(m)`: leave out workers employed fewer than `m` of the 12 months before `on` (WARN
+    /// part-time). Months count from the hire date, or from `WorkerHired.months_employed_last_12`
+    /// for a baseline load.
+    pub part_time_below_months_of_12: Option<u32>,
+}
+
+/// What the population knows of one worker on a day, for a pack's exclusions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerProfile {
+    pub relationship: EmploymentRelationship,
+    pub contract_type: ContractType,
+    /// Average weekly hours, when recorded.
+    pub avg_weekly_hours: Option<u32>,
+    /// Months employed in the 12 months before the day asked about, when known.
+    pub months_employed_last_12: Option<u32>,
 }
 
 /// Answers headcount questions for threshold evaluation; implemented by [`views::Projection`].
 pub trait Population {
-    /// Workers employed at the end of `query.on` matching the query.
+    /// Workers employed at the end of `query.on` matching the query, honouring every field.
     fn headcount(&self, query: &PopulationQuery) -> u64;
+
+    /// The worker `worker` of `org` as known at the end of `on`; `None` when unknown. The watch
+    /// uses it to apply a pack's population exclusions to temporary layoffs and hours cuts (which
+    /// carry no contract data) and to fill hours and months a separation does not state. The
+    /// default knows nothing, so only what the events say is applied.
+    fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<WorkerProfile> {
+        let _ = (org, worker, on);
+        None
+    }
 }

@@ -30,6 +30,8 @@ fn sep(initiator: Initiator) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
@@ -150,24 +152,27 @@ fn adverse_change_refused_exit_is_a_formal_layoff() {
     assert!(c.employer_influenced);
 }
 
+/// domain-rules §5.2: `TemporaryLayoff` is a formal layoff (temporary); an hours cut is a signal.
 #[test]
-fn temporary_layoff_and_hours_cut_are_signals_not_separations() {
+fn temporary_layoff_is_a_formal_layoff_and_an_hours_cut_a_signal() {
     let layoff = Payload::TemporaryLayoff(TemporaryLayoff {
         worker_ref: WorkerRef::from("w-1"),
         expected_duration_days: 60,
         recall_expected: true,
     });
+    let c = plain(&layoff);
+    assert_eq!(c.bucket, Bucket::FormalLayoff);
+    assert_eq!(c.mechanism, Some(Mechanism::TemporaryLayoff));
+    assert!(c.employer_influenced);
     let hours = Payload::HoursReduced(HoursReduced {
         worker_ref: WorkerRef::from("w-1"),
         hours_before: 40,
         hours_after: 16,
         expected_months: 6,
     });
-    for p in [layoff, hours] {
-        let c = plain(&p);
-        assert_eq!(c.bucket, Bucket::Signal, "{p:?}");
-        assert_eq!(c.mechanism, None);
-    }
+    let c = plain(&hours);
+    assert_eq!(c.bucket, Bucket::Signal);
+    assert_eq!(c.mechanism, None);
 }
 
 #[test]
@@ -278,6 +283,7 @@ fn dismissal_for_cause_is_neutral_whatever_the_position_or_cause_text() {
         let p = Payload::DismissalForCause(DismissalForCause {
             separation: closed(sep(Initiator::Employer)),
             cause_code: cause.to_owned(),
+            summary: false,
         });
         let c = plain(&p);
         assert_eq!(
@@ -361,6 +367,8 @@ fn links_are_ignored_for_non_separations() {
         cohort: None,
         position_id: None,
         baseline: false,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     });
     assert_eq!(classify(&hire, true, true), plain(&hire));
     assert!(!plain(&hire).position_closed && !plain(&hire).backfilled);
@@ -376,6 +384,8 @@ fn hiring_ai_and_hours_events_are_signals() {
             cohort: None,
             position_id: None,
             baseline: true,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
         }),
         Payload::GraduateIntakeReduced(GraduateIntake {
             cohort_year: 2026,

@@ -155,6 +155,8 @@ impl Generator {
                     cohort: (!d.is_multiple_of(4)).then(|| COHORTS[usize::from(d) % COHORTS.len()]),
                     position_id: None,
                     baseline: op % 20 <= 2,
+                    avg_weekly_hours: None,
+                    months_employed_last_12: None,
                 };
                 Some((org, site, Payload::WorkerHired(hire)))
             }
@@ -336,6 +338,8 @@ fn base_separation(worker: WorkerRef, b: u8, d: u16) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
@@ -388,6 +392,7 @@ fn separation(worker: WorkerRef, b: u8, d: u16) -> Payload {
         7 => Payload::DismissalForCause(DismissalForCause {
             separation: s,
             cause_code: "c".to_owned(),
+            summary: false,
         }),
         8 => Payload::ContractorReleased(AgencyRelease {
             separation: s,
@@ -654,6 +659,10 @@ proptest! {
                             on: day(0).add_days(offset),
                             exclude_relationships: rels,
                             exclude_contract_types: cts,
+                            jurisdiction_prefix: None,
+                            max_over_days: None,
+                            part_time_below_weekly_hours: None,
+                            part_time_below_months_of_12: None,
                         };
                         prop_assert_eq!(index.headcount(&q), p.population(&q), "{:?}", q);
                     }
@@ -711,6 +720,10 @@ proptest! {
                 on: day(399).add_days(400),
                 exclude_relationships: Vec::new(),
                 exclude_contract_types: Vec::new(),
+                jurisdiction_prefix: None,
+                max_over_days: None,
+                part_time_below_weekly_hours: None,
+                part_time_below_months_of_12: None,
             };
             prop_assert_eq!(p.population(&later), g.state.headcount(&org) as u64);
             let q = Query { org: Some(org.clone()), ..Query::default() };

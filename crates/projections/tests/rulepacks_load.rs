@@ -95,7 +95,21 @@ fn shipped_packs_encode_the_documented_units_and_jurisdictions() {
     assert!(by_id("US-WARN-FED").applies_to("US-CA"));
     assert!(!by_id("US-CA-WARN").applies_to("US-NY"));
     assert!(by_id("EU-9859-30D").applies_to("FR"));
-    assert!(by_id("EU-9859-90D").applies_to("DE"));
+    // Germany transposed the 30-day variant: no 90-day row for a German establishment.
+    assert!(!by_id("EU-9859-90D").applies_to("DE"));
+    assert!(by_id("EU-9859-30D").applies_to("DE"));
+    assert_eq!(
+        by_id("EU-9859-30D").national_pack("DE"),
+        Some("DE-KSchG-17")
+    );
+    assert!(
+        by_id("EU-9859-90D").applies_to("FR"),
+        "choice not researched: both variants"
+    );
+    assert_eq!(
+        by_id("DE-KSchG-17").count_date(),
+        wfl_projections::rules::CountDate::Notice
+    );
     assert!(!by_id("EU-9859-30D").applies_to("GB"));
     assert!(by_id("DE-KSchG-17").applies_to("DE-BY"));
 }
@@ -205,6 +219,16 @@ fn out_of_range_values_are_refused() {
         (
             MINIMAL.replace("unit = \"site\"", "unit = \"galaxy\""),
             "unit",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[member_states]\nchose_this_variant = [\"YY\"]\nconfidence = \"secondary\"\n"
+            ),
+            "member_states.chose_this_variant[0]",
+        ),
+        (
+            format!("{MINIMAL}\n[count_date]\nbasis = \"hire\"\nconfidence = \"secondary\"\n"),
+            "count_date.basis",
         ),
     ];
     for (text, want) in cases {

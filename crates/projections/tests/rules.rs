@@ -11,8 +11,8 @@ use wfl_domain::{
     RoleAutomated, SiteId, Source, WorkerRef,
 };
 use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, CountType, RulePack, Separation, ThresholdStatus,
-    SHADOW_LABEL,
+    self, AlertLevel, ComplianceStep, CountType, RulePack, Separation, StepState, ThresholdStatus,
+    WindowRole, SHADOW_LABEL,
 };
 use wfl_projections::{Population, PopulationQuery};
 
@@ -69,6 +69,8 @@ fn block(n: usize, initiator: Initiator) -> wfl_domain::Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
@@ -168,6 +170,7 @@ fn payload(n: usize, exit: Exit) -> Payload {
             Payload::DismissalForCause(DismissalForCause {
                 separation: s,
                 cause_code: "misconduct".into(),
+                summary: false,
             })
         }
     }
@@ -247,9 +250,14 @@ impl Ledger {
     }
 
     fn step(&mut self, kind: &str, org: &str, site: &str, on: Date) -> &mut Self {
+        self.step_for(kind, org, site, on, "PLAN-1")
+    }
+
+    /// A compliance step of `plan`.
+    fn step_for(&mut self, kind: &str, org: &str, site: &str, on: Date, plan: &str) -> &mut Self {
         let n = self.next_id();
         let s = wfl_domain::ComplianceStep {
-            plan_id: "PLAN-1".into(),
+            plan_id: plan.into(),
             recipient: String::new(),
             document_ref: String::new(),
             ai_checkbox: false,
@@ -262,6 +270,14 @@ impl Ledger {
         };
         self.steps.push(envelope(n, org, site, "XX", on, p));
         self
+    }
+
+    /// Records one event as given (its id is replaced by the next one); returns that id.
+    fn push(&mut self, mut e: Event) -> EventId {
+        e.event_id = event_id(self.next_id());
+        let id = e.event_id;
+        self.separations.push((e, false));
+        id
     }
 
     fn evaluate(
@@ -284,6 +300,7 @@ impl Ledger {
     }
 }
 
+/// The current window's row.
 fn find<'a>(
     all: &'a [ThresholdStatus],
     pack: &str,
@@ -291,9 +308,37 @@ fn find<'a>(
     window: &str,
     ct: CountType,
 ) -> &'a ThresholdStatus {
+    find_role(all, pack, unit, window, ct, WindowRole::Current)
+}
+
+/// The peak window's row.
+fn peak<'a>(
+    all: &'a [ThresholdStatus],
+    pack: &str,
+    unit: &str,
+    window: &str,
+    ct: CountType,
+) -> &'a ThresholdStatus {
+    find_role(all, pack, unit, window, ct, WindowRole::Peak)
+}
+
+fn find_role<'a>(
+    all: &'a [ThresholdStatus],
+    pack: &str,
+    unit: &str,
+    window: &str,
+    ct: CountType,
+    role: WindowRole,
+) -> &'a ThresholdStatus {
     all.iter()
-        .find(|s| s.pack == pack && s.unit == unit && s.window == window && s.count_type == ct)
-        .unwrap_or_else(|| panic!("no status {pack}/{unit}/{window}/{ct:?} in {all:#?}"))
+        .find(|s| {
+            s.pack == pack
+                && s.unit == unit
+                && s.window == window
+                && s.count_type == ct
+                && s.role == role
+        })
+        .unwrap_or_else(|| panic!("no status {pack}/{unit}/{window}/{ct:?}/{role:?} in {all:#?}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,6 +487,14 @@ fn cn_leaves_out_dispatched_workers_and_asks_for_the_basis_without_them() {
     let all = l.evaluate(&packs(&["CN-LCL-41"]), &pop, day(0));
     let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
     assert_eq!(s.count, 19);
+    // Dispatch Interim Provisions Art. 12: the returns are on the host-side line, with a reason.
+    let host_side: Vec<_> = s
+        .excluded
+        .iter()
+        .filter(|x| x.reason.contains("host-side line"))
+        .collect();
+    assert_eq!(host_side.len(), 5);
+    assert_eq!(s.unit_kind, wfl_projections::rules::Unit::LegalEntity);
     let queries = pop.1.borrow();
     assert!(!queries.is_empty());
     for q in queries.iter() {
@@ -511,7 +564,16 @@ fn warn_aggregates_two_sub_threshold_groups_within_90_days() {
     l.at(40, Exit::Dismissal(None), "plant-b", "US-OH", day(10));
     let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(100), day(60));
 
-    let thirty = find(
+    // The current 30-day window holds the latest group (day 45); the peak, the first.
+    let current = find(
+        &all,
+        "US-WARN-FED",
+        "plant-a",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!((current.count, current.window_start), (25, day(45)));
+    let thirty = peak(
         &all,
         "US-WARN-FED",
         "plant-a",
@@ -709,7 +771,7 @@ fn eu_uses_the_window_with_the_most_dismissals() {
         &Fixed(400),
         day(100),
     );
-    let s = find(
+    let s = peak(
         &all,
         "EU-9859-30D",
         "milano",
@@ -723,7 +785,7 @@ fn eu_uses_the_window_with_the_most_dismissals() {
     let first_thirty: Vec<EventId> = (1..=30).map(event_id).collect();
     assert_eq!(s.event_ids, first_thirty);
 
-    let s90 = find(
+    let s90 = peak(
         &all,
         "EU-9859-90D",
         "milano",
@@ -864,7 +926,16 @@ fn steps_too_late_or_of_another_org_are_missing() {
 fn warn_notice_must_be_filed_for_the_same_site_60_days_ahead() {
     let run = |site: &str, on: Date| {
         let mut l = Ledger::default();
-        l.at(60, Exit::Dismissal(None), "s1", "US-OH", day(100));
+        l.exits(
+            60,
+            Exit::Dismissal(None),
+            "acme",
+            "s1",
+            "US-OH",
+            day(100),
+            false,
+            Some("PLAN-1"),
+        );
         l.step("WarnNoticeFiled", "acme", site, on);
         let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(150), day(100));
         find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict)
@@ -1004,10 +1075,10 @@ mod model {
                 .max()
                 .unwrap_or(0);
 
-            let strict = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
+            let strict = peak(&all, "EU-9859-30D", "x", "rolling-30", CountType::Strict);
             prop_assert_eq!(strict.count as usize, brute_strict);
             prop_assert_eq!(strict.level == Some(AlertLevel::Met), brute_strict >= 30);
-            let assim = find(&all, "EU-9859-30D", "x", "rolling-30", CountType::Assimilated);
+            let assim = peak(&all, "EU-9859-30D", "x", "rolling-30", CountType::Assimilated);
             prop_assert_eq!(assim.count as usize, brute_assim);
             for s in [strict, assim] {
                 prop_assert_eq!(s.event_ids.len() as u64, s.count);
@@ -1015,4 +1086,598 @@ mod model {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waves, people, plans (issue 9)
+
+/// Given a site that met the WARN mass-layoff threshold in a first wave, when a second build-up
+/// starts months later, then the current window is the second wave (with its own count, level
+/// and key) and the first stays visible as the peak. 29 USC 2101(a)(3); 20 CFR 639.5(a).
+#[test]
+fn warn_second_wave_is_the_current_window_and_alerts_under_a_new_key_29_usc_2101_a_3() {
+    let mut l = Ledger::default();
+    l.at(60, Exit::Dismissal(None), "s1", "US-OH", day(0));
+    let first = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(150), day(10));
+    let first_current = find(&first, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!(first_current.level, Some(AlertLevel::Met));
+
+    // Second wave 300 days later: 45 losses, at least 80% of 50.
+    l.at(45, Exit::Dismissal(None), "s1", "US-OH", day(300));
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(150), day(310));
+    let current = find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!((current.count, current.window_start), (45, day(300)));
+    assert_eq!(current.level, Some(AlertLevel::Approaching));
+    let peak_row = peak(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!((peak_row.count, peak_row.window_start), (60, day(0)));
+    assert_eq!(peak_row.level, Some(AlertLevel::Met));
+    // The alert key names the wave: the second wave is a new key, so it alerts again.
+    assert_ne!(current.window_key, first_current.window_key);
+    assert!(current.window_key.contains(&day(300).to_string()));
+    assert_eq!(current.unit_kind, wfl_projections::rules::Unit::Site);
+}
+
+/// Given a wave still under way, when more losses arrive inside it, then its key does not change
+/// (no repeat alert for the same wave), and a gap as long as the window starts a new wave.
+#[test]
+fn a_wave_keeps_its_key_until_a_gap_as_long_as_the_window_20_cfr_639_5() {
+    let key = |l: &Ledger, as_of: Date| {
+        let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(1000), as_of);
+        find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict)
+            .window_key
+            .clone()
+    };
+    let mut l = Ledger::default();
+    l.at(10, Exit::Dismissal(None), "s1", "US-OH", day(0));
+    let k0 = key(&l, day(0));
+    l.at(10, Exit::Dismissal(None), "s1", "US-OH", day(25));
+    l.at(10, Exit::Dismissal(None), "s1", "US-OH", day(50));
+    assert_eq!(key(&l, day(50)), k0, "gaps under 30 days: one wave");
+    l.at(10, Exit::Dismissal(None), "s1", "US-OH", day(80));
+    assert_ne!(key(&l, day(80)), k0, "a 30-day gap: a new wave");
+}
+
+/// Given one worker put on a layoff of more than six months and later dismissed, when WARN
+/// counts employment losses, then the worker is one loss and the evidence lists both events.
+/// 29 USC 2101(a)(6): an employment loss is of an employee, not an event.
+#[test]
+fn warn_counts_one_employment_loss_per_worker_29_usc_2101_a_6() {
+    let mut l = Ledger::default();
+    let layoff = l.push(envelope(
+        0,
+        "acme",
+        "s1",
+        "US-OH",
+        day(0),
+        Payload::TemporaryLayoff(wfl_domain::TemporaryLayoff {
+            worker_ref: WorkerRef("w-same".into()),
+            expected_duration_days: 200,
+            recall_expected: false,
+        }),
+    ));
+    let mut p = payload(0, Exit::Dismissal(None));
+    if let Payload::EconomicDismissal(d) = &mut p {
+        d.separation.worker_ref = WorkerRef("w-same".into());
+    }
+    let dismissal = l.push(envelope(0, "acme", "s1", "US-OH", day(10), p));
+    l.at(3, Exit::Dismissal(None), "s1", "US-OH", day(12));
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &Fixed(150), day(20));
+    let s = find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!(s.count, 4, "one worker, two events: one loss");
+    assert!(s.event_ids.contains(&layoff) && s.event_ids.contains(&dismissal));
+    assert_eq!(s.event_ids.len(), 5);
+}
+
+/// Given a step of an old plan a year earlier, when a new 20-person CN reduction of another plan
+/// is met, then the old step does not count for it: the step is missing. LCL Art. 41 (brief the
+/// union 30 days ahead, report the plan).
+#[test]
+fn cn_step_of_another_plan_does_not_count_lcl_art_41() {
+    let mut l = Ledger::default();
+    l.step_for("UnionBriefed", "acme", "hz", day(0), "PLAN-OLD");
+    l.step_for("AuthorityReported", "acme", "hz", day(1), "PLAN-OLD");
+    l.exits(
+        20,
+        Exit::Dismissal(Some("CN-LCL-41")),
+        "acme",
+        "hz",
+        "CN",
+        day(400),
+        false,
+        Some("PLAN-NEW"),
+    );
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(400));
+    let s = find(&all, "CN-LCL-41", "acme", "plan", CountType::Strict);
+    assert_eq!(s.level, Some(AlertLevel::Met));
+    assert_eq!(s.missing_steps.len(), 2, "{:?}", s.missing_steps);
+    assert!(s
+        .steps
+        .iter()
+        .all(|c| c.state == StepState::Missing && c.plan.as_deref() == Some("PLAN-NEW")));
+}
+
+/// Given a plan whose first dismissals come before its later ones, when the union is briefed 30
+/// days before the later ones but not before the first, then the step is late, by the days
+/// missing, measured from the plan's first separation. LCL Art. 41 (30 days in advance).
+#[test]
+fn cn_lead_time_runs_from_the_plans_first_separation_and_late_steps_say_by_how_much() {
+    let mut l = Ledger::default();
+    let plan = |l: &mut Ledger, n: usize, on: Date| {
+        l.exits(
+            n,
+            Exit::Dismissal(Some("CN-LCL-41")),
+            "acme",
+            "hz",
+            "CN",
+            on,
+            false,
+            Some("PLAN-1"),
+        );
+    };
+    plan(&mut l, 2, day(100));
+    plan(&mut l, 20, day(200));
+    l.step("UnionBriefed", "acme", "hz", day(150)); // 50 days after the 30-day deadline (day 70)
+    l.step("AuthorityReported", "acme", "hz", day(90)); // before the first separation: on time
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(200));
+    let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
+    assert_eq!(s.level, Some(AlertLevel::Met));
+    let union = s
+        .steps
+        .iter()
+        .find(|c| c.event_type == wfl_domain::EventType::UnionBriefed)
+        .unwrap();
+    assert_eq!(union.state, StepState::Late);
+    assert_eq!((union.first_separation, union.due_by), (day(100), day(70)));
+    assert_eq!(union.days_late, 80);
+    assert_eq!(s.missing_steps.len(), 1);
+    assert!(
+        s.missing_steps[0].contains("late by 80 days"),
+        "{:?}",
+        s.missing_steps
+    );
+    let report = s
+        .steps
+        .iter()
+        .find(|c| c.event_type == wfl_domain::EventType::AuthorityReported)
+        .unwrap();
+    assert_eq!(report.state, StepState::OnTime);
+}
+
+/// Given a reduction below the approaching level, then no step is reported missing; on-time and
+/// late steps are still listed. (Issue 9: "missing" only once approaching or met.)
+#[test]
+fn steps_are_missing_only_once_approaching_or_met() {
+    let mut l = Ledger::default();
+    l.exits(
+        5,
+        Exit::Dismissal(Some("CN-LCL-41")),
+        "acme",
+        "hz",
+        "CN",
+        day(100),
+        false,
+        Some("PLAN-1"),
+    );
+    l.step("AuthorityReported", "acme", "hz", day(90));
+    let all = l.evaluate(&packs(&["CN-LCL-41"]), &Fixed(1200), day(100));
+    let s = find(&all, "CN-LCL-41", "acme", "rolling-30", CountType::Strict);
+    assert_eq!(s.level, None);
+    assert!(s.missing_steps.is_empty());
+    assert_eq!(s.steps.len(), 1);
+    assert_eq!(s.steps[0].state, StepState::OnTime);
+}
+
+fn de_exit(l: &mut Ledger, exit: Exit, notice: Date, effective: Date) -> EventId {
+    let mut p = payload(l.next_id(), exit);
+    if let Some(sep) = separation_mut(&mut p) {
+        sep.notice_given_on = Some(notice);
+    }
+    l.push(envelope(0, "acme", "werk-1", "DE-BY", effective, p))
+}
+
+fn separation_mut(p: &mut Payload) -> Option<&mut wfl_domain::Separation> {
+    match p {
+        Payload::EconomicDismissal(x) => Some(&mut x.separation),
+        Payload::MutualTerminationEmployerProposed(x) => Some(&mut x.separation),
+        Payload::Resignation(x) => Some(&mut x.separation),
+        Payload::DismissalForCause(x) => Some(&mut x.separation),
+        Payload::ContractNotRenewed(x) => Some(&mut x.separation),
+        Payload::Retirement(x) => Some(&mut x.separation),
+        _ => None,
+    }
+}
+
+/// Given employer-induced termination agreements and resignations, ordinary conduct dismissals
+/// and summary dismissals at a 100-person German establishment, then §17(1) s.2 counts the
+/// induced terminations without any five-redundancy gate, ordinary dismissals count whatever
+/// their reason, and summary dismissals are excluded (§17(4) s.2), with the reason listed.
+#[test]
+fn de_kschg_17_1_s2_counts_induced_terminations_and_17_4_leaves_out_summary_dismissals() {
+    let mut l = Ledger::default();
+    for _ in 0..4 {
+        de_exit(&mut l, Exit::MutualEmployerProposed, day(0), day(60));
+        de_exit(
+            &mut l,
+            Exit::Resignation { pressured: true },
+            day(0),
+            day(60),
+        );
+    }
+    de_exit(&mut l, Exit::ForCause, day(1), day(45)); // ordinary dismissal for conduct
+    let summary = {
+        let mut p = payload(l.next_id(), Exit::ForCause);
+        if let Payload::DismissalForCause(d) = &mut p {
+            d.summary = true;
+        }
+        l.push(envelope(0, "acme", "werk-1", "DE-BY", day(2), p))
+    };
+    de_exit(
+        &mut l,
+        Exit::Resignation { pressured: false },
+        day(0),
+        day(30),
+    );
+    let all = l.evaluate(&packs(&["DE-KSchG-17"]), &Fixed(100), day(60));
+    let s = find(
+        &all,
+        "DE-KSchG-17",
+        "werk-1",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(
+        s.count, 9,
+        "8 induced + 1 ordinary conduct dismissal; no gate"
+    );
+    assert_eq!(s.threshold, 10);
+    assert_eq!(s.level, Some(AlertLevel::Approaching));
+    assert!(s
+        .excluded
+        .iter()
+        .any(|x| x.event_id == summary && x.reason.contains("§17(4)")));
+    assert_eq!(s.count_date, wfl_projections::rules::CountDate::Notice);
+    assert!(s.gate.is_none());
+}
+
+/// Given notices given on day 0 and day 40 with effective dates within 30 days of each other,
+/// then Germany counts by the notice date (Junk C-188/03; BAG): the two groups are not in one
+/// 30-day window, and the authority must be notified before the first notice.
+#[test]
+fn de_counts_and_deadlines_go_by_the_notice_date_c_188_03_junk() {
+    let mut l = Ledger::default();
+    for (notice, effective) in [(day(0), day(60)), (day(40), day(70))] {
+        for _ in 0..6 {
+            de_exit(&mut l, Exit::Dismissal(None), notice, effective);
+            l.separations.last_mut().unwrap().0.correlation_id = Some("PLAN-1".into());
+        }
+    }
+    l.step("AuthorityReported", "acme", "werk-1", day(10)); // after the first notices
+    l.step("UnionBriefed", "acme", "werk-1", day(0));
+    let all = l.evaluate(&packs(&["DE-KSchG-17"]), &Fixed(50), day(70));
+    let s = find(
+        &all,
+        "DE-KSchG-17",
+        "werk-1",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(
+        (s.count, s.window_start),
+        (6, day(40)),
+        "by notice date, not effective"
+    );
+    assert_eq!(s.level, Some(AlertLevel::Met), "more than 5 at 21-59 staff");
+    let notify = s
+        .steps
+        .iter()
+        .find(|c| c.event_type == wfl_domain::EventType::AuthorityReported)
+        .unwrap();
+    assert_eq!(notify.due_by, day(0));
+    assert_eq!((notify.state, notify.days_late), (StepState::Late, 10));
+}
+
+/// Given a German establishment, then the EU packs give only the 30-day floor, labelled
+/// floor_only (national law: DE-KSchG-17), and no 90-day row (Germany chose the 30-day variant);
+/// a state whose choice was not researched gets both, labelled so. Directive 98/59/EC Art. 1(1)(a).
+#[test]
+fn eu_member_state_gets_only_its_variant_and_de_is_labelled_floor_only_98_59_art_1() {
+    let mut l = Ledger::default();
+    l.at(12, Exit::Dismissal(None), "werk-1", "DE", day(0));
+    l.at(12, Exit::Dismissal(None), "lyon", "FR", day(0));
+    let all = l.evaluate(
+        &packs(&["DE-KSchG-17", "EU-9859-30D", "EU-9859-90D"]),
+        &Fixed(50),
+        day(0),
+    );
+    let floor = find(
+        &all,
+        "EU-9859-30D",
+        "werk-1",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert!(floor.floor_only);
+    assert!(floor.label.contains("floor_only") && floor.label.contains("DE-KSchG-17"));
+    assert!(!all
+        .iter()
+        .any(|s| s.pack == "EU-9859-90D" && s.unit == "werk-1"));
+    let national = find(
+        &all,
+        "DE-KSchG-17",
+        "werk-1",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert!(!national.floor_only);
+    let fr = find(&all, "EU-9859-90D", "lyon", "rolling-90", CountType::Strict);
+    assert!(fr.label.contains("not researched"));
+    assert!(!fr.floor_only);
+}
+
+/// The EU gate's state is exposed on the assimilated row: with four redundancies stricto sensu
+/// the assimilated terminations are not added, and each says why (C-422/14 Pujante Rivera).
+#[test]
+fn eu_gate_state_and_excluded_reasons_are_reported_c_422_14() {
+    let mut l = Ledger::default();
+    l.at(4, Exit::Dismissal(None), "lyon", "FR", day(0));
+    l.at(8, Exit::MutualEmployerProposed, "lyon", "FR", day(1));
+    l.at(1, Exit::Retirement, "lyon", "FR", day(2));
+    let all = l.evaluate(&packs(&["EU-9859-30D"]), &Fixed(50), day(2));
+    let s = find(
+        &all,
+        "EU-9859-30D",
+        "lyon",
+        "rolling-30",
+        CountType::Assimilated,
+    );
+    let gate = s.gate.expect("the EU pack has a gate");
+    assert_eq!(
+        (gate.strict_workers, gate.min_strict, gate.open),
+        (4, 5, false)
+    );
+    assert_eq!(s.count, 4);
+    assert_eq!(
+        s.excluded
+            .iter()
+            .filter(|x| x.reason.contains("stricto sensu"))
+            .count(),
+        8
+    );
+    assert!(s
+        .excluded
+        .iter()
+        .any(|x| x.reason.starts_with("excluded: ")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// WARN population (issue 9)
+
+/// A population answering each query with a function of it, and knowing some workers.
+struct Answering<F: Fn(&PopulationQuery) -> u64> {
+    headcount: F,
+    workers: Vec<(String, wfl_projections::WorkerProfile)>,
+}
+
+impl<F: Fn(&PopulationQuery) -> u64> Population for Answering<F> {
+    fn headcount(&self, q: &PopulationQuery) -> u64 {
+        (self.headcount)(q)
+    }
+
+    fn worker(
+        &self,
+        _: &OrgId,
+        worker: &WorkerRef,
+        _: Date,
+    ) -> Option<wfl_projections::WorkerProfile> {
+        self.workers
+            .iter()
+            .find(|(w, _)| *w == worker.0)
+            .map(|(_, p)| p.clone())
+    }
+}
+
+fn with_hours(l: &mut Ledger, hours: Option<u32>, months: Option<u32>, on: Date) -> EventId {
+    let mut p = payload(l.next_id(), Exit::Dismissal(None));
+    if let Some(sep) = separation_mut(&mut p) {
+        sep.avg_weekly_hours = hours;
+        sep.months_employed_last_12 = months;
+    }
+    l.push(envelope(0, "acme", "s1", "US-OH", on, p))
+}
+
+/// Given 50 losses of which one averages 19 hours a week and one was employed 5 of the last 12
+/// months, then WARN counts 48 (below 50): part-time is fewer than 20 hours a week on average
+/// or fewer than 6 of the last 12 months (20 CFR 639.3(h)); both are listed as excluded, owed
+/// notice; and the headcount basis is asked without part-time workers by the same tests.
+#[test]
+fn warn_part_time_by_hours_or_months_is_not_counted_20_cfr_639_3_h() {
+    let mut l = Ledger::default();
+    let by_hours = with_hours(&mut l, Some(19), Some(12), day(0));
+    let by_months = with_hours(&mut l, Some(40), Some(5), day(0));
+    with_hours(&mut l, Some(20), Some(6), day(0)); // exactly at the limits: full-time
+    l.at(47, Exit::Dismissal(None), "s1", "US-OH", day(0));
+    let asked = RefCell::new(Vec::new());
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| {
+            asked.borrow_mut().push(q.clone());
+            140
+        },
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &pop, day(0));
+    let s = find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!(s.count, 48);
+    assert_eq!(s.level, Some(AlertLevel::Approaching));
+    for id in [by_hours, by_months] {
+        let x = s
+            .excluded
+            .iter()
+            .find(|x| x.event_id == id)
+            .expect("listed");
+        assert!(
+            x.reason.contains("part-time") && x.reason.contains("notice"),
+            "{}",
+            x.reason
+        );
+    }
+    assert!(asked.borrow().iter().all(|q| {
+        q.part_time_below_weekly_hours == Some(20) && q.part_time_below_months_of_12 == Some(6)
+    }));
+}
+
+/// Given a temporary layoff of more than six months of a worker the population knows as
+/// part-time, then it is not a WARN employment loss: the exclusions apply to layoffs and hours
+/// cuts too, not only to separations (29 USC 2101(a)(3), (a)(6)(B)).
+#[test]
+fn warn_exclusions_apply_to_long_layoffs_of_part_time_workers_29_usc_2101() {
+    let mut l = Ledger::default();
+    let layoff = l.push(envelope(
+        0,
+        "acme",
+        "s1",
+        "US-OH",
+        day(0),
+        Payload::TemporaryLayoff(wfl_domain::TemporaryLayoff {
+            worker_ref: WorkerRef("pt-1".into()),
+            expected_duration_days: 200,
+            recall_expected: false,
+        }),
+    ));
+    l.at(3, Exit::Dismissal(None), "s1", "US-OH", day(0));
+    let pop = Answering {
+        headcount: |_: &PopulationQuery| 150,
+        workers: vec![(
+            "pt-1".into(),
+            wfl_projections::WorkerProfile {
+                relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                avg_weekly_hours: Some(12),
+                months_employed_last_12: Some(12),
+            },
+        )],
+    };
+    let all = l.evaluate(&packs(&["US-WARN-FED"]), &pop, day(0));
+    let s = find(&all, "US-WARN-FED", "s1", "rolling-30", CountType::Strict);
+    assert_eq!(s.count, 3);
+    assert!(s.excluded.iter().any(|x| x.event_id == layoff));
+}
+
+/// Given an employer with 40 employees in New York State and 500 elsewhere, then NY WARN does
+/// not cover it: coverage counts employees in the state (§860-a(3)); the watch asks the
+/// population for the US-NY headcount.
+#[test]
+fn ny_warn_coverage_counts_employees_in_new_york_state_860_a_3() {
+    let mut l = Ledger::default();
+    l.at(30, Exit::Dismissal(None), "nyc-1", "US-NY", day(0));
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| match (&q.site, q.jurisdiction_prefix.as_deref()) {
+            (None, Some("US-NY")) => 40,
+            (None, _) => 540,
+            (Some(_), _) => 40,
+        },
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-NY-WARN"]), &pop, day(0));
+    let s = find(&all, "US-NY-WARN", "nyc-1", "rolling-30", CountType::Strict);
+    assert_eq!(s.level, None, "below 50 in the state: not covered");
+    assert!(s.label.contains("coverage"), "{}", s.label);
+}
+
+/// Given an establishment that employed 80 a year ago and 60 now, then Cal-WARN still covers it:
+/// "employs or has employed in the preceding 12 months 75 or more" (§1400.5(a)); the watch asks
+/// for the largest headcount over the 365 days up to the snapshot.
+#[test]
+fn ca_warn_coverage_looks_back_twelve_months_1400_5_a() {
+    let mut l = Ledger::default();
+    l.at(50, Exit::Dismissal(None), "fresno", "US-CA", day(0));
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| match q.max_over_days {
+            Some(365) => 80,
+            _ => 60,
+        },
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-CA-WARN"]), &pop, day(0));
+    let s = find(
+        &all,
+        "US-CA-WARN",
+        "fresno",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(s.level, Some(AlertLevel::Met));
+    let snapshot = Answering {
+        headcount: |_: &PopulationQuery| 60,
+        workers: Vec::new(),
+    };
+    let all = l.evaluate(&packs(&["US-CA-WARN"]), &snapshot, day(0));
+    let s = find(
+        &all,
+        "US-CA-WARN",
+        "fresno",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(s.level, None, "never 75 in the year: not covered");
+}
+
+/// The projection's population honours the look-back (Cal-WARN §1400.5(a)) and the months limb of
+/// the WARN part-time test (20 CFR 639.3(h)): a shrinking site keeps its 12-month peak, and a
+/// worker hired three months ago is left out of a basis that asks for six of twelve months.
+#[test]
+fn projection_population_honours_look_back_and_months_employed() {
+    let mut p = wfl_projections::views::Projection::new();
+    let mut seq = 0u64;
+    let mut rec = |p: &mut wfl_projections::views::Projection, on: Date, payload: Payload| {
+        seq += 1;
+        let e = envelope(seq as usize, "acme", "fresno", "US-CA", on, payload);
+        p.apply(seq, &e);
+    };
+    let hired = |w: String, baseline: bool| {
+        Payload::WorkerHired(wfl_domain::WorkerHired {
+            worker_ref: WorkerRef(w),
+            employment_relationship: EmploymentRelationship::Employee,
+            contract_type: ContractType::OpenEnded,
+            cohort: None,
+            position_id: None,
+            baseline,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
+        })
+    };
+    for k in 0..80 {
+        rec(&mut p, day(0), hired(format!("w{k}"), true));
+    }
+    for k in 0..20 {
+        rec(&mut p, day(100), payload(k, Exit::Dismissal(None)));
+    }
+    for k in 0..5 {
+        rec(&mut p, day(110), hired(format!("new{k}"), false));
+    }
+    let q = PopulationQuery {
+        org: OrgId("acme".into()),
+        site: Some(SiteId("fresno".into())),
+        on: day(200),
+        exclude_relationships: Vec::new(),
+        exclude_contract_types: Vec::new(),
+        jurisdiction_prefix: None,
+        max_over_days: None,
+        part_time_below_weekly_hours: None,
+        part_time_below_months_of_12: None,
+    };
+    assert_eq!(p.population(&q), 65);
+    let look_back = PopulationQuery {
+        max_over_days: Some(365),
+        ..q.clone()
+    };
+    assert_eq!(p.population(&look_back), 80, "80 before the dismissals");
+    let months = PopulationQuery {
+        part_time_below_months_of_12: Some(6),
+        ..q.clone()
+    };
+    assert_eq!(
+        p.population(&months),
+        60,
+        "hired 90 days ago: part-time by months"
+    );
 }

@@ -76,6 +76,8 @@ fn hire_as(
         cohort,
         position_id: Some(format!("pos-{worker}")),
         baseline,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     })
 }
 
@@ -117,6 +119,8 @@ fn sep(worker: &str) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
@@ -163,6 +167,7 @@ fn for_cause(worker: &str) -> Payload {
     Payload::DismissalForCause(DismissalForCause {
         separation: sep(worker),
         cause_code: "misconduct".to_owned(),
+        summary: false,
     })
 }
 
@@ -1071,6 +1076,10 @@ fn population_counts_workers_employed_at_the_end_of_the_day_with_exclusions() {
         on: date(on),
         exclude_relationships: Vec::new(),
         exclude_contract_types: Vec::new(),
+        jurisdiction_prefix: None,
+        max_over_days: None,
+        part_time_below_weekly_hours: None,
+        part_time_below_months_of_12: None,
     };
     assert_eq!(Population::headcount(&l.p, &q("2026-01-31", None)), 3);
     assert_eq!(l.p.population(&q("2026-02-01", None)), 4, "hired that day");

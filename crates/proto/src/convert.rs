@@ -176,6 +176,8 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
             cohort: h.cohort.map_or(0, cohort_to),
             position_id: h.position_id.clone().unwrap_or_default(),
             baseline: h.baseline,
+            avg_weekly_hours: h.avg_weekly_hours,
+            months_employed_last_12: h.months_employed_last_12,
         }),
         P::ContractRenewed(r) => Kind::ContractRenewed(pb::ContractRenewed {
             worker_ref: r.worker_ref.0.clone(),
@@ -238,9 +240,14 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
             separation: Some(separation_to(&r.separation)),
             retirement_type: retirement_type_to(r.retirement_type),
         }),
+        P::DeathOrDisability(x) => Kind::DeathOrDisability(pb::DeathOrDisability {
+            separation: Some(separation_to(&x.separation)),
+            disability: x.disability,
+        }),
         P::DismissalForCause(x) => Kind::DismissalForCause(pb::DismissalForCause {
             separation: Some(separation_to(&x.separation)),
             cause_code: x.cause_code.clone(),
+            summary: x.summary,
         }),
         P::ContractorReleased(a) => Kind::ContractorReleased(agency_release_to(a)),
         P::DispatchedWorkerReturned(a) => Kind::DispatchedWorkerReturned(agency_release_to(a)),
@@ -591,6 +598,7 @@ fn kind_type(k: &Kind) -> EventType {
         Kind::Resignation(_) => EventType::Resignation,
         Kind::Retirement(_) => EventType::Retirement,
         Kind::DismissalForCause(_) => EventType::DismissalForCause,
+        Kind::DeathOrDisability(_) => EventType::DeathOrDisability,
         Kind::ContractorReleased(_) => EventType::ContractorReleased,
         Kind::DispatchedWorkerReturned(_) => EventType::DispatchedWorkerReturned,
         Kind::TemporaryLayoff(_) => EventType::TemporaryLayoff,
@@ -637,6 +645,8 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
                 cohort: cohort?,
                 position_id: non_empty(h.position_id),
                 baseline: h.baseline,
+                avg_weekly_hours: h.avg_weekly_hours,
+                months_employed_last_12: h.months_employed_last_12,
             })
         }
         Kind::ContractRenewed(r) => {
@@ -736,11 +746,19 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
                 retirement_type: ty?,
             })
         }
+        Kind::DeathOrDisability(x) => {
+            let sep = required_separation(cx, p, x.separation);
+            P::DeathOrDisability(d::DeathOrDisability {
+                separation: sep?,
+                disability: x.disability,
+            })
+        }
         Kind::DismissalForCause(x) => {
             let sep = required_separation(cx, p, x.separation);
             P::DismissalForCause(d::DismissalForCause {
                 separation: sep?,
                 cause_code: x.cause_code,
+                summary: x.summary,
             })
         }
         Kind::ContractorReleased(a) => P::ContractorReleased(agency_release_from(cx, p, a)?),
@@ -892,6 +910,8 @@ fn separation_from(cx: &mut Cx, p: &str, s: pb::Separation) -> Option<d::Separat
         protected_flags: s.protected_flags,
         severance: s.severance.map(money_from),
         notice_given_on: notice?,
+        avg_weekly_hours: s.avg_weekly_hours,
+        months_employed_last_12: s.months_employed_last_12,
     })
 }
 
@@ -966,6 +986,8 @@ fn separation_to(s: &d::Separation) -> pb::Separation {
         protected_flags: s.protected_flags.clone(),
         severance: s.severance.as_ref().map(money_to),
         notice_given_on: opt_date_to(s.notice_given_on),
+        avg_weekly_hours: s.avg_weekly_hours,
+        months_employed_last_12: s.months_employed_last_12,
     }
 }
 

@@ -44,6 +44,8 @@ fn separation(full: bool) -> Separation {
                 currency: "CNY".into(),
             }),
             notice_given_on: Some(date("2026-01-15")),
+            avg_weekly_hours: Some(18),
+            months_employed_last_12: Some(5),
         }
     } else {
         Separation {
@@ -63,6 +65,8 @@ fn separation(full: bool) -> Separation {
             protected_flags: vec![],
             severance: None,
             notice_given_on: None,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
         }
     }
 }
@@ -118,6 +122,8 @@ fn payload(ty: EventType, full: bool) -> Payload {
             cohort: full.then_some(Cohort::GraduateTrainee),
             position_id: full.then(|| "pos-1".into()),
             baseline: full,
+            avg_weekly_hours: full.then_some(19),
+            months_employed_last_12: full.then_some(4),
         }),
         EventType::ContractRenewed => Payload::ContractRenewed(ContractRenewed {
             worker_ref: "w-000123".into(),
@@ -193,6 +199,11 @@ fn payload(ty: EventType, full: bool) -> Payload {
         EventType::DismissalForCause => Payload::DismissalForCause(DismissalForCause {
             separation: separation(full),
             cause_code: "misconduct".into(),
+            summary: full,
+        }),
+        EventType::DeathOrDisability => Payload::DeathOrDisability(DeathOrDisability {
+            separation: separation(full),
+            disability: full,
         }),
         EventType::ContractorReleased => Payload::ContractorReleased(agency(full)),
         EventType::DispatchedWorkerReturned => Payload::DispatchedWorkerReturned(agency(!full)),

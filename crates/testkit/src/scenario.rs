@@ -47,6 +47,8 @@ pub fn hire(org: &str, worker: &str) -> Event {
             cohort: None,
             position_id: None,
             baseline: false,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
         }),
     )
 }
@@ -81,6 +83,8 @@ pub fn separation(worker: &str) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 

@@ -128,6 +128,8 @@ impl Generator {
                 cohort,
                 position_id: None,
                 baseline: false,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
             }),
         )
     }
@@ -158,6 +160,8 @@ impl Generator {
             protected_flags: Vec::new(),
             severance: None,
             notice_given_on: None,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
         }
     }
 

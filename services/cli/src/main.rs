@@ -161,7 +161,8 @@ enum Command {
         /// Answer as of this ledger sequence (what was known then).
         #[arg(long, default_value_t = 0)]
         as_of_sequence: u64,
-        /// Thresholds: the day windows are evaluated at (default today).
+        /// Thresholds: the day windows are evaluated at, YYYY-MM-DD (default: the latest effective
+        /// date in the ledger).
         #[arg(long, default_value = "")]
         as_of_date: String,
         /// Thresholds: only these rule packs.

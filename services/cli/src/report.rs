@@ -77,6 +77,8 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                             "org",
                             "unit",
                             "window",
+                            "role",
+                            "window_start",
                             "count_type",
                             "count",
                             "threshold",
@@ -181,6 +183,17 @@ fn threshold_json(s: &pb::ThresholdStatus) -> Value {
         "count": s.count, "threshold": s.threshold, "denominator": s.denominator,
         "ratio": format!("{:.2}", s.ratio), "level": level, "missing_steps": s.missing_steps.join("; "),
         "label": s.label, "event_ids": s.event_ids,
+        "role": s.role, "window_key": s.window_key, "unit_kind": s.unit_kind,
+        "count_date": s.count_date, "floor_only": s.floor_only,
+        "gate": s.gate.as_ref().map(|g| json!({
+            "strict_workers": g.strict_workers, "min_strict": g.min_strict, "open": g.open,
+        })),
+        "excluded": s.excluded.iter().map(|x| json!({"event_id": x.event_id, "reason": x.reason})).collect::<Vec<_>>(),
+        "steps": s.steps.iter().map(|c| json!({
+            "step": c.step, "event_type": c.event_type, "plan": c.plan,
+            "first_separation": c.first_separation, "due_by": c.due_by, "state": c.state,
+            "event_id": c.event_id, "days_late": c.days_late,
+        })).collect::<Vec<_>>(),
     })
 }
 

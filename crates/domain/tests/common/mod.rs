@@ -95,6 +95,8 @@ pub fn hire(worker: &str) -> Payload {
         cohort: None,
         position_id: None,
         baseline: false,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     })
 }
 
@@ -128,6 +130,8 @@ pub fn sep(worker: &str) -> Separation {
         protected_flags: Vec::new(),
         severance: None,
         notice_given_on: None,
+        avg_weekly_hours: None,
+        months_employed_last_12: None,
     }
 }
 
@@ -241,6 +245,7 @@ pub fn every_separation(worker: &str) -> Vec<Payload> {
                 ..sep(worker)
             },
             cause_code: "misconduct".to_owned(),
+            summary: false,
         }),
         Payload::ContractorReleased(agency_release(worker, EmploymentRelationship::Contractor)),
         Payload::DispatchedWorkerReturned(agency_release(
@@ -442,6 +447,10 @@ pub fn samples(worker: &str, original: EventId) -> Vec<Payload> {
             replacement: Box::new(hire(worker)),
         }),
         retract_id(original),
+        Payload::DeathOrDisability(wfl_domain::DeathOrDisability {
+            separation: sep(worker),
+            disability: true,
+        }),
     ]
 }
 

@@ -20,10 +20,11 @@ mod tomlpath;
 pub mod watch;
 
 pub use pack::{
-    load_dir, parse, Confidence, Counts, Coverage, CoverageScope, Gate, LawStatus, MatchRule,
-    PopulationBasis, ProcedureStep, RulePack, SourceRef, Threshold, Unit, Window, WindowKind,
+    load_dir, parse, Confidence, CountDate, CountDateRule, Counts, Coverage, CoverageScope, Gate,
+    LawStatus, MatchRule, MemberStates, NationalPack, PopulationBasis, ProcedureStep, RulePack,
+    SourceRef, Threshold, Unit, VariantChoice, Window, WindowKind,
 };
 pub use watch::{
-    evaluate, AlertLevel, ComplianceStep, CountType, Separation, ThresholdStatus,
-    APPROACHING_PERCENT, SHADOW_LABEL,
+    evaluate, AlertLevel, ComplianceStep, CountType, Excluded, GateState, Separation, StepCheck,
+    StepState, ThresholdStatus, WindowRole, APPROACHING_PERCENT, SHADOW_LABEL,
 };

@@ -51,6 +51,16 @@ impl Unit {
     pub fn is_site(self) -> bool {
         matches!(self, Unit::Site | Unit::Establishment)
     }
+
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Site => "site",
+            Unit::Establishment => "establishment",
+            Unit::LegalEntity => "legal_entity",
+        }
+    }
 }
 
 /// One rule pack, as read from `rulepacks/<id>.toml`.
@@ -81,7 +91,86 @@ pub struct RulePack {
     pub windows: Vec<Window>,
     #[serde(default)]
     pub procedure: Vec<ProcedureStep>,
+    /// Which date of a separation places it in a window and starts its procedure deadlines;
+    /// absent: the effective date.
+    #[serde(default)]
+    pub count_date: Option<CountDateRule>,
+    /// For a Directive pack: which Member States chose this variant; absent: every jurisdiction
+    /// listed applies.
+    #[serde(default)]
+    pub member_states: Option<MemberStates>,
     pub sources: Vec<SourceRef>,
+}
+
+/// The date a separation is counted at.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CountDate {
+    /// The day the separation takes legal effect (the last day of employment).
+    #[default]
+    Effective,
+    /// The day notice was given (`notice_given_on`), falling back to the effective date when the
+    /// event names none (DE: the dismissal is the declaration of termination, C-188/03 Junk).
+    Notice,
+}
+
+impl CountDate {
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountDate::Effective => "effective",
+            CountDate::Notice => "notice",
+        }
+    }
+}
+
+/// A pack's count date with the confidence of its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountDateRule {
+    pub basis: CountDate,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The Member States a Directive variant applies to (each state transposed one variant, or a
+/// stricter national rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberStates {
+    /// States that chose this variant (ISO 3166-1 alpha-2).
+    #[serde(default)]
+    pub chose_this_variant: Vec<String>,
+    /// States whose choice was not researched: evaluated under both variants, labelled so.
+    #[serde(default)]
+    pub choice_not_researched: Vec<String>,
+    /// States with a national pack: this row is the Directive floor only (labelled `floor_only`).
+    #[serde(default)]
+    pub national_packs: Vec<NationalPack>,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A Member State whose national law has its own pack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NationalPack {
+    pub state: String,
+    pub pack: String,
+}
+
+/// How a Directive pack applies to one Member State.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariantChoice {
+    /// Not a Directive pack, or the state chose this variant.
+    Applies,
+    /// The state's choice was not researched.
+    NotResearched,
 }
 
 /// Whether the headcount of an employer-size test is the whole entity's or the unit's.
@@ -99,6 +188,13 @@ pub struct Coverage {
     /// Covered when the headcount (population basis exclusions applied) is at least this.
     pub min_headcount: u64,
     pub scope: CoverageScope,
+    /// Covered when the headcount reached `min_headcount` on any day of this many days up to the
+    /// snapshot (Cal-WARN: 365, "employs or has employed in the preceding 12 months").
+    #[serde(default)]
+    pub look_back_days: Option<u32>,
+    /// Only workers at sites in this jurisdiction count (NY WARN: `US-NY`, employees in the state).
+    #[serde(default)]
+    pub within_jurisdiction: Option<String>,
     pub confidence: Confidence,
     #[serde(default)]
     pub note: String,
@@ -115,6 +211,17 @@ pub struct PopulationBasis {
     /// Contract types outside the basis (US WARN: part-time), excluded from both sides.
     #[serde(default)]
     pub exclude_contract_types: Vec<ContractType>,
+    /// Workers averaging fewer than this many hours a week are outside the basis, on both sides
+    /// (US WARN part-time: 20).
+    #[serde(default)]
+    pub part_time_below_weekly_hours: Option<u32>,
+    /// Workers employed fewer than this many of the last 12 months are outside the basis, on
+    /// both sides (US WARN part-time: 6).
+    #[serde(default)]
+    pub part_time_below_months_of_12: Option<u32>,
+    /// Said of every worker left out by the basis (e.g. that they are still owed notice).
+    #[serde(default)]
+    pub exclusion_note: String,
     /// The headcount is taken at the end of the day this many days before the window's first
     /// counted separation (1: the day before; US WARN: the date the first notice is required).
     pub days_before_first_separation: i64,
@@ -197,6 +304,9 @@ pub struct MatchRule {
     /// `Resignation.pressured`.
     #[serde(default)]
     pub pressured: Option<bool>,
+    /// `DismissalForCause.summary`: dismissed without notice (DE §17(4) s.2: not counted).
+    #[serde(default)]
+    pub summary: Option<bool>,
     #[serde(default)]
     pub ai_attributed: Vec<AiAttribution>,
     #[serde(default)]
@@ -225,6 +335,7 @@ impl MatchRule {
             || self.backfilled.is_some()
             || self.employee_refused.is_some()
             || self.pressured.is_some()
+            || self.summary.is_some()
             || !self.ai_attributed.is_empty()
             || !self.contract_types.is_empty()
             || self.layoff_days_over.is_some()
@@ -315,12 +426,54 @@ pub struct SourceRef {
 }
 
 impl RulePack {
-    /// Whether the pack covers an event in `jurisdiction` (segment prefix: `CN` matches `CN-33`).
+    /// Whether the pack covers an event in `jurisdiction` (segment prefix: `CN` matches `CN-33`),
+    /// and, for a Directive pack, whether the Member State chose this variant.
     #[must_use]
     pub fn applies_to(&self, jurisdiction: &str) -> bool {
-        self.jurisdictions
+        self.variant_choice(jurisdiction).is_some()
+    }
+
+    /// How the pack applies in `jurisdiction`; `None`: it does not.
+    #[must_use]
+    pub fn variant_choice(&self, jurisdiction: &str) -> Option<VariantChoice> {
+        if !self
+            .jurisdictions
             .iter()
             .any(|j| segment_prefix(j, jurisdiction))
+        {
+            return None;
+        }
+        let Some(m) = &self.member_states else {
+            return Some(VariantChoice::Applies);
+        };
+        let within = |list: &[String]| list.iter().any(|j| segment_prefix(j, jurisdiction));
+        if within(&m.chose_this_variant) {
+            Some(VariantChoice::Applies)
+        } else if within(&m.choice_not_researched) {
+            Some(VariantChoice::NotResearched)
+        } else {
+            None
+        }
+    }
+
+    /// The national pack that holds the Member State's own rule, where this pack is only the
+    /// Directive floor for `jurisdiction`.
+    #[must_use]
+    pub fn national_pack(&self, jurisdiction: &str) -> Option<&str> {
+        self.member_states.as_ref().and_then(|m| {
+            m.national_packs
+                .iter()
+                .find(|n| segment_prefix(&n.state, jurisdiction))
+                .map(|n| n.pack.as_str())
+        })
+    }
+
+    /// The date separations are counted at.
+    #[must_use]
+    pub fn count_date(&self) -> CountDate {
+        self.count_date
+            .as_ref()
+            .map_or(CountDate::Effective, |c| c.basis)
     }
 }
 
@@ -468,6 +621,19 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
         }
     }
     validate_population(&p.population)?;
+    if let Some(c) = &p.coverage {
+        if let Some(d) = c.look_back_days {
+            days_in_range("coverage.look_back_days".into(), i64::from(d), 1)?;
+        }
+        if let Some(j) = &c.within_jurisdiction {
+            if !p.jurisdictions.iter().any(|k| segment_prefix(k, j)) {
+                return Err(bad(
+                    "coverage.within_jurisdiction",
+                    format!("{j:?} is not within the pack's jurisdictions"),
+                ));
+            }
+        }
+    }
     validate_counts(&p.counts)?;
     if p.thresholds.is_empty() {
         return Err(bad("thresholds", "must list at least one alternative"));
@@ -514,6 +680,32 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
         }
         days_in_range(format!("{at}.min_lead_days"), s.min_lead_days, 0)?;
     }
+    if let Some(m) = &p.member_states {
+        let lists = [
+            ("chose_this_variant", &m.chose_this_variant),
+            ("choice_not_researched", &m.choice_not_researched),
+        ];
+        for (name, list) in lists {
+            for (i, state) in list.iter().enumerate() {
+                if !p.jurisdictions.iter().any(|j| segment_prefix(j, state)) {
+                    return Err(bad(
+                        format!("member_states.{name}[{i}]"),
+                        format!("{state:?} is not among the pack's jurisdictions"),
+                    ));
+                }
+            }
+        }
+        if let Some(s) = m
+            .chose_this_variant
+            .iter()
+            .find(|s| m.choice_not_researched.contains(s))
+        {
+            return Err(bad(
+                "member_states.choice_not_researched",
+                format!("{s:?} is also listed as having chosen this variant"),
+            ));
+        }
+    }
     if p.sources.is_empty() {
         return Err(bad("sources", "must cite at least one source"));
     }
@@ -521,6 +713,22 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
 }
 
 fn validate_population(b: &PopulationBasis) -> Result<(), Invalid> {
+    if b.part_time_below_weekly_hours
+        .is_some_and(|h| h == 0 || h > 168)
+    {
+        return Err(bad(
+            "population.part_time_below_weekly_hours",
+            "must be between 1 and 168",
+        ));
+    }
+    if b.part_time_below_months_of_12
+        .is_some_and(|m| m == 0 || m > 12)
+    {
+        return Err(bad(
+            "population.part_time_below_months_of_12",
+            "must be between 1 and 12",
+        ));
+    }
     days_in_range(
         "population.days_before_first_separation".into(),
         b.days_before_first_separation,

@@ -1,5 +1,10 @@
 //! Threshold watch: strict, assimilated and shadow counts per rule pack, unit and window, against
-//! the threshold at the pack's headcount basis, with the procedure steps still missing.
+//! the threshold at the pack's headcount basis, with the procedure steps of each plan.
+//!
+//! Owns: the current and peak window of each pack/unit/window spec/count type, their wave keys
+//! (what alerts are keyed by), counting workers rather than events, tying procedure steps to their
+//! plan, and the reasons events are left out. Must not: read a clock, do I/O, or depend on how the
+//! views are stored (it sees only [`Separation`], [`ComplianceStep`] and a [`Population`]).
 //!
 //! [`evaluate`] is a pure function of its inputs (no clock: `as_of` is passed in). It works on
 //! separations with their position links already resolved and on a [`Population`] oracle, so it
@@ -10,12 +15,17 @@
 //! them); a shadow count is an economic reduction of comparable size and is **never** a legal
 //! finding. None of it is legal advice.
 
-use super::pack::{segment_prefix, Confidence, LawStatus, MatchRule, RulePack, Window, WindowKind};
+use super::pack::{
+    segment_prefix, Confidence, CountDate, Coverage, CoverageScope, LawStatus, MatchRule, RulePack,
+    Unit, VariantChoice, Window, WindowKind,
+};
 use crate::{Population, PopulationQuery};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
-use wfl_domain::{AiAttribution, Date, Event, EventId, EventType, OrgId, Payload, SiteId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use wfl_domain::{
+    AiAttribution, Date, EmploymentRelationship, Event, EventId, EventType, OrgId, Payload, SiteId,
+};
 
 /// A status is `Approaching` once the count reaches this percentage of the threshold (a product
 /// setting, not a legal number).
@@ -124,6 +134,17 @@ impl CountType {
     }
 }
 
+impl CountType {
+    /// Whether `e` counts for this type in a window whose assimilated gate is `gate_open`.
+    fn counts(self, e: &Entry, gate_open: bool) -> bool {
+        match self {
+            CountType::Strict => e.strict,
+            CountType::Assimilated => e.strict || (gate_open && e.assimilated),
+            CountType::Shadow => e.shadow,
+        }
+    }
+}
+
 /// How close a count is to its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,23 +155,110 @@ pub enum AlertLevel {
     Met,
 }
 
-/// One row of the threshold watch: a pack, a unit, a window spec and a count type, reported at the
-/// window with the most weight (met first, then the highest ratio, then the highest count, then the
-/// earliest start).
+/// Which window of a pack/unit/window spec/count type a status reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowRole {
+    /// Among the windows holding the latest counted exit on or before `as_of` (or, when every
+    /// counted exit is planned, the first planned one), the one counting the most workers: the
+    /// build-up happening now, even when an earlier one was larger. Alerts are raised on these.
+    Current,
+    /// The window with the most weight over all the history given (met first, then ratio, then
+    /// count, then the earliest start).
+    Peak,
+}
+
+impl WindowRole {
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowRole::Current => "current",
+            WindowRole::Peak => "peak",
+        }
+    }
+}
+
+/// Whether a required procedure step was taken in time for one plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// A step of this plan came at least the lead time before the plan's first separation.
+    OnTime,
+    /// A step of this plan came, but after `due_by`.
+    Late,
+    /// No step of this plan (reported only once the count is approaching or met).
+    Missing,
+}
+
+/// One required procedure step checked for one plan of a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCheck {
+    /// The pack's step name.
+    pub step: String,
+    pub event_type: EventType,
+    /// The plan (`correlation_id`, or `EconomicDismissal.plan_id`); `None`: separations recorded
+    /// without a plan, which no step can be tied to.
+    pub plan: Option<String>,
+    /// The first separation (or notice, by the pack's count date) of the plan in this unit.
+    pub first_separation: Date,
+    /// The latest day the step could be taken: `first_separation` minus the lead time.
+    pub due_by: Date,
+    pub state: StepState,
+    /// The step event relied on (the earliest of the plan), for `OnTime` and `Late`.
+    pub event_id: Option<EventId>,
+    /// For `Late`: days after `due_by`.
+    pub days_late: u32,
+}
+
+/// The EU five-redundancy gate (Art. 1(1) second subparagraph; C-422/14) in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateState {
+    /// Workers counted strictly (redundancies stricto sensu) in the window.
+    pub strict_workers: u64,
+    pub min_strict: u64,
+    /// Assimilated terminations are added.
+    pub open: bool,
+}
+
+/// An event inside a window that the count leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub event_id: EventId,
+    pub reason: String,
+}
+
+/// One row of the threshold watch: a pack, a unit, a window spec, a count type and a window role
+/// (current or peak).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdStatus {
     pub pack: String,
     pub org: OrgId,
     /// The site id for site and establishment packs, the org id for legal-entity packs.
     pub unit: String,
+    /// What `unit` is: `site`, `establishment` or `legal_entity`.
+    pub unit_kind: Unit,
     /// The pack's window name (`rolling-30`, `plan`...).
     pub window: String,
+    pub role: WindowRole,
+    /// Identifies the wave this window belongs to, for alerting:
+    /// `<window>/<role>/<wave start date>` for rolling windows (a wave is a run of counted exits
+    /// with no gap as long as the window, so a later build-up is a new key) and
+    /// `<window>/<role>/<plan>` for plan windows. Unique per pack, org, unit and count type.
+    pub window_key: String,
     pub window_start: Date,
     pub window_end: Date,
     pub count_type: CountType,
+    /// The date separations are placed by: `effective` or `notice`.
+    pub count_date: CountDate,
+    /// Workers counted: one employment loss per worker per window.
     pub count: u64,
-    /// The counted events, by effective date then id.
+    /// The counted events, by count date then id (a worker with several events lists them all).
     pub event_ids: Vec<EventId>,
+    /// Events in the window this count leaves out, with the reason.
+    pub excluded: Vec<Excluded>,
+    /// The assimilated gate, where the pack has one (assimilated rows only).
+    pub gate: Option<GateState>,
     /// The headcount basis the threshold was measured at.
     pub denominator: u64,
     /// The count needed at that headcount; 0 when no threshold alternative applies.
@@ -160,24 +268,37 @@ pub struct ThresholdStatus {
     /// `None` below the approaching level, when no threshold applies, or when the employer is below
     /// the pack's coverage test.
     pub level: Option<AlertLevel>,
-    /// Required steps with no matching compliance event early enough (strict and assimilated only).
+    /// Strict and assimilated rows: every required step per plan of the window. On-time and late
+    /// steps are always listed; missing ones only once the level is approaching or met.
+    pub steps: Vec<StepCheck>,
+    /// The late and missing entries of `steps`, as sentences (empty below the approaching level).
     pub missing_steps: Vec<String>,
+    /// A Directive row for a Member State whose national law has its own pack: the floor only.
+    pub floor_only: bool,
     pub label: String,
 }
 
 /// Evaluates every pack against the separations in its jurisdictions, grouped by the pack's unit.
 ///
-/// For each pack, unit (org, or org and site), window spec and count type it reports one
-/// [`ThresholdStatus`], for the window with the most weight:
-/// - rolling windows: every `days`-long window starting on a separation date (so any window that
+/// For each pack, unit (org, or org and site), window spec and count type it reports two
+/// [`ThresholdStatus`] rows, the [`WindowRole::Current`] window then the [`WindowRole::Peak`]:
+/// - rolling windows: every `days`-long window starting on a counted date (any window that
 ///   contains a separation is considered, before or after it: CJEU C-300/19, 20 CFR 639.5);
-/// - correlation windows: each group of separations sharing a `correlation_id`.
+/// - correlation windows: each group of separations sharing a plan.
 ///
-/// Separations dated after `as_of` are planned; a window counts them only up to its
-/// `look_ahead_days` after `as_of`. Compliance steps dated after `as_of` have not happened. The
-/// headcount basis is read from `population` with the pack's exclusions, at the end of the day
-/// `days_before_first_separation` before the window's first counted separation (averaged when the
-/// pack says so). Units with no separation in a pack's jurisdictions give no rows.
+/// Counts are of workers: one employment loss per worker per window, however many of their
+/// events count (a temporary layoff then a dismissal is one loss). Separations are placed at the
+/// pack's count date (effective or notice). Those dated after `as_of` are planned; a window counts
+/// them only up to its `look_ahead_days` after `as_of`. Compliance steps dated after `as_of` have
+/// not happened; a step counts only for its own plan and only when it came at least the lead time
+/// before the plan's first separation. The headcount basis is read from `population` with the
+/// pack's exclusions, at the end of the day `days_before_first_separation` before the window's
+/// first counted separation (averaged when the pack says so). Units with no separation in a pack's
+/// jurisdictions give no rows.
+///
+/// Cost: linear in the separations given per pack and window spec, plus one population query per
+/// distinct snapshot day. The peak is the peak over what the caller passes; a caller that passes
+/// only recent records gets the peak of that period.
 #[must_use]
 pub fn evaluate(
     packs: &[RulePack],
@@ -188,82 +309,232 @@ pub fn evaluate(
 ) -> Vec<ThresholdStatus> {
     let mut out = Vec::new();
     for pack in packs {
-        let mut units: BTreeMap<(OrgId, Option<SiteId>), Vec<Entry>> = BTreeMap::new();
+        let mut units: BTreeMap<(OrgId, Option<SiteId>), UnitEntries> = BTreeMap::new();
         for s in separations {
-            if !pack.applies_to(s.jurisdiction) || !countable_payload(s.payload) {
+            let Some(choice) = pack.variant_choice(s.jurisdiction) else {
                 continue;
-            }
-            if outside_population(pack, s) {
+            };
+            if !countable_payload(s.payload) {
                 continue;
             }
             let site = pack.unit.is_site().then(|| s.site.clone());
-            units
-                .entry((s.org.clone(), site))
-                .or_default()
-                .push(Entry::classify(pack, s));
+            let unit = units.entry((s.org.clone(), site)).or_default();
+            unit.entries.push(Entry::classify(pack, s, population));
+            unit.not_researched |= choice == VariantChoice::NotResearched;
+            if let Some(national) = pack.national_pack(s.jurisdiction) {
+                unit.national_pack = Some(national.to_owned());
+            }
         }
-        for ((org, site), mut entries) in units {
-            entries.sort_by_key(|a| (a.date, a.id));
-            let mut unit = UnitEval {
+        for ((org, site), mut unit) in units {
+            unit.entries.sort_by_key(|a| (a.date, a.id));
+            // Dense worker numbers for the sliding counters.
+            let mut numbers: HashMap<&str, usize> = HashMap::new();
+            let ixs: Vec<usize> = unit
+                .entries
+                .iter()
+                .map(|e| {
+                    let next = numbers.len();
+                    *numbers.entry(e.worker.as_str()).or_insert(next)
+                })
+                .collect();
+            let workers = numbers.len();
+            for (e, ix) in unit.entries.iter_mut().zip(ixs) {
+                e.worker_ix = ix;
+            }
+            // A plan's first separation, per legal count type: where its procedure deadlines run
+            // from (entries are sorted by date, so the first seen is the earliest).
+            let mut first_of_plan: BTreeMap<(CountType, &str), Date> = BTreeMap::new();
+            for e in &unit.entries {
+                if let Some(p) = e.plan.as_deref() {
+                    for ct in [CountType::Strict, CountType::Assimilated] {
+                        if e.candidate(ct) {
+                            first_of_plan.entry((ct, p)).or_insert(e.date);
+                        }
+                    }
+                }
+            }
+            let mut eval = UnitEval {
                 pack,
                 org: &org,
                 site: site.as_ref(),
                 population,
                 steps,
                 as_of,
+                first_of_plan,
+                not_researched: unit.not_researched,
+                national_pack: unit.national_pack.as_deref(),
+                workers,
                 cache: BTreeMap::new(),
+                bases: BTreeMap::new(),
             };
             for window in &pack.windows {
-                unit.window(window, &entries, &mut out);
+                eval.window(window, &unit.entries, &mut out);
             }
         }
     }
     out
 }
 
+#[derive(Default)]
+struct UnitEntries {
+    entries: Vec<Entry>,
+    /// Some event came from a Member State whose choice of variant was not researched.
+    not_researched: bool,
+    /// The national pack of the unit's Member State, where this is a Directive floor pack.
+    national_pack: Option<String>,
+}
+
 fn countable_payload(p: &Payload) -> bool {
     p.separation().is_some() || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
 }
 
-fn outside_population(pack: &RulePack, s: &Separation<'_>) -> bool {
-    s.payload.separation().is_some_and(|x| {
-        pack.population
-            .exclude_relationships
-            .contains(&x.employment_relationship)
-            || pack
-                .population
-                .exclude_contract_types
-                .contains(&x.contract_type)
-    })
+/// Why a separation (or layoff, or hours cut) is outside the pack's population basis, if it is.
+/// The event's own separation block is read first; what it does not say (and everything, for
+/// temporary layoffs and hours cuts) comes from the population's worker profile, when it has one.
+fn outside_population(
+    pack: &RulePack,
+    s: &Separation<'_>,
+    population: &dyn Population,
+) -> Option<String> {
+    let basis = &pack.population;
+    let profile = s
+        .payload
+        .worker_effect()
+        .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
+    let sep = s.payload.separation();
+    let relationship = sep
+        .map(|x| x.employment_relationship)
+        .or(profile.as_ref().map(|p| p.relationship));
+    let contract = sep
+        .map(|x| x.contract_type)
+        .or(profile.as_ref().map(|p| p.contract_type));
+    let hours = sep
+        .and_then(|x| x.avg_weekly_hours)
+        .or(profile.as_ref().and_then(|p| p.avg_weekly_hours));
+    let months = sep
+        .and_then(|x| x.months_employed_last_12)
+        .or(profile.as_ref().and_then(|p| p.months_employed_last_12));
+    let note = |reason: String| {
+        if basis.exclusion_note.is_empty() {
+            reason
+        } else {
+            format!("{reason}; {}", basis.exclusion_note)
+        }
+    };
+    if let Some(r) = relationship.filter(|r| basis.exclude_relationships.contains(r)) {
+        let host_side = match r {
+            EmploymentRelationship::Dispatched | EmploymentRelationship::Contractor => {
+                " (host-side line: not the host's employee)"
+            }
+            EmploymentRelationship::Employee | EmploymentRelationship::Intern => "",
+        };
+        return Some(note(format!(
+            "outside the population basis: {} worker{host_side}",
+            r.as_str()
+        )));
+    }
+    if let Some(c) = contract.filter(|c| basis.exclude_contract_types.contains(c)) {
+        return Some(note(format!(
+            "outside the population basis: {} contract",
+            c.as_str()
+        )));
+    }
+    if let (Some(h), Some(min)) = (hours, basis.part_time_below_weekly_hours) {
+        if h < min {
+            return Some(note(format!(
+                "outside the population basis: part-time, {h} hours a week on average \
+                 (fewer than {min})"
+            )));
+        }
+    }
+    if let (Some(m), Some(min)) = (months, basis.part_time_below_months_of_12) {
+        if m < min {
+            return Some(note(format!(
+                "outside the population basis: part-time, employed {m} of the last 12 months \
+                 (fewer than {min})"
+            )));
+        }
+    }
+    None
+}
+
+/// The plan a separation belongs to: its `correlation_id`, else an economic dismissal's `plan_id`.
+fn plan_of(s: &Separation<'_>) -> Option<String> {
+    s.correlation_id
+        .map(str::to_owned)
+        .or_else(|| match s.payload {
+            Payload::EconomicDismissal(d) => d.plan_id.clone(),
+            _ => None,
+        })
 }
 
 /// One separation, classified for one pack.
 #[derive(Debug)]
 struct Entry {
     id: EventId,
+    /// The count date (effective, or notice where the pack counts by notice).
     date: Date,
-    correlation: Option<String>,
+    /// The worker (pseudonymous ref); the event id for a payload that names none.
+    worker: String,
+    /// `worker` numbered densely within the unit.
+    worker_ix: usize,
+    plan: Option<String>,
     strict: bool,
     /// Matches an assimilated rule (and is not excluded); strict entries may also set it.
     assimilated: bool,
     /// In the shadow count: strict, assimilated (ungated) or a shadow rule.
     shadow: bool,
+    /// Why the strict and assimilated counts leave it out, when an exclusion applies.
+    excluded: Option<String>,
 }
 
 impl Entry {
-    fn classify(pack: &RulePack, s: &Separation<'_>) -> Self {
+    fn classify(pack: &RulePack, s: &Separation<'_>, population: &dyn Population) -> Self {
+        let date = match pack.count_date() {
+            CountDate::Effective => s.effective_date,
+            CountDate::Notice => s
+                .payload
+                .separation()
+                .and_then(|x| x.notice_given_on)
+                .unwrap_or(s.effective_date),
+        };
+        let worker = s
+            .payload
+            .worker_effect()
+            .map_or_else(|| s.event_id.to_string(), |(w, _)| w.0.clone());
+        let base = Self {
+            id: s.event_id,
+            date,
+            worker,
+            worker_ix: 0,
+            plan: plan_of(s),
+            strict: false,
+            assimilated: false,
+            shadow: false,
+            excluded: None,
+        };
+        if let Some(reason) = outside_population(pack, s, population) {
+            return Self {
+                excluded: Some(reason),
+                ..base
+            };
+        }
         let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s));
-        let excluded = any(&pack.counts.exclude);
-        let strict = !excluded && any(&pack.counts.strict);
-        let assimilated = !excluded && any(&pack.counts.assimilated);
+        let excluded = pack
+            .counts
+            .exclude
+            .iter()
+            .find(|r| matches(r, s))
+            .map(|r| format!("excluded: {}", r.name));
+        let strict = excluded.is_none() && any(&pack.counts.strict);
+        let assimilated = excluded.is_none() && any(&pack.counts.assimilated);
         let shadow = strict || assimilated || any(&pack.counts.shadow);
         Self {
-            id: s.event_id,
-            date: s.effective_date,
-            correlation: s.correlation_id.map(str::to_owned),
             strict,
             assimilated,
             shadow,
+            excluded,
+            ..base
         }
     }
 
@@ -302,6 +573,9 @@ fn matches(rule: &MatchRule, s: &Separation<'_>) -> bool {
         && rule
             .pressured
             .is_none_or(|v| matches!(p, Payload::Resignation(r) if r.pressured) == v)
+        && rule
+            .summary
+            .is_none_or(|v| matches!(p, Payload::DismissalForCause(d) if d.summary) == v)
         && (rule.ai_attributed.is_empty()
             || sep.is_some_and(|x| rule.ai_attributed.contains(&ai_of(p, x.ai_attributed))))
         && (rule.contract_types.is_empty()
@@ -332,41 +606,130 @@ fn shift(d: Date, days: i64) -> Date {
     d.add_days(i32::try_from(n).unwrap_or(0))
 }
 
+/// One candidate window: its bounds, its members (sorted by date), and for plan windows the plan.
+/// Rolling windows hold their members as a range of the eligible entries (no copy).
+struct Candidate<'e> {
+    start: Date,
+    end: Date,
+    /// Plan windows: the members. Rolling windows: empty (see `range`).
+    members: Vec<&'e Entry>,
+    /// Rolling windows: `eligible[range.0..range.1]`.
+    range: (usize, usize),
+    plan: Option<&'e str>,
+}
+
+impl<'e> Candidate<'e> {
+    fn members<'c>(&'c self, eligible: &'c [&'e Entry]) -> &'c [&'e Entry] {
+        if self.plan.is_some() {
+            &self.members
+        } else {
+            &eligible[self.range.0..self.range.1]
+        }
+    }
+}
+
+/// A candidate window's weight for one count type: enough to rank it. The full judgement
+/// (evidence, exclusions, steps) is built only for the windows reported.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    index: usize,
+    workers: u64,
+    /// Counted events (a worker's earlier events stay in the evidence).
+    events: usize,
+    need: u64,
+    covered: bool,
+}
+
+impl Score {
+    fn met(&self) -> bool {
+        self.covered && self.need > 0 && self.workers >= self.need
+    }
+
+    /// `workers / need`, cross-multiplied against another window (0 when no threshold applies).
+    fn ratio_against(&self, other: &Self) -> u128 {
+        if self.need == 0 {
+            0
+        } else {
+            u128::from(self.workers) * u128::from(other.need.max(1))
+        }
+    }
+
+    /// Peak order: met first, then ratio, then count; ties keep the earlier candidate.
+    fn beats_as_peak(&self, other: &Self) -> bool {
+        self.met()
+            .cmp(&other.met())
+            .then_with(|| self.ratio_against(other).cmp(&other.ratio_against(self)))
+            .then_with(|| self.workers.cmp(&other.workers))
+            == Ordering::Greater
+    }
+
+    /// Current order: most workers, then met, then ratio, then most events; ties keep the
+    /// earlier candidate.
+    fn beats_as_current(&self, other: &Self) -> bool {
+        self.workers
+            .cmp(&other.workers)
+            .then_with(|| self.met().cmp(&other.met()))
+            .then_with(|| self.ratio_against(other).cmp(&other.ratio_against(self)))
+            .then_with(|| self.events.cmp(&other.events))
+            == Ordering::Greater
+    }
+}
+
+/// Distinct workers in a sliding window, by dense worker index.
+struct Sliding {
+    per_worker: Vec<u32>,
+    workers: u64,
+    events: usize,
+}
+
+impl Sliding {
+    fn new(n: usize) -> Self {
+        Self {
+            per_worker: vec![0; n],
+            workers: 0,
+            events: 0,
+        }
+    }
+
+    fn add(&mut self, w: usize) {
+        if self.per_worker[w] == 0 {
+            self.workers += 1;
+        }
+        self.per_worker[w] += 1;
+        self.events += 1;
+    }
+
+    fn remove(&mut self, w: usize) {
+        self.per_worker[w] -= 1;
+        if self.per_worker[w] == 0 {
+            self.workers -= 1;
+        }
+        self.events -= 1;
+    }
+}
+
 /// One candidate window, judged for one count type.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Judged<'e> {
     start: Date,
     end: Date,
+    plan: Option<&'e str>,
+    /// Counted entries, by date then id.
     counted: Vec<&'e Entry>,
+    /// Distinct workers among `counted`.
+    workers: u64,
+    excluded: Vec<Excluded>,
+    gate: Option<GateState>,
     denominator: u64,
     need: u64,
     covered: bool,
 }
 
-impl Judged<'_> {
-    fn count(&self) -> u64 {
-        self.counted.len() as u64
-    }
-
-    fn met(&self) -> bool {
-        self.covered && self.need > 0 && self.count() >= self.need
-    }
-
-    /// Met first, then ratio, then count; ties keep the earlier candidate.
-    fn beats(&self, other: &Self) -> bool {
-        let ratio = |j: &Self, k: &Self| -> u128 {
-            if j.need == 0 {
-                0
-            } else {
-                u128::from(j.count()) * u128::from(k.need.max(1))
-            }
-        };
-        self.met()
-            .cmp(&other.met())
-            .then_with(|| ratio(self, other).cmp(&ratio(other, self)))
-            .then_with(|| self.count().cmp(&other.count()))
-            == Ordering::Greater
-    }
+/// Which headcount question: the threshold basis or the employer-size test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum HeadcountKind {
+    Basis,
+    Coverage,
 }
 
 struct UnitEval<'p, 'u> {
@@ -376,8 +739,17 @@ struct UnitEval<'p, 'u> {
     population: &'u dyn Population,
     steps: &'u [ComplianceStep<'u>],
     as_of: Date,
-    /// Headcount by (whole entity?, day), for this pack's exclusions.
-    cache: BTreeMap<(bool, Date), u64>,
+    /// The first count date of each plan in this unit per legal count type, over every
+    /// separation given.
+    first_of_plan: BTreeMap<(CountType, &'u str), Date>,
+    not_researched: bool,
+    national_pack: Option<&'u str>,
+    /// Distinct workers among the unit's entries (`Entry::worker_ix` is below it).
+    workers: usize,
+    /// (denominator, covered) by reference date.
+    bases: BTreeMap<Date, (u64, bool)>,
+    /// Headcount by (query kind, whole entity?, day), for this pack's exclusions.
+    cache: BTreeMap<(HeadcountKind, bool, Date), u64>,
 }
 
 impl UnitEval<'_, '_> {
@@ -387,153 +759,370 @@ impl UnitEval<'_, '_> {
         if eligible.is_empty() {
             return;
         }
-        // Candidate windows as (start, end, members sorted by date).
-        let candidates: Vec<(Date, Date, Vec<&Entry>)> = match window.kind {
-            WindowKind::Rolling => {
-                let days = window.days.unwrap_or(1).max(1);
-                let mut starts: Vec<Date> = eligible.iter().map(|e| e.date).collect();
-                starts.dedup();
-                starts
-                    .into_iter()
-                    .map(|start| {
-                        let end = shift(start, days - 1);
-                        let lo = eligible.partition_point(|e| e.date < start);
-                        let hi = eligible.partition_point(|e| e.date <= end);
-                        (start, end, eligible[lo..hi].to_vec())
-                    })
-                    .collect()
-            }
-            WindowKind::Correlation => {
-                let mut groups: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
-                for e in &eligible {
-                    if let Some(c) = e.correlation.as_deref() {
-                        groups.entry(c).or_default().push(e);
-                    }
-                }
-                let mut c: Vec<(Date, Date, Vec<&Entry>)> = groups
-                    .into_values()
-                    .filter_map(|m| {
-                        let start = m.first()?.date;
-                        let end = m.last()?.date;
-                        Some((start, end, m))
-                    })
-                    .collect();
-                c.sort_by_key(|(start, end, _)| (*start, *end));
-                c
-            }
-        };
+        let candidates = candidates(window, &eligible);
         if candidates.is_empty() {
             return;
         }
         for &ct in CountType::ALL {
-            let any_candidate = eligible.iter().any(|e| e.candidate(ct));
-            let mut best: Option<Judged<'_>> = None;
-            for (start, end, members) in &candidates {
-                // Rolling windows start on a separation this count could include, when there is
-                // one, so that the reported start is a counted date.
-                if window.kind == WindowKind::Rolling
-                    && any_candidate
-                    && !members
+            let counted_dates: Vec<Date> = eligible
+                .iter()
+                .filter(|e| e.candidate(ct))
+                .map(|e| e.date)
+                .collect();
+            // The exit the current window must hold: the latest counted one on or before `as_of`,
+            // else the first planned one; with no counted exit, the latest exit of any kind.
+            let reference = counted_dates
+                .iter()
+                .copied()
+                .filter(|d| *d <= self.as_of)
+                .max()
+                .or_else(|| counted_dates.first().copied())
+                .or_else(|| {
+                    eligible
                         .iter()
-                        .take_while(|e| e.date == *start)
-                        .any(|e| e.candidate(ct))
-                {
-                    continue;
+                        .map(|e| e.date)
+                        .filter(|d| *d <= self.as_of)
+                        .max()
+                })
+                .unwrap_or(eligible[0].date);
+            let scores: Vec<Score> = match window.kind {
+                WindowKind::Rolling => self.score_rolling(ct, &eligible, &candidates),
+                WindowKind::Correlation => candidates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| self.score_members(ct, i, c.start, &c.members))
+                    .collect(),
+            };
+            let mut peak: Option<Score> = None;
+            let mut current: Option<Score> = None;
+            for score in scores {
+                let c = &candidates[score.index];
+                let holds_reference = match window.kind {
+                    // The reference is a counted date (or, with none, an entry date): every
+                    // window spanning it holds it.
+                    WindowKind::Rolling => c.start <= reference && reference <= c.end,
+                    WindowKind::Correlation => c.members.iter().any(|e| {
+                        e.date == reference && (counted_dates.is_empty() || e.candidate(ct))
+                    }),
+                };
+                if holds_reference && current.is_none_or(|b| score.beats_as_current(&b)) {
+                    current = Some(score);
                 }
-                let judged = self.judge(ct, *start, *end, members);
-                if best.as_ref().is_none_or(|b| judged.beats(b)) {
-                    best = Some(judged);
+                if peak.is_none_or(|b| score.beats_as_peak(&b)) {
+                    peak = Some(score);
                 }
             }
-            if let Some(b) = best {
-                out.push(self.status(window, ct, b));
+            let current = current.map(|sc| {
+                let c = &candidates[sc.index];
+                self.judge(ct, c, c.members(&eligible))
+            });
+            let peak = peak.map(|sc| {
+                let c = &candidates[sc.index];
+                self.judge(ct, c, c.members(&eligible))
+            });
+            for (role, judged) in [(WindowRole::Current, current), (WindowRole::Peak, peak)] {
+                if let Some(j) = judged {
+                    let wave = match window.kind {
+                        WindowKind::Rolling => {
+                            wave_start(&counted_dates, window.days.unwrap_or(1), j.start)
+                                .to_string()
+                        }
+                        WindowKind::Correlation => j.plan.unwrap_or_default().to_owned(),
+                    };
+                    let key = format!("{}/{}/{wave}", window.name, role.as_str());
+                    out.push(self.status(window, ct, role, key, j));
+                }
             }
         }
     }
 
-    fn judge<'e>(
+    /// Scores every rolling candidate of `ct` in one sweep: distinct workers per window kept with
+    /// per-worker counters as the window slides (candidates are sorted by start, so both ends
+    /// only move forward). Candidates that do not start on a date this count could include are
+    /// skipped when there is such a date, so a reported start is a counted date.
+    fn score_rolling(
         &mut self,
         ct: CountType,
-        start: Date,
-        end: Date,
-        members: &[&'e Entry],
-    ) -> Judged<'e> {
-        let counted: Vec<&Entry> = match ct {
-            CountType::Strict => members.iter().copied().filter(|e| e.strict).collect(),
-            CountType::Assimilated => {
-                let strict = members.iter().filter(|e| e.strict).count() as u64;
-                let open = self
-                    .pack
-                    .counts
-                    .assimilated_gate
-                    .as_ref()
-                    .is_none_or(|g| strict >= g.min_strict);
-                members
-                    .iter()
-                    .copied()
-                    .filter(|e| e.strict || (open && e.assimilated))
-                    .collect()
+        eligible: &[&Entry],
+        candidates: &[Candidate<'_>],
+    ) -> Vec<Score> {
+        let ids: Vec<usize> = eligible.iter().map(|e| e.worker_ix).collect();
+        // next_x[i]: the first index >= i whose entry is in x (len when none).
+        let next = |keep: &dyn Fn(&Entry) -> bool| {
+            let mut out = vec![eligible.len(); eligible.len() + 1];
+            for i in (0..eligible.len()).rev() {
+                out[i] = if keep(eligible[i]) { i } else { out[i + 1] };
             }
-            CountType::Shadow => members.iter().copied().filter(|e| e.shadow).collect(),
+            out
         };
+        let next_strict = next(&|e| e.strict);
+        let next_assimilated = next(&|e| e.strict || e.assimilated);
+        let next_shadow = next(&|e| e.shadow);
+        let any_candidate = eligible.iter().any(|e| e.candidate(ct));
+        let min_strict = self
+            .pack
+            .counts
+            .assimilated_gate
+            .as_ref()
+            .map(|g| g.min_strict);
+        let (mut strict, mut assimilated, mut shadow) = (
+            Sliding::new(self.workers),
+            Sliding::new(self.workers),
+            Sliding::new(self.workers),
+        );
+        let (mut lo, mut hi) = (0, 0);
+        let mut out = Vec::with_capacity(candidates.len());
+        for (i, c) in candidates.iter().enumerate() {
+            let (clo, chi) = c.range;
+            while hi < chi {
+                let e = eligible[hi];
+                if e.strict {
+                    strict.add(ids[hi]);
+                }
+                if e.strict || e.assimilated {
+                    assimilated.add(ids[hi]);
+                }
+                if e.shadow {
+                    shadow.add(ids[hi]);
+                }
+                hi += 1;
+            }
+            while lo < clo {
+                let e = eligible[lo];
+                if e.strict {
+                    strict.remove(ids[lo]);
+                }
+                if e.strict || e.assimilated {
+                    assimilated.remove(ids[lo]);
+                }
+                if e.shadow {
+                    shadow.remove(ids[lo]);
+                }
+                lo += 1;
+            }
+            if any_candidate
+                && !eligible[clo..chi]
+                    .iter()
+                    .take_while(|e| e.date == c.start)
+                    .any(|e| e.candidate(ct))
+            {
+                continue;
+            }
+            let (counter, first) = match ct {
+                CountType::Strict => (&strict, next_strict[clo]),
+                CountType::Assimilated if min_strict.is_none_or(|m| strict.workers >= m) => {
+                    (&assimilated, next_assimilated[clo])
+                }
+                CountType::Assimilated => (&strict, next_strict[clo]),
+                CountType::Shadow => (&shadow, next_shadow[clo]),
+            };
+            let (workers, events) = (counter.workers, counter.events);
+            let reference = if first < chi {
+                eligible[first].date
+            } else {
+                c.start
+            };
+            let (denominator, covered) = self.basis(reference);
+            out.push(Score {
+                index: i,
+                workers,
+                events,
+                need: needed(self.pack, denominator),
+                covered,
+            });
+        }
+        out
+    }
+
+    /// Scores one plan window (plans are few; their members are counted directly).
+    fn score_members(
+        &mut self,
+        ct: CountType,
+        index: usize,
+        start: Date,
+        members: &[&Entry],
+    ) -> Score {
+        let (counted, _) = self.counted(ct, members);
         let reference = counted.first().map_or(start, |e| e.date);
+        let (denominator, covered) = self.basis(reference);
+        Score {
+            index,
+            workers: distinct_workers(counted.iter().copied()),
+            events: counted.len(),
+            need: needed(self.pack, denominator),
+            covered,
+        }
+    }
+
+    /// The members `ct` counts, and the gate state (for packs with a gate).
+    fn counted<'e>(
+        &self,
+        ct: CountType,
+        members: &[&'e Entry],
+    ) -> (Vec<&'e Entry>, Option<GateState>) {
+        let strict_workers = distinct_workers(members.iter().copied().filter(|e| e.strict));
+        let gate = self
+            .pack
+            .counts
+            .assimilated_gate
+            .as_ref()
+            .map(|g| GateState {
+                strict_workers,
+                min_strict: g.min_strict,
+                open: strict_workers >= g.min_strict,
+            });
+        let open = gate.is_none_or(|g| g.open);
+        let counted = members
+            .iter()
+            .copied()
+            .filter(|e| ct.counts(e, open))
+            .collect();
+        (counted, gate)
+    }
+
+    /// The headcount basis at the pack's snapshot before `reference`, and whether the employer
+    /// passes the pack's coverage test there.
+    fn basis(&mut self, reference: Date) -> (u64, bool) {
+        if let Some(b) = self.bases.get(&reference) {
+            return *b;
+        }
+        let b = self.basis_uncached(reference);
+        self.bases.insert(reference, b);
+        b
+    }
+
+    fn basis_uncached(&mut self, reference: Date) -> (u64, bool) {
         let basis = &self.pack.population;
         let snapshot = shift(reference, -basis.days_before_first_separation);
         let samples = u64::try_from(basis.average_samples.max(1)).unwrap_or(1);
+        let step_days = basis.sample_step_days;
         let mut sum: u128 = 0;
         for k in 0..samples {
-            let step = i64::try_from(k)
-                .unwrap_or(0)
-                .saturating_mul(basis.sample_step_days);
+            let step = i64::try_from(k).unwrap_or(0).saturating_mul(step_days);
             sum += u128::from(self.headcount(false, shift(snapshot, -step)));
         }
         let mean = (sum + u128::from(samples / 2)) / u128::from(samples);
         let denominator = u64::try_from(mean).unwrap_or(u64::MAX);
-        let covered = match &self.pack.coverage {
+        let covered = match self.pack.coverage.clone() {
             None => true,
-            Some(c) => {
-                let whole = matches!(c.scope, super::pack::CoverageScope::LegalEntity);
-                let n = if whole || self.site.is_none() {
-                    self.headcount(true, snapshot)
-                } else {
-                    denominator
-                };
-                n >= c.min_headcount
-            }
+            Some(cov) => self.coverage_headcount(&cov, snapshot, denominator) >= cov.min_headcount,
         };
+        (denominator, covered)
+    }
+
+    /// The full judgement of one window for `ct`: evidence, exclusions with reasons, gate.
+    fn judge<'e>(&mut self, ct: CountType, c: &Candidate<'e>, members: &[&'e Entry]) -> Judged<'e> {
+        let (counted, gate) = self.counted(ct, members);
+        let gate_open = gate.is_none_or(|g| g.open);
+        let mut excluded = Vec::new();
+        for e in members {
+            if ct.counts(e, gate_open) {
+                continue;
+            }
+            if ct == CountType::Assimilated && e.assimilated && !gate_open {
+                excluded.push(Excluded {
+                    event_id: e.id,
+                    reason: format!(
+                        "assimilated termination not added: {} redundancies stricto sensu in the \
+                         window, fewer than {}",
+                        gate.map_or(0, |g| g.strict_workers),
+                        gate.map_or(0, |g| g.min_strict)
+                    ),
+                });
+            } else if let Some(reason) = &e.excluded {
+                if ct != CountType::Shadow || reason.starts_with("outside") {
+                    excluded.push(Excluded {
+                        event_id: e.id,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        let workers = distinct_workers(counted.iter().copied());
+        let reference = counted.first().map_or(c.start, |e| e.date);
+        let (denominator, covered) = self.basis(reference);
         Judged {
-            start,
-            end,
+            start: c.start,
+            end: c.end,
+            plan: c.plan,
             counted,
+            workers,
+            excluded,
+            gate: if ct == CountType::Assimilated {
+                gate
+            } else {
+                None
+            },
             denominator,
             need: needed(self.pack, denominator),
             covered,
         }
     }
 
+    /// The pack's headcount basis at the end of `on`: the unit's, or the whole entity's.
     fn headcount(&mut self, whole_entity: bool, on: Date) -> u64 {
         let site = if whole_entity {
             None
         } else {
             self.site.cloned()
         };
-        let key = (site.is_none(), on);
+        self.ask(HeadcountKind::Basis, site, on, None, None)
+    }
+
+    /// The headcount the pack's employer-size test reads: the unit's or the entity's, within a
+    /// jurisdiction (NY) or the most over a look-back (Cal-WARN) where the pack says so.
+    fn coverage_headcount(&mut self, cov: &Coverage, snapshot: Date, denominator: u64) -> u64 {
+        let whole = matches!(cov.scope, CoverageScope::LegalEntity) || self.site.is_none();
+        if cov.look_back_days.is_none() && cov.within_jurisdiction.is_none() && !whole {
+            return denominator;
+        }
+        let site = if whole { None } else { self.site.cloned() };
+        self.ask(
+            HeadcountKind::Coverage,
+            site,
+            snapshot,
+            cov.within_jurisdiction.clone(),
+            cov.look_back_days,
+        )
+    }
+
+    fn ask(
+        &mut self,
+        kind: HeadcountKind,
+        site: Option<SiteId>,
+        on: Date,
+        jurisdiction_prefix: Option<String>,
+        max_over_days: Option<u32>,
+    ) -> u64 {
+        let key = (kind, site.is_none(), on);
         if let Some(n) = self.cache.get(&key) {
             return *n;
         }
+        let basis = &self.pack.population;
         let n = self.population.headcount(&PopulationQuery {
             org: self.org.clone(),
             site,
             on,
-            exclude_relationships: self.pack.population.exclude_relationships.clone(),
-            exclude_contract_types: self.pack.population.exclude_contract_types.clone(),
+            exclude_relationships: basis.exclude_relationships.clone(),
+            exclude_contract_types: basis.exclude_contract_types.clone(),
+            jurisdiction_prefix,
+            max_over_days,
+            part_time_below_weekly_hours: basis.part_time_below_weekly_hours,
+            part_time_below_months_of_12: basis.part_time_below_months_of_12,
         });
         self.cache.insert(key, n);
         n
     }
 
-    fn status(&self, window: &Window, ct: CountType, j: Judged<'_>) -> ThresholdStatus {
-        let count = j.count();
+    fn status(
+        &self,
+        window: &Window,
+        ct: CountType,
+        role: WindowRole,
+        window_key: String,
+        j: Judged<'_>,
+    ) -> ThresholdStatus {
+        let count = j.workers;
         let level = if !j.covered || j.need == 0 {
             None
         } else if count >= j.need {
@@ -549,12 +1138,20 @@ impl UnitEval<'_, '_> {
         } else {
             count as f64 / j.need as f64
         };
-        let missing_steps = match (ct, level) {
-            (CountType::Strict | CountType::Assimilated, Some(_)) => {
-                self.missing_steps(j.counted.first().map_or(j.start, |e| e.date))
-            }
-            _ => Vec::new(),
+        let steps = match ct {
+            CountType::Strict | CountType::Assimilated => self.step_checks(ct, &j.counted, level),
+            CountType::Shadow => Vec::new(),
         };
+        let missing_steps = if level.is_some() {
+            steps
+                .iter()
+                .filter(|s| s.state != StepState::OnTime)
+                .map(describe_step)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let floor_only = self.national_pack.is_some();
         let label = match ct {
             CountType::Shadow => SHADOW_LABEL.to_owned(),
             CountType::Strict | CountType::Assimilated => {
@@ -568,6 +1165,14 @@ impl UnitEval<'_, '_> {
                 };
                 if self.pack.status_of_law == LawStatus::DraftNotInForce {
                     l.push_str("; draft, not in force");
+                }
+                if let Some(national) = self.national_pack {
+                    l.push_str(&format!(
+                        "; floor_only: the Directive floor, not national law (see {national})"
+                    ));
+                }
+                if self.not_researched {
+                    l.push_str("; the Member State's choice of variant was not researched");
                 }
                 if window.heuristic {
                     l.push_str("; heuristic window, not statutory");
@@ -589,45 +1194,182 @@ impl UnitEval<'_, '_> {
             unit: self
                 .site
                 .map_or_else(|| self.org.to_string(), ToString::to_string),
+            unit_kind: self.pack.unit,
             window: window.name.clone(),
+            role,
+            window_key,
             window_start: j.start,
             window_end: j.end,
             count_type: ct,
+            count_date: self.pack.count_date(),
             count,
             event_ids: j.counted.iter().map(|e| e.id).collect(),
+            excluded: j.excluded,
+            gate: j.gate,
             denominator: j.denominator,
             threshold: j.need,
             ratio,
             level,
+            steps,
             missing_steps,
+            floor_only,
             label,
         }
     }
 
-    /// Required steps with no compliance event of this org (and site, for site units) dated on or
-    /// before `as_of` and at least the lead time before `first`.
-    fn missing_steps(&self, first: Date) -> Vec<String> {
-        self.pack
-            .procedure
-            .iter()
-            .filter(|req| {
-                let latest = shift(first, -req.min_lead_days);
-                !self.steps.iter().any(|s| {
-                    s.kind == req.event_type
-                        && s.org == self.org
-                        && self.site.is_none_or(|site| s.site == site)
-                        && s.effective_date <= self.as_of
-                        && s.effective_date <= latest
-                })
-            })
-            .map(|req| {
-                format!(
-                    "{}: {} at least {} days before {first}",
-                    req.name, req.event_type, req.min_lead_days
-                )
-            })
-            .collect()
+    /// Each required step for each plan among `counted`. A step counts only for its own plan
+    /// (`plan_id`), for this org (and site, for site units), dated on or before `as_of` and at
+    /// least the lead time before the plan's first separation in this unit. Separations with no
+    /// plan cannot be matched to any step.
+    fn step_checks(
+        &self,
+        ct: CountType,
+        counted: &[&Entry],
+        level: Option<AlertLevel>,
+    ) -> Vec<StepCheck> {
+        let mut plans: BTreeMap<Option<&str>, Date> = BTreeMap::new();
+        for e in counted {
+            let first = match e.plan.as_deref() {
+                Some(p) => self.first_of_plan.get(&(ct, p)).copied().unwrap_or(e.date),
+                None => e.date,
+            };
+            plans
+                .entry(e.plan.as_deref())
+                .and_modify(|d| *d = (*d).min(first))
+                .or_insert(first);
+        }
+        let mut out = Vec::new();
+        for (plan, first) in plans {
+            for req in &self.pack.procedure {
+                let due_by = shift(first, -req.min_lead_days);
+                let taken = plan.and_then(|p| {
+                    self.steps
+                        .iter()
+                        .filter(|s| {
+                            s.kind == req.event_type
+                                && s.org == self.org
+                                && s.plan_id == p
+                                && self.site.is_none_or(|site| s.site == site)
+                                && s.effective_date <= self.as_of
+                        })
+                        .min_by_key(|s| (s.effective_date, s.event_id))
+                });
+                let (state, event_id, days_late) = match taken {
+                    Some(s) if s.effective_date <= due_by => {
+                        (StepState::OnTime, Some(s.event_id), 0)
+                    }
+                    Some(s) => {
+                        let late = i64::from(s.effective_date.days()) - i64::from(due_by.days());
+                        (
+                            StepState::Late,
+                            Some(s.event_id),
+                            u32::try_from(late).unwrap_or(u32::MAX),
+                        )
+                    }
+                    None if level.is_some() => (StepState::Missing, None, 0),
+                    None => continue,
+                };
+                out.push(StepCheck {
+                    step: req.name.clone(),
+                    event_type: req.event_type,
+                    plan: plan.map(str::to_owned),
+                    first_separation: first,
+                    due_by,
+                    state,
+                    event_id,
+                    days_late,
+                });
+            }
+        }
+        out
     }
+}
+
+fn describe_step(s: &StepCheck) -> String {
+    let plan = s.plan.as_deref().map_or_else(
+        || "separations with no plan".to_owned(),
+        |p| format!("plan {p}"),
+    );
+    match s.state {
+        StepState::Late => format!(
+            "{}: {} for {plan} late by {} days (due by {}, first separation {})",
+            s.step, s.event_type, s.days_late, s.due_by, s.first_separation
+        ),
+        StepState::Missing | StepState::OnTime => format!(
+            "{}: {} for {plan} missing (due by {}, first separation {})",
+            s.step, s.event_type, s.due_by, s.first_separation
+        ),
+    }
+}
+
+fn distinct_workers<'e>(entries: impl Iterator<Item = &'e Entry>) -> u64 {
+    let set: BTreeSet<&str> = entries.map(|e| e.worker.as_str()).collect();
+    set.len() as u64
+}
+
+/// The candidate windows of one window spec over `eligible` (sorted by date).
+fn candidates<'e>(window: &Window, eligible: &[&'e Entry]) -> Vec<Candidate<'e>> {
+    match window.kind {
+        WindowKind::Rolling => {
+            let days = window.days.unwrap_or(1).max(1);
+            let mut starts: Vec<Date> = eligible.iter().map(|e| e.date).collect();
+            starts.dedup();
+            starts
+                .into_iter()
+                .map(|start| {
+                    let end = shift(start, days - 1);
+                    let lo = eligible.partition_point(|e| e.date < start);
+                    let hi = eligible.partition_point(|e| e.date <= end);
+                    Candidate {
+                        start,
+                        end,
+                        members: Vec::new(),
+                        range: (lo, hi),
+                        plan: None,
+                    }
+                })
+                .collect()
+        }
+        WindowKind::Correlation => {
+            let mut groups: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+            for e in eligible {
+                if let Some(c) = e.plan.as_deref() {
+                    groups.entry(c).or_default().push(e);
+                }
+            }
+            let mut c: Vec<Candidate<'e>> = groups
+                .into_iter()
+                .filter_map(|(plan, members)| {
+                    Some(Candidate {
+                        start: members.first()?.date,
+                        end: members.last()?.date,
+                        members,
+                        range: (0, 0),
+                        plan: Some(plan),
+                    })
+                })
+                .collect();
+            c.sort_by_key(|c| (c.start, c.end));
+            c
+        }
+    }
+}
+
+/// The start of the wave holding `at`: the first of a run of `dates` (sorted) in which no two
+/// consecutive dates are `days` or more apart, so no window of that length spans two waves.
+fn wave_start(dates: &[Date], days: i64, at: Date) -> Date {
+    let mut start = at;
+    let mut previous: Option<Date> = None;
+    for &d in dates {
+        if d > at {
+            break;
+        }
+        if previous.is_none_or(|p| i64::from(d.days()) - i64::from(p.days()) >= days) {
+            start = d;
+        }
+        previous = Some(d);
+    }
+    start
 }
 
 /// The smallest count that meets some alternative applicable at `headcount`; 0 if none applies.

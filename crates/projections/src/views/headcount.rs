@@ -384,20 +384,60 @@ pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
 }
 
 /// Workers employed at the end of `query.on` matching the query (the rule packs' basis).
+///
+/// Honours `max_over_days` (the largest headcount at the end of any day of the look-back) and the
+/// months limb of `part_time_below_months_of_12` for workers whose hire date is known (a baseline
+/// load is taken as employed all year). Not honoured yet: `jurisdiction_prefix` (stints carry no
+/// jurisdiction) and `part_time_below_weekly_hours` (hours are not kept on the stint).
 pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
-    timeline::stints(p, Some(&query.org))
-        .iter()
-        .filter(|s| {
-            !query
-                .exclude_relationships
-                .contains(&s.profile.relationship)
-                && !query
-                    .exclude_contract_types
-                    .contains(&s.profile.contract_type)
-        })
-        .filter(|s| {
-            s.site_at_end_of(query.on)
-                .is_some_and(|at| query.site.as_ref().is_none_or(|w| w == at))
-        })
-        .count() as u64
+    let stints = timeline::stints(p, Some(&query.org));
+    let year_start = query.on.add_days(-365);
+    let counted = stints.iter().filter(|s| {
+        !query
+            .exclude_relationships
+            .contains(&s.profile.relationship)
+            && !query
+                .exclude_contract_types
+                .contains(&s.profile.contract_type)
+            && query.part_time_below_months_of_12.is_none_or(|min| {
+                // Days employed in the year up to `on`, as months (365 days = 12 months).
+                let from = s.start.map_or(year_start, |d| d.max(year_start));
+                let days = i64::from(query.on.days()) - i64::from(from.days());
+                days * 12 >= i64::from(min) * 365
+            })
+    });
+    let Some(n) = query.max_over_days else {
+        return counted
+            .filter(|s| {
+                s.site_at_end_of(query.on)
+                    .is_some_and(|at| query.site.as_ref().is_none_or(|w| w == at))
+            })
+            .count() as u64;
+    };
+    // The most present at the end of any day of [on - n, on]: a sweep over presence intervals
+    // clipped to that range (present on day d when start <= d < end).
+    let first = query.on.add_days(-i32::try_from(n).unwrap_or(i32::MAX / 2));
+    let past_last = query.on.add_days(1);
+    let mut edges: Vec<(Date, i64)> = Vec::new();
+    for s in counted {
+        for (start, end, site) in s.intervals() {
+            if query.site.as_ref().is_some_and(|w| w != site) {
+                continue;
+            }
+            let from = start.map_or(first, |d| d.max(first));
+            let to = end.map_or(past_last, |d| d.min(past_last));
+            if from < to {
+                edges.push((from, 1));
+                edges.push((to, -1));
+            }
+        }
+    }
+    // Leavers before joiners on the same day: a day counts who is present at its end.
+    edges.sort();
+    let (mut now, mut most) = (0i64, 0i64);
+    for (_, delta) in edges {
+        now += delta;
+        most = most.max(now);
+    }
+    u64::try_from(most).unwrap_or(0)
 }
