@@ -221,7 +221,8 @@ async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Err
     .map_err(|e| Error::Internal(e.to_string()))?
 }
 
-/// The last level published per (pack, org, unit, window, count type), to publish changes only.
+/// The last level published per (pack, org, unit, window key, count type), to publish changes
+/// only. The window key names the wave, so a new build-up alerts again.
 #[derive(Default)]
 struct Alerts {
     published: BTreeMap<(String, String, String, String, CountType), Option<AlertLevel>>,
@@ -232,8 +233,13 @@ impl Alerts {
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
         let (at, statuses) = {
             let p = shared.projection.read().await;
-            let statuses =
-                thresholds::threshold_watch(&p, &shared.packs, None, thresholds::today()).1;
+            let statuses = thresholds::threshold_watch(
+                &p,
+                &shared.packs,
+                None,
+                thresholds::default_as_of(&p, None),
+            )
+            .1;
             (p.last_sequence(), statuses)
         };
         for s in statuses {
@@ -241,7 +247,7 @@ impl Alerts {
                 s.pack.clone(),
                 s.org.0.clone(),
                 s.unit.clone(),
-                s.window.clone(),
+                s.window_key.clone(),
                 s.count_type,
             );
             let previous = self.published.get(&key).copied().flatten();

@@ -223,6 +223,8 @@ mod tests {
                 cohort: None,
                 position_id: None,
                 baseline: false,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
             }),
         }
     }
