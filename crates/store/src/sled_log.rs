@@ -1120,14 +1120,25 @@ impl Log for SledLog {
         let width = layout::TILE_WIDTH as u64;
         let tile_index = first_entry / width;
         let first_sequence = tiles::first_sequence(tile_level, tile_index);
-        let hashes = read_tile(&self.tree, tile_level, tile_index)?
+        let value = self
+            .tree
+            .get(layout::tile_key(tile_level, tile_index))?
             .ok_or_else(|| Error::corrupt(first_sequence, "Merkle tile missing"))?;
+        // Only the hashes this node covers are decoded (no copy of the tile).
         let start = usize::try_from(first_entry % width).unwrap_or(usize::MAX);
-        let part = start
-            .checked_add(1 << within)
-            .and_then(|end| hashes.get(start..end))
-            .ok_or_else(|| Error::corrupt(first_sequence, "Merkle tile too short"))?;
-        Ok(merkle::fold_power_of_two(part))
+        let part: Vec<Hash> = start
+            .checked_mul(32)
+            .zip((1usize << within).checked_mul(32))
+            .and_then(|(from, len)| value.get(from..from.checked_add(len)?))
+            .ok_or_else(|| Error::corrupt(first_sequence, "Merkle tile too short"))?
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        Ok(merkle::fold_power_of_two(&part))
     }
 
     fn put_checkpoint(&self, size: u64, bytes: &[u8]) -> Result<(), Error> {

@@ -153,6 +153,31 @@ enum Command {
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
     },
+    /// Print the ledger's ed25519 public key (hex), which signs its checkpoints.
+    Key {
+        #[arg(long, env = "WFL_DATA_DIR", default_value = "./wfl-data")]
+        data_dir: PathBuf,
+        /// The key file, when not the data dir's `ledger-signing.key`.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Export the ledger (events as protobuf and JSON lines, signed checkpoints, public key,
+    /// manifest) into a directory; run again to resume or to add newer events.
+    Export {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+    },
+    /// Verify an export or a stopped node's data dir: hash chain, Merkle roots, checkpoint
+    /// signatures and consistency. Prints a verdict; exits 1 naming the first bad sequence.
+    Verify {
+        /// An export directory or a data dir.
+        target: PathBuf,
+        /// Pin the ledger's public key (hex) instead of trusting the one in the export.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Print committed events as JSON lines, in sequence order.
     Replay {
         #[arg(long, default_value_t = 1)]
@@ -331,6 +356,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             client::tail(&addr, request, count).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Key { data_dir, key } => {
+            println!(
+                "{}",
+                wfl_cli::audit::public_key_hex(&data_dir, key.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { to, addr } => {
+            let s = wfl_cli::audit::export(&addr, &to, true).await?;
+            eprintln!(
+                "exported {} events ({} already there) and {} checkpoints to {}",
+                s.events,
+                s.resumed_from,
+                s.checkpoints,
+                to.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { target, key } => {
+            let verdict = tokio::task::spawn_blocking(move || {
+                wfl_cli::audit::verify(&target, key.as_deref(), true)
+            })
+            .await??;
+            println!("{}", verdict.describe());
+            Ok(if verdict.failure.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Replay {
             from,

@@ -41,6 +41,7 @@ struct HttpState {
     metrics: Arc<Metrics>,
     store: Arc<dyn Log>,
     subscribers: Arc<wfl_ledger::subscribe::Registry>,
+    audit: tokio::sync::watch::Receiver<wfl_ledger::audit::AuditState>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -86,6 +87,14 @@ pub async fn run(
     reporter
         .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
         .await;
+    // A failed background verification of the ledger makes every service NOT_SERVING.
+    wfl_ledger::audit::not_serving_on_failure(
+        ledger.audit(),
+        reporter.clone(),
+        ["", "wfl.v1.Ingest", "wfl.v1.Ledger", "wfl.v1.Views"]
+            .map(str::to_owned)
+            .to_vec(),
+    );
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
@@ -101,6 +110,7 @@ pub async fn run(
         metrics,
         store: ledger.store(),
         subscribers: ledger.subscribers(),
+        audit: ledger.audit(),
     };
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -132,6 +142,7 @@ pub async fn run(
 
 async fn metrics_text(State(s): State<HttpState>) -> String {
     let mut out = s.metrics.render();
+    out.push_str(&s.audit.borrow().render());
     if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())
         .await
         .unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string())))
