@@ -55,6 +55,12 @@ enum Command {
         /// Discard the stored views and fold the whole ledger again.
         #[arg(long)]
         rebuild_views: bool,
+        /// Cut a signed checkpoint every this many committed events...
+        #[arg(long, env = "WFL_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000)]
+        checkpoint_every_events: u64,
+        /// ...or every this many seconds while events are not covered by one.
+        #[arg(long, env = "WFL_CHECKPOINT_INTERVAL_SECS", default_value_t = 10)]
+        checkpoint_interval_secs: u64,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -221,6 +227,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nats_url,
             rulepacks,
             rebuild_views,
+            checkpoint_every_events,
+            checkpoint_interval_secs,
         } => {
             wfl_cli::init_tracing();
             let packs = wfl_projector::load_packs(&rulepacks)?;
@@ -242,6 +250,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nats_url,
                     packs,
                     rebuild_views,
+                    checkpoint_every_events: checkpoint_every_events.max(1),
+                    checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                 },
                 grpc,
                 http,

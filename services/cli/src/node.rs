@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub packs: Vec<wfl_projector::RulePack>,
     /// Discard the stored views and fold the ledger again from sequence 1.
     pub rebuild_views: bool,
+    /// Cut a signed checkpoint every this many events ...
+    pub checkpoint_every_events: u64,
+    /// ... or this often while events are not yet covered by one.
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -56,7 +60,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let bus = connect_bus(config.nats_url.as_deref()).await?;
     let ledger = wfl_ledger::Ledger::start(
-        wfl_ledger::Config::new(&config.data_dir),
+        wfl_ledger::Config {
+            checkpoint_every_events: config.checkpoint_every_events,
+            checkpoint_interval: config.checkpoint_interval,
+            ..wfl_ledger::Config::new(&config.data_dir)
+        },
         bus.clone(),
         shutdown.clone(),
     )

@@ -73,9 +73,8 @@ pub(crate) fn spawn(store: Arc<dyn Log>) -> watch::Receiver<AuditState> {
             }
             Err(wfl_store::Error::Corrupt { sequence, detail }) => {
                 tracing::error!(
-                    first_bad_sequence = sequence,
-                    %detail,
-                    "background verification FAILED; health is NOT_SERVING. Stop the node and run `wfl verify DATA_DIR`"
+                    "background verification FAILED: first bad sequence {sequence}: {detail}; \
+                     health is NOT_SERVING. Stop the node and run `wfl verify DATA_DIR`"
                 );
                 AuditState::Failed { sequence, detail }
             }

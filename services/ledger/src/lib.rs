@@ -232,9 +232,8 @@ fn refuse_to_start(dir: &std::path::Path, e: wfl_store::Error) -> Error {
     if let wfl_store::Error::Corrupt { sequence, .. } = &e {
         let data_dir = dir.parent().unwrap_or(dir);
         tracing::error!(
-            first_bad_sequence = sequence,
-            error = %e,
-            "ledger store failed verification; refusing to start. Inspect with: wfl verify {}",
+            "ledger store failed verification: first bad sequence {sequence} ({e}); \
+             refusing to start. Inspect with: wfl verify {}",
             data_dir.display()
         );
         return Error::Refused {
