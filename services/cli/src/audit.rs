@@ -23,6 +23,9 @@
 //! head hash (so consecutive checkpoints are roots of prefixes of one sequence of events, i.e.
 //! consistent), the JSON lines against the protobuf stream, and the manifest.
 
+// `u64::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -260,8 +263,7 @@ fn resume_point(dir: &Path) -> anyhow::Result<Resume> {
     let mut frames = Frames::new(BufReader::with_capacity(1 << 20, pb));
     let mut lines = BufReader::with_capacity(1 << 20, jsonl);
     let mut line = String::new();
-    loop {
-        let Ok(Some(buf)) = frames.next() else { break };
+    while let Ok(Some(buf)) = frames.next() {
         let Some(frame) = parse_frame(buf) else { break };
         let hash = chain_hash(&resume.prev, frame.stored);
         if frame.sequence != resume.count + 1
