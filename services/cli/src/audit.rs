@@ -593,74 +593,69 @@ fn verify_export(
     verdict = v;
     let mut pending = list.iter().peekable();
 
-    // Events: one streaming pass over the protobuf frames and the JSON lines together.
+    // Events: one streaming pass over the protobuf frames; the JSON lines are checked against
+    // the recomputed hashes on a second thread, in batches.
     let mut frames = Frames::new(BufReader::with_capacity(
         1 << 20,
         File::open(dir.join(EVENTS_PB)).context("events.pb is missing")?,
     ));
-    let mut lines = BufReader::with_capacity(
-        1 << 20,
-        File::open(dir.join(EVENTS_JSONL)).context("events.jsonl is missing")?,
-    );
-    let mut pb_sha = Sha256::new();
-    let mut len_prefix = Vec::with_capacity(10);
-    let mut line = String::new();
-    let mut needle = String::new();
+    let jsonl = File::open(dir.join(EVENTS_JSONL)).context("events.jsonl is missing")?;
+    let (batches, batch_rx) = std::sync::mpsc::sync_channel::<Vec<Hash>>(16);
+    let jsonl_check = std::thread::spawn(move || check_jsonl(jsonl, &batch_rx));
+    let mut batch: Vec<Hash> = Vec::with_capacity(JSONL_BATCH);
     let mut frontier = Frontier::new();
     let mut prev = ZERO_HASH;
     let mut expected = 1u64;
     let started = Instant::now();
+    let mut failure: Option<(u64, String)> = None;
     loop {
         let buf = match frames.next() {
             Ok(Some(buf)) => buf,
             Ok(None) => break,
-            Err(e) => return Ok(verdict.fail(expected, format!("events.pb: {e}"))),
+            Err(e) => {
+                failure = Some((expected, format!("events.pb: {e}")));
+                break;
+            }
         };
-        len_prefix.clear();
-        prost::encoding::encode_varint(buf.len() as u64, &mut len_prefix);
-        pb_sha.update(&len_prefix);
-        pb_sha.update(buf);
         let Some(frame) = parse_frame(buf) else {
-            return Ok(verdict.fail(
+            failure = Some((
                 expected,
-                "the record does not have the CommittedEvent shape",
+                "the record does not have the CommittedEvent shape".to_owned(),
             ));
+            break;
         };
         if frame.sequence != expected {
-            return Ok(verdict.fail(
+            failure = Some((
                 expected,
                 format!(
                     "record says sequence {} (deleted, reordered or inserted records)",
                     frame.sequence
                 ),
             ));
+            break;
         }
         if frame.prev_hash != prev {
-            return Ok(verdict.fail(
+            failure = Some((
                 expected,
-                "prev_hash does not match the previous record's hash",
+                "prev_hash does not match the previous record's hash".to_owned(),
             ));
+            break;
         }
         let hash = chain_hash(&prev, frame.stored);
         if frame.hash != hash {
-            return Ok(verdict.fail(
+            failure = Some((
                 expected,
-                "hash does not match SHA-256(prev_hash || stored bytes)",
+                "hash does not match SHA-256(prev_hash || stored bytes)".to_owned(),
             ));
+            break;
         }
-        line.clear();
-        if lines.read_line(&mut line)? == 0 {
-            return Ok(verdict.fail(expected, "events.jsonl ends before events.pb"));
-        }
-        needle.clear();
-        needle.push_str("\"hash\":\"");
-        needle.push_str(&hex::encode(hash));
-        let seq_field = format!("\"sequence\":{expected}");
-        let seq_ok = line
-            .match_indices(&seq_field)
-            .any(|(at, m)| matches!(line.as_bytes().get(at + m.len()), Some(b',' | b'}')));
-        if !line.contains(&needle) || !seq_ok {
-            return Ok(verdict.fail(expected, "events.jsonl disagrees with events.pb"));
+        batch.push(hash);
+        if batch.len() == JSONL_BATCH {
+            // A closed channel means the JSON lines already failed; the join below says where.
+            let _ = batches.send(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(JSONL_BATCH),
+            ));
         }
         frontier.push(merkle::leaf_hash(frame.stored));
         prev = hash;
@@ -670,13 +665,17 @@ fn verify_export(
                 break;
             }
             if cp.checkpoint.root != frontier.root() || cp.checkpoint.head_hash != hash {
-                return Ok(verdict.fail(
+                failure = Some((
                     expected,
                     format!("the records do not have the root and head hash signed at tree size {expected} (changed before it)"),
                 ));
+                break;
             }
             verdict.checkpoints += 1;
             pending.next();
+        }
+        if failure.is_some() {
+            break;
         }
         if progress && expected % 100_000 == 0 {
             eprint!(
@@ -689,6 +688,25 @@ fn verify_export(
     if progress {
         eprintln!();
     }
+    if !batch.is_empty() {
+        let _ = batches.send(batch);
+    }
+    drop(batches);
+    let jsonl_result = jsonl_check
+        .join()
+        .map_err(|_| anyhow!("the JSON-lines check panicked"))?;
+    // The first bad sequence of the two passes.
+    let jsonl_failure = jsonl_result.as_ref().err().cloned();
+    let first = match (failure, jsonl_failure) {
+        (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    if let Some((sequence, detail)) = first {
+        // `events` counts the records verified in order before the failure.
+        verdict.events = verdict.events.min(sequence.saturating_sub(1));
+        return Ok(verdict.fail(sequence, detail));
+    }
+    let jsonl_sha = jsonl_result.map(|(sha, _)| sha).unwrap_or_default();
     verdict.root = frontier.root();
     let count = verdict.events;
     if let Some(cp) = pending.next() {
@@ -699,10 +717,6 @@ fn verify_export(
                 cp.checkpoint.tree_size
             ),
         ));
-    }
-    line.clear();
-    if lines.read_line(&mut line)? != 0 {
-        return Ok(verdict.fail(count + 1, "events.jsonl has more lines than events.pb"));
     }
     if manifest["events"].as_u64() != Some(count) {
         return Ok(verdict.fail(
@@ -722,9 +736,10 @@ fn verify_export(
             return Ok(verdict.fail(count, format!("manifest {field} does not match the events")));
         }
     }
+    // events.pb needs no file hash: every byte of every frame is covered by the chain (the stored
+    // bytes and both hash fields) and a torn or extra frame fails to parse.
     let files = [
-        (EVENTS_PB, hex::encode(pb_sha.finalize())),
-        (EVENTS_JSONL, sha256_file(&dir.join(EVENTS_JSONL))?),
+        (EVENTS_JSONL, jsonl_sha),
         (CHECKPOINTS_PB, sha256_file(&dir.join(CHECKPOINTS_PB))?),
     ];
     for (file, sha) in files {
@@ -736,6 +751,73 @@ fn verify_export(
         }
     }
     Ok(verdict)
+}
+
+/// Bytes at the end of a JSON line that hold the ledger fields (two hex hashes, the time and the
+/// sequence), with room to spare.
+const JSONL_TAIL: usize = 320;
+
+/// Hashes per batch handed to the JSON-lines check.
+const JSONL_BATCH: usize = 4096;
+
+/// Checks each line of `events.jsonl` against the chain hash of the same sequence (received in
+/// batches, in order) and hashes the file. Returns its SHA-256 and line count, or the first
+/// sequence whose line is missing or disagrees.
+fn check_jsonl(
+    file: File,
+    batches: &std::sync::mpsc::Receiver<Vec<Hash>>,
+) -> Result<(String, u64), (u64, String)> {
+    use std::fmt::Write as _;
+    let mut lines = BufReader::with_capacity(1 << 20, file);
+    let mut sha = Sha256::new();
+    let mut line: Vec<u8> = Vec::with_capacity(4096);
+    let mut needle = [0u8; 8 + 64 + 1];
+    needle[..8].copy_from_slice(b"\"hash\":\"");
+    needle[72] = b'"';
+    let mut tail = String::with_capacity(40);
+    let mut sequence = 0u64;
+    let io = |sequence: u64, e: std::io::Error| (sequence, format!("events.jsonl: {e}"));
+    while let Ok(batch) = batches.recv() {
+        for hash in batch {
+            sequence += 1;
+            line.clear();
+            let n = lines
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io(sequence, e))?;
+            if n == 0 {
+                return Err((sequence, "events.jsonl ends before events.pb".to_owned()));
+            }
+            sha.update(&line);
+            let _ = hex::encode_to_slice(hash, &mut needle[8..72]);
+            tail.clear();
+            let _ = write!(tail, "\"sequence\":{sequence}}}");
+            // Keys are sorted, so the line ends with the top-level
+            // `"hash":…,"prev_hash":…,"recorded_at_micros":…,"sequence":…}`: only that tail is read.
+            let mut from = line.len().saturating_sub(JSONL_TAIL);
+            // Start on a character boundary (event text may be any UTF-8).
+            while line.get(from).is_some_and(|b| b & 0xC0 == 0x80) {
+                from += 1;
+            }
+            let end = line.get(from..).unwrap_or(&line);
+            let text = std::str::from_utf8(end).unwrap_or("");
+            let needle = std::str::from_utf8(&needle).unwrap_or("");
+            if !text.trim_end().ends_with(tail.as_str()) || !text.contains(needle) {
+                return Err((sequence, "events.jsonl disagrees with events.pb".to_owned()));
+            }
+        }
+    }
+    line.clear();
+    if lines
+        .read_until(b'\n', &mut line)
+        .map_err(|e| io(sequence + 1, e))?
+        != 0
+    {
+        return Err((
+            sequence + 1,
+            "events.jsonl has more lines than events.pb".to_owned(),
+        ));
+    }
+    Ok((hex::encode(sha.finalize()), sequence))
 }
 
 fn verify_data_dir(
