@@ -1162,9 +1162,16 @@ impl Log for SledLog {
             sequence: size,
             hash: record.hash,
         };
+        let current = match self.tree.get([layout::VERIFIED])? {
+            Some(value) => layout::decode_head(&value)?.sequence,
+            None => 0,
+        };
         let mut ops = sled::Batch::default();
         ops.insert(&layout::checkpoint_key(size)[..], bytes);
-        ops.insert(&[layout::VERIFIED][..], &layout::encode_head(&marker)[..]);
+        if size > current {
+            // The marker only moves forward.
+            ops.insert(&[layout::VERIFIED][..], &layout::encode_head(&marker)[..]);
+        }
         if let Err(err) = self.tree.apply_batch(ops) {
             return Err(SledLog::fail(&mut writer, err));
         }
