@@ -28,7 +28,8 @@
 //!                                    256·index … 256·index+255
 //! o len:u16 org_id… first:u64      posting group: n × (seq - first):u32, ascending
 //! t len:u16 event_type… first:u64  posting group, as for `o`
-//! v                                layout version (2)
+//! v                                layout version (2; a version 1 store, without
+//!                                    Merkle tiles, is upgraded at open)
 //! w                                verified marker: seq:u64 hash:32
 //! ```
 //!
@@ -168,8 +169,11 @@ impl SledLog {
     /// As for [`SledLog::open`].
     pub fn open_db(db: sled::Db) -> Result<SledLog, Error> {
         let tree = db.open_tree(TREE_NAME)?;
-        check_version(&tree)?;
+        let upgrade = check_version(&tree)?;
         let head = recover_head(&tree)?;
+        if upgrade {
+            upgrade_from_v1(&db, &tree, head)?;
+        }
         if let Some(entry) = tree.scan_prefix([layout::CHECKPOINT]).next_back() {
             let (key, _) = entry?;
             let size = layout::checkpoint_key_size(&key)
@@ -522,20 +526,75 @@ impl<'t> PostingCursor<'t> {
     }
 }
 
-fn check_version(tree: &sled::Tree) -> Result<(), Error> {
+/// Check the layout version; `true` when the store is version 1 (no Merkle
+/// tiles yet) and must be upgraded.
+fn check_version(tree: &sled::Tree) -> Result<bool, Error> {
     match tree.get([layout::VERSION])? {
         // Not flushed here: the first append's flush persists it, and a
         // store that never got an append may as well be rewritten.
         None => {
             tree.insert([layout::VERSION], &[layout::LAYOUT_VERSION][..])?;
-            Ok(())
+            Ok(false)
         }
-        Some(v) if v.as_ref() == [layout::LAYOUT_VERSION] => Ok(()),
+        Some(v) if v.as_ref() == [layout::LAYOUT_VERSION] => Ok(false),
+        Some(v) if v.as_ref() == [1] => Ok(true),
         Some(v) => Err(Error::corrupt(
             0,
             format!("unsupported layout version {:?}", v.as_ref()),
         )),
     }
+}
+
+/// Version 1 stores have no Merkle tiles: verify the whole chain once while
+/// building them, write them, then mark the layout as the current version
+/// (durably, in that order, so an interrupted upgrade simply runs again).
+fn upgrade_from_v1(db: &sled::Db, tree: &sled::Tree, head: Head) -> Result<(), Error> {
+    let mut frontier = TileFrontier::default();
+    let mut touched = Vec::new();
+    let mut full = Vec::new();
+    let mut ops = sled::Batch::default();
+    let mut pending = 0usize;
+    let mut failure: Option<Error> = None;
+    let last = scan_chain(
+        tree,
+        Head::EMPTY,
+        head.sequence,
+        |_, bytes| {
+            frontier.push(merkle::leaf_hash(bytes), &mut full, &mut touched);
+            for write in full.drain(..) {
+                let (key, value) = tiles::encode(&write);
+                ops.insert(&key[..], value);
+                pending += 1;
+            }
+            if pending >= 256 {
+                if let Err(e) = tree.apply_batch(std::mem::take(&mut ops)) {
+                    failure = Some(e.into());
+                }
+                pending = 0;
+            }
+            Ok(())
+        },
+        &mut |_| {},
+    )?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if last != head.hash {
+        return Err(Error::corrupt(
+            head.sequence,
+            "head hash does not match the recomputed chain",
+        ));
+    }
+    let all = vec![true; touched.len()];
+    for write in frontier.partial_writes(&all) {
+        let (key, value) = tiles::encode(&write);
+        ops.insert(&key[..], value);
+    }
+    tree.apply_batch(ops)?;
+    db.flush()?;
+    tree.insert([layout::VERSION], &[layout::LAYOUT_VERSION][..])?;
+    db.flush()?;
+    Ok(())
 }
 
 /// Read the stored head and check it against the last stored record, so a

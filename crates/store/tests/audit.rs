@@ -452,3 +452,31 @@ fn a_damaged_merkle_tile_is_found_by_the_open_and_by_verify_all() {
     }
     assert_eq!(open_fails_at(dir.path()), 42);
 }
+
+#[test]
+fn a_version_1_store_gets_its_merkle_tiles_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path());
+    let expected = SledLog::open(dir.path())
+        .unwrap()
+        .merkle_root(RECORDS)
+        .unwrap();
+    {
+        // Back to layout version 1: no tiles.
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree(TREE_NAME).unwrap();
+        for key in tree.scan_prefix(b"n").keys() {
+            tree.remove(key.unwrap()).unwrap();
+        }
+        tree.insert(b"v", &[1u8][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.merkle_root(RECORDS).unwrap(), expected);
+    assert_eq!(log.verify_all(&mut |_| {}).unwrap().sequence, RECORDS);
+    log.append(&[rec(RECORDS + 1, b"after".to_vec())], &[])
+        .unwrap();
+    drop(log);
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.verify_all(&mut |_| {}).unwrap().sequence, RECORDS + 1);
+}
