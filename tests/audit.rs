@@ -357,6 +357,9 @@ async fn export_is_resumable_verifies_and_every_tamper_names_the_first_bad_seque
     );
     let (ok, stdout, _) = wfl(&["verify", export.to_str().unwrap(), "--key", &key]);
     assert!(ok, "{stdout}");
+    // A running ledger, verified through a temporary export.
+    let (ok, stdout, _) = wfl(&["verify", "--addr", &node.grpc, "--key", &key]);
+    assert!(ok && stdout.starts_with("OK: 300 events"), "{stdout}");
 
     // Resume: an interrupted export (torn last frame) continues where the good part ends.
     hires(&ch, 300, 20).await;

@@ -179,7 +179,11 @@ enum Command {
     /// signatures and consistency. Prints a verdict; exits 1 naming the first bad sequence.
     Verify {
         /// An export directory or a data dir.
-        target: PathBuf,
+        #[arg(required_unless_present = "addr")]
+        target: Option<PathBuf>,
+        /// Verify a running ledger instead: export it to a temporary directory and verify that.
+        #[arg(long, conflicts_with = "target")]
+        addr: Option<String>,
         /// Pin the ledger's public key (hex) instead of trusting the one in the export.
         #[arg(long)]
         key: Option<String>,
@@ -385,11 +389,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { target, key } => {
+        Command::Verify { target, addr, key } => {
+            let (target, scratch) = match (target, addr) {
+                (Some(t), _) => (t, None),
+                (None, Some(addr)) => {
+                    let dir =
+                        std::env::temp_dir().join(format!("wfl-verify-{}", uuid::Uuid::now_v7()));
+                    wfl_cli::audit::export(&addr, &dir, true).await?;
+                    (dir.clone(), Some(dir))
+                }
+                (None, None) => anyhow::bail!("give a directory or --addr"),
+            };
             let verdict = tokio::task::spawn_blocking(move || {
                 wfl_cli::audit::verify(&target, key.as_deref(), true)
             })
-            .await??;
+            .await?;
+            if let Some(dir) = scratch {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let verdict = verdict?;
             println!("{}", verdict.describe());
             Ok(if verdict.failure.is_some() {
                 ExitCode::from(1)
