@@ -501,6 +501,29 @@ async fn a_tampered_data_dir_stops_the_start_or_turns_health_not_serving() {
     verify_fails_at(&data, &[], 310);
     tamper_store(&data, 310, |e| e.bytes[4] ^= 0x20);
 
+    // A forged latest checkpoint (signature bit flipped) also stops the start.
+    {
+        let db = sled::open(data.join("ledger")).unwrap();
+        let tree = db.open_tree(wfl_store::TREE_NAME).unwrap();
+        let (key, value) = tree.scan_prefix(b"c").next_back().unwrap().unwrap();
+        let mut forged = value.to_vec();
+        *forged.last_mut().unwrap() ^= 1;
+        tree.insert(&key, forged.clone()).unwrap();
+        db.flush().unwrap();
+        drop(tree);
+        drop(db);
+        let mut refused = up(dir.path(), &args);
+        assert!(!refused.child.wait().unwrap().success());
+        let log = refused.log_text();
+        assert!(log.contains("not signed by this ledger's key"), "{log}");
+        verify_fails_at(&data, &[], 300);
+        let db = sled::open(data.join("ledger")).unwrap();
+        let tree = db.open_tree(wfl_store::TREE_NAME).unwrap();
+        *forged.last_mut().unwrap() ^= 1;
+        tree.insert(&key, forged).unwrap();
+        db.flush().unwrap();
+    }
+
     // Below the checkpoint: the open is bounded and does not see it; the background verification
     // does, and health goes NOT_SERVING with the sequence in the log and the gauge in /metrics.
     tamper_store(&data, 42, |e| e.bytes[4] ^= 0x20);

@@ -109,6 +109,10 @@ impl Ledger {
                 .map_err(Error::join)?
                 .map_err(|e| refuse_to_start(&shown, e))?,
         );
+        let (s, public) = (store.clone(), signer.public());
+        tokio::task::spawn_blocking(move || check_latest_checkpoint(s.as_ref(), &public))
+            .await
+            .map_err(Error::join)??;
         let (writer, head) =
             writer::Writer::recover(store.clone(), config.clone(), signer.clone()).await?;
         let audit = audit::spawn(store.clone());
@@ -225,6 +229,44 @@ pub async fn run(
     shutdown.cancel();
     let joined = ledger.join().await;
     served.and(joined)
+}
+
+/// The latest signed checkpoint must carry this ledger's signature and match the stored tree: its
+/// root and the chain hash of its last record. O(log n), so every start checks it.
+fn check_latest_checkpoint(
+    store: &dyn Log,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<(), Error> {
+    let Some((size, bytes)) = store.latest_checkpoint()? else {
+        return Ok(());
+    };
+    let refuse = |detail: String| {
+        tracing::error!("{detail}; refusing to start. Inspect with: wfl verify DATA_DIR");
+        Error::Refused {
+            sequence: size,
+            detail: format!("{detail}; run `wfl verify DATA_DIR` for details"),
+        }
+    };
+    let signed = checkpoint::SignedCheckpoint::decode(&bytes).map_err(|e| {
+        refuse(format!(
+            "the checkpoint at tree size {size} is malformed: {e}"
+        ))
+    })?;
+    if signed.checkpoint.tree_size != size || !signed.verify(key) {
+        return Err(refuse(format!(
+            "the checkpoint at tree size {size} is not signed by this ledger's key"
+        )));
+    }
+    let root = store.merkle_root(size)?;
+    let record = store.get(size)?.map(|r| r.hash);
+    if root != signed.checkpoint.root || record != Some(signed.checkpoint.head_hash) {
+        return Err(refuse(format!(
+            "the stored records do not have the root and head hash signed at tree size {size}"
+        )));
+    }
+    // Every upper Merkle node the head needs is present and readable.
+    store.merkle_root(store.head()?.sequence)?;
+    Ok(())
 }
 
 /// A store that does not verify: name the first bad sequence and the command that shows it.
