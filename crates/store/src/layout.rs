@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::{Decision, Error, Hash, Head};
 
+/// `c` + tree size → opaque signed checkpoint.
+pub(crate) const CHECKPOINT: u8 = b'c';
 /// `e` + first seq → chunk of consecutive records.
 pub(crate) const RECORD: u8 = b'e';
 /// `h` → head value.
@@ -22,15 +24,19 @@ pub(crate) const DECISION: u8 = b'i';
 pub(crate) const ID_GROUP: u8 = b'j';
 /// `m` + key → opaque metadata value.
 pub(crate) const META: u8 = b'm';
+/// `n` + tile level:u8 + tile index:u64 → Merkle tile (up to 256 hashes).
+pub(crate) const TILE: u8 = b'n';
 /// `o` + u16 len + org id + first seq → posting group.
 pub(crate) const ORG: u8 = b'o';
 /// `t` + u16 len + event type + first seq → posting group.
 pub(crate) const TYPE: u8 = b't';
+/// `w` → verified marker: seq:u64 hash:32, the chain verified up to there.
+pub(crate) const VERIFIED: u8 = b'w';
 /// `v` → layout version byte.
 pub(crate) const VERSION: u8 = b'v';
 
 /// Current layout version, stored under [`VERSION`].
-pub(crate) const LAYOUT_VERSION: u8 = 1;
+pub(crate) const LAYOUT_VERSION: u8 = 2;
 
 /// A chunk is closed once adding the next record would pass this many bytes
 /// (a chunk always takes at least one record). sled leaves hold up to 17
@@ -64,6 +70,57 @@ const COMMITTED_TAG: u8 = b'C';
 const REJECTED_TAG: u8 = b'R';
 const COMMITTED_LEN: usize = 1 + SEQ_LEN + HASH_LEN;
 const REJECTED_HEADER_LEN: usize = 1 + 4;
+
+/// Merkle tiles: a tile at tile level `t` holds the hashes of the complete
+/// subtrees at tree level `8t`, 256 of them per tile, so one tile key per
+/// level changes per append and any node is at most 255 hashes away.
+pub(crate) const TILE_HEIGHT: u32 = 8;
+/// Hashes in a full tile.
+pub(crate) const TILE_WIDTH: usize = 1 << TILE_HEIGHT;
+
+pub(crate) fn tile_key(level: u8, index: u64) -> [u8; 2 + SEQ_LEN] {
+    let mut key = [0; 2 + SEQ_LEN];
+    key[0] = TILE;
+    key[1] = level;
+    key[2..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(crate) fn checkpoint_key(size: u64) -> [u8; 1 + SEQ_LEN] {
+    let mut key = [0; 1 + SEQ_LEN];
+    key[0] = CHECKPOINT;
+    key[1..].copy_from_slice(&size.to_be_bytes());
+    key
+}
+
+/// The tree size in a checkpoint key, if the key has that shape.
+pub(crate) fn checkpoint_key_size(key: &[u8]) -> Option<u64> {
+    match key {
+        [CHECKPOINT, rest @ ..] => read_u64(rest),
+        _ => None,
+    }
+}
+
+/// The hashes of a tile value, checked to be whole and at most a full tile.
+///
+/// # Errors
+/// [`Error::Corrupt`] at `first_sequence` (the first leaf the tile covers).
+pub(crate) fn decode_tile(first_sequence: u64, value: &[u8]) -> Result<Vec<Hash>, Error> {
+    if value.is_empty()
+        || !value.chunks_exact(HASH_LEN).remainder().is_empty()
+        || value.len() > TILE_WIDTH * HASH_LEN
+    {
+        return Err(Error::corrupt(
+            first_sequence,
+            format!("Merkle tile of {} bytes is malformed", value.len()),
+        ));
+    }
+    Ok(value.chunks_exact(HASH_LEN).map(to_array).collect())
+}
+
+pub(crate) fn encode_tile(hashes: &[Hash]) -> Vec<u8> {
+    hashes.concat()
+}
 
 pub(crate) fn record_key(sequence: u64) -> [u8; 1 + SEQ_LEN] {
     let mut key = [0; 1 + SEQ_LEN];

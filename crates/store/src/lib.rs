@@ -22,9 +22,12 @@
 
 mod batch;
 mod error;
+pub mod forensic;
 mod layout;
 pub mod mem_log;
+pub mod merkle;
 pub mod sled_log;
+mod tiles;
 
 use sha2::{Digest, Sha256};
 
@@ -247,4 +250,107 @@ pub trait Log: Send + Sync {
     /// # Errors
     /// [`Error::Io`] if the store is unavailable.
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), Error>;
+
+    /// The hash of the complete Merkle subtree of `2^level` leaves starting
+    /// at leaf `index << level` (leaf `i` is the record at sequence `i + 1`),
+    /// which must lie within the head.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the subtree is not complete within the head;
+    /// [`Error::Corrupt`] if a stored node is missing or malformed;
+    /// [`Error::Io`] if the store is unavailable.
+    fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error>;
+
+    /// The RFC 9162 root of the tree of the first `size` records.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if `size` is beyond the head; otherwise as
+    /// [`Log::merkle_node`].
+    fn merkle_root(&self, size: u64) -> Result<Hash, Error> {
+        check_size(self.head()?, size)?;
+        merkle::root(&Nodes(self), size)
+    }
+
+    /// The audit path of the record at `sequence` in the tree of `size`
+    /// records (RFC 9162 §2.1.3.1; the leaf index is `sequence - 1`).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] unless `1 <= sequence <= size <= head`; otherwise
+    /// as [`Log::merkle_node`].
+    fn inclusion_proof(&self, sequence: u64, size: u64) -> Result<Vec<Hash>, Error> {
+        check_size(self.head()?, size)?;
+        if sequence == 0 || sequence > size {
+            return Err(Error::Conflict(format!(
+                "sequence {sequence} is not in the tree of size {size}"
+            )));
+        }
+        merkle::inclusion_proof(&Nodes(self), sequence - 1, size)
+    }
+
+    /// The consistency proof between the trees of `old` and `new` records
+    /// (RFC 9162 §2.1.4.1).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] unless `1 <= old <= new <= head`; otherwise as
+    /// [`Log::merkle_node`].
+    fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, Error> {
+        check_size(self.head()?, new)?;
+        if old == 0 || old > new {
+            return Err(Error::Conflict(format!(
+                "old size {old} must be between 1 and the new size {new}"
+            )));
+        }
+        merkle::consistency_proof(&Nodes(self), old, new)
+    }
+
+    /// Store an opaque (signed) checkpoint of the tree of `size` records and
+    /// move the verified marker to `size`, durably, in one batch. Open then
+    /// re-verifies only the records after the latest marker.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] unless `1 <= size <= head`; [`Error::Io`] if the
+    /// store could not write or flush.
+    fn put_checkpoint(&self, size: u64, bytes: &[u8]) -> Result<(), Error>;
+
+    /// Stored checkpoints with `size >= from_size`, by size, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store is unavailable.
+    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error>;
+
+    /// The checkpoint with the largest size, if any.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store is unavailable.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, Error>;
+
+    /// Verify everything from sequence 1 to the head: every record present,
+    /// chain links and hashes, and every stored Merkle node against the one
+    /// recomputed from the records. Calls `progress` with the sequence
+    /// verified so far from time to time.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first bad sequence; [`Error::Io`] if the
+    /// store is unavailable.
+    fn verify_all(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, Error>;
+}
+
+/// `size` must not be beyond the head.
+fn check_size(head: Head, size: u64) -> Result<(), Error> {
+    if size > head.sequence {
+        return Err(Error::Conflict(format!(
+            "tree size {size} is beyond the head {}",
+            head.sequence
+        )));
+    }
+    Ok(())
+}
+
+/// A [`Log`] seen as a [`merkle::NodeSource`].
+struct Nodes<'a, L: Log + ?Sized>(&'a L);
+
+impl<L: Log + ?Sized> merkle::NodeSource for Nodes<'_, L> {
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        self.0.merkle_node(level, index)
+    }
 }

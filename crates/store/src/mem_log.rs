@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use crate::batch;
+use crate::merkle;
 use crate::{
     chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
     ZERO_HASH,
@@ -34,6 +35,9 @@ struct Inner {
     orgs: HashMap<String, Vec<u64>>,
     types: HashMap<String, Vec<u64>>,
     meta: HashMap<String, Vec<u8>>,
+    /// `nodes[l][i]`: the complete Merkle subtree of `2^l` leaves at `i << l`.
+    nodes: Vec<Vec<Hash>>,
+    checkpoints: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 impl Inner {
@@ -42,6 +46,24 @@ impl Inner {
             sequence: r.sequence,
             hash: r.hash,
         })
+    }
+
+    /// Add a leaf and every subtree it completes.
+    fn push_leaf(&mut self, leaf: Hash) {
+        let mut level = 0;
+        let mut hash = leaf;
+        loop {
+            if self.nodes.len() <= level {
+                self.nodes.push(Vec::new());
+            }
+            self.nodes[level].push(hash);
+            let count = self.nodes[level].len();
+            if count % 2 == 1 {
+                return;
+            }
+            hash = merkle::node_hash(&self.nodes[level][count - 2], &self.nodes[level][count - 1]);
+            level += 1;
+        }
     }
 
     fn record(&self, sequence: u64) -> Option<&StoredRecord> {
@@ -130,6 +152,7 @@ impl Log for MemLog {
                 hash: *hash,
                 bytes: record.bytes.clone(),
             });
+            inner.push_leaf(merkle::leaf_hash(&record.bytes));
             inner.decisions.insert(
                 record.event_id,
                 Decision::Committed {
@@ -220,5 +243,74 @@ impl Log for MemLog {
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         self.lock()?.meta.insert(key.to_owned(), value.to_vec());
         Ok(())
+    }
+
+    fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        let inner = self.lock()?;
+        let found = usize::try_from(level)
+            .ok()
+            .and_then(|l| inner.nodes.get(l))
+            .and_then(|nodes| nodes.get(usize::try_from(index).ok()?));
+        found.copied().ok_or_else(|| {
+            Error::Conflict(format!(
+                "Merkle node ({level}, {index}) is not complete at head {}",
+                inner.head().sequence
+            ))
+        })
+    }
+
+    fn put_checkpoint(&self, size: u64, bytes: &[u8]) -> Result<(), Error> {
+        let mut inner = self.lock()?;
+        let head = inner.head().sequence;
+        if size == 0 || size > head {
+            return Err(Error::Conflict(format!(
+                "checkpoint size {size} must be between 1 and the head {head}"
+            )));
+        }
+        inner.checkpoints.insert(size, bytes.to_vec());
+        Ok(())
+    }
+
+    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        Ok(self
+            .lock()?
+            .checkpoints
+            .range(from_size..)
+            .take(limit)
+            .map(|(s, b)| (*s, b.clone()))
+            .collect())
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        Ok(self
+            .lock()?
+            .checkpoints
+            .iter()
+            .next_back()
+            .map(|(s, b)| (*s, b.clone())))
+    }
+
+    fn verify_all(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, Error> {
+        let head = self.verify_chain()?;
+        let inner = self.lock()?;
+        let mut rebuilt = Inner::default();
+        for record in &inner.records {
+            rebuilt.push_leaf(merkle::leaf_hash(&record.bytes));
+            let stored = inner
+                .nodes
+                .first()
+                .and_then(|l| l.get(rebuilt.nodes[0].len() - 1));
+            if stored != rebuilt.nodes[0].last() {
+                return Err(Error::corrupt(
+                    record.sequence,
+                    "Merkle leaf does not verify",
+                ));
+            }
+        }
+        if rebuilt.nodes != inner.nodes {
+            return Err(Error::corrupt(1, "Merkle nodes do not verify"));
+        }
+        progress(head.sequence);
+        Ok(head)
     }
 }

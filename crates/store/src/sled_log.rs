@@ -21,14 +21,30 @@
 //! i event_id:16                    'C' seq:u64 hash:32 | 'R' code:i32 message…
 //! j id[0..6] group:u8              committed-id group: n × (id[6..16] seq:u64 hash:32),
 //!                                    sorted by id, n <= 128, groups 0..16 per prefix
+//! c size:u64                       opaque signed checkpoint of the tree of `size` records
 //! m key…                           opaque metadata
+//! n level:u8 index:u64             Merkle tile: up to 256 × hash:32, the complete
+//!                                    subtrees at tree level 8·level, indices
+//!                                    256·index … 256·index+255
 //! o len:u16 org_id… first:u64      posting group: n × (seq - first):u32, ascending
 //! t len:u16 event_type… first:u64  posting group, as for `o`
-//! v                                layout version (1)
+//! v                                layout version (2; a version 1 store, without
+//!                                    Merkle tiles, is upgraded at open)
+//! w                                verified marker: seq:u64 hash:32
 //! ```
 //!
-//! Reserved for later, do not reuse: `c`… signed checkpoints, `n`… Merkle
-//! tree nodes.
+//! # Merkle tree and verification on open
+//!
+//! The RFC 9162 tree over the stored bytes is kept in tiles (see
+//! [`crate::tiles`]): an append adds its leaf hashes to the level-0 tile and
+//! carries full tiles' roots upward, in the same batch as the records, so
+//! any root or proof is read, never rebuilt. The head (`h`) is written in
+//! every append's batch, apart from the records; the verified marker (`w`)
+//! moves with each stored checkpoint. [`SledLog::open`] checks that the last
+//! record agrees with the head, that no checkpoint or marker lies beyond it,
+//! and recomputes the chain and the Merkle leaves from the marker to the
+//! head, so its cost is bounded by the unverified tail; [`Log::verify_all`]
+//! checks everything.
 //!
 //! Why chunks and posting groups instead of one key per record and index
 //! entry: sled 0.34 costs roughly 15–25 µs per inserted key whatever its
@@ -66,6 +82,8 @@ use crate::batch;
 use crate::layout::{
     self, ChunkView, EntrySource, IdEntry, IdGroupView, PostingsView, RecordView, ID_PREFIX_LEN,
 };
+use crate::merkle;
+use crate::tiles::{self, TileFrontier};
 use crate::{
     chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
     ZERO_HASH,
@@ -94,6 +112,8 @@ pub struct SledLog {
 
 struct Writer {
     head: Head,
+    /// The right edge of the Merkle tree at `head`.
+    tiles: TileFrontier,
     /// Set when an apply or flush failed: sled's in-memory state may then be
     /// ahead of what is durable, so appending more would build on sand.
     failed: Option<String>,
@@ -149,12 +169,40 @@ impl SledLog {
     /// As for [`SledLog::open`].
     pub fn open_db(db: sled::Db) -> Result<SledLog, Error> {
         let tree = db.open_tree(TREE_NAME)?;
-        check_version(&tree)?;
+        let upgrade = check_version(&tree)?;
         let head = recover_head(&tree)?;
+        if upgrade {
+            upgrade_from_v1(&db, &tree, head)?;
+        }
+        if let Some(entry) = tree.scan_prefix([layout::CHECKPOINT]).next_back() {
+            let (key, _) = entry?;
+            let size = layout::checkpoint_key_size(&key)
+                .ok_or_else(|| Error::corrupt(0, "malformed checkpoint key"))?;
+            if size > head.sequence {
+                return Err(Error::corrupt(
+                    head.sequence.saturating_add(1),
+                    format!(
+                        "a checkpoint covers {size} records but the log ends at {}: acknowledged records are missing",
+                        head.sequence
+                    ),
+                ));
+            }
+        }
+        let tiles =
+            TileFrontier::load(head.sequence, |level, index| read_tile(&tree, level, index))?;
+        let marker = match tree.get([layout::VERIFIED])? {
+            Some(value) => layout::decode_head(&value)?,
+            None => Head::EMPTY,
+        };
+        verify_tail(&tree, marker, head)?;
         Ok(SledLog {
             db,
             tree,
-            writer: Mutex::new(Writer { head, failed: None }),
+            writer: Mutex::new(Writer {
+                head,
+                tiles,
+                failed: None,
+            }),
             visible: Mutex::new(Visible {
                 head,
                 pending_rejections: HashSet::new(),
@@ -478,20 +526,75 @@ impl<'t> PostingCursor<'t> {
     }
 }
 
-fn check_version(tree: &sled::Tree) -> Result<(), Error> {
+/// Check the layout version; `true` when the store is version 1 (no Merkle
+/// tiles yet) and must be upgraded.
+fn check_version(tree: &sled::Tree) -> Result<bool, Error> {
     match tree.get([layout::VERSION])? {
         // Not flushed here: the first append's flush persists it, and a
         // store that never got an append may as well be rewritten.
         None => {
             tree.insert([layout::VERSION], &[layout::LAYOUT_VERSION][..])?;
-            Ok(())
+            Ok(false)
         }
-        Some(v) if v.as_ref() == [layout::LAYOUT_VERSION] => Ok(()),
+        Some(v) if v.as_ref() == [layout::LAYOUT_VERSION] => Ok(false),
+        Some(v) if v.as_ref() == [1] => Ok(true),
         Some(v) => Err(Error::corrupt(
             0,
             format!("unsupported layout version {:?}", v.as_ref()),
         )),
     }
+}
+
+/// Version 1 stores have no Merkle tiles: verify the whole chain once while
+/// building them, write them, then mark the layout as the current version
+/// (durably, in that order, so an interrupted upgrade simply runs again).
+fn upgrade_from_v1(db: &sled::Db, tree: &sled::Tree, head: Head) -> Result<(), Error> {
+    let mut frontier = TileFrontier::default();
+    let mut touched = Vec::new();
+    let mut full = Vec::new();
+    let mut ops = sled::Batch::default();
+    let mut pending = 0usize;
+    let mut failure: Option<Error> = None;
+    let last = scan_chain(
+        tree,
+        Head::EMPTY,
+        head.sequence,
+        |_, bytes| {
+            frontier.push(merkle::leaf_hash(bytes), &mut full, &mut touched);
+            for write in full.drain(..) {
+                let (key, value) = tiles::encode(&write);
+                ops.insert(&key[..], value);
+                pending += 1;
+            }
+            if pending >= 256 {
+                if let Err(e) = tree.apply_batch(std::mem::take(&mut ops)) {
+                    failure = Some(e.into());
+                }
+                pending = 0;
+            }
+            Ok(())
+        },
+        &mut |_| {},
+    )?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if last != head.hash {
+        return Err(Error::corrupt(
+            head.sequence,
+            "head hash does not match the recomputed chain",
+        ));
+    }
+    let all = vec![true; touched.len()];
+    for write in frontier.partial_writes(&all) {
+        let (key, value) = tiles::encode(&write);
+        ops.insert(&key[..], value);
+    }
+    tree.apply_batch(ops)?;
+    db.flush()?;
+    tree.insert([layout::VERSION], &[layout::LAYOUT_VERSION][..])?;
+    db.flush()?;
+    Ok(())
 }
 
 /// Read the stored head and check it against the last stored record, so a
@@ -514,17 +617,187 @@ fn recover_head(tree: &sled::Tree) -> Result<Head, Error> {
         None if stored == Head::EMPTY => Ok(stored),
         Some((sequence, hash)) if sequence == stored.sequence && hash == stored.hash => Ok(stored),
         None => Err(Error::corrupt(
-            stored.sequence,
+            1,
             "head names a record but the log is empty",
         )),
         Some((sequence, _)) => Err(Error::corrupt(
-            sequence.min(stored.sequence.saturating_add(1)),
+            if sequence < stored.sequence {
+                // The first acknowledged record that is gone.
+                sequence + 1
+            } else {
+                sequence.min(stored.sequence.saturating_add(1))
+            },
             format!(
                 "head (sequence {}) disagrees with the last stored record (sequence {sequence})",
                 stored.sequence
             ),
         )),
     }
+}
+
+/// The stored hashes of one Merkle tile, if present.
+fn read_tile(tree: &sled::Tree, level: u8, index: u64) -> Result<Option<Vec<Hash>>, Error> {
+    match tree.get(layout::tile_key(level, index))? {
+        None => Ok(None),
+        Some(value) => layout::decode_tile(tiles::first_sequence(level, index), &value).map(Some),
+    }
+}
+
+/// Walk the records `start.sequence + 1 ..= end` in order, checking that each
+/// is present, links to the previous one and hashes to its stored hash;
+/// `on_record` sees every verified record's sequence and bytes, `progress`
+/// the last verified sequence after each chunk. Returns the hash at `end`.
+fn scan_chain(
+    tree: &sled::Tree,
+    start: Head,
+    end: u64,
+    mut on_record: impl FnMut(u64, &[u8]) -> Result<(), Error>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Hash, Error> {
+    let mut expected = start.sequence.saturating_add(1);
+    let mut prev = start.hash;
+    if expected > end {
+        return Ok(prev);
+    }
+    // The chunk holding `expected` may begin before it.
+    let first = match tree
+        .range(layout::record_key(1)..=layout::record_key(expected))
+        .next_back()
+    {
+        Some(entry) => chunk_first(&entry?.0)?,
+        None => expected,
+    };
+    for entry in tree.range(layout::record_key(first)..=layout::record_key(end)) {
+        let (key, value) = entry?;
+        let chunk = ChunkView::decode(chunk_first(&key)?, &value)?;
+        if chunk.last() < expected {
+            continue;
+        }
+        if chunk.first() > expected {
+            return Err(Error::corrupt(expected, "record missing"));
+        }
+        if chunk.last() > end {
+            return Err(Error::corrupt(
+                end.saturating_add(1),
+                "a chunk runs past the head",
+            ));
+        }
+        for sequence in expected..=chunk.last() {
+            let record = chunk.record(sequence)?;
+            if record.prev_hash != prev {
+                return Err(Error::corrupt(
+                    sequence,
+                    "stored prev_hash does not match the previous record's hash",
+                ));
+            }
+            let hash = chain_hash(&prev, record.bytes);
+            if record.hash != hash {
+                return Err(Error::corrupt(
+                    sequence,
+                    "stored hash does not match SHA-256(prev_hash || bytes)",
+                ));
+            }
+            on_record(sequence, record.bytes)?;
+            prev = hash;
+        }
+        expected = chunk.last().saturating_add(1);
+        progress(chunk.last());
+    }
+    if expected <= end {
+        return Err(Error::corrupt(expected, "record missing"));
+    }
+    Ok(prev)
+}
+
+/// Open-time check of the unverified tail: the marker's record still has the
+/// marker's hash, and from there to the head the chain recomputes and every
+/// Merkle leaf matches its record.
+fn verify_tail(tree: &sled::Tree, marker: Head, head: Head) -> Result<(), Error> {
+    if marker.sequence > head.sequence {
+        return Err(Error::corrupt(
+            head.sequence.saturating_add(1),
+            format!(
+                "records were verified up to {} but the log ends at {}: acknowledged records are missing",
+                marker.sequence, head.sequence
+            ),
+        ));
+    }
+    if marker.sequence > 0 {
+        let record = ChunkReader::new(tree).get(marker.sequence)?;
+        if record.hash != marker.hash {
+            return Err(Error::corrupt(
+                marker.sequence,
+                "record differs from the one verified at the last checkpoint",
+            ));
+        }
+    }
+    let mut leaves = LeafChecker::new(tree);
+    let last = scan_chain(
+        tree,
+        marker,
+        head.sequence,
+        |sequence, bytes| leaves.check(sequence, bytes),
+        &mut |_| {},
+    )?;
+    if last != head.hash {
+        return Err(Error::corrupt(
+            head.sequence,
+            "head hash does not match the recomputed chain",
+        ));
+    }
+    Ok(())
+}
+
+/// Compares records' leaf hashes with the stored level-0 Merkle tiles.
+struct LeafChecker<'t> {
+    tree: &'t sled::Tree,
+    tile: Option<(u64, Vec<Hash>)>,
+}
+
+impl<'t> LeafChecker<'t> {
+    fn new(tree: &'t sled::Tree) -> Self {
+        LeafChecker { tree, tile: None }
+    }
+
+    fn check(&mut self, sequence: u64, bytes: &[u8]) -> Result<(), Error> {
+        let leaf = sequence - 1;
+        let index = leaf / layout::TILE_WIDTH as u64;
+        if self.tile.as_ref().is_none_or(|(i, _)| *i != index) {
+            let hashes = read_tile(self.tree, 0, index)?
+                .ok_or_else(|| Error::corrupt(sequence, "Merkle tile missing"))?;
+            self.tile = Some((index, hashes));
+        }
+        let offset = usize::try_from(leaf % layout::TILE_WIDTH as u64).unwrap_or(usize::MAX);
+        let stored = self.tile.as_ref().and_then(|(_, h)| h.get(offset));
+        if stored != Some(&merkle::leaf_hash(bytes)) {
+            return Err(Error::corrupt(
+                sequence,
+                "Merkle leaf does not match SHA-256(0x00 || bytes)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Compare a recomputed tile with the stored one (which may have grown
+/// since, if appends run concurrently); name the first leaf that differs.
+fn compare_tile(tree: &sled::Tree, write: &tiles::TileWrite) -> Result<(), Error> {
+    let (level, index, computed) = write;
+    let stored = read_tile(tree, *level, *index)?.unwrap_or_default();
+    let first_entry = index.saturating_mul(layout::TILE_WIDTH as u64);
+    for (j, hash) in computed.iter().enumerate() {
+        if stored.get(j) != Some(hash) {
+            let entry = first_entry.saturating_add(j as u64);
+            let leaf = entry
+                .checked_shl(layout::TILE_HEIGHT * u32::from(*level))
+                .unwrap_or(u64::MAX);
+            return Err(Error::corrupt(
+                leaf.saturating_add(1),
+                format!("stored Merkle node ({level}, {entry}) does not match the records"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The committed-id groups of one id prefix, in group order, validated.
@@ -667,7 +940,15 @@ impl Log for SledLog {
         let mut orgs: HashMap<&str, Vec<u64>> = HashMap::new();
         let mut types: HashMap<&str, Vec<u64>> = HashMap::new();
         let mut new_ids: HashMap<[u8; ID_PREFIX_LEN], Vec<(IdEntry, Uuid)>> = HashMap::new();
+        let mut tiles = writer.tiles.clone();
+        let mut tile_writes = Vec::new();
+        let mut touched = Vec::new();
         for (index, (record, (sequence, hash))) in records.iter().zip(&plan.links).enumerate() {
+            tiles.push(
+                merkle::leaf_hash(&record.bytes),
+                &mut tile_writes,
+                &mut touched,
+            );
             let size = layout::ENTRY_HEADER_LEN + record.bytes.len();
             if !chunk.is_empty() && chunk_bytes + size > layout::CHUNK_TARGET_BYTES {
                 ops.insert(
@@ -735,6 +1016,11 @@ impl Log for SledLog {
             );
         }
         if !records.is_empty() {
+            tile_writes.extend(tiles.partial_writes(&touched));
+            for write in &tile_writes {
+                let (key, value) = tiles::encode(write);
+                ops.insert(&key[..], value);
+            }
             ops.insert(&[layout::HEAD][..], &layout::encode_head(&plan.head)[..]);
         }
 
@@ -755,6 +1041,7 @@ impl Log for SledLog {
         }
 
         writer.head = plan.head;
+        writer.tiles = tiles;
         let mut visible = self.visible()?;
         visible.head = plan.head;
         for rejection in rejections {
@@ -872,5 +1159,140 @@ impl Log for SledLog {
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         self.tree.insert(layout::meta_key(key), value)?;
         Ok(())
+    }
+
+    fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        let head = self.visible_head()?;
+        let complete = index
+            .checked_add(1)
+            .and_then(|i| i.checked_shl(level))
+            .is_some_and(|end| level < 64 && end <= head.sequence);
+        if !complete {
+            return Err(Error::Conflict(format!(
+                "Merkle node ({level}, {index}) is not complete at head {}",
+                head.sequence
+            )));
+        }
+        let tile_level = u8::try_from(level / layout::TILE_HEIGHT).unwrap_or(u8::MAX);
+        let within = level % layout::TILE_HEIGHT;
+        let first_entry = index << within;
+        let width = layout::TILE_WIDTH as u64;
+        let tile_index = first_entry / width;
+        let first_sequence = tiles::first_sequence(tile_level, tile_index);
+        let value = self
+            .tree
+            .get(layout::tile_key(tile_level, tile_index))?
+            .ok_or_else(|| Error::corrupt(first_sequence, "Merkle tile missing"))?;
+        // Only the hashes this node covers are decoded (no copy of the tile).
+        let start = usize::try_from(first_entry % width).unwrap_or(usize::MAX);
+        let part: Vec<Hash> = start
+            .checked_mul(32)
+            .zip((1usize << within).checked_mul(32))
+            .and_then(|(from, len)| value.get(from..from.checked_add(len)?))
+            .ok_or_else(|| Error::corrupt(first_sequence, "Merkle tile too short"))?
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        Ok(merkle::fold_power_of_two(&part))
+    }
+
+    fn put_checkpoint(&self, size: u64, bytes: &[u8]) -> Result<(), Error> {
+        let mut writer = self
+            .writer
+            .lock()
+            .map_err(|_| Error::Io("append lock poisoned".to_owned()))?;
+        if let Some(reason) = &writer.failed {
+            return Err(Error::Io(format!(
+                "an earlier write failed ({reason}); reopen the store"
+            )));
+        }
+        if size == 0 || size > writer.head.sequence {
+            return Err(Error::Conflict(format!(
+                "checkpoint size {size} must be between 1 and the head {}",
+                writer.head.sequence
+            )));
+        }
+        let record = ChunkReader::new(&self.tree).get(size)?;
+        let marker = Head {
+            sequence: size,
+            hash: record.hash,
+        };
+        let current = match self.tree.get([layout::VERIFIED])? {
+            Some(value) => layout::decode_head(&value)?.sequence,
+            None => 0,
+        };
+        let mut ops = sled::Batch::default();
+        ops.insert(&layout::checkpoint_key(size)[..], bytes);
+        if size > current {
+            // The marker only moves forward.
+            ops.insert(&[layout::VERIFIED][..], &layout::encode_head(&marker)[..]);
+        }
+        if let Err(err) = self.tree.apply_batch(ops) {
+            return Err(SledLog::fail(&mut writer, err));
+        }
+        if let Err(err) = self.db.flush() {
+            return Err(SledLog::fail(&mut writer, err));
+        }
+        Ok(())
+    }
+
+    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let range = layout::checkpoint_key(from_size)..=layout::checkpoint_key(u64::MAX);
+        let mut out = Vec::new();
+        for entry in self.tree.range(range).take(limit) {
+            let (key, value) = entry?;
+            let size = layout::checkpoint_key_size(&key)
+                .ok_or_else(|| Error::corrupt(0, "malformed checkpoint key"))?;
+            out.push((size, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, Error> {
+        match self.tree.scan_prefix([layout::CHECKPOINT]).next_back() {
+            None => Ok(None),
+            Some(entry) => {
+                let (key, value) = entry?;
+                let size = layout::checkpoint_key_size(&key)
+                    .ok_or_else(|| Error::corrupt(0, "malformed checkpoint key"))?;
+                Ok(Some((size, value.to_vec())))
+            }
+        }
+    }
+
+    fn verify_all(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, Error> {
+        let head = self.visible_head()?;
+        let mut frontier = TileFrontier::default();
+        let mut touched = Vec::new();
+        let mut full = Vec::new();
+        let last = scan_chain(
+            &self.tree,
+            Head::EMPTY,
+            head.sequence,
+            |_, bytes| {
+                frontier.push(merkle::leaf_hash(bytes), &mut full, &mut touched);
+                for write in full.drain(..) {
+                    compare_tile(&self.tree, &write)?;
+                }
+                Ok(())
+            },
+            progress,
+        )?;
+        if last != head.hash {
+            return Err(Error::corrupt(
+                head.sequence,
+                "head hash does not match the recomputed chain",
+            ));
+        }
+        let all = vec![true; touched.len()];
+        for write in frontier.partial_writes(&all) {
+            compare_tile(&self.tree, &write)?;
+        }
+        progress(head.sequence);
+        Ok(head)
     }
 }

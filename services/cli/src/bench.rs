@@ -150,6 +150,9 @@ impl Node {
             nats_url: None,
             packs: config.packs.clone(),
             rebuild_views,
+            // `wfl up`'s defaults.
+            checkpoint_every_events: 1000,
+            checkpoint_interval: Duration::from_secs(10),
         };
         let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
         Ok(Self {

@@ -3,6 +3,7 @@
 //!
 //! The binaries themselves stay thin; every service's logic lives in its own crate.
 
+pub mod audit;
 pub mod bench;
 pub mod client;
 pub mod loadgen;

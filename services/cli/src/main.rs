@@ -114,6 +114,12 @@ enum Command {
         /// Discard the stored views and fold the whole ledger again.
         #[arg(long)]
         rebuild_views: bool,
+        /// Cut a signed checkpoint every this many committed events...
+        #[arg(long, env = "WFL_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000)]
+        checkpoint_every_events: u64,
+        /// ...or every this many seconds while events are not covered by one.
+        #[arg(long, env = "WFL_CHECKPOINT_INTERVAL_SECS", default_value_t = 10)]
+        checkpoint_interval_secs: u64,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -236,6 +242,35 @@ enum Command {
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
     },
+    /// Print the ledger's ed25519 public key (hex), which signs its checkpoints.
+    Key {
+        #[arg(long, env = "WFL_DATA_DIR", default_value = "./wfl-data")]
+        data_dir: PathBuf,
+        /// The key file, when not the data dir's `ledger-signing.key`.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Export the ledger (events as protobuf and JSON lines, signed checkpoints, public key,
+    /// manifest) into a directory; run again to resume or to add newer events.
+    Export {
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
+        addr: String,
+    },
+    /// Verify an export or a stopped node's data dir: hash chain, Merkle roots, checkpoint
+    /// signatures and consistency. Prints a verdict; exits 1 naming the first bad sequence.
+    Verify {
+        /// An export directory or a data dir.
+        #[arg(required_unless_present = "addr")]
+        target: Option<PathBuf>,
+        /// Verify a running ledger instead: export it to a temporary directory and verify that.
+        #[arg(long, conflicts_with = "target")]
+        addr: Option<String>,
+        /// Pin the ledger's public key (hex) instead of trusting the one in the export.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Print committed events as JSON lines, in sequence order.
     Replay {
         #[arg(long, default_value_t = 1)]
@@ -279,6 +314,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nats_url,
             rulepacks,
             rebuild_views,
+            checkpoint_every_events,
+            checkpoint_interval_secs,
         } => {
             wfl_cli::init_tracing();
             let packs = wfl_projector::load_packs(&rulepacks)?;
@@ -300,6 +337,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nats_url,
                     packs,
                     rebuild_views,
+                    checkpoint_every_events: checkpoint_every_events.max(1),
+                    checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                 },
                 grpc,
                 http,
@@ -492,6 +531,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             client::tail(&addr, request, count).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Key { data_dir, key } => {
+            println!(
+                "{}",
+                wfl_cli::audit::public_key_hex(&data_dir, key.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { to, addr } => {
+            let s = wfl_cli::audit::export(&addr, &to, true).await?;
+            eprintln!(
+                "exported {} events ({} already there) and {} checkpoints to {}",
+                s.events,
+                s.resumed_from,
+                s.checkpoints,
+                to.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { target, addr, key } => {
+            let (target, scratch) = match (target, addr) {
+                (Some(t), _) => (t, None),
+                (None, Some(addr)) => {
+                    let dir =
+                        std::env::temp_dir().join(format!("wfl-verify-{}", uuid::Uuid::now_v7()));
+                    wfl_cli::audit::export(&addr, &dir, true).await?;
+                    (dir.clone(), Some(dir))
+                }
+                (None, None) => anyhow::bail!("give a directory or --addr"),
+            };
+            let verdict = tokio::task::spawn_blocking(move || {
+                wfl_cli::audit::verify(&target, key.as_deref(), true)
+            })
+            .await?;
+            if let Some(dir) = scratch {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            let verdict = verdict?;
+            println!("{}", verdict.describe());
+            Ok(if verdict.failure.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Replay {
             from,

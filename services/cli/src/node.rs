@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub packs: Vec<wfl_projector::RulePack>,
     /// Discard the stored views and fold the ledger again from sequence 1.
     pub rebuild_views: bool,
+    /// Cut a signed checkpoint every this many events ...
+    pub checkpoint_every_events: u64,
+    /// ... or this often while events are not yet covered by one.
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -42,6 +46,7 @@ struct HttpState {
     store: Arc<dyn Log>,
     subscribers: Arc<wfl_ledger::subscribe::Registry>,
     views: Arc<wfl_projector::Progress>,
+    audit: tokio::sync::watch::Receiver<wfl_ledger::audit::AuditState>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -56,7 +61,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let bus = connect_bus(config.nats_url.as_deref()).await?;
     let ledger = wfl_ledger::Ledger::start(
-        wfl_ledger::Config::new(&config.data_dir),
+        wfl_ledger::Config {
+            checkpoint_every_events: config.checkpoint_every_events,
+            checkpoint_interval: config.checkpoint_interval,
+            ..wfl_ledger::Config::new(&config.data_dir)
+        },
         bus.clone(),
         shutdown.clone(),
     )
@@ -87,6 +96,14 @@ pub async fn run(
     reporter
         .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
         .await;
+    // A failed background verification of the ledger makes every service NOT_SERVING.
+    wfl_ledger::audit::not_serving_on_failure(
+        ledger.audit(),
+        reporter.clone(),
+        ["", "wfl.v1.Ingest", "wfl.v1.Ledger", "wfl.v1.Views"]
+            .map(str::to_owned)
+            .to_vec(),
+    );
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
@@ -103,6 +120,7 @@ pub async fn run(
         store: ledger.store(),
         subscribers: ledger.subscribers(),
         views: projector.progress(),
+        audit: ledger.audit(),
     };
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -135,6 +153,7 @@ pub async fn run(
 async fn metrics_text(State(s): State<HttpState>) -> String {
     let mut out = s.metrics.render();
     out.push_str(&s.views.render());
+    out.push_str(&s.audit.borrow().render());
     if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())
         .await
         .unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string())))

@@ -17,6 +17,7 @@ use wfl_projections::classify::Bucket;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 
+use crate::checkpoint::SignedCheckpoint;
 use crate::{codec, subscribe, Error};
 
 const CHUNK: usize = 1000;
@@ -27,6 +28,7 @@ pub struct LedgerApi {
     head: watch::Receiver<u64>,
     subscribers: Arc<subscribe::Registry>,
     limits: subscribe::Limits,
+    public_key: ed25519_dalek::VerifyingKey,
 }
 
 impl LedgerApi {
@@ -35,14 +37,49 @@ impl LedgerApi {
         head: watch::Receiver<u64>,
         subscribers: Arc<subscribe::Registry>,
         limits: subscribe::Limits,
+        public_key: ed25519_dalek::VerifyingKey,
     ) -> Self {
         Self {
             store,
             head,
             subscribers,
             limits,
+            public_key,
         }
     }
+
+    /// Runs a store call on the blocking pool; errors through [`status`].
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Log) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| status(Error::join(e)))?
+            .map_err(status)
+    }
+
+    /// The head as a tree size, for `0 = the head` arguments and range checks.
+    async fn head_size(&self) -> Result<u64, Status> {
+        self.blocking(|s| Ok(s.head()?.sequence)).await
+    }
+}
+
+/// A size argument: 0 means the head; beyond the head is OUT_OF_RANGE naming the field.
+fn size_arg(field: &str, value: u64, head: u64) -> Result<u64, Status> {
+    match value {
+        0 => Ok(head),
+        v if v > head => Err(out_of_range(
+            field,
+            &format!("{v} is beyond the head {head}"),
+        )),
+        v => Ok(v),
+    }
+}
+
+fn hashes(list: Vec<wfl_store::Hash>) -> Vec<Vec<u8>> {
+    list.into_iter().map(|h| h.to_vec()).collect()
 }
 
 /// The store filter for a request's org and type lists.
@@ -65,11 +102,162 @@ fn filter(org_ids: Vec<String>, event_types: &[String]) -> Result<Filter, Status
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::CommittedEvent, Status>> + Send>>;
+type CheckpointStream = Pin<Box<dyn Stream<Item = Result<pb::SignedCheckpoint, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerApi {
     type ReadStream = ReadStream;
     type SubscribeStream = SubscribeStream;
+    type ListCheckpointsStream = CheckpointStream;
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let size = request.into_inner().tree_size;
+        let found = self
+            .blocking(move |s| {
+                Ok(if size == 0 {
+                    s.latest_checkpoint()?
+                } else {
+                    s.checkpoints(size, 1)?
+                        .into_iter()
+                        .find(|(n, _)| *n == size)
+                })
+            })
+            .await?;
+        let Some((_, bytes)) = found else {
+            return Err(Status::not_found(if size == 0 {
+                "no checkpoint has been cut yet".to_owned()
+            } else {
+                format!("tree_size: no checkpoint was cut at {size}")
+            }));
+        };
+        let signed = SignedCheckpoint::decode(&bytes).map_err(status)?;
+        Ok(Response::new(signed.to_pb()))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<Self::ListCheckpointsStream>, Status> {
+        let mut from = request.into_inner().from_size;
+        let store = self.store.clone();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let s = store.clone();
+                let page = tokio::task::spawn_blocking(move || s.checkpoints(from, CHUNK)).await;
+                let page = match page {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(status(e.into()))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(status(Error::join(e)))).await;
+                        return;
+                    }
+                };
+                let Some(last) = page.last().map(|(n, _)| *n) else {
+                    return;
+                };
+                for (_, bytes) in page {
+                    let item = SignedCheckpoint::decode(&bytes)
+                        .map(|c| c.to_pb())
+                        .map_err(status);
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                from = last + 1;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::InclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let req = request.into_inner();
+        if req.sequence == 0 {
+            return Err(invalid("sequence", "must be at least 1"));
+        }
+        let head = self.head_size().await?;
+        let size = size_arg("tree_size", req.tree_size, head)?;
+        if req.sequence > size {
+            return Err(invalid(
+                "sequence",
+                &format!("{} is not in the tree of size {size}", req.sequence),
+            ));
+        }
+        let sequence = req.sequence;
+        let (record, root, proof) = self
+            .blocking(move |s| {
+                let record = s
+                    .get(sequence)?
+                    .ok_or_else(|| Error::Internal(format!("record {sequence} missing")))?;
+                Ok((
+                    record,
+                    s.merkle_root(size)?,
+                    s.inclusion_proof(sequence, size)?,
+                ))
+            })
+            .await?;
+        Ok(Response::new(pb::InclusionProof {
+            sequence,
+            tree_size: size,
+            leaf_hash: wfl_store::merkle::leaf_hash(&record.bytes).to_vec(),
+            root_hash: root.to_vec(),
+            proof: hashes(proof),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::ConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let req = request.into_inner();
+        if req.old_size == 0 {
+            return Err(invalid("old_size", "must be at least 1"));
+        }
+        let head = self.head_size().await?;
+        let new = size_arg("new_size", req.new_size, head)?;
+        if req.old_size > new {
+            return Err(invalid(
+                "old_size",
+                &format!("{} is larger than new_size {new}", req.old_size),
+            ));
+        }
+        let old = req.old_size;
+        let (old_root, new_root, proof) = self
+            .blocking(move |s| {
+                Ok((
+                    s.merkle_root(old)?,
+                    s.merkle_root(new)?,
+                    s.consistency_proof(old, new)?,
+                ))
+            })
+            .await?;
+        Ok(Response::new(pb::ConsistencyProof {
+            old_size: old,
+            new_size: new,
+            old_root: old_root.to_vec(),
+            new_root: new_root.to_vec(),
+            proof: hashes(proof),
+        }))
+    }
+
+    async fn get_public_key(
+        &self,
+        _request: Request<pb::PublicKeyRequest>,
+    ) -> Result<Response<pb::PublicKey>, Status> {
+        Ok(Response::new(pb::PublicKey {
+            algorithm: "ed25519".to_owned(),
+            public_key: self.public_key.as_bytes().to_vec(),
+        }))
+    }
 
     async fn subscribe(
         &self,
@@ -196,6 +384,16 @@ impl pb::ledger_server::Ledger for LedgerApi {
     }
 }
 
+fn out_of_range(field: &str, description: &str) -> Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = ErrorDetails::with_bad_request_violation(field, description);
+    Status::with_error_details(
+        tonic::Code::OutOfRange,
+        format!("{field}: {description}"),
+        details,
+    )
+}
+
 fn invalid(field: &str, description: &str) -> Status {
     use tonic_types::{ErrorDetails, StatusExt};
     let details = ErrorDetails::with_bad_request_violation(field, description);
@@ -215,9 +413,15 @@ pub(crate) fn status(e: Error) -> Status {
             Status::unavailable("ledger storage unavailable; retry")
         }
         Error::Store(wfl_store::Error::Corrupt { sequence, .. })
+        | Error::Refused { sequence, .. }
         | Error::Undecodable { sequence, .. } => {
             error!(error = %e, "ledger data failed verification");
             Status::data_loss(format!("ledger record {sequence} failed verification"))
+        }
+        Error::Store(wfl_store::Error::Conflict(detail)) => Status::failed_precondition(detail),
+        Error::Checkpoint(_) => {
+            error!(error = %e, "stored checkpoint failed verification");
+            Status::data_loss("a stored checkpoint failed verification")
         }
         other => {
             error!(error = %other, "ledger request failed");

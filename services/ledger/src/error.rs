@@ -15,6 +15,15 @@ pub enum Error {
     /// A committed record cannot be decoded: the store holds data this build does not understand.
     #[error("ledger record {sequence} cannot be decoded: {detail}")]
     Undecodable { sequence: u64, detail: String },
+    /// The store failed verification at open: the ledger refuses to start.
+    #[error("ledger refuses to start: first bad sequence {sequence}: {detail}")]
+    Refused { sequence: u64, detail: String },
+    /// The signing key file is missing, unreadable, malformed or too widely readable.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// A stored or received checkpoint does not have the signed-checkpoint format.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A bug or an unexpected runtime failure.
     #[error("internal: {0}")]
     Internal(String),

@@ -10,6 +10,8 @@
 //! else reads.
 
 pub mod api;
+pub mod audit;
+pub mod checkpoint;
 mod codec;
 pub mod error;
 mod publisher;
@@ -43,6 +45,12 @@ pub struct Config {
     pub await_timeout: Duration,
     /// A subscriber that takes nothing for this long is ended with `RESOURCE_EXHAUSTED`.
     pub stall_timeout: Duration,
+    /// Cut a signed checkpoint once this many events were committed since the last one.
+    pub checkpoint_every_events: u64,
+    /// ... or once this much time passed with events not yet covered by a checkpoint.
+    pub checkpoint_interval: Duration,
+    /// The ed25519 signing key; `None` = `<data_dir>/ledger-signing.key`, created on first start.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -54,6 +62,9 @@ impl Config {
             max_batch: 1000,
             await_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
+            checkpoint_every_events: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            signing_key: None,
         }
     }
 }
@@ -61,6 +72,8 @@ impl Config {
 /// A running ledger: its background tasks and what the gRPC API needs.
 pub struct Ledger {
     store: Arc<dyn Log>,
+    signer: Arc<checkpoint::Signer>,
+    audit: watch::Receiver<audit::AuditState>,
     head: watch::Receiver<u64>,
     subscribers: Arc<subscribe::Registry>,
     limits: subscribe::Limits,
@@ -80,12 +93,29 @@ impl Ledger {
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
         let dir = config.data_dir.join("ledger");
-        let store: Arc<dyn Log> = Arc::new(
-            tokio::task::spawn_blocking(move || SledLog::open(&dir))
+        let key_path = config
+            .signing_key
+            .clone()
+            .unwrap_or_else(|| checkpoint::default_key_path(&config.data_dir));
+        let signer = Arc::new(
+            tokio::task::spawn_blocking(move || checkpoint::Signer::load_or_create(&key_path))
                 .await
                 .map_err(Error::join)??,
         );
-        let (writer, head) = writer::Writer::recover(store.clone(), config.clone()).await?;
+        let shown = dir.clone();
+        let store: Arc<dyn Log> = Arc::new(
+            tokio::task::spawn_blocking(move || SledLog::open(&dir))
+                .await
+                .map_err(Error::join)?
+                .map_err(|e| refuse_to_start(&shown, e))?,
+        );
+        let (s, public) = (store.clone(), signer.public());
+        tokio::task::spawn_blocking(move || check_latest_checkpoint(s.as_ref(), &public))
+            .await
+            .map_err(Error::join)??;
+        let (writer, head) =
+            writer::Writer::recover(store.clone(), config.clone(), signer.clone()).await?;
+        let audit = audit::spawn(store.clone());
         let mut tasks = JoinSet::new();
         let inbox = bus.inbox().await?;
         let requests = bus.serve(AWAIT_SUBJECT).await?;
@@ -107,6 +137,8 @@ impl Ledger {
         };
         Ok(Self {
             store,
+            signer,
+            audit,
             head,
             subscribers: Arc::default(),
             limits,
@@ -122,8 +154,15 @@ impl Ledger {
             self.head.clone(),
             self.subscribers.clone(),
             self.limits,
+            self.signer.public(),
         ))
         .max_decoding_message_size(64 << 20)
+    }
+
+    /// The background full verification's progress and verdict (metrics, health).
+    #[must_use]
+    pub fn audit(&self) -> watch::Receiver<audit::AuditState> {
+        self.audit.clone()
     }
 
     /// Live subscriptions, for the metrics endpoint.
@@ -171,6 +210,14 @@ pub async fn run(
         .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi>>()
         .await;
     let reflection = wfl_proto::reflection().map_err(|e| Error::Internal(e.to_string()))?;
+    audit::not_serving_on_failure(
+        ledger.audit(),
+        reporter,
+        vec![
+            String::new(),
+            <wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> as tonic::server::NamedService>::NAME.to_owned(),
+        ],
+    );
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let token = shutdown.clone();
     let server = tonic::transport::Server::builder()
@@ -182,6 +229,61 @@ pub async fn run(
     shutdown.cancel();
     let joined = ledger.join().await;
     served.and(joined)
+}
+
+/// The latest signed checkpoint must carry this ledger's signature and match the stored tree: its
+/// root and the chain hash of its last record. O(log n), so every start checks it.
+fn check_latest_checkpoint(
+    store: &dyn Log,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<(), Error> {
+    let Some((size, bytes)) = store.latest_checkpoint()? else {
+        return Ok(());
+    };
+    let refuse = |detail: String| {
+        tracing::error!("{detail}; refusing to start. Inspect with: wfl verify DATA_DIR");
+        Error::Refused {
+            sequence: size,
+            detail: format!("{detail}; run `wfl verify DATA_DIR` for details"),
+        }
+    };
+    let signed = checkpoint::SignedCheckpoint::decode(&bytes).map_err(|e| {
+        refuse(format!(
+            "the checkpoint at tree size {size} is malformed: {e}"
+        ))
+    })?;
+    if signed.checkpoint.tree_size != size || !signed.verify(key) {
+        return Err(refuse(format!(
+            "the checkpoint at tree size {size} is not signed by this ledger's key"
+        )));
+    }
+    let root = store.merkle_root(size)?;
+    let record = store.get(size)?.map(|r| r.hash);
+    if root != signed.checkpoint.root || record != Some(signed.checkpoint.head_hash) {
+        return Err(refuse(format!(
+            "the stored records do not have the root and head hash signed at tree size {size}"
+        )));
+    }
+    // Every upper Merkle node the head needs is present and readable.
+    store.merkle_root(store.head()?.sequence)?;
+    Ok(())
+}
+
+/// A store that does not verify: name the first bad sequence and the command that shows it.
+fn refuse_to_start(dir: &std::path::Path, e: wfl_store::Error) -> Error {
+    if let wfl_store::Error::Corrupt { sequence, .. } = &e {
+        let data_dir = dir.parent().unwrap_or(dir);
+        tracing::error!(
+            "ledger store failed verification: first bad sequence {sequence} ({e}); \
+             refusing to start. Inspect with: wfl verify {}",
+            data_dir.display()
+        );
+        return Error::Refused {
+            sequence: *sequence,
+            detail: format!("{e}; run `wfl verify {}` for details", data_dir.display()),
+        };
+    }
+    Error::Store(e)
 }
 
 /// Binds a TCP listener (helper for the binaries).

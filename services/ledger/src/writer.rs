@@ -21,6 +21,7 @@ use wfl_domain::{Conflict, EventId, History, LedgerState, OriginalEvent};
 use wfl_proto::pb;
 use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
 
+use crate::checkpoint::{Checkpoint, Signer};
 use crate::{codec, Config, Error};
 
 /// gRPC status codes used in refusals (google.rpc.Code).
@@ -41,6 +42,10 @@ pub(crate) struct Writer {
     head_tx: watch::Sender<u64>,
     config: Config,
     waiters: Waiters,
+    signer: Arc<Signer>,
+    /// Size of the latest checkpoint and when the writer last cut one (or started).
+    checkpointed: u64,
+    checkpointed_at: Instant,
 }
 
 impl Writer {
@@ -48,36 +53,39 @@ impl Writer {
     pub(crate) async fn recover(
         store: Arc<dyn Log>,
         config: Config,
+        signer: Arc<Signer>,
     ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
-        let (state, head) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let mut state = LedgerState::new();
-            let mut from = 1;
-            loop {
-                let records = s.read(from, None, &Filter::default(), 10_000)?;
-                let Some(last) = records.last() else { break };
-                from = last.sequence + 1;
-                let history = StoreHistory {
-                    store: s.as_ref(),
-                    batch: &HashMap::new(),
-                    failed: std::cell::Cell::new(false),
-                };
-                for r in &records {
-                    let event = codec::decode_event(r)?;
-                    state.apply(&event, &history);
-                    if history.failed.get() {
-                        return Err(Error::Internal(format!(
-                            "store read failed while rebuilding state at sequence {}",
-                            r.sequence
-                        )));
+        let (state, head, checkpointed) =
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let mut state = LedgerState::new();
+                let mut from = 1;
+                loop {
+                    let records = s.read(from, None, &Filter::default(), 10_000)?;
+                    let Some(last) = records.last() else { break };
+                    from = last.sequence + 1;
+                    let history = StoreHistory {
+                        store: s.as_ref(),
+                        batch: &HashMap::new(),
+                        failed: std::cell::Cell::new(false),
+                    };
+                    for r in &records {
+                        let event = codec::decode_event(r)?;
+                        state.apply(&event, &history);
+                        if history.failed.get() {
+                            return Err(Error::Internal(format!(
+                                "store read failed while rebuilding state at sequence {}",
+                                r.sequence
+                            )));
+                        }
                     }
                 }
-            }
-            Ok((state, s.head()?))
-        })
-        .await
-        .map_err(Error::join)??;
+                let checkpointed = s.latest_checkpoint()?.map_or(0, |(size, _)| size);
+                Ok((state, s.head()?, checkpointed))
+            })
+            .await
+            .map_err(Error::join)??;
         info!(
             head = head.sequence,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -93,6 +101,9 @@ impl Writer {
                 head_tx,
                 config,
                 waiters,
+                signer,
+                checkpointed,
+                checkpointed_at: Instant::now(),
             },
             head_rx,
         ))
@@ -117,14 +128,20 @@ impl Writer {
             tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
                 batch = batch_rx.recv() => match batch {
-                    Some(batch) => if let Err(e) = self.commit(batch).await { break Err(e) },
+                    Some(batch) => {
+                        if let Err(e) = self.commit(batch).await { break Err(e) }
+                        if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                    }
                     None => break Ok(()),
                 },
                 req = requests.next() => match req {
                     Some(req) => self.on_await(req),
                     None => break Err(Error::Internal("outcome request subscription ended".into())),
                 },
-                _ = sweep.tick() => self.waiters.expire(),
+                _ = sweep.tick() => {
+                    self.waiters.expire();
+                    if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                }
             }
         };
         if let Err(e) = &result {
@@ -266,6 +283,43 @@ impl Writer {
         for (id, outcome) in outcomes {
             self.waiters.resolve(id, outcome);
         }
+        Ok(())
+    }
+
+    /// Cuts a signed checkpoint at the head when enough events or time passed since the last one.
+    /// The store moves its verified marker with it, which bounds the next open's re-verification.
+    async fn checkpoint_if_due(&mut self) -> Result<(), Error> {
+        let size = *self.head_tx.borrow();
+        if size <= self.checkpointed {
+            self.checkpointed_at = Instant::now();
+            return Ok(());
+        }
+        let due = size - self.checkpointed >= self.config.checkpoint_every_events
+            || self.checkpointed_at.elapsed() >= self.config.checkpoint_interval;
+        if !due {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let signer = self.signer.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let root = store.merkle_root(size)?;
+            let record = store
+                .get(size)?
+                .ok_or_else(|| Error::Internal(format!("record {size} vanished below the head")))?;
+            let signed = signer.sign(Checkpoint {
+                tree_size: size,
+                root,
+                head_hash: record.hash,
+                time_micros: codec::now_micros(),
+            });
+            store.put_checkpoint(size, &signed.encode())?;
+            Ok(())
+        })
+        .await
+        .map_err(Error::join)??;
+        debug!(tree_size = size, "checkpoint signed");
+        self.checkpointed = size;
+        self.checkpointed_at = Instant::now();
         Ok(())
     }
 
