@@ -648,6 +648,7 @@ proptest! {
         for org in ORGS {
             for site in [None, Some("sh"), Some("bj"), Some("gz")] {
                 for offset in (0..440).step_by(37) {
+                    for months in [None, Some(1), Some(6), Some(12)] {
                     for (rels, cts) in [
                         (vec![], vec![]),
                         (vec![EmploymentRelationship::Dispatched, EmploymentRelationship::Contractor], vec![]),
@@ -662,9 +663,10 @@ proptest! {
                             jurisdiction_prefix: None,
                             max_over_days: None,
                             part_time_below_weekly_hours: None,
-                            part_time_below_months_of_12: None,
+                            part_time_below_months_of_12: months,
                         };
                         prop_assert_eq!(index.headcount(&q), p.population(&q), "{:?}", q);
+                    }
                     }
                 }
             }

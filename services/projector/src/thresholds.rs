@@ -151,11 +151,11 @@ fn watch_rows(
 /// look-back maximum (`max_over_days`, Cal-WARN coverage) as the largest indexed answer over the
 /// days of the look-back, each day asked once per evaluation.
 ///
-/// Not honoured yet (the index has no such data; see the report of issue 9):
-/// `jurisdiction_prefix`, `part_time_below_weekly_hours`, `part_time_below_months_of_12`. Until the
-/// index honours them, NY coverage counts the whole entity and the WARN headcount basis leaves out
-/// only `part_time` contracts; the counts themselves apply the hours and months tests from the
-/// events.
+/// The index honours the months limb of WARN part-time (`part_time_below_months_of_12`). Not
+/// honoured yet (neither here nor in `Projection::population`): `jurisdiction_prefix` and
+/// `part_time_below_weekly_hours`. Until they are, NY coverage counts the whole entity and the WARN
+/// headcount basis leaves out only `part_time` contracts and short-tenure workers; the counts
+/// themselves apply the hours and months tests from the events.
 struct Basis {
     index: PopulationIndex,
     /// Headcount at the end of one day, by the query's other fields (Debug form).

@@ -4,54 +4,115 @@
 //! each question, which is fine for one answer and quadratic for a threshold watch that asks once
 //! per window. [`PopulationIndex`] builds the stints once and keeps, per (org, site, relationship,
 //! contract type), the sorted presence boundaries, so each question costs a few binary searches.
-//! It gives the same answers as `Projection::population` (property test in
-//! `tests/fold_property.rs`). Reads the projection; never changes it.
+//! It gives the same answers as `Projection::population` for `org`, `site`, `on`, the exclusions and
+//! `part_time_below_months_of_12` (property test in `tests/fold_property.rs`); `max_over_days` is
+//! left to the caller (one question per day), and `jurisdiction_prefix` and
+//! `part_time_below_weekly_hours` are honoured by neither yet. Reads the projection; never changes it.
 
 use super::headcount::Counter;
 use super::timeline;
 use super::Projection;
 use crate::{Population, PopulationQuery};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use wfl_domain::{ContractType, EmploymentRelationship, OrgId, SiteId};
+use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId};
 
 type Key = (SiteId, EmploymentRelationship, ContractType);
+type Groups = BTreeMap<OrgId, BTreeMap<Key, Counter>>;
+
+/// One presence interval `[start, end)` at a site, with the start of the stint it belongs to.
+#[derive(Debug)]
+struct Interval {
+    org: OrgId,
+    key: Key,
+    /// `None`: a baseline load (employed since before anything the ledger knows).
+    stint_start: Option<Date>,
+    start: Option<Date>,
+    end: Option<Date>,
+}
 
 /// Headcount at the end of any day, per org, site, relationship and contract type.
 #[derive(Debug, Default)]
 pub struct PopulationIndex {
-    groups: BTreeMap<OrgId, BTreeMap<Key, Counter>>,
+    intervals: Vec<Interval>,
+    /// Counters per minimum employment (days) a worker needs to be counted; `0` = everyone. Built
+    /// on first use of each minimum (a pack asks one or two).
+    by_minimum: RefCell<BTreeMap<i32, Groups>>,
 }
 
 impl PopulationIndex {
     /// Indexes the stints of `org` (every org when `None`).
     #[must_use]
     pub fn new(p: &Projection, org: Option<&OrgId>) -> Self {
-        let mut groups: BTreeMap<OrgId, BTreeMap<Key, Counter>> = BTreeMap::new();
+        let mut intervals = Vec::new();
         for s in timeline::stints(p, org) {
-            let by_key = groups.entry(s.org.clone()).or_default();
             for (start, end, site) in s.intervals() {
-                by_key
-                    .entry((
+                intervals.push(Interval {
+                    org: s.org.clone(),
+                    key: (
                         site.clone(),
                         s.profile.relationship,
                         s.profile.contract_type,
-                    ))
-                    .or_default()
-                    .add(start, end);
+                    ),
+                    stint_start: s.start,
+                    start,
+                    end,
+                });
             }
+        }
+        Self {
+            intervals,
+            by_minimum: RefCell::default(),
+        }
+    }
+
+    /// Counters where a worker is present only once employed at least `min_days`: an interval
+    /// starts no earlier than its stint's start + `min_days` (a baseline load always qualifies).
+    fn groups(&self, min_days: i32) -> Groups {
+        let mut groups = Groups::new();
+        for i in &self.intervals {
+            let start = match (i.start, i.stint_start) {
+                (Some(s), Some(stint)) => Some(s.max(stint.add_days(min_days))),
+                (s, _) => s,
+            };
+            if let (Some(s), Some(e)) = (start, i.end) {
+                if s >= e {
+                    continue; // gone before qualifying
+                }
+            }
+            groups
+                .entry(i.org.clone())
+                .or_default()
+                .entry(i.key.clone())
+                .or_default()
+                .add(start, i.end);
         }
         for by_key in groups.values_mut() {
             for c in by_key.values_mut() {
                 c.sort();
             }
         }
-        Self { groups }
+        groups
     }
+}
+
+/// The days of employment that `min` months of the last 12 stand for (365 days = 12 months, as in
+/// `Projection::population`): `days * 12 >= min * 365`.
+fn minimum_days(min_months: Option<u32>) -> i32 {
+    min_months.map_or(0, |m| {
+        let m = i64::from(m.min(12));
+        i32::try_from((m * 365 + 11) / 12).unwrap_or(365)
+    })
 }
 
 impl Population for PopulationIndex {
     fn headcount(&self, q: &PopulationQuery) -> u64 {
-        let Some(by_key) = self.groups.get(&q.org) else {
+        let min_days = minimum_days(q.part_time_below_months_of_12);
+        let mut cache = self.by_minimum.borrow_mut();
+        let groups = cache
+            .entry(min_days)
+            .or_insert_with(|| self.groups(min_days));
+        let Some(by_key) = groups.get(&q.org) else {
             return 0;
         };
         by_key
