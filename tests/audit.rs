@@ -16,25 +16,7 @@ use wfl_proto::pb;
 use wfl_testkit::scenario;
 
 fn up(data: &Path, extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = [
-        "up",
-        "--data-dir",
-        &data.join("data").display().to_string(),
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--rulepacks",
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../rulepacks")
-            .display()
-            .to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Proc::start("wfl", &args, &data.join("logs"))
+    common::up(data, extra)
 }
 
 fn wfl(args: &[&str]) -> (bool, String, String) {

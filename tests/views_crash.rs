@@ -53,26 +53,7 @@ fn wait_for(proc: &Proc, what: &str, done: impl Fn(u64, u64) -> bool) -> (u64, u
 }
 
 fn spawn(dir: &Path, rebuild: bool) -> Proc {
-    let mut args: Vec<String> = [
-        "up",
-        "--data-dir",
-        &dir.join("data").display().to_string(),
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--rulepacks",
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../rulepacks")
-            .display()
-            .to_string(),
-    ]
-    .map(String::from)
-    .to_vec();
-    if rebuild {
-        args.push("--rebuild-views".into());
-    }
-    Proc::start("wfl", &args, &dir.join("logs"))
+    common::up(dir, if rebuild { &["--rebuild-views"] } else { &[] })
 }
 
 /// Every view, all orgs, by month, as the client sees it.

@@ -117,6 +117,31 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `wfl up` on loopback ports with its data in `dir/data`, its log in `dir/logs` and the
+/// repository's rule packs, plus `extra` arguments.
+pub fn up(dir: &Path, extra: &[&str]) -> Proc {
+    let data = dir.join("data").display().to_string();
+    let rulepacks = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rulepacks")
+        .display()
+        .to_string();
+    let mut args: Vec<String> = [
+        "up",
+        "--data-dir",
+        &data,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--rulepacks",
+        &rulepacks,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Proc::start("wfl", &args, &dir.join("logs"))
+}
+
 /// A single-node wfl (`wfl up`) on loopback, with its own data dir and, in NATS mode, its own
 /// nats-server.
 pub struct Node {
@@ -140,25 +165,10 @@ impl Node {
     }
 
     fn spawn(dir: &Path, nats: Option<&NatsServer>) -> Proc {
-        let mut args: Vec<String> = vec![
-            "up".into(),
-            "--data-dir".into(),
-            dir.join("data").display().to_string(),
-            "--grpc-addr".into(),
-            "127.0.0.1:0".into(),
-            "--http-addr".into(),
-            "127.0.0.1:0".into(),
-            "--rulepacks".into(),
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../rulepacks")
-                .display()
-                .to_string(),
-        ];
-        if let Some(n) = nats {
-            args.push("--nats-url".into());
-            args.push(n.url());
+        match nats {
+            Some(n) => up(dir, &["--nats-url", &n.url()]),
+            None => up(dir, &[]),
         }
-        Proc::start("wfl", &args, &dir.join("logs"))
     }
 
     /// Kills the node with SIGKILL and starts it again on the same data (and NATS).

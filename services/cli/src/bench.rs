@@ -466,44 +466,10 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
     drop(q);
 
     let t = Instant::now();
-    let index = wfl_projections::views::PopulationIndex::new(&p, None);
-    let records = p.countable_records(None);
-    let steps = p.compliance_records(None);
-    let separations: Vec<wfl_projections::rules::Separation<'_>> = records
-        .iter()
-        .map(|r| wfl_projections::rules::Separation {
-            event_id: r.event_id,
-            org: &r.org,
-            site: &r.site,
-            jurisdiction: &r.jurisdiction,
-            effective_date: r.effective_date,
-            payload: &r.payload,
-            position_closed: r.classification.position_closed,
-            backfilled: r.classification.backfilled,
-            correlation_id: r.correlation_id.as_deref(),
-        })
-        .collect();
-    let compliance: Vec<wfl_projections::rules::ComplianceStep<'_>> = steps
-        .iter()
-        .map(|c| wfl_projections::rules::ComplianceStep {
-            event_id: c.event_id,
-            org: &c.org,
-            site: &c.site,
-            kind: c.kind,
-            plan_id: &c.plan_id,
-            effective_date: c.effective_date,
-        })
-        .collect();
     let as_of = p
         .latest_effective_date(None)
         .ok_or_else(|| anyhow!("nothing folded"))?;
-    std::hint::black_box(wfl_projections::rules::evaluate(
-        packs,
-        &separations,
-        &compliance,
-        &index,
-        as_of,
-    ));
+    std::hint::black_box(wfl_projector::watch_rows(&p, packs, as_of));
     let watch_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let n = decoded.len() as f64;

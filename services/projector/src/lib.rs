@@ -52,6 +52,17 @@ pub enum Error {
     Internal(String),
 }
 
+/// Every threshold-watch row (current and peak) of every pack and unit over `projection` at
+/// `as_of`, exactly as the projector computes them (for benchmarks and offline tools).
+#[must_use]
+pub fn watch_rows(
+    projection: &Projection,
+    packs: &[RulePack],
+    as_of: wfl_domain::Date,
+) -> Vec<wfl_projections::rules::ThresholdStatus> {
+    thresholds::watch_rows(projection, packs, None, as_of)
+}
+
 /// Loads and validates the rule packs in `dir` (`*.toml`).
 ///
 /// # Errors

@@ -109,7 +109,7 @@ pub(crate) fn threshold_watch(
 }
 
 /// Every row (current and peak) of every pack and unit at `as_of`.
-fn watch_rows(
+pub(crate) fn watch_rows(
     p: &Projection,
     packs: &[RulePack],
     org: Option<&OrgId>,
