@@ -82,12 +82,19 @@ impl Generator {
     }
 
     fn commit(&mut self, org: OrgId, site: SiteId, date: Date, payload: Payload) {
+        // Each site in its own province, so jurisdiction filters have something to split.
+        let jurisdiction = match site.as_str() {
+            "sh" => "CN-31",
+            "bj" => "CN-11",
+            _ => "CN-44",
+        }
+        .to_owned();
         let n = self.events.len() as u64 + 1;
         let event = Event {
             event_id: id(n),
             org_id: org,
             site_id: site,
-            jurisdiction: "CN".to_owned(),
+            jurisdiction,
             effective_date: date,
             source: Source::default(),
             correlation_id: n.is_multiple_of(3).then(|| "plan-1".to_owned()),
@@ -648,7 +655,15 @@ proptest! {
         for org in ORGS {
             for site in [None, Some("sh"), Some("bj"), Some("gz")] {
                 for offset in (0..440).step_by(37) {
-                    for months in [None, Some(1), Some(6), Some(12)] {
+                    for (months, prefix) in [
+                        (None, None),
+                        (Some(1), None),
+                        (Some(6), Some("CN")),
+                        (Some(12), None),
+                        (None, Some("CN-31")),
+                        (None, Some("CN-3")),
+                        (None, Some("US-NY")),
+                    ] {
                     for (rels, cts) in [
                         (vec![], vec![]),
                         (vec![EmploymentRelationship::Dispatched, EmploymentRelationship::Contractor], vec![]),
@@ -660,7 +675,7 @@ proptest! {
                             on: day(0).add_days(offset),
                             exclude_relationships: rels,
                             exclude_contract_types: cts,
-                            jurisdiction_prefix: None,
+                            jurisdiction_prefix: prefix.map(str::to_owned),
                             max_over_days: None,
                             part_time_below_weekly_hours: None,
                             part_time_below_months_of_12: months,

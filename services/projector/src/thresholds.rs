@@ -151,11 +151,11 @@ pub(crate) fn watch_rows(
 /// look-back maximum (`max_over_days`, Cal-WARN coverage) as the largest indexed answer over the
 /// days of the look-back, each day asked once per evaluation.
 ///
-/// The index honours the months limb of WARN part-time (`part_time_below_months_of_12`). Not
-/// honoured yet (neither here nor in `Projection::population`): `jurisdiction_prefix` and
-/// `part_time_below_weekly_hours`. Until they are, NY coverage counts the whole entity and the WARN
-/// headcount basis leaves out only `part_time` contracts and short-tenure workers; the counts
-/// themselves apply the hours and months tests from the events.
+/// The index honours `jurisdiction_prefix` (NY coverage counts workers at sites whose events
+/// state a `US-NY` code) and the months limb of WARN part-time (`part_time_below_months_of_12`).
+/// Not honoured yet (neither here nor in `Projection::population`): `part_time_below_weekly_hours`,
+/// so the WARN headcount basis leaves out `part_time` contracts and short-tenure workers but not
+/// workers known to work few hours; the counts themselves apply the hours test from the events.
 struct Basis {
     index: PopulationIndex,
     /// Headcount at the end of one day, by the query's other fields (Debug form).

@@ -391,6 +391,17 @@ pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
 /// jurisdiction) and `part_time_below_weekly_hours` (hours are not kept on the stint).
 pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
     let stints = timeline::stints(p, Some(&query.org));
+    // A site is in the asked jurisdiction when its events state a code under the prefix.
+    let jurisdictions = query
+        .jurisdiction_prefix
+        .as_ref()
+        .map(|_| p.site_jurisdictions(Some(&query.org)));
+    let in_jurisdiction = |site: &SiteId| match (&query.jurisdiction_prefix, &jurisdictions) {
+        (Some(prefix), Some(map)) => map
+            .get(&(query.org.clone(), site.clone()))
+            .is_some_and(|j| crate::rules::pack::segment_prefix(prefix, j)),
+        _ => true,
+    };
     let year_start = query.on.add_days(-365);
     let counted = stints.iter().filter(|s| {
         !query
@@ -409,8 +420,9 @@ pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
     let Some(n) = query.max_over_days else {
         return counted
             .filter(|s| {
-                s.site_at_end_of(query.on)
-                    .is_some_and(|at| query.site.as_ref().is_none_or(|w| w == at))
+                s.site_at_end_of(query.on).is_some_and(|at| {
+                    query.site.as_ref().is_none_or(|w| w == at) && in_jurisdiction(at)
+                })
             })
             .count() as u64;
     };
@@ -421,7 +433,7 @@ pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
     let mut edges: Vec<(Date, i64)> = Vec::new();
     for s in counted {
         for (start, end, site) in s.intervals() {
-            if query.site.as_ref().is_some_and(|w| w != site) {
+            if query.site.as_ref().is_some_and(|w| w != site) || !in_jurisdiction(site) {
                 continue;
             }
             let from = start.map_or(first, |d| d.max(first));

@@ -766,6 +766,27 @@ impl Projection {
         self.entries.iter().filter(|(_, e)| e.live())
     }
 
+    /// Each site's jurisdiction, as the latest live event at that site states it (events carry
+    /// their establishment's ISO 3166 code), for the sites of `org` (all orgs when `None`).
+    fn site_jurisdictions(&self, org: Option<&OrgId>) -> BTreeMap<(OrgId, SiteId), String> {
+        let mut latest: BTreeMap<(OrgId, SiteId), (u64, &str)> = BTreeMap::new();
+        for (_, e) in self
+            .live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+        {
+            let slot = latest
+                .entry((e.org_id.clone(), e.site_id.clone()))
+                .or_insert((0, ""));
+            if e.sequence >= slot.0 {
+                *slot = (e.sequence, e.jurisdiction.as_str());
+            }
+        }
+        latest
+            .into_iter()
+            .map(|(k, (_, j))| (k, j.to_owned()))
+            .collect()
+    }
+
     /// The query window: its bounds, else the earliest and latest effective dates of the org's
     /// live events. `None` when there is nothing to show.
     fn date_range(&self, q: &Query) -> Option<(Date, Date)> {

@@ -4,10 +4,11 @@
 //! each question, which is fine for one answer and quadratic for a threshold watch that asks once
 //! per window. [`PopulationIndex`] builds the stints once and keeps, per (org, site, relationship,
 //! contract type), the sorted presence boundaries, so each question costs a few binary searches.
-//! It gives the same answers as `Projection::population` for `org`, `site`, `on`, the exclusions and
+//! It gives the same answers as `Projection::population` for `org`, `site`, `on`, the exclusions,
+//! `jurisdiction_prefix` (a site is in the jurisdiction its latest event states) and
 //! `part_time_below_months_of_12` (property test in `tests/fold_property.rs`); `max_over_days` is
-//! left to the caller (one question per day), and `jurisdiction_prefix` and
-//! `part_time_below_weekly_hours` are honoured by neither yet. Reads the projection; never changes it.
+//! left to the caller (one question per day), and `part_time_below_weekly_hours` is honoured by
+//! neither yet. Reads the projection; never changes it.
 
 use super::headcount::Counter;
 use super::timeline;
@@ -35,6 +36,8 @@ struct Interval {
 #[derive(Debug, Default)]
 pub struct PopulationIndex {
     intervals: Vec<Interval>,
+    /// Each site's jurisdiction (the latest live event at the site states it).
+    jurisdictions: BTreeMap<(OrgId, SiteId), String>,
     /// Counters per minimum employment (days) a worker needs to be counted; `0` = everyone. Built
     /// on first use of each minimum (a pack asks one or two).
     by_minimum: RefCell<BTreeMap<i32, Groups>>,
@@ -62,6 +65,7 @@ impl PopulationIndex {
         }
         Self {
             intervals,
+            jurisdictions: p.site_jurisdictions(org),
             by_minimum: RefCell::default(),
         }
     }
@@ -119,6 +123,11 @@ impl Population for PopulationIndex {
             .iter()
             .filter(|((site, rel, ct), _)| {
                 q.site.as_ref().is_none_or(|s| s == site)
+                    && q.jurisdiction_prefix.as_ref().is_none_or(|prefix| {
+                        self.jurisdictions
+                            .get(&(q.org.clone(), site.clone()))
+                            .is_some_and(|j| crate::rules::pack::segment_prefix(prefix, j))
+                    })
                     && !q.exclude_relationships.contains(rel)
                     && !q.exclude_contract_types.contains(ct)
             })
