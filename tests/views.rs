@@ -111,6 +111,7 @@ async fn cn_statuses(
             as_of_sequence,
             packs: vec!["CN-LCL-41".into()],
             alerts_only: false,
+            ..Default::default()
         })
         .await
         .expect("ThresholdWatch")
@@ -446,4 +447,116 @@ fn field(s: &prost_types::Struct, name: &str) -> prost_types::value::Kind {
         .get(name)
         .and_then(|v| v.kind.clone())
         .unwrap_or_else(|| panic!("no field {name} in {s:?}"))
+}
+
+/// design.md invariant 7 (bitemporal): a backdated event recorded later changes the figures for its
+/// effective period, but not the answer "as the ledger knew it" before it was recorded; `Read` with
+/// the same bound leaves it out too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backdated_event_changes_the_effective_period_but_not_what_was_known_before() {
+    let node = Node::start(Mode::Memory);
+    let ch = node.channel().await;
+    let march = |mut e: Event| {
+        e.effective_date = Date::from_ymd(2026, 3, 10).expect("date");
+        e
+    };
+    let first = vec![
+        march(scenario::hire(ORG, "w-1")),
+        march(scenario::hire(ORG, "w-2")),
+    ];
+    assert_eq!(record_batch(&ch, &first).await.committed, 2);
+    let known = common::replay(&ch).await;
+    let known_at = known.last().expect("two events").recorded_at_micros;
+
+    // Recorded later (now, December), effective back in March: two backdated resignations.
+    let mut late = scenario::event(
+        ORG,
+        Payload::Resignation(Resignation {
+            separation: scenario::separation("w-1"),
+            regrettable: false,
+            pressured: false,
+        }),
+    );
+    late.effective_date = Date::from_ymd(2026, 3, 12).expect("date");
+    let mut backdated = scenario::event(
+        ORG,
+        Payload::Resignation(Resignation {
+            separation: scenario::separation("w-2"),
+            regrettable: false,
+            pressured: false,
+        }),
+    );
+    backdated.effective_date = Date::from_ymd(2026, 3, 11).expect("date");
+    let r = record_batch(&ch, &[late, backdated]).await;
+    assert_eq!(r.committed, 2);
+    let all = common::replay(&ch).await;
+    assert!(
+        all.last().expect("four events").recorded_at_micros > known_at,
+        "recorded in a later commit"
+    );
+
+    let views = pb::views_client::ViewsClient::new(ch.clone());
+    let separations = |as_of_recorded_at_micros: i64| {
+        let mut v = views.clone();
+        async move {
+            let r = v
+                .separations(pb::ViewRequest {
+                    org_id: ORG.into(),
+                    from_date: "2026-03-01".into(),
+                    to_date: "2026-03-31".into(),
+                    as_of_recorded_at_micros,
+                    ..Default::default()
+                })
+                .await
+                .expect("Separations")
+                .into_inner();
+            let view = r.view.expect("a view");
+            let total = match view.fields.get("total").and_then(|v| v.kind.clone()) {
+                Some(prost_types::value::Kind::NumberValue(n)) => n,
+                other => panic!("total: {other:?}"),
+            };
+            (r.as_of_sequence, total)
+        }
+    };
+    assert_eq!(
+        separations(0).await,
+        (4, 2.0),
+        "now: both separations in March"
+    );
+    assert_eq!(
+        separations(known_at).await,
+        (2, 0.0),
+        "as the ledger knew it before they were recorded: none"
+    );
+
+    let mut ledger = common::ledger(&ch);
+    let mut stream = ledger
+        .read(pb::ReadRequest {
+            from_sequence: 1,
+            as_of_recorded_at_micros: known_at,
+            ..Default::default()
+        })
+        .await
+        .expect("Read")
+        .into_inner();
+    let mut sequences = Vec::new();
+    while let Some(c) = stream.message().await.expect("a record") {
+        sequences.push(c.sequence);
+    }
+    assert_eq!(
+        sequences,
+        vec![1, 2],
+        "Read leaves out what was recorded later"
+    );
+
+    let refused = views
+        .clone()
+        .separations(pb::ViewRequest {
+            as_of_recorded_at_micros: -1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a negative instant is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("as_of_recorded_at_micros"));
 }

@@ -356,6 +356,7 @@ pub async fn export(addr: &str, dir: &Path, progress: bool) -> anyhow::Result<Ex
                 org_ids: vec![],
                 event_types: vec![],
                 limit: 0,
+                as_of_recorded_at_micros: 0,
             })
             .await
             .map_err(status)?

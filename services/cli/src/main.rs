@@ -167,6 +167,10 @@ enum Command {
         /// Answer as of this ledger sequence (what was known then).
         #[arg(long, default_value_t = 0)]
         as_of_sequence: u64,
+        /// Answer with only the events recorded at or before this instant (what was known then,
+        /// whatever their effective dates): µs since the epoch or `2026-12-02T03:04:05Z`.
+        #[arg(long)]
+        as_of_recorded_at: Option<String>,
         /// Thresholds: the day windows are evaluated at, YYYY-MM-DD (default: the latest effective
         /// date in the ledger).
         #[arg(long, default_value = "")]
@@ -282,6 +286,10 @@ enum Command {
         org: Vec<String>,
         #[arg(long = "type")]
         event_type: Vec<String>,
+        /// Only events recorded at or before this instant (what was known then): µs since the
+        /// epoch or `2026-12-02T03:04:05Z`.
+        #[arg(long)]
+        as_of_recorded_at: Option<String>,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
     },
@@ -383,6 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             period,
             cohort,
             as_of_sequence,
+            as_of_recorded_at,
             as_of_date,
             packs,
             alerts_only,
@@ -400,6 +409,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "quarter" => pb::Period::Quarter,
                 other => anyhow::bail!("--period: expected day, month or quarter, got {other:?}"),
             };
+            let as_of_recorded_at_micros = match as_of_recorded_at.as_deref() {
+                Some(s) => wfl_cli::report::parse_instant(s)?,
+                None => 0,
+            };
             let ask = wfl_cli::report::Ask {
                 view_request: pb::ViewRequest {
                     org_id: org,
@@ -409,12 +422,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     period: period as i32,
                     cohort,
                     as_of_sequence,
+                    as_of_recorded_at_micros,
                 },
                 as_of_date,
                 packs,
                 alerts_only,
                 event_ids,
                 figure: figure.map(|view| (view, path)),
+                as_of_recorded_at_micros,
                 page_token,
                 page_size,
             };
@@ -581,8 +596,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             org,
             event_type,
+            as_of_recorded_at,
             addr,
         } => {
+            let as_of_recorded_at_micros = match as_of_recorded_at.as_deref() {
+                Some(s) => wfl_cli::report::parse_instant(s)?,
+                None => 0,
+            };
             let n = client::replay(
                 &addr,
                 pb::ReadRequest {
@@ -591,6 +611,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     org_ids: org,
                     event_types: event_type,
                     limit: 0,
+                    as_of_recorded_at_micros,
                 },
             )
             .await?;

@@ -31,6 +31,8 @@ pub struct Ask {
     /// Explain the events behind this figure: (view name, `evidence` path), asked with
     /// `view_request`.
     pub figure: Option<(String, String)>,
+    /// What was known at this instant (µs since the epoch; 0 = now): also in `view_request`.
+    pub as_of_recorded_at_micros: i64,
     pub page_token: String,
     pub page_size: u32,
 }
@@ -48,6 +50,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
         View::Thresholds => {
             let resp = client
                 .threshold_watch(pb::ThresholdRequest {
+                    as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
                     org_id: r.org_id.clone(),
                     as_of_date: ask.as_of_date.clone(),
                     as_of_sequence: r.as_of_sequence,
@@ -96,6 +99,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
         View::Explain => {
             let resp = client
                 .explain(pb::ExplainRequest {
+                    as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
                     event_ids: ask.event_ids.clone(),
                     as_of_sequence: r.as_of_sequence,
                     figure: ask.figure.clone().map(|(view, path)| pb::Figure {
@@ -332,4 +336,76 @@ fn table(rows: &[Value], columns: &[&str]) -> String {
         let _ = writeln!(out, "{}", line(r));
     }
     out
+}
+
+/// Parses `--as-of-recorded-at`: µs since the Unix epoch, or an RFC 3339 UTC instant
+/// (`2026-12-02T03:04:05Z`, fractional seconds allowed).
+///
+/// # Errors
+/// Anything else, with the accepted forms named.
+pub fn parse_instant(s: &str) -> anyhow::Result<i64> {
+    let bad = || {
+        anyhow!("--as-of-recorded-at: expected µs since the epoch or YYYY-MM-DDTHH:MM:SS[.ffffff]Z, got {s:?}")
+    };
+    if let Ok(micros) = s.parse::<i64>() {
+        return if micros >= 0 { Ok(micros) } else { Err(bad()) };
+    }
+    let (date, time) = s.split_once('T').ok_or_else(bad)?;
+    let time = time.strip_suffix('Z').ok_or_else(bad)?;
+    let date = wfl_domain::Date::parse(date).map_err(|_| bad())?;
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let parts: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse::<i64>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let [h, m, sec] = parts[..] else {
+        return Err(bad());
+    };
+    if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..61).contains(&sec) {
+        return Err(bad());
+    }
+    let micros_frac = if fraction.is_empty() {
+        0
+    } else {
+        if fraction.len() > 6 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        format!("{fraction:0<6}")
+            .parse::<i64>()
+            .map_err(|_| bad())?
+    };
+    let seconds = i64::from(date.days()) * 86_400 + h * 3_600 + m * 60 + sec;
+    let micros = seconds * 1_000_000 + micros_frac;
+    if micros < 0 {
+        return Err(bad());
+    }
+    Ok(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_instant;
+
+    #[test]
+    fn instants_parse_as_micros_or_rfc3339_utc() {
+        assert_eq!(parse_instant("0").ok(), Some(0));
+        assert_eq!(
+            parse_instant("1700000000000000").ok(),
+            Some(1_700_000_000_000_000)
+        );
+        assert_eq!(parse_instant("1970-01-01T00:00:01Z").ok(), Some(1_000_000));
+        assert_eq!(
+            parse_instant("2026-12-02T03:04:05.25Z").ok(),
+            Some(1_796_180_645_250_000)
+        );
+        for bad in [
+            "-5",
+            "2026-12-02",
+            "2026-12-02T03:04:05",
+            "2026-12-02T25:00:00Z",
+            "x",
+        ] {
+            assert!(parse_instant(bad).is_err(), "{bad}");
+        }
+    }
 }

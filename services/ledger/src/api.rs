@@ -334,6 +334,13 @@ impl pb::ledger_server::Ledger for LedgerApi {
         } else {
             req.to_sequence.min(head)
         };
+        if req.as_of_recorded_at_micros < 0 {
+            return Err(invalid(
+                "as_of_recorded_at_micros",
+                "µs since the Unix epoch, or 0 for no bound",
+            ));
+        }
+        let recorded_bound = req.as_of_recorded_at_micros;
         let mut remaining = if req.limit == 0 { u64::MAX } else { req.limit };
         let mut from = req.from_sequence.max(1);
         let store = self.store.clone();
@@ -359,13 +366,23 @@ impl pb::ledger_server::Ledger for LedgerApi {
                 let Some(last) = records.last().map(|r| r.sequence) else {
                     return;
                 };
+                let mut sent = 0u64;
                 for r in &records {
                     let item = codec::decode(r).map_err(status);
+                    // What was known then: leave out what was recorded after the bound.
+                    if recorded_bound > 0
+                        && item
+                            .as_ref()
+                            .is_ok_and(|c| c.recorded_at_micros > recorded_bound)
+                    {
+                        continue;
+                    }
                     if tx.send(item).await.is_err() {
                         return; // the client went away
                     }
+                    sent += 1;
                 }
-                remaining -= records.len() as u64;
+                remaining -= sent.min(remaining);
                 from = last + 1;
             }
         });

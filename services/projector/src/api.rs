@@ -15,6 +15,27 @@ use crate::{thresholds, Shared};
 /// How long a view request waits for the projector to reach its `as_of_sequence`.
 const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What an answer is asked "as of": a ledger sequence (0 = now) and a recorded-at instant (µs
+/// since the epoch; 0 = no bound).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AsOf {
+    pub sequence: u64,
+    pub recorded_at_micros: i64,
+}
+
+impl AsOf {
+    /// Checks the recorded-at bound (`field` names it in the error).
+    pub(crate) fn new(sequence: u64, recorded_at_micros: i64, field: &str) -> Result<Self, Status> {
+        if recorded_at_micros < 0 {
+            return Err(invalid(field, "µs since the Unix epoch, or 0 for no bound"));
+        }
+        Ok(Self {
+            sequence,
+            recorded_at_micros,
+        })
+    }
+}
+
 /// The `Views` gRPC service.
 pub struct ViewsApi {
     shared: Arc<Shared>,
@@ -25,33 +46,40 @@ impl ViewsApi {
         Self { shared }
     }
 
-    /// Runs `f` on the current projection, or on the ledger prefix `as_of` when given. A sequence
-    /// the projector has not reached yet is waited for (up to [`READ_YOUR_WRITES`]), so a client
-    /// can pass the sequence its `Record` returned and read its own writes.
+    /// Runs `f` on the current projection, or on the ledger as of `as_of` when it bounds anything.
+    /// A sequence the projector has not reached yet is waited for (up to [`READ_YOUR_WRITES`]), so
+    /// a client can pass the sequence its `Record` returned and read its own writes.
     async fn with_projection<T>(
         &self,
-        as_of: u64,
+        as_of: AsOf,
         f: impl FnOnce(&Projection) -> T,
     ) -> Result<(u64, T), Status> {
-        if as_of > 0 {
+        if as_of.sequence > 0 {
             let mut checkpoint = self.shared.checkpoint.subscribe();
             let reached = matches!(
-                tokio::time::timeout(READ_YOUR_WRITES, checkpoint.wait_for(|c| *c >= as_of)).await,
+                tokio::time::timeout(
+                    READ_YOUR_WRITES,
+                    checkpoint.wait_for(|c| *c >= as_of.sequence)
+                )
+                .await,
                 Ok(Ok(_))
             );
             if !reached {
                 let now = *checkpoint.borrow();
                 return Err(Status::unavailable(format!(
-                    "the views reflect sequence {now}; sequence {as_of} was not reached within {READ_YOUR_WRITES:?}"
+                    "the views reflect sequence {now}; sequence {} was not reached within {READ_YOUR_WRITES:?}",
+                    as_of.sequence
                 )));
             }
         }
         let current = self.shared.projection.read().await;
-        if as_of == 0 || as_of == current.last_sequence() {
+        if as_of.recorded_at_micros == 0
+            && (as_of.sequence == 0 || as_of.sequence == current.last_sequence())
+        {
             return Ok((current.last_sequence(), f(&current)));
         }
         drop(current);
-        let p = self.fold_prefix(as_of).await?;
+        let p = self.fold_as_of(as_of).await?;
         Ok((p.last_sequence(), f(&p)))
     }
 
@@ -62,14 +90,18 @@ impl ViewsApi {
         view: fn(&Projection, &Query) -> T,
     ) -> Result<Response<pb::ViewResponse>, Status> {
         let q = query(&r)?;
-        let (seq, v) = self
-            .with_projection(r.as_of_sequence, |p| view(p, &q))
-            .await?;
+        let as_of = AsOf::new(
+            r.as_of_sequence,
+            r.as_of_recorded_at_micros,
+            "as_of_recorded_at_micros",
+        )?;
+        let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
         view_response(seq, &v)
     }
 
-    /// Folds the ledger's first `n` events into a fresh projection.
-    async fn fold_prefix(&self, n: u64) -> Result<Projection, Status> {
+    /// Folds the ledger as of `as_of` into a fresh projection: its first `as_of.sequence` events
+    /// (all when 0), leaving out those recorded after `as_of.recorded_at_micros` (when set).
+    async fn fold_as_of(&self, as_of: AsOf) -> Result<Projection, Status> {
         let mut client = pb::ledger_client::LedgerClient::connect(self.shared.ledger_addr.clone())
             .await
             .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?
@@ -77,7 +109,8 @@ impl ViewsApi {
         let mut stream = client
             .read(pb::ReadRequest {
                 from_sequence: 1,
-                to_sequence: n,
+                to_sequence: as_of.sequence,
+                as_of_recorded_at_micros: as_of.recorded_at_micros,
                 ..Default::default()
             })
             .await?
@@ -283,8 +316,13 @@ impl pb::views_server::Views for ViewsApi {
     ) -> Result<Response<pb::ThresholdResponse>, Status> {
         let r = r.into_inner();
         let request = thresholds::parse(&r, &self.shared.packs)?;
+        let bound = AsOf::new(
+            r.as_of_sequence,
+            r.as_of_recorded_at_micros,
+            "as_of_recorded_at_micros",
+        )?;
         let (seq, (as_of, statuses)) = self
-            .with_projection(r.as_of_sequence, |p| {
+            .with_projection(bound, |p| {
                 thresholds::evaluate(p, &request, &self.shared.packs)
             })
             .await?;
@@ -316,7 +354,14 @@ impl pb::views_server::Views for ViewsApi {
             ids.push(id);
         }
         let (seq, events) = self
-            .with_projection(r.as_of_sequence, |p| p.explain(&ids))
+            .with_projection(
+                AsOf::new(
+                    r.as_of_sequence,
+                    r.as_of_recorded_at_micros,
+                    "as_of_recorded_at_micros",
+                )?,
+                |p| p.explain(&ids),
+            )
             .await?;
         Ok(Response::new(pb::ExplainResponse {
             as_of_sequence: seq,
@@ -343,6 +388,11 @@ impl ViewsApi {
                 ErrorDetails::with_bad_request_violation("figure.request", s.message()),
             )
         })?;
+        let as_of = AsOf::new(
+            request.as_of_sequence,
+            request.as_of_recorded_at_micros,
+            "figure.request.as_of_recorded_at_micros",
+        )?;
         let offset: usize = if page_token.is_empty() {
             0
         } else {
@@ -360,7 +410,7 @@ impl ViewsApi {
         let name = figure.view.clone();
         let path = figure.path.clone();
         let (seq, found) = self
-            .with_projection(request.as_of_sequence, move |p| {
+            .with_projection(as_of, move |p| {
                 let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
                 let pointer = if path == "/" { "" } else { path.as_str() };
                 let ids = view
