@@ -489,6 +489,23 @@ async fn a_backdated_event_changes_the_effective_period_but_not_what_was_known_b
     backdated.effective_date = Date::from_ymd(2026, 3, 11).expect("date");
     let r = record_batch(&ch, &[late, backdated]).await;
     assert_eq!(r.committed, 2);
+    // Read your writes: wait for the sequence the record returned, then answer from now.
+    let written = r
+        .results
+        .iter()
+        .map(|i| common::ok(i).sequence)
+        .max()
+        .expect("two results");
+    let fresh = views_client(&ch)
+        .separations(pb::ViewRequest {
+            org_id: ORG.into(),
+            min_sequence: written,
+            ..Default::default()
+        })
+        .await
+        .expect("Separations with min_sequence")
+        .into_inner();
+    assert!(fresh.as_of_sequence >= written, "{}", fresh.as_of_sequence);
     let all = common::replay(&ch).await;
     assert!(
         all.last().expect("four events").recorded_at_micros > known_at,
@@ -559,4 +576,10 @@ async fn a_backdated_event_changes_the_effective_period_but_not_what_was_known_b
         .expect_err("a negative instant is refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().contains("as_of_recorded_at_micros"));
+}
+
+fn views_client(
+    ch: &tonic::transport::Channel,
+) -> pb::views_client::ViewsClient<tonic::transport::Channel> {
+    pb::views_client::ViewsClient::new(ch.clone())
 }

@@ -167,6 +167,10 @@ enum Command {
         /// Answer as of this ledger sequence (what was known then).
         #[arg(long, default_value_t = 0)]
         as_of_sequence: u64,
+        /// Read your writes: wait until the views hold this sequence (the one `wfl record`
+        /// printed), then answer from the current state.
+        #[arg(long, default_value_t = 0)]
+        min_sequence: u64,
         /// Answer with only the events recorded at or before this instant (what was known then,
         /// whatever their effective dates): µs since the epoch or `2026-12-02T03:04:05Z`.
         #[arg(long)]
@@ -391,6 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             period,
             cohort,
             as_of_sequence,
+            min_sequence,
             as_of_recorded_at,
             as_of_date,
             packs,
@@ -423,6 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cohort,
                     as_of_sequence,
                     as_of_recorded_at_micros,
+                    min_sequence,
                 },
                 as_of_date,
                 packs,

@@ -21,6 +21,8 @@ const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(10)
 pub(crate) struct AsOf {
     pub sequence: u64,
     pub recorded_at_micros: i64,
+    /// Wait until the views hold this sequence, then answer from the current state.
+    pub min_sequence: u64,
 }
 
 impl AsOf {
@@ -32,6 +34,7 @@ impl AsOf {
         Ok(Self {
             sequence,
             recorded_at_micros,
+            min_sequence: 0,
         })
     }
 }
@@ -54,21 +57,18 @@ impl ViewsApi {
         as_of: AsOf,
         f: impl FnOnce(&Projection) -> T,
     ) -> Result<(u64, T), Status> {
-        if as_of.sequence > 0 {
+        let wait_for = as_of.sequence.max(as_of.min_sequence);
+        if wait_for > 0 {
             let mut checkpoint = self.shared.checkpoint.subscribe();
             let reached = matches!(
-                tokio::time::timeout(
-                    READ_YOUR_WRITES,
-                    checkpoint.wait_for(|c| *c >= as_of.sequence)
-                )
-                .await,
+                tokio::time::timeout(READ_YOUR_WRITES, checkpoint.wait_for(|c| *c >= wait_for))
+                    .await,
                 Ok(Ok(_))
             );
             if !reached {
                 let now = *checkpoint.borrow();
                 return Err(Status::unavailable(format!(
-                    "the views reflect sequence {now}; sequence {} was not reached within {READ_YOUR_WRITES:?}",
-                    as_of.sequence
+                    "the views reflect sequence {now}; sequence {wait_for} was not reached within {READ_YOUR_WRITES:?}"
                 )));
             }
         }
@@ -90,11 +90,14 @@ impl ViewsApi {
         view: fn(&Projection, &Query) -> T,
     ) -> Result<Response<pb::ViewResponse>, Status> {
         let q = query(&r)?;
-        let as_of = AsOf::new(
-            r.as_of_sequence,
-            r.as_of_recorded_at_micros,
-            "as_of_recorded_at_micros",
-        )?;
+        let as_of = AsOf {
+            min_sequence: r.min_sequence,
+            ..AsOf::new(
+                r.as_of_sequence,
+                r.as_of_recorded_at_micros,
+                "as_of_recorded_at_micros",
+            )?
+        };
         let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
         view_response(seq, &v)
     }
@@ -388,11 +391,14 @@ impl ViewsApi {
                 ErrorDetails::with_bad_request_violation("figure.request", s.message()),
             )
         })?;
-        let as_of = AsOf::new(
-            request.as_of_sequence,
-            request.as_of_recorded_at_micros,
-            "figure.request.as_of_recorded_at_micros",
-        )?;
+        let as_of = AsOf {
+            min_sequence: request.min_sequence,
+            ..AsOf::new(
+                request.as_of_sequence,
+                request.as_of_recorded_at_micros,
+                "figure.request.as_of_recorded_at_micros",
+            )?
+        };
         let offset: usize = if page_token.is_empty() {
             0
         } else {
