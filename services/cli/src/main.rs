@@ -95,6 +95,9 @@ impl From<Ack> for pb::AckLevel {
     }
 }
 
+// Parsed once per process and matched at once: boxing the big variant (`report`'s flags) would
+// buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run gateway and ledger in one process (single-node).
