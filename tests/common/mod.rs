@@ -57,8 +57,14 @@ impl Proc {
         std::fs::create_dir_all(log_dir).expect("log dir");
         let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::now_v7()));
         let err = std::fs::File::create(&log).expect("log file");
+        // Every process serves HTTP (`/healthz`, `/metrics`): on a free port unless the test
+        // chose one, so tests running in parallel never collide on the defaults.
+        let mut args = args.to_vec();
+        if name.starts_with("wfl-") && !args.iter().any(|a| a == "--http-addr") {
+            args.extend(["--http-addr".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
         let mut child = Command::new(bin(name))
-            .args(args)
+            .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))
@@ -278,6 +284,11 @@ pub fn err(item: &pb::ItemResult) -> &pb::ItemError {
 
 /// A plain HTTP/1.1 GET on loopback (for `/metrics` and `/healthz`), returning the body.
 pub fn http_get(base: &str, path: &str) -> String {
+    http_get_status(base, path).1
+}
+
+/// A plain HTTP/1.1 GET on loopback, returning the status code and the body.
+pub fn http_get_status(base: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(host).expect("connect http");
@@ -288,9 +299,16 @@ pub fn http_get(base: &str, path: &str) -> String {
     .expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n")
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {out:?}"));
+    let body = out
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (code, body)
 }
 
 /// Opens a Subscribe stream.

@@ -131,6 +131,12 @@ pub trait Bus: Send + Sync + 'static {
     /// instead).
     fn durable_inbox(&self) -> bool;
 
+    /// Whether the bus is usable now, for readiness probes: `Err` says why not (e.g. the NATS
+    /// connection is down and reconnecting). The in-process bus is always ready.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Publishes to the inbox, pipelined (sends all, then awaits all acks), order preserved;
     /// returns one result per message, in input order.
     ///

@@ -363,6 +363,13 @@ impl Bus for NatsBus {
         true
     }
 
+    fn health(&self) -> Result<(), String> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(format!("NATS connection state {state:?}")),
+        }
+    }
+
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut invalid = Vec::with_capacity(msgs.len());
         let mut valid = Vec::with_capacity(msgs.len());

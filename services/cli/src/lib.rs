@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod bench;
 pub mod client;
+pub mod http;
 pub mod loadgen;
 pub mod node;
 pub mod report;

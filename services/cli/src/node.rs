@@ -1,18 +1,19 @@
-//! Single-node mode (`wfl up`): gateway and ledger in one process, one gRPC port (Ingest, Ledger,
-//! health, reflection) and one HTTP port (`/healthz`, `/metrics`). Without a NATS URL the
-//! in-process bus is used; the same code paths run either way.
+//! Process composition: `wfl up` (gateway, ledger and projector in one process, one gRPC port and
+//! one HTTP port) and the split binaries `wfl-gateway`, `wfl-ledger`, `wfl-projector` (each its
+//! own gRPC and HTTP port). Every process serves `/healthz` (readiness) and `/metrics`, and mirrors
+//! its readiness into gRPC health. Without a NATS URL `wfl up` uses the in-process bus; the same
+//! code paths run either way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wfl_bus::{Bus, MemoryBus, NatsBus, NatsConfig};
 use wfl_gateway::{Gateway, Metrics};
-use wfl_store::Log;
+
+use crate::http::{self, Readiness, Render};
 
 /// Settings of a single-node wfl.
 #[derive(Debug, Clone)]
@@ -38,15 +39,6 @@ pub async fn connect_bus(nats_url: Option<&str>) -> anyhow::Result<Arc<dyn Bus>>
         Some(url) => Arc::new(NatsBus::connect(url, NatsConfig::default()).await?),
         None => Arc::new(MemoryBus::new()),
     })
-}
-
-#[derive(Clone)]
-struct HttpState {
-    metrics: Arc<Metrics>,
-    store: Arc<dyn Log>,
-    subscribers: Arc<wfl_ledger::subscribe::Registry>,
-    views: Arc<wfl_projector::Progress>,
-    audit: tokio::sync::watch::Receiver<wfl_ledger::audit::AuditState>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -84,26 +76,12 @@ pub async fn run(
         shutdown.clone(),
     )
     .await?;
-    let gateway = Gateway::new(bus, wfl_gateway::Config::default(), metrics.clone());
+    let gateway = Gateway::new(bus.clone(), wfl_gateway::Config::default(), metrics.clone());
 
-    let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<wfl_proto::pb::ingest_server::IngestServer<Gateway>>()
-        .await;
-    reporter
-        .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<wfl_ledger::api::LedgerApi>>()
-        .await;
-    reporter
-        .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
-        .await;
-    // A failed background verification of the ledger makes every service NOT_SERVING.
-    wfl_ledger::audit::not_serving_on_failure(
-        ledger.audit(),
-        reporter.clone(),
-        ["", "wfl.v1.Ingest", "wfl.v1.Ledger", "wfl.v1.Views"]
-            .map(str::to_owned)
-            .to_vec(),
-    );
+    let readiness = ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus)))
+        .with("views", following_probe(&projector));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    readiness.mirror(reporter, vec![INGEST, LEDGER, VIEWS], shutdown.clone());
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
@@ -114,33 +92,11 @@ pub async fn run(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
         );
-
-    let state = HttpState {
-        metrics,
-        store: ledger.store(),
-        subscribers: ledger.subscribers(),
-        views: projector.progress(),
-        audit: ledger.audit(),
-    };
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics_text))
-        .with_state(state);
-    let http_server =
-        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-
-    let (g, h) = tokio::join!(
-        async {
-            let r = grpc_server.await;
-            shutdown.cancel();
-            r
-        },
-        async {
-            let r = http_server.await;
-            shutdown.cancel();
-            r
-        }
-    );
+    let mut parts = vec![http::render_sync(move || metrics.render())];
+    parts.extend(ledger_metrics(&ledger));
+    parts.push(views_metrics(&projector));
+    let http_server = http::serve(http, readiness, parts, shutdown.clone());
+    let (g, h) = both(grpc_server, http_server, &shutdown).await;
     let joined = ledger.join().await;
     let projected = projector.join().await;
     g?;
@@ -150,19 +106,184 @@ pub async fn run(
     Ok(())
 }
 
-async fn metrics_text(State(s): State<HttpState>) -> String {
-    let mut out = s.metrics.render();
-    out.push_str(&s.views.render());
-    out.push_str(&s.audit.borrow().render());
-    if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())
-        .await
-        .unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string())))
-    {
-        out.push_str("# HELP wfl_ledger_head_sequence Last committed ledger sequence.\n# TYPE wfl_ledger_head_sequence gauge\n");
-        out.push_str(&format!("wfl_ledger_head_sequence {}\n", head.sequence));
-        out.push_str(&s.subscribers.render(head.sequence));
-    }
-    out
+const INGEST: &str = "wfl.v1.Ingest";
+const LEDGER: &str = "wfl.v1.Ledger";
+const VIEWS: &str = "wfl.v1.Views";
+
+/// `wfl-ledger`: the ledger alone (gRPC `Ledger`, health, reflection; HTTP `/healthz`,
+/// `/metrics`) on NATS, until `shutdown`.
+///
+/// # Errors
+/// When the ledger cannot start or a server fails.
+pub async fn run_ledger(
+    config: wfl_ledger::Config,
+    bus: Arc<dyn Bus>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ledger = wfl_ledger::Ledger::start(config, bus.clone(), shutdown.clone()).await?;
+    let readiness = ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus)));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    readiness.mirror(reporter, vec![LEDGER], shutdown.clone());
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(wfl_proto::reflection()?)
+        .add_service(ledger.service())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let http_server = http::serve(http, readiness, ledger_metrics(&ledger), shutdown.clone());
+    let (g, h) = both(grpc_server, http_server, &shutdown).await;
+    let joined = ledger.join().await;
+    g?;
+    h?;
+    joined?;
+    Ok(())
+}
+
+/// `wfl-gateway`: `Ingest` alone (plus health, reflection; HTTP `/healthz`, `/metrics`) on NATS,
+/// until `shutdown`.
+///
+/// # Errors
+/// When a server fails.
+pub async fn run_gateway(
+    config: wfl_gateway::Config,
+    bus: Arc<dyn Bus>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let gateway = Gateway::new(bus.clone(), config, metrics.clone());
+    let readiness = Readiness::default().with("bus", bus_probe(&bus));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    readiness.mirror(reporter, vec![INGEST], shutdown.clone());
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(wfl_proto::reflection()?)
+        .add_service(gateway.into_service())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let parts = vec![http::render_sync(move || metrics.render())];
+    let http_server = http::serve(http, readiness, parts, shutdown.clone());
+    let (g, h) = both(grpc_server, http_server, &shutdown).await;
+    g?;
+    h?;
+    Ok(())
+}
+
+/// `wfl-projector`: `Views` alone (plus health, reflection; HTTP `/healthz`, `/metrics`),
+/// following a ledger over gRPC, until `shutdown`.
+///
+/// # Errors
+/// When the projector cannot start or a server fails.
+pub async fn run_projector(
+    config: wfl_projector::Config,
+    bus: Arc<dyn Bus>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let projector = wfl_projector::Projector::start(config, bus.clone(), shutdown.clone()).await?;
+    let readiness = Readiness::default()
+        .with("bus", bus_probe(&bus))
+        .with("views", following_probe(&projector));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    readiness.mirror(reporter, vec![VIEWS], shutdown.clone());
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(wfl_proto::reflection()?)
+        .add_service(projector.service())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let parts = vec![views_metrics(&projector)];
+    let http_server = http::serve(http, readiness, parts, shutdown.clone());
+    let (g, h) = both(grpc_server, http_server, &shutdown).await;
+    let projected = projector.join().await;
+    g?;
+    h?;
+    projected?;
+    Ok(())
+}
+
+/// Runs the gRPC and HTTP servers together; either one ending stops the process.
+async fn both<G, H>(grpc: G, http: H, shutdown: &CancellationToken) -> (G::Output, H::Output)
+where
+    G: std::future::Future,
+    H: std::future::Future,
+{
+    tokio::join!(
+        async {
+            let r = grpc.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = http.await;
+            shutdown.cancel();
+            r
+        }
+    )
+}
+
+fn bus_probe(bus: &Arc<dyn Bus>) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+    let bus = bus.clone();
+    move || bus.health()
+}
+
+/// The ledger's probes: its background verification has not found damage.
+fn ledger_readiness(ledger: &wfl_ledger::Ledger, readiness: Readiness) -> Readiness {
+    let audit = ledger.audit();
+    readiness.with("ledger_verification", move || match &*audit.borrow() {
+        wfl_ledger::audit::AuditState::Failed { sequence, detail } => Err(format!(
+            "first bad sequence {sequence}: {detail}; run `wfl verify DATA_DIR`"
+        )),
+        _ => Ok(()),
+    })
+}
+
+/// The projector is following its ledger (subscribed, heartbeats arriving).
+fn following_probe(
+    projector: &wfl_projector::Projector,
+) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
+    let progress = projector.progress();
+    move || progress.following()
+}
+
+/// `/metrics` parts of a ledger: verification, head, subscribers.
+fn ledger_metrics(ledger: &wfl_ledger::Ledger) -> Vec<Render> {
+    let audit = ledger.audit();
+    let store = ledger.store();
+    let subscribers = ledger.subscribers();
+    vec![
+        http::render_sync(move || audit.borrow().render()),
+        http::render(move || {
+            let store = store.clone();
+            let subscribers = subscribers.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || store.head()).await {
+                    Ok(Ok(head)) => format!(
+                        "# HELP wfl_ledger_head_sequence Last committed ledger sequence.\n\
+                         # TYPE wfl_ledger_head_sequence gauge\nwfl_ledger_head_sequence {}\n{}",
+                        head.sequence,
+                        subscribers.render(head.sequence)
+                    ),
+                    _ => String::new(),
+                }
+            }
+        }),
+    ]
+}
+
+fn views_metrics(projector: &wfl_projector::Projector) -> Render {
+    let progress = projector.progress();
+    http::render_sync(move || progress.render())
 }
 
 /// Binds both listeners of `wfl up`.
@@ -176,8 +297,6 @@ pub async fn bind(
     let g = TcpListener::bind(grpc)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {grpc} (gRPC): {e}"))?;
-    let h = TcpListener::bind(http)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {http} (HTTP): {e}"))?;
+    let h = http::bind(http, "HTTP").await?;
     Ok((g, h))
 }

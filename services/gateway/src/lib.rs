@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::join_all;
 use prost::Message;
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::warn;
@@ -345,36 +344,4 @@ impl pb::ingest_server::Ingest for Gateway {
         }
         Ok(Response::new(resp))
     }
-}
-
-/// Runs the gateway alone: `Ingest`, health and reflection on `listener`, until `shutdown`.
-///
-/// # Errors
-/// When the server fails.
-pub async fn run(
-    config: Config,
-    bus: Arc<dyn Bus>,
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
-    let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<pb::ingest_server::IngestServer<Gateway>>()
-        .await;
-    let gateway = Gateway::new(bus, config, Arc::new(Metrics::default()));
-    let mut builder = tonic::transport::Server::builder();
-    let router = builder
-        .add_service(health)
-        .add_service(gateway.into_service());
-    let router = match wfl_proto::reflection() {
-        Ok(r) => router.add_service(r),
-        Err(e) => {
-            warn!(error = %e, "gRPC reflection unavailable");
-            router
-        }
-    };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
 }

@@ -10,8 +10,6 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 use wfl_store::Log;
 
 /// Progress publications are at most this far apart (in sequences).
@@ -89,28 +87,4 @@ pub(crate) fn spawn(store: Arc<dyn Log>) -> watch::Receiver<AuditState> {
         tx.send_replace(state);
     });
     rx
-}
-
-/// Sets `services` NOT_SERVING once the verification fails.
-pub fn not_serving_on_failure(
-    mut audit: watch::Receiver<AuditState>,
-    reporter: HealthReporter,
-    services: Vec<String>,
-) {
-    let mut reporter = reporter;
-    tokio::spawn(async move {
-        loop {
-            if matches!(*audit.borrow_and_update(), AuditState::Failed { .. }) {
-                for name in &services {
-                    reporter
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
-                }
-                return;
-            }
-            if audit.changed().await.is_err() {
-                return;
-            }
-        }
-    });
 }

@@ -193,44 +193,6 @@ impl Ledger {
     }
 }
 
-/// Runs the ledger alone: its tasks plus the gRPC `Ledger`, health and reflection services on
-/// `listener`, until `shutdown`.
-///
-/// # Errors
-/// When the ledger cannot start or the server fails.
-pub async fn run(
-    config: Config,
-    bus: Arc<dyn Bus>,
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    let ledger = Ledger::start(config, bus, shutdown.clone()).await?;
-    let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi>>()
-        .await;
-    let reflection = wfl_proto::reflection().map_err(|e| Error::Internal(e.to_string()))?;
-    audit::not_serving_on_failure(
-        ledger.audit(),
-        reporter,
-        vec![
-            String::new(),
-            <wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> as tonic::server::NamedService>::NAME.to_owned(),
-        ],
-    );
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let token = shutdown.clone();
-    let server = tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(ledger.service())
-        .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
-    let served = server.await.map_err(|e| Error::Internal(e.to_string()));
-    shutdown.cancel();
-    let joined = ledger.join().await;
-    served.and(joined)
-}
-
 /// The latest signed checkpoint must carry this ledger's signature and match the stored tree: its
 /// root and the chain hash of its last record. O(log n), so every start checks it.
 fn check_latest_checkpoint(

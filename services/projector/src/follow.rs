@@ -90,6 +90,7 @@ pub(crate) async fn run(
             },
         };
         info!(from, "projector following the ledger");
+        shared.progress.following.store(true, Ordering::Relaxed);
         let mut dirty = 0u64;
         loop {
             let message = tokio::select! {
@@ -185,6 +186,7 @@ pub(crate) async fn run(
                     if dirty > 0 {
                         persist(&shared, &store).await?;
                     }
+                    shared.progress.following.store(false, Ordering::Relaxed);
                     warn!("ledger stream ended; resubscribing");
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),

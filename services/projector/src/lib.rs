@@ -103,9 +103,23 @@ pub struct Progress {
     pub folded: AtomicU64,
     /// Persists since start.
     pub persists: AtomicU64,
+    /// True while subscribed to the ledger with heartbeats arriving.
+    pub following: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
+    /// Readiness: `Ok` while the projector follows its ledger, else why not.
+    ///
+    /// # Errors
+    /// When the subscription to the ledger is down (it is being re-established).
+    pub fn following(&self) -> Result<(), String> {
+        if self.following.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("not following the ledger (subscribing or resubscribing)".into())
+        }
+    }
+
     /// Seconds the views are behind the ledger: 0 when they hold every event the follower has
     /// seen committed, else the age of the last event folded.
     #[must_use]

@@ -12,6 +12,9 @@ struct Args {
     /// gRPC listen address (Ingest, health, reflection).
     #[arg(long, env = "WFL_GATEWAY_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
+    /// HTTP listen address (`/healthz` readiness, `/metrics`).
+    #[arg(long, env = "WFL_GATEWAY_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    http_addr: SocketAddr,
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -23,14 +26,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bus =
         Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
-    let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "wfl-gateway serving");
+    let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
+    let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
+    tracing::info!(grpc = %listener.local_addr()?, http = %http.local_addr()?, "wfl-gateway serving");
     println!(
-        "{} listening grpc={}",
+        "{} listening grpc={} http={}",
         env!("CARGO_BIN_NAME"),
-        listener.local_addr()?
+        listener.local_addr()?,
+        http.local_addr()?
     );
     let shutdown = wfl_cli::shutdown_on_signal();
-    wfl_gateway::run(wfl_gateway::Config::default(), bus, listener, shutdown).await?;
-    Ok(())
+    wfl_cli::node::run_gateway(
+        wfl_gateway::Config::default(),
+        bus,
+        listener,
+        http,
+        shutdown,
+    )
+    .await
 }

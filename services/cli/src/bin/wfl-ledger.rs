@@ -16,6 +16,9 @@ struct Args {
     /// gRPC listen address (Ledger, health, reflection).
     #[arg(long, env = "WFL_LEDGER_ADDR", default_value = "127.0.0.1:50052")]
     grpc_addr: SocketAddr,
+    /// HTTP listen address (`/healthz` readiness, `/metrics`).
+    #[arg(long, env = "WFL_LEDGER_HTTP_ADDR", default_value = "127.0.0.1:8082")]
+    http_addr: SocketAddr,
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -27,20 +30,22 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bus =
         Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
-    let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "wfl-ledger serving");
+    let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
+    let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
+    tracing::info!(grpc = %listener.local_addr()?, http = %http.local_addr()?, "wfl-ledger serving");
     println!(
-        "{} listening grpc={}",
+        "{} listening grpc={} http={}",
         env!("CARGO_BIN_NAME"),
-        listener.local_addr()?
+        listener.local_addr()?,
+        http.local_addr()?
     );
     let shutdown = wfl_cli::shutdown_on_signal();
-    wfl_ledger::run(
+    wfl_cli::node::run_ledger(
         wfl_ledger::Config::new(args.data_dir),
         bus,
         listener,
+        http,
         shutdown,
     )
-    .await?;
-    Ok(())
+    .await
 }

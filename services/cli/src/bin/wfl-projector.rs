@@ -17,6 +17,13 @@ struct Args {
     /// gRPC listen address (Views, health, reflection).
     #[arg(long, env = "WFL_PROJECTOR_ADDR", default_value = "127.0.0.1:50053")]
     grpc_addr: SocketAddr,
+    /// HTTP listen address (`/healthz` readiness, `/metrics`).
+    #[arg(
+        long,
+        env = "WFL_PROJECTOR_HTTP_ADDR",
+        default_value = "127.0.0.1:8083"
+    )]
+    http_addr: SocketAddr,
     /// The ledger's gRPC address.
     #[arg(long, env = "WFL_LEDGER_URL", default_value = "http://127.0.0.1:50052")]
     ledger: String,
@@ -38,9 +45,16 @@ async fn main() -> anyhow::Result<()> {
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
     let bus =
         Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
-    let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
+    let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
+    let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
+    println!(
+        "{} listening grpc={} http={}",
+        env!("CARGO_BIN_NAME"),
+        listener.local_addr()?,
+        http.local_addr()?
+    );
     let shutdown = wfl_cli::shutdown_on_signal();
-    let projector = wfl_projector::Projector::start(
+    wfl_cli::node::run_projector(
         wfl_projector::Config {
             data_dir: args.data_dir,
             packs,
@@ -49,28 +63,9 @@ async fn main() -> anyhow::Result<()> {
             rebuild: args.rebuild_views,
         },
         bus,
-        shutdown.clone(),
+        listener,
+        http,
+        shutdown,
     )
-    .await?;
-    println!(
-        "{} listening grpc={}",
-        env!("CARGO_BIN_NAME"),
-        listener.local_addr()?
-    );
-    let (mut reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
-        .await;
-    tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(wfl_proto::reflection()?)
-        .add_service(projector.service())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.clone().cancelled_owned(),
-        )
-        .await?;
-    shutdown.cancel();
-    projector.join().await?;
-    Ok(())
+    .await
 }

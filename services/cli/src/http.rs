@@ -1,0 +1,232 @@
+//! The HTTP side of every wfl process: `/healthz` (readiness) and `/metrics` (Prometheus text).
+//!
+//! Owns: the [`Readiness`] probes a process registers (bus connection, ledger verification,
+//! projector following its ledger, ...), mirroring them into gRPC health, and serving both
+//! endpoints. `wfl up` and the split binaries (`wfl-gateway`, `wfl-ledger`, `wfl-projector`)
+//! use the same code.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A readiness probe: `Ok` when its part is ready, else the reason it is not.
+pub type Probe = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Renders one part's Prometheus text.
+pub type Render = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+
+/// How often readiness is mirrored into gRPC health.
+const MIRROR_EVERY: Duration = Duration::from_millis(500);
+
+/// The readiness probes of one process. The process is ready when every probe is.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    probes: Vec<(&'static str, Probe)>,
+}
+
+impl Readiness {
+    /// Adds a named probe.
+    #[must_use]
+    pub fn with(
+        mut self,
+        name: &'static str,
+        probe: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.probes.push((name, Arc::new(probe)));
+        self
+    }
+
+    /// `name: reason` of every probe that is not ready, in registration order.
+    #[must_use]
+    pub fn failures(&self) -> Vec<String> {
+        self.probes
+            .iter()
+            .filter_map(|(name, probe)| probe().err().map(|why| format!("{name}: {why}")))
+            .collect()
+    }
+
+    /// Keeps the gRPC health of `services` (and of the server as a whole, `""`) equal to this
+    /// readiness: NOT_SERVING while any probe fails, SERVING again when all pass. Logs each
+    /// change once.
+    pub fn mirror(
+        &self,
+        mut reporter: tonic_health::server::HealthReporter,
+        services: Vec<&'static str>,
+        shutdown: CancellationToken,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut last: Option<Vec<String>> = None;
+            loop {
+                let failures = this.failures();
+                if last.as_ref() != Some(&failures) {
+                    let status = if failures.is_empty() {
+                        if last.is_some() {
+                            tracing::info!("ready again: health SERVING");
+                        }
+                        tonic_health::ServingStatus::Serving
+                    } else {
+                        tracing::error!(reasons = %failures.join("; "), "not ready: health NOT_SERVING");
+                        tonic_health::ServingStatus::NotServing
+                    };
+                    for name in std::iter::once("").chain(services.iter().copied()) {
+                        reporter.set_service_status(name, status).await;
+                    }
+                    last = Some(failures);
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(MIRROR_EVERY) => {}
+                }
+            }
+        });
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP wfl_ready 1 when every readiness probe of this process passes (see /healthz).\n\
+             # TYPE wfl_ready gauge\n",
+        );
+        let failures = self.failures();
+        out.push_str(&format!("wfl_ready {}\n", u8::from(failures.is_empty())));
+        out.push_str(
+            "# HELP wfl_ready_probe 1 when the named readiness probe passes.\n\
+             # TYPE wfl_ready_probe gauge\n",
+        );
+        for (name, probe) in &self.probes {
+            out.push_str(&format!(
+                "wfl_ready_probe{{probe=\"{name}\"}} {}\n",
+                u8::from(probe().is_ok())
+            ));
+        }
+        out
+    }
+}
+
+/// Wraps an async renderer as a [`Render`].
+pub fn render<F, Fut>(f: F) -> Render
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = String> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
+
+/// Wraps a synchronous renderer as a [`Render`].
+pub fn render_sync(f: impl Fn() -> String + Send + Sync + 'static) -> Render {
+    let f = Arc::new(f);
+    Arc::new(move || {
+        let f = f.clone();
+        Box::pin(async move { f() })
+    })
+}
+
+#[derive(Clone)]
+struct HttpState {
+    readiness: Readiness,
+    metrics: Arc<Vec<Render>>,
+}
+
+/// The `/healthz` and `/metrics` routes over `readiness` and `metrics`.
+pub fn router(readiness: Readiness, metrics: Vec<Render>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(HttpState {
+            readiness,
+            metrics: Arc::new(metrics),
+        })
+}
+
+/// Serves [`router`] on `listener` until `shutdown`.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Readiness,
+    metrics: Vec<Render>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(readiness, metrics))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// 200 `ok` when ready; 503 and one `probe: reason` line per failing probe otherwise.
+async fn healthz(State(s): State<HttpState>) -> (StatusCode, String) {
+    let failures = s.readiness.failures();
+    if failures.is_empty() {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}\n", failures.join("\n")),
+        )
+    }
+}
+
+async fn metrics_text(State(s): State<HttpState>) -> String {
+    let mut out = s.readiness.render();
+    for part in s.metrics.iter() {
+        out.push_str(&part().await);
+    }
+    out
+}
+
+/// Binds an HTTP listener, naming the address in the error.
+///
+/// # Errors
+/// When the address is taken or not permitted.
+pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({what}): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn healthz_lists_every_failing_probe_and_metrics_show_them() {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        let readiness = Readiness::default()
+            .with("bus", || Ok(()))
+            .with("store", move || {
+                if f.load(std::sync::atomic::Ordering::Relaxed) {
+                    Err("disk full".into())
+                } else {
+                    Ok(())
+                }
+            });
+        let state = HttpState {
+            readiness: readiness.clone(),
+            metrics: Arc::new(vec![render_sync(|| "x 1\n".into())]),
+        };
+        assert_eq!(healthz(State(state.clone())).await.0, StatusCode::OK);
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (code, body) = healthz(State(state.clone())).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready\nstore: disk full\n");
+        let text = metrics_text(State(state)).await;
+        assert!(text.contains("wfl_ready 0\n"), "{text}");
+        assert!(
+            text.contains("wfl_ready_probe{probe=\"store\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wfl_ready_probe{probe=\"bus\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("x 1\n"), "{text}");
+    }
+}
