@@ -44,3 +44,59 @@ fn views_disk_and_catch_up_have_not_regressed() {
         "the benchmark removes its scratch data"
     );
 }
+
+/// `wfl bench ingest --quick` (the CI mode) measures every row — ceilings, wfl in process and over
+/// a private nats-server, single-Record latency, replay and the PostgreSQL baseline — and removes
+/// its scratch data. Figures are not asserted here (they belong in BENCHMARKS.md); that each row
+/// exists and is positive keeps the command from rotting.
+#[test]
+fn bench_ingest_quick_measures_every_row() {
+    let dir = wfl_testkit::temp_dir();
+    let rulepacks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rulepacks");
+    let out = Command::new(common::bin("wfl"))
+        .args(["bench", "ingest", "--quick", "--format", "json"])
+        .args([
+            "--postgres-url",
+            "postgresql://postgres@127.0.0.1:5432/test",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("bench"))
+        .arg("--rulepacks")
+        .arg(&rulepacks)
+        .output()
+        .expect("wfl bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
+    let rows = report["rows"].as_array().expect("rows");
+    let figures: Vec<&str> = rows.iter().filter_map(|r| r["figure"].as_str()).collect();
+    for want in [
+        "raw JetStream publish, ids, pipelined 1,000",
+        "raw sled batch insert, 1 flush per 1,000",
+        "raw sled scan + decode",
+        "wfl ingest COMMITTED, in process",
+        "wfl ingest ACCEPTED, in process",
+        "wfl ingest COMMITTED, over NATS",
+        "wfl ingest ACCEPTED, over NATS",
+        "single Record COMMITTED p99 at 1000/s offered",
+        "wfl gRPC Read replay",
+        "wfl replay to JSON lines",
+        "PostgreSQL, one transaction per command",
+        "PostgreSQL, 1,000 rows per transaction",
+    ] {
+        assert!(figures.contains(&want), "no row {want:?} in {report}");
+    }
+    for r in rows {
+        assert!(r["value"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    }
+    assert!(
+        stderr.contains("ceilings: sled"),
+        "progress is shown: {stderr}"
+    );
+    assert!(
+        !dir.path().join("bench").exists(),
+        "the benchmark removes its scratch data"
+    );
+}

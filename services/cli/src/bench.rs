@@ -131,8 +131,8 @@ impl ViewsReport {
 }
 
 /// A node running in this process.
-struct Node {
-    grpc: String,
+pub(crate) struct Node {
+    pub(crate) grpc: String,
     http: std::net::SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -140,15 +140,26 @@ struct Node {
 
 impl Node {
     async fn start(config: &ViewsConfig, rebuild_views: bool) -> anyhow::Result<Self> {
+        Self::start_with(&config.data_dir, &config.packs, None, rebuild_views).await
+    }
+
+    /// `wfl up` on loopback ports in this process, on `data_dir`, with the in-process bus or
+    /// `nats_url`.
+    pub(crate) async fn start_with(
+        data_dir: &Path,
+        packs: &[wfl_projector::RulePack],
+        nats_url: Option<String>,
+        rebuild_views: bool,
+    ) -> anyhow::Result<Self> {
         let (grpc, http) =
             node::bind(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await?;
         let grpc_addr = format!("http://{}", grpc.local_addr()?);
         let http_addr = http.local_addr()?;
         let shutdown = CancellationToken::new();
         let node_config = NodeConfig {
-            data_dir: config.data_dir.clone(),
-            nats_url: None,
-            packs: config.packs.clone(),
+            data_dir: data_dir.to_path_buf(),
+            nats_url,
+            packs: packs.to_vec(),
             rebuild_views,
             // `wfl up`'s defaults.
             checkpoint_every_events: 1000,
@@ -163,7 +174,7 @@ impl Node {
         })
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await.map_err(|e| anyhow!("node task: {e}"))?
     }
@@ -232,7 +243,7 @@ fn rss_bytes() -> u64 {
 }
 
 /// Total bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -246,7 +257,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

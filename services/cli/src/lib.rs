@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_ingest;
 pub mod client;
 pub mod http;
 pub mod loadgen;

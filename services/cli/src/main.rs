@@ -50,6 +50,47 @@ enum Bench {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Ingest and replay beside their ceilings, in one run on the same payloads: raw JetStream
+    /// publish and raw sled insert / scan, wfl COMMITTED and ACCEPTED in process and over NATS
+    /// (a private nats-server), single-Record latency at an offered rate, Read and JSON replay,
+    /// and a PostgreSQL baseline when --postgres-url is given.
+    Ingest {
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Orgs the events are spread over (one concurrent client each).
+        #[arg(long, default_value_t = 4)]
+        orgs: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Offered rate of single Record calls (requests/s) ...
+        #[arg(long, default_value_t = 1000)]
+        latency_rate: u64,
+        /// ... and for how long.
+        #[arg(long, default_value_t = 20)]
+        latency_secs: u64,
+        /// PostgreSQL baseline (through psql), e.g. postgresql://postgres@127.0.0.1:5432/test.
+        #[arg(long, env = "WFL_BENCH_POSTGRES_URL")]
+        postgres_url: Option<String>,
+        /// Events for each PostgreSQL baseline.
+        #[arg(long, default_value_t = 20_000)]
+        postgres_events: u64,
+        /// The nats-server binary for the NATS rows (default: $NATS_SERVER_BIN, PATH,
+        /// /usr/sbin/nats-server).
+        #[arg(long)]
+        nats_server: Option<PathBuf>,
+        /// Scratch data dir (must be empty or absent; removed afterwards unless --keep).
+        #[arg(long, default_value = "./wfl-bench-ingest")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        /// Every row, small (at most 10,000 events, 2 s of latency, 1,000 PostgreSQL rows): the CI mode.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// The projector's steps one at a time, in memory: decode, fold, encode changes, and one
     /// threshold watch over the final state (no network, no ledger).
     Fold {
@@ -518,6 +559,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(b) = baseline {
                 report.check(&b)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                Bench::Ingest {
+                    events,
+                    orgs,
+                    batch,
+                    latency_rate,
+                    latency_secs,
+                    postgres_url,
+                    postgres_events,
+                    nats_server,
+                    data_dir,
+                    keep,
+                    rulepacks,
+                    quick,
+                    format,
+                },
+        } => {
+            let mut config = wfl_cli::bench_ingest::IngestConfig {
+                events,
+                orgs,
+                batch,
+                latency_rate,
+                latency_secs,
+                postgres_events,
+                postgres_url,
+                nats_server,
+                data_dir,
+                keep,
+                packs: wfl_projector::load_packs(&rulepacks)?,
+            };
+            if quick {
+                config = config.quick();
+            }
+            let report = wfl_cli::bench_ingest::ingest(&config).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&report)?),
+                Format::Text => print!("{}", report.table()),
             }
             Ok(ExitCode::SUCCESS)
         }
