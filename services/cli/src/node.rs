@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub checkpoint_every_events: u64,
     /// ... or this often while events are not yet covered by one.
     pub checkpoint_interval: std::time::Duration,
+    /// Ledger commits pause while the data directory has less free space than this.
+    pub min_free_bytes: u64,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -47,6 +49,7 @@ struct HttpState {
     subscribers: Arc<wfl_ledger::subscribe::Registry>,
     views: Arc<wfl_projector::Progress>,
     audit: tokio::sync::watch::Receiver<wfl_ledger::audit::AuditState>,
+    storage: tokio::sync::watch::Receiver<wfl_ledger::storage::StorageState>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -64,6 +67,7 @@ pub async fn run(
         wfl_ledger::Config {
             checkpoint_every_events: config.checkpoint_every_events,
             checkpoint_interval: config.checkpoint_interval,
+            min_free_bytes: config.min_free_bytes,
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
@@ -96,9 +100,11 @@ pub async fn run(
     reporter
         .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
         .await;
-    // A failed background verification of the ledger makes every service NOT_SERVING.
-    wfl_ledger::audit::not_serving_on_failure(
+    // A failed background verification of the ledger, or commits paused for a full or read-only
+    // data directory, make every service NOT_SERVING.
+    wfl_ledger::storage::health_follows(
         ledger.audit(),
+        ledger.storage(),
         reporter.clone(),
         ["", "wfl.v1.Ingest", "wfl.v1.Ledger", "wfl.v1.Views"]
             .map(str::to_owned)
@@ -121,9 +127,10 @@ pub async fn run(
         subscribers: ledger.subscribers(),
         views: projector.progress(),
         audit: ledger.audit(),
+        storage: ledger.storage(),
     };
     let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(state);
     let http_server =
@@ -154,6 +161,7 @@ async fn metrics_text(State(s): State<HttpState>) -> String {
     let mut out = s.metrics.render();
     out.push_str(&s.views.render());
     out.push_str(&s.audit.borrow().render());
+    out.push_str(&s.storage.borrow().render());
     if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())
         .await
         .unwrap_or_else(|e| Err(wfl_store::Error::Io(e.to_string())))
@@ -163,6 +171,23 @@ async fn metrics_text(State(s): State<HttpState>) -> String {
         out.push_str(&s.subscribers.render(head.sequence));
     }
     out
+}
+
+/// Readiness: 200 `ok`, or 503 naming why (commits paused for storage, verification failed).
+async fn healthz(State(s): State<HttpState>) -> (axum::http::StatusCode, String) {
+    if let wfl_ledger::storage::StorageState::Paused { reason } = &*s.storage.borrow() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: ledger commits paused: {reason}\n"),
+        );
+    }
+    if let wfl_ledger::audit::AuditState::Failed { sequence, .. } = &*s.audit.borrow() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: ledger verification failed at sequence {sequence}\n"),
+        );
+    }
+    (axum::http::StatusCode::OK, "ok\n".to_owned())
 }
 
 /// Binds both listeners of `wfl up`.

@@ -28,6 +28,7 @@ use wfl_proto::pb;
 use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
 
 use crate::checkpoint::{Checkpoint, Signer};
+use crate::storage::{Fault, Guard, StorageState};
 use crate::{codec, Config, Error};
 
 /// An inbox message: the encoded event and the submission id it was published under.
@@ -37,6 +38,11 @@ type Payload = (Bytes, Option<Uuid>);
 const INVALID_ARGUMENT: i32 = 3;
 const FAILED_PRECONDITION: i32 = 9;
 const ABORTED: i32 = 10;
+const RESOURCE_EXHAUSTED: i32 = 8;
+
+/// First and longest pause between checks of a data directory that could not take a commit.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// One batch handed from the inbox pump to the writer; `done` fires after the flush.
 struct InboxBatch {
@@ -52,6 +58,10 @@ pub(crate) struct Writer {
     config: Config,
     waiters: Waiters,
     signer: Arc<Signer>,
+    /// Checked before every commit; commits pause (nothing decided, nothing acknowledged) while
+    /// the data directory is full or read-only.
+    guard: Guard,
+    storage: watch::Sender<StorageState>,
     /// Size of the latest checkpoint and when the writer last cut one (or started).
     checkpointed: u64,
     checkpointed_at: Instant,
@@ -63,6 +73,7 @@ impl Writer {
         store: Arc<dyn Log>,
         config: Config,
         signer: Arc<Signer>,
+        storage: watch::Sender<StorageState>,
     ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
@@ -102,6 +113,7 @@ impl Writer {
         );
         let (head_tx, head_rx) = watch::channel(head.sequence);
         let waiters = Waiters::new(config.await_timeout);
+        let guard = Guard::new(config.data_dir.join("ledger"), config.min_free_bytes);
         Ok((
             Self {
                 store,
@@ -111,6 +123,8 @@ impl Writer {
                 config,
                 waiters,
                 signer,
+                guard,
+                storage,
                 checkpointed,
                 checkpointed_at: Instant::now(),
             },
@@ -133,28 +147,64 @@ impl Writer {
             shutdown.clone(),
         ));
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        // A batch that arrived while the data directory could not take it: held, undecided and
+        // unacknowledged (so the pump takes no more), and tried again with backoff.
+        let mut held: Option<InboxBatch> = None;
+        let mut backoff = RETRY_MIN;
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
         let result = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
-                batch = batch_rx.recv() => match batch {
-                    Some(batch) => {
+                batch = batch_rx.recv(), if held.is_none() => match batch {
+                    Some(batch) => held = Some(batch),
+                    None => break Ok(()),
+                },
+                () = &mut retry, if held.is_some() || self.paused() => {}
+                req = requests.next() => {
+                    match req {
+                        Some(req) => self.on_await(req),
+                        None => break Err(Error::Internal("outcome request subscription ended".into())),
+                    }
+                    continue;
+                }
+                _ = sweep.tick() => {
+                    self.waiters.expire();
+                    // Checked every second even without traffic, so health follows the disk
+                    // and a due checkpoint is never written to a full one.
+                    if !self.paused() {
+                        match self.guard.check() {
+                            Ok(()) => {
+                                if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                            }
+                            Err(fault) => {
+                                self.pause(&fault);
+                                retry.as_mut().reset(tokio::time::Instant::now() + backoff);
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
+            // A batch arrived or a retry is due.
+            match self.guard.check() {
+                Ok(()) => {
+                    self.resume();
+                    backoff = RETRY_MIN;
+                    if let Some(batch) = held.take() {
                         if let Err(e) = self.commit(batch).await { break Err(e) }
                         if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
                     }
-                    None => break Ok(()),
-                },
-                req = requests.next() => match req {
-                    Some(req) => self.on_await(req),
-                    None => break Err(Error::Internal("outcome request subscription ended".into())),
-                },
-                _ = sweep.tick() => {
-                    self.waiters.expire();
-                    if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                }
+                Err(fault) => {
+                    self.pause(&fault);
+                    retry.as_mut().reset(tokio::time::Instant::now() + backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         };
         if let Err(e) = &result {
-            error!(error = %e, "ledger writer stopped");
+            error!(path = %self.guard.path().display(), error = %e, "ledger writer stopped");
         }
         shutdown.cancel();
         // A batch still queued holds the pump's `done` sender: drop it so the pump stops waiting
@@ -162,6 +212,36 @@ impl Writer {
         drop(batch_rx);
         let _ = pump.await;
         result
+    }
+
+    fn paused(&self) -> bool {
+        self.storage.borrow().is_paused()
+    }
+
+    /// Commits stop until the data directory can take them: log once, turn health NOT_SERVING
+    /// (through the published state), and answer every waiting outcome request at once.
+    fn pause(&mut self, fault: &Fault) {
+        if self.paused() {
+            debug!(%fault, "data directory still cannot take a commit");
+            return;
+        }
+        error!(
+            path = %self.guard.path().display(),
+            "ledger storage fault: {fault}; commits paused (nothing acknowledged is lost, the \
+             inbox keeps the events), reads continue, retrying until the data directory can be \
+             written"
+        );
+        let reason = fault.to_string();
+        self.storage
+            .send_replace(StorageState::Paused { reason: reason.clone() });
+        self.waiters.fail_all(|id| paused_outcome(&id.to_string(), &reason));
+    }
+
+    fn resume(&mut self) {
+        if self.paused() {
+            info!(path = %self.guard.path().display(), "data directory writable again; commits resume");
+            self.storage.send_replace(StorageState::Writable);
+        }
     }
 
     async fn commit(&mut self, batch: InboxBatch) -> Result<(), Error> {
@@ -382,6 +462,15 @@ impl Writer {
             };
             known.push(outcome);
         }
+        // While commits are paused nothing new will be decided soon: say so now, not after the
+        // gateway's commit timeout.
+        if let StorageState::Paused { reason } = &*self.storage.borrow() {
+            for (raw, slot) in ids.iter().zip(known.iter_mut()) {
+                if slot.is_none() {
+                    *slot = Some(paused_outcome(raw, reason));
+                }
+            }
+        }
         self.waiters.register(&ids, known, request);
     }
 }
@@ -507,6 +596,19 @@ fn rejected_raw(id: &str, code: i32, message: String, content: Option<[u8; 32]>)
     }
 }
 
+/// The answer for an undecided event while commits are paused: `RESOURCE_EXHAUSTED`, retryable
+/// with the same event id (the event stays in the inbox and commits once space returns).
+fn paused_outcome(id: &str, reason: &str) -> pb::Outcome {
+    rejected_raw(
+        id,
+        RESOURCE_EXHAUSTED,
+        format!(
+            "the ledger cannot write now ({reason}); the event is kept in the inbox and commits once the ledger can write again: retry with the same event_id"
+        ),
+        None,
+    )
+}
+
 /// The outcome of a stored decision. A committed event's content hash comes from its record
 /// (the record is the content: one read per already-decided id asked about, whatever the
 /// history's size).
@@ -609,6 +711,27 @@ impl Waiters {
                     reply(p.request, p.outcomes);
                 }
             }
+        }
+    }
+
+    /// Answers every waiting request now: each undecided event gets `outcome(id)`.
+    fn fail_all(&mut self, outcome: impl Fn(&EventId) -> pb::Outcome) {
+        for (id, slots) in self.by_event.drain() {
+            let o = outcome(&id);
+            for (key, pos) in slots {
+                if let Some(slot) = self
+                    .pending
+                    .get_mut(&key)
+                    .and_then(|p| p.outcomes.get_mut(pos))
+                {
+                    if slot.is_none() {
+                        *slot = Some(o.clone());
+                    }
+                }
+            }
+        }
+        for (_, p) in self.pending.drain() {
+            reply(p.request, p.outcomes);
         }
     }
 
