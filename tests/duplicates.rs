@@ -84,7 +84,10 @@ async fn an_id_committed_outside_the_broker_window_is_a_duplicate_over_nats() {
     // Wait (with a deadline) until the ledger committed it.
     let deadline = Instant::now() + Duration::from_secs(30);
     while replay(&ch).await.len() < 2 {
-        assert!(Instant::now() < deadline, "the ledger did not commit the inbox message");
+        assert!(
+            Instant::now() < deadline,
+            "the ledger did not commit the inbox message"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for restart in [false, true] {

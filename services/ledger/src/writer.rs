@@ -173,33 +173,28 @@ impl Writer {
                     // Checked every second even without traffic, so health follows the disk
                     // and a due checkpoint is never written to a full one.
                     if !self.paused() {
-                        match self.guard.check() {
-                            Ok(()) => {
-                                if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
-                            }
-                            Err(fault) => {
-                                self.pause(&fault);
-                                retry.as_mut().reset(tokio::time::Instant::now() + backoff);
-                            }
+                        if self.writable() {
+                            if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                        } else {
+                            retry.as_mut().reset(tokio::time::Instant::now() + backoff);
                         }
                     }
                     continue;
                 }
             }
             // A batch arrived or a retry is due.
-            match self.guard.check() {
-                Ok(()) => {
-                    self.resume();
-                    backoff = RETRY_MIN;
-                    if let Some(batch) = held.take() {
-                        if let Err(e) = self.commit(batch).await { break Err(e) }
-                        if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
-                    }
+            if !self.writable() {
+                retry.as_mut().reset(tokio::time::Instant::now() + backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
+            }
+            backoff = RETRY_MIN;
+            if let Some(batch) = held.take() {
+                if let Err(e) = self.commit(batch).await {
+                    break Err(e);
                 }
-                Err(fault) => {
-                    self.pause(&fault);
-                    retry.as_mut().reset(tokio::time::Instant::now() + backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
+                if let Err(e) = self.checkpoint_if_due().await {
+                    break Err(e);
                 }
             }
         };
@@ -210,12 +205,28 @@ impl Writer {
         // A batch still queued holds the pump's `done` sender: drop it so the pump stops waiting
         // (nothing is acknowledged; the inbox redelivers).
         drop(batch_rx);
+        // Likewise a batch held while commits were paused.
+        drop(held);
         let _ = pump.await;
         result
     }
 
     fn paused(&self) -> bool {
         self.storage.borrow().is_paused()
+    }
+
+    /// Checks the data directory and pauses or resumes commits accordingly; true when writable.
+    fn writable(&mut self) -> bool {
+        match self.guard.check() {
+            Ok(()) => {
+                self.resume();
+                true
+            }
+            Err(fault) => {
+                self.pause(&fault);
+                false
+            }
+        }
     }
 
     /// Commits stop until the data directory can take them: log once, turn health NOT_SERVING
@@ -232,9 +243,11 @@ impl Writer {
              written"
         );
         let reason = fault.to_string();
-        self.storage
-            .send_replace(StorageState::Paused { reason: reason.clone() });
-        self.waiters.fail_all(|id| paused_outcome(&id.to_string(), &reason));
+        self.storage.send_replace(StorageState::Paused {
+            reason: reason.clone(),
+        });
+        self.waiters
+            .fail_all(|id| paused_outcome(&id.to_string(), &reason));
     }
 
     fn resume(&mut self) {
