@@ -307,4 +307,32 @@ async fn a_full_disk_pauses_commits_clearly_and_they_resume_when_space_returns()
     let ledger = replay(&ch).await;
     assert_valid_chain(&ledger);
     assert_eq!(ledger.len(), all.len() + 5);
+
+    // A read-only data directory (a file system cannot be remounted read-only under open files,
+    // so this is at start): the node exits naming the path and the errno.
+    assert!(node.terminate().success());
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&fs.dir)
+        .status()
+        .expect("remount");
+    assert!(remount.success(), "remount read-only");
+    let mut node = start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a read-only data dir must stop the node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success());
+    let log = node.log_text();
+    assert!(
+        log.contains(&format!("{data}/ledger")) && log.contains("Read-only file system"),
+        "{log}"
+    );
 }

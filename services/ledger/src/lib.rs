@@ -303,7 +303,11 @@ fn refuse_to_start(dir: &std::path::Path, e: wfl_store::Error) -> Error {
             detail: format!("{e}; run `wfl verify {}` for details", data_dir.display()),
         };
     }
-    Error::Store(e)
+    tracing::error!(path = %dir.display(), error = %e, "cannot open the ledger store");
+    Error::Open {
+        path: dir.to_owned(),
+        source: e,
+    }
 }
 
 /// Binds a TCP listener (helper for the binaries).
