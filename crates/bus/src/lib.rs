@@ -25,7 +25,8 @@ pub use error::Error;
 pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
-    NatsBus, NatsConfig, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_SEQUENCE, PUBLISH_TIMEOUT,
+    NatsBus, NatsConfig, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_SEQUENCE, HEADER_SUBMISSION,
+    PUBLISH_TIMEOUT,
 };
 pub use subject::{inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX};
 
@@ -36,6 +37,10 @@ pub struct InboxMessage {
     pub event_id: uuid::Uuid,
     /// Organisation the event belongs to; one subject token (no `.`, `*`, `>`, whitespace).
     pub org_id: String,
+    /// Unique id of this submission (one publish of the event), minted by the gateway and carried
+    /// as `Wfl-Submission`: the ledger stores the id of the submission that committed an event,
+    /// so every later submission of the same event id can be told it was a duplicate.
+    pub submission: uuid::Uuid,
     /// Opaque encoded event.
     pub payload: Bytes,
 }
@@ -53,6 +58,8 @@ pub struct PublishAck {
 pub struct Delivery {
     /// Opaque encoded event, as published.
     pub payload: Bytes,
+    /// The publisher's submission id (`Wfl-Submission`), when it sent a valid one.
+    pub submission: Option<uuid::Uuid>,
     /// True when the broker delivered this message before (it was not acknowledged in time).
     pub redelivered: bool,
     handle: AckHandle,
@@ -141,7 +148,7 @@ pub trait Bus: Send + Sync + 'static {
     /// returns one result per message, in input order.
     ///
     /// NATS: subject `wfl.inbox.<org_id>`, header `Nats-Msg-Id` = event id (JetStream
-    /// de-duplication), stream `WFL_INBOX`.
+    /// de-duplication), header `Wfl-Submission` = submission id, stream `WFL_INBOX`.
     ///
     /// # Errors
     /// Per message: [`Error::Unavailable`] (connection lost, ack timed out: retry with the same

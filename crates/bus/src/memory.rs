@@ -35,9 +35,9 @@ pub struct MemoryBus {
 }
 
 struct Inner {
-    inbox_tx: mpsc::Sender<Bytes>,
+    inbox_tx: mpsc::Sender<(Bytes, uuid::Uuid)>,
     /// Shared by every [`Inbox`] handed out: they compete for messages, like NATS pullers.
-    inbox_rx: Arc<Mutex<mpsc::Receiver<Bytes>>>,
+    inbox_rx: Arc<Mutex<mpsc::Receiver<(Bytes, uuid::Uuid)>>>,
     committed: broadcast::Sender<CommittedMessage>,
     published: broadcast::Sender<(String, Bytes)>,
     last_published: Mutex<Option<u64>>,
@@ -154,7 +154,7 @@ impl Bus for MemoryBus {
                         if duplicate {
                             Ok(PublishAck { duplicate: true })
                         } else {
-                            permit.send(msg.payload);
+                            permit.send((msg.payload, msg.submission));
                             Ok(PublishAck { duplicate: false })
                         }
                     }
@@ -239,7 +239,7 @@ impl Bus for MemoryBus {
 
 /// An in-process inbox consumer.
 struct MemoryInbox {
-    rx: Arc<Mutex<mpsc::Receiver<Bytes>>>,
+    rx: Arc<Mutex<mpsc::Receiver<(Bytes, uuid::Uuid)>>>,
 }
 
 #[async_trait::async_trait]
@@ -271,9 +271,10 @@ impl Inbox for MemoryInbox {
     }
 }
 
-fn delivery(payload: Bytes) -> Delivery {
+fn delivery((payload, submission): (Bytes, uuid::Uuid)) -> Delivery {
     Delivery {
         payload,
+        submission: Some(submission),
         redelivered: false,
         handle: AckHandle::None,
     }

@@ -40,6 +40,9 @@ pub const HEADER_HASH: &str = "Wfl-Hash";
 /// How long `next_batch` waits for more messages after the first before handing a batch over.
 const BATCH_LINGER: Duration = Duration::from_millis(3);
 
+/// Header carrying the gateway's submission id of an inbox message (a UUID).
+pub const HEADER_SUBMISSION: &str = "Wfl-Submission";
+
 /// Header carrying the event type.
 pub const HEADER_EVENT_TYPE: &str = "Wfl-Event-Type";
 
@@ -383,6 +386,7 @@ impl Bus for NatsBus {
                         async_nats::header::NATS_MESSAGE_ID,
                         msg.event_id.to_string(),
                     );
+                    headers.insert(HEADER_SUBMISSION, msg.submission.to_string());
                     valid.push((inbox_subject(&msg.org_id), headers, msg.payload));
                 }
             }
@@ -567,8 +571,14 @@ impl NatsInbox {
 fn delivery(msg: jetstream::Message) -> Delivery {
     let redelivered = msg.info().map(|info| info.delivered > 1).unwrap_or(false);
     let jetstream::Message { message, .. } = msg;
+    let submission = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HEADER_SUBMISSION))
+        .and_then(|v| uuid::Uuid::parse_str(v.as_str()).ok());
     Delivery {
         payload: message.payload,
+        submission,
         redelivered,
         handle: match message.reply {
             Some(reply) => AckHandle::Nats(reply),

@@ -10,6 +10,7 @@ fn msg(i: usize) -> InboxMessage {
     InboxMessage {
         event_id: uuid::Uuid::new_v4(),
         org_id: ["org-a", "org-b"][i % 2].to_owned(),
+        submission: uuid::Uuid::from_u128(i as u128 + 1),
         payload: Bytes::from(i.to_string()),
     }
 }
@@ -47,6 +48,10 @@ async fn inbox_preserves_order_and_respects_batch_max() {
         assert!(batch.len() <= 64, "batch of {} exceeds max", batch.len());
         for d in &batch {
             assert!(!d.redelivered);
+            assert_eq!(
+                d.submission,
+                Some(uuid::Uuid::from_u128(received.len() as u128 + 1))
+            );
             received.push(String::from_utf8(d.payload.to_vec()).expect("utf8"));
         }
         inbox.ack(batch).await.expect("ack");

@@ -26,6 +26,7 @@ fn msg(i: usize) -> InboxMessage {
     InboxMessage {
         event_id: uuid::Uuid::new_v4(),
         org_id: ["org-a", "org-b"][i % 2].to_owned(),
+        submission: uuid::Uuid::from_u128(i as u128 + 1),
         payload: Bytes::from(format!("payload-{i:05}")),
     }
 }
@@ -129,6 +130,12 @@ async fn inbox_delivers_everything_in_order_in_bounded_batches_and_dedups() {
         assert!(batch.len() <= max, "batch of {} exceeds {max}", batch.len());
         for d in &batch {
             assert!(!d.redelivered, "nothing should be redelivered here");
+            let i = received.len();
+            assert_eq!(
+                d.submission,
+                Some(uuid::Uuid::from_u128(i as u128 + 1)),
+                "Wfl-Submission travels with message {i}"
+            );
             received.push(text(d));
         }
         inbox.ack(batch).await.expect("ack");

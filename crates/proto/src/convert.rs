@@ -1033,3 +1033,13 @@ fn money_to(m: &d::Money) -> pb::Money {
         currency: m.currency.clone(),
     }
 }
+
+/// SHA-256 of an event's canonical wire bytes (`event_to_pb(event)`, encoded): what "the same
+/// content" means for an event id. Two submissions of equal events hash alike whatever encoding
+/// the clients sent; gateway and ledger both use this one definition.
+#[must_use]
+pub fn content_sha256(event: &wfl_domain::Event) -> [u8; 32] {
+    use prost::Message;
+    use sha2::Digest;
+    sha2::Sha256::digest(event_to_pb(event).encode_to_vec()).into()
+}

@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 org_id: orgs[(s % orgs.len() as u64) as usize].clone(),
                 event_type: types[(s % TYPES) as usize].clone(),
                 bytes: vec![(s % 256) as u8; 200],
+                submission: Some(Uuid::new_v4()),
             })
             .collect();
         log.append(&batch, &[])?;

@@ -20,8 +20,10 @@ pub(crate) const RECORD: u8 = b'e';
 pub(crate) const HEAD: u8 = b'h';
 /// `i` + event id → decision value.
 pub(crate) const DECISION: u8 = b'i';
-/// `j` + 6-byte event id prefix + group number → committed-id group.
+/// `j` + 6-byte event id prefix + group number → committed-id group (layout 2, read only).
 pub(crate) const ID_GROUP: u8 = b'j';
+/// `k` + 6-byte event id prefix + group number → committed-id group with submission ids.
+pub(crate) const SUBMITTED_GROUP: u8 = b'k';
 /// `m` + key → opaque metadata value.
 pub(crate) const META: u8 = b'm';
 /// `n` + tile level:u8 + tile index:u64 → Merkle tile (up to 256 hashes).
@@ -36,7 +38,7 @@ pub(crate) const VERIFIED: u8 = b'w';
 pub(crate) const VERSION: u8 = b'v';
 
 /// Current layout version, stored under [`VERSION`].
-pub(crate) const LAYOUT_VERSION: u8 = 2;
+pub(crate) const LAYOUT_VERSION: u8 = 3;
 
 /// A chunk is closed once adding the next record would pass this many bytes
 /// (a chunk always takes at least one record). sled leaves hold up to 17
@@ -50,13 +52,16 @@ pub(crate) const POSTING_GROUP_MAX: usize = 1024;
 /// Committed event ids are grouped by their first 6 bytes: the millisecond
 /// timestamp of a UUIDv7, so ids minted close together share a group.
 pub(crate) const ID_PREFIX_LEN: usize = 6;
-/// Most entries in one id group (50 bytes each, same sizing as chunks).
+/// Most entries in one `j` id group (50 bytes each, same sizing as chunks).
 pub(crate) const ID_GROUP_MAX: usize = 128;
+/// Most entries in one `k` id group (66 bytes each, same sizing as chunks).
+pub(crate) const SUBMITTED_GROUP_MAX: usize = 92;
 /// Most groups per id prefix. Ids beyond that get one `i` key each, so a
 /// lookup reads at most this many groups however ids are chosen.
 pub(crate) const ID_GROUPS_PER_PREFIX: u8 = 16;
 const ID_REST_LEN: usize = 16 - ID_PREFIX_LEN;
 const ID_ENTRY_LEN: usize = ID_REST_LEN + 8 + 32;
+const SUBMITTED_ENTRY_LEN: usize = ID_ENTRY_LEN + ID_LEN;
 
 const SEQ_LEN: usize = 8;
 const ID_LEN: usize = 16;
@@ -66,10 +71,14 @@ pub(crate) const ENTRY_HEADER_LEN: usize = ID_LEN + 2 * HASH_LEN;
 const HEAD_LEN: usize = SEQ_LEN + HASH_LEN;
 const U32_LEN: usize = 4;
 
+/// Layout 2 decisions, still read: committed without submission id, refused without content hash.
 const COMMITTED_TAG: u8 = b'C';
 const REJECTED_TAG: u8 = b'R';
-const COMMITTED_LEN: usize = 1 + SEQ_LEN + HASH_LEN;
-const REJECTED_HEADER_LEN: usize = 1 + 4;
+/// Layout 3 decisions: committed with the committing submission id, refused with the content hash.
+const SUBMITTED_TAG: u8 = b'D';
+const REFUSED_TAG: u8 = b'S';
+const SUBMITTED_LEN: usize = 1 + SEQ_LEN + HASH_LEN + ID_LEN;
+const REFUSED_HEADER_LEN: usize = 1 + 4 + HASH_LEN;
 
 /// Merkle tiles: a tile at tile level `t` holds the hashes of the complete
 /// subtrees at tree level `8t`, 256 of them per tile, so one tile key per
@@ -152,37 +161,88 @@ pub(crate) fn id_rest(event_id: &Uuid) -> [u8; ID_REST_LEN] {
     to_array(event_id.as_bytes().get(ID_PREFIX_LEN..).unwrap_or_default())
 }
 
-pub(crate) fn id_group_key(prefix: &[u8; ID_PREFIX_LEN], group: u8) -> [u8; 2 + ID_PREFIX_LEN] {
+/// The two shapes of committed-id groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdFormat {
+    /// `j` (layout 2): id rest, sequence, hash. Read, never extended.
+    Plain,
+    /// `k` (layout 3): id rest, sequence, hash, committing submission id (zero when unknown).
+    Submitted,
+}
+
+impl IdFormat {
+    fn tag(self) -> u8 {
+        match self {
+            IdFormat::Plain => ID_GROUP,
+            IdFormat::Submitted => SUBMITTED_GROUP,
+        }
+    }
+
+    fn entry_len(self) -> usize {
+        match self {
+            IdFormat::Plain => ID_ENTRY_LEN,
+            IdFormat::Submitted => SUBMITTED_ENTRY_LEN,
+        }
+    }
+
+    /// Most entries in one group of this format.
+    pub(crate) fn max(self) -> usize {
+        match self {
+            IdFormat::Plain => ID_GROUP_MAX,
+            IdFormat::Submitted => SUBMITTED_GROUP_MAX,
+        }
+    }
+}
+
+pub(crate) fn id_group_key(
+    format: IdFormat,
+    prefix: &[u8; ID_PREFIX_LEN],
+    group: u8,
+) -> [u8; 2 + ID_PREFIX_LEN] {
     let mut key = [0; 2 + ID_PREFIX_LEN];
-    key[0] = ID_GROUP;
+    key[0] = format.tag();
     key[1..=ID_PREFIX_LEN].copy_from_slice(prefix);
     key[1 + ID_PREFIX_LEN] = group;
     key
 }
 
 /// The group number in an id group key, if the key has that shape.
-pub(crate) fn id_group_number(key: &[u8]) -> Option<u8> {
+pub(crate) fn id_group_number(format: IdFormat, key: &[u8]) -> Option<u8> {
     match key {
-        [ID_GROUP, rest @ ..] if rest.len() == ID_PREFIX_LEN + 1 => rest.last().copied(),
+        [tag, rest @ ..] if *tag == format.tag() && rest.len() == ID_PREFIX_LEN + 1 => {
+            rest.last().copied()
+        }
         _ => None,
     }
 }
 
-/// One committed id in a group: the id's last 10 bytes, its sequence and hash.
+/// One committed id in a group: the id's last 10 bytes, its sequence and hash, and the id of
+/// the submission that committed it (all zero in `j` groups and when unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IdEntry {
     pub(crate) rest: [u8; ID_REST_LEN],
     pub(crate) sequence: u64,
     pub(crate) hash: Hash,
+    pub(crate) submission: [u8; ID_LEN],
+}
+
+impl IdEntry {
+    /// The committing submission, `None` when unknown (stored as zero).
+    pub(crate) fn submission(&self) -> Option<Uuid> {
+        Some(Uuid::from_bytes(self.submission)).filter(|u| !u.is_nil())
+    }
 }
 
 /// Encode a group; `entries` must be sorted by `rest` without repeats.
-pub(crate) fn encode_id_group(entries: &[IdEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ID_ENTRY_LEN * entries.len());
+pub(crate) fn encode_id_group(format: IdFormat, entries: &[IdEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(format.entry_len() * entries.len());
     for entry in entries {
         out.extend_from_slice(&entry.rest);
         out.extend_from_slice(&entry.sequence.to_be_bytes());
         out.extend_from_slice(&entry.hash);
+        if format == IdFormat::Submitted {
+            out.extend_from_slice(&entry.submission);
+        }
     }
     out
 }
@@ -191,6 +251,7 @@ pub(crate) fn encode_id_group(entries: &[IdEntry]) -> Vec<u8> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IdGroupView<'a> {
     value: &'a [u8],
+    format: IdFormat,
 }
 
 impl<'a> IdGroupView<'a> {
@@ -200,9 +261,12 @@ impl<'a> IdGroupView<'a> {
     ///
     /// # Errors
     /// [`Error::Corrupt`] (sequence 0) if the value has the wrong shape.
-    pub(crate) fn decode(value: &'a [u8]) -> Result<Self, Error> {
-        let view = IdGroupView { value };
-        let sorted = value.chunks_exact(ID_ENTRY_LEN).remainder().is_empty()
+    pub(crate) fn decode(value: &'a [u8], format: IdFormat) -> Result<Self, Error> {
+        let view = IdGroupView { value, format };
+        let sorted = value
+            .chunks_exact(format.entry_len())
+            .remainder()
+            .is_empty()
             && !value.is_empty()
             && (1..view.len()).all(|i| view.rest(i - 1) < view.rest(i));
         if !sorted {
@@ -216,28 +280,31 @@ impl<'a> IdGroupView<'a> {
 
     /// A view over a value that already passed [`IdGroupView::decode`].
     /// Accessors stay bounds-checked, so a wrong promise cannot panic.
-    pub(crate) fn validated(value: &'a [u8]) -> Self {
-        IdGroupView { value }
+    pub(crate) fn validated(value: &'a [u8], format: IdFormat) -> Self {
+        IdGroupView { value, format }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.value.len() / ID_ENTRY_LEN
+        self.value.len() / self.format.entry_len()
     }
 
     fn rest(&self, index: usize) -> &'a [u8] {
-        let at = index * ID_ENTRY_LEN;
+        let at = index * self.format.entry_len();
         self.value.get(at..at + ID_REST_LEN).unwrap_or_default()
     }
 
     pub(crate) fn entry(&self, index: usize) -> Option<IdEntry> {
-        let at = index.checked_mul(ID_ENTRY_LEN)?;
-        let raw = self.value.get(at..at.checked_add(ID_ENTRY_LEN)?)?;
+        let len = self.format.entry_len();
+        let at = index.checked_mul(len)?;
+        let raw = self.value.get(at..at.checked_add(len)?)?;
         let (rest, tail) = raw.split_at(ID_REST_LEN);
-        let (seq, hash) = tail.split_at(SEQ_LEN);
+        let (seq, tail) = tail.split_at(SEQ_LEN);
+        let (hash, submission) = tail.split_at(HASH_LEN);
         Some(IdEntry {
             rest: to_array(rest),
             sequence: u64::from_be_bytes(to_array(seq)),
             hash: to_array(hash),
+            submission: to_array(submission),
         })
     }
 
@@ -539,18 +606,21 @@ pub(crate) fn decode_head(value: &[u8]) -> Result<Head, Error> {
     })
 }
 
-pub(crate) fn encode_committed(sequence: u64, hash: &Hash) -> [u8; COMMITTED_LEN] {
-    let mut out = [0; COMMITTED_LEN];
-    out[0] = COMMITTED_TAG;
-    out[1..=SEQ_LEN].copy_from_slice(&sequence.to_be_bytes());
-    out[1 + SEQ_LEN..].copy_from_slice(hash);
+pub(crate) fn encode_committed(sequence: u64, hash: &Hash, submission: &[u8; ID_LEN]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SUBMITTED_LEN);
+    out.push(SUBMITTED_TAG);
+    out.extend_from_slice(&sequence.to_be_bytes());
+    out.extend_from_slice(hash);
+    out.extend_from_slice(submission);
     out
 }
 
-pub(crate) fn encode_rejected(code: i32, message: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(REJECTED_HEADER_LEN + message.len());
-    out.push(REJECTED_TAG);
+/// A refusal; `content` is all zero when unknown.
+pub(crate) fn encode_rejected(code: i32, content: &Hash, message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REFUSED_HEADER_LEN + message.len());
+    out.push(REFUSED_TAG);
     out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(content);
     out.extend_from_slice(message.as_bytes());
     out
 }
@@ -564,15 +634,30 @@ pub(crate) fn decode_decision(event_id: &Uuid, value: &[u8]) -> Result<Decision,
             Ok(Decision::Committed {
                 sequence: u64::from_be_bytes(to_array(seq)),
                 hash: to_array(hash),
+                submission: None,
             })
         }
-        [REJECTED_TAG, c0, c1, c2, c3, message @ ..] => {
-            let message = std::str::from_utf8(message).map_err(|_| {
-                Error::corrupt(0, format!("rejection message of {event_id} is not UTF-8"))
-            })?;
+        [SUBMITTED_TAG, rest @ ..] if rest.len() == SEQ_LEN + HASH_LEN + ID_LEN => {
+            let (seq, rest) = rest.split_at(SEQ_LEN);
+            let (hash, submission) = rest.split_at(HASH_LEN);
+            Ok(Decision::Committed {
+                sequence: u64::from_be_bytes(to_array(seq)),
+                hash: to_array(hash),
+                submission: Some(Uuid::from_bytes(to_array(submission))).filter(|u| !u.is_nil()),
+            })
+        }
+        [REJECTED_TAG, c0, c1, c2, c3, message @ ..] => Ok(Decision::Rejected {
+            code: i32::from_be_bytes([*c0, *c1, *c2, *c3]),
+            message: utf8_message(event_id, message)?,
+            content: None,
+        }),
+        [REFUSED_TAG, c0, c1, c2, c3, rest @ ..] if rest.len() >= HASH_LEN => {
+            let (content, message) = rest.split_at(HASH_LEN);
+            let content: Hash = to_array(content);
             Ok(Decision::Rejected {
                 code: i32::from_be_bytes([*c0, *c1, *c2, *c3]),
-                message: message.to_owned(),
+                message: utf8_message(event_id, message)?,
+                content: Some(content).filter(|c| c != &[0; HASH_LEN]),
             })
         }
         _ => Err(Error::corrupt(
@@ -583,6 +668,12 @@ pub(crate) fn decode_decision(event_id: &Uuid, value: &[u8]) -> Result<Decision,
             ),
         )),
     }
+}
+
+fn utf8_message(event_id: &Uuid, message: &[u8]) -> Result<String, Error> {
+    std::str::from_utf8(message)
+        .map(str::to_owned)
+        .map_err(|_| Error::corrupt(0, format!("rejection message of {event_id} is not UTF-8")))
 }
 
 fn read_u64(bytes: &[u8]) -> Option<u64> {
@@ -622,14 +713,16 @@ mod tests {
                 let _ = postings.lower_bound(seq);
                 let _ = postings.get(postings.len());
             }
-            if let Ok(group) = IdGroupView::decode(&value) {
-                let _ = group.find(&[7; ID_REST_LEN]);
+            for format in [IdFormat::Plain, IdFormat::Submitted] {
+                if let Ok(group) = IdGroupView::decode(&value, format) {
+                    let _ = group.find(&[7; ID_REST_LEN]);
+                }
+                let _ = id_group_number(format, &value);
             }
             let _ = decode_decision(&Uuid::nil(), &value);
             let _ = decode_head(&value);
             let _ = record_key_sequence(&value);
             let _ = posting_key_sequence(&value, 3);
-            let _ = id_group_number(&value);
         }
 
         #[test]
@@ -670,20 +763,77 @@ mod tests {
 
     #[test]
     fn id_groups_find_exactly_their_entries() {
-        let entries: Vec<IdEntry> = (0..ID_GROUP_MAX as u8)
-            .map(|i| IdEntry {
-                rest: [i.wrapping_mul(2); ID_REST_LEN],
-                sequence: u64::from(i) + 1,
-                hash: [i; 32],
-            })
-            .collect();
-        let value = encode_id_group(&entries);
-        let group = IdGroupView::decode(&value).unwrap();
-        for entry in &entries {
-            assert_eq!(group.find(&entry.rest), Some(*entry));
-            let mut absent = entry.rest;
-            absent[ID_REST_LEN - 1] ^= 1;
-            assert_eq!(group.find(&absent), None);
+        for format in [IdFormat::Plain, IdFormat::Submitted] {
+            let entries: Vec<IdEntry> = (0..format.max() as u8)
+                .map(|i| IdEntry {
+                    rest: [i.wrapping_mul(2); ID_REST_LEN],
+                    sequence: u64::from(i) + 1,
+                    hash: [i; 32],
+                    submission: if format == IdFormat::Plain {
+                        [0; ID_LEN]
+                    } else {
+                        [i ^ 0x5a; ID_LEN]
+                    },
+                })
+                .collect();
+            let value = encode_id_group(format, &entries);
+            assert!(
+                value.len() <= 6_400,
+                "{format:?} groups stay about chunk-sized"
+            );
+            let group = IdGroupView::decode(&value, format).unwrap();
+            for entry in &entries {
+                assert_eq!(group.find(&entry.rest), Some(*entry));
+                let mut absent = entry.rest;
+                absent[ID_REST_LEN - 1] ^= 1;
+                assert_eq!(group.find(&absent), None);
+            }
         }
+    }
+
+    #[test]
+    fn decisions_round_trip_and_old_shapes_still_decode() {
+        let id = Uuid::from_u128(9);
+        let sub = Uuid::from_u128(77);
+        let committed = encode_committed(5, &[3; 32], sub.as_bytes());
+        assert_eq!(
+            decode_decision(&id, &committed).unwrap(),
+            Decision::Committed {
+                sequence: 5,
+                hash: [3; 32],
+                submission: Some(sub)
+            }
+        );
+        let refused = encode_rejected(9, &[4; 32], "no");
+        assert_eq!(
+            decode_decision(&id, &refused).unwrap(),
+            Decision::Rejected {
+                code: 9,
+                message: "no".into(),
+                content: Some([4; 32])
+            }
+        );
+        let mut old = vec![COMMITTED_TAG];
+        old.extend_from_slice(&5u64.to_be_bytes());
+        old.extend_from_slice(&[3; 32]);
+        assert_eq!(
+            decode_decision(&id, &old).unwrap(),
+            Decision::Committed {
+                sequence: 5,
+                hash: [3; 32],
+                submission: None
+            }
+        );
+        let mut old = vec![REJECTED_TAG];
+        old.extend_from_slice(&9i32.to_be_bytes());
+        old.extend_from_slice(b"no");
+        assert_eq!(
+            decode_decision(&id, &old).unwrap(),
+            Decision::Rejected {
+                code: 9,
+                message: "no".into(),
+                content: None
+            }
+        );
     }
 }

@@ -91,6 +91,10 @@ pub struct NewRecord {
     pub event_type: String,
     /// Opaque stored bytes; the chain hash covers exactly these.
     pub bytes: Vec<u8>,
+    /// The submission (one publish by a gateway) that committed it, kept in the decision so
+    /// that every other submission of the same event id can be told it was a duplicate.
+    /// Not part of the record's bytes or hash.
+    pub submission: Option<uuid::Uuid>,
 }
 
 /// A durable "this event id was refused" record.
@@ -105,6 +109,9 @@ pub struct Rejection {
     pub code: i32,
     /// Human-readable reason.
     pub message: String,
+    /// SHA-256 of the refused event's canonical bytes, so a later submission of the same id
+    /// with different content can be told apart from a retry.
+    pub content: Option<Hash>,
 }
 
 /// A committed record as read back from the log.
@@ -131,6 +138,9 @@ pub enum Decision {
         sequence: u64,
         /// Chain hash of the record.
         hash: Hash,
+        /// The submission that committed it; `None` for decisions stored before submission
+        /// ids existed (layout 2) or appended without one.
+        submission: Option<uuid::Uuid>,
     },
     /// Refused with this reason.
     Rejected {
@@ -138,6 +148,8 @@ pub enum Decision {
         code: i32,
         /// Human-readable reason.
         message: String,
+        /// SHA-256 of the refused content; `None` for refusals stored before layout 3.
+        content: Option<Hash>,
     },
 }
 

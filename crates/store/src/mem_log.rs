@@ -158,6 +158,7 @@ impl Log for MemLog {
                 Decision::Committed {
                     sequence: *sequence,
                     hash: *hash,
+                    submission: record.submission.filter(|u| !u.is_nil()),
                 },
             );
             inner
@@ -177,6 +178,7 @@ impl Log for MemLog {
                 Decision::Rejected {
                     code: rejection.code,
                     message: rejection.message.clone(),
+                    content: rejection.content.filter(|c| c != &[0; 32]),
                 },
             );
         }

@@ -18,9 +18,14 @@
 //! e first:u64                      chunk: count:u32, count × end:u32, entries…
 //!                                    entry = event_id:16 prev_hash:32 hash:32 bytes…
 //! h                                head: seq:u64 hash:32
-//! i event_id:16                    'C' seq:u64 hash:32 | 'R' code:i32 message…
-//! j id[0..6] group:u8              committed-id group: n × (id[6..16] seq:u64 hash:32),
-//!                                    sorted by id, n <= 128, groups 0..16 per prefix
+//! i event_id:16                    'D' seq:u64 hash:32 submission:16
+//!                                    | 'S' code:i32 content:32 message…
+//!                                    (layout 2 wrote 'C' seq hash | 'R' code message; still read)
+//! j id[0..6] group:u8              layout 2 committed-id group: n × (id[6..16] seq:u64
+//!                                    hash:32), sorted by id, n <= 128; read, never extended
+//! k id[0..6] group:u8              committed-id group: n × (id[6..16] seq:u64 hash:32
+//!                                    submission:16), sorted by id, n <= 92, groups 0..16
+//!                                    per prefix
 //! c size:u64                       opaque signed checkpoint of the tree of `size` records
 //! m key…                           opaque metadata
 //! n level:u8 index:u64             Merkle tile: up to 256 × hash:32, the complete
@@ -28,8 +33,9 @@
 //!                                    256·index … 256·index+255
 //! o len:u16 org_id… first:u64      posting group: n × (seq - first):u32, ascending
 //! t len:u16 event_type… first:u64  posting group, as for `o`
-//! v                                layout version (2; a version 1 store, without
-//!                                    Merkle tiles, is upgraded at open)
+//! v                                layout version (3; a version 1 store, without
+//!                                    Merkle tiles, is upgraded at open; a version 2
+//!                                    store only gains `k` groups and the new `i` shapes)
 //! w                                verified marker: seq:u64 hash:32
 //! ```
 //!
@@ -80,7 +86,8 @@ use uuid::Uuid;
 
 use crate::batch;
 use crate::layout::{
-    self, ChunkView, EntrySource, IdEntry, IdGroupView, PostingsView, RecordView, ID_PREFIX_LEN,
+    self, ChunkView, EntrySource, IdEntry, IdFormat, IdGroupView, PostingsView, RecordView,
+    ID_PREFIX_LEN,
 };
 use crate::merkle;
 use crate::tiles::{self, TileFrontier};
@@ -538,6 +545,13 @@ fn check_version(tree: &sled::Tree) -> Result<bool, Error> {
         }
         Some(v) if v.as_ref() == [layout::LAYOUT_VERSION] => Ok(false),
         Some(v) if v.as_ref() == [1] => Ok(true),
+        // Version 3 only adds key shapes (`k` groups, `D` and `S` decisions) and keeps reading
+        // version 2's; the bump keeps an older binary, which would not see `k` groups, out.
+        Some(v) if v.as_ref() == [2] => {
+            tree.insert([layout::VERSION], &[layout::LAYOUT_VERSION][..])?;
+            tree.flush()?;
+            Ok(false)
+        }
         Some(v) => Err(Error::corrupt(
             0,
             format!("unsupported layout version {:?}", v.as_ref()),
@@ -800,29 +814,41 @@ fn compare_tile(tree: &sled::Tree, write: &tiles::TileWrite) -> Result<(), Error
     Ok(())
 }
 
-/// The committed-id groups of one id prefix, in group order, validated.
+/// The committed-id groups of one id prefix in one format, in group order, validated.
 fn load_id_groups(
     tree: &sled::Tree,
+    format: IdFormat,
     prefix: &[u8; ID_PREFIX_LEN],
 ) -> Result<Vec<(u8, sled::IVec)>, Error> {
-    let range = layout::id_group_key(prefix, 0)..=layout::id_group_key(prefix, u8::MAX);
+    let range =
+        layout::id_group_key(format, prefix, 0)..=layout::id_group_key(format, prefix, u8::MAX);
     let mut groups = Vec::new();
     for entry in tree.range(range) {
         let (key, value) = entry?;
-        let number = layout::id_group_number(&key)
+        let number = layout::id_group_number(format, &key)
             .ok_or_else(|| Error::corrupt(0, "malformed id group key"))?;
-        IdGroupView::decode(&value)?;
+        IdGroupView::decode(&value, format)?;
         groups.push((number, value));
     }
     Ok(groups)
 }
 
-/// Look `event_id` up in groups returned by [`load_id_groups`].
-fn find_committed(groups: &[(u8, sled::IVec)], event_id: &Uuid) -> Option<IdEntry> {
+/// Look `event_id` up in groups of `format` returned by [`load_id_groups`].
+fn find_committed(
+    groups: &[(u8, sled::IVec)],
+    format: IdFormat,
+    event_id: &Uuid,
+) -> Option<IdEntry> {
     let rest = layout::id_rest(event_id);
     groups
         .iter()
-        .find_map(|(_, value)| IdGroupView::validated(value).find(&rest))
+        .find_map(|(_, value)| IdGroupView::validated(value, format).find(&rest))
+}
+
+/// Look `event_id` up in the layout 2 (`j`) groups of its prefix, which are never extended.
+fn find_committed_v2(tree: &sled::Tree, event_id: &Uuid) -> Result<Option<IdEntry>, Error> {
+    let groups = load_id_groups(tree, IdFormat::Plain, &layout::id_prefix(event_id))?;
+    Ok(find_committed(&groups, IdFormat::Plain, event_id))
 }
 
 /// Add newly committed ids of one prefix (sorted by `rest`) to its groups
@@ -840,27 +866,27 @@ fn write_id_groups(
     let mut pending = pending;
     let mut next_group: u8 = 0;
     if let Some((number, value)) = existing.last() {
-        let last = IdGroupView::validated(value);
-        let room = layout::ID_GROUP_MAX.saturating_sub(last.len());
+        let last = IdGroupView::validated(value, IdFormat::Submitted);
+        let room = IdFormat::Submitted.max().saturating_sub(last.len());
         if room > 0 && !pending.is_empty() {
             let (taken, left) = pending.split_at(room.min(pending.len()));
             let mut merged: Vec<IdEntry> = (0..last.len()).filter_map(|i| last.entry(i)).collect();
             merged.extend(taken.iter().map(|(entry, _)| *entry));
             merged.sort_unstable_by_key(|entry| entry.rest);
             ops.insert(
-                &layout::id_group_key(prefix, *number)[..],
-                layout::encode_id_group(&merged),
+                &layout::id_group_key(IdFormat::Submitted, prefix, *number)[..],
+                layout::encode_id_group(IdFormat::Submitted, &merged),
             );
             pending = left;
         }
         next_group = number.saturating_add(1);
     }
     while !pending.is_empty() && next_group < layout::ID_GROUPS_PER_PREFIX {
-        let (taken, left) = pending.split_at(layout::ID_GROUP_MAX.min(pending.len()));
+        let (taken, left) = pending.split_at(IdFormat::Submitted.max().min(pending.len()));
         let entries: Vec<IdEntry> = taken.iter().map(|(entry, _)| *entry).collect();
         ops.insert(
-            &layout::id_group_key(prefix, next_group)[..],
-            layout::encode_id_group(&entries),
+            &layout::id_group_key(IdFormat::Submitted, prefix, next_group)[..],
+            layout::encode_id_group(IdFormat::Submitted, &entries),
         );
         pending = left;
         next_group += 1;
@@ -868,7 +894,7 @@ fn write_id_groups(
     for (entry, event_id) in pending {
         ops.insert(
             &layout::decision_key(event_id)[..],
-            &layout::encode_committed(entry.sequence, &entry.hash)[..],
+            layout::encode_committed(entry.sequence, &entry.hash, &entry.submission),
         );
     }
 }
@@ -926,11 +952,12 @@ impl Log for SledLog {
             let groups = match id_groups.entry(layout::id_prefix(id)) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
-                    let loaded = load_id_groups(&self.tree, entry.key())?;
+                    let loaded = load_id_groups(&self.tree, IdFormat::Submitted, entry.key())?;
                     entry.insert(loaded)
                 }
             };
-            Ok(find_committed(groups, id).is_some())
+            Ok(find_committed(groups, IdFormat::Submitted, id).is_some()
+                || find_committed_v2(&self.tree, id)?.is_some())
         })?;
 
         let mut ops = sled::Batch::default();
@@ -976,6 +1003,7 @@ impl Log for SledLog {
                         rest: layout::id_rest(&record.event_id),
                         sequence: *sequence,
                         hash: *hash,
+                        submission: record.submission.unwrap_or_default().into_bytes(),
                     },
                     record.event_id,
                 ));
@@ -1005,14 +1033,18 @@ impl Log for SledLog {
             pending.sort_unstable_by_key(|(entry, _)| entry.rest);
             let existing = match id_groups.remove(&prefix) {
                 Some(groups) => groups,
-                None => load_id_groups(&self.tree, &prefix)?,
+                None => load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?,
             };
             write_id_groups(&mut ops, &prefix, &existing, &pending);
         }
         for rejection in rejections {
             ops.insert(
                 &layout::decision_key(&rejection.event_id)[..],
-                layout::encode_rejected(rejection.code, &rejection.message),
+                layout::encode_rejected(
+                    rejection.code,
+                    &rejection.content.unwrap_or_default(),
+                    &rejection.message,
+                ),
             );
         }
         if !records.is_empty() {
@@ -1056,11 +1088,17 @@ impl Log for SledLog {
         let decision = match self.tree.get(layout::decision_key(event_id))? {
             Some(value) => layout::decode_decision(event_id, &value)?,
             None => {
-                let groups = load_id_groups(&self.tree, &layout::id_prefix(event_id))?;
-                match find_committed(&groups, event_id) {
+                let prefix = layout::id_prefix(event_id);
+                let groups = load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?;
+                let found = match find_committed(&groups, IdFormat::Submitted, event_id) {
+                    Some(entry) => Some(entry),
+                    None => find_committed_v2(&self.tree, event_id)?,
+                };
+                match found {
                     Some(entry) => Decision::Committed {
                         sequence: entry.sequence,
                         hash: entry.hash,
+                        submission: entry.submission(),
                     },
                     None => return Ok(None),
                 }

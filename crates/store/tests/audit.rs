@@ -46,6 +46,7 @@ fn rec(sequence: u64, bytes: Vec<u8>) -> NewRecord {
         org_id: "o".to_owned(),
         event_type: "T".to_owned(),
         bytes,
+        submission: None,
     }
 }
 

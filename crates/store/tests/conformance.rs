@@ -24,7 +24,13 @@ fn rec(sequence: u64, org: &str, event_type: &str) -> NewRecord {
         org_id: org.to_owned(),
         event_type: event_type.to_owned(),
         bytes: format!("event {sequence} of {org}/{event_type}").into_bytes(),
+        submission: Some(submission(sequence)),
     }
+}
+
+/// The submission id `rec` stores with each record's decision.
+fn submission(sequence: u64) -> Uuid {
+    Uuid::from_u128(0x5b5b_u128 << 64 | u128::from(sequence))
 }
 
 fn reject(n: u128, code: i32) -> Rejection {
@@ -32,6 +38,7 @@ fn reject(n: u128, code: i32) -> Rejection {
         event_id: id(n),
         code,
         message: format!("refused {n}"),
+        content: Some([n as u8; 32]),
     }
 }
 
@@ -99,7 +106,8 @@ fn suite_append_three_then_read_back(log: &dyn Log) {
             log.decision(&record.event_id).unwrap(),
             Some(Decision::Committed {
                 sequence: *sequence,
-                hash: *hash
+                hash: *hash,
+                submission: Some(submission(*sequence)),
             })
         );
     }
@@ -190,7 +198,8 @@ fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
         log.decision(&id(500)).unwrap(),
         Some(Decision::Rejected {
             code: 7,
-            message: "refused 500".to_owned()
+            message: "refused 500".to_owned(),
+            content: Some([500u128 as u8; 32]),
         })
     );
     assert!(matches!(
@@ -213,7 +222,8 @@ fn suite_rejections_are_recorded(log: &dyn Log) {
             log.decision(&id(n)).unwrap(),
             Some(Decision::Rejected {
                 code,
-                message: format!("refused {n}")
+                message: format!("refused {n}"),
+                content: Some([n as u8; 32]),
             })
         );
     }
@@ -227,11 +237,13 @@ fn suite_rejections_are_recorded(log: &dyn Log) {
         event_id: id(103),
         code: i32::MIN,
         message: "né — 拒否".to_owned(),
+        content: None,
     };
     let empty = Rejection {
         event_id: id(104),
         code: i32::MAX,
         message: String::new(),
+        content: Some([0xee; 32]),
     };
     log.append(&[], &[odd.clone(), empty.clone()]).unwrap();
     for r in [odd, empty] {
@@ -239,7 +251,8 @@ fn suite_rejections_are_recorded(log: &dyn Log) {
             log.decision(&r.event_id).unwrap(),
             Some(Decision::Rejected {
                 code: r.code,
-                message: r.message
+                message: r.message,
+                content: r.content,
             })
         );
     }
@@ -409,7 +422,8 @@ fn suite_many_ids_sharing_a_prefix(log: &dyn Log) {
             log.decision(&record.event_id).unwrap(),
             Some(Decision::Committed {
                 sequence: *sequence,
-                hash: *hash
+                hash: *hash,
+                submission: Some(submission(*sequence)),
             }),
             "{}",
             record.sequence
@@ -443,6 +457,7 @@ fn reject_id(event_id: Uuid) -> Rejection {
         event_id,
         code: 1,
         message: "again".to_owned(),
+        content: None,
     }
 }
 

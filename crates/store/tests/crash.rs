@@ -30,6 +30,7 @@ fn record(sequence: u64) -> NewRecord {
         org_id: format!("org-{}", sequence % 7),
         event_type: "CrashTested".to_owned(),
         bytes: payload(sequence),
+        submission: None,
     }
 }
 

@@ -183,6 +183,7 @@ impl Model {
                 Decision::Committed {
                     sequence: r.sequence,
                     hash,
+                    submission: None,
                 },
             );
             links.push((r.sequence, hash));
@@ -194,6 +195,7 @@ impl Model {
                 Decision::Rejected {
                     code: r.code,
                     message: r.message.clone(),
+                    content: None,
                 },
             );
         }
@@ -265,6 +267,7 @@ fn run(mut backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         org_id: ORGS[spec.org].to_owned(),
                         event_type: TYPES[spec.event_type].to_owned(),
                         bytes: spec.bytes.clone(),
+                        submission: None,
                     })
                     .collect();
                 let rejections: Vec<Rejection> = rejections
@@ -273,6 +276,7 @@ fn run(mut backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         event_id: model.pick(choice),
                         code: *code,
                         message: format!("code {code}"),
+                        content: None,
                     })
                     .collect();
                 let got = backend.log().append(&records, &rejections);

@@ -19,6 +19,7 @@ fn rec(sequence: u64, org: &str, event_type: &str) -> NewRecord {
         org_id: org.to_owned(),
         event_type: event_type.to_owned(),
         bytes: payload(sequence),
+        submission: None,
     }
 }
 
@@ -122,6 +123,7 @@ fn reopen_keeps_head_chain_indexes_and_continues_the_chain() {
                 event_id: Uuid::from_u128(999),
                 code: 9,
                 message: "no".to_owned(),
+                content: Some([7; 32]),
             }],
         )
         .unwrap();
@@ -150,7 +152,8 @@ fn reopen_keeps_head_chain_indexes_and_continues_the_chain() {
         log.decision(&Uuid::from_u128(999)).unwrap(),
         Some(Decision::Rejected {
             code: 9,
-            message: "no".to_owned()
+            message: "no".to_owned(),
+            content: Some([7; 32]),
         })
     );
     assert!(matches!(
@@ -315,6 +318,8 @@ fn damaged_decisions_and_index_keys_are_corrupt() {
         b"Cxxxx",
         b"Q12345",
         b"R\x00\x00\x00\x01\xff\xfe",
+        b"Dshort",
+        b"S\x00\x00\x00\x01short",
     ] {
         let mut key = vec![b'i'];
         key.extend_from_slice(Uuid::from_u128(2).as_bytes());
@@ -327,13 +332,13 @@ fn damaged_decisions_and_index_keys_are_corrupt() {
         assert_eq!(log.head().unwrap().sequence, 10);
     }
 
-    // Committed ids live in groups under `j` + first 6 id bytes + group
-    // number; ids 1..=10 share the all-zero prefix.
-    let group_key = [b'j', 0, 0, 0, 0, 0, 0, 0];
+    // Committed ids live in groups under `k` + first 6 id bytes + group
+    // number (66-byte entries); ids 1..=10 share the all-zero prefix.
+    let group_key = [b'k', 0, 0, 0, 0, 0, 0, 0];
     let good = tree.get(group_key).unwrap().unwrap();
     let mut unsorted = good.to_vec();
-    unsorted.rotate_left(50);
-    for garbage in [vec![], vec![1, 2, 3], good[..60].to_vec(), unsorted] {
+    unsorted.rotate_left(66);
+    for garbage in [vec![], vec![1, 2, 3], good[..70].to_vec(), unsorted] {
         tree.insert(group_key, garbage).unwrap();
         assert_eq!(corrupt_at(log.decision(&Uuid::from_u128(4))), 0);
         assert!(matches!(
@@ -464,4 +469,76 @@ fn concurrent_readers_only_see_whole_durable_prefixes() {
             hash: log.get(1000).unwrap().unwrap().hash
         }
     );
+}
+
+/// A layout 2 store (committed ids in `j` groups without submission ids, refusals without a
+/// content hash) is still read after the upgrade to layout 3: its ids stay decided, with
+/// `submission` and `content` unknown, and new appends extend the layout 3 groups.
+#[test]
+fn a_layout_2_store_keeps_its_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, tree, log) = open_with_handle(dir.path());
+    seed(&log, 10);
+    log.append(
+        &[],
+        &[Rejection {
+            event_id: Uuid::from_u128(999),
+            code: 9,
+            message: "no".to_owned(),
+            content: Some([7; 32]),
+        }],
+    )
+    .unwrap();
+    drop(log);
+    // Rewrite the layout 3 shapes as layout 2 wrote them.
+    let groups: Vec<_> = tree.scan_prefix(b"k").map(Result::unwrap).collect();
+    assert!(!groups.is_empty(), "seeded ids are in k groups");
+    for (key, value) in groups {
+        let mut old_key = key.to_vec();
+        old_key[0] = b'j';
+        let old: Vec<u8> = value
+            .chunks_exact(66)
+            .flat_map(|entry| entry[..50].to_vec())
+            .collect();
+        tree.remove(&key).unwrap();
+        tree.insert(old_key, old).unwrap();
+    }
+    let mut refusal = b"R".to_vec();
+    refusal.extend_from_slice(&9i32.to_be_bytes());
+    refusal.extend_from_slice(b"no");
+    let mut refusal_key = b"i".to_vec();
+    refusal_key.extend_from_slice(Uuid::from_u128(999).as_bytes());
+    tree.insert(refusal_key, refusal).unwrap();
+    tree.insert(b"v", &[2u8][..]).unwrap();
+
+    let log = SledLog::open_db(db).unwrap();
+    assert_eq!(tree.get(b"v").unwrap().unwrap().as_ref(), &[3u8]);
+    assert_eq!(
+        log.decision(&Uuid::from_u128(4)).unwrap(),
+        Some(Decision::Committed {
+            sequence: 4,
+            hash: log.get(4).unwrap().unwrap().hash,
+            submission: None,
+        })
+    );
+    assert_eq!(
+        log.decision(&Uuid::from_u128(999)).unwrap(),
+        Some(Decision::Rejected {
+            code: 9,
+            message: "no".to_owned(),
+            content: None,
+        })
+    );
+    // Old ids stay decided: appending one again is a conflict, a new one lands in a k group.
+    log.append(&[rec(11, "odd", "T")], &[]).unwrap();
+    let mut again = rec(12, "odd", "T");
+    again.event_id = Uuid::from_u128(3);
+    assert!(matches!(log.append(&[again], &[]), Err(Error::Conflict(_))));
+    let mut fresh = rec(12, "odd", "T");
+    fresh.submission = Some(Uuid::from_u128(0xabc));
+    log.append(&[fresh], &[]).unwrap();
+    assert!(matches!(
+        log.decision(&Uuid::from_u128(12)).unwrap(),
+        Some(Decision::Committed { sequence: 12, submission: Some(s), .. }) if s == Uuid::from_u128(0xabc)
+    ));
 }

@@ -164,6 +164,10 @@ enum Command {
         /// ...or every this many seconds while events are not covered by one.
         #[arg(long, env = "WFL_CHECKPOINT_INTERVAL_SECS", default_value_t = 10)]
         checkpoint_interval_secs: u64,
+        /// Pause ledger commits (health NOT_SERVING, ingest RESOURCE_EXHAUSTED) while the data
+        /// directory has less than this many MiB free; they resume by themselves.
+        #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = wfl_ledger::DEFAULT_MIN_FREE_BYTES >> 20)]
+        min_free_mb: u64,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -372,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild_views,
             checkpoint_every_events,
             checkpoint_interval_secs,
+            min_free_mb,
         } => {
             wfl_cli::init_tracing();
             let packs = wfl_projector::load_packs(&rulepacks)?;
@@ -395,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rebuild_views,
                     checkpoint_every_events: checkpoint_every_events.max(1),
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
+                    min_free_bytes: min_free_mb.saturating_mul(1 << 20),
                 },
                 grpc,
                 http,

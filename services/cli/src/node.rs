@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub checkpoint_every_events: u64,
     /// ... or this often while events are not yet covered by one.
     pub checkpoint_interval: std::time::Duration,
+    /// Ledger commits pause while the data directory has less free space than this.
+    pub min_free_bytes: u64,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -56,6 +58,7 @@ pub async fn run(
         wfl_ledger::Config {
             checkpoint_every_events: config.checkpoint_every_events,
             checkpoint_interval: config.checkpoint_interval,
+            min_free_bytes: config.min_free_bytes,
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
@@ -237,15 +240,24 @@ fn bus_probe(bus: &Arc<dyn Bus>) -> impl Fn() -> Result<(), String> + Send + Syn
     move || bus.health()
 }
 
-/// The ledger's probes: its background verification has not found damage.
+/// The ledger's probes: its background verification has not found damage, and its commits are
+/// not paused for a full or read-only data directory.
 fn ledger_readiness(ledger: &wfl_ledger::Ledger, readiness: Readiness) -> Readiness {
     let audit = ledger.audit();
-    readiness.with("ledger_verification", move || match &*audit.borrow() {
-        wfl_ledger::audit::AuditState::Failed { sequence, detail } => Err(format!(
-            "first bad sequence {sequence}: {detail}; run `wfl verify DATA_DIR`"
-        )),
-        _ => Ok(()),
-    })
+    let storage = ledger.storage();
+    readiness
+        .with("ledger_verification", move || match &*audit.borrow() {
+            wfl_ledger::audit::AuditState::Failed { sequence, detail } => Err(format!(
+                "first bad sequence {sequence}: {detail}; run `wfl verify DATA_DIR`"
+            )),
+            _ => Ok(()),
+        })
+        .with("ledger_storage", move || match &*storage.borrow() {
+            wfl_ledger::storage::StorageState::Paused { reason } => {
+                Err(format!("commits paused: {reason}"))
+            }
+            wfl_ledger::storage::StorageState::Writable => Ok(()),
+        })
 }
 
 /// The projector is following its ledger (subscribed, heartbeats arriving).
@@ -259,10 +271,12 @@ fn following_probe(
 /// `/metrics` parts of a ledger: verification, head, subscribers.
 fn ledger_metrics(ledger: &wfl_ledger::Ledger) -> Vec<Render> {
     let audit = ledger.audit();
+    let storage = ledger.storage();
     let store = ledger.store();
     let subscribers = ledger.subscribers();
     vec![
         http::render_sync(move || audit.borrow().render()),
+        http::render_sync(move || storage.borrow().render()),
         http::render(move || {
             let store = store.clone();
             let subscribers = subscribers.clone();

@@ -5,6 +5,12 @@
 //! inside its window), and for the `COMMITTED` ack level asks the ledger for each outcome over the
 //! bus (`wfl.ctl.await`). It holds no state of its own: any number of gateways may run, and a
 //! client that retries with the same event id always learns the original outcome.
+//!
+//! Each publish carries a fresh submission id (`Wfl-Submission`). An outcome names the
+//! submission that committed the event and the SHA-256 of the content decided on, both read
+//! from the ledger's store, so the gateway answers `duplicate = true` to every submission but
+//! the committing one (across ledger restarts, whatever the broker's duplicate window), and
+//! `ALREADY_EXISTS` to a submission that reuses an event id for different content.
 
 pub mod metrics;
 
@@ -27,6 +33,7 @@ pub use metrics::Metrics;
 pub const AWAIT_SUBJECT: &str = "wfl.ctl.await";
 
 const INVALID_ARGUMENT: i32 = tonic::Code::InvalidArgument as i32;
+const ALREADY_EXISTS: i32 = tonic::Code::AlreadyExists as i32;
 const UNAVAILABLE: i32 = tonic::Code::Unavailable as i32;
 
 /// Longest wait for one outcome reply before asking the ledger again.
@@ -81,13 +88,16 @@ impl Gateway {
         let mut results: Vec<Option<ItemOutcome>> = Vec::with_capacity(events.len());
         let mut msgs = Vec::new();
         let mut published_at = Vec::new(); // index in `results` of each message
+        let mut contents = Vec::new(); // content hash of each message
         for wire in events {
             match wfl_proto::convert::event_from_pb(wire) {
                 Ok(event) => {
                     published_at.push(results.len());
                     results.push(None);
+                    contents.push(wfl_proto::convert::content_sha256(&event));
                     msgs.push(InboxMessage {
                         event_id: event.event_id.0,
+                        submission: uuid::Uuid::new_v4(),
                         org_id: event.org_id.0.clone(),
                         payload: Bytes::from(
                             wfl_proto::convert::event_to_pb(&event).encode_to_vec(),
@@ -112,10 +122,19 @@ impl Gateway {
             }
         }
         let ids: Vec<String> = msgs.iter().map(|m| m.event_id.to_string()).collect();
+        let mine: Vec<Mine> = msgs
+            .iter()
+            .zip(contents)
+            .map(|(m, content)| Mine {
+                submission: m.submission,
+                content,
+            })
+            .collect();
         let acks = self.bus.publish_inbox(msgs).await;
         let wait_for_commit = ack != pb::AckLevel::Accepted || !self.bus.durable_inbox();
-        let mut awaiting: Vec<(usize, String, bool)> = Vec::new();
-        for ((idx, id), published) in published_at.into_iter().zip(ids).zip(acks) {
+        let mut awaiting: Vec<(usize, String, bool, Mine)> = Vec::new();
+        for (((idx, id), published), mine) in published_at.into_iter().zip(ids).zip(acks).zip(mine)
+        {
             match published {
                 Err(e) => {
                     results[idx] = Some(Err(item_error(
@@ -133,20 +152,16 @@ impl Gateway {
                         ack: pb::AckLevel::Accepted as i32,
                     }));
                 }
-                Ok(a) => awaiting.push((idx, id, a.duplicate)),
+                Ok(a) => awaiting.push((idx, id, a.duplicate, mine)),
             }
         }
         if !awaiting.is_empty() {
-            let ids: Vec<String> = awaiting.iter().map(|(_, id, _)| id.clone()).collect();
+            let ids: Vec<String> = awaiting.iter().map(|(_, id, _, _)| id.clone()).collect();
             let outcomes = self.await_outcomes(ids).await;
-            for (idx, id, duplicate) in awaiting {
+            for (idx, id, duplicate, mine) in awaiting {
                 // `get`, not `remove`: the same event id may appear twice in one batch.
-                let outcome = match outcomes.get(&id).cloned() {
-                    Some(pb::outcome::Result::Committed(mut r)) => {
-                        r.duplicate |= duplicate;
-                        Ok(r)
-                    }
-                    Some(pb::outcome::Result::Rejected(e)) => Err(e),
+                let outcome = match outcomes.get(&id) {
+                    Some(o) => interpret(o, &mine, duplicate),
                     None => Err(item_error(
                         UNAVAILABLE,
                         format!(
@@ -173,7 +188,7 @@ impl Gateway {
     }
 
     /// Asks the ledger for the outcome of each id until all are known or the commit timeout passes.
-    async fn await_outcomes(&self, ids: Vec<String>) -> HashMap<String, pb::outcome::Result> {
+    async fn await_outcomes(&self, ids: Vec<String>) -> HashMap<String, pb::Outcome> {
         let deadline = Instant::now() + self.config.commit_timeout;
         let chunks: Vec<Vec<String>> = ids
             .chunks(self.config.await_chunk.max(1))
@@ -189,7 +204,7 @@ impl Gateway {
         &self,
         mut ids: Vec<String>,
         deadline: Instant,
-    ) -> HashMap<String, pb::outcome::Result> {
+    ) -> HashMap<String, pb::Outcome> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut backoff = Duration::from_millis(20);
         while !ids.is_empty() {
@@ -213,8 +228,8 @@ impl Gateway {
                 Ok(bytes) => match pb::AwaitReply::decode(bytes.as_ref()) {
                     Ok(reply) => {
                         for o in reply.outcomes {
-                            if let Some(r) = o.result {
-                                found.insert(o.event_id, r);
+                            if o.result.is_some() {
+                                found.insert(o.event_id.clone(), o);
                             }
                         }
                         ids.retain(|id| !found.contains_key(id));
@@ -233,6 +248,49 @@ impl Gateway {
             }
         }
         found
+    }
+}
+
+/// What this gateway published for one item: compared with the ledger's outcome.
+struct Mine {
+    submission: uuid::Uuid,
+    content: [u8; 32],
+}
+
+/// The answer to one submission, given the ledger's outcome for its event id.
+///
+/// Different content under a decided id is `ALREADY_EXISTS` naming the id (and the sequence it
+/// holds); the same content is the stored decision, `duplicate` unless this submission is the
+/// one that committed it (an outcome without a committing submission was decided before
+/// submission ids existed, so by an earlier submission). An outcome without a content hash (a
+/// refusal stored before content hashes existed) cannot be compared and is answered as stored.
+fn interpret(o: &pb::Outcome, mine: &Mine, ack_duplicate: bool) -> ItemOutcome {
+    let other_content = !o.content_sha256.is_empty() && o.content_sha256 != mine.content;
+    match &o.result {
+        Some(pb::outcome::Result::Committed(r)) if other_content => Err(item_error(
+            ALREADY_EXISTS,
+            format!(
+                "event_id {} already holds sequence {} with different content; record a different event under a new event_id",
+                o.event_id, r.sequence
+            ),
+        )),
+        Some(pb::outcome::Result::Committed(r)) => {
+            let mut r = r.clone();
+            r.duplicate = ack_duplicate || o.committing_submission != mine.submission.as_bytes();
+            Ok(r)
+        }
+        Some(pb::outcome::Result::Rejected(e)) if other_content => Err(item_error(
+            ALREADY_EXISTS,
+            format!(
+                "event_id {} was already used by a different event, which was refused ({}); record this event under a new event_id",
+                o.event_id, e.message
+            ),
+        )),
+        Some(pb::outcome::Result::Rejected(e)) => Err(e.clone()),
+        None => Err(item_error(
+            UNAVAILABLE,
+            "the ledger sent an empty outcome; retry with the same event_id".into(),
+        )),
     }
 }
 

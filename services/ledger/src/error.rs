@@ -15,6 +15,12 @@ pub enum Error {
     /// A committed record cannot be decoded: the store holds data this build does not understand.
     #[error("ledger record {sequence} cannot be decoded: {detail}")]
     Undecodable { sequence: u64, detail: String },
+    /// The store cannot be opened (e.g. its directory is read-only or full): named with its path.
+    #[error("cannot open the ledger store at {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        source: StoreError,
+    },
     /// The store failed verification at open: the ledger refuses to start.
     #[error("ledger refuses to start: first bad sequence {sequence}: {detail}")]
     Refused { sequence: u64, detail: String },

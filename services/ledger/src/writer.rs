@@ -5,6 +5,11 @@
 //! the pump acknowledge the inbox messages and answers the gateway's outcome requests. A store
 //! failure stops the writer without acknowledging anything: the inbox redelivers after a restart,
 //! and the event ids already committed are recognised as duplicates.
+//!
+//! Every outcome carries what the gateway needs to answer exactly, derived from the store alone:
+//! the submission that committed the event (stored in its decision) and the SHA-256 of the
+//! content it was decided on (from the record; stored with a refusal). The writer never marks an
+//! outcome `duplicate` itself: the gateway compares its own submission id and content hash.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
+use sha2::Digest;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -22,16 +28,25 @@ use wfl_proto::pb;
 use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
 
 use crate::checkpoint::{Checkpoint, Signer};
+use crate::storage::{Fault, Guard, StorageState};
 use crate::{codec, Config, Error};
+
+/// An inbox message: the encoded event and the submission id it was published under.
+type Payload = (Bytes, Option<Uuid>);
 
 /// gRPC status codes used in refusals (google.rpc.Code).
 const INVALID_ARGUMENT: i32 = 3;
 const FAILED_PRECONDITION: i32 = 9;
 const ABORTED: i32 = 10;
+const RESOURCE_EXHAUSTED: i32 = 8;
+
+/// First and longest pause between checks of a data directory that could not take a commit.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// One batch handed from the inbox pump to the writer; `done` fires after the flush.
 struct InboxBatch {
-    payloads: Vec<Bytes>,
+    payloads: Vec<Payload>,
     done: oneshot::Sender<()>,
 }
 
@@ -43,6 +58,10 @@ pub(crate) struct Writer {
     config: Config,
     waiters: Waiters,
     signer: Arc<Signer>,
+    /// Checked before every commit; commits pause (nothing decided, nothing acknowledged) while
+    /// the data directory is full or read-only.
+    guard: Guard,
+    storage: watch::Sender<StorageState>,
     /// Size of the latest checkpoint and when the writer last cut one (or started).
     checkpointed: u64,
     checkpointed_at: Instant,
@@ -54,6 +73,7 @@ impl Writer {
         store: Arc<dyn Log>,
         config: Config,
         signer: Arc<Signer>,
+        storage: watch::Sender<StorageState>,
     ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
@@ -93,6 +113,7 @@ impl Writer {
         );
         let (head_tx, head_rx) = watch::channel(head.sequence);
         let waiters = Waiters::new(config.await_timeout);
+        let guard = Guard::new(config.data_dir.join("ledger"), config.min_free_bytes);
         Ok((
             Self {
                 store,
@@ -102,6 +123,8 @@ impl Writer {
                 config,
                 waiters,
                 signer,
+                guard,
+                storage,
                 checkpointed,
                 checkpointed_at: Instant::now(),
             },
@@ -124,39 +147,120 @@ impl Writer {
             shutdown.clone(),
         ));
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        // A batch that arrived while the data directory could not take it: held, undecided and
+        // unacknowledged (so the pump takes no more), and tried again with backoff.
+        let mut held: Option<InboxBatch> = None;
+        let mut backoff = RETRY_MIN;
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
         let result = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
-                batch = batch_rx.recv() => match batch {
-                    Some(batch) => {
-                        if let Err(e) = self.commit(batch).await { break Err(e) }
-                        if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
-                    }
+                batch = batch_rx.recv(), if held.is_none() => match batch {
+                    Some(batch) => held = Some(batch),
                     None => break Ok(()),
                 },
-                req = requests.next() => match req {
-                    Some(req) => self.on_await(req),
-                    None => break Err(Error::Internal("outcome request subscription ended".into())),
-                },
+                () = &mut retry, if held.is_some() || self.paused() => {}
+                req = requests.next() => {
+                    match req {
+                        Some(req) => self.on_await(req),
+                        None => break Err(Error::Internal("outcome request subscription ended".into())),
+                    }
+                    continue;
+                }
                 _ = sweep.tick() => {
                     self.waiters.expire();
-                    if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                    // Checked every second even without traffic, so health follows the disk
+                    // and a due checkpoint is never written to a full one.
+                    if !self.paused() {
+                        if self.writable() {
+                            if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                        } else {
+                            retry.as_mut().reset(tokio::time::Instant::now() + backoff);
+                        }
+                    }
+                    continue;
+                }
+            }
+            // A batch arrived or a retry is due.
+            if !self.writable() {
+                retry.as_mut().reset(tokio::time::Instant::now() + backoff);
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
+            }
+            backoff = RETRY_MIN;
+            if let Some(batch) = held.take() {
+                if let Err(e) = self.commit(batch).await {
+                    break Err(e);
+                }
+                if let Err(e) = self.checkpoint_if_due().await {
+                    break Err(e);
                 }
             }
         };
         if let Err(e) = &result {
-            error!(error = %e, "ledger writer stopped");
+            error!(path = %self.guard.path().display(), error = %e, "ledger writer stopped");
         }
         shutdown.cancel();
         // A batch still queued holds the pump's `done` sender: drop it so the pump stops waiting
         // (nothing is acknowledged; the inbox redelivers).
         drop(batch_rx);
+        // Likewise a batch held while commits were paused.
+        drop(held);
         let _ = pump.await;
         result
     }
 
+    fn paused(&self) -> bool {
+        self.storage.borrow().is_paused()
+    }
+
+    /// Checks the data directory and pauses or resumes commits accordingly; true when writable.
+    fn writable(&mut self) -> bool {
+        match self.guard.check() {
+            Ok(()) => {
+                self.resume();
+                true
+            }
+            Err(fault) => {
+                self.pause(&fault);
+                false
+            }
+        }
+    }
+
+    /// Commits stop until the data directory can take them: log once, turn health NOT_SERVING
+    /// (through the published state), and answer every waiting outcome request at once.
+    fn pause(&mut self, fault: &Fault) {
+        if self.paused() {
+            debug!(%fault, "data directory still cannot take a commit");
+            return;
+        }
+        error!(
+            path = %self.guard.path().display(),
+            "ledger storage fault: {fault}; commits paused (nothing acknowledged is lost, the \
+             inbox keeps the events), reads continue, retrying until the data directory can be \
+             written"
+        );
+        let reason = fault.to_string();
+        self.storage.send_replace(StorageState::Paused {
+            reason: reason.clone(),
+        });
+        self.waiters
+            .fail_all(|id| paused_outcome(&id.to_string(), &reason));
+    }
+
+    fn resume(&mut self) {
+        if self.paused() {
+            info!(path = %self.guard.path().display(), "data directory writable again; commits resume");
+            self.storage.send_replace(StorageState::Writable);
+        }
+    }
+
     async fn commit(&mut self, batch: InboxBatch) -> Result<(), Error> {
         let mut records = Vec::with_capacity(batch.payloads.len());
+        // Content hash of each record, in `records` order.
+        let mut contents = Vec::with_capacity(batch.payloads.len());
         let mut rejections = Vec::new();
         let mut outcomes: Vec<(EventId, pb::Outcome)> = Vec::with_capacity(batch.payloads.len());
         let mut in_batch: HashMap<EventId, OriginalEvent> = HashMap::new();
@@ -166,7 +270,7 @@ impl Writer {
         let recorded_at = codec::now_micros();
         let mut duplicates = 0usize;
 
-        for payload in &batch.payloads {
+        for (payload, submission) in &batch.payloads {
             let wire = match pb::Event::decode(payload.as_ref()) {
                 Ok(w) => w,
                 Err(e) => {
@@ -187,27 +291,37 @@ impl Writer {
                     duplicates += 1;
                     continue;
                 }
-                None => self.store.decision(&uuid)?.map(|d| outcome_of(&uuid, &d)),
+                None => match self.store.decision(&uuid)? {
+                    Some(d) => Some(stored_outcome(self.store.as_ref(), &uuid, &d)?),
+                    None => None,
+                },
             };
             if let Some(prior) = prior {
+                // Decided before (a redelivery or a resubmission): the stored decision stands;
+                // the gateway tells a different submission or different content apart.
                 duplicates += 1;
-                outcomes.push((id, mark_duplicate(prior)));
+                outcomes.push((id, prior));
                 continue;
             }
             let event = match wfl_proto::convert::event_from_pb(wire) {
                 Ok(e) => e,
                 Err(v) => {
-                    let o = rejected(&uuid, INVALID_ARGUMENT, v.to_string());
+                    // Only a publisher that bypassed the gateway sends an event that does not
+                    // convert; its refusal keeps the hash of the raw payload.
+                    let content: [u8; 32] = sha2::Sha256::digest(payload).into();
+                    let o = rejected(&uuid, INVALID_ARGUMENT, v.to_string(), Some(content));
                     rejections.push(Rejection {
                         event_id: uuid,
                         code: INVALID_ARGUMENT,
                         message: v.to_string(),
+                        content: Some(content),
                     });
                     decided.insert(id, Some(o.clone()));
                     outcomes.push((id, o));
                     continue;
                 }
             };
+            let content = wfl_proto::convert::content_sha256(&event);
             let history = StoreHistory {
                 store: self.store.as_ref(),
                 batch: &in_batch,
@@ -231,7 +345,9 @@ impl Writer {
                         org_id: event.org_id.0.clone(),
                         event_type: event.event_type().as_str().to_owned(),
                         bytes: codec::encode(sequence, recorded_at, &event),
+                        submission: *submission,
                     });
+                    contents.push(content);
                     in_batch.insert(id, OriginalEvent::of(&event));
                     decided.insert(id, None);
                 }
@@ -240,11 +356,12 @@ impl Writer {
                         Conflict::Version { .. } => ABORTED,
                         Conflict::Lifecycle(_) => FAILED_PRECONDITION,
                     };
-                    let o = rejected(&uuid, code, conflict.to_string());
+                    let o = rejected(&uuid, code, conflict.to_string(), Some(content));
                     rejections.push(Rejection {
                         event_id: uuid,
                         code,
                         message: conflict.to_string(),
+                        content: Some(content),
                     });
                     decided.insert(id, Some(o.clone()));
                     outcomes.push((id, o));
@@ -254,26 +371,27 @@ impl Writer {
 
         if !records.is_empty() || !rejections.is_empty() {
             let store = self.store.clone();
-            let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
+            let committed_ids: Vec<(Uuid, Option<Uuid>)> =
+                records.iter().map(|r| (r.event_id, r.submission)).collect();
             let hashes = tokio::task::spawn_blocking(move || store.append(&records, &rejections))
                 .await
                 .map_err(Error::join)??;
-            let first = self.next_sequence - ids.len() as u64;
             let mut last = None;
-            let mut fresh = HashMap::with_capacity(ids.len());
-            for (uuid, (sequence, hash)) in ids.iter().zip(hashes) {
-                let o = committed(uuid, sequence, &hash, false);
+            let mut fresh = HashMap::with_capacity(committed_ids.len());
+            for (((uuid, submission), content), (sequence, hash)) in
+                committed_ids.iter().zip(&contents).zip(hashes)
+            {
+                let o = committed(uuid, sequence, &hash, *submission, Some(*content));
                 fresh.insert(EventId(*uuid), o.clone());
                 outcomes.push((EventId(*uuid), o));
                 last = Some(sequence);
             }
             for id in repeats_in_batch {
                 if let Some(o) = fresh.get(&id) {
-                    outcomes.push((id, mark_duplicate(o.clone())));
+                    outcomes.push((id, o.clone()));
                 }
             }
             if let Some(last) = last {
-                self.waiters.committed(first, last);
                 self.head_tx.send_replace(last);
             }
         }
@@ -338,13 +456,16 @@ impl Writer {
                     raw,
                     INVALID_ARGUMENT,
                     "event_id must be a UUID".into(),
+                    None,
                 )),
                 Ok(uuid) => match self.store.decision(&uuid) {
-                    Ok(Some(d)) => {
-                        let o = outcome_of(&uuid, &d);
-                        let stale = matches!(d, Decision::Committed { sequence, .. } if !self.waiters.is_fresh(sequence));
-                        Some(if stale { mark_duplicate(o) } else { o })
-                    }
+                    Ok(Some(d)) => match stored_outcome(self.store.as_ref(), &uuid, &d) {
+                        Ok(o) => Some(o),
+                        Err(e) => {
+                            error!(error = %e, event_id = %uuid, "stored decision unreadable while answering an outcome request");
+                            None
+                        }
+                    },
                     Ok(None) => None,
                     Err(e) => {
                         error!(error = %e, "store read failed while answering an outcome request");
@@ -353,6 +474,15 @@ impl Writer {
                 },
             };
             known.push(outcome);
+        }
+        // While commits are paused nothing new will be decided soon: say so now, not after the
+        // gateway's commit timeout.
+        if let StorageState::Paused { reason } = &*self.storage.borrow() {
+            for (raw, slot) in ids.iter().zip(known.iter_mut()) {
+                if slot.is_none() {
+                    *slot = Some(paused_outcome(raw, reason));
+                }
+            }
         }
         self.waiters.register(&ids, known, request);
     }
@@ -390,7 +520,10 @@ async fn pump(
             continue;
         }
         let (done, flushed) = oneshot::channel();
-        let payloads = deliveries.iter().map(|d| d.payload.clone()).collect();
+        let payloads = deliveries
+            .iter()
+            .map(|d| (d.payload.clone(), d.submission))
+            .collect();
         if tx.send(InboxBatch { payloads, done }).await.is_err() {
             return;
         }
@@ -436,24 +569,34 @@ impl History for StoreHistory<'_> {
     }
 }
 
-fn committed(uuid: &Uuid, sequence: u64, hash: &[u8; 32], duplicate: bool) -> pb::Outcome {
+fn committed(
+    uuid: &Uuid,
+    sequence: u64,
+    hash: &[u8; 32],
+    submission: Option<Uuid>,
+    content: Option<[u8; 32]>,
+) -> pb::Outcome {
     pb::Outcome {
         event_id: uuid.to_string(),
         result: Some(pb::outcome::Result::Committed(pb::RecordResponse {
             event_id: uuid.to_string(),
             sequence,
             hash: hash.to_vec(),
-            duplicate,
+            duplicate: false,
             ack: pb::AckLevel::Committed as i32,
         })),
+        committing_submission: submission
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default(),
+        content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
     }
 }
 
-fn rejected(uuid: &Uuid, code: i32, message: String) -> pb::Outcome {
-    rejected_raw(&uuid.to_string(), code, message)
+fn rejected(uuid: &Uuid, code: i32, message: String, content: Option<[u8; 32]>) -> pb::Outcome {
+    rejected_raw(&uuid.to_string(), code, message, content)
 }
 
-fn rejected_raw(id: &str, code: i32, message: String) -> pb::Outcome {
+fn rejected_raw(id: &str, code: i32, message: String, content: Option<[u8; 32]>) -> pb::Outcome {
     pb::Outcome {
         event_id: id.to_owned(),
         result: Some(pb::outcome::Result::Rejected(pb::ItemError {
@@ -461,21 +604,51 @@ fn rejected_raw(id: &str, code: i32, message: String) -> pb::Outcome {
             message,
             field_violations: Vec::new(),
         })),
+        committing_submission: Vec::new(),
+        content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
     }
 }
 
-fn outcome_of(uuid: &Uuid, d: &Decision) -> pb::Outcome {
-    match d {
-        Decision::Committed { sequence, hash } => committed(uuid, *sequence, hash, false),
-        Decision::Rejected { code, message } => rejected(uuid, *code, message.clone()),
-    }
+/// The answer for an undecided event while commits are paused: `RESOURCE_EXHAUSTED`, retryable
+/// with the same event id (the event stays in the inbox and commits once space returns).
+fn paused_outcome(id: &str, reason: &str) -> pb::Outcome {
+    rejected_raw(
+        id,
+        RESOURCE_EXHAUSTED,
+        format!(
+            "the ledger cannot write now ({reason}); the event is kept in the inbox and commits once the ledger can write again: retry with the same event_id"
+        ),
+        None,
+    )
 }
 
-fn mark_duplicate(mut o: pb::Outcome) -> pb::Outcome {
-    if let Some(pb::outcome::Result::Committed(r)) = &mut o.result {
-        r.duplicate = true;
-    }
-    o
+/// The outcome of a stored decision. A committed event's content hash comes from its record
+/// (the record is the content: one read per already-decided id asked about, whatever the
+/// history's size).
+///
+/// # Errors
+/// When the record of a committed decision cannot be read or decoded.
+fn stored_outcome(store: &dyn Log, uuid: &Uuid, d: &Decision) -> Result<pb::Outcome, Error> {
+    Ok(match d {
+        Decision::Committed {
+            sequence,
+            hash,
+            submission,
+        } => {
+            let record = store.get(*sequence)?.ok_or_else(|| {
+                Error::Internal(format!(
+                    "event {uuid} is decided at sequence {sequence}, which is not readable"
+                ))
+            })?;
+            let content = wfl_proto::convert::content_sha256(&codec::decode_event(&record)?);
+            committed(uuid, *sequence, hash, *submission, Some(content))
+        }
+        Decision::Rejected {
+            code,
+            message,
+            content,
+        } => rejected(uuid, *code, message.clone(), *content),
+    })
 }
 
 /// Outcome requests waiting for events the ledger has not decided yet.
@@ -484,20 +657,7 @@ struct Waiters {
     next: u64,
     pending: HashMap<u64, Pending>,
     by_event: HashMap<EventId, Vec<(u64, usize)>>,
-    /// (time, last sequence) of recent commits, oldest first, kept for [`FRESH`].
-    ///
-    /// An outcome request that finds its event already committed cannot tell by the id alone
-    /// whether this submission committed it or an earlier one did. A commit older than [`FRESH`]
-    /// was an earlier submission (the gateway asks right after publishing, and gives up after its
-    /// commit timeout, well under [`FRESH`]); a resubmission inside [`FRESH`] is inside the bus's
-    /// duplicate window, which flags it at publish time. So the two together are exact.
-    recent: std::collections::VecDeque<(Instant, u64)>,
-    /// First sequence that may still be fresh.
-    fresh_from: u64,
 }
-
-/// See [`Waiters::recent`]; must stay shorter than the bus's duplicate window (2 minutes).
-const FRESH: Duration = Duration::from_secs(60);
 
 struct Pending {
     outcomes: Vec<Option<pb::Outcome>>,
@@ -513,8 +673,6 @@ impl Waiters {
             next: 0,
             pending: HashMap::new(),
             by_event: HashMap::new(),
-            recent: std::collections::VecDeque::new(),
-            fresh_from: u64::MAX,
         }
     }
 
@@ -569,21 +727,28 @@ impl Waiters {
         }
     }
 
-    /// Notes that sequences `first..=last` were just committed.
-    fn committed(&mut self, first: u64, last: u64) {
-        if self.recent.is_empty() {
-            // Everything before this batch is older than FRESH, or predates this process.
-            self.fresh_from = first;
+    /// Answers every waiting request now: each undecided event gets `outcome(id)`.
+    fn fail_all(&mut self, outcome: impl Fn(&EventId) -> pb::Outcome) {
+        for (id, slots) in self.by_event.drain() {
+            let o = outcome(&id);
+            for (key, pos) in slots {
+                if let Some(slot) = self
+                    .pending
+                    .get_mut(&key)
+                    .and_then(|p| p.outcomes.get_mut(pos))
+                {
+                    if slot.is_none() {
+                        *slot = Some(o.clone());
+                    }
+                }
+            }
         }
-        self.recent.push_back((Instant::now(), last));
+        for (_, p) in self.pending.drain() {
+            reply(p.request, p.outcomes);
+        }
     }
 
-    /// Whether `sequence` was committed less than [`FRESH`] ago.
-    fn is_fresh(&self, sequence: u64) -> bool {
-        sequence >= self.fresh_from
-    }
-
-    /// Forgets requests past their deadline (their caller has given up) and old duplicate marks.
+    /// Forgets requests past their deadline (their caller has given up).
     fn expire(&mut self) {
         let now = Instant::now();
         let before = self.pending.len();
@@ -594,13 +759,6 @@ impl Waiters {
                 slots.retain(|(k, _)| live.contains_key(k));
                 !slots.is_empty()
             });
-        }
-        while let Some(&(at, last)) = self.recent.front() {
-            if now.duration_since(at) < FRESH {
-                break;
-            }
-            self.recent.pop_front();
-            self.fresh_from = last + 1;
         }
     }
 }

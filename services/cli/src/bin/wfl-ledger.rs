@@ -22,6 +22,10 @@ struct Args {
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Pause commits (health NOT_SERVING, ingest RESOURCE_EXHAUSTED) while the data directory
+    /// has less than this many MiB free; they resume by themselves.
+    #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = wfl_ledger::DEFAULT_MIN_FREE_BYTES >> 20)]
+    min_free_mb: u64,
 }
 
 #[tokio::main]
@@ -41,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let shutdown = wfl_cli::shutdown_on_signal();
     wfl_cli::node::run_ledger(
-        wfl_ledger::Config::new(args.data_dir),
+        wfl_ledger::Config {
+            min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
+            ..wfl_ledger::Config::new(args.data_dir)
+        },
         bus,
         listener,
         http,
