@@ -27,6 +27,7 @@ mod layout;
 pub mod mem_log;
 pub mod merkle;
 pub mod sled_log;
+pub mod space;
 mod tiles;
 
 use sha2::{Digest, Sha256};

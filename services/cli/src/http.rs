@@ -69,11 +69,16 @@ impl Readiness {
                 if last.as_ref() != Some(&failures) {
                     let status = if failures.is_empty() {
                         if last.is_some() {
-                            tracing::info!("ready again: health SERVING");
+                            tracing::info!("ready: health SERVING");
                         }
                         tonic_health::ServingStatus::Serving
                     } else {
-                        tracing::error!(reasons = %failures.join("; "), "not ready: health NOT_SERVING");
+                        // Starting up (the projector subscribing, say) is not an error.
+                        if last.is_none() {
+                            tracing::info!(reasons = %failures.join("; "), "not ready yet: health NOT_SERVING");
+                        } else {
+                            tracing::warn!(reasons = %failures.join("; "), "not ready: health NOT_SERVING");
+                        }
                         tonic_health::ServingStatus::NotServing
                     };
                     for name in std::iter::once("").chain(services.iter().copied()) {

@@ -74,6 +74,9 @@ pub async fn run(
             ledger_addr: format!("http://{grpc_addr}"),
             persist_every: 1000,
             rebuild: config.rebuild_views,
+            // Half the ledger's reserve: the ledger pauses first, the views still persist
+            // what it has committed.
+            min_free_bytes: config.min_free_bytes / 2,
         },
         bus.clone(),
         shutdown.clone(),
@@ -81,8 +84,10 @@ pub async fn run(
     .await?;
     let gateway = Gateway::new(bus.clone(), wfl_gateway::Config::default(), metrics.clone());
 
-    let readiness = ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus)))
-        .with("views", following_probe(&projector));
+    let readiness = projector_readiness(
+        &projector,
+        ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus))),
+    );
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![INGEST, LEDGER, VIEWS], shutdown.clone());
     let grpc_server = tonic::transport::Server::builder()
@@ -192,9 +197,10 @@ pub async fn run_projector(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let projector = wfl_projector::Projector::start(config, bus.clone(), shutdown.clone()).await?;
-    let readiness = Readiness::default()
-        .with("bus", bus_probe(&bus))
-        .with("views", following_probe(&projector));
+    let readiness = projector_readiness(
+        &projector,
+        Readiness::default().with("bus", bus_probe(&bus)),
+    );
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![VIEWS], shutdown.clone());
     let grpc_server = tonic::transport::Server::builder()
@@ -260,12 +266,14 @@ fn ledger_readiness(ledger: &wfl_ledger::Ledger, readiness: Readiness) -> Readin
         })
 }
 
-/// The projector is following its ledger (subscribed, heartbeats arriving).
-fn following_probe(
-    projector: &wfl_projector::Projector,
-) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
-    let progress = projector.progress();
-    move || progress.following()
+/// The projector's probes: it follows its ledger (subscribed, heartbeats arriving) and can
+/// persist its views.
+fn projector_readiness(projector: &wfl_projector::Projector, readiness: Readiness) -> Readiness {
+    let following = projector.progress();
+    let storage = projector.progress();
+    readiness
+        .with("views", move || following.following())
+        .with("views_storage", move || storage.storage())
 }
 
 /// `/metrics` parts of a ledger: verification, head, subscribers.

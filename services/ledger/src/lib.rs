@@ -15,6 +15,7 @@ pub mod checkpoint;
 mod codec;
 pub mod error;
 mod publisher;
+pub mod storage;
 pub mod subscribe;
 mod writer;
 
@@ -34,6 +35,9 @@ pub use error::Error;
 /// Subject of the gateway → ledger outcome protocol (`AwaitRequest` / `AwaitReply`).
 pub const AWAIT_SUBJECT: &str = "wfl.ctl.await";
 
+/// Default of [`Config::min_free_bytes`]: 128 MiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 128 << 20;
+
 /// Ledger settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +55,10 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// The ed25519 signing key; `None` = `<data_dir>/ledger-signing.key`, created on first start.
     pub signing_key: Option<PathBuf>,
+    /// Commits pause while the data directory's file system has less free space than this (or
+    /// is read-only), and resume by themselves once it has more: sled is never let to fail a
+    /// write for want of space (see [`storage`]).
+    pub min_free_bytes: u64,
 }
 
 impl Config {
@@ -65,6 +73,7 @@ impl Config {
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
             signing_key: None,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -75,6 +84,7 @@ pub struct Ledger {
     signer: Arc<checkpoint::Signer>,
     audit: watch::Receiver<audit::AuditState>,
     head: watch::Receiver<u64>,
+    storage: watch::Receiver<storage::StorageState>,
     subscribers: Arc<subscribe::Registry>,
     limits: subscribe::Limits,
     tasks: JoinSet<Result<(), Error>>,
@@ -113,8 +123,10 @@ impl Ledger {
         tokio::task::spawn_blocking(move || check_latest_checkpoint(s.as_ref(), &public))
             .await
             .map_err(Error::join)??;
+        let (storage_tx, storage) = watch::channel(storage::StorageState::Writable);
         let (writer, head) =
-            writer::Writer::recover(store.clone(), config.clone(), signer.clone()).await?;
+            writer::Writer::recover(store.clone(), config.clone(), signer.clone(), storage_tx)
+                .await?;
         let audit = audit::spawn(store.clone());
         let mut tasks = JoinSet::new();
         let inbox = bus.inbox().await?;
@@ -140,6 +152,7 @@ impl Ledger {
             signer,
             audit,
             head,
+            storage,
             subscribers: Arc::default(),
             limits,
             tasks,
@@ -163,6 +176,12 @@ impl Ledger {
     #[must_use]
     pub fn audit(&self) -> watch::Receiver<audit::AuditState> {
         self.audit.clone()
+    }
+
+    /// Whether commits are paused for a full or read-only data directory (metrics, health).
+    #[must_use]
+    pub fn storage(&self) -> watch::Receiver<storage::StorageState> {
+        self.storage.clone()
     }
 
     /// Live subscriptions, for the metrics endpoint.
@@ -245,7 +264,11 @@ fn refuse_to_start(dir: &std::path::Path, e: wfl_store::Error) -> Error {
             detail: format!("{e}; run `wfl verify {}` for details", data_dir.display()),
         };
     }
-    Error::Store(e)
+    tracing::error!(path = %dir.display(), error = %e, "cannot open the ledger store");
+    Error::Open {
+        path: dir.to_owned(),
+        source: e,
+    }
 }
 
 /// Binds a TCP listener (helper for the binaries).

@@ -2,8 +2,8 @@
 //!
 //! Owns: the check the writer makes before each commit (one `statvfs`: the file system is not
 //! read-only and keeps more than [`crate::Config::min_free_bytes`] free), the [`StorageState`]
-//! the writer publishes, its `/metrics` lines, and gRPC health following it together with the
-//! background verification ([`health_follows`]).
+//! the writer publishes and its `/metrics` lines (readiness follows it: `wfl_cli::http`). The check
+//! itself is [`wfl_store::space::Guard`], shared with the projector.
 //!
 //! Why a reserve instead of waiting for `ENOSPC`: once sled fails a write it refuses every later
 //! one until it is reopened (the outcome of the failed batch is unknown), so the only way to
@@ -13,12 +13,6 @@
 //! process filled the disk faster than the reserve) stops the ledger, crash-only.
 //!
 //! Must not: write to the store.
-
-use std::path::{Path, PathBuf};
-
-use tokio::sync::watch;
-
-use crate::audit::AuditState;
 
 /// Whether the writer can commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,76 +45,4 @@ impl StorageState {
     }
 }
 
-/// Why the data directory cannot take a commit now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Fault {
-    path: PathBuf,
-    errno: rustix::io::Errno,
-    detail: String,
-}
-
-impl std::fmt::Display for Fault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.errno {
-            rustix::io::Errno::NOSPC => "ENOSPC",
-            rustix::io::Errno::ROFS => "EROFS",
-            _ => "errno",
-        };
-        write!(
-            f,
-            "{}: {} ({name}: {})",
-            self.path.display(),
-            self.detail,
-            std::io::Error::from(self.errno)
-        )
-    }
-}
-
-/// The writer's view of its data directory.
-pub(crate) struct Guard {
-    path: PathBuf,
-    min_free_bytes: u64,
-}
-
-impl Guard {
-    pub(crate) fn new(path: PathBuf, min_free_bytes: u64) -> Self {
-        Self {
-            path,
-            min_free_bytes,
-        }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// One `statvfs` of the data directory: read-only, or less free space than the reserve, is
-    /// a fault.
-    pub(crate) fn check(&self) -> Result<(), Fault> {
-        let fault = |errno, detail: String| Fault {
-            path: self.path.clone(),
-            errno,
-            detail,
-        };
-        let st = rustix::fs::statvfs(&self.path)
-            .map_err(|e| fault(e, "cannot inspect the file system".into()))?;
-        if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
-            return Err(fault(
-                rustix::io::Errno::ROFS,
-                "the file system is mounted read-only".into(),
-            ));
-        }
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
-        if free < self.min_free_bytes {
-            return Err(fault(
-                rustix::io::Errno::NOSPC,
-                format!(
-                    "{} bytes free, below the {}-byte reserve (--min-free-mb)",
-                    free, self.min_free_bytes
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
+pub(crate) use wfl_store::space::{Fault, Guard};

@@ -92,11 +92,12 @@ pub(crate) async fn run(
         info!(from, "projector following the ledger");
         shared.progress.following.store(true, Ordering::Relaxed);
         let mut dirty = 0u64;
+        let mut space = Space::new(&config);
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => {
                     if dirty > 0 {
-                        persist(&shared, &store).await?;
+                        persist(&shared, &store, &mut space).await?;
                     }
                     return Ok(());
                 }
@@ -148,8 +149,9 @@ pub(crate) async fn run(
                     shared.checkpoint.send_replace(sequence);
                     dirty += 1;
                     if dirty >= config.persist_every {
-                        persist(&shared, &store).await?;
-                        dirty = 0;
+                        if persist(&shared, &store, &mut space).await? {
+                            dirty = 0;
+                        }
                         // The watch reads the whole state: while catching up, at most once per
                         // ALERT_INTERVAL, so its cost stays a bounded share of the fold.
                         if last_alerts.elapsed() >= alert_interval {
@@ -167,8 +169,7 @@ pub(crate) async fn run(
                         .progress
                         .ledger_head
                         .fetch_max(h.head_sequence, Ordering::Relaxed);
-                    if dirty > 0 {
-                        persist(&shared, &store).await?;
+                    if dirty > 0 && persist(&shared, &store, &mut space).await? {
                         dirty = 0;
                     }
                     // Idle: the alerts catch up with everything folded.
@@ -184,7 +185,7 @@ pub(crate) async fn run(
                 }
                 Ok(None) | Err(_) => {
                     if dirty > 0 {
-                        persist(&shared, &store).await?;
+                        persist(&shared, &store, &mut space).await?;
                     }
                     shared.progress.following.store(false, Ordering::Relaxed);
                     warn!("ledger stream ended; resubscribing");
@@ -201,7 +202,67 @@ pub(crate) async fn run(
 }
 
 /// Writes what changed since the last persist, and the checkpoint, in one atomic, flushed batch.
-async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Error> {
+/// The view store's directory, checked before each persist (sled refuses every write after a
+/// failed one, so the projector must not let one fail): while it is full or read-only, persisting
+/// pauses — the changes stay pending in memory, the views keep answering, readiness says why —
+/// and resumes by itself. Checked at most once a second while paused.
+struct Space {
+    guard: wfl_store::space::Guard,
+    next_check: Instant,
+}
+
+impl Space {
+    fn new(config: &Config) -> Self {
+        Self {
+            guard: wfl_store::space::Guard::new(
+                config.data_dir.join("projector"),
+                config.min_free_bytes,
+            ),
+            next_check: Instant::now(),
+        }
+    }
+
+    /// Whether a persist may write now; logs each pause once and each resumption.
+    fn writable(&mut self, progress: &crate::Progress) -> bool {
+        let mut fault = progress
+            .storage_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if fault.is_some() && Instant::now() < self.next_check {
+            return false;
+        }
+        match self.guard.check() {
+            Ok(()) => {
+                if fault.take().is_some() {
+                    info!(path = %self.guard.path().display(), "view store writable again; persisting resumes");
+                }
+                true
+            }
+            Err(f) => {
+                if fault.is_none() {
+                    tracing::error!(
+                        "view store storage fault: {f}; persisting paused (the views keep \
+                         folding in memory and answering), retrying until it can be written"
+                    );
+                }
+                *fault = Some(f.to_string());
+                self.next_check = Instant::now() + Duration::from_secs(1);
+                false
+            }
+        }
+    }
+}
+
+/// Persists what changed since the last persist with its checkpoint; false (nothing taken) while
+/// the store's directory cannot be written.
+async fn persist(
+    shared: &Arc<Shared>,
+    store: &Arc<ViewStore>,
+    space: &mut Space,
+) -> Result<bool, Error> {
+    if !space.writable(&shared.progress) {
+        return Ok(false);
+    }
     let changes = shared.projection.write().await.take_changes();
     let store = store.clone();
     let progress = shared.progress.clone();
@@ -217,7 +278,7 @@ async fn persist(shared: &Arc<Shared>, store: &Arc<ViewStore>) -> Result<(), Err
                 .store_bytes
                 .store(store.size_on_disk(), Ordering::Relaxed);
         }
-        Ok(())
+        Ok(true)
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?

@@ -84,6 +84,9 @@ pub struct Config {
     pub persist_every: u64,
     /// Discard the stored state and fold the ledger again from sequence 1.
     pub rebuild: bool,
+    /// Persisting pauses (the views keep folding in memory and answering) while the view store's
+    /// directory has less free space than this.
+    pub min_free_bytes: u64,
 }
 
 /// How far the views have got, for `/metrics` (written by the follower, read by anyone).
@@ -105,9 +108,26 @@ pub struct Progress {
     pub persists: AtomicU64,
     /// True while subscribed to the ledger with heartbeats arriving.
     pub following: std::sync::atomic::AtomicBool,
+    /// Why persisting is paused (the view store's directory is full or read-only), if it is.
+    pub storage_fault: std::sync::Mutex<Option<String>>,
 }
 
 impl Progress {
+    /// Readiness: `Ok` while the view store can be written, else why not.
+    ///
+    /// # Errors
+    /// While persisting is paused for a full or read-only data directory.
+    pub fn storage(&self) -> Result<(), String> {
+        match &*self
+            .storage_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(fault) => Err(format!("persisting paused: {fault}")),
+            None => Ok(()),
+        }
+    }
+
     /// Readiness: `Ok` while the projector follows its ledger, else why not.
     ///
     /// # Errors

@@ -36,6 +36,10 @@ struct Args {
     /// Discard the stored views and fold the whole ledger again.
     #[arg(long)]
     rebuild_views: bool,
+    /// Pause persisting the views (they keep answering from memory; health NOT_SERVING) while
+    /// the data directory has less than this many MiB free; it resumes by itself.
+    #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = 64)]
+    min_free_mb: u64,
 }
 
 #[tokio::main]
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
             ledger_addr: args.ledger,
             persist_every: 1000,
             rebuild: args.rebuild_views,
+            min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
         },
         bus,
         listener,
