@@ -114,3 +114,22 @@ pub fn not_serving_on_failure(
         }
     });
 }
+
+/// True until the verification fails (a health signal for [`crate::liveness::drive_health`]).
+#[must_use]
+pub fn passing(mut audit: watch::Receiver<AuditState>) -> watch::Receiver<bool> {
+    let ok = |a: &AuditState| !matches!(a, AuditState::Failed { .. });
+    let (tx, rx) = watch::channel(ok(&audit.borrow_and_update()));
+    tokio::spawn(async move {
+        while audit.changed().await.is_ok() {
+            let now = ok(&audit.borrow_and_update());
+            tx.send_if_modified(|v| std::mem::replace(v, now) != now);
+            if tx.is_closed() {
+                return;
+            }
+        }
+        // Keep the last verdict alive for as long as someone watches it.
+        tx.closed().await;
+    });
+    rx
+}

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod checkpoint;
 mod codec;
 pub mod error;
+pub mod liveness;
 mod publisher;
 pub mod subscribe;
 mod writer;
@@ -51,6 +52,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// The ed25519 signing key; `None` = `<data_dir>/ledger-signing.key`, created on first start.
     pub signing_key: Option<PathBuf>,
+    /// When the inbox and the committed-stream publisher count as stalled.
+    pub stall: liveness::StallConfig,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
             signing_key: None,
+            stall: liveness::StallConfig::default(),
         }
     }
 }
@@ -77,6 +81,7 @@ pub struct Ledger {
     head: watch::Receiver<u64>,
     subscribers: Arc<subscribe::Registry>,
     limits: subscribe::Limits,
+    liveness: Arc<liveness::Liveness>,
     tasks: JoinSet<Result<(), Error>>,
 }
 
@@ -119,9 +124,17 @@ impl Ledger {
         let mut tasks = JoinSet::new();
         let inbox = bus.inbox().await?;
         let requests = bus.serve(AWAIT_SUBJECT).await?;
-        tasks.spawn(writer.run(inbox, requests, shutdown.clone()));
+        let live = Arc::new(liveness::Liveness::default());
+        let watch = liveness::InboxWatch::new(config.stall.inbox_stall, live.clone());
+        tasks.spawn(writer.run(inbox, watch, requests, shutdown.clone()));
         let token = shutdown.clone();
-        let publisher = publisher::run(store.clone(), bus, head.clone(), shutdown);
+        let publisher = publisher::run(
+            store.clone(),
+            bus,
+            head.clone(),
+            liveness::PublisherWatch::new(config.stall.publisher_stall, live.clone()),
+            shutdown,
+        );
         tasks.spawn(async move {
             let result = publisher.await;
             if let Err(e) = &result {
@@ -142,6 +155,7 @@ impl Ledger {
             head,
             subscribers: Arc::default(),
             limits,
+            liveness: live,
             tasks,
         })
     }
@@ -163,6 +177,12 @@ impl Ledger {
     #[must_use]
     pub fn audit(&self) -> watch::Receiver<audit::AuditState> {
         self.audit.clone()
+    }
+
+    /// The inbox's and the publisher's stall state (metrics, health).
+    #[must_use]
+    pub fn liveness(&self) -> Arc<liveness::Liveness> {
+        self.liveness.clone()
     }
 
     /// Live subscriptions, for the metrics endpoint.
@@ -210,13 +230,15 @@ pub async fn run(
         .set_serving::<wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi>>()
         .await;
     let reflection = wfl_proto::reflection().map_err(|e| Error::Internal(e.to_string()))?;
-    audit::not_serving_on_failure(
-        ledger.audit(),
+    let services = vec![
+        String::new(),
+        <wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> as tonic::server::NamedService>::NAME.to_owned(),
+    ];
+    // A failed background verification, a stalled inbox or publisher makes the ledger NOT_SERVING until it recovers.
+    liveness::drive_health(
         reporter,
-        vec![
-            String::new(),
-            <wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> as tonic::server::NamedService>::NAME.to_owned(),
-        ],
+        services,
+        vec![audit::passing(ledger.audit()), ledger.liveness().healthy()],
     );
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let token = shutdown.clone();
