@@ -153,6 +153,7 @@ impl Node {
             // `wfl up`'s defaults.
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
+            inbox_stall: Duration::from_secs(10),
         };
         let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
         Ok(Self {

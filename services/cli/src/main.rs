@@ -123,6 +123,10 @@ enum Command {
         /// ...or every this many seconds while events are not covered by one.
         #[arg(long, env = "WFL_CHECKPOINT_INTERVAL_SECS", default_value_t = 10)]
         checkpoint_interval_secs: u64,
+        /// Seconds the NATS inbox may have undelivered work with nothing arriving before the
+        /// ledger calls it stalled and recovers (also the time given to each recovery step).
+        #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
+        inbox_stall_secs: u64,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -331,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild_views,
             checkpoint_every_events,
             checkpoint_interval_secs,
+            inbox_stall_secs,
         } => {
             wfl_cli::init_tracing();
             let packs = wfl_projector::load_packs(&rulepacks)?;
@@ -354,6 +359,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rebuild_views,
                     checkpoint_every_events: checkpoint_every_events.max(1),
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
+                    inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
                 },
                 grpc,
                 http,

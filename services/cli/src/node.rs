@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub checkpoint_every_events: u64,
     /// ... or this often while events are not yet covered by one.
     pub checkpoint_interval: std::time::Duration,
+    /// When the inbox (and the committed-stream publisher) count as stalled.
+    pub inbox_stall: std::time::Duration,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -47,6 +49,9 @@ struct HttpState {
     subscribers: Arc<wfl_ledger::subscribe::Registry>,
     views: Arc<wfl_projector::Progress>,
     audit: tokio::sync::watch::Receiver<wfl_ledger::audit::AuditState>,
+    liveness: Arc<wfl_ledger::liveness::Liveness>,
+    /// Every health signal; `/healthz` answers 503 while one is false.
+    healthy: Vec<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Runs a single node on the given listeners until `shutdown`.
@@ -64,6 +69,10 @@ pub async fn run(
         wfl_ledger::Config {
             checkpoint_every_events: config.checkpoint_every_events,
             checkpoint_interval: config.checkpoint_interval,
+            stall: wfl_ledger::liveness::StallConfig {
+                inbox_stall: config.inbox_stall,
+                publisher_stall: config.inbox_stall,
+            },
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
@@ -96,13 +105,19 @@ pub async fn run(
     reporter
         .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
         .await;
-    // A failed background verification of the ledger makes every service NOT_SERVING.
-    wfl_ledger::audit::not_serving_on_failure(
-        ledger.audit(),
+    // A failed background verification, a stalled inbox or publisher, or a ledger that leaves
+    // the gateway's outcome requests unanswered makes every service NOT_SERVING.
+    let healthy = vec![
+        wfl_ledger::audit::passing(ledger.audit()),
+        ledger.liveness().healthy(),
+        gateway.healthy(),
+    ];
+    wfl_ledger::liveness::drive_health(
         reporter.clone(),
         ["", "wfl.v1.Ingest", "wfl.v1.Ledger", "wfl.v1.Views"]
             .map(str::to_owned)
             .to_vec(),
+        healthy.clone(),
     );
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health)
@@ -121,9 +136,11 @@ pub async fn run(
         subscribers: ledger.subscribers(),
         views: projector.progress(),
         audit: ledger.audit(),
+        liveness: ledger.liveness(),
+        healthy,
     };
     let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(state);
     let http_server =
@@ -150,8 +167,21 @@ pub async fn run(
     Ok(())
 }
 
+/// `ok` while every health signal holds, 503 with the reason otherwise.
+async fn healthz(State(s): State<HttpState>) -> (axum::http::StatusCode, &'static str) {
+    if s.healthy.iter().all(|h| *h.borrow()) {
+        (axum::http::StatusCode::OK, "ok\n")
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not serving: see wfl_inbox_stalled, wfl_publisher_stalled, wfl_gateway_ledger_answering and wfl_ledger_verify_failed on /metrics\n",
+        )
+    }
+}
+
 async fn metrics_text(State(s): State<HttpState>) -> String {
     let mut out = s.metrics.render();
+    out.push_str(&s.liveness.render());
     out.push_str(&s.views.render());
     out.push_str(&s.audit.borrow().render());
     if let Ok(head) = tokio::task::spawn_blocking(move || s.store.head())

@@ -19,6 +19,10 @@ struct Args {
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Seconds the inbox consumer may have undelivered work with nothing arriving before the
+    /// ledger calls it stalled and starts recovering (also the time given to each step).
+    #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
+    inbox_stall_secs: u64,
 }
 
 #[tokio::main]
@@ -35,8 +39,15 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let shutdown = wfl_cli::shutdown_on_signal();
+    let stall = std::time::Duration::from_secs(args.inbox_stall_secs.max(1));
     wfl_ledger::run(
-        wfl_ledger::Config::new(args.data_dir),
+        wfl_ledger::Config {
+            stall: wfl_ledger::liveness::StallConfig {
+                inbox_stall: stall,
+                publisher_stall: stall,
+            },
+            ..wfl_ledger::Config::new(args.data_dir)
+        },
         bus,
         listener,
         shutdown,
