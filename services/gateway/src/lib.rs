@@ -75,7 +75,8 @@ impl Answers {
         if metrics.ledger_answering.set(true) {
             tracing::info!("the ledger answers outcome requests again; health SERVING");
         }
-        self.healthy.send_if_modified(|h| !std::mem::replace(h, true));
+        self.healthy
+            .send_if_modified(|h| !std::mem::replace(h, true));
     }
 
     /// A wait ended without every outcome: the ledger counts as silent when it has not answered
@@ -87,7 +88,8 @@ impl Answers {
                 timeout_ms = timeout.as_millis() as u64,
                 "the ledger has not answered outcome requests for longer than the commit timeout; health NOT_SERVING"
             );
-            self.healthy.send_if_modified(|h| std::mem::replace(h, false));
+            self.healthy
+                .send_if_modified(|h| std::mem::replace(h, false));
         }
     }
 }

@@ -137,7 +137,8 @@ impl Liveness {
     fn update_health(&self) {
         let ok = !self.inbox_stalled.load(Ordering::Relaxed)
             && !self.publisher_stalled.load(Ordering::Relaxed);
-        self.healthy.send_if_modified(|h| std::mem::replace(h, ok) != ok);
+        self.healthy
+            .send_if_modified(|h| std::mem::replace(h, ok) != ok);
     }
 
     /// Prometheus text lines: `wfl_inbox_stalled`, `wfl_inbox_stalls_total`,
@@ -319,7 +320,10 @@ impl InboxWatch {
         self.liveness.recoveries[step.index()].fetch_add(1, Ordering::Relaxed);
         let result = match step {
             Step::Reopen => {
-                warn!(step = step.label(), "inbox recovery: re-opening the pull subscription");
+                warn!(
+                    step = step.label(),
+                    "inbox recovery: re-opening the pull subscription"
+                );
                 inbox.reopen().await
             }
             Step::Recreate => {
@@ -402,7 +406,9 @@ impl PublisherWatch {
                 error = %error,
                 "committed-stream publisher STALLED; health NOT_SERVING; it keeps retrying (the NATS client reconnects by itself)"
             );
-            self.liveness.publisher_stalls.fetch_add(1, Ordering::Relaxed);
+            self.liveness
+                .publisher_stalls
+                .fetch_add(1, Ordering::Relaxed);
             self.liveness.set_publisher_stalled(true);
         }
     }
