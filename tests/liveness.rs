@@ -112,43 +112,55 @@ async fn a_stalled_inbox_is_detected_and_recovered_with_health_not_serving_then_
     )
     .await;
 
-    // Replace the ledger's consumer in place: one unacknowledged delivery at a time, held for an
-    // hour. A thief waits for one delivery and never acknowledges it, so the ledger starves.
+    // A thief takes one delivery of the ledger's consumer and never acknowledges it; then the
+    // consumer is narrowed (in place) to one unacknowledged delivery at a time, so the ledger
+    // starves with work pending.
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     let stream = js.get_stream("WFL_INBOX").await.expect("inbox stream");
-    let throttled = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some("wfl-ledger".into()),
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(3600),
-            max_ack_pending: 1,
-            ..Default::default()
-        })
+    let consumer_config = |max_ack_pending| async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("wfl-ledger".into()),
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(3600),
+        max_ack_pending,
+        ..Default::default()
+    };
+    let consumer = stream
+        .create_consumer(consumer_config(20_000))
         .await
         .expect("update the consumer in place");
+    let mut thief = consumer
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(60))
+        .messages()
+        .await
+        .expect("thief pull");
     let mut events = Vec::new();
-    let mut held = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Publish one event at a time until the thief, not the ledger, receives one.
-    while held.is_none() {
+    let held;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The ledger's pull request is served first; once it is used up the client renews it behind
+    // the thief's, so publishing enough events hands the thief one.
+    loop {
         assert!(Instant::now() < deadline, "the thief never got a delivery");
-        let mut batch = throttled
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("thief pull");
-        let e = scenario::hire("acme", &format!("stall-{}", events.len()));
-        let r = record(&gw, std::slice::from_ref(&e), pb::AckLevel::Accepted).await;
-        common::ok(&r.results[0]);
-        events.push(e);
+        let batch: Vec<wfl_domain::Event> = (0..500)
+            .map(|i| scenario::hire("acme", &format!("stall-{}", events.len() + i)))
+            .collect();
+        let r = record(&gw, &batch, pb::AckLevel::Accepted).await;
+        assert_eq!(r.accepted, 500, "{r:?}");
+        events.extend(batch);
         use futures::StreamExt;
-        if let Some(Ok(msg)) = batch.next().await {
-            held = Some(msg);
+        if let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_millis(500), thief.next()).await
+        {
+            held = msg;
+            break;
         }
     }
+    stream
+        .create_consumer(consumer_config(1))
+        .await
+        .expect("narrow the consumer in place");
     // Work the ledger cannot get: pending behind the thief's ack slot.
     let more: Vec<wfl_domain::Event> = (0..50)
         .map(|i| scenario::hire("acme", &format!("stall-more-{i}")))
@@ -195,8 +207,10 @@ async fn a_stalled_inbox_is_detected_and_recovered_with_health_not_serving_then_
     drop(held);
 
     // Every event is committed exactly once (asking again with COMMITTED learns each outcome).
-    let r = record(&gw, &events, pb::AckLevel::Committed).await;
-    assert_eq!(r.committed as usize, events.len(), "{r:?}");
+    for chunk in events.chunks(500) {
+        let r = record(&gw, chunk, pb::AckLevel::Committed).await;
+        assert_eq!(r.committed as usize, chunk.len(), "{r:?}");
+    }
     let all = replay(&lc).await;
     assert_valid_chain(&all);
     assert_eq!(all.len(), events.len());

@@ -35,6 +35,9 @@ pub fn bin(name: &str) -> PathBuf {
         let status = Command::new(cargo)
             .args(["build", "--workspace", "--bins"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // ring's build script reruns when CARGO_MANIFEST_DIR changes; the test runner sets it,
+            // so inheriting it would rebuild the TLS stack on every test run.
+            .env_remove("CARGO_MANIFEST_DIR")
             .status()
             .expect("cargo build runs");
         assert!(status.success(), "building the wfl binaries failed");
