@@ -60,20 +60,27 @@ async fn health(ch: &Channel) -> Option<ServingStatus> {
     ServingStatus::try_from(r.into_inner().status).ok()
 }
 
-/// Polls the ledger's health until it is `want`, or panics after `within`.
-async fn wait_health(ch: &Channel, want: ServingStatus, within: Duration, log: &Proc) {
+/// Polls a service's health until it is `want`; false after `within`.
+async fn reaches(ch: &Channel, want: ServingStatus, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if health(ch).await == Some(want) {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "ledger health did not become {want:?} within {within:?}; log:\n{}",
-            log.log_text()
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls the ledger's health until it is `want`, or panics after `within` showing its log.
+async fn wait_health(ch: &Channel, want: ServingStatus, within: Duration, log: &Proc) {
+    assert!(
+        reaches(ch, want, within).await,
+        "ledger health did not become {want:?} within {within:?}; log:\n{}",
+        log.log_text()
+    );
 }
 
 async fn record(
@@ -214,6 +221,66 @@ async fn a_stalled_inbox_is_detected_and_recovered_with_health_not_serving_then_
     let all = replay(&lc).await;
     assert_valid_chain(&all);
     assert_eq!(all.len(), events.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_is_not_serving_while_no_ledger_answers_and_serving_once_one_does() {
+    use std::sync::Arc;
+    let nats = NatsServer::start();
+    let bus: Arc<dyn wfl_bus::Bus> = Arc::new(
+        wfl_bus::NatsBus::connect(&nats.url(), wfl_bus::NatsConfig::default())
+            .await
+            .expect("connect"),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = wfl_gateway::Config {
+        commit_timeout: Duration::from_secs(1),
+        ..wfl_gateway::Config::default()
+    };
+    tokio::spawn(wfl_gateway::run(
+        config,
+        bus.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let gw = connect(&format!("http://{addr}")).await;
+    assert!(reaches(&gw, ServingStatus::Serving, Duration::from_secs(5)).await);
+
+    // No ledger: the COMMITTED call ends UNAVAILABLE after the commit timeout, and the gateway
+    // says it is not serving.
+    let event = scenario::hire("acme", "w-1");
+    let r = record(&gw, std::slice::from_ref(&event), pb::AckLevel::Committed).await;
+    assert_eq!(
+        common::err(&r.results[0]).code,
+        tonic::Code::Unavailable as i32
+    );
+    assert!(
+        reaches(&gw, ServingStatus::NotServing, Duration::from_secs(5)).await,
+        "the gateway stayed SERVING with no ledger answering"
+    );
+
+    // A ledger starts and answers the gateway's probe: SERVING again, and the event commits.
+    let dir = wfl_testkit::temp_dir();
+    let ledger_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    tokio::spawn(wfl_ledger::run(
+        wfl_ledger::Config::new(dir.path()),
+        bus.clone(),
+        ledger_listener,
+        shutdown.clone(),
+    ));
+    assert!(
+        reaches(&gw, ServingStatus::Serving, Duration::from_secs(15)).await,
+        "the gateway did not return to SERVING once the ledger answered"
+    );
+    let r = record(&gw, std::slice::from_ref(&event), pb::AckLevel::Committed).await;
+    assert!(common::ok(&r.results[0]).sequence > 0);
+    shutdown.cancel();
 }
 
 /// What the load clients share with the fault loop.
