@@ -283,6 +283,33 @@ async fn the_gateway_is_not_serving_while_no_ledger_answers_and_serving_once_one
     shutdown.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wfl_up_shows_the_liveness_gauges_and_a_healthy_healthz() {
+    let node = common::Node::start(common::Mode::Nats);
+    let http = node.proc.http.clone().expect("http address");
+    let ch = node.channel().await;
+    let r = common::record_batch(&ch, &[scenario::hire("acme", "w-1")]).await;
+    assert_eq!(r.committed, 1, "{r:?}");
+    let metrics = common::http_get(&http, "/metrics");
+    for line in [
+        "wfl_inbox_stalled 0",
+        "wfl_inbox_stalls_total 0",
+        "wfl_inbox_recoveries_total{step=\"reopen\"} 0",
+        "wfl_inbox_recoveries_total{step=\"recreate\"} 0",
+        "wfl_inbox_recoveries_total{step=\"exit\"} 0",
+        "wfl_publisher_stalled 0",
+        "wfl_gateway_outcome_waits 0",
+        "wfl_gateway_outcome_wait_oldest_seconds 0.000",
+        "wfl_gateway_ledger_answering 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    assert_eq!(common::http_get(&http, "/healthz"), "ok\n");
+}
+
 /// What the load clients share with the fault loop.
 #[derive(Default)]
 struct Progress {
