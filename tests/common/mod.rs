@@ -32,11 +32,29 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        build
             .args(["build", "--workspace", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build runs");
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // The test runner sets the package variables of wfl-tests; ring's build script reruns
+        // when they change, so inheriting them would rebuild the TLS stack on every test run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || name == "CARGO_TARGET_TMPDIR"
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build.status().expect("cargo build runs");
         assert!(status.success(), "building the wfl binaries failed");
     });
     assert!(path.exists(), "{} was not built", path.display());

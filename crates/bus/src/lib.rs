@@ -232,6 +232,72 @@ pub trait Inbox: Send {
     /// [`Error::Unavailable`] if the acks could not be confirmed; unconfirmed deliveries are
     /// redelivered after the ack wait, so the ledger must tolerate duplicates.
     async fn ack(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error>;
+
+    /// The broker's view of the consumer, for stall detection; `None` when the implementation
+    /// keeps no such state (in-process: a bounded channel cannot stall behind the reader's back).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker does not answer (not a stall: the connection is
+    /// down), [`Error::Rejected`] if the consumer does not exist.
+    async fn state(&mut self) -> Result<Option<InboxState>, Error> {
+        Ok(None)
+    }
+
+    /// Recovery step 1: drops the pull subscription and opens a new one on the same consumer
+    /// (created again only if it no longer exists). In-process: no-op.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] / [`Error::Rejected`] as for [`Bus::inbox`].
+    async fn reopen(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Recovery step 2: deletes the durable consumer and creates it again, then opens a new
+    /// pull subscription. On a work-queue stream the acknowledged messages are gone, so the new
+    /// consumer starts at the old one's ack floor: every unacknowledged message is delivered
+    /// again (the ledger decides every event id once, so redelivery is harmless). In-process:
+    /// no-op.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] / [`Error::Rejected`] as for [`Bus::inbox`].
+    async fn recreate(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// What the broker reports about the inbox consumer (NATS: consumer info).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxState {
+    /// Messages in the stream not yet delivered to the consumer.
+    pub num_pending: u64,
+    /// Messages delivered but not acknowledged.
+    pub num_ack_pending: u64,
+    /// Messages delivered again after their ack wait expired.
+    pub num_redelivered: u64,
+    /// Pull requests waiting on the server.
+    pub num_waiting: u64,
+    /// Stream sequence of the last delivered message.
+    pub delivered_stream_sequence: u64,
+    /// Stream sequence below which every message is acknowledged.
+    pub ack_floor_stream_sequence: u64,
+    /// The consumer's configured ack wait (redelivery deadline of an unacknowledged message).
+    pub ack_wait: Duration,
+}
+
+impl std::fmt::Display for InboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "num_pending={} num_ack_pending={} num_redelivered={} num_waiting={} delivered_stream_seq={} ack_floor_stream_seq={} ack_wait={:?}",
+            self.num_pending,
+            self.num_ack_pending,
+            self.num_redelivered,
+            self.num_waiting,
+            self.delivered_stream_sequence,
+            self.ack_floor_stream_sequence,
+            self.ack_wait
+        )
+    }
 }
 
 /// A stream of incoming requests on one subject.

@@ -18,7 +18,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::subject::{check_event_type, check_org, check_subject, inbox_subject, ledger_subject};
 use crate::{
-    AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
+    AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, InboxState, PublishAck,
     ReplyHandle, Request, Requests, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
 };
 
@@ -542,11 +542,26 @@ struct NatsInbox {
 }
 
 impl NatsInbox {
-    /// Opens the pull stream, re-creating the consumer when it was lost.
+    /// Opens the pull stream on the durable consumer as it is on the server (looked up by name,
+    /// so a reopen never changes its configuration), creating it only when it is gone.
     async fn open(&mut self) -> Result<(), Error> {
+        self.messages = None;
         let consumer = match self.consumer.take() {
             Some(consumer) => consumer,
-            None => create_consumer(&self.js, &self.config).await?,
+            None => {
+                let stream = get_stream(&self.js, &self.config.inbox_stream).await?;
+                match stream
+                    .get_consumer::<consumer::pull::Config>(&self.config.consumer)
+                    .await
+                {
+                    Ok(consumer) => consumer,
+                    Err(e) if is_consumer_not_found(&*e) => {
+                        tracing::warn!(consumer = %self.config.consumer, "inbox consumer is gone; creating it");
+                        create_consumer(&self.js, &self.config).await?
+                    }
+                    Err(e) => return Err(Error::unavailable("get inbox consumer", e)),
+                }
+            }
         };
         let messages = consumer
             .stream()
@@ -675,6 +690,60 @@ impl Inbox for NatsInbox {
             .map_err(|e| Error::unavailable("ack confirmation", e))?;
         Ok(())
     }
+
+    async fn state(&mut self) -> Result<Option<InboxState>, Error> {
+        let stream = get_stream(&self.js, &self.config.inbox_stream).await?;
+        let info = stream
+            .consumer_info(&self.config.consumer)
+            .await
+            .map_err(|e| {
+                if is_consumer_not_found(&*e) {
+                    Error::Rejected(format!("inbox consumer {} not found", self.config.consumer))
+                } else {
+                    Error::unavailable("inbox consumer info", e)
+                }
+            })?;
+        Ok(Some(InboxState {
+            num_pending: info.num_pending,
+            num_ack_pending: info.num_ack_pending as u64,
+            num_redelivered: info.num_redelivered as u64,
+            num_waiting: info.num_waiting as u64,
+            delivered_stream_sequence: info.delivered.stream_sequence,
+            ack_floor_stream_sequence: info.ack_floor.stream_sequence,
+            ack_wait: info.config.ack_wait,
+        }))
+    }
+
+    async fn reopen(&mut self) -> Result<(), Error> {
+        self.messages = None;
+        self.consumer = None;
+        self.open().await
+    }
+
+    async fn recreate(&mut self) -> Result<(), Error> {
+        self.messages = None;
+        self.consumer = None;
+        let stream = get_stream(&self.js, &self.config.inbox_stream).await?;
+        match stream.delete_consumer(&self.config.consumer).await {
+            Ok(_) => {}
+            Err(e) if is_consumer_not_found(&e) => {}
+            Err(e) => return Err(Error::unavailable("delete inbox consumer", e)),
+        }
+        self.consumer = Some(create_consumer(&self.js, &self.config).await?);
+        self.open().await
+    }
+}
+
+/// True when a JetStream API error says the consumer does not exist (code 10014).
+fn is_consumer_not_found(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(api) = err.downcast_ref::<jetstream::Error>() {
+            return api.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND;
+        }
+        source = err.source();
+    }
+    e.to_string().contains("consumer not found")
 }
 
 /// Requests arriving on one core subscription.

@@ -548,3 +548,58 @@ async fn oversized_and_invalid_messages_are_rejected_without_breaking_the_batch(
     assert_eq!(payloads, vec!["payload-00000", "payload-00003"]);
     inbox.ack(got).await.expect("ack");
 }
+
+/// The stall-recovery surface: consumer state, reopen, and recreate from the ack floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_state_reopen_and_recreate_from_the_ack_floor() {
+    let server = NatsServer::start();
+    // A long ack wait: only `recreate` can bring unacknowledged deliveries back within the test.
+    let config = NatsConfig {
+        ack_wait: Duration::from_secs(600),
+        ..NatsConfig::default()
+    };
+    let bus = connect(&server, config).await;
+    publish_all(&bus, (0..10).map(msg).collect()).await;
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let mut delivered = pull(inbox.as_mut(), 10, 100).await;
+    let unacked = delivered.split_off(4);
+    let unacked_payloads: BTreeSet<String> = unacked.iter().map(text).collect();
+    inbox.ack(delivered).await.expect("ack four");
+    drop(unacked);
+
+    let state = within("state", STEP, inbox.state())
+        .await
+        .expect("state")
+        .expect("NATS reports consumer state");
+    assert_eq!(state.num_pending, 0, "{state}");
+    assert_eq!(state.num_ack_pending, 6, "{state}");
+    assert_eq!(state.ack_wait, Duration::from_secs(600));
+    assert_eq!(state.delivered_stream_sequence, 10, "{state}");
+
+    // Reopen keeps the consumer: the six stay held, new messages still arrive.
+    within("reopen", STEP, inbox.reopen())
+        .await
+        .expect("reopen");
+    publish_all(&bus, vec![msg(10)]).await;
+    let fresh = pull(inbox.as_mut(), 1, 100).await;
+    assert_eq!(text(&fresh[0]), "payload-00010");
+    inbox.ack(fresh).await.expect("ack");
+
+    // Recreate starts from the ack floor: the six come back at once, not after the ack wait.
+    within("recreate", STEP, inbox.recreate())
+        .await
+        .expect("recreate");
+    let again = pull(inbox.as_mut(), 6, 100).await;
+    let again_payloads: BTreeSet<String> = again.iter().map(text).collect();
+    assert_eq!(again_payloads, unacked_payloads);
+    inbox.ack(again).await.expect("ack the rest");
+    let state = within("state", STEP, inbox.state())
+        .await
+        .expect("state")
+        .expect("state");
+    assert_eq!(
+        (state.num_pending, state.num_ack_pending),
+        (0, 0),
+        "{state}"
+    );
+}

@@ -165,6 +165,7 @@ impl Node {
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
             min_free_bytes: wfl_ledger::DEFAULT_MIN_FREE_BYTES,
+            inbox_stall: Duration::from_secs(10),
         };
         let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
         Ok(Self {

@@ -168,6 +168,10 @@ enum Command {
         /// directory has less than this many MiB free; they resume by themselves.
         #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = wfl_ledger::DEFAULT_MIN_FREE_BYTES >> 20)]
         min_free_mb: u64,
+        /// Seconds the NATS inbox may have undelivered work with nothing arriving before the
+        /// ledger calls it stalled and recovers (also the time given to each recovery step).
+        #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
+        inbox_stall_secs: u64,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -377,6 +381,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint_every_events,
             checkpoint_interval_secs,
             min_free_mb,
+            inbox_stall_secs,
         } => {
             wfl_cli::init_tracing();
             let packs = wfl_projector::load_packs(&rulepacks)?;
@@ -401,6 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     checkpoint_every_events: checkpoint_every_events.max(1),
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
+                    inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
                 },
                 grpc,
                 http,

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub checkpoint_interval: std::time::Duration,
     /// Ledger commits pause while the data directory has less free space than this.
     pub min_free_bytes: u64,
+    /// When the inbox (and the committed-stream publisher) count as stalled.
+    pub inbox_stall: std::time::Duration,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -59,6 +61,10 @@ pub async fn run(
             checkpoint_every_events: config.checkpoint_every_events,
             checkpoint_interval: config.checkpoint_interval,
             min_free_bytes: config.min_free_bytes,
+            stall: wfl_ledger::liveness::StallConfig {
+                inbox_stall: config.inbox_stall,
+                publisher_stall: config.inbox_stall,
+            },
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
@@ -84,9 +90,12 @@ pub async fn run(
     .await?;
     let gateway = Gateway::new(bus.clone(), wfl_gateway::Config::default(), metrics.clone());
 
-    let readiness = projector_readiness(
-        &projector,
-        ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus))),
+    let readiness = gateway_readiness(
+        &gateway,
+        projector_readiness(
+            &projector,
+            ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus))),
+        ),
     );
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![INGEST, LEDGER, VIEWS], shutdown.clone());
@@ -165,7 +174,7 @@ pub async fn run_gateway(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let gateway = Gateway::new(bus.clone(), config, metrics.clone());
-    let readiness = Readiness::default().with("bus", bus_probe(&bus));
+    let readiness = gateway_readiness(&gateway, Readiness::default().with("bus", bus_probe(&bus)));
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![INGEST], shutdown.clone());
     let grpc_server = tonic::transport::Server::builder()
@@ -264,6 +273,22 @@ fn ledger_readiness(ledger: &wfl_ledger::Ledger, readiness: Readiness) -> Readin
             }
             wfl_ledger::storage::StorageState::Writable => Ok(()),
         })
+        .with("ledger_liveness", {
+            let liveness = ledger.liveness();
+            move || liveness.status()
+        })
+}
+
+/// The gateway's probe: the ledger answers its outcome requests.
+fn gateway_readiness(gateway: &Gateway, readiness: Readiness) -> Readiness {
+    let answering = gateway.healthy();
+    readiness.with("ledger_answering", move || {
+        if *answering.borrow() {
+            Ok(())
+        } else {
+            Err("the ledger has left outcome requests unanswered for longer than the commit timeout".into())
+        }
+    })
 }
 
 /// The projector's probes: it follows its ledger (subscribed, heartbeats arriving) and can
@@ -280,11 +305,13 @@ fn projector_readiness(projector: &wfl_projector::Projector, readiness: Readines
 fn ledger_metrics(ledger: &wfl_ledger::Ledger) -> Vec<Render> {
     let audit = ledger.audit();
     let storage = ledger.storage();
+    let liveness = ledger.liveness();
     let store = ledger.store();
     let subscribers = ledger.subscribers();
     vec![
         http::render_sync(move || audit.borrow().render()),
         http::render_sync(move || storage.borrow().render()),
+        http::render_sync(move || liveness.render()),
         http::render(move || {
             let store = store.clone();
             let subscribers = subscribers.clone();

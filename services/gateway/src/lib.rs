@@ -38,6 +38,8 @@ const UNAVAILABLE: i32 = tonic::Code::Unavailable as i32;
 
 /// Longest wait for one outcome reply before asking the ledger again.
 const ASK_AGAIN: Duration = Duration::from_secs(5);
+/// How often a gateway that saw the ledger fall silent asks it an empty outcome request.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -62,6 +64,40 @@ pub struct Gateway {
     bus: Arc<dyn Bus>,
     config: Config,
     metrics: Arc<Metrics>,
+    answers: Arc<Answers>,
+}
+
+/// When the ledger last answered an outcome request, and the health signal derived from it.
+struct Answers {
+    last: std::sync::Mutex<Instant>,
+    healthy: tokio::sync::watch::Sender<bool>,
+}
+
+impl Answers {
+    fn answered(&self, metrics: &Metrics) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Instant::now();
+        }
+        if metrics.ledger_answering.set(true) {
+            tracing::info!("the ledger answers outcome requests again; health SERVING");
+        }
+        self.healthy
+            .send_if_modified(|h| !std::mem::replace(h, true));
+    }
+
+    /// A wait ended without every outcome: the ledger counts as silent when it has not answered
+    /// anything for the whole commit timeout.
+    fn unanswered(&self, metrics: &Metrics, timeout: Duration) {
+        let silent = self.last.lock().map_or(true, |l| l.elapsed() >= timeout);
+        if silent && metrics.ledger_answering.set(false) {
+            tracing::error!(
+                timeout_ms = timeout.as_millis() as u64,
+                "the ledger has not answered outcome requests for longer than the commit timeout; health NOT_SERVING"
+            );
+            self.healthy
+                .send_if_modified(|h| std::mem::replace(h, false));
+        }
+    }
 }
 
 type ItemOutcome = Result<pb::RecordResponse, pb::ItemError>;
@@ -70,11 +106,30 @@ impl Gateway {
     /// A gateway publishing to `bus`.
     #[must_use]
     pub fn new(bus: Arc<dyn Bus>, config: Config, metrics: Arc<Metrics>) -> Self {
+        let answers = Arc::new(Answers {
+            last: std::sync::Mutex::new(Instant::now()),
+            healthy: tokio::sync::watch::channel(true).0,
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(probe(
+                Arc::downgrade(&answers),
+                bus.clone(),
+                metrics.clone(),
+            ));
+        }
         Self {
             bus,
             config,
             metrics,
+            answers,
         }
+    }
+
+    /// False while the ledger has not answered outcome requests for longer than the commit
+    /// timeout (health NOT_SERVING); true again once it answers.
+    #[must_use]
+    pub fn healthy(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.answers.healthy.subscribe()
     }
 
     /// This gateway as a tonic service, accepting batch requests up to 64 MiB.
@@ -157,7 +212,16 @@ impl Gateway {
         }
         if !awaiting.is_empty() {
             let ids: Vec<String> = awaiting.iter().map(|(_, id, _, _)| id.clone()).collect();
+            let wait = self.metrics.waits.start();
             let outcomes = self.await_outcomes(ids).await;
+            drop(wait);
+            if awaiting
+                .iter()
+                .any(|(_, id, _, _)| !outcomes.contains_key(id))
+            {
+                self.answers
+                    .unanswered(&self.metrics, self.config.commit_timeout);
+            }
             for (idx, id, duplicate, mine) in awaiting {
                 // `get`, not `remove`: the same event id may appear twice in one batch.
                 let outcome = match outcomes.get(&id) {
@@ -227,6 +291,7 @@ impl Gateway {
             {
                 Ok(bytes) => match pb::AwaitReply::decode(bytes.as_ref()) {
                     Ok(reply) => {
+                        self.answers.answered(&self.metrics);
                         for o in reply.outcomes {
                             if o.result.is_some() {
                                 found.insert(o.event_id.clone(), o);
@@ -291,6 +356,28 @@ fn interpret(o: &pb::Outcome, mine: &Mine, ack_duplicate: bool) -> ItemOutcome {
             UNAVAILABLE,
             "the ledger sent an empty outcome; retry with the same event_id".into(),
         )),
+    }
+}
+
+/// While the ledger counts as silent, asks it an empty outcome request every [`PROBE_EVERY`] so
+/// health recovers as soon as it answers, even without traffic. Ends with the gateway.
+async fn probe(answers: std::sync::Weak<Answers>, bus: Arc<dyn Bus>, metrics: Arc<Metrics>) {
+    let empty = Bytes::from(pb::AwaitRequest::default().encode_to_vec());
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(answers) = answers.upgrade() else {
+            return;
+        };
+        if metrics.ledger_answering.get() {
+            continue;
+        }
+        if bus
+            .request(AWAIT_SUBJECT, empty.clone(), ASK_AGAIN)
+            .await
+            .is_ok()
+        {
+            answers.answered(&metrics);
+        }
     }
 }
 

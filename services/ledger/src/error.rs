@@ -30,6 +30,10 @@ pub enum Error {
     /// A stored or received checkpoint does not have the signed-checkpoint format.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The inbox stayed stalled after every recovery step: the process should exit non-zero and
+    /// be restarted by its supervisor.
+    #[error("inbox stalled: {0}")]
+    Stalled(String),
     /// A bug or an unexpected runtime failure.
     #[error("internal: {0}")]
     Internal(String),

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod checkpoint;
 mod codec;
 pub mod error;
+pub mod liveness;
 mod publisher;
 pub mod storage;
 pub mod subscribe;
@@ -59,6 +60,8 @@ pub struct Config {
     /// is read-only), and resume by themselves once it has more: sled is never let to fail a
     /// write for want of space (see [`storage`]).
     pub min_free_bytes: u64,
+    /// When the inbox and the committed-stream publisher count as stalled.
+    pub stall: liveness::StallConfig,
 }
 
 impl Config {
@@ -74,6 +77,7 @@ impl Config {
             checkpoint_interval: Duration::from_secs(10),
             signing_key: None,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            stall: liveness::StallConfig::default(),
         }
     }
 }
@@ -87,6 +91,7 @@ pub struct Ledger {
     storage: watch::Receiver<storage::StorageState>,
     subscribers: Arc<subscribe::Registry>,
     limits: subscribe::Limits,
+    liveness: Arc<liveness::Liveness>,
     tasks: JoinSet<Result<(), Error>>,
 }
 
@@ -131,9 +136,17 @@ impl Ledger {
         let mut tasks = JoinSet::new();
         let inbox = bus.inbox().await?;
         let requests = bus.serve(AWAIT_SUBJECT).await?;
-        tasks.spawn(writer.run(inbox, requests, shutdown.clone()));
+        let live = Arc::new(liveness::Liveness::default());
+        let watch = liveness::InboxWatch::new(config.stall.inbox_stall, live.clone());
+        tasks.spawn(writer.run(inbox, watch, requests, shutdown.clone()));
         let token = shutdown.clone();
-        let publisher = publisher::run(store.clone(), bus, head.clone(), shutdown);
+        let publisher = publisher::run(
+            store.clone(),
+            bus,
+            head.clone(),
+            liveness::PublisherWatch::new(config.stall.publisher_stall, live.clone()),
+            shutdown,
+        );
         tasks.spawn(async move {
             let result = publisher.await;
             if let Err(e) = &result {
@@ -155,6 +168,7 @@ impl Ledger {
             storage,
             subscribers: Arc::default(),
             limits,
+            liveness: live,
             tasks,
         })
     }
@@ -182,6 +196,12 @@ impl Ledger {
     #[must_use]
     pub fn storage(&self) -> watch::Receiver<storage::StorageState> {
         self.storage.clone()
+    }
+
+    /// The inbox's and the publisher's stall state (metrics, health).
+    #[must_use]
+    pub fn liveness(&self) -> Arc<liveness::Liveness> {
+        self.liveness.clone()
     }
 
     /// Live subscriptions, for the metrics endpoint.

@@ -26,6 +26,7 @@ pub(crate) async fn run(
     store: Arc<dyn Log>,
     bus: Arc<dyn Bus>,
     mut head: watch::Receiver<u64>,
+    mut stall: crate::liveness::PublisherWatch,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let mut backoff = Backoff::default();
@@ -65,6 +66,7 @@ pub(crate) async fn run(
                 Ok(last) => {
                     published = last;
                     backoff = Backoff::default();
+                    stall.progressed();
                     let s = store.clone();
                     // Not flushed: a cursor that lags after a crash only republishes events the
                     // stream deduplicates (Nats-Msg-Id) or consumers skip by Wfl-Sequence.
@@ -74,6 +76,7 @@ pub(crate) async fn run(
                 }
                 Err(Error::Bus(e)) => {
                     warn!(error = %e, "publishing committed events failed; retrying");
+                    stall.failed(target - published, &e);
                     if !backoff.wait(&shutdown).await {
                         return Ok(());
                     }

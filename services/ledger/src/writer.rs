@@ -136,16 +136,19 @@ impl Writer {
     pub(crate) async fn run(
         mut self,
         inbox: Box<dyn Inbox>,
+        watch: crate::liveness::InboxWatch,
         mut requests: Box<dyn Requests>,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let (batch_tx, mut batch_rx) = mpsc::channel(1);
-        let pump = tokio::spawn(pump(
+        let mut pump = tokio::spawn(pump(
             inbox,
+            watch,
             batch_tx,
             self.config.max_batch,
             shutdown.clone(),
         ));
+        let mut pump_done = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         // A batch that arrived while the data directory could not take it: held, undecided and
         // unacknowledged (so the pump takes no more), and tried again with backoff.
@@ -158,9 +161,19 @@ impl Writer {
                 () = shutdown.cancelled() => break Ok(()),
                 batch = batch_rx.recv(), if held.is_none() => match batch {
                     Some(batch) => held = Some(batch),
+                    // The pump stopped; its verdict is read below.
                     None => break Ok(()),
                 },
                 () = &mut retry, if held.is_some() || self.paused() => {}
+                stopped = &mut pump, if !pump_done => {
+                    pump_done = true;
+                    match stopped {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break Err(e),
+                        Err(e) => break Err(Error::join(e)),
+                    }
+                    continue;
+                },
                 req = requests.next() => {
                     match req {
                         Some(req) => self.on_await(req),
@@ -207,7 +220,13 @@ impl Writer {
         drop(batch_rx);
         // Likewise a batch held while commits were paused.
         drop(held);
-        let _ = pump.await;
+        if !pump_done {
+            if let Ok(Err(e)) = pump.await {
+                if result.is_ok() {
+                    return Err(e);
+                }
+            }
+        }
         result
     }
 
@@ -489,16 +508,21 @@ impl Writer {
 }
 
 /// Takes batches from the inbox, hands them to the writer, and acknowledges them once durable.
+/// While idle it lets `watch` look for a stalled consumer and recover it.
+///
+/// # Errors
+/// [`Error::Stalled`] when the inbox stays stalled after every recovery step.
 async fn pump(
     mut inbox: Box<dyn Inbox>,
+    mut watch: crate::liveness::InboxWatch,
     tx: mpsc::Sender<InboxBatch>,
     max: usize,
     shutdown: CancellationToken,
-) {
+) -> Result<(), Error> {
     let mut backoff = Duration::from_millis(50);
     loop {
         let next = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Ok(()),
             r = inbox.next_batch(max, Duration::from_millis(500)) => r,
         };
         let deliveries = match next {
@@ -509,27 +533,37 @@ async fn pump(
             Err(e) => {
                 warn!(error = %e, "inbox unavailable; retrying");
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
+                // A pull stream that keeps failing while the broker answers is a stall too.
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    r = watch.idle(inbox.as_mut()) => r?,
+                }
                 continue;
             }
         };
         if deliveries.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                r = watch.idle(inbox.as_mut()) => r?,
+            }
             continue;
         }
+        watch.arrived();
         let (done, flushed) = oneshot::channel();
         let payloads = deliveries
             .iter()
             .map(|d| (d.payload.clone(), d.submission))
             .collect();
         if tx.send(InboxBatch { payloads, done }).await.is_err() {
-            return;
+            return Ok(());
         }
         // If the writer fails before the flush, `flushed` errors and nothing is acknowledged.
         if flushed.await.is_err() {
-            return;
+            return Ok(());
         }
         if let Err(e) = inbox.ack(deliveries).await {
             // Not fatal: the broker redelivers and the ledger recognises the event ids.

@@ -284,6 +284,9 @@ async fn persist(
     .map_err(|e| Error::Internal(e.to_string()))?
 }
 
+/// Longest wait for one alert publish before the rest of an evaluation's alerts are deferred.
+const ALERT_PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The last level published per (pack, org, unit, window key, count type), to publish changes
 /// only. The window key names the wave, so a new build-up alerts again.
 #[derive(Default)]
@@ -323,12 +326,29 @@ impl Alerts {
             }
             let subject = format!("{ALERTS_PREFIX}.{}.{}", s.org, s.pack);
             match serde_json::to_vec(&s) {
-                Ok(body) => match bus.publish(&subject, Bytes::from(body)).await {
+                // Bounded: a core publish waits for room in the client's buffer, which a lost
+                // connection can keep full; the fold must not wait behind it.
+                Ok(body) => match tokio::time::timeout(
+                    ALERT_PUBLISH_TIMEOUT,
+                    bus.publish(&subject, Bytes::from(body)),
+                )
+                .await
+                {
                     // Remembered only once sent, so a failed publish is retried next time.
-                    Ok(()) => {
+                    Ok(Ok(())) => {
                         self.published.insert(key, s.level);
                     }
-                    Err(e) => warn!(error = %e, %subject, "alert not published yet; will retry"),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, %subject, "alert not published yet; will retry")
+                    }
+                    Err(_) => {
+                        warn!(
+                            %subject,
+                            timeout_ms = ALERT_PUBLISH_TIMEOUT.as_millis() as u64,
+                            "alert publish timed out (NATS unreachable?); the remaining alerts wait for the next evaluation"
+                        );
+                        break;
+                    }
                 },
                 Err(e) => warn!(error = %e, "alert not serialisable"),
             }

@@ -26,6 +26,10 @@ struct Args {
     /// has less than this many MiB free; they resume by themselves.
     #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = wfl_ledger::DEFAULT_MIN_FREE_BYTES >> 20)]
     min_free_mb: u64,
+    /// Seconds the inbox consumer may have undelivered work with nothing arriving before the
+    /// ledger calls it stalled and starts recovering (also the time given to each step).
+    #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
+    inbox_stall_secs: u64,
 }
 
 #[tokio::main]
@@ -44,9 +48,14 @@ async fn main() -> anyhow::Result<()> {
         http.local_addr()?
     );
     let shutdown = wfl_cli::shutdown_on_signal();
+    let stall = std::time::Duration::from_secs(args.inbox_stall_secs.max(1));
     wfl_cli::node::run_ledger(
         wfl_ledger::Config {
             min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
+            stall: wfl_ledger::liveness::StallConfig {
+                inbox_stall: stall,
+                publisher_stall: stall,
+            },
             ..wfl_ledger::Config::new(args.data_dir)
         },
         bus,
