@@ -318,18 +318,27 @@ async fn health_and_reflection_are_served() {
     let node = Node::start(Mode::Memory);
     let ch = node.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-    for service in ["", "wfl.v1.Ingest", "wfl.v1.Ledger"] {
-        let r = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap_or_else(|s| panic!("health of {service:?}: {s:?}"))
-            .into_inner();
-        assert_eq!(
-            r.status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-        );
+    // Readiness is mirrored into gRPC health; the whole node (`""`) is ready once the projector
+    // follows the ledger, moments after start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for service in ["", "wfl.v1.Ingest", "wfl.v1.Ledger", "wfl.v1.Views"] {
+        loop {
+            let r = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap_or_else(|s| panic!("health of {service:?}: {s:?}"))
+                .into_inner();
+            if r.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service:?} not SERVING within 30 s: {r:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
     use tonic_reflection::pb::v1::{
         server_reflection_client::ServerReflectionClient,

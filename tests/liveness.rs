@@ -330,7 +330,16 @@ async fn wfl_up_shows_the_liveness_gauges_and_a_healthy_healthz() {
             "{line} missing:\n{metrics}"
         );
     }
-    assert_eq!(common::http_get(&http, "/healthz"), "ok\n");
+    // Ready once the projector follows the ledger, moments after start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let healthz = common::http_get(&http, "/healthz");
+        if healthz == "ok\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz stayed {healthz:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// What the load clients share with the fault loop.

@@ -52,18 +52,30 @@ impl Readiness {
             .collect()
     }
 
-    /// Keeps the gRPC health of `services` (and of the server as a whole, `""`) equal to this
-    /// readiness: NOT_SERVING while any probe fails, SERVING again when all pass. Logs each
-    /// change once.
+    /// `name: reason` of every probe whose name starts with one of `prefixes` that is not
+    /// ready.
+    fn failures_of(&self, prefixes: &[&str]) -> Vec<String> {
+        self.probes
+            .iter()
+            .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+            .filter_map(|(name, probe)| probe().err().map(|why| format!("{name}: {why}")))
+            .collect()
+    }
+
+    /// Keeps gRPC health equal to this readiness: the server as a whole (`""`) follows every
+    /// probe, each named service the probes whose names start with one of its prefixes
+    /// (NOT_SERVING while one fails, SERVING again when they pass). Logs each change of the
+    /// whole once.
     pub fn mirror(
         &self,
         mut reporter: tonic_health::server::HealthReporter,
-        services: Vec<&'static str>,
+        services: Vec<(&'static str, &'static [&'static str])>,
         shutdown: CancellationToken,
     ) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut last: Option<Vec<String>> = None;
+            let mut last_of: Vec<Option<bool>> = vec![None; services.len()];
             loop {
                 let failures = this.failures();
                 if last.as_ref() != Some(&failures) {
@@ -81,10 +93,20 @@ impl Readiness {
                         }
                         tonic_health::ServingStatus::NotServing
                     };
-                    for name in std::iter::once("").chain(services.iter().copied()) {
-                        reporter.set_service_status(name, status).await;
-                    }
+                    reporter.set_service_status("", status).await;
                     last = Some(failures);
+                }
+                for ((name, prefixes), last) in services.iter().zip(last_of.iter_mut()) {
+                    let ok = this.failures_of(prefixes).is_empty();
+                    if *last != Some(ok) {
+                        let status = if ok {
+                            tonic_health::ServingStatus::Serving
+                        } else {
+                            tonic_health::ServingStatus::NotServing
+                        };
+                        reporter.set_service_status(name, status).await;
+                        *last = Some(ok);
+                    }
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return,

@@ -123,9 +123,10 @@ pub async fn run(
     Ok(())
 }
 
-const INGEST: &str = "wfl.v1.Ingest";
-const LEDGER: &str = "wfl.v1.Ledger";
-const VIEWS: &str = "wfl.v1.Views";
+/// The gRPC services and the readiness probes (by name prefix) each one's health follows.
+const INGEST: (&str, &[&str]) = ("wfl.v1.Ingest", &["bus", "ledger"]);
+const LEDGER: (&str, &[&str]) = ("wfl.v1.Ledger", &["ledger"]);
+const VIEWS: (&str, &[&str]) = ("wfl.v1.Views", &["views"]);
 
 /// `wfl-ledger`: the ledger alone (gRPC `Ledger`, health, reflection; HTTP `/healthz`,
 /// `/metrics`) on NATS, until `shutdown`.
