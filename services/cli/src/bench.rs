@@ -148,6 +148,7 @@ impl Node {
         let node_config = NodeConfig {
             data_dir: config.data_dir.clone(),
             nats_url: None,
+            nats_auth: wfl_bus::NatsAuth::Anonymous,
             packs: config.packs.clone(),
             rebuild_views,
             // `wfl up`'s defaults.

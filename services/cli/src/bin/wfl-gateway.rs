@@ -15,6 +15,8 @@ struct Args {
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    nats_auth: wfl_cli::NatsAuthArgs,
 }
 
 #[tokio::main]
@@ -22,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
     let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
+        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?);
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "wfl-gateway serving");
     println!(

@@ -23,6 +23,8 @@ struct Args {
     /// NATS server (alerts are published on wfl.alerts.<org>.<rule_id>).
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    nats_auth: wfl_cli::NatsAuthArgs,
     /// Directory of the rule-pack files.
     #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
     rulepacks: PathBuf,
@@ -37,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
     let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
+        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?);
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     let projector = wfl_projector::Projector::start(
