@@ -252,7 +252,9 @@ impl NatsBus {
                     async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
                     // Permission violations arrive here: a refused publish or subscribe is
                     // otherwise silent on the client side.
-                    async_nats::Event::ServerError(e) => tracing::error!(error = %e, "nats server error"),
+                    async_nats::Event::ServerError(e) => {
+                        tracing::error!(error = %e, "nats server error")
+                    }
                     other => tracing::debug!(event = %other, "nats event"),
                 }
             })

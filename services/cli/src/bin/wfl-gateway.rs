@@ -23,8 +23,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
-    let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?);
+    let bus = Arc::new(
+        wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
+    );
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "wfl-gateway serving");
     println!(

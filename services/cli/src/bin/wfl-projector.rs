@@ -38,8 +38,9 @@ async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
-    let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?);
+    let bus = Arc::new(
+        wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
+    );
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     let projector = wfl_projector::Projector::start(
