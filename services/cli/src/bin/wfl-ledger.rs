@@ -21,6 +21,9 @@ struct Args {
     nats_url: String,
     #[command(flatten)]
     nats_auth: wfl_cli::NatsAuthArgs,
+    /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED.
+    #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
+    max_subscribers: usize,
 }
 
 #[tokio::main]
@@ -39,7 +42,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let shutdown = wfl_cli::shutdown_on_signal();
     wfl_ledger::run(
-        wfl_ledger::Config::new(args.data_dir),
+        wfl_ledger::Config {
+            max_subscribers: args.max_subscribers,
+            ..wfl_ledger::Config::new(args.data_dir)
+        },
         bus,
         listener,
         shutdown,
