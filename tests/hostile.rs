@@ -252,3 +252,56 @@ async fn no_hostile_message_is_answered_internal() {
     );
     assert!(codes.get("InvalidArgument").copied().unwrap_or(0) > 0);
 }
+
+#[test]
+fn import_sends_every_valid_line_and_reports_each_bad_one_by_number() {
+    let dir = wfl_testkit::temp_dir();
+    let node = common::up(dir.path(), &[]);
+    let file = dir.path().join("events.jsonl");
+    let json = |e: &wfl_domain::Event| serde_json::to_string(e).expect("json");
+    let mut typo: serde_json::Value =
+        serde_json::to_value(wfl_testkit::scenario::hire("acme", "w-typo")).expect("json");
+    typo["payload"]["reason_cod"] = serde_json::json!("x");
+    let mut content: Vec<u8> = Vec::new();
+    content.extend(json(&wfl_testkit::scenario::hire("acme", "w-1")).bytes());
+    content.push(b'\n');
+    // Line 2: invalid UTF-8 inside an otherwise valid event.
+    let mut bad_utf8 = json(&wfl_testkit::scenario::hire("acme", "w-utf8")).into_bytes();
+    let at = bad_utf8.len() - 2;
+    bad_utf8.insert(at, 0xff);
+    content.extend(&bad_utf8);
+    content.push(b'\n');
+    // Line 3: 3 MB on one line.
+    content.extend(std::iter::repeat_n(b'x', 3_000_000));
+    content.push(b'\n');
+    // Line 4: an unknown field.
+    content.extend(typo.to_string().bytes());
+    content.push(b'\n');
+    content.extend(json(&wfl_testkit::scenario::hire("acme", "w-2")).bytes());
+    content.push(b'\n');
+    std::fs::write(&file, &content).expect("write");
+
+    let out = std::process::Command::new(common::bin("wfl"))
+        .args(["import", file.to_str().expect("path"), "--addr", &node.grpc])
+        .output()
+        .expect("wfl import runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(2), "refused lines exit 2: {stderr}");
+    assert!(stdout.contains("line 1: committed"), "{stdout}");
+    assert!(stdout.contains("line 2: rejected: not UTF-8"), "{stdout}");
+    assert!(
+        stdout.contains("line 3: rejected: line of 3000000 bytes; at most 1048576 bytes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 4: rejected: unknown field payload.reason_cod"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("line 5: committed"), "{stdout}");
+    assert!(
+        stderr.contains("5 lines: 2 committed, 0 accepted, 0 duplicates, 3 rejected"),
+        "{stderr}"
+    );
+}
