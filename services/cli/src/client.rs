@@ -617,3 +617,81 @@ pub async fn load(
         batch_p99_ms: pick(0.99),
     })
 }
+
+/// The importer's line reader and parser against arbitrary input (fuzz targets, proptest).
+/// Long run: `PROPTEST_CASES=1000000 cargo nextest run -p wfl-cli import_fuzz`.
+#[cfg(test)]
+mod import_fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lines(bytes: &[u8], max: usize) -> Vec<Line> {
+        let mut reader = std::io::BufReader::with_capacity(7, bytes);
+        let mut out = Vec::new();
+        while let Some(line) = next_line(&mut reader, max).expect("in-memory read") {
+            out.push(line);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn the_reader_splits_like_split_on_newline(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..300),
+            max in 0usize..40,
+        ) {
+            let got = lines(&bytes, max);
+            let mut want: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+            if bytes.is_empty() || bytes.ends_with(b"\n") {
+                want.pop();
+            }
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                let w = w.strip_suffix(b"\r").filter(|_| w.len() <= max).unwrap_or(w);
+                match g {
+                    Line::Text(t) => prop_assert_eq!(t.as_slice(), w),
+                    Line::TooLong(n) => {
+                        prop_assert!(*n > max);
+                        prop_assert_eq!(*n, w.len());
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in any::<String>()) {
+            if let Err(e) = parse_event(&text) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn an_unknown_key_anywhere_is_named(key in "[a-z]{1,8}_x") {
+            let event = serde_json::json!({
+                "event_id": "0190a5c4-0000-7000-8000-000000000001",
+                "org_id": "acme", "site_id": "main", "jurisdiction": "CN",
+                "effective_date": "2026-03-02", "source": {"system": "test"},
+                "payload": {"type": "Resignation", "separation": {
+                    "worker_ref": "w1", "employment_relationship": "employee",
+                    "contract_type": "open_ended", "initiator": "employee"}},
+            });
+            prop_assert!(parse_event(&event.to_string()).is_ok());
+            for path in [vec![], vec!["source"], vec!["payload"], vec!["payload", "separation"]] {
+                let mut bad = event.clone();
+                let mut at = &mut bad;
+                for p in &path {
+                    at = &mut at[*p];
+                }
+                at[key.as_str()] = serde_json::json!(1);
+                let e = parse_event(&bad.to_string()).expect_err("unknown field refused");
+                let mut want = path.join(".");
+                if !want.is_empty() {
+                    want.push('.');
+                }
+                want.push_str(&key);
+                prop_assert_eq!(e.to_string(), format!("unknown field {want}"));
+            }
+        }
+    }
+}
