@@ -305,3 +305,88 @@ fn import_sends_every_valid_line_and_reports_each_bad_one_by_number() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_and_org_filter_limits_are_enforced_and_named() {
+    let dir = wfl_testkit::temp_dir();
+    let nats = wfl_testkit::NatsServer::start();
+    let ledger = common::Proc::start(
+        "wfl-ledger",
+        &[
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--grpc-addr".into(),
+            "127.0.0.1:0".into(),
+            "--nats-url".into(),
+            nats.url(),
+            "--max-subscribers".into(),
+            "2".into(),
+        ],
+        &dir.path().join("logs"),
+    );
+    let ch = common::connect(&ledger.grpc).await;
+    let first = common::subscribe(&ch, 1).await;
+    let _second = common::subscribe(&ch, 1).await;
+    let third = common::ledger(&ch)
+        .subscribe(wfl_proto::pb::SubscribeRequest {
+            from_sequence: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a third subscriber is refused");
+    assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
+    assert!(third.message().contains("max_subscribers"), "{third:?}");
+    assert!(third.message().contains("limit is 2"), "{third:?}");
+
+    // A subscriber that leaves frees its place (the server notices the stream is gone).
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let again = common::ledger(&ch)
+            .subscribe(wfl_proto::pb::SubscribeRequest {
+                from_sequence: 1,
+                heartbeat_ms: 100,
+                ..Default::default()
+            })
+            .await;
+        match again {
+            Ok(_) => break,
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the place of a gone subscriber is never freed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+    }
+
+    // org_ids longer than max_org_filter, or with an over-long id, is INVALID_ARGUMENT naming it.
+    let many: Vec<String> = (0..1001).map(|i| format!("org-{i}")).collect();
+    let read = common::ledger(&ch)
+        .read(wfl_proto::pb::ReadRequest {
+            org_ids: many.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("too many orgs");
+    assert_eq!(read.code(), Code::InvalidArgument);
+    assert!(
+        read.message()
+            .starts_with("org_ids: 1001 entries; at most 1000"),
+        "{read:?}"
+    );
+    let long = common::ledger(&ch)
+        .read(wfl_proto::pb::ReadRequest {
+            org_ids: vec!["a".repeat(65)],
+            ..Default::default()
+        })
+        .await
+        .expect_err("over-long org id");
+    assert_eq!(long.code(), Code::InvalidArgument);
+    assert!(
+        long.message().starts_with("org_ids[0]: 65 bytes"),
+        "{long:?}"
+    );
+}

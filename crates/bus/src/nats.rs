@@ -821,6 +821,38 @@ mod tests {
     }
 
     #[test]
+    fn auth_from_flags() {
+        use std::path::PathBuf;
+        assert_eq!(
+            NatsAuth::from_flags(None, None, None),
+            Ok(NatsAuth::Anonymous)
+        );
+        let auth = NatsAuth::from_flags(Some("ledger".into()), Some("pw".into()), None)
+            .expect("user and password");
+        assert_eq!(auth.user(), Some("ledger"));
+        assert!(
+            !format!("{auth:?}").contains("pw"),
+            "the password is never printed"
+        );
+        assert_eq!(
+            NatsAuth::from_flags(None, None, Some(PathBuf::from("x.creds"))),
+            Ok(NatsAuth::CredsFile(PathBuf::from("x.creds")))
+        );
+        for (user, password, creds) in [
+            (Some("u"), None, None),
+            (None, Some("p"), None),
+            (Some("u"), Some("p"), Some("x.creds")),
+        ] {
+            let r = NatsAuth::from_flags(
+                user.map(str::to_owned),
+                password.map(str::to_owned),
+                creds.map(PathBuf::from),
+            );
+            assert!(matches!(r, Err(Error::Rejected(_))), "{r:?}");
+        }
+    }
+
+    #[test]
     fn size_check() {
         assert!(check_size(0, usize::MAX).is_ok());
         assert!(check_size(10, 10).is_ok());
