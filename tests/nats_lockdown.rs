@@ -423,3 +423,31 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
         "the server logs the refusals:\n{log}"
     );
 }
+
+/// `wfl up --nats-url` on the locked-down server, as the `node` user: it provisions the streams,
+/// records, commits and publishes, with no permission violation logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_runs_as_the_node_user() {
+    let dir = wfl_testkit::temp_dir();
+    let nats = locked_nats();
+    let args = auth_args(&nats, "node");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = common::up(dir.path(), &args);
+    let ch = connect(&node.grpc).await;
+    let r = record_batch(&ch, &[scenario::hire("acme", "w-1")]).await;
+    assert!(common::ok(&r.results[0]).sequence > 0);
+    let analytics = Client::connect(&nats, "analytics").await;
+    let js = jetstream::new(analytics.client.clone());
+    tokio::time::timeout(STEP, async {
+        while ledger_stream_messages(&js).await < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node publishes the committed event");
+    let log = nats.log();
+    assert!(
+        !log.contains("Violation"),
+        "no refusal for the node:\n{log}"
+    );
+}
