@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_build::configure()
         .file_descriptor_set_path(out.join("wfl_descriptor.bin"))
+        // Undecodable requests are INVALID_ARGUMENT, not tonic's INTERNAL (src/codec.rs).
+        .codec_path("crate::codec::Codec")
         .compile_protos(
             &files,
             &[root.clone(), protoc_bin_vendored::include_path()?],

@@ -25,8 +25,8 @@ pub use error::Error;
 pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
-    NatsBus, NatsConfig, HEADER_EVENT_TYPE, HEADER_HASH, HEADER_SEQUENCE, HEADER_SUBMISSION,
-    PUBLISH_TIMEOUT,
+    NatsAuth, NatsBus, NatsConfig, DEFAULT_INBOX_PREFIX, HEADER_EVENT_TYPE, HEADER_HASH,
+    HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
 };
 pub use subject::{inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX};
 

@@ -42,6 +42,8 @@ const BATCH_LINGER: Duration = Duration::from_millis(3);
 
 /// Header carrying the gateway's submission id of an inbox message (a UUID).
 pub const HEADER_SUBMISSION: &str = "Wfl-Submission";
+/// Reply-subject prefix of an anonymous connection; a user's is `_INBOX.<user>`.
+pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
 
 /// Header carrying the event type.
 pub const HEADER_EVENT_TYPE: &str = "Wfl-Event-Type";
@@ -65,6 +67,83 @@ pub struct NatsConfig {
     /// after a crash waits this long for the deliveries its predecessor held; a batch is flushed
     /// in milliseconds, so 10 s leaves a wide margin without stalling recovery for long.
     pub ack_wait: Duration,
+    /// Who the connection authenticates as (`Anonymous` on an open server).
+    pub auth: NatsAuth,
+    /// Prefix of this connection's reply subjects (`_INBOX.<user>` when `None` and a user is
+    /// given, else `_INBOX`). On a locked-down server
+    /// each service subscribes only to its own `_INBOX.<user>.>`, so no user can read another's
+    /// replies; see `deploy/nats/wfl.conf`.
+    pub inbox_prefix: Option<String>,
+    /// Create or update the streams and the inbox consumer at connect. The ledger owns them; a
+    /// gateway or projector whose NATS user may not call those JetStream APIs connects with
+    /// `false` (the gateway's publishes then fail as unavailable until the ledger has created
+    /// the inbox stream).
+    pub provision: bool,
+}
+
+/// How a NATS connection authenticates.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// No credentials (an open server, or one with a `no_auth_user`).
+    #[default]
+    Anonymous,
+    /// A user and password from the server's `authorization { users = [...] }`.
+    UserPassword { user: String, password: String },
+    /// A `.creds` file (user JWT and nkey seed, operator mode).
+    CredsFile(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsAuth::Anonymous => f.write_str("Anonymous"),
+            // The password never reaches a log line.
+            NatsAuth::UserPassword { user, .. } => f
+                .debug_struct("UserPassword")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+            NatsAuth::CredsFile(path) => f.debug_tuple("CredsFile").field(path).finish(),
+        }
+    }
+}
+
+impl NatsAuth {
+    /// `UserPassword` when a user is given, else `CredsFile` when a creds file is, else
+    /// `Anonymous` (the shape of the services' `--nats-user/--nats-password/--nats-creds` flags).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when a user comes without a password (or the reverse), or with a
+    /// creds file as well.
+    pub fn from_flags(
+        user: Option<String>,
+        password: Option<String>,
+        creds: Option<std::path::PathBuf>,
+    ) -> Result<NatsAuth, Error> {
+        match (user, password, creds) {
+            (None, None, None) => Ok(NatsAuth::Anonymous),
+            (Some(user), Some(password), None) => Ok(NatsAuth::UserPassword { user, password }),
+            (None, None, Some(path)) => Ok(NatsAuth::CredsFile(path)),
+            (Some(_), None, _) => Err(Error::Rejected(
+                "--nats-user needs --nats-password (or WFL_NATS_PASSWORD)".to_owned(),
+            )),
+            (None, Some(_), _) => Err(Error::Rejected(
+                "--nats-password needs --nats-user (or WFL_NATS_USER)".to_owned(),
+            )),
+            (Some(_), Some(_), Some(_)) => Err(Error::Rejected(
+                "give either --nats-user/--nats-password or --nats-creds, not both".to_owned(),
+            )),
+        }
+    }
+
+    /// The user name, when there is one (used as the default reply-subject prefix).
+    #[must_use]
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            NatsAuth::UserPassword { user, .. } => Some(user),
+            NatsAuth::Anonymous | NatsAuth::CredsFile(_) => None,
+        }
+    }
 }
 
 impl Default for NatsConfig {
@@ -77,6 +156,9 @@ impl Default for NatsConfig {
             ledger_max_age: Duration::ZERO,
             max_ack_pending: 20_000,
             ack_wait: Duration::from_secs(10),
+            auth: NatsAuth::Anonymous,
+            inbox_prefix: None,
+            provision: true,
         }
     }
 }
@@ -131,15 +213,37 @@ pub struct NatsBus {
 }
 
 impl NatsBus {
-    /// Connects to `url` and creates (or updates) the inbox and ledger streams and the durable
-    /// inbox consumer. Idempotent: safe to call from every process start.
+    /// Connects to `url` as `config.auth` and, when `config.provision`, creates (or updates) the
+    /// inbox and ledger streams and the durable inbox consumer. Idempotent: safe to call from
+    /// every process start.
     ///
     /// # Errors
     /// [`Error::Unavailable`] if the server cannot be reached or JetStream does not answer in
-    /// time; [`Error::Rejected`] if the server refuses a stream or consumer configuration (for
-    /// example an existing stream with a different retention policy).
+    /// time; [`Error::Rejected`] if the server refuses the credentials, a stream or consumer
+    /// configuration (for example an existing stream with a different retention policy), or
+    /// the creds file cannot be read.
     pub async fn connect(url: &str, config: NatsConfig) -> Result<NatsBus, Error> {
-        let client = async_nats::ConnectOptions::new()
+        let mut options = match &config.auth {
+            NatsAuth::Anonymous => async_nats::ConnectOptions::new(),
+            NatsAuth::UserPassword { user, password } => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            NatsAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|e| {
+                    Error::rejected(&format!("read NATS creds file {}", path.display()), e)
+                })?,
+        };
+        let prefix = config.inbox_prefix.clone().or_else(|| {
+            config
+                .auth
+                .user()
+                .map(|user| format!("{DEFAULT_INBOX_PREFIX}.{user}"))
+        });
+        if let Some(prefix) = prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
+        let client = options
             .name("wfl")
             .connection_timeout(CONNECT_TIMEOUT)
             .ping_interval(PING_INTERVAL)
@@ -148,18 +252,31 @@ impl NatsBus {
                 match event {
                     async_nats::Event::Connected => tracing::info!("nats connected"),
                     async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
+                    // Permission violations arrive here: a refused publish or subscribe is
+                    // otherwise silent on the client side.
+                    async_nats::Event::ServerError(e) => {
+                        tracing::error!(error = %e, "nats server error")
+                    }
                     other => tracing::debug!(event = %other, "nats event"),
                 }
             })
             .connect(url)
             .await
-            .map_err(|e| Error::unavailable(&format!("connect to {url}"), e))?;
+            .map_err(|e| match e.kind() {
+                async_nats::ConnectErrorKind::AuthorizationViolation
+                | async_nats::ConnectErrorKind::Authentication => {
+                    Error::rejected(&format!("connect to {url} as {:?}", config.auth), e)
+                }
+                _ => Error::unavailable(&format!("connect to {url}"), e),
+            })?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(PUBLISH_TIMEOUT);
         let bus = NatsBus { client, js, config };
-        bus.ensure_stream(bus.config.inbox_stream_config()).await?;
-        bus.ensure_stream(bus.config.ledger_stream_config()).await?;
-        bus.ensure_consumer().await?;
+        if bus.config.provision {
+            bus.ensure_stream(bus.config.inbox_stream_config()).await?;
+            bus.ensure_stream(bus.config.ledger_stream_config()).await?;
+            bus.ensure_consumer().await?;
+        }
         Ok(bus)
     }
 
@@ -786,6 +903,38 @@ mod tests {
         headers.insert(HEADER_SEQUENCE, "42");
         // "NATS/1.0\r\n" + "Nats-Msg-Id: 0123456789\r\n" + "Wfl-Sequence: 42\r\n" + "\r\n"
         assert_eq!(headers_len(&headers), 10 + 25 + 18 + 2);
+    }
+
+    #[test]
+    fn auth_from_flags() {
+        use std::path::PathBuf;
+        assert_eq!(
+            NatsAuth::from_flags(None, None, None),
+            Ok(NatsAuth::Anonymous)
+        );
+        let auth = NatsAuth::from_flags(Some("ledger".into()), Some("pw".into()), None)
+            .expect("user and password");
+        assert_eq!(auth.user(), Some("ledger"));
+        assert!(
+            !format!("{auth:?}").contains("pw"),
+            "the password is never printed"
+        );
+        assert_eq!(
+            NatsAuth::from_flags(None, None, Some(PathBuf::from("x.creds"))),
+            Ok(NatsAuth::CredsFile(PathBuf::from("x.creds")))
+        );
+        for (user, password, creds) in [
+            (Some("u"), None, None),
+            (None, Some("p"), None),
+            (Some("u"), Some("p"), Some("x.creds")),
+        ] {
+            let r = NatsAuth::from_flags(
+                user.map(str::to_owned),
+                password.map(str::to_owned),
+                creds.map(PathBuf::from),
+            );
+            assert!(matches!(r, Err(Error::Rejected(_))), "{r:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! This is the only crate that knows the wire format. Services call [`convert`] at their edge and
 //! work with domain types inside; no other crate builds or parses protobuf bytes by hand.
 
+pub mod codec;
 pub mod convert;
 
 /// Generated `wfl.v1` messages, enums and gRPC clients and servers.

@@ -32,6 +32,9 @@ pub struct NatsServer {
     /// Root temp dir: holds `jetstream/` (the store) and `nats-server.log`.
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Configuration file passed with `-c` (its listen address, port and store dir are
+    /// overridden by the command line), with the environment its `$VARIABLES` read.
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl std::fmt::Debug for NatsServer {
@@ -55,6 +58,27 @@ impl NatsServer {
     /// connections within 10 seconds.
     #[must_use]
     pub fn start() -> NatsServer {
+        NatsServer::start_inner(None)
+    }
+
+    /// As [`NatsServer::start`], with a server configuration file (`-c`), such as the
+    /// repository's `deploy/nats/wfl.conf`, and the environment variables it reads (its
+    /// passwords). The test's free port, loopback address and private store dir override the
+    /// file's.
+    ///
+    /// # Panics
+    /// As [`NatsServer::start`] (a configuration the server refuses makes it exit early; the
+    /// panic shows its log).
+    #[must_use]
+    pub fn start_with_config(config: &Path, env: &[(&str, &str)]) -> NatsServer {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        NatsServer::start_inner(Some((config.to_path_buf(), env)))
+    }
+
+    fn start_inner(config: Option<(PathBuf, Vec<(String, String)>)>) -> NatsServer {
         let bin = find_binary();
         let port = free_port();
         let dir = temp_dir();
@@ -63,9 +87,16 @@ impl NatsServer {
             port,
             dir,
             child: None,
+            config,
         };
         server.spawn_and_wait();
         server
+    }
+
+    /// The server log so far (its last few KiB): permission violations are logged here.
+    #[must_use]
+    pub fn log(&self) -> String {
+        read_log(&self.log_path())
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.
@@ -121,7 +152,12 @@ impl NatsServer {
         let log_err = log
             .try_clone()
             .unwrap_or_else(|e| panic!("cannot clone log handle: {e}"));
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some((config, env)) = &self.config {
+            command.arg("-c").arg(config);
+            command.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        let child = command
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")

@@ -159,6 +159,7 @@ impl Node {
         let node_config = NodeConfig {
             data_dir: data_dir.to_path_buf(),
             nats_url,
+            nats_auth: wfl_bus::NatsAuth::Anonymous,
             packs: packs.to_vec(),
             rebuild_views,
             // `wfl up`'s defaults.

@@ -39,10 +39,103 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
 ///
 /// # Errors
 /// A one-line reason naming the problem (serde reports the line and column).
+///
+/// # Errors
+/// When the text is not JSON, not an event, or names a field the event does not have (a typo
+/// must not be dropped silently): the error names the field's path (`payload.reason_cod`).
 pub fn parse_event(text: &str) -> anyhow::Result<pb::Event> {
-    let event: wfl_domain::Event =
+    let given: serde_json::Value =
         serde_json::from_str(text).map_err(|e| anyhow!("not a wfl event: {e}"))?;
+    let event: wfl_domain::Event =
+        serde_json::from_value(given.clone()).map_err(|e| anyhow!("not a wfl event: {e}"))?;
+    let known = serde_json::to_value(&event)?;
+    if let Some(path) = unknown_field(&given, &known, "") {
+        bail!("unknown field {path}");
+    }
     Ok(wfl_proto::convert::event_to_pb(&event))
+}
+
+/// The first key of `given` that the parsed event does not carry back (`known` is the event
+/// serialized again). Null values and empty lists are skipped: the event omits those when
+/// serializing, so they would look unknown.
+fn unknown_field(given: &serde_json::Value, known: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match (given, known) {
+        (Value::Object(g), Value::Object(k)) => g.iter().find_map(|(key, v)| {
+            if v.is_null() || v.as_array().is_some_and(Vec::is_empty) {
+                return None;
+            }
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            match k.get(key) {
+                None => Some(path),
+                Some(kv) => unknown_field(v, kv, &path),
+            }
+        }),
+        (Value::Array(g), Value::Array(k)) => g
+            .iter()
+            .zip(k)
+            .enumerate()
+            .find_map(|(i, (v, kv))| unknown_field(v, kv, &format!("{at}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// Longest line `wfl import` reads; a longer one is reported with its size and skipped (an
+/// event is a few hundred bytes; its text fields are at most 256 bytes).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// One line of an import file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// The line's bytes, without the newline.
+    Text(Vec<u8>),
+    /// Longer than the limit: its size in bytes (its bytes were read and dropped).
+    TooLong(usize),
+}
+
+/// Reads the next line, holding at most `max` bytes of it in memory.
+///
+/// # Errors
+/// When the reader fails.
+pub fn next_line(reader: &mut impl BufRead, max: usize) -> std::io::Result<Option<Line>> {
+    let mut buf = Vec::new();
+    let mut size = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        size += part.len();
+        if size <= max {
+            buf.extend_from_slice(part);
+        }
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\r') && size <= max {
+        buf.pop();
+    }
+    Ok(Some(if size > max {
+        Line::TooLong(size)
+    } else {
+        Line::Text(buf)
+    }))
 }
 
 /// One line describing a gRPC failure, field violations included.
@@ -167,14 +260,28 @@ pub async fn import(
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let batch = batch.clamp(1, wfl_domain::MAX_BATCH);
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let n = i as u64 + 1;
-        let line = line.with_context(|| format!("cannot read line {n} of {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    let mut reader = std::io::BufReader::new(file);
+    let mut n = 0u64;
+    // Every line is read and answered: a bad one is reported by number and the rest still sent.
+    while let Some(line) = next_line(&mut reader, MAX_LINE_BYTES)
+        .with_context(|| format!("cannot read line {} of {}", n + 1, path.display()))?
+    {
+        n += 1;
+        let parsed = match line {
+            Line::TooLong(size) => Err(anyhow!(
+                "line of {size} bytes; at most {MAX_LINE_BYTES} bytes"
+            )),
+            Line::Text(bytes) => match String::from_utf8(bytes) {
+                Err(e) => Err(anyhow!(
+                    "not UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                )),
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => parse_event(&text),
+            },
+        };
         summary.lines += 1;
-        match parse_event(&line) {
+        match parsed {
             Ok(e) => pending.push((n, e)),
             Err(e) => {
                 summary.rejected += 1;
@@ -509,4 +616,82 @@ pub async fn load(
         batch_p50_ms: pick(0.5),
         batch_p99_ms: pick(0.99),
     })
+}
+
+/// The importer's line reader and parser against arbitrary input (fuzz targets, proptest).
+/// Long run: `PROPTEST_CASES=1000000 cargo nextest run -p wfl-cli import_fuzz`.
+#[cfg(test)]
+mod import_fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lines(bytes: &[u8], max: usize) -> Vec<Line> {
+        let mut reader = std::io::BufReader::with_capacity(7, bytes);
+        let mut out = Vec::new();
+        while let Some(line) = next_line(&mut reader, max).expect("in-memory read") {
+            out.push(line);
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn the_reader_splits_like_split_on_newline(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..300),
+            max in 0usize..40,
+        ) {
+            let got = lines(&bytes, max);
+            let mut want: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+            if bytes.is_empty() || bytes.ends_with(b"\n") {
+                want.pop();
+            }
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                let w = w.strip_suffix(b"\r").filter(|_| w.len() <= max).unwrap_or(w);
+                match g {
+                    Line::Text(t) => prop_assert_eq!(t.as_slice(), w),
+                    Line::TooLong(n) => {
+                        prop_assert!(*n > max);
+                        prop_assert_eq!(*n, w.len());
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in any::<String>()) {
+            if let Err(e) = parse_event(&text) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn an_unknown_key_anywhere_is_named(key in "[a-z]{1,8}_x") {
+            let event = serde_json::json!({
+                "event_id": "0190a5c4-0000-7000-8000-000000000001",
+                "org_id": "acme", "site_id": "main", "jurisdiction": "CN",
+                "effective_date": "2026-03-02", "source": {"system": "test"},
+                "payload": {"type": "Resignation", "separation": {
+                    "worker_ref": "w1", "employment_relationship": "employee",
+                    "contract_type": "open_ended", "initiator": "employee"}},
+            });
+            prop_assert!(parse_event(&event.to_string()).is_ok());
+            for path in [vec![], vec!["source"], vec!["payload"], vec!["payload", "separation"]] {
+                let mut bad = event.clone();
+                let mut at = &mut bad;
+                for p in &path {
+                    at = &mut at[*p];
+                }
+                at[key.as_str()] = serde_json::json!(1);
+                let e = parse_event(&bad.to_string()).expect_err("unknown field refused");
+                let mut want = path.join(".");
+                if !want.is_empty() {
+                    want.push('.');
+                }
+                want.push_str(&key);
+                prop_assert_eq!(e.to_string(), format!("unknown field {want}"));
+            }
+        }
+    }
 }

@@ -14,6 +14,42 @@ pub mod report;
 
 use tokio_util::sync::CancellationToken;
 
+/// The NATS credentials flags of `wfl up`, `wfl-gateway`, `wfl-ledger` and `wfl-projector`
+/// (each service has its own user on a locked-down server: `deploy/nats/wfl.conf`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NatsAuthArgs {
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "WFL_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password of --nats-user.
+    #[arg(long, env = "WFL_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS `.creds` file (user JWT and nkey seed) instead of a user and password.
+    #[arg(long, env = "WFL_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+}
+
+impl NatsAuthArgs {
+    /// The bus configuration for these credentials. `owner` is true for the process that owns
+    /// the streams (the ledger, `wfl up`); others provision them only when anonymous, since a
+    /// locked-down server does not let their users create or change streams.
+    ///
+    /// # Errors
+    /// When the flags are incomplete or contradictory (a user without a password...).
+    pub fn bus_config(&self, owner: bool) -> anyhow::Result<wfl_bus::NatsConfig> {
+        let auth = wfl_bus::NatsAuth::from_flags(
+            self.nats_user.clone(),
+            self.nats_password.clone(),
+            self.nats_creds.clone(),
+        )?;
+        Ok(wfl_bus::NatsConfig {
+            provision: owner || auth == wfl_bus::NatsAuth::Anonymous,
+            auth,
+            ..wfl_bus::NatsConfig::default()
+        })
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter =

@@ -152,6 +152,8 @@ enum Command {
         /// Use NATS JetStream at this URL instead of the in-process bus.
         #[arg(long, env = "WFL_NATS_URL")]
         nats_url: Option<String>,
+        #[command(flatten)]
+        nats_auth: wfl_cli::NatsAuthArgs,
         /// Directory of the rule-pack files (validated at start).
         #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
         rulepacks: PathBuf,
@@ -376,6 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             grpc_addr,
             http_addr,
             nats_url,
+            nats_auth,
             rulepacks,
             rebuild_views,
             checkpoint_every_events,
@@ -401,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wfl_cli::node::NodeConfig {
                     data_dir,
                     nats_url,
+                    nats_auth: nats_auth.bus_config(true)?.auth,
                     packs,
                     rebuild_views,
                     checkpoint_every_events: checkpoint_every_events.max(1),

@@ -20,6 +20,8 @@ use crate::http::{self, Readiness, Render};
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub nats_url: Option<String>,
+    /// How to authenticate to NATS (ignored without `nats_url`).
+    pub nats_auth: wfl_bus::NatsAuth,
     /// The rule packs (loaded and validated before anything starts).
     pub packs: Vec<wfl_projector::RulePack>,
     /// Discard the stored views and fold the ledger again from sequence 1.
@@ -38,9 +40,21 @@ pub struct NodeConfig {
 ///
 /// # Errors
 /// When NATS is given and cannot be reached.
-pub async fn connect_bus(nats_url: Option<&str>) -> anyhow::Result<Arc<dyn Bus>> {
+pub async fn connect_bus(
+    nats_url: Option<&str>,
+    auth: wfl_bus::NatsAuth,
+) -> anyhow::Result<Arc<dyn Bus>> {
     Ok(match nats_url {
-        Some(url) => Arc::new(NatsBus::connect(url, NatsConfig::default()).await?),
+        Some(url) => Arc::new(
+            NatsBus::connect(
+                url,
+                NatsConfig {
+                    auth,
+                    ..NatsConfig::default()
+                },
+            )
+            .await?,
+        ),
         None => Arc::new(MemoryBus::new()),
     })
 }
@@ -55,7 +69,7 @@ pub async fn run(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = connect_bus(config.nats_url.as_deref()).await?;
+    let bus = connect_bus(config.nats_url.as_deref(), config.nats_auth.clone()).await?;
     let ledger = wfl_ledger::Ledger::start(
         wfl_ledger::Config {
             checkpoint_every_events: config.checkpoint_every_events,

@@ -48,13 +48,20 @@ pub struct Config {
     pub commit_timeout: Duration,
     /// Event ids per outcome request (keeps each bus message well under NATS's payload limit).
     pub await_chunk: usize,
+    /// Largest request accepted, in bytes; a larger one is refused by tonic with `OUT_OF_RANGE`
+    /// naming the size and this limit.
+    pub max_message_bytes: usize,
 }
+
+/// Default of [`Config::max_message_bytes`]: a full batch of large events fits.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             commit_timeout: Duration::from_secs(30),
             await_chunk: 1000,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -132,10 +139,11 @@ impl Gateway {
         self.answers.healthy.subscribe()
     }
 
-    /// This gateway as a tonic service, accepting batch requests up to 64 MiB.
+    /// This gateway as a tonic service, accepting requests up to `max_message_bytes`.
     #[must_use]
     pub fn into_service(self) -> pb::ingest_server::IngestServer<Self> {
-        pb::ingest_server::IngestServer::new(self).max_decoding_message_size(64 << 20)
+        let max = self.config.max_message_bytes;
+        pb::ingest_server::IngestServer::new(self).max_decoding_message_size(max)
     }
 
     /// Records events and returns one outcome per event, in order.

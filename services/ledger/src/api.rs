@@ -82,6 +82,32 @@ fn hashes(list: Vec<wfl_store::Hash>) -> Vec<Vec<u8>> {
     list.into_iter().map(|h| h.to_vec()).collect()
 }
 
+/// Refuses an `org_ids` filter longer than `max` entries, or with an entry longer than an id
+/// may be.
+fn check_org_filter(org_ids: &[String], max: usize) -> Result<(), Status> {
+    if org_ids.len() > max {
+        return Err(invalid(
+            "org_ids",
+            &format!("{} entries; at most {max} (max_org_filter)", org_ids.len()),
+        ));
+    }
+    if let Some((i, o)) = org_ids
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.len() > wfl_domain::validate::MAX_ID)
+    {
+        return Err(invalid(
+            &format!("org_ids[{i}]"),
+            &format!(
+                "{} bytes; at most {}",
+                o.len(),
+                wfl_domain::validate::MAX_ID
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The store filter for a request's org and type lists.
 fn filter(org_ids: Vec<String>, event_types: &[String]) -> Result<Filter, Status> {
     let mut types = Vec::with_capacity(event_types.len());
@@ -295,7 +321,10 @@ impl pb::ledger_server::Ledger for LedgerApi {
         let subscription = subscribe::Subscription {
             from: req.from_sequence.max(1),
             buckets,
-            filter: filter(req.org_ids, &req.event_types)?,
+            filter: {
+                check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
+                filter(req.org_ids, &req.event_types)?
+            },
             heartbeat,
             peer,
         };
@@ -305,7 +334,7 @@ impl pb::ledger_server::Ledger for LedgerApi {
             &self.subscribers,
             self.limits,
             subscription,
-        );
+        )?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -314,6 +343,7 @@ impl pb::ledger_server::Ledger for LedgerApi {
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
         let req = request.into_inner();
+        check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
         let mut event_types = Vec::with_capacity(req.event_types.len());
         for (i, t) in req.event_types.iter().enumerate() {
             let Some(parsed) = EventType::parse(t) else {

@@ -54,6 +54,10 @@ pub struct Config {
     pub checkpoint_every_events: u64,
     /// ... or once this much time passed with events not yet covered by a checkpoint.
     pub checkpoint_interval: Duration,
+    /// Live `Ledger.Subscribe` streams at most (one more is `RESOURCE_EXHAUSTED`).
+    pub max_subscribers: usize,
+    /// Entries of an `org_ids` filter at most (more is `INVALID_ARGUMENT`).
+    pub max_org_filter: usize,
     /// The ed25519 signing key; `None` = `<data_dir>/ledger-signing.key`, created on first start.
     pub signing_key: Option<PathBuf>,
     /// Commits pause while the data directory's file system has less free space than this (or
@@ -78,6 +82,8 @@ impl Config {
             signing_key: None,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             stall: liveness::StallConfig::default(),
+            max_subscribers: subscribe::DEFAULT_MAX_SUBSCRIBERS,
+            max_org_filter: subscribe::DEFAULT_MAX_ORG_FILTER,
         }
     }
 }
@@ -158,6 +164,8 @@ impl Ledger {
         });
         let limits = subscribe::Limits {
             stall_timeout: config.stall_timeout,
+            max_subscribers: config.max_subscribers,
+            max_org_filter: config.max_org_filter,
             ..subscribe::Limits::default()
         };
         Ok(Self {

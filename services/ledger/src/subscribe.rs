@@ -37,13 +37,25 @@ pub struct Limits {
     pub stall_timeout: Duration,
     /// Heartbeat period when the client does not ask for one.
     pub default_heartbeat: Duration,
+    /// Live subscriptions at most; one more is refused with `RESOURCE_EXHAUSTED` naming the
+    /// limit (each holds a task, a queue and a read chunk: see the memory bound above).
+    pub max_subscribers: usize,
+    /// Entries of an `org_ids` filter (Subscribe and Read) at most; more is `INVALID_ARGUMENT`.
+    pub max_org_filter: usize,
 }
+
+/// Default of [`Limits::max_subscribers`].
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
+/// Default of [`Limits::max_org_filter`].
+pub const DEFAULT_MAX_ORG_FILTER: usize = 1000;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             stall_timeout: Duration::from_secs(60),
             default_heartbeat: Duration::from_secs(5),
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            max_org_filter: DEFAULT_MAX_ORG_FILTER,
         }
     }
 }
@@ -80,23 +92,37 @@ impl Drop for Registered {
 }
 
 impl Registry {
-    fn register(self: &Arc<Self>, peer: String, position: u64) -> (Registered, Arc<Stats>) {
+    /// Registers a subscription unless `max` are live already.
+    fn register(
+        self: &Arc<Self>,
+        peer: String,
+        position: u64,
+        max: usize,
+    ) -> Result<(Registered, Arc<Stats>), Status> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(Stats {
             peer,
             position: AtomicU64::new(position),
             queued: AtomicU64::new(0),
         });
-        if let Ok(mut live) = self.live.lock() {
-            live.insert(id, stats.clone());
+        let mut live = self
+            .live
+            .lock()
+            .map_err(|_| Status::internal("subscriber registry poisoned"))?;
+        if live.len() >= max {
+            return Err(Status::resource_exhausted(format!(
+                "max_subscribers: {} live subscriptions, the limit is {max}; retry later",
+                live.len()
+            )));
         }
-        (
+        live.insert(id, stats.clone());
+        Ok((
             Registered {
                 registry: self.clone(),
                 id,
             },
             stats,
-        )
+        ))
     }
 
     /// Prometheus text: number of subscribers and each one's lag behind `head`.
@@ -145,21 +171,27 @@ enum Stop {
 type Item = Result<pb::SubscribeResponse, Status>;
 
 /// Starts a subscription task and returns the receiving end of its queue.
+///
+/// # Errors
+/// `RESOURCE_EXHAUSTED` naming `max_subscribers` when that many are live.
 pub(crate) fn start(
     store: Arc<dyn Log>,
     head: watch::Receiver<u64>,
     registry: &Arc<Registry>,
     limits: Limits,
     request: Subscription,
-) -> mpsc::Receiver<Item> {
+) -> Result<mpsc::Receiver<Item>, Status> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let (registered, stats) =
-        registry.register(request.peer.clone(), request.from.saturating_sub(1));
+    let (registered, stats) = registry.register(
+        request.peer.clone(),
+        request.from.saturating_sub(1),
+        limits.max_subscribers,
+    )?;
     tokio::spawn(async move {
         let _registered = registered;
         run(store, head, limits, request, &tx, &stats).await;
     });
-    rx
+    Ok(rx)
 }
 
 /// A validated subscription request.

@@ -504,7 +504,15 @@ fn compliance_kind(t: EventType) -> bool {
 /// unknown, missing or of the wrong type, or a value is out of range (see [`load_dir`]).
 pub fn parse(file_name: &str, text: &str) -> Result<RulePack, Error> {
     let pack: RulePack = toml::from_str(text).map_err(|e| {
-        let (field, message) = tomlpath::describe(text, e.message(), e.span());
+        // Some syntax errors carry no message of their own (found by tests/fuzz_rulepack.rs);
+        // the full report then says where the text stopped being TOML.
+        let full = e.to_string();
+        let message = if e.message().trim().is_empty() {
+            full.as_str()
+        } else {
+            e.message()
+        };
+        let (field, message) = tomlpath::describe(text, message, e.span());
         Error::RulePack {
             file: file_name.to_owned(),
             field,

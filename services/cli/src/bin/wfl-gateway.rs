@@ -18,14 +18,17 @@ struct Args {
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    nats_auth: wfl_cli::NatsAuthArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
-    let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
+    let bus = Arc::new(
+        wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
+    );
     let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
     let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
     tracing::info!(grpc = %listener.local_addr()?, http = %http.local_addr()?, "wfl-gateway serving");

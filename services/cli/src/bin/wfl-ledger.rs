@@ -30,14 +30,20 @@ struct Args {
     /// ledger calls it stalled and starts recovering (also the time given to each step).
     #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
     inbox_stall_secs: u64,
+    #[command(flatten)]
+    nats_auth: wfl_cli::NatsAuthArgs,
+    /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED.
+    #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
+    max_subscribers: usize,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
-    let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
+    let bus = Arc::new(
+        wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(true)?).await?,
+    );
     let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
     let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
     tracing::info!(grpc = %listener.local_addr()?, http = %http.local_addr()?, "wfl-ledger serving");
@@ -56,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 inbox_stall: stall,
                 publisher_stall: stall,
             },
+            max_subscribers: args.max_subscribers,
             ..wfl_ledger::Config::new(args.data_dir)
         },
         bus,

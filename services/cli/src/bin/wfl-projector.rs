@@ -30,6 +30,8 @@ struct Args {
     /// NATS server (alerts are published on wfl.alerts.<org>.<rule_id>).
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    nats_auth: wfl_cli::NatsAuthArgs,
     /// Directory of the rule-pack files.
     #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
     rulepacks: PathBuf,
@@ -47,8 +49,9 @@ async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
-    let bus =
-        Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
+    let bus = Arc::new(
+        wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
+    );
     let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
     let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
     println!(
