@@ -233,6 +233,7 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
                     hash: vec![0; 32],
                     ..Default::default()
                 })),
+                ..Default::default()
             }],
         }
         .encode_to_vec(),
