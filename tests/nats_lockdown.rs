@@ -258,7 +258,15 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
         .expect_violation("Subscription to", "wfl.ctl.await")
         .await;
     forgeries += 2;
-    ledger_proc = Proc::start("wfl-ledger", &ledger_args(&ledger_data), &logs);
+    // Back on the same port, where the projector looks for it.
+    let mut again = ledger_args(&ledger_data);
+    let port = ledger_proc.grpc.trim_start_matches("http://").to_owned();
+    for a in &mut again {
+        if a == "127.0.0.1:0" {
+            a.clone_from(&port);
+        }
+    }
+    ledger_proc = Proc::start("wfl-ledger", &again, &logs);
     let r = tokio::time::timeout(Duration::from_secs(60), pending)
         .await
         .expect("the pending batch is answered once the ledger is back")
@@ -405,16 +413,27 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
     // The projector came up as its own user and follows the ledger.
     let views = connect(&projector.grpc).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(views);
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("projector health");
-    assert_eq!(
-        status.into_inner().status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    // Readiness is mirrored into gRPC health once the projector follows: poll for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("projector health")
+            .into_inner()
+            .status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the projector stayed {status} (not SERVING): {}",
+            common::http_get(projector.http.as_deref().expect("http"), "/healthz")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let _ = ledger(&lg);
 
     let log = nats.log();

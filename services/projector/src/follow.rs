@@ -169,8 +169,13 @@ pub(crate) async fn run(
                         .progress
                         .ledger_head
                         .fetch_max(h.head_sequence, Ordering::Relaxed);
-                    if dirty > 0 && persist(&shared, &store, &mut space).await? {
-                        dirty = 0;
+                    if dirty > 0 {
+                        if persist(&shared, &store, &mut space).await? {
+                            dirty = 0;
+                        }
+                    } else {
+                        // Nothing to persist: a paused store still learns that space is back.
+                        space.recheck(&shared.progress);
                     }
                     // Idle: the alerts catch up with everything folded.
                     if shared.projection.read().await.last_sequence() > alerted_at {
@@ -219,6 +224,19 @@ impl Space {
                 config.min_free_bytes,
             ),
             next_check: Instant::now(),
+        }
+    }
+
+    /// While paused, checks again (at most once a second) so readiness recovers even when
+    /// nothing is waiting to be persisted.
+    fn recheck(&mut self, progress: &crate::Progress) {
+        let paused = progress
+            .storage_fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if paused {
+            self.writable(progress);
         }
     }
 
