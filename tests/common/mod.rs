@@ -57,7 +57,13 @@ impl Proc {
         std::fs::create_dir_all(log_dir).expect("log dir");
         let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::now_v7()));
         let err = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(bin(name))
+        let mut command = Command::new(bin(name));
+        if name.starts_with("wfl-") {
+            // The split services serve plain and open on loopback only when asked (SECURITY.md);
+            // tests/auth.rs checks them with TLS and tokens.
+            command.env("WFL_INSECURE", "1").env("WFL_NO_AUTH", "1");
+        }
+        let mut child = command
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

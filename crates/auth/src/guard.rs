@@ -204,6 +204,26 @@ impl Guard {
         ))
     }
 
+    /// Checks an HTTP request for `path` (`/metrics`): with authentication on, a bearer token of a
+    /// role that sees every org (auditor or admin), since the figures carry org labels.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED or PERMISSION_DENIED (logged).
+    pub fn check_http(&self, headers: &http::HeaderMap, path: &'static str) -> Result<(), Status> {
+        let principal = self.authenticate(headers, &http::Extensions::new(), path)?;
+        if principal.role.sees_every_org() {
+            return Ok(());
+        }
+        let caller = Caller {
+            principal,
+            method: path,
+        };
+        Err(caller.deny(&Denied::Role {
+            role: caller.principal.role,
+            method: path.to_owned(),
+        }))
+    }
+
     /// Admits or refuses one gRPC request, leaving a [`Caller`] in its extensions.
     fn admit(&self, request: &mut http::Request<BoxBody>) -> Result<(), Status> {
         let path = request.uri().path();

@@ -166,6 +166,11 @@ impl Tokens {
             .find_map(|n| self.by_cert_name.get(&n.to_ascii_lowercase()).cloned())
     }
 
+    /// Adds a bearer token for `principal` (a process's own internal client, never written out).
+    pub fn insert_token(&mut self, token: &str, principal: Principal) {
+        self.by_hash.insert(hash(token), Arc::new(principal));
+    }
+
     /// How many credentials are listed.
     #[must_use]
     pub fn len(&self) -> usize {

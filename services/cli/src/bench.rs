@@ -153,6 +153,8 @@ impl Node {
             // `wfl up`'s defaults.
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
+            // A scratch node on loopback: plain and open, like `wfl up` there.
+            security: wfl_auth::Security::default(),
         };
         let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
         Ok(Self {

@@ -9,6 +9,7 @@ pub mod client;
 pub mod loadgen;
 pub mod node;
 pub mod report;
+pub mod security;
 
 use tokio_util::sync::CancellationToken;
 

@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub checkpoint_every_events: u64,
     /// ... or this often while events are not yet covered by one.
     pub checkpoint_interval: std::time::Duration,
+    /// TLS and authentication of both ports.
+    pub security: wfl_auth::Security,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -42,6 +44,7 @@ pub async fn connect_bus(nats_url: Option<&str>) -> anyhow::Result<Arc<dyn Bus>>
 
 #[derive(Clone)]
 struct HttpState {
+    guard: wfl_auth::Guard,
     metrics: Arc<Metrics>,
     store: Arc<dyn Log>,
     subscribers: Arc<wfl_ledger::subscribe::Registry>,
@@ -71,14 +74,16 @@ pub async fn run(
     )
     .await?;
     let metrics = Arc::new(Metrics::default());
-    let grpc_addr = grpc.local_addr()?;
+    let security = config.security.clone();
+    let (ledger_addr, ledger_credentials, internal) = projector_link(&security, &grpc).await?;
     let projector = wfl_projector::Projector::start(
         wfl_projector::Config {
             data_dir: config.data_dir.clone(),
             packs: config.packs.clone(),
-            ledger_addr: format!("http://{grpc_addr}"),
+            ledger_addr,
             persist_every: 1000,
             rebuild: config.rebuild_views,
+            ledger_credentials,
         },
         bus.clone(),
         shutdown.clone(),
@@ -104,18 +109,36 @@ pub async fn run(
             .map(str::to_owned)
             .to_vec(),
     );
-    let grpc_server = tonic::transport::Server::builder()
+    let guard = &security.guard;
+    let grpc_server = security
+        .server()?
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
-        .add_service(gateway.into_service())
-        .add_service(ledger.service())
-        .add_service(projector.service())
+        .add_service(guard.wrap(gateway.into_service()))
+        .add_service(guard.wrap(ledger.service()))
+        .add_service(guard.wrap(projector.service()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
         );
 
+    // The projector's own link to the ledger, when the public port needs TLS or a token.
+    let internal_server = async {
+        match internal {
+            Some((listener, internal_guard)) => {
+                tonic::transport::Server::builder()
+                    .add_service(internal_guard.wrap(ledger.service()))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        shutdown.clone().cancelled_owned(),
+                    )
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
     let state = HttpState {
+        guard: security.guard.clone(),
         metrics,
         store: ledger.store(),
         subscribers: ledger.subscribers(),
@@ -126,10 +149,14 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .with_state(state);
-    let http_server =
-        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let http_server = wfl_auth::tls::serve_http(
+        http,
+        app,
+        security.tls.as_ref().map(|t| t.http.clone()),
+        shutdown.clone(),
+    );
 
-    let (g, h) = tokio::join!(
+    let (g, h, i) = tokio::join!(
         async {
             let r = grpc_server.await;
             shutdown.cancel();
@@ -139,18 +166,79 @@ pub async fn run(
             let r = http_server.await;
             shutdown.cancel();
             r
+        },
+        async {
+            let r = internal_server.await;
+            shutdown.cancel();
+            r
         }
     );
     let joined = ledger.join().await;
     let projected = projector.join().await;
     g?;
     h?;
+    i?;
     joined?;
     projected?;
     Ok(())
 }
 
-async fn metrics_text(State(s): State<HttpState>) -> String {
+/// Where the projector of this node reads the ledger. With neither TLS nor authentication, the
+/// public port itself; otherwise a plain loopback port serving only `Ledger` to a token made up at
+/// start and never written anywhere (so the projector needs no certificate or tokens file).
+async fn projector_link(
+    security: &wfl_auth::Security,
+    grpc: &TcpListener,
+) -> anyhow::Result<(
+    String,
+    wfl_auth::Credentials,
+    Option<(TcpListener, wfl_auth::Guard)>,
+)> {
+    if security.tls.is_none() && !security.guard.is_on() {
+        return Ok((
+            format!("http://{}", grpc.local_addr()?),
+            wfl_auth::Credentials::default(),
+            None,
+        ));
+    }
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on loopback for the projector: {e}"))?;
+    let token = wfl_auth::tokens::generate()
+        .map_err(|e| anyhow::anyhow!("no randomness for the internal token: {e}"))?;
+    let mut tokens = wfl_auth::Tokens::default();
+    tokens.insert_token(
+        &token,
+        wfl_auth::Principal {
+            name: "projector (internal)".to_owned(),
+            role: wfl_auth::Role::Auditor,
+            orgs: std::collections::BTreeSet::new(),
+        },
+    );
+    Ok((
+        format!("http://{}", listener.local_addr()?),
+        wfl_auth::Credentials {
+            tls: None,
+            token: Some(token),
+        },
+        Some((listener, wfl_auth::Guard::with_tokens(tokens))),
+    ))
+}
+
+async fn metrics_text(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(status) = s.guard.check_http(&headers, "/metrics") {
+        let code = if status.code() == tonic::Code::Unauthenticated {
+            axum::http::StatusCode::UNAUTHORIZED
+        } else {
+            axum::http::StatusCode::FORBIDDEN
+        };
+        return (code, format!("{}\n", status.message())).into_response();
+    }
+    metrics_body(s).await.into_response()
+}
+
+async fn metrics_body(s: HttpState) -> String {
     let mut out = s.metrics.render();
     out.push_str(&s.views.render());
     out.push_str(&s.audit.borrow().render());

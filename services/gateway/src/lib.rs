@@ -40,6 +40,8 @@ pub struct Config {
     pub commit_timeout: Duration,
     /// Event ids per outcome request (keeps each bus message well under NATS's payload limit).
     pub await_chunk: usize,
+    /// TLS and authentication of the gRPC port [`run`] serves (default: plain, no auth).
+    pub security: wfl_auth::Security,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
         Self {
             commit_timeout: Duration::from_secs(30),
             await_chunk: 1000,
+            security: wfl_auth::Security::default(),
         }
     }
 }
@@ -279,7 +282,9 @@ impl pb::ingest_server::Ingest for Gateway {
         &self,
         request: Request<pb::RecordRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
+        let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
+        caller.check_orgs(req.event.iter().map(|e| e.org_id.as_str()))?;
         let ack = ack_level(req.ack).map_err(|s| *s)?;
         let Some(event) = req.event else {
             return Err(Status::with_error_details(
@@ -300,7 +305,9 @@ impl pb::ingest_server::Ingest for Gateway {
         &self,
         request: Request<pb::RecordBatchRequest>,
     ) -> Result<Response<pb::RecordBatchResponse>, Status> {
+        let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
+        caller.check_orgs(req.events.iter().map(|e| e.org_id.as_str()))?;
         let ack = ack_level(req.ack).map_err(|s| *s)?;
         if req.events.len() > wfl_domain::MAX_BATCH {
             return Err(Status::with_error_details(
@@ -361,11 +368,12 @@ pub async fn run(
     reporter
         .set_serving::<pb::ingest_server::IngestServer<Gateway>>()
         .await;
+    let security = config.security.clone();
     let gateway = Gateway::new(bus, config, Arc::new(Metrics::default()));
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = security.server()?;
     let router = builder
         .add_service(health)
-        .add_service(gateway.into_service());
+        .add_service(security.guard.wrap(gateway.into_service()));
     let router = match wfl_proto::reflection() {
         Ok(r) => router.add_service(r),
         Err(e) => {

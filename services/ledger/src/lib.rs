@@ -51,6 +51,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// The ed25519 signing key; `None` = `<data_dir>/ledger-signing.key`, created on first start.
     pub signing_key: Option<PathBuf>,
+    /// TLS and authentication of the gRPC port [`run`] serves (default: plain, no auth).
+    pub security: wfl_auth::Security,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
             signing_key: None,
+            security: wfl_auth::Security::default(),
         }
     }
 }
@@ -204,6 +207,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let security = config.security.clone();
     let ledger = Ledger::start(config, bus, shutdown.clone()).await?;
     let (mut reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -220,10 +224,12 @@ pub async fn run(
     );
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let token = shutdown.clone();
-    let server = tonic::transport::Server::builder()
+    let server = security
+        .server()
+        .map_err(|e| Error::Internal(format!("TLS: {e}")))?
         .add_service(health)
         .add_service(reflection)
-        .add_service(ledger.service())
+        .add_service(security.guard.wrap(ledger.service()))
         .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await });
     let served = server.await.map_err(|e| Error::Internal(e.to_string()));
     shutdown.cancel();

@@ -15,12 +15,15 @@ struct Args {
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    security: wfl_cli::security::ServeArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
+    let security = args.security.security(&[args.grpc_addr], false)?;
     let bus =
         Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
@@ -31,6 +34,10 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let shutdown = wfl_cli::shutdown_on_signal();
-    wfl_gateway::run(wfl_gateway::Config::default(), bus, listener, shutdown).await?;
+    let config = wfl_gateway::Config {
+        security,
+        ..wfl_gateway::Config::default()
+    };
+    wfl_gateway::run(config, bus, listener, shutdown).await?;
     Ok(())
 }

@@ -19,12 +19,15 @@ struct Args {
     /// NATS server with JetStream.
     #[arg(long, env = "WFL_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    security: wfl_cli::security::ServeArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
+    let security = args.security.security(&[args.grpc_addr], false)?;
     let bus =
         Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
     let listener = tokio::net::TcpListener::bind(args.grpc_addr).await?;
@@ -36,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let shutdown = wfl_cli::shutdown_on_signal();
     wfl_ledger::run(
-        wfl_ledger::Config::new(args.data_dir),
+        wfl_ledger::Config {
+            security,
+            ..wfl_ledger::Config::new(args.data_dir)
+        },
         bus,
         listener,
         shutdown,

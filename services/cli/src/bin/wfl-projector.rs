@@ -29,12 +29,34 @@ struct Args {
     /// Discard the stored views and fold the whole ledger again.
     #[arg(long)]
     rebuild_views: bool,
+    #[command(flatten)]
+    security: wfl_cli::security::ServeArgs,
+    /// CA (PEM) to verify the ledger's certificate with; turns TLS on for --ledger.
+    #[arg(long, env = "WFL_LEDGER_CA")]
+    ledger_ca: Option<PathBuf>,
+    /// mTLS client certificate (PEM) for the ledger; needs --ledger-key.
+    #[arg(long, env = "WFL_LEDGER_CERT")]
+    ledger_cert: Option<PathBuf>,
+    #[arg(long, env = "WFL_LEDGER_KEY")]
+    ledger_key: Option<PathBuf>,
+    /// Bearer token for the ledger (an auditor or admin).
+    #[arg(long, env = "WFL_LEDGER_TOKEN", hide_env_values = true)]
+    ledger_token: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
+    let security = args.security.security(&[args.grpc_addr], false)?;
+    let ledger_credentials = wfl_cli::security::ClientArgs {
+        ca: args.ledger_ca.clone(),
+        cert: args.ledger_cert.clone(),
+        key: args.ledger_key.clone(),
+        tls_domain: None,
+        token: args.ledger_token.clone(),
+    }
+    .credentials()?;
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
     let bus =
         Arc::new(wfl_bus::NatsBus::connect(&args.nats_url, wfl_bus::NatsConfig::default()).await?);
@@ -47,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             ledger_addr: args.ledger,
             persist_every: 1000,
             rebuild: args.rebuild_views,
+            ledger_credentials,
         },
         bus,
         shutdown.clone(),
@@ -61,10 +84,11 @@ async fn main() -> anyhow::Result<()> {
     reporter
         .set_serving::<wfl_proto::pb::views_server::ViewsServer<wfl_projector::ViewsApi>>()
         .await;
-    tonic::transport::Server::builder()
+    security
+        .server()?
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
-        .add_service(projector.service())
+        .add_service(security.guard.wrap(projector.service()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.clone().cancelled_owned(),
