@@ -184,7 +184,10 @@ impl Guard {
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
                 .map(str::trim)
                 .ok_or_else(|| refuse("authorization: expected \"Bearer <token>\""))?;
             return tokens
@@ -192,12 +195,14 @@ impl Guard {
                 .ok_or_else(|| refuse("authorization: unknown token"));
         }
         if let Some(names) = peer_dns_names(extensions) {
-            return tokens.by_cert_names(names.iter().map(String::as_str)).ok_or_else(|| {
-                refuse(&format!(
-                    "client certificate ({}) is not in the tokens file",
-                    names.join(", ")
-                ))
-            });
+            return tokens
+                .by_cert_names(names.iter().map(String::as_str))
+                .ok_or_else(|| {
+                    refuse(&format!(
+                        "client certificate ({}) is not in the tokens file",
+                        names.join(", ")
+                    ))
+                });
         }
         Err(refuse(
             "missing credentials: send authorization: Bearer <token> or a client certificate",

@@ -31,7 +31,10 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-fn certs(path: &Path, pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+fn certs(
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
     let certs = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Pem {
@@ -117,9 +120,7 @@ impl ServerTls {
                     verifier.allow_unauthenticated()
                 };
                 builder.with_client_cert_verifier(
-                    verifier
-                        .build()
-                        .map_err(|e| Error::Config(e.to_string()))?,
+                    verifier.build().map_err(|e| Error::Config(e.to_string()))?,
                 )
             }
             None => builder.with_no_client_auth(),
@@ -200,9 +201,8 @@ pub async fn serve_http(
                 }
             };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            );
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let connection =
                 builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::select! {

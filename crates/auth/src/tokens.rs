@@ -97,10 +97,7 @@ impl Tokens {
                 reason,
             };
             if !is_identifier(&e.name) {
-                return Err(bad(
-                    "name",
-                    "letters, digits, . _ - : @ (1 to 128)".into(),
-                ));
+                return Err(bad("name", "letters, digits, . _ - : @ (1 to 128)".into()));
             }
             let role = Role::parse(&e.role)
                 .ok_or_else(|| bad("role", "writer, analyst, auditor or admin".into()))?;
@@ -108,10 +105,7 @@ impl Tokens {
                 return Err(bad("orgs", format!("{org:?} is not an org id")));
             }
             if !role.sees_every_org() && e.orgs.is_empty() {
-                return Err(bad(
-                    "orgs",
-                    format!("a {role} needs at least one org"),
-                ));
+                return Err(bad("orgs", format!("a {role} needs at least one org")));
             }
             let principal = Arc::new(Principal {
                 name: e.name.clone(),
@@ -232,14 +226,18 @@ mod tests {
 
     #[test]
     fn unknown_roles_and_fields_are_refused() {
-        assert!(Tokens::parse("[[principal]]\nname = \"w\"\nrole = \"root\"\ncert_name = \"x\"\n")
-            .unwrap_err()
-            .to_string()
-            .contains("role"));
-        assert!(Tokens::parse("[[principal]]\nname = \"w\"\nrole = \"admin\"\ntoken = \"x\"\n")
-            .unwrap_err()
-            .to_string()
-            .contains("token"));
+        assert!(
+            Tokens::parse("[[principal]]\nname = \"w\"\nrole = \"root\"\ncert_name = \"x\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("role")
+        );
+        assert!(
+            Tokens::parse("[[principal]]\nname = \"w\"\nrole = \"admin\"\ntoken = \"x\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("token")
+        );
     }
 
     #[test]
@@ -249,7 +247,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            tokens.by_cert_names(["other", "hr.clients.wfl"]).unwrap().name,
+            tokens
+                .by_cert_names(["other", "hr.clients.wfl"])
+                .unwrap()
+                .name,
             "hr"
         );
     }

@@ -225,7 +225,10 @@ async fn projector_link(
     ))
 }
 
-async fn metrics_text(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+async fn metrics_text(
+    State(s): State<HttpState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     if let Err(status) = s.guard.check_http(&headers, "/metrics") {
         let code = if status.code() == tonic::Code::Unauthenticated {

@@ -48,7 +48,11 @@ impl ServeArgs {
     /// # Errors
     /// Inconsistent flags, unreadable files, or no TLS / no tokens file on a bind that needs them,
     /// in one line naming the flag to give.
-    pub fn security(&self, binds: &[SocketAddr], loopback_default: bool) -> anyhow::Result<Security> {
+    pub fn security(
+        &self,
+        binds: &[SocketAddr],
+        loopback_default: bool,
+    ) -> anyhow::Result<Security> {
         let loopback = loopback_default && binds.iter().all(|a| a.ip().is_loopback());
         let exposed: Vec<String> = binds.iter().map(ToString::to_string).collect();
         let exposed = exposed.join(", ");
@@ -57,12 +61,14 @@ impl ServeArgs {
                 if self.insecure {
                     bail!("--insecure and --tls-cert contradict each other; give one");
                 }
-                Some(wfl_auth::tls::ServerTls::load(&wfl_auth::tls::ServerFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: self.tls_client_ca.clone(),
-                    require_client_cert: self.require_client_cert,
-                })?)
+                Some(wfl_auth::tls::ServerTls::load(
+                    &wfl_auth::tls::ServerFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: self.tls_client_ca.clone(),
+                        require_client_cert: self.require_client_cert,
+                    },
+                )?)
             }
             (Some(_), None) => bail!("--tls-cert needs --tls-key"),
             (None, Some(_)) => bail!("--tls-key needs --tls-cert"),
@@ -98,7 +104,9 @@ impl ServeArgs {
             ),
         };
         if tls.is_none() && guard.is_on() && !loopback {
-            tracing::warn!("bearer tokens over plain TCP (--insecure): anyone on the path can read them");
+            tracing::warn!(
+                "bearer tokens over plain TCP (--insecure): anyone on the path can read them"
+            );
         }
         Ok(Security { tls, guard })
     }
@@ -176,8 +184,9 @@ pub fn add_token(
     orgs: &[String],
 ) -> anyhow::Result<String> {
     use std::io::Write;
-    let role = wfl_auth::Role::parse(role)
-        .ok_or_else(|| anyhow::anyhow!("--role: writer, analyst, auditor or admin, not {role:?}"))?;
+    let role = wfl_auth::Role::parse(role).ok_or_else(|| {
+        anyhow::anyhow!("--role: writer, analyst, auditor or admin, not {role:?}")
+    })?;
     if !wfl_auth::tokens::is_identifier(name) {
         bail!("--name: letters, digits, . _ - : @ (1 to 128), not {name:?}");
     }

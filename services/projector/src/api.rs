@@ -288,35 +288,60 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), Projection::separations).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::separations,
+        )
+        .await
     }
 
     async fn headcount(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), Projection::headcount).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::headcount,
+        )
+        .await
     }
 
     async fn cohort_exposure(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), Projection::cohort_exposure).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::cohort_exposure,
+        )
+        .await
     }
 
     async fn hiring_signals(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), Projection::hiring_signals).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::hiring_signals,
+        )
+        .await
     }
 
     async fn ai_adoption(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), Projection::ai_adoption).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::ai_adoption,
+        )
+        .await
     }
 
     async fn threshold_watch(

@@ -277,10 +277,7 @@ impl Alerts {
 /// Keeps [`crate::Progress::ledger_head`] current while the follower is busy catching up (the
 /// subscription only carries the head in heartbeats, which stop while events flow), so the lag
 /// metrics say how far behind the views are. Best effort: an unreachable ledger is retried.
-pub(crate) async fn watch_head(
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn watch_head(shared: Arc<Shared>, shutdown: CancellationToken) {
     let Ok(channel) = shared.ledger_credentials.connect_lazy(&shared.ledger_addr) else {
         return;
     };

@@ -45,7 +45,18 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming what is wrong, like `wfl`'s own errors.
+            eprintln!("{}: {e:#}", env!("CARGO_BIN_NAME"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
     let security = args.security.security(&[args.grpc_addr], false)?;
