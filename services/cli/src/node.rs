@@ -134,7 +134,11 @@ pub async fn run(
                     )
                     .await
             }
-            None => Ok(()),
+            None => {
+                // Nothing to serve: finish with the node, not before it.
+                shutdown.cancelled().await;
+                Ok(())
+            }
         }
     };
     let state = HttpState {

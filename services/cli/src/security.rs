@@ -30,14 +30,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub require_client_cert: bool,
     /// Serve plain TCP without TLS (the default only for `wfl up` on a loopback address).
-    #[arg(long, env = "WFL_INSECURE")]
+    #[arg(long, env = "WFL_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     pub insecure: bool,
     /// Principals, roles, orgs and hashed tokens (see SECURITY.md); `wfl token add` writes it.
     #[arg(long, env = "WFL_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// Accept every call without credentials, as an admin (the default only for `wfl up` on a
     /// loopback address).
-    #[arg(long, env = "WFL_NO_AUTH")]
+    #[arg(long, env = "WFL_NO_AUTH", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_auth: bool,
 }
 
