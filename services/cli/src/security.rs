@@ -118,12 +118,13 @@ pub struct ClientArgs {
     /// CA certificate (PEM) to verify the server with; turns TLS on.
     #[arg(long, env = "WFL_CA", global = true)]
     pub ca: Option<PathBuf>,
-    /// mTLS: client certificate (PEM); needs --key.
+    /// mTLS: client certificate (PEM); needs --cert-key.
     #[arg(long, env = "WFL_CERT", global = true)]
     pub cert: Option<PathBuf>,
-    /// mTLS: client private key (PEM).
-    #[arg(long, env = "WFL_KEY", global = true)]
-    pub key: Option<PathBuf>,
+    /// mTLS: the private key (PEM) of --cert. (Not `--key`: `wfl verify --key` and `wfl key
+    /// --key` name the ledger's signing key.)
+    #[arg(long, env = "WFL_CERT_KEY", global = true)]
+    pub cert_key: Option<PathBuf>,
     /// The name to check in the server's certificate (default: the address's host).
     #[arg(long, env = "WFL_TLS_DOMAIN", global = true)]
     pub tls_domain: Option<String>,
@@ -138,10 +139,10 @@ impl ClientArgs {
     /// # Errors
     /// Half an identity, or unreadable files (named).
     pub fn credentials(&self) -> anyhow::Result<Credentials> {
-        let identity = match (&self.cert, &self.key) {
+        let identity = match (&self.cert, &self.cert_key) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
             (None, None) => None,
-            _ => bail!("--cert and --key go together"),
+            _ => bail!("--cert and --cert-key go together"),
         };
         let tls = if self.ca.is_some() || identity.is_some() || self.tls_domain.is_some() {
             Some(wfl_auth::tls::client(

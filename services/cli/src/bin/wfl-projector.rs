@@ -63,7 +63,7 @@ async fn run() -> anyhow::Result<()> {
     let ledger_credentials = wfl_cli::security::ClientArgs {
         ca: args.ledger_ca.clone(),
         cert: args.ledger_cert.clone(),
-        key: args.ledger_key.clone(),
+        cert_key: args.ledger_key.clone(),
         tls_domain: None,
         token: args.ledger_token.clone(),
     }
