@@ -138,3 +138,15 @@ fn testkit_is_dev_only() {
         }
     }
 }
+
+#[test]
+fn auth_depends_on_no_workspace_crate() {
+    // Who may do what is decided without the event model, the store or the bus.
+    let deps = workspace_deps();
+    for d in normal_deps(&deps, "wfl-auth") {
+        assert!(
+            !d.starts_with("wfl-"),
+            "wfl-auth must not depend on workspace crate {d}"
+        );
+    }
+}

@@ -81,7 +81,13 @@ impl Proc {
         if name.starts_with("wfl-") && !args.iter().any(|a| a == "--http-addr") {
             args.extend(["--http-addr".to_owned(), "127.0.0.1:0".to_owned()]);
         }
-        let mut child = Command::new(bin(name))
+        let mut command = Command::new(bin(name));
+        if name.starts_with("wfl-") {
+            // The split services serve plain and open on loopback only when asked (SECURITY.md);
+            // tests/auth.rs checks them with TLS and tokens.
+            command.env("WFL_INSECURE", "1").env("WFL_NO_AUTH", "1");
+        }
+        let mut child = command
             .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

@@ -167,6 +167,8 @@ impl Node {
             checkpoint_interval: Duration::from_secs(10),
             min_free_bytes: wfl_ledger::DEFAULT_MIN_FREE_BYTES,
             inbox_stall: Duration::from_secs(10),
+            // A scratch node on loopback: plain and open, like `wfl up` there.
+            security: wfl_auth::Security::default(),
         };
         let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
         Ok(Self {

@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use anyhow::{anyhow, bail, Context};
 use futures::StreamExt;
 use serde_json::json;
-use tonic::transport::Channel;
+use wfl_auth::Conn;
 use wfl_proto::pb;
 
 /// Output format of the client commands.
@@ -18,21 +18,13 @@ pub enum Format {
     Json,
 }
 
-/// Connects to a wfl gRPC endpoint.
+/// Connects to a wfl gRPC endpoint with this process's credentials (`--ca`, `--cert`/`--key`,
+/// `--token`; see [`crate::security`]).
 ///
 /// # Errors
 /// When the address is malformed or nothing answers there.
-pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Channel::from_shared(uri.clone())
-        .map_err(|e| anyhow!("bad address {addr}: {e}"))?
-        .connect()
-        .await
-        .map_err(|e| anyhow!("cannot reach wfl at {uri}: {e}"))
+pub async fn connect(addr: &str) -> anyhow::Result<Conn> {
+    Ok(crate::security::client_credentials().connect(addr).await?)
 }
 
 /// Parses one event from JSON text.
@@ -314,7 +306,7 @@ pub async fn import(
 }
 
 async fn send(
-    client: &mut pb::ingest_client::IngestClient<Channel>,
+    client: &mut pb::ingest_client::IngestClient<Conn>,
     pending: &mut Vec<(u64, pb::Event)>,
     ack: pb::AckLevel,
     format: Format,

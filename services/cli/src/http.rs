@@ -159,20 +159,23 @@ pub fn render_sync(f: impl Fn() -> String + Send + Sync + 'static) -> Render {
 struct HttpState {
     readiness: Readiness,
     metrics: Arc<Vec<Render>>,
+    /// `/metrics` is for auditors and admins when credentials are checked; `/healthz` is open.
+    guard: wfl_auth::Guard,
 }
 
 /// The `/healthz` and `/metrics` routes over `readiness` and `metrics`.
-pub fn router(readiness: Readiness, metrics: Vec<Render>) -> axum::Router {
+pub fn router(readiness: Readiness, metrics: Vec<Render>, guard: wfl_auth::Guard) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics_guarded))
         .with_state(HttpState {
             readiness,
             metrics: Arc::new(metrics),
+            guard,
         })
 }
 
-/// Serves [`router`] on `listener` until `shutdown`.
+/// Serves [`router`] on `listener` (with TLS when `security` has it) until `shutdown`.
 ///
 /// # Errors
 /// When the server fails.
@@ -180,11 +183,33 @@ pub async fn serve(
     listener: TcpListener,
     readiness: Readiness,
     metrics: Vec<Render>,
+    security: &wfl_auth::Security,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(readiness, metrics))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    wfl_auth::tls::serve_http(
+        listener,
+        router(readiness, metrics, security.guard.clone()),
+        security.tls.as_ref().map(|t| t.http.clone()),
+        shutdown,
+    )
+    .await
+}
+
+/// `/metrics` after the guard: 401 without valid credentials, 403 below auditor.
+async fn metrics_guarded(
+    State(s): State<HttpState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(status) = s.guard.check_http(&headers, "/metrics") {
+        let code = if status.code() == tonic::Code::Unauthenticated {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        return (code, format!("{}\n", status.message())).into_response();
+    }
+    metrics_text(State(s)).await.into_response()
 }
 
 /// 200 `ok` when ready; 503 and one `probe: reason` line per failing probe otherwise.
@@ -238,6 +263,7 @@ mod tests {
         let state = HttpState {
             readiness: readiness.clone(),
             metrics: Arc::new(vec![render_sync(|| "x 1\n".into())]),
+            guard: wfl_auth::Guard::default(),
         };
         assert_eq!(healthz(State(state.clone())).await.0, StatusCode::OK);
         flag.store(true, std::sync::atomic::Ordering::Relaxed);

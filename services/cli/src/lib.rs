@@ -11,6 +11,7 @@ pub mod http;
 pub mod loadgen;
 pub mod node;
 pub mod report;
+pub mod security;
 
 use tokio_util::sync::CancellationToken;
 
@@ -88,4 +89,17 @@ pub fn shutdown_on_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// The exit of a service binary: success, or one line naming what is wrong (like `wfl`'s own
+/// errors) and a non-zero code.
+#[must_use]
+pub fn exit_with(name: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

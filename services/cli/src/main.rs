@@ -17,6 +17,28 @@ use wfl_proto::pb;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: wfl_cli::security::ClientArgs,
+}
+
+/// `wfl token ...`.
+#[derive(Subcommand)]
+enum Token {
+    /// Make a new bearer token: prints it once, appends its SHA-256 (never the token) with the
+    /// principal's name, role and orgs to the tokens file (created 0600 if missing).
+    Add {
+        /// writer, analyst, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// An org the principal acts for (repeat for several; writers and analysts need one).
+        #[arg(long = "org")]
+        orgs: Vec<String>,
+        /// The principal's name, shown in logs.
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "WFL_TOKENS_FILE")]
+        tokens_file: PathBuf,
+    },
 }
 
 /// `wfl bench ...`.
@@ -174,6 +196,13 @@ enum Command {
         /// ledger calls it stalled and recovers (also the time given to each recovery step).
         #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
         inbox_stall_secs: u64,
+        #[command(flatten)]
+        security: wfl_cli::security::ServeArgs,
+    },
+    /// Manage the bearer tokens of a tokens file.
+    Token {
+        #[command(subcommand)]
+        what: Token,
     },
     /// Record one event (JSON) from a file or stdin.
     Record {
@@ -372,7 +401,25 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    wfl_cli::security::set_client_credentials(cli.client.credentials()?);
     match cli.command {
+        Command::Token {
+            what:
+                Token::Add {
+                    role,
+                    orgs,
+                    name,
+                    tokens_file,
+                },
+        } => {
+            let token = wfl_cli::security::add_token(&tokens_file, &name, &role, &orgs)?;
+            println!("{token}");
+            eprintln!(
+                "added {name} ({role}) to {}; the token above is shown only this once",
+                tokens_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Up {
             data_dir,
             grpc_addr,
@@ -385,13 +432,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint_interval_secs,
             min_free_mb,
             inbox_stall_secs,
+            security,
         } => {
             wfl_cli::init_tracing();
+            let security = security.security(&[grpc_addr, http_addr], true)?;
             let packs = wfl_projector::load_packs(&rulepacks)?;
             let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;
             tracing::info!(
                 grpc = %grpc.local_addr()?, http = %http.local_addr()?, data_dir = %data_dir.display(),
-                bus = nats_url.as_deref().unwrap_or("in-process"), "wfl up"
+                bus = nats_url.as_deref().unwrap_or("in-process"),
+                tls = security.tls.is_some(), auth = security.guard.is_on(), "wfl up"
             );
             // One machine-readable line on stdout, for scripts and tests that bind port 0.
             println!(
@@ -411,6 +461,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
                     inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
+                    security,
                 },
                 grpc,
                 http,

@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub min_free_bytes: u64,
     /// When the inbox (and the committed-stream publisher) count as stalled.
     pub inbox_stall: std::time::Duration,
+    /// TLS and authentication of both ports.
+    pub security: wfl_auth::Security,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -86,17 +88,19 @@ pub async fn run(
     )
     .await?;
     let metrics = Arc::new(Metrics::default());
-    let grpc_addr = grpc.local_addr()?;
+    let security = config.security.clone();
+    let (ledger_addr, ledger_credentials, internal) = projector_link(&security, &grpc).await?;
     let projector = wfl_projector::Projector::start(
         wfl_projector::Config {
             data_dir: config.data_dir.clone(),
             packs: config.packs.clone(),
-            ledger_addr: format!("http://{grpc_addr}"),
+            ledger_addr,
             persist_every: 1000,
             rebuild: config.rebuild_views,
             // Half the ledger's reserve: the ledger pauses first, the views still persist
             // what it has committed.
             min_free_bytes: config.min_free_bytes / 2,
+            ledger_credentials,
         },
         bus.clone(),
         shutdown.clone(),
@@ -113,25 +117,51 @@ pub async fn run(
     );
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![INGEST, LEDGER, VIEWS], shutdown.clone());
-    let grpc_server = tonic::transport::Server::builder()
+    let guard = &security.guard;
+    let grpc_server = security
+        .server()?
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
-        .add_service(gateway.into_service())
-        .add_service(ledger.service())
-        .add_service(projector.service())
+        .add_service(guard.wrap(gateway.into_service()))
+        .add_service(guard.wrap(ledger.service()))
+        .add_service(guard.wrap(projector.service()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
         );
+    // The projector's own link to the ledger, when the public port needs TLS or a token.
+    let internal_server = async {
+        match internal {
+            Some((listener, internal_guard)) => {
+                tonic::transport::Server::builder()
+                    .add_service(internal_guard.wrap(ledger.service()))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        shutdown.clone().cancelled_owned(),
+                    )
+                    .await
+            }
+            None => {
+                // Nothing to serve: finish with the node, not before it.
+                shutdown.cancelled().await;
+                Ok(())
+            }
+        }
+    };
     let mut parts = vec![http::render_sync(move || metrics.render())];
     parts.extend(ledger_metrics(&ledger));
     parts.push(views_metrics(&projector));
-    let http_server = http::serve(http, readiness, parts, shutdown.clone());
-    let (g, h) = both(grpc_server, http_server, &shutdown).await;
+    let http_server = http::serve(http, readiness, parts, &security, shutdown.clone());
+    let ((g, h), i) = tokio::join!(both(grpc_server, http_server, &shutdown), async {
+        let r = internal_server.await;
+        shutdown.cancel();
+        r
+    });
     let joined = ledger.join().await;
     let projected = projector.join().await;
     g?;
     h?;
+    i?;
     joined?;
     projected?;
     Ok(())
@@ -149,6 +179,7 @@ const VIEWS: (&str, &[&str]) = ("wfl.v1.Views", &["views"]);
 /// When the ledger cannot start or a server fails.
 pub async fn run_ledger(
     config: wfl_ledger::Config,
+    security: wfl_auth::Security,
     bus: Arc<dyn Bus>,
     grpc: TcpListener,
     http: TcpListener,
@@ -158,15 +189,22 @@ pub async fn run_ledger(
     let readiness = ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus)));
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![LEDGER], shutdown.clone());
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_server = security
+        .server()?
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
-        .add_service(ledger.service())
+        .add_service(security.guard.wrap(ledger.service()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
         );
-    let http_server = http::serve(http, readiness, ledger_metrics(&ledger), shutdown.clone());
+    let http_server = http::serve(
+        http,
+        readiness,
+        ledger_metrics(&ledger),
+        &security,
+        shutdown.clone(),
+    );
     let (g, h) = both(grpc_server, http_server, &shutdown).await;
     let joined = ledger.join().await;
     g?;
@@ -182,6 +220,7 @@ pub async fn run_ledger(
 /// When a server fails.
 pub async fn run_gateway(
     config: wfl_gateway::Config,
+    security: wfl_auth::Security,
     bus: Arc<dyn Bus>,
     grpc: TcpListener,
     http: TcpListener,
@@ -192,16 +231,17 @@ pub async fn run_gateway(
     let readiness = gateway_readiness(&gateway, Readiness::default().with("bus", bus_probe(&bus)));
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![INGEST], shutdown.clone());
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_server = security
+        .server()?
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
-        .add_service(gateway.into_service())
+        .add_service(security.guard.wrap(gateway.into_service()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
         );
     let parts = vec![http::render_sync(move || metrics.render())];
-    let http_server = http::serve(http, readiness, parts, shutdown.clone());
+    let http_server = http::serve(http, readiness, parts, &security, shutdown.clone());
     let (g, h) = both(grpc_server, http_server, &shutdown).await;
     g?;
     h?;
@@ -215,6 +255,7 @@ pub async fn run_gateway(
 /// When the projector cannot start or a server fails.
 pub async fn run_projector(
     config: wfl_projector::Config,
+    security: wfl_auth::Security,
     bus: Arc<dyn Bus>,
     grpc: TcpListener,
     http: TcpListener,
@@ -227,16 +268,17 @@ pub async fn run_projector(
     );
     let (reporter, health) = tonic_health::server::health_reporter();
     readiness.mirror(reporter, vec![VIEWS], shutdown.clone());
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_server = security
+        .server()?
         .add_service(health)
         .add_service(wfl_proto::reflection()?)
-        .add_service(projector.service())
+        .add_service(security.guard.wrap(projector.service()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             shutdown.clone().cancelled_owned(),
         );
     let parts = vec![views_metrics(&projector)];
-    let http_server = http::serve(http, readiness, parts, shutdown.clone());
+    let http_server = http::serve(http, readiness, parts, &security, shutdown.clone());
     let (g, h) = both(grpc_server, http_server, &shutdown).await;
     let projected = projector.join().await;
     g?;
@@ -348,6 +390,48 @@ fn ledger_metrics(ledger: &wfl_ledger::Ledger) -> Vec<Render> {
 fn views_metrics(projector: &wfl_projector::Projector) -> Render {
     let progress = projector.progress();
     http::render_sync(move || progress.render())
+}
+
+/// Where the projector of this node reads the ledger. With neither TLS nor authentication, the
+/// public port itself; otherwise a plain loopback port serving only `Ledger` to a token made up at
+/// start and never written anywhere (so the projector needs no certificate or tokens file).
+async fn projector_link(
+    security: &wfl_auth::Security,
+    grpc: &TcpListener,
+) -> anyhow::Result<(
+    String,
+    wfl_auth::Credentials,
+    Option<(TcpListener, wfl_auth::Guard)>,
+)> {
+    if security.tls.is_none() && !security.guard.is_on() {
+        return Ok((
+            format!("http://{}", grpc.local_addr()?),
+            wfl_auth::Credentials::default(),
+            None,
+        ));
+    }
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on loopback for the projector: {e}"))?;
+    let token = wfl_auth::tokens::generate()
+        .map_err(|e| anyhow::anyhow!("no randomness for the internal token: {e}"))?;
+    let mut tokens = wfl_auth::Tokens::default();
+    tokens.insert_token(
+        &token,
+        wfl_auth::Principal {
+            name: "projector (internal)".to_owned(),
+            role: wfl_auth::Role::Auditor,
+            orgs: std::collections::BTreeSet::new(),
+        },
+    );
+    Ok((
+        format!("http://{}", listener.local_addr()?),
+        wfl_auth::Credentials {
+            tls: None,
+            token: Some(token),
+        },
+        Some((listener, wfl_auth::Guard::with_tokens(tokens))),
+    ))
 }
 
 /// Binds both listeners of `wfl up`.

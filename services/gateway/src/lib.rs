@@ -431,7 +431,9 @@ impl pb::ingest_server::Ingest for Gateway {
         &self,
         request: Request<pb::RecordRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
+        let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
+        caller.check_orgs(req.event.iter().map(|e| e.org_id.as_str()))?;
         let ack = ack_level(req.ack).map_err(|s| *s)?;
         let Some(event) = req.event else {
             return Err(Status::with_error_details(
@@ -452,7 +454,9 @@ impl pb::ingest_server::Ingest for Gateway {
         &self,
         request: Request<pb::RecordBatchRequest>,
     ) -> Result<Response<pb::RecordBatchResponse>, Status> {
+        let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
+        caller.check_orgs(req.events.iter().map(|e| e.org_id.as_str()))?;
         let ack = ack_level(req.ack).map_err(|s| *s)?;
         if req.events.len() > wfl_domain::MAX_BATCH {
             return Err(Status::with_error_details(

@@ -292,7 +292,9 @@ impl pb::ledger_server::Ledger for LedgerApi {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let req = request.into_inner();
+        let caller = wfl_auth::caller(&request)?;
+        let mut req = request.into_inner();
+        req.org_ids = caller.org_filter(req.org_ids)?;
         let heartbeat = match req.heartbeat_ms {
             0 => None,
             ms if ms < 100 => {
@@ -342,8 +344,10 @@ impl pb::ledger_server::Ledger for LedgerApi {
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let req = request.into_inner();
+        let caller = wfl_auth::caller(&request)?;
+        let mut req = request.into_inner();
         check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
+        req.org_ids = caller.org_filter(req.org_ids)?;
         let mut event_types = Vec::with_capacity(req.event_types.len());
         for (i, t) in req.event_types.iter().enumerate() {
             let Some(parsed) = EventType::parse(t) else {

@@ -86,9 +86,11 @@ impl ViewsApi {
     /// Answers one of the five document views.
     async fn view<T: serde::Serialize>(
         &self,
-        r: pb::ViewRequest,
+        caller: &wfl_auth::Caller,
+        mut r: pb::ViewRequest,
         view: fn(&Projection, &Query) -> T,
     ) -> Result<Response<pb::ViewResponse>, Status> {
+        r.org_id = caller.single_org("org_id", r.org_id)?;
         let q = query(&r)?;
         let as_of = AsOf {
             min_sequence: r.min_sequence,
@@ -105,10 +107,14 @@ impl ViewsApi {
     /// Folds the ledger as of `as_of` into a fresh projection: its first `as_of.sequence` events
     /// (all when 0), leaving out those recorded after `as_of.recorded_at_micros` (when set).
     async fn fold_as_of(&self, as_of: AsOf) -> Result<Projection, Status> {
-        let mut client = pb::ledger_client::LedgerClient::connect(self.shared.ledger_addr.clone())
+        let channel = self
+            .shared
+            .ledger_credentials
+            .connect(&self.shared.ledger_addr)
             .await
-            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?
-            .max_decoding_message_size(64 << 20);
+            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
+        let mut client =
+            pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
         let mut stream = client
             .read(pb::ReadRequest {
                 from_sequence: 1,
@@ -282,42 +288,69 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(r.into_inner(), Projection::separations).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::separations,
+        )
+        .await
     }
 
     async fn headcount(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(r.into_inner(), Projection::headcount).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::headcount,
+        )
+        .await
     }
 
     async fn cohort_exposure(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(r.into_inner(), Projection::cohort_exposure).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::cohort_exposure,
+        )
+        .await
     }
 
     async fn hiring_signals(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(r.into_inner(), Projection::hiring_signals).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::hiring_signals,
+        )
+        .await
     }
 
     async fn ai_adoption(
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(r.into_inner(), Projection::ai_adoption).await
+        self.view(
+            &wfl_auth::caller(&r)?,
+            r.into_inner(),
+            Projection::ai_adoption,
+        )
+        .await
     }
 
     async fn threshold_watch(
         &self,
         r: Request<pb::ThresholdRequest>,
     ) -> Result<Response<pb::ThresholdResponse>, Status> {
-        let r = r.into_inner();
+        let caller = wfl_auth::caller(&r)?;
+        let mut r = r.into_inner();
+        r.org_id = caller.single_org("org_id", r.org_id)?;
         let request = thresholds::parse(&r, &self.shared.packs)?;
         let bound = AsOf::new(
             r.as_of_sequence,
@@ -338,8 +371,12 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let caller = wfl_auth::caller(&r)?;
         let r = r.into_inner();
-        if let Some(figure) = r.figure {
+        if let Some(mut figure) = r.figure {
+            let request = figure.request.get_or_insert_with(Default::default);
+            request.org_id =
+                caller.single_org("figure.request.org_id", std::mem::take(&mut request.org_id))?;
             return self
                 .explain_figure(figure, &r.page_token, r.page_size)
                 .await;
@@ -366,6 +403,8 @@ impl pb::views_server::Views for ViewsApi {
                 |p| p.explain(&ids),
             )
             .await?;
+        // Events are found by id whatever their org: a foreign one is refused, naming its org.
+        caller.check_orgs(events.iter().map(|e| e.org.0.as_str()))?;
         Ok(Response::new(pb::ExplainResponse {
             as_of_sequence: seq,
             events: explained_structs(&events)?,

@@ -42,9 +42,9 @@ pub(crate) async fn run(
         }
         let from = shared.projection.read().await.last_sequence() + 1;
         let stream = async {
-            let channel = tonic::transport::Endpoint::from_shared(config.ledger_addr.clone())
-                .map_err(|e| e.to_string())?
-                .connect()
+            let channel = config
+                .ledger_credentials
+                .connect(&config.ledger_addr)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut client =
@@ -378,15 +378,11 @@ impl Alerts {
 /// Keeps [`crate::Progress::ledger_head`] current while the follower is busy catching up (the
 /// subscription only carries the head in heartbeats, which stop while events flow), so the lag
 /// metrics say how far behind the views are. Best effort: an unreachable ledger is retried.
-pub(crate) async fn watch_head(
-    shared: Arc<Shared>,
-    ledger_addr: String,
-    shutdown: CancellationToken,
-) {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(ledger_addr) else {
+pub(crate) async fn watch_head(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let Ok(channel) = shared.ledger_credentials.connect_lazy(&shared.ledger_addr) else {
         return;
     };
-    let mut client = pb::ledger_client::LedgerClient::new(endpoint.connect_lazy());
+    let mut client = pb::ledger_client::LedgerClient::new(channel);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

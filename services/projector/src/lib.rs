@@ -87,6 +87,9 @@ pub struct Config {
     /// Persisting pauses (the views keep folding in memory and answering) while the view store's
     /// directory has less free space than this.
     pub min_free_bytes: u64,
+    /// TLS and token the projector reads the ledger with (an auditor or admin when the ledger
+    /// checks credentials).
+    pub ledger_credentials: wfl_auth::Credentials,
 }
 
 /// How far the views have got, for `/metrics` (written by the follower, read by anyone).
@@ -227,6 +230,7 @@ pub(crate) struct Shared {
     pub checkpoint: tokio::sync::watch::Sender<u64>,
     pub packs: Vec<RulePack>,
     pub ledger_addr: String,
+    pub ledger_credentials: wfl_auth::Credentials,
 }
 
 /// A running projector.
@@ -275,12 +279,9 @@ impl Projector {
             projection: RwLock::new(projection),
             packs,
             ledger_addr: config.ledger_addr.clone(),
+            ledger_credentials: config.ledger_credentials.clone(),
         });
-        tokio::spawn(follow::watch_head(
-            shared.clone(),
-            config.ledger_addr.clone(),
-            shutdown.clone(),
-        ));
+        tokio::spawn(follow::watch_head(shared.clone(), shutdown.clone()));
         let token = shutdown.clone();
         let follower = follow::run(shared.clone(), store, bus, config, shutdown);
         let task = tokio::spawn(async move {

@@ -20,12 +20,21 @@ struct Args {
     nats_url: String,
     #[command(flatten)]
     nats_auth: wfl_cli::NatsAuthArgs,
+    #[command(flatten)]
+    security: wfl_cli::security::ServeArgs,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    wfl_cli::exit_with(env!("CARGO_BIN_NAME"), run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
+    let security = args
+        .security
+        .security(&[args.grpc_addr, args.http_addr], false)?;
     let bus = Arc::new(
         wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
     );
@@ -41,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = wfl_cli::shutdown_on_signal();
     wfl_cli::node::run_gateway(
         wfl_gateway::Config::default(),
+        security,
         bus,
         listener,
         http,

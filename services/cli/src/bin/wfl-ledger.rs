@@ -35,12 +35,21 @@ struct Args {
     /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
     max_subscribers: usize,
+    #[command(flatten)]
+    security: wfl_cli::security::ServeArgs,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    wfl_cli::exit_with(env!("CARGO_BIN_NAME"), run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
+    let security = args
+        .security
+        .security(&[args.grpc_addr, args.http_addr], false)?;
     let bus = Arc::new(
         wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(true)?).await?,
     );
@@ -65,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
             max_subscribers: args.max_subscribers,
             ..wfl_ledger::Config::new(args.data_dir)
         },
+        security,
         bus,
         listener,
         http,

@@ -42,12 +42,40 @@ struct Args {
     /// the data directory has less than this many MiB free; it resumes by itself.
     #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = 64)]
     min_free_mb: u64,
+    #[command(flatten)]
+    security: wfl_cli::security::ServeArgs,
+    /// CA (PEM) to verify the ledger's certificate with; turns TLS on for --ledger.
+    #[arg(long, env = "WFL_LEDGER_CA")]
+    ledger_ca: Option<PathBuf>,
+    /// mTLS client certificate (PEM) for the ledger; needs --ledger-key.
+    #[arg(long, env = "WFL_LEDGER_CERT")]
+    ledger_cert: Option<PathBuf>,
+    #[arg(long, env = "WFL_LEDGER_KEY")]
+    ledger_key: Option<PathBuf>,
+    /// Bearer token for the ledger (an auditor or admin).
+    #[arg(long, env = "WFL_LEDGER_TOKEN", hide_env_values = true)]
+    ledger_token: Option<String>,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    wfl_cli::exit_with(env!("CARGO_BIN_NAME"), run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     wfl_cli::init_tracing();
     let args = Args::parse();
+    let security = args
+        .security
+        .security(&[args.grpc_addr, args.http_addr], false)?;
+    let ledger_credentials = wfl_cli::security::ClientArgs {
+        ca: args.ledger_ca.clone(),
+        cert: args.ledger_cert.clone(),
+        cert_key: args.ledger_key.clone(),
+        tls_domain: None,
+        token: args.ledger_token.clone(),
+    }
+    .credentials()?;
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
     let bus = Arc::new(
         wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
@@ -69,7 +97,9 @@ async fn main() -> anyhow::Result<()> {
             persist_every: 1000,
             rebuild: args.rebuild_views,
             min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
+            ledger_credentials,
         },
+        security,
         bus,
         listener,
         http,
