@@ -1,14 +1,14 @@
-//! Liveness under faults, with real processes: `wfl-gateway` and `wfl-ledger` as separate
-//! binaries on a private nats-server.
+//! Liveness under faults, with real processes: `wfl-gateway`, `wfl-ledger` and `wfl-projector`
+//! as separate binaries on a private nats-server.
 //!
 //! - A forced stall (the durable inbox consumer replaced under the ledger by one that lets a
 //!   thief hold the only ack slot) is detected, logged, shown as NOT_SERVING, recovered by
 //!   re-creating the consumer, and health returns to SERVING with every event committed.
-//! - Under load from clients, nats-server and the ledger are SIGKILLed in turn
-//!   (`WFL_LIVENESS_KILLS`, default 5; the long run uses 20 or more). After each restart
+//! - Under load from clients, nats-server, the ledger, the gateway and the projector are
+//!   SIGKILLed in turn (`WFL_LIVENESS_KILLS`, default 5; long runs set more). After each restart
 //!   the first commit must come within [`FIRST_COMMIT_BOUND`]; at the end every submission is
-//!   resolved after client retries, nothing acknowledged is lost or committed twice, and the
-//!   chain recomputes. One summary line is printed.
+//!   resolved after client retries, nothing acknowledged is lost or committed twice, the chain
+//!   recomputes and the views hold every committed event. One summary line is printed.
 
 mod common;
 
@@ -379,7 +379,10 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
         {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                // The server said "retry", or the connection broke under the call (a gateway
+                // killed mid-request): the outcome is unknown and the client retries the ids.
+                let broken = s.code() == tonic::Code::Unknown && s.message() == "transport error";
+                assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
                 progress.unresolved.lock().expect("lock").extend(batch);
                 continue;
             }
@@ -446,7 +449,7 @@ async fn first_commit_after(progress: &Progress, started: Instant, bound: Durati
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_kills_of_nats_and_ledger_keep_ingest_live_and_lose_nothing() {
+async fn repeated_kills_of_every_process_keep_ingest_live_and_lose_nothing() {
     let kills: usize = std::env::var("WFL_LIVENESS_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -455,9 +458,35 @@ async fn repeated_kills_of_nats_and_ledger_keep_ingest_live_and_lose_nothing() {
     let logs = dir.path().join("logs");
     let data = dir.path().join("data");
     let mut nats = NatsServer::start();
+    // Restarted processes come back on the ports they had: the clients and the projector keep
+    // their addresses.
+    let same_port = |mut args: Vec<String>, proc: &Proc| {
+        let port = proc.grpc.trim_start_matches("http://").to_owned();
+        for a in &mut args {
+            if a == "127.0.0.1:0" {
+                a.clone_from(&port);
+            }
+        }
+        args
+    };
     let mut ledger = Proc::start("wfl-ledger", &ledger_args(&data, &nats, 5), &logs);
+    let ledger_again = same_port(ledger_args(&data, &nats, 5), &ledger);
     let mut ledger_logs = Vec::new();
-    let gateway = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    let mut gateway = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    let gateway_again = same_port(gateway_args(&nats), &gateway);
+    let projector_args = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("views").display().to_string(),
+        "--grpc-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--ledger".to_owned(),
+        ledger.grpc.clone(),
+        "--nats-url".to_owned(),
+        nats.url(),
+        "--rulepacks".to_owned(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../rulepacks").to_owned(),
+    ];
+    let mut projector = Proc::start("wfl-projector", &projector_args, &logs);
     let gw = connect(&gateway.grpc).await;
 
     let started = Instant::now();
@@ -474,17 +503,33 @@ async fn repeated_kills_of_nats_and_ledger_keep_ingest_live_and_lose_nothing() {
     );
     let mut nats_kills = 0;
     let mut ledger_kills = 0;
+    let mut gateway_kills = 0;
+    let mut projector_kills = 0;
     let mut worst_first_commit = Duration::ZERO;
     for k in 0..kills {
-        if k % 2 == 0 {
-            nats.kill();
-            nats.restart();
-            nats_kills += 1;
-        } else {
-            ledger.kill();
-            ledger_logs.push(ledger.log_text());
-            ledger = Proc::start("wfl-ledger", &ledger_args(&data, &nats, 5), &logs);
-            ledger_kills += 1;
+        match k % 4 {
+            0 => {
+                nats.kill();
+                nats.restart();
+                nats_kills += 1;
+            }
+            1 => {
+                ledger.kill();
+                ledger_logs.push(ledger.log_text());
+                ledger = Proc::start("wfl-ledger", &ledger_again, &logs);
+                ledger_kills += 1;
+            }
+            2 => {
+                gateway.kill();
+                gateway = Proc::start("wfl-gateway", &gateway_again, &logs);
+                gateway_kills += 1;
+            }
+            _ => {
+                projector.kill();
+                let again = same_port(projector_args.clone(), &projector);
+                projector = Proc::start("wfl-projector", &again, &logs);
+                projector_kills += 1;
+            }
         }
         let took = first_commit_after(&progress, started, FIRST_COMMIT_BOUND).await;
         assert!(
@@ -558,12 +603,29 @@ async fn repeated_kills_of_nats_and_ledger_keep_ingest_live_and_lose_nothing() {
         .iter()
         .filter(|(id, seq)| by_id.get(id) != Some(seq))
         .count();
+    // The views hold every committed event, once (a projector killed at any point resumes).
+    let views_http = projector.http.clone().expect("projector http");
+    let head = all.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let views_at = loop {
+        let metrics = common::http_get(&views_http, "/metrics");
+        let at = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wfl_views_checkpoint_sequence "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if at >= head || Instant::now() > deadline {
+            break at;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(views_at, head, "the views caught up with the ledger");
     ledger_logs.push(ledger.log_text());
     let text = ledger_logs.concat();
     let count = |needle: &str| text.matches(needle).count();
     let longest_gap = progress.longest_gap_ms.load(Ordering::Relaxed);
     println!(
-        "liveness: kills nats={nats_kills} ledger={ledger_kills}, acknowledged {}, found {}, lost {lost}, duplicated {duplicated}, unresolved 0, chain valid, stalls detected {}, recoveries reopen={} recreate={} exit={}, slowest first commit after a restart {} ms (bound {} ms), longest time without a commit {} ms",
+        "liveness: kills nats={nats_kills} ledger={ledger_kills} gateway={gateway_kills} projector={projector_kills}, acknowledged {}, found {}, lost {lost}, duplicated {duplicated}, unresolved 0, chain valid, stalls detected {}, recoveries reopen={} recreate={} exit={}, slowest first commit after a restart {} ms (bound {} ms), longest time without a commit {} ms",
         acked.len(),
         all.len(),
         count("inbox STALLED"),
@@ -578,4 +640,5 @@ async fn repeated_kills_of_nats_and_ledger_keep_ingest_live_and_lose_nothing() {
     assert_eq!(duplicated, 0, "an event id was committed twice");
     assert_eq!(all.len(), acked.len(), "everything committed was answered");
     drop(gateway);
+    drop(projector);
 }
