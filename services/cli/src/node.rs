@@ -115,20 +115,6 @@ pub async fn run(
             ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus))),
         ),
     );
-    let (reporter, health) = tonic_health::server::health_reporter();
-    readiness.mirror(reporter, vec![INGEST, LEDGER, VIEWS], shutdown.clone());
-    let guard = &security.guard;
-    let grpc_server = security
-        .server()?
-        .add_service(health)
-        .add_service(wfl_proto::reflection()?)
-        .add_service(guard.wrap(gateway.into_service()))
-        .add_service(guard.wrap(ledger.service()))
-        .add_service(guard.wrap(projector.service()))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown.clone().cancelled_owned(),
-        );
     // The projector's own link to the ledger, when the public port needs TLS or a token.
     let internal_server = async {
         match internal {
@@ -151,16 +137,32 @@ pub async fn run(
     let mut parts = vec![http::render_sync(move || metrics.render())];
     parts.extend(ledger_metrics(&ledger));
     parts.push(views_metrics(&projector));
-    let http_server = http::serve(http, readiness, parts, &security, shutdown.clone());
-    let ((g, h), i) = tokio::join!(both(grpc_server, http_server, &shutdown), async {
+    let guard = security.guard.clone();
+    let served = serve(
+        Process {
+            security: &security,
+            readiness,
+            health: vec![INGEST, LEDGER, VIEWS],
+            metrics: parts,
+            grpc,
+            http,
+            shutdown: &shutdown,
+        },
+        |router| {
+            router
+                .add_service(guard.wrap(gateway.into_service()))
+                .add_service(guard.wrap(ledger.service()))
+                .add_service(guard.wrap(projector.service()))
+        },
+    );
+    let (served, i) = tokio::join!(served, async {
         let r = internal_server.await;
         shutdown.cancel();
         r
     });
     let joined = ledger.join().await;
     let projected = projector.join().await;
-    g?;
-    h?;
+    served?;
     i?;
     joined?;
     projected?;
@@ -187,28 +189,22 @@ pub async fn run_ledger(
 ) -> anyhow::Result<()> {
     let ledger = wfl_ledger::Ledger::start(config, bus.clone(), shutdown.clone()).await?;
     let readiness = ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus)));
-    let (reporter, health) = tonic_health::server::health_reporter();
-    readiness.mirror(reporter, vec![LEDGER], shutdown.clone());
-    let grpc_server = security
-        .server()?
-        .add_service(health)
-        .add_service(wfl_proto::reflection()?)
-        .add_service(security.guard.wrap(ledger.service()))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown.clone().cancelled_owned(),
-        );
-    let http_server = http::serve(
-        http,
-        readiness,
-        ledger_metrics(&ledger),
-        &security,
-        shutdown.clone(),
-    );
-    let (g, h) = both(grpc_server, http_server, &shutdown).await;
+    let guard = security.guard.clone();
+    let served = serve(
+        Process {
+            security: &security,
+            readiness,
+            health: vec![LEDGER],
+            metrics: ledger_metrics(&ledger),
+            grpc,
+            http,
+            shutdown: &shutdown,
+        },
+        |router| router.add_service(guard.wrap(ledger.service())),
+    )
+    .await;
     let joined = ledger.join().await;
-    g?;
-    h?;
+    served?;
     joined?;
     Ok(())
 }
@@ -229,23 +225,20 @@ pub async fn run_gateway(
     let metrics = Arc::new(Metrics::default());
     let gateway = Gateway::new(bus.clone(), config, metrics.clone());
     let readiness = gateway_readiness(&gateway, Readiness::default().with("bus", bus_probe(&bus)));
-    let (reporter, health) = tonic_health::server::health_reporter();
-    readiness.mirror(reporter, vec![INGEST], shutdown.clone());
-    let grpc_server = security
-        .server()?
-        .add_service(health)
-        .add_service(wfl_proto::reflection()?)
-        .add_service(security.guard.wrap(gateway.into_service()))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown.clone().cancelled_owned(),
-        );
-    let parts = vec![http::render_sync(move || metrics.render())];
-    let http_server = http::serve(http, readiness, parts, &security, shutdown.clone());
-    let (g, h) = both(grpc_server, http_server, &shutdown).await;
-    g?;
-    h?;
-    Ok(())
+    let guard = security.guard.clone();
+    serve(
+        Process {
+            security: &security,
+            readiness,
+            health: vec![INGEST],
+            metrics: vec![http::render_sync(move || metrics.render())],
+            grpc,
+            http,
+            shutdown: &shutdown,
+        },
+        |router| router.add_service(guard.wrap(gateway.into_service())),
+    )
+    .await
 }
 
 /// `wfl-projector`: `Views` alone (plus health, reflection; HTTP `/healthz`, `/metrics`),
@@ -266,34 +259,68 @@ pub async fn run_projector(
         &projector,
         Readiness::default().with("bus", bus_probe(&bus)),
     );
-    let (reporter, health) = tonic_health::server::health_reporter();
-    readiness.mirror(reporter, vec![VIEWS], shutdown.clone());
-    let grpc_server = security
-        .server()?
-        .add_service(health)
-        .add_service(wfl_proto::reflection()?)
-        .add_service(security.guard.wrap(projector.service()))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown.clone().cancelled_owned(),
-        );
-    let parts = vec![views_metrics(&projector)];
-    let http_server = http::serve(http, readiness, parts, &security, shutdown.clone());
-    let (g, h) = both(grpc_server, http_server, &shutdown).await;
+    let guard = security.guard.clone();
+    let served = serve(
+        Process {
+            security: &security,
+            readiness,
+            health: vec![VIEWS],
+            metrics: vec![views_metrics(&projector)],
+            grpc,
+            http,
+            shutdown: &shutdown,
+        },
+        |router| router.add_service(guard.wrap(projector.service())),
+    )
+    .await;
     let projected = projector.join().await;
-    g?;
-    h?;
+    served?;
     projected?;
     Ok(())
 }
 
-/// Runs the gRPC and HTTP servers together; either one ending stops the process.
-async fn both<G, H>(grpc: G, http: H, shutdown: &CancellationToken) -> (G::Output, H::Output)
-where
-    G: std::future::Future,
-    H: std::future::Future,
-{
-    tokio::join!(
+/// What every process serves besides its own gRPC services.
+struct Process<'a> {
+    security: &'a wfl_auth::Security,
+    readiness: Readiness,
+    /// gRPC health: each service and the readiness probes it follows.
+    health: Vec<(&'static str, &'static [&'static str])>,
+    metrics: Vec<Render>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: &'a CancellationToken,
+}
+
+/// Serves a process until `shutdown`: gRPC (health mirroring readiness, reflection, and the
+/// services `add` puts on the router, with TLS when configured) and HTTP (`/healthz`,
+/// `/metrics`). Either server ending stops the process.
+///
+/// # Errors
+/// When reflection cannot be built or a server fails.
+async fn serve(
+    p: Process<'_>,
+    add: impl FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    p.readiness.mirror(reporter, p.health, p.shutdown.clone());
+    let router = p
+        .security
+        .server()?
+        .add_service(health)
+        .add_service(wfl_proto::reflection()?);
+    let grpc = add(router).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(p.grpc),
+        p.shutdown.clone().cancelled_owned(),
+    );
+    let http = http::serve(
+        p.http,
+        p.readiness,
+        p.metrics,
+        p.security,
+        p.shutdown.clone(),
+    );
+    let shutdown = p.shutdown;
+    let (g, h) = tokio::join!(
         async {
             let r = grpc.await;
             shutdown.cancel();
@@ -304,7 +331,10 @@ where
             shutdown.cancel();
             r
         }
-    )
+    );
+    g?;
+    h?;
+    Ok(())
 }
 
 fn bus_probe(bus: &Arc<dyn Bus>) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
