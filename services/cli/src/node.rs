@@ -464,6 +464,27 @@ async fn projector_link(
     ))
 }
 
+/// Binds a service binary's gRPC and HTTP listeners and announces them: one INFO line and one
+/// machine-readable `NAME listening grpc=... http=...` line on stdout (for scripts and tests that
+/// bind port 0).
+///
+/// # Errors
+/// When an address is taken.
+pub async fn listen(
+    name: &str,
+    grpc: SocketAddr,
+    http: SocketAddr,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let (g, h) = bind(grpc, http).await?;
+    tracing::info!(grpc = %g.local_addr()?, http = %h.local_addr()?, "{name} serving");
+    println!(
+        "{name} listening grpc={} http={}",
+        g.local_addr()?,
+        h.local_addr()?
+    );
+    Ok((g, h))
+}
+
 /// Binds both listeners of `wfl up`.
 ///
 /// # Errors

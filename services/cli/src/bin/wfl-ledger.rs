@@ -53,15 +53,8 @@ async fn run() -> anyhow::Result<()> {
     let bus = Arc::new(
         wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(true)?).await?,
     );
-    let listener = wfl_cli::http::bind(args.grpc_addr, "gRPC").await?;
-    let http = wfl_cli::http::bind(args.http_addr, "HTTP").await?;
-    tracing::info!(grpc = %listener.local_addr()?, http = %http.local_addr()?, "wfl-ledger serving");
-    println!(
-        "{} listening grpc={} http={}",
-        env!("CARGO_BIN_NAME"),
-        listener.local_addr()?,
-        http.local_addr()?
-    );
+    let (listener, http) =
+        wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     let stall = std::time::Duration::from_secs(args.inbox_stall_secs.max(1));
     wfl_cli::node::run_ledger(
