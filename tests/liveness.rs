@@ -266,7 +266,9 @@ async fn the_gateway_is_not_serving_while_no_ledger_answers_and_serving_once_one
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health)
-            .add_service(gateway.into_service())
+            // Authentication off: every caller is an admin (the guard still hands the
+            // handler its caller, as on every server).
+            .add_service(wfl_auth::Guard::off().wrap(gateway.into_service()))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 shutdown.clone().cancelled_owned(),
