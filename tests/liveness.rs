@@ -383,7 +383,8 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
             Err(s) => {
                 // The server said "retry", or the connection broke under the call (a gateway
                 // killed mid-request): the outcome is unknown and the client retries the ids.
-                let broken = s.code() == tonic::Code::Unknown && s.message() == "transport error";
+                let broken = std::error::Error::source(&s)
+                    .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some());
                 assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
                 progress.unresolved.lock().expect("lock").extend(batch);
                 continue;
