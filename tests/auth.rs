@@ -486,14 +486,26 @@ async fn tls_and_mtls_round_trip() {
 
     // A client certificate from another CA fails the handshake.
     let rogue = f.credentials(None, Some("rogue"));
-    let refused = match rogue.connect(&f.addr()).await {
-        Err(_) => true,
+    let answer = match rogue.connect(&f.addr()).await {
+        Err(e) => Err(format!("connect: {e}")),
         Ok(conn) => pb::ledger_client::LedgerClient::new(conn)
             .head(pb::HeadRequest {})
             .await
-            .is_err_and(|s| s.code() == Code::Unavailable || s.code() == Code::Unknown),
+            .map(|_| ())
+            .map_err(|s| format!("{s:?}")),
     };
-    assert!(refused, "a certificate from another CA was accepted");
+    // TLS 1.3 reports the refused client certificate after the handshake: the first call fails
+    // at the transport, with a code that depends on when the alert arrives; never an answer, and
+    // never an authentication decision (the certificate must not get that far).
+    eprintln!("rogue certificate: {answer:?}");
+    let refused = match &answer {
+        Ok(()) => false,
+        Err(e) => !e.contains("Unauthenticated") && !e.contains("PermissionDenied"),
+    };
+    assert!(
+        refused,
+        "a certificate from another CA was accepted: {answer:?}"
+    );
 
     // Plain HTTP/2 to the TLS port gets no answer.
     let plain = Credentials {
