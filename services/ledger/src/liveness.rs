@@ -3,7 +3,7 @@
 //!
 //! Owns: [`Liveness`] (the gauges and counters behind `/metrics` and health), [`InboxWatch`] (the
 //! inbox pump's stall detector and its recovery ladder), [`PublisherWatch`], and
-//! [`drive_health`] (health follows every liveness signal).
+//! [`Liveness::status`] (the readiness probe that `/healthz` and gRPC health follow).
 //!
 //! Must not: decide events or touch the store; recover by skipping messages (every recovery step
 //! only re-reads the inbox, whose redeliveries the writer recognises by event id).
