@@ -233,7 +233,7 @@ async fn metrics_text(State(s): State<HttpState>) -> String {
     out
 }
 
-/// Binds an HTTP listener, naming the address in the error.
+/// Binds a listener (gRPC or HTTP, named by `what`), naming the address in the error.
 ///
 /// # Errors
 /// When the address is taken or not permitted.

@@ -493,9 +493,7 @@ pub async fn bind(
     grpc: SocketAddr,
     http: SocketAddr,
 ) -> anyhow::Result<(TcpListener, TcpListener)> {
-    let g = TcpListener::bind(grpc)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {grpc} (gRPC): {e}"))?;
+    let g = http::bind(grpc, "gRPC").await?;
     let h = http::bind(http, "HTTP").await?;
     Ok((g, h))
 }
