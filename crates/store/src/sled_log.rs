@@ -154,20 +154,8 @@ impl SledLog {
     /// another process holds it); [`Error::Corrupt`] if the stored head or
     /// layout version does not agree with the stored records.
     pub fn open(path: &Path) -> Result<SledLog, Error> {
-        let deadline = Instant::now() + LOCK_WAIT;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match sled::Config::new().path(path).open() {
-                Ok(db) => return SledLog::open_db(db),
-                Err(sled::Error::Io(err))
-                    if is_lock_contention(&err) && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
+        let db = open_sled(&sled::Config::new().path(path))?;
+        SledLog::open_db(db)
     }
 
     /// Use an already opened sled database (its [`TREE_NAME`] tree).
@@ -347,6 +335,29 @@ impl SledLog {
 
 /// sled reports a held directory lock only as an `Other` I/O error with
 /// this message.
+/// Open a sled database, waiting up to two seconds for its directory lock.
+///
+/// sled releases the lock from background I/O threads shortly *after* the
+/// previous handle is dropped, so an immediate in-process reopen (a restart
+/// step, a test) would otherwise fail spuriously. A lock held longer (another
+/// process) still fails, after the wait.
+///
+/// # Errors
+/// sled's own error, including the lock error after the wait.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(err)) if is_lock_contention(&err) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn is_lock_contention(err: &std::io::Error) -> bool {
     err.to_string().contains("could not acquire lock")
 }

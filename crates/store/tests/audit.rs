@@ -297,7 +297,7 @@ fn seed(dir: &Path) {
 
 /// Edit the chunk holding `sequence` with the store's own layout.
 fn tamper(dir: &Path, sequence: u64, edit: impl FnOnce(&mut Chunk)) {
-    let db = sled::open(dir).unwrap();
+    let db = wfl_store::open_sled(&sled::Config::new().path(dir)).unwrap();
     let tree = db.open_tree(TREE_NAME).unwrap();
     let mut chunk = Chunk::holding(&tree, sequence).unwrap();
     edit(&mut chunk);
@@ -416,7 +416,7 @@ fn records_missing_below_a_checkpoint_fail_the_open() {
         log.put_checkpoint(RECORDS, b"cp").unwrap();
     }
     // Remove the last chunk and rewrite the head as if nothing happened.
-    let db = sled::open(dir.path()).unwrap();
+    let db = wfl_store::open_sled(&sled::Config::new().path(dir.path())).unwrap();
     let tree = db.open_tree(TREE_NAME).unwrap();
     let chunk = Chunk::holding(&tree, RECORDS).unwrap();
     tree.remove(&chunk.key).unwrap();
@@ -441,7 +441,7 @@ fn a_damaged_merkle_tile_is_found_by_the_open_and_by_verify_all() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = wfl_store::open_sled(&sled::Config::new().path(dir.path())).unwrap();
         let tree = db.open_tree(TREE_NAME).unwrap();
         // The level-0 tile of leaves 0..256 (see layout.rs: `n` level index).
         let mut key = vec![b'n', 0];
@@ -464,7 +464,7 @@ fn a_version_1_store_gets_its_merkle_tiles_at_open() {
         .unwrap();
     {
         // Back to layout version 1: no tiles.
-        let db = sled::open(dir.path()).unwrap();
+        let db = wfl_store::open_sled(&sled::Config::new().path(dir.path())).unwrap();
         let tree = db.open_tree(TREE_NAME).unwrap();
         for key in tree.scan_prefix(b"n").keys() {
             tree.remove(key.unwrap()).unwrap();

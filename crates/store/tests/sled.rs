@@ -93,7 +93,7 @@ fn corrupt_at<T: std::fmt::Debug>(result: Result<T, Error>) -> u64 {
 /// Open `dir` through a sled handle the test keeps, so it can tamper with
 /// the tree underneath a live log.
 fn open_with_handle(dir: &Path) -> (sled::Db, sled::Tree, SledLog) {
-    let db = sled::open(dir).unwrap();
+    let db = wfl_store::open_sled(&sled::Config::new().path(dir)).unwrap();
     let tree = db.open_tree(TREE_NAME).unwrap();
     let log = SledLog::open_db(db.clone()).unwrap();
     (db, tree, log)

@@ -47,10 +47,7 @@ impl ViewStore {
     /// # Errors
     /// The database cannot be opened (named with its path and the fix).
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
+        let db = wfl_store::open_sled(&sled::Config::new().path(path).cache_capacity(CACHE_BYTES))
             .map_err(|e| {
                 Error::Store(format!(
                     "cannot open the view store at {}: {e}; if it is damaged, restart with \
