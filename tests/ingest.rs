@@ -417,3 +417,96 @@ async fn accepted_ack_level_over_nats() {
 async fn accepted_ack_level_in_process() {
     accepted_ack_level(Mode::Memory).await;
 }
+
+/// Polls `proc`'s log until it holds `needle` (panics with the log after 30 s).
+async fn log_shows(proc: &common::Proc, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = proc.log_text();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never showed {needle:?}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A restart reads the latest state snapshot and folds only the events after it, and decides
+/// exactly as a fold of the whole history would: employment and versions from the snapshot and
+/// from the tail both hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_same() {
+    let dir = wfl_testkit::temp_dir();
+    let args = ["--state-snapshot-events", "100"];
+    let mut node = common::up(dir.path(), &args);
+    let ch = common::connect(&node.grpc).await;
+    // 300 hires: a snapshot is due once 100 events and as many as the state holds are in.
+    record_batch(&ch, &hires("acme", 300, 0)).await;
+    log_shows(&node, "ledger state snapshot written").await;
+    // 50 separations: the tail a restart folds (with whatever came after the last snapshot).
+    let resigns: Vec<_> = (0..50)
+        .map(|i| scenario::resign("acme", &format!("w-{i}")))
+        .collect();
+    let r = record_batch(&ch, &resigns).await;
+    assert!(r
+        .results
+        .iter()
+        .all(|i| matches!(i.outcome, Some(pb::item_result::Outcome::Ok(_)))));
+    node.kill();
+    let node = common::up(dir.path(), &args);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    let field = |name: &str| -> u64 {
+        rebuilt
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {rebuilt}"))
+    };
+    let (head, snapshot, folded) = (field("head="), field("snapshot="), field("folded="));
+    assert_eq!(head, 350, "{rebuilt}");
+    assert!(snapshot > 0 && snapshot + folded == head, "{rebuilt}");
+    let ch = common::connect(&node.grpc).await;
+    let mut stale = scenario::resign("acme", "w-150");
+    stale.expected_version = Some(0);
+    let mut current = scenario::resign("acme", "w-151");
+    current.expected_version = Some(1);
+    let r = record_batch(
+        &ch,
+        &[
+            // Separated in the tail: a second separation is refused.
+            scenario::resign("acme", "w-10"),
+            // Employed in the snapshot: a separation commits, a hire is refused.
+            scenario::resign("acme", "w-100"),
+            scenario::hire("acme", "w-200"),
+            // Separated in the tail: may be hired again.
+            scenario::hire("acme", "w-5"),
+            // Versions come from the snapshot: w-150 and w-151 have one event each.
+            stale,
+            current,
+        ],
+    )
+    .await;
+    let code = |i: usize| match &r.results[i].outcome {
+        Some(pb::item_result::Outcome::Ok(_)) => tonic::Code::Ok as i32,
+        Some(pb::item_result::Outcome::Error(e)) => e.code,
+        None => -1,
+    };
+    let failed = tonic::Code::FailedPrecondition as i32;
+    let ok_code = tonic::Code::Ok as i32;
+    assert_eq!(
+        (0..6).map(code).collect::<Vec<_>>(),
+        vec![
+            failed,
+            ok_code,
+            failed,
+            ok_code,
+            tonic::Code::Aborted as i32,
+            ok_code
+        ],
+        "{r:?}"
+    );
+    assert_valid_chain(&replay(&ch).await);
+}

@@ -14,7 +14,7 @@ pub mod validate;
 pub use date::Date;
 pub use event::*;
 pub use ids::{EventId, OrgId, Sequence, SiteId, WorkerRef};
-pub use lifecycle::{Conflict, History, LedgerState, OriginalEvent};
+pub use lifecycle::{Conflict, History, LedgerState, OriginalEvent, WorkerState};
 pub use validate::{validate, FieldViolation, Violations};
 
 /// The most events one `RecordBatch` call may carry.

@@ -64,14 +64,18 @@ pub trait History {
     fn original(&self, id: &EventId) -> Option<OriginalEvent>;
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Worker {
-    employed: bool,
+/// One worker as the ledger's state holds it (public so the ledger can snapshot the state).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerState {
+    /// Employed now.
+    pub employed: bool,
     /// Committed events naming this worker.
-    version: u64,
+    pub version: u64,
     /// The latest hire or separation, the only one a retraction may undo.
-    last_lifecycle: Option<EventId>,
+    pub last_lifecycle: Option<EventId>,
 }
+
+type Worker = WorkerState;
 
 /// The state the ledger checks events against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,6 +114,38 @@ impl LedgerState {
         self.workers
             .get(&(org.clone(), worker.clone()))
             .map_or(0, |w| w.version)
+    }
+
+    /// Every worker the ledger has seen, with its state (in no particular order).
+    pub fn workers(&self) -> impl Iterator<Item = (&OrgId, &WorkerRef, &WorkerState)> {
+        self.workers.iter().map(|((o, w), s)| (o, w, s))
+    }
+
+    /// Every retracted event id (in no particular order).
+    pub fn retracted(&self) -> impl Iterator<Item = &EventId> {
+        self.retracted.iter()
+    }
+
+    /// How many workers and retractions the state holds: the size of a snapshot of it.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.workers.len() + self.retracted.len()
+    }
+
+    /// Whether the state holds nothing (an empty ledger).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Puts back one worker from a snapshot (see [`Self::workers`]).
+    pub fn restore_worker(&mut self, org: OrgId, worker: WorkerRef, state: WorkerState) {
+        self.workers.insert((org, worker), state);
+    }
+
+    /// Puts back one retraction from a snapshot (see [`Self::retracted`]).
+    pub fn restore_retracted(&mut self, id: EventId) {
+        self.retracted.insert(id);
     }
 
     /// Decides whether `event` may be committed now.

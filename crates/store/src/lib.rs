@@ -264,6 +264,14 @@ pub trait Log: Send + Sync {
     /// [`Error::Io`] if the store is unavailable.
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), Error>;
 
+    /// Write and delete (`None`) several metadata values atomically and
+    /// durably: all or none of them survive a crash (sled: one batch and one
+    /// flush). The ledger's state snapshot uses it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store could not write or flush.
+    fn meta_write(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), Error>;
+
     /// The hash of the complete Merkle subtree of `2^level` leaves starting
     /// at leaf `index << level` (leaf `i` is the record at sequence `i + 1`),
     /// which must lie within the head.

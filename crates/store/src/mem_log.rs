@@ -247,6 +247,17 @@ impl Log for MemLog {
         Ok(())
     }
 
+    fn meta_write(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), Error> {
+        let mut inner = self.lock()?;
+        for (key, value) in writes {
+            match value {
+                Some(value) => inner.meta.insert(key.clone(), value.clone()),
+                None => inner.meta.remove(key),
+            };
+        }
+        Ok(())
+    }
+
     fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error> {
         let inner = self.lock()?;
         let found = usize::try_from(level)

@@ -1210,6 +1210,19 @@ impl Log for SledLog {
         Ok(())
     }
 
+    fn meta_write(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), Error> {
+        let mut ops = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(value) => ops.insert(layout::meta_key(key), &value[..]),
+                None => ops.remove(layout::meta_key(key)),
+            }
+        }
+        self.tree.apply_batch(ops)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error> {
         let head = self.visible_head()?;
         let complete = index

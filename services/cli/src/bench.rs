@@ -167,6 +167,7 @@ impl Node {
             checkpoint_interval: Duration::from_secs(10),
             min_free_bytes: wfl_ledger::DEFAULT_MIN_FREE_BYTES,
             inbox_stall: Duration::from_secs(10),
+            state_snapshot_events: wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS,
             // A scratch node on loopback: plain and open, like `wfl up` there.
             security: wfl_auth::Security::default(),
         };

@@ -196,6 +196,10 @@ enum Command {
         /// ledger calls it stalled and recovers (also the time given to each recovery step).
         #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
         inbox_stall_secs: u64,
+        /// Snapshot the ledger's state after at least this many events (and at least as many as
+        /// it holds workers); a restart folds only the events after the latest snapshot.
+        #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
+        state_snapshot_events: u64,
         #[command(flatten)]
         security: wfl_cli::security::ServeArgs,
     },
@@ -432,6 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint_interval_secs,
             min_free_mb,
             inbox_stall_secs,
+            state_snapshot_events,
             security,
         } => {
             wfl_cli::init_tracing();
@@ -461,6 +466,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
                     inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
+                    state_snapshot_events,
                     security,
                 },
                 grpc,

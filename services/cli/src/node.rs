@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub min_free_bytes: u64,
     /// When the inbox (and the committed-stream publisher) count as stalled.
     pub inbox_stall: std::time::Duration,
+    /// See [`wfl_ledger::Config::state_snapshot_events`].
+    pub state_snapshot_events: u64,
     /// TLS and authentication of both ports.
     pub security: wfl_auth::Security,
 }
@@ -81,6 +83,7 @@ pub async fn run(
                 inbox_stall: config.inbox_stall,
                 publisher_stall: config.inbox_stall,
             },
+            state_snapshot_events: config.state_snapshot_events,
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),

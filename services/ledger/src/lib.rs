@@ -16,6 +16,7 @@ mod codec;
 pub mod error;
 pub mod liveness;
 mod publisher;
+mod snapshot;
 pub mod storage;
 pub mod subscribe;
 mod writer;
@@ -66,7 +67,14 @@ pub struct Config {
     pub min_free_bytes: u64,
     /// When the inbox and the committed-stream publisher count as stalled.
     pub stall: liveness::StallConfig,
+    /// Snapshot the writer's state once at least this many events (and at least as many as the
+    /// state holds workers and retractions) were committed since the last snapshot; a restart
+    /// folds only the events after it.
+    pub state_snapshot_events: u64,
 }
+
+/// Default of [`Config::state_snapshot_events`].
+pub const DEFAULT_STATE_SNAPSHOT_EVENTS: u64 = 100_000;
 
 impl Config {
     /// Defaults for a data directory.
@@ -84,6 +92,7 @@ impl Config {
             stall: liveness::StallConfig::default(),
             max_subscribers: subscribe::DEFAULT_MAX_SUBSCRIBERS,
             max_org_filter: subscribe::DEFAULT_MAX_ORG_FILTER,
+            state_snapshot_events: DEFAULT_STATE_SNAPSHOT_EVENTS,
         }
     }
 }

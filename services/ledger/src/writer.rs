@@ -29,7 +29,7 @@ use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
 
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::storage::{Fault, Guard, StorageState};
-use crate::{codec, Config, Error};
+use crate::{codec, snapshot, Config, Error};
 
 /// An inbox message: the encoded event and the submission id it was published under.
 type Payload = (Bytes, Option<Uuid>);
@@ -65,6 +65,11 @@ pub(crate) struct Writer {
     /// Size of the latest checkpoint and when the writer last cut one (or started).
     checkpointed: u64,
     checkpointed_at: Instant,
+    /// The head sequence of the latest snapshot taken (or tried) of the state.
+    snapshot_from: u64,
+    /// The snapshot being written, if any (awaited before the writer returns, so the store is
+    /// not held open behind its back).
+    snapshot_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -77,10 +82,20 @@ impl Writer {
     ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
-        let (state, head, checkpointed) =
+        let (state, head, checkpointed, snapshot_from, folded) =
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let mut state = LedgerState::new();
-                let mut from = 1;
+                let head = s.head()?;
+                // The latest snapshot, then the events after it; without one, from sequence 1.
+                let (mut state, through) = match snapshot::load(s.as_ref(), head.sequence) {
+                    Ok(Some(loaded)) => loaded,
+                    Ok(None) => (LedgerState::new(), 0),
+                    Err(why) => {
+                        warn!(%why, "the ledger state snapshot is not used; rebuilding the state from sequence 1");
+                        (LedgerState::new(), 0)
+                    }
+                };
+                let mut from = through + 1;
+                let mut folded = 0u64;
                 loop {
                     let records = s.read(from, None, &Filter::default(), 10_000)?;
                     let Some(last) = records.last() else { break };
@@ -90,6 +105,7 @@ impl Writer {
                         batch: &HashMap::new(),
                         failed: std::cell::Cell::new(false),
                     };
+                    folded += records.len() as u64;
                     for r in &records {
                         let event = codec::decode_event(r)?;
                         state.apply(&event, &history);
@@ -102,12 +118,14 @@ impl Writer {
                     }
                 }
                 let checkpointed = s.latest_checkpoint()?.map_or(0, |(size, _)| size);
-                Ok((state, s.head()?, checkpointed))
+                Ok((state, head, checkpointed, through, folded))
             })
             .await
             .map_err(Error::join)??;
         info!(
             head = head.sequence,
+            snapshot = snapshot_from,
+            folded,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ledger state rebuilt"
         );
@@ -127,6 +145,8 @@ impl Writer {
                 storage,
                 checkpointed,
                 checkpointed_at: Instant::now(),
+                snapshot_from,
+                snapshot_task: None,
             },
             head_rx,
         ))
@@ -148,6 +168,8 @@ impl Writer {
             self.config.max_batch,
             shutdown.clone(),
         ));
+        // A long fold at start (no snapshot yet, or an old one) is not repeated at the next start.
+        self.snapshot_if_due();
         let mut pump_done = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         // A batch that arrived while the data directory could not take it: held, undecided and
@@ -209,8 +231,12 @@ impl Writer {
                 if let Err(e) = self.checkpoint_if_due().await {
                     break Err(e);
                 }
+                self.snapshot_if_due();
             }
         };
+        if let Some(task) = self.snapshot_task.take() {
+            let _ = task.await;
+        }
         if let Err(e) = &result {
             error!(path = %self.guard.path().display(), error = %e, "ledger writer stopped");
         }
@@ -421,6 +447,43 @@ impl Writer {
             self.waiters.resolve(id, outcome);
         }
         Ok(())
+    }
+
+    /// Starts writing a snapshot of the state when enough events were committed since the last
+    /// one (see [`snapshot`]) and none is being written.
+    fn snapshot_if_due(&mut self) {
+        if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        let head = *self.head_tx.borrow();
+        if !snapshot::due(
+            head.saturating_sub(self.snapshot_from),
+            self.config.state_snapshot_events,
+            &self.state,
+        ) {
+            return;
+        }
+        self.snapshot_from = head;
+        let state = self.state.clone();
+        let store = self.store.clone();
+        self.snapshot_task = Some(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            match snapshot::write(store.as_ref(), &state, head) {
+                Ok(()) => info!(
+                    through = head,
+                    entries = state.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "ledger state snapshot written"
+                ),
+                Err(e) => {
+                    warn!(through = head, error = %e, "ledger state snapshot not written; the next one is tried later")
+                }
+            }
+        }));
     }
 
     /// Cuts a signed checkpoint at the head when enough events or time passed since the last one.

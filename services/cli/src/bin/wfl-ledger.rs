@@ -35,6 +35,10 @@ struct Args {
     /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
     max_subscribers: usize,
+    /// Snapshot the ledger's state after at least this many events (and at least as many as it
+    /// holds workers); a restart folds only the events after the latest snapshot.
+    #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
+    state_snapshot_events: u64,
     #[command(flatten)]
     security: wfl_cli::security::ServeArgs,
 }
@@ -65,6 +69,7 @@ async fn run() -> anyhow::Result<()> {
                 publisher_stall: stall,
             },
             max_subscribers: args.max_subscribers,
+            state_snapshot_events: args.state_snapshot_events,
             ..wfl_ledger::Config::new(args.data_dir)
         },
         security,
