@@ -432,7 +432,7 @@ fn gauges(org: &str, watch: &Value) -> String {
     if best.is_empty() {
         return "<p>No rule pack applies (or no separation counted yet).</p>".to_owned();
     }
-    let mut s = String::from("<table class=\"gauges\"><tr><th class=\"l\">pack</th><th class=\"l\">count</th><th class=\"l\">window</th><th>workers</th><th>threshold</th><th>staff</th><th class=\"l\">gauge</th><th class=\"l\">level</th><th class=\"l\">missing steps</th><th class=\"l\">events</th></tr>");
+    let mut s = String::from("<table class=\"gauges\"><tr><th class=\"l\">pack</th><th class=\"l\">count</th><th class=\"l\">window</th><th>workers</th><th>threshold</th><th>staff</th><th class=\"l\">gauge</th><th class=\"l\">level</th><th class=\"l\">procedure steps</th><th class=\"l\">events</th></tr>");
     for ((pack, count_type), st) in &best {
         let count = int(&st["count"]);
         let threshold = int(&st["threshold"]).max(1);
@@ -474,12 +474,28 @@ fn gauges(org: &str, watch: &Value) -> String {
             ws = esc(text(&st["window_start"])),
             we = esc(text(&st["window_end"])),
             den = int(&st["denominator"]),
-            missing = esc(text(&st["missing_steps"])),
+            missing = steps_cell(st),
             n = st["event_ids"].as_array().map_or(0, Vec::len),
         );
     }
     s.push_str("</table>");
     s
+}
+
+/// The procedure steps of a threshold row, short (`UnionBriefed missing`), the sentences in a
+/// tooltip.
+fn steps_cell(st: &Value) -> String {
+    let steps: Vec<String> = st["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| format!("{} {}", text(&c["event_type"]), text(&c["state"]).replace('_', " ")))
+        .collect();
+    format!(
+        "<span title=\"{}\">{}</span>",
+        esc(text(&st["missing_steps"])),
+        esc(&steps.join(", "))
+    )
 }
 
 fn ai_section(ai: &Value) -> String {
@@ -623,6 +639,55 @@ mod tests {
         }
         let uri: Uri = "/x?a=%4&b".parse().expect("a uri");
         assert_eq!(params(&uri).get("a").map(String::as_str), Some("%4"));
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn the_pages_are_guarded_like_metrics() {
+        let mut tokens = wfl_auth::Tokens::default();
+        for (token, role) in [
+            ("analyst-token", wfl_auth::Role::Analyst),
+            ("auditor-token", wfl_auth::Role::Auditor),
+        ] {
+            tokens.insert_token(
+                token,
+                wfl_auth::Principal {
+                    name: token.to_owned(),
+                    role,
+                    orgs: std::collections::BTreeSet::from(["acme".to_owned()]),
+                },
+            );
+        }
+        // Views at an address where nothing listens: past the guard, the page says so.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let views = format!("http://{}", dead.local_addr().expect("addr"));
+        drop(dead);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = router(views, wfl_auth::Guard::with_tokens(tokens));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for path in ["/", "/explain?org=acme&figure=separations&path=/totals/0"] {
+            let anonymous = get(addr, path, None).await;
+            assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+            let analyst = get(addr, path, Some("analyst-token")).await;
+            assert!(analyst.starts_with("HTTP/1.1 403"), "{analyst}");
+            let auditor = get(addr, path, Some("auditor-token")).await;
+            assert!(auditor.starts_with("HTTP/1.1 502"), "{auditor}");
+            assert!(auditor.contains("The views did not answer"), "{auditor}");
+        }
     }
 
     #[test]

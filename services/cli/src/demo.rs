@@ -993,6 +993,26 @@ pub fn ask(org: &str, period: pb::Period, min_sequence: u64) -> Ask {
     }
 }
 
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// One threshold status of `wfl report thresholds --format json`, the fields the story tells.
+fn alert_json(s: &Value) -> Value {
+    let steps: serde_json::Map<String, Value> = s["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (text(&c["event_type"]).to_owned(), c["state"].clone()))
+        .collect();
+    json!({
+        "pack": s["pack"], "window": s["window"], "role": s["role"], "count_type": s["count_type"],
+        "count": s["count"], "threshold": s["threshold"], "denominator": s["denominator"],
+        "level": s["level"], "window_start": s["window_start"], "window_end": s["window_end"],
+        "steps": steps,
+    })
+}
+
 fn int(v: &Value) -> u64 {
     v.as_u64()
         .or_else(|| v.as_f64().map(|f| f as u64))
@@ -1043,20 +1063,17 @@ async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
         let mut thresholds = ask(org, pb::Period::Month, head);
         thresholds.alerts_only = true;
         let watch = view_json(addr, View::Thresholds, thresholds).await?;
-        let alerts: Vec<Value> = watch["statuses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["role"] == "current")
-            .map(|s| {
-                json!({
-                    "pack": s["pack"], "window": s["window"], "count_type": s["count_type"],
-                    "count": s["count"], "threshold": s["threshold"], "denominator": s["denominator"],
-                    "level": s["level"], "window_start": s["window_start"], "window_end": s["window_end"],
-                    "missing_steps": s["missing_steps"], "procedure_started": !s["steps"].as_array().is_none_or(|steps| steps.iter().all(|c| c["state"] == "missing")),
-                })
-            })
+        let statuses = watch["statuses"].as_array().cloned().unwrap_or_default();
+        let alerts: Vec<Value> = statuses.iter().map(alert_json).collect();
+        // The procedure steps recorded for the org (any state but missing), once each.
+        let mut procedure: Vec<String> = statuses
+            .iter()
+            .flat_map(|s| s["steps"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["state"] != "missing")
+            .map(|c| format!("{} {} (plan {})", text(&c["event_type"]), text(&c["state"]), text(&c["plan"])))
             .collect();
+        procedure.sort();
+        procedure.dedup();
         let cohorts = view_json(addr, View::Cohorts, ask(org, pb::Period::Month, head)).await?;
         let cohort_rows: Vec<Value> = cohorts["view"]["rows"]
             .as_array()
@@ -1092,6 +1109,7 @@ async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
             "headcount": {"opening": opening, "closing": closing},
             "separations": {"total": int(&quarterly["view"]["total"]), "by_bucket": totals, "by_quarter": quarters},
             "alerts": alerts,
+            "procedure_steps_recorded": procedure,
             "cohorts": cohort_rows,
             "ai": {
                 "usage": usage,
@@ -1203,30 +1221,75 @@ fn org_text(o: &Value, out: &mut String) {
         );
     }
     let alerts = o["alerts"].as_array().cloned().unwrap_or_default();
+    // The headline: the heaviest window that met a threshold, and whether a procedure exists.
+    let heaviest = alerts
+        .iter()
+        .filter(|a| a["level"] == "MET")
+        .max_by_key(|a| int(&a["count"]) * 1000 / int(&a["threshold"]).max(1));
+    if let Some(a) = heaviest {
+        let _ = writeln!(
+            out,
+            "\n  {} {} count of {} workers in {} ({}..{}) against a threshold of {}: MET, {}.",
+            text(&a["pack"]),
+            text(&a["count_type"]),
+            int(&a["count"]),
+            text(&a["window"]),
+            text(&a["window_start"]),
+            text(&a["window_end"]),
+            int(&a["threshold"]),
+            if o["procedure_steps_recorded"].as_array().is_none_or(Vec::is_empty) {
+                "with no formal procedure recorded"
+            } else {
+                "with its procedure steps recorded"
+            }
+        );
+    }
     if alerts.is_empty() {
         out.push_str("\n  No threshold reached or approached.\n");
     } else {
-        let _ = writeln!(out, "\n  Alerts (current window of each pack):");
+        let _ = writeln!(
+            out,
+            "\n  Alerts (current: the latest window; peak: the heaviest in the history)\n  pack         window       role     count        workers  threshold  staff  level        window                  procedure steps"
+        );
         for a in &alerts {
+            let steps: Vec<String> = a["steps"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k} {}", text(v)))
+                .collect();
             let _ = writeln!(
                 out,
-                "  {} {:<12} {:<11} {:>3} of {:>3} (staff {}) {} {}..{}{}",
-                a["pack"].as_str().unwrap_or(""),
-                a["window"].as_str().unwrap_or(""),
-                a["count_type"].as_str().unwrap_or(""),
+                "  {:<12} {:<12} {:<8} {:<12} {:>7} {:>10} {:>6}  {:<12} {}..{}  {}",
+                text(&a["pack"]),
+                text(&a["window"]),
+                text(&a["role"]),
+                text(&a["count_type"]),
                 int(&a["count"]),
                 int(&a["threshold"]),
                 int(&a["denominator"]),
-                a["level"].as_str().unwrap_or(""),
-                a["window_start"].as_str().unwrap_or(""),
-                a["window_end"].as_str().unwrap_or(""),
-                match a["missing_steps"].as_str() {
-                    Some(m) if !m.is_empty() => format!("; missing: {m}"),
-                    _ => "; procedure steps done".to_owned(),
-                }
+                text(&a["level"]),
+                text(&a["window_start"]),
+                text(&a["window_end"]),
+                steps.join(", ")
             );
         }
     }
+    let procedure: Vec<&str> = o["procedure_steps_recorded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let _ = writeln!(
+        out,
+        "  Formal procedure recorded: {}",
+        if procedure.is_empty() {
+            "none (no plan, no briefing, no report, no notice)".to_owned()
+        } else {
+            procedure.join("; ")
+        }
+    );
     let _ = writeln!(out, "\n  cohort             reductions  opening  closing  exposure");
     for c in o["cohorts"].as_array().into_iter().flatten() {
         let _ = writeln!(
