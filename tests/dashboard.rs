@@ -22,7 +22,9 @@ fn chromium() -> PathBuf {
             }
         }
     }
-    panic!("chromium is not installed: run `apt-get install -y chromium` (scripts/test.sh does it)");
+    panic!(
+        "chromium is not installed: run `apt-get install -y chromium` (scripts/test.sh does it)"
+    );
 }
 
 /// Headless Chromium with a profile of its own (removed with `profile`), offline.
@@ -71,7 +73,11 @@ fn the_dashboard_shows_the_recorded_figures_in_a_browser() {
         .args(["--rulepacks", &rulepacks.display().to_string()])
         .output()
         .expect("wfl demo runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let story: Value = serde_json::from_slice(&out.stdout).expect("demo json");
     let figures = &story["figures"];
     let cn = figures["orgs"]
@@ -149,8 +155,16 @@ fn the_dashboard_shows_the_recorded_figures_in_a_browser() {
             &format!("{http}/"),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 20_000, "screenshot {} is {size} bytes", shot.display());
+    assert!(
+        size > 20_000,
+        "screenshot {} is {size} bytes",
+        shot.display()
+    );
     println!("dashboard screenshot: {}", shot.display());
 }

@@ -143,7 +143,10 @@ fn another_seed_tells_another_story_and_recording_twice_changes_nothing() {
     // The same seed again on the same node: every event is a duplicate, the figures stand.
     let again = demo(&["--seed", "7", "--addr", addr]);
     assert_eq!(first["figures"], again["figures"]);
-    assert_eq!(first["ledger"]["head_sequence"], again["ledger"]["head_sequence"]);
+    assert_eq!(
+        first["ledger"]["head_sequence"],
+        again["ledger"]["head_sequence"]
+    );
     let other = demo(&["--seed", "8"]);
     assert_ne!(first["figures"], other["figures"], "the seed matters");
 }
@@ -157,7 +160,12 @@ fn the_sample_events_import_cleanly() {
         .lines()
         .count();
     let out = Command::new(common::bin("wfl"))
-        .args(["import", &file.display().to_string(), "--addr", &node.proc.grpc])
+        .args([
+            "import",
+            &file.display().to_string(),
+            "--addr",
+            &node.proc.grpc,
+        ])
         .output()
         .expect("wfl import runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -362,13 +362,7 @@ fn headcount_chart(view: &Value) -> String {
         }
     }
     let (w, h, left, bottom, top) = (1100.0f64, 240.0f64, 48.0, 30.0, 12.0);
-    let max = series
-        .values()
-        .flatten()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+    let max = series.values().flatten().copied().max().unwrap_or(1).max(1) as f64;
     let step = (w - left - 10.0) / (rows.len().max(2) - 1) as f64;
     let y = |v: u64| h - bottom - v as f64 * (h - bottom - top) / max;
     let mut s = format!(
@@ -489,7 +483,13 @@ fn steps_cell(st: &Value) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| format!("{} {}", text(&c["event_type"]), text(&c["state"]).replace('_', " ")))
+        .map(|c| {
+            format!(
+                "{} {}",
+                text(&c["event_type"]),
+                text(&c["state"]).replace('_', " ")
+            )
+        })
         .collect();
     format!(
         "<span title=\"{}\">{}</span>",
@@ -622,7 +622,11 @@ async fn render_explain(addr: &str, q: &BTreeMap<String, String>) -> anyhow::Res
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
         more.push(format!("page_token={}", encode(next)));
-        let _ = write!(h, "<p><a href=\"/explain?{}\">next page</a></p>", more.join("&amp;"));
+        let _ = write!(
+            h,
+            "<p><a href=\"/explain?{}\">next page</a></p>",
+            more.join("&amp;")
+        );
     }
     Ok(h)
 }
@@ -633,7 +637,13 @@ mod tests {
 
     #[test]
     fn query_values_round_trip_through_encoding() {
-        for s in ["rolling-30/current/2025-12-01", "a b&c=d", "%zz", "CN-LCL-41", ""] {
+        for s in [
+            "rolling-30/current/2025-12-01",
+            "a b&c=d",
+            "%zz",
+            "CN-LCL-41",
+            "",
+        ] {
             let uri: Uri = format!("/explain?k={}", encode(s)).parse().expect("a uri");
             assert_eq!(params(&uri).get("k").map(String::as_str), Some(s));
         }
@@ -672,10 +682,14 @@ mod tests {
             );
         }
         // Views at an address where nothing listens: past the guard, the page says so.
-        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let views = format!("http://{}", dead.local_addr().expect("addr"));
         drop(dead);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = router(views, wfl_auth::Guard::with_tokens(tokens));
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -692,6 +706,9 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

@@ -29,10 +29,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
 use wfl_domain::{
-    AiAttribution, AiMetric, AiToolRolledOut, AiUsageMeasured, AgencyRelease, BackfillStatus,
+    AgencyRelease, AiAttribution, AiMetric, AiToolRolledOut, AiUsageMeasured, BackfillStatus,
     Cohort, ComplianceStep, ContractNotRenewed, ContractType, Date, EconomicDismissal,
     EmploymentRelationship, Event, EventId, GraduateIntake, HiringPaused, Initiator,
-    MutualTerminationEmployerProposed, OrgId, Payload, RestructuringPlanAnnounced, Resignation,
+    MutualTerminationEmployerProposed, OrgId, Payload, Resignation, RestructuringPlanAnnounced,
     Retirement, RetirementType, RoleAutomated, Separation, SiteId, Source, WorkerHired, WorkerRef,
 };
 use wfl_proto::pb;
@@ -44,7 +44,11 @@ use crate::report::{self, Ask, View};
 pub const ORGS: [(&str, &str, &str); 3] = [
     ("cn-netco", "CN-33", "internet firm, Hangzhou"),
     ("us-freight", "US-CA", "distribution centre, Fresno CA"),
-    ("de-maschinen", "DE", "machine-building establishment, Munich"),
+    (
+        "de-maschinen",
+        "DE",
+        "machine-building establishment, Munich",
+    ),
 ];
 
 /// Months of events after the baseline.
@@ -114,7 +118,9 @@ impl Builder {
         random[..8].copy_from_slice(&self.rng.next().to_be_bytes());
         random[8..].copy_from_slice(&self.rng.next().to_be_bytes()[..2]);
         Event {
-            event_id: EventId(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()),
+            event_id: EventId(
+                uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid(),
+            ),
             org_id: OrgId::from(org.id),
             site_id: SiteId::from(site),
             jurisdiction: org.jurisdiction.to_owned(),
@@ -531,8 +537,9 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
     // Contractors released from October 2025, dispatched workers returned from January 2026.
     if m >= 9 {
         for _ in 0..8 {
-            let Some(w) = b.take(org, |w| w.relationship == EmploymentRelationship::Contractor)
-            else {
+            let Some(w) = b.take(org, |w| {
+                w.relationship == EmploymentRelationship::Contractor
+            }) else {
                 break;
             };
             let on = b.day(m);
@@ -550,8 +557,9 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
     }
     if m >= 12 {
         for _ in 0..4 {
-            let Some(w) = b.take(org, |w| w.relationship == EmploymentRelationship::Dispatched)
-            else {
+            let Some(w) = b.take(org, |w| {
+                w.relationship == EmploymentRelationship::Dispatched
+            }) else {
                 break;
             };
             let on = b.day(m);
@@ -710,8 +718,9 @@ fn us_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
     }
     if m == 16 {
         for _ in 0..20 {
-            let Some(w) = b.take(org, |w| w.relationship == EmploymentRelationship::Contractor)
-            else {
+            let Some(w) = b.take(org, |w| {
+                w.relationship == EmploymentRelationship::Contractor
+            }) else {
                 break;
             };
             let on = b.day(m);
@@ -791,9 +800,16 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
         );
     }
     if m >= 5 {
-        usage(b, org, m, "engineering-office", 20 + u64::from(m - 5) * 8, 260);
+        usage(
+            b,
+            org,
+            m,
+            "engineering-office",
+            20 + u64::from(m - 5) * 8,
+            260,
+        );
     }
-    if m >= 6 && m % 2 == 0 {
+    if m >= 6 && m.is_multiple_of(2) {
         let on = b.day(m);
         b.push(
             org,
@@ -828,8 +844,9 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
     }
     if m >= 10 {
         for _ in 0..3 {
-            let Some(w) = b.take(org, |w| w.relationship == EmploymentRelationship::Dispatched)
-            else {
+            let Some(w) = b.take(org, |w| {
+                w.relationship == EmploymentRelationship::Dispatched
+            }) else {
                 break;
             };
             let on = b.day(m);
@@ -880,8 +897,7 @@ pub async fn run(config: &DemoConfig) -> anyhow::Result<Story> {
         Some(addr) => drive(addr, &events, config).await,
         None => {
             let dir = std::env::temp_dir().join(format!("wfl-demo-{}", uuid::Uuid::now_v7()));
-            let node =
-                crate::bench::Node::start_with(&dir, &config.packs, None, false).await?;
+            let node = crate::bench::Node::start_with(&dir, &config.packs, None, false).await?;
             let story = drive(&node.grpc, &events, config).await;
             let stopped = node.stop().await;
             let _ = std::fs::remove_dir_all(&dir);
@@ -1041,7 +1057,8 @@ pub fn by_period(view: &Value) -> std::collections::BTreeMap<String, [u64; 3]> {
 async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
     let mut orgs = Vec::new();
     for (org, jurisdiction, what) in ORGS {
-        let quarterly = view_json(addr, View::Separations, ask(org, pb::Period::Quarter, head)).await?;
+        let quarterly =
+            view_json(addr, View::Separations, ask(org, pb::Period::Quarter, head)).await?;
         let quarters: Vec<Value> = by_period(&quarterly)
             .into_iter()
             .map(|(q, [formal, gradual, neutral])| {
@@ -1070,7 +1087,14 @@ async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
             .iter()
             .flat_map(|s| s["steps"].as_array().cloned().unwrap_or_default())
             .filter(|c| c["state"] != "missing")
-            .map(|c| format!("{} {} (plan {})", text(&c["event_type"]), text(&c["state"]), text(&c["plan"])))
+            .map(|c| {
+                format!(
+                    "{} {} (plan {})",
+                    text(&c["event_type"]),
+                    text(&c["state"]),
+                    text(&c["plan"])
+                )
+            })
             .collect();
         procedure.sort();
         procedure.dedup();
@@ -1100,8 +1124,12 @@ async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
             })
             .collect();
         let hiring = view_json(addr, View::Hiring, ask(org, pb::Period::Month, head)).await?;
-        let headcount = view_json(addr, View::Headcount, ask(org, pb::Period::Quarter, head)).await?;
-        let rows = headcount["view"]["rows"].as_array().cloned().unwrap_or_default();
+        let headcount =
+            view_json(addr, View::Headcount, ask(org, pb::Period::Quarter, head)).await?;
+        let rows = headcount["view"]["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let opening = rows.first().map_or(0, |r| int(&r["total"]["opening"]));
         let closing = rows.last().map_or(0, |r| int(&r["total"]["closing"]));
         orgs.push(json!({
@@ -1137,7 +1165,8 @@ async fn ledger(addr: &str) -> anyhow::Result<Value> {
         .await
         .map_err(|s| anyhow!("ledger head: {}", describe_status(&s)))?
         .into_inner();
-    let dir: PathBuf = std::env::temp_dir().join(format!("wfl-demo-verify-{}", uuid::Uuid::now_v7()));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("wfl-demo-verify-{}", uuid::Uuid::now_v7()));
     let exported = crate::audit::export(addr, &dir, false).await;
     let verdict = match exported {
         Ok(_) => {
@@ -1184,7 +1213,9 @@ impl Story {
         let _ = writeln!(
             out,
             "Ledger head: sequence {} hash {}\nVerification: {}",
-            l["head_sequence"], l["head_hash"].as_str().unwrap_or(""), l["verdict"].as_str().unwrap_or("")
+            l["head_sequence"],
+            l["head_hash"].as_str().unwrap_or(""),
+            l["verdict"].as_str().unwrap_or("")
         );
         out.push_str(
             "\nShadow counts are economic reductions comparable in size to a collective dismissal, not legal findings.\n",
@@ -1237,7 +1268,10 @@ fn org_text(o: &Value, out: &mut String) {
             text(&a["window_start"]),
             text(&a["window_end"]),
             int(&a["threshold"]),
-            if o["procedure_steps_recorded"].as_array().is_none_or(Vec::is_empty) {
+            if o["procedure_steps_recorded"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
                 "with no formal procedure recorded"
             } else {
                 "with its procedure steps recorded"
@@ -1290,7 +1324,10 @@ fn org_text(o: &Value, out: &mut String) {
             procedure.join("; ")
         }
     );
-    let _ = writeln!(out, "\n  cohort             reductions  opening  closing  exposure");
+    let _ = writeln!(
+        out,
+        "\n  cohort             reductions  opening  closing  exposure"
+    );
     for c in o["cohorts"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
@@ -1299,7 +1336,9 @@ fn org_text(o: &Value, out: &mut String) {
             int(&c["reductions"]),
             int(&c["opening_headcount"]),
             int(&c["closing_headcount"]),
-            c["exposure_ratio"].as_f64().map_or("-".to_owned(), |x| format!("{x:.2}"))
+            c["exposure_ratio"]
+                .as_f64()
+                .map_or("-".to_owned(), |x| format!("{x:.2}"))
         );
     }
     let ai = &o["ai"];

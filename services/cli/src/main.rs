@@ -792,9 +792,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: format == Format::Text,
             })
             .await?;
-            match format {
-                Format::Json => println!("{}", story.json()),
-                Format::Text => print!("{}", story.text()),
+            let text = match format {
+                Format::Json => format!("{}\n", story.json()),
+                Format::Text => story.text(),
+            };
+            // A reader that stops early (`| head`) is not a failure.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
             }
             Ok(ExitCode::SUCCESS)
         }

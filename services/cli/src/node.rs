@@ -91,7 +91,12 @@ pub async fn run(
     let security = config.security.clone();
     let (ledger_addr, ledger_credentials, internal) = projector_link(&security, &grpc).await?;
     // The dashboard reads the views where the projector reads the ledger, with its credentials.
-    let pages = dashboard(&ledger_addr, &ledger_credentials, internal.is_some(), &security);
+    let pages = dashboard(
+        &ledger_addr,
+        &ledger_credentials,
+        internal.is_some(),
+        &security,
+    );
     let projector = wfl_projector::Projector::start(
         wfl_projector::Config {
             data_dir: config.data_dir.clone(),
@@ -268,7 +273,12 @@ pub async fn run_projector(
     // The dashboard reads the views over loopback: this port when it is plain and open, else a
     // loopback port of its own serving only Views to a token made up at start.
     let (views_addr, views_credentials, internal) = projector_link(&security, &grpc).await?;
-    let pages = dashboard(&views_addr, &views_credentials, internal.is_some(), &security);
+    let pages = dashboard(
+        &views_addr,
+        &views_credentials,
+        internal.is_some(),
+        &security,
+    );
     let internal_server = async {
         match internal {
             Some((listener, internal_guard)) => {
