@@ -114,6 +114,8 @@ fn the_dashboard_shows_the_recorded_figures_in_a_browser() {
             "CN {bucket} not in the page"
         );
     }
+    assert!(cn_dom.contains("class=\"ai-trend\""), "no AI usage trend");
+    assert!(cn_dom.contains("class=\"headcount\""), "no headcount chart");
     // The monthly bars add up to the total.
     let bars: u64 = cn_dom
         .split("class=\"bar-total\"")

@@ -106,6 +106,16 @@ fn the_same_seed_tells_the_same_story_and_the_story_holds() {
         cn["ai"]["roles_automated"].as_u64() > cn["ai"]["roles_automated_with_separation"].as_u64()
     );
 
+    // AI usage rises quarter by quarter.
+    let trend: Vec<f64> = cn["ai"]["usage_by_quarter"]
+        .as_array()
+        .expect("usage by quarter")
+        .iter()
+        .map(|u| u["value"].as_f64().unwrap_or(0.0) / u["population"].as_f64().unwrap_or(1.0))
+        .collect();
+    assert!(trend.len() >= 4, "{trend:?}");
+    assert!(trend.windows(2).all(|w| w[0] < w[1]), "{trend:?}");
+
     // US: the formal layoff, strict count MET, its WARN notice filed on time.
     let us = org(f, "us-freight");
     assert_eq!(us["separations"]["by_bucket"]["formal_layoff"], 70, "{us}");

@@ -273,6 +273,7 @@ async fn org_section(addr: &str, org: &str) -> anyhow::Result<String> {
     h.push_str(&gauges(org, &watch));
     h.push_str("<h3>AI adoption</h3>");
     h.push_str(&ai_section(&ai));
+    h.push_str(&ai_trend(addr, org, &headcount).await?);
     h.push_str("</section>");
     Ok(h)
 }
@@ -361,28 +362,41 @@ fn headcount_chart(view: &Value) -> String {
                 .or_insert_with(|| vec![0; rows.len()])[i] = int(&f["closing"]);
         }
     }
+    let labels: Vec<String> = rows.iter().map(|r| text(&r["period"]).to_owned()).collect();
+    line_chart("headcount", &labels, &series, "", 3)
+}
+
+/// One polyline per series over `labels` (every `every`-th label written), the last value at
+/// the right end. `unit` follows each value ("%").
+fn line_chart(
+    class: &str,
+    labels: &[String],
+    series: &BTreeMap<String, Vec<u64>>,
+    unit: &str,
+    every: usize,
+) -> String {
     let (w, h, left, bottom, top) = (1100.0f64, 240.0f64, 48.0, 30.0, 12.0);
     let max = series.values().flatten().copied().max().unwrap_or(1).max(1) as f64;
-    let step = (w - left - 10.0) / (rows.len().max(2) - 1) as f64;
+    let step = (w - left - 40.0) / (labels.len().max(2) - 1) as f64;
     let y = |v: u64| h - bottom - v as f64 * (h - bottom - top) / max;
     let mut s = format!(
-        "<svg class=\"headcount\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\"><line x1=\"{left}\" y1=\"{b}\" x2=\"{w}\" y2=\"{b}\" stroke=\"#444\"/><text x=\"2\" y=\"{t}\" font-size=\"11\">{max}</text>",
+        "<svg class=\"{class}\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\"><line x1=\"{left}\" y1=\"{b}\" x2=\"{w}\" y2=\"{b}\" stroke=\"#444\"/><text x=\"2\" y=\"{t}\" font-size=\"11\">{max}{unit}</text>",
         b = h - bottom,
         t = top + 4.0
     );
-    for (i, r) in rows.iter().enumerate() {
-        if i % 3 == 0 || i + 1 == rows.len() {
+    for (i, label) in labels.iter().enumerate() {
+        if i % every.max(1) == 0 || i + 1 == labels.len() {
             let _ = write!(
                 s,
                 "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
                 left + i as f64 * step,
                 h - bottom + 14.0,
-                esc(text(&r["period"]))
+                esc(label)
             );
         }
     }
     let mut keys = Vec::new();
-    for (k, (cohort, values)) in series.iter().enumerate() {
+    for (k, (name, values)) in series.iter().enumerate() {
         let colour = PALETTE[k % PALETTE.len()];
         let points: Vec<String> = values
             .iter()
@@ -392,18 +406,61 @@ fn headcount_chart(view: &Value) -> String {
         let last = values.last().copied().unwrap_or(0);
         let _ = write!(
             s,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"><title>{}</title></polyline><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\" text-anchor=\"end\" data-cohort=\"{}\">{last}</text>",
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"><title>{}</title></polyline><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\" text-anchor=\"end\" data-series=\"{}\">{last}{unit}</text>",
             points.join(" "),
-            esc(cohort),
+            esc(name),
             w - 2.0,
             y(last) - 3.0,
-            esc(cohort),
+            esc(name),
         );
-        keys.push((cohort.as_str(), colour));
+        keys.push((name.as_str(), colour));
     }
     s.push_str("</svg>");
     s.push_str(&legend(&keys));
     s
+}
+
+/// AI usage over time: the AI view asked as of each quarter's last month-end (`to`), the latest
+/// active-user share per scope at that day, in percent.
+async fn ai_trend(addr: &str, org: &str, headcount: &Value) -> anyhow::Result<String> {
+    let rows = headcount["view"]["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ends: Vec<(String, String)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| {
+            matches!(
+                text(&r["period"]).get(5..7),
+                Some("03" | "06" | "09" | "12")
+            ) || i + 1 == rows.len()
+        })
+        .map(|(_, r)| (text(&r["period"]).to_owned(), text(&r["end"]).to_owned()))
+        .collect();
+    let mut series: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (i, (_, end)) in ends.iter().enumerate() {
+        let mut a = ask(org, pb::Period::Month, 0);
+        a.view_request.to_date = end.clone();
+        let ai = view_json(addr, View::Ai, a).await?;
+        for u in ai["view"]["usage"].as_array().into_iter().flatten() {
+            let population = int(&u["population"]);
+            if population == 0 {
+                continue;
+            }
+            series
+                .entry(text(&u["scope"]).to_owned())
+                .or_insert_with(|| vec![0; ends.len()])[i] = int(&u["value"]) * 100 / population;
+        }
+    }
+    if series.is_empty() {
+        return Ok(String::new());
+    }
+    let labels: Vec<String> = ends.into_iter().map(|(p, _)| p).collect();
+    Ok(format!(
+        "<p>Active users of the AI tools, as a share of the population measured, at each quarter's end:</p>{}",
+        line_chart("ai-trend", &labels, &series, "%", 1)
+    ))
 }
 
 /// One gauge per pack and count type: the current window that comes closest to its threshold.

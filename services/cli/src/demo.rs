@@ -1123,6 +1123,20 @@ async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
                 })
             })
             .collect();
+        // AI usage rising: the latest measurement per scope as of each quarter's end.
+        let mut trend = Vec::new();
+        for q in 0..MONTHS / 3 {
+            let end = date(q * 3 + 3, 1).add_days(-1);
+            let mut a = ask(org, pb::Period::Month, head);
+            a.view_request.to_date = end.to_string();
+            let at = view_json(addr, View::Ai, a).await?;
+            for u in at["view"]["usage"].as_array().into_iter().flatten() {
+                trend.push(json!({
+                    "quarter_end": end.to_string(), "scope": u["scope"], "value": u["value"],
+                    "population": u["population"],
+                }));
+            }
+        }
         let hiring = view_json(addr, View::Hiring, ask(org, pb::Period::Month, head)).await?;
         let headcount =
             view_json(addr, View::Headcount, ask(org, pb::Period::Quarter, head)).await?;
@@ -1141,6 +1155,7 @@ async fn figures(addr: &str, head: u64) -> anyhow::Result<Value> {
             "cohorts": cohort_rows,
             "ai": {
                 "usage": usage,
+                "usage_by_quarter": trend,
                 "tools": ai["view"]["tools"].as_array().map_or(0, Vec::len),
                 "roles_automated": int(&ai["view"]["roles_automated"]["count"]),
                 "roles_automated_with_separation": int(&ai["view"]["roles_automated"]["with_separation"]),
@@ -1365,6 +1380,26 @@ fn org_text(o: &Value, out: &mut String) {
         ai["ai_attributed_separations"],
         if usage.is_empty() { "none".to_owned() } else { usage.join("; ") }
     );
+    let trend: Vec<String> = ai["usage_by_quarter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            format!(
+                "{} {} {} %",
+                text(&u["quarter_end"]),
+                text(&u["scope"]),
+                int(&u["value"]) * 100 / int(&u["population"]).max(1)
+            )
+        })
+        .collect();
+    if !trend.is_empty() {
+        let _ = writeln!(
+            out,
+            "  AI usage at quarter ends (active share): {}.",
+            trend.join(", ")
+        );
+    }
     let h = &o["hiring"];
     let _ = writeln!(
         out,
