@@ -144,6 +144,14 @@ fn the_dashboard_shows_the_recorded_figures_in_a_browser() {
         "the explain page's total is its rows"
     );
 
+    // A window that does not exist is the caller's mistake, named.
+    let (code, body) = common::http_get_status(
+        &http,
+        "/explain?org=cn-netco&pack=CN-LCL-41&window_key=nope",
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("no CN-LCL-41 window nope"), "{body}");
+
     // A screenshot for people, kept under target/.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard");
     std::fs::create_dir_all(&dir).expect("screenshot dir");

@@ -140,7 +140,35 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
+/// The page for a failed answer: the caller's mistake (a bad parameter, a window that does not
+/// exist, a refusal naming a field) is 400 or 404; views that do not answer are 502.
 fn failed(e: &anyhow::Error) -> Response {
+    let message = format!("{e:#}");
+    if let Some(bad) = e.downcast_ref::<BadPage>() {
+        let code = if bad.missing {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return (
+            code,
+            page(
+                "wfl dashboard",
+                &format!("<h1>wfl dashboard</h1><p>{}</p>", esc(&message)),
+            ),
+        )
+            .into_response();
+    }
+    if message.starts_with("InvalidArgument") || message.starts_with("OutOfRange") {
+        return (
+            StatusCode::BAD_REQUEST,
+            page(
+                "wfl dashboard",
+                &format!("<h1>wfl dashboard</h1><p>{}</p>", esc(&message)),
+            ),
+        )
+            .into_response();
+    }
     (
         StatusCode::BAD_GATEWAY,
         page(
@@ -173,6 +201,21 @@ async fn explain(State(d): State<Dash>, headers: HeaderMap, uri: Uri) -> Respons
         Err(e) => failed(&e),
     }
 }
+
+/// A page asked with parameters that name nothing (`missing`) or are incomplete.
+#[derive(Debug)]
+struct BadPage {
+    missing: bool,
+    what: String,
+}
+
+impl std::fmt::Display for BadPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for BadPage {}
 
 /// The orgs the views know: those with threshold statuses or AI measurements.
 async fn orgs(addr: &str) -> anyhow::Result<Vec<String>> {
@@ -612,7 +655,10 @@ async fn render_explain(addr: &str, q: &BTreeMap<String, String>) -> anyhow::Res
             .into_iter()
             .flatten()
             .find(|s| text(&s["window_key"]) == key && text(&s["count_type"]) == count_type)
-            .ok_or_else(|| anyhow::anyhow!("no {pack} window {key} ({count_type}) for {org}"))?;
+            .ok_or_else(|| BadPage {
+                missing: true,
+                what: format!("no {pack} window {key} ({count_type}) for {org}"),
+            })?;
         a.event_ids = row["event_ids"]
             .as_array()
             .into_iter()
@@ -638,7 +684,11 @@ async fn render_explain(addr: &str, q: &BTreeMap<String, String>) -> anyhow::Res
         a.figure = Some((figure.clone(), path.clone()));
         title = format!("{org}: {figure} {path}");
     } else {
-        anyhow::bail!("give pack and window_key, or figure and path");
+        return Err(BadPage {
+            missing: false,
+            what: "give pack and window_key, or figure and path".to_owned(),
+        }
+        .into());
     }
     let answer = view_json(addr, View::Explain, a).await?;
     let view = &answer["view"];
@@ -759,6 +809,12 @@ mod tests {
             assert!(auditor.starts_with("HTTP/1.1 502"), "{auditor}");
             assert!(auditor.contains("The views did not answer"), "{auditor}");
         }
+        let incomplete = get(addr, "/explain?org=acme", Some("auditor-token")).await;
+        assert!(incomplete.starts_with("HTTP/1.1 400"), "{incomplete}");
+        assert!(
+            incomplete.contains("give pack and window_key"),
+            "{incomplete}"
+        );
     }
 
     #[test]
