@@ -33,6 +33,13 @@ if ! python3 -c "import nats, google.protobuf, grpc_tools" >/dev/null 2>&1; then
   python3 -m pip install -q -r examples/python-subscriber/requirements.txt
 fi
 
+# The dashboard test (tests/dashboard.rs) loads the page in headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "test.sh: chromium not found; installing it with apt-get" >&2
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq chromium
+fi
+
 # The end-to-end suites run the real binaries (wfl, wfl-gateway, wfl-ledger): build them first so
 # no test pays for it.
 cargo build --workspace --bins

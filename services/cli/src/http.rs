@@ -1,4 +1,5 @@
-//! The HTTP side of every wfl process: `/healthz` (readiness) and `/metrics` (Prometheus text).
+//! The HTTP side of every wfl process: `/healthz` (readiness) and `/metrics` (Prometheus text),
+//! plus the dashboard pages ([`crate::dashboard`]) of the processes that serve views.
 //!
 //! Owns: the [`Readiness`] probes a process registers (bus connection, ledger verification,
 //! projector following its ledger, ...), mirroring them into gRPC health, and serving both
@@ -175,7 +176,8 @@ pub fn router(readiness: Readiness, metrics: Vec<Render>, guard: wfl_auth::Guard
         })
 }
 
-/// Serves [`router`] on `listener` (with TLS when `security` has it) until `shutdown`.
+/// Serves [`router`] and `pages` (the dashboard, when the process has views) on `listener`
+/// (with TLS when `security` has it) until `shutdown`.
 ///
 /// # Errors
 /// When the server fails.
@@ -183,12 +185,17 @@ pub async fn serve(
     listener: TcpListener,
     readiness: Readiness,
     metrics: Vec<Render>,
+    pages: Option<axum::Router>,
     security: &wfl_auth::Security,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let mut routes = router(readiness, metrics, security.guard.clone());
+    if let Some(pages) = pages {
+        routes = routes.merge(pages);
+    }
     wfl_auth::tls::serve_http(
         listener,
-        router(readiness, metrics, security.guard.clone()),
+        routes,
         security.tls.as_ref().map(|t| t.http.clone()),
         shutdown,
     )

@@ -7,6 +7,8 @@ pub mod audit;
 pub mod bench;
 pub mod bench_ingest;
 pub mod client;
+pub mod dashboard;
+pub mod demo;
 pub mod http;
 pub mod loadgen;
 pub mod node;

@@ -366,6 +366,26 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// A seeded, reproducible restructuring story (three employers, 18 months), recorded through
+    /// the gRPC API of a node (one started in process on free ports when --addr is not given),
+    /// then told from the views: formal vs gradual, alerts, cohorts, AI adoption, ledger head and
+    /// verification.
+    Demo {
+        /// The scenario's seed: the same seed gives the same events and figures.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// A running node (`wfl up`); without it the demo starts its own.
+        #[arg(long, env = "WFL_ADDR")]
+        addr: Option<String>,
+        /// Rule packs of the node the demo starts.
+        #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
+        rulepacks: PathBuf,
+        /// Events per RecordBatch call.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Print committed events as JSON lines, in sequence order.
     Replay {
         #[arg(long, default_value_t = 1)]
@@ -405,7 +425,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    wfl_cli::security::set_client_credentials(cli.client.credentials()?);
+    // `wfl up` is a server: its dashboard's loopback client takes the node's internal
+    // credentials (node.rs), not the client flags.
+    if !matches!(cli.command, Command::Up { .. }) {
+        wfl_cli::security::set_client_credentials(cli.client.credentials()?);
+    }
     match cli.command {
         Command::Token {
             what:
@@ -754,6 +778,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Demo {
+            seed,
+            addr,
+            rulepacks,
+            batch,
+            format,
+        } => {
+            let packs = match addr {
+                Some(_) => Vec::new(),
+                None => wfl_projector::load_packs(&rulepacks)?,
+            };
+            let story = wfl_cli::demo::run(&wfl_cli::demo::DemoConfig {
+                seed,
+                addr,
+                packs,
+                batch,
+                progress: format == Format::Text,
+            })
+            .await?;
+            let text = match format {
+                Format::Json => format!("{}\n", story.json()),
+                Format::Text => story.text(),
+            };
+            // A reader that stops early (`| head`) is not a failure.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Replay {
             from,

@@ -93,6 +93,13 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let security = config.security.clone();
     let (ledger_addr, ledger_credentials, internal) = projector_link(&security, &grpc).await?;
+    // The dashboard reads the views where the projector reads the ledger, with its credentials.
+    let pages = dashboard(
+        &ledger_addr,
+        &ledger_credentials,
+        internal.is_some(),
+        &security,
+    );
     let projector = wfl_projector::Projector::start(
         wfl_projector::Config {
             data_dir: config.data_dir.clone(),
@@ -124,6 +131,7 @@ pub async fn run(
             Some((listener, internal_guard)) => {
                 tonic::transport::Server::builder()
                     .add_service(internal_guard.wrap(ledger.service()))
+                    .add_service(internal_guard.wrap(projector.service()))
                     .serve_with_incoming_shutdown(
                         tokio_stream::wrappers::TcpListenerStream::new(listener),
                         shutdown.clone().cancelled_owned(),
@@ -147,6 +155,7 @@ pub async fn run(
             readiness,
             health: vec![INGEST, LEDGER, VIEWS],
             metrics: parts,
+            pages: Some(pages),
             grpc,
             http,
             shutdown: &shutdown,
@@ -199,6 +208,7 @@ pub async fn run_ledger(
             readiness,
             health: vec![LEDGER],
             metrics: ledger_metrics(&ledger),
+            pages: None,
             grpc,
             http,
             shutdown: &shutdown,
@@ -235,6 +245,7 @@ pub async fn run_gateway(
             readiness,
             health: vec![INGEST],
             metrics: vec![http::render_sync(move || metrics.render())],
+            pages: None,
             grpc,
             http,
             shutdown: &shutdown,
@@ -262,6 +273,32 @@ pub async fn run_projector(
         &projector,
         Readiness::default().with("bus", bus_probe(&bus)),
     );
+    // The dashboard reads the views over loopback: this port when it is plain and open, else a
+    // loopback port of its own serving only Views to a token made up at start.
+    let (views_addr, views_credentials, internal) = projector_link(&security, &grpc).await?;
+    let pages = dashboard(
+        &views_addr,
+        &views_credentials,
+        internal.is_some(),
+        &security,
+    );
+    let internal_server = async {
+        match internal {
+            Some((listener, internal_guard)) => {
+                tonic::transport::Server::builder()
+                    .add_service(internal_guard.wrap(projector.service()))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        shutdown.clone().cancelled_owned(),
+                    )
+                    .await
+            }
+            None => {
+                shutdown.cancelled().await;
+                Ok(())
+            }
+        }
+    };
     let guard = security.guard.clone();
     let served = serve(
         Process {
@@ -269,15 +306,21 @@ pub async fn run_projector(
             readiness,
             health: vec![VIEWS],
             metrics: vec![views_metrics(&projector)],
+            pages: Some(pages),
             grpc,
             http,
             shutdown: &shutdown,
         },
         |router| router.add_service(guard.wrap(projector.service())),
-    )
-    .await;
+    );
+    let (served, i) = tokio::join!(served, async {
+        let r = internal_server.await;
+        shutdown.cancel();
+        r
+    });
     let projected = projector.join().await;
     served?;
+    i?;
     projected?;
     Ok(())
 }
@@ -289,6 +332,8 @@ struct Process<'a> {
     /// gRPC health: each service and the readiness probes it follows.
     health: Vec<(&'static str, &'static [&'static str])>,
     metrics: Vec<Render>,
+    /// The dashboard, on processes that serve views.
+    pages: Option<axum::Router>,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: &'a CancellationToken,
@@ -319,6 +364,7 @@ async fn serve(
         p.http,
         p.readiness,
         p.metrics,
+        p.pages,
         p.security,
         p.shutdown.clone(),
     );
@@ -423,6 +469,21 @@ fn ledger_metrics(ledger: &wfl_ledger::Ledger) -> Vec<Render> {
 fn views_metrics(projector: &wfl_projector::Projector) -> Render {
     let progress = projector.progress();
     http::render_sync(move || progress.render())
+}
+
+/// The dashboard of a process serving views, reading them at `addr` (loopback). With an internal
+/// link, its made-up token becomes this process's client credentials (a server process has no
+/// other client calls; `wfl up` leaves the client flags unset for this).
+fn dashboard(
+    addr: &str,
+    credentials: &wfl_auth::Credentials,
+    internal: bool,
+    security: &wfl_auth::Security,
+) -> axum::Router {
+    if internal {
+        crate::security::set_client_credentials(credentials.clone());
+    }
+    crate::dashboard::router(addr.to_owned(), security.guard.clone())
 }
 
 /// Where the projector of this node reads the ledger. With neither TLS nor authentication, the
