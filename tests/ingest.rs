@@ -443,7 +443,7 @@ async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_sam
     let args = ["--state-snapshot-events", "100"];
     let mut node = common::up(dir.path(), &args);
     let ch = common::connect(&node.grpc).await;
-    // 300 hires: a snapshot is due once 100 events and as many as the state holds are in.
+    // 300 hires: a snapshot is due once 100 events (and a quarter of the state's size) are in.
     record_batch(&ch, &hires("acme", 300, 0)).await;
     log_shows(&node, "ledger state snapshot written").await;
     // 50 separations: the tail a restart folds (with whatever came after the last snapshot).

@@ -196,8 +196,8 @@ enum Command {
         /// ledger calls it stalled and recovers (also the time given to each recovery step).
         #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
         inbox_stall_secs: u64,
-        /// Snapshot the ledger's state after at least this many events (and at least as many as
-        /// it holds workers); a restart folds only the events after the latest snapshot.
+        /// Snapshot the ledger's state after at least this many events (and a quarter of the workers
+        /// it holds); a restart folds only the events after the latest snapshot.
         #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
         state_snapshot_events: u64,
         #[command(flatten)]

@@ -67,8 +67,8 @@ pub struct Config {
     pub min_free_bytes: u64,
     /// When the inbox and the committed-stream publisher count as stalled.
     pub stall: liveness::StallConfig,
-    /// Snapshot the writer's state once at least this many events (and at least as many as the
-    /// state holds workers and retractions) were committed since the last snapshot; a restart
+    /// Snapshot the writer's state once at least this many events (and a quarter of the workers
+    /// and retractions the state holds) were committed since the last snapshot; a restart
     /// folds only the events after it.
     pub state_snapshot_events: u64,
 }

@@ -2,10 +2,10 @@
 //! committed after the latest snapshot instead of the whole history.
 //!
 //! **When.** The writer takes a snapshot once the events committed since the previous one reach
-//! `max(state_snapshot_events, size of the state)` (workers + retractions). Writing a snapshot costs
-//! O(state), so spread over that many events it costs O(1) per event; a restart reads the
-//! snapshot (O(state)) and folds at most that many events: its cost follows the state, not the
-//! history. The state is cloned between two batches (a consistent cut at a head sequence) and
+//! `max(state_snapshot_events, size of the state / 4)` (workers + retractions). Writing a
+//! snapshot costs O(state), so spread over that many events it costs O(1) per event (at most 4
+//! entries); a restart reads the snapshot (O(state)) and folds at most that many events: its cost
+//! follows the state, not the history. The state is cloned between two batches (a consistent cut at a head sequence) and
 //! written by a blocking task; commits go on meanwhile, and one snapshot at most is in flight.
 //!
 //! **Where.** Metadata keys of the ledger's own store (opaque to it):
@@ -31,6 +31,10 @@ use wfl_store::Log;
 use crate::error::Error;
 
 const MARKER: &str = "ledger-state";
+/// A snapshot is due after a quarter of the state's size in events (at least): writing costs
+/// at most 4 entries per event amortised, and a restart folds at most a quarter of the state's
+/// size in events after reading the snapshot.
+const STATE_SHARE: u64 = 4;
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks per write batch while a generation is written.
 const CHUNKS_PER_BATCH: usize = 64;
@@ -76,7 +80,7 @@ fn chunk_key(generation: u64, n: u32) -> String {
 /// Whether a snapshot is due after `since` events committed since the last one, with at least
 /// `min_events` between two snapshots.
 pub(crate) fn due(since: u64, min_events: u64, state: &LedgerState) -> bool {
-    since >= min_events.max(state.len() as u64).max(1)
+    since >= min_events.max(state.len() as u64 / STATE_SHARE).max(1)
 }
 
 /// Loads the latest snapshot: the state and the sequence it reflects. `Ok(None)` when there is
@@ -285,9 +289,9 @@ mod tests {
         let small = state(10, 0);
         assert!(!due(99, 100, &small));
         assert!(due(100, 100, &small));
-        // A state bigger than the minimum: the state's size.
-        let big = state(500, 0);
-        assert!(!due(499, 100, &big));
-        assert!(due(500, 100, &big));
+        // A state bigger than four times the minimum: a quarter of the state's size.
+        let big = state(1000, 0);
+        assert!(!due(249, 100, &big));
+        assert!(due(250, 100, &big));
     }
 }

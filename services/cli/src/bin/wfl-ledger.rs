@@ -35,8 +35,8 @@ struct Args {
     /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED.
     #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
     max_subscribers: usize,
-    /// Snapshot the ledger's state after at least this many events (and at least as many as it
-    /// holds workers); a restart folds only the events after the latest snapshot.
+    /// Snapshot the ledger's state after at least this many events (and a quarter of the workers it
+    /// holds); a restart folds only the events after the latest snapshot.
     #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
     state_snapshot_events: u64,
     #[command(flatten)]
