@@ -59,6 +59,7 @@ fn event(n: usize, jurisdiction: &str, on: Date) -> Event {
                 notice_given_on: None,
                 avg_weekly_hours: None,
                 months_employed_last_12: None,
+                contract_end: None,
             },
             selection_criteria: None,
             plan_id: None,

@@ -71,6 +71,7 @@ fn block(n: usize, initiator: Initiator) -> wfl_domain::Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 
@@ -1643,6 +1644,7 @@ fn projection_population_honours_look_back_and_months_employed() {
             baseline,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         })
     };
     for k in 0..80 {

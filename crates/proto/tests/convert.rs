@@ -46,6 +46,7 @@ fn separation(full: bool) -> Separation {
             notice_given_on: Some(date("2026-01-15")),
             avg_weekly_hours: Some(18),
             months_employed_last_12: Some(5),
+            contract_end: Some(date("2026-12-31")),
         }
     } else {
         Separation {
@@ -67,6 +68,7 @@ fn separation(full: bool) -> Separation {
             notice_given_on: None,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         }
     }
 }
@@ -124,6 +126,7 @@ fn payload(ty: EventType, full: bool) -> Payload {
             baseline: full,
             avg_weekly_hours: full.then_some(19),
             months_employed_last_12: full.then_some(4),
+            contract_end: full.then(|| date("2026-06-30")),
         }),
         EventType::ContractRenewed => Payload::ContractRenewed(ContractRenewed {
             worker_ref: "w-000123".into(),
@@ -217,6 +220,14 @@ fn payload(ty: EventType, full: bool) -> Payload {
             hours_before: 40,
             hours_after: 32,
             expected_months: if full { 6 } else { 0 },
+        }),
+        EventType::SiteClosed => Payload::SiteClosed(SiteClosed {
+            operating_unit: full.then(|| "line-2".into()),
+            temporary: full,
+        }),
+        EventType::SiteRelocated => Payload::SiteRelocated(SiteRelocated {
+            to_site: full.then(|| "reno-1".into()),
+            distance_km: if full { 420 } else { 1 },
         }),
         EventType::RestructuringPlanAnnounced => {
             Payload::RestructuringPlanAnnounced(RestructuringPlanAnnounced {
@@ -410,7 +421,13 @@ fn every_enum_value_round_trips() {
         cases.push(with(&|s| s.employment_relationship = x));
     }
     for &x in ContractType::ALL {
-        cases.push(with(&|s| s.contract_type = x));
+        cases.push(with(&|s| {
+            s.contract_type = x;
+            // Only a contract with an agreed end states one.
+            if x == ContractType::OpenEnded {
+                s.contract_end = None;
+            }
+        }));
     }
     for &x in Cohort::ALL {
         cases.push(with(&|s| s.cohort = Some(x)));

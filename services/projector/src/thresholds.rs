@@ -152,10 +152,10 @@ pub(crate) fn watch_rows(
 /// days of the look-back, each day asked once per evaluation.
 ///
 /// The index honours `jurisdiction_prefix` (NY coverage counts workers at sites whose events
-/// state a `US-NY` code) and the months limb of WARN part-time (`part_time_below_months_of_12`).
-/// Not honoured yet (neither here nor in `Projection::population`): `part_time_below_weekly_hours`,
-/// so the WARN headcount basis leaves out `part_time` contracts and short-tenure workers but not
-/// workers known to work few hours; the counts themselves apply the hours test from the events.
+/// state a `US-NY` code) and both limbs of WARN part-time (`part_time_below_weekly_hours` from the
+/// hire's average weekly hours, `part_time_below_months_of_12` from the hire date or a baseline
+/// load's months), and answers [`Population::worker`] from each worker's stints, so the counts
+/// apply the same tests to separations, temporary layoffs and hours cuts that do not state them.
 struct Basis {
     index: PopulationIndex,
     /// Headcount at the end of one day, by the query's other fields (Debug form).
@@ -182,6 +182,15 @@ impl Basis {
 }
 
 impl Population for Basis {
+    fn worker(
+        &self,
+        org: &OrgId,
+        worker: &wfl_domain::WorkerRef,
+        on: Date,
+    ) -> Option<wfl_projections::WorkerProfile> {
+        self.index.worker(org, worker, on)
+    }
+
     fn headcount(&self, q: &wfl_projections::PopulationQuery) -> u64 {
         let Some(n) = q.max_over_days else {
             return self.index.headcount(q);
@@ -329,6 +338,7 @@ mod tests {
                     baseline: true,
                     avg_weekly_hours: None,
                     months_employed_last_12: None,
+                    contract_end: None,
                 }),
             );
         }
@@ -352,6 +362,7 @@ mod tests {
                 notice_given_on: None,
                 avg_weekly_hours: None,
                 months_employed_last_12: None,
+                contract_end: None,
             };
             sep.position_closed = true;
             rec(
@@ -423,6 +434,7 @@ mod tests {
                     baseline: true,
                     avg_weekly_hours: None,
                     months_employed_last_12: None,
+                    contract_end: None,
                 }),
             );
         }
@@ -450,6 +462,7 @@ mod tests {
                         notice_given_on: None,
                         avg_weekly_hours: None,
                         months_employed_last_12: None,
+                        contract_end: None,
                     },
                     regrettable: false,
                     pressured: false,

@@ -806,6 +806,18 @@ impl crate::Population for Projection {
     fn headcount(&self, query: &crate::PopulationQuery) -> u64 {
         headcount::population(self, query)
     }
+
+    /// The worker's stint employed on `on` (or separated on it): hire profile, hours, and months
+    /// employed in the 12 months up to `on`.
+    fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<crate::WorkerProfile> {
+        let mut stints = Vec::new();
+        timeline::worker_stints(self, org, worker, &mut stints);
+        stints
+            .iter()
+            .rev()
+            .find(|s| s.covers(on))
+            .map(|s| s.worker_profile(on))
+    }
 }
 
 /// `n / d`, or `None` when `d` is zero.
