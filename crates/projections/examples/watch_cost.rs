@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let as_of = start.add_days(i32::try_from(n / 10).unwrap_or(0));
         let t = Instant::now();
-        let rows = rules::evaluate(&packs, &seps, &[], &Fixed(5000), as_of);
+        let rows = rules::evaluate(&packs, &seps, &[], &[], &Fixed(5000), as_of);
         println!(
             "{} separations, {} packs: {} rows in {:.1} ms",
             seps.len(),

@@ -5,7 +5,8 @@
 use tonic::Status;
 use wfl_domain::{Date, OrgId};
 use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, RulePack, Separation, StepState, ThresholdStatus, WindowRole,
+    self, AlertLevel, ComplianceStep, RulePack, Separation, SiteEvent, StepState, ThresholdStatus,
+    WindowRole,
 };
 use wfl_projections::views::{PopulationIndex, Projection};
 use wfl_projections::Population;
@@ -142,9 +143,23 @@ pub(crate) fn watch_rows(
             effective_date: c.effective_date,
         })
         .collect();
+    let site_records = p.site_event_records(org);
+    let site_events: Vec<SiteEvent<'_>> = site_records
+        .iter()
+        .filter_map(|r| {
+            SiteEvent::from_parts(r.event_id, &r.org, &r.site, r.effective_date, &r.payload)
+        })
+        .collect();
     // Indexed once: the watch asks the population once per window and sample.
     let population = Basis::new(PopulationIndex::new(p, org));
-    rules::evaluate(packs, &separations, &steps, &population, as_of)
+    rules::evaluate(
+        packs,
+        &separations,
+        &steps,
+        &site_events,
+        &population,
+        as_of,
+    )
 }
 
 /// The population the watch reads in the projector: the views' [`PopulationIndex`], plus the
@@ -263,9 +278,20 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
                 .to_owned(),
                 event_id: c.event_id.map(|e| e.to_string()).unwrap_or_default(),
                 days_late: c.days_late,
+                earliest_effective: c
+                    .earliest_effective
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                effective_too_early_event_ids: c
+                    .effective_too_early
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             })
             .collect(),
         floor_only: s.floor_only,
+        notice_only_event_ids: s.notice_only.iter().map(ToString::to_string).collect(),
+        site_event_id: s.site_event.map(|e| e.to_string()).unwrap_or_default(),
     }
 }
 

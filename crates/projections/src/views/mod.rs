@@ -591,6 +591,25 @@ impl Projection {
         out
     }
 
+    /// Committed, unretracted site closings and relocations (`SiteClosed`, `SiteRelocated`),
+    /// ordered by (effective date, sequence), for the plant-closing and relocation thresholds.
+    #[must_use]
+    pub fn site_event_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
+        let mut out: Vec<SeparationRecord> = self
+            .live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| {
+                matches!(
+                    e.payload(),
+                    Payload::SiteClosed(_) | Payload::SiteRelocated(_)
+                )
+            })
+            .map(|(id, e)| e.separation_record(*id))
+            .collect();
+        out.sort_by_key(|r| (r.effective_date, r.sequence));
+        out
+    }
+
     /// The events behind a figure (its `event_ids`), as currently read. Unknown ids are skipped;
     /// retracted events are returned with `retracted_by` filled in.
     #[must_use]
