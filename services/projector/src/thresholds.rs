@@ -519,4 +519,103 @@ mod tests {
             "same as the projection"
         );
     }
+
+    /// Given a 200-person Ohio site (10 averaging 12 hours a week) where 60 are dismissed and the
+    /// site then closes, when the projector evaluates the federal WARN pack over its projection,
+    /// then the basis leaves the part-time workers out (190: 20 CFR 639.3(h), hours limb through
+    /// the `PopulationIndex`), so 60 is short of 33% (63), but the SiteClosed reaches the watch
+    /// and the plant-closing threshold applies: 50 at a shut site (29 USC 2101(a)(2)).
+    #[test]
+    fn the_watch_sees_site_closings_and_part_time_hours_from_the_projection() {
+        let mut p = Projection::new();
+        let mut seq = 0;
+        let mut rec = |p: &mut Projection, day: i32, payload: Payload| {
+            seq += 1;
+            let mut e = event(u128::from(seq), day, payload);
+            e.site_id = SiteId("ohio-1".into());
+            e.jurisdiction = "US-OH".into();
+            e.correlation_id = None;
+            p.apply(seq, &e);
+            e.event_id
+        };
+        for k in 0..200 {
+            rec(
+                &mut p,
+                0,
+                Payload::WorkerHired(WorkerHired {
+                    worker_ref: worker(k),
+                    employment_relationship: EmploymentRelationship::Employee,
+                    contract_type: ContractType::OpenEnded,
+                    cohort: None,
+                    position_id: None,
+                    baseline: true,
+                    avg_weekly_hours: Some(if k < 10 { 12 } else { 40 }),
+                    months_employed_last_12: None,
+                    contract_end: None,
+                }),
+            );
+        }
+        for k in 10..70 {
+            rec(
+                &mut p,
+                100,
+                Payload::EconomicDismissal(EconomicDismissal {
+                    separation: wfl_domain::Separation {
+                        worker_ref: worker(k),
+                        employment_relationship: EmploymentRelationship::Employee,
+                        contract_type: ContractType::OpenEnded,
+                        cohort: None,
+                        position_id: None,
+                        position_closed: true,
+                        backfill_status: Default::default(),
+                        initiator: Initiator::Employer,
+                        reason_personal: false,
+                        legal_ground: None,
+                        ai_attributed: Default::default(),
+                        ai_system: None,
+                        tenure_months: None,
+                        protected_flags: Vec::new(),
+                        severance: None,
+                        notice_given_on: None,
+                        avg_weekly_hours: None,
+                        months_employed_last_12: None,
+                        contract_end: None,
+                    },
+                    selection_criteria: None,
+                    plan_id: None,
+                }),
+            );
+        }
+        let packs = [rules::parse(
+            "US-WARN-FED.toml",
+            include_str!("../../../rulepacks/US-WARN-FED.toml"),
+        )
+        .expect("the shipped federal pack parses")];
+        let strict = |rows: &[ThresholdStatus]| {
+            rows.iter()
+                .find(|s| {
+                    s.window == "rolling-30"
+                        && s.count_type == rules::CountType::Strict
+                        && s.role == WindowRole::Current
+                })
+                .cloned()
+                .expect("a current strict row")
+        };
+        let before = strict(&watch_rows(&p, &packs, None, on(100)));
+        assert_eq!((before.count, before.denominator), (60, 190));
+        assert_eq!((before.threshold, before.site_event), (63, None));
+
+        let closed = rec(
+            &mut p,
+            110,
+            Payload::SiteClosed(wfl_domain::SiteClosed {
+                operating_unit: None,
+                temporary: false,
+            }),
+        );
+        let after = strict(&watch_rows(&p, &packs, None, on(110)));
+        assert_eq!(after.threshold, 50);
+        assert_eq!(after.level, Some(AlertLevel::Met));
+        assert_eq!(after.site_event, Some(closed));
+    }
 }
