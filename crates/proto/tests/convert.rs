@@ -688,6 +688,29 @@ fn bad_ids_and_dates_are_reported_with_their_paths() {
     assert_eq!(found.len(), 3, "{found:#?}");
 }
 
+/// A contract end date is a date like any other on the wire, and the domain refuses one on an
+/// open-ended contract, both named by their proto paths.
+#[test]
+fn contract_end_is_a_date_and_only_for_contracts_that_end() {
+    let mut wire = wire_resignation();
+    resignation_separation(&mut wire).contract_end = "2026-02-30".into();
+    let found = violations(wire);
+    assert_has(
+        &found,
+        "payload.resignation.separation.contract_end",
+        "YYYY-MM-DD",
+    );
+    let mut wire = wire_resignation();
+    let s = resignation_separation(&mut wire);
+    s.contract_type = pb::ContractType::OpenEnded as i32;
+    s.contract_end = "2026-12-31".into();
+    assert_has(
+        &violations(wire),
+        "payload.resignation.separation.contract_end",
+        "open-ended",
+    );
+}
+
 #[test]
 fn unknown_enum_values_are_reported_at_their_nested_paths() {
     let mut wire = wire_resignation();
