@@ -1568,6 +1568,7 @@ fn warn_exclusions_apply_to_long_layoffs_of_part_time_workers_29_usc_2101() {
                 contract_type: ContractType::OpenEnded,
                 avg_weekly_hours: Some(12),
                 months_employed_last_12: Some(12),
+                contract_end: None,
             },
         )],
     };
@@ -2162,4 +2163,87 @@ fn de_kschg_18_dismissals_take_effect_a_month_after_notification() {
         .missing_steps
         .iter()
         .any(|m| m.contains("6 separation(s) of plan PLAN-1 take effect before 2026-02-11")));
+}
+
+/// Given a fixed-term contract hired to end on day 30 and renewed on day 20 to end on day 200,
+/// when the employer ends it on day 40 with a non-renewal that states no end date, then the EU
+/// count takes the agreed end from the worker's hire and renewal (through
+/// `Population::worker`): the contract ends before its expiry and counts (Directive 98/59/EC
+/// Art. 1(2)(a)); without the renewal it ends after the agreed date and is left out.
+#[test]
+fn eu_agreed_end_comes_from_the_hire_and_its_renewals_98_59_art_1_2_a() {
+    use wfl_projections::views::Projection;
+    let count = |renewed: bool| {
+        let mut p = Projection::new();
+        let mut seq = 0u64;
+        let mut rec = |p: &mut Projection, on: Date, payload: Payload| {
+            seq += 1;
+            let e = envelope(seq as usize, "acme", "lyon", "FR", on, payload);
+            p.apply(seq, &e);
+            e.event_id
+        };
+        for k in 0..5 {
+            rec(&mut p, day(0), baseline_hire(&format!("w{k}"), 40));
+        }
+        let mut fixed = baseline_hire("f0", 40);
+        if let Payload::WorkerHired(h) = &mut fixed {
+            h.contract_type = ContractType::FixedTerm;
+            h.contract_end = Some(day(30));
+        }
+        rec(&mut p, day(0), fixed);
+        if renewed {
+            rec(
+                &mut p,
+                day(20),
+                Payload::ContractRenewed(wfl_domain::ContractRenewed {
+                    worker_ref: WorkerRef("f0".into()),
+                    new_contract_end: Some(day(200)),
+                    consecutive_fixed_terms: Some(2),
+                }),
+            );
+        }
+        for k in 0..5 {
+            rec(&mut p, day(40), payload(k, Exit::Dismissal(None)));
+        }
+        let mut ended = payload(99, Exit::NonRenewal(false));
+        if let Some(sep) = separation_mut(&mut ended) {
+            sep.worker_ref = WorkerRef("f0".into());
+        }
+        let ended = rec(&mut p, day(40), ended);
+        let acme = OrgId("acme".into());
+        let records = p.countable_records(Some(&acme));
+        let seps: Vec<Separation<'_>> = records
+            .iter()
+            .map(|r| Separation {
+                event_id: r.event_id,
+                org: &r.org,
+                site: &r.site,
+                jurisdiction: &r.jurisdiction,
+                effective_date: r.effective_date,
+                payload: &r.payload,
+                position_closed: false,
+                backfilled: false,
+                correlation_id: None,
+            })
+            .collect();
+        let all = rules::evaluate(&packs(&["EU-9859-30D"]), &seps, &[], &[], &p, day(40));
+        let s = find(
+            &all,
+            "EU-9859-30D",
+            "lyon",
+            "rolling-30",
+            CountType::Assimilated,
+        );
+        (s.count, s.event_ids.contains(&ended))
+    };
+    assert_eq!(
+        count(true),
+        (6, true),
+        "ended before the renewed end (day 200)"
+    );
+    assert_eq!(
+        count(false),
+        (5, false),
+        "ended after the agreed end (day 30)"
+    );
 }

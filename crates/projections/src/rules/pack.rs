@@ -320,9 +320,10 @@ pub struct MatchRule {
     pub ai_attributed: Vec<AiAttribution>,
     #[serde(default)]
     pub contract_types: Vec<ContractType>,
-    /// The separation states the contract's agreed end (`contract_end`) and takes effect before
-    /// it (true); false: at or after it, or no end stated (Directive 98/59/EC Art. 1(2)(a): an
-    /// expiry is not counted, an end "before the expiry" is).
+    /// The contract's agreed end is known and the separation takes effect before it (true);
+    /// false: at or after it, or no end known (Directive 98/59/EC Art. 1(2)(a): an expiry is not
+    /// counted, an end "before the expiry" is). The end is the separation's `contract_end`, else
+    /// the one the population knows from the hire and its renewals (`WorkerProfile`).
     #[serde(default)]
     pub before_contract_end: Option<bool>,
     /// `TemporaryLayoff` expected to last more than this many days.

@@ -19,7 +19,7 @@ use super::pack::{
     segment_prefix, Confidence, CountDate, Coverage, CoverageScope, LawStatus, MatchRule, RulePack,
     SiteEventKind, SiteEventRule, Unit, VariantChoice, Window, WindowKind,
 };
-use crate::{Population, PopulationQuery};
+use crate::{Population, PopulationQuery, WorkerProfile};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -479,26 +479,22 @@ struct Outside {
 fn outside_population(
     pack: &RulePack,
     s: &Separation<'_>,
-    population: &dyn Population,
+    profile: Option<&WorkerProfile>,
 ) -> Option<Outside> {
     let basis = &pack.population;
-    let profile = s
-        .payload
-        .worker_effect()
-        .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
     let sep = s.payload.separation();
     let relationship = sep
         .map(|x| x.employment_relationship)
-        .or(profile.as_ref().map(|p| p.relationship));
+        .or(profile.map(|p| p.relationship));
     let contract = sep
         .map(|x| x.contract_type)
-        .or(profile.as_ref().map(|p| p.contract_type));
+        .or(profile.map(|p| p.contract_type));
     let hours = sep
         .and_then(|x| x.avg_weekly_hours)
-        .or(profile.as_ref().and_then(|p| p.avg_weekly_hours));
+        .or(profile.and_then(|p| p.avg_weekly_hours));
     let months = sep
         .and_then(|x| x.months_employed_last_12)
-        .or(profile.as_ref().and_then(|p| p.months_employed_last_12));
+        .or(profile.and_then(|p| p.months_employed_last_12));
     let note = |reason: String, part_time: bool| {
         let reason = if basis.exclusion_note.is_empty() {
             reason
@@ -616,16 +612,26 @@ impl Entry {
             notice_strict: false,
             notice_assimilated: false,
         };
-        let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s));
+        // What the event does not say about the worker comes from the population's profile.
+        let profile = s
+            .payload
+            .worker_effect()
+            .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
+        let contract_end = s
+            .payload
+            .separation()
+            .and_then(|x| x.contract_end)
+            .or(profile.as_ref().and_then(|p| p.contract_end));
+        let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s, contract_end));
         let excluded = pack
             .counts
             .exclude
             .iter()
-            .find(|r| matches(r, s))
+            .find(|r| matches(r, s, contract_end))
             .map(|r| format!("excluded: {}", r.name));
         let strict = excluded.is_none() && any(&pack.counts.strict);
         let assimilated = excluded.is_none() && any(&pack.counts.assimilated);
-        if let Some(out) = outside_population(pack, s, population) {
+        if let Some(out) = outside_population(pack, s, profile.as_ref()) {
             let owed = out.part_time && pack.population.part_time_owed_notice.is_some();
             return Self {
                 excluded: Some(out.reason),
@@ -654,7 +660,9 @@ impl Entry {
     }
 }
 
-fn matches(rule: &MatchRule, s: &Separation<'_>) -> bool {
+/// Whether `s` meets every condition of `rule`; `contract_end` is the agreed end the event states,
+/// else the one the population knows for the worker.
+fn matches(rule: &MatchRule, s: &Separation<'_>, contract_end: Option<Date>) -> bool {
     let p = s.payload;
     let sep = p.separation();
     (rule.event_types.is_empty() || rule.event_types.contains(&p.event_type()))
@@ -682,11 +690,9 @@ fn matches(rule: &MatchRule, s: &Separation<'_>) -> bool {
         && rule
             .summary
             .is_none_or(|v| matches!(p, Payload::DismissalForCause(d) if d.summary) == v)
-        && rule.before_contract_end.is_none_or(|v| {
-            sep.and_then(|x| x.contract_end)
-                .is_some_and(|end| s.effective_date < end)
-                == v
-        })
+        && rule
+            .before_contract_end
+            .is_none_or(|v| contract_end.is_some_and(|end| s.effective_date < end) == v)
         && (rule.ai_attributed.is_empty()
             || sep.is_some_and(|x| rule.ai_attributed.contains(&ai_of(p, x.ai_attributed))))
         && (rule.contract_types.is_empty()

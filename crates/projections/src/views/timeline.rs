@@ -51,6 +51,10 @@ pub(super) struct Stint {
     pub(super) moves: Vec<Move>,
     /// The separation: its (clamped) date and id.
     pub(super) end: Option<(Date, EventId)>,
+    /// The contract's agreed end as the hire states it, then each renewal naming a new end:
+    /// (renewal effective date, new end), in sequence order.
+    pub(super) contract_end: Option<Date>,
+    pub(super) renewals: Vec<(Date, Date)>,
 }
 
 /// What happened at a stint boundary.
@@ -91,7 +95,19 @@ impl Stint {
             },
             moves: Vec::new(),
             end: None,
+            contract_end: hire.contract_end,
+            renewals: Vec::new(),
         }
+    }
+
+    /// The agreed contract end on `on`: the latest renewal dated on or before it, else the hire's.
+    pub(super) fn contract_end_on(&self, on: Date) -> Option<Date> {
+        self.renewals
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= on)
+            .map(|(_, end)| *end)
+            .or(self.contract_end)
     }
 
     fn current_site(&self) -> &SiteId {
@@ -186,6 +202,7 @@ impl Stint {
             contract_type: self.profile.contract_type,
             avg_weekly_hours: self.profile.avg_weekly_hours,
             months_employed_last_12: self.months_employed(on),
+            contract_end: self.contract_end_on(on),
         }
     }
 
@@ -292,6 +309,11 @@ pub(super) fn worker_stints(
             (LifecycleEffect::Touch, Payload::InternalRedeployment(r)) => {
                 if let Some(s) = open.as_mut() {
                     s.redeploy(entry.effective_date, *id, r);
+                }
+            }
+            (LifecycleEffect::Touch, Payload::ContractRenewed(r)) => {
+                if let (Some(s), Some(end)) = (open.as_mut(), r.new_contract_end) {
+                    s.renewals.push((entry.effective_date, end));
                 }
             }
             _ => {}
