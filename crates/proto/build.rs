@@ -6,7 +6,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // SAFETY-free: build scripts are single-threaded; setting PROTOC only affects prost-build.
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // The manifest directory as of this run, not `env!` (fixed when the script was compiled): a
+    // target directory copied to another checkout must compile that checkout's protos.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "wfl/v1/events.proto",
         "wfl/v1/ingest.proto",

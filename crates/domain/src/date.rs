@@ -81,6 +81,23 @@ impl Date {
     pub fn ymd(self) -> (i32, u32, u32) {
         civil_from_days(self.0)
     }
+
+    /// The date `n` calendar months later: the same day number, or the month's last day where
+    /// it has none (31 January + 1 month = 28 or 29 February), as periods in months are counted
+    /// (BGB §188(2)-(3)).
+    #[must_use]
+    pub fn add_months(self, n: u32) -> Self {
+        let (y, m, d) = self.ymd();
+        let total = i64::from(m - 1) + i64::from(n);
+        let year = i64::from(y) + total.div_euclid(12);
+        let month = u32::try_from(total.rem_euclid(12)).unwrap_or(0) + 1;
+        let year = i32::try_from(year).unwrap_or(i32::MAX / 2);
+        Self(days_from_civil(
+            year,
+            month,
+            d.min(days_in_month(year, month)),
+        ))
+    }
 }
 
 impl fmt::Display for Date {
@@ -154,6 +171,17 @@ mod tests {
             assert_eq!(Date::parse(&d.to_string()).unwrap(), d);
             d = d.add_days(1);
         }
+    }
+
+    #[test]
+    fn add_months_keeps_the_day_or_takes_the_last_of_a_shorter_month() {
+        let d = |s: &str| Date::parse(s).unwrap();
+        assert_eq!(d("2026-03-15").add_months(1), d("2026-04-15"));
+        assert_eq!(d("2026-01-31").add_months(1), d("2026-02-28"));
+        assert_eq!(d("2028-01-31").add_months(1), d("2028-02-29"));
+        assert_eq!(d("2026-12-10").add_months(1), d("2027-01-10"));
+        assert_eq!(d("2026-05-31").add_months(13), d("2027-06-30"));
+        assert_eq!(d("2026-05-31").add_months(0), d("2026-05-31"));
     }
 
     #[test]

@@ -180,6 +180,9 @@ pub struct WorkerHired {
     /// has 0), for the WARN part-time test (20 CFR 639.3(h): fewer than 6 of the last 12 months).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub months_employed_last_12: Option<u32>,
+    /// The agreed end of a fixed-term or task contract; none for an open-ended one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_end: Option<Date>,
 }
 
 /// A fixed-term contract renewed.
@@ -280,6 +283,12 @@ pub struct Separation {
     /// than 6 of the last 12 months, 20 CFR 639.3(h)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub months_employed_last_12: Option<u32>,
+    /// The agreed end of a fixed-term or task contract (none for an open-ended one). A contract
+    /// ended before it is not an expiry: Directive 98/59/EC Art. 1(2)(a) leaves out fixed-term
+    /// contracts ending on their agreed date, "except where [the redundancies] take place before
+    /// the expiry".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_end: Option<Date>,
 }
 
 /// A fixed-term contract ended at expiry without renewal.
@@ -405,6 +414,31 @@ pub struct HoursReduced {
     pub hours_after: u32,
     #[serde(default)]
     pub expected_months: u32,
+}
+
+/// A site of employment (or a facility or operating unit within it) shut down, permanently or
+/// temporarily, on the event's effective date; the event's `site_id` is the site. Employment
+/// losses at the site around it are a WARN plant closing rather than a mass layoff
+/// (29 USC 2101(a)(2)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteClosed {
+    /// The facility or operating unit within the site that shuts; `None`: the whole site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_unit: Option<String>,
+    /// A temporary shutdown (still a plant closing under WARN); false: permanent.
+    #[serde(default)]
+    pub temporary: bool,
+}
+
+/// All or substantially all of a site's operations moved away on the event's effective date
+/// (NY Labor Law §860-a: 50 miles or more; Cal. Lab. Code §1400.5: 100 miles or more).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRelocated {
+    /// Where the operations go, when it is a site of the same employer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_site: Option<SiteId>,
+    /// How far the operations move, in whole kilometres (at least 1).
+    pub distance_km: u32,
 }
 
 /// A restructuring plan; other events link to it with `correlation_id`.
@@ -580,6 +614,8 @@ payloads! {
     EventCorrected(EventCorrected) = "event_corrected", 28;
     EventRetracted(EventRetracted) = "event_retracted", 29;
     DeathOrDisability(DeathOrDisability) = "death_or_disability", 30;
+    SiteClosed(SiteClosed) = "site_closed", 31;
+    SiteRelocated(SiteRelocated) = "site_relocated", 32;
 }
 
 impl std::fmt::Display for EventType {

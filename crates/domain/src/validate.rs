@@ -5,6 +5,7 @@
 //!
 //! Checks that need the ledger's state (is this worker employed?) live in [`crate::lifecycle`].
 
+use crate::date::Date;
 use crate::event::{
     ComplianceStep, Event, EventType, GraduateIntake, OfferTerms, Payload, PositionChange,
     Separation,
@@ -130,6 +131,15 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
             opt_id(v, &format!("{p}.position_id"), h.position_id.as_deref());
             hours_and_months(v, p, h.avg_weekly_hours, h.months_employed_last_12);
+            contract_end(v, p, h.contract_type, h.contract_end);
+            if let Some(end) = h.contract_end.filter(|_| !h.baseline) {
+                if end < event.effective_date {
+                    v.add(
+                        format!("{p}.contract_end"),
+                        "must not be before the hire's effective_date",
+                    );
+                }
+            }
         }
         Payload::ContractRenewed(r) => {
             worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
@@ -236,6 +246,30 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                 v.add(format!("{p}.hours_after"), "must be less than hours_before");
             }
         }
+        Payload::SiteClosed(c) => {
+            opt_id(
+                v,
+                &format!("{p}.operating_unit"),
+                c.operating_unit.as_deref(),
+            );
+        }
+        Payload::SiteRelocated(r) => {
+            if r.distance_km == 0 {
+                v.add(
+                    format!("{p}.distance_km"),
+                    "must be at least 1 (a relocation moves the operations away)",
+                );
+            }
+            if let Some(s) = &r.to_site {
+                token(v, &format!("{p}.to_site"), s.as_str(), true);
+                if s == &event.site_id {
+                    v.add(
+                        format!("{p}.to_site"),
+                        "must differ from the event's site_id (the site the operations leave)",
+                    );
+                }
+            }
+        }
         Payload::RestructuringPlanAnnounced(r) => {
             required_text(v, &format!("{p}.plan_id"), &r.plan_id, MAX_ID);
             list(v, &format!("{p}.stated_grounds"), &r.stated_grounds);
@@ -337,8 +371,19 @@ fn hours_and_months(v: &mut Violations, p: &str, hours: Option<u32>, months: Opt
     }
 }
 
+/// Only a contract with an agreed end (fixed-term, task, or part-time) may state one.
+fn contract_end(v: &mut Violations, p: &str, t: crate::event::ContractType, end: Option<Date>) {
+    if end.is_some() && t == crate::event::ContractType::OpenEnded {
+        v.add(
+            format!("{p}.contract_end"),
+            "an open-ended contract has no agreed end date (give one for fixed-term, task or part-time contracts)",
+        );
+    }
+}
+
 fn separation(v: &mut Violations, p: &str, s: &Separation) {
     worker(v, &format!("{p}.worker_ref"), &s.worker_ref);
+    contract_end(v, p, s.contract_type, s.contract_end);
     hours_and_months(v, p, s.avg_weekly_hours, s.months_employed_last_12);
     opt_id(v, &format!("{p}.position_id"), s.position_id.as_deref());
     if let Some(g) = &s.legal_ground {

@@ -24,8 +24,8 @@ fn snake_case(pascal: &str) -> String {
 }
 
 #[test]
-fn there_are_30_event_types() {
-    assert_eq!(EventType::ALL.len(), 30);
+fn there_are_32_event_types() {
+    assert_eq!(EventType::ALL.len(), 32);
 }
 
 #[test]

@@ -163,6 +163,7 @@ fn a_separation_with_every_field_set_round_trips() {
         notice_given_on: Some(date(2026, 2, 1)),
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     };
     let event = Event {
         correlation_id: Some("plan-2026".to_owned()),

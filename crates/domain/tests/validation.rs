@@ -932,3 +932,95 @@ fn payload_violations_sit_under_the_oneof_field_of_their_type() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Contract end dates, site closings and relocations (issue 9)
+// ---------------------------------------------------------------------------------------------
+
+/// Given a separation of an open-ended contract that states an agreed end date, then it is
+/// refused naming `contract_end`: only fixed-term, task or part-time contracts end on a date
+/// (Directive 98/59/EC Art. 1(2)(a) turns on it).
+#[test]
+fn an_open_ended_contract_has_no_contract_end() {
+    let mut s = sep("w1");
+    s.contract_end = Some(day());
+    then_only(
+        &economic_dismissal(s.clone()),
+        "payload.economic_dismissal.separation.contract_end",
+        "open-ended",
+    );
+    s.contract_type = wfl_domain::ContractType::FixedTerm;
+    then_valid(&economic_dismissal(s));
+}
+
+/// Given a new hire (not a baseline load) whose fixed-term contract ends before the hire takes
+/// effect, then it is refused naming `contract_end`.
+#[test]
+fn a_hire_contract_cannot_end_before_it_starts() {
+    let Payload::WorkerHired(mut h) = hire("w1") else {
+        unreachable!()
+    };
+    h.contract_type = wfl_domain::ContractType::FixedTerm;
+    h.contract_end = Some(day().add_days(-1));
+    then_only(
+        &ev(ORG, Payload::WorkerHired(h.clone())),
+        "payload.worker_hired.contract_end",
+        "before",
+    );
+    h.contract_end = Some(day().add_days(365));
+    then_valid(&ev(ORG, Payload::WorkerHired(h)));
+}
+
+/// Given a relocation of no distance, or to the site it leaves, then it is refused naming the
+/// field: a relocation moves the operations away (NY §860-a, Cal. Lab. Code §1400.5).
+#[test]
+fn a_relocation_moves_the_operations_somewhere_else() {
+    let moved = |to: Option<&str>, km: u32| {
+        ev(
+            ORG,
+            Payload::SiteRelocated(wfl_domain::SiteRelocated {
+                to_site: to.map(SiteId::from),
+                distance_km: km,
+            }),
+        )
+    };
+    then_only(
+        &moved(None, 0),
+        "payload.site_relocated.distance_km",
+        "at least 1",
+    );
+    then_only(
+        &moved(Some("main"), 80),
+        "payload.site_relocated.to_site",
+        "differ",
+    );
+    then_only(
+        &moved(Some("a b"), 80),
+        "payload.site_relocated.to_site",
+        "",
+    );
+    then_valid(&moved(Some("reno-1"), 161));
+    then_valid(&moved(None, 1));
+}
+
+/// Given a closing of one operating unit, then the unit's name is an identifier (at most
+/// `MAX_ID` characters); a whole-site closing names none.
+#[test]
+fn a_site_closing_names_at_most_an_operating_unit() {
+    let closed = |unit: Option<String>| {
+        ev(
+            ORG,
+            Payload::SiteClosed(wfl_domain::SiteClosed {
+                operating_unit: unit,
+                temporary: true,
+            }),
+        )
+    };
+    then_valid(&closed(None));
+    then_valid(&closed(Some("line-2".into())));
+    then_only(
+        &closed(Some("x".repeat(MAX_ID + 1))),
+        "payload.site_closed.operating_unit",
+        "",
+    );
+}

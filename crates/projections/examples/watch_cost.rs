@@ -59,6 +59,7 @@ fn event(n: usize, jurisdiction: &str, on: Date) -> Event {
                 notice_given_on: None,
                 avg_weekly_hours: None,
                 months_employed_last_12: None,
+                contract_end: None,
             },
             selection_criteria: None,
             plan_id: None,
@@ -87,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let as_of = start.add_days(i32::try_from(n / 10).unwrap_or(0));
         let t = Instant::now();
-        let rows = rules::evaluate(&packs, &seps, &[], &Fixed(5000), as_of);
+        let rows = rules::evaluate(&packs, &seps, &[], &[], &Fixed(5000), as_of);
         println!(
             "{} separations, {} packs: {} rows in {:.1} ms",
             seps.len(),

@@ -168,8 +168,8 @@ pub struct Classification {
 /// otherwise; a dismissal for cause is neutral. A back-filled exit is neutral unless it is a formal
 /// layoff. A temporary layoff is a formal layoff, temporary (mechanism `temporary_layoff`,
 /// employer-influenced), though the worker stays employed. Other non-separations are signals
-/// (hiring, inflow, AI, hours) or neutral (renewals, links, plans, compliance, redeployment,
-/// corrections).
+/// (hiring, inflow, AI, hours) or neutral (renewals, links, plans, site closings and relocations,
+/// compliance, redeployment, corrections).
 #[must_use]
 pub fn classify(payload: &Payload, backfilled: bool, closed: bool) -> Classification {
     let Some(sep) = payload.separation() else {
@@ -303,6 +303,8 @@ fn non_separation(payload: &Payload) -> Classification {
         | Payload::PositionBackfilled(_)
         | Payload::PositionClosed(_)
         | Payload::RestructuringPlanAnnounced(_)
+        | Payload::SiteClosed(_)
+        | Payload::SiteRelocated(_)
         | Payload::UnionBriefed(_)
         | Payload::AuthorityReported(_)
         | Payload::WarnNoticeFiled(_)

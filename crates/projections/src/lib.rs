@@ -70,6 +70,9 @@ pub struct WorkerProfile {
     pub avg_weekly_hours: Option<u32>,
     /// Months employed in the 12 months before the day asked about, when known.
     pub months_employed_last_12: Option<u32>,
+    /// The agreed end of the worker's contract on that day, as the hire or the latest renewal
+    /// on or before it states it.
+    pub contract_end: Option<Date>,
 }
 
 /// Answers headcount questions for threshold evaluation; implemented by [`views::Projection`].

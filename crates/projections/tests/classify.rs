@@ -32,6 +32,7 @@ fn sep(initiator: Initiator) -> Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 
@@ -369,6 +370,7 @@ fn links_are_ignored_for_non_separations() {
         baseline: false,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     });
     assert_eq!(classify(&hire, true, true), plain(&hire));
     assert!(!plain(&hire).position_closed && !plain(&hire).backfilled);
@@ -386,6 +388,7 @@ fn hiring_ai_and_hours_events_are_signals() {
             baseline: true,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         }),
         Payload::GraduateIntakeReduced(GraduateIntake {
             cohort_year: 2026,

@@ -162,8 +162,16 @@ impl Generator {
                     cohort: (!d.is_multiple_of(4)).then(|| COHORTS[usize::from(d) % COHORTS.len()]),
                     position_id: None,
                     baseline: op % 20 <= 2,
-                    avg_weekly_hours: None,
-                    months_employed_last_12: None,
+                    // WARN part-time limbs (20 CFR 639.3(h)): hours around the 20-hour line, and
+                    // baseline loads employed fewer than 12 months.
+                    avg_weekly_hours: [None, Some(12), Some(19), Some(20), Some(40)]
+                        [usize::from(d / 4) % 5],
+                    months_employed_last_12: (op % 20 <= 2)
+                        .then_some(
+                            [None, Some(2), Some(5), Some(11), Some(12)][usize::from(d / 8) % 5],
+                        )
+                        .flatten(),
+                    contract_end: None,
                 };
                 Some((org, site, Payload::WorkerHired(hire)))
             }
@@ -347,6 +355,7 @@ fn base_separation(worker: WorkerRef, b: u8, d: u16) -> Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 
@@ -655,14 +664,16 @@ proptest! {
         for org in ORGS {
             for site in [None, Some("sh"), Some("bj"), Some("gz")] {
                 for offset in (0..440).step_by(37) {
-                    for (months, prefix) in [
-                        (None, None),
-                        (Some(1), None),
-                        (Some(6), Some("CN")),
-                        (Some(12), None),
-                        (None, Some("CN-31")),
-                        (None, Some("CN-3")),
-                        (None, Some("US-NY")),
+                    for (months, prefix, hours) in [
+                        (None, None, None),
+                        (Some(1), None, None),
+                        (Some(6), Some("CN"), Some(20)),
+                        (Some(12), None, None),
+                        (None, Some("CN-31"), None),
+                        (None, Some("CN-3"), Some(20)),
+                        (None, Some("US-NY"), None),
+                        (None, None, Some(20)),
+                        (Some(6), None, Some(13)),
                     ] {
                     for (rels, cts) in [
                         (vec![], vec![]),
@@ -677,13 +688,21 @@ proptest! {
                             exclude_contract_types: cts,
                             jurisdiction_prefix: prefix.map(str::to_owned),
                             max_over_days: None,
-                            part_time_below_weekly_hours: None,
+                            part_time_below_weekly_hours: hours,
                             part_time_below_months_of_12: months,
                         };
                         prop_assert_eq!(index.headcount(&q), p.population(&q), "{:?}", q);
                     }
                     }
                 }
+            }
+        }
+        // And each worker's profile (hours, months employed), which the watch reads for the
+        // separations, layoffs and hours cuts that do not state them.
+        for (org, w) in &g.workers {
+            for offset in (0..440).step_by(29) {
+                let on = day(0).add_days(offset);
+                prop_assert_eq!(index.worker(org, w, on), p.worker(org, w, on), "{} {} {}", org, w.0, on);
             }
         }
     }
@@ -747,13 +766,21 @@ proptest! {
             if let Some(last) = p.headcount(&q).rows.last() {
                 prop_assert_eq!(last.total.closing, g.state.headcount(&org) as u64);
             }
+            let live = |e: &&Event| e.org_id == org && !g.retracted.contains(&e.event_id);
             let live_separations = g
                 .events
                 .iter()
-                .filter(|e| e.org_id == org && e.payload.separation().is_some())
-                .filter(|e| !g.retracted.contains(&e.event_id))
+                .filter(live)
+                .filter(|e| e.payload.separation().is_some())
                 .count() as u64;
-            prop_assert_eq!(p.separations(&q).total, live_separations);
+            // The view also lists temporary layoffs, as formal layoffs (domain-rules §5.2).
+            let live_layoffs = g
+                .events
+                .iter()
+                .filter(live)
+                .filter(|e| matches!(e.payload, Payload::TemporaryLayoff(_)))
+                .count() as u64;
+            prop_assert_eq!(p.separations(&q).total, live_separations + live_layoffs);
             prop_assert_eq!(p.separation_records(Some(&org)).len() as u64, live_separations);
         }
     }

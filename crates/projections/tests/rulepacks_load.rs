@@ -296,5 +296,56 @@ fn the_readme_example_is_a_valid_pack() {
     let end = start + readme[start..].find("```").unwrap();
     let pack = rules::parse("README.md", &readme[start..end]).unwrap();
     assert_eq!(pack.id, "US-WARN-FED");
-    assert_eq!(pack.thresholds.len(), 2);
+    assert_eq!(pack.thresholds.len(), 3);
+    assert!(pack.thresholds[0].site_event.is_some(), "the plant closing");
+    assert!(pack.population.part_time_owed_notice.is_some());
+}
+
+/// The issue-9 pack fields are validated with their paths: a distance only on a relocation, a
+/// waiting period of exactly one of months and days, a non-negative link to a site event.
+#[test]
+fn site_events_and_waiting_periods_are_validated() {
+    let with_site_event = |body: &str| {
+        MINIMAL.replace(
+            "inclusive = true\nconfidence = \"verified\"\n",
+            &format!(
+                "inclusive = true\nconfidence = \"verified\"\n\n[thresholds.site_event]\n{body}\nconfidence = \"unconfirmed\"\n"
+            ),
+        )
+    };
+    let ok = with_site_event("kind = \"relocated\"\nmin_distance_km = 81\ndays_after_window = 90");
+    let pack = rules::parse("ok.toml", &ok).unwrap();
+    assert_eq!(
+        pack.thresholds[0].site_event.as_ref().unwrap().kind,
+        rules::SiteEventKind::Relocated
+    );
+    let (_, field, _) = refused(
+        "bad.toml",
+        &with_site_event("kind = \"closed\"\nmin_distance_km = 81\ndays_after_window = 90"),
+    );
+    assert_eq!(field, "thresholds[0].site_event.min_distance_km");
+    let (_, field, _) = refused(
+        "bad.toml",
+        &with_site_event("kind = \"closed\"\ndays_after_window = -1"),
+    );
+    assert_eq!(field, "thresholds[0].site_event.days_after_window");
+
+    let with_step = |block: &str| {
+        format!(
+            "{MINIMAL}\n[[procedure]]\nname = \"notify\"\nevent_type = \"AuthorityReported\"\nmin_lead_days = 0\nconfidence = \"verified\"\n\n[procedure.blocks_effect]\n{block}\nconfidence = \"unconfirmed\"\n"
+        )
+    };
+    let pack = rules::parse("ok.toml", &with_step("months = 1")).unwrap();
+    let block = pack.procedure[0].blocks_effect.as_ref().unwrap();
+    assert_eq!(
+        block.earliest_effective(wfl_domain::Date::parse("2026-01-31").unwrap()),
+        wfl_domain::Date::parse("2026-02-28").unwrap()
+    );
+    for (bad, path) in [
+        ("months = 1\ndays = 30", "procedure[0].blocks_effect"),
+        ("months = 0", "procedure[0].blocks_effect.months"),
+        ("days = 0", "procedure[0].blocks_effect.days"),
+    ] {
+        assert_eq!(refused("bad.toml", &with_step(bad)).1, path, "{bad}");
+    }
 }

@@ -11,8 +11,8 @@ use wfl_domain::{
     RoleAutomated, SiteId, Source, WorkerRef,
 };
 use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, CountType, RulePack, Separation, StepState, ThresholdStatus,
-    WindowRole, SHADOW_LABEL,
+    self, AlertLevel, ComplianceStep, CountType, RulePack, Separation, SiteEvent, StepState,
+    ThresholdStatus, WindowRole, SHADOW_LABEL,
 };
 use wfl_projections::{Population, PopulationQuery};
 
@@ -71,6 +71,7 @@ fn block(n: usize, initiator: Initiator) -> wfl_domain::Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 
@@ -208,11 +209,20 @@ fn envelope(n: usize, org: &str, site: &str, jurisdiction: &str, on: Date, p: Pa
 struct Ledger {
     separations: Vec<(Event, bool)>,
     steps: Vec<Event>,
+    site_events: Vec<Event>,
 }
 
 impl Ledger {
     fn next_id(&self) -> usize {
-        self.separations.len() + self.steps.len() + 1
+        self.separations.len() + self.steps.len() + self.site_events.len() + 1
+    }
+
+    /// Records a site closing (or relocation) as given; returns its id.
+    fn site_event(&mut self, mut e: Event) -> EventId {
+        e.event_id = event_id(self.next_id());
+        let id = e.event_id;
+        self.site_events.push(e);
+        id
     }
 
     /// Records `count` exits of one kind, in `org`/`site`, on `on`.
@@ -296,7 +306,12 @@ impl Ledger {
             .iter()
             .map(|e| ComplianceStep::from_event(e).expect("a step"))
             .collect();
-        rules::evaluate(packs, &seps, &steps, pop, as_of)
+        let site_events: Vec<SiteEvent<'_>> = self
+            .site_events
+            .iter()
+            .map(|e| SiteEvent::from_event(e).expect("a site event"))
+            .collect();
+        rules::evaluate(packs, &seps, &steps, &site_events, pop, as_of)
     }
 }
 
@@ -1553,6 +1568,7 @@ fn warn_exclusions_apply_to_long_layoffs_of_part_time_workers_29_usc_2101() {
                 contract_type: ContractType::OpenEnded,
                 avg_weekly_hours: Some(12),
                 months_employed_last_12: Some(12),
+                contract_end: None,
             },
         )],
     };
@@ -1643,6 +1659,7 @@ fn projection_population_honours_look_back_and_months_employed() {
             baseline,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         })
     };
     for k in 0..80 {
@@ -1679,5 +1696,554 @@ fn projection_population_honours_look_back_and_months_employed() {
         p.population(&months),
         60,
         "hired 90 days ago: part-time by months"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9, remaining items: temporary layoffs in the views, part-time by hours, plant closings
+// and relocations, contract end dates, Cal-WARN's 6 of 12 months, the §18 KSchG block.
+
+fn baseline_hire(worker: &str, hours: u32) -> Payload {
+    Payload::WorkerHired(wfl_domain::WorkerHired {
+        worker_ref: WorkerRef(worker.into()),
+        employment_relationship: EmploymentRelationship::Employee,
+        contract_type: ContractType::OpenEnded,
+        cohort: None,
+        position_id: None,
+        baseline: true,
+        avg_weekly_hours: Some(hours),
+        months_employed_last_12: None,
+        contract_end: None,
+    })
+}
+
+fn temporary_layoff(worker: &str, days: u32) -> Payload {
+    Payload::TemporaryLayoff(wfl_domain::TemporaryLayoff {
+        worker_ref: WorkerRef(worker.into()),
+        expected_duration_days: days,
+        recall_expected: false,
+    })
+}
+
+/// Given a 110-person Ohio site (10 averaging 15 hours a week) with 40 economic dismissals, 12
+/// temporary layoffs expected to last 200 days, one such layoff of a 15-hour worker and one
+/// 30-day layoff, when the Separations view and the WARN watch read the same projection, then:
+/// the view lists all 14 layoffs as formal layoffs (mechanism temporary_layoff, domain-rules
+/// §5.2); the watch counts the dismissals and the 12 long layoffs of full-time workers (layoff
+/// of more than 6 months, 29 USC 2101(a)(6)(B)) against a basis of 100 (part-time by hours left
+/// out, 20 CFR 639.3(h), read from the hire through `Population::worker`), lists the part-time
+/// layoff as owed notice, and every layoff the view shows and the watch does not count is one
+/// of those two.
+#[test]
+fn separations_view_and_warn_watch_agree_on_temporary_layoffs_29_usc_2101_a_6_b() {
+    use wfl_projections::classify::{Bucket, Mechanism};
+    use wfl_projections::views::{Projection, Query};
+    let mut p = Projection::new();
+    let mut seq = 0u64;
+    let mut rec = |p: &mut Projection, on: Date, payload: Payload| -> EventId {
+        seq += 1;
+        let e = envelope(seq as usize, "acme", "ohio-1", "US-OH", on, payload);
+        p.apply(seq, &e);
+        e.event_id
+    };
+    for k in 0..100 {
+        rec(&mut p, day(0), baseline_hire(&format!("w{k}"), 40));
+    }
+    for k in 0..10 {
+        rec(&mut p, day(0), baseline_hire(&format!("pt{k}"), 15));
+    }
+    let mut dismissals = Vec::new();
+    for k in 0..40 {
+        dismissals.push(rec(&mut p, day(100), payload(k, Exit::Dismissal(None))));
+    }
+    let mut long = Vec::new();
+    for k in 40..52 {
+        long.push(rec(
+            &mut p,
+            day(105),
+            temporary_layoff(&format!("w{k}"), 200),
+        ));
+    }
+    let part_time = rec(&mut p, day(105), temporary_layoff("pt0", 200));
+    let short = rec(&mut p, day(105), temporary_layoff("w60", 30));
+
+    let acme = OrgId("acme".into());
+    let records = p.countable_records(Some(&acme));
+    let seps: Vec<Separation<'_>> = records
+        .iter()
+        .map(|r| Separation {
+            event_id: r.event_id,
+            org: &r.org,
+            site: &r.site,
+            jurisdiction: &r.jurisdiction,
+            effective_date: r.effective_date,
+            payload: &r.payload,
+            position_closed: r.classification.position_closed,
+            backfilled: r.classification.backfilled,
+            correlation_id: r.correlation_id.as_deref(),
+        })
+        .collect();
+    let all = rules::evaluate(&packs(&["US-WARN-FED"]), &seps, &[], &[], &p, day(105));
+    let s = find(
+        &all,
+        "US-WARN-FED",
+        "ohio-1",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(
+        s.count, 52,
+        "40 dismissals + 12 long layoffs of full-time workers"
+    );
+    assert_eq!(
+        s.denominator, 100,
+        "the 10 workers under 20 hours are not in the basis"
+    );
+    assert_eq!((s.threshold, s.level), (50, Some(AlertLevel::Met)));
+    assert_eq!(s.notice_only, vec![part_time]);
+    assert!(s.label.contains("owed notice"), "{}", s.label);
+    assert!(s
+        .excluded
+        .iter()
+        .any(|x| x.event_id == part_time && x.reason.contains("15 hours")));
+
+    let view = p.separations(&Query {
+        org: Some(acme.clone()),
+        ..Query::default()
+    });
+    let formal = view
+        .totals
+        .iter()
+        .find(|t| t.bucket == Bucket::FormalLayoff)
+        .unwrap();
+    assert_eq!(formal.count, 54, "40 dismissals + 14 temporary layoffs");
+    let temporary: u64 = view
+        .rows
+        .iter()
+        .filter(|r| r.mechanism == Some(Mechanism::TemporaryLayoff))
+        .map(|r| r.count)
+        .sum();
+    assert_eq!(temporary, 14);
+    assert_eq!(view.total, 54);
+    for id in &s.event_ids {
+        assert!(
+            formal.event_ids.contains(id),
+            "counted {id} is a formal layoff"
+        );
+    }
+    let mut not_counted: Vec<EventId> = formal
+        .event_ids
+        .iter()
+        .filter(|id| !s.event_ids.contains(id))
+        .copied()
+        .collect();
+    not_counted.sort_unstable();
+    let mut expected = vec![part_time, short];
+    expected.sort_unstable();
+    assert_eq!(not_counted, expected);
+    assert!(dismissals
+        .iter()
+        .chain(&long)
+        .all(|id| s.event_ids.contains(id)));
+}
+
+/// The projection's own population and its index leave out workers averaging fewer than 20
+/// hours a week when asked (20 CFR 639.3(h)); workers with no hours recorded stay in.
+#[test]
+fn both_population_implementations_leave_out_part_time_by_hours_20_cfr_639_3_h() {
+    use wfl_projections::views::{PopulationIndex, Projection};
+    let mut p = Projection::new();
+    let hires = [
+        ("a", Some(40)),
+        ("b", Some(19)),
+        ("c", Some(20)),
+        ("d", None),
+    ];
+    for (n, (w, hours)) in hires.into_iter().enumerate() {
+        let mut h = baseline_hire(w, 0);
+        if let Payload::WorkerHired(x) = &mut h {
+            x.avg_weekly_hours = hours;
+        }
+        p.apply(
+            n as u64 + 1,
+            &envelope(n + 1, "acme", "s1", "US-OH", day(0), h),
+        );
+    }
+    let q = PopulationQuery {
+        org: OrgId("acme".into()),
+        site: None,
+        on: day(1),
+        exclude_relationships: Vec::new(),
+        exclude_contract_types: Vec::new(),
+        jurisdiction_prefix: None,
+        max_over_days: None,
+        part_time_below_weekly_hours: Some(20),
+        part_time_below_months_of_12: None,
+    };
+    let index = PopulationIndex::new(&p, None);
+    assert_eq!(p.population(&q), 3, "b (19 hours) is part-time");
+    assert_eq!(index.headcount(&q), 3);
+    let all = PopulationQuery {
+        part_time_below_weekly_hours: None,
+        ..q
+    };
+    assert_eq!((p.population(&all), index.headcount(&all)), (4, 4));
+    let profile = index
+        .worker(&OrgId("acme".into()), &WorkerRef("b".into()), day(1))
+        .unwrap();
+    assert_eq!(profile.avg_weekly_hours, Some(19));
+}
+
+fn site_closed(l: &mut Ledger, site: &str, jurisdiction: &str, on: Date) -> EventId {
+    l.site_event(envelope(
+        0,
+        "acme",
+        site,
+        jurisdiction,
+        on,
+        Payload::SiteClosed(wfl_domain::SiteClosed {
+            operating_unit: None,
+            temporary: false,
+        }),
+    ))
+}
+
+fn site_relocated(l: &mut Ledger, site: &str, jurisdiction: &str, on: Date, km: u32) -> EventId {
+    l.site_event(envelope(
+        0,
+        "acme",
+        site,
+        jurisdiction,
+        on,
+        Payload::SiteRelocated(wfl_domain::SiteRelocated {
+            to_site: None,
+            distance_km: km,
+        }),
+    ))
+}
+
+/// Given 60 employment losses at a 400-person site, then without a shutdown it is no mass layoff
+/// (33% of 400 is 132); when the site closes 10 days later it is a plant closing, 50 or more at a
+/// shut site with no percentage test (29 USC 2101(a)(2)), naming the SiteClosed; a closing more
+/// than 90 days after the window is not tied to it.
+#[test]
+fn warn_plant_closing_is_50_losses_at_a_shut_site_29_usc_2101_a_2() {
+    let mut l = Ledger::default();
+    l.at(60, Exit::Dismissal(None), "plant-9", "US-OH", day(0));
+    let fed = packs(&["US-WARN-FED"]);
+    let open = l.evaluate(&fed, &Fixed(400), day(0));
+    let s = find(
+        &open,
+        "US-WARN-FED",
+        "plant-9",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!((s.threshold, s.level, s.site_event), (132, None, None));
+
+    let mut late = Ledger::default();
+    late.at(60, Exit::Dismissal(None), "plant-9", "US-OH", day(0));
+    site_closed(&mut late, "plant-9", "US-OH", day(200));
+    let all = late.evaluate(&fed, &Fixed(400), day(0));
+    let s = find(
+        &all,
+        "US-WARN-FED",
+        "plant-9",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(
+        s.site_event, None,
+        "a closing 171 days after the window is not tied to it"
+    );
+
+    let closing = site_closed(&mut l, "plant-9", "US-OH", day(10));
+    site_closed(&mut l, "other-site", "US-OH", day(10));
+    let all = l.evaluate(&fed, &Fixed(400), day(0));
+    let s = find(
+        &all,
+        "US-WARN-FED",
+        "plant-9",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!((s.threshold, s.level), (50, Some(AlertLevel::Met)));
+    assert_eq!(s.site_event, Some(closing));
+    assert!(s.label.contains("closed or moved"), "{}", s.label);
+}
+
+/// Given 30 losses at a 200-person New York site, then it is no mass layoff (33% of 200 is 66),
+/// but a plant closing (25 or more, §860-a) when the site shuts, and a relocation when the
+/// operations move 50 miles or more (81 km) away; a 70 km move is not one.
+#[test]
+fn ny_warn_plant_closing_and_relocation_need_25_860_a() {
+    let ny = packs(&["US-NY-WARN"]);
+    let level = |site_event: &dyn Fn(&mut Ledger)| {
+        let mut l = Ledger::default();
+        l.at(30, Exit::Dismissal(None), "nyc-1", "US-NY", day(0));
+        site_event(&mut l);
+        let all = l.evaluate(&ny, &Fixed(200), day(0));
+        let s = find(&all, "US-NY-WARN", "nyc-1", "rolling-30", CountType::Strict);
+        (s.threshold, s.level)
+    };
+    assert_eq!(level(&|_| {}), (66, None));
+    assert_eq!(
+        level(&|l| {
+            site_closed(l, "nyc-1", "US-NY", day(20));
+        }),
+        (25, Some(AlertLevel::Met))
+    );
+    assert_eq!(
+        level(&|l| {
+            site_relocated(l, "nyc-1", "US-NY", day(20), 90);
+        }),
+        (25, Some(AlertLevel::Met))
+    );
+    assert_eq!(
+        level(&|l| {
+            site_relocated(l, "nyc-1", "US-NY", day(20), 70);
+        }),
+        (66, None)
+    );
+}
+
+/// Given 52 layoffs at a California establishment, 3 of workers employed 4 of the last 12
+/// months, and 80 persons employed of whom 10 arrived within 6 months, then Cal-WARN counts 49
+/// employees (an employee has worked 6 of the last 12 months, §1400.5(h) ◑) but the coverage test
+/// counts every person (75 persons, full- and part-time, §1400.5(a)): the employer is covered and
+/// the count is approaching 50. A termination of operations (a SiteClosed) then triggers notice
+/// whatever the number (§1400.5(f), §1401(a) ❓).
+#[test]
+fn ca_warn_counts_employees_of_6_of_12_months_and_covers_every_person_1400_5() {
+    let mut l = Ledger::default();
+    for _ in 0..3 {
+        with_months(&mut l, "fresno", Some(4));
+    }
+    for _ in 0..49 {
+        with_months(&mut l, "fresno", Some(12));
+    }
+    let asked = RefCell::new(Vec::new());
+    let pop = Answering {
+        headcount: |q: &PopulationQuery| {
+            asked.borrow_mut().push(q.clone());
+            if q.part_time_below_months_of_12.is_some() {
+                70
+            } else {
+                80
+            }
+        },
+        workers: Vec::new(),
+    };
+    let ca = packs(&["US-CA-WARN"]);
+    let all = l.evaluate(&ca, &pop, day(0));
+    let s = find(
+        &all,
+        "US-CA-WARN",
+        "fresno",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!(s.count, 49);
+    assert_eq!(s.level, Some(AlertLevel::Approaching), "{}", s.label);
+    assert!(s
+        .excluded
+        .iter()
+        .all(|x| x.reason.contains("employed 4 of the last 12")));
+    assert_eq!(s.excluded.len(), 3);
+    assert!(
+        s.notice_only.is_empty(),
+        "Cal-WARN notice to short-tenure workers is not encoded"
+    );
+    assert!(asked
+        .borrow()
+        .iter()
+        .any(|q| q.max_over_days == Some(365) && q.part_time_below_months_of_12.is_none()));
+
+    let mut small = Ledger::default();
+    small.at(10, Exit::Dismissal(None), "fresno", "US-CA", day(0));
+    let closed = site_closed(&mut small, "fresno", "US-CA", day(5));
+    let all = small.evaluate(&ca, &Fixed(80), day(0));
+    let s = find(
+        &all,
+        "US-CA-WARN",
+        "fresno",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!((s.threshold, s.level), (1, Some(AlertLevel::Met)));
+    assert_eq!(s.site_event, Some(closed));
+}
+
+fn with_months(l: &mut Ledger, site: &str, months: Option<u32>) -> EventId {
+    let mut p = payload(l.next_id(), Exit::Dismissal(None));
+    if let Some(sep) = separation_mut(&mut p) {
+        sep.months_employed_last_12 = months;
+    }
+    l.push(envelope(0, "acme", site, "US-CA", day(0), p))
+}
+
+/// Given five redundancies at a French establishment, three non-renewals recorded with an agreed
+/// end 60 days after they take effect and two ending on their agreed date, then the EU count
+/// adds the three early ends as assimilated terminations and leaves out the two expiries:
+/// Directive 98/59/EC Art. 1(2)(a) excludes fixed-term contracts "except where [the
+/// redundancies] take place before the expiry" (C-392/13 Rabal Cañas).
+#[test]
+fn eu_non_renewal_before_the_agreed_end_counts_98_59_art_1_2_a() {
+    let mut l = Ledger::default();
+    l.at(5, Exit::Dismissal(None), "lyon", "FR", day(0));
+    let ended = |l: &mut Ledger, end: Date| {
+        let mut p = payload(l.next_id(), Exit::NonRenewal(false));
+        if let Some(sep) = separation_mut(&mut p) {
+            sep.contract_end = Some(end);
+        }
+        l.push(envelope(0, "acme", "lyon", "FR", day(0), p))
+    };
+    let early: Vec<EventId> = (0..3).map(|_| ended(&mut l, day(60))).collect();
+    let expired: Vec<EventId> = (0..2).map(|_| ended(&mut l, day(0))).collect();
+    let all = l.evaluate(&packs(&["EU-9859-30D"]), &Fixed(50), day(0));
+    let s = find(
+        &all,
+        "EU-9859-30D",
+        "lyon",
+        "rolling-30",
+        CountType::Assimilated,
+    );
+    assert_eq!(s.count, 8, "5 redundancies + 3 ended before the agreed end");
+    assert!(early.iter().all(|id| s.event_ids.contains(id)));
+    for id in &expired {
+        let x = s
+            .excluded
+            .iter()
+            .find(|x| x.event_id == *id)
+            .expect("listed");
+        assert!(x.reason.contains("agreed date"), "{}", x.reason);
+    }
+}
+
+/// Given 12 notices given on day 20 of a plan notified to the Agentur für Arbeit on day 10, six
+/// taking effect on day 35 and six on day 80, then the notification is on time (before the
+/// notices) and the DE row shows the end of the §18(1) KSchG block, one month after the
+/// notification (2026-02-11), listing the six dismissals that take effect before it.
+#[test]
+fn de_kschg_18_dismissals_take_effect_a_month_after_notification() {
+    let mut l = Ledger::default();
+    let mut early = Vec::new();
+    for effective in [day(35), day(80)] {
+        for _ in 0..6 {
+            let id = de_exit(&mut l, Exit::Dismissal(None), day(20), effective);
+            l.separations.last_mut().unwrap().0.correlation_id = Some("PLAN-1".into());
+            if effective == day(35) {
+                early.push(id);
+            }
+        }
+    }
+    l.step("AuthorityReported", "acme", "werk-1", day(10));
+    let all = l.evaluate(&packs(&["DE-KSchG-17"]), &Fixed(50), day(80));
+    let s = find(
+        &all,
+        "DE-KSchG-17",
+        "werk-1",
+        "rolling-30",
+        CountType::Strict,
+    );
+    assert_eq!((s.count, s.level), (12, Some(AlertLevel::Met)));
+    let notify = s
+        .steps
+        .iter()
+        .find(|c| c.event_type == wfl_domain::EventType::AuthorityReported)
+        .unwrap();
+    assert_eq!(notify.state, StepState::OnTime);
+    assert_eq!(notify.earliest_effective, Some(day(41)));
+    assert_eq!(Date::parse("2026-02-11").unwrap(), day(41));
+    let mut too_early = notify.effective_too_early.clone();
+    too_early.sort_unstable();
+    early.sort_unstable();
+    assert_eq!(too_early, early);
+    assert!(s
+        .missing_steps
+        .iter()
+        .any(|m| m.contains("6 separation(s) of plan PLAN-1 take effect before 2026-02-11")));
+}
+
+/// Given a fixed-term contract hired to end on day 30 and renewed on day 20 to end on day 200,
+/// when the employer ends it on day 40 with a non-renewal that states no end date, then the EU
+/// count takes the agreed end from the worker's hire and renewal (through
+/// `Population::worker`): the contract ends before its expiry and counts (Directive 98/59/EC
+/// Art. 1(2)(a)); without the renewal it ends after the agreed date and is left out.
+#[test]
+fn eu_agreed_end_comes_from_the_hire_and_its_renewals_98_59_art_1_2_a() {
+    use wfl_projections::views::Projection;
+    let count = |renewed: bool| {
+        let mut p = Projection::new();
+        let mut seq = 0u64;
+        let mut rec = |p: &mut Projection, on: Date, payload: Payload| {
+            seq += 1;
+            let e = envelope(seq as usize, "acme", "lyon", "FR", on, payload);
+            p.apply(seq, &e);
+            e.event_id
+        };
+        for k in 0..5 {
+            rec(&mut p, day(0), baseline_hire(&format!("w{k}"), 40));
+        }
+        let mut fixed = baseline_hire("f0", 40);
+        if let Payload::WorkerHired(h) = &mut fixed {
+            h.contract_type = ContractType::FixedTerm;
+            h.contract_end = Some(day(30));
+        }
+        rec(&mut p, day(0), fixed);
+        if renewed {
+            rec(
+                &mut p,
+                day(20),
+                Payload::ContractRenewed(wfl_domain::ContractRenewed {
+                    worker_ref: WorkerRef("f0".into()),
+                    new_contract_end: Some(day(200)),
+                    consecutive_fixed_terms: Some(2),
+                }),
+            );
+        }
+        for k in 0..5 {
+            rec(&mut p, day(40), payload(k, Exit::Dismissal(None)));
+        }
+        let mut ended = payload(99, Exit::NonRenewal(false));
+        if let Some(sep) = separation_mut(&mut ended) {
+            sep.worker_ref = WorkerRef("f0".into());
+        }
+        let ended = rec(&mut p, day(40), ended);
+        let acme = OrgId("acme".into());
+        let records = p.countable_records(Some(&acme));
+        let seps: Vec<Separation<'_>> = records
+            .iter()
+            .map(|r| Separation {
+                event_id: r.event_id,
+                org: &r.org,
+                site: &r.site,
+                jurisdiction: &r.jurisdiction,
+                effective_date: r.effective_date,
+                payload: &r.payload,
+                position_closed: false,
+                backfilled: false,
+                correlation_id: None,
+            })
+            .collect();
+        let all = rules::evaluate(&packs(&["EU-9859-30D"]), &seps, &[], &[], &p, day(40));
+        let s = find(
+            &all,
+            "EU-9859-30D",
+            "lyon",
+            "rolling-30",
+            CountType::Assimilated,
+        );
+        (s.count, s.event_ids.contains(&ended))
+    };
+    assert_eq!(
+        count(true),
+        (6, true),
+        "ended before the renewed end (day 200)"
+    );
+    assert_eq!(
+        count(false),
+        (5, false),
+        "ended after the agreed end (day 30)"
     );
 }

@@ -78,6 +78,7 @@ fn hire_as(
         baseline,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     })
 }
 
@@ -121,6 +122,7 @@ fn sep(worker: &str) -> Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 

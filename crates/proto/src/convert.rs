@@ -178,6 +178,7 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
             baseline: h.baseline,
             avg_weekly_hours: h.avg_weekly_hours,
             months_employed_last_12: h.months_employed_last_12,
+            contract_end: opt_date_to(h.contract_end),
         }),
         P::ContractRenewed(r) => Kind::ContractRenewed(pb::ContractRenewed {
             worker_ref: r.worker_ref.0.clone(),
@@ -261,6 +262,14 @@ pub fn payload_to_pb(p: &d::Payload) -> pb::Payload {
             hours_before: h.hours_before,
             hours_after: h.hours_after,
             expected_months: h.expected_months,
+        }),
+        P::SiteClosed(c) => Kind::SiteClosed(pb::SiteClosed {
+            operating_unit: c.operating_unit.clone().unwrap_or_default(),
+            temporary: c.temporary,
+        }),
+        P::SiteRelocated(r) => Kind::SiteRelocated(pb::SiteRelocated {
+            to_site: r.to_site.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            distance_km: r.distance_km,
         }),
         P::RestructuringPlanAnnounced(r) => {
             Kind::RestructuringPlanAnnounced(pb::RestructuringPlanAnnounced {
@@ -603,6 +612,8 @@ fn kind_type(k: &Kind) -> EventType {
         Kind::DispatchedWorkerReturned(_) => EventType::DispatchedWorkerReturned,
         Kind::TemporaryLayoff(_) => EventType::TemporaryLayoff,
         Kind::HoursReduced(_) => EventType::HoursReduced,
+        Kind::SiteClosed(_) => EventType::SiteClosed,
+        Kind::SiteRelocated(_) => EventType::SiteRelocated,
         Kind::RestructuringPlanAnnounced(_) => EventType::RestructuringPlanAnnounced,
         Kind::UnionBriefed(_) => EventType::UnionBriefed,
         Kind::AuthorityReported(_) => EventType::AuthorityReported,
@@ -638,6 +649,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
                 pb::ContractType::as_str_name,
             );
             let cohort = cx.optional_enum(&f("cohort"), cohort_from(h.cohort));
+            let end = cx.optional_date(&f("contract_end"), &h.contract_end);
             P::WorkerHired(d::WorkerHired {
                 worker_ref: d::WorkerRef(h.worker_ref),
                 employment_relationship: er?,
@@ -647,6 +659,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
                 baseline: h.baseline,
                 avg_weekly_hours: h.avg_weekly_hours,
                 months_employed_last_12: h.months_employed_last_12,
+                contract_end: end?,
             })
         }
         Kind::ContractRenewed(r) => {
@@ -776,6 +789,14 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
             hours_after: h.hours_after,
             expected_months: h.expected_months,
         }),
+        Kind::SiteClosed(c) => P::SiteClosed(d::SiteClosed {
+            operating_unit: non_empty(c.operating_unit),
+            temporary: c.temporary,
+        }),
+        Kind::SiteRelocated(r) => P::SiteRelocated(d::SiteRelocated {
+            to_site: non_empty(r.to_site).map(d::SiteId),
+            distance_km: r.distance_km,
+        }),
         Kind::RestructuringPlanAnnounced(r) => {
             P::RestructuringPlanAnnounced(d::RestructuringPlanAnnounced {
                 plan_id: r.plan_id,
@@ -893,6 +914,7 @@ fn separation_from(cx: &mut Cx, p: &str, s: pb::Separation) -> Option<d::Separat
         d::AiAttribution::None,
     );
     let notice = cx.optional_date(&f("notice_given_on"), &s.notice_given_on);
+    let end = cx.optional_date(&f("contract_end"), &s.contract_end);
     Some(d::Separation {
         worker_ref: d::WorkerRef(s.worker_ref),
         employment_relationship: er?,
@@ -912,6 +934,7 @@ fn separation_from(cx: &mut Cx, p: &str, s: pb::Separation) -> Option<d::Separat
         notice_given_on: notice?,
         avg_weekly_hours: s.avg_weekly_hours,
         months_employed_last_12: s.months_employed_last_12,
+        contract_end: end?,
     })
 }
 
@@ -988,6 +1011,7 @@ fn separation_to(s: &d::Separation) -> pb::Separation {
         notice_given_on: opt_date_to(s.notice_given_on),
         avg_weekly_hours: s.avg_weekly_hours,
         months_employed_last_12: s.months_employed_last_12,
+        contract_end: opt_date_to(s.contract_end),
     }
 }
 

@@ -46,6 +46,7 @@ fn separation(full: bool) -> Separation {
             notice_given_on: Some(date("2026-01-15")),
             avg_weekly_hours: Some(18),
             months_employed_last_12: Some(5),
+            contract_end: Some(date("2026-12-31")),
         }
     } else {
         Separation {
@@ -67,6 +68,7 @@ fn separation(full: bool) -> Separation {
             notice_given_on: None,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         }
     }
 }
@@ -124,6 +126,7 @@ fn payload(ty: EventType, full: bool) -> Payload {
             baseline: full,
             avg_weekly_hours: full.then_some(19),
             months_employed_last_12: full.then_some(4),
+            contract_end: full.then(|| date("2026-06-30")),
         }),
         EventType::ContractRenewed => Payload::ContractRenewed(ContractRenewed {
             worker_ref: "w-000123".into(),
@@ -217,6 +220,14 @@ fn payload(ty: EventType, full: bool) -> Payload {
             hours_before: 40,
             hours_after: 32,
             expected_months: if full { 6 } else { 0 },
+        }),
+        EventType::SiteClosed => Payload::SiteClosed(SiteClosed {
+            operating_unit: full.then(|| "line-2".into()),
+            temporary: full,
+        }),
+        EventType::SiteRelocated => Payload::SiteRelocated(SiteRelocated {
+            to_site: full.then(|| "reno-1".into()),
+            distance_km: if full { 420 } else { 1 },
         }),
         EventType::RestructuringPlanAnnounced => {
             Payload::RestructuringPlanAnnounced(RestructuringPlanAnnounced {
@@ -410,7 +421,13 @@ fn every_enum_value_round_trips() {
         cases.push(with(&|s| s.employment_relationship = x));
     }
     for &x in ContractType::ALL {
-        cases.push(with(&|s| s.contract_type = x));
+        cases.push(with(&|s| {
+            s.contract_type = x;
+            // Only a contract with an agreed end states one.
+            if x == ContractType::OpenEnded {
+                s.contract_end = None;
+            }
+        }));
     }
     for &x in Cohort::ALL {
         cases.push(with(&|s| s.cohort = Some(x)));
@@ -669,6 +686,29 @@ fn bad_ids_and_dates_are_reported_with_their_paths() {
         "YYYY-MM-DD",
     );
     assert_eq!(found.len(), 3, "{found:#?}");
+}
+
+/// A contract end date is a date like any other on the wire, and the domain refuses one on an
+/// open-ended contract, both named by their proto paths.
+#[test]
+fn contract_end_is_a_date_and_only_for_contracts_that_end() {
+    let mut wire = wire_resignation();
+    resignation_separation(&mut wire).contract_end = "2026-02-30".into();
+    let found = violations(wire);
+    assert_has(
+        &found,
+        "payload.resignation.separation.contract_end",
+        "YYYY-MM-DD",
+    );
+    let mut wire = wire_resignation();
+    let s = resignation_separation(&mut wire);
+    s.contract_type = pb::ContractType::OpenEnded as i32;
+    s.contract_end = "2026-12-31".into();
+    assert_has(
+        &violations(wire),
+        "payload.resignation.separation.contract_end",
+        "open-ended",
+    );
 }
 
 #[test]

@@ -49,6 +49,7 @@ pub fn hire(org: &str, worker: &str) -> Event {
             baseline: false,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         }),
     )
 }
@@ -85,6 +86,7 @@ pub fn separation(worker: &str) -> Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 

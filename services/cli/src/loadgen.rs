@@ -130,6 +130,7 @@ impl Generator {
                 baseline: false,
                 avg_weekly_hours: None,
                 months_employed_last_12: None,
+                contract_end: None,
             }),
         )
     }
@@ -162,6 +163,7 @@ impl Generator {
             notice_given_on: None,
             avg_weekly_hours: None,
             months_employed_last_12: None,
+            contract_end: None,
         }
     }
 

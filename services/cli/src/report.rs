@@ -189,6 +189,7 @@ fn threshold_json(s: &pb::ThresholdStatus) -> Value {
         "label": s.label, "event_ids": s.event_ids,
         "role": s.role, "window_key": s.window_key, "unit_kind": s.unit_kind,
         "count_date": s.count_date, "floor_only": s.floor_only,
+        "notice_only": s.notice_only_event_ids, "site_event": s.site_event_id,
         "gate": s.gate.as_ref().map(|g| json!({
             "strict_workers": g.strict_workers, "min_strict": g.min_strict, "open": g.open,
         })),
@@ -197,6 +198,8 @@ fn threshold_json(s: &pb::ThresholdStatus) -> Value {
             "step": c.step, "event_type": c.event_type, "plan": c.plan,
             "first_separation": c.first_separation, "due_by": c.due_by, "state": c.state,
             "event_id": c.event_id, "days_late": c.days_late,
+            "earliest_effective": c.earliest_effective,
+            "effective_too_early": c.effective_too_early_event_ids,
         })).collect::<Vec<_>>(),
     })
 }

@@ -222,6 +222,7 @@ mod tests {
                 baseline: false,
                 avg_weekly_hours: None,
                 months_employed_last_12: None,
+                contract_end: None,
             }),
         }
     }

@@ -5,7 +5,8 @@
 use tonic::Status;
 use wfl_domain::{Date, OrgId};
 use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, RulePack, Separation, StepState, ThresholdStatus, WindowRole,
+    self, AlertLevel, ComplianceStep, RulePack, Separation, SiteEvent, StepState, ThresholdStatus,
+    WindowRole,
 };
 use wfl_projections::views::{PopulationIndex, Projection};
 use wfl_projections::Population;
@@ -142,9 +143,23 @@ pub(crate) fn watch_rows(
             effective_date: c.effective_date,
         })
         .collect();
+    let site_records = p.site_event_records(org);
+    let site_events: Vec<SiteEvent<'_>> = site_records
+        .iter()
+        .filter_map(|r| {
+            SiteEvent::from_parts(r.event_id, &r.org, &r.site, r.effective_date, &r.payload)
+        })
+        .collect();
     // Indexed once: the watch asks the population once per window and sample.
     let population = Basis::new(PopulationIndex::new(p, org));
-    rules::evaluate(packs, &separations, &steps, &population, as_of)
+    rules::evaluate(
+        packs,
+        &separations,
+        &steps,
+        &site_events,
+        &population,
+        as_of,
+    )
 }
 
 /// The population the watch reads in the projector: the views' [`PopulationIndex`], plus the
@@ -152,10 +167,10 @@ pub(crate) fn watch_rows(
 /// days of the look-back, each day asked once per evaluation.
 ///
 /// The index honours `jurisdiction_prefix` (NY coverage counts workers at sites whose events
-/// state a `US-NY` code) and the months limb of WARN part-time (`part_time_below_months_of_12`).
-/// Not honoured yet (neither here nor in `Projection::population`): `part_time_below_weekly_hours`,
-/// so the WARN headcount basis leaves out `part_time` contracts and short-tenure workers but not
-/// workers known to work few hours; the counts themselves apply the hours test from the events.
+/// state a `US-NY` code) and both limbs of WARN part-time (`part_time_below_weekly_hours` from the
+/// hire's average weekly hours, `part_time_below_months_of_12` from the hire date or a baseline
+/// load's months), and answers [`Population::worker`] from each worker's stints, so the counts
+/// apply the same tests to separations, temporary layoffs and hours cuts that do not state them.
 struct Basis {
     index: PopulationIndex,
     /// Headcount at the end of one day, by the query's other fields (Debug form).
@@ -182,6 +197,15 @@ impl Basis {
 }
 
 impl Population for Basis {
+    fn worker(
+        &self,
+        org: &OrgId,
+        worker: &wfl_domain::WorkerRef,
+        on: Date,
+    ) -> Option<wfl_projections::WorkerProfile> {
+        self.index.worker(org, worker, on)
+    }
+
     fn headcount(&self, q: &wfl_projections::PopulationQuery) -> u64 {
         let Some(n) = q.max_over_days else {
             return self.index.headcount(q);
@@ -254,9 +278,20 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
                 .to_owned(),
                 event_id: c.event_id.map(|e| e.to_string()).unwrap_or_default(),
                 days_late: c.days_late,
+                earliest_effective: c
+                    .earliest_effective
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                effective_too_early_event_ids: c
+                    .effective_too_early
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             })
             .collect(),
         floor_only: s.floor_only,
+        notice_only_event_ids: s.notice_only.iter().map(ToString::to_string).collect(),
+        site_event_id: s.site_event.map(|e| e.to_string()).unwrap_or_default(),
     }
 }
 
@@ -329,6 +364,7 @@ mod tests {
                     baseline: true,
                     avg_weekly_hours: None,
                     months_employed_last_12: None,
+                    contract_end: None,
                 }),
             );
         }
@@ -352,6 +388,7 @@ mod tests {
                 notice_given_on: None,
                 avg_weekly_hours: None,
                 months_employed_last_12: None,
+                contract_end: None,
             };
             sep.position_closed = true;
             rec(
@@ -423,6 +460,7 @@ mod tests {
                     baseline: true,
                     avg_weekly_hours: None,
                     months_employed_last_12: None,
+                    contract_end: None,
                 }),
             );
         }
@@ -450,6 +488,7 @@ mod tests {
                         notice_given_on: None,
                         avg_weekly_hours: None,
                         months_employed_last_12: None,
+                        contract_end: None,
                     },
                     regrettable: false,
                     pressured: false,
@@ -479,5 +518,104 @@ mod tests {
             p.population(&year),
             "same as the projection"
         );
+    }
+
+    /// Given a 200-person Ohio site (10 averaging 12 hours a week) where 60 are dismissed and the
+    /// site then closes, when the projector evaluates the federal WARN pack over its projection,
+    /// then the basis leaves the part-time workers out (190: 20 CFR 639.3(h), hours limb through
+    /// the `PopulationIndex`), so 60 is short of 33% (63), but the SiteClosed reaches the watch
+    /// and the plant-closing threshold applies: 50 at a shut site (29 USC 2101(a)(2)).
+    #[test]
+    fn the_watch_sees_site_closings_and_part_time_hours_from_the_projection() {
+        let mut p = Projection::new();
+        let mut seq = 0;
+        let mut rec = |p: &mut Projection, day: i32, payload: Payload| {
+            seq += 1;
+            let mut e = event(u128::from(seq), day, payload);
+            e.site_id = SiteId("ohio-1".into());
+            e.jurisdiction = "US-OH".into();
+            e.correlation_id = None;
+            p.apply(seq, &e);
+            e.event_id
+        };
+        for k in 0..200 {
+            rec(
+                &mut p,
+                0,
+                Payload::WorkerHired(WorkerHired {
+                    worker_ref: worker(k),
+                    employment_relationship: EmploymentRelationship::Employee,
+                    contract_type: ContractType::OpenEnded,
+                    cohort: None,
+                    position_id: None,
+                    baseline: true,
+                    avg_weekly_hours: Some(if k < 10 { 12 } else { 40 }),
+                    months_employed_last_12: None,
+                    contract_end: None,
+                }),
+            );
+        }
+        for k in 10..70 {
+            rec(
+                &mut p,
+                100,
+                Payload::EconomicDismissal(EconomicDismissal {
+                    separation: wfl_domain::Separation {
+                        worker_ref: worker(k),
+                        employment_relationship: EmploymentRelationship::Employee,
+                        contract_type: ContractType::OpenEnded,
+                        cohort: None,
+                        position_id: None,
+                        position_closed: true,
+                        backfill_status: Default::default(),
+                        initiator: Initiator::Employer,
+                        reason_personal: false,
+                        legal_ground: None,
+                        ai_attributed: Default::default(),
+                        ai_system: None,
+                        tenure_months: None,
+                        protected_flags: Vec::new(),
+                        severance: None,
+                        notice_given_on: None,
+                        avg_weekly_hours: None,
+                        months_employed_last_12: None,
+                        contract_end: None,
+                    },
+                    selection_criteria: None,
+                    plan_id: None,
+                }),
+            );
+        }
+        let packs = [rules::parse(
+            "US-WARN-FED.toml",
+            include_str!("../../../rulepacks/US-WARN-FED.toml"),
+        )
+        .expect("the shipped federal pack parses")];
+        let strict = |rows: &[ThresholdStatus]| {
+            rows.iter()
+                .find(|s| {
+                    s.window == "rolling-30"
+                        && s.count_type == rules::CountType::Strict
+                        && s.role == WindowRole::Current
+                })
+                .cloned()
+                .expect("a current strict row")
+        };
+        let before = strict(&watch_rows(&p, &packs, None, on(100)));
+        assert_eq!((before.count, before.denominator), (60, 190));
+        assert_eq!((before.threshold, before.site_event), (63, None));
+
+        let closed = rec(
+            &mut p,
+            110,
+            Payload::SiteClosed(wfl_domain::SiteClosed {
+                operating_unit: None,
+                temporary: false,
+            }),
+        );
+        let after = strict(&watch_rows(&p, &packs, None, on(110)));
+        assert_eq!(after.threshold, 50);
+        assert_eq!(after.level, Some(AlertLevel::Met));
+        assert_eq!(after.site_event, Some(closed));
     }
 }

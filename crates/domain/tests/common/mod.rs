@@ -97,6 +97,7 @@ pub fn hire(worker: &str) -> Payload {
         baseline: false,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     })
 }
 
@@ -132,6 +133,7 @@ pub fn sep(worker: &str) -> Separation {
         notice_given_on: None,
         avg_weekly_hours: None,
         months_employed_last_12: None,
+        contract_end: None,
     }
 }
 
@@ -450,6 +452,14 @@ pub fn samples(worker: &str, original: EventId) -> Vec<Payload> {
         Payload::DeathOrDisability(wfl_domain::DeathOrDisability {
             separation: sep(worker),
             disability: true,
+        }),
+        Payload::SiteClosed(wfl_domain::SiteClosed {
+            operating_unit: Some("line-2".into()),
+            temporary: false,
+        }),
+        Payload::SiteRelocated(wfl_domain::SiteRelocated {
+            to_site: Some(SiteId::from("reno-1")),
+            distance_km: 420,
         }),
     ]
 }

@@ -20,11 +20,12 @@ mod tomlpath;
 pub mod watch;
 
 pub use pack::{
-    load_dir, parse, Confidence, CountDate, CountDateRule, Counts, Coverage, CoverageScope, Gate,
-    LawStatus, MatchRule, MemberStates, NationalPack, PopulationBasis, ProcedureStep, RulePack,
-    SourceRef, Threshold, Unit, VariantChoice, Window, WindowKind,
+    load_dir, parse, Confidence, CountDate, CountDateRule, Counts, Coverage, CoverageScope,
+    EffectBlock, Gate, LawStatus, MatchRule, MemberStates, NationalPack, PopulationBasis,
+    ProcedureStep, RulePack, SiteEventKind, SiteEventRule, SourceRef, Sourced, Threshold, Unit,
+    VariantChoice, Window, WindowKind,
 };
 pub use watch::{
-    evaluate, AlertLevel, ComplianceStep, CountType, Excluded, GateState, Separation, StepCheck,
-    StepState, ThresholdStatus, WindowRole, APPROACHING_PERCENT, SHADOW_LABEL,
+    evaluate, AlertLevel, ComplianceStep, CountType, Excluded, GateState, Separation, SiteEvent,
+    StepCheck, StepState, ThresholdStatus, WindowRole, APPROACHING_PERCENT, SHADOW_LABEL,
 };

@@ -10,7 +10,7 @@ use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use wfl_domain::{AiAttribution, ContractType, EmploymentRelationship, EventType, Initiator};
+use wfl_domain::{AiAttribution, ContractType, Date, EmploymentRelationship, EventType, Initiator};
 
 /// How well an encoded item is backed (domain-rules.md confidence legend).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -195,6 +195,11 @@ pub struct Coverage {
     /// Only workers at sites in this jurisdiction count (NY WARN: `US-NY`, employees in the state).
     #[serde(default)]
     pub within_jurisdiction: Option<String>,
+    /// The test counts every person employed, part-time and short-tenure workers too: the
+    /// basis's contract-type exclusions and its hours and months limbs do not apply to it
+    /// (Cal-WARN: 75 "persons", full- and part-time). Relationship exclusions still apply.
+    #[serde(default)]
+    pub every_person: bool,
     pub confidence: Confidence,
     #[serde(default)]
     pub note: String,
@@ -222,6 +227,10 @@ pub struct PopulationBasis {
     /// Said of every worker left out by the basis (e.g. that they are still owed notice).
     #[serde(default)]
     pub exclusion_note: String,
+    /// Workers left out as part-time (contract type, hours or months) who would otherwise count
+    /// are still owed notice: each row lists them in `notice_only` (US WARN).
+    #[serde(default)]
+    pub part_time_owed_notice: Option<Sourced>,
     /// The headcount is taken at the end of the day this many days before the window's first
     /// counted separation (1: the day before; US WARN: the date the first notice is required).
     pub days_before_first_separation: i64,
@@ -311,6 +320,12 @@ pub struct MatchRule {
     pub ai_attributed: Vec<AiAttribution>,
     #[serde(default)]
     pub contract_types: Vec<ContractType>,
+    /// The contract's agreed end is known and the separation takes effect before it (true);
+    /// false: at or after it, or no end known (Directive 98/59/EC Art. 1(2)(a): an expiry is not
+    /// counted, an end "before the expiry" is). The end is the separation's `contract_end`, else
+    /// the one the population knows from the hire and its renewals (`WorkerProfile`).
+    #[serde(default)]
+    pub before_contract_end: Option<bool>,
     /// `TemporaryLayoff` expected to last more than this many days.
     #[serde(default)]
     pub layoff_days_over: Option<u64>,
@@ -336,6 +351,7 @@ impl MatchRule {
             || self.employee_refused.is_some()
             || self.pressured.is_some()
             || self.summary.is_some()
+            || self.before_contract_end.is_some()
             || !self.ai_attributed.is_empty()
             || !self.contract_types.is_empty()
             || self.layoff_days_over.is_some()
@@ -357,6 +373,10 @@ pub struct Threshold {
     pub share: Option<f64>,
     /// True where the law says "or more" (≥); false where it says "more than" (>).
     pub inclusive: bool,
+    /// The alternative applies only where the unit closed or moved away (WARN plant closing,
+    /// NY and Cal-WARN relocation): a `SiteClosed` / `SiteRelocated` of the unit near the window.
+    #[serde(default)]
+    pub site_event: Option<SiteEventRule>,
     /// Band bounds, both inclusive; absent: unbounded.
     #[serde(default)]
     pub headcount_min: Option<u64>,
@@ -365,6 +385,80 @@ pub struct Threshold {
     pub confidence: Confidence,
     #[serde(default)]
     pub note: String,
+}
+
+/// Which site event a threshold alternative needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteEventKind {
+    /// `SiteClosed`: the site, or a facility or operating unit within it, shut down.
+    Closed,
+    /// `SiteRelocated`: the operations moved away.
+    Relocated,
+}
+
+impl SiteEventKind {
+    /// The stable snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteEventKind::Closed => "closed",
+            SiteEventKind::Relocated => "relocated",
+        }
+    }
+}
+
+/// A threshold alternative's site-event condition: a site event of the unit dated from the
+/// window's start to `days_after_window` days after its end (losses come at and before a
+/// closing; the ledger links them by date, not by cause).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteEventRule {
+    pub kind: SiteEventKind,
+    /// Relocations: at least this far, in kilometres (NY: 50 miles; Cal-WARN: 100 miles).
+    #[serde(default)]
+    pub min_distance_km: Option<u32>,
+    pub days_after_window: i64,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A pack rule with no parameters but a source: its confidence and a note.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sourced {
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A waiting period after a procedure step before the dismissals may take effect (§18(1) KSchG:
+/// one month after the notification reaches the employment agency; Directive 98/59/EC Art. 4(1):
+/// 30 days). Exactly one of `months` and `days`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectBlock {
+    #[serde(default)]
+    pub months: Option<u32>,
+    #[serde(default)]
+    pub days: Option<i64>,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl EffectBlock {
+    /// The first day a dismissal may take effect after a step dated `step`: the same day number
+    /// `months` later (the month's last day where it has none), or `days` later.
+    #[must_use]
+    pub fn earliest_effective(&self, step: Date) -> Date {
+        match (self.months, self.days) {
+            (Some(m), _) => step.add_months(m),
+            (None, Some(d)) => step.add_days(i32::try_from(d).unwrap_or(0)),
+            (None, None) => step,
+        }
+    }
 }
 
 /// How separations are grouped into windows.
@@ -410,6 +504,9 @@ pub struct ProcedureStep {
     pub event_type: EventType,
     /// The step's effective date must be at least this many days before the first separation.
     pub min_lead_days: i64,
+    /// Dismissals take effect no earlier than this after the step.
+    #[serde(default)]
+    pub blocks_effect: Option<EffectBlock>,
     pub confidence: Confidence,
     #[serde(default)]
     pub note: String,
@@ -687,6 +784,24 @@ fn validate(p: &RulePack) -> Result<(), Invalid> {
             ));
         }
         days_in_range(format!("{at}.min_lead_days"), s.min_lead_days, 0)?;
+        if let Some(b) = &s.blocks_effect {
+            match (b.months, b.days) {
+                (Some(m), None) if (1..=120).contains(&m) => {}
+                (None, Some(d)) => days_in_range(format!("{at}.blocks_effect.days"), d, 1)?,
+                (Some(_), None) => {
+                    return Err(bad(
+                        format!("{at}.blocks_effect.months"),
+                        "must be between 1 and 120",
+                    ))
+                }
+                _ => {
+                    return Err(bad(
+                        format!("{at}.blocks_effect"),
+                        "give exactly one of months and days",
+                    ))
+                }
+            }
+        }
     }
     if let Some(m) = &p.member_states {
         let lists = [
@@ -817,6 +932,19 @@ fn validate_threshold(at: &str, t: &Threshold) -> Result<(), Invalid> {
             format!("{at}.count"),
             "0 or more is always met; use a positive count",
         ));
+    }
+    if let Some(e) = &t.site_event {
+        days_in_range(
+            format!("{at}.site_event.days_after_window"),
+            e.days_after_window,
+            0,
+        )?;
+        if e.min_distance_km.is_some() && e.kind != SiteEventKind::Relocated {
+            return Err(bad(
+                format!("{at}.site_event.min_distance_km"),
+                "only a relocation has a distance",
+            ));
+        }
     }
     if let (Some(lo), Some(hi)) = (t.headcount_min, t.headcount_max) {
         if lo > hi {

@@ -17,9 +17,9 @@
 
 use super::pack::{
     segment_prefix, Confidence, CountDate, Coverage, CoverageScope, LawStatus, MatchRule, RulePack,
-    Unit, VariantChoice, Window, WindowKind,
+    SiteEventKind, SiteEventRule, Unit, VariantChoice, Window, WindowKind,
 };
-use crate::{Population, PopulationQuery};
+use crate::{Population, PopulationQuery, WorkerProfile};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -103,6 +103,66 @@ impl<'a> ComplianceStep<'a> {
             plan_id: &step.plan_id,
             effective_date: event.effective_date,
         })
+    }
+}
+
+/// A site closed or relocated (`SiteClosed`, `SiteRelocated`): what makes a plant-closing or
+/// relocation alternative of a threshold apply to the unit.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteEvent<'a> {
+    pub event_id: EventId,
+    pub org: &'a OrgId,
+    pub site: &'a SiteId,
+    pub kind: SiteEventKind,
+    pub effective_date: Date,
+    /// Relocations: how far the operations moved.
+    pub distance_km: Option<u32>,
+}
+
+impl<'a> SiteEvent<'a> {
+    /// The site event `event` records, or `None` if it is not a closing or a relocation.
+    #[must_use]
+    pub fn from_event(event: &'a Event) -> Option<Self> {
+        Self::from_parts(
+            event.event_id,
+            &event.org_id,
+            &event.site_id,
+            event.effective_date,
+            &event.payload,
+        )
+    }
+
+    /// The site event of a stored record's parts, or `None` if `payload` is neither kind.
+    #[must_use]
+    pub fn from_parts(
+        event_id: EventId,
+        org: &'a OrgId,
+        site: &'a SiteId,
+        effective_date: Date,
+        payload: &Payload,
+    ) -> Option<Self> {
+        let (kind, distance_km) = match payload {
+            Payload::SiteClosed(_) => (SiteEventKind::Closed, None),
+            Payload::SiteRelocated(r) => (SiteEventKind::Relocated, Some(r.distance_km)),
+            _ => return None,
+        };
+        Some(Self {
+            event_id,
+            org,
+            site,
+            kind,
+            effective_date,
+            distance_km,
+        })
+    }
+
+    fn satisfies(&self, rule: &SiteEventRule, start: Date, end: Date) -> bool {
+        self.kind == rule.kind
+            && rule
+                .min_distance_km
+                .is_none_or(|min| self.distance_km.is_some_and(|d| d >= min))
+            && start <= self.effective_date
+            && self.effective_date <= shift(end, rule.days_after_window)
     }
 }
 
@@ -209,6 +269,11 @@ pub struct StepCheck {
     pub event_id: Option<EventId>,
     /// For `Late`: days after `due_by`.
     pub days_late: u32,
+    /// Where the step blocks the dismissals for a while (DE §18(1) KSchG, Directive Art. 4(1)):
+    /// the first day they may take effect, counted from the step relied on.
+    pub earliest_effective: Option<Date>,
+    /// Counted separations of the plan whose effective date comes before `earliest_effective`.
+    pub effective_too_early: Vec<EventId>,
 }
 
 /// The EU five-redundancy gate (Art. 1(1) second subparagraph; C-422/14) in one window.
@@ -276,6 +341,13 @@ pub struct ThresholdStatus {
     /// A Directive row for a Member State whose national law has its own pack: the floor only.
     pub floor_only: bool,
     pub label: String,
+    /// Events in the window left out of the count as part-time that are still owed notice,
+    /// where the pack says so (US WARN: counted for no threshold, but notified). Strict and
+    /// assimilated rows only.
+    pub notice_only: Vec<EventId>,
+    /// The `SiteClosed` / `SiteRelocated` that made a plant-closing or relocation alternative
+    /// apply to the threshold, when it did.
+    pub site_event: Option<EventId>,
 }
 
 /// Evaluates every pack against the separations in its jurisdictions, grouped by the pack's unit.
@@ -304,6 +376,7 @@ pub fn evaluate(
     packs: &[RulePack],
     separations: &[Separation<'_>],
     steps: &[ComplianceStep<'_>],
+    site_events: &[SiteEvent<'_>],
     population: &dyn Population,
     as_of: Date,
 ) -> Vec<ThresholdStatus> {
@@ -353,12 +426,17 @@ pub fn evaluate(
                     }
                 }
             }
+            let unit_site_events: Vec<&SiteEvent<'_>> = site_events
+                .iter()
+                .filter(|e| e.org == &org && site.as_ref().is_none_or(|s| s == e.site))
+                .collect();
             let mut eval = UnitEval {
                 pack,
                 org: &org,
                 site: site.as_ref(),
                 population,
                 steps,
+                site_events: unit_site_events,
                 as_of,
                 first_of_plan,
                 not_researched: unit.not_researched,
@@ -388,38 +466,42 @@ fn countable_payload(p: &Payload) -> bool {
     p.separation().is_some() || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
 }
 
+/// Why an event is outside the population basis, and whether it is for being part-time.
+struct Outside {
+    reason: String,
+    /// Left out by the contract type or the hours or months limbs (not by the relationship).
+    part_time: bool,
+}
+
 /// Why a separation (or layoff, or hours cut) is outside the pack's population basis, if it is.
 /// The event's own separation block is read first; what it does not say (and everything, for
 /// temporary layoffs and hours cuts) comes from the population's worker profile, when it has one.
 fn outside_population(
     pack: &RulePack,
     s: &Separation<'_>,
-    population: &dyn Population,
-) -> Option<String> {
+    profile: Option<&WorkerProfile>,
+) -> Option<Outside> {
     let basis = &pack.population;
-    let profile = s
-        .payload
-        .worker_effect()
-        .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
     let sep = s.payload.separation();
     let relationship = sep
         .map(|x| x.employment_relationship)
-        .or(profile.as_ref().map(|p| p.relationship));
+        .or(profile.map(|p| p.relationship));
     let contract = sep
         .map(|x| x.contract_type)
-        .or(profile.as_ref().map(|p| p.contract_type));
+        .or(profile.map(|p| p.contract_type));
     let hours = sep
         .and_then(|x| x.avg_weekly_hours)
-        .or(profile.as_ref().and_then(|p| p.avg_weekly_hours));
+        .or(profile.and_then(|p| p.avg_weekly_hours));
     let months = sep
         .and_then(|x| x.months_employed_last_12)
-        .or(profile.as_ref().and_then(|p| p.months_employed_last_12));
-    let note = |reason: String| {
-        if basis.exclusion_note.is_empty() {
+        .or(profile.and_then(|p| p.months_employed_last_12));
+    let note = |reason: String, part_time: bool| {
+        let reason = if basis.exclusion_note.is_empty() {
             reason
         } else {
             format!("{reason}; {}", basis.exclusion_note)
-        }
+        };
+        Outside { reason, part_time }
     };
     if let Some(r) = relationship.filter(|r| basis.exclude_relationships.contains(r)) {
         let host_side = match r {
@@ -428,31 +510,40 @@ fn outside_population(
             }
             EmploymentRelationship::Employee | EmploymentRelationship::Intern => "",
         };
-        return Some(note(format!(
-            "outside the population basis: {} worker{host_side}",
-            r.as_str()
-        )));
+        return Some(note(
+            format!(
+                "outside the population basis: {} worker{host_side}",
+                r.as_str()
+            ),
+            false,
+        ));
     }
     if let Some(c) = contract.filter(|c| basis.exclude_contract_types.contains(c)) {
-        return Some(note(format!(
-            "outside the population basis: {} contract",
-            c.as_str()
-        )));
+        return Some(note(
+            format!("outside the population basis: {} contract", c.as_str()),
+            true,
+        ));
     }
     if let (Some(h), Some(min)) = (hours, basis.part_time_below_weekly_hours) {
         if h < min {
-            return Some(note(format!(
-                "outside the population basis: part-time, {h} hours a week on average \
-                 (fewer than {min})"
-            )));
+            return Some(note(
+                format!(
+                    "outside the population basis: part-time, {h} hours a week on average \
+                     (fewer than {min})"
+                ),
+                true,
+            ));
         }
     }
     if let (Some(m), Some(min)) = (months, basis.part_time_below_months_of_12) {
         if m < min {
-            return Some(note(format!(
-                "outside the population basis: part-time, employed {m} of the last 12 months \
-                 (fewer than {min})"
-            )));
+            return Some(note(
+                format!(
+                    "outside the population basis: part-time, employed {m} of the last 12 \
+                     months (fewer than {min})"
+                ),
+                true,
+            ));
         }
     }
     None
@@ -486,6 +577,11 @@ struct Entry {
     shadow: bool,
     /// Why the strict and assimilated counts leave it out, when an exclusion applies.
     excluded: Option<String>,
+    /// The effective date (the count date may be the notice date).
+    effective: Date,
+    /// Left out as part-time but owed notice where it would count strictly / as assimilated.
+    notice_strict: bool,
+    notice_assimilated: bool,
 }
 
 impl Entry {
@@ -512,22 +608,38 @@ impl Entry {
             assimilated: false,
             shadow: false,
             excluded: None,
+            effective: s.effective_date,
+            notice_strict: false,
+            notice_assimilated: false,
         };
-        if let Some(reason) = outside_population(pack, s, population) {
-            return Self {
-                excluded: Some(reason),
-                ..base
-            };
-        }
-        let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s));
+        // What the event does not say about the worker comes from the population's profile.
+        let profile = s
+            .payload
+            .worker_effect()
+            .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
+        let contract_end = s
+            .payload
+            .separation()
+            .and_then(|x| x.contract_end)
+            .or(profile.as_ref().and_then(|p| p.contract_end));
+        let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s, contract_end));
         let excluded = pack
             .counts
             .exclude
             .iter()
-            .find(|r| matches(r, s))
+            .find(|r| matches(r, s, contract_end))
             .map(|r| format!("excluded: {}", r.name));
         let strict = excluded.is_none() && any(&pack.counts.strict);
         let assimilated = excluded.is_none() && any(&pack.counts.assimilated);
+        if let Some(out) = outside_population(pack, s, profile.as_ref()) {
+            let owed = out.part_time && pack.population.part_time_owed_notice.is_some();
+            return Self {
+                excluded: Some(out.reason),
+                notice_strict: owed && strict,
+                notice_assimilated: owed && (strict || assimilated),
+                ..base
+            };
+        }
         let shadow = strict || assimilated || any(&pack.counts.shadow);
         Self {
             strict,
@@ -548,7 +660,9 @@ impl Entry {
     }
 }
 
-fn matches(rule: &MatchRule, s: &Separation<'_>) -> bool {
+/// Whether `s` meets every condition of `rule`; `contract_end` is the agreed end the event states,
+/// else the one the population knows for the worker.
+fn matches(rule: &MatchRule, s: &Separation<'_>, contract_end: Option<Date>) -> bool {
     let p = s.payload;
     let sep = p.separation();
     (rule.event_types.is_empty() || rule.event_types.contains(&p.event_type()))
@@ -576,6 +690,9 @@ fn matches(rule: &MatchRule, s: &Separation<'_>) -> bool {
         && rule
             .summary
             .is_none_or(|v| matches!(p, Payload::DismissalForCause(d) if d.summary) == v)
+        && rule
+            .before_contract_end
+            .is_none_or(|v| contract_end.is_some_and(|end| s.effective_date < end) == v)
         && (rule.ai_attributed.is_empty()
             || sep.is_some_and(|x| rule.ai_attributed.contains(&ai_of(p, x.ai_attributed))))
         && (rule.contract_types.is_empty()
@@ -722,7 +839,11 @@ struct Judged<'e> {
     gate: Option<GateState>,
     denominator: u64,
     need: u64,
+    /// The site event behind a closing or relocation alternative's `need`.
+    site_event: Option<EventId>,
     covered: bool,
+    /// Part-time events in the window owed notice (see `ThresholdStatus::notice_only`).
+    notice_only: Vec<EventId>,
 }
 
 /// Which headcount question: the threshold basis or the employer-size test.
@@ -730,6 +851,8 @@ struct Judged<'e> {
 enum HeadcountKind {
     Basis,
     Coverage,
+    /// The coverage test without the basis's contract-type, hours and months exclusions.
+    CoverageEveryPerson,
 }
 
 struct UnitEval<'p, 'u> {
@@ -738,6 +861,8 @@ struct UnitEval<'p, 'u> {
     site: Option<&'u SiteId>,
     population: &'u dyn Population,
     steps: &'u [ComplianceStep<'u>],
+    /// The unit's site closings and relocations.
+    site_events: Vec<&'u SiteEvent<'u>>,
     as_of: Date,
     /// The first count date of each plan in this unit per legal count type, over every
     /// separation given.
@@ -790,7 +915,7 @@ impl UnitEval<'_, '_> {
                 WindowKind::Correlation => candidates
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| self.score_members(ct, i, c.start, &c.members))
+                    .map(|(i, c)| self.score_members(ct, i, c.start, c.end, &c.members))
                     .collect(),
             };
             let mut peak: Option<Score> = None;
@@ -927,7 +1052,7 @@ impl UnitEval<'_, '_> {
                 index: i,
                 workers,
                 events,
-                need: needed(self.pack, denominator),
+                need: self.need(denominator, c.start, c.end).0,
                 covered,
             });
         }
@@ -940,6 +1065,7 @@ impl UnitEval<'_, '_> {
         ct: CountType,
         index: usize,
         start: Date,
+        end: Date,
         members: &[&Entry],
     ) -> Score {
         let (counted, _) = self.counted(ct, members);
@@ -949,9 +1075,21 @@ impl UnitEval<'_, '_> {
             index,
             workers: distinct_workers(counted.iter().copied()),
             events: counted.len(),
-            need: needed(self.pack, denominator),
+            need: self.need(denominator, start, end).0,
             covered,
         }
+    }
+
+    /// The count needed in the window `start..=end` at `denominator` (see [`needed`]), and the
+    /// site event that made a closing or relocation alternative apply, if the need is its.
+    fn need(&self, denominator: u64, start: Date, end: Date) -> (u64, Option<EventId>) {
+        needed(self.pack, denominator, |rule| {
+            self.site_events
+                .iter()
+                .filter(|e| e.satisfies(rule, start, end))
+                .min_by_key(|e| (e.effective_date, e.event_id))
+                .map(|e| e.event_id)
+        })
     }
 
     /// The members `ct` counts, and the gate state (for packs with a gate).
@@ -1038,9 +1176,19 @@ impl UnitEval<'_, '_> {
                 }
             }
         }
+        let notice_only = members
+            .iter()
+            .filter(|e| match ct {
+                CountType::Strict => e.notice_strict,
+                CountType::Assimilated => e.notice_assimilated,
+                CountType::Shadow => false,
+            })
+            .map(|e| e.id)
+            .collect();
         let workers = distinct_workers(counted.iter().copied());
         let reference = counted.first().map_or(c.start, |e| e.date);
         let (denominator, covered) = self.basis(reference);
+        let (need, site_event) = self.need(denominator, c.start, c.end);
         Judged {
             start: c.start,
             end: c.end,
@@ -1054,8 +1202,10 @@ impl UnitEval<'_, '_> {
                 None
             },
             denominator,
-            need: needed(self.pack, denominator),
+            need,
+            site_event,
             covered,
+            notice_only,
         }
     }
 
@@ -1073,12 +1223,21 @@ impl UnitEval<'_, '_> {
     /// jurisdiction (NY) or the most over a look-back (Cal-WARN) where the pack says so.
     fn coverage_headcount(&mut self, cov: &Coverage, snapshot: Date, denominator: u64) -> u64 {
         let whole = matches!(cov.scope, CoverageScope::LegalEntity) || self.site.is_none();
-        if cov.look_back_days.is_none() && cov.within_jurisdiction.is_none() && !whole {
+        if cov.look_back_days.is_none()
+            && cov.within_jurisdiction.is_none()
+            && !cov.every_person
+            && !whole
+        {
             return denominator;
         }
         let site = if whole { None } else { self.site.cloned() };
+        let kind = if cov.every_person {
+            HeadcountKind::CoverageEveryPerson
+        } else {
+            HeadcountKind::Coverage
+        };
         self.ask(
-            HeadcountKind::Coverage,
+            kind,
             site,
             snapshot,
             cov.within_jurisdiction.clone(),
@@ -1099,16 +1258,25 @@ impl UnitEval<'_, '_> {
             return *n;
         }
         let basis = &self.pack.population;
+        let every_person = kind == HeadcountKind::CoverageEveryPerson;
         let n = self.population.headcount(&PopulationQuery {
             org: self.org.clone(),
             site,
             on,
             exclude_relationships: basis.exclude_relationships.clone(),
-            exclude_contract_types: basis.exclude_contract_types.clone(),
+            exclude_contract_types: if every_person {
+                Vec::new()
+            } else {
+                basis.exclude_contract_types.clone()
+            },
             jurisdiction_prefix,
             max_over_days,
-            part_time_below_weekly_hours: basis.part_time_below_weekly_hours,
-            part_time_below_months_of_12: basis.part_time_below_months_of_12,
+            part_time_below_weekly_hours: basis
+                .part_time_below_weekly_hours
+                .filter(|_| !every_person),
+            part_time_below_months_of_12: basis
+                .part_time_below_months_of_12
+                .filter(|_| !every_person),
         });
         self.cache.insert(key, n);
         n
@@ -1143,11 +1311,15 @@ impl UnitEval<'_, '_> {
             CountType::Shadow => Vec::new(),
         };
         let missing_steps = if level.is_some() {
-            steps
+            let late_or_missing = steps
                 .iter()
                 .filter(|s| s.state != StepState::OnTime)
-                .map(describe_step)
-                .collect()
+                .map(describe_step);
+            let too_early = steps
+                .iter()
+                .filter(|s| !s.effective_too_early.is_empty())
+                .map(describe_too_early);
+            late_or_missing.chain(too_early).collect()
         } else {
             Vec::new()
         };
@@ -1185,6 +1357,18 @@ impl UnitEval<'_, '_> {
                 if j.need == 0 {
                     l.push_str("; no threshold applies at this headcount");
                 }
+                if let Some(id) = j.site_event {
+                    l.push_str(&format!(
+                        "; the site closed or moved ({id}): the closing or relocation threshold \
+                         applies"
+                    ));
+                }
+                if !j.notice_only.is_empty() {
+                    l.push_str(&format!(
+                        "; {} part-time not counted but owed notice",
+                        j.notice_only.len()
+                    ));
+                }
                 l
             }
         };
@@ -1214,6 +1398,8 @@ impl UnitEval<'_, '_> {
             missing_steps,
             floor_only,
             label,
+            notice_only: j.notice_only,
+            site_event: j.site_event,
         }
     }
 
@@ -1254,6 +1440,16 @@ impl UnitEval<'_, '_> {
                         })
                         .min_by_key(|s| (s.effective_date, s.event_id))
                 });
+                let earliest_effective = taken
+                    .zip(req.blocks_effect.as_ref())
+                    .map(|(s, b)| b.earliest_effective(s.effective_date));
+                let effective_too_early = earliest_effective.map_or_else(Vec::new, |earliest| {
+                    counted
+                        .iter()
+                        .filter(|e| e.plan.as_deref() == plan && e.effective < earliest)
+                        .map(|e| e.id)
+                        .collect()
+                });
                 let (state, event_id, days_late) = match taken {
                     Some(s) if s.effective_date <= due_by => {
                         (StepState::OnTime, Some(s.event_id), 0)
@@ -1278,6 +1474,8 @@ impl UnitEval<'_, '_> {
                     state,
                     event_id,
                     days_late,
+                    earliest_effective,
+                    effective_too_early,
                 });
             }
         }
@@ -1300,6 +1498,22 @@ fn describe_step(s: &StepCheck) -> String {
             s.step, s.event_type, s.due_by, s.first_separation
         ),
     }
+}
+
+fn describe_too_early(s: &StepCheck) -> String {
+    let plan = s.plan.as_deref().map_or_else(
+        || "separations with no plan".to_owned(),
+        |p| format!("plan {p}"),
+    );
+    format!(
+        "{}: {} separation(s) of {plan} take effect before {}, the end of the waiting period \
+         after the {}",
+        s.step,
+        s.effective_too_early.len(),
+        s.earliest_effective
+            .map_or_else(String::new, |d| d.to_string()),
+        s.event_type
+    )
 }
 
 fn distinct_workers<'e>(entries: impl Iterator<Item = &'e Entry>) -> u64 {
@@ -1373,14 +1587,24 @@ fn wave_start(dates: &[Date], days: i64, at: Date) -> Date {
 }
 
 /// The smallest count that meets some alternative applicable at `headcount`; 0 if none applies.
-fn needed(pack: &RulePack, headcount: u64) -> u64 {
+/// An alternative with a site-event condition applies only when `site_event` finds one; the event
+/// is returned with the need when that alternative gives the smallest (ties: the first listed).
+fn needed(
+    pack: &RulePack,
+    headcount: u64,
+    site_event: impl Fn(&SiteEventRule) -> Option<EventId>,
+) -> (u64, Option<EventId>) {
     pack.thresholds
         .iter()
         .filter(|t| {
             t.headcount_min.is_none_or(|lo| headcount >= lo)
                 && t.headcount_max.is_none_or(|hi| headcount <= hi)
         })
-        .filter_map(|t| {
+        .filter_map(|t| match &t.site_event {
+            None => Some((t, None)),
+            Some(rule) => site_event(rule).map(|id| (t, Some(id))),
+        })
+        .filter_map(|(t, event)| {
             let mut need: u64 = 1;
             if let Some(c) = t.count {
                 need = need.max(if t.inclusive { c } else { c.saturating_add(1) });
@@ -1400,8 +1624,8 @@ fn needed(pack: &RulePack, headcount: u64) -> u64 {
                 };
                 need = need.max(u64::try_from(by_share).unwrap_or(u64::MAX));
             }
-            Some(need)
+            Some((need, event))
         })
-        .min()
-        .unwrap_or(0)
+        .min_by_key(|(need, _)| *need)
+        .unwrap_or((0, None))
 }

@@ -385,10 +385,12 @@ pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
 
 /// Workers employed at the end of `query.on` matching the query (the rule packs' basis).
 ///
-/// Honours `max_over_days` (the largest headcount at the end of any day of the look-back) and the
-/// months limb of `part_time_below_months_of_12` for workers whose hire date is known (a baseline
-/// load is taken as employed all year). Not honoured yet: `jurisdiction_prefix` (stints carry no
-/// jurisdiction) and `part_time_below_weekly_hours` (hours are not kept on the stint).
+/// Honours every field: `max_over_days` (the largest headcount at the end of any day of the
+/// look-back), `jurisdiction_prefix` (a site is in the jurisdiction its latest event states), the
+/// hours limb of WARN part-time (`part_time_below_weekly_hours`, from the hire's
+/// `avg_weekly_hours`; workers with no hours recorded stay in) and the months limb
+/// (`part_time_below_months_of_12`, from the hire date, or from a baseline load's
+/// `months_employed_last_12`; a baseline load stating none is taken as employed all year).
 pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
     let stints = timeline::stints(p, Some(&query.org));
     // A site is in the asked jurisdiction when its events state a code under the prefix.
@@ -402,7 +404,6 @@ pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
             .is_some_and(|j| crate::rules::pack::segment_prefix(prefix, j)),
         _ => true,
     };
-    let year_start = query.on.add_days(-365);
     let counted = stints.iter().filter(|s| {
         !query
             .exclude_relationships
@@ -410,12 +411,12 @@ pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
             && !query
                 .exclude_contract_types
                 .contains(&s.profile.contract_type)
-            && query.part_time_below_months_of_12.is_none_or(|min| {
-                // Days employed in the year up to `on`, as months (365 days = 12 months).
-                let from = s.start.map_or(year_start, |d| d.max(year_start));
-                let days = i64::from(query.on.days()) - i64::from(from.days());
-                days * 12 >= i64::from(min) * 365
-            })
+            && query
+                .part_time_below_weekly_hours
+                .is_none_or(|min| s.profile.avg_weekly_hours.is_none_or(|h| h >= min))
+            && query
+                .part_time_below_months_of_12
+                .is_none_or(|min| s.employed_months_at_least(min, query.on))
     });
     let Some(n) = query.max_over_days else {
         return counted

@@ -591,6 +591,25 @@ impl Projection {
         out
     }
 
+    /// Committed, unretracted site closings and relocations (`SiteClosed`, `SiteRelocated`),
+    /// ordered by (effective date, sequence), for the plant-closing and relocation thresholds.
+    #[must_use]
+    pub fn site_event_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
+        let mut out: Vec<SeparationRecord> = self
+            .live()
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| {
+                matches!(
+                    e.payload(),
+                    Payload::SiteClosed(_) | Payload::SiteRelocated(_)
+                )
+            })
+            .map(|(id, e)| e.separation_record(*id))
+            .collect();
+        out.sort_by_key(|r| (r.effective_date, r.sequence));
+        out
+    }
+
     /// The events behind a figure (its `event_ids`), as currently read. Unknown ids are skipped;
     /// retracted events are returned with `retracted_by` filled in.
     #[must_use]
@@ -805,6 +824,18 @@ impl Projection {
 impl crate::Population for Projection {
     fn headcount(&self, query: &crate::PopulationQuery) -> u64 {
         headcount::population(self, query)
+    }
+
+    /// The worker's stint employed on `on` (or separated on it): hire profile, hours, and months
+    /// employed in the 12 months up to `on`.
+    fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<crate::WorkerProfile> {
+        let mut stints = Vec::new();
+        timeline::worker_stints(self, org, worker, &mut stints);
+        stints
+            .iter()
+            .rev()
+            .find(|s| s.covers(on))
+            .map(|s| s.worker_profile(on))
     }
 }
 

@@ -3,22 +3,24 @@
 //! [`Projection::population`](super::Projection::population) rebuilds every stint of the org for
 //! each question, which is fine for one answer and quadratic for a threshold watch that asks once
 //! per window. [`PopulationIndex`] builds the stints once and keeps, per (org, site, relationship,
-//! contract type), the sorted presence boundaries, so each question costs a few binary searches.
-//! It gives the same answers as `Projection::population` for `org`, `site`, `on`, the exclusions,
-//! `jurisdiction_prefix` (a site is in the jurisdiction its latest event states) and
-//! `part_time_below_months_of_12` (property test in `tests/fold_property.rs`); `max_over_days` is
-//! left to the caller (one question per day), and `part_time_below_weekly_hours` is honoured by
-//! neither yet. Reads the projection; never changes it.
+//! contract type, weekly hours), the sorted presence boundaries, so each question costs a few
+//! binary searches, and each worker's stints, so [`Population::worker`] costs one lookup. It gives
+//! the same answers as `Projection::population` for `org`, `site`, `on`, the exclusions,
+//! `jurisdiction_prefix` (a site is in the jurisdiction its latest event states),
+//! `part_time_below_weekly_hours` and `part_time_below_months_of_12` (property test in
+//! `tests/fold_property.rs`); `max_over_days` is left to the caller (one question per day).
+//! Reads the projection; never changes it.
 
 use super::headcount::Counter;
-use super::timeline;
+use super::timeline::{self, minimum_days, Stint};
 use super::Projection;
-use crate::{Population, PopulationQuery};
+use crate::{Population, PopulationQuery, WorkerProfile};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId};
+use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId, WorkerRef};
 
-type Key = (SiteId, EmploymentRelationship, ContractType);
+/// Site, relationship, contract type, and average weekly hours (when recorded).
+type Key = (SiteId, EmploymentRelationship, ContractType, Option<u32>);
 type Groups = BTreeMap<OrgId, BTreeMap<Key, Counter>>;
 
 /// One presence interval `[start, end)` at a site, with the start of the stint it belongs to.
@@ -26,7 +28,8 @@ type Groups = BTreeMap<OrgId, BTreeMap<Key, Counter>>;
 struct Interval {
     org: OrgId,
     key: Key,
-    /// `None`: a baseline load (employed since before anything the ledger knows).
+    /// Where the months test counts from ([`Stint::months_start`]); `None`: a baseline load
+    /// employed all year.
     stint_start: Option<Date>,
     start: Option<Date>,
     end: Option<Date>,
@@ -41,6 +44,8 @@ pub struct PopulationIndex {
     /// Counters per minimum employment (days) a worker needs to be counted; `0` = everyone. Built
     /// on first use of each minimum (a pack asks one or two).
     by_minimum: RefCell<BTreeMap<i32, Groups>>,
+    /// Each worker's stints, in time order.
+    workers: BTreeMap<(OrgId, WorkerRef), Vec<Stint>>,
 }
 
 impl PopulationIndex {
@@ -48,6 +53,7 @@ impl PopulationIndex {
     #[must_use]
     pub fn new(p: &Projection, org: Option<&OrgId>) -> Self {
         let mut intervals = Vec::new();
+        let mut workers: BTreeMap<(OrgId, WorkerRef), Vec<Stint>> = BTreeMap::new();
         for s in timeline::stints(p, org) {
             for (start, end, site) in s.intervals() {
                 intervals.push(Interval {
@@ -56,17 +62,23 @@ impl PopulationIndex {
                         site.clone(),
                         s.profile.relationship,
                         s.profile.contract_type,
+                        s.profile.avg_weekly_hours,
                     ),
-                    stint_start: s.start,
+                    stint_start: s.months_start(),
                     start,
                     end,
                 });
             }
+            workers
+                .entry((s.org.clone(), s.worker.clone()))
+                .or_default()
+                .push(s);
         }
         Self {
             intervals,
             jurisdictions: p.site_jurisdictions(org),
             by_minimum: RefCell::default(),
+            workers,
         }
     }
 
@@ -76,8 +88,12 @@ impl PopulationIndex {
         let mut groups = Groups::new();
         for i in &self.intervals {
             let start = match (i.start, i.stint_start) {
+                (s, _) if min_days == 0 => s,
                 (Some(s), Some(stint)) => Some(s.max(stint.add_days(min_days))),
-                (s, _) => s,
+                // A baseline load with fewer than 12 months: present from the start of time, but
+                // qualifying only `min_days` after its derived start.
+                (None, Some(stint)) => Some(stint.add_days(min_days)),
+                (s, None) => s,
             };
             if let (Some(s), Some(e)) = (start, i.end) {
                 if s >= e {
@@ -100,18 +116,15 @@ impl PopulationIndex {
     }
 }
 
-/// The days of employment that `min` months of the last 12 stand for (365 days = 12 months, as in
-/// `Projection::population`): `days * 12 >= min * 365`.
-fn minimum_days(min_months: Option<u32>) -> i32 {
-    min_months.map_or(0, |m| {
-        let m = i64::from(m.min(12));
-        i32::try_from((m * 365 + 11) / 12).unwrap_or(365)
-    })
+/// The days of employment that `min` months of the last 12 stand for, as in
+/// `Projection::population`: `days * 12 >= min * 365`.
+fn minimum_for(min_months: Option<u32>) -> i32 {
+    min_months.map_or(0, minimum_days)
 }
 
 impl Population for PopulationIndex {
     fn headcount(&self, q: &PopulationQuery) -> u64 {
-        let min_days = minimum_days(q.part_time_below_months_of_12);
+        let min_days = minimum_for(q.part_time_below_months_of_12);
         let mut cache = self.by_minimum.borrow_mut();
         let groups = cache
             .entry(min_days)
@@ -121,7 +134,7 @@ impl Population for PopulationIndex {
         };
         by_key
             .iter()
-            .filter(|((site, rel, ct), _)| {
+            .filter(|((site, rel, ct, hours), _)| {
                 q.site.as_ref().is_none_or(|s| s == site)
                     && q.jurisdiction_prefix.as_ref().is_none_or(|prefix| {
                         self.jurisdictions
@@ -130,8 +143,19 @@ impl Population for PopulationIndex {
                     })
                     && !q.exclude_relationships.contains(rel)
                     && !q.exclude_contract_types.contains(ct)
+                    && q.part_time_below_weekly_hours
+                        .is_none_or(|min| hours.is_none_or(|h| h >= min))
             })
             .map(|(_, c)| c.at_end_of(q.on))
             .sum()
+    }
+
+    fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<WorkerProfile> {
+        self.workers
+            .get(&(org.clone(), worker.clone()))?
+            .iter()
+            .rev()
+            .find(|s| s.covers(on))
+            .map(|s| s.worker_profile(on))
     }
 }

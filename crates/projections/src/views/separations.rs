@@ -1,13 +1,18 @@
 //! The separations view: live separations per period, bucket and mechanism, with bucket totals and
 //! the AI-attributed share (domain-rules.md §6: `S(ai_attributed ≠ none) / S(all)`, cited and
 //! inferred kept apart). Reads the projection; never changes it.
+//!
+//! Temporary layoffs are in it too, as formal layoffs (temporary) with the mechanism
+//! `temporary_layoff` (domain-rules §5.2), so the view and the WARN packs, which count a long
+//! temporary layoff as an employment loss, agree on what the same layoffs are. The worker stays
+//! employed, so they are in no headcount flow.
 
 use super::timeline::{self, Profile};
 use super::{cohort_key, ratio, Entry, Period, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use wfl_domain::{AiAttribution, Cohort, EventId, Separation};
+use wfl_domain::{AiAttribution, Cohort, EventId, OrgId, Payload, Separation, WorkerRef};
 
 /// AI attribution among a set of separations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -81,7 +86,7 @@ pub struct SeparationsView {
     pub rows: Vec<SeparationRow>,
     /// One per separation bucket (formal layoff, gradual attrition, neutral), in that order.
     pub totals: Vec<BucketTotal>,
-    /// All separations in the window.
+    /// All separations and temporary layoffs in the window (the rows' counts summed).
     pub total: u64,
     /// AI attribution over all separations in the window.
     pub ai_attributed: AiShare,
@@ -114,6 +119,44 @@ pub(super) fn matching<'a>(
             Some((*id, e, e.classification()))
         })
         .collect()
+}
+
+/// Live temporary layoffs matching the query's org, site (the event's), window and cohort (the
+/// one the worker was hired with), with their classification (formal layoff, temporary).
+fn temporary_layoffs<'a>(
+    p: &'a Projection,
+    q: &Query,
+) -> Vec<(EventId, &'a Entry, Classification)> {
+    p.live()
+        .filter(|(_, e)| {
+            q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
+        })
+        .filter_map(|(id, e)| {
+            let Payload::TemporaryLayoff(t) = e.payload() else {
+                return None;
+            };
+            if let Some(c) = q.cohort {
+                if hire_cohort(p, &e.org_id, &t.worker_ref, e.sequence) != Some(c) {
+                    return None;
+                }
+            }
+            Some((*id, e, e.classification()))
+        })
+        .collect()
+}
+
+/// The cohort of the worker's latest live hire recorded before `sequence`.
+fn hire_cohort(p: &Projection, org: &OrgId, worker: &WorkerRef, sequence: u64) -> Option<Cohort> {
+    let ids = p.workers.get(org)?.get(worker)?;
+    ids.iter()
+        .rev()
+        .skip_while(|(s, _)| *s >= sequence)
+        .filter_map(|(_, id)| p.entries.get(id).filter(|e| e.live()))
+        .find_map(|e| match e.payload() {
+            Payload::WorkerHired(h) if &h.worker_ref == worker => Some(h.cohort),
+            _ => None,
+        })
+        .flatten()
 }
 
 /// A separation's cohort: its own field, else the profile it was hired with.
@@ -149,7 +192,8 @@ pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
     let mut all = AiShare::default();
     let mut total = 0;
 
-    for (id, e, c) in matching(p, q) {
+    let layoffs = temporary_layoffs(p, q);
+    for (id, e, c) in matching(p, q).into_iter().chain(layoffs) {
         let period = q.period.key(e.effective_date);
         let row = rows
             .entry((period.clone(), c.bucket, c.mechanism))
@@ -171,7 +215,8 @@ pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
         row.ai_inferred += u64::from(c.ai == AiAttribution::Inferred);
         row.event_ids.push(id);
 
-        // Separations are never signals; should one ever be, it still counts in the overall total.
+        // Separations and temporary layoffs are never signals; should one ever be, it still counts
+        // in the overall total.
         if let Some((t, ai)) = totals.get_mut(&c.bucket) {
             t.count += 1;
             t.employer_influenced += u64::from(c.employer_influenced);

@@ -8,10 +8,11 @@
 //! separation while not employed) is skipped rather than guessed at. This module only reads.
 
 use super::{Entry, Projection};
+use crate::WorkerProfile;
 use std::collections::BTreeMap;
 use wfl_domain::{
     Cohort, ContractType, Date, EmploymentRelationship, EventId, InternalRedeployment,
-    LifecycleEffect, OrgId, Payload, SiteId, WorkerHired,
+    LifecycleEffect, OrgId, Payload, SiteId, WorkerHired, WorkerRef,
 };
 
 /// The worker profile a stint was opened with.
@@ -20,6 +21,10 @@ pub(super) struct Profile {
     pub(super) relationship: EmploymentRelationship,
     pub(super) contract_type: ContractType,
     pub(super) cohort: Option<Cohort>,
+    /// `WorkerHired.avg_weekly_hours` (WARN part-time by hours, 20 CFR 639.3(h)).
+    pub(super) avg_weekly_hours: Option<u32>,
+    /// `WorkerHired.months_employed_last_12`, as of `Stint::recorded_on` (baseline loads).
+    pub(super) months_employed_last_12: Option<u32>,
 }
 
 /// A move to another site inside a stint.
@@ -34,6 +39,7 @@ pub(super) struct Move {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Stint {
     pub(super) org: OrgId,
+    pub(super) worker: WorkerRef,
     pub(super) hire_id: EventId,
     /// `None` for a baseline load: employed since before anything the ledger knows.
     pub(super) start: Option<Date>,
@@ -45,6 +51,10 @@ pub(super) struct Stint {
     pub(super) moves: Vec<Move>,
     /// The separation: its (clamped) date and id.
     pub(super) end: Option<(Date, EventId)>,
+    /// The contract's agreed end as the hire states it, then each renewal naming a new end:
+    /// (renewal effective date, new end), in sequence order.
+    pub(super) contract_end: Option<Date>,
+    pub(super) renewals: Vec<(Date, Date)>,
 }
 
 /// What happened at a stint boundary.
@@ -71,6 +81,7 @@ impl Stint {
     fn open(org: &OrgId, hire_id: EventId, entry: &Entry, hire: &WorkerHired) -> Self {
         Self {
             org: org.clone(),
+            worker: hire.worker_ref.clone(),
             hire_id,
             start: (!hire.baseline).then_some(entry.effective_date),
             recorded_on: entry.effective_date,
@@ -79,10 +90,24 @@ impl Stint {
                 relationship: hire.employment_relationship,
                 contract_type: hire.contract_type,
                 cohort: hire.cohort,
+                avg_weekly_hours: hire.avg_weekly_hours,
+                months_employed_last_12: hire.months_employed_last_12,
             },
             moves: Vec::new(),
             end: None,
+            contract_end: hire.contract_end,
+            renewals: Vec::new(),
         }
+    }
+
+    /// The agreed contract end on `on`: the latest renewal dated on or before it, else the hire's.
+    pub(super) fn contract_end_on(&self, on: Date) -> Option<Date> {
+        self.renewals
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= on)
+            .map(|(_, end)| *end)
+            .or(self.contract_end)
     }
 
     fn current_site(&self) -> &SiteId {
@@ -130,6 +155,61 @@ impl Stint {
                 .find(|m| m.date <= day)
                 .map_or(&self.site, |m| &m.site),
         )
+    }
+
+    /// The day employment is taken to have started for the WARN months test (20 CFR 639.3(h)):
+    /// the hire date, or for a baseline load that states fewer than 12 months employed in the
+    /// last 12, that many months (365 days = 12 months, rounded up to whole days) before it was
+    /// recorded. `None`: a baseline load employed all year, as far as the ledger knows.
+    pub(super) fn months_start(&self) -> Option<Date> {
+        self.start.or_else(|| {
+            let m = self.profile.months_employed_last_12.filter(|m| *m < 12)?;
+            Some(self.recorded_on.add_days(-minimum_days(m)))
+        })
+    }
+
+    /// Whole months employed in the 12 months up to the end of `on` (365 days = 12 months);
+    /// `None` for a baseline load that states no months.
+    pub(super) fn months_employed(&self, on: Date) -> Option<u32> {
+        let start = match self.months_start() {
+            Some(d) => d,
+            None if self.profile.months_employed_last_12.is_some() => return Some(12),
+            None => return None,
+        };
+        let from = start.max(on.add_days(-365));
+        let days = (i64::from(on.days()) - i64::from(from.days())).max(0);
+        u32::try_from((days * 12 / 365).min(12)).ok()
+    }
+
+    /// Whether the worker has been employed at least `min` of the 12 months up to the end of
+    /// `on`: `days * 12 >= min * 365` (a baseline load stating no months qualifies).
+    pub(super) fn employed_months_at_least(&self, min: u32, on: Date) -> bool {
+        if min == 0 {
+            return true;
+        }
+        let year_start = on.add_days(-365);
+        let from = self
+            .months_start()
+            .map_or(year_start, |d| d.max(year_start));
+        let days = i64::from(on.days()) - i64::from(from.days());
+        days * 12 >= i64::from(min) * 365
+    }
+
+    /// What the population knows of this stint's worker at the end of `on`.
+    pub(super) fn worker_profile(&self, on: Date) -> WorkerProfile {
+        WorkerProfile {
+            relationship: self.profile.relationship,
+            contract_type: self.profile.contract_type,
+            avg_weekly_hours: self.profile.avg_weekly_hours,
+            months_employed_last_12: self.months_employed(on),
+            contract_end: self.contract_end_on(on),
+        }
+    }
+
+    /// Employed on `on`, or separated on it (the day a separation is dated, the watch asks who
+    /// the worker was).
+    pub(super) fn covers(&self, on: Date) -> bool {
+        self.start.is_none_or(|s| s <= on) && self.end.is_none_or(|(e, _)| e >= on)
     }
 
     /// Half-open intervals `[start, end)` of presence, each at one site.
@@ -187,41 +267,66 @@ pub(super) fn stints(p: &Projection, org: Option<&OrgId>) -> Vec<Stint> {
         if org.is_some_and(|o| o != org_id) {
             continue;
         }
-        for (worker, ids) in workers {
-            let mut open: Option<Stint> = None;
-            for (_, id) in ids {
-                let Some(entry) = p.entries.get(id).filter(|e| e.live()) else {
-                    continue;
-                };
-                let payload = entry.payload();
-                let Some((w, effect)) = payload.worker_effect() else {
-                    continue;
-                };
-                if w != worker {
-                    continue;
-                }
-                match (effect, payload) {
-                    (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
-                        open = Some(Stint::open(org_id, *id, entry, h));
-                    }
-                    (LifecycleEffect::Separate, _) => {
-                        if let Some(mut s) = open.take() {
-                            s.close(entry.effective_date, *id);
-                            out.push(s);
-                        }
-                    }
-                    (LifecycleEffect::Touch, Payload::InternalRedeployment(r)) => {
-                        if let Some(s) = open.as_mut() {
-                            s.redeploy(entry.effective_date, *id, r);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            out.extend(open);
+        for worker in workers.keys() {
+            worker_stints(p, org_id, worker, &mut out);
         }
     }
     out
+}
+
+/// The stints of one worker of `org`, in time order, appended to `out`.
+pub(super) fn worker_stints(
+    p: &Projection,
+    org_id: &OrgId,
+    worker: &WorkerRef,
+    out: &mut Vec<Stint>,
+) {
+    let Some(ids) = p.workers.get(org_id).and_then(|w| w.get(worker)) else {
+        return;
+    };
+    let mut open: Option<Stint> = None;
+    for (_, id) in ids {
+        let Some(entry) = p.entries.get(id).filter(|e| e.live()) else {
+            continue;
+        };
+        let payload = entry.payload();
+        let Some((w, effect)) = payload.worker_effect() else {
+            continue;
+        };
+        if w != worker {
+            continue;
+        }
+        match (effect, payload) {
+            (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
+                open = Some(Stint::open(org_id, *id, entry, h));
+            }
+            (LifecycleEffect::Separate, _) => {
+                if let Some(mut s) = open.take() {
+                    s.close(entry.effective_date, *id);
+                    out.push(s);
+                }
+            }
+            (LifecycleEffect::Touch, Payload::InternalRedeployment(r)) => {
+                if let Some(s) = open.as_mut() {
+                    s.redeploy(entry.effective_date, *id, r);
+                }
+            }
+            (LifecycleEffect::Touch, Payload::ContractRenewed(r)) => {
+                if let (Some(s), Some(end)) = (open.as_mut(), r.new_contract_end) {
+                    s.renewals.push((entry.effective_date, end));
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend(open);
+}
+
+/// The days of employment that `months` of the last 12 stand for (365 days = 12 months, rounded
+/// up): the least `days` with `days * 12 >= months * 365`.
+pub(super) fn minimum_days(months: u32) -> i32 {
+    let m = i64::from(months.min(12));
+    i32::try_from((m * 365 + 11) / 12).unwrap_or(365)
 }
 
 /// The profile each separation's worker was hired with, by separation id.
