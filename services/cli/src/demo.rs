@@ -184,6 +184,7 @@ impl Builder {
                     baseline,
                     avg_weekly_hours: None,
                     months_employed_last_12: None,
+                    contract_end: None,
                 }),
             );
             out.push(w);
@@ -215,6 +216,7 @@ fn separation(w: &Worker, initiator: Initiator, closed: bool, ground: Option<&st
         contract_type: w.contract,
         cohort: Some(w.cohort),
         position_id: None,
+        contract_end: None,
         position_closed: closed,
         backfill_status: if closed {
             BackfillStatus::NotPlanned
