@@ -195,6 +195,10 @@ fn the_sample_events_import_cleanly() {
             "acme-cn",
             "--format",
             "json",
+            // The views may still be folding the import: read our writes (a fresh node's head is
+            // the number of lines).
+            "--min-sequence",
+            &lines.to_string(),
             "--addr",
             &node.proc.grpc,
         ])
