@@ -417,3 +417,136 @@ async fn accepted_ack_level_over_nats() {
 async fn accepted_ack_level_in_process() {
     accepted_ack_level(Mode::Memory).await;
 }
+
+/// Outcomes reach every gateway, however it came to wait: a second gateway recording alongside,
+/// a gateway killed (SIGKILL) in the middle of a 10,000-event batch and restarted, and the
+/// restarted one asking again for the whole batch (most of it committed by its predecessor's
+/// submission: answered from the store, `duplicate` exact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_mid_batch_and_a_second_gateway_get_every_outcome() {
+    use common::{connect, ingest, Proc};
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let nats = wfl_testkit::NatsServer::start();
+    let ledger = Proc::start(
+        "wfl-ledger",
+        &[
+            "--data-dir".to_owned(),
+            dir.path().join("ledger").display().to_string(),
+            "--grpc-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--nats-url".to_owned(),
+            nats.url(),
+        ],
+        &logs,
+    );
+    let gateway_args = [
+        "--grpc-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--nats-url".to_owned(),
+        nats.url(),
+    ];
+    let mut a = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let b = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let lg = connect(&ledger.grpc).await;
+    let head = || {
+        let lg = lg.clone();
+        async move {
+            common::ledger(&lg)
+                .head(pb::HeadRequest {})
+                .await
+                .expect("Head")
+                .into_inner()
+                .sequence
+        }
+    };
+
+    let first = hires("acme", 10_000, 0);
+    let second = hires("globex", 2_000, 0);
+    let on_a = {
+        let ch = connect(&a.grpc).await;
+        let events: Vec<pb::Event> = first.iter().map(common::wire).collect();
+        tokio::spawn(async move {
+            ingest(&ch)
+                .record_batch(pb::RecordBatchRequest {
+                    events,
+                    ack: pb::AckLevel::Committed as i32,
+                })
+                .await
+        })
+    };
+    // Gateway A dies once the ledger has committed part of its batch, just as B starts one.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let at_kill = loop {
+        let h = head().await;
+        if h > 0 {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "nothing committed within 60 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let b_ch = connect(&b.grpc).await;
+    let on_b = {
+        let (ch, events) = (b_ch.clone(), second.clone());
+        tokio::spawn(async move { record_batch(&ch, &events).await })
+    };
+    a.kill();
+    assert!(
+        at_kill < 10_000,
+        "gateway A was killed mid-batch (head {at_kill})"
+    );
+    let lost = on_a.await.expect("task");
+    assert!(lost.is_err(), "the killed gateway's call fails: {lost:?}");
+
+    // B, recording alongside, heard every one of its outcomes.
+    let r_b = tokio::time::timeout(Duration::from_secs(60), on_b)
+        .await
+        .expect("B answers within 60 s")
+        .expect("task");
+    assert_eq!(r_b.committed, 2_000, "{:?}", r_b.results.first());
+    assert_eq!(r_b.duplicates, 0);
+
+    // A restarted: the same batch again gets every outcome; the events its predecessor had
+    // submitted are duplicates (committed by that submission), each with its ledger sequence.
+    a = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let a_ch = connect(&a.grpc).await;
+    let r_a = tokio::time::timeout(Duration::from_secs(60), record_batch(&a_ch, &first))
+        .await
+        .expect("the restarted gateway answers within 60 s");
+    assert_eq!(r_a.committed, 10_000, "{:?}", r_a.results.first());
+    assert!(
+        r_a.duplicates >= 1,
+        "events committed before the kill are another submission's"
+    );
+
+    let all = replay(&lg).await;
+    assert_valid_chain(&all);
+    assert_eq!(all.len(), 12_000, "every event exactly once");
+    let by_id: HashMap<&str, (u64, &[u8])> = all
+        .iter()
+        .filter_map(|c| {
+            c.event
+                .as_ref()
+                .map(|e| (e.event_id.as_str(), (c.sequence, c.hash.as_slice())))
+        })
+        .collect();
+    assert_eq!(by_id.len(), 12_000, "no event id twice");
+    for item in r_a.results.iter().chain(&r_b.results) {
+        let o = ok(item);
+        assert_eq!(
+            by_id.get(o.event_id.as_str()),
+            Some(&(o.sequence, o.hash.as_slice())),
+            "the answered sequence and hash are the ledger's"
+        );
+    }
+
+    // The second gateway asked for A's batch: every outcome, all duplicates, same sequences.
+    let again = record_batch(&b_ch, &first).await;
+    assert_eq!(again.duplicates, 10_000);
+    for (x, y) in again.results.iter().zip(&r_a.results) {
+        assert_eq!(ok(x).sequence, ok(y).sequence);
+    }
+}
