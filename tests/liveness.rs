@@ -92,6 +92,7 @@ async fn record(
         .record_batch(pb::RecordBatchRequest {
             events: events.iter().map(common::wire).collect(),
             ack: ack as i32,
+            include_proof: false,
         })
         .await
         .expect("RecordBatch call succeeds")
@@ -381,6 +382,7 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
             .record_batch(pb::RecordBatchRequest {
                 events: batch.iter().map(common::wire).collect(),
                 ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
             })
             .await
         {

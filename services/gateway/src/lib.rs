@@ -167,8 +167,14 @@ impl Gateway {
         pb::ingest_server::IngestServer::new(self).max_decoding_message_size(max)
     }
 
-    /// Records events and returns one outcome per event, in order.
-    pub async fn record_many(&self, events: Vec<pb::Event>, ack: pb::AckLevel) -> Vec<ItemOutcome> {
+    /// Records events and returns one outcome per event, in order; with `include_proof` (at
+    /// `COMMITTED`) each committed one carries its inclusion proof.
+    pub async fn record_many(
+        &self,
+        events: Vec<pb::Event>,
+        ack: pb::AckLevel,
+        include_proof: bool,
+    ) -> Vec<ItemOutcome> {
         let mut results: Vec<Option<ItemOutcome>> = Vec::with_capacity(events.len());
         let mut msgs = Vec::new();
         let mut published_at = Vec::new(); // index in `results` of each message
@@ -246,6 +252,7 @@ impl Gateway {
                         hash: Vec::new(),
                         duplicate: a.duplicate,
                         ack: pb::AckLevel::Accepted as i32,
+                        inclusion_proof: None,
                     }));
                 }
                 Ok(a) => awaiting.push((idx, id, a.duplicate, mine)),
@@ -280,6 +287,9 @@ impl Gateway {
                 };
                 results[idx] = Some(outcome);
             }
+        }
+        if include_proof && ack == pb::AckLevel::Committed {
+            self.attach_proofs(&mut results).await;
         }
         results
             .into_iter()
@@ -328,7 +338,7 @@ impl Gateway {
                         .filter(|id| !found.contains_key(*id))
                         .cloned()
                         .collect();
-                    for o in self.ask(missing, deadline).await {
+                    for o in self.ask(missing, deadline, false).await {
                         if o.result.is_some() && wanted.contains(&o.event_id) {
                             found.insert(o.event_id.clone(), o);
                         }
@@ -344,9 +354,75 @@ impl Gateway {
         found
     }
 
+    /// Fills in the inclusion proof of every committed result, asking the ledger (proofs come
+    /// from its store) until the commit timeout; one it could not get is logged and left empty
+    /// (`Ledger.GetInclusionProof` gives it), never turned into a failure of a committed event.
+    async fn attach_proofs(&self, results: &mut [Option<ItemOutcome>]) {
+        let deadline = tokio::time::Instant::now() + self.config.timing.commit_timeout();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let missing: Vec<String> = results
+                .iter()
+                .filter_map(|r| match r {
+                    Some(Ok(r)) if r.sequence > 0 && r.inclusion_proof.is_none() => {
+                        Some(r.event_id.clone())
+                    }
+                    _ => None,
+                })
+                .collect::<HashSet<String>>()
+                .into_iter()
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    events = missing.len(),
+                    "inclusion proofs not received within the commit timeout; answered without them"
+                );
+                return;
+            }
+            let proofs: HashMap<String, (u64, ipb::InclusionProof)> = self
+                .ask(missing, deadline, true)
+                .await
+                .into_iter()
+                .filter_map(|o| match (o.result, o.proof) {
+                    (Some(ipb::outcome::Result::Committed(c)), Some(p)) => {
+                        Some((o.event_id, (c.sequence, p)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for r in results.iter_mut().flatten().flatten() {
+                if let Some((sequence, p)) = proofs.get(&r.event_id) {
+                    if *sequence == r.sequence && r.inclusion_proof.is_none() {
+                        r.inclusion_proof = Some(pb::InclusionProof {
+                            sequence: *sequence,
+                            tree_size: p.tree_size,
+                            leaf_hash: p.leaf_hash.clone(),
+                            root_hash: p.root_hash.clone(),
+                            proof: p.proof.clone(),
+                        });
+                    }
+                }
+            }
+            if proofs.is_empty() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
     /// Asks the ledger's outcomes component for the outcomes of `ids` decided so far (in chunks
-    /// of `await_chunk`, at once); a failed question is logged and asked again later.
-    async fn ask(&self, ids: Vec<String>, deadline: tokio::time::Instant) -> Vec<ipb::Outcome> {
+    /// of `await_chunk`, at once), with inclusion proofs when `with_proof`; a failed question is
+    /// logged and asked again later.
+    async fn ask(
+        &self,
+        ids: Vec<String>,
+        deadline: tokio::time::Instant,
+        with_proof: bool,
+    ) -> Vec<ipb::Outcome> {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if ids.is_empty() || left.is_zero() {
             return Vec::new();
@@ -356,6 +432,7 @@ impl Gateway {
             let query = Bytes::from(
                 ipb::OutcomeQuery {
                     event_ids: chunk.to_vec(),
+                    with_proof,
                 }
                 .encode_to_vec(),
             );
@@ -408,6 +485,7 @@ fn interpret(o: &ipb::Outcome, mine: &Mine, ack_duplicate: bool) -> ItemOutcome 
             hash: r.hash.clone(),
             duplicate: ack_duplicate || o.committing_submission != mine.submission.as_bytes(),
             ack: pb::AckLevel::Committed as i32,
+            inclusion_proof: None,
         }),
         Some(ipb::outcome::Result::Rejected(e)) if other_content => Err(item_error(
             ALREADY_EXISTS,
@@ -472,7 +550,22 @@ fn status(e: pb::ItemError) -> Status {
     Status::with_error_details(code, e.message, details)
 }
 
-fn ack_level(raw: i32) -> Result<pb::AckLevel, Box<Status>> {
+fn ack_level(raw: i32, include_proof: bool) -> Result<pb::AckLevel, Box<Status>> {
+    let level = ack_level_of(raw)?;
+    if include_proof && level == pb::AckLevel::Accepted {
+        return Err(Box::new(Status::with_error_details(
+            tonic::Code::InvalidArgument,
+            "include_proof: needs ack ACK_LEVEL_COMMITTED (an accepted event has no sequence yet)",
+            ErrorDetails::with_bad_request_violation(
+                "include_proof",
+                "only with ACK_LEVEL_COMMITTED",
+            ),
+        )));
+    }
+    Ok(level)
+}
+
+fn ack_level_of(raw: i32) -> Result<pb::AckLevel, Box<Status>> {
     match pb::AckLevel::try_from(raw) {
         Ok(pb::AckLevel::Unspecified | pb::AckLevel::Committed) => Ok(pb::AckLevel::Committed),
         Ok(pb::AckLevel::Accepted) => Ok(pb::AckLevel::Accepted),
@@ -496,7 +589,7 @@ impl pb::ingest_server::Ingest for Gateway {
         let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
         caller.check_orgs(req.event.iter().map(|e| e.org_id.as_str()))?;
-        let ack = ack_level(req.ack).map_err(|s| *s)?;
+        let ack = ack_level(req.ack, req.include_proof).map_err(|s| *s)?;
         let Some(event) = req.event else {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
@@ -504,7 +597,7 @@ impl pb::ingest_server::Ingest for Gateway {
                 ErrorDetails::with_bad_request_violation("event", "required"),
             ));
         };
-        let mut out = self.record_many(vec![event], ack).await;
+        let mut out = self.record_many(vec![event], ack, req.include_proof).await;
         match out.pop() {
             Some(Ok(r)) => Ok(Response::new(r)),
             Some(Err(e)) => Err(status(e)),
@@ -519,7 +612,7 @@ impl pb::ingest_server::Ingest for Gateway {
         let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
         caller.check_orgs(req.events.iter().map(|e| e.org_id.as_str()))?;
-        let ack = ack_level(req.ack).map_err(|s| *s)?;
+        let ack = ack_level(req.ack, req.include_proof).map_err(|s| *s)?;
         if req.events.len() > wfl_domain::MAX_BATCH {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
@@ -535,7 +628,7 @@ impl pb::ingest_server::Ingest for Gateway {
             ));
         }
         let ids: Vec<String> = req.events.iter().map(|e| e.event_id.clone()).collect();
-        let outcomes = self.record_many(req.events, ack).await;
+        let outcomes = self.record_many(req.events, ack, req.include_proof).await;
         let mut resp = pb::RecordBatchResponse::default();
         for (index, (event_id, outcome)) in ids.into_iter().zip(outcomes).enumerate() {
             let outcome = match outcome {

@@ -9,7 +9,9 @@
 //! [`answer`] serves late or repeated questions ([`wfl_bus::OUTCOME_QUESTION_SUBJECT`]: a
 //! restarted gateway, a lost message, a resubmission the broker deduplicated) from the store, on
 //! the blocking pool, never on the writer's loop: each id is one decision lookup (plus one record
-//! read for a committed one, for its content hash), whatever the history's size.
+//! read for a committed one, for its content hash), whatever the history's size; a question
+//! `with_proof` adds each committed event's RFC 9162 inclusion proof against the head (O(log n)
+//! stored nodes each, one root per question).
 
 use std::sync::Arc;
 
@@ -167,13 +169,14 @@ pub(crate) async fn answer(
 /// `RESOURCE_EXHAUSTED` for the others (nothing new will be decided soon). `None` for a
 /// malformed question (logged; the asker times out).
 fn lookup(store: &dyn Log, payload: &[u8], paused: Option<String>) -> Option<ipb::Outcomes> {
-    let ids = match ipb::OutcomeQuery::decode(payload) {
-        Ok(q) => q.event_ids,
+    let (ids, with_proof) = match ipb::OutcomeQuery::decode(payload) {
+        Ok(q) => (q.event_ids, q.with_proof),
         Err(e) => {
             warn!(error = %e, "malformed outcome question ignored");
             return None;
         }
     };
+    let mut prover = with_proof.then(|| Prover::new(store));
     let mut outcomes = Vec::with_capacity(ids.len());
     for raw in &ids {
         let outcome = match Uuid::parse_str(raw) {
@@ -199,7 +202,14 @@ fn lookup(store: &dyn Log, payload: &[u8], paused: Option<String>) -> Option<ipb
             },
         };
         match (outcome, &paused) {
-            (Some(o), _) => outcomes.push(o),
+            (Some(mut o), _) => {
+                if let (Some(p), Some(ipb::outcome::Result::Committed(c))) =
+                    (&mut prover, &o.result)
+                {
+                    o.proof = p.prove(c.sequence);
+                }
+                outcomes.push(o);
+            }
             (None, Some(reason)) => outcomes.push(paused_outcome(raw, reason)),
             (None, None) => {}
         }
@@ -208,6 +218,52 @@ fn lookup(store: &dyn Log, payload: &[u8], paused: Option<String>) -> Option<ipb
         outcomes,
         paused_reason: paused.unwrap_or_default(),
     })
+}
+
+/// Inclusion proofs against the head at the time of the question (one root for all of them).
+struct Prover<'a> {
+    store: &'a dyn Log,
+    /// Tree size and root, read once; `None` when the head could not be read.
+    tree: Option<(u64, [u8; 32])>,
+}
+
+impl<'a> Prover<'a> {
+    fn new(store: &'a dyn Log) -> Self {
+        let tree = store
+            .head()
+            .and_then(|h| Ok((h.sequence, store.merkle_root(h.sequence)?)))
+            .map_err(|e| error!(error = %e, "cannot read the Merkle root for inclusion proofs"))
+            .ok();
+        Self { store, tree }
+    }
+
+    /// The proof of `sequence` (O(log n) stored nodes), or `None` (logged) when it cannot be
+    /// read: the gateway then answers without it rather than not at all.
+    fn prove(&mut self, sequence: u64) -> Option<ipb::InclusionProof> {
+        let (size, root) = self.tree?;
+        if sequence == 0 || sequence > size {
+            return None;
+        }
+        let proof = || -> Result<ipb::InclusionProof, Error> {
+            let record = self.store.get(sequence)?.ok_or_else(|| {
+                Error::Internal(format!("record {sequence} missing below the head"))
+            })?;
+            Ok(ipb::InclusionProof {
+                tree_size: size,
+                leaf_hash: wfl_store::merkle::leaf_hash(&record.bytes).to_vec(),
+                root_hash: root.to_vec(),
+                proof: self
+                    .store
+                    .inclusion_proof(sequence, size)?
+                    .iter()
+                    .map(|h| h.to_vec())
+                    .collect(),
+            })
+        };
+        proof()
+            .map_err(|e| error!(error = %e, sequence, "cannot build an inclusion proof"))
+            .ok()
+    }
 }
 
 pub(crate) fn committed(
@@ -227,6 +283,7 @@ pub(crate) fn committed(
             .map(|s| s.as_bytes().to_vec())
             .unwrap_or_default(),
         content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
+        proof: None,
     }
 }
 
@@ -248,6 +305,7 @@ fn rejected_raw(id: &str, code: i32, message: String, content: Option<[u8; 32]>)
         })),
         committing_submission: Vec::new(),
         content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
+        proof: None,
     }
 }
 
