@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::error;
+use wfl_domain::classify::Bucket;
 use wfl_domain::EventType;
-use wfl_projections::classify::Bucket;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 

@@ -199,7 +199,7 @@ pub(crate) struct Subscription {
     pub from: u64,
     pub filter: Filter,
     /// Empty: every bucket.
-    pub buckets: Vec<wfl_projections::classify::Bucket>,
+    pub buckets: Vec<wfl_domain::classify::Bucket>,
     pub heartbeat: Option<Duration>,
     pub peer: String,
 }
@@ -239,8 +239,7 @@ async fn run(
                     match codec::decode_event(r) {
                         Ok(event) => {
                             let bucket =
-                                wfl_projections::classify::classify(&event.payload, false, false)
-                                    .bucket;
+                                wfl_domain::classify::classify(&event.payload, false, false).bucket;
                             if !request.buckets.contains(&bucket) {
                                 next = r.sequence + 1;
                                 stats.position.store(r.sequence, Ordering::Relaxed);
