@@ -22,7 +22,7 @@ use tonic::Status;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 
-use crate::api::status;
+use crate::error::status;
 use crate::{codec, Error};
 
 /// Records read from disk at a time, per subscriber.
