@@ -150,3 +150,18 @@ fn auth_depends_on_no_workspace_crate() {
         );
     }
 }
+
+#[test]
+fn the_ledger_does_not_depend_on_the_views_and_the_gateway_not_on_the_store() {
+    // The writer's crate stays apart from the views (classification is pure domain), and the
+    // gateway learns everything from the ledger over the bus, never from the store.
+    let deps = workspace_deps();
+    for (pkg, forbidden) in [
+        ("wfl-ledger", "wfl-projections"),
+        ("wfl-gateway", "wfl-store"),
+    ] {
+        for (d, _) in deps.get(pkg).map(Vec::as_slice).unwrap_or_default() {
+            assert_ne!(d, forbidden, "{pkg} must not depend on {forbidden}");
+        }
+    }
+}

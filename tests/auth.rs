@@ -124,6 +124,7 @@ impl Fixture {
             .record_batch(pb::RecordBatchRequest {
                 events,
                 ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
             })
             .await
             .expect("the admin records both orgs")
@@ -191,6 +192,7 @@ async fn call(method: &str, conn: Conn, org: &str, foreign_event: &str) -> Resul
             .record(pb::RecordRequest {
                 event: Some(event),
                 ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
             })
             .await
             .map(drop),
@@ -198,6 +200,7 @@ async fn call(method: &str, conn: Conn, org: &str, foreign_event: &str) -> Resul
             .record_batch(pb::RecordBatchRequest {
                 events: vec![event],
                 ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
             })
             .await
             .map(drop),
@@ -378,6 +381,7 @@ async fn every_method_role_and_foreign_org_is_checked() {
                 common::wire(&scenario::hire(FOREIGN, "w-10")),
             ],
             ack: pb::AckLevel::Committed as i32,
+            include_proof: false,
         })
         .await
         .expect_err("a foreign event in the batch");

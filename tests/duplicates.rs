@@ -129,6 +129,7 @@ async fn same_id_other_content(mode: Mode) {
         .record(pb::RecordRequest {
             event: Some(common::wire(&other)),
             ack: pb::AckLevel::Committed as i32,
+            include_proof: false,
         })
         .await
         .expect_err("different content under a committed id");

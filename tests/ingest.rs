@@ -100,7 +100,11 @@ async fn invalid_events_are_refused_per_item(mode: Mode) {
         wire_no_payload,
     ];
     let r = common::ingest(&ch)
-        .record_batch(pb::RecordBatchRequest { events, ack: 0 })
+        .record_batch(pb::RecordBatchRequest {
+            events,
+            ack: 0,
+            include_proof: false,
+        })
         .await
         .expect("a batch with bad items still succeeds as a call")
         .into_inner();
@@ -127,6 +131,7 @@ async fn invalid_events_are_refused_per_item(mode: Mode) {
         .record(pb::RecordRequest {
             event: Some(common::wire(&bad)),
             ack: 0,
+            include_proof: false,
         })
         .await
         .expect_err("an invalid event is refused");
@@ -142,6 +147,7 @@ async fn invalid_events_are_refused_per_item(mode: Mode) {
         .record_batch(pb::RecordBatchRequest {
             events: too_many,
             ack: 0,
+            include_proof: false,
         })
         .await
         .expect_err("oversized batch refused");
@@ -180,6 +186,7 @@ async fn lifecycle_conflicts(mode: Mode) {
     let record = |e: &wfl_domain::Event| pb::RecordRequest {
         event: Some(common::wire(e)),
         ack: 0,
+        include_proof: false,
     };
 
     // Separating a worker the ledger has never seen.
@@ -380,6 +387,7 @@ async fn accepted_ack_level(mode: Mode) {
         .record(pb::RecordRequest {
             event: Some(common::wire(&event)),
             ack: pb::AckLevel::Accepted as i32,
+            include_proof: false,
         })
         .await
         .expect("ACCEPTED record")
@@ -401,6 +409,7 @@ async fn accepted_ack_level(mode: Mode) {
         .record(pb::RecordRequest {
             event: Some(common::wire(&event)),
             ack: pb::AckLevel::Committed as i32,
+            include_proof: false,
         })
         .await
         .expect("COMMITTED resubmission")
@@ -509,4 +518,266 @@ async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_sam
         "{r:?}"
     );
     assert_valid_chain(&replay(&ch).await);
+}
+
+/// Outcomes reach every gateway, however it came to wait: a second gateway recording alongside,
+/// a gateway killed (SIGKILL) in the middle of a 10,000-event batch and restarted, and the
+/// restarted one asking again for the whole batch (most of it committed by its predecessor's
+/// submission: answered from the store, `duplicate` exact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_mid_batch_and_a_second_gateway_get_every_outcome() {
+    use common::{connect, ingest, Proc};
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let nats = wfl_testkit::NatsServer::start();
+    let ledger = Proc::start(
+        "wfl-ledger",
+        &[
+            "--data-dir".to_owned(),
+            dir.path().join("ledger").display().to_string(),
+            "--grpc-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--nats-url".to_owned(),
+            nats.url(),
+        ],
+        &logs,
+    );
+    let gateway_args = [
+        "--grpc-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--nats-url".to_owned(),
+        nats.url(),
+    ];
+    let mut a = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let b = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let lg = connect(&ledger.grpc).await;
+    let head = || {
+        let lg = lg.clone();
+        async move {
+            common::ledger(&lg)
+                .head(pb::HeadRequest {})
+                .await
+                .expect("Head")
+                .into_inner()
+                .sequence
+        }
+    };
+
+    let first = hires("acme", 10_000, 0);
+    let second = hires("globex", 2_000, 0);
+    let on_a = {
+        let ch = connect(&a.grpc).await;
+        let events: Vec<pb::Event> = first.iter().map(common::wire).collect();
+        tokio::spawn(async move {
+            ingest(&ch)
+                .record_batch(pb::RecordBatchRequest {
+                    events,
+                    ack: pb::AckLevel::Committed as i32,
+                    include_proof: false,
+                })
+                .await
+        })
+    };
+    // Gateway A dies once the ledger has committed part of its batch, just as B starts one.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let at_kill = loop {
+        let h = head().await;
+        if h > 0 {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "nothing committed within 60 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let b_ch = connect(&b.grpc).await;
+    let on_b = {
+        let (ch, events) = (b_ch.clone(), second.clone());
+        tokio::spawn(async move { record_batch(&ch, &events).await })
+    };
+    a.kill();
+    assert!(
+        at_kill < 10_000,
+        "gateway A was killed mid-batch (head {at_kill})"
+    );
+    let lost = on_a.await.expect("task");
+    assert!(lost.is_err(), "the killed gateway's call fails: {lost:?}");
+
+    // B, recording alongside, heard every one of its outcomes.
+    let r_b = tokio::time::timeout(Duration::from_secs(60), on_b)
+        .await
+        .expect("B answers within 60 s")
+        .expect("task");
+    assert_eq!(r_b.committed, 2_000, "{:?}", r_b.results.first());
+    assert_eq!(r_b.duplicates, 0);
+
+    // A restarted: the same batch again gets every outcome; the events its predecessor had
+    // submitted are duplicates (committed by that submission), each with its ledger sequence.
+    a = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let a_ch = connect(&a.grpc).await;
+    let r_a = tokio::time::timeout(Duration::from_secs(60), record_batch(&a_ch, &first))
+        .await
+        .expect("the restarted gateway answers within 60 s");
+    assert_eq!(r_a.committed, 10_000, "{:?}", r_a.results.first());
+    assert!(
+        r_a.duplicates >= 1,
+        "events committed before the kill are another submission's"
+    );
+
+    let all = replay(&lg).await;
+    assert_valid_chain(&all);
+    assert_eq!(all.len(), 12_000, "every event exactly once");
+    let by_id: HashMap<&str, (u64, &[u8])> = all
+        .iter()
+        .filter_map(|c| {
+            c.event
+                .as_ref()
+                .map(|e| (e.event_id.as_str(), (c.sequence, c.hash.as_slice())))
+        })
+        .collect();
+    assert_eq!(by_id.len(), 12_000, "no event id twice");
+    for item in r_a.results.iter().chain(&r_b.results) {
+        let o = ok(item);
+        assert_eq!(
+            by_id.get(o.event_id.as_str()),
+            Some(&(o.sequence, o.hash.as_slice())),
+            "the answered sequence and hash are the ledger's"
+        );
+    }
+
+    // The second gateway asked for A's batch: every outcome, all duplicates, same sequences.
+    let again = record_batch(&b_ch, &first).await;
+    assert_eq!(again.duplicates, 10_000);
+    for (x, y) in again.results.iter().zip(&r_a.results) {
+        assert_eq!(ok(x).sequence, ok(y).sequence);
+    }
+}
+
+async fn proofs_in_replies(mode: Mode) {
+    use prost::Message;
+    use serde_json::json;
+
+    let node = Node::start(mode);
+    let ch = node.channel().await;
+    let mut client = common::ingest(&ch);
+    let mut answered: Vec<pb::RecordResponse> = Vec::new();
+    let mut recorded = 0;
+    let mut batches = Vec::new();
+    // Uneven batches, so the proofs are taken against many tree sizes.
+    for n in [1, 2, 3, 8, 1, 16, 5] {
+        let events = hires("proof-org", n, recorded);
+        batches.push(events.clone());
+        recorded += n;
+        let r = client
+            .record_batch(pb::RecordBatchRequest {
+                events: events.iter().map(common::wire).collect(),
+                ack: pb::AckLevel::Committed as i32,
+                include_proof: true,
+            })
+            .await
+            .expect("RecordBatch")
+            .into_inner();
+        assert_eq!(r.committed as usize, n);
+        answered.extend(r.results.iter().map(|i| ok(i).clone()));
+    }
+    let single = scenario::hire("proof-org", "w-single");
+    let r = client
+        .record(pb::RecordRequest {
+            event: Some(common::wire(&single)),
+            ack: pb::AckLevel::Committed as i32,
+            include_proof: true,
+        })
+        .await
+        .expect("Record")
+        .into_inner();
+    answered.push(r);
+    // A resubmission (a duplicate) is proven too, at its original sequence.
+    let again = &batches[1];
+    let r = client
+        .record_batch(pb::RecordBatchRequest {
+            events: again.iter().map(common::wire).collect(),
+            ack: pb::AckLevel::Committed as i32,
+            include_proof: true,
+        })
+        .await
+        .expect("RecordBatch")
+        .into_inner();
+    assert_eq!(r.duplicates, 2);
+    answered.extend(r.results.iter().map(|i| ok(i).clone()));
+    // Without the flag, no proof.
+    let plain = record_batch(&ch, &hires("proof-org", 1, 1000)).await;
+    assert!(ok(&plain.results[0]).inclusion_proof.is_none());
+
+    let events = replay(&ch).await;
+    assert_valid_chain(&events);
+    let mut inclusion = Vec::new();
+    for r in &answered {
+        let p = r
+            .inclusion_proof
+            .as_ref()
+            .unwrap_or_else(|| panic!("no proof for sequence {}", r.sequence));
+        assert_eq!(p.sequence, r.sequence);
+        assert!(p.tree_size >= r.sequence, "{p:?}");
+        assert!(p.tree_size <= events.len() as u64);
+        inclusion.push(json!({
+            "sequence": p.sequence, "tree_size": p.tree_size,
+            "leaf_hash": hex::encode(&p.leaf_hash), "root_hash": hex::encode(&p.root_hash),
+            "proof": p.proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        }));
+    }
+    let stored = |c: &pb::CommittedEvent| {
+        let mut s = c.clone();
+        s.prev_hash.clear();
+        s.hash.clear();
+        s.encode_to_vec()
+    };
+    let input = json!({
+        "leaves": events.iter().map(|c| hex::encode(stored(c))).collect::<Vec<_>>(),
+        "chain": events.iter().map(|c| hex::encode(&c.hash)).collect::<Vec<_>>(),
+        "inclusion": inclusion,
+        "consistency": [],
+        "checkpoints": [],
+    });
+    let dir = wfl_testkit::temp_dir();
+    let file = dir.path().join("proofs.json");
+    std::fs::write(&file, serde_json::to_vec(&input).expect("json")).expect("write");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("audit/verify_proofs.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("ok "),
+        "independent verifier: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{} reply proofs verified: {stdout}", answered.len());
+
+    // A proof needs a sequence: with ACCEPTED the flag is the caller's mistake.
+    let e = client
+        .record(pb::RecordRequest {
+            event: Some(common::wire(&scenario::hire("proof-org", "w-accepted"))),
+            ack: pb::AckLevel::Accepted as i32,
+            include_proof: true,
+        })
+        .await
+        .expect_err("include_proof with ACCEPTED is refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let field = e
+        .get_details_bad_request()
+        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()));
+    assert_eq!(field.as_deref(), Some("include_proof"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_inclusion_proofs_an_independent_verifier_accepts_in_process() {
+    proofs_in_replies(Mode::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_carry_inclusion_proofs_an_independent_verifier_accepts_over_nats() {
+    proofs_in_replies(Mode::Nats).await;
 }

@@ -95,6 +95,7 @@ async fn record(
         .record_batch(pb::RecordBatchRequest {
             events: events.iter().map(common::wire).collect(),
             ack: ack as i32,
+            include_proof: false,
         })
         .await
         .expect("RecordBatch call succeeds")
@@ -241,7 +242,12 @@ async fn the_gateway_is_not_serving_while_no_ledger_answers_and_serving_once_one
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = wfl_gateway::Config {
-        commit_timeout: Duration::from_secs(1),
+        timing: wfl_gateway::Timing::new(
+            Duration::from_secs(1),
+            Duration::from_millis(250),
+            wfl_bus::DEFAULT_DUPLICATE_WINDOW,
+        )
+        .expect("valid timing"),
         ..wfl_gateway::Config::default()
     };
     // The gateway's own signal drives gRPC health here (the binaries mirror every readiness
@@ -379,6 +385,7 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
             .record_batch(pb::RecordBatchRequest {
                 events: batch.iter().map(common::wire).collect(),
                 ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
             })
             .await
         {

@@ -205,8 +205,9 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
         .await;
     forgeries += 1;
 
-    // 2. Answering wfl.ctl.await while the ledger is down: the gateway keeps waiting, and the
-    //    answer it gives is the real ledger's once it is back.
+    // 2. Answering wfl.ctl.await, or publishing outcomes on wfl.outcomes, while the ledger is
+    //    down: the gateway keeps waiting, and the answer it gives is the real ledger's once it
+    //    is back.
     ledger_proc.kill();
     let pending = {
         let gw = gw.clone();
@@ -225,19 +226,37 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
     drop(subscription);
     forgeries += 1;
     let fake_outcome = Bytes::from(
-        pb::AwaitReply {
-            outcomes: vec![pb::Outcome {
+        wfl_proto::internal::Outcomes {
+            outcomes: vec![wfl_proto::internal::Outcome {
                 event_id: forged.event_id.0.to_string(),
-                result: Some(pb::outcome::Result::Committed(pb::RecordResponse {
-                    sequence: 424_242,
-                    hash: vec![0; 32],
-                    ..Default::default()
-                })),
+                result: Some(wfl_proto::internal::outcome::Result::Committed(
+                    wfl_proto::internal::Committed {
+                        sequence: 424_242,
+                        hash: vec![0; 32],
+                    },
+                )),
                 ..Default::default()
             }],
+            ..Default::default()
         }
         .encode_to_vec(),
     );
+    // Nor a forged batch of outcomes on the broadcast subject, which analytics may not read
+    // either.
+    analytics
+        .publish_refused(wfl_bus::OUTCOME_SUBJECT, fake_outcome.clone())
+        .await;
+    let outcomes_sub = analytics
+        .client
+        .subscribe(wfl_bus::OUTCOME_SUBJECT)
+        .await
+        .expect("subscribe is sent");
+    analytics.client.flush().await.expect("flush");
+    analytics
+        .expect_violation("Subscription to", wfl_bus::OUTCOME_SUBJECT)
+        .await;
+    drop(outcomes_sub);
+    forgeries += 2;
     for subject in ["_INBOX.gateway.x.1", "_INBOX.anything", "_INBOX.ledger.x"] {
         analytics
             .publish_refused(subject, fake_outcome.clone())
@@ -257,7 +276,10 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
     gateway_user
         .expect_violation("Subscription to", "wfl.ctl.await")
         .await;
-    forgeries += 2;
+    gateway_user
+        .publish_refused(wfl_bus::OUTCOME_SUBJECT, fake_outcome.clone())
+        .await;
+    forgeries += 3;
     // Back on the same port, where the projector looks for it.
     let mut again = ledger_args(&ledger_data);
     let port = ledger_proc.grpc.trim_start_matches("http://").to_owned();

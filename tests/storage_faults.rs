@@ -189,6 +189,7 @@ async fn a_full_disk_pauses_commits_clearly_and_they_resume_when_space_returns()
         .record(pb::RecordRequest {
             event: Some(common::wire(&single[0])),
             ack: pb::AckLevel::Committed as i32,
+            include_proof: false,
         })
         .await
         .expect_err("refused while paused");
@@ -225,6 +226,7 @@ async fn a_full_disk_pauses_commits_clearly_and_they_resume_when_space_returns()
         .record_batch(pb::RecordBatchRequest {
             events: accepted.iter().map(common::wire).collect(),
             ack: pb::AckLevel::Accepted as i32,
+            include_proof: false,
         })
         .await
         .expect("RecordBatch")

@@ -1,4 +1,4 @@
-//! Compiles proto/wfl/v1/*.proto once, with a vendored protoc so a fresh machine needs no system
+//! Compiles proto/wfl/v1/*.proto (and the internal proto/wfl/internal/v1/*.proto) once, with a vendored protoc so a fresh machine needs no system
 //! protoc, and writes the descriptor set that gRPC reflection serves.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +25,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &files,
             &[root.clone(), protoc_bin_vendored::include_path()?],
         )?;
-    for f in &files {
+    // Internal messages (wfl.internal.v1, self-contained): generated apart and kept out of the
+    // descriptor set that reflection serves.
+    let internal = root.join("wfl/internal/v1/outcomes.proto");
+    tonic_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_protos(
+            std::slice::from_ref(&internal),
+            &[root.clone(), protoc_bin_vendored::include_path()?],
+        )?;
+    for f in files.iter().chain([&internal]) {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     Ok(())

@@ -240,6 +240,7 @@ pub async fn record_batch(ch: &Channel, events: &[wfl_domain::Event]) -> pb::Rec
         .record_batch(pb::RecordBatchRequest {
             events: events.iter().map(wire).collect(),
             ack: pb::AckLevel::Committed as i32,
+            include_proof: false,
         })
         .await
         .expect("RecordBatch call succeeds")

@@ -1,9 +1,9 @@
 //! `wfl-bus`: the transport between the gateway and the ledger.
 //!
 //! Owns: the [`Bus`] trait (inbox publish/consume, committed-event publish, core
-//! request/reply and fire-and-forget publish), its two implementations ([`NatsBus`] on NATS
+//! request/reply, fire-and-forget publish and subscribe), its two implementations ([`NatsBus`] on NATS
 //! JetStream, [`MemoryBus`] in-process), the subject naming, and the one error type
-//! [`Error`].
+//! [`Error`], and the timing relations of commit outcomes ([`Timing`]).
 //!
 //! Must not: know the protobuf schema or any domain rule (payloads are opaque bytes), retry on
 //! its own behind the caller's back, or drop a message silently (every publish reports a
@@ -13,6 +13,7 @@ mod error;
 mod memory;
 mod nats;
 mod subject;
+mod timing;
 
 use std::time::Duration;
 
@@ -22,13 +23,17 @@ pub use error::Error;
 
 /// How long a published event id is remembered for deduplication (JetStream's duplicate window
 /// on the NATS bus, the same window on the in-process bus).
-pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = Timing::DEFAULT.duplicate_window();
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
     NatsAuth, NatsBus, NatsConfig, DEFAULT_INBOX_PREFIX, HEADER_EVENT_TYPE, HEADER_HASH,
     HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
 };
-pub use subject::{inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX};
+pub use subject::{
+    inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
+    OUTCOME_QUESTION_SUBJECT, OUTCOME_SUBJECT,
+};
+pub use timing::Timing;
 
 /// A message for the ledger's inbox, published by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +215,24 @@ pub trait Bus: Send + Sync + 'static {
     /// [`Error::Unavailable`] if the connection is gone, [`Error::Rejected`] for an invalid
     /// subject or an oversized payload.
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), Error>;
+
+    /// Receives every core publish on `subject` made from now on (NATS: a core subscription,
+    /// flushed so the server has it before this returns; in-process: the publish broadcast,
+    /// filtered). Core messages are at-most-once: a subscriber that must not miss anything
+    /// keeps another way to ask (see [`Subscription::next`]).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the subscription cannot be made, [`Error::Rejected`] for an
+    /// invalid subject.
+    async fn subscribe(&self, subject: &str) -> Result<Box<dyn Subscription>, Error>;
+}
+
+/// Messages arriving on one subscribed subject.
+#[async_trait::async_trait]
+pub trait Subscription: Send {
+    /// The next message's payload; `Some(Err(Error::Unavailable))` when messages were lost
+    /// (the in-process receiver fell behind), `None` once the subscription has ended.
+    async fn next(&mut self) -> Option<Result<Bytes, Error>>;
 }
 
 /// The ledger's view of the inbox consumer.

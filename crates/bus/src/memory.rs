@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::subject::{check_event_type, check_org, check_subject};
 use crate::{
     AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
-    ReplyHandle, Request, Requests,
+    ReplyHandle, Request, Requests, Subscription,
 };
 
 /// Default inbox capacity (messages) of [`MemoryBus::new`].
@@ -234,6 +234,39 @@ impl Bus for MemoryBus {
         // No receiver is not an error: core publish is fire-and-forget.
         let _ = self.inner.published.send((subject.to_owned(), payload));
         Ok(())
+    }
+
+    async fn subscribe(&self, subject: &str) -> Result<Box<dyn Subscription>, Error> {
+        check_subject(subject)?;
+        Ok(Box::new(MemorySubscription {
+            subject: subject.to_owned(),
+            rx: self.inner.published.subscribe(),
+        }))
+    }
+}
+
+/// One subject's share of the in-process publish broadcast.
+struct MemorySubscription {
+    subject: String,
+    rx: broadcast::Receiver<(String, Bytes)>,
+}
+
+#[async_trait::async_trait]
+impl Subscription for MemorySubscription {
+    async fn next(&mut self) -> Option<Result<Bytes, Error>> {
+        loop {
+            match self.rx.recv().await {
+                Ok((subject, payload)) if subject == self.subject => return Some(Ok(payload)),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    return Some(Err(Error::Unavailable(format!(
+                        "subscriber of {} fell behind: {n} messages lost",
+                        self.subject
+                    ))))
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 

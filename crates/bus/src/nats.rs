@@ -19,7 +19,7 @@ use futures::{FutureExt, StreamExt};
 use crate::subject::{check_event_type, check_org, check_subject, inbox_subject, ledger_subject};
 use crate::{
     AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, InboxState, PublishAck,
-    ReplyHandle, Request, Requests, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
+    ReplyHandle, Request, Requests, Subscription, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
 };
 
 /// Bound on sending one JetStream publish and on awaiting its ack (also JetStream API calls).
@@ -645,6 +645,34 @@ impl Bus for NatsBus {
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), Error> {
         check_subject(subject)?;
         core_publish(&self.client, subject.to_owned().into(), payload).await
+    }
+
+    async fn subscribe(&self, subject: &str) -> Result<Box<dyn Subscription>, Error> {
+        check_subject(subject)?;
+        let subscriber = self
+            .client
+            .subscribe(subject.to_owned())
+            .await
+            .map_err(|e| Error::unavailable(&format!("subscribe to {subject}"), e))?;
+        // The SUB reaches the server before anything this client sends later, and the flush
+        // waits for it to leave: a publish made after this returns is delivered.
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::unavailable(&format!("subscribe to {subject}"), e))?;
+        Ok(Box::new(NatsSubscription { subscriber }))
+    }
+}
+
+/// Messages of one core subscription.
+struct NatsSubscription {
+    subscriber: async_nats::Subscriber,
+}
+
+#[async_trait::async_trait]
+impl Subscription for NatsSubscription {
+    async fn next(&mut self) -> Option<Result<Bytes, Error>> {
+        self.subscriber.next().await.map(|msg| Ok(msg.payload))
     }
 }
 

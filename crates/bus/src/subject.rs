@@ -1,6 +1,7 @@
 //! Subject naming for the bus, and validation of the tokens callers put into subjects.
 //!
-//! Owns: the `wfl.inbox.<org>` and `wfl.ledger.<org>.<event_type>` layout.
+//! Owns: the `wfl.inbox.<org>` and `wfl.ledger.<org>.<event_type>` layout, and the two
+//! subjects of commit outcomes ([`OUTCOME_SUBJECT`], [`OUTCOME_QUESTION_SUBJECT`]).
 //!
 //! Must not: do I/O.
 
@@ -10,6 +11,13 @@ use crate::Error;
 pub const INBOX_SUBJECT_PREFIX: &str = "wfl.inbox";
 /// Prefix of committed-event subjects: `wfl.ledger.<org_id>.<event_type>`.
 pub const LEDGER_SUBJECT_PREFIX: &str = "wfl.ledger";
+
+/// Core NATS subject on which the ledger's writer publishes the decisions of each flushed batch
+/// once (`wfl.internal.v1.Outcomes`); every gateway subscribes to it.
+pub const OUTCOME_SUBJECT: &str = "wfl.outcomes";
+/// Core NATS request/reply subject on which the ledger's outcomes component answers late or
+/// repeated questions (`wfl.internal.v1.OutcomeQuery` → `Outcomes`) from its store.
+pub const OUTCOME_QUESTION_SUBJECT: &str = "wfl.ctl.await";
 
 /// The inbox subject of an organisation: `wfl.inbox.<org_id>`.
 #[must_use]

@@ -5,6 +5,7 @@
 //! task, or know the wire format (that is `wfl-proto`'s job). Everything here is deterministic so that
 //! an auditor re-running the same rules over the same ledger gets the same answers.
 
+pub mod classify;
 pub mod date;
 pub mod event;
 pub mod ids;

@@ -7,12 +7,12 @@
 //! auditor can rebuild it from sequence 0 and must get the same answer.
 //!
 //! - [`classify`]: an event's bucket and mechanism, from its fields (per-law counting lives in the
-//!   rule packs).
+//!   rule packs); it lives in `wfl_domain::classify` (pure, fields only) and is re-exported here.
 //! - [`views`]: the [`views::Projection`] state and its queries (separations, headcount, cohort
 //!   exposure, hiring signals, AI adoption, explain).
 //! - [`rules`]: rule packs as data files (`rulepacks/*.toml`), their loader, and threshold watch.
 
-pub mod classify;
+pub use wfl_domain::classify;
 pub mod rules;
 pub mod views;
 

@@ -13,6 +13,13 @@ pub mod pb {
     tonic::include_proto!("wfl.v1");
 }
 
+/// Generated `wfl.internal.v1` messages: the ledger ⇄ gateway commit outcomes (not a public API,
+/// not served by reflection).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod internal {
+    tonic::include_proto!("wfl.internal.v1");
+}
+
 /// The encoded `FileDescriptorSet` of `wfl.v1`, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("wfl_descriptor");
 

@@ -486,6 +486,7 @@ async fn record_latency(addr: &str, org: &str, config: &IngestConfig) -> anyhow:
                 .record(pb::RecordRequest {
                     event: Some(event),
                     ack: pb::AckLevel::Committed as i32,
+                    include_proof: false,
                 })
                 .await;
             (scheduled.elapsed(), r)

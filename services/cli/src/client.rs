@@ -184,6 +184,7 @@ pub async fn record(
         .record(pb::RecordRequest {
             event: Some(event),
             ack: ack as i32,
+            include_proof: false,
         })
         .await
         .map_err(|s| anyhow!("{}", describe_status(&s)))?
@@ -321,6 +322,7 @@ async fn send(
         .record_batch(pb::RecordBatchRequest {
             events,
             ack: ack as i32,
+            include_proof: false,
         })
         .await
         .map_err(|s| anyhow!("batch refused: {}", describe_status(&s)))?
@@ -568,6 +570,7 @@ pub async fn load(
                     .record_batch(pb::RecordBatchRequest {
                         events,
                         ack: ack as i32,
+                        include_proof: false,
                     })
                     .await;
                 (t.elapsed(), r)

@@ -929,6 +929,7 @@ async fn record(addr: &str, events: &[Event], config: &DemoConfig) -> anyhow::Re
             .record_batch(pb::RecordBatchRequest {
                 events: chunk.iter().map(wfl_proto::convert::event_to_pb).collect(),
                 ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
             })
             .await
             .map_err(|s| anyhow!("recording the demo: {}", describe_status(&s)))?

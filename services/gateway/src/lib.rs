@@ -2,9 +2,11 @@
 //!
 //! It validates each event ([`wfl_proto::convert::event_from_pb`] + domain rules), publishes the
 //! valid ones to the inbox pipelined (`Nats-Msg-Id = event_id`, so JetStream drops resubmissions
-//! inside its window), and for the `COMMITTED` ack level asks the ledger for each outcome over the
-//! bus (`wfl.ctl.await`). It holds no state of its own: any number of gateways may run, and a
-//! client that retries with the same event id always learns the original outcome.
+//! inside its window), and for the `COMMITTED` ack level waits for each outcome, which the
+//! ledger publishes once per batch on `wfl.outcomes` ([`outcomes`]); it asks the ledger's
+//! outcomes component (`wfl.ctl.await`, answered from the store) only for what it may have
+//! missed. It holds no state of its own beyond the calls in flight: any number of gateways may
+//! run, and a client that retries with the same event id always learns the original outcome.
 //!
 //! Each publish carries a fresh submission id (`Wfl-Submission`). An outcome names the
 //! submission that committed the event and the SHA-256 of the content decided on, both read
@@ -13,8 +15,9 @@
 //! `ALREADY_EXISTS` to a submission that reuses an event id for different content.
 
 pub mod metrics;
+mod outcomes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,29 +27,28 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tracing::warn;
-use wfl_bus::{Bus, InboxMessage};
+use wfl_bus::{Bus, InboxMessage, OUTCOME_QUESTION_SUBJECT};
+use wfl_proto::internal as ipb;
 use wfl_proto::pb;
 
 pub use metrics::Metrics;
-
-/// Subject of the gateway → ledger outcome protocol; must match the ledger's.
-pub const AWAIT_SUBJECT: &str = "wfl.ctl.await";
+pub use wfl_bus::Timing;
 
 const INVALID_ARGUMENT: i32 = tonic::Code::InvalidArgument as i32;
 const ALREADY_EXISTS: i32 = tonic::Code::AlreadyExists as i32;
 const UNAVAILABLE: i32 = tonic::Code::Unavailable as i32;
 
-/// Longest wait for one outcome reply before asking the ledger again.
-const ASK_AGAIN: Duration = Duration::from_secs(5);
 /// How often a gateway that saw the ledger fall silent asks it an empty outcome request.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How long a `COMMITTED` call waits for the ledger before answering `UNAVAILABLE`.
-    pub commit_timeout: Duration,
-    /// Event ids per outcome request (keeps each bus message well under NATS's payload limit).
+    /// The commit timeout (how long a `COMMITTED` call waits for the ledger before answering
+    /// `UNAVAILABLE`), how often a wait asks again for outcomes it has not heard, and the bus's
+    /// duplicate window, in their checked relation.
+    pub timing: Timing,
+    /// Event ids per outcome question (keeps each bus message well under NATS's payload limit).
     pub await_chunk: usize,
     /// Largest request accepted, in bytes; a larger one is refused by tonic with `OUT_OF_RANGE`
     /// naming the size and this limit.
@@ -59,7 +61,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 impl Default for Config {
     fn default() -> Self {
         Self {
-            commit_timeout: Duration::from_secs(30),
+            timing: Timing::DEFAULT,
             await_chunk: 1000,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
@@ -72,6 +74,9 @@ pub struct Gateway {
     config: Config,
     metrics: Arc<Metrics>,
     answers: Arc<Answers>,
+    registry: Arc<outcomes::Registry>,
+    /// Dropped with the gateway, which ends its outcome listener.
+    _alive: tokio::sync::watch::Sender<()>,
 }
 
 /// When the ledger last answered an outcome request, and the health signal derived from it.
@@ -117,11 +122,25 @@ impl Gateway {
             last: std::sync::Mutex::new(Instant::now()),
             healthy: tokio::sync::watch::channel(true).0,
         });
+        let registry = outcomes::Registry::new();
+        let (alive, alive_rx) = tokio::sync::watch::channel(());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(probe(
                 Arc::downgrade(&answers),
                 bus.clone(),
                 metrics.clone(),
+                config.timing.ask_again(),
+            ));
+            let (heard, m) = (Arc::downgrade(&answers), metrics.clone());
+            rt.spawn(outcomes::listen(
+                Arc::downgrade(&registry),
+                bus.clone(),
+                alive_rx,
+                move || {
+                    if let Some(a) = heard.upgrade() {
+                        a.answered(&m);
+                    }
+                },
             ));
         }
         Self {
@@ -129,6 +148,8 @@ impl Gateway {
             config,
             metrics,
             answers,
+            registry,
+            _alive: alive,
         }
     }
 
@@ -146,8 +167,14 @@ impl Gateway {
         pb::ingest_server::IngestServer::new(self).max_decoding_message_size(max)
     }
 
-    /// Records events and returns one outcome per event, in order.
-    pub async fn record_many(&self, events: Vec<pb::Event>, ack: pb::AckLevel) -> Vec<ItemOutcome> {
+    /// Records events and returns one outcome per event, in order; with `include_proof` (at
+    /// `COMMITTED`) each committed one carries its inclusion proof.
+    pub async fn record_many(
+        &self,
+        events: Vec<pb::Event>,
+        ack: pb::AckLevel,
+        include_proof: bool,
+    ) -> Vec<ItemOutcome> {
         let mut results: Vec<Option<ItemOutcome>> = Vec::with_capacity(events.len());
         let mut msgs = Vec::new();
         let mut published_at = Vec::new(); // index in `results` of each message
@@ -193,8 +220,20 @@ impl Gateway {
                 content,
             })
             .collect();
-        let acks = self.bus.publish_inbox(msgs).await;
         let wait_for_commit = ack != pb::AckLevel::Accepted || !self.bus.durable_inbox();
+        // Registered before publishing, so no outcome can come before the call listens for it.
+        let waiting = if wait_for_commit && !msgs.is_empty() {
+            self.registry
+                .subscribed(self.config.timing.ask_again())
+                .await;
+            Some(
+                self.registry
+                    .register(msgs.iter().map(|m| m.event_id).collect()),
+            )
+        } else {
+            None
+        };
+        let acks = self.bus.publish_inbox(msgs).await;
         let mut awaiting: Vec<(usize, String, bool, Mine)> = Vec::new();
         for (((idx, id), published), mine) in published_at.into_iter().zip(ids).zip(acks).zip(mine)
         {
@@ -213,22 +252,26 @@ impl Gateway {
                         hash: Vec::new(),
                         duplicate: a.duplicate,
                         ack: pb::AckLevel::Accepted as i32,
+                        inclusion_proof: None,
                     }));
                 }
                 Ok(a) => awaiting.push((idx, id, a.duplicate, mine)),
             }
         }
-        if !awaiting.is_empty() {
+        if let (Some(waiting), false) = (waiting, awaiting.is_empty()) {
             let ids: Vec<String> = awaiting.iter().map(|(_, id, _, _)| id.clone()).collect();
+            // The broker dropped a resubmission: its first submission may have been decided
+            // before this gateway listened, so ask at once.
+            let ask_first = awaiting.iter().any(|(_, _, duplicate, _)| *duplicate);
             let wait = self.metrics.waits.start();
-            let outcomes = self.await_outcomes(ids).await;
+            let outcomes = self.await_outcomes(waiting, ids, ask_first).await;
             drop(wait);
             if awaiting
                 .iter()
                 .any(|(_, id, _, _)| !outcomes.contains_key(id))
             {
                 self.answers
-                    .unanswered(&self.metrics, self.config.commit_timeout);
+                    .unanswered(&self.metrics, self.config.timing.commit_timeout());
             }
             for (idx, id, duplicate, mine) in awaiting {
                 // `get`, not `remove`: the same event id may appear twice in one batch.
@@ -238,12 +281,15 @@ impl Gateway {
                         UNAVAILABLE,
                         format!(
                             "accepted into the inbox but not committed within {:?}; retry with the same event_id to learn the outcome",
-                            self.config.commit_timeout
+                            self.config.timing.commit_timeout()
                         ),
                     )),
                 };
                 results[idx] = Some(outcome);
             }
+        }
+        if include_proof && ack == pb::AckLevel::Committed {
+            self.attach_proofs(&mut results).await;
         }
         results
             .into_iter()
@@ -259,68 +305,154 @@ impl Gateway {
             .collect()
     }
 
-    /// Asks the ledger for the outcome of each id until all are known or the commit timeout passes.
-    async fn await_outcomes(&self, ids: Vec<String>) -> HashMap<String, pb::Outcome> {
-        let deadline = Instant::now() + self.config.commit_timeout;
-        let chunks: Vec<Vec<String>> = ids
-            .chunks(self.config.await_chunk.max(1))
-            .map(<[String]>::to_vec)
-            .collect();
-        let per_chunk = chunks
-            .into_iter()
-            .map(|chunk| self.await_chunk(chunk, deadline));
-        join_all(per_chunk).await.into_iter().flatten().collect()
-    }
-
-    async fn await_chunk(
+    /// Waits for the outcome of each id (heard on the outcome subject, or asked for when it may
+    /// have been missed) until all are known or the commit timeout passes.
+    async fn await_outcomes(
         &self,
-        mut ids: Vec<String>,
-        deadline: Instant,
-    ) -> HashMap<String, pb::Outcome> {
-        let mut found = HashMap::with_capacity(ids.len());
-        let mut backoff = Duration::from_millis(20);
-        while !ids.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let request = Bytes::from(
-                pb::AwaitRequest {
-                    event_ids: ids.clone(),
+        mut waiting: outcomes::Waiting,
+        ids: Vec<String>,
+        ask_first: bool,
+    ) -> HashMap<String, ipb::Outcome> {
+        let timing = self.config.timing;
+        let deadline = tokio::time::Instant::now() + timing.commit_timeout();
+        let wanted: HashSet<String> = ids.into_iter().collect();
+        let mut found: HashMap<String, ipb::Outcome> = HashMap::with_capacity(wanted.len());
+        let mut asks = self.registry.asks();
+        asks.borrow_and_update();
+        let mut ask_at = if ask_first || self.registry.paused() {
+            tokio::time::Instant::now()
+        } else {
+            tokio::time::Instant::now() + timing.ask_again()
+        };
+        while found.len() < wanted.len() {
+            tokio::select! {
+                heard = waiting.rx.recv() => {
+                    let Some(o) = heard else { break };
+                    if o.result.is_some() && wanted.contains(&o.event_id) {
+                        found.insert(o.event_id.clone(), o);
+                    }
                 }
-                .encode_to_vec(),
-            );
-            // Ask again every few seconds: if the ledger restarted after taking a request, its
-            // answer will never come, but a new request is answered from its store at once.
-            match self
-                .bus
-                .request(AWAIT_SUBJECT, request, left.min(ASK_AGAIN))
-                .await
-            {
-                Ok(bytes) => match pb::AwaitReply::decode(bytes.as_ref()) {
-                    Ok(reply) => {
-                        self.answers.answered(&self.metrics);
-                        for o in reply.outcomes {
-                            if o.result.is_some() {
-                                found.insert(o.event_id.clone(), o);
-                            }
+                () = tokio::time::sleep_until(ask_at) => {
+                    let missing: Vec<String> = wanted
+                        .iter()
+                        .filter(|id| !found.contains_key(*id))
+                        .cloned()
+                        .collect();
+                    for o in self.ask(missing, deadline, false).await {
+                        if o.result.is_some() && wanted.contains(&o.event_id) {
+                            found.insert(o.event_id.clone(), o);
                         }
-                        ids.retain(|id| !found.contains_key(id));
                     }
-                    Err(e) => {
-                        warn!(error = %e, "malformed outcome reply");
-                        tokio::time::sleep(backoff.min(left)).await;
-                    }
-                },
-                Err(e) => {
-                    // The ledger may be restarting: the events are safe in the inbox, ask again.
-                    warn!(error = %e, "outcome request failed; asking again");
-                    tokio::time::sleep(backoff.min(left)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    ask_at = tokio::time::Instant::now() + timing.ask_again();
                 }
+                Ok(()) = asks.changed() => {
+                    ask_at = tokio::time::Instant::now();
+                }
+                () = tokio::time::sleep_until(deadline) => break,
             }
         }
         found
+    }
+
+    /// Fills in the inclusion proof of every committed result, asking the ledger (proofs come
+    /// from its store) until the commit timeout; one it could not get is logged and left empty
+    /// (`Ledger.GetInclusionProof` gives it), never turned into a failure of a committed event.
+    async fn attach_proofs(&self, results: &mut [Option<ItemOutcome>]) {
+        let deadline = tokio::time::Instant::now() + self.config.timing.commit_timeout();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let missing: Vec<String> = results
+                .iter()
+                .filter_map(|r| match r {
+                    Some(Ok(r)) if r.sequence > 0 && r.inclusion_proof.is_none() => {
+                        Some(r.event_id.clone())
+                    }
+                    _ => None,
+                })
+                .collect::<HashSet<String>>()
+                .into_iter()
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    events = missing.len(),
+                    "inclusion proofs not received within the commit timeout; answered without them"
+                );
+                return;
+            }
+            let proofs: HashMap<String, (u64, ipb::InclusionProof)> = self
+                .ask(missing, deadline, true)
+                .await
+                .into_iter()
+                .filter_map(|o| match (o.result, o.proof) {
+                    (Some(ipb::outcome::Result::Committed(c)), Some(p)) => {
+                        Some((o.event_id, (c.sequence, p)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for r in results.iter_mut().flatten().flatten() {
+                if let Some((sequence, p)) = proofs.get(&r.event_id) {
+                    if *sequence == r.sequence && r.inclusion_proof.is_none() {
+                        r.inclusion_proof = Some(pb::InclusionProof {
+                            sequence: *sequence,
+                            tree_size: p.tree_size,
+                            leaf_hash: p.leaf_hash.clone(),
+                            root_hash: p.root_hash.clone(),
+                            proof: p.proof.clone(),
+                        });
+                    }
+                }
+            }
+            if proofs.is_empty() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Asks the ledger's outcomes component for the outcomes of `ids` decided so far (in chunks
+    /// of `await_chunk`, at once), with inclusion proofs when `with_proof`; a failed question is
+    /// logged and asked again later.
+    async fn ask(
+        &self,
+        ids: Vec<String>,
+        deadline: tokio::time::Instant,
+        with_proof: bool,
+    ) -> Vec<ipb::Outcome> {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if ids.is_empty() || left.is_zero() {
+            return Vec::new();
+        }
+        let limit = left.min(self.config.timing.ask_again());
+        let questions = ids.chunks(self.config.await_chunk.max(1)).map(|chunk| {
+            let query = Bytes::from(
+                ipb::OutcomeQuery {
+                    event_ids: chunk.to_vec(),
+                    with_proof,
+                }
+                .encode_to_vec(),
+            );
+            self.bus.request(OUTCOME_QUESTION_SUBJECT, query, limit)
+        });
+        let mut outcomes = Vec::new();
+        for answer in join_all(questions).await {
+            match answer {
+                Ok(bytes) => match ipb::Outcomes::decode(bytes.as_ref()) {
+                    Ok(reply) => {
+                        self.answers.answered(&self.metrics);
+                        outcomes.extend(reply.outcomes);
+                    }
+                    Err(e) => warn!(error = %e, "malformed outcome answer"),
+                },
+                // The ledger may be restarting: the events are safe in the inbox, ask again.
+                Err(e) => warn!(error = %e, "outcome question failed; asking again"),
+            }
+        }
+        outcomes
     }
 }
 
@@ -337,29 +469,32 @@ struct Mine {
 /// one that committed it (an outcome without a committing submission was decided before
 /// submission ids existed, so by an earlier submission). An outcome without a content hash (a
 /// refusal stored before content hashes existed) cannot be compared and is answered as stored.
-fn interpret(o: &pb::Outcome, mine: &Mine, ack_duplicate: bool) -> ItemOutcome {
+fn interpret(o: &ipb::Outcome, mine: &Mine, ack_duplicate: bool) -> ItemOutcome {
     let other_content = !o.content_sha256.is_empty() && o.content_sha256 != mine.content;
     match &o.result {
-        Some(pb::outcome::Result::Committed(r)) if other_content => Err(item_error(
+        Some(ipb::outcome::Result::Committed(r)) if other_content => Err(item_error(
             ALREADY_EXISTS,
             format!(
                 "event_id {} already holds sequence {} with different content; record a different event under a new event_id",
                 o.event_id, r.sequence
             ),
         )),
-        Some(pb::outcome::Result::Committed(r)) => {
-            let mut r = r.clone();
-            r.duplicate = ack_duplicate || o.committing_submission != mine.submission.as_bytes();
-            Ok(r)
-        }
-        Some(pb::outcome::Result::Rejected(e)) if other_content => Err(item_error(
+        Some(ipb::outcome::Result::Committed(r)) => Ok(pb::RecordResponse {
+            event_id: o.event_id.clone(),
+            sequence: r.sequence,
+            hash: r.hash.clone(),
+            duplicate: ack_duplicate || o.committing_submission != mine.submission.as_bytes(),
+            ack: pb::AckLevel::Committed as i32,
+            inclusion_proof: None,
+        }),
+        Some(ipb::outcome::Result::Rejected(e)) if other_content => Err(item_error(
             ALREADY_EXISTS,
             format!(
                 "event_id {} was already used by a different event, which was refused ({}); record this event under a new event_id",
                 o.event_id, e.message
             ),
         )),
-        Some(pb::outcome::Result::Rejected(e)) => Err(e.clone()),
+        Some(ipb::outcome::Result::Rejected(e)) => Err(item_error(e.code, e.message.clone())),
         None => Err(item_error(
             UNAVAILABLE,
             "the ledger sent an empty outcome; retry with the same event_id".into(),
@@ -367,10 +502,15 @@ fn interpret(o: &pb::Outcome, mine: &Mine, ack_duplicate: bool) -> ItemOutcome {
     }
 }
 
-/// While the ledger counts as silent, asks it an empty outcome request every [`PROBE_EVERY`] so
+/// While the ledger counts as silent, asks it an empty outcome question every [`PROBE_EVERY`] so
 /// health recovers as soon as it answers, even without traffic. Ends with the gateway.
-async fn probe(answers: std::sync::Weak<Answers>, bus: Arc<dyn Bus>, metrics: Arc<Metrics>) {
-    let empty = Bytes::from(pb::AwaitRequest::default().encode_to_vec());
+async fn probe(
+    answers: std::sync::Weak<Answers>,
+    bus: Arc<dyn Bus>,
+    metrics: Arc<Metrics>,
+    limit: Duration,
+) {
+    let empty = Bytes::from(ipb::OutcomeQuery::default().encode_to_vec());
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(answers) = answers.upgrade() else {
@@ -380,7 +520,7 @@ async fn probe(answers: std::sync::Weak<Answers>, bus: Arc<dyn Bus>, metrics: Ar
             continue;
         }
         if bus
-            .request(AWAIT_SUBJECT, empty.clone(), ASK_AGAIN)
+            .request(OUTCOME_QUESTION_SUBJECT, empty.clone(), limit)
             .await
             .is_ok()
         {
@@ -410,7 +550,22 @@ fn status(e: pb::ItemError) -> Status {
     Status::with_error_details(code, e.message, details)
 }
 
-fn ack_level(raw: i32) -> Result<pb::AckLevel, Box<Status>> {
+fn ack_level(raw: i32, include_proof: bool) -> Result<pb::AckLevel, Box<Status>> {
+    let level = ack_level_of(raw)?;
+    if include_proof && level == pb::AckLevel::Accepted {
+        return Err(Box::new(Status::with_error_details(
+            tonic::Code::InvalidArgument,
+            "include_proof: needs ack ACK_LEVEL_COMMITTED (an accepted event has no sequence yet)",
+            ErrorDetails::with_bad_request_violation(
+                "include_proof",
+                "only with ACK_LEVEL_COMMITTED",
+            ),
+        )));
+    }
+    Ok(level)
+}
+
+fn ack_level_of(raw: i32) -> Result<pb::AckLevel, Box<Status>> {
     match pb::AckLevel::try_from(raw) {
         Ok(pb::AckLevel::Unspecified | pb::AckLevel::Committed) => Ok(pb::AckLevel::Committed),
         Ok(pb::AckLevel::Accepted) => Ok(pb::AckLevel::Accepted),
@@ -434,7 +589,7 @@ impl pb::ingest_server::Ingest for Gateway {
         let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
         caller.check_orgs(req.event.iter().map(|e| e.org_id.as_str()))?;
-        let ack = ack_level(req.ack).map_err(|s| *s)?;
+        let ack = ack_level(req.ack, req.include_proof).map_err(|s| *s)?;
         let Some(event) = req.event else {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
@@ -442,7 +597,7 @@ impl pb::ingest_server::Ingest for Gateway {
                 ErrorDetails::with_bad_request_violation("event", "required"),
             ));
         };
-        let mut out = self.record_many(vec![event], ack).await;
+        let mut out = self.record_many(vec![event], ack, req.include_proof).await;
         match out.pop() {
             Some(Ok(r)) => Ok(Response::new(r)),
             Some(Err(e)) => Err(status(e)),
@@ -457,7 +612,7 @@ impl pb::ingest_server::Ingest for Gateway {
         let caller = wfl_auth::caller(&request)?;
         let req = request.into_inner();
         caller.check_orgs(req.events.iter().map(|e| e.org_id.as_str()))?;
-        let ack = ack_level(req.ack).map_err(|s| *s)?;
+        let ack = ack_level(req.ack, req.include_proof).map_err(|s| *s)?;
         if req.events.len() > wfl_domain::MAX_BATCH {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
@@ -473,7 +628,7 @@ impl pb::ingest_server::Ingest for Gateway {
             ));
         }
         let ids: Vec<String> = req.events.iter().map(|e| e.event_id.clone()).collect();
-        let outcomes = self.record_many(req.events, ack).await;
+        let outcomes = self.record_many(req.events, ack, req.include_proof).await;
         let mut resp = pb::RecordBatchResponse::default();
         for (index, (event_id, outcome)) in ids.into_iter().zip(outcomes).enumerate() {
             let outcome = match outcome {

@@ -1,8 +1,8 @@
 //! The gRPC `wfl.v1.Ledger` service: Read and Head over the store.
 //!
 //! Reads run on the blocking pool in chunks and stream through a small bounded channel, so a slow
-//! client holds at most a few chunks in memory. Store errors become `tonic::Status` in [`status`]
-//! only.
+//! client holds at most a few chunks in memory. Store errors become `tonic::Status` only through
+//! `impl From<Error> for Status` ([`crate::error`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,13 +11,13 @@ use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::error;
+use wfl_domain::classify::Bucket;
 use wfl_domain::EventType;
-use wfl_projections::classify::Bucket;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 
 use crate::checkpoint::SignedCheckpoint;
+use crate::error::status;
 use crate::{codec, subscribe, Error};
 
 const CHUNK: usize = 1000;
@@ -453,30 +453,4 @@ fn invalid(field: &str, description: &str) -> Status {
         format!("{field}: {description}"),
         details,
     )
-}
-
-/// The one place where ledger errors become gRPC statuses. Internal details are logged, not sent.
-pub(crate) fn status(e: Error) -> Status {
-    match e {
-        Error::Bus(e) => Status::unavailable(e.to_string()),
-        Error::Store(wfl_store::Error::Io(e)) => {
-            error!(error = %e, "ledger storage unavailable");
-            Status::unavailable("ledger storage unavailable; retry")
-        }
-        Error::Store(wfl_store::Error::Corrupt { sequence, .. })
-        | Error::Refused { sequence, .. }
-        | Error::Undecodable { sequence, .. } => {
-            error!(error = %e, "ledger data failed verification");
-            Status::data_loss(format!("ledger record {sequence} failed verification"))
-        }
-        Error::Store(wfl_store::Error::Conflict(detail)) => Status::failed_precondition(detail),
-        Error::Checkpoint(_) => {
-            error!(error = %e, "stored checkpoint failed verification");
-            Status::data_loss("a stored checkpoint failed verification")
-        }
-        other => {
-            error!(error = %other, "ledger request failed");
-            Status::internal("internal error; see the ledger log")
-        }
-    }
 }

@@ -1,5 +1,9 @@
-//! The ledger's error type, shaped by what the caller must do.
+//! The ledger's error type, shaped by what the caller must do, and the one place where it becomes
+//! a gRPC status (`impl From<Error> for Status`; `api` and `subscribe` both use it, neither
+//! imports the other for it).
 
+use tonic::Status;
+use tracing::error;
 use wfl_bus::Error as BusError;
 use wfl_store::Error as StoreError;
 
@@ -43,4 +47,37 @@ impl Error {
     pub(crate) fn join(e: tokio::task::JoinError) -> Self {
         Self::Internal(format!("task failed: {e}"))
     }
+}
+
+/// The one place where ledger errors become gRPC statuses. Internal details are logged, not sent.
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        match e {
+            Error::Bus(e) => Status::unavailable(e.to_string()),
+            Error::Store(wfl_store::Error::Io(e)) => {
+                error!(error = %e, "ledger storage unavailable");
+                Status::unavailable("ledger storage unavailable; retry")
+            }
+            Error::Store(wfl_store::Error::Corrupt { sequence, .. })
+            | Error::Refused { sequence, .. }
+            | Error::Undecodable { sequence, .. } => {
+                error!(error = %e, "ledger data failed verification");
+                Status::data_loss(format!("ledger record {sequence} failed verification"))
+            }
+            Error::Store(wfl_store::Error::Conflict(detail)) => Status::failed_precondition(detail),
+            Error::Checkpoint(_) => {
+                error!(error = %e, "stored checkpoint failed verification");
+                Status::data_loss("a stored checkpoint failed verification")
+            }
+            other => {
+                error!(error = %other, "ledger request failed");
+                Status::internal("internal error; see the ledger log")
+            }
+        }
+    }
+}
+
+/// [`Status::from`] as a function, for `map_err`.
+pub(crate) fn status(e: Error) -> Status {
+    Status::from(e)
 }

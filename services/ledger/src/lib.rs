@@ -2,8 +2,9 @@
 //!
 //! It consumes the JetStream inbox with one durable consumer, checks each event against the
 //! current state ([`wfl_domain::LedgerState`]), commits accepted events to the sled store in group
-//! commits (one flush per batch), acknowledges the inbox only after the flush, answers the gateway's
-//! outcome requests, republishes committed events on `wfl.ledger.<org>.<type>`, and serves the
+//! commits (one flush per batch), acknowledges the inbox only after the flush, publishes each
+//! batch's decisions once on `wfl.outcomes` and answers late outcome questions from the store
+//! ([`outcomes`]), republishes committed events on `wfl.ledger.<org>.<type>`, and serves the
 //! gRPC `Ledger` API (Read, Head).
 //!
 //! There is exactly one writer: [`writer`] owns the state and the store's write side. Everything
@@ -15,6 +16,7 @@ pub mod checkpoint;
 mod codec;
 pub mod error;
 pub mod liveness;
+mod outcomes;
 mod publisher;
 mod snapshot;
 pub mod storage;
@@ -34,9 +36,6 @@ use wfl_store::{Log, SledLog};
 
 pub use error::Error;
 
-/// Subject of the gateway → ledger outcome protocol (`AwaitRequest` / `AwaitReply`).
-pub const AWAIT_SUBJECT: &str = "wfl.ctl.await";
-
 /// Default of [`Config::min_free_bytes`]: 128 MiB.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 128 << 20;
 
@@ -47,8 +46,6 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Most events committed in one group commit (one flush).
     pub max_batch: usize,
-    /// How long an outcome request may wait for events the ledger has not seen yet.
-    pub await_timeout: Duration,
     /// A subscriber that takes nothing for this long is ended with `RESOURCE_EXHAUSTED`.
     pub stall_timeout: Duration,
     /// Cut a signed checkpoint once this many events were committed since the last one.
@@ -83,7 +80,6 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             max_batch: 1000,
-            await_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(60),
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
@@ -144,16 +140,35 @@ impl Ledger {
             .await
             .map_err(Error::join)??;
         let (storage_tx, storage) = watch::channel(storage::StorageState::Writable);
-        let (writer, head) =
-            writer::Writer::recover(store.clone(), config.clone(), signer.clone(), storage_tx)
-                .await?;
+        let (broadcast, broadcasting) = outcomes::Broadcast::start(bus.clone(), shutdown.clone());
+        let (writer, head) = writer::Writer::recover(
+            store.clone(),
+            config.clone(),
+            signer.clone(),
+            storage_tx,
+            broadcast,
+        )
+        .await?;
         let audit = audit::spawn(store.clone());
         let mut tasks = JoinSet::new();
         let inbox = bus.inbox().await?;
-        let requests = bus.serve(AWAIT_SUBJECT).await?;
+        let questions = bus.serve(wfl_bus::OUTCOME_QUESTION_SUBJECT).await?;
         let live = Arc::new(liveness::Liveness::default());
         let watch = liveness::InboxWatch::new(config.stall.inbox_stall, live.clone());
-        tasks.spawn(writer.run(inbox, watch, requests, shutdown.clone()));
+        tasks.spawn(writer.run(inbox, watch, shutdown.clone()));
+        tasks.spawn(broadcasting);
+        let (token, answering) = (
+            shutdown.clone(),
+            outcomes::answer(store.clone(), storage.clone(), questions, shutdown.clone()),
+        );
+        tasks.spawn(async move {
+            let result = answering.await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "outcome answering stopped; shutting down");
+                token.cancel();
+            }
+            result
+        });
         let token = shutdown.clone();
         let publisher = publisher::run(
             store.clone(),

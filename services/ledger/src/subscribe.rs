@@ -22,7 +22,7 @@ use tonic::Status;
 use wfl_proto::pb;
 use wfl_store::{Filter, Log};
 
-use crate::api::status;
+use crate::error::status;
 use crate::{codec, Error};
 
 /// Records read from disk at a time, per subscriber.
@@ -199,7 +199,7 @@ pub(crate) struct Subscription {
     pub from: u64,
     pub filter: Filter,
     /// Empty: every bucket.
-    pub buckets: Vec<wfl_projections::classify::Bucket>,
+    pub buckets: Vec<wfl_domain::classify::Bucket>,
     pub heartbeat: Option<Duration>,
     pub peer: String,
 }
@@ -239,8 +239,7 @@ async fn run(
                     match codec::decode_event(r) {
                         Ok(event) => {
                             let bucket =
-                                wfl_projections::classify::classify(&event.payload, false, false)
-                                    .bucket;
+                                wfl_domain::classify::classify(&event.payload, false, false).bucket;
                             if !request.buckets.contains(&bucket) {
                                 next = r.sequence + 1;
                                 stats.position.store(r.sequence, Ordering::Relaxed);

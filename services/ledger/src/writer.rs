@@ -2,7 +2,8 @@
 //!
 //! One loop takes a batch from the inbox pump, decides every event against the state, appends the
 //! accepted ones (and the refusals) to the store in one atomic, flushed batch, and only then lets
-//! the pump acknowledge the inbox messages and answers the gateway's outcome requests. A store
+//! the pump acknowledge the inbox messages and hands the batch's decisions to the outcome
+//! broadcast ([`crate::outcomes`]), which publishes them once without the writer waiting. A store
 //! failure stops the writer without acknowledging anything: the inbox redelivers after a restart,
 //! and the event ids already committed are recognised as duplicates.
 //!
@@ -22,10 +23,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
-use wfl_bus::{Inbox, Request, Requests};
+use wfl_bus::Inbox;
 use wfl_domain::{Conflict, EventId, History, LedgerState, OriginalEvent};
+use wfl_proto::internal as ipb;
 use wfl_proto::pb;
 use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
+
+use crate::outcomes::{committed, rejected, stored_outcome, Broadcast, INVALID_ARGUMENT};
 
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::storage::{Fault, Guard, StorageState};
@@ -35,10 +39,8 @@ use crate::{codec, snapshot, Config, Error};
 type Payload = (Bytes, Option<Uuid>);
 
 /// gRPC status codes used in refusals (google.rpc.Code).
-const INVALID_ARGUMENT: i32 = 3;
 const FAILED_PRECONDITION: i32 = 9;
 const ABORTED: i32 = 10;
-const RESOURCE_EXHAUSTED: i32 = 8;
 
 /// First and longest pause between checks of a data directory that could not take a commit.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -56,7 +58,7 @@ pub(crate) struct Writer {
     next_sequence: u64,
     head_tx: watch::Sender<u64>,
     config: Config,
-    waiters: Waiters,
+    outcomes: Broadcast,
     signer: Arc<Signer>,
     /// Checked before every commit; commits pause (nothing decided, nothing acknowledged) while
     /// the data directory is full or read-only.
@@ -79,6 +81,7 @@ impl Writer {
         config: Config,
         signer: Arc<Signer>,
         storage: watch::Sender<StorageState>,
+        outcomes: Broadcast,
     ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
@@ -130,7 +133,6 @@ impl Writer {
             "ledger state rebuilt"
         );
         let (head_tx, head_rx) = watch::channel(head.sequence);
-        let waiters = Waiters::new(config.await_timeout);
         let guard = Guard::new(config.data_dir.join("ledger"), config.min_free_bytes);
         Ok((
             Self {
@@ -139,7 +141,7 @@ impl Writer {
                 next_sequence: head.sequence + 1,
                 head_tx,
                 config,
-                waiters,
+                outcomes,
                 signer,
                 guard,
                 storage,
@@ -157,7 +159,6 @@ impl Writer {
         mut self,
         inbox: Box<dyn Inbox>,
         watch: crate::liveness::InboxWatch,
-        mut requests: Box<dyn Requests>,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let (batch_tx, mut batch_rx) = mpsc::channel(1);
@@ -196,15 +197,12 @@ impl Writer {
                     }
                     continue;
                 },
-                req = requests.next() => {
-                    match req {
-                        Some(req) => self.on_await(req),
-                        None => break Err(Error::Internal("outcome request subscription ended".into())),
-                    }
-                    continue;
-                }
                 _ = sweep.tick() => {
-                    self.waiters.expire();
+                    // Said again every second while paused: a gateway that started waiting
+                    // since, or missed the first, asks at once.
+                    if let StorageState::Paused { reason } = &*self.storage.borrow() {
+                        self.outcomes.paused(reason);
+                    }
                     // Checked every second even without traffic, so health follows the disk
                     // and a due checkpoint is never written to a full one.
                     if !self.paused() {
@@ -275,7 +273,8 @@ impl Writer {
     }
 
     /// Commits stop until the data directory can take them: log once, turn health NOT_SERVING
-    /// (through the published state), and answer every waiting outcome request at once.
+    /// (through the published state), and tell the gateways, whose waits then ask the outcomes
+    /// component (it answers `RESOURCE_EXHAUSTED` for undecided events while paused).
     fn pause(&mut self, fault: &Fault) {
         if self.paused() {
             debug!(%fault, "data directory still cannot take a commit");
@@ -291,8 +290,7 @@ impl Writer {
         self.storage.send_replace(StorageState::Paused {
             reason: reason.clone(),
         });
-        self.waiters
-            .fail_all(|id| paused_outcome(&id.to_string(), &reason));
+        self.outcomes.paused(&reason);
     }
 
     fn resume(&mut self) {
@@ -307,10 +305,10 @@ impl Writer {
         // Content hash of each record, in `records` order.
         let mut contents = Vec::with_capacity(batch.payloads.len());
         let mut rejections = Vec::new();
-        let mut outcomes: Vec<(EventId, pb::Outcome)> = Vec::with_capacity(batch.payloads.len());
+        let mut outcomes: Vec<ipb::Outcome> = Vec::with_capacity(batch.payloads.len());
         let mut in_batch: HashMap<EventId, OriginalEvent> = HashMap::new();
         // None: committed in this batch, its hash is known only after the append.
-        let mut decided: HashMap<EventId, Option<pb::Outcome>> = HashMap::new();
+        let mut decided: HashMap<EventId, Option<ipb::Outcome>> = HashMap::new();
         let mut repeats_in_batch: Vec<EventId> = Vec::new();
         let recorded_at = codec::now_micros();
         let mut duplicates = 0usize;
@@ -345,7 +343,7 @@ impl Writer {
                 // Decided before (a redelivery or a resubmission): the stored decision stands;
                 // the gateway tells a different submission or different content apart.
                 duplicates += 1;
-                outcomes.push((id, prior));
+                outcomes.push(prior);
                 continue;
             }
             let event = match wfl_proto::convert::event_from_pb(wire) {
@@ -362,7 +360,7 @@ impl Writer {
                         content: Some(content),
                     });
                     decided.insert(id, Some(o.clone()));
-                    outcomes.push((id, o));
+                    outcomes.push(o);
                     continue;
                 }
             };
@@ -409,7 +407,7 @@ impl Writer {
                         content: Some(content),
                     });
                     decided.insert(id, Some(o.clone()));
-                    outcomes.push((id, o));
+                    outcomes.push(o);
                 }
             }
         }
@@ -428,12 +426,12 @@ impl Writer {
             {
                 let o = committed(uuid, sequence, &hash, *submission, Some(*content));
                 fresh.insert(EventId(*uuid), o.clone());
-                outcomes.push((EventId(*uuid), o));
+                outcomes.push(o);
                 last = Some(sequence);
             }
             for id in repeats_in_batch {
                 if let Some(o) = fresh.get(&id) {
-                    outcomes.push((id, o.clone()));
+                    outcomes.push(o.clone());
                 }
             }
             if let Some(last) = last {
@@ -443,9 +441,7 @@ impl Writer {
         debug!(events = batch.payloads.len(), duplicates, "batch committed");
         // Durable now: the pump may acknowledge the inbox messages.
         let _ = batch.done.send(());
-        for (id, outcome) in outcomes {
-            self.waiters.resolve(id, outcome);
-        }
+        self.outcomes.decided(outcomes);
         Ok(())
     }
 
@@ -521,52 +517,6 @@ impl Writer {
         self.checkpointed = size;
         self.checkpointed_at = Instant::now();
         Ok(())
-    }
-
-    fn on_await(&mut self, request: Request) {
-        let ids = match pb::AwaitRequest::decode(request.payload.as_ref()) {
-            Ok(r) => r.event_ids,
-            Err(e) => {
-                warn!(error = %e, "malformed outcome request ignored");
-                return;
-            }
-        };
-        let mut known = Vec::with_capacity(ids.len());
-        for raw in &ids {
-            let outcome = match Uuid::parse_str(raw) {
-                Err(_) => Some(rejected_raw(
-                    raw,
-                    INVALID_ARGUMENT,
-                    "event_id must be a UUID".into(),
-                    None,
-                )),
-                Ok(uuid) => match self.store.decision(&uuid) {
-                    Ok(Some(d)) => match stored_outcome(self.store.as_ref(), &uuid, &d) {
-                        Ok(o) => Some(o),
-                        Err(e) => {
-                            error!(error = %e, event_id = %uuid, "stored decision unreadable while answering an outcome request");
-                            None
-                        }
-                    },
-                    Ok(None) => None,
-                    Err(e) => {
-                        error!(error = %e, "store read failed while answering an outcome request");
-                        None
-                    }
-                },
-            };
-            known.push(outcome);
-        }
-        // While commits are paused nothing new will be decided soon: say so now, not after the
-        // gateway's commit timeout.
-        if let StorageState::Paused { reason } = &*self.storage.borrow() {
-            for (raw, slot) in ids.iter().zip(known.iter_mut()) {
-                if slot.is_none() {
-                    *slot = Some(paused_outcome(raw, reason));
-                }
-            }
-        }
-        self.waiters.register(&ids, known, request);
     }
 }
 
@@ -664,210 +614,4 @@ impl History for StoreHistory<'_> {
             None
         })
     }
-}
-
-fn committed(
-    uuid: &Uuid,
-    sequence: u64,
-    hash: &[u8; 32],
-    submission: Option<Uuid>,
-    content: Option<[u8; 32]>,
-) -> pb::Outcome {
-    pb::Outcome {
-        event_id: uuid.to_string(),
-        result: Some(pb::outcome::Result::Committed(pb::RecordResponse {
-            event_id: uuid.to_string(),
-            sequence,
-            hash: hash.to_vec(),
-            duplicate: false,
-            ack: pb::AckLevel::Committed as i32,
-        })),
-        committing_submission: submission
-            .map(|s| s.as_bytes().to_vec())
-            .unwrap_or_default(),
-        content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
-    }
-}
-
-fn rejected(uuid: &Uuid, code: i32, message: String, content: Option<[u8; 32]>) -> pb::Outcome {
-    rejected_raw(&uuid.to_string(), code, message, content)
-}
-
-fn rejected_raw(id: &str, code: i32, message: String, content: Option<[u8; 32]>) -> pb::Outcome {
-    pb::Outcome {
-        event_id: id.to_owned(),
-        result: Some(pb::outcome::Result::Rejected(pb::ItemError {
-            code,
-            message,
-            field_violations: Vec::new(),
-        })),
-        committing_submission: Vec::new(),
-        content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
-    }
-}
-
-/// The answer for an undecided event while commits are paused: `RESOURCE_EXHAUSTED`, retryable
-/// with the same event id (the event stays in the inbox and commits once space returns).
-fn paused_outcome(id: &str, reason: &str) -> pb::Outcome {
-    rejected_raw(
-        id,
-        RESOURCE_EXHAUSTED,
-        format!(
-            "the ledger cannot write now ({reason}); the event is kept in the inbox and commits once the ledger can write again: retry with the same event_id"
-        ),
-        None,
-    )
-}
-
-/// The outcome of a stored decision. A committed event's content hash comes from its record
-/// (the record is the content: one read per already-decided id asked about, whatever the
-/// history's size).
-///
-/// # Errors
-/// When the record of a committed decision cannot be read or decoded.
-fn stored_outcome(store: &dyn Log, uuid: &Uuid, d: &Decision) -> Result<pb::Outcome, Error> {
-    Ok(match d {
-        Decision::Committed {
-            sequence,
-            hash,
-            submission,
-        } => {
-            let record = store.get(*sequence)?.ok_or_else(|| {
-                Error::Internal(format!(
-                    "event {uuid} is decided at sequence {sequence}, which is not readable"
-                ))
-            })?;
-            let content = wfl_proto::convert::content_sha256(&codec::decode_event(&record)?);
-            committed(uuid, *sequence, hash, *submission, Some(content))
-        }
-        Decision::Rejected {
-            code,
-            message,
-            content,
-        } => rejected(uuid, *code, message.clone(), *content),
-    })
-}
-
-/// Outcome requests waiting for events the ledger has not decided yet.
-struct Waiters {
-    timeout: Duration,
-    next: u64,
-    pending: HashMap<u64, Pending>,
-    by_event: HashMap<EventId, Vec<(u64, usize)>>,
-}
-
-struct Pending {
-    outcomes: Vec<Option<pb::Outcome>>,
-    remaining: usize,
-    request: Request,
-    deadline: Instant,
-}
-
-impl Waiters {
-    fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            next: 0,
-            pending: HashMap::new(),
-            by_event: HashMap::new(),
-        }
-    }
-
-    fn register(&mut self, ids: &[String], known: Vec<Option<pb::Outcome>>, request: Request) {
-        let remaining = known.iter().filter(|o| o.is_none()).count();
-        if remaining == 0 {
-            reply(request, known);
-            return;
-        }
-        let key = self.next;
-        self.next += 1;
-        for (pos, (raw, o)) in ids.iter().zip(&known).enumerate() {
-            if o.is_none() {
-                if let Ok(uuid) = Uuid::parse_str(raw) {
-                    self.by_event
-                        .entry(EventId(uuid))
-                        .or_default()
-                        .push((key, pos));
-                }
-            }
-        }
-        self.pending.insert(
-            key,
-            Pending {
-                outcomes: known,
-                remaining,
-                request,
-                deadline: Instant::now() + self.timeout,
-            },
-        );
-    }
-
-    fn resolve(&mut self, id: EventId, outcome: pb::Outcome) {
-        let Some(slots) = self.by_event.remove(&id) else {
-            return;
-        };
-        for (key, pos) in slots {
-            let Some(p) = self.pending.get_mut(&key) else {
-                continue;
-            };
-            if let Some(slot) = p.outcomes.get_mut(pos) {
-                if slot.is_none() {
-                    *slot = Some(outcome.clone());
-                    p.remaining -= 1;
-                }
-            }
-            if p.remaining == 0 {
-                if let Some(p) = self.pending.remove(&key) {
-                    reply(p.request, p.outcomes);
-                }
-            }
-        }
-    }
-
-    /// Answers every waiting request now: each undecided event gets `outcome(id)`.
-    fn fail_all(&mut self, outcome: impl Fn(&EventId) -> pb::Outcome) {
-        for (id, slots) in self.by_event.drain() {
-            let o = outcome(&id);
-            for (key, pos) in slots {
-                if let Some(slot) = self
-                    .pending
-                    .get_mut(&key)
-                    .and_then(|p| p.outcomes.get_mut(pos))
-                {
-                    if slot.is_none() {
-                        *slot = Some(o.clone());
-                    }
-                }
-            }
-        }
-        for (_, p) in self.pending.drain() {
-            reply(p.request, p.outcomes);
-        }
-    }
-
-    /// Forgets requests past their deadline (their caller has given up).
-    fn expire(&mut self) {
-        let now = Instant::now();
-        let before = self.pending.len();
-        self.pending.retain(|_, p| p.deadline > now);
-        if self.pending.len() != before {
-            let live = &self.pending;
-            self.by_event.retain(|_, slots| {
-                slots.retain(|(k, _)| live.contains_key(k));
-                !slots.is_empty()
-            });
-        }
-    }
-}
-
-fn reply(request: Request, outcomes: Vec<Option<pb::Outcome>>) {
-    let reply = pb::AwaitReply {
-        outcomes: outcomes.into_iter().flatten().collect(),
-    };
-    let bytes = Bytes::from(reply.encode_to_vec());
-    tokio::spawn(async move {
-        if let Err(e) = request.reply(bytes).await {
-            warn!(error = %e, "could not send an outcome reply; the gateway will ask again");
-        }
-    });
 }

@@ -8,8 +8,8 @@
 //! jurisdictions: per-law counting is the rule packs' job. Links from later events (a
 //! `PositionBackfilled` or `PositionClosed` naming the separation) are passed in by the caller.
 
+use crate::{AiAttribution, BackfillStatus, Initiator, Payload, RetirementType, Separation};
 use serde::{Deserialize, Serialize};
-use wfl_domain::{AiAttribution, BackfillStatus, Initiator, Payload, RetirementType, Separation};
 
 /// The bucket an event falls into (domain-rules.md §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,0 +1,167 @@
+//! The `Bus` conformance suite: the same behaviour checked against both implementations
+//! (`MemoryBus` in-process, `NatsBus` on a real nats-server), as the store's `Log` suite does
+//! for its logs. What a caller may rely on whichever bus it is given.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wfl_bus::{Bus, Error, InboxMessage, MemoryBus, NatsBus, NatsConfig, OUTCOME_SUBJECT};
+use wfl_testkit::NatsServer;
+
+/// Upper bound for any single step that waits on the bus.
+const STEP: Duration = Duration::from_secs(30);
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(STEP, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not finish within {STEP:?}"),
+    }
+}
+
+fn msg(i: usize) -> InboxMessage {
+    InboxMessage {
+        event_id: uuid::Uuid::new_v4(),
+        org_id: ["org-a", "org-b"][i % 2].to_owned(),
+        submission: uuid::Uuid::from_u128(i as u128 + 1),
+        payload: Bytes::from(format!("payload-{i:05}")),
+    }
+}
+
+/// A subscriber receives every publish on its subject made after `subscribe` returned, in
+/// order, and nothing published on other subjects; two subscribers each receive everything.
+async fn subscribe_fans_out_in_order(bus: &dyn Bus) {
+    let mut first = within("subscribe", bus.subscribe(OUTCOME_SUBJECT))
+        .await
+        .expect("subscribe");
+    let mut second = within("subscribe", bus.subscribe(OUTCOME_SUBJECT))
+        .await
+        .expect("subscribe");
+    bus.publish("wfl.other", Bytes::from_static(b"not for you"))
+        .await
+        .expect("publish elsewhere");
+    for i in 0..100u32 {
+        bus.publish(OUTCOME_SUBJECT, Bytes::from(i.to_be_bytes().to_vec()))
+            .await
+            .expect("publish");
+    }
+    for sub in [&mut first, &mut second] {
+        for i in 0..100u32 {
+            let got = within("next", sub.next())
+                .await
+                .expect("subscription open")
+                .expect("no message lost");
+            assert_eq!(got.as_ref(), i.to_be_bytes(), "message {i} in order");
+        }
+    }
+}
+
+/// Wildcards and empty tokens are refused for every core operation, the same way.
+async fn invalid_subjects_are_rejected(bus: &dyn Bus) {
+    for bad in ["", "wfl.*", "wfl.>", "a..b"] {
+        assert!(
+            matches!(bus.subscribe(bad).await, Err(Error::Rejected(_))),
+            "subscribe {bad:?}"
+        );
+        assert!(
+            matches!(
+                bus.publish(bad, Bytes::new()).await,
+                Err(Error::Rejected(_))
+            ),
+            "publish {bad:?}"
+        );
+        assert!(
+            matches!(
+                bus.request(bad, Bytes::new(), Duration::from_millis(100))
+                    .await,
+                Err(Error::Rejected(_))
+            ),
+            "request {bad:?}"
+        );
+    }
+}
+
+/// A request is answered by the server of its subject; with none it is `Unavailable`.
+async fn request_reply(bus: Arc<dyn Bus>) {
+    let subject = "wfl.ctl.conformance";
+    assert!(matches!(
+        bus.request(subject, Bytes::new(), Duration::from_millis(200))
+            .await,
+        Err(Error::Unavailable(_))
+    ));
+    let mut requests = within("serve", bus.serve(subject)).await.expect("serve");
+    let server = tokio::spawn(async move {
+        while let Some(r) = requests.next().await {
+            let mut answer = r.payload.to_vec();
+            answer.reverse();
+            r.reply(Bytes::from(answer)).await.expect("reply");
+        }
+    });
+    for i in 0..10u8 {
+        let answer = within(
+            "request",
+            bus.request(subject, Bytes::from(vec![i, 1, 2]), STEP),
+        )
+        .await
+        .expect("answered");
+        assert_eq!(answer.as_ref(), [2, 1, i]);
+    }
+    server.abort();
+}
+
+/// The inbox hands over every message once, in order, with its submission id, and flags a
+/// resubmission of an event id inside the duplicate window.
+async fn inbox_in_order_with_submissions_and_dedup(bus: &dyn Bus) {
+    let msgs: Vec<InboxMessage> = (0..50).map(msg).collect();
+    let again = msgs[7].clone();
+    let acks = within("publish_inbox", bus.publish_inbox(msgs.clone())).await;
+    assert!(acks.iter().all(|a| matches!(a, Ok(a) if !a.duplicate)));
+    let dup = within("publish_inbox", bus.publish_inbox(vec![again])).await;
+    assert!(matches!(dup.as_slice(), [Ok(a)] if a.duplicate), "{dup:?}");
+    let mut inbox = within("inbox", bus.inbox()).await.expect("inbox");
+    let mut got = Vec::new();
+    while got.len() < msgs.len() {
+        let batch = within("next_batch", inbox.next_batch(20, STEP))
+            .await
+            .expect("next_batch");
+        assert!(batch.len() <= 20, "at most max per batch");
+        got.extend(batch);
+    }
+    for (d, m) in got.iter().zip(&msgs) {
+        assert_eq!(d.payload, m.payload);
+        assert_eq!(d.submission, Some(m.submission));
+    }
+    within("ack", inbox.ack(got)).await.expect("ack");
+    let more = within(
+        "next_batch",
+        inbox.next_batch(20, Duration::from_millis(300)),
+    )
+    .await
+    .expect("next_batch");
+    assert!(more.is_empty(), "the duplicate was not delivered");
+}
+
+async fn suite(bus: Arc<dyn Bus>) {
+    subscribe_fans_out_in_order(bus.as_ref()).await;
+    invalid_subjects_are_rejected(bus.as_ref()).await;
+    request_reply(bus.clone()).await;
+    inbox_in_order_with_submissions_and_dedup(bus.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bus_conforms() {
+    suite(Arc::new(MemoryBus::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_conforms() {
+    let server = NatsServer::start();
+    let bus = within(
+        "connect",
+        NatsBus::connect(&server.url(), NatsConfig::default()),
+    )
+    .await
+    .expect("connect");
+    suite(Arc::new(bus)).await;
+}

@@ -1,0 +1,356 @@
+//! Commit outcomes, outside the writer.
+//!
+//! The writer's only job is batch → decide → append → ack. After each flush it hands the
+//! batch's decisions to [`Broadcast`], whose task publishes them once on
+//! [`wfl_bus::OUTCOME_SUBJECT`] (one `wfl.internal.v1.Outcomes` per batch), so every gateway
+//! learns every outcome without asking. The writer never waits for that publish: the hand-over is
+//! a bounded queue, and a batch that does not fit is dropped with a warning (gateways ask again).
+//!
+//! [`answer`] serves late or repeated questions ([`wfl_bus::OUTCOME_QUESTION_SUBJECT`]: a
+//! restarted gateway, a lost message, a resubmission the broker deduplicated) from the store, on
+//! the blocking pool, never on the writer's loop: each id is one decision lookup (plus one record
+//! read for a committed one, for its content hash), whatever the history's size; a question
+//! `with_proof` adds each committed event's RFC 9162 inclusion proof against the head (O(log n)
+//! stored nodes each, one root per question).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+use uuid::Uuid;
+use wfl_bus::{Bus, Requests};
+use wfl_proto::internal as ipb;
+use wfl_store::{Decision, Log};
+
+use crate::storage::StorageState;
+use crate::{codec, Error};
+
+/// gRPC status codes used in refusals (google.rpc.Code).
+pub(crate) const INVALID_ARGUMENT: i32 = 3;
+pub(crate) const RESOURCE_EXHAUSTED: i32 = 8;
+
+/// Outcomes per published message: a full default batch (1,000) in one message, well under
+/// NATS's default 1 MB payload limit (an outcome is about 200 bytes).
+const PER_MESSAGE: usize = 1_000;
+/// Batches waiting to be published; more means the bus is stuck, and gateways ask instead.
+const QUEUE: usize = 64;
+/// Questions answered at once (each on the blocking pool).
+const CONCURRENT_QUESTIONS: usize = 4;
+
+/// The writer's side of the outcome broadcast: never blocks.
+#[derive(Clone)]
+pub(crate) struct Broadcast {
+    tx: mpsc::Sender<ipb::Outcomes>,
+}
+
+impl Broadcast {
+    /// A broadcast and the task that publishes what it is given on `bus`, until `shutdown`.
+    pub(crate) fn start(
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+    ) -> (Self, impl std::future::Future<Output = Result<(), Error>>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Self { tx }, publish(bus, rx, shutdown))
+    }
+
+    /// Publishes a flushed batch's decisions (nothing when there are none).
+    pub(crate) fn decided(&self, outcomes: Vec<ipb::Outcome>) {
+        if !outcomes.is_empty() {
+            self.send(ipb::Outcomes {
+                outcomes,
+                paused_reason: String::new(),
+            });
+        }
+    }
+
+    /// Tells the gateways that commits are paused, so their waits ask at once.
+    pub(crate) fn paused(&self, reason: &str) {
+        self.send(ipb::Outcomes {
+            outcomes: Vec::new(),
+            paused_reason: reason.to_owned(),
+        });
+    }
+
+    fn send(&self, message: ipb::Outcomes) {
+        if let Err(e) = self.tx.try_send(message) {
+            warn!(error = %e, "outcome broadcast queue full or closed; waiting gateways will ask for these outcomes");
+        }
+    }
+}
+
+async fn publish(
+    bus: Arc<dyn Bus>,
+    mut rx: mpsc::Receiver<ipb::Outcomes>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+        };
+        let parts: Vec<ipb::Outcomes> = if message.outcomes.len() <= PER_MESSAGE {
+            vec![message]
+        } else {
+            message
+                .outcomes
+                .chunks(PER_MESSAGE)
+                .map(|c| ipb::Outcomes {
+                    outcomes: c.to_vec(),
+                    paused_reason: message.paused_reason.clone(),
+                })
+                .collect()
+        };
+        for part in parts {
+            let bytes = Bytes::from(part.encode_to_vec());
+            if let Err(e) = bus.publish(wfl_bus::OUTCOME_SUBJECT, bytes).await {
+                // At most once by design: a gateway that misses it asks the store.
+                warn!(error = %e, outcomes = part.outcomes.len(), "could not publish outcomes; waiting gateways will ask");
+            }
+        }
+    }
+}
+
+/// Answers outcome questions from the store until `shutdown`, off the async threads.
+///
+/// # Errors
+/// When the question subscription ends (the bus closed): the ledger stops, crash-only.
+pub(crate) async fn answer(
+    store: Arc<dyn Log>,
+    storage: watch::Receiver<StorageState>,
+    mut requests: Box<dyn Requests>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let slots = Arc::new(Semaphore::new(CONCURRENT_QUESTIONS));
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = requests.next() => match r {
+                Some(r) => r,
+                None => {
+                    return Err(Error::Internal(
+                        "outcome question subscription ended".into(),
+                    ))
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let store = store.clone();
+        let paused = match &*storage.borrow() {
+            StorageState::Paused { reason } => Some(reason.clone()),
+            StorageState::Writable => None,
+        };
+        tokio::spawn(async move {
+            let payload = request.payload.clone();
+            let answered =
+                tokio::task::spawn_blocking(move || lookup(store.as_ref(), &payload, paused)).await;
+            drop(slot);
+            match answered {
+                Ok(Some(reply)) => {
+                    if let Err(e) = request.reply(Bytes::from(reply.encode_to_vec())).await {
+                        warn!(error = %e, "could not send an outcome answer; the gateway will ask again");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => error!(error = %e, "outcome lookup task failed"),
+            }
+        });
+    }
+}
+
+/// The answer to one question: every id already decided, and while commits are paused
+/// `RESOURCE_EXHAUSTED` for the others (nothing new will be decided soon). `None` for a
+/// malformed question (logged; the asker times out).
+fn lookup(store: &dyn Log, payload: &[u8], paused: Option<String>) -> Option<ipb::Outcomes> {
+    let (ids, with_proof) = match ipb::OutcomeQuery::decode(payload) {
+        Ok(q) => (q.event_ids, q.with_proof),
+        Err(e) => {
+            warn!(error = %e, "malformed outcome question ignored");
+            return None;
+        }
+    };
+    let mut prover = with_proof.then(|| Prover::new(store));
+    let mut outcomes = Vec::with_capacity(ids.len());
+    for raw in &ids {
+        let outcome = match Uuid::parse_str(raw) {
+            Err(_) => Some(rejected_raw(
+                raw,
+                INVALID_ARGUMENT,
+                "event_id must be a UUID".into(),
+                None,
+            )),
+            Ok(uuid) => match store.decision(&uuid) {
+                Ok(Some(d)) => match stored_outcome(store, &uuid, &d) {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        error!(error = %e, event_id = %uuid, "stored decision unreadable while answering an outcome question");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    error!(error = %e, "store read failed while answering an outcome question");
+                    None
+                }
+            },
+        };
+        match (outcome, &paused) {
+            (Some(mut o), _) => {
+                if let (Some(p), Some(ipb::outcome::Result::Committed(c))) =
+                    (&mut prover, &o.result)
+                {
+                    o.proof = p.prove(c.sequence);
+                }
+                outcomes.push(o);
+            }
+            (None, Some(reason)) => outcomes.push(paused_outcome(raw, reason)),
+            (None, None) => {}
+        }
+    }
+    Some(ipb::Outcomes {
+        outcomes,
+        paused_reason: paused.unwrap_or_default(),
+    })
+}
+
+/// Inclusion proofs against the head at the time of the question (one root for all of them).
+struct Prover<'a> {
+    store: &'a dyn Log,
+    /// Tree size and root, read once; `None` when the head could not be read.
+    tree: Option<(u64, [u8; 32])>,
+}
+
+impl<'a> Prover<'a> {
+    fn new(store: &'a dyn Log) -> Self {
+        let tree = store
+            .head()
+            .and_then(|h| Ok((h.sequence, store.merkle_root(h.sequence)?)))
+            .map_err(|e| error!(error = %e, "cannot read the Merkle root for inclusion proofs"))
+            .ok();
+        Self { store, tree }
+    }
+
+    /// The proof of `sequence` (O(log n) stored nodes), or `None` (logged) when it cannot be
+    /// read: the gateway then answers without it rather than not at all.
+    fn prove(&mut self, sequence: u64) -> Option<ipb::InclusionProof> {
+        let (size, root) = self.tree?;
+        if sequence == 0 || sequence > size {
+            return None;
+        }
+        let proof = || -> Result<ipb::InclusionProof, Error> {
+            let record = self.store.get(sequence)?.ok_or_else(|| {
+                Error::Internal(format!("record {sequence} missing below the head"))
+            })?;
+            Ok(ipb::InclusionProof {
+                tree_size: size,
+                leaf_hash: wfl_store::merkle::leaf_hash(&record.bytes).to_vec(),
+                root_hash: root.to_vec(),
+                proof: self
+                    .store
+                    .inclusion_proof(sequence, size)?
+                    .iter()
+                    .map(|h| h.to_vec())
+                    .collect(),
+            })
+        };
+        proof()
+            .map_err(|e| error!(error = %e, sequence, "cannot build an inclusion proof"))
+            .ok()
+    }
+}
+
+pub(crate) fn committed(
+    uuid: &Uuid,
+    sequence: u64,
+    hash: &[u8; 32],
+    submission: Option<Uuid>,
+    content: Option<[u8; 32]>,
+) -> ipb::Outcome {
+    ipb::Outcome {
+        event_id: uuid.to_string(),
+        result: Some(ipb::outcome::Result::Committed(ipb::Committed {
+            sequence,
+            hash: hash.to_vec(),
+        })),
+        committing_submission: submission
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default(),
+        content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
+        proof: None,
+    }
+}
+
+pub(crate) fn rejected(
+    uuid: &Uuid,
+    code: i32,
+    message: String,
+    content: Option<[u8; 32]>,
+) -> ipb::Outcome {
+    rejected_raw(&uuid.to_string(), code, message, content)
+}
+
+fn rejected_raw(id: &str, code: i32, message: String, content: Option<[u8; 32]>) -> ipb::Outcome {
+    ipb::Outcome {
+        event_id: id.to_owned(),
+        result: Some(ipb::outcome::Result::Rejected(ipb::Refused {
+            code,
+            message,
+        })),
+        committing_submission: Vec::new(),
+        content_sha256: content.map(|c| c.to_vec()).unwrap_or_default(),
+        proof: None,
+    }
+}
+
+/// The answer for an undecided event while commits are paused: `RESOURCE_EXHAUSTED`, retryable
+/// with the same event id (the event stays in the inbox and commits once space returns).
+fn paused_outcome(id: &str, reason: &str) -> ipb::Outcome {
+    rejected_raw(
+        id,
+        RESOURCE_EXHAUSTED,
+        format!(
+            "the ledger cannot write now ({reason}); the event is kept in the inbox and commits once the ledger can write again: retry with the same event_id"
+        ),
+        None,
+    )
+}
+
+/// The outcome of a stored decision. A committed event's content hash comes from its record
+/// (the record is the content: one read per already-decided id asked about, whatever the
+/// history's size).
+///
+/// # Errors
+/// When the record of a committed decision cannot be read or decoded.
+pub(crate) fn stored_outcome(
+    store: &dyn Log,
+    uuid: &Uuid,
+    d: &Decision,
+) -> Result<ipb::Outcome, Error> {
+    Ok(match d {
+        Decision::Committed {
+            sequence,
+            hash,
+            submission,
+        } => {
+            let record = store.get(*sequence)?.ok_or_else(|| {
+                Error::Internal(format!(
+                    "event {uuid} is decided at sequence {sequence}, which is not readable"
+                ))
+            })?;
+            let content = wfl_proto::convert::content_sha256(&codec::decode_event(&record)?);
+            committed(uuid, *sequence, hash, *submission, Some(content))
+        }
+        Decision::Rejected {
+            code,
+            message,
+            content,
+        } => rejected(uuid, *code, message.clone(), *content),
+    })
+}
