@@ -27,10 +27,11 @@ fi
 export NATS_SERVER_BIN
 echo "test.sh: using $("$NATS_SERVER_BIN" --version)" >&2
 
-# The Python example subscriber's test needs nats-py, protobuf and grpcio-tools.
-if ! python3 -c "import nats, google.protobuf, grpc_tools" >/dev/null 2>&1; then
-  echo "test.sh: installing the Python example's requirements" >&2
-  python3 -m pip install -q -r examples/python-subscriber/requirements.txt
+# The Python examples' tests need nats-py, protobuf, grpcio, grpcio-tools and grpcio-reflection.
+if ! python3 -c "import nats, google.protobuf, grpc, grpc_tools, grpc_reflection" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python examples' requirements" >&2
+  python3 -m pip install -q -r examples/python-subscriber/requirements.txt \
+    -r examples/python-client/requirements.txt
 fi
 
 # The end-to-end suites run the real binaries (wfl, wfl-gateway, wfl-ledger): build them first so
