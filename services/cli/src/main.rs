@@ -215,9 +215,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Import events from a JSON-lines file; one result per line, non-zero exit if any is refused.
+    /// Import events from a JSON-lines file: prints the refused lines and a summary (progress on
+    /// stderr when it is a terminal); exit 2 if any line is refused.
     Import {
         file: PathBuf,
+        /// Print every line's result, not only the refusals.
+        #[arg(long)]
+        verbose: bool,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
         /// Events per RecordBatch call (at most 10,000).
@@ -481,12 +485,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import {
             file,
+            verbose,
             addr,
             batch,
             ack,
             format,
         } => {
-            let s = client::import(&addr, &file, batch, ack.into(), format).await?;
+            let lines = if verbose {
+                client::Lines::All
+            } else {
+                client::Lines::Refused
+            };
+            let s = client::import(&addr, &file, batch, ack.into(), format, lines).await?;
             eprintln!(
                 "imported {} lines: {} committed, {} accepted, {} duplicates, {} rejected",
                 s.lines, s.committed, s.accepted, s.duplicates, s.rejected
