@@ -329,6 +329,70 @@ fn the_readme_run_command_and_its_using_it_commands_work_as_written() {
     assert!(json.is_object(), "{json}");
     assert!(said.contains_key("report thresholds --org acme-cn --alerts-only"));
 
+    // In text, the headcount shows its figures (the quarter's closing headcount, as an integer).
+    let text = Command::new(common::bin("wfl"))
+        .args([
+            "report",
+            "headcount",
+            "--org",
+            "acme-cn",
+            "--period",
+            "quarter",
+            "--addr",
+            &up.grpc,
+        ])
+        .output()
+        .expect("wfl runs");
+    let text = String::from_utf8_lossy(&text.stdout);
+    let rows = json["view"]["rows"].as_array().expect("rows");
+    let closing = rows[0]["total"]["closing"].as_u64().expect("an integer");
+    let header = text
+        .lines()
+        .find(|l| l.contains("total.closing"))
+        .unwrap_or_else(|| panic!("headcount text shows the totals: {text}"));
+    let at = header
+        .split_whitespace()
+        .position(|c| c == "total.closing")
+        .expect("column");
+    let first = text
+        .lines()
+        .skip_while(|l| *l != header)
+        .nth(1)
+        .expect("a row");
+    assert_eq!(
+        first.split_whitespace().nth(at),
+        Some(closing.to_string().as_str()),
+        "{text}"
+    );
+
+    // On a terminal, import draws a progress line on stderr (a pty through `script`); redirected,
+    // it prints the summary alone (checked above).
+    // (`script` is util-linux's, present wherever bash is.)
+    {
+        let wfl = common::bin("wfl").display().to_string();
+        let tty = Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "'{wfl}' import --verbose examples/events.jsonl --addr {}",
+                up.grpc
+            ))
+            .arg("/dev/null")
+            .current_dir(dir.path())
+            .output()
+            .expect("script runs");
+        let seen = String::from_utf8_lossy(&tty.stdout);
+        assert!(
+            seen.contains("importing: "),
+            "progress on a terminal: {seen:?}"
+        );
+        assert!(
+            seen.contains(&format!(
+                "imported {lines} lines: 0 committed, 0 accepted, {lines} duplicates, 0 rejected"
+            )),
+            "{seen:?}"
+        );
+    }
+
     // What the block wrote stays in the working directory, as a user would see it.
     assert!(dir.path().join("hire.json").is_file());
     drop(up);

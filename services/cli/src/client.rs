@@ -246,17 +246,21 @@ struct Progress {
 }
 
 impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
     fn new(total_bytes: u64) -> Self {
         use std::io::IsTerminal;
+        let now = std::time::Instant::now();
         Self {
             on: std::io::stderr().is_terminal(),
             total_bytes,
-            last: std::time::Instant::now(),
+            // The first line is drawn at once.
+            last: now.checked_sub(Self::EVERY).unwrap_or(now),
         }
     }
 
     fn show(&mut self, bytes: u64, s: &ImportSummary) {
-        if !self.on || self.last.elapsed() < std::time::Duration::from_millis(200) {
+        if !self.on || self.last.elapsed() < Self::EVERY {
             return;
         }
         self.last = std::time::Instant::now();
