@@ -198,6 +198,8 @@ enum Command {
         inbox_stall_secs: u64,
         #[command(flatten)]
         security: wfl_cli::security::ServeArgs,
+        #[command(flatten)]
+        log: wfl_cli::config::LogArgs,
     },
     /// Manage the bearer tokens of a tokens file.
     Token {
@@ -437,8 +439,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_free_mb,
             inbox_stall_secs,
             security,
+            log,
         } => {
-            wfl_cli::init_tracing();
+            wfl_cli::config::init_tracing(log.log_format);
             let security = security.security(&[grpc_addr, http_addr], true)?;
             let packs = wfl_projector::load_packs(&rulepacks)?;
             let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;

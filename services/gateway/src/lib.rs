@@ -13,6 +13,7 @@
 //! `ALREADY_EXISTS` to a submission that reuses an event id for different content.
 
 pub mod metrics;
+pub mod refusals;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,6 +150,7 @@ impl Gateway {
     /// Records events and returns one outcome per event, in order.
     pub async fn record_many(&self, events: Vec<pb::Event>, ack: pb::AckLevel) -> Vec<ItemOutcome> {
         let mut results: Vec<Option<ItemOutcome>> = Vec::with_capacity(events.len());
+        let all_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         let mut msgs = Vec::new();
         let mut published_at = Vec::new(); // index in `results` of each message
         let mut contents = Vec::new(); // content hash of each message
@@ -255,7 +257,14 @@ impl Gateway {
                     ))
                 })
             })
-            .inspect(|r| self.metrics.count(r))
+            .zip(all_ids)
+            .map(|(r, id)| {
+                self.metrics.count(&r);
+                if let Err(e) = &r {
+                    refusals::refused(&id, e.code, &e.message);
+                }
+                r
+            })
             .collect()
     }
 
