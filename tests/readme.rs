@@ -528,3 +528,146 @@ fn docs_events_shows_every_payload_kind_and_every_example_commits() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `(flag, variable, default)` of every option `wfl up --help` lists.
+fn up_flags() -> Vec<(String, String, String)> {
+    let out = Command::new(common::bin("wfl"))
+        .args(["up", "--help"])
+        .output()
+        .expect("wfl runs");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut flags = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let push = |flag: Option<(String, String)>, flags: &mut Vec<(String, String, String)>| {
+        if let Some((flag, text)) = flag {
+            let pick = |key: &str| {
+                text.split(key)
+                    .nth(1)
+                    .and_then(|r| r.split(']').next())
+                    .map(|v| v.trim_end_matches('=').to_owned())
+                    .unwrap_or_default()
+            };
+            flags.push((flag, pick("[env: "), pick("[default: ")));
+        }
+    };
+    for line in help.lines() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix("--").or_else(|| {
+            t.strip_prefix("-h, --")
+                .filter(|_| t.starts_with("-h"))
+                .map(|_| "help")
+        }) {
+            push(current.take(), &mut flags);
+            let name = rest.split_whitespace().next().unwrap_or("").to_owned();
+            current = Some((name, line.to_owned()));
+        } else if let Some((_, text)) = &mut current {
+            text.push(' ');
+            text.push_str(t);
+        }
+    }
+    push(current.take(), &mut flags);
+    flags.retain(|(f, _, _)| f != "help");
+    flags
+}
+
+#[test]
+fn the_readme_lists_every_flag_of_wfl_up_with_its_variable_and_default() {
+    let text = readme();
+    let section = text
+        .split("### Configuration")
+        .nth(1)
+        .expect("a Configuration section")
+        .split("\n### ")
+        .next()
+        .expect("section");
+    let flags = up_flags();
+    assert!(flags.len() > 20, "{flags:?}");
+    for (flag, env, default) in flags {
+        let row = section
+            .lines()
+            .find(|l| l.starts_with(&format!("| `--{flag}` |")))
+            .unwrap_or_else(|| panic!("README's Configuration table lacks --{flag}"));
+        assert!(
+            !env.is_empty() && row.contains(&format!("| `{env}` |")),
+            "--{flag}: every server flag has a WFL_* variable ({env:?}), and the README names it: {row}"
+        );
+        if !default.is_empty() {
+            assert!(
+                row.contains(&format!("| `{default}` |")),
+                "--{flag}: the README gives the default {default:?}: {row}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wfl_up_reads_a_toml_config_file_and_names_an_unknown_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("configured-data");
+    let config = dir.path().join("wfl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir = {:?}\ngrpc_addr = \"127.0.0.1:0\"\nhttp-addr = \"127.0.0.1:0\"\nrulepacks = {:?}\nlog-format = \"json\"\nmin-free-mb = 1\n",
+            data.display().to_string(),
+            repo().join("rulepacks").display().to_string()
+        ),
+    )
+    .expect("write");
+    let log = dir.path().join("up.log");
+    let mut command = Command::new(common::bin("wfl"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WFL_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["up", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .spawn()
+        .expect("wfl up starts");
+    let first = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .next();
+    // The node opens its data dir after printing where it listens.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !data.join("ledger-signing.key").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let first = first.and_then(Result::ok).unwrap_or_else(|| {
+        panic!(
+            "wfl up --config did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!(
+        first.starts_with("wfl listening grpc=127.0.0.1:") && !first.contains(":50051"),
+        "the configured free port is used: {first}"
+    );
+    assert!(data.is_dir(), "the configured data dir is used");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = logged.lines().next().expect("a log line");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(line).is_ok(),
+        "log-format = json from the file: {line}"
+    );
+
+    std::fs::write(&config, "grpc-adr = \"127.0.0.1:0\"\n").expect("write");
+    let out = Command::new(common::bin("wfl"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("wfl runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown key \"grpc-adr\"") && stderr.contains("wfl.toml"),
+        "{stderr}"
+    );
+}

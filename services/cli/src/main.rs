@@ -180,7 +180,7 @@ enum Command {
         #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
         rulepacks: PathBuf,
         /// Discard the stored views and fold the whole ledger again.
-        #[arg(long)]
+        #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
         rebuild_views: bool,
         /// Cut a signed checkpoint every this many committed events...
         #[arg(long, env = "WFL_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000)]
@@ -389,6 +389,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `wfl up --config FILE`: the file's settings become WFL_* variables before clap reads them.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "up") {
+        let command = <Cli as clap::CommandFactory>::command();
+        if let Some(up) = command.find_subcommand("up") {
+            if let Err(e) = wfl_cli::config::load_config_file(up) {
+                eprintln!("wfl: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

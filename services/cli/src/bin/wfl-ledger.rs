@@ -47,6 +47,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    wfl_cli::config::load_config_file(&<Args as clap::CommandFactory>::command())?;
     let args = Args::parse();
     wfl_cli::config::init_tracing(args.log.log_format);
     let security = args

@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
     rulepacks: PathBuf,
     /// Discard the stored views and fold the whole ledger again.
-    #[arg(long)]
+    #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
     rebuild_views: bool,
     /// Pause persisting the views (they keep answering from memory; health NOT_SERVING) while
     /// the data directory has less than this many MiB free; it resumes by itself.
@@ -65,6 +65,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
+    wfl_cli::config::load_config_file(&<Args as clap::CommandFactory>::command())?;
     let args = Args::parse();
     wfl_cli::config::init_tracing(args.log.log_format);
     let security = args
