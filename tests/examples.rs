@@ -262,9 +262,11 @@ async fn python_client_discovers_records_follows_and_reads_views() {
         ),
     ));
     assert_eq!(view[0]["as_of_sequence"], "1", "{}", view[0]);
+    // (Lower-cased: a typed view may carry the cohort as a protobuf enum name.)
+    let shown = view[0].to_string().to_lowercase();
     assert!(
-        view[0].to_string().contains("acme-cn") || view[0].to_string().contains("graduate"),
-        "the headcount view shows the hire: {}",
+        shown.contains("graduate"),
+        "the headcount view shows the graduate hire: {}",
         view[0]
     );
 }
