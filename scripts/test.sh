@@ -27,10 +27,11 @@ fi
 export NATS_SERVER_BIN
 echo "test.sh: using $("$NATS_SERVER_BIN" --version)" >&2
 
-# The Python example subscriber's test needs nats-py, protobuf and grpcio-tools.
-if ! python3 -c "import nats, google.protobuf, grpc_tools" >/dev/null 2>&1; then
-  echo "test.sh: installing the Python example's requirements" >&2
-  python3 -m pip install -q -r examples/python-subscriber/requirements.txt
+# The Python examples' tests need nats-py, protobuf, grpcio, grpcio-tools and grpcio-reflection.
+if ! python3 -c "import nats, google.protobuf, grpc, grpc_tools, grpc_reflection" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python examples' requirements" >&2
+  python3 -m pip install -q -r examples/python-subscriber/requirements.txt \
+    -r examples/python-client/requirements.txt
 fi
 
 # The dashboard test (tests/dashboard.rs) loads the page in headless Chromium.
@@ -57,7 +58,7 @@ fi
 echo "test.sh: second pass uses $("$NATS_SERVER_BIN_CURRENT" --version)" >&2
 
 # The suites that start a nats-server (run on both versions).
-NATS_SUITES='(package(wfl-bus) & binary(nats)) | (package(wfl-tests) & (binary(ingest) | binary(crash) | binary(subscribe) | binary(views) | binary(examples) | binary(liveness) | binary(health) | binary(duplicates) | binary(nats_lockdown)))'
+NATS_SUITES='(package(wfl-bus) & binary(nats)) | (package(wfl-tests) & (binary(ingest) | binary(crash) | binary(subscribe) | binary(views) | binary(examples) | binary(liveness) | binary(health) | binary(duplicates) | binary(nats_lockdown) | binary(bus_switch)))'
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
@@ -71,7 +72,7 @@ else
   NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-bus --test nats || status=1
   NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-tests \
     --test ingest --test crash --test subscribe --test views --test examples --test liveness \
-    --test health --test duplicates --test nats_lockdown || status=1
+    --test health --test duplicates --test nats_lockdown --test bus_switch || status=1
 fi
 # nextest does not run doctests.
 cargo test --workspace --doc --quiet || status=1

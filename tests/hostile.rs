@@ -282,7 +282,13 @@ fn import_sends_every_valid_line_and_reports_each_bad_one_by_number() {
     std::fs::write(&file, &content).expect("write");
 
     let out = std::process::Command::new(common::bin("wfl"))
-        .args(["import", file.to_str().expect("path"), "--addr", &node.grpc])
+        .args([
+            "import",
+            file.to_str().expect("path"),
+            "--addr",
+            &node.grpc,
+            "--verbose",
+        ])
         .output()
         .expect("wfl import runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

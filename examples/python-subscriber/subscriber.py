@@ -15,7 +15,10 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
+here = os.path.dirname(os.path.abspath(__file__))
+# ./gen holds the generated decoding; ./.deps the requirements when installed with --target.
+sys.path.insert(0, os.path.join(here, "gen"))
+sys.path.insert(0, os.path.join(here, ".deps"))
 
 import nats  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeout  # noqa: E402

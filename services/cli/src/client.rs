@@ -231,7 +231,60 @@ pub struct ImportSummary {
     pub rejected: u64,
 }
 
-/// `wfl import FILE`: JSON lines, sent in batches; one result line per input line on stdout.
+/// What `wfl import` prints per line: the refused lines only (default), or every line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    Refused,
+    All,
+}
+
+/// A progress line on stderr, redrawn at most five times a second, only when stderr is a
+/// terminal (a redirected stderr gets the summary alone).
+struct Progress {
+    on: bool,
+    total_bytes: u64,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+    fn new(total_bytes: u64) -> Self {
+        use std::io::IsTerminal;
+        let now = std::time::Instant::now();
+        Self {
+            on: std::io::stderr().is_terminal(),
+            total_bytes,
+            // The first line is drawn at once.
+            last: now.checked_sub(Self::EVERY).unwrap_or(now),
+        }
+    }
+
+    fn show(&mut self, bytes: u64, s: &ImportSummary) {
+        if !self.on || self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let pct = (bytes.saturating_mul(100))
+            .checked_div(self.total_bytes)
+            .unwrap_or(100)
+            .min(100);
+        eprint!(
+            "\rimporting: {pct:>3}% ({} lines, {} refused)\x1b[K",
+            s.lines, s.rejected
+        );
+    }
+
+    fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// `wfl import FILE`: JSON lines, sent in batches. Prints the refused lines (or, with
+/// [`Lines::All`], one result per line) on stdout, and a progress line on stderr when it is a
+/// terminal.
 ///
 /// # Errors
 /// When the file cannot be read or the server cannot be reached; refused lines are not errors
@@ -242,9 +295,12 @@ pub async fn import(
     batch: usize,
     ack: pb::AckLevel,
     format: Format,
+    lines: Lines,
 ) -> anyhow::Result<ImportSummary> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut progress = Progress::new(file.metadata().map_or(0, |m| m.len()));
+    let mut bytes = 0u64;
     let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -260,6 +316,11 @@ pub async fn import(
         .with_context(|| format!("cannot read line {} of {}", n + 1, path.display()))?
     {
         n += 1;
+        bytes += 1 + match &line {
+            Line::TooLong(size) => *size as u64,
+            Line::Text(b) => b.len() as u64,
+        };
+        progress.show(bytes, &summary);
         let parsed = match line {
             Line::TooLong(size) => Err(anyhow!(
                 "line of {size} bytes; at most {MAX_LINE_BYTES} bytes"
@@ -286,7 +347,7 @@ pub async fn import(
                 &mut client,
                 &mut pending,
                 ack,
-                format,
+                (format, lines),
                 &mut out,
                 &mut summary,
             )
@@ -297,11 +358,12 @@ pub async fn import(
         &mut client,
         &mut pending,
         ack,
-        format,
+        (format, lines),
         &mut out,
         &mut summary,
     )
     .await?;
+    progress.clear();
     out.flush()?;
     Ok(summary)
 }
@@ -310,7 +372,7 @@ async fn send(
     client: &mut pb::ingest_client::IngestClient<Conn>,
     pending: &mut Vec<(u64, pb::Event)>,
     ack: pb::AckLevel,
-    format: Format,
+    (format, lines_shown): (Format, Lines),
     out: &mut impl Write,
     summary: &mut ImportSummary,
 ) -> anyhow::Result<()> {
@@ -355,7 +417,9 @@ async fn send(
                 Err("no outcome".to_owned())
             }
         };
-        emit(out, format, n, &item.event_id, result)?;
+        if result.is_err() || lines_shown == Lines::All {
+            emit(out, format, n, &item.event_id, result)?;
+        }
     }
     Ok(())
 }

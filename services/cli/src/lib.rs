@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_ingest;
 pub mod client;
+pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod http;
@@ -53,17 +54,9 @@ impl NatsAuthArgs {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Installs the text log subscriber (see [`config::init_tracing`] for the format flag).
 pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only on a terminal: redirected logs stay plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+    config::init_tracing(config::LogFormat::Text);
 }
 
 /// A root token cancelled on SIGINT or SIGTERM: servers stop accepting, consumers finish their

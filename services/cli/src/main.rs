@@ -180,7 +180,7 @@ enum Command {
         #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
         rulepacks: PathBuf,
         /// Discard the stored views and fold the whole ledger again.
-        #[arg(long)]
+        #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
         rebuild_views: bool,
         /// Cut a signed checkpoint every this many committed events...
         #[arg(long, env = "WFL_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000)]
@@ -202,6 +202,8 @@ enum Command {
         state_snapshot_events: u64,
         #[command(flatten)]
         security: wfl_cli::security::ServeArgs,
+        #[command(flatten)]
+        log: wfl_cli::config::LogArgs,
     },
     /// Manage the bearer tokens of a tokens file.
     Token {
@@ -219,9 +221,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Import events from a JSON-lines file; one result per line, non-zero exit if any is refused.
+    /// Import events from a JSON-lines file: prints the refused lines and a summary (progress on
+    /// stderr when it is a terminal); exit 2 if any line is refused.
     Import {
         file: PathBuf,
+        /// Print every line's result, not only the refusals.
+        #[arg(long)]
+        verbose: bool,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
         /// Events per RecordBatch call (at most 10,000).
@@ -407,6 +413,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `wfl up --config FILE`: the file's settings become WFL_* variables before clap reads them.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "up") {
+        let command = <Cli as clap::CommandFactory>::command();
+        if let Some(up) = command.find_subcommand("up") {
+            if let Err(e) = wfl_cli::config::load_config_file(up) {
+                eprintln!("wfl: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -462,8 +478,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inbox_stall_secs,
             state_snapshot_events,
             security,
+            log,
         } => {
-            wfl_cli::init_tracing();
+            wfl_cli::config::init_tracing(log.log_format);
             let security = security.security(&[grpc_addr, http_addr], true)?;
             let packs = wfl_projector::load_packs(&rulepacks)?;
             let (grpc, http) = wfl_cli::node::bind(grpc_addr, http_addr).await?;
@@ -511,12 +528,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import {
             file,
+            verbose,
             addr,
             batch,
             ack,
             format,
         } => {
-            let s = client::import(&addr, &file, batch, ack.into(), format).await?;
+            let lines = if verbose {
+                client::Lines::All
+            } else {
+                client::Lines::Refused
+            };
+            let s = client::import(&addr, &file, batch, ack.into(), format, lines).await?;
             eprintln!(
                 "imported {} lines: {} committed, {} accepted, {} duplicates, {} rejected",
                 s.lines, s.committed, s.accepted, s.duplicates, s.rejected

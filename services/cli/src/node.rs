@@ -347,16 +347,29 @@ struct Process<'a> {
 /// When reflection cannot be built or a server fails.
 async fn serve(
     p: Process<'_>,
-    add: impl FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router,
+    add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
 ) -> anyhow::Result<()> {
+    let served: Vec<&'static str> = p.health.iter().map(|(name, _)| *name).collect();
     let (reporter, health) = tonic_health::server::health_reporter();
     p.readiness.mirror(reporter, p.health, p.shutdown.clone());
+    let (reflection_v1, reflection_v1alpha) = wfl_proto::reflection()?;
+    let routes = add(tonic::service::Routes::new(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha));
+    // A call for a service this port does not serve says where it lives, instead of tonic's
+    // bare UNIMPLEMENTED.
+    let routes = routes
+        .prepare()
+        .into_axum_router()
+        .fallback(move |uri: axum::http::Uri| {
+            let message = wrong_port(uri.path(), &served);
+            async move { unimplemented_status(&message) }
+        });
     let router = p
         .security
         .server()?
-        .add_service(health)
-        .add_service(wfl_proto::reflection()?);
-    let grpc = add(router).serve_with_incoming_shutdown(
+        .add_routes(tonic::service::Routes::from(routes));
+    let grpc = router.serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(p.grpc),
         p.shutdown.clone().cancelled_owned(),
     );
@@ -384,6 +397,38 @@ async fn serve(
     g?;
     h?;
     Ok(())
+}
+
+/// What a call to a service this process does not serve is told (`path` is the gRPC path,
+/// `/wfl.v1.Views/Separations`).
+#[must_use]
+pub fn wrong_port(path: &str, served: &[&str]) -> String {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    format!(
+        "this port does not serve {service}; it serves {}. `wfl up` serves wfl.v1.Ingest, \
+         wfl.v1.Ledger and wfl.v1.Views on one port (default 127.0.0.1:50051); apart, \
+         wfl-gateway serves Ingest (default 127.0.0.1:50051), wfl-ledger Ledger (127.0.0.1:50052) \
+         and wfl-projector Views (127.0.0.1:50053)",
+        served.join(", ")
+    )
+}
+
+/// A gRPC UNIMPLEMENTED answer carrying `message` (percent-encoded as gRPC requires).
+fn unimplemented_status(message: &str) -> impl axum::response::IntoResponse {
+    let mut encoded = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let headers = [
+        ("grpc-status", "12".to_owned()),
+        ("grpc-message", encoded),
+        ("content-type", "application/grpc".to_owned()),
+    ];
+    (axum::http::StatusCode::OK, headers)
 }
 
 fn bus_probe(bus: &Arc<dyn Bus>) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {

@@ -276,6 +276,19 @@ fn render_tables(v: &Value, path: &str, out: &mut String) {
                         {
                             columns.push(k.clone());
                         }
+                        // A figure held in an object (headcount's `total`): its numbers as
+                        // `total.closing` columns, so the text shows them.
+                        if let Value::Object(inner) = x {
+                            for (ik, ix) in inner {
+                                let name = format!("{k}.{ik}");
+                                if (ix.is_number() || ix.is_boolean())
+                                    && !columns.contains(&name)
+                                    && ik != "evidence"
+                                {
+                                    columns.push(name);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -301,7 +314,21 @@ fn cell(v: &Value) -> String {
 fn table(rows: &[Value], columns: &[&str]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| {
+                    // `total.closing` is a field of an object column; plain names are looked up
+                    // whole.
+                    let v = if r.get(*c).is_some() {
+                        &r[*c]
+                    } else {
+                        c.split('.').fold(r, |v, k| &v[k])
+                    };
+                    cell(v)
+                })
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = columns
         .iter()

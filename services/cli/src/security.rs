@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WFL_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// mTLS: refuse connections without a client certificate (default: a bearer token will do).
-    #[arg(long)]
+    #[arg(long, env = "WFL_REQUIRE_CLIENT_CERT", value_parser = clap::builder::FalseyValueParser::new())]
     pub require_client_cert: bool,
     /// Serve plain TCP without TLS (the default only for `wfl up` on a loopback address).
     #[arg(long, env = "WFL_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]

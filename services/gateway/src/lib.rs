@@ -16,6 +16,7 @@
 
 pub mod metrics;
 mod outcomes;
+pub mod refusals;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -176,6 +177,7 @@ impl Gateway {
         include_proof: bool,
     ) -> Vec<ItemOutcome> {
         let mut results: Vec<Option<ItemOutcome>> = Vec::with_capacity(events.len());
+        let all_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         let mut msgs = Vec::new();
         let mut published_at = Vec::new(); // index in `results` of each message
         let mut contents = Vec::new(); // content hash of each message
@@ -301,7 +303,14 @@ impl Gateway {
                     ))
                 })
             })
-            .inspect(|r| self.metrics.count(r))
+            .zip(all_ids)
+            .map(|(r, id)| {
+                self.metrics.count(&r);
+                if let Err(e) = &r {
+                    refusals::refused(&id, e.code, &e.message);
+                }
+                r
+            })
             .collect()
     }
 

@@ -1,8 +1,11 @@
 //! Republishes committed events on the bus (`wfl.ledger.<org>.<type>`, stream `WFL_LEDGER`).
 //!
 //! It follows the head sequence and reads what to publish back from the store, so it can never
-//! skip an event: after a crash it asks the bus for the last sequence it holds and resumes after
-//! it. It never blocks the writer; if the bus is down, it retries and catches up.
+//! skip an event: at start it asks the bus for the last sequence the stream holds and resumes after
+//! the smaller of that and its own cursor (the last sequence it fully published), so a stream that
+//! lacks history (a data dir that ran on the embedded bus, a new or emptied stream) is filled from
+//! the first sequence it lacks. It never blocks the writer; if the bus is down, it retries and
+//! catches up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use bytes::Bytes;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 use wfl_bus::{Bus, CommittedMessage};
 use wfl_store::{Filter, Log};
 
@@ -39,12 +42,12 @@ pub(crate) async fn run(
     let cursor = cursor
         .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
         .map(u64::from_be_bytes);
-    let mut published = if let (Some(cursor), true) = (cursor, bus.durable_inbox()) {
-        // Everything up to the cursor was fully published; a message after it may be missing from
-        // the stream even if a later one is there (a pipelined publish interrupted mid-way).
-        cursor
-    } else if bus.durable_inbox() {
-        loop {
+    let durable = bus.durable_inbox();
+    let mut published = if durable {
+        // Where the stream stands, whatever the cursor says: a data dir that ran on the embedded
+        // bus, or a new or emptied stream, holds less than the cursor, and the history must be
+        // republished from the first sequence the stream lacks (no gap for its consumers).
+        let in_stream = loop {
             match bus.last_published_sequence().await {
                 Ok(s) => break s.unwrap_or(0),
                 Err(e) => {
@@ -54,7 +57,21 @@ pub(crate) async fn run(
                     }
                 }
             }
+        };
+        // Everything up to the cursor was fully published; a message after it may be missing from
+        // the stream even if a later one is there (a pipelined publish interrupted mid-way).
+        let from = cursor.map_or(in_stream, |c| c.min(in_stream));
+        let head_now = *head.borrow();
+        if from < head_now {
+            info!(
+                stream_last = in_stream,
+                cursor = cursor.unwrap_or(0),
+                head = head_now,
+                "the committed stream lacks sequences {}..={head_now}; republishing them",
+                from + 1
+            );
         }
+        from
     } else {
         // The in-process bus keeps no history: only events committed from now on are fanned out.
         *head.borrow()
@@ -67,12 +84,19 @@ pub(crate) async fn run(
                     published = last;
                     backoff = Backoff::default();
                     stall.progressed();
-                    let s = store.clone();
-                    // Not flushed: a cursor that lags after a crash only republishes events the
-                    // stream deduplicates (Nats-Msg-Id) or consumers skip by Wfl-Sequence.
-                    tokio::task::spawn_blocking(move || s.meta_put(CURSOR, &last.to_be_bytes()))
+                    // The cursor describes the durable stream only: the in-process bus holds
+                    // nothing a later start on NATS could count on.
+                    if durable {
+                        let s = store.clone();
+                        // Not flushed: a cursor that lags after a crash only republishes events
+                        // the stream deduplicates (Nats-Msg-Id) or consumers skip by
+                        // Wfl-Sequence.
+                        tokio::task::spawn_blocking(move || {
+                            s.meta_put(CURSOR, &last.to_be_bytes())
+                        })
                         .await
                         .map_err(Error::join)??;
+                    }
                 }
                 Err(Error::Bus(e)) => {
                     warn!(error = %e, "publishing committed events failed; retrying");

@@ -9,6 +9,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
+    #[command(flatten)]
+    log: wfl_cli::config::LogArgs,
     /// gRPC listen address (Ingest, health, reflection).
     #[arg(long, env = "WFL_GATEWAY_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
@@ -30,8 +32,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    wfl_cli::init_tracing();
+    wfl_cli::config::load_config_file(&<Args as clap::CommandFactory>::command())?;
     let args = Args::parse();
+    wfl_cli::config::init_tracing(args.log.log_format);
     let security = args
         .security
         .security(&[args.grpc_addr, args.http_addr], false)?;

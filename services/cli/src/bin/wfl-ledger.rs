@@ -10,6 +10,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
+    #[command(flatten)]
+    log: wfl_cli::config::LogArgs,
     /// Where the sled database lives.
     #[arg(long, env = "WFL_DATA_DIR", default_value = "./wfl-data")]
     data_dir: PathBuf,
@@ -49,8 +51,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    wfl_cli::init_tracing();
+    wfl_cli::config::load_config_file(&<Args as clap::CommandFactory>::command())?;
     let args = Args::parse();
+    wfl_cli::config::init_tracing(args.log.log_format);
     let security = args
         .security
         .security(&[args.grpc_addr, args.http_addr], false)?;

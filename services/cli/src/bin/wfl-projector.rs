@@ -11,6 +11,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
+    #[command(flatten)]
+    log: wfl_cli::config::LogArgs,
     /// Where the projector's sled database lives.
     #[arg(long, env = "WFL_DATA_DIR", default_value = "./wfl-data")]
     data_dir: PathBuf,
@@ -36,7 +38,7 @@ struct Args {
     #[arg(long, env = "WFL_RULEPACKS", default_value = "./rulepacks")]
     rulepacks: PathBuf,
     /// Discard the stored views and fold the whole ledger again.
-    #[arg(long)]
+    #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
     rebuild_views: bool,
     /// Pause persisting the views (they keep answering from memory; health NOT_SERVING) while
     /// the data directory has less than this many MiB free; it resumes by itself.
@@ -63,8 +65,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    wfl_cli::init_tracing();
+    wfl_cli::config::load_config_file(&<Args as clap::CommandFactory>::command())?;
     let args = Args::parse();
+    wfl_cli::config::init_tracing(args.log.log_format);
     let security = args
         .security
         .security(&[args.grpc_addr, args.http_addr], false)?;
