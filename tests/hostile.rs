@@ -327,6 +327,8 @@ async fn subscriber_and_org_filter_limits_are_enforced_and_named() {
             nats.url(),
             "--max-subscribers".into(),
             "2".into(),
+            "--max-org-filter".into(),
+            "5".into(),
         ],
         &dir.path().join("logs"),
     );
@@ -369,7 +371,7 @@ async fn subscriber_and_org_filter_limits_are_enforced_and_named() {
     }
 
     // org_ids longer than max_org_filter, or with an over-long id, is INVALID_ARGUMENT naming it.
-    let many: Vec<String> = (0..1001).map(|i| format!("org-{i}")).collect();
+    let many: Vec<String> = (0..6).map(|i| format!("org-{i}")).collect();
     let read = common::ledger(&ch)
         .read(wfl_proto::pb::ReadRequest {
             org_ids: many.clone(),
@@ -379,8 +381,7 @@ async fn subscriber_and_org_filter_limits_are_enforced_and_named() {
         .expect_err("too many orgs");
     assert_eq!(read.code(), Code::InvalidArgument);
     assert!(
-        read.message()
-            .starts_with("org_ids: 1001 entries; at most 1000"),
+        read.message().starts_with("org_ids: 6 entries; at most 5"),
         "{read:?}"
     );
     let long = common::ledger(&ch)
@@ -394,5 +395,41 @@ async fn subscriber_and_org_filter_limits_are_enforced_and_named() {
     assert!(
         long.message().starts_with("org_ids[0]: 65 bytes"),
         "{long:?}"
+    );
+}
+
+/// `--max-message-mb` bounds an Ingest request; a bigger one is refused with its size and the
+/// limit named, and nothing of it is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_message_limit_is_configurable_and_named() {
+    let dir = wfl_testkit::temp_dir();
+    let node = common::up(dir.path(), &["--max-message-mb", "1"]);
+    let ch = common::connect(&node.grpc).await;
+    // About 2 MiB of valid events.
+    let events: Vec<wfl_proto::pb::Event> = (0..4000)
+        .map(|i| {
+            let mut w = common::wire(&wfl_testkit::scenario::hire("acme", &format!("w-{i}")));
+            w.correlation_id = "x".repeat(400);
+            w
+        })
+        .collect();
+    let err = common::ingest(&ch)
+        .record_batch(wfl_proto::pb::RecordBatchRequest {
+            events,
+            ack: wfl_proto::pb::AckLevel::Committed as i32,
+            include_proof: false,
+        })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("1048576"), "{err:?}");
+    let head = common::ledger(&ch)
+        .head(wfl_proto::pb::HeadRequest::default())
+        .await
+        .expect("head")
+        .into_inner();
+    assert_eq!(
+        head.sequence, 0,
+        "nothing of a refused request is committed"
     );
 }

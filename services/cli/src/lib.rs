@@ -18,6 +18,39 @@ pub mod security;
 
 use tokio_util::sync::CancellationToken;
 
+/// The request-size limit of a process that serves `Ingest` (`wfl up`, `wfl-gateway`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayLimitArgs {
+    /// Largest Ingest request accepted, in MiB; a larger one is refused with `OUT_OF_RANGE`
+    /// naming its size and this limit.
+    #[arg(long, env = "WFL_MAX_MESSAGE_MB", default_value_t = wfl_gateway::DEFAULT_MAX_MESSAGE_BYTES >> 20)]
+    pub max_message_mb: usize,
+}
+
+impl GatewayLimitArgs {
+    /// The gateway's configuration with this limit (at least 1 MiB).
+    #[must_use]
+    pub fn gateway_config(&self) -> wfl_gateway::Config {
+        wfl_gateway::Config {
+            max_message_bytes: self.max_message_mb.max(1).saturating_mul(1 << 20),
+            ..wfl_gateway::Config::default()
+        }
+    }
+}
+
+/// The read limits of a process that serves `Ledger` (`wfl up`, `wfl-ledger`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LedgerLimitArgs {
+    /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED naming
+    /// this limit.
+    #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
+    pub max_subscribers: usize,
+    /// Org ids in one Read or Subscribe filter at most; more is INVALID_ARGUMENT naming this
+    /// limit.
+    #[arg(long, env = "WFL_MAX_ORG_FILTER", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_ORG_FILTER)]
+    pub max_org_filter: usize,
+}
+
 /// The NATS credentials flags of `wfl up`, `wfl-gateway`, `wfl-ledger` and `wfl-projector`
 /// (each service has its own user on a locked-down server: `deploy/nats/wfl.conf`).
 #[derive(Debug, Clone, Default, clap::Args)]

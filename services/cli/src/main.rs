@@ -201,6 +201,10 @@ enum Command {
         #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
         state_snapshot_events: u64,
         #[command(flatten)]
+        gateway_limits: wfl_cli::GatewayLimitArgs,
+        #[command(flatten)]
+        ledger_limits: wfl_cli::LedgerLimitArgs,
+        #[command(flatten)]
         security: wfl_cli::security::ServeArgs,
         #[command(flatten)]
         log: wfl_cli::config::LogArgs,
@@ -477,6 +481,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_free_mb,
             inbox_stall_secs,
             state_snapshot_events,
+            gateway_limits,
+            ledger_limits,
             security,
             log,
         } => {
@@ -508,6 +514,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
                     inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
                     state_snapshot_events,
+                    gateway: gateway_limits.gateway_config(),
+                    max_subscribers: ledger_limits.max_subscribers,
+                    max_org_filter: ledger_limits.max_org_filter,
                     security,
                 },
                 grpc,

@@ -36,6 +36,11 @@ pub struct NodeConfig {
     pub inbox_stall: std::time::Duration,
     /// See [`wfl_ledger::Config::state_snapshot_events`].
     pub state_snapshot_events: u64,
+    /// The Ingest request-size limit.
+    pub gateway: wfl_gateway::Config,
+    /// Subscribers and org-filter size at most.
+    pub max_subscribers: usize,
+    pub max_org_filter: usize,
     /// TLS and authentication of both ports.
     pub security: wfl_auth::Security,
 }
@@ -84,6 +89,8 @@ pub async fn run(
                 publisher_stall: config.inbox_stall,
             },
             state_snapshot_events: config.state_snapshot_events,
+            max_subscribers: config.max_subscribers,
+            max_org_filter: config.max_org_filter,
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
@@ -116,7 +123,7 @@ pub async fn run(
         shutdown.clone(),
     )
     .await?;
-    let gateway = Gateway::new(bus.clone(), wfl_gateway::Config::default(), metrics.clone());
+    let gateway = Gateway::new(bus.clone(), config.gateway.clone(), metrics.clone());
 
     let readiness = gateway_readiness(
         &gateway,

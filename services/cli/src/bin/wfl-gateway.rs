@@ -23,6 +23,8 @@ struct Args {
     #[command(flatten)]
     nats_auth: wfl_cli::NatsAuthArgs,
     #[command(flatten)]
+    limits: wfl_cli::GatewayLimitArgs,
+    #[command(flatten)]
     security: wfl_cli::security::ServeArgs,
 }
 
@@ -45,7 +47,7 @@ async fn run() -> anyhow::Result<()> {
         wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     wfl_cli::node::run_gateway(
-        wfl_gateway::Config::default(),
+        args.limits.gateway_config(),
         security,
         bus,
         listener,

@@ -34,9 +34,8 @@ struct Args {
     inbox_stall_secs: u64,
     #[command(flatten)]
     nats_auth: wfl_cli::NatsAuthArgs,
-    /// Live Ledger.Subscribe streams at most; one more is answered RESOURCE_EXHAUSTED.
-    #[arg(long, env = "WFL_MAX_SUBSCRIBERS", default_value_t = wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS)]
-    max_subscribers: usize,
+    #[command(flatten)]
+    limits: wfl_cli::LedgerLimitArgs,
     /// Snapshot the ledger's state after at least this many events (and a quarter of the workers it
     /// holds); a restart folds only the events after the latest snapshot.
     #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
@@ -71,7 +70,8 @@ async fn run() -> anyhow::Result<()> {
                 inbox_stall: stall,
                 publisher_stall: stall,
             },
-            max_subscribers: args.max_subscribers,
+            max_subscribers: args.limits.max_subscribers,
+            max_org_filter: args.limits.max_org_filter,
             state_snapshot_events: args.state_snapshot_events,
             ..wfl_ledger::Config::new(args.data_dir)
         },
