@@ -317,11 +317,12 @@ impl Alerts {
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
         let (at, statuses) = {
             let p = shared.projection.read().await;
+            let now = p.now();
             let statuses = thresholds::threshold_watch(
-                &p,
+                &now,
                 &shared.packs,
                 None,
-                thresholds::default_as_of(&p, None),
+                thresholds::default_as_of(&now, None),
             )
             .1;
             (p.last_sequence(), statuses)

@@ -7,7 +7,7 @@
 //!
 //! | key                                   | value                              |
 //! |---------------------------------------|------------------------------------|
-//! | `m` `format`                          | layout version, u32 big-endian (2) |
+//! | `m` `format`                          | layout version, u32 big-endian (3) |
 //! | `m` `checkpoint`                      | last folded sequence, u64 BE       |
 //! | `e` event id (16 bytes)               | the entry, JSON                    |
 //! | `w` sequence (u64 BE) event id (16)   | worker-index link `[org, worker]`, JSON |
@@ -16,7 +16,9 @@
 //! correction, link or retraction changed) and one `w` key per new link, plus the checkpoint: its
 //! cost is proportional to the batch, never to the history. Superseded entry values are reclaimed
 //! by sled's own segment cleaner (values are small and replaced in place, not kept as blobs).
-//! Layout 1 (the whole state as one JSON document under `state`) is refused with the fix named.
+//! Layout 1 (the whole state as one JSON document under `state`) is refused with the fix named, and
+//! so is layout 2 (entries without the sequences each correction, link and retraction held
+//! between, which cheap as-of answers need): restart once with `--rebuild-views`.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +32,7 @@ const CHECKPOINT: &[u8] = b"mcheckpoint";
 const ENTRY: u8 = b'e';
 const LINK: u8 = b'w';
 /// The layout version this code writes and reads.
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 /// Layout 1's whole-state document key.
 const LEGACY_STATE: &[u8] = b"state";
 /// sled's page cache: the state itself lives in the projection; sled needs only a little.

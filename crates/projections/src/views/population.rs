@@ -12,7 +12,7 @@
 
 use super::headcount::Counter;
 use super::timeline;
-use super::Projection;
+use super::{At, Projection};
 use crate::{Population, PopulationQuery};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -47,6 +47,12 @@ impl PopulationIndex {
     /// Indexes the stints of `org` (every org when `None`).
     #[must_use]
     pub fn new(p: &Projection, org: Option<&OrgId>) -> Self {
+        Self::at(&p.now(), org)
+    }
+
+    /// Indexes the stints of `org` (every org when `None`) as they stood at `p`'s sequence.
+    #[must_use]
+    pub fn at(p: &At<'_>, org: Option<&OrgId>) -> Self {
         let mut intervals = Vec::new();
         for s in timeline::stints(p, org) {
             for (start, end, site) in s.intervals() {

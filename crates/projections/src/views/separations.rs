@@ -3,7 +3,7 @@
 //! inferred kept apart). Reads the projection; never changes it.
 
 use super::timeline::{self, Profile};
-use super::{cohort_key, ratio, Entry, Period, Projection, Query};
+use super::{cohort_key, ratio, At, EntryAt, Period, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,10 +89,7 @@ pub struct SeparationsView {
 
 /// Live separations matching the query's org, site (the event's), window and cohort (the
 /// separation's own, else the one the worker was hired with), with their classification.
-pub(super) fn matching<'a>(
-    p: &'a Projection,
-    q: &Query,
-) -> Vec<(EventId, &'a Entry, Classification)> {
+pub(super) fn matching<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, Classification)> {
     // Hire profiles are only needed to resolve a cohort filter.
     let stints = if q.cohort.is_some() {
         timeline::stints(p, q.org.as_ref())
@@ -126,7 +123,7 @@ pub(super) fn separation_cohort_key(sep: &Separation, profile: Option<&Profile>)
     cohort_key(separation_cohort(sep, profile))
 }
 
-pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
+pub(super) fn view(p: &At<'_>, q: &Query) -> SeparationsView {
     let mut rows: BTreeMap<(String, Bucket, Option<Mechanism>), SeparationRow> = BTreeMap::new();
     let mut totals: BTreeMap<Bucket, (BucketTotal, AiShare)> = [
         Bucket::FormalLayoff,
@@ -184,7 +181,7 @@ pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
     }
 
     SeparationsView {
-        as_of_sequence: p.last_sequence,
+        as_of_sequence: p.last_sequence(),
         period: q.period,
         rows: rows.into_values().collect(),
         totals: totals
