@@ -485,14 +485,25 @@ impl Projection {
             return;
         }
         self.last_sequence = sequence;
-        if self.entries.contains_key(&event.event_id) {
+        // One lookup in the (large) entry map for both the duplicate check and the insert.
+        let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(event.event_id)
+        else {
             return;
-        }
+        };
+        slot.insert(Entry::new(sequence, event));
         self.index_worker(&event.org_id, &event.payload, sequence, event.event_id);
-        self.entries
-            .insert(event.event_id, Entry::new(sequence, event));
         self.dirty.insert(event.event_id);
-        self.settle(sequence, event.event_id);
+        // Only these kinds act on another event; for the rest there is nothing to settle (a new
+        // entry has no corrections yet, so its payload is its original).
+        if matches!(
+            event.payload,
+            Payload::EventCorrected(_)
+                | Payload::PositionBackfilled(_)
+                | Payload::PositionClosed(_)
+                | Payload::EventRetracted(_)
+        ) {
+            self.settle(sequence, event.event_id);
+        }
     }
 
     /// Takes what changed since the previous call (or since [`Self::restore`] / [`Self::new`]).
@@ -633,10 +644,13 @@ impl Projection {
 
     fn index_worker(&mut self, org: &OrgId, payload: &Payload, sequence: u64, id: EventId) {
         if let Some((worker, _)) = payload.worker_effect() {
-            let added = self
-                .workers
-                .entry(org.clone())
-                .or_default()
+            if !self.workers.contains_key(org) {
+                self.workers.insert(org.clone(), BTreeMap::new());
+            }
+            let Some(by_worker) = self.workers.get_mut(org) else {
+                return;
+            };
+            let added = by_worker
                 .entry(worker.clone())
                 .or_default()
                 .insert((sequence, id));
