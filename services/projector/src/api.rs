@@ -110,7 +110,47 @@ impl ViewsApi {
             )?
         };
         let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
-        view_response(seq, &v)
+        let hash = self.hash_at(seq).await?;
+        view_response(seq, hash, &v)
+    }
+
+    /// The chain hash of the ledger event at `sequence` (empty for 0): the last folded one's from
+    /// memory, any other read from the ledger (one record by its sequence).
+    async fn hash_at(&self, sequence: u64) -> Result<Vec<u8>, Status> {
+        if sequence == 0 {
+            return Ok(Vec::new());
+        }
+        {
+            let last = self
+                .shared
+                .last_hash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.0 == sequence {
+                return Ok(last.1.clone());
+            }
+        }
+        let channel = self
+            .shared
+            .ledger_credentials
+            .connect(&self.shared.ledger_addr)
+            .await
+            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
+        let mut stream = pb::ledger_client::LedgerClient::new(channel)
+            .read(pb::ReadRequest {
+                from_sequence: sequence,
+                to_sequence: sequence,
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        match stream.message().await? {
+            Some(c) if c.sequence == sequence => Ok(c.hash),
+            _ => Err(unavailable(&format!(
+                "the ledger did not return event {sequence}, which the views reflect"
+            ))),
+        }
     }
 
     /// Folds the ledger as of `as_of` into a fresh projection: its first `as_of.sequence` events
@@ -228,6 +268,7 @@ fn to_value(value: serde_json::Value) -> prost_types::Value {
 
 fn view_response<T: serde::Serialize>(
     as_of_sequence: u64,
+    as_of_hash: Vec<u8>,
     view: &T,
 ) -> Result<Response<pb::ViewResponse>, Status> {
     let mut value = serde_json::to_value(view).map_err(|e| Status::internal(e.to_string()))?;
@@ -235,6 +276,7 @@ fn view_response<T: serde::Serialize>(
     Ok(Response::new(pb::ViewResponse {
         as_of_sequence,
         view: Some(to_struct(value)),
+        as_of_hash,
     }))
 }
 

@@ -206,6 +206,7 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
     for c in events {
         let sequence = c.sequence;
         let recorded_at = c.recorded_at_micros;
+        let hash = c.hash;
         let event = c
             .event
             .ok_or_else(|| Error::Internal(format!("ledger event {sequence} has no body")))
@@ -214,13 +215,14 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
                     Error::Internal(format!("ledger event {sequence} does not convert: {v}"))
                 })
             })?;
-        decoded.push((sequence, recorded_at, event));
+        decoded.push((sequence, recorded_at, hash, event));
     }
     let mut last_recorded_at = None;
+    let mut last_hash = None;
     let mut p = shared.projection.write().await;
     let mut folded = 0u64;
     let mut gap = false;
-    for (sequence, recorded_at, event) in &decoded {
+    for (sequence, recorded_at, hash, event) in &mut decoded {
         if *sequence <= p.last_sequence() {
             continue; // already folded (a resumed stream overlaps nothing, but be safe)
         }
@@ -235,6 +237,7 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
         }
         p.apply(*sequence, event);
         last_recorded_at = Some(*recorded_at);
+        last_hash = Some((*sequence, std::mem::take(hash)));
         folded += 1;
     }
     let last = p.last_sequence();
@@ -249,6 +252,12 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
                 .store(at, Ordering::Relaxed);
         }
         progress.folded.fetch_add(folded, Ordering::Relaxed);
+        if let Some(h) = last_hash {
+            *shared
+                .last_hash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = h;
+        }
         shared.checkpoint.send_replace(last);
     }
     Ok((!gap).then_some(folded))

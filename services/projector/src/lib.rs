@@ -228,6 +228,9 @@ pub(crate) struct Shared {
     pub projection: RwLock<Projection>,
     /// The sequence the projection reflects, for readers waiting to read their own writes.
     pub checkpoint: tokio::sync::watch::Sender<u64>,
+    /// The last folded event's (sequence, chain hash), so current answers name their hash
+    /// without asking the ledger.
+    pub last_hash: std::sync::Mutex<(u64, Vec<u8>)>,
     pub packs: Vec<RulePack>,
     pub ledger_addr: String,
     pub ledger_credentials: wfl_auth::Credentials,
@@ -276,6 +279,7 @@ impl Projector {
         let shared = Arc::new(Shared {
             progress,
             checkpoint,
+            last_hash: std::sync::Mutex::new((0, Vec::new())),
             projection: RwLock::new(projection),
             packs,
             ledger_addr: config.ledger_addr.clone(),
