@@ -241,6 +241,9 @@ pub struct ExplainedEvent {
     pub retracted_by: Vec<EventId>,
 }
 
+/// Every event that named a worker, by org and worker, as (sequence, event id).
+type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>;
+
 /// The fold state. It is persisted keyed, by what changed: [`Projection::take_changes`] gives the
 /// entries touched and the worker-index links added since the last call, and
 /// [`Projection::restore`] rebuilds the state from every stored entry and link. Equality compares
@@ -251,7 +254,7 @@ pub struct Projection {
     entries: BTreeMap<EventId, Entry>,
     /// Every event that ever named the worker (in its original payload or a correction), by
     /// (sequence, id). A superset: readers re-check the current payload and liveness.
-    workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>,
+    workers: WorkerIndex,
     /// Entries added or changed since the last [`Projection::take_changes`].
     #[serde(skip)]
     dirty: BTreeSet<EventId>,
@@ -836,7 +839,7 @@ impl<'a> At<'a> {
     }
 
     /// Worker index of the whole state (a superset for any earlier sequence: readers re-check).
-    fn workers(&self) -> &'a BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>> {
+    fn workers(&self) -> &'a WorkerIndex {
         &self.p.workers
     }
 
