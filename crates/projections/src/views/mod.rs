@@ -359,6 +359,12 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The ledger sequence the entry's event was folded at (its stable storage position).
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
     fn new(sequence: u64, event: &Event) -> Self {
         Self {
             sequence,
