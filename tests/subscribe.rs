@@ -272,3 +272,89 @@ async fn subscribers_resume_from_their_checkpoint_after_the_ledger_is_killed() {
     let mut s = subscribe(&common::connect(&ledger.grpc).await, checkpoint + 1).await;
     expect_sequences(&mut s, 1_001, 500).await;
 }
+
+/// The next `batch` message of a subscription, skipping heartbeats; a single-event message fails.
+async fn next_batch(
+    stream: &mut tonic::Streaming<pb::SubscribeResponse>,
+) -> Vec<pb::CommittedEvent> {
+    loop {
+        match stream
+            .message()
+            .await
+            .expect("stream ok")
+            .expect("stream open")
+            .kind
+        {
+            Some(pb::subscribe_response::Kind::Batch(b)) => return b.events,
+            Some(pb::subscribe_response::Kind::Heartbeat(_)) => continue,
+            other => panic!("a batched subscriber gets batches, got {other:?}"),
+        }
+    }
+}
+
+/// Receives batches until sequence `to`, checking order and the cap; returns the biggest batch.
+async fn receive_batches(
+    s: &mut tonic::Streaming<pb::SubscribeResponse>,
+    from: u64,
+    to: u64,
+    cap: usize,
+) -> usize {
+    let mut next = from;
+    let mut biggest = 0usize;
+    while next <= to {
+        let events = next_batch(s).await;
+        assert!(!events.is_empty(), "a batch is never empty");
+        assert!(events.len() <= cap, "{} events > {cap}", events.len());
+        biggest = biggest.max(events.len());
+        for c in events {
+            assert_eq!(c.sequence, next, "gap, duplicate or disorder");
+            assert_eq!(c.hash.len(), 32);
+            next += 1;
+        }
+    }
+    biggest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_subscriber_gets_every_event_once_in_order_in_bounded_batches() {
+    let node = Node::start(Mode::Memory);
+    let ch = node.channel().await;
+    record_batch(&ch, &hires(3_000, 0)).await;
+    let subscribe_batched = |max_batch| {
+        let ch = ch.clone();
+        async move {
+            common::ledger(&ch)
+                .subscribe(pb::SubscribeRequest {
+                    from_sequence: 1,
+                    heartbeat_ms: 200,
+                    max_batch,
+                    ..Default::default()
+                })
+                .await
+                .expect("Subscribe")
+                .into_inner()
+        }
+    };
+    // History, then events committed while subscribed, then only heartbeats naming the head.
+    let mut s = subscribe_batched(300).await;
+    let biggest = receive_batches(&mut s, 1, 3_000, 300).await;
+    assert!(biggest > 1, "history travels several events per message");
+    record_batch(&ch, &hires(700, 3_000)).await;
+    receive_batches(&mut s, 3_001, 3_700, 300).await;
+    loop {
+        match s.message().await.expect("stream").expect("open").kind {
+            Some(pb::subscribe_response::Kind::Heartbeat(h)) => {
+                if h.position == 3_700 {
+                    assert_eq!(h.head_sequence, 3_700);
+                    break;
+                }
+            }
+            other => panic!("only heartbeats after the head, got {other:?}"),
+        }
+    }
+
+    // More than the cap asked for: served in batches of the cap.
+    let cap = wfl_ledger::subscribe::MAX_BATCH;
+    let mut s = subscribe_batched(50_000).await;
+    assert_eq!(receive_batches(&mut s, 1, 3_700, cap).await, cap);
+}

@@ -183,6 +183,23 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         .expect("Separations")
         .into_inner();
     assert_eq!(sep.as_of_sequence, head);
+    // Each answer names the chain hash of the event it was computed at, as the ledger has it:
+    // now, and as of an earlier sequence (served from the views' own state).
+    let ledger_events = common::replay(&ch).await;
+    assert_eq!(sep.as_of_hash, ledger_events[head as usize - 1].hash);
+    let earlier = views
+        .clone()
+        .separations(pb::ViewRequest {
+            org_id: ORG.into(),
+            as_of_sequence: 1_200,
+            ..Default::default()
+        })
+        .await
+        .expect("Separations as of 1200")
+        .into_inner();
+    assert_eq!(earlier.as_of_sequence, 1_200);
+    assert_eq!(earlier.as_of_hash, ledger_events[1_199].hash);
+    assert_eq!(earlier.as_of_hash.len(), 32);
     let text = serde_json::to_string(&format!("{:?}", sep.view)).expect("debug");
     assert!(
         text.contains("formal_layoff") && text.contains("gradual_attrition"),

@@ -6,7 +6,8 @@
 //! Properties:
 //! (a) folding twice gives equal states; folding a prefix, serialising the state to JSON,
 //!     deserialising it and folding the rest gives the same state too;
-//! (b) the state after the first n events equals a fresh fold of only those n;
+//! (b) the state after the first n events equals a fresh fold of only those n, and the final
+//!     state read at n (`Projection::at`, cheap as-of) answers exactly as that fresh fold;
 //! (c) headcount reconciles in every period (day, month, quarter; any org, site, cohort) and each
 //!     period opens where the previous one closed;
 //! (d) against the ledger's own model: final headcount and live separations agree.
@@ -731,6 +732,65 @@ proptest! {
         let q = Query::default();
         prop_assert_eq!(as_of_n.separations(&q), fresh.separations(&q));
         prop_assert_eq!(as_of_n.separation_records(None), fresh.separation_records(None));
+    }
+
+    /// Cheap as-of: the final state read at any sequence n (`Projection::at`) answers every view,
+    /// record list, explain and population question exactly as a fresh fold of the first n
+    /// events does, and a stored-and-restored state does too.
+    #[test]
+    fn the_state_read_at_n_answers_as_a_fresh_fold_of_the_first_n(
+        choices in choices(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 1..3),
+    ) {
+        let g = Generator::run(&choices);
+        let full = fold(&g.events);
+        let mut changes = Projection::new();
+        for (i, e) in g.events.iter().enumerate() {
+            changes.apply(i as u64 + 1, e);
+        }
+        let c = changes.take_changes();
+        let restored = Projection::restore(c.last_sequence, c.entries, c.links);
+        let ids: Vec<EventId> = g.events.iter().map(|e| e.event_id).collect();
+        for cut in cuts {
+            let n = cut.index(g.events.len() + 1);
+            let fresh = fold(&g.events[..n]);
+            for p in [&full, &restored] {
+                let at = p.at(n as u64);
+                prop_assert_eq!(at.last_sequence(), n as u64);
+                // Every fifth query (all periods, orgs, sites and cohorts still appear): the
+                // views' own filters are checked against every query by the tests above.
+                for q in queries().into_iter().step_by(5) {
+                    prop_assert_eq!(at.separations(&q), fresh.separations(&q), "{:?}", q);
+                    prop_assert_eq!(at.headcount(&q), fresh.headcount(&q), "{:?}", q);
+                    prop_assert_eq!(at.cohort_exposure(&q), fresh.cohort_exposure(&q), "{:?}", q);
+                    prop_assert_eq!(at.hiring_signals(&q), fresh.hiring_signals(&q), "{:?}", q);
+                    prop_assert_eq!(at.ai_adoption(&q), fresh.ai_adoption(&q), "{:?}", q);
+                }
+                prop_assert_eq!(at.countable_records(None), fresh.countable_records(None));
+                prop_assert_eq!(at.compliance_records(None), fresh.compliance_records(None));
+                prop_assert_eq!(at.explain(&ids), fresh.explain(&ids));
+                prop_assert_eq!(at.latest_effective_date(None), fresh.latest_effective_date(None));
+                let index = PopulationIndex::at(&at, None);
+                let fresh_index = PopulationIndex::new(&fresh, None);
+                for org in ORGS {
+                    for offset in (0..440).step_by(53) {
+                        let q = PopulationQuery {
+                            org: OrgId::from(org),
+                            site: None,
+                            on: day(0).add_days(offset),
+                            exclude_relationships: vec![],
+                            exclude_contract_types: vec![],
+                            jurisdiction_prefix: None,
+                            max_over_days: None,
+                            part_time_below_weekly_hours: None,
+                            part_time_below_months_of_12: Some(6),
+                        };
+                        prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
+                        prop_assert_eq!(at.population(&q), fresh.population(&q), "{:?}", q);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

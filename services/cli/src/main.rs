@@ -763,6 +763,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 event_types: event_type,
                 heartbeat_ms: 0,
                 buckets: bucket,
+                max_batch: 0,
             };
             client::tail(&addr, request, count).await?;
             Ok(ExitCode::SUCCESS)

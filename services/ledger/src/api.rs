@@ -329,6 +329,7 @@ impl pb::ledger_server::Ledger for LedgerApi {
             },
             heartbeat,
             peer,
+            batch: subscribe::Subscription::batch_of(req.max_batch),
         };
         let rx = subscribe::start(
             self.store.clone(),

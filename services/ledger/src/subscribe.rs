@@ -5,8 +5,14 @@
 //! (the store, following the head sequence), so there is no switch-over where an event could be
 //! missed or sent twice.
 //!
-//! **Memory bound per subscriber:** at most [`CHUNK`] records read from disk plus [`QUEUE`] − 1
-//! messages queued for the transport, plus the HTTP/2 stream window held by the transport. A slow
+//! A subscriber that asks for `max_batch` > 1 gets the events in `EventBatch` messages of up to
+//! that many events (at most [`MAX_BATCH`], and a batch is closed at [`BATCH_BYTES`] of stored
+//! events): one message per read chunk instead of one per event. A batch holds only what was read,
+//! it never waits for more events.
+//!
+//! **Memory bound per subscriber:** at most [`CHUNK`] records (or one batch) read from disk plus
+//! [`QUEUE`] − 1 events' worth of messages queued for the transport (a batched subscriber's queue
+//! holds `QUEUE / batch` messages, at least 2), plus the HTTP/2 stream window held by the transport. A slow
 //! subscriber holds no more than that: it is simply served from disk at its own pace. A subscriber
 //! that takes nothing for the stall timeout is ended with `RESOURCE_EXHAUSTED` naming the sequence
 //! to resume from (one queue slot is always kept free for that final status).
@@ -27,8 +33,14 @@ use crate::{codec, Error};
 
 /// Records read from disk at a time, per subscriber.
 pub const CHUNK: usize = 256;
-/// Messages queued for the transport, per subscriber.
+/// Messages queued for the transport, per subscriber (one-event messages; a batched subscriber's
+/// queue holds as many events' worth).
 pub const QUEUE: usize = 256;
+/// The largest `max_batch` honoured; more is served as this.
+pub const MAX_BATCH: usize = 1000;
+/// A batch is closed once its events' stored bytes reach this, whatever `max_batch` says, so a
+/// message stays far under the 4 MiB default limit of gRPC clients.
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// Subscription settings.
 #[derive(Debug, Clone, Copy)]
@@ -181,7 +193,7 @@ pub(crate) fn start(
     limits: Limits,
     request: Subscription,
 ) -> Result<mpsc::Receiver<Item>, Status> {
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::channel(queue_len(request.batch));
     let (registered, stats) = registry.register(
         request.peer.clone(),
         request.from.saturating_sub(1),
@@ -202,6 +214,23 @@ pub(crate) struct Subscription {
     pub buckets: Vec<wfl_domain::classify::Bucket>,
     pub heartbeat: Option<Duration>,
     pub peer: String,
+    /// Events per message: 1 = one `event` per message, more = `batch` messages (≤ [`MAX_BATCH`]).
+    pub batch: usize,
+}
+
+impl Subscription {
+    /// The events per message a `max_batch` asks for: 0 or 1 is one, more is capped at
+    /// [`MAX_BATCH`].
+    #[must_use]
+    pub fn batch_of(max_batch: u32) -> usize {
+        (max_batch as usize).clamp(1, MAX_BATCH)
+    }
+}
+
+/// Messages queued per subscriber: [`QUEUE`] events' worth, at least 2 (one slot stays free for a
+/// final status).
+fn queue_len(batch: usize) -> usize {
+    (QUEUE / batch.max(1)).max(2)
 }
 
 async fn run(
@@ -213,15 +242,18 @@ async fn run(
     stats: &Stats,
 ) {
     let heartbeat = request.heartbeat.unwrap_or(limits.default_heartbeat);
+    let chunk = CHUNK.max(request.batch);
+    let queue = queue_len(request.batch);
     let mut next = request.from.max(1);
     let mut last_sent = Instant::now();
+    let mut pending: Vec<pb::CommittedEvent> = Vec::new();
     loop {
         let target = *head.borrow_and_update();
         if next <= target {
             let s = store.clone();
             let filter = request.filter.clone();
             let read =
-                tokio::task::spawn_blocking(move || s.read(next, Some(target), &filter, CHUNK))
+                tokio::task::spawn_blocking(move || s.read(next, Some(target), &filter, chunk))
                     .await;
             let records = match read
                 .map_err(Error::join)
@@ -233,16 +265,22 @@ async fn run(
                     return;
                 }
             };
-            let complete = records.len() < CHUNK;
-            for r in &records {
+            let complete = records.len() < chunk;
+            // The last sequence looked at: once `pending` is sent, everything up to it is.
+            let mut scanned = next - 1;
+            let mut pending_bytes = 0usize;
+            for (i, r) in records.iter().enumerate() {
+                scanned = r.sequence;
                 if !request.buckets.is_empty() {
                     match codec::decode_event(r) {
                         Ok(event) => {
                             let bucket =
                                 wfl_domain::classify::classify(&event.payload, false, false).bucket;
                             if !request.buckets.contains(&bucket) {
-                                next = r.sequence + 1;
-                                stats.position.store(r.sequence, Ordering::Relaxed);
+                                if pending.is_empty() {
+                                    next = r.sequence + 1;
+                                    stats.position.store(r.sequence, Ordering::Relaxed);
+                                }
                                 continue;
                             }
                         }
@@ -252,25 +290,41 @@ async fn run(
                         }
                     }
                 }
-                let item = match codec::decode(r) {
-                    Ok(c) => pb::SubscribeResponse {
-                        kind: Some(pb::subscribe_response::Kind::Event(c)),
-                    },
+                match codec::decode(r) {
+                    Ok(c) => pending.push(c),
                     Err(e) => {
                         let _ = tx.try_send(Err(status(e)));
                         return;
                     }
-                };
-                if let Err(stop) = send(tx, item, limits.stall_timeout).await {
-                    return stopped(tx, stop, r.sequence);
                 }
-                stats
-                    .queued
-                    .store((QUEUE - tx.capacity()) as u64, Ordering::Relaxed);
-                next = r.sequence + 1;
-                stats.position.store(r.sequence, Ordering::Relaxed);
+                pending_bytes += r.bytes.len();
+                let last = i + 1 == records.len();
+                if last || pending.len() >= request.batch || pending_bytes >= BATCH_BYTES {
+                    let first = pending.first().map_or(r.sequence, |c| c.sequence);
+                    let item = message(&mut pending, request.batch);
+                    if let Err(stop) = send(tx, item, limits.stall_timeout).await {
+                        return stopped(tx, stop, first);
+                    }
+                    pending_bytes = 0;
+                    stats
+                        .queued
+                        .store((queue - tx.capacity()) as u64, Ordering::Relaxed);
+                    next = scanned + 1;
+                    stats.position.store(scanned, Ordering::Relaxed);
+                    last_sent = Instant::now();
+                }
+            }
+            if !pending.is_empty() {
+                // The chunk ended on filtered-out records after some kept ones.
+                let first = pending.first().map_or(scanned, |c| c.sequence);
+                let item = message(&mut pending, request.batch);
+                if let Err(stop) = send(tx, item, limits.stall_timeout).await {
+                    return stopped(tx, stop, first);
+                }
                 last_sent = Instant::now();
             }
+            next = next.max(scanned + 1);
+            stats.position.store(next - 1, Ordering::Relaxed);
             if complete {
                 // Every matching record up to `target` has been sent.
                 next = target + 1;
@@ -300,6 +354,19 @@ async fn run(
             () = tx.closed() => return,
         }
     }
+}
+
+/// The message carrying `pending` (emptied): one `event` when the subscriber asked for one per
+/// message, else a `batch`.
+fn message(pending: &mut Vec<pb::CommittedEvent>, batch: usize) -> pb::SubscribeResponse {
+    let kind = if batch <= 1 && pending.len() == 1 {
+        pending.pop().map(pb::subscribe_response::Kind::Event)
+    } else {
+        Some(pb::subscribe_response::Kind::Batch(pb::EventBatch {
+            events: std::mem::take(pending),
+        }))
+    };
+    pb::SubscribeResponse { kind }
 }
 
 fn beat(head_sequence: u64, position: u64) -> pb::SubscribeResponse {

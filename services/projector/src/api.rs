@@ -1,13 +1,16 @@
-//! The gRPC `wfl.v1.Views` service. Views are answered from the current state, or, with
-//! `as_of_sequence`, from a fresh fold of the ledger's first n events (read over gRPC). Errors
-//! become `tonic::Status` in [`invalid`] and [`unavailable`] only.
+//! The gRPC `wfl.v1.Views` service. Views are answered from the projector's state: the current
+//! one, or, with `as_of_sequence`, the state read as it stood at that sequence
+//! ([`Projection::at`]: every effect keeps the sequences it held between, so this costs what a
+//! current answer costs). Only `as_of_recorded_at_micros` still folds the ledger again (its events
+//! recorded by that instant, read over gRPC). Errors become `tonic::Status` in [`invalid`] and
+//! [`unavailable`] only.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use wfl_domain::{Cohort, Date, OrgId, SiteId};
-use wfl_projections::views::{Period, Projection, Query};
+use wfl_projections::views::{At, Period, Projection, Query};
 use wfl_proto::pb;
 
 use crate::{thresholds, Shared};
@@ -49,13 +52,15 @@ impl ViewsApi {
         Self { shared }
     }
 
-    /// Runs `f` on the current projection, or on the ledger as of `as_of` when it bounds anything.
-    /// A sequence the projector has not reached yet is waited for (up to [`READ_YOUR_WRITES`]), so
-    /// a client can pass the sequence its `Record` returned and read its own writes.
+    /// Runs `f` on the projection as of `as_of`: the current state, the state as it stood at
+    /// `as_of.sequence`, or (with a recorded-at bound) a fresh fold of the ledger's events recorded
+    /// by then. A sequence the projector has not reached yet is waited for (up to
+    /// [`READ_YOUR_WRITES`]), so a client can pass the sequence its `Record` returned and read its
+    /// own writes.
     async fn with_projection<T>(
         &self,
         as_of: AsOf,
-        f: impl FnOnce(&Projection) -> T,
+        f: impl FnOnce(&At<'_>) -> T,
     ) -> Result<(u64, T), Status> {
         let wait_for = as_of.sequence.max(as_of.min_sequence);
         if wait_for > 0 {
@@ -73,14 +78,18 @@ impl ViewsApi {
             }
         }
         let current = self.shared.projection.read().await;
-        if as_of.recorded_at_micros == 0
-            && (as_of.sequence == 0 || as_of.sequence == current.last_sequence())
-        {
-            return Ok((current.last_sequence(), f(&current)));
+        if as_of.recorded_at_micros == 0 {
+            let at = if as_of.sequence == 0 {
+                current.now()
+            } else {
+                current.at(as_of.sequence)
+            };
+            return Ok((at.last_sequence(), f(&at)));
         }
         drop(current);
         let p = self.fold_as_of(as_of).await?;
-        Ok((p.last_sequence(), f(&p)))
+        let now = p.now();
+        Ok((now.last_sequence(), f(&now)))
     }
 
     /// Answers one of the five document views.
@@ -88,7 +97,7 @@ impl ViewsApi {
         &self,
         caller: &wfl_auth::Caller,
         mut r: pb::ViewRequest,
-        view: fn(&Projection, &Query) -> T,
+        view: fn(&At<'_>, &Query) -> T,
     ) -> Result<Response<pb::ViewResponse>, Status> {
         r.org_id = caller.single_org("org_id", r.org_id)?;
         let q = query(&r)?;
@@ -101,11 +110,52 @@ impl ViewsApi {
             )?
         };
         let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
-        view_response(seq, &v)
+        let hash = self.hash_at(seq).await?;
+        view_response(seq, hash, &v)
+    }
+
+    /// The chain hash of the ledger event at `sequence` (empty for 0): the last folded one's from
+    /// memory, any other read from the ledger (one record by its sequence).
+    async fn hash_at(&self, sequence: u64) -> Result<Vec<u8>, Status> {
+        if sequence == 0 {
+            return Ok(Vec::new());
+        }
+        {
+            let last = self
+                .shared
+                .last_hash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.0 == sequence {
+                return Ok(last.1.clone());
+            }
+        }
+        let channel = self
+            .shared
+            .ledger_credentials
+            .connect(&self.shared.ledger_addr)
+            .await
+            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
+        let mut stream = pb::ledger_client::LedgerClient::new(channel)
+            .read(pb::ReadRequest {
+                from_sequence: sequence,
+                to_sequence: sequence,
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        match stream.message().await? {
+            Some(c) if c.sequence == sequence => Ok(c.hash),
+            _ => Err(unavailable(&format!(
+                "the ledger did not return event {sequence}, which the views reflect"
+            ))),
+        }
     }
 
     /// Folds the ledger as of `as_of` into a fresh projection: its first `as_of.sequence` events
-    /// (all when 0), leaving out those recorded after `as_of.recorded_at_micros` (when set).
+    /// (all when 0), leaving out those recorded after `as_of.recorded_at_micros`. Only for a
+    /// recorded-at bound (whose events need not be a prefix of the ledger).
     async fn fold_as_of(&self, as_of: AsOf) -> Result<Projection, Status> {
         let channel = self
             .shared
@@ -218,6 +268,7 @@ fn to_value(value: serde_json::Value) -> prost_types::Value {
 
 fn view_response<T: serde::Serialize>(
     as_of_sequence: u64,
+    as_of_hash: Vec<u8>,
     view: &T,
 ) -> Result<Response<pb::ViewResponse>, Status> {
     let mut value = serde_json::to_value(view).map_err(|e| Status::internal(e.to_string()))?;
@@ -225,6 +276,7 @@ fn view_response<T: serde::Serialize>(
     Ok(Response::new(pb::ViewResponse {
         as_of_sequence,
         view: Some(to_struct(value)),
+        as_of_hash,
     }))
 }
 
@@ -261,7 +313,7 @@ fn bound_evidence(value: &mut serde_json::Value, path: &mut String) {
 }
 
 /// The view a `Figure` names, as a JSON document with its ids (not bounded: for Explain only).
-fn figure_view(name: &str, p: &Projection, q: &Query) -> Result<serde_json::Value, String> {
+fn figure_view(name: &str, p: &At<'_>, q: &Query) -> Result<serde_json::Value, String> {
     let value = match name {
         "separations" => serde_json::to_value(p.separations(q)),
         "headcount" => serde_json::to_value(p.headcount(q)),
@@ -288,11 +340,9 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(
-            &wfl_auth::caller(&r)?,
-            r.into_inner(),
-            Projection::separations,
-        )
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+            p.separations(q)
+        })
         .await
     }
 
@@ -300,11 +350,9 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(
-            &wfl_auth::caller(&r)?,
-            r.into_inner(),
-            Projection::headcount,
-        )
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+            p.headcount(q)
+        })
         .await
     }
 
@@ -312,11 +360,9 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(
-            &wfl_auth::caller(&r)?,
-            r.into_inner(),
-            Projection::cohort_exposure,
-        )
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+            p.cohort_exposure(q)
+        })
         .await
     }
 
@@ -324,11 +370,9 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(
-            &wfl_auth::caller(&r)?,
-            r.into_inner(),
-            Projection::hiring_signals,
-        )
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+            p.hiring_signals(q)
+        })
         .await
     }
 
@@ -336,11 +380,9 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(
-            &wfl_auth::caller(&r)?,
-            r.into_inner(),
-            Projection::ai_adoption,
-        )
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+            p.ai_adoption(q)
+        })
         .await
     }
 

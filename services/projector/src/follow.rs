@@ -21,6 +21,8 @@ const ALERT_INTERVAL: Duration = Duration::from_secs(2);
 /// ...and at most one part in this many of the time: its cost grows with the state (it reads
 /// every countable separation), so its interval stretches with it and the fold keeps ≥ 90 %.
 const ALERT_DUTY: u32 = 10;
+/// Events per `Subscribe` message the projector asks for (the ledger caps it at 1,000 and ~1 MiB).
+const SUBSCRIBE_BATCH: u32 = 1000;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -67,6 +69,7 @@ pub(crate) async fn run(
                 .subscribe(pb::SubscribeRequest {
                     from_sequence: from,
                     heartbeat_ms: 500,
+                    max_batch: SUBSCRIBE_BATCH,
                     ..Default::default()
                 })
                 .await
@@ -93,9 +96,11 @@ pub(crate) async fn run(
         shared.progress.following.store(true, Ordering::Relaxed);
         let mut dirty = 0u64;
         let mut space = Space::new(&config);
+        let mut writer = Writer::default();
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => {
+                    writer.finish().await?;
                     if dirty > 0 {
                         persist(&shared, &store, &mut space).await?;
                     }
@@ -107,103 +112,155 @@ pub(crate) async fn run(
                     Err(_) => Err(tonic::Status::unavailable("no heartbeat from the ledger for 10 s")),
                 },
             };
-            match message {
+            let events = match message {
                 Ok(Some(pb::SubscribeResponse {
                     kind: Some(pb::subscribe_response::Kind::Event(c)),
-                })) => {
-                    let sequence = c.sequence;
-                    let event = c
-                        .event
-                        .ok_or_else(|| {
-                            Error::Internal(format!("ledger event {sequence} has no body"))
-                        })
-                        .and_then(|e| {
-                            wfl_proto::convert::event_from_pb(e).map_err(|v| {
-                                Error::Internal(format!(
-                                    "ledger event {sequence} does not convert: {v}"
-                                ))
-                            })
-                        })?;
-                    let mut p = shared.projection.write().await;
-                    if sequence <= p.last_sequence() {
-                        continue; // already folded (a resumed stream overlaps nothing, but be safe)
-                    }
-                    if sequence != p.last_sequence() + 1 {
-                        warn!(
-                            sequence,
-                            expected = p.last_sequence() + 1,
-                            "gap in the committed stream; resubscribing"
-                        );
-                        break;
-                    }
-                    p.apply(sequence, &event);
-                    drop(p);
-                    let progress = &shared.progress;
-                    progress.checkpoint.store(sequence, Ordering::Relaxed);
-                    progress.ledger_head.fetch_max(sequence, Ordering::Relaxed);
-                    progress
-                        .last_recorded_at_micros
-                        .store(c.recorded_at_micros, Ordering::Relaxed);
-                    progress.folded.fetch_add(1, Ordering::Relaxed);
-                    backoff = Duration::from_millis(100);
-                    shared.checkpoint.send_replace(sequence);
-                    dirty += 1;
-                    if dirty >= config.persist_every {
-                        if persist(&shared, &store, &mut space).await? {
-                            dirty = 0;
-                        }
-                        // The watch reads the whole state: while catching up, at most once per
-                        // ALERT_INTERVAL, so its cost stays a bounded share of the fold.
-                        if last_alerts.elapsed() >= alert_interval {
-                            let t = Instant::now();
-                            alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
-                            last_alerts = Instant::now();
-                            alert_interval = ALERT_INTERVAL.max(t.elapsed() * ALERT_DUTY);
-                        }
-                    }
-                }
+                })) => vec![c],
                 Ok(Some(pb::SubscribeResponse {
-                    kind: Some(pb::subscribe_response::Kind::Heartbeat(h)),
-                })) => {
-                    shared
-                        .progress
-                        .ledger_head
-                        .fetch_max(h.head_sequence, Ordering::Relaxed);
-                    if dirty > 0 {
-                        if persist(&shared, &store, &mut space).await? {
-                            dirty = 0;
+                    kind: Some(pb::subscribe_response::Kind::Batch(b)),
+                })) => b.events,
+                other => {
+                    writer.finish().await?;
+                    match other {
+                        Ok(Some(pb::SubscribeResponse {
+                            kind: Some(pb::subscribe_response::Kind::Heartbeat(h)),
+                        })) => {
+                            shared
+                                .progress
+                                .ledger_head
+                                .fetch_max(h.head_sequence, Ordering::Relaxed);
+                            if dirty > 0 {
+                                if persist(&shared, &store, &mut space).await? {
+                                    dirty = 0;
+                                }
+                            } else {
+                                // Nothing to persist: a paused store still learns that space is back.
+                                space.recheck(&shared.progress);
+                            }
+                            // Idle: the alerts catch up with everything folded.
+                            if shared.projection.read().await.last_sequence() > alerted_at {
+                                alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
+                                last_alerts = Instant::now();
+                            }
+                            continue;
                         }
-                    } else {
-                        // Nothing to persist: a paused store still learns that space is back.
-                        space.recheck(&shared.progress);
-                    }
-                    // Idle: the alerts catch up with everything folded.
-                    if shared.projection.read().await.last_sequence() > alerted_at {
-                        alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
-                        last_alerts = Instant::now();
+                        Ok(Some(pb::SubscribeResponse { kind: _ })) => {
+                            return Err(Error::Internal(
+                                "the ledger sent a subscription message with no content".into(),
+                            ));
+                        }
+                        Ok(None) | Err(_) => {
+                            if dirty > 0 {
+                                persist(&shared, &store, &mut space).await?;
+                            }
+                            shared.progress.following.store(false, Ordering::Relaxed);
+                            warn!("ledger stream ended; resubscribing");
+                            tokio::select! {
+                                () = shutdown.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            break;
+                        }
                     }
                 }
-                Ok(Some(pb::SubscribeResponse { kind: None })) => {
-                    return Err(Error::Internal(
-                        "the ledger sent a subscription message with no content".into(),
-                    ));
+            };
+            let Some(folded) = fold(&shared, events).await? else {
+                writer.finish().await?;
+                break; // a gap: resubscribe from the last folded sequence + 1
+            };
+            if folded == 0 {
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            dirty += folded;
+            if dirty >= config.persist_every {
+                // Persists run behind the fold, one at a time: while one is being written and
+                // flushed the fold goes on, and the next persist takes everything folded meanwhile
+                // (so a slow disk makes persists bigger, not the fold slower). Far behind (16
+                // persists' worth), the fold waits for the disk.
+                if writer.busy() && dirty < 16 * config.persist_every {
+                    continue;
                 }
-                Ok(None) | Err(_) => {
-                    if dirty > 0 {
-                        persist(&shared, &store, &mut space).await?;
-                    }
-                    shared.progress.following.store(false, Ordering::Relaxed);
-                    warn!("ledger stream ended; resubscribing");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    break;
+                writer.finish().await?;
+                if writer.start(&shared, &store, &mut space).await {
+                    dirty = 0;
+                }
+                // The watch reads the whole state: while catching up, at most once per
+                // ALERT_INTERVAL, so its cost stays a bounded share of the fold.
+                if last_alerts.elapsed() >= alert_interval {
+                    let t = Instant::now();
+                    alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
+                    last_alerts = Instant::now();
+                    alert_interval = ALERT_INTERVAL.max(t.elapsed() * ALERT_DUTY);
                 }
             }
         }
     }
+}
+
+/// Converts and folds one message's events under one lock. `None`: a gap in the sequence (the
+/// caller resubscribes); otherwise how many events were folded (already folded ones are skipped).
+async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<Option<u64>, Error> {
+    let mut decoded = Vec::with_capacity(events.len());
+    for c in events {
+        let sequence = c.sequence;
+        let recorded_at = c.recorded_at_micros;
+        let hash = c.hash;
+        let event = c
+            .event
+            .ok_or_else(|| Error::Internal(format!("ledger event {sequence} has no body")))
+            .and_then(|e| {
+                wfl_proto::convert::event_from_pb(e).map_err(|v| {
+                    Error::Internal(format!("ledger event {sequence} does not convert: {v}"))
+                })
+            })?;
+        decoded.push((sequence, recorded_at, hash, event));
+    }
+    let mut last_recorded_at = None;
+    let mut last_hash = None;
+    let mut p = shared.projection.write().await;
+    let mut folded = 0u64;
+    let mut gap = false;
+    for (sequence, recorded_at, hash, event) in &mut decoded {
+        if *sequence <= p.last_sequence() {
+            continue; // already folded (a resumed stream overlaps nothing, but be safe)
+        }
+        if *sequence != p.last_sequence() + 1 {
+            warn!(
+                sequence,
+                expected = p.last_sequence() + 1,
+                "gap in the committed stream; resubscribing"
+            );
+            gap = true;
+            break;
+        }
+        p.apply(*sequence, event);
+        last_recorded_at = Some(*recorded_at);
+        last_hash = Some((*sequence, std::mem::take(hash)));
+        folded += 1;
+    }
+    let last = p.last_sequence();
+    drop(p);
+    if folded > 0 {
+        let progress = &shared.progress;
+        progress.checkpoint.store(last, Ordering::Relaxed);
+        progress.ledger_head.fetch_max(last, Ordering::Relaxed);
+        if let Some(at) = last_recorded_at {
+            progress
+                .last_recorded_at_micros
+                .store(at, Ordering::Relaxed);
+        }
+        progress.folded.fetch_add(folded, Ordering::Relaxed);
+        if let Some(h) = last_hash {
+            *shared
+                .last_hash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = h;
+        }
+        shared.checkpoint.send_replace(last);
+    }
+    Ok((!gap).then_some(folded))
 }
 
 /// Writes what changed since the last persist, and the checkpoint, in one atomic, flushed batch.
@@ -271,35 +328,71 @@ impl Space {
     }
 }
 
-/// Persists what changed since the last persist with its checkpoint; false (nothing taken) while
-/// the store's directory cannot be written.
+/// Persists what changed since the last persist with its checkpoint, and waits for it; false
+/// (nothing taken) while the store's directory cannot be written.
 async fn persist(
     shared: &Arc<Shared>,
     store: &Arc<ViewStore>,
     space: &mut Space,
 ) -> Result<bool, Error> {
-    if !space.writable(&shared.progress) {
-        return Ok(false);
+    let mut writer = Writer::default();
+    let started = writer.start(shared, store, space).await;
+    writer.finish().await?;
+    Ok(started)
+}
+
+/// At most one persist in flight, running on a blocking thread while the fold goes on. Each takes
+/// every change folded before it started, so persists land in sequence order and each batch
+/// stays atomic with its checkpoint.
+#[derive(Default)]
+struct Writer {
+    in_flight: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+impl Writer {
+    /// Whether a persist is still being written.
+    fn busy(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|h| !h.is_finished())
     }
-    let changes = shared.projection.write().await.take_changes();
-    let store = store.clone();
-    let progress = shared.progress.clone();
-    tokio::task::spawn_blocking(move || {
-        store.save(&changes)?;
-        progress
-            .persisted
-            .store(changes.last_sequence, Ordering::Relaxed);
-        progress.persists.fetch_add(1, Ordering::Relaxed);
-        if progress.persists.load(Ordering::Relaxed) % 64 == 1 {
-            // sled walks its files for this: sample it, do not pay it per persist.
-            progress
-                .store_bytes
-                .store(store.size_on_disk(), Ordering::Relaxed);
+
+    /// Waits for the persist in flight, if any; its failure is the projector's.
+    async fn finish(&mut self) -> Result<(), Error> {
+        match self.in_flight.take() {
+            Some(h) => h.await.map_err(|e| Error::Internal(e.to_string()))?,
+            None => Ok(()),
         }
-        Ok(true)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Takes what changed and starts writing it with its checkpoint (call [`Self::finish`]
+    /// first); false (nothing taken) while the store's directory cannot be written.
+    async fn start(
+        &mut self,
+        shared: &Arc<Shared>,
+        store: &Arc<ViewStore>,
+        space: &mut Space,
+    ) -> bool {
+        if !space.writable(&shared.progress) {
+            return false;
+        }
+        let changes = shared.projection.write().await.take_changes();
+        let store = store.clone();
+        let progress = shared.progress.clone();
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            store.save(&changes)?;
+            progress
+                .persisted
+                .store(changes.last_sequence, Ordering::Relaxed);
+            progress.persists.fetch_add(1, Ordering::Relaxed);
+            if progress.persists.load(Ordering::Relaxed) % 64 == 1 {
+                // sled walks its files for this: sample it, do not pay it per persist.
+                progress
+                    .store_bytes
+                    .store(store.size_on_disk(), Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+        true
+    }
 }
 
 /// Longest wait for one alert publish before the rest of an evaluation's alerts are deferred.
@@ -317,11 +410,12 @@ impl Alerts {
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
         let (at, statuses) = {
             let p = shared.projection.read().await;
+            let now = p.now();
             let statuses = thresholds::threshold_watch(
-                &p,
+                &now,
                 &shared.packs,
                 None,
-                thresholds::default_as_of(&p, None),
+                thresholds::default_as_of(&now, None),
             )
             .1;
             (p.last_sequence(), statuses)

@@ -5,8 +5,8 @@
 //! sled batch** (every [`Config::persist_every`] events, and whenever the stream goes idle), so a
 //! restart resumes exactly where the persisted state stops: no event counted twice, none missed.
 //! After each persisted batch it evaluates the rule packs and publishes alerts whose level changed
-//! on `wfl.alerts.<org>.<rule_id>`. It serves gRPC `Views`; `as_of_sequence` answers are computed
-//! by folding the ledger's first n events again (projections are pure folds).
+//! on `wfl.alerts.<org>.<rule_id>`. It serves gRPC `Views`; `as_of_sequence` answers read the
+//! state as it stood at that sequence (`Projection::at`), without folding anything again.
 //!
 //! It never writes to the ledger.
 
@@ -60,7 +60,7 @@ pub fn watch_rows(
     packs: &[RulePack],
     as_of: wfl_domain::Date,
 ) -> Vec<wfl_projections::rules::ThresholdStatus> {
-    thresholds::watch_rows(projection, packs, None, as_of)
+    thresholds::watch_rows(&projection.now(), packs, None, as_of)
 }
 
 /// Loads and validates the rule packs in `dir` (`*.toml`).
@@ -228,6 +228,9 @@ pub(crate) struct Shared {
     pub projection: RwLock<Projection>,
     /// The sequence the projection reflects, for readers waiting to read their own writes.
     pub checkpoint: tokio::sync::watch::Sender<u64>,
+    /// The last folded event's (sequence, chain hash), so current answers name their hash
+    /// without asking the ledger.
+    pub last_hash: std::sync::Mutex<(u64, Vec<u8>)>,
     pub packs: Vec<RulePack>,
     pub ledger_addr: String,
     pub ledger_credentials: wfl_auth::Credentials,
@@ -276,6 +279,7 @@ impl Projector {
         let shared = Arc::new(Shared {
             progress,
             checkpoint,
+            last_hash: std::sync::Mutex::new((0, Vec::new())),
             projection: RwLock::new(projection),
             packs,
             ledger_addr: config.ledger_addr.clone(),

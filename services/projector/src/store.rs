@@ -7,16 +7,18 @@
 //!
 //! | key                                   | value                              |
 //! |---------------------------------------|------------------------------------|
-//! | `m` `format`                          | layout version, u32 big-endian (2) |
+//! | `m` `format`                          | layout version, u32 big-endian (3) |
 //! | `m` `checkpoint`                      | last folded sequence, u64 BE       |
-//! | `e` event id (16 bytes)               | the entry, JSON                    |
+//! | `e` sequence (u64 BE) event id (16)   | the entry folded at that sequence, JSON |
 //! | `w` sequence (u64 BE) event id (16)   | worker-index link `[org, worker]`, JSON |
 //!
 //! A persist writes one `e` key per entry the batch touched (a new event, or an earlier one a
 //! correction, link or retraction changed) and one `w` key per new link, plus the checkpoint: its
 //! cost is proportional to the batch, never to the history. Superseded entry values are reclaimed
 //! by sled's own segment cleaner (values are small and replaced in place, not kept as blobs).
-//! Layout 1 (the whole state as one JSON document under `state`) is refused with the fix named.
+//! Layout 1 (the whole state as one JSON document under `state`) is refused with the fix named, and
+//! so is layout 2 (entries without the sequences each correction, link and retraction held
+//! between, which cheap as-of answers need): restart once with `--rebuild-views`.
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +32,7 @@ const CHECKPOINT: &[u8] = b"mcheckpoint";
 const ENTRY: u8 = b'e';
 const LINK: u8 = b'w';
 /// The layout version this code writes and reads.
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 /// Layout 1's whole-state document key.
 const LEGACY_STATE: &[u8] = b"state";
 /// sled's page cache: the state itself lives in the projection; sled needs only a little.
@@ -111,7 +113,10 @@ impl ViewStore {
         let mut entries = Vec::new();
         for kv in self.db.scan_prefix([ENTRY]) {
             let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
-            let id = event_id(&k[1..]).ok_or_else(|| self.damaged("an entry key is malformed"))?;
+            let id = (k.len() == 25)
+                .then(|| event_id(&k[9..]))
+                .flatten()
+                .ok_or_else(|| self.damaged("an entry key is malformed"))?;
             let entry: Entry = serde_json::from_slice(&v)
                 .map_err(|e| self.damaged(&format!("entry {id} does not decode: {e}")))?;
             entries.push((id, entry));
@@ -152,7 +157,7 @@ impl ViewStore {
         let mut batch = sled::Batch::default();
         for (id, entry) in &changes.entries {
             let value = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
-            batch.insert(entry_key(id).as_slice(), value);
+            batch.insert(entry_key(entry.sequence(), id).as_slice(), value);
         }
         for l in &changes.links {
             let value = serde_json::to_vec(&(&l.org, &l.worker))
@@ -176,10 +181,14 @@ impl ViewStore {
     }
 }
 
-fn entry_key(id: &EventId) -> [u8; 17] {
-    let mut k = [0u8; 17];
+/// Keyed by the sequence the entry was folded at first, so the entries a batch adds are appended
+/// at the end of sled's tree (random event-id keys made every insert rewrite a tree node in the
+/// middle: the largest cost of a persist in the profile in BENCHMARKS.md).
+fn entry_key(sequence: u64, id: &EventId) -> [u8; 25] {
+    let mut k = [0u8; 25];
     k[0] = ENTRY;
-    k[1..].copy_from_slice(id.0.as_bytes());
+    k[1..9].copy_from_slice(&sequence.to_be_bytes());
+    k[9..].copy_from_slice(id.0.as_bytes());
     k
 }
 
@@ -242,7 +251,7 @@ mod tests {
         store
             .db
             .insert(
-                entry_key(&EventId(uuid::Uuid::from_u128(2))),
+                entry_key(2, &EventId(uuid::Uuid::from_u128(2))),
                 &b"{not json"[..],
             )
             .expect("a raw write");

@@ -8,7 +8,9 @@ use wfl_projections::rules::{
     self, AlertLevel, ComplianceStep, RulePack, Separation, SiteEvent, StepState, ThresholdStatus,
     WindowRole,
 };
-use wfl_projections::views::{PopulationIndex, Projection};
+#[cfg(test)]
+use wfl_projections::views::Projection;
+use wfl_projections::views::{At, PopulationIndex};
 use wfl_projections::Population;
 use wfl_proto::pb;
 
@@ -45,7 +47,7 @@ pub(crate) fn parse(r: &pb::ThresholdRequest, loaded: &[RulePack]) -> Result<Req
 
 /// Evaluates the requested packs over `p`; returns the evaluation day and the statuses.
 pub(crate) fn evaluate(
-    p: &Projection,
+    p: &At<'_>,
     request: &Request,
     loaded: &[RulePack],
 ) -> (Date, Vec<ThresholdStatus>) {
@@ -63,7 +65,7 @@ pub(crate) fn evaluate(
 /// The day the watch is evaluated at when none is asked for: the latest effective date in the
 /// ledger (of `org`, when given), as `views.proto` documents, so a layoff recorded ahead of time
 /// is seen. An empty ledger falls back to today (there is nothing to evaluate then).
-pub(crate) fn default_as_of(p: &Projection, org: Option<&OrgId>) -> Date {
+pub(crate) fn default_as_of(p: &At<'_>, org: Option<&OrgId>) -> Date {
     p.latest_effective_date(org).unwrap_or_else(today)
 }
 
@@ -99,7 +101,7 @@ pub(crate) fn today() -> Date {
 /// `(pack, org, unit, window_key, count type)`; `window_key` names the wave, so a new wave alerts
 /// again. Pass [`default_as_of`] as `as_of`.
 pub(crate) fn threshold_watch(
-    p: &Projection,
+    p: &At<'_>,
     packs: &[RulePack],
     org: Option<&OrgId>,
     as_of: Date,
@@ -111,7 +113,7 @@ pub(crate) fn threshold_watch(
 
 /// Every row (current and peak) of every pack and unit at `as_of`.
 pub(crate) fn watch_rows(
-    p: &Projection,
+    p: &At<'_>,
     packs: &[RulePack],
     org: Option<&OrgId>,
     as_of: Date,
@@ -151,7 +153,7 @@ pub(crate) fn watch_rows(
         })
         .collect();
     // Indexed once: the watch asks the population once per window and sample.
-    let population = Basis::new(PopulationIndex::new(p, org));
+    let population = Basis::new(PopulationIndex::at(p, org));
     rules::evaluate(
         packs,
         &separations,
@@ -412,9 +414,12 @@ mod tests {
             org: None,
             alerts_only: false,
         };
-        let (as_of, rows) = evaluate(&p, &request, std::slice::from_ref(&packs));
+        let (as_of, rows) = evaluate(&p.now(), &request, std::slice::from_ref(&packs));
         assert_eq!(as_of, on(100));
-        assert_eq!(default_as_of(&p, Some(&OrgId("acme".into()))), on(100));
+        assert_eq!(
+            default_as_of(&p.now(), Some(&OrgId("acme".into()))),
+            on(100)
+        );
         let strict_plan = rows
             .iter()
             .find(|s| {
@@ -427,7 +432,7 @@ mod tests {
         assert_eq!(strict_plan.level, Some(AlertLevel::Met));
         assert!(rows.iter().any(|s| s.role == WindowRole::Peak));
 
-        let (_, alerts) = threshold_watch(&p, std::slice::from_ref(&packs), None, as_of);
+        let (_, alerts) = threshold_watch(&p.now(), std::slice::from_ref(&packs), None, as_of);
         assert!(!alerts.is_empty());
         assert!(alerts.iter().all(|s| s.role == WindowRole::Current));
         let keys: std::collections::BTreeSet<_> = alerts
@@ -601,7 +606,7 @@ mod tests {
                 .cloned()
                 .expect("a current strict row")
         };
-        let before = strict(&watch_rows(&p, &packs, None, on(100)));
+        let before = strict(&watch_rows(&p.now(), &packs, None, on(100)));
         assert_eq!((before.count, before.denominator), (60, 190));
         assert_eq!((before.threshold, before.site_event), (63, None));
 
@@ -613,7 +618,7 @@ mod tests {
                 temporary: false,
             }),
         );
-        let after = strict(&watch_rows(&p, &packs, None, on(110)));
+        let after = strict(&watch_rows(&p.now(), &packs, None, on(110)));
         assert_eq!(after.threshold, 50);
         assert_eq!(after.level, Some(AlertLevel::Met));
         assert_eq!(after.site_event, Some(closed));

@@ -8,7 +8,7 @@
 
 use super::separations::{matching, separation_cohort_key};
 use super::timeline::{self, FlowKind, Stint};
-use super::{cohort_key, ratio, spans, Period, Projection, Query};
+use super::{cohort_key, ratio, spans, At, Period, Query};
 use crate::PopulationQuery;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,7 +163,7 @@ fn group_keys(s: &Stint) -> [(Dim, String); 3] {
 }
 
 /// Stints of the query's org and cohort (the cohort each worker was hired with).
-fn filtered_stints(p: &Projection, q: &Query) -> Vec<Stint> {
+fn filtered_stints(p: &At<'_>, q: &Query) -> Vec<Stint> {
     timeline::stints(p, q.org.as_ref())
         .into_iter()
         .filter(|s| q.cohort.is_none_or(|c| s.profile.cohort == Some(c)))
@@ -190,7 +190,7 @@ fn counters(stints: &[Stint], site: Option<&SiteId>) -> BTreeMap<(Dim, String), 
     groups
 }
 
-pub(super) fn view(p: &Projection, q: &Query) -> HeadcountView {
+pub(super) fn view(p: &At<'_>, q: &Query) -> HeadcountView {
     let stints = filtered_stints(p, q);
     let spans = p
         .date_range(q)
@@ -278,21 +278,21 @@ pub(super) fn view(p: &Projection, q: &Query) -> HeadcountView {
     }
 
     HeadcountView {
-        as_of_sequence: p.last_sequence,
+        as_of_sequence: p.last_sequence(),
         period: q.period,
         reconciles: rows.iter().all(|r| r.reconciles),
         rows,
     }
 }
 
-pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
+pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
     let basis = "average headcount (opening: end of the day before the window; closing: end of \
                  the window's last day) / 2, by the cohort workers were hired with \
                  (domain-rules.md §6 HC̄)"
         .to_owned();
     let Some((from, to)) = p.date_range(q) else {
         return CohortExposureView {
-            as_of_sequence: p.last_sequence,
+            as_of_sequence: p.last_sequence(),
             from: None,
             to: None,
             headcount_basis: basis,
@@ -373,7 +373,7 @@ pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
         .collect();
 
     CohortExposureView {
-        as_of_sequence: p.last_sequence,
+        as_of_sequence: p.last_sequence(),
         from: Some(from),
         to: Some(to),
         headcount_basis: basis,
@@ -391,7 +391,7 @@ pub(super) fn exposure(p: &Projection, q: &Query) -> CohortExposureView {
 /// `avg_weekly_hours`; workers with no hours recorded stay in) and the months limb
 /// (`part_time_below_months_of_12`, from the hire date, or from a baseline load's
 /// `months_employed_last_12`; a baseline load stating none is taken as employed all year).
-pub(super) fn population(p: &Projection, query: &PopulationQuery) -> u64 {
+pub(super) fn population(p: &At<'_>, query: &PopulationQuery) -> u64 {
     let stints = timeline::stints(p, Some(&query.org));
     // A site is in the asked jurisdiction when its events state a code under the prefix.
     let jurisdictions = query

@@ -10,6 +10,12 @@
 //! same prefix always gives the same state, whether incrementally, in one go, or resumed from a
 //! serialised copy (design.md invariant 6).
 //!
+//! **As of a sequence.** Every entry keeps the sequence it was folded at, and every effect on it
+//! (correction, link, retraction) the sequences it held between (`Acts`: an effect is ended, never
+//! forgotten). [`Projection::at`] reads the state as it stood at any earlier sequence from those
+//! alone: an as-of answer costs what a current answer costs, and equals the answer of a fresh
+//! fold of that prefix (property test `the_state_read_at_n_answers_as_a_fresh_fold_of_the_first_n`).
+//!
 //! This module must not do I/O, read a clock, or iterate a hash map: everything is `BTreeMap`-ordered
 //! so that the serialised state and every answer are deterministic. Every answer names the ledger
 //! sequence it was computed at (`as_of_sequence`).
@@ -44,6 +50,9 @@ use crate::classify::{classify, Classification};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use wfl_domain::{Cohort, Date, Event, EventId, EventType, OrgId, Payload, SiteId, WorkerRef};
+
+/// Reading "now" inside the fold: every effect that still holds.
+const CURRENT: u64 = u64::MAX;
 
 /// The calendar unit views are bucketed by, over `effective_date`.
 #[derive(
@@ -232,6 +241,9 @@ pub struct ExplainedEvent {
     pub retracted_by: Vec<EventId>,
 }
 
+/// Every event that named a worker, by org and worker, as (sequence, event id).
+type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>;
+
 /// The fold state. It is persisted keyed, by what changed: [`Projection::take_changes`] gives the
 /// entries touched and the worker-index links added since the last call, and
 /// [`Projection::restore`] rebuilds the state from every stored entry and link. Equality compares
@@ -242,7 +254,7 @@ pub struct Projection {
     entries: BTreeMap<EventId, Entry>,
     /// Every event that ever named the worker (in its original payload or a correction), by
     /// (sequence, id). A superset: readers re-check the current payload and liveness.
-    workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>,
+    workers: WorkerIndex,
     /// Entries added or changed since the last [`Projection::take_changes`].
     #[serde(skip)]
     dirty: BTreeSet<EventId>,
@@ -331,21 +343,28 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
     original: Payload,
-    /// Live corrections by their sequence: (correcting event, replacement).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    corrections: BTreeMap<u64, (EventId, Payload)>,
-    /// Live position links naming this event, by their sequence.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    links: BTreeMap<u64, (EventId, Link)>,
-    /// Live retractions naming this event, by their sequence.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    retracted_by: BTreeMap<u64, EventId>,
+    /// Corrections of this event: (correcting event, replacement), each with the sequences it
+    /// held between.
+    #[serde(default, skip_serializing_if = "Acts::is_empty")]
+    corrections: Acts<(EventId, Payload)>,
+    /// Position links naming this event, each with the sequences it held between.
+    #[serde(default, skip_serializing_if = "Acts::is_empty")]
+    links: Acts<(EventId, Link)>,
+    /// Retractions naming this event, each with the sequences it held between.
+    #[serde(default, skip_serializing_if = "Acts::is_empty")]
+    retracted_by: Acts<EventId>,
     /// What this event currently does to an earlier one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     effect: Option<Effect>,
 }
 
 impl Entry {
+    /// The ledger sequence the entry's event was folded at (its stable storage position).
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
     fn new(sequence: u64, event: &Event) -> Self {
         Self {
             sequence,
@@ -355,52 +374,108 @@ impl Entry {
             effective_date: event.effective_date,
             correlation_id: event.correlation_id.clone(),
             original: event.payload.clone(),
-            corrections: BTreeMap::new(),
-            links: BTreeMap::new(),
-            retracted_by: BTreeMap::new(),
+            corrections: Acts::default(),
+            links: Acts::default(),
+            retracted_by: Acts::default(),
             effect: None,
         }
     }
 
-    fn live(&self) -> bool {
-        self.retracted_by.is_empty()
+    /// Unretracted at `at`.
+    fn live_at(&self, at: u64) -> bool {
+        self.retracted_by.at(at).next().is_none()
     }
 
-    /// The latest live correction's replacement, else the original payload.
-    fn payload(&self) -> &Payload {
+    /// At `at`: the latest correction's replacement, else the original payload.
+    fn payload_at(&self, at: u64) -> &Payload {
         self.corrections
-            .values()
-            .next_back()
+            .latest(at)
             .map_or(&self.original, |(_, p)| p)
     }
 
-    fn link(&self) -> Option<Link> {
-        self.links.values().next_back().map(|(_, k)| *k)
+    fn link_at(&self, at: u64) -> Option<Link> {
+        self.links.latest(at).map(|(_, k)| *k)
     }
 
-    fn classification(&self) -> Classification {
-        let link = self.link();
+    fn classification_at(&self, at: u64) -> Classification {
+        let link = self.link_at(at);
         classify(
-            self.payload(),
+            self.payload_at(at),
             link == Some(Link::Backfilled),
             link == Some(Link::Closed),
         )
     }
+}
 
-    fn separation_record(&self, event_id: EventId) -> SeparationRecord {
-        let payload = self.payload();
-        SeparationRecord {
-            event_id,
-            sequence: self.sequence,
-            org: self.org_id.clone(),
-            site: self.site_id.clone(),
-            jurisdiction: self.jurisdiction.clone(),
-            effective_date: self.effective_date,
-            event_type: payload.event_type(),
-            payload: payload.clone(),
-            classification: self.classification(),
-            correlation_id: self.correlation_id.clone(),
+/// Each effect later events had on an entry (a correction, a position link, a retraction): the
+/// sequence of the event having it (`by`), the value, and the ledger sequences it held between,
+/// `from` inclusive to `until` exclusive (`None`: it still holds). Effects are never forgotten,
+/// only ended, so the entry can be read as it stood at any sequence (cheap as-of answers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Acts<T>(Vec<Held<T>>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Held<T> {
+    by: u64,
+    from: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<u64>,
+    value: T,
+}
+
+impl<T> Default for Acts<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> Acts<T> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The effect of event `by` holds from sequence `now` on.
+    fn start(&mut self, by: u64, now: u64, value: T) {
+        self.0.push(Held {
+            by,
+            from: now,
+            until: None,
+            value,
+        });
+    }
+
+    /// The effect of event `by` stops holding at sequence `now` (one that started at `now` never
+    /// held at any sequence and is dropped).
+    fn end(&mut self, by: u64, now: u64) {
+        if let Some(i) = self.0.iter().rposition(|h| h.by == by && h.until.is_none()) {
+            if self.0[i].from >= now {
+                self.0.remove(i);
+            } else {
+                self.0[i].until = Some(now);
+            }
         }
+    }
+
+    /// The effects holding at `at`, by `by` ascending.
+    fn at(&self, at: u64) -> impl Iterator<Item = (u64, &T)> {
+        let mut held: Vec<(u64, &T)> = self
+            .0
+            .iter()
+            .filter(move |h| h.from <= at && h.until.is_none_or(|u| at < u))
+            .map(|h| (h.by, &h.value))
+            .collect();
+        held.sort_by_key(|(by, _)| *by);
+        held.into_iter()
+    }
+
+    /// The effect holding at `at` of the latest event (highest `by`).
+    fn latest(&self, at: u64) -> Option<&T> {
+        self.0
+            .iter()
+            .filter(|h| h.from <= at && h.until.is_none_or(|u| at < u))
+            .max_by_key(|h| h.by)
+            .map(|h| &h.value)
     }
 }
 
@@ -419,14 +494,25 @@ impl Projection {
             return;
         }
         self.last_sequence = sequence;
-        if self.entries.contains_key(&event.event_id) {
+        // One lookup in the (large) entry map for both the duplicate check and the insert.
+        let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(event.event_id)
+        else {
             return;
-        }
+        };
+        slot.insert(Entry::new(sequence, event));
         self.index_worker(&event.org_id, &event.payload, sequence, event.event_id);
-        self.entries
-            .insert(event.event_id, Entry::new(sequence, event));
         self.dirty.insert(event.event_id);
-        self.settle(sequence, event.event_id);
+        // Only these kinds act on another event; for the rest there is nothing to settle (a new
+        // entry has no corrections yet, so its payload is its original).
+        if matches!(
+            event.payload,
+            Payload::EventCorrected(_)
+                | Payload::PositionBackfilled(_)
+                | Payload::PositionClosed(_)
+                | Payload::EventRetracted(_)
+        ) {
+            self.settle(sequence, event.event_id);
+        }
     }
 
     /// Takes what changed since the previous call (or since [`Self::restore`] / [`Self::new`]).
@@ -478,6 +564,289 @@ impl Projection {
     #[must_use]
     pub fn last_sequence(&self) -> u64 {
         self.last_sequence
+    }
+
+    /// The state as it stood once sequence `sequence` was folded (every view, record and explain
+    /// answer of [`At`] is the answer a fresh fold of the first `sequence` events gives). A
+    /// sequence beyond [`Self::last_sequence`] is the current state.
+    #[must_use]
+    pub fn at(&self, sequence: u64) -> At<'_> {
+        At {
+            p: self,
+            at: sequence.min(self.last_sequence),
+        }
+    }
+
+    /// The current state, for reading.
+    #[must_use]
+    pub fn now(&self) -> At<'_> {
+        self.at(self.last_sequence)
+    }
+
+    /// The latest effective date among the live events of `org` (all orgs when `None`).
+    #[must_use]
+    pub fn latest_effective_date(&self, org: Option<&OrgId>) -> Option<Date> {
+        self.now().latest_effective_date(org)
+    }
+
+    /// [`At::separations`] now.
+    #[must_use]
+    pub fn separations(&self, q: &Query) -> SeparationsView {
+        self.now().separations(q)
+    }
+
+    /// [`At::headcount`] now.
+    #[must_use]
+    pub fn headcount(&self, q: &Query) -> HeadcountView {
+        self.now().headcount(q)
+    }
+
+    /// [`At::cohort_exposure`] now.
+    #[must_use]
+    pub fn cohort_exposure(&self, q: &Query) -> CohortExposureView {
+        self.now().cohort_exposure(q)
+    }
+
+    /// [`At::hiring_signals`] now.
+    #[must_use]
+    pub fn hiring_signals(&self, q: &Query) -> HiringSignalsView {
+        self.now().hiring_signals(q)
+    }
+
+    /// [`At::ai_adoption`] now.
+    #[must_use]
+    pub fn ai_adoption(&self, q: &Query) -> AiAdoptionView {
+        self.now().ai_adoption(q)
+    }
+
+    /// [`At::population`] now.
+    #[must_use]
+    pub fn population(&self, query: &crate::PopulationQuery) -> u64 {
+        self.now().population(query)
+    }
+
+    /// [`At::separation_records`] now.
+    #[must_use]
+    pub fn separation_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
+        self.now().separation_records(org)
+    }
+
+    /// [`At::countable_records`] now.
+    #[must_use]
+    pub fn countable_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
+        self.now().countable_records(org)
+    }
+
+    /// [`At::compliance_records`] now.
+    #[must_use]
+    pub fn compliance_records(&self, org: Option<&OrgId>) -> Vec<ComplianceRecord> {
+        self.now().compliance_records(org)
+    }
+
+    /// [`At::explain`] now.
+    #[must_use]
+    pub fn explain(&self, event_ids: &[EventId]) -> Vec<ExplainedEvent> {
+        self.now().explain(event_ids)
+    }
+
+    // ---- folding ------------------------------------------------------------------------------
+
+    fn index_worker(&mut self, org: &OrgId, payload: &Payload, sequence: u64, id: EventId) {
+        if let Some((worker, _)) = payload.worker_effect() {
+            if !self.workers.contains_key(org) {
+                self.workers.insert(org.clone(), BTreeMap::new());
+            }
+            let Some(by_worker) = self.workers.get_mut(org) else {
+                return;
+            };
+            let added = by_worker
+                .entry(worker.clone())
+                .or_default()
+                .insert((sequence, id));
+            if added {
+                self.new_links.push(WorkerLink {
+                    org: org.clone(),
+                    worker: worker.clone(),
+                    sequence,
+                    event_id: id,
+                });
+            }
+        }
+    }
+
+    /// Brings every effect up to date after `id` was added. An effect only ever targets an earlier
+    /// event, so working from the highest sequence down visits each event at most once.
+    fn settle(&mut self, sequence: u64, id: EventId) {
+        let mut work = BTreeSet::from([(sequence, id)]);
+        while let Some((_, id)) = work.pop_last() {
+            self.refresh(id, &mut work);
+        }
+    }
+
+    /// Re-derives what `id` does to an earlier event; if that changed, undoes the old effect and
+    /// applies the new one, queueing the touched targets.
+    fn refresh(&mut self, id: EventId, work: &mut BTreeSet<(u64, EventId)>) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        let desired = self.desired_effect(entry);
+        if desired == entry.effect {
+            return;
+        }
+        let sequence = entry.sequence;
+        let org = entry.org_id.clone();
+        let old = entry.effect.clone();
+        // Every change happens at the sequence being folded.
+        let now = self.last_sequence;
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.effect.clone_from(&desired);
+            self.dirty.insert(id);
+        }
+        if let Some(old) = old {
+            if let Some(target) = self.entries.get_mut(&old.target()) {
+                match old {
+                    Effect::Correct { .. } => target.corrections.end(sequence, now),
+                    Effect::Link { .. } => target.links.end(sequence, now),
+                    Effect::Retract { .. } => target.retracted_by.end(sequence, now),
+                }
+                work.insert((target.sequence, old.target()));
+                self.dirty.insert(old.target());
+            }
+        }
+        if let Some(new) = desired {
+            let target_id = new.target();
+            if let Effect::Correct {
+                target,
+                replacement,
+            } = &new
+            {
+                let target_sequence = self.entries.get(target).map(|t| t.sequence);
+                if let Some(s) = target_sequence {
+                    self.index_worker(&org, replacement, s, *target);
+                }
+            }
+            if let Some(target) = self.entries.get_mut(&target_id) {
+                match new {
+                    Effect::Correct { replacement, .. } => {
+                        target.corrections.start(sequence, now, (id, *replacement));
+                    }
+                    Effect::Link { kind, .. } => target.links.start(sequence, now, (id, kind)),
+                    Effect::Retract { .. } => target.retracted_by.start(sequence, now, id),
+                }
+                work.insert((target.sequence, target_id));
+                self.dirty.insert(target_id);
+            }
+        }
+    }
+
+    /// What `entry` should currently do, given its current payload and liveness.
+    fn desired_effect(&self, entry: &Entry) -> Option<Effect> {
+        if !entry.live_at(CURRENT) {
+            return None;
+        }
+        let target = |id: &EventId| {
+            self.entries
+                .get(id)
+                .filter(|t| t.sequence < entry.sequence && t.org_id == entry.org_id)
+        };
+        match entry.payload_at(CURRENT) {
+            Payload::EventCorrected(c) => {
+                let t = target(&c.original_event_id)?;
+                (t.original.event_type() == c.replacement.event_type()).then(|| Effect::Correct {
+                    target: c.original_event_id,
+                    replacement: c.replacement.clone(),
+                })
+            }
+            Payload::PositionBackfilled(p) => {
+                let id = p.linked_separation_id?;
+                target(&id)?;
+                Some(Effect::Link {
+                    target: id,
+                    kind: Link::Backfilled,
+                })
+            }
+            Payload::PositionClosed(p) => {
+                let id = p.linked_separation_id?;
+                target(&id)?;
+                Some(Effect::Link {
+                    target: id,
+                    kind: Link::Closed,
+                })
+            }
+            Payload::EventRetracted(r) => {
+                target(&r.original_event_id)?;
+                Some(Effect::Retract {
+                    target: r.original_event_id,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The projection read as it stood at one ledger sequence: what [`Projection::at`] gives. Every
+/// entry carries the sequence it was folded at and every effect the sequences it held between,
+/// so reading the past costs what reading the present costs (no re-fold).
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    p: &'a Projection,
+    at: u64,
+}
+
+/// An entry read at a sequence: its payload, link and liveness as they stood then.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryAt<'a> {
+    e: &'a Entry,
+    at: u64,
+}
+
+impl std::ops::Deref for EntryAt<'_> {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        self.e
+    }
+}
+
+impl<'a> EntryAt<'a> {
+    fn live(&self) -> bool {
+        self.e.live_at(self.at)
+    }
+
+    fn payload(&self) -> &'a Payload {
+        self.e.payload_at(self.at)
+    }
+
+    fn classification(&self) -> Classification {
+        self.e.classification_at(self.at)
+    }
+
+    fn separation_record(&self, event_id: EventId) -> SeparationRecord {
+        let payload = self.payload();
+        SeparationRecord {
+            event_id,
+            sequence: self.sequence,
+            org: self.org_id.clone(),
+            site: self.site_id.clone(),
+            jurisdiction: self.jurisdiction.clone(),
+            effective_date: self.effective_date,
+            event_type: payload.event_type(),
+            payload: payload.clone(),
+            classification: self.classification(),
+            correlation_id: self.correlation_id.clone(),
+        }
+    }
+}
+
+impl<'a> At<'a> {
+    /// The sequence this reads the state at (never beyond the last folded).
+    #[must_use]
+    pub fn last_sequence(&self) -> u64 {
+        self.at
+    }
+
+    /// Worker index of the whole state (a superset for any earlier sequence: readers re-check).
+    fn workers(&self) -> &'a WorkerIndex {
+        &self.p.workers
     }
 
     /// The latest effective date among the live events of `org` (all orgs when `None`): the
@@ -617,7 +986,7 @@ impl Projection {
         event_ids
             .iter()
             .filter_map(|id| {
-                let e = self.entries.get(id)?;
+                let e = self.entry(id)?;
                 let payload = e.payload();
                 Some(ExplainedEvent {
                     event_id: *id,
@@ -631,158 +1000,34 @@ impl Projection {
                     payload: payload.clone(),
                     original_payload: e.original.clone(),
                     classification: e.classification(),
-                    corrected_by: e.corrections.values().map(|(id, _)| *id).collect(),
-                    linked_by: e.links.values().map(|(id, _)| *id).collect(),
-                    retracted_by: e.retracted_by.values().copied().collect(),
+                    corrected_by: e.corrections.at(self.at).map(|(_, (id, _))| *id).collect(),
+                    linked_by: e.links.at(self.at).map(|(_, (id, _))| *id).collect(),
+                    retracted_by: e.retracted_by.at(self.at).map(|(_, id)| *id).collect(),
                 })
             })
             .collect()
     }
 
-    // ---- folding ------------------------------------------------------------------------------
-
-    fn index_worker(&mut self, org: &OrgId, payload: &Payload, sequence: u64, id: EventId) {
-        if let Some((worker, _)) = payload.worker_effect() {
-            let added = self
-                .workers
-                .entry(org.clone())
-                .or_default()
-                .entry(worker.clone())
-                .or_default()
-                .insert((sequence, id));
-            if added {
-                self.new_links.push(WorkerLink {
-                    org: org.clone(),
-                    worker: worker.clone(),
-                    sequence,
-                    event_id: id,
-                });
-            }
-        }
-    }
-
-    /// Brings every effect up to date after `id` was added. An effect only ever targets an earlier
-    /// event, so working from the highest sequence down visits each event at most once.
-    fn settle(&mut self, sequence: u64, id: EventId) {
-        let mut work = BTreeSet::from([(sequence, id)]);
-        while let Some((_, id)) = work.pop_last() {
-            self.refresh(id, &mut work);
-        }
-    }
-
-    /// Re-derives what `id` does to an earlier event; if that changed, undoes the old effect and
-    /// applies the new one, queueing the touched targets.
-    fn refresh(&mut self, id: EventId, work: &mut BTreeSet<(u64, EventId)>) {
-        let Some(entry) = self.entries.get(&id) else {
-            return;
-        };
-        let desired = self.desired_effect(entry);
-        if desired == entry.effect {
-            return;
-        }
-        let sequence = entry.sequence;
-        let org = entry.org_id.clone();
-        let old = entry.effect.clone();
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.effect.clone_from(&desired);
-            self.dirty.insert(id);
-        }
-        if let Some(old) = old {
-            if let Some(target) = self.entries.get_mut(&old.target()) {
-                match old {
-                    Effect::Correct { .. } => {
-                        target.corrections.remove(&sequence);
-                    }
-                    Effect::Link { .. } => {
-                        target.links.remove(&sequence);
-                    }
-                    Effect::Retract { .. } => {
-                        target.retracted_by.remove(&sequence);
-                    }
-                }
-                work.insert((target.sequence, old.target()));
-                self.dirty.insert(old.target());
-            }
-        }
-        if let Some(new) = desired {
-            let target_id = new.target();
-            if let Effect::Correct {
-                target,
-                replacement,
-            } = &new
-            {
-                let target_sequence = self.entries.get(target).map(|t| t.sequence);
-                if let Some(s) = target_sequence {
-                    self.index_worker(&org, replacement, s, *target);
-                }
-            }
-            if let Some(target) = self.entries.get_mut(&target_id) {
-                match new {
-                    Effect::Correct { replacement, .. } => {
-                        target.corrections.insert(sequence, (id, *replacement));
-                    }
-                    Effect::Link { kind, .. } => {
-                        target.links.insert(sequence, (id, kind));
-                    }
-                    Effect::Retract { .. } => {
-                        target.retracted_by.insert(sequence, id);
-                    }
-                }
-                work.insert((target.sequence, target_id));
-                self.dirty.insert(target_id);
-            }
-        }
-    }
-
-    /// What `entry` should currently do, given its current payload and liveness.
-    fn desired_effect(&self, entry: &Entry) -> Option<Effect> {
-        if !entry.live() {
-            return None;
-        }
-        let target = |id: &EventId| {
-            self.entries
-                .get(id)
-                .filter(|t| t.sequence < entry.sequence && t.org_id == entry.org_id)
-        };
-        match entry.payload() {
-            Payload::EventCorrected(c) => {
-                let t = target(&c.original_event_id)?;
-                (t.original.event_type() == c.replacement.event_type()).then(|| Effect::Correct {
-                    target: c.original_event_id,
-                    replacement: c.replacement.clone(),
-                })
-            }
-            Payload::PositionBackfilled(p) => {
-                let id = p.linked_separation_id?;
-                target(&id)?;
-                Some(Effect::Link {
-                    target: id,
-                    kind: Link::Backfilled,
-                })
-            }
-            Payload::PositionClosed(p) => {
-                let id = p.linked_separation_id?;
-                target(&id)?;
-                Some(Effect::Link {
-                    target: id,
-                    kind: Link::Closed,
-                })
-            }
-            Payload::EventRetracted(r) => {
-                target(&r.original_event_id)?;
-                Some(Effect::Retract {
-                    target: r.original_event_id,
-                })
-            }
-            _ => None,
-        }
-    }
-
     // ---- reading ------------------------------------------------------------------------------
 
-    /// Unretracted events, by id.
-    fn live(&self) -> impl Iterator<Item = (&EventId, &Entry)> {
-        self.entries.iter().filter(|(_, e)| e.live())
+    /// Events folded by `at` and unretracted at `at`, by id.
+    fn live(&self) -> impl Iterator<Item = (&'a EventId, EntryAt<'a>)> {
+        let at = self.at;
+        self.p
+            .entries
+            .iter()
+            .filter(move |(_, e)| e.sequence <= at && e.live_at(at))
+            .map(move |(id, e)| (id, EntryAt { e, at }))
+    }
+
+    /// The entry of `id` as it stood at `at` (retracted or not), if it was folded by then.
+    fn entry(&self, id: &EventId) -> Option<EntryAt<'a>> {
+        let at = self.at;
+        self.p
+            .entries
+            .get(id)
+            .filter(|e| e.sequence <= at)
+            .map(|e| EntryAt { e, at })
     }
 
     /// Each site's jurisdiction, as the latest live event at that site states it (events carry
@@ -797,7 +1042,7 @@ impl Projection {
                 .entry((e.org_id.clone(), e.site_id.clone()))
                 .or_insert((0, ""));
             if e.sequence >= slot.0 {
-                *slot = (e.sequence, e.jurisdiction.as_str());
+                *slot = (e.sequence, e.e.jurisdiction.as_str());
             }
         }
         latest
@@ -822,6 +1067,12 @@ impl Projection {
 }
 
 impl crate::Population for Projection {
+    fn headcount(&self, query: &crate::PopulationQuery) -> u64 {
+        headcount::population(&self.now(), query)
+    }
+}
+
+impl crate::Population for At<'_> {
     fn headcount(&self, query: &crate::PopulationQuery) -> u64 {
         headcount::population(self, query)
     }

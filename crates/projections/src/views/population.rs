@@ -13,7 +13,7 @@
 
 use super::headcount::Counter;
 use super::timeline::{self, minimum_days, Stint};
-use super::Projection;
+use super::{At, Projection};
 use crate::{Population, PopulationQuery, WorkerProfile};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -52,6 +52,12 @@ impl PopulationIndex {
     /// Indexes the stints of `org` (every org when `None`).
     #[must_use]
     pub fn new(p: &Projection, org: Option<&OrgId>) -> Self {
+        Self::at(&p.now(), org)
+    }
+
+    /// Indexes the stints of `org` (every org when `None`) as they stood at `p`'s sequence.
+    #[must_use]
+    pub fn at(p: &At<'_>, org: Option<&OrgId>) -> Self {
         let mut intervals = Vec::new();
         let mut workers: BTreeMap<(OrgId, WorkerRef), Vec<Stint>> = BTreeMap::new();
         for s in timeline::stints(p, org) {

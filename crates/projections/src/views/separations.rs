@@ -8,7 +8,7 @@
 //! employed, so they are in no headcount flow.
 
 use super::timeline::{self, Profile};
-use super::{cohort_key, ratio, Entry, Period, Projection, Query};
+use super::{cohort_key, ratio, At, EntryAt, Period, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -94,10 +94,7 @@ pub struct SeparationsView {
 
 /// Live separations matching the query's org, site (the event's), window and cohort (the
 /// separation's own, else the one the worker was hired with), with their classification.
-pub(super) fn matching<'a>(
-    p: &'a Projection,
-    q: &Query,
-) -> Vec<(EventId, &'a Entry, Classification)> {
+pub(super) fn matching<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, Classification)> {
     // Hire profiles are only needed to resolve a cohort filter.
     let stints = if q.cohort.is_some() {
         timeline::stints(p, q.org.as_ref())
@@ -123,10 +120,7 @@ pub(super) fn matching<'a>(
 
 /// Live temporary layoffs matching the query's org, site (the event's), window and cohort (the
 /// one the worker was hired with), with their classification (formal layoff, temporary).
-fn temporary_layoffs<'a>(
-    p: &'a Projection,
-    q: &Query,
-) -> Vec<(EventId, &'a Entry, Classification)> {
+fn temporary_layoffs<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, Classification)> {
     p.live()
         .filter(|(_, e)| {
             q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
@@ -146,12 +140,12 @@ fn temporary_layoffs<'a>(
 }
 
 /// The cohort of the worker's latest live hire recorded before `sequence`.
-fn hire_cohort(p: &Projection, org: &OrgId, worker: &WorkerRef, sequence: u64) -> Option<Cohort> {
-    let ids = p.workers.get(org)?.get(worker)?;
+fn hire_cohort(p: &At<'_>, org: &OrgId, worker: &WorkerRef, sequence: u64) -> Option<Cohort> {
+    let ids = p.workers().get(org)?.get(worker)?;
     ids.iter()
         .rev()
         .skip_while(|(s, _)| *s >= sequence)
-        .filter_map(|(_, id)| p.entries.get(id).filter(|e| e.live()))
+        .filter_map(|(_, id)| p.entry(id).filter(|e| e.live()))
         .find_map(|e| match e.payload() {
             Payload::WorkerHired(h) if &h.worker_ref == worker => Some(h.cohort),
             _ => None,
@@ -169,7 +163,7 @@ pub(super) fn separation_cohort_key(sep: &Separation, profile: Option<&Profile>)
     cohort_key(separation_cohort(sep, profile))
 }
 
-pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
+pub(super) fn view(p: &At<'_>, q: &Query) -> SeparationsView {
     let mut rows: BTreeMap<(String, Bucket, Option<Mechanism>), SeparationRow> = BTreeMap::new();
     let mut totals: BTreeMap<Bucket, (BucketTotal, AiShare)> = [
         Bucket::FormalLayoff,
@@ -229,7 +223,7 @@ pub(super) fn view(p: &Projection, q: &Query) -> SeparationsView {
     }
 
     SeparationsView {
-        as_of_sequence: p.last_sequence,
+        as_of_sequence: p.last_sequence(),
         period: q.period,
         rows: rows.into_values().collect(),
         totals: totals

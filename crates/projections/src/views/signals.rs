@@ -4,7 +4,7 @@
 //! projection; never changes it.
 
 use super::separations::{matching, AiShare};
-use super::{ratio, Projection, Query};
+use super::{ratio, At, Query};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wfl_domain::{AiMetric, Date, EventId, OrgId, Payload, SiteId};
@@ -149,7 +149,7 @@ fn ai_plus_targets() -> Vec<ExternalTarget> {
         .collect()
 }
 
-pub(super) fn hiring(p: &Projection, q: &Query) -> HiringSignalsView {
+pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     // Pauses and resumptions of the org, in effective order; a resumption ends the latest open
     // pause of the same scope.
     let mut events: Vec<_> = p
@@ -266,7 +266,7 @@ pub(super) fn hiring(p: &Projection, q: &Query) -> HiringSignalsView {
         .collect();
 
     HiringSignalsView {
-        as_of_sequence: p.last_sequence,
+        as_of_sequence: p.last_sequence(),
         open_pauses: still_open().count() as u64,
         reqs_frozen_open: still_open().map(|r| u64::from(r.reqs_frozen)).sum(),
         reqs_cancelled: pauses.iter().map(|r| u64::from(r.reqs_cancelled)).sum(),
@@ -275,7 +275,7 @@ pub(super) fn hiring(p: &Projection, q: &Query) -> HiringSignalsView {
     }
 }
 
-pub(super) fn ai(p: &Projection, q: &Query) -> AiAdoptionView {
+pub(super) fn ai(p: &At<'_>, q: &Query) -> AiAdoptionView {
     let in_scope = |e: &super::Entry| q.org_matches(&e.org_id) && q.site_matches(&e.site_id);
 
     type Latest = (AiUsageRow, (Date, Date, u64));
@@ -343,7 +343,7 @@ pub(super) fn ai(p: &Projection, q: &Query) -> AiAdoptionView {
     }
 
     AiAdoptionView {
-        as_of_sequence: p.last_sequence,
+        as_of_sequence: p.last_sequence(),
         usage: usage.into_values().map(|(row, _)| row).collect(),
         tools: tools.into_iter().map(|(_, row)| row).collect(),
         roles_automated: roles,

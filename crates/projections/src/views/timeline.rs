@@ -7,7 +7,7 @@
 //! rules make consistent; anything they would have refused (a second hire while employed, a
 //! separation while not employed) is skipped rather than guessed at. This module only reads.
 
-use super::{Entry, Projection};
+use super::{At, Entry};
 use crate::WorkerProfile;
 use std::collections::BTreeMap;
 use wfl_domain::{
@@ -261,9 +261,9 @@ impl Stint {
 }
 
 /// Every stint of `org` (all orgs when `None`), ordered by org, worker, then time.
-pub(super) fn stints(p: &Projection, org: Option<&OrgId>) -> Vec<Stint> {
+pub(super) fn stints(p: &At<'_>, org: Option<&OrgId>) -> Vec<Stint> {
     let mut out = Vec::new();
-    for (org_id, workers) in &p.workers {
+    for (org_id, workers) in p.workers() {
         if org.is_some_and(|o| o != org_id) {
             continue;
         }
@@ -275,18 +275,13 @@ pub(super) fn stints(p: &Projection, org: Option<&OrgId>) -> Vec<Stint> {
 }
 
 /// The stints of one worker of `org`, in time order, appended to `out`.
-pub(super) fn worker_stints(
-    p: &Projection,
-    org_id: &OrgId,
-    worker: &WorkerRef,
-    out: &mut Vec<Stint>,
-) {
-    let Some(ids) = p.workers.get(org_id).and_then(|w| w.get(worker)) else {
+pub(super) fn worker_stints(p: &At<'_>, org_id: &OrgId, worker: &WorkerRef, out: &mut Vec<Stint>) {
+    let Some(ids) = p.workers().get(org_id).and_then(|w| w.get(worker)) else {
         return;
     };
     let mut open: Option<Stint> = None;
     for (_, id) in ids {
-        let Some(entry) = p.entries.get(id).filter(|e| e.live()) else {
+        let Some(entry) = p.entry(id).filter(|e| e.live()) else {
             continue;
         };
         let payload = entry.payload();
@@ -298,7 +293,7 @@ pub(super) fn worker_stints(
         }
         match (effect, payload) {
             (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
-                open = Some(Stint::open(org_id, *id, entry, h));
+                open = Some(Stint::open(org_id, *id, &entry, h));
             }
             (LifecycleEffect::Separate, _) => {
                 if let Some(mut s) = open.take() {
