@@ -1070,6 +1070,10 @@ impl crate::Population for Projection {
     fn headcount(&self, query: &crate::PopulationQuery) -> u64 {
         headcount::population(&self.now(), query)
     }
+
+    fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<crate::WorkerProfile> {
+        crate::Population::worker(&self.now(), org, worker, on)
+    }
 }
 
 impl crate::Population for At<'_> {
