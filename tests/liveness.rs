@@ -392,9 +392,12 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
             Ok(r) => r.into_inner(),
             Err(s) => {
                 // The server said "retry", or the connection broke under the call (a gateway
-                // killed mid-request): the outcome is unknown and the client retries the ids.
+                // killed mid-request: tonic reports a transport, h2 or broken-pipe failure as
+                // UNKNOWN or CANCELLED, codes the gateway itself never answers): the outcome is
+                // unknown and the client retries the ids.
                 let broken = std::error::Error::source(&s)
-                    .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some());
+                    .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
+                    || matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled);
                 assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
                 progress.unresolved.lock().expect("lock").extend(batch);
                 continue;
