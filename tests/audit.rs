@@ -517,3 +517,64 @@ async fn a_tampered_data_dir_stops_the_start_or_turns_health_not_serving() {
     drop(damaged);
     verify_fails_at(&data, &[], 42);
 }
+
+/// Proof-carrying views: `wfl verify EXPORT --views ADDR` re-derives every view of every org from
+/// the export and finds the projector's answers at the export's size equal, naming that sequence
+/// and its chain hash; the same export against a projector over another history fails, naming
+/// the view, the org and why, with a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_views_re_derives_the_served_views_and_refuses_another_history() {
+    let dir = wfl_testkit::temp_dir();
+    let node = up(&dir.path().join("a"), &[]);
+    let ch = common::connect(&node.grpc).await;
+    hires(&ch, 0, 40).await;
+    let exits: Vec<_> = (0..15)
+        .map(|i| scenario::resign("audit-org", &format!("w-{i}")))
+        .chain([scenario::hire("other-org", "x-1")])
+        .collect();
+    let r = record_batch(&ch, &exits).await;
+    for item in &r.results {
+        common::ok(item);
+    }
+    let export = dir.path().join("export");
+    let (ok, _, err) = wfl(&[
+        "export",
+        "--to",
+        export.to_str().unwrap(),
+        "--addr",
+        &node.grpc,
+    ]);
+    assert!(ok, "{err}");
+    // Events recorded after the export do not matter: the answers are asked at its size.
+    hires(&ch, 100, 5).await;
+    let (ok, stdout, err) = wfl(&[
+        "verify",
+        export.to_str().unwrap(),
+        "--views",
+        &node.grpc,
+    ]);
+    assert!(ok, "{stdout} {err}");
+    assert!(
+        stdout.contains("views OK: 10 answers (2 orgs x 5 views) at sequence 56"),
+        "{stdout}"
+    );
+
+    // Another node with a history of the same length: its answers name another chain hash.
+    let other = up(&dir.path().join("b"), &[]);
+    let och = common::connect(&other.grpc).await;
+    hires(&och, 1000, 56).await;
+    let (ok, stdout, _) = wfl(&[
+        "verify",
+        export.to_str().unwrap(),
+        "--views",
+        &other.grpc,
+        "--org",
+        "audit-org",
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains("views FAILED at sequence 56: separations of audit-org")
+            && stdout.contains("another history"),
+        "{stdout}"
+    );
+}

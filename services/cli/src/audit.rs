@@ -962,3 +962,230 @@ fn verify_data_dir(
     verdict.root = log.merkle_root(head.sequence)?;
     Ok(verdict)
 }
+
+/// What `wfl verify --views` found: the export's events folded here, compared with a projector's
+/// answers at the export's size.
+#[derive(Debug)]
+pub struct ViewsVerdict {
+    /// The export's size: every answer was asked `as_of_sequence` = this.
+    pub sequence: u64,
+    /// Answers compared (orgs × views).
+    pub compared: usize,
+    /// Orgs compared.
+    pub orgs: usize,
+    /// `None` when every answer named the export's sequence and chain hash and equalled the
+    /// re-derived view; else the first difference.
+    pub failure: Option<String>,
+}
+
+impl ViewsVerdict {
+    /// One line for the terminal.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match &self.failure {
+            None => format!(
+                "views OK: {} answers ({} orgs x 5 views) at sequence {} equal the views re-derived from the export",
+                self.compared, self.orgs, self.sequence
+            ),
+            Some(why) => format!("views FAILED at sequence {}: {why}", self.sequence),
+        }
+    }
+}
+
+/// The five document views, by name, as the projector and this check compute them.
+const VIEWS: [&str; 5] = [
+    "separations",
+    "headcount",
+    "cohort_exposure",
+    "hiring_signals",
+    "ai_adoption",
+];
+
+/// `wfl verify EXPORT --views ADDR`: folds the export's events into a projection here and asks
+/// the projector at `addr` for every document view of every org (or of `orgs`) as of the
+/// export's size. Each answer must name that sequence and the export's chain hash there (the
+/// proof it was computed over exactly this history), and equal the view re-derived here.
+///
+/// Run it after `wfl verify` of the same export passed: it trusts the events it folds.
+///
+/// # Errors
+/// The export cannot be read, or the projector cannot be reached (a refused call is a failure in
+/// the verdict, not an error).
+pub async fn verify_views(dir: &Path, addr: &str, orgs: &[String]) -> anyhow::Result<ViewsVerdict> {
+    let dir = dir.to_owned();
+    let (projection, sequence, hash, seen) =
+        tokio::task::spawn_blocking(move || fold_export(&dir)).await??;
+    let orgs: Vec<String> = if orgs.is_empty() {
+        seen.into_iter().collect()
+    } else {
+        orgs.to_vec()
+    };
+    let mut verdict = ViewsVerdict {
+        sequence,
+        compared: 0,
+        orgs: orgs.len(),
+        failure: None,
+    };
+    let mut client = pb::views_client::ViewsClient::new(connect(addr).await?)
+        .max_decoding_message_size(64 << 20);
+    let at = projection.at(sequence);
+    for org in &orgs {
+        let q = wfl_projections::views::Query {
+            org: Some(wfl_domain::OrgId(org.clone())),
+            ..Default::default()
+        };
+        for name in VIEWS {
+            let request = pb::ViewRequest {
+                org_id: org.clone(),
+                as_of_sequence: sequence,
+                ..Default::default()
+            };
+            let (served, local) = match name {
+                "separations" => (
+                    client.separations(request).await,
+                    wfl_projector::view_struct(&at.separations(&q)),
+                ),
+                "headcount" => (
+                    client.headcount(request).await,
+                    wfl_projector::view_struct(&at.headcount(&q)),
+                ),
+                "cohort_exposure" => (
+                    client.cohort_exposure(request).await,
+                    wfl_projector::view_struct(&at.cohort_exposure(&q)),
+                ),
+                "hiring_signals" => (
+                    client.hiring_signals(request).await,
+                    wfl_projector::view_struct(&at.hiring_signals(&q)),
+                ),
+                _ => (
+                    client.ai_adoption(request).await,
+                    wfl_projector::view_struct(&at.ai_adoption(&q)),
+                ),
+            };
+            let local = local?;
+            let served = match served {
+                Ok(r) => r.into_inner(),
+                Err(s) => {
+                    verdict.failure = Some(format!(
+                        "{name} of {org}: the projector refused: {}",
+                        describe_status(&s)
+                    ));
+                    return Ok(verdict);
+                }
+            };
+            verdict.compared += 1;
+            let problem = if served.as_of_sequence != sequence {
+                Some(format!(
+                    "answered at sequence {}, not the export's {sequence}",
+                    served.as_of_sequence
+                ))
+            } else if served.as_of_hash != hash {
+                Some(format!(
+                    "names chain hash {} at sequence {sequence}, the export has {}: another history",
+                    hex::encode(&served.as_of_hash),
+                    hex::encode(hash)
+                ))
+            } else {
+                struct_difference(served.view.as_ref(), Some(&local), "")
+                    .map(|(path, s, l)| format!("{path}: served {s}, re-derived {l}"))
+            };
+            if let Some(problem) = problem {
+                verdict.failure = Some(format!("{name} of {org}: {problem}"));
+                return Ok(verdict);
+            }
+        }
+    }
+    Ok(verdict)
+}
+
+/// Folds every event of an export: the projection, the last sequence, its chain hash, the orgs.
+fn fold_export(
+    dir: &Path,
+) -> anyhow::Result<(
+    wfl_projections::views::Projection,
+    u64,
+    Hash,
+    std::collections::BTreeSet<String>,
+)> {
+    let mut frames = Frames::new(BufReader::with_capacity(
+        1 << 20,
+        File::open(dir.join(EVENTS_PB)).context("events.pb is missing")?,
+    ));
+    let mut p = wfl_projections::views::Projection::new();
+    let mut last = (0u64, ZERO_HASH);
+    let mut orgs = std::collections::BTreeSet::new();
+    while let Some(frame) = frames.next().map_err(|e| anyhow!("events.pb: {e}"))? {
+        let c = pb::CommittedEvent::decode(frame)
+            .map_err(|e| anyhow!("events.pb: record {} does not decode: {e}", last.0 + 1))?;
+        let event = c
+            .event
+            .ok_or_else(|| anyhow!("events.pb: record {} has no event", c.sequence))?;
+        let event = wfl_proto::convert::event_from_pb(event)
+            .map_err(|e| anyhow!("events.pb: record {} does not convert: {e}", c.sequence))?;
+        orgs.insert(event.org_id.0.clone());
+        p.apply(c.sequence, &event);
+        last = (
+            c.sequence,
+            c.hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| anyhow!("events.pb: record {} has no 32-byte hash", c.sequence))?,
+        );
+    }
+    Ok((p, last.0, last.1, orgs))
+}
+
+/// The first path where two answers differ, with both values (rendered as JSON).
+fn struct_difference(
+    served: Option<&prost_types::Struct>,
+    local: Option<&prost_types::Struct>,
+    path: &str,
+) -> Option<(String, String, String)> {
+    use prost_types::value::Kind;
+    fn render(v: Option<&prost_types::Value>) -> String {
+        match v.and_then(|v| v.kind.as_ref()) {
+            None => "nothing".to_owned(),
+            Some(Kind::NullValue(_)) => "null".to_owned(),
+            Some(Kind::BoolValue(b)) => b.to_string(),
+            Some(Kind::NumberValue(n)) => n.to_string(),
+            Some(Kind::StringValue(s)) => format!("{s:?}"),
+            Some(Kind::ListValue(l)) => format!("a list of {}", l.values.len()),
+            Some(Kind::StructValue(s)) => format!("an object of {} keys", s.fields.len()),
+        }
+    }
+    fn value_difference(
+        s: Option<&prost_types::Value>,
+        l: Option<&prost_types::Value>,
+        path: &str,
+    ) -> Option<(String, String, String)> {
+        match (
+            s.and_then(|v| v.kind.as_ref()),
+            l.and_then(|v| v.kind.as_ref()),
+        ) {
+            (Some(Kind::StructValue(a)), Some(Kind::StructValue(b))) => {
+                struct_difference(Some(a), Some(b), path)
+            }
+            (Some(Kind::ListValue(a)), Some(Kind::ListValue(b)))
+                if a.values.len() == b.values.len() =>
+            {
+                a.values
+                    .iter()
+                    .zip(&b.values)
+                    .enumerate()
+                    .find_map(|(i, (x, y))| {
+                        value_difference(Some(x), Some(y), &format!("{path}/{i}"))
+                    })
+            }
+            _ if s == l => None,
+            _ => Some((path.to_owned(), render(s), render(l))),
+        }
+    }
+    let empty = prost_types::Struct::default();
+    let (a, b) = (served.unwrap_or(&empty), local.unwrap_or(&empty));
+    let keys: std::collections::BTreeSet<&String> =
+        a.fields.keys().chain(b.fields.keys()).collect();
+    let first = keys
+        .into_iter()
+        .find_map(|k| value_difference(a.fields.get(k), b.fields.get(k), &format!("{path}/{k}")));
+    first
+}

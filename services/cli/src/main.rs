@@ -375,6 +375,14 @@ enum Command {
         /// Pin the ledger's public key (hex) instead of trusting the one in the export.
         #[arg(long)]
         key: Option<String>,
+        /// Then re-derive the views from the verified export and compare them with what the
+        /// projector at this address serves at the export's size: every answer must name that
+        /// sequence and the export's chain hash there, and equal the re-derived view.
+        #[arg(long, value_name = "ADDR")]
+        views: Option<String>,
+        /// With --views: only these orgs (default: every org in the export).
+        #[arg(long, requires = "views")]
+        org: Vec<String>,
     },
     /// A seeded, reproducible restructuring story (three employers, 18 months), recorded through
     /// the gRPC API of a node (one started in process on free ports when --addr is not given),
@@ -786,7 +794,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { target, addr, key } => {
+        Command::Verify {
+            target,
+            addr,
+            key,
+            views,
+            org,
+        } => {
             let (target, scratch) = match (target, addr) {
                 (Some(t), _) => (t, None),
                 (None, Some(addr)) => {
@@ -797,20 +811,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => anyhow::bail!("give a directory or --addr"),
             };
+            let checked = target.clone();
             let verdict = tokio::task::spawn_blocking(move || {
-                wfl_cli::audit::verify(&target, key.as_deref(), true)
+                wfl_cli::audit::verify(&checked, key.as_deref(), true)
             })
             .await?;
+            // The views are compared only over an export that verified.
+            let views = match (&verdict, views) {
+                (Ok(v), Some(addr)) if v.failure.is_none() => {
+                    Some(wfl_cli::audit::verify_views(&target, &addr, &org).await)
+                }
+                _ => None,
+            };
             if let Some(dir) = scratch {
                 let _ = std::fs::remove_dir_all(dir);
             }
             let verdict = verdict?;
             println!("{}", verdict.describe());
-            Ok(if verdict.failure.is_some() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let views = views.transpose()?;
+            if let Some(v) = &views {
+                println!("{}", v.describe());
+            }
+            Ok(
+                if verdict.failure.is_some() || views.is_some_and(|v| v.failure.is_some()) {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                },
+            )
         }
         Command::Demo {
             seed,

@@ -266,16 +266,29 @@ fn to_value(value: serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// A view as it is served: serialised, each figure's `event_ids` replaced by its evidence count
+/// and path, as a protobuf `Struct`. Public so an auditor's tool (`wfl verify --views`) can build
+/// the same answer from an export's events and compare it with what a projector served.
+///
+/// # Errors
+/// The view does not serialise (a bug).
+pub fn view_struct<T: serde::Serialize>(
+    view: &T,
+) -> Result<prost_types::Struct, serde_json::Error> {
+    let mut value = serde_json::to_value(view)?;
+    bound_evidence(&mut value, &mut String::new());
+    Ok(to_struct(value))
+}
+
 fn view_response<T: serde::Serialize>(
     as_of_sequence: u64,
     as_of_hash: Vec<u8>,
     view: &T,
 ) -> Result<Response<pb::ViewResponse>, Status> {
-    let mut value = serde_json::to_value(view).map_err(|e| Status::internal(e.to_string()))?;
-    bound_evidence(&mut value, &mut String::new());
+    let view = view_struct(view).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(pb::ViewResponse {
         as_of_sequence,
-        view: Some(to_struct(value)),
+        view: Some(view),
         as_of_hash,
     }))
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use wfl_bus::Bus;
 use wfl_projections::views::Projection;
 
-pub use api::ViewsApi;
+pub use api::{view_struct, ViewsApi};
 pub use wfl_projections::rules::RulePack;
 
 /// Subject prefix of threshold alerts: `wfl.alerts.<org>.<rule_id>`.
