@@ -449,6 +449,12 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
 }
 
 /// Waits for a COMMITTED answer after `after` (ms since start); returns how long it took.
+/// The last `n` lines of a log.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 async fn first_commit_after(progress: &Progress, started: Instant, bound: Duration) -> Duration {
     let from = started.elapsed();
     let deadline = Instant::now() + bound;
@@ -550,8 +556,9 @@ async fn repeated_kills_of_every_process_keep_ingest_live_and_lose_nothing() {
         let took = first_commit_after(&progress, started, FIRST_COMMIT_BOUND).await;
         assert!(
             took < FIRST_COMMIT_BOUND,
-            "kill {k}: no commit within {FIRST_COMMIT_BOUND:?} of the restart; ledger log:\n{}",
-            ledger.log_text()
+            "kill {k}: no commit within {FIRST_COMMIT_BOUND:?} of the restart; ledger log:\n{}\ngateway log (last 60 lines):\n{}",
+            ledger.log_text(),
+            last_lines(&gateway.log_text(), 60)
         );
         worst_first_commit = worst_first_commit.max(took);
         // Let some load through before the next kill.
