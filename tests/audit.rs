@@ -547,12 +547,7 @@ async fn verify_views_re_derives_the_served_views_and_refuses_another_history() 
     assert!(ok, "{err}");
     // Events recorded after the export do not matter: the answers are asked at its size.
     hires(&ch, 100, 5).await;
-    let (ok, stdout, err) = wfl(&[
-        "verify",
-        export.to_str().unwrap(),
-        "--views",
-        &node.grpc,
-    ]);
+    let (ok, stdout, err) = wfl(&["verify", export.to_str().unwrap(), "--views", &node.grpc]);
     assert!(ok, "{stdout} {err}");
     assert!(
         stdout.contains("views OK: 10 answers (2 orgs x 5 views) at sequence 56"),

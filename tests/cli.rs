@@ -249,22 +249,7 @@ fn the_readmes_cargo_run_commands_reach_wfl() {
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     // As in common::bin: the test runner's package variables would make ring's build script
     // rerun and rebuild the whole TLS stack (minutes on a busy machine).
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-            "CARGO_PRIMARY_",
-        ]
-        .iter()
-        .any(|p| name.starts_with(p))
-            || name == "CARGO_TARGET_TMPDIR"
-        {
-            run.env_remove(name.as_ref());
-        }
-    }
+    common::without_package_env(&mut run);
     let out = run.output().expect("cargo runs");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

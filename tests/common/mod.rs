@@ -21,6 +21,28 @@ pub enum Mode {
 }
 
 /// A binary of the workspace, built on first use if the test run did not build it.
+/// Removes the test runner's package variables from a `cargo` command: ring's build script
+/// reruns when they change, so inheriting them would rebuild the whole TLS stack (minutes on a
+/// busy machine).
+pub fn without_package_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || name == "CARGO_TARGET_TMPDIR"
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+}
+
 pub fn bin(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     let exe = std::env::current_exe().expect("current exe");
@@ -38,22 +60,7 @@ pub fn bin(name: &str) -> PathBuf {
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // The test runner sets the package variables of wfl-tests; ring's build script reruns
         // when they change, so inheriting them would rebuild the TLS stack on every test run.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|p| name.starts_with(p))
-                || name == "CARGO_TARGET_TMPDIR"
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
+        without_package_env(&mut build);
         let status = build.status().expect("cargo build runs");
         assert!(status.success(), "building the wfl binaries failed");
     });
