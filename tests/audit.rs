@@ -550,7 +550,9 @@ async fn verify_views_re_derives_the_served_views_and_refuses_another_history() 
     let (ok, stdout, err) = wfl(&["verify", export.to_str().unwrap(), "--views", &node.grpc]);
     assert!(ok, "{stdout} {err}");
     assert!(
-        stdout.contains("views OK: 10 answers (2 orgs x 5 views) at sequence 56"),
+        stdout.contains(
+            "views OK: 10 answers (2 orgs x 5 views) at sequence 56 name its chain hash and Merkle root"
+        ),
         "{stdout}"
     );
 

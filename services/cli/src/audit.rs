@@ -984,7 +984,7 @@ impl ViewsVerdict {
     pub fn describe(&self) -> String {
         match &self.failure {
             None => format!(
-                "views OK: {} answers ({} orgs x 5 views) at sequence {} equal the views re-derived from the export",
+                "views OK: {} answers ({} orgs x 5 views) at sequence {} name its chain hash and Merkle root and equal the views re-derived from the export",
                 self.compared, self.orgs, self.sequence
             ),
             Some(why) => format!("views FAILED at sequence {}: {why}", self.sequence),
@@ -1003,15 +1003,22 @@ const VIEWS: [&str; 5] = [
 
 /// `wfl verify EXPORT --views ADDR`: folds the export's events into a projection here and asks
 /// the projector at `addr` for every document view of every org (or of `orgs`) as of the
-/// export's size. Each answer must name that sequence and the export's chain hash there (the
-/// proof it was computed over exactly this history), and equal the view re-derived here.
+/// export's size. Each answer must name that sequence, the export's chain hash there and its
+/// Merkle root `root` (the proof it was computed over exactly this history), and equal the view
+/// re-derived here.
 ///
-/// Run it after `wfl verify` of the same export passed: it trusts the events it folds.
+/// Run it after `wfl verify` of the same export passed (its verdict gives `root`): it trusts
+/// the events it folds.
 ///
 /// # Errors
 /// The export cannot be read, or the projector cannot be reached (a refused call is a failure in
 /// the verdict, not an error).
-pub async fn verify_views(dir: &Path, addr: &str, orgs: &[String]) -> anyhow::Result<ViewsVerdict> {
+pub async fn verify_views(
+    dir: &Path,
+    root: Hash,
+    addr: &str,
+    orgs: &[String],
+) -> anyhow::Result<ViewsVerdict> {
     let dir = dir.to_owned();
     let (projection, sequence, hash, seen) =
         tokio::task::spawn_blocking(move || fold_export(&dir)).await??;
@@ -1085,6 +1092,17 @@ pub async fn verify_views(dir: &Path, addr: &str, orgs: &[String]) -> anyhow::Re
                     hex::encode(&served.as_of_hash),
                     hex::encode(hash)
                 ))
+            } else if served.as_of_root != root {
+                Some(if served.as_of_root.is_empty() {
+                    "names no Merkle root (the projector's ledger principal needs the auditor role)"
+                        .to_owned()
+                } else {
+                    format!(
+                        "names Merkle root {} at sequence {sequence}, the export's is {}",
+                        hex::encode(&served.as_of_root),
+                        hex::encode(root)
+                    )
+                })
             } else {
                 struct_difference(served.view.as_ref(), Some(&local), "")
                     .map(|(path, s, l)| format!("{path}: served {s}, re-derived {l}"))

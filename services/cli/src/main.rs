@@ -819,7 +819,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The views are compared only over an export that verified.
             let views = match (&verdict, views) {
                 (Ok(v), Some(addr)) if v.failure.is_none() => {
-                    Some(wfl_cli::audit::verify_views(&target, &addr, &org).await)
+                    Some(wfl_cli::audit::verify_views(&target, v.root, &addr, &org).await)
                 }
                 _ => None,
             };

@@ -111,7 +111,58 @@ impl ViewsApi {
         };
         let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
         let hash = self.hash_at(seq).await?;
-        view_response(seq, hash, &v)
+        let root = self.root_at(seq).await;
+        let mut response = view_response(seq, hash, &v)?;
+        response.get_mut().as_of_root = root;
+        Ok(response)
+    }
+
+    /// The ledger's Merkle root at tree size `sequence` (empty for 0, or when the ledger does not
+    /// answer: the principal the projector uses lacks the auditor role, or the ledger is away;
+    /// the answer then carries no root and an auditor's check says so). Cached for the last size.
+    async fn root_at(&self, sequence: u64) -> Vec<u8> {
+        if sequence == 0 {
+            return Vec::new();
+        }
+        {
+            let last = self
+                .shared
+                .last_root
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.0 == sequence {
+                return last.1.clone();
+            }
+        }
+        let Ok(channel) = self
+            .shared
+            .ledger_credentials
+            .connect(&self.shared.ledger_addr)
+            .await
+        else {
+            return Vec::new();
+        };
+        let asked = pb::ledger_client::LedgerClient::new(channel)
+            .get_inclusion_proof(pb::InclusionProofRequest {
+                sequence,
+                tree_size: sequence,
+            })
+            .await;
+        match asked {
+            Ok(proof) => {
+                let root = proof.into_inner().root_hash;
+                *self
+                    .shared
+                    .last_root
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = (sequence, root.clone());
+                root
+            }
+            Err(s) => {
+                tracing::debug!(sequence, status = %s, "no Merkle root for a view answer");
+                Vec::new()
+            }
+        }
     }
 
     /// The chain hash of the ledger event at `sequence` (empty for 0): the last folded one's from
@@ -290,6 +341,7 @@ fn view_response<T: serde::Serialize>(
         as_of_sequence,
         view: Some(view),
         as_of_hash,
+        as_of_root: Vec::new(),
     }))
 }
 

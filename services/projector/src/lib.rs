@@ -231,6 +231,9 @@ pub(crate) struct Shared {
     /// The last folded event's (sequence, chain hash), so current answers name their hash
     /// without asking the ledger.
     pub last_hash: std::sync::Mutex<(u64, Vec<u8>)>,
+    /// The Merkle root of the ledger at the sequence last asked for (answers at the same
+    /// sequence ask the ledger once).
+    pub last_root: std::sync::Mutex<(u64, Vec<u8>)>,
     pub packs: Vec<RulePack>,
     pub ledger_addr: String,
     pub ledger_credentials: wfl_auth::Credentials,
@@ -280,6 +283,7 @@ impl Projector {
             progress,
             checkpoint,
             last_hash: std::sync::Mutex::new((0, Vec::new())),
+            last_root: std::sync::Mutex::new((0, Vec::new())),
             projection: RwLock::new(projection),
             packs,
             ledger_addr: config.ledger_addr.clone(),
