@@ -433,3 +433,72 @@ async fn the_ingest_message_limit_is_configurable_and_named() {
         "nothing of a refused request is committed"
     );
 }
+
+/// The batch and free-text limits are configurable: over either, the caller is told which field
+/// broke which limit, and nothing of the refused part is committed; a limit out of range stops
+/// the process with one line naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_and_text_limits_are_configurable_and_named() {
+    let dir = wfl_testkit::temp_dir();
+    let node = common::up(
+        dir.path(),
+        &["--max-batch-events", "3", "--max-text-chars", "20"],
+    );
+    let ch = common::connect(&node.grpc).await;
+    let hires: Vec<wfl_proto::pb::Event> = (0..4)
+        .map(|i| common::wire(&wfl_testkit::scenario::hire("acme", &format!("w-{i}"))))
+        .collect();
+    let err = common::ingest(&ch)
+        .record_batch(wfl_proto::pb::RecordBatchRequest {
+            events: hires.clone(),
+            ack: wfl_proto::pb::AckLevel::Committed as i32,
+            include_proof: false,
+        })
+        .await
+        .expect_err("four events over a limit of three");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("at most 3") && err.message().contains("max_batch_events"),
+        "{err:?}"
+    );
+
+    // 21 characters of free text: refused naming the field and the limit; its neighbours commit.
+    let mut long = hires[0].clone();
+    long.correlation_id = "c".repeat(21);
+    let mut fits = hires[1].clone();
+    fits.correlation_id = "c".repeat(20);
+    let r = common::ingest(&ch)
+        .record_batch(wfl_proto::pb::RecordBatchRequest {
+            events: vec![long, fits],
+            ack: wfl_proto::pb::AckLevel::Committed as i32,
+            include_proof: false,
+        })
+        .await
+        .expect("a batch within the event limit")
+        .into_inner();
+    assert_eq!((r.committed, r.rejected), (1, 1), "{r:?}");
+    let refused = common::err(&r.results[0]);
+    assert_eq!(refused.code, Code::InvalidArgument as i32, "{refused:?}");
+    let violation = &refused.field_violations[0];
+    assert_eq!(violation.field, "correlation_id", "{refused:?}");
+    assert!(
+        violation.description.contains("at most 20")
+            && violation.description.contains("max_text_chars"),
+        "{refused:?}"
+    );
+    drop(node);
+
+    // Out of range: one line, non-zero exit.
+    let out = std::process::Command::new(common::bin("wfl"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["up", "--max-text-chars", "1000", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("run wfl up");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--max-text-chars must be 1 to 256"),
+        "{stderr}"
+    );
+}

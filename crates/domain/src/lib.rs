@@ -16,7 +16,7 @@ pub use date::Date;
 pub use event::*;
 pub use ids::{EventId, OrgId, Sequence, SiteId, WorkerRef};
 pub use lifecycle::{Conflict, History, LedgerState, OriginalEvent, WorkerState};
-pub use validate::{validate, FieldViolation, Violations};
+pub use validate::{validate, validate_with, FieldViolation, Limits, Violations};
 
 /// The most events one `RecordBatch` call may carry.
 pub const MAX_BATCH: usize = 10_000;

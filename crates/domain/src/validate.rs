@@ -80,7 +80,46 @@ impl std::error::Error for Violations {}
 /// # Errors
 /// Every field violation found, with its path.
 pub fn validate(event: &Event) -> Result<(), Violations> {
-    let mut v = Violations::default();
+    validate_with(event, &Limits::SCHEMA)
+}
+
+/// The free-text limit a deployment applies: at most the schema's [`MAX_TEXT`], tighter when an
+/// operator asks for it (a gateway's `--max-text-chars`). Identifiers keep the schema's
+/// [`MAX_ID`]: they are keys in the ledger and views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest free-text field, in characters (reasons, references, scopes, correlation ids).
+    pub text: usize,
+}
+
+impl Limits {
+    /// The schema's own limits: what the ledger and every auditor accept.
+    pub const SCHEMA: Limits = Limits { text: MAX_TEXT };
+
+    /// Limits with free text capped at `text` characters (clamped to `1..=MAX_TEXT`).
+    #[must_use]
+    pub fn with_text(text: usize) -> Limits {
+        Limits {
+            text: text.clamp(1, MAX_TEXT),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::SCHEMA
+    }
+}
+
+/// Validates one event under `limits` (see [`validate`]).
+///
+/// # Errors
+/// Every field violation found, with its path.
+pub fn validate_with(event: &Event, limits: &Limits) -> Result<(), Violations> {
+    let mut v = Check {
+        found: Violations::default(),
+        text_max: limits.text.min(MAX_TEXT),
+    };
     if event.event_id.0.is_nil() {
         v.add("event_id", "must be a non-nil UUID (v7 recommended)");
     }
@@ -89,18 +128,18 @@ pub fn validate(event: &Event) -> Result<(), Violations> {
     if !is_jurisdiction(&event.jurisdiction) {
         v.add("jurisdiction", "must be ISO 3166: two capital letters, optionally '-' and a 1-3 character subdivision (CN, CN-33, US-CA, DE)");
     }
-    required_text(&mut v, "source.system", &event.source.system, MAX_ID);
+    required_text(&mut v, "source.system", &event.source.system, Len::Id);
     text(
         &mut v,
         "source.reference",
         &event.source.reference,
-        MAX_TEXT,
+        Len::Text,
     );
     if let Some(c) = &event.correlation_id {
-        required_text(&mut v, "correlation_id", c, MAX_TEXT);
+        required_text(&mut v, "correlation_id", c, Len::Text);
     }
     if let Some(c) = &event.causation_id {
-        required_text(&mut v, "causation_id", c, MAX_TEXT);
+        required_text(&mut v, "causation_id", c, Len::Text);
     }
     if event.schema_version != SCHEMA_VERSION {
         v.add(
@@ -122,10 +161,31 @@ pub fn validate(event: &Event) -> Result<(), Violations> {
     }
     let prefix = format!("payload.{}", event.event_type().field_name());
     payload(&mut v, &prefix, &event.payload, event);
-    v.into_result()
+    v.found.into_result()
 }
 
-fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
+/// Which length limit a text field has.
+#[derive(Clone, Copy)]
+enum Len {
+    /// An identifier: [`MAX_ID`].
+    Id,
+    /// Free text: the deployment's [`Limits::text`].
+    Text,
+}
+
+/// The violations found so far, and the limits they are checked against.
+struct Check {
+    found: Violations,
+    text_max: usize,
+}
+
+impl Check {
+    fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.found.add(field, description);
+    }
+}
+
+fn payload(v: &mut Check, p: &str, body: &Payload, event: &Event) {
     match body {
         Payload::WorkerHired(h) => {
             worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
@@ -154,14 +214,14 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         }
         Payload::GraduateIntakeSet(g) | Payload::GraduateIntakeReduced(g) => graduate(v, p, g),
         Payload::HiringPaused(h) => {
-            required_text(v, &format!("{p}.scope"), &h.scope, MAX_TEXT);
+            required_text(v, &format!("{p}.scope"), &h.scope, Len::Text);
             if let Some(until) = h.until {
                 if until < event.effective_date {
                     v.add(format!("{p}.until"), "must not be before effective_date");
                 }
             }
         }
-        Payload::HiringResumed(h) => required_text(v, &format!("{p}.scope"), &h.scope, MAX_TEXT),
+        Payload::HiringResumed(h) => required_text(v, &format!("{p}.scope"), &h.scope, Len::Text),
         Payload::PositionBackfilled(c) | Payload::PositionClosed(c) => position(v, p, c, event),
         Payload::ContractNotRenewed(c) => {
             separation(v, &format!("{p}.separation"), &c.separation);
@@ -190,13 +250,13 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                 v,
                 &format!("{p}.selection_criteria"),
                 d.selection_criteria.as_deref(),
-                MAX_TEXT,
+                Len::Text,
             );
             opt_id(v, &format!("{p}.plan_id"), d.plan_id.as_deref());
         }
         Payload::RoleAutomated(r) => {
-            required_text(v, &format!("{p}.role_id"), &r.role_id, MAX_ID);
-            required_text(v, &format!("{p}.ai_system"), &r.ai_system, MAX_TEXT);
+            required_text(v, &format!("{p}.role_id"), &r.role_id, Len::Id);
+            required_text(v, &format!("{p}.ai_system"), &r.ai_system, Len::Text);
             if let Some(s) = &r.separation {
                 separation(v, &format!("{p}.separation"), s);
             }
@@ -221,7 +281,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         Payload::Retirement(r) => separation(v, &format!("{p}.separation"), &r.separation),
         Payload::DismissalForCause(d) => {
             separation(v, &format!("{p}.separation"), &d.separation);
-            required_text(v, &format!("{p}.cause_code"), &d.cause_code, MAX_ID);
+            required_text(v, &format!("{p}.cause_code"), &d.cause_code, Len::Id);
         }
         Payload::ContractorReleased(a) | Payload::DispatchedWorkerReturned(a) => {
             separation(v, &format!("{p}.separation"), &a.separation);
@@ -271,7 +331,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             }
         }
         Payload::RestructuringPlanAnnounced(r) => {
-            required_text(v, &format!("{p}.plan_id"), &r.plan_id, MAX_ID);
+            required_text(v, &format!("{p}.plan_id"), &r.plan_id, Len::Id);
             list(v, &format!("{p}.stated_grounds"), &r.stated_grounds);
             list(v, &format!("{p}.units"), &r.units);
         }
@@ -280,7 +340,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
         }
         Payload::InternalRedeployment(r) => {
             worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
-            required_text(v, &format!("{p}.to_position"), &r.to_position, MAX_ID);
+            required_text(v, &format!("{p}.to_position"), &r.to_position, Len::Id);
             opt_id(v, &format!("{p}.from_position"), r.from_position.as_deref());
             if let Some(s) = &r.from_site {
                 token(v, &format!("{p}.from_site"), s.as_str(), true);
@@ -298,11 +358,11 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
             }
         }
         Payload::AiToolRolledOut(a) => {
-            required_text(v, &format!("{p}.tool"), &a.tool, MAX_TEXT);
-            required_text(v, &format!("{p}.scope"), &a.scope, MAX_TEXT);
+            required_text(v, &format!("{p}.tool"), &a.tool, Len::Text);
+            required_text(v, &format!("{p}.scope"), &a.scope, Len::Text);
         }
         Payload::AiUsageMeasured(a) => {
-            required_text(v, &format!("{p}.scope"), &a.scope, MAX_TEXT);
+            required_text(v, &format!("{p}.scope"), &a.scope, Len::Text);
             if a.period_end < a.period_start {
                 v.add(format!("{p}.period_end"), "must not be before period_start");
             }
@@ -327,7 +387,7 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                     "an event cannot correct itself",
                 );
             }
-            required_text(v, &format!("{p}.reason"), &c.reason, MAX_TEXT);
+            required_text(v, &format!("{p}.reason"), &c.reason, Len::Text);
             let rt = c.replacement.event_type();
             if matches!(rt, EventType::EventCorrected | EventType::EventRetracted) {
                 v.add(
@@ -353,13 +413,13 @@ fn payload(v: &mut Violations, p: &str, body: &Payload, event: &Event) {
                     "an event cannot retract itself",
                 );
             }
-            required_text(v, &format!("{p}.reason"), &r.reason, MAX_TEXT);
+            required_text(v, &format!("{p}.reason"), &r.reason, Len::Text);
         }
     }
 }
 
 /// WARN part-time inputs: at most 168 hours a week, at most 12 months of the last 12.
-fn hours_and_months(v: &mut Violations, p: &str, hours: Option<u32>, months: Option<u32>) {
+fn hours_and_months(v: &mut Check, p: &str, hours: Option<u32>, months: Option<u32>) {
     if hours.is_some_and(|h| h > 168) {
         v.add(
             format!("{p}.avg_weekly_hours"),
@@ -372,7 +432,7 @@ fn hours_and_months(v: &mut Violations, p: &str, hours: Option<u32>, months: Opt
 }
 
 /// Only a contract with an agreed end (fixed-term, task, or part-time) may state one.
-fn contract_end(v: &mut Violations, p: &str, t: crate::event::ContractType, end: Option<Date>) {
+fn contract_end(v: &mut Check, p: &str, t: crate::event::ContractType, end: Option<Date>) {
     if end.is_some() && t == crate::event::ContractType::OpenEnded {
         v.add(
             format!("{p}.contract_end"),
@@ -381,7 +441,7 @@ fn contract_end(v: &mut Violations, p: &str, t: crate::event::ContractType, end:
     }
 }
 
-fn separation(v: &mut Violations, p: &str, s: &Separation) {
+fn separation(v: &mut Check, p: &str, s: &Separation) {
     worker(v, &format!("{p}.worker_ref"), &s.worker_ref);
     contract_end(v, p, s.contract_type, s.contract_end);
     hours_and_months(v, p, s.avg_weekly_hours, s.months_employed_last_12);
@@ -395,7 +455,7 @@ fn separation(v: &mut Violations, p: &str, s: &Separation) {
         v,
         &format!("{p}.ai_system"),
         s.ai_system.as_deref(),
-        MAX_TEXT,
+        Len::Text,
     );
     if s.ai_attributed == crate::event::AiAttribution::None && s.ai_system.is_some() {
         v.add(
@@ -419,7 +479,7 @@ fn separation(v: &mut Violations, p: &str, s: &Separation) {
     }
 }
 
-fn graduate(v: &mut Violations, p: &str, g: &GraduateIntake) {
+fn graduate(v: &mut Check, p: &str, g: &GraduateIntake) {
     if !(1900..=2200).contains(&g.cohort_year) {
         v.add(
             format!("{p}.cohort_year"),
@@ -434,8 +494,8 @@ fn graduate(v: &mut Violations, p: &str, g: &GraduateIntake) {
     }
 }
 
-fn position(v: &mut Violations, p: &str, c: &PositionChange, event: &Event) {
-    required_text(v, &format!("{p}.position_id"), &c.position_id, MAX_ID);
+fn position(v: &mut Check, p: &str, c: &PositionChange, event: &Event) {
+    required_text(v, &format!("{p}.position_id"), &c.position_id, Len::Id);
     if let Some(id) = c.linked_separation_id {
         if id.0.is_nil() || id == event.event_id {
             v.add(
@@ -446,13 +506,13 @@ fn position(v: &mut Violations, p: &str, c: &PositionChange, event: &Event) {
     }
 }
 
-fn compliance(v: &mut Violations, p: &str, c: &ComplianceStep) {
-    required_text(v, &format!("{p}.plan_id"), &c.plan_id, MAX_ID);
-    text(v, &format!("{p}.recipient"), &c.recipient, MAX_TEXT);
-    text(v, &format!("{p}.document_ref"), &c.document_ref, MAX_TEXT);
+fn compliance(v: &mut Check, p: &str, c: &ComplianceStep) {
+    required_text(v, &format!("{p}.plan_id"), &c.plan_id, Len::Id);
+    text(v, &format!("{p}.recipient"), &c.recipient, Len::Text);
+    text(v, &format!("{p}.document_ref"), &c.document_ref, Len::Text);
 }
 
-fn money_field(v: &mut Violations, p: &str, m: &crate::event::Money) {
+fn money_field(v: &mut Check, p: &str, m: &crate::event::Money) {
     if m.amount_minor < 0 {
         v.add(format!("{p}.amount_minor"), "must not be negative");
     }
@@ -464,7 +524,7 @@ fn money_field(v: &mut Violations, p: &str, m: &crate::event::Money) {
     }
 }
 
-fn worker(v: &mut Violations, field: &str, w: &WorkerRef) {
+fn worker(v: &mut Check, field: &str, w: &WorkerRef) {
     let s = w.as_str();
     if s.is_empty() {
         v.add(field, "required: a pseudonymous worker reference");
@@ -478,7 +538,7 @@ fn worker(v: &mut Violations, field: &str, w: &WorkerRef) {
 }
 
 /// An identifier that may appear in a NATS subject token (org) or a key (site).
-fn token(v: &mut Violations, field: &str, s: &str, allow_dot: bool) {
+fn token(v: &mut Check, field: &str, s: &str, allow_dot: bool) {
     if s.is_empty() {
         v.add(field, "required");
     } else if s.len() > MAX_ID
@@ -494,7 +554,7 @@ fn token(v: &mut Violations, field: &str, s: &str, allow_dot: bool) {
     }
 }
 
-fn required_text(v: &mut Violations, field: &str, s: &str, max: usize) {
+fn required_text(v: &mut Check, field: &str, s: &str, max: Len) {
     if s.trim().is_empty() {
         v.add(field, "required");
     } else {
@@ -502,30 +562,39 @@ fn required_text(v: &mut Violations, field: &str, s: &str, max: usize) {
     }
 }
 
-fn text(v: &mut Violations, field: &str, s: &str, max: usize) {
+fn text(v: &mut Check, field: &str, s: &str, len: Len) {
+    let max = match len {
+        Len::Id => MAX_ID,
+        Len::Text => v.text_max,
+    };
     if s.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
+        let named = if max < MAX_TEXT {
+            " (this deployment's max_text_chars)"
+        } else {
+            ""
+        };
+        v.add(field, format!("must be at most {max} characters{named}"));
     } else if s.chars().any(char::is_control) {
         v.add(field, "must not contain control characters");
     }
 }
 
-fn opt_text(v: &mut Violations, field: &str, s: Option<&str>, max: usize) {
+fn opt_text(v: &mut Check, field: &str, s: Option<&str>, max: Len) {
     if let Some(s) = s {
         required_text(v, field, s, max);
     }
 }
 
-fn opt_id(v: &mut Violations, field: &str, s: Option<&str>) {
-    opt_text(v, field, s, MAX_ID);
+fn opt_id(v: &mut Check, field: &str, s: Option<&str>) {
+    opt_text(v, field, s, Len::Id);
 }
 
-fn list(v: &mut Violations, field: &str, items: &[String]) {
+fn list(v: &mut Check, field: &str, items: &[String]) {
     if items.len() > 1000 {
         v.add(field, "at most 1000 entries");
     }
     for (i, s) in items.iter().enumerate() {
-        required_text(v, &format!("{field}[{i}]"), s, MAX_ID);
+        required_text(v, &format!("{field}[{i}]"), s, Len::Id);
     }
 }
 

@@ -25,16 +25,44 @@ pub struct GatewayLimitArgs {
     /// naming its size and this limit.
     #[arg(long, env = "WFL_MAX_MESSAGE_MB", default_value_t = wfl_gateway::DEFAULT_MAX_MESSAGE_BYTES >> 20)]
     pub max_message_mb: usize,
+    /// Events per RecordBatch at most (1 to 100000); more is INVALID_ARGUMENT naming this limit.
+    #[arg(long, env = "WFL_MAX_BATCH_EVENTS", default_value_t = wfl_domain::MAX_BATCH)]
+    pub max_batch_events: usize,
+    /// Longest free-text field (reasons, references, scopes) accepted, in characters: at most the
+    /// schema's 256, lower to tighten; a longer one is INVALID_ARGUMENT naming the field and
+    /// this limit.
+    #[arg(long, env = "WFL_MAX_TEXT_CHARS", default_value_t = wfl_domain::validate::MAX_TEXT)]
+    pub max_text_chars: usize,
 }
 
 impl GatewayLimitArgs {
-    /// The gateway's configuration with this limit (at least 1 MiB).
-    #[must_use]
-    pub fn gateway_config(&self) -> wfl_gateway::Config {
-        wfl_gateway::Config {
-            max_message_bytes: self.max_message_mb.max(1).saturating_mul(1 << 20),
+    /// The gateway's configuration with these limits.
+    ///
+    /// # Errors
+    /// A limit out of its range, named with the range.
+    pub fn gateway_config(&self) -> anyhow::Result<wfl_gateway::Config> {
+        let text_max = wfl_domain::validate::MAX_TEXT;
+        anyhow::ensure!(
+            self.max_message_mb >= 1,
+            "--max-message-mb must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=wfl_gateway::MAX_BATCH_EVENTS_CEILING).contains(&self.max_batch_events),
+            "--max-batch-events must be 1 to {}, not {}",
+            wfl_gateway::MAX_BATCH_EVENTS_CEILING,
+            self.max_batch_events
+        );
+        anyhow::ensure!(
+            (1..=text_max).contains(&self.max_text_chars),
+            "--max-text-chars must be 1 to {text_max} (the event schema's limit, which the ledger and auditors apply), not {}",
+            self.max_text_chars
+        );
+        Ok(wfl_gateway::Config {
+            max_message_bytes: self.max_message_mb.saturating_mul(1 << 20),
+            max_batch_events: self.max_batch_events,
+            limits: wfl_domain::Limits::with_text(self.max_text_chars),
             ..wfl_gateway::Config::default()
-        }
+        })
     }
 }
 

@@ -522,7 +522,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
                     inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
                     state_snapshot_events,
-                    gateway: gateway_limits.gateway_config(),
+                    gateway: gateway_limits.gateway_config()?,
                     max_subscribers: ledger_limits.max_subscribers,
                     max_org_filter: ledger_limits.max_org_filter,
                     security,

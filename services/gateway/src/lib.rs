@@ -54,7 +54,15 @@ pub struct Config {
     /// Largest request accepted, in bytes; a larger one is refused by tonic with `OUT_OF_RANGE`
     /// naming the size and this limit.
     pub max_message_bytes: usize,
+    /// Events per `RecordBatch` at most; more is `INVALID_ARGUMENT` naming this limit.
+    pub max_batch_events: usize,
+    /// The free-text limit applied on top of the schema's (at most `MAX_TEXT`); a longer text
+    /// field is `INVALID_ARGUMENT` naming the field and the limit.
+    pub limits: wfl_domain::Limits,
 }
+
+/// Largest [`Config::max_batch_events`] a deployment may configure.
+pub const MAX_BATCH_EVENTS_CEILING: usize = 100_000;
 
 /// Default of [`Config::max_message_bytes`]: a full batch of large events fits.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -65,6 +73,8 @@ impl Default for Config {
             timing: Timing::DEFAULT,
             await_chunk: 1000,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_batch_events: wfl_domain::MAX_BATCH,
+            limits: wfl_domain::Limits::SCHEMA,
         }
     }
 }
@@ -181,8 +191,16 @@ impl Gateway {
         let mut msgs = Vec::new();
         let mut published_at = Vec::new(); // index in `results` of each message
         let mut contents = Vec::new(); // content hash of each message
+        let limits = self.config.limits;
+        let tighter = limits != wfl_domain::Limits::SCHEMA;
         for wire in events {
-            match wfl_proto::convert::event_from_pb(wire) {
+            let checked = wfl_proto::convert::event_from_pb(wire).and_then(|event| {
+                if tighter {
+                    wfl_domain::validate_with(&event, &limits)?;
+                }
+                Ok(event)
+            });
+            match checked {
                 Ok(event) => {
                     published_at.push(results.len());
                     results.push(None);
@@ -622,17 +640,17 @@ impl pb::ingest_server::Ingest for Gateway {
         let req = request.into_inner();
         caller.check_orgs(req.events.iter().map(|e| e.org_id.as_str()))?;
         let ack = ack_level(req.ack, req.include_proof).map_err(|s| *s)?;
-        if req.events.len() > wfl_domain::MAX_BATCH {
+        let max = self.config.max_batch_events;
+        if req.events.len() > max {
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
                 format!(
-                    "events: {} events in one batch; at most {}",
+                    "events: {} events in one batch; at most {max} (max_batch_events)",
                     req.events.len(),
-                    wfl_domain::MAX_BATCH
                 ),
                 ErrorDetails::with_bad_request_violation(
                     "events",
-                    format!("at most {} events per batch", wfl_domain::MAX_BATCH),
+                    format!("at most {max} events per batch (max_batch_events)"),
                 ),
             ));
         }

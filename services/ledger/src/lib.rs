@@ -151,7 +151,14 @@ impl Ledger {
         .await?;
         let audit = audit::spawn(store.clone());
         let mut tasks = JoinSet::new();
-        let inbox = bus.inbox().await?;
+        let mut inbox = bus.inbox().await?;
+        // Work a previous ledger took and never acknowledged (it was killed) stays ack-pending
+        // on the durable consumer until `ack_wait`, with the pull requests of its dead
+        // connection; re-creating the consumer (work-queue retention: it starts at the ack floor)
+        // delivers it to this ledger now. Redelivery is harmless: every event id is decided once.
+        if let Err(e) = inbox.recreate().await {
+            tracing::warn!(error = %e, "could not re-create the inbox consumer at start; unacknowledged work is redelivered after ack_wait");
+        }
         let questions = bus.serve(wfl_bus::OUTCOME_QUESTION_SUBJECT).await?;
         let live = Arc::new(liveness::Liveness::default());
         let watch = liveness::InboxWatch::new(config.stall.inbox_stall, live.clone());

@@ -47,7 +47,7 @@ async fn run() -> anyhow::Result<()> {
         wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     wfl_cli::node::run_gateway(
-        args.limits.gateway_config(),
+        args.limits.gateway_config()?,
         security,
         bus,
         listener,
