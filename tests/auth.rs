@@ -13,6 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use wfl_auth::{Conn, Credentials, Role};
@@ -663,4 +664,78 @@ fn exposed_servers_without_tls_or_tokens_refuse_to_start() {
     );
     assert!(e.contains("--tokens-file"), "{e}");
     assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+}
+
+/// Tokens rotate without a restart: a rewritten tokens file (a new token added, an old one
+/// revoked) is in force within a few seconds; SIGHUP reloads at once; a file that no longer
+/// parses is not applied (one ERROR) and the tokens in force stay so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_tokens_file_is_in_force_without_a_restart() {
+    let f = Fixture::start().await;
+    let auditor = f.token(Role::Auditor);
+    assert!(head_with(&f, &auditor).await.is_ok());
+
+    // Rotate: a new auditor token is added, the old one revoked.
+    let text = std::fs::read_to_string(&f.tokens_file).expect("tokens file");
+    let old_hash = hex::encode(wfl_auth::tokens::hash(&auditor));
+    let kept: String = text
+        .split("[[principal]]")
+        .filter(|block| !block.contains(&old_hash))
+        .collect::<Vec<_>>()
+        .join("[[principal]]");
+    std::fs::write(&f.tokens_file, kept).expect("revoke");
+    let rotated = token_add(&f.tokens_file, "acme-auditor-2", "auditor", &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let old = head_with(&f, &auditor).await;
+        let new = head_with(&f, &rotated).await;
+        if matches!(&old, Err(s) if s.code() == Code::Unauthenticated) && new.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation not in force after 15 s: old {old:?}, new {new:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(f.node.log_text().contains("tokens file reloaded"));
+
+    // A broken file is not applied: the rotated token keeps working, one ERROR says why.
+    std::fs::write(&f.tokens_file, "[[principal]\nname = ").expect("break the file");
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &f.node.child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !f.node.log_text().contains("tokens file not reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ERROR for a broken tokens file:\n{}",
+            f.node.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        head_with(&f, &rotated).await.is_ok(),
+        "the tokens in force stay"
+    );
+    assert_eq!(
+        head_with(&f, &auditor)
+            .await
+            .expect_err("still revoked")
+            .code(),
+        Code::Unauthenticated
+    );
+    println!("token rotation: revoked and added without a restart; a broken file was not applied");
+}
+
+async fn head_with(f: &Fixture, token: &str) -> Result<u64, Status> {
+    let conn = f
+        .credentials(Some(token.to_owned()), None)
+        .connect(&f.addr())
+        .await
+        .expect("TLS connect");
+    pb::ledger_client::LedgerClient::new(conn)
+        .head(pb::HeadRequest {})
+        .await
+        .map(|r| r.into_inner().sequence)
 }

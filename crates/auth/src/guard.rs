@@ -10,7 +10,7 @@
 //! fails closed.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use tonic::body::BoxBody;
@@ -22,10 +22,14 @@ use crate::access::{self, METHODS};
 use crate::{Denied, Principal, Tokens};
 
 /// Who may call: a tokens file, or nobody checked (`--no-auth`).
+///
+/// The tokens can be replaced while serving ([`Guard::replace`], driven by
+/// `wfl_auth::reload`): calls already admitted keep the principal they were admitted as, every
+/// later call is checked against the new set.
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     /// `None`: authentication is off and every caller is an admin.
-    tokens: Option<Arc<Tokens>>,
+    tokens: Option<Arc<RwLock<Arc<Tokens>>>>,
 }
 
 /// TLS and authentication of one server.
@@ -137,8 +141,40 @@ impl Guard {
     #[must_use]
     pub fn with_tokens(tokens: Tokens) -> Self {
         Self {
-            tokens: Some(Arc::new(tokens)),
+            tokens: Some(Arc::new(RwLock::new(Arc::new(tokens)))),
         }
+    }
+
+    /// Replaces the tokens every later call is checked against (a rotated tokens file). Returns
+    /// `false`, changing nothing, when authentication is off.
+    pub fn replace(&self, tokens: Tokens) -> bool {
+        let Some(current) = &self.tokens else {
+            return false;
+        };
+        match current.write() {
+            Ok(mut slot) => *slot = Arc::new(tokens),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(tokens),
+        }
+        true
+    }
+
+    /// The shared slot of the tokens in force (`None` with authentication off).
+    pub(crate) fn slot(&self) -> Option<Arc<RwLock<Arc<Tokens>>>> {
+        self.tokens.clone()
+    }
+
+    /// A guard over an existing slot.
+    pub(crate) fn from_slot(slot: Arc<RwLock<Arc<Tokens>>>) -> Self {
+        Self { tokens: Some(slot) }
+    }
+
+    /// The tokens in force now.
+    fn current(&self) -> Option<Arc<Tokens>> {
+        let slot = self.tokens.as_ref()?;
+        Some(match slot.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
     }
 
     /// Is authentication on?
@@ -167,7 +203,7 @@ impl Guard {
         extensions: &http::Extensions,
         method: &str,
     ) -> Result<Arc<Principal>, Status> {
-        let Some(tokens) = &self.tokens else {
+        let Some(tokens) = self.current() else {
             return Ok(Arc::new(Principal::unauthenticated_admin()));
         };
         let refuse = |reason: &str| {

@@ -15,6 +15,7 @@ pub mod access;
 pub mod client;
 pub mod guard;
 pub mod principal;
+pub mod reload;
 pub mod tls;
 pub mod tokens;
 

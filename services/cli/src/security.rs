@@ -93,7 +93,10 @@ impl ServeArgs {
                     .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
                 let tokens =
                     Tokens::parse(&text).with_context(|| format!("{}", path.display()))?;
-                Guard::with_tokens(tokens)
+                let guard = Guard::with_tokens(tokens);
+                // Rotation without a restart: a changed file (or SIGHUP) is read again.
+                wfl_auth::reload::watch(path.clone(), &guard);
+                guard
             }
             None if self.no_auth || loopback => Guard::off(),
             None if self.require_client_cert => {
