@@ -94,6 +94,9 @@ pub struct CommittedMessage {
     pub event_id: uuid::Uuid,
     /// Opaque encoded committed event.
     pub payload: Bytes,
+    /// `Nats-Msg-Id` instead of the event id: a republish after a purge, whose event ids the
+    /// broker still remembers for its duplicate window (a purge does not forget them).
+    pub msg_id: Option<String>,
 }
 
 /// An incoming request taken from [`Requests::next`]; answer it with [`Request::reply`].

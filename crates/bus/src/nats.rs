@@ -546,7 +546,7 @@ impl Bus for NatsBus {
             let mut headers = HeaderMap::new();
             headers.insert(
                 async_nats::header::NATS_MESSAGE_ID,
-                msg.event_id.to_string(),
+                msg.msg_id.unwrap_or_else(|| msg.event_id.to_string()),
             );
             headers.insert(HEADER_SEQUENCE, msg.sequence.to_string());
             headers.insert(HEADER_HASH, hex::encode(msg.hash));

@@ -60,6 +60,10 @@ pub(crate) async fn run(
         .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
         .map(u64::from_be_bytes);
     let durable = bus.durable_inbox();
+    // With --republish-stream: the sequences up to the head at start go out under fresh message
+    // ids (`<event id>.r<start ms>`), since the broker remembers the old ones for its duplicate
+    // window even after the purge.
+    let mut republish: Option<(u64, u128)> = None;
     if durable && options.republish {
         loop {
             match bus.purge_committed().await {
@@ -77,6 +81,10 @@ pub(crate) async fn run(
             head = *head.borrow(),
             "--republish-stream: purged WFL_LEDGER; republishing every committed sequence from 1"
         );
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        republish = Some((*head.borrow(), started));
     }
     let mut published = if durable {
         // Where the stream stands, whatever the cursor says: a data dir that ran on the embedded
@@ -131,7 +139,7 @@ pub(crate) async fn run(
     loop {
         let target = *head.borrow_and_update();
         while published < target {
-            match publish_chunk(&store, bus.as_ref(), published + 1, target).await {
+            match publish_chunk(&store, bus.as_ref(), published + 1, target, republish).await {
                 Ok(last) => {
                     published = last;
                     backoff = Backoff::default();
@@ -208,6 +216,7 @@ async fn publish_chunk(
     bus: &dyn Bus,
     from: u64,
     to: u64,
+    republish: Option<(u64, u128)>,
 ) -> Result<u64, Error> {
     let s = store.clone();
     let records =
@@ -233,6 +242,9 @@ async fn publish_chunk(
             hash: r.hash,
             event_id: r.event_id,
             payload: Bytes::from(c.encode_to_vec()),
+            msg_id: republish
+                .filter(|(until, _)| r.sequence <= *until)
+                .map(|(_, nonce)| format!("{}.r{nonce}", r.event_id)),
         });
     }
     bus.publish_committed(msgs).await?;
