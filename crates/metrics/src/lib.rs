@@ -193,40 +193,60 @@ impl Registry {
     }
 }
 
-/// A histogram bound to a registry after its owner was built (a part created before the node's
-/// registry is known, or in tests without one); recording before binding does nothing.
+/// A histogram bound to a registry after its owner was built (a part whose shared state is
+/// created inside its `start`): samples recorded before the binding (a catch-up that starts at
+/// once) are kept, up to [`HistogramSlot::EARLY`], and recorded when it is bound.
 #[derive(Default)]
-pub struct HistogramSlot(std::sync::OnceLock<Histogram>);
+pub struct HistogramSlot {
+    bound: std::sync::OnceLock<Histogram>,
+    early: Mutex<Vec<f64>>,
+}
 
 impl std::fmt::Debug for HistogramSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("HistogramSlot")
-            .field(&self.0.get().is_some())
-            .finish()
+        f.debug_struct("HistogramSlot")
+            .field("bound", &self.bound.get().is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl HistogramSlot {
-    /// Binds the slot to `histogram` (the first binding stays).
+    /// Samples kept before the binding, at most.
+    pub const EARLY: usize = 1024;
+
+    /// Binds the slot to `histogram` (the first binding stays) and records the early samples.
     pub fn bind(&self, histogram: Histogram) {
-        let _ = self.0.set(histogram);
+        let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.bound.set(histogram).is_ok() {
+            if let Some(h) = self.bound.get() {
+                for v in early.drain(..) {
+                    h.record(v);
+                }
+            }
+        }
     }
 
     /// Records `value`.
     pub fn record(&self, value: f64) {
-        if let Some(h) = self.0.get() {
+        if let Some(h) = self.bound.get() {
             h.record(value);
+            return;
+        }
+        let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
+        // Bound meanwhile: record through the histogram, not into the drained buffer.
+        if let Some(h) = self.bound.get() {
+            h.record(value);
+        } else if early.len() < Self::EARLY {
+            early.push(value);
         }
     }
 
     /// Records the seconds since `micros` (µs since the Unix epoch; 0 for a time in the future).
     pub fn record_age_micros(&self, micros: i64) {
-        if let Some(h) = self.0.get() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-            h.record(now.saturating_sub(micros).max(0) as f64 / 1e6);
-        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.record(now.saturating_sub(micros).max(0) as f64 / 1e6);
     }
 }
 
@@ -287,7 +307,6 @@ mod tests {
         if cfg!(target_os = "linux") {
             for name in [
                 "process_resident_memory_bytes",
-                "process_cpu_seconds_total",
                 "process_open_fds",
                 "process_start_time_seconds",
             ] {
@@ -296,6 +315,11 @@ mod tests {
                     "{name}: {text}"
                 );
             }
+            // A test process may not have used a whole tick (10 ms) of CPU yet.
+            assert!(
+                value(&text, "process_cpu_seconds_total").is_some_and(|v| v >= 0.0),
+                "{text}"
+            );
         }
     }
 
@@ -305,6 +329,16 @@ mod tests {
         a.counter("wfl_n_total", "N.").increment(1);
         assert_eq!(value(&a.render(), "wfl_n_total"), Some(1.0));
         assert_eq!(value(&b.render(), "wfl_n_total"), None);
+    }
+
+    #[test]
+    fn a_slot_keeps_what_was_recorded_before_it_was_bound() {
+        let r = Registry::new();
+        let slot = HistogramSlot::default();
+        slot.record(0.5);
+        slot.bind(r.histogram("wfl_lag_seconds", "L."));
+        slot.record(0.7);
+        assert_eq!(value(&r.render(), "wfl_lag_seconds_count"), Some(2.0));
     }
 
     #[test]
