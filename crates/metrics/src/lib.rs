@@ -108,13 +108,11 @@ impl Registry {
     }
 
     /// The counter `name` (created on first use), described by `help`.
-    #[must_use]
     pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
         self.counter_with(name, &[], help)
     }
 
     /// The counter `name{labels}`.
-    #[must_use]
     pub fn counter_with(
         &self,
         name: &'static str,
@@ -127,13 +125,11 @@ impl Registry {
     }
 
     /// The gauge `name` (created on first use), described by `help`.
-    #[must_use]
     pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
         self.gauge_with(name, &[], help)
     }
 
     /// The gauge `name{labels}`.
-    #[must_use]
     pub fn gauge_with(
         &self,
         name: &'static str,
@@ -147,13 +143,11 @@ impl Registry {
 
     /// The histogram `name` (created on first use), described by `help`. Names ending in
     /// `_seconds` get [`SECONDS_BUCKETS`], names ending in `_events` [`EVENTS_BUCKETS`].
-    #[must_use]
     pub fn histogram(&self, name: &'static str, help: &'static str) -> Histogram {
         self.histogram_with(name, &[], help)
     }
 
     /// The histogram `name{labels}`.
-    #[must_use]
     pub fn histogram_with(
         &self,
         name: &'static str,
