@@ -143,11 +143,13 @@ fn testkit_is_dev_only() {
 fn auth_depends_on_no_workspace_crate() {
     // Who may do what is decided without the event model, the store or the bus.
     let deps = workspace_deps();
-    for d in normal_deps(&deps, "wfl-auth") {
-        assert!(
-            !d.starts_with("wfl-"),
-            "wfl-auth must not depend on workspace crate {d}"
-        );
+    for pkg in ["wfl-auth", "wfl-metrics"] {
+        for d in normal_deps(&deps, pkg) {
+            assert!(
+                !d.starts_with("wfl-"),
+                "{pkg} must not depend on workspace crate {d}"
+            );
+        }
     }
 }
 

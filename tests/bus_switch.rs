@@ -123,3 +123,115 @@ async fn a_new_empty_stream_is_filled_from_the_ledger() {
         (1..=203).collect::<Vec<u64>>()
     );
 }
+
+/// Polls `/healthz` of `node` until its status is `code` and its body contains `needle`.
+fn wait_healthz(node: &common::Proc, code: u16, needle: &str) -> String {
+    let http = node.http.as_deref().expect("an http address");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, body) = common::http_get_status(http, "/healthz");
+        if got == code && body.contains(needle) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{http}/healthz stayed {got} {body:?}; wanted {code} containing {needle:?}\n{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_in_the_middle_of_the_stream_is_named_and_republish_stream_fills_it() {
+    let dir = wfl_testkit::temp_dir();
+    let nats = NatsServer::start();
+    let mut node = common::up(dir.path(), &["--nats-url", &nats.url()]);
+    let ch = common::connect(&node.grpc).await;
+    common::record_batch(&ch, &hires(20, 0)).await;
+    assert_eq!(
+        stream_sequences(&nats.url(), 20).await,
+        (1..=20).collect::<Vec<u64>>()
+    );
+    assert!(node.terminate().success(), "{}", node.log_text());
+    drop(ch);
+
+    // Delete ledger sequence 10 (stream sequence 10) through the JetStream API, as an operator
+    // or a retention mistake would: `$JS.API.STREAM.MSG.DELETE.WFL_LEDGER`.
+    let client = async_nats::connect(nats.url()).await.expect("nats");
+    let reply = client
+        .request(
+            "$JS.API.STREAM.MSG.DELETE.WFL_LEDGER",
+            r#"{"seq":10,"no_erase":true}"#.into(),
+        )
+        .await
+        .expect("delete request");
+    let reply = String::from_utf8_lossy(&reply.payload).into_owned();
+    assert!(reply.contains("\"success\":true"), "{reply}");
+
+    // A restart names the hole: one ERROR, the readiness probe, the metric.
+    let mut node = common::up(dir.path(), &["--nats-url", &nats.url()]);
+    let body = wait_healthz(
+        &node,
+        503,
+        "committed_stream: WFL_LEDGER lacks 1 committed sequence(s)",
+    );
+    assert!(body.contains("(10..=10)"), "{body}");
+    assert!(body.contains("--republish-stream"), "{body}");
+    let metrics = common::http_get(node.http.as_deref().unwrap(), "/metrics");
+    assert!(
+        metrics.contains("wfl_publisher_stream_missing 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wfl_ready_probe{probe=\"committed_stream\"} 0\n"),
+        "{metrics}"
+    );
+    let log = node.log_text();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("WFL_LEDGER lacks"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one ERROR line naming the hole:\n{log}");
+    assert!(errors[0].contains("10..=10"), "{}", errors[0]);
+    // Ingest still works: the hole is in the output stream, not in the ledger.
+    let ch = common::connect(&node.grpc).await;
+    assert_eq!(common::record_batch(&ch, &hires(1, 20)).await.committed, 1);
+    assert!(node.terminate().success(), "{}", node.log_text());
+    drop(ch);
+
+    // The backfill: the stream is purged and every sequence republished, in order.
+    let node = common::up(
+        dir.path(),
+        &["--nats-url", &nats.url(), "--republish-stream"],
+    );
+    wait_healthz(&node, 200, "ok");
+    assert_eq!(
+        stream_sequences(&nats.url(), 21).await,
+        (1..=21).collect::<Vec<u64>>(),
+        "{}",
+        node.log_text()
+    );
+    assert!(
+        node.log_text()
+            .contains("--republish-stream: purged WFL_LEDGER"),
+        "{}",
+        node.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resuming_from_its_cursor_does_not_say_the_stream_lacks_sequences() {
+    let dir = wfl_testkit::temp_dir();
+    let nats = NatsServer::start();
+    let mut node = common::up(dir.path(), &["--nats-url", &nats.url()]);
+    let ch = common::connect(&node.grpc).await;
+    common::record_batch(&ch, &hires(5, 0)).await;
+    stream_sequences(&nats.url(), 5).await;
+    assert!(node.terminate().success(), "{}", node.log_text());
+    drop(ch);
+    let node = common::up(dir.path(), &["--nats-url", &nats.url()]);
+    wait_healthz(&node, 200, "ok");
+    let log = node.log_text();
+    assert!(!log.contains("lacks"), "{log}");
+}

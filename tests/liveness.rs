@@ -333,7 +333,7 @@ async fn wfl_up_shows_the_liveness_gauges_and_a_healthy_healthz() {
         "wfl_inbox_recoveries_total{step=\"exit\"} 0",
         "wfl_publisher_stalled 0",
         "wfl_gateway_outcome_waits 0",
-        "wfl_gateway_outcome_wait_oldest_seconds 0.000",
+        "wfl_gateway_outcome_wait_oldest_seconds 0",
         "wfl_gateway_ledger_answering 1",
     ] {
         assert!(

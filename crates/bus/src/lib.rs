@@ -94,6 +94,9 @@ pub struct CommittedMessage {
     pub event_id: uuid::Uuid,
     /// Opaque encoded committed event.
     pub payload: Bytes,
+    /// `Nats-Msg-Id` instead of the event id: a republish after a purge, whose event ids the
+    /// broker still remembers for its duplicate window (a purge does not forget them).
+    pub msg_id: Option<String>,
 }
 
 /// An incoming request taken from [`Requests::next`]; answer it with [`Request::reply`].
@@ -188,6 +191,27 @@ pub trait Bus: Send + Sync + 'static {
     /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if the last
     /// message has no valid `Wfl-Sequence` header.
     async fn last_published_sequence(&self) -> Result<Option<u64>, Error>;
+
+    /// The ledger sequences `WFL_LEDGER` lacks below its last message: before its first message
+    /// (when the stream keeps everything, `ledger_max_age` zero) and where messages were deleted
+    /// in the middle. Costs one stream-info request (with the deleted stream sequences) and two
+    /// message reads per hole, whatever the history. In-process: none (it keeps no history).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if a message
+    /// next to a hole has no valid `Wfl-Sequence` header.
+    async fn committed_holes(&self) -> Result<StreamHoles, Error> {
+        Ok(StreamHoles::default())
+    }
+
+    /// Purges `WFL_LEDGER` (its consumers stay), so the ledger can republish every sequence from
+    /// 1 in order. In-process: nothing to do.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if it refuses.
+    async fn purge_committed(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Core request/reply with a timeout (NATS core request; in-process: channel + oneshot).
     ///
@@ -286,6 +310,21 @@ pub trait Inbox: Send {
     async fn recreate(&mut self) -> Result<(), Error> {
         Ok(())
     }
+}
+
+/// Ledger sequences missing from the committed stream (see [`Bus::committed_holes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamHoles {
+    /// Missing ranges of ledger sequences (inclusive), ascending; the first
+    /// [`StreamHoles::LISTED`] holes only.
+    pub ranges: Vec<(u64, u64)>,
+    /// Sequences missing in all.
+    pub missing: u64,
+}
+
+impl StreamHoles {
+    /// Holes located (two message reads each); the others are only counted.
+    pub const LISTED: usize = 10;
 }
 
 /// What the broker reports about the inbox consumer (NATS: consumer info).

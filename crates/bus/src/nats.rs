@@ -546,7 +546,7 @@ impl Bus for NatsBus {
             let mut headers = HeaderMap::new();
             headers.insert(
                 async_nats::header::NATS_MESSAGE_ID,
-                msg.event_id.to_string(),
+                msg.msg_id.unwrap_or_else(|| msg.event_id.to_string()),
             );
             headers.insert(HEADER_SEQUENCE, msg.sequence.to_string());
             headers.insert(HEADER_HASH, hex::encode(msg.hash));
@@ -600,6 +600,81 @@ impl Bus for NatsBus {
         Err(Error::Unavailable(
             "the ledger stream's last message kept disappearing".to_owned(),
         ))
+    }
+
+    async fn committed_holes(&self) -> Result<crate::StreamHoles, Error> {
+        let stream = self.ledger_stream().await?;
+        let state = stream
+            .info_builder()
+            .with_deleted(true)
+            .fetch()
+            .await
+            .map_err(|e| Error::unavailable("ledger stream info", e))?
+            .info
+            .state;
+        let mut holes = crate::StreamHoles::default();
+        if state.messages == 0 {
+            return Ok(holes);
+        }
+        let wfl = |seq: u64| {
+            let stream = &stream;
+            async move {
+                let msg = stream
+                    .get_raw_message(seq)
+                    .await
+                    .map_err(|e| Error::unavailable("get ledger message", e))?;
+                msg.headers
+                    .get(HEADER_SEQUENCE)
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Error::Rejected(format!(
+                            "ledger message (stream sequence {seq}) has no valid {HEADER_SEQUENCE} header"
+                        ))
+                    })
+            }
+        };
+        // Without max_age the stream keeps everything: it must start at ledger sequence 1.
+        if self.config.ledger_max_age.is_zero() {
+            let first = wfl(state.first_sequence).await?;
+            if first > 1 {
+                holes.ranges.push((1, first - 1));
+                holes.missing += first - 1;
+            }
+        }
+        // Deleted stream sequences between the first and the last message, as runs.
+        let mut deleted = state.deleted.unwrap_or_default();
+        deleted.sort_unstable();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for seq in deleted {
+            match runs.last_mut() {
+                Some((_, end)) if *end + 1 == seq => *end = seq,
+                _ => runs.push((seq, seq)),
+            }
+        }
+        for (start, end) in runs {
+            if start <= state.first_sequence || end >= state.last_sequence {
+                continue;
+            }
+            if holes.ranges.len() >= crate::StreamHoles::LISTED {
+                holes.missing += end - start + 1;
+                continue;
+            }
+            let (before, after) = (wfl(start - 1).await?, wfl(end + 1).await?);
+            if after > before + 1 {
+                holes.ranges.push((before + 1, after - 1));
+                holes.missing += after - before - 1;
+            }
+        }
+        Ok(holes)
+    }
+
+    async fn purge_committed(&self) -> Result<(), Error> {
+        let stream = self.ledger_stream().await?;
+        stream
+            .purge()
+            .await
+            .map_err(|e| Error::unavailable("purge the ledger stream", e))?;
+        Ok(())
     }
 
     async fn request(

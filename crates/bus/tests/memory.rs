@@ -23,6 +23,7 @@ fn committed(sequence: u64) -> CommittedMessage {
         hash: [sequence as u8; 32],
         event_id: uuid::Uuid::new_v4(),
         payload: Bytes::from(format!("c{sequence}")),
+        msg_id: None,
     }
 }
 

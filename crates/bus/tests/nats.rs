@@ -225,6 +225,7 @@ async fn committed_messages_carry_subject_and_headers() {
             hash: [seq as u8 * 17; 32],
             event_id: uuid::Uuid::new_v4(),
             payload: Bytes::from(format!("committed-{seq}")),
+            msg_id: None,
         })
         .collect();
     within(

@@ -42,7 +42,7 @@ pub struct ViewsConfig {
 pub struct ViewsReport {
     pub events: u64,
     pub load_events_per_s: f64,
-    /// p99 / max of `wfl_view_lag_seconds`, sampled every 100 ms while loading.
+    /// p99 / max of the gauge `wfl_views_lag_seconds`, sampled every 100 ms while loading.
     pub lag_p99_s: f64,
     pub lag_max_s: f64,
     /// Events behind at most, while loading.
@@ -173,6 +173,7 @@ impl Node {
             max_org_filter: wfl_ledger::subscribe::DEFAULT_MAX_ORG_FILTER,
             // A scratch node on loopback: plain and open, like `wfl up` there.
             security: wfl_auth::Security::default(),
+            republish_stream: false,
         };
         let task = tokio::spawn(node::run(node_config, grpc, http, shutdown.clone()));
         Ok(Self {
@@ -227,7 +228,7 @@ async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
     Ok(Metrics {
         head: value("wfl_ledger_head_sequence") as u64,
         checkpoint: value("wfl_views_checkpoint_sequence") as u64,
-        lag_s: value("wfl_view_lag_seconds"),
+        lag_s: value("wfl_views_lag_seconds"),
     })
 }
 

@@ -1,13 +1,12 @@
-//! The HTTP side of every wfl process: `/healthz` (readiness) and `/metrics` (Prometheus text),
-//! plus the dashboard pages ([`crate::dashboard`]) of the processes that serve views.
+//! The HTTP side of every wfl process: `/healthz` (readiness) and `/metrics` (Prometheus text,
+//! rendered from the process's [`wfl_metrics::Registry`]), plus the dashboard pages
+//! ([`crate::dashboard`]) of the processes that serve views.
 //!
 //! Owns: the [`Readiness`] probes a process registers (bus connection, ledger verification,
 //! projector following its ledger, ...), mirroring them into gRPC health, and serving both
 //! endpoints. `wfl up` and the split binaries (`wfl-gateway`, `wfl-ledger`, `wfl-projector`)
 //! use the same code.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 /// A readiness probe: `Ok` when its part is ready, else the reason it is not.
 pub type Probe = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
-
-/// Renders one part's Prometheus text.
-pub type Render = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
 
 /// How often readiness is mirrored into gRPC health.
 const MIRROR_EVERY: Duration = Duration::from_millis(500);
@@ -117,61 +113,61 @@ impl Readiness {
         });
     }
 
-    fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP wfl_ready 1 when every readiness probe of this process passes (see /healthz).\n\
-             # TYPE wfl_ready gauge\n",
+    /// Registers `wfl_ready` and `wfl_ready_probe{probe}` in `registry`, evaluated at each
+    /// scrape.
+    pub fn register(&self, registry: &wfl_metrics::Registry) {
+        let ready = registry.gauge(
+            "wfl_ready",
+            "1 when every readiness probe of this process passes (see /healthz).",
         );
-        let failures = self.failures();
-        out.push_str(&format!("wfl_ready {}\n", u8::from(failures.is_empty())));
-        out.push_str(
-            "# HELP wfl_ready_probe 1 when the named readiness probe passes.\n\
-             # TYPE wfl_ready_probe gauge\n",
-        );
-        for (name, probe) in &self.probes {
-            out.push_str(&format!(
-                "wfl_ready_probe{{probe=\"{name}\"}} {}\n",
-                u8::from(probe().is_ok())
-            ));
-        }
-        out
+        let probes: Vec<(Probe, wfl_metrics::Gauge)> = self
+            .probes
+            .iter()
+            .map(|(name, probe)| {
+                (
+                    probe.clone(),
+                    registry.gauge_with(
+                        "wfl_ready_probe",
+                        &[("probe", (*name).to_owned())],
+                        "1 when the named readiness probe passes.",
+                    ),
+                )
+            })
+            .collect();
+        registry.on_scrape(move |_| {
+            let mut all = true;
+            for (probe, gauge) in &probes {
+                let ok = probe().is_ok();
+                all &= ok;
+                gauge.set(f64::from(u8::from(ok)));
+            }
+            ready.set(f64::from(u8::from(all)));
+        });
     }
-}
-
-/// Wraps an async renderer as a [`Render`].
-pub fn render<F, Fut>(f: F) -> Render
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = String> + Send + 'static,
-{
-    Arc::new(move || Box::pin(f()))
-}
-
-/// Wraps a synchronous renderer as a [`Render`].
-pub fn render_sync(f: impl Fn() -> String + Send + Sync + 'static) -> Render {
-    let f = Arc::new(f);
-    Arc::new(move || {
-        let f = f.clone();
-        Box::pin(async move { f() })
-    })
 }
 
 #[derive(Clone)]
 struct HttpState {
     readiness: Readiness,
-    metrics: Arc<Vec<Render>>,
+    metrics: wfl_metrics::Registry,
     /// `/metrics` is for auditors and admins when credentials are checked; `/healthz` is open.
     guard: wfl_auth::Guard,
 }
 
-/// The `/healthz` and `/metrics` routes over `readiness` and `metrics`.
-pub fn router(readiness: Readiness, metrics: Vec<Render>, guard: wfl_auth::Guard) -> axum::Router {
+/// The `/healthz` and `/metrics` routes over `readiness` and `metrics` (the readiness figures are
+/// registered in `metrics`).
+pub fn router(
+    readiness: Readiness,
+    metrics: wfl_metrics::Registry,
+    guard: wfl_auth::Guard,
+) -> axum::Router {
+    readiness.register(&metrics);
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_guarded))
         .with_state(HttpState {
             readiness,
-            metrics: Arc::new(metrics),
+            metrics,
             guard,
         })
 }
@@ -184,7 +180,7 @@ pub fn router(readiness: Readiness, metrics: Vec<Render>, guard: wfl_auth::Guard
 pub async fn serve(
     listener: TcpListener,
     readiness: Readiness,
-    metrics: Vec<Render>,
+    metrics: wfl_metrics::Registry,
     pages: Option<axum::Router>,
     security: &wfl_auth::Security,
     shutdown: CancellationToken,
@@ -216,7 +212,14 @@ async fn metrics_guarded(
         };
         return (code, format!("{}\n", status.message())).into_response();
     }
-    metrics_text(State(s)).await.into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics_text(&s),
+    )
+        .into_response()
 }
 
 /// 200 `ok` when ready; 503 and one `probe: reason` line per failing probe otherwise.
@@ -232,12 +235,8 @@ async fn healthz(State(s): State<HttpState>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics_text(State(s): State<HttpState>) -> String {
-    let mut out = s.readiness.render();
-    for part in s.metrics.iter() {
-        out.push_str(&part().await);
-    }
-    out
+fn metrics_text(s: &HttpState) -> String {
+    s.metrics.render()
 }
 
 /// Binds a listener (gRPC or HTTP, named by `what`), naming the address in the error.
@@ -267,9 +266,12 @@ mod tests {
                     Ok(())
                 }
             });
+        let registry = wfl_metrics::Registry::new();
+        registry.gauge("x", "X.").set(1.0);
+        readiness.register(&registry);
         let state = HttpState {
             readiness: readiness.clone(),
-            metrics: Arc::new(vec![render_sync(|| "x 1\n".into())]),
+            metrics: registry,
             guard: wfl_auth::Guard::default(),
         };
         assert_eq!(healthz(State(state.clone())).await.0, StatusCode::OK);
@@ -277,7 +279,7 @@ mod tests {
         let (code, body) = healthz(State(state.clone())).await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, "not ready\nstore: disk full\n");
-        let text = metrics_text(State(state)).await;
+        let text = metrics_text(&state);
         assert!(text.contains("wfl_ready 0\n"), "{text}");
         assert!(
             text.contains("wfl_ready_probe{probe=\"store\"} 0\n"),
@@ -287,6 +289,6 @@ mod tests {
             text.contains("wfl_ready_probe{probe=\"bus\"} 1\n"),
             "{text}"
         );
-        assert!(text.ends_with("x 1\n"), "{text}");
+        assert!(text.contains("\nx 1\n"), "{text}");
     }
 }

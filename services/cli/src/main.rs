@@ -200,6 +200,11 @@ enum Command {
         /// it holds); a restart folds only the events after the latest snapshot.
         #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
         state_snapshot_events: u64,
+        /// At start, purge the NATS stream WFL_LEDGER and republish every committed sequence from 1,
+        /// in order: the backfill for a stream that lacks sequences in the middle (`/healthz` then
+        /// names them)
+        #[arg(long, env = "WFL_REPUBLISH_STREAM", value_parser = clap::builder::FalseyValueParser::new())]
+        republish_stream: bool,
         #[command(flatten)]
         gateway_limits: wfl_cli::GatewayLimitArgs,
         #[command(flatten)]
@@ -489,6 +494,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_free_mb,
             inbox_stall_secs,
             state_snapshot_events,
+            republish_stream,
             gateway_limits,
             ledger_limits,
             security,
@@ -526,6 +532,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_subscribers: ledger_limits.max_subscribers,
                     max_org_filter: ledger_limits.max_org_filter,
                     security,
+                    republish_stream,
                 },
                 grpc,
                 http,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use wfl_bus::{Bus, MemoryBus, NatsBus, NatsConfig};
 use wfl_gateway::{Gateway, Metrics};
 
-use crate::http::{self, Readiness, Render};
+use crate::http::{self, Readiness};
 
 /// Settings of a single-node wfl.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct NodeConfig {
     pub max_org_filter: usize,
     /// TLS and authentication of both ports.
     pub security: wfl_auth::Security,
+    /// Purge `WFL_LEDGER` at start and republish every sequence from 1
+    /// ([`wfl_ledger::Config::republish_stream`]).
+    pub republish_stream: bool,
 }
 
 /// Connects the bus `wfl up` runs on.
@@ -79,6 +82,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let bus = connect_bus(config.nats_url.as_deref(), config.nats_auth.clone()).await?;
+    // One registry for the node's parts, rendered on its `/metrics`.
+    let registry = wfl_metrics::Registry::new();
     let ledger = wfl_ledger::Ledger::start(
         wfl_ledger::Config {
             checkpoint_every_events: config.checkpoint_every_events,
@@ -91,13 +96,15 @@ pub async fn run(
             state_snapshot_events: config.state_snapshot_events,
             max_subscribers: config.max_subscribers,
             max_org_filter: config.max_org_filter,
+            republish_stream: config.republish_stream,
+            metrics: registry.clone(),
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
         shutdown.clone(),
     )
     .await?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(&registry));
     let security = config.security.clone();
     let (ledger_addr, ledger_credentials, internal) = projector_link(&security, &grpc).await?;
     // The dashboard reads the views where the projector reads the ledger, with its credentials.
@@ -152,16 +159,14 @@ pub async fn run(
             }
         }
     };
-    let mut parts = vec![http::render_sync(move || metrics.render())];
-    parts.extend(ledger_metrics(&ledger));
-    parts.push(views_metrics(&projector));
+    views_metrics(&projector, &registry);
     let guard = security.guard.clone();
     let served = serve(
         Process {
             security: &security,
             readiness,
             health: vec![INGEST, LEDGER, VIEWS],
-            metrics: parts,
+            metrics: registry,
             pages: Some(pages),
             grpc,
             http,
@@ -206,6 +211,7 @@ pub async fn run_ledger(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let registry = config.metrics.clone();
     let ledger = wfl_ledger::Ledger::start(config, bus.clone(), shutdown.clone()).await?;
     let readiness = ledger_readiness(&ledger, Readiness::default().with("bus", bus_probe(&bus)));
     let guard = security.guard.clone();
@@ -214,7 +220,7 @@ pub async fn run_ledger(
             security: &security,
             readiness,
             health: vec![LEDGER],
-            metrics: ledger_metrics(&ledger),
+            metrics: registry,
             pages: None,
             grpc,
             http,
@@ -242,8 +248,8 @@ pub async fn run_gateway(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
-    let gateway = Gateway::new(bus.clone(), config, metrics.clone());
+    let registry = wfl_metrics::Registry::new();
+    let gateway = Gateway::new(bus.clone(), config, Arc::new(Metrics::new(&registry)));
     let readiness = gateway_readiness(&gateway, Readiness::default().with("bus", bus_probe(&bus)));
     let guard = security.guard.clone();
     serve(
@@ -251,7 +257,7 @@ pub async fn run_gateway(
             security: &security,
             readiness,
             health: vec![INGEST],
-            metrics: vec![http::render_sync(move || metrics.render())],
+            metrics: registry,
             pages: None,
             grpc,
             http,
@@ -276,6 +282,8 @@ pub async fn run_projector(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let projector = wfl_projector::Projector::start(config, bus.clone(), shutdown.clone()).await?;
+    let registry = wfl_metrics::Registry::new();
+    views_metrics(&projector, &registry);
     let readiness = projector_readiness(
         &projector,
         Readiness::default().with("bus", bus_probe(&bus)),
@@ -312,7 +320,7 @@ pub async fn run_projector(
             security: &security,
             readiness,
             health: vec![VIEWS],
-            metrics: vec![views_metrics(&projector)],
+            metrics: registry,
             pages: Some(pages),
             grpc,
             http,
@@ -338,7 +346,7 @@ struct Process<'a> {
     readiness: Readiness,
     /// gRPC health: each service and the readiness probes it follows.
     health: Vec<(&'static str, &'static [&'static str])>,
-    metrics: Vec<Render>,
+    metrics: wfl_metrics::Registry,
     /// The dashboard, on processes that serve views.
     pages: Option<axum::Router>,
     grpc: TcpListener,
@@ -465,6 +473,11 @@ fn ledger_readiness(ledger: &wfl_ledger::Ledger, readiness: Readiness) -> Readin
             let liveness = ledger.liveness();
             move || liveness.status()
         })
+        // Not prefixed `ledger`: a hole in WFL_LEDGER does not stop Ingest or Ledger reads.
+        .with("committed_stream", {
+            let liveness = ledger.liveness();
+            move || liveness.stream()
+        })
 }
 
 /// The gateway's probe: the ledger answers its outcome requests.
@@ -489,38 +502,60 @@ fn projector_readiness(projector: &wfl_projector::Projector, readiness: Readines
         .with("views_storage", move || storage.storage())
 }
 
-/// `/metrics` parts of a ledger: verification, head, subscribers.
-fn ledger_metrics(ledger: &wfl_ledger::Ledger) -> Vec<Render> {
-    let audit = ledger.audit();
-    let storage = ledger.storage();
-    let liveness = ledger.liveness();
-    let store = ledger.store();
-    let subscribers = ledger.subscribers();
-    vec![
-        http::render_sync(move || audit.borrow().render()),
-        http::render_sync(move || storage.borrow().render()),
-        http::render_sync(move || liveness.render()),
-        http::render(move || {
-            let store = store.clone();
-            let subscribers = subscribers.clone();
-            async move {
-                match tokio::task::spawn_blocking(move || store.head()).await {
-                    Ok(Ok(head)) => format!(
-                        "# HELP wfl_ledger_head_sequence Last committed ledger sequence.\n\
-                         # TYPE wfl_ledger_head_sequence gauge\nwfl_ledger_head_sequence {}\n{}",
-                        head.sequence,
-                        subscribers.render(head.sequence)
-                    ),
-                    _ => String::new(),
-                }
-            }
-        }),
-    ]
-}
-
-fn views_metrics(projector: &wfl_projector::Projector) -> Render {
+/// The projector's figures in `registry`: checkpoint, persisted sequence, lag in events (gauge)
+/// and seconds (`wfl_view_lag_seconds`: a histogram of the age of each folded batch's last event;
+/// `wfl_views_lag_seconds`: the current lag), store size, folds and persists.
+fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::Registry) {
+    use std::sync::atomic::Ordering::Relaxed;
     let progress = projector.progress();
-    http::render_sync(move || progress.render())
+    progress.view_lag.bind(registry.histogram(
+        "wfl_view_lag_seconds",
+        "Per folded batch, seconds from its last event's commit to the views holding it.",
+    ));
+    let gauge = |name, help| registry.gauge(name, help);
+    let checkpoint = gauge(
+        "wfl_views_checkpoint_sequence",
+        "Last ledger sequence folded into the views.",
+    );
+    let persisted = gauge(
+        "wfl_views_persisted_sequence",
+        "Last ledger sequence persisted with the views (a restart resumes after it).",
+    );
+    let head = gauge(
+        "wfl_views_ledger_head_sequence",
+        "Highest ledger head the projector has seen.",
+    );
+    let lag_events = gauge(
+        "wfl_views_lag_events",
+        "Committed events not yet in the views.",
+    );
+    let lag_seconds = gauge(
+        "wfl_views_lag_seconds",
+        "Age of the last folded event while the views are behind; 0 when caught up.",
+    );
+    let store_bytes = gauge(
+        "wfl_views_store_bytes",
+        "Bytes of the view store on disk (sampled at each persist).",
+    );
+    let folded = registry.counter("wfl_views_folded_total", "Events folded since start.");
+    let persists = registry.counter(
+        "wfl_views_persists_total",
+        "Keyed persists (one atomic batch each) since start.",
+    );
+    registry.on_scrape(move |_| {
+        let (c, h) = (
+            progress.checkpoint.load(Relaxed),
+            progress.ledger_head.load(Relaxed),
+        );
+        checkpoint.set(c as f64);
+        persisted.set(progress.persisted.load(Relaxed) as f64);
+        head.set(h as f64);
+        lag_events.set(h.saturating_sub(c) as f64);
+        lag_seconds.set(progress.lag_seconds());
+        store_bytes.set(progress.store_bytes.load(Relaxed) as f64);
+        folded.absolute(progress.folded.load(Relaxed));
+        persists.absolute(progress.persists.load(Relaxed));
+    });
 }
 
 /// The dashboard of a process serving views, reading them at `addr` (loopback). With an internal

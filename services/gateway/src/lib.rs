@@ -624,7 +624,10 @@ impl pb::ingest_server::Ingest for Gateway {
                 ErrorDetails::with_bad_request_violation("event", "required"),
             ));
         };
+        let started = Instant::now();
         let mut out = self.record_many(vec![event], ack, req.include_proof).await;
+        self.metrics
+            .call_took(metrics::Call::Record, started.elapsed());
         match out.pop() {
             Some(Ok(r)) => Ok(Response::new(r)),
             Some(Err(e)) => Err(status(e)),
@@ -655,7 +658,10 @@ impl pb::ingest_server::Ingest for Gateway {
             ));
         }
         let ids: Vec<String> = req.events.iter().map(|e| e.event_id.clone()).collect();
+        let started = Instant::now();
         let outcomes = self.record_many(req.events, ack, req.include_proof).await;
+        self.metrics
+            .call_took(metrics::Call::RecordBatch, started.elapsed());
         let mut resp = pb::RecordBatchResponse::default();
         for (index, (event_id, outcome)) in ids.into_iter().zip(outcomes).enumerate() {
             let outcome = match outcome {

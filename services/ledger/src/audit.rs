@@ -26,27 +26,6 @@ pub enum AuditState {
     Failed { sequence: u64, detail: String },
 }
 
-impl AuditState {
-    /// Prometheus text lines: `wfl_ledger_verified_sequence`, `wfl_ledger_verify_target_sequence`
-    /// and `wfl_ledger_verify_failed` (1 = damage found; see the log for the first bad sequence).
-    #[must_use]
-    pub fn render(&self) -> String {
-        let (verified, target, failed) = match self {
-            AuditState::Running { verified, head } => (*verified, *head, 0),
-            AuditState::Passed { head } => (*head, *head, 0),
-            AuditState::Failed { sequence, .. } => (sequence.saturating_sub(1), *sequence, 1),
-        };
-        format!(
-            "# HELP wfl_ledger_verified_sequence Records fully re-verified (chain and Merkle) since start.\n\
-             # TYPE wfl_ledger_verified_sequence gauge\nwfl_ledger_verified_sequence {verified}\n\
-             # HELP wfl_ledger_verify_target_sequence Head the background verification runs to.\n\
-             # TYPE wfl_ledger_verify_target_sequence gauge\nwfl_ledger_verify_target_sequence {target}\n\
-             # HELP wfl_ledger_verify_failed 1 when the background verification found damage.\n\
-             # TYPE wfl_ledger_verify_failed gauge\nwfl_ledger_verify_failed {failed}\n"
-        )
-    }
-}
-
 /// Starts the full verification of `store` on the blocking pool.
 pub(crate) fn spawn(store: Arc<dyn Log>) -> watch::Receiver<AuditState> {
     let head = store.head().map(|h| h.sequence).unwrap_or(0);

@@ -16,6 +16,7 @@ pub mod checkpoint;
 mod codec;
 pub mod error;
 pub mod liveness;
+mod metrics;
 mod outcomes;
 mod publisher;
 mod snapshot;
@@ -68,6 +69,11 @@ pub struct Config {
     /// and retractions the state holds) were committed since the last snapshot; a restart
     /// folds only the events after it.
     pub state_snapshot_events: u64,
+    /// At start, purge `WFL_LEDGER` and republish every committed sequence from 1, in order:
+    /// the backfill for a stream that lacks sequences in the middle (see [`liveness::stream_gap_message`]).
+    pub republish_stream: bool,
+    /// The node's metrics registry (`/metrics`); a fresh one by default.
+    pub metrics: wfl_metrics::Registry,
 }
 
 /// Default of [`Config::state_snapshot_events`].
@@ -89,6 +95,8 @@ impl Config {
             max_subscribers: subscribe::DEFAULT_MAX_SUBSCRIBERS,
             max_org_filter: subscribe::DEFAULT_MAX_ORG_FILTER,
             state_snapshot_events: DEFAULT_STATE_SNAPSHOT_EVENTS,
+            republish_stream: false,
+            metrics: wfl_metrics::Registry::new(),
         }
     }
 }
@@ -182,6 +190,9 @@ impl Ledger {
             bus,
             head.clone(),
             liveness::PublisherWatch::new(config.stall.publisher_stall, live.clone()),
+            publisher::Options {
+                republish: config.republish_stream,
+            },
             shutdown,
         );
         tasks.spawn(async move {
@@ -193,6 +204,15 @@ impl Ledger {
             }
             result
         });
+        let subscribers = Arc::default();
+        metrics::register(
+            &config.metrics,
+            head.clone(),
+            audit.clone(),
+            storage.clone(),
+            &live,
+            &subscribers,
+        );
         let limits = subscribe::Limits {
             stall_timeout: config.stall_timeout,
             max_subscribers: config.max_subscribers,
@@ -205,7 +225,7 @@ impl Ledger {
             audit,
             head,
             storage,
-            subscribers: Arc::default(),
+            subscribers,
             limits,
             liveness: live,
             tasks,

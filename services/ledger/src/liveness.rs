@@ -16,14 +16,13 @@
 //! the durable consumer (it starts from the ack floor); step 3, one more period later, stops the
 //! ledger with [`Error::Stalled`] so the process exits non-zero and its supervisor restarts it.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
-use wfl_bus::{Inbox, InboxState};
+use wfl_bus::{Inbox, InboxState, StreamHoles};
 
 use crate::Error;
 
@@ -86,8 +85,38 @@ pub struct Liveness {
     recoveries: [AtomicU64; 3],
     publisher_stalled: AtomicBool,
     publisher_stalls: AtomicU64,
+    /// The inbox consumer's undelivered and unacknowledged messages, as last seen (the pump
+    /// samples the consumer at most once a second).
+    inbox_pending: AtomicU64,
+    inbox_ack_pending: AtomicU64,
+    /// The last sequence fully published on the committed stream.
+    published: AtomicU64,
+    /// Sequences the committed stream lacks below what it holds (found at start), if any.
+    stream_gap: std::sync::Mutex<Option<StreamHoles>>,
     /// True while neither the inbox nor the publisher is stalled.
     healthy: watch::Sender<bool>,
+}
+
+/// What the readiness probe and the start-up ERROR say about holes in the committed stream.
+#[must_use]
+pub fn stream_gap_message(holes: &StreamHoles) -> String {
+    let mut ranges: Vec<String> = holes
+        .ranges
+        .iter()
+        .map(|(a, b)| format!("{a}..={b}"))
+        .collect();
+    let listed: u64 = holes.ranges.iter().map(|(a, b)| b - a + 1).sum();
+    if holes.missing > listed {
+        ranges.push(format!("{} more in later holes", holes.missing - listed));
+    }
+    format!(
+        "WFL_LEDGER lacks {} committed sequence(s) below its last message ({}): its consumers \
+         never see them. Backfill: restart the ledger once with --republish-stream (it purges \
+         WFL_LEDGER and republishes every sequence from 1, in order; consumers skip what they \
+         hold by Wfl-Sequence)",
+        holes.missing,
+        ranges.join(", ")
+    )
 }
 
 impl Default for Liveness {
@@ -98,6 +127,10 @@ impl Default for Liveness {
             recoveries: Default::default(),
             publisher_stalled: AtomicBool::new(false),
             publisher_stalls: AtomicU64::new(0),
+            inbox_pending: AtomicU64::new(0),
+            inbox_ack_pending: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            stream_gap: std::sync::Mutex::new(None),
             healthy: watch::channel(true).0,
         }
     }
@@ -157,50 +190,107 @@ impl Liveness {
             .send_if_modified(|h| std::mem::replace(h, ok) != ok);
     }
 
-    /// Prometheus text lines: `wfl_inbox_stalled`, `wfl_inbox_stalls_total`,
-    /// `wfl_inbox_recoveries_total{step}`, `wfl_publisher_stalled`, `wfl_publisher_stalls_total`.
-    #[must_use]
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let flag = |b: &AtomicBool| u8::from(b.load(Ordering::Relaxed));
-        let _ = writeln!(
-            out,
-            "# HELP wfl_inbox_stalled 1 while the ledger's inbox consumer has work but nothing arrives.\n\
-             # TYPE wfl_inbox_stalled gauge\nwfl_inbox_stalled {}",
-            flag(&self.inbox_stalled)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wfl_inbox_stalls_total Inbox stalls detected since start.\n\
-             # TYPE wfl_inbox_stalls_total counter\nwfl_inbox_stalls_total {}",
-            self.inbox_stalls()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wfl_inbox_recoveries_total Inbox recovery steps taken since start.\n\
-             # TYPE wfl_inbox_recoveries_total counter"
-        );
-        for step in Step::ALL {
-            let _ = writeln!(
-                out,
-                "wfl_inbox_recoveries_total{{step=\"{}\"}} {}",
-                step.label(),
-                self.recoveries(step)
-            );
+    /// Readiness of the committed stream: `Ok` unless it lacks sequences below what it holds.
+    ///
+    /// # Errors
+    /// The missing ranges and how to backfill them.
+    pub fn stream(&self) -> Result<(), String> {
+        match &*self
+            .stream_gap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(holes) => Err(stream_gap_message(holes)),
+            None => Ok(()),
         }
-        let _ = writeln!(
-            out,
-            "# HELP wfl_publisher_stalled 1 while the committed-stream publisher is behind and makes no progress.\n\
-             # TYPE wfl_publisher_stalled gauge\nwfl_publisher_stalled {}",
-            flag(&self.publisher_stalled)
+    }
+
+    pub(crate) fn set_stream_gap(&self, gap: Option<StreamHoles>) {
+        *self
+            .stream_gap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = gap;
+    }
+
+    /// The publisher fully published up to `sequence`.
+    pub(crate) fn set_published(&self, sequence: u64) {
+        self.published.store(sequence, Ordering::Relaxed);
+    }
+
+    /// Registers the liveness figures in `registry`, read at each scrape: `wfl_inbox_stalled`,
+    /// `wfl_inbox_stalls_total`, `wfl_inbox_recoveries_total{step}`, `wfl_inbox_pending`,
+    /// `wfl_inbox_ack_pending`, `wfl_publisher_stalled`, `wfl_publisher_stalls_total`,
+    /// `wfl_publisher_cursor_sequence`, `wfl_publisher_stream_missing`.
+    pub fn register(self: &std::sync::Arc<Self>, registry: &wfl_metrics::Registry) {
+        let this = self.clone();
+        let inbox_stalled = registry.gauge(
+            "wfl_inbox_stalled",
+            "1 while the ledger's inbox consumer has work but nothing arrives.",
         );
-        let _ = writeln!(
-            out,
-            "# HELP wfl_publisher_stalls_total Publisher stalls detected since start.\n\
-             # TYPE wfl_publisher_stalls_total counter\nwfl_publisher_stalls_total {}",
-            self.publisher_stalls.load(Ordering::Relaxed)
+        let inbox_stalls = registry.counter(
+            "wfl_inbox_stalls_total",
+            "Inbox stalls detected since start.",
         );
-        out
+        let recoveries = Step::ALL.map(|step| {
+            registry.counter_with(
+                "wfl_inbox_recoveries_total",
+                &[("step", step.label().to_owned())],
+                "Inbox recovery steps taken since start.",
+            )
+        });
+        let pending = registry.gauge(
+            "wfl_inbox_pending",
+            "Inbox lag: messages in WFL_INBOX not yet delivered to the ledger's consumer (sampled at most once a second).",
+        );
+        let ack_pending = registry.gauge(
+            "wfl_inbox_ack_pending",
+            "Inbox messages delivered to the ledger and not yet acknowledged (sampled at most once a second).",
+        );
+        let publisher_stalled = registry.gauge(
+            "wfl_publisher_stalled",
+            "1 while the committed-stream publisher is behind and makes no progress.",
+        );
+        let publisher_stalls = registry.counter(
+            "wfl_publisher_stalls_total",
+            "Publisher stalls detected since start.",
+        );
+        let cursor = registry.gauge(
+            "wfl_publisher_cursor_sequence",
+            "Last ledger sequence published on WFL_LEDGER.",
+        );
+        let missing = registry.gauge(
+            "wfl_publisher_stream_missing",
+            "Committed sequences WFL_LEDGER lacks below its last message (found at start; see /healthz).",
+        );
+        registry.on_scrape(move |_| {
+            let flag = |b: &AtomicBool| f64::from(u8::from(b.load(Ordering::Relaxed)));
+            inbox_stalled.set(flag(&this.inbox_stalled));
+            inbox_stalls.absolute(this.inbox_stalls());
+            for (step, c) in Step::ALL.iter().zip(&recoveries) {
+                c.absolute(this.recoveries(*step));
+            }
+            pending.set(this.inbox_pending.load(Ordering::Relaxed) as f64);
+            ack_pending.set(this.inbox_ack_pending.load(Ordering::Relaxed) as f64);
+            publisher_stalled.set(flag(&this.publisher_stalled));
+            publisher_stalls.absolute(this.publisher_stalls.load(Ordering::Relaxed));
+            cursor.set(this.published.load(Ordering::Relaxed) as f64);
+            let gap = this
+                .stream_gap
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map_or(0, |g| g.missing);
+            missing.set(gap as f64);
+        });
+    }
+}
+
+impl Liveness {
+    fn saw(&self, state: &InboxState) {
+        self.inbox_pending
+            .store(state.num_pending, Ordering::Relaxed);
+        self.inbox_ack_pending
+            .store(state.num_ack_pending, Ordering::Relaxed);
     }
 }
 
@@ -225,6 +315,8 @@ pub(crate) struct InboxWatch {
     /// When the consumer was first seen with work since the last arrival.
     work_since: Option<Instant>,
     last_check: Option<Instant>,
+    /// When [`InboxWatch::sample`] last asked the consumer.
+    last_sample: Option<Instant>,
     stall: Option<Stall>,
 }
 
@@ -236,11 +328,28 @@ impl InboxWatch {
             last_arrival: Instant::now(),
             work_since: None,
             last_check: None,
+            last_sample: None,
             stall: None,
         }
     }
 
     /// Something was delivered: the inbox is live.
+    /// While busy: samples the consumer's pending counts for `/metrics` (inbox lag), at most
+    /// once per [`CHECK_EVERY`]; one consumer-info request, whatever the history.
+    pub(crate) async fn sample(&mut self, inbox: &mut dyn Inbox) {
+        let now = Instant::now();
+        if self
+            .last_sample
+            .is_some_and(|t| now.duration_since(t) < CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_sample = Some(now);
+        if let Ok(Some(state)) = inbox.state().await {
+            self.liveness.saw(&state);
+        }
+    }
+
     pub(crate) fn arrived(&mut self) {
         self.last_arrival = Instant::now();
         self.work_since = None;
@@ -273,7 +382,10 @@ impl InboxWatch {
         }
         self.last_check = Some(now);
         let state = match inbox.state().await {
-            Ok(Some(state)) => state,
+            Ok(Some(state)) => {
+                self.liveness.saw(&state);
+                state
+            }
             Ok(None) => return Ok(()),
             Err(e) => {
                 // The broker is unreachable: not a stall of the consumer (the connection is
@@ -402,6 +514,11 @@ impl PublisherWatch {
         }
     }
 
+    /// The ledger's liveness (for the publisher's cursor and the stream's holes).
+    pub(crate) fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
     /// A chunk was published.
     pub(crate) fn progressed(&mut self) {
         self.failing_since = None;
@@ -465,9 +582,11 @@ mod tests {
 
     #[test]
     fn metrics_name_every_step() {
-        let l = Liveness::default();
+        let l = std::sync::Arc::new(Liveness::default());
+        let registry = wfl_metrics::Registry::new();
+        l.register(&registry);
         l.recoveries[Step::Recreate.index()].fetch_add(2, Ordering::Relaxed);
-        let text = l.render();
+        let text = registry.render();
         assert!(text.contains("wfl_inbox_stalled 0"));
         assert!(text.contains("wfl_inbox_recoveries_total{step=\"reopen\"} 0"));
         assert!(text.contains("wfl_inbox_recoveries_total{step=\"recreate\"} 2"));

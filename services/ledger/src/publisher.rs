@@ -6,6 +6,15 @@
 //! lacks history (a data dir that ran on the embedded bus, a new or emptied stream) is filled from
 //! the first sequence it lacks. It never blocks the writer; if the bus is down, it retries and
 //! catches up.
+//!
+//! A hole *below* the stream's last message (messages deleted by sequence, a partial purge) cannot
+//! be filled in place: republished messages would land after later sequences, out of order, and
+//! consumers past the hole would not go back. So at start the publisher looks for holes
+//! ([`Bus::committed_holes`]: stream info and two reads per hole, whatever the history) and, when
+//! it finds some, logs one ERROR naming the missing ranges and the backfill, sets
+//! `wfl_publisher_stream_missing` and fails the `committed_stream` readiness probe; it goes on
+//! publishing new events. The backfill is `--republish-stream` (`wfl up`, `wfl-ledger`): purge the
+//! stream at start and republish every sequence from 1, in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +23,7 @@ use bytes::Bytes;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use wfl_bus::{Bus, CommittedMessage};
 use wfl_store::{Filter, Log};
 
@@ -25,11 +34,19 @@ const CHUNK: usize = 1000;
 /// Store metadata key: the last sequence fully published on the committed stream.
 const CURSOR: &str = "publisher.cursor";
 
+/// How the publisher starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Options {
+    /// Purge the durable stream and republish every sequence from 1 (`--republish-stream`).
+    pub republish: bool,
+}
+
 pub(crate) async fn run(
     store: Arc<dyn Log>,
     bus: Arc<dyn Bus>,
     mut head: watch::Receiver<u64>,
     mut stall: crate::liveness::PublisherWatch,
+    options: Options,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let mut backoff = Backoff::default();
@@ -43,6 +60,32 @@ pub(crate) async fn run(
         .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
         .map(u64::from_be_bytes);
     let durable = bus.durable_inbox();
+    // With --republish-stream: the sequences up to the head at start go out under fresh message
+    // ids (`<event id>.r<start ms>`), since the broker remembers the old ones for its duplicate
+    // window even after the purge.
+    let mut republish: Option<(u64, u128)> = None;
+    if durable && options.republish {
+        loop {
+            match bus.purge_committed().await {
+                Ok(()) => break,
+                Err(e @ wfl_bus::Error::Rejected(_)) => return Err(Error::Bus(e)),
+                Err(e) => {
+                    warn!(error = %e, "cannot purge the committed stream (--republish-stream); retrying");
+                    if !backoff.wait(&shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        info!(
+            head = *head.borrow(),
+            "--republish-stream: purged WFL_LEDGER; republishing every committed sequence from 1"
+        );
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        republish = Some((*head.borrow(), started));
+    }
     let mut published = if durable {
         // Where the stream stands, whatever the cursor says: a data dir that ran on the embedded
         // bus, or a new or emptied stream, holds less than the cursor, and the history must be
@@ -63,13 +106,30 @@ pub(crate) async fn run(
         let from = cursor.map_or(in_stream, |c| c.min(in_stream));
         let head_now = *head.borrow();
         if from < head_now {
-            info!(
-                stream_last = in_stream,
-                cursor = cursor.unwrap_or(0),
-                head = head_now,
-                "the committed stream lacks sequences {}..={head_now}; republishing them",
-                from + 1
-            );
+            if cursor.is_some_and(|c| c <= in_stream) {
+                // The usual restart: the stream holds at least what the cursor says.
+                info!(
+                    stream_last = in_stream,
+                    cursor = cursor.unwrap_or(0),
+                    head = head_now,
+                    "publishing committed sequences {}..={head_now} after the publisher's cursor \
+                     (any the stream already holds are deduplicated by event id or skipped by \
+                     consumers on Wfl-Sequence)",
+                    from + 1
+                );
+            } else {
+                info!(
+                    stream_last = in_stream,
+                    cursor = cursor.unwrap_or(0),
+                    head = head_now,
+                    "the committed stream lacks sequences {}..={head_now} (its last is {in_stream}); \
+                     republishing them",
+                    from + 1
+                );
+            }
+        }
+        if in_stream > 0 {
+            check_holes(bus.as_ref(), &stall, &mut backoff, &shutdown).await;
         }
         from
     } else {
@@ -79,11 +139,12 @@ pub(crate) async fn run(
     loop {
         let target = *head.borrow_and_update();
         while published < target {
-            match publish_chunk(&store, bus.as_ref(), published + 1, target).await {
+            match publish_chunk(&store, bus.as_ref(), published + 1, target, republish).await {
                 Ok(last) => {
                     published = last;
                     backoff = Backoff::default();
                     stall.progressed();
+                    stall.liveness().set_published(last);
                     // The cursor describes the durable stream only: the in-process bus holds
                     // nothing a later start on NATS could count on.
                     if durable {
@@ -115,11 +176,47 @@ pub(crate) async fn run(
     }
 }
 
+/// Looks for holes below the stream's last message; on finding some, one ERROR, the metric and
+/// the readiness probe (see the module docs). Retries while the broker cannot be reached.
+async fn check_holes(
+    bus: &dyn Bus,
+    stall: &crate::liveness::PublisherWatch,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        match bus.committed_holes().await {
+            Ok(holes) if holes.missing == 0 => return,
+            Ok(holes) => {
+                error!(
+                    missing = holes.missing,
+                    "{}",
+                    crate::liveness::stream_gap_message(&holes)
+                );
+                stall.liveness().set_stream_gap(Some(holes));
+                return;
+            }
+            Err(e @ wfl_bus::Error::Rejected(_)) => {
+                // Not a hole we can name: say so and go on publishing.
+                warn!(error = %e, "cannot check the committed stream for holes");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check the committed stream for holes; retrying");
+                if !backoff.wait(shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn publish_chunk(
     store: &Arc<dyn Log>,
     bus: &dyn Bus,
     from: u64,
     to: u64,
+    republish: Option<(u64, u128)>,
 ) -> Result<u64, Error> {
     let s = store.clone();
     let records =
@@ -145,6 +242,9 @@ async fn publish_chunk(
             hash: r.hash,
             event_id: r.event_id,
             payload: Bytes::from(c.encode_to_vec()),
+            msg_id: republish
+                .filter(|(until, _)| r.sequence <= *until)
+                .map(|(_, nonce)| format!("{}.r{nonce}", r.event_id)),
         });
     }
     bus.publish_committed(msgs).await?;

@@ -32,17 +32,6 @@ impl StorageState {
     pub fn is_paused(&self) -> bool {
         matches!(self, StorageState::Paused { .. })
     }
-
-    /// Prometheus text: `wfl_ledger_storage_paused` (1 while commits wait for disk space or a
-    /// writable file system).
-    #[must_use]
-    pub fn render(&self) -> String {
-        format!(
-            "# HELP wfl_ledger_storage_paused 1 while commits are paused: the data directory is full or read-only.\n\
-             # TYPE wfl_ledger_storage_paused gauge\nwfl_ledger_storage_paused {}\n",
-            u8::from(self.is_paused())
-        )
-    }
 }
 
 pub(crate) use wfl_store::space::{Fault, Guard};

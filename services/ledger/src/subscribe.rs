@@ -18,7 +18,6 @@
 //! to resume from (one queue slot is always kept free for that final status).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -137,38 +136,39 @@ impl Registry {
         ))
     }
 
-    /// Prometheus text: number of subscribers and each one's lag behind `head`.
-    #[must_use]
-    pub fn render(&self, head: u64) -> String {
-        let mut out = String::new();
-        let live = self.live.lock().map(|l| l.clone()).unwrap_or_default();
-        let _ = writeln!(out, "# HELP wfl_subscribers Live Ledger.Subscribe streams.");
-        let _ = writeln!(out, "# TYPE wfl_subscribers gauge");
-        let _ = writeln!(out, "wfl_subscribers {}", live.len());
-        let _ = writeln!(
-            out,
-            "# HELP wfl_subscriber_lag Committed events a subscriber has not been sent yet."
-        );
-        let _ = writeln!(out, "# TYPE wfl_subscriber_lag gauge");
-        for (id, s) in &live {
-            let lag = head.saturating_sub(s.position.load(Ordering::Relaxed));
-            let _ = writeln!(
-                out,
-                "wfl_subscriber_lag{{id=\"{id}\",peer=\"{}\"}} {lag}",
-                s.peer
-            );
-        }
-        let _ = writeln!(out, "# HELP wfl_subscriber_queued Messages waiting in a subscriber's server-side queue (bounded).");
-        let _ = writeln!(out, "# TYPE wfl_subscriber_queued gauge");
-        for (id, s) in &live {
-            let _ = writeln!(
-                out,
-                "wfl_subscriber_queued{{id=\"{id}\",peer=\"{}\"}} {}",
-                s.peer,
-                s.queued.load(Ordering::Relaxed)
-            );
-        }
-        out
+    /// Registers `wfl_subscribers` and, per live subscription, `wfl_subscriber_lag{id,peer}`
+    /// (committed events up to `head` not yet sent) and `wfl_subscriber_queued{id,peer}`, read
+    /// at each scrape. A subscription's series disappear a few scrapes after it ends.
+    pub fn register_metrics(
+        self: &Arc<Self>,
+        registry: &wfl_metrics::Registry,
+        head: watch::Receiver<u64>,
+    ) {
+        let this = Arc::downgrade(self);
+        let count = registry.gauge("wfl_subscribers", "Live Ledger.Subscribe streams.");
+        registry.on_scrape(move |registry| {
+            let Some(this) = this.upgrade() else { return };
+            let live = this.live.lock().map(|l| l.clone()).unwrap_or_default();
+            count.set(live.len() as f64);
+            let head = *head.borrow();
+            for (id, s) in &live {
+                let labels = [("id", id.to_string()), ("peer", s.peer.clone())];
+                registry
+                    .gauge_with(
+                        "wfl_subscriber_lag",
+                        &labels,
+                        "Committed events a subscriber has not been sent yet.",
+                    )
+                    .set(head.saturating_sub(s.position.load(Ordering::Relaxed)) as f64);
+                registry
+                    .gauge_with(
+                        "wfl_subscriber_queued",
+                        &labels,
+                        "Messages waiting in a subscriber's server-side queue (bounded).",
+                    )
+                    .set(s.queued.load(Ordering::Relaxed) as f64);
+            }
+        });
     }
 }
 

@@ -416,9 +416,14 @@ impl Writer {
             let store = self.store.clone();
             let committed_ids: Vec<(Uuid, Option<Uuid>)> =
                 records.iter().map(|r| (r.event_id, r.submission)).collect();
+            let timer = crate::metrics::CommitTimer::start(
+                &self.config.metrics,
+                records.len() + rejections.len(),
+            );
             let hashes = tokio::task::spawn_blocking(move || store.append(&records, &rejections))
                 .await
                 .map_err(Error::join)??;
+            timer.done();
             let mut last = None;
             let mut fresh = HashMap::with_capacity(committed_ids.len());
             for (((uuid, submission), content), (sequence, hash)) in
@@ -566,6 +571,7 @@ async fn pump(
             continue;
         }
         watch.arrived();
+        watch.sample(inbox.as_mut()).await;
         let (done, flushed) = oneshot::channel();
         let payloads = deliveries
             .iter()

@@ -250,6 +250,7 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
             progress
                 .last_recorded_at_micros
                 .store(at, Ordering::Relaxed);
+            progress.view_lag.record_age_micros(at);
         }
         progress.folded.fetch_add(folded, Ordering::Relaxed);
         if let Some(h) = last_hash {

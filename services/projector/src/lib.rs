@@ -111,6 +111,8 @@ pub struct Progress {
     pub persists: AtomicU64,
     /// True while subscribed to the ledger with heartbeats arriving.
     pub following: std::sync::atomic::AtomicBool,
+    /// `wfl_view_lag_seconds`: per folded batch, the age of its last event (bound by the node).
+    pub view_lag: wfl_metrics::HistogramSlot,
     /// Why persisting is paused (the view store's directory is full or read-only), if it is.
     pub storage_fault: std::sync::Mutex<Option<String>>,
 }
