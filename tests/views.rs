@@ -600,3 +600,105 @@ fn views_client(
 ) -> pb::views_client::ViewsClient<tonic::transport::Channel> {
     pb::views_client::ViewsClient::new(ch.clone())
 }
+
+/// `wfl report`'s output, text and JSON, of every view over `examples/events.jsonl`, pinned byte
+/// for byte in `tests/data/report-pin.txt` (the typed Views messages replaced Structs without
+/// changing a byte). `WFL_BLESS=1` rewrites the file after a deliberate change.
+#[test]
+fn report_output_over_the_sample_is_pinned() {
+    let node = Node::start(Mode::Memory);
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events.jsonl");
+    let lines = std::fs::read_to_string(&file)
+        .expect("examples/events.jsonl")
+        .lines()
+        .count()
+        .to_string();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(common::bin("wfl"))
+            .args(args)
+            .args(["--addr", &node.proc.grpc])
+            .output()
+            .expect("wfl runs");
+        assert!(
+            out.status.success(),
+            "wfl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    run(&["import", &file.display().to_string()]);
+    let mut pinned = String::new();
+    let asks: &[&[&str]] = &[
+        &["separations"],
+        &["separations", "--period", "quarter"],
+        &["separations", "--from", "2026-01-01", "--cohort", "entry_level"],
+        &["headcount"],
+        &["headcount", "--period", "quarter", "--site", "hz-1"],
+        &["cohorts"],
+        &["hiring"],
+        &["ai"],
+        &["thresholds"],
+        &["explain", "--figure", "separations", "--path", "/totals/0"],
+        &[
+            "explain",
+            "--figure",
+            "headcount",
+            "--path",
+            "/rows/2/total",
+            "--page-size",
+            "2",
+        ],
+        &[
+            "explain",
+            "--figure",
+            "headcount",
+            "--path",
+            "/rows/4/by_cohort/experienced",
+            "--page-size",
+            "2",
+            "--page-token",
+            "2",
+        ],
+        &[
+            "explain",
+            "--event-id",
+            "0192f0c4-8a7e-7cc0-9a52-000000000001",
+            "--event-id",
+            "0192f0c4-8a7e-7cc0-9a52-000000000040",
+        ],
+    ];
+    for ask in asks {
+        for format in ["text", "json"] {
+            let mut args = vec!["report"];
+            args.extend_from_slice(ask);
+            args.extend([
+                "--org",
+                "acme-cn",
+                "--min-sequence",
+                &lines,
+                "--format",
+                format,
+            ]);
+            pinned.push_str(&format!("$ wfl {}\n", args.join(" ")));
+            pinned.push_str(&run(&args));
+        }
+    }
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/report-pin.txt");
+    if std::env::var_os("WFL_BLESS").is_some() {
+        std::fs::write(&golden, &pinned).expect("write the pinned output");
+    }
+    let want = std::fs::read_to_string(&golden).expect("tests/data/report-pin.txt");
+    if want != pinned {
+        let first = want
+            .lines()
+            .zip(pinned.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| want.lines().count().min(pinned.lines().count()));
+        panic!(
+            "wfl report's output changed at line {}:\n  pinned: {:?}\n  now:    {:?}",
+            first + 1,
+            want.lines().nth(first),
+            pinned.lines().nth(first)
+        );
+    }
+}
