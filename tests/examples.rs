@@ -262,6 +262,11 @@ async fn python_client_discovers_records_follows_and_reads_views() {
         ),
     ));
     assert_eq!(view[0]["as_of_sequence"], "1", "{}", view[0]);
+    // A typed answer: the HeadcountView in the field named after it, each figure with its
+    // evidence path (proto JSON leaves out zero counts).
+    let total = &view[0]["headcount"]["rows"][0]["total"];
+    assert_eq!(total["closing"], "1", "{}", view[0]);
+    assert_eq!(total["evidence"], "/rows/0/total", "{}", view[0]);
     // (Lower-cased: a typed view may carry the cohort as a protobuf enum name.)
     let shown = view[0].to_string().to_lowercase();
     assert!(

@@ -208,28 +208,17 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
 
     // Answers are bounded: figures carry evidence counts and paths, never the ids.
     assert!(!text.contains("event_ids"), "{text}");
-    let totals = field(sep.view.as_ref().expect("a view"), "totals");
-    let prost_types::value::Kind::ListValue(totals) = totals else {
-        panic!("totals is a list: {totals:?}")
+    let Some(pb::view_response::View::Separations(typed)) = &sep.view else {
+        panic!("Separations answers a SeparationsView: {:?}", sep.view)
     };
-    let attrition = totals
-        .values
+    let attrition = typed
+        .totals
         .iter()
-        .find_map(|v| match &v.kind {
-            Some(prost_types::value::Kind::StructValue(t))
-                if matches!(field(t, "bucket"), prost_types::value::Kind::StringValue(b) if b == "gradual_attrition") =>
-            {
-                Some(t.clone())
-            }
-            _ => None,
-        })
+        .find(|t| t.bucket == "gradual_attrition")
         .expect("a gradual-attrition total");
-    let prost_types::value::Kind::NumberValue(count) = field(&attrition, "evidence_count") else {
-        panic!("evidence_count is a number")
-    };
-    let prost_types::value::Kind::StringValue(path) = field(&attrition, "evidence") else {
-        panic!("evidence is a path")
-    };
+    let count = attrition.evidence_count as f64;
+    let path = attrition.evidence.clone();
+    assert_eq!(path, "/totals/1");
     assert!(count > 10.0, "the worked example has attrition: {count}");
 
     // Explain pages through the events behind that figure.
@@ -259,10 +248,12 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         assert_eq!(page.total as f64, count);
         assert!(page.events.len() <= 10);
         for e in &page.events {
-            let prost_types::value::Kind::StringValue(id) = field(e, "event_id") else {
-                panic!("event_id is a string")
-            };
-            assert!(seen.insert(id), "no event twice across pages");
+            assert_eq!(e.org_id, ORG);
+            assert!(e.payload.is_some() && e.classification.is_some());
+            assert!(
+                seen.insert(e.event_id.clone()),
+                "no event twice across pages"
+            );
         }
         pages += 1;
         if page.next_page_token.is_empty() {
@@ -458,14 +449,6 @@ fn a_malformed_rule_pack_stops_start_up_naming_file_and_field() {
     assert!(out.stdout.is_empty(), "nothing was served");
 }
 
-/// A field of a protobuf Struct (panics with the field name when it is missing).
-fn field(s: &prost_types::Struct, name: &str) -> prost_types::value::Kind {
-    s.fields
-        .get(name)
-        .and_then(|v| v.kind.clone())
-        .unwrap_or_else(|| panic!("no field {name} in {s:?}"))
-}
-
 /// design.md invariant 7 (bitemporal): a backdated event recorded later changes the figures for its
 /// effective period, but not the answer "as the ledger knew it" before it was recorded; `Read` with
 /// the same bound leaves it out too.
@@ -544,22 +527,21 @@ async fn a_backdated_event_changes_the_effective_period_but_not_what_was_known_b
                 .await
                 .expect("Separations")
                 .into_inner();
-            let view = r.view.expect("a view");
-            let total = match view.fields.get("total").and_then(|v| v.kind.clone()) {
-                Some(prost_types::value::Kind::NumberValue(n)) => n,
-                other => panic!("total: {other:?}"),
+            let total = match r.view {
+                Some(pb::view_response::View::Separations(v)) => v.total,
+                other => panic!("a SeparationsView: {other:?}"),
             };
             (r.as_of_sequence, total)
         }
     };
     assert_eq!(
         separations(0).await,
-        (4, 2.0),
+        (4, 2),
         "now: both separations in March"
     );
     assert_eq!(
         separations(known_at).await,
-        (2, 0.0),
+        (2, 0),
         "as the ledger knew it before they were recorded: none"
     );
 
@@ -599,4 +581,112 @@ fn views_client(
     ch: &tonic::transport::Channel,
 ) -> pb::views_client::ViewsClient<tonic::transport::Channel> {
     pb::views_client::ViewsClient::new(ch.clone())
+}
+
+/// `wfl report`'s output, text and JSON, of every view over `examples/events.jsonl`, pinned byte
+/// for byte in `tests/data/report-pin.txt` (the typed Views messages replaced Structs without
+/// changing a byte). `WFL_BLESS=1` rewrites the file after a deliberate change.
+#[test]
+fn report_output_over_the_sample_is_pinned() {
+    let node = Node::start(Mode::Memory);
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events.jsonl");
+    let lines = std::fs::read_to_string(&file)
+        .expect("examples/events.jsonl")
+        .lines()
+        .count()
+        .to_string();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(common::bin("wfl"))
+            .args(args)
+            .args(["--addr", &node.proc.grpc])
+            .output()
+            .expect("wfl runs");
+        assert!(
+            out.status.success(),
+            "wfl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    run(&["import", &file.display().to_string()]);
+    let mut pinned = String::new();
+    let asks: &[&[&str]] = &[
+        &["separations"],
+        &["separations", "--period", "quarter"],
+        &[
+            "separations",
+            "--from",
+            "2026-01-01",
+            "--cohort",
+            "entry_level",
+        ],
+        &["headcount"],
+        &["headcount", "--period", "quarter", "--site", "hz-1"],
+        &["cohorts"],
+        &["hiring"],
+        &["ai"],
+        &["thresholds"],
+        &["explain", "--figure", "separations", "--path", "/totals/0"],
+        &[
+            "explain",
+            "--figure",
+            "headcount",
+            "--path",
+            "/rows/2/total",
+            "--page-size",
+            "2",
+        ],
+        &[
+            "explain",
+            "--figure",
+            "headcount",
+            "--path",
+            "/rows/4/by_cohort/experienced",
+            "--page-size",
+            "2",
+            "--page-token",
+            "2",
+        ],
+        &[
+            "explain",
+            "--event-id",
+            "0192f0c4-8a7e-7cc0-9a52-000000000001",
+            "--event-id",
+            "0192f0c4-8a7e-7cc0-9a52-000000000040",
+        ],
+    ];
+    for ask in asks {
+        for format in ["text", "json"] {
+            let mut args = vec!["report"];
+            args.extend_from_slice(ask);
+            args.extend([
+                "--org",
+                "acme-cn",
+                "--min-sequence",
+                &lines,
+                "--format",
+                format,
+            ]);
+            pinned.push_str(&format!("$ wfl {}\n", args.join(" ")));
+            pinned.push_str(&run(&args));
+        }
+    }
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/report-pin.txt");
+    if std::env::var_os("WFL_BLESS").is_some() {
+        std::fs::write(&golden, &pinned).expect("write the pinned output");
+    }
+    let want = std::fs::read_to_string(&golden).expect("tests/data/report-pin.txt");
+    if want != pinned {
+        let first = want
+            .lines()
+            .zip(pinned.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| want.lines().count().min(pinned.lines().count()));
+        panic!(
+            "wfl report's output changed at line {}:\n  pinned: {:?}\n  now:    {:?}",
+            first + 1,
+            want.lines().nth(first),
+            pinned.lines().nth(first)
+        );
+    }
 }

@@ -3,6 +3,39 @@
 //! gRPC reflection serves. prost-build runs protoc with `--include_source_info`, so the set keeps
 //! the `.proto` comments for reflection clients (checked by a unit test in src/lib.rs).
 
+/// The messages of the typed view answers (views.proto), which derive `serde::Serialize`.
+const VIEW_MESSAGES: [&str; 17] = [
+    "AiShare",
+    "SeparationRow",
+    "BucketTotal",
+    "SeparationsView",
+    "HeadcountFigures",
+    "HeadcountRow",
+    "HeadcountView",
+    "CohortExposureRow",
+    "CohortExposureView",
+    "HiringPauseRow",
+    "GraduateIntakeRow",
+    "HiringSignalsView",
+    "AiUsageRow",
+    "AiToolRow",
+    "RolesAutomated",
+    "ExternalTarget",
+    "AiAdoptionView",
+];
+
+/// View fields whose JSON name differs from the proto one (`from` is a keyword in Python).
+const VIEW_JSON_NAMES: [(&str, &str); 8] = [
+    ("CohortExposureView.from_date", "from"),
+    ("CohortExposureView.to_date", "to"),
+    ("HiringPauseRow.org_id", "org"),
+    ("HiringPauseRow.site_id", "site"),
+    ("GraduateIntakeRow.org_id", "org"),
+    ("AiUsageRow.org_id", "org"),
+    ("AiToolRow.org_id", "org"),
+    ("AiToolRow.site_id", "site"),
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         // SAFETY-free: build scripts are single-threaded; setting PROTOC only affects prost-build.
@@ -19,7 +52,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]
     .map(|f| root.join(f));
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    tonic_build::configure()
+    // The typed view answers serialise (serde) to the JSON documents `wfl report --format json`
+    // prints: the field names the views have always had in JSON (`org`, `from`...).
+    let mut config = tonic_build::configure();
+    for message in VIEW_MESSAGES {
+        config = config.type_attribute(format!(".wfl.v1.{message}"), "#[derive(serde::Serialize)]");
+    }
+    for (field, json) in VIEW_JSON_NAMES {
+        config = config.field_attribute(
+            format!(".wfl.v1.{field}"),
+            format!("#[serde(rename = \"{json}\")]"),
+        );
+    }
+    config
+        .btree_map([".wfl.v1.HeadcountRow"])
         .file_descriptor_set_path(out.join("wfl_descriptor.bin"))
         // Undecodable requests are INVALID_ARGUMENT, not tonic's INTERNAL (src/codec.rs).
         .codec_path("crate::codec::Codec")

@@ -141,6 +141,19 @@ pub fn event_from_pb(e: pb::Event) -> Result<d::Event, Violations> {
     Err(found)
 }
 
+/// Wire -> domain for one payload (as `Explain` answers carry them). Structural checks only: the
+/// payload of a committed event was validated when it was recorded.
+///
+/// # Errors
+/// Every structural violation found (fields named from `payload`).
+pub fn payload_from_pb(p: pb::Payload) -> Result<d::Payload, Violations> {
+    let mut cx = Cx::default();
+    match payload_from(&mut cx, "payload", p) {
+        Some(payload) if cx.found.is_empty() => Ok(payload),
+        _ => Err(cx.found),
+    }
+}
+
 /// Domain -> wire. Total: never fails, and writes explicit enum values (`UNSPECIFIED` only for an
 /// absent optional enum), so that `event_from_pb(event_to_pb(&e)) == Ok(e)` for every valid `e`.
 #[must_use]

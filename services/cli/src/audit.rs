@@ -1050,26 +1050,25 @@ pub async fn verify_views(
             let (served, local) = match name {
                 "separations" => (
                     client.separations(request).await,
-                    wfl_projector::view_struct(&at.separations(&q)),
+                    wfl_projector::view_message(&at.separations(&q)),
                 ),
                 "headcount" => (
                     client.headcount(request).await,
-                    wfl_projector::view_struct(&at.headcount(&q)),
+                    wfl_projector::view_message(&at.headcount(&q)),
                 ),
                 "cohort_exposure" => (
                     client.cohort_exposure(request).await,
-                    wfl_projector::view_struct(&at.cohort_exposure(&q)),
+                    wfl_projector::view_message(&at.cohort_exposure(&q)),
                 ),
                 "hiring_signals" => (
                     client.hiring_signals(request).await,
-                    wfl_projector::view_struct(&at.hiring_signals(&q)),
+                    wfl_projector::view_message(&at.hiring_signals(&q)),
                 ),
                 _ => (
                     client.ai_adoption(request).await,
-                    wfl_projector::view_struct(&at.ai_adoption(&q)),
+                    wfl_projector::view_message(&at.ai_adoption(&q)),
                 ),
             };
-            let local = local?;
             let served = match served {
                 Ok(r) => r.into_inner(),
                 Err(s) => {
@@ -1104,7 +1103,7 @@ pub async fn verify_views(
                     )
                 })
             } else {
-                struct_difference(served.view.as_ref(), Some(&local), "")
+                view_difference(served.view.as_ref(), Some(&local))
                     .map(|(path, s, l)| format!("{path}: served {s}, re-derived {l}"))
             };
             if let Some(problem) = problem {
@@ -1153,57 +1152,111 @@ fn fold_export(
     Ok((p, last.0, last.1, orgs))
 }
 
-/// The first path where two answers differ, with both values (rendered as JSON).
-fn struct_difference(
-    served: Option<&prost_types::Struct>,
-    local: Option<&prost_types::Struct>,
+/// The first path where two answers differ (a JSON pointer into the view as `wfl report` prints
+/// it), with both values rendered.
+fn view_difference(
+    served: Option<&pb::view_response::View>,
+    local: Option<&pb::view_response::View>,
+) -> Option<(String, String, String)> {
+    if served == local {
+        return None;
+    }
+    let json = |v: Option<&pb::view_response::View>| {
+        v.map_or(serde_json::Value::Null, crate::report::view_value)
+    };
+    json_difference(Some(&json(served)), Some(&json(local)), "").or_else(|| {
+        Some((
+            "/".to_owned(),
+            "another view".to_owned(),
+            "this one".to_owned(),
+        ))
+    })
+}
+
+/// The first path where two JSON values differ, with both values rendered.
+fn json_difference(
+    s: Option<&serde_json::Value>,
+    l: Option<&serde_json::Value>,
     path: &str,
 ) -> Option<(String, String, String)> {
-    use prost_types::value::Kind;
-    fn render(v: Option<&prost_types::Value>) -> String {
-        match v.and_then(|v| v.kind.as_ref()) {
+    use serde_json::Value;
+    fn render(v: Option<&Value>) -> String {
+        match v {
             None => "nothing".to_owned(),
-            Some(Kind::NullValue(_)) => "null".to_owned(),
-            Some(Kind::BoolValue(b)) => b.to_string(),
-            Some(Kind::NumberValue(n)) => n.to_string(),
-            Some(Kind::StringValue(s)) => format!("{s:?}"),
-            Some(Kind::ListValue(l)) => format!("a list of {}", l.values.len()),
-            Some(Kind::StructValue(s)) => format!("an object of {} keys", s.fields.len()),
+            Some(Value::String(s)) => format!("{s:?}"),
+            Some(Value::Array(l)) => format!("a list of {}", l.len()),
+            Some(Value::Object(o)) => format!("an object of {} keys", o.len()),
+            Some(other) => other.to_string(),
         }
     }
-    fn value_difference(
-        s: Option<&prost_types::Value>,
-        l: Option<&prost_types::Value>,
-        path: &str,
-    ) -> Option<(String, String, String)> {
-        match (
-            s.and_then(|v| v.kind.as_ref()),
-            l.and_then(|v| v.kind.as_ref()),
-        ) {
-            (Some(Kind::StructValue(a)), Some(Kind::StructValue(b))) => {
-                struct_difference(Some(a), Some(b), path)
-            }
-            (Some(Kind::ListValue(a)), Some(Kind::ListValue(b)))
-                if a.values.len() == b.values.len() =>
-            {
-                a.values
-                    .iter()
-                    .zip(&b.values)
-                    .enumerate()
-                    .find_map(|(i, (x, y))| {
-                        value_difference(Some(x), Some(y), &format!("{path}/{i}"))
-                    })
-            }
-            _ if s == l => None,
-            _ => Some((path.to_owned(), render(s), render(l))),
+    match (s, l) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                json_difference(a.get(k), b.get(k), &format!("{path}/{key}"))
+            })
         }
+        (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| json_difference(Some(x), Some(y), &format!("{path}/{i}"))),
+        _ if s == l => None,
+        _ => Some((path.to_owned(), render(s), render(l))),
     }
-    let empty = prost_types::Struct::default();
-    let (a, b) = (served.unwrap_or(&empty), local.unwrap_or(&empty));
-    let keys: std::collections::BTreeSet<&String> =
-        a.fields.keys().chain(b.fields.keys()).collect();
-    let first = keys
-        .into_iter()
-        .find_map(|k| value_difference(a.fields.get(k), b.fields.get(k), &format!("{path}/{k}")));
-    first
+}
+
+#[cfg(test)]
+mod tests {
+    use wfl_proto::pb;
+
+    use super::view_difference;
+
+    fn separations(count: u64, bucket: &str) -> pb::view_response::View {
+        pb::view_response::View::Separations(pb::SeparationsView {
+            as_of_sequence: 9,
+            period: "month".into(),
+            totals: vec![
+                pb::BucketTotal {
+                    bucket: "formal_layoff".into(),
+                    evidence: "/totals/0".into(),
+                    ..Default::default()
+                },
+                pb::BucketTotal {
+                    bucket: bucket.into(),
+                    count,
+                    evidence_count: count,
+                    evidence: "/totals/1".into(),
+                    ai: Some(pb::AiShare::default()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_view_difference_names_the_first_differing_path() {
+        let served = separations(12, "gradual_attrition");
+        assert_eq!(view_difference(Some(&served), Some(&served.clone())), None);
+        assert_eq!(
+            view_difference(Some(&served), Some(&separations(11, "gradual_attrition"))),
+            Some(("/totals/1/count".into(), "12".into(), "11".into()))
+        );
+        assert_eq!(
+            view_difference(Some(&served), Some(&separations(12, "neutral"))),
+            Some((
+                "/totals/1/bucket".into(),
+                "\"gradual_attrition\"".into(),
+                "\"neutral\"".into()
+            ))
+        );
+        let headcount = pb::view_response::View::Headcount(pb::HeadcountView::default());
+        assert!(view_difference(Some(&served), Some(&headcount)).is_some());
+        assert_eq!(
+            view_difference(None, Some(&served)).map(|d| d.0),
+            Some(String::new())
+        );
+    }
 }

@@ -113,7 +113,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                 .await
                 .map_err(status)?
                 .into_inner();
-            let events: Vec<Value> = resp.events.into_iter().map(|s| struct_json(&s)).collect();
+            let events: Vec<Value> = resp.events.iter().map(explained_json).collect();
             (
                 resp.as_of_sequence,
                 "Explain",
@@ -125,16 +125,12 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
             (
                 v.as_of_sequence,
                 "Separations by bucket and mechanism",
-                v.view.as_ref().map_or(Value::Null, struct_json),
+                view_json(&v),
             )
         }
         View::Headcount => {
             let v = client.headcount(r).await.map_err(status)?.into_inner();
-            (
-                v.as_of_sequence,
-                "Headcount",
-                v.view.as_ref().map_or(Value::Null, struct_json),
-            )
+            (v.as_of_sequence, "Headcount", view_json(&v))
         }
         View::Cohorts => {
             let v = client
@@ -142,27 +138,15 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                 .await
                 .map_err(status)?
                 .into_inner();
-            (
-                v.as_of_sequence,
-                "Cohort exposure",
-                v.view.as_ref().map_or(Value::Null, struct_json),
-            )
+            (v.as_of_sequence, "Cohort exposure", view_json(&v))
         }
         View::Hiring => {
             let v = client.hiring_signals(r).await.map_err(status)?.into_inner();
-            (
-                v.as_of_sequence,
-                "Hiring signals",
-                v.view.as_ref().map_or(Value::Null, struct_json),
-            )
+            (v.as_of_sequence, "Hiring signals", view_json(&v))
         }
         View::Ai => {
             let v = client.ai_adoption(r).await.map_err(status)?.into_inner();
-            (
-                v.as_of_sequence,
-                "AI adoption",
-                v.view.as_ref().map_or(Value::Null, struct_json),
-            )
+            (v.as_of_sequence, "AI adoption", view_json(&v))
         }
     };
     Ok(match format {
@@ -204,31 +188,82 @@ fn threshold_json(s: &pb::ThresholdStatus) -> Value {
     })
 }
 
-/// A protobuf Struct as JSON.
-fn struct_json(s: &prost_types::Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_json(v)))
-            .collect(),
-    )
+/// A typed view answer as the JSON document `wfl report` prints (the view's fields, keys sorted,
+/// whole numbers without a fraction).
+#[must_use]
+pub fn view_json(r: &pb::ViewResponse) -> Value {
+    r.view.as_ref().map_or(Value::Null, view_value)
 }
 
-fn value_json(v: &prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9e15 {
-                json!(*n as i64)
-            } else {
-                json!(n)
-            }
+/// One typed view as its JSON document (see [`view_json`]).
+#[must_use]
+pub fn view_value(view: &pb::view_response::View) -> Value {
+    use pb::view_response::View as V;
+    let value = match view {
+        V::Separations(v) => serde_json::to_value(v),
+        V::Headcount(v) => serde_json::to_value(v),
+        V::CohortExposure(v) => serde_json::to_value(v),
+        V::HiringSignals(v) => serde_json::to_value(v),
+        V::AiAdoption(v) => serde_json::to_value(v),
+    };
+    value.map_or(Value::Null, normalised)
+}
+
+/// One explained event as JSON: the projection's own form (payloads in the domain's JSON, as
+/// `wfl record` reads them).
+fn explained_json(e: &pb::ExplainedEvent) -> Value {
+    let payload = |p: &Option<pb::Payload>| {
+        p.clone()
+            .and_then(|p| wfl_proto::convert::payload_from_pb(p).ok())
+            .and_then(|p| serde_json::to_value(p).ok())
+            .unwrap_or(Value::Null)
+    };
+    let c = e.classification.clone().unwrap_or_default();
+    normalised(json!({
+        "event_id": e.event_id,
+        "sequence": e.sequence,
+        "org": e.org_id,
+        "site": e.site_id,
+        "jurisdiction": e.jurisdiction,
+        "effective_date": e.effective_date,
+        "event_type": e.event_type,
+        "correlation_id": e.correlation_id,
+        "payload": payload(&e.payload),
+        "original_payload": payload(&e.original_payload),
+        "classification": {
+            "bucket": c.bucket,
+            "employer_influenced": c.employer_influenced,
+            "mechanism": c.mechanism,
+            "ai": c.ai,
+            "position_closed": c.position_closed,
+            "backfilled": c.backfilled,
+        },
+        "corrected_by": e.corrected_by,
+        "linked_by": e.linked_by,
+        "retracted_by": e.retracted_by,
+    }))
+}
+
+/// Keys sorted and whole numbers printed without a fraction (`5`, not `5.0`), as the views have
+/// always been printed.
+fn normalised(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, x)| (k, normalised(x)))
+                    .collect(),
+            )
         }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_json).collect()),
-        Some(Kind::StructValue(s)) => struct_json(s),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalised).collect()),
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => json!(f as i64),
+            _ => Value::Number(n),
+        },
+        other => other,
     }
 }
 

@@ -13,6 +13,7 @@ use wfl_domain::{Cohort, Date, OrgId, SiteId};
 use wfl_projections::views::{At, Period, Projection, Query};
 use wfl_proto::pb;
 
+use crate::typed::TypedView;
 use crate::{thresholds, Shared};
 
 /// How long a view request waits for the projector to reach its `as_of_sequence`.
@@ -93,7 +94,7 @@ impl ViewsApi {
     }
 
     /// Answers one of the five document views.
-    async fn view<T: serde::Serialize>(
+    async fn view<T: TypedView>(
         &self,
         caller: &wfl_auth::Caller,
         mut r: pb::ViewRequest,
@@ -112,7 +113,7 @@ impl ViewsApi {
         let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
         let hash = self.hash_at(seq).await?;
         let root = self.root_at(seq).await;
-        let mut response = view_response(seq, hash, &v)?;
+        let mut response = view_response(seq, hash, &v);
         response.get_mut().as_of_root = root;
         Ok(response)
     }
@@ -288,93 +289,17 @@ fn query(r: &pb::ViewRequest) -> Result<Query, Status> {
     })
 }
 
-/// A serde value as a protobuf Struct (objects) or a Struct wrapping it under "value".
-fn to_struct(value: serde_json::Value) -> prost_types::Struct {
-    match to_value(value).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => s,
-        other => prost_types::Struct {
-            fields: [("value".to_owned(), prost_types::Value { kind: other })]
-                .into_iter()
-                .collect(),
-        },
-    }
-}
-
-fn to_value(value: serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(to_value).collect(),
-        }),
-        serde_json::Value::Object(o) => Kind::StructValue(prost_types::Struct {
-            fields: o.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-/// A view as it is served: serialised, each figure's `event_ids` replaced by its evidence count
-/// and path, as a protobuf `Struct`. Public so an auditor's tool (`wfl verify --views`) can build
-/// the same answer from an export's events and compare it with what a projector served.
-///
-/// # Errors
-/// The view does not serialise (a bug).
-pub fn view_struct<T: serde::Serialize>(
-    view: &T,
-) -> Result<prost_types::Struct, serde_json::Error> {
-    let mut value = serde_json::to_value(view)?;
-    bound_evidence(&mut value, &mut String::new());
-    Ok(to_struct(value))
-}
-
-fn view_response<T: serde::Serialize>(
+fn view_response<T: TypedView>(
     as_of_sequence: u64,
     as_of_hash: Vec<u8>,
     view: &T,
-) -> Result<Response<pb::ViewResponse>, Status> {
-    let view = view_struct(view).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(pb::ViewResponse {
+) -> Response<pb::ViewResponse> {
+    Response::new(pb::ViewResponse {
         as_of_sequence,
-        view: Some(view),
         as_of_hash,
         as_of_root: Vec::new(),
-    }))
-}
-
-/// Replaces every figure's `event_ids` by `evidence_count` and its `evidence` path (a JSON pointer
-/// for `Explain` with a `figure`), so an answer's size depends on the figures asked for, not on
-/// how many events stand behind them.
-fn bound_evidence(value: &mut serde_json::Value, path: &mut String) {
-    match value {
-        serde_json::Value::Object(map) => {
-            if let Some(serde_json::Value::Array(ids)) = map.remove("event_ids") {
-                map.insert("evidence_count".into(), ids.len().into());
-                let pointer = if path.is_empty() { "/" } else { path.as_str() };
-                map.insert("evidence".into(), pointer.into());
-            }
-            for (k, v) in map.iter_mut() {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                bound_evidence(v, path);
-                path.truncate(len);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for (i, v) in items.iter_mut().enumerate() {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&i.to_string());
-                bound_evidence(v, path);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
+        view: Some(view.typed()),
+    })
 }
 
 /// The view a `Figure` names, as a JSON document with its ids (not bounded: for Explain only).
@@ -514,7 +439,7 @@ impl pb::views_server::Views for ViewsApi {
         caller.check_orgs(events.iter().map(|e| e.org.0.as_str()))?;
         Ok(Response::new(pb::ExplainResponse {
             as_of_sequence: seq,
-            events: explained_structs(&events)?,
+            events: explained(&events),
             total: events.len() as u64,
             next_page_token: String::new(),
         }))
@@ -589,7 +514,7 @@ impl ViewsApi {
         let next = offset + events.len();
         Ok(Response::new(pb::ExplainResponse {
             as_of_sequence: seq,
-            events: explained_structs(&events)?,
+            events: explained(&events),
             total: total as u64,
             next_page_token: if next < total {
                 next.to_string()
@@ -600,19 +525,172 @@ impl ViewsApi {
     }
 }
 
-fn explained_structs(
-    events: &[wfl_projections::views::ExplainedEvent],
-) -> Result<Vec<prost_types::Struct>, Status> {
-    events
-        .iter()
-        .map(|e| {
-            serde_json::to_value(e)
-                .map(to_struct)
-                .map_err(|e| Status::internal(e.to_string()))
-        })
-        .collect()
+fn explained(events: &[wfl_projections::views::ExplainedEvent]) -> Vec<pb::ExplainedEvent> {
+    events.iter().map(crate::typed::explained).collect()
 }
 
 fn uuid_parse(s: &str) -> Option<wfl_domain::EventId> {
     serde_json::from_value::<wfl_domain::EventId>(serde_json::Value::String(s.to_owned())).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message;
+    use tokio::sync::RwLock;
+    use wfl_domain::{Payload, Resignation};
+    use wfl_projections::views::Projection;
+    use wfl_proto::pb;
+    use wfl_proto::pb::views_server::Views;
+    use wfl_testkit::scenario;
+
+    use super::ViewsApi;
+    use crate::{Progress, Shared};
+
+    const ORG: &str = "big-org";
+    /// Most bytes a standard gRPC client accepts in one answer.
+    const FOUR_MIB: usize = 4 << 20;
+
+    /// A Views service over `projection` (no ledger: the answers' hash and root are cached).
+    fn api(projection: Projection) -> ViewsApi {
+        let head = projection.last_sequence();
+        let (checkpoint, _) = tokio::sync::watch::channel(head);
+        ViewsApi::new(Arc::new(Shared {
+            progress: Arc::new(Progress::default()),
+            projection: RwLock::new(projection),
+            checkpoint,
+            last_hash: std::sync::Mutex::new((head, vec![7; 32])),
+            last_root: std::sync::Mutex::new((head, vec![9; 32])),
+            packs: Vec::new(),
+            ledger_addr: "http://127.0.0.1:1".into(),
+            ledger_credentials: wfl_auth::Credentials::default(),
+        }))
+    }
+
+    fn request<T>(message: T, method: &'static str) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.extensions_mut().insert(wfl_auth::Caller {
+            principal: Arc::new(wfl_auth::Principal::unauthenticated_admin()),
+            method,
+        });
+        r
+    }
+
+    /// 200,000 events in one org (150,000 hires, 50,000 of them resigning): a view answer is a
+    /// few KiB (evidence counts, never ids; 150,000 hires behind one headcount figure), and the
+    /// 50,000 resignations behind a separations figure page through Explain, each page far under
+    /// 4 MiB.
+    #[tokio::test]
+    async fn answers_for_a_large_org_are_small_and_its_evidence_pages_through_explain() {
+        const HIRES: usize = 150_000;
+        const LEAVERS: usize = 50_000;
+        let mut p = Projection::new();
+        let mut sequence = 0;
+        for i in 0..HIRES {
+            sequence += 1;
+            p.apply(sequence, &scenario::hire(ORG, &format!("w-{i}")));
+        }
+        for i in 0..LEAVERS {
+            sequence += 1;
+            let mut leave = scenario::event(
+                ORG,
+                Payload::Resignation(Resignation {
+                    separation: scenario::separation(&format!("w-{i}")),
+                    regrettable: false,
+                    pressured: false,
+                }),
+            );
+            leave.effective_date = scenario::default_date().add_days(40);
+            p.apply(sequence, &leave);
+        }
+        let api = api(p);
+        let ask = pb::ViewRequest {
+            org_id: ORG.into(),
+            ..Default::default()
+        };
+        let path = "/wfl.v1.Views/Headcount";
+        let headcount = api
+            .headcount(request(ask.clone(), path))
+            .await
+            .expect("Headcount")
+            .into_inner();
+        assert_eq!(headcount.as_of_sequence, sequence);
+        assert_eq!(headcount.as_of_hash, vec![7; 32]);
+        assert_eq!(headcount.as_of_root, vec![9; 32]);
+        let bytes = headcount.encoded_len();
+        assert!(bytes < 16 << 10, "a headcount answer of {bytes} bytes");
+        let Some(pb::view_response::View::Headcount(view)) = &headcount.view else {
+            panic!("a HeadcountView: {:?}", headcount.view)
+        };
+        let first = view.rows[0].total.as_ref().expect("a total");
+        assert_eq!(first.hires, HIRES as u64);
+        assert_eq!(first.evidence_count, HIRES as u64);
+        assert_eq!(first.evidence, "/rows/0/total");
+
+        let separations = api
+            .separations(request(ask.clone(), "/wfl.v1.Views/Separations"))
+            .await
+            .expect("Separations")
+            .into_inner();
+        assert!(separations.encoded_len() < 16 << 10);
+        let Some(pb::view_response::View::Separations(sep)) = &separations.view else {
+            panic!("a SeparationsView")
+        };
+        assert_eq!(sep.total, LEAVERS as u64);
+        assert_eq!(
+            sep.totals.iter().map(|t| t.evidence_count).sum::<u64>(),
+            LEAVERS as u64
+        );
+
+        // The largest pages cover a figure: every separation once, each page under 4 MiB.
+        let figure = sep
+            .totals
+            .iter()
+            .find(|t| t.evidence_count > 0)
+            .expect("a bucket with the resignations");
+        assert_eq!(figure.evidence_count, LEAVERS as u64);
+        let explain = |token: String, page_size: u32| pb::ExplainRequest {
+            figure: Some(pb::Figure {
+                view: "separations".into(),
+                request: Some(ask.clone()),
+                path: figure.evidence.clone(),
+            }),
+            page_token: token,
+            page_size,
+            ..Default::default()
+        };
+        // The default page is 1,000 events.
+        let page = api
+            .explain(request(explain(String::new(), 0), "/wfl.v1.Views/Explain"))
+            .await
+            .expect("Explain")
+            .into_inner();
+        assert_eq!(page.events.len(), 1_000);
+        assert_eq!(page.total, LEAVERS as u64);
+        assert_eq!(page.next_page_token, "1000");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut token = String::new();
+        loop {
+            let page = api
+                .explain(request(explain(token, 10_000), "/wfl.v1.Views/Explain"))
+                .await
+                .expect("Explain page")
+                .into_inner();
+            assert!(
+                page.encoded_len() < FOUR_MIB,
+                "a page of {} bytes",
+                page.encoded_len()
+            );
+            for e in page.events {
+                assert_eq!(e.event_type, "Resignation");
+                assert!(seen.insert(e.event_id), "no event twice");
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen.len(), LEAVERS);
+    }
 }

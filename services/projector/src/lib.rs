@@ -14,6 +14,7 @@ mod api;
 mod follow;
 mod store;
 mod thresholds;
+mod typed;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -25,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use wfl_bus::Bus;
 use wfl_projections::views::Projection;
 
-pub use api::{view_struct, ViewsApi};
+pub use api::ViewsApi;
+pub use typed::{explained, view_message, TypedView};
 pub use wfl_projections::rules::RulePack;
 
 /// Subject prefix of threshold alerts: `wfl.alerts.<org>.<rule_id>`.
