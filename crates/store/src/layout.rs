@@ -10,7 +10,7 @@
 
 use uuid::Uuid;
 
-use crate::{Decision, Error, Hash, Head};
+use crate::{Decision, Error, Hash, Head, RefusalCode};
 
 /// `c` + tree size → opaque signed checkpoint.
 pub(crate) const CHECKPOINT: u8 = b'c';
@@ -616,10 +616,10 @@ pub(crate) fn encode_committed(sequence: u64, hash: &Hash, submission: &[u8; ID_
 }
 
 /// A refusal; `content` is all zero when unknown.
-pub(crate) fn encode_rejected(code: i32, content: &Hash, message: &str) -> Vec<u8> {
+pub(crate) fn encode_rejected(code: RefusalCode, content: &Hash, message: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(REFUSED_HEADER_LEN + message.len());
     out.push(REFUSED_TAG);
-    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&code.stored().to_be_bytes());
     out.extend_from_slice(content);
     out.extend_from_slice(message.as_bytes());
     out
@@ -647,7 +647,7 @@ pub(crate) fn decode_decision(event_id: &Uuid, value: &[u8]) -> Result<Decision,
             })
         }
         [REJECTED_TAG, c0, c1, c2, c3, message @ ..] => Ok(Decision::Rejected {
-            code: i32::from_be_bytes([*c0, *c1, *c2, *c3]),
+            code: refusal_code(event_id, [*c0, *c1, *c2, *c3])?,
             message: utf8_message(event_id, message)?,
             content: None,
         }),
@@ -655,7 +655,7 @@ pub(crate) fn decode_decision(event_id: &Uuid, value: &[u8]) -> Result<Decision,
             let (content, message) = rest.split_at(HASH_LEN);
             let content: Hash = to_array(content);
             Ok(Decision::Rejected {
-                code: i32::from_be_bytes([*c0, *c1, *c2, *c3]),
+                code: refusal_code(event_id, [*c0, *c1, *c2, *c3])?,
                 message: utf8_message(event_id, message)?,
                 content: Some(content).filter(|c| c != &[0; HASH_LEN]),
             })
@@ -668,6 +668,19 @@ pub(crate) fn decode_decision(event_id: &Uuid, value: &[u8]) -> Result<Decision,
             ),
         )),
     }
+}
+
+/// The typed code of a stored refusal; an unknown number is corruption (or a newer writer), named.
+fn refusal_code(event_id: &Uuid, bytes: [u8; 4]) -> Result<RefusalCode, Error> {
+    let n = i32::from_be_bytes(bytes);
+    RefusalCode::from_stored(n).ok_or_else(|| {
+        Error::corrupt(
+            0,
+            format!(
+                "refusal of {event_id} has code {n}, which this build does not know (known: 3 invalid argument, 9 failed precondition, 10 aborted); was the store written by a newer wfl?"
+            ),
+        )
+    })
 }
 
 fn utf8_message(event_id: &Uuid, message: &[u8]) -> Result<String, Error> {
@@ -804,11 +817,11 @@ mod tests {
                 submission: Some(sub)
             }
         );
-        let refused = encode_rejected(9, &[4; 32], "no");
+        let refused = encode_rejected(RefusalCode::FailedPrecondition, &[4; 32], "no");
         assert_eq!(
             decode_decision(&id, &refused).unwrap(),
             Decision::Rejected {
-                code: 9,
+                code: RefusalCode::FailedPrecondition,
                 message: "no".into(),
                 content: Some([4; 32])
             }
@@ -830,10 +843,38 @@ mod tests {
         assert_eq!(
             decode_decision(&id, &old).unwrap(),
             Decision::Rejected {
-                code: 9,
+                code: RefusalCode::FailedPrecondition,
                 message: "no".into(),
                 content: None
             }
         );
+    }
+
+    #[test]
+    fn refusal_codes_keep_the_numbers_stored_before_the_type() {
+        // The raw google.rpc.Code numbers the ledger stored as i32 before refusal codes were
+        // typed: INVALID_ARGUMENT 3, FAILED_PRECONDITION 9, ABORTED 10. These must never change.
+        let id = Uuid::from_u128(9);
+        for (code, n) in RefusalCode::ALL.into_iter().zip([3, 9, 10]) {
+            assert_eq!(code.stored(), n);
+            assert_eq!(RefusalCode::from_stored(n), Some(code));
+            let value = encode_rejected(code, &[1; 32], "m");
+            assert_eq!(&value[1..5], &n.to_be_bytes());
+            let mut old = vec![REJECTED_TAG];
+            old.extend_from_slice(&n.to_be_bytes());
+            assert!(
+                matches!(decode_decision(&id, &old), Ok(Decision::Rejected { code: c, .. }) if c == code)
+            );
+        }
+        for tag in [REJECTED_TAG, REFUSED_TAG] {
+            let mut unknown = vec![tag];
+            unknown.extend_from_slice(&14i32.to_be_bytes());
+            unknown.extend_from_slice(&[0; 32]);
+            let err = decode_decision(&id, &unknown).unwrap_err().to_string();
+            assert!(
+                err.contains("code 14") && err.contains(&id.to_string()),
+                "{err}"
+            );
+        }
     }
 }

@@ -98,6 +98,53 @@ pub struct NewRecord {
     pub submission: Option<uuid::Uuid>,
 }
 
+/// Why an event was refused, as the store keeps it.
+///
+/// On disk a refusal code is a big-endian `i32` after the decision's tag (layouts 2 and 3
+/// alike). The numbers are fixed by [`RefusalCode::stored`] and never reused; they are the
+/// `google.rpc.Code` numbers the ledger stored as raw integers before this type existed, so every
+/// earlier store reads unchanged. A stored number this build does not know is reported as
+/// [`Error::Corrupt`] naming the event and the number, never guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalCode {
+    /// The event is malformed or does not convert (stored as 3).
+    InvalidArgument,
+    /// A lifecycle rule refuses the event (stored as 9).
+    FailedPrecondition,
+    /// The worker's stream is not at the version the event expected (stored as 10).
+    Aborted,
+}
+
+impl RefusalCode {
+    /// Every code, for tests and tables.
+    pub const ALL: [Self; 3] = [
+        Self::InvalidArgument,
+        Self::FailedPrecondition,
+        Self::Aborted,
+    ];
+
+    /// The number kept on disk.
+    #[must_use]
+    pub const fn stored(self) -> i32 {
+        match self {
+            Self::InvalidArgument => 3,
+            Self::FailedPrecondition => 9,
+            Self::Aborted => 10,
+        }
+    }
+
+    /// The code a stored number stands for, if this build knows it.
+    #[must_use]
+    pub const fn from_stored(n: i32) -> Option<Self> {
+        match n {
+            3 => Some(Self::InvalidArgument),
+            9 => Some(Self::FailedPrecondition),
+            10 => Some(Self::Aborted),
+            _ => None,
+        }
+    }
+}
+
 /// A durable "this event id was refused" record.
 ///
 /// Recording refusals makes retries idempotent: a client resubmitting a
@@ -106,8 +153,8 @@ pub struct NewRecord {
 pub struct Rejection {
     /// The refused event id; it can never be committed afterwards.
     pub event_id: uuid::Uuid,
-    /// Caller-defined reason code.
-    pub code: i32,
+    /// Why it was refused.
+    pub code: RefusalCode,
     /// Human-readable reason.
     pub message: String,
     /// SHA-256 of the refused event's canonical bytes, so a later submission of the same id
@@ -145,8 +192,8 @@ pub enum Decision {
     },
     /// Refused with this reason.
     Rejected {
-        /// Caller-defined reason code.
-        code: i32,
+        /// Why it was refused.
+        code: RefusalCode,
         /// Human-readable reason.
         message: String,
         /// SHA-256 of the refused content; `None` for refusals stored before layout 3.

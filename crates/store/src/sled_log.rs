@@ -20,6 +20,7 @@
 //! h                                head: seq:u64 hash:32
 //! i event_id:16                    'D' seq:u64 hash:32 submission:16
 //!                                    | 'S' code:i32 content:32 message…
+//!                                    (code: a RefusalCode's stored number, 3 / 9 / 10)
 //!                                    (layout 2 wrote 'C' seq hash | 'R' code message; still read)
 //! j id[0..6] group:u8              layout 2 committed-id group: n × (id[6..16] seq:u64
 //!                                    hash:32), sorted by id, n <= 128; read, never extended

@@ -9,8 +9,8 @@
 
 use uuid::Uuid;
 use wfl_store::{
-    chain_hash, Decision, Error, Filter, Head, Log, NewRecord, Rejection, StoredRecord,
-    MAX_LABEL_LEN, ZERO_HASH,
+    chain_hash, Decision, Error, Filter, Head, Log, NewRecord, RefusalCode, Rejection,
+    StoredRecord, MAX_LABEL_LEN, ZERO_HASH,
 };
 
 fn id(n: u128) -> Uuid {
@@ -33,7 +33,7 @@ fn submission(sequence: u64) -> Uuid {
     Uuid::from_u128(0x5b5b_u128 << 64 | u128::from(sequence))
 }
 
-fn reject(n: u128, code: i32) -> Rejection {
+fn reject(n: u128, code: RefusalCode) -> Rejection {
     Rejection {
         event_id: id(n),
         code,
@@ -149,7 +149,10 @@ fn suite_non_contiguous_is_conflict_and_writes_nothing(log: &dyn Log) {
                 r
             })
             .collect();
-        assert!(is_conflict(log.append(&records, &[reject(2000, 1)])));
+        assert!(is_conflict(log.append(
+            &records,
+            &[reject(2000, RefusalCode::InvalidArgument)]
+        )));
         assert_eq!(log.head().unwrap(), before);
         assert_eq!(log.get(13).unwrap(), None);
         assert_eq!(log.decision(&id(1000)).unwrap(), None);
@@ -165,7 +168,8 @@ fn suite_non_contiguous_is_conflict_and_writes_nothing(log: &dyn Log) {
 
 fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
     seed(log);
-    log.append(&[], &[reject(500, 7)]).unwrap();
+    log.append(&[], &[reject(500, RefusalCode::Aborted)])
+        .unwrap();
     let before = log.head().unwrap();
 
     let mut committed_again = rec(13, "a", "X");
@@ -179,16 +183,25 @@ fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
     assert!(is_conflict(log.append(&[rejected_before], &[])));
     assert!(is_conflict(log.append(&twice, &[])));
     // Rejections obey the same rule, against records and each other.
-    assert!(is_conflict(log.append(&[], &[reject(5, 1)])));
-    assert!(is_conflict(log.append(&[], &[reject(500, 1)])));
     assert!(is_conflict(
-        log.append(&[], &[reject(600, 1), reject(600, 2)])
+        log.append(&[], &[reject(5, RefusalCode::InvalidArgument)])
     ));
+    assert!(is_conflict(
+        log.append(&[], &[reject(500, RefusalCode::InvalidArgument)])
+    ));
+    assert!(is_conflict(log.append(
+        &[],
+        &[
+            reject(600, RefusalCode::InvalidArgument),
+            reject(600, RefusalCode::FailedPrecondition)
+        ]
+    )));
     let mut record_and_rejection = rec(13, "a", "X");
     record_and_rejection.event_id = id(700);
-    assert!(is_conflict(
-        log.append(&[record_and_rejection], &[reject(700, 1)])
-    ));
+    assert!(is_conflict(log.append(
+        &[record_and_rejection],
+        &[reject(700, RefusalCode::InvalidArgument)]
+    )));
 
     assert_eq!(log.head().unwrap(), before);
     assert_eq!(log.get(13).unwrap(), None);
@@ -197,7 +210,7 @@ fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
     assert_eq!(
         log.decision(&id(500)).unwrap(),
         Some(Decision::Rejected {
-            code: 7,
+            code: RefusalCode::Aborted,
             message: "refused 500".to_owned(),
             content: Some([500u128 as u8; 32]),
         })
@@ -210,14 +223,28 @@ fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
 
 fn suite_rejections_are_recorded(log: &dyn Log) {
     let links = log
-        .append(&[rec(1, "a", "X")], &[reject(100, 3), reject(101, -4)])
+        .append(
+            &[rec(1, "a", "X")],
+            &[
+                reject(100, RefusalCode::InvalidArgument),
+                reject(101, RefusalCode::Aborted),
+            ],
+        )
         .unwrap();
     assert_eq!(links.len(), 1);
     assert_eq!(log.head().unwrap().sequence, 1);
     // Rejection-only append: head does not move.
-    assert_eq!(log.append(&[], &[reject(102, 0)]).unwrap(), vec![]);
+    assert_eq!(
+        log.append(&[], &[reject(102, RefusalCode::FailedPrecondition)])
+            .unwrap(),
+        vec![]
+    );
     assert_eq!(log.head().unwrap().sequence, 1);
-    for (n, code) in [(100, 3), (101, -4), (102, 0)] {
+    for (n, code) in [
+        (100, RefusalCode::InvalidArgument),
+        (101, RefusalCode::Aborted),
+        (102, RefusalCode::FailedPrecondition),
+    ] {
         assert_eq!(
             log.decision(&id(n)).unwrap(),
             Some(Decision::Rejected {
@@ -235,13 +262,13 @@ fn suite_rejections_are_recorded(log: &dyn Log) {
     // Unicode and empty messages survive.
     let odd = Rejection {
         event_id: id(103),
-        code: i32::MIN,
+        code: RefusalCode::FailedPrecondition,
         message: "né — 拒否".to_owned(),
         content: None,
     };
     let empty = Rejection {
         event_id: id(104),
-        code: i32::MAX,
+        code: RefusalCode::InvalidArgument,
         message: String::new(),
         content: Some([0xee; 32]),
     };
@@ -455,7 +482,7 @@ fn suite_many_ids_sharing_a_prefix(log: &dyn Log) {
 fn reject_id(event_id: Uuid) -> Rejection {
     Rejection {
         event_id,
-        code: 1,
+        code: RefusalCode::InvalidArgument,
         message: "again".to_owned(),
         content: None,
     }
@@ -497,7 +524,11 @@ fn suite_meta(log: &dyn Log) {
 fn suite_verify_chain(log: &dyn Log) {
     assert_eq!(log.verify_chain().unwrap(), Head::EMPTY);
     seed(log);
-    log.append(&[rec(13, "a", "X")], &[reject(99, 1)]).unwrap();
+    log.append(
+        &[rec(13, "a", "X")],
+        &[reject(99, RefusalCode::InvalidArgument)],
+    )
+    .unwrap();
     let head = log.head().unwrap();
     assert_eq!(head.sequence, 13);
     assert_eq!(log.verify_chain().unwrap(), head);

@@ -12,7 +12,8 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use wfl_store::{
-    Decision, Error, Filter, Hash, Log, MemLog, NewRecord, Rejection, SledLog, StoredRecord,
+    Decision, Error, Filter, Hash, Log, MemLog, NewRecord, RefusalCode, Rejection, SledLog,
+    StoredRecord,
 };
 
 const ORGS: [&str; 5] = ["a", "b", "c", "ab", ""];
@@ -37,7 +38,7 @@ struct RecordSpec {
 enum Op {
     Append {
         records: Vec<RecordSpec>,
-        rejections: Vec<(IdChoice, i32)>,
+        rejections: Vec<(IdChoice, RefusalCode)>,
         /// Added to every sequence: non-zero makes the batch non-contiguous.
         skew: i8,
     },
@@ -74,7 +75,10 @@ fn op() -> impl Strategy<Value = Op> {
         });
     let append = (
         prop::collection::vec(record, 0..20),
-        prop::collection::vec((id_choice(), any::<i32>()), 0..3),
+        prop::collection::vec(
+            (id_choice(), prop::sample::select(RefusalCode::ALL.to_vec())),
+            0..3,
+        ),
         prop_oneof![20 => Just(0i8), 1 => -1i8..=1],
     )
         .prop_map(|(records, rejections, skew)| Op::Append {
@@ -275,7 +279,7 @@ fn run(mut backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .map(|(choice, code)| Rejection {
                         event_id: model.pick(choice),
                         code: *code,
-                        message: format!("code {code}"),
+                        message: format!("code {code:?}"),
                         content: None,
                     })
                     .collect();

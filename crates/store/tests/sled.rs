@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 use wfl_store::{
-    Decision, Error, Filter, Head, Log, NewRecord, Rejection, SledLog, StoredRecord, TREE_NAME,
+    Decision, Error, Filter, Head, Log, NewRecord, RefusalCode, Rejection, SledLog, StoredRecord,
+    TREE_NAME,
 };
 
 fn rec(sequence: u64, org: &str, event_type: &str) -> NewRecord {
@@ -121,7 +122,7 @@ fn reopen_keeps_head_chain_indexes_and_continues_the_chain() {
             &[],
             &[Rejection {
                 event_id: Uuid::from_u128(999),
-                code: 9,
+                code: RefusalCode::FailedPrecondition,
                 message: "no".to_owned(),
                 content: Some([7; 32]),
             }],
@@ -151,7 +152,7 @@ fn reopen_keeps_head_chain_indexes_and_continues_the_chain() {
     assert_eq!(
         log.decision(&Uuid::from_u128(999)).unwrap(),
         Some(Decision::Rejected {
-            code: 9,
+            code: RefusalCode::FailedPrecondition,
             message: "no".to_owned(),
             content: Some([7; 32]),
         })
@@ -483,7 +484,7 @@ fn a_layout_2_store_keeps_its_decisions() {
         &[],
         &[Rejection {
             event_id: Uuid::from_u128(999),
-            code: 9,
+            code: RefusalCode::FailedPrecondition,
             message: "no".to_owned(),
             content: Some([7; 32]),
         }],
@@ -524,7 +525,7 @@ fn a_layout_2_store_keeps_its_decisions() {
     assert_eq!(
         log.decision(&Uuid::from_u128(999)).unwrap(),
         Some(Decision::Rejected {
-            code: 9,
+            code: RefusalCode::FailedPrecondition,
             message: "no".to_owned(),
             content: None,
         })

@@ -1,9 +1,13 @@
 //! `wfl bench ingest`: wfl's ingest and replay paths beside the ceilings of the parts they are made
 //! of, measured in one run on the same payloads.
 //!
-//! Payloads: the restructuring mix of `wfl load` (hires, non-renewals, dismissals, hiring freezes,
-//! AI deployments ...) spread over several orgs, as stored records (`wfl.v1.CommittedEvent`, a few
-//! hundred bytes each). Rows, in order:
+//! Payloads ([`Payloads`]): the restructuring mix of `wfl load` (hires, non-renewals, economic
+//! dismissals, resignations, position links, AI roll-outs and usage) spread over several orgs, each
+//! event carrying the fields an HR system's export fills in (source reference, plan correlation,
+//! position, hours, contract end, legal ground, tenure, notice, severance ...), 300–400 bytes
+//! encoded. They are made once; every row sends or stores those same payloads (the ceilings as
+//! `wfl.v1.CommittedEvent` records, as the ledger stores them), only the org ids' two-character
+//! row tag and the event ids differ between rows. Rows, in order:
 //!
 //! - **ceilings**: raw JetStream publish with `Nats-Msg-Id`, pipelined 1,000 at a time, to a
 //!   file-storage stream; raw sled batch insert with one flush per 1,000; raw sled scan + protobuf
@@ -29,6 +33,10 @@ use futures::StreamExt;
 use prost::Message;
 use serde::Serialize;
 use wfl_proto::pb;
+
+use wfl_domain::{
+    AiAttribution, ContractType, Event, EventId, EvidenceConfidence, Money, OrgId, Payload, Source,
+};
 
 use crate::bench::{percentile, Node};
 use crate::loadgen::{Generator, Mix};
@@ -83,6 +91,8 @@ pub struct Row {
 pub struct IngestReport {
     pub events: u64,
     pub orgs: usize,
+    /// Mean encoded size of a submitted event (`wfl.v1.Event` bytes).
+    pub event_bytes: f64,
     /// Mean size of a stored record (`CommittedEvent` bytes).
     pub record_bytes: f64,
     pub nats_server: Option<String>,
@@ -126,9 +136,10 @@ impl IngestReport {
     #[must_use]
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} events over {} orgs, {:.0} B per stored record{}\n\n{:<9} {:<52} {:>12} {:<9} {}\n",
+            "{} events over {} orgs, mean {:.0} B per encoded event, {:.0} B per stored record{}\n\n{:<9} {:<52} {:>12} {:<9} {}\n",
             self.events,
             self.orgs,
+            self.event_bytes,
             self.record_bytes,
             self.nats_server
                 .as_deref()
@@ -204,12 +215,19 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         config.events,
         orgs.len()
     );
-    let records = stored_records(&orgs, &run, config.events)?;
+    let payloads = Payloads::new(&orgs, &run, config.events)?;
+    let records = payloads.stored_records("ce");
     let record_bytes =
         records.iter().map(|(_, b)| b.len()).sum::<usize>() as f64 / records.len().max(1) as f64;
+    let event_bytes = payloads.mean_encoded_bytes();
+    eprintln!(
+        "  {} events, mean {event_bytes:.0} B per encoded event, {record_bytes:.0} B per stored record",
+        records.len()
+    );
     let mut report = IngestReport {
-        events: config.events,
+        events: records.len() as u64,
         orgs: orgs.len(),
+        event_bytes,
         record_bytes,
         nats_server: None,
         rows: Vec::new(),
@@ -242,15 +260,16 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     eprintln!("wfl in process");
     let node =
         Node::start_with(&config.data_dir.join("inproc"), &config.packs, None, false).await?;
-    let committed = ingest_rate(&node.grpc, &orgs, "c", config, pb::AckLevel::Committed).await?;
+    let committed =
+        ingest_rate(&node.grpc, &payloads, "ic", config, pb::AckLevel::Committed).await?;
     report.push("wfl", INPROC_COMMITTED, committed, "events/s");
-    let accepted = ingest_rate(&node.grpc, &orgs, "a", config, pb::AckLevel::Accepted).await?;
+    let accepted = ingest_rate(&node.grpc, &payloads, "ia", config, pb::AckLevel::Accepted).await?;
     report.push("wfl", INPROC_ACCEPTED, accepted, "events/s");
     eprintln!(
         "single Record at {}/s for {} s",
         config.latency_rate, config.latency_secs
     );
-    let lat = record_latency(&node.grpc, &orgs[0], config).await?;
+    let lat = record_latency(&node.grpc, &payloads, config).await?;
     for (q, v) in [
         ("p50", lat.p50),
         ("p99", lat.p99),
@@ -289,9 +308,10 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         )
         .await?;
         let committed =
-            ingest_rate(&node.grpc, &orgs, "nc", config, pb::AckLevel::Committed).await?;
+            ingest_rate(&node.grpc, &payloads, "nc", config, pb::AckLevel::Committed).await?;
         report.push("wfl", NATS_COMMITTED, committed, "events/s");
-        let accepted = ingest_rate(&node.grpc, &orgs, "na", config, pb::AckLevel::Accepted).await?;
+        let accepted =
+            ingest_rate(&node.grpc, &payloads, "na", config, pb::AckLevel::Accepted).await?;
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
         node.stop().await?;
     }
@@ -328,35 +348,174 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     Ok(report)
 }
 
-/// `(event id, stored bytes)` of `n` events of the restructuring mix, round-robin over `orgs` in
-/// blocks of ten (a block is self-contained), as the ledger would store them.
-fn stored_records(orgs: &[String], run: &str, n: u64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let gens = orgs
-        .iter()
-        .map(|o| Generator::new(Mix::Restructuring, o, run))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!(e))?;
-    let mut out = Vec::with_capacity(n as usize);
-    let mut block = 0u64;
-    while (out.len() as u64) < n {
-        let g = &gens[(block as usize) % gens.len()];
-        let round = block / gens.len() as u64;
-        for e in g.events(round * 10, round * 10 + 10) {
-            if out.len() as u64 == n {
-                break;
-            }
-            let event = wfl_proto::convert::event_to_pb(&e);
-            let record = pb::CommittedEvent {
-                sequence: out.len() as u64 + 1,
-                recorded_at_micros: 1_767_225_600_000_000 + out.len() as i64,
-                event: Some(event),
-                ..Default::default()
-            };
-            out.push((e.event_id.to_string(), record.encode_to_vec()));
-        }
-        block += 1;
+/// The bench's events, made once: per org, the restructuring mix of `wfl load` in blocks of ten
+/// (a block is self-contained), each event enriched with what an HR system's export carries.
+/// Every row sends or stores these same payloads; [`Payloads::row`] gives a row its own org ids
+/// (a two-character tag appended, so sizes stay equal) and fresh event ids (links follow them).
+#[derive(Debug, Clone)]
+pub struct Payloads {
+    per_org: Vec<Vec<Event>>,
+}
+
+impl Payloads {
+    /// About `n` events (a multiple of ten per org) over `orgs`; `run` makes worker refs unique.
+    ///
+    /// # Errors
+    /// Never in practice (the load generator's start date is a constant).
+    pub fn new(orgs: &[String], run: &str, n: u64) -> anyhow::Result<Self> {
+        let per_org = (n / orgs.len().max(1) as u64).div_ceil(10).max(1) * 10;
+        let per_org = orgs
+            .iter()
+            .map(|o| {
+                let g = Generator::new(Mix::Restructuring, o, run).map_err(|e| anyhow!(e))?;
+                let mut events = g.events(0, per_org);
+                for (i, e) in events.iter_mut().enumerate() {
+                    enrich(e, run, i as u64);
+                }
+                Ok(events)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { per_org })
     }
-    Ok(out)
+
+    /// Events in all.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.per_org.iter().map(Vec::len).sum()
+    }
+
+    /// True when there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Mean size of the events as a client encodes them (`wfl.v1.Event`).
+    #[must_use]
+    pub fn mean_encoded_bytes(&self) -> f64 {
+        let total: usize = self
+            .per_org
+            .iter()
+            .flatten()
+            .map(|e| wfl_proto::convert::event_to_pb(e).encoded_len())
+            .sum();
+        total as f64 / self.len().max(1) as f64
+    }
+
+    /// The events of one row, per org: org ids tagged with `tag` (two characters, so every row's
+    /// payloads are the same size), fresh event ids, and links and causation ids that follow them.
+    #[must_use]
+    pub fn row(&self, tag: &str) -> Vec<Vec<Event>> {
+        self.per_org
+            .iter()
+            .map(|events| {
+                let mut ids = std::collections::HashMap::with_capacity(events.len());
+                events
+                    .iter()
+                    .map(|e| {
+                        let mut e = e.clone();
+                        let fresh = EventId::new_v7();
+                        ids.insert(e.event_id, fresh);
+                        e.event_id = fresh;
+                        e.org_id = OrgId::from(format!("{}{tag}", e.org_id.0).as_str());
+                        if let Payload::PositionClosed(p) = &mut e.payload {
+                            if let Some(linked) = p.linked_separation_id {
+                                let linked = ids.get(&linked).copied().unwrap_or(linked);
+                                p.linked_separation_id = Some(linked);
+                                e.causation_id = Some(linked.to_string());
+                            }
+                        }
+                        e
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `(event id, stored bytes)` of one row, round-robin over the orgs in blocks of ten, as the
+    /// ledger would store them (`CommittedEvent`).
+    #[must_use]
+    pub fn stored_records(&self, tag: &str) -> Vec<(String, Vec<u8>)> {
+        let row = self.row(tag);
+        let blocks = row.iter().map(|o| o.len().div_ceil(10)).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(self.len());
+        for b in 0..blocks {
+            for org in &row {
+                for e in org.iter().skip(b * 10).take(10) {
+                    let record = pb::CommittedEvent {
+                        sequence: out.len() as u64 + 1,
+                        recorded_at_micros: 1_767_225_600_000_000 + out.len() as i64,
+                        event: Some(wfl_proto::convert::event_to_pb(e)),
+                        ..Default::default()
+                    };
+                    out.push((e.event_id.to_string(), record.encode_to_vec()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Fills in what a real HR export carries beside the load generator's minimum: the source
+/// system and record reference, the restructuring plan the event belongs to, filed evidence;
+/// for hires the position, weekly hours and the agreed end of a fixed-term contract; for
+/// separations the position, legal ground, tenure, notice date, hours, severance and the AI
+/// system cited; for AI events a named tool. Every enriched event stays one the ledger accepts.
+fn enrich(e: &mut Event, run: &str, i: u64) {
+    let org = e.org_id.0.clone();
+    e.source = Source {
+        system: "workday-cn-prod".into(),
+        reference: format!("WD-{}-{}-{i:07}", e.event_type().as_str(), e.effective_date),
+    };
+    e.correlation_id = Some(format!(
+        "plan:{org}:2024-east-region-restructuring-wave-{}",
+        i / 500 + 1
+    ));
+    e.causation_id = Some(format!(
+        "workday:business-process:{}-request:{i:08}",
+        e.event_type().field_name()
+    ));
+    e.evidence_confidence = EvidenceConfidence::Filed;
+    let date = e.effective_date;
+    let position = format!("POS-{}-{run}-{i:06}", e.site_id.0.to_uppercase());
+    let separation = |s: &mut wfl_domain::Separation, ground: &str, employer: bool| {
+        s.position_id = Some(position.clone());
+        s.legal_ground = Some(ground.into());
+        s.tenure_months = Some(6 + (i % 90) as u32);
+        s.notice_given_on = Some(date.add_days(-30));
+        s.avg_weekly_hours = Some(40);
+        s.months_employed_last_12 = Some(12);
+        if s.contract_type != ContractType::OpenEnded {
+            s.contract_end = Some(date);
+        }
+        if employer {
+            s.severance = Some(Money {
+                amount_minor: 1_250_000 + (i as i64 % 97) * 10_000,
+                currency: "CNY".into(),
+            });
+        }
+        if s.ai_attributed != AiAttribution::None {
+            s.ai_system = Some("hr-copilot-screening-v3".into());
+        }
+    };
+    match &mut e.payload {
+        Payload::WorkerHired(h) => {
+            h.position_id = Some(position.clone());
+            h.avg_weekly_hours = Some(40);
+            h.months_employed_last_12 = Some(0);
+            if h.contract_type != ContractType::OpenEnded {
+                h.contract_end = Some(date.add_days(3 * 365));
+            }
+        }
+        Payload::ContractNotRenewed(c) => separation(&mut c.separation, "CN-LCL-44-1", true),
+        Payload::EconomicDismissal(d) => {
+            separation(&mut d.separation, "CN-LCL-41", true);
+            d.selection_criteria = Some("seniority-and-performance-matrix".into());
+        }
+        Payload::Resignation(r) => separation(&mut r.separation, "CN-LCL-37", false),
+        Payload::AiToolRolledOut(a) => a.tool = "hr-copilot-screening-v3".into(),
+        _ => {}
+    }
 }
 
 /// Raw sled: batch insert with one flush per 1,000, then a full scan decoding every record.
@@ -421,36 +580,68 @@ async fn jetstream_ceiling(url: &str, records: &[(String, Vec<u8>)]) -> anyhow::
     Ok(rate)
 }
 
-/// `RecordBatch` of the restructuring mix with one client per org, all at once; events/s.
+/// `RecordBatch` of the row `tag` of the payloads with one client per org, all at once;
+/// events/s. Any refusal fails the run (every payload is one the ledger accepts).
 async fn ingest_rate(
     addr: &str,
-    orgs: &[String],
+    payloads: &Payloads,
     tag: &str,
     config: &IngestConfig,
     ack: pb::AckLevel,
 ) -> anyhow::Result<f64> {
-    let per_org = (config.events / orgs.len() as u64).max(10);
+    let channel = crate::client::connect(addr).await?;
+    let mut batch = config.batch.clamp(1, wfl_domain::MAX_BATCH);
+    if batch >= 10 {
+        batch -= batch % 10; // whole blocks: every batch is self-contained
+    }
+    let row: Vec<Vec<pb::Event>> = payloads
+        .row(tag)
+        .iter()
+        .map(|org| org.iter().map(wfl_proto::convert::event_to_pb).collect())
+        .collect();
     let started = Instant::now();
-    let runs = futures::future::join_all(orgs.iter().map(|org| {
-        let org = format!("{org}-{tag}");
+    let runs = futures::future::join_all(row.into_iter().map(|events| {
+        let mut client = pb::ingest_client::IngestClient::new(channel.clone())
+            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(64 << 20);
         async move {
-            crate::client::load(
-                addr,
-                &org,
-                per_org,
-                config.batch,
-                1,
-                ack,
-                Mix::Restructuring,
-            )
-            .await
+            let mut sent = 0u64;
+            let mut events = events.into_iter().peekable();
+            while events.peek().is_some() {
+                let chunk: Vec<pb::Event> = events.by_ref().take(batch).collect();
+                let n = chunk.len() as u64;
+                let r = client
+                    .record_batch(pb::RecordBatchRequest {
+                        events: chunk,
+                        ack: ack as i32,
+                        include_proof: false,
+                    })
+                    .await
+                    .map_err(|s| anyhow!("RecordBatch: {}", crate::client::describe_status(&s)))?
+                    .into_inner();
+                if r.rejected > 0 {
+                    let first = r.results.iter().find_map(|i| match &i.outcome {
+                        Some(pb::item_result::Outcome::Error(e)) => {
+                            Some(format!("{}: {}", e.code, e.message))
+                        }
+                        _ => None,
+                    });
+                    bail!(
+                        "{} events refused, first: {}",
+                        r.rejected,
+                        first.unwrap_or_default()
+                    );
+                }
+                sent += n;
+            }
+            anyhow::Ok(sent)
         }
     }))
     .await;
     let seconds = started.elapsed().as_secs_f64();
     let mut total = 0u64;
     for r in runs {
-        total += r?.events;
+        total += r?;
     }
     Ok(total as f64 / seconds)
 }
@@ -464,16 +655,36 @@ struct Latency {
 }
 
 /// Single `Record` (COMMITTED) calls offered at a fixed rate, each timed from its scheduled start.
-async fn record_latency(addr: &str, org: &str, config: &IngestConfig) -> anyhow::Result<Latency> {
+/// The events are the payloads' hires and AI events (those that depend on no other event, since
+/// concurrent single calls may arrive in any order), cycled through rows of their own as needed.
+async fn record_latency(
+    addr: &str,
+    payloads: &Payloads,
+    config: &IngestConfig,
+) -> anyhow::Result<Latency> {
     let channel = crate::client::connect(addr).await?;
-    let total = config.latency_rate * config.latency_secs;
-    let generator =
-        Generator::new(Mix::Hires, &format!("{org}-lat"), "lat").map_err(|e| anyhow!(e))?;
-    let events: Vec<pb::Event> = generator
-        .events(0, total)
-        .iter()
-        .map(wfl_proto::convert::event_to_pb)
-        .collect();
+    let total = (config.latency_rate * config.latency_secs) as usize;
+    let mut events: Vec<pb::Event> = Vec::with_capacity(total);
+    for round in 0..10 {
+        for org in payloads.row(&format!("l{round}")) {
+            events.extend(
+                org.iter()
+                    .filter(|e| {
+                        matches!(
+                            e.payload,
+                            Payload::WorkerHired(_)
+                                | Payload::AiToolRolledOut(_)
+                                | Payload::AiUsageMeasured(_)
+                        )
+                    })
+                    .map(wfl_proto::convert::event_to_pb),
+            );
+        }
+        if events.len() >= total {
+            break;
+        }
+    }
+    events.truncate(total);
     let interval = Duration::from_secs_f64(1.0 / config.latency_rate.max(1) as f64);
     let started = tokio::time::Instant::now();
     let mut tasks = Vec::with_capacity(events.len());
@@ -689,4 +900,69 @@ fn find_nats_server() -> Option<PathBuf> {
         )
         .chain([PathBuf::from("/usr/sbin/nats-server")])
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use wfl_domain::{History, LedgerState, OriginalEvent};
+
+    struct Originals(BTreeMap<EventId, OriginalEvent>);
+    impl History for Originals {
+        fn original(&self, id: &EventId) -> Option<OriginalEvent> {
+            self.0.get(id).cloned()
+        }
+    }
+
+    #[test]
+    fn payloads_are_realistic_sized_mixed_and_accepted_in_every_row() {
+        let orgs: Vec<String> = (0..3).map(|i| format!("bench-t-{i}")).collect();
+        let payloads = Payloads::new(&orgs, "t0123456789a", 600).expect("payloads");
+        assert_eq!(payloads.len(), 600);
+        let mean = payloads.mean_encoded_bytes();
+        eprintln!("mean encoded event: {mean:.1} B");
+        assert!((300.0..=400.0).contains(&mean), "mean encoded size {mean}");
+        let kinds: std::collections::BTreeSet<&str> = payloads
+            .per_org
+            .iter()
+            .flatten()
+            .map(|e| e.event_type().as_str())
+            .collect();
+        assert!(kinds.len() >= 6, "a mix of kinds: {kinds:?}");
+
+        let mut state = LedgerState::new();
+        let mut originals = Originals(BTreeMap::new());
+        let mut sizes = Vec::new();
+        for tag in ["ic", "nc"] {
+            let row = payloads.row(tag);
+            assert_eq!(row.len(), orgs.len());
+            for e in row.iter().flatten() {
+                assert!(e.org_id.0.ends_with(tag));
+                assert!(
+                    wfl_domain::validate(e).is_ok(),
+                    "{e:?}: {:?}",
+                    wfl_domain::validate(e)
+                );
+                let decided = state.decide(e, &originals);
+                assert!(decided.is_ok(), "refused {e:?}: {decided:?}");
+                state.apply(e, &originals);
+                originals.0.insert(e.event_id, OriginalEvent::of(e));
+            }
+            sizes.push(
+                row.iter()
+                    .flatten()
+                    .map(|e| wfl_proto::convert::event_to_pb(e).encoded_len())
+                    .sum::<usize>(),
+            );
+        }
+        assert_eq!(
+            sizes[0], sizes[1],
+            "every row sends payloads of the same size"
+        );
+        let records = payloads.stored_records("ce");
+        assert_eq!(records.len(), 600);
+        let ids: std::collections::HashSet<&String> = records.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids.len(), 600, "fresh ids per row");
+    }
 }

@@ -23,14 +23,24 @@ use tracing::{error, warn};
 use uuid::Uuid;
 use wfl_bus::{Bus, Requests};
 use wfl_proto::internal as ipb;
-use wfl_store::{Decision, Log};
+use wfl_store::{Decision, Log, RefusalCode};
 
 use crate::storage::StorageState;
 use crate::{codec, Error};
 
-/// gRPC status codes used in refusals (google.rpc.Code).
-pub(crate) const INVALID_ARGUMENT: i32 = 3;
-pub(crate) const RESOURCE_EXHAUSTED: i32 = 8;
+/// gRPC status codes used in outcomes that are not stored (google.rpc.Code).
+const INVALID_ARGUMENT: i32 = 3;
+const RESOURCE_EXHAUSTED: i32 = 8;
+
+/// The gRPC status code (google.rpc.Code) a stored refusal is answered with.
+#[must_use]
+pub(crate) const fn grpc_code(code: RefusalCode) -> i32 {
+    match code {
+        RefusalCode::InvalidArgument => INVALID_ARGUMENT,
+        RefusalCode::FailedPrecondition => 9,
+        RefusalCode::Aborted => 10,
+    }
+}
 
 /// Outcomes per published message: a full default batch (1,000) in one message, well under
 /// NATS's default 1 MB payload limit (an outcome is about 200 bytes).
@@ -289,11 +299,11 @@ pub(crate) fn committed(
 
 pub(crate) fn rejected(
     uuid: &Uuid,
-    code: i32,
+    code: RefusalCode,
     message: String,
     content: Option<[u8; 32]>,
 ) -> ipb::Outcome {
-    rejected_raw(&uuid.to_string(), code, message, content)
+    rejected_raw(&uuid.to_string(), grpc_code(code), message, content)
 }
 
 fn rejected_raw(id: &str, code: i32, message: String, content: Option<[u8; 32]>) -> ipb::Outcome {
@@ -353,4 +363,25 @@ pub(crate) fn stored_outcome(
             content,
         } => rejected(uuid, *code, message.clone(), *content),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_refusals_are_answered_with_their_grpc_codes() {
+        for (code, want) in [
+            (RefusalCode::InvalidArgument, tonic::Code::InvalidArgument),
+            (
+                RefusalCode::FailedPrecondition,
+                tonic::Code::FailedPrecondition,
+            ),
+            (RefusalCode::Aborted, tonic::Code::Aborted),
+        ] {
+            assert_eq!(grpc_code(code), want as i32);
+        }
+        assert_eq!(INVALID_ARGUMENT, tonic::Code::InvalidArgument as i32);
+        assert_eq!(RESOURCE_EXHAUSTED, tonic::Code::ResourceExhausted as i32);
+    }
 }

@@ -27,9 +27,9 @@ use wfl_bus::Inbox;
 use wfl_domain::{Conflict, EventId, History, LedgerState, OriginalEvent};
 use wfl_proto::internal as ipb;
 use wfl_proto::pb;
-use wfl_store::{Decision, Filter, Log, NewRecord, Rejection};
+use wfl_store::{Decision, Filter, Log, NewRecord, RefusalCode, Rejection};
 
-use crate::outcomes::{committed, rejected, stored_outcome, Broadcast, INVALID_ARGUMENT};
+use crate::outcomes::{committed, rejected, stored_outcome, Broadcast};
 
 use crate::checkpoint::{Checkpoint, Signer};
 use crate::storage::{Fault, Guard, StorageState};
@@ -37,10 +37,6 @@ use crate::{codec, snapshot, Config, Error};
 
 /// An inbox message: the encoded event and the submission id it was published under.
 type Payload = (Bytes, Option<Uuid>);
-
-/// gRPC status codes used in refusals (google.rpc.Code).
-const FAILED_PRECONDITION: i32 = 9;
-const ABORTED: i32 = 10;
 
 /// First and longest pause between checks of a data directory that could not take a commit.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -352,10 +348,11 @@ impl Writer {
                     // Only a publisher that bypassed the gateway sends an event that does not
                     // convert; its refusal keeps the hash of the raw payload.
                     let content: [u8; 32] = sha2::Sha256::digest(payload).into();
-                    let o = rejected(&uuid, INVALID_ARGUMENT, v.to_string(), Some(content));
+                    let code = RefusalCode::InvalidArgument;
+                    let o = rejected(&uuid, code, v.to_string(), Some(content));
                     rejections.push(Rejection {
                         event_id: uuid,
-                        code: INVALID_ARGUMENT,
+                        code,
                         message: v.to_string(),
                         content: Some(content),
                     });
@@ -396,8 +393,8 @@ impl Writer {
                 }
                 Err(conflict) => {
                     let code = match conflict {
-                        Conflict::Version { .. } => ABORTED,
-                        Conflict::Lifecycle(_) => FAILED_PRECONDITION,
+                        Conflict::Version { .. } => RefusalCode::Aborted,
+                        Conflict::Lifecycle(_) => RefusalCode::FailedPrecondition,
                     };
                     let o = rejected(&uuid, code, conflict.to_string(), Some(content));
                     rejections.push(Rejection {
