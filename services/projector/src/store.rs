@@ -261,7 +261,9 @@ fn event_id(bytes: &[u8]) -> Option<EventId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfl_domain::{Date, Event, EvidenceConfidence, Payload, SiteId, Source, WorkerHired};
+    use wfl_domain::{
+        Date, Event, EvidenceConfidence, OrgId, Payload, SiteId, Source, WorkerHired, WorkerRef,
+    };
 
     fn hire(n: u128) -> Event {
         Event {
@@ -301,6 +303,36 @@ mod tests {
             store.save(&p.take_changes()).expect("saves");
         }
         assert_eq!(store.load().expect("loads"), p);
+        // One persist of many events spans several parts; a later one retracts an event an
+        // earlier persist wrote (an `e` key replaces its first copy).
+        for n in 4..=200 {
+            p.apply(n as u64, &hire(n));
+        }
+        let changes = p.take_changes();
+        store.save(&changes).expect("saves");
+        assert!(
+            store.db.scan_prefix([PART]).count() > 2,
+            "197 entries fill more than one part"
+        );
+        let mut retraction = hire(201);
+        retraction.payload = Payload::EventRetracted(wfl_domain::EventRetracted {
+            original_event_id: EventId(uuid::Uuid::from_u128(5)),
+            reason: "entered twice".into(),
+        });
+        p.apply(201, &retraction);
+        store.save(&p.take_changes()).expect("saves");
+        assert_eq!(
+            store.db.scan_prefix([ENTRY]).count(),
+            1,
+            "{:?}",
+            p.last_sequence()
+        );
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded, p);
+        assert_eq!(
+            loaded.headcount(&Default::default()),
+            p.headcount(&Default::default())
+        );
 
         store
             .db
@@ -313,6 +345,21 @@ mod tests {
             panic!("a damaged entry is refused")
         };
         assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("--rebuild-views"), "{message}");
+
+        store.clear().expect("clears");
+        store
+            .db
+            .insert(FORMAT, &3u32.to_be_bytes()[..])
+            .expect("a layout 3 store");
+        store
+            .db
+            .insert(CHECKPOINT, &7u64.to_be_bytes()[..])
+            .expect("its checkpoint");
+        let Err(Error::Store(message)) = store.load() else {
+            panic!("layout 3 is refused")
+        };
+        assert!(message.contains("layout 3"), "{message}");
         assert!(message.contains("--rebuild-views"), "{message}");
 
         store.clear().expect("clears");
