@@ -242,8 +242,24 @@ pub struct ExplainedEvent {
     pub retracted_by: Vec<EventId>,
 }
 
-/// Every event that named a worker, by org and worker, as (sequence, event id).
-type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>;
+/// Every event that named a worker, by org and worker, as (sequence, event id), sorted and
+/// without repeats (a `Vec`, not a `BTreeSet`: most workers have one or two events, and a set's
+/// first node costs ten times their size).
+type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, Vec<(u64, EventId)>>>;
+
+/// Adds `item` to a worker's sorted events; false when it is already there.
+fn insert_sorted(events: &mut Vec<(u64, EventId)>, item: (u64, EventId)) -> bool {
+    match events.binary_search(&item) {
+        Ok(_) => false,
+        Err(i) => {
+            if events.capacity() == 0 {
+                events.reserve_exact(1);
+            }
+            events.insert(i, item);
+            true
+        }
+    }
+}
 
 /// The fold state. It is persisted keyed, by what changed: [`Projection::take_changes`] gives the
 /// entries touched and the worker-index links added since the last call, and
@@ -582,15 +598,16 @@ impl Projection {
         entries: impl IntoIterator<Item = (EventId, impl Into<Arc<Entry>>)>,
         links: impl IntoIterator<Item = WorkerLink>,
     ) -> Self {
-        let mut workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>> =
-            BTreeMap::new();
+        let mut workers = WorkerIndex::new();
         for l in links {
-            workers
-                .entry(l.org)
-                .or_default()
-                .entry(l.worker)
-                .or_default()
-                .insert((l.sequence, l.event_id));
+            insert_sorted(
+                workers
+                    .entry(l.org)
+                    .or_default()
+                    .entry(l.worker)
+                    .or_default(),
+                (l.sequence, l.event_id),
+            );
         }
         Self {
             last_sequence,
@@ -839,7 +856,7 @@ fn index_worker(
     } else {
         by_worker.entry(worker.clone()).or_default()
     };
-    if events.insert((sequence, id)) {
+    if insert_sorted(events, (sequence, id)) {
         new_links.push(WorkerLink {
             org: org.clone(),
             worker: worker.clone(),
