@@ -1120,7 +1120,7 @@ impl<'a> At<'a> {
             .entries
             .iter()
             .filter(move |(_, e)| e.sequence <= at && e.live_at(at))
-            .map(move |(id, e)| (id, EntryAt { e: &**e, at }))
+            .map(move |(id, e)| (id, EntryAt { e, at }))
     }
 
     /// The entry of `id` as it stood at `at` (retracted or not), if it was folded by then.
@@ -1130,7 +1130,7 @@ impl<'a> At<'a> {
             .entries
             .get(id)
             .filter(|e| e.sequence <= at)
-            .map(|e| EntryAt { e: &**e, at })
+            .map(|e| EntryAt { e, at })
     }
 
     /// Each site's jurisdiction, as the latest live event at that site states it (events carry
