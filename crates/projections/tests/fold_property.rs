@@ -642,7 +642,7 @@ proptest! {
                 let changes = p.take_changes();
                 prop_assert!(changes.entries.len() <= n);
                 checkpoint = changes.last_sequence;
-                entries.extend(changes.entries);
+                entries.extend(changes.entries.into_iter().map(|(id, e)| (id, (*e).clone())));
                 links.extend(changes.links.into_iter().map(|l| ((l.sequence, l.event_id), l)));
             }
         }

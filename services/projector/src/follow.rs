@@ -222,11 +222,11 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
     let mut p = shared.projection.write().await;
     let mut folded = 0u64;
     let mut gap = false;
-    for (sequence, recorded_at, hash, event) in &mut decoded {
-        if *sequence <= p.last_sequence() {
+    for (sequence, recorded_at, hash, event) in decoded {
+        if sequence <= p.last_sequence() {
             continue; // already folded (a resumed stream overlaps nothing, but be safe)
         }
-        if *sequence != p.last_sequence() + 1 {
+        if sequence != p.last_sequence() + 1 {
             warn!(
                 sequence,
                 expected = p.last_sequence() + 1,
@@ -235,9 +235,9 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
             gap = true;
             break;
         }
-        p.apply(*sequence, event);
-        last_recorded_at = Some(*recorded_at);
-        last_hash = Some((*sequence, std::mem::take(hash)));
+        p.apply_owned(sequence, event);
+        last_recorded_at = Some(recorded_at);
+        last_hash = Some((sequence, hash));
         folded += 1;
     }
     let last = p.last_sequence();

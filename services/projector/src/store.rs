@@ -5,34 +5,41 @@
 //! views: it stores what [`Projection::take_changes`] hands it and gives it back to
 //! [`Projection::restore`].
 //!
-//! | key                                   | value                              |
-//! |---------------------------------------|------------------------------------|
-//! | `m` `format`                          | layout version, u32 big-endian (3) |
-//! | `m` `checkpoint`                      | last folded sequence, u64 BE       |
-//! | `e` sequence (u64 BE) event id (16)   | the entry folded at that sequence, JSON |
-//! | `w` sequence (u64 BE) event id (16)   | worker-index link `[org, worker]`, JSON |
+//! | key                                        | value                                          |
+//! |--------------------------------------------|------------------------------------------------|
+//! | `m` `format`                               | layout version, u32 big-endian (4)             |
+//! | `m` `checkpoint`                           | last folded sequence, u64 BE                   |
+//! | `c` checkpoint (u64 BE) part (u32 BE)      | one part of a persist: the entries first folded in it and the worker-index links it added, a JSON array of `{"e":[id, entry]}` / `{"l":link}`, ≤ ~[`PART_BYTES`] |
+//! | `e` sequence (u64 BE) event id (16)        | an entry changed after the persist that first wrote it (a correction, link or retraction acted on it), JSON; replaces the copy in its `c` part |
 //!
-//! A persist writes one `e` key per entry the batch touched (a new event, or an earlier one a
-//! correction, link or retraction changed) and one `w` key per new link, plus the checkpoint: its
-//! cost is proportional to the batch, never to the history. Superseded entry values are reclaimed
-//! by sled's own segment cleaner (values are small and replaced in place, not kept as blobs).
-//! Layout 1 (the whole state as one JSON document under `state`) is refused with the fix named, and
-//! so is layout 2 (entries without the sequences each correction, link and retraction held
-//! between, which cheap as-of answers need): restart once with `--rebuild-views`.
+//! A persist writes its new entries and links packed into a few `c` values (one sled key per
+//! ~[`PART_BYTES`], not one per event: sled's per-key insert was the largest cost of a persist) at
+//! the end of the tree, one `e` key per earlier entry it changed, and the checkpoint: its cost is
+//! proportional to the batch, never to the history. `c` values are never rewritten; an `e` value
+//! is replaced in place, and sled's segment cleaner reclaims the value it replaces. The first copy
+//! of a changed entry stays in its `c` part (bounded by the events that act on an earlier persist's
+//! entry: one copy each). Parts stay far below sled's blob threshold (a leaf of up to 17 of them is
+//! written inline, no blob file per value).
+//! Layouts 1 (the whole state as one JSON document under `state`), 2 (entries without the sequences
+//! each correction, link and retraction held between) and 3 (one key per entry and per link) are
+//! refused with the fix named: restart once with `--rebuild-views`.
 
 use std::path::{Path, PathBuf};
 
-use wfl_domain::{EventId, OrgId, WorkerRef};
+use serde::{Deserialize, Serialize};
+use wfl_domain::EventId;
 use wfl_projections::views::{Changes, Entry, Projection, WorkerLink};
 
 use crate::Error;
 
 const FORMAT: &[u8] = b"mformat";
 const CHECKPOINT: &[u8] = b"mcheckpoint";
+const PART: u8 = b'c';
 const ENTRY: u8 = b'e';
-const LINK: u8 = b'w';
 /// The layout version this code writes and reads.
-const LAYOUT: u32 = 3;
+const LAYOUT: u32 = 4;
+/// A `c` part is closed once its JSON reaches this many bytes (~10 entries).
+const PART_BYTES: usize = 6 << 10;
 /// Layout 1's whole-state document key.
 const LEGACY_STATE: &[u8] = b"state";
 /// sled's page cache: the state itself lives in the projection; sled needs only a little.
@@ -110,7 +117,34 @@ impl ViewStore {
             .map(u64::from_be_bytes)
             .map_err(|_| self.damaged("the checkpoint is not 8 bytes"))?;
 
-        let mut entries = Vec::new();
+        let mut entries = std::collections::BTreeMap::new();
+        let mut links = Vec::new();
+        for kv in self.db.scan_prefix([PART]) {
+            let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
+            let persisted = <[u8; 8]>::try_from(k.get(1..9).unwrap_or_default())
+                .ok()
+                .filter(|_| k.len() == 13)
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| self.damaged("a part key is malformed"))?;
+            if persisted > checkpoint {
+                return Err(self.damaged(&format!(
+                    "a part persisted at sequence {persisted} is beyond the checkpoint {checkpoint}"
+                )));
+            }
+            let items: Vec<Item<Entry, WorkerLink>> = serde_json::from_slice(&v).map_err(|e| {
+                self.damaged(&format!(
+                    "the part persisted at {persisted} does not decode: {e}"
+                ))
+            })?;
+            for item in items {
+                match item {
+                    Item::Entry(id, entry) => {
+                        entries.insert(id, entry);
+                    }
+                    Item::Link(link) => links.push(link),
+                }
+            }
+        }
         for kv in self.db.scan_prefix([ENTRY]) {
             let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
             let id = (k.len() == 25)
@@ -119,32 +153,7 @@ impl ViewStore {
                 .ok_or_else(|| self.damaged("an entry key is malformed"))?;
             let entry: Entry = serde_json::from_slice(&v)
                 .map_err(|e| self.damaged(&format!("entry {id} does not decode: {e}")))?;
-            entries.push((id, entry));
-        }
-        let mut links = Vec::new();
-        for kv in self.db.scan_prefix([LINK]) {
-            let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
-            let (sequence, id) = (k.len() == 25)
-                .then(|| {
-                    let s = <[u8; 8]>::try_from(&k[1..9]).ok()?;
-                    Some((u64::from_be_bytes(s), event_id(&k[9..])?))
-                })
-                .flatten()
-                .ok_or_else(|| self.damaged("a worker-link key is malformed"))?;
-            if sequence > checkpoint {
-                return Err(self.damaged(&format!(
-                    "worker link at sequence {sequence} is beyond the checkpoint {checkpoint}"
-                )));
-            }
-            let (org, worker): (OrgId, WorkerRef) = serde_json::from_slice(&v).map_err(|e| {
-                self.damaged(&format!("worker link {sequence} does not decode: {e}"))
-            })?;
-            links.push(WorkerLink {
-                org,
-                worker,
-                sequence,
-                event_id: id,
-            });
+            entries.insert(id, entry);
         }
         Ok(Projection::restore(checkpoint, entries, links))
     }
@@ -154,16 +163,23 @@ impl ViewStore {
     /// # Errors
     /// The batch cannot be written or flushed.
     pub(crate) fn save(&self, changes: &Changes) -> Result<(), Error> {
+        let encode = |e: serde_json::Error| Error::Internal(e.to_string());
         let mut batch = sled::Batch::default();
+        let mut part = Part::new(changes.last_sequence);
         for (id, entry) in &changes.entries {
-            let value = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
-            batch.insert(entry_key(entry.sequence(), id).as_slice(), value);
+            if entry.sequence() > changes.since {
+                part.push(&Item::<_, &WorkerLink>::Entry(*id, &**entry), &mut batch)
+                    .map_err(encode)?;
+            } else {
+                let value = serde_json::to_vec(&**entry).map_err(encode)?;
+                batch.insert(entry_key(entry.sequence(), id).as_slice(), value);
+            }
         }
         for l in &changes.links {
-            let value = serde_json::to_vec(&(&l.org, &l.worker))
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            batch.insert(link_key(l.sequence, &l.event_id).as_slice(), value);
+            part.push(&Item::<&Entry, _>::Link(l), &mut batch)
+                .map_err(encode)?;
         }
+        part.close(&mut batch);
         batch.insert(FORMAT, &LAYOUT.to_be_bytes());
         batch.insert(CHECKPOINT, &changes.last_sequence.to_be_bytes());
         self.db
@@ -181,20 +197,58 @@ impl ViewStore {
     }
 }
 
-/// Keyed by the sequence the entry was folded at first, so the entries a batch adds are appended
-/// at the end of sled's tree (random event-id keys made every insert rewrite a tree node in the
-/// middle: the largest cost of a persist in the profile in BENCHMARKS.md).
+/// One item of a `c` part: an entry (with its event id) or a worker-index link.
+#[derive(Serialize, Deserialize)]
+enum Item<E, L> {
+    #[serde(rename = "e")]
+    Entry(EventId, E),
+    #[serde(rename = "l")]
+    Link(L),
+}
+
+/// The `c` parts of one persist, filled item by item and closed at [`PART_BYTES`].
+struct Part {
+    persisted: u64,
+    index: u32,
+    buf: Vec<u8>,
+}
+
+impl Part {
+    fn new(persisted: u64) -> Self {
+        Self {
+            persisted,
+            index: 0,
+            buf: Vec::with_capacity(PART_BYTES + (1 << 10)),
+        }
+    }
+
+    fn push<T: Serialize>(&mut self, item: &T, batch: &mut sled::Batch) -> serde_json::Result<()> {
+        self.buf.push(if self.buf.is_empty() { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.buf, item)?;
+        if self.buf.len() >= PART_BYTES {
+            self.close(batch);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, batch: &mut sled::Batch) {
+        if self.buf.is_empty() {
+            return;
+        }
+        self.buf.push(b']');
+        let mut k = [0u8; 13];
+        k[0] = PART;
+        k[1..9].copy_from_slice(&self.persisted.to_be_bytes());
+        k[9..].copy_from_slice(&self.index.to_be_bytes());
+        batch.insert(k.as_slice(), std::mem::take(&mut self.buf));
+        self.index += 1;
+    }
+}
+
+/// An entry changed after its first persist, keyed by the sequence it was folded at.
 fn entry_key(sequence: u64, id: &EventId) -> [u8; 25] {
     let mut k = [0u8; 25];
     k[0] = ENTRY;
-    k[1..9].copy_from_slice(&sequence.to_be_bytes());
-    k[9..].copy_from_slice(id.0.as_bytes());
-    k
-}
-
-fn link_key(sequence: u64, id: &EventId) -> [u8; 25] {
-    let mut k = [0u8; 25];
-    k[0] = LINK;
     k[1..9].copy_from_slice(&sequence.to_be_bytes());
     k[9..].copy_from_slice(id.0.as_bytes());
     k
@@ -207,7 +261,9 @@ fn event_id(bytes: &[u8]) -> Option<EventId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfl_domain::{Date, Event, EvidenceConfidence, Payload, SiteId, Source, WorkerHired};
+    use wfl_domain::{
+        Date, Event, EvidenceConfidence, OrgId, Payload, SiteId, Source, WorkerHired, WorkerRef,
+    };
 
     fn hire(n: u128) -> Event {
         Event {
@@ -247,6 +303,36 @@ mod tests {
             store.save(&p.take_changes()).expect("saves");
         }
         assert_eq!(store.load().expect("loads"), p);
+        // One persist of many events spans several parts; a later one retracts an event an
+        // earlier persist wrote (an `e` key replaces its first copy).
+        for n in 4..=200 {
+            p.apply(n as u64, &hire(n));
+        }
+        let changes = p.take_changes();
+        store.save(&changes).expect("saves");
+        assert!(
+            store.db.scan_prefix([PART]).count() > 2,
+            "197 entries fill more than one part"
+        );
+        let mut retraction = hire(201);
+        retraction.payload = Payload::EventRetracted(wfl_domain::EventRetracted {
+            original_event_id: EventId(uuid::Uuid::from_u128(5)),
+            reason: "entered twice".into(),
+        });
+        p.apply(201, &retraction);
+        store.save(&p.take_changes()).expect("saves");
+        assert_eq!(
+            store.db.scan_prefix([ENTRY]).count(),
+            1,
+            "{:?}",
+            p.last_sequence()
+        );
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded, p);
+        assert_eq!(
+            loaded.headcount(&Default::default()),
+            p.headcount(&Default::default())
+        );
 
         store
             .db
@@ -259,6 +345,21 @@ mod tests {
             panic!("a damaged entry is refused")
         };
         assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("--rebuild-views"), "{message}");
+
+        store.clear().expect("clears");
+        store
+            .db
+            .insert(FORMAT, &3u32.to_be_bytes()[..])
+            .expect("a layout 3 store");
+        store
+            .db
+            .insert(CHECKPOINT, &7u64.to_be_bytes()[..])
+            .expect("its checkpoint");
+        let Err(Error::Store(message)) = store.load() else {
+            panic!("layout 3 is refused")
+        };
+        assert!(message.contains("layout 3"), "{message}");
         assert!(message.contains("--rebuild-views"), "{message}");
 
         store.clear().expect("clears");

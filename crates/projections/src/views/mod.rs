@@ -49,6 +49,7 @@ pub use signals::{
 use crate::classify::{classify, Classification};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use wfl_domain::{Cohort, Date, Event, EventId, EventType, OrgId, Payload, SiteId, WorkerRef};
 
 /// Reading "now" inside the fold: every effect that still holds.
@@ -241,8 +242,24 @@ pub struct ExplainedEvent {
     pub retracted_by: Vec<EventId>,
 }
 
-/// Every event that named a worker, by org and worker, as (sequence, event id).
-type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>>;
+/// Every event that named a worker, by org and worker, as (sequence, event id), sorted and
+/// without repeats (a `Vec`, not a `BTreeSet`: most workers have one or two events, and a set's
+/// first node costs ten times their size).
+type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, Vec<(u64, EventId)>>>;
+
+/// Adds `item` to a worker's sorted events; false when it is already there.
+fn insert_sorted(events: &mut Vec<(u64, EventId)>, item: (u64, EventId)) -> bool {
+    match events.binary_search(&item) {
+        Ok(_) => false,
+        Err(i) => {
+            if events.capacity() == 0 {
+                events.reserve_exact(1);
+            }
+            events.insert(i, item);
+            true
+        }
+    }
+}
 
 /// The fold state. It is persisted keyed, by what changed: [`Projection::take_changes`] gives the
 /// entries touched and the worker-index links added since the last call, and
@@ -251,16 +268,23 @@ type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Projection {
     last_sequence: u64,
-    entries: BTreeMap<EventId, Entry>,
+    /// Shared with the persist in flight (a [`Changes`] holds the same `Arc`s, no deep copy); an
+    /// entry changed while it is being written is copied first (`Arc::make_mut`).
+    #[serde(with = "shared_entries")]
+    entries: BTreeMap<EventId, Arc<Entry>>,
     /// Every event that ever named the worker (in its original payload or a correction), by
     /// (sequence, id). A superset: readers re-check the current payload and liveness.
     workers: WorkerIndex,
-    /// Entries added or changed since the last [`Projection::take_changes`].
+    /// Entries added or changed since the last [`Projection::take_changes`] (may repeat an id:
+    /// sorted and deduplicated when taken).
     #[serde(skip)]
-    dirty: BTreeSet<EventId>,
+    dirty: Vec<EventId>,
     /// Worker-index links added since the last [`Projection::take_changes`].
     #[serde(skip)]
     new_links: Vec<WorkerLink>,
+    /// `last_sequence` at the last [`Projection::take_changes`] (or [`Projection::restore`]).
+    #[serde(skip)]
+    taken: u64,
 }
 
 impl PartialEq for Projection {
@@ -289,10 +313,13 @@ pub struct WorkerLink {
 /// to the history.
 #[derive(Debug, Default)]
 pub struct Changes {
+    /// The checkpoint of the previous changes: entries folded after it are new in these (an entry
+    /// at or below it was handed over before and is changed).
+    pub since: u64,
     /// The sequence the state reflects once these changes are applied.
     pub last_sequence: u64,
     /// Entries added or changed, by event id (the whole entry: replace the stored one).
-    pub entries: Vec<(EventId, Entry)>,
+    pub entries: Vec<(EventId, Arc<Entry>)>,
     /// Worker-index links added.
     pub links: Vec<WorkerLink>,
 }
@@ -365,15 +392,15 @@ impl Entry {
         self.sequence
     }
 
-    fn new(sequence: u64, event: &Event) -> Self {
+    fn new(sequence: u64, event: Event) -> Self {
         Self {
             sequence,
-            org_id: event.org_id.clone(),
-            site_id: event.site_id.clone(),
-            jurisdiction: event.jurisdiction.clone(),
+            org_id: event.org_id,
+            site_id: event.site_id,
+            jurisdiction: event.jurisdiction,
             effective_date: event.effective_date,
-            correlation_id: event.correlation_id.clone(),
-            original: event.payload.clone(),
+            correlation_id: event.correlation_id,
+            original: event.payload,
             corrections: Acts::default(),
             links: Acts::default(),
             retracted_by: Acts::default(),
@@ -490,39 +517,75 @@ impl Projection {
     /// increase. A sequence not above [`Self::last_sequence`] is ignored (already folded: a
     /// redelivery), and so is an event id already folded.
     pub fn apply(&mut self, sequence: u64, event: &Event) {
+        if sequence <= self.last_sequence || self.entries.contains_key(&event.event_id) {
+            self.last_sequence = self.last_sequence.max(sequence);
+            return;
+        }
+        // Only what an entry keeps is copied.
+        let owned = Event {
+            event_id: event.event_id,
+            org_id: event.org_id.clone(),
+            site_id: event.site_id.clone(),
+            jurisdiction: event.jurisdiction.clone(),
+            effective_date: event.effective_date,
+            source: wfl_domain::Source::default(),
+            correlation_id: event.correlation_id.clone(),
+            causation_id: None,
+            schema_version: event.schema_version,
+            evidence_confidence: event.evidence_confidence,
+            expected_version: None,
+            payload: event.payload.clone(),
+        };
+        self.apply_owned(sequence, owned);
+    }
+
+    /// [`Self::apply`] of an event the caller gives away: its fields move into the state, nothing
+    /// is copied (what the projector's follower does with each decoded event).
+    pub fn apply_owned(&mut self, sequence: u64, event: Event) {
         if sequence <= self.last_sequence {
             return;
         }
         self.last_sequence = sequence;
+        let id = event.event_id;
         // One lookup in the (large) entry map for both the duplicate check and the insert.
-        let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(event.event_id)
-        else {
+        let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(id) else {
             return;
         };
-        slot.insert(Entry::new(sequence, event));
-        self.index_worker(&event.org_id, &event.payload, sequence, event.event_id);
-        self.dirty.insert(event.event_id);
+        let entry = slot.insert(Arc::new(Entry::new(sequence, event)));
+        index_worker(
+            &mut self.workers,
+            &mut self.new_links,
+            &entry.org_id,
+            &entry.original,
+            sequence,
+            id,
+        );
+        self.dirty.push(id);
         // Only these kinds act on another event; for the rest there is nothing to settle (a new
         // entry has no corrections yet, so its payload is its original).
         if matches!(
-            event.payload,
+            entry.original,
             Payload::EventCorrected(_)
                 | Payload::PositionBackfilled(_)
                 | Payload::PositionClosed(_)
                 | Payload::EventRetracted(_)
         ) {
-            self.settle(sequence, event.event_id);
+            self.settle(sequence, id);
         }
     }
 
     /// Takes what changed since the previous call (or since [`Self::restore`] / [`Self::new`]).
     pub fn take_changes(&mut self) -> Changes {
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        let since = std::mem::replace(&mut self.taken, self.last_sequence);
         Changes {
+            since,
             last_sequence: self.last_sequence,
             entries: dirty
                 .into_iter()
-                .filter_map(|id| self.entries.get(&id).map(|e| (id, e.clone())))
+                .filter_map(|id| self.entries.get(&id).map(|e| (id, Arc::clone(e))))
                 .collect(),
             links: std::mem::take(&mut self.new_links),
         }
@@ -532,25 +595,27 @@ impl Projection {
     /// through [`Changes`], and the checkpoint they were persisted with. Nothing is pending after it.
     pub fn restore(
         last_sequence: u64,
-        entries: impl IntoIterator<Item = (EventId, Entry)>,
+        entries: impl IntoIterator<Item = (EventId, impl Into<Arc<Entry>>)>,
         links: impl IntoIterator<Item = WorkerLink>,
     ) -> Self {
-        let mut workers: BTreeMap<OrgId, BTreeMap<WorkerRef, BTreeSet<(u64, EventId)>>> =
-            BTreeMap::new();
+        let mut workers = WorkerIndex::new();
         for l in links {
-            workers
-                .entry(l.org)
-                .or_default()
-                .entry(l.worker)
-                .or_default()
-                .insert((l.sequence, l.event_id));
+            insert_sorted(
+                workers
+                    .entry(l.org)
+                    .or_default()
+                    .entry(l.worker)
+                    .or_default(),
+                (l.sequence, l.event_id),
+            );
         }
         Self {
             last_sequence,
-            entries: entries.into_iter().collect(),
+            entries: entries.into_iter().map(|(id, e)| (id, e.into())).collect(),
             workers,
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             new_links: Vec::new(),
+            taken: last_sequence,
         }
     }
 
@@ -651,29 +716,6 @@ impl Projection {
 
     // ---- folding ------------------------------------------------------------------------------
 
-    fn index_worker(&mut self, org: &OrgId, payload: &Payload, sequence: u64, id: EventId) {
-        if let Some((worker, _)) = payload.worker_effect() {
-            if !self.workers.contains_key(org) {
-                self.workers.insert(org.clone(), BTreeMap::new());
-            }
-            let Some(by_worker) = self.workers.get_mut(org) else {
-                return;
-            };
-            let added = by_worker
-                .entry(worker.clone())
-                .or_default()
-                .insert((sequence, id));
-            if added {
-                self.new_links.push(WorkerLink {
-                    org: org.clone(),
-                    worker: worker.clone(),
-                    sequence,
-                    event_id: id,
-                });
-            }
-        }
-    }
-
     /// Brings every effect up to date after `id` was added. An effect only ever targets an earlier
     /// event, so working from the highest sequence down visits each event at most once.
     fn settle(&mut self, sequence: u64, id: EventId) {
@@ -699,18 +741,18 @@ impl Projection {
         // Every change happens at the sequence being folded.
         let now = self.last_sequence;
         if let Some(entry) = self.entries.get_mut(&id) {
-            entry.effect.clone_from(&desired);
-            self.dirty.insert(id);
+            Arc::make_mut(entry).effect.clone_from(&desired);
+            self.dirty.push(id);
         }
         if let Some(old) = old {
-            if let Some(target) = self.entries.get_mut(&old.target()) {
+            if let Some(target) = self.entries.get_mut(&old.target()).map(Arc::make_mut) {
                 match old {
                     Effect::Correct { .. } => target.corrections.end(sequence, now),
                     Effect::Link { .. } => target.links.end(sequence, now),
                     Effect::Retract { .. } => target.retracted_by.end(sequence, now),
                 }
                 work.insert((target.sequence, old.target()));
-                self.dirty.insert(old.target());
+                self.dirty.push(old.target());
             }
         }
         if let Some(new) = desired {
@@ -722,10 +764,17 @@ impl Projection {
             {
                 let target_sequence = self.entries.get(target).map(|t| t.sequence);
                 if let Some(s) = target_sequence {
-                    self.index_worker(&org, replacement, s, *target);
+                    index_worker(
+                        &mut self.workers,
+                        &mut self.new_links,
+                        &org,
+                        replacement,
+                        s,
+                        *target,
+                    );
                 }
             }
-            if let Some(target) = self.entries.get_mut(&target_id) {
+            if let Some(target) = self.entries.get_mut(&target_id).map(Arc::make_mut) {
                 match new {
                     Effect::Correct { replacement, .. } => {
                         target.corrections.start(sequence, now, (id, *replacement));
@@ -734,7 +783,7 @@ impl Projection {
                     Effect::Retract { .. } => target.retracted_by.start(sequence, now, id),
                 }
                 work.insert((target.sequence, target_id));
-                self.dirty.insert(target_id);
+                self.dirty.push(target_id);
             }
         }
     }
@@ -781,6 +830,60 @@ impl Projection {
             }
             _ => None,
         }
+    }
+}
+
+/// Records that event `id` (folded at `sequence`) names the worker `payload` acts on, if any, and
+/// queues the new link for the next persist.
+fn index_worker(
+    workers: &mut WorkerIndex,
+    new_links: &mut Vec<WorkerLink>,
+    org: &OrgId,
+    payload: &Payload,
+    sequence: u64,
+    id: EventId,
+) {
+    let Some((worker, _)) = payload.worker_effect() else {
+        return;
+    };
+    let by_worker = if let Some(m) = workers.get_mut(org) {
+        m
+    } else {
+        workers.entry(org.clone()).or_default()
+    };
+    let events = if let Some(s) = by_worker.get_mut(worker) {
+        s
+    } else {
+        by_worker.entry(worker.clone()).or_default()
+    };
+    if insert_sorted(events, (sequence, id)) {
+        new_links.push(WorkerLink {
+            org: org.clone(),
+            worker: worker.clone(),
+            sequence,
+            event_id: id,
+        });
+    }
+}
+
+/// The entry map's serialised form: the plain map of entries (`Arc` is how they are shared with a
+/// persist in flight, not part of the state).
+mod shared_entries {
+    use super::{Arc, BTreeMap, Entry, EventId};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<EventId, Arc<Entry>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(k, v)| (k, &**v)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<EventId, Arc<Entry>>, D::Error> {
+        let map = BTreeMap::<EventId, Entry>::deserialize(d)?;
+        Ok(map.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
 }
 
