@@ -238,50 +238,6 @@ pub enum Lines {
     All,
 }
 
-/// A progress line on stderr, redrawn at most five times a second, only when stderr is a
-/// terminal (a redirected stderr gets the summary alone).
-struct Progress {
-    on: bool,
-    total_bytes: u64,
-    last: std::time::Instant,
-}
-
-impl Progress {
-    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-    fn new(total_bytes: u64) -> Self {
-        use std::io::IsTerminal;
-        let now = std::time::Instant::now();
-        Self {
-            on: std::io::stderr().is_terminal(),
-            total_bytes,
-            // The first line is drawn at once.
-            last: now.checked_sub(Self::EVERY).unwrap_or(now),
-        }
-    }
-
-    fn show(&mut self, bytes: u64, s: &ImportSummary) {
-        if !self.on || self.last.elapsed() < Self::EVERY {
-            return;
-        }
-        self.last = std::time::Instant::now();
-        let pct = (bytes.saturating_mul(100))
-            .checked_div(self.total_bytes)
-            .unwrap_or(100)
-            .min(100);
-        eprint!(
-            "\rimporting: {pct:>3}% ({} lines, {} refused)\x1b[K",
-            s.lines, s.rejected
-        );
-    }
-
-    fn clear(&self) {
-        if self.on {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
 /// `wfl import FILE`: JSON lines, sent in batches. Prints the refused lines (or, with
 /// [`Lines::All`], one result per line) on stdout, and a progress line on stderr when it is a
 /// terminal.
@@ -299,7 +255,11 @@ pub async fn import(
 ) -> anyhow::Result<ImportSummary> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut progress = Progress::new(file.metadata().map_or(0, |m| m.len()));
+    let progress = crate::progress::bar(
+        file.metadata().map_or(0, |m| m.len()),
+        crate::progress::Unit::Bytes,
+        true,
+    );
     let mut bytes = 0u64;
     let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?)
         .max_decoding_message_size(64 << 20)
@@ -320,7 +280,13 @@ pub async fn import(
             Line::TooLong(size) => *size as u64,
             Line::Text(b) => b.len() as u64,
         };
-        progress.show(bytes, &summary);
+        progress.set_position(bytes);
+        if n % 1000 == 1 {
+            progress.set_message(format!(
+                "importing: {} lines, {} refused",
+                summary.lines, summary.rejected
+            ));
+        }
         let parsed = match line {
             Line::TooLong(size) => Err(anyhow!(
                 "line of {size} bytes; at most {MAX_LINE_BYTES} bytes"
@@ -363,7 +329,7 @@ pub async fn import(
         &mut summary,
     )
     .await?;
-    progress.clear();
+    progress.finish_and_clear();
     out.flush()?;
     Ok(summary)
 }

@@ -23,7 +23,6 @@
 //! everything goes through the public API.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
@@ -922,7 +921,12 @@ async fn record(addr: &str, events: &[Event], config: &DemoConfig) -> anyhow::Re
     let mut client = pb::ingest_client::IngestClient::new(connect(addr).await?)
         .max_encoding_message_size(64 << 20)
         .max_decoding_message_size(64 << 20);
-    let mut bar = Progress::new(events.len() as u64, config.progress);
+    let bar = crate::progress::bar(
+        events.len() as u64,
+        crate::progress::Unit::Events,
+        config.progress,
+    );
+    bar.set_message("recording");
     let mut head = 0u64;
     for chunk in events.chunks(config.batch.clamp(1, wfl_domain::MAX_BATCH)) {
         let resp = client
@@ -945,48 +949,10 @@ async fn record(addr: &str, events: &[Event], config: &DemoConfig) -> anyhow::Re
                 None => bail!("no outcome for demo event {}", item.event_id),
             }
         }
-        bar.advance(chunk.len() as u64);
+        bar.inc(chunk.len() as u64);
     }
-    bar.finish();
+    bar.finish_and_clear();
     Ok(head)
-}
-
-/// A one-line progress bar on stderr, drawn only on a terminal (redirected output stays clean).
-struct Progress {
-    total: u64,
-    done: u64,
-    draw: bool,
-}
-
-impl Progress {
-    fn new(total: u64, wanted: bool) -> Self {
-        Self {
-            total,
-            done: 0,
-            draw: wanted && std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn advance(&mut self, n: u64) {
-        self.done += n;
-        if self.draw {
-            let width = 40u64;
-            let filled = (self.done * width / self.total.max(1)) as usize;
-            eprint!(
-                "\rrecording [{}{}] {}/{} events",
-                "#".repeat(filled),
-                "-".repeat(width as usize - filled),
-                self.done,
-                self.total
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if self.draw {
-            eprintln!();
-        }
-    }
 }
 
 /// A view through `wfl report`'s own call, as its JSON.

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod http;
 pub mod loadgen;
 pub mod node;
+pub mod progress;
 pub mod report;
 pub mod security;
 
