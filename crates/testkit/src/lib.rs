@@ -8,6 +8,7 @@
 //!
 //! Panicking is this crate's way to fail a test: every public function documents its panics.
 
+pub mod decide;
 pub mod scenario;
 
 use std::io::Read;

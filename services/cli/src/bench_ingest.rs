@@ -905,15 +905,7 @@ fn find_nats_server() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use wfl_domain::{History, LedgerState, OriginalEvent};
-
-    struct Originals(BTreeMap<EventId, OriginalEvent>);
-    impl History for Originals {
-        fn original(&self, id: &EventId) -> Option<OriginalEvent> {
-            self.0.get(id).cloned()
-        }
-    }
+    use wfl_testkit::decide::Decider;
 
     #[test]
     fn payloads_are_realistic_sized_mixed_and_accepted_in_every_row() {
@@ -931,23 +923,14 @@ mod tests {
             .collect();
         assert!(kinds.len() >= 6, "a mix of kinds: {kinds:?}");
 
-        let mut state = LedgerState::new();
-        let mut originals = Originals(BTreeMap::new());
+        let mut ledger = Decider::default();
         let mut sizes = Vec::new();
         for tag in ["ic", "nc"] {
             let row = payloads.row(tag);
             assert_eq!(row.len(), orgs.len());
             for e in row.iter().flatten() {
                 assert!(e.org_id.0.ends_with(tag));
-                assert!(
-                    wfl_domain::validate(e).is_ok(),
-                    "{e:?}: {:?}",
-                    wfl_domain::validate(e)
-                );
-                let decided = state.decide(e, &originals);
-                assert!(decided.is_ok(), "refused {e:?}: {decided:?}");
-                state.apply(e, &originals);
-                originals.0.insert(e.event_id, OriginalEvent::of(e));
+                ledger.accept(e);
             }
             sizes.push(
                 row.iter()

@@ -1380,15 +1380,7 @@ fn org_text(o: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use wfl_domain::{History, LedgerState, OriginalEvent};
-
-    struct Originals(BTreeMap<EventId, OriginalEvent>);
-    impl History for Originals {
-        fn original(&self, id: &EventId) -> Option<OriginalEvent> {
-            self.0.get(id).cloned()
-        }
-    }
+    use wfl_testkit::decide::Decider;
 
     #[test]
     fn the_same_seed_gives_the_same_events_and_another_seed_other_ones() {
@@ -1400,14 +1392,9 @@ mod tests {
 
     #[test]
     fn every_demo_event_is_one_the_ledger_accepts_in_order() {
-        let mut state = LedgerState::new();
-        let mut originals = Originals(BTreeMap::new());
+        let mut ledger = Decider::default();
         for e in scenario(42) {
-            assert!(wfl_domain::validate(&e).is_ok(), "{e:?}");
-            let decided = state.decide(&e, &originals);
-            assert!(decided.is_ok(), "refused {e:?}: {decided:?}");
-            state.apply(&e, &originals);
-            originals.0.insert(e.event_id, OriginalEvent::of(&e));
+            ledger.accept(&e);
         }
     }
 }

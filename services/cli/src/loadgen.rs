@@ -236,31 +236,18 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use wfl_domain::{History, LedgerState, OriginalEvent};
-
-    struct Originals(BTreeMap<EventId, OriginalEvent>);
-    impl History for Originals {
-        fn original(&self, id: &EventId) -> Option<OriginalEvent> {
-            self.0.get(id).cloned()
-        }
-    }
+    use wfl_testkit::decide::Decider;
 
     #[test]
     fn every_restructuring_event_is_one_the_ledger_accepts() {
         let g = Generator::new(Mix::Restructuring, "acme", "t").expect("a generator");
-        let mut state = LedgerState::new();
-        let mut originals = Originals(BTreeMap::new());
+        let mut ledger = Decider::default();
         // Two overlapping ranges: a partial block keeps its leading hires only.
         let events = g.events(0, 200);
         assert_eq!(events.len(), 200);
         assert_eq!(g.events(200, 205).len(), 5);
         for e in &events {
-            assert!(wfl_domain::validate(e).is_ok(), "{e:?}");
-            let decided = state.decide(e, &originals);
-            assert!(decided.is_ok(), "refused {e:?}: {decided:?}");
-            state.apply(e, &originals);
-            originals.0.insert(e.event_id, OriginalEvent::of(e));
+            ledger.accept(e);
         }
     }
 }
