@@ -161,69 +161,6 @@ impl Progress {
         let last = self.last_recorded_at_micros.load(Ordering::Relaxed);
         (now.saturating_sub(last)).max(0) as f64 / 1e6
     }
-
-    /// Prometheus text for the projector's figures.
-    #[must_use]
-    pub fn render(&self) -> String {
-        let checkpoint = self.checkpoint.load(Ordering::Relaxed);
-        let head = self.ledger_head.load(Ordering::Relaxed);
-        let mut out = String::new();
-        for (name, kind, help, value) in [
-            (
-                "wfl_views_checkpoint_sequence",
-                "gauge",
-                "Last ledger sequence folded into the views.",
-                checkpoint.to_string(),
-            ),
-            (
-                "wfl_views_persisted_sequence",
-                "gauge",
-                "Last ledger sequence persisted with the views (a restart resumes after it).",
-                self.persisted.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "wfl_views_ledger_head_sequence",
-                "gauge",
-                "Highest ledger head the projector has seen.",
-                head.to_string(),
-            ),
-            (
-                "wfl_views_lag_events",
-                "gauge",
-                "Committed events not yet in the views.",
-                head.saturating_sub(checkpoint).to_string(),
-            ),
-            (
-                "wfl_view_lag_seconds",
-                "gauge",
-                "Age of the last folded event while the views are behind; 0 when caught up.",
-                format!("{:.3}", self.lag_seconds()),
-            ),
-            (
-                "wfl_views_store_bytes",
-                "gauge",
-                "Bytes of the view store on disk (sampled at each persist).",
-                self.store_bytes.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "wfl_views_folded_total",
-                "counter",
-                "Events folded since start.",
-                self.folded.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "wfl_views_persists_total",
-                "counter",
-                "Keyed persists (one atomic batch each) since start.",
-                self.persists.load(Ordering::Relaxed).to_string(),
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        }
-        out
-    }
 }
 
 /// Shared between the follower and the API.
