@@ -89,10 +89,8 @@ impl ServeArgs {
                 if self.no_auth {
                     bail!("--no-auth and --tokens-file contradict each other; give one");
                 }
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the tokens file {}", path.display()))?;
-                let tokens =
-                    Tokens::parse(&text).with_context(|| format!("{}", path.display()))?;
+                let tokens = wfl_auth::reload::load(path)
+                    .map_err(|e| anyhow::anyhow!("tokens file {}: {e}", path.display()))?;
                 let guard = Guard::with_tokens(tokens);
                 // Rotation without a restart: a changed file (or SIGHUP) is read again.
                 wfl_auth::reload::watch(path.clone(), &guard);
