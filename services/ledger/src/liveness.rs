@@ -333,7 +333,6 @@ impl InboxWatch {
         }
     }
 
-    /// Something was delivered: the inbox is live.
     /// While busy: samples the consumer's pending counts for `/metrics` (inbox lag), at most
     /// once per [`CHECK_EVERY`]; one consumer-info request, whatever the history.
     pub(crate) async fn sample(&mut self, inbox: &mut dyn Inbox) {
@@ -350,6 +349,7 @@ impl InboxWatch {
         }
     }
 
+    /// Something was delivered: the inbox is live.
     pub(crate) fn arrived(&mut self) {
         self.last_arrival = Instant::now();
         self.work_since = None;
