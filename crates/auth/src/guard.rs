@@ -54,7 +54,9 @@ impl Security {
     /// # Errors
     /// When the TLS configuration is refused.
     pub fn server(&self) -> Result<tonic::transport::Server, tonic::transport::Error> {
-        let builder = tonic::transport::Server::builder();
+        let builder = tonic::transport::Server::builder()
+            .initial_stream_window_size(crate::client::STREAM_WINDOW)
+            .initial_connection_window_size(crate::client::CONNECTION_WINDOW);
         match &self.tls {
             Some(tls) => builder.tls_config(tls.grpc.clone()),
             None => Ok(builder),

@@ -144,6 +144,8 @@ pub async fn run(
         match internal {
             Some((listener, internal_guard)) => {
                 tonic::transport::Server::builder()
+                    .initial_stream_window_size(wfl_auth::client::STREAM_WINDOW)
+                    .initial_connection_window_size(wfl_auth::client::CONNECTION_WINDOW)
                     .add_service(internal_guard.wrap(ledger.service()))
                     .add_service(internal_guard.wrap(projector.service()))
                     .serve_with_incoming_shutdown(
@@ -301,6 +303,8 @@ pub async fn run_projector(
         match internal {
             Some((listener, internal_guard)) => {
                 tonic::transport::Server::builder()
+                    .initial_stream_window_size(wfl_auth::client::STREAM_WINDOW)
+                    .initial_connection_window_size(wfl_auth::client::CONNECTION_WINDOW)
                     .add_service(internal_guard.wrap(projector.service()))
                     .serve_with_incoming_shutdown(
                         tokio_stream::wrappers::TcpListenerStream::new(listener),

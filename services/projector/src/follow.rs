@@ -409,18 +409,28 @@ struct Alerts {
 impl Alerts {
     /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at.
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
-        let (at, statuses) = {
+        // Only the copy of the watch's inputs holds the lock; the evaluation runs beside the fold.
+        let (at, as_of, inputs) = {
             let p = shared.projection.read().await;
             let now = p.now();
-            let statuses = thresholds::threshold_watch(
-                &now,
-                &shared.packs,
-                None,
-                thresholds::default_as_of(&now, None),
+            let as_of = thresholds::default_as_of(&now, None);
+            (
+                p.last_sequence(),
+                as_of,
+                thresholds::Inputs::gather(&now, None),
             )
-            .1;
-            (p.last_sequence(), statuses)
         };
+        let packs = shared.clone();
+        let statuses =
+            match tokio::task::spawn_blocking(move || inputs.current_rows(&packs.packs, as_of))
+                .await
+            {
+                Ok(statuses) => statuses,
+                Err(e) => {
+                    warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
+                    return at.saturating_sub(1);
+                }
+            };
         for s in statuses {
             let key = (
                 s.pack.clone(),

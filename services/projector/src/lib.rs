@@ -65,6 +65,23 @@ pub fn watch_rows(
     thresholds::watch_rows(&projection.now(), packs, None, as_of)
 }
 
+/// [`watch_rows`] in the projector's two steps, and how long the first took: the copy of the
+/// watch's inputs, the only part the alert loop does under the projection's lock.
+#[must_use]
+pub fn watch_rows_timed(
+    projection: &Projection,
+    packs: &[RulePack],
+    as_of: wfl_domain::Date,
+) -> (
+    Vec<wfl_projections::rules::ThresholdStatus>,
+    std::time::Duration,
+) {
+    let started = std::time::Instant::now();
+    let inputs = thresholds::Inputs::gather(&projection.now(), None);
+    let locked = started.elapsed();
+    (inputs.rows(packs, as_of), locked)
+}
+
 /// Loads and validates the rule packs in `dir` (`*.toml`).
 ///
 /// # Errors

@@ -99,16 +99,16 @@ pub(crate) fn today() -> Date {
 /// The threshold watch for the alert loop: the *current* rows only (the build-up under way at
 /// `as_of`), every pack, every unit. Peak rows are history and are not alerted on. Key alerts on
 /// `(pack, org, unit, window_key, count type)`; `window_key` names the wave, so a new wave alerts
-/// again. Pass [`default_as_of`] as `as_of`.
+/// again. Pass [`default_as_of`] as `as_of`. (The alert loop gathers [`Inputs`] under the lock
+/// and evaluates them outside it; this is the same in one call.)
+#[cfg(test)]
 pub(crate) fn threshold_watch(
     p: &At<'_>,
     packs: &[RulePack],
     org: Option<&OrgId>,
     as_of: Date,
 ) -> (Date, Vec<ThresholdStatus>) {
-    let mut rows = watch_rows(p, packs, org, as_of);
-    rows.retain(|s| s.role == WindowRole::Current);
-    (as_of, rows)
+    (as_of, Inputs::gather(p, org).current_rows(packs, as_of))
 }
 
 /// Every row (current and peak) of every pack and unit at `as_of`.
@@ -118,50 +118,83 @@ pub(crate) fn watch_rows(
     org: Option<&OrgId>,
     as_of: Date,
 ) -> Vec<ThresholdStatus> {
-    let records = p.countable_records(org);
-    let compliance = p.compliance_records(org);
-    let separations: Vec<Separation<'_>> = records
-        .iter()
-        .map(|r| Separation {
-            event_id: r.event_id,
-            org: &r.org,
-            site: &r.site,
-            jurisdiction: &r.jurisdiction,
-            effective_date: r.effective_date,
-            payload: &r.payload,
-            position_closed: r.classification.position_closed,
-            backfilled: r.classification.backfilled,
-            correlation_id: r.correlation_id.as_deref(),
-        })
-        .collect();
-    let steps: Vec<ComplianceStep<'_>> = compliance
-        .iter()
-        .map(|c| ComplianceStep {
-            event_id: c.event_id,
-            org: &c.org,
-            site: &c.site,
-            kind: c.kind,
-            plan_id: &c.plan_id,
-            effective_date: c.effective_date,
-        })
-        .collect();
-    let site_records = p.site_event_records(org);
-    let site_events: Vec<SiteEvent<'_>> = site_records
-        .iter()
-        .filter_map(|r| {
-            SiteEvent::from_parts(r.event_id, &r.org, &r.site, r.effective_date, &r.payload)
-        })
-        .collect();
-    // Indexed once: the watch asks the population once per window and sample.
-    let population = Basis::new(PopulationIndex::at(p, org));
-    rules::evaluate(
-        packs,
-        &separations,
-        &steps,
-        &site_events,
-        &population,
-        as_of,
-    )
+    Inputs::gather(p, org).rows(packs, as_of)
+}
+
+/// What the watch reads of the projection, copied out of it, so that the evaluation (most of the
+/// watch's cost) runs without holding the projection's lock: the fold waits only for the copy.
+pub(crate) struct Inputs {
+    records: Vec<wfl_projections::views::SeparationRecord>,
+    compliance: Vec<wfl_projections::views::ComplianceRecord>,
+    site_records: Vec<wfl_projections::views::SeparationRecord>,
+    /// Indexed once: the watch asks the population once per window and sample.
+    population: PopulationIndex,
+}
+
+impl Inputs {
+    /// Copies the watch's inputs for `org` (every org when `None`) as `p` reads them.
+    pub(crate) fn gather(p: &At<'_>, org: Option<&OrgId>) -> Self {
+        Self {
+            records: p.countable_records(org),
+            compliance: p.compliance_records(org),
+            site_records: p.site_event_records(org),
+            population: PopulationIndex::at(p, org),
+        }
+    }
+
+    /// Every row (current and peak) of every pack and unit at `as_of`.
+    pub(crate) fn rows(self, packs: &[RulePack], as_of: Date) -> Vec<ThresholdStatus> {
+        let separations: Vec<Separation<'_>> = self
+            .records
+            .iter()
+            .map(|r| Separation {
+                event_id: r.event_id,
+                org: &r.org,
+                site: &r.site,
+                jurisdiction: &r.jurisdiction,
+                effective_date: r.effective_date,
+                payload: &r.payload,
+                position_closed: r.classification.position_closed,
+                backfilled: r.classification.backfilled,
+                correlation_id: r.correlation_id.as_deref(),
+            })
+            .collect();
+        let steps: Vec<ComplianceStep<'_>> = self
+            .compliance
+            .iter()
+            .map(|c| ComplianceStep {
+                event_id: c.event_id,
+                org: &c.org,
+                site: &c.site,
+                kind: c.kind,
+                plan_id: &c.plan_id,
+                effective_date: c.effective_date,
+            })
+            .collect();
+        let site_events: Vec<SiteEvent<'_>> = self
+            .site_records
+            .iter()
+            .filter_map(|r| {
+                SiteEvent::from_parts(r.event_id, &r.org, &r.site, r.effective_date, &r.payload)
+            })
+            .collect();
+        let population = Basis::new(self.population);
+        rules::evaluate(
+            packs,
+            &separations,
+            &steps,
+            &site_events,
+            &population,
+            as_of,
+        )
+    }
+
+    /// The alert loop's rows: the *current* ones only (see [`threshold_watch`]).
+    pub(crate) fn current_rows(self, packs: &[RulePack], as_of: Date) -> Vec<ThresholdStatus> {
+        let mut rows = self.rows(packs, as_of);
+        rows.retain(|s| s.role == WindowRole::Current);
+        rows
+    }
 }
 
 /// The population the watch reads in the projector: the views' [`PopulationIndex`], plus the
