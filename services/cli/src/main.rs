@@ -46,7 +46,8 @@ enum Token {
 enum Bench {
     /// The views at volume: load N restructuring events into a scratch single node, then report
     /// view lag under load, drain time, disk (views vs ledger), RSS, as-of latency and the
-    /// catch-up rate of a rebuild from sequence 1.
+    /// catch-up rate of a rebuild from sequence 1. With RUST_LOG set, the node's log lines go to
+    /// stderr (`RUST_LOG=info` shows slow persists and the fold's waits for readers).
     Views {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -676,6 +677,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                // The node's own log lines (slow persists, waits for the views' lock), on request.
+                wfl_cli::init_tracing();
+            }
             let baseline = match &check {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)

@@ -46,11 +46,17 @@ impl AsOf {
 /// The `Views` gRPC service.
 pub struct ViewsApi {
     shared: Arc<Shared>,
+    /// The evidence lists of the figures explained last, so that the pages after the first cost
+    /// a page, not a view (see [`Figures`]).
+    figures: Figures,
 }
 
 impl ViewsApi {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            figures: Figures::default(),
+        }
     }
 
     /// Runs `f` on the projection as of `as_of`: the current state, the state as it stood at
@@ -470,13 +476,21 @@ impl ViewsApi {
                 "figure.request.as_of_recorded_at_micros",
             )?
         };
-        let offset: usize = if page_token.is_empty() {
-            0
-        } else {
-            page_token
-                .parse()
-                .map_err(|_| invalid("page_token", "not a token this service gave"))?
-        };
+        let token = PageToken::parse(page_token)?;
+        let mut as_of = as_of;
+        if let Some(pinned) = token.sequence {
+            // Every page of a figure reads the sequence its first page was computed at.
+            if as_of.sequence != 0 && as_of.sequence != pinned {
+                return Err(invalid(
+                    "page_token",
+                    &format!(
+                        "it pages the figure as of sequence {pinned}, the request asks for {}",
+                        as_of.sequence
+                    ),
+                ));
+            }
+            as_of.sequence = pinned;
+        }
         let size = match page_size as usize {
             0 => DEFAULT_PAGE,
             n if n > MAX_EXPLAIN_IDS => {
@@ -484,44 +498,173 @@ impl ViewsApi {
             }
             n => n,
         };
-        let name = figure.view.clone();
-        let path = figure.path.clone();
-        let (seq, found) = self
-            .with_projection(as_of, move |p| {
-                let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
-                let pointer = if path == "/" { "" } else { path.as_str() };
-                let ids = view
-                    .pointer(pointer)
-                    .and_then(|f| f.get("event_ids"))
-                    .and_then(serde_json::Value::as_array)
-                    .ok_or_else(|| {
-                        (
-                            "figure.path",
-                            format!("no figure with evidence at {path:?} in this view"),
-                        )
-                    })?;
+        // The query is already scoped to the caller's org, so the key never crosses tenants.
+        let key = format!(
+            "{}\u{0}{}\u{0}{q:?}\u{0}{}",
+            figure.view, figure.path, as_of.recorded_at_micros
+        );
+        let offset = token.offset;
+        let cached = token.sequence.and_then(|seq| self.figures.get(&key, seq));
+        let (seq, (total, events)) = match cached {
+            Some(ids) => {
+                let page: Vec<wfl_domain::EventId> =
+                    ids.iter().skip(offset).take(size).copied().collect();
+                let (seq, events) = self
+                    .with_projection(as_of, move |p| p.explain(&page))
+                    .await?;
+                (seq, (ids.len(), events))
+            }
+            None => {
+                let name = figure.view.clone();
+                let path = figure.path.clone();
+                let (seq, found) = self
+                    .with_projection(as_of, move |p| {
+                        let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
+                        let pointer = if path == "/" { "" } else { path.as_str() };
+                        let ids: Vec<wfl_domain::EventId> = view
+                            .pointer(pointer)
+                            .and_then(|f| f.get("event_ids"))
+                            .and_then(serde_json::Value::as_array)
+                            .ok_or_else(|| {
+                                (
+                                    "figure.path",
+                                    format!("no figure with evidence at {path:?} in this view"),
+                                )
+                            })?
+                            .iter()
+                            .filter_map(|v| v.as_str().and_then(uuid_parse))
+                            .collect();
+                        let page: Vec<wfl_domain::EventId> =
+                            ids.iter().skip(offset).take(size).copied().collect();
+                        Ok::<_, (&str, String)>((ids, p.explain(&page)))
+                    })
+                    .await?;
+                let (ids, events) = found.map_err(|(field, e)| invalid(field, &e))?;
+                if token.sequence.is_some_and(|pinned| pinned != seq) {
+                    // A recorded-at bound read at another sequence than the first page's.
+                    return Err(Status::aborted(
+                        "the figure changed since its first page (page_token); start again \
+                         without a page_token",
+                    ));
+                }
                 let total = ids.len();
-                let page: Vec<wfl_domain::EventId> = ids
-                    .iter()
-                    .skip(offset)
-                    .take(size)
-                    .filter_map(|v| v.as_str().and_then(uuid_parse))
-                    .collect();
-                Ok::<_, (&str, String)>((total, p.explain(&page)))
-            })
-            .await?;
-        let (total, events) = found.map_err(|(field, e)| invalid(field, &e))?;
+                if offset + events.len() < total {
+                    self.figures.put(key, seq, ids);
+                }
+                (seq, (total, events))
+            }
+        };
         let next = offset + events.len();
         Ok(Response::new(pb::ExplainResponse {
             as_of_sequence: seq,
             events: explained(&events),
             total: total as u64,
             next_page_token: if next < total {
-                next.to_string()
+                PageToken {
+                    sequence: Some(seq),
+                    offset: next,
+                }
+                .to_string()
             } else {
                 String::new()
             },
         }))
+    }
+}
+
+/// Where the next page of a figure starts: the sequence the figure was computed at (its first
+/// page's) and the offset in its evidence. Written `<sequence>:<offset>`; clients treat it as
+/// opaque. A bare offset (the form before the sequence was pinned) reads the current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageToken {
+    sequence: Option<u64>,
+    offset: usize,
+}
+
+impl PageToken {
+    fn parse(token: &str) -> Result<Self, Status> {
+        if token.is_empty() {
+            return Ok(Self {
+                sequence: None,
+                offset: 0,
+            });
+        }
+        let bad = || invalid("page_token", "not a token this service gave");
+        match token.split_once(':') {
+            Some((seq, offset)) => Ok(Self {
+                sequence: Some(seq.parse().map_err(|_| bad())?),
+                offset: offset.parse().map_err(|_| bad())?,
+            }),
+            None => Ok(Self {
+                sequence: None,
+                offset: token.parse().map_err(|_| bad())?,
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for PageToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sequence {
+            Some(seq) => write!(f, "{seq}:{}", self.offset),
+            None => write!(f, "{}", self.offset),
+        }
+    }
+}
+
+/// Most figures whose evidence is kept for their next pages...
+const FIGURES_KEPT: usize = 16;
+/// ...and most event ids kept over all of them (16 B each: 64 MiB).
+const FIGURE_IDS_KEPT: usize = 4 << 20;
+
+/// The evidence lists of the figures paged most recently, by (view, path, query, recorded-at
+/// bound) and the sequence they were computed at: the first page of a figure computes its view
+/// (a cost that follows the org's history), every later page is a slice of the kept list plus
+/// the explanation of its events. Bounded in figures and in ids; the oldest goes first. A miss
+/// (evicted, or another replica) recomputes the view at the token's sequence: same answer.
+#[derive(Default)]
+struct Figures {
+    kept:
+        std::sync::Mutex<std::collections::VecDeque<(String, u64, Arc<Vec<wfl_domain::EventId>>)>>,
+}
+
+impl Figures {
+    #[cfg(test)]
+    fn get_any(&self, sequence: u64) -> bool {
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|(_, s, _)| *s == sequence)
+    }
+
+    fn get(&self, key: &str, sequence: u64) -> Option<Arc<Vec<wfl_domain::EventId>>> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter()
+            .find(|(k, s, _)| *s == sequence && k == key)
+            .map(|(_, _, ids)| ids.clone())
+    }
+
+    fn put(&self, key: String, sequence: u64, ids: Vec<wfl_domain::EventId>) {
+        if ids.len() > FIGURE_IDS_KEPT {
+            return;
+        }
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|(k, s, _)| !(*s == sequence && *k == key));
+        kept.push_back((key, sequence, Arc::new(ids)));
+        let mut total: usize = kept.iter().map(|(_, _, ids)| ids.len()).sum();
+        while kept.len() > FIGURES_KEPT || total > FIGURE_IDS_KEPT {
+            match kept.pop_front() {
+                Some((_, _, ids)) => total -= ids.len(),
+                None => break,
+            }
+        }
     }
 }
 
@@ -668,9 +811,10 @@ mod tests {
             .into_inner();
         assert_eq!(page.events.len(), 1_000);
         assert_eq!(page.total, LEAVERS as u64);
-        assert_eq!(page.next_page_token, "1000");
+        assert_eq!(page.next_page_token, format!("{sequence}:1000"));
         let mut seen = std::collections::BTreeSet::new();
         let mut token = String::new();
+        let mut more = LEAVERS;
         loop {
             let page = api
                 .explain(request(explain(token, 10_000), "/wfl.v1.Views/Explain"))
@@ -682,6 +826,9 @@ mod tests {
                 "a page of {} bytes",
                 page.encoded_len()
             );
+            // Every page reads the sequence of the first, however far the views moved on.
+            assert_eq!(page.as_of_sequence, sequence);
+            assert_eq!(page.total, LEAVERS as u64);
             for e in page.events {
                 assert_eq!(e.event_type, "Resignation");
                 assert!(seen.insert(e.event_id), "no event twice");
@@ -689,8 +836,44 @@ mod tests {
             if page.next_page_token.is_empty() {
                 break;
             }
+            // The pages after the first are slices of the kept evidence, not a new view.
+            assert!(
+                api.figures.get_any(sequence),
+                "the figure's evidence is kept"
+            );
             token = page.next_page_token;
+            // Another resignation is folded between two pages.
+            let mut leave = scenario::event(
+                ORG,
+                Payload::Resignation(Resignation {
+                    separation: scenario::separation(&format!("w-{more}")),
+                    regrettable: false,
+                    pressured: false,
+                }),
+            );
+            leave.effective_date = scenario::default_date().add_days(40);
+            let mut p = api.shared.projection.write().await;
+            let next = p.last_sequence() + 1;
+            p.apply(next, &leave);
+            more += 1;
         }
         assert_eq!(seen.len(), LEAVERS);
+        // A token with a sequence other than the request's own as_of_sequence is refused.
+        let mut mismatched = explain(format!("{sequence}:0"), 10);
+        if let Some(f) = mismatched.figure.as_mut() {
+            f.request
+                .get_or_insert_with(Default::default)
+                .as_of_sequence = sequence - 1;
+        }
+        let refused = api
+            .explain(request(mismatched, "/wfl.v1.Views/Explain"))
+            .await
+            .expect_err("a token of another sequence");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(
+            refused.message().contains("page_token"),
+            "{}",
+            refused.message()
+        );
     }
 }

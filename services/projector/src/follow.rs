@@ -21,6 +21,8 @@ const ALERT_INTERVAL: Duration = Duration::from_secs(2);
 /// ...and at most one part in this many of the time: its cost grows with the state (it reads
 /// every countable separation), so its interval stretches with it and the fold keeps ≥ 90 %.
 const ALERT_DUTY: u32 = 10;
+/// A persist or a wait for the views' lock this long is logged (each adds to the views' lag).
+const SLOW: Duration = Duration::from_millis(500);
 /// Events per `Subscribe` message the projector asks for (the ledger caps it at 1,000 and ~1 MiB).
 const SUBSCRIBE_BATCH: u32 = 1000;
 
@@ -219,7 +221,16 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
     }
     let mut last_recorded_at = None;
     let mut last_hash = None;
+    let waited = Instant::now();
     let mut p = shared.projection.write().await;
+    let waited = waited.elapsed();
+    if waited >= SLOW {
+        // Readers (a view answer, the watch's copy) held the state this long: the lag grows by it.
+        info!(
+            waited_ms = waited.as_millis() as u64,
+            "the fold waited for readers of the views"
+        );
+    }
     let mut folded = 0u64;
     let mut gap = false;
     for (sequence, recorded_at, hash, event) in decoded {
@@ -379,7 +390,17 @@ impl Writer {
         let store = store.clone();
         let progress = shared.progress.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             store.save(&changes)?;
+            let took = started.elapsed();
+            if took >= SLOW {
+                info!(
+                    elapsed_ms = took.as_millis() as u64,
+                    entries = changes.entries.len(),
+                    through = changes.last_sequence,
+                    "slow view persist"
+                );
+            }
             progress
                 .persisted
                 .store(changes.last_sequence, Ordering::Relaxed);
@@ -409,28 +430,35 @@ struct Alerts {
 impl Alerts {
     /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at.
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
-        // Only the copy of the watch's inputs holds the lock; the evaluation runs beside the fold.
-        let (at, as_of, inputs) = {
-            let p = shared.projection.read().await;
-            let now = p.now();
-            let as_of = thresholds::default_as_of(&now, None);
-            (
-                p.last_sequence(),
-                as_of,
-                thresholds::Inputs::gather(&now, None),
-            )
-        };
+        // Only a copy of the state (entries shared, not copied) is taken under the lock: the
+        // watch reads every countable separation and indexes the population, seconds at 1M
+        // events, and the fold must not wait for that.
+        let started = Instant::now();
+        let snapshot = shared.projection.read().await.snapshot();
+        let copied = started.elapsed();
+        let at = snapshot.last_sequence();
         let packs = shared.clone();
-        let statuses =
-            match tokio::task::spawn_blocking(move || inputs.current_rows(&packs.packs, as_of))
-                .await
-            {
-                Ok(statuses) => statuses,
-                Err(e) => {
-                    warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
-                    return at.saturating_sub(1);
-                }
-            };
+        let statuses = match tokio::task::spawn_blocking(move || {
+            let now = snapshot.now();
+            let as_of = thresholds::default_as_of(&now, None);
+            thresholds::Inputs::gather(&now, None).current_rows(&packs.packs, as_of)
+        })
+        .await
+        {
+            Ok(statuses) => {
+                tracing::debug!(
+                    at,
+                    copy_ms = copied.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "threshold watch evaluated"
+                );
+                statuses
+            }
+            Err(e) => {
+                warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
+                return at.saturating_sub(1);
+            }
+        };
         for s in statuses {
             let key = (
                 s.pack.clone(),

@@ -65,8 +65,8 @@ pub fn watch_rows(
     thresholds::watch_rows(&projection.now(), packs, None, as_of)
 }
 
-/// [`watch_rows`] in the projector's two steps, and how long the first took: the copy of the
-/// watch's inputs, the only part the alert loop does under the projection's lock.
+/// [`watch_rows`] as the alert loop runs it, and how long its first step took: the copy of the
+/// state ([`Projection::snapshot`]), the only part it does under the projection's lock.
 #[must_use]
 pub fn watch_rows_timed(
     projection: &Projection,
@@ -77,9 +77,10 @@ pub fn watch_rows_timed(
     std::time::Duration,
 ) {
     let started = std::time::Instant::now();
-    let inputs = thresholds::Inputs::gather(&projection.now(), None);
+    let snapshot = projection.snapshot();
     let locked = started.elapsed();
-    (inputs.rows(packs, as_of), locked)
+    let rows = thresholds::Inputs::gather(&snapshot.now(), None).rows(packs, as_of);
+    (rows, locked)
 }
 
 /// Loads and validates the rule packs in `dir` (`*.toml`).
