@@ -1,5 +1,6 @@
-//! Follows the ledger: subscribe from checkpoint + 1, fold, persist state + checkpoint together,
-//! publish alerts whose level changed. Reconnects and resumes after any break.
+//! Follows the ledger: subscribe from checkpoint + 1, fold, persist state + checkpoint together;
+//! reconnects and resumes after any break. Beside it, [`alerts`] evaluates the threshold watch and
+//! publishes the alerts whose level changed, on its own task so the fold never waits for it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wfl_bus::Bus;
@@ -16,10 +18,10 @@ use wfl_proto::pb;
 use crate::store::ViewStore;
 use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
-/// While catching up, the threshold watch runs at most this often (and always once idle)...
-const ALERT_INTERVAL: Duration = Duration::from_secs(2);
-/// ...and at most one part in this many of the time: its cost grows with the state (it reads
-/// every countable separation), so its interval stretches with it and the fold keeps ≥ 90 %.
+/// The threshold watch runs at most this often...
+const ALERT_INTERVAL: Duration = Duration::from_millis(250);
+/// ...and takes at most one part in this many of the time: its cost grows with the state (it
+/// reads every countable separation), so its interval stretches with it.
 const ALERT_DUTY: u32 = 10;
 /// A persist or a wait for the views' lock this long is logged (each adds to the views' lag).
 const SLOW: Duration = Duration::from_millis(500);
@@ -29,17 +31,11 @@ const SUBSCRIBE_BATCH: u32 = 1000;
 pub(crate) async fn run(
     shared: Arc<Shared>,
     store: ViewStore,
-    bus: Arc<dyn Bus>,
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let store = Arc::new(store);
-    let mut alerts = Alerts::default();
     let mut backoff = Duration::from_millis(100);
-    // The sequence alerts were last evaluated at, and when.
-    let mut alerted_at = 0u64;
-    let mut last_alerts = Instant::now();
-    let mut alert_interval = ALERT_INTERVAL;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -78,7 +74,7 @@ pub(crate) async fn run(
                 .map(|r| Ok(r.into_inner()))
                 .map_err(|s| s.to_string())
         };
-        let mut stream = tokio::select! {
+        let stream = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             s = stream => match s {
                 Ok(Ok(s)) => s,
@@ -96,6 +92,9 @@ pub(crate) async fn run(
         };
         info!(from, "projector following the ledger");
         shared.progress.following.store(true, Ordering::Relaxed);
+        // Decoding and converting run on the reader's task, the fold and persists on this one:
+        // two cores' worth of work in catch-up.
+        let mut incoming = read(stream);
         let mut dirty = 0u64;
         let mut space = Space::new(&config);
         let mut writer = Writer::default();
@@ -108,63 +107,43 @@ pub(crate) async fn run(
                     }
                     return Ok(());
                 }
-                // Heartbeats come every 500 ms: ten seconds of silence is a dead connection.
-                m = tokio::time::timeout(Duration::from_secs(10), stream.message()) => match m {
-                    Ok(m) => m,
-                    Err(_) => Err(tonic::Status::unavailable("no heartbeat from the ledger for 10 s")),
-                },
+                m = incoming.recv() => m.unwrap_or(Incoming::Ended),
             };
             let events = match message {
-                Ok(Some(pb::SubscribeResponse {
-                    kind: Some(pb::subscribe_response::Kind::Event(c)),
-                })) => vec![c],
-                Ok(Some(pb::SubscribeResponse {
-                    kind: Some(pb::subscribe_response::Kind::Batch(b)),
-                })) => b.events,
-                other => {
+                Incoming::Events(events) => events,
+                Incoming::Bad(e) => {
                     writer.finish().await?;
-                    match other {
-                        Ok(Some(pb::SubscribeResponse {
-                            kind: Some(pb::subscribe_response::Kind::Heartbeat(h)),
-                        })) => {
-                            shared
-                                .progress
-                                .ledger_head
-                                .fetch_max(h.head_sequence, Ordering::Relaxed);
-                            if dirty > 0 {
-                                if persist(&shared, &store, &mut space).await? {
-                                    dirty = 0;
-                                }
-                            } else {
-                                // Nothing to persist: a paused store still learns that space is back.
-                                space.recheck(&shared.progress);
-                            }
-                            // Idle: the alerts catch up with everything folded.
-                            if shared.projection.read().await.last_sequence() > alerted_at {
-                                alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
-                                last_alerts = Instant::now();
-                            }
-                            continue;
+                    return Err(e);
+                }
+                Incoming::Heartbeat(head) => {
+                    writer.finish().await?;
+                    shared
+                        .progress
+                        .ledger_head
+                        .fetch_max(head, Ordering::Relaxed);
+                    if dirty > 0 {
+                        if persist(&shared, &store, &mut space).await? {
+                            dirty = 0;
                         }
-                        Ok(Some(pb::SubscribeResponse { kind: _ })) => {
-                            return Err(Error::Internal(
-                                "the ledger sent a subscription message with no content".into(),
-                            ));
-                        }
-                        Ok(None) | Err(_) => {
-                            if dirty > 0 {
-                                persist(&shared, &store, &mut space).await?;
-                            }
-                            shared.progress.following.store(false, Ordering::Relaxed);
-                            warn!("ledger stream ended; resubscribing");
-                            tokio::select! {
-                                () = shutdown.cancelled() => return Ok(()),
-                                () = tokio::time::sleep(backoff) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            break;
-                        }
+                    } else {
+                        // Nothing to persist: a paused store still learns that space is back.
+                        space.recheck(&shared.progress);
                     }
+                    continue;
+                }
+                Incoming::Ended => {
+                    writer.finish().await?;
+                    if dirty > 0 {
+                        persist(&shared, &store, &mut space).await?;
+                    }
+                    shared.progress.following.store(false, Ordering::Relaxed);
+                    warn!("ledger stream ended; resubscribing");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    break;
                 }
             };
             let Some(folded) = fold(&shared, events).await? else {
@@ -188,27 +167,76 @@ pub(crate) async fn run(
                 if writer.start(&shared, &store, &mut space).await {
                     dirty = 0;
                 }
-                // The watch reads the whole state: while catching up, at most once per
-                // ALERT_INTERVAL, so its cost stays a bounded share of the fold.
-                if last_alerts.elapsed() >= alert_interval {
-                    let t = Instant::now();
-                    alerted_at = alerts.publish_changes(&shared, bus.as_ref()).await;
-                    last_alerts = Instant::now();
-                    alert_interval = ALERT_INTERVAL.max(t.elapsed() * ALERT_DUTY);
-                }
             }
         }
     }
 }
 
-/// Converts and folds one message's events under one lock. `None`: a gap in the sequence (the
-/// caller resubscribes); otherwise how many events were folded (already folded ones are skipped).
-async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<Option<u64>, Error> {
+/// One committed event as the fold takes it: sequence, recorded-at time, chain hash, event.
+type Decoded = (u64, i64, Vec<u8>, wfl_domain::Event);
+
+/// What the reader hands the fold.
+enum Incoming {
+    /// One message's events, decoded and converted.
+    Events(Vec<Decoded>),
+    /// The ledger's head, while nothing new is committed.
+    Heartbeat(u64),
+    /// The stream ended or broke (or went silent): resubscribe.
+    Ended,
+    /// The ledger sent something that is not a committed event: stop.
+    Bad(Error),
+}
+
+/// Messages decoded ahead of the fold (each up to [`SUBSCRIBE_BATCH`] events).
+const READ_AHEAD: usize = 4;
+
+/// Reads the subscription on its own task: decodes each message (prost), converts its events to
+/// domain events, and hands them to the fold through a small bounded queue, so the fold and the
+/// decoding run side by side. Ends with the stream, or when the fold stops listening.
+fn read(mut stream: tonic::Streaming<pb::SubscribeResponse>) -> mpsc::Receiver<Incoming> {
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        loop {
+            // Heartbeats come every 500 ms: ten seconds of silence is a dead connection.
+            let message = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
+            let item = match message {
+                Ok(Ok(Some(pb::SubscribeResponse { kind: Some(kind) }))) => match kind {
+                    pb::subscribe_response::Kind::Event(c) => decode(vec![c]),
+                    pb::subscribe_response::Kind::Batch(b) => decode(b.events),
+                    pb::subscribe_response::Kind::Heartbeat(h) => {
+                        Incoming::Heartbeat(h.head_sequence)
+                    }
+                },
+                Ok(Ok(Some(pb::SubscribeResponse { kind: None }))) => {
+                    Incoming::Bad(Error::Internal(
+                        "the ledger sent a subscription message with no content".into(),
+                    ))
+                }
+                Ok(Ok(None)) => Incoming::Ended,
+                Ok(Err(status)) => {
+                    warn!(error = %status, "ledger stream broke");
+                    Incoming::Ended
+                }
+                Err(_) => {
+                    warn!("no heartbeat from the ledger for 10 s");
+                    Incoming::Ended
+                }
+            };
+            let last = matches!(item, Incoming::Ended | Incoming::Bad(_));
+            if tx.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Converts one message's events; an event without a body or that does not convert stops the
+/// projector (the ledger only commits events that do).
+fn decode(events: Vec<pb::CommittedEvent>) -> Incoming {
     let mut decoded = Vec::with_capacity(events.len());
     for c in events {
         let sequence = c.sequence;
-        let recorded_at = c.recorded_at_micros;
-        let hash = c.hash;
         let event = c
             .event
             .ok_or_else(|| Error::Internal(format!("ledger event {sequence} has no body")))
@@ -216,9 +244,18 @@ async fn fold(shared: &Arc<Shared>, events: Vec<pb::CommittedEvent>) -> Result<O
                 wfl_proto::convert::event_from_pb(e).map_err(|v| {
                     Error::Internal(format!("ledger event {sequence} does not convert: {v}"))
                 })
-            })?;
-        decoded.push((sequence, recorded_at, hash, event));
+            });
+        match event {
+            Ok(event) => decoded.push((sequence, c.recorded_at_micros, c.hash, event)),
+            Err(e) => return Incoming::Bad(e),
+        }
     }
+    Incoming::Events(decoded)
+}
+
+/// Folds one message's events under one lock. `None`: a gap in the sequence (the caller
+/// resubscribes); otherwise how many events were folded (already folded ones are skipped).
+async fn fold(shared: &Arc<Shared>, decoded: Vec<Decoded>) -> Result<Option<u64>, Error> {
     let mut last_recorded_at = None;
     let mut last_hash = None;
     let waited = Instant::now();
@@ -428,8 +465,9 @@ struct Alerts {
 }
 
 impl Alerts {
-    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at.
-    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> u64 {
+    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at and
+    /// whether every change was published (a failed publish is retried at the next run).
+    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> (u64, bool) {
         // Only a copy of the state (entries shared, not copied) is taken under the lock: the
         // watch reads every countable separation and indexes the population, seconds at 1M
         // events, and the fold must not wait for that.
@@ -456,9 +494,10 @@ impl Alerts {
             }
             Err(e) => {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
-                return at.saturating_sub(1);
+                return (at, false);
             }
         };
+        let mut sent = true;
         for s in statuses {
             let key = (
                 s.pack.clone(),
@@ -490,9 +529,11 @@ impl Alerts {
                         self.published.insert(key, s.level);
                     }
                     Ok(Err(e)) => {
+                        sent = false;
                         warn!(error = %e, %subject, "alert not published yet; will retry")
                     }
                     Err(_) => {
+                        sent = false;
                         warn!(
                             %subject,
                             timeout_ms = ALERT_PUBLISH_TIMEOUT.as_millis() as u64,
@@ -504,7 +545,40 @@ impl Alerts {
                 Err(e) => warn!(error = %e, "alert not serialisable"),
             }
         }
-        at
+        (at, sent)
+    }
+}
+
+/// The threshold watch beside the fold: whenever the views hold events it has not evaluated
+/// (and at most every [`ALERT_INTERVAL`], stretched so that it takes at most one part in
+/// [`ALERT_DUTY`] of the time), it evaluates the rule packs over a copy of the state and
+/// publishes the alerts whose level changed. Its own task, so the fold never waits for it: the
+/// watch's cost grows with the state, the fold's must not.
+pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
+    let mut alerts = Alerts::default();
+    let mut checkpoint = shared.checkpoint.subscribe();
+    let mut evaluated = 0u64;
+    let mut retry = false;
+    loop {
+        if !retry {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = checkpoint.wait_for(|c| *c > evaluated) => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let (at, sent) = alerts.publish_changes(&shared, bus.as_ref()).await;
+        evaluated = at;
+        retry = !sent;
+        let pause = ALERT_INTERVAL.max(started.elapsed() * (ALERT_DUTY - 1));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
     }
 }
 

@@ -4,8 +4,9 @@
 //! committed event into a [`Projection`], and persists the state **and its checkpoint in one atomic
 //! sled batch** (every [`Config::persist_every`] events, and whenever the stream goes idle), so a
 //! restart resumes exactly where the persisted state stops: no event counted twice, none missed.
-//! After each persisted batch it evaluates the rule packs and publishes alerts whose level changed
-//! on `wfl.alerts.<org>.<rule_id>`. It serves gRPC `Views`; `as_of_sequence` answers read the
+//! Beside the fold, its own task evaluates the rule packs over a copy of the state whenever new
+//! events were folded (at most every 250 ms, and at most a tenth of the time) and publishes the
+//! alerts whose level changed on `wfl.alerts.<org>.<rule_id>`; the fold never waits for it. It serves gRPC `Views`; `as_of_sequence` answers read the
 //! state as it stood at that sequence (`Projection::at`), without folding anything again.
 //!
 //! It never writes to the ledger.
@@ -249,8 +250,9 @@ impl Projector {
             ledger_credentials: config.ledger_credentials.clone(),
         });
         tokio::spawn(follow::watch_head(shared.clone(), shutdown.clone()));
+        tokio::spawn(follow::alerts(shared.clone(), bus, shutdown.clone()));
         let token = shutdown.clone();
-        let follower = follow::run(shared.clone(), store, bus, config, shutdown);
+        let follower = follow::run(shared.clone(), store, config, shutdown);
         let task = tokio::spawn(async move {
             let result = follower.await;
             if let Err(e) = &result {
