@@ -97,7 +97,7 @@ impl Writer {
         } = restored;
         info!(
             head = head.sequence,
-            source,
+            source = %source,
             through,
             folded,
             entries = state.len(),
