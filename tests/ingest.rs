@@ -567,6 +567,77 @@ async fn a_damaged_state_value_is_rebuilt_from_the_history_with_a_warning() {
     assert_eq!(log_field(&rebuilt, "head="), "353", "{rebuilt}");
 }
 
+/// A store written by a build that kept the chunked state snapshot (marker `ledger-state`) is
+/// migrated at its first start: the snapshot is read, only the events after it are folded, the
+/// state is written keyed and the chunks are deleted; decisions are the same, and the next
+/// restart reads the keyed state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_state_snapshot_of_an_earlier_build_is_migrated_to_the_keyed_state() {
+    use sha2::Digest;
+    use wfl_store::Log;
+    let dir = wfl_testkit::temp_dir();
+    let mut node = common::up(dir.path(), &[]);
+    hire_300_separate_50(&node).await;
+    node.kill();
+    let path = dir.path().join("data").join("ledger");
+    {
+        // What an earlier build wrote after the 300 hires (layout in the ledger's `snapshot`
+        // module doc), and no keyed state.
+        let store = wfl_store::SledLog::open(&path).unwrap();
+        let keyed: Vec<_> = store
+            .meta_scan("ledger-keyed/", None, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| (k, None))
+            .collect();
+        store.meta_write(&keyed).unwrap();
+        let mut chunk = Vec::new();
+        for i in 0..300 {
+            let worker = format!("w-{i}");
+            chunk.push(1u8);
+            for s in ["acme", worker.as_str()] {
+                chunk.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+                chunk.extend_from_slice(s.as_bytes());
+            }
+            chunk.push(1); // employed, no last lifecycle event
+            chunk.extend_from_slice(&1u64.to_be_bytes());
+        }
+        let mut marker = Vec::new();
+        marker.extend_from_slice(&1u64.to_be_bytes());
+        marker.extend_from_slice(&300u64.to_be_bytes());
+        marker.extend_from_slice(&1u32.to_be_bytes());
+        marker.extend_from_slice(&sha2::Sha256::digest(&chunk));
+        store
+            .meta_write(&[
+                (
+                    "ledger-state/0000000000000001/00000000".to_owned(),
+                    Some(chunk),
+                ),
+                ("ledger-state".to_owned(), Some(marker)),
+            ])
+            .unwrap();
+    }
+    let mut node = common::up(dir.path(), &[]);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "source="), "snapshot", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "through="), "300", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "50", "{rebuilt}");
+    decides_like_the_whole_history(&node).await;
+    node.kill();
+    {
+        let store = wfl_store::SledLog::open(&path).unwrap();
+        assert_eq!(store.meta_get("ledger-state").unwrap(), None);
+        assert!(store
+            .meta_scan("ledger-state/", None, 1)
+            .unwrap()
+            .is_empty());
+    }
+    let node = common::up(dir.path(), &[]);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "source="), "keyed", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "0", "{rebuilt}");
+}
+
 /// Outcomes reach every gateway, however it came to wait: a second gateway recording alongside,
 /// a gateway killed (SIGKILL) in the middle of a 10,000-event batch and restarted, and the
 /// restarted one asking again for the whole batch (most of it committed by its predecessor's

@@ -5,7 +5,9 @@
 //! the pump acknowledge the inbox messages and hands the batch's decisions to the outcome
 //! broadcast ([`crate::outcomes`]), which publishes them once without the writer waiting. A store
 //! failure stops the writer without acknowledging anything: the inbox redelivers after a restart,
-//! and the event ids already committed are recognised as duplicates.
+//! and the event ids already committed are recognised as duplicates. The keys of the state that a
+//! batch changed ([`crate::snapshot`]) go in the same atomic append as its records, so the stored
+//! state is always that of the stored head and a restart folds nothing.
 //!
 //! Every outcome carries what the gateway needs to answer exactly, derived from the store alone:
 //! the submission that committed the event (stored in its decision) and the SHA-256 of the
