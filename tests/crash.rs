@@ -19,9 +19,6 @@ fn ledger_args(data: &std::path::Path, nats: &NatsServer) -> Vec<String> {
         "127.0.0.1:0".into(),
         "--nats-url".into(),
         nats.url(),
-        // State snapshots often, so kills land while one is written and restarts read them.
-        "--state-snapshot-events".into(),
-        "500".into(),
     ]
 }
 

@@ -443,19 +443,10 @@ async fn log_shows(proc: &common::Proc, needle: &str) -> String {
     }
 }
 
-/// A restart reads the latest state snapshot and folds only the events after it, and decides
-/// exactly as a fold of the whole history would: employment and versions from the snapshot and
-/// from the tail both hold.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_same() {
-    let dir = wfl_testkit::temp_dir();
-    let args = ["--state-snapshot-events", "100"];
-    let mut node = common::up(dir.path(), &args);
+/// Records 300 hires and then 50 separations on a node, for the restart tests below.
+async fn hire_300_separate_50(node: &common::Proc) {
     let ch = common::connect(&node.grpc).await;
-    // 300 hires: a snapshot is due once 100 events (and a quarter of the state's size) are in.
     record_batch(&ch, &hires("acme", 300, 0)).await;
-    log_shows(&node, "ledger state snapshot written").await;
-    // 50 separations: the tail a restart folds (with whatever came after the last snapshot).
     let resigns: Vec<_> = (0..50)
         .map(|i| scenario::resign("acme", &format!("w-{i}")))
         .collect();
@@ -464,19 +455,18 @@ async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_sam
         .results
         .iter()
         .all(|i| matches!(i.outcome, Some(pb::item_result::Outcome::Ok(_)))));
-    node.kill();
-    let node = common::up(dir.path(), &args);
-    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
-    let field = |name: &str| -> u64 {
-        rebuilt
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {rebuilt}"))
-    };
-    let (head, snapshot, folded) = (field("head="), field("snapshot="), field("folded="));
-    assert_eq!(head, 350, "{rebuilt}");
-    assert!(snapshot > 0 && snapshot + folded == head, "{rebuilt}");
+}
+
+/// A field `name=value` of a log line.
+fn log_field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// After `hire_300_separate_50`, a node decides as a fold of that whole history would:
+/// employment and versions from before and after the separations both hold.
+async fn decides_like_the_whole_history(node: &common::Proc) {
     let ch = common::connect(&node.grpc).await;
     let mut stale = scenario::resign("acme", "w-150");
     stale.expected_version = Some(0);
@@ -485,14 +475,14 @@ async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_sam
     let r = record_batch(
         &ch,
         &[
-            // Separated in the tail: a second separation is refused.
+            // Separated: a second separation is refused.
             scenario::resign("acme", "w-10"),
-            // Employed in the snapshot: a separation commits, a hire is refused.
+            // Employed: a separation commits, a hire is refused.
             scenario::resign("acme", "w-100"),
             scenario::hire("acme", "w-200"),
-            // Separated in the tail: may be hired again.
+            // Separated: may be hired again.
             scenario::hire("acme", "w-5"),
-            // Versions come from the snapshot: w-150 and w-151 have one event each.
+            // Versions: w-150 and w-151 have one event each.
             stale,
             current,
         ],
@@ -518,6 +508,134 @@ async fn a_restart_from_a_state_snapshot_folds_only_the_tail_and_decides_the_sam
         "{r:?}"
     );
     assert_valid_chain(&replay(&ch).await);
+}
+
+/// The writer's state is stored keyed with every batch, so a restart (after a SIGKILL) reads it
+/// back, folds no event at all, and decides exactly as a fold of the whole history would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_the_keyed_state_folds_nothing_and_decides_the_same() {
+    let dir = wfl_testkit::temp_dir();
+    let mut node = common::up(dir.path(), &[]);
+    hire_300_separate_50(&node).await;
+    node.kill();
+    let node = common::up(dir.path(), &[]);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "head="), "350", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "source="), "keyed", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "through="), "350", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "0", "{rebuilt}");
+    // 300 workers.
+    assert_eq!(log_field(&rebuilt, "entries="), "300", "{rebuilt}");
+    decides_like_the_whole_history(&node).await;
+}
+
+/// A stored state value with a flipped bit is not trusted: the restart says so with a WARN,
+/// rebuilds the state from sequence 1, decides exactly the same, and rewrites the state, so the
+/// restart after it folds nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_value_is_rebuilt_from_the_history_with_a_warning() {
+    let dir = wfl_testkit::temp_dir();
+    let mut node = common::up(dir.path(), &[]);
+    hire_300_separate_50(&node).await;
+    node.kill();
+    {
+        use wfl_store::Log;
+        let store = wfl_store::SledLog::open(&dir.path().join("data").join("ledger")).unwrap();
+        let (key, mut value) = store
+            .meta_scan("ledger-keyed/w/", None, 1)
+            .unwrap()
+            .pop()
+            .expect("a stored worker");
+        value[0] ^= 0x02;
+        store.meta_write(&[(key, Some(value))]).unwrap();
+    }
+    let mut node = common::up(dir.path(), &[]);
+    let warned = log_shows(&node, "the stored ledger state is not used").await;
+    assert!(
+        warned.contains("WARN") && warned.contains("does not verify"),
+        "{warned}"
+    );
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "source="), "history", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "350", "{rebuilt}");
+    decides_like_the_whole_history(&node).await;
+    node.kill();
+    let node = common::up(dir.path(), &[]);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "source="), "keyed", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "0", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "head="), "353", "{rebuilt}");
+}
+
+/// A store written by a build that kept the chunked state snapshot (marker `ledger-state`) is
+/// migrated at its first start: the snapshot is read, only the events after it are folded, the
+/// state is written keyed and the chunks are deleted; decisions are the same, and the next
+/// restart reads the keyed state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_state_snapshot_of_an_earlier_build_is_migrated_to_the_keyed_state() {
+    use sha2::Digest;
+    use wfl_store::Log;
+    let dir = wfl_testkit::temp_dir();
+    let mut node = common::up(dir.path(), &[]);
+    hire_300_separate_50(&node).await;
+    node.kill();
+    let path = dir.path().join("data").join("ledger");
+    {
+        // What an earlier build wrote after the 300 hires (layout in the ledger's `snapshot`
+        // module doc), and no keyed state.
+        let store = wfl_store::SledLog::open(&path).unwrap();
+        let keyed: Vec<_> = store
+            .meta_scan("ledger-keyed/", None, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| (k, None))
+            .collect();
+        store.meta_write(&keyed).unwrap();
+        let mut chunk = Vec::new();
+        for i in 0..300 {
+            let worker = format!("w-{i}");
+            chunk.push(1u8);
+            for s in ["acme", worker.as_str()] {
+                chunk.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
+                chunk.extend_from_slice(s.as_bytes());
+            }
+            chunk.push(1); // employed, no last lifecycle event
+            chunk.extend_from_slice(&1u64.to_be_bytes());
+        }
+        let mut marker = Vec::new();
+        marker.extend_from_slice(&1u64.to_be_bytes());
+        marker.extend_from_slice(&300u64.to_be_bytes());
+        marker.extend_from_slice(&1u32.to_be_bytes());
+        marker.extend_from_slice(&sha2::Sha256::digest(&chunk));
+        store
+            .meta_write(&[
+                (
+                    "ledger-state/0000000000000001/00000000".to_owned(),
+                    Some(chunk),
+                ),
+                ("ledger-state".to_owned(), Some(marker)),
+            ])
+            .unwrap();
+    }
+    let mut node = common::up(dir.path(), &[]);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "source="), "snapshot", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "through="), "300", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "50", "{rebuilt}");
+    decides_like_the_whole_history(&node).await;
+    node.kill();
+    {
+        let store = wfl_store::SledLog::open(&path).unwrap();
+        assert_eq!(store.meta_get("ledger-state").unwrap(), None);
+        assert!(store
+            .meta_scan("ledger-state/", None, 1)
+            .unwrap()
+            .is_empty());
+    }
+    let node = common::up(dir.path(), &[]);
+    let rebuilt = log_shows(&node, "ledger state rebuilt").await;
+    assert_eq!(log_field(&rebuilt, "source="), "keyed", "{rebuilt}");
+    assert_eq!(log_field(&rebuilt, "folded="), "0", "{rebuilt}");
 }
 
 /// Outcomes reach every gateway, however it came to wait: a second gateway recording alongside,

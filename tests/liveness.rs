@@ -37,9 +37,6 @@ fn ledger_args(data: &std::path::Path, nats: &NatsServer, stall_secs: u64) -> Ve
         nats.url(),
         "--inbox-stall-secs".into(),
         stall_secs.to_string(),
-        // State snapshots often, so restarts read one and kills land while one is written.
-        "--state-snapshot-events".into(),
-        "1000".into(),
     ]
 }
 

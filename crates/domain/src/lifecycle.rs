@@ -2,8 +2,10 @@
 //!
 //! [`LedgerState`] is a fold over committed events: [`LedgerState::decide`] says whether an event may
 //! be committed after everything already applied, and [`LedgerState::apply`] folds a committed event
-//! in. The ledger rebuilds it on start by applying its whole history in order, so the rules here
-//! must depend on nothing but the events.
+//! in. The rules here depend on nothing but the events, so the state is the same whether it is
+//! folded from the whole history or restored from a copy and then folded forward.
+//! [`LedgerState::apply_tracked`] also notes what it changed in a [`Changed`], so that the ledger
+//! persists only the workers and retractions each batch touched.
 //!
 //! Rules:
 //! - a worker is employed after `WorkerHired` (or a baseline load) and until a separation;
@@ -64,7 +66,7 @@ pub trait History {
     fn original(&self, id: &EventId) -> Option<OriginalEvent>;
 }
 
-/// One worker as the ledger's state holds it (public so the ledger can snapshot the state).
+/// One worker as the ledger's state holds it (public so the ledger can persist the state).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerState {
     /// Employed now.
@@ -76,6 +78,34 @@ pub struct WorkerState {
 }
 
 type Worker = WorkerState;
+
+/// What [`LedgerState::apply_tracked`] changed: the workers whose [`WorkerState`] it wrote and the
+/// event ids it retracted, since the caller last drained it.
+///
+/// It lives outside [`LedgerState`] so that two equal states stay equal whatever was tracked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changed {
+    workers: HashSet<(OrgId, WorkerRef)>,
+    retracted: Vec<EventId>,
+}
+
+impl Changed {
+    /// Nothing changed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty() && self.retracted.is_empty()
+    }
+
+    /// The workers whose state changed (each once, in no particular order).
+    pub fn workers(&self) -> impl Iterator<Item = (&OrgId, &WorkerRef)> {
+        self.workers.iter().map(|(o, w)| (o, w))
+    }
+
+    /// The event ids retracted, in the order they were applied.
+    pub fn retracted(&self) -> impl Iterator<Item = &EventId> {
+        self.retracted.iter()
+    }
+}
 
 /// The state the ledger checks events against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,6 +146,18 @@ impl LedgerState {
             .map_or(0, |w| w.version)
     }
 
+    /// One worker's state, if the ledger has seen the worker.
+    #[must_use]
+    pub fn worker(&self, org: &OrgId, worker: &WorkerRef) -> Option<&WorkerState> {
+        self.workers.get(&(org.clone(), worker.clone()))
+    }
+
+    /// Whether this event id has been retracted.
+    #[must_use]
+    pub fn is_retracted(&self, id: &EventId) -> bool {
+        self.retracted.contains(id)
+    }
+
     /// Every worker the ledger has seen, with its state (in no particular order).
     pub fn workers(&self) -> impl Iterator<Item = (&OrgId, &WorkerRef, &WorkerState)> {
         self.workers.iter().map(|((o, w), s)| (o, w, s))
@@ -126,7 +168,7 @@ impl LedgerState {
         self.retracted.iter()
     }
 
-    /// How many workers and retractions the state holds: the size of a snapshot of it.
+    /// How many workers and retractions the state holds: the number of keys a copy of it takes.
     #[must_use]
     pub fn len(&self) -> usize {
         self.workers.len() + self.retracted.len()
@@ -138,12 +180,12 @@ impl LedgerState {
         self.len() == 0
     }
 
-    /// Puts back one worker from a snapshot (see [`Self::workers`]).
+    /// Puts back one worker from a persisted copy (see [`Self::workers`]).
     pub fn restore_worker(&mut self, org: OrgId, worker: WorkerRef, state: WorkerState) {
         self.workers.insert((org, worker), state);
     }
 
-    /// Puts back one retraction from a snapshot (see [`Self::retracted`]).
+    /// Puts back one retraction from a persisted copy (see [`Self::retracted`]).
     pub fn restore_retracted(&mut self, id: EventId) {
         self.retracted.insert(id);
     }
@@ -252,12 +294,23 @@ impl LedgerState {
     /// Folds a committed event into the state. Call only with events [`Self::decide`] accepted, in
     /// commit order.
     pub fn apply(&mut self, event: &Event, history: &dyn History) {
+        self.fold(event, history, None);
+    }
+
+    /// [`Self::apply`], noting in `changed` every worker whose state it wrote (a retraction
+    /// changes the retracted event's worker, not a worker of its own) and the id it retracted.
+    pub fn apply_tracked(&mut self, event: &Event, history: &dyn History, changed: &mut Changed) {
+        self.fold(event, history, Some(changed));
+    }
+
+    fn fold(&mut self, event: &Event, history: &dyn History, mut changed: Option<&mut Changed>) {
         let org = &event.org_id;
         if let Some((worker_ref, effect)) = event.payload.worker_effect() {
-            let w = self
-                .workers
-                .entry((org.clone(), worker_ref.clone()))
-                .or_default();
+            let key = (org.clone(), worker_ref.clone());
+            if let Some(changed) = changed.as_deref_mut() {
+                changed.workers.insert(key.clone());
+            }
+            let w = self.workers.entry(key).or_default();
             w.version += 1;
             match effect {
                 LifecycleEffect::Hire => {
@@ -272,17 +325,25 @@ impl LedgerState {
             }
         }
         if let Payload::EventRetracted(r) = &event.payload {
-            self.retracted.insert(r.original_event_id);
+            if self.retracted.insert(r.original_event_id) {
+                if let Some(changed) = changed.as_deref_mut() {
+                    changed.retracted.push(r.original_event_id);
+                }
+            }
             if let Some(original) = history.original(&r.original_event_id) {
                 if let (Some(worker_ref), true) = (
                     original.worker_ref,
                     is_hire_or_separation(original.event_type),
                 ) {
-                    if let Some(w) = self.workers.get_mut(&(org.clone(), worker_ref)) {
+                    let key = (org.clone(), worker_ref);
+                    if let Some(w) = self.workers.get_mut(&key) {
                         // Undo the latest hire or separation; the one before it is not tracked,
                         // so a second retraction for this worker must wait for a new lifecycle event.
                         w.employed = original.event_type != EventType::WorkerHired;
                         w.last_lifecycle = None;
+                        if let Some(changed) = changed {
+                            changed.workers.insert(key);
+                        }
                     }
                 }
             }
@@ -333,4 +394,155 @@ pub fn is_separation(t: EventType) -> bool {
 
 fn is_hire_or_separation(t: EventType) -> bool {
     t == EventType::WorkerHired || is_separation(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventRetracted, Payload};
+
+    /// Committed events by id, as the ledger's store would answer.
+    #[derive(Default)]
+    struct Committed(HashMap<EventId, OriginalEvent>);
+
+    impl History for Committed {
+        fn original(&self, id: &EventId) -> Option<OriginalEvent> {
+            self.0.get(id).cloned()
+        }
+    }
+
+    fn event(org: &str, payload: Payload) -> Event {
+        use crate::event::{EvidenceConfidence, Source};
+        Event {
+            event_id: EventId(uuid::Uuid::new_v4()),
+            org_id: OrgId::from(org),
+            site_id: crate::ids::SiteId::from("main"),
+            jurisdiction: "CN".to_owned(),
+            effective_date: crate::date::Date::from_ymd(2026, 3, 2).expect("a valid date"),
+            source: Source {
+                system: "test".to_owned(),
+                reference: String::new(),
+            },
+            correlation_id: None,
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: EvidenceConfidence::Reported,
+            expected_version: None,
+            payload,
+        }
+    }
+
+    fn with_worker(org: &str, worker: &str, hire: bool) -> Event {
+        use crate::event::{
+            AiAttribution, BackfillStatus, ContractType, EmploymentRelationship, Initiator,
+            Resignation, Separation, WorkerHired,
+        };
+        let payload = if hire {
+            Payload::WorkerHired(WorkerHired {
+                worker_ref: WorkerRef::from(worker),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: false,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
+                contract_end: None,
+            })
+        } else {
+            Payload::Resignation(Resignation {
+                separation: Separation {
+                    worker_ref: WorkerRef::from(worker),
+                    employment_relationship: EmploymentRelationship::Employee,
+                    contract_type: ContractType::OpenEnded,
+                    cohort: None,
+                    position_id: None,
+                    position_closed: false,
+                    backfill_status: BackfillStatus::Unknown,
+                    initiator: Initiator::Employee,
+                    reason_personal: false,
+                    legal_ground: None,
+                    ai_attributed: AiAttribution::None,
+                    ai_system: None,
+                    tenure_months: None,
+                    protected_flags: Vec::new(),
+                    severance: None,
+                    notice_given_on: None,
+                    avg_weekly_hours: None,
+                    months_employed_last_12: None,
+                    contract_end: None,
+                },
+                regrettable: false,
+                pressured: false,
+            })
+        };
+        event(org, payload)
+    }
+
+    fn commit(state: &mut LedgerState, history: &mut Committed, changed: &mut Changed, e: &Event) {
+        state.decide(e, history).expect("accepted");
+        state.apply_tracked(e, history, changed);
+        history.0.insert(e.event_id, OriginalEvent::of(e));
+    }
+
+    #[test]
+    fn apply_tracked_notes_each_worker_it_writes_once_and_folds_like_apply() {
+        let (mut tracked, mut plain) = (LedgerState::new(), LedgerState::new());
+        let mut history = Committed::default();
+        let mut changed = Changed::default();
+        let events = [
+            with_worker("acme", "w1", true),
+            with_worker("acme", "w2", true),
+            with_worker("acme", "w1", false),
+            with_worker("beta", "w1", true),
+        ];
+        for e in &events {
+            plain.apply(e, &history);
+            commit(&mut tracked, &mut history, &mut changed, e);
+        }
+        assert_eq!(tracked, plain, "tracking does not change the fold");
+        let mut workers: Vec<_> = changed
+            .workers()
+            .map(|(o, w)| (o.as_str().to_owned(), w.as_str().to_owned()))
+            .collect();
+        workers.sort();
+        assert_eq!(
+            workers,
+            [("acme", "w1"), ("acme", "w2"), ("beta", "w1")]
+                .map(|(o, w)| (o.to_owned(), w.to_owned()))
+        );
+        assert_eq!(changed.retracted().count(), 0);
+        assert!(std::mem::take(&mut changed) != Changed::default());
+        assert!(changed.is_empty());
+    }
+
+    #[test]
+    fn a_retraction_notes_the_retracted_id_and_the_worker_it_changes() {
+        let mut state = LedgerState::new();
+        let mut history = Committed::default();
+        let mut changed = Changed::default();
+        let hire = with_worker("acme", "w1", true);
+        let resign = with_worker("acme", "w1", false);
+        commit(&mut state, &mut history, &mut changed, &hire);
+        commit(&mut state, &mut history, &mut changed, &resign);
+        let _ = std::mem::take(&mut changed);
+        let retraction = event(
+            "acme",
+            Payload::EventRetracted(EventRetracted {
+                original_event_id: resign.event_id,
+                reason: "recorded in error".to_owned(),
+            }),
+        );
+        commit(&mut state, &mut history, &mut changed, &retraction);
+        assert!(state.is_employed(&OrgId::from("acme"), &WorkerRef::from("w1")));
+        assert_eq!(
+            changed.workers().collect::<Vec<_>>(),
+            vec![(&OrgId::from("acme"), &WorkerRef::from("w1"))]
+        );
+        assert_eq!(
+            changed.retracted().collect::<Vec<_>>(),
+            vec![&resign.event_id]
+        );
+        assert!(state.is_retracted(&resign.event_id));
+    }
 }

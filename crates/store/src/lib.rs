@@ -253,6 +253,26 @@ pub trait Log: Send + Sync {
         &self,
         records: &[NewRecord],
         rejections: &[Rejection],
+    ) -> Result<Vec<(u64, Hash)>, Error> {
+        self.append_with_meta(records, rejections, &[])
+    }
+
+    /// [`Log::append`], plus metadata writes and deletions (`None`) in the same atomic, durable
+    /// batch: after a crash either the records, the rejections and every `meta` write survive,
+    /// or none of them. The ledger keeps its writer state this way, each key written with the
+    /// records it reflects.
+    ///
+    /// A call with only `meta` writes it as [`Log::meta_write`] does; an empty call is a no-op.
+    /// Like every metadata value, `meta` writes are not capped at the durable head: a reader may
+    /// see them while the append is flushing.
+    ///
+    /// # Errors
+    /// As [`Log::append`]; whenever it writes no record it writes no `meta` either.
+    fn append_with_meta(
+        &self,
+        records: &[NewRecord],
+        rejections: &[Rejection],
+        meta: &[(String, Option<Vec<u8>>)],
     ) -> Result<Vec<(u64, Hash)>, Error>;
 
     /// What happened to this event id, if anything durable.
@@ -313,11 +333,25 @@ pub trait Log: Send + Sync {
 
     /// Write and delete (`None`) several metadata values atomically and
     /// durably: all or none of them survive a crash (sled: one batch and one
-    /// flush). The ledger's state snapshot uses it.
+    /// flush). The ledger's writer state uses it for its one-off rewrites.
     ///
     /// # Errors
     /// [`Error::Io`] if the store could not write or flush.
     fn meta_write(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), Error>;
+
+    /// Metadata entries whose key starts with `prefix` and sorts after `after` (all of the
+    /// prefix when `None`), in ascending byte order of the key, at most `limit` of them. Page
+    /// through a large prefix by passing the last key returned as the next `after`.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if a stored key under the prefix is not UTF-8; [`Error::Io`] if the
+    /// store is unavailable.
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error>;
 
     /// The hash of the complete Merkle subtree of `2^level` leaves starting
     /// at leaf `index << level` (leaf `i` is the record at sequence `i + 1`),

@@ -34,7 +34,8 @@ struct Inner {
     /// Sorted sequences per org id / event type.
     orgs: HashMap<String, Vec<u64>>,
     types: HashMap<String, Vec<u64>>,
-    meta: HashMap<String, Vec<u8>>,
+    /// Ordered like sled's keys (UTF-8 byte order is `String` order), for `meta_scan`.
+    meta: std::collections::BTreeMap<String, Vec<u8>>,
     /// `nodes[l][i]`: the complete Merkle subtree of `2^l` leaves at `i << l`.
     nodes: Vec<Vec<Hash>>,
     checkpoints: std::collections::BTreeMap<u64, Vec<u8>>,
@@ -95,6 +96,15 @@ impl MemLog {
     }
 }
 
+fn write_meta(inner: &mut Inner, writes: &[(String, Option<Vec<u8>>)]) {
+    for (key, value) in writes {
+        match value {
+            Some(value) => inner.meta.insert(key.clone(), value.clone()),
+            None => inner.meta.remove(key),
+        };
+    }
+}
+
 /// Sorted, de-duplicated sequences in `from..=to` of any of `labels`.
 fn postings(index: &HashMap<String, Vec<u64>>, labels: &[String], from: u64, to: u64) -> Vec<u64> {
     let mut out = Vec::new();
@@ -133,10 +143,11 @@ impl Log for MemLog {
         Ok(self.lock()?.head())
     }
 
-    fn append(
+    fn append_with_meta(
         &self,
         records: &[NewRecord],
         rejections: &[Rejection],
+        meta: &[(String, Option<Vec<u8>>)],
     ) -> Result<Vec<(u64, Hash)>, Error> {
         let mut inner = self.lock()?;
         let old = inner.head();
@@ -182,6 +193,7 @@ impl Log for MemLog {
                 },
             );
         }
+        write_meta(&mut inner, meta);
         Ok(plan.links)
     }
 
@@ -248,14 +260,29 @@ impl Log for MemLog {
     }
 
     fn meta_write(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), Error> {
-        let mut inner = self.lock()?;
-        for (key, value) in writes {
-            match value {
-                Some(value) => inner.meta.insert(key.clone(), value.clone()),
-                None => inner.meta.remove(key),
-            };
-        }
+        write_meta(&mut *self.lock()?, writes);
         Ok(())
+    }
+
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        use std::ops::Bound;
+        let inner = self.lock()?;
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        Ok(inner
+            .meta
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error> {

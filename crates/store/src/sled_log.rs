@@ -28,7 +28,8 @@
 //!                                    submission:16), sorted by id, n <= 92, groups 0..16
 //!                                    per prefix
 //! c size:u64                       opaque signed checkpoint of the tree of `size` records
-//! m key…                           opaque metadata
+//! m key…                           opaque metadata (`append_with_meta` puts its writes in
+//!                                    the append's batch, so they are atomic with the records)
 //! n level:u8 index:u64             Merkle tile: up to 256 × hash:32, the complete
 //!                                    subtrees at tree level 8·level, indices
 //!                                    256·index … 256·index+255
@@ -931,17 +932,31 @@ fn posting_groups(sequences: &[u64]) -> Vec<&[u64]> {
     groups
 }
 
+/// Adds metadata writes and deletions to a batch.
+fn push_meta(ops: &mut sled::Batch, writes: &[(String, Option<Vec<u8>>)]) {
+    for (key, value) in writes {
+        match value {
+            Some(value) => ops.insert(layout::meta_key(key), &value[..]),
+            None => ops.remove(layout::meta_key(key)),
+        }
+    }
+}
+
 impl Log for SledLog {
     fn head(&self) -> Result<Head, Error> {
         self.visible_head()
     }
 
-    fn append(
+    fn append_with_meta(
         &self,
         records: &[NewRecord],
         rejections: &[Rejection],
+        meta: &[(String, Option<Vec<u8>>)],
     ) -> Result<Vec<(u64, Hash)>, Error> {
         if records.is_empty() && rejections.is_empty() {
+            if !meta.is_empty() {
+                self.meta_write(meta)?;
+            }
             return Ok(Vec::new());
         }
         let mut writer = self
@@ -1067,6 +1082,7 @@ impl Log for SledLog {
             }
             ops.insert(&[layout::HEAD][..], &layout::encode_head(&plan.head)[..]);
         }
+        push_meta(&mut ops, meta);
 
         if !rejections.is_empty() {
             // Registered before the batch is applied: a reader that sees the
@@ -1213,15 +1229,41 @@ impl Log for SledLog {
 
     fn meta_write(&self, writes: &[(String, Option<Vec<u8>>)]) -> Result<(), Error> {
         let mut ops = sled::Batch::default();
-        for (key, value) in writes {
-            match value {
-                Some(value) => ops.insert(layout::meta_key(key), &value[..]),
-                None => ops.remove(layout::meta_key(key)),
-            }
-        }
+        push_meta(&mut ops, writes);
         self.tree.apply_batch(ops)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn meta_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let start = match after {
+            // Keys sort after `after` exactly when they sort at or after `after` + NUL.
+            Some(after) if after >= prefix => {
+                let mut key = layout::meta_key(after);
+                key.push(0);
+                key
+            }
+            _ => layout::meta_key(prefix),
+        };
+        let mut out = Vec::new();
+        for entry in self.tree.range(start..).take(limit) {
+            let (key, value) = entry?;
+            let Some(rest) = key.strip_prefix(&[layout::META][..]) else {
+                break;
+            };
+            if !rest.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8(rest.to_vec())
+                .map_err(|_| Error::corrupt(0, "a metadata key is not UTF-8"))?;
+            out.push((key, value.to_vec()));
+        }
+        Ok(out)
     }
 
     fn merkle_node(&self, level: u32, index: u64) -> Result<Hash, Error> {

@@ -521,6 +521,96 @@ fn suite_meta(log: &dyn Log) {
         .is_empty());
 }
 
+fn put(key: &str, value: &[u8]) -> (String, Option<Vec<u8>>) {
+    (key.to_owned(), Some(value.to_vec()))
+}
+
+fn suite_meta_scan_is_ordered_bounded_and_pages(log: &dyn Log) {
+    // Written out of order, with neighbours on both sides of the prefix.
+    log.meta_write(&[
+        put("s/b", b"2"),
+        put("s/a", b"1"),
+        put("s/ab", b"x"),
+        put("r", b"before"),
+        put("s0", b"after"),
+        put("s/\u{e9}", b"utf8"),
+    ])
+    .unwrap();
+    let keys = |page: Vec<(String, Vec<u8>)>| page.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let all = log.meta_scan("s/", None, 100).unwrap();
+    assert_eq!(
+        keys(all.clone()),
+        vec!["s/a", "s/ab", "s/b", "s/\u{e9}"],
+        "ascending byte order, only the prefix"
+    );
+    assert_eq!(all[0].1, b"1".to_vec());
+    assert_eq!(
+        keys(log.meta_scan("s/", None, 2).unwrap()),
+        vec!["s/a", "s/ab"]
+    );
+    assert_eq!(
+        keys(log.meta_scan("s/", Some("s/ab"), 2).unwrap()),
+        vec!["s/b", "s/\u{e9}"]
+    );
+    assert!(log.meta_scan("s/", Some("s/\u{e9}"), 2).unwrap().is_empty());
+    // An `after` before the prefix starts at the prefix; one past it finds nothing.
+    assert_eq!(log.meta_scan("s/", Some("a"), 100).unwrap(), all);
+    assert!(log.meta_scan("s/", Some("t"), 100).unwrap().is_empty());
+    assert!(log.meta_scan("nothing/", None, 100).unwrap().is_empty());
+    assert!(log.meta_scan("s/", None, 0).unwrap().is_empty());
+    log.meta_write(&[("s/ab".to_owned(), None)]).unwrap();
+    assert_eq!(
+        keys(log.meta_scan("s/", None, 100).unwrap()),
+        vec!["s/a", "s/b", "s/\u{e9}"]
+    );
+}
+
+fn suite_append_with_meta_is_atomic_with_the_records(log: &dyn Log) {
+    log.meta_put("k/gone", b"old").unwrap();
+    let links = log
+        .append_with_meta(
+            &[rec(1, "a", "X"), rec(2, "a", "Y")],
+            &[],
+            &[put("k/through", b"2"), ("k/gone".to_owned(), None)],
+        )
+        .unwrap();
+    assert_eq!(links.len(), 2);
+    assert_eq!(log.meta_get("k/through").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(log.meta_get("k/gone").unwrap(), None);
+    // A conflicting append (a gap, a repeated id) writes no metadata either.
+    assert!(is_conflict(log.append_with_meta(
+        &[rec(4, "a", "X")],
+        &[],
+        &[put("k/through", b"4"), put("k/new", b"n")],
+    )));
+    let mut repeat = rec(3, "a", "X");
+    repeat.event_id = id(1);
+    assert!(is_conflict(log.append_with_meta(
+        &[repeat],
+        &[reject(50, RefusalCode::Aborted)],
+        &[put("k/through", b"3")],
+    )));
+    assert_eq!(log.meta_get("k/through").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(log.meta_get("k/new").unwrap(), None);
+    assert_eq!(log.head().unwrap().sequence, 2);
+    assert_eq!(log.decision(&id(50)).unwrap(), None);
+    // Rejections alone carry metadata too; metadata alone is written; empty is a no-op.
+    log.append_with_meta(
+        &[],
+        &[reject(51, RefusalCode::FailedPrecondition)],
+        &[put("k/r", b"r")],
+    )
+    .unwrap();
+    assert_eq!(log.meta_get("k/r").unwrap(), Some(b"r".to_vec()));
+    assert!(log
+        .append_with_meta(&[], &[], &[put("k/only", b"o")])
+        .unwrap()
+        .is_empty());
+    assert_eq!(log.meta_get("k/only").unwrap(), Some(b"o".to_vec()));
+    assert!(log.append_with_meta(&[], &[], &[]).unwrap().is_empty());
+    assert_eq!(log.head().unwrap().sequence, 2);
+}
+
 fn suite_verify_chain(log: &dyn Log) {
     assert_eq!(log.verify_chain().unwrap(), Head::EMPTY);
     seed(log);
@@ -660,6 +750,8 @@ conformance!(
     suite_many_ids_sharing_a_prefix,
     suite_label_limits,
     suite_meta,
+    suite_meta_scan_is_ordered_bounded_and_pages,
+    suite_append_with_meta_is_atomic_with_the_records,
     suite_verify_chain,
     suite_large_and_empty_bytes,
     suite_merkle_roots_and_proofs,

@@ -5,6 +5,8 @@
 //! prints each acknowledged last sequence; the parent reads a few hundred
 //! acknowledgements, SIGKILLs the child mid-stream, reopens the store and
 //! checks that nothing acknowledged was lost and the chain still verifies.
+//! Each append also writes metadata (`Log::append_with_meta`): after the kill
+//! it must describe exactly the surviving head, never a batch more or less.
 //! Synchronisation is purely on the child's stdout lines: no sleeps.
 
 use std::io::{BufRead, BufReader, Write};
@@ -22,6 +24,9 @@ const TEST_NAME: &str = "kill_minus_nine_loses_no_acknowledged_append";
 const ACK: &str = "wfl-ack=";
 const BATCH: u64 = 100;
 const ACKS_BEFORE_KILL: usize = 300;
+/// Metadata each append writes: the last sequence, and one key per batch.
+const THROUGH: &str = "crash/through";
+const BATCHES: &str = "crash/batch/";
 
 fn record(sequence: u64) -> NewRecord {
     NewRecord {
@@ -47,7 +52,13 @@ fn writer_child(dir: &Path) -> ! {
     let mut out = std::io::stdout().lock();
     loop {
         let batch: Vec<NewRecord> = (next..next + BATCH).map(record).collect();
-        log.append(&batch, &[]).expect("child: append");
+        let last = next + BATCH - 1;
+        let meta = [
+            (THROUGH.to_owned(), Some(last.to_be_bytes().to_vec())),
+            (format!("{BATCHES}{next:016x}"), Some(Vec::new())),
+        ];
+        log.append_with_meta(&batch, &[], &meta)
+            .expect("child: append");
         next += BATCH;
         // Only after `append` returned Ok may the sequence be acknowledged.
         if writeln!(out, "{ACK}{}", next - 1)
@@ -113,6 +124,17 @@ fn kill_minus_nine_loses_no_acknowledged_append() {
         head.sequence
     );
     assert_eq!(log.verify_chain().unwrap(), head);
+    // The metadata written with the records survived with them, and only with them.
+    assert_eq!(
+        log.meta_get(THROUGH).unwrap(),
+        Some(head.sequence.to_be_bytes().to_vec())
+    );
+    let batches = log.meta_scan(BATCHES, None, usize::MAX).unwrap();
+    assert_eq!(batches.len() as u64, head.sequence / BATCH);
+    assert_eq!(
+        batches.last().map(|(k, _)| k.clone()),
+        Some(format!("{BATCHES}{:016x}", head.sequence - BATCH + 1))
+    );
 
     let all = log
         .read(1, Some(last_ack), &Filter::default(), usize::MAX)

@@ -179,7 +179,6 @@ impl Node {
             checkpoint_interval: Duration::from_secs(10),
             min_free_bytes: wfl_ledger::DEFAULT_MIN_FREE_BYTES,
             inbox_stall: Duration::from_secs(10),
-            state_snapshot_events: wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS,
             gateway: wfl_gateway::Config::default(),
             max_subscribers: wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS,
             max_org_filter: wfl_ledger::subscribe::DEFAULT_MAX_ORG_FILTER,

@@ -197,10 +197,6 @@ enum Command {
         /// ledger calls it stalled and recovers (also the time given to each recovery step).
         #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
         inbox_stall_secs: u64,
-        /// Snapshot the ledger's state after at least this many events (and a quarter of the workers
-        /// it holds); a restart folds only the events after the latest snapshot.
-        #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
-        state_snapshot_events: u64,
         /// At start, purge the NATS stream WFL_LEDGER and republish every committed sequence from 1,
         /// in order: the backfill for a stream that lacks sequences in the middle (`/healthz` then
         /// names them)
@@ -494,7 +490,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint_interval_secs,
             min_free_mb,
             inbox_stall_secs,
-            state_snapshot_events,
             republish_stream,
             gateway_limits,
             ledger_limits,
@@ -528,7 +523,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
                     inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
-                    state_snapshot_events,
                     gateway: gateway_limits.gateway_config()?,
                     max_subscribers: ledger_limits.max_subscribers,
                     max_org_filter: ledger_limits.max_org_filter,

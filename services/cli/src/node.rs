@@ -34,8 +34,6 @@ pub struct NodeConfig {
     pub min_free_bytes: u64,
     /// When the inbox (and the committed-stream publisher) count as stalled.
     pub inbox_stall: std::time::Duration,
-    /// See [`wfl_ledger::Config::state_snapshot_events`].
-    pub state_snapshot_events: u64,
     /// The Ingest request-size limit.
     pub gateway: wfl_gateway::Config,
     /// Subscribers and org-filter size at most.
@@ -93,7 +91,6 @@ pub async fn run(
                 inbox_stall: config.inbox_stall,
                 publisher_stall: config.inbox_stall,
             },
-            state_snapshot_events: config.state_snapshot_events,
             max_subscribers: config.max_subscribers,
             max_org_filter: config.max_org_filter,
             republish_stream: config.republish_stream,

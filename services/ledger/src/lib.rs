@@ -65,19 +65,12 @@ pub struct Config {
     pub min_free_bytes: u64,
     /// When the inbox and the committed-stream publisher count as stalled.
     pub stall: liveness::StallConfig,
-    /// Snapshot the writer's state once at least this many events (and a quarter of the workers
-    /// and retractions the state holds) were committed since the last snapshot; a restart
-    /// folds only the events after it.
-    pub state_snapshot_events: u64,
     /// At start, purge `WFL_LEDGER` and republish every committed sequence from 1, in order:
     /// the backfill for a stream that lacks sequences in the middle (see [`liveness::stream_gap_message`]).
     pub republish_stream: bool,
     /// The node's metrics registry (`/metrics`); a fresh one by default.
     pub metrics: wfl_metrics::Registry,
 }
-
-/// Default of [`Config::state_snapshot_events`].
-pub const DEFAULT_STATE_SNAPSHOT_EVENTS: u64 = 100_000;
 
 impl Config {
     /// Defaults for a data directory.
@@ -94,7 +87,6 @@ impl Config {
             stall: liveness::StallConfig::default(),
             max_subscribers: subscribe::DEFAULT_MAX_SUBSCRIBERS,
             max_org_filter: subscribe::DEFAULT_MAX_ORG_FILTER,
-            state_snapshot_events: DEFAULT_STATE_SNAPSHOT_EVENTS,
             republish_stream: false,
             metrics: wfl_metrics::Registry::new(),
         }

@@ -5,7 +5,9 @@
 //! the pump acknowledge the inbox messages and hands the batch's decisions to the outcome
 //! broadcast ([`crate::outcomes`]), which publishes them once without the writer waiting. A store
 //! failure stops the writer without acknowledging anything: the inbox redelivers after a restart,
-//! and the event ids already committed are recognised as duplicates.
+//! and the event ids already committed are recognised as duplicates. The keys of the state that a
+//! batch changed ([`crate::snapshot`]) go in the same atomic append as its records, so the stored
+//! state is always that of the stored head and a restart folds nothing.
 //!
 //! Every outcome carries what the gateway needs to answer exactly, derived from the store alone:
 //! the submission that committed the event (stored in its decision) and the SHA-256 of the
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 use wfl_bus::Inbox;
+use wfl_domain::lifecycle::Changed;
 use wfl_domain::{Conflict, EventId, History, LedgerState, OriginalEvent};
 use wfl_proto::internal as ipb;
 use wfl_proto::pb;
@@ -63,11 +66,9 @@ pub(crate) struct Writer {
     /// Size of the latest checkpoint and when the writer last cut one (or started).
     checkpointed: u64,
     checkpointed_at: Instant,
-    /// The head sequence of the latest snapshot taken (or tried) of the state.
-    snapshot_from: u64,
-    /// The snapshot being written, if any (awaited before the writer returns, so the store is
-    /// not held open behind its back).
-    snapshot_task: Option<tokio::task::JoinHandle<()>>,
+    /// What the batch being decided changed in `state`; written with its records (see
+    /// [`snapshot`]) and drained by each commit.
+    changed: Changed,
 }
 
 impl Writer {
@@ -81,50 +82,27 @@ impl Writer {
     ) -> Result<(Self, watch::Receiver<u64>), Error> {
         let s = store.clone();
         let started = Instant::now();
-        let (state, head, checkpointed, snapshot_from, folded) =
+        let (head, checkpointed, restored) =
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let head = s.head()?;
-                // The latest snapshot, then the events after it; without one, from sequence 1.
-                let (mut state, through) = match snapshot::load(s.as_ref(), head.sequence) {
-                    Ok(Some(loaded)) => loaded,
-                    Ok(None) => (LedgerState::new(), 0),
-                    Err(why) => {
-                        warn!(%why, "the ledger state snapshot is not used; rebuilding the state from sequence 1");
-                        (LedgerState::new(), 0)
-                    }
-                };
-                let mut from = through + 1;
-                let mut folded = 0u64;
-                loop {
-                    let records = s.read(from, None, &Filter::default(), 10_000)?;
-                    let Some(last) = records.last() else { break };
-                    from = last.sequence + 1;
-                    let history = StoreHistory {
-                        store: s.as_ref(),
-                        batch: &HashMap::new(),
-                        failed: std::cell::Cell::new(false),
-                    };
-                    folded += records.len() as u64;
-                    for r in &records {
-                        let event = codec::decode_event(r)?;
-                        state.apply(&event, &history);
-                        if history.failed.get() {
-                            return Err(Error::Internal(format!(
-                                "store read failed while rebuilding state at sequence {}",
-                                r.sequence
-                            )));
-                        }
-                    }
-                }
+                let restored = restore(s.as_ref(), head.sequence)?;
                 let checkpointed = s.latest_checkpoint()?.map_or(0, |(size, _)| size);
-                Ok((state, head, checkpointed, through, folded))
+                Ok((head, checkpointed, restored))
             })
             .await
             .map_err(Error::join)??;
+        let Restored {
+            state,
+            source,
+            through,
+            folded,
+        } = restored;
         info!(
             head = head.sequence,
-            snapshot = snapshot_from,
+            source = %source,
+            through,
             folded,
+            entries = state.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ledger state rebuilt"
         );
@@ -143,8 +121,7 @@ impl Writer {
                 storage,
                 checkpointed,
                 checkpointed_at: Instant::now(),
-                snapshot_from,
-                snapshot_task: None,
+                changed: Changed::default(),
             },
             head_rx,
         ))
@@ -165,8 +142,6 @@ impl Writer {
             self.config.max_batch,
             shutdown.clone(),
         ));
-        // A long fold at start (no snapshot yet, or an old one) is not repeated at the next start.
-        self.snapshot_if_due();
         let mut pump_done = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         // A batch that arrived while the data directory could not take it: held, undecided and
@@ -225,12 +200,8 @@ impl Writer {
                 if let Err(e) = self.checkpoint_if_due().await {
                     break Err(e);
                 }
-                self.snapshot_if_due();
             }
         };
-        if let Some(task) = self.snapshot_task.take() {
-            let _ = task.await;
-        }
         if let Err(e) = &result {
             error!(path = %self.guard.path().display(), error = %e, "ledger writer stopped");
         }
@@ -378,7 +349,8 @@ impl Writer {
                 Ok(()) => {
                     let sequence = self.next_sequence;
                     self.next_sequence += 1;
-                    self.state.apply(&event, &history);
+                    self.state
+                        .apply_tracked(&event, &history, &mut self.changed);
                     records.push(NewRecord {
                         sequence,
                         event_id: uuid,
@@ -417,9 +389,18 @@ impl Writer {
                 &self.config.metrics,
                 records.len() + rejections.len(),
             );
-            let hashes = tokio::task::spawn_blocking(move || store.append(&records, &rejections))
-                .await
-                .map_err(Error::join)??;
+            // The state's changed keys go in the records' batch: the stored state is always
+            // exactly as of the stored head.
+            let changed = std::mem::take(&mut self.changed);
+            let meta = match records.last() {
+                Some(last) => snapshot::changes(&self.state, &changed, last.sequence),
+                None => Vec::new(),
+            };
+            let hashes = tokio::task::spawn_blocking(move || {
+                store.append_with_meta(&records, &rejections, &meta)
+            })
+            .await
+            .map_err(Error::join)??;
             timer.done();
             let mut last = None;
             let mut fresh = HashMap::with_capacity(committed_ids.len());
@@ -445,43 +426,6 @@ impl Writer {
         let _ = batch.done.send(());
         self.outcomes.decided(outcomes);
         Ok(())
-    }
-
-    /// Starts writing a snapshot of the state when enough events were committed since the last
-    /// one (see [`snapshot`]) and none is being written.
-    fn snapshot_if_due(&mut self) {
-        if self
-            .snapshot_task
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
-        {
-            return;
-        }
-        let head = *self.head_tx.borrow();
-        if !snapshot::due(
-            head.saturating_sub(self.snapshot_from),
-            self.config.state_snapshot_events,
-            &self.state,
-        ) {
-            return;
-        }
-        self.snapshot_from = head;
-        let state = self.state.clone();
-        let store = self.store.clone();
-        self.snapshot_task = Some(tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            match snapshot::write(store.as_ref(), &state, head) {
-                Ok(()) => info!(
-                    through = head,
-                    entries = state.len(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "ledger state snapshot written"
-                ),
-                Err(e) => {
-                    warn!(through = head, error = %e, "ledger state snapshot not written; the next one is tried later")
-                }
-            }
-        }));
     }
 
     /// Cuts a signed checkpoint at the head when enough events or time passed since the last one.
@@ -519,6 +463,104 @@ impl Writer {
         self.checkpointed = size;
         self.checkpointed_at = Instant::now();
         Ok(())
+    }
+}
+
+/// Where the state at start came from.
+struct Restored {
+    state: LedgerState,
+    /// `keyed` (read back), `snapshot` (the chunked snapshot of earlier builds, migrated) or
+    /// `history` (folded from sequence 1).
+    source: &'static str,
+    /// The sequence the stored state reflected; the fold started after it.
+    through: u64,
+    folded: u64,
+}
+
+/// Reads the stored state back (see [`snapshot`]) and folds the records after it; without a
+/// usable keyed state, migrates the chunked snapshot of earlier builds or folds from sequence 1,
+/// then writes the state keyed.
+///
+/// # Errors
+/// The store cannot be read or written, or a record does not decode.
+fn restore(s: &dyn Log, head: u64) -> Result<Restored, Error> {
+    let keyed = match snapshot::load(s, head) {
+        Ok(keyed) => keyed,
+        Err(why) => {
+            warn!(%why, "the stored ledger state is not used; rebuilding the state from sequence 1");
+            None
+        }
+    };
+    if let Some((mut state, through)) = keyed {
+        let mut changed = Changed::default();
+        let folded = fold(s, &mut state, through + 1, Some(&mut changed))?;
+        if folded > 0 {
+            // Records another program appended: their changes with `through` = head, atomically.
+            s.meta_write(&snapshot::changes(&state, &changed, head))?;
+        }
+        // A migration interrupted after its marker was written leaves old chunks behind.
+        snapshot::drop_legacy(s)?;
+        return Ok(Restored {
+            state,
+            source: "keyed",
+            through,
+            folded,
+        });
+    }
+    let (mut state, through, source) = match snapshot::legacy::load(s, head) {
+        Ok(Some((state, through))) => (state, through, "snapshot"),
+        Ok(None) => (LedgerState::new(), 0, "history"),
+        Err(why) => {
+            warn!(%why, "the ledger state snapshot is not used; rebuilding the state from sequence 1");
+            (LedgerState::new(), 0, "history")
+        }
+    };
+    let folded = fold(s, &mut state, through + 1, None)?;
+    snapshot::write_all(s, &state, head)?;
+    Ok(Restored {
+        state,
+        source,
+        through,
+        folded,
+    })
+}
+
+/// Folds the records from sequence `from` to the head into `state`; returns how many.
+///
+/// # Errors
+/// The store cannot be read, or a record does not decode.
+fn fold(
+    s: &dyn Log,
+    state: &mut LedgerState,
+    mut from: u64,
+    mut changed: Option<&mut Changed>,
+) -> Result<u64, Error> {
+    let mut folded = 0u64;
+    loop {
+        let records = s.read(from, None, &Filter::default(), 10_000)?;
+        let Some(last) = records.last() else {
+            return Ok(folded);
+        };
+        from = last.sequence + 1;
+        let history = StoreHistory {
+            store: s,
+            batch: &HashMap::new(),
+            failed: std::cell::Cell::new(false),
+        };
+        folded += records.len() as u64;
+        for r in &records {
+            let event = codec::decode_event(r)?;
+            match changed.as_deref_mut() {
+                Some(changed) => state.apply_tracked(&event, &history, changed),
+                None => state.apply(&event, &history),
+            }
+            if history.failed.get() {
+                return Err(Error::Internal(format!(
+                    "store read failed while rebuilding state at sequence {}",
+                    r.sequence
+                )));
+            }
+        }
     }
 }
 

@@ -36,10 +36,6 @@ struct Args {
     nats_auth: wfl_cli::NatsAuthArgs,
     #[command(flatten)]
     limits: wfl_cli::LedgerLimitArgs,
-    /// Snapshot the ledger's state after at least this many events (and a quarter of the workers it
-    /// holds); a restart folds only the events after the latest snapshot.
-    #[arg(long, env = "WFL_STATE_SNAPSHOT_EVENTS", default_value_t = wfl_ledger::DEFAULT_STATE_SNAPSHOT_EVENTS)]
-    state_snapshot_events: u64,
     /// At start, purge the NATS stream WFL_LEDGER and republish every committed sequence from 1,
     /// in order: the backfill for a stream that lacks sequences in the middle (`/healthz` then
     /// names them)
@@ -77,7 +73,6 @@ async fn run() -> anyhow::Result<()> {
             },
             max_subscribers: args.limits.max_subscribers,
             max_org_filter: args.limits.max_org_filter,
-            state_snapshot_events: args.state_snapshot_events,
             republish_stream: args.republish_stream,
             ..wfl_ledger::Config::new(args.data_dir)
         },
