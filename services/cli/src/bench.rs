@@ -45,6 +45,11 @@ pub struct ViewsReport {
     /// p99 / max of the gauge `wfl_views_lag_seconds`, sampled every 100 ms while loading.
     pub lag_p99_s: f64,
     pub lag_max_s: f64,
+    /// p99 of the histogram `wfl_view_lag_seconds` (per folded batch, seconds from its last
+    /// event's commit to the views holding it) over the load: the upper bound of the bucket it
+    /// falls in.
+    #[serde(default)]
+    pub lag_histogram_p99_s: f64,
     /// Events behind at most, while loading.
     pub lag_max_events: u64,
     /// From the end of the load until the views held every event.
@@ -71,6 +76,9 @@ pub struct ViewsReport {
     pub catchup_persisted_events_per_s: f64,
     /// RSS after the rebuild (a fresh process state plus the rebuilt views).
     pub rss_after_rebuild_bytes: u64,
+    /// The views' directory after `--rebuild-views` wrote them again (every stale copy gone).
+    #[serde(default)]
+    pub views_bytes_after_rebuild: u64,
 }
 
 /// The figures `--check` compares against.
@@ -112,6 +120,7 @@ impl ViewsReport {
              events loaded (restructuring mix)    {}\n\
              load rate (COMMITTED)                {:.0} events/s\n\
              view lag while loading p99 / max     {:.2} s / {:.2} s ({} events at most)\n\
+             wfl_view_lag_seconds p99 (bucket)    <= {} s\n\
              drain after the load                 {:.2} s\n\
              ledger on disk                       {:.1} MiB\n\
              views on disk                        {:.1} MiB ({:.0} B/event, {:.2}x the ledger)\n\
@@ -120,12 +129,14 @@ impl ViewsReport {
              catch-up from sequence 1             {:.0} events/s\n\
              ... from the first event folded      {:.0} events/s\n\
              ... until persisted too              {:.0} events/s\n\
-             RSS after the rebuild                {:.0} MiB\n",
+             RSS after the rebuild                {:.0} MiB\n\
+             views on disk after the rebuild      {:.1} MiB\n",
             self.events,
             self.load_events_per_s,
             self.lag_p99_s,
             self.lag_max_s,
             self.lag_max_events,
+            self.lag_histogram_p99_s,
             self.drain_s,
             mb(self.ledger_bytes),
             mb(self.views_bytes),
@@ -138,6 +149,7 @@ impl ViewsReport {
             self.catchup_fold_events_per_s,
             self.catchup_persisted_events_per_s,
             mb(self.rss_after_rebuild_bytes),
+            mb(self.views_bytes_after_rebuild),
         )
     }
 }
@@ -241,7 +253,35 @@ async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
         checkpoint: value("wfl_views_checkpoint_sequence") as u64,
         persisted: value("wfl_views_persisted_sequence") as u64,
         lag_s: value("wfl_views_lag_seconds"),
+        lag_histogram_p99_s: histogram_quantile(&body, "wfl_view_lag_seconds", 0.99),
     })
+}
+
+/// The upper bound of the bucket holding quantile `q` of a Prometheus histogram in `body`
+/// (0 when it has no observations; +Inf is reported as `f64::INFINITY`).
+fn histogram_quantile(body: &str, name: &str, q: f64) -> f64 {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = body
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |(_, c)| *c);
+    if total == 0.0 {
+        return 0.0;
+    }
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map_or(f64::INFINITY, |(le, _)| *le)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -250,6 +290,7 @@ struct Metrics {
     checkpoint: u64,
     persisted: u64,
     lag_s: f64,
+    lag_histogram_p99_s: f64,
 }
 
 /// Resident set of this process, bytes (Linux `/proc/self/status`; 0 elsewhere).
@@ -361,6 +402,7 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     report.lag_max_s = lags.last().copied().unwrap_or(0.0);
     report.lag_max_events = max_events;
     report.rss_peak_bytes = rss_peak.max(rss_bytes());
+    report.lag_histogram_p99_s = node.metrics().await?.lag_histogram_p99_s;
 
     // as-of answers at spread sequences.
     let channel = client::connect(&node.grpc).await?;
@@ -419,6 +461,7 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     report.catchup_persisted_events_per_s = head as f64 / started.elapsed().as_secs_f64();
     report.rss_after_rebuild_bytes = rss_bytes();
     node.stop().await?;
+    report.views_bytes_after_rebuild = dir_bytes(&config.data_dir.join("projector"));
     Ok(report)
 }
 
@@ -548,4 +591,23 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         rss_bytes_per_event: rss_after.saturating_sub(rss_before) as f64 / n,
         watch_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::histogram_quantile;
+
+    #[test]
+    fn the_quantile_of_a_histogram_is_the_bound_of_the_bucket_holding_it() {
+        let body = "wfl_view_lag_seconds_bucket{le=\"0.1\"} 90\n\
+                    wfl_view_lag_seconds_bucket{le=\"0.5\"} 98\n\
+                    wfl_view_lag_seconds_bucket{le=\"1\"} 100\n\
+                    wfl_view_lag_seconds_bucket{le=\"+Inf\"} 100\n\
+                    wfl_view_lag_seconds_sum 12.5\n";
+        assert_eq!(histogram_quantile(body, "wfl_view_lag_seconds", 0.5), 0.1);
+        assert_eq!(histogram_quantile(body, "wfl_view_lag_seconds", 0.99), 1.0);
+        assert_eq!(histogram_quantile("", "wfl_view_lag_seconds", 0.99), 0.0);
+        let slow = "x_bucket{le=\"1\"} 1\nx_bucket{le=\"+Inf\"} 10\n";
+        assert_eq!(histogram_quantile(slow, "x", 0.99), f64::INFINITY);
+    }
 }

@@ -624,9 +624,11 @@ const FIGURE_IDS_KEPT: usize = 4 << 20;
 /// (evicted, or another replica) recomputes the view at the token's sequence: same answer.
 #[derive(Default)]
 struct Figures {
-    kept:
-        std::sync::Mutex<std::collections::VecDeque<(String, u64, Arc<Vec<wfl_domain::EventId>>)>>,
+    kept: std::sync::Mutex<std::collections::VecDeque<KeptFigure>>,
 }
+
+/// A figure's key, the sequence it was computed at, and its evidence.
+type KeptFigure = (String, u64, Arc<Vec<wfl_domain::EventId>>);
 
 impl Figures {
     #[cfg(test)]
