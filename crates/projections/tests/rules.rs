@@ -1769,20 +1769,7 @@ fn separations_view_and_warn_watch_agree_on_temporary_layoffs_29_usc_2101_a_6_b(
 
     let acme = OrgId("acme".into());
     let records = p.countable_records(Some(&acme));
-    let seps: Vec<Separation<'_>> = records
-        .iter()
-        .map(|r| Separation {
-            event_id: r.event_id,
-            org: &r.org,
-            site: &r.site,
-            jurisdiction: &r.jurisdiction,
-            effective_date: r.effective_date,
-            payload: &r.payload,
-            position_closed: r.classification.position_closed,
-            backfilled: r.classification.backfilled,
-            correlation_id: r.correlation_id.as_deref(),
-        })
-        .collect();
+    let seps: Vec<Separation<'_>> = records.iter().map(Separation::from).collect();
     let all = rules::evaluate(&packs(&["US-WARN-FED"]), &seps, &[], &[], &p, day(105));
     let s = find(
         &all,
@@ -2212,20 +2199,7 @@ fn eu_agreed_end_comes_from_the_hire_and_its_renewals_98_59_art_1_2_a() {
         let ended = rec(&mut p, day(40), ended);
         let acme = OrgId("acme".into());
         let records = p.countable_records(Some(&acme));
-        let seps: Vec<Separation<'_>> = records
-            .iter()
-            .map(|r| Separation {
-                event_id: r.event_id,
-                org: &r.org,
-                site: &r.site,
-                jurisdiction: &r.jurisdiction,
-                effective_date: r.effective_date,
-                payload: &r.payload,
-                position_closed: false,
-                backfilled: false,
-                correlation_id: None,
-            })
-            .collect();
+        let seps: Vec<Separation<'_>> = records.iter().map(Separation::from).collect();
         let all = rules::evaluate(&packs(&["EU-9859-30D"]), &seps, &[], &[], &p, day(40));
         let s = find(
             &all,

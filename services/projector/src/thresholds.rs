@@ -144,21 +144,7 @@ impl Inputs {
 
     /// Every row (current and peak) of every pack and unit at `as_of`.
     pub(crate) fn rows(self, packs: &[RulePack], as_of: Date) -> Vec<ThresholdStatus> {
-        let separations: Vec<Separation<'_>> = self
-            .records
-            .iter()
-            .map(|r| Separation {
-                event_id: r.event_id,
-                org: &r.org,
-                site: &r.site,
-                jurisdiction: &r.jurisdiction,
-                effective_date: r.effective_date,
-                payload: &r.payload,
-                position_closed: r.classification.position_closed,
-                backfilled: r.classification.backfilled,
-                correlation_id: r.correlation_id.as_deref(),
-            })
-            .collect();
+        let separations: Vec<Separation<'_>> = self.records.iter().map(Separation::from).collect();
         let steps: Vec<ComplianceStep<'_>> = self
             .compliance
             .iter()

@@ -204,6 +204,23 @@ pub struct SeparationRecord {
     pub correlation_id: Option<String>,
 }
 
+/// The watch's view of a separation record (borrowed).
+impl<'a> From<&'a SeparationRecord> for crate::rules::Separation<'a> {
+    fn from(r: &'a SeparationRecord) -> Self {
+        Self {
+            event_id: r.event_id,
+            org: &r.org,
+            site: &r.site,
+            jurisdiction: &r.jurisdiction,
+            effective_date: r.effective_date,
+            payload: &r.payload,
+            position_closed: r.classification.position_closed,
+            backfilled: r.classification.backfilled,
+            correlation_id: r.correlation_id.as_deref(),
+        }
+    }
+}
+
 /// A committed compliance step (`UnionBriefed`, `AuthorityReported`, `WarnNoticeFiled`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComplianceRecord {
