@@ -212,6 +212,11 @@ pub struct NatsBus {
     config: NatsConfig,
 }
 
+/// Provisioning steps answered `Unavailable` are tried again this many times...
+const PROVISION_RETRIES: u32 = 5;
+/// ...waiting this long times the attempt number in between (3 s in all).
+const PROVISION_BACKOFF: Duration = Duration::from_millis(200);
+
 impl NatsBus {
     /// Connects to `url` as `config.auth` and, when `config.provision`, creates (or updates) the
     /// inbox and ledger streams and the durable inbox consumer. Idempotent: safe to call from
@@ -273,11 +278,32 @@ impl NatsBus {
         js.set_timeout(PUBLISH_TIMEOUT);
         let bus = NatsBus { client, js, config };
         if bus.config.provision {
-            bus.ensure_stream(bus.config.inbox_stream_config()).await?;
-            bus.ensure_stream(bus.config.ledger_stream_config()).await?;
-            bus.ensure_consumer().await?;
+            // Processes start together: a ledger re-creating the inbox consumer while a gateway
+            // provisions it gets an answer the client cannot parse, a transient `Unavailable`.
+            let mut attempt = 0u32;
+            loop {
+                match bus.provision().await {
+                    Ok(()) => break,
+                    Err(Error::Unavailable(why)) if attempt < PROVISION_RETRIES => {
+                        attempt += 1;
+                        tracing::warn!(%why, attempt, "provisioning the streams failed; retrying");
+                        tokio::time::sleep(PROVISION_BACKOFF * attempt).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(bus)
+    }
+
+    /// Creates or updates both streams and the inbox consumer.
+    async fn provision(&self) -> Result<(), Error> {
+        self.ensure_stream(self.config.inbox_stream_config())
+            .await?;
+        self.ensure_stream(self.config.ledger_stream_config())
+            .await?;
+        self.ensure_consumer().await?;
+        Ok(())
     }
 
     /// The underlying client (for diagnostics and tests).
