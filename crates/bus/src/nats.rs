@@ -74,10 +74,11 @@ pub struct NatsConfig {
     /// each service subscribes only to its own `_INBOX.<user>.>`, so no user can read another's
     /// replies; see `deploy/nats/wfl.conf`.
     pub inbox_prefix: Option<String>,
-    /// Create or update the streams and the inbox consumer at connect. The ledger owns them; a
-    /// gateway or projector whose NATS user may not call those JetStream APIs connects with
-    /// `false` (the gateway's publishes then fail as unavailable until the ledger has created
-    /// the inbox stream).
+    /// Create or update the streams at connect. The ledger owns them; a gateway or projector
+    /// whose NATS user may not call those JetStream APIs connects with `false` (the gateway's
+    /// publishes then fail as unavailable until the ledger has created the inbox stream). The
+    /// inbox consumer is created by whoever consumes the inbox ([`Bus::inbox`]: the ledger), never
+    /// by provisioning: a gateway starting while the ledger re-creates it would race the ledger.
     pub provision: bool,
 }
 
@@ -219,8 +220,7 @@ const PROVISION_BACKOFF: Duration = Duration::from_millis(200);
 
 impl NatsBus {
     /// Connects to `url` as `config.auth` and, when `config.provision`, creates (or updates) the
-    /// inbox and ledger streams and the durable inbox consumer. Idempotent: safe to call from
-    /// every process start.
+    /// inbox and ledger streams. Idempotent: safe to call from every process start.
     ///
     /// # Errors
     /// [`Error::Unavailable`] if the server cannot be reached or JetStream does not answer in
@@ -278,8 +278,8 @@ impl NatsBus {
         js.set_timeout(PUBLISH_TIMEOUT);
         let bus = NatsBus { client, js, config };
         if bus.config.provision {
-            // Processes start together: a ledger re-creating the inbox consumer while a gateway
-            // provisions it gets an answer the client cannot parse, a transient `Unavailable`.
+            // Processes start together: a stream update racing another process's may be answered
+            // with something the client cannot parse, a transient `Unavailable`.
             let mut attempt = 0u32;
             loop {
                 match bus.provision().await {
@@ -296,13 +296,12 @@ impl NatsBus {
         Ok(bus)
     }
 
-    /// Creates or updates both streams and the inbox consumer.
+    /// Creates or updates both streams.
     async fn provision(&self) -> Result<(), Error> {
         self.ensure_stream(self.config.inbox_stream_config())
             .await?;
         self.ensure_stream(self.config.ledger_stream_config())
             .await?;
-        self.ensure_consumer().await?;
         Ok(())
     }
 
