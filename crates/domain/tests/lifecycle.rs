@@ -671,3 +671,78 @@ fn replaying_the_same_events_rebuilds_the_same_state() {
     ];
     assert_eq!(given(&events).state, given(&events).state);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What apply_tracked reports (the ledger stores exactly that with each batch)
+// ---------------------------------------------------------------------------------------------
+
+/// Decides and applies `event` as [`Given::commit`] does, noting what it changed in `changed`.
+fn commit_tracked(
+    g: &mut Given,
+    changed: &mut wfl_domain::lifecycle::Changed,
+    event: &wfl_domain::Event,
+) {
+    g.when(event).expect("accepted");
+    g.history
+        .0
+        .insert(event.event_id, wfl_domain::OriginalEvent::of(event));
+    g.state.apply_tracked(event, &g.history, changed);
+}
+
+#[test]
+fn apply_tracked_notes_each_worker_it_writes_once_and_folds_like_apply() {
+    let events = [
+        ev(ORG, hire("w1")),
+        ev(ORG, hire("w2")),
+        ev(ORG, resign("w1")),
+        ev("beta", hire("w1")),
+    ];
+    let plain = given(&events);
+    let mut tracked = given(&[]);
+    let mut changed = wfl_domain::lifecycle::Changed::default();
+    for e in &events {
+        commit_tracked(&mut tracked, &mut changed, e);
+    }
+    assert_eq!(
+        tracked.state, plain.state,
+        "tracking does not change the fold"
+    );
+    let mut workers: Vec<_> = changed
+        .workers()
+        .map(|(o, w)| (o.as_str().to_owned(), w.as_str().to_owned()))
+        .collect();
+    workers.sort();
+    assert_eq!(
+        workers,
+        [(ORG, "w1"), (ORG, "w2"), ("beta", "w1")].map(|(o, w)| (o.to_owned(), w.to_owned()))
+    );
+    assert_eq!(changed.retracted().count(), 0);
+    assert!(std::mem::take(&mut changed) != wfl_domain::lifecycle::Changed::default());
+    assert!(changed.is_empty());
+}
+
+#[test]
+fn a_retraction_notes_the_retracted_id_and_the_worker_it_changes() {
+    let hired = ev(ORG, hire("w1"));
+    let resigned = ev(ORG, resign("w1"));
+    let mut g = given([&hired, &resigned]);
+    let mut changed = wfl_domain::lifecycle::Changed::default();
+    let retraction = ev(
+        ORG,
+        wfl_domain::Payload::EventRetracted(wfl_domain::EventRetracted {
+            original_event_id: resigned.event_id,
+            reason: "recorded in error".to_owned(),
+        }),
+    );
+    commit_tracked(&mut g, &mut changed, &retraction);
+    assert!(g.employed("w1"));
+    assert_eq!(
+        changed.workers().collect::<Vec<_>>(),
+        vec![(&OrgId::from(ORG), &WorkerRef::from("w1"))]
+    );
+    assert_eq!(
+        changed.retracted().collect::<Vec<_>>(),
+        vec![&resigned.event_id]
+    );
+    assert!(g.state.is_retracted(&resigned.event_id));
+}
