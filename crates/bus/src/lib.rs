@@ -259,6 +259,19 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Option<Result<Bytes, Error>>;
 }
 
+/// Acknowledges an [`Inbox`]'s deliveries; see [`Inbox::acker`].
+#[async_trait::async_trait]
+pub trait Acker: Send + Sync {
+    /// Acknowledges deliveries (call only after the ledger flushed them). In-process: no-op.
+    /// NATS: pipelined acks, the last one synchronous, so on `Ok` the broker has processed
+    /// them all.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the acks could not be confirmed; unconfirmed deliveries are
+    /// redelivered after the ack wait, so the ledger must tolerate duplicates.
+    async fn ack(&self, deliveries: Vec<Delivery>) -> Result<(), Error>;
+}
+
 /// The ledger's view of the inbox consumer.
 #[async_trait::async_trait]
 pub trait Inbox: Send {
@@ -271,14 +284,18 @@ pub trait Inbox: Send {
     /// again later: the consumer resumes), [`Error::Closed`] when the bus is shut down.
     async fn next_batch(&mut self, max: usize, idle: Duration) -> Result<Vec<Delivery>, Error>;
 
-    /// Acknowledges deliveries (call only after the ledger flushed them). In-process: no-op.
-    /// NATS: pipelined acks, the last one synchronous, so on `Ok` the broker has processed
-    /// them all.
+    /// Acknowledges deliveries (call only after the ledger flushed them), as
+    /// [`Acker::ack`] of [`Inbox::acker`] does.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] if the acks could not be confirmed; unconfirmed deliveries are
-    /// redelivered after the ack wait, so the ledger must tolerate duplicates.
-    async fn ack(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error>;
+    /// As [`Acker::ack`].
+    async fn ack(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error> {
+        self.acker().ack(deliveries).await
+    }
+
+    /// A handle that acknowledges this inbox's deliveries from another task, so acknowledging
+    /// one batch overlaps with fetching and committing the next.
+    fn acker(&self) -> std::sync::Arc<dyn Acker>;
 
     /// The broker's view of the consumer, for stall detection; `None` when the implementation
     /// keeps no such state (in-process: a bounded channel cannot stall behind the reader's back).

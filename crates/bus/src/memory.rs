@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::subject::{check_event_type, check_org, check_subject};
 use crate::{
-    AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
+    Acker, AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
     ReplyHandle, Request, Requests, Subscription,
 };
 
@@ -299,7 +299,17 @@ impl Inbox for MemoryInbox {
         Ok(batch)
     }
 
-    async fn ack(&mut self, _deliveries: Vec<Delivery>) -> Result<(), Error> {
+    fn acker(&self) -> Arc<dyn Acker> {
+        Arc::new(NoAck)
+    }
+}
+
+/// In-process deliveries need no acknowledgement: the channel handed them over.
+struct NoAck;
+
+#[async_trait::async_trait]
+impl Acker for NoAck {
+    async fn ack(&self, _deliveries: Vec<Delivery>) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! publishes itself (the caller retries with the same event ids; the broker de-duplicates), or
 //! use JetStream features newer than nats-server 2.9.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, context, stream};
@@ -18,7 +19,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::subject::{check_event_type, check_org, check_subject, inbox_subject, ledger_subject};
 use crate::{
-    AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, InboxState, PublishAck,
+    Acker, AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, InboxState, PublishAck,
     ReplyHandle, Request, Requests, Subscription, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
 };
 
@@ -827,6 +828,44 @@ impl NatsInbox {
     }
 }
 
+/// Acknowledges the inbox's deliveries on the inbox's connection (acks on one connection are
+/// processed in order).
+struct NatsAcker {
+    client: Client,
+}
+
+#[async_trait::async_trait]
+impl Acker for NatsAcker {
+    async fn ack(&self, deliveries: Vec<Delivery>) -> Result<(), Error> {
+        let subjects: Vec<async_nats::Subject> = deliveries
+            .into_iter()
+            .filter_map(|d| match d.handle {
+                AckHandle::Nats(subject) => Some(subject),
+                AckHandle::None => None,
+            })
+            .collect();
+        let Some((last, rest)) = subjects.split_last() else {
+            return Ok(());
+        };
+        for subject in rest {
+            self.client
+                .publish(subject.clone(), Bytes::new())
+                .await
+                .map_err(|e| Error::unavailable("ack", e))?;
+        }
+        // The last ack waits for the server's confirmation; acks on one connection are
+        // processed in order, so this confirms the whole batch.
+        let request = async_nats::Request::new()
+            .payload(Bytes::new())
+            .timeout(Some(PUBLISH_TIMEOUT));
+        self.client
+            .send_request(last.clone(), request)
+            .await
+            .map_err(|e| Error::unavailable("ack confirmation", e))?;
+        Ok(())
+    }
+}
+
 /// Turns one JetStream message into a [`Delivery`].
 fn delivery(msg: jetstream::Message) -> Delivery {
     let redelivered = msg.info().map(|info| info.delivered > 1).unwrap_or(false);
@@ -907,33 +946,10 @@ impl Inbox for NatsInbox {
         Ok(batch)
     }
 
-    async fn ack(&mut self, deliveries: Vec<Delivery>) -> Result<(), Error> {
-        let subjects: Vec<async_nats::Subject> = deliveries
-            .into_iter()
-            .filter_map(|d| match d.handle {
-                AckHandle::Nats(subject) => Some(subject),
-                AckHandle::None => None,
-            })
-            .collect();
-        let Some((last, rest)) = subjects.split_last() else {
-            return Ok(());
-        };
-        for subject in rest {
-            self.client
-                .publish(subject.clone(), Bytes::new())
-                .await
-                .map_err(|e| Error::unavailable("ack", e))?;
-        }
-        // The last ack waits for the server's confirmation; acks on one connection are
-        // processed in order, so this confirms the whole batch.
-        let request = async_nats::Request::new()
-            .payload(Bytes::new())
-            .timeout(Some(PUBLISH_TIMEOUT));
-        self.client
-            .send_request(last.clone(), request)
-            .await
-            .map_err(|e| Error::unavailable("ack confirmation", e))?;
-        Ok(())
+    fn acker(&self) -> Arc<dyn Acker> {
+        Arc::new(NatsAcker {
+            client: self.client.clone(),
+        })
     }
 
     async fn state(&mut self) -> Result<Option<InboxState>, Error> {

@@ -142,11 +142,41 @@ async fn inbox_in_order_with_submissions_and_dedup(bus: &dyn Bus) {
     assert!(more.is_empty(), "the duplicate was not delivered");
 }
 
+/// An inbox's acker acknowledges from another task while the inbox fetches the next batch (the
+/// ledger's pipeline): every message is delivered once and, where the broker keeps state, none
+/// is left pending acknowledgement.
+async fn acker_acknowledges_beside_the_next_fetch(bus: &dyn Bus) {
+    let msgs: Vec<InboxMessage> = (100..130).map(msg).collect();
+    let acks = within("publish_inbox", bus.publish_inbox(msgs.clone())).await;
+    assert!(acks.iter().all(|a| matches!(a, Ok(a) if !a.duplicate)));
+    let mut inbox = within("inbox", bus.inbox()).await.expect("inbox");
+    let acker = inbox.acker();
+    let mut got = Vec::new();
+    let mut acking = Vec::new();
+    while got.len() < msgs.len() {
+        let batch = within("next_batch", inbox.next_batch(10, STEP))
+            .await
+            .expect("next_batch");
+        got.extend(batch.iter().map(|d| d.payload.clone()));
+        let acker = acker.clone();
+        acking.push(tokio::spawn(async move { acker.ack(batch).await }));
+    }
+    for a in acking {
+        within("ack", a).await.expect("ack task").expect("ack");
+    }
+    let expected: Vec<Bytes> = msgs.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(got, expected, "each message once, in order");
+    if let Some(state) = within("state", inbox.state()).await.expect("state") {
+        assert_eq!(state.num_ack_pending, 0, "{state:?}");
+    }
+}
+
 async fn suite(bus: Arc<dyn Bus>) {
     subscribe_fans_out_in_order(bus.as_ref()).await;
     invalid_subjects_are_rejected(bus.as_ref()).await;
     request_reply(bus.clone()).await;
     inbox_in_order_with_submissions_and_dedup(bus.as_ref()).await;
+    acker_acknowledges_beside_the_next_fetch(bus.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1076,7 +1076,15 @@ fn money_to(m: &d::Money) -> pb::Money {
 /// the clients sent; gateway and ledger both use this one definition.
 #[must_use]
 pub fn content_sha256(event: &wfl_domain::Event) -> [u8; 32] {
+    encode_with_content(event).1
+}
+
+/// The event's canonical `wfl.v1.Event` encoding and its [`content_sha256`], from one encoding.
+#[must_use]
+pub fn encode_with_content(event: &wfl_domain::Event) -> (Vec<u8>, [u8; 32]) {
     use prost::Message;
     use sha2::Digest;
-    sha2::Sha256::digest(event_to_pb(event).encode_to_vec()).into()
+    let bytes = event_to_pb(event).encode_to_vec();
+    let content = sha2::Sha256::digest(&bytes).into();
+    (bytes, content)
 }

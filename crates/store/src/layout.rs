@@ -171,7 +171,7 @@ pub(crate) enum IdFormat {
 }
 
 impl IdFormat {
-    fn tag(self) -> u8 {
+    pub(crate) fn tag(self) -> u8 {
         match self {
             IdFormat::Plain => ID_GROUP,
             IdFormat::Submitted => SUBMITTED_GROUP,

@@ -117,6 +117,9 @@ pub struct SledLog {
     writer: Mutex<Writer>,
     /// What readers may see; updated only after a flush.
     visible: Mutex<Visible>,
+    /// The store holds id groups of layout 2 (`j`, read and never written since): only then
+    /// does a lookup of an absent id scan them too. Fixed at open.
+    plain_ids: bool,
 }
 
 struct Writer {
@@ -192,9 +195,15 @@ impl SledLog {
             None => Head::EMPTY,
         };
         verify_tail(&tree, marker, head)?;
+        let plain_ids = tree
+            .scan_prefix([IdFormat::Plain.tag()])
+            .next()
+            .transpose()?
+            .is_some();
         Ok(SledLog {
             db,
             tree,
+            plain_ids,
             writer: Mutex::new(Writer {
                 head,
                 tiles,
@@ -859,7 +868,14 @@ fn find_committed(
 }
 
 /// Look `event_id` up in the layout 2 (`j`) groups of its prefix, which are never extended.
-fn find_committed_v2(tree: &sled::Tree, event_id: &Uuid) -> Result<Option<IdEntry>, Error> {
+fn find_committed_v2(
+    tree: &sled::Tree,
+    plain_ids: bool,
+    event_id: &Uuid,
+) -> Result<Option<IdEntry>, Error> {
+    if !plain_ids {
+        return Ok(None);
+    }
     let groups = load_id_groups(tree, IdFormat::Plain, &layout::id_prefix(event_id))?;
     Ok(find_committed(&groups, IdFormat::Plain, event_id))
 }
@@ -984,7 +1000,7 @@ impl Log for SledLog {
                 }
             };
             Ok(find_committed(groups, IdFormat::Submitted, id).is_some()
-                || find_committed_v2(&self.tree, id)?.is_some())
+                || find_committed_v2(&self.tree, self.plain_ids, id)?.is_some())
         })?;
 
         let mut ops = sled::Batch::default();
@@ -1120,7 +1136,7 @@ impl Log for SledLog {
                 let groups = load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?;
                 let found = match find_committed(&groups, IdFormat::Submitted, event_id) {
                     Some(entry) => Some(entry),
-                    None => find_committed_v2(&self.tree, event_id)?,
+                    None => find_committed_v2(&self.tree, self.plain_ids, event_id)?,
                 };
                 match found {
                     Some(entry) => Decision::Committed {

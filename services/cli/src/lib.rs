@@ -3,6 +3,12 @@
 //!
 //! The binaries themselves stay thin; every service's logic lives in its own crate.
 
+/// Every binary allocates through mimalloc: the ingest path allocates per event (decoded
+/// strings, encodings, outcome messages) on several threads, and glibc's allocator spent about a
+/// fifth of the in-process ingest's instructions (callgrind, BENCHMARKS.md "What bounds ingest").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod audit;
 pub mod bench;
 pub mod bench_ingest;

@@ -723,6 +723,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                // The node's own log lines (the writer's batches, slow persists), on request.
+                wfl_cli::init_tracing();
+            }
             let mut config = wfl_cli::bench_ingest::IngestConfig {
                 events,
                 orgs,

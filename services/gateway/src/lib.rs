@@ -204,14 +204,14 @@ impl Gateway {
                 Ok(event) => {
                     published_at.push(results.len());
                     results.push(None);
-                    contents.push(wfl_proto::convert::content_sha256(&event));
+                    // The payload is the canonical encoding the content hash is taken of.
+                    let (payload, content) = wfl_proto::convert::encode_with_content(&event);
+                    contents.push(content);
                     msgs.push(InboxMessage {
                         event_id: event.event_id.0,
                         submission: uuid::Uuid::new_v4(),
                         org_id: event.org_id.0.clone(),
-                        payload: Bytes::from(
-                            wfl_proto::convert::event_to_pb(&event).encode_to_vec(),
-                        ),
+                        payload: Bytes::from(payload),
                     });
                 }
                 Err(v) => {

@@ -30,7 +30,7 @@ use wfl_domain::lifecycle::Changed;
 use wfl_domain::{Conflict, EventId, History, LedgerState, OriginalEvent};
 use wfl_proto::internal as ipb;
 use wfl_proto::pb;
-use wfl_store::{Decision, Filter, Log, NewRecord, RefusalCode, Rejection};
+use wfl_store::{Decision, Filter, Hash, Log, NewRecord, RefusalCode, Rejection};
 
 use crate::outcomes::{committed, rejected, stored_outcome, Broadcast};
 
@@ -150,9 +150,18 @@ impl Writer {
         let mut backoff = RETRY_MIN;
         let retry = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(retry);
+        // The batch whose append is running while the next one is decided.
+        let mut inflight: Option<InFlight> = None;
         let result = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
+                appended = appended(&mut inflight), if inflight.is_some() => {
+                    // Nothing new to decide meanwhile: finish it now, its callers are waiting.
+                    let Some(f) = inflight.take() else { continue };
+                    if let Err(e) = self.finish(f, appended) { break Err(e) }
+                    if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
+                    continue;
+                },
                 batch = batch_rx.recv(), if held.is_none() => match batch {
                     Some(batch) => held = Some(batch),
                     // The pump stopped; its verdict is read below.
@@ -175,8 +184,9 @@ impl Writer {
                         self.outcomes.paused(reason);
                     }
                     // Checked every second even without traffic, so health follows the disk
-                    // and a due checkpoint is never written to a full one.
-                    if !self.paused() {
+                    // and a due checkpoint is never written to a full one (nor beside an
+                    // append: checkpoints are cut between appends).
+                    if !self.paused() && inflight.is_none() {
                         if self.writable() {
                             if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
                         } else {
@@ -194,13 +204,35 @@ impl Writer {
             }
             backoff = RETRY_MIN;
             if let Some(batch) = held.take() {
-                if let Err(e) = self.commit(batch).await {
-                    break Err(e);
+                // Decided while the batch before is being flushed; appended after it.
+                let mut prepared = match self.prepare(batch, inflight.as_ref()) {
+                    Ok(p) => p,
+                    Err(e) => break Err(e),
+                };
+                if inflight.is_some() {
+                    let r = appended(&mut inflight).await;
+                    let Some(f) = inflight.take() else { continue };
+                    match self.finish(f, r) {
+                        Ok(fresh) => prepared.answer_repeats(&fresh),
+                        Err(e) => break Err(e),
+                    }
                 }
                 if let Err(e) = self.checkpoint_if_due().await {
                     break Err(e);
                 }
+                inflight = Some(self.launch(prepared));
             }
+        };
+        // A clean stop lets the append in flight finish and answers its callers.
+        let result = match result {
+            Ok(()) if inflight.is_some() => {
+                let r = appended(&mut inflight).await;
+                match inflight.take() {
+                    Some(f) => self.finish(f, r).map(drop),
+                    None => Ok(()),
+                }
+            }
+            other => other,
         };
         if let Err(e) = &result {
             error!(path = %self.guard.path().display(), error = %e, "ledger writer stopped");
@@ -267,18 +299,29 @@ impl Writer {
         }
     }
 
-    async fn commit(&mut self, batch: InboxBatch) -> Result<(), Error> {
+    /// Decides a batch against the state (which then includes it) and prepares its append.
+    /// `inflight` is the batch before it, decided but perhaps not yet durable: its events are
+    /// history for this one, and an event id repeated from it is answered with its outcome.
+    ///
+    /// # Errors
+    /// A store read failed (nothing is decided on a lookup that could not be trusted).
+    fn prepare(&mut self, batch: InboxBatch, inflight: Option<&InFlight>) -> Result<Prepared, Error> {
+        let started = Instant::now();
         let mut records = Vec::with_capacity(batch.payloads.len());
         // Content hash of each record, in `records` order.
         let mut contents = Vec::with_capacity(batch.payloads.len());
         let mut rejections = Vec::new();
         let mut outcomes: Vec<ipb::Outcome> = Vec::with_capacity(batch.payloads.len());
-        let mut in_batch: HashMap<EventId, OriginalEvent> = HashMap::new();
+        let mut originals: HashMap<EventId, OriginalEvent> = HashMap::new();
         // None: committed in this batch, its hash is known only after the append.
         let mut decided: HashMap<EventId, Option<ipb::Outcome>> = HashMap::new();
-        let mut repeats_in_batch: Vec<EventId> = Vec::new();
+        // Committed in this batch or the one in flight: answered once that append is done.
+        let mut repeats: Vec<EventId> = Vec::new();
         let recorded_at = codec::now_micros();
         let mut duplicates = 0usize;
+        let (no_originals, no_decisions) = (HashMap::new(), HashMap::new());
+        let (prior_originals, prior_decided) =
+            inflight.map_or((&no_originals, &no_decisions), |f| (&f.originals, &f.decided));
 
         for (payload, submission) in &batch.payloads {
             let wire = match pb::Event::decode(payload.as_ref()) {
@@ -294,10 +337,10 @@ impl Writer {
                 continue;
             };
             let id = EventId(uuid);
-            let prior = match decided.get(&id) {
+            let prior = match decided.get(&id).or_else(|| prior_decided.get(&id)) {
                 Some(Some(o)) => Some(o.clone()),
                 Some(None) => {
-                    repeats_in_batch.push(id);
+                    repeats.push(id);
                     duplicates += 1;
                     continue;
                 }
@@ -335,7 +378,8 @@ impl Writer {
             let content = wfl_proto::convert::content_sha256(&event);
             let history = StoreHistory {
                 store: self.store.as_ref(),
-                batch: &in_batch,
+                batch: &originals,
+                inflight: prior_originals,
                 failed: std::cell::Cell::new(false),
             };
             let decision = self.state.decide(&event, &history);
@@ -360,7 +404,7 @@ impl Writer {
                         submission: *submission,
                     });
                     contents.push(content);
-                    in_batch.insert(id, OriginalEvent::of(&event));
+                    originals.insert(id, OriginalEvent::of(&event));
                     decided.insert(id, None);
                 }
                 Err(conflict) => {
@@ -380,30 +424,109 @@ impl Writer {
                 }
             }
         }
+        // The state's changed keys go in the records' batch: the stored state is always
+        // exactly as of the stored head.
+        let changed = std::mem::take(&mut self.changed);
+        let meta = match records.last() {
+            Some(last) => snapshot::changes(&self.state, &changed, last.sequence),
+            None => Vec::new(),
+        };
+        Ok(Prepared {
+            done: batch.done,
+            events: batch.payloads.len(),
+            duplicates,
+            records,
+            contents,
+            rejections,
+            meta,
+            outcomes,
+            originals,
+            decided,
+            repeats,
+            started,
+            decided_in: started.elapsed(),
+        })
+    }
 
-        if !records.is_empty() || !rejections.is_empty() {
+    /// Starts the prepared batch's append (one atomic, flushed store batch) on a blocking
+    /// thread; the writer decides the next batch meanwhile. Call only when no other append is
+    /// in flight: appends are made one at a time, in order.
+    fn launch(&self, prepared: Prepared) -> InFlight {
+        let Prepared {
+            done,
+            events,
+            duplicates,
+            records,
+            contents,
+            rejections,
+            meta,
+            outcomes,
+            originals,
+            decided,
+            repeats,
+            started,
+            decided_in,
+        } = prepared;
+        let committed_ids: Vec<(Uuid, Option<Uuid>)> =
+            records.iter().map(|r| (r.event_id, r.submission)).collect();
+        let append = if records.is_empty() && rejections.is_empty() {
+            None
+        } else {
             let store = self.store.clone();
-            let committed_ids: Vec<(Uuid, Option<Uuid>)> =
-                records.iter().map(|r| (r.event_id, r.submission)).collect();
             let timer = crate::metrics::CommitTimer::start(
                 &self.config.metrics,
                 records.len() + rejections.len(),
             );
-            // The state's changed keys go in the records' batch: the stored state is always
-            // exactly as of the stored head.
-            let changed = std::mem::take(&mut self.changed);
-            let meta = match records.last() {
-                Some(last) => snapshot::changes(&self.state, &changed, last.sequence),
-                None => Vec::new(),
-            };
-            let hashes = tokio::task::spawn_blocking(move || {
-                store.append_with_meta(&records, &rejections, &meta)
-            })
-            .await
-            .map_err(Error::join)??;
-            timer.done();
+            Some(tokio::task::spawn_blocking(move || {
+                let links = store.append_with_meta(&records, &rejections, &meta);
+                timer.done();
+                links
+            }))
+        };
+        InFlight {
+            append,
+            done,
+            events,
+            duplicates,
+            committed_ids,
+            contents,
+            outcomes,
+            originals,
+            decided,
+            repeats,
+            started,
+            decided_in,
+        }
+    }
+
+    /// Completes a launched batch once its append returned (see [`appended`]): lets the pump
+    /// acknowledge its inbox messages and hands its decisions to the outcome broadcast. Returns the outcomes of the
+    /// events it committed, for repeats of them in the batch decided meanwhile.
+    ///
+    /// # Errors
+    /// The append failed: nothing of it (or after it) is acknowledged.
+    fn finish(
+        &mut self,
+        inflight: InFlight,
+        appended: Result<Vec<(u64, Hash)>, Error>,
+    ) -> Result<HashMap<EventId, ipb::Outcome>, Error> {
+        let InFlight {
+            append,
+            done,
+            events,
+            duplicates,
+            committed_ids,
+            contents,
+            mut outcomes,
+            repeats,
+            started,
+            decided_in,
+            ..
+        } = inflight;
+        let mut fresh = HashMap::with_capacity(committed_ids.len());
+        let hashes = appended?;
+        if append.is_some() {
             let mut last = None;
-            let mut fresh = HashMap::with_capacity(committed_ids.len());
             for (((uuid, submission), content), (sequence, hash)) in
                 committed_ids.iter().zip(&contents).zip(hashes)
             {
@@ -412,8 +535,8 @@ impl Writer {
                 outcomes.push(o);
                 last = Some(sequence);
             }
-            for id in repeats_in_batch {
-                if let Some(o) = fresh.get(&id) {
+            for id in &repeats {
+                if let Some(o) = fresh.get(id) {
                     outcomes.push(o.clone());
                 }
             }
@@ -421,11 +544,17 @@ impl Writer {
                 self.head_tx.send_replace(last);
             }
         }
-        debug!(events = batch.payloads.len(), duplicates, "batch committed");
+        debug!(
+            events,
+            duplicates,
+            decide_us = decided_in.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
         // Durable now: the pump may acknowledge the inbox messages.
-        let _ = batch.done.send(());
+        let _ = done.send(());
         self.outcomes.decided(outcomes);
-        Ok(())
+        Ok(fresh)
     }
 
     /// Cuts a signed checkpoint at the head when enough events or time passed since the last one.
@@ -463,6 +592,73 @@ impl Writer {
         self.checkpointed = size;
         self.checkpointed_at = Instant::now();
         Ok(())
+    }
+}
+
+/// What [`Append`] gives back: the sequence and hash of every record, in order.
+type Links = Vec<(u64, Hash)>;
+
+/// A store append running on a blocking thread.
+type Append = tokio::task::JoinHandle<Result<Links, wfl_store::Error>>;
+
+/// A batch decided and ready to append ([`Writer::prepare`]).
+struct Prepared {
+    done: oneshot::Sender<()>,
+    events: usize,
+    duplicates: usize,
+    records: Vec<NewRecord>,
+    contents: Vec<[u8; 32]>,
+    rejections: Vec<Rejection>,
+    meta: Vec<(String, Option<Vec<u8>>)>,
+    /// Outcomes known before the append: refusals and earlier decisions.
+    outcomes: Vec<ipb::Outcome>,
+    originals: HashMap<EventId, OriginalEvent>,
+    decided: HashMap<EventId, Option<ipb::Outcome>>,
+    /// Event ids committed in this batch or the one before, seen again.
+    repeats: Vec<EventId>,
+    started: Instant,
+    decided_in: Duration,
+}
+
+impl Prepared {
+    /// Answers this batch's repeats of events the batch before committed.
+    fn answer_repeats(&mut self, earlier: &HashMap<EventId, ipb::Outcome>) {
+        let outcomes = &mut self.outcomes;
+        self.repeats.retain(|id| match earlier.get(id) {
+            Some(o) => {
+                outcomes.push(o.clone());
+                false
+            }
+            None => true,
+        });
+    }
+}
+
+/// A batch whose append was launched ([`Writer::launch`]) and not yet finished.
+struct InFlight {
+    /// `None` when the batch had nothing to store (only repeats of earlier decisions).
+    append: Option<Append>,
+    done: oneshot::Sender<()>,
+    events: usize,
+    duplicates: usize,
+    committed_ids: Vec<(Uuid, Option<Uuid>)>,
+    contents: Vec<[u8; 32]>,
+    outcomes: Vec<ipb::Outcome>,
+    /// History and decisions for the batch decided while this one is appended.
+    originals: HashMap<EventId, OriginalEvent>,
+    decided: HashMap<EventId, Option<ipb::Outcome>>,
+    repeats: Vec<EventId>,
+    started: Instant,
+    decided_in: Duration,
+}
+
+/// Waits for the append in flight to return (cancel-safe: the task is polled by reference, so
+/// a `select!` that drops this loses nothing). Pending forever when nothing is in flight.
+async fn appended(inflight: &mut Option<InFlight>) -> Result<Links, Error> {
+    match inflight.as_mut().map(|f| f.append.as_mut()) {
+        None => std::future::pending().await,
+        Some(None) => Ok(Vec::new()),
+        Some(Some(append)) => Ok(append.await.map_err(Error::join)??),
     }
 }
 
@@ -542,9 +738,11 @@ fn fold(
             return Ok(folded);
         };
         from = last.sequence + 1;
+        let empty = HashMap::new();
         let history = StoreHistory {
             store: s,
-            batch: &HashMap::new(),
+            batch: &empty,
+            inflight: &empty,
             failed: std::cell::Cell::new(false),
         };
         folded += records.len() as u64;
@@ -564,8 +762,14 @@ fn fold(
     }
 }
 
-/// Takes batches from the inbox, hands them to the writer, and acknowledges them once durable.
-/// While idle it lets `watch` look for a stalled consumer and recover it.
+/// Batches fetched ahead of the writer and waiting for their acknowledgement, at most: bounds
+/// the deliveries held unacknowledged (well under the consumer's `max_ack_pending`).
+const ACKS_QUEUED: usize = 4;
+
+/// Takes batches from the inbox and hands them to the writer without waiting for their flush
+/// (the next batch is fetched, and decided, while the one before is flushed); the acker task
+/// acknowledges each batch, in order, once the writer says it is durable. While idle it lets
+/// `watch` look for a stalled consumer and recover it.
 ///
 /// # Errors
 /// [`Error::Stalled`] when the inbox stays stalled after every recovery step.
@@ -576,6 +780,10 @@ async fn pump(
     max: usize,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let (ack_tx, ack_rx) = mpsc::channel(ACKS_QUEUED);
+    // Not aborted when the pump stops: it acknowledges what the writer still flushes, then
+    // ends with the channel.
+    tokio::spawn(acknowledge(inbox.acker(), ack_rx));
     let mut backoff = Duration::from_millis(50);
     loop {
         let next = tokio::select! {
@@ -619,11 +827,27 @@ async fn pump(
         if tx.send(InboxBatch { payloads, done }).await.is_err() {
             return Ok(());
         }
-        // If the writer fails before the flush, `flushed` errors and nothing is acknowledged.
-        if flushed.await.is_err() {
+        if ack_tx.send((deliveries, flushed)).await.is_err() {
+            // The acker stopped: the writer failed before a flush.
             return Ok(());
         }
-        if let Err(e) = inbox.ack(deliveries).await {
+    }
+}
+
+/// Acknowledges each batch once the writer flushed it, in the order fetched. Stops at the first
+/// batch the writer did not flush (it failed): nothing after it is acknowledged either.
+async fn acknowledge(
+    acker: Arc<dyn wfl_bus::Acker>,
+    mut batches: mpsc::Receiver<(Vec<wfl_bus::Delivery>, oneshot::Receiver<()>)>,
+) {
+    while let Some((deliveries, flushed)) = batches.recv().await {
+        if flushed.await.is_err() {
+            return;
+        }
+        let acking = Instant::now();
+        let acked = acker.ack(deliveries).await;
+        debug!(ack_us = acking.elapsed().as_micros() as u64, "batch acknowledged");
+        if let Err(e) = acked {
             // Not fatal: the broker redelivers and the ledger recognises the event ids.
             warn!(error = %e, "inbox ack failed; the messages will be redelivered and deduplicated");
         }
@@ -634,6 +858,8 @@ async fn pump(
 struct StoreHistory<'a> {
     store: &'a dyn Log,
     batch: &'a HashMap<EventId, OriginalEvent>,
+    /// The batch before, decided and perhaps not yet durable.
+    inflight: &'a HashMap<EventId, OriginalEvent>,
     /// Set when a store read failed: the answer "not in the ledger" cannot be trusted, so the
     /// writer must stop rather than store a refusal based on it.
     failed: std::cell::Cell<bool>,
@@ -641,7 +867,7 @@ struct StoreHistory<'a> {
 
 impl History for StoreHistory<'_> {
     fn original(&self, id: &EventId) -> Option<OriginalEvent> {
-        if let Some(o) = self.batch.get(id) {
+        if let Some(o) = self.batch.get(id).or_else(|| self.inflight.get(id)) {
             return Some(o.clone());
         }
         let lookup = || -> Result<Option<OriginalEvent>, Error> {
