@@ -216,6 +216,17 @@ async fn call(method: &str, conn: Conn, org: &str, foreign_event: &str) -> Resul
             while s.message().await?.is_some() {}
             Ok(())
         }
+        "/wfl.v1.Ledger/ReadBatches" => {
+            let mut s = ledger
+                .read_batches(pb::ReadRequest {
+                    org_ids: orgs,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            while s.message().await?.is_some() {}
+            Ok(())
+        }
         "/wfl.v1.Ledger/Subscribe" => {
             let mut s = ledger
                 .subscribe(pb::SubscribeRequest {
@@ -361,17 +372,64 @@ async fn every_method_role_and_foreign_org_is_checked() {
     // Every restricted role's foreign-org call was denied: writer and analyst, every method.
     assert!(denied >= wfl_auth::access::METHODS.len() * 2);
 
-    // An empty filter means "my orgs": an analyst reading everything sees only its org.
-    let mut read = pb::ledger_client::LedgerClient::new(f.conn(Some(Role::Analyst)).await)
+    // An empty filter means "my orgs": an analyst reading everything sees only its org, and
+    // ReadBatches gives a caller restricted to one org exactly what Read gives it.
+    let mut analyst = pb::ledger_client::LedgerClient::new(f.conn(Some(Role::Analyst)).await);
+    let mut read = analyst
         .read(pb::ReadRequest::default())
         .await
         .expect("Read")
         .into_inner();
     let mut orgs = BTreeSet::new();
+    let mut everything = Vec::new();
     while let Some(c) = read.message().await.expect("Read stream") {
-        orgs.insert(c.event.expect("body").org_id);
+        orgs.insert(c.event.clone().expect("body").org_id);
+        everything.push(c);
     }
     assert_eq!(orgs, BTreeSet::from([OWN.to_owned()]));
+    assert!(everything.len() >= 2, "{everything:?}");
+    for request in [
+        pb::ReadRequest::default(),
+        pb::ReadRequest {
+            org_ids: vec![OWN.to_owned()],
+            max_batch: 1,
+            ..Default::default()
+        },
+        pb::ReadRequest {
+            from_sequence: everything[1].sequence,
+            limit: 1,
+            max_batch: 2,
+            ..Default::default()
+        },
+    ] {
+        let mut batches = analyst
+            .read_batches(request.clone())
+            .await
+            .expect("ReadBatches")
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(b) = batches.message().await.expect("ReadBatches stream") {
+            got.extend(b.events);
+        }
+        let mut read = analyst
+            .read(request.clone())
+            .await
+            .expect("Read")
+            .into_inner();
+        let mut want = Vec::new();
+        while let Some(c) = read.message().await.expect("Read stream") {
+            want.push(c);
+        }
+        assert_eq!(got, want, "{request:?}");
+    }
+    let s = analyst
+        .read_batches(pb::ReadRequest {
+            org_ids: vec![OWN.to_owned(), FOREIGN.to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a foreign org among its own");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
 
     // A batch with one foreign event is refused whole, naming the org; nothing is recorded.
     let before = head(&f).await;

@@ -396,6 +396,20 @@ async fn subscriber_and_org_filter_limits_are_enforced_and_named() {
         long.message().starts_with("org_ids[0]: 65 bytes"),
         "{long:?}"
     );
+    // ReadBatches checks its request as Read does, with the same answers.
+    for (org_ids, refused) in [(many, read), (vec!["a".repeat(65)], long)] {
+        let batches = common::ledger(&ch)
+            .read_batches(wfl_proto::pb::ReadRequest {
+                org_ids,
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused as Read refuses it");
+        assert_eq!(
+            (batches.code(), batches.message()),
+            (refused.code(), refused.message())
+        );
+    }
 }
 
 /// `--max-message-mb` bounds an Ingest request; a bigger one is refused with its size and the

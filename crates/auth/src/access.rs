@@ -7,7 +7,7 @@ use crate::Role;
 pub enum Access {
     /// Ingest.Record, Ingest.RecordBatch.
     Record,
-    /// Ledger.Read, Ledger.Subscribe.
+    /// Ledger.Read, Ledger.ReadBatches, Ledger.Subscribe.
     ReadEvents,
     /// Views.*.
     Views,
@@ -22,6 +22,7 @@ pub const METHODS: &[(&str, Access)] = &[
     ("/wfl.v1.Ingest/Record", Access::Record),
     ("/wfl.v1.Ingest/RecordBatch", Access::Record),
     ("/wfl.v1.Ledger/Read", Access::ReadEvents),
+    ("/wfl.v1.Ledger/ReadBatches", Access::ReadEvents),
     ("/wfl.v1.Ledger/Subscribe", Access::ReadEvents),
     ("/wfl.v1.Ledger/Head", Access::Meta),
     ("/wfl.v1.Ledger/GetPublicKey", Access::Meta),
@@ -82,6 +83,14 @@ mod tests {
         assert_eq!(
             method_access("/wfl.v1.Ledger/Read"),
             Some(Access::ReadEvents)
+        );
+    }
+
+    #[test]
+    fn batched_reads_need_what_reads_need() {
+        assert_eq!(
+            method_access("/wfl.v1.Ledger/ReadBatches"),
+            method_access("/wfl.v1.Ledger/Read")
         );
     }
 }

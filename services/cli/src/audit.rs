@@ -42,7 +42,7 @@ use wfl_proto::pb;
 use wfl_store::merkle::{self, Frontier};
 use wfl_store::{chain_hash, Hash, Log, ZERO_HASH};
 
-use crate::client::{committed_json, connect, describe_status};
+use crate::client::{connect, describe_status};
 
 pub const EVENTS_PB: &str = "events.pb";
 pub const EVENTS_JSONL: &str = "events.jsonl";
@@ -357,11 +357,13 @@ pub async fn export(addr: &str, dir: &Path, progress: bool) -> anyhow::Result<Ex
                 event_types: vec![],
                 limit: 0,
                 as_of_recorded_at_micros: 0,
+                max_batch: 0,
             })
             .await
             .map_err(status)?
             .into_inner();
         let started = Instant::now();
+        let mut line = Vec::new();
         while let Some(item) = stream.next().await {
             let c = item.map_err(|s| {
                 anyhow!(
@@ -373,9 +375,11 @@ pub async fn export(addr: &str, dir: &Path, progress: bool) -> anyhow::Result<Ex
                 bail!("the ledger sent sequence {} after {count}", c.sequence);
             }
             pb_out.write_all(&c.encode_length_delimited_to_vec())?;
-            writeln!(jsonl_out, "{}", committed_json(&c)?)?;
             count = c.sequence;
             last_hash = c.hash.as_slice().try_into().unwrap_or(ZERO_HASH);
+            line.clear();
+            crate::jsonl::push_line(&mut line, c)?;
+            jsonl_out.write_all(&line)?;
             if progress && (count % 10_000 == 0 || count == head) {
                 let rate =
                     (count - resume.count) as f64 / started.elapsed().as_secs_f64().max(1e-9);

@@ -1,4 +1,4 @@
-//! The client side of the CLI: `record`, `import` and `replay` over gRPC.
+//! The client side of the CLI: `record`, `import`, `replay`, `tail` and `load` over gRPC.
 //!
 //! Events are read as JSON in the domain's serde form (see README.md for an example); the wire is
 //! protobuf. Every failure becomes one line saying what and where.
@@ -423,53 +423,82 @@ fn emit(
     }
 }
 
-/// `wfl replay`: committed events as JSON lines, in sequence order.
+/// `wfl replay`: committed events as JSON lines ([`crate::jsonl`]), in sequence order, on stdout.
 ///
 /// # Errors
 /// When the server cannot be reached, refuses the request, or the stream breaks.
 pub async fn replay(addr: &str, request: pb::ReadRequest) -> anyhow::Result<u64> {
-    let mut client = pb::ledger_client::LedgerClient::new(connect(addr).await?)
-        .max_decoding_message_size(64 << 20);
+    let client = pb::ledger_client::LedgerClient::new(connect(addr).await?);
+    replay_to(client, request, std::io::stdout()).await
+}
+
+/// Bytes of JSON lines gathered before they are written out.
+const REPLAY_BUFFER: usize = 256 << 10;
+
+/// What [`replay`] does, to any writer: `ReadBatches` with `request` (`max_batch` 0 asks for the
+/// largest batches), every event written as a JSON line, in writes of about [`REPLAY_BUFFER`]
+/// bytes. The lines are made on a blocking thread of their own, so the next batch is received
+/// and decoded while one is being written. Returns the number of events written.
+///
+/// # Errors
+/// When the server refuses the request, the stream breaks (after every event received before
+/// the break is written), an event does not convert, or `out` fails.
+pub async fn replay_to(
+    client: pb::ledger_client::LedgerClient<Conn>,
+    request: pb::ReadRequest,
+    out: impl Write + Send + 'static,
+) -> anyhow::Result<u64> {
     let mut stream = client
-        .read(request)
+        .max_decoding_message_size(64 << 20)
+        .read_batches(request)
         .await
         .map_err(|s| anyhow!("{}", describe_status(&s)))?
         .into_inner();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut n = 0;
-    while let Some(item) = stream.next().await {
-        let c = item.map_err(|s| {
-            anyhow!(
-                "replay interrupted after {n} events: {}",
-                describe_status(&s)
-            )
-        })?;
-        writeln!(out, "{}", committed_json(&c)?)?;
-        n += 1;
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let writer = tokio::task::spawn_blocking(move || write_lines(rx, out));
+    let broken = loop {
+        match stream.next().await {
+            None => break None,
+            Some(Ok(batch)) => {
+                if tx.send(batch).await.is_err() {
+                    break None; // the writer failed: its error is the answer
+                }
+            }
+            Some(Err(s)) => break Some(s),
+        }
+    };
+    drop(tx);
+    let written = writer.await??;
+    if let Some(s) = broken {
+        bail!(
+            "replay interrupted after {written} events: {}",
+            describe_status(&s)
+        );
     }
-    out.flush()?;
-    Ok(n)
+    Ok(written)
 }
 
-/// A committed event as JSON: ledger fields plus the event in its domain JSON form.
-///
-/// # Errors
-/// When the event in the record does not convert (a server defect).
-pub fn committed_json(c: &pb::CommittedEvent) -> anyhow::Result<serde_json::Value> {
-    let event = c
-        .event
-        .clone()
-        .ok_or_else(|| anyhow!("sequence {} has no event", c.sequence))?;
-    let event = wfl_proto::convert::event_from_pb(event)
-        .map_err(|v| anyhow!("sequence {}: {v}", c.sequence))?;
-    Ok(json!({
-        "sequence": c.sequence,
-        "recorded_at_micros": c.recorded_at_micros,
-        "prev_hash": hex::encode(&c.prev_hash),
-        "hash": hex::encode(&c.hash),
-        "event": event,
-    }))
+/// The writing half of [`replay_to`]: every event of every batch as a JSON line.
+fn write_lines(
+    mut batches: tokio::sync::mpsc::Receiver<pb::EventBatch>,
+    mut out: impl Write,
+) -> anyhow::Result<u64> {
+    let mut lines = crate::jsonl::Lines::default();
+    let mut buf = Vec::with_capacity(REPLAY_BUFFER + (64 << 10));
+    let mut n = 0;
+    while let Some(batch) = batches.blocking_recv() {
+        for c in batch.events {
+            lines.push(&mut buf, c)?;
+            n += 1;
+            if buf.len() >= REPLAY_BUFFER {
+                out.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(n)
 }
 
 /// `wfl tail`: follows the committed stream, printing events as JSON lines. Reconnects after a
@@ -507,15 +536,19 @@ pub async fn tail(
         };
         backoff = std::time::Duration::from_millis(100);
         let stdout = std::io::stdout();
+        let mut line = Vec::new();
         loop {
             match stream.message().await {
                 Ok(Some(pb::SubscribeResponse {
                     kind: Some(pb::subscribe_response::Kind::Event(c)),
                 })) => {
+                    let sequence = c.sequence;
+                    line.clear();
+                    crate::jsonl::push_line(&mut line, c)?;
                     let mut out = stdout.lock();
-                    writeln!(out, "{}", committed_json(&c)?)?;
+                    out.write_all(&line)?;
                     out.flush()?;
-                    request.from_sequence = c.sequence + 1;
+                    request.from_sequence = sequence + 1;
                     printed += 1;
                     if count.is_some_and(|n| printed >= n) {
                         return Ok(printed);

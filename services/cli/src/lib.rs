@@ -17,6 +17,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod http;
+pub mod jsonl;
 pub mod loadgen;
 pub mod node;
 pub mod progress;

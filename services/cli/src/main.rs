@@ -903,6 +903,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     event_types: event_type,
                     limit: 0,
                     as_of_recorded_at_micros,
+                    // The largest batches the ledger sends.
+                    max_batch: 0,
                 },
             )
             .await?;

@@ -1,7 +1,9 @@
-//! The gRPC `wfl.v1.Ledger` service: Read and Head over the store.
+//! The gRPC `wfl.v1.Ledger` service: Read, ReadBatches and Head over the store.
 //!
-//! Reads run on the blocking pool in chunks and stream through a small bounded channel, so a slow
-//! client holds at most a few chunks in memory. Store errors become `tonic::Status` only through
+//! Reads run on the blocking pool in chunks (read and decoded there) and stream through a small
+//! bounded channel, so a slow client holds at most a few chunks in memory. `Read` and
+//! `ReadBatches` share their checks ([`LedgerApi::read_plan`]) and their reading task
+//! ([`spawn_read`]); they differ only in how a chunk's events are packed into messages. Store errors become `tonic::Status` only through
 //! `impl From<Error> for Status` ([`crate::error`]).
 
 use std::pin::Pin;
@@ -63,6 +65,34 @@ impl LedgerApi {
     /// The head as a tree size, for `0 = the head` arguments and range checks.
     async fn head_size(&self) -> Result<u64, Status> {
         self.blocking(|s| Ok(s.head()?.sequence)).await
+    }
+
+    /// What a `ReadRequest` asks for, checked and narrowed to the caller's orgs: the one place
+    /// `Read` and `ReadBatches` authorize and validate.
+    fn read_plan(&self, request: Request<pb::ReadRequest>) -> Result<ReadPlan, Status> {
+        let caller = wfl_auth::caller(&request)?;
+        let mut req = request.into_inner();
+        check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
+        req.org_ids = caller.org_filter(req.org_ids)?;
+        let filter = filter(req.org_ids, &req.event_types)?;
+        if req.as_of_recorded_at_micros < 0 {
+            return Err(invalid(
+                "as_of_recorded_at_micros",
+                "µs since the Unix epoch, or 0 for no bound",
+            ));
+        }
+        let head = self.store.head().map_err(|e| status(e.into()))?.sequence;
+        Ok(ReadPlan {
+            from: req.from_sequence.max(1),
+            to: if req.to_sequence == 0 {
+                head
+            } else {
+                req.to_sequence.min(head)
+            },
+            filter,
+            limit: if req.limit == 0 { u64::MAX } else { req.limit },
+            recorded_bound: req.as_of_recorded_at_micros,
+        })
     }
 }
 
@@ -126,13 +156,155 @@ fn filter(org_ids: Vec<String>, event_types: &[String]) -> Result<Filter, Status
     })
 }
 
+/// A checked `ReadRequest`.
+struct ReadPlan {
+    from: u64,
+    /// Inclusive; the head as of the call when the request said 0.
+    to: u64,
+    filter: Filter,
+    /// Events still to send (`u64::MAX`: no limit).
+    limit: u64,
+    /// 0: no bound; otherwise events recorded after this instant are left out.
+    recorded_bound: i64,
+}
+
+/// Messages queued per `ReadBatches` call: with [`CHUNK`] read ahead, at most a few thousand
+/// events (a few MiB) held per reader.
+const BATCH_QUEUE: usize = 4;
+
+/// The events per message a `ReadRequest.max_batch` asks for: 0 is the most, more is capped.
+fn read_batch_of(max_batch: u32) -> usize {
+    match max_batch {
+        0 => subscribe::MAX_BATCH,
+        n => subscribe::Subscription::batch_of(n),
+    }
+}
+
+/// A decoded record and the size of its stored bytes (what a batch's byte cap counts).
+type Decoded = (pb::CommittedEvent, usize);
+
+/// `Read`'s messages: one per event.
+fn one_per_message(events: Vec<Decoded>, _batch: usize) -> Vec<pb::CommittedEvent> {
+    events.into_iter().map(|(c, _)| c).collect()
+}
+
+/// `ReadBatches`' messages: consecutive events, at most `batch` and about
+/// [`subscribe::BATCH_BYTES`] of stored bytes each; never empty.
+fn in_batches(events: Vec<Decoded>, batch: usize) -> Vec<pb::EventBatch> {
+    let mut out = Vec::with_capacity(events.len().div_ceil(batch.max(1)));
+    let mut current = pb::EventBatch::default();
+    let mut bytes = 0usize;
+    for (c, size) in events {
+        current.events.push(c);
+        bytes += size;
+        if current.events.len() >= batch || bytes >= subscribe::BATCH_BYTES {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+    }
+    if !current.events.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// What [`read_chunk`] found: the events, the error of an undecodable record after them, the
+/// last sequence looked at.
+type Chunk = (Vec<Decoded>, Option<Error>, Option<u64>);
+
+/// One chunk of a read, done on the blocking pool: the records from `from` that `filter` keeps
+/// (at most `take`), decoded, less those recorded after `recorded_bound`. Returns the events
+/// (those before an undecodable record, when there is one, then its error) and the last sequence
+/// the chunk looked at (`None`: nothing left up to `to`).
+fn read_chunk(
+    store: &dyn Log,
+    (from, to): (u64, u64),
+    filter: &Filter,
+    take: usize,
+    recorded_bound: i64,
+) -> Result<Chunk, Error> {
+    let records = store.read(from, Some(to), filter, take)?;
+    let last = records.last().map(|r| r.sequence);
+    let mut events = Vec::with_capacity(records.len());
+    for r in &records {
+        match codec::decode(r) {
+            // What was known then: leave out what was recorded after the bound.
+            Ok(c) if recorded_bound > 0 && c.recorded_at_micros > recorded_bound => {}
+            Ok(c) => events.push((c, r.bytes.len())),
+            Err(e) => return Ok((events, Some(e), last)),
+        }
+    }
+    Ok((events, None, last))
+}
+
+/// Streams what `plan` selects through a queue of `queue` messages, reading and decoding
+/// [`CHUNK`] records at a time on the blocking pool; `pack` turns each chunk's events into
+/// messages (`batch`: events per message, for packers that batch). The task ends when the range
+/// or the limit is exhausted, at the first error (sent as the stream's last item), or when the
+/// client goes away.
+fn spawn_read<T: Send + 'static>(
+    store: Arc<dyn Log>,
+    plan: ReadPlan,
+    queue: usize,
+    batch: usize,
+    pack: fn(Vec<Decoded>, usize) -> Vec<T>,
+) -> mpsc::Receiver<Result<T, Status>> {
+    let (tx, rx) = mpsc::channel(queue);
+    tokio::spawn(async move {
+        let ReadPlan {
+            mut from,
+            to,
+            filter,
+            limit: mut remaining,
+            recorded_bound,
+        } = plan;
+        let filter = Arc::new(filter);
+        while from <= to && remaining > 0 {
+            let s = store.clone();
+            let f = filter.clone();
+            let take = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
+            let chunk = tokio::task::spawn_blocking(move || {
+                read_chunk(s.as_ref(), (from, to), &f, take, recorded_bound)
+                    .map(|(events, failed, last)| (events.len(), pack(events, batch), failed, last))
+            })
+            .await
+            .map_err(Error::join)
+            .and_then(|r| r);
+            let (sent, messages, failed, last) = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(status(e))).await;
+                    return;
+                }
+            };
+            for m in messages {
+                if tx.send(Ok(m)).await.is_err() {
+                    return; // the client went away
+                }
+            }
+            if let Some(e) = failed {
+                let _ = tx.send(Err(status(e))).await;
+                return;
+            }
+            let Some(last) = last else {
+                return;
+            };
+            remaining -= (sent as u64).min(remaining);
+            from = last + 1;
+        }
+    });
+    rx
+}
+
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::CommittedEvent, Status>> + Send>>;
+type ReadBatchesStream = Pin<Box<dyn Stream<Item = Result<pb::EventBatch, Status>> + Send>>;
 type CheckpointStream = Pin<Box<dyn Stream<Item = Result<pb::SignedCheckpoint, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerApi {
     type ReadStream = ReadStream;
+    type ReadBatchesStream = ReadBatchesStream;
     type SubscribeStream = SubscribeStream;
     type ListCheckpointsStream = CheckpointStream;
 
@@ -345,82 +517,18 @@ impl pb::ledger_server::Ledger for LedgerApi {
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let caller = wfl_auth::caller(&request)?;
-        let mut req = request.into_inner();
-        check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
-        req.org_ids = caller.org_filter(req.org_ids)?;
-        let mut event_types = Vec::with_capacity(req.event_types.len());
-        for (i, t) in req.event_types.iter().enumerate() {
-            let Some(parsed) = EventType::parse(t) else {
-                return Err(invalid(
-                    &format!("event_types[{i}]"),
-                    &format!("unknown event type {t:?}"),
-                ));
-            };
-            event_types.push(parsed.as_str().to_owned());
-        }
-        let filter = Filter {
-            org_ids: req.org_ids,
-            event_types,
-        };
-        let head = self.store.head().map_err(|e| status(e.into()))?.sequence;
-        let to = if req.to_sequence == 0 {
-            head
-        } else {
-            req.to_sequence.min(head)
-        };
-        if req.as_of_recorded_at_micros < 0 {
-            return Err(invalid(
-                "as_of_recorded_at_micros",
-                "µs since the Unix epoch, or 0 for no bound",
-            ));
-        }
-        let recorded_bound = req.as_of_recorded_at_micros;
-        let mut remaining = if req.limit == 0 { u64::MAX } else { req.limit };
-        let mut from = req.from_sequence.max(1);
-        let store = self.store.clone();
-        let (tx, rx) = mpsc::channel(2 * CHUNK);
-        tokio::spawn(async move {
-            while from <= to && remaining > 0 {
-                let s = store.clone();
-                let f = filter.clone();
-                let take = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
-                let chunk =
-                    tokio::task::spawn_blocking(move || s.read(from, Some(to), &f, take)).await;
-                let records = match chunk {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(status(e.into()))).await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(status(Error::join(e)))).await;
-                        return;
-                    }
-                };
-                let Some(last) = records.last().map(|r| r.sequence) else {
-                    return;
-                };
-                let mut sent = 0u64;
-                for r in &records {
-                    let item = codec::decode(r).map_err(status);
-                    // What was known then: leave out what was recorded after the bound.
-                    if recorded_bound > 0
-                        && item
-                            .as_ref()
-                            .is_ok_and(|c| c.recorded_at_micros > recorded_bound)
-                    {
-                        continue;
-                    }
-                    if tx.send(item).await.is_err() {
-                        return; // the client went away
-                    }
-                    sent += 1;
-                }
-                remaining -= sent.min(remaining);
-                from = last + 1;
-            }
-        });
+        let plan = self.read_plan(request)?;
+        let rx = spawn_read(self.store.clone(), plan, 2 * CHUNK, 1, one_per_message);
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn read_batches(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<Self::ReadBatchesStream>, Status> {
+        let batch = read_batch_of(request.get_ref().max_batch);
+        let plan = self.read_plan(request)?;
+        let rx = spawn_read(self.store.clone(), plan, BATCH_QUEUE, batch, in_batches);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -454,4 +562,54 @@ fn invalid(field: &str, description: &str) -> Status {
         format!("{field}: {description}"),
         details,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(sizes: &[usize]) -> Vec<Decoded> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| {
+                (
+                    pb::CommittedEvent {
+                        sequence: i as u64 + 1,
+                        ..Default::default()
+                    },
+                    *size,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_events_and_is_never_empty() {
+        let batches = in_batches(events(&[10; 25]), 7);
+        let lens: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
+        assert_eq!(lens, [7, 7, 7, 4]);
+        assert!(in_batches(Vec::new(), 7).is_empty());
+        let sequences: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(|c| c.sequence))
+            .collect();
+        assert_eq!(sequences, (1..=25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_is_closed_at_its_byte_cap() {
+        let big = subscribe::BATCH_BYTES / 3 + 1;
+        let batches = in_batches(events(&[big; 7]), 1000);
+        let lens: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
+        assert_eq!(lens, [3, 3, 1]);
+    }
+
+    #[test]
+    fn max_batch_zero_is_the_most_and_more_is_capped() {
+        assert_eq!(read_batch_of(0), subscribe::MAX_BATCH);
+        assert_eq!(read_batch_of(1), 1);
+        assert_eq!(read_batch_of(7), 7);
+        assert_eq!(read_batch_of(u32::MAX), subscribe::MAX_BATCH);
+    }
 }
