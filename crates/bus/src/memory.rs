@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::subject::{check_event_type, check_org, check_subject};
 use crate::{
-    Acker, AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
+    AckHandle, Acker, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
     ReplyHandle, Request, Requests, Subscription,
 };
 

@@ -19,8 +19,9 @@ use futures::{FutureExt, StreamExt};
 
 use crate::subject::{check_event_type, check_org, check_subject, inbox_subject, ledger_subject};
 use crate::{
-    Acker, AckHandle, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, InboxState, PublishAck,
-    ReplyHandle, Request, Requests, Subscription, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
+    AckHandle, Acker, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, InboxState,
+    PublishAck, ReplyHandle, Request, Requests, Subscription, INBOX_SUBJECT_PREFIX,
+    LEDGER_SUBJECT_PREFIX,
 };
 
 /// Bound on sending one JetStream publish and on awaiting its ack (also JetStream API calls).

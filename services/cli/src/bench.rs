@@ -216,6 +216,14 @@ impl Node {
         read_metrics(self.http).await
     }
 
+    /// Waits until the views hold every event committed so far; returns how long that took.
+    pub(crate) async fn settle(&self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let head = self.metrics().await?.head;
+        self.caught_up(head).await?;
+        Ok(started.elapsed())
+    }
+
     /// Waits until the views hold every committed event.
     async fn caught_up(&self, head: u64) -> anyhow::Result<()> {
         loop {

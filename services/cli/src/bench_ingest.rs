@@ -263,8 +263,10 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     let committed =
         ingest_rate(&node.grpc, &payloads, "ic", config, pb::AckLevel::Committed).await?;
     report.push("wfl", INPROC_COMMITTED, committed, "events/s");
+    settle(&node).await?;
     let accepted = ingest_rate(&node.grpc, &payloads, "ia", config, pb::AckLevel::Accepted).await?;
     report.push("wfl", INPROC_ACCEPTED, accepted, "events/s");
+    settle(&node).await?;
     eprintln!(
         "single Record at {}/s for {} s",
         config.latency_rate, config.latency_secs
@@ -310,6 +312,7 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         let committed =
             ingest_rate(&node.grpc, &payloads, "nc", config, pb::AckLevel::Committed).await?;
         report.push("wfl", NATS_COMMITTED, committed, "events/s");
+        settle(&node).await?;
         let accepted =
             ingest_rate(&node.grpc, &payloads, "na", config, pb::AckLevel::Accepted).await?;
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
@@ -346,6 +349,17 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     report.compare(INPROC_COMMITTED, PG_BATCHED);
     report.compare(INPROC_COMMITTED, PG_PER_COMMAND);
     Ok(report)
+}
+
+/// Waits for the views to fold what the last row committed, so the next row does not share the
+/// cores with that catch-up (the ingest rows themselves run beside the projector, as in `wfl up`).
+async fn settle(node: &Node) -> anyhow::Result<()> {
+    let took = node.settle().await?;
+    eprintln!(
+        "  views caught up {:.1} s after the row",
+        took.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The bench's events, made once: per org, the restructuring mix of `wfl load` in blocks of ten

@@ -305,7 +305,11 @@ impl Writer {
     ///
     /// # Errors
     /// A store read failed (nothing is decided on a lookup that could not be trusted).
-    fn prepare(&mut self, batch: InboxBatch, inflight: Option<&InFlight>) -> Result<Prepared, Error> {
+    fn prepare(
+        &mut self,
+        batch: InboxBatch,
+        inflight: Option<&InFlight>,
+    ) -> Result<Prepared, Error> {
         let started = Instant::now();
         let mut records = Vec::with_capacity(batch.payloads.len());
         // Content hash of each record, in `records` order.
@@ -320,8 +324,10 @@ impl Writer {
         let recorded_at = codec::now_micros();
         let mut duplicates = 0usize;
         let (no_originals, no_decisions) = (HashMap::new(), HashMap::new());
-        let (prior_originals, prior_decided) =
-            inflight.map_or((&no_originals, &no_decisions), |f| (&f.originals, &f.decided));
+        let (prior_originals, prior_decided) = inflight
+            .map_or((&no_originals, &no_decisions), |f| {
+                (&f.originals, &f.decided)
+            });
 
         for (payload, submission) in &batch.payloads {
             let wire = match pb::Event::decode(payload.as_ref()) {
@@ -846,7 +852,10 @@ async fn acknowledge(
         }
         let acking = Instant::now();
         let acked = acker.ack(deliveries).await;
-        debug!(ack_us = acking.elapsed().as_micros() as u64, "batch acknowledged");
+        debug!(
+            ack_us = acking.elapsed().as_micros() as u64,
+            "batch acknowledged"
+        );
         if let Err(e) = acked {
             // Not fatal: the broker redelivers and the ledger recognises the event ids.
             warn!(error = %e, "inbox ack failed; the messages will be redelivered and deduplicated");
@@ -884,5 +893,99 @@ impl History for StoreHistory<'_> {
             self.failed.set(true);
             None
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfl_testkit::scenario::{hire, resign};
+
+    fn payload(e: &wfl_domain::Event) -> Payload {
+        let bytes = wfl_proto::convert::event_to_pb(e).encode_to_vec();
+        (Bytes::from(bytes), Some(Uuid::new_v4()))
+    }
+
+    fn batch(payloads: Vec<Payload>) -> (InboxBatch, oneshot::Receiver<()>) {
+        let (done, flushed) = oneshot::channel();
+        (InboxBatch { payloads, done }, flushed)
+    }
+
+    fn sequence_of(outcomes: &[ipb::Outcome], id: &EventId) -> Vec<u64> {
+        outcomes
+            .iter()
+            .filter(|o| o.event_id == id.0.to_string())
+            .filter_map(|o| match &o.result {
+                Some(ipb::outcome::Result::Committed(c)) => Some(c.sequence),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The pipeline's own case: batch n+1 is decided while batch n is still being appended. An
+    /// event of n seen again in n+1 is not appended twice and is answered with n's outcome once
+    /// n is durable; an event of n+1 that depends on one of n (a resignation after the hire) is
+    /// decided against it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_decided_beside_the_append_before_it_sees_that_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Log> =
+            Arc::new(wfl_store::SledLog::open(&dir.path().join("ledger")).expect("open"));
+        let signer = Arc::new(
+            crate::checkpoint::Signer::load_or_create(&dir.path().join("key")).expect("key"),
+        );
+        let shutdown = CancellationToken::new();
+        let bus: Arc<dyn wfl_bus::Bus> = Arc::new(wfl_bus::MemoryBus::new());
+        let (broadcast, publishing) = Broadcast::start(bus, shutdown.clone());
+        tokio::spawn(publishing);
+        let (storage, _) = watch::channel(StorageState::Writable);
+        let (mut writer, head) = Writer::recover(
+            store.clone(),
+            Config::new(dir.path()),
+            signer,
+            storage,
+            broadcast,
+        )
+        .await
+        .expect("recover");
+
+        let (a, b, c) = (hire("o", "w1"), hire("o", "w2"), hire("o", "w3"));
+        let leaves = resign("o", "w1");
+        let (first, first_flushed) = batch(vec![payload(&a), payload(&b)]);
+        let prepared = writer.prepare(first, None).expect("prepare n");
+        let mut inflight = Some(writer.launch(prepared));
+
+        let (second, second_flushed) = batch(vec![payload(&a), payload(&leaves), payload(&c)]);
+        let mut second = writer
+            .prepare(second, inflight.as_ref())
+            .expect("prepare n+1 beside n's append");
+        assert_eq!(second.records.len(), 2, "a is not appended twice");
+        assert!(
+            second.rejections.is_empty(),
+            "the resignation sees the hire in flight"
+        );
+
+        let r = appended(&mut inflight).await;
+        let fresh = writer
+            .finish(inflight.take().expect("in flight"), r)
+            .expect("finish n");
+        first_flushed.await.expect("n flushed");
+        second.answer_repeats(&fresh);
+        assert_eq!(sequence_of(&second.outcomes, &a.event_id), vec![1]);
+
+        let mut inflight = Some(writer.launch(second));
+        let r = appended(&mut inflight).await;
+        writer
+            .finish(inflight.take().expect("in flight"), r)
+            .expect("finish n+1");
+        second_flushed.await.expect("n+1 flushed");
+        assert_eq!(*head.borrow(), 4);
+        let stored = store.read(1, None, &Filter::default(), 10).expect("read");
+        let ids: Vec<Uuid> = stored.iter().map(|r| r.event_id).collect();
+        assert_eq!(
+            ids,
+            vec![a.event_id.0, b.event_id.0, leaves.event_id.0, c.event_id.0]
+        );
+        shutdown.cancel();
     }
 }
