@@ -46,9 +46,10 @@ fn views_disk_and_catch_up_have_not_regressed() {
 }
 
 /// `wfl bench ingest --quick` (the CI mode) measures every row — ceilings, wfl in process and over
-/// a private nats-server, single-Record latency, replay and the PostgreSQL baseline — and removes
-/// its scratch data. Figures are not asserted here (they belong in BENCHMARKS.md); that each row
-/// exists and is positive keeps the command from rotting.
+/// a private nats-server (in one process and as the three service binaries), single-Record
+/// latency, replay and the PostgreSQL baseline — and removes its scratch data. Figures are not
+/// asserted here (they belong in BENCHMARKS.md); that each row exists and is positive keeps the
+/// command from rotting.
 #[test]
 fn bench_ingest_quick_measures_every_row() {
     let dir = wfl_testkit::temp_dir();
@@ -80,6 +81,7 @@ fn bench_ingest_quick_measures_every_row() {
         "wfl ingest ACCEPTED, in process",
         "wfl ingest COMMITTED, over NATS",
         "wfl ingest ACCEPTED, over NATS",
+        "wfl ingest COMMITTED, over NATS, separate processes",
         "single Record COMMITTED p99 at 1000/s offered",
         "wfl gRPC Read replay",
         "wfl replay to JSON lines",

@@ -62,6 +62,8 @@ pub struct IngestConfig {
     pub data_dir: PathBuf,
     pub keep: bool,
     pub packs: Vec<wfl_projector::RulePack>,
+    /// Where `packs` came from: the split row's `wfl-projector` reads them there.
+    pub rulepacks: PathBuf,
 }
 
 impl IngestConfig {
@@ -177,6 +179,7 @@ const INPROC_COMMITTED: &str = "wfl ingest COMMITTED, in process";
 const INPROC_ACCEPTED: &str = "wfl ingest ACCEPTED, in process";
 const NATS_COMMITTED: &str = "wfl ingest COMMITTED, over NATS";
 const NATS_ACCEPTED: &str = "wfl ingest ACCEPTED, over NATS";
+const SPLIT_COMMITTED: &str = "wfl ingest COMMITTED, over NATS, separate processes";
 const READ: &str = "wfl gRPC Read replay";
 const REPLAY_JSON: &str = "wfl replay to JSON lines";
 const PG_PER_COMMAND: &str = "PostgreSQL, one transaction per command";
@@ -317,6 +320,19 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
             ingest_rate(&node.grpc, &payloads, "na", config, pb::AckLevel::Accepted).await?;
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
         node.stop().await?;
+
+        eprintln!("wfl over NATS, separate processes (wfl-ledger, wfl-gateway, wfl-projector)");
+        let split = Split::start(config, &n.url).await?;
+        let committed = ingest_rate(
+            &split.gateway,
+            &payloads,
+            "sc",
+            config,
+            pb::AckLevel::Committed,
+        )
+        .await?;
+        report.push("wfl", SPLIT_COMMITTED, committed, "events/s");
+        split.stop().await;
     }
     drop(nats);
 
@@ -343,6 +359,7 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     report.compare(INPROC_ACCEPTED, SLED_INSERT);
     report.compare(NATS_COMMITTED, JS_CEILING);
     report.compare(NATS_ACCEPTED, JS_CEILING);
+    report.compare(SPLIT_COMMITTED, JS_CEILING);
     report.compare(READ, SLED_SCAN);
     report.compare(REPLAY_JSON, SLED_SCAN);
     report.compare(NATS_COMMITTED, PG_BATCHED);
@@ -853,6 +870,142 @@ async fn psql(url: &str, script: &str, dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The three service binaries as separate processes on the bench's nats-server, as a deployment
+/// runs them (`wfl-ledger`, `wfl-gateway`, `wfl-projector` from the directory of this `wfl`).
+struct Split {
+    children: Vec<tokio::process::Child>,
+    /// The gateway's gRPC address.
+    gateway: String,
+}
+
+impl Split {
+    async fn start(config: &IngestConfig, nats_url: &str) -> anyhow::Result<Self> {
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| anyhow!("cannot tell where the wfl binary lives"))?;
+        let data = config.data_dir.join("split").display().to_string();
+        let port = || -> anyhow::Result<String> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .to_string())
+        };
+        let (ledger, gateway) = (port()?, port()?);
+        let ledger_url = format!("http://{ledger}");
+        let runs: [(&str, Vec<String>); 3] = [
+            (
+                "wfl-ledger",
+                vec![
+                    "--grpc-addr".into(),
+                    ledger.clone(),
+                    "--http-addr".into(),
+                    port()?,
+                    "--data-dir".into(),
+                    data.clone(),
+                ],
+            ),
+            (
+                "wfl-gateway",
+                vec![
+                    "--grpc-addr".into(),
+                    gateway.clone(),
+                    "--http-addr".into(),
+                    port()?,
+                ],
+            ),
+            (
+                "wfl-projector",
+                vec![
+                    "--grpc-addr".into(),
+                    port()?,
+                    "--http-addr".into(),
+                    port()?,
+                    "--ledger".into(),
+                    ledger_url.clone(),
+                    "--rulepacks".into(),
+                    config.rulepacks.display().to_string(),
+                    "--data-dir".into(),
+                    data.clone(),
+                ],
+            ),
+        ];
+        let mut split = Self {
+            children: Vec::new(),
+            gateway: format!("http://{gateway}"),
+        };
+        std::fs::create_dir_all(&data)?;
+        let mut logs = Vec::new();
+        for (name, args) in runs {
+            let bin = bin_dir.join(name);
+            let log = Path::new(&data).join(format!("{name}.log"));
+            let stderr = std::fs::File::create(&log)?;
+            logs.push((name, log));
+            let child = tokio::process::Command::new(&bin)
+                .args(&args)
+                .arg("--nats-url")
+                .arg(nats_url)
+                // Plain and open on loopback, like `wfl up` there.
+                .args(["--insecure", "--no-auth"])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            split.children.push(child);
+        }
+        // Ready when the gateway and the ledger say SERVING (gRPC health mirrors readiness).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let probe = async {
+                for addr in [&split.gateway, &ledger_url] {
+                    let status = tonic_health::pb::health_client::HealthClient::new(
+                        crate::client::connect(addr).await?,
+                    )
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map_err(|s| anyhow!("{}", crate::client::describe_status(&s)))?
+                    .into_inner()
+                    .status;
+                    if status
+                        != tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                    {
+                        bail!("{addr} is not serving yet");
+                    }
+                }
+                anyhow::Ok(())
+            };
+            match probe.await {
+                Ok(()) => return Ok(split),
+                Err(e) if Instant::now() > deadline => {
+                    // Say why: the last line each process wrote.
+                    let said: Vec<String> = logs
+                        .iter()
+                        .map(|(name, log)| {
+                            let text = std::fs::read_to_string(log).unwrap_or_default();
+                            let last = text.lines().rev().find(|l| !l.trim().is_empty());
+                            format!("{name}: {}", last.unwrap_or("(nothing)"))
+                        })
+                        .collect();
+                    bail!(
+                        "the separate processes did not start within 30 s: {e:#} ({})",
+                        said.join("; ")
+                    )
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn stop(mut self) {
+        for child in &mut self.children {
+            let _ = child.kill().await;
+        }
+    }
 }
 
 /// A `nats-server` of the bench's own, on a free port with a scratch JetStream store.

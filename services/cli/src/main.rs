@@ -739,6 +739,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 data_dir,
                 keep,
                 packs: wfl_projector::load_packs(&rulepacks)?,
+                rulepacks,
             };
             if quick {
                 config = config.quick();
