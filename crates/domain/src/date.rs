@@ -103,7 +103,27 @@ impl Date {
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, m, d) = self.ymd();
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        // Every date `parse` accepts has a four-digit year: write its ten bytes at once (one
+        // allocation in `to_string`) rather than through three padded integer formats.
+        match u32::try_from(y) {
+            Ok(year) if year <= 9999 => {
+                let mut b = *b"0000-00-00";
+                ascii_digits(&mut b[0..4], year);
+                ascii_digits(&mut b[5..7], m);
+                ascii_digits(&mut b[8..10], d);
+                f.write_str(std::str::from_utf8(&b).map_err(|_| fmt::Error)?)
+            }
+            _ => write!(f, "{y:04}-{m:02}-{d:02}"),
+        }
+    }
+}
+
+/// Writes the last `out.len()` decimal digits of `n` into `out`, zero-padded.
+fn ascii_digits(out: &mut [u8], mut n: u32) {
+    for b in out.iter_mut().rev() {
+        // `n % 10` is a single digit.
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 
@@ -171,6 +191,29 @@ mod tests {
             assert_eq!(Date::parse(&d.to_string()).unwrap(), d);
             d = d.add_days(1);
         }
+    }
+
+    #[test]
+    fn displays_as_padded_ymd_for_every_representable_year() {
+        let padded = |d: Date| {
+            let (y, m, day) = d.ymd();
+            format!("{y:04}-{m:02}-{day:02}")
+        };
+        let mut d = Date::parse("1900-01-01").unwrap();
+        let end = Date::parse("2200-12-31").unwrap();
+        while d <= end {
+            assert_eq!(d.to_string(), padded(d));
+            d = d.add_days(1);
+        }
+        // Outside what `parse` accepts (years below 0 or above 9999), from_days still displays.
+        for days in [
+            -800_000, -719_529, -719_528, -1, 0, 2_932_896, 2_932_897, 3_000_000,
+        ] {
+            let d = Date::from_days(days);
+            assert_eq!(d.to_string(), padded(d), "{days}");
+        }
+        assert_eq!(Date::from_days(-719_529).to_string(), "-001-12-31");
+        assert_eq!(Date::from_days(2_932_897).to_string(), "10000-01-01");
     }
 
     #[test]

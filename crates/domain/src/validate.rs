@@ -75,6 +75,47 @@ impl fmt::Display for Violations {
 
 impl std::error::Error for Violations {}
 
+/// A field's path, spelled out only when a violation names it: a valid event builds no path
+/// string. Shared with `wfl-proto`'s wire checks so both name fields alike; not a stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Field<'a> {
+    /// A top-level name, or a dotted path written out (`source.system`).
+    Top(&'a str),
+    /// `parent.name`.
+    In(&'a Field<'a>, &'a str),
+    /// `parent[index]`.
+    At(&'a Field<'a>, usize),
+}
+
+impl<'a> Field<'a> {
+    /// The field `name` inside this one.
+    #[must_use]
+    pub fn child(&'a self, name: &'a str) -> Field<'a> {
+        Field::In(self, name)
+    }
+
+    /// The list item `index` of this field.
+    #[must_use]
+    pub fn item(&'a self, index: usize) -> Field<'a> {
+        Field::At(self, index)
+    }
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Field::Top(name) => f.write_str(name),
+            Field::In(parent, name) => {
+                parent.fmt(f)?;
+                f.write_str(".")?;
+                f.write_str(name)
+            }
+            Field::At(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
 /// Validates one event without looking at any state.
 ///
 /// # Errors
@@ -121,29 +162,37 @@ pub fn validate_with(event: &Event, limits: &Limits) -> Result<(), Violations> {
         text_max: limits.text.min(MAX_TEXT),
     };
     if event.event_id.0.is_nil() {
-        v.add("event_id", "must be a non-nil UUID (v7 recommended)");
+        v.add(
+            Field::Top("event_id"),
+            "must be a non-nil UUID (v7 recommended)",
+        );
     }
-    token(&mut v, "org_id", event.org_id.as_str(), false);
-    token(&mut v, "site_id", event.site_id.as_str(), true);
+    token(&mut v, Field::Top("org_id"), event.org_id.as_str(), false);
+    token(&mut v, Field::Top("site_id"), event.site_id.as_str(), true);
     if !is_jurisdiction(&event.jurisdiction) {
-        v.add("jurisdiction", "must be ISO 3166: two capital letters, optionally '-' and a 1-3 character subdivision (CN, CN-33, US-CA, DE)");
+        v.add(Field::Top("jurisdiction"), "must be ISO 3166: two capital letters, optionally '-' and a 1-3 character subdivision (CN, CN-33, US-CA, DE)");
     }
-    required_text(&mut v, "source.system", &event.source.system, Len::Id);
+    required_text(
+        &mut v,
+        Field::Top("source.system"),
+        &event.source.system,
+        Len::Id,
+    );
     text(
         &mut v,
-        "source.reference",
+        Field::Top("source.reference"),
         &event.source.reference,
         Len::Text,
     );
     if let Some(c) = &event.correlation_id {
-        required_text(&mut v, "correlation_id", c, Len::Text);
+        required_text(&mut v, Field::Top("correlation_id"), c, Len::Text);
     }
     if let Some(c) = &event.causation_id {
-        required_text(&mut v, "causation_id", c, Len::Text);
+        required_text(&mut v, Field::Top("causation_id"), c, Len::Text);
     }
     if event.schema_version != SCHEMA_VERSION {
         v.add(
-            "schema_version",
+            Field::Top("schema_version"),
             format!(
                 "unsupported schema version {}; this ledger accepts {SCHEMA_VERSION}",
                 event.schema_version
@@ -152,15 +201,20 @@ pub fn validate_with(event: &Event, limits: &Limits) -> Result<(), Violations> {
     }
     if event.expected_version.is_some() && event.payload.worker_effect().is_none() {
         v.add(
-            "expected_version",
+            Field::Top("expected_version"),
             format!(
                 "only events that name a worker have a version; {} does not",
                 event.event_type()
             ),
         );
     }
-    let prefix = format!("payload.{}", event.event_type().field_name());
-    payload(&mut v, &prefix, &event.payload, event);
+    let top = Field::Top("payload");
+    payload(
+        &mut v,
+        top.child(event.event_type().field_name()),
+        &event.payload,
+        event,
+    );
     v.found.into_result()
 }
 
@@ -180,54 +234,52 @@ struct Check {
 }
 
 impl Check {
-    fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.found.add(field, description);
+    /// Records a violation; the only place a path is spelled out.
+    fn add(&mut self, field: Field<'_>, description: impl Into<String>) {
+        self.found.add(field.to_string(), description);
     }
 }
 
-fn payload(v: &mut Check, p: &str, body: &Payload, event: &Event) {
+fn payload(v: &mut Check, p: Field<'_>, body: &Payload, event: &Event) {
     match body {
         Payload::WorkerHired(h) => {
-            worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
-            opt_id(v, &format!("{p}.position_id"), h.position_id.as_deref());
+            worker(v, p.child("worker_ref"), &h.worker_ref);
+            opt_id(v, p.child("position_id"), h.position_id.as_deref());
             hours_and_months(v, p, h.avg_weekly_hours, h.months_employed_last_12);
             contract_end(v, p, h.contract_type, h.contract_end);
             if let Some(end) = h.contract_end.filter(|_| !h.baseline) {
                 if end < event.effective_date {
                     v.add(
-                        format!("{p}.contract_end"),
+                        p.child("contract_end"),
                         "must not be before the hire's effective_date",
                     );
                 }
             }
         }
         Payload::ContractRenewed(r) => {
-            worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
+            worker(v, p.child("worker_ref"), &r.worker_ref);
             if let Some(end) = r.new_contract_end {
                 if end <= event.effective_date {
-                    v.add(
-                        format!("{p}.new_contract_end"),
-                        "must be after effective_date",
-                    );
+                    v.add(p.child("new_contract_end"), "must be after effective_date");
                 }
             }
         }
         Payload::GraduateIntakeSet(g) | Payload::GraduateIntakeReduced(g) => graduate(v, p, g),
         Payload::HiringPaused(h) => {
-            required_text(v, &format!("{p}.scope"), &h.scope, Len::Text);
+            required_text(v, p.child("scope"), &h.scope, Len::Text);
             if let Some(until) = h.until {
                 if until < event.effective_date {
-                    v.add(format!("{p}.until"), "must not be before effective_date");
+                    v.add(p.child("until"), "must not be before effective_date");
                 }
             }
         }
-        Payload::HiringResumed(h) => required_text(v, &format!("{p}.scope"), &h.scope, Len::Text),
+        Payload::HiringResumed(h) => required_text(v, p.child("scope"), &h.scope, Len::Text),
         Payload::PositionBackfilled(c) | Payload::PositionClosed(c) => position(v, p, c, event),
         Payload::ContractNotRenewed(c) => {
-            separation(v, &format!("{p}.separation"), &c.separation);
+            separation(v, p.child("separation"), &c.separation);
             if c.employee_refused && !c.renewal_offered {
                 v.add(
-                    format!("{p}.employee_refused"),
+                    p.child("employee_refused"),
                     "the employee can only refuse a renewal that was offered (set renewal_offered)",
                 );
             }
@@ -239,139 +291,126 @@ fn payload(v: &mut Check, p: &str, body: &Payload, event: &Event) {
             ) && !c.renewal_offered
             {
                 v.add(
-                    format!("{p}.offer_terms"),
+                    p.child("offer_terms"),
                     "same_or_better or worse terms need renewal_offered = true",
                 );
             }
         }
         Payload::EconomicDismissal(d) => {
-            separation(v, &format!("{p}.separation"), &d.separation);
+            separation(v, p.child("separation"), &d.separation);
             opt_text(
                 v,
-                &format!("{p}.selection_criteria"),
+                p.child("selection_criteria"),
                 d.selection_criteria.as_deref(),
                 Len::Text,
             );
-            opt_id(v, &format!("{p}.plan_id"), d.plan_id.as_deref());
+            opt_id(v, p.child("plan_id"), d.plan_id.as_deref());
         }
         Payload::RoleAutomated(r) => {
-            required_text(v, &format!("{p}.role_id"), &r.role_id, Len::Id);
-            required_text(v, &format!("{p}.ai_system"), &r.ai_system, Len::Text);
+            required_text(v, p.child("role_id"), &r.role_id, Len::Id);
+            required_text(v, p.child("ai_system"), &r.ai_system, Len::Text);
             if let Some(s) = &r.separation {
-                separation(v, &format!("{p}.separation"), s);
+                separation(v, p.child("separation"), s);
             }
         }
         Payload::MutualTerminationEmployerProposed(m) => {
-            separation(v, &format!("{p}.separation"), &m.separation);
+            separation(v, p.child("separation"), &m.separation);
             if let Some(money) = &m.package {
-                money_field(v, &format!("{p}.package"), money);
+                money_field(v, p.child("package"), money);
             }
         }
         Payload::AdverseChangeRefusedExit(a) => {
-            separation(v, &format!("{p}.separation"), &a.separation);
+            separation(v, p.child("separation"), &a.separation);
             if a.change_magnitude_pct.is_some_and(|m| m > 100) {
-                v.add(
-                    format!("{p}.change_magnitude_pct"),
-                    "must be between 0 and 100",
-                );
+                v.add(p.child("change_magnitude_pct"), "must be between 0 and 100");
             }
         }
-        Payload::Resignation(r) => separation(v, &format!("{p}.separation"), &r.separation),
-        Payload::DeathOrDisability(d) => separation(v, &format!("{p}.separation"), &d.separation),
-        Payload::Retirement(r) => separation(v, &format!("{p}.separation"), &r.separation),
+        Payload::Resignation(r) => separation(v, p.child("separation"), &r.separation),
+        Payload::DeathOrDisability(d) => separation(v, p.child("separation"), &d.separation),
+        Payload::Retirement(r) => separation(v, p.child("separation"), &r.separation),
         Payload::DismissalForCause(d) => {
-            separation(v, &format!("{p}.separation"), &d.separation);
-            required_text(v, &format!("{p}.cause_code"), &d.cause_code, Len::Id);
+            separation(v, p.child("separation"), &d.separation);
+            required_text(v, p.child("cause_code"), &d.cause_code, Len::Id);
         }
         Payload::ContractorReleased(a) | Payload::DispatchedWorkerReturned(a) => {
-            separation(v, &format!("{p}.separation"), &a.separation);
-            opt_id(v, &format!("{p}.agency_id"), a.agency_id.as_deref());
-            opt_id(v, &format!("{p}.ground"), a.ground.as_deref());
+            separation(v, p.child("separation"), &a.separation);
+            opt_id(v, p.child("agency_id"), a.agency_id.as_deref());
+            opt_id(v, p.child("ground"), a.ground.as_deref());
         }
         Payload::TemporaryLayoff(t) => {
-            worker(v, &format!("{p}.worker_ref"), &t.worker_ref);
+            worker(v, p.child("worker_ref"), &t.worker_ref);
             if t.expected_duration_days == 0 {
-                v.add(format!("{p}.expected_duration_days"), "must be at least 1");
+                v.add(p.child("expected_duration_days"), "must be at least 1");
             }
         }
         Payload::HoursReduced(h) => {
-            worker(v, &format!("{p}.worker_ref"), &h.worker_ref);
+            worker(v, p.child("worker_ref"), &h.worker_ref);
             if h.hours_before > 168 {
-                v.add(
-                    format!("{p}.hours_before"),
-                    "must be at most 168 hours a week",
-                );
+                v.add(p.child("hours_before"), "must be at most 168 hours a week");
             }
             if h.hours_after >= h.hours_before {
-                v.add(format!("{p}.hours_after"), "must be less than hours_before");
+                v.add(p.child("hours_after"), "must be less than hours_before");
             }
         }
         Payload::SiteClosed(c) => {
-            opt_id(
-                v,
-                &format!("{p}.operating_unit"),
-                c.operating_unit.as_deref(),
-            );
+            opt_id(v, p.child("operating_unit"), c.operating_unit.as_deref());
         }
         Payload::SiteRelocated(r) => {
             if r.distance_km == 0 {
                 v.add(
-                    format!("{p}.distance_km"),
+                    p.child("distance_km"),
                     "must be at least 1 (a relocation moves the operations away)",
                 );
             }
             if let Some(s) = &r.to_site {
-                token(v, &format!("{p}.to_site"), s.as_str(), true);
+                token(v, p.child("to_site"), s.as_str(), true);
                 if s == &event.site_id {
                     v.add(
-                        format!("{p}.to_site"),
+                        p.child("to_site"),
                         "must differ from the event's site_id (the site the operations leave)",
                     );
                 }
             }
         }
         Payload::RestructuringPlanAnnounced(r) => {
-            required_text(v, &format!("{p}.plan_id"), &r.plan_id, Len::Id);
-            list(v, &format!("{p}.stated_grounds"), &r.stated_grounds);
-            list(v, &format!("{p}.units"), &r.units);
+            required_text(v, p.child("plan_id"), &r.plan_id, Len::Id);
+            list(v, p.child("stated_grounds"), &r.stated_grounds);
+            list(v, p.child("units"), &r.units);
         }
         Payload::UnionBriefed(c) | Payload::AuthorityReported(c) | Payload::WarnNoticeFiled(c) => {
             compliance(v, p, c);
         }
         Payload::InternalRedeployment(r) => {
-            worker(v, &format!("{p}.worker_ref"), &r.worker_ref);
-            required_text(v, &format!("{p}.to_position"), &r.to_position, Len::Id);
-            opt_id(v, &format!("{p}.from_position"), r.from_position.as_deref());
+            worker(v, p.child("worker_ref"), &r.worker_ref);
+            required_text(v, p.child("to_position"), &r.to_position, Len::Id);
+            opt_id(v, p.child("from_position"), r.from_position.as_deref());
             if let Some(s) = &r.from_site {
-                token(v, &format!("{p}.from_site"), s.as_str(), true);
+                token(v, p.child("from_site"), s.as_str(), true);
             }
             if let Some(s) = &r.to_site {
-                token(v, &format!("{p}.to_site"), s.as_str(), true);
+                token(v, p.child("to_site"), s.as_str(), true);
             }
             if r.pay_change_pct
                 .is_some_and(|c| !(-100..=1000).contains(&c))
             {
-                v.add(
-                    format!("{p}.pay_change_pct"),
-                    "must be between -100 and 1000",
-                );
+                v.add(p.child("pay_change_pct"), "must be between -100 and 1000");
             }
         }
         Payload::AiToolRolledOut(a) => {
-            required_text(v, &format!("{p}.tool"), &a.tool, Len::Text);
-            required_text(v, &format!("{p}.scope"), &a.scope, Len::Text);
+            required_text(v, p.child("tool"), &a.tool, Len::Text);
+            required_text(v, p.child("scope"), &a.scope, Len::Text);
         }
         Payload::AiUsageMeasured(a) => {
-            required_text(v, &format!("{p}.scope"), &a.scope, Len::Text);
+            required_text(v, p.child("scope"), &a.scope, Len::Text);
             if a.period_end < a.period_start {
-                v.add(format!("{p}.period_end"), "must not be before period_start");
+                v.add(p.child("period_end"), "must not be before period_start");
             }
             if let Some(pop) = a.population {
                 if pop == 0 {
-                    v.add(format!("{p}.population"), "must be at least 1 when given");
+                    v.add(p.child("population"), "must be at least 1 when given");
                 } else if a.metric == crate::event::AiMetric::ActiveUsers && a.value > pop {
                     v.add(
-                        format!("{p}.value"),
+                        p.child("value"),
                         "active users cannot exceed the population",
                     );
                 }
@@ -379,25 +418,25 @@ fn payload(v: &mut Check, p: &str, body: &Payload, event: &Event) {
         }
         Payload::EventCorrected(c) => {
             if c.original_event_id.0.is_nil() {
-                v.add(format!("{p}.original_event_id"), "must be a non-nil UUID");
+                v.add(p.child("original_event_id"), "must be a non-nil UUID");
             }
             if c.original_event_id == event.event_id {
                 v.add(
-                    format!("{p}.original_event_id"),
+                    p.child("original_event_id"),
                     "an event cannot correct itself",
                 );
             }
-            required_text(v, &format!("{p}.reason"), &c.reason, Len::Text);
+            required_text(v, p.child("reason"), &c.reason, Len::Text);
             let rt = c.replacement.event_type();
             if matches!(rt, EventType::EventCorrected | EventType::EventRetracted) {
                 v.add(
-                    format!("{p}.replacement"),
+                    p.child("replacement"),
                     "a correction cannot replace with another correction or retraction",
                 );
             } else {
                 payload(
                     v,
-                    &format!("{p}.replacement.{}", rt.field_name()),
+                    p.child("replacement").child(rt.field_name()),
                     &c.replacement,
                     event,
                 );
@@ -405,126 +444,121 @@ fn payload(v: &mut Check, p: &str, body: &Payload, event: &Event) {
         }
         Payload::EventRetracted(r) => {
             if r.original_event_id.0.is_nil() {
-                v.add(format!("{p}.original_event_id"), "must be a non-nil UUID");
+                v.add(p.child("original_event_id"), "must be a non-nil UUID");
             }
             if r.original_event_id == event.event_id {
                 v.add(
-                    format!("{p}.original_event_id"),
+                    p.child("original_event_id"),
                     "an event cannot retract itself",
                 );
             }
-            required_text(v, &format!("{p}.reason"), &r.reason, Len::Text);
+            required_text(v, p.child("reason"), &r.reason, Len::Text);
         }
     }
 }
 
 /// WARN part-time inputs: at most 168 hours a week, at most 12 months of the last 12.
-fn hours_and_months(v: &mut Check, p: &str, hours: Option<u32>, months: Option<u32>) {
+fn hours_and_months(v: &mut Check, p: Field<'_>, hours: Option<u32>, months: Option<u32>) {
     if hours.is_some_and(|h| h > 168) {
         v.add(
-            format!("{p}.avg_weekly_hours"),
+            p.child("avg_weekly_hours"),
             "must be at most 168 (hours in a week)",
         );
     }
     if months.is_some_and(|m| m > 12) {
-        v.add(format!("{p}.months_employed_last_12"), "must be at most 12");
+        v.add(p.child("months_employed_last_12"), "must be at most 12");
     }
 }
 
 /// Only a contract with an agreed end (fixed-term, task, or part-time) may state one.
-fn contract_end(v: &mut Check, p: &str, t: crate::event::ContractType, end: Option<Date>) {
+fn contract_end(v: &mut Check, p: Field<'_>, t: crate::event::ContractType, end: Option<Date>) {
     if end.is_some() && t == crate::event::ContractType::OpenEnded {
         v.add(
-            format!("{p}.contract_end"),
+            p.child("contract_end"),
             "an open-ended contract has no agreed end date (give one for fixed-term, task or part-time contracts)",
         );
     }
 }
 
-fn separation(v: &mut Check, p: &str, s: &Separation) {
-    worker(v, &format!("{p}.worker_ref"), &s.worker_ref);
+fn separation(v: &mut Check, p: Field<'_>, s: &Separation) {
+    worker(v, p.child("worker_ref"), &s.worker_ref);
     contract_end(v, p, s.contract_type, s.contract_end);
     hours_and_months(v, p, s.avg_weekly_hours, s.months_employed_last_12);
-    opt_id(v, &format!("{p}.position_id"), s.position_id.as_deref());
+    opt_id(v, p.child("position_id"), s.position_id.as_deref());
     if let Some(g) = &s.legal_ground {
         if !is_code(g) {
-            v.add(format!("{p}.legal_ground"), "must be a jurisdiction code of capitals, digits and '-', starting with the country (CN-LCL-40-3, US-INVOL-RIF), at most 32 characters");
+            v.add(p.child("legal_ground"), "must be a jurisdiction code of capitals, digits and '-', starting with the country (CN-LCL-40-3, US-INVOL-RIF), at most 32 characters");
         }
     }
-    opt_text(
-        v,
-        &format!("{p}.ai_system"),
-        s.ai_system.as_deref(),
-        Len::Text,
-    );
+    opt_text(v, p.child("ai_system"), s.ai_system.as_deref(), Len::Text);
     if s.ai_attributed == crate::event::AiAttribution::None && s.ai_system.is_some() {
         v.add(
-            format!("{p}.ai_attributed"),
+            p.child("ai_attributed"),
             "ai_system is given but ai_attributed is none",
         );
     }
     if s.tenure_months.is_some_and(|t| t > 1200) {
-        v.add(format!("{p}.tenure_months"), "must be at most 1200");
+        v.add(p.child("tenure_months"), "must be at most 1200");
     }
     for (i, f) in s.protected_flags.iter().enumerate() {
         if !is_code(f) {
             v.add(
-                format!("{p}.protected_flags[{i}]"),
+                p.child("protected_flags").item(i),
                 "must be a code such as CN-LCL-42-4",
             );
         }
     }
     if let Some(m) = &s.severance {
-        money_field(v, &format!("{p}.severance"), m);
+        money_field(v, p.child("severance"), m);
     }
 }
 
-fn graduate(v: &mut Check, p: &str, g: &GraduateIntake) {
+fn graduate(v: &mut Check, p: Field<'_>, g: &GraduateIntake) {
     if !(1900..=2200).contains(&g.cohort_year) {
         v.add(
-            format!("{p}.cohort_year"),
+            p.child("cohort_year"),
             "must be a year between 1900 and 2200",
         );
     }
     if g.baseline == 0 {
         v.add(
-            format!("{p}.baseline"),
+            p.child("baseline"),
             "must be at least 1 (the prior cohort or the plan)",
         );
     }
 }
 
-fn position(v: &mut Check, p: &str, c: &PositionChange, event: &Event) {
-    required_text(v, &format!("{p}.position_id"), &c.position_id, Len::Id);
+fn position(v: &mut Check, p: Field<'_>, c: &PositionChange, event: &Event) {
+    required_text(v, p.child("position_id"), &c.position_id, Len::Id);
     if let Some(id) = c.linked_separation_id {
         if id.0.is_nil() || id == event.event_id {
             v.add(
-                format!("{p}.linked_separation_id"),
+                p.child("linked_separation_id"),
                 "must name another event by its non-nil UUID",
             );
         }
     }
 }
 
-fn compliance(v: &mut Check, p: &str, c: &ComplianceStep) {
-    required_text(v, &format!("{p}.plan_id"), &c.plan_id, Len::Id);
-    text(v, &format!("{p}.recipient"), &c.recipient, Len::Text);
-    text(v, &format!("{p}.document_ref"), &c.document_ref, Len::Text);
+fn compliance(v: &mut Check, p: Field<'_>, c: &ComplianceStep) {
+    required_text(v, p.child("plan_id"), &c.plan_id, Len::Id);
+    text(v, p.child("recipient"), &c.recipient, Len::Text);
+    text(v, p.child("document_ref"), &c.document_ref, Len::Text);
 }
 
-fn money_field(v: &mut Check, p: &str, m: &crate::event::Money) {
+fn money_field(v: &mut Check, p: Field<'_>, m: &crate::event::Money) {
     if m.amount_minor < 0 {
-        v.add(format!("{p}.amount_minor"), "must not be negative");
+        v.add(p.child("amount_minor"), "must not be negative");
     }
     if m.currency.len() != 3 || !m.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         v.add(
-            format!("{p}.currency"),
+            p.child("currency"),
             "must be an ISO 4217 code such as CNY, USD, EUR",
         );
     }
 }
 
-fn worker(v: &mut Check, field: &str, w: &WorkerRef) {
+fn worker(v: &mut Check, field: Field<'_>, w: &WorkerRef) {
     let s = w.as_str();
     if s.is_empty() {
         v.add(field, "required: a pseudonymous worker reference");
@@ -538,7 +572,7 @@ fn worker(v: &mut Check, field: &str, w: &WorkerRef) {
 }
 
 /// An identifier that may appear in a NATS subject token (org) or a key (site).
-fn token(v: &mut Check, field: &str, s: &str, allow_dot: bool) {
+fn token(v: &mut Check, field: Field<'_>, s: &str, allow_dot: bool) {
     if s.is_empty() {
         v.add(field, "required");
     } else if s.len() > MAX_ID
@@ -554,7 +588,7 @@ fn token(v: &mut Check, field: &str, s: &str, allow_dot: bool) {
     }
 }
 
-fn required_text(v: &mut Check, field: &str, s: &str, max: Len) {
+fn required_text(v: &mut Check, field: Field<'_>, s: &str, max: Len) {
     if s.trim().is_empty() {
         v.add(field, "required");
     } else {
@@ -562,7 +596,7 @@ fn required_text(v: &mut Check, field: &str, s: &str, max: Len) {
     }
 }
 
-fn text(v: &mut Check, field: &str, s: &str, len: Len) {
+fn text(v: &mut Check, field: Field<'_>, s: &str, len: Len) {
     let max = match len {
         Len::Id => MAX_ID,
         Len::Text => v.text_max,
@@ -579,22 +613,22 @@ fn text(v: &mut Check, field: &str, s: &str, len: Len) {
     }
 }
 
-fn opt_text(v: &mut Check, field: &str, s: Option<&str>, max: Len) {
+fn opt_text(v: &mut Check, field: Field<'_>, s: Option<&str>, max: Len) {
     if let Some(s) = s {
         required_text(v, field, s, max);
     }
 }
 
-fn opt_id(v: &mut Check, field: &str, s: Option<&str>) {
+fn opt_id(v: &mut Check, field: Field<'_>, s: Option<&str>) {
     opt_text(v, field, s, Len::Id);
 }
 
-fn list(v: &mut Check, field: &str, items: &[String]) {
+fn list(v: &mut Check, field: Field<'_>, items: &[String]) {
     if items.len() > 1000 {
         v.add(field, "at most 1000 entries");
     }
     for (i, s) in items.iter().enumerate() {
-        required_text(v, &format!("{field}[{i}]"), s, Len::Id);
+        required_text(v, field.item(i), s, Len::Id);
     }
 }
 
@@ -622,4 +656,25 @@ fn is_code(s: &str) -> bool {
         && b.iter()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
         && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Field;
+
+    #[test]
+    fn a_field_path_is_spelled_with_dots_and_indices() {
+        let payload = Field::Top("payload");
+        let kind = payload.child("economic_dismissal");
+        let separation = kind.child("separation");
+        assert_eq!(
+            separation.child("contract_end").to_string(),
+            "payload.economic_dismissal.separation.contract_end"
+        );
+        assert_eq!(
+            separation.child("protected_flags").item(2).to_string(),
+            "payload.economic_dismissal.separation.protected_flags[2]"
+        );
+        assert_eq!(Field::Top("source.system").to_string(), "source.system");
+    }
 }

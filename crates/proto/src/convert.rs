@@ -21,6 +21,7 @@
 use crate::pb;
 use crate::pb::payload::Kind;
 use wfl_domain as d;
+use wfl_domain::validate::Field;
 use wfl_domain::{Date, EventId, EventType, FieldViolation, Violations};
 
 const NO_KIND: &str = "required: exactly one event kind";
@@ -49,20 +50,22 @@ const NESTED_CORRECTION: &str = "a correction cannot replace with another correc
 /// Every violation found, ordered by the envelope field they belong to.
 pub fn event_from_pb(e: pb::Event) -> Result<d::Event, Violations> {
     let mut cx = Cx::default();
-    let event_id = cx.required_id("event_id", &e.event_id);
-    let effective_date = cx.required_date("effective_date", &e.effective_date);
-    let source = cx.required_message("source", e.source).map(|s| d::Source {
-        system: s.system,
-        reference: s.reference,
-    });
+    let event_id = cx.required_id(Field::Top("event_id"), &e.event_id);
+    let effective_date = cx.required_date(Field::Top("effective_date"), &e.effective_date);
+    let source = cx
+        .required_message(Field::Top("source"), e.source)
+        .map(|s| d::Source {
+            system: s.system,
+            reference: s.reference,
+        });
     let evidence_confidence = cx.defaulted_enum(
-        "evidence_confidence",
+        Field::Top("evidence_confidence"),
         evidence_confidence_from(e.evidence_confidence),
         d::EvidenceConfidence::Reported,
     );
     let payload = match e.payload {
-        Some(p) => payload_from(&mut cx, "payload", p),
-        None => cx.refuse("payload", NO_KIND),
+        Some(p) => payload_from(&mut cx, Field::Top("payload"), p),
+        None => cx.refuse(Field::Top("payload"), NO_KIND),
     };
     let schema_version = if e.schema_version == 0 {
         d::SCHEMA_VERSION
@@ -74,20 +77,24 @@ pub fn event_from_pb(e: pb::Event) -> Result<d::Event, Violations> {
     let correlation_id = non_empty(e.correlation_id);
     let causation_id = non_empty(e.causation_id);
 
-    if cx.found.is_empty() {
-        if let (
+    // The source moves into the event when the structure is sound, and comes back out for the
+    // stand-in below when it is not (no copy of it on the valid path).
+    let source = match (
+        cx.found.is_empty(),
+        event_id,
+        effective_date,
+        source,
+        evidence_confidence,
+        payload,
+    ) {
+        (
+            true,
             Some(event_id),
             Some(effective_date),
             Some(source),
             Some(evidence_confidence),
             Some(payload),
-        ) = (
-            event_id,
-            effective_date,
-            source.clone(),
-            evidence_confidence,
-            payload,
-        ) {
+        ) => {
             let event = d::Event {
                 event_id,
                 org_id,
@@ -104,7 +111,8 @@ pub fn event_from_pb(e: pb::Event) -> Result<d::Event, Violations> {
             };
             return d::validate(&event).map(|()| event);
         }
-    }
+        (_, _, _, source, _, _) => source,
+    };
 
     // The structure is broken. Run the domain checks of the envelope fields, which depend on
     // nothing else, on a stand-in event; keep only those not already covered by a structural
@@ -148,7 +156,7 @@ pub fn event_from_pb(e: pb::Event) -> Result<d::Event, Violations> {
 /// Every structural violation found (fields named from `payload`).
 pub fn payload_from_pb(p: pb::Payload) -> Result<d::Payload, Violations> {
     let mut cx = Cx::default();
-    match payload_from(&mut cx, "payload", p) {
+    match payload_from(&mut cx, Field::Top("payload"), p) {
         Some(payload) if cx.found.is_empty() => Ok(payload),
         _ => Err(cx.found),
     }
@@ -353,33 +361,34 @@ struct Cx {
 }
 
 impl Cx {
-    fn refuse<T>(&mut self, field: impl Into<String>, description: impl Into<String>) -> Option<T> {
-        self.found.add(field, description);
+    /// Records a violation; the only place a path is spelled out.
+    fn refuse<T>(&mut self, field: Field<'_>, description: impl Into<String>) -> Option<T> {
+        self.found.add(field.to_string(), description);
         None
     }
 
-    fn required_message<T>(&mut self, field: &str, m: Option<T>) -> Option<T> {
+    fn required_message<T>(&mut self, field: Field<'_>, m: Option<T>) -> Option<T> {
         match m {
             Some(m) => Some(m),
             None => self.refuse(field, "required"),
         }
     }
 
-    fn required_id(&mut self, field: &str, s: &str) -> Option<EventId> {
+    fn required_id(&mut self, field: Field<'_>, s: &str) -> Option<EventId> {
         if s.is_empty() {
             return self.refuse(field, "required");
         }
         self.id(field, s)
     }
 
-    fn optional_id(&mut self, field: &str, s: &str) -> Option<Option<EventId>> {
+    fn optional_id(&mut self, field: Field<'_>, s: &str) -> Option<Option<EventId>> {
         if s.is_empty() {
             return Some(None);
         }
         self.id(field, s).map(Some)
     }
 
-    fn id(&mut self, field: &str, s: &str) -> Option<EventId> {
+    fn id(&mut self, field: Field<'_>, s: &str) -> Option<EventId> {
         // Hyphenated (36) or simple (32) only: braced and URN forms are not wire syntax.
         let parsed = if s.len() == 36 || s.len() == 32 {
             uuid::Uuid::try_parse(s).ok()
@@ -392,21 +401,21 @@ impl Cx {
         }
     }
 
-    fn required_date(&mut self, field: &str, s: &str) -> Option<Date> {
+    fn required_date(&mut self, field: Field<'_>, s: &str) -> Option<Date> {
         if s.is_empty() {
             return self.refuse(field, "required");
         }
         self.date(field, s)
     }
 
-    fn optional_date(&mut self, field: &str, s: &str) -> Option<Option<Date>> {
+    fn optional_date(&mut self, field: Field<'_>, s: &str) -> Option<Option<Date>> {
         if s.is_empty() {
             return Some(None);
         }
         self.date(field, s).map(Some)
     }
 
-    fn date(&mut self, field: &str, s: &str) -> Option<Date> {
+    fn date(&mut self, field: Field<'_>, s: &str) -> Option<Date> {
         match Date::parse(s) {
             Ok(d) => Some(d),
             Err(_) => self.refuse(field, NOT_A_DATE),
@@ -416,7 +425,7 @@ impl Cx {
     /// A required enum: `UNSPECIFIED` is refused, naming the values allowed.
     fn required_enum<T, E>(
         &mut self,
-        field: &str,
+        field: Field<'_>,
         w: Wire<T>,
         name: fn(&E) -> &'static str,
     ) -> Option<T>
@@ -431,7 +440,7 @@ impl Cx {
     }
 
     /// An enum with a domain default that `UNSPECIFIED` stands for.
-    fn defaulted_enum<T>(&mut self, field: &str, w: Wire<T>, default: T) -> Option<T> {
+    fn defaulted_enum<T>(&mut self, field: Field<'_>, w: Wire<T>, default: T) -> Option<T> {
         match w {
             Wire::Known(t) => Some(t),
             Wire::Unspecified => Some(default),
@@ -440,7 +449,7 @@ impl Cx {
     }
 
     /// An optional enum: `UNSPECIFIED` is `None`.
-    fn optional_enum<T>(&mut self, field: &str, w: Wire<T>) -> Option<Option<T>> {
+    fn optional_enum<T>(&mut self, field: Field<'_>, w: Wire<T>) -> Option<Option<T>> {
         match w {
             Wire::Known(t) => Some(Some(t)),
             Wire::Unspecified => Some(None),
@@ -641,28 +650,26 @@ fn kind_type(k: &Kind) -> EventType {
 }
 
 /// `base` is the path of the `Payload` message: `payload` or `payload.event_corrected.replacement`.
-fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
+fn payload_from(cx: &mut Cx, base: Field<'_>, p: pb::Payload) -> Option<d::Payload> {
     use d::Payload as P;
     let Some(kind) = p.kind else {
         return cx.refuse(base, NO_KIND);
     };
-    let path = format!("{base}.{}", kind_type(&kind).field_name());
-    let p = path.as_str();
-    let f = |name: &str| format!("{p}.{name}");
+    let p = base.child(kind_type(&kind).field_name());
     let payload = match kind {
         Kind::WorkerHired(h) => {
             let er = cx.required_enum(
-                &f("employment_relationship"),
+                p.child("employment_relationship"),
                 employment_relationship_from(h.employment_relationship),
                 pb::EmploymentRelationship::as_str_name,
             );
             let ct = cx.required_enum(
-                &f("contract_type"),
+                p.child("contract_type"),
                 contract_type_from(h.contract_type),
                 pb::ContractType::as_str_name,
             );
-            let cohort = cx.optional_enum(&f("cohort"), cohort_from(h.cohort));
-            let end = cx.optional_date(&f("contract_end"), &h.contract_end);
+            let cohort = cx.optional_enum(p.child("cohort"), cohort_from(h.cohort));
+            let end = cx.optional_date(p.child("contract_end"), &h.contract_end);
             P::WorkerHired(d::WorkerHired {
                 worker_ref: d::WorkerRef(h.worker_ref),
                 employment_relationship: er?,
@@ -676,7 +683,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
             })
         }
         Kind::ContractRenewed(r) => {
-            let end = cx.optional_date(&f("new_contract_end"), &r.new_contract_end);
+            let end = cx.optional_date(p.child("new_contract_end"), &r.new_contract_end);
             P::ContractRenewed(d::ContractRenewed {
                 worker_ref: d::WorkerRef(r.worker_ref),
                 new_contract_end: end?,
@@ -686,7 +693,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
         Kind::GraduateIntakeSet(g) => P::GraduateIntakeSet(graduate_from(g)),
         Kind::GraduateIntakeReduced(g) => P::GraduateIntakeReduced(graduate_from(g)),
         Kind::HiringPaused(h) => {
-            let until = cx.optional_date(&f("until"), &h.until);
+            let until = cx.optional_date(p.child("until"), &h.until);
             P::HiringPaused(d::HiringPaused {
                 scope: h.scope,
                 reqs_frozen: h.reqs_frozen,
@@ -701,7 +708,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
         Kind::PositionBackfilled(c) => P::PositionBackfilled(position_from(cx, p, c)?),
         Kind::ContractNotRenewed(c) => {
             let sep = required_separation(cx, p, c.separation);
-            let terms = cx.optional_enum(&f("offer_terms"), offer_terms_from(c.offer_terms));
+            let terms = cx.optional_enum(p.child("offer_terms"), offer_terms_from(c.offer_terms));
             P::ContractNotRenewed(d::ContractNotRenewed {
                 separation: sep?,
                 renewal_offered: c.renewal_offered,
@@ -721,7 +728,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
         }
         Kind::RoleAutomated(r) => {
             let sep = match r.separation {
-                Some(s) => separation_from(cx, &f("separation"), s).map(Some),
+                Some(s) => separation_from(cx, p.child("separation"), s).map(Some),
                 None => Some(None),
             };
             P::RoleAutomated(d::RoleAutomated {
@@ -742,7 +749,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
         Kind::AdverseChangeRefusedExit(a) => {
             let sep = required_separation(cx, p, a.separation);
             let change = cx.required_enum(
-                &f("change_type"),
+                p.child("change_type"),
                 change_type_from(a.change_type),
                 pb::ChangeType::as_str_name,
             );
@@ -763,7 +770,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
         Kind::Retirement(r) => {
             let sep = required_separation(cx, p, r.separation);
             let ty = cx.required_enum(
-                &f("retirement_type"),
+                p.child("retirement_type"),
                 retirement_type_from(r.retirement_type),
                 pb::RetirementType::as_str_name,
             );
@@ -838,10 +845,10 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
             mandatory: a.mandatory,
         }),
         Kind::AiUsageMeasured(a) => {
-            let start = cx.required_date(&f("period_start"), &a.period_start);
-            let end = cx.required_date(&f("period_end"), &a.period_end);
+            let start = cx.required_date(p.child("period_start"), &a.period_start);
+            let end = cx.required_date(p.child("period_end"), &a.period_end);
             let metric = cx.required_enum(
-                &f("metric"),
+                p.child("metric"),
                 ai_metric_from(a.metric),
                 pb::AiMetric::as_str_name,
             );
@@ -857,8 +864,8 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
         }
         Kind::EventCorrected(c) => {
             let c = *c;
-            let original = cx.required_id(&f("original_event_id"), &c.original_event_id);
-            let replacement = replacement_from(cx, &f("replacement"), c.replacement);
+            let original = cx.required_id(p.child("original_event_id"), &c.original_event_id);
+            let replacement = replacement_from(cx, p.child("replacement"), c.replacement);
             P::EventCorrected(d::EventCorrected {
                 original_event_id: original?,
                 reason: c.reason,
@@ -866,7 +873,7 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
             })
         }
         Kind::EventRetracted(r) => {
-            let original = cx.required_id(&f("original_event_id"), &r.original_event_id);
+            let original = cx.required_id(p.child("original_event_id"), &r.original_event_id);
             P::EventRetracted(d::EventRetracted {
                 original_event_id: original?,
                 reason: r.reason,
@@ -879,7 +886,11 @@ fn payload_from(cx: &mut Cx, base: &str, p: pb::Payload) -> Option<d::Payload> {
 /// The replacement payload of a correction. A correction of a correction is refused here rather
 /// than by domain validation, so that conversion never recurses more than one level deep whatever
 /// the input nests.
-fn replacement_from(cx: &mut Cx, field: &str, r: Option<Box<pb::Payload>>) -> Option<d::Payload> {
+fn replacement_from(
+    cx: &mut Cx,
+    field: Field<'_>,
+    r: Option<Box<pb::Payload>>,
+) -> Option<d::Payload> {
     let Some(r) = r else {
         return cx.refuse(field, "required");
     };
@@ -890,44 +901,47 @@ fn replacement_from(cx: &mut Cx, field: &str, r: Option<Box<pb::Payload>>) -> Op
 }
 
 /// The separation of a payload at `p` where it is required.
-fn required_separation(cx: &mut Cx, p: &str, s: Option<pb::Separation>) -> Option<d::Separation> {
-    let field = format!("{p}.separation");
+fn required_separation(
+    cx: &mut Cx,
+    p: Field<'_>,
+    s: Option<pb::Separation>,
+) -> Option<d::Separation> {
+    let field = p.child("separation");
     match s {
-        Some(s) => separation_from(cx, &field, s),
+        Some(s) => separation_from(cx, field, s),
         None => cx.refuse(field, "required"),
     }
 }
 
-fn separation_from(cx: &mut Cx, p: &str, s: pb::Separation) -> Option<d::Separation> {
-    let f = |name: &str| format!("{p}.{name}");
+fn separation_from(cx: &mut Cx, p: Field<'_>, s: pb::Separation) -> Option<d::Separation> {
     let er = cx.required_enum(
-        &f("employment_relationship"),
+        p.child("employment_relationship"),
         employment_relationship_from(s.employment_relationship),
         pb::EmploymentRelationship::as_str_name,
     );
     let ct = cx.required_enum(
-        &f("contract_type"),
+        p.child("contract_type"),
         contract_type_from(s.contract_type),
         pb::ContractType::as_str_name,
     );
-    let cohort = cx.optional_enum(&f("cohort"), cohort_from(s.cohort));
+    let cohort = cx.optional_enum(p.child("cohort"), cohort_from(s.cohort));
     let backfill = cx.defaulted_enum(
-        &f("backfill_status"),
+        p.child("backfill_status"),
         backfill_status_from(s.backfill_status),
         d::BackfillStatus::Unknown,
     );
     let initiator = cx.required_enum(
-        &f("initiator"),
+        p.child("initiator"),
         initiator_from(s.initiator),
         pb::Initiator::as_str_name,
     );
     let ai = cx.defaulted_enum(
-        &f("ai_attributed"),
+        p.child("ai_attributed"),
         ai_attribution_from(s.ai_attributed),
         d::AiAttribution::None,
     );
-    let notice = cx.optional_date(&f("notice_given_on"), &s.notice_given_on);
-    let end = cx.optional_date(&f("contract_end"), &s.contract_end);
+    let notice = cx.optional_date(p.child("notice_given_on"), &s.notice_given_on);
+    let end = cx.optional_date(p.child("contract_end"), &s.contract_end);
     Some(d::Separation {
         worker_ref: d::WorkerRef(s.worker_ref),
         employment_relationship: er?,
@@ -960,18 +974,19 @@ fn graduate_from(g: pb::GraduateIntake) -> d::GraduateIntake {
     }
 }
 
-fn position_from(cx: &mut Cx, p: &str, c: pb::PositionChange) -> Option<d::PositionChange> {
-    let linked = cx.optional_id(
-        &format!("{p}.linked_separation_id"),
-        &c.linked_separation_id,
-    );
+fn position_from(cx: &mut Cx, p: Field<'_>, c: pb::PositionChange) -> Option<d::PositionChange> {
+    let linked = cx.optional_id(p.child("linked_separation_id"), &c.linked_separation_id);
     Some(d::PositionChange {
         position_id: c.position_id,
         linked_separation_id: linked?,
     })
 }
 
-fn agency_release_from(cx: &mut Cx, p: &str, a: pb::AgencyRelease) -> Option<d::AgencyRelease> {
+fn agency_release_from(
+    cx: &mut Cx,
+    p: Field<'_>,
+    a: pb::AgencyRelease,
+) -> Option<d::AgencyRelease> {
     let sep = required_separation(cx, p, a.separation);
     Some(d::AgencyRelease {
         separation: sep?,

@@ -908,6 +908,70 @@ fn correction_replacements_are_checked_at_their_nested_paths() {
 }
 
 #[test]
+fn every_nesting_helper_spells_the_full_path_under_a_replacement() {
+    let original = event(1, payload(EventType::Resignation, true), true);
+    let correcting = |replacement: Payload| {
+        event_to_pb(&event(
+            2,
+            Payload::EventCorrected(EventCorrected {
+                original_event_id: original.event_id,
+                reason: "wrong kind".into(),
+                replacement: Box::new(replacement),
+            }),
+            true,
+        ))
+    };
+    let replaced = |wire: &mut pb::Event| -> pb::payload::Kind {
+        match wire.payload.as_mut().and_then(|p| p.kind.as_mut()) {
+            Some(pb::payload::Kind::EventCorrected(c)) => {
+                c.replacement.as_mut().unwrap().kind.take().unwrap()
+            }
+            other => panic!("not a correction: {other:?}"),
+        }
+    };
+    let put = |wire: &mut pb::Event, kind: pb::payload::Kind| {
+        if let Some(pb::payload::Kind::EventCorrected(c)) =
+            wire.payload.as_mut().and_then(|p| p.kind.as_mut())
+        {
+            c.replacement.as_mut().unwrap().kind = Some(kind);
+        }
+    };
+
+    // agency_release_from -> required_separation -> separation_from -> optional_date
+    let mut wire = correcting(payload(EventType::ContractorReleased, true));
+    let pb::payload::Kind::ContractorReleased(mut a) = replaced(&mut wire) else {
+        unreachable!()
+    };
+    a.separation.as_mut().unwrap().notice_given_on = "2026-02-30".into();
+    put(&mut wire, pb::payload::Kind::ContractorReleased(a.clone()));
+    let found = violations(wire.clone());
+    assert_eq!(
+        found.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(),
+        ["payload.event_corrected.replacement.contractor_released.separation.notice_given_on"]
+    );
+    a.separation = None;
+    put(&mut wire, pb::payload::Kind::ContractorReleased(a));
+    assert_has(
+        &violations(wire),
+        "payload.event_corrected.replacement.contractor_released.separation",
+        "required",
+    );
+
+    // position_from -> optional_id
+    let mut wire = correcting(payload(EventType::PositionClosed, true));
+    let pb::payload::Kind::PositionClosed(mut c) = replaced(&mut wire) else {
+        unreachable!()
+    };
+    c.linked_separation_id = "not-a-uuid".into();
+    put(&mut wire, pb::payload::Kind::PositionClosed(c));
+    assert_has(
+        &violations(wire),
+        "payload.event_corrected.replacement.position_closed.linked_separation_id",
+        "must be a UUID",
+    );
+}
+
+#[test]
 fn domain_validation_violations_come_through() {
     let mut wire = wire_resignation();
     wire.org_id = "acme.cn".into();
