@@ -10,7 +10,9 @@
 //!     state read at n (`Projection::at`, cheap as-of) answers exactly as that fresh fold;
 //! (c) headcount reconciles in every period (day, month, quarter; any org, site, cohort) and each
 //!     period opens where the previous one closed;
-//! (d) against the ledger's own model: final headcount and live separations agree.
+//! (d) against the ledger's own model: final headcount and live separations agree;
+//! (e) the tallies kept at fold time answer the separations view exactly as the entries do,
+//!     after every folded event, after a keyed restore, and for every query.
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +26,9 @@ use wfl_domain::{
     Payload, PositionChange, Resignation, Retirement, RetirementType, RoleAutomated, Separation,
     SiteId, Source, TemporaryLayoff, WorkerHired, WorkerRef,
 };
-use wfl_projections::views::{Entry, Period, PopulationIndex, Projection, Query, WorkerLink};
+use wfl_projections::views::{
+    Entry, Period, PopulationIndex, Projection, Query, SeparationsView, WorkerLink,
+};
 use wfl_projections::Population;
 use wfl_projections::PopulationQuery;
 
@@ -486,6 +490,19 @@ fn fold(events: &[Event]) -> Projection {
     p
 }
 
+/// A separations view with its evidence lists emptied: the figures only.
+fn counts_only(mut v: SeparationsView) -> SeparationsView {
+    for r in &mut v.rows {
+        r.event_ids.clear();
+    }
+    for t in &mut v.totals {
+        t.event_ids.clear();
+        t.ai.event_ids.clear();
+    }
+    v.ai_attributed.event_ids.clear();
+    v
+}
+
 fn queries() -> Vec<Query> {
     let mut out = Vec::new();
     for period in [Period::Day, Period::Month, Period::Quarter] {
@@ -705,6 +722,29 @@ proptest! {
                 let on = day(0).add_days(offset);
                 prop_assert_eq!(index.worker(org, w, on), p.worker(org, w, on), "{} {} {}", org, w.0, on);
             }
+        }
+    }
+
+    /// The separations tallies are moved by each folded event from the state before it to the
+    /// state after it: after every event (every fourth query), and at the end and after a keyed
+    /// restore (every query), they give the figures the entries give, evidence aside.
+    #[test]
+    fn the_tallies_answer_as_the_entries_do(choices in choices()) {
+        let g = Generator::run(&choices);
+        let mut p = Projection::new();
+        let all = queries();
+        for (i, e) in g.events.iter().enumerate() {
+            p.apply(i as u64 + 1, e);
+            for q in all.iter().skip(i % 4).step_by(4) {
+                prop_assert_eq!(p.now().separation_counts(q), counts_only(p.separations(q)), "after {}: {:?}", i + 1, q);
+            }
+        }
+        let c = p.take_changes();
+        let restored = Projection::restore(c.last_sequence, c.entries, c.links);
+        for q in &all {
+            let expected = counts_only(p.separations(q));
+            prop_assert_eq!(&p.now().separation_counts(q), &expected, "{:?}", q);
+            prop_assert_eq!(&restored.now().separation_counts(q), &expected, "restored: {:?}", q);
         }
     }
 

@@ -51,7 +51,9 @@ fn ai_share(a: &v::AiShare, path: String) -> pb::AiShare {
         cited_by_employer: a.cited_by_employer,
         inferred: a.inferred,
         share: a.share,
-        evidence_count: count(&a.event_ids),
+        // The AI-attributed separations are the evidence (`AiShare::event_ids`); counted, not
+        // taken from the ids, so an answer from the tallies (no ids) is the same message.
+        evidence_count: a.cited_by_employer + a.inferred,
         evidence: path,
     }
 }
@@ -74,7 +76,8 @@ impl TypedView for v::SeparationsView {
                     position_closed: r.position_closed,
                     ai_cited_by_employer: r.ai_cited_by_employer,
                     ai_inferred: r.ai_inferred,
-                    evidence_count: count(&r.event_ids),
+                    // Every separation of a row (or a total) is its evidence.
+                    evidence_count: r.count,
                     evidence: pointer(&["rows", &i.to_string()]),
                 })
                 .collect(),
@@ -88,7 +91,7 @@ impl TypedView for v::SeparationsView {
                     employer_influenced: t.employer_influenced,
                     position_closed: t.position_closed,
                     ai: Some(ai_share(&t.ai, pointer(&["totals", &i.to_string(), "ai"]))),
-                    evidence_count: count(&t.event_ids),
+                    evidence_count: t.count,
                     evidence: pointer(&["totals", &i.to_string()]),
                 })
                 .collect(),

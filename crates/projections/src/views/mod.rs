@@ -34,6 +34,7 @@ mod headcount;
 mod population;
 mod separations;
 mod signals;
+mod tally;
 mod timeline;
 
 pub use headcount::{
@@ -302,6 +303,10 @@ pub struct Projection {
     /// `last_sequence` at the last [`Projection::take_changes`] (or [`Projection::restore`]).
     #[serde(skip)]
     taken: u64,
+    /// Aggregates kept at fold time ([`tally`]). `None` in a state that does not keep them (a
+    /// deserialised copy, a [`Projection::snapshot`]): its answers come from the entries alone.
+    #[serde(skip)]
+    tallies: Option<Box<tally::Tallies>>,
 }
 
 impl PartialEq for Projection {
@@ -527,7 +532,10 @@ impl Projection {
     /// An empty projection (nothing folded, `last_sequence() == 0`).
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            tallies: Some(Box::default()),
+            ..Self::default()
+        }
     }
 
     /// Folds one committed event. Call in sequence order; sequences start at 1 and strictly
@@ -562,7 +570,8 @@ impl Projection {
         if sequence <= self.last_sequence {
             return;
         }
-        self.last_sequence = sequence;
+        let before = std::mem::replace(&mut self.last_sequence, sequence);
+        let mark = self.dirty.len();
         let id = event.event_id;
         // One lookup in the (large) entry map for both the duplicate check and the insert.
         let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(id) else {
@@ -589,6 +598,29 @@ impl Projection {
         ) {
             self.settle(sequence, id);
         }
+        if let Some(mut tallies) = self.tallies.take() {
+            let workers = self.workers_named(&self.dirty[mark..]);
+            tallies.update(self, before, workers.iter().map(|(o, w)| (*o, *w)));
+            self.tallies = Some(tallies);
+        }
+    }
+
+    /// Every (org, worker) the entries `ids` name, in any payload they ever had (the original
+    /// and each correction, ended or not), sorted and without repeats.
+    fn workers_named(&self, ids: &[EventId]) -> Vec<(&OrgId, &WorkerRef)> {
+        let mut out = Vec::new();
+        for e in ids.iter().filter_map(|id| self.entries.get(id)) {
+            let payloads =
+                std::iter::once(&e.original).chain(e.corrections.0.iter().map(|h| &h.value.1));
+            for payload in payloads {
+                if let Some((worker, _)) = payload.worker_effect() {
+                    out.push((&e.org_id, worker));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Takes what changed since the previous call (or since [`Self::restore`] / [`Self::new`]).
@@ -626,14 +658,17 @@ impl Projection {
                 (l.sequence, l.event_id),
             );
         }
-        Self {
+        let mut p = Self {
             last_sequence,
             entries: entries.into_iter().map(|(id, e)| (id, e.into())).collect(),
             workers,
             dirty: Vec::new(),
             new_links: Vec::new(),
             taken: last_sequence,
-        }
+            tallies: None,
+        };
+        p.tallies = Some(Box::new(tally::Tallies::of(&p)));
+        p
     }
 
     /// How many events the state holds (one entry per folded event id).
@@ -659,8 +694,8 @@ impl Projection {
         }
     }
 
-    /// A read-only copy of the folded state (no pending changes), to read without holding
-    /// whatever guards this one: entries are shared (`Arc`), so the copy costs the maps' nodes and
+    /// A read-only copy of the folded state (no pending changes, no tallies: its answers come
+    /// from the entries), to read without holding whatever guards this one: entries are shared (`Arc`), so the copy costs the maps' nodes and
     /// the worker index, not the entries (`wfl bench fold` times it at 1M events).
     #[must_use]
     pub fn snapshot(&self) -> Self {
@@ -671,6 +706,7 @@ impl Projection {
             dirty: Vec::new(),
             new_links: Vec::new(),
             taken: self.last_sequence,
+            tallies: None,
         }
     }
 
@@ -992,6 +1028,18 @@ impl<'a> At<'a> {
             .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
             .map(|(_, e)| e.effective_date)
             .max()
+    }
+
+    /// The figures of [`Self::separations`] without their evidence (every `event_ids` empty):
+    /// what a served answer needs. Read from the tallies kept at fold time when this is the
+    /// current state of a projection that keeps them (cost: the matching cells, not the
+    /// history), else from the entries.
+    #[must_use]
+    pub fn separation_counts(&self, q: &Query) -> SeparationsView {
+        match &self.p.tallies {
+            Some(t) if self.at == self.p.last_sequence => separations::counted(t, q, self.at),
+            _ => separations::view(self, q),
+        }
     }
 
     /// Separations per period, bucket and mechanism, with bucket totals and the AI-attributed share.

@@ -7,6 +7,7 @@
 //! temporary layoff as an employment loss, agree on what the same layoffs are. The worker stays
 //! employed, so they are in no headcount flow.
 
+use super::tally::{SeparationCounts, Tallies};
 use super::timeline::{self, Profile};
 use super::{cohort_key, ratio, At, EntryAt, Period, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
@@ -31,13 +32,24 @@ pub struct AiShare {
 
 impl AiShare {
     pub(super) fn add(&mut self, id: EventId, ai: AiAttribution) {
-        self.separations += 1;
-        match ai {
-            AiAttribution::None => return,
-            AiAttribution::CitedByEmployer => self.cited_by_employer += 1,
-            AiAttribution::Inferred => self.inferred += 1,
+        let counts = SeparationCounts {
+            count: 1,
+            ai_cited_by_employer: u64::from(ai == AiAttribution::CitedByEmployer),
+            ai_inferred: u64::from(ai == AiAttribution::Inferred),
+            ..SeparationCounts::default()
+        };
+        self.add_counts(&counts, Some(id));
+    }
+
+    /// Adds separations counted together; `id` (of a single separation) is kept as evidence
+    /// when it is AI-attributed.
+    fn add_counts(&mut self, c: &SeparationCounts, id: Option<EventId>) {
+        self.separations += c.count;
+        self.cited_by_employer += c.ai_cited_by_employer;
+        self.inferred += c.ai_inferred;
+        if c.ai_cited_by_employer + c.ai_inferred > 0 {
+            self.event_ids.extend(id);
         }
-        self.event_ids.push(id);
     }
 
     pub(super) fn finish(mut self) -> Self {
@@ -140,7 +152,12 @@ fn temporary_layoffs<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, Cl
 }
 
 /// The cohort of the worker's latest live hire recorded before `sequence`.
-fn hire_cohort(p: &At<'_>, org: &OrgId, worker: &WorkerRef, sequence: u64) -> Option<Cohort> {
+pub(super) fn hire_cohort(
+    p: &At<'_>,
+    org: &OrgId,
+    worker: &WorkerRef,
+    sequence: u64,
+) -> Option<Cohort> {
     let ids = p.workers().get(org)?.get(worker)?;
     ids.iter()
         .rev()
@@ -164,37 +181,85 @@ pub(super) fn separation_cohort_key(sep: &Separation, profile: Option<&Profile>)
 }
 
 pub(super) fn view(p: &At<'_>, q: &Query) -> SeparationsView {
-    let mut rows: BTreeMap<(String, Bucket, Option<Mechanism>), SeparationRow> = BTreeMap::new();
-    let mut totals: BTreeMap<Bucket, (BucketTotal, AiShare)> = [
-        Bucket::FormalLayoff,
-        Bucket::GradualAttrition,
-        Bucket::Neutral,
-    ]
-    .into_iter()
-    .map(|b| {
-        let t = BucketTotal {
-            bucket: b,
-            count: 0,
-            employer_influenced: 0,
-            position_closed: 0,
-            ai: AiShare::default(),
-            event_ids: Vec::new(),
-        };
-        (b, (t, AiShare::default()))
-    })
-    .collect();
-    let mut all = AiShare::default();
-    let mut total = 0;
-
+    let mut b = Builder::new(q.period);
     let layoffs = temporary_layoffs(p, q);
     for (id, e, c) in matching(p, q).into_iter().chain(layoffs) {
-        let period = q.period.key(e.effective_date);
-        let row = rows
-            .entry((period.clone(), c.bucket, c.mechanism))
+        b.add(
+            e.effective_date,
+            &c.bucket,
+            c.mechanism,
+            &SeparationCounts::of(&c),
+            Some(id),
+        );
+    }
+    b.finish(p.last_sequence())
+}
+
+/// The view from the tallies: the same figures as [`view`] of the same state, every `event_ids`
+/// empty (the evidence is read from the entries, by [`view`], when a figure is explained).
+pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> SeparationsView {
+    let mut b = Builder::new(q.period);
+    for (cell, counts) in t.matching(q) {
+        b.add(cell.date, &cell.bucket, cell.mechanism, counts, None);
+    }
+    b.finish(as_of_sequence)
+}
+
+/// Rows, bucket totals and AI shares, added to one separation (with its id) or one tally cell
+/// (counts only) at a time.
+struct Builder {
+    period: Period,
+    rows: BTreeMap<(String, Bucket, Option<Mechanism>), SeparationRow>,
+    totals: BTreeMap<Bucket, (BucketTotal, AiShare)>,
+    all: AiShare,
+    total: u64,
+}
+
+impl Builder {
+    fn new(period: Period) -> Self {
+        let totals = [
+            Bucket::FormalLayoff,
+            Bucket::GradualAttrition,
+            Bucket::Neutral,
+        ]
+        .into_iter()
+        .map(|b| {
+            let t = BucketTotal {
+                bucket: b,
+                count: 0,
+                employer_influenced: 0,
+                position_closed: 0,
+                ai: AiShare::default(),
+                event_ids: Vec::new(),
+            };
+            (b, (t, AiShare::default()))
+        })
+        .collect();
+        Self {
+            period,
+            rows: BTreeMap::new(),
+            totals,
+            all: AiShare::default(),
+            total: 0,
+        }
+    }
+
+    fn add(
+        &mut self,
+        date: wfl_domain::Date,
+        bucket: &Bucket,
+        mechanism: Option<Mechanism>,
+        c: &SeparationCounts,
+        id: Option<EventId>,
+    ) {
+        let period = self.period.key(date);
+        let row = self
+            .rows
+            .entry((period.clone(), *bucket, mechanism))
             .or_insert_with(|| SeparationRow {
                 period,
-                bucket: c.bucket,
-                mechanism: c.mechanism,
+                bucket: *bucket,
+                mechanism,
                 count: 0,
                 employer_influenced: 0,
                 position_closed: 0,
@@ -202,38 +267,41 @@ pub(super) fn view(p: &At<'_>, q: &Query) -> SeparationsView {
                 ai_inferred: 0,
                 event_ids: Vec::new(),
             });
-        row.count += 1;
-        row.employer_influenced += u64::from(c.employer_influenced);
-        row.position_closed += u64::from(c.position_closed);
-        row.ai_cited_by_employer += u64::from(c.ai == AiAttribution::CitedByEmployer);
-        row.ai_inferred += u64::from(c.ai == AiAttribution::Inferred);
-        row.event_ids.push(id);
+        row.count += c.count;
+        row.employer_influenced += c.employer_influenced;
+        row.position_closed += c.position_closed;
+        row.ai_cited_by_employer += c.ai_cited_by_employer;
+        row.ai_inferred += c.ai_inferred;
+        row.event_ids.extend(id);
 
         // Separations and temporary layoffs are never signals; should one ever be, it still counts
         // in the overall total.
-        if let Some((t, ai)) = totals.get_mut(&c.bucket) {
-            t.count += 1;
-            t.employer_influenced += u64::from(c.employer_influenced);
-            t.position_closed += u64::from(c.position_closed);
-            t.event_ids.push(id);
-            ai.add(id, c.ai);
+        if let Some((t, ai)) = self.totals.get_mut(bucket) {
+            t.count += c.count;
+            t.employer_influenced += c.employer_influenced;
+            t.position_closed += c.position_closed;
+            t.event_ids.extend(id);
+            ai.add_counts(c, id);
         }
-        all.add(id, c.ai);
-        total += 1;
+        self.all.add_counts(c, id);
+        self.total += c.count;
     }
 
-    SeparationsView {
-        as_of_sequence: p.last_sequence(),
-        period: q.period,
-        rows: rows.into_values().collect(),
-        totals: totals
-            .into_values()
-            .map(|(mut t, ai)| {
-                t.ai = ai.finish();
-                t
-            })
-            .collect(),
-        total,
-        ai_attributed: all.finish(),
+    fn finish(self, as_of_sequence: u64) -> SeparationsView {
+        SeparationsView {
+            as_of_sequence,
+            period: self.period,
+            rows: self.rows.into_values().collect(),
+            totals: self
+                .totals
+                .into_values()
+                .map(|(mut t, ai)| {
+                    t.ai = ai.finish();
+                    t
+                })
+                .collect(),
+            total: self.total,
+            ai_attributed: self.all.finish(),
+        }
     }
 }
