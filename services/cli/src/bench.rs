@@ -64,6 +64,12 @@ pub struct ViewsReport {
     /// `as_of_sequence` answers (Separations of the org), milliseconds.
     pub as_of_p50_ms: f64,
     pub as_of_max_ms: f64,
+    /// Current answers (Separations of the org, no `as_of_sequence`: from the tallies),
+    /// milliseconds.
+    #[serde(default)]
+    pub current_p50_ms: f64,
+    #[serde(default)]
+    pub current_max_ms: f64,
     /// Fold of the whole ledger from sequence 1 after `--rebuild-views` (Subscribe, fold, persist).
     pub catchup_events_per_s: f64,
     /// The same fold timed from the first event folded (node start and `--rebuild-views`'s clear
@@ -126,6 +132,7 @@ impl ViewsReport {
              views on disk                        {:.1} MiB ({:.0} B/event, {:.2}x the ledger)\n\
              RSS peak (whole node + loader)       {:.0} MiB\n\
              as-of answer p50 / max               {:.1} ms / {:.1} ms\n\
+             current answer p50 / max             {:.1} ms / {:.1} ms\n\
              catch-up from sequence 1             {:.0} events/s\n\
              ... from the first event folded      {:.0} events/s\n\
              ... until persisted too              {:.0} events/s\n\
@@ -145,6 +152,8 @@ impl ViewsReport {
             mb(self.rss_peak_bytes),
             self.as_of_p50_ms,
             self.as_of_max_ms,
+            self.current_p50_ms,
+            self.current_max_ms,
             self.catchup_events_per_s,
             self.catchup_fold_events_per_s,
             self.catchup_persisted_events_per_s,
@@ -432,6 +441,22 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     times.sort_by(f64::total_cmp);
     report.as_of_p50_ms = percentile(&times, 0.5);
     report.as_of_max_ms = times.last().copied().unwrap_or(0.0);
+    // The same number of current answers.
+    let mut times = Vec::new();
+    for _ in 0..config.as_of_queries {
+        let t = Instant::now();
+        views
+            .separations(pb::ViewRequest {
+                org_id: org.into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| anyhow!("current answer: {}", client::describe_status(&s)))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    report.current_p50_ms = percentile(&times, 0.5);
+    report.current_max_ms = times.last().copied().unwrap_or(0.0);
     node.stop().await?;
 
     report.ledger_bytes = dir_bytes(&config.data_dir.join("ledger"));

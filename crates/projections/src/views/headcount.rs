@@ -7,6 +7,7 @@
 //! check of the accounting, not a tautology. Reads the projection; never changes it.
 
 use super::separations::{matching, separation_cohort_key};
+use super::tally::{self, FlowCell, Presence, Tallies};
 use super::timeline::{self, FlowKind, Stint};
 use super::{cohort_key, ratio, spans, At, Period, Query};
 use crate::PopulationQuery;
@@ -247,10 +248,7 @@ pub(super) fn view(p: &At<'_>, q: &Query) -> HeadcountView {
             f.closing = g.counter.at_end_of(span.end);
             f.event_ids.sort_unstable();
             f.event_ids.dedup();
-            let net = i128::from(f.opening) + i128::from(f.hires) + i128::from(f.transfers_in)
-                - i128::from(f.separations)
-                - i128::from(f.transfers_out);
-            f.reconciles = net == i128::from(f.closing);
+            f.reconciles = reconciles(&f);
             match dim {
                 Dim::Total => total = f,
                 Dim::Cohort => {
@@ -261,20 +259,7 @@ pub(super) fn view(p: &At<'_>, q: &Query) -> HeadcountView {
                 }
             }
         }
-        let reconciles = total.reconciles
-            && by_cohort.values().all(|f: &HeadcountFigures| f.reconciles)
-            && by_relationship
-                .values()
-                .all(|f: &HeadcountFigures| f.reconciles);
-        rows.push(HeadcountRow {
-            period: span.key.clone(),
-            start: span.start,
-            end: span.end,
-            total,
-            by_cohort,
-            by_relationship,
-            reconciles,
-        });
+        rows.push(row(span, total, by_cohort, by_relationship));
     }
 
     HeadcountView {
@@ -282,6 +267,180 @@ pub(super) fn view(p: &At<'_>, q: &Query) -> HeadcountView {
         period: q.period,
         reconciles: rows.iter().all(|r| r.reconciles),
         rows,
+    }
+}
+
+/// Presence counts at the end of any day, from tallied start and end days.
+#[derive(Debug, Default)]
+struct Steps {
+    always: u64,
+    starts: BTreeMap<Date, u64>,
+    ends: BTreeMap<Date, u64>,
+}
+
+impl Steps {
+    fn add(&mut self, p: &Presence) {
+        self.always += p.always;
+        for (d, n) in &p.starts {
+            *self.starts.entry(*d).or_default() += n;
+        }
+        for (d, n) in &p.ends {
+            *self.ends.entry(*d).or_default() += n;
+        }
+    }
+
+    /// Present at the end of `day`: started on or before it and not ended on or before it.
+    fn at_end_of(&self, day: Date) -> u64 {
+        let started: u64 = self.starts.range(..=day).map(|(_, n)| n).sum();
+        let ended: u64 = self.ends.range(..=day).map(|(_, n)| n).sum();
+        (self.always + started).saturating_sub(ended)
+    }
+}
+
+/// The dimension keys a tallied group counts under (as [`group_keys`] for a stint).
+fn tally_keys(g: &tally::Group) -> [(Dim, String); 3] {
+    [
+        (Dim::Total, String::new()),
+        (Dim::Cohort, cohort_key(g.cohort)),
+        (Dim::Relationship, g.relationship.as_str().to_owned()),
+    ]
+}
+
+/// The view from the tallies: the figures [`view`] gives for the same state, every `event_ids`
+/// empty. Costs the org's tally cells (days × sites × profiles), not its history.
+pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountView {
+    let empty = HeadcountView {
+        as_of_sequence,
+        period: q.period,
+        rows: Vec::new(),
+        reconciles: true,
+    };
+    let span = t.date_span(q.org.as_ref());
+    let (Some(from), Some(to)) = (q.from.or(span.map(|s| s.0)), q.to.or(span.map(|s| s.1))) else {
+        return empty;
+    };
+    if from > to {
+        return empty;
+    }
+    let spans = spans(q.period, from, to);
+    let site = q.site.as_ref();
+    let passes = |at: &SiteId| site.is_none_or(|w| w == at);
+    let wanted = |g: &tally::Group| q.cohort.is_none_or(|c| g.cohort == Some(c));
+
+    let mut steps: BTreeMap<(Dim, String), Steps> = BTreeMap::new();
+    steps.entry((Dim::Total, String::new())).or_default();
+    for cells in of_orgs(&t.presence, q) {
+        for ((group, at), presence) in cells.iter().filter(|((g, _), _)| wanted(g)) {
+            for key in tally_keys(group) {
+                let s = steps.entry(key).or_default();
+                if passes(at) {
+                    s.add(presence);
+                }
+            }
+        }
+    }
+    let mut flows: BTreeMap<(Dim, String), Vec<HeadcountFigures>> = steps
+        .keys()
+        .map(|k| (k.clone(), vec![HeadcountFigures::default(); spans.len()]))
+        .collect();
+    for cells in of_orgs(&t.flows, q) {
+        for ((date, group, cell), n) in cells.iter().filter(|((_, g, _), _)| wanted(g)) {
+            let idx = spans.partition_point(|sp| sp.start <= *date);
+            let Some(span_idx) = idx
+                .checked_sub(1)
+                .filter(|i| spans.get(*i).is_some_and(|sp| *date <= sp.end))
+            else {
+                continue;
+            };
+            let (hire, sep, tin, tout) = match cell {
+                FlowCell::Hire(at) => (passes(at), false, false, false),
+                FlowCell::Separation(at) => (false, passes(at), false, false),
+                FlowCell::Transfer { from, to } => {
+                    let (pf, pt) = (passes(from), passes(to));
+                    (false, false, pt && !pf, pf && !pt)
+                }
+            };
+            for key in tally_keys(group) {
+                if let Some(f) = flows.get_mut(&key).and_then(|v| v.get_mut(span_idx)) {
+                    f.hires += n * u64::from(hire);
+                    f.separations += n * u64::from(sep);
+                    f.transfers_in += n * u64::from(tin);
+                    f.transfers_out += n * u64::from(tout);
+                }
+            }
+        }
+    }
+
+    let mut rows = Vec::with_capacity(spans.len());
+    for (i, span) in spans.iter().enumerate() {
+        let mut total = HeadcountFigures::default();
+        let mut by_cohort = BTreeMap::new();
+        let mut by_relationship = BTreeMap::new();
+        for ((dim, key), s) in &steps {
+            let mut f = flows
+                .get_mut(&(*dim, key.clone()))
+                .and_then(|v| v.get_mut(i))
+                .map(std::mem::take)
+                .unwrap_or_default();
+            f.opening = s.at_end_of(span.start.add_days(-1));
+            f.closing = s.at_end_of(span.end);
+            f.reconciles = reconciles(&f);
+            match dim {
+                Dim::Total => total = f,
+                Dim::Cohort => {
+                    by_cohort.insert(key.clone(), f);
+                }
+                Dim::Relationship => {
+                    by_relationship.insert(key.clone(), f);
+                }
+            }
+        }
+        rows.push(row(span, total, by_cohort, by_relationship));
+    }
+    HeadcountView {
+        as_of_sequence,
+        period: q.period,
+        reconciles: rows.iter().all(|r| r.reconciles),
+        rows,
+    }
+}
+
+/// The values of `map` for the orgs `q` asks about.
+fn of_orgs<'m, V>(
+    map: &'m BTreeMap<wfl_domain::OrgId, V>,
+    q: &'m Query,
+) -> impl Iterator<Item = &'m V> + 'm {
+    map.iter()
+        .filter(|(o, _)| q.org.as_ref().is_none_or(|w| w == *o))
+        .map(|(_, v)| v)
+}
+
+/// `opening + hires + transfers in − separations − transfers out == closing`.
+fn reconciles(f: &HeadcountFigures) -> bool {
+    let net = i128::from(f.opening) + i128::from(f.hires) + i128::from(f.transfers_in)
+        - i128::from(f.separations)
+        - i128::from(f.transfers_out);
+    net == i128::from(f.closing)
+}
+
+/// One period's row, reconciled when every figure in it is.
+fn row(
+    span: &super::Span,
+    total: HeadcountFigures,
+    by_cohort: BTreeMap<String, HeadcountFigures>,
+    by_relationship: BTreeMap<String, HeadcountFigures>,
+) -> HeadcountRow {
+    let reconciles = total.reconciles
+        && by_cohort.values().all(|f| f.reconciles)
+        && by_relationship.values().all(|f| f.reconciles);
+    HeadcountRow {
+        period: span.key.clone(),
+        start: span.start,
+        end: span.end,
+        total,
+        by_cohort,
+        by_relationship,
+        reconciles,
     }
 }
 

@@ -599,8 +599,9 @@ impl Projection {
             self.settle(sequence, id);
         }
         if let Some(mut tallies) = self.tallies.take() {
-            let workers = self.workers_named(&self.dirty[mark..]);
-            tallies.update(self, before, workers.iter().map(|(o, w)| (*o, *w)));
+            let touched = &self.dirty[mark..];
+            let workers = self.workers_named(touched);
+            tallies.update(self, before, workers.iter().map(|(o, w)| (*o, *w)), touched);
             self.tallies = Some(tallies);
         }
     }
@@ -1036,9 +1037,27 @@ impl<'a> At<'a> {
     /// history), else from the entries.
     #[must_use]
     pub fn separation_counts(&self, q: &Query) -> SeparationsView {
-        match &self.p.tallies {
-            Some(t) if self.at == self.p.last_sequence => separations::counted(t, q, self.at),
-            _ => separations::view(self, q),
+        match self.tallies() {
+            Some(t) => separations::counted(t, q, self.at),
+            None => separations::view(self, q),
+        }
+    }
+
+    /// The tallies, when this reads the current state of a projection that keeps them.
+    fn tallies(&self) -> Option<&'a tally::Tallies> {
+        self.p
+            .tallies
+            .as_deref()
+            .filter(|_| self.at == self.p.last_sequence)
+    }
+
+    /// The figures of [`Self::headcount`] without their evidence (every `event_ids` empty), from
+    /// the tallies when it can (see [`Self::separation_counts`]).
+    #[must_use]
+    pub fn headcount_counts(&self, q: &Query) -> HeadcountView {
+        match self.tallies() {
+            Some(t) => headcount::counted(t, q, self.at),
+            None => headcount::view(self, q),
         }
     }
 

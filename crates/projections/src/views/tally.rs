@@ -20,10 +20,13 @@
 //! Determinism: `BTreeMap`s only, like the rest of the views.
 
 use super::separations::{hire_cohort, separation_cohort};
-use super::{timeline, At, Projection, Query};
+use super::timeline::{self, FlowKind};
+use super::{At, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use std::collections::BTreeMap;
-use wfl_domain::{AiAttribution, Cohort, Date, OrgId, Payload, SiteId, WorkerRef};
+use wfl_domain::{
+    AiAttribution, Cohort, Date, EmploymentRelationship, OrgId, Payload, SiteId, WorkerRef,
+};
 
 /// One cell of the separations tally, inside an org.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,77 +90,218 @@ pub(super) struct Tallies {
     /// Live separations and temporary layoffs, by org, then cell. A cell with nothing in it is
     /// removed, so the tallies of equal states are equal.
     pub(super) separations: BTreeMap<OrgId, BTreeMap<SeparationCell, SeparationCounts>>,
+    /// Employment presence by org, then (group, site): the stints' presence intervals counted by
+    /// their first and last days.
+    pub(super) presence: BTreeMap<OrgId, BTreeMap<(Group, SiteId), Presence>>,
+    /// Headcount movements by org, then (day, group, kind).
+    pub(super) flows: BTreeMap<OrgId, BTreeMap<(Date, Group, FlowCell), u64>>,
+    /// The effective days of the live events of each org, counted (the span views default to).
+    pub(super) dates: BTreeMap<OrgId, BTreeMap<Date, u64>>,
 }
 
-/// One worker's contribution: a cell and its counts, per live separation or temporary layoff.
-type Contribution = Vec<(SeparationCell, SeparationCounts)>;
+/// Who a headcount figure is about: the profile a stint was opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Group {
+    pub(super) cohort: Option<Cohort>,
+    pub(super) relationship: EmploymentRelationship,
+}
+
+/// Presence intervals `[start, end)` of one group at one site: those with no start (baseline
+/// loads), and the others by start day; ends by end day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Presence {
+    pub(super) always: u64,
+    pub(super) starts: BTreeMap<Date, u64>,
+    pub(super) ends: BTreeMap<Date, u64>,
+}
+
+impl Presence {
+    fn is_empty(&self) -> bool {
+        self.always == 0 && self.starts.is_empty() && self.ends.is_empty()
+    }
+}
+
+/// A movement in or out of headcount, and where.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum FlowCell {
+    Hire(SiteId),
+    Separation(SiteId),
+    Transfer { from: SiteId, to: SiteId },
+}
+
+/// One unit of a worker's headcount contribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Head {
+    /// A presence interval: its site, start (`None`: always) and end.
+    Interval(Group, SiteId, Option<Date>, Option<Date>),
+    Flow(Date, Group, FlowCell),
+}
+
+/// One worker's contribution: a cell and its counts per live separation or temporary layoff,
+/// and the presence intervals and movements of its stints.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Contribution {
+    separations: Vec<(SeparationCell, SeparationCounts)>,
+    heads: Vec<Head>,
+}
+
+impl Contribution {
+    fn clear(&mut self) {
+        self.separations.clear();
+        self.heads.clear();
+    }
+}
+
+/// Adds (`up`) or takes away one count under `key`, removing a key that falls to zero.
+fn bump<K: Ord + Clone>(map: &mut BTreeMap<K, u64>, key: &K, up: bool) {
+    if up {
+        if let Some(n) = map.get_mut(key) {
+            *n += 1;
+        } else {
+            map.insert(key.clone(), 1);
+        }
+    } else if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    } else {
+        debug_assert!(false, "a tally went below zero");
+    }
+}
+
+/// The inner map of `org`, created when absent (without cloning the key when present).
+fn of_org<'m, V: Default>(map: &'m mut BTreeMap<OrgId, V>, org: &OrgId) -> &'m mut V {
+    if !map.contains_key(org) {
+        map.insert(org.clone(), V::default());
+    }
+    map.get_mut(org).expect("inserted above")
+}
 
 impl Tallies {
-    /// The tallies of the whole current state (at start, after a restore): every worker once.
+    /// The tallies of the whole current state (at start, after a restore): every worker and
+    /// every live event once.
     pub(super) fn of(p: &Projection) -> Self {
         let now = p.now();
         let mut t = Self::default();
-        let mut c = Contribution::new();
+        let mut c = Contribution::default();
         for (org, workers) in &p.workers {
             for worker in workers.keys() {
                 c.clear();
                 contribution(&now, org, worker, &mut c);
-                t.apply(org, &c, SeparationCounts::add);
+                t.apply(org, &c, true);
             }
+        }
+        for e in p.entries.values().filter(|e| e.live_at(p.last_sequence)) {
+            bump(of_org(&mut t.dates, &e.org_id), &e.effective_date, true);
         }
         t
     }
 
     /// Moves the tallies from the state at sequence `before` to the current one, for the
-    /// workers an event touched (every other worker's contribution is unchanged).
+    /// workers an event touched and the entries it added or changed (`touched`, may repeat):
+    /// every other worker's contribution and entry's liveness is unchanged.
     pub(super) fn update<'w>(
         &mut self,
         p: &Projection,
         before: u64,
         workers: impl IntoIterator<Item = (&'w OrgId, &'w WorkerRef)>,
+        touched: &[wfl_domain::EventId],
     ) {
         let (then, now) = (p.at(before), p.now());
-        let (mut old, mut new) = (Contribution::new(), Contribution::new());
+        let (mut old, mut new) = (Contribution::default(), Contribution::default());
         for (org, worker) in workers {
             old.clear();
             new.clear();
             contribution(&then, org, worker, &mut old);
             contribution(&now, org, worker, &mut new);
             if old != new {
-                self.apply(org, &old, SeparationCounts::sub);
-                self.apply(org, &new, SeparationCounts::add);
+                self.apply(org, &old, false);
+                self.apply(org, &new, true);
+            }
+        }
+        let mut seen: Vec<&wfl_domain::EventId> = touched.iter().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for e in seen.into_iter().filter_map(|id| p.entries.get(id)) {
+            let was = e.sequence <= before && e.live_at(before);
+            let is = e.live_at(p.last_sequence);
+            if was != is {
+                let dates = of_org(&mut self.dates, &e.org_id);
+                bump(dates, &e.effective_date, is);
+                if dates.is_empty() {
+                    self.dates.remove(&e.org_id);
+                }
             }
         }
     }
 
-    fn apply(
-        &mut self,
-        org: &OrgId,
-        c: &Contribution,
-        op: fn(&mut SeparationCounts, &SeparationCounts),
-    ) {
-        if c.is_empty() {
-            return;
-        }
-        let cells = if let Some(cells) = self.separations.get_mut(org) {
-            cells
-        } else {
-            self.separations.entry(org.clone()).or_default()
-        };
-        for (cell, counts) in c {
-            let slot = if let Some(slot) = cells.get_mut(cell) {
-                slot
-            } else {
-                cells.entry(cell.clone()).or_default()
-            };
-            op(slot, counts);
-            if slot.count == 0 {
-                cells.remove(cell);
+    /// Adds (`up`) or takes away one worker's contribution.
+    fn apply(&mut self, org: &OrgId, c: &Contribution, up: bool) {
+        if !c.separations.is_empty() {
+            let cells = of_org(&mut self.separations, org);
+            for (cell, counts) in &c.separations {
+                let slot = if let Some(slot) = cells.get_mut(cell) {
+                    slot
+                } else {
+                    cells.entry(cell.clone()).or_default()
+                };
+                if up {
+                    slot.add(counts);
+                } else {
+                    slot.sub(counts);
+                }
+                if slot.count == 0 {
+                    cells.remove(cell);
+                }
+            }
+            if cells.is_empty() {
+                self.separations.remove(org);
             }
         }
-        if cells.is_empty() {
-            self.separations.remove(org);
+        if c.heads.is_empty() {
+            return;
         }
+        for h in &c.heads {
+            match h {
+                Head::Interval(group, site, start, end) => {
+                    let presence = of_org(&mut self.presence, org);
+                    let key = (*group, site.clone());
+                    let slot = presence.entry(key.clone()).or_default();
+                    match start {
+                        Some(d) => bump(&mut slot.starts, d, up),
+                        None if up => slot.always += 1,
+                        None => slot.always -= 1,
+                    }
+                    if let Some(d) = end {
+                        bump(&mut slot.ends, d, up);
+                    }
+                    if slot.is_empty() {
+                        presence.remove(&key);
+                    }
+                }
+                Head::Flow(date, group, cell) => {
+                    let flows = of_org(&mut self.flows, org);
+                    bump(flows, &(*date, *group, cell.clone()), up);
+                }
+            }
+        }
+        if self.presence.get(org).is_some_and(BTreeMap::is_empty) {
+            self.presence.remove(org);
+        }
+        if self.flows.get(org).is_some_and(BTreeMap::is_empty) {
+            self.flows.remove(org);
+        }
+    }
+
+    /// The first and last effective days of the live events of `org` (every org: `None`).
+    pub(super) fn date_span(&self, org: Option<&OrgId>) -> Option<(Date, Date)> {
+        let orgs: Box<dyn Iterator<Item = &BTreeMap<Date, u64>>> = match org {
+            Some(org) => Box::new(self.dates.get(org).into_iter()),
+            None => Box::new(self.dates.values()),
+        };
+        orgs.filter_map(|d| Some((*d.first_key_value()?.0, *d.last_key_value()?.0)))
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
     }
 
     /// The cells of the orgs `q` asks about that match its site, window and cohort.
@@ -177,26 +321,38 @@ impl Tallies {
     }
 }
 
-/// What `worker` of `org` adds to the separations tally, read at `p`: one cell per live
+/// What `worker` of `org` adds to the tallies, read at `p`: one separation cell per live
 /// separation or temporary layoff whose current payload names the worker (an event corrected to
-/// name another worker counts under that one only), with the cohort the separations view gives it.
+/// name another worker counts under that one only), with the cohort the separations view gives
+/// it; and the presence intervals and movements of the worker's stints.
 fn contribution(p: &At<'_>, org: &OrgId, worker: &WorkerRef, out: &mut Contribution) {
     let Some(ids) = p.workers().get(org).and_then(|w| w.get(worker)) else {
         return;
     };
+    let mut stints = Vec::new();
+    timeline::worker_stints(p, org, worker, &mut stints);
+    for s in &stints {
+        let group = Group {
+            cohort: s.profile.cohort,
+            relationship: s.profile.relationship,
+        };
+        for (start, end, site) in s.intervals() {
+            out.heads
+                .push(Head::Interval(group, site.clone(), start, end));
+        }
+        for f in s.flows() {
+            let cell = match f.kind {
+                FlowKind::Hire => FlowCell::Hire(f.site),
+                FlowKind::Separation => FlowCell::Separation(f.site),
+                FlowKind::Transfer { from } => FlowCell::Transfer { from, to: f.site },
+            };
+            out.heads.push(Head::Flow(f.date, group, cell));
+        }
+    }
     let counted = |payload: &Payload| match payload {
         Payload::TemporaryLayoff(t) => &t.worker_ref == worker,
         other => other.separation().is_some_and(|s| &s.worker_ref == worker),
     };
-    // Most workers (a hire, a renewal) count nowhere: no stints are built for them.
-    if !ids.iter().any(|(_, id)| {
-        p.entry(id)
-            .is_some_and(|e| e.live() && counted(e.payload()))
-    }) {
-        return;
-    }
-    let mut stints = Vec::new();
-    timeline::worker_stints(p, org, worker, &mut stints);
     let profiles = timeline::separation_profiles(&stints);
     for (_, id) in ids {
         let Some(e) = p.entry(id).filter(|e| e.live()) else {
@@ -213,7 +369,7 @@ fn contribution(p: &At<'_>, org: &OrgId, worker: &WorkerRef, out: &mut Contribut
                 .and_then(|s| separation_cohort(s, profiles.get(id).copied())),
         };
         let c = e.classification();
-        out.push((
+        out.separations.push((
             SeparationCell {
                 site: e.site_id.clone(),
                 date: e.effective_date,
