@@ -27,7 +27,8 @@ use wfl_domain::{
     SiteId, Source, TemporaryLayoff, WorkerHired, WorkerRef,
 };
 use wfl_projections::views::{
-    Entry, HeadcountView, Period, PopulationIndex, Projection, Query, SeparationsView, WorkerLink,
+    CohortExposureView, Entry, HeadcountView, Period, PopulationIndex, Projection, Query,
+    SeparationsView, WorkerLink,
 };
 use wfl_projections::Population;
 use wfl_projections::PopulationQuery;
@@ -520,6 +521,16 @@ fn headcount_only(mut v: HeadcountView) -> HeadcountView {
     v
 }
 
+/// A cohort exposure view with its evidence lists emptied, after checking that each row has one
+/// id per reduction it counts.
+fn exposure_only(mut v: CohortExposureView) -> CohortExposureView {
+    for r in &mut v.rows {
+        assert_eq!(r.event_ids.len() as u64, r.reductions, "evidence of {r:?}");
+        r.event_ids.clear();
+    }
+    v
+}
+
 fn queries() -> Vec<Query> {
     let mut out = Vec::new();
     for period in [Period::Day, Period::Month, Period::Quarter] {
@@ -759,6 +770,7 @@ proptest! {
             // Headcount from the entries is the slow side: one query per event, each in turn.
             let q = &all[(i * 7) % all.len()];
             prop_assert_eq!(p.now().headcount_counts(q), headcount_only(p.headcount(q)), "after {}: {:?}", i + 1, q);
+            prop_assert_eq!(p.now().cohort_exposure_counts(q), exposure_only(p.cohort_exposure(q)), "after {}: {:?}", i + 1, q);
         }
         let c = p.take_changes();
         let restored = Projection::restore(c.last_sequence, c.entries, c.links);
@@ -769,6 +781,9 @@ proptest! {
             let expected = headcount_only(p.headcount(q));
             prop_assert_eq!(&p.now().headcount_counts(q), &expected, "{:?}", q);
             prop_assert_eq!(&restored.now().headcount_counts(q), &expected, "restored: {:?}", q);
+            let expected = exposure_only(p.cohort_exposure(q));
+            prop_assert_eq!(&p.now().cohort_exposure_counts(q), &expected, "{:?}", q);
+            prop_assert_eq!(&restored.now().cohort_exposure_counts(q), &expected, "restored: {:?}", q);
         }
     }
 

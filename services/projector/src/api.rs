@@ -357,7 +357,7 @@ impl pb::views_server::Views for ViewsApi {
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
         self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
-            p.cohort_exposure(q)
+            p.cohort_exposure_counts(q)
         })
         .await
     }

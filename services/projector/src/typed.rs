@@ -176,7 +176,8 @@ impl TypedView for v::CohortExposureView {
                     average_headcount: r.average_headcount,
                     headcount_share: r.headcount_share,
                     exposure_ratio: r.exposure_ratio,
-                    evidence_count: count(&r.event_ids),
+                    // One separation per reduction counted.
+                    evidence_count: r.reductions,
                     evidence: pointer(&["rows", &i.to_string()]),
                 })
                 .collect(),

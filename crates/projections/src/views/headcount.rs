@@ -10,6 +10,7 @@ use super::separations::{matching, separation_cohort_key};
 use super::tally::{self, FlowCell, Presence, Tallies};
 use super::timeline::{self, FlowKind, Stint};
 use super::{cohort_key, ratio, spans, At, Period, Query};
+use crate::classify::Mechanism;
 use crate::PopulationQuery;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -444,21 +445,25 @@ fn row(
     }
 }
 
+const EXPOSURE_BASIS: &str = "average headcount (opening: end of the day before the window; \
+     closing: end of the window's last day) / 2, by the cohort workers were hired with \
+     (domain-rules.md §6 HC̄)";
+
+fn no_exposure(as_of_sequence: u64) -> CohortExposureView {
+    CohortExposureView {
+        as_of_sequence,
+        from: None,
+        to: None,
+        headcount_basis: EXPOSURE_BASIS.to_owned(),
+        total_reductions: 0,
+        total_average_headcount: 0.0,
+        rows: Vec::new(),
+    }
+}
+
 pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
-    let basis = "average headcount (opening: end of the day before the window; closing: end of \
-                 the window's last day) / 2, by the cohort workers were hired with \
-                 (domain-rules.md §6 HC̄)"
-        .to_owned();
     let Some((from, to)) = p.date_range(q) else {
-        return CohortExposureView {
-            as_of_sequence: p.last_sequence(),
-            from: None,
-            to: None,
-            headcount_basis: basis,
-            total_reductions: 0,
-            total_average_headcount: 0.0,
-            rows: Vec::new(),
-        };
+        return no_exposure(p.last_sequence());
     };
     // The cohort is this view's dimension: shares are always against every cohort.
     let all_cohorts = Query {
@@ -471,31 +476,91 @@ pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
     let profiles = timeline::separation_profiles(&stints);
     let groups = counters(&stints, q.site.as_ref());
 
-    let mut reductions: BTreeMap<String, Vec<EventId>> = BTreeMap::new();
+    let mut reductions: BTreeMap<String, (u64, Vec<EventId>)> = BTreeMap::new();
     for (id, e, c) in matching(p, &all_cohorts) {
         if !c.bucket.is_reduction() {
             continue;
         }
         if let Some(sep) = e.payload().separation() {
             let key = separation_cohort_key(sep, profiles.get(&id).copied());
-            reductions.entry(key).or_default().push(id);
+            let r = reductions.entry(key).or_default();
+            r.0 += 1;
+            r.1.push(id);
         }
     }
+    let cohorts = groups
+        .iter()
+        .filter(|((d, _), _)| *d == Dim::Cohort)
+        .map(|((_, k), g)| (k.clone(), &g.counter))
+        .collect();
+    exposure_rows(
+        p.last_sequence(),
+        q,
+        (from, to),
+        cohorts,
+        reductions,
+        |c, d| c.at_end_of(d),
+    )
+}
 
-    let mut cohorts: BTreeSet<String> = reductions.keys().cloned().collect();
-    cohorts.extend(
-        groups
-            .keys()
-            .filter(|(d, _)| *d == Dim::Cohort)
-            .map(|(_, k)| k.clone()),
-    );
-    let headcount = |key: &str, day: Date| {
-        groups
-            .get(&(Dim::Cohort, key.to_owned()))
-            .map_or(0, |g| g.counter.at_end_of(day))
+/// The view from the tallies: the figures [`exposure`] gives for the same state, every
+/// `event_ids` empty.
+pub(super) fn exposure_counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> CohortExposureView {
+    let span = t.date_span(q.org.as_ref());
+    let (Some(from), Some(to)) = (q.from.or(span.map(|s| s.0)), q.to.or(span.map(|s| s.1))) else {
+        return no_exposure(as_of_sequence);
     };
-    let total_reductions: u64 = reductions.values().map(|v| v.len() as u64).sum();
-    let averages: BTreeMap<&String, (u64, u64, f64)> = cohorts
+    if from > to {
+        return no_exposure(as_of_sequence);
+    }
+    let mut steps: BTreeMap<String, Steps> = BTreeMap::new();
+    for cells in of_orgs(&t.presence, q) {
+        for ((group, at), presence) in cells {
+            let s = steps.entry(cohort_key(group.cohort)).or_default();
+            if q.site.as_ref().is_none_or(|w| w == at) {
+                s.add(presence);
+            }
+        }
+    }
+    let window = Query {
+        cohort: None,
+        from: Some(from),
+        to: Some(to),
+        ..q.clone()
+    };
+    let mut reductions: BTreeMap<String, (u64, Vec<EventId>)> = BTreeMap::new();
+    for (cell, counts) in t.matching(&window) {
+        // Temporary layoffs are in the separations tally, not among reductions here.
+        if cell.bucket.is_reduction() && cell.mechanism != Some(Mechanism::TemporaryLayoff) {
+            reductions.entry(cohort_key(cell.cohort)).or_default().0 += counts.count;
+        }
+    }
+    let cohorts = steps.iter().map(|(k, s)| (k.clone(), s)).collect();
+    exposure_rows(
+        as_of_sequence,
+        q,
+        (from, to),
+        cohorts,
+        reductions,
+        |s, d| s.at_end_of(d),
+    )
+}
+
+/// Rows of the exposure view from each cohort's headcount (`cohorts`, read with `at_end_of`)
+/// and reductions (count, ids) in the window.
+fn exposure_rows<C>(
+    as_of_sequence: u64,
+    q: &Query,
+    (from, to): (Date, Date),
+    cohorts: BTreeMap<String, &C>,
+    mut reductions: BTreeMap<String, (u64, Vec<EventId>)>,
+    at_end_of: impl Fn(&C, Date) -> u64,
+) -> CohortExposureView {
+    let mut keys: BTreeSet<String> = reductions.keys().cloned().collect();
+    keys.extend(cohorts.keys().cloned());
+    let headcount = |key: &str, day: Date| cohorts.get(key).map_or(0, |c| at_end_of(c, day));
+    let total_reductions: u64 = reductions.values().map(|(n, _)| n).sum();
+    let averages: BTreeMap<&String, (u64, u64, f64)> = keys
         .iter()
         .map(|k| {
             let open = headcount(k, from.add_days(-1));
@@ -510,8 +575,8 @@ pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
         .iter()
         .filter(|(k, _)| wanted.as_ref().is_none_or(|w| w == **k))
         .map(|(k, (open, close, avg))| {
-            let event_ids = reductions.get(*k).cloned().unwrap_or_default();
-            let reduction_share = ratio(event_ids.len() as u64, total_reductions);
+            let (count, event_ids) = reductions.remove(*k).unwrap_or_default();
+            let reduction_share = ratio(count, total_reductions);
             let headcount_share = (total_average > 0.0).then(|| avg / total_average);
             let exposure_ratio = match (reduction_share, headcount_share) {
                 (Some(r), Some(h)) if h > 0.0 => Some(r / h),
@@ -519,7 +584,7 @@ pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
             };
             CohortExposureRow {
                 cohort: (*k).clone(),
-                reductions: event_ids.len() as u64,
+                reductions: count,
                 reduction_share,
                 opening_headcount: *open,
                 closing_headcount: *close,
@@ -532,10 +597,10 @@ pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
         .collect();
 
     CohortExposureView {
-        as_of_sequence: p.last_sequence(),
+        as_of_sequence,
         from: Some(from),
         to: Some(to),
-        headcount_basis: basis,
+        headcount_basis: EXPOSURE_BASIS.to_owned(),
         total_reductions,
         total_average_headcount: total_average,
         rows,

@@ -1051,6 +1051,16 @@ impl<'a> At<'a> {
             .filter(|_| self.at == self.p.last_sequence)
     }
 
+    /// The figures of [`Self::cohort_exposure`] without their evidence (every `event_ids`
+    /// empty), from the tallies when it can (see [`Self::separation_counts`]).
+    #[must_use]
+    pub fn cohort_exposure_counts(&self, q: &Query) -> CohortExposureView {
+        match self.tallies() {
+            Some(t) => headcount::exposure_counted(t, q, self.at),
+            None => headcount::exposure(self, q),
+        }
+    }
+
     /// The figures of [`Self::headcount`] without their evidence (every `event_ids` empty), from
     /// the tallies when it can (see [`Self::separation_counts`]).
     #[must_use]
