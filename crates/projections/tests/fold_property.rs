@@ -27,8 +27,8 @@ use wfl_domain::{
     SiteId, Source, TemporaryLayoff, WorkerHired, WorkerRef,
 };
 use wfl_projections::views::{
-    CohortExposureView, Entry, HeadcountView, Period, PopulationIndex, Projection, Query,
-    SeparationsView, WorkerLink,
+    AiAdoptionView, CohortExposureView, Entry, HeadcountView, Period, PopulationIndex, Projection,
+    Query, SeparationsView, WorkerLink,
 };
 use wfl_projections::Population;
 use wfl_projections::PopulationQuery;
@@ -531,6 +531,12 @@ fn exposure_only(mut v: CohortExposureView) -> CohortExposureView {
     v
 }
 
+/// An AI adoption view with the AI-attributed separations' evidence emptied.
+fn ai_only(mut v: AiAdoptionView) -> AiAdoptionView {
+    v.ai_attributed_separations.event_ids.clear();
+    v
+}
+
 fn queries() -> Vec<Query> {
     let mut out = Vec::new();
     for period in [Period::Day, Period::Month, Period::Quarter] {
@@ -781,6 +787,14 @@ proptest! {
             let expected = headcount_only(p.headcount(q));
             prop_assert_eq!(&p.now().headcount_counts(q), &expected, "{:?}", q);
             prop_assert_eq!(&restored.now().headcount_counts(q), &expected, "restored: {:?}", q);
+            // The signal views read the tallies' index of signal events: the same answer, ids too.
+            let from_entries = p.snapshot().hiring_signals(q);
+            prop_assert_eq!(&p.hiring_signals(q), &from_entries, "{:?}", q);
+            prop_assert_eq!(&restored.hiring_signals(q), &from_entries, "restored: {:?}", q);
+            let expected = ai_only(p.snapshot().ai_adoption(q));
+            prop_assert_eq!(&p.ai_adoption(q), &p.snapshot().ai_adoption(q), "{:?}", q);
+            prop_assert_eq!(&ai_only(p.now().ai_adoption_counts(q)), &expected, "{:?}", q);
+            prop_assert_eq!(&ai_only(restored.now().ai_adoption_counts(q)), &expected, "restored: {:?}", q);
             let expected = exposure_only(p.cohort_exposure(q));
             prop_assert_eq!(&p.now().cohort_exposure_counts(q), &expected, "{:?}", q);
             prop_assert_eq!(&restored.now().cohort_exposure_counts(q), &expected, "restored: {:?}", q);

@@ -377,7 +377,7 @@ impl pb::views_server::Views for ViewsApi {
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
         self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
-            p.ai_adoption(q)
+            p.ai_adoption_counts(q)
         })
         .await
     }

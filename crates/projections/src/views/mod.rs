@@ -1043,6 +1043,22 @@ impl<'a> At<'a> {
         }
     }
 
+    /// The live events the signal views list: from the tallies' index when it can, else every
+    /// live entry (the views filter by kind either way). In id order, like [`Self::live`].
+    fn signal_entries(&self) -> Box<dyn Iterator<Item = (&'a EventId, EntryAt<'a>)> + 'a> {
+        match self.tallies() {
+            Some(t) => {
+                let at = self.at;
+                let p = self.p;
+                Box::new(t.signals.iter().filter_map(move |id| {
+                    let (id, e) = p.entries.get_key_value(id)?;
+                    Some((id, EntryAt { e, at }))
+                }))
+            }
+            None => Box::new(self.live()),
+        }
+    }
+
     /// The tallies, when this reads the current state of a projection that keeps them.
     fn tallies(&self) -> Option<&'a tally::Tallies> {
         self.p
@@ -1099,7 +1115,14 @@ impl<'a> At<'a> {
     /// AI usage, tools, automated roles, AI-attributed separations, and the external "AI+" targets.
     #[must_use]
     pub fn ai_adoption(&self, q: &Query) -> AiAdoptionView {
-        signals::ai(self, q)
+        signals::ai(self, q, false)
+    }
+
+    /// [`Self::ai_adoption`] with the AI-attributed separations counted only (their `event_ids`
+    /// empty), from the tallies when it can (see [`Self::separation_counts`]).
+    #[must_use]
+    pub fn ai_adoption_counts(&self, q: &Query) -> AiAdoptionView {
+        signals::ai(self, q, true)
     }
 
     /// Workers employed at the end of `query.on` matching the query: the [`crate::Population`]

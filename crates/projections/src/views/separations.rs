@@ -43,7 +43,7 @@ impl AiShare {
 
     /// Adds separations counted together; `id` (of a single separation) is kept as evidence
     /// when it is AI-attributed.
-    fn add_counts(&mut self, c: &SeparationCounts, id: Option<EventId>) {
+    pub(super) fn add_counts(&mut self, c: &SeparationCounts, id: Option<EventId>) {
         self.separations += c.count;
         self.cited_by_employer += c.ai_cited_by_employer;
         self.inferred += c.ai_inferred;

@@ -153,7 +153,7 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     // Pauses and resumptions of the org, in effective order; a resumption ends the latest open
     // pause of the same scope.
     let mut events: Vec<_> = p
-        .live()
+        .signal_entries()
         .filter(|(_, e)| q.org_matches(&e.org_id))
         .filter(|(_, e)| {
             matches!(
@@ -208,7 +208,7 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     type Order = (Date, u64);
     type Intake = (GraduateIntakeRow, Order, Vec<(Order, EventId)>);
     let mut intake: BTreeMap<(OrgId, u32), Intake> = BTreeMap::new();
-    for (id, e) in p.live().filter(|(_, e)| {
+    for (id, e) in p.signal_entries().filter(|(_, e)| {
         q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
     }) {
         let (g, reduced) = match e.payload() {
@@ -275,14 +275,16 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     }
 }
 
-pub(super) fn ai(p: &At<'_>, q: &Query) -> AiAdoptionView {
+/// With `counts_only`, the AI-attributed separations come from the tallies when `p` has them
+/// (their `event_ids` empty).
+pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
     let in_scope = |e: &super::Entry| q.org_matches(&e.org_id) && q.site_matches(&e.site_id);
 
     type Latest = (AiUsageRow, (Date, Date, u64));
     let mut usage: BTreeMap<(OrgId, String, AiMetric), Latest> = BTreeMap::new();
     let mut tools = Vec::new();
     let mut roles = RolesAutomated::default();
-    for (id, e) in p.live().filter(|(_, e)| in_scope(e)) {
+    for (id, e) in p.signal_entries().filter(|(_, e)| in_scope(e)) {
         match e.payload() {
             // Measurements belong to the window their period ends in.
             Payload::AiUsageMeasured(m) if q.in_window(m.period_end) => {
@@ -337,10 +339,25 @@ pub(super) fn ai(p: &At<'_>, q: &Query) -> AiAdoptionView {
     }
     tools.sort_by_key(|(order, _)| *order);
 
-    let mut share = AiShare::default();
-    for (id, _, c) in matching(p, q) {
-        share.add(id, c.ai);
-    }
+    let share = match p.tallies() {
+        // Counts only (`event_ids` empty): the separations tally less temporary layoffs.
+        Some(t) if counts_only => {
+            let mut share = AiShare::default();
+            for (cell, counts) in t.matching(q) {
+                if cell.mechanism != Some(crate::classify::Mechanism::TemporaryLayoff) {
+                    share.add_counts(counts, None);
+                }
+            }
+            share
+        }
+        _ => {
+            let mut share = AiShare::default();
+            for (id, _, c) in matching(p, q) {
+                share.add(id, c.ai);
+            }
+            share
+        }
+    };
 
     AiAdoptionView {
         as_of_sequence: p.last_sequence(),

@@ -23,9 +23,9 @@ use super::separations::{hire_cohort, separation_cohort};
 use super::timeline::{self, FlowKind};
 use super::{At, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use wfl_domain::{
-    AiAttribution, Cohort, Date, EmploymentRelationship, OrgId, Payload, SiteId, WorkerRef,
+    AiAttribution, Cohort, Date, EmploymentRelationship, EventId, OrgId, Payload, SiteId, WorkerRef,
 };
 
 /// One cell of the separations tally, inside an org.
@@ -97,6 +97,24 @@ pub(super) struct Tallies {
     pub(super) flows: BTreeMap<OrgId, BTreeMap<(Date, Group, FlowCell), u64>>,
     /// The effective days of the live events of each org, counted (the span views default to).
     pub(super) dates: BTreeMap<OrgId, BTreeMap<Date, u64>>,
+    /// The live events the hiring-signal and AI-adoption views list (pauses, resumptions,
+    /// graduate intake, AI usage, tools, automated roles), by id: those views read these, not
+    /// every entry.
+    pub(super) signals: BTreeSet<EventId>,
+}
+
+/// The kinds [`Tallies::signals`] holds (a correction never changes an event's kind).
+pub(super) fn is_signal(p: &Payload) -> bool {
+    matches!(
+        p,
+        Payload::HiringPaused(_)
+            | Payload::HiringResumed(_)
+            | Payload::GraduateIntakeSet(_)
+            | Payload::GraduateIntakeReduced(_)
+            | Payload::AiUsageMeasured(_)
+            | Payload::AiToolRolledOut(_)
+            | Payload::RoleAutomated(_)
+    )
 }
 
 /// Who a headcount figure is about: the profile a stint was opened with.
@@ -192,8 +210,11 @@ impl Tallies {
                 t.apply(org, &c, true);
             }
         }
-        for e in p.entries.values().filter(|e| e.live_at(p.last_sequence)) {
+        for (id, e) in p.entries.iter().filter(|(_, e)| e.live_at(p.last_sequence)) {
             bump(of_org(&mut t.dates, &e.org_id), &e.effective_date, true);
+            if is_signal(&e.original) {
+                t.signals.insert(*id);
+            }
         }
         t
     }
@@ -206,7 +227,7 @@ impl Tallies {
         p: &Projection,
         before: u64,
         workers: impl IntoIterator<Item = (&'w OrgId, &'w WorkerRef)>,
-        touched: &[wfl_domain::EventId],
+        touched: &[EventId],
     ) {
         let (then, now) = (p.at(before), p.now());
         let (mut old, mut new) = (Contribution::default(), Contribution::default());
@@ -220,13 +241,23 @@ impl Tallies {
                 self.apply(org, &new, true);
             }
         }
-        let mut seen: Vec<&wfl_domain::EventId> = touched.iter().collect();
+        let mut seen: Vec<&EventId> = touched.iter().collect();
         seen.sort_unstable();
         seen.dedup();
-        for e in seen.into_iter().filter_map(|id| p.entries.get(id)) {
+        for (id, e) in seen
+            .into_iter()
+            .filter_map(|id| Some((id, p.entries.get(id)?)))
+        {
             let was = e.sequence <= before && e.live_at(before);
             let is = e.live_at(p.last_sequence);
             if was != is {
+                if is_signal(&e.original) {
+                    if is {
+                        self.signals.insert(*id);
+                    } else {
+                        self.signals.remove(id);
+                    }
+                }
                 let dates = of_org(&mut self.dates, &e.org_id);
                 bump(dates, &e.effective_date, is);
                 if dates.is_empty() {
