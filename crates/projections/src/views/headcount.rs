@@ -324,8 +324,8 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountV
         return empty;
     }
     let spans = spans(q.period, from, to);
-    let site = q.site.as_ref();
-    let passes = |at: &SiteId| site.is_none_or(|w| w == at);
+    let site = t.sites.filter(q.site.as_ref());
+    let passes = |at: &tally::Site| site.passes(*at);
     let wanted = |g: &tally::Group| q.cohort.is_none_or(|c| g.cohort == Some(c));
 
     let mut steps: BTreeMap<(Dim, String), Steps> = BTreeMap::new();
@@ -513,11 +513,12 @@ pub(super) fn exposure_counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> C
     if from > to {
         return no_exposure(as_of_sequence);
     }
+    let site = t.sites.filter(q.site.as_ref());
     let mut steps: BTreeMap<String, Steps> = BTreeMap::new();
     for cells in of_orgs(&t.presence, q) {
         for ((group, at), presence) in cells {
             let s = steps.entry(cohort_key(group.cohort)).or_default();
-            if q.site.as_ref().is_none_or(|w| w == at) {
+            if site.passes(*at) {
                 s.add(presence);
             }
         }

@@ -21,17 +21,61 @@
 
 use super::separations::{hire_cohort, separation_cohort};
 use super::timeline::{self, FlowKind};
-use super::{At, Projection, Query};
+use super::{Entry, EntryAt, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use std::collections::{BTreeMap, BTreeSet};
 use wfl_domain::{
     AiAttribution, Cohort, Date, EmploymentRelationship, EventId, OrgId, Payload, SiteId, WorkerRef,
 };
 
+/// A site, interned: cells are keyed by this number (copied and compared without touching the
+/// site's name). Numbers are given in the order sites are first seen and never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Site(u32);
+
+/// The sites the tallies have seen, both ways.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Sites {
+    ids: BTreeMap<SiteId, Site>,
+}
+
+impl Sites {
+    fn intern(&mut self, site: &SiteId) -> Site {
+        if let Some(s) = self.ids.get(site) {
+            return *s;
+        }
+        let s = Site(u32::try_from(self.ids.len()).unwrap_or(u32::MAX));
+        self.ids.insert(site.clone(), s);
+        s
+    }
+
+    /// What a query's site filter lets through: every site (no filter), or only the one named
+    /// (none, when the tallies never saw that site).
+    pub(super) fn filter(&self, site: Option<&SiteId>) -> SiteFilter {
+        match site {
+            None => SiteFilter(None),
+            Some(name) => SiteFilter(Some(self.ids.get(name).copied())),
+        }
+    }
+}
+
+/// A query's site filter over interned sites (see [`Sites::filter`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SiteFilter(Option<Option<Site>>);
+
+impl SiteFilter {
+    pub(super) fn passes(self, at: Site) -> bool {
+        match self.0 {
+            None => true,
+            Some(wanted) => wanted == Some(at),
+        }
+    }
+}
+
 /// One cell of the separations tally, inside an org.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct SeparationCell {
-    pub(super) site: SiteId,
+    pub(super) site: Site,
     pub(super) date: Date,
     /// The separation's own cohort, else the one the worker was hired with (`None`: unknown).
     pub(super) cohort: Option<Cohort>,
@@ -92,7 +136,7 @@ pub(super) struct Tallies {
     pub(super) separations: BTreeMap<OrgId, BTreeMap<SeparationCell, SeparationCounts>>,
     /// Employment presence by org, then (group, site): the stints' presence intervals counted by
     /// their first and last days.
-    pub(super) presence: BTreeMap<OrgId, BTreeMap<(Group, SiteId), Presence>>,
+    pub(super) presence: BTreeMap<OrgId, BTreeMap<(Group, Site), Presence>>,
     /// Headcount movements by org, then (day, group, kind).
     pub(super) flows: BTreeMap<OrgId, BTreeMap<(Date, Group, FlowCell), u64>>,
     /// The effective days of the live events of each org, counted (the span views default to).
@@ -101,6 +145,8 @@ pub(super) struct Tallies {
     /// graduate intake, AI usage, tools, automated roles), by id: those views read these, not
     /// every entry.
     pub(super) signals: BTreeSet<EventId>,
+    /// The sites named in the cells above.
+    pub(super) sites: Sites,
 }
 
 /// The kinds [`Tallies::signals`] holds (a correction never changes an event's kind).
@@ -140,18 +186,18 @@ impl Presence {
 }
 
 /// A movement in or out of headcount, and where.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum FlowCell {
-    Hire(SiteId),
-    Separation(SiteId),
-    Transfer { from: SiteId, to: SiteId },
+    Hire(Site),
+    Separation(Site),
+    Transfer { from: Site, to: Site },
 }
 
 /// One unit of a worker's headcount contribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Head {
     /// A presence interval: its site, start (`None`: always) and end.
-    Interval(Group, SiteId, Option<Date>, Option<Date>),
+    Interval(Group, Site, Option<Date>, Option<Date>),
     Flow(Date, Group, FlowCell),
 }
 
@@ -200,13 +246,22 @@ impl Tallies {
     /// The tallies of the whole current state (at start, after a restore): every worker and
     /// every live event once.
     pub(super) fn of(p: &Projection) -> Self {
-        let now = p.now();
         let mut t = Self::default();
         let mut c = Contribution::default();
+        let mut entries = Vec::new();
         for (org, workers) in &p.workers {
-            for worker in workers.keys() {
+            for (worker, ids) in workers {
                 c.clear();
-                contribution(&now, org, worker, &mut c);
+                lookup(p, ids, &mut entries);
+                contribution(
+                    p,
+                    p.last_sequence,
+                    org,
+                    worker,
+                    &entries,
+                    &mut t.sites,
+                    &mut c,
+                );
                 t.apply(org, &c, true);
             }
         }
@@ -229,13 +284,28 @@ impl Tallies {
         workers: impl IntoIterator<Item = (&'w OrgId, &'w WorkerRef)>,
         touched: &[EventId],
     ) {
-        let (then, now) = (p.at(before), p.now());
         let (mut old, mut new) = (Contribution::default(), Contribution::default());
+        let mut entries = Vec::new();
         for (org, worker) in workers {
+            let Some(ids) = p.workers.get(org).and_then(|w| w.get(worker)) else {
+                continue;
+            };
             old.clear();
             new.clear();
-            contribution(&then, org, worker, &mut old);
-            contribution(&now, org, worker, &mut new);
+            lookup(p, ids, &mut entries);
+            // A worker first named by this event contributed nothing before it.
+            if ids.first().is_some_and(|(s, _)| *s <= before) {
+                contribution(p, before, org, worker, &entries, &mut self.sites, &mut old);
+            }
+            contribution(
+                p,
+                p.last_sequence,
+                org,
+                worker,
+                &entries,
+                &mut self.sites,
+                &mut new,
+            );
             if old != new {
                 self.apply(org, &old, false);
                 self.apply(org, &new, true);
@@ -297,8 +367,8 @@ impl Tallies {
             match h {
                 Head::Interval(group, site, start, end) => {
                     let presence = of_org(&mut self.presence, org);
-                    let key = (*group, site.clone());
-                    let slot = presence.entry(key.clone()).or_default();
+                    let key = (*group, *site);
+                    let slot = presence.entry(key).or_default();
                     match start {
                         Some(d) => bump(&mut slot.starts, d, up),
                         None if up => slot.always += 1,
@@ -313,7 +383,7 @@ impl Tallies {
                 }
                 Head::Flow(date, group, cell) => {
                     let flows = of_org(&mut self.flows, org);
-                    bump(flows, &(*date, *group, cell.clone()), up);
+                    bump(flows, &(*date, *group, *cell), up);
                 }
             }
         }
@@ -344,24 +414,48 @@ impl Tallies {
             Some(org) => Box::new(self.separations.get(org).into_iter()),
             None => Box::new(self.separations.values()),
         };
+        let site = self.sites.filter(q.site.as_ref());
         orgs.flat_map(BTreeMap::iter).filter(move |(cell, _)| {
-            q.site_matches(&cell.site)
+            site.passes(cell.site)
                 && q.in_window(cell.date)
                 && q.cohort.is_none_or(|c| cell.cohort == Some(c))
         })
     }
 }
 
-/// What `worker` of `org` adds to the tallies, read at `p`: one separation cell per live
-/// separation or temporary layoff whose current payload names the worker (an event corrected to
-/// name another worker counts under that one only), with the cohort the separations view gives
-/// it; and the presence intervals and movements of the worker's stints.
-fn contribution(p: &At<'_>, org: &OrgId, worker: &WorkerRef, out: &mut Contribution) {
-    let Some(ids) = p.workers().get(org).and_then(|w| w.get(worker)) else {
-        return;
+/// The entries of a worker's events (in the index's sequence order), looked up once for both
+/// readings of [`Tallies::update`].
+fn lookup<'p>(p: &'p Projection, ids: &[(u64, EventId)], out: &mut Vec<(&'p EventId, &'p Entry)>) {
+    out.clear();
+    out.extend(
+        ids.iter()
+            .filter_map(|(_, id)| p.entries.get_key_value(id))
+            .map(|(id, e)| (id, &**e)),
+    );
+}
+
+/// What `worker` of `org` adds to the tallies, read at sequence `at` from its `entries`: one
+/// separation cell per live separation or temporary layoff whose current payload names the
+/// worker (an event corrected to name another worker counts under that one only), with the
+/// cohort the separations view gives it; and the presence intervals and movements of the
+/// worker's stints.
+fn contribution(
+    p: &Projection,
+    at: u64,
+    org: &OrgId,
+    worker: &WorkerRef,
+    entries: &[(&EventId, &Entry)],
+    sites: &mut Sites,
+    out: &mut Contribution,
+) {
+    let read = || {
+        entries
+            .iter()
+            .filter(move |(_, e)| e.sequence <= at)
+            .map(move |(id, e)| (*id, EntryAt { e, at }))
     };
     let mut stints = Vec::new();
-    timeline::worker_stints(p, org, worker, &mut stints);
+    timeline::stints_from(org, worker, read(), &mut stints);
     for s in &stints {
         let group = Group {
             cohort: s.profile.cohort,
@@ -369,13 +463,16 @@ fn contribution(p: &At<'_>, org: &OrgId, worker: &WorkerRef, out: &mut Contribut
         };
         for (start, end, site) in s.intervals() {
             out.heads
-                .push(Head::Interval(group, site.clone(), start, end));
+                .push(Head::Interval(group, sites.intern(site), start, end));
         }
         for f in s.flows() {
             let cell = match f.kind {
-                FlowKind::Hire => FlowCell::Hire(f.site),
-                FlowKind::Separation => FlowCell::Separation(f.site),
-                FlowKind::Transfer { from } => FlowCell::Transfer { from, to: f.site },
+                FlowKind::Hire => FlowCell::Hire(sites.intern(&f.site)),
+                FlowKind::Separation => FlowCell::Separation(sites.intern(&f.site)),
+                FlowKind::Transfer { from } => FlowCell::Transfer {
+                    from: sites.intern(&from),
+                    to: sites.intern(&f.site),
+                },
             };
             out.heads.push(Head::Flow(f.date, group, cell));
         }
@@ -384,25 +481,24 @@ fn contribution(p: &At<'_>, org: &OrgId, worker: &WorkerRef, out: &mut Contribut
         Payload::TemporaryLayoff(t) => &t.worker_ref == worker,
         other => other.separation().is_some_and(|s| &s.worker_ref == worker),
     };
-    let profiles = timeline::separation_profiles(&stints);
-    for (_, id) in ids {
-        let Some(e) = p.entry(id).filter(|e| e.live()) else {
-            continue;
-        };
-        let payload = e.payload();
-        if !counted(payload) {
+    let mut profiles = None;
+    for (id, e) in read() {
+        if !e.live() || !counted(e.payload()) {
             continue;
         }
+        let payload = e.payload();
         let cohort = match payload {
-            Payload::TemporaryLayoff(_) => hire_cohort(p, org, worker, e.sequence),
-            other => other
-                .separation()
-                .and_then(|s| separation_cohort(s, profiles.get(id).copied())),
+            Payload::TemporaryLayoff(_) => hire_cohort(&p.at(at), org, worker, e.sequence),
+            other => other.separation().and_then(|s| {
+                let profiles =
+                    profiles.get_or_insert_with(|| timeline::separation_profiles(&stints));
+                separation_cohort(s, profiles.get(id).copied())
+            }),
         };
         let c = e.classification();
         out.separations.push((
             SeparationCell {
-                site: e.site_id.clone(),
+                site: sites.intern(&e.site_id),
                 date: e.effective_date,
                 cohort,
                 bucket: c.bucket,

@@ -7,7 +7,7 @@
 //! rules make consistent; anything they would have refused (a second hire while employed, a
 //! separation while not employed) is skipped rather than guessed at. This module only reads.
 
-use super::{At, Entry};
+use super::{At, Entry, EntryAt};
 use crate::WorkerProfile;
 use std::collections::BTreeMap;
 use wfl_domain::{
@@ -279,11 +279,27 @@ pub(super) fn worker_stints(p: &At<'_>, org_id: &OrgId, worker: &WorkerRef, out:
     let Some(ids) = p.workers().get(org_id).and_then(|w| w.get(worker)) else {
         return;
     };
+    stints_from(
+        org_id,
+        worker,
+        ids.iter().filter_map(|(_, id)| Some((id, p.entry(id)?))),
+        out,
+    );
+}
+
+/// [`worker_stints`] from the worker's entries already looked up, in sequence order, as they
+/// stood at one sequence (those folded later left out).
+pub(super) fn stints_from<'a>(
+    org_id: &OrgId,
+    worker: &WorkerRef,
+    entries: impl Iterator<Item = (&'a EventId, EntryAt<'a>)>,
+    out: &mut Vec<Stint>,
+) {
     let mut open: Option<Stint> = None;
-    for (_, id) in ids {
-        let Some(entry) = p.entry(id).filter(|e| e.live()) else {
+    for (id, entry) in entries {
+        if !entry.live() {
             continue;
-        };
+        }
         let payload = entry.payload();
         let Some((w, effect)) = payload.worker_effect() else {
             continue;
