@@ -146,7 +146,7 @@ pub async fn run(
                     .add_service(internal_guard.wrap(ledger.service()))
                     .add_service(internal_guard.wrap(projector.service()))
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        incoming(listener),
                         shutdown.clone().cancelled_owned(),
                     )
                     .await
@@ -304,7 +304,7 @@ pub async fn run_projector(
                     .initial_connection_window_size(wfl_auth::client::CONNECTION_WINDOW)
                     .add_service(internal_guard.wrap(projector.service()))
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        incoming(listener),
                         shutdown.clone().cancelled_owned(),
                     )
                     .await
@@ -385,10 +385,8 @@ async fn serve(
         .security
         .server()?
         .add_routes(tonic::service::Routes::from(routes));
-    let grpc = router.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(p.grpc),
-        p.shutdown.clone().cancelled_owned(),
-    );
+    let grpc =
+        router.serve_with_incoming_shutdown(incoming(p.grpc), p.shutdown.clone().cancelled_owned());
     let http = http::serve(
         p.http,
         p.readiness,
@@ -648,4 +646,20 @@ pub async fn bind(
     let g = http::bind(grpc, "gRPC").await?;
     let h = http::bind(http, "HTTP").await?;
     Ok((g, h))
+}
+
+/// The connections a gRPC server accepts on `listener`, with Nagle's algorithm off: tonic sets
+/// `TCP_NODELAY` only on listeners it binds itself, and without it an answer of more than one
+/// segment waits for the client's delayed ACK (about 40 ms a view answer on loopback).
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+        }
+        Ok(stream)
+    })
 }

@@ -5,10 +5,13 @@
 //! The state keeps one entry per committed event, keyed by [`EventId`], with the event's original
 //! payload and what later events did to it: corrections (the latest live one is the current
 //! payload), `PositionBackfilled` / `PositionClosed` links (the latest live one re-classifies a
-//! separation), and retractions (a retracted event is in no view). Every view is computed from those
-//! entries when it is asked for, so the state holds no derived totals that could drift: folding the
-//! same prefix always gives the same state, whether incrementally, in one go, or resumed from a
-//! serialised copy (design.md invariant 6).
+//! separation), and retractions (a retracted event is in no view). Every view can be computed from
+//! those entries when it is asked for, so the stored state holds no derived totals that could
+//! drift: folding the same prefix always gives the same state, whether incrementally, in one go,
+//! or resumed from a serialised copy (design.md invariant 6). Beside the entries, a projection
+//! keeps [`tally`] aggregates (never stored: rebuilt from the entries by
+//! [`Projection::restore`]) from which the `*_counts` answers of the current state are read; a
+//! property test checks after every folded event that they give the entries' figures.
 //!
 //! **As of a sequence.** Every entry keeps the sequence it was folded at, and every effect on it
 //! (correction, link, retraction) the sequences it held between (`Acts`: an effect is ended, never

@@ -209,7 +209,9 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> Separation
 /// (counts only) at a time.
 struct Builder {
     period: Period,
-    rows: BTreeMap<(String, Bucket, Option<Mechanism>), SeparationRow>,
+    /// By the period's first day (which orders periods as their keys do), bucket, mechanism: the
+    /// period's key is formatted once per row, not once per separation or cell.
+    rows: BTreeMap<(wfl_domain::Date, Bucket, Option<Mechanism>), SeparationRow>,
     totals: BTreeMap<Bucket, (BucketTotal, AiShare)>,
     all: AiShare,
     total: u64,
@@ -252,12 +254,12 @@ impl Builder {
         c: &SeparationCounts,
         id: Option<EventId>,
     ) {
-        let period = self.period.key(date);
+        let period = self.period;
         let row = self
             .rows
-            .entry((period.clone(), *bucket, mechanism))
+            .entry((period.start_of(date), *bucket, mechanism))
             .or_insert_with(|| SeparationRow {
-                period,
+                period: period.key(date),
                 bucket: *bucket,
                 mechanism,
                 count: 0,
