@@ -421,42 +421,15 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     report.rss_peak_bytes = rss_peak.max(rss_bytes());
     report.lag_histogram_p99_s = node.metrics().await?.lag_histogram_p99_s;
 
-    // as-of answers at spread sequences.
     let channel = client::connect(&node.grpc).await?;
     let mut views = pb::views_client::ViewsClient::new(channel).max_decoding_message_size(64 << 20);
-    let mut times = Vec::new();
-    for k in 1..=config.as_of_queries as u64 {
-        let seq = (head * k / (config.as_of_queries as u64 + 1)).max(1);
-        let t = Instant::now();
-        views
-            .separations(pb::ViewRequest {
-                org_id: org.into(),
-                as_of_sequence: seq,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| anyhow!("as-of {seq}: {}", client::describe_status(&s)))?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    report.as_of_p50_ms = percentile(&times, 0.5);
-    report.as_of_max_ms = times.last().copied().unwrap_or(0.0);
-    // The same number of current answers.
-    let mut times = Vec::new();
-    for _ in 0..config.as_of_queries {
-        let t = Instant::now();
-        views
-            .separations(pb::ViewRequest {
-                org_id: org.into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| anyhow!("current answer: {}", client::describe_status(&s)))?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    report.current_p50_ms = percentile(&times, 0.5);
-    report.current_max_ms = times.last().copied().unwrap_or(0.0);
+    // as-of answers at spread sequences (read from the entries), then as many current ones
+    // (from the tallies): Separations of the org, p50 and max in milliseconds.
+    let n = config.as_of_queries as u64;
+    let as_of: Vec<u64> = (1..=n).map(|k| (head * k / (n + 1)).max(1)).collect();
+    (report.as_of_p50_ms, report.as_of_max_ms) = time_answers(&mut views, org, &as_of).await?;
+    (report.current_p50_ms, report.current_max_ms) =
+        time_answers(&mut views, org, &vec![0; as_of.len()]).await?;
     node.stop().await?;
 
     report.ledger_bytes = dir_bytes(&config.data_dir.join("ledger"));
@@ -496,6 +469,33 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     node.stop().await?;
     report.views_bytes_after_rebuild = dir_bytes(&config.data_dir.join("projector"));
     Ok(report)
+}
+
+/// Times one Separations answer of `org` per sequence in `as_of` (0: the current state);
+/// returns p50 and max in milliseconds.
+async fn time_answers(
+    views: &mut pb::views_client::ViewsClient<wfl_auth::Conn>,
+    org: &str,
+    as_of: &[u64],
+) -> anyhow::Result<(f64, f64)> {
+    let mut times = Vec::with_capacity(as_of.len());
+    for &seq in as_of {
+        let t = Instant::now();
+        views
+            .separations(pb::ViewRequest {
+                org_id: org.into(),
+                as_of_sequence: seq,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| anyhow!("as-of {seq}: {}", client::describe_status(&s)))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((
+        percentile(&times, 0.5),
+        times.last().copied().unwrap_or(0.0),
+    ))
 }
 
 /// What `wfl bench fold` measured: the projector's steps one at a time, in this process, on

@@ -240,27 +240,15 @@ pub(super) fn view(p: &At<'_>, q: &Query) -> HeadcountView {
 
     let mut rows = Vec::with_capacity(spans.len());
     for (i, span) in spans.iter().enumerate() {
-        let mut total = HeadcountFigures::default();
-        let mut by_cohort = BTreeMap::new();
-        let mut by_relationship = BTreeMap::new();
-        for ((dim, key), g) in &mut groups {
+        let figures = groups.iter_mut().map(|(key, g)| {
             let mut f = g.flows.get_mut(i).map(std::mem::take).unwrap_or_default();
             f.opening = g.counter.at_end_of(span.start.add_days(-1));
             f.closing = g.counter.at_end_of(span.end);
             f.event_ids.sort_unstable();
             f.event_ids.dedup();
-            f.reconciles = reconciles(&f);
-            match dim {
-                Dim::Total => total = f,
-                Dim::Cohort => {
-                    by_cohort.insert(key.clone(), f);
-                }
-                Dim::Relationship => {
-                    by_relationship.insert(key.clone(), f);
-                }
-            }
-        }
-        rows.push(row(span, total, by_cohort, by_relationship));
+            (key, f)
+        });
+        rows.push(row(span, figures));
     }
 
     HeadcountView {
@@ -374,29 +362,17 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountV
 
     let mut rows = Vec::with_capacity(spans.len());
     for (i, span) in spans.iter().enumerate() {
-        let mut total = HeadcountFigures::default();
-        let mut by_cohort = BTreeMap::new();
-        let mut by_relationship = BTreeMap::new();
-        for ((dim, key), s) in &steps {
+        let figures = steps.iter().map(|(key, s)| {
             let mut f = flows
-                .get_mut(&(*dim, key.clone()))
+                .get_mut(key)
                 .and_then(|v| v.get_mut(i))
                 .map(std::mem::take)
                 .unwrap_or_default();
             f.opening = s.at_end_of(span.start.add_days(-1));
             f.closing = s.at_end_of(span.end);
-            f.reconciles = reconciles(&f);
-            match dim {
-                Dim::Total => total = f,
-                Dim::Cohort => {
-                    by_cohort.insert(key.clone(), f);
-                }
-                Dim::Relationship => {
-                    by_relationship.insert(key.clone(), f);
-                }
-            }
-        }
-        rows.push(row(span, total, by_cohort, by_relationship));
+            (key, f)
+        });
+        rows.push(row(span, figures));
     }
     HeadcountView {
         as_of_sequence,
@@ -424,16 +400,32 @@ fn reconciles(f: &HeadcountFigures) -> bool {
     net == i128::from(f.closing)
 }
 
-/// One period's row, reconciled when every figure in it is.
-fn row(
+/// One period's row from each group's figures (opening, closing and flows filled in): each
+/// figure's `reconciles` set, and the row's when every figure in it reconciles.
+fn row<'k>(
     span: &super::Span,
-    total: HeadcountFigures,
-    by_cohort: BTreeMap<String, HeadcountFigures>,
-    by_relationship: BTreeMap<String, HeadcountFigures>,
+    figures: impl Iterator<Item = (&'k (Dim, String), HeadcountFigures)>,
 ) -> HeadcountRow {
+    let mut total = HeadcountFigures::default();
+    let mut by_cohort = BTreeMap::new();
+    let mut by_relationship = BTreeMap::new();
+    for ((dim, key), mut f) in figures {
+        f.reconciles = reconciles(&f);
+        match dim {
+            Dim::Total => total = f,
+            Dim::Cohort => {
+                by_cohort.insert(key.clone(), f);
+            }
+            Dim::Relationship => {
+                by_relationship.insert(key.clone(), f);
+            }
+        }
+    }
     let reconciles = total.reconciles
-        && by_cohort.values().all(|f| f.reconciles)
-        && by_relationship.values().all(|f| f.reconciles);
+        && by_cohort.values().all(|f: &HeadcountFigures| f.reconciles)
+        && by_relationship
+            .values()
+            .all(|f: &HeadcountFigures| f.reconciles);
     HeadcountRow {
         period: span.key.clone(),
         start: span.start,
