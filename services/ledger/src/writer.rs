@@ -44,11 +44,6 @@ type Payload = (Bytes, Option<Uuid>);
 /// First and longest pause between checks of a data directory that could not take a commit.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// How long a paused writer's data directory must keep room (twice the reserve) before commits
-/// resume: space another writer on the same file system frees and takes back within moments (a
-/// store punching holes in its files and filling them again) must not resume a write that then
-/// fails (sled refuses every write after its first failed one, which stops the ledger).
-const RESUME_AFTER: Duration = Duration::from_secs(1);
 
 /// One batch handed from the inbox pump to the writer; `done` fires after the flush.
 struct InboxBatch {
@@ -67,9 +62,6 @@ pub(crate) struct Writer {
     /// Checked before every commit; commits pause (nothing decided, nothing acknowledged) while
     /// the data directory is full or read-only.
     guard: Guard,
-    /// While paused: since when the data directory has had room to resume (it must keep it for
-    /// [`RESUME_AFTER`] before commits resume).
-    room_since: Option<Instant>,
     storage: watch::Sender<StorageState>,
     /// Size of the latest checkpoint and when the writer last cut one (or started).
     checkpointed: u64,
@@ -126,7 +118,6 @@ impl Writer {
                 outcomes,
                 signer,
                 guard,
-                room_since: None,
                 storage,
                 checkpointed,
                 checkpointed_at: Instant::now(),
@@ -268,28 +259,18 @@ impl Writer {
 
     /// Checks the data directory and pauses or resumes commits accordingly; true when writable.
     fn writable(&mut self) -> bool {
-        if !self.paused() {
-            return match self.guard.check() {
-                Ok(()) => true,
-                Err(fault) => {
-                    self.pause(&fault);
-                    false
-                }
-            };
-        }
-        // Paused, it resumes only once twice the reserve has stayed free for `RESUME_AFTER`.
-        match self.guard.check_resume() {
+        // Paused, it resumes only with twice the reserve free (`Guard::check_resume`).
+        let checked = if self.paused() {
+            self.guard.check_resume()
+        } else {
+            self.guard.check()
+        };
+        match checked {
             Ok(()) => {
-                let since = *self.room_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < RESUME_AFTER {
-                    return false;
-                }
-                self.room_since = None;
                 self.resume();
                 true
             }
             Err(fault) => {
-                self.room_since = None;
                 self.pause(&fault);
                 false
             }
