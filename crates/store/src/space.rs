@@ -52,21 +52,6 @@ impl Guard {
     /// One `statvfs` of the data directory: read-only, or less free space than the reserve, is
     /// a fault.
     pub fn check(&self) -> Result<(), Fault> {
-        self.check_free(self.min_free_bytes, "reserve (--min-free-mb)")
-    }
-
-    /// [`Self::check`] asking for twice the reserve: what a paused writer waits for before it
-    /// resumes. Space that other writers on the same file system free and take back (a
-    /// neighbouring store compacting, say) must not resume a write that then fails: sled refuses
-    /// every write after its first failed one.
-    pub fn check_resume(&self) -> Result<(), Fault> {
-        self.check_free(
-            self.min_free_bytes.saturating_mul(2),
-            "twice the reserve (--min-free-mb) a paused writer waits for",
-        )
-    }
-
-    fn check_free(&self, min_free_bytes: u64, what: &str) -> Result<(), Fault> {
         let fault = |errno, detail: String| Fault {
             path: self.path.clone(),
             errno,
@@ -81,10 +66,13 @@ impl Guard {
             ));
         }
         let free = st.f_bavail.saturating_mul(st.f_frsize);
-        if free < min_free_bytes {
+        if free < self.min_free_bytes {
             return Err(fault(
                 rustix::io::Errno::NOSPC,
-                format!("{free} bytes free, below the {min_free_bytes}-byte {what}"),
+                format!(
+                    "{} bytes free, below the {}-byte reserve (--min-free-mb)",
+                    free, self.min_free_bytes
+                ),
             ));
         }
         Ok(())

@@ -9,10 +9,8 @@
 //! one until it is reopened (the outcome of the failed batch is unknown), so the only way to
 //! pause and resume in place is never to let it fail. The writer pauses *before* deciding a
 //! batch, holds it unacknowledged, and retries with backoff; the reserve also leaves the
-//! projector's store room for the events already committed. A paused writer resumes only when
-//! twice the reserve is free, so space another writer on the same file system frees for a moment
-//! does not resume it into a failing write. A write that fails anyway (another process filled the
-//! disk faster than the reserve) stops the ledger, crash-only.
+//! projector's store room for the events already committed. A write that fails anyway (another
+//! process filled the disk faster than the reserve) stops the ledger, crash-only.
 //!
 //! Must not: write to the store.
 

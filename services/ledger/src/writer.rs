@@ -259,13 +259,7 @@ impl Writer {
 
     /// Checks the data directory and pauses or resumes commits accordingly; true when writable.
     fn writable(&mut self) -> bool {
-        // Paused, it resumes only with twice the reserve free (`Guard::check_resume`).
-        let checked = if self.paused() {
-            self.guard.check_resume()
-        } else {
-            self.guard.check()
-        };
-        match checked {
+        match self.guard.check() {
             Ok(()) => {
                 self.resume();
                 true
