@@ -95,28 +95,36 @@ fn hires(n: usize, offset: usize) -> Vec<wfl_domain::Event> {
         .collect()
 }
 
-async fn health(ch: &tonic::transport::Channel) -> ServingStatus {
+async fn health(ch: &tonic::transport::Channel) -> Result<ServingStatus, tonic::Status> {
     let r = tonic_health::pb::health_client::HealthClient::new(ch.clone())
         .check(tonic_health::pb::HealthCheckRequest {
             service: "wfl.v1.Ingest".into(),
         })
-        .await
-        .expect("health check")
+        .await?
         .into_inner();
-    ServingStatus::try_from(r.status).expect("status")
+    Ok(ServingStatus::try_from(r.status).expect("status"))
 }
 
-/// Polls health until it reports `want`, within `limit`.
-async fn wait_health(ch: &tonic::transport::Channel, want: ServingStatus, limit: Duration) {
+/// Polls health until it reports `want`, within `limit`; a failure shows the node's log.
+async fn wait_health(
+    node: &Proc,
+    ch: &tonic::transport::Channel,
+    want: ServingStatus,
+    limit: Duration,
+) {
     let deadline = Instant::now() + limit;
     loop {
-        let now = health(ch).await;
+        let now = match health(ch).await {
+            Ok(now) => now,
+            Err(s) => panic!("health check: {s:?}\nnode log:\n{}", node.log_text()),
+        };
         if now == want {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "health stayed {now:?}, want {want:?}"
+            "health stayed {now:?}, want {want:?}\nnode log:\n{}",
+            node.log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -194,7 +202,13 @@ async fn a_full_disk_pauses_commits_clearly_and_they_resume_when_space_returns()
         .await
         .expect_err("refused while paused");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    wait_health(&ch, ServingStatus::NotServing, Duration::from_secs(5)).await;
+    wait_health(
+        &node,
+        &ch,
+        ServingStatus::NotServing,
+        Duration::from_secs(5),
+    )
+    .await;
     let healthz = common::http_get(&http, "/healthz");
     assert!(
         healthz.contains("not ready") && healthz.contains("ENOSPC"),
@@ -247,7 +261,7 @@ async fn a_full_disk_pauses_commits_clearly_and_they_resume_when_space_returns()
     // Space returns: commits resume by themselves.
     std::fs::remove_file(&filler).expect("free the space");
     let freed = Instant::now();
-    wait_health(&ch, ServingStatus::Serving, Duration::from_secs(30)).await;
+    wait_health(&node, &ch, ServingStatus::Serving, Duration::from_secs(30)).await;
     println!("space freed: commits resumed after {:?}", freed.elapsed());
     // Every probe (the views' store too, rechecked once a second) comes back by itself.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -291,7 +305,13 @@ async fn a_full_disk_pauses_commits_clearly_and_they_resume_when_space_returns()
         err(&r.results[0]).code,
         tonic::Code::ResourceExhausted as i32
     );
-    wait_health(&ch, ServingStatus::NotServing, Duration::from_secs(5)).await;
+    wait_health(
+        &node,
+        &ch,
+        ServingStatus::NotServing,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(fault_lines(&node.log_text()), 2, "one ERROR per fault");
     let asked = Instant::now();
     let _ = Command::new("kill")
