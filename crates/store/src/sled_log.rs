@@ -159,7 +159,11 @@ impl SledLog {
     /// another process holds it); [`Error::Corrupt`] if the stored head or
     /// layout version does not agree with the stored records.
     pub fn open(path: &Path) -> Result<SledLog, Error> {
-        let db = open_sled(&sled::Config::new().path(path))?;
+        // No background flusher: every append flushes itself (the durability contract), and a
+        // flusher thread writing (segment cleaning) while the writer is paused on a full disk
+        // would meet ENOSPC there, after which sled refuses every write: the ledger could never
+        // resume in place (seen under load in tests/storage_faults.rs).
+        let db = open_sled(&sled::Config::new().path(path).flush_every_ms(None))?;
         SledLog::open_db(db)
     }
 

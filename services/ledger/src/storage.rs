@@ -9,8 +9,11 @@
 //! one until it is reopened (the outcome of the failed batch is unknown), so the only way to
 //! pause and resume in place is never to let it fail. The writer pauses *before* deciding a
 //! batch, holds it unacknowledged, and retries with backoff; the reserve also leaves the
-//! projector's store room for the events already committed. A write that fails anyway (another
-//! process filled the disk faster than the reserve) stops the ledger, crash-only.
+//! projector's store room for the events already committed. Neither store runs sled's
+//! background flusher (every append and persist flushes itself), so nothing writes while paused:
+//! a flusher that met `ENOSPC` there left sled refusing the first write after the resume (seen
+//! under load in `tests/storage_faults.rs`). A write that fails anyway (another process filled
+//! the disk faster than the reserve) stops the ledger, crash-only.
 //!
 //! Must not: write to the store.
 

@@ -56,14 +56,20 @@ impl ViewStore {
     /// # Errors
     /// The database cannot be opened (named with its path and the fix).
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
-        let db = wfl_store::open_sled(&sled::Config::new().path(path).cache_capacity(CACHE_BYTES))
-            .map_err(|e| {
-                Error::Store(format!(
-                    "cannot open the view store at {}: {e}; if it is damaged, restart with \
+        // No background flusher, as for the ledger's store (`SledLog::open`): every persist
+        // flushes itself, and a flusher meeting ENOSPC while persists are paused would leave sled
+        // refusing every later write.
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(None);
+        let db = wfl_store::open_sled(&config).map_err(|e| {
+            Error::Store(format!(
+                "cannot open the view store at {}: {e}; if it is damaged, restart with \
                      --rebuild-views (the views are re-derived from the ledger)",
-                    path.display()
-                ))
-            })?;
+                path.display()
+            ))
+        })?;
         Ok(Self {
             db,
             path: path.to_owned(),
