@@ -6,15 +6,19 @@
 //! form). So when a folded event touches a worker (names it, or corrects, links or retracts an
 //! event that named it), the tallies subtract the worker's contribution as it stood at the
 //! sequence before the event and add its contribution after it. "Before" is read from the state
-//! itself ([`At`]: every effect keeps the sequences it held between), so nothing per worker is kept
-//! beside the tallies: memory is the number of cells, bounded by orgs × sites × days × the
-//! cells' other dimensions, never by the number of events.
+//! itself ([`super::At`]: every effect keeps the sequences it held between), so nothing per
+//! worker is kept beside the tallies: memory is the number of cells, bounded by orgs × sites ×
+//! days × the cells' other dimensions, never by the number of events.
 //!
-//! Kept so far: **separations** (and temporary layoffs, as the separations view counts them) per
-//! org, site, effective day, cohort, bucket and mechanism, with the employer-influenced,
-//! position-closed and AI-attributed counts. [`At::separation_counts`] answers the separations
-//! view from them for the current state; an as-of answer, and the evidence (event ids) behind a
-//! figure, still come from the entries (`At::separations`). The property test
+//! Kept: **separations** (and temporary layoffs, as the separations view counts them) per org,
+//! site, effective day, cohort, bucket and mechanism, with the employer-influenced,
+//! position-closed and AI-attributed counts; **headcount presence** per org, profile (cohort,
+//! relationship) and site, counted by first and last day; **headcount movements** per org, day,
+//! profile and kind (hire, separation, transfer from → to); the effective **days of each org's
+//! live events** (the window views default to); and an index of the live **signal events** the
+//! hiring-signal and AI-adoption views list. Sites are interned ([`Site`]). The `*_counts`
+//! answers of [`super::At`] read them for the current state; an as-of answer, and the evidence
+//! (event ids) behind a figure, still come from the entries. The property test
 //! `the_tallies_answer_as_the_entries_do` checks both agree after every folded event.
 //!
 //! Determinism: `BTreeMap`s only, like the rest of the views.
