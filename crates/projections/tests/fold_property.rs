@@ -27,8 +27,8 @@ use wfl_domain::{
     SiteId, Source, TemporaryLayoff, WorkerHired, WorkerRef,
 };
 use wfl_projections::views::{
-    AiAdoptionView, CohortExposureView, Entry, HeadcountView, Period, PopulationIndex, Projection,
-    Query, SeparationsView, WorkerLink,
+    AiAdoptionView, AiShare, CohortExposureView, Entry, HeadcountView, Period, PopulationIndex,
+    Projection, Query, SeparationsView, WorkerLink,
 };
 use wfl_projections::Population;
 use wfl_projections::PopulationQuery;
@@ -491,16 +491,28 @@ fn fold(events: &[Event]) -> Projection {
     p
 }
 
-/// A separations view with its evidence lists emptied: the figures only.
+/// A separations view with its evidence lists emptied, after checking that each figure has one
+/// id per separation it counts (per AI-attributed one for an AI share): what a served answer's
+/// `evidence_count` says without the ids.
 fn counts_only(mut v: SeparationsView) -> SeparationsView {
+    fn ai(a: &mut AiShare) {
+        assert_eq!(
+            a.event_ids.len() as u64,
+            a.cited_by_employer + a.inferred,
+            "{a:?}"
+        );
+        a.event_ids.clear();
+    }
     for r in &mut v.rows {
+        assert_eq!(r.event_ids.len() as u64, r.count, "evidence of {r:?}");
         r.event_ids.clear();
     }
     for t in &mut v.totals {
+        assert_eq!(t.event_ids.len() as u64, t.count, "evidence of {t:?}");
         t.event_ids.clear();
-        t.ai.event_ids.clear();
+        ai(&mut t.ai);
     }
-    v.ai_attributed.event_ids.clear();
+    ai(&mut v.ai_attributed);
     v
 }
 
@@ -531,9 +543,16 @@ fn exposure_only(mut v: CohortExposureView) -> CohortExposureView {
     v
 }
 
-/// An AI adoption view with the AI-attributed separations' evidence emptied.
+/// An AI adoption view with the AI-attributed separations' evidence emptied, after checking it has
+/// one id per AI-attributed separation.
 fn ai_only(mut v: AiAdoptionView) -> AiAdoptionView {
-    v.ai_attributed_separations.event_ids.clear();
+    let a = &mut v.ai_attributed_separations;
+    assert_eq!(
+        a.event_ids.len() as u64,
+        a.cited_by_employer + a.inferred,
+        "{a:?}"
+    );
+    a.event_ids.clear();
     v
 }
 
@@ -793,8 +812,8 @@ proptest! {
             prop_assert_eq!(&restored.hiring_signals(q), &from_entries, "restored: {:?}", q);
             let expected = ai_only(p.snapshot().ai_adoption(q));
             prop_assert_eq!(&p.ai_adoption(q), &p.snapshot().ai_adoption(q), "{:?}", q);
-            prop_assert_eq!(&ai_only(p.now().ai_adoption_counts(q)), &expected, "{:?}", q);
-            prop_assert_eq!(&ai_only(restored.now().ai_adoption_counts(q)), &expected, "restored: {:?}", q);
+            prop_assert_eq!(&p.now().ai_adoption_counts(q), &expected, "{:?}", q);
+            prop_assert_eq!(&restored.now().ai_adoption_counts(q), &expected, "restored: {:?}", q);
             let expected = exposure_only(p.cohort_exposure(q));
             prop_assert_eq!(&p.now().cohort_exposure_counts(q), &expected, "{:?}", q);
             prop_assert_eq!(&restored.now().cohort_exposure_counts(q), &expected, "restored: {:?}", q);

@@ -488,7 +488,14 @@ async fn time_answers(
                 ..Default::default()
             })
             .await
-            .map_err(|s| anyhow!("as-of {seq}: {}", client::describe_status(&s)))?;
+            .map_err(|s| {
+                let at = if seq == 0 {
+                    "current".to_owned()
+                } else {
+                    format!("as-of {seq}")
+                };
+                anyhow!("{at} answer: {}", client::describe_status(&s))
+            })?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);

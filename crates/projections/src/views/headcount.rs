@@ -10,7 +10,6 @@ use super::separations::{matching, separation_cohort_key};
 use super::tally::{self, FlowCell, Presence, Tallies};
 use super::timeline::{self, FlowKind, Stint};
 use super::{cohort_key, ratio, spans, At, Period, Query};
-use crate::classify::Mechanism;
 use crate::PopulationQuery;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -304,13 +303,9 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountV
         rows: Vec::new(),
         reconciles: true,
     };
-    let span = t.date_span(q.org.as_ref());
-    let (Some(from), Some(to)) = (q.from.or(span.map(|s| s.0)), q.to.or(span.map(|s| s.1))) else {
+    let Some((from, to)) = t.date_range(q) else {
         return empty;
     };
-    if from > to {
-        return empty;
-    }
     let spans = spans(q.period, from, to);
     let site = t.sites.filter(q.site.as_ref());
     let passes = |at: &tally::Site| site.passes(*at);
@@ -498,13 +493,9 @@ pub(super) fn exposure(p: &At<'_>, q: &Query) -> CohortExposureView {
 /// The view from the tallies: the figures [`exposure`] gives for the same state, every
 /// `event_ids` empty.
 pub(super) fn exposure_counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> CohortExposureView {
-    let span = t.date_span(q.org.as_ref());
-    let (Some(from), Some(to)) = (q.from.or(span.map(|s| s.0)), q.to.or(span.map(|s| s.1))) else {
+    let Some((from, to)) = t.date_range(q) else {
         return no_exposure(as_of_sequence);
     };
-    if from > to {
-        return no_exposure(as_of_sequence);
-    }
     let site = t.sites.filter(q.site.as_ref());
     let mut steps: BTreeMap<String, Steps> = BTreeMap::new();
     for cells in of_orgs(&t.presence, q) {
@@ -522,9 +513,8 @@ pub(super) fn exposure_counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> C
         ..q.clone()
     };
     let mut reductions: BTreeMap<String, (u64, Vec<EventId>)> = BTreeMap::new();
-    for (cell, counts) in t.matching(&window) {
-        // Temporary layoffs are in the separations tally, not among reductions here.
-        if cell.bucket.is_reduction() && cell.mechanism != Some(Mechanism::TemporaryLayoff) {
+    for (cell, counts) in t.matching_separations(&window) {
+        if cell.bucket.is_reduction() {
             reductions.entry(cohort_key(cell.cohort)).or_default().0 += counts.count;
         }
     }

@@ -343,10 +343,8 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
         // Counts only (`event_ids` empty): the separations tally less temporary layoffs.
         Some(t) if counts_only => {
             let mut share = AiShare::default();
-            for (cell, counts) in t.matching(q) {
-                if cell.mechanism != Some(crate::classify::Mechanism::TemporaryLayoff) {
-                    share.add_counts(counts, None);
-                }
+            for (_, counts) in t.matching_separations(q) {
+                share.add_counts(counts, None);
             }
             share
         }

@@ -77,7 +77,7 @@ impl SiteFilter {
 }
 
 /// One cell of the separations tally, inside an org.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct SeparationCell {
     pub(super) site: Site,
     pub(super) date: Date,
@@ -346,11 +346,7 @@ impl Tallies {
         if !c.separations.is_empty() {
             let cells = of_org(&mut self.separations, org);
             for (cell, counts) in &c.separations {
-                let slot = if let Some(slot) = cells.get_mut(cell) {
-                    slot
-                } else {
-                    cells.entry(cell.clone()).or_default()
-                };
+                let slot = cells.entry(*cell).or_default();
                 if up {
                     slot.add(counts);
                 } else {
@@ -376,7 +372,10 @@ impl Tallies {
                     match start {
                         Some(d) => bump(&mut slot.starts, d, up),
                         None if up => slot.always += 1,
-                        None => slot.always -= 1,
+                        None => {
+                            debug_assert!(slot.always > 0, "a tally went below zero");
+                            slot.always = slot.always.saturating_sub(1);
+                        }
                     }
                     if let Some(d) = end {
                         bump(&mut slot.ends, d, up);
@@ -399,14 +398,20 @@ impl Tallies {
         }
     }
 
-    /// The first and last effective days of the live events of `org` (every org: `None`).
-    pub(super) fn date_span(&self, org: Option<&OrgId>) -> Option<(Date, Date)> {
-        let orgs: Box<dyn Iterator<Item = &BTreeMap<Date, u64>>> = match org {
+    /// The window a view of `q` covers: its `from` and `to`, else the first and last effective
+    /// days of the live events of its org (every org without one); `None` when empty. What
+    /// `At::date_range` gives from the entries.
+    pub(super) fn date_range(&self, q: &Query) -> Option<(Date, Date)> {
+        let orgs: Box<dyn Iterator<Item = &BTreeMap<Date, u64>>> = match &q.org {
             Some(org) => Box::new(self.dates.get(org).into_iter()),
             None => Box::new(self.dates.values()),
         };
-        orgs.filter_map(|d| Some((*d.first_key_value()?.0, *d.last_key_value()?.0)))
-            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+        let span = orgs
+            .filter_map(|d| Some((*d.first_key_value()?.0, *d.last_key_value()?.0)))
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+        let from = q.from.or(span.map(|s| s.0))?;
+        let to = q.to.or(span.map(|s| s.1))?;
+        (from <= to).then_some((from, to))
     }
 
     /// The cells of the orgs `q` asks about that match its site, window and cohort.
@@ -424,6 +429,16 @@ impl Tallies {
                 && q.in_window(cell.date)
                 && q.cohort.is_none_or(|c| cell.cohort == Some(c))
         })
+    }
+
+    /// [`Self::matching`] without the temporary layoffs: the separations proper (what the
+    /// entries' `separations::matching` gives).
+    pub(super) fn matching_separations<'a>(
+        &'a self,
+        q: &'a Query,
+    ) -> impl Iterator<Item = (&'a SeparationCell, &'a SeparationCounts)> + 'a {
+        self.matching(q)
+            .filter(|(cell, _)| cell.mechanism != Some(Mechanism::TemporaryLayoff))
     }
 }
 
