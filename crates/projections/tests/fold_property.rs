@@ -12,7 +12,10 @@
 //!     period opens where the previous one closed;
 //! (d) against the ledger's own model: final headcount and live separations agree;
 //! (e) the tallies kept at fold time answer the separations view exactly as the entries do,
-//!     after every folded event, after a keyed restore, and for every query.
+//!     after every folded event, after a keyed restore, and for every query;
+//! (f) the tallies as of any sequence (a snapshot moved over the events between) answer as a
+//!     fresh fold of that prefix does, whatever the snapshot spacing, with or without the
+//!     snapshots a fold takes (a restored state has none).
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -817,6 +820,51 @@ proptest! {
             let expected = exposure_only(p.cohort_exposure(q));
             prop_assert_eq!(&p.now().cohort_exposure_counts(q), &expected, "{:?}", q);
             prop_assert_eq!(&restored.now().cohort_exposure_counts(q), &expected, "restored: {:?}", q);
+        }
+    }
+
+    /// Cheap as-of from the tallies: snapshots every `every` sequences (taken by the fold, or,
+    /// after a restore, built on the way by the first answers), moved to any sequence, give the
+    /// counts a fresh fold of that prefix gives from its entries, for every view and query.
+    #[test]
+    fn the_tallies_as_of_n_answer_as_a_fresh_fold_of_the_first_n(
+        choices in choices(),
+        every in 1u64..12,
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 1..4),
+    ) {
+        let g = Generator::run(&choices);
+        let mut folded = Projection::new();
+        folded.keep_snapshots_every(every);
+        for (i, e) in g.events.iter().enumerate() {
+            folded.apply(i as u64 + 1, e);
+        }
+        prop_assert_eq!(folded.tally_snapshots() as u64, g.events.len() as u64 / every);
+        let c = folded.take_changes();
+        let mut restored = Projection::restore(c.last_sequence, c.entries, c.links);
+        restored.keep_snapshots_every(every);
+        prop_assert_eq!(restored.tally_snapshots(), 0);
+        let all = queries();
+        for cut in cuts {
+            let n = cut.index(g.events.len() + 1);
+            let fresh = fold(&g.events[..n]);
+            for p in [&folded, &restored] {
+                for q in all.iter().step_by(3) {
+                    let (seps, heads, exposure, ai, hiring) = p.read_at(n as u64, |at| {
+                        (
+                            at.separation_counts(q),
+                            at.headcount_counts(q),
+                            at.cohort_exposure_counts(q),
+                            at.ai_adoption_counts(q),
+                            at.hiring_signals(q),
+                        )
+                    });
+                    prop_assert_eq!(seps, counts_only(fresh.separations(q)), "at {}: {:?}", n, q);
+                    prop_assert_eq!(heads, headcount_only(fresh.headcount(q)), "at {}: {:?}", n, q);
+                    prop_assert_eq!(exposure, exposure_only(fresh.cohort_exposure(q)), "at {}: {:?}", n, q);
+                    prop_assert_eq!(ai, ai_only(fresh.ai_adoption(q)), "at {}: {:?}", n, q);
+                    prop_assert_eq!(hiring, fresh.hiring_signals(q), "at {}: {:?}", n, q);
+                }
+            }
         }
     }
 

@@ -196,6 +196,7 @@ impl Node {
             packs: packs.to_vec(),
             rebuild_views,
             // `wfl up`'s defaults.
+            view_snapshot_events: wfl_projections::views::DEFAULT_SNAPSHOT_EVERY,
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
             min_free_bytes: wfl_ledger::DEFAULT_MIN_FREE_BYTES,
@@ -423,8 +424,8 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
 
     let channel = client::connect(&node.grpc).await?;
     let mut views = pb::views_client::ViewsClient::new(channel).max_decoding_message_size(64 << 20);
-    // as-of answers at spread sequences (read from the entries), then as many current ones
-    // (from the tallies): Separations of the org, p50 and max in milliseconds.
+    // as-of answers at spread sequences (a tally snapshot moved to each), then as many current
+    // ones (the current tallies): Separations of the org, p50 and max in milliseconds.
     let n = config.as_of_queries as u64;
     let as_of: Vec<u64> = (1..=n).map(|k| (head * k / (n + 1)).max(1)).collect();
     (report.as_of_p50_ms, report.as_of_max_ms) = time_answers(&mut views, org, &as_of).await?;

@@ -183,6 +183,10 @@ enum Command {
         /// Discard the stored views and fold the whole ledger again.
         #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
         rebuild_views: bool,
+        /// Snapshot the view tallies every this many sequences: an as-of answer then folds at
+        /// most this many events; memory holds one snapshot per this many events.
+        #[arg(long, env = "WFL_VIEW_SNAPSHOT_EVENTS", default_value_t = wfl_projections::views::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+        view_snapshot_events: u64,
         /// Cut a signed checkpoint every this many committed events...
         #[arg(long, env = "WFL_CHECKPOINT_EVERY_EVENTS", default_value_t = 1000)]
         checkpoint_every_events: u64,
@@ -486,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nats_auth,
             rulepacks,
             rebuild_views,
+            view_snapshot_events,
             checkpoint_every_events,
             checkpoint_interval_secs,
             min_free_mb,
@@ -519,6 +524,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nats_auth: nats_auth.bus_config(true)?.auth,
                     packs,
                     rebuild_views,
+                    view_snapshot_events,
                     checkpoint_every_events: checkpoint_every_events.max(1),
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),

@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub packs: Vec<wfl_projector::RulePack>,
     /// Discard the stored views and fold the ledger again from sequence 1.
     pub rebuild_views: bool,
+    /// Snapshot the view tallies every this many sequences (as-of answers).
+    pub view_snapshot_events: u64,
     /// Cut a signed checkpoint every this many events ...
     pub checkpoint_every_events: u64,
     /// ... or this often while events are not yet covered by one.
@@ -118,6 +120,7 @@ pub async fn run(
             ledger_addr,
             persist_every: 1000,
             rebuild: config.rebuild_views,
+            snapshot_every: config.view_snapshot_events,
             // Half the ledger's reserve: the ledger pauses first, the views still persist
             // what it has committed.
             min_free_bytes: config.min_free_bytes / 2,

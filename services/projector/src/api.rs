@@ -63,10 +63,13 @@ impl ViewsApi {
     /// `as_of.sequence`, or (with a recorded-at bound) a fresh fold of the ledger's events recorded
     /// by then. A sequence the projector has not reached yet is waited for (up to
     /// [`READ_YOUR_WRITES`]), so a client can pass the sequence its `Record` returned and read its
-    /// own writes.
+    /// own writes. With `tallied`, an as-of answer gets the tallies of its sequence (a snapshot
+    /// moved over at most the snapshot spacing: `Projection::read_at`), which the `*_counts`
+    /// answers read; without, it reads the entries only.
     async fn with_projection<T>(
         &self,
         as_of: AsOf,
+        tallied: bool,
         f: impl FnOnce(&At<'_>) -> T,
     ) -> Result<(u64, T), Status> {
         let wait_for = as_of.sequence.max(as_of.min_sequence);
@@ -86,11 +89,15 @@ impl ViewsApi {
         }
         let current = self.shared.projection.read().await;
         if as_of.recorded_at_micros == 0 {
-            let at = if as_of.sequence == 0 {
-                current.now()
+            let sequence = if as_of.sequence == 0 {
+                current.last_sequence()
             } else {
-                current.at(as_of.sequence)
+                as_of.sequence
             };
+            if tallied {
+                return Ok(current.read_at(sequence, |at| (at.last_sequence(), f(at))));
+            }
+            let at = current.at(sequence);
             return Ok((at.last_sequence(), f(&at)));
         }
         drop(current);
@@ -104,6 +111,7 @@ impl ViewsApi {
         &self,
         caller: &wfl_auth::Caller,
         mut r: pb::ViewRequest,
+        tallied: bool,
         view: fn(&At<'_>, &Query) -> T,
     ) -> Result<Response<pb::ViewResponse>, Status> {
         r.org_id = caller.single_org("org_id", r.org_id)?;
@@ -116,7 +124,9 @@ impl ViewsApi {
                 "as_of_recorded_at_micros",
             )?
         };
-        let (seq, v) = self.with_projection(as_of, |p| view(p, &q)).await?;
+        let (seq, v) = self
+            .with_projection(as_of, tallied, |p| view(p, &q))
+            .await?;
         let hash = self.hash_at(seq).await?;
         let root = self.root_at(seq).await;
         let mut response = view_response(seq, hash, &v);
@@ -336,7 +346,7 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), true, |p, q| {
             p.separation_counts(q)
         })
         .await
@@ -346,7 +356,7 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), true, |p, q| {
             p.headcount_counts(q)
         })
         .await
@@ -356,7 +366,7 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), true, |p, q| {
             p.cohort_exposure_counts(q)
         })
         .await
@@ -366,7 +376,7 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), false, |p, q| {
             p.hiring_signals(q)
         })
         .await
@@ -376,7 +386,7 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
-        self.view(&wfl_auth::caller(&r)?, r.into_inner(), |p, q| {
+        self.view(&wfl_auth::caller(&r)?, r.into_inner(), true, |p, q| {
             p.ai_adoption_counts(q)
         })
         .await
@@ -396,7 +406,7 @@ impl pb::views_server::Views for ViewsApi {
             "as_of_recorded_at_micros",
         )?;
         let (seq, (as_of, statuses)) = self
-            .with_projection(bound, |p| {
+            .with_projection(bound, false, |p| {
                 thresholds::evaluate(p, &request, &self.shared.packs)
             })
             .await?;
@@ -438,6 +448,7 @@ impl pb::views_server::Views for ViewsApi {
                     r.as_of_recorded_at_micros,
                     "as_of_recorded_at_micros",
                 )?,
+                false,
                 |p| p.explain(&ids),
             )
             .await?;
@@ -510,7 +521,7 @@ impl ViewsApi {
                 let page: Vec<wfl_domain::EventId> =
                     ids.iter().skip(offset).take(size).copied().collect();
                 let (seq, events) = self
-                    .with_projection(as_of, move |p| p.explain(&page))
+                    .with_projection(as_of, false, move |p| p.explain(&page))
                     .await?;
                 (seq, (ids.len(), events))
             }
@@ -518,7 +529,7 @@ impl ViewsApi {
                 let name = figure.view.clone();
                 let path = figure.path.clone();
                 let (seq, found) = self
-                    .with_projection(as_of, move |p| {
+                    .with_projection(as_of, false, move |p| {
                         let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
                         let pointer = if path == "/" { "" } else { path.as_str() };
                         let ids: Vec<wfl_domain::EventId> = view

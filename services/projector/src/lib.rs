@@ -105,6 +105,10 @@ pub struct Config {
     pub persist_every: u64,
     /// Discard the stored state and fold the ledger again from sequence 1.
     pub rebuild: bool,
+    /// Snapshot the view tallies every this many sequences: an as-of answer folds at most this
+    /// many events' workers, memory holds one snapshot per this many events
+    /// ([`wfl_projections::views::DEFAULT_SNAPSHOT_EVERY`] by default).
+    pub snapshot_every: u64,
     /// Persisting pauses (the views keep folding in memory and answering) while the view store's
     /// directory has less free space than this.
     pub min_free_bytes: u64,
@@ -226,6 +230,8 @@ impl Projector {
         } else {
             store.load()?
         };
+        let mut projection = projection;
+        projection.keep_snapshots_every(config.snapshot_every);
         tracing::info!(
             packs = packs.len(),
             checkpoint = projection.last_sequence(),

@@ -49,6 +49,7 @@ pub use signals::{
     AiAdoptionView, AiToolRow, AiUsageRow, ExternalTarget, GraduateIntakeRow, HiringPauseRow,
     HiringSignalsView, RolesAutomated,
 };
+pub use tally::DEFAULT_SNAPSHOT_EVERY;
 
 use crate::classify::{classify, Classification};
 use serde::{Deserialize, Serialize};
@@ -306,10 +307,11 @@ pub struct Projection {
     /// `last_sequence` at the last [`Projection::take_changes`] (or [`Projection::restore`]).
     #[serde(skip)]
     taken: u64,
-    /// Aggregates kept at fold time ([`tally`]). `None` in a state that does not keep them (a
-    /// deserialised copy, a [`Projection::snapshot`]): its answers come from the entries alone.
+    /// Aggregates kept at fold time, their snapshots and indexes ([`tally::Kept`]). `None` in
+    /// a state that does not keep them (a deserialised copy, a [`Projection::snapshot`]): its
+    /// answers come from the entries alone.
     #[serde(skip)]
-    tallies: Option<Box<tally::Tallies>>,
+    tallies: Option<Box<tally::Kept>>,
 }
 
 impl PartialEq for Projection {
@@ -601,12 +603,58 @@ impl Projection {
         ) {
             self.settle(sequence, id);
         }
-        if let Some(mut tallies) = self.tallies.take() {
+        if let Some(mut kept) = self.tallies.take() {
             let touched = &self.dirty[mark..];
             let workers = self.workers_named(touched);
-            tallies.update(self, before, workers.iter().map(|(o, w)| (*o, *w)), touched);
-            self.tallies = Some(tallies);
+            kept.now.move_to(
+                self,
+                before,
+                sequence,
+                workers.iter().map(|(o, w)| (*o, *w)),
+                touched,
+            );
+            kept.by_sequence.push((sequence, id));
+            if self
+                .entries
+                .get(&id)
+                .is_some_and(|e| tally::is_signal(&e.original))
+            {
+                kept.signals.insert(id);
+            }
+            kept.folded(before, sequence);
+            self.tallies = Some(kept);
         }
+    }
+
+    /// Every entry added or changed between sequences `a` and `b` (either order): the events
+    /// folded after the lower and up to the higher (`by_sequence`), and every event they act
+    /// on, and those act on, in any payload they ever had (a superset of what the fold marked
+    /// changed over those events, which is what [`tally::Tallies::move_to`] needs). Sorted.
+    fn touched_between(&self, by_sequence: &[(u64, EventId)], a: u64, b: u64) -> Vec<EventId> {
+        let (lo, hi) = (a.min(b), a.max(b));
+        let start = by_sequence.partition_point(|(s, _)| *s <= lo);
+        let mut work: Vec<EventId> = by_sequence[start..]
+            .iter()
+            .take_while(|(s, _)| *s <= hi)
+            .map(|(_, id)| *id)
+            .collect();
+        let mut out = BTreeSet::new();
+        while let Some(id) = work.pop() {
+            if !out.insert(id) {
+                continue;
+            }
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            let payloads =
+                std::iter::once(&e.original).chain(e.corrections.0.iter().map(|h| &h.value.1));
+            work.extend(
+                payloads
+                    .filter_map(effect_target)
+                    .filter(|t| !out.contains(t)),
+            );
+        }
+        out.into_iter().collect()
     }
 
     /// Every (org, worker) the entries `ids` name, in any payload they ever had (the original
@@ -671,8 +719,44 @@ impl Projection {
             taken: last_sequence,
             tallies: None,
         };
-        p.tallies = Some(Box::new(tally::Tallies::of(&p)));
+        p.tallies = Some(Box::new(tally::Kept::of(&p, tally::DEFAULT_SNAPSHOT_EVERY)));
         p
+    }
+
+    /// Snapshots the tallies every `every` sequences from now on (default
+    /// [`DEFAULT_SNAPSHOT_EVERY`]): an as-of answer then costs at most the fold of that
+    /// many events' workers, and memory holds one snapshot (the size of the current tallies)
+    /// per `every` events of history. Snapshots taken at another spacing are dropped.
+    pub fn keep_snapshots_every(&mut self, every: u64) {
+        if let Some(kept) = self.tallies.as_deref_mut() {
+            kept.respace(every);
+        }
+    }
+
+    /// How many tally snapshots the projection holds (0 when it keeps no tallies).
+    #[must_use]
+    pub fn tally_snapshots(&self) -> usize {
+        self.tallies
+            .as_deref()
+            .map_or(0, tally::Kept::snapshot_count)
+    }
+
+    /// Runs `f` on the state as it stood at `sequence` ([`Self::at`]) with the tallies of that
+    /// sequence, so that its `*_counts` answers come from them: the current tallies, or a
+    /// snapshot moved over the events between it and `sequence` (at most the snapshot spacing
+    /// once the snapshot below is held). Without tallies, the answers come from the entries.
+    pub fn read_at<T>(&self, sequence: u64, f: impl FnOnce(&At<'_>) -> T) -> T {
+        let at = self.at(sequence);
+        match self.tallies.as_deref() {
+            Some(kept) if at.tallies.is_none() => {
+                let tallies = kept.at(self, at.at);
+                f(&At {
+                    tallies: Some(&tallies),
+                    ..at
+                })
+            }
+            _ => f(&at),
+        }
     }
 
     /// How many events the state holds (one entry per folded event id).
@@ -692,9 +776,15 @@ impl Projection {
     /// sequence beyond [`Self::last_sequence`] is the current state.
     #[must_use]
     pub fn at(&self, sequence: u64) -> At<'_> {
+        let at = sequence.min(self.last_sequence);
         At {
             p: self,
-            at: sequence.min(self.last_sequence),
+            at,
+            tallies: self
+                .tallies
+                .as_deref()
+                .filter(|_| at == self.last_sequence)
+                .map(|k| &k.now),
         }
     }
 
@@ -905,6 +995,17 @@ impl Projection {
     }
 }
 
+/// The earlier event a payload acts on (corrects, links or retracts), if any.
+fn effect_target(payload: &Payload) -> Option<EventId> {
+    match payload {
+        Payload::EventCorrected(c) => Some(c.original_event_id),
+        Payload::PositionBackfilled(p) => p.linked_separation_id,
+        Payload::PositionClosed(p) => p.linked_separation_id,
+        Payload::EventRetracted(r) => Some(r.original_event_id),
+        _ => None,
+    }
+}
+
 /// Records that event `id` (folded at `sequence`) names the worker `payload` acts on, if any, and
 /// queues the new link for the next persist.
 fn index_worker(
@@ -966,6 +1067,9 @@ mod shared_entries {
 pub struct At<'a> {
     p: &'a Projection,
     at: u64,
+    /// The tallies of sequence `at`, when the projection keeps them (the current ones, or an
+    /// as-of copy given by [`Projection::read_at`]).
+    tallies: Option<&'a tally::Tallies>,
 }
 
 /// An entry read at a sequence: its payload, link and liveness as they stood then.
@@ -1049,25 +1153,23 @@ impl<'a> At<'a> {
     /// The live events the signal views list: from the tallies' index when it can, else every
     /// live entry (the views filter by kind either way). In id order, like [`Self::live`].
     fn signal_entries(&self) -> Box<dyn Iterator<Item = (&'a EventId, EntryAt<'a>)> + 'a> {
-        match self.tallies() {
-            Some(t) => {
+        match self.p.tallies.as_deref() {
+            Some(kept) => {
                 let at = self.at;
                 let p = self.p;
-                Box::new(t.signals.iter().filter_map(move |id| {
+                Box::new(kept.signals.iter().filter_map(move |id| {
                     let (id, e) = p.entries.get_key_value(id)?;
-                    Some((id, EntryAt { e, at }))
+                    let e = EntryAt { e, at };
+                    (e.sequence <= at && e.live()).then_some((id, e))
                 }))
             }
             None => Box::new(self.live()),
         }
     }
 
-    /// The tallies, when this reads the current state of a projection that keeps them.
+    /// The tallies of this sequence, when there are (see [`Projection::read_at`]).
     fn tallies(&self) -> Option<&'a tally::Tallies> {
-        self.p
-            .tallies
-            .as_deref()
-            .filter(|_| self.at == self.p.last_sequence)
+        self.tallies
     }
 
     /// The figures of [`Self::cohort_exposure`] without their evidence (every `event_ids`

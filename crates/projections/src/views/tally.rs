@@ -28,6 +28,7 @@ use super::timeline::{self, FlowKind};
 use super::{Entry, EntryAt, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use wfl_domain::{
     AiAttribution, Cohort, Date, EmploymentRelationship, EventId, OrgId, Payload, SiteId, WorkerRef,
 };
@@ -145,15 +146,172 @@ pub(super) struct Tallies {
     pub(super) flows: BTreeMap<OrgId, BTreeMap<(Date, Group, FlowCell), u64>>,
     /// The effective days of the live events of each org, counted (the span views default to).
     pub(super) dates: BTreeMap<OrgId, BTreeMap<Date, u64>>,
-    /// The live events the hiring-signal and AI-adoption views list (pauses, resumptions,
-    /// graduate intake, AI usage, tools, automated roles), by id: those views read these, not
-    /// every entry.
-    pub(super) signals: BTreeSet<EventId>,
     /// The sites named in the cells above.
     pub(super) sites: Sites,
 }
 
-/// The kinds [`Tallies::signals`] holds (a correction never changes an event's kind).
+/// How many sequences apart [`Kept`] snapshots the tallies when nothing else is said
+/// ([`Projection::keep_snapshots_every`]).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100_000;
+
+/// What a projection keeps beside its entries so that answers cost what their figures cost
+/// (never stored: [`Projection::restore`] rebuilds it): the tallies of the current state,
+/// snapshots of them every `every` sequences for as-of answers, the ids of every signal event,
+/// and every folded event's id by sequence.
+#[derive(Debug)]
+pub(super) struct Kept {
+    /// The tallies of the current state, moved by every folded event.
+    pub(super) now: Tallies,
+    /// Every folded event of a kind the signal views list, live or not (readers check liveness
+    /// at the sequence they read): what the hiring-signal and AI-adoption views read instead of
+    /// every entry.
+    pub(super) signals: BTreeSet<EventId>,
+    /// Every folded event's (sequence, id), ascending: the events between two sequences.
+    pub(super) by_sequence: Vec<(u64, EventId)>,
+    /// The snapshot spacing, in sequences.
+    pub(super) every: u64,
+    /// The tallies at multiples of `every`, by the sequence they reflect: the fold takes one
+    /// each time it passes a multiple, an as-of answer takes any it lacks on its way (after a
+    /// restart there are none below the checkpoint until asked for). Shared with readers, who
+    /// hold only the projection's read guard.
+    snapshots: Mutex<BTreeMap<u64, Arc<Tallies>>>,
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Self {
+            now: Tallies::default(),
+            signals: BTreeSet::new(),
+            by_sequence: Vec::new(),
+            every: DEFAULT_SNAPSHOT_EVERY,
+            snapshots: Mutex::default(),
+        }
+    }
+}
+
+impl Clone for Kept {
+    fn clone(&self) -> Self {
+        Self {
+            now: self.now.clone(),
+            signals: self.signals.clone(),
+            by_sequence: self.by_sequence.clone(),
+            every: self.every,
+            snapshots: Mutex::new(self.snapshots().clone()),
+        }
+    }
+}
+
+impl Kept {
+    /// Everything kept for the whole current state of `p` (at start, after a restore): no
+    /// snapshot yet.
+    pub(super) fn of(p: &Projection, every: u64) -> Self {
+        let mut by_sequence: Vec<(u64, EventId)> =
+            p.entries.iter().map(|(id, e)| (e.sequence, *id)).collect();
+        by_sequence.sort_unstable();
+        Self {
+            now: Tallies::of(p),
+            signals: p
+                .entries
+                .iter()
+                .filter(|(_, e)| is_signal(&e.original))
+                .map(|(id, _)| *id)
+                .collect(),
+            by_sequence,
+            every: every.max(1),
+            snapshots: Mutex::default(),
+        }
+    }
+
+    fn snapshots(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Tallies>>> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After the fold moved [`Self::now`] from `before` to `now`: a snapshot when that passed a
+    /// multiple of `every`.
+    pub(super) fn folded(&mut self, before: u64, now: u64) {
+        if before / self.every != now / self.every {
+            let snapshot = Arc::new(self.now.clone());
+            self.snapshots
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(now, snapshot);
+        }
+    }
+
+    /// Snapshots every `every` sequences from now on; those taken at another spacing go.
+    pub(super) fn respace(&mut self, every: u64) {
+        let every = every.max(1);
+        if every != self.every {
+            self.every = every;
+            self.snapshots
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+
+    /// How many snapshots are held (for the memory the operator pays per `every`).
+    pub(super) fn snapshot_count(&self) -> usize {
+        self.snapshots().len()
+    }
+
+    /// The tallies as they stood at sequence `at` (below `p`'s last): the nearest snapshot (or
+    /// the current tallies, or the empty ones of sequence 0) moved over the events between.
+    /// When that is further than `every`, the snapshot at the multiple of `every` below `at` is
+    /// built first and kept, so later answers near it cost at most `every` events.
+    pub(super) fn at(&self, p: &Projection, at: u64) -> Arc<Tallies> {
+        let mut snapshots = self.snapshots();
+        self.at_locked(p, &mut snapshots, at)
+    }
+
+    fn at_locked(
+        &self,
+        p: &Projection,
+        snapshots: &mut BTreeMap<u64, Arc<Tallies>>,
+        at: u64,
+    ) -> Arc<Tallies> {
+        if let Some(t) = snapshots.get(&at) {
+            return Arc::clone(t);
+        }
+        let empty = Tallies::default();
+        let mut bases: Vec<(u64, &Tallies)> = vec![(0, &empty), (p.last_sequence, &self.now)];
+        bases.extend(snapshots.range(..at).next_back().map(|(s, t)| (*s, &**t)));
+        bases.extend(snapshots.range(at..).next().map(|(s, t)| (*s, &**t)));
+        let (from, base) = bases
+            .into_iter()
+            .min_by_key(|(s, _)| s.abs_diff(at))
+            .expect("never empty");
+        let grid = at / self.every * self.every;
+        if from.abs_diff(at) > self.every && grid != at && grid > 0 {
+            let at_grid = self.at_locked(p, snapshots, grid);
+            return Arc::new(moved(p, &self.by_sequence, &at_grid, grid, at));
+        }
+        let t = Arc::new(moved(p, &self.by_sequence, base, from, at));
+        if at % self.every == 0 {
+            snapshots.insert(at, Arc::clone(&t));
+        }
+        t
+    }
+}
+
+/// `base`, the tallies at sequence `from`, moved to sequence `to`.
+fn moved(
+    p: &Projection,
+    by_sequence: &[(u64, EventId)],
+    base: &Tallies,
+    from: u64,
+    to: u64,
+) -> Tallies {
+    let mut t = base.clone();
+    let touched = p.touched_between(by_sequence, from, to);
+    let workers = p.workers_named(&touched);
+    t.move_to(p, from, to, workers.iter().map(|(o, w)| (*o, *w)), &touched);
+    t
+}
+
+/// The kinds [`Kept::signals`] holds (a correction never changes an event's kind).
 pub(super) fn is_signal(p: &Payload) -> bool {
     matches!(
         p,
@@ -269,22 +427,22 @@ impl Tallies {
                 t.apply(org, &c, true);
             }
         }
-        for (id, e) in p.entries.iter().filter(|(_, e)| e.live_at(p.last_sequence)) {
+        for e in p.entries.values().filter(|e| e.live_at(p.last_sequence)) {
             bump(of_org(&mut t.dates, &e.org_id), &e.effective_date, true);
-            if is_signal(&e.original) {
-                t.signals.insert(*id);
-            }
         }
         t
     }
 
-    /// Moves the tallies from the state at sequence `before` to the current one, for the
-    /// workers an event touched and the entries it added or changed (`touched`, may repeat):
-    /// every other worker's contribution and entry's liveness is unchanged.
-    pub(super) fn update<'w>(
+    /// Moves the tallies from the state at sequence `from` to the state at sequence `to` (either
+    /// way), given the entries added or changed between them (`touched`, may repeat) and the
+    /// workers those name (`workers`): every other worker's contribution and entry's liveness
+    /// is the same at both. The fold moves them one event forward; an as-of answer moves a
+    /// snapshot to the sequence asked about ([`Kept::at`]).
+    pub(super) fn move_to<'w>(
         &mut self,
         p: &Projection,
-        before: u64,
+        from: u64,
+        to: u64,
         workers: impl IntoIterator<Item = (&'w OrgId, &'w WorkerRef)>,
         touched: &[EventId],
     ) {
@@ -297,19 +455,13 @@ impl Tallies {
             old.clear();
             new.clear();
             lookup(p, ids, &mut entries);
-            // A worker first named by this event contributed nothing before it.
-            if ids.first().is_some_and(|(s, _)| *s <= before) {
-                contribution(p, before, org, worker, &entries, &mut self.sites, &mut old);
+            // A worker not named yet at a sequence contributes nothing there.
+            if ids.first().is_some_and(|(s, _)| *s <= from) {
+                contribution(p, from, org, worker, &entries, &mut self.sites, &mut old);
             }
-            contribution(
-                p,
-                p.last_sequence,
-                org,
-                worker,
-                &entries,
-                &mut self.sites,
-                &mut new,
-            );
+            if ids.first().is_some_and(|(s, _)| *s <= to) {
+                contribution(p, to, org, worker, &entries, &mut self.sites, &mut new);
+            }
             if old != new {
                 self.apply(org, &old, false);
                 self.apply(org, &new, true);
@@ -318,20 +470,10 @@ impl Tallies {
         let mut seen: Vec<&EventId> = touched.iter().collect();
         seen.sort_unstable();
         seen.dedup();
-        for (id, e) in seen
-            .into_iter()
-            .filter_map(|id| Some((id, p.entries.get(id)?)))
-        {
-            let was = e.sequence <= before && e.live_at(before);
-            let is = e.live_at(p.last_sequence);
+        for e in seen.into_iter().filter_map(|id| p.entries.get(id)) {
+            let was = e.sequence <= from && e.live_at(from);
+            let is = e.sequence <= to && e.live_at(to);
             if was != is {
-                if is_signal(&e.original) {
-                    if is {
-                        self.signals.insert(*id);
-                    } else {
-                        self.signals.remove(id);
-                    }
-                }
                 let dates = of_org(&mut self.dates, &e.org_id);
                 bump(dates, &e.effective_date, is);
                 if dates.is_empty() {

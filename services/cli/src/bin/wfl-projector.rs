@@ -40,6 +40,10 @@ struct Args {
     /// Discard the stored views and fold the whole ledger again.
     #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
     rebuild_views: bool,
+    /// Snapshot the view tallies every this many sequences: an as-of answer then folds at most
+    /// this many events; memory holds one snapshot per this many events.
+    #[arg(long, env = "WFL_VIEW_SNAPSHOT_EVENTS", default_value_t = wfl_projections::views::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+    view_snapshot_events: u64,
     /// Pause persisting the views (they keep answering from memory; health NOT_SERVING) while
     /// the data directory has less than this many MiB free; it resumes by itself.
     #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = 64)]
@@ -93,6 +97,7 @@ async fn run() -> anyhow::Result<()> {
             ledger_addr: args.ledger,
             persist_every: 1000,
             rebuild: args.rebuild_views,
+            snapshot_every: args.view_snapshot_events,
             min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
             ledger_credentials,
         },
