@@ -70,6 +70,19 @@ pub struct ViewsReport {
     pub current_p50_ms: f64,
     #[serde(default)]
     pub current_max_ms: f64,
+    /// A restart of the node on its stored views: seconds from start until the views answer at
+    /// the head again (reading every stored entry back, rebuilding the tallies).
+    #[serde(default)]
+    pub restart_s: f64,
+    /// The first `as_of_sequence` answer after that restart (no tally snapshot is held below the
+    /// checkpoint then: it builds the one it needs), milliseconds.
+    #[serde(default)]
+    pub restart_first_as_of_ms: f64,
+    /// The other as-of answers after the restart (the same sequences as before), p50 and max.
+    #[serde(default)]
+    pub restart_as_of_p50_ms: f64,
+    #[serde(default)]
+    pub restart_as_of_max_ms: f64,
     /// Fold of the whole ledger from sequence 1 after `--rebuild-views` (Subscribe, fold, persist).
     pub catchup_events_per_s: f64,
     /// The same fold timed from the first event folded (node start and `--rebuild-views`'s clear
@@ -133,6 +146,8 @@ impl ViewsReport {
              RSS peak (whole node + loader)       {:.0} MiB\n\
              as-of answer p50 / max               {:.1} ms / {:.1} ms\n\
              current answer p50 / max             {:.1} ms / {:.1} ms\n\
+             restart on the stored views          {:.1} s\n\
+             as-of after it: first, p50 / max     {:.1} ms, {:.1} ms / {:.1} ms\n\
              catch-up from sequence 1             {:.0} events/s\n\
              ... from the first event folded      {:.0} events/s\n\
              ... until persisted too              {:.0} events/s\n\
@@ -154,6 +169,10 @@ impl ViewsReport {
             self.as_of_max_ms,
             self.current_p50_ms,
             self.current_max_ms,
+            self.restart_s,
+            self.restart_first_as_of_ms,
+            self.restart_as_of_p50_ms,
+            self.restart_as_of_max_ms,
             self.catchup_events_per_s,
             self.catchup_fold_events_per_s,
             self.catchup_persisted_events_per_s,
@@ -431,6 +450,20 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     (report.as_of_p50_ms, report.as_of_max_ms) = time_answers(&mut views, org, &as_of).await?;
     (report.current_p50_ms, report.current_max_ms) =
         time_answers(&mut views, org, &vec![0; as_of.len()]).await?;
+    node.stop().await?;
+
+    // A restart on the stored views, then the same as-of answers (the first builds the tally
+    // snapshot it needs: none is held below the checkpoint after a restart).
+    let started = Instant::now();
+    let node = Node::start(config, false).await?;
+    node.caught_up(head).await?;
+    report.restart_s = started.elapsed().as_secs_f64();
+    let channel = client::connect(&node.grpc).await?;
+    let mut views = pb::views_client::ViewsClient::new(channel).max_decoding_message_size(64 << 20);
+    let (first, rest) = as_of.split_at(as_of.len().min(1));
+    (report.restart_first_as_of_ms, _) = time_answers(&mut views, org, first).await?;
+    (report.restart_as_of_p50_ms, report.restart_as_of_max_ms) =
+        time_answers(&mut views, org, rest).await?;
     node.stop().await?;
 
     report.ledger_bytes = dir_bytes(&config.data_dir.join("ledger"));

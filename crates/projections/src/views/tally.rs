@@ -23,14 +23,13 @@
 //!
 //! Determinism: `BTreeMap`s only, like the rest of the views.
 
-use super::separations::{hire_cohort, separation_cohort};
-use super::timeline::{self, FlowKind};
 use super::{Entry, EntryAt, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use wfl_domain::{
-    AiAttribution, Cohort, Date, EmploymentRelationship, EventId, OrgId, Payload, SiteId, WorkerRef,
+    AiAttribution, Cohort, Date, EmploymentRelationship, EventId, LifecycleEffect, OrgId, Payload,
+    SiteId, WorkerRef,
 };
 
 /// A site, interned: cells are keyed by this number (copied and compared without touching the
@@ -289,7 +288,7 @@ impl Kept {
             return Arc::new(moved(p, &self.by_sequence, &at_grid, grid, at));
         }
         let t = Arc::new(moved(p, &self.by_sequence, base, from, at));
-        if at % self.every == 0 {
+        if at.is_multiple_of(self.every) {
             snapshots.insert(at, Arc::clone(&t));
         }
         t
@@ -415,15 +414,7 @@ impl Tallies {
             for (worker, ids) in workers {
                 c.clear();
                 lookup(p, ids, &mut entries);
-                contribution(
-                    p,
-                    p.last_sequence,
-                    org,
-                    worker,
-                    &entries,
-                    &mut t.sites,
-                    &mut c,
-                );
+                contribution(p.last_sequence, worker, &entries, &mut t.sites, &mut c);
                 t.apply(org, &c, true);
             }
         }
@@ -457,10 +448,10 @@ impl Tallies {
             lookup(p, ids, &mut entries);
             // A worker not named yet at a sequence contributes nothing there.
             if ids.first().is_some_and(|(s, _)| *s <= from) {
-                contribution(p, from, org, worker, &entries, &mut self.sites, &mut old);
+                contribution(from, worker, &entries, &mut self.sites, &mut old);
             }
             if ids.first().is_some_and(|(s, _)| *s <= to) {
-                contribution(p, to, org, worker, &entries, &mut self.sites, &mut new);
+                contribution(to, worker, &entries, &mut self.sites, &mut new);
             }
             if old != new {
                 self.apply(org, &old, false);
@@ -595,66 +586,155 @@ fn lookup<'p>(p: &'p Projection, ids: &[(u64, EventId)], out: &mut Vec<(&'p Even
     );
 }
 
-/// What `worker` of `org` adds to the tallies, read at sequence `at` from its `entries`: one
-/// separation cell per live separation or temporary layoff whose current payload names the
-/// worker (an event corrected to name another worker counts under that one only), with the
-/// cohort the separations view gives it; and the presence intervals and movements of the
-/// worker's stints.
+/// What `worker` adds to the tallies, read at sequence `at` from its `entries`: one separation
+/// cell per live separation or temporary layoff whose current payload names the worker (an
+/// event corrected to name another worker counts under that one only), with the cohort the
+/// separations view gives it; and the presence intervals and movements of the worker's stints.
+///
+/// The stints are walked here as [`timeline::stints_from`] builds them (same rules: a live hire
+/// opens one when none is open, a separation closes it on the later of its date and the start,
+/// dropping moves on or after that day, an accepted redeployment to another site moves it on the
+/// later of its date and the last boundary), but without materialising them: sites are borrowed
+/// from the entries and interned, nothing is cloned. The property test
+/// `the_tallies_answer_as_the_entries_do` checks the two agree.
 fn contribution(
-    p: &Projection,
     at: u64,
-    org: &OrgId,
     worker: &WorkerRef,
     entries: &[(&EventId, &Entry)],
     sites: &mut Sites,
     out: &mut Contribution,
 ) {
+    /// A stint being walked.
+    struct Open<'e> {
+        start: Option<Date>,
+        site: &'e SiteId,
+        group: Group,
+        /// (date, destination), in date order.
+        moves: Vec<(Date, &'e SiteId)>,
+    }
+    impl Open<'_> {
+        fn current_site(&self) -> &SiteId {
+            self.moves.last().map_or(self.site, |m| m.1)
+        }
+    }
+    fn emit(s: &Open<'_>, end: Option<Date>, sites: &mut Sites, out: &mut Contribution) {
+        let (mut start, mut site) = (s.start, s.site);
+        for (date, to) in &s.moves {
+            out.heads.push(Head::Interval(
+                s.group,
+                sites.intern(site),
+                start,
+                Some(*date),
+            ));
+            start = Some(*date);
+            site = to;
+        }
+        out.heads
+            .push(Head::Interval(s.group, sites.intern(site), start, end));
+        if let Some(start) = s.start {
+            out.heads.push(Head::Flow(
+                start,
+                s.group,
+                FlowCell::Hire(sites.intern(s.site)),
+            ));
+        }
+        let mut from = s.site;
+        for (date, to) in &s.moves {
+            let cell = FlowCell::Transfer {
+                from: sites.intern(from),
+                to: sites.intern(to),
+            };
+            out.heads.push(Head::Flow(*date, s.group, cell));
+            from = to;
+        }
+        if let Some(end) = end {
+            let cell = FlowCell::Separation(sites.intern(s.current_site()));
+            out.heads.push(Head::Flow(end, s.group, cell));
+        }
+    }
+
     let read = || {
         entries
             .iter()
             .filter(move |(_, e)| e.sequence <= at)
             .map(move |(id, e)| (*id, EntryAt { e, at }))
+            .filter(|(_, e)| e.live())
     };
-    let mut stints = Vec::new();
-    timeline::stints_from(org, worker, read(), &mut stints);
-    for s in &stints {
-        let group = Group {
-            cohort: s.profile.cohort,
-            relationship: s.profile.relationship,
-        };
-        for (start, end, site) in s.intervals() {
-            out.heads
-                .push(Head::Interval(group, sites.intern(site), start, end));
-        }
-        for f in s.flows() {
-            let cell = match f.kind {
-                FlowKind::Hire => FlowCell::Hire(sites.intern(&f.site)),
-                FlowKind::Separation => FlowCell::Separation(sites.intern(&f.site)),
-                FlowKind::Transfer { from } => FlowCell::Transfer {
-                    from: sites.intern(&from),
-                    to: sites.intern(&f.site),
-                },
-            };
-            out.heads.push(Head::Flow(f.date, group, cell));
-        }
-    }
-    let counted = |payload: &Payload| match payload {
-        Payload::TemporaryLayoff(t) => &t.worker_ref == worker,
-        other => other.separation().is_some_and(|s| &s.worker_ref == worker),
-    };
-    let mut profiles = None;
+    // The cohort each closing separation's stint was opened with.
+    let mut closed: Vec<(EventId, Option<Cohort>)> = Vec::new();
+    let mut open: Option<Open<'_>> = None;
     for (id, e) in read() {
-        if !e.live() || !counted(e.payload()) {
+        let payload = e.payload();
+        let Some((w, effect)) = payload.worker_effect() else {
+            continue;
+        };
+        if w != worker {
             continue;
         }
+        match (effect, payload) {
+            (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
+                open = Some(Open {
+                    start: (!h.baseline).then_some(e.effective_date),
+                    site: &e.e.site_id,
+                    group: Group {
+                        cohort: h.cohort,
+                        relationship: h.employment_relationship,
+                    },
+                    moves: Vec::new(),
+                });
+            }
+            (LifecycleEffect::Separate, _) => {
+                if let Some(mut s) = open.take() {
+                    let date = s
+                        .start
+                        .map_or(e.effective_date, |st| st.max(e.effective_date));
+                    s.moves.retain(|m| m.0 < date);
+                    emit(&s, Some(date), sites, out);
+                    closed.push((*id, s.group.cohort));
+                }
+            }
+            (LifecycleEffect::Touch, Payload::InternalRedeployment(r)) => {
+                if let Some(s) = open.as_mut() {
+                    if let Some(to) = r.to_site.as_ref().filter(|_| r.accepted) {
+                        if to != s.current_site() {
+                            let boundary = s.moves.last().map(|m| m.0).or(s.start);
+                            let date =
+                                boundary.map_or(e.effective_date, |b| b.max(e.effective_date));
+                            s.moves.push((date, to));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = &open {
+        emit(s, None, sites, out);
+    }
+
+    for (id, e) in read() {
         let payload = e.payload();
         let cohort = match payload {
-            Payload::TemporaryLayoff(_) => hire_cohort(&p.at(at), org, worker, e.sequence),
-            other => other.separation().and_then(|s| {
-                let profiles =
-                    profiles.get_or_insert_with(|| timeline::separation_profiles(&stints));
-                separation_cohort(s, profiles.get(id).copied())
-            }),
+            Payload::TemporaryLayoff(t) if &t.worker_ref == worker => {
+                // The cohort of the worker's latest live hire before the layoff.
+                read()
+                    .take_while(|(_, h)| h.sequence < e.sequence)
+                    .filter_map(|(_, h)| match h.payload() {
+                        Payload::WorkerHired(h) if &h.worker_ref == worker => Some(h.cohort),
+                        _ => None,
+                    })
+                    .last()
+                    .flatten()
+            }
+            other => match other.separation() {
+                Some(s) if &s.worker_ref == worker => s.cohort.or_else(|| {
+                    closed
+                        .iter()
+                        .find(|(closing, _)| closing == id)
+                        .and_then(|(_, c)| *c)
+                }),
+                _ => continue,
+            },
         };
         let c = e.classification();
         out.separations.push((
