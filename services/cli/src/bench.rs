@@ -558,6 +558,17 @@ pub struct FoldReport {
     /// lock (the fold waits this long), milliseconds.
     #[serde(default)]
     pub watch_locked_ms: f64,
+    /// Cells of the tallies after the fold (what one as-of snapshot holds), and the snapshots
+    /// the fold took (one per `DEFAULT_SNAPSHOT_EVERY` sequences).
+    #[serde(default)]
+    pub tally_cells: u64,
+    #[serde(default)]
+    pub tally_snapshots: u64,
+    /// A Separations answer as of the sequence midway between two snapshots in the middle of
+    /// the history (the farthest an as-of answer is from a snapshot the fold took),
+    /// milliseconds.
+    #[serde(default)]
+    pub as_of_tallies_ms: f64,
 }
 
 impl FoldReport {
@@ -571,7 +582,9 @@ impl FoldReport {
              fold (Projection::apply)              {:.0} events/s\n\
              take changes + encode (per 1,000)     {:.0} events/s\n\
              RSS growth per folded event           {:.0} B\n\
-             threshold watch over the final state  {:.1} ms ({:.1} ms of it holding the lock)\n",
+             threshold watch over the final state  {:.1} ms ({:.1} ms of it holding the lock)\n\
+             tally cells (one snapshot) / snapshots {} / {}\n\
+             as-of tallies, midway between two      {:.1} ms\n",
             self.events,
             self.decode_events_per_s,
             self.fold_events_per_s,
@@ -579,6 +592,9 @@ impl FoldReport {
             self.rss_bytes_per_event,
             self.watch_ms,
             self.watch_locked_ms,
+            self.tally_cells,
+            self.tally_snapshots,
+            self.as_of_tallies_ms,
         )
     }
 }
@@ -655,8 +671,20 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
     let watch_ms = t.elapsed().as_secs_f64() * 1e3;
     let watch_locked_ms = locked.as_secs_f64() * 1e3;
 
+    let every = wfl_projections::views::DEFAULT_SNAPSHOT_EVERY;
+    let midway = (decoded.len() as u64 / every / 2) * every + every / 2;
+    let t = Instant::now();
+    let answer = p.read_at(midway, |at| {
+        at.separation_counts(&wfl_projections::views::Query::default())
+    });
+    std::hint::black_box(answer);
+    let as_of_tallies_ms = t.elapsed().as_secs_f64() * 1e3;
+
     let n = decoded.len() as f64;
     Ok(FoldReport {
+        tally_cells: p.tally_cells() as u64,
+        tally_snapshots: p.tally_snapshots() as u64,
+        as_of_tallies_ms,
         events: decoded.len() as u64,
         decode_events_per_s: n / decode_s,
         fold_events_per_s: n / fold_s,

@@ -733,6 +733,13 @@ impl Projection {
         }
     }
 
+    /// How many cells the current tallies hold (0 when it keeps none): the size of one
+    /// snapshot, a few dozen bytes per cell.
+    #[must_use]
+    pub fn tally_cells(&self) -> usize {
+        self.tallies.as_deref().map_or(0, |k| k.now.cells())
+    }
+
     /// How many tally snapshots the projection holds (0 when it keeps no tallies).
     #[must_use]
     pub fn tally_snapshots(&self) -> usize {

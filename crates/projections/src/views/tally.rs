@@ -531,6 +531,21 @@ impl Tallies {
         }
     }
 
+    /// How many cells the tallies hold (separation cells, presence start and end days, flow
+    /// cells, event days): what one snapshot costs, about a few dozen bytes each.
+    pub(super) fn cells(&self) -> usize {
+        let seps: usize = self.separations.values().map(BTreeMap::len).sum();
+        let presence: usize = self
+            .presence
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|p| 1 + p.starts.len() + p.ends.len())
+            .sum();
+        let flows: usize = self.flows.values().map(BTreeMap::len).sum();
+        let dates: usize = self.dates.values().map(BTreeMap::len).sum();
+        seps + presence + flows + dates
+    }
+
     /// The window a view of `q` covers: its `from` and `to`, else the first and last effective
     /// days of the live events of its org (every org without one); `None` when empty. What
     /// `At::date_range` gives from the entries.
