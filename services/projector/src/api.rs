@@ -72,6 +72,15 @@ impl ViewsApi {
         tallied: bool,
         f: impl FnOnce(&At<'_>) -> T,
     ) -> Result<(u64, T), Status> {
+        let mut loaded = self.shared.loaded.subscribe();
+        if !*loaded.borrow() {
+            let ready = tokio::time::timeout(READ_YOUR_WRITES, loaded.wait_for(|l| *l)).await;
+            if !matches!(ready, Ok(Ok(_))) {
+                return Err(Status::unavailable(format!(
+                    "the views are still reading their stored state back (not done within {READ_YOUR_WRITES:?}); retry shortly"
+                )));
+            }
+        }
         let wait_for = as_of.sequence.max(as_of.min_sequence);
         if wait_for > 0 {
             let mut checkpoint = self.shared.checkpoint.subscribe();
@@ -721,6 +730,7 @@ mod tests {
             packs: Vec::new(),
             ledger_addr: "http://127.0.0.1:1".into(),
             ledger_credentials: wfl_auth::Credentials::default(),
+            loaded: tokio::sync::watch::channel(true).0,
         }))
     }
 
@@ -731,6 +741,41 @@ mod tests {
             method,
         });
         r
+    }
+
+    /// While the stored views are read back (a background task at start), the projection is
+    /// empty: an answer waits for the load and then names the loaded state, never the empty one.
+    #[tokio::test]
+    async fn answers_wait_for_the_stored_views_to_be_read_back() {
+        let mut stored = Projection::new();
+        for i in 0..3 {
+            stored.apply(i + 1, &scenario::hire(ORG, &format!("w-{i}")));
+        }
+        let api = Arc::new(api(Projection::new()));
+        api.shared.loaded.send_replace(false);
+        let asking = {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let ask = pb::ViewRequest {
+                    org_id: ORG.into(),
+                    ..Default::default()
+                };
+                api.headcount(request(ask, "/wfl.v1.Views/Headcount")).await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !asking.is_finished(),
+            "answered before the views were loaded"
+        );
+        // What `load` does once the store is read (and the ledger's hash and root at its
+        // sequence, which this test has no ledger to ask for).
+        *api.shared.last_hash.lock().expect("lock") = (3, vec![7; 32]);
+        *api.shared.last_root.lock().expect("lock") = (3, vec![9; 32]);
+        *api.shared.projection.write().await = stored;
+        api.shared.loaded.send_replace(true);
+        let answer = asking.await.expect("task").expect("Headcount").into_inner();
+        assert_eq!(answer.as_of_sequence, 3);
     }
 
     /// 200,000 events in one org (150,000 hires, 50,000 of them resigning): a view answer is a

@@ -201,6 +201,51 @@ pub(crate) struct Shared {
     pub packs: Vec<RulePack>,
     pub ledger_addr: String,
     pub ledger_credentials: wfl_auth::Credentials,
+    /// True once the stored views are read back (until then `projection` is empty and no answer
+    /// is given from it).
+    pub loaded: tokio::sync::watch::Sender<bool>,
+}
+
+/// Reads the stored views back on the blocking pool (or clears them for `--rebuild-views`),
+/// installs them in `shared` and says so; gives the store back for the follower.
+async fn load(
+    shared: &Shared,
+    store: store::ViewStore,
+    config: &Config,
+) -> Result<store::ViewStore, Error> {
+    let started = std::time::Instant::now();
+    let rebuild = config.rebuild;
+    let every = config.snapshot_every;
+    let (store, mut projection) = tokio::task::spawn_blocking(move || {
+        let projection = if rebuild {
+            tracing::info!(
+                "--rebuild-views: discarding the stored views; folding the ledger again"
+            );
+            store.clear()?;
+            Projection::new()
+        } else {
+            store.load()?
+        };
+        Ok::<_, Error>((store, projection))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    projection.keep_snapshots_every(every);
+    let at = projection.last_sequence();
+    let entries = projection.entry_count();
+    *shared.projection.write().await = projection;
+    shared.progress.checkpoint.store(at, Ordering::Relaxed);
+    shared.progress.persisted.store(at, Ordering::Relaxed);
+    shared.checkpoint.send_replace(at);
+    shared.loaded.send_replace(true);
+    tracing::info!(
+        packs = shared.packs.len(),
+        checkpoint = at,
+        entries,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "projector starting"
+    );
+    Ok(store)
 }
 
 /// A running projector.
@@ -210,10 +255,15 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// Loads the rule packs and the stored state, then starts following the ledger.
+    /// Opens the view store and returns at once; the stored state is read back in the
+    /// background (seconds per million events: every entry and the tallies), then the projector
+    /// follows the ledger. Until it is read back, the views are not ready (readiness `views`
+    /// fails) and answers wait for it (up to the read-your-writes wait, then UNAVAILABLE), so a
+    /// node's ledger and gateway serve while a large view store loads.
     ///
     /// # Errors
-    /// A malformed rule pack (file and field named), or an unreadable projector store.
+    /// The view store cannot be opened. A store that cannot be read back (damaged, an old
+    /// layout) stops the projector, and with it the node, with the reason.
     pub async fn start(
         config: Config,
         bus: Arc<dyn Bus>,
@@ -221,46 +271,29 @@ impl Projector {
     ) -> Result<Self, Error> {
         let packs = config.packs.clone();
         let store = store::ViewStore::open(&config.data_dir.join("projector"))?;
-        let projection = if config.rebuild {
-            tracing::info!(
-                "--rebuild-views: discarding the stored views; folding the ledger again"
-            );
-            store.clear()?;
-            Projection::new()
-        } else {
-            store.load()?
-        };
-        let mut projection = projection;
-        projection.keep_snapshots_every(config.snapshot_every);
-        tracing::info!(
-            packs = packs.len(),
-            checkpoint = projection.last_sequence(),
-            "projector starting"
-        );
-        let (checkpoint, _) = tokio::sync::watch::channel(projection.last_sequence());
-        let progress = Arc::new(Progress::default());
-        progress
-            .checkpoint
-            .store(projection.last_sequence(), Ordering::Relaxed);
-        progress
-            .persisted
-            .store(projection.last_sequence(), Ordering::Relaxed);
+        let (checkpoint, _) = tokio::sync::watch::channel(0);
+        let (loaded, _) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
-            progress,
+            progress: Arc::new(Progress::default()),
             checkpoint,
             last_hash: std::sync::Mutex::new((0, Vec::new())),
             last_root: std::sync::Mutex::new((0, Vec::new())),
-            projection: RwLock::new(projection),
+            projection: RwLock::new(Projection::new()),
             packs,
             ledger_addr: config.ledger_addr.clone(),
             ledger_credentials: config.ledger_credentials.clone(),
+            loaded,
         });
         tokio::spawn(follow::watch_head(shared.clone(), shutdown.clone()));
-        tokio::spawn(follow::alerts(shared.clone(), bus, shutdown.clone()));
         let token = shutdown.clone();
-        let follower = follow::run(shared.clone(), store, config, shutdown);
+        let loading = shared.clone();
         let task = tokio::spawn(async move {
-            let result = follower.await;
+            let result = async {
+                let store = load(&loading, store, &config).await?;
+                tokio::spawn(follow::alerts(loading.clone(), bus, shutdown.clone()));
+                follow::run(loading, store, config, shutdown).await
+            }
+            .await;
             if let Err(e) = &result {
                 // Crash-only: frozen views served as current would be worse than no views.
                 tracing::error!(error = %e, "projector failed; shutting down");
