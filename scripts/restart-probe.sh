@@ -15,7 +15,7 @@ addr=$(sed -n 's/.*wfl listening grpc=\([^ ]*\).*/\1/p' "$log")
 t1=$(date +%s.%N)
 until grep -q "projector starting" "$log"; do sleep 0.05; done
 t2=$(date +%s.%N)
-echo "ingest committed 100 events $(echo "$t1 - $t0" | bc) s after start; views loaded $(echo "$t2 - $t0" | bc) s after start"
+awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "ingest committed 100 events %.2f s after start; views loaded %.2f s after start\n", b - a, c - a }'
 grep "projector starting" "$log" | sed 's/.*projector starting/projector starting/'
 kill $pid; wait $pid 2>/dev/null || true
 rm -f "$log"
