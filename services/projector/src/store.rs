@@ -25,6 +25,7 @@
 //! refused with the fix named: restart once with `--rebuild-views`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wfl_domain::EventId;
@@ -123,7 +124,9 @@ impl ViewStore {
             .map(u64::from_be_bytes)
             .map_err(|_| self.damaged("the checkpoint is not 8 bytes"))?;
 
-        let mut entries = std::collections::BTreeMap::new();
+        // Collected as a list, then sorted once (the map is built in bulk from it): inserting
+        // each entry into a map as it is read moved every entry several times.
+        let mut entries: Vec<(EventId, Arc<Entry>)> = Vec::new();
         let mut links = Vec::new();
         for kv in self.db.scan_prefix([PART]) {
             let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
@@ -137,20 +140,21 @@ impl ViewStore {
                     "a part persisted at sequence {persisted} is beyond the checkpoint {checkpoint}"
                 )));
             }
-            let items: Vec<Item<Entry, WorkerLink>> = serde_json::from_slice(&v).map_err(|e| {
-                self.damaged(&format!(
-                    "the part persisted at {persisted} does not decode: {e}"
-                ))
-            })?;
+            let items: Vec<Item<Arc<Entry>, WorkerLink>> =
+                serde_json::from_slice(&v).map_err(|e| {
+                    self.damaged(&format!(
+                        "the part persisted at {persisted} does not decode: {e}"
+                    ))
+                })?;
             for item in items {
                 match item {
-                    Item::Entry(id, entry) => {
-                        entries.insert(id, entry);
-                    }
+                    Item::Entry(id, entry) => entries.push((id, entry)),
                     Item::Link(link) => links.push(link),
                 }
             }
         }
+        // An `e` value replaces the copy of its entry in a `c` part.
+        let mut changed = std::collections::BTreeMap::new();
         for kv in self.db.scan_prefix([ENTRY]) {
             let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
             let id = (k.len() == 25)
@@ -159,8 +163,25 @@ impl ViewStore {
                 .ok_or_else(|| self.damaged("an entry key is malformed"))?;
             let entry: Entry = serde_json::from_slice(&v)
                 .map_err(|e| self.damaged(&format!("entry {id} does not decode: {e}")))?;
-            entries.insert(id, entry);
+            changed.insert(id, Arc::new(entry));
         }
+        // Stable, and of two copies of an id the later read wins (as a map insert would).
+        entries.sort_by_key(|(id, _)| *id);
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        for (id, entry) in &mut entries {
+            if let Some(newer) = changed.remove(id) {
+                *entry = newer;
+            }
+        }
+        // A changed entry whose first copy is missing still counts (it cannot be in a part
+        // beyond the checkpoint: those were refused above).
+        entries.extend(changed);
         Ok(Projection::restore(checkpoint, entries, links))
     }
 
