@@ -23,6 +23,7 @@
 //!
 //! Determinism: `BTreeMap`s only, like the rest of the views.
 
+use super::timeline;
 use super::{Entry, EntryAt, Projection, Query};
 use crate::classify::{Bucket, Classification, Mechanism};
 use std::collections::{BTreeMap, BTreeSet};
@@ -678,14 +679,7 @@ fn contribution(
     // The cohort each closing separation's stint was opened with.
     let mut closed: Vec<(EventId, Option<Cohort>)> = Vec::new();
     let mut open: Option<Open<'_>> = None;
-    for (id, e) in read() {
-        let payload = e.payload();
-        let Some((w, effect)) = payload.worker_effect() else {
-            continue;
-        };
-        if w != worker {
-            continue;
-        }
+    for (id, e, effect, payload) in timeline::lifecycle(worker, read()) {
         match (effect, payload) {
             (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
                 open = Some(Open {

@@ -296,17 +296,7 @@ pub(super) fn stints_from<'a>(
     out: &mut Vec<Stint>,
 ) {
     let mut open: Option<Stint> = None;
-    for (id, entry) in entries {
-        if !entry.live() {
-            continue;
-        }
-        let payload = entry.payload();
-        let Some((w, effect)) = payload.worker_effect() else {
-            continue;
-        };
-        if w != worker {
-            continue;
-        }
+    for (id, entry, effect, payload) in lifecycle(worker, entries) {
         match (effect, payload) {
             (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
                 open = Some(Stint::open(org_id, *id, &entry, h));
@@ -331,6 +321,25 @@ pub(super) fn stints_from<'a>(
         }
     }
     out.extend(open);
+}
+
+/// The live events among `entries` that act on `worker`'s employment (in the payload in force
+/// then), with what they do: what the stints are walked from, here and in the tallies.
+pub(super) fn lifecycle<'a, 'w>(
+    worker: &'w WorkerRef,
+    entries: impl Iterator<Item = (&'a EventId, EntryAt<'a>)> + 'w,
+) -> impl Iterator<Item = (&'a EventId, EntryAt<'a>, LifecycleEffect, &'a Payload)> + 'w
+where
+    'a: 'w,
+{
+    entries.filter_map(move |(id, entry)| {
+        if !entry.live() {
+            return None;
+        }
+        let payload = entry.payload();
+        let (w, effect) = payload.worker_effect()?;
+        (w == worker).then_some((id, entry, effect, payload))
+    })
 }
 
 /// The days of employment that `months` of the last 12 stand for (365 days = 12 months, rounded
