@@ -823,6 +823,67 @@ proptest! {
         }
     }
 
+    /// The threshold watch's copy is taken a part at a time while the fold goes on: started
+    /// after the first n events and filled in parts of any size between later folds, it answers
+    /// every view, record list, explain and population question as a fresh fold of the first n.
+    #[test]
+    fn a_copy_taken_in_parts_while_folding_answers_as_of_its_start(
+        choices in choices(),
+        cut in any::<prop::sample::Index>(),
+        part in 1usize..40,
+    ) {
+        let g = Generator::run(&choices);
+        let n = cut.index(g.events.len() + 1);
+        let mut p = Projection::new();
+        for (i, e) in g.events.iter().enumerate().take(n) {
+            p.apply(i as u64 + 1, e);
+        }
+        let (mut copy, mut cursor) = p.start_copy();
+        let mut next = n;
+        while !p.copy_part(&mut copy, &mut cursor, part) {
+            // The fold goes on between parts (as it does while the watch's lock is released).
+            if let Some(e) = g.events.get(next) {
+                next += 1;
+                p.apply(next as u64, e);
+            }
+        }
+        for (i, e) in g.events.iter().enumerate().skip(next) {
+            p.apply(i as u64 + 1, e);
+        }
+        let fresh = fold(&g.events[..n]);
+        let ids: Vec<EventId> = g.events.iter().map(|e| e.event_id).collect();
+        prop_assert_eq!(copy.last_sequence(), n as u64);
+        for q in queries().into_iter().step_by(5) {
+            prop_assert_eq!(copy.separations(&q), fresh.separations(&q), "{:?}", q);
+            prop_assert_eq!(copy.headcount(&q), fresh.headcount(&q), "{:?}", q);
+            prop_assert_eq!(copy.hiring_signals(&q), fresh.hiring_signals(&q), "{:?}", q);
+        }
+        prop_assert_eq!(copy.countable_records(None), fresh.countable_records(None));
+        prop_assert_eq!(copy.compliance_records(None), fresh.compliance_records(None));
+        prop_assert_eq!(copy.explain(&ids), fresh.explain(&ids));
+        let index = PopulationIndex::new(&copy, None);
+        let fresh_index = PopulationIndex::new(&fresh, None);
+        for org in ORGS {
+            for offset in (0..440).step_by(53) {
+                let q = PopulationQuery {
+                    org: OrgId::from(org),
+                    site: None,
+                    on: day(0).add_days(offset),
+                    exclude_relationships: vec![],
+                    exclude_contract_types: vec![],
+                    jurisdiction_prefix: None,
+                    max_over_days: None,
+                    part_time_below_weekly_hours: None,
+                    part_time_below_months_of_12: Some(6),
+                };
+                prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
+            }
+        }
+        for (org, w) in &g.workers {
+            prop_assert_eq!(index.worker(org, w, day(0).add_days(200)), fresh_index.worker(org, w, day(0).add_days(200)));
+        }
+    }
+
     /// Cheap as-of from the tallies: snapshots every `every` sequences (taken by the fold, or,
     /// after a restore, built on the way by the first answers), moved to any sequence, give the
     /// counts a fresh fold of that prefix gives from its entries, for every view and query.

@@ -554,8 +554,8 @@ pub struct FoldReport {
     pub rss_bytes_per_event: f64,
     /// The threshold watch over the final state (every pack, every unit), milliseconds.
     pub watch_ms: f64,
-    /// Of `watch_ms`, the copy of the watch's inputs: the only part that holds the projection's
-    /// lock (the fold waits this long), milliseconds.
+    /// The longest single hold of the projection's lock while copying the watch's inputs (the
+    /// copy is made a part at a time: the fold waits at most this long), milliseconds.
     #[serde(default)]
     pub watch_locked_ms: f64,
     /// Cells of the tallies after the fold (what one as-of snapshot holds), and the snapshots
@@ -582,7 +582,7 @@ impl FoldReport {
              fold (Projection::apply)              {:.0} events/s\n\
              take changes + encode (per 1,000)     {:.0} events/s\n\
              RSS growth per folded event           {:.0} B\n\
-             threshold watch over the final state  {:.1} ms ({:.1} ms of it holding the lock)\n\
+             threshold watch over the final state  {:.1} ms (longest hold of the lock {:.1} ms)\n\
              tally cells (one snapshot) / snapshots {} / {}\n\
              as-of tallies, midway between two      {:.1} ms\n",
             self.events,

@@ -468,11 +468,26 @@ impl Alerts {
     /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at and
     /// whether every change was published (a failed publish is retried at the next run).
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> (u64, bool) {
-        // Only a copy of the state (entries shared, not copied) is taken under the lock: the
-        // watch reads every countable separation and indexes the population, seconds at 1M
-        // events, and the fold must not wait for that.
+        // Only a copy of the state (entries shared, not copied) is taken under the lock, a part
+        // at a time, the lock released between parts: the watch reads every countable
+        // separation and indexes the population (seconds at 1M events), and the fold must not
+        // wait for that, nor for a copy of millions of entries in one go.
         let started = Instant::now();
-        let snapshot = shared.projection.read().await.snapshot();
+        let (mut snapshot, mut cursor) = shared.projection.read().await.start_copy();
+        let mut longest = std::time::Duration::ZERO;
+        loop {
+            let part = Instant::now();
+            let done = shared.projection.read().await.copy_part(
+                &mut snapshot,
+                &mut cursor,
+                crate::WATCH_COPY_PART,
+            );
+            longest = longest.max(part.elapsed());
+            if done {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         let copied = started.elapsed();
         let at = snapshot.last_sequence();
         let packs = shared.clone();
@@ -487,6 +502,7 @@ impl Alerts {
                 tracing::debug!(
                     at,
                     copy_ms = copied.as_millis() as u64,
+                    longest_hold_ms = longest.as_millis() as u64,
                     total_ms = started.elapsed().as_millis() as u64,
                     "threshold watch evaluated"
                 );

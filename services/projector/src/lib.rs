@@ -66,8 +66,12 @@ pub fn watch_rows(
     thresholds::watch_rows(&projection.now(), packs, None, as_of)
 }
 
-/// [`watch_rows`] as the alert loop runs it, and how long its first step took: the copy of the
-/// state ([`Projection::snapshot`]), the only part it does under the projection's lock.
+/// Entries (then workers) the alert loop copies per hold of the projection's lock.
+pub(crate) const WATCH_COPY_PART: usize = 20_000;
+
+/// [`watch_rows`] as the alert loop runs it, and the longest its copy of the state held the
+/// projection's lock (the copy is made [`WATCH_COPY_PART`] entries at a time, the only part of
+/// the watch done under the lock).
 #[must_use]
 pub fn watch_rows_timed(
     projection: &Projection,
@@ -77,9 +81,16 @@ pub fn watch_rows_timed(
     Vec<wfl_projections::rules::ThresholdStatus>,
     std::time::Duration,
 ) {
-    let started = std::time::Instant::now();
-    let snapshot = projection.snapshot();
-    let locked = started.elapsed();
+    let (mut snapshot, mut cursor) = projection.start_copy();
+    let mut locked = std::time::Duration::ZERO;
+    loop {
+        let part = std::time::Instant::now();
+        let done = projection.copy_part(&mut snapshot, &mut cursor, WATCH_COPY_PART);
+        locked = locked.max(part.elapsed());
+        if done {
+            break;
+        }
+    }
     let rows = thresholds::Inputs::gather(&snapshot.now(), None).rows(packs, as_of);
     (rows, locked)
 }

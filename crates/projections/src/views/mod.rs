@@ -324,6 +324,14 @@ impl PartialEq for Projection {
 
 impl Eq for Projection {}
 
+/// Where a [`Projection::copy_part`] copy has got to.
+#[derive(Debug, Default, Clone)]
+pub struct CopyCursor {
+    entry: Option<EventId>,
+    entries_done: bool,
+    worker: Option<(OrgId, WorkerRef)>,
+}
+
 /// One worker-index link: the event (`sequence`, `event_id`) names `worker` of `org`. Links are
 /// only ever added, so they are stored once each, keyed by (sequence, event id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -809,6 +817,62 @@ impl Projection {
             taken: self.last_sequence,
             tallies: None,
         }
+    }
+
+    /// Starts a read-only copy of the state as it stands now, to be filled a part at a time by
+    /// [`Self::copy_part`] with the caller's lock released between parts (the fold goes on
+    /// meanwhile). The copy reads as of the sequence it was started at: entries and links folded
+    /// later may be in it, and are left out by every reader (an entry keeps the sequences each
+    /// of its effects held between), so it answers as [`Self::snapshot`] taken now would.
+    #[must_use]
+    pub fn start_copy(&self) -> (Self, CopyCursor) {
+        let copy = Self {
+            last_sequence: self.last_sequence,
+            taken: self.last_sequence,
+            ..Self::default()
+        };
+        (copy, CopyCursor::default())
+    }
+
+    /// Copies the next `max` entries (shared, not deep-copied) and workers' event lists into
+    /// `copy` (begun by [`Self::start_copy`] on this projection); true once everything is in.
+    pub fn copy_part(&self, copy: &mut Self, cursor: &mut CopyCursor, max: usize) -> bool {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut budget = max.max(1);
+        if !cursor.entries_done {
+            let from = cursor.entry.map_or(Unbounded, Excluded);
+            for (id, e) in self.entries.range((from, Unbounded)).take(budget) {
+                copy.entries.insert(*id, Arc::clone(e));
+                cursor.entry = Some(*id);
+                budget -= 1;
+            }
+            if budget > 0 {
+                cursor.entries_done = true;
+            } else {
+                return false;
+            }
+        }
+        let resume = cursor.worker.clone();
+        let orgs = match &resume {
+            Some((org, _)) => self.workers.range::<OrgId, _>(org..),
+            None => self.workers.range::<OrgId, _>(..),
+        };
+        for (org, workers) in orgs {
+            let range = match &resume {
+                Some((o, w)) if o == org => workers.range::<WorkerRef, _>((Excluded(w), Unbounded)),
+                _ => workers.range::<WorkerRef, _>(..),
+            };
+            let into = copy.workers.entry(org.clone()).or_default();
+            for (worker, events) in range {
+                into.insert(worker.clone(), events.clone());
+                cursor.worker = Some((org.clone(), worker.clone()));
+                budget -= 1;
+                if budget == 0 {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// The current state, for reading.
