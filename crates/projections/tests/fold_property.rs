@@ -884,8 +884,9 @@ proptest! {
         }
     }
 
-    /// Cheap as-of from the tallies: snapshots every `every` sequences (taken by the fold, or,
-    /// after a restore, built on the way by the first answers), moved to any sequence, give the
+    /// Cheap as-of from the tallies: snapshots every `every` sequences (taken by the fold; after
+    /// a restore, built on the way by the first answers or all at once by `fill_snapshots`),
+    /// moved to any sequence, give the
     /// counts a fresh fold of that prefix gives from its entries, for every view and query.
     #[test]
     fn the_tallies_as_of_n_answer_as_a_fresh_fold_of_the_first_n(
@@ -904,11 +905,17 @@ proptest! {
         let mut restored = Projection::restore(c.last_sequence, c.entries, c.links);
         restored.keep_snapshots_every(every);
         prop_assert_eq!(restored.tally_snapshots(), 0);
+        // What the projector does after reading its store back: every snapshot below the last
+        // sequence, built on two walks.
+        let mut filled = restored.clone();
+        filled.fill_snapshots();
+        let below = (g.events.len() as u64).saturating_sub(1) / every;
+        prop_assert_eq!(filled.tally_snapshots() as u64, below);
         let all = queries();
         for cut in cuts {
             let n = cut.index(g.events.len() + 1);
             let fresh = fold(&g.events[..n]);
-            for p in [&folded, &restored] {
+            for p in [&folded, &restored, &filled] {
                 for q in all.iter().step_by(3) {
                     let (seps, heads, exposure, ai, hiring) = p.read_at(n as u64, |at| {
                         (

@@ -252,6 +252,45 @@ impl Kept {
         }
     }
 
+    /// Takes the snapshot at every multiple of `every` below `p`'s last sequence (after a
+    /// restore none is held): the lower half walking up from the empty tallies of sequence 0,
+    /// the upper half walking down from the current ones, on two threads. Each walk moves over
+    /// its half of the history once, so this costs about what the tallies cost the fold of the
+    /// whole history, halved by the second core; after it every as-of answer moves over at
+    /// most `every / 2` events.
+    pub(super) fn fill(&mut self, p: &Projection) {
+        let every = self.every;
+        let last = p.last_sequence;
+        let held = self
+            .snapshots
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let multiples: Vec<u64> = (1..=last / every)
+            .map(|k| k * every)
+            .filter(|m| *m < last && !held.contains_key(m))
+            .collect();
+        let (low, high) = multiples.split_at(multiples.len() / 2);
+        let (by_sequence, now) = (&self.by_sequence, &self.now);
+        let walk = |start: (u64, &Tallies), stops: &mut dyn Iterator<Item = &u64>| {
+            let (mut from, mut base) = (start.0, start.1.clone());
+            let mut out = Vec::new();
+            for &m in stops {
+                base = moved(p, by_sequence, &base, from, m);
+                from = m;
+                out.push((m, Arc::new(base.clone())));
+            }
+            out
+        };
+        let (up, down) = std::thread::scope(|s| {
+            let empty = Tallies::default();
+            let up = s.spawn(move || walk((0, &empty), &mut low.iter()));
+            let down = walk((last, now), &mut high.iter().rev());
+            (up.join(), down)
+        });
+        let up = up.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        held.extend(up.into_iter().chain(down));
+    }
+
     /// How many snapshots are held (for the memory the operator pays per `every`).
     pub(super) fn snapshot_count(&self) -> usize {
         self.snapshots().len()
