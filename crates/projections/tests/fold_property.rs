@@ -588,6 +588,26 @@ fn queries() -> Vec<Query> {
     out
 }
 
+/// The population questions the as-of properties ask: each org, every 53rd day, with the
+/// months-employed test on.
+fn as_of_population_queries() -> Vec<PopulationQuery> {
+    ORGS.iter()
+        .flat_map(|org| {
+            (0..440).step_by(53).map(move |offset| PopulationQuery {
+                org: OrgId::from(*org),
+                site: None,
+                on: day(0).add_days(offset),
+                exclude_relationships: vec![],
+                exclude_contract_types: vec![],
+                jurisdiction_prefix: None,
+                max_over_days: None,
+                part_time_below_weekly_hours: None,
+                part_time_below_months_of_12: Some(6),
+            })
+        })
+        .collect()
+}
+
 fn choices() -> impl Strategy<Value = Vec<Choice>> {
     prop::collection::vec(any::<Choice>(), 1..90)
 }
@@ -863,21 +883,8 @@ proptest! {
         prop_assert_eq!(copy.explain(&ids), fresh.explain(&ids));
         let index = PopulationIndex::new(&copy, None);
         let fresh_index = PopulationIndex::new(&fresh, None);
-        for org in ORGS {
-            for offset in (0..440).step_by(53) {
-                let q = PopulationQuery {
-                    org: OrgId::from(org),
-                    site: None,
-                    on: day(0).add_days(offset),
-                    exclude_relationships: vec![],
-                    exclude_contract_types: vec![],
-                    jurisdiction_prefix: None,
-                    max_over_days: None,
-                    part_time_below_weekly_hours: None,
-                    part_time_below_months_of_12: Some(6),
-                };
-                prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
-            }
+        for q in as_of_population_queries() {
+            prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
         }
         for (org, w) in &g.workers {
             prop_assert_eq!(index.worker(org, w, day(0).add_days(200)), fresh_index.worker(org, w, day(0).add_days(200)));
@@ -1000,22 +1007,9 @@ proptest! {
                 prop_assert_eq!(at.latest_effective_date(None), fresh.latest_effective_date(None));
                 let index = PopulationIndex::at(&at, None);
                 let fresh_index = PopulationIndex::new(&fresh, None);
-                for org in ORGS {
-                    for offset in (0..440).step_by(53) {
-                        let q = PopulationQuery {
-                            org: OrgId::from(org),
-                            site: None,
-                            on: day(0).add_days(offset),
-                            exclude_relationships: vec![],
-                            exclude_contract_types: vec![],
-                            jurisdiction_prefix: None,
-                            max_over_days: None,
-                            part_time_below_weekly_hours: None,
-                            part_time_below_months_of_12: Some(6),
-                        };
-                        prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
-                        prop_assert_eq!(at.population(&q), fresh.population(&q), "{:?}", q);
-                    }
+                for q in as_of_population_queries() {
+                    prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
+                    prop_assert_eq!(at.population(&q), fresh.population(&q), "{:?}", q);
                 }
             }
         }
