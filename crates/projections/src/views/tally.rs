@@ -171,9 +171,9 @@ pub(super) struct Kept {
     /// The snapshot spacing, in sequences.
     pub(super) every: u64,
     /// The tallies at multiples of `every`, by the sequence they reflect: the fold takes one
-    /// each time it passes a multiple, an as-of answer takes any it lacks on its way (after a
-    /// restart there are none below the checkpoint until asked for). Shared with readers, who
-    /// hold only the projection's read guard.
+    /// each time it passes a multiple, [`Self::fill`] takes those a restored state lacks, an
+    /// as-of answer takes any still missing on its way. Shared with readers, who hold only the
+    /// projection's read guard (as-of answers that move a snapshot take turns on this lock).
     snapshots: Mutex<BTreeMap<u64, Arc<Tallies>>>,
 }
 
