@@ -228,14 +228,14 @@ async fn load(
     let rebuild = config.rebuild;
     let every = config.snapshot_every;
     let (store, projection) = tokio::task::spawn_blocking(move || {
-        let mut projection = if rebuild {
+        let (store, mut projection) = if rebuild {
             tracing::info!(
                 "--rebuild-views: discarding the stored views; folding the ledger again"
             );
-            store.clear()?;
-            Projection::new()
+            (store.reset()?, Projection::new())
         } else {
-            store.load()?
+            let projection = store.load()?;
+            (store, projection)
         };
         projection.keep_snapshots_every(every);
         let read = started.elapsed();
