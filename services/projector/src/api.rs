@@ -104,7 +104,16 @@ impl ViewsApi {
                 as_of.sequence
             };
             if tallied {
-                return Ok(current.read_at(sequence, |at| (at.last_sequence(), f(at))));
+                // An as-of answer may move a tally snapshot (tens of milliseconds): off the
+                // async threads' run queue where the runtime allows it.
+                let answer = || current.read_at(sequence, |at| (at.last_sequence(), f(at)));
+                let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread;
+                return Ok(if multi_thread && sequence < current.last_sequence() {
+                    tokio::task::block_in_place(answer)
+                } else {
+                    answer()
+                });
             }
             let at = current.at(sequence);
             return Ok((at.last_sequence(), f(&at)));

@@ -85,19 +85,31 @@ impl ViewStore {
         ))
     }
 
-    /// Discards everything stored (for `--rebuild-views`): the database is closed, its
-    /// directory removed and a fresh one opened (sled's own `clear` deletes key by key, seconds
-    /// for millions of entries). A crash in between leaves no store or an empty one: the next
-    /// start folds from sequence 1 either way.
+    /// Discards everything stored (for `--rebuild-views`): the database is closed, the files
+    /// in its directory removed (the directory itself stays: it may be a mount point or a
+    /// link) and a fresh database opened there (sled's own `clear` deletes key by key, seconds
+    /// for millions of entries). A crash in between can leave some files: the next start says
+    /// the store is damaged and names `--rebuild-views`, which removes the rest.
     pub(crate) fn reset(self) -> Result<Self, Error> {
         let path = self.path.clone();
         drop(self);
-        match std::fs::remove_dir_all(&path) {
+        let removed = std::fs::read_dir(&path).and_then(|entries| {
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            Ok(())
+        });
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(Error::Store(format!(
-                    "cannot remove the view store at {} to rebuild it: {e}",
+                    "cannot empty the view store at {} to rebuild it: {e}",
                     path.display()
                 )))
             }

@@ -301,35 +301,41 @@ impl Kept {
     /// When that is further than `every`, the snapshot at the multiple of `every` below `at` is
     /// built first and kept, so later answers near it cost at most `every` events.
     pub(super) fn at(&self, p: &Projection, at: u64) -> Arc<Tallies> {
-        let mut snapshots = self.snapshots();
-        self.at_locked(p, &mut snapshots, at)
-    }
-
-    fn at_locked(
-        &self,
-        p: &Projection,
-        snapshots: &mut BTreeMap<u64, Arc<Tallies>>,
-        at: u64,
-    ) -> Arc<Tallies> {
-        if let Some(t) = snapshots.get(&at) {
-            return Arc::clone(t);
-        }
-        let empty = Tallies::default();
-        let mut bases: Vec<(u64, &Tallies)> = vec![(0, &empty), (p.last_sequence, &self.now)];
-        bases.extend(snapshots.range(..at).next_back().map(|(s, t)| (*s, &**t)));
-        bases.extend(snapshots.range(at..).next().map(|(s, t)| (*s, &**t)));
-        let (from, base) = bases
+        // The snapshots' lock is held to look up and to insert only, never while moving: other
+        // as-of answers are not kept waiting behind one that moves a snapshot.
+        let nearest = {
+            let snapshots = self.snapshots();
+            if let Some(t) = snapshots.get(&at) {
+                return Arc::clone(t);
+            }
+            let below = snapshots.range(..at).next_back();
+            let above = snapshots.range(at..).next();
+            below
+                .into_iter()
+                .chain(above)
+                .map(|(s, t)| (*s, Some(Arc::clone(t))))
+                .min_by_key(|(s, _)| s.abs_diff(at))
+        };
+        // Or the current tallies, or the empty ones of sequence 0, whichever is nearest.
+        let (from, base) = [nearest, Some((p.last_sequence, None)), Some((0, None))]
             .into_iter()
+            .flatten()
             .min_by_key(|(s, _)| s.abs_diff(at))
             .expect("never empty");
         let grid = at / self.every * self.every;
         if from.abs_diff(at) > self.every && grid != at && grid > 0 {
-            let at_grid = self.at_locked(p, snapshots, grid);
+            let at_grid = self.at(p, grid);
             return Arc::new(moved(p, &self.by_sequence, &at_grid, grid, at));
         }
+        let empty = Tallies::default();
+        let base: &Tallies = match &base {
+            Some(t) => t,
+            None if from == 0 => &empty,
+            None => &self.now,
+        };
         let t = Arc::new(moved(p, &self.by_sequence, base, from, at));
-        if at.is_multiple_of(self.every) {
-            snapshots.insert(at, Arc::clone(&t));
+        if at.is_multiple_of(self.every) && at > 0 {
+            self.snapshots().entry(at).or_insert_with(|| Arc::clone(&t));
         }
         t
     }

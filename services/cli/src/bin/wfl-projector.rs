@@ -40,9 +40,9 @@ struct Args {
     /// Discard the stored views and fold the whole ledger again.
     #[arg(long, env = "WFL_REBUILD_VIEWS", value_parser = clap::builder::FalseyValueParser::new())]
     rebuild_views: bool,
-    /// Snapshot the view tallies every this many sequences: an as-of answer then folds at most
-    /// this many events; memory holds one snapshot per this many events.
-    #[arg(long, env = "WFL_VIEW_SNAPSHOT_EVENTS", default_value_t = wfl_projections::views::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Snapshot the view tallies every this many sequences (at least 1,000): an as-of answer
+    /// then folds at most this many events; memory holds one snapshot per this many events.
+    #[arg(long, env = "WFL_VIEW_SNAPSHOT_EVENTS", default_value_t = wfl_projections::views::DEFAULT_SNAPSHOT_EVERY, value_parser = clap::value_parser!(u64).range(1000..))]
     view_snapshot_events: u64,
     /// Pause persisting the views (they keep answering from memory; health NOT_SERVING) while
     /// the data directory has less than this many MiB free; it resumes by itself.
