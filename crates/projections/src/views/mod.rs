@@ -1226,7 +1226,7 @@ impl<'a> At<'a> {
     /// history), else from the entries.
     #[must_use]
     pub fn separation_counts(&self, q: &Query) -> SeparationsView {
-        match self.tallies() {
+        match self.tallies {
             Some(t) => separations::counted(t, q, self.at),
             None => separations::view(self, q),
         }
@@ -1249,16 +1249,11 @@ impl<'a> At<'a> {
         }
     }
 
-    /// The tallies of this sequence, when there are (see [`Projection::read_at`]).
-    fn tallies(&self) -> Option<&'a tally::Tallies> {
-        self.tallies
-    }
-
     /// The figures of [`Self::cohort_exposure`] without their evidence (every `event_ids`
     /// empty), from the tallies when it can (see [`Self::separation_counts`]).
     #[must_use]
     pub fn cohort_exposure_counts(&self, q: &Query) -> CohortExposureView {
-        match self.tallies() {
+        match self.tallies {
             Some(t) => headcount::exposure_counted(t, q, self.at),
             None => headcount::exposure(self, q),
         }
@@ -1268,7 +1263,7 @@ impl<'a> At<'a> {
     /// the tallies when it can (see [`Self::separation_counts`]).
     #[must_use]
     pub fn headcount_counts(&self, q: &Query) -> HeadcountView {
-        match self.tallies() {
+        match self.tallies {
             Some(t) => headcount::counted(t, q, self.at),
             None => headcount::view(self, q),
         }

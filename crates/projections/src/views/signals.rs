@@ -339,7 +339,7 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
     }
     tools.sort_by_key(|(order, _)| *order);
 
-    let share = match p.tallies() {
+    let share = match p.tallies {
         // Counts only (`event_ids` empty): the separations tally less temporary layoffs.
         Some(t) if counts_only => {
             let mut share = AiShare::default();
