@@ -75,15 +75,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
     // Internal messages (wfl.internal.v1, self-contained): generated apart and kept out of the
     // descriptor set that reflection serves.
-    let internal = root.join("wfl/internal/v1/outcomes.proto");
+    let internal = [
+        root.join("wfl/internal/v1/outcomes.proto"),
+        root.join("wfl/internal/v1/partition.proto"),
+    ];
     tonic_build::configure()
         .build_client(false)
         .build_server(false)
         .compile_protos(
-            std::slice::from_ref(&internal),
+            &internal,
             &[root.clone(), protoc_bin_vendored::include_path()?],
         )?;
-    for f in files.iter().chain([&internal]) {
+    for f in files.iter().chain(&internal) {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     Ok(())

@@ -9,6 +9,7 @@
 //! its own behind the caller's back, or drop a message silently (every publish reports a
 //! result; the in-process inbox applies backpressure instead of dropping).
 
+pub mod cluster;
 mod error;
 mod memory;
 mod nats;

@@ -82,6 +82,14 @@ pub struct NatsConfig {
     /// inbox consumer is created by whoever consumes the inbox ([`Bus::inbox`]: the ledger), never
     /// by provisioning: a gateway starting while the ledger re-creates it would race the ledger.
     pub provision: bool,
+    /// Replicas of the streams the bus creates (3 on a 3-node JetStream cluster).
+    pub replicas: usize,
+    /// Cluster mode: the inbox subject carries the org's partition
+    /// (`wfl.inbox.<partition>.<org>`), so each partition's ledger consumes its own range.
+    pub partitions: Option<std::sync::Arc<crate::cluster::PartitionMap>>,
+    /// Cluster mode: the inbox consumer takes only this subject range
+    /// (`wfl.inbox.<partition>.>`).
+    pub inbox_filter: Option<String>,
 }
 
 /// How a NATS connection authenticates.
@@ -162,6 +170,9 @@ impl Default for NatsConfig {
             auth: NatsAuth::Anonymous,
             inbox_prefix: None,
             provision: true,
+            replicas: 1,
+            partitions: None,
+            inbox_filter: None,
         }
     }
 }
@@ -174,6 +185,7 @@ impl NatsConfig {
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
             ..stream::Config::default()
         }
     }
@@ -192,6 +204,7 @@ impl NatsConfig {
             retention: stream::RetentionPolicy::Limits,
             max_age: self.ledger_max_age,
             duplicate_window,
+            num_replicas: self.replicas,
             ..stream::Config::default()
         }
     }
@@ -203,6 +216,7 @@ impl NatsConfig {
             deliver_policy: consumer::DeliverPolicy::All,
             ack_wait: self.ack_wait,
             max_ack_pending: self.max_ack_pending,
+            filter_subject: self.inbox_filter.clone().unwrap_or_default(),
             ..consumer::pull::Config::default()
         }
     }
@@ -267,7 +281,14 @@ impl NatsBus {
                     other => tracing::debug!(event = %other, "nats event"),
                 }
             })
-            .connect(url)
+            // A cluster's nodes as one comma-separated list, each tried in turn.
+            .connect(
+                url.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<String>>(),
+            )
             .await
             .map_err(|e| match e.kind() {
                 async_nats::ConnectErrorKind::AuthorizationViolation
@@ -311,6 +332,14 @@ impl NatsBus {
     #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Cluster mode for a gateway: route each org's inbox messages to its partition's range
+    /// (`wfl.inbox.<partition>.<org>`).
+    #[must_use]
+    pub fn with_partitions(mut self, map: crate::cluster::PartitionMap) -> NatsBus {
+        self.config.partitions = Some(std::sync::Arc::new(map));
+        self
     }
 
     /// The configuration the bus was connected with.
@@ -531,7 +560,14 @@ impl Bus for NatsBus {
                         msg.event_id.to_string(),
                     );
                     headers.insert(HEADER_SUBMISSION, msg.submission.to_string());
-                    valid.push((inbox_subject(&msg.org_id), headers, msg.payload));
+                    let subject = match &self.config.partitions {
+                        Some(map) => crate::cluster::partition_inbox_subject(
+                            map.partition_of(&msg.org_id),
+                            &msg.org_id,
+                        ),
+                        None => inbox_subject(&msg.org_id),
+                    };
+                    valid.push((subject, headers, msg.payload));
                 }
             }
         }

@@ -1,15 +1,19 @@
 //! Dev-only helpers for wfl's tests: a real `nats-server` per test, free ports and temp dirs.
 //!
 //! Owns: starting, killing and restarting a private JetStream-enabled `nats-server` process
-//! bound to 127.0.0.1 on a free port, with its own store directory.
+//! bound to 127.0.0.1 on a free port, with its own store directory; and the same for a
+//! JetStream cluster of such processes ([`NatsCluster`]).
 //!
 //! Must not: be a dependency of any production crate, skip a test when the server binary is
 //! missing (it panics with install instructions instead), or talk to anything but loopback.
 //!
 //! Panicking is this crate's way to fail a test: every public function documents its panics.
 
+pub mod cluster;
 pub mod decide;
 pub mod scenario;
+
+pub use cluster::NatsCluster;
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};

@@ -237,6 +237,96 @@ pub async fn run_ledger(
     Ok(())
 }
 
+/// `wfl-ledger --cluster`: one ledger instance of a cluster (see [`wfl_ledger::instance`]),
+/// running the partitions whose leases it holds; serves gRPC health and reflection and HTTP
+/// `/healthz` (ready while it owns at least one partition or none is free) and `/metrics`, until
+/// `shutdown`.
+///
+/// # Errors
+/// When the cluster cannot be joined or a server fails.
+pub async fn run_ledger_instance(
+    config: wfl_ledger::instance::InstanceConfig,
+    security: wfl_auth::Security,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let owned = Arc::new(wfl_ledger::instance::Owned::default());
+    let registry = config.ledger.metrics.clone();
+    let o = owned.clone();
+    let readiness = Readiness::default().with("partitions", move || {
+        let p = o.partitions();
+        if p.is_empty() {
+            Err("this instance owns no partition (standby)".to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    let instance = wfl_ledger::instance::run(config, owned, shutdown.clone());
+    let served = serve(
+        Process {
+            security: &security,
+            readiness,
+            health: vec![],
+            metrics: registry,
+            pages: None,
+            grpc,
+            http,
+            shutdown: &shutdown,
+        },
+        |router| router,
+    );
+    let (served, ran) = tokio::join!(served, async {
+        let r = instance.await;
+        shutdown.cancel();
+        r
+    });
+    served?;
+    ran?;
+    Ok(())
+}
+
+/// A gateway's view of the cluster: the partition map, waiting (until `shutdown`) for a ledger
+/// instance to create it.
+///
+/// # Errors
+/// When the recorded map does not parse, or `shutdown` comes first.
+pub async fn partition_map(
+    bus: &NatsBus,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<wfl_bus::cluster::PartitionMap> {
+    let started = std::time::Instant::now();
+    let mut said = None::<std::time::Instant>;
+    loop {
+        let attempt = async {
+            wfl_bus::cluster::Cluster::attach(bus.client())
+                .await?
+                .partition_map(None)
+                .await
+        };
+        match attempt.await {
+            Ok(map) => {
+                tracing::info!(
+                    partitions = map.count,
+                    table = map.table.len(),
+                    "cluster mode: routing orgs to partitions"
+                );
+                return Ok(map);
+            }
+            Err(e) => {
+                if said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, waited_s = started.elapsed().as_secs(), "waiting for the cluster's partition map");
+                    said = Some(std::time::Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for the cluster's partition map"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 /// `wfl-gateway`: `Ingest` alone (plus health, reflection; HTTP `/healthz`, `/metrics`) on NATS,
 /// until `shutdown`.
 ///

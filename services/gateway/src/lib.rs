@@ -59,6 +59,21 @@ pub struct Config {
     /// The free-text limit applied on top of the schema's (at most `MAX_TEXT`); a longer text
     /// field is `INVALID_ARGUMENT` naming the field and the limit.
     pub limits: wfl_domain::Limits,
+    /// Where outcome questions go: [`OUTCOME_QUESTION_SUBJECT`], or in cluster mode one subject
+    /// per partition (`wfl.ctl.await.<n>`, [`Config::for_partitions`]): each question is asked
+    /// of every partition's ledger, and each answers for the ids it decided.
+    pub question_subjects: Vec<String>,
+}
+
+impl Config {
+    /// Cluster mode: ask each of `count` partitions' ledgers.
+    #[must_use]
+    pub fn for_partitions(mut self, count: u32) -> Self {
+        self.question_subjects = (0..count)
+            .map(wfl_bus::cluster::partition_question_subject)
+            .collect();
+        self
+    }
 }
 
 /// Largest [`Config::max_batch_events`] a deployment may configure.
@@ -75,6 +90,7 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_batch_events: wfl_domain::MAX_BATCH,
             limits: wfl_domain::Limits::SCHEMA,
+            question_subjects: vec![OUTCOME_QUESTION_SUBJECT.to_owned()],
         }
     }
 }
@@ -141,6 +157,7 @@ impl Gateway {
                 bus.clone(),
                 metrics.clone(),
                 config.timing.ask_again(),
+                config.question_subjects.clone(),
             ));
             let (heard, m) = (Arc::downgrade(&answers), metrics.clone());
             rt.spawn(outcomes::listen(
@@ -455,16 +472,22 @@ impl Gateway {
             return Vec::new();
         }
         let limit = left.min(self.config.timing.ask_again());
-        let questions = ids.chunks(self.config.await_chunk.max(1)).map(|chunk| {
-            let query = Bytes::from(
-                ipb::OutcomeQuery {
-                    event_ids: chunk.to_vec(),
-                    with_proof,
-                }
-                .encode_to_vec(),
-            );
-            self.bus.request(OUTCOME_QUESTION_SUBJECT, query, limit)
-        });
+        let questions = ids
+            .chunks(self.config.await_chunk.max(1))
+            .flat_map(|chunk| {
+                let query = Bytes::from(
+                    ipb::OutcomeQuery {
+                        event_ids: chunk.to_vec(),
+                        with_proof,
+                    }
+                    .encode_to_vec(),
+                );
+                self.config
+                    .question_subjects
+                    .iter()
+                    .map(move |subject| (subject, query.clone()))
+            })
+            .map(|(subject, query)| self.bus.request(subject, query, limit));
         let mut outcomes = Vec::new();
         for answer in join_all(questions).await {
             match answer {
@@ -536,6 +559,7 @@ async fn probe(
     bus: Arc<dyn Bus>,
     metrics: Arc<Metrics>,
     limit: Duration,
+    subjects: Vec<String>,
 ) {
     let empty = Bytes::from(ipb::OutcomeQuery::default().encode_to_vec());
     loop {
@@ -546,11 +570,11 @@ async fn probe(
         if metrics.ledger_answering.get() {
             continue;
         }
-        if bus
-            .request(OUTCOME_QUESTION_SUBJECT, empty.clone(), limit)
-            .await
-            .is_ok()
-        {
+        // Answering means every partition's ledger answers (one subject outside cluster mode).
+        let asked = subjects
+            .iter()
+            .map(|subject| bus.request(subject, empty.clone(), limit));
+        if join_all(asked).await.iter().all(Result::is_ok) {
             answers.answered(&metrics);
         }
     }

@@ -38,6 +38,10 @@ pub enum Error {
     /// be restarted by its supervisor.
     #[error("inbox stalled: {0}")]
     Stalled(String),
+    /// Cluster mode: another instance appended to this ledger's partition log since this one
+    /// last did (it took the partition over); this writer must stop.
+    #[error("fenced off partition {partition}: {detail}")]
+    Fenced { partition: u32, detail: String },
     /// A bug or an unexpected runtime failure.
     #[error("internal: {0}")]
     Internal(String),

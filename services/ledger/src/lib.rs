@@ -15,9 +15,11 @@ pub mod audit;
 pub mod checkpoint;
 mod codec;
 pub mod error;
+pub mod instance;
 pub mod liveness;
 mod metrics;
 mod outcomes;
+pub mod partition;
 mod publisher;
 mod snapshot;
 pub mod storage;
@@ -70,6 +72,10 @@ pub struct Config {
     pub republish_stream: bool,
     /// The node's metrics registry (`/metrics`); a fresh one by default.
     pub metrics: wfl_metrics::Registry,
+    /// Cluster mode: the partition this ledger writes, through its replicated log
+    /// ([`partition`]). The committed-stream publisher (`WFL_LEDGER`) does not run in this mode;
+    /// the partition log is the committed stream.
+    pub partition: Option<partition::PartitionRole>,
 }
 
 impl Config {
@@ -89,6 +95,7 @@ impl Config {
             max_org_filter: subscribe::DEFAULT_MAX_ORG_FILTER,
             republish_stream: false,
             metrics: wfl_metrics::Registry::new(),
+            partition: None,
         }
     }
 }
@@ -139,6 +146,9 @@ impl Ledger {
         tokio::task::spawn_blocking(move || check_latest_checkpoint(s.as_ref(), &public))
             .await
             .map_err(Error::join)??;
+        if let Some(role) = &config.partition {
+            partition::take_over(store.clone(), role).await?;
+        }
         let (storage_tx, storage) = watch::channel(storage::StorageState::Writable);
         let (broadcast, broadcasting) = outcomes::Broadcast::start(bus.clone(), shutdown.clone());
         let (writer, head) = writer::Writer::recover(
@@ -159,7 +169,15 @@ impl Ledger {
         if let Err(e) = inbox.recreate().await {
             tracing::warn!(error = %e, "could not re-create the inbox consumer at start; unacknowledged work is redelivered after ack_wait");
         }
-        let questions = bus.serve(wfl_bus::OUTCOME_QUESTION_SUBJECT).await?;
+        let questions = match &config.partition {
+            Some(role) => {
+                bus.serve(&wfl_bus::cluster::partition_question_subject(
+                    role.partition(),
+                ))
+                .await?
+            }
+            None => bus.serve(wfl_bus::OUTCOME_QUESTION_SUBJECT).await?,
+        };
         let live = Arc::new(liveness::Liveness::default());
         let watch = liveness::InboxWatch::new(config.stall.inbox_stall, live.clone());
         tasks.spawn(writer.run(inbox, watch, shutdown.clone()));
@@ -177,6 +195,7 @@ impl Ledger {
             result
         });
         let token = shutdown.clone();
+        let in_cluster = config.partition.is_some();
         let publisher = publisher::run(
             store.clone(),
             bus,
@@ -188,6 +207,11 @@ impl Ledger {
             shutdown,
         );
         tasks.spawn(async move {
+            if in_cluster {
+                // The partition log is the committed stream in cluster mode.
+                drop(publisher);
+                return Ok(());
+            }
             let result = publisher.await;
             if let Err(e) = &result {
                 // Stop the whole ledger rather than commit while the committed stream stays silent.

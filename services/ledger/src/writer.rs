@@ -483,11 +483,22 @@ impl Writer {
                 &self.config.metrics,
                 records.len() + rejections.len(),
             );
-            Some(tokio::task::spawn_blocking(move || {
-                let links = store.append_with_meta(&records, &rejections, &meta);
-                timer.done();
-                links
-            }))
+            Some(match self.config.partition.clone() {
+                // Cluster mode: the partition log first (fenced), then the store.
+                Some(role) => tokio::spawn(async move {
+                    let links =
+                        crate::partition::append(store, role, records, rejections, meta).await;
+                    timer.done();
+                    links
+                }),
+                None => tokio::task::spawn_blocking(move || {
+                    let links = store
+                        .append_with_meta(&records, &rejections, &meta)
+                        .map_err(Error::from);
+                    timer.done();
+                    links
+                }),
+            })
         };
         InFlight {
             append,
@@ -605,7 +616,7 @@ impl Writer {
 type Links = Vec<(u64, Hash)>;
 
 /// A store append running on a blocking thread.
-type Append = tokio::task::JoinHandle<Result<Links, wfl_store::Error>>;
+type Append = tokio::task::JoinHandle<Result<Links, Error>>;
 
 /// A batch decided and ready to append ([`Writer::prepare`]).
 struct Prepared {

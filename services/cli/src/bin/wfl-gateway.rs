@@ -26,6 +26,11 @@ struct Args {
     limits: wfl_cli::GatewayLimitArgs,
     #[command(flatten)]
     security: wfl_cli::security::ServeArgs,
+    /// Cluster mode: read the partition map from KV `WFL_CLUSTER` (waiting until a ledger
+    /// instance created it) and publish each org's events to its partition's inbox range
+    /// (`wfl.inbox.<partition>.<org>`)
+    #[arg(long, env = "WFL_CLUSTER", value_parser = clap::builder::FalseyValueParser::new())]
+    cluster: bool,
 }
 
 #[tokio::main]
@@ -40,19 +45,18 @@ async fn run() -> anyhow::Result<()> {
     let security = args
         .security
         .security(&[args.grpc_addr, args.http_addr], false)?;
-    let bus = Arc::new(
-        wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?,
-    );
+    let bus = wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?;
+    let shutdown = wfl_cli::shutdown_on_signal();
+    let mut config = args.limits.gateway_config()?;
+    let bus = if args.cluster {
+        let map = wfl_cli::node::partition_map(&bus, &shutdown).await?;
+        config = config.for_partitions(map.count);
+        bus.with_partitions(map)
+    } else {
+        bus
+    };
+    let bus = Arc::new(bus);
     let (listener, http) =
         wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
-    let shutdown = wfl_cli::shutdown_on_signal();
-    wfl_cli::node::run_gateway(
-        args.limits.gateway_config()?,
-        security,
-        bus,
-        listener,
-        http,
-        shutdown,
-    )
-    .await
+    wfl_cli::node::run_gateway(config, security, bus, listener, http, shutdown).await
 }

@@ -43,6 +43,59 @@ struct Args {
     republish_stream: bool,
     #[command(flatten)]
     security: wfl_cli::security::ServeArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Cluster mode: one ledger instance among several on a JetStream cluster, writing the
+/// partitions whose leases it holds (ARCHITECTURE.md "Cluster mode").
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Run as a ledger instance of a cluster: partitions by org, leases in KV `WFL_LEASES`,
+    /// each partition's commit log replicated in `WFL_PARTITION_<n>`
+    #[arg(long, env = "WFL_CLUSTER", value_parser = clap::builder::FalseyValueParser::new())]
+    cluster: bool,
+    /// This instance's name, unique in the cluster (default: `<hostname>-<pid>`)
+    #[arg(long, env = "WFL_INSTANCE")]
+    instance: Option<String>,
+    /// Create the cluster with this many partitions (fixed afterwards; an instance joining an
+    /// existing cluster leaves it out or gives the same number)
+    #[arg(long, env = "WFL_PARTITIONS")]
+    partitions: Option<u32>,
+    /// Place an org on a partition of its own choosing when the cluster is created (`ORG=N`,
+    /// repeatable): a big tenant on a partition of its own
+    #[arg(long = "place", value_name = "ORG=N")]
+    place: Vec<String>,
+    /// Replicas of every stream and KV bucket (3 on a 3-node JetStream cluster)
+    #[arg(long, env = "WFL_REPLICAS", default_value_t = 1)]
+    replicas: usize,
+    /// Seconds a partition lease lives without renewal (a dead owner's partitions are taken
+    /// over after at most this long)
+    #[arg(long, env = "WFL_LEASE_TTL_SECS", default_value_t = 6)]
+    lease_ttl_secs: u64,
+}
+
+impl ClusterArgs {
+    fn create(&self) -> anyhow::Result<Option<wfl_bus::cluster::PartitionMap>> {
+        let Some(count) = self.partitions else {
+            anyhow::ensure!(
+                self.place.is_empty(),
+                "--place needs --partitions (the table is recorded when the cluster is created)"
+            );
+            return Ok(None);
+        };
+        let mut table = std::collections::BTreeMap::new();
+        for entry in &self.place {
+            let (org, p) = entry
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--place {entry:?}: expected ORG=N"))?;
+            let p: u32 = p.parse().map_err(|_| {
+                anyhow::anyhow!("--place {entry:?}: {p:?} is not a partition number")
+            })?;
+            table.insert(org.to_owned(), p);
+        }
+        Ok(Some(wfl_bus::cluster::PartitionMap::new(count, table)?))
+    }
 }
 
 #[tokio::main]
@@ -57,30 +110,55 @@ async fn run() -> anyhow::Result<()> {
     let security = args
         .security
         .security(&[args.grpc_addr, args.http_addr], false)?;
+    let stall = std::time::Duration::from_secs(args.inbox_stall_secs.max(1));
+    let ledger = wfl_ledger::Config {
+        min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
+        stall: wfl_ledger::liveness::StallConfig {
+            inbox_stall: stall,
+            publisher_stall: stall,
+        },
+        max_subscribers: args.limits.max_subscribers,
+        max_org_filter: args.limits.max_org_filter,
+        republish_stream: args.republish_stream,
+        ..wfl_ledger::Config::new(&args.data_dir)
+    };
+    if args.cluster.cluster {
+        anyhow::ensure!(
+            !args.republish_stream,
+            "--republish-stream does not apply to --cluster (the partition logs are the committed streams)"
+        );
+        let create = args.cluster.create()?;
+        let instance = args.cluster.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().replace('.', "-"))
+                .unwrap_or_else(|_| "ledger".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        let config = wfl_ledger::instance::InstanceConfig {
+            instance,
+            nats_url: args.nats_url.clone(),
+            nats: wfl_bus::NatsConfig {
+                replicas: args.cluster.replicas,
+                ..args.nats_auth.bus_config(true)?
+            },
+            cluster: wfl_bus::cluster::ClusterConfig {
+                replicas: args.cluster.replicas,
+                lease_ttl: std::time::Duration::from_secs(args.cluster.lease_ttl_secs.max(3)),
+            },
+            create,
+            ledger,
+        };
+        let (listener, http) =
+            wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
+        let shutdown = wfl_cli::shutdown_on_signal();
+        return wfl_cli::node::run_ledger_instance(config, security, listener, http, shutdown)
+            .await;
+    }
     let bus = Arc::new(
         wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(true)?).await?,
     );
     let (listener, http) =
         wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
-    let stall = std::time::Duration::from_secs(args.inbox_stall_secs.max(1));
-    wfl_cli::node::run_ledger(
-        wfl_ledger::Config {
-            min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
-            stall: wfl_ledger::liveness::StallConfig {
-                inbox_stall: stall,
-                publisher_stall: stall,
-            },
-            max_subscribers: args.limits.max_subscribers,
-            max_org_filter: args.limits.max_org_filter,
-            republish_stream: args.republish_stream,
-            ..wfl_ledger::Config::new(args.data_dir)
-        },
-        security,
-        bus,
-        listener,
-        http,
-        shutdown,
-    )
-    .await
+    wfl_cli::node::run_ledger(ledger, security, bus, listener, http, shutdown).await
 }

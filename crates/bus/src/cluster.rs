@@ -1,0 +1,617 @@
+//! Cluster mode on NATS JetStream: partitions, who owns them, and each partition's replicated
+//! commit log. Nothing here is consensus code of wfl's own: every decision is a JetStream
+//! compare-and-set (a KV revision check or an expected-last-sequence check), made by the
+//! replicated stream that holds it.
+//!
+//! Owns:
+//! - [`PartitionMap`]: an org maps to exactly one of `count` partitions, by a stable hash of its
+//!   id ([`PartitionMap::hash_partition`], FNV-1a 64) unless the explicit table names it. The map
+//!   is written once, when the cluster is created, under key `partitions` of KV bucket
+//!   `WFL_CLUSTER` ([`Cluster::partition_map`]), and every process reads it from there.
+//! - Leases ([`Cluster::acquire`], [`Cluster::renew`], [`Cluster::release`]): key `p<n>` of KV
+//!   bucket `WFL_LEASES`, whose entries expire `lease_ttl` after their last write (the bucket's
+//!   max age). Acquiring is a create (succeeds only when the key is absent, deleted or expired);
+//!   renewing is an update expecting the revision the holder last wrote, so a holder that lost
+//!   its lease (it expired and another instance created it) learns so at its next renewal.
+//!   Live instances heartbeat `i.<instance>` in the same bucket.
+//! - [`PartitionLog`]: stream `WFL_PARTITION_<n>` (subject `wfl.partition.<n>`), one message per
+//!   append of the partition's writer, published *before* the append with header
+//!   `Nats-Expected-Last-Sequence` = the last stream sequence the writer knows of. The stream
+//!   refuses any other writer's publish once a newer owner wrote (its takeover marker is its
+//!   first write), which is the fence: a writer that lost its lease, however late it learns
+//!   so, can never add to the partition.
+//!
+//! Must not: know the protobuf schema (batches are opaque bytes) or decide anything itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+
+use crate::Error;
+
+/// KV bucket holding the cluster's fixed settings (the partition map).
+pub const CLUSTER_BUCKET: &str = "WFL_CLUSTER";
+/// KV bucket of partition leases and instance heartbeats (entries expire after the lease TTL).
+pub const LEASE_BUCKET: &str = "WFL_LEASES";
+/// Prefix of a partition's commit-log subject: `wfl.partition.<n>`.
+pub const PARTITION_SUBJECT_PREFIX: &str = "wfl.partition";
+/// Prefix of a partition's commit-log stream: `WFL_PARTITION_<n>`.
+pub const PARTITION_STREAM_PREFIX: &str = "WFL_PARTITION_";
+/// Key of the partition map in [`CLUSTER_BUCKET`].
+const MAP_KEY: &str = "partitions";
+/// Most partitions a cluster may be created with.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// How orgs map to partitions; fixed when the cluster is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMap {
+    /// Number of partitions, `0..count`.
+    pub count: u32,
+    /// Orgs placed explicitly (a big tenant on a partition of its own), overriding the hash.
+    pub table: BTreeMap<String, u32>,
+}
+
+impl PartitionMap {
+    /// A map of `count` hashed partitions with the explicit `table`.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when `count` is 0 or above [`MAX_PARTITIONS`], or the table names a
+    /// partition `>= count` or an org id that is not one subject token.
+    pub fn new(count: u32, table: BTreeMap<String, u32>) -> Result<Self, Error> {
+        if count == 0 || count > MAX_PARTITIONS {
+            return Err(Error::Rejected(format!(
+                "partitions: {count} is not in 1..={MAX_PARTITIONS}"
+            )));
+        }
+        for (org, p) in &table {
+            crate::subject::check_org(org)?;
+            if *p >= count {
+                return Err(Error::Rejected(format!(
+                    "partition table: org {org} is placed on partition {p}, but there are only {count} (0..{count})"
+                )));
+            }
+        }
+        Ok(Self { count, table })
+    }
+
+    /// The partition `org_id` belongs to.
+    #[must_use]
+    pub fn partition_of(&self, org_id: &str) -> u32 {
+        self.table
+            .get(org_id)
+            .copied()
+            .unwrap_or_else(|| Self::hash_partition(org_id, self.count))
+    }
+
+    /// The hashed placement: FNV-1a 64 of the org id's UTF-8 bytes, modulo `count`. Stable
+    /// across builds and platforms (it is part of the cluster's data: never change it).
+    #[must_use]
+    pub fn hash_partition(org_id: &str, count: u32) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in org_id.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % u64::from(count.max(1))) as u32
+    }
+
+    /// The stored form: `count=<n>` then one `<org>=<partition>` line per table entry.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut s = format!("count={}\n", self.count);
+        for (org, p) in &self.table {
+            s.push_str(&format!("{org}={p}\n"));
+        }
+        s
+    }
+
+    /// Reads [`PartitionMap::encode`]'s form.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] naming the line that does not parse.
+    pub fn decode(text: &str) -> Result<Self, Error> {
+        let mut count = None;
+        let mut table = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let bad = || Error::Rejected(format!("partition map: cannot read line {line:?}"));
+            let (k, v) = line.split_once('=').ok_or_else(bad)?;
+            let v: u32 = v.trim().parse().map_err(|_| bad())?;
+            if k == "count" {
+                count = Some(v);
+            } else {
+                table.insert(k.trim().to_owned(), v);
+            }
+        }
+        let count =
+            count.ok_or_else(|| Error::Rejected("partition map: no count line".to_owned()))?;
+        Self::new(count, table)
+    }
+}
+
+/// Settings of the cluster objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Replicas of every stream and bucket the cluster creates (3 on a 3-node cluster).
+    pub replicas: usize,
+    /// A lease not renewed for this long expires and the partition can be taken over.
+    pub lease_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            lease_ttl: Duration::from_secs(6),
+        }
+    }
+}
+
+/// A held lease on a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The partition.
+    pub partition: u32,
+    /// The holding instance.
+    pub owner: String,
+    /// The KV revision of the holder's last write: the next renewal must find it unchanged.
+    pub revision: u64,
+}
+
+/// The cluster's KV buckets, on one JetStream connection.
+#[derive(Clone)]
+pub struct Cluster {
+    js: jetstream::Context,
+    config: ClusterConfig,
+    settings: kv::Store,
+    leases: kv::Store,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Opens (creating when missing) the cluster's buckets on `client`'s JetStream.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer; [`Error::Rejected`] when it
+    /// refuses a bucket.
+    pub async fn open(client: &Client, config: ClusterConfig) -> Result<Self, Error> {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(crate::PUBLISH_TIMEOUT);
+        let settings = bucket(
+            &js,
+            kv::Config {
+                bucket: CLUSTER_BUCKET.to_owned(),
+                history: 1,
+                num_replicas: config.replicas,
+                storage: stream::StorageType::File,
+                ..kv::Config::default()
+            },
+        )
+        .await?;
+        let leases = bucket(
+            &js,
+            kv::Config {
+                bucket: LEASE_BUCKET.to_owned(),
+                history: 1,
+                max_age: config.lease_ttl,
+                num_replicas: config.replicas,
+                storage: stream::StorageType::File,
+                ..kv::Config::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            js,
+            config,
+            settings,
+            leases,
+        })
+    }
+
+    /// Attaches to a cluster a ledger instance created (a gateway's way in: it creates
+    /// nothing).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer or the cluster's buckets do not
+    /// exist yet (no ledger instance has started).
+    pub async fn attach(client: &Client) -> Result<Self, Error> {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(crate::PUBLISH_TIMEOUT);
+        let get = |name: &'static str| {
+            let js = js.clone();
+            async move {
+                js.get_key_value(name).await.map_err(|e| {
+                    Error::Unavailable(format!(
+                        "KV bucket {name}: {e} (is a ledger instance with --cluster running?)"
+                    ))
+                })
+            }
+        };
+        let settings = get(CLUSTER_BUCKET).await?;
+        let leases = get(LEASE_BUCKET).await?;
+        Ok(Self {
+            js,
+            config: ClusterConfig::default(),
+            settings,
+            leases,
+        })
+    }
+
+    /// The settings the cluster was opened with.
+    #[must_use]
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The cluster's partition map. With `wanted`, creates it when the cluster has none yet,
+    /// and refuses one that differs from the recorded map (partitions are fixed at creation).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when no map is recorded and none is given, when `wanted` differs
+    /// from the recorded one, or when the recorded one does not parse; [`Error::Unavailable`]
+    /// when JetStream does not answer.
+    pub async fn partition_map(
+        &self,
+        wanted: Option<&PartitionMap>,
+    ) -> Result<PartitionMap, Error> {
+        if let Some(map) = wanted {
+            match self
+                .settings
+                .create(MAP_KEY, Bytes::from(map.encode()))
+                .await
+            {
+                Ok(_) => return Ok(map.clone()),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::unavailable("record the partition map", e)),
+            }
+        }
+        let stored = self
+            .settings
+            .get(MAP_KEY)
+            .await
+            .map_err(|e| Error::unavailable("read the partition map", e))?
+            .ok_or_else(|| {
+                Error::Rejected(format!(
+                    "the cluster has no partition map yet (KV {CLUSTER_BUCKET} key {MAP_KEY}); start a ledger instance with --partitions N first"
+                ))
+            })?;
+        let text = std::str::from_utf8(&stored)
+            .map_err(|e| Error::rejected("the recorded partition map", e))?;
+        let recorded = PartitionMap::decode(text)?;
+        if let Some(map) = wanted {
+            if *map != recorded {
+                return Err(Error::Rejected(format!(
+                    "the cluster was created with {} partitions and table {:?}; asked for {} and {:?} (partitions are fixed at creation)",
+                    recorded.count, recorded.table, map.count, map.table
+                )));
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Tries to take `partition`'s lease for `owner`: `None` when another instance holds it.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn acquire(&self, partition: u32, owner: &str) -> Result<Option<Lease>, Error> {
+        match self
+            .leases
+            .create(lease_key(partition), Bytes::from(owner.to_owned()))
+            .await
+        {
+            Ok(revision) => Ok(Some(Lease {
+                partition,
+                owner: owner.to_owned(),
+                revision,
+            })),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(Error::unavailable("acquire a partition lease", e)),
+        }
+    }
+
+    /// Renews a held lease (expecting the revision its holder last wrote).
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when the lease was lost (expired and taken, or deleted): the holder
+    /// must stop writing; [`Error::Unavailable`] when JetStream does not answer (the holder
+    /// retries until its lease would have expired, then stops).
+    pub async fn renew(&self, lease: &mut Lease) -> Result<(), Error> {
+        match self
+            .leases
+            .update(
+                lease_key(lease.partition),
+                Bytes::from(lease.owner.clone()),
+                lease.revision,
+            )
+            .await
+        {
+            Ok(revision) => {
+                lease.revision = revision;
+                Ok(())
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Error::Rejected(
+                format!("lease of partition {} lost: {e}", lease.partition),
+            )),
+            Err(e) => Err(Error::unavailable("renew a partition lease", e)),
+        }
+    }
+
+    /// Gives a held lease up (only if still held at its revision), so another instance can
+    /// take the partition at once.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer; a lease already lost is not an
+    /// error.
+    pub async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        match self
+            .leases
+            .delete_expect_revision(lease_key(lease.partition), Some(lease.revision))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+            Err(e) => Err(Error::unavailable("release a partition lease", e)),
+        }
+    }
+
+    /// Who holds `partition`'s lease now, if anyone.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn holder(&self, partition: u32) -> Result<Option<String>, Error> {
+        let entry = self
+            .leases
+            .entry(lease_key(partition))
+            .await
+            .map_err(|e| Error::unavailable("read a partition lease", e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    }
+
+    /// Says `instance` is alive (its key expires one lease TTL after the last heartbeat).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn heartbeat(&self, instance: &str) -> Result<(), Error> {
+        crate::subject::check_org(instance)?;
+        self.leases
+            .put(format!("i.{instance}"), Bytes::new())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::unavailable("instance heartbeat", e))
+    }
+
+    /// The instances that heartbeat within the last lease TTL.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn live_instances(&self) -> Result<Vec<String>, Error> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = self
+            .leases
+            .keys()
+            .await
+            .map_err(|e| Error::unavailable("list instances", e))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::unavailable("list instances", e))?;
+        let mut live: Vec<String> = keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix("i.").map(str::to_owned))
+            .collect();
+        live.sort();
+        Ok(live)
+    }
+
+    /// `partition`'s commit log, creating its stream when missing.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer; [`Error::Rejected`] when it
+    /// refuses the stream.
+    pub async fn partition_log(&self, partition: u32) -> Result<PartitionLog, Error> {
+        let name = format!("{PARTITION_STREAM_PREFIX}{partition}");
+        let subject = format!("{PARTITION_SUBJECT_PREFIX}.{partition}");
+        let config = stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: self.config.replicas,
+            // Writers never resend: a refused publish is a lost fence, not a retry.
+            duplicate_window: Duration::from_secs(1),
+            ..stream::Config::default()
+        };
+        let stream = match self.js.get_stream(&name).await {
+            Ok(s) => s,
+            Err(_) => self
+                .js
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| Error::unavailable(&format!("create stream {name}"), e))?,
+        };
+        Ok(PartitionLog {
+            js: self.js.clone(),
+            stream,
+            subject,
+            partition,
+        })
+    }
+}
+
+async fn bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, Error> {
+    let name = config.bucket.clone();
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    js.create_key_value(config)
+        .await
+        .map_err(|e| Error::unavailable(&format!("create KV bucket {name}"), e))
+}
+
+/// The inbox subject of an org in cluster mode: `wfl.inbox.<partition>.<org_id>`.
+#[must_use]
+pub fn partition_inbox_subject(partition: u32, org_id: &str) -> String {
+    format!("{}.{partition}.{org_id}", crate::INBOX_SUBJECT_PREFIX)
+}
+
+/// The inbox range a partition's ledger consumes: `wfl.inbox.<partition>.>`.
+#[must_use]
+pub fn partition_inbox_filter(partition: u32) -> String {
+    format!("{}.{partition}.>", crate::INBOX_SUBJECT_PREFIX)
+}
+
+/// The subject on which a partition's ledger answers outcome questions:
+/// `wfl.ctl.await.<partition>`.
+#[must_use]
+pub fn partition_question_subject(partition: u32) -> String {
+    format!("{}.{partition}", crate::OUTCOME_QUESTION_SUBJECT)
+}
+
+fn lease_key(partition: u32) -> String {
+    format!("p{partition}")
+}
+
+/// What a fenced append found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written at this stream sequence.
+    Written(u64),
+    /// Refused: the stream's last sequence is not the one expected (another writer appended
+    /// since). Nothing was written.
+    Fenced,
+}
+
+/// One partition's replicated commit log (see the module docs).
+#[derive(Clone)]
+pub struct PartitionLog {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    subject: String,
+    partition: u32,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionLog {
+    /// The partition.
+    #[must_use]
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The stream sequence of the log's last message (0 when empty).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn last(&self) -> Result<u64, Error> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| Error::unavailable("partition log info", e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The message at stream sequence `sequence`.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when the log does not hold it (deleted: the log must keep
+    /// everything); [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn get(&self, sequence: u64) -> Result<Bytes, Error> {
+        match self.stream.get_raw_message(sequence).await {
+            Ok(m) => Ok(m.payload),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                Err(Error::Rejected(format!(
+                    "partition {} log lacks stream sequence {sequence}",
+                    self.partition
+                )))
+            }
+            Err(e) => Err(Error::unavailable("read the partition log", e)),
+        }
+    }
+
+    /// Appends `payload` if the log's last sequence is `expected_last`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the outcome is unknown (connection lost, ack timed out: the
+    /// caller must read the log to learn whether it was written); [`Error::Rejected`] when
+    /// the broker refuses it for another reason (too large).
+    pub async fn append(&self, payload: Bytes, expected_last: u64) -> Result<Appended, Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+            expected_last.to_string(),
+        );
+        let publish = jetstream::context::Publish::build()
+            .payload(payload)
+            .headers(headers);
+        let ack = self
+            .js
+            .send_publish(self.subject.clone(), publish)
+            .await
+            .map_err(|e| Error::unavailable("append to the partition log", e))?;
+        match ack.await {
+            Ok(a) => Ok(Appended::Written(a.sequence)),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(Appended::Fenced)
+            }
+            Err(e) => match e.kind() {
+                jetstream::context::PublishErrorKind::Other => {
+                    Err(Error::rejected("append to the partition log", e))
+                }
+                _ => Err(Error::unavailable("append to the partition log", e)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_placement_is_stable_and_the_table_overrides_it() {
+        // Fixed values: the placement is part of a cluster's data.
+        assert_eq!(PartitionMap::hash_partition("acme", 8), {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in b"acme" {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            (h % 8) as u32
+        });
+        assert_eq!(PartitionMap::hash_partition("", 1), 0);
+        let map = PartitionMap::new(4, BTreeMap::from([("big".to_owned(), 3)])).unwrap();
+        assert_eq!(map.partition_of("big"), 3);
+        let spread: std::collections::BTreeSet<u32> = (0..100)
+            .map(|i| map.partition_of(&format!("org-{i}")))
+            .collect();
+        assert_eq!(spread.len(), 4, "100 orgs reach every partition");
+        assert_eq!(PartitionMap::decode(&map.encode()).unwrap(), map);
+    }
+
+    #[test]
+    fn bad_maps_are_refused_with_the_reason() {
+        assert!(PartitionMap::new(0, BTreeMap::new()).is_err());
+        let e = PartitionMap::new(2, BTreeMap::from([("big".to_owned(), 2)])).unwrap_err();
+        assert!(e.to_string().contains("only 2"), "{e}");
+        assert!(PartitionMap::decode("count=x").is_err());
+        assert!(PartitionMap::decode("big=1").is_err());
+    }
+}

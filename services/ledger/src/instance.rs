@@ -1,0 +1,257 @@
+//! Cluster mode: one ledger instance among several, owning the partitions whose leases it holds.
+//!
+//! Every `lease_ttl / 3` the instance heartbeats (`i.<instance>` in `WFL_LEASES`), counts the live
+//! instances, and aims at `ceil(partitions / live)` partitions:
+//! - it renews the lease of every partition it runs; a renewal the bucket refuses (the lease
+//!   expired and another instance took it) stops that partition's ledger at once, and so does a
+//!   lease it could not renew for a whole TTL (it cannot know it still holds it). Either way the
+//!   partition log's fence already refuses its writes once the new owner wrote its marker;
+//! - it takes free partitions (lease absent or expired) while below its share: each one's
+//!   ledger catches its store up from the partition log before writing
+//!   ([`crate::partition::take_over`]);
+//! - above its share (an instance joined), it gives one partition up per round: stops its
+//!   ledger, then deletes the lease, so another instance takes it at once;
+//! - a partition whose ledger stopped by itself (fenced, NATS lost, a store failure) has its lease
+//!   released and is taken again (by this or another instance) in a later round.
+//!
+//! Each partition's ledger is a whole [`Ledger`]: its own sled store under
+//! `<data dir>/p<n>/`, its own durable inbox consumer `wfl-ledger-p<n>` on `wfl.inbox.<n>.>`, its
+//! own outcome-question subject `wfl.ctl.await.<n>`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use wfl_bus::cluster::{Cluster, ClusterConfig, Lease, PartitionMap};
+use wfl_bus::{NatsBus, NatsConfig};
+
+use crate::partition::PartitionRole;
+use crate::{Config, Error, Ledger};
+
+/// Settings of a ledger instance in cluster mode.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// This instance's name, unique in the cluster (one subject token).
+    pub instance: String,
+    /// The NATS servers (comma-separated URLs of the cluster's nodes).
+    pub nats_url: String,
+    /// Authentication and stream settings (replicas); names are set per partition.
+    pub nats: NatsConfig,
+    /// Replicas and lease TTL.
+    pub cluster: ClusterConfig,
+    /// The partition map to create the cluster with; `None` joins an existing cluster.
+    pub create: Option<PartitionMap>,
+    /// The settings of each partition's ledger; its `data_dir` is the instance's root (each
+    /// partition under `p<n>/`).
+    pub ledger: Config,
+}
+
+/// What the instance runs now, for health and metrics: partition → its lease revision.
+#[derive(Debug, Default)]
+pub struct Owned(Mutex<BTreeMap<u32, u64>>);
+
+impl Owned {
+    /// The partitions this instance writes now.
+    #[must_use]
+    pub fn partitions(&self) -> Vec<u32> {
+        self.0
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn set(&self, partition: u32, revision: Option<u64>) {
+        if let Ok(mut m) = self.0.lock() {
+            match revision {
+                Some(r) => m.insert(partition, r),
+                None => m.remove(&partition),
+            };
+        }
+    }
+}
+
+struct Running {
+    lease: Lease,
+    renewed: Instant,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+/// Runs the instance until `shutdown`, keeping `owned` up to date.
+///
+/// # Errors
+/// When the cluster's buckets cannot be opened or the partition map is missing or differs.
+pub async fn run(
+    config: InstanceConfig,
+    owned: Arc<Owned>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let bus = NatsBus::connect(&config.nats_url, config.nats.clone()).await?;
+    let cluster = Cluster::open(bus.client(), config.cluster.clone()).await?;
+    let map = cluster.partition_map(config.create.as_ref()).await?;
+    info!(
+        instance = %config.instance,
+        partitions = map.count,
+        table = map.table.len(),
+        "ledger instance joining the cluster"
+    );
+    let tick = config.cluster.lease_ttl / 3;
+    let mut running: BTreeMap<u32, Running> = BTreeMap::new();
+    let mut first = true;
+    loop {
+        if let Err(e) = cluster.heartbeat(&config.instance).await {
+            warn!(error = %e, "cluster heartbeat failed");
+        }
+        // Renew, and notice partitions whose ledger stopped.
+        let mut stopped = Vec::new();
+        for (p, r) in &mut running {
+            if r.task.is_finished() {
+                stopped.push(*p);
+                continue;
+            }
+            match cluster.renew(&mut r.lease).await {
+                Ok(()) => {
+                    r.renewed = Instant::now();
+                    owned.set(*p, Some(r.lease.revision));
+                }
+                Err(wfl_bus::Error::Rejected(why)) => {
+                    warn!(partition = p, %why, "lease lost; stopping this partition's ledger");
+                    r.stop.cancel();
+                }
+                Err(e) if r.renewed.elapsed() >= config.cluster.lease_ttl => {
+                    warn!(partition = p, error = %e, "lease not renewed for a whole TTL; stopping this partition's ledger");
+                    r.stop.cancel();
+                }
+                Err(e) => warn!(partition = p, error = %e, "lease renewal failed; retrying"),
+            }
+        }
+        for p in stopped {
+            if let Some(r) = running.remove(&p) {
+                finish(&cluster, &owned, p, r).await;
+            }
+        }
+        // Share: ceil(partitions / live instances). The first round only announces this
+        // instance, so instances started together see each other before taking partitions.
+        let live = cluster
+            .live_instances()
+            .await
+            .map(|l| l.len().max(1))
+            .unwrap_or(1);
+        let share = (map.count as usize).div_ceil(live);
+        if !first {
+            let start = wfl_bus::cluster::PartitionMap::hash_partition(&config.instance, map.count);
+            for i in 0..map.count {
+                if running.len() >= share || shutdown.is_cancelled() {
+                    break;
+                }
+                let p = (start + i) % map.count;
+                if running.contains_key(&p) {
+                    continue;
+                }
+                match cluster.acquire(p, &config.instance).await {
+                    Ok(Some(lease)) => {
+                        let r = launch(&config, &cluster, lease, &shutdown).await;
+                        owned.set(p, Some(r.lease.revision));
+                        running.insert(p, r);
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(partition = p, error = %e, "cannot acquire a lease"),
+                }
+            }
+            if running.len() > share {
+                if let Some((&p, _)) = running.iter().next_back() {
+                    if let Some(r) = running.remove(&p) {
+                        info!(
+                            partition = p,
+                            share, live, "giving a partition up to rebalance"
+                        );
+                        r.stop.cancel();
+                        finish(&cluster, &owned, p, r).await;
+                    }
+                }
+            }
+        }
+        first = false;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+    for (p, r) in std::mem::take(&mut running) {
+        r.stop.cancel();
+        finish(&cluster, &owned, p, r).await;
+    }
+    Ok(())
+}
+
+/// Starts one partition's ledger under `lease`.
+async fn launch(
+    config: &InstanceConfig,
+    cluster: &Cluster,
+    lease: Lease,
+    shutdown: &CancellationToken,
+) -> Running {
+    let p = lease.partition;
+    info!(
+        partition = p,
+        revision = lease.revision,
+        "lease taken; starting the partition's ledger"
+    );
+    let stop = shutdown.child_token();
+    let nats = NatsConfig {
+        consumer: format!("wfl-ledger-p{p}"),
+        inbox_filter: Some(wfl_bus::cluster::partition_inbox_filter(p)),
+        ..config.nats.clone()
+    };
+    let url = config.nats_url.clone();
+    let mut ledger_config = Config {
+        data_dir: partition_dir(&config.ledger.data_dir, p),
+        metrics: wfl_metrics::Registry::new(),
+        ..config.ledger.clone()
+    };
+    let (cluster, owner, revision, token) = (
+        cluster.clone(),
+        config.instance.clone(),
+        lease.revision,
+        stop.clone(),
+    );
+    let task = tokio::spawn(async move {
+        let log = cluster.partition_log(p).await?;
+        ledger_config.partition = Some(PartitionRole::new(log, owner, revision));
+        let bus = Arc::new(NatsBus::connect(&url, nats).await?);
+        let ledger = Ledger::start(ledger_config, bus, token.clone()).await?;
+        let result = ledger.join().await;
+        token.cancel();
+        result
+    });
+    Running {
+        lease,
+        renewed: Instant::now(),
+        stop,
+        task,
+    }
+}
+
+/// Waits for a partition's ledger to stop, then releases its lease.
+async fn finish(cluster: &Cluster, owned: &Owned, p: u32, r: Running) {
+    owned.set(p, None);
+    match tokio::time::timeout(Duration::from_secs(30), r.task).await {
+        Ok(Ok(Ok(()))) => info!(partition = p, "partition's ledger stopped"),
+        Ok(Ok(Err(e))) => error!(partition = p, error = %e, "partition's ledger stopped"),
+        Ok(Err(e)) => error!(partition = p, error = %e, "partition's ledger task failed"),
+        Err(_) => error!(partition = p, "partition's ledger did not stop within 30 s"),
+    }
+    if let Err(e) = cluster.release(&r.lease).await {
+        warn!(partition = p, error = %e, "cannot release the lease; it expires by itself");
+    }
+}
+
+/// Where partition `p`'s store lives under an instance's data directory.
+#[must_use]
+pub fn partition_dir(root: &std::path::Path, p: u32) -> PathBuf {
+    root.join(format!("p{p}"))
+}

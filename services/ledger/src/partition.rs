@@ -1,0 +1,332 @@
+//! Cluster mode: this ledger writes one partition, and every append it makes goes first to the
+//! partition's replicated commit log ([`wfl_bus::cluster::PartitionLog`], stream
+//! `WFL_PARTITION_<n>`, replicas 3), fenced by the log's last sequence, then to the local store.
+//!
+//! - **Write path.** For each batch the writer encodes exactly what it is about to append (the
+//!   records with their stored bytes, the refusals, the writer-state metadata, and the chain hash
+//!   the log ends on after it) as one `wfl.internal.v1.PartitionBatch`, appends it to the
+//!   partition log expecting the last stream sequence it knows of, and only then makes the sled
+//!   append (with the stream sequence it got, under [`APPLIED`], in the same atomic batch).
+//!   Inbox acks and commit outcomes follow the sled flush as before, so nothing is answered
+//!   `COMMITTED` before it is on a quorum of the cluster *and* on the owner's disk. A refused
+//!   publish (another writer appended since) stops this ledger: it was fenced off. A publish whose
+//!   outcome is unknown stops it too; the next owner (or this instance, after taking the lease
+//!   again) reads the log and applies whatever was written.
+//! - **Takeover** ([`take_over`]). Before writing, a new owner applies every log message after
+//!   the last one its store holds, through the same store append, checking after each that its
+//!   chain ends on the message's `head_hash` (a replica never trusts its copy over the log: a
+//!   mismatch refuses to start). It then appends a takeover marker (no records) expecting the
+//!   log's last sequence: from then on a previous owner's late publish is refused. If another
+//!   writer appended in between, it reads again.
+//! - The local store's position in the log is [`APPLIED`] (written atomically with each append;
+//!   a marker's is written alone: re-reading a marker is harmless).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+use tracing::info;
+use wfl_bus::cluster::{Appended, PartitionLog};
+use wfl_proto::internal as ipb;
+use wfl_store::{Hash, Log, NewRecord, RefusalCode, Rejection};
+
+use crate::Error;
+
+/// Store metadata key: the partition log's stream sequence the local store holds up to.
+pub const APPLIED: &str = "partition.applied";
+
+/// What a ledger in cluster mode needs to write its partition.
+#[derive(Debug, Clone)]
+pub struct PartitionRole {
+    /// The partition's replicated commit log.
+    pub log: PartitionLog,
+    /// This instance's name (recorded in every batch it writes).
+    pub owner: String,
+    /// The revision of the lease it holds (recorded in every batch it writes).
+    pub lease_revision: u64,
+    /// The last stream sequence this writer knows the log to end on: its next publish expects it.
+    pub(crate) fence: Arc<AtomicU64>,
+}
+
+impl PartitionRole {
+    /// A role for the holder of a lease on `log`'s partition.
+    #[must_use]
+    pub fn new(log: PartitionLog, owner: String, lease_revision: u64) -> Self {
+        Self {
+            log,
+            owner,
+            lease_revision,
+            fence: Arc::default(),
+        }
+    }
+
+    /// The partition.
+    #[must_use]
+    pub fn partition(&self) -> u32 {
+        self.log.partition()
+    }
+}
+
+/// The local store's position in the partition log.
+fn applied(store: &dyn Log) -> Result<u64, Error> {
+    Ok(store
+        .meta_get(APPLIED)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+fn applied_meta(sequence: u64) -> (String, Option<Vec<u8>>) {
+    (APPLIED.to_owned(), Some(sequence.to_be_bytes().to_vec()))
+}
+
+/// Brings the local store up to the partition log and fences the log off for this owner.
+/// Returns the stream sequence of the takeover marker (the writer's first fence).
+///
+/// # Errors
+/// [`Error::Refused`] when the log and the local store disagree (a message does not continue
+/// the local chain); [`Error::Bus`] when the log cannot be read or written.
+pub async fn take_over(store: Arc<dyn Log>, role: &PartitionRole) -> Result<u64, Error> {
+    let started = std::time::Instant::now();
+    let mut applied_messages = 0u64;
+    loop {
+        let s = store.clone();
+        let mut at = tokio::task::spawn_blocking(move || applied(s.as_ref()))
+            .await
+            .map_err(Error::join)??;
+        let last = role.log.last().await?;
+        while at < last {
+            let sequence = at + 1;
+            let bytes = role.log.get(sequence).await?;
+            let s = store.clone();
+            let partition = role.partition();
+            tokio::task::spawn_blocking(move || apply(s.as_ref(), partition, sequence, &bytes))
+                .await
+                .map_err(Error::join)??;
+            at = sequence;
+            applied_messages += 1;
+        }
+        let s = store.clone();
+        let head = tokio::task::spawn_blocking(move || s.head())
+            .await
+            .map_err(Error::join)??;
+        let marker = ipb::PartitionBatch {
+            partition: role.partition(),
+            owner: role.owner.clone(),
+            lease_revision: role.lease_revision,
+            head_hash: head.hash.to_vec(),
+            head_sequence: head.sequence,
+            ..ipb::PartitionBatch::default()
+        };
+        match role
+            .log
+            .append(Bytes::from(marker.encode_to_vec()), at)
+            .await?
+        {
+            Appended::Written(fence) => {
+                let s = store.clone();
+                tokio::task::spawn_blocking(move || s.meta_write(&[applied_meta(fence)]))
+                    .await
+                    .map_err(Error::join)??;
+                role.fence.store(fence, Ordering::SeqCst);
+                info!(
+                    partition = role.partition(),
+                    owner = %role.owner,
+                    lease_revision = role.lease_revision,
+                    applied = applied_messages,
+                    head = head.sequence,
+                    fence,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "partition taken over: local store caught up with the partition log"
+                );
+                return Ok(fence);
+            }
+            // Another writer appended after we read the log's end: read on.
+            Appended::Fenced => {}
+        }
+    }
+}
+
+/// Applies one partition-log message to the local store (see the module docs).
+fn apply(store: &dyn Log, partition: u32, sequence: u64, bytes: &[u8]) -> Result<(), Error> {
+    let refuse = |detail: String| Error::Refused {
+        sequence,
+        detail: format!("partition {partition} log message {sequence}: {detail}"),
+    };
+    let batch = ipb::PartitionBatch::decode(bytes).map_err(|e| refuse(format!("{e}")))?;
+    let head = store.head()?;
+    let records = batch
+        .records
+        .iter()
+        .map(|r| {
+            Ok(NewRecord {
+                sequence: r.sequence,
+                event_id: uuid(&r.event_id).ok_or_else(|| refuse("bad event id".into()))?,
+                org_id: r.org_id.clone(),
+                event_type: r.event_type.clone(),
+                bytes: r.bytes.clone(),
+                submission: if r.submission.is_empty() {
+                    None
+                } else {
+                    Some(uuid(&r.submission).ok_or_else(|| refuse("bad submission".into()))?)
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    if let Some(first) = records.first() {
+        if first.sequence != head.sequence + 1 {
+            return Err(refuse(format!(
+                "starts at ledger sequence {}, but the local store's head is {}",
+                first.sequence, head.sequence
+            )));
+        }
+    }
+    let rejections = batch
+        .refusals
+        .iter()
+        .map(|r| {
+            Ok(Rejection {
+                event_id: uuid(&r.event_id).ok_or_else(|| refuse("bad event id".into()))?,
+                code: RefusalCode::from_stored(r.code)
+                    .ok_or_else(|| refuse(format!("unknown refusal code {}", r.code)))?,
+                message: r.message.clone(),
+                content: if r.content.is_empty() {
+                    None
+                } else {
+                    Some(hash(&r.content).ok_or_else(|| refuse("bad content hash".into()))?)
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut meta: Vec<(String, Option<Vec<u8>>)> = batch
+        .meta
+        .iter()
+        .map(|m| (m.key.clone(), m.value.clone()))
+        .collect();
+    meta.push(applied_meta(sequence));
+    if records.is_empty() && rejections.is_empty() {
+        // A takeover marker: it must have been written on the head this store holds.
+        if batch.head_sequence != head.sequence || batch.head_hash != head.hash {
+            return Err(refuse(format!(
+                "a marker written on head {} but the local store's head is {}",
+                batch.head_sequence, head.sequence
+            )));
+        }
+        store.meta_write(&meta)?;
+        return Ok(());
+    }
+    store.append_with_meta(&records, &rejections, &meta)?;
+    let after = store.head()?;
+    if after.sequence != batch.head_sequence || after.hash.as_slice() != batch.head_hash.as_slice()
+    {
+        return Err(refuse(format!(
+            "the local chain ends at {} with another hash than the log's (head {})",
+            after.sequence, batch.head_sequence
+        )));
+    }
+    Ok(())
+}
+
+fn uuid(bytes: &[u8]) -> Option<uuid::Uuid> {
+    uuid::Uuid::from_slice(bytes).ok()
+}
+
+fn hash(bytes: &[u8]) -> Option<Hash> {
+    Hash::try_from(bytes).ok()
+}
+
+/// Encodes what the writer is about to append, with the chain hash it will end on.
+pub(crate) fn encode_batch(
+    role: &PartitionRole,
+    head: wfl_store::Head,
+    records: &[NewRecord],
+    rejections: &[Rejection],
+    meta: &[(String, Option<Vec<u8>>)],
+) -> Bytes {
+    let mut last = head;
+    for r in records {
+        last = wfl_store::Head {
+            sequence: r.sequence,
+            hash: wfl_store::chain_hash(&last.hash, &r.bytes),
+        };
+    }
+    let batch = ipb::PartitionBatch {
+        partition: role.partition(),
+        owner: role.owner.clone(),
+        lease_revision: role.lease_revision,
+        records: records
+            .iter()
+            .map(|r| ipb::PartitionRecord {
+                sequence: r.sequence,
+                event_id: r.event_id.as_bytes().to_vec(),
+                org_id: r.org_id.clone(),
+                event_type: r.event_type.clone(),
+                bytes: r.bytes.clone(),
+                submission: r
+                    .submission
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        refusals: rejections
+            .iter()
+            .map(|r| ipb::PartitionRefusal {
+                event_id: r.event_id.as_bytes().to_vec(),
+                code: r.code.stored(),
+                message: r.message.clone(),
+                content: r.content.map(|c| c.to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        meta: meta
+            .iter()
+            .map(|(key, value)| ipb::PartitionMeta {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        head_hash: last.hash.to_vec(),
+        head_sequence: last.sequence,
+    };
+    Bytes::from(batch.encode_to_vec())
+}
+
+/// The writer's append in cluster mode: the partition log first (fenced), then the store with
+/// the log position.
+pub(crate) async fn append(
+    store: Arc<dyn Log>,
+    role: PartitionRole,
+    records: Vec<NewRecord>,
+    rejections: Vec<Rejection>,
+    mut meta: Vec<(String, Option<Vec<u8>>)>,
+) -> Result<Vec<(u64, Hash)>, Error> {
+    let (s, r) = (store.clone(), role.clone());
+    let (payload, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
+        let head = s.head()?;
+        let payload = encode_batch(&r, head, &records, &rejections, &meta);
+        Ok::<_, Error>((payload, records, rejections, std::mem::take(&mut meta)))
+    })
+    .await
+    .map_err(Error::join)??;
+    meta = meta_back;
+    let fence = role.fence.load(Ordering::SeqCst);
+    match role.log.append(payload, fence).await? {
+        Appended::Written(sequence) => {
+            role.fence.store(sequence, Ordering::SeqCst);
+            meta.push(applied_meta(sequence));
+            tokio::task::spawn_blocking(move || {
+                store
+                    .append_with_meta(&records, &rejections, &meta)
+                    .map_err(Error::from)
+            })
+            .await
+            .map_err(Error::join)?
+        }
+        Appended::Fenced => Err(Error::Fenced {
+            partition: role.partition(),
+            detail: format!(
+                "the partition log no longer ends at stream sequence {fence}: another instance took partition {} over",
+                role.partition()
+            ),
+        }),
+    }
+}
