@@ -45,7 +45,10 @@ async fn run() -> anyhow::Result<()> {
     let security = args
         .security
         .security(&[args.grpc_addr, args.http_addr], false)?;
-    let bus = wfl_bus::NatsBus::connect(&args.nats_url, args.nats_auth.bus_config(false)?).await?;
+    let mut nats = args.nats_auth.bus_config(false)?;
+    // In cluster mode the ledger instances own the streams (and their replicas).
+    nats.provision &= !args.cluster;
+    let bus = wfl_bus::NatsBus::connect(&args.nats_url, nats).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     let mut config = args.limits.gateway_config()?;
     let bus = if args.cluster {

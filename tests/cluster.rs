@@ -1,0 +1,435 @@
+//! Cluster mode for real (issue 13): a 3-node JetStream cluster on loopback ports, two
+//! `wfl-ledger --cluster` instances and two `wfl-gateway --cluster` gateways as separate
+//! processes, COMMITTED load over 24 orgs through both gateways while the owner of partitions is
+//! SIGKILLed (its partitions are taken over), a NATS node is SIGKILLed (the cluster keeps
+//! quorum), the killed instance comes back (partitions rebalance), and everything restarts.
+//! Then every partition's replicated log is read back: each chain verifies, every acknowledged
+//! event is there exactly once, at the partition and sequence it was acknowledged with.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Proc;
+use prost::Message;
+use tonic::transport::Channel;
+use wfl_bus::cluster::PartitionMap;
+use wfl_proto::{internal as ipb, pb};
+use wfl_testkit::{scenario, NatsCluster};
+
+const PARTITIONS: u32 = 4;
+const ORGS: usize = 24;
+/// Lease TTL of the instances: a dead owner's partitions are free after at most this long.
+const LEASE_TTL_SECS: u64 = 3;
+/// After a kill, commits resume within this bound (lease TTL + the next round + catch-up).
+const RESUME_BOUND: Duration = Duration::from_secs(30);
+
+fn ledger_args(data: &std::path::Path, nats: &NatsCluster, instance: &str) -> Vec<String> {
+    [
+        "--data-dir",
+        &data.display().to_string(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--nats-url",
+        &nats.urls(),
+        "--cluster",
+        "--instance",
+        instance,
+        "--partitions",
+        &PARTITIONS.to_string(),
+        "--replicas",
+        "3",
+        "--lease-ttl-secs",
+        &LEASE_TTL_SECS.to_string(),
+        "--inbox-stall-secs",
+        "5",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn gateway_args(nats: &NatsCluster) -> Vec<String> {
+    [
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--nats-url",
+        &nats.urls(),
+        "--cluster",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn org(i: usize) -> String {
+    format!("org-{i:02}")
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Event id → (org, sequence) of its COMMITTED answer.
+    acked: Mutex<HashMap<String, (String, u64)>>,
+    unresolved: Mutex<Vec<wfl_domain::Event>>,
+    commits: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// One client: batches of hires spread over every org, COMMITTED, through `gateways` in turn;
+/// ids whose outcome is unknown are retried (same ids) in later batches.
+async fn load_client(gateways: Arc<Mutex<Vec<Channel>>>, progress: Arc<Progress>, client: usize) {
+    let mut n = 0usize;
+    let mut turn = client;
+    while !progress.stop.load(Ordering::Relaxed) {
+        let mut batch: Vec<wfl_domain::Event> = (0..48)
+            .map(|i| scenario::hire(&org((n + i) % ORGS), &format!("c{client}-w{}", n + i)))
+            .collect();
+        n += batch.len();
+        {
+            let mut unresolved = progress.unresolved.lock().expect("lock");
+            let take = unresolved.len().min(200);
+            batch.extend(unresolved.drain(..take));
+        }
+        let gw = {
+            let g = gateways.lock().expect("lock");
+            turn += 1;
+            g[turn % g.len()].clone()
+        };
+        let r = match common::ingest(&gw)
+            .record_batch(pb::RecordBatchRequest {
+                events: batch.iter().map(common::wire).collect(),
+                ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                let broken = std::error::Error::source(&s)
+                    .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
+                    || matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled);
+                assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
+                progress.unresolved.lock().expect("lock").extend(batch);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let mut committed = 0;
+        for (item, event) in r.results.iter().zip(&batch) {
+            match &item.outcome {
+                Some(pb::item_result::Outcome::Ok(o)) => {
+                    assert!(o.sequence > 0);
+                    let prev = progress
+                        .acked
+                        .lock()
+                        .expect("lock")
+                        .insert(o.event_id.clone(), (event.org_id.to_string(), o.sequence));
+                    assert!(
+                        prev.is_none() || prev.as_ref().map(|p| p.1) == Some(o.sequence),
+                        "event {} answered with two sequences",
+                        o.event_id
+                    );
+                    committed += 1;
+                }
+                Some(pb::item_result::Outcome::Error(e)) => {
+                    assert_eq!(
+                        e.code,
+                        tonic::Code::Unavailable as i32,
+                        "only unavailability may fail an item: {e:?}"
+                    );
+                    progress
+                        .unresolved
+                        .lock()
+                        .expect("lock")
+                        .push(event.clone());
+                }
+                None => panic!("item without outcome"),
+            }
+        }
+        progress.commits.fetch_add(committed, Ordering::Relaxed);
+    }
+}
+
+/// Waits until `more` commits were answered after now; panics after `bound` showing `logs`.
+async fn commits_go_on(
+    progress: &Progress,
+    more: u64,
+    bound: Duration,
+    what: &str,
+    logs: &[&Proc],
+) -> Duration {
+    let from = progress.commits.load(Ordering::Relaxed);
+    let started = Instant::now();
+    while progress.commits.load(Ordering::Relaxed) < from + more {
+        if started.elapsed() > bound {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|p| {
+                    let t = p.log_text();
+                    let lines: Vec<&str> = t.lines().collect();
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                })
+                .collect();
+            panic!(
+                "{what}: fewer than {more} commits within {bound:?}; logs:\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// Which instance owns which partitions, from the lease bucket.
+async fn owners(nats: &NatsCluster) -> BTreeMap<u32, String> {
+    let client = async_nats::connect(nats.url_list()).await.expect("connect");
+    let cluster = wfl_bus::cluster::Cluster::attach(&client)
+        .await
+        .expect("attach");
+    let mut owners = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        if let Some(o) = cluster.holder(p).await.expect("holder") {
+            owners.insert(p, o);
+        }
+    }
+    owners
+}
+
+/// Everything each partition's log holds: event id → (partition, sequence); and the number of
+/// ids found more than once. Panics when a chain does not verify.
+async fn read_logs(nats: &NatsCluster) -> (HashMap<String, (u32, u64)>, usize, u64) {
+    let client = async_nats::connect(nats.url_list()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut found = HashMap::new();
+    let mut duplicated = 0;
+    let mut markers = 0;
+    for p in 0..PARTITIONS {
+        let mut stream = js
+            .get_stream(format!("WFL_PARTITION_{p}"))
+            .await
+            .expect("partition stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut head = (0u64, wfl_store::ZERO_HASH);
+        for s in 1..=last {
+            let m = stream.get_raw_message(s).await.expect("message");
+            let batch = ipb::PartitionBatch::decode(m.payload.as_ref()).expect("decodes");
+            assert_eq!(batch.partition, p);
+            if batch.records.is_empty() && batch.refusals.is_empty() {
+                markers += 1;
+            }
+            for r in &batch.records {
+                assert_eq!(
+                    r.sequence,
+                    head.0 + 1,
+                    "partition {p}: sequences are contiguous"
+                );
+                head = (r.sequence, wfl_store::chain_hash(&head.1, &r.bytes));
+                let id = uuid::Uuid::from_slice(&r.event_id).expect("id").to_string();
+                assert_eq!(
+                    PartitionMap::hash_partition(&r.org_id, PARTITIONS),
+                    p,
+                    "org {} is on its own partition",
+                    r.org_id
+                );
+                if found.insert(id, (p, r.sequence)).is_some() {
+                    duplicated += 1;
+                }
+            }
+            assert_eq!(
+                batch.head_sequence, head.0,
+                "partition {p} message {s}: head"
+            );
+            assert_eq!(
+                batch.head_hash.as_slice(),
+                head.1.as_slice(),
+                "partition {p} message {s}: the chain ends on the hash the writer recorded"
+            );
+        }
+    }
+    (found, duplicated, markers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let mut nats = NatsCluster::start(3);
+    let mut a = Proc::start(
+        "wfl-ledger",
+        &ledger_args(&dir.path().join("a"), &nats, "a"),
+        &logs,
+    );
+    let mut b = Proc::start(
+        "wfl-ledger",
+        &ledger_args(&dir.path().join("b"), &nats, "b"),
+        &logs,
+    );
+    let mut g1 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    let mut g2 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    let gateways = Arc::new(Mutex::new(vec![
+        common::connect(&g1.grpc).await,
+        common::connect(&g2.grpc).await,
+    ]));
+    let progress = Arc::new(Progress::default());
+    let clients: Vec<_> = (0..3)
+        .map(|c| tokio::spawn(load_client(gateways.clone(), progress.clone(), c)))
+        .collect();
+
+    let started = commits_go_on(
+        &progress,
+        2_000,
+        Duration::from_secs(60),
+        "start",
+        &[&a, &b, &g1, &g2],
+    )
+    .await;
+    let before = owners(&nats).await;
+    assert_eq!(
+        before.len() as u32,
+        PARTITIONS,
+        "every partition has an owner: {before:?}"
+    );
+    assert!(
+        before.values().any(|o| o == "a") && before.values().any(|o| o == "b"),
+        "both instances own partitions: {before:?}"
+    );
+
+    // 1. SIGKILL instance a, the owner of some partitions: b takes them over.
+    a.kill();
+    let ledger_resume = commits_go_on(
+        &progress,
+        2_000,
+        RESUME_BOUND,
+        "after killing instance a",
+        &[&b, &g1, &g2],
+    )
+    .await;
+    let deadline = Instant::now() + RESUME_BOUND;
+    while owners(&nats).await.values().any(|o| o != "b") {
+        assert!(
+            Instant::now() < deadline,
+            "b did not take every partition over: {:?}",
+            owners(&nats).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // 2. SIGKILL a NATS node: two of three keep quorum and ingest goes on.
+    nats.kill(2);
+    let nats_resume = commits_go_on(
+        &progress,
+        1_000,
+        RESUME_BOUND,
+        "after killing a NATS node",
+        &[&b, &g1, &g2],
+    )
+    .await;
+    nats.restart(2);
+
+    // 3. Instance a comes back: the partitions are shared again.
+    a = Proc::start(
+        "wfl-ledger",
+        &ledger_args(&dir.path().join("a"), &nats, "a"),
+        &logs,
+    );
+    let deadline = Instant::now() + RESUME_BOUND;
+    loop {
+        let o = owners(&nats).await;
+        if o.len() as u32 == PARTITIONS
+            && o.values().any(|x| x == "a")
+            && o.values().any(|x| x == "b")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions were not shared again: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    commits_go_on(
+        &progress,
+        1_000,
+        RESUME_BOUND,
+        "after instance a came back",
+        &[&a, &b, &g1, &g2],
+    )
+    .await;
+
+    // 4. Restart everything: ledgers and gateways stop, then start again on the same stores.
+    progress.stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+    for p in [&mut a, &mut b, &mut g1, &mut g2] {
+        p.terminate();
+    }
+    a = Proc::start(
+        "wfl-ledger",
+        &ledger_args(&dir.path().join("a"), &nats, "a"),
+        &logs,
+    );
+    b = Proc::start(
+        "wfl-ledger",
+        &ledger_args(&dir.path().join("b"), &nats, "b"),
+        &logs,
+    );
+    g1 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    g2 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    *gateways.lock().expect("lock") = vec![
+        common::connect(&g1.grpc).await,
+        common::connect(&g2.grpc).await,
+    ];
+    // Whatever was left unresolved, and one batch more, after the restart.
+    progress.stop.store(false, Ordering::Relaxed);
+    let client = tokio::spawn(load_client(gateways.clone(), progress.clone(), 9));
+    commits_go_on(
+        &progress,
+        500,
+        RESUME_BOUND,
+        "after restarting everything",
+        &[&a, &b, &g1, &g2],
+    )
+    .await;
+    let deadline = Instant::now() + RESUME_BOUND;
+    while !progress.unresolved.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "ids stayed unresolved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    progress.stop.store(true, Ordering::Relaxed);
+    client.await.expect("client");
+
+    let (found, duplicated, markers) = read_logs(&nats).await;
+    let acked = progress.acked.lock().expect("lock").clone();
+    let mut lost = 0;
+    for (id, (org_id, sequence)) in &acked {
+        let partition = PartitionMap::hash_partition(org_id, PARTITIONS);
+        match found.get(id) {
+            Some(at) => assert_eq!(
+                *at,
+                (partition, *sequence),
+                "event {id} was acknowledged at partition {partition} sequence {sequence}"
+            ),
+            None => lost += 1,
+        }
+    }
+    println!(
+        "cluster: orgs {ORGS}, partitions {PARTITIONS}, kills ledger=1 nats=1, restarts all=1, \
+         acknowledged {}, found {}, lost {lost}, duplicated {duplicated}, chains valid, \
+         takeover markers {markers}; first 2,000 commits in {started:?}, 2,000 more after the \
+         ledger kill in {ledger_resume:?}, 1,000 after the NATS kill in {nats_resume:?}",
+        acked.len(),
+        found.len()
+    );
+    assert_eq!(
+        lost, 0,
+        "acknowledged events missing from the partition logs"
+    );
+    assert_eq!(duplicated, 0, "events committed twice");
+    assert!(
+        markers >= u64::from(PARTITIONS) * 2,
+        "takeovers wrote their markers"
+    );
+    drop((a, b, g1, g2));
+}
