@@ -58,7 +58,7 @@ fi
 echo "test.sh: second pass uses $("$NATS_SERVER_BIN_CURRENT" --version)" >&2
 
 # The suites that start a nats-server (run on both versions).
-NATS_SUITES='(package(wfl-bus) & binary(nats)) | (package(wfl-tests) & (binary(ingest) | binary(crash) | binary(subscribe) | binary(views) | binary(examples) | binary(liveness) | binary(health) | binary(duplicates) | binary(nats_lockdown) | binary(bus_switch)))'
+NATS_SUITES='(package(wfl-bus) & binary(nats)) | (package(wfl-testkit) & binary(cluster)) | (package(wfl-tests) & (binary(ingest) | binary(crash) | binary(subscribe) | binary(views) | binary(examples) | binary(liveness) | binary(health) | binary(duplicates) | binary(nats_lockdown) | binary(bus_switch) | binary(cluster)))'
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
@@ -70,9 +70,10 @@ else
   echo "test.sh: cargo-nextest not installed; using cargo test" >&2
   cargo test --workspace --no-fail-fast || status=1
   NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-bus --test nats || status=1
+  NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-testkit --test cluster || status=1
   NATS_SERVER_BIN=$NATS_SERVER_BIN_CURRENT cargo test --no-fail-fast -p wfl-tests \
     --test ingest --test crash --test subscribe --test views --test examples --test liveness \
-    --test health --test duplicates --test nats_lockdown --test bus_switch || status=1
+    --test health --test duplicates --test nats_lockdown --test bus_switch --test cluster || status=1
 fi
 # nextest does not run doctests.
 cargo test --workspace --doc --quiet || status=1

@@ -23,7 +23,7 @@ use wfl_testkit::{scenario, NatsCluster};
 const PARTITIONS: u32 = 4;
 const ORGS: usize = 24;
 /// Lease TTL of the instances: a dead owner's partitions are free after at most this long.
-const LEASE_TTL_SECS: u64 = 3;
+const LEASE_TTL_SECS: u64 = 6;
 /// After a kill, commits resume within this bound (lease TTL + the next round + catch-up).
 const RESUME_BOUND: Duration = Duration::from_secs(30);
 
@@ -196,6 +196,25 @@ async fn owners(nats: &NatsCluster) -> BTreeMap<u32, String> {
     owners
 }
 
+/// Waits until every partition has an owner and both instances own some.
+async fn shared(nats: &NatsCluster) {
+    let deadline = Instant::now() + RESUME_BOUND;
+    loop {
+        let o = owners(nats).await;
+        if o.len() as u32 == PARTITIONS
+            && o.values().any(|x| x == "a")
+            && o.values().any(|x| x == "b")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partitions were not shared between the instances: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Everything each partition's log holds: event id → (partition, sequence); and the number of
 /// ids found more than once. Panics when a chain does not verify.
 async fn read_logs(nats: &NatsCluster) -> (HashMap<String, (u32, u64)>, usize, u64) {
@@ -253,7 +272,14 @@ async fn read_logs(nats: &NatsCluster) -> (HashMap<String, (u32, u64)>, usize, u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
     let dir = wfl_testkit::temp_dir();
-    let logs = dir.path().join("logs");
+    // WFL_CLUSTER_KEEP_LOGS=DIR keeps the processes' logs there, for a look at a run.
+    let logs = std::env::var_os("WFL_CLUSTER_KEEP_LOGS").map_or_else(
+        || dir.path().join("logs"),
+        |keep| {
+            let _ = std::fs::remove_dir_all(&keep);
+            std::path::PathBuf::from(keep)
+        },
+    );
     let mut nats = NatsCluster::start(3);
     let mut a = Proc::start(
         "wfl-ledger",
@@ -284,16 +310,8 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &[&a, &b, &g1, &g2],
     )
     .await;
-    let before = owners(&nats).await;
-    assert_eq!(
-        before.len() as u32,
-        PARTITIONS,
-        "every partition has an owner: {before:?}"
-    );
-    assert!(
-        before.values().any(|o| o == "a") && before.values().any(|o| o == "b"),
-        "both instances own partitions: {before:?}"
-    );
+    // Instances started together share the partitions (at once, or after a rebalancing round).
+    shared(&nats).await;
 
     // 1. SIGKILL instance a, the owner of some partitions: b takes them over.
     a.kill();
@@ -333,21 +351,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &ledger_args(&dir.path().join("a"), &nats, "a"),
         &logs,
     );
-    let deadline = Instant::now() + RESUME_BOUND;
-    loop {
-        let o = owners(&nats).await;
-        if o.len() as u32 == PARTITIONS
-            && o.values().any(|x| x == "a")
-            && o.values().any(|x| x == "b")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partitions were not shared again: {o:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    shared(&nats).await;
     commits_go_on(
         &progress,
         1_000,

@@ -144,7 +144,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             replicas: 1,
-            lease_ttl: Duration::from_secs(6),
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -320,28 +320,60 @@ impl Cluster {
 
     /// Renews a held lease (expecting the revision its holder last wrote).
     ///
+    /// When the revision does not match, the entry is read: still this holder's (an earlier
+    /// renewal was applied but its answer lost, e.g. during a NATS leader election), the holder
+    /// carries on at its revision; gone (it expired while the bucket elected a leader, and
+    /// nobody took it), the holder creates it again. Either way no other instance held the
+    /// partition meanwhile, and if one had written to the partition's log the writer's next
+    /// append is refused by the log's fence anyway.
+    ///
     /// # Errors
-    /// [`Error::Rejected`] when the lease was lost (expired and taken, or deleted): the holder
+    /// [`Error::Rejected`] when the lease was lost (another instance holds it): the holder
     /// must stop writing; [`Error::Unavailable`] when JetStream does not answer (the holder
     /// retries until its lease would have expired, then stops).
     pub async fn renew(&self, lease: &mut Lease) -> Result<(), Error> {
+        let key = lease_key(lease.partition);
+        let value = Bytes::from(lease.owner.clone());
         match self
             .leases
-            .update(
-                lease_key(lease.partition),
-                Bytes::from(lease.owner.clone()),
-                lease.revision,
-            )
+            .update(&key, value.clone(), lease.revision)
             .await
         {
             Ok(revision) => {
                 lease.revision = revision;
+                return Ok(());
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+            Err(e) => return Err(Error::unavailable("renew a partition lease", e)),
+        }
+        let entry = self
+            .leases
+            .entry(&key)
+            .await
+            .map_err(|e| Error::unavailable("read a partition lease", e))?;
+        match entry {
+            Some(e) if e.operation == kv::Operation::Put && e.value == value => {
+                lease.revision = e.revision;
                 Ok(())
             }
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Error::Rejected(
-                format!("lease of partition {} lost: {e}", lease.partition),
-            )),
-            Err(e) => Err(Error::unavailable("renew a partition lease", e)),
+            Some(e) if e.operation == kv::Operation::Put => Err(Error::Rejected(format!(
+                "lease of partition {} lost: held by {}",
+                lease.partition,
+                String::from_utf8_lossy(&e.value)
+            ))),
+            _ => match self.leases.create(&key, value).await {
+                Ok(revision) => {
+                    lease.revision = revision;
+                    Ok(())
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    Err(Error::Rejected(format!(
+                        "lease of partition {} lost: it expired and another instance took it",
+                        lease.partition
+                    )))
+                }
+                Err(e) => Err(Error::unavailable("renew a partition lease", e)),
+            },
         }
     }
 

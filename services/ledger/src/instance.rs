@@ -74,6 +74,9 @@ impl Owned {
     }
 }
 
+/// One attempt at connecting, opening the cluster's buckets and reading the partition map.
+const JOIN_ATTEMPT: Duration = Duration::from_secs(30);
+
 struct Running {
     lease: Lease,
     renewed: Instant,
@@ -90,9 +93,27 @@ pub async fn run(
     owned: Arc<Owned>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let bus = NatsBus::connect(&config.nats_url, config.nats.clone()).await?;
-    let cluster = Cluster::open(bus.client(), config.cluster.clone()).await?;
-    let map = cluster.partition_map(config.create.as_ref()).await?;
+    let (bus, cluster, map) = loop {
+        // Each step is retried: a cluster that has just formed can time JetStream requests out
+        // while it places its first streams. A refusal (a differing partition map) is final.
+        let attempt = async {
+            let bus = NatsBus::connect(&config.nats_url, config.nats.clone()).await?;
+            let cluster = Cluster::open(bus.client(), config.cluster.clone()).await?;
+            let map = cluster.partition_map(config.create.as_ref()).await?;
+            Ok::<_, wfl_bus::Error>((bus, cluster, map))
+        };
+        match tokio::time::timeout(JOIN_ATTEMPT, attempt).await {
+            Ok(Ok(joined)) => break joined,
+            Ok(Err(e @ wfl_bus::Error::Rejected(_))) => return Err(e.into()),
+            Ok(Err(e)) => warn!(error = %e, "cannot join the cluster yet; retrying"),
+            Err(_) => warn!("joining the cluster took longer than {JOIN_ATTEMPT:?}; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    };
+    let _connection = bus;
     info!(
         instance = %config.instance,
         partitions = map.count,
@@ -107,16 +128,27 @@ pub async fn run(
             warn!(error = %e, "cluster heartbeat failed");
         }
         // Renew, and notice partitions whose ledger stopped.
-        let mut stopped = Vec::new();
-        for (p, r) in &mut running {
-            if r.task.is_finished() {
-                stopped.push(*p);
-                continue;
-            }
-            match cluster.renew(&mut r.lease).await {
+        let stopped: Vec<u32> = running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished())
+            .map(|(p, _)| *p)
+            .collect();
+        // Concurrently: one slow answer (a NATS leader election) must not age the others.
+        let renewals = futures::future::join_all(
+            running
+                .iter_mut()
+                .filter(|(_, r)| !r.task.is_finished())
+                .map(|(p, r)| async {
+                    let result = cluster.renew(&mut r.lease).await;
+                    (*p, r, result)
+                }),
+        )
+        .await;
+        for (p, r, result) in renewals {
+            match result {
                 Ok(()) => {
                     r.renewed = Instant::now();
-                    owned.set(*p, Some(r.lease.revision));
+                    owned.set(p, Some(r.lease.revision));
                 }
                 Err(wfl_bus::Error::Rejected(why)) => {
                     warn!(partition = p, %why, "lease lost; stopping this partition's ledger");

@@ -235,14 +235,14 @@ fn hash(bytes: &[u8]) -> Option<Hash> {
     Hash::try_from(bytes).ok()
 }
 
-/// Encodes what the writer is about to append, with the chain hash it will end on.
+/// Encodes what the writer is about to append, with the chain head it will end on.
 pub(crate) fn encode_batch(
     role: &PartitionRole,
     head: wfl_store::Head,
     records: &[NewRecord],
     rejections: &[Rejection],
     meta: &[(String, Option<Vec<u8>>)],
-) -> Bytes {
+) -> (Bytes, wfl_store::Head) {
     let mut last = head;
     for r in records {
         last = wfl_store::Head {
@@ -287,11 +287,20 @@ pub(crate) fn encode_batch(
         head_hash: last.hash.to_vec(),
         head_sequence: last.sequence,
     };
-    Bytes::from(batch.encode_to_vec())
+    (Bytes::from(batch.encode_to_vec()), last)
 }
+
+/// How long a writer keeps trying to append a batch whose outcome it does not know (NATS
+/// leader elections take seconds) before it stops.
+const APPEND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The writer's append in cluster mode: the partition log first (fenced), then the store with
 /// the log position.
+///
+/// A publish whose outcome is unknown (the ack timed out, no stream leader) is tried again
+/// with the same expected sequence for up to [`APPEND_PATIENCE`]. If the log then refuses it,
+/// the message after the fence is read: when it is this batch (same owner, lease revision and
+/// resulting chain head) the earlier attempt was written; anything else is a newer owner's.
 pub(crate) async fn append(
     store: Arc<dyn Log>,
     role: PartitionRole,
@@ -300,33 +309,75 @@ pub(crate) async fn append(
     mut meta: Vec<(String, Option<Vec<u8>>)>,
 ) -> Result<Vec<(u64, Hash)>, Error> {
     let (s, r) = (store.clone(), role.clone());
-    let (payload, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
+    let (payload, after, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
         let head = s.head()?;
-        let payload = encode_batch(&r, head, &records, &rejections, &meta);
-        Ok::<_, Error>((payload, records, rejections, std::mem::take(&mut meta)))
+        let (payload, after) = encode_batch(&r, head, &records, &rejections, &meta);
+        Ok::<_, Error>((
+            payload,
+            after,
+            records,
+            rejections,
+            std::mem::take(&mut meta),
+        ))
     })
     .await
     .map_err(Error::join)??;
     meta = meta_back;
     let fence = role.fence.load(Ordering::SeqCst);
-    match role.log.append(payload, fence).await? {
-        Appended::Written(sequence) => {
-            role.fence.store(sequence, Ordering::SeqCst);
-            meta.push(applied_meta(sequence));
-            tokio::task::spawn_blocking(move || {
-                store
-                    .append_with_meta(&records, &rejections, &meta)
-                    .map_err(Error::from)
-            })
-            .await
-            .map_err(Error::join)?
+    let deadline = tokio::time::Instant::now() + APPEND_PATIENCE;
+    let mut backoff = std::time::Duration::from_millis(100);
+    let mut unknown = false;
+    let sequence = loop {
+        match role.log.append(payload.clone(), fence).await {
+            Ok(Appended::Written(sequence)) => break sequence,
+            Ok(Appended::Fenced) => {
+                if unknown && is_ours(&role, fence + 1, after).await? {
+                    break fence + 1;
+                }
+                return Err(Error::Fenced {
+                    partition: role.partition(),
+                    detail: format!(
+                        "the partition log no longer ends at stream sequence {fence}: another instance took partition {} over",
+                        role.partition()
+                    ),
+                });
+            }
+            Err(wfl_bus::Error::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(partition = role.partition(), %why, "append to the partition log not confirmed; trying again");
+                unknown = true;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
         }
-        Appended::Fenced => Err(Error::Fenced {
-            partition: role.partition(),
-            detail: format!(
-                "the partition log no longer ends at stream sequence {fence}: another instance took partition {} over",
-                role.partition()
-            ),
-        }),
-    }
+    };
+    role.fence.store(sequence, Ordering::SeqCst);
+    meta.push(applied_meta(sequence));
+    tokio::task::spawn_blocking(move || {
+        store
+            .append_with_meta(&records, &rejections, &meta)
+            .map_err(Error::from)
+    })
+    .await
+    .map_err(Error::join)?
+}
+
+/// Whether the log's message at `sequence` is the batch this writer tried to append.
+async fn is_ours(
+    role: &PartitionRole,
+    sequence: u64,
+    after: wfl_store::Head,
+) -> Result<bool, Error> {
+    let bytes = match role.log.get(sequence).await {
+        Ok(b) => b,
+        Err(wfl_bus::Error::Rejected(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let Ok(batch) = ipb::PartitionBatch::decode(bytes.as_ref()) else {
+        return Ok(false);
+    };
+    Ok(batch.owner == role.owner
+        && batch.lease_revision == role.lease_revision
+        && batch.head_sequence == after.sequence
+        && batch.head_hash == after.hash)
 }

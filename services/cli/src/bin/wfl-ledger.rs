@@ -71,7 +71,7 @@ struct ClusterArgs {
     replicas: usize,
     /// Seconds a partition lease lives without renewal (a dead owner's partitions are taken
     /// over after at most this long)
-    #[arg(long, env = "WFL_LEASE_TTL_SECS", default_value_t = 6)]
+    #[arg(long, env = "WFL_LEASE_TTL_SECS", default_value_t = 10)]
     lease_ttl_secs: u64,
 }
 
