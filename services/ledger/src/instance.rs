@@ -48,6 +48,9 @@ pub struct InstanceConfig {
     /// The settings of each partition's ledger; its `data_dir` is the instance's root (each
     /// partition under `p<n>/`).
     pub ledger: Config,
+    /// Keep a standby copy of every partition this instance does not write (applied from the
+    /// partition's log as it grows), so a takeover applies only the tail.
+    pub standby: bool,
 }
 
 /// What the instance runs now, for health and metrics: partition → its lease revision.
@@ -122,6 +125,7 @@ pub async fn run(
     );
     let tick = config.cluster.lease_ttl / 3;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
+    let mut standby: BTreeMap<u32, Standby> = BTreeMap::new();
     let mut first = true;
     loop {
         if let Err(e) = cluster.heartbeat(&config.instance).await {
@@ -186,6 +190,10 @@ pub async fn run(
                 }
                 match cluster.acquire(p, &config.instance).await {
                     Ok(Some(lease)) => {
+                        // The standby copy closes its store before the ledger opens it.
+                        if let Some(s) = standby.remove(&p) {
+                            s.stop().await;
+                        }
                         let r = launch(&config, &cluster, lease, &shutdown).await;
                         owned.set(p, Some(r.lease.revision));
                         running.insert(p, r);
@@ -207,17 +215,93 @@ pub async fn run(
                 }
             }
         }
+        // Every partition this instance does not write, it follows: a standby copy of the
+        // partition's log in its own store, so taking it over later applies only the tail.
+        if config.standby {
+            for p in 0..map.count {
+                let dead = standby.get(&p).is_some_and(|s| s.task.is_finished());
+                if !running.contains_key(&p) && (dead || !standby.contains_key(&p)) {
+                    standby.insert(p, Standby::start(&config, &cluster, p, &shutdown));
+                }
+            }
+        }
         first = false;
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(tick) => {}
         }
     }
+    for (_, s) in std::mem::take(&mut standby) {
+        s.stop().await;
+    }
     for (p, r) in std::mem::take(&mut running) {
         r.stop.cancel();
         finish(&cluster, &owned, p, r).await;
     }
     Ok(())
+}
+
+/// A standby copy of a partition this instance does not write.
+struct Standby {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// How often a standby copy looks for new messages in the partition log.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+impl Standby {
+    fn start(
+        config: &InstanceConfig,
+        cluster: &Cluster,
+        p: u32,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let stop = shutdown.child_token();
+        let dir = partition_dir(&config.ledger.data_dir, p).join("ledger");
+        let (cluster, token) = (cluster.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = standby(cluster, dir, p, token).await {
+                warn!(partition = p, error = %e, "standby copy stopped; starting again in the next round");
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops following and waits until the store is closed.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn standby(
+    cluster: Cluster,
+    dir: PathBuf,
+    p: u32,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let log = cluster.partition_log(p).await?;
+    let d = dir.clone();
+    let store: Arc<dyn wfl_store::Log> = Arc::new(
+        tokio::task::spawn_blocking(move || wfl_store::SledLog::open(&d))
+            .await
+            .map_err(Error::join)?
+            .map_err(|e| Error::Open {
+                path: dir.clone(),
+                source: e,
+            })?,
+    );
+    loop {
+        let (at, n) = crate::partition::catch_up(&store, &log).await?;
+        if n > 0 {
+            tracing::debug!(partition = p, at, applied = n, "standby copy caught up");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(STANDBY_POLL) => {}
+        }
+    }
 }
 
 /// Starts one partition's ledger under `lease`.

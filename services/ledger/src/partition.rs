@@ -90,22 +90,8 @@ pub async fn take_over(store: Arc<dyn Log>, role: &PartitionRole) -> Result<u64,
     let started = std::time::Instant::now();
     let mut applied_messages = 0u64;
     loop {
-        let s = store.clone();
-        let mut at = tokio::task::spawn_blocking(move || applied(s.as_ref()))
-            .await
-            .map_err(Error::join)??;
-        let last = role.log.last().await?;
-        while at < last {
-            let sequence = at + 1;
-            let bytes = role.log.get(sequence).await?;
-            let s = store.clone();
-            let partition = role.partition();
-            tokio::task::spawn_blocking(move || apply(s.as_ref(), partition, sequence, &bytes))
-                .await
-                .map_err(Error::join)??;
-            at = sequence;
-            applied_messages += 1;
-        }
+        let (at, n) = catch_up(&store, &role.log).await?;
+        applied_messages += n;
         let s = store.clone();
         let head = tokio::task::spawn_blocking(move || s.head())
             .await
@@ -145,6 +131,33 @@ pub async fn take_over(store: Arc<dyn Log>, role: &PartitionRole) -> Result<u64,
             Appended::Fenced => {}
         }
     }
+}
+
+/// Applies every partition-log message after the local store's position; returns the position
+/// reached and how many messages were applied. A standby instance calls it continually
+/// ([`crate::instance`]), so that taking the partition over later applies only the tail.
+///
+/// # Errors
+/// As [`take_over`].
+pub async fn catch_up(store: &Arc<dyn Log>, log: &PartitionLog) -> Result<(u64, u64), Error> {
+    let s = store.clone();
+    let mut at = tokio::task::spawn_blocking(move || applied(s.as_ref()))
+        .await
+        .map_err(Error::join)??;
+    let last = log.last().await?;
+    let mut n = 0;
+    while at < last {
+        let sequence = at + 1;
+        let bytes = log.get(sequence).await?;
+        let s = store.clone();
+        let partition = log.partition();
+        tokio::task::spawn_blocking(move || apply(s.as_ref(), partition, sequence, &bytes))
+            .await
+            .map_err(Error::join)??;
+        at = sequence;
+        n += 1;
+    }
+    Ok((at, n))
 }
 
 /// Applies one partition-log message to the local store (see the module docs).

@@ -73,6 +73,10 @@ struct ClusterArgs {
     /// over after at most this long)
     #[arg(long, env = "WFL_LEASE_TTL_SECS", default_value_t = 10)]
     lease_ttl_secs: u64,
+    /// Do not keep standby copies of the partitions this instance does not write (a takeover
+    /// then applies the partition's whole log)
+    #[arg(long, env = "WFL_NO_STANDBY", value_parser = clap::builder::FalseyValueParser::new())]
+    no_standby: bool,
 }
 
 impl ClusterArgs {
@@ -147,6 +151,7 @@ async fn run() -> anyhow::Result<()> {
             },
             create,
             ledger,
+            standby: !args.cluster.no_standby,
         };
         let (listener, http) =
             wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
