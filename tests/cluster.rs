@@ -435,5 +435,37 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         markers >= u64::from(PARTITIONS) * 2,
         "takeovers wrote their markers"
     );
+    // The auditor's command agrees, from the logs alone; a message deleted from a log fails it.
+    let audit = wfl_verify_cluster(&nats);
+    let want = format!("verified: {PARTITIONS} partitions, {} records", found.len());
+    assert!(
+        audit.status.success() && String::from_utf8_lossy(&audit.stdout).contains(&want),
+        "wfl verify --cluster: {audit:?}"
+    );
+    let client = async_nats::connect(nats.url_list()).await.expect("connect");
+    async_nats::jetstream::new(client)
+        .get_stream("WFL_PARTITION_0")
+        .await
+        .expect("stream")
+        .delete_message(2)
+        .await
+        .expect("delete a message");
+    let audit = wfl_verify_cluster(&nats);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    assert!(
+        !audit.status.success() && said.contains("partition 0") && said.contains("sequence 2"),
+        "a hole in a partition log fails the audit, naming it: {said}"
+    );
     drop((a, b, g1, g2));
+}
+
+fn wfl_verify_cluster(nats: &NatsCluster) -> std::process::Output {
+    std::process::Command::new(common::bin("wfl"))
+        .args(["verify", "--cluster", &nats.urls()])
+        .output()
+        .expect("wfl verify runs")
 }

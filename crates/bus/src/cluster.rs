@@ -480,6 +480,34 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// `partition`'s commit log if its stream exists (an auditor's way in: it creates nothing).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn existing_partition_log(
+        &self,
+        partition: u32,
+    ) -> Result<Option<PartitionLog>, Error> {
+        let name = format!("{PARTITION_STREAM_PREFIX}{partition}");
+        match self.js.get_stream(&name).await {
+            Ok(stream) => Ok(Some(PartitionLog {
+                js: self.js.clone(),
+                stream,
+                subject: format!("{PARTITION_SUBJECT_PREFIX}.{partition}"),
+                partition,
+            })),
+            Err(e)
+                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(api)
+                if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::unavailable(&format!("get stream {name}"), e)),
+        }
+    }
+}
+
 async fn bucket(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, Error> {
     let name = config.bucket.clone();
     if let Ok(store) = js.get_key_value(&name).await {

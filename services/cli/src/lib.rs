@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_ingest;
 pub mod client;
+pub mod cluster_audit;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

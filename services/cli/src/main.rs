@@ -374,8 +374,13 @@ enum Command {
     /// signatures and consistency. Prints a verdict; exits 1 naming the first bad sequence.
     Verify {
         /// An export directory or a data dir.
-        #[arg(required_unless_present = "addr")]
+        #[arg(required_unless_present_any = ["addr", "cluster"])]
         target: Option<PathBuf>,
+        /// Verify a cluster instead (cluster mode): every partition log on this NATS cluster
+        /// (comma-separated node URLs), its chain, its orgs and the event ids across partitions;
+        /// prints the manifest.
+        #[arg(long, value_name = "NATS_URL", conflicts_with_all = ["target", "addr", "views"])]
+        cluster: Option<String>,
         /// Verify a running ledger instead: export it to a temporary directory and verify that.
         #[arg(long, conflicts_with = "target")]
         addr: Option<String>,
@@ -818,7 +823,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             views,
             org,
+            cluster,
         } => {
+            if let Some(url) = cluster {
+                let verdict =
+                    wfl_cli::cluster_audit::verify(&url, wfl_bus::NatsAuth::Anonymous).await?;
+                println!("{}", verdict.describe());
+                return Ok(if verdict.failure.is_some() {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             let (target, scratch) = match (target, addr) {
                 (Some(t), _) => (t, None),
                 (None, Some(addr)) => {
