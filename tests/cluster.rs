@@ -435,6 +435,10 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         markers >= u64::from(PARTITIONS) * 2,
         "takeovers wrote their markers"
     );
+    // Every instance serves the Ledger API of every partition (its own and its standby copies),
+    // each call routed by metadata wfl-partition or by org.
+    reads_route_by_partition(&nats, &[&a, &b], &found).await;
+
     // The auditor's command agrees, from the logs alone; a message deleted from a log fails it.
     let audit = wfl_verify_cluster(&nats);
     let want = format!("verified: {PARTITIONS} partitions, {} records", found.len());
@@ -461,6 +465,86 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         "a hole in a partition log fails the audit, naming it: {said}"
     );
     drop((a, b, g1, g2));
+}
+
+async fn reads_route_by_partition(
+    nats: &NatsCluster,
+    instances: &[&Proc],
+    found: &HashMap<String, (u32, u64)>,
+) {
+    let _ = nats;
+    let mut heads = BTreeMap::<u32, u64>::new();
+    for (p, s) in found.values() {
+        let h = heads.entry(*p).or_default();
+        *h = (*h).max(*s);
+    }
+    for proc in instances {
+        let ch = common::connect(&proc.grpc).await;
+        for p in 0..PARTITIONS {
+            let want = heads.get(&p).copied().unwrap_or(0);
+            // A standby copy follows its log within a poll (250 ms).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut request = tonic::Request::new(pb::HeadRequest {});
+                request
+                    .metadata_mut()
+                    .insert("wfl-partition", p.to_string().parse().expect("value"));
+                let r = common::ledger(&ch).head(request).await.expect("Head");
+                assert_eq!(
+                    r.metadata()
+                        .get("wfl-partition")
+                        .and_then(|v| v.to_str().ok()),
+                    Some(p.to_string().as_str()),
+                    "the answer names its partition"
+                );
+                if r.get_ref().sequence == want {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "partition {p} head {} on {}, want {want}",
+                    r.get_ref().sequence,
+                    proc.grpc
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // By org: the org's events only, from its partition, in that partition's sequences.
+        let o = org(7);
+        let p = PartitionMap::hash_partition(&o, PARTITIONS);
+        let read = common::ledger(&ch)
+            .read(pb::ReadRequest {
+                org_ids: vec![o.clone()],
+                ..pb::ReadRequest::default()
+            })
+            .await
+            .expect("Read by org");
+        assert_eq!(
+            read.metadata()
+                .get("wfl-partition")
+                .and_then(|v| v.to_str().ok()),
+            Some(p.to_string().as_str())
+        );
+        let mut stream = read.into_inner();
+        let mut n = 0;
+        while let Some(e) = stream.message().await.expect("event") {
+            let id = e.event.as_ref().expect("event").event_id.clone();
+            assert_eq!(found.get(&id), Some(&(p, e.sequence)), "event {id}");
+            n += 1;
+        }
+        let want = found.iter().filter(|(_, (q, _))| *q == p).count();
+        assert!(
+            n > 0 && n <= want,
+            "{n} events of {o} read of {want} in its partition"
+        );
+        // No partition named, or orgs of two: the caller is told how to ask.
+        let status = common::ledger(&ch)
+            .read(pb::ReadRequest::default())
+            .await
+            .expect_err("no partition named");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("wfl-partition"), "{status:?}");
+    }
 }
 
 fn wfl_verify_cluster(nats: &NatsCluster) -> std::process::Output {

@@ -251,6 +251,11 @@ pub async fn run_ledger_instance(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Some(joined) = wfl_ledger::instance::join(&config, &shutdown).await? else {
+        return Ok(());
+    };
+    let readers = Arc::new(wfl_ledger::router::Readers::default());
+    let router = wfl_ledger::router::PartitionRouter::new(readers.clone(), joined.map.clone());
     let owned = Arc::new(wfl_ledger::instance::Owned::default());
     let registry = config.ledger.metrics.clone();
     let o = owned.clone();
@@ -262,19 +267,27 @@ pub async fn run_ledger_instance(
             Ok(())
         }
     });
-    let instance = wfl_ledger::instance::run(config, owned, shutdown.clone());
+    let instance = wfl_ledger::instance::run(config, joined, owned, readers, shutdown.clone());
+    let guard = security.guard.clone();
     let served = serve(
         Process {
             security: &security,
             readiness,
-            health: vec![],
+            health: vec![LEDGER],
             metrics: registry,
             pages: None,
             grpc,
             http,
             shutdown: &shutdown,
         },
-        |router| router,
+        |routes| {
+            routes.add_service(
+                guard.wrap(
+                    wfl_proto::pb::ledger_server::LedgerServer::new(router)
+                        .max_decoding_message_size(64 << 20),
+                ),
+            )
+        },
     );
     let (served, ran) = tokio::join!(served, async {
         let r = instance.await;

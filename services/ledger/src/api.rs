@@ -25,6 +25,7 @@ use crate::{codec, subscribe, Error};
 const CHUNK: usize = 1000;
 
 /// The `Ledger` gRPC service.
+#[derive(Clone)]
 pub struct LedgerApi {
     store: Arc<dyn Log>,
     head: watch::Receiver<u64>,

@@ -30,6 +30,7 @@ use wfl_bus::cluster::{Cluster, ClusterConfig, Lease, PartitionMap};
 use wfl_bus::{NatsBus, NatsConfig};
 
 use crate::partition::PartitionRole;
+use crate::router::Readers;
 use crate::{Config, Error, Ledger};
 
 /// Settings of a ledger instance in cluster mode.
@@ -87,15 +88,23 @@ struct Running {
     task: JoinHandle<Result<(), Error>>,
 }
 
-/// Runs the instance until `shutdown`, keeping `owned` up to date.
+/// A ledger instance's connection to the cluster, and the cluster's partition map.
+pub struct Joined {
+    bus: NatsBus,
+    cluster: Cluster,
+    /// The cluster's partition map.
+    pub map: PartitionMap,
+}
+
+/// Connects to the cluster and reads (or, with [`InstanceConfig::create`], records) its
+/// partition map, retrying until `shutdown` (`None` then).
 ///
 /// # Errors
-/// When the cluster's buckets cannot be opened or the partition map is missing or differs.
-pub async fn run(
-    config: InstanceConfig,
-    owned: Arc<Owned>,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
+/// When the cluster refuses the map (it was created with another).
+pub async fn join(
+    config: &InstanceConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<Joined>, Error> {
     let (bus, cluster, map) = loop {
         // Each step is retried: a cluster that has just formed can time JetStream requests out
         // while it places its first streams. A refusal (a differing partition map) is final.
@@ -112,17 +121,36 @@ pub async fn run(
             Err(_) => warn!("joining the cluster took longer than {JOIN_ATTEMPT:?}; retrying"),
         }
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     };
-    let _connection = bus;
     info!(
         instance = %config.instance,
         partitions = map.count,
         table = map.table.len(),
         "ledger instance joining the cluster"
     );
+    Ok(Some(Joined { bus, cluster, map }))
+}
+
+/// Runs the instance until `shutdown`, keeping `owned` (what it writes) and `readers` (what it
+/// can serve reads of: [`crate::router`]) up to date.
+///
+/// # Errors
+/// None so far: partition failures are logged and the partition is taken again later.
+pub async fn run(
+    config: InstanceConfig,
+    joined: Joined,
+    owned: Arc<Owned>,
+    readers: Arc<Readers>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let Joined {
+        bus: _connection,
+        cluster,
+        map,
+    } = joined;
     let tick = config.cluster.lease_ttl / 3;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut standby: BTreeMap<u32, Standby> = BTreeMap::new();
@@ -194,7 +222,7 @@ pub async fn run(
                         if let Some(s) = standby.remove(&p) {
                             s.stop().await;
                         }
-                        let r = launch(&config, &cluster, lease, &shutdown).await;
+                        let r = launch(&config, &cluster, lease, &readers, &shutdown).await;
                         owned.set(p, Some(r.lease.revision));
                         running.insert(p, r);
                     }
@@ -221,7 +249,7 @@ pub async fn run(
             for p in 0..map.count {
                 let dead = standby.get(&p).is_some_and(|s| s.task.is_finished());
                 if !running.contains_key(&p) && (dead || !standby.contains_key(&p)) {
-                    standby.insert(p, Standby::start(&config, &cluster, p, &shutdown));
+                    standby.insert(p, Standby::start(&config, &cluster, p, &readers, &shutdown));
                 }
             }
         }
@@ -255,13 +283,22 @@ impl Standby {
         config: &InstanceConfig,
         cluster: &Cluster,
         p: u32,
+        readers: &Arc<Readers>,
         shutdown: &CancellationToken,
     ) -> Self {
         let stop = shutdown.child_token();
-        let dir = partition_dir(&config.ledger.data_dir, p).join("ledger");
-        let (cluster, token) = (cluster.clone(), stop.clone());
+        let dir = partition_dir(&config.ledger.data_dir, p);
+        let (cluster, token, readers) = (cluster.clone(), stop.clone(), readers.clone());
+        let limits = crate::subscribe::Limits {
+            stall_timeout: config.ledger.stall_timeout,
+            max_subscribers: config.ledger.max_subscribers,
+            max_org_filter: config.ledger.max_org_filter,
+            ..crate::subscribe::Limits::default()
+        };
         let task = tokio::spawn(async move {
-            if let Err(e) = standby(cluster, dir, p, token).await {
+            let result = standby(cluster, dir, p, &readers, limits, token).await;
+            readers.set(p, None);
+            if let Err(e) = result {
                 warn!(partition = p, error = %e, "standby copy stopped; starting again in the next round");
             }
         });
@@ -277,24 +314,47 @@ impl Standby {
 
 async fn standby(
     cluster: Cluster,
-    dir: PathBuf,
+    root: PathBuf,
     p: u32,
+    readers: &Readers,
+    limits: crate::subscribe::Limits,
     stop: CancellationToken,
 ) -> Result<(), Error> {
     let log = cluster.partition_log(p).await?;
-    let d = dir.clone();
-    let store: Arc<dyn wfl_store::Log> = Arc::new(
-        tokio::task::spawn_blocking(move || wfl_store::SledLog::open(&d))
-            .await
-            .map_err(Error::join)?
-            .map_err(|e| Error::Open {
-                path: dir.clone(),
-                source: e,
-            })?,
+    let dir = root.join("ledger");
+    let key = crate::checkpoint::default_key_path(&root);
+    let (d, shown) = (dir.clone(), dir.clone());
+    let (store, signer) = tokio::task::spawn_blocking(move || {
+        let store = wfl_store::SledLog::open(&d).map_err(|e| Error::Open {
+            path: shown,
+            source: e,
+        })?;
+        let signer = crate::checkpoint::Signer::load_or_create(&key)?;
+        Ok::<_, Error>((store, signer))
+    })
+    .await
+    .map_err(Error::join)??;
+    let store: Arc<dyn wfl_store::Log> = Arc::new(store);
+    let head = store.head()?.sequence;
+    let (head_tx, head_rx) = tokio::sync::watch::channel(head);
+    readers.set(
+        p,
+        Some(crate::api::LedgerApi::new(
+            store.clone(),
+            head_rx,
+            Arc::default(),
+            limits,
+            signer.public(),
+        )),
     );
     loop {
         let (at, n) = crate::partition::catch_up(&store, &log).await?;
         if n > 0 {
+            let s = store.clone();
+            let head = tokio::task::spawn_blocking(move || s.head())
+                .await
+                .map_err(Error::join)??;
+            head_tx.send_replace(head.sequence);
             tracing::debug!(partition = p, at, applied = n, "standby copy caught up");
         }
         tokio::select! {
@@ -309,6 +369,7 @@ async fn launch(
     config: &InstanceConfig,
     cluster: &Cluster,
     lease: Lease,
+    readers: &Arc<Readers>,
     shutdown: &CancellationToken,
 ) -> Running {
     let p = lease.partition;
@@ -329,18 +390,21 @@ async fn launch(
         metrics: wfl_metrics::Registry::new(),
         ..config.ledger.clone()
     };
-    let (cluster, owner, revision, token) = (
+    let (cluster, owner, revision, token, readers) = (
         cluster.clone(),
         config.instance.clone(),
         lease.revision,
         stop.clone(),
+        readers.clone(),
     );
     let task = tokio::spawn(async move {
         let log = cluster.partition_log(p).await?;
         ledger_config.partition = Some(PartitionRole::new(log, owner, revision));
         let bus = Arc::new(NatsBus::connect(&url, nats).await?);
         let ledger = Ledger::start(ledger_config, bus, token.clone()).await?;
+        readers.set(p, Some(ledger.api()));
         let result = ledger.join().await;
+        readers.set(p, None);
         token.cancel();
         result
     });

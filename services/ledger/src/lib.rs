@@ -21,6 +21,7 @@ mod metrics;
 mod outcomes;
 pub mod partition;
 mod publisher;
+pub mod router;
 mod snapshot;
 pub mod storage;
 pub mod subscribe;
@@ -251,14 +252,21 @@ impl Ledger {
     /// The gRPC `Ledger` service over this ledger's store.
     #[must_use]
     pub fn service(&self) -> wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> {
-        wfl_proto::pb::ledger_server::LedgerServer::new(api::LedgerApi::new(
+        wfl_proto::pb::ledger_server::LedgerServer::new(self.api())
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// The `Ledger` API implementation over this ledger's store (the cluster's router holds one
+    /// per partition).
+    #[must_use]
+    pub fn api(&self) -> api::LedgerApi {
+        api::LedgerApi::new(
             self.store.clone(),
             self.head.clone(),
             self.subscribers.clone(),
             self.limits,
             self.signer.public(),
-        ))
-        .max_decoding_message_size(64 << 20)
+        )
     }
 
     /// The background full verification's progress and verdict (metrics, health).
