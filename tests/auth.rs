@@ -163,6 +163,7 @@ impl Fixture {
                 .expect("client TLS"),
             ),
             token,
+            partition: None,
         }
     }
 
@@ -574,6 +575,7 @@ async fn tls_and_mtls_round_trip() {
     let plain = Credentials {
         tls: None,
         token: Some(f.token(Role::Admin)),
+        partition: None,
     };
     let plain_ok = match plain.connect(&f.addr()).await {
         Err(_) => false,

@@ -439,6 +439,9 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
     // each call routed by metadata wfl-partition or by org.
     reads_route_by_partition(&nats, &[&a, &b], &found).await;
 
+    // One projector per partition: the one of org-07's partition answers its views.
+    views_of_one_partition(&dir.path().join("projector"), &logs, &nats, &a, &found).await;
+
     // The auditor's command agrees, from the logs alone; a message deleted from a log fails it.
     let audit = wfl_verify_cluster(&nats);
     let want = format!("verified: {PARTITIONS} partitions, {} records", found.len());
@@ -545,6 +548,80 @@ async fn reads_route_by_partition(
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
         assert!(status.message().contains("wfl-partition"), "{status:?}");
     }
+}
+
+async fn views_of_one_partition(
+    data: &std::path::Path,
+    logs: &std::path::Path,
+    nats: &NatsCluster,
+    ledger: &Proc,
+    found: &HashMap<String, (u32, u64)>,
+) {
+    let o = org(7);
+    let p = PartitionMap::hash_partition(&o, PARTITIONS);
+    let rulepacks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rulepacks");
+    let projector = Proc::start(
+        "wfl-projector",
+        &[
+            "--data-dir",
+            &data.display().to_string(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--ledger",
+            &ledger.grpc,
+            "--partition",
+            &p.to_string(),
+            "--nats-url",
+            &nats.urls(),
+            "--rulepacks",
+            &rulepacks.display().to_string(),
+        ]
+        .map(str::to_owned),
+        logs,
+    );
+    let head = found
+        .values()
+        .filter(|(q, _)| *q == p)
+        .map(|(_, s)| *s)
+        .max()
+        .unwrap_or(0);
+    let hires = found.values().filter(|(q, _)| *q == p).count();
+    let ch = common::connect(&projector.grpc).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let view = loop {
+        let answer = pb::views_client::ViewsClient::new(ch.clone())
+            .headcount(pb::ViewRequest {
+                min_sequence: head,
+                ..pb::ViewRequest::default()
+            })
+            .await;
+        match answer {
+            Ok(r) => break r.into_inner(),
+            Err(s) => {
+                assert!(
+                    Instant::now() < deadline && s.code() == tonic::Code::Unavailable,
+                    "partition {p}'s projector: {s:?}\n{}",
+                    projector.log_text()
+                );
+            }
+        }
+    };
+    assert_eq!(
+        view.as_of_sequence, head,
+        "the views hold the partition's head"
+    );
+    let Some(pb::view_response::View::Headcount(h)) = view.view else {
+        panic!("a headcount view: {view:?}");
+    };
+    let counted: u64 = h
+        .rows
+        .iter()
+        .map(|r| r.total.as_ref().map_or(0, |t| t.hires))
+        .sum();
+    assert_eq!(
+        counted, hires as u64,
+        "every hire of partition {p} counted once, and only those"
+    );
 }
 
 fn wfl_verify_cluster(nats: &NatsCluster) -> std::process::Output {

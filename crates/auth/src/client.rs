@@ -16,9 +16,10 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 /// A connection to a wfl gRPC server carrying the caller's credentials.
 pub type Conn = InterceptedService<Channel, Bearer>;
 
-/// Adds the bearer token (when there is one) to every request.
+/// Adds the bearer token (when there is one) to every request, and the partition a call is
+/// for (cluster mode: metadata `wfl-partition`).
 #[derive(Debug, Clone, Default)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub struct Bearer(Option<MetadataValue<Ascii>>, Option<MetadataValue<Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(
@@ -27,6 +28,9 @@ impl Interceptor for Bearer {
     ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(v) = &self.0 {
             request.metadata_mut().insert("authorization", v.clone());
+        }
+        if let Some(v) = &self.1 {
+            request.metadata_mut().insert("wfl-partition", v.clone());
         }
         Ok(request)
     }
@@ -37,6 +41,9 @@ impl Interceptor for Bearer {
 pub struct Credentials {
     pub tls: Option<ClientTlsConfig>,
     pub token: Option<String>,
+    /// Cluster mode: the partition every call is for (metadata `wfl-partition`), when the
+    /// server is a ledger instance of a cluster.
+    pub partition: Option<u32>,
 }
 
 /// An address or credentials that cannot be used.
@@ -88,11 +95,12 @@ impl Credentials {
     /// # Errors
     /// A token that cannot be a header value.
     pub fn bearer(&self) -> Result<Bearer, Error> {
+        let partition = self.partition.map(MetadataValue::from);
         match &self.token {
-            None => Ok(Bearer(None)),
+            None => Ok(Bearer(None, partition)),
             Some(t) => format!("Bearer {t}")
                 .parse()
-                .map(|v| Bearer(Some(v)))
+                .map(|v| Bearer(Some(v), partition))
                 .map_err(|_| Error::Token),
         }
     }

@@ -715,6 +715,7 @@ async fn projector_link(
         wfl_auth::Credentials {
             tls: None,
             token: Some(token),
+            partition: None,
         },
         Some((listener, wfl_auth::Guard::with_tokens(tokens))),
     ))

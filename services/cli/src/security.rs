@@ -132,6 +132,10 @@ pub struct ClientArgs {
     /// Bearer token (`wfl token add` prints one).
     #[arg(long, env = "WFL_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// Cluster mode: the partition a command's ledger calls are for (request metadata
+    /// `wfl-partition`), when --addr is a ledger instance of a cluster.
+    #[arg(long, env = "WFL_PARTITION", global = true)]
+    pub partition: Option<u32>,
 }
 
 impl ClientArgs {
@@ -157,6 +161,7 @@ impl ClientArgs {
         Ok(Credentials {
             tls,
             token: self.token.clone().filter(|t| !t.is_empty()),
+            partition: self.partition,
         })
     }
 }

@@ -61,6 +61,11 @@ struct Args {
     /// Bearer token for the ledger (an auditor or admin).
     #[arg(long, env = "WFL_LEDGER_TOKEN", hide_env_values = true)]
     ledger_token: Option<String>,
+    /// Cluster mode: follow this partition of a cluster (--ledger is any ledger instance; its
+    /// calls carry metadata `wfl-partition`). Run one projector per partition, each with its own
+    /// data dir; an org's views are on its partition's projector.
+    #[arg(long, env = "WFL_PARTITION")]
+    partition: Option<u32>,
 }
 
 #[tokio::main]
@@ -81,6 +86,7 @@ async fn run() -> anyhow::Result<()> {
         cert_key: args.ledger_key.clone(),
         tls_domain: None,
         token: args.ledger_token.clone(),
+        partition: args.partition,
     }
     .credentials()?;
     let packs = wfl_projector::load_packs(&args.rulepacks)?;
