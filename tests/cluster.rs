@@ -181,19 +181,35 @@ async fn commits_go_on(
     started.elapsed()
 }
 
-/// Which instance owns which partitions, from the lease bucket.
+/// Which instance owns which partitions, from the lease bucket. JetStream requests may time out
+/// while the cluster elects a leader (or under load): asked again for up to 30 s.
 async fn owners(nats: &NatsCluster) -> BTreeMap<u32, String> {
-    let client = async_nats::connect(nats.url_list()).await.expect("connect");
-    let cluster = wfl_bus::cluster::Cluster::attach(&client)
-        .await
-        .expect("attach");
-    let mut owners = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        if let Some(o) = cluster.holder(p).await.expect("holder") {
-            owners.insert(p, o);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let client = async_nats::connect(nats.url_list())
+                .await
+                .map_err(|e| e.to_string())?;
+            let cluster = wfl_bus::cluster::Cluster::attach(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut owners = BTreeMap::new();
+            for p in 0..PARTITIONS {
+                if let Some(o) = cluster.holder(p).await.map_err(|e| e.to_string())? {
+                    owners.insert(p, o);
+                }
+            }
+            Ok::<_, String>(owners)
+        };
+        match attempt.await {
+            Ok(owners) => return owners,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "cannot read the leases for 30 s: {e}"
+            ),
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    owners
 }
 
 /// Waits until every partition has an owner and both instances own some.

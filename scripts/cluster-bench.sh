@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Cluster-mode ingest throughput (issue 13): COMMITTED events/s through `wfl-gateway --cluster`
+# into `wfl-ledger --cluster` instances, with 1, 2 and 4 partitions, on one nats-server
+# (replicas 1) and on a 3-node JetStream cluster on loopback (replicas 3), all on this machine.
+#
+#   scripts/cluster-bench.sh [EVENTS] [LOADERS]      (defaults: 200000 events, 8 loaders)
+#
+# Each run starts from empty stores: NATS (one node or three), one ledger instance owning every
+# partition (a second instance would only compete for the same two cores), one gateway, then
+# LOADERS `wfl load` processes at once, each recording EVENTS/LOADERS hires of its own org
+# (org-0 ... : spread over the partitions by the cluster's hash) in RecordBatch calls of 1,000,
+# 4 in flight, ack COMMITTED. The rate is all events over the wall time of the slowest loader.
+# Needs the release binaries (cargo build --release --bins) and nats-server on PATH (or
+# NATS_SERVER_BIN). Writes only under a temp dir it removes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${1:-200000}
+LOADERS=${2:-8}
+BIN=target/release
+NATS=${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+for b in wfl wfl-ledger wfl-gateway; do
+  [ -x "$BIN/$b" ] || { echo "cluster-bench: $BIN/$b missing; run cargo build --release --bins" >&2; exit 1; }
+done
+WORK=$(mktemp -d /tmp/wfl-cluster-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# Starts NATS: one node ($1 = 1) or a 3-node cluster ($1 = 3); prints the client URLs.
+start_nats() {
+  local nodes=$1 dir=$WORK/nats urls="" routes="" i
+  local -a client cluster
+  for i in $(seq 1 "$nodes"); do client[$i]=$(free_port); cluster[$i]=$(free_port); done
+  for i in $(seq 1 "$nodes"); do routes="$routes nats-route://127.0.0.1:${cluster[$i]}"; done
+  for i in $(seq 1 "$nodes"); do
+    mkdir -p "$dir/n$i"
+    {
+      echo "server_name: n$i"
+      echo "listen: 127.0.0.1:${client[$i]}"
+      echo "jetstream { store_dir: \"$dir/n$i/js\" }"
+      if [ "$nodes" -gt 1 ]; then
+        echo "cluster { name: bench, listen: 127.0.0.1:${cluster[$i]}, routes: [$(echo $routes | sed 's/ /, /g')] }"
+      fi
+    } > "$dir/n$i/nats.conf"
+    "$NATS" -c "$dir/n$i/nats.conf" > "$dir/n$i/log" 2>&1 &
+    PIDS+=($!)
+    urls="${urls:+$urls,}nats://127.0.0.1:${client[$i]}"
+  done
+  echo "$urls"
+}
+
+# Waits for a line in a file (the binaries print "NAME listening grpc=... http=..." on stdout).
+wait_for() {
+  local file=$1 pattern=$2 i
+  for i in $(seq 1 600); do grep -q "$pattern" "$file" 2>/dev/null && return 0; sleep 0.1; done
+  echo "cluster-bench: timed out waiting for '$pattern' in $file" >&2; tail -20 "$file" >&2; return 1
+}
+
+run_one() {
+  local nodes=$1 partitions=$2 replicas=$3 urls run=$WORK/run-$1-$2
+  mkdir -p "$run"
+  urls=$(start_nats "$nodes")
+  WFL_INSECURE=1 WFL_NO_AUTH=1 "$BIN/wfl-ledger" --cluster --instance bench-1 \
+    --partitions "$partitions" --replicas "$replicas" --nats-url "$urls" \
+    --data-dir "$run/ledger" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+    > "$run/ledger.out" 2> "$run/ledger.log" &
+  PIDS+=($!)
+  wait_for "$run/ledger.out" listening
+  # Ready once the instance writes every partition (its share: all of them).
+  local taken i
+  for i in $(seq 1 600); do
+    taken=$(grep -c "partition taken over" "$run/ledger.log" || true)
+    [ "$taken" -ge "$partitions" ] && break
+    sleep 0.1
+  done
+  WFL_INSECURE=1 WFL_NO_AUTH=1 "$BIN/wfl-gateway" --cluster --nats-url "$urls" \
+    --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 > "$run/gateway.out" 2> "$run/gateway.log" &
+  PIDS+=($!)
+  wait_for "$run/gateway.out" listening
+  local addr
+  addr=$(grep -o 'grpc=[^ ]*' "$run/gateway.out" | head -1 | cut -d= -f2)
+  local per=$((EVENTS / LOADERS)) start end l
+  local -a loaders=()
+  start=$(date +%s.%N)
+  for l in $(seq 0 $((LOADERS - 1))); do
+    "$BIN/wfl" load --addr "$addr" --events "$per" --org "org-$l" --concurrency 4 \
+      > "$run/load-$l.out" 2>&1 &
+    loaders+=($!)
+  done
+  for l in "${loaders[@]}"; do wait "$l"; done
+  end=$(date +%s.%N)
+  python3 - "$start" "$end" "$((per * LOADERS))" "$nodes" "$partitions" "$replicas" <<'PY'
+import sys
+start, end, events, nodes, partitions, replicas = sys.argv[1:]
+secs = float(end) - float(start)
+print(f"| {'3-node cluster' if nodes == '3' else 'one server'} | {replicas} | {partitions} | {events} | {secs:.1f} | {int(events) / secs:,.0f} |")
+PY
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  PIDS=()
+  rm -rf "$WORK/nats" "$run"
+}
+
+echo "cluster-bench: $EVENTS events, $LOADERS loaders, $("$NATS" --version), $(nproc) cores" >&2
+echo "| NATS | replicas | partitions | events | seconds | events/s |"
+echo "|---|---|---|---|---|---|"
+for nodes_replicas in "1 1" "3 3"; do
+  set -- $nodes_replicas
+  for partitions in 1 2 4; do
+    run_one "$1" "$partitions" "$2"
+  done
+done
