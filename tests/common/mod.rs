@@ -79,6 +79,12 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin args...` and waits for its "listening" line on stdout.
     pub fn start(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        Proc::start_in(None, name, args, log_dir)
+    }
+
+    /// As [`Proc::start`], inside network namespace `netns` when given (`ip netns exec`, which
+    /// execs the binary: the child's pid is the binary's).
+    pub fn start_in(netns: Option<&str>, name: &str, args: &[String], log_dir: &Path) -> Proc {
         std::fs::create_dir_all(log_dir).expect("log dir");
         let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::now_v7()));
         let err = std::fs::File::create(&log).expect("log file");
@@ -88,7 +94,14 @@ impl Proc {
         if name.starts_with("wfl-") && !args.iter().any(|a| a == "--http-addr") {
             args.extend(["--http-addr".to_owned(), "127.0.0.1:0".to_owned()]);
         }
-        let mut command = Command::new(bin(name));
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin(name));
+                c
+            }
+            None => Command::new(bin(name)),
+        };
         if name.starts_with("wfl-") {
             // The split services serve plain and open on loopback only when asked (SECURITY.md);
             // tests/auth.rs checks them with TLS and tokens.

@@ -1,0 +1,142 @@
+//! Cluster mode's JetStream primitives against a real nats-server: the partition map recorded
+//! once, leases (exclusive, renewed, lost, re-created after expiry), and the partition log's fence.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wfl_bus::cluster::{Appended, Cluster, ClusterConfig, PartitionMap};
+use wfl_testkit::NatsServer;
+
+async fn open(server: &NatsServer, ttl: Duration) -> Cluster {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    Cluster::open(
+        &client,
+        ClusterConfig {
+            replicas: 1,
+            lease_ttl: ttl,
+        },
+    )
+    .await
+    .expect("open the cluster's buckets")
+}
+
+#[tokio::test]
+async fn the_partition_map_is_recorded_once_and_a_different_one_is_refused() {
+    let server = NatsServer::start();
+    let cluster = open(&server, Duration::from_secs(10)).await;
+    let none = cluster.partition_map(None).await.expect_err("no map yet");
+    assert!(none.to_string().contains("--partitions"), "{none}");
+    let map = PartitionMap::new(4, BTreeMap::from([("big".to_owned(), 3)])).expect("map");
+    assert_eq!(
+        cluster.partition_map(Some(&map)).await.expect("create"),
+        map
+    );
+    assert_eq!(cluster.partition_map(None).await.expect("read"), map);
+    assert_eq!(cluster.partition_map(Some(&map)).await.expect("same"), map);
+    let other = PartitionMap::new(8, BTreeMap::new()).expect("map");
+    let e = cluster
+        .partition_map(Some(&other))
+        .await
+        .expect_err("partitions are fixed");
+    assert!(e.to_string().contains("created with 4 partitions"), "{e}");
+}
+
+#[tokio::test]
+async fn a_lease_is_exclusive_renewable_and_lost_to_whoever_takes_it_after_expiry() {
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(2);
+    let cluster = open(&server, ttl).await;
+    let mut a = cluster
+        .acquire(0, "a")
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(
+        cluster.acquire(0, "b").await.expect("acquire"),
+        None,
+        "held"
+    );
+    let before = a.revision;
+    cluster.renew(&mut a).await.expect("renew");
+    assert!(a.revision > before);
+    assert_eq!(
+        cluster.holder(0).await.expect("holder").as_deref(),
+        Some("a")
+    );
+
+    // A renewal whose answer was lost: the holder's revision is stale, the entry still its own.
+    let mut stale = a.clone();
+    cluster.renew(&mut a).await.expect("renew");
+    cluster
+        .renew(&mut stale)
+        .await
+        .expect("still a's: carries on");
+    assert_eq!(stale.revision, a.revision);
+
+    // Expired and unclaimed: the holder creates it again.
+    tokio::time::sleep(ttl + Duration::from_millis(1500)).await;
+    assert_eq!(cluster.holder(0).await.expect("holder"), None, "expired");
+    cluster.renew(&mut a).await.expect("re-created");
+    assert_eq!(
+        cluster.holder(0).await.expect("holder").as_deref(),
+        Some("a")
+    );
+
+    // Expired and taken by b: a has lost it, and releasing it does not touch b's.
+    tokio::time::sleep(ttl + Duration::from_millis(1500)).await;
+    let b = cluster
+        .acquire(0, "b")
+        .await
+        .expect("acquire")
+        .expect("expired");
+    let lost = cluster.renew(&mut a).await.expect_err("lost");
+    assert!(lost.to_string().contains("held by b"), "{lost}");
+    cluster
+        .release(&a)
+        .await
+        .expect("a stale release is harmless");
+    assert_eq!(
+        cluster.holder(0).await.expect("holder").as_deref(),
+        Some("b")
+    );
+    cluster.release(&b).await.expect("release");
+    assert_eq!(cluster.holder(0).await.expect("holder"), None);
+    assert!(cluster.acquire(0, "c").await.expect("acquire").is_some());
+}
+
+#[tokio::test]
+async fn a_writer_that_lost_the_log_can_never_append_again() {
+    let server = NatsServer::start();
+    let cluster = open(&server, Duration::from_secs(10)).await;
+    let log = cluster.partition_log(3).await.expect("log");
+    assert_eq!(log.last().await.expect("last"), 0);
+    // Writer A: from an empty log.
+    let Appended::Written(a1) = log.append(Bytes::from("a1"), 0).await.expect("append") else {
+        panic!("first append refused");
+    };
+    let Appended::Written(a2) = log.append(Bytes::from("a2"), a1).await.expect("append") else {
+        panic!("second append refused");
+    };
+    // B takes over: reads the end, writes its marker on it.
+    let end = log.last().await.expect("last");
+    assert_eq!(end, a2);
+    let Appended::Written(marker) = log
+        .append(Bytes::from("b-marker"), end)
+        .await
+        .expect("marker")
+    else {
+        panic!("marker refused");
+    };
+    // A, late, appends where it believes the log ends: refused, nothing written.
+    assert_eq!(
+        log.append(Bytes::from("a3"), a2).await.expect("answer"),
+        Appended::Fenced
+    );
+    assert_eq!(log.last().await.expect("last"), marker);
+    assert_eq!(log.get(marker).await.expect("get"), Bytes::from("b-marker"));
+    assert_eq!(log.get(a1).await.expect("get"), Bytes::from("a1"));
+    // And the logs of other partitions are their own.
+    let other = cluster.partition_log(4).await.expect("log");
+    assert_eq!(other.last().await.expect("last"), 0);
+}
