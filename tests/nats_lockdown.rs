@@ -493,3 +493,112 @@ async fn a_single_node_runs_as_the_node_user() {
         "no refusal for the node:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_runs_locked_down_and_nobody_else_may_write_a_partition_or_a_lease() {
+    let nats = locked_nats();
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let mut args: Vec<String> = [
+        "--data-dir",
+        &dir.path().join("ledger").display().to_string(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--cluster",
+        "--instance",
+        "solo",
+        "--partitions",
+        "2",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(auth_args(&nats, "ledger"));
+    let ledger_proc = Proc::start("wfl-ledger", &args, &logs);
+    let mut args: Vec<String> = ["--grpc-addr", "127.0.0.1:0", "--cluster"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(auth_args(&nats, "gateway"));
+    let gateway = Proc::start("wfl-gateway", &args, &logs);
+    // The instance takes both partitions once it has joined.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ledger_proc
+        .log_text()
+        .matches("partition taken over")
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance did not take its partitions as the ledger user:\n{}",
+            ledger_proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gw = connect(&gateway.grpc).await;
+    let events: Vec<_> = (0..40)
+        .map(|i| scenario::hire(&format!("org-{}", i % 8), &format!("w{i}")))
+        .collect();
+    let r = record_batch(&gw, &events).await;
+    assert!(
+        r.results
+            .iter()
+            .all(|i| matches!(i.outcome, Some(pb::item_result::Outcome::Ok(_)))),
+        "every event commits in cluster mode under the users: {r:?}\nledger:\n{}\ngateway:\n{}",
+        ledger_proc.log_text(),
+        gateway.log_text()
+    );
+
+    // Nobody but the ledger may write a partition log, a lease or the partition map.
+    let mut analytics = Client::connect(&nats, "analytics").await;
+    for subject in [
+        "wfl.partition.0",
+        "$KV.WFL_LEASES.p0",
+        "$KV.WFL_CLUSTER.partitions",
+    ] {
+        analytics
+            .publish_refused(subject, Bytes::from("forged"))
+            .await;
+    }
+    let mut gateway_user = Client::connect(&nats, "gateway").await;
+    for subject in ["wfl.partition.1", "$KV.WFL_LEASES.p1"] {
+        gateway_user
+            .publish_refused(subject, Bytes::from("forged"))
+            .await;
+    }
+
+    // And the cluster goes on committing, every partition's head adding up.
+    let r = record_batch(
+        &gw,
+        &(40..80)
+            .map(|i| scenario::hire(&format!("org-{}", i % 8), &format!("w{i}")))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(r
+        .results
+        .iter()
+        .all(|i| matches!(i.outcome, Some(pb::item_result::Outcome::Ok(_)))));
+    let ch = connect(&ledger_proc.grpc).await;
+    let mut total = 0;
+    for p in 0..2u32 {
+        let mut request = tonic::Request::new(pb::HeadRequest {});
+        request
+            .metadata_mut()
+            .insert("wfl-partition", p.to_string().parse().expect("value"));
+        total += ledger(&ch)
+            .head(request)
+            .await
+            .expect("Head")
+            .into_inner()
+            .sequence;
+    }
+    assert_eq!(total, 80, "both partitions together hold every event, once");
+    // The users' permissions cover everything cluster mode does (none of it was refused).
+    for (name, p) in [("ledger", &ledger_proc), ("gateway", &gateway)] {
+        assert!(
+            !p.log_text().contains("Permissions Violation"),
+            "the {name} was refused something:\n{}",
+            p.log_text()
+        );
+    }
+}
