@@ -116,7 +116,14 @@ fn every_wfl_service_in_compose_matches_its_binary() {
         .collect();
     assert_eq!(
         wfl.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        ["gateway", "ledger", "projector"]
+        [
+            "gateway",
+            "gateway-cluster",
+            "ledger",
+            "ledger-1",
+            "ledger-2",
+            "projector"
+        ]
     );
     for (name, service) in &services {
         let mut seen = std::collections::HashSet::new();
@@ -168,12 +175,14 @@ fn every_wfl_service_in_compose_matches_its_binary() {
             "{name}: the health check {check:?} does not ask http://{http}/healthz"
         );
         assert_eq!(check[0], "CMD");
-        // Services that talk to the ledger start once it is healthy.
-        if name.as_str() != "ledger" {
+        // Services that talk to the ledger start once it is healthy (in the cluster profile,
+        // once the instances are).
+        if !name.starts_with("ledger") {
             let deps = service.get("depends_on").expect("depends_on");
             assert!(
-                deps.lines()
-                    .any(|l| l.starts_with("ledger:") && l.contains("service_healthy")),
+                deps.lines().any(|l| l.starts_with("ledger")
+                    && l.split(':').next().is_some_and(|d| d.starts_with("ledger"))
+                    && l.contains("service_healthy")),
                 "{name} waits for a healthy ledger: {deps}"
             );
         }

@@ -259,13 +259,22 @@ pub async fn run_ledger_instance(
     let owned = Arc::new(wfl_ledger::instance::Owned::default());
     let registry = config.ledger.metrics.clone();
     let o = owned.clone();
-    let readiness = Readiness::default().with("partitions", move || {
-        let p = o.partitions();
-        if p.is_empty() {
-            Err("this instance owns no partition (standby)".to_owned())
-        } else {
+    // Ready while it takes part in the cluster: writing partitions or standing by for them
+    // (`wfl_ledger_partitions_owned` on /metrics says which).
+    let readiness = Readiness::default().with("cluster", move || {
+        if o.participating() {
             Ok(())
+        } else {
+            Err("this instance is not taking part in the cluster".to_owned())
         }
+    });
+    let o = owned.clone();
+    registry.on_scrape(move |r| {
+        r.gauge(
+            "wfl_ledger_partitions_owned",
+            "Partitions this ledger instance writes now (cluster mode).",
+        )
+        .set(o.partitions().len() as f64);
     });
     let instance = wfl_ledger::instance::run(config, joined, owned, readers, shutdown.clone());
     let guard = security.guard.clone();

@@ -56,9 +56,15 @@ pub struct InstanceConfig {
 
 /// What the instance runs now, for health and metrics: partition → its lease revision.
 #[derive(Debug, Default)]
-pub struct Owned(Mutex<BTreeMap<u32, u64>>);
+pub struct Owned(Mutex<BTreeMap<u32, u64>>, std::sync::atomic::AtomicBool);
 
 impl Owned {
+    /// Whether the instance takes part in the cluster now (it joined, and its round runs).
+    #[must_use]
+    pub fn participating(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The partitions this instance writes now.
     #[must_use]
     pub fn partitions(&self) -> Vec<u32> {
@@ -151,6 +157,7 @@ pub async fn run(
         cluster,
         map,
     } = joined;
+    owned.1.store(true, std::sync::atomic::Ordering::Relaxed);
     let tick = config.cluster.lease_ttl / 3;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut standby: BTreeMap<u32, Standby> = BTreeMap::new();
@@ -259,6 +266,7 @@ pub async fn run(
             () = tokio::time::sleep(tick) => {}
         }
     }
+    owned.1.store(false, std::sync::atomic::Ordering::Relaxed);
     for (_, s) in std::mem::take(&mut standby) {
         s.stop().await;
     }
