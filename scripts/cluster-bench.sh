@@ -9,7 +9,9 @@
 # partition (a second instance would only compete for the same two cores), one gateway, then
 # LOADERS `wfl load` processes at once, each recording EVENTS/LOADERS hires of its own org
 # (org-0 ... : spread over the partitions by the cluster's hash) in RecordBatch calls of 1,000,
-# 4 in flight, ack COMMITTED. The rate is all events over the wall time of the slowest loader.
+# 4 in flight, ack COMMITTED. The rate is all events over the wall time of the slowest loader;
+# the CPU columns are what the NATS servers (together), the ledger instance and the gateway
+# used during the load (from /proc/<pid>/stat; the loaders use the rest of the two cores).
 # Needs the release binaries (cargo build --release --bins) and nats-server on PATH (or
 # NATS_SERVER_BIN). Writes only under a temp dir it removes.
 set -euo pipefail
@@ -30,9 +32,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU seconds (user + system) each process has used so far, in order.
+cpu_of() {
+  local p
+  for p in "$@"; do
+    awk '{ printf "%.2f ", ($14 + $15) / 100 }' "/proc/$p/stat" 2>/dev/null || printf "0 "
+  done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
-# Starts NATS: one node ($1 = 1) or a 3-node cluster ($1 = 3); prints the client URLs.
+# Starts NATS: one node ($1 = 1) or a 3-node cluster ($1 = 3); sets NATS_URLS (in this shell:
+# the servers' pids go into PIDS, so they are stopped after each run).
 start_nats() {
   local nodes=$1 dir=$WORK/nats urls="" routes="" i
   local -a client cluster
@@ -52,7 +63,7 @@ start_nats() {
     PIDS+=($!)
     urls="${urls:+$urls,}nats://127.0.0.1:${client[$i]}"
   done
-  echo "$urls"
+  NATS_URLS=$urls
 }
 
 # Waits for a line in a file (the binaries print "NAME listening grpc=... http=..." on stdout).
@@ -65,7 +76,8 @@ wait_for() {
 run_one() {
   local nodes=$1 partitions=$2 replicas=$3 urls run=$WORK/run-$1-$2
   mkdir -p "$run"
-  urls=$(start_nats "$nodes")
+  start_nats "$nodes"
+  urls=$NATS_URLS
   WFL_INSECURE=1 WFL_NO_AUTH=1 "$BIN/wfl-ledger" --cluster --instance bench-1 \
     --partitions "$partitions" --replicas "$replicas" --nats-url "$urls" \
     --data-dir "$run/ledger" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
@@ -85,7 +97,8 @@ run_one() {
   wait_for "$run/gateway.out" listening
   local addr
   addr=$(grep -o 'grpc=[^ ]*' "$run/gateway.out" | head -1 | cut -d= -f2)
-  local per=$((EVENTS / LOADERS)) start end l
+  local per=$((EVENTS / LOADERS)) start end l cpu_before
+  cpu_before=$(cpu_of "${PIDS[@]}")
   local -a loaders=()
   start=$(date +%s.%N)
   for l in $(seq 0 $((LOADERS - 1))); do
@@ -95,11 +108,20 @@ run_one() {
   done
   for l in "${loaders[@]}"; do wait "$l"; done
   end=$(date +%s.%N)
-  python3 - "$start" "$end" "$((per * LOADERS))" "$nodes" "$partitions" "$replicas" <<'PY'
+  local cpu_after
+  cpu_after=$(cpu_of "${PIDS[@]}")
+  python3 - "$start" "$end" "$((per * LOADERS))" "$nodes" "$partitions" "$replicas" "$cpu_before" "$cpu_after" <<'PY'
 import sys
-start, end, events, nodes, partitions, replicas = sys.argv[1:]
+start, end, events, nodes, partitions, replicas, before, after = sys.argv[1:]
 secs = float(end) - float(start)
-print(f"| {'3-node cluster' if nodes == '3' else 'one server'} | {replicas} | {partitions} | {events} | {secs:.1f} | {int(events) / secs:,.0f} |")
+b = [float(x) for x in before.split()]
+a = [float(x) for x in after.split()]
+nodes_n = int(nodes)
+nats = sum(a[:nodes_n]) - sum(b[:nodes_n])
+ledger = a[nodes_n] - b[nodes_n]
+gateway = a[nodes_n + 1] - b[nodes_n + 1]
+per_k = lambda c: f"{c / (int(events) / 1000) * 1000:.0f}"
+print(f"| {'3-node cluster' if nodes == '3' else 'one server'} | {replicas} | {partitions} | {events} | {secs:.1f} | {int(events) / secs:,.0f} | {per_k(nats)} | {per_k(ledger)} | {per_k(gateway)} |")
 PY
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -108,8 +130,8 @@ PY
 }
 
 echo "cluster-bench: $EVENTS events, $LOADERS loaders, $("$NATS" --version), $(nproc) cores" >&2
-echo "| NATS | replicas | partitions | events | seconds | events/s |"
-echo "|---|---|---|---|---|---|"
+echo "| NATS | replicas | partitions | events | seconds | events/s | CPU ms per 1,000 events: NATS | ledger | gateway |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for nodes_replicas in "1 1" "3 3"; do
   set -- $nodes_replicas
   for partitions in 1 2 4; do
