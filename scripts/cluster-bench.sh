@@ -12,6 +12,8 @@
 # 4 in flight, ack COMMITTED. The rate is all events over the wall time of the slowest loader;
 # the CPU columns are what the NATS servers (together), the ledger instance and the gateway
 # used during the load (from /proc/<pid>/stat; the loaders use the rest of the two cores).
+# After the load, it times `wfl verify --cluster` over every partition log, then kills the
+# instance and times a new instance (no standby copy) taking every partition over.
 # Needs the release binaries (cargo build --release --bins) and nats-server on PATH (or
 # NATS_SERVER_BIN). Writes only under a temp dir it removes.
 set -euo pipefail
@@ -79,7 +81,7 @@ run_one() {
   start_nats "$nodes"
   urls=$NATS_URLS
   WFL_INSECURE=1 WFL_NO_AUTH=1 "$BIN/wfl-ledger" --cluster --instance bench-1 \
-    --partitions "$partitions" --replicas "$replicas" --nats-url "$urls" \
+    --partitions "$partitions" --replicas "$replicas" --lease-ttl-secs 3 --nats-url "$urls" \
     --data-dir "$run/ledger" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
     > "$run/ledger.out" 2> "$run/ledger.log" &
   PIDS+=($!)
@@ -122,6 +124,36 @@ ledger = a[nodes_n] - b[nodes_n]
 gateway = a[nodes_n + 1] - b[nodes_n + 1]
 per_k = lambda c: f"{c / (int(events) / 1000) * 1000:.0f}"
 print(f"| {'3-node cluster' if nodes == '3' else 'one server'} | {replicas} | {partitions} | {events} | {secs:.1f} | {int(events) / secs:,.0f} | {per_k(nats)} | {per_k(ledger)} | {per_k(gateway)} |")
+PY
+  # The auditor's check of every partition log, from JetStream alone.
+  local v0 v1 verified
+  v0=$(date +%s.%N)
+  verified=$("$BIN/wfl" verify --cluster "$urls" | tail -1)
+  v1=$(date +%s.%N)
+  # Takeover at volume, the worst case: the owner is killed and a new instance with no copy of
+  # anything takes every partition, applying each whole log (lease TTL 3 s).
+  WFL_INSECURE=1 WFL_NO_AUTH=1 "$BIN/wfl-ledger" --cluster --instance bench-2 \
+    --replicas "$replicas" --lease-ttl-secs 3 --nats-url "$urls" \
+    --data-dir "$run/ledger-2" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+    > "$run/ledger-2.out" 2> "$run/ledger-2.log" &
+  local second=$!
+  PIDS+=($second)
+  wait_for "$run/ledger-2.out" listening
+  local k0 k1
+  k0=$(date +%s.%N)
+  kill -9 "${PIDS[$nodes]}"
+  for i in $(seq 1 1200); do
+    taken=$(grep -c "partition taken over" "$run/ledger-2.log" || true)
+    [ "$taken" -ge "$partitions" ] && break
+    sleep 0.1
+  done
+  k1=$(date +%s.%N)
+  local catchup
+  catchup=$(grep -o 'partition taken over.*elapsed_ms=[0-9]*' "$run/ledger-2.log" | grep -o 'elapsed_ms=[0-9]*' | cut -d= -f2 | sort -n | tail -1)
+  python3 - "$v0" "$v1" "$k0" "$k1" "${catchup:-0}" "$verified" <<'PY'
+import sys
+v0, v1, k0, k1, catchup, verified = sys.argv[1:]
+print(f"  verify --cluster {float(v1) - float(v0):.1f} s ({verified}); takeover of every partition by a new instance {float(k1) - float(k0):.1f} s after the kill, of which applying the logs {int(catchup) / 1000:.1f} s (the longest partition)")
 PY
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true

@@ -26,6 +26,10 @@ const ORGS: usize = 24;
 const LEASE_TTL_SECS: u64 = 6;
 /// After a kill, commits resume within this bound (lease TTL + the next round + catch-up).
 const RESUME_BOUND: Duration = Duration::from_secs(30);
+/// After a NATS node is killed, commits resume within this bound: the streams and consumers
+/// whose leader was on it elect another (seconds each), and a writer retries an append whose
+/// outcome it does not know for up to 30 s (measured: 6-22 s, printed in the summary line).
+const NATS_RESUME_BOUND: Duration = Duration::from_secs(60);
 
 fn ledger_args(data: &std::path::Path, nats: &NatsCluster, instance: &str) -> Vec<String> {
     [
@@ -181,47 +185,27 @@ async fn load_client(gateways: Arc<Mutex<Vec<Channel>>>, progress: Arc<Progress>
         {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                let broken = std::error::Error::source(&s)
-                    .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
-                    || matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled);
-                assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
+                common::assert_retryable(&s);
                 progress.unresolved.lock().expect("lock").extend(batch);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let mut committed = 0;
-        for (item, event) in r.results.iter().zip(&batch) {
-            match &item.outcome {
-                Some(pb::item_result::Outcome::Ok(o)) => {
-                    assert!(o.sequence > 0);
-                    let prev = progress
-                        .acked
-                        .lock()
-                        .expect("lock")
-                        .insert(o.event_id.clone(), (event.org_id.to_string(), o.sequence));
-                    assert!(
-                        prev.is_none() || prev.as_ref().map(|p| p.1) == Some(o.sequence),
-                        "event {} answered with two sequences",
-                        o.event_id
-                    );
-                    committed += 1;
-                }
-                Some(pb::item_result::Outcome::Error(e)) => {
-                    assert_eq!(
-                        e.code,
-                        tonic::Code::Unavailable as i32,
-                        "only unavailability may fail an item: {e:?}"
-                    );
-                    progress
-                        .unresolved
-                        .lock()
-                        .expect("lock")
-                        .push(event.clone());
-                }
-                None => panic!("item without outcome"),
-            }
+        let (done, retry) = common::committed_and_retry(&batch, &r);
+        for (event, o) in &done {
+            let prev = progress
+                .acked
+                .lock()
+                .expect("lock")
+                .insert(o.event_id.clone(), (event.org_id.to_string(), o.sequence));
+            assert!(
+                prev.is_none() || prev.as_ref().map(|p| p.1) == Some(o.sequence),
+                "event {} answered with two sequences",
+                o.event_id
+            );
         }
+        progress.unresolved.lock().expect("lock").extend(retry);
+        let committed = done.len() as u64;
         progress.commits.fetch_add(committed, Ordering::Relaxed);
     }
 }
@@ -283,6 +267,22 @@ async fn owners(nats: &NatsCluster) -> BTreeMap<u32, String> {
                 "cannot read the leases for 30 s: {e}"
             ),
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until instance b owns every partition.
+async fn owned_by_b_alone(nats: &NatsCluster) {
+    let deadline = Instant::now() + RESUME_BOUND;
+    loop {
+        let o = owners(nats).await;
+        if o.len() as u32 == PARTITIONS && o.values().all(|x| x == "b") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b did not take every partition over: {o:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -414,22 +414,14 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &[&b, &g1, &g2],
     )
     .await;
-    let deadline = Instant::now() + RESUME_BOUND;
-    while owners(&nats).await.values().any(|o| o != "b") {
-        assert!(
-            Instant::now() < deadline,
-            "b did not take every partition over: {:?}",
-            owners(&nats).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    owned_by_b_alone(&nats).await;
 
     // 2. SIGKILL a NATS node: two of three keep quorum and ingest goes on.
     nats.kill(2);
     let nats_resume = commits_go_on(
         &progress,
         1_000,
-        RESUME_BOUND,
+        NATS_RESUME_BOUND,
         "after killing a NATS node",
         &[&b, &g1, &g2],
     )
@@ -769,14 +761,7 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
         &[&a, &b, &g],
     )
     .await;
-    let deadline = Instant::now() + RESUME_BOUND;
-    while owners(&nats).await.values().any(|o| o != "b") {
-        assert!(
-            Instant::now() < deadline,
-            "b did not take every partition over"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    owned_by_b_alone(&nats).await;
     let deadline = Instant::now() + RESUME_BOUND;
     while !a.log_text().contains("lease not renewed for a whole TTL") {
         assert!(

@@ -388,50 +388,26 @@ async fn load_client(gw: Channel, progress: Arc<Progress>, client: usize, starte
         {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                // The server said "retry", or the connection broke under the call (a gateway
-                // killed mid-request: tonic reports a transport, h2 or broken-pipe failure as
-                // UNKNOWN or CANCELLED, codes the gateway itself never answers): the outcome is
-                // unknown and the client retries the ids.
-                let broken = std::error::Error::source(&s)
-                    .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
-                    || matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled);
-                assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
+                common::assert_retryable(&s);
                 progress.unresolved.lock().expect("lock").extend(batch);
                 continue;
             }
         };
-        let mut committed = 0;
-        for (item, event) in r.results.iter().zip(&batch) {
-            match &item.outcome {
-                Some(pb::item_result::Outcome::Ok(o)) => {
-                    assert!(o.sequence > 0);
-                    let prev = progress
-                        .acked
-                        .lock()
-                        .expect("lock")
-                        .insert(o.event_id.clone(), o.sequence);
-                    assert!(
-                        prev.is_none() || prev == Some(o.sequence),
-                        "event {} answered with two sequences",
-                        o.event_id
-                    );
-                    committed += 1;
-                }
-                Some(pb::item_result::Outcome::Error(e)) => {
-                    assert_eq!(
-                        e.code,
-                        tonic::Code::Unavailable as i32,
-                        "only unavailability may fail an item: {e:?}"
-                    );
-                    progress
-                        .unresolved
-                        .lock()
-                        .expect("lock")
-                        .push(event.clone());
-                }
-                None => panic!("item without outcome"),
-            }
+        let (done, retry) = common::committed_and_retry(&batch, &r);
+        for (_, o) in &done {
+            let prev = progress
+                .acked
+                .lock()
+                .expect("lock")
+                .insert(o.event_id.clone(), o.sequence);
+            assert!(
+                prev.is_none() || prev == Some(o.sequence),
+                "event {} answered with two sequences",
+                o.event_id
+            );
         }
+        progress.unresolved.lock().expect("lock").extend(retry);
+        let committed = done.len() as u64;
         if committed > 0 {
             let now = started.elapsed().as_millis() as u64;
             let prev = progress.last_commit_ms.fetch_max(now, Ordering::Relaxed);

@@ -384,3 +384,45 @@ pub async fn next_event(
         }
     }
 }
+
+/// A `RecordBatch` call under faults failed as a whole: the server said "retry", or the
+/// connection broke under the call (a process killed mid-request: tonic reports a transport, h2
+/// or broken-pipe failure as UNKNOWN or CANCELLED, codes wfl itself never answers). The outcome
+/// is unknown and the client retries the ids; anything else fails the test.
+pub fn assert_retryable(s: &tonic::Status) {
+    let broken = std::error::Error::source(s)
+        .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
+        || matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled);
+    assert!(s.code() == tonic::Code::Unavailable || broken, "{s:?}");
+}
+
+/// The items of a COMMITTED `RecordBatch` answer under faults: the committed ones (event and
+/// answer) and the events to retry with the same ids (an item may fail only as UNAVAILABLE).
+pub fn committed_and_retry<'a>(
+    batch: &'a [wfl_domain::Event],
+    r: &'a pb::RecordBatchResponse,
+) -> (
+    Vec<(&'a wfl_domain::Event, &'a pb::RecordResponse)>,
+    Vec<wfl_domain::Event>,
+) {
+    let mut committed = Vec::new();
+    let mut retry = Vec::new();
+    for (item, event) in r.results.iter().zip(batch) {
+        match &item.outcome {
+            Some(pb::item_result::Outcome::Ok(o)) => {
+                assert!(o.sequence > 0);
+                committed.push((event, o));
+            }
+            Some(pb::item_result::Outcome::Error(e)) => {
+                assert_eq!(
+                    e.code,
+                    tonic::Code::Unavailable as i32,
+                    "only unavailability may fail an item: {e:?}"
+                );
+                retry.push(event.clone());
+            }
+            None => panic!("item without outcome"),
+        }
+    }
+    (committed, retry)
+}
