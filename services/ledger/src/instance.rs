@@ -356,7 +356,7 @@ async fn standby(
         )),
     );
     loop {
-        let (at, n) = crate::partition::catch_up(&store, &log).await?;
+        let (at, n) = crate::partition::catch_up_until(&store, &log, Some(&stop)).await?;
         if n > 0 {
             let s = store.clone();
             let head = tokio::task::spawn_blocking(move || s.head())

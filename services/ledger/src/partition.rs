@@ -140,13 +140,26 @@ pub async fn take_over(store: Arc<dyn Log>, role: &PartitionRole) -> Result<u64,
 /// # Errors
 /// As [`take_over`].
 pub async fn catch_up(store: &Arc<dyn Log>, log: &PartitionLog) -> Result<(u64, u64), Error> {
+    catch_up_until(store, log, None).await
+}
+
+/// [`catch_up`], stopping early (between two messages) once `stop` is cancelled: a standby copy
+/// must not hold its store while the instance takes the partition over.
+///
+/// # Errors
+/// As [`take_over`].
+pub(crate) async fn catch_up_until(
+    store: &Arc<dyn Log>,
+    log: &PartitionLog,
+    stop: Option<&tokio_util::sync::CancellationToken>,
+) -> Result<(u64, u64), Error> {
     let s = store.clone();
     let mut at = tokio::task::spawn_blocking(move || applied(s.as_ref()))
         .await
         .map_err(Error::join)??;
     let last = log.last().await?;
     let mut n = 0;
-    while at < last {
+    while at < last && !stop.is_some_and(tokio_util::sync::CancellationToken::is_cancelled) {
         let sequence = at + 1;
         let bytes = log.get(sequence).await?;
         let s = store.clone();
