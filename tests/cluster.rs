@@ -521,6 +521,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
     // Every instance serves the Ledger API of every partition (its own and its standby copies),
     // each call routed by metadata wfl-partition or by org.
     reads_route_by_partition(&nats, &[&a, &b], &found).await;
+    export_one_partition(&dir.path().join("export"), &a, &found);
 
     // One projector per partition: the one of org-07's partition answers its views.
     views_of_one_partition(&dir.path().join("projector"), &logs, &nats, &a, &found).await;
@@ -704,6 +705,43 @@ async fn views_of_one_partition(
     assert_eq!(
         counted, hires as u64,
         "every hire of partition {p} counted once, and only those"
+    );
+}
+
+/// An auditor exports one partition through an instance (`wfl export --partition N`) and
+/// verifies the export offline: its chain and Merkle root over exactly that partition's events.
+fn export_one_partition(
+    to: &std::path::Path,
+    instance: &Proc,
+    found: &HashMap<String, (u32, u64)>,
+) {
+    let p = PartitionMap::hash_partition(&org(7), PARTITIONS);
+    let events = found.values().filter(|(q, _)| *q == p).count();
+    let export = std::process::Command::new(common::bin("wfl"))
+        .args([
+            "export",
+            "--addr",
+            &instance.grpc,
+            "--partition",
+            &p.to_string(),
+            "--to",
+        ])
+        .arg(to)
+        .output()
+        .expect("wfl export runs");
+    assert!(
+        export.status.success(),
+        "wfl export --partition {p}: {export:?}"
+    );
+    let verify = std::process::Command::new(common::bin("wfl"))
+        .arg("verify")
+        .arg(to)
+        .output()
+        .expect("wfl verify runs");
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && said.contains(&format!("OK: {events} events verified")),
+        "the export of partition {p} verifies with its {events} events: {verify:?}"
     );
 }
 
