@@ -32,20 +32,29 @@ const RESUME_BOUND: Duration = Duration::from_secs(30);
 const NATS_RESUME_BOUND: Duration = Duration::from_secs(60);
 
 fn ledger_args(data: &std::path::Path, nats: &NatsCluster, instance: &str) -> Vec<String> {
+    ledger_args_with(data, &nats.urls(), instance, 3)
+}
+
+fn ledger_args_with(
+    data: &std::path::Path,
+    nats_urls: &str,
+    instance: &str,
+    replicas: u32,
+) -> Vec<String> {
     [
         "--data-dir",
         &data.display().to_string(),
         "--grpc-addr",
         "127.0.0.1:0",
         "--nats-url",
-        &nats.urls(),
+        nats_urls,
         "--cluster",
         "--instance",
         instance,
         "--partitions",
         &PARTITIONS.to_string(),
         "--replicas",
-        "3",
+        &replicas.to_string(),
         "--lease-ttl-secs",
         &LEASE_TTL_SECS.to_string(),
         "--inbox-stall-secs",
@@ -55,12 +64,12 @@ fn ledger_args(data: &std::path::Path, nats: &NatsCluster, instance: &str) -> Ve
     .to_vec()
 }
 
-fn gateway_args(nats: &NatsCluster) -> Vec<String> {
+fn gateway_args(nats_urls: &str) -> Vec<String> {
     [
         "--grpc-addr",
         "127.0.0.1:0",
         "--nats-url",
-        &nats.urls(),
+        nats_urls,
         "--cluster",
     ]
     .map(str::to_owned)
@@ -308,8 +317,10 @@ async fn shared(nats: &NatsCluster) {
 
 /// Everything each partition's log holds: event id → (partition, sequence); and the number of
 /// ids found more than once. Panics when a chain does not verify.
-async fn read_logs(nats: &NatsCluster) -> (HashMap<String, (u32, u64)>, usize, u64) {
-    let client = async_nats::connect(nats.url_list()).await.expect("connect");
+async fn read_logs(nats_urls: &str) -> (HashMap<String, (u32, u64)>, usize, u64) {
+    let client = async_nats::connect(nats_urls.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .await
+        .expect("connect");
     let js = async_nats::jetstream::new(client);
     let mut found = HashMap::new();
     let mut duplicated = 0;
@@ -325,7 +336,7 @@ async fn read_logs(nats: &NatsCluster) -> (HashMap<String, (u32, u64)>, usize, u
             let m = stream.get_raw_message(s).await.expect("message");
             let batch = ipb::PartitionBatch::decode(m.payload.as_ref()).expect("decodes");
             assert_eq!(batch.partition, p);
-            if batch.records.is_empty() && batch.refusals.is_empty() {
+            if batch.records.is_empty() && batch.refusals.is_empty() && batch.meta.is_empty() {
                 markers += 1;
             }
             for r in &batch.records {
@@ -382,8 +393,8 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &ledger_args(&dir.path().join("b"), &nats, "b"),
         &logs,
     );
-    let mut g1 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
-    let mut g2 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    let mut g1 = Proc::start("wfl-gateway", &gateway_args(&nats.urls()), &logs);
+    let mut g2 = Proc::start("wfl-gateway", &gateway_args(&nats.urls()), &logs);
     let gateways = Arc::new(Mutex::new(vec![
         common::connect(&g1.grpc).await,
         common::connect(&g2.grpc).await,
@@ -462,8 +473,8 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &ledger_args(&dir.path().join("b"), &nats, "b"),
         &logs,
     );
-    g1 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
-    g2 = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    g1 = Proc::start("wfl-gateway", &gateway_args(&nats.urls()), &logs);
+    g2 = Proc::start("wfl-gateway", &gateway_args(&nats.urls()), &logs);
     *gateways.lock().expect("lock") = vec![
         common::connect(&g1.grpc).await,
         common::connect(&g2.grpc).await,
@@ -487,7 +498,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
     progress.stop.store(true, Ordering::Relaxed);
     client.await.expect("client");
 
-    let (found, duplicated, markers) = read_logs(&nats).await;
+    let (found, duplicated, markers) = read_logs(&nats.urls()).await;
     let acked = progress.acked.lock().expect("lock").clone();
     let mut lost = 0;
     for (id, (org_id, sequence)) in &acked {
@@ -527,7 +538,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
     views_of_one_partition(&dir.path().join("projector"), &logs, &nats, &a, &found).await;
 
     // The auditor's command agrees, from the logs alone; a message deleted from a log fails it.
-    let audit = wfl_verify_cluster(&nats);
+    let audit = wfl_verify_cluster(&nats.urls());
     let want = format!("verified: {PARTITIONS} partitions, {} records", found.len());
     assert!(
         audit.status.success() && String::from_utf8_lossy(&audit.stdout).contains(&want),
@@ -541,7 +552,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         .delete_message(2)
         .await
         .expect("delete a message");
-    let audit = wfl_verify_cluster(&nats);
+    let audit = wfl_verify_cluster(&nats.urls());
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&audit.stdout),
@@ -745,9 +756,9 @@ fn export_one_partition(
     );
 }
 
-fn wfl_verify_cluster(nats: &NatsCluster) -> std::process::Output {
+fn wfl_verify_cluster(nats_urls: &str) -> std::process::Output {
     std::process::Command::new(common::bin("wfl"))
-        .args(["verify", "--cluster", &nats.urls()])
+        .args(["verify", "--cluster", nats_urls])
         .output()
         .expect("wfl verify runs")
 }
@@ -772,7 +783,7 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
         &ledger_args(&dir.path().join("b"), &nats, "b"),
         &logs,
     );
-    let g = Proc::start("wfl-gateway", &gateway_args(&nats), &logs);
+    let g = Proc::start("wfl-gateway", &gateway_args(&nats.urls()), &logs);
     let gateways = Arc::new(Mutex::new(vec![common::connect(&g.grpc).await]));
     let progress = Arc::new(Progress::default());
     let clients: Vec<_> = (0..3)
@@ -836,7 +847,7 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
     progress.stop.store(true, Ordering::Relaxed);
     client.await.expect("client");
 
-    let (found, duplicated, _) = read_logs(&nats).await;
+    let (found, duplicated, _) = read_logs(&nats.urls()).await;
     let acked = progress.acked.lock().expect("lock").clone();
     let lost = acked
         .iter()
@@ -853,4 +864,167 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
     assert_eq!(lost, 0, "acknowledged events missing or elsewhere");
     assert_eq!(duplicated, 0, "events committed twice");
     drop((a, b, g));
+}
+
+/// Commits `events` through `gateway` (COMMITTED, retrying what is unavailable); returns each
+/// event id's sequence.
+/// Panics after two minutes showing the last lines of `logs`.
+async fn commit_all(
+    gateway: &Channel,
+    mut events: Vec<wfl_domain::Event>,
+    logs: &[&Proc],
+) -> HashMap<String, u64> {
+    let mut acked = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !events.is_empty() {
+        if Instant::now() > deadline {
+            let tails: Vec<String> = logs
+                .iter()
+                .map(|p| {
+                    let t = p.log_text();
+                    let lines: Vec<&str> = t.lines().collect();
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                })
+                .collect();
+            panic!(
+                "{} events never committed; logs:\n{}",
+                events.len(),
+                tails.join("\n-----\n")
+            );
+        }
+        let r = common::ingest(gateway)
+            .record_batch(pb::RecordBatchRequest {
+                events: events.iter().map(common::wire).collect(),
+                ack: pb::AckLevel::Committed as i32,
+                include_proof: false,
+            })
+            .await;
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                common::assert_retryable(&s);
+                continue;
+            }
+        };
+        let (done, retry) = common::committed_and_retry(&events, &r);
+        acked.extend(done.iter().map(|(_, o)| (o.event_id.clone(), o.sequence)));
+        events = retry;
+    }
+    acked
+}
+
+/// A writer's batch larger than the server's `max_payload` goes to the partition log as several
+/// messages (it used to be refused by the server, and the partition's writer stopped, again and
+/// again, on the same inbox messages); an event too large for any message is refused
+/// `INVALID_ARGUMENT` and the partition goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_larger_than_a_nats_message_are_split_and_an_oversize_event_is_refused() {
+    const MAX_PAYLOAD: usize = 64 << 10;
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        format!("max_payload: {MAX_PAYLOAD}\njetstream {{}}\n"),
+    )
+    .expect("write nats.conf");
+    let nats = wfl_testkit::NatsServer::start_with_config(&config, &[]);
+    let ledger = Proc::start(
+        "wfl-ledger",
+        &ledger_args_with(&dir.path().join("a"), &nats.url(), "a", 1),
+        &logs,
+    );
+    let gateway = Proc::start("wfl-gateway", &gateway_args(&nats.url()), &logs);
+    let channel = common::connect(&gateway.grpc).await;
+
+    // 6,000 hires in batches of 2,000: the writer decides up to 1,000 at a time (~150 KB of
+    // records, more than two 64 KiB messages).
+    let mut acked = HashMap::new();
+    for round in 0..3 {
+        let events: Vec<_> = (0..2_000)
+            .map(|i| scenario::hire(&org(i % ORGS), &format!("r{round}-w{i}")))
+            .collect();
+        acked.extend(commit_all(&channel, events, &[&ledger, &gateway]).await);
+    }
+
+    // An event of 55,000 bytes fits in a NATS message but its record would not fit in a
+    // partition-log message: published to the inbox directly (the gateway's 256-character text
+    // limit keeps real events far smaller), it is refused and the partition goes on.
+    let oversize = uuid::Uuid::new_v4();
+    let mut wire = common::wire(&scenario::hire(&org(0), "oversize"));
+    wire.event_id = oversize.to_string();
+    wire.correlation_id = "x".repeat(55_000);
+    let partition = PartitionMap::hash_partition(&org(0), PARTITIONS);
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    js.publish(
+        wfl_bus::cluster::partition_inbox_subject(partition, &org(0)),
+        wire.encode_to_vec().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored in the inbox");
+    let after: Vec<_> = (0..200)
+        .map(|i| scenario::hire(&org(0), &format!("after-{i}")))
+        .collect();
+    acked.extend(commit_all(&channel, after, &[&ledger, &gateway]).await);
+
+    let (found, duplicated, _) = read_logs(&nats.url()).await;
+    assert_eq!(duplicated, 0);
+    for (id, sequence) in &acked {
+        assert_eq!(found.get(id).map(|f| f.1), Some(*sequence), "event {id}");
+    }
+    // Split batches: a message with records and no writer metadata is a part before the last
+    // (every batch's last part carries the writer state's `through`).
+    let mut parts = 0;
+    let mut refused = None;
+    let stream_client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(stream_client);
+    for p in 0..PARTITIONS {
+        let mut stream = js
+            .get_stream(format!("WFL_PARTITION_{p}"))
+            .await
+            .expect("partition stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        for s in 1..=last {
+            let m = stream.get_raw_message(s).await.expect("message");
+            assert!(
+                m.payload.len() <= MAX_PAYLOAD,
+                "message {s}: {} bytes",
+                m.payload.len()
+            );
+            let batch = ipb::PartitionBatch::decode(m.payload.as_ref()).expect("decodes");
+            if !batch.records.is_empty() && batch.meta.is_empty() {
+                parts += 1;
+            }
+            refused = refused.or_else(|| {
+                batch
+                    .refusals
+                    .iter()
+                    .find(|r| r.event_id == oversize.as_bytes())
+                    .map(|r| (p, r.code, r.message.clone()))
+            });
+        }
+    }
+    assert!(parts > 0, "no batch was split over several messages");
+    let (p, code, message) = refused.expect("the oversize event is refused in the log");
+    assert_eq!((p, code), (partition, tonic::Code::InvalidArgument as i32));
+    assert!(
+        message.contains("55") && message.contains("cluster mode"),
+        "{message}"
+    );
+
+    let verify = wfl_verify_cluster(&nats.url());
+    assert!(
+        verify.status.success(),
+        "wfl verify --cluster: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    println!(
+        "cluster split: acknowledged {n}, found {n}, lost 0, duplicated 0, messages that are a \
+         first part of a split batch {parts}, oversize event refused",
+        n = acked.len()
+    );
+    drop((ledger, gateway));
 }

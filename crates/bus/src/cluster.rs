@@ -163,6 +163,7 @@ pub struct Lease {
 /// The cluster's KV buckets, on one JetStream connection.
 #[derive(Clone)]
 pub struct Cluster {
+    client: Client,
     js: jetstream::Context,
     config: ClusterConfig,
     settings: kv::Store,
@@ -210,6 +211,7 @@ impl Cluster {
         )
         .await?;
         Ok(Self {
+            client: client.clone(),
             js,
             config,
             settings,
@@ -239,6 +241,7 @@ impl Cluster {
         let settings = get(CLUSTER_BUCKET).await?;
         let leases = get(LEASE_BUCKET).await?;
         Ok(Self {
+            client: client.clone(),
             js,
             config: ClusterConfig::default(),
             settings,
@@ -472,6 +475,7 @@ impl Cluster {
                 .map_err(|e| Error::unavailable(&format!("create stream {name}"), e))?,
         };
         Ok(PartitionLog {
+            client: self.client.clone(),
             js: self.js.clone(),
             stream,
             subject,
@@ -492,6 +496,7 @@ impl Cluster {
         let name = format!("{PARTITION_STREAM_PREFIX}{partition}");
         match self.js.get_stream(&name).await {
             Ok(stream) => Ok(Some(PartitionLog {
+                client: self.client.clone(),
                 js: self.js.clone(),
                 stream,
                 subject: format!("{PARTITION_SUBJECT_PREFIX}.{partition}"),
@@ -554,6 +559,7 @@ pub enum Appended {
 /// One partition's replicated commit log (see the module docs).
 #[derive(Clone)]
 pub struct PartitionLog {
+    client: Client,
     js: jetstream::Context,
     stream: stream::Stream,
     subject: String,
@@ -573,6 +579,17 @@ impl PartitionLog {
     #[must_use]
     pub fn partition(&self) -> u32 {
         self.partition
+    }
+
+    /// The largest message (headers and payload) the server takes: every append must fit in it
+    /// (the server's `max_payload`, 1 MiB by default; that default when the server has not
+    /// said).
+    #[must_use]
+    pub fn max_message(&self) -> usize {
+        match self.client.server_info().max_payload {
+            0 => 1 << 20,
+            n => n,
+        }
     }
 
     /// The stream sequence of the log's last message (0 when empty).

@@ -153,6 +153,13 @@ pub trait Bus: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The largest message the broker takes (NATS: the server's `max_payload`, headers
+    /// included); `None` when there is no such limit (in-process). A sender of many items
+    /// (outcomes, answers) splits or trims its messages to fit.
+    fn max_message(&self) -> Option<usize> {
+        None
+    }
+
     /// Publishes to the inbox, pipelined (sends all, then awaits all acks), order preserved;
     /// returns one result per message, in input order.
     ///

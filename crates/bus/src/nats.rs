@@ -539,6 +539,10 @@ impl Bus for NatsBus {
         true
     }
 
+    fn max_message(&self) -> Option<usize> {
+        Some(max_payload(&self.client)).filter(|max| *max > 0)
+    }
+
     fn health(&self) -> Result<(), String> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),

@@ -143,7 +143,9 @@ fn check(
     }
     m.messages += 1;
     m.owners.insert(batch.owner.clone());
-    if batch.records.is_empty() && batch.refusals.is_empty() {
+    // A takeover marker carries nothing; the last part of a batch split over several messages
+    // may carry only the writer's metadata.
+    if batch.records.is_empty() && batch.refusals.is_empty() && batch.meta.is_empty() {
         m.markers += 1;
     }
     for r in &batch.records {

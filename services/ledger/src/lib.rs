@@ -185,7 +185,13 @@ impl Ledger {
         tasks.spawn(broadcasting);
         let (token, answering) = (
             shutdown.clone(),
-            outcomes::answer(store.clone(), storage.clone(), questions, shutdown.clone()),
+            outcomes::answer(
+                store.clone(),
+                storage.clone(),
+                questions,
+                bus.max_message(),
+                shutdown.clone(),
+            ),
         );
         tasks.spawn(async move {
             let result = answering.await;

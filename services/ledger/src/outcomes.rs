@@ -42,9 +42,12 @@ pub(crate) const fn grpc_code(code: RefusalCode) -> i32 {
     }
 }
 
-/// Outcomes per published message: a full default batch (1,000) in one message, well under
-/// NATS's default 1 MB payload limit (an outcome is about 200 bytes).
+/// Outcomes per published message at most: a full default batch (1,000) in one message when it
+/// fits in the broker's largest message (an outcome is about 130 bytes, 1 KB with a proof).
 const PER_MESSAGE: usize = 1_000;
+/// Room kept in every message below the broker's limit (the server counts the subject and
+/// reply subject's framing against it too).
+const HEADROOM: usize = 1 << 10;
 /// Batches waiting to be published; more means the bus is stuck, and gateways ask instead.
 const QUEUE: usize = 64;
 /// Questions answered at once (each on the blocking pool).
@@ -104,19 +107,7 @@ async fn publish(
                 None => return Ok(()),
             },
         };
-        let parts: Vec<ipb::Outcomes> = if message.outcomes.len() <= PER_MESSAGE {
-            vec![message]
-        } else {
-            message
-                .outcomes
-                .chunks(PER_MESSAGE)
-                .map(|c| ipb::Outcomes {
-                    outcomes: c.to_vec(),
-                    paused_reason: message.paused_reason.clone(),
-                })
-                .collect()
-        };
-        for part in parts {
+        for part in split(message, bus.max_message()) {
             let bytes = Bytes::from(part.encode_to_vec());
             if let Err(e) = bus.publish(wfl_bus::OUTCOME_SUBJECT, bytes).await {
                 // At most once by design: a gateway that misses it asks the store.
@@ -126,7 +117,41 @@ async fn publish(
     }
 }
 
-/// Answers outcome questions from the store until `shutdown`, off the async threads.
+/// `message` as messages of at most [`PER_MESSAGE`] outcomes and, when the broker has a limit
+/// (`max_message`), at most that many bytes less [`HEADROOM`] each, in order. An outcome too
+/// large for any message (none is: an outcome with a proof is about 1 KB) goes alone.
+fn split(message: ipb::Outcomes, max_message: Option<usize>) -> Vec<ipb::Outcomes> {
+    let budget = max_message.map_or(usize::MAX, |max| max.saturating_sub(HEADROOM));
+    let empty = || ipb::Outcomes {
+        outcomes: Vec::new(),
+        paused_reason: message.paused_reason.clone(),
+    };
+    let base = empty().encoded_len();
+    let mut parts = Vec::new();
+    let mut part = empty();
+    let mut size = base;
+    for o in message.outcomes.iter() {
+        let len = o.encoded_len();
+        let grows = 1 + prost::length_delimiter_len(len) + len;
+        if !part.outcomes.is_empty()
+            && (part.outcomes.len() == PER_MESSAGE || size + grows > budget)
+        {
+            parts.push(std::mem::replace(&mut part, empty()));
+            size = base;
+        }
+        size += grows;
+        part.outcomes.push(o.clone());
+    }
+    if !part.outcomes.is_empty() || parts.is_empty() {
+        parts.push(part);
+    }
+    parts
+}
+
+/// Answers outcome questions from the store until `shutdown`, off the async threads. An answer
+/// larger than the broker's largest message (`max_message`; a thousand outcomes with proofs
+/// from a big tree come close to NATS's default 1 MB) holds the outcomes that fit: the gateway
+/// asks again for the ids it was not told about, as for undecided ones.
 ///
 /// # Errors
 /// When the question subscription ends (the bus closed): the ledger stops, crash-only.
@@ -134,6 +159,7 @@ pub(crate) async fn answer(
     store: Arc<dyn Log>,
     storage: watch::Receiver<StorageState>,
     mut requests: Box<dyn Requests>,
+    max_message: Option<usize>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let slots = Arc::new(Semaphore::new(CONCURRENT_QUESTIONS));
@@ -164,6 +190,7 @@ pub(crate) async fn answer(
             drop(slot);
             match answered {
                 Ok(Some(reply)) => {
+                    let reply = split(reply, max_message).swap_remove(0);
                     if let Err(e) = request.reply(Bytes::from(reply.encode_to_vec())).await {
                         warn!(error = %e, "could not send an outcome answer; the gateway will ask again");
                     }
@@ -383,5 +410,44 @@ mod tests {
         }
         assert_eq!(INVALID_ARGUMENT, tonic::Code::InvalidArgument as i32);
         assert_eq!(RESOURCE_EXHAUSTED, tonic::Code::ResourceExhausted as i32);
+    }
+
+    fn outcomes(n: usize) -> ipb::Outcomes {
+        ipb::Outcomes {
+            outcomes: (0..n)
+                .map(|i| rejected_raw(&format!("id-{i}"), 9, "x".repeat(100), None))
+                .collect(),
+            paused_reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn outcomes_are_split_to_fit_the_brokers_largest_message_in_order() {
+        // No limit: a thousand per message.
+        let parts = split(outcomes(2_500), None);
+        assert_eq!(
+            parts.iter().map(|p| p.outcomes.len()).collect::<Vec<_>>(),
+            [1_000, 1_000, 500]
+        );
+        // 64 KiB messages: every part fits, nothing is lost or reordered.
+        let parts = split(outcomes(2_500), Some(64 << 10));
+        assert!(parts.len() > 3);
+        for p in &parts {
+            assert!(
+                p.encoded_len() <= (64 << 10) - HEADROOM,
+                "{}",
+                p.encoded_len()
+            );
+        }
+        let ids: Vec<String> = parts
+            .iter()
+            .flat_map(|p| p.outcomes.iter().map(|o| o.event_id.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            (0..2_500).map(|i| format!("id-{i}")).collect::<Vec<_>>()
+        );
+        // An empty answer is still one message (a paused ledger says so with no outcomes).
+        assert_eq!(split(outcomes(0), Some(64 << 10)).len(), 1);
     }
 }

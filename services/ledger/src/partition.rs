@@ -66,6 +66,16 @@ impl PartitionRole {
     pub fn partition(&self) -> u32 {
         self.log.partition()
     }
+
+    /// An empty log message signed by this writer (partition, owner, lease revision).
+    fn stamp(&self) -> ipb::PartitionBatch {
+        ipb::PartitionBatch {
+            partition: self.partition(),
+            owner: self.owner.clone(),
+            lease_revision: self.lease_revision,
+            ..ipb::PartitionBatch::default()
+        }
+    }
 }
 
 /// The local store's position in the partition log.
@@ -97,12 +107,9 @@ pub async fn take_over(store: Arc<dyn Log>, role: &PartitionRole) -> Result<u64,
             .await
             .map_err(Error::join)??;
         let marker = ipb::PartitionBatch {
-            partition: role.partition(),
-            owner: role.owner.clone(),
-            lease_revision: role.lease_revision,
             head_hash: head.hash.to_vec(),
             head_sequence: head.sequence,
-            ..ipb::PartitionBatch::default()
+            ..role.stamp()
         };
         match role
             .log
@@ -261,71 +268,151 @@ fn hash(bytes: &[u8]) -> Option<Hash> {
     Hash::try_from(bytes).ok()
 }
 
-/// Encodes what the writer is about to append, with the chain head it will end on.
-pub(crate) fn encode_batch(
-    role: &PartitionRole,
+/// Room kept in every partition-log message for the publish headers (the expected sequence,
+/// the server's own) and for slack in the size estimate.
+const HEADROOM: usize = 4 << 10;
+
+/// The largest event (its wire bytes) a ledger in cluster mode commits: the record holding it,
+/// with its ids, org and type, must fit in one partition-log message of `max_message` bytes. A
+/// larger event is refused (`INVALID_ARGUMENT`) instead of being written nowhere.
+#[must_use]
+pub fn max_event_bytes(max_message: usize) -> usize {
+    max_message.saturating_sub(4 * HEADROOM)
+}
+
+/// Encodes what the writer is about to append as partition-log messages of at most `budget`
+/// bytes each, in order, each a copy of `stamp` (the writer's signature, see
+/// [`PartitionRole::stamp`]) with its part and the chain head the log ends on after it.
+///
+/// One message when it fits (the usual case). Otherwise the records are split into runs that
+/// fit, then the refusals, and the writer-state metadata goes whole into the last message (alone
+/// when it does not fit beside the rest): the metadata is as of the batch's last record, so it
+/// must never be applied before every record of the batch. A replica that applies only the
+/// first parts of a batch (its writer died in between) holds a valid chain whose state
+/// metadata is older than its head, which the writer's restart folds forward
+/// ([`crate::snapshot`]).
+///
+/// # Errors
+/// [`Error::Internal`] when one record, or the metadata alone, does not fit in `budget` (the
+/// writer refuses such events before; see [`max_event_bytes`]).
+pub(crate) fn encode_batches(
+    stamp: &ipb::PartitionBatch,
     head: wfl_store::Head,
     records: &[NewRecord],
     rejections: &[Rejection],
     meta: &[(String, Option<Vec<u8>>)],
-) -> (Bytes, wfl_store::Head) {
+    budget: usize,
+) -> Result<Vec<(Bytes, wfl_store::Head)>, Error> {
+    let empty = |head: wfl_store::Head| ipb::PartitionBatch {
+        head_hash: head.hash.to_vec(),
+        head_sequence: head.sequence,
+        ..stamp.clone()
+    };
+    // Bytes a repeated field's element adds: its tag, its length, itself.
+    let field = |len: usize| 1 + prost::length_delimiter_len(len) + len;
+    let too_big = |what: String| {
+        Error::Internal(format!(
+            "{what} does not fit in one partition-log message of {budget} bytes"
+        ))
+    };
+    let mut out = Vec::new();
+    let mut batch = empty(head);
+    let mut size = batch.encoded_len();
     let mut last = head;
+    let close = |batch: &mut ipb::PartitionBatch, last: wfl_store::Head, out: &mut Vec<_>| {
+        batch.head_hash = last.hash.to_vec();
+        batch.head_sequence = last.sequence;
+        let done = std::mem::replace(batch, empty(last));
+        out.push((Bytes::from(done.encode_to_vec()), last));
+    };
     for r in records {
+        let record = ipb::PartitionRecord {
+            sequence: r.sequence,
+            event_id: r.event_id.as_bytes().to_vec(),
+            org_id: r.org_id.clone(),
+            event_type: r.event_type.clone(),
+            bytes: r.bytes.clone(),
+            submission: r
+                .submission
+                .map(|s| s.as_bytes().to_vec())
+                .unwrap_or_default(),
+        };
+        let grows = field(record.encoded_len());
+        if size + grows > budget {
+            if batch.records.is_empty() {
+                return Err(too_big(format!(
+                    "the record at ledger sequence {}",
+                    r.sequence
+                )));
+            }
+            close(&mut batch, last, &mut out);
+            size = batch.encoded_len();
+            if size + grows > budget {
+                return Err(too_big(format!(
+                    "the record at ledger sequence {}",
+                    r.sequence
+                )));
+            }
+        }
+        size += grows;
+        batch.records.push(record);
         last = wfl_store::Head {
             sequence: r.sequence,
             hash: wfl_store::chain_hash(&last.hash, &r.bytes),
         };
     }
-    let batch = ipb::PartitionBatch {
-        partition: role.partition(),
-        owner: role.owner.clone(),
-        lease_revision: role.lease_revision,
-        records: records
-            .iter()
-            .map(|r| ipb::PartitionRecord {
-                sequence: r.sequence,
-                event_id: r.event_id.as_bytes().to_vec(),
-                org_id: r.org_id.clone(),
-                event_type: r.event_type.clone(),
-                bytes: r.bytes.clone(),
-                submission: r
-                    .submission
-                    .map(|s| s.as_bytes().to_vec())
-                    .unwrap_or_default(),
-            })
-            .collect(),
-        refusals: rejections
-            .iter()
-            .map(|r| ipb::PartitionRefusal {
-                event_id: r.event_id.as_bytes().to_vec(),
-                code: r.code.stored(),
-                message: r.message.clone(),
-                content: r.content.map(|c| c.to_vec()).unwrap_or_default(),
-            })
-            .collect(),
-        meta: meta
-            .iter()
-            .map(|(key, value)| ipb::PartitionMeta {
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect(),
-        head_hash: last.hash.to_vec(),
-        head_sequence: last.sequence,
-    };
-    (Bytes::from(batch.encode_to_vec()), last)
+    for r in rejections {
+        let refusal = ipb::PartitionRefusal {
+            event_id: r.event_id.as_bytes().to_vec(),
+            code: r.code.stored(),
+            message: r.message.clone(),
+            content: r.content.map(|c| c.to_vec()).unwrap_or_default(),
+        };
+        let grows = field(refusal.encoded_len());
+        if size + grows > budget && !(batch.records.is_empty() && batch.refusals.is_empty()) {
+            close(&mut batch, last, &mut out);
+            size = batch.encoded_len();
+        }
+        if size + grows > budget {
+            return Err(too_big("a refusal".into()));
+        }
+        size += grows;
+        batch.refusals.push(refusal);
+    }
+    let meta: Vec<ipb::PartitionMeta> = meta
+        .iter()
+        .map(|(key, value)| ipb::PartitionMeta {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    let grows: usize = meta.iter().map(|m| field(m.encoded_len())).sum();
+    if size + grows > budget && !(batch.records.is_empty() && batch.refusals.is_empty()) {
+        close(&mut batch, last, &mut out);
+        size = batch.encoded_len();
+    }
+    if size + grows > budget {
+        return Err(too_big(format!(
+            "the writer's metadata ({} keys)",
+            meta.len()
+        )));
+    }
+    batch.meta = meta;
+    close(&mut batch, last, &mut out);
+    Ok(out)
 }
 
 /// How long a writer keeps trying to append a batch whose outcome it does not know (NATS
 /// leader elections take seconds) before it stops.
 const APPEND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The writer's append in cluster mode: the partition log first (fenced), then the store with
-/// the log position.
+/// The writer's append in cluster mode: the partition log first (fenced; one message, or
+/// several in order when the batch does not fit in one, see [`encode_batches`]), then the store
+/// with the log position of the last.
 ///
 /// A publish whose outcome is unknown (the ack timed out, no stream leader) is tried again
 /// with the same expected sequence for up to [`APPEND_PATIENCE`]. If the log then refuses it,
-/// the message after the fence is read: when it is this batch (same owner, lease revision and
+/// the message after the fence is read: when it is this message (same owner, lease revision and
 /// resulting chain head) the earlier attempt was written; anything else is a newer owner's.
 pub(crate) async fn append(
     store: Arc<dyn Log>,
@@ -334,31 +421,47 @@ pub(crate) async fn append(
     rejections: Vec<Rejection>,
     mut meta: Vec<(String, Option<Vec<u8>>)>,
 ) -> Result<Vec<(u64, Hash)>, Error> {
-    let (s, r) = (store.clone(), role.clone());
-    let (payload, after, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
+    let (s, stamp) = (store.clone(), role.stamp());
+    let budget = role.log.max_message().saturating_sub(HEADROOM);
+    let (messages, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
         let head = s.head()?;
-        let (payload, after) = encode_batch(&r, head, &records, &rejections, &meta);
-        Ok::<_, Error>((
-            payload,
-            after,
-            records,
-            rejections,
-            std::mem::take(&mut meta),
-        ))
+        let messages = encode_batches(&stamp, head, &records, &rejections, &meta, budget)?;
+        Ok::<_, Error>((messages, records, rejections, std::mem::take(&mut meta)))
     })
     .await
     .map_err(Error::join)??;
     meta = meta_back;
-    let fence = role.fence.load(Ordering::SeqCst);
+    let mut sequence = role.fence.load(Ordering::SeqCst);
+    for (payload, after) in messages {
+        sequence = append_one(&role, payload, sequence, after).await?;
+        role.fence.store(sequence, Ordering::SeqCst);
+    }
+    meta.push(applied_meta(sequence));
+    tokio::task::spawn_blocking(move || {
+        store
+            .append_with_meta(&records, &rejections, &meta)
+            .map_err(Error::from)
+    })
+    .await
+    .map_err(Error::join)?
+}
+
+/// Appends one message after stream sequence `fence`; returns its stream sequence.
+async fn append_one(
+    role: &PartitionRole,
+    payload: Bytes,
+    fence: u64,
+    after: wfl_store::Head,
+) -> Result<u64, Error> {
     let deadline = tokio::time::Instant::now() + APPEND_PATIENCE;
     let mut backoff = std::time::Duration::from_millis(100);
     let mut unknown = false;
-    let sequence = loop {
+    loop {
         match role.log.append(payload.clone(), fence).await {
-            Ok(Appended::Written(sequence)) => break sequence,
+            Ok(Appended::Written(sequence)) => return Ok(sequence),
             Ok(Appended::Fenced) => {
-                if unknown && is_ours(&role, fence + 1, after).await? {
-                    break fence + 1;
+                if unknown && is_ours(role, fence + 1, after).await? {
+                    return Ok(fence + 1);
                 }
                 return Err(Error::Fenced {
                     partition: role.partition(),
@@ -376,16 +479,7 @@ pub(crate) async fn append(
             }
             Err(e) => return Err(e.into()),
         }
-    };
-    role.fence.store(sequence, Ordering::SeqCst);
-    meta.push(applied_meta(sequence));
-    tokio::task::spawn_blocking(move || {
-        store
-            .append_with_meta(&records, &rejections, &meta)
-            .map_err(Error::from)
-    })
-    .await
-    .map_err(Error::join)?
+    }
 }
 
 /// Whether the log's message at `sequence` is the batch this writer tried to append.
@@ -406,4 +500,147 @@ async fn is_ours(
         && batch.lease_revision == role.lease_revision
         && batch.head_sequence == after.sequence
         && batch.head_hash == after.hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfl_store::MemLog;
+
+    fn stamp() -> ipb::PartitionBatch {
+        ipb::PartitionBatch {
+            partition: 3,
+            owner: "a".into(),
+            lease_revision: 7,
+            ..ipb::PartitionBatch::default()
+        }
+    }
+
+    fn records(n: u64, size: usize) -> Vec<NewRecord> {
+        (1..=n)
+            .map(|sequence| NewRecord {
+                sequence,
+                event_id: uuid::Uuid::from_u128(u128::from(sequence)),
+                org_id: "acme".into(),
+                event_type: "worker_hired".into(),
+                bytes: vec![u8::try_from(sequence % 251).unwrap_or(0); size],
+                submission: None,
+            })
+            .collect()
+    }
+
+    fn refusals(n: u128) -> Vec<Rejection> {
+        (1..=n)
+            .map(|i| Rejection {
+                event_id: uuid::Uuid::from_u128(1_000_000 + i),
+                code: RefusalCode::FailedPrecondition,
+                message: "not employed".into(),
+                content: Some([9; 32]),
+            })
+            .collect()
+    }
+
+    fn genesis() -> wfl_store::Head {
+        MemLog::new().head().expect("head")
+    }
+
+    /// Applies `messages` to a fresh store, as a replica does, checking each against its chain.
+    fn replay(messages: &[(Bytes, wfl_store::Head)]) -> MemLog {
+        let replica = MemLog::new();
+        for (i, (bytes, _)) in messages.iter().enumerate() {
+            apply(&replica, 3, i as u64 + 1, bytes).expect("applies");
+        }
+        replica
+    }
+
+    #[test]
+    fn a_batch_that_fits_is_one_message() {
+        let meta = vec![("k".to_owned(), Some(vec![1]))];
+        let out = encode_batches(
+            &stamp(),
+            genesis(),
+            &records(10, 100),
+            &refusals(2),
+            &meta,
+            1 << 20,
+        )
+        .expect("fits");
+        assert_eq!(out.len(), 1);
+        let batch = ipb::PartitionBatch::decode(out[0].0.as_ref()).expect("decodes");
+        assert_eq!(
+            (batch.records.len(), batch.refusals.len(), batch.meta.len()),
+            (10, 2, 1)
+        );
+        assert_eq!(batch.head_sequence, 10);
+        assert_eq!(
+            (batch.owner.as_str(), batch.lease_revision, batch.partition),
+            ("a", 7, 3)
+        );
+    }
+
+    #[test]
+    fn a_batch_too_big_for_one_message_is_split_in_order_with_the_metadata_last() {
+        let budget = 16 << 10;
+        let records = records(300, 300);
+        let meta = vec![("x".to_owned(), Some(vec![2; 50])), ("y".to_owned(), None)];
+        let out = encode_batches(&stamp(), genesis(), &records, &refusals(40), &meta, budget)
+            .expect("splits");
+        assert!(out.len() > 5, "{} messages", out.len());
+        let mut sequences = Vec::new();
+        let mut refused = 0;
+        for (i, (bytes, head)) in out.iter().enumerate() {
+            assert!(bytes.len() <= budget, "message {i}: {} bytes", bytes.len());
+            let batch = ipb::PartitionBatch::decode(bytes.as_ref()).expect("decodes");
+            assert_eq!(batch.head_sequence, head.sequence);
+            assert_eq!(batch.head_hash, head.hash.to_vec());
+            assert_eq!(
+                batch.meta.is_empty(),
+                i + 1 < out.len(),
+                "metadata only in the last"
+            );
+            sequences.extend(batch.records.iter().map(|r| r.sequence));
+            refused += batch.refusals.len();
+        }
+        assert_eq!(sequences, (1..=300).collect::<Vec<_>>());
+        assert_eq!(refused, 40);
+        // A replica applying the parts one by one ends where the writer's own append ends.
+        let writer = MemLog::new();
+        writer
+            .append_with_meta(&records, &refusals(40), &meta)
+            .expect("append");
+        let replica = replay(&out);
+        assert_eq!(replica.head().expect("head"), writer.head().expect("head"));
+        assert_eq!(replica.meta_get("x").expect("meta"), Some(vec![2; 50]));
+        assert_eq!(
+            replica.meta_get(APPLIED).expect("meta"),
+            Some((out.len() as u64).to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn metadata_that_does_not_fit_beside_the_last_records_goes_alone() {
+        let budget = 8 << 10;
+        // The records fill most of one message; the metadata needs most of another.
+        let meta = vec![("state".to_owned(), Some(vec![5; 6 << 10]))];
+        let out = encode_batches(&stamp(), genesis(), &records(20, 300), &[], &meta, budget)
+            .expect("splits");
+        assert_eq!(out.len(), 2);
+        let last = ipb::PartitionBatch::decode(out[1].0.as_ref()).expect("decodes");
+        assert!(last.records.is_empty() && last.refusals.is_empty());
+        assert_eq!((last.meta.len(), last.head_sequence), (1, 20));
+        let replica = replay(&out);
+        assert_eq!(replica.head().expect("head").sequence, 20);
+        assert_eq!(
+            replica.meta_get("state").expect("meta"),
+            Some(vec![5; 6 << 10])
+        );
+    }
+
+    #[test]
+    fn a_record_larger_than_a_message_is_an_error() {
+        let err = encode_batches(&stamp(), genesis(), &records(1, 20_000), &[], &[], 16 << 10)
+            .expect_err("too big");
+        assert!(err.to_string().contains("ledger sequence 1"), "{err}");
+        assert!(max_event_bytes(1 << 20) < (1 << 20) - HEADROOM);
+    }
 }

@@ -324,6 +324,11 @@ impl Writer {
         let recorded_at = codec::now_micros();
         let mut duplicates = 0usize;
         let (no_originals, no_decisions) = (HashMap::new(), HashMap::new());
+        let max_event = self
+            .config
+            .partition
+            .as_ref()
+            .map(|role| crate::partition::max_event_bytes(role.log.max_message()));
         let (prior_originals, prior_decided) = inflight
             .map_or((&no_originals, &no_decisions), |f| {
                 (&f.originals, &f.decided)
@@ -360,6 +365,25 @@ impl Writer {
                 // the gateway tells a different submission or different content apart.
                 duplicates += 1;
                 outcomes.push(prior);
+                continue;
+            }
+            if let Some(limit) = max_event.filter(|limit| payload.len() > *limit) {
+                // Cluster mode: its record would not fit in one partition-log message.
+                let content: [u8; 32] = sha2::Sha256::digest(payload).into();
+                let code = RefusalCode::InvalidArgument;
+                let message = format!(
+                    "event: {} bytes; a ledger in cluster mode commits events of at most {limit} bytes (one partition-log message)",
+                    payload.len()
+                );
+                let o = rejected(&uuid, code, message.clone(), Some(content));
+                rejections.push(Rejection {
+                    event_id: uuid,
+                    code,
+                    message,
+                    content: Some(content),
+                });
+                decided.insert(id, Some(o.clone()));
+                outcomes.push(o);
                 continue;
             }
             let event = match wfl_proto::convert::event_from_pb(wire) {
