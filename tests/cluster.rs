@@ -1028,3 +1028,282 @@ async fn batches_larger_than_a_nats_message_are_split_and_an_oversize_event_is_r
     );
     drop((ledger, gateway));
 }
+
+fn projector_args(
+    data: &std::path::Path,
+    ledger: &str,
+    partition: u32,
+    nats_urls: &str,
+) -> Vec<String> {
+    let rulepacks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rulepacks");
+    [
+        "--data-dir",
+        &data.display().to_string(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--ledger",
+        ledger,
+        "--partition",
+        &partition.to_string(),
+        "--nats-url",
+        nats_urls,
+        "--rulepacks",
+        &rulepacks.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// An employer's economic dismissal of `worker` (counts towards collective-dismissal thresholds).
+fn dismissal(org: &str, worker: &str) -> wfl_domain::Event {
+    let mut s = scenario::separation(worker);
+    s.initiator = wfl_domain::Initiator::Employer;
+    s.position_closed = true;
+    scenario::event(
+        org,
+        wfl_domain::Payload::EconomicDismissal(wfl_domain::EconomicDismissal {
+            separation: s,
+            selection_criteria: None,
+            plan_id: None,
+        }),
+    )
+}
+
+fn partition_of<T>(r: &tonic::Response<T>) -> Option<String> {
+    r.metadata()
+        .get("wfl-partition")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A gateway with `--projector N=ADDR` serves `Views` over the partitions' projectors: a view of
+/// one org is its partition's projector's answer; the threshold watch of every org and Explain by
+/// ids merge every partition's; a view of every org is refused (ask per org or per partition),
+/// and a projector that is down is UNAVAILABLE naming its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_serves_views_over_every_partitions_projector() {
+    const P: u32 = 2;
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let nats = wfl_testkit::NatsServer::start();
+    let mut ledger_args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", 1);
+    let at = ledger_args
+        .iter()
+        .position(|a| a == "--partitions")
+        .expect("--partitions");
+    ledger_args[at + 1] = P.to_string();
+    let ledger = Proc::start("wfl-ledger", &ledger_args, &logs);
+    let mut projectors: Vec<Proc> = (0..P)
+        .map(|p| {
+            Proc::start(
+                "wfl-projector",
+                &projector_args(
+                    &dir.path().join(format!("v{p}")),
+                    &ledger.grpc,
+                    p,
+                    &nats.url(),
+                ),
+                &logs,
+            )
+        })
+        .collect();
+    let mut gateway_args = gateway_args(&nats.url());
+    for (p, projector) in projectors.iter().enumerate() {
+        gateway_args.extend(["--projector".to_owned(), format!("{p}={}", projector.grpc)]);
+    }
+    let gateway = Proc::start("wfl-gateway", &gateway_args, &logs);
+    let channel = common::connect(&gateway.grpc).await;
+
+    // Six orgs over both partitions: 30 hires each, then 12 economic dismissals.
+    let orgs: Vec<String> = (0..6).map(org).collect();
+    let on = |p: u32| {
+        orgs.iter()
+            .filter(move |o| PartitionMap::hash_partition(o, P) == p)
+    };
+    assert!(
+        on(0).count() > 0 && on(1).count() > 0,
+        "orgs on both partitions"
+    );
+    let hires: Vec<_> = orgs
+        .iter()
+        .flat_map(|o| (0..30).map(move |i| scenario::hire(o, &format!("{o}-w{i}"))))
+        .collect();
+    let dismissals: Vec<_> = orgs
+        .iter()
+        .flat_map(|o| (0..12).map(move |i| dismissal(o, &format!("{o}-w{i}"))))
+        .collect();
+    let mut acked = commit_all(&channel, hires.clone(), &[&ledger, &gateway]).await;
+    acked.extend(commit_all(&channel, dismissals.clone(), &[&ledger, &gateway]).await);
+    // Each partition's head: the views must hold it before they are compared.
+    let mut heads = [0u64; P as usize];
+    for e in hires.iter().chain(&dismissals) {
+        let p = PartitionMap::hash_partition(e.org_id.0.as_str(), P) as usize;
+        heads[p] = heads[p].max(acked[&e.event_id.to_string()]);
+    }
+    let views = pb::views_client::ViewsClient::new(channel.clone());
+    let mut direct_clients = Vec::new();
+    for p in &projectors {
+        direct_clients.push(pb::views_client::ViewsClient::new(
+            common::connect(&p.grpc).await,
+        ));
+    }
+
+    // One org: its partition's projector's answer, named in the metadata.
+    for o in &orgs {
+        let p = PartitionMap::hash_partition(o, P);
+        let ask = pb::ViewRequest {
+            org_id: o.clone(),
+            min_sequence: heads[p as usize],
+            ..pb::ViewRequest::default()
+        };
+        let through = views
+            .clone()
+            .headcount(ask.clone())
+            .await
+            .expect("via the gateway");
+        assert_eq!(
+            partition_of(&through).as_deref(),
+            Some(p.to_string().as_str())
+        );
+        let straight = direct_clients[p as usize]
+            .clone()
+            .headcount(ask)
+            .await
+            .expect("direct")
+            .into_inner();
+        assert_eq!(through.into_inner(), straight, "org {o}");
+    }
+
+    // Every org of one partition, named by metadata: that projector's answer.
+    let mut ask = tonic::Request::new(pb::ViewRequest::default());
+    ask.metadata_mut()
+        .insert("wfl-partition", "1".parse().expect("header"));
+    let through = views
+        .clone()
+        .separations(ask)
+        .await
+        .expect("partition 1")
+        .into_inner();
+    let straight = direct_clients[1]
+        .clone()
+        .separations(pb::ViewRequest::default())
+        .await
+        .expect("direct")
+        .into_inner();
+    assert_eq!(through, straight);
+
+    // Every org of every partition: refused, saying how to ask.
+    let refused = views
+        .clone()
+        .headcount(pb::ViewRequest::default())
+        .await
+        .expect_err("a view of every org across partitions");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("org_id") && refused.message().contains("wfl-partition"));
+    // An org and a partition that disagree.
+    let o = on(0).next().expect("an org on partition 0").clone();
+    let mut ask = tonic::Request::new(pb::ViewRequest {
+        org_id: o,
+        ..pb::ViewRequest::default()
+    });
+    ask.metadata_mut()
+        .insert("wfl-partition", "1".parse().expect("header"));
+    let refused = views.clone().headcount(ask).await.expect_err("mismatch");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    // The threshold watch of every org: every partition's statuses, and each partition's
+    // sequence in the metadata.
+    let watch = views
+        .clone()
+        .threshold_watch(pb::ThresholdRequest::default())
+        .await
+        .expect("threshold watch of every org");
+    let sequences = watch
+        .metadata()
+        .get("wfl-partition-sequences")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("each partition's sequence");
+    assert_eq!(
+        sequences,
+        format!("0={},1={}", heads[0], heads[1]),
+        "every commit is in the views"
+    );
+    let watch = watch.into_inner();
+    assert_eq!(watch.as_of_sequence, 0);
+    let mut merged: Vec<String> = watch.statuses.iter().map(|s| format!("{s:?}")).collect();
+    let mut separately = Vec::new();
+    for d in &direct_clients {
+        let r = d
+            .clone()
+            .threshold_watch(pb::ThresholdRequest::default())
+            .await
+            .expect("direct watch")
+            .into_inner();
+        assert_eq!(r.as_of_date, watch.as_of_date);
+        separately.extend(r.statuses.iter().map(|s| format!("{s:?}")));
+    }
+    merged.sort();
+    separately.sort();
+    assert_eq!(merged, separately);
+    for o in &orgs {
+        assert!(
+            watch.statuses.iter().any(|s| s.org_id == *o),
+            "org {o} has statuses in the merged watch"
+        );
+    }
+
+    // Explain by ids of both partitions: every event, in the order asked.
+    let ids: Vec<String> = orgs
+        .iter()
+        .map(|o| {
+            hires
+                .iter()
+                .find(|e| e.org_id.0.as_str() == o.as_str())
+                .expect("a hire")
+                .event_id
+                .to_string()
+        })
+        .collect();
+    let explained = views
+        .clone()
+        .explain(pb::ExplainRequest {
+            event_ids: ids.clone(),
+            ..pb::ExplainRequest::default()
+        })
+        .await
+        .expect("explain across partitions")
+        .into_inner();
+    assert_eq!(
+        explained
+            .events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>(),
+        ids
+    );
+
+    // A projector down: its partition's orgs are UNAVAILABLE naming it; the others answer.
+    projectors[1].kill();
+    let o1 = on(1).next().expect("an org on partition 1").clone();
+    let down = views
+        .clone()
+        .headcount(pb::ViewRequest {
+            org_id: o1,
+            ..pb::ViewRequest::default()
+        })
+        .await
+        .expect_err("partition 1's projector is down");
+    assert_eq!(down.code(), tonic::Code::Unavailable, "{down:?}");
+    assert!(down.message().contains("partition 1"), "{down:?}");
+    let o0 = on(0).next().expect("an org on partition 0").clone();
+    views
+        .clone()
+        .headcount(pb::ViewRequest {
+            org_id: o0,
+            ..pb::ViewRequest::default()
+        })
+        .await
+        .expect("partition 0 still answers");
+    drop((ledger, gateway, projectors));
+}

@@ -199,6 +199,9 @@ pub async fn run(
 const INGEST: (&str, &[&str]) = ("wfl.v1.Ingest", &["bus", "ledger"]);
 const LEDGER: (&str, &[&str]) = ("wfl.v1.Ledger", &["ledger"]);
 const VIEWS: (&str, &[&str]) = ("wfl.v1.Views", &["views"]);
+/// A cluster gateway's `Views`: forwarded to the partitions' projectors, whose own health says
+/// whether they answer.
+const ROUTED_VIEWS: (&str, &[&str]) = ("wfl.v1.Views", &[]);
 
 /// `wfl-ledger`: the ledger alone (gRPC `Ledger`, health, reflection; HTTP `/healthz`,
 /// `/metrics`) on NATS, until `shutdown`.
@@ -349,8 +352,9 @@ pub async fn partition_map(
     }
 }
 
-/// `wfl-gateway`: `Ingest` alone (plus health, reflection; HTTP `/healthz`, `/metrics`) on NATS,
-/// until `shutdown`.
+/// `wfl-gateway`: `Ingest` (plus health, reflection; HTTP `/healthz`, `/metrics`) on NATS, and
+/// in cluster mode with projectors configured `Views` over every partition's projector
+/// (`views`, [`wfl_gateway::views`]), until `shutdown`.
 ///
 /// # Errors
 /// When a server fails.
@@ -358,6 +362,7 @@ pub async fn run_gateway(
     config: wfl_gateway::Config,
     security: wfl_auth::Security,
     bus: Arc<dyn Bus>,
+    views: Option<wfl_gateway::views::ViewsRouter>,
     grpc: TcpListener,
     http: TcpListener,
     shutdown: CancellationToken,
@@ -370,14 +375,24 @@ pub async fn run_gateway(
         Process {
             security: &security,
             readiness,
-            health: vec![INGEST],
+            health: if views.is_some() {
+                vec![INGEST, ROUTED_VIEWS]
+            } else {
+                vec![INGEST]
+            },
             metrics: registry,
             pages: None,
             grpc,
             http,
             shutdown: &shutdown,
         },
-        |router| router.add_service(guard.wrap(gateway.into_service())),
+        |router| {
+            let router = router.add_service(guard.wrap(gateway.into_service()));
+            match views {
+                Some(v) => router.add_service(guard.wrap(v.into_service())),
+                None => router,
+            }
+        },
     )
     .await
 }

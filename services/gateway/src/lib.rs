@@ -17,6 +17,7 @@
 pub mod metrics;
 mod outcomes;
 pub mod refusals;
+pub mod views;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -31,6 +31,40 @@ struct Args {
     /// (`wfl.inbox.<partition>.<org>`)
     #[arg(long, env = "WFL_CLUSTER", value_parser = clap::builder::FalseyValueParser::new())]
     cluster: bool,
+    /// Cluster mode: serve `Views` too, forwarding each call to the projector of its org's
+    /// partition (`wfl-projector --partition N` at ADDR); once per partition, e.g.
+    /// `--projector 0=10.0.0.5:50053 --projector 1=10.0.0.6:50053`
+    #[arg(
+        long = "projector",
+        value_name = "N=ADDR",
+        env = "WFL_PROJECTORS",
+        value_delimiter = ',',
+        requires = "cluster"
+    )]
+    projectors: Vec<String>,
+    /// CA (PEM) to verify the projectors' certificates with; turns TLS on for --projector.
+    #[arg(long, env = "WFL_PROJECTOR_CA")]
+    projector_ca: Option<std::path::PathBuf>,
+    /// mTLS client certificate (PEM) for the projectors; needs --projector-key.
+    #[arg(long, env = "WFL_PROJECTOR_CERT")]
+    projector_cert: Option<std::path::PathBuf>,
+    #[arg(long, env = "WFL_PROJECTOR_KEY")]
+    projector_key: Option<std::path::PathBuf>,
+}
+
+/// `N=ADDR` of `--projector`.
+fn projector(spec: &str) -> anyhow::Result<(u32, String)> {
+    let (n, addr) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--projector {spec}: expected N=ADDR"))?;
+    let n = n
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| anyhow::anyhow!("--projector {spec}: {n:?} is not a partition number"))?;
+    if addr.trim().is_empty() {
+        anyhow::bail!("--projector {spec}: no address");
+    }
+    Ok((n, addr.trim().to_owned()))
 }
 
 #[tokio::main]
@@ -51,9 +85,33 @@ async fn run() -> anyhow::Result<()> {
     let bus = wfl_bus::NatsBus::connect(&args.nats_url, nats).await?;
     let shutdown = wfl_cli::shutdown_on_signal();
     let mut config = args.limits.gateway_config()?;
+    let mut projectors = std::collections::BTreeMap::new();
+    for spec in &args.projectors {
+        let (n, addr) = projector(spec)?;
+        if projectors.insert(n, addr).is_some() {
+            anyhow::bail!("--projector {n}=...: given twice");
+        }
+    }
+    let projector_credentials = wfl_cli::security::ClientArgs {
+        ca: args.projector_ca.clone(),
+        cert: args.projector_cert.clone(),
+        cert_key: args.projector_key.clone(),
+        tls_domain: None,
+        token: None,
+        partition: None,
+    }
+    .credentials()?;
+    let mut views = None;
     let bus = if args.cluster {
         let map = wfl_cli::node::partition_map(&bus, &shutdown).await?;
         config = config.for_partitions(map.count);
+        if !projectors.is_empty() {
+            views = Some(wfl_gateway::views::ViewsRouter::new(
+                map.clone(),
+                &projectors,
+                &projector_credentials,
+            )?);
+        }
         bus.with_partitions(map)
     } else {
         bus
@@ -61,5 +119,5 @@ async fn run() -> anyhow::Result<()> {
     let bus = Arc::new(bus);
     let (listener, http) =
         wfl_cli::node::listen(env!("CARGO_BIN_NAME"), args.grpc_addr, args.http_addr).await?;
-    wfl_cli::node::run_gateway(config, security, bus, listener, http, shutdown).await
+    wfl_cli::node::run_gateway(config, security, bus, views, listener, http, shutdown).await
 }

@@ -1,0 +1,442 @@
+//! Cluster mode: one `Views` endpoint over every partition's projector.
+//!
+//! Each partition of a cluster has its own projector (`wfl-projector --partition N`), whose
+//! views hold that partition's orgs, at that partition's sequences. A gateway started with
+//! `--projector N=ADDR` for the partitions serves `Views` by forwarding each call to the
+//! projector of the partition it is about:
+//!
+//! - a call about one org (`org_id`; `figure.request.org_id` for `Explain`; with neither, the
+//!   one org of a caller whose token is scoped to one) goes to that org's partition;
+//! - a call naming a partition with request metadata `wfl-partition: N` goes to it (views of
+//!   every org of that partition);
+//! - `ThresholdWatch` of every org and `Explain` by event ids ask every partition and merge the
+//!   answers: statuses and events name their org, and an org is on one partition only. The
+//!   merged answer's `as_of_sequence` is 0 (there is no cluster-wide sequence) and response
+//!   metadata `wfl-partition-sequences` gives each partition's (`0=120,1=98`); a
+//!   `ThresholdWatch` without `as_of_date` is evaluated on every partition at the latest
+//!   effective date any partition holds, as one ledger would;
+//! - a view (`Separations`, `Headcount`...) of every org across partitions is
+//!   `INVALID_ARGUMENT`: its figures would add counts of different sequence spaces into one
+//!   answer with one `as_of_sequence` and evidence paths of several projectors. Ask per org or
+//!   per partition.
+//!
+//! The caller's `authorization` is passed on, so the projector checks the caller as if called
+//! directly (run it with the same tokens file). Answers carry `wfl-partition` in their metadata;
+//! a projector's error is returned as it is, and one that cannot be reached is `UNAVAILABLE`
+//! naming its partition and address.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::future::join_all;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+use wfl_auth::Conn;
+use wfl_bus::cluster::PartitionMap;
+use wfl_proto::pb;
+use wfl_proto::pb::views_client::ViewsClient;
+
+/// The metadata key naming a call's partition (requests) and an answer's (responses).
+pub const PARTITION_HEADER: &str = "wfl-partition";
+/// Response metadata of a merged answer: each partition's sequence (`0=120,1=98`).
+pub const SEQUENCES_HEADER: &str = "wfl-partition-sequences";
+/// The largest answer taken from a projector (a view of a big org is several MiB).
+const MAX_ANSWER: usize = 256 << 20;
+
+/// The projectors of a cluster's partitions, by partition.
+#[derive(Clone)]
+pub struct ViewsRouter {
+    map: PartitionMap,
+    projectors: Arc<BTreeMap<u32, (String, ViewsClient<Conn>)>>,
+}
+
+impl std::fmt::Debug for ViewsRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewsRouter")
+            .field("partitions", &self.map.count)
+            .field(
+                "projectors",
+                &self
+                    .projectors
+                    .iter()
+                    .map(|(p, (addr, _))| (p, addr))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A projector address that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("--projector {partition}=...: partition {partition} does not exist (the cluster has {count})")]
+    NoSuchPartition { partition: u32, count: u32 },
+    #[error("--projector {partition}={addr}: {source}")]
+    Address {
+        partition: u32,
+        addr: String,
+        source: wfl_auth::client::Error,
+    },
+}
+
+impl ViewsRouter {
+    /// A router over `projectors` (partition → address), reached with `credentials` (TLS; the
+    /// token is each caller's own). Connects on first use.
+    ///
+    /// # Errors
+    /// A partition the map does not have, or an address that cannot be used.
+    pub fn new(
+        map: PartitionMap,
+        projectors: &BTreeMap<u32, String>,
+        credentials: &wfl_auth::Credentials,
+    ) -> Result<Self, RouteError> {
+        let credentials = wfl_auth::Credentials {
+            token: None,
+            partition: None,
+            ..credentials.clone()
+        };
+        let mut clients = BTreeMap::new();
+        for (&partition, addr) in projectors {
+            if partition >= map.count {
+                return Err(RouteError::NoSuchPartition {
+                    partition,
+                    count: map.count,
+                });
+            }
+            let conn = credentials
+                .connect_lazy(addr)
+                .map_err(|source| RouteError::Address {
+                    partition,
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let client = ViewsClient::new(conn).max_decoding_message_size(MAX_ANSWER);
+            clients.insert(partition, (addr.clone(), client));
+        }
+        Ok(Self {
+            map,
+            projectors: Arc::new(clients),
+        })
+    }
+
+    /// The `Views` service to serve.
+    #[must_use]
+    pub fn into_service(self) -> pb::views_server::ViewsServer<Self> {
+        pb::views_server::ViewsServer::new(self).max_encoding_message_size(MAX_ANSWER)
+    }
+
+    /// The partition named by request metadata, if any.
+    fn named<T>(&self, request: &Request<T>) -> Result<Option<u32>, Status> {
+        let Some(v) = request.metadata().get(PARTITION_HEADER) else {
+            return Ok(None);
+        };
+        let p = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "metadata {PARTITION_HEADER}: not a partition number"
+                ))
+            })?;
+        if p >= self.map.count {
+            return Err(Status::invalid_argument(format!(
+                "metadata {PARTITION_HEADER}: partition {p} does not exist (0..{})",
+                self.map.count
+            )));
+        }
+        Ok(Some(p))
+    }
+
+    /// The partition a call is about: its org's, the one its metadata names (they must agree),
+    /// or `None` for every org of every partition (only with more than one partition).
+    fn partition_of<T>(&self, request: &Request<T>, org: &str) -> Result<Option<u32>, Status> {
+        let named = self.named(request)?;
+        if org.is_empty() {
+            return Ok(named.or((self.map.count == 1).then_some(0)));
+        }
+        let p = self.map.partition_of(org);
+        match named {
+            Some(n) if n != p => Err(Status::invalid_argument(format!(
+                "metadata {PARTITION_HEADER}: org {org} is on partition {p}, not {n}"
+            ))),
+            _ => Ok(Some(p)),
+        }
+    }
+
+    fn client(&self, partition: u32) -> Result<(&str, ViewsClient<Conn>), Status> {
+        self.projectors
+            .get(&partition)
+            .map(|(addr, c)| (addr.as_str(), c.clone()))
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "no projector is configured for partition {partition} (gateway flag --projector {partition}=ADDR)"
+                ))
+            })
+    }
+
+    /// `message` as a request to a projector, carrying the caller's credentials.
+    fn forward<T, M>(request: &Request<T>, message: M) -> Request<M> {
+        let mut out = Request::new(message);
+        if let Some(auth) = request.metadata().get("authorization") {
+            out.metadata_mut().insert("authorization", auth.clone());
+        }
+        out
+    }
+
+    /// Calls partition `p`'s projector with `message`; the answer names the partition.
+    async fn call<T, M, R, F, Fut>(
+        &self,
+        request: &Request<T>,
+        partition: u32,
+        message: M,
+        rpc: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(ViewsClient<Conn>, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<R>, Status>>,
+    {
+        let (addr, client) = self.client(partition)?;
+        let answer = rpc(client, Self::forward(request, message))
+            .await
+            .map_err(|s| unreachable_named(s, partition, addr))?;
+        let mut out = Response::new(answer.into_inner());
+        out.metadata_mut()
+            .insert(PARTITION_HEADER, MetadataValue::from(partition));
+        Ok(out)
+    }
+
+    /// A view: one partition's projector (see the module docs).
+    async fn view<F, Fut>(
+        &self,
+        request: Request<pb::ViewRequest>,
+        rpc: F,
+    ) -> Result<Response<pb::ViewResponse>, Status>
+    where
+        F: FnOnce(ViewsClient<Conn>, Request<pb::ViewRequest>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<pb::ViewResponse>, Status>>,
+    {
+        let caller = wfl_auth::caller(&request)?;
+        let mut message = request.get_ref().clone();
+        message.org_id = caller.single_org("org_id", std::mem::take(&mut message.org_id))?;
+        let partition = self.partition_of(&request, &message.org_id)?.ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "org_id: empty asks for every org, and this cluster's {} partitions each have their own orgs and sequences: name an org, or a partition with metadata {PARTITION_HEADER}",
+                self.map.count
+            ))
+        })?;
+        self.call(&request, partition, message, rpc).await
+    }
+
+    fn every_partition(&self) -> Vec<u32> {
+        (0..self.map.count).collect()
+    }
+}
+
+/// A projector that cannot be reached is `UNAVAILABLE` naming it; its own answers pass as they
+/// are.
+fn unreachable_named(s: Status, partition: u32, addr: &str) -> Status {
+    if s.code() == tonic::Code::Unavailable {
+        Status::unavailable(format!(
+            "partition {partition}'s projector at {addr}: {}",
+            s.message()
+        ))
+    } else {
+        s
+    }
+}
+
+/// `0=120,1=98`: each partition's sequence in a merged answer.
+fn sequences(of: &[(u32, u64)]) -> Result<MetadataValue<tonic::metadata::Ascii>, Status> {
+    of.iter()
+        .map(|(p, s)| format!("{p}={s}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        .parse()
+        .map_err(|_| Status::internal("partition sequences are not a header value"))
+}
+
+#[tonic::async_trait]
+impl pb::views_server::Views for ViewsRouter {
+    async fn separations(
+        &self,
+        r: Request<pb::ViewRequest>,
+    ) -> Result<Response<pb::ViewResponse>, Status> {
+        self.view(r, |mut c, m| async move { c.separations(m).await })
+            .await
+    }
+
+    async fn headcount(
+        &self,
+        r: Request<pb::ViewRequest>,
+    ) -> Result<Response<pb::ViewResponse>, Status> {
+        self.view(r, |mut c, m| async move { c.headcount(m).await })
+            .await
+    }
+
+    async fn cohort_exposure(
+        &self,
+        r: Request<pb::ViewRequest>,
+    ) -> Result<Response<pb::ViewResponse>, Status> {
+        self.view(r, |mut c, m| async move { c.cohort_exposure(m).await })
+            .await
+    }
+
+    async fn hiring_signals(
+        &self,
+        r: Request<pb::ViewRequest>,
+    ) -> Result<Response<pb::ViewResponse>, Status> {
+        self.view(r, |mut c, m| async move { c.hiring_signals(m).await })
+            .await
+    }
+
+    async fn ai_adoption(
+        &self,
+        r: Request<pb::ViewRequest>,
+    ) -> Result<Response<pb::ViewResponse>, Status> {
+        self.view(r, |mut c, m| async move { c.ai_adoption(m).await })
+            .await
+    }
+
+    async fn threshold_watch(
+        &self,
+        r: Request<pb::ThresholdRequest>,
+    ) -> Result<Response<pb::ThresholdResponse>, Status> {
+        let caller = wfl_auth::caller(&r)?;
+        let mut message = r.get_ref().clone();
+        message.org_id = caller.single_org("org_id", std::mem::take(&mut message.org_id))?;
+        if let Some(p) = self.partition_of(&r, &message.org_id)? {
+            return self
+                .call(&r, p, message, |mut c, m| async move {
+                    c.threshold_watch(m).await
+                })
+                .await;
+        }
+        if message.as_of_sequence != 0 {
+            return Err(Status::invalid_argument(
+                "as_of_sequence: every partition has its own sequences; with as_of_sequence name an org, or a partition with metadata wfl-partition",
+            ));
+        }
+        let ask = |message: pb::ThresholdRequest| {
+            let r = &r;
+            join_all(self.every_partition().into_iter().map(move |p| {
+                let message = message.clone();
+                async move {
+                    self.call(r, p, message, |mut c, m| async move {
+                        c.threshold_watch(m).await
+                    })
+                    .await
+                    .map(|a| (p, a.into_inner()))
+                }
+            }))
+        };
+        let mut answers = ask(message.clone())
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, Status>>()?;
+        if message.as_of_date.is_empty() {
+            // Evaluated at the latest effective date of the whole cluster, as one ledger would.
+            let latest = answers.iter().map(|(_, a)| a.as_of_date.clone()).max();
+            if let Some(latest) = latest.filter(|l| answers.iter().any(|(_, a)| a.as_of_date != *l))
+            {
+                message.as_of_date = latest;
+                answers = ask(message)
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, Status>>()?;
+            }
+        }
+        let sequences = sequences(
+            &answers
+                .iter()
+                .map(|(p, a)| (*p, a.as_of_sequence))
+                .collect::<Vec<_>>(),
+        )?;
+        let as_of_date = answers
+            .iter()
+            .map(|(_, a)| a.as_of_date.clone())
+            .max()
+            .unwrap_or_default();
+        let mut out = Response::new(pb::ThresholdResponse {
+            as_of_sequence: 0,
+            as_of_date,
+            statuses: answers.into_iter().flat_map(|(_, a)| a.statuses).collect(),
+        });
+        out.metadata_mut().insert(SEQUENCES_HEADER, sequences);
+        Ok(out)
+    }
+
+    async fn explain(
+        &self,
+        r: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let caller = wfl_auth::caller(&r)?;
+        let mut message = r.get_ref().clone();
+        if let Some(figure) = &mut message.figure {
+            let request = figure.request.get_or_insert_with(Default::default);
+            request.org_id =
+                caller.single_org("figure.request.org_id", std::mem::take(&mut request.org_id))?;
+            let org = request.org_id.clone();
+            let p = self.partition_of(&r, &org)?.ok_or_else(|| {
+                Status::invalid_argument(
+                    "figure.request.org_id: a figure of every org spans partitions; name an org, or a partition with metadata wfl-partition",
+                )
+            })?;
+            return self
+                .call(&r, p, message, |mut c, m| async move { c.explain(m).await })
+                .await;
+        }
+        if let Some(p) = self.named(&r)?.or((self.map.count == 1).then_some(0)) {
+            return self
+                .call(&r, p, message, |mut c, m| async move { c.explain(m).await })
+                .await;
+        }
+        if message.as_of_sequence != 0 {
+            return Err(Status::invalid_argument(
+                "as_of_sequence: every partition has its own sequences; with as_of_sequence name a partition with metadata wfl-partition",
+            ));
+        }
+        let answers = join_all(self.every_partition().into_iter().map(|p| {
+            let message = message.clone();
+            let r = &r;
+            async move {
+                self.call(r, p, message, |mut c, m| async move { c.explain(m).await })
+                    .await
+                    .map(|a| (p, a.into_inner()))
+            }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, Status>>()?;
+        let sequences = sequences(
+            &answers
+                .iter()
+                .map(|(p, a)| (*p, a.as_of_sequence))
+                .collect::<Vec<_>>(),
+        )?;
+        // In the order asked (each id is on one partition at most).
+        let mut found: HashMap<String, pb::ExplainedEvent> = answers
+            .into_iter()
+            .flat_map(|(_, a)| a.events)
+            .map(|e| (e.event_id.clone(), e))
+            .collect();
+        let mut events: Vec<pb::ExplainedEvent> = message
+            .event_ids
+            .iter()
+            .filter_map(|id| {
+                found
+                    .remove(id.trim())
+                    .or_else(|| found.remove(&id.trim().to_lowercase()))
+            })
+            .collect();
+        events.extend(found.into_values());
+        let mut out = Response::new(pb::ExplainResponse {
+            as_of_sequence: 0,
+            total: events.len() as u64,
+            events,
+            next_page_token: String::new(),
+        });
+        out.metadata_mut().insert(SEQUENCES_HEADER, sequences);
+        Ok(out)
+    }
+}
