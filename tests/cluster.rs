@@ -1307,3 +1307,170 @@ async fn a_gateway_serves_views_over_every_partitions_projector() {
         .expect("partition 0 still answers");
     drop((ledger, gateway, projectors));
 }
+
+/// `wfl token add`: the token it prints.
+fn token_add(file: &std::path::Path, name: &str, role: &str, orgs: &[&str]) -> String {
+    let mut args = vec![
+        "token".to_owned(),
+        "add".into(),
+        "--role".into(),
+        role.into(),
+        "--name".into(),
+        name.into(),
+        "--tokens-file".into(),
+        file.display().to_string(),
+    ];
+    for o in orgs {
+        args.extend(["--org".to_owned(), (*o).to_owned()]);
+    }
+    let out = std::process::Command::new(common::bin("wfl"))
+        .args(&args)
+        .output()
+        .expect("wfl token add runs");
+    assert!(out.status.success(), "wfl token add: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// Views through a cluster gateway are guarded as on the projector itself: the caller's token
+/// is checked by the gateway and passed on, so an analyst of one org reads that org (asked by
+/// name or implied by the token) and nothing else, and a call without a token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_through_a_cluster_gateway_are_guarded_by_the_callers_token() {
+    const P: u32 = 2;
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    // Two orgs on different partitions.
+    let own = org(0);
+    let foreign = (1..)
+        .map(org)
+        .find(|o| PartitionMap::hash_partition(o, P) != PartitionMap::hash_partition(&own, P))
+        .expect("an org on the other partition");
+    let tokens = dir.path().join("tokens.toml");
+    let admin = token_add(&tokens, "admin", "admin", &[]);
+    let auditor = token_add(&tokens, "projectors", "auditor", &[]);
+    let analyst = token_add(&tokens, "own-analyst", "analyst", &[&own]);
+    let secured = |mut args: Vec<String>| {
+        args.extend(["--tokens-file".to_owned(), tokens.display().to_string()]);
+        args
+    };
+
+    let nats = wfl_testkit::NatsServer::start();
+    let mut ledger_args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", 1);
+    let at = ledger_args
+        .iter()
+        .position(|a| a == "--partitions")
+        .expect("--partitions");
+    ledger_args[at + 1] = P.to_string();
+    let ledger = Proc::start_authenticated("wfl-ledger", &secured(ledger_args), &logs);
+    let projectors: Vec<Proc> = (0..P)
+        .map(|p| {
+            let mut args = projector_args(
+                &dir.path().join(format!("v{p}")),
+                &ledger.grpc,
+                p,
+                &nats.url(),
+            );
+            args.extend(["--ledger-token".to_owned(), auditor.clone()]);
+            Proc::start_authenticated("wfl-projector", &secured(args), &logs)
+        })
+        .collect();
+    let mut args = gateway_args(&nats.url());
+    for (p, projector) in projectors.iter().enumerate() {
+        args.extend(["--projector".to_owned(), format!("{p}={}", projector.grpc)]);
+    }
+    let gateway = Proc::start_authenticated("wfl-gateway", &secured(args), &logs);
+    let as_who = |token: Option<&str>| wfl_auth::Credentials {
+        token: token.map(str::to_owned),
+        ..wfl_auth::Credentials::default()
+    };
+
+    let events: Vec<_> = [&own, &foreign]
+        .iter()
+        .flat_map(|o| (0..5).map(move |i| scenario::hire(o, &format!("w{i}"))))
+        .collect();
+    let conn = as_who(Some(&admin))
+        .connect(&gateway.grpc)
+        .await
+        .expect("connect");
+    let answer = pb::ingest_client::IngestClient::new(conn.clone())
+        .record_batch(pb::RecordBatchRequest {
+            events: events.iter().map(common::wire).collect(),
+            ack: pb::AckLevel::Committed as i32,
+            include_proof: false,
+        })
+        .await
+        .expect("admin records")
+        .into_inner();
+    let (done, retry) = common::committed_and_retry(&events, &answer);
+    assert!(retry.is_empty() && done.len() == events.len(), "{answer:?}");
+    // Both partitions hold 5 events: wait until each projector has them (as the admin).
+    let mut admin_views = pb::views_client::ViewsClient::new(conn);
+    for o in [&own, &foreign] {
+        admin_views
+            .headcount(pb::ViewRequest {
+                org_id: o.clone(),
+                min_sequence: 5,
+                ..pb::ViewRequest::default()
+            })
+            .await
+            .expect("the admin reads any org");
+    }
+
+    let analyst_conn = as_who(Some(&analyst))
+        .connect(&gateway.grpc)
+        .await
+        .expect("connect");
+    let mut views = pb::views_client::ViewsClient::new(analyst_conn);
+    let hires = |r: pb::ViewResponse| match r.view {
+        Some(pb::view_response::View::Headcount(h)) => h
+            .rows
+            .iter()
+            .map(|r| r.total.as_ref().map_or(0, |t| t.hires))
+            .sum::<u64>(),
+        other => panic!("a headcount: {other:?}"),
+    };
+    // Its own org, by name and implied by the token (routed to the org's partition).
+    for org_id in [own.clone(), String::new()] {
+        let r = views
+            .headcount(pb::ViewRequest {
+                org_id,
+                ..pb::ViewRequest::default()
+            })
+            .await
+            .expect("the analyst reads its org");
+        assert_eq!(
+            partition_of(&r).as_deref(),
+            Some(PartitionMap::hash_partition(&own, P).to_string().as_str())
+        );
+        assert_eq!(hires(r.into_inner()), 5);
+    }
+    // Another org: denied, by org or by naming the other partition.
+    let denied = views
+        .headcount(pb::ViewRequest {
+            org_id: foreign.clone(),
+            ..pb::ViewRequest::default()
+        })
+        .await
+        .expect_err("another org");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let watch = views
+        .threshold_watch(pb::ThresholdRequest::default())
+        .await
+        .expect("the analyst's watch: its org")
+        .into_inner();
+    assert!(watch.statuses.iter().all(|s| s.org_id == own), "{watch:?}");
+    // No token: refused before anything is forwarded.
+    let anonymous = as_who(None).connect(&gateway.grpc).await.expect("connect");
+    let refused = pb::views_client::ViewsClient::new(anonymous)
+        .headcount(pb::ViewRequest {
+            org_id: own.clone(),
+            ..pb::ViewRequest::default()
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    drop((ledger, gateway, projectors));
+}

@@ -85,6 +85,22 @@ impl Proc {
     /// As [`Proc::start`], inside network namespace `netns` when given (`ip netns exec`, which
     /// execs the binary: the child's pid is the binary's).
     pub fn start_in(netns: Option<&str>, name: &str, args: &[String], log_dir: &Path) -> Proc {
+        Proc::start_inner(netns, name, args, log_dir, true)
+    }
+
+    /// As [`Proc::start`], with authentication as the arguments say (a `--tokens-file`): the
+    /// process is not told `WFL_NO_AUTH`.
+    pub fn start_authenticated(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        Proc::start_inner(None, name, args, log_dir, false)
+    }
+
+    fn start_inner(
+        netns: Option<&str>,
+        name: &str,
+        args: &[String],
+        log_dir: &Path,
+        open: bool,
+    ) -> Proc {
         std::fs::create_dir_all(log_dir).expect("log dir");
         let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::now_v7()));
         let err = std::fs::File::create(&log).expect("log file");
@@ -105,7 +121,10 @@ impl Proc {
         if name.starts_with("wfl-") {
             // The split services serve plain and open on loopback only when asked (SECURITY.md);
             // tests/auth.rs checks them with TLS and tokens.
-            command.env("WFL_INSECURE", "1").env("WFL_NO_AUTH", "1");
+            command.env("WFL_INSECURE", "1");
+            if open {
+                command.env("WFL_NO_AUTH", "1");
+            }
         }
         let mut child = command
             .args(&args)
