@@ -1021,6 +1021,25 @@ async fn batches_larger_than_a_nats_message_are_split_and_an_oversize_event_is_r
         "wfl verify --cluster: {}",
         String::from_utf8_lossy(&verify.stderr)
     );
+    // The instance's /metrics shows each partition's ledger, labelled.
+    let metrics = common::http_get(ledger.http.as_deref().expect("http"), "/metrics");
+    for p in 0..PARTITIONS {
+        let head = found
+            .values()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(0);
+        let shown = wfl_metrics::value(
+            &metrics,
+            &format!("wfl_ledger_head_sequence{{partition=\"{p}\"}}"),
+        );
+        assert_eq!(shown, Some(head as f64), "partition {p}: {metrics}");
+    }
+    assert!(
+        metrics.contains("wfl_ledger_commit_seconds_count{partition=\""),
+        "{metrics}"
+    );
     println!(
         "cluster split: acknowledged {n}, found {n}, lost 0, duplicated 0, messages that are a \
          first part of a split batch {parts}, oversize event refused",

@@ -13,6 +13,7 @@
 //! own registry. Nothing here installs a global recorder, so `metrics::counter!` and friends are
 //! not used (they would go nowhere).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -50,15 +51,27 @@ type Collector = Box<dyn Fn(&Registry) + Send + Sync>;
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    /// Run before each render: set gauges (and absolute counters) from shared state.
-    collectors: Mutex<Vec<Collector>>,
+    /// Run before each render: set gauges (and absolute counters) from shared state; each with
+    /// the scope that registered it (0: the registry itself, see [`Registry::scoped`]).
+    collectors: Mutex<Vec<(u64, Collector)>>,
 }
+
+/// Scope ids of [`Registry::scoped`] (0 is the unscoped registry).
+static SCOPES: AtomicU64 = AtomicU64::new(1);
 
 /// The metrics of one node (one process in production). Cheap to clone; every clone is the same
 /// registry.
+///
+/// A part that runs several times in one process (each partition's ledger of a cluster
+/// instance) registers through a [`Registry::scoped`] view: the same series, with its labels
+/// (`partition="3"`) added to every one, and [`Registry::close`] when it stops.
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
+    /// Labels added to every series registered through this view.
+    labels: Arc<[(&'static str, String)]>,
+    /// 0 for the registry itself, else the scope of a [`Registry::scoped`] view.
+    scope: u64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -73,11 +86,16 @@ impl Default for Registry {
     }
 }
 
-fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
+fn key(
+    name: &'static str,
+    scope: &[(&'static str, String)],
+    labels: &[(&'static str, String)],
+) -> Key {
     Key::from_parts(
         name,
-        labels
+        scope
             .iter()
+            .chain(labels)
             .map(|(k, v)| Label::new(*k, v.clone()))
             .collect::<Vec<_>>(),
     )
@@ -102,9 +120,38 @@ impl Registry {
             collectors: Mutex::new(Vec::new()),
         });
         spawn_upkeep(Arc::downgrade(&inner));
-        let registry = Self { inner };
+        let registry = Self {
+            inner,
+            labels: Arc::new([]),
+            scope: 0,
+        };
         process::register(&registry);
         registry
+    }
+
+    /// A view of this registry for one of several instances of a part: every series registered
+    /// through it carries `labels` too. Call [`Registry::close`] when the part stops, to drop
+    /// its scrape-time collectors (its gauges then leave `/metrics` once idle; its counters and
+    /// histograms stay, as counters do).
+    #[must_use]
+    pub fn scoped(&self, labels: &[(&'static str, String)]) -> Registry {
+        Registry {
+            inner: self.inner.clone(),
+            labels: self.labels.iter().chain(labels).cloned().collect(),
+            scope: SCOPES.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Drops the scrape-time collectors registered through this scoped view (nothing for the
+    /// registry itself).
+    pub fn close(&self) {
+        if self.scope != 0 {
+            self.inner
+                .collectors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(scope, _)| *scope != self.scope);
+        }
     }
 
     /// The counter `name` (created on first use), described by `help`.
@@ -121,7 +168,7 @@ impl Registry {
     ) -> Counter {
         let r = &self.inner.recorder;
         r.describe_counter(KeyName::from(name), None, SharedString::from(help));
-        r.register_counter(&key(name, labels), &METADATA)
+        r.register_counter(&key(name, &self.labels, labels), &METADATA)
     }
 
     /// The gauge `name` (created on first use), described by `help`.
@@ -138,7 +185,7 @@ impl Registry {
     ) -> Gauge {
         let r = &self.inner.recorder;
         r.describe_gauge(KeyName::from(name), None, SharedString::from(help));
-        r.register_gauge(&key(name, labels), &METADATA)
+        r.register_gauge(&key(name, &self.labels, labels), &METADATA)
     }
 
     /// The histogram `name` (created on first use), described by `help`. Names ending in
@@ -156,18 +203,26 @@ impl Registry {
     ) -> Histogram {
         let r = &self.inner.recorder;
         r.describe_histogram(KeyName::from(name), None, SharedString::from(help));
-        r.register_histogram(&key(name, labels), &METADATA)
+        r.register_histogram(&key(name, &self.labels, labels), &METADATA)
     }
 
     /// Runs `collect` before every render: for figures that live in shared state (a head
     /// sequence, a watch channel), set from it at scrape time instead of at every change. It is
     /// given this registry, for series whose labels are known only then (one per subscriber).
+    /// Through a scoped view, `collect` is given that view (its series get the view's labels).
     pub fn on_scrape(&self, collect: impl Fn(&Registry) + Send + Sync + 'static) {
+        let collect: Collector = if self.scope == 0 {
+            Box::new(collect)
+        } else {
+            // The view holds the registry that holds this collector: `close` breaks the cycle.
+            let view = self.clone();
+            Box::new(move |_: &Registry| collect(&view))
+        };
         self.inner
             .collectors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Box::new(collect));
+            .push((self.scope, collect));
     }
 
     /// The Prometheus text exposition of everything registered, after running the scrape-time
@@ -181,7 +236,7 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            collect(self);
+            collect.1(self);
         }
         self.inner.handle.render()
     }
@@ -343,5 +398,24 @@ mod tests {
         r.on_scrape(move |_| g.set(s.load(std::sync::atomic::Ordering::Relaxed) as f64));
         state.store(42, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(value(&r.render(), "wfl_head"), Some(42.0));
+    }
+
+    #[test]
+    fn a_scoped_view_labels_its_series_and_drops_its_collectors_when_closed() {
+        let r = Registry::new();
+        let p3 = r.scoped(&[("partition", "3".into())]);
+        p3.counter("wfl_c_total", "C.").increment(2);
+        let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = calls.clone();
+        p3.on_scrape(move |view| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            view.gauge("wfl_g", "G.").set(7.0);
+        });
+        let text = r.render();
+        assert!(text.contains("wfl_c_total{partition=\"3\"} 2\n"), "{text}");
+        assert!(text.contains("wfl_g{partition=\"3\"} 7\n"), "{text}");
+        p3.close();
+        let _ = r.render();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

@@ -393,9 +393,14 @@ async fn launch(
         ..config.nats.clone()
     };
     let url = config.nats_url.clone();
+    // The instance's /metrics shows every partition's ledger, labelled `partition`.
+    let metrics = config
+        .ledger
+        .metrics
+        .scoped(&[("partition", p.to_string())]);
     let mut ledger_config = Config {
         data_dir: partition_dir(&config.ledger.data_dir, p),
-        metrics: wfl_metrics::Registry::new(),
+        metrics: metrics.clone(),
         ..config.ledger.clone()
     };
     let (cluster, owner, revision, token, readers) = (
@@ -409,10 +414,17 @@ async fn launch(
         let log = cluster.partition_log(p).await?;
         ledger_config.partition = Some(PartitionRole::new(log, owner, revision));
         let bus = Arc::new(NatsBus::connect(&url, nats).await?);
-        let ledger = Ledger::start(ledger_config, bus, token.clone()).await?;
+        let ledger = match Ledger::start(ledger_config, bus, token.clone()).await {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                metrics.close();
+                return Err(e);
+            }
+        };
         readers.set(p, Some(ledger.api()));
         let result = ledger.join().await;
         readers.set(p, None);
+        metrics.close();
         token.cancel();
         result
     });
