@@ -31,38 +31,6 @@ fn tls_file(name: &str) -> String {
     tls_dir().join(name).display().to_string()
 }
 
-/// `wfl token add`: the token it prints (once, on stdout).
-fn token_add(file: &Path, name: &str, role: &str, orgs: &[&str]) -> String {
-    let mut args = vec![
-        "token".to_owned(),
-        "add".into(),
-        "--role".into(),
-        role.into(),
-        "--name".into(),
-        name.into(),
-        "--tokens-file".into(),
-        file.display().to_string(),
-    ];
-    for o in orgs {
-        args.extend(["--org".to_owned(), (*o).to_owned()]);
-    }
-    let out = Command::new(common::bin("wfl"))
-        .args(&args)
-        .output()
-        .expect("wfl token add runs");
-    assert!(
-        out.status.success(),
-        "wfl token add failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    assert!(token.starts_with("wfl_") && token.len() == 68, "{token:?}");
-    token
-}
-
 struct Fixture {
     _dir: tempfile::TempDir,
     node: common::Proc,
@@ -81,7 +49,10 @@ impl Fixture {
         for role in Role::ALL {
             let orgs: &[&str] = if role.sees_every_org() { &[] } else { &[OWN] };
             let name = format!("{OWN}-{role}");
-            tokens.push((role, token_add(&tokens_file, &name, role.as_str(), orgs)));
+            tokens.push((
+                role,
+                common::token_add(&tokens_file, &name, role.as_str(), orgs),
+            ));
         }
         // An mTLS identity: the DNS name in tests/data/tls/acme-analyst.pem.
         let mut text = std::fs::read_to_string(&tokens_file).expect("tokens file");
@@ -744,7 +715,7 @@ async fn a_rotated_tokens_file_is_in_force_without_a_restart() {
         .collect::<Vec<_>>()
         .join("[[principal]]");
     std::fs::write(&f.tokens_file, kept).expect("revoke");
-    let rotated = token_add(&f.tokens_file, "acme-auditor-2", "auditor", &[]);
+    let rotated = common::token_add(&f.tokens_file, "acme-auditor-2", "auditor", &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let old = head_with(&f, &auditor).await;

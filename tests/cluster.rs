@@ -219,6 +219,71 @@ async fn load_client(gateways: Arc<Mutex<Vec<Channel>>>, progress: Arc<Progress>
     }
 }
 
+/// Waits (up to 60 s) until `WFL_LEDGER` holds every record of `found` (event id → partition,
+/// sequence), then checks: each once, under its partition (`Wfl-Partition`) and sequence
+/// (`Wfl-Sequence`), and each partition's sequences increasing in stream order.
+async fn committed_stream_holds(nats_urls: &str, found: &HashMap<String, (u32, u64)>) {
+    let client = async_nats::connect(nats_urls.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("WFL_LEDGER").await.expect("WFL_LEDGER");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = stream.info().await.expect("info");
+        if info.state.messages >= found.len() as u64 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut seen: HashMap<String, (u32, u64)> = HashMap::new();
+    let mut order: HashMap<u32, u64> = HashMap::new();
+    for s in 1..=last {
+        let m = stream.get_raw_message(s).await.expect("message");
+        let header = |name: &str| {
+            // Parsed: standard names (Nats-Msg-Id) are kept as such by async-nats.
+            let key: async_nats::HeaderName = name.parse().expect("header name");
+            m.headers
+                .get(key)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_else(|| panic!("WFL_LEDGER message {s}: no {name}"))
+        };
+        let id = header("Nats-Msg-Id");
+        let partition: u32 = header("Wfl-Partition").parse().expect("partition");
+        let sequence: u64 = header("Wfl-Sequence").parse().expect("sequence");
+        let before = order.insert(partition, sequence).unwrap_or(0);
+        assert!(
+            sequence > before,
+            "partition {partition}: sequence {sequence} after {before} on WFL_LEDGER"
+        );
+        assert!(
+            seen.insert(id.clone(), (partition, sequence)).is_none(),
+            "event {id} twice on WFL_LEDGER"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        found.len(),
+        "WFL_LEDGER holds every committed event"
+    );
+    for (id, at) in found {
+        assert_eq!(seen.get(id), Some(at), "event {id} on WFL_LEDGER");
+    }
+}
+
+/// The last `n` lines of each process's log, for a failure message.
+fn tails(logs: &[&Proc], n: usize) -> String {
+    logs.iter()
+        .map(|p| {
+            let t = p.log_text();
+            let lines: Vec<&str> = t.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
+}
+
 /// Waits until `more` commits were answered after now; panics after `bound` showing `logs`.
 async fn commits_go_on(
     progress: &Progress,
@@ -231,17 +296,9 @@ async fn commits_go_on(
     let started = Instant::now();
     while progress.commits.load(Ordering::Relaxed) < from + more {
         if started.elapsed() > bound {
-            let logs: Vec<String> = logs
-                .iter()
-                .map(|p| {
-                    let t = p.log_text();
-                    let lines: Vec<&str> = t.lines().collect();
-                    lines[lines.len().saturating_sub(40)..].join("\n")
-                })
-                .collect();
             panic!(
                 "{what}: fewer than {more} commits within {bound:?}; logs:\n{}",
-                logs.join("\n-----\n")
+                tails(logs, 40)
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -529,6 +586,9 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         markers >= u64::from(PARTITIONS) * 2,
         "takeovers wrote their markers"
     );
+    // The committed stream: every partition's owner published its commits on WFL_LEDGER, each
+    // once, naming its partition and sequence, in each partition's order, across the kills.
+    committed_stream_holds(&nats.urls(), &found).await;
     // Every instance serves the Ledger API of every partition (its own and its standby copies),
     // each call routed by metadata wfl-partition or by org.
     reads_route_by_partition(&nats, &[&a, &b], &found).await;
@@ -878,18 +938,10 @@ async fn commit_all(
     let deadline = Instant::now() + Duration::from_secs(120);
     while !events.is_empty() {
         if Instant::now() > deadline {
-            let tails: Vec<String> = logs
-                .iter()
-                .map(|p| {
-                    let t = p.log_text();
-                    let lines: Vec<&str> = t.lines().collect();
-                    lines[lines.len().saturating_sub(20)..].join("\n")
-                })
-                .collect();
             panic!(
                 "{} events never committed; logs:\n{}",
                 events.len(),
-                tails.join("\n-----\n")
+                tails(logs, 20)
             );
         }
         let r = common::ingest(gateway)
@@ -1327,32 +1379,6 @@ async fn a_gateway_serves_views_over_every_partitions_projector() {
     drop((ledger, gateway, projectors));
 }
 
-/// `wfl token add`: the token it prints.
-fn token_add(file: &std::path::Path, name: &str, role: &str, orgs: &[&str]) -> String {
-    let mut args = vec![
-        "token".to_owned(),
-        "add".into(),
-        "--role".into(),
-        role.into(),
-        "--name".into(),
-        name.into(),
-        "--tokens-file".into(),
-        file.display().to_string(),
-    ];
-    for o in orgs {
-        args.extend(["--org".to_owned(), (*o).to_owned()]);
-    }
-    let out = std::process::Command::new(common::bin("wfl"))
-        .args(&args)
-        .output()
-        .expect("wfl token add runs");
-    assert!(out.status.success(), "wfl token add: {out:?}");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 /// Views through a cluster gateway are guarded as on the projector itself: the caller's token
 /// is checked by the gateway and passed on, so an analyst of one org reads that org (asked by
 /// name or implied by the token) and nothing else, and a call without a token is refused.
@@ -1368,9 +1394,9 @@ async fn views_through_a_cluster_gateway_are_guarded_by_the_callers_token() {
         .find(|o| PartitionMap::hash_partition(o, P) != PartitionMap::hash_partition(&own, P))
         .expect("an org on the other partition");
     let tokens = dir.path().join("tokens.toml");
-    let admin = token_add(&tokens, "admin", "admin", &[]);
-    let auditor = token_add(&tokens, "projectors", "auditor", &[]);
-    let analyst = token_add(&tokens, "own-analyst", "analyst", &[&own]);
+    let admin = common::token_add(&tokens, "admin", "admin", &[]);
+    let auditor = common::token_add(&tokens, "projectors", "auditor", &[]);
+    let analyst = common::token_add(&tokens, "own-analyst", "analyst", &[&own]);
     let secured = |mut args: Vec<String>| {
         args.extend(["--tokens-file".to_owned(), tokens.display().to_string()]);
         args

@@ -445,3 +445,35 @@ pub fn committed_and_retry<'a>(
     }
     (committed, retry)
 }
+
+/// `wfl token add`: the token it prints (once, on stdout).
+pub fn token_add(file: &Path, name: &str, role: &str, orgs: &[&str]) -> String {
+    let mut args = vec![
+        "token".to_owned(),
+        "add".into(),
+        "--role".into(),
+        role.into(),
+        "--name".into(),
+        name.into(),
+        "--tokens-file".into(),
+        file.display().to_string(),
+    ];
+    for o in orgs {
+        args.extend(["--org".to_owned(), (*o).to_owned()]);
+    }
+    let out = std::process::Command::new(bin("wfl"))
+        .args(&args)
+        .output()
+        .expect("wfl token add runs");
+    assert!(
+        out.status.success(),
+        "wfl token add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("wfl_") && token.len() == 68, "{token:?}");
+    token
+}

@@ -77,6 +77,24 @@ impl PartitionMap {
         Ok(Self { count, table })
     }
 
+    /// The partition a request's [`PARTITION_HEADER`] metadata value names (`None`: not
+    /// UTF-8), or the caller's mistake in one line naming the key.
+    ///
+    /// # Errors
+    /// Not a number, or not a partition of this map.
+    pub fn named_partition(&self, value: Option<&str>) -> Result<u32, String> {
+        let p = value
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .ok_or_else(|| format!("metadata {PARTITION_HEADER}: not a partition number"))?;
+        if p >= self.count {
+            return Err(format!(
+                "metadata {PARTITION_HEADER}: partition {p} does not exist (0..{})",
+                self.count
+            ));
+        }
+        Ok(p)
+    }
+
     /// The partition `org_id` belongs to.
     #[must_use]
     pub fn partition_of(&self, org_id: &str) -> u32 {
@@ -541,6 +559,10 @@ pub fn partition_inbox_filter(partition: u32) -> String {
 pub fn partition_question_subject(partition: u32) -> String {
     format!("{}.{partition}", crate::OUTCOME_QUESTION_SUBJECT)
 }
+
+/// The gRPC metadata key naming a call's partition (requests) and an answer's (responses) in
+/// cluster mode.
+pub const PARTITION_HEADER: &str = "wfl-partition";
 
 fn lease_key(partition: u32) -> String {
     format!("p{partition}")

@@ -28,7 +28,7 @@ pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = Timing::DEFAULT.duplic
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
     NatsAuth, NatsBus, NatsConfig, DEFAULT_INBOX_PREFIX, HEADER_EVENT_TYPE, HEADER_HASH,
-    HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
+    HEADER_PARTITION, HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
 };
 pub use subject::{
     inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
@@ -98,6 +98,9 @@ pub struct CommittedMessage {
     /// `Nats-Msg-Id` instead of the event id: a republish after a purge, whose event ids the
     /// broker still remembers for its duplicate window (a purge does not forget them).
     pub msg_id: Option<String>,
+    /// Cluster mode: the partition whose ledger committed it (`Wfl-Partition`; `sequence` and
+    /// `hash` are that partition's).
+    pub partition: Option<u32>,
 }
 
 /// An incoming request taken from [`Requests::next`]; answer it with [`Request::reply`].

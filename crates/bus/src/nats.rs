@@ -49,6 +49,9 @@ pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
 
 /// Header carrying the event type.
 pub const HEADER_EVENT_TYPE: &str = "Wfl-Event-Type";
+/// Header of a committed message in cluster mode: the partition whose ledger committed it (its
+/// `Wfl-Sequence` and `Wfl-Hash` are that partition's chain).
+pub const HEADER_PARTITION: &str = "Wfl-Partition";
 
 /// Names and limits of the NATS objects the bus creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -618,6 +621,9 @@ impl Bus for NatsBus {
             headers.insert(HEADER_SEQUENCE, msg.sequence.to_string());
             headers.insert(HEADER_HASH, hex::encode(msg.hash));
             headers.insert(HEADER_EVENT_TYPE, msg.event_type.as_str());
+            if let Some(p) = msg.partition {
+                headers.insert(HEADER_PARTITION, p.to_string());
+            }
             batch.push((
                 ledger_subject(&msg.org_id, &msg.event_type),
                 headers,

@@ -24,6 +24,7 @@ fn committed(sequence: u64) -> CommittedMessage {
         event_id: uuid::Uuid::new_v4(),
         payload: Bytes::from(format!("c{sequence}")),
         msg_id: None,
+        partition: None,
     }
 }
 

@@ -226,6 +226,8 @@ async fn committed_messages_carry_subject_and_headers() {
             event_id: uuid::Uuid::new_v4(),
             payload: Bytes::from(format!("committed-{seq}")),
             msg_id: None,
+            // Cluster mode names the partition (one message here is from partition 4).
+            partition: (seq == 3).then_some(4),
         })
         .collect();
     within(
@@ -297,6 +299,10 @@ async fn committed_messages_carry_subject_and_headers() {
         assert_eq!(header("Wfl-Sequence"), expected.sequence.to_string());
         assert_eq!(header("Wfl-Hash"), hex::encode(expected.hash));
         assert_eq!(header("Wfl-Event-Type"), expected.event_type);
+        assert_eq!(
+            headers.get("Wfl-Partition").map(|v| v.as_str().to_owned()),
+            expected.partition.map(|p| p.to_string())
+        );
         assert_eq!(got.payload, expected.payload);
     }
 }

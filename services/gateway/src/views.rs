@@ -36,8 +36,7 @@ use wfl_bus::cluster::PartitionMap;
 use wfl_proto::pb;
 use wfl_proto::pb::views_client::ViewsClient;
 
-/// The metadata key naming a call's partition (requests) and an answer's (responses).
-pub const PARTITION_HEADER: &str = "wfl-partition";
+pub use wfl_bus::cluster::PARTITION_HEADER;
 /// Response metadata of a merged answer: each partition's sequence (`0=120,1=98`).
 pub const SEQUENCES_HEADER: &str = "wfl-partition-sequences";
 /// The largest answer taken from a projector (a view of a big org is several MiB).
@@ -127,25 +126,12 @@ impl ViewsRouter {
 
     /// The partition named by request metadata, if any.
     fn named<T>(&self, request: &Request<T>) -> Result<Option<u32>, Status> {
-        let Some(v) = request.metadata().get(PARTITION_HEADER) else {
-            return Ok(None);
-        };
-        let p = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "metadata {PARTITION_HEADER}: not a partition number"
-                ))
-            })?;
-        if p >= self.map.count {
-            return Err(Status::invalid_argument(format!(
-                "metadata {PARTITION_HEADER}: partition {p} does not exist (0..{})",
-                self.map.count
-            )));
-        }
-        Ok(Some(p))
+        request
+            .metadata()
+            .get(PARTITION_HEADER)
+            .map(|v| self.map.named_partition(v.to_str().ok()))
+            .transpose()
+            .map_err(Status::invalid_argument)
     }
 
     /// The partition a call is about: its org's, the one its metadata names (they must agree),

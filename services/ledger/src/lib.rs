@@ -74,8 +74,8 @@ pub struct Config {
     /// The node's metrics registry (`/metrics`); a fresh one by default.
     pub metrics: wfl_metrics::Registry,
     /// Cluster mode: the partition this ledger writes, through its replicated log
-    /// ([`partition`]). The committed-stream publisher (`WFL_LEDGER`) does not run in this mode;
-    /// the partition log is the committed stream.
+    /// ([`partition`]). Its publisher puts its commits on the shared `WFL_LEDGER` with header
+    /// `Wfl-Partition`, resuming after the cursor the partition log carries.
     pub partition: Option<partition::PartitionRole>,
 }
 
@@ -202,23 +202,24 @@ impl Ledger {
             result
         });
         let token = shutdown.clone();
-        let in_cluster = config.partition.is_some();
         let publisher = publisher::run(
             store.clone(),
             bus,
             head.clone(),
             liveness::PublisherWatch::new(config.stall.publisher_stall, live.clone()),
             publisher::Options {
-                republish: config.republish_stream,
+                republish: config.republish_stream && config.partition.is_none(),
+                cluster: config
+                    .partition
+                    .as_ref()
+                    .map(|role| publisher::ClusterPublishing {
+                        partition: role.partition(),
+                        published: role.published.clone(),
+                    }),
             },
             shutdown,
         );
         tasks.spawn(async move {
-            if in_cluster {
-                // The partition log is the committed stream in cluster mode.
-                drop(publisher);
-                return Ok(());
-            }
             let result = publisher.await;
             if let Err(e) = &result {
                 // Stop the whole ledger rather than commit while the committed stream stays silent.

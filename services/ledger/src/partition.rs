@@ -47,6 +47,10 @@ pub struct PartitionRole {
     pub lease_revision: u64,
     /// The last stream sequence this writer knows the log to end on: its next publish expects it.
     pub(crate) fence: Arc<AtomicU64>,
+    /// The last ledger sequence this partition's publisher put on `WFL_LEDGER`: every append
+    /// carries it (store metadata `publisher.cursor`), so whoever takes the partition over
+    /// resumes publishing there.
+    pub(crate) published: Arc<AtomicU64>,
 }
 
 impl PartitionRole {
@@ -58,6 +62,7 @@ impl PartitionRole {
             owner,
             lease_revision,
             fence: Arc::default(),
+            published: Arc::default(),
         }
     }
 
@@ -423,6 +428,13 @@ pub(crate) async fn append(
 ) -> Result<Vec<(u64, Hash)>, Error> {
     let (s, stamp) = (store.clone(), role.stamp());
     let budget = role.log.max_message().saturating_sub(HEADROOM);
+    let published = role.published.load(Ordering::Relaxed);
+    if published > 0 {
+        meta.push((
+            crate::publisher::CURSOR.to_owned(),
+            Some(published.to_be_bytes().to_vec()),
+        ));
+    }
     let (messages, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
         let head = s.head()?;
         let messages = encode_batches(&stamp, head, &records, &rejections, &meta, budget)?;

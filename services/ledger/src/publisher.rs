@@ -32,19 +32,33 @@ use crate::{codec, Error};
 const CHUNK: usize = 1000;
 
 /// Store metadata key: the last sequence fully published on the committed stream.
-const CURSOR: &str = "publisher.cursor";
+pub(crate) const CURSOR: &str = "publisher.cursor";
 
 /// How the publisher starts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Options {
     /// Purge the durable stream and republish every sequence from 1 (`--republish-stream`).
     pub republish: bool,
+    /// Cluster mode: this partition's ledger publishes its commits into the shared `WFL_LEDGER`
+    /// (header `Wfl-Partition`), resuming after its cursor alone, which every append carries
+    /// through the partition log (see [`crate::partition`]): a new owner resumes where the old
+    /// one was, not where its standby copy last published. The stream's own last message is
+    /// another partition's, so neither it nor the hole check says anything about this one.
+    pub cluster: Option<ClusterPublishing>,
+}
+
+/// What the publisher of one partition shares with its writer.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterPublishing {
+    pub partition: u32,
+    /// The last sequence published, for the writer's next append to carry.
+    pub published: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) async fn run(
     store: Arc<dyn Log>,
     bus: Arc<dyn Bus>,
-    mut head: watch::Receiver<u64>,
+    head: watch::Receiver<u64>,
     mut stall: crate::liveness::PublisherWatch,
     options: Options,
     shutdown: CancellationToken,
@@ -60,6 +74,28 @@ pub(crate) async fn run(
         .and_then(|c| <[u8; 8]>::try_from(c.as_slice()).ok())
         .map(u64::from_be_bytes);
     let durable = bus.durable_inbox();
+    if let Some(c) = &options.cluster {
+        let from = cursor.unwrap_or(0);
+        c.published
+            .store(from, std::sync::atomic::Ordering::Relaxed);
+        info!(
+            partition = c.partition,
+            cursor = from,
+            head = *head.borrow(),
+            "publishing this partition's commits to WFL_LEDGER after its cursor"
+        );
+        return follow(
+            &store,
+            bus.as_ref(),
+            head,
+            &mut stall,
+            &options,
+            from,
+            None,
+            &shutdown,
+        )
+        .await;
+    }
     // With --republish-stream: the sequences up to the head at start go out under fresh message
     // ids (`<event id>.r<start ms>`), since the broker remembers the old ones for its duplicate
     // window even after the purge.
@@ -86,7 +122,7 @@ pub(crate) async fn run(
             .map_or(0, |d| d.as_millis());
         republish = Some((*head.borrow(), started));
     }
-    let mut published = if durable {
+    let published = if durable {
         // Where the stream stands, whatever the cursor says: a data dir that ran on the embedded
         // bus, or a new or emptied stream, holds less than the cursor, and the history must be
         // republished from the first sequence the stream lacks (no gap for its consumers).
@@ -136,15 +172,47 @@ pub(crate) async fn run(
         // The in-process bus keeps no history: only events committed from now on are fanned out.
         *head.borrow()
     };
+    follow(
+        &store,
+        bus.as_ref(),
+        head,
+        &mut stall,
+        &options,
+        published,
+        republish,
+        &shutdown,
+    )
+    .await
+}
+
+/// Publishes every sequence after `published` as the head moves, until `shutdown`.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    store: &Arc<dyn Log>,
+    bus: &dyn Bus,
+    mut head: watch::Receiver<u64>,
+    stall: &mut crate::liveness::PublisherWatch,
+    options: &Options,
+    mut published: u64,
+    republish: Option<(u64, u128)>,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let durable = bus.durable_inbox();
+    let partition = options.cluster.as_ref().map(|c| c.partition);
+    let mut backoff = Backoff::default();
     loop {
         let target = *head.borrow_and_update();
         while published < target {
-            match publish_chunk(&store, bus.as_ref(), published + 1, target, republish).await {
+            match publish_chunk(store, bus, published + 1, target, republish, partition).await {
                 Ok(last) => {
                     published = last;
                     backoff = Backoff::default();
                     stall.progressed();
                     stall.liveness().set_published(last);
+                    if let Some(c) = &options.cluster {
+                        c.published
+                            .store(last, std::sync::atomic::Ordering::Relaxed);
+                    }
                     // The cursor describes the durable stream only: the in-process bus holds
                     // nothing a later start on NATS could count on.
                     if durable {
@@ -162,7 +230,7 @@ pub(crate) async fn run(
                 Err(Error::Bus(e)) => {
                     warn!(error = %e, "publishing committed events failed; retrying");
                     stall.failed(target - published, &e);
-                    if !backoff.wait(&shutdown).await {
+                    if !backoff.wait(shutdown).await {
                         return Ok(());
                     }
                 }
@@ -217,6 +285,7 @@ async fn publish_chunk(
     from: u64,
     to: u64,
     republish: Option<(u64, u128)>,
+    partition: Option<u32>,
 ) -> Result<u64, Error> {
     let s = store.clone();
     let records =
@@ -245,6 +314,7 @@ async fn publish_chunk(
             msg_id: republish
                 .filter(|(until, _)| r.sequence <= *until)
                 .map(|(_, nonce)| format!("{}.r{nonce}", r.event_id)),
+            partition,
         });
     }
     bus.publish_committed(msgs).await?;

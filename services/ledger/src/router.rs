@@ -17,8 +17,7 @@ use wfl_proto::pb;
 
 use crate::api::LedgerApi;
 
-/// The metadata key naming a call's partition (requests) and an answer's (responses).
-pub const PARTITION_HEADER: &str = "wfl-partition";
+pub use wfl_bus::cluster::PARTITION_HEADER;
 
 /// The partitions this instance can read now, each with its `Ledger` API.
 #[derive(Default)]
@@ -64,24 +63,10 @@ impl PartitionRouter {
 
     fn pick<T>(&self, request: &Request<T>, orgs: &[String]) -> Result<(u32, LedgerApi), Status> {
         let partition = match request.metadata().get(PARTITION_HEADER) {
-            Some(v) => {
-                let p = v
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u32>().ok())
-                    .ok_or_else(|| {
-                        Status::invalid_argument(format!(
-                            "metadata {PARTITION_HEADER}: not a partition number"
-                        ))
-                    })?;
-                if p >= self.map.count {
-                    return Err(Status::invalid_argument(format!(
-                        "metadata {PARTITION_HEADER}: partition {p} does not exist (0..{})",
-                        self.map.count
-                    )));
-                }
-                p
-            }
+            Some(v) => self
+                .map
+                .named_partition(v.to_str().ok())
+                .map_err(Status::invalid_argument)?,
             None => {
                 let of: BTreeSet<u32> = orgs.iter().map(|o| self.map.partition_of(o)).collect();
                 match (of.len(), of.first()) {
