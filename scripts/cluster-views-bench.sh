@@ -6,7 +6,7 @@
 #
 #   scripts/cluster-views-bench.sh [EVENTS] [QUERIES]     (defaults: 1000000 events, 20 queries)
 #
-# Prints: the load rate; each projector's catch-up (events, seconds, events/s: from its start
+# Prints: the load rate; how long after it WFL_LEDGER held every commit; each projector's catch-up (events, seconds, events/s: from its start
 # until its views answer at its partition's head); then `wfl report` latencies (p50 / max of
 # QUERIES calls, each a new `wfl` process, so they include its start and connect) for one org's
 # headcount straight from its partition's projector and through the gateway, and the threshold
@@ -89,6 +89,25 @@ PY
 )
 read -r H0 H1 <<< "$heads"
 echo "partition heads: 0=$H0 1=$H1 (from the instance's /metrics)"
+# WFL_LEDGER: how long after the load every partition's publisher had put its head on the
+# committed stream (wfl_publisher_cursor_sequence{partition} reaching the head).
+python3 - "$HTTP" "$t1" <<'PY'
+import sys, time, urllib.request
+def figures():
+    text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read().decode()
+    got = {}
+    for line in text.splitlines():
+        for name in ("wfl_ledger_head_sequence", "wfl_publisher_cursor_sequence"):
+            if line.startswith(name + '{partition="'):
+                got[(name, line.split('"')[1])] = int(float(line.split()[-1]))
+    return got
+while True:
+    f = figures()
+    if all(f.get(("wfl_publisher_cursor_sequence", p)) == f.get(("wfl_ledger_head_sequence", p)) for p in ("0", "1")):
+        break
+    time.sleep(0.1)
+print(f"WFL_LEDGER held both partitions' heads {time.time() - float(sys.argv[2]):.1f} s after the load ended")
+PY
 
 # One projector per partition, started together; each catch-up timed until its views answer
 # at its partition's head.
