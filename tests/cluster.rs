@@ -989,12 +989,19 @@ async fn batches_larger_than_a_nats_message_are_split_and_an_oversize_event_is_r
     let gateway = Proc::start("wfl-gateway", &gateway_args(&nats.url()), &logs);
     let channel = common::connect(&gateway.grpc).await;
 
-    // 6,000 hires in batches of 2,000: the writer decides up to 1,000 at a time (~150 KB of
-    // records, more than two 64 KiB messages).
+    // 6,000 hires of ~1 KB (the longest references and plan ids the gateway takes) in batches of
+    // 2,000: with 64 KiB messages the writer decides up to 128 at a time (~130 KB of records,
+    // two or three messages).
     let mut acked = HashMap::new();
     for round in 0..3 {
         let events: Vec<_> = (0..2_000)
-            .map(|i| scenario::hire(&org(i % ORGS), &format!("r{round}-w{i}")))
+            .map(|i| {
+                let mut e = scenario::hire(&org(i % ORGS), &format!("r{round}-w{i}"));
+                e.source.reference = "r".repeat(250);
+                e.correlation_id = Some("c".repeat(250));
+                e.causation_id = Some("k".repeat(250));
+                e
+            })
             .collect();
         acked.extend(commit_all(&channel, events, &[&ledger, &gateway]).await);
     }

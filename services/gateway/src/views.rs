@@ -47,6 +47,9 @@ const MAX_ANSWER: usize = 256 << 20;
 pub struct ViewsRouter {
     map: PartitionMap,
     projectors: Arc<BTreeMap<u32, (String, ViewsClient<Conn>)>>,
+    /// Callers are authenticated here ([`ViewsRouter::guarded`]): only a bearer token can be
+    /// passed on, so a caller known by its client certificate alone is refused.
+    guarded: bool,
 }
 
 impl std::fmt::Debug for ViewsRouter {
@@ -115,7 +118,16 @@ impl ViewsRouter {
         Ok(Self {
             map,
             projectors: Arc::new(clients),
+            guarded: false,
         })
+    }
+
+    /// Says whether this gateway authenticates its callers (a tokens file): then a call must
+    /// carry a bearer token, the only credential the projector can be shown on the caller's
+    /// behalf (a client certificate stays with the connection it was presented on).
+    #[must_use]
+    pub fn guarded(self, guarded: bool) -> Self {
+        Self { guarded, ..self }
     }
 
     /// The `Views` service to serve.
@@ -162,12 +174,20 @@ impl ViewsRouter {
     }
 
     /// `message` as a request to a projector, carrying the caller's credentials.
-    fn forward<T, M>(request: &Request<T>, message: M) -> Request<M> {
+    fn forward<T, M>(&self, request: &Request<T>, message: M) -> Result<Request<M>, Status> {
         let mut out = Request::new(message);
-        if let Some(auth) = request.metadata().get("authorization") {
-            out.metadata_mut().insert("authorization", auth.clone());
+        match request.metadata().get("authorization") {
+            Some(auth) => {
+                out.metadata_mut().insert("authorization", auth.clone());
+            }
+            None if self.guarded => {
+                return Err(Status::unauthenticated(
+                    "Views through a cluster gateway pass the caller's bearer token on to the partition's projector; a caller known by its client certificate alone cannot be passed on: give a token (--token), or call the projector directly",
+                ))
+            }
+            None => {}
         }
-        out
+        Ok(out)
     }
 
     /// Calls partition `p`'s projector with `message`; the answer names the partition.
@@ -183,7 +203,7 @@ impl ViewsRouter {
         Fut: std::future::Future<Output = Result<Response<R>, Status>>,
     {
         let (addr, client) = self.client(partition)?;
-        let answer = rpc(client, Self::forward(request, message))
+        let answer = rpc(client, self.forward(request, message)?)
             .await
             .map_err(|s| unreachable_named(s, partition, addr))?;
         let mut out = Response::new(answer.into_inner());
@@ -321,10 +341,18 @@ impl pb::views_server::Views for ViewsRouter {
             .into_iter()
             .collect::<Result<Vec<_>, Status>>()?;
         if message.as_of_date.is_empty() {
-            // Evaluated at the latest effective date of the whole cluster, as one ledger would.
-            let latest = answers.iter().map(|(_, a)| a.as_of_date.clone()).max();
-            if let Some(latest) = latest.filter(|l| answers.iter().any(|(_, a)| a.as_of_date != *l))
-            {
+            // Evaluated at the latest effective date of the whole cluster, as one ledger would (a
+            // partition with no events yet answers with today's date: not an effective date).
+            let latest = answers
+                .iter()
+                .filter(|(_, a)| a.as_of_sequence > 0)
+                .map(|(_, a)| a.as_of_date.clone())
+                .max();
+            if let Some(latest) = latest.filter(|l| {
+                answers
+                    .iter()
+                    .any(|(_, a)| a.as_of_sequence > 0 && a.as_of_date != *l)
+            }) {
                 message.as_of_date = latest;
                 answers = ask(message)
                     .await
@@ -338,10 +366,13 @@ impl pb::views_server::Views for ViewsRouter {
                 .map(|(p, a)| (*p, a.as_of_sequence))
                 .collect::<Vec<_>>(),
         )?;
+        // The date every non-empty partition was evaluated at (they agree after the re-ask).
         let as_of_date = answers
             .iter()
+            .filter(|(_, a)| a.as_of_sequence > 0)
+            .chain(&answers)
             .map(|(_, a)| a.as_of_date.clone())
-            .max()
+            .next()
             .unwrap_or_default();
         let mut out = Response::new(pb::ThresholdResponse {
             as_of_sequence: 0,

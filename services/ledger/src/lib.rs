@@ -122,10 +122,20 @@ impl Ledger {
     /// When the store cannot be opened or its history does not verify or decode, or the bus
     /// refuses the consumer.
     pub async fn start(
-        config: Config,
+        mut config: Config,
         bus: Arc<dyn Bus>,
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
+        if let Some(role) = &config.partition {
+            // A batch's writer-state metadata goes whole into one partition-log message
+            // (`partition::encode_batches`): at most ~600 bytes per event (the workers and
+            // retractions it changes, ids of at most 64 characters), so a server with a small
+            // `max_payload` gets smaller batches. NATS's default 1 MiB leaves the 1,000.
+            config.max_batch = config
+                .max_batch
+                .min(role.log.max_message() / partition::METADATA_PER_EVENT)
+                .max(1);
+        }
         let dir = config.data_dir.join("ledger");
         let key_path = config
             .signing_key

@@ -107,7 +107,7 @@ async fn publish(
                 None => return Ok(()),
             },
         };
-        for part in split(message, bus.max_message()) {
+        for part in split(message, bus.max_message(), PER_MESSAGE) {
             let bytes = Bytes::from(part.encode_to_vec());
             if let Err(e) = bus.publish(wfl_bus::OUTCOME_SUBJECT, bytes).await {
                 // At most once by design: a gateway that misses it asks the store.
@@ -117,10 +117,14 @@ async fn publish(
     }
 }
 
-/// `message` as messages of at most [`PER_MESSAGE`] outcomes and, when the broker has a limit
+/// `message` as messages of at most `per_message` outcomes and, when the broker has a limit
 /// (`max_message`), at most that many bytes less [`HEADROOM`] each, in order. An outcome too
 /// large for any message (none is: an outcome with a proof is about 1 KB) goes alone.
-fn split(message: ipb::Outcomes, max_message: Option<usize>) -> Vec<ipb::Outcomes> {
+fn split(
+    message: ipb::Outcomes,
+    max_message: Option<usize>,
+    per_message: usize,
+) -> Vec<ipb::Outcomes> {
     let budget = max_message.map_or(usize::MAX, |max| max.saturating_sub(HEADROOM));
     let empty = || ipb::Outcomes {
         outcomes: Vec::new(),
@@ -134,7 +138,7 @@ fn split(message: ipb::Outcomes, max_message: Option<usize>) -> Vec<ipb::Outcome
         let len = o.encoded_len();
         let grows = 1 + prost::length_delimiter_len(len) + len;
         if !part.outcomes.is_empty()
-            && (part.outcomes.len() == PER_MESSAGE || size + grows > budget)
+            && (part.outcomes.len() == per_message || size + grows > budget)
         {
             parts.push(std::mem::replace(&mut part, empty()));
             size = base;
@@ -190,7 +194,7 @@ pub(crate) async fn answer(
             drop(slot);
             match answered {
                 Ok(Some(reply)) => {
-                    let reply = split(reply, max_message).swap_remove(0);
+                    let reply = split(reply, max_message, usize::MAX).swap_remove(0);
                     if let Err(e) = request.reply(Bytes::from(reply.encode_to_vec())).await {
                         warn!(error = %e, "could not send an outcome answer; the gateway will ask again");
                     }
@@ -424,13 +428,13 @@ mod tests {
     #[test]
     fn outcomes_are_split_to_fit_the_brokers_largest_message_in_order() {
         // No limit: a thousand per message.
-        let parts = split(outcomes(2_500), None);
+        let parts = split(outcomes(2_500), None, PER_MESSAGE);
         assert_eq!(
             parts.iter().map(|p| p.outcomes.len()).collect::<Vec<_>>(),
             [1_000, 1_000, 500]
         );
         // 64 KiB messages: every part fits, nothing is lost or reordered.
-        let parts = split(outcomes(2_500), Some(64 << 10));
+        let parts = split(outcomes(2_500), Some(64 << 10), PER_MESSAGE);
         assert!(parts.len() > 3);
         for p in &parts {
             assert!(
@@ -448,6 +452,8 @@ mod tests {
             (0..2_500).map(|i| format!("id-{i}")).collect::<Vec<_>>()
         );
         // An empty answer is still one message (a paused ledger says so with no outcomes).
-        assert_eq!(split(outcomes(0), Some(64 << 10)).len(), 1);
+        assert_eq!(split(outcomes(0), Some(64 << 10), PER_MESSAGE).len(), 1);
+        // An answer is one message: as many as fit, however many were asked.
+        assert_eq!(split(outcomes(2_500), None, usize::MAX).len(), 1);
     }
 }

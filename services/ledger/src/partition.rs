@@ -277,6 +277,11 @@ fn hash(bytes: &[u8]) -> Option<Hash> {
 /// the server's own) and for slack in the size estimate.
 const HEADROOM: usize = 4 << 10;
 
+/// Bytes of a message a writer batch is allowed per event, so that its writer-state metadata
+/// (one key per changed worker or retraction, ~200 bytes each, a few per event at most) always
+/// fits whole in one message: the ledger caps its batches at `max_message / this` events.
+pub(crate) const METADATA_PER_EVENT: usize = 512;
+
 /// The largest event (its wire bytes) a ledger in cluster mode commits: the record holding it,
 /// with its ids, org and type, must fit in one partition-log message of `max_message` bytes. A
 /// larger event is refused (`INVALID_ARGUMENT`) instead of being written nowhere.

@@ -96,6 +96,7 @@ impl Writer {
             source,
             through,
             folded,
+            changed,
         } = restored;
         info!(
             head = head.sequence,
@@ -121,7 +122,10 @@ impl Writer {
                 storage,
                 checkpointed,
                 checkpointed_at: Instant::now(),
-                changed: Changed::default(),
+                // What the start's fold changed goes out again with the first batch: in cluster
+                // mode the fold's own write is local, and the standby copies learn those keys
+                // only from the partition log (see [`Restored::changed`]).
+                changed,
             },
             head_rx,
         ))
@@ -456,9 +460,12 @@ impl Writer {
         }
         // The state's changed keys go in the records' batch: the stored state is always
         // exactly as of the stored head.
-        let changed = std::mem::take(&mut self.changed);
+        // Taken only with records: what the start's fold changed waits for the first of them.
         let meta = match records.last() {
-            Some(last) => snapshot::changes(&self.state, &changed, last.sequence),
+            Some(last) => {
+                let changed = std::mem::take(&mut self.changed);
+                snapshot::changes(&self.state, &changed, last.sequence)
+            }
             None => Vec::new(),
         };
         Ok(Prepared {
@@ -712,6 +719,12 @@ struct Restored {
     /// The sequence the stored state reflected; the fold started after it.
     through: u64,
     folded: u64,
+    /// The keys the fold after `through` changed (already written here). In cluster mode the
+    /// records it folded came from the first parts of a batch whose writer died before the
+    /// last part (the one with the writer-state metadata, [`crate::partition::encode_batches`]):
+    /// the next append must carry these keys through the partition log too, or a standby copy
+    /// would end with `through` at the head and those workers' keys stale.
+    changed: Changed,
 }
 
 /// Reads the stored state back (see [`snapshot`]) and folds the records after it; without a
@@ -742,6 +755,7 @@ fn restore(s: &dyn Log, head: u64) -> Result<Restored, Error> {
             source: "keyed",
             through,
             folded,
+            changed,
         });
     }
     let (mut state, through, source) = match snapshot::legacy::load(s, head) {
@@ -759,6 +773,9 @@ fn restore(s: &dyn Log, head: u64) -> Result<Restored, Error> {
         source,
         through,
         folded,
+        // A rebuild rewrites this store's state whole; the standby copies keep theirs, built
+        // from the partition log's metadata.
+        changed: Changed::default(),
     })
 }
 
@@ -1020,6 +1037,78 @@ mod tests {
         assert_eq!(
             ids,
             vec![a.event_id.0, b.event_id.0, leaves.event_id.0, c.event_id.0]
+        );
+        shutdown.cancel();
+    }
+
+    async fn writer_on(
+        store: Arc<dyn Log>,
+        dir: &std::path::Path,
+        shutdown: &CancellationToken,
+    ) -> Writer {
+        let signer =
+            Arc::new(crate::checkpoint::Signer::load_or_create(&dir.join("key")).expect("key"));
+        let bus: Arc<dyn wfl_bus::Bus> = Arc::new(wfl_bus::MemoryBus::new());
+        let (broadcast, publishing) = Broadcast::start(bus, shutdown.clone());
+        tokio::spawn(publishing);
+        let (storage, _) = watch::channel(StorageState::Writable);
+        Writer::recover(store, Config::new(dir), signer, storage, broadcast)
+            .await
+            .expect("recover")
+            .0
+    }
+
+    /// Cluster mode: a writer that died between the parts of a split batch leaves records on the
+    /// partition log without the writer-state metadata (it rides in the last part). The next
+    /// owner folds them at start; its first append must carry what that fold changed, or a
+    /// standby copy would end with `through` at the head and those workers' keys stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_the_start_folded_goes_out_with_the_first_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Log> =
+            Arc::new(wfl_store::SledLog::open(&dir.path().join("ledger")).expect("open"));
+        let shutdown = CancellationToken::new();
+        let mut writer = writer_on(store.clone(), dir.path(), &shutdown).await;
+        let (first, flushed) = batch(vec![payload(&hire("o", "w1"))]);
+        let prepared = writer.prepare(first, None).expect("prepare");
+        let mut inflight = Some(writer.launch(prepared));
+        let r = appended(&mut inflight).await;
+        writer
+            .finish(inflight.take().expect("in flight"), r)
+            .expect("finish");
+        flushed.await.expect("flushed");
+        drop(writer);
+
+        // The first part of a batch: a record, no metadata.
+        let orphan = hire("o", "w2");
+        store
+            .append_with_meta(
+                &[NewRecord {
+                    sequence: 2,
+                    event_id: orphan.event_id.0,
+                    org_id: "o".into(),
+                    event_type: orphan.event_type().as_str().to_owned(),
+                    bytes: codec::encode(2, codec::now_micros(), &orphan),
+                    submission: None,
+                }],
+                &[],
+                &[],
+            )
+            .expect("append a part");
+
+        let mut writer = writer_on(store.clone(), dir.path(), &shutdown).await;
+        let (next, _) = batch(vec![payload(&hire("o", "w3"))]);
+        let prepared = writer.prepare(next, None).expect("prepare");
+        let keys: Vec<&str> = prepared.meta.iter().map(|(k, _)| k.as_str()).collect();
+        for worker in ["ow2", "ow3"] {
+            assert!(
+                keys.iter().any(|k| k.ends_with(worker)),
+                "the first append carries worker {worker}'s key: {keys:?}"
+            );
+        }
+        assert!(
+            !keys.iter().any(|k| k.ends_with("ow1")),
+            "and only what changed since the last metadata: {keys:?}"
         );
         shutdown.cancel();
     }

@@ -106,11 +106,14 @@ async fn run() -> anyhow::Result<()> {
         let map = wfl_cli::node::partition_map(&bus, &shutdown).await?;
         config = config.for_partitions(map.count);
         if !projectors.is_empty() {
-            views = Some(wfl_gateway::views::ViewsRouter::new(
-                map.clone(),
-                &projectors,
-                &projector_credentials,
-            )?);
+            views = Some(
+                wfl_gateway::views::ViewsRouter::new(
+                    map.clone(),
+                    &projectors,
+                    &projector_credentials,
+                )?
+                .guarded(security.guard.is_on()),
+            );
         }
         bus.with_partitions(map)
     } else {
