@@ -32,13 +32,14 @@ const RESUME_BOUND: Duration = Duration::from_secs(30);
 const NATS_RESUME_BOUND: Duration = Duration::from_secs(60);
 
 fn ledger_args(data: &std::path::Path, nats: &NatsCluster, instance: &str) -> Vec<String> {
-    ledger_args_with(data, &nats.urls(), instance, 3)
+    ledger_args_with(data, &nats.urls(), instance, PARTITIONS, 3)
 }
 
 fn ledger_args_with(
     data: &std::path::Path,
     nats_urls: &str,
     instance: &str,
+    partitions: u32,
     replicas: u32,
 ) -> Vec<String> {
     [
@@ -52,7 +53,7 @@ fn ledger_args_with(
         "--instance",
         instance,
         "--partitions",
-        &PARTITIONS.to_string(),
+        &partitions.to_string(),
         "--replicas",
         &replicas.to_string(),
         "--lease-ttl-secs",
@@ -983,7 +984,7 @@ async fn batches_larger_than_a_nats_message_are_split_and_an_oversize_event_is_r
     let nats = wfl_testkit::NatsServer::start_with_config(&config, &[]);
     let ledger = Proc::start(
         "wfl-ledger",
-        &ledger_args_with(&dir.path().join("a"), &nats.url(), "a", 1),
+        &ledger_args_with(&dir.path().join("a"), &nats.url(), "a", PARTITIONS, 1),
         &logs,
     );
     let gateway = Proc::start("wfl-gateway", &gateway_args(&nats.url()), &logs);
@@ -1164,12 +1165,7 @@ async fn a_gateway_serves_views_over_every_partitions_projector() {
     let dir = wfl_testkit::temp_dir();
     let logs = dir.path().join("logs");
     let nats = wfl_testkit::NatsServer::start();
-    let mut ledger_args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", 1);
-    let at = ledger_args
-        .iter()
-        .position(|a| a == "--partitions")
-        .expect("--partitions");
-    ledger_args[at + 1] = P.to_string();
+    let ledger_args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", P, 1);
     let ledger = Proc::start("wfl-ledger", &ledger_args, &logs);
     let mut projectors: Vec<Proc> = (0..P)
         .map(|p| {
@@ -1404,19 +1400,26 @@ async fn views_through_a_cluster_gateway_are_guarded_by_the_callers_token() {
     let admin = common::token_add(&tokens, "admin", "admin", &[]);
     let auditor = common::token_add(&tokens, "projectors", "auditor", &[]);
     let analyst = common::token_add(&tokens, "own-analyst", "analyst", &[&own]);
+    // An mTLS identity of the same org: the DNS name in tests/data/tls/acme-analyst.pem.
+    let mut text = std::fs::read_to_string(&tokens).expect("tokens file");
+    text.push_str(&format!(
+        "\n[[principal]]\nname = \"own-cert\"\nrole = \"analyst\"\norgs = [\"{own}\"]\ncert_name = \"acme-analyst.clients.wfl\"\n"
+    ));
+    std::fs::write(&tokens, text).expect("write tokens file");
     let secured = |mut args: Vec<String>| {
         args.extend(["--tokens-file".to_owned(), tokens.display().to_string()]);
         args
     };
+    let plain = |mut args: Vec<String>| {
+        args.push("--insecure".to_owned());
+        secured(args)
+    };
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tls");
+    let tls_file = |name: &str| tls.join(name).display().to_string();
 
     let nats = wfl_testkit::NatsServer::start();
-    let mut ledger_args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", 1);
-    let at = ledger_args
-        .iter()
-        .position(|a| a == "--partitions")
-        .expect("--partitions");
-    ledger_args[at + 1] = P.to_string();
-    let ledger = Proc::start_authenticated("wfl-ledger", &secured(ledger_args), &logs);
+    let ledger_args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", P, 1);
+    let ledger = Proc::start_authenticated("wfl-ledger", &plain(ledger_args), &logs);
     let projectors: Vec<Proc> = (0..P)
         .map(|p| {
             let mut args = projector_args(
@@ -1426,18 +1429,38 @@ async fn views_through_a_cluster_gateway_are_guarded_by_the_callers_token() {
                 &nats.url(),
             );
             args.extend(["--ledger-token".to_owned(), auditor.clone()]);
-            Proc::start_authenticated("wfl-projector", &secured(args), &logs)
+            Proc::start_authenticated("wfl-projector", &plain(args), &logs)
         })
         .collect();
     let mut args = gateway_args(&nats.url());
     for (p, projector) in projectors.iter().enumerate() {
         args.extend(["--projector".to_owned(), format!("{p}={}", projector.grpc)]);
     }
+    // The gateway serves TLS with client certificates (the projectors behind it plain).
+    args.extend([
+        "--tls-cert".to_owned(),
+        tls_file("server.pem"),
+        "--tls-key".to_owned(),
+        tls_file("server.key"),
+        "--tls-client-ca".to_owned(),
+        tls_file("ca.pem"),
+    ]);
     let gateway = Proc::start_authenticated("wfl-gateway", &secured(args), &logs);
-    let as_who = |token: Option<&str>| wfl_auth::Credentials {
+    let with = |token: Option<&str>, cert: Option<&str>| wfl_auth::Credentials {
+        tls: Some(
+            wfl_auth::tls::client(
+                Some(&tls.join("ca.pem")),
+                cert.map(|n| (tls.join(format!("{n}.pem")), tls.join(format!("{n}.key"))))
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path())),
+                Some("localhost"),
+            )
+            .expect("client TLS"),
+        ),
         token: token.map(str::to_owned),
-        ..wfl_auth::Credentials::default()
+        partition: None,
     };
+    let as_who = |token: Option<&str>| with(token, None);
 
     let events: Vec<_> = [&own, &foreign]
         .iter()
@@ -1524,5 +1547,20 @@ async fn views_through_a_cluster_gateway_are_guarded_by_the_callers_token() {
         .await
         .expect_err("no token");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // A caller known by its client certificate alone: admitted by the gateway, but nothing it
+    // could show the projector on the caller's behalf, so refused saying to use a token.
+    let by_cert = with(None, Some("acme-analyst"))
+        .connect(&gateway.grpc)
+        .await
+        .expect("mTLS connect");
+    let refused = pb::views_client::ViewsClient::new(by_cert)
+        .headcount(pb::ViewRequest {
+            org_id: own.clone(),
+            ..pb::ViewRequest::default()
+        })
+        .await
+        .expect_err("certificate only");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("bearer token"), "{refused:?}");
     drop((ledger, gateway, projectors));
 }

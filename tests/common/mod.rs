@@ -88,8 +88,9 @@ impl Proc {
         Proc::start_inner(netns, name, args, log_dir, true)
     }
 
-    /// As [`Proc::start`], with authentication as the arguments say (a `--tokens-file`): the
-    /// process is not told `WFL_NO_AUTH`.
+    /// As [`Proc::start`], with transport and authentication as the arguments say (`--insecure`
+    /// or `--tls-cert`, and a `--tokens-file`): the process is told neither `WFL_INSECURE` nor
+    /// `WFL_NO_AUTH`.
     pub fn start_authenticated(name: &str, args: &[String], log_dir: &Path) -> Proc {
         Proc::start_inner(None, name, args, log_dir, false)
     }
@@ -121,9 +122,8 @@ impl Proc {
         if name.starts_with("wfl-") {
             // The split services serve plain and open on loopback only when asked (SECURITY.md);
             // tests/auth.rs checks them with TLS and tokens.
-            command.env("WFL_INSECURE", "1");
             if open {
-                command.env("WFL_NO_AUTH", "1");
+                command.env("WFL_INSECURE", "1").env("WFL_NO_AUTH", "1");
             }
         }
         let mut child = command
