@@ -203,6 +203,26 @@ pub trait Bus: Send + Sync + 'static {
     /// message has no valid `Wfl-Sequence` header.
     async fn last_published_sequence(&self) -> Result<Option<u64>, Error>;
 
+    /// Cluster mode: whether `WFL_LEDGER` holds partition `partition`'s commit `sequence`, whose
+    /// subject is `wfl.ledger.<org_id>.<event_type>`. One read of that subject's last message:
+    /// an org's commits are published by its partition alone and in order, so the subject's last
+    /// message is at or after `sequence` exactly when that commit was published. In-process:
+    /// false (it keeps no history).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if the
+    /// subject's last message has no valid `Wfl-Sequence` header.
+    async fn committed_holds(
+        &self,
+        partition: u32,
+        org_id: &str,
+        event_type: &str,
+        sequence: u64,
+    ) -> Result<bool, Error> {
+        let _ = (partition, org_id, event_type, sequence);
+        Ok(false)
+    }
+
     /// The ledger sequences `WFL_LEDGER` lacks below its last message: before its first message
     /// (when the stream keeps everything, `ledger_max_age` zero) and where messages were deleted
     /// in the middle. Costs one stream-info request (with the deleted stream sequences) and two

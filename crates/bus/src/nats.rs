@@ -675,6 +675,40 @@ impl Bus for NatsBus {
         ))
     }
 
+    async fn committed_holds(
+        &self,
+        partition: u32,
+        org_id: &str,
+        event_type: &str,
+        sequence: u64,
+    ) -> Result<bool, Error> {
+        check_org(org_id)?;
+        check_event_type(event_type)?;
+        let stream = self.ledger_stream().await?;
+        let msg = match stream
+            .get_last_raw_message_by_subject(&ledger_subject(org_id, event_type))
+            .await
+        {
+            Ok(msg) => msg,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                return Ok(false)
+            }
+            Err(e) => return Err(Error::unavailable("ledger stream last message", e)),
+        };
+        let header = |name: &str| {
+            msg.headers
+                .get(name)
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+        };
+        let Some(found) = header(HEADER_SEQUENCE) else {
+            return Err(Error::Rejected(format!(
+                "last ledger message on {} has no valid {HEADER_SEQUENCE} header",
+                ledger_subject(org_id, event_type)
+            )));
+        };
+        Ok(header(HEADER_PARTITION) == Some(u64::from(partition)) && found >= sequence)
+    }
+
     async fn committed_holes(&self) -> Result<crate::StreamHoles, Error> {
         let stream = self.ledger_stream().await?;
         let state = stream

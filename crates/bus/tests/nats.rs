@@ -610,3 +610,43 @@ async fn inbox_state_reopen_and_recreate_from_the_ack_floor() {
         "{state}"
     );
 }
+
+/// Cluster mode: whether `WFL_LEDGER` holds a partition's commit is read off its subject's last
+/// message (an org's commits come from its partition alone, in order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_holds_reads_a_partitions_progress_off_the_subject() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let msg = |sequence: u64| CommittedMessage {
+        org_id: "o1".to_owned(),
+        event_type: "clock_in".to_owned(),
+        sequence,
+        hash: [1; 32],
+        event_id: uuid::Uuid::new_v4(),
+        payload: Bytes::from_static(b"c"),
+        msg_id: None,
+        partition: Some(2),
+    };
+    within(
+        "publish_committed",
+        STEP,
+        bus.publish_committed(vec![msg(5), msg(7)]),
+    )
+    .await
+    .expect("publish committed");
+    for (partition, org, sequence, holds) in [
+        (2, "o1", 5, true),
+        (2, "o1", 7, true),
+        (2, "o1", 8, false),
+        (3, "o1", 5, false),
+        (2, "o2", 1, false),
+    ] {
+        assert_eq!(
+            bus.committed_holds(partition, org, "clock_in", sequence)
+                .await
+                .expect("committed_holds"),
+            holds,
+            "partition {partition}, org {org}, sequence {sequence}"
+        );
+    }
+}

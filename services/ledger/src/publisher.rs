@@ -75,14 +75,28 @@ pub(crate) async fn run(
         .map(u64::from_be_bytes);
     let durable = bus.durable_inbox();
     if let Some(c) = &options.cluster {
-        let from = cursor.unwrap_or(0);
+        // The cursor the log carried is at most a batch behind what was published; the stream
+        // itself says how far (a partition idle past the duplicate window before its takeover
+        // would otherwise put that batch on the stream twice).
+        let carried = cursor.unwrap_or(0);
+        let head_now = *head.borrow();
+        let from = match published_through(&store, bus.as_ref(), c.partition, carried, head_now)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, partition = c.partition, "cannot ask WFL_LEDGER how far this partition was published; resuming after the cursor (the stream drops what it already holds within its duplicate window)");
+                carried
+            }
+        };
         c.published
             .store(from, std::sync::atomic::Ordering::Relaxed);
         info!(
             partition = c.partition,
             cursor = from,
-            head = *head.borrow(),
-            "publishing this partition's commits to WFL_LEDGER after its cursor"
+            carried,
+            head = head_now,
+            "publishing this partition's commits to WFL_LEDGER after what it already holds"
         );
         return follow(
             &store,
@@ -244,6 +258,53 @@ async fn follow(
     }
 }
 
+/// Cluster mode: the last sequence of `partition` on `WFL_LEDGER`, knowing every sequence up to
+/// `known` is there and none after `head`. A partition publishes in order, so the published
+/// sequences are a prefix: a binary search, one subject read per step ([`Bus::committed_holds`]),
+/// O(log(head − known)) reads at a takeover.
+async fn published_through(
+    store: &Arc<dyn Log>,
+    bus: &dyn Bus,
+    partition: u32,
+    known: u64,
+    head: u64,
+) -> Result<u64, Error> {
+    let (mut lo, mut hi) = (known, head);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let s = store.clone();
+        let records =
+            tokio::task::spawn_blocking(move || s.read(mid, Some(mid), &Filter::default(), 1))
+                .await
+                .map_err(Error::join)??;
+        let Some(record) = records.first() else {
+            return Ok(lo);
+        };
+        let (org_id, event_type) = subject_of(&codec::decode(record)?);
+        if bus
+            .committed_holds(partition, &org_id, &event_type, mid)
+            .await?
+        {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+/// The org and event type a committed event is published under.
+fn subject_of(c: &wfl_proto::pb::CommittedEvent) -> (String, String) {
+    let event = c.event.as_ref();
+    (
+        event.map(|e| e.org_id.clone()).unwrap_or_default(),
+        event
+            .and_then(wfl_proto::convert::event_type_of)
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+    )
+}
+
 /// Looks for holes below the stream's last message; on finding some, one ERROR, the metric and
 /// the readiness probe (see the module docs). Retries while the broker cannot be reached.
 async fn check_holes(
@@ -298,12 +359,7 @@ async fn publish_chunk(
     let mut msgs = Vec::with_capacity(records.len());
     for r in &records {
         let c = codec::decode(r)?;
-        let event = c.event.as_ref();
-        let org_id = event.map(|e| e.org_id.clone()).unwrap_or_default();
-        let event_type = event
-            .and_then(wfl_proto::convert::event_type_of)
-            .map(|t| t.as_str().to_owned())
-            .unwrap_or_default();
+        let (org_id, event_type) = subject_of(&c);
         msgs.push(CommittedMessage {
             org_id,
             event_type,
