@@ -234,8 +234,29 @@ impl ViewsRouter {
         self.call(&request, partition, message, rpc).await
     }
 
-    fn every_partition(&self) -> Vec<u32> {
-        (0..self.map.count).collect()
+    /// Asks every partition's projector `message` at once; each answer with its partition.
+    async fn ask_every<T, M, R, F, Fut>(
+        &self,
+        request: &Request<T>,
+        message: &M,
+        rpc: F,
+    ) -> Result<Vec<(u32, R)>, Status>
+    where
+        M: Clone,
+        F: Fn(ViewsClient<Conn>, Request<M>) -> Fut + Clone,
+        Fut: std::future::Future<Output = Result<Response<R>, Status>>,
+    {
+        join_all((0..self.map.count).map(|p| {
+            let (message, rpc) = (message.clone(), rpc.clone());
+            async move {
+                self.call(request, p, message, rpc)
+                    .await
+                    .map(|a| (p, a.into_inner()))
+            }
+        }))
+        .await
+        .into_iter()
+        .collect()
     }
 }
 
@@ -253,9 +274,10 @@ fn unreachable_named(s: Status, partition: u32, addr: &str) -> Status {
 }
 
 /// `0=120,1=98`: each partition's sequence in a merged answer.
-fn sequences(of: &[(u32, u64)]) -> Result<MetadataValue<tonic::metadata::Ascii>, Status> {
-    of.iter()
-        .map(|(p, s)| format!("{p}={s}"))
+fn sequences(
+    of: impl Iterator<Item = (u32, u64)>,
+) -> Result<MetadataValue<tonic::metadata::Ascii>, Status> {
+    of.map(|(p, s)| format!("{p}={s}"))
         .collect::<Vec<_>>()
         .join(",")
         .parse()
@@ -323,23 +345,8 @@ impl pb::views_server::Views for ViewsRouter {
                 "as_of_sequence: every partition has its own sequences; with as_of_sequence name an org, or a partition with metadata wfl-partition",
             ));
         }
-        let ask = |message: pb::ThresholdRequest| {
-            let r = &r;
-            join_all(self.every_partition().into_iter().map(move |p| {
-                let message = message.clone();
-                async move {
-                    self.call(r, p, message, |mut c, m| async move {
-                        c.threshold_watch(m).await
-                    })
-                    .await
-                    .map(|a| (p, a.into_inner()))
-                }
-            }))
-        };
-        let mut answers = ask(message.clone())
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, Status>>()?;
+        let watch = |mut c: ViewsClient<Conn>, m| async move { c.threshold_watch(m).await };
+        let mut answers = self.ask_every(&r, &message, watch).await?;
         if message.as_of_date.is_empty() {
             // Evaluated at the latest effective date of the whole cluster, as one ledger would (a
             // partition with no events yet answers with today's date: not an effective date).
@@ -354,18 +361,10 @@ impl pb::views_server::Views for ViewsRouter {
                     .any(|(_, a)| a.as_of_sequence > 0 && a.as_of_date != *l)
             }) {
                 message.as_of_date = latest;
-                answers = ask(message)
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, Status>>()?;
+                answers = self.ask_every(&r, &message, watch).await?;
             }
         }
-        let sequences = sequences(
-            &answers
-                .iter()
-                .map(|(p, a)| (*p, a.as_of_sequence))
-                .collect::<Vec<_>>(),
-        )?;
+        let sequences = sequences(answers.iter().map(|(p, a)| (*p, a.as_of_sequence)))?;
         // The date every non-empty partition was evaluated at (they agree after the re-ask).
         let as_of_date = answers
             .iter()
@@ -403,7 +402,7 @@ impl pb::views_server::Views for ViewsRouter {
                 .call(&r, p, message, |mut c, m| async move { c.explain(m).await })
                 .await;
         }
-        if let Some(p) = self.named(&r)?.or((self.map.count == 1).then_some(0)) {
+        if let Some(p) = self.partition_of(&r, "")? {
             return self
                 .call(&r, p, message, |mut c, m| async move { c.explain(m).await })
                 .await;
@@ -413,24 +412,12 @@ impl pb::views_server::Views for ViewsRouter {
                 "as_of_sequence: every partition has its own sequences; with as_of_sequence name a partition with metadata wfl-partition",
             ));
         }
-        let answers = join_all(self.every_partition().into_iter().map(|p| {
-            let message = message.clone();
-            let r = &r;
-            async move {
-                self.call(r, p, message, |mut c, m| async move { c.explain(m).await })
-                    .await
-                    .map(|a| (p, a.into_inner()))
-            }
-        }))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, Status>>()?;
-        let sequences = sequences(
-            &answers
-                .iter()
-                .map(|(p, a)| (*p, a.as_of_sequence))
-                .collect::<Vec<_>>(),
-        )?;
+        let answers = self
+            .ask_every(&r, &message, |mut c: ViewsClient<Conn>, m| async move {
+                c.explain(m).await
+            })
+            .await?;
+        let sequences = sequences(answers.iter().map(|(p, a)| (*p, a.as_of_sequence)))?;
         // In the order asked (each id is on one partition at most).
         let mut found: HashMap<String, pb::ExplainedEvent> = answers
             .into_iter()
