@@ -134,7 +134,7 @@ fn split(
     let mut parts = Vec::new();
     let mut part = empty();
     let mut size = base;
-    for o in message.outcomes.iter() {
+    for o in message.outcomes {
         let len = o.encoded_len();
         let grows = 1 + prost::length_delimiter_len(len) + len;
         if !part.outcomes.is_empty()
@@ -144,7 +144,7 @@ fn split(
             size = base;
         }
         size += grows;
-        part.outcomes.push(o.clone());
+        part.outcomes.push(o);
     }
     if !part.outcomes.is_empty() || parts.is_empty() {
         parts.push(part);
