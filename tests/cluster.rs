@@ -376,6 +376,15 @@ async fn shared(nats: &NatsCluster) {
 /// Everything each partition's log holds: event id → (partition, sequence); and the number of
 /// ids found more than once. Panics when a chain does not verify.
 async fn read_logs(nats_urls: &str) -> (HashMap<String, (u32, u64)>, usize, u64) {
+    let map = PartitionMap::new(PARTITIONS, BTreeMap::new()).expect("map");
+    read_logs_of(nats_urls, &map).await
+}
+
+/// [`read_logs`] of a cluster created with `map` (and orgs placed since, in `map`'s table).
+async fn read_logs_of(
+    nats_urls: &str,
+    map: &PartitionMap,
+) -> (HashMap<String, (u32, u64)>, usize, u64) {
     let client = async_nats::connect(nats_urls.split(',').map(str::to_owned).collect::<Vec<_>>())
         .await
         .expect("connect");
@@ -383,7 +392,7 @@ async fn read_logs(nats_urls: &str) -> (HashMap<String, (u32, u64)>, usize, u64)
     let mut found = HashMap::new();
     let mut duplicated = 0;
     let mut markers = 0;
-    for p in 0..PARTITIONS {
+    for p in 0..map.count {
         let mut stream = js
             .get_stream(format!("WFL_PARTITION_{p}"))
             .await
@@ -394,7 +403,11 @@ async fn read_logs(nats_urls: &str) -> (HashMap<String, (u32, u64)>, usize, u64)
             let m = stream.get_raw_message(s).await.expect("message");
             let batch = ipb::PartitionBatch::decode(m.payload.as_ref()).expect("decodes");
             assert_eq!(batch.partition, p);
-            if batch.records.is_empty() && batch.refusals.is_empty() && batch.meta.is_empty() {
+            if batch.records.is_empty()
+                && batch.refusals.is_empty()
+                && batch.meta.is_empty()
+                && batch.notice.is_none()
+            {
                 markers += 1;
             }
             for r in &batch.records {
@@ -406,7 +419,7 @@ async fn read_logs(nats_urls: &str) -> (HashMap<String, (u32, u64)>, usize, u64)
                 head = (r.sequence, wfl_store::chain_hash(&head.1, &r.bytes));
                 let id = uuid::Uuid::from_slice(&r.event_id).expect("id").to_string();
                 assert_eq!(
-                    PartitionMap::hash_partition(&r.org_id, PARTITIONS),
+                    map.partition_of(&r.org_id),
                     p,
                     "org {} is on its own partition",
                     r.org_id
@@ -1106,6 +1119,181 @@ async fn batches_larger_than_a_nats_message_are_split_and_an_oversize_event_is_r
         n = acked.len()
     );
     drop((ledger, gateway));
+}
+
+fn wfl_cluster(nats_urls: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::bin("wfl"))
+        .arg("cluster")
+        .args(args)
+        .args(["--nats-url", nats_urls])
+        .output()
+        .expect("wfl cluster runs")
+}
+
+fn hires(org: &str, tag: &str, n: usize) -> Vec<wfl_domain::Event> {
+    (0..n)
+        .map(|i| scenario::hire(org, &format!("{tag}-{i}")))
+        .collect()
+}
+
+/// A tenant that arrives after the cluster was created gets a partition of its own: one kept
+/// out of the hash at creation (`--reserve`), given to it by `wfl cluster place` while load
+/// goes on through two gateways; a message routed by the old map is forwarded; an org with
+/// history is refused and stays where it is; an org placed while its first events arrive ends
+/// up with all of them on one partition, whichever way the race goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tenant_is_placed_on_a_reserved_partition_of_its_own() {
+    const COUNT: u32 = 3;
+    let dir = wfl_testkit::temp_dir();
+    let logs = dir.path().join("logs");
+    let nats = wfl_testkit::NatsServer::start();
+    let mut args = ledger_args_with(&dir.path().join("a"), &nats.url(), "a", COUNT, 1);
+    args.extend(["--reserve".to_owned(), "1".to_owned()]);
+    let ledger = Proc::start("wfl-ledger", &args, &logs);
+    let g1 = Proc::start("wfl-gateway", &gateway_args(&nats.url()), &logs);
+    let g2 = Proc::start("wfl-gateway", &gateway_args(&nats.url()), &logs);
+    let (c1, c2) = (
+        common::connect(&g1.grpc).await,
+        common::connect(&g2.grpc).await,
+    );
+    let procs = [&ledger, &g1, &g2];
+    let hashed: Vec<String> = (0..6).map(org).collect();
+    let mut acked = HashMap::new();
+    for o in &hashed {
+        acked.extend(commit_all(&c1, hires(o, "before", 100), &procs).await);
+    }
+    let shown = wfl_cluster(&nats.url(), &["map"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(
+        text.contains("orgs hashed over 0..2; 2..3 reserved"),
+        "{text}"
+    );
+
+    // Placed while load goes on through the other gateway.
+    let load: Vec<_> = hashed
+        .iter()
+        .flat_map(|o| hires(o, "during", 300))
+        .collect();
+    let urls = nats.url();
+    let (placed, during) = tokio::join!(
+        tokio::task::spawn_blocking(move || wfl_cluster(&urls, &["place", "bigco", "2"])),
+        commit_all(&c2, load, &procs),
+    );
+    let placed = placed.expect("placer");
+    let out = String::from_utf8_lossy(&placed.stdout);
+    assert!(
+        placed.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&placed.stderr),
+        tails(&procs, 30)
+    );
+    let from = PartitionMap::hash_partition("bigco", 2);
+    assert!(
+        out.contains(&format!("org bigco placed on partition 2 (was {from};")),
+        "{out}"
+    );
+    acked.extend(during);
+    let mut big = commit_all(&c1, hires("bigco", "one", 500), &procs).await;
+    big.extend(commit_all(&c2, hires("bigco", "two", 500), &procs).await);
+
+    // A message routed by the map before the placement (a gateway that has not seen it yet)
+    // reaches the old partition, whose writer forwards it.
+    let stale = scenario::hire("bigco", "stale");
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", stale.event_id.to_string());
+    js.publish_with_headers(
+        wfl_bus::cluster::partition_inbox_subject(from, "bigco"),
+        headers,
+        common::wire(&stale).encode_to_vec().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored in the inbox");
+
+    // An org with history stays where it is, and its events go on committing there.
+    let refused = wfl_cluster(&nats.url(), &["place", &org(0), "2"]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        why.contains(&format!("org {} has events on partition", org(0)))
+            && why.contains("stays on partition"),
+        "{why}"
+    );
+    acked.extend(commit_all(&c1, hires(&org(0), "after", 100), &procs).await);
+
+    // Placed while its first events arrive: either it moves before any is committed, or one
+    // is committed first and the placement is refused. Never both partitions.
+    let urls = nats.url();
+    let (raced, racer) = tokio::join!(
+        tokio::task::spawn_blocking(move || wfl_cluster(&urls, &["place", "racer", "2"])),
+        commit_all(&c2, hires("racer", "race", 300), &procs),
+    );
+    let raced = raced.expect("placer");
+    let racer_moved = raced.status.success();
+    if !racer_moved {
+        let why = String::from_utf8_lossy(&raced.stderr);
+        assert!(why.contains("org racer has events on partition"), "{why}");
+    }
+    assert!(wfl_cluster(&nats.url(), &["place", "racer", "--abort"])
+        .status
+        .success());
+
+    let shown = wfl_cluster(&nats.url(), &["map"]);
+    let text = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(text.contains("bigco -> partition 2"), "{text}");
+    assert!(!text.contains("being placed"), "{text}");
+    assert_eq!(text.contains("racer -> partition 2"), racer_moved, "{text}");
+
+    let mut table = BTreeMap::from([("bigco".to_owned(), 2)]);
+    if racer_moved {
+        table.insert("racer".to_owned(), 2);
+    }
+    let map = PartitionMap::new(COUNT, table)
+        .and_then(|m| m.with_reserved(1))
+        .expect("map");
+    // The forwarded message is committed on partition 2, once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (found, duplicated) = loop {
+        let (found, duplicated, _) = read_logs_of(&nats.url(), &map).await;
+        if found.contains_key(&stale.event_id.to_string()) || Instant::now() > deadline {
+            break (found, duplicated);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        found.get(&stale.event_id.to_string()).map(|f| f.0),
+        Some(2),
+        "the stale message is forwarded to partition 2; logs:\n{}",
+        tails(&procs, 30)
+    );
+    assert_eq!(duplicated, 0);
+    for (id, sequence) in acked.iter().chain(&big).chain(&racer) {
+        assert_eq!(found.get(id).map(|f| f.1), Some(*sequence), "event {id}");
+    }
+    assert!(big.keys().all(|id| found[id].0 == 2));
+    let racer_on = map.partition_of("racer");
+    assert!(racer.keys().all(|id| found[id].0 == racer_on));
+    let verify = wfl_verify_cluster(&nats.url());
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{report}");
+    assert!(report.contains("3 partitions (1 reserved)"), "{report}");
+    println!(
+        "placement: bigco placed on partition 2 from {from} under load ({} events of 6 other \
+         orgs acknowledged meanwhile), 1,000 of its events there, a stale message forwarded, \
+         an org with history refused, racer {}; acknowledged {n}, found {n}, duplicated 0",
+        acked.len(),
+        if racer_moved {
+            "moved"
+        } else {
+            "refused (history)"
+        },
+        n = acked.len() + big.len() + racer.len()
+    );
+    drop((ledger, g1, g2));
 }
 
 fn projector_args(

@@ -24,6 +24,7 @@
 //! Must not: know the protobuf schema (batches are opaque bytes) or decide anything itself.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -45,14 +46,27 @@ const MAP_KEY: &str = "partitions";
 /// Most partitions a cluster may be created with.
 pub const MAX_PARTITIONS: u32 = 1024;
 
-/// How orgs map to partitions; fixed when the cluster is created.
+/// How orgs map to partitions. The partition count and the reserved ones are fixed when the
+/// cluster is created; orgs are placed on a partition later through a fenced placement
+/// ([`PartitionMap::moving`], `wfl cluster place`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionMap {
     /// Number of partitions, `0..count`.
     pub count: u32,
+    /// The last `reserved` partitions take no hashed org: only orgs placed on them by the
+    /// table (a big tenant's partition of its own). The hash spreads orgs over
+    /// `0..count - reserved`.
+    pub reserved: u32,
     /// Orgs placed explicitly (a big tenant on a partition of its own), overriding the hash.
     pub table: BTreeMap<String, u32>,
+    /// Orgs being placed: org → the partition it is going to. While an org is here no
+    /// partition commits its events (its inbox messages wait and are delivered again); the
+    /// placement ends by moving it into `table` or taking it out again.
+    pub moving: BTreeMap<String, u32>,
 }
+
+/// Words of the stored form that an org placed in the table cannot be called.
+const MAP_WORDS: [&str; 2] = ["count", "reserved"];
 
 impl PartitionMap {
     /// A map of `count` hashed partitions with the explicit `table`.
@@ -61,20 +75,63 @@ impl PartitionMap {
     /// [`Error::Rejected`] when `count` is 0 or above [`MAX_PARTITIONS`], or the table names a
     /// partition `>= count` or an org id that is not one subject token.
     pub fn new(count: u32, table: BTreeMap<String, u32>) -> Result<Self, Error> {
+        Self {
+            count,
+            reserved: 0,
+            table,
+            moving: BTreeMap::new(),
+        }
+        .checked()
+    }
+
+    /// The same map with its last `reserved` partitions kept out of the hash.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when no partition would be left for hashed orgs.
+    pub fn with_reserved(self, reserved: u32) -> Result<Self, Error> {
+        Self { reserved, ..self }.checked()
+    }
+
+    /// The map if it is well-formed (see [`PartitionMap::new`]).
+    ///
+    /// # Errors
+    /// As [`PartitionMap::new`], and for a `moving` entry likewise.
+    pub fn checked(self) -> Result<Self, Error> {
+        let count = self.count;
         if count == 0 || count > MAX_PARTITIONS {
             return Err(Error::Rejected(format!(
                 "partitions: {count} is not in 1..={MAX_PARTITIONS}"
             )));
         }
-        for (org, p) in &table {
-            crate::subject::check_org(org)?;
-            if *p >= count {
-                return Err(Error::Rejected(format!(
-                    "partition table: org {org} is placed on partition {p}, but there are only {count} (0..{count})"
-                )));
+        if self.reserved >= count {
+            return Err(Error::Rejected(format!(
+                "reserved partitions: {} of {count} leaves none for hashed orgs (at most {})",
+                self.reserved,
+                count - 1
+            )));
+        }
+        for (what, entries) in [("table", &self.table), ("moving", &self.moving)] {
+            for (org, p) in entries {
+                crate::subject::check_org(org)?;
+                if MAP_WORDS.contains(&org.as_str()) {
+                    return Err(Error::Rejected(format!(
+                        "partition {what}: an org called {org:?} cannot be placed (a word of the stored map)"
+                    )));
+                }
+                if *p >= count {
+                    return Err(Error::Rejected(format!(
+                        "partition {what}: org {org} is placed on partition {p}, but there are only {count} (0..{count})"
+                    )));
+                }
             }
         }
-        Ok(Self { count, table })
+        Ok(self)
+    }
+
+    /// The number of partitions the hash spreads orgs over (`0..hashed`).
+    #[must_use]
+    pub fn hashed(&self) -> u32 {
+        self.count - self.reserved
     }
 
     /// The partition a request's [`PARTITION_HEADER`] metadata value names (`None`: not
@@ -95,13 +152,20 @@ impl PartitionMap {
         Ok(p)
     }
 
-    /// The partition `org_id` belongs to.
+    /// The partition `org_id` belongs to (an org being placed still belongs to the partition
+    /// it is leaving until its placement ends).
     #[must_use]
     pub fn partition_of(&self, org_id: &str) -> u32 {
         self.table
             .get(org_id)
             .copied()
-            .unwrap_or_else(|| Self::hash_partition(org_id, self.count))
+            .unwrap_or_else(|| Self::hash_partition(org_id, self.hashed()))
+    }
+
+    /// Whether `org_id` is being placed (its events wait until the placement ends).
+    #[must_use]
+    pub fn is_moving(&self, org_id: &str) -> bool {
+        self.moving.contains_key(org_id)
     }
 
     /// The hashed placement: FNV-1a 64 of the org id's UTF-8 bytes, modulo `count`. Stable
@@ -116,12 +180,19 @@ impl PartitionMap {
         (h % u64::from(count.max(1))) as u32
     }
 
-    /// The stored form: `count=<n>` then one `<org>=<partition>` line per table entry.
+    /// The stored form: `count=<n>`, `reserved=<n>` when some are, one `<org>=<partition>`
+    /// line per table entry and one `moving <org>=<partition>` line per org being placed.
     #[must_use]
     pub fn encode(&self) -> String {
         let mut s = format!("count={}\n", self.count);
+        if self.reserved > 0 {
+            s.push_str(&format!("reserved={}\n", self.reserved));
+        }
         for (org, p) in &self.table {
             s.push_str(&format!("{org}={p}\n"));
+        }
+        for (org, p) in &self.moving {
+            s.push_str(&format!("moving {org}={p}\n"));
         }
         s
     }
@@ -132,22 +203,71 @@ impl PartitionMap {
     /// [`Error::Rejected`] naming the line that does not parse.
     pub fn decode(text: &str) -> Result<Self, Error> {
         let mut count = None;
+        let mut reserved = 0;
         let mut table = BTreeMap::new();
+        let mut moving = BTreeMap::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let bad = || Error::Rejected(format!("partition map: cannot read line {line:?}"));
             let (k, v) = line.split_once('=').ok_or_else(bad)?;
             let v: u32 = v.trim().parse().map_err(|_| bad())?;
-            if k == "count" {
-                count = Some(v);
-            } else {
-                table.insert(k.trim().to_owned(), v);
+            match k.trim() {
+                "count" => count = Some(v),
+                "reserved" => reserved = v,
+                k => {
+                    match k.strip_prefix("moving ") {
+                        Some(org) => moving.insert(org.trim().to_owned(), v),
+                        None => table.insert(k.to_owned(), v),
+                    };
+                }
             }
         }
         let count =
             count.ok_or_else(|| Error::Rejected("partition map: no count line".to_owned()))?;
-        Self::new(count, table)
+        Self {
+            count,
+            reserved,
+            table,
+            moving,
+        }
+        .checked()
     }
 }
+
+/// The cluster's partition map as it is now, followed from KV (see [`Cluster::live_map`]).
+#[derive(Debug, Clone)]
+pub struct LiveMap(tokio::sync::watch::Receiver<(u64, Arc<PartitionMap>)>);
+
+impl LiveMap {
+    /// A map that never changes (revision 0): tests, and a map read once.
+    #[must_use]
+    pub fn fixed(map: PartitionMap) -> Self {
+        Self(tokio::sync::watch::channel((0, Arc::new(map))).1)
+    }
+
+    /// The map now, and its KV revision.
+    #[must_use]
+    pub fn current(&self) -> (u64, Arc<PartitionMap>) {
+        self.0.borrow().clone()
+    }
+
+    /// The map now.
+    #[must_use]
+    pub fn map(&self) -> Arc<PartitionMap> {
+        self.0.borrow().1.clone()
+    }
+}
+
+/// Two live maps are equal when they hold the same revision of the same map now.
+impl PartialEq for LiveMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.current() == other.current()
+    }
+}
+
+impl Eq for LiveMap {}
+
+/// How often a [`LiveMap`] reads the map's KV entry.
+pub const MAP_POLL: Duration = Duration::from_millis(250);
 
 /// Settings of the cluster objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +394,8 @@ impl Cluster {
     }
 
     /// The cluster's partition map. With `wanted`, creates it when the cluster has none yet,
-    /// and refuses one that differs from the recorded map (partitions are fixed at creation).
+    /// and refuses one that differs from the recorded map (partition count and reserved
+    /// partitions are fixed at creation; orgs placed since may be added to the table).
     ///
     /// # Errors
     /// [`Error::Rejected`] when no map is recorded and none is given, when `wanted` differs
@@ -295,28 +416,93 @@ impl Cluster {
                 Err(e) => return Err(Error::unavailable("record the partition map", e)),
             }
         }
-        let stored = self
+        let (_, recorded) = self.map_entry().await?;
+        if let Some(map) = wanted {
+            let placed = map
+                .table
+                .iter()
+                .all(|(org, p)| recorded.table.get(org) == Some(p));
+            if map.count != recorded.count || map.reserved != recorded.reserved || !placed {
+                return Err(Error::Rejected(format!(
+                    "the cluster was created with {} partitions ({} reserved) and table {:?}; asked for {} ({} reserved) and {:?} (partitions are fixed at creation; place an org with `wfl cluster place`)",
+                    recorded.count, recorded.reserved, recorded.table, map.count, map.reserved, map.table
+                )));
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// The recorded partition map and its KV revision.
+    ///
+    /// # Errors
+    /// As [`Cluster::partition_map`].
+    pub async fn map_entry(&self) -> Result<(u64, PartitionMap), Error> {
+        let entry = self
             .settings
-            .get(MAP_KEY)
+            .entry(MAP_KEY)
             .await
             .map_err(|e| Error::unavailable("read the partition map", e))?
+            .filter(|e| e.operation == kv::Operation::Put)
             .ok_or_else(|| {
                 Error::Rejected(format!(
                     "the cluster has no partition map yet (KV {CLUSTER_BUCKET} key {MAP_KEY}); start a ledger instance with --partitions N first"
                 ))
             })?;
-        let text = std::str::from_utf8(&stored)
+        let text = std::str::from_utf8(&entry.value)
             .map_err(|e| Error::rejected("the recorded partition map", e))?;
-        let recorded = PartitionMap::decode(text)?;
-        if let Some(map) = wanted {
-            if *map != recorded {
-                return Err(Error::Rejected(format!(
-                    "the cluster was created with {} partitions and table {:?}; asked for {} and {:?} (partitions are fixed at creation)",
-                    recorded.count, recorded.table, map.count, map.table
-                )));
-            }
+        Ok((entry.revision, PartitionMap::decode(text)?))
+    }
+
+    /// Replaces the partition map if it is still at `revision`: the new revision, or `None`
+    /// when another writer changed it since (read it again and redo the change).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when JetStream does not answer.
+    pub async fn update_map(
+        &self,
+        map: &PartitionMap,
+        revision: u64,
+    ) -> Result<Option<u64>, Error> {
+        match self
+            .settings
+            .update(MAP_KEY, Bytes::from(map.encode()), revision)
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(Error::unavailable("update the partition map", e)),
         }
-        Ok(recorded)
+    }
+
+    /// The partition map, followed: read now, then every [`MAP_POLL`] by a task that ends
+    /// when every clone of the returned [`LiveMap`] is dropped. A map that cannot be read
+    /// meanwhile (NATS down) stays as last read.
+    ///
+    /// # Errors
+    /// As [`Cluster::map_entry`], for the first read.
+    pub async fn live_map(&self) -> Result<LiveMap, Error> {
+        let (revision, map) = self.map_entry().await?;
+        let (tx, rx) = tokio::sync::watch::channel((revision, Arc::new(map)));
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(MAP_POLL) => {}
+                }
+                match cluster.map_entry().await {
+                    Ok((revision, map)) if revision != tx.borrow().0 => {
+                        tracing::info!(revision, "partition map changed");
+                        tx.send_replace((revision, Arc::new(map)));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the partition map; keeping the last one")
+                    }
+                }
+            }
+        });
+        Ok(LiveMap(rx))
     }
 
     /// Tries to take `partition`'s lease for `owner`: `None` when another instance holds it.

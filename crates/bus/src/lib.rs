@@ -28,7 +28,7 @@ pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = Timing::DEFAULT.duplic
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
     NatsAuth, NatsBus, NatsConfig, DEFAULT_INBOX_PREFIX, HEADER_EVENT_TYPE, HEADER_HASH,
-    HEADER_PARTITION, HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
+    HEADER_MAP_REVISION, HEADER_PARTITION, HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
 };
 pub use subject::{
     inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
@@ -68,6 +68,13 @@ pub struct Delivery {
     pub submission: Option<uuid::Uuid>,
     /// True when the broker delivered this message before (it was not acknowledged in time).
     pub redelivered: bool,
+    /// Cluster mode: the org the inbox subject names (`wfl.inbox.<partition>.<org>`).
+    pub org_id: Option<String>,
+    /// Cluster mode: the partition-map revision its publisher routed it by
+    /// (`Wfl-Map-Revision`; 0 when absent).
+    pub map_revision: u64,
+    /// The publisher's `Nats-Msg-Id`, when it set one.
+    pub msg_id: Option<String>,
     handle: AckHandle,
 }
 
@@ -301,6 +308,44 @@ pub trait Acker: Send + Sync {
     /// [`Error::Unavailable`] if the acks could not be confirmed; unconfirmed deliveries are
     /// redelivered after the ack wait, so the ledger must tolerate duplicates.
     async fn ack(&self, deliveries: Vec<Delivery>) -> Result<(), Error>;
+
+    /// Cluster mode: hands deliveries back to the broker to be delivered again after `delay`
+    /// (their org is being placed on another partition: nothing may commit them meanwhile).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the broker could not be told (they are delivered again after
+    /// the ack wait anyway); [`Error::Rejected`] on a bus that cannot (in-process).
+    async fn defer(
+        &self,
+        deliveries: Vec<Delivery>,
+        delay: std::time::Duration,
+    ) -> Result<(), Error> {
+        let _ = (deliveries, delay);
+        Err(Error::Rejected(
+            "this bus cannot hand deliveries back".to_owned(),
+        ))
+    }
+
+    /// Cluster mode: publishes each delivery again on another inbox subject (its org's
+    /// partition, by map revision `map_revision`), with the same payload and submission and
+    /// `Nats-Msg-Id` `<its msg id>@<subject>` (so forwarding it twice stores it once), then
+    /// acknowledges it. The ledger's event-id check makes a forward repeated after the
+    /// duplicate window harmless.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if a publish or ack could not be confirmed (nothing acknowledged
+    /// is lost: an unacknowledged delivery comes again); [`Error::Rejected`] on a bus that
+    /// cannot (in-process).
+    async fn redirect(
+        &self,
+        moves: Vec<(Delivery, String)>,
+        map_revision: u64,
+    ) -> Result<(), Error> {
+        let _ = (moves, map_revision);
+        Err(Error::Rejected(
+            "this bus cannot redirect deliveries".to_owned(),
+        ))
+    }
 }
 
 /// The ledger's view of the inbox consumer.

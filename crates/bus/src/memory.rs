@@ -319,6 +319,9 @@ fn delivery((payload, submission): (Bytes, uuid::Uuid)) -> Delivery {
         payload,
         submission: Some(submission),
         redelivered: false,
+        org_id: None,
+        map_revision: 0,
+        msg_id: None,
         handle: AckHandle::None,
     }
 }

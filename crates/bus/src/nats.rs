@@ -52,6 +52,8 @@ pub const HEADER_EVENT_TYPE: &str = "Wfl-Event-Type";
 /// Header of a committed message in cluster mode: the partition whose ledger committed it (its
 /// `Wfl-Sequence` and `Wfl-Hash` are that partition's chain).
 pub const HEADER_PARTITION: &str = "Wfl-Partition";
+/// Header of an inbox message in cluster mode: the partition-map revision it was routed by.
+pub const HEADER_MAP_REVISION: &str = "Wfl-Map-Revision";
 
 /// Names and limits of the NATS objects the bus creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +91,10 @@ pub struct NatsConfig {
     pub replicas: usize,
     /// Cluster mode: the inbox subject carries the org's partition
     /// (`wfl.inbox.<partition>.<org>`), so each partition's ledger consumes its own range.
-    pub partitions: Option<std::sync::Arc<crate::cluster::PartitionMap>>,
+    /// The map is followed ([`crate::cluster::LiveMap`]): an org placed since routes to its
+    /// new partition, and every message names the map revision it was routed by
+    /// (`Wfl-Map-Revision`).
+    pub partitions: Option<crate::cluster::LiveMap>,
     /// Cluster mode: the inbox consumer takes only this subject range
     /// (`wfl.inbox.<partition>.>`).
     pub inbox_filter: Option<String>,
@@ -340,8 +345,8 @@ impl NatsBus {
     /// Cluster mode for a gateway: route each org's inbox messages to its partition's range
     /// (`wfl.inbox.<partition>.<org>`).
     #[must_use]
-    pub fn with_partitions(mut self, map: crate::cluster::PartitionMap) -> NatsBus {
-        self.config.partitions = Some(std::sync::Arc::new(map));
+    pub fn with_partitions(mut self, map: crate::cluster::LiveMap) -> NatsBus {
+        self.config.partitions = Some(map);
         self
     }
 
@@ -556,6 +561,12 @@ impl Bus for NatsBus {
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut invalid = Vec::with_capacity(msgs.len());
         let mut valid = Vec::with_capacity(msgs.len());
+        // One map for the whole call.
+        let map = self
+            .config
+            .partitions
+            .as_ref()
+            .map(crate::cluster::LiveMap::current);
         for msg in msgs {
             match check_org(&msg.org_id) {
                 Err(e) => invalid.push(Some(e)),
@@ -567,11 +578,14 @@ impl Bus for NatsBus {
                         msg.event_id.to_string(),
                     );
                     headers.insert(HEADER_SUBMISSION, msg.submission.to_string());
-                    let subject = match &self.config.partitions {
-                        Some(map) => crate::cluster::partition_inbox_subject(
-                            map.partition_of(&msg.org_id),
-                            &msg.org_id,
-                        ),
+                    let subject = match &map {
+                        Some((revision, map)) => {
+                            headers.insert(HEADER_MAP_REVISION, revision.to_string());
+                            crate::cluster::partition_inbox_subject(
+                                map.partition_of(&msg.org_id),
+                                &msg.org_id,
+                            )
+                        }
                         None => inbox_subject(&msg.org_id),
                     };
                     valid.push((subject, headers, msg.payload));
@@ -913,6 +927,7 @@ impl NatsInbox {
 /// processed in order).
 struct NatsAcker {
     client: Client,
+    js: jetstream::Context,
 }
 
 #[async_trait::async_trait]
@@ -945,21 +960,88 @@ impl Acker for NatsAcker {
             .map_err(|e| Error::unavailable("ack confirmation", e))?;
         Ok(())
     }
+
+    async fn defer(&self, deliveries: Vec<Delivery>, delay: Duration) -> Result<(), Error> {
+        let nak = Bytes::from(format!("-NAK {{\"delay\":{}}}", delay.as_nanos()));
+        for d in deliveries {
+            if let AckHandle::Nats(subject) = d.handle {
+                self.client
+                    .publish(subject, nak.clone())
+                    .await
+                    .map_err(|e| Error::unavailable("nak", e))?;
+            }
+        }
+        self.client
+            .flush()
+            .await
+            .map_err(|e| Error::unavailable("nak", e))
+    }
+
+    async fn redirect(
+        &self,
+        moves: Vec<(Delivery, String)>,
+        map_revision: u64,
+    ) -> Result<(), Error> {
+        let mut publishes = Vec::with_capacity(moves.len());
+        let mut originals = Vec::with_capacity(moves.len());
+        for (d, subject) in moves {
+            let mut headers = HeaderMap::new();
+            // Without one (a publisher that set none), a fresh id: the ledger's event-id check
+            // still keeps a repeated forward from committing twice.
+            let id = d
+                .msg_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("{id}@{subject}"),
+            );
+            if let Some(s) = d.submission {
+                headers.insert(HEADER_SUBMISSION, s.to_string());
+            }
+            headers.insert(HEADER_MAP_REVISION, map_revision.to_string());
+            publishes.push((subject, headers, d.payload.clone()));
+            originals.push(d);
+        }
+        for result in publish_pipelined(&self.js, &self.client, publishes).await {
+            result?;
+        }
+        self.ack(originals).await
+    }
 }
 
 /// Turns one JetStream message into a [`Delivery`].
 fn delivery(msg: jetstream::Message) -> Delivery {
     let redelivered = msg.info().map(|info| info.delivered > 1).unwrap_or(false);
     let jetstream::Message { message, .. } = msg;
-    let submission = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(HEADER_SUBMISSION))
-        .and_then(|v| uuid::Uuid::parse_str(v.as_str()).ok());
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let submission = header(HEADER_SUBMISSION).and_then(|v| uuid::Uuid::parse_str(&v).ok());
+    // `wfl.inbox.<partition>.<org>` in cluster mode.
+    let mut tokens = message.subject.split('.');
+    let org_id = match (tokens.nth(2), tokens.next(), tokens.next()) {
+        (Some(_), Some(org), None) => Some(org.to_owned()),
+        _ => None,
+    };
     Delivery {
-        payload: message.payload,
+        payload: message.payload.clone(),
         submission,
         redelivered,
+        org_id,
+        map_revision: header(HEADER_MAP_REVISION)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        // The standard header's own name: a `&str` key would look for a custom header.
+        msg_id: message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_owned()),
         handle: match message.reply {
             Some(reply) => AckHandle::Nats(reply),
             None => AckHandle::None,
@@ -1030,6 +1112,7 @@ impl Inbox for NatsInbox {
     fn acker(&self) -> Arc<dyn Acker> {
         Arc::new(NatsAcker {
             client: self.client.clone(),
+            js: self.js.clone(),
         })
     }
 

@@ -24,6 +24,8 @@ pub struct PartitionManifest {
     pub records: u64,
     pub refusals: u64,
     pub markers: u64,
+    /// Map notices (org placement: the map revision the writer decided under from there on).
+    pub notices: u64,
     pub owners: BTreeSet<String>,
     pub head_sequence: u64,
     pub head_hash: wfl_store::Hash,
@@ -43,24 +45,33 @@ impl ClusterVerdict {
     #[must_use]
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "cluster: {} partitions, {} placed explicitly\n",
+            "cluster: {} partitions ({} reserved), {} placed explicitly\n",
             self.map.count,
+            self.map.reserved,
             self.map.table.len()
         );
         let _ = writeln!(
             s,
-            "{:>9} {:>8} {:>10} {:>8} {:>7} {:>10}  {:<64}  owners",
-            "partition", "messages", "records", "refused", "markers", "head", "head hash"
+            "{:>9} {:>8} {:>10} {:>8} {:>7} {:>7} {:>10}  {:<64}  owners",
+            "partition",
+            "messages",
+            "records",
+            "refused",
+            "markers",
+            "notices",
+            "head",
+            "head hash"
         );
         for p in &self.partitions {
             let _ = writeln!(
                 s,
-                "{:>9} {:>8} {:>10} {:>8} {:>7} {:>10}  {:<64}  {}",
+                "{:>9} {:>8} {:>10} {:>8} {:>7} {:>7} {:>10}  {:<64}  {}",
                 p.partition,
                 p.messages,
                 p.records,
                 p.refusals,
                 p.markers,
+                p.notices,
                 p.head_sequence,
                 hex::encode(p.head_hash),
                 p.owners.iter().cloned().collect::<Vec<_>>().join(",")
@@ -145,7 +156,9 @@ fn check(
     m.owners.insert(batch.owner.clone());
     // A takeover marker carries nothing; the last part of a batch split over several messages
     // may carry only the writer's metadata.
-    if batch.records.is_empty() && batch.refusals.is_empty() && batch.meta.is_empty() {
+    if batch.notice.is_some() {
+        m.notices += 1;
+    } else if batch.records.is_empty() && batch.refusals.is_empty() && batch.meta.is_empty() {
         m.markers += 1;
     }
     for r in &batch.records {

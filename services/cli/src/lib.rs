@@ -21,6 +21,7 @@ pub mod http;
 pub mod jsonl;
 pub mod loadgen;
 pub mod node;
+pub mod placement;
 pub mod progress;
 pub mod report;
 pub mod security;

@@ -41,6 +41,42 @@ enum Token {
     },
 }
 
+/// `wfl cluster ...`.
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the cluster's partition map: partitions, the reserved ones, orgs placed and
+    /// being placed.
+    Map {
+        /// The cluster's NATS servers (comma-separated node URLs).
+        #[arg(long, env = "WFL_NATS_URL")]
+        nats_url: String,
+        #[command(flatten)]
+        nats_auth: wfl_cli::NatsAuthArgs,
+    },
+    /// Place an org that has no events yet on a partition (a reserved one gives a big tenant
+    /// a partition of its own): closes the org, waits for the partition it leaves to confirm it
+    /// holds none of its events, then moves it. Refused, with nothing changed, when it has
+    /// events. Run again to carry on after an interruption.
+    Place {
+        /// The org.
+        org: String,
+        /// The partition to put it on.
+        #[arg(required_unless_present = "abort")]
+        partition: Option<u32>,
+        /// Give up an interrupted placement: the org stays where it was.
+        #[arg(long, conflicts_with = "partition")]
+        abort: bool,
+        /// How long to wait for the partition the org leaves to confirm.
+        #[arg(long, default_value_t = 30)]
+        patience_secs: u64,
+        /// The cluster's NATS servers (comma-separated node URLs).
+        #[arg(long, env = "WFL_NATS_URL")]
+        nats_url: String,
+        #[command(flatten)]
+        nats_auth: wfl_cli::NatsAuthArgs,
+    },
+}
+
 /// `wfl bench ...`.
 #[derive(Subcommand)]
 enum Bench {
@@ -164,6 +200,11 @@ impl From<Ack> for pb::AckLevel {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Cluster mode: the partition map, and placing a new tenant on a partition of its own.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Run gateway and ledger in one process (single-node).
     Up {
         #[arg(long, env = "WFL_DATA_DIR", default_value = "./wfl-data")]
@@ -817,6 +858,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cluster { command } => cluster(command).await,
         Command::Verify {
             target,
             addr,
@@ -936,4 +978,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `wfl cluster map` / `wfl cluster place`.
+async fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    use wfl_cli::placement;
+    match command {
+        ClusterCommand::Map {
+            nats_url,
+            nats_auth,
+        } => {
+            let cluster = placement::attach(&nats_url, nats_auth.bus_config(false)?).await?;
+            let (revision, map) = cluster.map_entry().await?;
+            println!("{}", placement::describe(revision, &map));
+        }
+        ClusterCommand::Place {
+            org,
+            partition,
+            abort,
+            patience_secs,
+            nats_url,
+            nats_auth,
+        } => {
+            let cluster = placement::attach(&nats_url, nats_auth.bus_config(false)?).await?;
+            if abort {
+                match placement::reopen(&cluster, &org).await? {
+                    Some(p) => {
+                        println!("placement of org {org} given up; it stays on partition {p}")
+                    }
+                    None => println!("org {org} was not being placed; nothing changed"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let to = anyhow::Context::context(partition, "give the partition to place the org on")?;
+            let placed = placement::place(
+                &cluster,
+                &org,
+                to,
+                std::time::Duration::from_secs(patience_secs),
+            )
+            .await?;
+            if placed.from == placed.to {
+                println!(
+                    "org {org} is on partition {to} (recorded in the table; map revision {})",
+                    placed.revision
+                );
+            } else {
+                println!(
+                    "org {org} placed on partition {to} (was {}; map revision {}): its events go to partition {to} from now on",
+                    placed.from, placed.revision
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

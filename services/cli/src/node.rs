@@ -311,32 +311,35 @@ pub async fn run_ledger_instance(
     Ok(())
 }
 
-/// A gateway's view of the cluster: the partition map, waiting (until `shutdown`) for a ledger
-/// instance to create it.
+/// A gateway's view of the cluster: the partition map, followed (orgs placed since), waiting
+/// (until `shutdown`) for a ledger instance to create it.
 ///
 /// # Errors
 /// When the recorded map does not parse, or `shutdown` comes first.
 pub async fn partition_map(
     bus: &NatsBus,
     shutdown: &CancellationToken,
-) -> anyhow::Result<wfl_bus::cluster::PartitionMap> {
+) -> anyhow::Result<wfl_bus::cluster::LiveMap> {
     let started = std::time::Instant::now();
     let mut said = None::<std::time::Instant>;
     loop {
         let attempt = async {
             wfl_bus::cluster::Cluster::attach(bus.client())
                 .await?
-                .partition_map(None)
+                .live_map()
                 .await
         };
         match attempt.await {
-            Ok(map) => {
+            Ok(live) => {
+                let (revision, map) = live.current();
                 tracing::info!(
                     partitions = map.count,
+                    reserved = map.reserved,
                     table = map.table.len(),
+                    revision,
                     "cluster mode: routing orgs to partitions"
                 );
-                return Ok(map);
+                return Ok(live);
             }
             Err(e) => {
                 if said.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5)) {

@@ -32,7 +32,7 @@ use futures::future::join_all;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use wfl_auth::Conn;
-use wfl_bus::cluster::PartitionMap;
+use wfl_bus::cluster::LiveMap;
 use wfl_proto::pb;
 use wfl_proto::pb::views_client::ViewsClient;
 
@@ -45,7 +45,8 @@ const MAX_ANSWER: usize = 256 << 20;
 /// The projectors of a cluster's partitions, by partition.
 #[derive(Clone)]
 pub struct ViewsRouter {
-    map: PartitionMap,
+    /// Followed: an org placed since creation is asked at its new partition.
+    map: LiveMap,
     projectors: Arc<BTreeMap<u32, (String, ViewsClient<Conn>)>>,
     /// Callers are authenticated here ([`ViewsRouter::guarded`]): only a bearer token can be
     /// passed on, so a caller known by its client certificate alone is refused.
@@ -55,7 +56,7 @@ pub struct ViewsRouter {
 impl std::fmt::Debug for ViewsRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ViewsRouter")
-            .field("partitions", &self.map.count)
+            .field("partitions", &self.map.map().count)
             .field(
                 "projectors",
                 &self
@@ -88,7 +89,7 @@ impl ViewsRouter {
     /// # Errors
     /// A partition the map does not have, or an address that cannot be used.
     pub fn new(
-        map: PartitionMap,
+        map: LiveMap,
         projectors: &BTreeMap<u32, String>,
         credentials: &wfl_auth::Credentials,
     ) -> Result<Self, RouteError> {
@@ -98,12 +99,10 @@ impl ViewsRouter {
             ..credentials.clone()
         };
         let mut clients = BTreeMap::new();
+        let count = map.map().count;
         for (&partition, addr) in projectors {
-            if partition >= map.count {
-                return Err(RouteError::NoSuchPartition {
-                    partition,
-                    count: map.count,
-                });
+            if partition >= count {
+                return Err(RouteError::NoSuchPartition { partition, count });
             }
             let conn = credentials
                 .connect_lazy(addr)
@@ -141,7 +140,7 @@ impl ViewsRouter {
         request
             .metadata()
             .get(PARTITION_HEADER)
-            .map(|v| self.map.named_partition(v.to_str().ok()))
+            .map(|v| self.map.map().named_partition(v.to_str().ok()))
             .transpose()
             .map_err(Status::invalid_argument)
     }
@@ -150,10 +149,11 @@ impl ViewsRouter {
     /// or `None` for every org of every partition (only with more than one partition).
     fn partition_of<T>(&self, request: &Request<T>, org: &str) -> Result<Option<u32>, Status> {
         let named = self.named(request)?;
+        let map = self.map.map();
         if org.is_empty() {
-            return Ok(named.or((self.map.count == 1).then_some(0)));
+            return Ok(named.or((map.count == 1).then_some(0)));
         }
-        let p = self.map.partition_of(org);
+        let p = map.partition_of(org);
         match named {
             Some(n) if n != p => Err(Status::invalid_argument(format!(
                 "metadata {PARTITION_HEADER}: org {org} is on partition {p}, not {n}"
@@ -228,7 +228,7 @@ impl ViewsRouter {
         let partition = self.partition_of(&request, &message.org_id)?.ok_or_else(|| {
             Status::invalid_argument(format!(
                 "org_id: empty asks for every org, and this cluster's {} partitions each have their own orgs and sequences: name an org, or a partition with metadata {PARTITION_HEADER}",
-                self.map.count
+                self.map.map().count
             ))
         })?;
         self.call(&request, partition, message, rpc).await
@@ -246,7 +246,7 @@ impl ViewsRouter {
         F: Fn(ViewsClient<Conn>, Request<M>) -> Fut + Clone,
         Fut: std::future::Future<Output = Result<Response<R>, Status>>,
     {
-        join_all((0..self.map.count).map(|p| {
+        join_all((0..self.map.map().count).map(|p| {
             let (message, rpc) = (message.clone(), rpc.clone());
             async move {
                 self.call(request, p, message, rpc)

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use wfl_bus::cluster::{Cluster, ClusterConfig, Lease, PartitionMap};
+use wfl_bus::cluster::{Cluster, ClusterConfig, Lease, LiveMap, PartitionMap};
 use wfl_bus::{NatsBus, NatsConfig};
 
 use crate::partition::PartitionRole;
@@ -98,8 +98,8 @@ struct Running {
 pub struct Joined {
     bus: NatsBus,
     cluster: Cluster,
-    /// The cluster's partition map.
-    pub map: PartitionMap,
+    /// The cluster's partition map, followed (orgs placed since creation).
+    pub map: LiveMap,
 }
 
 /// Connects to the cluster and reads (or, with [`InstanceConfig::create`], records) its
@@ -117,7 +117,8 @@ pub async fn join(
         let attempt = async {
             let bus = NatsBus::connect(&config.nats_url, config.nats.clone()).await?;
             let cluster = Cluster::open(bus.client(), config.cluster.clone()).await?;
-            let map = cluster.partition_map(config.create.as_ref()).await?;
+            cluster.partition_map(config.create.as_ref()).await?;
+            let map = cluster.live_map().await?;
             Ok::<_, wfl_bus::Error>((bus, cluster, map))
         };
         match tokio::time::timeout(JOIN_ATTEMPT, attempt).await {
@@ -131,10 +132,13 @@ pub async fn join(
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     };
+    let (revision, current) = map.current();
     info!(
         instance = %config.instance,
-        partitions = map.count,
-        table = map.table.len(),
+        partitions = current.count,
+        reserved = current.reserved,
+        table = current.table.len(),
+        revision,
         "ledger instance joining the cluster"
     );
     Ok(Some(Joined { bus, cluster, map }))
@@ -157,6 +161,7 @@ pub async fn run(
         cluster,
         map,
     } = joined;
+    let count = map.map().count;
     owned.1.store(true, std::sync::atomic::Ordering::Relaxed);
     let tick = config.cluster.lease_ttl / 3;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
@@ -212,14 +217,14 @@ pub async fn run(
             .await
             .map(|l| l.len().max(1))
             .unwrap_or(1);
-        let share = (map.count as usize).div_ceil(live);
+        let share = (count as usize).div_ceil(live);
         if !first {
-            let start = wfl_bus::cluster::PartitionMap::hash_partition(&config.instance, map.count);
-            for i in 0..map.count {
+            let start = PartitionMap::hash_partition(&config.instance, count);
+            for i in 0..count {
                 if running.len() >= share || shutdown.is_cancelled() {
                     break;
                 }
-                let p = (start + i) % map.count;
+                let p = (start + i) % count;
                 if running.contains_key(&p) {
                     continue;
                 }
@@ -229,7 +234,7 @@ pub async fn run(
                         if let Some(s) = standby.remove(&p) {
                             s.stop().await;
                         }
-                        let r = launch(&config, &cluster, lease, &readers, &shutdown).await;
+                        let r = launch(&config, &cluster, &map, lease, &readers, &shutdown).await;
                         owned.set(p, Some(r.lease.revision));
                         running.insert(p, r);
                     }
@@ -253,7 +258,7 @@ pub async fn run(
         // Every partition this instance does not write, it follows: a standby copy of the
         // partition's log in its own store, so taking it over later applies only the tail.
         if config.standby {
-            for p in 0..map.count {
+            for p in 0..count {
                 let dead = standby.get(&p).is_some_and(|s| s.task.is_finished());
                 if !running.contains_key(&p) && (dead || !standby.contains_key(&p)) {
                     standby.insert(p, Standby::start(&config, &cluster, p, &readers, &shutdown));
@@ -376,6 +381,7 @@ async fn standby(
 async fn launch(
     config: &InstanceConfig,
     cluster: &Cluster,
+    map: &LiveMap,
     lease: Lease,
     readers: &Arc<Readers>,
     shutdown: &CancellationToken,
@@ -403,8 +409,9 @@ async fn launch(
         metrics: metrics.clone(),
         ..config.ledger.clone()
     };
-    let (cluster, owner, revision, token, readers) = (
+    let (cluster, map, owner, revision, token, readers) = (
         cluster.clone(),
+        map.clone(),
         config.instance.clone(),
         lease.revision,
         stop.clone(),
@@ -412,7 +419,7 @@ async fn launch(
     );
     let task = tokio::spawn(async move {
         let log = cluster.partition_log(p).await?;
-        ledger_config.partition = Some(PartitionRole::new(log, owner, revision));
+        ledger_config.partition = Some(PartitionRole::new(log, owner, revision).with_map(map));
         let bus = Arc::new(NatsBus::connect(&url, nats).await?);
         let ledger = match Ledger::start(ledger_config, bus, token.clone()).await {
             Ok(ledger) => ledger,

@@ -51,6 +51,23 @@ pub struct PartitionRole {
     /// carries it (store metadata `publisher.cursor`), so whoever takes the partition over
     /// resumes publishing there.
     pub(crate) published: Arc<AtomicU64>,
+    /// The cluster's partition map, followed: the writer routes its inbox by it (an org
+    /// placed elsewhere is forwarded, one being placed waits) and says in the log which
+    /// revision it decides under ([`Notice`]). `None`: no routing (tests).
+    pub map: Option<wfl_bus::cluster::LiveMap>,
+}
+
+/// A writer's word that it decides under partition-map `revision` from here on, with the orgs
+/// the map says are leaving this partition (`wfl cluster place`): written to the partition log
+/// as a message without records ([`ipb::MapNotice`]) carrying, for each, the ledger sequence of
+/// its first event here (0: none). After it the partition commits nothing of them, so a placer
+/// that reads it knows whether the org can move with no history left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The map revision.
+    pub revision: u64,
+    /// Orgs being placed away from this partition.
+    pub leaving: Vec<String>,
 }
 
 impl PartitionRole {
@@ -63,6 +80,16 @@ impl PartitionRole {
             lease_revision,
             fence: Arc::default(),
             published: Arc::default(),
+            map: None,
+        }
+    }
+
+    /// The same role, routing its inbox by `map`.
+    #[must_use]
+    pub fn with_map(self, map: wfl_bus::cluster::LiveMap) -> Self {
+        Self {
+            map: Some(map),
+            ..self
         }
     }
 
@@ -430,8 +457,9 @@ pub(crate) async fn append(
     records: Vec<NewRecord>,
     rejections: Vec<Rejection>,
     mut meta: Vec<(String, Option<Vec<u8>>)>,
+    notice: Option<Notice>,
 ) -> Result<Vec<(u64, Hash)>, Error> {
-    let (s, stamp) = (store.clone(), role.stamp());
+    let (s, mut stamp) = (store.clone(), role.stamp());
     let budget = role.log.max_message().saturating_sub(HEADROOM);
     let published = role.published.load(Ordering::Relaxed);
     if published > 0 {
@@ -441,6 +469,10 @@ pub(crate) async fn append(
         ));
     }
     let (messages, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
+        if let Some(notice) = notice {
+            // Every append before this one is in the store: it sees all this partition holds.
+            stamp.notice = Some(map_notice(s.as_ref(), notice)?);
+        }
         let head = s.head()?;
         let messages = encode_batches(&stamp, head, &records, &rejections, &meta, budget)?;
         Ok::<_, Error>((messages, records, rejections, std::mem::take(&mut meta)))
@@ -455,12 +487,43 @@ pub(crate) async fn append(
     }
     meta.push(applied_meta(sequence));
     tokio::task::spawn_blocking(move || {
+        if records.is_empty() && rejections.is_empty() {
+            // A notice: only the log position moves.
+            return store
+                .meta_write(&meta)
+                .map(|()| Vec::new())
+                .map_err(Error::from);
+        }
         store
             .append_with_meta(&records, &rejections, &meta)
             .map_err(Error::from)
     })
     .await
     .map_err(Error::join)?
+}
+
+/// The log form of `notice`: each leaving org's first event on this partition, looked up in
+/// the store's org index.
+fn map_notice(store: &dyn Log, notice: Notice) -> Result<ipb::MapNotice, Error> {
+    let leaving = notice
+        .leaving
+        .into_iter()
+        .map(|org_id| {
+            let filter = wfl_store::Filter {
+                org_ids: vec![org_id.clone()],
+                event_types: Vec::new(),
+            };
+            let first = store.read(1, None, &filter, 1)?;
+            Ok(ipb::OrgPresence {
+                org_id,
+                first_sequence: first.first().map_or(0, |r| r.sequence),
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(ipb::MapNotice {
+        revision: notice.revision,
+        leaving,
+    })
 }
 
 /// Appends one message after stream sequence `fence`; returns its stream sequence.

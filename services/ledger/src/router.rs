@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use tonic::{Request, Response, Status};
-use wfl_bus::cluster::PartitionMap;
+use wfl_bus::cluster::LiveMap;
 use wfl_proto::pb;
 
 use crate::api::LedgerApi;
@@ -51,30 +51,31 @@ impl Readers {
 #[derive(Clone)]
 pub struct PartitionRouter {
     readers: Arc<Readers>,
-    map: PartitionMap,
+    map: LiveMap,
 }
 
 impl PartitionRouter {
-    /// Routes over `readers` with the cluster's `map`.
+    /// Routes over `readers` with the cluster's `map` (followed: an org placed since is read
+    /// from its new partition).
     #[must_use]
-    pub fn new(readers: Arc<Readers>, map: PartitionMap) -> Self {
+    pub fn new(readers: Arc<Readers>, map: LiveMap) -> Self {
         Self { readers, map }
     }
 
     fn pick<T>(&self, request: &Request<T>, orgs: &[String]) -> Result<(u32, LedgerApi), Status> {
+        let map = self.map.map();
         let partition = match request.metadata().get(PARTITION_HEADER) {
-            Some(v) => self
-                .map
+            Some(v) => map
                 .named_partition(v.to_str().ok())
                 .map_err(Status::invalid_argument)?,
             None => {
-                let of: BTreeSet<u32> = orgs.iter().map(|o| self.map.partition_of(o)).collect();
+                let of: BTreeSet<u32> = orgs.iter().map(|o| map.partition_of(o)).collect();
                 match (of.len(), of.first()) {
                     (1, Some(p)) => *p,
                     (0, _) => {
                         return Err(Status::invalid_argument(format!(
                             "cluster mode: each partition is its own ledger; name one with metadata {PARTITION_HEADER} (0..{}) or give org_ids of one partition",
-                            self.map.count
+                            map.count
                         )))
                     }
                     _ => {

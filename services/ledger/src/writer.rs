@@ -48,6 +48,9 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// One batch handed from the inbox pump to the writer; `done` fires after the flush.
 struct InboxBatch {
     payloads: Vec<Payload>,
+    /// Cluster mode: the pump routes by a new revision of the partition map from here on; the
+    /// writer says so in the partition log (a batch without payloads).
+    notice: Option<crate::partition::Notice>,
     done: oneshot::Sender<()>,
 }
 
@@ -139,11 +142,19 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let (batch_tx, mut batch_rx) = mpsc::channel(1);
+        let routing = self.config.partition.as_ref().and_then(|role| {
+            role.map.clone().map(|map| Routing {
+                partition: role.partition(),
+                map,
+                announced: None,
+            })
+        });
         let mut pump = tokio::spawn(pump(
             inbox,
             watch,
             batch_tx,
             self.config.max_batch,
+            routing,
             shutdown.clone(),
         ));
         let mut pump_done = false;
@@ -470,6 +481,7 @@ impl Writer {
         };
         Ok(Prepared {
             done: batch.done,
+            notice: batch.notice,
             events: batch.payloads.len(),
             duplicates,
             records,
@@ -491,6 +503,7 @@ impl Writer {
     fn launch(&self, prepared: Prepared) -> InFlight {
         let Prepared {
             done,
+            notice,
             events,
             duplicates,
             records,
@@ -506,7 +519,7 @@ impl Writer {
         } = prepared;
         let committed_ids: Vec<(Uuid, Option<Uuid>)> =
             records.iter().map(|r| (r.event_id, r.submission)).collect();
-        let append = if records.is_empty() && rejections.is_empty() {
+        let append = if records.is_empty() && rejections.is_empty() && notice.is_none() {
             None
         } else {
             let store = self.store.clone();
@@ -518,7 +531,8 @@ impl Writer {
                 // Cluster mode: the partition log first (fenced), then the store.
                 Some(role) => tokio::spawn(async move {
                     let links =
-                        crate::partition::append(store, role, records, rejections, meta).await;
+                        crate::partition::append(store, role, records, rejections, meta, notice)
+                            .await;
                     timer.done();
                     links
                 }),
@@ -652,6 +666,7 @@ type Append = tokio::task::JoinHandle<Result<Links, Error>>;
 /// A batch decided and ready to append ([`Writer::prepare`]).
 struct Prepared {
     done: oneshot::Sender<()>,
+    notice: Option<crate::partition::Notice>,
     events: usize,
     duplicates: usize,
     records: Vec<NewRecord>,
@@ -824,10 +839,92 @@ fn fold(
 /// the deliveries held unacknowledged (well under the consumer's `max_ack_pending`).
 const ACKS_QUEUED: usize = 4;
 
+/// Cluster mode: how the pump routes deliveries by the partition map (org placement, see
+/// [`crate::partition::Notice`]).
+struct Routing {
+    partition: u32,
+    map: wfl_bus::cluster::LiveMap,
+    /// The map (and its revision) the writer last said it decides under: deliveries are
+    /// routed by it, never by a newer one not yet announced.
+    announced: Option<(u64, Arc<wfl_bus::cluster::PartitionMap>)>,
+}
+
+/// How long a delivery of an org being placed waits before it is delivered again.
+const DEFER_DELAY: Duration = Duration::from_secs(1);
+
+impl Routing {
+    /// A notice for the writer when the map changed since the last one (always at the first
+    /// call: a new writer says which revision it follows).
+    fn notice(&mut self) -> Option<crate::partition::Notice> {
+        let (revision, map) = self.map.current();
+        if self.announced.as_ref().is_some_and(|(r, _)| *r == revision) {
+            return None;
+        }
+        self.announced = Some((revision, map.clone()));
+        let leaving = map
+            .moving
+            .keys()
+            .filter(|org| map.partition_of(org) == self.partition)
+            .cloned()
+            .collect();
+        Some(crate::partition::Notice { revision, leaving })
+    }
+
+    /// Keeps the deliveries this partition decides under the announced map; hands back the
+    /// ones of an org being placed (or routed by a newer map than the writer's) for later, and
+    /// forwards those of orgs placed on another partition to its inbox range.
+    async fn route(
+        &self,
+        deliveries: Vec<wfl_bus::Delivery>,
+        acker: &dyn wfl_bus::Acker,
+    ) -> Vec<wfl_bus::Delivery> {
+        let Some((revision, map)) = self.announced.clone() else {
+            return deliveries;
+        };
+        let (mut keep, mut later, mut moves) = (Vec::new(), Vec::new(), Vec::new());
+        for d in deliveries {
+            let Some(org) = d.org_id.clone() else {
+                keep.push(d);
+                continue;
+            };
+            if map.is_moving(&org) || d.map_revision > revision {
+                later.push(d);
+                continue;
+            }
+            let home = map.partition_of(&org);
+            if home == self.partition {
+                keep.push(d);
+            } else {
+                moves.push((d, wfl_bus::cluster::partition_inbox_subject(home, &org)));
+            }
+        }
+        if !later.is_empty() {
+            debug!(
+                deliveries = later.len(),
+                "org being placed (or a newer partition map): delivered again later"
+            );
+            if let Err(e) = acker.defer(later, DEFER_DELAY).await {
+                warn!(error = %e, "cannot hand deliveries back; they come again after the ack wait");
+            }
+        }
+        if !moves.is_empty() {
+            info!(
+                deliveries = moves.len(),
+                revision, "forwarding deliveries of orgs placed on another partition"
+            );
+            if let Err(e) = acker.redirect(moves, revision).await {
+                warn!(error = %e, "cannot forward deliveries; they come again after the ack wait");
+            }
+        }
+        keep
+    }
+}
+
 /// Takes batches from the inbox and hands them to the writer without waiting for their flush
 /// (the next batch is fetched, and decided, while the one before is flushed); the acker task
 /// acknowledges each batch, in order, once the writer says it is durable. While idle it lets
-/// `watch` look for a stalled consumer and recover it.
+/// `watch` look for a stalled consumer and recover it. In cluster mode it routes by the
+/// partition map first ([`Routing`]).
 ///
 /// # Errors
 /// [`Error::Stalled`] when the inbox stays stalled after every recovery step.
@@ -836,14 +933,28 @@ async fn pump(
     mut watch: crate::liveness::InboxWatch,
     tx: mpsc::Sender<InboxBatch>,
     max: usize,
+    mut routing: Option<Routing>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let (ack_tx, ack_rx) = mpsc::channel(ACKS_QUEUED);
+    let acker = inbox.acker();
     // Not aborted when the pump stops: it acknowledges what the writer still flushes, then
     // ends with the channel.
-    tokio::spawn(acknowledge(inbox.acker(), ack_rx));
+    tokio::spawn(acknowledge(acker.clone(), ack_rx));
     let mut backoff = Duration::from_millis(50);
     loop {
+        // Before anything fetched from here on is routed by a new map, the writer says so.
+        if let Some(notice) = routing.as_mut().and_then(Routing::notice) {
+            let (done, _) = oneshot::channel();
+            let batch = InboxBatch {
+                payloads: Vec::new(),
+                notice: Some(notice),
+                done,
+            };
+            if tx.send(batch).await.is_err() {
+                return Ok(());
+            }
+        }
         let next = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             r = inbox.next_batch(max, Duration::from_millis(500)) => r,
@@ -877,12 +988,24 @@ async fn pump(
         }
         watch.arrived();
         watch.sample(inbox.as_mut()).await;
+        let deliveries = match &routing {
+            Some(r) => r.route(deliveries, acker.as_ref()).await,
+            None => deliveries,
+        };
+        if deliveries.is_empty() {
+            continue;
+        }
         let (done, flushed) = oneshot::channel();
         let payloads = deliveries
             .iter()
             .map(|d| (d.payload.clone(), d.submission))
             .collect();
-        if tx.send(InboxBatch { payloads, done }).await.is_err() {
+        let batch = InboxBatch {
+            payloads,
+            notice: None,
+            done,
+        };
+        if tx.send(batch).await.is_err() {
             return Ok(());
         }
         if ack_tx.send((deliveries, flushed)).await.is_err() {
@@ -960,7 +1083,14 @@ mod tests {
 
     fn batch(payloads: Vec<Payload>) -> (InboxBatch, oneshot::Receiver<()>) {
         let (done, flushed) = oneshot::channel();
-        (InboxBatch { payloads, done }, flushed)
+        (
+            InboxBatch {
+                payloads,
+                notice: None,
+                done,
+            },
+            flushed,
+        )
     }
 
     fn sequence_of(outcomes: &[ipb::Outcome], id: &EventId) -> Vec<u64> {

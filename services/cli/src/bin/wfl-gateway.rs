@@ -104,7 +104,7 @@ async fn run() -> anyhow::Result<()> {
     let mut views = None;
     let bus = if args.cluster {
         let map = wfl_cli::node::partition_map(&bus, &shutdown).await?;
-        config = config.for_partitions(map.count);
+        config = config.for_partitions(map.map().count);
         if !projectors.is_empty() {
             views = Some(
                 wfl_gateway::views::ViewsRouter::new(

@@ -66,6 +66,10 @@ struct ClusterArgs {
     /// repeatable): a big tenant on a partition of its own
     #[arg(long = "place", value_name = "ORG=N")]
     place: Vec<String>,
+    /// Keep the last N partitions out of the hash when the cluster is created: no org lands
+    /// there unless placed (`--place`, or later `wfl cluster place ORG P` for a new tenant)
+    #[arg(long, env = "WFL_RESERVE", value_name = "N", default_value_t = 0)]
+    reserve: u32,
     /// Replicas of every stream and KV bucket (3 on a 3-node JetStream cluster)
     #[arg(long, env = "WFL_REPLICAS", default_value_t = 1)]
     replicas: usize,
@@ -83,8 +87,8 @@ impl ClusterArgs {
     fn create(&self) -> anyhow::Result<Option<wfl_bus::cluster::PartitionMap>> {
         let Some(count) = self.partitions else {
             anyhow::ensure!(
-                self.place.is_empty(),
-                "--place needs --partitions (the table is recorded when the cluster is created)"
+                self.place.is_empty() && self.reserve == 0,
+                "--place and --reserve need --partitions (they are recorded when the cluster is created; place a new tenant later with `wfl cluster place`)"
             );
             return Ok(None);
         };
@@ -98,7 +102,9 @@ impl ClusterArgs {
             })?;
             table.insert(org.to_owned(), p);
         }
-        Ok(Some(wfl_bus::cluster::PartitionMap::new(count, table)?))
+        Ok(Some(
+            wfl_bus::cluster::PartitionMap::new(count, table)?.with_reserved(self.reserve)?,
+        ))
     }
 }
 
