@@ -898,5 +898,33 @@ mod tests {
         assert!(e.to_string().contains("only 2"), "{e}");
         assert!(PartitionMap::decode("count=x").is_err());
         assert!(PartitionMap::decode("big=1").is_err());
+        let e = PartitionMap::new(2, BTreeMap::new())
+            .and_then(|m| m.with_reserved(2))
+            .unwrap_err();
+        assert!(e.to_string().contains("leaves none"), "{e}");
+        let e = PartitionMap::new(2, BTreeMap::from([("reserved".to_owned(), 1)])).unwrap_err();
+        assert!(e.to_string().contains("cannot be placed"), "{e}");
+    }
+
+    #[test]
+    fn reserved_partitions_take_no_hashed_org_and_the_stored_form_keeps_everything() {
+        let mut map = PartitionMap::new(8, BTreeMap::from([("big".to_owned(), 7)]))
+            .unwrap()
+            .with_reserved(2)
+            .unwrap();
+        assert_eq!(map.hashed(), 6);
+        assert!((0..500).all(|i| map.partition_of(&format!("org-{i}")) < 6));
+        assert_eq!(map.partition_of("big"), 7);
+        map.moving.insert("next".to_owned(), 6);
+        // Still where the hash puts it until the placement ends.
+        assert!(map.is_moving("next"));
+        assert_eq!(
+            map.partition_of("next"),
+            PartitionMap::hash_partition("next", 6)
+        );
+        assert_eq!(PartitionMap::decode(&map.encode()).unwrap(), map);
+        // A map without reservations keeps the form of earlier builds.
+        let plain = PartitionMap::new(4, BTreeMap::new()).unwrap();
+        assert_eq!(plain.encode(), "count=4\n");
     }
 }

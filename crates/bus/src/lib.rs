@@ -60,7 +60,8 @@ pub struct PublishAck {
 }
 
 /// One message taken from the inbox; acknowledge it with [`Inbox::ack`] once it is flushed.
-#[derive(Debug)]
+/// A clone acknowledges the same message (acknowledging it twice is harmless).
+#[derive(Debug, Clone)]
 pub struct Delivery {
     /// Opaque encoded event, as published.
     pub payload: Bytes,
@@ -79,7 +80,7 @@ pub struct Delivery {
 }
 
 /// How to acknowledge a [`Delivery`]; private to the implementations.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum AckHandle {
     /// In-process deliveries need no acknowledgement.
     None,

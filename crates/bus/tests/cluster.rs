@@ -140,3 +140,52 @@ async fn a_writer_that_lost_the_log_can_never_append_again() {
     let other = cluster.partition_log(4).await.expect("log");
     assert_eq!(other.last().await.expect("last"), 0);
 }
+
+/// The map changes after creation only by compare-and-set (orgs placed since), every process
+/// follows it, and an instance restarted with the creation flags is still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partition_map_changes_by_compare_and_set_and_is_followed() {
+    let server = NatsServer::start();
+    let cluster = open(&server, Duration::from_secs(10)).await;
+    let created = PartitionMap::new(4, BTreeMap::from([("big".to_owned(), 3)]))
+        .and_then(|m| m.with_reserved(2))
+        .expect("map");
+    cluster.partition_map(Some(&created)).await.expect("create");
+    let live = cluster.live_map().await.expect("live");
+    let (first, map) = live.current();
+    assert_eq!(*map, created);
+    assert!((0..50).all(|i| map.partition_of(&format!("org-{i}")) < 2));
+
+    let mut placed = created.clone();
+    placed.table.insert("new".to_owned(), 2);
+    let second = cluster
+        .update_map(&placed, first)
+        .await
+        .expect("update")
+        .expect("at the revision read");
+    assert!(second > first);
+    assert_eq!(
+        cluster.update_map(&created, first).await.expect("update"),
+        None,
+        "a writer that read an older revision is refused"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live.current().0 != second {
+        assert!(std::time::Instant::now() < deadline, "the live map follows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(live.map().partition_of("new"), 2);
+    // Restarted with the creation flags: accepted; other fixed settings are not.
+    assert_eq!(
+        cluster.partition_map(Some(&created)).await.expect("same"),
+        placed
+    );
+    let other = PartitionMap::new(4, BTreeMap::new())
+        .and_then(|m| m.with_reserved(1))
+        .expect("map");
+    let e = cluster
+        .partition_map(Some(&other))
+        .await
+        .expect_err("fixed");
+    assert!(e.to_string().contains("(2 reserved)"), "{e}");
+}

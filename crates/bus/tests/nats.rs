@@ -650,3 +650,84 @@ async fn committed_holds_reads_a_partitions_progress_off_the_subject() {
         );
     }
 }
+
+/// Cluster mode's inbox: a gateway routes each org by the partition map it follows and says
+/// which revision; a delivery names its org, that revision and its message id; a writer can
+/// hand deliveries back for later (an org being placed) or forward them to another partition's
+/// range (an org placed elsewhere), which stores each once however often it is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_deliveries_name_their_route_and_can_be_deferred_or_forwarded() {
+    use wfl_bus::cluster::{
+        partition_inbox_filter, partition_inbox_subject, Cluster, PartitionMap,
+    };
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let cluster = Cluster::open(&client, wfl_bus::cluster::ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let created = PartitionMap::new(2, Default::default()).expect("map");
+    cluster.partition_map(Some(&created)).await.expect("create");
+    let live = cluster.live_map().await.expect("live map");
+    let (revision, map) = live.current();
+    let home = map.partition_of("org-a");
+    let other = 1 - home;
+    let gateway = connect(&server, NatsConfig::default())
+        .await
+        .with_partitions(live.clone());
+    let partition = |p: u32| NatsConfig {
+        consumer: format!("p{p}"),
+        inbox_filter: Some(partition_inbox_filter(p)),
+        ..NatsConfig::default()
+    };
+    let here = connect(&server, partition(home)).await;
+    let there = connect(&server, partition(other)).await;
+    let mut inbox = here.inbox().await.expect("inbox");
+    let mut elsewhere = there.inbox().await.expect("inbox");
+
+    let sent = msg(0);
+    let id = sent.event_id.to_string();
+    publish_all(&gateway, vec![sent]).await;
+    let d = pull(inbox.as_mut(), 1, 10).await.remove(0);
+    assert_eq!(d.org_id.as_deref(), Some("org-a"));
+    assert_eq!(d.map_revision, revision);
+    assert_eq!(d.msg_id.as_deref(), Some(id.as_str()));
+
+    // Handed back: delivered again after the delay, and only then.
+    let acker = inbox.acker();
+    let handed = Instant::now();
+    acker
+        .defer(vec![d], Duration::from_millis(500))
+        .await
+        .expect("defer");
+    let again = pull(inbox.as_mut(), 1, 10).await.remove(0);
+    assert!(again.redelivered && handed.elapsed() >= Duration::from_millis(450));
+
+    // Forwarded twice (a writer that died before its ack): stored once on the other range,
+    // with the forwarder's revision; the original is acknowledged.
+    let subject = partition_inbox_subject(other, "org-a");
+    let copy = again.clone();
+    acker
+        .redirect(vec![(again, subject.clone())], revision + 1)
+        .await
+        .expect("redirect");
+    acker
+        .redirect(vec![(copy, subject.clone())], revision + 1)
+        .await
+        .expect("redirect again");
+    let moved = pull(elsewhere.as_mut(), 1, 10).await;
+    assert_eq!(
+        moved[0].msg_id.as_deref(),
+        Some(format!("{id}@{subject}").as_str())
+    );
+    assert_eq!(moved[0].map_revision, revision + 1);
+    assert_eq!(text(&moved[0]), "payload-00000");
+    assert_eq!(moved[0].submission, Some(uuid::Uuid::from_u128(1)));
+    elsewhere.ack(moved).await.expect("ack");
+    for (name, inbox) in [("origin", &mut inbox), ("target", &mut elsewhere)] {
+        let left = inbox
+            .next_batch(10, Duration::from_secs(2))
+            .await
+            .expect("next_batch");
+        assert!(left.is_empty(), "{name}: {} more deliveries", left.len());
+    }
+}
