@@ -883,19 +883,18 @@ impl Routing {
         };
         let (mut keep, mut later, mut moves) = (Vec::new(), Vec::new(), Vec::new());
         for d in deliveries {
-            let Some(org) = d.org_id.clone() else {
-                keep.push(d);
-                continue;
+            let route = match d.org_id.as_deref() {
+                None => None,
+                Some(org) if map.is_moving(org) || d.map_revision > revision => Some(None),
+                Some(org) => match map.partition_of(org) {
+                    home if home == self.partition => None,
+                    home => Some(Some(wfl_bus::cluster::partition_inbox_subject(home, org))),
+                },
             };
-            if map.is_moving(&org) || d.map_revision > revision {
-                later.push(d);
-                continue;
-            }
-            let home = map.partition_of(&org);
-            if home == self.partition {
-                keep.push(d);
-            } else {
-                moves.push((d, wfl_bus::cluster::partition_inbox_subject(home, &org)));
+            match route {
+                None => keep.push(d),
+                Some(None) => later.push(d),
+                Some(Some(subject)) => moves.push((d, subject)),
             }
         }
         if !later.is_empty() {
