@@ -66,7 +66,7 @@ pub struct PartitionMap {
 }
 
 /// Words of the stored form that an org placed in the table cannot be called.
-const MAP_WORDS: [&str; 2] = ["count", "reserved"];
+const MAP_WORDS: [&str; 1] = ["count"];
 
 impl PartitionMap {
     /// A map of `count` hashed partitions with the explicit `table`.
@@ -113,9 +113,9 @@ impl PartitionMap {
         for (what, entries) in [("table", &self.table), ("moving", &self.moving)] {
             for (org, p) in entries {
                 crate::subject::check_org(org)?;
-                if MAP_WORDS.contains(&org.as_str()) {
+                if MAP_WORDS.contains(&org.as_str()) || org.contains('=') {
                     return Err(Error::Rejected(format!(
-                        "partition {what}: an org called {org:?} cannot be placed (a word of the stored map)"
+                        "partition {what}: an org called {org:?} cannot be placed (a word of the stored map, or an '=')"
                     )));
                 }
                 if *p >= count {
@@ -180,13 +180,15 @@ impl PartitionMap {
         (h % u64::from(count.max(1))) as u32
     }
 
-    /// The stored form: `count=<n>`, `reserved=<n>` when some are, one `<org>=<partition>`
-    /// line per table entry and one `moving <org>=<partition>` line per org being placed.
+    /// The stored form: `count=<n>`, `map.reserved=<n>` when some are, one `<org>=<partition>`
+    /// line per table entry and one `moving <org>=<partition>` line per org being placed. (The
+    /// lines added after the first builds cannot be read as an org by those builds: an org id
+    /// has no `.` and no space, so an old binary refuses such a map instead of misrouting.)
     #[must_use]
     pub fn encode(&self) -> String {
         let mut s = format!("count={}\n", self.count);
         if self.reserved > 0 {
-            s.push_str(&format!("reserved={}\n", self.reserved));
+            s.push_str(&format!("map.reserved={}\n", self.reserved));
         }
         for (org, p) in &self.table {
             s.push_str(&format!("{org}={p}\n"));
@@ -208,11 +210,11 @@ impl PartitionMap {
         let mut moving = BTreeMap::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let bad = || Error::Rejected(format!("partition map: cannot read line {line:?}"));
-            let (k, v) = line.split_once('=').ok_or_else(bad)?;
+            let (k, v) = line.rsplit_once('=').ok_or_else(bad)?;
             let v: u32 = v.trim().parse().map_err(|_| bad())?;
             match k.trim() {
                 "count" => count = Some(v),
-                "reserved" => reserved = v,
+                "map.reserved" => reserved = v,
                 k => {
                     match k.strip_prefix("moving ") {
                         Some(org) => moving.insert(org.trim().to_owned(), v),
@@ -457,7 +459,8 @@ impl Cluster {
     /// when another writer changed it since (read it again and redo the change).
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when JetStream does not answer.
+    /// [`Error::Unavailable`] when JetStream does not answer; [`Error::Rejected`] when the map
+    /// is not well-formed (it would not read back as written).
     pub async fn update_map(
         &self,
         map: &PartitionMap,
@@ -485,20 +488,26 @@ impl Cluster {
         let (tx, rx) = tokio::sync::watch::channel((revision, Arc::new(map)));
         let cluster = self.clone();
         tokio::spawn(async move {
+            let mut failing = false;
             loop {
                 tokio::select! {
                     () = tx.closed() => return,
                     () = tokio::time::sleep(MAP_POLL) => {}
                 }
                 match cluster.map_entry().await {
-                    Ok((revision, map)) if revision != tx.borrow().0 => {
+                    // Only forward: a lagging replica's answer (direct get) is older, not news.
+                    Ok((revision, map)) if revision > tx.borrow().0 => {
                         tracing::info!(revision, "partition map changed");
                         tx.send_replace((revision, Arc::new(map)));
+                        failing = false;
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "cannot read the partition map; keeping the last one")
+                    Ok(_) => failing = false,
+                    // Said once per failing streak, not every poll.
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "cannot read the partition map; keeping the last one");
+                        failing = true;
                     }
+                    Err(_) => {}
                 }
             }
         });
@@ -902,8 +911,10 @@ mod tests {
             .and_then(|m| m.with_reserved(2))
             .unwrap_err();
         assert!(e.to_string().contains("leaves none"), "{e}");
-        let e = PartitionMap::new(2, BTreeMap::from([("reserved".to_owned(), 1)])).unwrap_err();
-        assert!(e.to_string().contains("cannot be placed"), "{e}");
+        for org in ["count", "a=b"] {
+            let e = PartitionMap::new(2, BTreeMap::from([(org.to_owned(), 1)])).unwrap_err();
+            assert!(e.to_string().contains("cannot be placed"), "{e}");
+        }
     }
 
     #[test]

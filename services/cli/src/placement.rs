@@ -116,6 +116,13 @@ pub async fn place(
     to: u32,
     patience: Duration,
 ) -> anyhow::Result<Placed> {
+    if org.is_empty()
+        || !org
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("org {org:?}: an org id is letters, digits, '-' and '_' (as the gateway takes them)");
+    }
     let (_, map) = cluster.map_entry().await?;
     if to >= map.count {
         bail!(
@@ -145,7 +152,7 @@ pub async fn place(
         .await?
         .ok_or_else(|| anyhow!("partition {from} (org {org}'s now) has no log yet: no ledger instance has written it; start the cluster's instances first"))?;
     // 1. Close: every notice after this position is about this placement or a later map.
-    let mut seen = log.last().await?;
+    let seen = log.last().await?;
     let (closed, _) = update(cluster, |m| {
         if m.partition_of(org) != from {
             bail!(
@@ -155,56 +162,85 @@ pub async fn place(
         }
         let mut next = m.clone();
         next.moving.insert(org.to_owned(), to);
-        Ok(Some(next.checked()?))
-    })
-    .await?;
-    // 2. Fence: the notice of `from`'s writer for this revision or a later one.
-    let deadline = Instant::now() + patience;
-    let presence = loop {
-        let last = log.last().await?;
-        let mut found = None;
-        while seen < last && found.is_none() {
-            seen += 1;
-            let bytes = log.get(seen).await?;
-            let batch = ipb::PartitionBatch::decode(bytes)
-                .with_context(|| format!("partition {from} log message {seen}"))?;
-            found = batch.notice.filter(|n| n.revision >= closed);
-        }
-        if let Some(notice) = found {
-            break notice.leaving.into_iter().find(|o| o.org_id == org);
-        }
-        if Instant::now() >= deadline {
-            reopen(cluster, org).await?;
-            bail!(
-                "partition {from}'s writer did not confirm map revision {closed} within {}s (is an instance owning it running?); org {org} stays on partition {from}",
-                patience.as_secs()
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    };
-    // 3. Move, or give up.
-    match presence {
-        None => bail!("org {org} is no longer being placed (the placement was given up meanwhile); it stays on partition {from}"),
-        Some(p) if p.first_sequence > 0 => {
-            reopen(cluster, org).await?;
-            bail!(
-                "org {org} has events on partition {from} (the first at ledger sequence {}): an org with history cannot be moved; it stays on partition {from}",
-                p.first_sequence
-            )
-        }
-        Some(_) => {}
-    }
-    let (revision, _) = update(cluster, |m| {
-        if m.moving.get(org) != Some(&to) {
-            bail!("org {org} is no longer being placed on partition {to} (changed meanwhile)");
-        }
-        let mut next = m.clone();
-        next.moving.remove(org);
-        next.table.insert(org.to_owned(), to);
         Ok(Some(next))
     })
     .await?;
-    Ok(Placed { from, to, revision })
+    match fence_and_move(cluster, &log, org, from, to, closed, seen, patience).await {
+        Ok(placed) => Ok(placed),
+        Err(e) => {
+            // Whatever failed after the close, the org must not stay closed: its events would
+            // wait for ever (and, once enough wait, hold up the whole partition's inbox).
+            match reopen(cluster, org).await {
+                Ok(_) => Err(e.context(format!("org {org} stays on partition {from}"))),
+                Err(r) => Err(e.context(format!(
+                    "org {org} is still closed for placement and its events wait (reopening failed: {r:#}); run `wfl cluster place {org} --abort`"
+                ))),
+            }
+        }
+    }
+}
+
+/// Steps 2 and 3 of [`place`], from the close at map revision `closed` (the partition log of
+/// `from` read up to stream sequence `seen` before it).
+#[allow(clippy::too_many_arguments)]
+async fn fence_and_move(
+    cluster: &Cluster,
+    log: &wfl_bus::cluster::PartitionLog,
+    org: &str,
+    from: u32,
+    to: u32,
+    mut closed: u64,
+    mut seen: u64,
+    patience: Duration,
+) -> anyhow::Result<Placed> {
+    let deadline = Instant::now() + patience;
+    loop {
+        // 2. Fence: the notice of `from`'s writer for this revision or a later one.
+        let presence = loop {
+            let last = log.last().await?;
+            let mut found = None;
+            while seen < last && found.is_none() {
+                seen += 1;
+                let bytes = log.get(seen).await?;
+                let batch = ipb::PartitionBatch::decode(bytes)
+                    .with_context(|| format!("partition {from} log message {seen}"))?;
+                found = batch.notice.filter(|n| n.revision >= closed);
+            }
+            if let Some(notice) = found {
+                break notice.leaving.into_iter().find(|o| o.org_id == org);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "partition {from}'s writer did not confirm map revision {closed} within {}s (is an instance owning it running?)",
+                    patience.as_secs()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        match presence {
+            None => bail!("org {org} is no longer being placed (the placement was given up meanwhile)"),
+            Some(p) if p.first_sequence > 0 => bail!(
+                "org {org} has events on partition {from} (the first at ledger sequence {}): an org with history cannot be moved",
+                p.first_sequence
+            ),
+            Some(_) => {}
+        }
+        // 3. Move, only from the very map the notice answered: if anything changed the map
+        // since (another placement, an abort and a new close), fence again at its revision.
+        let (revision, map) = cluster.map_entry().await?;
+        if map.moving.get(org) != Some(&to) {
+            bail!("org {org} is no longer being placed on partition {to} (changed meanwhile)");
+        }
+        if revision == closed {
+            let mut next = map.clone();
+            next.moving.remove(org);
+            next.table.insert(org.to_owned(), to);
+            if let Some(revision) = cluster.update_map(&next, closed).await? {
+                return Ok(Placed { from, to, revision });
+            }
+        }
+        closed = cluster.map_entry().await?.0;
+    }
 }
 
 /// Gives up `org`'s placement: it stays on the partition it was on, and its held events are

@@ -35,6 +35,9 @@ use crate::Error;
 
 /// Store metadata key: the partition log's stream sequence the local store holds up to.
 pub const APPLIED: &str = "partition.applied";
+/// Store metadata key: the partition-map revision of the last notice in the log (written with
+/// it, so standby copies hold it too): a new owner routes by no older map.
+pub const MAP_REVISION: &str = "partition.map_revision";
 
 /// What a ledger in cluster mode needs to write its partition.
 #[derive(Debug, Clone)]
@@ -471,6 +474,10 @@ pub(crate) async fn append(
     let (messages, records, rejections, meta_back) = tokio::task::spawn_blocking(move || {
         if let Some(notice) = notice {
             // Every append before this one is in the store: it sees all this partition holds.
+            meta.push((
+                MAP_REVISION.to_owned(),
+                Some(notice.revision.to_be_bytes().to_vec()),
+            ));
             stamp.notice = Some(map_notice(s.as_ref(), notice)?);
         }
         let head = s.head()?;

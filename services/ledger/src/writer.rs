@@ -142,11 +142,18 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let (batch_tx, mut batch_rx) = mpsc::channel(1);
+        // The last map revision this partition's log announced: a new writer (a takeover)
+        // must not route by an older map than its predecessor did.
+        let floor = match self.store.meta_get(crate::partition::MAP_REVISION)? {
+            Some(v) => <[u8; 8]>::try_from(v.as_slice()).map_or(0, u64::from_be_bytes),
+            None => 0,
+        };
         let routing = self.config.partition.as_ref().and_then(|role| {
             role.map.clone().map(|map| Routing {
                 partition: role.partition(),
                 map,
                 announced: None,
+                floor,
             })
         });
         let mut pump = tokio::spawn(pump(
@@ -847,6 +854,9 @@ struct Routing {
     /// The map (and its revision) the writer last said it decides under: deliveries are
     /// routed by it, never by a newer one not yet announced.
     announced: Option<(u64, Arc<wfl_bus::cluster::PartitionMap>)>,
+    /// The revision the partition's log last announced (a predecessor's): nothing is routed
+    /// until the followed map has reached it.
+    floor: u64,
 }
 
 /// How long a delivery of an org being placed waits before it is delivered again.
@@ -857,7 +867,8 @@ impl Routing {
     /// call: a new writer says which revision it follows).
     fn notice(&mut self) -> Option<crate::partition::Notice> {
         let (revision, map) = self.map.current();
-        if self.announced.as_ref().is_some_and(|(r, _)| *r == revision) {
+        // Only forward, and never below what the log already announced.
+        if revision < self.floor || self.announced.as_ref().is_some_and(|(r, _)| *r >= revision) {
             return None;
         }
         self.announced = Some((revision, map.clone()));
@@ -943,16 +954,16 @@ async fn pump(
     let mut backoff = Duration::from_millis(50);
     loop {
         // Before anything fetched from here on is routed by a new map, the writer says so.
-        if let Some(notice) = routing.as_mut().and_then(Routing::notice) {
-            let (done, _) = oneshot::channel();
-            let batch = InboxBatch {
-                payloads: Vec::new(),
-                notice: Some(notice),
-                done,
-            };
-            if tx.send(batch).await.is_err() {
-                return Ok(());
+        if !announce(&mut routing, &tx).await {
+            return Ok(());
+        }
+        if routing.as_ref().is_some_and(|r| r.announced.is_none()) {
+            // The followed map is older than what the log announced: wait for it.
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
+            continue;
         }
         let next = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -987,6 +998,11 @@ async fn pump(
         }
         watch.arrived();
         watch.sample(inbox.as_mut()).await;
+        // A map read since the fetch began is announced first, so deliveries routed by it
+        // are not held for nothing.
+        if !announce(&mut routing, &tx).await {
+            return Ok(());
+        }
         let deliveries = match &routing {
             Some(r) => r.route(deliveries, acker.as_ref()).await,
             None => deliveries,
@@ -1012,6 +1028,21 @@ async fn pump(
             return Ok(());
         }
     }
+}
+
+/// Sends the writer a notice when the followed map has a newer revision than it announced;
+/// false when the writer is gone.
+async fn announce(routing: &mut Option<Routing>, tx: &mpsc::Sender<InboxBatch>) -> bool {
+    let Some(notice) = routing.as_mut().and_then(Routing::notice) else {
+        return true;
+    };
+    let (done, _) = oneshot::channel();
+    let batch = InboxBatch {
+        payloads: Vec::new(),
+        notice: Some(notice),
+        done,
+    };
+    tx.send(batch).await.is_ok()
 }
 
 /// Acknowledges each batch once the writer flushed it, in the order fetched. Stops at the first
