@@ -1293,7 +1293,26 @@ async fn a_new_tenant_is_placed_on_a_reserved_partition_of_its_own() {
         },
         n = acked.len() + big.len() + racer.len()
     );
-    drop((ledger, g1, g2));
+
+    // With no owner of the partition it leaves, a placement waits for a notice that never
+    // comes, gives up after its patience and reopens the org: nothing stays closed.
+    drop(ledger);
+    let ghost_from = PartitionMap::hash_partition("ghost", 2);
+    let out = wfl_cluster(
+        &nats.url(),
+        &["place", "ghost", "2", "--patience-secs", "2"],
+    );
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        why.contains(&format!("org ghost stays on partition {ghost_from}"))
+            && why.contains("did not confirm"),
+        "{why}"
+    );
+    let shown = wfl_cluster(&nats.url(), &["map"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(!text.contains("ghost"), "{text}");
+    drop((g1, g2));
 }
 
 fn projector_args(
