@@ -20,19 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-200000}
 LOADERS=${2:-8}
-BIN=target/release
-NATS=${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}
-for b in wfl wfl-ledger wfl-gateway; do
-  [ -x "$BIN/$b" ] || { echo "cluster-bench: $BIN/$b missing; run cargo build --release --bins" >&2; exit 1; }
-done
-WORK=$(mktemp -d /tmp/wfl-cluster-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/bench-common.sh
+bench_setup cluster-bench wfl wfl-ledger wfl-gateway
 
 # CPU seconds (user + system) each process has used so far, in order.
 cpu_of() {
@@ -41,8 +30,6 @@ cpu_of() {
     awk '{ printf "%.2f ", ($14 + $15) / 100 }' "/proc/$p/stat" 2>/dev/null || printf "0 "
   done
 }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # Starts NATS: one node ($1 = 1) or a 3-node cluster ($1 = 3); sets NATS_URLS (in this shell:
 # the servers' pids go into PIDS, so they are stopped after each run).
@@ -68,12 +55,6 @@ start_nats() {
   NATS_URLS=$urls
 }
 
-# Waits for a line in a file (the binaries print "NAME listening grpc=... http=..." on stdout).
-wait_for() {
-  local file=$1 pattern=$2 i
-  for i in $(seq 1 600); do grep -q "$pattern" "$file" 2>/dev/null && return 0; sleep 0.1; done
-  echo "cluster-bench: timed out waiting for '$pattern' in $file" >&2; tail -20 "$file" >&2; return 1
-}
 
 run_one() {
   local nodes=$1 partitions=$2 replicas=$3 urls run=$WORK/run-$1-$2

@@ -17,27 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-1000000}
 QUERIES=${2:-20}
-BIN=target/release
-NATS=${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}
-for b in wfl wfl-ledger wfl-gateway wfl-projector; do
-  [ -x "$BIN/$b" ] || { echo "cluster-views-bench: $BIN/$b missing; run cargo build --release --bins" >&2; exit 1; }
-done
-WORK=$(mktemp -d /tmp/wfl-cluster-views-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. scripts/bench-common.sh
+bench_setup cluster-views-bench wfl wfl-ledger wfl-gateway wfl-projector
+WAIT_TICKS=1200
 export WFL_INSECURE=1 WFL_NO_AUTH=1
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_for() {
-  local file=$1 pattern=$2 i
-  for i in $(seq 1 1200); do grep -q "$pattern" "$file" 2>/dev/null && return 0; sleep 0.1; done
-  echo "cluster-views-bench: timed out waiting for '$pattern' in $file" >&2; tail -20 "$file" >&2; return 1
-}
 grpc_of() { grep -o 'grpc=[^ ]*' "$1" | head -1 | cut -d= -f2; }
 
 PORT=$(free_port)

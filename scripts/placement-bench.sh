@@ -17,25 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-1000000}
 LOADERS=${2:-4}
-BIN=target/release
-NATS=${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}
-for b in wfl wfl-ledger wfl-gateway; do
-  [ -x "$BIN/$b" ] || { echo "placement-bench: $BIN/$b missing; run cargo build --release --bins" >&2; exit 1; }
-done
-WORK=$(mktemp -d /tmp/wfl-placement-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_for() {
-  local file=$1 pattern=$2 i
-  for i in $(seq 1 600); do grep -q "$pattern" "$file" 2>/dev/null && return 0; sleep 0.1; done
-  echo "placement-bench: timed out waiting for '$pattern' in $file" >&2; tail -20 "$file" >&2; return 1
-}
+. scripts/bench-common.sh
+bench_setup placement-bench wfl wfl-ledger wfl-gateway
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }
 
