@@ -568,7 +568,18 @@ impl Bus for NatsBus {
             .as_ref()
             .map(crate::cluster::LiveMap::current);
         for msg in msgs {
-            match check_org(&msg.org_id) {
+            // An org being placed takes nothing new until its placement ends (seconds): what a
+            // writer would only hold meanwhile is refused as retryable here instead.
+            let moving = map
+                .as_ref()
+                .and_then(|(_, m)| m.moving.get(&msg.org_id))
+                .map(|to| {
+                    Error::Unavailable(format!(
+                        "org {} is being placed on partition {to} (wfl cluster place); retry in a moment",
+                        msg.org_id
+                    ))
+                });
+            match check_org(&msg.org_id).and(moving.map_or(Ok(()), Err)) {
                 Err(e) => invalid.push(Some(e)),
                 Ok(()) => {
                     invalid.push(None);

@@ -684,6 +684,18 @@ async fn cluster_deliveries_name_their_route_and_can_be_deferred_or_forwarded() 
     let mut inbox = here.inbox().await.expect("inbox");
     let mut elsewhere = there.inbox().await.expect("inbox");
 
+    // An org being placed is refused, retryable, by a gateway that knows it.
+    let mut closed = (*map).clone();
+    closed.moving.insert("org-a".to_owned(), other);
+    let refusing = connect(&server, NatsConfig::default())
+        .await
+        .with_partitions(wfl_bus::cluster::LiveMap::fixed(closed));
+    let refused = refusing.publish_inbox(vec![msg(0)]).await;
+    match &refused[0] {
+        Err(Error::Unavailable(why)) => assert!(why.contains("being placed"), "{why}"),
+        other => panic!("published while being placed: {other:?}"),
+    }
+
     let sent = msg(0);
     let id = sent.event_id.to_string();
     publish_all(&gateway, vec![sent]).await;

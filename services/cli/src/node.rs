@@ -499,7 +499,14 @@ async fn serve(
     add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
 ) -> anyhow::Result<()> {
     let served: Vec<&'static str> = p.health.iter().map(|(name, _)| *name).collect();
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let (mut reporter, health) = tonic_health::server::health_reporter();
+    // Registered before the port serves (UNKNOWN until the mirror's first look): a health
+    // check or watch made at once must not be told the service does not exist.
+    for name in served.iter().copied().chain([""]) {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Unknown)
+            .await;
+    }
     p.readiness.mirror(reporter, p.health, p.shutdown.clone());
     let (reflection_v1, reflection_v1alpha) = wfl_proto::reflection()?;
     let routes = add(tonic::service::Routes::new(health)
