@@ -8,7 +8,7 @@
 # One nats-server, one `wfl-ledger --cluster` instance with 3 partitions of which 1 is reserved
 # (orgs hash over partitions 0 and 1), one gateway. First LOADERS `wfl load` processes record
 # EVENTS hires over LOADERS orgs. Then LOADERS loaders record EVENTS/10 more while three new
-# tenants are placed on the reserved partition one after another, and one org with history is
+# tenants are placed on the reserved partition one after another; then one org with history is
 # refused; each `wfl cluster place` is timed. Last, each new tenant's first 10,000 events are
 # recorded and `wfl verify --cluster` checks every log (every org on its partition).
 # Needs the release binaries (cargo build --release --bins) and nats-server on PATH (or
@@ -70,13 +70,15 @@ for t in 1 2 3; do
   "$BIN/wfl" cluster place "tenant-$t" 2 --nats-url "$URL"
   echo "  took $(since "$t0") s"
 done
+wait "$LOAD"
+echo "load meanwhile: $((EVENTS / 10)) events at $(cat "$WORK/during.rate") events/s (COMMITTED)"
+# After the load: while an org is being placed the gateway refuses its events (retryable), and
+# `wfl load` stops at the first refusal.
 t0=$(now)
 if "$BIN/wfl" cluster place org-0 2 --nats-url "$URL" 2> "$WORK/refused.err"; then
   echo "placement-bench: an org with history was placed" >&2; exit 1
 fi
 echo "refused in $(since "$t0") s: $(cat "$WORK/refused.err")"
-wait "$LOAD"
-echo "load meanwhile: $((EVENTS / 10)) events at $(cat "$WORK/during.rate") events/s (COMMITTED)"
 
 for t in 1 2 3; do
   "$BIN/wfl" load --addr "$ADDR" --events 10000 --org "tenant-$t" --concurrency 4 > "$WORK/tenant-$t.out" 2>&1

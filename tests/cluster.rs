@@ -974,6 +974,11 @@ async fn commit_all(
         };
         let (done, retry) = common::committed_and_retry(&events, &r);
         acked.extend(done.iter().map(|(_, o)| (o.event_id.clone(), o.sequence)));
+        if !retry.is_empty() && done.is_empty() {
+            // Nothing went through (an org being placed is refused for a moment): a short
+            // pause instead of a hot loop on two cores.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         events = retry;
     }
     acked

@@ -597,19 +597,27 @@ async fn cluster_mode_runs_locked_down_and_nobody_else_may_write_a_partition_or_
         .await
         .expect("publish");
 
-    // And the cluster goes on committing, every partition's head adding up.
-    let r = record_batch(
-        &gw,
-        &(40..80)
-            .map(|i| scenario::hire(&format!("org-{}", i % 8), &format!("w{i}")))
-            .chain((0..5).map(|i| scenario::hire("tenant", &format!("t{i}"))))
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    assert!(r
-        .results
-        .iter()
-        .all(|i| matches!(i.outcome, Some(pb::item_result::Outcome::Ok(_)))));
+    // And the cluster goes on committing, every partition's head adding up. The tenant's
+    // events may be refused (retryable) until the gateway has read the map that placed it
+    // (within 250 ms of the placement).
+    let mut pending: Vec<_> = (40..80)
+        .map(|i| scenario::hire(&format!("org-{}", i % 8), &format!("w{i}")))
+        .chain((0..5).map(|i| scenario::hire("tenant", &format!("t{i}"))))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !pending.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} events never committed",
+            pending.len()
+        );
+        let r = record_batch(&gw, &pending).await;
+        let (done, retry) = common::committed_and_retry(&pending, &r);
+        if done.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pending = retry;
+    }
     let ch = connect(&ledger_proc.grpc).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -466,6 +466,12 @@ impl Cluster {
         map: &PartitionMap,
         revision: u64,
     ) -> Result<Option<u64>, Error> {
+        let map = map.clone().checked()?;
+        if PartitionMap::decode(&map.encode())? != map {
+            return Err(Error::Rejected(format!(
+                "the partition map {map:?} would not read back as written"
+            )));
+        }
         match self
             .settings
             .update(MAP_KEY, Bytes::from(map.encode()), revision)

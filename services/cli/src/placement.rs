@@ -6,9 +6,10 @@
 //! org X from partition `h` (where the map sends it now) onto partition `r` is three
 //! compare-and-set writes of the map in KV and one wait, with nothing of wfl's own deciding:
 //!
-//! 1. **Close.** The map gets `moving X=r` (revision R). From the moment a partition's writer
-//!    routes by R, it commits none of X's events: their inbox messages are handed back to the
-//!    broker and delivered again a second later ([`wfl_bus::Acker::defer`]).
+//! 1. **Close.** The map gets `moving X=r` (revision R). A gateway that has read R refuses X's
+//!    events `UNAVAILABLE` (retryable), and from the moment a partition's writer routes by R it
+//!    commits none of them: those published before are handed back to the broker and delivered
+//!    again a second later ([`wfl_bus::Acker::defer`]).
 //! 2. **Fence.** Wait until `h`'s partition log holds a map notice of revision ≥ R (the writer
 //!    writes one whenever it sees a new map revision, and at every start, so a takeover in
 //!    between writes one too). Everything after the notice in `h`'s log was decided under R or
@@ -22,8 +23,8 @@
 //!    out again and X stays where it was, with nothing lost (its held messages are delivered
 //!    again and committed on `h`).
 //!
-//! A placer that dies between 1 and 3 leaves X closed; `wfl cluster place X r` again carries
-//! on (it writes the map again, which makes a new revision to wait for), and
+//! A placer that dies between 1 and 3 leaves X closed (its events refused, retryable);
+//! `wfl cluster place X r` again carries on (it writes the map again, which makes a new revision to wait for), and
 //! `wfl cluster place X --abort` reopens it where it was.
 
 use std::time::{Duration, Instant};
@@ -66,7 +67,7 @@ pub fn describe(revision: u64, map: &PartitionMap) -> String {
     }
     for (org, p) in &map.moving {
         s.push_str(&format!(
-            "\n  {org} -> partition {p}: being placed (its events wait; `wfl cluster place {org} {p}` carries on, `--abort` gives up)"
+            "\n  {org} -> partition {p}: being placed (its events are refused, retryable; `wfl cluster place {org} {p}` carries on, `--abort` gives up)"
         ));
     }
     s
@@ -88,10 +89,21 @@ pub struct Placed {
 /// the map and revision written (or read, when nothing was).
 async fn update(
     cluster: &Cluster,
+    at_least: u64,
     mut change: impl FnMut(&PartitionMap) -> anyhow::Result<Option<PartitionMap>>,
 ) -> anyhow::Result<(u64, PartitionMap)> {
+    let patience = Instant::now() + Duration::from_secs(10);
     loop {
         let (revision, map) = cluster.map_entry().await?;
+        if revision < at_least {
+            // A replica behind a write this placer saw (reads are direct gets): read again,
+            // rather than decide "nothing to do" on an old map.
+            if Instant::now() >= patience {
+                bail!("the partition map read is still at revision {revision}, before {at_least}");
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         let Some(next) = change(&map)? else {
             return Ok((revision, map));
         };
@@ -137,7 +149,7 @@ pub async fn place(
     let from = map.partition_of(org);
     if from == to && !map.is_moving(org) {
         // Nothing moves: record it in the table, so the hash can never send it elsewhere.
-        let (revision, _) = update(cluster, |m| {
+        let (revision, _) = update(cluster, 0, |m| {
             Ok((m.table.get(org) != Some(&to)).then(|| {
                 let mut next = m.clone();
                 next.table.insert(org.to_owned(), to);
@@ -153,7 +165,8 @@ pub async fn place(
         .ok_or_else(|| anyhow!("partition {from} (org {org}'s now) has no log yet: no ledger instance has written it; start the cluster's instances first"))?;
     // 1. Close: every notice after this position is about this placement or a later map.
     let seen = log.last().await?;
-    let (closed, _) = update(cluster, |m| {
+    let (start, _) = cluster.map_entry().await?;
+    let closing = update(cluster, start, |m| {
         if m.partition_of(org) != from {
             bail!(
                 "org {org} was placed on partition {} meanwhile",
@@ -164,19 +177,31 @@ pub async fn place(
         next.moving.insert(org.to_owned(), to);
         Ok(Some(next))
     })
-    .await?;
-    match fence_and_move(cluster, &log, org, from, to, closed, seen, patience).await {
-        Ok(placed) => Ok(placed),
-        Err(e) => {
-            // Whatever failed after the close, the org must not stay closed: its events would
-            // wait for ever (and, once enough wait, hold up the whole partition's inbox).
-            match reopen(cluster, org).await {
-                Ok(_) => Err(e.context(format!("org {org} stays on partition {from}"))),
-                Err(r) => Err(e.context(format!(
-                    "org {org} is still closed for placement and its events wait (reopening failed: {r:#}); run `wfl cluster place {org} --abort`"
-                ))),
-            }
+    .await;
+    let (result, known) = match closing {
+        Ok((closed, _)) => (
+            fence_and_move(cluster, &log, org, from, to, closed, seen, patience).await,
+            closed,
+        ),
+        // The close may have landed although its answer was lost.
+        Err(e) => (Err(e), start),
+    };
+    let Err(e) = result else {
+        return result;
+    };
+    // The move may have landed although its answer was lost: say so rather than "stays".
+    if let Ok((revision, m)) = cluster.map_entry().await {
+        if m.table.get(org) == Some(&to) && !m.is_moving(org) {
+            return Ok(Placed { from, to, revision });
         }
+    }
+    // Whatever failed after the close, the org must not stay closed: gateways would refuse its
+    // events, and those held would hold up the partition's inbox.
+    match reopen_at(cluster, org, known).await {
+        Ok(_) => Err(e.context(format!("org {org} stays on partition {from}"))),
+        Err(r) => Err(e.context(format!(
+            "org {org} may still be closed for placement (its events refused until it is reopened; reopening failed: {r:#}); run `wfl cluster place {org} --abort`"
+        ))),
     }
 }
 
@@ -249,8 +274,13 @@ async fn fence_and_move(
 /// # Errors
 /// NATS fails.
 pub async fn reopen(cluster: &Cluster, org: &str) -> anyhow::Result<Option<u32>> {
+    reopen_at(cluster, org, 0).await
+}
+
+/// [`reopen`] on a map read at revision `at_least` or later (the close this placer wrote).
+async fn reopen_at(cluster: &Cluster, org: &str, at_least: u64) -> anyhow::Result<Option<u32>> {
     let mut was = None;
-    let (_, map) = update(cluster, |m| {
+    let (_, map) = update(cluster, at_least, |m| {
         was = m.moving.get(org).copied();
         Ok(was.map(|_| {
             let mut next = m.clone();
