@@ -80,6 +80,9 @@ if "$BIN/wfl" cluster place org-0 2 --nats-url "$URL" 2> "$WORK/refused.err"; th
 fi
 echo "refused in $(since "$t0") s: $(cat "$WORK/refused.err")"
 
+# Gateways read the map every 250 ms; until then they refuse a tenant still marked as moving
+# (`wfl load` stops at a refusal).
+sleep 1
 for t in 1 2 3; do
   "$BIN/wfl" load --addr "$ADDR" --events 10000 --org "tenant-$t" --concurrency 4 > "$WORK/tenant-$t.out" 2>&1
 done
