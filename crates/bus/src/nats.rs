@@ -1025,35 +1025,38 @@ impl Acker for NatsAcker {
 fn delivery(msg: jetstream::Message) -> Delivery {
     let redelivered = msg.info().map(|info| info.delivered > 1).unwrap_or(false);
     let jetstream::Message { message, .. } = msg;
+    let async_nats::Message {
+        subject,
+        reply,
+        payload,
+        headers,
+        ..
+    } = message;
+    // Looked up by the parsed name: a standard header (`Nats-Msg-Id`) is stored under its
+    // standard form, which a plain `&str` key (always a custom name) would miss.
     let header = |name: &str| {
-        message
-            .headers
+        let name: async_nats::header::HeaderName = name.parse().ok()?;
+        headers
             .as_ref()
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_owned())
     };
-    let submission = header(HEADER_SUBMISSION).and_then(|v| uuid::Uuid::parse_str(&v).ok());
     // `wfl.inbox.<partition>.<org>` in cluster mode.
-    let mut tokens = message.subject.split('.');
+    let mut tokens = subject.split('.');
     let org_id = match (tokens.nth(2), tokens.next(), tokens.next()) {
         (Some(_), Some(org), None) => Some(org.to_owned()),
         _ => None,
     };
     Delivery {
-        payload: message.payload.clone(),
-        submission,
-        redelivered,
-        org_id,
+        submission: header(HEADER_SUBMISSION).and_then(|v| uuid::Uuid::parse_str(&v).ok()),
         map_revision: header(HEADER_MAP_REVISION)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
-        // The standard header's own name: a `&str` key would look for a custom header.
-        msg_id: message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .map(|v| v.as_str().to_owned()),
-        handle: match message.reply {
+        msg_id: header(async_nats::header::NATS_MESSAGE_ID.as_ref()),
+        payload,
+        redelivered,
+        org_id,
+        handle: match reply {
             Some(reply) => AckHandle::Nats(reply),
             None => AckHandle::None,
         },

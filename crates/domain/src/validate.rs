@@ -573,18 +573,30 @@ fn worker(v: &mut Check, field: Field<'_>, w: &WorkerRef) {
 
 /// An identifier that may appear in a NATS subject token (org) or a key (site).
 fn token(v: &mut Check, field: Field<'_>, s: &str, allow_dot: bool) {
+    if let Err(why) = check_token(s, allow_dot) {
+        v.add(field, why);
+    }
+}
+
+/// The rule for an identifier that may appear in a NATS subject token (an org id, with
+/// `allow_dot` false) or a key (a site): what is wrong with `s`, in the words a refusal uses.
+///
+/// # Errors
+/// Empty, longer than [`MAX_ID`], or a character outside `A-Z a-z 0-9 _ -` (and `.`).
+pub fn check_token(s: &str, allow_dot: bool) -> Result<(), String> {
     if s.is_empty() {
-        v.add(field, "required");
+        Err("required".to_owned())
     } else if s.len() > MAX_ID
         || !s.bytes().all(|b| {
             b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (allow_dot && b == b'.')
         })
     {
         let dot = if allow_dot { " ." } else { "" };
-        v.add(
-            field,
-            format!("must be at most {MAX_ID} characters from A-Z a-z 0-9 _ -{dot}"),
-        );
+        Err(format!(
+            "must be at most {MAX_ID} characters from A-Z a-z 0-9 _ -{dot}"
+        ))
+    } else {
+        Ok(())
     }
 }
 

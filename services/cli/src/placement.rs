@@ -128,14 +128,11 @@ pub async fn place(
     to: u32,
     patience: Duration,
 ) -> anyhow::Result<Placed> {
-    if org.is_empty()
-        || !org
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        bail!("org {org:?}: an org id is letters, digits, '-' and '_' (as the gateway takes them)");
+    // The gateway's own rule: an org it would refuse is never placed.
+    if let Err(why) = wfl_domain::validate::check_token(org, false) {
+        bail!("org {org:?}: {why}");
     }
-    let (_, map) = cluster.map_entry().await?;
+    let (start, map) = cluster.map_entry().await?;
     if to >= map.count {
         bail!(
             "partition {to} does not exist (the cluster has {}: 0..{})",
@@ -149,7 +146,7 @@ pub async fn place(
     let from = map.partition_of(org);
     if from == to && !map.is_moving(org) {
         // Nothing moves: record it in the table, so the hash can never send it elsewhere.
-        let (revision, _) = update(cluster, 0, |m| {
+        let (revision, _) = update(cluster, start, |m| {
             Ok((m.table.get(org) != Some(&to)).then(|| {
                 let mut next = m.clone();
                 next.table.insert(org.to_owned(), to);
@@ -165,7 +162,6 @@ pub async fn place(
         .ok_or_else(|| anyhow!("partition {from} (org {org}'s now) has no log yet: no ledger instance has written it; start the cluster's instances first"))?;
     // 1. Close: every notice after this position is about this placement or a later map.
     let seen = log.last().await?;
-    let (start, _) = cluster.map_entry().await?;
     let closing = update(cluster, start, |m| {
         if m.partition_of(org) != from {
             bail!(

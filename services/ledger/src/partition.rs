@@ -115,8 +115,13 @@ impl PartitionRole {
 
 /// The local store's position in the partition log.
 fn applied(store: &dyn Log) -> Result<u64, Error> {
+    meta_u64(store, APPLIED)
+}
+
+/// A big-endian u64 of the store's metadata ([`APPLIED`], [`MAP_REVISION`]); 0 when absent.
+pub(crate) fn meta_u64(store: &dyn Log, key: &str) -> Result<u64, Error> {
     Ok(store
-        .meta_get(APPLIED)?
+        .meta_get(key)?
         .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
         .map_or(0, u64::from_be_bytes))
 }

@@ -142,20 +142,21 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let (batch_tx, mut batch_rx) = mpsc::channel(1);
-        // The last map revision this partition's log announced: a new writer (a takeover)
-        // must not route by an older map than its predecessor did.
-        let floor = match self.store.meta_get(crate::partition::MAP_REVISION)? {
-            Some(v) => <[u8; 8]>::try_from(v.as_slice()).map_or(0, u64::from_be_bytes),
-            None => 0,
-        };
-        let routing = self.config.partition.as_ref().and_then(|role| {
-            role.map.clone().map(|map| Routing {
+        let routing = match self.config.partition.as_ref() {
+            Some(role @ crate::partition::PartitionRole { map: Some(map), .. }) => Some(Routing {
                 partition: role.partition(),
-                map,
+                map: map.clone(),
                 announced: None,
-                floor,
-            })
-        });
+                // The last map revision this partition's log announced: a new writer (a
+                // takeover) must not route by an older map than its predecessor did.
+                floor: crate::partition::meta_u64(
+                    self.store.as_ref(),
+                    crate::partition::MAP_REVISION,
+                )?,
+                waiting: false,
+            }),
+            _ => None,
+        };
         let mut pump = tokio::spawn(pump(
             inbox,
             watch,
@@ -857,6 +858,8 @@ struct Routing {
     /// The revision the partition's log last announced (a predecessor's): nothing is routed
     /// until the followed map has reached it.
     floor: u64,
+    /// Said once: the followed map is still below `floor`.
+    waiting: bool,
 }
 
 /// How long a delivery of an org being placed waits before it is delivered again.
@@ -957,8 +960,17 @@ async fn pump(
         if !announce(&mut routing, &tx).await {
             return Ok(());
         }
-        if routing.as_ref().is_some_and(|r| r.announced.is_none()) {
+        if let Some(r) = routing.as_mut().filter(|r| r.announced.is_none()) {
             // The followed map is older than what the log announced: wait for it.
+            if !r.waiting {
+                warn!(
+                    partition = r.partition,
+                    floor = r.floor,
+                    map_revision = r.map.current().0,
+                    "the partition map read is older than this partition's log announced; waiting for it before routing"
+                );
+                r.waiting = true;
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
