@@ -292,14 +292,7 @@ pub async fn run_ledger_instance(
             http,
             shutdown: &shutdown,
         },
-        |routes| {
-            routes.add_service(
-                guard.wrap(
-                    wfl_proto::pb::ledger_server::LedgerServer::new(router)
-                        .max_decoding_message_size(64 << 20),
-                ),
-            )
-        },
+        |routes| routes.add_service(guard.wrap(wfl_ledger::stored::LedgerService::new(router))),
     );
     let (served, ran) = tokio::join!(served, async {
         let r = instance.await;

@@ -16,10 +16,11 @@ use tonic::{Request, Response, Status};
 use wfl_domain::classify::Bucket;
 use wfl_domain::EventType;
 use wfl_proto::pb;
-use wfl_store::{Filter, Log};
+use wfl_store::{Filter, Log, StoredRecord};
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::error::status;
+use crate::stored::{Encoded, EncodedStream, ReadStored};
 use crate::{codec, subscribe, Error};
 
 const CHUNK: usize = 1000;
@@ -181,74 +182,129 @@ fn read_batch_of(max_batch: u32) -> usize {
     }
 }
 
+/// How a read takes each stored record it selects: as the item it sends (decoded, or checked
+/// and kept as stored), `None` when it was recorded after the request's bound, or the error
+/// that ends the read.
+type Prepare<I> = fn(StoredRecord, i64) -> Result<Option<I>, Error>;
+
+/// How a read packs a chunk's items into messages (`batch`: events per message, for packers
+/// that batch).
+type Pack<I, T> = fn(Vec<I>, usize) -> Vec<T>;
+
 /// A decoded record and the size of its stored bytes (what a batch's byte cap counts).
 type Decoded = (pb::CommittedEvent, usize);
+
+/// A record decoded, for the generated `Read` and `ReadBatches` handlers.
+fn decoded(record: StoredRecord, recorded_bound: i64) -> Result<Option<Decoded>, Error> {
+    let c = codec::decode(&record)?;
+    // What was known then: leave out what was recorded after the bound.
+    Ok(
+        (recorded_bound == 0 || c.recorded_at_micros <= recorded_bound)
+            .then_some((c, record.bytes.len())),
+    )
+}
+
+/// A record checked and kept as stored ([`codec::check_stored`]): what [`LedgerService`]
+/// sends without decoding it.
+fn stored(record: StoredRecord, recorded_bound: i64) -> Result<Option<StoredRecord>, Error> {
+    let recorded_at = codec::check_stored(&record)?;
+    Ok((recorded_bound == 0 || recorded_at <= recorded_bound).then_some(record))
+}
 
 /// `Read`'s messages: one per event.
 fn one_per_message(events: Vec<Decoded>, _batch: usize) -> Vec<pb::CommittedEvent> {
     events.into_iter().map(|(c, _)| c).collect()
 }
 
-/// `ReadBatches`' messages: consecutive events, at most `batch` and about
-/// [`subscribe::BATCH_BYTES`] of stored bytes each; never empty.
-fn in_batches(events: Vec<Decoded>, batch: usize) -> Vec<pb::EventBatch> {
-    let mut out = Vec::with_capacity(events.len().div_ceil(batch.max(1)));
-    let mut current = pb::EventBatch::default();
+/// The stored records of `Read`, one message each.
+fn stored_each(records: Vec<StoredRecord>, _batch: usize) -> Vec<Encoded> {
+    records
+        .iter()
+        .map(|r| {
+            let mut out = Vec::with_capacity(codec::committed_len(r));
+            codec::put_committed(&mut out, r);
+            Encoded(out)
+        })
+        .collect()
+}
+
+/// Cuts consecutive items into runs of at most `batch` items and about
+/// [`subscribe::BATCH_BYTES`] of stored bytes (`size`) each; never an empty run.
+fn runs<I>(items: Vec<I>, batch: usize, size: impl Fn(&I) -> usize) -> Vec<Vec<I>> {
+    let mut out = Vec::with_capacity(items.len().div_ceil(batch.max(1)));
+    let mut current = Vec::new();
     let mut bytes = 0usize;
-    for (c, size) in events {
-        current.events.push(c);
-        bytes += size;
-        if current.events.len() >= batch || bytes >= subscribe::BATCH_BYTES {
+    for item in items {
+        bytes += size(&item);
+        current.push(item);
+        if current.len() >= batch || bytes >= subscribe::BATCH_BYTES {
             out.push(std::mem::take(&mut current));
             bytes = 0;
         }
     }
-    if !current.events.is_empty() {
+    if !current.is_empty() {
         out.push(current);
     }
     out
 }
 
-/// What [`read_chunk`] found: the events, the error of an undecodable record after them, the
-/// last sequence looked at.
-type Chunk = (Vec<Decoded>, Option<Error>, Option<u64>);
+/// `ReadBatches`' messages, decoded: runs of consecutive events ([`runs`]).
+fn in_batches(events: Vec<Decoded>, batch: usize) -> Vec<pb::EventBatch> {
+    runs(events, batch, |(_, size)| *size)
+        .into_iter()
+        .map(|run| pb::EventBatch {
+            events: run.into_iter().map(|(c, _)| c).collect(),
+        })
+        .collect()
+}
+
+/// `ReadBatches`' messages from stored records: the same runs ([`runs`]), each encoded once.
+fn stored_batches(records: Vec<StoredRecord>, batch: usize) -> Vec<Encoded> {
+    runs(records, batch, |r| r.bytes.len())
+        .iter()
+        .map(|run| Encoded(codec::put_batch(run)))
+        .collect()
+}
+
+/// What [`read_chunk`] found: the items, the error of a bad record after them, the last
+/// sequence looked at.
+type Chunk<I> = (Vec<I>, Option<Error>, Option<u64>);
 
 /// One chunk of a read, done on the blocking pool: the records from `from` that `filter` keeps
-/// (at most `take`), decoded, less those recorded after `recorded_bound`. Returns the events
-/// (those before an undecodable record, when there is one, then its error) and the last sequence
-/// the chunk looked at (`None`: nothing left up to `to`).
-fn read_chunk(
+/// (at most `take`), each through `prepare`. Returns the items (those before a bad record, when
+/// there is one, then its error) and the last sequence the chunk looked at (`None`: nothing
+/// left up to `to`).
+fn read_chunk<I>(
     store: &dyn Log,
     (from, to): (u64, u64),
     filter: &Filter,
     take: usize,
-    recorded_bound: i64,
-) -> Result<Chunk, Error> {
+    (recorded_bound, prepare): (i64, Prepare<I>),
+) -> Result<Chunk<I>, Error> {
     let records = store.read(from, Some(to), filter, take)?;
     let last = records.last().map(|r| r.sequence);
-    let mut events = Vec::with_capacity(records.len());
-    for r in &records {
-        match codec::decode(r) {
-            // What was known then: leave out what was recorded after the bound.
-            Ok(c) if recorded_bound > 0 && c.recorded_at_micros > recorded_bound => {}
-            Ok(c) => events.push((c, r.bytes.len())),
-            Err(e) => return Ok((events, Some(e), last)),
+    let mut items = Vec::with_capacity(records.len());
+    for r in records {
+        match prepare(r, recorded_bound) {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => {}
+            Err(e) => return Ok((items, Some(e), last)),
         }
     }
-    Ok((events, None, last))
+    Ok((items, None, last))
 }
 
-/// Streams what `plan` selects through a queue of `queue` messages, reading and decoding
-/// [`CHUNK`] records at a time on the blocking pool; `pack` turns each chunk's events into
+/// Streams what `plan` selects through a queue of `queue` messages, reading [`CHUNK`] records at
+/// a time on the blocking pool, each through `prepare`; `pack` turns each chunk's items into
 /// messages (`batch`: events per message, for packers that batch). The task ends when the range
 /// or the limit is exhausted, at the first error (sent as the stream's last item), or when the
 /// client goes away.
-fn spawn_read<T: Send + 'static>(
+fn spawn_read<I: Send + 'static, T: Send + 'static>(
     store: Arc<dyn Log>,
     plan: ReadPlan,
     queue: usize,
     batch: usize,
-    pack: fn(Vec<Decoded>, usize) -> Vec<T>,
+    (prepare, pack): (Prepare<I>, Pack<I, T>),
 ) -> mpsc::Receiver<Result<T, Status>> {
     let (tx, rx) = mpsc::channel(queue);
     tokio::spawn(async move {
@@ -265,7 +321,7 @@ fn spawn_read<T: Send + 'static>(
             let f = filter.clone();
             let take = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
             let chunk = tokio::task::spawn_blocking(move || {
-                read_chunk(s.as_ref(), (from, to), &f, take, recorded_bound)
+                read_chunk(s.as_ref(), (from, to), &f, take, (recorded_bound, prepare))
                     .map(|(events, failed, last)| (events.len(), pack(events, batch), failed, last))
             })
             .await
@@ -519,7 +575,13 @@ impl pb::ledger_server::Ledger for LedgerApi {
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
         let plan = self.read_plan(request)?;
-        let rx = spawn_read(self.store.clone(), plan, 2 * CHUNK, 1, one_per_message);
+        let rx = spawn_read(
+            self.store.clone(),
+            plan,
+            2 * CHUNK,
+            1,
+            (decoded, one_per_message),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -529,7 +591,13 @@ impl pb::ledger_server::Ledger for LedgerApi {
     ) -> Result<Response<Self::ReadBatchesStream>, Status> {
         let batch = read_batch_of(request.get_ref().max_batch);
         let plan = self.read_plan(request)?;
-        let rx = spawn_read(self.store.clone(), plan, BATCH_QUEUE, batch, in_batches);
+        let rx = spawn_read(
+            self.store.clone(),
+            plan,
+            BATCH_QUEUE,
+            batch,
+            (decoded, in_batches),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -542,6 +610,25 @@ impl pb::ledger_server::Ledger for LedgerApi {
             sequence: head.sequence,
             hash: head.hash.to_vec(),
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl ReadStored for LedgerApi {
+    async fn read_stored(
+        &self,
+        request: Request<pb::ReadRequest>,
+        batches: bool,
+    ) -> Result<Response<EncodedStream>, Status> {
+        let (queue, batch, pack): (usize, usize, Pack<StoredRecord, Encoded>) = if batches {
+            let batch = read_batch_of(request.get_ref().max_batch);
+            (BATCH_QUEUE, batch, stored_batches)
+        } else {
+            (2 * CHUNK, 1, stored_each)
+        };
+        let plan = self.read_plan(request)?;
+        let rx = spawn_read(self.store.clone(), plan, queue, batch, (stored, pack));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
@@ -604,6 +691,113 @@ mod tests {
         let batches = in_batches(events(&[big; 7]), 1000);
         let lens: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
         assert_eq!(lens, [3, 3, 1]);
+    }
+
+    /// Stored records of a small chain of hires and resignations, as the writer stores them.
+    fn chain(n: u64) -> Vec<StoredRecord> {
+        let mut prev = wfl_store::ZERO_HASH;
+        (1..=n)
+            .map(|sequence| {
+                let worker = format!("w-{}", sequence / 2);
+                let event = if sequence % 2 == 1 {
+                    wfl_testkit::scenario::hire("acme", &worker)
+                } else {
+                    wfl_testkit::scenario::resign("acme", &worker)
+                };
+                let bytes =
+                    codec::encode(sequence, 1_700_000_000_000_000 + sequence as i64, &event);
+                let hash = wfl_store::chain_hash(&prev, &bytes);
+                let record = StoredRecord {
+                    sequence,
+                    event_id: event.event_id.0,
+                    prev_hash: prev,
+                    hash,
+                    bytes,
+                };
+                prev = hash;
+                record
+            })
+            .collect()
+    }
+
+    /// What the generated handlers send for `records`, and what the stored path sends, in
+    /// batches of `batch` (1: `Read`'s one per message) and under a recorded-at bound.
+    fn both_ways(records: &[StoredRecord], batch: usize, bound: i64) -> (Vec<u8>, Vec<u8>) {
+        use prost::Message;
+        let decoded_items: Vec<Decoded> = records
+            .iter()
+            .filter_map(|r| decoded(r.clone(), bound).expect("decodes"))
+            .collect();
+        let stored_items: Vec<StoredRecord> = records
+            .iter()
+            .filter_map(|r| stored(r.clone(), bound).expect("checks"))
+            .collect();
+        let (want, got): (Vec<Vec<u8>>, Vec<Encoded>) = if batch == 1 {
+            (
+                one_per_message(decoded_items, 1)
+                    .iter()
+                    .map(Message::encode_to_vec)
+                    .collect(),
+                stored_each(stored_items, 1),
+            )
+        } else {
+            (
+                in_batches(decoded_items, batch)
+                    .iter()
+                    .map(Message::encode_to_vec)
+                    .collect(),
+                stored_batches(stored_items, batch),
+            )
+        };
+        assert_eq!(want.len(), got.len(), "messages");
+        (
+            want.concat(),
+            got.iter().flat_map(|e| e.0.clone()).collect(),
+        )
+    }
+
+    #[test]
+    fn stored_bytes_are_sent_as_the_generated_handlers_would_send_them() {
+        let records = chain(250);
+        for batch in [1, 7, 100, 1_000] {
+            for bound in [0, 1_700_000_000_000_000 + 120] {
+                let (want, got) = both_ways(&records, batch, bound);
+                // Byte for byte: prost writes fields in order, and the stored bytes are the
+                // message without its two hash fields, which come last.
+                assert!(want == got, "batch {batch}, bound {bound}");
+            }
+        }
+        // And a decoder reads the events with their hashes and sequences.
+        let batches = stored_batches(records.clone(), 100);
+        let mut read = Vec::new();
+        for b in &batches {
+            let batch =
+                <pb::EventBatch as prost::Message>::decode(b.0.as_slice()).expect("decodes");
+            read.extend(batch.events);
+        }
+        assert_eq!(read.len(), 250);
+        for (c, r) in read.iter().zip(&records) {
+            assert_eq!(c.sequence, r.sequence);
+            assert_eq!(c.hash, r.hash.to_vec());
+            assert_eq!(c.prev_hash, r.prev_hash.to_vec());
+            assert!(c.event.is_some());
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_is_refused_not_sent() {
+        let records = chain(3);
+        // A flipped bit in the event body, which may still decode: the hash no longer matches.
+        let mut flipped = records[1].clone();
+        let at = flipped.bytes.len() - 3;
+        flipped.bytes[at] ^= 0x01;
+        let e = stored(flipped, 0).expect_err("a flipped bit is refused");
+        assert_eq!(Status::from(e).code(), tonic::Code::DataLoss);
+        // Bytes that hash right but name another sequence (a record stored under the wrong key).
+        let mut misplaced = records[2].clone();
+        misplaced.sequence = 9;
+        let e = stored(misplaced, 0).expect_err("a misplaced record is refused");
+        assert!(e.to_string().contains("record says sequence 3"), "{e}");
     }
 
     #[test]

@@ -63,3 +63,80 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or_default();
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
+
+/// Checks a stored record for sending as it is stored (`Read` and `ReadBatches`): its bytes
+/// hash to its chain hash (a damaged record is refused, not sent), and its top-level fields
+/// name its own sequence; returns when it was recorded. The event inside is not decoded: the
+/// hash says the bytes are the ones [`encode`] wrote.
+pub(crate) fn check_stored(record: &StoredRecord) -> Result<i64, Error> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    if wfl_store::chain_hash(&record.prev_hash, &record.bytes) != record.hash {
+        return Err(Error::Store(wfl_store::Error::Corrupt {
+            sequence: record.sequence,
+            detail: "stored hash does not match SHA-256(prev_hash || bytes)".to_owned(),
+        }));
+    }
+    let undecodable = |detail: String| Error::Undecodable {
+        sequence: record.sequence,
+        detail,
+    };
+    let mut buf = record.bytes.as_slice();
+    let (mut sequence, mut recorded_at) = (0u64, 0i64);
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).map_err(|e| undecodable(e.to_string()))?;
+        match (tag, wire) {
+            (1, WireType::Varint) => {
+                sequence = decode_varint(&mut buf).map_err(|e| undecodable(e.to_string()))?;
+            }
+            (2, WireType::Varint) => {
+                // int64 on the wire: the varint's bits are the two's-complement value.
+                recorded_at =
+                    decode_varint(&mut buf).map_err(|e| undecodable(e.to_string()))? as i64;
+            }
+            _ => skip_field(wire, tag, &mut buf, DecodeContext::default())
+                .map_err(|e| undecodable(e.to_string()))?,
+        }
+    }
+    if sequence != record.sequence {
+        return Err(undecodable(format!("record says sequence {sequence}")));
+    }
+    Ok(recorded_at)
+}
+
+/// The `wfl.v1.CommittedEvent` wire bytes of a stored record checked by [`check_stored`]: the
+/// stored bytes (a `CommittedEvent` without its hash fields) followed by fields 4 (`prev_hash`)
+/// and 5 (`hash`), which is what encoding [`decode`]'s answer gives a decoder (fields may come
+/// in any order; each hash is set once).
+pub(crate) fn put_committed(out: &mut Vec<u8>, record: &StoredRecord) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    out.extend_from_slice(&record.bytes);
+    for (tag, hash) in [(4, &record.prev_hash), (5, &record.hash)] {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(hash.len() as u64, out);
+        out.extend_from_slice(hash);
+    }
+}
+
+/// The length of [`put_committed`]'s bytes.
+pub(crate) fn committed_len(record: &StoredRecord) -> usize {
+    record.bytes.len() + 2 * (2 + record.hash.len())
+}
+
+/// The `wfl.v1.EventBatch` wire bytes of these records (field 1, one `CommittedEvent` each).
+pub(crate) fn put_batch(records: &[StoredRecord]) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    let len: usize = records
+        .iter()
+        .map(|r| {
+            let n = committed_len(r);
+            1 + encoded_len_varint(n as u64) + n
+        })
+        .sum();
+    let mut out = Vec::with_capacity(len);
+    for r in records {
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(committed_len(r) as u64, &mut out);
+        put_committed(&mut out, r);
+    }
+    out
+}

@@ -24,6 +24,7 @@ mod publisher;
 pub mod router;
 mod snapshot;
 pub mod storage;
+pub mod stored;
 pub mod subscribe;
 mod writer;
 
@@ -268,9 +269,8 @@ impl Ledger {
 
     /// The gRPC `Ledger` service over this ledger's store.
     #[must_use]
-    pub fn service(&self) -> wfl_proto::pb::ledger_server::LedgerServer<api::LedgerApi> {
-        wfl_proto::pb::ledger_server::LedgerServer::new(self.api())
-            .max_decoding_message_size(64 << 20)
+    pub fn service(&self) -> stored::LedgerService<api::LedgerApi> {
+        stored::LedgerService::new(self.api())
     }
 
     /// The `Ledger` API implementation over this ledger's store (the cluster's router holds one

@@ -16,6 +16,7 @@ use wfl_bus::cluster::LiveMap;
 use wfl_proto::pb;
 
 use crate::api::LedgerApi;
+use crate::stored::{EncodedStream, ReadStored};
 
 pub use wfl_bus::cluster::PARTITION_HEADER;
 
@@ -100,6 +101,18 @@ fn named<T>(partition: u32, mut response: Response<T>) -> Response<T> {
         response.metadata_mut().insert(PARTITION_HEADER, v);
     }
     response
+}
+
+#[tonic::async_trait]
+impl ReadStored for PartitionRouter {
+    async fn read_stored(
+        &self,
+        request: Request<pb::ReadRequest>,
+        batches: bool,
+    ) -> Result<Response<EncodedStream>, Status> {
+        let (p, api) = self.pick(&request, &request.get_ref().org_ids)?;
+        Ok(named(p, api.read_stored(request, batches).await?))
+    }
 }
 
 #[tonic::async_trait]
