@@ -2,7 +2,8 @@
 //! org and type filters, `to_sequence`, `limit` and `as_of_recorded_at_micros` (each across the
 //! ledger's read chunks), the batches hold exactly the events `Read` streams, in the same order,
 //! never more per message than asked, never an empty one; bad input is refused by both with the
-//! same INVALID_ARGUMENT naming the field. (A caller restricted to one org: `tests/auth.rs`.)
+//! same INVALID_ARGUMENT naming the field; `wfl replay` prints every event once, in order, across
+//! its batches. (A caller restricted to one org: `tests/auth.rs`.)
 
 mod common;
 
@@ -146,6 +147,29 @@ async fn read_batches_returns_exactly_what_read_returns() {
             assert!(got == want, "different events for {request:?}");
         }
     }
+    // `wfl replay`: every event once, in order, across its batches (made into lines on several
+    // threads), each line the event `Read` streams.
+    let out = std::process::Command::new(common::bin("wfl"))
+        .args(["replay", "--addr", &node.grpc])
+        .output()
+        .expect("wfl replay runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), all.len());
+    for (line, c) in lines.iter().zip(&all) {
+        assert_eq!(line["sequence"], c.sequence);
+        assert_eq!(line["hash"].as_str(), Some(hex::encode(&c.hash).as_str()));
+        let id = c.event.as_ref().map(|e| e.event_id.as_str());
+        assert_eq!(line["event"]["event_id"].as_str(), id);
+    }
+
     // The requests select what they say (so the comparison is not of two empty answers).
     let orgb = read(&ch, requests[4].clone()).await.expect("Read");
     assert!(orgb.len() > 800);

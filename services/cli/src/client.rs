@@ -432,13 +432,15 @@ pub async fn replay(addr: &str, request: pb::ReadRequest) -> anyhow::Result<u64>
     replay_to(client, request, std::io::stdout()).await
 }
 
-/// Bytes of JSON lines gathered before they are written out.
-const REPLAY_BUFFER: usize = 256 << 10;
+/// Blocking threads making JSON lines in parallel (batches dealt to them in turn), at most.
+const LINE_MAKERS: usize = 4;
 
 /// What [`replay`] does, to any writer: `ReadBatches` with `request` (`max_batch` 0 asks for the
-/// largest batches), every event written as a JSON line, in writes of about [`REPLAY_BUFFER`]
-/// bytes. The lines are made on a blocking thread of their own, so the next batch is received
-/// and decoded while one is being written. Returns the number of events written.
+/// largest batches), every event written as a JSON line. The lines of each batch are made on
+/// one of a few blocking threads (one per core, at most [`LINE_MAKERS`]; batches dealt to them
+/// in turn) while the next batches are received and decoded, and one more thread writes each
+/// batch's lines in the order the batches came, in one write per batch. Returns the number of
+/// events written.
 ///
 /// # Errors
 /// When the server refuses the request, the stream breaks (after every event received before
@@ -448,26 +450,62 @@ pub async fn replay_to(
     request: pb::ReadRequest,
     out: impl Write + Send + 'static,
 ) -> anyhow::Result<u64> {
+    type Lines = tokio::sync::oneshot::Receiver<anyhow::Result<(Vec<u8>, u64)>>;
     let mut stream = client
         .max_decoding_message_size(64 << 20)
         .read_batches(request)
         .await
         .map_err(|s| anyhow!("{}", describe_status(&s)))?
         .into_inner();
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let writer = tokio::task::spawn_blocking(move || write_lines(rx, out));
+    let makers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, LINE_MAKERS);
+    let mut to_makers = Vec::with_capacity(makers);
+    for _ in 0..makers {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            pb::EventBatch,
+            tokio::sync::oneshot::Sender<anyhow::Result<(Vec<u8>, u64)>>,
+        )>(2);
+        tokio::task::spawn_blocking(move || {
+            let mut lines = crate::jsonl::Lines::default();
+            while let Some((batch, done)) = rx.blocking_recv() {
+                let _ = done.send(make_lines(&mut lines, batch));
+            }
+        });
+        to_makers.push(tx);
+    }
+    let (in_order, mut made) = tokio::sync::mpsc::channel::<Lines>(2 * makers + 2);
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let mut out = out;
+        let mut n = 0;
+        while let Some(lines) = made.blocking_recv() {
+            let (bytes, count) = lines
+                .blocking_recv()
+                .map_err(|_| anyhow!("a line maker stopped"))??;
+            out.write_all(&bytes)?;
+            n += count;
+        }
+        out.flush()?;
+        Ok(n)
+    });
+    let mut next = 0usize;
     let broken = loop {
         match stream.next().await {
             None => break None,
             Some(Ok(batch)) => {
-                if tx.send(batch).await.is_err() {
+                let (done, lines) = tokio::sync::oneshot::channel();
+                // The writer's queue first, so it waits for this batch's lines in order.
+                if in_order.send(lines).await.is_err()
+                    || to_makers[next].send((batch, done)).await.is_err()
+                {
                     break None; // the writer failed: its error is the answer
                 }
+                next = (next + 1) % makers;
             }
             Some(Err(s)) => break Some(s),
         }
     };
-    drop(tx);
+    drop((in_order, to_makers));
     let written = writer.await??;
     if let Some(s) = broken {
         bail!(
@@ -478,27 +516,17 @@ pub async fn replay_to(
     Ok(written)
 }
 
-/// The writing half of [`replay_to`]: every event of every batch as a JSON line.
-fn write_lines(
-    mut batches: tokio::sync::mpsc::Receiver<pb::EventBatch>,
-    mut out: impl Write,
-) -> anyhow::Result<u64> {
-    let mut lines = crate::jsonl::Lines::default();
-    let mut buf = Vec::with_capacity(REPLAY_BUFFER + (64 << 10));
-    let mut n = 0;
-    while let Some(batch) = batches.blocking_recv() {
-        for c in batch.events {
-            lines.push(&mut buf, c)?;
-            n += 1;
-            if buf.len() >= REPLAY_BUFFER {
-                out.write_all(&buf)?;
-                buf.clear();
-            }
-        }
+/// One batch's events as JSON lines, and how many.
+fn make_lines(
+    lines: &mut crate::jsonl::Lines,
+    batch: pb::EventBatch,
+) -> anyhow::Result<(Vec<u8>, u64)> {
+    let mut buf = Vec::with_capacity(batch.events.len() * 768);
+    let n = batch.events.len() as u64;
+    for c in batch.events {
+        lines.push(&mut buf, c)?;
     }
-    out.write_all(&buf)?;
-    out.flush()?;
-    Ok(n)
+    Ok((buf, n))
 }
 
 /// `wfl tail`: follows the committed stream, printing events as JSON lines. Reconnects after a
