@@ -274,7 +274,8 @@ fn insert_sorted(events: &mut Vec<(u64, EventId)>, item: (u64, EventId)) -> bool
     match events.binary_search(&item) {
         Ok(_) => false,
         Err(i) => {
-            if events.capacity() == 0 {
+            // Exact up to 4 (a `Vec` would jump from 1 to 4): most workers have 2 or 3 events.
+            if events.len() == events.capacity() && events.len() < 4 {
                 events.reserve_exact(1);
             }
             events.insert(i, item);
@@ -394,9 +395,67 @@ impl Effect {
 }
 
 /// One folded event and what later events did to it: the unit of keyed persistence. Opaque outside
-/// this module; serde gives its stored form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// this module; serde gives its stored form ([`EntryForm`]).
+///
+/// Laid out for memory, since the state holds one per event: what few events have (effects of
+/// later events, an effect of its own) is boxed apart in [`Later`], and the correlation id is a
+/// boxed `str`, so that an `Arc<Entry>` is 384 bytes (one allocator size class; it was 488,
+/// rounded up to 512).
+#[derive(Debug, Clone, Eq, Deserialize)]
+#[serde(from = "EntryForm")]
 pub struct Entry {
+    sequence: u64,
+    org_id: OrgId,
+    site_id: SiteId,
+    jurisdiction: String,
+    effective_date: Date,
+    correlation_id: Option<Box<str>>,
+    original: Payload,
+    /// `None` until a later event acts on this one or this one acts on another.
+    later: Option<Box<Later>>,
+}
+
+/// What later events did to an entry, and what it does to an earlier one: few entries have any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Later {
+    /// Corrections of this event: (correcting event, replacement), each with the sequences it
+    /// held between.
+    corrections: Acts<(EventId, Payload)>,
+    /// Position links naming this event, each with the sequences it held between.
+    links: Acts<(EventId, Link)>,
+    /// Retractions naming this event, each with the sequences it held between.
+    retracted_by: Acts<EventId>,
+    /// What this event currently does to an earlier one.
+    effect: Option<Effect>,
+}
+
+/// The [`Later`] of an entry that has none.
+static NO_LATER: Later = Later {
+    corrections: Acts(Vec::new()),
+    links: Acts(Vec::new()),
+    retracted_by: Acts(Vec::new()),
+    effect: None,
+};
+
+/// Equal when they read the same: an entry whose [`Later`] was made and emptied again equals
+/// one that never had one.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.sequence == other.sequence
+            && self.org_id == other.org_id
+            && self.site_id == other.site_id
+            && self.jurisdiction == other.jurisdiction
+            && self.effective_date == other.effective_date
+            && self.correlation_id == other.correlation_id
+            && self.original == other.original
+            && self.later() == other.later()
+    }
+}
+
+/// An entry's stored form (JSON in the view store): every field flat, the empty ones left out.
+/// Read into an [`Entry`]; written from one without copying it ([`EntryRef`]).
+#[derive(Deserialize)]
+struct EntryForm {
     sequence: u64,
     org_id: OrgId,
     site_id: SiteId,
@@ -405,22 +464,89 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     correlation_id: Option<String>,
     original: Payload,
-    /// Corrections of this event: (correcting event, replacement), each with the sequences it
-    /// held between.
     #[serde(default, skip_serializing_if = "Acts::is_empty")]
     corrections: Acts<(EventId, Payload)>,
-    /// Position links naming this event, each with the sequences it held between.
     #[serde(default, skip_serializing_if = "Acts::is_empty")]
     links: Acts<(EventId, Link)>,
-    /// Retractions naming this event, each with the sequences it held between.
     #[serde(default, skip_serializing_if = "Acts::is_empty")]
     retracted_by: Acts<EventId>,
-    /// What this event currently does to an earlier one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     effect: Option<Effect>,
 }
 
+impl From<EntryForm> for Entry {
+    fn from(f: EntryForm) -> Self {
+        let later = Later {
+            corrections: f.corrections,
+            links: f.links,
+            retracted_by: f.retracted_by,
+            effect: f.effect,
+        };
+        Self {
+            sequence: f.sequence,
+            org_id: f.org_id,
+            site_id: f.site_id,
+            jurisdiction: f.jurisdiction,
+            effective_date: f.effective_date,
+            correlation_id: f.correlation_id.map(String::into_boxed_str),
+            original: f.original,
+            later: (later != NO_LATER).then(|| Box::new(later)),
+        }
+    }
+}
+
+/// [`EntryForm`] borrowed from an [`Entry`], to write it.
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    sequence: u64,
+    org_id: &'a OrgId,
+    site_id: &'a SiteId,
+    jurisdiction: &'a str,
+    effective_date: Date,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    original: &'a Payload,
+    #[serde(skip_serializing_if = "Acts::is_empty")]
+    corrections: &'a Acts<(EventId, Payload)>,
+    #[serde(skip_serializing_if = "Acts::is_empty")]
+    links: &'a Acts<(EventId, Link)>,
+    #[serde(skip_serializing_if = "Acts::is_empty")]
+    retracted_by: &'a Acts<EventId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effect: Option<&'a Effect>,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let later = self.later();
+        EntryRef {
+            sequence: self.sequence,
+            org_id: &self.org_id,
+            site_id: &self.site_id,
+            jurisdiction: &self.jurisdiction,
+            effective_date: self.effective_date,
+            correlation_id: self.correlation_id.as_deref(),
+            original: &self.original,
+            corrections: &later.corrections,
+            links: &later.links,
+            retracted_by: &later.retracted_by,
+            effect: later.effect.as_ref(),
+        }
+        .serialize(s)
+    }
+}
+
 impl Entry {
+    /// What later events did to it and what it does (empty for most entries).
+    fn later(&self) -> &Later {
+        self.later.as_deref().unwrap_or(&NO_LATER)
+    }
+
+    /// [`Self::later`], to change: made on first use.
+    fn later_mut(&mut self) -> &mut Later {
+        self.later.get_or_insert_with(Box::default)
+    }
+
     /// The ledger sequence the entry's event was folded at (its stable storage position).
     #[must_use]
     pub fn sequence(&self) -> u64 {
@@ -434,29 +560,27 @@ impl Entry {
             site_id: event.site_id,
             jurisdiction: event.jurisdiction,
             effective_date: event.effective_date,
-            correlation_id: event.correlation_id,
+            correlation_id: event.correlation_id.map(String::into_boxed_str),
             original: event.payload,
-            corrections: Acts::default(),
-            links: Acts::default(),
-            retracted_by: Acts::default(),
-            effect: None,
+            later: None,
         }
     }
 
     /// Unretracted at `at`.
     fn live_at(&self, at: u64) -> bool {
-        self.retracted_by.at(at).next().is_none()
+        self.later().retracted_by.at(at).next().is_none()
     }
 
     /// At `at`: the latest correction's replacement, else the original payload.
     fn payload_at(&self, at: u64) -> &Payload {
-        self.corrections
+        self.later()
+            .corrections
             .latest(at)
             .map_or(&self.original, |(_, p)| p)
     }
 
     fn link_at(&self, at: u64) -> Option<Link> {
-        self.links.latest(at).map(|(_, k)| *k)
+        self.later().links.latest(at).map(|(_, k)| *k)
     }
 
     fn classification_at(&self, at: u64) -> Classification {
@@ -654,8 +778,8 @@ impl Projection {
             let Some(e) = self.entries.get(&id) else {
                 continue;
             };
-            let payloads =
-                std::iter::once(&e.original).chain(e.corrections.0.iter().map(|h| &h.value.1));
+            let payloads = std::iter::once(&e.original)
+                .chain(e.later().corrections.0.iter().map(|h| &h.value.1));
             work.extend(
                 payloads
                     .filter_map(effect_target)
@@ -670,8 +794,8 @@ impl Projection {
     fn workers_named(&self, ids: &[EventId]) -> Vec<(&OrgId, &WorkerRef)> {
         let mut out = Vec::new();
         for e in ids.iter().filter_map(|id| self.entries.get(id)) {
-            let payloads =
-                std::iter::once(&e.original).chain(e.corrections.0.iter().map(|h| &h.value.1));
+            let payloads = std::iter::once(&e.original)
+                .chain(e.later().corrections.0.iter().map(|h| &h.value.1));
             for payload in payloads {
                 if let Some((worker, _)) = payload.worker_effect() {
                     out.push((&e.org_id, worker));
@@ -976,24 +1100,25 @@ impl Projection {
             return;
         };
         let desired = self.desired_effect(entry);
-        if desired == entry.effect {
+        if desired == entry.later().effect {
             return;
         }
         let sequence = entry.sequence;
         let org = entry.org_id.clone();
-        let old = entry.effect.clone();
+        let old = entry.later().effect.clone();
         // Every change happens at the sequence being folded.
         let now = self.last_sequence;
         if let Some(entry) = self.entries.get_mut(&id) {
-            Arc::make_mut(entry).effect.clone_from(&desired);
+            Arc::make_mut(entry).later_mut().effect.clone_from(&desired);
             self.dirty.push(id);
         }
         if let Some(old) = old {
             if let Some(target) = self.entries.get_mut(&old.target()).map(Arc::make_mut) {
+                let later = target.later_mut();
                 match old {
-                    Effect::Correct { .. } => target.corrections.end(sequence, now),
-                    Effect::Link { .. } => target.links.end(sequence, now),
-                    Effect::Retract { .. } => target.retracted_by.end(sequence, now),
+                    Effect::Correct { .. } => later.corrections.end(sequence, now),
+                    Effect::Link { .. } => later.links.end(sequence, now),
+                    Effect::Retract { .. } => later.retracted_by.end(sequence, now),
                 }
                 work.insert((target.sequence, old.target()));
                 self.dirty.push(old.target());
@@ -1019,12 +1144,13 @@ impl Projection {
                 }
             }
             if let Some(target) = self.entries.get_mut(&target_id).map(Arc::make_mut) {
+                let later = target.later_mut();
                 match new {
                     Effect::Correct { replacement, .. } => {
-                        target.corrections.start(sequence, now, (id, *replacement));
+                        later.corrections.start(sequence, now, (id, *replacement));
                     }
-                    Effect::Link { kind, .. } => target.links.start(sequence, now, (id, kind)),
-                    Effect::Retract { .. } => target.retracted_by.start(sequence, now, id),
+                    Effect::Link { kind, .. } => later.links.start(sequence, now, (id, kind)),
+                    Effect::Retract { .. } => later.retracted_by.start(sequence, now, id),
                 }
                 work.insert((target.sequence, target_id));
                 self.dirty.push(target_id);
@@ -1193,7 +1319,7 @@ impl<'a> EntryAt<'a> {
             event_type: payload.event_type(),
             payload: payload.clone(),
             classification: self.classification(),
-            correlation_id: self.correlation_id.clone(),
+            correlation_id: self.correlation_id.as_deref().map(str::to_owned),
         }
     }
 }
@@ -1413,13 +1539,28 @@ impl<'a> At<'a> {
                     jurisdiction: e.jurisdiction.clone(),
                     effective_date: e.effective_date,
                     event_type: payload.event_type(),
-                    correlation_id: e.correlation_id.clone(),
+                    correlation_id: e.correlation_id.as_deref().map(str::to_owned),
                     payload: payload.clone(),
                     original_payload: e.original.clone(),
                     classification: e.classification(),
-                    corrected_by: e.corrections.at(self.at).map(|(_, (id, _))| *id).collect(),
-                    linked_by: e.links.at(self.at).map(|(_, (id, _))| *id).collect(),
-                    retracted_by: e.retracted_by.at(self.at).map(|(_, id)| *id).collect(),
+                    corrected_by: e
+                        .later()
+                        .corrections
+                        .at(self.at)
+                        .map(|(_, (id, _))| *id)
+                        .collect(),
+                    linked_by: e
+                        .later()
+                        .links
+                        .at(self.at)
+                        .map(|(_, (id, _))| *id)
+                        .collect(),
+                    retracted_by: e
+                        .later()
+                        .retracted_by
+                        .at(self.at)
+                        .map(|(_, id)| *id)
+                        .collect(),
                 })
             })
             .collect()
@@ -1519,4 +1660,15 @@ fn ratio(n: u64, d: u64) -> Option<f64> {
 /// The stable key of an optional cohort in by-cohort maps.
 fn cohort_key(cohort: Option<Cohort>) -> String {
     cohort.map_or("unspecified", Cohort::as_str).to_owned()
+}
+
+#[cfg(test)]
+mod layout {
+    /// One `Arc<Entry>` per folded event: 16 bytes of counts plus the entry must stay within
+    /// the allocator's 384-byte size class (it was 488 bytes, rounded up to 512).
+    #[test]
+    fn an_entry_fits_its_size_class() {
+        let size = std::mem::size_of::<super::Entry>();
+        assert!(16 + size <= 384, "Entry is {size} bytes");
+    }
 }
