@@ -544,6 +544,19 @@ async fn a_backdated_event_changes_the_effective_period_but_not_what_was_known_b
         (2, 0),
         "as the ledger knew it before they were recorded: none"
     );
+    // At every commit's instant, and before the first: the events recorded by then are a prefix
+    // of the ledger (recorded-at never goes back), answered at its end; at the last commit's
+    // instant (not before the last folded event's) the ledger's events are folded instead. Both
+    // name the last event recorded by then.
+    for at in std::iter::once(1).chain(all.iter().map(|c| c.recorded_at_micros)) {
+        let end = all
+            .iter()
+            .filter(|c| c.recorded_at_micros <= at)
+            .map(|c| c.sequence)
+            .max()
+            .unwrap_or(0);
+        assert_eq!(separations(at).await.0, end, "as of {at}");
+    }
 
     let mut ledger = common::ledger(&ch);
     let mut stream = ledger

@@ -72,6 +72,11 @@ pub(crate) struct Writer {
     /// What the batch being decided changed in `state`; written with its records (see
     /// [`snapshot`]) and drained by each commit.
     changed: Changed,
+    /// The `recorded_at_micros` given to the latest batch (at start: the head record's). A
+    /// batch is recorded at the wall clock, or at this if the clock went back (a step, or a
+    /// takeover by a machine whose clock is behind): recorded-at never decreases along the
+    /// ledger, so the events recorded by an instant are a prefix of it.
+    recorded_at: i64,
 }
 
 impl Writer {
@@ -90,17 +95,24 @@ impl Writer {
                 let head = s.head()?;
                 let restored = restore(s.as_ref(), head.sequence)?;
                 let checkpointed = s.latest_checkpoint()?.map_or(0, |(size, _)| size);
-                Ok((head, checkpointed, restored))
+                let recorded_at = match s.get(head.sequence)? {
+                    Some(record) if head.sequence > 0 => codec::check_stored(&record)?,
+                    _ => 0,
+                };
+                Ok((head, checkpointed, (restored, recorded_at)))
             })
             .await
             .map_err(Error::join)??;
-        let Restored {
-            state,
-            source,
-            through,
-            folded,
-            changed,
-        } = restored;
+        let (
+            Restored {
+                state,
+                source,
+                through,
+                folded,
+                changed,
+            },
+            recorded_at,
+        ) = restored;
         info!(
             head = head.sequence,
             source = %source,
@@ -129,6 +141,7 @@ impl Writer {
                 // mode the fold's own write is local, and the standby copies learn those keys
                 // only from the partition log (see [`Restored::changed`]).
                 changed,
+                recorded_at,
             },
             head_rx,
         ))
@@ -344,7 +357,8 @@ impl Writer {
         let mut decided: HashMap<EventId, Option<ipb::Outcome>> = HashMap::new();
         // Committed in this batch or the one in flight: answered once that append is done.
         let mut repeats: Vec<EventId> = Vec::new();
-        let recorded_at = codec::now_micros();
+        let recorded_at = codec::now_micros().max(self.recorded_at);
+        self.recorded_at = recorded_at;
         let mut duplicates = 0usize;
         let (no_originals, no_decisions) = (HashMap::new(), HashMap::new());
         let max_event = self
@@ -1282,6 +1296,51 @@ mod tests {
             !keys.iter().any(|k| k.ends_with("ow1")),
             "and only what changed since the last metadata: {keys:?}"
         );
+        shutdown.cancel();
+    }
+
+    /// Recorded-at never goes back along the ledger: a writer whose clock is behind the head
+    /// record's (a clock step, a takeover by a machine behind) records at the head's instant.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recorded_at_never_goes_back_along_the_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Log> =
+            Arc::new(wfl_store::SledLog::open(&dir.path().join("ledger")).expect("open"));
+        let shutdown = CancellationToken::new();
+        // The head was recorded an hour ahead of this machine's clock.
+        let ahead = codec::now_micros() + 3_600_000_000;
+        let first = hire("o", "w1");
+        store
+            .append_with_meta(
+                &[NewRecord {
+                    sequence: 1,
+                    event_id: first.event_id.0,
+                    org_id: "o".into(),
+                    event_type: first.event_type().as_str().to_owned(),
+                    bytes: codec::encode(1, ahead, &first),
+                    submission: None,
+                }],
+                &[],
+                &[],
+            )
+            .expect("append");
+        let mut writer = writer_on(store.clone(), dir.path(), &shutdown).await;
+        for worker in ["w2", "w3"] {
+            let (next, _) = batch(vec![payload(&hire("o", worker))]);
+            let prepared = writer.prepare(next, None).expect("prepare");
+            let mut inflight = Some(writer.launch(prepared));
+            let r = appended(&mut inflight).await;
+            writer
+                .finish(inflight.take().expect("in flight"), r)
+                .expect("finish");
+        }
+        let recorded: Vec<i64> = (1..=3)
+            .map(|sequence| {
+                let record = store.get(sequence).expect("read").expect("record");
+                codec::check_stored(&record).expect("checks")
+            })
+            .collect();
+        assert_eq!(recorded, [ahead, ahead, ahead]);
         shutdown.cancel();
     }
 }

@@ -1,9 +1,12 @@
 //! The gRPC `wfl.v1.Views` service. Views are answered from the projector's state: the current
 //! one, or, with `as_of_sequence`, the state read as it stood at that sequence
 //! ([`Projection::at`]: every effect keeps the sequences it held between, so this costs what a
-//! current answer costs). Only `as_of_recorded_at_micros` still folds the ledger again (its events
-//! recorded by that instant, read over gRPC). Errors become `tonic::Status` in [`invalid`] and
-//! [`unavailable`] only.
+//! current answer costs). An `as_of_recorded_at_micros` answer is the as-of answer at the end of
+//! the ledger's prefix recorded by that instant, found by a binary search over the ledger
+//! (recorded-at never decreases along a ledger written by this build: [`crate::RecordedOrder`]);
+//! only for views stored before that order was checked, or an instant at or after the last
+//! folded event's, does it fold the ledger's events recorded by then (read over gRPC). Errors
+//! become `tonic::Status` in [`invalid`] and [`unavailable`] only.
 
 use std::sync::Arc;
 
@@ -96,12 +99,19 @@ impl ViewsApi {
                 )));
             }
         }
+        // A recorded-at bound: the prefix recorded by then, when the folded history says where
+        // it ends; else a fold of the ledger (below).
+        let prefix = match as_of.recorded_at_micros {
+            0 => None,
+            bound => self.recorded_prefix(bound).await?,
+        };
         let current = self.shared.projection.read().await;
-        if as_of.recorded_at_micros == 0 {
-            let sequence = if as_of.sequence == 0 {
-                current.last_sequence()
-            } else {
-                as_of.sequence
+        if as_of.recorded_at_micros == 0 || prefix.is_some() {
+            let sequence = match (prefix, as_of.sequence) {
+                (Some(end), 0) => end,
+                (Some(end), asked) => end.min(asked),
+                (None, 0) => current.last_sequence(),
+                (None, asked) => asked,
             };
             if tallied {
                 // An as-of answer may move a tally snapshot (tens of milliseconds): off the
@@ -198,6 +208,62 @@ impl ViewsApi {
                 Vec::new()
             }
         }
+    }
+
+    /// The end of the ledger's prefix recorded by `bound` (the last sequence recorded at or
+    /// before it; 0: none), when the folded history is in recorded-at order ([`crate::RecordedOrder`])
+    /// and `bound` is before its last event's instant, so that the prefix is folded: a binary
+    /// search over the ledger, one record read per step (23 at 5M events). `None`: the answer
+    /// must fold the ledger's events recorded by then.
+    async fn recorded_prefix(&self, bound: i64) -> Result<Option<u64>, Status> {
+        let (order, checkpoint) = {
+            let p = self.shared.projection.read().await;
+            let order = *self
+                .shared
+                .recorded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (order, p.last_sequence())
+        };
+        if !order.ordered || checkpoint == 0 || bound >= order.last {
+            return Ok(None);
+        }
+        let channel = self
+            .shared
+            .ledger_credentials
+            .connect(&self.shared.ledger_addr)
+            .await
+            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
+        let mut client = pb::ledger_client::LedgerClient::new(channel);
+        // Recorded at or before `bound`: everything up to `lo` (0: nothing); after it: `hi` on.
+        // The last folded event, `checkpoint`, was recorded at `order.last`, after `bound`.
+        let (mut lo, mut hi) = (0u64, checkpoint);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let mut stream = client
+                .read(pb::ReadRequest {
+                    from_sequence: mid,
+                    to_sequence: mid,
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let at = match stream.message().await? {
+                Some(c) if c.sequence == mid => c.recorded_at_micros,
+                _ => {
+                    return Err(unavailable(&format!(
+                        "the ledger did not return event {mid}, which the views reflect"
+                    )))
+                }
+            };
+            if at <= bound {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(Some(lo))
     }
 
     /// The chain hash of the ledger event at `sequence` (empty for 0): the last folded one's from
@@ -733,6 +799,7 @@ mod tests {
         ViewsApi::new(Arc::new(Shared {
             progress: Arc::new(Progress::default()),
             projection: RwLock::new(projection),
+            recorded: std::sync::Mutex::default(),
             checkpoint,
             last_hash: std::sync::Mutex::new((head, vec![7; 32])),
             last_root: std::sync::Mutex::new((head, vec![9; 32])),

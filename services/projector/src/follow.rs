@@ -270,6 +270,11 @@ async fn fold(shared: &Arc<Shared>, decoded: Vec<Decoded>) -> Result<Option<u64>
     }
     let mut folded = 0u64;
     let mut gap = false;
+    // Changed under the projection's lock, so it describes the same events.
+    let mut recorded = *shared
+        .recorded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for (sequence, recorded_at, hash, event) in decoded {
         if sequence <= p.last_sequence() {
             continue; // already folded (a resumed stream overlaps nothing, but be safe)
@@ -284,11 +289,16 @@ async fn fold(shared: &Arc<Shared>, decoded: Vec<Decoded>) -> Result<Option<u64>
             break;
         }
         p.apply_owned(sequence, event);
+        recorded.note(recorded_at);
         last_recorded_at = Some(recorded_at);
         last_hash = Some((sequence, hash));
         folded += 1;
     }
     let last = p.last_sequence();
+    *shared
+        .recorded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = recorded;
     drop(p);
     if folded > 0 {
         let progress = &shared.progress;
@@ -423,12 +433,18 @@ impl Writer {
         if !space.writable(&shared.progress) {
             return false;
         }
-        let changes = shared.projection.write().await.take_changes();
+        let mut p = shared.projection.write().await;
+        let changes = p.take_changes();
+        let recorded = *shared
+            .recorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(p);
         let store = store.clone();
         let progress = shared.progress.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            store.save(&changes)?;
+            store.save(&changes, recorded)?;
             let took = started.elapsed();
             if took >= SLOW {
                 info!(

@@ -197,10 +197,46 @@ impl Progress {
     }
 }
 
+/// Whether recorded-at never decreased along the events folded so far, and the latest one. While
+/// it holds, the events recorded by an instant are a prefix of the ledger (the ledger's writer
+/// keeps recorded-at from going back; a store written before it did may not be ordered), so an
+/// `as_of_recorded_at_micros` answer is the as-of answer at the end of that prefix, found by a
+/// binary search over the ledger, instead of a fold of it. Stored with each persist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordedOrder {
+    /// The latest recorded-at folded, µs since the epoch (0: none).
+    pub last: i64,
+    /// False once one event was recorded before its predecessor, or when the stored views
+    /// predate this record (their history was not checked).
+    pub ordered: bool,
+}
+
+impl Default for RecordedOrder {
+    fn default() -> Self {
+        Self {
+            last: 0,
+            ordered: true,
+        }
+    }
+}
+
+impl RecordedOrder {
+    /// Takes the recorded-at of the next event folded.
+    pub(crate) fn note(&mut self, recorded_at: i64) {
+        if recorded_at < self.last {
+            self.ordered = false;
+        }
+        self.last = self.last.max(recorded_at);
+    }
+}
+
 /// Shared between the follower and the API.
 pub(crate) struct Shared {
     pub progress: Arc<Progress>,
     pub projection: RwLock<Projection>,
+    /// The recorded-at order of what `projection` holds: changed only with the projection's
+    /// write lock held, so it always describes the same events.
+    pub recorded: std::sync::Mutex<RecordedOrder>,
     /// The sequence the projection reflects, for readers waiting to read their own writes.
     pub checkpoint: tokio::sync::watch::Sender<u64>,
     /// The last folded event's (sequence, chain hash), so current answers name their hash
@@ -227,16 +263,20 @@ async fn load(
     let started = std::time::Instant::now();
     let rebuild = config.rebuild;
     let every = config.snapshot_every;
-    let (store, projection) = tokio::task::spawn_blocking(move || {
-        let (store, mut projection) = if rebuild {
+    let (store, projection, recorded) = tokio::task::spawn_blocking(move || {
+        let (store, projection) = if rebuild {
             tracing::info!(
                 "--rebuild-views: discarding the stored views; folding the ledger again"
             );
-            (store.reset()?, Projection::new())
+            (
+                store.reset()?,
+                (Projection::new(), RecordedOrder::default()),
+            )
         } else {
-            let projection = store.load()?;
-            (store, projection)
+            let loaded = store.load()?;
+            (store, loaded)
         };
+        let (mut projection, recorded) = projection;
         projection.keep_snapshots_every(every);
         let read = started.elapsed();
         // The tally snapshots a fold would have taken, so that no as-of answer after a
@@ -248,13 +288,19 @@ async fn load(
             snapshots_ms = (started.elapsed() - read).as_millis() as u64,
             "stored views read back"
         );
-        Ok::<_, Error>((store, projection))
+        Ok::<_, Error>((store, projection, recorded))
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
     let at = projection.last_sequence();
     let entries = projection.entry_count();
-    *shared.projection.write().await = projection;
+    let mut installed = shared.projection.write().await;
+    *installed = projection;
+    *shared
+        .recorded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = recorded;
+    drop(installed);
     shared.progress.checkpoint.store(at, Ordering::Relaxed);
     shared.progress.persisted.store(at, Ordering::Relaxed);
     shared.checkpoint.send_replace(at);
@@ -297,6 +343,7 @@ impl Projector {
         let shared = Arc::new(Shared {
             progress: Arc::new(Progress::default()),
             checkpoint,
+            recorded: std::sync::Mutex::default(),
             last_hash: std::sync::Mutex::new((0, Vec::new())),
             last_root: std::sync::Mutex::new((0, Vec::new())),
             projection: RwLock::new(Projection::new()),

@@ -9,6 +9,7 @@
 //! |--------------------------------------------|------------------------------------------------|
 //! | `m` `format`                               | layout version, u32 big-endian (4)             |
 //! | `m` `checkpoint`                           | last folded sequence, u64 BE                   |
+//! | `m` `recorded`                             | the [`RecordedOrder`] at the checkpoint: latest recorded-at, i64 BE, then 1 if recorded-at never decreased (9); absent in stores written before it (read as not ordered) |
 //! | `c` checkpoint (u64 BE) part (u32 BE)      | one part of a persist: the entries first folded in it and the worker-index links it added, a JSON array of `{"e":[id, entry]}` / `{"l":link}`, ≤ ~[`PART_BYTES`] |
 //! | `e` sequence (u64 BE) event id (16)        | an entry changed after the persist that first wrote it (a correction, link or retraction acted on it), JSON; replaces the copy in its `c` part |
 //!
@@ -31,10 +32,11 @@ use serde::{Deserialize, Serialize};
 use wfl_domain::EventId;
 use wfl_projections::views::{Changes, Entry, Projection, WorkerLink};
 
-use crate::Error;
+use crate::{Error, RecordedOrder};
 
 const FORMAT: &[u8] = b"mformat";
 const CHECKPOINT: &[u8] = b"mcheckpoint";
+const RECORDED: &[u8] = b"mrecorded";
 const PART: u8 = b'c';
 const ENTRY: u8 = b'e';
 /// The layout version this code writes and reads.
@@ -121,7 +123,7 @@ impl ViewStore {
     ///
     /// # Errors
     /// An unreadable or undecodable key or value, a legacy layout, or a missing checkpoint.
-    pub(crate) fn load(&self) -> Result<Projection, Error> {
+    pub(crate) fn load(&self) -> Result<(Projection, RecordedOrder), Error> {
         let get = |k: &[u8]| self.db.get(k).map_err(|e| self.damaged(&e.to_string()));
         if get(LEGACY_STATE)?.is_some() {
             return Err(Error::Store(format!(
@@ -133,7 +135,7 @@ impl ViewStore {
         let format = get(FORMAT)?;
         let checkpoint = get(CHECKPOINT)?;
         let (format, checkpoint) = match (format, checkpoint) {
-            (None, None) => return Ok(Projection::new()),
+            (None, None) => return Ok((Projection::new(), RecordedOrder::default())),
             (Some(f), Some(c)) => (f, c),
             _ => return Err(self.damaged("the layout version or the checkpoint is missing")),
         };
@@ -207,14 +209,26 @@ impl ViewStore {
         // A changed entry whose first copy is missing still counts (it cannot be in a part
         // beyond the checkpoint: those were refused above).
         entries.extend(changed);
-        Ok(Projection::restore(checkpoint, entries, links))
+        // Views stored before the order was kept: their history was not checked.
+        let recorded = match get(RECORDED)? {
+            None => RecordedOrder {
+                last: 0,
+                ordered: false,
+            },
+            Some(v) if v.len() == 9 => RecordedOrder {
+                last: i64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
+                ordered: v[8] == 1,
+            },
+            Some(_) => return Err(self.damaged("the recorded-at order is not 9 bytes")),
+        };
+        Ok((Projection::restore(checkpoint, entries, links), recorded))
     }
 
     /// Writes what changed and the checkpoint atomically and durably.
     ///
     /// # Errors
     /// The batch cannot be written or flushed.
-    pub(crate) fn save(&self, changes: &Changes) -> Result<(), Error> {
+    pub(crate) fn save(&self, changes: &Changes, recorded: RecordedOrder) -> Result<(), Error> {
         let encode = |e: serde_json::Error| Error::Internal(e.to_string());
         let mut batch = sled::Batch::default();
         let mut part = Part::new(changes.last_sequence);
@@ -234,6 +248,9 @@ impl ViewStore {
         part.close(&mut batch);
         batch.insert(FORMAT, &LAYOUT.to_be_bytes());
         batch.insert(CHECKPOINT, &changes.last_sequence.to_be_bytes());
+        let mut order = recorded.last.to_be_bytes().to_vec();
+        order.push(u8::from(recorded.ordered));
+        batch.insert(RECORDED, order);
         self.db
             .apply_batch(batch)
             .map_err(|e| Error::Store(format!("view store at {}: {e}", self.path.display())))?;
@@ -350,18 +367,25 @@ mod tests {
         let path = dir.path().join("projector");
         let store = ViewStore::open(&path).expect("opens");
         let mut p = Projection::new();
+        let mut order = RecordedOrder::default();
         for n in 1..=3 {
             p.apply(n as u64, &hire(n));
-            store.save(&p.take_changes()).expect("saves");
+            order.note(1_000 * n as i64);
+            store.save(&p.take_changes(), order).expect("saves");
         }
-        assert_eq!(store.load().expect("loads"), p);
+        assert_eq!(store.load().expect("loads"), (p.clone(), order));
+        // An event recorded before its predecessor: the order says so from then on.
+        order.note(500);
+        assert_eq!((order.last, order.ordered), (3_000, false));
+        order.note(4_000);
+        assert_eq!((order.last, order.ordered), (4_000, false));
         // One persist of many events spans several parts; a later one retracts an event an
         // earlier persist wrote (an `e` key replaces its first copy).
         for n in 4..=200 {
             p.apply(n as u64, &hire(n));
         }
         let changes = p.take_changes();
-        store.save(&changes).expect("saves");
+        store.save(&changes, order).expect("saves");
         assert!(
             store.db.scan_prefix([PART]).count() > 2,
             "197 entries fill more than one part"
@@ -372,15 +396,19 @@ mod tests {
             reason: "entered twice".into(),
         });
         p.apply(201, &retraction);
-        store.save(&p.take_changes()).expect("saves");
+        store.save(&p.take_changes(), order).expect("saves");
         assert_eq!(
             store.db.scan_prefix([ENTRY]).count(),
             1,
             "{:?}",
             p.last_sequence()
         );
-        let loaded = store.load().expect("loads");
-        assert_eq!(loaded, p);
+        let (loaded, loaded_order) = store.load().expect("loads");
+        assert_eq!((&loaded, loaded_order), (&p, order));
+        // Views stored before the order was kept: their history was not checked.
+        store.db.remove(RECORDED).expect("a raw remove");
+        let (_, unknown) = store.load().expect("loads");
+        assert!(!unknown.ordered);
         assert_eq!(
             loaded.headcount(&Default::default()),
             p.headcount(&Default::default())
