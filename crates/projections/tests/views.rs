@@ -922,14 +922,18 @@ fn ai_adoption_reports_usage_tools_roles_and_the_external_targets_apart() {
         "2026-03-01",
         usage(AiMetric::Tokens, "2026-02-28", 5_000_000, None),
     );
-    l.rec(
-        "2026-01-15",
+    let rollout = |tool: &str, mandatory: bool| {
         Payload::AiToolRolledOut(AiToolRolledOut {
-            tool: "assistant".to_owned(),
+            tool: tool.to_owned(),
             scope: "eng".to_owned(),
-            mandatory: true,
-        }),
-    );
+            mandatory,
+        })
+    };
+    // The same tool at the same scope three times (recorded out of date order), and another.
+    let second = l.rec("2026-02-20", rollout("assistant", false));
+    let first = l.rec("2026-01-15", rollout("assistant", true));
+    let third = l.rec("2026-03-05", rollout("assistant", true));
+    let other = l.rec("2026-02-01", rollout("coder", false));
     l.rec("2026-03-10", role_automated(None));
     l.rec("2026-03-11", role_automated(Some("w1")));
 
@@ -944,7 +948,35 @@ fn ai_adoption_reports_usage_tools_roles_and_the_external_targets_apart() {
     assert_eq!(tokens.active_user_share, None);
     assert_eq!(tokens.measure, "activity");
     assert!(tokens.used_in_performance_review);
-    assert_eq!(v.tools.len(), 1);
+    // One row per (org, site, scope, tool), ordered by its latest roll-out: the answer grows
+    // with the tools in use, not with roll-out events.
+    let rows: Vec<(&str, u64, Date, Date, bool)> = v
+        .tools
+        .iter()
+        .map(|t| {
+            (
+                t.tool.as_str(),
+                t.rollouts,
+                t.first_effective_date,
+                t.effective_date,
+                t.mandatory,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("coder", 1, date("2026-02-01"), date("2026-02-01"), false),
+            ("assistant", 3, date("2026-01-15"), date("2026-03-05"), true),
+        ]
+    );
+    assert_eq!(v.tools[1].event_id, third, "the latest roll-out's terms");
+    assert_eq!(
+        v.tools[1].event_ids,
+        vec![first, second, third],
+        "by effective date"
+    );
+    assert_eq!(v.tools[0].event_ids, vec![other]);
     assert_eq!(
         (v.roles_automated.count, v.roles_automated.with_separation),
         (2, 1)

@@ -257,7 +257,8 @@ impl TypedView for v::AiAdoptionView {
             tools: self
                 .tools
                 .iter()
-                .map(|t| pb::AiToolRow {
+                .enumerate()
+                .map(|(i, t)| pb::AiToolRow {
                     org_id: t.org.0.clone(),
                     site_id: t.site.0.clone(),
                     scope: t.scope.clone(),
@@ -265,6 +266,10 @@ impl TypedView for v::AiAdoptionView {
                     mandatory: t.mandatory,
                     effective_date: name(&t.effective_date),
                     event_id: name(&t.event_id),
+                    first_effective_date: name(&t.first_effective_date),
+                    rollouts: t.rollouts,
+                    evidence_count: count(&t.event_ids),
+                    evidence: pointer(&["tools", &i.to_string()]),
                 })
                 .collect(),
             roles_automated: Some(pb::RolesAutomated {

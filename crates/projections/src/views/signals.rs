@@ -87,16 +87,26 @@ pub struct AiUsageRow {
     pub event_id: EventId,
 }
 
-/// An AI tool rolled out.
+/// An AI tool at one org unit of one site: its roll-outs in the window (one row however often it
+/// was rolled out), the latest one's terms first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AiToolRow {
     pub org: OrgId,
     pub site: SiteId,
     pub scope: String,
     pub tool: String,
+    /// As the latest roll-out says.
     pub mandatory: bool,
+    /// The latest roll-out's.
     pub effective_date: Date,
+    /// The latest roll-out.
     pub event_id: EventId,
+    /// The first roll-out's in the window.
+    pub first_effective_date: Date,
+    /// Roll-outs of this tool at this scope and site in the window.
+    pub rollouts: u64,
+    /// Every roll-out, oldest first (the evidence).
+    pub event_ids: Vec<EventId>,
 }
 
 /// Roles or task sets taken over by AI systems.
@@ -282,7 +292,9 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
 
     type Latest = (AiUsageRow, (Date, Date, u64));
     let mut usage: BTreeMap<(OrgId, String, AiMetric), Latest> = BTreeMap::new();
-    let mut tools = Vec::new();
+    // One row per (org, site, scope, tool); the order key is its latest roll-out's.
+    type Rollouts = ((Date, u64), (Date, u64), AiToolRow);
+    let mut tools: BTreeMap<(OrgId, SiteId, String, String), Rollouts> = BTreeMap::new();
     let mut roles = RolesAutomated::default();
     for (id, e) in p.signal_entries().filter(|(_, e)| in_scope(e)) {
         match e.payload() {
@@ -316,18 +328,43 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
                 }
             }
             Payload::AiToolRolledOut(t) if q.in_window(e.effective_date) => {
-                tools.push((
-                    (e.effective_date, e.sequence),
-                    AiToolRow {
-                        org: e.org_id.clone(),
-                        site: e.site_id.clone(),
-                        scope: t.scope.clone(),
-                        tool: t.tool.clone(),
-                        mandatory: t.mandatory,
-                        effective_date: e.effective_date,
-                        event_id: *id,
-                    },
-                ));
+                let order = (e.effective_date, e.sequence);
+                let key = (
+                    e.org_id.clone(),
+                    e.site_id.clone(),
+                    t.scope.clone(),
+                    t.tool.clone(),
+                );
+                let (first, latest, row) = tools.entry(key).or_insert_with(|| {
+                    (
+                        order,
+                        order,
+                        AiToolRow {
+                            org: e.org_id.clone(),
+                            site: e.site_id.clone(),
+                            scope: t.scope.clone(),
+                            tool: t.tool.clone(),
+                            mandatory: t.mandatory,
+                            effective_date: e.effective_date,
+                            event_id: *id,
+                            first_effective_date: e.effective_date,
+                            rollouts: 0,
+                            event_ids: Vec::new(),
+                        },
+                    )
+                });
+                row.rollouts += 1;
+                row.event_ids.push(*id);
+                if order < *first {
+                    *first = order;
+                    row.first_effective_date = e.effective_date;
+                }
+                if order >= *latest {
+                    *latest = order;
+                    row.mandatory = t.mandatory;
+                    row.effective_date = e.effective_date;
+                    row.event_id = *id;
+                }
             }
             Payload::RoleAutomated(r) if q.in_window(e.effective_date) => {
                 roles.count += 1;
@@ -337,7 +374,19 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
             _ => {}
         }
     }
-    tools.sort_by_key(|(order, _)| *order);
+    let mut tools: Vec<Rollouts> = tools.into_values().collect();
+    for (_, _, row) in &mut tools {
+        // Signal entries come in id order: the evidence in the order the roll-outs took effect.
+        let mut ids: Vec<(Date, u64, EventId)> = Vec::with_capacity(row.event_ids.len());
+        for id in &row.event_ids {
+            if let Some(e) = p.entry(id) {
+                ids.push((e.effective_date, e.sequence, *id));
+            }
+        }
+        ids.sort_unstable();
+        row.event_ids = ids.into_iter().map(|(_, _, id)| id).collect();
+    }
+    tools.sort_by_key(|(_, latest, _)| *latest);
 
     let share = match p.tallies {
         // Counts only (`event_ids` empty): the separations tally less temporary layoffs.
@@ -360,7 +409,7 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
     AiAdoptionView {
         as_of_sequence: p.last_sequence(),
         usage: usage.into_values().map(|(row, _)| row).collect(),
-        tools: tools.into_iter().map(|(_, row)| row).collect(),
+        tools: tools.into_iter().map(|(_, _, row)| row).collect(),
         roles_automated: roles,
         ai_attributed_separations: share.finish(),
         external_reference: ai_plus_targets(),
