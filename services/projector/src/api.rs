@@ -228,36 +228,13 @@ impl ViewsApi {
         if !order.ordered || checkpoint == 0 || bound >= order.last {
             return Ok(None);
         }
-        let channel = self
-            .shared
-            .ledger_credentials
-            .connect(&self.shared.ledger_addr)
-            .await
-            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
-        let mut client = pb::ledger_client::LedgerClient::new(channel);
+        let mut client = self.ledger().await?;
         // Recorded at or before `bound`: everything up to `lo` (0: nothing); after it: `hi` on.
         // The last folded event, `checkpoint`, was recorded at `order.last`, after `bound`.
         let (mut lo, mut hi) = (0u64, checkpoint);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            let mut stream = client
-                .read(pb::ReadRequest {
-                    from_sequence: mid,
-                    to_sequence: mid,
-                    limit: 1,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            let at = match stream.message().await? {
-                Some(c) if c.sequence == mid => c.recorded_at_micros,
-                _ => {
-                    return Err(unavailable(&format!(
-                        "the ledger did not return event {mid}, which the views reflect"
-                    )))
-                }
-            };
-            if at <= bound {
+            if record_at(&mut client, mid).await?.recorded_at_micros <= bound {
                 lo = mid;
             } else {
                 hi = mid;
@@ -282,41 +259,26 @@ impl ViewsApi {
                 return Ok(last.1.clone());
             }
         }
+        Ok(record_at(&mut self.ledger().await?, sequence).await?.hash)
+    }
+
+    /// A client of the ledger the views follow.
+    async fn ledger(&self) -> Result<pb::ledger_client::LedgerClient<wfl_auth::Conn>, Status> {
         let channel = self
             .shared
             .ledger_credentials
             .connect(&self.shared.ledger_addr)
             .await
             .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
-        let mut stream = pb::ledger_client::LedgerClient::new(channel)
-            .read(pb::ReadRequest {
-                from_sequence: sequence,
-                to_sequence: sequence,
-                limit: 1,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        match stream.message().await? {
-            Some(c) if c.sequence == sequence => Ok(c.hash),
-            _ => Err(unavailable(&format!(
-                "the ledger did not return event {sequence}, which the views reflect"
-            ))),
-        }
+        Ok(pb::ledger_client::LedgerClient::new(channel))
     }
 
     /// Folds the ledger as of `as_of` into a fresh projection: its first `as_of.sequence` events
     /// (all when 0), leaving out those recorded after `as_of.recorded_at_micros`. Only for a
-    /// recorded-at bound (whose events need not be a prefix of the ledger).
+    /// recorded-at bound [`Self::recorded_prefix`] cannot place (views stored before the order
+    /// was kept, history out of recorded-at order, an instant at or after the last folded one).
     async fn fold_as_of(&self, as_of: AsOf) -> Result<Projection, Status> {
-        let channel = self
-            .shared
-            .ledger_credentials
-            .connect(&self.shared.ledger_addr)
-            .await
-            .map_err(|e| unavailable(&format!("ledger unreachable: {e}")))?;
-        let mut client =
-            pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut client = self.ledger().await?.max_decoding_message_size(64 << 20);
         let mut stream = client
             .read(pb::ReadRequest {
                 from_sequence: 1,
@@ -340,6 +302,28 @@ impl ViewsApi {
             p.apply(sequence, &event);
         }
         Ok(p)
+    }
+}
+
+/// The ledger's record at `sequence` (a read of that one record), which the views reflect.
+async fn record_at(
+    client: &mut pb::ledger_client::LedgerClient<wfl_auth::Conn>,
+    sequence: u64,
+) -> Result<pb::CommittedEvent, Status> {
+    let mut stream = client
+        .read(pb::ReadRequest {
+            from_sequence: sequence,
+            to_sequence: sequence,
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    match stream.message().await? {
+        Some(c) if c.sequence == sequence => Ok(c),
+        _ => Err(unavailable(&format!(
+            "the ledger did not return event {sequence}, which the views reflect"
+        ))),
     }
 }
 
