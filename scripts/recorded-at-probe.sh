@@ -13,7 +13,7 @@ ADDR=http://127.0.0.1:7101
 "$BIN" up --data-dir "$DATA" --grpc-addr 127.0.0.1:7101 --http-addr 127.0.0.1:7102 > "$DATA.up.log" 2>&1 &
 UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
-until curl -sf http://127.0.0.1:7102/readyz > /dev/null; do sleep 0.5; done
+until curl -sf http://127.0.0.1:7102/healthz > /dev/null; do sleep 0.5; done
 if [ "$EVENTS" != 0 ]; then
   "$BIN" load --events "$EVENTS" --mix restructuring --addr $ADDR --ack committed
 fi
@@ -26,7 +26,8 @@ until [ "$("$BIN" report separations --addr $ADDR --format json 2>/dev/null |
 done
 for _ in 1 2 3; do
   start=$(date +%s.%N)
-  sequence=$("$BIN" report separations --addr $ADDR --as-of-recorded-at "$at" --format json |
-    python3 -c "import sys, json; print(json.load(sys.stdin)['as_of_sequence'])")
-  echo "as of the instant sequence $MID was recorded ($at): as_of_sequence $sequence in $(echo "$(date +%s.%N) - $start" | bc) s"
+  "$BIN" report separations --addr $ADDR --as-of-recorded-at "$at" --format json > "$DATA.answer.json"
+  took=$(echo "$(date +%s.%N) - $start" | bc)
+  sequence=$(python3 -c "import sys, json; print(json.load(sys.stdin)['as_of_sequence'])" < "$DATA.answer.json")
+  echo "as of the instant sequence $MID was recorded ($at): as_of_sequence $sequence; wfl report took $took s"
 done
