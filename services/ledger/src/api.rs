@@ -1,10 +1,12 @@
 //! The gRPC `wfl.v1.Ledger` service: Read, ReadBatches and Head over the store.
 //!
-//! Reads run on the blocking pool in chunks (read and decoded there) and stream through a small
-//! bounded channel, so a slow client holds at most a few chunks in memory. `Read` and
-//! `ReadBatches` share their checks ([`LedgerApi::read_plan`]) and their reading task
-//! ([`spawn_read`]); they differ only in how a chunk's events are packed into messages. Store errors become `tonic::Status` only through
-//! `impl From<Error> for Status` ([`crate::error`]).
+//! Reads run on the blocking pool in chunks (read and checked there, never decoded) and stream
+//! through a small bounded channel, so a slow client holds at most a few chunks in memory.
+//! `Read` and `ReadBatches` share their checks ([`LedgerApi::read_plan`]) and their reading task
+//! ([`spawn_read`]); they differ only in how a chunk's records are packed into messages, which
+//! carry the stored bytes ([`ReadStored`], served by [`crate::stored::LedgerService`]; the
+//! generated trait's handlers decode the same answer). Store errors become `tonic::Status` only
+//! through `impl From<Error> for Status` ([`crate::error`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -182,38 +184,16 @@ fn read_batch_of(max_batch: u32) -> usize {
     }
 }
 
-/// How a read takes each stored record it selects: as the item it sends (decoded, or checked
-/// and kept as stored), `None` when it was recorded after the request's bound, or the error
-/// that ends the read.
-type Prepare<I> = fn(StoredRecord, i64) -> Result<Option<I>, Error>;
-
-/// How a read packs a chunk's items into messages (`batch`: events per message, for packers
+/// How a read packs a chunk's records into messages (`batch`: events per message, for packers
 /// that batch).
-type Pack<I, T> = fn(Vec<I>, usize) -> Vec<T>;
+type Pack = fn(Vec<StoredRecord>, usize) -> Vec<Encoded>;
 
-/// A decoded record and the size of its stored bytes (what a batch's byte cap counts).
-type Decoded = (pb::CommittedEvent, usize);
-
-/// A record decoded, for the generated `Read` and `ReadBatches` handlers.
-fn decoded(record: StoredRecord, recorded_bound: i64) -> Result<Option<Decoded>, Error> {
-    let c = codec::decode(&record)?;
-    // What was known then: leave out what was recorded after the bound.
-    Ok(
-        (recorded_bound == 0 || c.recorded_at_micros <= recorded_bound)
-            .then_some((c, record.bytes.len())),
-    )
-}
-
-/// A record checked and kept as stored ([`codec::check_stored`]): what [`LedgerService`]
-/// sends without decoding it.
+/// A record checked and kept as stored ([`codec::check_stored`]), `None` when it was recorded
+/// after the request's bound: what a read sends without decoding it.
 fn stored(record: StoredRecord, recorded_bound: i64) -> Result<Option<StoredRecord>, Error> {
     let recorded_at = codec::check_stored(&record)?;
+    // What was known then: leave out what was recorded after the bound.
     Ok((recorded_bound == 0 || recorded_at <= recorded_bound).then_some(record))
-}
-
-/// `Read`'s messages: one per event.
-fn one_per_message(events: Vec<Decoded>, _batch: usize) -> Vec<pb::CommittedEvent> {
-    events.into_iter().map(|(c, _)| c).collect()
 }
 
 /// The stored records of `Read`, one message each.
@@ -248,16 +228,6 @@ fn runs<I>(items: Vec<I>, batch: usize, size: impl Fn(&I) -> usize) -> Vec<Vec<I
     out
 }
 
-/// `ReadBatches`' messages, decoded: runs of consecutive events ([`runs`]).
-fn in_batches(events: Vec<Decoded>, batch: usize) -> Vec<pb::EventBatch> {
-    runs(events, batch, |(_, size)| *size)
-        .into_iter()
-        .map(|run| pb::EventBatch {
-            events: run.into_iter().map(|(c, _)| c).collect(),
-        })
-        .collect()
-}
-
 /// `ReadBatches`' messages from stored records: the same runs ([`runs`]), each encoded once.
 fn stored_batches(records: Vec<StoredRecord>, batch: usize) -> Vec<Encoded> {
     runs(records, batch, |r| r.bytes.len())
@@ -266,26 +236,26 @@ fn stored_batches(records: Vec<StoredRecord>, batch: usize) -> Vec<Encoded> {
         .collect()
 }
 
-/// What [`read_chunk`] found: the items, the error of a bad record after them, the last
+/// What [`read_chunk`] found: the records, the error of a bad record after them, the last
 /// sequence looked at.
-type Chunk<I> = (Vec<I>, Option<Error>, Option<u64>);
+type Chunk = (Vec<StoredRecord>, Option<Error>, Option<u64>);
 
 /// One chunk of a read, done on the blocking pool: the records from `from` that `filter` keeps
-/// (at most `take`), each through `prepare`. Returns the items (those before a bad record, when
+/// (at most `take`), each checked ([`stored`]). Returns them (those before a bad record, when
 /// there is one, then its error) and the last sequence the chunk looked at (`None`: nothing
 /// left up to `to`).
-fn read_chunk<I>(
+fn read_chunk(
     store: &dyn Log,
     (from, to): (u64, u64),
     filter: &Filter,
     take: usize,
-    (recorded_bound, prepare): (i64, Prepare<I>),
-) -> Result<Chunk<I>, Error> {
+    recorded_bound: i64,
+) -> Result<Chunk, Error> {
     let records = store.read(from, Some(to), filter, take)?;
     let last = records.last().map(|r| r.sequence);
     let mut items = Vec::with_capacity(records.len());
     for r in records {
-        match prepare(r, recorded_bound) {
+        match stored(r, recorded_bound) {
             Ok(Some(item)) => items.push(item),
             Ok(None) => {}
             Err(e) => return Ok((items, Some(e), last)),
@@ -294,18 +264,18 @@ fn read_chunk<I>(
     Ok((items, None, last))
 }
 
-/// Streams what `plan` selects through a queue of `queue` messages, reading [`CHUNK`] records at
-/// a time on the blocking pool, each through `prepare`; `pack` turns each chunk's items into
+/// Streams what `plan` selects through a queue of `queue` messages, reading and checking
+/// [`CHUNK`] records at a time on the blocking pool; `pack` turns each chunk's records into
 /// messages (`batch`: events per message, for packers that batch). The task ends when the range
 /// or the limit is exhausted, at the first error (sent as the stream's last item), or when the
 /// client goes away.
-fn spawn_read<I: Send + 'static, T: Send + 'static>(
+fn spawn_read(
     store: Arc<dyn Log>,
     plan: ReadPlan,
     queue: usize,
     batch: usize,
-    (prepare, pack): (Prepare<I>, Pack<I, T>),
-) -> mpsc::Receiver<Result<T, Status>> {
+    pack: Pack,
+) -> mpsc::Receiver<Result<Encoded, Status>> {
     let (tx, rx) = mpsc::channel(queue);
     tokio::spawn(async move {
         let ReadPlan {
@@ -321,7 +291,7 @@ fn spawn_read<I: Send + 'static, T: Send + 'static>(
             let f = filter.clone();
             let take = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
             let chunk = tokio::task::spawn_blocking(move || {
-                read_chunk(s.as_ref(), (from, to), &f, take, (recorded_bound, prepare))
+                read_chunk(s.as_ref(), (from, to), &f, take, recorded_bound)
                     .map(|(events, failed, last)| (events.len(), pack(events, batch), failed, last))
             })
             .await
@@ -354,8 +324,10 @@ fn spawn_read<I: Send + 'static, T: Send + 'static>(
 }
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
-type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::CommittedEvent, Status>> + Send>>;
-type ReadBatchesStream = Pin<Box<dyn Stream<Item = Result<pb::EventBatch, Status>> + Send>>;
+/// A stream of messages of one type, as the generated trait takes it.
+type MessageStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>;
+type ReadStream = MessageStream<pb::CommittedEvent>;
+type ReadBatchesStream = MessageStream<pb::EventBatch>;
 type CheckpointStream = Pin<Box<dyn Stream<Item = Result<pb::SignedCheckpoint, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -570,35 +542,21 @@ impl pb::ledger_server::Ledger for LedgerApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    /// Served by [`crate::stored::LedgerService`] from the stored bytes; this is the same
+    /// answer decoded, for a `LedgerApi` served through the generated server alone.
     async fn read(
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let plan = self.read_plan(request)?;
-        let rx = spawn_read(
-            self.store.clone(),
-            plan,
-            2 * CHUNK,
-            1,
-            (decoded, one_per_message),
-        );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(decode_each(self.read_stored(request, false).await?))
     }
 
+    /// As [`Self::read`], for `ReadBatches`.
     async fn read_batches(
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<Self::ReadBatchesStream>, Status> {
-        let batch = read_batch_of(request.get_ref().max_batch);
-        let plan = self.read_plan(request)?;
-        let rx = spawn_read(
-            self.store.clone(),
-            plan,
-            BATCH_QUEUE,
-            batch,
-            (decoded, in_batches),
-        );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(decode_each(self.read_stored(request, true).await?))
     }
 
     async fn head(
@@ -613,6 +571,22 @@ impl pb::ledger_server::Ledger for LedgerApi {
     }
 }
 
+/// A stream of [`ReadStored`] answers, each message decoded as `M`.
+fn decode_each<M: prost::Message + Default + 'static>(
+    response: Response<EncodedStream>,
+) -> Response<MessageStream<M>> {
+    use futures::StreamExt;
+    response.map(|stream| {
+        let decoded = stream.map(|item| {
+            item.and_then(|e| {
+                M::decode(e.0.as_slice())
+                    .map_err(|d| Status::internal(format!("a stored answer does not decode: {d}")))
+            })
+        });
+        Box::pin(decoded) as MessageStream<M>
+    })
+}
+
 #[tonic::async_trait]
 impl ReadStored for LedgerApi {
     async fn read_stored(
@@ -620,14 +594,14 @@ impl ReadStored for LedgerApi {
         request: Request<pb::ReadRequest>,
         batches: bool,
     ) -> Result<Response<EncodedStream>, Status> {
-        let (queue, batch, pack): (usize, usize, Pack<StoredRecord, Encoded>) = if batches {
+        let (queue, batch, pack): (usize, usize, Pack) = if batches {
             let batch = read_batch_of(request.get_ref().max_batch);
             (BATCH_QUEUE, batch, stored_batches)
         } else {
             (2 * CHUNK, 1, stored_each)
         };
         let plan = self.read_plan(request)?;
-        let rx = spawn_read(self.store.clone(), plan, queue, batch, (stored, pack));
+        let rx = spawn_read(self.store.clone(), plan, queue, batch, pack);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -656,40 +630,20 @@ fn invalid(field: &str, description: &str) -> Status {
 mod tests {
     use super::*;
 
-    fn events(sizes: &[usize]) -> Vec<Decoded> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, size)| {
-                (
-                    pb::CommittedEvent {
-                        sequence: i as u64 + 1,
-                        ..Default::default()
-                    },
-                    *size,
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn a_batch_holds_at_most_max_batch_events_and_is_never_empty() {
-        let batches = in_batches(events(&[10; 25]), 7);
-        let lens: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
+        let batches = runs((1..=25).collect::<Vec<u64>>(), 7, |_| 10);
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
         assert_eq!(lens, [7, 7, 7, 4]);
-        assert!(in_batches(Vec::new(), 7).is_empty());
-        let sequences: Vec<u64> = batches
-            .iter()
-            .flat_map(|b| b.events.iter().map(|c| c.sequence))
-            .collect();
-        assert_eq!(sequences, (1..=25).collect::<Vec<_>>());
+        assert!(runs(Vec::<u64>::new(), 7, |_| 10).is_empty());
+        assert_eq!(batches.concat(), (1..=25).collect::<Vec<_>>());
     }
 
     #[test]
     fn a_batch_is_closed_at_its_byte_cap() {
         let big = subscribe::BATCH_BYTES / 3 + 1;
-        let batches = in_batches(events(&[big; 7]), 1000);
-        let lens: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
+        let batches = runs(vec![big; 7], 1000, |size| *size);
+        let lens: Vec<usize> = batches.iter().map(Vec::len).collect();
         assert_eq!(lens, [3, 3, 1]);
     }
 
@@ -720,31 +674,34 @@ mod tests {
             .collect()
     }
 
-    /// What the generated handlers send for `records`, and what the stored path sends, in
-    /// batches of `batch` (1: `Read`'s one per message) and under a recorded-at bound.
+    /// What decoding each record and encoding the messages gives (what the ledger sent before
+    /// it sent stored bytes), and what the stored path sends, in batches of `batch` (1:
+    /// `Read`'s one per message) and under a recorded-at bound.
     fn both_ways(records: &[StoredRecord], batch: usize, bound: i64) -> (Vec<u8>, Vec<u8>) {
         use prost::Message;
-        let decoded_items: Vec<Decoded> = records
-            .iter()
-            .filter_map(|r| decoded(r.clone(), bound).expect("decodes"))
-            .collect();
         let stored_items: Vec<StoredRecord> = records
             .iter()
             .filter_map(|r| stored(r.clone(), bound).expect("checks"))
             .collect();
+        let decoded: Vec<(pb::CommittedEvent, usize)> = stored_items
+            .iter()
+            .map(|r| (codec::decode(r).expect("decodes"), r.bytes.len()))
+            .collect();
         let (want, got): (Vec<Vec<u8>>, Vec<Encoded>) = if batch == 1 {
             (
-                one_per_message(decoded_items, 1)
-                    .iter()
-                    .map(Message::encode_to_vec)
-                    .collect(),
+                decoded.iter().map(|(c, _)| c.encode_to_vec()).collect(),
                 stored_each(stored_items, 1),
             )
         } else {
             (
-                in_batches(decoded_items, batch)
-                    .iter()
-                    .map(Message::encode_to_vec)
+                runs(decoded, batch, |(_, size)| *size)
+                    .into_iter()
+                    .map(|run| {
+                        pb::EventBatch {
+                            events: run.into_iter().map(|(c, _)| c).collect(),
+                        }
+                        .encode_to_vec()
+                    })
                     .collect(),
                 stored_batches(stored_items, batch),
             )
