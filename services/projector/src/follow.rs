@@ -481,40 +481,42 @@ struct Alerts {
 }
 
 impl Alerts {
-    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at and
-    /// whether every change was published (a failed publish is retried at the next run).
+    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at (0
+    /// when the evaluation failed) and whether every change was published (a failed publish is
+    /// retried at the next run).
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> (u64, bool) {
         // Only a copy of the state (entries shared, not copied) is taken under the lock, a part
         // at a time, the lock released between parts: the watch reads every countable
         // separation and indexes the population (seconds at 1M events), and the fold must not
-        // wait for that, nor for a copy of millions of entries in one go.
+        // wait for that, nor for a copy of millions of entries in one go. The copy and the
+        // evaluation both run on the watch's own low-priority thread, not on the runtime's
+        // workers (two on two cores), which serve every request meanwhile.
         let started = Instant::now();
-        let (mut snapshot, mut cursor) = shared.projection.read().await.start_copy();
-        let mut longest = std::time::Duration::ZERO;
-        loop {
-            let part = Instant::now();
-            let done = shared.projection.read().await.copy_part(
-                &mut snapshot,
-                &mut cursor,
-                crate::WATCH_COPY_PART,
-            );
-            longest = longest.max(part.elapsed());
-            if done {
-                break;
+        let state = shared.clone();
+        let evaluated = in_background("wfl-watch", move || {
+            let (mut snapshot, mut cursor) = state.projection.blocking_read().start_copy();
+            let mut longest = std::time::Duration::ZERO;
+            loop {
+                let part = Instant::now();
+                let done = state.projection.blocking_read().copy_part(
+                    &mut snapshot,
+                    &mut cursor,
+                    crate::WATCH_COPY_PART,
+                );
+                longest = longest.max(part.elapsed());
+                if done {
+                    break;
+                }
             }
-            tokio::task::yield_now().await;
-        }
-        let copied = started.elapsed();
-        let at = snapshot.last_sequence();
-        let packs = shared.clone();
-        let statuses = match tokio::task::spawn_blocking(move || {
+            let copied = started.elapsed();
             let now = snapshot.now();
             let as_of = thresholds::default_as_of(&now, None);
-            thresholds::Inputs::gather(&now, None).current_rows(&packs.packs, as_of)
+            let rows = thresholds::Inputs::gather(&now, None).current_rows(&state.packs, as_of);
+            (snapshot.last_sequence(), copied, longest, rows)
         })
-        .await
-        {
-            Ok(statuses) => {
+        .await;
+        let (at, statuses) = match evaluated {
+            Ok((at, copied, longest, statuses)) => {
                 tracing::debug!(
                     at,
                     copy_ms = copied.as_millis() as u64,
@@ -522,11 +524,12 @@ impl Alerts {
                     total_ms = started.elapsed().as_millis() as u64,
                     "threshold watch evaluated"
                 );
-                statuses
+                (at, statuses)
             }
             Err(e) => {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
-                return (at, false);
+                // Nothing evaluated: the caller retries (0 never moves its mark).
+                return (0, false);
             }
         };
         let mut sent = true;
@@ -604,7 +607,7 @@ pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: Can
         }
         let started = Instant::now();
         let (at, sent) = alerts.publish_changes(&shared, bus.as_ref()).await;
-        evaluated = at;
+        evaluated = evaluated.max(at);
         retry = !sent;
         let pause = ALERT_INTERVAL.max(started.elapsed() * (ALERT_DUTY - 1));
         tokio::select! {
@@ -612,6 +615,46 @@ pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: Can
             () = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// How much lower than the rest of the process the watch's thread runs (a `nice` increment).
+const BACKGROUND_NICE: i32 = 10;
+
+/// Runs `f` on a thread of its own whose CPU priority is [`BACKGROUND_NICE`] below the rest of
+/// the process (Linux: each thread has its own nice value), and waits for its answer. For work
+/// whose cost grows with the state and that nobody waits on (the threshold watch runs for seconds
+/// at millions of events): on two cores it would otherwise take a whole core from the ingest
+/// path while it runs, and the single-`Record` latency tail with it. It still uses every idle
+/// cycle; it only yields to the ledger, the gateway and the fold when they want the core.
+async fn in_background<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            lower_priority(BACKGROUND_NICE);
+            let _ = tx.send(f());
+        })
+        .map_err(|e| Error::Internal(format!("starting the {name} thread: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Internal("the background evaluation panicked".into()))
+}
+
+/// Lowers the calling thread's CPU priority by `by` (best effort: a failure is logged, the work
+/// still runs).
+fn lower_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = Some(rustix::thread::gettid());
+        let now = rustix::process::getpriority_process(tid).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(tid, (now + by).min(19)) {
+            tracing::debug!(error = %e, "could not lower the background thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
 }
 
 /// Keeps [`crate::Progress::ledger_head`] current while the follower is busy catching up (the
