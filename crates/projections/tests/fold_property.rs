@@ -1003,6 +1003,22 @@ proptest! {
                 }
                 prop_assert_eq!(at.countable_records(None), fresh.countable_records(None));
                 prop_assert_eq!(at.compliance_records(None), fresh.compliance_records(None));
+                // The watch's borrowed inputs (one pass) read what the three copies read.
+                let w = at.watch_inputs(None);
+                let copied = at.countable_records(None);
+                let borrowed: Vec<wfl_projections::rules::Separation<'_>> =
+                    copied.iter().map(Into::into).collect();
+                prop_assert_eq!(format!("{:?}", w.separations), format!("{:?}", borrowed));
+                let steps: Vec<_> = at.compliance_records(None).into_iter()
+                    .map(|c| (c.event_id, c.kind, c.plan_id, c.effective_date, c.site, c.org))
+                    .collect();
+                let watched: Vec<_> = w.steps.iter()
+                    .map(|c| (c.event_id, c.kind, c.plan_id.to_owned(), c.effective_date, c.site.clone(), c.org.clone()))
+                    .collect();
+                prop_assert_eq!(watched, steps);
+                let sites: Vec<EventId> =
+                    at.site_event_records(None).iter().map(|r| r.event_id).collect();
+                prop_assert_eq!(w.site_events.iter().map(|s| s.event_id).collect::<Vec<_>>(), sites);
                 prop_assert_eq!(at.explain(&ids), fresh.explain(&ids));
                 prop_assert_eq!(at.latest_effective_date(None), fresh.latest_effective_date(None));
                 let index = PopulationIndex::at(&at, None);

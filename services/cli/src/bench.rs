@@ -42,6 +42,14 @@ pub struct ViewsConfig {
 pub struct ViewsReport {
     pub events: u64,
     pub load_events_per_s: f64,
+    /// The load rate over the first and the last fifth of the events (the ledger's head sampled
+    /// every 100 ms), and the last over the first: whether ingest slows as the history grows.
+    #[serde(default)]
+    pub load_first_fifth_events_per_s: f64,
+    #[serde(default)]
+    pub load_last_fifth_events_per_s: f64,
+    #[serde(default)]
+    pub load_last_to_first: f64,
     /// p99 / max of the gauge `wfl_views_lag_seconds`, sampled every 100 ms while loading.
     pub lag_p99_s: f64,
     pub lag_max_s: f64,
@@ -138,6 +146,7 @@ impl ViewsReport {
             "figure                               value\n\
              events loaded (restructuring mix)    {}\n\
              load rate (COMMITTED)                {:.0} events/s\n\
+             ... first / last fifth of the events {:.0} / {:.0} events/s ({:.2}x)\n\
              view lag while loading p99 / max     {:.2} s / {:.2} s ({} events at most)\n\
              wfl_view_lag_seconds p99 (bucket)    <= {} s\n\
              drain after the load                 {:.2} s\n\
@@ -155,6 +164,9 @@ impl ViewsReport {
              views on disk after the rebuild      {:.1} MiB\n",
             self.events,
             self.load_events_per_s,
+            self.load_first_fifth_events_per_s,
+            self.load_last_fifth_events_per_s,
+            self.load_last_to_first,
             self.lag_p99_s,
             self.lag_max_s,
             self.lag_max_events,
@@ -330,6 +342,18 @@ struct Metrics {
     lag_histogram_p99_s: f64,
 }
 
+/// The commit rate while the ledger's head went from `from` to `to`, from `(seconds, head)`
+/// samples in time order: between the last sample at or below `from` and the first at or above
+/// `to` (0 when the samples do not span it).
+fn rate_between(heads: &[(f64, u64)], from: u64, to: u64) -> f64 {
+    let start = heads.iter().rev().find(|(_, h)| *h <= from);
+    let end = heads.iter().find(|(_, h)| *h >= to);
+    match (start, end) {
+        (Some((t0, h0)), Some((t1, h1))) if t1 > t0 => (h1 - h0) as f64 / (t1 - t0),
+        _ => 0.0,
+    }
+}
+
 /// Resident set of this process, bytes (Linux `/proc/self/status`; 0 elsewhere).
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -403,17 +427,20 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
         let http = node.http;
         tokio::spawn(async move {
             let mut lags = Vec::new();
+            let mut heads = Vec::new();
             let mut max_events = 0u64;
             let mut rss_peak = 0u64;
+            let started = Instant::now();
             while !stop.is_cancelled() {
                 if let Ok(m) = read_metrics(http).await {
                     lags.push(m.lag_s);
+                    heads.push((started.elapsed().as_secs_f64(), m.head));
                     max_events = max_events.max(m.head.saturating_sub(m.checkpoint));
                 }
                 rss_peak = rss_peak.max(rss_bytes());
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            (lags, max_events, rss_peak)
+            (lags, heads, max_events, rss_peak)
         })
     };
     let load = client::load(
@@ -433,7 +460,13 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     node.caught_up(head).await?;
     report.drain_s = loaded_at.elapsed().as_secs_f64();
     sampling.cancel();
-    let (mut lags, max_events, rss_peak) = sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
+    let (mut lags, heads, max_events, rss_peak) =
+        sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
+    let fifth = head / 5;
+    report.load_first_fifth_events_per_s = rate_between(&heads, 0, fifth);
+    report.load_last_fifth_events_per_s = rate_between(&heads, head - fifth, head);
+    report.load_last_to_first =
+        report.load_last_fifth_events_per_s / report.load_first_fifth_events_per_s.max(1.0);
     lags.sort_by(f64::total_cmp);
     report.lag_p99_s = percentile(&lags, 0.99);
     report.lag_max_s = lags.last().copied().unwrap_or(0.0);
@@ -558,6 +591,16 @@ pub struct FoldReport {
     /// copy is made a part at a time: the fold waits at most this long), milliseconds.
     #[serde(default)]
     pub watch_locked_ms: f64,
+    /// Where the watch's time went: the copy of the state, borrowing its inputs from the copy,
+    /// indexing the population, the evaluation; milliseconds.
+    #[serde(default)]
+    pub watch_copy_ms: f64,
+    #[serde(default)]
+    pub watch_inputs_ms: f64,
+    #[serde(default)]
+    pub watch_population_ms: f64,
+    #[serde(default)]
+    pub watch_evaluation_ms: f64,
     /// Cells of the tallies after the fold (what one as-of snapshot holds), and the snapshots
     /// the fold took (one per `DEFAULT_SNAPSHOT_EVERY` sequences).
     #[serde(default)]
@@ -583,6 +626,7 @@ impl FoldReport {
              take changes + encode (per 1,000)     {:.0} events/s\n\
              RSS growth per folded event           {:.0} B\n\
              threshold watch over the final state  {:.1} ms (longest hold of the lock {:.1} ms)\n\
+             ... copy / inputs / population / rules {:.0} / {:.0} / {:.0} / {:.0} ms\n\
              tally cells (one snapshot) / snapshots {} / {}\n\
              as-of tallies, midway between two      {:.1} ms\n",
             self.events,
@@ -592,6 +636,10 @@ impl FoldReport {
             self.rss_bytes_per_event,
             self.watch_ms,
             self.watch_locked_ms,
+            self.watch_copy_ms,
+            self.watch_inputs_ms,
+            self.watch_population_ms,
+            self.watch_evaluation_ms,
             self.tally_cells,
             self.tally_snapshots,
             self.as_of_tallies_ms,
@@ -666,10 +714,11 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
     let as_of = p
         .latest_effective_date(None)
         .ok_or_else(|| anyhow!("nothing folded"))?;
-    let (rows, locked) = wfl_projector::watch_rows_timed(&p, packs, as_of);
+    let (rows, timing) = wfl_projector::watch_rows_timed(&p, packs, as_of);
     std::hint::black_box(rows);
     let watch_ms = t.elapsed().as_secs_f64() * 1e3;
-    let watch_locked_ms = locked.as_secs_f64() * 1e3;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let watch_locked_ms = ms(timing.longest_hold);
 
     let every = wfl_projections::views::DEFAULT_SNAPSHOT_EVERY;
     let midway = (decoded.len() as u64 / every / 2) * every + every / 2;
@@ -690,6 +739,10 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         fold_events_per_s: n / fold_s,
         encode_events_per_s: n / encode_s.max(1e-9),
         watch_locked_ms,
+        watch_copy_ms: ms(timing.copy),
+        watch_inputs_ms: ms(timing.inputs),
+        watch_population_ms: ms(timing.population),
+        watch_evaluation_ms: ms(timing.evaluation),
         rss_bytes_per_event: rss_after.saturating_sub(rss_before) as f64 / n,
         watch_ms,
     })
@@ -697,7 +750,19 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
 
 #[cfg(test)]
 mod tests {
-    use super::histogram_quantile;
+    use super::{histogram_quantile, rate_between};
+
+    #[test]
+    fn a_load_rate_is_taken_between_the_samples_around_the_stretch() {
+        // 0 → 100 in the first second, then 100 more every 2 s.
+        let heads = [(0.0, 0), (0.5, 40), (1.0, 100), (3.0, 200), (5.0, 300)];
+        assert_eq!(rate_between(&heads, 0, 100), 100.0);
+        assert_eq!(rate_between(&heads, 200, 300), 50.0);
+        // From the last sample at or below 50 (40 at 0.5 s) to the first at or above 150.
+        assert_eq!(rate_between(&heads, 50, 150), 160.0 / 2.5);
+        assert_eq!(rate_between(&heads, 0, 400), 0.0, "not reached: no rate");
+        assert_eq!(rate_between(&[], 0, 10), 0.0);
+    }
 
     #[test]
     fn the_quantile_of_a_histogram_is_the_bound_of_the_bucket_holding_it() {

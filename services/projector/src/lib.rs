@@ -69,30 +69,53 @@ pub fn watch_rows(
 /// Entries (then workers) the alert loop copies per hold of the projection's lock.
 pub(crate) const WATCH_COPY_PART: usize = 20_000;
 
-/// [`watch_rows`] as the alert loop runs it, and the longest its copy of the state held the
-/// projection's lock (the copy is made [`WATCH_COPY_PART`] entries at a time, the only part of
-/// the watch done under the lock).
+/// Where [`watch_rows_timed`]'s time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WatchTiming {
+    /// The copy of the state, in parts ([`WATCH_COPY_PART`] entries, then workers, a part).
+    pub copy: std::time::Duration,
+    /// The longest one part held the projection's lock (the only part done under it).
+    pub longest_hold: std::time::Duration,
+    /// Borrowing the separations, steps and site events from the copy (one pass).
+    pub inputs: std::time::Duration,
+    /// Indexing every worker's stints (the population basis).
+    pub population: std::time::Duration,
+    /// The rule packs' evaluation.
+    pub evaluation: std::time::Duration,
+}
+
+/// [`watch_rows`] as the alert loop runs it (a copy of the state made in parts, then the
+/// evaluation over the copy), with where its time went.
 #[must_use]
 pub fn watch_rows_timed(
     projection: &Projection,
     packs: &[RulePack],
     as_of: wfl_domain::Date,
-) -> (
-    Vec<wfl_projections::rules::ThresholdStatus>,
-    std::time::Duration,
-) {
+) -> (Vec<wfl_projections::rules::ThresholdStatus>, WatchTiming) {
+    use std::time::Instant;
+    let mut timing = WatchTiming::default();
+    let started = Instant::now();
     let (mut snapshot, mut cursor) = projection.start_copy();
-    let mut locked = std::time::Duration::ZERO;
     loop {
-        let part = std::time::Instant::now();
+        let part = Instant::now();
         let done = projection.copy_part(&mut snapshot, &mut cursor, WATCH_COPY_PART);
-        locked = locked.max(part.elapsed());
+        timing.longest_hold = timing.longest_hold.max(part.elapsed());
         if done {
             break;
         }
     }
-    let rows = thresholds::Inputs::gather(&snapshot.now(), None).rows(packs, as_of);
-    (rows, locked)
+    timing.copy = started.elapsed();
+    let now = snapshot.now();
+    let t = Instant::now();
+    let inputs = now.watch_inputs(None);
+    timing.inputs = t.elapsed();
+    let t = Instant::now();
+    let population = wfl_projections::views::PopulationIndex::at(&now, None);
+    timing.population = t.elapsed();
+    let t = Instant::now();
+    let rows = thresholds::Inputs::from_parts(inputs, population).rows(packs, as_of);
+    timing.evaluation = t.elapsed();
+    (rows, timing)
 }
 
 /// Loads and validates the rule packs in `dir` (`*.toml`).

@@ -4,10 +4,7 @@
 
 use tonic::Status;
 use wfl_domain::{Date, OrgId};
-use wfl_projections::rules::{
-    self, AlertLevel, ComplianceStep, RulePack, Separation, SiteEvent, StepState, ThresholdStatus,
-    WindowRole,
-};
+use wfl_projections::rules::{self, AlertLevel, RulePack, StepState, ThresholdStatus, WindowRole};
 #[cfg(test)]
 use wfl_projections::views::Projection;
 use wfl_projections::views::{At, PopulationIndex};
@@ -121,55 +118,40 @@ pub(crate) fn watch_rows(
     Inputs::gather(p, org).rows(packs, as_of)
 }
 
-/// What the watch reads of the projection, copied out of it, so that the evaluation (most of the
-/// watch's cost) runs without holding the projection's lock: the fold waits only for the copy.
-pub(crate) struct Inputs {
-    records: Vec<wfl_projections::views::SeparationRecord>,
-    compliance: Vec<wfl_projections::views::ComplianceRecord>,
-    site_records: Vec<wfl_projections::views::SeparationRecord>,
+/// What the watch reads of the projection: the separations, steps and site events borrowed
+/// from it (nothing copied), and the population indexed once. The alert loop gathers them from
+/// its own copy of the state, off the fold's lock (see `follow::Alerts`).
+pub(crate) struct Inputs<'a> {
+    inputs: wfl_projections::views::WatchInputs<'a>,
     /// Indexed once: the watch asks the population once per window and sample.
     population: PopulationIndex,
 }
 
-impl Inputs {
-    /// Copies the watch's inputs for `org` (every org when `None`) as `p` reads them.
-    pub(crate) fn gather(p: &At<'_>, org: Option<&OrgId>) -> Self {
+impl<'a> Inputs<'a> {
+    /// The watch's inputs for `org` (every org when `None`) as `p` reads them.
+    pub(crate) fn gather(p: &At<'a>, org: Option<&OrgId>) -> Self {
         Self {
-            records: p.countable_records(org),
-            compliance: p.compliance_records(org),
-            site_records: p.site_event_records(org),
+            inputs: p.watch_inputs(org),
             population: PopulationIndex::at(p, org),
         }
     }
 
+    /// The inputs gathered apart (to time each part).
+    pub(crate) fn from_parts(
+        inputs: wfl_projections::views::WatchInputs<'a>,
+        population: PopulationIndex,
+    ) -> Self {
+        Self { inputs, population }
+    }
+
     /// Every row (current and peak) of every pack and unit at `as_of`.
     pub(crate) fn rows(self, packs: &[RulePack], as_of: Date) -> Vec<ThresholdStatus> {
-        let separations: Vec<Separation<'_>> = self.records.iter().map(Separation::from).collect();
-        let steps: Vec<ComplianceStep<'_>> = self
-            .compliance
-            .iter()
-            .map(|c| ComplianceStep {
-                event_id: c.event_id,
-                org: &c.org,
-                site: &c.site,
-                kind: c.kind,
-                plan_id: &c.plan_id,
-                effective_date: c.effective_date,
-            })
-            .collect();
-        let site_events: Vec<SiteEvent<'_>> = self
-            .site_records
-            .iter()
-            .filter_map(|r| {
-                SiteEvent::from_parts(r.event_id, &r.org, &r.site, r.effective_date, &r.payload)
-            })
-            .collect();
         let population = Basis::new(self.population);
         rules::evaluate(
             packs,
-            &separations,
-            &steps,
-            &site_events,
+            &self.inputs.separations,
+            &self.inputs.steps,
+            &self.inputs.site_events,
             &population,
             as_of,
         )

@@ -226,6 +226,15 @@ impl<'a> From<&'a SeparationRecord> for crate::rules::Separation<'a> {
     }
 }
 
+/// The threshold watch's inputs as [`At::watch_inputs`] borrows them from the state, each in
+/// (effective date, sequence) order.
+#[derive(Debug, Default)]
+pub struct WatchInputs<'a> {
+    pub separations: Vec<crate::rules::Separation<'a>>,
+    pub steps: Vec<crate::rules::ComplianceStep<'a>>,
+    pub site_events: Vec<crate::rules::SiteEvent<'a>>,
+}
+
 /// A committed compliance step (`UnionBriefed`, `AuthorityReported`, `WarnNoticeFiled`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComplianceRecord {
@@ -1503,6 +1512,82 @@ impl<'a> At<'a> {
         out
     }
 
+    /// What the threshold watch evaluates, borrowed from the state in one pass over the live
+    /// entries: the countable separations ([`Self::countable_records`]), the compliance steps
+    /// ([`Self::compliance_records`]) and the site closings and relocations
+    /// ([`Self::site_event_records`]), each in the same order, nothing copied (those three copy
+    /// every payload and walk the entries once each: most of the watch's gathering at 1M).
+    #[must_use]
+    pub fn watch_inputs(&self, org: Option<&OrgId>) -> WatchInputs<'a> {
+        use crate::rules::{ComplianceStep, Separation, SiteEvent};
+        let mut separations = Vec::new();
+        let mut steps = Vec::new();
+        let mut site_events = Vec::new();
+        for (id, e) in self.live() {
+            if org.is_some_and(|o| o != &e.org_id) {
+                continue;
+            }
+            let entry: &'a Entry = e.e;
+            let key = (entry.effective_date, entry.sequence);
+            let payload = e.payload();
+            match payload {
+                Payload::UnionBriefed(step)
+                | Payload::AuthorityReported(step)
+                | Payload::WarnNoticeFiled(step) => steps.push((
+                    key,
+                    ComplianceStep {
+                        event_id: *id,
+                        org: &entry.org_id,
+                        site: &entry.site_id,
+                        kind: payload.event_type(),
+                        plan_id: &step.plan_id,
+                        effective_date: entry.effective_date,
+                    },
+                )),
+                Payload::SiteClosed(_) | Payload::SiteRelocated(_) => {
+                    if let Some(s) = SiteEvent::from_parts(
+                        *id,
+                        &entry.org_id,
+                        &entry.site_id,
+                        entry.effective_date,
+                        payload,
+                    ) {
+                        site_events.push((key, s));
+                    }
+                }
+                p if p.separation().is_some()
+                    || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_)) =>
+                {
+                    let c = e.classification();
+                    separations.push((
+                        key,
+                        Separation {
+                            event_id: *id,
+                            org: &entry.org_id,
+                            site: &entry.site_id,
+                            jurisdiction: &entry.jurisdiction,
+                            effective_date: entry.effective_date,
+                            payload: p,
+                            position_closed: c.position_closed,
+                            backfilled: c.backfilled,
+                            correlation_id: entry.correlation_id.as_deref(),
+                        },
+                    ));
+                }
+                _ => {}
+            }
+        }
+        fn ordered<T>(mut v: Vec<((Date, u64), T)>) -> Vec<T> {
+            v.sort_by_key(|(k, _)| *k);
+            v.into_iter().map(|(_, t)| t).collect()
+        }
+        WatchInputs {
+            separations: ordered(separations),
+            steps: ordered(steps),
+            site_events: ordered(site_events),
+        }
+    }
+
     /// Committed, unretracted site closings and relocations (`SiteClosed`, `SiteRelocated`),
     /// ordered by (effective date, sequence), for the plant-closing and relocation thresholds.
     #[must_use]
@@ -1591,21 +1676,23 @@ impl<'a> At<'a> {
     /// Each site's jurisdiction, as the latest live event at that site states it (events carry
     /// their establishment's ISO 3166 code), for the sites of `org` (all orgs when `None`).
     fn site_jurisdictions(&self, org: Option<&OrgId>) -> BTreeMap<(OrgId, SiteId), String> {
-        let mut latest: BTreeMap<(OrgId, SiteId), (u64, &str)> = BTreeMap::new();
+        // Keyed by borrowed names: nothing is copied per entry, only per site at the end.
+        let mut latest: BTreeMap<(&OrgId, &SiteId), (u64, &str)> = BTreeMap::new();
         for (_, e) in self
             .live()
             .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
         {
+            let entry: &'a Entry = e.e;
             let slot = latest
-                .entry((e.org_id.clone(), e.site_id.clone()))
+                .entry((&entry.org_id, &entry.site_id))
                 .or_insert((0, ""));
-            if e.sequence >= slot.0 {
-                *slot = (e.sequence, e.e.jurisdiction.as_str());
+            if entry.sequence >= slot.0 {
+                *slot = (entry.sequence, entry.jurisdiction.as_str());
             }
         }
         latest
             .into_iter()
-            .map(|(k, (_, j))| (k, j.to_owned()))
+            .map(|((o, s), (_, j))| ((o.clone(), s.clone()), j.to_owned()))
             .collect()
     }
 

@@ -19,14 +19,16 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId, WorkerRef};
 
-/// Site, relationship, contract type, and average weekly hours (when recorded).
-type Key = (SiteId, EmploymentRelationship, ContractType, Option<u32>);
+/// Site (its number in [`PopulationIndex::sites`]), relationship, contract type, and average
+/// weekly hours (when recorded).
+type Key = (u32, EmploymentRelationship, ContractType, Option<u32>);
 type Groups = BTreeMap<OrgId, BTreeMap<Key, Counter>>;
 
 /// One presence interval `[start, end)` at a site, with the start of the stint it belongs to.
 #[derive(Debug)]
 struct Interval {
-    org: OrgId,
+    /// The stint's place in [`PopulationIndex::stints`] (its org and worker).
+    stint: u32,
     key: Key,
     /// Where the months test counts from ([`Stint::months_start`]); `None`: a baseline load
     /// employed all year.
@@ -36,16 +38,22 @@ struct Interval {
 }
 
 /// Headcount at the end of any day, per org, site, relationship and contract type.
+///
+/// Built without a map per worker or a copy of any name per interval (at 1M events the index
+/// is built from ~600k stints each watch run): the stints are kept in (org, worker) order and
+/// searched, sites are numbered once.
 #[derive(Debug, Default)]
 pub struct PopulationIndex {
     intervals: Vec<Interval>,
+    /// The sites the intervals name, by number.
+    sites: Vec<SiteId>,
     /// Each site's jurisdiction (the latest live event at the site states it).
     jurisdictions: BTreeMap<(OrgId, SiteId), String>,
     /// Counters per minimum employment (days) a worker needs to be counted; `0` = everyone. Built
     /// on first use of each minimum (a pack asks one or two).
     by_minimum: RefCell<BTreeMap<i32, Groups>>,
-    /// Each worker's stints, in time order.
-    workers: BTreeMap<(OrgId, WorkerRef), Vec<Stint>>,
+    /// Every stint, in (org, worker) order, each worker's in time order.
+    stints: Vec<Stint>,
 }
 
 impl PopulationIndex {
@@ -58,14 +66,24 @@ impl PopulationIndex {
     /// Indexes the stints of `org` (every org when `None`) as they stood at `p`'s sequence.
     #[must_use]
     pub fn at(p: &At<'_>, org: Option<&OrgId>) -> Self {
-        let mut intervals = Vec::new();
-        let mut workers: BTreeMap<(OrgId, WorkerRef), Vec<Stint>> = BTreeMap::new();
-        for s in timeline::stints(p, org) {
+        let mut stints = timeline::stints(p, org);
+        // Already in this order (the workers are walked in key order); a stable sort of sorted
+        // input is one pass.
+        stints.sort_by(|a, b| (&a.org, &a.worker).cmp(&(&b.org, &b.worker)));
+        let mut intervals = Vec::with_capacity(stints.len());
+        let mut numbers: BTreeMap<&SiteId, u32> = BTreeMap::new();
+        let mut sites: Vec<SiteId> = Vec::new();
+        for (n, s) in stints.iter().enumerate() {
+            let stint = u32::try_from(n).unwrap_or(u32::MAX);
             for (start, end, site) in s.intervals() {
+                let number = *numbers.entry(site).or_insert_with(|| {
+                    sites.push(site.clone());
+                    u32::try_from(sites.len() - 1).unwrap_or(u32::MAX)
+                });
                 intervals.push(Interval {
-                    org: s.org.clone(),
+                    stint,
                     key: (
-                        site.clone(),
+                        number,
                         s.profile.relationship,
                         s.profile.contract_type,
                         s.profile.avg_weekly_hours,
@@ -75,16 +93,14 @@ impl PopulationIndex {
                     end,
                 });
             }
-            workers
-                .entry((s.org.clone(), s.worker.clone()))
-                .or_default()
-                .push(s);
         }
+        drop(numbers);
         Self {
             intervals,
+            sites,
             jurisdictions: p.site_jurisdictions(org),
             by_minimum: RefCell::default(),
-            workers,
+            stints,
         }
     }
 
@@ -106,10 +122,14 @@ impl PopulationIndex {
                     continue; // gone before qualifying
                 }
             }
+            let org = &self.stints[i.stint as usize].org;
+            if !groups.contains_key(org) {
+                groups.insert(org.clone(), BTreeMap::new());
+            }
             groups
-                .entry(i.org.clone())
-                .or_default()
-                .entry(i.key.clone())
+                .get_mut(org)
+                .expect("inserted above")
+                .entry(i.key)
                 .or_default()
                 .add(start, i.end);
         }
@@ -141,6 +161,7 @@ impl Population for PopulationIndex {
         by_key
             .iter()
             .filter(|((site, rel, ct, hours), _)| {
+                let site = &self.sites[*site as usize];
                 q.site.as_ref().is_none_or(|s| s == site)
                     && q.jurisdiction_prefix.as_ref().is_none_or(|prefix| {
                         self.jurisdictions
@@ -157,11 +178,14 @@ impl Population for PopulationIndex {
     }
 
     fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<WorkerProfile> {
-        self.workers
-            .get(&(org.clone(), worker.clone()))?
+        let first = self
+            .stints
+            .partition_point(|s| (&s.org, &s.worker) < (org, worker));
+        self.stints[first..]
             .iter()
-            .rev()
-            .find(|s| s.covers(on))
+            .take_while(|s| &s.org == org && &s.worker == worker)
+            .filter(|s| s.covers(on))
+            .last()
             .map(|s| s.worker_profile(on))
     }
 }
