@@ -858,15 +858,16 @@ proptest! {
         for (i, e) in g.events.iter().enumerate().take(n) {
             p.apply(i as u64 + 1, e);
         }
-        let (mut copy, mut cursor) = p.start_copy();
+        let mut cursor = p.start_copy();
         let mut next = n;
-        while !p.copy_part(&mut copy, &mut cursor, part) {
+        while !p.copy_part(&mut cursor, part) {
             // The fold goes on between parts (as it does while the watch's lock is released).
             if let Some(e) = g.events.get(next) {
                 next += 1;
                 p.apply(next as u64, e);
             }
         }
+        let copy = cursor.finish();
         for (i, e) in g.events.iter().enumerate().skip(next) {
             p.apply(i as u64 + 1, e);
         }

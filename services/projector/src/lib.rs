@@ -95,15 +95,16 @@ pub fn watch_rows_timed(
     use std::time::Instant;
     let mut timing = WatchTiming::default();
     let started = Instant::now();
-    let (mut snapshot, mut cursor) = projection.start_copy();
+    let mut cursor = projection.start_copy();
     loop {
         let part = Instant::now();
-        let done = projection.copy_part(&mut snapshot, &mut cursor, WATCH_COPY_PART);
+        let done = projection.copy_part(&mut cursor, WATCH_COPY_PART);
         timing.longest_hold = timing.longest_hold.max(part.elapsed());
         if done {
             break;
         }
     }
+    let snapshot = cursor.finish();
     timing.copy = started.elapsed();
     let now = snapshot.now();
     let t = Instant::now();

@@ -337,9 +337,33 @@ impl Eq for Projection {}
 /// Where a [`Projection::copy_part`] copy has got to.
 #[derive(Debug, Default, Clone)]
 pub struct CopyCursor {
+    last_sequence: u64,
     entry: Option<EventId>,
     entries_done: bool,
     worker: Option<(OrgId, WorkerRef)>,
+    /// What the parts copied so far, in key order: made into the copy's maps once, at the end,
+    /// by a sorted bulk build (not a search from the root per entry and per worker).
+    entries: Vec<(EventId, Arc<Entry>)>,
+    workers: Vec<(OrgId, Vec<(WorkerRef, Vec<(u64, EventId)>)>)>,
+}
+
+impl CopyCursor {
+    /// The copy [`Projection::copy_part`] gathered, once it said everything is in: its maps
+    /// built from the sorted parts in one pass each, without the source's lock.
+    #[must_use]
+    pub fn finish(self) -> Projection {
+        Projection {
+            last_sequence: self.last_sequence,
+            taken: self.last_sequence,
+            entries: self.entries.into_iter().collect(),
+            workers: self
+                .workers
+                .into_iter()
+                .map(|(org, workers)| (org, workers.into_iter().collect()))
+                .collect(),
+            ..Projection::default()
+        }
+    }
 }
 
 /// One worker-index link: the event (`sequence`, `event_id`) names `worker` of `org`. Links are
@@ -965,38 +989,41 @@ impl Projection {
 
     /// Starts a read-only copy of the state as it stands now, to be filled a part at a time by
     /// [`Self::copy_part`] with the caller's lock released between parts (the fold goes on
-    /// meanwhile). The copy reads as of the sequence it was started at: entries and links folded
-    /// later may be in it, and are left out by every reader (an entry keeps the sequences each
-    /// of its effects held between), so it answers as [`Self::snapshot`] taken now would.
+    /// meanwhile), then made by [`CopyCursor::finish`] (no lock needed). The copy reads as of
+    /// the sequence it was started at: entries and links folded later may be in it, and are left
+    /// out by every reader (an entry keeps the sequences each of its effects held between), so
+    /// it answers as [`Self::snapshot`] taken now would.
     #[must_use]
-    pub fn start_copy(&self) -> (Self, CopyCursor) {
-        let copy = Self {
+    pub fn start_copy(&self) -> CopyCursor {
+        CopyCursor {
             last_sequence: self.last_sequence,
-            taken: self.last_sequence,
-            ..Self::default()
-        };
-        (copy, CopyCursor::default())
+            ..CopyCursor::default()
+        }
     }
 
     /// Copies the next `max` entries (shared, not deep-copied) and workers' event lists into
-    /// `copy` (begun by [`Self::start_copy`] on this projection); true once everything is in.
-    pub fn copy_part(&self, copy: &mut Self, cursor: &mut CopyCursor, max: usize) -> bool {
+    /// `cursor` (begun by [`Self::start_copy`] on this projection); true once everything is in.
+    pub fn copy_part(&self, cursor: &mut CopyCursor, max: usize) -> bool {
         use std::ops::Bound::{Excluded, Unbounded};
         let mut budget = max.max(1);
         if !cursor.entries_done {
             let from = cursor.entry.map_or(Unbounded, Excluded);
-            for (id, e) in self.entries.range((from, Unbounded)).take(budget) {
-                copy.entries.insert(*id, Arc::clone(e));
-                cursor.entry = Some(*id);
-                budget -= 1;
-            }
+            let before = cursor.entries.len();
+            cursor.entries.extend(
+                self.entries
+                    .range((from, Unbounded))
+                    .take(budget)
+                    .map(|(id, e)| (*id, Arc::clone(e))),
+            );
+            budget -= cursor.entries.len() - before;
+            cursor.entry = cursor.entries.last().map(|(id, _)| *id);
             if budget > 0 {
                 cursor.entries_done = true;
             } else {
                 return false;
             }
         }
-        let resume = cursor.worker.clone();
+        let resume = cursor.worker.take();
         let orgs = match &resume {
             Some((org, _)) => self.workers.range::<OrgId, _>(org..),
             None => self.workers.range::<OrgId, _>(..),
@@ -1006,12 +1033,15 @@ impl Projection {
                 Some((o, w)) if o == org => workers.range::<WorkerRef, _>((Excluded(w), Unbounded)),
                 _ => workers.range::<WorkerRef, _>(..),
             };
-            let into = copy.workers.entry(org.clone()).or_default();
+            if cursor.workers.last().is_none_or(|(o, _)| o != org) {
+                cursor.workers.push((org.clone(), Vec::new()));
+            }
+            let into = &mut cursor.workers.last_mut().expect("pushed above").1;
             for (worker, events) in range {
-                into.insert(worker.clone(), events.clone());
-                cursor.worker = Some((org.clone(), worker.clone()));
+                into.push((worker.clone(), events.clone()));
                 budget -= 1;
                 if budget == 0 {
+                    cursor.worker = Some((org.clone(), worker.clone()));
                     return false;
                 }
             }

@@ -267,8 +267,14 @@ pub(super) fn stints(p: &At<'_>, org: Option<&OrgId>) -> Vec<Stint> {
         if org.is_some_and(|o| o != org_id) {
             continue;
         }
-        for worker in workers.keys() {
-            worker_stints(p, org_id, worker, &mut out);
+        for (worker, ids) in workers {
+            // The worker's events at hand: not looked up again by name.
+            stints_from(
+                org_id,
+                worker,
+                ids.iter().filter_map(|(_, id)| Some((id, p.entry(id)?))),
+                &mut out,
+            );
         }
     }
     out
