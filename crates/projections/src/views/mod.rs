@@ -276,7 +276,9 @@ pub struct ExplainedEvent {
 /// Every event that named a worker, by org and worker, as (sequence, event id), sorted and
 /// without repeats (a `Vec`, not a `BTreeSet`: most workers have one or two events, and a set's
 /// first node costs ten times their size).
-type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, Vec<(u64, EventId)>>>;
+type WorkerIndex = BTreeMap<OrgId, BTreeMap<WorkerRef, WorkerEvents>>;
+/// The events that named one worker, by (sequence, id), ascending.
+type WorkerEvents = Vec<(u64, EventId)>;
 
 /// Adds `item` to a worker's sorted events; false when it is already there.
 fn insert_sorted(events: &mut Vec<(u64, EventId)>, item: (u64, EventId)) -> bool {
@@ -344,7 +346,7 @@ pub struct CopyCursor {
     /// What the parts copied so far, in key order: made into the copy's maps once, at the end,
     /// by a sorted bulk build (not a search from the root per entry and per worker).
     entries: Vec<(EventId, Arc<Entry>)>,
-    workers: Vec<(OrgId, Vec<(WorkerRef, Vec<(u64, EventId)>)>)>,
+    workers: Vec<(OrgId, Vec<(WorkerRef, WorkerEvents)>)>,
 }
 
 impl CopyCursor {
