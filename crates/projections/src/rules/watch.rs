@@ -382,7 +382,8 @@ pub fn evaluate(
 ) -> Vec<ThresholdStatus> {
     let mut out = Vec::new();
     for pack in packs {
-        let mut units: BTreeMap<(OrgId, Option<SiteId>), UnitEntries> = BTreeMap::new();
+        // Keyed by the separations' own names: nothing copied per separation.
+        let mut units: BTreeMap<(&OrgId, Option<&SiteId>), UnitEntries> = BTreeMap::new();
         for s in separations {
             let Some(choice) = pack.variant_choice(s.jurisdiction) else {
                 continue;
@@ -390,8 +391,8 @@ pub fn evaluate(
             if !countable_payload(s.payload) {
                 continue;
             }
-            let site = pack.unit.is_site().then(|| s.site.clone());
-            let unit = units.entry((s.org.clone(), site)).or_default();
+            let site = pack.unit.is_site().then_some(s.site);
+            let unit = units.entry((s.org, site)).or_default();
             unit.entries.push(Entry::classify(pack, s, population));
             unit.not_researched |= choice == VariantChoice::NotResearched;
             if let Some(national) = pack.national_pack(s.jurisdiction) {
@@ -428,12 +429,12 @@ pub fn evaluate(
             }
             let unit_site_events: Vec<&SiteEvent<'_>> = site_events
                 .iter()
-                .filter(|e| e.org == &org && site.as_ref().is_none_or(|s| s == e.site))
+                .filter(|e| e.org == org && site.is_none_or(|s| s == e.site))
                 .collect();
             let mut eval = UnitEval {
                 pack,
-                org: &org,
-                site: site.as_ref(),
+                org,
+                site,
                 population,
                 steps,
                 site_events: unit_site_events,
