@@ -422,6 +422,7 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
 
     // Sample lag and RSS while loading.
     let sampling = CancellationToken::new();
+    let started = Instant::now();
     let sampler = {
         let stop = sampling.clone();
         let http = node.http;
@@ -430,7 +431,6 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
             let mut heads = Vec::new();
             let mut max_events = 0u64;
             let mut rss_peak = 0u64;
-            let started = Instant::now();
             while !stop.is_cancelled() {
                 if let Ok(m) = read_metrics(http).await {
                     lags.push(m.lag_s);
@@ -457,11 +457,15 @@ async fn run_views(config: &ViewsConfig) -> anyhow::Result<ViewsReport> {
     report.load_events_per_s = load.events as f64 / load.seconds;
     let loaded_at = Instant::now();
     let head = node.metrics().await?.head;
+    // The load's end, so the last stretch has a sample at its end.
+    let loaded = (loaded_at.duration_since(started).as_secs_f64(), head);
     node.caught_up(head).await?;
     report.drain_s = loaded_at.elapsed().as_secs_f64();
     sampling.cancel();
-    let (mut lags, heads, max_events, rss_peak) =
+    let (mut lags, mut heads, max_events, rss_peak) =
         sampler.await.map_err(|e| anyhow!("sampler: {e}"))?;
+    heads.push(loaded);
+    heads.sort_by(|a, b| a.0.total_cmp(&b.0));
     let fifth = head / 5;
     report.load_first_fifth_events_per_s = rate_between(&heads, 0, fifth);
     report.load_last_fifth_events_per_s = rate_between(&heads, head - fifth, head);

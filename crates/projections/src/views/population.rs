@@ -16,7 +16,8 @@ use super::timeline::{self, minimum_days, Stint};
 use super::{At, Projection};
 use crate::{Population, PopulationQuery, WorkerProfile};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId, WorkerRef};
 
 /// Site (its number in [`PopulationIndex::sites`]), relationship, contract type, and average
@@ -54,6 +55,18 @@ pub struct PopulationIndex {
     by_minimum: RefCell<BTreeMap<i32, Groups>>,
     /// Every stint, in (org, worker) order, each worker's in time order.
     stints: Vec<Stint>,
+    /// Each worker's first stint (its place in `stints`), by [`worker_key`]: one probe per
+    /// [`Population::worker`] question instead of a binary search comparing names held all over
+    /// the heap (the watch asks once per separation and pack: seconds at millions of events).
+    first: HashMap<u64, u32>,
+}
+
+/// A worker's key in [`PopulationIndex::first`] (a hash: a probe's hit is checked by name, and
+/// a collision falls back to the search).
+fn worker_key(org: &OrgId, worker: &WorkerRef) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (org, worker).hash(&mut h);
+    h.finish()
 }
 
 impl PopulationIndex {
@@ -95,11 +108,24 @@ impl PopulationIndex {
             }
         }
         drop(numbers);
+        let mut first = HashMap::with_capacity(stints.len());
+        for (n, s) in stints.iter().enumerate() {
+            let new_worker = n == 0 || {
+                let p = &stints[n - 1];
+                p.org != s.org || p.worker != s.worker
+            };
+            if new_worker {
+                first
+                    .entry(worker_key(&s.org, &s.worker))
+                    .or_insert(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
         Self {
             intervals,
             sites,
             jurisdictions: p.site_jurisdictions(org),
             by_minimum: RefCell::default(),
+            first,
             stints,
         }
     }
@@ -178,9 +204,20 @@ impl Population for PopulationIndex {
     }
 
     fn worker(&self, org: &OrgId, worker: &WorkerRef, on: Date) -> Option<WorkerProfile> {
-        let first = self
-            .stints
-            .partition_point(|s| (&s.org, &s.worker) < (org, worker));
+        let named = |n: u32| {
+            self.stints
+                .get(n as usize)
+                .is_some_and(|s| &s.org == org && &s.worker == worker)
+        };
+        let first = match self.first.get(&worker_key(org, worker)) {
+            // Every worker with a stint has a key.
+            None => return None,
+            Some(&n) if named(n) => n as usize,
+            // Another worker with the same key: the search decides.
+            Some(_) => self
+                .stints
+                .partition_point(|s| (&s.org, &s.worker) < (org, worker)),
+        };
         self.stints[first..]
             .iter()
             .take_while(|s| &s.org == org && &s.worker == worker)
