@@ -75,6 +75,80 @@ impl ViewsApi {
         tallied: bool,
         f: impl FnOnce(&At<'_>) -> T,
     ) -> Result<(u64, T), Status> {
+        self.ready(&as_of).await?;
+        // A recorded-at bound: the prefix recorded by then, when the folded history says where
+        // it ends; else a fold of the ledger (below).
+        let prefix = match as_of.recorded_at_micros {
+            0 => None,
+            bound => self.recorded_prefix(bound).await?,
+        };
+        let current = self.shared.projection.read().await;
+        if as_of.recorded_at_micros == 0 || prefix.is_some() {
+            let sequence = answered_at(&as_of, prefix, current.last_sequence());
+            if tallied {
+                // An as-of answer may move a tally snapshot (tens of milliseconds): off the
+                // async threads' run queue where the runtime allows it.
+                let answer = || current.read_at(sequence, |at| (at.last_sequence(), f(at)));
+                let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread;
+                return Ok(if multi_thread && sequence < current.last_sequence() {
+                    tokio::task::block_in_place(answer)
+                } else {
+                    answer()
+                });
+            }
+            let at = current.at(sequence);
+            return Ok((at.last_sequence(), f(&at)));
+        }
+        drop(current);
+        let p = self.fold_as_of(as_of).await?;
+        let now = p.now();
+        Ok((now.last_sequence(), f(&now)))
+    }
+
+    /// [`Self::with_projection`] for an answer that reads the whole history (the threshold
+    /// watch: seconds at millions of events): `f` runs on a blocking thread over a copy of the
+    /// state gathered a part at a time, the lock released between parts, so neither the fold
+    /// (which needs the lock to write) nor the runtime's workers wait for it.
+    async fn with_copy<T: Send + 'static>(
+        &self,
+        as_of: AsOf,
+        f: impl FnOnce(&At<'_>) -> T + Send + 'static,
+    ) -> Result<(u64, T), Status> {
+        self.ready(&as_of).await?;
+        let prefix = match as_of.recorded_at_micros {
+            0 => None,
+            bound => self.recorded_prefix(bound).await?,
+        };
+        let folded = if as_of.recorded_at_micros == 0 || prefix.is_some() {
+            None
+        } else {
+            Some(self.fold_as_of(as_of).await?)
+        };
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let copy = match folded {
+                Some(p) => return (p.last_sequence(), f(&p.now())),
+                None => {
+                    let mut cursor = shared.projection.blocking_read().start_copy();
+                    while !shared
+                        .projection
+                        .blocking_read()
+                        .copy_part(&mut cursor, crate::WATCH_COPY_PART)
+                    {}
+                    cursor.finish()
+                }
+            };
+            let at = copy.at(answered_at(&as_of, prefix, copy.last_sequence()));
+            (at.last_sequence(), f(&at))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the answer's evaluation failed: {e}")))
+    }
+
+    /// Waits until the views can answer `as_of`: the stored state read back, and the sequence
+    /// asked (or the `min_sequence`) folded.
+    async fn ready(&self, as_of: &AsOf) -> Result<(), Status> {
         let mut loaded = self.shared.loaded.subscribe();
         if !*loaded.borrow() {
             let ready = tokio::time::timeout(READ_YOUR_WRITES, loaded.wait_for(|l| *l)).await;
@@ -99,39 +173,7 @@ impl ViewsApi {
                 )));
             }
         }
-        // A recorded-at bound: the prefix recorded by then, when the folded history says where
-        // it ends; else a fold of the ledger (below).
-        let prefix = match as_of.recorded_at_micros {
-            0 => None,
-            bound => self.recorded_prefix(bound).await?,
-        };
-        let current = self.shared.projection.read().await;
-        if as_of.recorded_at_micros == 0 || prefix.is_some() {
-            let sequence = match (prefix, as_of.sequence) {
-                (Some(end), 0) => end,
-                (Some(end), asked) => end.min(asked),
-                (None, 0) => current.last_sequence(),
-                (None, asked) => asked,
-            };
-            if tallied {
-                // An as-of answer may move a tally snapshot (tens of milliseconds): off the
-                // async threads' run queue where the runtime allows it.
-                let answer = || current.read_at(sequence, |at| (at.last_sequence(), f(at)));
-                let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-                    == tokio::runtime::RuntimeFlavor::MultiThread;
-                return Ok(if multi_thread && sequence < current.last_sequence() {
-                    tokio::task::block_in_place(answer)
-                } else {
-                    answer()
-                });
-            }
-            let at = current.at(sequence);
-            return Ok((at.last_sequence(), f(&at)));
-        }
-        drop(current);
-        let p = self.fold_as_of(as_of).await?;
-        let now = p.now();
-        Ok((now.last_sequence(), f(&now)))
+        Ok(())
     }
 
     /// Answers one of the five document views.
@@ -305,6 +347,17 @@ impl ViewsApi {
     }
 }
 
+/// The sequence an answer is read at: the end of the recorded-at prefix (no later than the
+/// sequence asked), else the sequence asked, else the state's `last`.
+fn answered_at(as_of: &AsOf, prefix: Option<u64>, last: u64) -> u64 {
+    match (prefix, as_of.sequence) {
+        (Some(end), 0) => end,
+        (Some(end), asked) => end.min(asked),
+        (None, 0) => last,
+        (None, asked) => asked,
+    }
+}
+
 /// The ledger's record at `sequence` (a read of that one record), which the views reflect.
 async fn record_at(
     client: &mut pb::ledger_client::LedgerClient<wfl_auth::Conn>,
@@ -473,9 +526,11 @@ impl pb::views_server::Views for ViewsApi {
             r.as_of_recorded_at_micros,
             "as_of_recorded_at_micros",
         )?;
-        let (seq, (as_of, statuses)) = self
-            .with_projection(bound, false, |p| {
-                thresholds::evaluate(p, &request, &self.shared.packs)
+        let shared = self.shared.clone();
+        let (seq, (request, as_of, statuses)) = self
+            .with_copy(bound, move |p| {
+                let (as_of, statuses) = thresholds::evaluate(p, &request, &shared.packs);
+                (request, as_of, statuses)
             })
             .await?;
         Ok(Response::new(thresholds::response(
