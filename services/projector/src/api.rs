@@ -52,6 +52,10 @@ pub struct ViewsApi {
     /// The evidence lists of the figures explained last, so that the pages after the first cost
     /// a page, not a view (see [`Figures`]).
     figures: Figures,
+    /// One whole-history answer at a time ([`Self::with_copy`]): each holds a copy of the
+    /// state's maps (hundreds of MB at millions of events), so concurrent requests wait their
+    /// turn instead of multiplying it.
+    copies: Arc<tokio::sync::Semaphore>,
 }
 
 impl ViewsApi {
@@ -59,6 +63,7 @@ impl ViewsApi {
         Self {
             shared,
             figures: Figures::default(),
+            copies: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -109,7 +114,8 @@ impl ViewsApi {
     /// [`Self::with_projection`] for an answer that reads the whole history (the threshold
     /// watch: seconds at millions of events): `f` runs on a blocking thread over a copy of the
     /// state gathered a part at a time, the lock released between parts, so neither the fold
-    /// (which needs the lock to write) nor the runtime's workers wait for it.
+    /// (which needs the lock to write) nor the runtime's workers wait for it. One such answer
+    /// runs at a time (`copies`).
     async fn with_copy<T: Send + 'static>(
         &self,
         as_of: AsOf,
@@ -126,7 +132,12 @@ impl ViewsApi {
             Some(self.fold_as_of(as_of).await?)
         };
         let shared = self.shared.clone();
+        let turn = Arc::clone(&self.copies)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the views are stopping"))?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let copy = match folded {
                 Some(p) => return (p.last_sequence(), f(&p.now())),
                 None => {
