@@ -83,10 +83,7 @@ impl ViewsApi {
         self.ready(&as_of).await?;
         // A recorded-at bound: the prefix recorded by then, when the folded history says where
         // it ends; else a fold of the ledger (below).
-        let prefix = match as_of.recorded_at_micros {
-            0 => None,
-            bound => self.recorded_prefix(bound).await?,
-        };
+        let prefix = self.prefix(&as_of).await?;
         let current = self.shared.projection.read().await;
         if as_of.recorded_at_micros == 0 || prefix.is_some() {
             let sequence = answered_at(&as_of, prefix, current.last_sequence());
@@ -122,10 +119,7 @@ impl ViewsApi {
         f: impl FnOnce(&At<'_>) -> T + Send + 'static,
     ) -> Result<(u64, T), Status> {
         self.ready(&as_of).await?;
-        let prefix = match as_of.recorded_at_micros {
-            0 => None,
-            bound => self.recorded_prefix(bound).await?,
-        };
+        let prefix = self.prefix(&as_of).await?;
         let folded = if as_of.recorded_at_micros == 0 || prefix.is_some() {
             None
         } else {
@@ -140,21 +134,22 @@ impl ViewsApi {
             let _turn = turn;
             let copy = match folded {
                 Some(p) => return (p.last_sequence(), f(&p.now())),
-                None => {
-                    let mut cursor = shared.projection.blocking_read().start_copy();
-                    while !shared
-                        .projection
-                        .blocking_read()
-                        .copy_part(&mut cursor, crate::WATCH_COPY_PART)
-                    {}
-                    cursor.finish()
-                }
+                None => crate::copy_in_parts(|| shared.projection.blocking_read()).0,
             };
             let at = copy.at(answered_at(&as_of, prefix, copy.last_sequence()));
             (at.last_sequence(), f(&at))
         })
         .await
         .map_err(|e| Status::internal(format!("the answer's evaluation failed: {e}")))
+    }
+
+    /// With a recorded-at bound, the end of the prefix recorded by then, when the folded history
+    /// says where it ends (`None` without a bound, or when the ledger must be folded instead).
+    async fn prefix(&self, as_of: &AsOf) -> Result<Option<u64>, Status> {
+        match as_of.recorded_at_micros {
+            0 => Ok(None),
+            bound => self.recorded_prefix(bound).await,
+        }
     }
 
     /// Waits until the views can answer `as_of`: the stored state read back, and the sequence

@@ -494,20 +494,7 @@ impl Alerts {
         let started = Instant::now();
         let state = shared.clone();
         let evaluated = in_background("wfl-watch", move || {
-            let mut cursor = state.projection.blocking_read().start_copy();
-            let mut longest = std::time::Duration::ZERO;
-            loop {
-                let part = Instant::now();
-                let done = state
-                    .projection
-                    .blocking_read()
-                    .copy_part(&mut cursor, crate::WATCH_COPY_PART);
-                longest = longest.max(part.elapsed());
-                if done {
-                    break;
-                }
-            }
-            let snapshot = cursor.finish();
+            let (snapshot, longest) = crate::copy_in_parts(|| state.projection.blocking_read());
             let copied = started.elapsed();
             let now = snapshot.now();
             let as_of = thresholds::default_as_of(&now, None);

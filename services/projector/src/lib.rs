@@ -69,6 +69,24 @@ pub fn watch_rows(
 /// Entries (then workers) the alert loop copies per hold of the projection's lock.
 pub(crate) const WATCH_COPY_PART: usize = 20_000;
 
+/// A copy of the projection `read` gives access to, gathered [`WATCH_COPY_PART`] entries (then
+/// workers) per access, each access released before the next (the fold goes on between them),
+/// and made after the last; with the longest one access lasted (what the fold may wait).
+pub(crate) fn copy_in_parts<G: std::ops::Deref<Target = Projection>>(
+    read: impl Fn() -> G,
+) -> (Projection, std::time::Duration) {
+    let mut cursor = read().start_copy();
+    let mut longest = std::time::Duration::ZERO;
+    loop {
+        let part = std::time::Instant::now();
+        let done = read().copy_part(&mut cursor, WATCH_COPY_PART);
+        longest = longest.max(part.elapsed());
+        if done {
+            return (cursor.finish(), longest);
+        }
+    }
+}
+
 /// Where [`watch_rows_timed`]'s time went.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WatchTiming {
@@ -95,16 +113,8 @@ pub fn watch_rows_timed(
     use std::time::Instant;
     let mut timing = WatchTiming::default();
     let started = Instant::now();
-    let mut cursor = projection.start_copy();
-    loop {
-        let part = Instant::now();
-        let done = projection.copy_part(&mut cursor, WATCH_COPY_PART);
-        timing.longest_hold = timing.longest_hold.max(part.elapsed());
-        if done {
-            break;
-        }
-    }
-    let snapshot = cursor.finish();
+    let snapshot;
+    (snapshot, timing.longest_hold) = copy_in_parts(|| projection);
     timing.copy = started.elapsed();
     let now = snapshot.now();
     let t = Instant::now();

@@ -130,10 +130,7 @@ pub(crate) struct Inputs<'a> {
 impl<'a> Inputs<'a> {
     /// The watch's inputs for `org` (every org when `None`) as `p` reads them.
     pub(crate) fn gather(p: &At<'a>, org: Option<&OrgId>) -> Self {
-        Self {
-            inputs: p.watch_inputs(org),
-            population: PopulationIndex::at(p, org),
-        }
+        Self::from_parts(p.watch_inputs(org), PopulationIndex::at(p, org))
     }
 
     /// The inputs gathered apart (to time each part).

@@ -463,7 +463,9 @@ struct UnitEntries {
     national_pack: Option<String>,
 }
 
-fn countable_payload(p: &Payload) -> bool {
+/// Whether a rule pack may count `p`: a separation, or (US WARN's employment losses) a
+/// temporary layoff or an hours cut.
+pub(crate) fn countable_payload(p: &Payload) -> bool {
     p.separation().is_some() || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
 }
 

@@ -1503,11 +1503,7 @@ impl<'a> At<'a> {
         let mut out: Vec<SeparationRecord> = self
             .live()
             .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
-            .filter(|(_, e)| {
-                let p = e.payload();
-                p.separation().is_some()
-                    || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_))
-            })
+            .filter(|(_, e)| crate::rules::watch::countable_payload(e.payload()))
             .map(|(id, e)| e.separation_record(*id))
             .collect();
         out.sort_by_key(|r| (r.effective_date, r.sequence));
@@ -1587,9 +1583,7 @@ impl<'a> At<'a> {
                         site_events.push((key, s));
                     }
                 }
-                p if p.separation().is_some()
-                    || matches!(p, Payload::TemporaryLayoff(_) | Payload::HoursReduced(_)) =>
-                {
+                p if crate::rules::watch::countable_payload(p) => {
                     let c = e.classification();
                     separations.push((
                         key,

@@ -86,8 +86,12 @@ impl PopulationIndex {
         let mut intervals = Vec::with_capacity(stints.len());
         let mut numbers: BTreeMap<&SiteId, u32> = BTreeMap::new();
         let mut sites: Vec<SiteId> = Vec::new();
+        let mut first = HashMap::with_capacity(stints.len());
         for (n, s) in stints.iter().enumerate() {
             let stint = u32::try_from(n).unwrap_or(u32::MAX);
+            if n == 0 || (&stints[n - 1].org, &stints[n - 1].worker) != (&s.org, &s.worker) {
+                first.entry(worker_key(&s.org, &s.worker)).or_insert(stint);
+            }
             for (start, end, site) in s.intervals() {
                 let number = *numbers.entry(site).or_insert_with(|| {
                     sites.push(site.clone());
@@ -108,18 +112,6 @@ impl PopulationIndex {
             }
         }
         drop(numbers);
-        let mut first = HashMap::with_capacity(stints.len());
-        for (n, s) in stints.iter().enumerate() {
-            let new_worker = n == 0 || {
-                let p = &stints[n - 1];
-                p.org != s.org || p.worker != s.worker
-            };
-            if new_worker {
-                first
-                    .entry(worker_key(&s.org, &s.worker))
-                    .or_insert(u32::try_from(n).unwrap_or(u32::MAX));
-            }
-        }
         Self {
             intervals,
             sites,

@@ -269,12 +269,7 @@ pub(super) fn stints(p: &At<'_>, org: Option<&OrgId>) -> Vec<Stint> {
         }
         for (worker, ids) in workers {
             // The worker's events at hand: not looked up again by name.
-            stints_from(
-                org_id,
-                worker,
-                ids.iter().filter_map(|(_, id)| Some((id, p.entry(id)?))),
-                &mut out,
-            );
+            events_stints(p, org_id, worker, ids, &mut out);
         }
     }
     out
@@ -282,9 +277,19 @@ pub(super) fn stints(p: &At<'_>, org: Option<&OrgId>) -> Vec<Stint> {
 
 /// The stints of one worker of `org`, in time order, appended to `out`.
 pub(super) fn worker_stints(p: &At<'_>, org_id: &OrgId, worker: &WorkerRef, out: &mut Vec<Stint>) {
-    let Some(ids) = p.workers().get(org_id).and_then(|w| w.get(worker)) else {
-        return;
-    };
+    if let Some(ids) = p.workers().get(org_id).and_then(|w| w.get(worker)) {
+        events_stints(p, org_id, worker, ids, out);
+    }
+}
+
+/// [`worker_stints`] from the worker's event list (its worker-index entry).
+fn events_stints(
+    p: &At<'_>,
+    org_id: &OrgId,
+    worker: &WorkerRef,
+    ids: &[(u64, wfl_domain::EventId)],
+    out: &mut Vec<Stint>,
+) {
     stints_from(
         org_id,
         worker,
