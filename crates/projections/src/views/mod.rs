@@ -750,42 +750,62 @@ impl Projection {
             return;
         };
         let entry = slot.insert(Arc::new(Entry::new(sequence, event)));
-        index_worker(
+        let mut kept = self.tallies.take();
+        let named = index_worker(
             &mut self.workers,
             &mut self.new_links,
             &entry.org_id,
             &entry.original,
             sequence,
             id,
+            kept.as_deref_mut().map(|k| &mut k.worker_events),
         );
         self.dirty.push(id);
         // Only these kinds act on another event; for the rest there is nothing to settle (a new
         // entry has no corrections yet, so its payload is its original).
-        if matches!(
+        let acts = matches!(
             entry.original,
             Payload::EventCorrected(_)
                 | Payload::PositionBackfilled(_)
                 | Payload::PositionClosed(_)
                 | Payload::EventRetracted(_)
-        ) {
+        );
+        let signal = tally::is_signal(&entry.original);
+        // Held for the tallies below (the map's own handle stays borrowed otherwise).
+        let entry = Arc::clone(entry);
+        if acts {
             self.settle(sequence, id);
         }
-        if let Some(mut kept) = self.tallies.take() {
-            let touched = &self.dirty[mark..];
-            let workers = self.workers_named(touched);
-            kept.now.move_to(
-                self,
-                before,
-                sequence,
-                workers.iter().map(|(o, w)| (*o, *w)),
-                touched,
-            );
+        if let Some(mut kept) = kept {
+            if acts {
+                let touched = &self.dirty[mark..];
+                let workers = self.workers_named(touched);
+                kept.now.move_to(
+                    self,
+                    before,
+                    sequence,
+                    workers.iter().map(|(o, w)| (*o, *w)),
+                    touched,
+                );
+            } else {
+                // Nothing but the new entry was touched: its worker (if it names one) is the
+                // only one to move, with the events just indexed.
+                let worker = entry
+                    .original
+                    .worker_effect()
+                    .filter(|_| named)
+                    .map(|(w, _)| (w, kept.worker_events.as_slice()));
+                kept.now.fold_new(
+                    self,
+                    before,
+                    sequence,
+                    (&id, &entry),
+                    worker,
+                    &mut kept.pair,
+                );
+            }
             kept.by_sequence.push((sequence, id));
-            if self
-                .entries
-                .get(&id)
-                .is_some_and(|e| tally::is_signal(&e.original))
-            {
+            if signal {
                 kept.signals.insert(id);
             }
             kept.folded(before, sequence);
@@ -1181,6 +1201,7 @@ impl Projection {
                         replacement,
                         s,
                         *target,
+                        None,
                     );
                 }
             }
@@ -1264,20 +1285,19 @@ fn index_worker(
     payload: &Payload,
     sequence: u64,
     id: EventId,
-) {
+    copy: Option<&mut WorkerEvents>,
+) -> bool {
     let Some((worker, _)) = payload.worker_effect() else {
-        return;
+        return false;
     };
     let by_worker = if let Some(m) = workers.get_mut(org) {
         m
     } else {
         workers.entry(org.clone()).or_default()
     };
-    let events = if let Some(s) = by_worker.get_mut(worker) {
-        s
-    } else {
-        by_worker.entry(worker.clone()).or_default()
-    };
+    // One descent whether the worker is new or not (most events name a new worker: a look-up
+    // before the insert would descend twice); the name's copy is dropped when it is not new.
+    let events = by_worker.entry(worker.clone()).or_default();
     if insert_sorted(events, (sequence, id)) {
         new_links.push(WorkerLink {
             org: org.clone(),
@@ -1286,6 +1306,10 @@ fn index_worker(
             event_id: id,
         });
     }
+    if let Some(copy) = copy {
+        copy.clone_from(events);
+    }
+    true
 }
 
 /// The entry map's serialised form: the plain map of entries (`Arc` is how they are shared with a

@@ -170,6 +170,10 @@ pub(super) struct Kept {
     pub(super) by_sequence: Vec<(u64, EventId)>,
     /// The snapshot spacing, in sequences.
     pub(super) every: u64,
+    /// The fold's buffers, reused from event to event: the events of the worker the event
+    /// being folded names, and the two readings of its contribution.
+    pub(super) worker_events: Vec<(u64, EventId)>,
+    pub(super) pair: Pair,
     /// The tallies at multiples of `every`, by the sequence they reflect: the fold takes one
     /// each time it passes a multiple, [`Self::fill`] takes those a restored state lacks, an
     /// as-of answer takes any still missing on its way. Shared with readers, who hold only the
@@ -184,6 +188,8 @@ impl Default for Kept {
             signals: BTreeSet::new(),
             by_sequence: Vec::new(),
             every: DEFAULT_SNAPSHOT_EVERY,
+            worker_events: Vec::new(),
+            pair: Pair::default(),
             snapshots: Mutex::default(),
         }
     }
@@ -196,6 +202,8 @@ impl Clone for Kept {
             signals: self.signals.clone(),
             by_sequence: self.by_sequence.clone(),
             every: self.every,
+            worker_events: Vec::new(),
+            pair: Pair::default(),
             snapshots: Mutex::new(self.snapshots().clone()),
         }
     }
@@ -218,6 +226,8 @@ impl Kept {
                 .collect(),
             by_sequence,
             every: every.max(1),
+            worker_events: Vec::new(),
+            pair: Pair::default(),
             snapshots: Mutex::default(),
         }
     }
@@ -408,6 +418,11 @@ enum Head {
     Flow(Date, Group, FlowCell),
 }
 
+/// The two readings of a worker's contribution [`Tallies::move_worker`] compares (kept between
+/// calls so their buffers are reused).
+#[derive(Debug, Default)]
+pub(super) struct Pair(Contribution, Contribution);
+
 /// One worker's contribution: a cell and its counts per live separation or temporary layoff,
 /// and the presence intervals and movements of its stints.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -459,7 +474,7 @@ impl Tallies {
         for (org, workers) in &p.workers {
             for (worker, ids) in workers {
                 c.clear();
-                lookup(p, ids, &mut entries);
+                lookup(p, ids, None, &mut entries);
                 contribution(p.last_sequence, worker, &entries, &mut t.sites, &mut c);
                 t.apply(org, &c, true);
             }
@@ -483,26 +498,14 @@ impl Tallies {
         workers: impl IntoIterator<Item = (&'w OrgId, &'w WorkerRef)>,
         touched: &[EventId],
     ) {
-        let (mut old, mut new) = (Contribution::default(), Contribution::default());
+        let mut pair = Pair::default();
         let mut entries = Vec::new();
         for (org, worker) in workers {
             let Some(ids) = p.workers.get(org).and_then(|w| w.get(worker)) else {
                 continue;
             };
-            old.clear();
-            new.clear();
-            lookup(p, ids, &mut entries);
-            // A worker not named yet at a sequence contributes nothing there.
-            if ids.first().is_some_and(|(s, _)| *s <= from) {
-                contribution(from, worker, &entries, &mut self.sites, &mut old);
-            }
-            if ids.first().is_some_and(|(s, _)| *s <= to) {
-                contribution(to, worker, &entries, &mut self.sites, &mut new);
-            }
-            if old != new {
-                self.apply(org, &old, false);
-                self.apply(org, &new, true);
-            }
+            lookup(p, ids, None, &mut entries);
+            self.move_worker(from, to, org, worker, ids, &entries, &mut pair);
         }
         let mut seen: Vec<&EventId> = touched.iter().collect();
         seen.sort_unstable();
@@ -517,6 +520,63 @@ impl Tallies {
                     self.dates.remove(&e.org_id);
                 }
             }
+        }
+    }
+
+    /// [`Self::move_to`] for the fold of one new event at sequence `to` (from `from`) that
+    /// acts on no other event (no correction, link or retraction: nothing else was touched),
+    /// given what the fold already holds: the entry, and the worker it names with that
+    /// worker's events (`ids`, the new one last). Same result as `move_to` with the entry's id
+    /// as `touched`, without looking the entry, the worker or its events up again (each a
+    /// descent of a map of the whole history: most of the fold's cost at millions of events).
+    pub(super) fn fold_new(
+        &mut self,
+        p: &Projection,
+        from: u64,
+        to: u64,
+        (id, entry): (&EventId, &Entry),
+        worker: Option<(&WorkerRef, &[(u64, EventId)])>,
+        pair: &mut Pair,
+    ) {
+        if let Some((worker, ids)) = worker {
+            let mut entries = Vec::with_capacity(ids.len());
+            lookup(p, ids, Some((id, entry)), &mut entries);
+            self.move_worker(from, to, &entry.org_id, worker, ids, &entries, pair);
+        }
+        // A new entry was not there at `from`; it is live at `to` (nothing retracted it yet).
+        if entry.live_at(to) {
+            bump(
+                of_org(&mut self.dates, &entry.org_id),
+                &entry.effective_date,
+                true,
+            );
+        }
+    }
+
+    /// Moves one worker's contribution from its reading at `from` to its reading at `to`.
+    #[allow(clippy::too_many_arguments)]
+    fn move_worker(
+        &mut self,
+        from: u64,
+        to: u64,
+        org: &OrgId,
+        worker: &WorkerRef,
+        ids: &[(u64, EventId)],
+        entries: &[(&EventId, &Entry)],
+        Pair(old, new): &mut Pair,
+    ) {
+        old.clear();
+        new.clear();
+        // A worker not named yet at a sequence contributes nothing there.
+        if ids.first().is_some_and(|(s, _)| *s <= from) {
+            contribution(from, worker, entries, &mut self.sites, old);
+        }
+        if ids.first().is_some_and(|(s, _)| *s <= to) {
+            contribution(to, worker, entries, &mut self.sites, new);
+        }
+        if old != new {
+            self.apply(org, old, false);
+            self.apply(org, new, true);
         }
     }
 
@@ -542,10 +602,12 @@ impl Tallies {
         if c.heads.is_empty() {
             return;
         }
+        // The org's maps looked up once for all the heads (an org name compared per descent).
+        let presence = of_org(&mut self.presence, org);
+        let flows = of_org(&mut self.flows, org);
         for h in &c.heads {
             match h {
                 Head::Interval(group, site, start, end) => {
-                    let presence = of_org(&mut self.presence, org);
                     let key = (*group, *site);
                     let slot = presence.entry(key).or_default();
                     match start {
@@ -563,16 +625,13 @@ impl Tallies {
                         presence.remove(&key);
                     }
                 }
-                Head::Flow(date, group, cell) => {
-                    let flows = of_org(&mut self.flows, org);
-                    bump(flows, &(*date, *group, *cell), up);
-                }
+                Head::Flow(date, group, cell) => bump(flows, &(*date, *group, *cell), up),
             }
         }
-        if self.presence.get(org).is_some_and(BTreeMap::is_empty) {
+        if presence.is_empty() {
             self.presence.remove(org);
         }
-        if self.flows.get(org).is_some_and(BTreeMap::is_empty) {
+        if flows.is_empty() {
             self.flows.remove(org);
         }
     }
@@ -638,13 +697,24 @@ impl Tallies {
 
 /// The entries of a worker's events (in the index's sequence order), looked up once for both
 /// readings of [`Tallies::update`].
-fn lookup<'p>(p: &'p Projection, ids: &[(u64, EventId)], out: &mut Vec<(&'p EventId, &'p Entry)>) {
+/// `known`: an entry the caller holds (the last of `ids`), not looked up again.
+fn lookup<'p>(
+    p: &'p Projection,
+    ids: &[(u64, EventId)],
+    known: Option<(&'p EventId, &'p Entry)>,
+    out: &mut Vec<(&'p EventId, &'p Entry)>,
+) {
     out.clear();
+    let (ids, last) = match (known, ids.split_last()) {
+        (Some(k), Some(((_, last), rest))) if last == k.0 => (rest, Some(k)),
+        _ => (ids, None),
+    };
     out.extend(
         ids.iter()
             .filter_map(|(_, id)| p.entries.get_key_value(id))
             .map(|(id, e)| (id, &**e)),
     );
+    out.extend(last);
 }
 
 /// What `worker` adds to the tallies, read at sequence `at` from its `entries`: one separation
