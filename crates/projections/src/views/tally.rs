@@ -436,6 +436,25 @@ impl Contribution {
         self.separations.clear();
         self.heads.clear();
     }
+
+    /// Drops from both every unit the other also holds, one for one. Taking a contribution
+    /// away and adding another is a sum of independent counts, so this leaves the result of
+    /// the pair unchanged.
+    fn cancel_common(&mut self, other: &mut Self) {
+        fn cancel<T: PartialEq>(a: &mut Vec<T>, b: &mut Vec<T>) {
+            let mut i = 0;
+            while i < a.len() {
+                if let Some(j) = b.iter().position(|x| *x == a[i]) {
+                    a.swap_remove(i);
+                    b.swap_remove(j);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        cancel(&mut self.separations, &mut other.separations);
+        cancel(&mut self.heads, &mut other.heads);
+    }
 }
 
 /// Adds (`up`) or takes away one count under `key`, removing a key that falls to zero.
@@ -575,6 +594,9 @@ impl Tallies {
             contribution(to, worker, entries, &mut self.sites, new);
         }
         if old != new {
+            // What both readings hold (a hire's movement and presence start when a separation
+            // closes the stint, say) would be taken away and put back: left alone instead.
+            old.cancel_common(new);
             self.apply(org, old, false);
             self.apply(org, new, true);
         }
