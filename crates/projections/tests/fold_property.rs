@@ -819,6 +819,10 @@ proptest! {
             let q = &all[(i * 7) % all.len()];
             prop_assert_eq!(p.now().headcount_counts(q), headcount_only(p.headcount(q)), "after {}: {:?}", i + 1, q);
             prop_assert_eq!(p.now().cohort_exposure_counts(q), exposure_only(p.cohort_exposure(q)), "after {}: {:?}", i + 1, q);
+            // The watch's default day, from the tallies' days and from the entries.
+            let copy = p.snapshot();
+            prop_assert_eq!(p.latest_effective_date(None), copy.latest_effective_date(None));
+            prop_assert_eq!(p.latest_effective_date(q.org.as_ref()), copy.latest_effective_date(q.org.as_ref()));
         }
         let c = p.take_changes();
         let restored = Projection::restore(c.last_sequence, c.entries, c.links);

@@ -1402,9 +1402,13 @@ impl<'a> At<'a> {
     }
 
     /// The latest effective date among the live events of `org` (all orgs when `None`): the
-    /// default day the threshold watch is evaluated at.
+    /// default day the threshold watch is evaluated at. From the tallies' count of live events
+    /// per day when this reading has them (cost: one look-up per org), else every entry.
     #[must_use]
     pub fn latest_effective_date(&self, org: Option<&OrgId>) -> Option<Date> {
+        if let Some(t) = self.tallies {
+            return t.latest_date(org);
+        }
         self.live()
             .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
             .map(|(_, e)| e.effective_date)

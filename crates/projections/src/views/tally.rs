@@ -673,6 +673,15 @@ impl Tallies {
         seps + presence + flows + dates
     }
 
+    /// The latest effective day of a live event of `org` (every org when `None`).
+    pub(super) fn latest_date(&self, org: Option<&OrgId>) -> Option<Date> {
+        let last = |d: &BTreeMap<Date, u64>| d.last_key_value().map(|(d, _)| *d);
+        match org {
+            Some(org) => self.dates.get(org).and_then(last),
+            None => self.dates.values().filter_map(last).max(),
+        }
+    }
+
     /// The window a view of `q` covers: its `from` and `to`, else the first and last effective
     /// days of the live events of its org (every org without one); `None` when empty. What
     /// `At::date_range` gives from the entries.
