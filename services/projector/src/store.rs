@@ -153,9 +153,10 @@ impl ViewStore {
 
         // Collected as a list, then sorted once (the map is built in bulk from it): inserting
         // each entry into a map as it is read moved every entry several times.
+        // Read in key order here, decoded (most of the cost: JSON) on every core.
         let mut entries: Vec<(EventId, Arc<Entry>)> = Vec::new();
         let mut links = Vec::new();
-        for kv in self.db.scan_prefix([PART]) {
+        let parts = self.db.scan_prefix([PART]).map(|kv| {
             let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
             let persisted = <[u8; 8]>::try_from(k.get(1..9).unwrap_or_default())
                 .ok()
@@ -167,31 +168,41 @@ impl ViewStore {
                     "a part persisted at sequence {persisted} is beyond the checkpoint {checkpoint}"
                 )));
             }
-            let items: Vec<Item<Arc<Entry>, WorkerLink>> =
-                serde_json::from_slice(&v).map_err(|e| {
-                    self.damaged(&format!(
-                        "the part persisted at {persisted} does not decode: {e}"
-                    ))
-                })?;
+            Ok((persisted, v))
+        });
+        let decode_part = |(persisted, v): (u64, sled::IVec)| {
+            serde_json::from_slice::<Vec<Item<Arc<Entry>, WorkerLink>>>(&v).map_err(|e| {
+                self.damaged(&format!(
+                    "the part persisted at {persisted} does not decode: {e}"
+                ))
+            })
+        };
+        decode_in_order(parts, decode_part, |items| {
             for item in items {
                 match item {
                     Item::Entry(id, entry) => entries.push((id, entry)),
                     Item::Link(link) => links.push(link),
                 }
             }
-        }
+        })?;
         // An `e` value replaces the copy of its entry in a `c` part.
         let mut changed = std::collections::BTreeMap::new();
-        for kv in self.db.scan_prefix([ENTRY]) {
+        let values = self.db.scan_prefix([ENTRY]).map(|kv| {
             let (k, v) = kv.map_err(|e| self.damaged(&e.to_string()))?;
             let id = (k.len() == 25)
                 .then(|| event_id(&k[9..]))
                 .flatten()
                 .ok_or_else(|| self.damaged("an entry key is malformed"))?;
-            let entry: Entry = serde_json::from_slice(&v)
-                .map_err(|e| self.damaged(&format!("entry {id} does not decode: {e}")))?;
-            changed.insert(id, Arc::new(entry));
-        }
+            Ok((id, v))
+        });
+        let decode_entry = |(id, v): (EventId, sled::IVec)| {
+            serde_json::from_slice::<Entry>(&v)
+                .map(|entry| (id, Arc::new(entry)))
+                .map_err(|e| self.damaged(&format!("entry {id} does not decode: {e}")))
+        };
+        decode_in_order(values, decode_entry, |(id, entry)| {
+            changed.insert(id, entry);
+        })?;
         // Stable, and of two copies of an id the later read wins (as a map insert would).
         entries.sort_by_key(|(id, _)| *id);
         entries.dedup_by(|later, kept| {
@@ -312,6 +323,81 @@ impl Part {
         batch.insert(k.as_slice(), std::mem::take(&mut self.buf));
         self.index += 1;
     }
+}
+
+/// Decodes `values` (read in order by the calling thread) on one helper thread per core, a
+/// chunk at a time, and gives each decoded value to `sink` in the order it was read. Stops at
+/// the first error, read or decode (what the sink got by then is of no use: the load fails).
+fn decode_in_order<V: Send, T: Send>(
+    values: impl Iterator<Item = Result<V, Error>>,
+    decode: impl Fn(V) -> Result<T, Error> + Sync,
+    mut sink: impl FnMut(T),
+) -> Result<(), Error> {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc;
+    /// Values per job: enough that handing over costs nothing next to decoding them.
+    const CHUNK: usize = 64;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    // Bounded: the reader keeps at most a few chunks ahead of the decoders.
+    let (jobs, queue) = mpsc::sync_channel::<(usize, Vec<V>)>(threads * 2);
+    let queue = std::sync::Mutex::new(queue);
+    let (results, done) = mpsc::channel::<(usize, Result<Vec<T>, Error>)>();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (queue, results, decode) = (&queue, results.clone(), &decode);
+            s.spawn(move || loop {
+                let job = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .recv();
+                let Ok((n, chunk)) = job else { return };
+                let decoded = chunk.into_iter().map(decode).collect();
+                if results.send((n, decoded)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(results);
+        // Results come back in any order: each is handed on once all before it were.
+        let mut waiting: BTreeMap<usize, Result<Vec<T>, Error>> = BTreeMap::new();
+        let mut next = 0;
+        let mut hand_on = |waiting: &mut BTreeMap<usize, Result<Vec<T>, Error>>| {
+            while let Some(r) = waiting.remove(&next) {
+                r?.into_iter().for_each(&mut sink);
+                next += 1;
+            }
+            Ok::<_, Error>(())
+        };
+        let (mut sent, mut chunk) = (0, Vec::with_capacity(CHUNK));
+        for v in values {
+            chunk.push(v?);
+            if chunk.len() == CHUNK {
+                if jobs.send((sent, std::mem::take(&mut chunk))).is_err() {
+                    break;
+                }
+                sent += 1;
+                waiting.extend(done.try_iter());
+                hand_on(&mut waiting)?;
+            }
+        }
+        if !chunk.is_empty() && jobs.send((sent, chunk)).is_ok() {
+            sent += 1;
+        }
+        drop(jobs);
+        for (n, r) in done {
+            waiting.insert(n, r);
+            hand_on(&mut waiting)?;
+        }
+        hand_on(&mut waiting)?;
+        if next == sent {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "view store: {} of {sent} chunks decoded",
+                next
+            )))
+        }
+    })
 }
 
 /// An entry changed after its first persist, keyed by the sequence it was folded at.
@@ -451,5 +537,38 @@ mod tests {
             panic!("the old layout is refused")
         };
         assert!(message.contains("--rebuild-views"), "{message}");
+    }
+
+    #[test]
+    fn values_decoded_on_every_core_come_out_in_the_order_read_and_an_error_stops_it() {
+        let mut got = Vec::new();
+        decode_in_order(
+            (0..10_000u32).map(Ok),
+            |v| Ok(u64::from(v) * 3),
+            |t| got.push(t),
+        )
+        .expect("decoded");
+        let expected: Vec<u64> = (0..10_000u64).map(|v| v * 3).collect();
+        assert_eq!(got, expected, "every value, once, in the order read");
+
+        let bad = |v: u32| {
+            if v == 7_000 {
+                Err(Error::Store("value 7000 does not decode".to_owned()))
+            } else {
+                Ok(v)
+            }
+        };
+        let err = decode_in_order((0..10_000u32).map(Ok), bad, |_| {}).expect_err("refused");
+        assert!(err.to_string().contains("value 7000"), "{err}");
+
+        let unreadable = (0..10_000u32).map(|v| {
+            if v == 3_000 {
+                Err(Error::Store("value 3000 is unreadable".to_owned()))
+            } else {
+                Ok(v)
+            }
+        });
+        let err = decode_in_order(unreadable, Ok, |_| {}).expect_err("refused");
+        assert!(err.to_string().contains("value 3000"), "{err}");
     }
 }
