@@ -154,6 +154,7 @@ impl ViewStore {
         // Collected as a list, then sorted once (the map is built in bulk from it): inserting
         // each entry into a map as it is read moved every entry several times.
         // Read in key order here, decoded (most of the cost: JSON) on every core.
+        let started = std::time::Instant::now();
         let mut entries: Vec<(EventId, Arc<Entry>)> = Vec::new();
         let mut links = Vec::new();
         let parts = self.db.scan_prefix([PART]).map(|kv| {
@@ -232,7 +233,17 @@ impl ViewStore {
             },
             Some(_) => return Err(self.damaged("the recorded-at order is not 9 bytes")),
         };
-        Ok((Projection::restore(checkpoint, entries, links), recorded))
+        let decoded = started.elapsed();
+        let (count, linked) = (entries.len(), links.len());
+        let projection = Projection::restore(checkpoint, entries, links);
+        tracing::info!(
+            entries = count,
+            links = linked,
+            decode_ms = decoded.as_millis() as u64,
+            index_ms = (started.elapsed() - decoded).as_millis() as u64,
+            "view store decoded and indexed"
+        );
+        Ok((projection, recorded))
     }
 
     /// Writes what changed and the checkpoint atomically and durably.
