@@ -154,10 +154,50 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         pb::AlertLevel::Met as i32,
         "23 >= 20 meets Art. 41's numeric limb"
     );
+    // Counted, not listed: a status's size is not the size of its window.
+    assert_eq!(assimilated.event_count, 23, "the figure counts its events");
+    assert!(
+        assimilated.event_ids.is_empty(),
+        "{:?}",
+        assimilated.event_ids
+    );
+    // Listed for the windows named, and only for them.
+    let listed = pb::views_client::ViewsClient::new(ch.clone())
+        .threshold_watch(pb::ThresholdRequest {
+            org_id: ORG.into(),
+            as_of_date: "2026-05-15".into(),
+            as_of_sequence: head,
+            packs: vec!["CN-LCL-41".into()],
+            window_keys: vec![assimilated.window_key.clone()],
+            with_event_ids: true,
+            ..Default::default()
+        })
+        .await
+        .expect("ThresholdWatch with the events")
+        .into_inner();
+    assert!(listed
+        .statuses
+        .iter()
+        .all(|s| s.window_key == assimilated.window_key));
+    let assimilated = best(&listed.statuses, "assimilated");
     assert_eq!(
         assimilated.event_ids.len(),
         23,
         "the figure explains itself"
+    );
+    let every_window = pb::views_client::ViewsClient::new(ch.clone())
+        .threshold_watch(pb::ThresholdRequest {
+            org_id: ORG.into(),
+            with_event_ids: true,
+            ..Default::default()
+        })
+        .await
+        .expect_err("every window's events at once are refused");
+    assert_eq!(every_window.code(), tonic::Code::InvalidArgument);
+    assert!(
+        every_window.message().contains("with_event_ids"),
+        "{}",
+        every_window.message()
     );
     assert_eq!(shadow.count, 78);
     assert!(
@@ -413,6 +453,10 @@ async fn threshold_alerts_are_published_on_nats() {
     .expect("a met alert for CN-LCL-41 arrives");
     assert_eq!(met["count"], 23);
     assert_eq!(met["event_ids"].as_array().map(Vec::len), Some(23));
+    assert_eq!(
+        met["event_count"], 23,
+        "the full count beside the (bounded) list"
+    );
     assert!(met["label"].as_str().is_some_and(|l| !l.is_empty()));
 }
 
@@ -639,6 +683,13 @@ fn report_output_over_the_sample_is_pinned() {
         &["hiring"],
         &["ai"],
         &["thresholds"],
+        // One window's events, listed (a status only counts them otherwise).
+        &[
+            "thresholds",
+            "--window-key",
+            "rolling-90/current/2026-02-27",
+            "--with-event-ids",
+        ],
         &["explain", "--figure", "separations", "--path", "/totals/0"],
         &[
             "explain",

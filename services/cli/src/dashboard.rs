@@ -569,7 +569,7 @@ fn gauges(org: &str, watch: &Value) -> String {
             we = esc(text(&st["window_end"])),
             den = int(&st["denominator"]),
             missing = steps_cell(st),
-            n = st["event_ids"].as_array().map_or(0, Vec::len),
+            n = int(&st["event_count"]),
         );
     }
     s.push_str("</table>");
@@ -649,6 +649,9 @@ async fn render_explain(addr: &str, q: &BTreeMap<String, String>) -> anyhow::Res
         let count_type = q.get("count_type").cloned().unwrap_or_default();
         let mut w = ask(&org, pb::Period::Month, 0);
         w.packs = vec![pack.clone()];
+        // The one window's events (a status carries only their count otherwise).
+        w.window_keys = vec![key.clone()];
+        w.with_event_ids = true;
         let watch = view_json(addr, View::Thresholds, w).await?;
         let row = watch["statuses"]
             .as_array()

@@ -330,6 +330,13 @@ enum Command {
         /// Thresholds: only approaching or met.
         #[arg(long)]
         alerts_only: bool,
+        /// Thresholds: only this window (its `window_key`, as a status prints it); repeatable.
+        #[arg(long = "window-key")]
+        window_keys: Vec<String>,
+        /// Thresholds: list the events behind each status of the --window-key windows (at most
+        /// 10,000 per list), not only count them.
+        #[arg(long)]
+        with_event_ids: bool,
         /// Explain: these events.
         #[arg(long = "event-id")]
         event_ids: Vec<String>,
@@ -636,6 +643,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             as_of_date,
             packs,
             alerts_only,
+            window_keys,
+            with_event_ids,
             event_ids,
             figure,
             path,
@@ -669,6 +678,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 as_of_date,
                 packs,
                 alerts_only,
+                window_keys,
+                with_event_ids,
                 event_ids,
                 figure: figure.map(|view| (view, path)),
                 as_of_recorded_at_micros,

@@ -27,6 +27,10 @@ pub struct Ask {
     pub as_of_date: String,
     pub packs: Vec<String>,
     pub alerts_only: bool,
+    /// Thresholds: only these windows (`window_key`).
+    pub window_keys: Vec<String>,
+    /// Thresholds: list the events behind each status (needs `window_keys`), not only count them.
+    pub with_event_ids: bool,
     pub event_ids: Vec<String>,
     /// Explain the events behind this figure: (view name, `evidence` path), asked with
     /// `view_request`.
@@ -56,6 +60,8 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                     as_of_sequence: r.as_of_sequence,
                     packs: ask.packs.clone(),
                     alerts_only: ask.alerts_only,
+                    window_keys: ask.window_keys.clone(),
+                    with_event_ids: ask.with_event_ids,
                 })
                 .await
                 .map_err(status)?
@@ -170,7 +176,8 @@ fn threshold_json(s: &pb::ThresholdStatus) -> Value {
         "window_start": s.window_start, "window_end": s.window_end, "count_type": s.count_type,
         "count": s.count, "threshold": s.threshold, "denominator": s.denominator,
         "ratio": format!("{:.2}", s.ratio), "level": level, "missing_steps": s.missing_steps.join("; "),
-        "label": s.label, "event_ids": s.event_ids,
+        "label": s.label, "event_ids": s.event_ids, "event_count": s.event_count,
+        "excluded_count": s.excluded_count, "notice_only_count": s.notice_only_count,
         "role": s.role, "window_key": s.window_key, "unit_kind": s.unit_kind,
         "count_date": s.count_date, "floor_only": s.floor_only,
         "notice_only": s.notice_only_event_ids, "site_event": s.site_event_id,
@@ -184,6 +191,7 @@ fn threshold_json(s: &pb::ThresholdStatus) -> Value {
             "event_id": c.event_id, "days_late": c.days_late,
             "earliest_effective": c.earliest_effective,
             "effective_too_early": c.effective_too_early_event_ids,
+            "effective_too_early_count": c.effective_too_early_count,
         })).collect::<Vec<_>>(),
     })
 }

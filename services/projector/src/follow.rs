@@ -537,7 +537,7 @@ impl Alerts {
                 continue;
             }
             let subject = format!("{ALERTS_PREFIX}.{}.{}", s.org, s.pack);
-            match serde_json::to_vec(&s) {
+            match thresholds::alert_body(&s) {
                 // Bounded: a core publish waits for room in the client's buffer, which a lost
                 // connection can keep full; the fold must not wait behind it.
                 Ok(body) => match tokio::time::timeout(

@@ -21,7 +21,14 @@ pub(crate) struct Request {
     pub packs: Vec<String>,
     pub org: Option<OrgId>,
     pub alerts_only: bool,
+    /// Only the statuses of these windows; empty = all.
+    pub window_keys: Vec<String>,
+    /// List the events behind each status (at most [`MAX_LISTED`] per list), not only count them.
+    pub with_event_ids: bool,
 }
+
+/// The most events one list of a status carries (`with_event_ids`); the counts give the totals.
+pub(crate) const MAX_LISTED: usize = 10_000;
 
 /// Checks a request's fields against the loaded packs.
 pub(crate) fn parse(r: &pb::ThresholdRequest, loaded: &[RulePack]) -> Result<Request, Status> {
@@ -34,11 +41,20 @@ pub(crate) fn parse(r: &pb::ThresholdRequest, loaded: &[RulePack]) -> Result<Req
             ));
         }
     }
+    if r.with_event_ids && r.window_keys.is_empty() {
+        return Err(invalid(
+            "with_event_ids",
+            "name the windows whose events to list (window_keys): every window's events at once \
+             would grow with the history",
+        ));
+    }
     Ok(Request {
         as_of_date,
         packs: r.packs.clone(),
         org: (!r.org_id.is_empty()).then(|| OrgId(r.org_id.clone())),
         alerts_only: r.alerts_only,
+        window_keys: r.window_keys.clone(),
+        with_event_ids: r.with_event_ids,
     })
 }
 
@@ -79,7 +95,10 @@ pub(crate) fn response(
         statuses: statuses
             .into_iter()
             .filter(|s| !request.alerts_only || s.level.is_some())
-            .map(status_pb)
+            .filter(|s| {
+                request.window_keys.is_empty() || request.window_keys.contains(&s.window_key)
+            })
+            .map(|s| status_pb(s, request.with_event_ids))
             .collect(),
     }
 }
@@ -223,8 +242,48 @@ impl Population for Basis {
     }
 }
 
-fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
+/// The most events an alert lists per list (its counts give the totals): an alert is one NATS
+/// message, which must fit the server's payload limit (1 MiB by default) whatever the window's
+/// size; the rest come from `ThresholdWatch` with the alert's `window_key` and `with_event_ids`.
+pub(crate) const ALERT_LISTED: usize = 1_000;
+
+/// An alert's body: the status as JSON, each list of events cut to [`ALERT_LISTED`], with
+/// `event_count`, `excluded_count` and `notice_only_count` giving the full lengths.
+pub(crate) fn alert_body(s: &ThresholdStatus) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(flatten)]
+        status: &'a ThresholdStatus,
+        event_count: usize,
+        excluded_count: usize,
+        notice_only_count: usize,
+    }
+    let mut cut = s.clone();
+    cut.event_ids.truncate(ALERT_LISTED);
+    cut.excluded.truncate(ALERT_LISTED);
+    cut.notice_only.truncate(ALERT_LISTED);
+    for step in &mut cut.steps {
+        step.effective_too_early.truncate(ALERT_LISTED);
+    }
+    serde_json::to_vec(&Body {
+        status: &cut,
+        event_count: s.event_ids.len(),
+        excluded_count: s.excluded.len(),
+        notice_only_count: s.notice_only.len(),
+    })
+}
+
+/// The wire form of a status: the lists of events only when asked (`listed`), at most
+/// [`MAX_LISTED`] each, their full lengths always.
+fn status_pb(s: ThresholdStatus, listed: bool) -> pb::ThresholdStatus {
+    let take = if listed { MAX_LISTED } else { 0 };
+    let ids = |ids: &[wfl_domain::EventId]| -> Vec<String> {
+        ids.iter().take(take).map(ToString::to_string).collect()
+    };
     pb::ThresholdStatus {
+        event_count: s.event_ids.len() as u64,
+        excluded_count: s.excluded.len() as u64,
+        notice_only_count: s.notice_only.len() as u64,
         pack: s.pack,
         org_id: s.org.0,
         unit: s.unit,
@@ -233,7 +292,7 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
         window_end: s.window_end.to_string(),
         count_type: s.count_type.as_str().to_owned(),
         count: s.count,
-        event_ids: s.event_ids.iter().map(ToString::to_string).collect(),
+        event_ids: ids(&s.event_ids),
         denominator: s.denominator,
         threshold: s.threshold,
         ratio: s.ratio,
@@ -251,6 +310,7 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
         excluded: s
             .excluded
             .into_iter()
+            .take(take)
             .map(|x| pb::ThresholdExcluded {
                 event_id: x.event_id.to_string(),
                 reason: x.reason,
@@ -282,15 +342,12 @@ fn status_pb(s: ThresholdStatus) -> pb::ThresholdStatus {
                     .earliest_effective
                     .map(|d| d.to_string())
                     .unwrap_or_default(),
-                effective_too_early_event_ids: c
-                    .effective_too_early
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
+                effective_too_early_event_ids: ids(&c.effective_too_early),
+                effective_too_early_count: c.effective_too_early.len() as u64,
             })
             .collect(),
         floor_only: s.floor_only,
-        notice_only_event_ids: s.notice_only.iter().map(ToString::to_string).collect(),
+        notice_only_event_ids: ids(&s.notice_only),
         site_event_id: s.site_event.map(|e| e.to_string()).unwrap_or_default(),
     }
 }
@@ -411,6 +468,8 @@ mod tests {
             packs: Vec::new(),
             org: None,
             alerts_only: false,
+            window_keys: Vec::new(),
+            with_event_ids: false,
         };
         let (as_of, rows) = evaluate(&p.now(), &request, std::slice::from_ref(&packs));
         assert_eq!(as_of, on(100));
@@ -428,6 +487,21 @@ mod tests {
             .expect("a current plan row");
         assert_eq!(strict_plan.count, 25);
         assert_eq!(strict_plan.level, Some(AlertLevel::Met));
+        // A status's wire form and an alert carry their events' counts; the lists are bounded
+        // (none on the wire unless asked, ALERT_LISTED in an alert).
+        let mut big = strict_plan.clone();
+        big.event_ids = (0..5_000).map(|k| id(100_000 + k)).collect();
+        let body: serde_json::Value =
+            serde_json::from_slice(&alert_body(&big).expect("serialisable")).expect("JSON");
+        assert_eq!(body["count"], 25);
+        assert_eq!(body["event_count"], 5_000);
+        assert_eq!(
+            body["event_ids"].as_array().map(Vec::len),
+            Some(ALERT_LISTED)
+        );
+        let counted = status_pb(big.clone(), false);
+        assert_eq!((counted.event_count, counted.event_ids.len()), (5_000, 0));
+        assert_eq!(status_pb(big, true).event_ids.len(), 5_000);
         assert!(rows.iter().any(|s| s.role == WindowRole::Peak));
 
         let (_, alerts) = threshold_watch(&p.now(), std::slice::from_ref(&packs), None, as_of);
