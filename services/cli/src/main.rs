@@ -334,7 +334,7 @@ enum Command {
         #[arg(long = "window-key")]
         window_keys: Vec<String>,
         /// Thresholds: list the events behind each status of the --window-key windows (at most
-        /// 10,000 per list), not only count them.
+        /// 10,000 in the answer), not only count them.
         #[arg(long)]
         with_event_ids: bool,
         /// Explain: these events.

@@ -23,11 +23,14 @@ pub(crate) struct Request {
     pub alerts_only: bool,
     /// Only the statuses of these windows; empty = all.
     pub window_keys: Vec<String>,
-    /// List the events behind each status (at most [`MAX_LISTED`] per list), not only count them.
+    /// List the events behind each status (at most [`MAX_LISTED`] in one answer), not only
+    /// count them.
     pub with_event_ids: bool,
 }
 
-/// The most events one list of a status carries (`with_event_ids`); the counts give the totals.
+/// The most events one answer lists (`with_event_ids`), over all its statuses and lists, in
+/// their order; the counts give the totals. A window key can name a window of every unit, so
+/// a bound per list would still grow with the sites: this one does not.
 pub(crate) const MAX_LISTED: usize = 10_000;
 
 /// Checks a request's fields against the loaded packs.
@@ -89,6 +92,11 @@ pub(crate) fn response(
     statuses: Vec<ThresholdStatus>,
     request: &Request,
 ) -> pb::ThresholdResponse {
+    let mut listed = if request.with_event_ids {
+        MAX_LISTED
+    } else {
+        0
+    };
     pb::ThresholdResponse {
         as_of_sequence,
         as_of_date: as_of.to_string(),
@@ -98,7 +106,7 @@ pub(crate) fn response(
             .filter(|s| {
                 request.window_keys.is_empty() || request.window_keys.contains(&s.window_key)
             })
-            .map(|s| status_pb(s, request.with_event_ids))
+            .map(|s| status_pb(s, &mut listed))
             .collect(),
     }
 }
@@ -273,13 +281,27 @@ pub(crate) fn alert_body(s: &ThresholdStatus) -> serde_json::Result<Vec<u8>> {
     })
 }
 
-/// The wire form of a status: the lists of events only when asked (`listed`), at most
-/// [`MAX_LISTED`] each, their full lengths always.
-fn status_pb(s: ThresholdStatus, listed: bool) -> pb::ThresholdStatus {
-    let take = if listed { MAX_LISTED } else { 0 };
-    let ids = |ids: &[wfl_domain::EventId]| -> Vec<String> {
-        ids.iter().take(take).map(ToString::to_string).collect()
+/// The wire form of a status: its lists of events hold at most `budget` events in all (what
+/// they take is taken from it), their full lengths are always given.
+fn status_pb(s: ThresholdStatus, budget: &mut usize) -> pb::ThresholdStatus {
+    let mut take = |n: usize| {
+        let k = n.min(*budget);
+        *budget -= k;
+        k
     };
+    let ids = |ids: &[wfl_domain::EventId], k: usize| -> Vec<String> {
+        ids.iter().take(k).map(ToString::to_string).collect()
+    };
+    let listed = (
+        take(s.event_ids.len()),
+        take(s.excluded.len()),
+        take(s.notice_only.len()),
+    );
+    let steps: Vec<usize> = s
+        .steps
+        .iter()
+        .map(|c| take(c.effective_too_early.len()))
+        .collect();
     pb::ThresholdStatus {
         event_count: s.event_ids.len() as u64,
         excluded_count: s.excluded.len() as u64,
@@ -292,7 +314,7 @@ fn status_pb(s: ThresholdStatus, listed: bool) -> pb::ThresholdStatus {
         window_end: s.window_end.to_string(),
         count_type: s.count_type.as_str().to_owned(),
         count: s.count,
-        event_ids: ids(&s.event_ids),
+        event_ids: ids(&s.event_ids, listed.0),
         denominator: s.denominator,
         threshold: s.threshold,
         ratio: s.ratio,
@@ -310,7 +332,7 @@ fn status_pb(s: ThresholdStatus, listed: bool) -> pb::ThresholdStatus {
         excluded: s
             .excluded
             .into_iter()
-            .take(take)
+            .take(listed.1)
             .map(|x| pb::ThresholdExcluded {
                 event_id: x.event_id.to_string(),
                 reason: x.reason,
@@ -324,7 +346,8 @@ fn status_pb(s: ThresholdStatus, listed: bool) -> pb::ThresholdStatus {
         steps: s
             .steps
             .into_iter()
-            .map(|c| pb::ThresholdStep {
+            .zip(steps)
+            .map(|(c, k)| pb::ThresholdStep {
                 step: c.step,
                 event_type: c.event_type.as_str().to_owned(),
                 plan: c.plan.unwrap_or_default(),
@@ -342,12 +365,12 @@ fn status_pb(s: ThresholdStatus, listed: bool) -> pb::ThresholdStatus {
                     .earliest_effective
                     .map(|d| d.to_string())
                     .unwrap_or_default(),
-                effective_too_early_event_ids: ids(&c.effective_too_early),
+                effective_too_early_event_ids: ids(&c.effective_too_early, k),
                 effective_too_early_count: c.effective_too_early.len() as u64,
             })
             .collect(),
         floor_only: s.floor_only,
-        notice_only_event_ids: ids(&s.notice_only),
+        notice_only_event_ids: ids(&s.notice_only, listed.2),
         site_event_id: s.site_event.map(|e| e.to_string()).unwrap_or_default(),
     }
 }
@@ -499,9 +522,14 @@ mod tests {
             body["event_ids"].as_array().map(Vec::len),
             Some(ALERT_LISTED)
         );
-        let counted = status_pb(big.clone(), false);
+        let counted = status_pb(big.clone(), &mut 0);
         assert_eq!((counted.event_count, counted.event_ids.len()), (5_000, 0));
-        assert_eq!(status_pb(big, true).event_ids.len(), 5_000);
+        // One budget for the whole answer: what one status lists, the next cannot.
+        let mut budget = 7_000;
+        assert_eq!(status_pb(big.clone(), &mut budget).event_ids.len(), 5_000);
+        let second = status_pb(big, &mut budget);
+        assert_eq!((second.event_count, second.event_ids.len()), (5_000, 2_000));
+        assert_eq!(budget, 0);
         assert!(rows.iter().any(|s| s.role == WindowRole::Peak));
 
         let (_, alerts) = threshold_watch(&p.now(), std::slice::from_ref(&packs), None, as_of);
