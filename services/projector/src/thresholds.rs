@@ -92,22 +92,70 @@ pub(crate) fn response(
     statuses: Vec<ThresholdStatus>,
     request: &Request,
 ) -> pb::ThresholdResponse {
-    let mut listed = if request.with_event_ids {
+    let statuses: Vec<ThresholdStatus> = statuses
+        .into_iter()
+        .filter(|s| !request.alerts_only || s.level.is_some())
+        .filter(|s| request.window_keys.is_empty() || request.window_keys.contains(&s.window_key))
+        .collect();
+    let budget = if request.with_event_ids {
         MAX_LISTED
     } else {
         0
     };
+    let listed = Listed::share(&statuses, budget);
     pb::ThresholdResponse {
         as_of_sequence,
         as_of_date: as_of.to_string(),
         statuses: statuses
             .into_iter()
-            .filter(|s| !request.alerts_only || s.level.is_some())
-            .filter(|s| {
-                request.window_keys.is_empty() || request.window_keys.contains(&s.window_key)
-            })
-            .map(|s| status_pb(s, &mut listed))
+            .zip(listed)
+            .map(|(s, l)| status_pb(s, &l))
             .collect(),
+    }
+}
+
+/// How many events of each list of one status an answer lists.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Listed {
+    counted: usize,
+    excluded: usize,
+    notice_only: usize,
+    /// Per step, its effective-too-early events.
+    steps: Vec<usize>,
+}
+
+impl Listed {
+    /// Shares `budget` listed events among `statuses`: the counted events of every status
+    /// first, then the excluded, the notice-only and the steps' (what a reader asks a window's
+    /// events for is what it counted).
+    fn share(statuses: &[ThresholdStatus], mut budget: usize) -> Vec<Self> {
+        let mut take = |n: usize| {
+            let k = n.min(budget);
+            budget -= k;
+            k
+        };
+        let mut out: Vec<Self> = statuses
+            .iter()
+            .map(|s| Self {
+                steps: vec![0; s.steps.len()],
+                ..Self::default()
+            })
+            .collect();
+        for (l, s) in out.iter_mut().zip(statuses) {
+            l.counted = take(s.event_ids.len());
+        }
+        for (l, s) in out.iter_mut().zip(statuses) {
+            l.excluded = take(s.excluded.len());
+        }
+        for (l, s) in out.iter_mut().zip(statuses) {
+            l.notice_only = take(s.notice_only.len());
+        }
+        for (l, s) in out.iter_mut().zip(statuses) {
+            for (k, step) in l.steps.iter_mut().zip(&s.steps) {
+                *k = take(step.effective_too_early.len());
+            }
+        }
+        out
     }
 }
 
@@ -281,27 +329,12 @@ pub(crate) fn alert_body(s: &ThresholdStatus) -> serde_json::Result<Vec<u8>> {
     })
 }
 
-/// The wire form of a status: its lists of events hold at most `budget` events in all (what
-/// they take is taken from it), their full lengths are always given.
-fn status_pb(s: ThresholdStatus, budget: &mut usize) -> pb::ThresholdStatus {
-    let mut take = |n: usize| {
-        let k = n.min(*budget);
-        *budget -= k;
-        k
-    };
+/// The wire form of a status: its lists of events cut to what `listed` gives them, their full
+/// lengths always.
+fn status_pb(s: ThresholdStatus, listed: &Listed) -> pb::ThresholdStatus {
     let ids = |ids: &[wfl_domain::EventId], k: usize| -> Vec<String> {
         ids.iter().take(k).map(ToString::to_string).collect()
     };
-    let listed = (
-        take(s.event_ids.len()),
-        take(s.excluded.len()),
-        take(s.notice_only.len()),
-    );
-    let steps: Vec<usize> = s
-        .steps
-        .iter()
-        .map(|c| take(c.effective_too_early.len()))
-        .collect();
     pb::ThresholdStatus {
         event_count: s.event_ids.len() as u64,
         excluded_count: s.excluded.len() as u64,
@@ -314,7 +347,7 @@ fn status_pb(s: ThresholdStatus, budget: &mut usize) -> pb::ThresholdStatus {
         window_end: s.window_end.to_string(),
         count_type: s.count_type.as_str().to_owned(),
         count: s.count,
-        event_ids: ids(&s.event_ids, listed.0),
+        event_ids: ids(&s.event_ids, listed.counted),
         denominator: s.denominator,
         threshold: s.threshold,
         ratio: s.ratio,
@@ -332,7 +365,7 @@ fn status_pb(s: ThresholdStatus, budget: &mut usize) -> pb::ThresholdStatus {
         excluded: s
             .excluded
             .into_iter()
-            .take(listed.1)
+            .take(listed.excluded)
             .map(|x| pb::ThresholdExcluded {
                 event_id: x.event_id.to_string(),
                 reason: x.reason,
@@ -346,7 +379,7 @@ fn status_pb(s: ThresholdStatus, budget: &mut usize) -> pb::ThresholdStatus {
         steps: s
             .steps
             .into_iter()
-            .zip(steps)
+            .zip(listed.steps.iter().copied())
             .map(|(c, k)| pb::ThresholdStep {
                 step: c.step,
                 event_type: c.event_type.as_str().to_owned(),
@@ -370,7 +403,7 @@ fn status_pb(s: ThresholdStatus, budget: &mut usize) -> pb::ThresholdStatus {
             })
             .collect(),
         floor_only: s.floor_only,
-        notice_only_event_ids: ids(&s.notice_only, listed.2),
+        notice_only_event_ids: ids(&s.notice_only, listed.notice_only),
         site_event_id: s.site_event.map(|e| e.to_string()).unwrap_or_default(),
     }
 }
@@ -522,14 +555,31 @@ mod tests {
             body["event_ids"].as_array().map(Vec::len),
             Some(ALERT_LISTED)
         );
-        let counted = status_pb(big.clone(), &mut 0);
+        big.excluded = (0..3_000)
+            .map(|k| rules::Excluded {
+                event_id: id(200_000 + k),
+                reason: "excluded".into(),
+            })
+            .collect();
+        let none = Listed::share(std::slice::from_ref(&big), 0);
+        let counted = status_pb(big.clone(), &none[0]);
         assert_eq!((counted.event_count, counted.event_ids.len()), (5_000, 0));
-        // One budget for the whole answer: what one status lists, the next cannot.
-        let mut budget = 7_000;
-        assert_eq!(status_pb(big.clone(), &mut budget).event_ids.len(), 5_000);
-        let second = status_pb(big, &mut budget);
-        assert_eq!((second.event_count, second.event_ids.len()), (5_000, 2_000));
-        assert_eq!(budget, 0);
+        assert_eq!((counted.excluded_count, counted.excluded.len()), (3_000, 0));
+        // One budget for the whole answer, the counted events of every status first.
+        let two = [big.clone(), big.clone()];
+        let shares = Listed::share(&two, 11_000);
+        assert_eq!(
+            shares
+                .iter()
+                .map(|l| (l.counted, l.excluded))
+                .collect::<Vec<_>>(),
+            [(5_000, 1_000), (5_000, 0)]
+        );
+        let first = status_pb(big, &shares[0]);
+        assert_eq!(
+            (first.event_ids.len(), first.excluded.len()),
+            (5_000, 1_000)
+        );
         assert!(rows.iter().any(|s| s.role == WindowRole::Peak));
 
         let (_, alerts) = threshold_watch(&p.now(), std::slice::from_ref(&packs), None, as_of);
