@@ -771,23 +771,15 @@ impl Projection {
                 | Payload::EventRetracted(_)
         );
         let signal = tally::is_signal(&entry.original);
-        // Held for the tallies below (the map's own handle stays borrowed otherwise).
-        let entry = Arc::clone(entry);
+        // Held for the tallies' one-event path (the map's own handle stays borrowed otherwise).
+        // Not for an event that acts on others: settling may change its entry, and a second
+        // handle would make that change copy the entry.
+        let held = (!acts).then(|| Arc::clone(entry));
         if acts {
             self.settle(sequence, id);
         }
         if let Some(mut kept) = kept {
-            if acts {
-                let touched = &self.dirty[mark..];
-                let workers = self.workers_named(touched);
-                kept.now.move_to(
-                    self,
-                    before,
-                    sequence,
-                    workers.iter().map(|(o, w)| (*o, *w)),
-                    touched,
-                );
-            } else {
+            if let Some(entry) = held {
                 // Nothing but the new entry was touched: its worker (if it names one) is the
                 // only one to move, with the events just indexed.
                 let worker = entry
@@ -802,6 +794,16 @@ impl Projection {
                     (&id, &entry),
                     worker,
                     &mut kept.pair,
+                );
+            } else {
+                let touched = &self.dirty[mark..];
+                let workers = self.workers_named(touched);
+                kept.now.move_to(
+                    self,
+                    before,
+                    sequence,
+                    workers.iter().map(|(o, w)| (*o, *w)),
+                    touched,
                 );
             }
             kept.by_sequence.push((sequence, id));
