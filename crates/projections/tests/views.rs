@@ -893,6 +893,32 @@ fn hiring_signals_list_pauses_and_graduate_intake_against_baseline() {
         "the resumed pause ended before the window"
     );
     assert_eq!(v.pauses[0].scope, "sales");
+
+    // A unit that pauses again: still one row (the latest pause, how many, since when), every
+    // pause and resumption its evidence; the totals count every pause.
+    let r2 = l.rec(
+        "2026-05-01",
+        Payload::HiringPaused(HiringPaused {
+            scope: "eng".to_owned(),
+            reqs_frozen: 7,
+            reqs_cancelled: 1,
+            until: None,
+        }),
+    );
+    let v = l.p.hiring_signals(&acme());
+    assert_eq!(v.pauses.len(), 2, "one row per unit, not per pause");
+    let eng = v.pauses.iter().find(|r| r.scope == "eng").expect("eng");
+    assert_eq!(
+        (eng.pauses, eng.first_paused_on, eng.paused_on),
+        (2, Some(date("2026-03-01")), date("2026-05-01"))
+    );
+    assert_eq!((eng.reqs_frozen, eng.resumed_on), (7, None));
+    assert_eq!(eng.event_ids, vec![p1, r1, r2]);
+    assert_eq!(v.pauses[1].scope, "eng", "rows by their latest pause");
+    assert_eq!(
+        (v.open_pauses, v.reqs_frozen_open, v.reqs_cancelled),
+        (2, 10, 3)
+    );
 }
 
 #[test]

@@ -198,6 +198,8 @@ impl TypedView for v::HiringSignalsView {
                     site_id: p.site.0.clone(),
                     scope: p.scope.clone(),
                     paused_on: name(&p.paused_on),
+                    pauses: p.pauses,
+                    first_paused_on: p.first_paused_on.as_ref().map(name).unwrap_or_default(),
                     until: p.until.as_ref().map(name),
                     reqs_frozen: p.reqs_frozen,
                     reqs_cancelled: p.reqs_cancelled,

@@ -9,14 +9,24 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wfl_domain::{AiMetric, Date, EventId, OrgId, Payload, SiteId};
 
-/// A hiring pause and, if any, the resumption that ended it.
+/// The hiring pauses of one org unit (scope) at one site in the window: the latest of them and,
+/// if any, the resumption that ended it, with how many there were. One row per unit, not per
+/// pause, so the answer's size is the org's structure, never its history; the pauses and
+/// resumptions behind a row are its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HiringPauseRow {
     pub org: OrgId,
     pub site: SiteId,
     /// The org unit paused.
     pub scope: String,
+    /// The latest pause's date.
     pub paused_on: Date,
+    /// How many pauses of this unit at this site overlap the window.
+    #[serde(default)]
+    pub pauses: u64,
+    /// The first of them's date.
+    #[serde(default)]
+    pub first_paused_on: Option<Date>,
     /// The announced end, if any.
     pub until: Option<Date>,
     pub reqs_frozen: u32,
@@ -24,7 +34,7 @@ pub struct HiringPauseRow {
     /// The first `HiringResumed` for the same org and scope dated on or after the pause.
     pub resumed_on: Option<Date>,
     pub reqs_reopened: u32,
-    /// The pause, then the resumption if any.
+    /// Every pause and resumption of the row, in effective order.
     pub event_ids: Vec<EventId>,
 }
 
@@ -186,6 +196,8 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
                     site: e.site_id.clone(),
                     scope: h.scope.clone(),
                     paused_on: e.effective_date,
+                    pauses: 1,
+                    first_paused_on: Some(e.effective_date),
                     until: h.until,
                     reqs_frozen: h.reqs_frozen,
                     reqs_cancelled: h.reqs_cancelled,
@@ -280,9 +292,41 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
         open_pauses: still_open().count() as u64,
         reqs_frozen_open: still_open().map(|r| u64::from(r.reqs_frozen)).sum(),
         reqs_cancelled: pauses.iter().map(|r| u64::from(r.reqs_cancelled)).sum(),
-        pauses,
+        pauses: by_unit(pauses),
         graduate_intake,
     }
+}
+
+/// The pauses (in effective order) folded into one row per org, site and scope: the latest
+/// pause's fields, how many there were, the first one's date, every event behind them. Rows by
+/// their latest pause's date, then unit.
+fn by_unit(pauses: Vec<HiringPauseRow>) -> Vec<HiringPauseRow> {
+    use std::collections::btree_map::Entry;
+    let mut units: BTreeMap<(OrgId, SiteId, String), HiringPauseRow> = BTreeMap::new();
+    for row in pauses {
+        match units.entry((row.org.clone(), row.site.clone(), row.scope.clone())) {
+            Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+            Entry::Occupied(slot) => {
+                let unit = slot.into_mut();
+                let mut ids = std::mem::take(&mut unit.event_ids);
+                ids.extend(row.event_ids.iter().copied());
+                let (first, pauses) = (unit.first_paused_on, unit.pauses);
+                *unit = HiringPauseRow {
+                    pauses: pauses + 1,
+                    first_paused_on: first,
+                    event_ids: ids,
+                    ..row
+                };
+            }
+        }
+    }
+    let mut rows: Vec<HiringPauseRow> = units.into_values().collect();
+    rows.sort_by(|a, b| {
+        (a.paused_on, &a.org, &a.site, &a.scope).cmp(&(b.paused_on, &b.org, &b.site, &b.scope))
+    });
+    rows
 }
 
 /// With `counts_only`, the AI-attributed separations come from the tallies when `p` has them
