@@ -751,7 +751,7 @@ impl Projection {
         };
         let entry = slot.insert(Arc::new(Entry::new(sequence, event)));
         let mut kept = self.tallies.take();
-        let named = index_worker(
+        index_worker(
             &mut self.workers,
             &mut self.new_links,
             &entry.org_id,
@@ -782,10 +782,10 @@ impl Projection {
             if let Some(entry) = held {
                 // Nothing but the new entry was touched: its worker (if it names one) is the
                 // only one to move, with the events just indexed.
+                // (`index_worker` copied the worker's events whenever the payload names one.)
                 let worker = entry
                     .original
                     .worker_effect()
-                    .filter(|_| named)
                     .map(|(w, _)| (w, kept.worker_events.as_slice()));
                 kept.now.fold_new(
                     self,
@@ -1288,9 +1288,9 @@ fn index_worker(
     sequence: u64,
     id: EventId,
     copy: Option<&mut WorkerEvents>,
-) -> bool {
+) {
     let Some((worker, _)) = payload.worker_effect() else {
-        return false;
+        return;
     };
     let by_worker = if let Some(m) = workers.get_mut(org) {
         m
@@ -1311,7 +1311,6 @@ fn index_worker(
     if let Some(copy) = copy {
         copy.clone_from(events);
     }
-    true
 }
 
 /// The entry map's serialised form: the plain map of entries (`Arc` is how they are shared with a
