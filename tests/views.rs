@@ -169,6 +169,7 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
             as_of_sequence: head,
             packs: vec!["CN-LCL-41".into()],
             window_keys: vec![assimilated.window_key.clone()],
+            count_types: vec!["assimilated".into()],
             with_event_ids: true,
             ..Default::default()
         })
@@ -178,7 +179,7 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
     assert!(listed
         .statuses
         .iter()
-        .all(|s| s.window_key == assimilated.window_key));
+        .all(|s| s.window_key == assimilated.window_key && s.count_type == "assimilated"));
     let assimilated = best(&listed.statuses, "assimilated");
     assert_eq!(
         assimilated.event_ids.len(),
@@ -198,6 +199,20 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         every_window.message().contains("with_event_ids"),
         "{}",
         every_window.message()
+    );
+    let unknown = pb::views_client::ViewsClient::new(ch.clone())
+        .threshold_watch(pb::ThresholdRequest {
+            org_id: ORG.into(),
+            count_types: vec!["legal".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown count type is refused");
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(
+        unknown.message().contains("count_types[0]"),
+        "{}",
+        unknown.message()
     );
     assert_eq!(shadow.count, 78);
     assert!(

@@ -649,8 +649,13 @@ async fn render_explain(addr: &str, q: &BTreeMap<String, String>) -> anyhow::Res
         let count_type = q.get("count_type").cloned().unwrap_or_default();
         let mut w = ask(&org, pb::Period::Month, 0);
         w.packs = vec![pack.clone()];
-        // The one window's events (a status carries only their count otherwise).
+        // The one window's events (a status carries only their count otherwise), of this count
+        // type only: the other statuses of the window would take the answer's share of them.
         w.window_keys = vec![key.clone()];
+        w.count_types = (!count_type.is_empty())
+            .then(|| count_type.clone())
+            .into_iter()
+            .collect();
         w.with_event_ids = true;
         let watch = view_json(addr, View::Thresholds, w).await?;
         let row = watch["statuses"]

@@ -337,6 +337,9 @@ enum Command {
         /// 10,000 in the answer), not only count them.
         #[arg(long)]
         with_event_ids: bool,
+        /// Thresholds: only this count type (strict, assimilated, shadow); repeatable.
+        #[arg(long = "count-type")]
+        count_types: Vec<String>,
         /// Explain: these events.
         #[arg(long = "event-id")]
         event_ids: Vec<String>,
@@ -645,6 +648,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             alerts_only,
             window_keys,
             with_event_ids,
+            count_types,
             event_ids,
             figure,
             path,
@@ -680,6 +684,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 alerts_only,
                 window_keys,
                 with_event_ids,
+                count_types,
                 event_ids,
                 figure: figure.map(|view| (view, path)),
                 as_of_recorded_at_micros,

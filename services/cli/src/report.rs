@@ -31,6 +31,8 @@ pub struct Ask {
     pub window_keys: Vec<String>,
     /// Thresholds: list the events behind each status (needs `window_keys`), not only count them.
     pub with_event_ids: bool,
+    /// Thresholds: only these count types (strict, assimilated, shadow).
+    pub count_types: Vec<String>,
     pub event_ids: Vec<String>,
     /// Explain the events behind this figure: (view name, `evidence` path), asked with
     /// `view_request`.
@@ -62,6 +64,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                     alerts_only: ask.alerts_only,
                     window_keys: ask.window_keys.clone(),
                     with_event_ids: ask.with_event_ids,
+                    count_types: ask.count_types.clone(),
                 })
                 .await
                 .map_err(status)?

@@ -537,7 +537,8 @@ impl Alerts {
                 continue;
             }
             let subject = format!("{ALERTS_PREFIX}.{}.{}", s.org, s.pack);
-            match thresholds::alert_body(&s) {
+            let level = s.level;
+            match thresholds::alert_body(s) {
                 // Bounded: a core publish waits for room in the client's buffer, which a lost
                 // connection can keep full; the fold must not wait behind it.
                 Ok(body) => match tokio::time::timeout(
@@ -548,7 +549,7 @@ impl Alerts {
                 {
                     // Remembered only once sent, so a failed publish is retried next time.
                     Ok(Ok(())) => {
-                        self.published.insert(key, s.level);
+                        self.published.insert(key, level);
                     }
                     Ok(Err(e)) => {
                         sent = false;

@@ -23,6 +23,8 @@ pub(crate) struct Request {
     pub alerts_only: bool,
     /// Only the statuses of these windows; empty = all.
     pub window_keys: Vec<String>,
+    /// Only the statuses of these count types; empty = all.
+    pub count_types: Vec<rules::CountType>,
     /// List the events behind each status (at most [`MAX_LISTED`] in one answer), not only
     /// count them.
     pub with_event_ids: bool,
@@ -51,7 +53,25 @@ pub(crate) fn parse(r: &pb::ThresholdRequest, loaded: &[RulePack]) -> Result<Req
              would grow with the history",
         ));
     }
+    let count_types = r
+        .count_types
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            rules::CountType::ALL
+                .iter()
+                .copied()
+                .find(|c| c.as_str() == name)
+                .ok_or_else(|| {
+                    invalid(
+                        &format!("count_types[{i}]"),
+                        &format!("{name:?} is not strict, assimilated or shadow"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
     Ok(Request {
+        count_types,
         as_of_date,
         packs: r.packs.clone(),
         org: (!r.org_id.is_empty()).then(|| OrgId(r.org_id.clone())),
@@ -96,6 +116,7 @@ pub(crate) fn response(
         .into_iter()
         .filter(|s| !request.alerts_only || s.level.is_some())
         .filter(|s| request.window_keys.is_empty() || request.window_keys.contains(&s.window_key))
+        .filter(|s| request.count_types.is_empty() || request.count_types.contains(&s.count_type))
         .collect();
     let budget = if request.with_event_ids {
         MAX_LISTED
@@ -305,7 +326,7 @@ pub(crate) const ALERT_LISTED: usize = 1_000;
 
 /// An alert's body: the status as JSON, each list of events cut to [`ALERT_LISTED`], with
 /// `event_count`, `excluded_count` and `notice_only_count` giving the full lengths.
-pub(crate) fn alert_body(s: &ThresholdStatus) -> serde_json::Result<Vec<u8>> {
+pub(crate) fn alert_body(mut s: ThresholdStatus) -> serde_json::Result<Vec<u8>> {
     #[derive(serde::Serialize)]
     struct Body<'a> {
         #[serde(flatten)]
@@ -314,18 +335,19 @@ pub(crate) fn alert_body(s: &ThresholdStatus) -> serde_json::Result<Vec<u8>> {
         excluded_count: usize,
         notice_only_count: usize,
     }
-    let mut cut = s.clone();
-    cut.event_ids.truncate(ALERT_LISTED);
-    cut.excluded.truncate(ALERT_LISTED);
-    cut.notice_only.truncate(ALERT_LISTED);
-    for step in &mut cut.steps {
+    let (event_count, excluded_count, notice_only_count) =
+        (s.event_ids.len(), s.excluded.len(), s.notice_only.len());
+    s.event_ids.truncate(ALERT_LISTED);
+    s.excluded.truncate(ALERT_LISTED);
+    s.notice_only.truncate(ALERT_LISTED);
+    for step in &mut s.steps {
         step.effective_too_early.truncate(ALERT_LISTED);
     }
     serde_json::to_vec(&Body {
-        status: &cut,
-        event_count: s.event_ids.len(),
-        excluded_count: s.excluded.len(),
-        notice_only_count: s.notice_only.len(),
+        status: &s,
+        event_count,
+        excluded_count,
+        notice_only_count,
     })
 }
 
@@ -525,6 +547,7 @@ mod tests {
             org: None,
             alerts_only: false,
             window_keys: Vec::new(),
+            count_types: Vec::new(),
             with_event_ids: false,
         };
         let (as_of, rows) = evaluate(&p.now(), &request, std::slice::from_ref(&packs));
@@ -548,7 +571,7 @@ mod tests {
         let mut big = strict_plan.clone();
         big.event_ids = (0..5_000).map(|k| id(100_000 + k)).collect();
         let body: serde_json::Value =
-            serde_json::from_slice(&alert_body(&big).expect("serialisable")).expect("JSON");
+            serde_json::from_slice(&alert_body(big.clone()).expect("serialisable")).expect("JSON");
         assert_eq!(body["count"], 25);
         assert_eq!(body["event_count"], 5_000);
         assert_eq!(
