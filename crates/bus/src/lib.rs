@@ -11,6 +11,7 @@
 
 pub mod cluster;
 mod error;
+mod frame;
 mod memory;
 mod nats;
 mod subject;
@@ -27,8 +28,9 @@ pub use error::Error;
 pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = Timing::DEFAULT.duplicate_window();
 pub use memory::{MemoryBus, DEFAULT_INBOX_CAPACITY};
 pub use nats::{
-    NatsAuth, NatsBus, NatsConfig, DEFAULT_INBOX_PREFIX, HEADER_EVENT_TYPE, HEADER_HASH,
-    HEADER_MAP_REVISION, HEADER_PARTITION, HEADER_SEQUENCE, HEADER_SUBMISSION, PUBLISH_TIMEOUT,
+    NatsAuth, NatsBus, NatsConfig, DEFAULT_INBOX_PREFIX, HEADER_BATCH, HEADER_EVENT_TYPE,
+    HEADER_HASH, HEADER_MAP_REVISION, HEADER_PARTITION, HEADER_SEQUENCE, HEADER_SUBMISSION,
+    PUBLISH_TIMEOUT,
 };
 pub use subject::{
     inbox_subject, ledger_subject, INBOX_SUBJECT_PREFIX, LEDGER_SUBJECT_PREFIX,
@@ -86,6 +88,9 @@ enum AckHandle {
     None,
     /// The JetStream ack subject (`$JS.ACK...`) of the delivery.
     Nats(async_nats::Subject),
+    /// One event (its place in the message) of a message that framed several: the message is
+    /// acknowledged once every event in it is.
+    NatsPart(std::sync::Arc<nats::FrameAck>, u32),
 }
 
 /// A committed ledger event, published for downstream consumers.
@@ -175,7 +180,13 @@ pub trait Bus: Send + Sync + 'static {
     /// returns one result per message, in input order.
     ///
     /// NATS: subject `wfl.inbox.<org_id>`, header `Nats-Msg-Id` = event id (JetStream
-    /// de-duplication), header `Wfl-Submission` = submission id, stream `WFL_INBOX`.
+    /// de-duplication), header `Wfl-Submission` = submission id, stream `WFL_INBOX`. A run of
+    /// consecutive messages for one org goes as one broker message framing them all (header
+    /// `Wfl-Batch`, see the `frame` module; `Nats-Msg-Id` a digest of their event ids), up to
+    /// [`NatsBus::FRAME_EVENTS`] events and the server's `max_payload`; each of them gets the
+    /// frame's result. The broker then de-duplicates the run published again, not one of its
+    /// events published alone: the ledger's event-id check decides that one (its outcome names
+    /// the submission that committed it). Cluster mode publishes one message per event.
     ///
     /// # Errors
     /// Per message: [`Error::Unavailable`] (connection lost, ack timed out: retry with the same

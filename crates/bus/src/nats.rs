@@ -44,6 +44,12 @@ const BATCH_LINGER: Duration = Duration::from_millis(3);
 
 /// Header carrying the gateway's submission id of an inbox message (a UUID).
 pub const HEADER_SUBMISSION: &str = "Wfl-Submission";
+/// Header of an inbox message framing several events (see the `frame` module): how many.
+pub const HEADER_BATCH: &str = "Wfl-Batch";
+/// Room left in a frame for its headers (`Nats-Msg-Id` of 74 characters, `Wfl-Batch`).
+const FRAME_HEADROOM: usize = 256;
+/// The frame size when the server did not say its `max_payload` (the NATS default).
+const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// Reply-subject prefix of an anonymous connection; a user's is `_INBOX.<user>`.
 pub const DEFAULT_INBOX_PREFIX: &str = "_INBOX";
 
@@ -243,6 +249,9 @@ const PROVISION_RETRIES: u32 = 5;
 const PROVISION_BACKOFF: Duration = Duration::from_millis(200);
 
 impl NatsBus {
+    /// Most events one inbox message frames (see [`Bus::publish_inbox`]).
+    pub const FRAME_EVENTS: usize = 1_000;
+
     /// Connects to `url` as `config.auth` and, when `config.provision`, creates (or updates) the
     /// inbox and ledger streams. Idempotent: safe to call from every process start.
     ///
@@ -501,6 +510,72 @@ fn headers_len(headers: &HeaderMap) -> usize {
     "NATS/1.0\r\n".len() + fields + 2
 }
 
+/// The payload a frame may fill: the server's `max_payload` less room for the headers.
+fn frame_limit(max_payload: usize) -> usize {
+    let max = if max_payload == 0 {
+        DEFAULT_MAX_PAYLOAD
+    } else {
+        max_payload
+    };
+    max.saturating_sub(FRAME_HEADROOM)
+}
+
+/// Groups consecutive messages for one subject into frames of at most
+/// [`NatsBus::FRAME_EVENTS`] events and `limit` bytes; returns the broker messages and how
+/// many events each holds, in order. A run of one, or a message too large to share a frame,
+/// goes as it is (headers `Nats-Msg-Id` = event id and `Wfl-Submission`).
+fn frames(
+    valid: Vec<(String, HeaderMap, InboxMessage)>,
+    limit: usize,
+) -> (Vec<(String, HeaderMap, Bytes)>, Vec<usize>) {
+    let mut messages = Vec::new();
+    let mut sizes = Vec::new();
+    let mut run: Vec<(String, HeaderMap, InboxMessage)> = Vec::new();
+    let mut bytes = 0;
+    let close = |run: &mut Vec<(String, HeaderMap, InboxMessage)>,
+                 messages: &mut Vec<(String, HeaderMap, Bytes)>,
+                 sizes: &mut Vec<usize>| {
+        match run.len() {
+            0 => {}
+            1 => {
+                let (subject, headers, msg) = run.pop().expect("one");
+                messages.push((subject, headers, msg.payload));
+                sizes.push(1);
+            }
+            n => {
+                let subject = run[0].0.clone();
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_ID,
+                    crate::frame::frame_id(run.iter().map(|(_, _, m)| &m.event_id)),
+                );
+                headers.insert(HEADER_BATCH, n.to_string());
+                let payload = crate::frame::frame(
+                    run.iter()
+                        .map(|(_, _, m)| (m.event_id, m.submission, m.payload.as_ref())),
+                );
+                messages.push((subject, headers, payload));
+                sizes.push(n);
+                run.clear();
+            }
+        }
+    };
+    for item in valid {
+        let size = crate::frame::PER_EVENT + item.2.payload.len();
+        let fits = run.first().is_some_and(|first| first.0 == item.0)
+            && run.len() < NatsBus::FRAME_EVENTS
+            && bytes + size <= limit;
+        if !fits {
+            close(&mut run, &mut messages, &mut sizes);
+            bytes = 0;
+        }
+        bytes += size;
+        run.push(item);
+    }
+    close(&mut run, &mut messages, &mut sizes);
+    (messages, sizes)
+}
+
 /// Sends every publish first (stopping at the first connection failure, so a dead connection
 /// costs one timeout, not one per message), then awaits all acks concurrently.
 async fn publish_pipelined(
@@ -560,7 +635,8 @@ impl Bus for NatsBus {
 
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut invalid = Vec::with_capacity(msgs.len());
-        let mut valid = Vec::with_capacity(msgs.len());
+        // Each valid message with its subject and headers, in order.
+        let mut valid: Vec<(String, HeaderMap, InboxMessage)> = Vec::with_capacity(msgs.len());
         // One map for the whole call.
         let map = self
             .config
@@ -599,13 +675,27 @@ impl Bus for NatsBus {
                         }
                         None => inbox_subject(&msg.org_id),
                     };
-                    valid.push((subject, headers, msg.payload));
+                    valid.push((subject, headers, msg));
                 }
             }
         }
-        let mut acks = publish_pipelined(&self.js, &self.client, valid)
+        // Cluster mode routes, defers and forwards event by event: one message each there.
+        let (messages, sizes) = if map.is_some() {
+            let sizes = vec![1; valid.len()];
+            let messages = valid
+                .into_iter()
+                .map(|(subject, headers, msg)| (subject, headers, msg.payload))
+                .collect();
+            (messages, sizes)
+        } else {
+            frames(valid, frame_limit(max_payload(&self.client)))
+        };
+        // One result per message, each frame's given to every event it holds.
+        let mut acks = publish_pipelined(&self.js, &self.client, messages)
             .await
-            .into_iter();
+            .into_iter()
+            .zip(sizes)
+            .flat_map(|(ack, n)| std::iter::repeat_n(ack, n));
         invalid
             .into_iter()
             .map(|invalid| match invalid {
@@ -628,6 +718,7 @@ impl Bus for NatsBus {
             config: self.config.clone(),
             consumer: Some(consumer),
             messages: None,
+            pending: std::collections::VecDeque::new(),
         };
         inbox.open().await?;
         Ok(Box::new(inbox))
@@ -891,6 +982,8 @@ struct NatsInbox {
     /// Taken by [`NatsInbox::open`] when it has to be (re)created.
     consumer: Option<consumer::PullConsumer>,
     messages: Option<consumer::pull::Stream>,
+    /// Events of a frame not yet handed over (a frame may hold more than one `next_batch` takes).
+    pending: std::collections::VecDeque<Delivery>,
 }
 
 impl NatsInbox {
@@ -898,6 +991,9 @@ impl NatsInbox {
     /// so a reopen never changes its configuration), creating it only when it is gone.
     async fn open(&mut self) -> Result<(), Error> {
         self.messages = None;
+        // What the old pull held comes again once unacknowledged (a re-created consumer hands
+        // it out at once).
+        self.pending.clear();
         let consumer = match self.consumer.take() {
             Some(consumer) => consumer,
             None => {
@@ -948,6 +1044,10 @@ impl Acker for NatsAcker {
             .into_iter()
             .filter_map(|d| match d.handle {
                 AckHandle::Nats(subject) => Some(subject),
+                // A frame's message once its last event is acknowledged.
+                AckHandle::NatsPart(frame, index) => {
+                    frame.acknowledge(index).then(|| frame.subject.clone())
+                }
                 AckHandle::None => None,
             })
             .collect();
@@ -974,13 +1074,25 @@ impl Acker for NatsAcker {
 
     async fn defer(&self, deliveries: Vec<Delivery>, delay: Duration) -> Result<(), Error> {
         let nak = Bytes::from(format!("-NAK {{\"delay\":{}}}", delay.as_nanos()));
+        let mut subjects: Vec<async_nats::Subject> = Vec::new();
         for d in deliveries {
-            if let AckHandle::Nats(subject) = d.handle {
-                self.client
-                    .publish(subject, nak.clone())
-                    .await
-                    .map_err(|e| Error::unavailable("nak", e))?;
+            match d.handle {
+                AckHandle::Nats(subject) => subjects.push(subject),
+                // The whole frame comes again (its committed events are told apart by the
+                // ledger's event-id check); its message is handed back once.
+                AckHandle::NatsPart(frame, _) => {
+                    if !subjects.contains(&frame.subject) {
+                        subjects.push(frame.subject.clone());
+                    }
+                }
+                AckHandle::None => {}
             }
+        }
+        for subject in subjects {
+            self.client
+                .publish(subject, nak.clone())
+                .await
+                .map_err(|e| Error::unavailable("nak", e))?;
         }
         self.client
             .flush()
@@ -1019,6 +1131,91 @@ impl Acker for NatsAcker {
         }
         self.ack(originals).await
     }
+}
+
+/// The acknowledgement of a message that framed several events: which of them the ledger has
+/// acknowledged, so the message is acknowledged once, when the last one is.
+#[derive(Debug)]
+pub(crate) struct FrameAck {
+    subject: async_nats::Subject,
+    /// Per event: acknowledged yet; and how many are not.
+    acked: std::sync::Mutex<(Vec<bool>, usize)>,
+}
+
+impl FrameAck {
+    fn new(subject: async_nats::Subject, events: usize) -> Self {
+        Self {
+            subject,
+            acked: std::sync::Mutex::new((vec![false; events], events)),
+        }
+    }
+
+    /// Marks event `index` acknowledged (again is harmless); true exactly once, when this
+    /// acknowledges the last of them.
+    fn acknowledge(&self, index: u32) -> bool {
+        let mut guard = self
+            .acked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (acked, left) = &mut *guard;
+        match acked.get_mut(index as usize) {
+            Some(done) if !*done => {
+                *done = true;
+                *left -= 1;
+                *left == 0
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Turns one JetStream message into its deliveries: one, or one per event it frames (each
+/// acknowledging its part of the message), appended to `out`. A frame that cannot be read is
+/// handed over whole as one delivery, so the ledger refuses it as an undecodable event instead
+/// of it coming back for ever.
+fn deliveries(msg: jetstream::Message, out: &mut std::collections::VecDeque<Delivery>) {
+    let framed = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HEADER_BATCH))
+        .and_then(|v| v.as_str().parse::<usize>().ok());
+    let Some(count) = framed else {
+        out.push_back(delivery(msg));
+        return;
+    };
+    let whole = delivery(msg);
+    let Some(events) = crate::frame::unframe(&whole.payload, count) else {
+        tracing::warn!(msg_id = ?whole.msg_id, count, "inbox frame cannot be read; handed over whole");
+        out.push_back(whole);
+        return;
+    };
+    let AckHandle::Nats(subject) = whole.handle else {
+        // No ack subject (not from a consumer): nothing to count.
+        out.extend(events.into_iter().map(|e| Delivery {
+            payload: e.payload,
+            submission: Some(e.submission),
+            msg_id: Some(e.event_id.to_string()),
+            handle: AckHandle::None,
+            ..whole.clone()
+        }));
+        return;
+    };
+    let frame = Arc::new(FrameAck::new(subject, events.len()));
+    out.extend(events.into_iter().zip(0u32..).map(|(e, index)| Delivery {
+        payload: e.payload,
+        submission: Some(e.submission),
+        msg_id: Some(e.event_id.to_string()),
+        redelivered: whole.redelivered,
+        org_id: whole.org_id.clone(),
+        map_revision: whole.map_revision,
+        handle: AckHandle::NatsPart(frame.clone(), index),
+    }));
+}
+
+/// Moves deliveries from `pending` to `batch` until it holds `max`.
+fn take(pending: &mut std::collections::VecDeque<Delivery>, batch: &mut Vec<Delivery>, max: usize) {
+    let n = pending.len().min(max.saturating_sub(batch.len()));
+    batch.extend(pending.drain(..n));
 }
 
 /// Turns one JetStream message into a [`Delivery`].
@@ -1067,37 +1264,50 @@ fn delivery(msg: jetstream::Message) -> Delivery {
 impl Inbox for NatsInbox {
     async fn next_batch(&mut self, max: usize, idle: Duration) -> Result<Vec<Delivery>, Error> {
         let max = max.max(1);
+        let mut batch = Vec::with_capacity(max.min(PULL_BATCH));
+        // A frame's events left over from the last call go first.
+        take(&mut self.pending, &mut batch, max);
+        if batch.len() == max {
+            return Ok(batch);
+        }
         if self.messages.is_none() {
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
             self.open().await?;
         }
         let Some(messages) = self.messages.as_mut() else {
             return Err(Error::Unavailable("inbox pull stream not open".to_owned()));
         };
-        let first = match tokio::time::timeout(idle, messages.next()).await {
-            Err(_) => {
-                // Nothing within `idle`: say so only if the connection is healthy, so an
-                // outage surfaces as Unavailable instead of an endless series of empty batches.
-                return match self.not_connected() {
-                    Some(e) => Err(e),
-                    None => Ok(Vec::new()),
-                };
-            }
-            Ok(None) => {
-                // The pull stream ended (consumer deleted, client closed): reopen next call.
-                self.messages = None;
-                return Err(match self.not_connected() {
-                    Some(e) => e,
-                    None => Error::Unavailable("inbox pull stream ended".to_owned()),
-                });
-            }
-            Ok(Some(Err(e))) => {
-                tracing::warn!(error = %e, "inbox pull failed");
-                return Err(Error::unavailable("inbox pull", e));
-            }
-            Ok(Some(Ok(msg))) => msg,
-        };
-        let mut batch = Vec::with_capacity(max.min(PULL_BATCH));
-        batch.push(delivery(first));
+        if batch.is_empty() {
+            let first = match tokio::time::timeout(idle, messages.next()).await {
+                Err(_) => {
+                    // Nothing within `idle`: say so only if the connection is healthy, so an
+                    // outage surfaces as Unavailable instead of an endless series of empty
+                    // batches.
+                    return match self.not_connected() {
+                        Some(e) => Err(e),
+                        None => Ok(Vec::new()),
+                    };
+                }
+                Ok(None) => {
+                    // The pull stream ended (consumer deleted, client closed): reopen next
+                    // call.
+                    self.messages = None;
+                    return Err(match self.not_connected() {
+                        Some(e) => e,
+                        None => Error::Unavailable("inbox pull stream ended".to_owned()),
+                    });
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "inbox pull failed");
+                    return Err(Error::unavailable("inbox pull", e));
+                }
+                Ok(Some(Ok(msg))) => msg,
+            };
+            deliveries(first, &mut self.pending);
+            take(&mut self.pending, &mut batch, max);
+        }
         // Group commit: after the first message, take what is ready and linger briefly for more,
         // so the writer flushes once for many events rather than once for a few.
         let linger_until = tokio::time::Instant::now() + BATCH_LINGER;
@@ -1110,7 +1320,10 @@ impl Inbox for NatsInbox {
                 },
             };
             match next {
-                Some(Ok(msg)) => batch.push(delivery(msg)),
+                Some(Ok(msg)) => {
+                    deliveries(msg, &mut self.pending);
+                    take(&mut self.pending, &mut batch, max);
+                }
                 Some(Err(e)) => {
                     // Hand over what we have; the error will be seen on a later call if it
                     // persists.

@@ -177,12 +177,68 @@ async fn acker_acknowledges_beside_the_next_fetch(bus: &dyn Bus) {
     }
 }
 
+/// Many events for one org published in one call (the NATS bus frames them into few broker
+/// messages) come out one delivery per event, in order, each with its own submission, at most
+/// `max` per batch even when a frame holds more; the same run published again is flagged
+/// duplicate and not delivered again; acknowledging every event leaves nothing pending.
+async fn one_orgs_run_is_delivered_event_by_event(bus: &dyn Bus) {
+    let msgs: Vec<InboxMessage> = (0..2_500)
+        .map(|i| InboxMessage {
+            org_id: "org-run".to_owned(),
+            ..msg(10_000 + i)
+        })
+        .collect();
+    let acks = within("publish_inbox", bus.publish_inbox(msgs.clone())).await;
+    assert_eq!(acks.len(), msgs.len(), "one result per event");
+    assert!(acks.iter().all(|a| matches!(a, Ok(a) if !a.duplicate)));
+    let again = within("publish_inbox", bus.publish_inbox(msgs.clone())).await;
+    assert!(
+        again.iter().all(|a| matches!(a, Ok(a) if a.duplicate)),
+        "the same run again is a duplicate"
+    );
+    let mut inbox = within("inbox", bus.inbox()).await.expect("inbox");
+    within("recreate", inbox.recreate())
+        .await
+        .expect("recreate");
+    let acker = inbox.acker();
+    let mut got = Vec::new();
+    while got.len() < msgs.len() {
+        let batch = within("next_batch", inbox.next_batch(300, STEP))
+            .await
+            .expect("next_batch");
+        assert!(!batch.is_empty() && batch.len() <= 300, "{}", batch.len());
+        got.extend(batch.iter().map(|d| (d.payload.clone(), d.submission)));
+        // Acknowledged a batch at a time: a frame's events are split across batches.
+        within("ack", acker.ack(batch)).await.expect("ack");
+    }
+    let expected: Vec<_> = msgs
+        .iter()
+        .map(|m| (m.payload.clone(), Some(m.submission)))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "each event once, in order, with its submission"
+    );
+    let more = within(
+        "next_batch",
+        inbox.next_batch(300, Duration::from_millis(300)),
+    )
+    .await
+    .expect("next_batch");
+    assert!(more.is_empty(), "nothing delivered twice");
+    if let Some(state) = within("state", inbox.state()).await.expect("state") {
+        assert_eq!(state.num_ack_pending, 0, "{state:?}");
+        assert_eq!(state.num_pending, 0, "{state:?}");
+    }
+}
+
 async fn suite(bus: Arc<dyn Bus>) {
     subscribe_fans_out_in_order(bus.as_ref()).await;
     invalid_subjects_are_rejected(bus.as_ref()).await;
     request_reply(bus.clone()).await;
     inbox_in_order_with_submissions_and_dedup(bus.as_ref()).await;
     acker_acknowledges_beside_the_next_fetch(bus.as_ref()).await;
+    one_orgs_run_is_delivered_event_by_event(bus.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

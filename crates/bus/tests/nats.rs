@@ -743,3 +743,145 @@ async fn cluster_deliveries_name_their_route_and_can_be_deferred_or_forwarded() 
         assert!(left.is_empty(), "{name}: {} more deliveries", left.len());
     }
 }
+
+/// Events for one org, `first..first + n`.
+fn run(first: usize, n: usize) -> Vec<InboxMessage> {
+    (first..first + n)
+        .map(|i| InboxMessage {
+            org_id: "org-run".to_owned(),
+            ..msg(i)
+        })
+        .collect()
+}
+
+/// How many messages the inbox stream holds.
+async fn stored(bus: &NatsBus) -> u64 {
+    let js = jetstream::new(bus.client().clone());
+    let mut stream = js.get_stream("WFL_INBOX").await.expect("stream");
+    stream.info().await.expect("info").state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_for_one_org_is_framed_into_few_broker_messages() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let n = 2 * NatsBus::FRAME_EVENTS + 500;
+    let msgs = run(0, n);
+    assert!(publish_all(&bus, msgs.clone()).await.iter().all(|d| !d));
+    assert_eq!(
+        stored(&bus).await,
+        3,
+        "frames of 1,000, 1,000 and 500 events"
+    );
+    // A frame is sized to the server's max_payload: large events share fewer to a frame.
+    let max = bus.client().server_info().max_payload;
+    let mut big = run(n, 10);
+    for m in &mut big {
+        m.payload = Bytes::from(vec![b'b'; max / 4]);
+    }
+    assert!(publish_all(&bus, big).await.iter().all(|d| !d));
+    assert_eq!(
+        stored(&bus).await,
+        3 + 4,
+        "three to a frame, then one alone"
+    );
+
+    // One of a frame's events published alone is new to the broker (it de-duplicates the run,
+    // not its events): it is delivered again, and the ledger's event-id check decides it.
+    let alone = msgs[7].clone();
+    assert_eq!(publish_all(&bus, vec![alone.clone()]).await, vec![false]);
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let got = pull(inbox.as_mut(), n + 11, 256).await;
+    assert_eq!(text(&got[n + 10]), text(&got[7]));
+    for (d, m) in got.iter().zip(&msgs) {
+        assert_eq!((&d.payload, d.submission), (&m.payload, Some(m.submission)));
+        assert_eq!(
+            d.msg_id,
+            Some(m.event_id.to_string()),
+            "the event id travels too"
+        );
+        assert_eq!(d.org_id, None, "no partition in the subject");
+    }
+    inbox.ack(got).await.expect("ack");
+    let nothing = inbox
+        .next_batch(256, Duration::from_millis(300))
+        .await
+        .expect("idle");
+    assert!(nothing.is_empty());
+    assert_eq!(
+        stored(&bus).await,
+        0,
+        "every frame acknowledged once all its events were"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_acknowledged_frame_comes_again_whole() {
+    let server = NatsServer::start();
+    let config = NatsConfig {
+        ack_wait: Duration::from_secs(1),
+        ..NatsConfig::default()
+    };
+    let bus = connect(&server, config).await;
+    let msgs = run(0, 10);
+    publish_all(&bus, msgs.clone()).await;
+    let mut first = bus.inbox().await.expect("inbox");
+    let mut delivered = pull(first.as_mut(), 10, 100).await;
+    let unacked = delivered.split_off(6);
+    // Acknowledged twice (a clone acknowledges the same event): still six of ten.
+    first.ack(delivered.clone()).await.expect("ack six");
+    first.ack(delivered).await.expect("ack six again");
+    drop(unacked);
+    drop(first);
+
+    // The frame was not acknowledged: after the ack wait all ten come again, flagged.
+    let mut second = bus.inbox().await.expect("inbox again");
+    let again = pull(second.as_mut(), 10, 100).await;
+    assert!(
+        again.iter().all(|d| d.redelivered),
+        "flagged as redelivered"
+    );
+    let payloads: Vec<Bytes> = again.iter().map(|d| d.payload.clone()).collect();
+    let expected: Vec<Bytes> = msgs.iter().map(|m| m.payload.clone()).collect();
+    assert_eq!(payloads, expected);
+    second.ack(again).await.expect("ack all");
+    let nothing = second
+        .next_batch(100, Duration::from_millis(2_500))
+        .await
+        .expect("idle");
+    assert!(nothing.is_empty(), "the frame was acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_cannot_be_read_is_handed_over_whole() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    // Provision the stream with one ordinary event first.
+    publish_all(&bus, vec![msg(0)]).await;
+    let js = jetstream::new(bus.client().clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(wfl_bus::HEADER_BATCH, "3");
+    js.publish_with_headers(
+        "wfl.inbox.org-a",
+        headers,
+        Bytes::from_static(b"not a frame"),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let got = pull(inbox.as_mut(), 2, 10).await;
+    assert_eq!(text(&got[0]), "payload-00000");
+    assert_eq!(
+        text(&got[1]),
+        "not a frame",
+        "one delivery, the message as it is"
+    );
+    inbox.ack(got).await.expect("ack");
+    let nothing = inbox
+        .next_batch(10, Duration::from_millis(300))
+        .await
+        .expect("idle");
+    assert!(nothing.is_empty());
+}
