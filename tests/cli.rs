@@ -232,6 +232,27 @@ fn unreachable_server_is_a_one_line_error() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
+#[test]
+fn a_ledger_cache_below_its_floor_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = wfl(
+        &[
+            "up",
+            "--ledger-cache-mb",
+            "2",
+            "--data-dir",
+            data.to_str().expect("utf8 path"),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("--ledger-cache-mb"), "{err}");
+    assert!(err.contains("2 is not in 8.."), "{err}");
+    assert!(!data.exists(), "nothing was created");
+}
+
 /// The README's run command is `cargo run --release -- up`: every `cargo run -- …` in it must reach
 /// `wfl` without naming a binary (the workspace has four). Checked with the debug profile the
 /// test run has already built, so nothing is compiled here.

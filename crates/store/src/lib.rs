@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::Error;
 pub use mem_log::MemLog;
-pub use sled_log::{open_sled, SledLog, TREE_NAME};
+pub use sled_log::{open_sled, SledLog, DEFAULT_CACHE_BYTES, TREE_NAME};
 
 /// A SHA-256 digest: the unit of the hash chain.
 pub type Hash = [u8; 32];

@@ -101,6 +101,11 @@ use crate::{
 /// Name of the sled tree holding the whole ledger.
 pub const TREE_NAME: &str = "wfl.ledger";
 
+/// sled's page cache for a store opened with [`SledLog::open`]. sled's own default is 1 GiB;
+/// 128 MiB took 1 GB off the node's peak RSS at 5M events with no loss in ingest or catch-up
+/// (BENCHMARKS.md "The ledger's page cache").
+pub const DEFAULT_CACHE_BYTES: u64 = 128 << 20;
+
 /// How long [`SledLog::open`] waits for sled's directory lock.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
@@ -159,11 +164,26 @@ impl SledLog {
     /// another process holds it); [`Error::Corrupt`] if the stored head or
     /// layout version does not agree with the stored records.
     pub fn open(path: &Path) -> Result<SledLog, Error> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledLog::open`] with sled's page cache bounded to `cache_bytes` (the part of the
+    /// process's memory the store may hold; pages beyond it are read again from the file
+    /// system's cache when needed).
+    ///
+    /// # Errors
+    /// As for [`SledLog::open`].
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledLog, Error> {
         // No background flusher: every append flushes itself (the durability contract), and a
         // flusher thread writing (segment cleaning) while the writer is paused on a full disk
         // would meet ENOSPC there, after which sled refuses every write: the ledger could never
         // resume in place (seen under load in tests/storage_faults.rs).
-        let db = open_sled(&sled::Config::new().path(path).flush_every_ms(None))?;
+        let db = open_sled(
+            &sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .flush_every_ms(None),
+        )?;
         SledLog::open_db(db)
     }
 

@@ -231,6 +231,7 @@ impl Node {
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(10),
             min_free_bytes: wfl_ledger::DEFAULT_MIN_FREE_BYTES,
+            ledger_cache_bytes: wfl_store::DEFAULT_CACHE_BYTES,
             inbox_stall: Duration::from_secs(10),
             gateway: wfl_gateway::Config::default(),
             max_subscribers: wfl_ledger::subscribe::DEFAULT_MAX_SUBSCRIBERS,

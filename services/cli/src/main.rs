@@ -239,6 +239,10 @@ enum Command {
         /// directory has less than this many MiB free; they resume by themselves.
         #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = wfl_ledger::DEFAULT_MIN_FREE_BYTES >> 20)]
         min_free_mb: u64,
+        /// MiB of the ledger's store kept in memory (sled's page cache); more pages are read
+        /// again from the file system's cache when needed. At least 8.
+        #[arg(long, env = "WFL_LEDGER_CACHE_MB", default_value_t = wfl_store::DEFAULT_CACHE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(8..))]
+        ledger_cache_mb: u64,
         /// Seconds the NATS inbox may have undelivered work with nothing arriving before the
         /// ledger calls it stalled and recovers (also the time given to each recovery step).
         #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
@@ -551,6 +555,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checkpoint_every_events,
             checkpoint_interval_secs,
             min_free_mb,
+            ledger_cache_mb,
             inbox_stall_secs,
             republish_stream,
             gateway_limits,
@@ -585,6 +590,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     checkpoint_every_events: checkpoint_every_events.max(1),
                     checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval_secs),
                     min_free_bytes: min_free_mb.saturating_mul(1 << 20),
+                    ledger_cache_bytes: ledger_cache_mb.saturating_mul(1 << 20),
                     inbox_stall: std::time::Duration::from_secs(inbox_stall_secs.max(1)),
                     gateway: gateway_limits.gateway_config()?,
                     max_subscribers: ledger_limits.max_subscribers,

@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub checkpoint_interval: std::time::Duration,
     /// Ledger commits pause while the data directory has less free space than this.
     pub min_free_bytes: u64,
+    /// sled's page cache for the ledger's store, in bytes.
+    pub ledger_cache_bytes: u64,
     /// When the inbox (and the committed-stream publisher) count as stalled.
     pub inbox_stall: std::time::Duration,
     /// The Ingest request-size limit.
@@ -89,6 +91,7 @@ pub async fn run(
             checkpoint_every_events: config.checkpoint_every_events,
             checkpoint_interval: config.checkpoint_interval,
             min_free_bytes: config.min_free_bytes,
+            cache_bytes: config.ledger_cache_bytes,
             stall: wfl_ledger::liveness::StallConfig {
                 inbox_stall: config.inbox_stall,
                 publisher_stall: config.inbox_stall,

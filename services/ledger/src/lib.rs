@@ -78,6 +78,9 @@ pub struct Config {
     /// ([`partition`]). Its publisher puts its commits on the shared `WFL_LEDGER` with header
     /// `Wfl-Partition`, resuming after the cursor the partition log carries.
     pub partition: Option<partition::PartitionRole>,
+    /// sled's page cache for the ledger's store, in bytes (the store's share of the process's
+    /// memory; [`wfl_store::DEFAULT_CACHE_BYTES`] by default).
+    pub cache_bytes: u64,
 }
 
 impl Config {
@@ -98,6 +101,7 @@ impl Config {
             republish_stream: false,
             metrics: wfl_metrics::Registry::new(),
             partition: None,
+            cache_bytes: wfl_store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -148,8 +152,9 @@ impl Ledger {
                 .map_err(Error::join)??,
         );
         let shown = dir.clone();
+        let cache_bytes = config.cache_bytes;
         let store: Arc<dyn Log> = Arc::new(
-            tokio::task::spawn_blocking(move || SledLog::open(&dir))
+            tokio::task::spawn_blocking(move || SledLog::open_with_cache(&dir, cache_bytes))
                 .await
                 .map_err(Error::join)?
                 .map_err(|e| refuse_to_start(&shown, e))?,

@@ -28,6 +28,10 @@ struct Args {
     /// has less than this many MiB free; they resume by themselves.
     #[arg(long, env = "WFL_MIN_FREE_MB", default_value_t = wfl_ledger::DEFAULT_MIN_FREE_BYTES >> 20)]
     min_free_mb: u64,
+    /// MiB of the store kept in memory (sled's page cache); more pages are read again from the
+    /// file system's cache when needed. At least 8.
+    #[arg(long, env = "WFL_LEDGER_CACHE_MB", default_value_t = wfl_store::DEFAULT_CACHE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(8..))]
+    cache_mb: u64,
     /// Seconds the inbox consumer may have undelivered work with nothing arriving before the
     /// ledger calls it stalled and starts recovering (also the time given to each step).
     #[arg(long, env = "WFL_INBOX_STALL_SECS", default_value_t = 10)]
@@ -123,6 +127,7 @@ async fn run() -> anyhow::Result<()> {
     let stall = std::time::Duration::from_secs(args.inbox_stall_secs.max(1));
     let ledger = wfl_ledger::Config {
         min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
+        cache_bytes: args.cache_mb.saturating_mul(1 << 20),
         stall: wfl_ledger::liveness::StallConfig {
             inbox_stall: stall,
             publisher_stall: stall,
