@@ -268,6 +268,7 @@ async fn call(method: &str, conn: Conn, org: &str, foreign_event: &str) -> Resul
                         view: "headcount".into(),
                         path: "/".into(),
                         request: Some(view(org)),
+                        thresholds: None,
                     }),
                     ..Default::default()
                 })

@@ -292,6 +292,7 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
                         ..Default::default()
                     }),
                     path: path.clone(),
+                    thresholds: None,
                 }),
                 page_token: token.clone(),
                 page_size: 10,
@@ -327,6 +328,7 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
                 view: "separations".into(),
                 request: Some(pb::ViewRequest::default()),
                 path: "/no/such/figure".into(),
+                thresholds: None,
             }),
             ..Default::default()
         })
@@ -434,6 +436,137 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
     let statuses = cn_statuses(&ch, head).await;
     assert_eq!(best(&statuses, "assimilated").count, 23);
     assert_eq!(best(&statuses, "shadow").count, 78);
+}
+
+/// A window's events are paged through `Explain` like any view figure: the list of one status
+/// of a `ThresholdWatch` answer, named by its place in the answer, in pages pinned to the
+/// sequence of the first, whole however many the answer itself would list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_windows_events_are_paged_through_explain() {
+    let node = Node::start(Mode::Memory);
+    let ch = node.channel().await;
+    let (baseline, exits) = worked_example();
+    record_batch(&ch, &baseline).await;
+    record_batch(&ch, &exits).await;
+    let head = 1278;
+    let views = pb::views_client::ViewsClient::new(ch.clone());
+    let asked = |with_event_ids| pb::ThresholdRequest {
+        org_id: ORG.into(),
+        as_of_date: "2026-05-15".into(),
+        as_of_sequence: head,
+        packs: vec!["CN-LCL-41".into()],
+        count_types: vec!["assimilated".into()],
+        with_event_ids,
+        ..Default::default()
+    };
+    let answer = views
+        .clone()
+        .threshold_watch(asked(false))
+        .await
+        .expect("ThresholdWatch")
+        .into_inner();
+    let (i, status) = answer
+        .statuses
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| s.event_count)
+        .expect("a status");
+    assert_eq!(status.event_count, 23);
+    let listed = views
+        .clone()
+        .threshold_watch(pb::ThresholdRequest {
+            window_keys: vec![status.window_key.clone()],
+            ..asked(true)
+        })
+        .await
+        .expect("ThresholdWatch with the events")
+        .into_inner();
+    let expected: Vec<String> = listed
+        .statuses
+        .iter()
+        .find(|s| s.event_count == 23)
+        .expect("the status again")
+        .event_ids
+        .clone();
+    assert_eq!(expected.len(), 23);
+
+    let explain = |path: String, token: String| {
+        let mut views = views.clone();
+        let thresholds = asked(false);
+        async move {
+            views
+                .explain(pb::ExplainRequest {
+                    figure: Some(pb::Figure {
+                        view: "thresholds".into(),
+                        request: None,
+                        path,
+                        thresholds: Some(thresholds),
+                    }),
+                    page_token: token,
+                    page_size: 5,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let path = format!("/statuses/{i}/event_ids");
+    let (mut paged, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = explain(path.clone(), token.clone())
+            .await
+            .expect("a page of the window's events")
+            .into_inner();
+        assert_eq!(page.total, 23, "the status's count");
+        assert_eq!(page.as_of_sequence, head);
+        assert!(page.events.len() <= 5);
+        paged.extend(page.events.iter().map(|e| e.event_id.clone()));
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 5, "23 events in pages of 5");
+    assert_eq!(paged, expected, "every counted event once, in the answer's order");
+
+    for (path, field, says) in [
+        ("/statuses/x/event_ids".to_owned(), "figure.path", "names no list"),
+        ("/rows/0/total".to_owned(), "figure.path", "names no list"),
+        (format!("/statuses/{}/event_ids", answer.statuses.len()), "figure.path", "statuses"),
+        (format!("/statuses/{i}/steps/99/effective_too_early_event_ids"), "figure.path", "steps"),
+    ] {
+        let refused = explain(path.clone(), String::new())
+            .await
+            .expect_err("a path that names no list is refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{path}");
+        assert!(
+            refused.message().contains(field) && refused.message().contains(says),
+            "{path}: {}",
+            refused.message()
+        );
+    }
+    let unknown_pack = views
+        .clone()
+        .explain(pb::ExplainRequest {
+            figure: Some(pb::Figure {
+                view: "thresholds".into(),
+                request: None,
+                path: path.clone(),
+                thresholds: Some(pb::ThresholdRequest {
+                    packs: vec!["XX-NONE".into()],
+                    ..asked(false)
+                }),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown pack is refused");
+    assert_eq!(unknown_pack.code(), tonic::Code::InvalidArgument);
+    assert!(
+        unknown_pack.message().contains("figure.thresholds.packs[0]"),
+        "{}",
+        unknown_pack.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

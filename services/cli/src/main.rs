@@ -348,8 +348,10 @@ enum Command {
         #[arg(long = "event-id")]
         event_ids: Vec<String>,
         /// Explain: the events behind a figure of this view (separations, headcount,
-        /// cohort_exposure, hiring_signals, ai_adoption), asked with the same filters; give the
-        /// figure's `evidence` path with --path.
+        /// cohort_exposure, hiring_signals, ai_adoption, thresholds), asked with the same filters;
+        /// give the figure's `evidence` path with --path. For thresholds: one list of one status
+        /// of `wfl report thresholds` with the same flags, "/statuses/<i>/event_ids" (or
+        /// excluded, notice_only_event_ids, steps/<k>/effective_too_early_event_ids).
         #[arg(long)]
         figure: Option<String>,
         /// Explain: the figure's `evidence` path from the view answer ("/rows/3/total").

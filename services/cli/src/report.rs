@@ -55,17 +55,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
     let (seq, title, body) = match view {
         View::Thresholds => {
             let resp = client
-                .threshold_watch(pb::ThresholdRequest {
-                    as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
-                    org_id: r.org_id.clone(),
-                    as_of_date: ask.as_of_date.clone(),
-                    as_of_sequence: r.as_of_sequence,
-                    packs: ask.packs.clone(),
-                    alerts_only: ask.alerts_only,
-                    window_keys: ask.window_keys.clone(),
-                    with_event_ids: ask.with_event_ids,
-                    count_types: ask.count_types.clone(),
-                })
+                .threshold_watch(threshold_request(&ask, &r))
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -112,6 +102,9 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                     event_ids: ask.event_ids.clone(),
                     as_of_sequence: r.as_of_sequence,
                     figure: ask.figure.clone().map(|(view, path)| pb::Figure {
+                        // A threshold figure is a status of the `ThresholdWatch` answer the
+                        // threshold flags ask for.
+                        thresholds: (view == "thresholds").then(|| threshold_request(&ask, &r)),
                         view,
                         request: Some(r.clone()),
                         path,
@@ -483,5 +476,21 @@ mod tests {
         ] {
             assert!(parse_instant(bad).is_err(), "{bad}");
         }
+    }
+}
+
+/// The `ThresholdWatch` request of the threshold flags (`wfl report thresholds`, and the
+/// threshold figure `wfl report explain --figure thresholds` pages).
+fn threshold_request(ask: &Ask, r: &pb::ViewRequest) -> pb::ThresholdRequest {
+    pb::ThresholdRequest {
+        as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
+        org_id: r.org_id.clone(),
+        as_of_date: ask.as_of_date.clone(),
+        as_of_sequence: r.as_of_sequence,
+        packs: ask.packs.clone(),
+        alerts_only: ask.alerts_only,
+        window_keys: ask.window_keys.clone(),
+        with_event_ids: ask.with_event_ids,
+        count_types: ask.count_types.clone(),
     }
 }

@@ -551,6 +551,14 @@ impl pb::views_server::Views for ViewsApi {
         let caller = wfl_auth::caller(&r)?;
         let r = r.into_inner();
         if let Some(mut figure) = r.figure {
+            if figure.view == "thresholds" {
+                let t = figure.thresholds.get_or_insert_with(Default::default);
+                t.org_id = caller
+                    .single_org("figure.thresholds.org_id", std::mem::take(&mut t.org_id))?;
+                return self
+                    .explain_threshold_figure(figure, &r.page_token, r.page_size)
+                    .await;
+            }
             let request = figure.request.get_or_insert_with(Default::default);
             request.org_id =
                 caller.single_org("figure.request.org_id", std::mem::take(&mut request.org_id))?;
@@ -616,28 +624,7 @@ impl ViewsApi {
                 "figure.request.as_of_recorded_at_micros",
             )?
         };
-        let token = PageToken::parse(page_token)?;
-        let mut as_of = as_of;
-        if let Some(pinned) = token.sequence {
-            // Every page of a figure reads the sequence its first page was computed at.
-            if as_of.sequence != 0 && as_of.sequence != pinned {
-                return Err(invalid(
-                    "page_token",
-                    &format!(
-                        "it pages the figure as of sequence {pinned}, the request asks for {}",
-                        as_of.sequence
-                    ),
-                ));
-            }
-            as_of.sequence = pinned;
-        }
-        let size = match page_size as usize {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_EXPLAIN_IDS => {
-                return Err(invalid("page_size", &format!("at most {MAX_EXPLAIN_IDS}")))
-            }
-            n => n,
-        };
+        let (token, as_of, size) = paging(page_token, page_size, as_of)?;
         // The query is already scoped to the caller's org, so the key never crosses tenants.
         let key = format!(
             "{}\u{0}{}\u{0}{q:?}\u{0}{}",
@@ -694,22 +681,128 @@ impl ViewsApi {
                 (seq, (total, events))
             }
         };
-        let next = offset + events.len();
-        Ok(Response::new(pb::ExplainResponse {
-            as_of_sequence: seq,
-            events: explained(&events),
-            total: total as u64,
-            next_page_token: if next < total {
-                PageToken {
-                    sequence: Some(seq),
-                    offset: next,
-                }
-                .to_string()
-            } else {
-                String::new()
-            },
-        }))
+        Ok(figure_page(seq, total, offset, &events))
     }
+
+    /// One page of the events behind a list of one `ThresholdWatch` status: the watch evaluated
+    /// over a copy, as `ThresholdWatch` does, for the first page; the pages after it from the
+    /// list kept for them (see [`Figures`]).
+    async fn explain_threshold_figure(
+        &self,
+        figure: pb::Figure,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let asked = figure.thresholds.unwrap_or_default();
+        let request = thresholds::parse(&asked, &self.shared.packs).map_err(|s| {
+            Status::with_error_details(
+                s.code(),
+                format!("figure.thresholds.{}", s.message()),
+                ErrorDetails::with_bad_request_violation("figure.thresholds", s.message()),
+            )
+        })?;
+        let list = thresholds::ListPath::parse(&figure.path)
+            .map_err(|e| invalid("figure.path", &e))?;
+        let as_of = AsOf::new(
+            asked.as_of_sequence,
+            asked.as_of_recorded_at_micros,
+            "figure.thresholds.as_of_recorded_at_micros",
+        )?;
+        let (token, as_of, size) = paging(page_token, page_size, as_of)?;
+        // The request is already scoped to the caller's org, so the key never crosses tenants.
+        let key = format!("thresholds\u{0}{}\u{0}{asked:?}", figure.path);
+        let offset = token.offset;
+        let cached = token.sequence.and_then(|seq| self.figures.get(&key, seq));
+        let (seq, total, events) = match cached {
+            Some(ids) => {
+                let page: Vec<wfl_domain::EventId> =
+                    ids.iter().skip(offset).take(size).copied().collect();
+                let (seq, events) = self
+                    .with_projection(as_of, false, move |p| p.explain(&page))
+                    .await?;
+                (seq, ids.len(), events)
+            }
+            None => {
+                let packs = self.shared.packs.clone();
+                let (seq, found) = self
+                    .with_copy(as_of, move |p| {
+                        let (_, statuses) = thresholds::evaluate(p, &request, &packs);
+                        let ids = list.of(&thresholds::selected(statuses, &request))?;
+                        let page: Vec<wfl_domain::EventId> =
+                            ids.iter().skip(offset).take(size).copied().collect();
+                        Ok::<_, String>((ids, p.explain(&page)))
+                    })
+                    .await?;
+                let (ids, events) = found.map_err(|e| invalid("figure.path", &e))?;
+                if token.sequence.is_some_and(|pinned| pinned != seq) {
+                    return Err(Status::aborted(
+                        "the figure changed since its first page (page_token); start again \
+                         without a page_token",
+                    ));
+                }
+                let total = ids.len();
+                if offset + events.len() < total {
+                    self.figures.put(key, seq, ids);
+                }
+                (seq, total, events)
+            }
+        };
+        Ok(figure_page(seq, total, offset, &events))
+    }
+}
+
+/// A figure page's token, as-of bound and size: every page after the first reads the sequence
+/// its first page was computed at (`page_token` pins it).
+fn paging(
+    page_token: &str,
+    page_size: u32,
+    mut as_of: AsOf,
+) -> Result<(PageToken, AsOf, usize), Status> {
+    let token = PageToken::parse(page_token)?;
+    if let Some(pinned) = token.sequence {
+        if as_of.sequence != 0 && as_of.sequence != pinned {
+            return Err(invalid(
+                "page_token",
+                &format!(
+                    "it pages the figure as of sequence {pinned}, the request asks for {}",
+                    as_of.sequence
+                ),
+            ));
+        }
+        as_of.sequence = pinned;
+    }
+    let size = match page_size as usize {
+        0 => DEFAULT_PAGE,
+        n if n > MAX_EXPLAIN_IDS => {
+            return Err(invalid("page_size", &format!("at most {MAX_EXPLAIN_IDS}")))
+        }
+        n => n,
+    };
+    Ok((token, as_of, size))
+}
+
+/// The answer of one page of a figure's `total` events, starting at `offset`.
+fn figure_page(
+    seq: u64,
+    total: usize,
+    offset: usize,
+    events: &[wfl_projections::views::ExplainedEvent],
+) -> Response<pb::ExplainResponse> {
+    let next = offset + events.len();
+    Response::new(pb::ExplainResponse {
+        as_of_sequence: seq,
+        events: explained(events),
+        total: total as u64,
+        next_page_token: if next < total {
+            PageToken {
+                sequence: Some(seq),
+                offset: next,
+            }
+            .to_string()
+        } else {
+            String::new()
+        },
+    })
 }
 
 /// Where the next page of a figure starts: the sequence the figure was computed at (its first
@@ -977,6 +1070,7 @@ mod tests {
                 view: "separations".into(),
                 request: Some(ask.clone()),
                 path: figure.evidence.clone(),
+                thresholds: None,
             }),
             page_token: token,
             page_size,

@@ -3,7 +3,7 @@
 //! `wfl_projections::rules`; this module only gathers its inputs and maps its answer.
 
 use tonic::Status;
-use wfl_domain::{Date, OrgId};
+use wfl_domain::{Date, EventId, OrgId};
 use wfl_projections::rules::{self, AlertLevel, RulePack, StepState, ThresholdStatus, WindowRole};
 #[cfg(test)]
 use wfl_projections::views::Projection;
@@ -112,12 +112,7 @@ pub(crate) fn response(
     statuses: Vec<ThresholdStatus>,
     request: &Request,
 ) -> pb::ThresholdResponse {
-    let statuses: Vec<ThresholdStatus> = statuses
-        .into_iter()
-        .filter(|s| !request.alerts_only || s.level.is_some())
-        .filter(|s| request.window_keys.is_empty() || request.window_keys.contains(&s.window_key))
-        .filter(|s| request.count_types.is_empty() || request.count_types.contains(&s.count_type))
-        .collect();
+    let statuses = selected(statuses, request);
     let budget = if request.with_event_ids {
         MAX_LISTED
     } else {
@@ -132,6 +127,84 @@ pub(crate) fn response(
             .zip(listed)
             .map(|(s, l)| status_pb(s, &l))
             .collect(),
+    }
+}
+
+/// The statuses an answer to `request` holds, in its order (the filters of the request that
+/// act on statuses: `alerts_only`, `window_keys`, `count_types`).
+pub(crate) fn selected(statuses: Vec<ThresholdStatus>, request: &Request) -> Vec<ThresholdStatus> {
+    statuses
+        .into_iter()
+        .filter(|s| !request.alerts_only || s.level.is_some())
+        .filter(|s| request.window_keys.is_empty() || request.window_keys.contains(&s.window_key))
+        .filter(|s| request.count_types.is_empty() || request.count_types.contains(&s.count_type))
+        .collect()
+}
+
+/// One list of one status of a `ThresholdWatch` answer, as an `Explain` figure path names it:
+/// `/statuses/<i>/event_ids`, `/statuses/<i>/excluded`, `/statuses/<i>/notice_only_event_ids`
+/// or `/statuses/<i>/steps/<k>/effective_too_early_event_ids`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListPath {
+    status: usize,
+    list: List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Counted,
+    Excluded,
+    NoticeOnly,
+    TooEarly(usize),
+}
+
+impl ListPath {
+    const FORMS: &'static str = "\"/statuses/<i>/event_ids\", \"/statuses/<i>/excluded\", \
+        \"/statuses/<i>/notice_only_event_ids\" or \
+        \"/statuses/<i>/steps/<k>/effective_too_early_event_ids\"";
+
+    pub(crate) fn parse(path: &str) -> Result<Self, String> {
+        let bad = || format!("{path:?} names no list of a status: give {}", Self::FORMS);
+        let parts: Vec<&str> = path.split('/').collect();
+        let number = |s: &str| s.parse::<usize>().map_err(|_| bad());
+        let (status, list) = match parts.as_slice() {
+            ["", "statuses", i, "event_ids"] => (number(i)?, List::Counted),
+            ["", "statuses", i, "excluded"] => (number(i)?, List::Excluded),
+            ["", "statuses", i, "notice_only_event_ids"] => (number(i)?, List::NoticeOnly),
+            ["", "statuses", i, "steps", k, "effective_too_early_event_ids"] => {
+                (number(i)?, List::TooEarly(number(k)?))
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Self { status, list })
+    }
+
+    /// The events of this list in `statuses` (an answer's, see [`selected`]), whole.
+    pub(crate) fn of(self, statuses: &[ThresholdStatus]) -> Result<Vec<EventId>, String> {
+        let s = statuses.get(self.status).ok_or_else(|| {
+            format!(
+                "the answer has {} statuses; there is no /statuses/{}",
+                statuses.len(),
+                self.status
+            )
+        })?;
+        Ok(match self.list {
+            List::Counted => s.event_ids.clone(),
+            List::Excluded => s.excluded.iter().map(|e| e.event_id).collect(),
+            List::NoticeOnly => s.notice_only.clone(),
+            List::TooEarly(k) => s
+                .steps
+                .get(k)
+                .ok_or_else(|| {
+                    format!(
+                        "status {} has {} steps; there is no steps/{k}",
+                        self.status,
+                        s.steps.len()
+                    )
+                })?
+                .effective_too_early
+                .clone(),
+        })
     }
 }
 
