@@ -527,13 +527,28 @@ async fn a_threshold_windows_events_are_paged_through_explain() {
         token = page.next_page_token;
     }
     assert_eq!(pages, 5, "23 events in pages of 5");
-    assert_eq!(paged, expected, "every counted event once, in the answer's order");
+    assert_eq!(
+        paged, expected,
+        "every counted event once, in the answer's order"
+    );
 
     for (path, field, says) in [
-        ("/statuses/x/event_ids".to_owned(), "figure.path", "names no list"),
+        (
+            "/statuses/x/event_ids".to_owned(),
+            "figure.path",
+            "names no list",
+        ),
         ("/rows/0/total".to_owned(), "figure.path", "names no list"),
-        (format!("/statuses/{}/event_ids", answer.statuses.len()), "figure.path", "statuses"),
-        (format!("/statuses/{i}/steps/99/effective_too_early_event_ids"), "figure.path", "steps"),
+        (
+            format!("/statuses/{}/event_ids", answer.statuses.len()),
+            "figure.path",
+            "statuses",
+        ),
+        (
+            format!("/statuses/{i}/steps/99/effective_too_early_event_ids"),
+            "figure.path",
+            "steps",
+        ),
     ] {
         let refused = explain(path.clone(), String::new())
             .await
@@ -563,7 +578,9 @@ async fn a_threshold_windows_events_are_paged_through_explain() {
         .expect_err("an unknown pack is refused");
     assert_eq!(unknown_pack.code(), tonic::Code::InvalidArgument);
     assert!(
-        unknown_pack.message().contains("figure.thresholds.packs[0]"),
+        unknown_pack
+            .message()
+            .contains("figure.thresholds.packs[0]"),
         "{}",
         unknown_pack.message()
     );

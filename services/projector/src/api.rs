@@ -553,8 +553,8 @@ impl pb::views_server::Views for ViewsApi {
         if let Some(mut figure) = r.figure {
             if figure.view == "thresholds" {
                 let t = figure.thresholds.get_or_insert_with(Default::default);
-                t.org_id = caller
-                    .single_org("figure.thresholds.org_id", std::mem::take(&mut t.org_id))?;
+                t.org_id =
+                    caller.single_org("figure.thresholds.org_id", std::mem::take(&mut t.org_id))?;
                 return self
                     .explain_threshold_figure(figure, &r.page_token, r.page_size)
                     .await;
@@ -701,8 +701,8 @@ impl ViewsApi {
                 ErrorDetails::with_bad_request_violation("figure.thresholds", s.message()),
             )
         })?;
-        let list = thresholds::ListPath::parse(&figure.path)
-            .map_err(|e| invalid("figure.path", &e))?;
+        let list =
+            thresholds::ListPath::parse(&figure.path).map_err(|e| invalid("figure.path", &e))?;
         let as_of = AsOf::new(
             asked.as_of_sequence,
             asked.as_of_recorded_at_micros,
