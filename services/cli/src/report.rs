@@ -451,6 +451,22 @@ pub fn parse_instant(s: &str) -> anyhow::Result<i64> {
     Ok(micros)
 }
 
+/// The `ThresholdWatch` request of the threshold flags (`wfl report thresholds`, and the
+/// threshold figure `wfl report explain --figure thresholds` pages).
+fn threshold_request(ask: &Ask, r: &pb::ViewRequest) -> pb::ThresholdRequest {
+    pb::ThresholdRequest {
+        as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
+        org_id: r.org_id.clone(),
+        as_of_date: ask.as_of_date.clone(),
+        as_of_sequence: r.as_of_sequence,
+        packs: ask.packs.clone(),
+        alerts_only: ask.alerts_only,
+        window_keys: ask.window_keys.clone(),
+        with_event_ids: ask.with_event_ids,
+        count_types: ask.count_types.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_instant;
@@ -476,21 +492,5 @@ mod tests {
         ] {
             assert!(parse_instant(bad).is_err(), "{bad}");
         }
-    }
-}
-
-/// The `ThresholdWatch` request of the threshold flags (`wfl report thresholds`, and the
-/// threshold figure `wfl report explain --figure thresholds` pages).
-fn threshold_request(ask: &Ask, r: &pb::ViewRequest) -> pb::ThresholdRequest {
-    pb::ThresholdRequest {
-        as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
-        org_id: r.org_id.clone(),
-        as_of_date: ask.as_of_date.clone(),
-        as_of_sequence: r.as_of_sequence,
-        packs: ask.packs.clone(),
-        alerts_only: ask.alerts_only,
-        window_keys: ask.window_keys.clone(),
-        with_event_ids: ask.with_event_ids,
-        count_types: ask.count_types.clone(),
     }
 }
