@@ -631,56 +631,35 @@ impl ViewsApi {
             figure.view, figure.path, as_of.recorded_at_micros
         );
         let offset = token.offset;
-        let cached = token.sequence.and_then(|seq| self.figures.get(&key, seq));
-        let (seq, (total, events)) = match cached {
-            Some(ids) => {
+        if let Some(page) = self.kept_page(&key, token, size, as_of).await? {
+            return Ok(page);
+        }
+        let name = figure.view.clone();
+        let path = figure.path.clone();
+        let (seq, found) = self
+            .with_projection(as_of, false, move |p| {
+                let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
+                let pointer = if path == "/" { "" } else { path.as_str() };
+                let ids: Vec<wfl_domain::EventId> = view
+                    .pointer(pointer)
+                    .and_then(|f| f.get("event_ids"))
+                    .and_then(serde_json::Value::as_array)
+                    .ok_or_else(|| {
+                        (
+                            "figure.path",
+                            format!("no figure with evidence at {path:?} in this view"),
+                        )
+                    })?
+                    .iter()
+                    .filter_map(|v| v.as_str().and_then(uuid_parse))
+                    .collect();
                 let page: Vec<wfl_domain::EventId> =
                     ids.iter().skip(offset).take(size).copied().collect();
-                let (seq, events) = self
-                    .with_projection(as_of, false, move |p| p.explain(&page))
-                    .await?;
-                (seq, (ids.len(), events))
-            }
-            None => {
-                let name = figure.view.clone();
-                let path = figure.path.clone();
-                let (seq, found) = self
-                    .with_projection(as_of, false, move |p| {
-                        let view = figure_view(&name, p, &q).map_err(|e| ("figure.view", e))?;
-                        let pointer = if path == "/" { "" } else { path.as_str() };
-                        let ids: Vec<wfl_domain::EventId> = view
-                            .pointer(pointer)
-                            .and_then(|f| f.get("event_ids"))
-                            .and_then(serde_json::Value::as_array)
-                            .ok_or_else(|| {
-                                (
-                                    "figure.path",
-                                    format!("no figure with evidence at {path:?} in this view"),
-                                )
-                            })?
-                            .iter()
-                            .filter_map(|v| v.as_str().and_then(uuid_parse))
-                            .collect();
-                        let page: Vec<wfl_domain::EventId> =
-                            ids.iter().skip(offset).take(size).copied().collect();
-                        Ok::<_, (&str, String)>((ids, p.explain(&page)))
-                    })
-                    .await?;
-                let (ids, events) = found.map_err(|(field, e)| invalid(field, &e))?;
-                if token.sequence.is_some_and(|pinned| pinned != seq) {
-                    // A recorded-at bound read at another sequence than the first page's.
-                    return Err(Status::aborted(
-                        "the figure changed since its first page (page_token); start again \
-                         without a page_token",
-                    ));
-                }
-                let total = ids.len();
-                if offset + events.len() < total {
-                    self.figures.put(key, seq, ids);
-                }
-                (seq, (total, events))
-            }
-        };
+                Ok::<_, (&str, String)>((ids, p.explain(&page)))
+            })
+            .await?;
+        let (ids, events) = found.map_err(|(field, e)| invalid(field, &e))?;
+        let total = self.keep_for_next(token, key, seq, ids, events.len())?;
         Ok(figure_page(seq, total, offset, &events))
     }
 
@@ -712,42 +691,66 @@ impl ViewsApi {
         // The request is already scoped to the caller's org, so the key never crosses tenants.
         let key = format!("thresholds\u{0}{}\u{0}{asked:?}", figure.path);
         let offset = token.offset;
-        let cached = token.sequence.and_then(|seq| self.figures.get(&key, seq));
-        let (seq, total, events) = match cached {
-            Some(ids) => {
+        if let Some(page) = self.kept_page(&key, token, size, as_of).await? {
+            return Ok(page);
+        }
+        let packs = self.shared.packs.clone();
+        let (seq, found) = self
+            .with_copy(as_of, move |p| {
+                let (_, statuses) = thresholds::evaluate(p, &request, &packs);
+                let ids = list.of(&thresholds::selected(statuses, &request))?;
                 let page: Vec<wfl_domain::EventId> =
                     ids.iter().skip(offset).take(size).copied().collect();
-                let (seq, events) = self
-                    .with_projection(as_of, false, move |p| p.explain(&page))
-                    .await?;
-                (seq, ids.len(), events)
-            }
-            None => {
-                let packs = self.shared.packs.clone();
-                let (seq, found) = self
-                    .with_copy(as_of, move |p| {
-                        let (_, statuses) = thresholds::evaluate(p, &request, &packs);
-                        let ids = list.of(&thresholds::selected(statuses, &request))?;
-                        let page: Vec<wfl_domain::EventId> =
-                            ids.iter().skip(offset).take(size).copied().collect();
-                        Ok::<_, String>((ids, p.explain(&page)))
-                    })
-                    .await?;
-                let (ids, events) = found.map_err(|e| invalid("figure.path", &e))?;
-                if token.sequence.is_some_and(|pinned| pinned != seq) {
-                    return Err(Status::aborted(
-                        "the figure changed since its first page (page_token); start again \
-                         without a page_token",
-                    ));
-                }
-                let total = ids.len();
-                if offset + events.len() < total {
-                    self.figures.put(key, seq, ids);
-                }
-                (seq, total, events)
-            }
-        };
+                Ok::<_, String>((ids, p.explain(&page)))
+            })
+            .await?;
+        let (ids, events) = found.map_err(|e| invalid("figure.path", &e))?;
+        let total = self.keep_for_next(token, key, seq, ids, events.len())?;
         Ok(figure_page(seq, total, offset, &events))
+    }
+
+    /// A page after the first from the figure's kept evidence (`None`: not kept, so the figure
+    /// is computed again at the token's sequence: the same answer).
+    async fn kept_page(
+        &self,
+        key: &str,
+        token: PageToken,
+        size: usize,
+        as_of: AsOf,
+    ) -> Result<Option<Response<pb::ExplainResponse>>, Status> {
+        let Some(ids) = token.sequence.and_then(|seq| self.figures.get(key, seq)) else {
+            return Ok(None);
+        };
+        let page: Vec<wfl_domain::EventId> =
+            ids.iter().skip(token.offset).take(size).copied().collect();
+        let (seq, events) = self
+            .with_projection(as_of, false, move |p| p.explain(&page))
+            .await?;
+        Ok(Some(figure_page(seq, ids.len(), token.offset, &events)))
+    }
+
+    /// After a figure was computed for a page: refuses it when it was read at another sequence
+    /// than the first page's (a recorded-at bound moved), and keeps its evidence when pages are
+    /// left. Returns how many events are behind the figure.
+    fn keep_for_next(
+        &self,
+        token: PageToken,
+        key: String,
+        seq: u64,
+        ids: Vec<wfl_domain::EventId>,
+        shown: usize,
+    ) -> Result<usize, Status> {
+        if token.sequence.is_some_and(|pinned| pinned != seq) {
+            return Err(Status::aborted(
+                "the figure changed since its first page (page_token); start again without a \
+                 page_token",
+            ));
+        }
+        let total = ids.len();
+        if token.offset + shown < total {
+            self.figures.put(key, seq, ids);
+        }
+        Ok(total)
     }
 }
 
