@@ -32,6 +32,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Messages requested per pull from the inbox consumer (the client buffers up to this many).
 const PULL_BATCH: usize = 1_000;
+/// Bytes requested per pull at least (the client buffers up to this much): a message frames up
+/// to 1,000 events, so the message count alone would let a backlog buffer 1,000 frames (~400
+/// MB of 400-byte events) in the ledger's memory.
+const PULL_BYTES: usize = 8 << 20;
 /// Lifetime of one pull request on the server; the client renews it.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 
@@ -1011,9 +1015,13 @@ impl NatsInbox {
                 }
             }
         };
+        // Room for two of the largest messages the server takes, so no single message is
+        // larger than a pull may bring.
+        let bytes = PULL_BYTES.max(2 * max_payload(&self.client));
         let messages = consumer
             .stream()
             .max_messages_per_batch(PULL_BATCH)
+            .max_bytes_per_batch(bytes)
             .expires(PULL_EXPIRES)
             .messages()
             .await
