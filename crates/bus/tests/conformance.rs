@@ -133,13 +133,18 @@ async fn inbox_in_order_with_submissions_and_dedup(bus: &dyn Bus) {
         assert_eq!(d.submission, Some(m.submission));
     }
     within("ack", inbox.ack(got)).await.expect("ack");
+    nothing_more(inbox.as_mut(), "the duplicate was not delivered").await;
+}
+
+/// Nothing more is delivered within 300 ms.
+async fn nothing_more(inbox: &mut dyn wfl_bus::Inbox, why: &str) {
     let more = within(
         "next_batch",
         inbox.next_batch(20, Duration::from_millis(300)),
     )
     .await
     .expect("next_batch");
-    assert!(more.is_empty(), "the duplicate was not delivered");
+    assert!(more.is_empty(), "{why}");
 }
 
 /// An inbox's acker acknowledges from another task while the inbox fetches the next batch (the
@@ -219,13 +224,7 @@ async fn one_orgs_run_is_delivered_event_by_event(bus: &dyn Bus) {
         got, expected,
         "each event once, in order, with its submission"
     );
-    let more = within(
-        "next_batch",
-        inbox.next_batch(300, Duration::from_millis(300)),
-    )
-    .await
-    .expect("next_batch");
-    assert!(more.is_empty(), "nothing delivered twice");
+    nothing_more(inbox.as_mut(), "nothing delivered twice").await;
     if let Some(state) = within("state", inbox.state()).await.expect("state") {
         assert_eq!(state.num_ack_pending, 0, "{state:?}");
         assert_eq!(state.num_pending, 0, "{state:?}");
