@@ -1015,14 +1015,17 @@ impl NatsInbox {
                 }
             }
         };
-        // Room for two of the largest messages the server takes, so no single message is
-        // larger than a pull may bring.
-        let bytes = PULL_BYTES.max(2 * max_payload(&self.client));
-        let messages = consumer
+        let mut pull = consumer
             .stream()
             .max_messages_per_batch(PULL_BATCH)
-            .max_bytes_per_batch(bytes)
-            .expires(PULL_EXPIRES)
+            .expires(PULL_EXPIRES);
+        if self.config.inbox_filter.is_none() {
+            // Frames (several events a message) come only outside cluster mode: bound the pull
+            // in bytes too, with room for two of the largest messages the server takes, so no
+            // single message is larger than a pull may bring.
+            pull = pull.max_bytes_per_batch(PULL_BYTES.max(2 * max_payload(&self.client)));
+        }
+        let messages = pull
             .messages()
             .await
             .map_err(|e| Error::unavailable("open inbox pull stream", e))?;
