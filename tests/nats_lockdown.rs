@@ -307,7 +307,19 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
     assert_ne!(second.sequence, 424_242);
 
     // 3. A fake CommittedEvent published into WFL_LEDGER (by analytics, and by the gateway).
-    let before = ledger_stream_messages(&js).await;
+    // The ledger publishes a commit on WFL_LEDGER after answering it: wait (with a deadline)
+    // until the real second event is there, so that only a forgery could add to the count.
+    let before = tokio::time::timeout(STEP, async {
+        loop {
+            let n = ledger_stream_messages(&js).await;
+            if n > published {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the ledger publishes the second committed event");
     let fake_committed = Bytes::from(
         pb::CommittedEvent {
             sequence: 424_242,
