@@ -338,8 +338,8 @@ async fn owners(nats: &NatsCluster) -> BTreeMap<u32, String> {
     }
 }
 
-/// Waits until instance b owns every partition.
-async fn owned_by_b_alone(nats: &NatsCluster) {
+/// Waits until instance b owns every partition; panics after [`RESUME_BOUND`] showing `logs`.
+async fn owned_by_b_alone(nats: &NatsCluster, logs: &[&Proc]) {
     let deadline = Instant::now() + RESUME_BOUND;
     loop {
         let o = owners(nats).await;
@@ -348,26 +348,30 @@ async fn owned_by_b_alone(nats: &NatsCluster) {
         }
         assert!(
             Instant::now() < deadline,
-            "b did not take every partition over: {o:?}"
+            "b did not take every partition over: {o:?}; logs:\n{}",
+            tails(logs, 40)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// Waits until every partition has an owner and both instances own some.
-async fn shared(nats: &NatsCluster) {
-    let deadline = Instant::now() + RESUME_BOUND;
+/// Waits until every partition has an owner and both instances own some, and says how long
+/// that took; panics after [`RESUME_BOUND`] showing `logs`.
+async fn shared(nats: &NatsCluster, logs: &[&Proc]) -> Duration {
+    let started = Instant::now();
+    let deadline = started + RESUME_BOUND;
     loop {
         let o = owners(nats).await;
         if o.len() as u32 == PARTITIONS
             && o.values().any(|x| x == "a")
             && o.values().any(|x| x == "b")
         {
-            return;
+            return started.elapsed();
         }
         assert!(
             Instant::now() < deadline,
-            "the partitions were not shared between the instances: {o:?}"
+            "the partitions were not shared between the instances: {o:?}; logs:\n{}",
+            tails(logs, 40)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -484,7 +488,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
     )
     .await;
     // Instances started together share the partitions (at once, or after a rebalancing round).
-    shared(&nats).await;
+    shared(&nats, &[&a, &b]).await;
 
     // 1. SIGKILL instance a, the owner of some partitions: b takes them over.
     a.kill();
@@ -496,7 +500,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &[&b, &g1, &g2],
     )
     .await;
-    owned_by_b_alone(&nats).await;
+    owned_by_b_alone(&nats, &[&b]).await;
 
     // 2. SIGKILL a NATS node: two of three keep quorum and ingest goes on.
     nats.kill(2);
@@ -516,7 +520,7 @@ async fn partitions_fail_over_and_nothing_acknowledged_is_lost_or_duplicated() {
         &ledger_args(&dir.path().join("a"), &nats, "a"),
         &logs,
     );
-    shared(&nats).await;
+    shared(&nats, &[&a, &b]).await;
     commits_go_on(
         &progress,
         1_000,
@@ -871,7 +875,7 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
         &[&a, &b, &g],
     )
     .await;
-    shared(&nats).await;
+    shared(&nats, &[&a, &b]).await;
 
     // Cut a off: b takes its partitions over, a stops writing them (its leases are not renewed
     // for a whole TTL), ingest goes on.
@@ -884,7 +888,7 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
         &[&a, &b, &g],
     )
     .await;
-    owned_by_b_alone(&nats).await;
+    owned_by_b_alone(&nats, &[&a, &b]).await;
     let deadline = Instant::now() + RESUME_BOUND;
     while !a.log_text().contains("lease not renewed for a whole TTL") {
         assert!(
@@ -897,7 +901,7 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
 
     // Healed: a rejoins and takes its share again, after catching up from the logs.
     netns.heal();
-    shared(&nats).await;
+    let rejoined = shared(&nats, &[&a, &b]).await;
     commits_go_on(
         &progress,
         1_000,
@@ -931,7 +935,8 @@ async fn a_ledger_instance_cut_off_from_the_cluster_is_taken_over_and_rejoins() 
         .count();
     println!(
         "cluster partition: instance a cut off and healed, acknowledged {}, found {}, lost {lost}, \
-         duplicated {duplicated}, chains valid; 2,000 commits after the cut in {resumed:?}",
+         duplicated {duplicated}, chains valid; 2,000 commits after the cut in {resumed:?}; \
+         a shared the partitions again {rejoined:?} after the link healed",
         acked.len(),
         found.len()
     );

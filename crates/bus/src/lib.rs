@@ -435,9 +435,10 @@ impl StreamHoles {
 /// What the broker reports about the inbox consumer (NATS: consumer info).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InboxState {
-    /// Messages in the stream not yet delivered to the consumer.
+    /// Messages in the stream not yet delivered to the consumer (broker messages: on NATS one
+    /// may be a frame of many events of one org).
     pub num_pending: u64,
-    /// Messages delivered but not acknowledged.
+    /// Messages delivered but not acknowledged (broker messages, as `num_pending`).
     pub num_ack_pending: u64,
     /// Messages delivered again after their ack wait expired.
     pub num_redelivered: u64,

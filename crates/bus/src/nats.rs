@@ -28,8 +28,24 @@ use crate::{
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on establishing the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Client-side PING interval (detects half-open connections).
-const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Default client-side PING interval (detects half-open connections):
+/// [`NatsConfig::ping_interval`].
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Pings more often than this would only add traffic.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest pause between two attempts to dial the servers again.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// The pause before the `attempts`-th dial since the connection was lost: none for the first,
+/// then doubling from 50 ms up to [`MAX_RECONNECT_DELAY`] (the client's own default grows to
+/// 4 s, which a healed link would wait out on top of noticing it had been cut).
+fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(16);
+    (Duration::from_millis(50) * 2u32.pow(exponent)).min(MAX_RECONNECT_DELAY)
+}
 /// Messages requested per pull from the inbox consumer (the client buffers up to this many).
 const PULL_BATCH: usize = 1_000;
 /// Bytes requested per pull at least (the client buffers up to this much): a message frames up
@@ -108,6 +124,11 @@ pub struct NatsConfig {
     /// Cluster mode: the inbox consumer takes only this subject range
     /// (`wfl.inbox.<partition>.>`).
     pub inbox_filter: Option<String>,
+    /// Client-side PING interval. A connection whose pings go unanswered three intervals in a
+    /// row is dropped and dialled again, so this bounds how long a half-open connection (a cut
+    /// link: no FIN, no RST) goes unnoticed. A cluster instance sets a third of its lease TTL,
+    /// so it is back on the bus within about one TTL of the link healing.
+    pub ping_interval: Duration,
 }
 
 /// How a NATS connection authenticates.
@@ -191,6 +212,7 @@ impl Default for NatsConfig {
             replicas: 1,
             partitions: None,
             inbox_filter: None,
+            ping_interval: PING_INTERVAL,
         }
     }
 }
@@ -288,7 +310,8 @@ impl NatsBus {
         let client = options
             .name("wfl")
             .connection_timeout(CONNECT_TIMEOUT)
-            .ping_interval(PING_INTERVAL)
+            .ping_interval(config.ping_interval.max(MIN_PING_INTERVAL))
+            .reconnect_delay_callback(reconnect_delay)
             .request_timeout(Some(PUBLISH_TIMEOUT))
             .event_callback(|event| async move {
                 match event {
@@ -1441,6 +1464,16 @@ impl Requests for NatsRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redialling_starts_at_once_and_backs_off_to_two_seconds() {
+        let delays: Vec<u128> = (0..12).map(|a| reconnect_delay(a).as_millis()).collect();
+        assert_eq!(
+            delays,
+            [0, 0, 50, 100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000]
+        );
+        assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
+    }
 
     #[test]
     fn headers_len_matches_the_wire_format() {

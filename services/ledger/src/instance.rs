@@ -14,6 +14,11 @@
 //! - a partition whose ledger stopped by itself (fenced, NATS lost, a store failure) has its lease
 //!   released and is taken again (by this or another instance) in a later round.
 //!
+//! Stopping a partition's ledger and releasing its lease happen in a task of their own, never in
+//! the round: a ledger cut off from NATS can take seconds to stop, and a round that waited would
+//! not heartbeat, so the other instances would count this one out (and keep its share) for as
+//! long. When the live instances cannot be counted, the last count stands.
+//!
 //! Each partition's ledger is a whole [`Ledger`]: its own sled store under
 //! `<data dir>/p<n>/`, its own durable inbox consumer `wfl-ledger-p<n>` on `wfl.inbox.<n>.>`, its
 //! own outcome-question subject `wfl.ctl.await.<n>`.
@@ -166,8 +171,15 @@ pub async fn run(
     let tick = config.cluster.lease_ttl / 3;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut standby: BTreeMap<u32, Standby> = BTreeMap::new();
+    // Partitions whose ledger is stopping (then its lease released) in the background: a ledger
+    // cut off from NATS can take many seconds to stop, and the round must go on heartbeating
+    // meanwhile, or the others count this instance out for as long. Not taken again (its store
+    // is still open) until that has finished.
+    let mut stopping: BTreeMap<u32, JoinHandle<()>> = BTreeMap::new();
+    let mut live = 1;
     let mut first = true;
     loop {
+        stopping.retain(|_, t| !t.is_finished());
         if let Err(e) = cluster.heartbeat(&config.instance).await {
             warn!(error = %e, "cluster heartbeat failed");
         }
@@ -207,16 +219,19 @@ pub async fn run(
         }
         for p in stopped {
             if let Some(r) = running.remove(&p) {
-                finish(&cluster, &owned, p, r).await;
+                stopping.insert(p, finish(&cluster, &owned, p, r));
             }
         }
         // Share: ceil(partitions / live instances). The first round only announces this
         // instance, so instances started together see each other before taking partitions.
-        let live = cluster
-            .live_instances()
-            .await
-            .map(|l| l.len().max(1))
-            .unwrap_or(1);
+        // When the count cannot be read, the last one stands: an instance that cannot list
+        // the others must not conclude it is alone and reach for every partition.
+        match cluster.live_instances().await {
+            Ok(l) => live = l.len().max(1),
+            Err(e) => {
+                warn!(error = %e, live, "cannot count the live instances; keeping the last count")
+            }
+        }
         let share = (count as usize).div_ceil(live);
         if !first {
             let start = PartitionMap::hash_partition(&config.instance, count);
@@ -225,7 +240,7 @@ pub async fn run(
                     break;
                 }
                 let p = (start + i) % count;
-                if running.contains_key(&p) {
+                if running.contains_key(&p) || stopping.contains_key(&p) {
                     continue;
                 }
                 match cluster.acquire(p, &config.instance).await {
@@ -250,7 +265,7 @@ pub async fn run(
                             share, live, "giving a partition up to rebalance"
                         );
                         r.stop.cancel();
-                        finish(&cluster, &owned, p, r).await;
+                        stopping.insert(p, finish(&cluster, &owned, p, r));
                     }
                 }
             }
@@ -260,7 +275,8 @@ pub async fn run(
         if config.standby {
             for p in 0..count {
                 let dead = standby.get(&p).is_some_and(|s| s.task.is_finished());
-                if !running.contains_key(&p) && (dead || !standby.contains_key(&p)) {
+                let writing = running.contains_key(&p) || stopping.contains_key(&p);
+                if !writing && (dead || !standby.contains_key(&p)) {
                     standby.insert(p, Standby::start(&config, &cluster, p, &readers, &shutdown));
                 }
             }
@@ -277,7 +293,10 @@ pub async fn run(
     }
     for (p, r) in std::mem::take(&mut running) {
         r.stop.cancel();
-        finish(&cluster, &owned, p, r).await;
+        stopping.insert(p, finish(&cluster, &owned, p, r));
+    }
+    for (_, t) in stopping {
+        let _ = t.await;
     }
     Ok(())
 }
@@ -443,18 +462,22 @@ async fn launch(
     }
 }
 
-/// Waits for a partition's ledger to stop, then releases its lease.
-async fn finish(cluster: &Cluster, owned: &Owned, p: u32, r: Running) {
+/// Stops writing `p` at once (`owned`), then, in a task of its own, waits for the partition's
+/// ledger to stop and releases its lease.
+fn finish(cluster: &Cluster, owned: &Owned, p: u32, r: Running) -> JoinHandle<()> {
     owned.set(p, None);
-    match tokio::time::timeout(Duration::from_secs(30), r.task).await {
-        Ok(Ok(Ok(()))) => info!(partition = p, "partition's ledger stopped"),
-        Ok(Ok(Err(e))) => error!(partition = p, error = %e, "partition's ledger stopped"),
-        Ok(Err(e)) => error!(partition = p, error = %e, "partition's ledger task failed"),
-        Err(_) => error!(partition = p, "partition's ledger did not stop within 30 s"),
-    }
-    if let Err(e) = cluster.release(&r.lease).await {
-        warn!(partition = p, error = %e, "cannot release the lease; it expires by itself");
-    }
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        match tokio::time::timeout(Duration::from_secs(30), r.task).await {
+            Ok(Ok(Ok(()))) => info!(partition = p, "partition's ledger stopped"),
+            Ok(Ok(Err(e))) => error!(partition = p, error = %e, "partition's ledger stopped"),
+            Ok(Err(e)) => error!(partition = p, error = %e, "partition's ledger task failed"),
+            Err(_) => error!(partition = p, "partition's ledger did not stop within 30 s"),
+        }
+        if let Err(e) = cluster.release(&r.lease).await {
+            warn!(partition = p, error = %e, "cannot release the lease; it expires by itself");
+        }
+    })
 }
 
 /// Where partition `p`'s store lives under an instance's data directory.

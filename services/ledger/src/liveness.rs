@@ -240,11 +240,11 @@ impl Liveness {
         });
         let pending = registry.gauge(
             "wfl_inbox_pending",
-            "Inbox lag: messages in WFL_INBOX not yet delivered to the ledger's consumer (sampled at most once a second).",
+            "Inbox lag: broker messages in WFL_INBOX not yet delivered to the ledger's consumer; one message is a frame of up to 1,000 events of one org (sampled at most once a second).",
         );
         let ack_pending = registry.gauge(
             "wfl_inbox_ack_pending",
-            "Inbox messages delivered to the ledger and not yet acknowledged (sampled at most once a second).",
+            "Inbox broker messages delivered to the ledger and not yet acknowledged; one message is a frame of up to 1,000 events of one org (sampled at most once a second).",
         );
         let publisher_stalled = registry.gauge(
             "wfl_publisher_stalled",

@@ -149,16 +149,19 @@ async fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "ledger".to_owned());
             format!("{host}-{}", std::process::id())
         });
+        let lease_ttl = std::time::Duration::from_secs(args.cluster.lease_ttl_secs.max(3));
         let config = wfl_ledger::instance::InstanceConfig {
             instance,
             nats_url: args.nats_url.clone(),
             nats: wfl_bus::NatsConfig {
                 replicas: args.cluster.replicas,
+                // A link cut and healed is noticed within the lease's own time scale.
+                ping_interval: lease_ttl / 3,
                 ..args.nats_auth.bus_config(true)?
             },
             cluster: wfl_bus::cluster::ClusterConfig {
                 replicas: args.cluster.replicas,
-                lease_ttl: std::time::Duration::from_secs(args.cluster.lease_ttl_secs.max(3)),
+                lease_ttl,
             },
             create,
             ledger,
