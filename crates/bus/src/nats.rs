@@ -1223,26 +1223,23 @@ fn deliveries(msg: jetstream::Message, out: &mut std::collections::VecDeque<Deli
         out.push_back(whole);
         return;
     };
-    let AckHandle::Nats(subject) = whole.handle else {
-        // No ack subject (not from a consumer): nothing to count.
-        out.extend(events.into_iter().map(|e| Delivery {
+    // Without an ack subject (not from a consumer) there is nothing to count.
+    let frame = match &whole.handle {
+        AckHandle::Nats(subject) => Some(Arc::new(FrameAck::new(subject.clone(), events.len()))),
+        _ => None,
+    };
+    out.extend(events.into_iter().zip(0u32..).map(|(e, index)| {
+        Delivery {
             payload: e.payload,
             submission: Some(e.submission),
             msg_id: Some(e.event_id.to_string()),
-            handle: AckHandle::None,
-            ..whole.clone()
-        }));
-        return;
-    };
-    let frame = Arc::new(FrameAck::new(subject, events.len()));
-    out.extend(events.into_iter().zip(0u32..).map(|(e, index)| Delivery {
-        payload: e.payload,
-        submission: Some(e.submission),
-        msg_id: Some(e.event_id.to_string()),
-        redelivered: whole.redelivered,
-        org_id: whole.org_id.clone(),
-        map_revision: whole.map_revision,
-        handle: AckHandle::NatsPart(frame.clone(), index),
+            redelivered: whole.redelivered,
+            org_id: whole.org_id.clone(),
+            map_revision: whole.map_revision,
+            handle: frame
+                .as_ref()
+                .map_or(AckHandle::None, |f| AckHandle::NatsPart(f.clone(), index)),
+        }
     }));
 }
 

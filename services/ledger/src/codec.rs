@@ -9,6 +9,7 @@ use wfl_store::StoredRecord;
 use crate::Error;
 
 /// The stored bytes of a committed event.
+#[cfg(test)]
 pub(crate) fn encode(sequence: u64, recorded_at_micros: i64, event: &Event) -> Vec<u8> {
     pb::CommittedEvent {
         sequence,
@@ -18,6 +19,25 @@ pub(crate) fn encode(sequence: u64, recorded_at_micros: i64, event: &Event) -> V
         hash: Vec::new(),
     }
     .encode_to_vec()
+}
+
+/// The stored bytes of a committed event whose canonical `wfl.v1.Event` encoding is `event`
+/// (as [`wfl_proto::convert::encode_with_content`] gives it, with the content hash): byte for
+/// byte the `wfl.v1.CommittedEvent` prost would write, without converting and encoding the
+/// event a second time. Fields in tag order, zero scalars left out, as prost does.
+pub(crate) fn encode_canonical(sequence: u64, recorded_at_micros: i64, event: &[u8]) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, int64, uint64, WireType};
+    let mut bytes = Vec::with_capacity(event.len() + 24);
+    if sequence != 0 {
+        uint64::encode(1, &sequence, &mut bytes);
+    }
+    if recorded_at_micros != 0 {
+        int64::encode(2, &recorded_at_micros, &mut bytes);
+    }
+    encode_key(3, WireType::LengthDelimited, &mut bytes);
+    encode_varint(event.len() as u64, &mut bytes);
+    bytes.extend_from_slice(event);
+    bytes
 }
 
 /// A stored record as the API returns it, hashes included.
@@ -139,4 +159,26 @@ pub(crate) fn put_batch(records: &[StoredRecord]) -> Vec<u8> {
         put_committed(&mut out, r);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfl_testkit::scenario::{hire, resign};
+
+    #[test]
+    fn a_record_built_from_the_canonical_bytes_is_what_prost_writes() {
+        for event in [hire("org-1", "w1"), resign("org-2", "w-2")] {
+            let (canonical, _) = wfl_proto::convert::encode_with_content(&event);
+            for sequence in [0, 1, 127, 128, u64::MAX] {
+                for at in [0, 1, -1, 1_700_000_000_000_000, i64::MIN] {
+                    assert_eq!(
+                        encode_canonical(sequence, at, &canonical),
+                        encode(sequence, at, &event),
+                        "sequence {sequence}, recorded at {at}"
+                    );
+                }
+            }
+        }
+    }
 }

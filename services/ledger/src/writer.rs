@@ -442,7 +442,8 @@ impl Writer {
                     continue;
                 }
             };
-            let content = wfl_proto::convert::content_sha256(&event);
+            // One canonical encoding gives both the content hash and the record's bytes.
+            let (canonical, content) = wfl_proto::convert::encode_with_content(&event);
             let history = StoreHistory {
                 store: self.store.as_ref(),
                 batch: &originals,
@@ -467,7 +468,7 @@ impl Writer {
                         event_id: uuid,
                         org_id: event.org_id.0.clone(),
                         event_type: event.event_type().as_str().to_owned(),
-                        bytes: codec::encode(sequence, recorded_at, &event),
+                        bytes: codec::encode_canonical(sequence, recorded_at, &canonical),
                         submission: *submission,
                     });
                     contents.push(content);
