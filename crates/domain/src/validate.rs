@@ -613,6 +613,11 @@ fn text(v: &mut Check, field: Field<'_>, s: &str, len: Len) {
         Len::Id => MAX_ID,
         Len::Text => v.text_max,
     };
+    // Most text is printable ASCII within the limit: one pass over the bytes says so (a byte
+    // count within the limit bounds the character count; no control character is in 0x20..0x7f).
+    if s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return;
+    }
     if s.chars().count() > max {
         let named = if max < MAX_TEXT {
             " (this deployment's max_text_chars)"

@@ -836,8 +836,37 @@ fn identifiers_are_at_most_64_characters() {
 }
 
 #[test]
+fn limits_count_characters_not_bytes() {
+    // 64 two-byte characters: 128 bytes, within the 64-character limit.
+    let at_limit = EconomicDismissal {
+        separation: sep("w1"),
+        selection_criteria: Some("seniority".to_owned()),
+        plan_id: Some("é".repeat(MAX_ID)),
+    };
+    assert!(fields(&ev(ORG, Payload::EconomicDismissal(at_limit))).is_empty());
+    let over = EconomicDismissal {
+        separation: sep("w1"),
+        selection_criteria: Some("seniority".to_owned()),
+        plan_id: Some("é".repeat(MAX_ID + 1)),
+    };
+    then_only(
+        &ev(ORG, Payload::EconomicDismissal(over)),
+        "payload.economic_dismissal.plan_id",
+        "at most 64",
+    );
+}
+
+#[test]
 fn control_characters_are_refused() {
-    for reference in ["TERM\n42", "TERM\u{7}42", "TERM\u{0}", "\u{1b}[31m"] {
+    // C0, DEL and C1 (U+0080..U+009F) controls alike.
+    for reference in [
+        "TERM\n42",
+        "TERM\u{7}42",
+        "TERM\u{0}",
+        "\u{1b}[31m",
+        "TERM\u{7f}",
+        "TERM\u{85}42",
+    ] {
         then_only(
             &with_reference(reference.to_owned()),
             "source.reference",
