@@ -22,7 +22,9 @@
 //!
 //! NATS rows run on a private `nats-server` the bench starts on a free port (never on a server
 //! that may carry a real wfl's streams); they are skipped, with the reason printed, when no
-//! `nats-server` binary is found. Owns measurement only; must not be used as a test of behaviour.
+//! `nats-server` binary is found; the separate-processes row likewise when `wfl-ledger`,
+//! `wfl-gateway` or `wfl-projector` is not beside this `wfl`. Owns measurement only; must not be
+//! used as a test of behaviour.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -321,18 +323,24 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
         node.stop().await?;
 
-        eprintln!("wfl over NATS, separate processes (wfl-ledger, wfl-gateway, wfl-projector)");
-        let split = Split::start(config, &n.url).await?;
-        let committed = ingest_rate(
-            &split.gateway,
-            &payloads,
-            "sc",
-            config,
-            pb::AckLevel::Committed,
-        )
-        .await?;
-        report.push("wfl", SPLIT_COMMITTED, committed, "events/s");
-        split.stop().await;
+        if let Some(missing) = Split::missing()? {
+            report
+                .skipped
+                .push(format!("the separate-processes row: {missing}"));
+        } else {
+            eprintln!("wfl over NATS, separate processes (wfl-ledger, wfl-gateway, wfl-projector)");
+            let split = Split::start(config, &n.url).await?;
+            let committed = ingest_rate(
+                &split.gateway,
+                &payloads,
+                "sc",
+                config,
+                pb::AckLevel::Committed,
+            )
+            .await?;
+            report.push("wfl", SPLIT_COMMITTED, committed, "events/s");
+            split.stop().await;
+        }
     }
     drop(nats);
 
@@ -881,11 +889,35 @@ struct Split {
 }
 
 impl Split {
-    async fn start(config: &IngestConfig, nats_url: &str) -> anyhow::Result<Self> {
-        let bin_dir = std::env::current_exe()?
+    const BINARIES: [&'static str; 3] = ["wfl-ledger", "wfl-gateway", "wfl-projector"];
+
+    /// Where the service binaries are looked for: beside this `wfl`.
+    fn bin_dir() -> anyhow::Result<PathBuf> {
+        std::env::current_exe()?
             .parent()
             .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow!("cannot tell where the wfl binary lives"))?;
+            .ok_or_else(|| anyhow!("cannot tell where the wfl binary lives"))
+    }
+
+    /// Why the row cannot run, when a service binary is not beside this `wfl` (a `wfl` copied
+    /// on its own): the other rows are still measured and printed.
+    fn missing() -> anyhow::Result<Option<String>> {
+        let dir = Self::bin_dir()?;
+        let absent: Vec<&str> = Self::BINARIES
+            .into_iter()
+            .filter(|b| !dir.join(b).is_file())
+            .collect();
+        Ok((!absent.is_empty()).then(|| {
+            format!(
+                "{} not beside this wfl in {} (build them with `cargo build --release --bins`)",
+                absent.join(", "),
+                dir.display()
+            )
+        }))
+    }
+
+    async fn start(config: &IngestConfig, nats_url: &str) -> anyhow::Result<Self> {
+        let bin_dir = Self::bin_dir()?;
         let data = config.data_dir.join("split").display().to_string();
         let port = || -> anyhow::Result<String> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -1130,5 +1162,20 @@ mod tests {
         assert_eq!(records.len(), 600);
         let ids: std::collections::HashSet<&String> = records.iter().map(|(id, _)| id).collect();
         assert_eq!(ids.len(), 600, "fresh ids per row");
+    }
+
+    #[test]
+    fn the_separate_processes_row_names_the_binaries_it_lacks() {
+        // A test binary lives in target/<profile>/deps, where no service binary is.
+        let why = Split::missing()
+            .expect("the test binary's directory")
+            .expect("no service binaries beside the test binary");
+        let dir = Split::bin_dir().expect("dir").display().to_string();
+        assert!(
+            why.starts_with("wfl-ledger, wfl-gateway, wfl-projector not beside this wfl in "),
+            "{why}"
+        );
+        assert!(why.contains(&dir), "{why}");
+        assert!(why.contains("cargo build --release --bins"), "{why}");
     }
 }
