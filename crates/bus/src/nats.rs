@@ -36,15 +36,16 @@ const MIN_PING_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest pause between two attempts to dial the servers again.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
-/// The pause before the `attempts`-th dial since the connection was lost: none for the first,
-/// then doubling from 50 ms up to [`MAX_RECONNECT_DELAY`] (the client's own default grows to
-/// 4 s, which a healed link would wait out on top of noticing it had been cut).
+/// The pause before the `attempts`-th dial since the connection was lost (each server of the
+/// list tried counts one): the client's own schedule (none for the first, then 2 ms doubling),
+/// capped at [`MAX_RECONNECT_DELAY`] instead of its 4 s, so a long outage adds at most 2 s (plus
+/// the dial itself, up to the connect timeout) once the link is back.
 fn reconnect_delay(attempts: usize) -> Duration {
     if attempts <= 1 {
         return Duration::ZERO;
     }
-    let exponent = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(16);
-    (Duration::from_millis(50) * 2u32.pow(exponent)).min(MAX_RECONNECT_DELAY)
+    let exponent = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(20);
+    Duration::from_millis(2u64.pow(exponent)).min(MAX_RECONNECT_DELAY)
 }
 /// Messages requested per pull from the inbox consumer (the client buffers up to this many).
 const PULL_BATCH: usize = 1_000;
@@ -127,7 +128,7 @@ pub struct NatsConfig {
     /// Client-side PING interval. A connection whose pings go unanswered three intervals in a
     /// row is dropped and dialled again, so this bounds how long a half-open connection (a cut
     /// link: no FIN, no RST) goes unnoticed. A cluster instance sets a third of its lease TTL,
-    /// so it is back on the bus within about one TTL of the link healing.
+    /// so such a connection is replaced within about one TTL.
     pub ping_interval: Duration,
 }
 
@@ -1464,10 +1465,10 @@ mod tests {
 
     #[test]
     fn redialling_starts_at_once_and_backs_off_to_two_seconds() {
-        let delays: Vec<u128> = (0..12).map(|a| reconnect_delay(a).as_millis()).collect();
+        let delays: Vec<u128> = (0..14).map(|a| reconnect_delay(a).as_millis()).collect();
         assert_eq!(
             delays,
-            [0, 0, 50, 100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000]
+            [0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2000, 2000]
         );
         assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
     }

@@ -27,7 +27,8 @@ pub(crate) fn encode(sequence: u64, recorded_at_micros: i64, event: &Event) -> V
 /// event a second time. Fields in tag order, zero scalars left out, as prost does.
 pub(crate) fn encode_canonical(sequence: u64, recorded_at_micros: i64, event: &[u8]) -> Vec<u8> {
     use prost::encoding::{encode_key, encode_varint, int64, uint64, WireType};
-    let mut bytes = Vec::with_capacity(event.len() + 24);
+    // Three keys, two 10-byte varints and the length's varint at most.
+    let mut bytes = Vec::with_capacity(event.len() + 33);
     if sequence != 0 {
         uint64::encode(1, &sequence, &mut bytes);
     }

@@ -14,10 +14,11 @@
 //! - a partition whose ledger stopped by itself (fenced, NATS lost, a store failure) has its lease
 //!   released and is taken again (by this or another instance) in a later round.
 //!
-//! Stopping a partition's ledger and releasing its lease happen in a task of their own, never in
-//! the round: a ledger cut off from NATS can take seconds to stop, and a round that waited would
-//! not heartbeat, so the other instances would count this one out (and keep its share) for as
-//! long. When the live instances cannot be counted, the last count stands.
+//! Stopping a partition's ledger and releasing its lease happen in a task of their own
+//! ([`finish`]), never in the round: a ledger cut off from NATS can take many seconds to stop,
+//! and a round that waited would not heartbeat, so the other instances would count this one out
+//! (and keep its share) for as long. The partition is not taken again, nor followed, until that
+//! task has ended. When the live instances cannot be counted, the last count stands.
 //!
 //! Each partition's ledger is a whole [`Ledger`]: its own sled store under
 //! `<data dir>/p<n>/`, its own durable inbox consumer `wfl-ledger-p<n>` on `wfl.inbox.<n>.>`, its
@@ -171,12 +172,11 @@ pub async fn run(
     let tick = config.cluster.lease_ttl / 3;
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut standby: BTreeMap<u32, Standby> = BTreeMap::new();
-    // Partitions whose ledger is stopping (then its lease released) in the background: a ledger
-    // cut off from NATS can take many seconds to stop, and the round must go on heartbeating
-    // meanwhile, or the others count this instance out for as long. Not taken again (its store
-    // is still open) until that has finished.
+    // Partitions being stopped by [`finish`] (see the module doc); not taken again, nor
+    // followed, while their store may still be open.
     let mut stopping: BTreeMap<u32, JoinHandle<()>> = BTreeMap::new();
-    let mut live = 1;
+    // None until the live instances were first counted.
+    let mut live: Option<usize> = None;
     let mut first = true;
     loop {
         stopping.retain(|_, t| !t.is_finished());
@@ -224,16 +224,16 @@ pub async fn run(
         }
         // Share: ceil(partitions / live instances). The first round only announces this
         // instance, so instances started together see each other before taking partitions.
-        // When the count cannot be read, the last one stands: an instance that cannot list
-        // the others must not conclude it is alone and reach for every partition.
+        // When the count cannot be read, the last one stands (none yet: nothing is taken or
+        // given up): an instance that cannot list the others must not conclude it is alone.
         match cluster.live_instances().await {
-            Ok(l) => live = l.len().max(1),
+            Ok(l) => live = Some(l.len().max(1)),
             Err(e) => {
-                warn!(error = %e, live, "cannot count the live instances; keeping the last count")
+                warn!(error = %e, ?live, "cannot count the live instances; keeping the last count")
             }
         }
-        let share = (count as usize).div_ceil(live);
-        if !first {
+        if let (false, Some(live)) = (first, live) {
+            let share = (count as usize).div_ceil(live);
             let start = PartitionMap::hash_partition(&config.instance, count);
             for i in 0..count {
                 if running.len() >= share || shutdown.is_cancelled() {
@@ -462,20 +462,38 @@ async fn launch(
     }
 }
 
+/// How long a partition's ledger has to stop before its lease is released anyway and its task
+/// aborted.
+const STOP_BOUND: Duration = Duration::from_secs(30);
+
 /// Stops writing `p` at once (`owned`), then, in a task of its own, waits for the partition's
-/// ledger to stop and releases its lease.
+/// ledger to stop and releases its lease. A ledger that has not stopped within [`STOP_BOUND`]
+/// has its lease released (so another instance can take over; the partition log's fence keeps
+/// its writes out) and its task aborted and awaited: the returned task ends only once the
+/// ledger's task has.
 fn finish(cluster: &Cluster, owned: &Owned, p: u32, r: Running) -> JoinHandle<()> {
     owned.set(p, None);
     let cluster = cluster.clone();
+    let Running {
+        lease, mut task, ..
+    } = r;
     tokio::spawn(async move {
-        match tokio::time::timeout(Duration::from_secs(30), r.task).await {
+        let stopped = tokio::time::timeout(STOP_BOUND, &mut task).await;
+        match &stopped {
             Ok(Ok(Ok(()))) => info!(partition = p, "partition's ledger stopped"),
             Ok(Ok(Err(e))) => error!(partition = p, error = %e, "partition's ledger stopped"),
             Ok(Err(e)) => error!(partition = p, error = %e, "partition's ledger task failed"),
-            Err(_) => error!(partition = p, "partition's ledger did not stop within 30 s"),
+            Err(_) => error!(
+                partition = p,
+                "partition's ledger did not stop within {STOP_BOUND:?}; releasing its lease and aborting it"
+            ),
         }
-        if let Err(e) = cluster.release(&r.lease).await {
+        if let Err(e) = cluster.release(&lease).await {
             warn!(partition = p, error = %e, "cannot release the lease; it expires by itself");
+        }
+        if stopped.is_err() {
+            task.abort();
+            let _ = task.await;
         }
     })
 }
