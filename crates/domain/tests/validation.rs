@@ -821,15 +821,22 @@ fn a_long_reason_is_reported_at_its_payload_path() {
     );
 }
 
+/// An economic dismissal whose plan id (an identifier, at most 64 characters) is `plan_id`.
+fn dismissal_planned(plan_id: String) -> Event {
+    ev(
+        ORG,
+        Payload::EconomicDismissal(EconomicDismissal {
+            separation: sep("w1"),
+            selection_criteria: Some("seniority".to_owned()),
+            plan_id: Some(plan_id),
+        }),
+    )
+}
+
 #[test]
 fn identifiers_are_at_most_64_characters() {
-    let dismissal = EconomicDismissal {
-        separation: sep("w1"),
-        selection_criteria: Some("seniority".to_owned()),
-        plan_id: Some("p".repeat(MAX_ID + 1)),
-    };
     then_only(
-        &ev(ORG, Payload::EconomicDismissal(dismissal)),
+        &dismissal_planned("p".repeat(MAX_ID + 1)),
         "payload.economic_dismissal.plan_id",
         "at most 64",
     );
@@ -838,19 +845,9 @@ fn identifiers_are_at_most_64_characters() {
 #[test]
 fn limits_count_characters_not_bytes() {
     // 64 two-byte characters: 128 bytes, within the 64-character limit.
-    let at_limit = EconomicDismissal {
-        separation: sep("w1"),
-        selection_criteria: Some("seniority".to_owned()),
-        plan_id: Some("é".repeat(MAX_ID)),
-    };
-    assert!(fields(&ev(ORG, Payload::EconomicDismissal(at_limit))).is_empty());
-    let over = EconomicDismissal {
-        separation: sep("w1"),
-        selection_criteria: Some("seniority".to_owned()),
-        plan_id: Some("é".repeat(MAX_ID + 1)),
-    };
+    assert!(fields(&dismissal_planned("é".repeat(MAX_ID))).is_empty());
     then_only(
-        &ev(ORG, Payload::EconomicDismissal(over)),
+        &dismissal_planned("é".repeat(MAX_ID + 1)),
         "payload.economic_dismissal.plan_id",
         "at most 64",
     );
