@@ -24,6 +24,7 @@ mod batch;
 mod error;
 pub mod forensic;
 mod layout;
+mod lookups;
 pub mod mem_log;
 pub mod merkle;
 pub mod sled_log;

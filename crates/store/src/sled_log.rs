@@ -81,7 +81,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -91,6 +91,7 @@ use crate::layout::{
     self, ChunkView, EntrySource, IdEntry, IdFormat, IdGroupView, PostingsView, RecordView,
     ID_PREFIX_LEN,
 };
+use crate::lookups::{Groups, Lookups};
 use crate::merkle;
 use crate::tiles::{self, TileFrontier};
 use crate::{
@@ -122,6 +123,9 @@ pub struct SledLog {
     writer: Mutex<Writer>,
     /// What readers may see; updated only after a flush.
     visible: Mutex<Visible>,
+    /// What [`Log::decision`] read, for the next append to take instead of reading sled again
+    /// ([`crate::lookups`]). Taken after `writer` when both are held.
+    lookups: Mutex<Lookups>,
     /// The store holds id groups of layout 2 (`j`, read and never written since): only then
     /// does a lookup of an absent id scan them too. Fixed at open.
     plain_ids: bool,
@@ -237,6 +241,7 @@ impl SledLog {
                 head,
                 pending_rejections: HashSet::new(),
             }),
+            lookups: Mutex::new(Lookups::default()),
         })
     }
 
@@ -244,6 +249,12 @@ impl SledLog {
         self.visible
             .lock()
             .map_err(|_| Error::Io("visibility lock poisoned".to_owned()))
+    }
+
+    fn lookups(&self) -> Result<MutexGuard<'_, Lookups>, Error> {
+        self.lookups
+            .lock()
+            .map_err(|_| Error::Io("look-up lock poisoned".to_owned()))
     }
 
     fn visible_head(&self) -> Result<Head, Error> {
@@ -1009,10 +1020,22 @@ impl Log for SledLog {
             )));
         }
         let old = writer.head;
+        let ids = || {
+            records
+                .iter()
+                .map(|r| &r.event_id)
+                .chain(rejections.iter().map(|r| &r.event_id))
+        };
+        // What `decision` read for these ids since the last append holds until this one is
+        // applied: an id it found undecided is not read again, nor a prefix's groups.
+        let taken = self.lookups()?.take(ids());
         // Id groups are loaded once per prefix: for the duplicate check now
         // and for extending the last group below.
-        let mut id_groups: HashMap<[u8; ID_PREFIX_LEN], Vec<(u8, sled::IVec)>> = HashMap::new();
+        let mut id_groups: HashMap<[u8; ID_PREFIX_LEN], Groups> = taken.groups;
         let plan = batch::plan(&old, records, rejections, |id| {
+            if taken.undecided.contains(id) {
+                return Ok(false);
+            }
             if self.tree.contains_key(layout::decision_key(id))? {
                 return Ok(true);
             }
@@ -1020,7 +1043,7 @@ impl Log for SledLog {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
                     let loaded = load_id_groups(&self.tree, IdFormat::Submitted, entry.key())?;
-                    entry.insert(loaded)
+                    entry.insert(Arc::new(loaded))
                 }
             };
             Ok(find_committed(groups, IdFormat::Submitted, id).is_some()
@@ -1100,7 +1123,7 @@ impl Log for SledLog {
             pending.sort_unstable_by_key(|(entry, _)| entry.rest);
             let existing = match id_groups.remove(&prefix) {
                 Some(groups) => groups,
-                None => load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?,
+                None => Arc::new(load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?),
             };
             write_id_groups(&mut ops, &prefix, &existing, &pending);
         }
@@ -1133,7 +1156,14 @@ impl Log for SledLog {
                 .pending_rejections
                 .extend(rejections.iter().map(|r| r.event_id));
         }
-        if let Err(err) = self.tree.apply_batch(ops) {
+        let applied = self.tree.apply_batch(ops);
+        // After the batch is applied (sled's readers see it) and before the next append: what a
+        // look-up kept about these ids or their prefixes may be stale now.
+        match &applied {
+            Ok(()) => self.lookups()?.decided(ids()),
+            Err(_) => self.lookups()?.clear(),
+        }
+        if let Err(err) = applied {
             return Err(SledLog::fail(&mut writer, err));
         }
         if let Err(err) = self.db.flush() {
@@ -1153,15 +1183,34 @@ impl Log for SledLog {
     fn decision(&self, event_id: &Uuid) -> Result<Option<Decision>, Error> {
         // Read sled first, then the visibility state: see `append` for why
         // that order makes the pending check sound.
+        let prefix = layout::id_prefix(event_id);
+        // Registered before sled is read (see `crate::lookups`).
+        let started = self.lookups()?.start(event_id, &prefix);
         let decision = match self.tree.get(layout::decision_key(event_id))? {
-            Some(value) => layout::decode_decision(event_id, &value)?,
+            Some(value) => {
+                self.lookups()?
+                    .finish(&started, event_id, &prefix, None, false);
+                layout::decode_decision(event_id, &value)?
+            }
             None => {
-                let prefix = layout::id_prefix(event_id);
-                let groups = load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?;
+                let (groups, read) = match &started.groups {
+                    Some(groups) => (Arc::clone(groups), false),
+                    None => (
+                        Arc::new(load_id_groups(&self.tree, IdFormat::Submitted, &prefix)?),
+                        true,
+                    ),
+                };
                 let found = match find_committed(&groups, IdFormat::Submitted, event_id) {
                     Some(entry) => Some(entry),
                     None => find_committed_v2(&self.tree, self.plain_ids, event_id)?,
                 };
+                self.lookups()?.finish(
+                    &started,
+                    event_id,
+                    &prefix,
+                    read.then_some(groups),
+                    found.is_none(),
+                );
                 match found {
                     Some(entry) => Decision::Committed {
                         sequence: entry.sequence,

@@ -221,6 +221,52 @@ fn suite_duplicate_event_ids_are_conflicts(log: &dyn Log) {
     ));
 }
 
+/// Looking an id up before appending it (what the ledger's writer does for every event) does
+/// not let it be decided twice, nor hide it once decided: the sled backend keeps what a look-up
+/// read for the next append, and an append must make that stale.
+fn suite_an_id_looked_up_as_new_is_refused_once_decided(log: &dyn Log) {
+    seed(log);
+    // All of `id`'s ids share one prefix, so one look-up's groups serve the others.
+    for n in [13, 14, 900] {
+        assert_eq!(log.decision(&id(n)).unwrap(), None);
+    }
+    log.append(&[rec(13, "a", "X")], &[reject(900, RefusalCode::Aborted)])
+        .unwrap();
+    assert!(matches!(
+        log.decision(&id(13)).unwrap(),
+        Some(Decision::Committed { sequence: 13, .. })
+    ));
+    assert!(matches!(
+        log.decision(&id(900)).unwrap(),
+        Some(Decision::Rejected { .. })
+    ));
+    // 14 was looked up before 13 was appended; both are appended once now, never again.
+    let before = log.head().unwrap();
+    let mut again = rec(14, "a", "X");
+    again.event_id = id(13);
+    assert!(is_conflict(log.append(&[again], &[])));
+    let mut rejected_again = rec(14, "a", "X");
+    rejected_again.event_id = id(900);
+    assert!(is_conflict(log.append(&[rejected_again], &[])));
+    assert!(is_conflict(
+        log.append(&[], &[reject(13, RefusalCode::InvalidArgument)])
+    ));
+    assert_eq!(log.head().unwrap(), before);
+    log.append(&[rec(14, "a", "X")], &[]).unwrap();
+    assert!(is_conflict(log.append(
+        &[rec(15, "a", "X")].map(|mut r| {
+            r.event_id = id(14);
+            r
+        }),
+        &[]
+    )));
+    assert!(matches!(
+        log.decision(&id(14)).unwrap(),
+        Some(Decision::Committed { sequence: 14, .. })
+    ));
+    assert_eq!(log.decision(&id(15)).unwrap(), None);
+}
+
 fn suite_rejections_are_recorded(log: &dyn Log) {
     let links = log
         .append(
@@ -743,6 +789,7 @@ conformance!(
     suite_chain_links,
     suite_non_contiguous_is_conflict_and_writes_nothing,
     suite_duplicate_event_ids_are_conflicts,
+    suite_an_id_looked_up_as_new_is_refused_once_decided,
     suite_rejections_are_recorded,
     suite_read_ranges,
     suite_read_filtered,

@@ -472,6 +472,63 @@ fn concurrent_readers_only_see_whole_durable_prefixes() {
     );
 }
 
+/// Look-ups racing appends (the outcome questions beside the writer): what a look-up found is
+/// kept for the next append, so one read too early would let an id be appended twice, or an
+/// append extend a stale id group and lose ids. Every id stays decided exactly once, through
+/// groups and the per-id keys beyond them (2,000 ids in one prefix).
+#[test]
+fn look_ups_racing_appends_never_let_an_id_be_decided_twice_or_lost() {
+    const BATCH: u64 = 20;
+    const BATCHES: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for t in 0..2u64 {
+            let (log, done) = (&log, &done);
+            scope.spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ t;
+                while !done.load(Ordering::Acquire) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let _ = log
+                        .decision(&Uuid::from_u128(u128::from(1 + x % (BATCH * BATCHES))))
+                        .unwrap();
+                }
+            });
+        }
+        for b in 0..BATCHES {
+            let first = 1 + b * BATCH;
+            let batch: Vec<NewRecord> = (first..first + BATCH).map(|s| rec(s, "o", "T")).collect();
+            // As the writer does: look every id up, then append.
+            for r in &batch {
+                assert_eq!(log.decision(&r.event_id).unwrap(), None);
+            }
+            log.append(&batch, &[]).unwrap();
+            for earlier in [1, first.div_ceil(2), first] {
+                let mut again = rec(first + BATCH, "o", "T");
+                again.event_id = Uuid::from_u128(u128::from(earlier));
+                let _ = log.decision(&again.event_id).unwrap();
+                assert!(
+                    matches!(log.append(&[again], &[]), Err(Error::Conflict(_))),
+                    "id {earlier} was appended twice"
+                );
+            }
+        }
+        done.store(true, Ordering::Release);
+    });
+    for s in 1..=BATCH * BATCHES {
+        assert!(
+            matches!(
+                log.decision(&Uuid::from_u128(u128::from(s))).unwrap(),
+                Some(Decision::Committed { sequence, .. }) if sequence == s
+            ),
+            "id {s} lost its decision"
+        );
+    }
+}
+
 /// A layout 2 store (committed ids in `j` groups without submission ids, refusals without a
 /// content hash) is still read after the upgrade to layout 3: its ids stay decided, with
 /// `submission` and `content` unknown, and new appends extend the layout 3 groups.
