@@ -51,7 +51,36 @@ pub struct InboxMessage {
     pub submission: uuid::Uuid,
     /// Opaque encoded event.
     pub payload: Bytes,
+    /// What the publisher already decoded from `payload`, for an in-process bus to hand over
+    /// with it ([`Decoded`]); `None` when it has nothing to give.
+    pub decoded: Option<Decoded>,
 }
+
+/// What a publisher already decoded from an inbox message's payload, handed to the receiver by
+/// the in-process bus ([`MemoryBus`]) so that the same bytes are not decoded twice in one
+/// process. A broker carries only the bytes: NATS deliveries never have one. It must be exactly
+/// what the payload encodes; the receiver names the type it expects (`downcast_ref`) and decodes
+/// the payload itself when it finds none, or another type.
+#[derive(Clone)]
+pub struct Decoded(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoded(..)")
+    }
+}
+
+/// The same value (one allocation), not equal contents: a decoded value need not be comparable.
+impl PartialEq for Decoded {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(
+            std::sync::Arc::as_ptr(&self.0),
+            std::sync::Arc::as_ptr(&other.0),
+        )
+    }
+}
+
+impl Eq for Decoded {}
 
 /// The broker's acknowledgement of one inbox publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +96,9 @@ pub struct PublishAck {
 pub struct Delivery {
     /// Opaque encoded event, as published.
     pub payload: Bytes,
+    /// What the publisher decoded from `payload`, when an in-process bus handed it over
+    /// ([`Decoded`]).
+    pub decoded: Option<Decoded>,
     /// The publisher's submission id (`Wfl-Submission`), when it sent a valid one.
     pub submission: Option<uuid::Uuid>,
     /// True when the broker delivered this message before (it was not acknowledged in time).
@@ -162,6 +194,12 @@ pub trait Bus: Send + Sync + 'static {
     /// storage); false for the in-process bus (callers then wait for the ledger's commit
     /// instead).
     fn durable_inbox(&self) -> bool;
+
+    /// True when an inbox message's [`InboxMessage::decoded`] reaches the receiver (the
+    /// in-process bus); a publisher need not build one otherwise.
+    fn hands_over_decoded(&self) -> bool {
+        false
+    }
 
     /// Whether the bus is usable now, for readiness probes: `Err` says why not (e.g. the NATS
     /// connection is down and reconnecting). The in-process bus is always ready.

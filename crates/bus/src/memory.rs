@@ -17,9 +17,12 @@ use tokio::time::Instant;
 
 use crate::subject::{check_event_type, check_org, check_subject};
 use crate::{
-    AckHandle, Acker, Bus, CommittedMessage, Delivery, Error, Inbox, InboxMessage, PublishAck,
-    ReplyHandle, Request, Requests, Subscription,
+    AckHandle, Acker, Bus, CommittedMessage, Decoded, Delivery, Error, Inbox, InboxMessage,
+    PublishAck, ReplyHandle, Request, Requests, Subscription,
 };
+
+/// One inbox message in the queue: its payload, submission id and what its publisher decoded.
+type Queued = (Bytes, uuid::Uuid, Option<Decoded>);
 
 /// Default inbox capacity (messages) of [`MemoryBus::new`].
 pub const DEFAULT_INBOX_CAPACITY: usize = 65_536;
@@ -35,9 +38,9 @@ pub struct MemoryBus {
 }
 
 struct Inner {
-    inbox_tx: mpsc::Sender<(Bytes, uuid::Uuid)>,
+    inbox_tx: mpsc::Sender<Queued>,
     /// Shared by every [`Inbox`] handed out: they compete for messages, like NATS pullers.
-    inbox_rx: Arc<Mutex<mpsc::Receiver<(Bytes, uuid::Uuid)>>>,
+    inbox_rx: Arc<Mutex<mpsc::Receiver<Queued>>>,
     committed: broadcast::Sender<CommittedMessage>,
     published: broadcast::Sender<(String, Bytes)>,
     last_published: Mutex<Option<u64>>,
@@ -135,6 +138,10 @@ impl Bus for MemoryBus {
         false
     }
 
+    fn hands_over_decoded(&self) -> bool {
+        true
+    }
+
     async fn publish_inbox(&self, msgs: Vec<InboxMessage>) -> Vec<Result<PublishAck, Error>> {
         let mut results = Vec::with_capacity(msgs.len());
         for msg in msgs {
@@ -154,7 +161,7 @@ impl Bus for MemoryBus {
                         if duplicate {
                             Ok(PublishAck { duplicate: true })
                         } else {
-                            permit.send((msg.payload, msg.submission));
+                            permit.send((msg.payload, msg.submission, msg.decoded));
                             Ok(PublishAck { duplicate: false })
                         }
                     }
@@ -272,7 +279,7 @@ impl Subscription for MemorySubscription {
 
 /// An in-process inbox consumer.
 struct MemoryInbox {
-    rx: Arc<Mutex<mpsc::Receiver<(Bytes, uuid::Uuid)>>>,
+    rx: Arc<Mutex<mpsc::Receiver<Queued>>>,
 }
 
 #[async_trait::async_trait]
@@ -314,9 +321,10 @@ impl Acker for NoAck {
     }
 }
 
-fn delivery((payload, submission): (Bytes, uuid::Uuid)) -> Delivery {
+fn delivery((payload, submission, decoded): Queued) -> Delivery {
     Delivery {
         payload,
+        decoded,
         submission: Some(submission),
         redelivered: false,
         org_id: None,

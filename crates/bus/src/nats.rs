@@ -1232,6 +1232,7 @@ fn deliveries(msg: jetstream::Message, out: &mut std::collections::VecDeque<Deli
     out.extend(events.into_iter().zip(0u32..).map(|(e, index)| {
         Delivery {
             payload: e.payload,
+            decoded: None,
             submission: Some(e.submission),
             msg_id: Some(e.event_id.to_string()),
             redelivered: whole.redelivered,
@@ -1283,6 +1284,7 @@ fn delivery(msg: jetstream::Message) -> Delivery {
             .unwrap_or(0),
         msg_id: header(async_nats::header::NATS_MESSAGE_ID.as_ref()),
         payload,
+        decoded: None,
         redelivered,
         org_id,
         handle: match reply {

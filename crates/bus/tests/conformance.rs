@@ -26,6 +26,7 @@ fn msg(i: usize) -> InboxMessage {
         org_id: ["org-a", "org-b"][i % 2].to_owned(),
         submission: uuid::Uuid::from_u128(i as u128 + 1),
         payload: Bytes::from(format!("payload-{i:05}")),
+        decoded: None,
     }
 }
 

@@ -12,6 +12,7 @@ fn msg(i: usize) -> InboxMessage {
         org_id: ["org-a", "org-b"][i % 2].to_owned(),
         submission: uuid::Uuid::from_u128(i as u128 + 1),
         payload: Bytes::from(i.to_string()),
+        decoded: None,
     }
 }
 
@@ -26,6 +27,38 @@ fn committed(sequence: u64) -> CommittedMessage {
         msg_id: None,
         partition: None,
     }
+}
+
+/// What the publisher decoded is handed over with the bytes, the same value (no copy), so the
+/// ledger need not decode them again; a message without one is delivered without one.
+#[tokio::test]
+async fn what_the_publisher_decoded_is_handed_over_with_the_bytes() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    assert!(bus.hands_over_decoded());
+    let decoded = wfl_bus::Decoded(Arc::new(String::from("decoded 0")));
+    let with = InboxMessage {
+        decoded: Some(decoded.clone()),
+        ..msg(0)
+    };
+    let acks = bus.publish_inbox(vec![with, msg(1)]).await;
+    assert!(acks.iter().all(Result::is_ok));
+    let mut inbox = bus.inbox().await.expect("inbox");
+    let batch = inbox
+        .next_batch(2, Duration::from_secs(5))
+        .await
+        .expect("next_batch");
+    assert_eq!(batch.len(), 2);
+    assert_eq!(batch[0].decoded.as_ref(), Some(&decoded));
+    assert_eq!(
+        batch[0]
+            .decoded
+            .as_ref()
+            .and_then(|d| d.0.downcast_ref::<String>())
+            .map(String::as_str),
+        Some("decoded 0")
+    );
+    assert_eq!(batch[0].payload, Bytes::from("0"));
+    assert!(batch[1].decoded.is_none());
 }
 
 #[tokio::test]

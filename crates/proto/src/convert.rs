@@ -1103,3 +1103,13 @@ pub fn encode_with_content(event: &wfl_domain::Event) -> (Vec<u8>, [u8; 32]) {
     let content = sha2::Sha256::digest(&bytes).into();
     (bytes, content)
 }
+
+/// An event the gateway converted and checked, with the [`content_sha256`] of its canonical
+/// encoding: what it hands the ledger beside those bytes when both run in one process (the
+/// in-process bus's `Decoded`), so the ledger does not decode, convert and encode the same
+/// event again. The bytes it travels with are exactly [`encode_with_content`]'s.
+#[derive(Debug)]
+pub struct Checked {
+    pub event: wfl_domain::Event,
+    pub content: [u8; 32],
+}

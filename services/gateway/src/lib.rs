@@ -211,6 +211,7 @@ impl Gateway {
         let mut contents = Vec::new(); // content hash of each message
         let limits = self.config.limits;
         let tighter = limits != wfl_domain::Limits::SCHEMA;
+        let hand_over = self.bus.hands_over_decoded();
         for wire in events {
             let checked = wfl_proto::convert::event_from_pb(wire).and_then(|event| {
                 if tighter {
@@ -225,11 +226,19 @@ impl Gateway {
                     // The payload is the canonical encoding the content hash is taken of.
                     let (payload, content) = wfl_proto::convert::encode_with_content(&event);
                     contents.push(content);
+                    let (event_id, org_id) = (event.event_id.0, event.org_id.0.clone());
                     msgs.push(InboxMessage {
-                        event_id: event.event_id.0,
+                        event_id,
                         submission: uuid::Uuid::new_v4(),
-                        org_id: event.org_id.0.clone(),
+                        org_id,
                         payload: Bytes::from(payload),
+                        // In one process the ledger takes the checked event as it is.
+                        decoded: hand_over.then(|| {
+                            wfl_bus::Decoded(Arc::new(wfl_proto::convert::Checked {
+                                event,
+                                content,
+                            }))
+                        }),
                     });
                 }
                 Err(v) => {

@@ -39,7 +39,9 @@ use crate::storage::{Fault, Guard, StorageState};
 use crate::{codec, snapshot, Config, Error};
 
 /// An inbox message: the encoded event and the submission id it was published under.
-type Payload = (Bytes, Option<Uuid>);
+/// An inbox event: its bytes, the submission that sent it, and (in one process) the gateway's
+/// checked event they encode (`wfl_proto::convert::Checked`), which spares decoding them.
+type Payload = (Bytes, Option<Uuid>, Option<wfl_bus::Decoded>);
 
 /// First and longest pause between checks of a data directory that could not take a commit.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -371,18 +373,28 @@ impl Writer {
                 (&f.originals, &f.decided)
             });
 
-        for (payload, submission) in &batch.payloads {
-            let wire = match pb::Event::decode(payload.as_ref()) {
-                Ok(w) => w,
-                Err(e) => {
-                    // Nothing identifies it, so nobody can be told: say so loudly and move on.
-                    error!(error = %e, bytes = payload.len(), "inbox message is not a wfl.v1.Event; dropped");
-                    continue;
+        for (payload, submission, decoded) in &batch.payloads {
+            let checked = decoded
+                .as_ref()
+                .and_then(|d| d.0.downcast_ref::<wfl_proto::convert::Checked>());
+            let (uuid, wire) = match checked {
+                Some(c) => (c.event.event_id.0, None),
+                None => {
+                    let wire = match pb::Event::decode(payload.as_ref()) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            // Nothing identifies it, so nobody can be told: say so loudly and
+                            // move on.
+                            error!(error = %e, bytes = payload.len(), "inbox message is not a wfl.v1.Event; dropped");
+                            continue;
+                        }
+                    };
+                    let Ok(uuid) = Uuid::parse_str(&wire.event_id) else {
+                        error!(event_id = %wire.event_id, "inbox message has no valid event_id; dropped");
+                        continue;
+                    };
+                    (uuid, Some(wire))
                 }
-            };
-            let Ok(uuid) = Uuid::parse_str(&wire.event_id) else {
-                error!(event_id = %wire.event_id, "inbox message has no valid event_id; dropped");
-                continue;
             };
             let id = EventId(uuid);
             let prior = match decided.get(&id).or_else(|| prior_decided.get(&id)) {
@@ -423,34 +435,48 @@ impl Writer {
                 outcomes.push(o);
                 continue;
             }
-            let event = match wfl_proto::convert::event_from_pb(wire) {
-                Ok(e) => e,
-                Err(v) => {
-                    // Only a publisher that bypassed the gateway sends an event that does not
-                    // convert; its refusal keeps the hash of the raw payload.
-                    let content: [u8; 32] = sha2::Sha256::digest(payload).into();
-                    let code = RefusalCode::InvalidArgument;
-                    let o = rejected(&uuid, code, v.to_string(), Some(content));
-                    rejections.push(Rejection {
-                        event_id: uuid,
-                        code,
-                        message: v.to_string(),
-                        content: Some(content),
-                    });
-                    decided.insert(id, Some(o.clone()));
-                    outcomes.push(o);
-                    continue;
-                }
-            };
-            // One canonical encoding gives both the content hash and the record's bytes.
-            let (canonical, content) = wfl_proto::convert::encode_with_content(&event);
+            let converted;
+            let encoded;
+            // The event, its canonical encoding and that encoding's content hash: as the gateway
+            // checked them in this process, or from the bytes.
+            let (event, canonical, content): (&wfl_domain::Event, &[u8], [u8; 32]) =
+                match (checked, wire) {
+                    (Some(c), _) => (&c.event, payload.as_ref(), c.content),
+                    (None, wire) => match wire.map(wfl_proto::convert::event_from_pb) {
+                        Some(Ok(e)) => {
+                            converted = e;
+                            let (bytes, content) =
+                                wfl_proto::convert::encode_with_content(&converted);
+                            encoded = bytes;
+                            (&converted, encoded.as_slice(), content)
+                        }
+                        Some(Err(v)) => {
+                            // Only a publisher that bypassed the gateway sends an event that
+                            // does not convert; its refusal keeps the hash of the raw payload.
+                            let content: [u8; 32] = sha2::Sha256::digest(payload).into();
+                            let code = RefusalCode::InvalidArgument;
+                            let o = rejected(&uuid, code, v.to_string(), Some(content));
+                            rejections.push(Rejection {
+                                event_id: uuid,
+                                code,
+                                message: v.to_string(),
+                                content: Some(content),
+                            });
+                            decided.insert(id, Some(o.clone()));
+                            outcomes.push(o);
+                            continue;
+                        }
+                        // A message without its checked event is decoded above.
+                        None => continue,
+                    },
+                };
             let history = StoreHistory {
                 store: self.store.as_ref(),
                 batch: &originals,
                 inflight: prior_originals,
                 failed: std::cell::Cell::new(false),
             };
-            let decision = self.state.decide(&event, &history);
+            let decision = self.state.decide(event, &history);
             if history.failed.get() {
                 return Err(Error::Internal(
                     "store read failed while checking an event; stopping without acknowledging"
@@ -461,18 +487,17 @@ impl Writer {
                 Ok(()) => {
                     let sequence = self.next_sequence;
                     self.next_sequence += 1;
-                    self.state
-                        .apply_tracked(&event, &history, &mut self.changed);
+                    self.state.apply_tracked(event, &history, &mut self.changed);
                     records.push(NewRecord {
                         sequence,
                         event_id: uuid,
                         org_id: event.org_id.0.clone(),
                         event_type: event.event_type().as_str().to_owned(),
-                        bytes: codec::encode_canonical(sequence, recorded_at, &canonical),
+                        bytes: codec::encode_canonical(sequence, recorded_at, canonical),
                         submission: *submission,
                     });
                     contents.push(content);
-                    originals.insert(id, OriginalEvent::of(&event));
+                    originals.insert(id, OriginalEvent::of(event));
                     decided.insert(id, None);
                 }
                 Err(conflict) => {
@@ -1040,7 +1065,7 @@ async fn pump(
         let (done, flushed) = oneshot::channel();
         let payloads = deliveries
             .iter()
-            .map(|d| (d.payload.clone(), d.submission))
+            .map(|d| (d.payload.clone(), d.submission, d.decoded.clone()))
             .collect();
         let batch = InboxBatch {
             payloads,
@@ -1135,7 +1160,7 @@ mod tests {
 
     fn payload(e: &wfl_domain::Event) -> Payload {
         let bytes = wfl_proto::convert::event_to_pb(e).encode_to_vec();
-        (Bytes::from(bytes), Some(Uuid::new_v4()))
+        (Bytes::from(bytes), Some(Uuid::new_v4()), None)
     }
 
     fn batch(payloads: Vec<Payload>) -> (InboxBatch, oneshot::Receiver<()>) {
@@ -1243,6 +1268,69 @@ mod tests {
             .await
             .expect("recover")
             .0
+    }
+
+    /// In one process the gateway hands over the event it checked (`Checked`) with its
+    /// canonical bytes, and the writer takes it instead of decoding them: what it decides and
+    /// stores is exactly what it decides and stores from the bytes alone (record content,
+    /// content hash, refusals against the history).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checked_event_handed_over_is_committed_as_its_bytes_are() {
+        let events = [hire("o", "w1"), resign("o", "w1"), resign("o", "w2")];
+        let mut seen = Vec::new();
+        for hand_over in [false, true] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store: Arc<dyn Log> =
+                Arc::new(wfl_store::SledLog::open(&dir.path().join("ledger")).expect("open"));
+            let shutdown = CancellationToken::new();
+            let mut writer = writer_on(store, dir.path(), &shutdown).await;
+            let payloads = events
+                .iter()
+                .map(|e| {
+                    let (bytes, content) = wfl_proto::convert::encode_with_content(e);
+                    let checked = hand_over.then(|| {
+                        wfl_bus::Decoded(Arc::new(wfl_proto::convert::Checked {
+                            event: e.clone(),
+                            content,
+                        }))
+                    });
+                    (Bytes::from(bytes), Some(Uuid::from_u128(7)), checked)
+                })
+                .collect();
+            let (b, _flushed) = batch(payloads);
+            let prepared = writer.prepare(b, None).expect("prepare");
+            let records: Vec<_> = prepared
+                .records
+                .iter()
+                .map(|r| {
+                    let stored = wfl_store::StoredRecord {
+                        sequence: r.sequence,
+                        event_id: r.event_id,
+                        prev_hash: [0; 32],
+                        hash: [0; 32],
+                        bytes: r.bytes.clone(),
+                    };
+                    let c = codec::decode(&stored).expect("decode");
+                    (
+                        c.sequence,
+                        c.event,
+                        r.event_id,
+                        r.org_id.clone(),
+                        r.event_type.clone(),
+                    )
+                })
+                .collect();
+            let refused: Vec<_> = prepared
+                .rejections
+                .iter()
+                .map(|r| (r.event_id, r.code, r.message.clone(), r.content))
+                .collect();
+            assert_eq!(records.len(), 2, "the hire and its resignation");
+            assert_eq!(refused.len(), 1, "a resignation of nobody");
+            seen.push((records, prepared.contents.clone(), refused));
+            shutdown.cancel();
+        }
+        assert_eq!(seen[0], seen[1]);
     }
 
     /// Cluster mode: a writer that died between the parts of a split batch leaves records on the
