@@ -926,9 +926,10 @@ impl Split {
         };
         let (ledger, gateway) = (port()?, port()?);
         let ledger_url = format!("http://{ledger}");
+        let [ledger_bin, gateway_bin, projector_bin] = Self::BINARIES;
         let runs: [(&str, Vec<String>); 3] = [
             (
-                "wfl-ledger",
+                ledger_bin,
                 vec![
                     "--grpc-addr".into(),
                     ledger.clone(),
@@ -939,7 +940,7 @@ impl Split {
                 ],
             ),
             (
-                "wfl-gateway",
+                gateway_bin,
                 vec![
                     "--grpc-addr".into(),
                     gateway.clone(),
@@ -948,7 +949,7 @@ impl Split {
                 ],
             ),
             (
-                "wfl-projector",
+                projector_bin,
                 vec![
                     "--grpc-addr".into(),
                     port()?,
