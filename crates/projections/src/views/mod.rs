@@ -33,6 +33,7 @@
 //!   accepted `InternalRedeployment` to another site moves it. Movements are attributed to the
 //!   worker's site at the time. A separation dated before its hire counts on the hire date.
 
+pub mod binary;
 mod headcount;
 mod population;
 mod separations;

@@ -1,0 +1,382 @@
+//! The compact binary form of an [`Entry`] and a [`WorkerLink`], for the projector's store.
+//!
+//! JSON (the entry's serde form) cost the persist more than the fold itself and was most of
+//! the time to read a store back. This form is length-prefixed fields with LEB128 integers;
+//! payloads are written by a [`PayloadCodec`] the caller gives (the projector's writes the
+//! `wfl.v1.Payload` protobuf, the form the ledger commits), because this crate must not know
+//! protobuf.
+//!
+//! An entry:
+//!
+//! ```text
+//! sequence:varint org:str site:str jurisdiction:str effective_date:zigzag-varint
+//! correlation:opt-str original:payload later-flag:u8
+//! [if later: corrections:n×held(id payload) links:n×held(id kind:u8)
+//!            retractions:n×held(id) effect:u8 (0 none | 1 id payload | 2 id kind | 3 id)]
+//! held(v) = by:varint from:varint until:varint (0: still holds, else until + 1) v
+//! str = len:varint bytes (UTF-8)   payload = len:varint codec bytes   id = 16 bytes
+//! ```
+//!
+//! A link: `org:str worker:str sequence:varint event_id:id`.
+//!
+//! Owns: this byte layout. Must not: know how payloads are encoded or where the bytes are kept.
+
+use super::{Acts, Effect, Entry, Held, Later, Link, WorkerLink};
+use wfl_domain::{Date, EventId, OrgId, Payload, SiteId, WorkerRef};
+
+/// How payloads are written inside an entry, and read back.
+pub trait PayloadCodec {
+    /// Appends the encoding of `payload` to `out`.
+    fn put(&self, payload: &Payload, out: &mut Vec<u8>);
+    /// The payload `bytes` encode, or why not.
+    ///
+    /// # Errors
+    /// The bytes are not a payload this codec wrote.
+    fn take(&self, bytes: &[u8]) -> Result<Payload, String>;
+}
+
+/// Appends `entry`'s binary form to `out`.
+pub fn put_entry(entry: &Entry, codec: &dyn PayloadCodec, out: &mut Vec<u8>) {
+    varint(out, entry.sequence);
+    text(out, &entry.org_id.0);
+    text(out, &entry.site_id.0);
+    text(out, &entry.jurisdiction);
+    varint(out, zigzag(entry.effective_date.days()));
+    match &entry.correlation_id {
+        None => out.push(0),
+        Some(c) => {
+            out.push(1);
+            text(out, c);
+        }
+    }
+    payload(out, codec, &entry.original);
+    let Some(later) = entry.later.as_deref() else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    acts(out, &later.corrections, |out, (id, p)| {
+        out.extend_from_slice(id.0.as_bytes());
+        payload(out, codec, p);
+    });
+    acts(out, &later.links, |out, (id, kind)| {
+        out.extend_from_slice(id.0.as_bytes());
+        out.push(link_byte(*kind));
+    });
+    acts(out, &later.retracted_by, |out, id| {
+        out.extend_from_slice(id.0.as_bytes());
+    });
+    match &later.effect {
+        None => out.push(0),
+        Some(Effect::Correct {
+            target,
+            replacement,
+        }) => {
+            out.push(1);
+            out.extend_from_slice(target.0.as_bytes());
+            payload(out, codec, replacement);
+        }
+        Some(Effect::Link { target, kind }) => {
+            out.push(2);
+            out.extend_from_slice(target.0.as_bytes());
+            out.push(link_byte(*kind));
+        }
+        Some(Effect::Retract { target }) => {
+            out.push(3);
+            out.extend_from_slice(target.0.as_bytes());
+        }
+    }
+}
+
+/// Reads one entry from the front of `input`, leaving the rest.
+///
+/// # Errors
+/// The bytes end early, or hold a value that is not one [`put_entry`] writes.
+pub fn take_entry(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Entry, String> {
+    let sequence = take_varint(input)?;
+    let org_id = OrgId(take_text(input)?);
+    let site_id = SiteId(take_text(input)?);
+    let jurisdiction = take_text(input)?;
+    let days = unzigzag(take_varint(input)?).ok_or("an effective date out of range")?;
+    let effective_date = Date::from_days(days);
+    let correlation_id = match take_byte(input)? {
+        0 => None,
+        1 => Some(take_text(input)?.into_boxed_str()),
+        b => return Err(format!("correlation flag {b}")),
+    };
+    let original = take_payload(input, codec)?;
+    let later = match take_byte(input)? {
+        0 => None,
+        1 => {
+            let corrections = take_acts(input, |input| {
+                Ok((take_id(input)?, take_payload(input, codec)?))
+            })?;
+            let links = take_acts(input, |input| Ok((take_id(input)?, take_link(input)?)))?;
+            let retracted_by = take_acts(input, take_id)?;
+            let effect = match take_byte(input)? {
+                0 => None,
+                1 => Some(Effect::Correct {
+                    target: take_id(input)?,
+                    replacement: Box::new(take_payload(input, codec)?),
+                }),
+                2 => Some(Effect::Link {
+                    target: take_id(input)?,
+                    kind: take_link(input)?,
+                }),
+                3 => Some(Effect::Retract {
+                    target: take_id(input)?,
+                }),
+                b => return Err(format!("effect kind {b}")),
+            };
+            Some(Box::new(Later {
+                corrections,
+                links,
+                retracted_by,
+                effect,
+            }))
+        }
+        b => return Err(format!("later flag {b}")),
+    };
+    Ok(Entry {
+        sequence,
+        org_id,
+        site_id,
+        jurisdiction,
+        effective_date,
+        correlation_id,
+        original,
+        later,
+    })
+}
+
+/// Appends `link`'s binary form to `out`.
+pub fn put_link(link: &WorkerLink, out: &mut Vec<u8>) {
+    text(out, &link.org.0);
+    text(out, &link.worker.0);
+    varint(out, link.sequence);
+    out.extend_from_slice(link.event_id.0.as_bytes());
+}
+
+/// Reads one link from the front of `input`, leaving the rest.
+///
+/// # Errors
+/// The bytes end early or are not one [`put_link`] writes.
+pub fn take_link_record(input: &mut &[u8]) -> Result<WorkerLink, String> {
+    Ok(WorkerLink {
+        org: OrgId(take_text(input)?),
+        worker: WorkerRef(take_text(input)?),
+        sequence: take_varint(input)?,
+        event_id: take_id(input)?,
+    })
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+fn unzigzag(v: u64) -> Option<i32> {
+    let v = u32::try_from(v).ok()?;
+    Some(((v >> 1) as i32) ^ -((v & 1) as i32))
+}
+
+fn text(out: &mut Vec<u8>, s: &str) {
+    varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn payload(out: &mut Vec<u8>, codec: &dyn PayloadCodec, p: &Payload) {
+    let mut bytes = Vec::new();
+    codec.put(p, &mut bytes);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(&bytes);
+}
+
+fn link_byte(kind: Link) -> u8 {
+    match kind {
+        Link::Backfilled => 0,
+        Link::Closed => 1,
+    }
+}
+
+fn acts<T>(out: &mut Vec<u8>, acts: &Acts<T>, mut value: impl FnMut(&mut Vec<u8>, &T)) {
+    varint(out, acts.0.len() as u64);
+    for h in &acts.0 {
+        varint(out, h.by);
+        varint(out, h.from);
+        varint(out, h.until.map_or(0, |u| u.saturating_add(1)));
+        value(out, &h.value);
+    }
+}
+
+fn take_byte(input: &mut &[u8]) -> Result<u8, String> {
+    let (&b, rest) = input.split_first().ok_or("ends early")?;
+    *input = rest;
+    Ok(b)
+}
+
+fn take_varint(input: &mut &[u8]) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = take_byte(input)?;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("an integer longer than 10 bytes".into())
+}
+
+fn take_slice<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let len = usize::try_from(take_varint(input)?).map_err(|_| "a length out of range")?;
+    if len > input.len() {
+        return Err(format!("a field of {len} bytes with {} left", input.len()));
+    }
+    let (field, rest) = input.split_at(len);
+    *input = rest;
+    Ok(field)
+}
+
+fn take_text(input: &mut &[u8]) -> Result<String, String> {
+    String::from_utf8(take_slice(input)?.to_vec()).map_err(|_| "text that is not UTF-8".into())
+}
+
+fn take_payload(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Payload, String> {
+    codec.take(take_slice(input)?)
+}
+
+fn take_id(input: &mut &[u8]) -> Result<EventId, String> {
+    if input.len() < 16 {
+        return Err("an event id cut short".into());
+    }
+    let (id, rest) = input.split_at(16);
+    *input = rest;
+    uuid::Uuid::from_slice(id)
+        .map(EventId)
+        .map_err(|e| e.to_string())
+}
+
+fn take_link(input: &mut &[u8]) -> Result<Link, String> {
+    match take_byte(input)? {
+        0 => Ok(Link::Backfilled),
+        1 => Ok(Link::Closed),
+        b => Err(format!("link kind {b}")),
+    }
+}
+
+fn take_acts<T>(
+    input: &mut &[u8],
+    mut value: impl FnMut(&mut &[u8]) -> Result<T, String>,
+) -> Result<Acts<T>, String> {
+    let n = take_varint(input)?;
+    // Each held effect takes at least 3 bytes: a count beyond that is damage, not a reason to
+    // reserve memory.
+    if n > input.len() as u64 / 3 {
+        return Err(format!("{n} effects in {} bytes", input.len()));
+    }
+    let mut held = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let by = take_varint(input)?;
+        let from = take_varint(input)?;
+        let until = take_varint(input)?.checked_sub(1);
+        held.push(Held {
+            by,
+            from,
+            until,
+            value: value(input)?,
+        });
+    }
+    Ok(Acts(held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in codec: the payload's JSON (the real one, protobuf, lives in the projector).
+    struct Json;
+
+    impl PayloadCodec for Json {
+        fn put(&self, payload: &Payload, out: &mut Vec<u8>) {
+            serde_json::to_writer(out, payload).expect("a payload serialises");
+        }
+        fn take(&self, bytes: &[u8]) -> Result<Payload, String> {
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        }
+    }
+
+    #[test]
+    fn integers_round_trip_at_their_edges() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            varint(&mut out, v);
+            assert_eq!(take_varint(&mut out.as_slice()), Ok(v));
+        }
+        for d in [0, 1, -1, 738_000, -738_000, i32::MAX, i32::MIN] {
+            assert_eq!(unzigzag(zigzag(d)), Some(d));
+        }
+        assert!(take_varint(&mut [0xffu8; 11].as_slice()).is_err());
+    }
+
+    #[test]
+    fn a_cut_or_damaged_entry_is_an_error_never_a_panic() {
+        let mut p = super::super::Projection::new();
+        let e = wfl_testkit_free_hire();
+        p.apply(1, &e);
+        let entry = p.entries.values().next().expect("an entry").clone();
+        let mut out = Vec::new();
+        put_entry(&entry, &Json, &mut out);
+        assert_eq!(take_entry(&mut out.as_slice(), &Json).as_ref(), Ok(&*entry));
+        for cut in 0..out.len() {
+            assert!(take_entry(&mut &out[..cut], &Json).is_err(), "cut at {cut}");
+        }
+        for i in 0..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 0xff;
+            let _ = take_entry(&mut bad.as_slice(), &Json);
+        }
+    }
+
+    fn wfl_testkit_free_hire() -> wfl_domain::Event {
+        wfl_domain::Event {
+            event_id: EventId(uuid::Uuid::from_u128(7)),
+            org_id: OrgId::from("acme"),
+            site_id: SiteId::from("sh"),
+            jurisdiction: "CN".into(),
+            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
+            source: wfl_domain::Source::default(),
+            correlation_id: Some("plan-1".into()),
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: wfl_domain::EvidenceConfidence::Reported,
+            expected_version: None,
+            payload: Payload::WorkerHired(wfl_domain::WorkerHired {
+                worker_ref: WorkerRef("w-7".into()),
+                employment_relationship: wfl_domain::EmploymentRelationship::Employee,
+                contract_type: wfl_domain::ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: false,
+                avg_weekly_hours: Some(40),
+                months_employed_last_12: None,
+                contract_end: None,
+            }),
+        }
+    }
+}
