@@ -271,6 +271,19 @@ impl Eq for LiveMap {}
 /// How often a [`LiveMap`] reads the map's KV entry.
 pub const MAP_POLL: Duration = Duration::from_millis(250);
 
+/// How long [`Cluster::partition_map`] reads again for a map it knows exists (its create was
+/// refused as already there) but a replica's answer does not show yet.
+const MAP_VISIBLE_WAIT: Duration = Duration::from_secs(15);
+/// The pause between those reads.
+const MAP_VISIBLE_POLL: Duration = Duration::from_millis(100);
+
+/// The answer when no partition map is recorded.
+fn no_map() -> Error {
+    Error::Rejected(format!(
+        "the cluster has no partition map yet (KV {CLUSTER_BUCKET} key {MAP_KEY}); start a ledger instance with --partitions N first"
+    ))
+}
+
 /// Settings of the cluster objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -418,7 +431,20 @@ impl Cluster {
                 Err(e) => return Err(Error::unavailable("record the partition map", e)),
             }
         }
-        let (_, recorded) = self.map_entry().await?;
+        // The map exists (created above, or refused as already there), yet a read served by a
+        // replica that has not applied the create yet finds none: read again for a while
+        // rather than tell the caller the cluster has no map (an instance started beside the
+        // one creating the map exited on that).
+        let deadline = tokio::time::Instant::now() + MAP_VISIBLE_WAIT;
+        let recorded = loop {
+            match self.read_map().await? {
+                Some((_, map)) => break map,
+                None if wanted.is_some() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(MAP_VISIBLE_POLL).await;
+                }
+                None => return Err(no_map()),
+            }
+        };
         if let Some(map) = wanted {
             let placed = map
                 .table
@@ -439,20 +465,23 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::partition_map`].
     pub async fn map_entry(&self) -> Result<(u64, PartitionMap), Error> {
-        let entry = self
+        self.read_map().await?.ok_or_else(no_map)
+    }
+
+    /// The recorded partition map and its KV revision, `None` when none is recorded.
+    async fn read_map(&self) -> Result<Option<(u64, PartitionMap)>, Error> {
+        let Some(entry) = self
             .settings
             .entry(MAP_KEY)
             .await
             .map_err(|e| Error::unavailable("read the partition map", e))?
             .filter(|e| e.operation == kv::Operation::Put)
-            .ok_or_else(|| {
-                Error::Rejected(format!(
-                    "the cluster has no partition map yet (KV {CLUSTER_BUCKET} key {MAP_KEY}); start a ledger instance with --partitions N first"
-                ))
-            })?;
+        else {
+            return Ok(None);
+        };
         let text = std::str::from_utf8(&entry.value)
             .map_err(|e| Error::rejected("the recorded partition map", e))?;
-        Ok((entry.revision, PartitionMap::decode(text)?))
+        Ok(Some((entry.revision, PartitionMap::decode(text)?)))
     }
 
     /// Replaces the partition map if it is still at `revision`: the new revision, or `None`
