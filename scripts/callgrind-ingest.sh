@@ -10,7 +10,7 @@ events="${1:-20000}"
 log=/tmp/cg-run.log
 rm -rf /tmp/bic /tmp/cg.out
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
-  ./target/release/wfl bench ingest --events "$events" --latency-secs 1 --latency-rate 100 \
+  ${WFL_BIN:-./target/release/wfl} bench ingest --events "$events" --latency-secs 1 --latency-rate 100 \
   --nats-server /nonexistent --data-dir /tmp/bic >"$log" 2>&1 &
 vg=$!
 state=off
