@@ -413,7 +413,8 @@ impl Cluster {
     /// partitions are fixed at creation; orgs placed since may be added to the table).
     ///
     /// # Errors
-    /// [`Error::Rejected`] when no map is recorded and none is given, when `wanted` differs
+    /// [`Error::Rejected`] when no map is recorded and none is given (or, with `wanted`, none
+    /// shows within 15 s of its create being refused as already there), when `wanted` differs
     /// from the recorded one, or when the recorded one does not parse; [`Error::Unavailable`]
     /// when JetStream does not answer.
     pub async fn partition_map(
@@ -431,7 +432,8 @@ impl Cluster {
                 Err(e) => return Err(Error::unavailable("record the partition map", e)),
             }
         }
-        // The map exists (created above, or refused as already there), yet a read served by a
+        // With `wanted` the map exists (created by this call, or refused as already there; a
+        // created one returned above), yet a read served by a
         // replica that has not applied the create yet finds none: read again for a while
         // rather than tell the caller the cluster has no map (an instance started beside the
         // one creating the map exited on that).

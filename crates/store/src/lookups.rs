@@ -30,6 +30,10 @@ use crate::layout::ID_PREFIX_LEN;
 /// append (late outcome questions) accumulate.
 pub(crate) const MAX_KEPT: usize = 16_384;
 
+/// Most bytes of id groups kept, beyond which everything is forgotten (a crowded prefix's
+/// groups are up to ~97 KB: the count alone would not bound the memory).
+pub(crate) const MAX_GROUP_BYTES: usize = 16 << 20;
+
 /// The committed-id groups of one prefix, as `load_id_groups` returns them.
 pub(crate) type Groups = Arc<Vec<(u8, sled::IVec)>>;
 
@@ -48,6 +52,13 @@ pub(crate) struct Lookups {
     undecided: HashMap<Uuid, Kept<()>>,
     /// Committed-id groups (layout 3, `k`) by prefix.
     groups: HashMap<[u8; ID_PREFIX_LEN], Kept<Groups>>,
+    /// The bytes of the groups kept.
+    group_bytes: usize,
+}
+
+/// The bytes one prefix's groups hold.
+fn size(groups: &Groups) -> usize {
+    groups.iter().map(|(_, value)| value.len()).sum()
 }
 
 /// A look-up in progress: what it found kept already, and its ticket.
@@ -69,9 +80,11 @@ pub(crate) struct Taken {
 impl Lookups {
     /// Registers a look-up of `id` (in `prefix`) before it reads sled.
     pub(crate) fn start(&mut self, id: &Uuid, prefix: &[u8; ID_PREFIX_LEN]) -> Started {
-        if self.undecided.len() >= MAX_KEPT || self.groups.len() >= MAX_KEPT {
-            self.undecided.clear();
-            self.groups.clear();
+        if self.undecided.len() >= MAX_KEPT
+            || self.groups.len() >= MAX_KEPT
+            || self.group_bytes >= MAX_GROUP_BYTES
+        {
+            self.clear();
         }
         self.next_ticket += 1;
         let ticket = self.next_ticket;
@@ -105,6 +118,7 @@ impl Lookups {
         }
         if let Some(groups) = groups {
             if matches!(self.groups.get(prefix), Some(Kept::Reading(t)) if *t == started.ticket) {
+                self.group_bytes += size(&groups);
                 self.groups.insert(*prefix, Kept::Read(groups));
             }
         }
@@ -134,7 +148,9 @@ impl Lookups {
     pub(crate) fn decided<'a>(&mut self, ids: impl Iterator<Item = &'a Uuid>) {
         for id in ids {
             self.undecided.remove(id);
-            self.groups.remove(&crate::layout::id_prefix(id));
+            if let Some(Kept::Read(groups)) = self.groups.remove(&crate::layout::id_prefix(id)) {
+                self.group_bytes = self.group_bytes.saturating_sub(size(&groups));
+            }
         }
     }
 
@@ -142,6 +158,7 @@ impl Lookups {
     pub(crate) fn clear(&mut self) {
         self.undecided.clear();
         self.groups.clear();
+        self.group_bytes = 0;
     }
 }
 
@@ -213,5 +230,22 @@ mod tests {
             l.finish(&s, &a, &p, Some(groups(0)), true);
         }
         assert!(l.undecided.len() <= MAX_KEPT && l.groups.len() <= MAX_KEPT);
+        // Large groups are bounded by their bytes.
+        let mut l = Lookups::default();
+        let big: Groups = Arc::new(vec![(0, sled::IVec::from(vec![7u8; 64 << 10]))]);
+        for n in 0..1_000u128 {
+            let a = id(n << 80);
+            let p = crate::layout::id_prefix(&a);
+            let s = l.start(&a, &p);
+            l.finish(&s, &a, &p, Some(Arc::clone(&big)), true);
+            assert!(l.group_bytes <= MAX_GROUP_BYTES + (64 << 10));
+        }
+        l.decided(
+            (0..1_000u128)
+                .map(|n| id(n << 80))
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        assert_eq!(l.group_bytes, 0);
     }
 }

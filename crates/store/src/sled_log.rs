@@ -251,10 +251,16 @@ impl SledLog {
             .map_err(|_| Error::Io("visibility lock poisoned".to_owned()))
     }
 
-    fn lookups(&self) -> Result<MutexGuard<'_, Lookups>, Error> {
-        self.lookups
-            .lock()
-            .map_err(|_| Error::Io("look-up lock poisoned".to_owned()))
+    /// The kept look-ups. Only a cache: after a panic while it was held, whatever it holds is
+    /// forgotten and it is used again (an error here could stop an append between applying
+    /// its batch and marking the writer failed).
+    fn lookups(&self) -> MutexGuard<'_, Lookups> {
+        self.lookups.lock().unwrap_or_else(|poisoned| {
+            let mut kept = poisoned.into_inner();
+            kept.clear();
+            self.lookups.clear_poison();
+            kept
+        })
     }
 
     fn visible_head(&self) -> Result<Head, Error> {
@@ -1028,7 +1034,7 @@ impl Log for SledLog {
         };
         // What `decision` read for these ids since the last append holds until this one is
         // applied: an id it found undecided is not read again, nor a prefix's groups.
-        let taken = self.lookups()?.take(ids());
+        let taken = self.lookups().take(ids());
         // Id groups are loaded once per prefix: for the duplicate check now
         // and for extending the last group below.
         let mut id_groups: HashMap<[u8; ID_PREFIX_LEN], Groups> = taken.groups;
@@ -1160,8 +1166,8 @@ impl Log for SledLog {
         // After the batch is applied (sled's readers see it) and before the next append: what a
         // look-up kept about these ids or their prefixes may be stale now.
         match &applied {
-            Ok(()) => self.lookups()?.decided(ids()),
-            Err(_) => self.lookups()?.clear(),
+            Ok(()) => self.lookups().decided(ids()),
+            Err(_) => self.lookups().clear(),
         }
         if let Err(err) = applied {
             return Err(SledLog::fail(&mut writer, err));
@@ -1185,10 +1191,10 @@ impl Log for SledLog {
         // that order makes the pending check sound.
         let prefix = layout::id_prefix(event_id);
         // Registered before sled is read (see `crate::lookups`).
-        let started = self.lookups()?.start(event_id, &prefix);
+        let started = self.lookups().start(event_id, &prefix);
         let decision = match self.tree.get(layout::decision_key(event_id))? {
             Some(value) => {
-                self.lookups()?
+                self.lookups()
                     .finish(&started, event_id, &prefix, None, false);
                 layout::decode_decision(event_id, &value)?
             }
@@ -1204,7 +1210,7 @@ impl Log for SledLog {
                     Some(entry) => Some(entry),
                     None => find_committed_v2(&self.tree, self.plain_ids, event_id)?,
                 };
-                self.lookups()?.finish(
+                self.lookups().finish(
                     &started,
                     event_id,
                     &prefix,

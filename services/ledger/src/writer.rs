@@ -38,10 +38,18 @@ use crate::checkpoint::{Checkpoint, Signer};
 use crate::storage::{Fault, Guard, StorageState};
 use crate::{codec, snapshot, Config, Error};
 
-/// An inbox message: the encoded event and the submission id it was published under.
 /// An inbox event: its bytes, the submission that sent it, and (in one process) the gateway's
 /// checked event they encode (`wfl_proto::convert::Checked`), which spares decoding them.
 type Payload = (Bytes, Option<Uuid>, Option<wfl_bus::Decoded>);
+
+/// An inbox event as the writer takes it: the gateway's checked event (in one process), or the
+/// wire form decoded from its bytes here. A temporary of one loop turn, never stored: boxing the
+/// wire form would cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Given<'a> {
+    Checked(&'a wfl_proto::convert::Checked),
+    Wire(pb::Event),
+}
 
 /// First and longest pause between checks of a data directory that could not take a commit.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -377,8 +385,8 @@ impl Writer {
             let checked = decoded
                 .as_ref()
                 .and_then(|d| d.0.downcast_ref::<wfl_proto::convert::Checked>());
-            let (uuid, wire) = match checked {
-                Some(c) => (c.event.event_id.0, None),
+            let (uuid, given) = match checked {
+                Some(c) => (c.event.event_id.0, Given::Checked(c)),
                 None => {
                     let wire = match pb::Event::decode(payload.as_ref()) {
                         Ok(w) => w,
@@ -393,7 +401,7 @@ impl Writer {
                         error!(event_id = %wire.event_id, "inbox message has no valid event_id; dropped");
                         continue;
                     };
-                    (uuid, Some(wire))
+                    (uuid, Given::Wire(wire))
                 }
             };
             let id = EventId(uuid);
@@ -439,37 +447,33 @@ impl Writer {
             let encoded;
             // The event, its canonical encoding and that encoding's content hash: as the gateway
             // checked them in this process, or from the bytes.
-            let (event, canonical, content): (&wfl_domain::Event, &[u8], [u8; 32]) =
-                match (checked, wire) {
-                    (Some(c), _) => (&c.event, payload.as_ref(), c.content),
-                    (None, wire) => match wire.map(wfl_proto::convert::event_from_pb) {
-                        Some(Ok(e)) => {
-                            converted = e;
-                            let (bytes, content) =
-                                wfl_proto::convert::encode_with_content(&converted);
-                            encoded = bytes;
-                            (&converted, encoded.as_slice(), content)
-                        }
-                        Some(Err(v)) => {
-                            // Only a publisher that bypassed the gateway sends an event that
-                            // does not convert; its refusal keeps the hash of the raw payload.
-                            let content: [u8; 32] = sha2::Sha256::digest(payload).into();
-                            let code = RefusalCode::InvalidArgument;
-                            let o = rejected(&uuid, code, v.to_string(), Some(content));
-                            rejections.push(Rejection {
-                                event_id: uuid,
-                                code,
-                                message: v.to_string(),
-                                content: Some(content),
-                            });
-                            decided.insert(id, Some(o.clone()));
-                            outcomes.push(o);
-                            continue;
-                        }
-                        // A message without its checked event is decoded above.
-                        None => continue,
-                    },
-                };
+            let (event, canonical, content): (&wfl_domain::Event, &[u8], [u8; 32]) = match given {
+                Given::Checked(c) => (&c.event, payload.as_ref(), c.content),
+                Given::Wire(wire) => match wfl_proto::convert::event_from_pb(wire) {
+                    Ok(e) => {
+                        converted = e;
+                        let (bytes, content) = wfl_proto::convert::encode_with_content(&converted);
+                        encoded = bytes;
+                        (&converted, encoded.as_slice(), content)
+                    }
+                    Err(v) => {
+                        // Only a publisher that bypassed the gateway sends an event that
+                        // does not convert; its refusal keeps the hash of the raw payload.
+                        let content: [u8; 32] = sha2::Sha256::digest(payload).into();
+                        let code = RefusalCode::InvalidArgument;
+                        let o = rejected(&uuid, code, v.to_string(), Some(content));
+                        rejections.push(Rejection {
+                            event_id: uuid,
+                            code,
+                            message: v.to_string(),
+                            content: Some(content),
+                        });
+                        decided.insert(id, Some(o.clone()));
+                        outcomes.push(o);
+                        continue;
+                    }
+                },
+            };
             let history = StoreHistory {
                 store: self.store.as_ref(),
                 batch: &originals,

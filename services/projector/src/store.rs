@@ -162,7 +162,7 @@ impl ViewStore {
 
         // Collected as a list, then sorted once (the map is built in bulk from it): inserting
         // each entry into a map as it is read moved every entry several times.
-        // Read in key order here, decoded (most of the cost: JSON) on every core.
+        // Read in key order here, decoded (most of the cost) on every core.
         let started = std::time::Instant::now();
         let mut entries: Vec<(EventId, Arc<Entry>)> = Vec::new();
         let mut links = Vec::new();
@@ -346,11 +346,7 @@ fn take_items(mut input: &[u8]) -> Result<Vec<Item<Arc<Entry>, WorkerLink>>, Str
         input = rest;
         items.push(match tag {
             ITEM_ENTRY => {
-                let id = input
-                    .get(..16)
-                    .and_then(event_id)
-                    .ok_or("an entry's event id is cut short")?;
-                input = &input[16..];
+                let id = binary::take_event_id(&mut input)?;
                 Item::Entry(id, Arc::new(binary::take_entry(&mut input, &Protobuf)?))
             }
             ITEM_LINK => Item::Link(binary::take_link_record(&mut input)?),

@@ -13,11 +13,16 @@
 //! correlation:opt-str original:payload later-flag:u8
 //! [if later: corrections:n×held(id payload) links:n×held(id kind:u8)
 //!            retractions:n×held(id) effect:u8 (0 none | 1 id payload | 2 id kind | 3 id)]
-//! held(v) = by:varint from:varint until:varint (0: still holds, else until + 1) v
+//! held(v) = by:varint from:varint until:(0 | 1 varint) (0: it still holds) v
 //! str = len:varint bytes (UTF-8)   payload = len:varint codec bytes   id = 16 bytes
 //! ```
 //!
 //! A link: `org:str worker:str sequence:varint event_id:id`.
+//!
+//! An entry without later effects (or whose effects were made and emptied) writes flag 0, as
+//! its JSON form did. Reading refuses what no write produces (an effective date outside the
+//! domain's 1900–2200, an integer beyond 64 bits, a flag or kind out of range), so damage is
+//! an error here, not a panic later.
 //!
 //! Owns: this byte layout. Must not: know how payloads are encoded or where the bytes are kept.
 
@@ -50,10 +55,11 @@ pub fn put_entry(entry: &Entry, codec: &dyn PayloadCodec, out: &mut Vec<u8>) {
         }
     }
     payload(out, codec, &entry.original);
-    let Some(later) = entry.later.as_deref() else {
+    let later = entry.later();
+    if *later == super::NO_LATER {
         out.push(0);
         return;
-    };
+    }
     out.push(1);
     acts(out, &later.corrections, |out, (id, p)| {
         out.extend_from_slice(id.0.as_bytes());
@@ -98,6 +104,14 @@ pub fn take_entry(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Entry, 
     let site_id = SiteId(take_text(input)?);
     let jurisdiction = take_text(input)?;
     let days = unzigzag(take_varint(input)?).ok_or("an effective date out of range")?;
+    // The domain's dates (`Date::from_ymd`); date arithmetic beyond them would overflow.
+    let in_range = match (Date::from_ymd(1900, 1, 1), Date::from_ymd(2200, 12, 31)) {
+        (Ok(first), Ok(last)) => (first.days()..=last.days()).contains(&days),
+        _ => false,
+    };
+    if !in_range {
+        return Err(format!("an effective date out of range ({days} days)"));
+    }
     let effective_date = Date::from_days(days);
     let correlation_id = match take_byte(input)? {
         0 => None,
@@ -109,22 +123,24 @@ pub fn take_entry(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Entry, 
         0 => None,
         1 => {
             let corrections = take_acts(input, |input| {
-                Ok((take_id(input)?, take_payload(input, codec)?))
+                Ok((take_event_id(input)?, take_payload(input, codec)?))
             })?;
-            let links = take_acts(input, |input| Ok((take_id(input)?, take_link(input)?)))?;
-            let retracted_by = take_acts(input, take_id)?;
+            let links = take_acts(input, |input| {
+                Ok((take_event_id(input)?, take_link(input)?))
+            })?;
+            let retracted_by = take_acts(input, take_event_id)?;
             let effect = match take_byte(input)? {
                 0 => None,
                 1 => Some(Effect::Correct {
-                    target: take_id(input)?,
+                    target: take_event_id(input)?,
                     replacement: Box::new(take_payload(input, codec)?),
                 }),
                 2 => Some(Effect::Link {
-                    target: take_id(input)?,
+                    target: take_event_id(input)?,
                     kind: take_link(input)?,
                 }),
                 3 => Some(Effect::Retract {
-                    target: take_id(input)?,
+                    target: take_event_id(input)?,
                 }),
                 b => return Err(format!("effect kind {b}")),
             };
@@ -166,7 +182,7 @@ pub fn take_link_record(input: &mut &[u8]) -> Result<WorkerLink, String> {
         org: OrgId(take_text(input)?),
         worker: WorkerRef(take_text(input)?),
         sequence: take_varint(input)?,
-        event_id: take_id(input)?,
+        event_id: take_event_id(input)?,
     })
 }
 
@@ -211,7 +227,13 @@ fn acts<T>(out: &mut Vec<u8>, acts: &Acts<T>, mut value: impl FnMut(&mut Vec<u8>
     for h in &acts.0 {
         varint(out, h.by);
         varint(out, h.from);
-        varint(out, h.until.map_or(0, |u| u.saturating_add(1)));
+        match h.until {
+            None => out.push(0),
+            Some(u) => {
+                out.push(1);
+                varint(out, u);
+            }
+        }
         value(out, &h.value);
     }
 }
@@ -226,6 +248,9 @@ fn take_varint(input: &mut &[u8]) -> Result<u64, String> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = take_byte(input)?;
+        if shift == 63 && b > 1 {
+            return Err("an integer beyond 64 bits".into());
+        }
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Ok(v);
@@ -252,7 +277,11 @@ fn take_payload(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Payload, 
     codec.take(take_slice(input)?)
 }
 
-fn take_id(input: &mut &[u8]) -> Result<EventId, String> {
+/// Reads a 16-byte event id from the front of `input`, leaving the rest.
+///
+/// # Errors
+/// Fewer than 16 bytes are left.
+pub fn take_event_id(input: &mut &[u8]) -> Result<EventId, String> {
     if input.len() < 16 {
         return Err("an event id cut short".into());
     }
@@ -285,7 +314,11 @@ fn take_acts<T>(
     for _ in 0..n {
         let by = take_varint(input)?;
         let from = take_varint(input)?;
-        let until = take_varint(input)?.checked_sub(1);
+        let until = match take_byte(input)? {
+            0 => None,
+            1 => Some(take_varint(input)?),
+            b => return Err(format!("until flag {b}")),
+        };
         held.push(Held {
             by,
             from,
@@ -332,6 +365,11 @@ mod tests {
             assert_eq!(unzigzag(zigzag(d)), Some(d));
         }
         assert!(take_varint(&mut [0xffu8; 11].as_slice()).is_err());
+        let mut beyond = vec![0xffu8; 9];
+        beyond.push(0x02);
+        assert!(take_varint(&mut beyond.as_slice()).is_err(), "65 bits");
+        beyond[9] = 0x01;
+        assert_eq!(take_varint(&mut beyond.as_slice()), Ok(u64::MAX));
     }
 
     #[test]
@@ -349,8 +387,21 @@ mod tests {
         for i in 0..out.len() {
             let mut bad = out.clone();
             bad[i] ^= 0xff;
-            let _ = take_entry(&mut bad.as_slice(), &Json);
+            // Whatever decodes is usable: its date is within the domain's range.
+            if let Ok(e) = take_entry(&mut bad.as_slice(), &Json) {
+                assert!((1900..=2200).contains(&e.effective_date.ymd().0));
+            }
         }
+        // A date far outside the range, as damage would leave it, is refused.
+        let mut far = Vec::new();
+        varint(&mut far, entry.sequence);
+        for t in ["acme", "sh", "CN"] {
+            text(&mut far, t);
+        }
+        varint(&mut far, zigzag(i32::MAX));
+        assert!(take_entry(&mut &far[..], &Json)
+            .unwrap_err()
+            .contains("effective date"));
     }
 
     fn wfl_testkit_free_hire() -> wfl_domain::Event {

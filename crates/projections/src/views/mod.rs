@@ -431,7 +431,8 @@ impl Effect {
 }
 
 /// One folded event and what later events did to it: the unit of keyed persistence. Opaque outside
-/// this module; serde gives its stored form ([`EntryForm`]).
+/// this module; its stored form is [`binary`]'s (serde's, [`EntryForm`], is the JSON one the
+/// view store wrote before layout 5 and still reads).
 ///
 /// Laid out for memory, since the state holds one per event: what few events have (effects of
 /// later events, an effect of its own) is boxed apart in [`Later`], and the correlation id is a
@@ -488,7 +489,8 @@ impl PartialEq for Entry {
     }
 }
 
-/// An entry's stored form (JSON in the view store): every field flat, the empty ones left out.
+/// An entry's serde form (the view store's JSON before layout 5): every field flat, the empty
+/// ones left out.
 /// Read into an [`Entry`]; written from one without copying it ([`EntryRef`]).
 #[derive(Deserialize)]
 struct EntryForm {
