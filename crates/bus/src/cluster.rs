@@ -432,11 +432,10 @@ impl Cluster {
                 Err(e) => return Err(Error::unavailable("record the partition map", e)),
             }
         }
-        // With `wanted` the map exists (created by this call, or refused as already there; a
-        // created one returned above), yet a read served by a
-        // replica that has not applied the create yet finds none: read again for a while
-        // rather than tell the caller the cluster has no map (an instance started beside the
-        // one creating the map exited on that).
+        // With `wanted`, reaching here means the create was refused as already there, yet a
+        // read served by a replica that has not applied that create finds none: read again for
+        // a while rather than tell the caller the cluster has no map (an instance started
+        // beside the one creating the map exited on that).
         let deadline = tokio::time::Instant::now() + MAP_VISIBLE_WAIT;
         let recorded = loop {
             match self.read_map().await? {

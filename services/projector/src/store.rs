@@ -280,11 +280,7 @@ impl ViewStore {
         let mut part = Part::new(changes.last_sequence);
         for (id, entry) in &changes.entries {
             if entry.sequence() > changes.since {
-                part.push(&mut batch, |buf| {
-                    buf.push(ITEM_ENTRY);
-                    buf.extend_from_slice(id.0.as_bytes());
-                    binary::put_entry(entry, &Protobuf, buf);
-                });
+                part.push(&mut batch, |buf| put_entry_item(buf, id, entry));
             } else {
                 let mut value = vec![BINARY];
                 binary::put_entry(entry, &Protobuf, &mut value);
@@ -292,10 +288,7 @@ impl ViewStore {
             }
         }
         for l in &changes.links {
-            part.push(&mut batch, |buf| {
-                buf.push(ITEM_LINK);
-                binary::put_link(l, buf);
-            });
+            part.push(&mut batch, |buf| put_link_item(buf, l));
         }
         part.close(&mut batch);
         batch.insert(FORMAT, &LAYOUT.to_be_bytes());
@@ -337,6 +330,19 @@ impl binary::PayloadCodec for Protobuf {
         let wire = wfl_proto::pb::Payload::decode(bytes).map_err(|e| e.to_string())?;
         wfl_proto::convert::payload_from_pb(wire).map_err(|v| v.to_string())
     }
+}
+
+/// Appends an entry as an item of a binary `c` part.
+fn put_entry_item(buf: &mut Vec<u8>, id: &EventId, entry: &Entry) {
+    buf.push(ITEM_ENTRY);
+    buf.extend_from_slice(id.0.as_bytes());
+    binary::put_entry(entry, &Protobuf, buf);
+}
+
+/// Appends a worker-index link as an item of a binary `c` part.
+fn put_link_item(buf: &mut Vec<u8>, link: &WorkerLink) {
+    buf.push(ITEM_LINK);
+    binary::put_link(link, buf);
 }
 
 /// The items of a binary `c` part (after its first byte).
@@ -682,13 +688,10 @@ mod tests {
         // The same 50 entries and links in the binary form.
         let mut binary_part = vec![BINARY];
         for (id, e) in &changes.entries {
-            binary_part.push(ITEM_ENTRY);
-            binary_part.extend_from_slice(id.0.as_bytes());
-            binary::put_entry(e, &Protobuf, &mut binary_part);
+            put_entry_item(&mut binary_part, id, e);
         }
         for l in &changes.links {
-            binary_part.push(ITEM_LINK);
-            binary::put_link(l, &mut binary_part);
+            put_link_item(&mut binary_part, l);
         }
         let binary_bytes = binary_part.len();
         assert_eq!(

@@ -208,11 +208,14 @@ fn text(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The payload, written in place with its length moved in front of it (no buffer of its own).
 fn payload(out: &mut Vec<u8>, codec: &dyn PayloadCodec, p: &Payload) {
-    let mut bytes = Vec::new();
-    codec.put(p, &mut bytes);
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(&bytes);
+    let start = out.len();
+    codec.put(p, out);
+    let end = out.len();
+    varint(out, (end - start) as u64);
+    let prefix = out.len() - end;
+    out[start..].rotate_right(prefix);
 }
 
 fn link_byte(kind: Link) -> u8 {
