@@ -1357,11 +1357,11 @@ fn dismissal(org: &str, worker: &str) -> wfl_domain::Event {
     s.position_closed = true;
     scenario::event(
         org,
-        wfl_domain::Payload::EconomicDismissal(wfl_domain::EconomicDismissal {
+        wfl_domain::Payload::EconomicDismissal(Box::new(wfl_domain::EconomicDismissal {
             separation: s,
             selection_criteria: None,
             plan_id: None,
-        }),
+        })),
     )
 }
 

@@ -43,13 +43,13 @@ fn worked_example() -> (Vec<Event>, Vec<Event>) {
         s.legal_ground = Some("CN-LCL-40-3".into());
         s.ai_attributed = AiAttribution::CitedByEmployer;
         s.ai_system = Some("route-planner".into());
-        let p = Payload::RoleAutomated(RoleAutomated {
+        let p = Payload::RoleAutomated(Box::new(RoleAutomated {
             role_id: format!("role-{i}"),
             ai_system: "route-planner".into(),
             separation: Some(s),
             retraining_offered: false,
             redeployment_offered: false,
-        });
+        }));
         exits.push(at(scenario::event(ORG, p), i));
     }
     for i in 0..15 {
@@ -58,10 +58,12 @@ fn worked_example() -> (Vec<Event>, Vec<Event>) {
         exits.push(at(
             scenario::event(
                 ORG,
-                Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
-                    separation: s,
-                    package: None,
-                }),
+                Payload::MutualTerminationEmployerProposed(Box::new(
+                    MutualTerminationEmployerProposed {
+                        separation: s,
+                        package: None,
+                    },
+                )),
             ),
             10 + i,
         ));
@@ -71,14 +73,14 @@ fn worked_example() -> (Vec<Event>, Vec<Event>) {
         s.contract_type = ContractType::FixedTerm;
         s.position_closed = true;
         s.legal_ground = Some("CN-LCL-44-1".into());
-        let p = Payload::ContractNotRenewed(ContractNotRenewed {
+        let p = Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
             separation: s,
             renewal_offered: false,
             offer_terms: None,
             employee_refused: false,
             would_trigger_open_ended: false,
             consecutive_fixed_terms: None,
-        });
+        }));
         exits.push(at(scenario::event(ORG, p), 20 + i));
     }
     for i in 0..25 {
@@ -88,11 +90,11 @@ fn worked_example() -> (Vec<Event>, Vec<Event>) {
         exits.push(at(
             scenario::event(
                 ORG,
-                Payload::Resignation(Resignation {
+                Payload::Resignation(Box::new(Resignation {
                     separation: s,
                     regrettable: false,
                     pressured: false,
-                }),
+                })),
             ),
             30 + i,
         ));
@@ -680,20 +682,20 @@ async fn a_backdated_event_changes_the_effective_period_but_not_what_was_known_b
     // Recorded later (now, December), effective back in March: two backdated resignations.
     let mut late = scenario::event(
         ORG,
-        Payload::Resignation(Resignation {
+        Payload::Resignation(Box::new(Resignation {
             separation: scenario::separation("w-1"),
             regrettable: false,
             pressured: false,
-        }),
+        })),
     );
     late.effective_date = Date::from_ymd(2026, 3, 12).expect("date");
     let mut backdated = scenario::event(
         ORG,
-        Payload::Resignation(Resignation {
+        Payload::Resignation(Box::new(Resignation {
             separation: scenario::separation("w-2"),
             regrettable: false,
             pressured: false,
-        }),
+        })),
     );
     backdated.effective_date = Date::from_ymd(2026, 3, 11).expect("date");
     let r = record_batch(&ch, &[late, backdated]).await;

@@ -83,12 +83,12 @@ fn an_event_serialises_to_the_documented_shape() {
 
 #[test]
 fn the_payload_is_tagged_with_its_pascal_case_type_and_enums_are_snake_case() {
-    let payload = Payload::ContractNotRenewed(ContractNotRenewed {
+    let payload = Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
         renewal_offered: true,
         offer_terms: Some(OfferTerms::SameOrBetter),
         employee_refused: true,
         ..not_renewed("w1")
-    });
+    }));
     let event = Event {
         evidence_confidence: EvidenceConfidence::Filed,
         ..ev(ORG, payload)

@@ -351,11 +351,11 @@ fn a_correction_keeping_type_and_worker_is_accepted() {
 fn a_separation_can_be_corrected_with_other_details() {
     let r = ev(ORG, resign("w1"));
     let g = given(&[ev(ORG, hire("w1")), r.clone()]);
-    let pressured = wfl_domain::Payload::Resignation(wfl_domain::Resignation {
+    let pressured = wfl_domain::Payload::Resignation(Box::new(wfl_domain::Resignation {
         separation: sep("w1"),
         regrettable: true,
         pressured: true,
-    });
+    }));
     then_ok(g.when(&ev(ORG, correct(&r, pressured))));
 }
 

@@ -482,7 +482,7 @@ fn an_employee_can_only_refuse_a_renewal_that_was_offered() {
         ..not_renewed("w1")
     };
     then_only(
-        &ev(ORG, Payload::ContractNotRenewed(refused.clone())),
+        &ev(ORG, Payload::ContractNotRenewed(Box::new(refused.clone()))),
         "payload.contract_not_renewed.employee_refused",
         "set renewal_offered",
     );
@@ -492,7 +492,10 @@ fn an_employee_can_only_refuse_a_renewal_that_was_offered() {
         offer_terms: Some(OfferTerms::Worse),
         ..refused
     };
-    then_valid(&ev(ORG, Payload::ContractNotRenewed(offered_and_refused)));
+    then_valid(&ev(
+        ORG,
+        Payload::ContractNotRenewed(Box::new(offered_and_refused)),
+    ));
 }
 
 #[test]
@@ -502,7 +505,10 @@ fn offer_terms_need_an_offer() {
         ..not_renewed("w1")
     };
     then_only(
-        &ev(ORG, Payload::ContractNotRenewed(terms_without_offer)),
+        &ev(
+            ORG,
+            Payload::ContractNotRenewed(Box::new(terms_without_offer)),
+        ),
         "payload.contract_not_renewed.offer_terms",
         "renewal_offered = true",
     );
@@ -515,7 +521,7 @@ fn no_offer_is_accepted_without_an_offer() {
         offer_terms: Some(OfferTerms::NoOffer),
         ..not_renewed("w1")
     };
-    then_valid(&ev(ORG, Payload::ContractNotRenewed(none)));
+    then_valid(&ev(ORG, Payload::ContractNotRenewed(Box::new(none))));
 }
 
 /// WARN part-time inputs (20 CFR 639.3(h)) must be possible: hours a week, months of twelve.
@@ -599,7 +605,7 @@ fn an_adverse_change_is_at_most_100_percent() {
         change_magnitude_pct: Some(101),
     };
     then_only(
-        &ev(ORG, Payload::AdverseChangeRefusedExit(exit)),
+        &ev(ORG, Payload::AdverseChangeRefusedExit(Box::new(exit))),
         "payload.adverse_change_refused_exit.change_magnitude_pct",
         "between 0 and 100",
     );
@@ -618,7 +624,7 @@ fn a_redeployment_checks_its_sites_and_pay_change() {
         accepted: false,
     };
     assert_eq!(
-        fields(&ev(ORG, Payload::InternalRedeployment(move_))),
+        fields(&ev(ORG, Payload::InternalRedeployment(Box::new(move_)))),
         [
             "payload.internal_redeployment.to_position",
             "payload.internal_redeployment.from_site",
@@ -700,7 +706,10 @@ fn a_mutual_termination_package_is_money_too() {
         }),
     };
     assert_eq!(
-        fields(&ev(ORG, Payload::MutualTerminationEmployerProposed(mutual))),
+        fields(&ev(
+            ORG,
+            Payload::MutualTerminationEmployerProposed(Box::new(mutual))
+        )),
         ["payload.mutual_termination_employer_proposed.package.currency"]
     );
 }
@@ -825,11 +834,11 @@ fn a_long_reason_is_reported_at_its_payload_path() {
 fn dismissal_planned(plan_id: String) -> Event {
     ev(
         ORG,
-        Payload::EconomicDismissal(EconomicDismissal {
+        Payload::EconomicDismissal(Box::new(EconomicDismissal {
             separation: sep("w1"),
             selection_criteria: Some("seniority".to_owned()),
             plan_id: Some(plan_id),
-        }),
+        })),
     )
 }
 

@@ -39,7 +39,7 @@ fn event(n: usize, jurisdiction: &str, on: Date) -> Event {
         schema_version: 1,
         evidence_confidence: EvidenceConfidence::Reported,
         expected_version: None,
-        payload: Payload::EconomicDismissal(EconomicDismissal {
+        payload: Payload::EconomicDismissal(Box::new(EconomicDismissal {
             separation: wfl_domain::Separation {
                 worker_ref: WorkerRef(format!("w{n}")),
                 employment_relationship: EmploymentRelationship::Employee,
@@ -63,7 +63,7 @@ fn event(n: usize, jurisdiction: &str, on: Date) -> Event {
             },
             selection_criteria: None,
             plan_id: None,
-        }),
+        })),
     }
 }
 

@@ -42,55 +42,55 @@ fn closed(mut s: Separation) -> Separation {
 }
 
 fn economic() -> Payload {
-    Payload::EconomicDismissal(EconomicDismissal {
+    Payload::EconomicDismissal(Box::new(EconomicDismissal {
         separation: sep(Initiator::Employer),
         selection_criteria: None,
         plan_id: None,
-    })
+    }))
 }
 
 fn non_renewal(s: Separation, employee_refused: bool) -> Payload {
-    Payload::ContractNotRenewed(ContractNotRenewed {
+    Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
         separation: s,
         renewal_offered: employee_refused,
         offer_terms: None,
         employee_refused,
         would_trigger_open_ended: false,
         consecutive_fixed_terms: None,
-    })
+    }))
 }
 
 fn resignation(s: Separation, pressured: bool) -> Payload {
-    Payload::Resignation(Resignation {
+    Payload::Resignation(Box::new(Resignation {
         separation: s,
         regrettable: false,
         pressured,
-    })
+    }))
 }
 
 fn retirement(s: Separation, retirement_type: RetirementType) -> Payload {
-    Payload::Retirement(Retirement {
+    Payload::Retirement(Box::new(Retirement {
         separation: s,
         retirement_type,
-    })
+    }))
 }
 
 fn role_automated(separation: Option<Separation>) -> Payload {
-    Payload::RoleAutomated(RoleAutomated {
+    Payload::RoleAutomated(Box::new(RoleAutomated {
         role_id: "role-7".to_owned(),
         ai_system: "assistant".to_owned(),
         separation,
         retraining_offered: false,
         redeployment_offered: false,
-    })
+    }))
 }
 
-fn release(s: Separation) -> AgencyRelease {
-    AgencyRelease {
+fn release(s: Separation) -> Box<AgencyRelease> {
+    Box::new(AgencyRelease {
         separation: s,
         agency_id: Some("agency".to_owned()),
         ground: Some("CN-DISPATCH-12".to_owned()),
-    }
+    })
 }
 
 fn date() -> Date {
@@ -142,11 +142,11 @@ fn role_automated_without_a_separation_is_a_signal() {
 
 #[test]
 fn adverse_change_refused_exit_is_a_formal_layoff() {
-    let p = Payload::AdverseChangeRefusedExit(AdverseChangeRefusedExit {
+    let p = Payload::AdverseChangeRefusedExit(Box::new(AdverseChangeRefusedExit {
         separation: sep(Initiator::Employee),
         change_type: ChangeType::Location,
         change_magnitude_pct: Some(40),
-    });
+    }));
     let c = plain(&p);
     assert_eq!(c.bucket, Bucket::FormalLayoff);
     assert_eq!(c.mechanism, Some(Mechanism::AdverseChangeExit));
@@ -178,10 +178,11 @@ fn temporary_layoff_is_a_formal_layoff_and_an_hours_cut_a_signal() {
 
 #[test]
 fn employer_proposed_mutual_termination_is_employer_influenced_attrition() {
-    let p = Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
-        separation: sep(Initiator::Mutual),
-        package: None,
-    });
+    let p =
+        Payload::MutualTerminationEmployerProposed(Box::new(MutualTerminationEmployerProposed {
+            separation: sep(Initiator::Mutual),
+            package: None,
+        }));
     let c = plain(&p);
     assert_eq!(c.bucket, Bucket::GradualAttrition);
     assert!(c.employer_influenced);
@@ -281,11 +282,11 @@ fn retirement_is_attrition_only_when_the_position_closes() {
 #[test]
 fn dismissal_for_cause_is_neutral_whatever_the_position_or_cause_text() {
     for cause in ["misconduct", "economic reasons", "AI replaced the role"] {
-        let p = Payload::DismissalForCause(DismissalForCause {
+        let p = Payload::DismissalForCause(Box::new(DismissalForCause {
             separation: closed(sep(Initiator::Employer)),
             cause_code: cause.to_owned(),
             summary: false,
-        });
+        }));
         let c = plain(&p);
         assert_eq!(
             c.bucket,
@@ -448,7 +449,7 @@ fn compliance_plans_redeployments_links_and_corrections_are_neutral() {
         Payload::UnionBriefed(step.clone()),
         Payload::AuthorityReported(step.clone()),
         Payload::WarnNoticeFiled(step),
-        Payload::InternalRedeployment(InternalRedeployment {
+        Payload::InternalRedeployment(Box::new(InternalRedeployment {
             worker_ref: WorkerRef::from("w-1"),
             from_position: None,
             to_position: "pos-2".to_owned(),
@@ -457,7 +458,7 @@ fn compliance_plans_redeployments_links_and_corrections_are_neutral() {
             distance_km: None,
             pay_change_pct: None,
             accepted: true,
-        }),
+        })),
         Payload::PositionClosed(PositionChange {
             position_id: "pos-1".to_owned(),
             linked_separation_id: None,

@@ -235,7 +235,7 @@ impl Generator {
             17 => {
                 let (org, worker) = Self::pick(&self.employed(), a)?;
                 let payload = match b % 5 {
-                    0 | 1 => Payload::InternalRedeployment(InternalRedeployment {
+                    0 | 1 => Payload::InternalRedeployment(Box::new(InternalRedeployment {
                         worker_ref: worker,
                         from_position: None,
                         to_position: "p2".to_owned(),
@@ -244,7 +244,7 @@ impl Generator {
                         distance_km: None,
                         pay_change_pct: None,
                         accepted: !d.is_multiple_of(5),
-                    }),
+                    })),
                     2 => Payload::TemporaryLayoff(TemporaryLayoff {
                         worker_ref: worker,
                         expected_duration_days: u32::from(d),
@@ -372,63 +372,65 @@ fn separation(worker: WorkerRef, b: u8, d: u16) -> Payload {
     let s = base_separation(worker, b, d);
     let flag = d.is_multiple_of(5);
     match b % 10 {
-        0 => Payload::EconomicDismissal(EconomicDismissal {
+        0 => Payload::EconomicDismissal(Box::new(EconomicDismissal {
             separation: s,
             selection_criteria: None,
             plan_id: None,
-        }),
-        1 => Payload::RoleAutomated(RoleAutomated {
+        })),
+        1 => Payload::RoleAutomated(Box::new(RoleAutomated {
             role_id: "r".to_owned(),
             ai_system: "agent".to_owned(),
             separation: Some(s),
             retraining_offered: flag,
             redeployment_offered: false,
-        }),
-        2 => Payload::ContractNotRenewed(ContractNotRenewed {
+        })),
+        2 => Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
             separation: s,
             renewal_offered: flag,
             offer_terms: None,
             employee_refused: flag,
             would_trigger_open_ended: false,
             consecutive_fixed_terms: None,
-        }),
-        3 => Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
-            separation: s,
-            package: None,
-        }),
-        4 => Payload::AdverseChangeRefusedExit(AdverseChangeRefusedExit {
+        })),
+        3 => Payload::MutualTerminationEmployerProposed(Box::new(
+            MutualTerminationEmployerProposed {
+                separation: s,
+                package: None,
+            },
+        )),
+        4 => Payload::AdverseChangeRefusedExit(Box::new(AdverseChangeRefusedExit {
             separation: s,
             change_type: ChangeType::Pay,
             change_magnitude_pct: Some(30),
-        }),
-        5 => Payload::Resignation(Resignation {
+        })),
+        5 => Payload::Resignation(Box::new(Resignation {
             separation: s,
             regrettable: false,
             pressured: flag,
-        }),
-        6 => Payload::Retirement(Retirement {
+        })),
+        6 => Payload::Retirement(Box::new(Retirement {
             separation: s,
             retirement_type: if flag {
                 RetirementType::EarlyIncentive
             } else {
                 RetirementType::Statutory
             },
-        }),
-        7 => Payload::DismissalForCause(DismissalForCause {
+        })),
+        7 => Payload::DismissalForCause(Box::new(DismissalForCause {
             separation: s,
             cause_code: "c".to_owned(),
             summary: false,
-        }),
-        8 => Payload::ContractorReleased(AgencyRelease {
+        })),
+        8 => Payload::ContractorReleased(Box::new(AgencyRelease {
             separation: s,
             agency_id: None,
             ground: None,
-        }),
-        _ => Payload::DispatchedWorkerReturned(AgencyRelease {
+        })),
+        _ => Payload::DispatchedWorkerReturned(Box::new(AgencyRelease {
             separation: s,
             agency_id: None,
             ground: None,
-        }),
+        })),
     }
 }
 
@@ -476,13 +478,13 @@ fn signal(b: u8, d: u16) -> Payload {
         }),
         5 => Payload::UnionBriefed(step),
         6 => Payload::AuthorityReported(step),
-        _ => Payload::RoleAutomated(RoleAutomated {
+        _ => Payload::RoleAutomated(Box::new(RoleAutomated {
             role_id: "r".to_owned(),
             ai_system: "agent".to_owned(),
             separation: None,
             retraining_offered: false,
             redeployment_offered: false,
-        }),
+        })),
     }
 }
 

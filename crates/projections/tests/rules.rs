@@ -99,42 +99,44 @@ fn payload(n: usize, exit: Exit) -> Payload {
         Exit::Dismissal(ground) => {
             let mut s = block(n, Initiator::Employer);
             s.legal_ground = ground.map(str::to_owned);
-            Payload::EconomicDismissal(EconomicDismissal {
+            Payload::EconomicDismissal(Box::new(EconomicDismissal {
                 separation: s,
                 selection_criteria: None,
                 plan_id: None,
-            })
+            }))
         }
         Exit::DispatchedDismissal => {
             let mut s = block(n, Initiator::Employer);
             s.employment_relationship = EmploymentRelationship::Dispatched;
             s.legal_ground = Some("CN-LCL-41".into());
-            Payload::EconomicDismissal(EconomicDismissal {
+            Payload::EconomicDismissal(Box::new(EconomicDismissal {
                 separation: s,
                 selection_criteria: None,
                 plan_id: None,
-            })
+            }))
         }
         Exit::AiArt40 => {
             let mut s = block(n, Initiator::Employer);
             s.legal_ground = Some("CN-LCL-40-3".into());
             s.ai_attributed = AiAttribution::CitedByEmployer;
             s.ai_system = Some("map-collector-ai".into());
-            Payload::RoleAutomated(RoleAutomated {
+            Payload::RoleAutomated(Box::new(RoleAutomated {
                 role_id: format!("role{n}"),
                 ai_system: "map-collector-ai".into(),
                 separation: Some(s),
                 retraining_offered: false,
                 redeployment_offered: false,
-            })
+            }))
         }
         Exit::MutualEmployerProposed => {
             let mut s = block(n, Initiator::Employer);
             s.legal_ground = Some("CN-LCL-36".into());
-            Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
-                separation: s,
-                package: None,
-            })
+            Payload::MutualTerminationEmployerProposed(Box::new(
+                MutualTerminationEmployerProposed {
+                    separation: s,
+                    package: None,
+                },
+            ))
         }
         Exit::NonRenewal(employee_refused) => {
             let mut s = block(
@@ -147,32 +149,32 @@ fn payload(n: usize, exit: Exit) -> Payload {
             );
             s.contract_type = ContractType::FixedTerm;
             s.legal_ground = Some("CN-LCL-44-1".into());
-            Payload::ContractNotRenewed(ContractNotRenewed {
+            Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
                 separation: s,
                 renewal_offered: employee_refused,
                 offer_terms: None,
                 employee_refused,
                 would_trigger_open_ended: false,
                 consecutive_fixed_terms: None,
-            })
+            }))
         }
-        Exit::Resignation { pressured } => Payload::Resignation(Resignation {
+        Exit::Resignation { pressured } => Payload::Resignation(Box::new(Resignation {
             separation: block(n, Initiator::Employee),
             regrettable: false,
             pressured,
-        }),
-        Exit::Retirement => Payload::Retirement(Retirement {
+        })),
+        Exit::Retirement => Payload::Retirement(Box::new(Retirement {
             separation: block(n, Initiator::Employee),
             retirement_type: RetirementType::Statutory,
-        }),
+        })),
         Exit::ForCause => {
             let mut s = block(n, Initiator::Employer);
             s.reason_personal = true;
-            Payload::DismissalForCause(DismissalForCause {
+            Payload::DismissalForCause(Box::new(DismissalForCause {
                 separation: s,
                 cause_code: "misconduct".into(),
                 summary: false,
-            })
+            }))
         }
     }
 }

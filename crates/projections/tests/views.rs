@@ -132,11 +132,11 @@ fn with_ai(mut s: Separation, ai: AiAttribution) -> Separation {
 }
 
 fn economic_sep(s: Separation) -> Payload {
-    Payload::EconomicDismissal(EconomicDismissal {
+    Payload::EconomicDismissal(Box::new(EconomicDismissal {
         separation: s,
         selection_criteria: None,
         plan_id: Some("plan-1".to_owned()),
-    })
+    }))
 }
 
 fn economic(worker: &str) -> Payload {
@@ -144,47 +144,47 @@ fn economic(worker: &str) -> Payload {
 }
 
 fn non_renewal(worker: &str) -> Payload {
-    Payload::ContractNotRenewed(ContractNotRenewed {
+    Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
         separation: sep(worker),
         renewal_offered: false,
         offer_terms: None,
         employee_refused: false,
         would_trigger_open_ended: true,
         consecutive_fixed_terms: Some(2),
-    })
+    }))
 }
 
 fn resign(worker: &str, closed: bool, pressured: bool) -> Payload {
     let mut s = sep(worker);
     s.initiator = Initiator::Employee;
     s.position_closed = closed;
-    Payload::Resignation(Resignation {
+    Payload::Resignation(Box::new(Resignation {
         separation: s,
         regrettable: false,
         pressured,
-    })
+    }))
 }
 
 fn for_cause(worker: &str) -> Payload {
-    Payload::DismissalForCause(DismissalForCause {
+    Payload::DismissalForCause(Box::new(DismissalForCause {
         separation: sep(worker),
         cause_code: "misconduct".to_owned(),
         summary: false,
-    })
+    }))
 }
 
 fn role_automated(worker: Option<&str>) -> Payload {
-    Payload::RoleAutomated(RoleAutomated {
+    Payload::RoleAutomated(Box::new(RoleAutomated {
         role_id: "role-1".to_owned(),
         ai_system: "agent".to_owned(),
         separation: worker.map(sep),
         retraining_offered: false,
         redeployment_offered: false,
-    })
+    }))
 }
 
 fn redeploy(worker: &str, to_site: &str) -> Payload {
-    Payload::InternalRedeployment(InternalRedeployment {
+    Payload::InternalRedeployment(Box::new(InternalRedeployment {
         worker_ref: WorkerRef::from(worker),
         from_position: None,
         to_position: "pos-new".to_owned(),
@@ -193,7 +193,7 @@ fn redeploy(worker: &str, to_site: &str) -> Payload {
         distance_km: Some(1000),
         pay_change_pct: None,
         accepted: true,
-    })
+    }))
 }
 
 fn correct(original: EventId, replacement: Payload) -> Payload {

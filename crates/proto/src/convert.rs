@@ -709,42 +709,42 @@ fn payload_from(cx: &mut Cx, base: Field<'_>, p: pb::Payload) -> Option<d::Paylo
         Kind::ContractNotRenewed(c) => {
             let sep = required_separation(cx, p, c.separation);
             let terms = cx.optional_enum(p.child("offer_terms"), offer_terms_from(c.offer_terms));
-            P::ContractNotRenewed(d::ContractNotRenewed {
+            P::ContractNotRenewed(Box::new(d::ContractNotRenewed {
                 separation: sep?,
                 renewal_offered: c.renewal_offered,
                 offer_terms: terms?,
                 employee_refused: c.employee_refused,
                 would_trigger_open_ended: c.would_trigger_open_ended,
                 consecutive_fixed_terms: c.consecutive_fixed_terms,
-            })
+            }))
         }
         Kind::EconomicDismissal(x) => {
             let sep = required_separation(cx, p, x.separation);
-            P::EconomicDismissal(d::EconomicDismissal {
+            P::EconomicDismissal(Box::new(d::EconomicDismissal {
                 separation: sep?,
                 selection_criteria: non_empty(x.selection_criteria),
                 plan_id: non_empty(x.plan_id),
-            })
+            }))
         }
         Kind::RoleAutomated(r) => {
             let sep = match r.separation {
                 Some(s) => separation_from(cx, p.child("separation"), s).map(Some),
                 None => Some(None),
             };
-            P::RoleAutomated(d::RoleAutomated {
+            P::RoleAutomated(Box::new(d::RoleAutomated {
                 role_id: r.role_id,
                 ai_system: r.ai_system,
                 separation: sep?,
                 retraining_offered: r.retraining_offered,
                 redeployment_offered: r.redeployment_offered,
-            })
+            }))
         }
         Kind::MutualTerminationEmployerProposed(m) => {
             let sep = required_separation(cx, p, m.separation);
-            P::MutualTerminationEmployerProposed(d::MutualTerminationEmployerProposed {
+            P::MutualTerminationEmployerProposed(Box::new(d::MutualTerminationEmployerProposed {
                 separation: sep?,
                 package: m.package.map(money_from),
-            })
+            }))
         }
         Kind::AdverseChangeRefusedExit(a) => {
             let sep = required_separation(cx, p, a.separation);
@@ -753,19 +753,19 @@ fn payload_from(cx: &mut Cx, base: Field<'_>, p: pb::Payload) -> Option<d::Paylo
                 change_type_from(a.change_type),
                 pb::ChangeType::as_str_name,
             );
-            P::AdverseChangeRefusedExit(d::AdverseChangeRefusedExit {
+            P::AdverseChangeRefusedExit(Box::new(d::AdverseChangeRefusedExit {
                 separation: sep?,
                 change_type: change?,
                 change_magnitude_pct: a.change_magnitude_pct,
-            })
+            }))
         }
         Kind::Resignation(r) => {
             let sep = required_separation(cx, p, r.separation);
-            P::Resignation(d::Resignation {
+            P::Resignation(Box::new(d::Resignation {
                 separation: sep?,
                 regrettable: r.regrettable,
                 pressured: r.pressured,
-            })
+            }))
         }
         Kind::Retirement(r) => {
             let sep = required_separation(cx, p, r.separation);
@@ -774,29 +774,31 @@ fn payload_from(cx: &mut Cx, base: Field<'_>, p: pb::Payload) -> Option<d::Paylo
                 retirement_type_from(r.retirement_type),
                 pb::RetirementType::as_str_name,
             );
-            P::Retirement(d::Retirement {
+            P::Retirement(Box::new(d::Retirement {
                 separation: sep?,
                 retirement_type: ty?,
-            })
+            }))
         }
         Kind::DeathOrDisability(x) => {
             let sep = required_separation(cx, p, x.separation);
-            P::DeathOrDisability(d::DeathOrDisability {
+            P::DeathOrDisability(Box::new(d::DeathOrDisability {
                 separation: sep?,
                 disability: x.disability,
-            })
+            }))
         }
         Kind::DismissalForCause(x) => {
             let sep = required_separation(cx, p, x.separation);
-            P::DismissalForCause(d::DismissalForCause {
+            P::DismissalForCause(Box::new(d::DismissalForCause {
                 separation: sep?,
                 cause_code: x.cause_code,
                 summary: x.summary,
-            })
+            }))
         }
-        Kind::ContractorReleased(a) => P::ContractorReleased(agency_release_from(cx, p, a)?),
+        Kind::ContractorReleased(a) => {
+            P::ContractorReleased(Box::new(agency_release_from(cx, p, a)?))
+        }
         Kind::DispatchedWorkerReturned(a) => {
-            P::DispatchedWorkerReturned(agency_release_from(cx, p, a)?)
+            P::DispatchedWorkerReturned(Box::new(agency_release_from(cx, p, a)?))
         }
         Kind::TemporaryLayoff(t) => P::TemporaryLayoff(d::TemporaryLayoff {
             worker_ref: d::WorkerRef(t.worker_ref),
@@ -828,16 +830,18 @@ fn payload_from(cx: &mut Cx, base: Field<'_>, p: pb::Payload) -> Option<d::Paylo
         Kind::UnionBriefed(c) => P::UnionBriefed(compliance_from(c)),
         Kind::AuthorityReported(c) => P::AuthorityReported(compliance_from(c)),
         Kind::WarnNoticeFiled(c) => P::WarnNoticeFiled(compliance_from(c)),
-        Kind::InternalRedeployment(r) => P::InternalRedeployment(d::InternalRedeployment {
-            worker_ref: d::WorkerRef(r.worker_ref),
-            from_position: non_empty(r.from_position),
-            to_position: r.to_position,
-            from_site: non_empty(r.from_site).map(d::SiteId),
-            to_site: non_empty(r.to_site).map(d::SiteId),
-            distance_km: r.distance_km,
-            pay_change_pct: r.pay_change_pct,
-            accepted: r.accepted.unwrap_or(true),
-        }),
+        Kind::InternalRedeployment(r) => {
+            P::InternalRedeployment(Box::new(d::InternalRedeployment {
+                worker_ref: d::WorkerRef(r.worker_ref),
+                from_position: non_empty(r.from_position),
+                to_position: r.to_position,
+                from_site: non_empty(r.from_site).map(d::SiteId),
+                to_site: non_empty(r.to_site).map(d::SiteId),
+                distance_km: r.distance_km,
+                pay_change_pct: r.pay_change_pct,
+                accepted: r.accepted.unwrap_or(true),
+            }))
+        }
         Kind::PositionClosed(c) => P::PositionClosed(position_from(cx, p, c)?),
         Kind::AiToolRolledOut(a) => P::AiToolRolledOut(d::AiToolRolledOut {
             tool: a.tool,

@@ -146,37 +146,39 @@ fn payload(ty: EventType, full: bool) -> Payload {
             reqs_reopened: u32::from(full) * 7,
         }),
         EventType::PositionBackfilled => Payload::PositionBackfilled(position(full)),
-        EventType::ContractNotRenewed => Payload::ContractNotRenewed(ContractNotRenewed {
-            separation: separation(full),
-            renewal_offered: full,
-            offer_terms: full.then_some(OfferTerms::NoOffer),
-            employee_refused: full,
-            would_trigger_open_ended: full,
-            consecutive_fixed_terms: full.then_some(2),
-        }),
-        EventType::EconomicDismissal => Payload::EconomicDismissal(EconomicDismissal {
+        EventType::ContractNotRenewed => {
+            Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
+                separation: separation(full),
+                renewal_offered: full,
+                offer_terms: full.then_some(OfferTerms::NoOffer),
+                employee_refused: full,
+                would_trigger_open_ended: full,
+                consecutive_fixed_terms: full.then_some(2),
+            }))
+        }
+        EventType::EconomicDismissal => Payload::EconomicDismissal(Box::new(EconomicDismissal {
             separation: separation(full),
             selection_criteria: full.then(|| "seniority, then performance".into()),
             plan_id: full.then(|| "plan-2026-q1".into()),
-        }),
-        EventType::RoleAutomated => Payload::RoleAutomated(RoleAutomated {
+        })),
+        EventType::RoleAutomated => Payload::RoleAutomated(Box::new(RoleAutomated {
             role_id: "claims-triage".into(),
             ai_system: "ClaimsBot v2".into(),
             separation: full.then(|| separation(true)),
             retraining_offered: full,
             redeployment_offered: !full,
-        }),
-        EventType::MutualTerminationEmployerProposed => {
-            Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
+        })),
+        EventType::MutualTerminationEmployerProposed => Payload::MutualTerminationEmployerProposed(
+            Box::new(MutualTerminationEmployerProposed {
                 separation: separation(full),
                 package: full.then(|| Money {
                     amount_minor: 0,
                     currency: "USD".into(),
                 }),
-            })
-        }
+            }),
+        ),
         EventType::AdverseChangeRefusedExit => {
-            Payload::AdverseChangeRefusedExit(AdverseChangeRefusedExit {
+            Payload::AdverseChangeRefusedExit(Box::new(AdverseChangeRefusedExit {
                 separation: separation(full),
                 change_type: if full {
                     ChangeType::Location
@@ -184,32 +186,34 @@ fn payload(ty: EventType, full: bool) -> Payload {
                     ChangeType::Pay
                 },
                 change_magnitude_pct: full.then_some(100),
-            })
+            }))
         }
-        EventType::Resignation => Payload::Resignation(Resignation {
+        EventType::Resignation => Payload::Resignation(Box::new(Resignation {
             separation: separation(full),
             regrettable: full,
             pressured: full,
-        }),
-        EventType::Retirement => Payload::Retirement(Retirement {
+        })),
+        EventType::Retirement => Payload::Retirement(Box::new(Retirement {
             separation: separation(full),
             retirement_type: if full {
                 RetirementType::EarlyIncentive
             } else {
                 RetirementType::Statutory
             },
-        }),
-        EventType::DismissalForCause => Payload::DismissalForCause(DismissalForCause {
+        })),
+        EventType::DismissalForCause => Payload::DismissalForCause(Box::new(DismissalForCause {
             separation: separation(full),
             cause_code: "misconduct".into(),
             summary: full,
-        }),
-        EventType::DeathOrDisability => Payload::DeathOrDisability(DeathOrDisability {
+        })),
+        EventType::DeathOrDisability => Payload::DeathOrDisability(Box::new(DeathOrDisability {
             separation: separation(full),
             disability: full,
-        }),
-        EventType::ContractorReleased => Payload::ContractorReleased(agency(full)),
-        EventType::DispatchedWorkerReturned => Payload::DispatchedWorkerReturned(agency(!full)),
+        })),
+        EventType::ContractorReleased => Payload::ContractorReleased(Box::new(agency(full))),
+        EventType::DispatchedWorkerReturned => {
+            Payload::DispatchedWorkerReturned(Box::new(agency(!full)))
+        }
         EventType::TemporaryLayoff => Payload::TemporaryLayoff(TemporaryLayoff {
             worker_ref: "w-000123".into(),
             expected_duration_days: 30,
@@ -248,16 +252,18 @@ fn payload(ty: EventType, full: bool) -> Payload {
         EventType::UnionBriefed => Payload::UnionBriefed(compliance(full)),
         EventType::AuthorityReported => Payload::AuthorityReported(compliance(!full)),
         EventType::WarnNoticeFiled => Payload::WarnNoticeFiled(compliance(full)),
-        EventType::InternalRedeployment => Payload::InternalRedeployment(InternalRedeployment {
-            worker_ref: "w-000123".into(),
-            from_position: full.then(|| "pos-77".into()),
-            to_position: "pos-88".into(),
-            from_site: full.then(|| "hz.01".into()),
-            to_site: full.then(|| "sh-02".into()),
-            distance_km: full.then_some(170),
-            pay_change_pct: full.then_some(-10),
-            accepted: !full,
-        }),
+        EventType::InternalRedeployment => {
+            Payload::InternalRedeployment(Box::new(InternalRedeployment {
+                worker_ref: "w-000123".into(),
+                from_position: full.then(|| "pos-77".into()),
+                to_position: "pos-88".into(),
+                from_site: full.then(|| "hz.01".into()),
+                to_site: full.then(|| "sh-02".into()),
+                distance_km: full.then_some(170),
+                pay_change_pct: full.then_some(-10),
+                accepted: !full,
+            }))
+        }
         EventType::PositionClosed => Payload::PositionClosed(position(!full)),
         EventType::AiToolRolledOut => Payload::AiToolRolledOut(AiToolRolledOut {
             tool: "Copilot".into(),
@@ -463,10 +469,10 @@ fn every_enum_value_round_trips() {
     for &x in RetirementType::ALL {
         cases.push(event(
             3,
-            Payload::Retirement(Retirement {
+            Payload::Retirement(Box::new(Retirement {
                 separation: separation(true),
                 retirement_type: x,
-            }),
+            })),
             true,
         ));
     }
@@ -476,7 +482,11 @@ fn every_enum_value_round_trips() {
             change_type: x,
             change_magnitude_pct: None,
         };
-        cases.push(event(4, Payload::AdverseChangeRefusedExit(a), false));
+        cases.push(event(
+            4,
+            Payload::AdverseChangeRefusedExit(Box::new(a)),
+            false,
+        ));
     }
     for &x in AiMetric::ALL {
         let Payload::AiUsageMeasured(mut a) = payload(EventType::AiUsageMeasured, true) else {

@@ -95,10 +95,10 @@ pub fn separation(worker: &str) -> Separation {
 pub fn resign(org: &str, worker: &str) -> Event {
     event(
         org,
-        Payload::Resignation(Resignation {
+        Payload::Resignation(Box::new(Resignation {
             separation: separation(worker),
             regrettable: false,
             pressured: false,
-        }),
+        })),
     )
 }

@@ -453,14 +453,14 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
             org,
             site,
             on,
-            Payload::ContractNotRenewed(ContractNotRenewed {
+            Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
                 separation: separation(&w, Initiator::Employer, closed, Some("CN-LCL-44-1")),
                 renewal_offered: false,
                 offer_terms: None,
                 employee_refused: false,
                 would_trigger_open_ended: w.cohort == Cohort::EntryLevel && k % 2 == 0,
                 consecutive_fixed_terms: None,
-            }),
+            })),
         );
     }
     // Resignations: back-filled before the pause, not back-filled after it.
@@ -473,11 +473,11 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
             org,
             w.site,
             on,
-            Payload::Resignation(Resignation {
+            Payload::Resignation(Box::new(Resignation {
                 separation: separation(&w, Initiator::Employee, paused, None),
                 regrettable: !paused,
                 pressured: false,
-            }),
+            })),
         );
     }
     if m % 3 == 1 {
@@ -487,10 +487,10 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::Retirement(Retirement {
+                Payload::Retirement(Box::new(Retirement {
                     separation: separation(&w, Initiator::Employee, false, Some("CN-LCL-44-2")),
                     retirement_type: RetirementType::Statutory,
-                }),
+                })),
             );
         }
     }
@@ -502,13 +502,13 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 org.sites[k % 2],
                 on,
-                Payload::RoleAutomated(RoleAutomated {
+                Payload::RoleAutomated(Box::new(RoleAutomated {
                     role_id: format!("cn-role-{m}-{k}"),
                     ai_system: "TongyiCode".into(),
                     separation: None,
                     retraining_offered: true,
                     redeployment_offered: true,
-                }),
+                })),
             );
         }
     }
@@ -525,13 +525,13 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::RoleAutomated(RoleAutomated {
+                Payload::RoleAutomated(Box::new(RoleAutomated {
                     role_id: format!("cn-role-sep-{m}-{k}"),
                     ai_system: "TongyiCode".into(),
                     separation: Some(s),
                     retraining_offered: false,
                     redeployment_offered: false,
-                }),
+                })),
             );
         }
     }
@@ -548,11 +548,11 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::ContractorReleased(AgencyRelease {
+                Payload::ContractorReleased(Box::new(AgencyRelease {
                     separation: separation(&w, Initiator::Employer, true, None),
                     agency_id: Some("hz-staffing".into()),
                     ground: None,
-                }),
+                })),
             );
         }
     }
@@ -568,11 +568,11 @@ fn cn_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::DispatchedWorkerReturned(AgencyRelease {
+                Payload::DispatchedWorkerReturned(Box::new(AgencyRelease {
                     separation: separation(&w, Initiator::Employer, true, None),
                     agency_id: Some("hz-staffing".into()),
                     ground: Some("CN-DISPATCH-65".into()),
-                }),
+                })),
             );
         }
     }
@@ -624,11 +624,11 @@ fn us_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
             org,
             w.site,
             on,
-            Payload::Resignation(Resignation {
+            Payload::Resignation(Box::new(Resignation {
                 separation: separation(&w, Initiator::Employee, m >= 12, None),
                 regrettable: false,
                 pressured: false,
-            }),
+            })),
         );
     }
     if m == 5 {
@@ -707,11 +707,11 @@ fn us_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 date(m, 6),
-                Payload::EconomicDismissal(EconomicDismissal {
+                Payload::EconomicDismissal(Box::new(EconomicDismissal {
                     separation: s,
                     selection_criteria: Some("seniority within job class".into()),
                     plan_id: Some(US_PLAN.into()),
-                }),
+                })),
             );
             e.correlation_id = Some(US_PLAN.into());
             b.events.push(e);
@@ -729,11 +729,11 @@ fn us_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::ContractorReleased(AgencyRelease {
+                Payload::ContractorReleased(Box::new(AgencyRelease {
                     separation: separation(&w, Initiator::Employer, true, None),
                     agency_id: Some("valley-temps".into()),
                     ground: None,
-                }),
+                })),
             );
         }
     }
@@ -761,14 +761,14 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
             org,
             w.site,
             on,
-            Payload::ContractNotRenewed(ContractNotRenewed {
+            Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
                 separation: separation(&w, Initiator::Employer, m >= 6 && k != 0, None),
                 renewal_offered: false,
                 offer_terms: None,
                 employee_refused: false,
                 would_trigger_open_ended: false,
                 consecutive_fixed_terms: None,
-            }),
+            })),
         );
     }
     for _ in 0..2 {
@@ -780,11 +780,11 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
             org,
             w.site,
             on,
-            Payload::Resignation(Resignation {
+            Payload::Resignation(Box::new(Resignation {
                 separation: separation(&w, Initiator::Employee, false, None),
                 regrettable: true,
                 pressured: false,
-            }),
+            })),
         );
     }
     if m == 4 {
@@ -816,13 +816,13 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
             org,
             org.sites[0],
             on,
-            Payload::RoleAutomated(RoleAutomated {
+            Payload::RoleAutomated(Box::new(RoleAutomated {
                 role_id: format!("de-role-{m}"),
                 ai_system: "Copilot".into(),
                 separation: None,
                 retraining_offered: true,
                 redeployment_offered: true,
-            }),
+            })),
         );
     }
     if m == 14 {
@@ -836,10 +836,12 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
-                    separation: separation(&w, Initiator::Mutual, true, None),
-                    package: None,
-                }),
+                Payload::MutualTerminationEmployerProposed(Box::new(
+                    MutualTerminationEmployerProposed {
+                        separation: separation(&w, Initiator::Mutual, true, None),
+                        package: None,
+                    },
+                )),
             );
         }
     }
@@ -855,11 +857,11 @@ fn de_month(b: &mut Builder, org: &mut Org, m: u32, hired: &mut Vec<Worker>) {
                 org,
                 w.site,
                 on,
-                Payload::DispatchedWorkerReturned(AgencyRelease {
+                Payload::DispatchedWorkerReturned(Box::new(AgencyRelease {
                     separation: separation(&w, Initiator::Employer, true, None),
                     agency_id: Some("muc-personal".into()),
                     ground: None,
-                }),
+                })),
             );
         }
     }

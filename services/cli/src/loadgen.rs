@@ -177,29 +177,29 @@ impl Generator {
         let non_renewal = self.envelope(
             site(0),
             hired(0).add_days(90 + (b % 200) as i32),
-            Payload::ContractNotRenewed(ContractNotRenewed {
+            Payload::ContractNotRenewed(Box::new(ContractNotRenewed {
                 separation: self.separation(w, Initiator::Employer, false),
                 renewal_offered: false,
                 offer_terms: None,
                 employee_refused: false,
                 would_trigger_open_ended: b.is_multiple_of(3),
                 consecutive_fixed_terms: None,
-            }),
+            })),
         );
         let non_renewal_id = non_renewal.event_id;
         out.push(non_renewal);
         let second = if b.is_multiple_of(2) {
-            Payload::EconomicDismissal(EconomicDismissal {
+            Payload::EconomicDismissal(Box::new(EconomicDismissal {
                 separation: self.separation(w + 1, Initiator::Employer, true),
                 selection_criteria: None,
                 plan_id: None,
-            })
+            }))
         } else {
-            Payload::Resignation(Resignation {
+            Payload::Resignation(Box::new(Resignation {
                 separation: self.separation(w + 1, Initiator::Employee, false),
                 regrettable: false,
                 pressured: b.is_multiple_of(3),
-            })
+            }))
         };
         out.push(self.envelope(site(1), hired(1).add_days(60 + (b % 300) as i32), second));
         out.push(self.envelope(

@@ -1013,11 +1013,11 @@ mod tests {
             sequence += 1;
             let mut leave = scenario::event(
                 ORG,
-                Payload::Resignation(Resignation {
+                Payload::Resignation(Box::new(Resignation {
                     separation: scenario::separation(&format!("w-{i}")),
                     regrettable: false,
                     pressured: false,
-                }),
+                })),
             );
             leave.effective_date = scenario::default_date().add_days(40);
             p.apply(sequence, &leave);
@@ -1121,11 +1121,11 @@ mod tests {
             // Another resignation is folded between two pages.
             let mut leave = scenario::event(
                 ORG,
-                Payload::Resignation(Resignation {
+                Payload::Resignation(Box::new(Resignation {
                     separation: scenario::separation(&format!("w-{more}")),
                     regrettable: false,
                     pressured: false,
-                }),
+                })),
             );
             leave.effective_date = scenario::default_date().add_days(40);
             let mut p = api.shared.projection.write().await;

@@ -28,6 +28,7 @@ use wfl_bus::Bus;
 use wfl_projections::views::Projection;
 
 pub use api::ViewsApi;
+pub use store::encode_changes;
 pub use typed::{explained, view_message, TypedView};
 pub use wfl_projections::rules::RulePack;
 

@@ -7,10 +7,10 @@
 //!
 //! | key                                        | value                                          |
 //! |--------------------------------------------|------------------------------------------------|
-//! | `m` `format`                               | layout version, u32 big-endian (5)             |
+//! | `m` `format`                               | layout version, u32 big-endian (6)             |
 //! | `m` `checkpoint`                           | last folded sequence, u64 BE                   |
 //! | `m` `recorded`                             | the [`RecordedOrder`] at the checkpoint: latest recorded-at, i64 BE, then 1 if recorded-at never decreased (9); absent in stores written before it (read as not ordered) |
-//! | `c` checkpoint (u64 BE) part (u32 BE)      | one part of a persist: the entries first folded in it and the worker-index links it added: [`BINARY`], then items `e` id (16) entry / `l` link in the binary form of `wfl_projections::views::binary` (payloads as `wfl.v1.Payload` protobuf); layout 4 wrote a JSON array of `{"e":[id, entry]}` / `{"l":link}`, still read; ≤ ~[`PART_BYTES`] |
+//! | `c` checkpoint (u64 BE) part (u32 BE)      | one part of a persist: the entries first folded in it and the worker-index links its corrections added (an entry's own link is read from the entry; layouts 4 and 5 wrote it as a link too, read as a repeat): [`BINARY`], then items `e` id (16) entry / `l` link in the binary form of `wfl_projections::views::binary` (payloads as `wfl.v1.Payload` protobuf); layout 4 wrote a JSON array of `{"e":[id, entry]}` / `{"l":link}`, still read; ≤ ~[`PART_BYTES`] |
 //! | `e` sequence (u64 BE) event id (16)        | an entry changed after the persist that first wrote it (a correction, link or retraction acted on it): [`BINARY`] then the entry (layout 4: JSON, still read); replaces the copy in its `c` part |
 //!
 //! A persist writes its new entries and links packed into a few `c` values (one sled key per
@@ -24,9 +24,11 @@
 //! Layouts 1 (the whole state as one JSON document under `state`), 2 (entries without the sequences
 //! each correction, link and retraction held between) and 3 (one key per entry and per link) are
 //! refused with the fix named: restart once with `--rebuild-views`. Layout 4 is layout 5 with
-//! JSON values: read as it is, and a store's first persist by this build marks it 5 (its older
-//! values stay JSON; every value says which form it is by its first byte). The binary form
-//! costs the persist a fraction of JSON's and is about two thirds of its size.
+//! JSON values, and layout 5 is layout 6 with every entry's own worker-index link also written
+//! as a link item: both are read as they are, and a store's first persist by this build marks
+//! it 6 (its older values stay as they are; every value says which form it is by its first
+//! byte, and a link read twice counts once). The binary form costs the persist a fraction of
+//! JSON's and is about two thirds of its size.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,8 +46,11 @@ const CHECKPOINT: &[u8] = b"mcheckpoint";
 const RECORDED: &[u8] = b"mrecorded";
 const PART: u8 = b'c';
 const ENTRY: u8 = b'e';
-/// The layout version this code writes (and reads, with [`JSON_LAYOUT`]).
-const LAYOUT: u32 = 5;
+/// The layout version this code writes (and reads, with [`BINARY_LAYOUT`] and [`JSON_LAYOUT`]).
+const LAYOUT: u32 = 6;
+/// The layout that wrote every entry's own worker-index link beside the entry: read as it is
+/// (the repeat counts once).
+const BINARY_LAYOUT: u32 = 5;
 /// The layout before values were binary: its values are JSON, read as they are.
 const JSON_LAYOUT: u32 = 4;
 /// The first byte of a binary value (a JSON value starts with `[` or `{`).
@@ -151,9 +156,9 @@ impl ViewStore {
         let format = <[u8; 4]>::try_from(format.as_ref())
             .map(u32::from_be_bytes)
             .map_err(|_| self.damaged("the layout version is not 4 bytes"))?;
-        if format != LAYOUT && format != JSON_LAYOUT {
+        if ![JSON_LAYOUT, BINARY_LAYOUT, LAYOUT].contains(&format) {
             return Err(self.damaged(&format!(
-                "layout {format}, this build reads layouts {JSON_LAYOUT} and {LAYOUT}"
+                "layout {format}, this build reads layouts {JSON_LAYOUT} to {LAYOUT}"
             )));
         }
         let checkpoint = <[u8; 8]>::try_from(checkpoint.as_ref())
@@ -277,20 +282,7 @@ impl ViewStore {
     /// The batch cannot be written or flushed.
     pub(crate) fn save(&self, changes: &Changes, recorded: RecordedOrder) -> Result<(), Error> {
         let mut batch = sled::Batch::default();
-        let mut part = Part::new(changes.last_sequence);
-        for (id, entry) in &changes.entries {
-            if entry.sequence() > changes.since {
-                part.push(&mut batch, |buf| put_entry_item(buf, id, entry));
-            } else {
-                let mut value = vec![BINARY];
-                binary::put_entry(entry, &Protobuf, &mut value);
-                batch.insert(entry_key(entry.sequence(), id).as_slice(), value);
-            }
-        }
-        for l in &changes.links {
-            part.push(&mut batch, |buf| put_link_item(buf, l));
-        }
-        part.close(&mut batch);
+        encode_changes(changes, &mut |key, value| batch.insert(key, value));
         batch.insert(FORMAT, &LAYOUT.to_be_bytes());
         batch.insert(CHECKPOINT, &changes.last_sequence.to_be_bytes());
         let mut order = recorded.last.to_be_bytes().to_vec();
@@ -309,6 +301,25 @@ impl ViewStore {
     pub(crate) fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// Encodes what changed as [`ViewStore::save`] writes it: each `c` part and `e` value, given to
+/// `put` as (key, value). The checkpoint and layout keys are not among them.
+pub fn encode_changes(changes: &Changes, put: &mut dyn FnMut(&[u8], Vec<u8>)) {
+    let mut part = Part::new(changes.last_sequence);
+    for (id, entry) in &changes.entries {
+        if entry.sequence() > changes.since {
+            part.push(put, |buf| put_entry_item(buf, id, entry));
+        } else {
+            let mut value = vec![BINARY];
+            binary::put_entry(entry, &Protobuf, &mut value);
+            put(entry_key(entry.sequence(), id).as_slice(), value);
+        }
+    }
+    for l in &changes.links {
+        part.push(put, |buf| put_link_item(buf, l));
+    }
+    part.close(put);
 }
 
 /// The tag of an entry in a binary `c` part (then its event id and the entry).
@@ -388,17 +399,17 @@ impl Part {
     }
 
     /// Adds one item, written by `item` after the part's first byte.
-    fn push(&mut self, batch: &mut sled::Batch, item: impl FnOnce(&mut Vec<u8>)) {
+    fn push(&mut self, put: &mut dyn FnMut(&[u8], Vec<u8>), item: impl FnOnce(&mut Vec<u8>)) {
         if self.buf.is_empty() {
             self.buf.push(BINARY);
         }
         item(&mut self.buf);
         if self.buf.len() >= PART_BYTES {
-            self.close(batch);
+            self.close(put);
         }
     }
 
-    fn close(&mut self, batch: &mut sled::Batch) {
+    fn close(&mut self, put: &mut dyn FnMut(&[u8], Vec<u8>)) {
         if self.buf.is_empty() {
             return;
         }
@@ -406,7 +417,7 @@ impl Part {
         k[0] = PART;
         k[1..9].copy_from_slice(&self.persisted.to_be_bytes());
         k[9..].copy_from_slice(&self.index.to_be_bytes());
-        batch.insert(k.as_slice(), std::mem::take(&mut self.buf));
+        put(k.as_slice(), std::mem::take(&mut self.buf));
         self.index += 1;
     }
 }
@@ -625,9 +636,10 @@ mod tests {
         assert!(message.contains("--rebuild-views"), "{message}");
     }
 
-    /// A store written by the build before binary values (layout 4: JSON parts and values) is
-    /// read as it is; the next persist marks it layout 5 and writes binary values beside the
-    /// JSON ones, and the whole reads back as the folded state. The binary form is smaller.
+    /// A store written by the build before binary values (layout 4: JSON parts and values, each
+    /// entry's own worker-index link written beside it) is read as it is; the next persist marks
+    /// it layout 6 and writes binary values beside the JSON ones, and the whole reads back as the
+    /// folded state. The binary form is smaller.
     #[test]
     fn a_layout_4_store_of_json_is_read_and_written_on_in_binary() {
         let dir = tempfile::tempdir().expect("a temp dir");
@@ -637,12 +649,25 @@ mod tests {
             p.apply(n as u64, &hire(n));
         }
         let changes = p.take_changes();
+        assert!(
+            changes.links.is_empty(),
+            "a hire's own link is read from its entry"
+        );
+        // Layout 4 wrote each entry's own worker-index link beside it: read as a repeat.
+        let own_links: Vec<WorkerLink> = (1..=50u128)
+            .map(|n| WorkerLink {
+                org: OrgId::from("acme"),
+                worker: WorkerRef(format!("w-{n}")),
+                sequence: n as u64,
+                event_id: EventId(uuid::Uuid::from_u128(n)),
+            })
+            .collect();
         // What layout 4 wrote: one JSON part, the layout and the checkpoint.
         let items: Vec<Item<&Entry, &WorkerLink>> = changes
             .entries
             .iter()
             .map(|(id, e)| Item::Entry(*id, &**e))
-            .chain(changes.links.iter().map(Item::Link))
+            .chain(own_links.iter().map(Item::Link))
             .collect();
         let json = serde_json::to_vec(&items).expect("JSON");
         let mut key = vec![PART];
@@ -690,7 +715,7 @@ mod tests {
         for (id, e) in &changes.entries {
             put_entry_item(&mut binary_part, id, e);
         }
-        for l in &changes.links {
+        for l in &own_links {
             put_link_item(&mut binary_part, l);
         }
         let binary_bytes = binary_part.len();

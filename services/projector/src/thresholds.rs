@@ -602,11 +602,11 @@ mod tests {
             rec(
                 &mut p,
                 100,
-                Payload::EconomicDismissal(EconomicDismissal {
+                Payload::EconomicDismissal(Box::new(EconomicDismissal {
                     separation: sep,
                     selection_criteria: None,
                     plan_id: None,
-                }),
+                })),
             );
         }
         let packs = rules::parse(
@@ -719,7 +719,7 @@ mod tests {
             rec(
                 &mut p,
                 100,
-                Payload::Resignation(wfl_domain::Resignation {
+                Payload::Resignation(Box::new(wfl_domain::Resignation {
                     separation: wfl_domain::Separation {
                         worker_ref: worker(k),
                         employment_relationship: EmploymentRelationship::Employee,
@@ -743,7 +743,7 @@ mod tests {
                     },
                     regrettable: false,
                     pressured: false,
-                }),
+                })),
             );
         }
         let basis = Basis::new(PopulationIndex::new(&p, None));
@@ -810,7 +810,7 @@ mod tests {
             rec(
                 &mut p,
                 100,
-                Payload::EconomicDismissal(EconomicDismissal {
+                Payload::EconomicDismissal(Box::new(EconomicDismissal {
                     separation: wfl_domain::Separation {
                         worker_ref: worker(k),
                         employment_relationship: EmploymentRelationship::Employee,
@@ -834,7 +834,7 @@ mod tests {
                     },
                     selection_criteria: None,
                     plan_id: None,
-                }),
+                })),
             );
         }
         let packs = [rules::parse(

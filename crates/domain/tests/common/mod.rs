@@ -139,11 +139,11 @@ pub fn sep(worker: &str) -> Separation {
 
 /// A resignation carrying `separation`.
 pub fn resignation_of(separation: Separation) -> Payload {
-    Payload::Resignation(Resignation {
+    Payload::Resignation(Box::new(Resignation {
         separation,
         regrettable: false,
         pressured: false,
-    })
+    }))
 }
 
 /// A plain resignation.
@@ -171,35 +171,35 @@ pub fn not_renewed(worker: &str) -> ContractNotRenewed {
 
 /// An economic dismissal carrying `separation`.
 pub fn dismissal_of(separation: Separation) -> Payload {
-    Payload::EconomicDismissal(EconomicDismissal {
+    Payload::EconomicDismissal(Box::new(EconomicDismissal {
         separation,
         selection_criteria: None,
         plan_id: None,
-    })
+    }))
 }
 
 /// An automated role with no worker separated.
 pub fn role_automated(role: &str) -> Payload {
-    Payload::RoleAutomated(RoleAutomated {
+    Payload::RoleAutomated(Box::new(RoleAutomated {
         role_id: role.to_owned(),
         ai_system: "claims-bot".to_owned(),
         separation: None,
         retraining_offered: false,
         redeployment_offered: false,
-    })
+    }))
 }
 
 /// An automated role whose holder was separated.
 pub fn role_automated_with(worker: &str) -> Payload {
     match role_automated("claims-handler") {
-        Payload::RoleAutomated(r) => Payload::RoleAutomated(RoleAutomated {
+        Payload::RoleAutomated(r) => Payload::RoleAutomated(Box::new(RoleAutomated {
             separation: Some(Separation {
                 ai_attributed: AiAttribution::CitedByEmployer,
                 ai_system: Some("claims-bot".to_owned()),
                 ..sep(worker)
             }),
-            ..r
-        }),
+            ..*r
+        })),
         _ => unreachable!(),
     }
 }
@@ -218,42 +218,45 @@ fn agency_release(worker: &str, relationship: EmploymentRelationship) -> AgencyR
 /// One payload of every kind that ends `worker`'s employment, in declaration order.
 pub fn every_separation(worker: &str) -> Vec<Payload> {
     vec![
-        Payload::ContractNotRenewed(not_renewed(worker)),
+        Payload::ContractNotRenewed(Box::new(not_renewed(worker))),
         dismissal_of(sep(worker)),
         role_automated_with(worker),
-        Payload::MutualTerminationEmployerProposed(MutualTerminationEmployerProposed {
+        Payload::MutualTerminationEmployerProposed(Box::new(MutualTerminationEmployerProposed {
             separation: Separation {
                 initiator: Initiator::Mutual,
                 ..sep(worker)
             },
             package: Some(cny(3_000_000)),
-        }),
-        Payload::AdverseChangeRefusedExit(AdverseChangeRefusedExit {
+        })),
+        Payload::AdverseChangeRefusedExit(Box::new(AdverseChangeRefusedExit {
             separation: Separation {
                 initiator: Initiator::Employee,
                 ..sep(worker)
             },
             change_type: ChangeType::Location,
             change_magnitude_pct: None,
-        }),
+        })),
         resign(worker),
-        Payload::Retirement(Retirement {
+        Payload::Retirement(Box::new(Retirement {
             separation: sep(worker),
             retirement_type: RetirementType::Statutory,
-        }),
-        Payload::DismissalForCause(DismissalForCause {
+        })),
+        Payload::DismissalForCause(Box::new(DismissalForCause {
             separation: Separation {
                 reason_personal: true,
                 ..sep(worker)
             },
             cause_code: "misconduct".to_owned(),
             summary: false,
-        }),
-        Payload::ContractorReleased(agency_release(worker, EmploymentRelationship::Contractor)),
-        Payload::DispatchedWorkerReturned(agency_release(
+        })),
+        Payload::ContractorReleased(Box::new(agency_release(
+            worker,
+            EmploymentRelationship::Contractor,
+        ))),
+        Payload::DispatchedWorkerReturned(Box::new(agency_release(
             worker,
             EmploymentRelationship::Dispatched,
-        )),
+        ))),
     ]
 }
 
@@ -287,7 +290,7 @@ pub fn layoff(worker: &str) -> Payload {
 
 /// A move to another position.
 pub fn redeploy(worker: &str) -> Payload {
-    Payload::InternalRedeployment(InternalRedeployment {
+    Payload::InternalRedeployment(Box::new(InternalRedeployment {
         worker_ref: WorkerRef::from(worker),
         from_position: Some("P-1".to_owned()),
         to_position: "P-2".to_owned(),
@@ -296,7 +299,7 @@ pub fn redeploy(worker: &str) -> Payload {
         distance_km: None,
         pay_change_pct: None,
         accepted: true,
-    })
+    }))
 }
 
 /// One payload of every kind that needs, and keeps, an employed worker.
@@ -449,10 +452,10 @@ pub fn samples(worker: &str, original: EventId) -> Vec<Payload> {
             replacement: Box::new(hire(worker)),
         }),
         retract_id(original),
-        Payload::DeathOrDisability(wfl_domain::DeathOrDisability {
+        Payload::DeathOrDisability(Box::new(wfl_domain::DeathOrDisability {
             separation: sep(worker),
             disability: true,
-        }),
+        })),
         Payload::SiteClosed(wfl_domain::SiteClosed {
             operating_unit: Some("line-2".into()),
             temporary: false,

@@ -314,7 +314,8 @@ pub struct Projection {
     /// sorted and deduplicated when taken).
     #[serde(skip)]
     dirty: Vec<EventId>,
-    /// Worker-index links added since the last [`Projection::take_changes`].
+    /// Worker-index links added since the last [`Projection::take_changes`] that no entry's own
+    /// original payload implies (a correction's replacement naming a worker).
     #[serde(skip)]
     new_links: Vec<WorkerLink>,
     /// `last_sequence` at the last [`Projection::take_changes`] (or [`Projection::restore`]).
@@ -370,7 +371,9 @@ impl CopyCursor {
 }
 
 /// One worker-index link: the event (`sequence`, `event_id`) names `worker` of `org`. Links are
-/// only ever added, so they are stored once each, keyed by (sequence, event id).
+/// only ever added, so they are stored once each, keyed by (sequence, event id). Only the links
+/// a correction adds are handed over as these: the link of each entry's own original payload is
+/// read from the entry itself ([`Projection::restore`]), so the fold copies no names for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerLink {
     pub org: OrgId,
@@ -392,7 +395,7 @@ pub struct Changes {
     pub last_sequence: u64,
     /// Entries added or changed, by event id (the whole entry: replace the stored one).
     pub entries: Vec<(EventId, Arc<Entry>)>,
-    /// Worker-index links added.
+    /// Worker-index links added that the entries do not imply (see [`WorkerLink`]).
     pub links: Vec<WorkerLink>,
 }
 
@@ -436,8 +439,9 @@ impl Effect {
 ///
 /// Laid out for memory, since the state holds one per event: what few events have (effects of
 /// later events, an effect of its own) is boxed apart in [`Later`], and the correlation id is a
-/// boxed `str`, so that an `Arc<Entry>` is 384 bytes (one allocator size class; it was 488,
-/// rounded up to 512).
+/// boxed `str`, and the payload kinds carrying a separation block are boxed in the domain's
+/// [`Payload`], so that an `Arc<Entry>` is 224 bytes (one allocator size class; it was 384 with
+/// every payload as large as the largest kind, 512 before `Later`).
 #[derive(Debug, Clone, Eq, Deserialize)]
 #[serde(from = "EntryForm")]
 pub struct Entry {
@@ -756,7 +760,7 @@ impl Projection {
         let mut kept = self.tallies.take();
         index_worker(
             &mut self.workers,
-            &mut self.new_links,
+            None,
             &entry.org_id,
             &entry.original,
             sequence,
@@ -886,12 +890,28 @@ impl Projection {
 
     /// Rebuilds a state from its stored parts: every entry and every worker-index link persisted
     /// through [`Changes`], and the checkpoint they were persisted with. Nothing is pending after it.
+    /// The worker index is each entry's own link plus `links` (a link given twice, as stores
+    /// written before layout 6 hold the entries' own links too, counts once).
     pub fn restore(
         last_sequence: u64,
         entries: impl IntoIterator<Item = (EventId, impl Into<Arc<Entry>>)>,
         links: impl IntoIterator<Item = WorkerLink>,
     ) -> Self {
+        let entries: BTreeMap<EventId, Arc<Entry>> =
+            entries.into_iter().map(|(id, e)| (id, e.into())).collect();
         let mut workers = WorkerIndex::new();
+        // The link each entry's own original payload implies (never stored apart).
+        for (id, e) in &entries {
+            index_worker(
+                &mut workers,
+                None,
+                &e.org_id,
+                &e.original,
+                e.sequence,
+                *id,
+                None,
+            );
+        }
         for l in links {
             insert_sorted(
                 workers
@@ -904,7 +924,7 @@ impl Projection {
         }
         let mut p = Self {
             last_sequence,
-            entries: entries.into_iter().map(|(id, e)| (id, e.into())).collect(),
+            entries,
             workers,
             dirty: Vec::new(),
             new_links: Vec::new(),
@@ -1201,7 +1221,7 @@ impl Projection {
                 if let Some(s) = target_sequence {
                     index_worker(
                         &mut self.workers,
-                        &mut self.new_links,
+                        Some(&mut self.new_links),
                         &org,
                         replacement,
                         s,
@@ -1281,11 +1301,13 @@ fn effect_target(payload: &Payload) -> Option<EventId> {
     }
 }
 
-/// Records that event `id` (folded at `sequence`) names the worker `payload` acts on, if any, and
-/// queues the new link for the next persist.
+/// Records that event `id` (folded at `sequence`) names the worker `payload` acts on, if any.
+/// A link the entry itself does not imply (a correction's replacement naming a worker) is queued
+/// in `new_links` for the next persist; pass `None` for the entry's own original payload, which
+/// [`Projection::restore`] indexes from the stored entry.
 fn index_worker(
     workers: &mut WorkerIndex,
-    new_links: &mut Vec<WorkerLink>,
+    new_links: Option<&mut Vec<WorkerLink>>,
     org: &OrgId,
     payload: &Payload,
     sequence: u64,
@@ -1304,12 +1326,14 @@ fn index_worker(
     // before the insert would descend twice); the name's copy is dropped when it is not new.
     let events = by_worker.entry(worker.clone()).or_default();
     if insert_sorted(events, (sequence, id)) {
-        new_links.push(WorkerLink {
-            org: org.clone(),
-            worker: worker.clone(),
-            sequence,
-            event_id: id,
-        });
+        if let Some(new_links) = new_links {
+            new_links.push(WorkerLink {
+                org: org.clone(),
+                worker: worker.clone(),
+                sequence,
+                event_id: id,
+            });
+        }
     }
     if let Some(copy) = copy {
         copy.clone_from(events);
@@ -1810,10 +1834,10 @@ fn cohort_key(cohort: Option<Cohort>) -> String {
 #[cfg(test)]
 mod layout {
     /// One `Arc<Entry>` per folded event: 16 bytes of counts plus the entry must stay within
-    /// the allocator's 384-byte size class (it was 488 bytes, rounded up to 512).
+    /// the allocator's 224-byte size class (it was 384 with unboxed separation payloads).
     #[test]
     fn an_entry_fits_its_size_class() {
         let size = std::mem::size_of::<super::Entry>();
-        assert!(16 + size <= 384, "Entry is {size} bytes");
+        assert!(16 + size <= 224, "Entry is {size} bytes");
     }
 }
