@@ -26,7 +26,8 @@
 //!
 //! Owns: this byte layout. Must not: know how payloads are encoded or where the bytes are kept.
 
-use super::{Acts, Effect, Entry, Held, Later, Link, WorkerLink};
+use super::{Acts, Effect, Entry, Held, Later, Link, Place, WorkerLink};
+use std::sync::Arc;
 use wfl_domain::{Date, EventId, OrgId, Payload, SiteId, WorkerRef};
 
 /// How payloads are written inside an entry, and read back.
@@ -43,9 +44,9 @@ pub trait PayloadCodec {
 /// Appends `entry`'s binary form to `out`.
 pub fn put_entry(entry: &Entry, codec: &dyn PayloadCodec, out: &mut Vec<u8>) {
     varint(out, entry.sequence);
-    text(out, &entry.org_id.0);
-    text(out, &entry.site_id.0);
-    text(out, &entry.jurisdiction);
+    text(out, &entry.place.org_id.0);
+    text(out, &entry.place.site_id.0);
+    text(out, &entry.place.jurisdiction);
     varint(out, zigzag(entry.effective_date.days()));
     match &entry.correlation_id {
         None => out.push(0),
@@ -155,9 +156,12 @@ pub fn take_entry(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Entry, 
     };
     Ok(Entry {
         sequence,
-        org_id,
-        site_id,
-        jurisdiction,
+        // A place of its own: `Projection::restore` makes the entries of one place share one.
+        place: Arc::new(Place {
+            org_id,
+            site_id,
+            jurisdiction,
+        }),
         effective_date,
         correlation_id,
         original,

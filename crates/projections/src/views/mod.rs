@@ -326,6 +326,9 @@ pub struct Projection {
     /// answers come from the entries alone.
     #[serde(skip)]
     tallies: Option<Box<tally::Kept>>,
+    /// The places the entries share (not part of the state: rebuilt from the entries).
+    #[serde(skip)]
+    places: Places,
 }
 
 impl PartialEq for Projection {
@@ -439,21 +442,60 @@ impl Effect {
 ///
 /// Laid out for memory, since the state holds one per event: what few events have (effects of
 /// later events, an effect of its own) is boxed apart in [`Later`], and the correlation id is a
-/// boxed `str`, and the payload kinds carrying a separation block are boxed in the domain's
-/// [`Payload`], so that an `Arc<Entry>` is 224 bytes (one allocator size class; it was 384 with
-/// every payload as large as the largest kind, 512 before `Later`).
+/// boxed `str`, the org, site and jurisdiction are one [`Place`] shared by the entries of that
+/// place, and the payload kinds carrying a separation block are boxed in the domain's
+/// [`Payload`], so that an `Arc<Entry>` is 160 bytes (one allocator size class; it was 384 with
+/// three names of its own and every payload as large as the largest kind).
 #[derive(Debug, Clone, Eq, Deserialize)]
 #[serde(from = "EntryForm")]
 pub struct Entry {
     sequence: u64,
-    org_id: OrgId,
-    site_id: SiteId,
-    jurisdiction: String,
+    place: Arc<Place>,
     effective_date: Date,
     correlation_id: Option<Box<str>>,
     original: Payload,
     /// `None` until a later event acts on this one or this one acts on another.
     later: Option<Box<Later>>,
+}
+
+/// Where an event happened: its org, its site and the jurisdiction it states for the site. The
+/// entries of one place share it ([`Places`]), so an entry holds one pointer, not three names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    org_id: OrgId,
+    site_id: SiteId,
+    jurisdiction: String,
+}
+
+/// The places a projection's entries share: one [`Place`] per (org, site, jurisdiction) seen,
+/// bounded by the sites, never by the events.
+#[derive(Debug, Clone, Default)]
+struct Places(BTreeSet<Arc<Place>>);
+
+impl Places {
+    /// The shared copy of `place` (`place` itself, the first time it is seen).
+    fn share(&mut self, place: Place) -> Arc<Place> {
+        if let Some(shared) = self.0.get(&place) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(place);
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Makes `entry` point at the shared copy of its place (an entry read back from the store
+    /// comes with a place of its own).
+    fn adopt(&mut self, entry: &mut Arc<Entry>) {
+        let shared = match self.0.get(&*entry.place) {
+            Some(shared) if Arc::ptr_eq(shared, &entry.place) => return,
+            Some(shared) => Arc::clone(shared),
+            None => {
+                self.0.insert(Arc::clone(&entry.place));
+                return;
+            }
+        };
+        Arc::make_mut(entry).place = shared;
+    }
 }
 
 /// What later events did to an entry, and what it does to an earlier one: few entries have any.
@@ -483,9 +525,7 @@ static NO_LATER: Later = Later {
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         self.sequence == other.sequence
-            && self.org_id == other.org_id
-            && self.site_id == other.site_id
-            && self.jurisdiction == other.jurisdiction
+            && self.place == other.place
             && self.effective_date == other.effective_date
             && self.correlation_id == other.correlation_id
             && self.original == other.original
@@ -526,9 +566,11 @@ impl From<EntryForm> for Entry {
         };
         Self {
             sequence: f.sequence,
-            org_id: f.org_id,
-            site_id: f.site_id,
-            jurisdiction: f.jurisdiction,
+            place: Arc::new(Place {
+                org_id: f.org_id,
+                site_id: f.site_id,
+                jurisdiction: f.jurisdiction,
+            }),
             effective_date: f.effective_date,
             correlation_id: f.correlation_id.map(String::into_boxed_str),
             original: f.original,
@@ -563,9 +605,9 @@ impl Serialize for Entry {
         let later = self.later();
         EntryRef {
             sequence: self.sequence,
-            org_id: &self.org_id,
-            site_id: &self.site_id,
-            jurisdiction: &self.jurisdiction,
+            org_id: &self.place.org_id,
+            site_id: &self.place.site_id,
+            jurisdiction: &self.place.jurisdiction,
             effective_date: self.effective_date,
             correlation_id: self.correlation_id.as_deref(),
             original: &self.original,
@@ -595,12 +637,14 @@ impl Entry {
         self.sequence
     }
 
-    fn new(sequence: u64, event: Event) -> Self {
+    fn new(sequence: u64, event: Event, places: &mut Places) -> Self {
         Self {
             sequence,
-            org_id: event.org_id,
-            site_id: event.site_id,
-            jurisdiction: event.jurisdiction,
+            place: places.share(Place {
+                org_id: event.org_id,
+                site_id: event.site_id,
+                jurisdiction: event.jurisdiction,
+            }),
             effective_date: event.effective_date,
             correlation_id: event.correlation_id.map(String::into_boxed_str),
             original: event.payload,
@@ -756,12 +800,12 @@ impl Projection {
         let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(id) else {
             return;
         };
-        let entry = slot.insert(Arc::new(Entry::new(sequence, event)));
+        let entry = slot.insert(Arc::new(Entry::new(sequence, event, &mut self.places)));
         let mut kept = self.tallies.take();
         index_worker(
             &mut self.workers,
             None,
-            &entry.org_id,
+            &entry.place.org_id,
             &entry.original,
             sequence,
             id,
@@ -862,7 +906,7 @@ impl Projection {
                 .chain(e.later().corrections.0.iter().map(|h| &h.value.1));
             for payload in payloads {
                 if let Some((worker, _)) = payload.worker_effect() {
-                    out.push((&e.org_id, worker));
+                    out.push((&e.place.org_id, worker));
                 }
             }
         }
@@ -897,15 +941,22 @@ impl Projection {
         entries: impl IntoIterator<Item = (EventId, impl Into<Arc<Entry>>)>,
         links: impl IntoIterator<Item = WorkerLink>,
     ) -> Self {
-        let entries: BTreeMap<EventId, Arc<Entry>> =
-            entries.into_iter().map(|(id, e)| (id, e.into())).collect();
+        let mut places = Places::default();
+        let entries: BTreeMap<EventId, Arc<Entry>> = entries
+            .into_iter()
+            .map(|(id, e)| {
+                let mut e = e.into();
+                places.adopt(&mut e);
+                (id, e)
+            })
+            .collect();
         let mut workers = WorkerIndex::new();
         // The link each entry's own original payload implies (never stored apart).
         for (id, e) in &entries {
             index_worker(
                 &mut workers,
                 None,
-                &e.org_id,
+                &e.place.org_id,
                 &e.original,
                 e.sequence,
                 *id,
@@ -930,6 +981,7 @@ impl Projection {
             new_links: Vec::new(),
             taken: last_sequence,
             tallies: None,
+            places,
         };
         p.tallies = Some(Box::new(tally::Kept::of(&p, tally::DEFAULT_SNAPSHOT_EVERY)));
         p
@@ -1031,6 +1083,7 @@ impl Projection {
             new_links: Vec::new(),
             taken: self.last_sequence,
             tallies: None,
+            places: self.places.clone(),
         }
     }
 
@@ -1190,7 +1243,7 @@ impl Projection {
             return;
         }
         let sequence = entry.sequence;
-        let org = entry.org_id.clone();
+        let org = entry.place.org_id.clone();
         let old = entry.later().effect.clone();
         // Every change happens at the sequence being folded.
         let now = self.last_sequence;
@@ -1253,7 +1306,7 @@ impl Projection {
         let target = |id: &EventId| {
             self.entries
                 .get(id)
-                .filter(|t| t.sequence < entry.sequence && t.org_id == entry.org_id)
+                .filter(|t| t.sequence < entry.sequence && t.place.org_id == entry.place.org_id)
         };
         match entry.payload_at(CURRENT) {
             Payload::EventCorrected(c) => {
@@ -1405,9 +1458,9 @@ impl<'a> EntryAt<'a> {
         SeparationRecord {
             event_id,
             sequence: self.sequence,
-            org: self.org_id.clone(),
-            site: self.site_id.clone(),
-            jurisdiction: self.jurisdiction.clone(),
+            org: self.place.org_id.clone(),
+            site: self.place.site_id.clone(),
+            jurisdiction: self.place.jurisdiction.clone(),
             effective_date: self.effective_date,
             event_type: payload.event_type(),
             payload: payload.clone(),
@@ -1438,7 +1491,7 @@ impl<'a> At<'a> {
             return t.latest_date(org);
         }
         self.live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
             .map(|(_, e)| e.effective_date)
             .max()
     }
@@ -1543,7 +1596,7 @@ impl<'a> At<'a> {
     pub fn separation_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
         let mut out: Vec<SeparationRecord> = self
             .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
             .filter(|(_, e)| e.payload().separation().is_some())
             .map(|(id, e)| e.separation_record(*id))
             .collect();
@@ -1558,7 +1611,7 @@ impl<'a> At<'a> {
     pub fn countable_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
         let mut out: Vec<SeparationRecord> = self
             .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
             .filter(|(_, e)| crate::rules::watch::countable_payload(e.payload()))
             .map(|(id, e)| e.separation_record(*id))
             .collect();
@@ -1571,7 +1624,7 @@ impl<'a> At<'a> {
     pub fn compliance_records(&self, org: Option<&OrgId>) -> Vec<ComplianceRecord> {
         let mut out: Vec<ComplianceRecord> = self
             .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
             .filter_map(|(id, e)| {
                 let payload = e.payload();
                 let step = match payload {
@@ -1583,12 +1636,12 @@ impl<'a> At<'a> {
                 Some(ComplianceRecord {
                     event_id: *id,
                     sequence: e.sequence,
-                    org: e.org_id.clone(),
+                    org: e.place.org_id.clone(),
                     kind: payload.event_type(),
                     plan_id: step.plan_id.clone(),
                     effective_date: e.effective_date,
-                    jurisdiction: e.jurisdiction.clone(),
-                    site: e.site_id.clone(),
+                    jurisdiction: e.place.jurisdiction.clone(),
+                    site: e.place.site_id.clone(),
                 })
             })
             .collect();
@@ -1608,7 +1661,7 @@ impl<'a> At<'a> {
         let mut steps = Vec::new();
         let mut site_events = Vec::new();
         for (id, e) in self.live() {
-            if org.is_some_and(|o| o != &e.org_id) {
+            if org.is_some_and(|o| o != &e.place.org_id) {
                 continue;
             }
             let entry: &'a Entry = e.e;
@@ -1621,8 +1674,8 @@ impl<'a> At<'a> {
                     key,
                     ComplianceStep {
                         event_id: *id,
-                        org: &entry.org_id,
-                        site: &entry.site_id,
+                        org: &entry.place.org_id,
+                        site: &entry.place.site_id,
                         kind: payload.event_type(),
                         plan_id: &step.plan_id,
                         effective_date: entry.effective_date,
@@ -1631,8 +1684,8 @@ impl<'a> At<'a> {
                 Payload::SiteClosed(_) | Payload::SiteRelocated(_) => {
                     if let Some(s) = SiteEvent::from_parts(
                         *id,
-                        &entry.org_id,
-                        &entry.site_id,
+                        &entry.place.org_id,
+                        &entry.place.site_id,
                         entry.effective_date,
                         payload,
                     ) {
@@ -1645,9 +1698,9 @@ impl<'a> At<'a> {
                         key,
                         Separation {
                             event_id: *id,
-                            org: &entry.org_id,
-                            site: &entry.site_id,
-                            jurisdiction: &entry.jurisdiction,
+                            org: &entry.place.org_id,
+                            site: &entry.place.site_id,
+                            jurisdiction: &entry.place.jurisdiction,
                             effective_date: entry.effective_date,
                             payload: p,
                             position_closed: c.position_closed,
@@ -1676,7 +1729,7 @@ impl<'a> At<'a> {
     pub fn site_event_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
         let mut out: Vec<SeparationRecord> = self
             .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
             .filter(|(_, e)| {
                 matches!(
                     e.payload(),
@@ -1701,9 +1754,9 @@ impl<'a> At<'a> {
                 Some(ExplainedEvent {
                     event_id: *id,
                     sequence: e.sequence,
-                    org: e.org_id.clone(),
-                    site: e.site_id.clone(),
-                    jurisdiction: e.jurisdiction.clone(),
+                    org: e.place.org_id.clone(),
+                    site: e.place.site_id.clone(),
+                    jurisdiction: e.place.jurisdiction.clone(),
                     effective_date: e.effective_date,
                     event_type: payload.event_type(),
                     correlation_id: e.correlation_id.as_deref().map(str::to_owned),
@@ -1762,14 +1815,14 @@ impl<'a> At<'a> {
         let mut latest: BTreeMap<(&OrgId, &SiteId), (u64, &str)> = BTreeMap::new();
         for (_, e) in self
             .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.org_id))
+            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
         {
             let entry: &'a Entry = e.e;
             let slot = latest
-                .entry((&entry.org_id, &entry.site_id))
+                .entry((&entry.place.org_id, &entry.place.site_id))
                 .or_insert((0, ""));
             if entry.sequence >= slot.0 {
-                *slot = (entry.sequence, entry.jurisdiction.as_str());
+                *slot = (entry.sequence, entry.place.jurisdiction.as_str());
             }
         }
         latest
@@ -1783,7 +1836,7 @@ impl<'a> At<'a> {
     fn date_range(&self, q: &Query) -> Option<(Date, Date)> {
         let mut min: Option<Date> = None;
         let mut max: Option<Date> = None;
-        for (_, e) in self.live().filter(|(_, e)| q.org_matches(&e.org_id)) {
+        for (_, e) in self.live().filter(|(_, e)| q.org_matches(&e.place.org_id)) {
             min = Some(min.map_or(e.effective_date, |m| m.min(e.effective_date)));
             max = Some(max.map_or(e.effective_date, |m| m.max(e.effective_date)));
         }
@@ -1834,10 +1887,72 @@ fn cohort_key(cohort: Option<Cohort>) -> String {
 #[cfg(test)]
 mod layout {
     /// One `Arc<Entry>` per folded event: 16 bytes of counts plus the entry must stay within
-    /// the allocator's 224-byte size class (it was 384 with unboxed separation payloads).
+    /// the allocator's 160-byte size class (it was 384 with three names of its own and unboxed
+    /// separation payloads).
     #[test]
     fn an_entry_fits_its_size_class() {
         let size = std::mem::size_of::<super::Entry>();
-        assert!(16 + size <= 224, "Entry is {size} bytes");
+        assert!(16 + size <= 160, "Entry is {size} bytes");
+    }
+
+    /// The entries of one place share one [`super::Place`], as folded and as restored from
+    /// stored entries (each read back with a place of its own).
+    #[test]
+    fn the_entries_of_one_place_share_it_folded_and_restored() {
+        use super::{Arc, Entry, EventId, Projection};
+        use wfl_domain::{
+            ContractType, Date, EmploymentRelationship, Event, EvidenceConfidence, OrgId, Payload,
+            SiteId, Source, WorkerHired, WorkerRef,
+        };
+        let hire = |n: u128| Event {
+            event_id: EventId(uuid::Uuid::from_u128(n)),
+            org_id: OrgId::from("acme"),
+            site_id: SiteId::from(if n % 2 == 0 { "sh" } else { "bj" }),
+            jurisdiction: "CN".into(),
+            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
+            source: Source::default(),
+            correlation_id: None,
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: EvidenceConfidence::Reported,
+            expected_version: None,
+            payload: Payload::WorkerHired(WorkerHired {
+                worker_ref: WorkerRef(format!("w-{n}")),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: false,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
+                contract_end: None,
+            }),
+        };
+        let shared = |p: &Projection| {
+            assert_eq!(p.places.0.len(), 2, "two sites, one place each");
+            for e in p.entries.values() {
+                let place = p.places.0.get(&*e.place).expect("the place is known");
+                assert!(Arc::ptr_eq(place, &e.place), "{:?} is a copy", e.place);
+            }
+        };
+        let mut p = Projection::new();
+        for n in 1..=12 {
+            p.apply(n as u64, &hire(n));
+        }
+        shared(&p);
+        // As the store gives them back: every entry with a place of its own.
+        let stored: Vec<(EventId, Entry)> = p
+            .take_changes()
+            .entries
+            .iter()
+            .map(|(id, e)| {
+                let json = serde_json::to_vec(&**e).expect("serialises");
+                (*id, serde_json::from_slice(&json).expect("deserialises"))
+            })
+            .collect();
+        assert!(!Arc::ptr_eq(&stored[0].1.place, &stored[2].1.place));
+        let restored = Projection::restore(12, stored, Vec::new());
+        assert_eq!(restored, p);
+        shared(&restored);
     }
 }

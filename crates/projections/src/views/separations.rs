@@ -116,7 +116,9 @@ pub(super) fn matching<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, 
     let profiles = timeline::separation_profiles(&stints);
     p.live()
         .filter(|(_, e)| {
-            q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
+            q.org_matches(&e.place.org_id)
+                && q.site_matches(&e.place.site_id)
+                && q.in_window(e.effective_date)
         })
         .filter_map(|(id, e)| {
             let sep = e.payload().separation()?;
@@ -135,14 +137,16 @@ pub(super) fn matching<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, 
 fn temporary_layoffs<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, Classification)> {
     p.live()
         .filter(|(_, e)| {
-            q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
+            q.org_matches(&e.place.org_id)
+                && q.site_matches(&e.place.site_id)
+                && q.in_window(e.effective_date)
         })
         .filter_map(|(id, e)| {
             let Payload::TemporaryLayoff(t) = e.payload() else {
                 return None;
             };
             if let Some(c) = q.cohort {
-                if hire_cohort(p, &e.org_id, &t.worker_ref, e.sequence) != Some(c) {
+                if hire_cohort(p, &e.place.org_id, &t.worker_ref, e.sequence) != Some(c) {
                     return None;
                 }
             }

@@ -174,7 +174,7 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     // pause of the same scope.
     let mut events: Vec<_> = p
         .signal_entries()
-        .filter(|(_, e)| q.org_matches(&e.org_id))
+        .filter(|(_, e)| q.org_matches(&e.place.org_id))
         .filter(|(_, e)| {
             matches!(
                 e.payload(),
@@ -188,12 +188,12 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     for (id, e) in events {
         match e.payload() {
             Payload::HiringPaused(h) => {
-                open.entry((e.org_id.clone(), h.scope.clone()))
+                open.entry((e.place.org_id.clone(), h.scope.clone()))
                     .or_default()
                     .push(pauses.len());
                 pauses.push(HiringPauseRow {
-                    org: e.org_id.clone(),
-                    site: e.site_id.clone(),
+                    org: e.place.org_id.clone(),
+                    site: e.place.site_id.clone(),
                     scope: h.scope.clone(),
                     paused_on: e.effective_date,
                     pauses: 1,
@@ -208,7 +208,7 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
             }
             Payload::HiringResumed(r) => {
                 let idx = open
-                    .get_mut(&(e.org_id.clone(), r.scope.clone()))
+                    .get_mut(&(e.place.org_id.clone(), r.scope.clone()))
                     .and_then(Vec::pop);
                 if let Some(row) = idx.and_then(|i| pauses.get_mut(i)) {
                     row.resumed_on = Some(e.effective_date);
@@ -231,7 +231,9 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     type Intake = (GraduateIntakeRow, Order, Vec<(Order, EventId)>);
     let mut intake: BTreeMap<(OrgId, u32), Intake> = BTreeMap::new();
     for (id, e) in p.signal_entries().filter(|(_, e)| {
-        q.org_matches(&e.org_id) && q.site_matches(&e.site_id) && q.in_window(e.effective_date)
+        q.org_matches(&e.place.org_id)
+            && q.site_matches(&e.place.site_id)
+            && q.in_window(e.effective_date)
     }) {
         let (g, reduced) = match e.payload() {
             Payload::GraduateIntakeSet(g) => (g, false),
@@ -240,11 +242,11 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
         };
         let order = (e.effective_date, e.sequence);
         let (row, latest, ids) = intake
-            .entry((e.org_id.clone(), g.cohort_year))
+            .entry((e.place.org_id.clone(), g.cohort_year))
             .or_insert_with(|| {
                 (
                     GraduateIntakeRow {
-                        org: e.org_id.clone(),
+                        org: e.place.org_id.clone(),
                         cohort_year: g.cohort_year,
                         planned: g.planned,
                         baseline: g.baseline,
@@ -332,7 +334,8 @@ fn by_unit(pauses: Vec<HiringPauseRow>) -> Vec<HiringPauseRow> {
 /// With `counts_only`, the AI-attributed separations come from the tallies when `p` has them
 /// (their `event_ids` empty).
 pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
-    let in_scope = |e: &super::Entry| q.org_matches(&e.org_id) && q.site_matches(&e.site_id);
+    let in_scope =
+        |e: &super::Entry| q.org_matches(&e.place.org_id) && q.site_matches(&e.place.site_id);
 
     type Latest = (AiUsageRow, (Date, Date, u64));
     let mut usage: BTreeMap<(OrgId, String, AiMetric), Latest> = BTreeMap::new();
@@ -354,7 +357,7 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
                     AiMetric::Tokens => "activity",
                 };
                 let row = AiUsageRow {
-                    org: e.org_id.clone(),
+                    org: e.place.org_id.clone(),
                     scope: m.scope.clone(),
                     metric: m.metric,
                     period_start: m.period_start,
@@ -366,7 +369,7 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
                     used_in_performance_review: m.used_in_performance_review,
                     event_id: *id,
                 };
-                let key = (e.org_id.clone(), m.scope.clone(), m.metric);
+                let key = (e.place.org_id.clone(), m.scope.clone(), m.metric);
                 if usage.get(&key).is_none_or(|(_, latest)| order > *latest) {
                     usage.insert(key, (row, order));
                 }
@@ -374,8 +377,8 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
             Payload::AiToolRolledOut(t) if q.in_window(e.effective_date) => {
                 let order = (e.effective_date, e.sequence);
                 let key = (
-                    e.org_id.clone(),
-                    e.site_id.clone(),
+                    e.place.org_id.clone(),
+                    e.place.site_id.clone(),
                     t.scope.clone(),
                     t.tool.clone(),
                 );
@@ -384,8 +387,8 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
                         order,
                         order,
                         AiToolRow {
-                            org: e.org_id.clone(),
-                            site: e.site_id.clone(),
+                            org: e.place.org_id.clone(),
+                            site: e.place.site_id.clone(),
                             scope: t.scope.clone(),
                             tool: t.tool.clone(),
                             mandatory: t.mandatory,

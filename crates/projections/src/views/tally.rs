@@ -499,7 +499,11 @@ impl Tallies {
             }
         }
         for e in p.entries.values().filter(|e| e.live_at(p.last_sequence)) {
-            bump(of_org(&mut t.dates, &e.org_id), &e.effective_date, true);
+            bump(
+                of_org(&mut t.dates, &e.place.org_id),
+                &e.effective_date,
+                true,
+            );
         }
         t
     }
@@ -533,10 +537,10 @@ impl Tallies {
             let was = e.sequence <= from && e.live_at(from);
             let is = e.sequence <= to && e.live_at(to);
             if was != is {
-                let dates = of_org(&mut self.dates, &e.org_id);
+                let dates = of_org(&mut self.dates, &e.place.org_id);
                 bump(dates, &e.effective_date, is);
                 if dates.is_empty() {
-                    self.dates.remove(&e.org_id);
+                    self.dates.remove(&e.place.org_id);
                 }
             }
         }
@@ -560,12 +564,12 @@ impl Tallies {
         if let Some((worker, ids)) = worker {
             let mut entries = Vec::with_capacity(ids.len());
             lookup(p, ids, Some((id, entry)), &mut entries);
-            self.move_worker(from, to, &entry.org_id, worker, ids, &entries, pair);
+            self.move_worker(from, to, &entry.place.org_id, worker, ids, &entries, pair);
         }
         // A new entry was not there at `from`; it is live at `to` (nothing retracted it yet).
         if entry.live_at(to) {
             bump(
-                of_org(&mut self.dates, &entry.org_id),
+                of_org(&mut self.dates, &entry.place.org_id),
                 &entry.effective_date,
                 true,
             );
@@ -830,7 +834,7 @@ fn contribution(
             (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
                 open = Some(Open {
                     start: (!h.baseline).then_some(e.effective_date),
-                    site: &e.e.site_id,
+                    site: &e.e.place.site_id,
                     group: Group {
                         cohort: h.cohort,
                         relationship: h.employment_relationship,
@@ -894,7 +898,7 @@ fn contribution(
         let c = e.classification();
         out.separations.push((
             SeparationCell {
-                site: sites.intern(&e.site_id),
+                site: sites.intern(&e.place.site_id),
                 date: e.effective_date,
                 cohort,
                 bucket: c.bucket,

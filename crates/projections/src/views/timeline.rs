@@ -85,7 +85,7 @@ impl Stint {
             hire_id,
             start: (!hire.baseline).then_some(entry.effective_date),
             recorded_on: entry.effective_date,
-            site: entry.site_id.clone(),
+            site: entry.place.site_id.clone(),
             profile: Profile {
                 relationship: hire.employment_relationship,
                 contract_type: hire.contract_type,
