@@ -1907,7 +1907,7 @@ mod layout {
         let hire = |n: u128| Event {
             event_id: EventId(uuid::Uuid::from_u128(n)),
             org_id: OrgId::from("acme"),
-            site_id: SiteId::from(if n % 2 == 0 { "sh" } else { "bj" }),
+            site_id: SiteId::from(if n.is_multiple_of(2) { "sh" } else { "bj" }),
             jurisdiction: "CN".into(),
             effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
             source: Source::default(),
