@@ -870,14 +870,9 @@ impl Projection {
     /// folded after the lower and up to the higher (`by_sequence`), and every event they act
     /// on, and those act on, in any payload they ever had (a superset of what the fold marked
     /// changed over those events, which is what [`tally::Tallies::move_to`] needs). Sorted.
-    fn touched_between(&self, by_sequence: &[(u64, EventId)], a: u64, b: u64) -> Vec<EventId> {
+    fn touched_between(&self, by_sequence: &tally::BySequence, a: u64, b: u64) -> Vec<EventId> {
         let (lo, hi) = (a.min(b), a.max(b));
-        let start = by_sequence.partition_point(|(s, _)| *s <= lo);
-        let mut work: Vec<EventId> = by_sequence[start..]
-            .iter()
-            .take_while(|(s, _)| *s <= hi)
-            .map(|(_, id)| *id)
-            .collect();
+        let mut work: Vec<EventId> = by_sequence.between(lo, hi).collect();
         let mut out = BTreeSet::new();
         while let Some(id) = work.pop() {
             if !out.insert(id) {

@@ -154,6 +154,55 @@ pub(super) struct Tallies {
 /// ([`Projection::keep_snapshots_every`]).
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100_000;
 
+/// Every folded event's (sequence, id), ascending, in chunks of [`BySequence::CHUNK`]: growing
+/// never copies what it holds (a `Vec` that doubles copies everything and holds both copies
+/// meanwhile, hundreds of MB at millions of events), and nothing is reserved beyond one chunk.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BySequence {
+    chunks: Vec<Vec<(u64, EventId)>>,
+}
+
+impl BySequence {
+    const CHUNK: usize = 1 << 16;
+
+    /// From pairs already in ascending order.
+    fn from_sorted(all: Vec<(u64, EventId)>) -> Self {
+        Self {
+            chunks: all.chunks(Self::CHUNK).map(<[_]>::to_vec).collect(),
+        }
+    }
+
+    /// Adds the pair of the event just folded (its sequence above every one held).
+    pub(super) fn push(&mut self, item: (u64, EventId)) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < Self::CHUNK => last.push(item),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(item);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    /// The ids of the events folded after sequence `lo` and up to `hi`, ascending.
+    pub(super) fn between(&self, lo: u64, hi: u64) -> impl Iterator<Item = EventId> + '_ {
+        // The first chunk holding a sequence above `lo`, then the first such pair in it.
+        let first = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|(s, _)| *s <= lo));
+        let skip = self
+            .chunks
+            .get(first)
+            .map_or(0, |c| c.partition_point(|(s, _)| *s <= lo));
+        self.chunks[first..]
+            .iter()
+            .flatten()
+            .skip(skip)
+            .take_while(move |(s, _)| *s <= hi)
+            .map(|(_, id)| *id)
+    }
+}
+
 /// What a projection keeps beside its entries so that answers cost what their figures cost
 /// (never stored: [`Projection::restore`] rebuilds it): the tallies of the current state,
 /// snapshots of them every `every` sequences for as-of answers, the ids of every signal event,
@@ -167,7 +216,7 @@ pub(super) struct Kept {
     /// every entry.
     pub(super) signals: BTreeSet<EventId>,
     /// Every folded event's (sequence, id), ascending: the events between two sequences.
-    pub(super) by_sequence: Vec<(u64, EventId)>,
+    pub(super) by_sequence: BySequence,
     /// The snapshot spacing, in sequences.
     pub(super) every: u64,
     /// The fold's buffers, reused from event to event: the events of the worker the event
@@ -186,7 +235,7 @@ impl Default for Kept {
         Self {
             now: Tallies::default(),
             signals: BTreeSet::new(),
-            by_sequence: Vec::new(),
+            by_sequence: BySequence::default(),
             every: DEFAULT_SNAPSHOT_EVERY,
             worker_events: Vec::new(),
             pair: Pair::default(),
@@ -216,6 +265,7 @@ impl Kept {
         let mut by_sequence: Vec<(u64, EventId)> =
             p.entries.iter().map(|(id, e)| (e.sequence, *id)).collect();
         by_sequence.sort_unstable();
+        let by_sequence = BySequence::from_sorted(by_sequence);
         Self {
             now: Tallies::of(p),
             signals: p
@@ -352,13 +402,7 @@ impl Kept {
 }
 
 /// `base`, the tallies at sequence `from`, moved to sequence `to`.
-fn moved(
-    p: &Projection,
-    by_sequence: &[(u64, EventId)],
-    base: &Tallies,
-    from: u64,
-    to: u64,
-) -> Tallies {
+fn moved(p: &Projection, by_sequence: &BySequence, base: &Tallies, from: u64, to: u64) -> Tallies {
     let mut t = base.clone();
     let touched = p.touched_between(by_sequence, from, to);
     let workers = p.workers_named(&touched);
@@ -906,5 +950,57 @@ fn contribution(
             },
             SeparationCounts::of(&c),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BySequence;
+    use wfl_domain::EventId;
+
+    /// The events between two sequences, whether they fall in one chunk, across chunks, or
+    /// at their borders, pushed one by one or built from a sorted list: as a filter of the
+    /// whole list gives them.
+    #[test]
+    fn the_events_between_two_sequences_come_out_across_chunks() {
+        // Every third sequence missing (a redelivery or a duplicate id folds nothing).
+        let all: Vec<(u64, EventId)> = (1..=200_000u64)
+            .filter(|s| s % 3 != 0)
+            .map(|s| (s, EventId(uuid::Uuid::from_u128(u128::from(s)))))
+            .collect();
+        let mut pushed = BySequence::default();
+        for item in &all {
+            pushed.push(*item);
+        }
+        let built = BySequence::from_sorted(all.clone());
+        let edge = BySequence::CHUNK as u64;
+        let cases = [
+            (0, 0),
+            (0, 10),
+            (5, 6),
+            (edge - 2, edge + 2),
+            (edge, 2 * edge + 7),
+            (99_999, 150_000),
+            (199_990, 250_000),
+            (250_000, 300_000),
+            (0, u64::MAX),
+        ];
+        for (lo, hi) in cases {
+            let want: Vec<EventId> = all
+                .iter()
+                .filter(|(s, _)| lo < *s && *s <= hi)
+                .map(|(_, id)| *id)
+                .collect();
+            assert_eq!(
+                pushed.between(lo, hi).collect::<Vec<_>>(),
+                want,
+                "{lo}..={hi}"
+            );
+            assert_eq!(
+                built.between(lo, hi).collect::<Vec<_>>(),
+                want,
+                "{lo}..={hi}"
+            );
+        }
     }
 }
