@@ -714,7 +714,8 @@ proptest! {
         cuts.insert(n);
         // The "store": what a keyed persist leaves on disk.
         let mut entries: BTreeMap<EventId, Entry> = BTreeMap::new();
-        let mut links: BTreeMap<(u64, EventId), WorkerLink> = BTreeMap::new();
+        // A link is all its fields: two corrections of one event can link it to two workers.
+        let mut links: BTreeMap<(u64, EventId, String, String), WorkerLink> = BTreeMap::new();
         let mut checkpoint = 0u64;
         let mut p = Projection::new();
         let crash_at = crash.index(n + 1);
@@ -738,7 +739,9 @@ proptest! {
                 prop_assert!(changes.entries.len() <= n);
                 checkpoint = changes.last_sequence;
                 entries.extend(changes.entries.into_iter().map(|(id, e)| (id, (*e).clone())));
-                links.extend(changes.links.into_iter().map(|l| ((l.sequence, l.event_id), l)));
+                links.extend(changes.links.into_iter().map(|l| {
+                    ((l.sequence, l.event_id, l.org.0.clone(), l.worker.0.clone()), l)
+                }));
             }
         }
         prop_assert_eq!(&p, &full);

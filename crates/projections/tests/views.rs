@@ -1214,3 +1214,37 @@ fn an_empty_projection_answers_empty_views() {
     assert!(p.hiring_signals(&Query::default()).pauses.is_empty());
     assert_eq!(p.ai_adoption(&Query::default()).external_reference.len(), 2);
 }
+
+/// The only worker-index links a persist hands over are those corrections add: a correction that
+/// gives a worker to an event that named none (an automated role whose holder turns out to have
+/// been separated), twice with different workers. Restored from the stored entries with those
+/// links, the state is the folded one; without them the worker index lacks them (so they must
+/// be stored), and the entries' own links (the hire's) need no storing.
+#[test]
+fn only_the_links_corrections_add_are_handed_over_and_restore_needs_them() {
+    let mut l = Ledger::default();
+    l.rec("2026-01-05", hire("w-1", Cohort::Experienced));
+    let role = l.rec("2026-02-01", role_automated(None));
+    l.rec("2026-02-03", correct(role, role_automated(Some("w-9"))));
+    l.rec("2026-02-04", correct(role, role_automated(Some("w-10"))));
+    let changes = l.p.take_changes();
+    let mut linked: Vec<(String, u64)> = changes
+        .links
+        .iter()
+        .map(|link| (link.worker.0.clone(), link.sequence))
+        .collect();
+    linked.sort();
+    assert_eq!(
+        linked,
+        [("w-10".to_owned(), 2), ("w-9".to_owned(), 2)],
+        "the corrections' links, on the corrected event; none for the hire"
+    );
+    let entries: Vec<_> = changes.entries.clone();
+    let restored = Projection::restore(changes.last_sequence, entries.clone(), changes.links);
+    assert_eq!(restored, l.p);
+    let without = Projection::restore(changes.last_sequence, entries, Vec::new());
+    assert_ne!(
+        without, l.p,
+        "the corrections' links are not implied by any entry"
+    );
+}

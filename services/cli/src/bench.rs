@@ -584,11 +584,10 @@ pub struct FoldReport {
     pub events: u64,
     /// Protobuf `CommittedEvent` bytes -> domain event (what the follower does per event).
     pub decode_events_per_s: f64,
-    /// `Projection::apply` alone: the median of [`FOLD_RUNS`] folds of the same events, each
-    /// into a fresh projection (`fold_runs_events_per_s` gives each).
+    /// `Projection::apply_owned` alone, into memory the process never used before (as the
+    /// projector's fold does: a second fold in the same process reuses what the allocator kept
+    /// and ran up to 1.8 times as fast here, which is not what the projector gets).
     pub fold_events_per_s: f64,
-    #[serde(default)]
-    pub fold_runs_events_per_s: Vec<f64>,
     /// `take_changes` + encoding what changed as the view store writes it (binary parts), per
     /// 1,000 events.
     pub encode_events_per_s: f64,
@@ -631,7 +630,7 @@ impl FoldReport {
             "step                                  rate\n\
              events (restructuring mix)            {}\n\
              decode (protobuf -> domain)           {:.0} events/s\n\
-             fold (Projection::apply), median      {:.0} events/s (runs: {})\n\
+             fold (Projection::apply)              {:.0} events/s\n\
              take changes + encode (per 1,000)     {:.0} events/s\n\
              RSS growth per folded event           {:.0} B\n\
              threshold watch over the final state  {:.1} ms (longest hold of the lock {:.1} ms)\n\
@@ -641,11 +640,6 @@ impl FoldReport {
             self.events,
             self.decode_events_per_s,
             self.fold_events_per_s,
-            self.fold_runs_events_per_s
-                .iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(" / "),
             self.encode_events_per_s,
             self.rss_bytes_per_event,
             self.watch_ms,
@@ -660,10 +654,6 @@ impl FoldReport {
         )
     }
 }
-
-/// How many times `wfl bench fold` folds the events (the rate is their median: one fold on this
-/// kind of shared machine varies by up to two times).
-pub const FOLD_RUNS: usize = 3;
 
 /// Runs the fold benchmark over `events` generated events.
 ///
@@ -699,30 +689,17 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
     let decode_s = t.elapsed().as_secs_f64();
     drop(encoded);
 
-    // The follower gives each decoded event away to the fold: so does this. The first fold's
-    // state is kept (its memory and the watch are measured on it); the later ones only time.
+    // The follower gives each decoded event away to the fold: so does this.
     let n = decoded.len() as f64;
-    let mut runs = Vec::with_capacity(FOLD_RUNS);
-    let mut kept = None;
-    let mut rss_growth = 0;
-    for _ in 0..FOLD_RUNS {
-        let owned = decoded.clone();
-        let rss_before = rss_bytes();
-        let mut p = wfl_projections::views::Projection::new();
-        let t = Instant::now();
-        for (i, e) in owned.into_iter().enumerate() {
-            p.apply_owned(i as u64 + 1, e);
-        }
-        runs.push(n / t.elapsed().as_secs_f64().max(1e-9));
-        if kept.is_none() {
-            rss_growth = rss_bytes().saturating_sub(rss_before);
-            kept = Some(p);
-        }
+    let owned = decoded.clone();
+    let rss_before = rss_bytes();
+    let mut p = wfl_projections::views::Projection::new();
+    let t = Instant::now();
+    for (i, e) in owned.into_iter().enumerate() {
+        p.apply_owned(i as u64 + 1, e);
     }
-    let p = kept.ok_or_else(|| anyhow!("no fold ran"))?;
-    let mut sorted = runs.clone();
-    sorted.sort_by(f64::total_cmp);
-    let fold_events_per_s = sorted[sorted.len() / 2];
+    let fold_events_per_s = n / t.elapsed().as_secs_f64().max(1e-9);
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
 
     // Encoding as the store does it, from a fresh fold cut every 1,000 events.
     let mut q = wfl_projections::views::Projection::new();
@@ -768,7 +745,6 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         events: decoded.len() as u64,
         decode_events_per_s: n / decode_s,
         fold_events_per_s,
-        fold_runs_events_per_s: runs,
         encode_events_per_s: n / encode_s.max(1e-9),
         watch_locked_ms,
         watch_copy_ms: ms(timing.copy),

@@ -101,9 +101,7 @@ pub fn put_entry(entry: &Entry, codec: &dyn PayloadCodec, out: &mut Vec<u8>) {
 /// The bytes end early, or hold a value that is not one [`put_entry`] writes.
 pub fn take_entry(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Entry, String> {
     let sequence = take_varint(input)?;
-    let org_id = OrgId(take_text(input)?);
-    let site_id = SiteId(take_text(input)?);
-    let jurisdiction = take_text(input)?;
+    let place = take_place(input)?;
     let days = unzigzag(take_varint(input)?).ok_or("an effective date out of range")?;
     // The domain's dates (`Date::from_ymd`); date arithmetic beyond them would overflow.
     let in_range = match (Date::from_ymd(1900, 1, 1), Date::from_ymd(2200, 12, 31)) {
@@ -156,12 +154,7 @@ pub fn take_entry(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Entry, 
     };
     Ok(Entry {
         sequence,
-        // A place of its own: `Projection::restore` makes the entries of one place share one.
-        place: Arc::new(Place {
-            org_id,
-            site_id,
-            jurisdiction,
-        }),
+        place,
         effective_date,
         correlation_id,
         original,
@@ -277,7 +270,48 @@ fn take_slice<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
 }
 
 fn take_text(input: &mut &[u8]) -> Result<String, String> {
-    String::from_utf8(take_slice(input)?.to_vec()).map_err(|_| "text that is not UTF-8".into())
+    take_str(input).map(str::to_owned)
+}
+
+fn take_str<'a>(input: &mut &'a [u8]) -> Result<&'a str, String> {
+    std::str::from_utf8(take_slice(input)?).map_err(|_| "text that is not UTF-8".into())
+}
+
+/// How many places a decoding thread remembers ([`take_place`]).
+const RECENT_PLACES: usize = 64;
+
+thread_local! {
+    /// The first [`RECENT_PLACES`] places this thread decoded: the entries of a store are at a
+    /// few sites, so most entries it decodes share one of these instead of copying three names
+    /// each (`Projection::restore` then makes every entry share the projection's own, beyond
+    /// these too).
+    static RECENT: std::cell::RefCell<Vec<Arc<Place>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads an entry's org, site and jurisdiction: a place this thread decoded recently when the
+/// names are the same (compared before anything is copied), else a new one.
+fn take_place(input: &mut &[u8]) -> Result<Arc<Place>, String> {
+    let org = take_str(input)?;
+    let site = take_str(input)?;
+    let jurisdiction = take_str(input)?;
+    Ok(RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if let Some(p) = recent
+            .iter()
+            .find(|p| p.org_id.0 == org && p.site_id.0 == site && p.jurisdiction == jurisdiction)
+        {
+            return Arc::clone(p);
+        }
+        let place = Arc::new(Place {
+            org_id: OrgId(org.to_owned()),
+            site_id: SiteId(site.to_owned()),
+            jurisdiction: jurisdiction.to_owned(),
+        });
+        if recent.len() < RECENT_PLACES {
+            recent.push(Arc::clone(&place));
+        }
+        place
+    }))
 }
 
 fn take_payload(input: &mut &[u8], codec: &dyn PayloadCodec) -> Result<Payload, String> {
@@ -409,6 +443,33 @@ mod tests {
         assert!(take_entry(&mut &far[..], &Json)
             .unwrap_err()
             .contains("effective date"));
+    }
+
+    /// Entries of one place decoded by one thread share one place; another place gets its own.
+    #[test]
+    fn entries_of_one_place_decode_to_one_shared_place() {
+        let mut p = super::super::Projection::new();
+        let mut e = wfl_testkit_free_hire();
+        p.apply(1, &e);
+        e.event_id = EventId(uuid::Uuid::from_u128(8));
+        p.apply(2, &e);
+        e.event_id = EventId(uuid::Uuid::from_u128(9));
+        e.site_id = SiteId::from("bj-decode-test");
+        p.apply(3, &e);
+        let mut out = Vec::new();
+        for entry in p.entries.values() {
+            put_entry(entry, &Json, &mut out);
+        }
+        let mut input = out.as_slice();
+        let decoded: Vec<Entry> = (0..3)
+            .map(|_| take_entry(&mut input, &Json).expect("an entry"))
+            .collect();
+        assert!(Arc::ptr_eq(&decoded[0].place, &decoded[1].place));
+        assert!(!Arc::ptr_eq(&decoded[0].place, &decoded[2].place));
+        assert_eq!(decoded[2].place.site_id, SiteId::from("bj-decode-test"));
+        for (d, e) in decoded.iter().zip(p.entries.values()) {
+            assert_eq!(d, &**e);
+        }
     }
 
     fn wfl_testkit_free_hire() -> wfl_domain::Event {

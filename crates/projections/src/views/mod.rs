@@ -297,9 +297,9 @@ fn insert_sorted(events: &mut Vec<(u64, EventId)>, item: (u64, EventId)) -> bool
 }
 
 /// The fold state. It is persisted keyed, by what changed: [`Projection::take_changes`] gives the
-/// entries touched and the worker-index links added since the last call, and
-/// [`Projection::restore`] rebuilds the state from every stored entry and link. Equality compares
-/// the folded state only, never the pending changes.
+/// entries touched and the worker-index links corrections added since the last call, and
+/// [`Projection::restore`] rebuilds the state from every stored entry and link (each entry's own
+/// link is derived from it). Equality compares the folded state only, never the pending changes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Projection {
     last_sequence: u64,
@@ -326,7 +326,9 @@ pub struct Projection {
     /// answers come from the entries alone.
     #[serde(skip)]
     tallies: Option<Box<tally::Kept>>,
-    /// The places the entries share (not part of the state: rebuilt from the entries).
+    /// The places the entries share (not part of the state: [`Projection::restore`] rebuilds it
+    /// from the entries; empty in a copy that is only read, such as a deserialised one or one made
+    /// by [`CopyCursor::finish`], whose later entries, if it folds any, share their own places).
     #[serde(skip)]
     places: Places,
 }
@@ -374,7 +376,8 @@ impl CopyCursor {
 }
 
 /// One worker-index link: the event (`sequence`, `event_id`) names `worker` of `org`. Links are
-/// only ever added, so they are stored once each, keyed by (sequence, event id). Only the links
+/// only ever added, so each is stored once (two corrections of one event can link it to two
+/// workers: a link is all four fields, not its event alone). Only the links
 /// a correction adds are handed over as these: the link of each entry's own original payload is
 /// read from the entry itself ([`Projection::restore`]), so the fold copies no names for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -165,7 +165,7 @@ pub(super) struct BySequence {
 impl BySequence {
     const CHUNK: usize = 1 << 16;
 
-    /// From pairs already in ascending order.
+    /// From pairs already in ascending order (at restore: copied into chunks once).
     fn from_sorted(all: Vec<(u64, EventId)>) -> Self {
         Self {
             chunks: all.chunks(Self::CHUNK).map(<[_]>::to_vec).collect(),
@@ -177,7 +177,13 @@ impl BySequence {
         match self.chunks.last_mut() {
             Some(last) if last.len() < Self::CHUNK => last.push(item),
             _ => {
-                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                // The first chunk grows as a `Vec` does (a small projection reserves little);
+                // the later ones are made whole.
+                let mut chunk = if self.chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(Self::CHUNK)
+                };
                 chunk.push(item);
                 self.chunks.push(chunk);
             }
