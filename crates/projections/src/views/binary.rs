@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn a_cut_or_damaged_entry_is_an_error_never_a_panic() {
         let mut p = super::super::Projection::new();
-        let e = wfl_testkit_free_hire();
+        let e = super::super::fixtures::hire(7, "sh");
         p.apply(1, &e);
         let entry = p.entries.values().next().expect("an entry").clone();
         let mut out = Vec::new();
@@ -449,7 +449,7 @@ mod tests {
     #[test]
     fn entries_of_one_place_decode_to_one_shared_place() {
         let mut p = super::super::Projection::new();
-        let mut e = wfl_testkit_free_hire();
+        let mut e = super::super::fixtures::hire(7, "sh");
         p.apply(1, &e);
         e.event_id = EventId(uuid::Uuid::from_u128(8));
         p.apply(2, &e);
@@ -469,33 +469,6 @@ mod tests {
         assert_eq!(decoded[2].place.site_id, SiteId::from("bj-decode-test"));
         for (d, e) in decoded.iter().zip(p.entries.values()) {
             assert_eq!(d, &**e);
-        }
-    }
-
-    fn wfl_testkit_free_hire() -> wfl_domain::Event {
-        wfl_domain::Event {
-            event_id: EventId(uuid::Uuid::from_u128(7)),
-            org_id: OrgId::from("acme"),
-            site_id: SiteId::from("sh"),
-            jurisdiction: "CN".into(),
-            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
-            source: wfl_domain::Source::default(),
-            correlation_id: Some("plan-1".into()),
-            causation_id: None,
-            schema_version: 1,
-            evidence_confidence: wfl_domain::EvidenceConfidence::Reported,
-            expected_version: None,
-            payload: Payload::WorkerHired(wfl_domain::WorkerHired {
-                worker_ref: WorkerRef("w-7".into()),
-                employment_relationship: wfl_domain::EmploymentRelationship::Employee,
-                contract_type: wfl_domain::ContractType::OpenEnded,
-                cohort: None,
-                position_id: None,
-                baseline: false,
-                avg_weekly_hours: Some(40),
-                months_employed_last_12: None,
-                contract_end: None,
-            }),
         }
     }
 }

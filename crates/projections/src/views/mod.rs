@@ -1898,34 +1898,8 @@ mod layout {
     #[test]
     fn the_entries_of_one_place_share_it_folded_and_restored() {
         use super::{Arc, Entry, EventId, Projection};
-        use wfl_domain::{
-            ContractType, Date, EmploymentRelationship, Event, EvidenceConfidence, OrgId, Payload,
-            SiteId, Source, WorkerHired, WorkerRef,
-        };
-        let hire = |n: u128| Event {
-            event_id: EventId(uuid::Uuid::from_u128(n)),
-            org_id: OrgId::from("acme"),
-            site_id: SiteId::from(if n.is_multiple_of(2) { "sh" } else { "bj" }),
-            jurisdiction: "CN".into(),
-            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
-            source: Source::default(),
-            correlation_id: None,
-            causation_id: None,
-            schema_version: 1,
-            evidence_confidence: EvidenceConfidence::Reported,
-            expected_version: None,
-            payload: Payload::WorkerHired(WorkerHired {
-                worker_ref: WorkerRef(format!("w-{n}")),
-                employment_relationship: EmploymentRelationship::Employee,
-                contract_type: ContractType::OpenEnded,
-                cohort: None,
-                position_id: None,
-                baseline: false,
-                avg_weekly_hours: None,
-                months_employed_last_12: None,
-                contract_end: None,
-            }),
-        };
+        let hire =
+            |n: u128| super::fixtures::hire(n, if n.is_multiple_of(2) { "sh" } else { "bj" });
         let shared = |p: &Projection| {
             assert_eq!(p.places.0.len(), 2, "two sites, one place each");
             for e in p.entries.values() {
@@ -1952,5 +1926,42 @@ mod layout {
         let restored = Projection::restore(12, stored, Vec::new());
         assert_eq!(restored, p);
         shared(&restored);
+    }
+}
+
+/// Events for the unit tests of this module and its children.
+#[cfg(test)]
+mod fixtures {
+    use wfl_domain::{
+        ContractType, Date, EmploymentRelationship, Event, EventId, EvidenceConfidence, OrgId,
+        Payload, SiteId, Source, WorkerHired, WorkerRef,
+    };
+
+    /// Worker `w-n` hired at `site` of `acme` (jurisdiction CN) on 2026-01-05 (event id `n`).
+    pub(super) fn hire(n: u128, site: &str) -> Event {
+        Event {
+            event_id: EventId(uuid::Uuid::from_u128(n)),
+            org_id: OrgId::from("acme"),
+            site_id: SiteId::from(site),
+            jurisdiction: "CN".into(),
+            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
+            source: Source::default(),
+            correlation_id: Some("plan-1".into()),
+            causation_id: None,
+            schema_version: 1,
+            evidence_confidence: EvidenceConfidence::Reported,
+            expected_version: None,
+            payload: Payload::WorkerHired(WorkerHired {
+                worker_ref: WorkerRef(format!("w-{n}")),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: false,
+                avg_weekly_hours: Some(40),
+                months_employed_last_12: None,
+                contract_end: None,
+            }),
+        }
     }
 }
