@@ -675,25 +675,35 @@ impl Cluster {
             .map_err(|e| Error::unavailable("instance heartbeat", e))
     }
 
-    /// The instances that heartbeat within the last lease TTL.
+    /// The instances that heartbeat within the last lease TTL, each once, sorted.
+    ///
+    /// Read as the server's count of the bucket's instance subjects (one request, a snapshot
+    /// taken by the server), not by listing the bucket's keys: that listing is a push consumer
+    /// which, while heartbeats go on, ends before it has seen every key (two live instances
+    /// counted as one) or delivers a key twice (as five), and an instance that miscounts gives
+    /// partitions up to "rebalance" or takes more than its share.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when JetStream does not answer.
     pub async fn live_instances(&self) -> Result<Vec<String>, Error> {
         use futures::TryStreamExt;
-        let keys: Vec<String> = self
+        let prefix = format!("{}i.", self.leases.prefix);
+        let subjects: Vec<(String, usize)> = self
             .leases
-            .keys()
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
             .await
             .map_err(|e| Error::unavailable("list instances", e))?
             .try_collect()
             .await
             .map_err(|e| Error::unavailable("list instances", e))?;
-        let mut live: Vec<String> = keys
+        let mut live: Vec<String> = subjects
             .into_iter()
-            .filter_map(|k| k.strip_prefix("i.").map(str::to_owned))
+            .filter(|(_, messages)| *messages > 0)
+            .filter_map(|(subject, _)| subject.strip_prefix(&prefix).map(str::to_owned))
             .collect();
         live.sort();
+        live.dedup();
         Ok(live)
     }
 

@@ -189,3 +189,36 @@ async fn the_partition_map_changes_by_compare_and_set_and_is_followed() {
         .expect_err("fixed");
     assert!(e.to_string().contains("(2 reserved)"), "{e}");
 }
+
+#[tokio::test]
+async fn each_live_instance_is_counted_once_while_heartbeats_go_on() {
+    let server = NatsServer::start();
+    let cluster = open(&server, Duration::from_secs(10)).await;
+    cluster.heartbeat("a").await.expect("heartbeat");
+    cluster.heartbeat("b").await.expect("heartbeat");
+    // Both instances heartbeat without pause while the instances are listed: the listing's
+    // consumer delivers those puts too.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beating = {
+        let (cluster, stop) = (cluster.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut beats = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in ["a", "b"] {
+                    cluster.heartbeat(i).await.expect("heartbeat");
+                    beats += 1;
+                }
+            }
+            beats
+        })
+    };
+    for _ in 0..200 {
+        assert_eq!(
+            cluster.live_instances().await.expect("list"),
+            ["a", "b"],
+            "each instance once"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(beating.await.expect("heartbeats") > 0);
+}
