@@ -350,6 +350,68 @@ pub fn event_type_of(e: &pb::Event) -> Option<EventType> {
     e.payload.as_ref()?.kind.as_ref().map(kind_type)
 }
 
+/// The org id and event type of an encoded `wfl.v1.Event`, read without decoding the event:
+/// what [`event_type_of`] and the `org_id` field of the decoded event give (the last value of a
+/// field given twice, as a decoder keeps; an empty org and `None` when absent), for a caller
+/// that only routes the bytes (the ledger's committed-stream publisher). Only the payload's
+/// kind is looked at, never its fields.
+///
+/// # Errors
+/// When the bytes are not a well-formed message of fields (what a full decode would refuse
+/// at that level), or the org id is not UTF-8.
+pub fn org_and_type_of(mut event: &[u8]) -> Result<(&str, Option<EventType>), prost::DecodeError> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    let mut org: &[u8] = &[];
+    let mut kind = None;
+    while !event.is_empty() {
+        let (tag, wire) = decode_key(&mut event)?;
+        match (tag, wire) {
+            (2 | 12, WireType::LengthDelimited) => {
+                let len = usize::try_from(decode_varint(&mut event)?)
+                    .ok()
+                    .filter(|&n| n <= event.len())
+                    .ok_or_else(|| prost::DecodeError::new("buffer underflow"))?;
+                let (field, rest) = event.split_at(len);
+                event = rest;
+                if tag == 2 {
+                    org = field;
+                } else {
+                    kind = payload_kind(field)?.or(kind);
+                }
+            }
+            _ => skip_field(wire, tag, &mut event, DecodeContext::default())?,
+        }
+    }
+    let org = std::str::from_utf8(org)
+        .map_err(|_| prost::DecodeError::new("invalid string value: data is not UTF-8 encoded"))?;
+    Ok((org, kind))
+}
+
+/// The event type of an encoded `wfl.v1.Payload`: the kind of its last oneof field, found by
+/// decoding a payload holding only an empty message under that field's tag (the generated code
+/// names the kinds, so no table of tags is kept here; an unknown tag decodes to no kind, as a
+/// full decode skips it).
+fn payload_kind(mut payload: &[u8]) -> Result<Option<EventType>, prost::DecodeError> {
+    use prost::encoding::{decode_key, encode_key, skip_field, DecodeContext, WireType};
+    use prost::Message;
+    let mut kind = None;
+    while !payload.is_empty() {
+        let (tag, wire) = decode_key(&mut payload)?;
+        skip_field(wire, tag, &mut payload, DecodeContext::default())?;
+        if wire == WireType::LengthDelimited {
+            // The key (at most 5 bytes for a tag below 2^29) and a zero length.
+            let mut bytes = [0u8; 6];
+            let mut rest: &mut [u8] = &mut bytes;
+            encode_key(tag, wire, &mut rest);
+            let used = 6 - rest.len() + 1;
+            if let Some(k) = pb::Payload::decode(&bytes[..used])?.kind {
+                kind = Some(kind_type(&k));
+            }
+        }
+    }
+    Ok(kind)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Wire -> domain: the collector and its field helpers
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use prost::Message;
 use uuid::Uuid;
 use wfl_domain::*;
-use wfl_proto::convert::{event_from_pb, event_to_pb, event_type_of, payload_to_pb};
+use wfl_proto::convert::{
+    event_from_pb, event_to_pb, event_type_of, org_and_type_of, payload_to_pb,
+};
 use wfl_proto::pb;
 
 // ---------------------------------------------------------------------------------------------
@@ -642,6 +644,40 @@ fn event_type_of_names_the_kind_without_validating() {
     broken.event_id = "nope".into();
     resignation_separation(&mut broken).initiator = 99;
     assert_eq!(event_type_of(&broken), Some(EventType::Resignation));
+}
+
+#[test]
+fn org_and_type_are_read_from_the_bytes_as_a_decode_reads_them() {
+    for e in fixtures() {
+        let wire = event_to_pb(&e);
+        let bytes = wire.encode_to_vec();
+        assert_eq!(
+            org_and_type_of(&bytes).expect("well formed"),
+            (e.org_id.0.as_str(), Some(e.payload.event_type())),
+        );
+    }
+    assert_eq!(org_and_type_of(&[]).expect("empty"), ("", None));
+    // A field given twice: the last org, and the last payload with a kind, as a decoder keeps.
+    let (hire, resign) = (fixtures()[0].clone(), wire_resignation());
+    let mut twice = event_to_pb(&hire).encode_to_vec();
+    twice.extend(resign.encode_to_vec());
+    twice.extend(
+        pb::Event {
+            payload: Some(pb::Payload { kind: None }),
+            ..pb::Event::default()
+        }
+        .encode_to_vec(),
+    );
+    let decoded = pb::Event::decode(twice.as_slice()).expect("decodes");
+    assert_eq!(
+        org_and_type_of(&twice).expect("well formed"),
+        (decoded.org_id.as_str(), event_type_of(&decoded)),
+    );
+    assert_eq!(event_type_of(&decoded), Some(EventType::Resignation));
+    // Cut short: refused, as a decode refuses it.
+    let cut = &event_to_pb(&hire).encode_to_vec()[..20];
+    assert!(pb::Event::decode(cut).is_err());
+    assert!(org_and_type_of(cut).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------

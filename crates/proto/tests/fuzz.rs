@@ -26,6 +26,13 @@ fn valid_event() -> Vec<u8> {
 
 /// Decodes and converts; panics only on a defect (an error without a field name).
 fn check(bytes: &[u8]) {
+    // The ledger's shallow read of org and type never panics, and agrees with a decode.
+    let shallow = wfl_proto::convert::org_and_type_of(bytes);
+    if let Ok(wire) = pb::Event::decode(bytes) {
+        let (org, kind) = shallow.expect("what decodes reads shallowly");
+        assert_eq!(org, wire.org_id);
+        assert_eq!(kind, wfl_proto::convert::event_type_of(&wire));
+    }
     match pb::Event::decode(bytes) {
         Err(e) => {
             // The codec turns this into INVALID_ARGUMENT with prost's description.

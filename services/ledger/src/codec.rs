@@ -138,6 +138,40 @@ pub(crate) fn put_committed(out: &mut Vec<u8>, record: &StoredRecord) {
     }
 }
 
+/// The org id and event type a stored record is published under, read from its bytes without
+/// decoding the event ([`wfl_proto::convert::org_and_type_of`]); empty when absent, as the
+/// decoded event gave them.
+pub(crate) fn org_and_type(record: &StoredRecord) -> Result<(String, String), Error> {
+    use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+    let undecodable = |e: prost::DecodeError| Error::Undecodable {
+        sequence: record.sequence,
+        detail: e.to_string(),
+    };
+    let mut buf = record.bytes.as_slice();
+    let mut event: Option<&[u8]> = None;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).map_err(undecodable)?;
+        if (tag, wire) == (3, WireType::LengthDelimited) {
+            let len = usize::try_from(decode_varint(&mut buf).map_err(undecodable)?)
+                .ok()
+                .filter(|&n| n <= buf.len())
+                .ok_or_else(|| undecodable(prost::DecodeError::new("buffer underflow")))?;
+            let (field, rest) = buf.split_at(len);
+            // A record holds one event; a decoder would merge a second, which no writer makes.
+            event = Some(field);
+            buf = rest;
+        } else {
+            skip_field(wire, tag, &mut buf, DecodeContext::default()).map_err(undecodable)?;
+        }
+    }
+    let (org, kind) =
+        wfl_proto::convert::org_and_type_of(event.unwrap_or_default()).map_err(undecodable)?;
+    Ok((
+        org.to_owned(),
+        kind.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+    ))
+}
+
 /// The length of [`put_committed`]'s bytes.
 pub(crate) fn committed_len(record: &StoredRecord) -> usize {
     record.bytes.len() + 2 * (2 + record.hash.len())
@@ -166,6 +200,48 @@ pub(crate) fn put_batch(records: &[StoredRecord]) -> Vec<u8> {
 mod tests {
     use super::*;
     use wfl_testkit::scenario::{hire, resign};
+
+    fn record(sequence: u64, event: &Event) -> StoredRecord {
+        let bytes = encode(sequence, 1_700_000_000_000_000, event);
+        let prev_hash = [7; 32];
+        StoredRecord {
+            sequence,
+            event_id: event.event_id.0,
+            hash: wfl_store::chain_hash(&prev_hash, &bytes),
+            prev_hash,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn a_record_is_published_as_decoding_and_encoding_it_again_would_write_it() {
+        for (sequence, event) in [(1, hire("org-1", "w1")), (300, resign("org-2", "w-2"))] {
+            let r = record(sequence, &event);
+            let decoded = decode(&r).expect("decodes");
+            check_stored(&r).expect("intact");
+            let mut stored = Vec::new();
+            put_committed(&mut stored, &r);
+            assert_eq!(stored, decoded.encode_to_vec());
+            assert_eq!(stored.len(), committed_len(&r));
+            let event = decoded.event.as_ref().expect("an event");
+            assert_eq!(
+                org_and_type(&r).expect("readable"),
+                (
+                    event.org_id.clone(),
+                    wfl_proto::convert::event_type_of(event)
+                        .expect("a kind")
+                        .as_str()
+                        .to_owned()
+                )
+            );
+        }
+        // A damaged record is refused, not published.
+        let mut damaged = record(2, &hire("org-1", "w2"));
+        damaged.bytes[10] ^= 1;
+        assert!(check_stored(&damaged).is_err());
+        damaged.bytes.truncate(12);
+        assert!(org_and_type(&damaged).is_err());
+    }
 
     #[test]
     fn a_record_built_from_the_canonical_bytes_is_what_prost_writes() {

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -280,7 +279,7 @@ async fn published_through(
         let Some(record) = records.first() else {
             return Ok(lo);
         };
-        let (org_id, event_type) = subject_of(&codec::decode(record)?);
+        let (org_id, event_type) = codec::org_and_type(record)?;
         if bus
             .committed_holds(partition, &org_id, &event_type, mid)
             .await?
@@ -291,18 +290,6 @@ async fn published_through(
         }
     }
     Ok(lo)
-}
-
-/// The org and event type a committed event is published under.
-fn subject_of(c: &wfl_proto::pb::CommittedEvent) -> (String, String) {
-    let event = c.event.as_ref();
-    (
-        event.map(|e| e.org_id.clone()).unwrap_or_default(),
-        event
-            .and_then(wfl_proto::convert::event_type_of)
-            .map(|t| t.as_str().to_owned())
-            .unwrap_or_default(),
-    )
 }
 
 /// Looks for holes below the stream's last message; on finding some, one ERROR, the metric and
@@ -358,15 +345,20 @@ async fn publish_chunk(
     };
     let mut msgs = Vec::with_capacity(records.len());
     for r in &records {
-        let c = codec::decode(r)?;
-        let (org_id, event_type) = subject_of(&c);
+        // Published as stored, the hashes appended (what decoding the record and encoding it
+        // again wrote, without doing either): a record whose bytes no longer hash to its chain
+        // hash is refused here, not published.
+        codec::check_stored(r)?;
+        let (org_id, event_type) = codec::org_and_type(r)?;
+        let mut payload = Vec::with_capacity(codec::committed_len(r));
+        codec::put_committed(&mut payload, r);
         msgs.push(CommittedMessage {
             org_id,
             event_type,
             sequence: r.sequence,
             hash: r.hash,
             event_id: r.event_id,
-            payload: Bytes::from(c.encode_to_vec()),
+            payload: Bytes::from(payload),
             msg_id: republish
                 .filter(|(until, _)| r.sequence <= *until)
                 .map(|(_, nonce)| format!("{}.r{nonce}", r.event_id)),
