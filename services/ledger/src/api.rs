@@ -486,60 +486,14 @@ impl pb::ledger_server::Ledger for LedgerApi {
         }))
     }
 
+    /// Served by [`crate::stored::LedgerService`] from the stored bytes
+    /// ([`ReadStored::subscribe_stored`]); this is the same answer decoded, for a `LedgerApi`
+    /// served through the generated server alone.
     async fn subscribe(
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let peer = request
-            .remote_addr()
-            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let caller = wfl_auth::caller(&request)?;
-        let mut req = request.into_inner();
-        req.org_ids = caller.org_filter(req.org_ids)?;
-        let heartbeat = match req.heartbeat_ms {
-            0 => None,
-            ms if ms < 100 => {
-                return Err(invalid(
-                    "heartbeat_ms",
-                    "at least 100 ms (or 0 for the default)",
-                ))
-            }
-            ms => Some(std::time::Duration::from_millis(u64::from(ms))),
-        };
-        let mut buckets = Vec::with_capacity(req.buckets.len());
-        for (i, b) in req.buckets.iter().enumerate() {
-            let Some(bucket) = Bucket::ALL
-                .iter()
-                .copied()
-                .find(|k| k.as_str() == b.as_str())
-            else {
-                let names: Vec<&str> = Bucket::ALL.iter().map(|k| k.as_str()).collect();
-                return Err(invalid(
-                    &format!("buckets[{i}]"),
-                    &format!("one of {}", names.join(", ")),
-                ));
-            };
-            buckets.push(bucket);
-        }
-        let subscription = subscribe::Subscription {
-            from: req.from_sequence.max(1),
-            buckets,
-            filter: {
-                check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
-                filter(req.org_ids, &req.event_types)?
-            },
-            heartbeat,
-            peer,
-            batch: subscribe::Subscription::batch_of(req.max_batch),
-        };
-        let rx = subscribe::start(
-            self.store.clone(),
-            self.head.clone(),
-            &self.subscribers,
-            self.limits,
-            subscription,
-        )?;
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(decode_each(self.subscribe_stored(request).await?))
     }
 
     /// Served by [`crate::stored::LedgerService`] from the stored bytes; this is the same
@@ -602,6 +556,62 @@ impl ReadStored for LedgerApi {
         };
         let plan = self.read_plan(request)?;
         let rx = spawn_read(self.store.clone(), plan, queue, batch, pack);
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn subscribe_stored(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EncodedStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let caller = wfl_auth::caller(&request)?;
+        let mut req = request.into_inner();
+        req.org_ids = caller.org_filter(req.org_ids)?;
+        let heartbeat = match req.heartbeat_ms {
+            0 => None,
+            ms if ms < 100 => {
+                return Err(invalid(
+                    "heartbeat_ms",
+                    "at least 100 ms (or 0 for the default)",
+                ))
+            }
+            ms => Some(std::time::Duration::from_millis(u64::from(ms))),
+        };
+        let mut buckets = Vec::with_capacity(req.buckets.len());
+        for (i, b) in req.buckets.iter().enumerate() {
+            let Some(bucket) = Bucket::ALL
+                .iter()
+                .copied()
+                .find(|k| k.as_str() == b.as_str())
+            else {
+                let names: Vec<&str> = Bucket::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(invalid(
+                    &format!("buckets[{i}]"),
+                    &format!("one of {}", names.join(", ")),
+                ));
+            };
+            buckets.push(bucket);
+        }
+        let subscription = subscribe::Subscription {
+            from: req.from_sequence.max(1),
+            buckets,
+            filter: {
+                check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
+                filter(req.org_ids, &req.event_types)?
+            },
+            heartbeat,
+            peer,
+            batch: subscribe::Subscription::batch_of(req.max_batch),
+        };
+        let rx = subscribe::start(
+            self.store.clone(),
+            self.head.clone(),
+            &self.subscribers,
+            self.limits,
+            subscription,
+        )?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

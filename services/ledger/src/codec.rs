@@ -179,21 +179,31 @@ pub(crate) fn committed_len(record: &StoredRecord) -> usize {
 
 /// The `wfl.v1.EventBatch` wire bytes of these records (field 1, one `CommittedEvent` each).
 pub(crate) fn put_batch(records: &[StoredRecord]) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-    let len: usize = records
+    let mut out = Vec::with_capacity(batch_len(records));
+    put_batch_into(&mut out, records);
+    out
+}
+
+/// The length of [`put_batch`]'s bytes.
+pub(crate) fn batch_len(records: &[StoredRecord]) -> usize {
+    use prost::encoding::encoded_len_varint;
+    records
         .iter()
         .map(|r| {
             let n = committed_len(r);
             1 + encoded_len_varint(n as u64) + n
         })
-        .sum();
-    let mut out = Vec::with_capacity(len);
+        .sum()
+}
+
+/// [`put_batch`], appended to `out`.
+pub(crate) fn put_batch_into(out: &mut Vec<u8>, records: &[StoredRecord]) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
     for r in records {
-        encode_key(1, WireType::LengthDelimited, &mut out);
-        encode_varint(committed_len(r) as u64, &mut out);
-        put_committed(&mut out, r);
+        encode_key(1, WireType::LengthDelimited, out);
+        encode_varint(committed_len(r) as u64, out);
+        put_committed(out, r);
     }
-    out
 }
 
 #[cfg(test)]

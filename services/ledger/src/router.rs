@@ -113,6 +113,14 @@ impl ReadStored for PartitionRouter {
         let (p, api) = self.pick(&request, &request.get_ref().org_ids)?;
         Ok(named(p, api.read_stored(request, batches).await?))
     }
+
+    async fn subscribe_stored(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EncodedStream>, Status> {
+        let (p, api) = self.pick(&request, &request.get_ref().org_ids)?;
+        Ok(named(p, api.subscribe_stored(request).await?))
+    }
 }
 
 #[tonic::async_trait]

@@ -1,14 +1,16 @@
-//! `Read` and `ReadBatches` answered with the stored bytes: the `wfl.v1.Ledger` service as
-//! clients see it ([`LedgerService`]), which sends each committed event as it is stored instead
-//! of decoding it and encoding it again.
+//! `Read`, `ReadBatches` and `Subscribe` answered with the stored bytes: the `wfl.v1.Ledger`
+//! service as clients see it ([`LedgerService`]), which sends each committed event as it is
+//! stored instead of decoding it and encoding it again (a subscription's heartbeats are encoded
+//! as usual).
 //!
 //! A stored record is a `wfl.v1.CommittedEvent` without its hash fields ([`crate::codec`]);
 //! appending fields 4 and 5 makes it the message the generated handler would have sent, byte
 //! for byte a valid encoding of the same `CommittedEvent`, and an `EventBatch` is those, each
 //! framed as field 1. Each record's chain hash is recomputed before it is sent (a damaged record
 //! ends the stream with `DATA_LOSS`, as a failed decode did), which costs less than the decode
-//! it replaces. Every other method, and the checks and authorization of these two
-//! ([`crate::api::LedgerApi::read_plan`]), are the generated server's and the API's own.
+//! it replaces. Every other method, and the checks and authorization of these three
+//! ([`crate::api::LedgerApi::read_plan`], the subscription's own), are the generated server's
+//! and the API's own.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -71,6 +73,13 @@ pub trait ReadStored: Send + Sync + 'static {
         request: Request<pb::ReadRequest>,
         batches: bool,
     ) -> Result<Response<EncodedStream>, Status>;
+
+    /// `Subscribe` answered from the stored bytes, with the same checks, order, batching and
+    /// heartbeats as the generated handler would give.
+    async fn subscribe_stored(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EncodedStream>, Status>;
 }
 
 /// The `wfl.v1.Ledger` gRPC service over `T`: `Read` and `ReadBatches` from the stored bytes
@@ -122,6 +131,24 @@ impl<T: ReadStored> tonic::server::ServerStreamingService<pb::ReadRequest> for S
     }
 }
 
+/// `Subscribe`, served from stored bytes, as tonic's server calls it.
+struct SubscribeMethod<T> {
+    inner: Arc<T>,
+}
+
+impl<T: ReadStored> tonic::server::ServerStreamingService<pb::SubscribeRequest>
+    for SubscribeMethod<T>
+{
+    type Response = Encoded;
+    type ResponseStream = EncodedStream;
+    type Future = BoxFuture<Response<EncodedStream>, Status>;
+
+    fn call(&mut self, request: Request<pb::SubscribeRequest>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.subscribe_stored(request).await })
+    }
+}
+
 impl<T: Ledger + ReadStored> Service<http::Request<BoxBody>> for LedgerService<T> {
     type Response = http::Response<BoxBody>;
     type Error = Infallible;
@@ -135,6 +162,17 @@ impl<T: Ledger + ReadStored> Service<http::Request<BoxBody>> for LedgerService<T
         let batches = match request.uri().path() {
             "/wfl.v1.Ledger/Read" => false,
             "/wfl.v1.Ledger/ReadBatches" => true,
+            "/wfl.v1.Ledger/Subscribe" => {
+                let method = SubscribeMethod {
+                    inner: self.inner.clone(),
+                };
+                return Box::pin(async move {
+                    let codec = wfl_proto::codec::Codec::<Encoded, pb::SubscribeRequest>::default();
+                    let mut grpc = tonic::server::Grpc::new(codec)
+                        .apply_max_message_size_config(Some(MAX_DECODING), None);
+                    Ok(grpc.server_streaming(method, request).await)
+                });
+            }
             _ => return self.generated.call(request),
         };
         let method = StoredMethod {

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 use wfl_proto::pb;
-use wfl_store::{Filter, Log};
+use wfl_store::{Filter, Log, StoredRecord};
 
 use crate::error::status;
+use crate::stored::Encoded;
 use crate::{codec, Error};
 
 /// Records read from disk at a time, per subscriber.
@@ -180,7 +181,7 @@ enum Stop {
     Stalled,
 }
 
-type Item = Result<pb::SubscribeResponse, Status>;
+type Item = Result<Encoded, Status>;
 
 /// Starts a subscription task and returns the receiving end of its queue.
 ///
@@ -246,7 +247,8 @@ async fn run(
     let queue = queue_len(request.batch);
     let mut next = request.from.max(1);
     let mut last_sent = Instant::now();
-    let mut pending: Vec<pb::CommittedEvent> = Vec::new();
+    // Records to send, checked ([`codec::check_stored`]) and kept as stored.
+    let mut pending: Vec<StoredRecord> = Vec::new();
     loop {
         let target = *head.borrow_and_update();
         if next <= target {
@@ -269,10 +271,11 @@ async fn run(
             // The last sequence looked at: once `pending` is sent, everything up to it is.
             let mut scanned = next - 1;
             let mut pending_bytes = 0usize;
-            for (i, r) in records.iter().enumerate() {
+            let count = records.len();
+            for (i, r) in records.into_iter().enumerate() {
                 scanned = r.sequence;
                 if !request.buckets.is_empty() {
-                    match codec::decode_event(r) {
+                    match codec::decode_event(&r) {
                         Ok(event) => {
                             let bucket =
                                 wfl_domain::classify::classify(&event.payload, false, false).bucket;
@@ -290,17 +293,18 @@ async fn run(
                         }
                     }
                 }
-                match codec::decode(r) {
-                    Ok(c) => pending.push(c),
-                    Err(e) => {
-                        let _ = tx.try_send(Err(status(e)));
-                        return;
-                    }
+                // Sent as stored: a record whose bytes no longer hash to its chain hash ends
+                // the stream (`DATA_LOSS`), as a failed decode did.
+                if let Err(e) = codec::check_stored(&r) {
+                    let _ = tx.try_send(Err(status(e)));
+                    return;
                 }
                 pending_bytes += r.bytes.len();
-                let last = i + 1 == records.len();
+                let sequence = r.sequence;
+                pending.push(r);
+                let last = i + 1 == count;
                 if last || pending.len() >= request.batch || pending_bytes >= BATCH_BYTES {
-                    let first = pending.first().map_or(r.sequence, |c| c.sequence);
+                    let first = pending.first().map_or(sequence, |c| c.sequence);
                     let item = message(&mut pending, request.batch);
                     if let Err(stop) = send(tx, item, limits.stall_timeout).await {
                         return stopped(tx, stop, first);
@@ -356,34 +360,44 @@ async fn run(
     }
 }
 
-/// The message carrying `pending` (emptied): one `event` when the subscriber asked for one per
-/// message, else a `batch`.
-fn message(pending: &mut Vec<pb::CommittedEvent>, batch: usize) -> pb::SubscribeResponse {
-    let kind = if batch <= 1 && pending.len() == 1 {
-        pending.pop().map(pb::subscribe_response::Kind::Event)
+/// The `wfl.v1.SubscribeResponse` carrying `pending` (emptied), encoded from the stored bytes
+/// ([`codec::put_committed`], [`codec::put_batch`]): one `event` (field 1) when the subscriber
+/// asked for one per message, else a `batch` (field 3).
+fn message(pending: &mut Vec<StoredRecord>, batch: usize) -> Encoded {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    let one = batch <= 1 && pending.len() == 1;
+    let (tag, len) = if one {
+        (1, codec::committed_len(&pending[0]))
     } else {
-        Some(pb::subscribe_response::Kind::Batch(pb::EventBatch {
-            events: std::mem::take(pending),
-        }))
+        (3, codec::batch_len(pending))
     };
-    pb::SubscribeResponse { kind }
+    let mut out = Vec::with_capacity(1 + encoded_len_varint(len as u64) + len);
+    encode_key(tag, WireType::LengthDelimited, &mut out);
+    encode_varint(len as u64, &mut out);
+    if one {
+        codec::put_committed(&mut out, &pending[0]);
+    } else {
+        codec::put_batch_into(&mut out, pending);
+    }
+    pending.clear();
+    Encoded(out)
 }
 
-fn beat(head_sequence: u64, position: u64) -> pb::SubscribeResponse {
-    pb::SubscribeResponse {
-        kind: Some(pb::subscribe_response::Kind::Heartbeat(pb::Heartbeat {
-            head_sequence,
-            position,
-        })),
-    }
+fn beat(head_sequence: u64, position: u64) -> Encoded {
+    use prost::Message;
+    Encoded(
+        pb::SubscribeResponse {
+            kind: Some(pb::subscribe_response::Kind::Heartbeat(pb::Heartbeat {
+                head_sequence,
+                position,
+            })),
+        }
+        .encode_to_vec(),
+    )
 }
 
 /// Sends one message, keeping one queue slot free for a final status.
-async fn send(
-    tx: &mpsc::Sender<Item>,
-    item: pb::SubscribeResponse,
-    stall: Duration,
-) -> Result<(), Stop> {
+async fn send(tx: &mpsc::Sender<Item>, item: Encoded, stall: Duration) -> Result<(), Stop> {
     match tokio::time::timeout(stall, tx.reserve_many(2)).await {
         Err(_) => Err(Stop::Stalled),
         Ok(Err(_)) => Err(Stop::Gone),
@@ -401,5 +415,76 @@ fn stopped(tx: &mpsc::Sender<Item>, stop: Stop, resume_from: u64) {
         let _ = tx.try_send(Err(Status::resource_exhausted(format!(
             "subscriber took nothing for too long and was ended; resume with from_sequence = {resume_from}"
         ))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use wfl_testkit::scenario::{hire, resign};
+
+    fn records() -> Vec<StoredRecord> {
+        let mut prev = wfl_store::ZERO_HASH;
+        [
+            hire("org-1", "w1"),
+            resign("org-1", "w1"),
+            hire("org-2", "w2"),
+        ]
+        .iter()
+        .zip(1..)
+        .map(|(e, sequence)| {
+            let (canonical, _) = wfl_proto::convert::encode_with_content(e);
+            let bytes = codec::encode_canonical(sequence, 1_700_000_000_000_000, &canonical);
+            let hash = wfl_store::chain_hash(&prev, &bytes);
+            let r = StoredRecord {
+                sequence,
+                event_id: e.event_id.0,
+                prev_hash: prev,
+                hash,
+                bytes,
+            };
+            prev = hash;
+            r
+        })
+        .collect()
+    }
+
+    #[test]
+    fn messages_from_the_stored_bytes_decode_to_what_the_generated_handler_sent() {
+        let records = records();
+        let decoded: Vec<pb::CommittedEvent> = records
+            .iter()
+            .map(|r| codec::decode(r).expect("decodes"))
+            .collect();
+        // One event per message.
+        let mut one = records[..1].to_vec();
+        let m = pb::SubscribeResponse::decode(message(&mut one, 1).0.as_slice()).expect("decodes");
+        assert_eq!(
+            m.kind,
+            Some(pb::subscribe_response::Kind::Event(decoded[0].clone()))
+        );
+        assert!(one.is_empty(), "pending is emptied");
+        // A batch, also of one event when the subscriber asked for batches.
+        for (n, batch) in [(3, 1000), (1, 10), (2, 1)] {
+            let mut pending = records[..n].to_vec();
+            let m = pb::SubscribeResponse::decode(message(&mut pending, batch).0.as_slice())
+                .expect("decodes");
+            assert_eq!(
+                m.kind,
+                Some(pb::subscribe_response::Kind::Batch(pb::EventBatch {
+                    events: decoded[..n].to_vec()
+                })),
+                "{n} events, batch {batch}"
+            );
+        }
+        let m = pb::SubscribeResponse::decode(beat(7, 5).0.as_slice()).expect("decodes");
+        assert_eq!(
+            m.kind,
+            Some(pb::subscribe_response::Kind::Heartbeat(pb::Heartbeat {
+                head_sequence: 7,
+                position: 5
+            }))
+        );
     }
 }
