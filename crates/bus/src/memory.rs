@@ -53,7 +53,7 @@ struct Inner {
 /// delivered again), exactly as JetStream does on the NATS bus.
 struct DedupWindow {
     window: std::time::Duration,
-    seen: std::collections::HashSet<uuid::Uuid>,
+    seen: foldhash::HashSet<uuid::Uuid>,
     order: std::collections::VecDeque<(std::time::Instant, uuid::Uuid)>,
 }
 
@@ -61,7 +61,7 @@ impl DedupWindow {
     fn new(window: std::time::Duration) -> Self {
         Self {
             window,
-            seen: std::collections::HashSet::new(),
+            seen: foldhash::HashSet::default(),
             order: std::collections::VecDeque::new(),
         }
     }

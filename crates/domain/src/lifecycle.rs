@@ -21,7 +21,7 @@
 
 use crate::event::{Event, EventType, LifecycleEffect, Payload};
 use crate::ids::{EventId, OrgId, WorkerRef};
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 /// Why an event cannot be committed in the current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

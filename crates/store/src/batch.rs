@@ -8,7 +8,7 @@
 //! Must not: touch storage. The backend answers "is this id already
 //! decided?" through a callback and writes the plan itself.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use uuid::Uuid;
 

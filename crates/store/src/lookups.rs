@@ -18,7 +18,7 @@
 //! removes it. Forgetting is always safe (the append reads sled instead), so memory is bounded
 //! by clearing everything at [`MAX_KEPT`].
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -73,7 +73,7 @@ pub(crate) struct Started {
 /// else can make it stale before the append is done.
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
-    pub(crate) undecided: std::collections::HashSet<Uuid>,
+    pub(crate) undecided: HashSet<Uuid>,
     pub(crate) groups: HashMap<[u8; ID_PREFIX_LEN], Groups>,
 }
 

@@ -78,7 +78,7 @@
 //! Nobody can therefore act on a record that a crash could still take away.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -19,7 +19,7 @@ mod outcomes;
 pub mod refusals;
 pub mod views;
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,7 @@
 //! [`wfl_bus::Timing::ask_again`] while ids stay unanswered (a lost core message, a ledger
 //! restart).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;

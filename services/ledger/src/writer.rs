@@ -14,7 +14,7 @@
 //! content it was decided on (from the record; stored with a refusal). The writer never marks an
 //! outcome `duplicate` itself: the gateway compares its own submission id and content hash.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -364,7 +364,8 @@ impl Writer {
         let mut outcomes: Vec<ipb::Outcome> = Vec::with_capacity(batch.payloads.len());
         let mut originals: HashMap<EventId, OriginalEvent> = HashMap::new();
         // None: committed in this batch, its hash is known only after the append.
-        let mut decided: HashMap<EventId, Option<ipb::Outcome>> = HashMap::new();
+        let mut decided: HashMap<EventId, Option<ipb::Outcome>> =
+            HashMap::with_capacity(batch.payloads.len());
         // Committed in this batch or the one in flight: answered once that append is done.
         let mut repeats: Vec<EventId> = Vec::new();
         let recorded_at = codec::now_micros().max(self.recorded_at);
