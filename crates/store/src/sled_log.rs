@@ -77,8 +77,8 @@
 //! and rejections of an in-flight append are hidden until it is flushed.
 //! Nobody can therefore act on a record that a crash could still take away.
 
-use std::collections::hash_map::Entry;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
