@@ -293,7 +293,7 @@ pub(crate) fn watch_rows(
 pub(crate) struct Inputs<'a> {
     inputs: wfl_projections::views::WatchInputs<'a>,
     /// Indexed once: the watch asks the population once per window and sample.
-    population: PopulationIndex,
+    population: PopulationIndex<'a>,
 }
 
 impl<'a> Inputs<'a> {
@@ -305,7 +305,7 @@ impl<'a> Inputs<'a> {
     /// The inputs gathered apart (to time each part).
     pub(crate) fn from_parts(
         inputs: wfl_projections::views::WatchInputs<'a>,
-        population: PopulationIndex,
+        population: PopulationIndex<'a>,
     ) -> Self {
         Self { inputs, population }
     }
@@ -340,14 +340,14 @@ impl<'a> Inputs<'a> {
 /// hire's average weekly hours, `part_time_below_months_of_12` from the hire date or a baseline
 /// load's months), and answers [`Population::worker`] from each worker's stints, so the counts
 /// apply the same tests to separations, temporary layoffs and hours cuts that do not state them.
-struct Basis {
-    index: PopulationIndex,
+struct Basis<'a> {
+    index: PopulationIndex<'a>,
     /// Headcount at the end of one day, by the query's other fields (Debug form).
     days: std::cell::RefCell<std::collections::BTreeMap<String, u64>>,
 }
 
-impl Basis {
-    fn new(index: PopulationIndex) -> Self {
+impl<'a> Basis<'a> {
+    fn new(index: PopulationIndex<'a>) -> Self {
         Self {
             index,
             days: std::cell::RefCell::default(),
@@ -365,7 +365,7 @@ impl Basis {
     }
 }
 
-impl Population for Basis {
+impl Population for Basis<'_> {
     fn worker(
         &self,
         org: &OrgId,

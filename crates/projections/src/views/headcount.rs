@@ -152,7 +152,7 @@ struct Group {
     flows: Vec<HeadcountFigures>,
 }
 
-fn group_keys(s: &Stint) -> [(Dim, String); 3] {
+fn group_keys(s: &Stint<'_>) -> [(Dim, String); 3] {
     [
         (Dim::Total, String::new()),
         (Dim::Cohort, cohort_key(s.profile.cohort)),
@@ -164,7 +164,7 @@ fn group_keys(s: &Stint) -> [(Dim, String); 3] {
 }
 
 /// Stints of the query's org and cohort (the cohort each worker was hired with).
-fn filtered_stints(p: &At<'_>, q: &Query) -> Vec<Stint> {
+fn filtered_stints<'a>(p: &At<'a>, q: &Query) -> Vec<Stint<'a>> {
     timeline::stints(p, q.org.as_ref())
         .into_iter()
         .filter(|s| q.cohort.is_none_or(|c| s.profile.cohort == Some(c)))
@@ -172,7 +172,7 @@ fn filtered_stints(p: &At<'_>, q: &Query) -> Vec<Stint> {
 }
 
 /// Presence counters per group, for the query's site.
-fn counters(stints: &[Stint], site: Option<&SiteId>) -> BTreeMap<(Dim, String), Group> {
+fn counters(stints: &[Stint<'_>], site: Option<&SiteId>) -> BTreeMap<(Dim, String), Group> {
     let mut groups: BTreeMap<(Dim, String), Group> = BTreeMap::new();
     groups.entry((Dim::Total, String::new())).or_default();
     for s in stints {

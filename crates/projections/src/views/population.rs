@@ -44,7 +44,7 @@ struct Interval {
 /// is built from ~600k stints each watch run): the stints are kept in (org, worker) order and
 /// searched, sites are numbered once.
 #[derive(Debug, Default)]
-pub struct PopulationIndex {
+pub struct PopulationIndex<'a> {
     intervals: Vec<Interval>,
     /// The sites the intervals name, by number.
     sites: Vec<SiteId>,
@@ -54,7 +54,7 @@ pub struct PopulationIndex {
     /// on first use of each minimum (a pack asks one or two).
     by_minimum: RefCell<BTreeMap<i32, Groups>>,
     /// Every stint, in (org, worker) order, each worker's in time order.
-    stints: Vec<Stint>,
+    stints: Vec<Stint<'a>>,
     /// Each worker's first stint (its place in `stints`), by [`worker_key`]: one probe per
     /// [`Population::worker`] question instead of a binary search comparing names held all over
     /// the heap (the watch asks once per separation and pack: seconds at millions of events).
@@ -69,28 +69,28 @@ fn worker_key(org: &OrgId, worker: &WorkerRef) -> u64 {
     h.finish()
 }
 
-impl PopulationIndex {
+impl<'a> PopulationIndex<'a> {
     /// Indexes the stints of `org` (every org when `None`).
     #[must_use]
-    pub fn new(p: &Projection, org: Option<&OrgId>) -> Self {
+    pub fn new(p: &'a Projection, org: Option<&OrgId>) -> Self {
         Self::at(&p.now(), org)
     }
 
     /// Indexes the stints of `org` (every org when `None`) as they stood at `p`'s sequence.
     #[must_use]
-    pub fn at(p: &At<'_>, org: Option<&OrgId>) -> Self {
+    pub fn at(p: &At<'a>, org: Option<&OrgId>) -> Self {
         let mut stints = timeline::stints(p, org);
         // Already in this order (the workers are walked in key order); a stable sort of sorted
         // input is one pass.
-        stints.sort_by(|a, b| (&a.org, &a.worker).cmp(&(&b.org, &b.worker)));
+        stints.sort_by(|a, b| (a.org, a.worker).cmp(&(b.org, b.worker)));
         let mut intervals = Vec::with_capacity(stints.len());
         let mut numbers: BTreeMap<&SiteId, u32> = BTreeMap::new();
         let mut sites: Vec<SiteId> = Vec::new();
         let mut first = HashMap::with_capacity(stints.len());
         for (n, s) in stints.iter().enumerate() {
             let stint = u32::try_from(n).unwrap_or(u32::MAX);
-            if n == 0 || (&stints[n - 1].org, &stints[n - 1].worker) != (&s.org, &s.worker) {
-                first.entry(worker_key(&s.org, &s.worker)).or_insert(stint);
+            if n == 0 || (stints[n - 1].org, stints[n - 1].worker) != (s.org, s.worker) {
+                first.entry(worker_key(s.org, s.worker)).or_insert(stint);
             }
             for (start, end, site) in s.intervals() {
                 let number = *numbers.entry(site).or_insert_with(|| {
@@ -142,7 +142,7 @@ impl PopulationIndex {
             }
             let org = &self.stints[i.stint as usize].org;
             if !groups.contains_key(org) {
-                groups.insert(org.clone(), BTreeMap::new());
+                groups.insert((*org).clone(), BTreeMap::new());
             }
             groups
                 .get_mut(org)
@@ -166,7 +166,7 @@ fn minimum_for(min_months: Option<u32>) -> i32 {
     min_months.map_or(0, minimum_days)
 }
 
-impl Population for PopulationIndex {
+impl Population for PopulationIndex<'_> {
     fn headcount(&self, q: &PopulationQuery) -> u64 {
         let min_days = minimum_for(q.part_time_below_months_of_12);
         let mut cache = self.by_minimum.borrow_mut();
@@ -199,7 +199,7 @@ impl Population for PopulationIndex {
         let named = |n: u32| {
             self.stints
                 .get(n as usize)
-                .is_some_and(|s| &s.org == org && &s.worker == worker)
+                .is_some_and(|s| s.org == org && s.worker == worker)
         };
         let first = match self.first.get(&worker_key(org, worker)) {
             // Every worker with a stint has a key.
@@ -208,11 +208,11 @@ impl Population for PopulationIndex {
             // Another worker with the same key: the search decides.
             Some(_) => self
                 .stints
-                .partition_point(|s| (&s.org, &s.worker) < (org, worker)),
+                .partition_point(|s| (s.org, s.worker) < (org, worker)),
         };
         self.stints[first..]
             .iter()
-            .take_while(|s| &s.org == org && &s.worker == worker)
+            .take_while(|s| s.org == org && s.worker == worker)
             .filter(|s| s.covers(on))
             .last()
             .map(|s| s.worker_profile(on))

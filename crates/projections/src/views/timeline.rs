@@ -29,26 +29,28 @@ pub(super) struct Profile {
 
 /// A move to another site inside a stint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Move {
+pub(super) struct Move<'a> {
     pub(super) date: Date,
-    pub(super) site: SiteId,
+    pub(super) site: &'a SiteId,
     pub(super) event_id: EventId,
 }
 
-/// One period of employment of one worker.
+/// One period of employment of one worker. Its names are borrowed from the projection it was
+/// read from (the threshold watch builds one per worker each run: millions at millions of
+/// events, and three copied names each were most of its working set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Stint {
-    pub(super) org: OrgId,
-    pub(super) worker: WorkerRef,
+pub(super) struct Stint<'a> {
+    pub(super) org: &'a OrgId,
+    pub(super) worker: &'a WorkerRef,
     pub(super) hire_id: EventId,
     /// `None` for a baseline load: employed since before anything the ledger knows.
     pub(super) start: Option<Date>,
     /// The hire (or baseline load) event's effective date.
     pub(super) recorded_on: Date,
-    pub(super) site: SiteId,
+    pub(super) site: &'a SiteId,
     pub(super) profile: Profile,
     /// In date order, each on or after the previous one and before the end.
-    pub(super) moves: Vec<Move>,
+    pub(super) moves: Vec<Move<'a>>,
     /// The separation: its (clamped) date and id.
     pub(super) end: Option<(Date, EventId)>,
     /// The contract's agreed end as the hire states it, then each renewal naming a new end:
@@ -77,15 +79,15 @@ pub(super) struct Flow {
     pub(super) event_id: EventId,
 }
 
-impl Stint {
-    fn open(org: &OrgId, hire_id: EventId, entry: &Entry, hire: &WorkerHired) -> Self {
+impl<'a> Stint<'a> {
+    fn open(org: &'a OrgId, hire_id: EventId, entry: &'a Entry, hire: &'a WorkerHired) -> Self {
         Self {
-            org: org.clone(),
-            worker: hire.worker_ref.clone(),
+            org,
+            worker: &hire.worker_ref,
             hire_id,
             start: (!hire.baseline).then_some(entry.effective_date),
             recorded_on: entry.effective_date,
-            site: entry.place.site_id.clone(),
+            site: &entry.place.site_id,
             profile: Profile {
                 relationship: hire.employment_relationship,
                 contract_type: hire.contract_type,
@@ -110,15 +112,15 @@ impl Stint {
             .or(self.contract_end)
     }
 
-    fn current_site(&self) -> &SiteId {
-        self.moves.last().map_or(&self.site, |m| &m.site)
+    fn current_site(&self) -> &'a SiteId {
+        self.moves.last().map_or(self.site, |m| m.site)
     }
 
     fn latest_boundary(&self) -> Option<Date> {
         self.moves.last().map(|m| m.date).or(self.start)
     }
 
-    fn redeploy(&mut self, date: Date, event_id: EventId, r: &InternalRedeployment) {
+    fn redeploy(&mut self, date: Date, event_id: EventId, r: &'a InternalRedeployment) {
         let Some(to) = r.to_site.as_ref().filter(|_| r.accepted) else {
             return;
         };
@@ -128,7 +130,7 @@ impl Stint {
         let date = self.latest_boundary().map_or(date, |b| b.max(date));
         self.moves.push(Move {
             date,
-            site: to.clone(),
+            site: to,
             event_id,
         });
     }
@@ -142,7 +144,7 @@ impl Stint {
     }
 
     /// Employed at the end of `day`, and where.
-    pub(super) fn site_at_end_of(&self, day: Date) -> Option<&SiteId> {
+    pub(super) fn site_at_end_of(&self, day: Date) -> Option<&'a SiteId> {
         let started = self.start.is_none_or(|s| s <= day);
         let ended = self.end.is_some_and(|(e, _)| e <= day);
         if !started || ended {
@@ -153,7 +155,7 @@ impl Stint {
                 .iter()
                 .rev()
                 .find(|m| m.date <= day)
-                .map_or(&self.site, |m| &m.site),
+                .map_or(self.site, |m| m.site),
         )
     }
 
@@ -212,19 +214,23 @@ impl Stint {
         self.start.is_none_or(|s| s <= on) && self.end.is_none_or(|(e, _)| e >= on)
     }
 
-    /// Half-open intervals `[start, end)` of presence, each at one site.
-    pub(super) fn intervals(&self) -> Vec<(Option<Date>, Option<Date>, &SiteId)> {
+    /// Half-open intervals `[start, end)` of presence, each at one site (no list made: the
+    /// population index walks them for every stint).
+    pub(super) fn intervals(
+        &self,
+    ) -> impl Iterator<Item = (Option<Date>, Option<Date>, &'a SiteId)> + '_ {
         let end = self.end.map(|(d, _)| d);
-        let mut out = Vec::with_capacity(self.moves.len() + 1);
-        let mut start = self.start;
-        let mut site = &self.site;
-        for m in &self.moves {
-            out.push((start, Some(m.date), site));
-            start = Some(m.date);
-            site = &m.site;
-        }
-        out.push((start, end, site));
-        out
+        // Each move ends the interval before it; the last one runs to the end.
+        let starts = std::iter::once((self.start, self.site))
+            .chain(self.moves.iter().map(|m| (Some(m.date), m.site)));
+        let ends = self
+            .moves
+            .iter()
+            .map(|m| Some(m.date))
+            .chain(std::iter::once(end));
+        starts
+            .zip(ends)
+            .map(|((start, site), end)| (start, end, site))
     }
 
     /// Hire (unless a baseline load), moves, and separation.
@@ -238,7 +244,7 @@ impl Stint {
                 event_id: self.hire_id,
             });
         }
-        let mut from = &self.site;
+        let mut from = self.site;
         for m in &self.moves {
             out.push(Flow {
                 date: m.date,
@@ -246,7 +252,7 @@ impl Stint {
                 site: m.site.clone(),
                 event_id: m.event_id,
             });
-            from = &m.site;
+            from = m.site;
         }
         if let Some((date, event_id)) = self.end {
             out.push(Flow {
@@ -261,7 +267,7 @@ impl Stint {
 }
 
 /// Every stint of `org` (all orgs when `None`), ordered by org, worker, then time.
-pub(super) fn stints(p: &At<'_>, org: Option<&OrgId>) -> Vec<Stint> {
+pub(super) fn stints<'a>(p: &At<'a>, org: Option<&OrgId>) -> Vec<Stint<'a>> {
     let mut out = Vec::new();
     for (org_id, workers) in p.workers() {
         if org.is_some_and(|o| o != org_id) {
@@ -276,19 +282,24 @@ pub(super) fn stints(p: &At<'_>, org: Option<&OrgId>) -> Vec<Stint> {
 }
 
 /// The stints of one worker of `org`, in time order, appended to `out`.
-pub(super) fn worker_stints(p: &At<'_>, org_id: &OrgId, worker: &WorkerRef, out: &mut Vec<Stint>) {
+pub(super) fn worker_stints<'a>(
+    p: &At<'a>,
+    org_id: &'a OrgId,
+    worker: &WorkerRef,
+    out: &mut Vec<Stint<'a>>,
+) {
     if let Some(ids) = p.workers().get(org_id).and_then(|w| w.get(worker)) {
         events_stints(p, org_id, worker, ids, out);
     }
 }
 
 /// [`worker_stints`] from the worker's event list (its worker-index entry).
-fn events_stints(
-    p: &At<'_>,
-    org_id: &OrgId,
+fn events_stints<'a>(
+    p: &At<'a>,
+    org_id: &'a OrgId,
     worker: &WorkerRef,
-    ids: &[(u64, wfl_domain::EventId)],
-    out: &mut Vec<Stint>,
+    ids: &'a [(u64, wfl_domain::EventId)],
+    out: &mut Vec<Stint<'a>>,
 ) {
     stints_from(
         org_id,
@@ -301,16 +312,16 @@ fn events_stints(
 /// [`worker_stints`] from the worker's entries already looked up, in sequence order, as they
 /// stood at one sequence (those folded later left out).
 pub(super) fn stints_from<'a>(
-    org_id: &OrgId,
+    org_id: &'a OrgId,
     worker: &WorkerRef,
     entries: impl Iterator<Item = (&'a EventId, EntryAt<'a>)>,
-    out: &mut Vec<Stint>,
+    out: &mut Vec<Stint<'a>>,
 ) {
-    let mut open: Option<Stint> = None;
+    let mut open: Option<Stint<'a>> = None;
     for (id, entry, effect, payload) in lifecycle(worker, entries) {
         match (effect, payload) {
             (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
-                open = Some(Stint::open(org_id, *id, &entry, h));
+                open = Some(Stint::open(org_id, *id, entry.e, h));
             }
             (LifecycleEffect::Separate, _) => {
                 if let Some(mut s) = open.take() {
@@ -361,7 +372,7 @@ pub(super) fn minimum_days(months: u32) -> i32 {
 }
 
 /// The profile each separation's worker was hired with, by separation id.
-pub(super) fn separation_profiles(stints: &[Stint]) -> BTreeMap<EventId, &Profile> {
+pub(super) fn separation_profiles<'s>(stints: &'s [Stint<'_>]) -> BTreeMap<EventId, &'s Profile> {
     stints
         .iter()
         .filter_map(|s| s.end.map(|(_, id)| (id, &s.profile)))
