@@ -15,12 +15,14 @@ use std::fmt;
 pub struct EventId(pub uuid::Uuid);
 
 impl Ord for EventId {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.as_u128().cmp(&other.0.as_u128())
     }
 }
 
 impl PartialOrd for EventId {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
