@@ -657,33 +657,6 @@ mod tests {
         assert_eq!(lens, [3, 3, 1]);
     }
 
-    /// Stored records of a small chain of hires and resignations, as the writer stores them.
-    fn chain(n: u64) -> Vec<StoredRecord> {
-        let mut prev = wfl_store::ZERO_HASH;
-        (1..=n)
-            .map(|sequence| {
-                let worker = format!("w-{}", sequence / 2);
-                let event = if sequence % 2 == 1 {
-                    wfl_testkit::scenario::hire("acme", &worker)
-                } else {
-                    wfl_testkit::scenario::resign("acme", &worker)
-                };
-                let bytes =
-                    codec::encode(sequence, 1_700_000_000_000_000 + sequence as i64, &event);
-                let hash = wfl_store::chain_hash(&prev, &bytes);
-                let record = StoredRecord {
-                    sequence,
-                    event_id: event.event_id.0,
-                    prev_hash: prev,
-                    hash,
-                    bytes,
-                };
-                prev = hash;
-                record
-            })
-            .collect()
-    }
-
     /// What decoding each record and encoding the messages gives (what the ledger sent before
     /// it sent stored bytes), and what the stored path sends, in batches of `batch` (1:
     /// `Read`'s one per message) and under a recorded-at bound.
@@ -725,7 +698,7 @@ mod tests {
 
     #[test]
     fn stored_bytes_are_sent_as_the_generated_handlers_would_send_them() {
-        let records = chain(250);
+        let records = codec::chain(250);
         for batch in [1, 7, 100, 1_000] {
             for bound in [0, 1_700_000_000_000_000 + 120] {
                 let (want, got) = both_ways(&records, batch, bound);
@@ -753,7 +726,7 @@ mod tests {
 
     #[test]
     fn a_damaged_record_is_refused_not_sent() {
-        let records = chain(3);
+        let records = codec::chain(3);
         // A flipped bit in the event body, which may still decode: the hash no longer matches.
         let mut flipped = records[1].clone();
         let at = flipped.bytes.len() - 3;

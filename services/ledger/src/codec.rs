@@ -206,27 +206,41 @@ pub(crate) fn put_batch_into(out: &mut Vec<u8>, records: &[StoredRecord]) {
     }
 }
 
+/// Stored records of a small chain of hires and resignations, as the writer stores them.
+#[cfg(test)]
+pub(crate) fn chain(n: u64) -> Vec<StoredRecord> {
+    let mut prev = wfl_store::ZERO_HASH;
+    (1..=n)
+        .map(|sequence| {
+            let worker = format!("w-{}", sequence / 2);
+            let event = if sequence % 2 == 1 {
+                wfl_testkit::scenario::hire("acme", &worker)
+            } else {
+                wfl_testkit::scenario::resign("acme", &worker)
+            };
+            let bytes = encode(sequence, 1_700_000_000_000_000 + sequence as i64, &event);
+            let hash = wfl_store::chain_hash(&prev, &bytes);
+            let record = StoredRecord {
+                sequence,
+                event_id: event.event_id.0,
+                prev_hash: prev,
+                hash,
+                bytes,
+            };
+            prev = hash;
+            record
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use wfl_testkit::scenario::{hire, resign};
 
-    fn record(sequence: u64, event: &Event) -> StoredRecord {
-        let bytes = encode(sequence, 1_700_000_000_000_000, event);
-        let prev_hash = [7; 32];
-        StoredRecord {
-            sequence,
-            event_id: event.event_id.0,
-            hash: wfl_store::chain_hash(&prev_hash, &bytes),
-            prev_hash,
-            bytes,
-        }
-    }
-
     #[test]
     fn a_record_is_published_as_decoding_and_encoding_it_again_would_write_it() {
-        for (sequence, event) in [(1, hire("org-1", "w1")), (300, resign("org-2", "w-2"))] {
-            let r = record(sequence, &event);
+        for r in chain(3) {
             let decoded = decode(&r).expect("decodes");
             check_stored(&r).expect("intact");
             let mut stored = Vec::new();
@@ -246,7 +260,7 @@ mod tests {
             );
         }
         // A damaged record is refused, not published.
-        let mut damaged = record(2, &hire("org-1", "w2"));
+        let mut damaged = chain(2).pop().expect("two records");
         damaged.bytes[10] ^= 1;
         assert!(check_stored(&damaged).is_err());
         damaged.bytes.truncate(12);

@@ -422,37 +422,10 @@ fn stopped(tx: &mpsc::Sender<Item>, stop: Stop, resume_from: u64) {
 mod tests {
     use super::*;
     use prost::Message;
-    use wfl_testkit::scenario::{hire, resign};
-
-    fn records() -> Vec<StoredRecord> {
-        let mut prev = wfl_store::ZERO_HASH;
-        [
-            hire("org-1", "w1"),
-            resign("org-1", "w1"),
-            hire("org-2", "w2"),
-        ]
-        .iter()
-        .zip(1..)
-        .map(|(e, sequence)| {
-            let (canonical, _) = wfl_proto::convert::encode_with_content(e);
-            let bytes = codec::encode_canonical(sequence, 1_700_000_000_000_000, &canonical);
-            let hash = wfl_store::chain_hash(&prev, &bytes);
-            let r = StoredRecord {
-                sequence,
-                event_id: e.event_id.0,
-                prev_hash: prev,
-                hash,
-                bytes,
-            };
-            prev = hash;
-            r
-        })
-        .collect()
-    }
 
     #[test]
     fn messages_from_the_stored_bytes_decode_to_what_the_generated_handler_sent() {
-        let records = records();
+        let records = codec::chain(3);
         let decoded: Vec<pb::CommittedEvent> = records
             .iter()
             .map(|r| codec::decode(r).expect("decodes"))
