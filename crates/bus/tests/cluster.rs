@@ -222,3 +222,31 @@ async fn each_live_instance_is_counted_once_while_heartbeats_go_on() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(beating.await.expect("heartbeats") > 0);
 }
+
+#[tokio::test]
+async fn an_instance_that_stops_heartbeating_is_no_longer_counted_after_a_ttl() {
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(1);
+    let cluster = open(&server, ttl).await;
+    cluster.heartbeat("gone").await.expect("heartbeat");
+    cluster.heartbeat("stays").await.expect("heartbeat");
+    assert_eq!(
+        cluster.live_instances().await.expect("list"),
+        ["gone", "stays"]
+    );
+    // Only "stays" goes on; the bucket's max age removes the other's last heartbeat.
+    let deadline = std::time::Instant::now() + ttl * 5;
+    loop {
+        cluster.heartbeat("stays").await.expect("heartbeat");
+        let live = cluster.live_instances().await.expect("list");
+        if live == ["stays"] {
+            break;
+        }
+        assert_eq!(live, ["gone", "stays"], "nothing else is ever counted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still counted 5 TTLs after its last heartbeat"
+        );
+        tokio::time::sleep(ttl / 4).await;
+    }
+}
