@@ -677,11 +677,14 @@ impl Cluster {
 
     /// The instances that heartbeat within the last lease TTL, each once, sorted.
     ///
-    /// Read as the server's count of the bucket's instance subjects (one request, a snapshot
-    /// taken by the server), not by listing the bucket's keys: that listing is a push consumer
-    /// which, while heartbeats go on, ends before it has seen every key (two live instances
-    /// counted as one) or delivers a key twice (as five), and an instance that miscounts gives
-    /// partitions up to "rebalance" or takes more than its share.
+    /// Read as the server's count of the bucket's instance subjects (`STREAM.INFO` with a
+    /// subjects filter: the server's own snapshot, paged; a name seen on two pages counts
+    /// once), not by listing the bucket's keys: that listing is a push consumer which, while
+    /// heartbeats go on, ends before it has seen every key (two live instances counted as one)
+    /// or delivers a key twice (as five), and an instance that miscounts gives partitions up to
+    /// "rebalance" or takes more than its share. Instance keys are only ever put, never deleted
+    /// (a delete would leave a marker the count includes until the bucket's max age removes
+    /// it, as a crashed instance is counted until its last heartbeat ages out).
     ///
     /// # Errors
     /// [`Error::Unavailable`] when JetStream does not answer.

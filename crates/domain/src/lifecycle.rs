@@ -21,7 +21,10 @@
 
 use crate::event::{Event, EventType, LifecycleEffect, Payload};
 use crate::ids::{EventId, OrgId, WorkerRef};
-use foldhash::{HashMap, HashSet};
+// The ledger state's maps stay on std's SipHash: they live as long as the ledger and are keyed
+// by names and ids clients choose (foldhash's seed is not meant to withstand an attacker who can
+// study a long-running process).
+use std::collections::{HashMap, HashSet};
 
 /// Why an event cannot be committed in the current state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -85,7 +85,8 @@ pub(crate) fn now_micros() -> i64 {
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// Checks a stored record for sending as it is stored (`Read` and `ReadBatches`): its bytes
+/// Checks a stored record for sending as it is stored (`Read`, `ReadBatches`, `Subscribe` and
+/// the committed-stream publisher): its bytes
 /// hash to its chain hash (a damaged record is refused, not sent), and its top-level fields
 /// name its own sequence; returns when it was recorded. The event inside is not decoded: the
 /// hash says the bytes are the ones [`encode`] wrote.
@@ -140,7 +141,8 @@ pub(crate) fn put_committed(out: &mut Vec<u8>, record: &StoredRecord) {
 
 /// The org id and event type a stored record is published under, read from its bytes without
 /// decoding the event ([`wfl_proto::convert::org_and_type_of`]); empty when absent, as the
-/// decoded event gave them.
+/// decoded event gave them. An event field given more than once (no writer makes one) is read
+/// as a decoder merges it: as the concatenation of its occurrences.
 pub(crate) fn org_and_type(record: &StoredRecord) -> Result<(String, String), Error> {
     use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
     let undecodable = |e: prost::DecodeError| Error::Undecodable {
@@ -148,7 +150,7 @@ pub(crate) fn org_and_type(record: &StoredRecord) -> Result<(String, String), Er
         detail: e.to_string(),
     };
     let mut buf = record.bytes.as_slice();
-    let mut event: Option<&[u8]> = None;
+    let mut events: Vec<&[u8]> = Vec::with_capacity(1);
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).map_err(undecodable)?;
         if (tag, wire) == (3, WireType::LengthDelimited) {
@@ -157,15 +159,22 @@ pub(crate) fn org_and_type(record: &StoredRecord) -> Result<(String, String), Er
                 .filter(|&n| n <= buf.len())
                 .ok_or_else(|| undecodable(prost::DecodeError::new("buffer underflow")))?;
             let (field, rest) = buf.split_at(len);
-            // A record holds one event; a decoder would merge a second, which no writer makes.
-            event = Some(field);
+            events.push(field);
             buf = rest;
         } else {
             skip_field(wire, tag, &mut buf, DecodeContext::default()).map_err(undecodable)?;
         }
     }
-    let (org, kind) =
-        wfl_proto::convert::org_and_type_of(event.unwrap_or_default()).map_err(undecodable)?;
+    let merged;
+    let event: &[u8] = match events.as_slice() {
+        [] => &[],
+        [one] => one,
+        many => {
+            merged = many.concat();
+            &merged
+        }
+    };
+    let (org, kind) = wfl_proto::convert::org_and_type_of(event).map_err(undecodable)?;
     Ok((
         org.to_owned(),
         kind.map(|t| t.as_str().to_owned()).unwrap_or_default(),
@@ -259,6 +268,31 @@ mod tests {
                 )
             );
         }
+        // An event given twice reads as a decoder merges the two.
+        let mut twice = chain(1).pop().expect("a record");
+        let mut second = Vec::new();
+        prost::encoding::message::encode(
+            3,
+            &pb::Event {
+                site_id: "s".into(),
+                ..pb::Event::default()
+            },
+            &mut second,
+        );
+        twice.bytes.extend(&second);
+        let merged = pb::CommittedEvent::decode(twice.bytes.as_slice()).expect("decodes");
+        let event = merged.event.expect("an event");
+        assert_eq!(event.site_id, "s");
+        assert_eq!(
+            org_and_type(&twice).expect("readable"),
+            (
+                event.org_id.clone(),
+                wfl_proto::convert::event_type_of(&event)
+                    .expect("the first occurrence's kind")
+                    .as_str()
+                    .to_owned()
+            )
+        );
         // A damaged record is refused, not published.
         let mut damaged = chain(2).pop().expect("two records");
         damaged.bytes[10] ^= 1;

@@ -60,12 +60,12 @@ impl prost::Message for Encoded {
     }
 }
 
-/// The stream of [`ReadStored::read_stored`].
+/// The stream of [`ReadStored::read_stored`] and [`ReadStored::subscribe_stored`].
 pub type EncodedStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send>>;
 
-/// `Read` (`batches` false: one `CommittedEvent` per message) and `ReadBatches` (`EventBatch`
-/// messages) answered from the stored bytes, with the same checks, order and batching as the
-/// generated handlers.
+/// `Read` (`batches` false: one `CommittedEvent` per message), `ReadBatches` (`EventBatch`
+/// messages) and `Subscribe` answered from the stored bytes, with the same checks, order and
+/// batching as the generated handlers.
 #[tonic::async_trait]
 pub trait ReadStored: Send + Sync + 'static {
     async fn read_stored(
@@ -82,8 +82,8 @@ pub trait ReadStored: Send + Sync + 'static {
     ) -> Result<Response<EncodedStream>, Status>;
 }
 
-/// The `wfl.v1.Ledger` gRPC service over `T`: `Read` and `ReadBatches` from the stored bytes
-/// ([`ReadStored`]), everything else through the generated server.
+/// The `wfl.v1.Ledger` gRPC service over `T`: `Read`, `ReadBatches` and `Subscribe` from the
+/// stored bytes ([`ReadStored`]), everything else through the generated server.
 pub struct LedgerService<T> {
     generated: LedgerServer<T>,
     inner: Arc<T>,

@@ -170,11 +170,14 @@ impl BySequence {
     /// is sorted, so nothing is held twice (a sorted list of every pair, then copied into
     /// chunks, held both: 240 MB at 5M events). Gaps in the sequences (redeliveries and
     /// duplicate ids fold nothing) leave a chunk short; empty ranges are dropped.
-    fn from_pairs(pairs: impl IntoIterator<Item = (u64, EventId)>) -> Self {
+    /// A sequence above `last` (a damaged entry: the state's own checkpoint bounds them) goes
+    /// into the last range rather than making one of its own.
+    fn from_pairs(last: u64, pairs: impl IntoIterator<Item = (u64, EventId)>) -> Self {
         let chunk = Self::CHUNK as u64;
         let mut chunks: Vec<Vec<(u64, EventId)>> = Vec::new();
         for (sequence, id) in pairs {
-            let at = usize::try_from(sequence.saturating_sub(1) / chunk).unwrap_or(usize::MAX);
+            let range = sequence.min(last).saturating_sub(1) / chunk;
+            let at = usize::try_from(range).unwrap_or(usize::MAX);
             if at >= chunks.len() {
                 chunks.resize_with(at + 1, Vec::new);
             }
@@ -284,7 +287,10 @@ impl Kept {
     /// Everything kept for the whole current state of `p` (at start, after a restore): no
     /// snapshot yet.
     pub(super) fn of(p: &Projection, every: u64) -> Self {
-        let by_sequence = BySequence::from_pairs(p.entries.iter().map(|(id, e)| (e.sequence, *id)));
+        let by_sequence = BySequence::from_pairs(
+            p.last_sequence,
+            p.entries.iter().map(|(id, e)| (e.sequence, *id)),
+        );
         Self {
             now: Tallies::of(p),
             signals: p
@@ -995,7 +1001,11 @@ mod tests {
         let mut shuffled = all.clone();
         shuffled.reverse();
         shuffled.rotate_left(77_777);
-        let built = BySequence::from_pairs(shuffled);
+        let built = BySequence::from_pairs(200_000, shuffled.clone());
+        // Sequences beyond the bound given (a damaged entry) share the last range: no range of
+        // their own, the same answers.
+        let bounded = BySequence::from_pairs(1_000, shuffled);
+        assert_eq!(bounded.chunks.len(), 1);
         let edge = BySequence::CHUNK as u64;
         let cases = [
             (0, 0),
@@ -1021,6 +1031,11 @@ mod tests {
             );
             assert_eq!(
                 built.between(lo, hi).collect::<Vec<_>>(),
+                want,
+                "{lo}..={hi}"
+            );
+            assert_eq!(
+                bounded.between(lo, hi).collect::<Vec<_>>(),
                 want,
                 "{lo}..={hi}"
             );
