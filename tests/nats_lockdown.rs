@@ -415,11 +415,26 @@ async fn every_forgery_is_refused_while_the_services_keep_working() {
     assert_eq!(events.len(), 3, "exactly the three real events: {ids:?}");
     assert_eq!(events[2].sequence, third_ok.sequence);
 
-    // Analytics can do its job: a durable pull consumer reads every committed event.
-    let consumer = js
-        .get_stream("WFL_LEDGER")
+    // Analytics can do its job: a durable pull consumer reads every committed event. The
+    // publisher follows the ledger's head, so the last commit reaches the stream a moment after
+    // its answer: wait until the stream holds it (a fetch answers with what is there).
+    let mut stream = js.get_stream("WFL_LEDGER").await.expect("stream");
+    let deadline = tokio::time::Instant::now() + STEP;
+    while stream
+        .info()
         .await
-        .expect("stream")
+        .expect("stream info")
+        .state
+        .last_sequence
+        < 3
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the third commit never reached WFL_LEDGER"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let consumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
             durable_name: Some("analytics-audit".into()),
             ..Default::default()
