@@ -513,35 +513,14 @@ fn event_id(bytes: &[u8]) -> Option<EventId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfl_domain::{
-        Date, Event, EvidenceConfidence, OrgId, Payload, SiteId, Source, WorkerHired, WorkerRef,
-    };
+    use wfl_domain::{Event, OrgId, SiteId, WorkerRef};
 
+    /// Worker `w-n` hired at site `sh` of `acme`, event id `n`.
     fn hire(n: u128) -> Event {
-        Event {
-            event_id: EventId(uuid::Uuid::from_u128(n)),
-            org_id: OrgId::from("acme"),
-            site_id: SiteId::from("sh"),
-            jurisdiction: "CN".into(),
-            effective_date: Date::from_ymd(2026, 1, 5).expect("a date"),
-            source: Source::default(),
-            correlation_id: None,
-            causation_id: None,
-            schema_version: 1,
-            evidence_confidence: EvidenceConfidence::Reported,
-            expected_version: None,
-            payload: Payload::WorkerHired(WorkerHired {
-                worker_ref: WorkerRef(format!("w-{n}")),
-                employment_relationship: wfl_domain::EmploymentRelationship::Employee,
-                contract_type: wfl_domain::ContractType::OpenEnded,
-                cohort: None,
-                position_id: None,
-                baseline: false,
-                avg_weekly_hours: None,
-                months_employed_last_12: None,
-                contract_end: None,
-            }),
-        }
+        let mut e = wfl_testkit::scenario::hire("acme", &format!("w-{n}"));
+        e.event_id = EventId(uuid::Uuid::from_u128(n));
+        e.site_id = SiteId::from("sh");
+        e
     }
 
     #[test]
