@@ -92,7 +92,38 @@ fn bench_ingest_quick_measures_every_row() {
     }
     for r in rows {
         assert!(r["value"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+        // Every rate except PostgreSQL's (its server's CPU is not the bench's to read) says the
+        // CPU it used; the ingest rows run for seconds, so theirs cannot round to nothing.
+        if r["unit"] == "events/s" && !r["figure"].as_str().unwrap_or("").starts_with("PostgreSQL")
+        {
+            let cpu = &r["cpu"];
+            assert!(cpu["cores"].as_f64().is_some(), "no CPU figure: {r}");
+            if r["figure"].as_str().unwrap_or("").starts_with("wfl ingest") {
+                assert!(cpu["us_per_event"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+            }
+        }
     }
+    let split = rows
+        .iter()
+        .find(|r| r["figure"] == "wfl ingest COMMITTED, over NATS, separate processes")
+        .expect("the separate-processes row");
+    let processes: Vec<&str> = split["cpu"]["by_process"]
+        .as_array()
+        .expect("CPU by process")
+        .iter()
+        .filter_map(|p| p[0].as_str())
+        .collect();
+    assert_eq!(
+        processes,
+        [
+            "wfl bench",
+            "nats-server",
+            "wfl-ledger",
+            "wfl-gateway",
+            "wfl-projector"
+        ],
+        "{split}"
+    );
     assert!(
         stderr.contains("ceilings: sled"),
         "progress is shown: {stderr}"

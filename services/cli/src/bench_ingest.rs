@@ -88,6 +88,23 @@ pub struct Row {
     pub unit: &'static str,
     /// The figures this one is compared with, each with `value / that`.
     pub versus: Vec<(String, f64)>,
+    /// The CPU the row used, when it could be read (Linux).
+    pub cpu: Option<CpuUse>,
+}
+
+/// The CPU time (user + system, from `/proc/<pid>/stat`) a row used, over every process it ran
+/// on: the bench itself (the load's clients, the in-process node, the ceilings' own work), the
+/// private `nats-server`, and the separate service processes. On two cores, a row that keeps
+/// both busy (`cores` near 2) is bound by its CPU per event, and `1 / us_per_event` per core is
+/// then what its rate can reach.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    /// CPU microseconds per event, all processes together.
+    pub us_per_event: f64,
+    /// Mean cores busy while the row ran.
+    pub cores: f64,
+    /// `us_per_event` by process.
+    pub by_process: Vec<(String, f64)>,
 }
 
 /// What was measured.
@@ -114,7 +131,19 @@ impl IngestReport {
             value,
             unit,
             versus: Vec::new(),
+            cpu: None,
         });
+    }
+
+    /// Attaches the CPU a row used (measured since `mark`, over `events`).
+    fn cpu(&mut self, figure: &str, used: Option<CpuUse>) {
+        if let (Some(row), Some(used)) = (self.rows.iter_mut().find(|r| r.figure == figure), used) {
+            eprintln!(
+                "    CPU {:.1} us per event, {:.2} cores",
+                used.us_per_event, used.cores
+            );
+            row.cpu = Some(used);
+        }
     }
 
     fn value(&self, figure: &str) -> Option<f64> {
@@ -140,7 +169,7 @@ impl IngestReport {
     #[must_use]
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} events over {} orgs, mean {:.0} B per encoded event, {:.0} B per stored record{}\n\n{:<9} {:<52} {:>12} {:<9} {}\n",
+            "{} events over {} orgs, mean {:.0} B per encoded event, {:.0} B per stored record{}\n\n{:<9} {:<52} {:>12} {:<9} {:>10} {:>6} {}\n",
             self.events,
             self.orgs,
             self.event_bytes,
@@ -153,6 +182,8 @@ impl IngestReport {
             "figure",
             "value",
             "unit",
+            "CPU us/ev",
+            "cores",
             "ratio"
         );
         for r in &self.rows {
@@ -162,10 +193,30 @@ impl IngestReport {
                 .map(|(v, x)| format!("{x:.2}x {v}"))
                 .collect::<Vec<_>>()
                 .join("; ");
+            let (us, cores) = r.cpu.as_ref().map_or((String::new(), String::new()), |c| {
+                (format!("{:.1}", c.us_per_event), format!("{:.2}", c.cores))
+            });
             out.push_str(&format!(
-                "{:<9} {:<52} {:>12.1} {:<9} {}\n",
-                r.group, r.figure, r.value, r.unit, ratio
+                "{:<9} {:<52} {:>12.1} {:<9} {us:>10} {cores:>6} {ratio}\n",
+                r.group, r.figure, r.value, r.unit
             ));
+        }
+        let split: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let c = r.cpu.as_ref().filter(|c| c.by_process.len() > 1)?;
+                let parts: Vec<String> = c
+                    .by_process
+                    .iter()
+                    .map(|(p, us)| format!("{p} {us:.1}"))
+                    .collect();
+                Some(format!("  {}: {}\n", r.figure, parts.join(", ")))
+            })
+            .collect();
+        if !split.is_empty() {
+            out.push_str("\nCPU us per event by process:\n");
+            out.extend(split);
         }
         for s in &self.skipped {
             out.push_str(&format!("skipped: {s}\n"));
@@ -239,14 +290,17 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         skipped: Vec::new(),
     };
 
+    let meter = Meter::new();
     eprintln!("ceilings: sled");
     let sled_dir = config.data_dir.join("sled-ceiling");
-    let (insert, scan) = {
-        let records = records.clone();
-        tokio::task::spawn_blocking(move || sled_ceilings(&sled_dir, &records)).await??
+    let ((insert, insert_cpu), (scan, scan_cpu)) = {
+        let (records, meter) = (records.clone(), meter.clone());
+        tokio::task::spawn_blocking(move || sled_ceilings(&sled_dir, &records, &meter)).await??
     };
     report.push("ceiling", SLED_INSERT, insert, "events/s");
+    report.cpu(SLED_INSERT, insert_cpu);
     report.push("ceiling", SLED_SCAN, scan, "events/s");
+    report.cpu(SLED_SCAN, scan_cpu);
 
     let nats = match PrivateNats::start(config).await {
         Ok(n) => Some(n),
@@ -255,22 +309,30 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
             None
         }
     };
+    let with_nats = meter.with("nats-server", nats.as_ref().and_then(|n| n.child.id()));
     if let Some(n) = &nats {
         report.nats_server = Some(n.version.clone());
         eprintln!("ceilings: JetStream ({})", n.version);
+        let mark = with_nats.mark();
         let rate = jetstream_ceiling(&n.url, &records).await?;
         report.push("ceiling", JS_CEILING, rate, "events/s");
+        report.cpu(JS_CEILING, with_nats.since(&mark, records.len() as u64));
     }
 
     eprintln!("wfl in process");
     let node =
         Node::start_with(&config.data_dir.join("inproc"), &config.packs, None, false).await?;
+    let events = records.len() as u64;
+    let mark = meter.mark();
     let committed =
         ingest_rate(&node.grpc, &payloads, "ic", config, pb::AckLevel::Committed).await?;
     report.push("wfl", INPROC_COMMITTED, committed, "events/s");
+    report.cpu(INPROC_COMMITTED, meter.since(&mark, events));
     settle(&node).await?;
+    let mark = meter.mark();
     let accepted = ingest_rate(&node.grpc, &payloads, "ia", config, pb::AckLevel::Accepted).await?;
     report.push("wfl", INPROC_ACCEPTED, accepted, "events/s");
+    report.cpu(INPROC_ACCEPTED, meter.since(&mark, events));
     settle(&node).await?;
     eprintln!(
         "single Record at {}/s for {} s",
@@ -300,9 +362,11 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         "req/s",
     );
     eprintln!("replay");
-    let (read, json) = replay_rates(&node.grpc).await?;
+    let ((read, read_cpu), (json, json_cpu)) = replay_rates(&node.grpc, &meter).await?;
     report.push("wfl", READ, read, "events/s");
+    report.cpu(READ, read_cpu);
     report.push("wfl", REPLAY_JSON, json, "events/s");
+    report.cpu(REPLAY_JSON, json_cpu);
     node.stop().await?;
 
     if let Some(n) = &nats {
@@ -314,13 +378,17 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
             false,
         )
         .await?;
+        let mark = with_nats.mark();
         let committed =
             ingest_rate(&node.grpc, &payloads, "nc", config, pb::AckLevel::Committed).await?;
         report.push("wfl", NATS_COMMITTED, committed, "events/s");
+        report.cpu(NATS_COMMITTED, with_nats.since(&mark, events));
         settle(&node).await?;
+        let mark = with_nats.mark();
         let accepted =
             ingest_rate(&node.grpc, &payloads, "na", config, pb::AckLevel::Accepted).await?;
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
+        report.cpu(NATS_ACCEPTED, with_nats.since(&mark, events));
         node.stop().await?;
 
         if let Some(missing) = Split::missing()? {
@@ -330,6 +398,13 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         } else {
             eprintln!("wfl over NATS, separate processes (wfl-ledger, wfl-gateway, wfl-projector)");
             let split = Split::start(config, &n.url).await?;
+            let meter = Split::BINARIES
+                .iter()
+                .zip(&split.children)
+                .fold(with_nats.clone(), |m, (name, child)| {
+                    m.with(name, child.id())
+                });
+            let mark = meter.mark();
             let committed = ingest_rate(
                 &split.gateway,
                 &payloads,
@@ -339,6 +414,7 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
             )
             .await?;
             report.push("wfl", SPLIT_COMMITTED, committed, "events/s");
+            report.cpu(SPLIT_COMMITTED, meter.since(&mark, events));
             split.stop().await;
         }
     }
@@ -557,10 +633,19 @@ fn enrich(e: &mut Event, run: &str, i: u64) {
     }
 }
 
+/// A rate (events/s) and the CPU it took.
+type Measured = (f64, Option<CpuUse>);
+
 /// Raw sled: batch insert with one flush per 1,000, then a full scan decoding every record.
-fn sled_ceilings(dir: &Path, records: &[(String, Vec<u8>)]) -> anyhow::Result<(f64, f64)> {
+/// Each with the CPU it used.
+fn sled_ceilings(
+    dir: &Path,
+    records: &[(String, Vec<u8>)],
+    meter: &Meter,
+) -> anyhow::Result<(Measured, Measured)> {
     let db = sled::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let tree = db.open_tree("records")?;
+    let mark = meter.mark();
     let started = Instant::now();
     for (chunk_no, chunk) in records.chunks(1000).enumerate() {
         let mut batch = sled::Batch::default();
@@ -572,6 +657,8 @@ fn sled_ceilings(dir: &Path, records: &[(String, Vec<u8>)]) -> anyhow::Result<(f
         db.flush()?;
     }
     let insert = records.len() as f64 / started.elapsed().as_secs_f64();
+    let insert_cpu = meter.since(&mark, records.len() as u64);
+    let mark = meter.mark();
     let started = Instant::now();
     let mut n = 0u64;
     for item in tree.iter() {
@@ -580,7 +667,7 @@ fn sled_ceilings(dir: &Path, records: &[(String, Vec<u8>)]) -> anyhow::Result<(f
         n += u64::from(c.event.is_some());
     }
     let scan = n as f64 / started.elapsed().as_secs_f64();
-    Ok((insert, scan))
+    Ok(((insert, insert_cpu), (scan, meter.since(&mark, n))))
 }
 
 /// Raw JetStream: publish every record with its event id as `Nats-Msg-Id` to a file-storage
@@ -761,8 +848,8 @@ async fn record_latency(
 
 /// gRPC replay of the whole ledger (events/s) as `wfl replay` reads it (`ReadBatches`, the largest
 /// batches, every message decoded), then the same read written as `wfl replay` writes it (JSON
-/// lines through [`crate::client::replay_to`], here to a sink).
-async fn replay_rates(addr: &str) -> anyhow::Result<(f64, f64)> {
+/// lines through [`crate::client::replay_to`], here to a sink); each with the CPU it used.
+async fn replay_rates(addr: &str, meter: &Meter) -> anyhow::Result<(Measured, Measured)> {
     let client = pb::ledger_client::LedgerClient::new(crate::client::connect(addr).await?)
         .max_decoding_message_size(64 << 20);
     let request = pb::ReadRequest {
@@ -787,6 +874,7 @@ async fn replay_rates(addr: &str) -> anyhow::Result<(f64, f64)> {
         "  (gRPC Read, one event per message: {:.1} events/s)",
         n as f64 / started.elapsed().as_secs_f64()
     );
+    let mark = meter.mark();
     let started = Instant::now();
     let mut stream = client
         .clone()
@@ -800,11 +888,15 @@ async fn replay_rates(addr: &str) -> anyhow::Result<(f64, f64)> {
             batch.map_err(|s| anyhow!("ReadBatches: {}", crate::client::describe_status(&s)))?;
         n += batch.events.len() as u64;
     }
-    let read = n as f64 / started.elapsed().as_secs_f64();
+    let read = (
+        n as f64 / started.elapsed().as_secs_f64(),
+        meter.since(&mark, n),
+    );
+    let mark = meter.mark();
     let started = Instant::now();
     let n = crate::client::replay_to(client, request, std::io::sink()).await?;
     let json = n as f64 / started.elapsed().as_secs_f64();
-    Ok((read, json))
+    Ok((read, (json, meter.since(&mark, n))))
 }
 
 /// PostgreSQL through `psql`: an events table with a unique event id; one transaction per
@@ -1041,6 +1133,79 @@ impl Split {
     }
 }
 
+/// The processes whose CPU time a row is charged with, by name.
+#[derive(Debug, Clone)]
+struct Meter {
+    procs: Vec<(String, u32)>,
+}
+
+/// A point to measure CPU from: when, and each process's CPU seconds then.
+struct Mark {
+    at: Instant,
+    cpu: Vec<Option<f64>>,
+}
+
+impl Meter {
+    /// The bench process alone.
+    fn new() -> Self {
+        Self {
+            procs: vec![("wfl bench".into(), std::process::id())],
+        }
+    }
+
+    /// This meter with `pid` added under `name` (a process that had exited reads as absent).
+    fn with(&self, name: &str, pid: Option<u32>) -> Self {
+        let mut m = self.clone();
+        m.procs.extend(pid.map(|p| (name.to_owned(), p)));
+        m
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            at: Instant::now(),
+            cpu: self.procs.iter().map(|(_, p)| cpu_seconds(*p)).collect(),
+        }
+    }
+
+    /// The CPU used since `mark` per event, for `events` events; `None` where `/proc` cannot be
+    /// read (not Linux) or nothing was done.
+    fn since(&self, mark: &Mark, events: u64) -> Option<CpuUse> {
+        let wall = mark.at.elapsed().as_secs_f64();
+        let mut by_process = Vec::with_capacity(self.procs.len());
+        let mut total = 0.0;
+        for ((name, pid), before) in self.procs.iter().zip(&mark.cpu) {
+            let used = cpu_seconds(*pid)? - (*before)?;
+            total += used;
+            by_process.push((name.clone(), used * 1e6 / events as f64));
+        }
+        (events > 0 && wall > 0.0).then(|| CpuUse {
+            us_per_event: total * 1e6 / events as f64,
+            cores: total / wall,
+            by_process,
+        })
+    }
+}
+
+/// `/proc` counts in clock ticks of `USER_HZ`, which Linux fixes at 100 on every architecture
+/// this runs on (`getconf CLK_TCK`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The CPU seconds (user + system, every thread, living or exited) process `pid` has used, from
+/// `/proc/<pid>/stat`; `None` where that cannot be read.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// [`cpu_seconds`] from the text of a `/proc/<pid>/stat`.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // The name (second field) is in parentheses and may hold spaces: count from after it.
+    // There, `state` is the first field and `utime`, `stime` (fields 14 and 15) the 12th and 13th.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
 /// A `nats-server` of the bench's own, on a free port with a scratch JetStream store.
 struct PrivateNats {
     child: tokio::process::Child,
@@ -1122,6 +1287,45 @@ fn find_nats_server() -> Option<PathBuf> {
 mod tests {
     use super::*;
     use wfl_testkit::decide::Decider;
+
+    #[test]
+    fn cpu_time_is_read_after_a_process_name_with_spaces_and_parentheses() {
+        // Fields from a real /proc/<pid>/stat, the name changed to one a thread may take.
+        let stat = "4242 (tokio (a) b) S 1 4242 4242 0 -1 4194560 5000 0 0 0 1234 567 0 0 20 0 9 0 100 1000000 500 18446744073709551615";
+        assert_eq!(stat_cpu_seconds(stat), Some(18.01));
+        assert_eq!(stat_cpu_seconds("4242 (x) S 1 2"), None, "a short line");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_row_is_charged_with_the_cpu_its_processes_used() {
+        let meter = Meter::new();
+        let mark = meter.mark();
+        // Spin until the kernel has counted at least 50 ms of this process's CPU (5 ticks).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut x = 0u64;
+        loop {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            let used = meter.since(&mark, 1000).expect("/proc is readable");
+            if used.us_per_event >= 50.0 || Instant::now() > deadline {
+                assert!(used.us_per_event >= 50.0, "{used:?}");
+                assert!(
+                    used.cores > 0.0 && used.cores <= 1.5,
+                    "one thread spun: {used:?}"
+                );
+                assert_eq!(used.by_process.len(), 1);
+                break;
+            }
+        }
+        let with_gone = meter.with("gone", Some(u32::MAX));
+        let mark = with_gone.mark();
+        assert!(
+            with_gone.since(&mark, 1).is_none(),
+            "a process that cannot be read gives no figure rather than a wrong one"
+        );
+    }
 
     #[test]
     fn payloads_are_realistic_sized_mixed_and_accepted_in_every_row() {
