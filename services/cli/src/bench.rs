@@ -197,7 +197,7 @@ impl ViewsReport {
 /// A node running in this process.
 pub(crate) struct Node {
     pub(crate) grpc: String,
-    http: std::net::SocketAddr,
+    pub(crate) http: std::net::SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -258,14 +258,6 @@ impl Node {
         read_metrics(self.http).await
     }
 
-    /// Waits until the views hold every event committed so far; returns how long that took.
-    pub(crate) async fn settle(&self) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        let head = self.metrics().await?.head;
-        self.caught_up(head).await?;
-        Ok(started.elapsed())
-    }
-
     /// Waits until the views hold every committed event.
     async fn caught_up(&self, head: u64) -> anyhow::Result<()> {
         loop {
@@ -283,7 +275,7 @@ impl Node {
 
 /// Reads `/metrics` with a plain HTTP/1.0 request (the listener is bound before the node starts,
 /// so this only fails once the node has stopped).
-async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
+pub(crate) async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
     let mut s = tokio::net::TcpStream::connect(http).await?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
         .await?;
@@ -301,6 +293,7 @@ async fn read_metrics(http: std::net::SocketAddr) -> anyhow::Result<Metrics> {
     Ok(Metrics {
         head: value("wfl_ledger_head_sequence") as u64,
         checkpoint: value("wfl_views_checkpoint_sequence") as u64,
+        published: value("wfl_publisher_cursor_sequence") as u64,
         persisted: value("wfl_views_persisted_sequence") as u64,
         lag_s: value("wfl_views_lag_seconds"),
         lag_histogram_p99_s: histogram_quantile(&body, "wfl_view_lag_seconds", 0.99),
@@ -335,9 +328,14 @@ fn histogram_quantile(body: &str, name: &str, q: f64) -> f64 {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Metrics {
-    head: u64,
-    checkpoint: u64,
+pub(crate) struct Metrics {
+    /// The ledger's head (0 from a process without a ledger).
+    pub(crate) head: u64,
+    /// The views' checkpoint (0 from a process without a projector).
+    pub(crate) checkpoint: u64,
+    /// The last sequence on `WFL_LEDGER` (0 from a process without a ledger, and on the
+    /// embedded bus, which keeps no durable stream).
+    pub(crate) published: u64,
     persisted: u64,
     lag_s: f64,
     lag_histogram_p99_s: f64,

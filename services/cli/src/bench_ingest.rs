@@ -16,7 +16,12 @@
 //!   clients (one per org), in process (`wfl up`) and over NATS (`wfl up --nats-url`); single
 //!   `Record` latency at an offered rate (each request is timed from when it was *scheduled*, so a
 //!   stall counts against every request it delayed: coordinated omission accounted for); gRPC
-//!   `Read` replay; replay to JSON lines as `wfl replay` writes them.
+//!   `Read` replay; replay to JSON lines as `wfl replay` writes them. Each COMMITTED row is
+//!   followed by the same load measured until *drained*: until the views have folded every
+//!   committed event and, over NATS, the publisher has put it on `WFL_LEDGER` (work a COMMITTED
+//!   answer does not wait for, but that a deployment must keep up with).
+//! - **CPU**: each rate but PostgreSQL's comes with the CPU time (user + system) its processes
+//!   used, per event and as cores busy ([`CpuUse`]): on two cores, what bounds a row.
 //! - **baseline**: PostgreSQL (`--postgres-url`, through `psql`): an events table with a unique
 //!   event id, one transaction per command, and 1,000-row transactions, `synchronous_commit = on`.
 //!
@@ -40,7 +45,7 @@ use wfl_domain::{
     AiAttribution, ContractType, Event, EventId, EvidenceConfidence, Money, OrgId, Payload, Source,
 };
 
-use crate::bench::{percentile, Node};
+use crate::bench::{percentile, read_metrics, Node};
 use crate::loadgen::{Generator, Mix};
 
 /// What to run.
@@ -169,7 +174,7 @@ impl IngestReport {
     #[must_use]
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{} events over {} orgs, mean {:.0} B per encoded event, {:.0} B per stored record{}\n\n{:<9} {:<52} {:>12} {:<9} {:>10} {:>6} {}\n",
+            "{} events over {} orgs, mean {:.0} B per encoded event, {:.0} B per stored record{}\n\n{:<9} {:<56} {:>12} {:<9} {:>10} {:>6} {}\n",
             self.events,
             self.orgs,
             self.event_bytes,
@@ -197,7 +202,7 @@ impl IngestReport {
                 (format!("{:.1}", c.us_per_event), format!("{:.2}", c.cores))
             });
             out.push_str(&format!(
-                "{:<9} {:<52} {:>12.1} {:<9} {us:>10} {cores:>6} {ratio}\n",
+                "{:<9} {:<56} {:>12.1} {:<9} {us:>10} {cores:>6} {ratio}\n",
                 r.group, r.figure, r.value, r.unit
             ));
         }
@@ -233,6 +238,9 @@ const INPROC_ACCEPTED: &str = "wfl ingest ACCEPTED, in process";
 const NATS_COMMITTED: &str = "wfl ingest COMMITTED, over NATS";
 const NATS_ACCEPTED: &str = "wfl ingest ACCEPTED, over NATS";
 const SPLIT_COMMITTED: &str = "wfl ingest COMMITTED, over NATS, separate processes";
+const INPROC_DRAINED: &str = "wfl ingest COMMITTED, in process, until drained";
+const NATS_DRAINED: &str = "wfl ingest COMMITTED, over NATS, until drained";
+const SPLIT_DRAINED: &str = "wfl ingest COMMITTED, separate processes, until drained";
 const READ: &str = "wfl gRPC Read replay";
 const REPLAY_JSON: &str = "wfl replay to JSON lines";
 const PG_PER_COMMAND: &str = "PostgreSQL, one transaction per command";
@@ -302,7 +310,7 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     report.push("ceiling", SLED_SCAN, scan, "events/s");
     report.cpu(SLED_SCAN, scan_cpu);
 
-    let nats = match PrivateNats::start(config).await {
+    let nats = match PrivateNats::start(config, "nats").await {
         Ok(n) => Some(n),
         Err(e) => {
             report.skipped.push(format!("the NATS rows: {e:#}"));
@@ -323,17 +331,22 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     let node =
         Node::start_with(&config.data_dir.join("inproc"), &config.packs, None, false).await?;
     let events = records.len() as u64;
+    let row = wire_row(&payloads, "ic");
     let mark = meter.mark();
-    let committed =
-        ingest_rate(&node.grpc, &payloads, "ic", config, pb::AckLevel::Committed).await?;
+    let committed = ingest_rate(&node.grpc, row, config, pb::AckLevel::Committed).await?;
     report.push("wfl", INPROC_COMMITTED, committed, "events/s");
     report.cpu(INPROC_COMMITTED, meter.since(&mark, events));
-    settle(&node).await?;
+    let drain = Drain::new(&meter, &mark, events, node.http, node.http, false);
+    drain.push(&mut report, INPROC_DRAINED).await?;
+    let row = wire_row(&payloads, "ia");
     let mark = meter.mark();
-    let accepted = ingest_rate(&node.grpc, &payloads, "ia", config, pb::AckLevel::Accepted).await?;
+    let accepted = ingest_rate(&node.grpc, row, config, pb::AckLevel::Accepted).await?;
     report.push("wfl", INPROC_ACCEPTED, accepted, "events/s");
     report.cpu(INPROC_ACCEPTED, meter.since(&mark, events));
-    settle(&node).await?;
+    // Accepted is not committed: the next rows start once the ledger and the views are done.
+    Drain::new(&meter, &mark, events, node.http, node.http, false)
+        .wait(Some(2 * events))
+        .await?;
     eprintln!(
         "single Record at {}/s for {} s",
         config.latency_rate, config.latency_secs
@@ -378,17 +391,21 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
             false,
         )
         .await?;
+        let row = wire_row(&payloads, "nc");
         let mark = with_nats.mark();
-        let committed =
-            ingest_rate(&node.grpc, &payloads, "nc", config, pb::AckLevel::Committed).await?;
+        let committed = ingest_rate(&node.grpc, row, config, pb::AckLevel::Committed).await?;
         report.push("wfl", NATS_COMMITTED, committed, "events/s");
         report.cpu(NATS_COMMITTED, with_nats.since(&mark, events));
-        settle(&node).await?;
+        let drain = Drain::new(&with_nats, &mark, events, node.http, node.http, true);
+        drain.push(&mut report, NATS_DRAINED).await?;
+        let row = wire_row(&payloads, "na");
         let mark = with_nats.mark();
-        let accepted =
-            ingest_rate(&node.grpc, &payloads, "na", config, pb::AckLevel::Accepted).await?;
+        let accepted = ingest_rate(&node.grpc, row, config, pb::AckLevel::Accepted).await?;
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
         report.cpu(NATS_ACCEPTED, with_nats.since(&mark, events));
+        Drain::new(&with_nats, &mark, events, node.http, node.http, true)
+            .wait(Some(2 * events))
+            .await?;
         node.stop().await?;
 
         if let Some(missing) = Split::missing()? {
@@ -397,24 +414,30 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
                 .push(format!("the separate-processes row: {missing}"));
         } else {
             eprintln!("wfl over NATS, separate processes (wfl-ledger, wfl-gateway, wfl-projector)");
-            let split = Split::start(config, &n.url).await?;
-            let meter = Split::BINARIES
-                .iter()
-                .zip(&split.children)
-                .fold(with_nats.clone(), |m, (name, child)| {
-                    m.with(name, child.id())
-                });
+            // On a nats-server of its own: the streams of the rows before hold another ledger's
+            // inbox messages and sequences (this ledger's publisher would take WFL_LEDGER for
+            // holding its events already, and publish none).
+            let own = PrivateNats::start(config, "nats-split").await?;
+            let split = Split::start(config, &own.url).await?;
+            let meter = Split::BINARIES.iter().zip(&split.children).fold(
+                meter.with("nats-server", own.child.id()),
+                |m, (name, child)| m.with(name, child.id()),
+            );
+            let row = wire_row(&payloads, "sc");
             let mark = meter.mark();
-            let committed = ingest_rate(
-                &split.gateway,
-                &payloads,
-                "sc",
-                config,
-                pb::AckLevel::Committed,
-            )
-            .await?;
+            let committed =
+                ingest_rate(&split.gateway, row, config, pb::AckLevel::Committed).await?;
             report.push("wfl", SPLIT_COMMITTED, committed, "events/s");
             report.cpu(SPLIT_COMMITTED, meter.since(&mark, events));
+            let drain = Drain::new(
+                &meter,
+                &mark,
+                events,
+                split.ledger_http,
+                split.projector_http,
+                true,
+            );
+            drain.push(&mut report, SPLIT_DRAINED).await?;
             split.stop().await;
         }
     }
@@ -444,6 +467,9 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     report.compare(NATS_COMMITTED, JS_CEILING);
     report.compare(NATS_ACCEPTED, JS_CEILING);
     report.compare(SPLIT_COMMITTED, JS_CEILING);
+    report.compare(INPROC_DRAINED, SLED_INSERT);
+    report.compare(NATS_DRAINED, JS_CEILING);
+    report.compare(SPLIT_DRAINED, JS_CEILING);
     report.compare(READ, SLED_SCAN);
     report.compare(REPLAY_JSON, SLED_SCAN);
     report.compare(NATS_COMMITTED, PG_BATCHED);
@@ -452,15 +478,89 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     Ok(report)
 }
 
-/// Waits for the views to fold what the last row committed, so the next row does not share the
-/// cores with that catch-up (the ingest rows themselves run beside the projector, as in `wfl up`).
-async fn settle(node: &Node) -> anyhow::Result<()> {
-    let took = node.settle().await?;
-    eprintln!(
-        "  views caught up {:.1} s after the row",
-        took.as_secs_f64()
-    );
-    Ok(())
+/// The work a COMMITTED answer leaves behind, waited for after a row: the views fold every
+/// committed event and (over NATS) the publisher puts it on `WFL_LEDGER`. A rate that leaves a
+/// backlog there is not one a deployment can hold for long, so each COMMITTED row is followed by
+/// one measured from its start until that backlog is gone ("until drained"), with the CPU of
+/// that whole time.
+struct Drain<'a> {
+    meter: &'a Meter,
+    mark: &'a Mark,
+    events: u64,
+    /// `/metrics` of the process with the ledger, and of the one with the projector.
+    ledger: std::net::SocketAddr,
+    projector: std::net::SocketAddr,
+    /// Wait for `WFL_LEDGER` too (a durable stream: over NATS only).
+    published: bool,
+}
+
+impl<'a> Drain<'a> {
+    fn new(
+        meter: &'a Meter,
+        mark: &'a Mark,
+        events: u64,
+        ledger: std::net::SocketAddr,
+        projector: std::net::SocketAddr,
+        published: bool,
+    ) -> Self {
+        Self {
+            meter,
+            mark,
+            events,
+            ledger,
+            projector,
+            published,
+        }
+    }
+
+    /// Waits (at most 10 minutes) until the ledger has committed `committed` events (`None`:
+    /// what it had committed when this was called) and the views and the stream hold them too;
+    /// says how long after the row that took.
+    async fn wait(&self, committed: Option<u64>) -> anyhow::Result<()> {
+        let row_end = Instant::now();
+        let head = match committed {
+            Some(n) => n,
+            None => read_metrics(self.ledger).await?.head,
+        };
+        let deadline = row_end + Duration::from_secs(600);
+        loop {
+            let ledger = read_metrics(self.ledger).await?;
+            let folded = read_metrics(self.projector).await?.checkpoint;
+            if ledger.head >= head
+                && folded >= head
+                && (!self.published || ledger.published >= head)
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "not drained 10 minutes after the row: {head} events wanted, head {}, views at {folded}, WFL_LEDGER at {}",
+                    ledger.head,
+                    ledger.published
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "  committed, folded{} {:.1} s after the row",
+            if self.published {
+                " and on WFL_LEDGER"
+            } else {
+                ""
+            },
+            row_end.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// [`Drain::wait`] for what the row committed, then pushes the rate from the row's start.
+    async fn push(self, report: &mut IngestReport, figure: &str) -> anyhow::Result<()> {
+        self.wait(None).await?;
+        let rate = self.events as f64 / self.mark.at.elapsed().as_secs_f64();
+        report.push("wfl", figure, rate, "events/s");
+        report.cpu(figure, self.meter.since(self.mark, self.events));
+        Ok(())
+    }
 }
 
 /// The bench's events, made once: per org, the restructuring mix of `wfl load` in blocks of ten
@@ -706,12 +806,21 @@ async fn jetstream_ceiling(url: &str, records: &[(String, Vec<u8>)]) -> anyhow::
     Ok(rate)
 }
 
-/// `RecordBatch` of the row `tag` of the payloads with one client per org, all at once;
+/// The row `tag` of the payloads in their wire form, one list per org: made before a row's
+/// clock and CPU meter start.
+fn wire_row(payloads: &Payloads, tag: &str) -> Vec<Vec<pb::Event>> {
+    payloads
+        .row(tag)
+        .iter()
+        .map(|org| org.iter().map(wfl_proto::convert::event_to_pb).collect())
+        .collect()
+}
+
+/// `RecordBatch` of a row (from [`wire_row`]) with one client per org, all at once;
 /// events/s. Any refusal fails the run (every payload is one the ledger accepts).
 async fn ingest_rate(
     addr: &str,
-    payloads: &Payloads,
-    tag: &str,
+    row: Vec<Vec<pb::Event>>,
     config: &IngestConfig,
     ack: pb::AckLevel,
 ) -> anyhow::Result<f64> {
@@ -720,11 +829,6 @@ async fn ingest_rate(
     if batch >= 10 {
         batch -= batch % 10; // whole blocks: every batch is self-contained
     }
-    let row: Vec<Vec<pb::Event>> = payloads
-        .row(tag)
-        .iter()
-        .map(|org| org.iter().map(wfl_proto::convert::event_to_pb).collect())
-        .collect();
     let started = Instant::now();
     let runs = futures::future::join_all(row.into_iter().map(|events| {
         let mut client = pb::ingest_client::IngestClient::new(channel.clone())
@@ -978,6 +1082,9 @@ struct Split {
     children: Vec<tokio::process::Child>,
     /// The gateway's gRPC address.
     gateway: String,
+    /// `/metrics` of the ledger and of the projector.
+    ledger_http: std::net::SocketAddr,
+    projector_http: std::net::SocketAddr,
 }
 
 impl Split {
@@ -1017,6 +1124,7 @@ impl Split {
                 .to_string())
         };
         let (ledger, gateway) = (port()?, port()?);
+        let (ledger_http, projector_http) = (port()?, port()?);
         let ledger_url = format!("http://{ledger}");
         let [ledger_bin, gateway_bin, projector_bin] = Self::BINARIES;
         let runs: [(&str, Vec<String>); 3] = [
@@ -1026,7 +1134,7 @@ impl Split {
                     "--grpc-addr".into(),
                     ledger.clone(),
                     "--http-addr".into(),
-                    port()?,
+                    ledger_http.clone(),
                     "--data-dir".into(),
                     data.clone(),
                 ],
@@ -1046,7 +1154,7 @@ impl Split {
                     "--grpc-addr".into(),
                     port()?,
                     "--http-addr".into(),
-                    port()?,
+                    projector_http.clone(),
                     "--ledger".into(),
                     ledger_url.clone(),
                     "--rulepacks".into(),
@@ -1059,6 +1167,8 @@ impl Split {
         let mut split = Self {
             children: Vec::new(),
             gateway: format!("http://{gateway}"),
+            ledger_http: ledger_http.parse()?,
+            projector_http: projector_http.parse()?,
         };
         std::fs::create_dir_all(&data)?;
         let mut logs = Vec::new();
@@ -1214,7 +1324,8 @@ struct PrivateNats {
 }
 
 impl PrivateNats {
-    async fn start(config: &IngestConfig) -> anyhow::Result<Self> {
+    /// Started on a JetStream store in `dir` under the bench's data dir.
+    async fn start(config: &IngestConfig, dir: &str) -> anyhow::Result<Self> {
         let bin = match &config.nats_server {
             Some(b) => b.clone(),
             None => find_nats_server().ok_or_else(|| {
@@ -1230,7 +1341,7 @@ impl PrivateNats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let store = config.data_dir.join("nats");
+        let store = config.data_dir.join(dir);
         let child = tokio::process::Command::new(&bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&store)
