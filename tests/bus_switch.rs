@@ -235,3 +235,77 @@ async fn a_restart_resuming_from_its_cursor_does_not_say_the_stream_lacks_sequen
     let log = node.log_text();
     assert!(!log.contains("lacks"), "{log}");
 }
+
+/// A ledger whose data dir did not write `WFL_LEDGER` (a data dir replaced or restored from an
+/// older backup, a second ledger on the same NATS) publishes nothing to it: its events would be
+/// skipped as already there, or numbered among the other history's. It says so (one ERROR, the
+/// readiness probe), whether the stream is ahead of it or merely different, and
+/// `--republish-stream` makes the stream its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_written_by_another_ledger_is_named_and_not_published_to() {
+    let nats = NatsServer::start();
+    let first = wfl_testkit::temp_dir();
+    let mut node = common::up(first.path(), &["--nats-url", &nats.url()]);
+    let ch = common::connect(&node.grpc).await;
+    common::record_batch(&ch, &hires(20, 0)).await;
+    assert_eq!(stream_sequences(&nats.url(), 20).await.len(), 20);
+    assert!(node.terminate().success(), "{}", node.log_text());
+    drop(ch);
+
+    // A new data dir on the same NATS: the stream is ahead of it.
+    let second = wfl_testkit::temp_dir();
+    let mut node = common::up(second.path(), &["--nats-url", &nats.url()]);
+    let body = wait_healthz(
+        &node,
+        503,
+        "WFL_LEDGER's last message is sequence 20, beyond this ledger's head 0",
+    );
+    assert!(body.contains("--republish-stream"), "{body}");
+    let ch = common::connect(&node.grpc).await;
+    assert_eq!(
+        common::record_batch(&ch, &hires(25, 100)).await.committed,
+        25,
+        "ingest goes on"
+    );
+    let log = node.log_text();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("another ledger's history"))
+        .count();
+    assert_eq!(errors, 1, "one ERROR line:\n{log}");
+    let metrics = common::http_get(node.http.as_deref().unwrap(), "/metrics");
+    assert!(
+        metrics.contains("wfl_publisher_cursor_sequence 0\n"),
+        "{metrics}"
+    );
+    assert!(node.terminate().success(), "{}", node.log_text());
+    drop(ch);
+
+    // Restarted past the stream's end, the hashes tell the histories apart.
+    let node = common::up(second.path(), &["--nats-url", &nats.url()]);
+    let body = wait_healthz(
+        &node,
+        503,
+        "WFL_LEDGER's message for sequence 20 carries hash",
+    );
+    assert!(body.contains("--republish-stream"), "{body}");
+    assert_eq!(
+        stream_sequences(&nats.url(), 20).await.len(),
+        20,
+        "nothing of this ledger was published"
+    );
+    drop(node);
+
+    // The operator chooses this data dir: the stream becomes its history.
+    let node = common::up(
+        second.path(),
+        &["--nats-url", &nats.url(), "--republish-stream"],
+    );
+    wait_healthz(&node, 200, "ok");
+    assert_eq!(
+        stream_sequences(&nats.url(), 25).await,
+        (1..=25).collect::<Vec<u64>>(),
+        "{}",
+        node.log_text()
+    );
+}

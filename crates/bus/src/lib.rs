@@ -125,6 +125,15 @@ enum AckHandle {
     NatsPart(std::sync::Arc<nats::FrameAck>, u32),
 }
 
+/// What the committed stream's last message says of itself ([`Bus::last_published`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPublished {
+    /// Its ledger sequence (`Wfl-Sequence`).
+    pub sequence: u64,
+    /// Its chained hash (`Wfl-Hash`); `None` when the header is absent or not 64 hex digits.
+    pub hash: Option<[u8; 32]>,
+}
+
 /// A committed ledger event, published for downstream consumers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedMessage {
@@ -251,14 +260,14 @@ pub trait Bus: Send + Sync + 'static {
     /// de-duplicated by event id), [`Error::Rejected`], [`Error::Closed`].
     async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error>;
 
-    /// The `Wfl-Sequence` of the last message in `WFL_LEDGER` (`None` if empty), so a restarted
-    /// ledger can republish what it committed but had not yet published. In-process: what was
-    /// last published.
+    /// The last message in `WFL_LEDGER` (`None` if empty): its `Wfl-Sequence`, so a restarted
+    /// ledger can republish what it committed but had not yet published, and its `Wfl-Hash`, so
+    /// it can tell that the stream carries its own history. In-process: what was last published.
     ///
     /// # Errors
     /// [`Error::Unavailable`] if the broker cannot be reached, [`Error::Rejected`] if the last
     /// message has no valid `Wfl-Sequence` header.
-    async fn last_published_sequence(&self) -> Result<Option<u64>, Error>;
+    async fn last_published(&self) -> Result<Option<LastPublished>, Error>;
 
     /// Cluster mode: whether `WFL_LEDGER` holds partition `partition`'s commit `sequence`, whose
     /// subject is `wfl.ledger.<org_id>.<event_type>`. One read of that subject's last message:

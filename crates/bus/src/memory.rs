@@ -43,7 +43,7 @@ struct Inner {
     inbox_rx: Arc<Mutex<mpsc::Receiver<Queued>>>,
     committed: broadcast::Sender<CommittedMessage>,
     published: broadcast::Sender<(String, Bytes)>,
-    last_published: Mutex<Option<u64>>,
+    last_published: Mutex<Option<crate::LastPublished>>,
     handlers: Mutex<HashMap<String, mpsc::Sender<Request>>>,
     /// Event ids published within the duplicate window, like JetStream's `Nats-Msg-Id` window.
     dedup: std::sync::Mutex<DedupWindow>,
@@ -183,7 +183,10 @@ impl Bus for MemoryBus {
             check_org(&msg.org_id)?;
             check_event_type(&msg.event_type)?;
         }
-        let Some(last) = msgs.last().map(|m| m.sequence) else {
+        let Some(last) = msgs.last().map(|m| crate::LastPublished {
+            sequence: m.sequence,
+            hash: Some(m.hash),
+        }) else {
             return Ok(());
         };
         for msg in msgs {
@@ -194,7 +197,7 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn last_published_sequence(&self) -> Result<Option<u64>, Error> {
+    async fn last_published(&self) -> Result<Option<crate::LastPublished>, Error> {
         Ok(*self.inner.last_published.lock().await)
     }
 

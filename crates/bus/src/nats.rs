@@ -780,7 +780,7 @@ impl Bus for NatsBus {
         Ok(())
     }
 
-    async fn last_published_sequence(&self) -> Result<Option<u64>, Error> {
+    async fn last_published(&self) -> Result<Option<crate::LastPublished>, Error> {
         let mut stream = self.ledger_stream().await?;
         // The last message may expire (max_age) between reading the info and fetching it.
         for _ in 0..3 {
@@ -799,9 +799,15 @@ impl Bus for NatsBus {
                             "last ledger message (stream sequence {last}) has no {HEADER_SEQUENCE} header"
                         ))
                     })?;
-                    return value.as_str().parse::<u64>().map(Some).map_err(|e| {
+                    let sequence = value.as_str().parse::<u64>().map_err(|e| {
                         Error::rejected(&format!("invalid {HEADER_SEQUENCE} header"), e)
+                    })?;
+                    let hash = msg.headers.get(HEADER_HASH).and_then(|h| {
+                        let mut out = [0u8; 32];
+                        hex::decode_to_slice(h.as_str(), &mut out).ok()?;
+                        Some(out)
                     });
+                    return Ok(Some(crate::LastPublished { sequence, hash }));
                 }
                 Err(e) => match e.kind() {
                     stream::LastRawMessageErrorKind::NoMessageFound => continue,

@@ -217,12 +217,16 @@ async fn request_times_out_when_the_server_does_not_reply() {
 #[tokio::test]
 async fn committed_messages_fan_out_and_track_last_sequence() {
     let bus = MemoryBus::new();
-    assert_eq!(bus.last_published_sequence().await.expect("last"), None);
+    assert_eq!(bus.last_published().await.expect("last"), None);
     let mut live = bus.subscribe_committed();
     bus.publish_committed(vec![committed(1), committed(2), committed(3)])
         .await
         .expect("publish");
-    assert_eq!(bus.last_published_sequence().await.expect("last"), Some(3));
+    let third = Some(wfl_bus::LastPublished {
+        sequence: 3,
+        hash: Some(committed(3).hash),
+    });
+    assert_eq!(bus.last_published().await.expect("last"), third);
     for expected in 1..=3 {
         let got = live.recv().await.expect("live");
         assert_eq!(got.sequence, expected);
@@ -234,7 +238,7 @@ async fn committed_messages_fan_out_and_track_last_sequence() {
         bus.publish_committed(vec![bad]).await,
         Err(Error::Rejected(_))
     ));
-    assert_eq!(bus.last_published_sequence().await.expect("last"), Some(3));
+    assert_eq!(bus.last_published().await.expect("last"), third);
 }
 
 #[tokio::test]

@@ -211,7 +211,7 @@ async fn unacked_deliveries_are_redelivered_after_ack_wait() {
 async fn committed_messages_carry_subject_and_headers() {
     let server = NatsServer::start();
     let bus = connect(&server, NatsConfig::default()).await;
-    assert_eq!(bus.last_published_sequence().await.expect("last"), None);
+    assert_eq!(bus.last_published().await.expect("last"), None);
 
     let msgs: Vec<CommittedMessage> = (1..=3u64)
         .map(|seq| CommittedMessage {
@@ -239,8 +239,12 @@ async fn committed_messages_carry_subject_and_headers() {
     .await
     .expect("publish committed");
     assert_eq!(
-        bus.last_published_sequence().await.expect("last"),
-        Some(103)
+        bus.last_published().await.expect("last"),
+        Some(wfl_bus::LastPublished {
+            sequence: 103,
+            hash: Some([3 * 17; 32]),
+        }),
+        "the last message's sequence and hash, read back from its headers"
     );
 
     // Republishing (a restarted ledger catching up) is de-duplicated by event id.

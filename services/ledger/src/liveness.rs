@@ -93,6 +93,8 @@ pub struct Liveness {
     published: AtomicU64,
     /// Sequences the committed stream lacks below what it holds (found at start), if any.
     stream_gap: std::sync::Mutex<Option<StreamHoles>>,
+    /// Why the committed stream is not this ledger's history (found at start), if it is not.
+    stream_foreign: std::sync::Mutex<Option<String>>,
     /// True while neither the inbox nor the publisher is stalled.
     healthy: watch::Sender<bool>,
 }
@@ -131,6 +133,7 @@ impl Default for Liveness {
             inbox_ack_pending: AtomicU64::new(0),
             published: AtomicU64::new(0),
             stream_gap: std::sync::Mutex::new(None),
+            stream_foreign: std::sync::Mutex::new(None),
             healthy: watch::channel(true).0,
         }
     }
@@ -190,11 +193,19 @@ impl Liveness {
             .send_if_modified(|h| std::mem::replace(h, ok) != ok);
     }
 
-    /// Readiness of the committed stream: `Ok` unless it lacks sequences below what it holds.
+    /// Readiness of the committed stream: `Ok` unless it holds another ledger's history or lacks
+    /// sequences below what it holds.
     ///
     /// # Errors
-    /// The missing ranges and how to backfill them.
+    /// What is wrong and how to put it right.
     pub fn stream(&self) -> Result<(), String> {
+        if let Some(why) = &*self
+            .stream_foreign
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            return Err(why.clone());
+        }
         match &*self
             .stream_gap
             .lock()
@@ -210,6 +221,14 @@ impl Liveness {
             .stream_gap
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = gap;
+    }
+
+    /// The committed stream carries another history than this ledger's: `why`, as readiness says.
+    pub(crate) fn set_stream_foreign(&self, why: String) {
+        *self
+            .stream_foreign
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
     }
 
     /// The publisher fully published up to `sequence`.

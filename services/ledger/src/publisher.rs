@@ -15,6 +15,13 @@
 //! `wfl_publisher_stream_missing` and fails the `committed_stream` readiness probe; it goes on
 //! publishing new events. The backfill is `--republish-stream` (`wfl up`, `wfl-ledger`): purge the
 //! stream at start and republish every sequence from 1, in order.
+//!
+//! A stream that holds *another* history (its last message is beyond this ledger's head, or its
+//! `Wfl-Hash` is not this ledger's hash at that sequence: a data dir replaced or restored from an
+//! older backup, a second ledger on the same NATS) is not published to at all: this ledger's
+//! events would be skipped as already there, or numbered among the other history's. The
+//! publisher logs one ERROR saying so and how to choose (`--republish-stream`, or the data dir
+//! that wrote the stream), fails the `committed_stream` readiness probe, and waits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,9 +146,9 @@ pub(crate) async fn run(
         // Where the stream stands, whatever the cursor says: a data dir that ran on the embedded
         // bus, or a new or emptied stream, holds less than the cursor, and the history must be
         // republished from the first sequence the stream lacks (no gap for its consumers).
-        let in_stream = loop {
-            match bus.last_published_sequence().await {
-                Ok(s) => break s.unwrap_or(0),
+        let (in_stream, stream_hash) = loop {
+            match bus.last_published().await {
+                Ok(s) => break s.map_or((0, None), |l| (l.sequence, l.hash)),
                 Err(e) => {
                     warn!(error = %e, "cannot read the committed stream's last sequence; retrying");
                     if !backoff.wait(&shutdown).await {
@@ -154,6 +161,14 @@ pub(crate) async fn run(
         // the stream even if a later one is there (a pipelined publish interrupted mid-way).
         let from = cursor.map_or(in_stream, |c| c.min(in_stream));
         let head_now = *head.borrow();
+        if let Some(why) = foreign_history(&store, in_stream, stream_hash, head_now).await? {
+            // Publishing would number this ledger's events among another history's: say so,
+            // fail readiness, and publish nothing until an operator chooses.
+            error!("{why}");
+            stall.liveness().set_stream_foreign(why);
+            shutdown.cancelled().await;
+            return Ok(());
+        }
         if from < head_now {
             if cursor.is_some_and(|c| c <= in_stream) {
                 // The usual restart: the stream holds at least what the cursor says.
@@ -325,6 +340,50 @@ async fn check_holes(
             }
         }
     }
+}
+
+/// Why `WFL_LEDGER`, whose last message is ledger sequence `last` with chained hash `hash`,
+/// cannot be this ledger's committed stream (head `head`), if it cannot: that message is beyond
+/// the head, or its hash is not this ledger's record's there. A data dir replaced, or restored
+/// from a backup older than the stream, or a second ledger on the same NATS: the stream's
+/// consumers have seen those sequences with other events, and this ledger's would be skipped
+/// (the stream seems to hold them) or land after them.
+async fn foreign_history(
+    store: &Arc<dyn Log>,
+    last: u64,
+    hash: Option<[u8; 32]>,
+    head: u64,
+) -> Result<Option<String>, Error> {
+    const FIX: &str = "Nothing is published: its consumers would see two histories under one \
+        numbering. To keep this ledger's data dir, restart it once with --republish-stream (it \
+        purges WFL_LEDGER and republishes this history from sequence 1; consumers start over); \
+        otherwise start the ledger on the data dir that wrote the stream.";
+    if last == 0 {
+        return Ok(None);
+    }
+    if last > head {
+        return Ok(Some(format!(
+            "WFL_LEDGER's last message is sequence {last}, beyond this ledger's head {head}: the \
+             stream holds another ledger's history (a data dir replaced or restored from an \
+             older backup, or another ledger on this NATS). {FIX}"
+        )));
+    }
+    let Some(hash) = hash else {
+        return Ok(None);
+    };
+    let s = store.clone();
+    let record = tokio::task::spawn_blocking(move || s.get(last))
+        .await
+        .map_err(Error::join)??;
+    Ok(record.filter(|r| r.hash != hash).map(|r| {
+        format!(
+            "WFL_LEDGER's message for sequence {last} carries hash {}, this ledger's record \
+             there {}: the stream holds another ledger's history (a data dir replaced, or another \
+             ledger on this NATS). {FIX}",
+            hex::encode(hash),
+            hex::encode(r.hash)
+        )
+    }))
 }
 
 async fn publish_chunk(
