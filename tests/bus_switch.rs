@@ -72,10 +72,11 @@ async fn stream_sequences(url: &str, expected: u64) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_on_nats_with_embedded_history_republishes_every_sequence() {
     let dir = wfl_testkit::temp_dir();
-    // History on the embedded bus.
+    // History on the embedded bus: more than two of the publisher's chunks of 1,000, so its
+    // republish has two in flight.
     let mut embedded = common::up(dir.path(), &[]);
     let ch = common::connect(&embedded.grpc).await;
-    common::record_batch(&ch, &hires(300, 0)).await;
+    common::record_batch(&ch, &hires(2500, 0)).await;
     assert!(embedded.terminate().success(), "{}", embedded.log_text());
     drop(ch);
 
@@ -83,16 +84,16 @@ async fn starting_on_nats_with_embedded_history_republishes_every_sequence() {
     let nats = NatsServer::start();
     let node = common::up(dir.path(), &["--nats-url", &nats.url()]);
     let ch = common::connect(&node.grpc).await;
-    common::record_batch(&ch, &hires(5, 300)).await;
-    let seqs = stream_sequences(&nats.url(), 305).await;
+    common::record_batch(&ch, &hires(5, 2500)).await;
+    let seqs = stream_sequences(&nats.url(), 2505).await;
     assert_eq!(
         seqs,
-        (1..=305).collect::<Vec<u64>>(),
+        (1..=2505).collect::<Vec<u64>>(),
         "WFL_LEDGER holds every sequence once, in order"
     );
     assert!(
         node.log_text()
-            .contains("the committed stream lacks sequences 1..=300"),
+            .contains("the committed stream lacks sequences 1..=2500"),
         "the republish is logged: {}",
         node.log_text()
     );

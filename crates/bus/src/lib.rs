@@ -125,6 +125,10 @@ enum AckHandle {
     NatsPart(std::sync::Arc<nats::FrameAck>, u32),
 }
 
+/// The acks of messages [`Bus::send_committed`] sent: resolves once all are acknowledged, or with
+/// the first failure.
+pub type Acks = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send>>;
+
 /// What the committed stream's last message says of itself ([`Bus::last_published`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastPublished {
@@ -259,6 +263,18 @@ pub trait Bus: Send + Sync + 'static {
     /// The first failure among the messages: [`Error::Unavailable`] (retry: re-publishing is
     /// de-duplicated by event id), [`Error::Rejected`], [`Error::Closed`].
     async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error>;
+
+    /// [`Bus::publish_committed`] in two steps: sends the messages now, in order, and returns
+    /// what waits for their acks, so that a publisher can send the next ones meanwhile (messages
+    /// sent later on this bus are stored after these). The default sends and waits at once.
+    ///
+    /// # Errors
+    /// As [`Bus::publish_committed`]: a message that could not be sent fails the call; one the
+    /// broker did not acknowledge fails the returned future.
+    async fn send_committed(&self, msgs: Vec<CommittedMessage>) -> Result<Acks, Error> {
+        self.publish_committed(msgs).await?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
+    }
 
     /// The last message in `WFL_LEDGER` (`None` if empty): its `Wfl-Sequence`, so a restarted
     /// ledger can republish what it committed but had not yet published, and its `Wfl-Hash`, so

@@ -611,6 +611,29 @@ async fn publish_pipelined(
     client: &Client,
     msgs: Vec<(String, HeaderMap, Bytes)>,
 ) -> Vec<Result<jetstream::publish::PublishAck, Error>> {
+    await_acks(send_pipelined(js, client, msgs).await).await
+}
+
+/// Waits for the acks of messages [`send_pipelined`] sent, each with its result.
+async fn await_acks(
+    pending: Vec<Result<context::PublishAckFuture, Error>>,
+) -> Vec<Result<jetstream::publish::PublishAck, Error>> {
+    futures::future::join_all(pending.into_iter().map(|p| async move {
+        match p {
+            Ok(ack) => ack.await.map_err(|e| map_publish("publish ack", &e)),
+            Err(e) => Err(e),
+        }
+    }))
+    .await
+}
+
+/// Sends every message, in order, without waiting for acks: the future of each one's ack, or
+/// why it was not sent (too large; the connection broke, which fails the rest too).
+async fn send_pipelined(
+    js: &jetstream::Context,
+    client: &Client,
+    msgs: Vec<(String, HeaderMap, Bytes)>,
+) -> Vec<Result<context::PublishAckFuture, Error>> {
     let max = max_payload(client);
     let mut pending = Vec::with_capacity(msgs.len());
     let mut broken: Option<Error> = None;
@@ -635,13 +658,7 @@ async fn publish_pipelined(
             }
         }
     }
-    futures::future::join_all(pending.into_iter().map(|p| async move {
-        match p {
-            Ok(ack) => ack.await.map_err(|e| map_publish("publish ack", &e)),
-            Err(e) => Err(e),
-        }
-    }))
-    .await
+    pending
 }
 
 #[async_trait::async_trait]
@@ -753,6 +770,10 @@ impl Bus for NatsBus {
     }
 
     async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error> {
+        self.send_committed(msgs).await?.await
+    }
+
+    async fn send_committed(&self, msgs: Vec<CommittedMessage>) -> Result<crate::Acks, Error> {
         let mut batch = Vec::with_capacity(msgs.len());
         for msg in msgs {
             check_org(&msg.org_id)?;
@@ -774,10 +795,13 @@ impl Bus for NatsBus {
                 msg.payload,
             ));
         }
-        for result in publish_pipelined(&self.js, &self.client, batch).await {
-            result?;
-        }
-        Ok(())
+        let pending = send_pipelined(&self.js, &self.client, batch).await;
+        Ok(Box::pin(async move {
+            for result in await_acks(pending).await {
+                result?;
+            }
+            Ok(())
+        }))
     }
 
     async fn last_published(&self) -> Result<Option<crate::LastPublished>, Error> {

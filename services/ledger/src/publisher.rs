@@ -228,11 +228,36 @@ async fn follow(
     let durable = bus.durable_inbox();
     let partition = options.cluster.as_ref().map(|c| c.partition);
     let mut backoff = Backoff::default();
+    // Two chunks in flight: the next one is read and sent while the broker acknowledges the one
+    // before (sent in order on one connection, so stored in order). `sent` is the last sequence
+    // sent; `in_flight` the last sequence and acks of the chunk awaited (`None`: `sent` ==
+    // `published`).
+    let mut sent = published;
+    let mut in_flight: Option<(u64, wfl_bus::Acks)> = None;
     loop {
         let target = *head.borrow_and_update();
         while published < target {
-            match publish_chunk(store, bus, published + 1, target, republish, partition).await {
-                Ok(last) => {
+            let step = async {
+                if sent < target {
+                    let (last, msgs) =
+                        read_chunk(store, sent + 1, target, republish, partition).await?;
+                    let acks = bus.send_committed(msgs).await?;
+                    sent = last;
+                    match in_flight.replace((last, acks)) {
+                        Some((before, acks)) => acks.await.map(|()| Some(before)),
+                        None => Ok(None),
+                    }
+                } else {
+                    match in_flight.take() {
+                        Some((last, acks)) => acks.await.map(|()| Some(last)),
+                        None => Ok(None),
+                    }
+                }
+                .map_err(Error::Bus)
+            };
+            match step.await {
+                Ok(None) => {}
+                Ok(Some(last)) => {
                     published = last;
                     backoff = Backoff::default();
                     stall.progressed();
@@ -256,6 +281,10 @@ async fn follow(
                     }
                 }
                 Err(Error::Bus(e)) => {
+                    // Everything after what was acknowledged is sent again (the stream drops
+                    // what it already holds by Nats-Msg-Id).
+                    in_flight = None;
+                    sent = published;
                     warn!(error = %e, "publishing committed events failed; retrying");
                     stall.failed(target - published, &e);
                     if !backoff.wait(shutdown).await {
@@ -386,21 +415,22 @@ async fn foreign_history(
     }))
 }
 
-async fn publish_chunk(
+/// The committed messages of sequences `from..=to`, at most [`CHUNK`], and the last sequence
+/// they cover.
+async fn read_chunk(
     store: &Arc<dyn Log>,
-    bus: &dyn Bus,
     from: u64,
     to: u64,
     republish: Option<(u64, u128)>,
     partition: Option<u32>,
-) -> Result<u64, Error> {
+) -> Result<(u64, Vec<CommittedMessage>), Error> {
     let s = store.clone();
     let records =
         tokio::task::spawn_blocking(move || s.read(from, Some(to), &Filter::default(), CHUNK))
             .await
             .map_err(Error::join)??;
     let Some(last) = records.last().map(|r| r.sequence) else {
-        return Ok(to);
+        return Ok((to, Vec::new()));
     };
     let mut msgs = Vec::with_capacity(records.len());
     for r in &records {
@@ -424,8 +454,7 @@ async fn publish_chunk(
             partition,
         });
     }
-    bus.publish_committed(msgs).await?;
-    Ok(last)
+    Ok((last, msgs))
 }
 
 struct Backoff(Duration);
