@@ -336,7 +336,7 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     let committed = ingest_rate(&node.grpc, row, config, pb::AckLevel::Committed).await?;
     report.push("wfl", INPROC_COMMITTED, committed, "events/s");
     report.cpu(INPROC_COMMITTED, meter.since(&mark, events));
-    let drain = Drain::new(&meter, &mark, events, node.http, node.http, false);
+    let drain = Drain::new(&meter, &mark, events, Watched::node(&node, false));
     drain.push(&mut report, INPROC_DRAINED).await?;
     let row = wire_row(&payloads, "ia");
     let mark = meter.mark();
@@ -344,7 +344,7 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
     report.push("wfl", INPROC_ACCEPTED, accepted, "events/s");
     report.cpu(INPROC_ACCEPTED, meter.since(&mark, events));
     // Accepted is not committed: the next rows start once the ledger and the views are done.
-    Drain::new(&meter, &mark, events, node.http, node.http, false)
+    Drain::new(&meter, &mark, events, Watched::node(&node, false))
         .wait(Some(2 * events))
         .await?;
     eprintln!(
@@ -396,14 +396,14 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
         let committed = ingest_rate(&node.grpc, row, config, pb::AckLevel::Committed).await?;
         report.push("wfl", NATS_COMMITTED, committed, "events/s");
         report.cpu(NATS_COMMITTED, with_nats.since(&mark, events));
-        let drain = Drain::new(&with_nats, &mark, events, node.http, node.http, true);
+        let drain = Drain::new(&with_nats, &mark, events, Watched::node(&node, true));
         drain.push(&mut report, NATS_DRAINED).await?;
         let row = wire_row(&payloads, "na");
         let mark = with_nats.mark();
         let accepted = ingest_rate(&node.grpc, row, config, pb::AckLevel::Accepted).await?;
         report.push("wfl", NATS_ACCEPTED, accepted, "events/s");
         report.cpu(NATS_ACCEPTED, with_nats.since(&mark, events));
-        Drain::new(&with_nats, &mark, events, node.http, node.http, true)
+        Drain::new(&with_nats, &mark, events, Watched::node(&node, true))
             .wait(Some(2 * events))
             .await?;
         node.stop().await?;
@@ -429,14 +429,12 @@ async fn run(config: &IngestConfig) -> anyhow::Result<IngestReport> {
                 ingest_rate(&split.gateway, row, config, pb::AckLevel::Committed).await?;
             report.push("wfl", SPLIT_COMMITTED, committed, "events/s");
             report.cpu(SPLIT_COMMITTED, meter.since(&mark, events));
-            let drain = Drain::new(
-                &meter,
-                &mark,
-                events,
-                split.ledger_http,
-                split.projector_http,
-                true,
-            );
+            let at = Watched {
+                ledger: split.ledger_http,
+                projector: split.projector_http,
+                published: true,
+            };
+            let drain = Drain::new(&meter, &mark, events, at);
             drain.push(&mut report, SPLIT_DRAINED).await?;
             split.stop().await;
         }
@@ -487,6 +485,12 @@ struct Drain<'a> {
     meter: &'a Meter,
     mark: &'a Mark,
     events: u64,
+    at: Watched,
+}
+
+/// Where a drain reads how far things are.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
     /// `/metrics` of the process with the ledger, and of the one with the projector.
     ledger: std::net::SocketAddr,
     projector: std::net::SocketAddr,
@@ -494,22 +498,24 @@ struct Drain<'a> {
     published: bool,
 }
 
+impl Watched {
+    /// A node in this process (`published`: on NATS).
+    fn node(node: &Node, published: bool) -> Self {
+        Self {
+            ledger: node.http,
+            projector: node.http,
+            published,
+        }
+    }
+}
+
 impl<'a> Drain<'a> {
-    fn new(
-        meter: &'a Meter,
-        mark: &'a Mark,
-        events: u64,
-        ledger: std::net::SocketAddr,
-        projector: std::net::SocketAddr,
-        published: bool,
-    ) -> Self {
+    fn new(meter: &'a Meter, mark: &'a Mark, events: u64, at: Watched) -> Self {
         Self {
             meter,
             mark,
             events,
-            ledger,
-            projector,
-            published,
+            at,
         }
     }
 
@@ -520,15 +526,15 @@ impl<'a> Drain<'a> {
         let row_end = Instant::now();
         let head = match committed {
             Some(n) => n,
-            None => read_metrics(self.ledger).await?.head,
+            None => read_metrics(self.at.ledger).await?.head,
         };
         let deadline = row_end + Duration::from_secs(600);
         loop {
-            let ledger = read_metrics(self.ledger).await?;
-            let folded = read_metrics(self.projector).await?.checkpoint;
+            let ledger = read_metrics(self.at.ledger).await?;
+            let folded = read_metrics(self.at.projector).await?.checkpoint;
             if ledger.head >= head
                 && folded >= head
-                && (!self.published || ledger.published >= head)
+                && (!self.at.published || ledger.published >= head)
             {
                 break;
             }
@@ -543,7 +549,7 @@ impl<'a> Drain<'a> {
         }
         eprintln!(
             "  committed, folded{} {:.1} s after the row",
-            if self.published {
+            if self.at.published {
                 " and on WFL_LEDGER"
             } else {
                 ""
