@@ -235,8 +235,11 @@ async fn follow(
     let mut sent = published;
     let mut in_flight: Option<(u64, wfl_bus::Acks)> = None;
     loop {
-        let target = *head.borrow_and_update();
+        let mut target = *head.borrow_and_update();
         while published < target {
+            // The head moves while chunks are in flight: follow it, so the pipeline only
+            // empties when the publisher has caught up, not at the end of each head move.
+            target = target.max(*head.borrow_and_update());
             let step = async {
                 if sent < target {
                     let (last, msgs) =
