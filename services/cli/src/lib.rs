@@ -6,6 +6,12 @@
 /// Every binary allocates through mimalloc: the ingest path allocates per event (decoded
 /// strings, encodings, outcome messages) on several threads, and glibc's allocator spent about a
 /// fifth of the in-process ingest's instructions (callgrind, BENCHMARKS.md "What bounds ingest").
+///
+/// Built with `no_thp`: mimalloc otherwise marks its regions `MADV_HUGEPAGE`, and each time it
+/// reuses a part it had returned to the OS the kernel zeroes a whole 2 MiB page. Under ingest
+/// that was a tenth of the ledger's CPU and a quarter of its RSS (perf, BENCHMARKS.md
+/// "Transparent huge pages"). On a kernel whose THP mode is `always` rather than `madvise`,
+/// `MIMALLOC_ALLOW_THP=0` in the environment does the same.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
