@@ -1,7 +1,8 @@
 //! The views survive SIGKILL at any point of a catch-up: a `wfl up` folding an 8,000-event
 //! restructuring ledger from sequence 1 (`--rebuild-views`) is killed three times at different
 //! depths; each restart resumes from its keyed, persisted checkpoint, and the final figures are
-//! identical to those of the node that folded everything without interruption.
+//! identical to those of the node that folded everything without interruption (which folded
+//! them as its ledger handed them over, where the catch-ups read them through `Subscribe`).
 
 mod common;
 
@@ -14,6 +15,14 @@ use wfl_proto::pb;
 
 const EVENTS: u64 = 8_000;
 
+/// One figure of `/metrics` (0 when absent).
+fn metric(proc: &Proc, name: &str) -> u64 {
+    let text = http_get(proc.http.as_deref().expect("an http address"), "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// `(checkpoint, ledger head)` from `/metrics`.
 fn progress(proc: &Proc) -> (u64, u64) {
     let (c, _, h) = progress3(proc);
@@ -22,16 +31,10 @@ fn progress(proc: &Proc) -> (u64, u64) {
 
 /// `(checkpoint, persisted checkpoint, ledger head)` from `/metrics`.
 fn progress3(proc: &Proc) -> (u64, u64, u64) {
-    let text = http_get(proc.http.as_deref().expect("an http address"), "/metrics");
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0)
-    };
     (
-        value("wfl_views_checkpoint_sequence"),
-        value("wfl_views_persisted_sequence"),
-        value("wfl_ledger_head_sequence"),
+        metric(proc, "wfl_views_checkpoint_sequence"),
+        metric(proc, "wfl_views_persisted_sequence"),
+        metric(proc, "wfl_ledger_head_sequence"),
     )
 }
 
@@ -97,6 +100,14 @@ async fn a_projector_killed_at_any_point_resumes_to_the_same_figures() {
         String::from_utf8_lossy(&load.stderr)
     );
     wait_for(&node.proc, "first fold", |c, h| h == EVENTS && c == EVENTS);
+    // Folded while the load ran, as the ledger beside it handed the batches over; the folds
+    // below, from sequence 1 on an idle ledger, read every event through `Subscribe`: the
+    // figures must not depend on the way.
+    let handed = metric(&node.proc, "wfl_views_handed_over_total");
+    assert!(
+        handed > 0,
+        "the views followed the hand-over for {handed} of {EVENTS} events"
+    );
     let reference = figures(&node.proc).await;
 
     // Fold again from sequence 1, killing the node three times on the way.
@@ -117,6 +128,7 @@ async fn a_projector_killed_at_any_point_resumes_to_the_same_figures() {
         last = resumed;
     }
     wait_for(&proc, "final fold", |c, _| c == EVENTS);
+    assert_eq!(metric(&proc, "wfl_views_handed_over_total"), 0);
     let resumed = figures(&proc).await;
     assert_eq!(resumed.len(), reference.len());
     for (a, b) in resumed.iter().zip(&reference) {

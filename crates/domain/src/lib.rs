@@ -6,12 +6,14 @@
 //! an auditor re-running the same rules over the same ledger gets the same answers.
 
 pub mod classify;
+pub mod committed;
 pub mod date;
 pub mod event;
 pub mod ids;
 pub mod lifecycle;
 pub mod validate;
 
+pub use committed::CommittedEvent;
 pub use date::Date;
 pub use event::*;
 pub use ids::{EventId, OrgId, Sequence, SiteId, WorkerRef};

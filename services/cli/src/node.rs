@@ -86,6 +86,9 @@ pub async fn run(
     let bus = connect_bus(config.nats_url.as_deref(), config.nats_auth.clone()).await?;
     // One registry for the node's parts, rendered on its `/metrics`.
     let registry = wfl_metrics::Registry::new();
+    // The ledger hands each durable batch to the projector beside it: the views skip reading
+    // it back through `Subscribe` (which they use to catch up).
+    let (handed, feed) = wfl_projector::local_feed();
     let ledger = wfl_ledger::Ledger::start(
         wfl_ledger::Config {
             checkpoint_every_events: config.checkpoint_every_events,
@@ -100,6 +103,7 @@ pub async fn run(
             max_org_filter: config.max_org_filter,
             republish_stream: config.republish_stream,
             metrics: registry.clone(),
+            local_feed: Some(handed),
             ..wfl_ledger::Config::new(&config.data_dir)
         },
         bus.clone(),
@@ -128,6 +132,7 @@ pub async fn run(
             // what it has committed.
             min_free_bytes: config.min_free_bytes / 2,
             ledger_credentials,
+            local: Some(feed),
         },
         bus.clone(),
         shutdown.clone(),
@@ -639,7 +644,8 @@ fn projector_readiness(projector: &wfl_projector::Projector, readiness: Readines
 
 /// The projector's figures in `registry`: checkpoint, persisted sequence, lag in events (gauge)
 /// and seconds (`wfl_view_lag_seconds`: a histogram of the age of each folded batch's last event;
-/// `wfl_views_lag_seconds`: the current lag), store size, folds and persists.
+/// `wfl_views_lag_seconds`: the current lag), store size, folds (and how many were handed over
+/// in process) and persists.
 fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::Registry) {
     use std::sync::atomic::Ordering::Relaxed;
     let progress = projector.progress();
@@ -673,6 +679,11 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         "Bytes of the view store on disk (sampled at each persist).",
     );
     let folded = registry.counter("wfl_views_folded_total", "Events folded since start.");
+    let handed_over = registry.counter(
+        "wfl_views_handed_over_total",
+        "Events folded as the ledger in this process handed them over (the rest of \
+         wfl_views_folded_total came through Subscribe), since start.",
+    );
     let persists = registry.counter(
         "wfl_views_persists_total",
         "Keyed persists (one atomic batch each) since start.",
@@ -689,6 +700,7 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         lag_seconds.set(progress.lag_seconds());
         store_bytes.set(progress.store_bytes.load(Relaxed) as f64);
         folded.absolute(progress.folded.load(Relaxed));
+        handed_over.absolute(progress.handed_over.load(Relaxed));
         persists.absolute(progress.persists.load(Relaxed));
     });
 }

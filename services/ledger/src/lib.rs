@@ -81,7 +81,16 @@ pub struct Config {
     /// sled's page cache for the ledger's store, in bytes (the store's share of the process's
     /// memory; [`wfl_store::DEFAULT_CACHE_BYTES`] by default).
     pub cache_bytes: u64,
+    /// A projector in the same process: after each durable append the writer hands it the
+    /// batch's committed events, as it checked them ([`LocalFeed`]). `None` (the default): the
+    /// views read the ledger through `Subscribe` alone.
+    pub local_feed: Option<LocalFeed>,
 }
+
+/// Where a writer hands its committed batches to a projector in the same process. The channel
+/// is bounded and never waited on: a batch that finds it full is dropped (the projector, behind,
+/// reads those events through `Subscribe`, and takes the hand-over again once it has caught up).
+pub type LocalFeed = tokio::sync::mpsc::Sender<Vec<wfl_domain::CommittedEvent>>;
 
 impl Config {
     /// Defaults for a data directory.
@@ -102,6 +111,7 @@ impl Config {
             metrics: wfl_metrics::Registry::new(),
             partition: None,
             cache_bytes: wfl_store::DEFAULT_CACHE_BYTES,
+            local_feed: None,
         }
     }
 }

@@ -371,6 +371,9 @@ impl Writer {
         let recorded_at = codec::now_micros().max(self.recorded_at);
         self.recorded_at = recorded_at;
         let mut duplicates = 0usize;
+        // The committed events, for a projector in this process (see [`Config::local_feed`]).
+        let feeding = self.config.local_feed.is_some();
+        let mut handed = Vec::new();
         let (no_originals, no_decisions) = (HashMap::new(), HashMap::new());
         let max_event = self
             .config
@@ -502,6 +505,9 @@ impl Writer {
                         submission: *submission,
                     });
                     contents.push(content);
+                    if feeding {
+                        handed.push(event.clone());
+                    }
                     originals.insert(id, OriginalEvent::of(event));
                     decided.insert(id, None);
                 }
@@ -545,6 +551,8 @@ impl Writer {
             originals,
             decided,
             repeats,
+            handed,
+            recorded_at,
             started,
             decided_in: started.elapsed(),
         })
@@ -567,6 +575,8 @@ impl Writer {
             originals,
             decided,
             repeats,
+            handed,
+            recorded_at,
             started,
             decided_in,
         } = prepared;
@@ -609,6 +619,8 @@ impl Writer {
             originals,
             decided,
             repeats,
+            handed,
+            recorded_at,
             started,
             decided_in,
         }
@@ -634,6 +646,8 @@ impl Writer {
             contents,
             mut outcomes,
             repeats,
+            handed,
+            recorded_at,
             started,
             decided_in,
             ..
@@ -642,6 +656,7 @@ impl Writer {
         let hashes = appended?;
         if append.is_some() {
             let mut last = None;
+            self.hand_over(&hashes, handed, recorded_at);
             for (((uuid, submission), content), (sequence, hash)) in
                 committed_ids.iter().zip(&contents).zip(hashes)
             {
@@ -670,6 +685,43 @@ impl Writer {
         let _ = done.send(());
         self.outcomes.decided(outcomes);
         Ok(fresh)
+    }
+
+    /// Hands a durable batch's committed events to the projector in this process, if there is
+    /// one; never waits. A full channel drops the batch (the projector reads it through
+    /// `Subscribe`); a closed one (the projector stopped) ends the hand-over.
+    fn hand_over(
+        &mut self,
+        links: &[(u64, Hash)],
+        events: Vec<wfl_domain::Event>,
+        recorded_at: i64,
+    ) {
+        let Some(feed) = &self.config.local_feed else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let batch = links
+            .iter()
+            .zip(events)
+            .map(|(&(sequence, hash), event)| wfl_domain::CommittedEvent {
+                sequence,
+                recorded_at_micros: recorded_at,
+                hash,
+                event,
+            })
+            .collect();
+        match feed.try_send(batch) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                debug!("the projector in this process is behind; it reads this batch through Subscribe");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                info!("the projector in this process stopped taking committed batches");
+                self.config.local_feed = None;
+            }
+        }
     }
 
     /// Cuts a signed checkpoint at the head when enough events or time passed since the last one.
@@ -732,6 +784,9 @@ struct Prepared {
     decided: HashMap<EventId, Option<ipb::Outcome>>,
     /// Event ids committed in this batch or the one before, seen again.
     repeats: Vec<EventId>,
+    /// `records`' events, for a projector in this process (empty without one).
+    handed: Vec<wfl_domain::Event>,
+    recorded_at: i64,
     started: Instant,
     decided_in: Duration,
 }
@@ -764,6 +819,8 @@ struct InFlight {
     originals: HashMap<EventId, OriginalEvent>,
     decided: HashMap<EventId, Option<ipb::Outcome>>,
     repeats: Vec<EventId>,
+    handed: Vec<wfl_domain::Event>,
+    recorded_at: i64,
     started: Instant,
     decided_in: Duration,
 }

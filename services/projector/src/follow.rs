@@ -36,6 +36,12 @@ pub(crate) async fn run(
 ) -> Result<(), Error> {
     let store = Arc::new(store);
     let mut backoff = Duration::from_millis(100);
+    // In one process with the ledger: the batches it hands over ([`Local`]).
+    let mut local = config
+        .local
+        .as_ref()
+        .and_then(crate::LocalFeed::take)
+        .map(Local::new);
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -63,6 +69,10 @@ pub(crate) async fn run(
                     checkpoint: from - 1,
                 }));
             }
+            shared
+                .progress
+                .ledger_head
+                .fetch_max(head, Ordering::Relaxed);
             client
                 .subscribe(pb::SubscribeRequest {
                     from_sequence: from,
@@ -95,16 +105,12 @@ pub(crate) async fn run(
         // Decoding and converting run on the reader's task, the fold and persists on this one:
         // two cores' worth of work in catch-up.
         let mut incoming = read(stream);
-        let mut dirty = 0u64;
-        let mut space = Space::new(&config);
-        let mut writer = Writer::default();
+        let mut follow = Follow::new(&shared, &store, &config);
+        let mut caught_up = false;
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => {
-                    writer.finish().await?;
-                    if dirty > 0 {
-                        persist(&shared, &store, &mut space).await?;
-                    }
+                    follow.stop().await?;
                     return Ok(());
                 }
                 m = incoming.recv() => m.unwrap_or(Incoming::Ended),
@@ -112,30 +118,23 @@ pub(crate) async fn run(
             let events = match message {
                 Incoming::Events(events) => events,
                 Incoming::Bad(e) => {
-                    writer.finish().await?;
+                    follow.writer.finish().await?;
                     return Err(e);
                 }
                 Incoming::Heartbeat(head) => {
-                    writer.finish().await?;
                     shared
                         .progress
                         .ledger_head
                         .fetch_max(head, Ordering::Relaxed);
-                    if dirty > 0 {
-                        if persist(&shared, &store, &mut space).await? {
-                            dirty = 0;
-                        }
-                    } else {
-                        // Nothing to persist: a paused store still learns that space is back.
-                        space.recheck(&shared.progress);
+                    follow.idle().await?;
+                    caught_up = take_over(&shared, &mut local).await;
+                    if caught_up {
+                        break;
                     }
                     continue;
                 }
                 Incoming::Ended => {
-                    writer.finish().await?;
-                    if dirty > 0 {
-                        persist(&shared, &store, &mut space).await?;
-                    }
+                    follow.stop().await?;
                     shared.progress.following.store(false, Ordering::Relaxed);
                     warn!("ledger stream ended; resubscribing");
                     tokio::select! {
@@ -147,27 +146,236 @@ pub(crate) async fn run(
                 }
             };
             let Some(folded) = fold(&shared, events).await? else {
-                writer.finish().await?;
+                follow.writer.finish().await?;
                 break; // a gap: resubscribe from the last folded sequence + 1
             };
             if folded == 0 {
                 continue;
             }
             backoff = Duration::from_millis(100);
-            dirty += folded;
-            if dirty >= config.persist_every {
-                // Persists run behind the fold, one at a time: while one is being written and
-                // flushed the fold goes on, and the next persist takes everything folded meanwhile
-                // (so a slow disk makes persists bigger, not the fold slower). Far behind (16
-                // persists' worth), the fold waits for the disk.
-                if writer.busy() && dirty < 16 * config.persist_every {
-                    continue;
-                }
-                writer.finish().await?;
-                if writer.start(&shared, &store, &mut space).await {
-                    dirty = 0;
+            follow.folded(folded).await?;
+            caught_up = take_over(&shared, &mut local).await;
+            if caught_up {
+                break;
+            }
+        }
+        if caught_up {
+            // Dropping the stream's receiver ends its reader, and with it the subscription.
+            drop(incoming);
+            if let Some(l) = local.as_mut() {
+                if l.follow(&shared, &mut follow, &shutdown).await? == LocalEnd::Shutdown {
+                    return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Whether the batches the ledger in this process handed over continue the fold, so that the
+/// projector can follow them instead of `Subscribe` (gathers them meanwhile; forgets a feed
+/// whose ledger stopped).
+async fn take_over(shared: &Shared, local: &mut Option<Local>) -> bool {
+    let Some(l) = local.as_mut() else {
+        return false;
+    };
+    let next = shared.projection.read().await.last_sequence() + 1;
+    let head = shared.progress.ledger_head.load(Ordering::Relaxed);
+    match l.gather(next, head) {
+        Some(continues) => continues,
+        None => {
+            *local = None;
+            false
+        }
+    }
+}
+
+/// What the fold has not persisted yet, and the persist in flight.
+struct Follow<'a> {
+    shared: &'a Arc<Shared>,
+    store: &'a Arc<ViewStore>,
+    persist_every: u64,
+    dirty: u64,
+    space: Space,
+    writer: Writer,
+}
+
+impl<'a> Follow<'a> {
+    fn new(shared: &'a Arc<Shared>, store: &'a Arc<ViewStore>, config: &Config) -> Self {
+        Self {
+            shared,
+            store,
+            persist_every: config.persist_every,
+            dirty: 0,
+            space: Space::new(config),
+            writer: Writer::default(),
+        }
+    }
+
+    /// After `folded` more events: persists once enough are waiting.
+    async fn folded(&mut self, folded: u64) -> Result<(), Error> {
+        self.dirty += folded;
+        if self.dirty >= self.persist_every {
+            // Persists run behind the fold, one at a time: while one is being written and
+            // flushed the fold goes on, and the next persist takes everything folded meanwhile
+            // (so a slow disk makes persists bigger, not the fold slower). Far behind (16
+            // persists' worth), the fold waits for the disk.
+            if self.writer.busy() && self.dirty < 16 * self.persist_every {
+                return Ok(());
+            }
+            self.writer.finish().await?;
+            if self
+                .writer
+                .start(self.shared, self.store, &mut self.space)
+                .await
+            {
+                self.dirty = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing new for now: persists whatever waits.
+    async fn idle(&mut self) -> Result<(), Error> {
+        self.writer.finish().await?;
+        if self.dirty > 0 {
+            if persist(self.shared, self.store, &mut self.space).await? {
+                self.dirty = 0;
+            }
+        } else {
+            // Nothing to persist: a paused store still learns that space is back.
+            self.space.recheck(&self.shared.progress);
+        }
+        Ok(())
+    }
+
+    /// Before leaving: waits for the persist in flight and persists what remains.
+    async fn stop(&mut self) -> Result<(), Error> {
+        self.writer.finish().await?;
+        if self.dirty > 0 && persist(self.shared, self.store, &mut self.space).await? {
+            self.dirty = 0;
+        }
+        Ok(())
+    }
+}
+
+/// How long the hand-over may be quiet before what was folded is persisted (as a heartbeat
+/// does on `Subscribe`).
+const LOCAL_IDLE: Duration = Duration::from_millis(500);
+/// Events at most taken from the hand-over while `Subscribe` catches up to them.
+const LOCAL_AHEAD: usize = 20_000;
+
+/// The committed batches a ledger in this process hands over ([`crate::LocalFeed`]). The
+/// projector catches up through `Subscribe`, gathering the batches handed over meanwhile; once
+/// they continue its fold it follows them instead, and goes back to `Subscribe` at the first
+/// gap (a batch the ledger dropped because the projector was behind).
+struct Local {
+    rx: crate::HandedOver,
+    ahead: std::collections::VecDeque<Vec<wfl_domain::CommittedEvent>>,
+    held: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LocalEnd {
+    /// A gap or a stopped ledger: back to `Subscribe` from the last folded sequence + 1.
+    Gap,
+    Shutdown,
+}
+
+impl Local {
+    fn new(rx: crate::HandedOver) -> Self {
+        Self {
+            rx,
+            ahead: std::collections::VecDeque::new(),
+            held: 0,
+        }
+    }
+
+    /// Takes what was handed over, drops what is folded already (everything before `next`), and
+    /// says whether the projector may follow the hand-over from `next` on: the batches kept
+    /// start there, or none is kept and the fold has passed the ledger's last known `head`
+    /// (everything handed over is folded, so the next batch should start at `next`; one that
+    /// does not is a gap, and sends the projector back to `Subscribe`). `None`: the ledger
+    /// stopped handing over.
+    fn gather(&mut self, next: u64, head: u64) -> Option<bool> {
+        // Beyond [`LOCAL_AHEAD`] events kept, the rest waits in the channel (and the ledger drops
+        // what finds it full).
+        while self.held <= LOCAL_AHEAD {
+            match self.rx.try_recv() {
+                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) => {
+                    self.held += batch.len();
+                    self.ahead.push_back(batch);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            }
+        }
+        while let Some(batch) = self.ahead.front() {
+            if batch.last().is_some_and(|c| c.sequence < next) {
+                self.held -= batch.len();
+                self.ahead.pop_front();
+            } else {
+                break;
+            }
+        }
+        Some(match self.ahead.front().and_then(|b| b.first()) {
+            Some(first) => first.sequence <= next,
+            None => next > head,
+        })
+    }
+
+    /// Folds what was gathered, then each batch as it is handed over, until a gap, a stopped
+    /// ledger or shutdown.
+    async fn follow(
+        &mut self,
+        shared: &Arc<Shared>,
+        follow: &mut Follow<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<LocalEnd, Error> {
+        info!(
+            from = shared.progress.checkpoint.load(Ordering::Relaxed) + 1,
+            "projector following the ledger in this process"
+        );
+        loop {
+            let batch = match self.ahead.pop_front() {
+                Some(b) => {
+                    self.held -= b.len();
+                    b
+                }
+                None => tokio::select! {
+                    () = shutdown.cancelled() => {
+                        follow.stop().await?;
+                        return Ok(LocalEnd::Shutdown);
+                    }
+                    b = self.rx.recv() => match b {
+                        Some(b) => b,
+                        None => {
+                            info!("the ledger in this process stopped handing over; following through Subscribe");
+                            follow.writer.finish().await?;
+                            return Ok(LocalEnd::Gap);
+                        }
+                    },
+                    () = tokio::time::sleep(LOCAL_IDLE) => {
+                        follow.idle().await?;
+                        continue;
+                    }
+                },
+            };
+            let n = batch.len() as u64;
+            let decoded = batch
+                .into_iter()
+                .map(|c| (c.sequence, c.recorded_at_micros, c.hash.to_vec(), c.event))
+                .collect();
+            let Some(folded) = fold(shared, decoded).await? else {
+                // The ledger dropped a batch while the projector was behind.
+                follow.writer.finish().await?;
+                return Ok(LocalEnd::Gap);
+            };
+            shared
+                .progress
+                .handed_over
+                .fetch_add(folded.min(n), Ordering::Relaxed);
+            follow.folded(folded).await?;
         }
     }
 }
@@ -664,5 +872,71 @@ pub(crate) async fn watch_head(shared: Arc<Shared>, shutdown: CancellationToken)
                 .ledger_head
                 .fetch_max(head.into_inner().sequence, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfl_domain::CommittedEvent;
+
+    fn batch(sequences: std::ops::RangeInclusive<u64>) -> Vec<CommittedEvent> {
+        sequences
+            .map(|sequence| CommittedEvent {
+                sequence,
+                recorded_at_micros: 1,
+                hash: [0; 32],
+                event: wfl_testkit::scenario::hire("org", &format!("w{sequence}")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hand_over_is_followed_only_from_where_the_fold_is() {
+        let (tx, rx) = mpsc::channel(8);
+        let mut local = Local::new(rx);
+        // Nothing handed over: only once the fold has passed the ledger's known head.
+        assert_eq!(local.gather(5, 4), Some(true));
+        assert_eq!(
+            local.gather(5, 9),
+            Some(false),
+            "behind the head: Subscribe"
+        );
+        // Batches after a gap wait for Subscribe to get there.
+        tx.try_send(batch(8..=9)).unwrap();
+        tx.try_send(batch(10..=12)).unwrap();
+        assert_eq!(local.gather(5, 12), Some(false));
+        assert_eq!(local.held, 5);
+        // Subscribe got to 8: the first batch continues the fold.
+        assert_eq!(local.gather(8, 12), Some(true));
+        // Subscribe folded 8..=10: the first batch is dropped, the second overlaps the fold.
+        assert_eq!(local.gather(11, 12), Some(true));
+        assert_eq!(local.held, 3);
+        assert_eq!(local.ahead.front().map(|b| b[0].sequence), Some(10));
+        // Everything folded: nothing kept.
+        assert_eq!(local.gather(13, 12), Some(true));
+        assert_eq!(local.held, 0);
+        drop(tx);
+        assert_eq!(
+            local.gather(13, 12),
+            None,
+            "the ledger stopped handing over"
+        );
+    }
+
+    #[test]
+    fn the_hand_over_keeps_a_bounded_number_of_events_ahead() {
+        let (tx, rx) = mpsc::channel(64);
+        let mut local = Local::new(rx);
+        let size = 1000u64;
+        let batches = (LOCAL_AHEAD as u64) / size + 5;
+        for i in 0..batches {
+            let first = 100 + i * size;
+            tx.try_send(batch(first..=first + size - 1)).unwrap();
+        }
+        assert_eq!(local.gather(1, 50), Some(false));
+        assert!(local.held <= LOCAL_AHEAD + size as usize, "{}", local.held);
+        assert!(local.held > LOCAL_AHEAD, "{}", local.held);
+        assert!(!local.rx.is_empty(), "the rest waits in the channel");
     }
 }

@@ -161,6 +161,42 @@ pub struct Config {
     /// TLS and token the projector reads the ledger with (an auditor or admin when the ledger
     /// checks credentials).
     pub ledger_credentials: wfl_auth::Credentials,
+    /// The ledger in this process hands over its committed batches here ([`local_feed`]); the
+    /// projector folds them instead of reading them back through `Subscribe` whenever it has
+    /// caught up. `None`: `Subscribe` alone.
+    pub local: Option<LocalFeed>,
+}
+
+/// Batches a ledger in the same process hands over after each durable append
+/// (`wfl_ledger::Config::local_feed`), taken by the first projector started with it.
+#[derive(Debug, Clone)]
+pub struct LocalFeed(Arc<std::sync::Mutex<Option<HandedOver>>>);
+
+/// The receiving end of a [`LocalFeed`].
+pub(crate) type HandedOver = tokio::sync::mpsc::Receiver<Vec<wfl_domain::CommittedEvent>>;
+
+/// Committed batches at most waiting in a [`LocalFeed`] (the ledger drops one that finds it
+/// full; the projector then reads those events through `Subscribe`).
+pub const LOCAL_FEED_BATCHES: usize = 64;
+
+/// A channel for a ledger to hand its committed batches to a projector in the same process:
+/// the sender goes in `wfl_ledger::Config::local_feed`, the feed in [`Config::local`].
+#[must_use]
+pub fn local_feed() -> (
+    tokio::sync::mpsc::Sender<Vec<wfl_domain::CommittedEvent>>,
+    LocalFeed,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(LOCAL_FEED_BATCHES);
+    (tx, LocalFeed(Arc::new(std::sync::Mutex::new(Some(rx)))))
+}
+
+impl LocalFeed {
+    fn take(&self) -> Option<HandedOver> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// How far the views have got, for `/metrics` (written by the follower, read by anyone).
@@ -180,6 +216,9 @@ pub struct Progress {
     pub folded: AtomicU64,
     /// Persists since start.
     pub persists: AtomicU64,
+    /// Events folded as the ledger in this process handed them over ([`Config::local`]),
+    /// since start; the rest of `folded` came through `Subscribe`.
+    pub handed_over: AtomicU64,
     /// True while subscribed to the ledger with heartbeats arriving.
     pub following: std::sync::atomic::AtomicBool,
     /// `wfl_view_lag_seconds`: per folded batch, the age of its last event (bound by the node).

@@ -106,6 +106,7 @@ async fn run() -> anyhow::Result<()> {
             snapshot_every: args.view_snapshot_events,
             min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
             ledger_credentials,
+            local: None,
         },
         security,
         bus,
