@@ -627,6 +627,28 @@ async fn await_acks(
     .await
 }
 
+/// A committed event's `WFL_LEDGER` subject, headers and payload.
+fn committed_parts(msg: &CommittedMessage) -> (String, HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        msg.msg_id
+            .clone()
+            .unwrap_or_else(|| msg.event_id.to_string()),
+    );
+    headers.insert(HEADER_SEQUENCE, msg.sequence.to_string());
+    headers.insert(HEADER_HASH, hex::encode(msg.hash));
+    headers.insert(HEADER_EVENT_TYPE, msg.event_type.as_str());
+    if let Some(p) = msg.partition {
+        headers.insert(HEADER_PARTITION, p.to_string());
+    }
+    (
+        ledger_subject(&msg.org_id, &msg.event_type),
+        headers,
+        msg.payload.clone(),
+    )
+}
+
 /// Sends every message, in order, without waiting for acks: the future of each one's ack, or
 /// why it was not sent (too large; the connection broke, which fails the rest too).
 async fn send_pipelined(
@@ -774,30 +796,74 @@ impl Bus for NatsBus {
     }
 
     async fn send_committed(&self, msgs: Vec<CommittedMessage>) -> Result<crate::Acks, Error> {
-        let mut batch = Vec::with_capacity(msgs.len());
-        for msg in msgs {
+        for msg in &msgs {
             check_org(&msg.org_id)?;
             check_event_type(&msg.event_type)?;
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                msg.msg_id.unwrap_or_else(|| msg.event_id.to_string()),
-            );
-            headers.insert(HEADER_SEQUENCE, msg.sequence.to_string());
-            headers.insert(HEADER_HASH, hex::encode(msg.hash));
-            headers.insert(HEADER_EVENT_TYPE, msg.event_type.as_str());
-            if let Some(p) = msg.partition {
-                headers.insert(HEADER_PARTITION, p.to_string());
-            }
-            batch.push((
-                ledger_subject(&msg.org_id, &msg.event_type),
-                headers,
-                msg.payload,
-            ));
         }
-        let pending = send_pipelined(&self.js, &self.client, batch).await;
+        let max = max_payload(&self.client);
+        let parts: Vec<_> = msgs.iter().map(committed_parts).collect();
+        // One ledger's chunk of its own commits (not cluster mode, where every partition's
+        // ledger publishes to the stream) whose messages all fit: acknowledged as a whole.
+        let whole = msgs.len() >= 3
+            && msgs.iter().all(|m| m.partition.is_none())
+            && parts
+                .iter()
+                .all(|(_, h, p)| check_size(max, headers_len(h) + p.len()).is_ok());
+        if !whole {
+            let pending = send_pipelined(&self.js, &self.client, parts).await;
+            return Ok(Box::pin(async move {
+                for result in await_acks(pending).await {
+                    result?;
+                }
+                Ok(())
+            }));
+        }
+        // The first and the last message ask for the stream's ack, the ones between are plain
+        // publishes: the server stores a connection's messages in the order sent, so the last
+        // ack comes after every message before it was stored or refused, and the stream
+        // sequences of the two acks say whether each message between was stored once, as a new
+        // message (a chunk of n messages spans exactly n stream sequences). Anything else (a
+        // duplicate after a resend, a refusal, a message lost with the connection) sends the
+        // chunk again with an ack for each message; the stream drops what it already holds by
+        // `Nats-Msg-Id`. This saves the broker and this client an ack message per event.
+        let n = parts.len();
+        let mut parts = parts.into_iter();
+        let (subject, headers, payload) = parts.next().expect("at least three messages");
+        let first = self
+            .js
+            .send_publish(
+                subject,
+                context::Publish::build().payload(payload).headers(headers),
+            )
+            .await
+            .map_err(|e| map_publish("publish", &e))?;
+        for _ in 1..n - 1 {
+            let (subject, headers, payload) = parts.next().expect("n messages");
+            self.client
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map_err(|e| Error::unavailable("publish", e))?;
+        }
+        let (subject, headers, payload) = parts.next().expect("n messages");
+        let last = self
+            .js
+            .send_publish(
+                subject,
+                context::Publish::build().payload(payload).headers(headers),
+            )
+            .await
+            .map_err(|e| map_publish("publish", &e))?;
+        let (js, client) = (self.js.clone(), self.client.clone());
         Ok(Box::pin(async move {
-            for result in await_acks(pending).await {
+            let first = first.await.map_err(|e| map_publish("publish ack", &e));
+            let last = last.await.map_err(|e| map_publish("publish ack", &e));
+            if let (Ok(a), Ok(b)) = (&first, &last) {
+                if !a.duplicate && !b.duplicate && b.sequence == a.sequence + (n as u64 - 1) {
+                    return Ok(());
+                }
+            }
+            let resend = msgs.iter().map(committed_parts).collect();
+            for result in await_acks(send_pipelined(&js, &client, resend).await).await {
                 result?;
             }
             Ok(())

@@ -312,6 +312,142 @@ async fn committed_messages_carry_subject_and_headers() {
     }
 }
 
+/// The `Wfl-Sequence` of every message on `WFL_LEDGER`, in stream order.
+async fn stream_sequences(server: &NatsServer) -> Vec<u64> {
+    let client = async_nats::connect(server.url())
+        .await
+        .expect("plain client");
+    let js = jetstream::new(client);
+    let mut stream = js.get_stream("WFL_LEDGER").await.expect("ledger stream");
+    let count = stream.info().await.expect("info").state.messages;
+    let mut out = Vec::new();
+    for seq in 1..=count {
+        let m = stream.get_raw_message(seq).await.expect("message");
+        out.push(
+            m.headers
+                .get("Wfl-Sequence")
+                .expect("Wfl-Sequence")
+                .as_str()
+                .parse()
+                .expect("a number"),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_is_stored_once_whether_acknowledged_whole_or_sent_again() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let ids: Vec<uuid::Uuid> = (0..40).map(|_| uuid::Uuid::new_v4()).collect();
+    let chunk = |range: std::ops::RangeInclusive<u64>| -> Vec<CommittedMessage> {
+        range
+            .map(|seq| CommittedMessage {
+                org_id: format!("org-{}", seq % 3),
+                event_type: "hire".to_owned(),
+                sequence: seq,
+                hash: [seq as u8; 32],
+                event_id: ids[seq as usize],
+                payload: Bytes::from(format!("committed-{seq}")),
+                msg_id: None,
+                partition: None,
+            })
+            .collect()
+    };
+    // A chunk of new messages: acknowledged by its first and last.
+    within("chunk", STEP, bus.publish_committed(chunk(1..=10)))
+        .await
+        .expect("publish");
+    assert_eq!(
+        stream_sequences(&server).await,
+        (1..=10).collect::<Vec<_>>()
+    );
+    // A chunk that overlaps what the stream holds (a resend after a broken connection): the
+    // stream drops the duplicates, the two acks do not span the chunk, and it is sent again
+    // with an ack for each message.
+    within(
+        "overlapping chunk",
+        STEP,
+        bus.publish_committed(chunk(6..=20)),
+    )
+    .await
+    .expect("publish");
+    // Two chunks in flight, the second sent before the first is acknowledged.
+    let a = bus.send_committed(chunk(21..=30)).await.expect("send");
+    let b = bus.send_committed(chunk(31..=39)).await.expect("send");
+    within("acks", STEP, a).await.expect("first chunk");
+    within("acks", STEP, b).await.expect("second chunk");
+    assert_eq!(
+        stream_sequences(&server).await,
+        (1..=39).collect::<Vec<_>>(),
+        "every sequence once, in order"
+    );
+    assert_eq!(
+        bus.last_published().await.expect("last"),
+        Some(wfl_bus::LastPublished {
+            sequence: 39,
+            hash: Some([39; 32]),
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_stream_refuses_in_the_middle_of_a_chunk_fails_the_chunk() {
+    let server = NatsServer::start();
+    let bus = connect(&server, NatsConfig::default()).await;
+    let message = |seq: u64, payload: Bytes| CommittedMessage {
+        org_id: "org".to_owned(),
+        event_type: "hire".to_owned(),
+        sequence: seq,
+        hash: [seq as u8; 32],
+        event_id: uuid::Uuid::new_v4(),
+        payload,
+        msg_id: None,
+        partition: None,
+    };
+    within(
+        "first",
+        STEP,
+        bus.publish_committed(vec![message(1, Bytes::from_static(b"one"))]),
+    )
+    .await
+    .expect("publish");
+    // The stream now refuses messages over 1,000 bytes (the client would send up to 1 MiB).
+    let client = async_nats::connect(server.url())
+        .await
+        .expect("plain client");
+    let js = jetstream::new(client);
+    let mut config = js
+        .get_stream("WFL_LEDGER")
+        .await
+        .expect("ledger stream")
+        .info()
+        .await
+        .expect("info")
+        .config
+        .clone();
+    config.max_message_size = 1_000;
+    js.update_stream(config).await.expect("update stream");
+    // The middle message of a chunk is refused: sent without an ack of its own, its loss shows
+    // in the stream sequences of the chunk's first and last acks, and the chunk fails.
+    let chunk: Vec<CommittedMessage> = (2..=6)
+        .map(|seq| {
+            let size = if seq == 4 { 2_000 } else { 10 };
+            message(seq, Bytes::from(vec![b'x'; size]))
+        })
+        .collect();
+    let sent = within("chunk", STEP, bus.publish_committed(chunk)).await;
+    assert!(
+        matches!(sent, Err(Error::Rejected(_))),
+        "a refused message fails the chunk: {sent:?}"
+    );
+    assert_eq!(
+        stream_sequences(&server).await,
+        vec![1, 2, 3, 5, 6],
+        "sequence 4 is not on the stream, and the call said so"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_serve_round_trip() {
     let server = NatsServer::start();
