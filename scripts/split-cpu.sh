@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# CPU per event of each service run as its own process: starts nats-server (JetStream, a scratch
+# store) on $NATS_PORT (4333), then wfl-ledger, wfl-gateway and wfl-projector over it, loads N
+# events of the restructuring mix through the gateway (`wfl load --ack committed`), waits until
+# the views have folded and `WFL_LEDGER` holds every committed event, and prints each process's
+# user + system CPU over that time (from /proc/<pid>/stat) per event, its minor page faults per
+# event and its RSS, and the rate from the load's start until drained.
+# Usage: scripts/split-cpu.sh [events]   (release build first: cargo build --release --bins;
+# WFL_BINDIR picks other binaries, so two builds can be run alternately; ports 7101-7106 free).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events="${1:-300000}"
+bin="${WFL_BINDIR:-./target/release}"
+port="${NATS_PORT:-4333}"
+data=$(mktemp -d /tmp/split-cpu.XXXXXX)
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# The previous run's ports must be free.
+while open 7101 || open 7103 || open 7105 || open "$port"; do sleep 0.2; done
+nats-server -js -p "$port" -sd "$data/nats" >"$data/nats.log" 2>&1 &
+nats=$!
+pids+=($nats)
+until open "$port"; do sleep 0.1; done
+common=(--nats-url "nats://127.0.0.1:$port" --insecure --no-auth)
+"$bin/wfl-ledger" --grpc-addr 127.0.0.1:7101 --http-addr 127.0.0.1:7102 --data-dir "$data" "${common[@]}" 2>"$data/ledger.log" &
+ledger=$!
+pids+=($ledger)
+"$bin/wfl-gateway" --grpc-addr 127.0.0.1:7103 --http-addr 127.0.0.1:7104 "${common[@]}" 2>"$data/gateway.log" &
+gateway=$!
+pids+=($gateway)
+"$bin/wfl-projector" --grpc-addr 127.0.0.1:7105 --http-addr 127.0.0.1:7106 --ledger http://127.0.0.1:7101 \
+  --rulepacks rulepacks --data-dir "$data" "${common[@]}" 2>"$data/projector.log" &
+projector=$!
+pids+=($projector)
+for _ in $(seq 300); do
+  open 7101 && open 7103 && open 7106 && break
+  sleep 0.1
+done
+stat() { awk -v f="$2" '{print $f}' "/proc/$1/stat"; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {printf "%d", $2}'; }
+declare -A cpu0 faults0
+for n in nats ledger gateway projector; do
+  cpu0[$n]=$(cpu "${!n}")
+  faults0[$n]=$(stat "${!n}" 10)
+done
+start=$(date +%s.%N)
+"$bin/wfl" load --addr 127.0.0.1:7103 --events "$events" --mix restructuring --ack committed >"$data/load.out" 2>&1
+head=$(metric 7102 wfl_ledger_head_sequence)
+for _ in $(seq 1200); do
+  [ "$(metric 7106 wfl_views_checkpoint_sequence)" -ge "$head" ] &&
+    [ "$(metric 7102 wfl_publisher_cursor_sequence)" -ge "$head" ] && break
+  sleep 0.05
+done
+end=$(date +%s.%N)
+tail -1 "$data/load.out"
+total=0
+for n in nats ledger gateway projector; do
+  ticks=$(($(cpu "${!n}") - ${cpu0[$n]}))
+  total=$((total + ticks))
+  awk -v n="$n" -v t="$ticks" -v e="$events" -v f="$(($(stat "${!n}" 10) - ${faults0[$n]}))" \
+    -v rss="$(stat "${!n}" 24)" \
+    'BEGIN {printf "%-10s %6.1f us/event %6.2f faults/event  RSS %d MiB\n", n, t * 10000 / e, f / e, rss * 4 / 1024}'
+done
+awk -v t="$total" -v e="$events" -v s="$start" -v x="$end" \
+  'BEGIN {printf "%-10s %6.1f us/event; %.0f events/s from the load'"'"'s start until drained\n", "total", t * 10000 / e, e / (x - s)}'
