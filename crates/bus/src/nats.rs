@@ -861,6 +861,15 @@ impl Bus for NatsBus {
                 if !a.duplicate && !b.duplicate && b.sequence == a.sequence + (n as u64 - 1) {
                     return Ok(());
                 }
+                if !a.duplicate && !b.duplicate {
+                    // Not a resend: another publisher in between, or a message refused.
+                    tracing::warn!(
+                        messages = n,
+                        first = a.sequence,
+                        last = b.sequence,
+                        "a WFL_LEDGER chunk was not stored as sent; sending it again with an ack per message"
+                    );
+                }
             }
             let resend = msgs.iter().map(committed_parts).collect();
             for result in await_acks(send_pipelined(&js, &client, resend).await).await {
