@@ -10,38 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-300000}"
-bin="${WFL_BINDIR:-./target/release}"
-port="${NATS_PORT:-4333}"
-data=$(mktemp -d /tmp/split-cpu.XXXXXX)
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$data"
-}
-trap cleanup EXIT
-open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# The previous run's ports must be free.
-while open 7101 || open 7103 || open 7105 || open "$port"; do sleep 0.2; done
-nats-server -js -p "$port" -sd "$data/nats" >"$data/nats.log" 2>&1 &
-nats=$!
-pids+=($nats)
-until open "$port"; do sleep 0.1; done
-common=(--nats-url "nats://127.0.0.1:$port" --insecure --no-auth)
-"$bin/wfl-ledger" --grpc-addr 127.0.0.1:7101 --http-addr 127.0.0.1:7102 --data-dir "$data" "${common[@]}" 2>"$data/ledger.log" &
-ledger=$!
-pids+=($ledger)
-"$bin/wfl-gateway" --grpc-addr 127.0.0.1:7103 --http-addr 127.0.0.1:7104 "${common[@]}" 2>"$data/gateway.log" &
-gateway=$!
-pids+=($gateway)
-"$bin/wfl-projector" --grpc-addr 127.0.0.1:7105 --http-addr 127.0.0.1:7106 --ledger http://127.0.0.1:7101 \
-  --rulepacks rulepacks --data-dir "$data" "${common[@]}" 2>"$data/projector.log" &
-projector=$!
-pids+=($projector)
-for _ in $(seq 300); do
-  open 7101 && open 7103 && open 7106 && break
-  sleep 0.1
-done
+# shellcheck source=scripts/split-common.sh
+. scripts/split-common.sh
+split_start split-cpu
 stat() { awk -v f="$2" '{print $f}' "/proc/$1/stat"; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {printf "%d", $2}'; }

@@ -8,35 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-2000000}"
-bin="${WFL_BINDIR:-./target/release}"
-port="${NATS_PORT:-4333}"
-data=$(mktemp -d /tmp/split-rss.XXXXXX)
-url="nats://127.0.0.1:$port"
-pids=()
-cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$data"
-}
-trap cleanup EXIT
-nats-server -js -p "$port" -sd "$data/nats" >"$data/nats.log" 2>&1 &
-pids+=($!)
-common=(--nats-url "$url" --insecure --no-auth)
-"$bin/wfl-ledger" --grpc-addr 127.0.0.1:7101 --http-addr 127.0.0.1:7102 --data-dir "$data" "${common[@]}" 2>"$data/ledger.log" &
-ledger=$!
-pids+=($ledger)
-"$bin/wfl-gateway" --grpc-addr 127.0.0.1:7103 --http-addr 127.0.0.1:7104 "${common[@]}" 2>"$data/gateway.log" &
-gateway=$!
-pids+=($gateway)
-"$bin/wfl-projector" --grpc-addr 127.0.0.1:7105 --http-addr 127.0.0.1:7106 --ledger http://127.0.0.1:7101 \
-  --rulepacks rulepacks --data-dir "$data" "${common[@]}" 2>"$data/projector.log" &
-projector=$!
-pids+=($projector)
-# Ready when the ledger and the gateway accept connections (at most 30 s).
-for _ in $(seq 300); do
-  (exec 3<>/dev/tcp/127.0.0.1/7101 && exec 3<>/dev/tcp/127.0.0.1/7103) 2>/dev/null && break
-  sleep 0.1
-done
+# shellcheck source=scripts/split-common.sh
+. scripts/split-common.sh
+split_start split-rss
 "$bin/wfl" load --addr 127.0.0.1:7103 --events "$events" --mix restructuring --ack committed &
 load=$!
 declare -A peak=([ledger]=0 [gateway]=0 [projector]=0)

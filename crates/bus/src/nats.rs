@@ -827,32 +827,26 @@ impl Bus for NatsBus {
         // chunk again with an ack for each message; the stream drops what it already holds by
         // `Nats-Msg-Id`. This saves the broker and this client an ack message per event.
         let n = parts.len();
-        let mut parts = parts.into_iter();
-        let (subject, headers, payload) = parts.next().expect("at least three messages");
-        let first = self
-            .js
-            .send_publish(
-                subject,
-                context::Publish::build().payload(payload).headers(headers),
-            )
-            .await
-            .map_err(|e| map_publish("publish", &e))?;
-        for _ in 1..n - 1 {
-            let (subject, headers, payload) = parts.next().expect("n messages");
-            self.client
-                .publish_with_headers(subject, headers, payload)
-                .await
-                .map_err(|e| Error::unavailable("publish", e))?;
+        // The acks of the first and the last message.
+        let mut acks = Vec::with_capacity(2);
+        for (i, (subject, headers, payload)) in parts.into_iter().enumerate() {
+            if i == 0 || i + 1 == n {
+                let publish = context::Publish::build().payload(payload).headers(headers);
+                let ack = self.js.send_publish(subject, publish).await;
+                acks.push(ack.map_err(|e| map_publish("publish", &e))?);
+            } else {
+                self.client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|e| Error::unavailable("publish", e))?;
+            }
         }
-        let (subject, headers, payload) = parts.next().expect("n messages");
-        let last = self
-            .js
-            .send_publish(
-                subject,
-                context::Publish::build().payload(payload).headers(headers),
-            )
-            .await
-            .map_err(|e| map_publish("publish", &e))?;
+        let [first, last] = <[_; 2]>::try_from(acks).map_err(|a| {
+            Error::Rejected(format!(
+                "a chunk of {n} messages asked for {} acks, not 2",
+                a.len()
+            ))
+        })?;
         let (js, client) = (self.js.clone(), self.client.clone());
         Ok(Box::pin(async move {
             let first = first.await.map_err(|e| map_publish("publish ack", &e));
