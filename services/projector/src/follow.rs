@@ -42,6 +42,9 @@ pub(crate) async fn run(
         .as_ref()
         .and_then(crate::LocalFeed::take)
         .map(Local::new);
+    // Kept across resubscriptions and switches to the hand-over: what was folded and not yet
+    // persisted stays counted.
+    let mut follow = Follow::new(&shared, &store, &config);
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -105,7 +108,6 @@ pub(crate) async fn run(
         // Decoding and converting run on the reader's task, the fold and persists on this one:
         // two cores' worth of work in catch-up.
         let mut incoming = read(stream);
-        let mut follow = Follow::new(&shared, &store, &config);
         let mut caught_up = false;
         loop {
             let message = tokio::select! {
@@ -127,7 +129,7 @@ pub(crate) async fn run(
                         .ledger_head
                         .fetch_max(head, Ordering::Relaxed);
                     follow.idle().await?;
-                    caught_up = take_over(&shared, &mut local).await;
+                    caught_up = take_over(&shared, &mut local);
                     if caught_up {
                         break;
                     }
@@ -154,7 +156,7 @@ pub(crate) async fn run(
             }
             backoff = Duration::from_millis(100);
             follow.folded(folded).await?;
-            caught_up = take_over(&shared, &mut local).await;
+            caught_up = take_over(&shared, &mut local);
             if caught_up {
                 break;
             }
@@ -173,12 +175,12 @@ pub(crate) async fn run(
 
 /// Whether the batches the ledger in this process handed over continue the fold, so that the
 /// projector can follow them instead of `Subscribe` (gathers them meanwhile; forgets a feed
-/// whose ledger stopped).
-async fn take_over(shared: &Shared, local: &mut Option<Local>) -> bool {
+/// whose ledger stopped). Called on the fold's task, so the checkpoint is the fold's.
+fn take_over(shared: &Shared, local: &mut Option<Local>) -> bool {
     let Some(l) = local.as_mut() else {
         return false;
     };
-    let next = shared.projection.read().await.last_sequence() + 1;
+    let next = shared.progress.checkpoint.load(Ordering::Relaxed) + 1;
     let head = shared.progress.ledger_head.load(Ordering::Relaxed);
     match l.gather(next, head) {
         Some(continues) => continues,
@@ -903,8 +905,8 @@ mod tests {
             "behind the head: Subscribe"
         );
         // Batches after a gap wait for Subscribe to get there.
-        tx.try_send(batch(8..=9)).unwrap();
-        tx.try_send(batch(10..=12)).unwrap();
+        tx.try_send(batch(8..=9)).expect("room in the channel");
+        tx.try_send(batch(10..=12)).expect("room in the channel");
         assert_eq!(local.gather(5, 12), Some(false));
         assert_eq!(local.held, 5);
         // Subscribe got to 8: the first batch continues the fold.
@@ -932,7 +934,8 @@ mod tests {
         let batches = (LOCAL_AHEAD as u64) / size + 5;
         for i in 0..batches {
             let first = 100 + i * size;
-            tx.try_send(batch(first..=first + size - 1)).unwrap();
+            tx.try_send(batch(first..=first + size - 1))
+                .expect("room in the channel");
         }
         assert_eq!(local.gather(1, 50), Some(false));
         assert!(local.held <= LOCAL_AHEAD + size as usize, "{}", local.held);
