@@ -564,6 +564,11 @@ fn docs_events_shows_every_payload_kind_and_every_example_commits() {
         before,
         "explained alike after a restart"
     );
+    assert_eq!(
+        node.metric("wfl_views_folded_total"),
+        0,
+        "read back from the store, none folded again"
+    );
 }
 
 /// `(flag, variable, default)` of every option `wfl up --help` lists.

@@ -77,6 +77,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// One figure of this process's `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = http_get(self.http.as_deref().expect("an http address"), "/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Starts `bin args...` and waits for its "listening" line on stdout.
     pub fn start(name: &str, args: &[String], log_dir: &Path) -> Proc {
         Proc::start_in(None, name, args, log_dir)

@@ -111,6 +111,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                     }),
                     page_token: ask.page_token.clone(),
                     page_size: ask.page_size,
+                    min_sequence: r.min_sequence,
                 })
                 .await
                 .map_err(status)?
@@ -464,6 +465,7 @@ fn threshold_request(ask: &Ask, r: &pb::ViewRequest) -> pb::ThresholdRequest {
         window_keys: ask.window_keys.clone(),
         with_event_ids: ask.with_event_ids,
         count_types: ask.count_types.clone(),
+        min_sequence: r.min_sequence,
     }
 }
 

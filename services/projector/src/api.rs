@@ -527,11 +527,14 @@ impl pb::views_server::Views for ViewsApi {
         let mut r = r.into_inner();
         r.org_id = caller.single_org("org_id", r.org_id)?;
         let request = thresholds::parse(&r, &self.shared.packs)?;
-        let bound = AsOf::new(
-            r.as_of_sequence,
-            r.as_of_recorded_at_micros,
-            "as_of_recorded_at_micros",
-        )?;
+        let bound = AsOf {
+            min_sequence: r.min_sequence,
+            ..AsOf::new(
+                r.as_of_sequence,
+                r.as_of_recorded_at_micros,
+                "as_of_recorded_at_micros",
+            )?
+        };
         let shared = self.shared.clone();
         let (seq, (request, as_of, statuses)) = self
             .with_copy(bound, move |p| {
@@ -580,11 +583,14 @@ impl pb::views_server::Views for ViewsApi {
         }
         let (seq, events) = self
             .with_projection(
-                AsOf::new(
-                    r.as_of_sequence,
-                    r.as_of_recorded_at_micros,
-                    "as_of_recorded_at_micros",
-                )?,
+                AsOf {
+                    min_sequence: r.min_sequence,
+                    ..AsOf::new(
+                        r.as_of_sequence,
+                        r.as_of_recorded_at_micros,
+                        "as_of_recorded_at_micros",
+                    )?
+                },
                 false,
                 |p| p.explain(&ids),
             )
@@ -682,11 +688,14 @@ impl ViewsApi {
         })?;
         let list =
             thresholds::ListPath::parse(&figure.path).map_err(|e| invalid("figure.path", &e))?;
-        let as_of = AsOf::new(
-            asked.as_of_sequence,
-            asked.as_of_recorded_at_micros,
-            "figure.thresholds.as_of_recorded_at_micros",
-        )?;
+        let as_of = AsOf {
+            min_sequence: asked.min_sequence,
+            ..AsOf::new(
+                asked.as_of_sequence,
+                asked.as_of_recorded_at_micros,
+                "figure.thresholds.as_of_recorded_at_micros",
+            )?
+        };
         let (token, as_of, size) = paging(page_token, page_size, as_of)?;
         // The request is already scoped to the caller's org, so the key never crosses tenants.
         let key = format!("thresholds\u{0}{}\u{0}{asked:?}", figure.path);

@@ -45,9 +45,12 @@ pub(crate) async fn run(
     // Kept across resubscriptions and switches to the hand-over: what was folded and not yet
     // persisted stays counted.
     let mut follow = Follow::new(&shared, &store, &config);
+    // Every way out on shutdown persists what was folded (`Follow::stop`): a clean stop leaves
+    // nothing for the next start to fold again, whichever of the ledger's hand-over ending and
+    // the shutdown the follower saw first.
     loop {
         if shutdown.is_cancelled() {
-            return Ok(());
+            return follow.stop().await;
         }
         let from = shared.projection.read().await.last_sequence() + 1;
         let stream = async {
@@ -88,14 +91,14 @@ pub(crate) async fn run(
                 .map_err(|s| s.to_string())
         };
         let stream = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => return follow.stop().await,
             s = stream => match s {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(e),
                 Err(e) => {
                     warn!(error = %e, ledger = %config.ledger_addr, "cannot subscribe to the ledger; retrying");
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.cancelled() => return follow.stop().await,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -140,7 +143,7 @@ pub(crate) async fn run(
                     shared.progress.following.store(false, Ordering::Relaxed);
                     warn!("ledger stream ended; resubscribing");
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.cancelled() => return follow.stop().await,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
