@@ -1573,6 +1573,32 @@ async fn a_gateway_serves_views_over_every_partitions_projector() {
             .collect::<Vec<_>>(),
         ids
     );
+    // A merged answer has no sequence: waiting for one partition's sequence on every partition
+    // is refused, naming the field, for both merged calls.
+    let explain_waiting = views
+        .clone()
+        .explain(pb::ExplainRequest {
+            event_ids: ids.clone(),
+            min_sequence: 1,
+            ..pb::ExplainRequest::default()
+        })
+        .await
+        .expect_err("min_sequence across partitions");
+    let watch_waiting = views
+        .clone()
+        .threshold_watch(pb::ThresholdRequest {
+            min_sequence: 1,
+            ..pb::ThresholdRequest::default()
+        })
+        .await
+        .expect_err("min_sequence across partitions");
+    for refused in [explain_waiting, watch_waiting] {
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().starts_with("min_sequence:"),
+            "{refused:?}"
+        );
+    }
 
     // A projector down: its partition's orgs are UNAVAILABLE naming it; the others answer.
     projectors[1].kill();

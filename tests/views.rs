@@ -343,12 +343,81 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         wrong.message()
     );
 
-    // Explain: the events behind the assimilated count.
+    // A field of the other way to explain would be ignored: refused, naming it.
+    let figure = || {
+        Some(pb::Figure {
+            view: "separations".into(),
+            request: Some(pb::ViewRequest::default()),
+            path: "/".into(),
+            thresholds: None,
+        })
+    };
+    let mixed = [
+        (
+            "event_ids",
+            pb::ExplainRequest {
+                figure: figure(),
+                event_ids: assimilated.event_ids.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "min_sequence",
+            pb::ExplainRequest {
+                figure: figure(),
+                min_sequence: head,
+                ..Default::default()
+            },
+        ),
+        (
+            "as_of_sequence",
+            pb::ExplainRequest {
+                figure: figure(),
+                as_of_sequence: head,
+                ..Default::default()
+            },
+        ),
+        (
+            "page_size",
+            pb::ExplainRequest {
+                event_ids: assimilated.event_ids.clone(),
+                page_size: 10,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (field, request) in mixed {
+        let refused = views
+            .clone()
+            .explain(request)
+            .await
+            .expect_err("a field of the other way is refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{field}");
+        assert!(
+            refused.message().starts_with(&format!("{field}:")),
+            "{field}: {}",
+            refused.message()
+        );
+    }
+    // Hiring signals are not kept by cohort: a cohort filter is refused, not ignored.
+    let by_cohort = views
+        .clone()
+        .hiring_signals(pb::ViewRequest {
+            cohort: "entry_level".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("cohort on hiring signals");
+    assert_eq!(by_cohort.code(), tonic::Code::InvalidArgument);
+    assert!(by_cohort.message().starts_with("cohort:"), "{by_cohort:?}");
+
+    // Explain: the events behind the assimilated count, waiting for the sequence first.
     let explained = views
         .clone()
         .explain(pb::ExplainRequest {
             event_ids: assimilated.event_ids.clone(),
             as_of_sequence: head,
+            min_sequence: head,
             ..Default::default()
         })
         .await
@@ -415,6 +484,18 @@ async fn worked_example_flows_from_grpc_into_views_thresholds_and_report() {
         String::from_utf8_lossy(&bad.stderr).contains("cohort"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
+    );
+    // A flag the view would not use is refused, not dropped: the watch counts whole orgs.
+    let unused = Command::new(common::bin("wfl"))
+        .args(["report", "thresholds", "--addr", &node.proc.grpc])
+        .args(["--org", ORG, "--site", "hz-1"])
+        .output()
+        .expect("wfl");
+    assert!(!unused.status.success());
+    assert!(
+        String::from_utf8_lossy(&unused.stderr).contains("--site does not apply to thresholds"),
+        "{}",
+        String::from_utf8_lossy(&unused.stderr)
     );
 
     // SIGKILL the node: the projector resumes from its checkpoint without double counting.
@@ -890,9 +971,11 @@ fn report_output_over_the_sample_is_pinned() {
         for format in ["text", "json"] {
             let mut args = vec!["report"];
             args.extend_from_slice(ask);
+            // Events by id are found whatever their org: `--org` does not apply to them.
+            if !ask.contains(&"--event-id") {
+                args.extend(["--org", "acme-cn"]);
+            }
             args.extend([
-                "--org",
-                "acme-cn",
                 "--min-sequence",
                 &lines,
                 "--format",

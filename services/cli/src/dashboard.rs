@@ -656,24 +656,23 @@ async fn render_explain(addr: &str, q: &BTreeMap<String, String>) -> anyhow::Res
             .then(|| count_type.clone())
             .into_iter()
             .collect();
-        w.with_event_ids = true;
-        let watch = view_json(addr, View::Thresholds, w).await?;
-        let row = watch["statuses"]
+        let watch = view_json(addr, View::Thresholds, w.clone()).await?;
+        let (i, row) = watch["statuses"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|s| text(&s["window_key"]) == key && text(&s["count_type"]) == count_type)
+            .enumerate()
+            .find(|(_, s)| text(&s["window_key"]) == key && text(&s["count_type"]) == count_type)
             .ok_or_else(|| BadPage {
                 missing: true,
                 what: format!("no {pack} window {key} ({count_type}) for {org}"),
             })?;
-        a.event_ids = row["event_ids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .take(10_000)
-            .collect();
+        // Its counted events, paged through the status's list as `ThresholdWatch` reads it
+        // again with the same request (all of them, not the 10,000 one answer may list).
+        a.packs = w.packs;
+        a.window_keys = w.window_keys;
+        a.count_types = w.count_types;
+        a.figure = Some(("thresholds".to_owned(), format!("/statuses/{i}/event_ids")));
         title = format!(
             "{org}: {pack} {} count, window {}..{}: {} workers against a threshold of {} ({})",
             count_type,

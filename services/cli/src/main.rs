@@ -308,9 +308,9 @@ enum Command {
         /// Last effective day (YYYY-MM-DD).
         #[arg(long, default_value = "")]
         to: String,
-        /// day, month or quarter.
-        #[arg(long, default_value = "month")]
-        period: String,
+        /// day, month or quarter (default: month).
+        #[arg(long)]
+        period: Option<String>,
         #[arg(long, default_value = "")]
         cohort: String,
         /// Answer as of this ledger sequence (what was known then).
@@ -436,8 +436,12 @@ enum Command {
         /// Verify a cluster instead (cluster mode): every partition log on this NATS cluster
         /// (comma-separated node URLs), its chain, its orgs and the event ids across partitions;
         /// prints the manifest.
-        #[arg(long, value_name = "NATS_URL", conflicts_with_all = ["target", "addr", "views"])]
+        #[arg(long, value_name = "NATS_URL", conflicts_with_all = ["target", "addr", "views", "key"])]
         cluster: Option<String>,
+        /// With --cluster: how to authenticate to NATS (a locked-down server refuses anonymous
+        /// clients; the auditor's user reads the partition logs).
+        #[command(flatten)]
+        nats_auth: wfl_cli::NatsAuthArgs,
         /// Verify a running ledger instead: export it to a temporary directory and verify that.
         #[arg(long, conflicts_with = "target")]
         addr: Option<String>,
@@ -665,7 +669,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             addr,
         } => {
-            let period = match period.as_str() {
+            let given: Vec<&str> = [
+                ("org", !org.is_empty()),
+                ("site", !site.is_empty()),
+                ("from", !from.is_empty()),
+                ("to", !to.is_empty()),
+                ("period", period.is_some()),
+                ("cohort", !cohort.is_empty()),
+                ("as-of-sequence", as_of_sequence != 0),
+                ("min-sequence", min_sequence != 0),
+                ("as-of-recorded-at", as_of_recorded_at.is_some()),
+                ("as-of-date", !as_of_date.is_empty()),
+                ("pack", !packs.is_empty()),
+                ("alerts-only", alerts_only),
+                ("window-key", !window_keys.is_empty()),
+                ("with-event-ids", with_event_ids),
+                ("count-type", !count_types.is_empty()),
+                ("event-id", !event_ids.is_empty()),
+                ("figure", figure.is_some()),
+                ("path", path != "/"),
+                ("page-token", !page_token.is_empty()),
+                ("page-size", page_size != 0),
+            ]
+            .into_iter()
+            .filter_map(|(flag, set)| set.then_some(flag))
+            .collect();
+            if let Err(reason) = wfl_cli::report::check_flags(view, figure.as_deref(), &given) {
+                anyhow::bail!(reason);
+            }
+            let period = match period.as_deref().unwrap_or("month") {
                 "day" => pb::Period::Day,
                 "month" => pb::Period::Month,
                 "quarter" => pb::Period::Quarter,
@@ -890,10 +922,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             views,
             org,
             cluster,
+            nats_auth,
         } => {
             if let Some(url) = cluster {
-                let verdict =
-                    wfl_cli::cluster_audit::verify(&url, wfl_bus::NatsAuth::Anonymous).await?;
+                let auth = nats_auth.bus_config(false)?.auth;
+                let verdict = wfl_cli::cluster_audit::verify(&url, auth).await?;
                 println!("{}", verdict.describe());
                 return Ok(if verdict.failure.is_some() {
                     ExitCode::from(1)

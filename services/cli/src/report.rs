@@ -43,6 +43,61 @@ pub struct Ask {
     pub page_size: u32,
 }
 
+/// The filters of the five views (`ViewRequest`).
+const VIEW_FLAGS: &[&str] = &["org", "site", "from", "to", "period", "cohort"];
+/// The bounds every answer takes.
+const BOUND_FLAGS: &[&str] = &["as-of-sequence", "min-sequence", "as-of-recorded-at"];
+/// The threshold watch's own flags (`ThresholdRequest`).
+const THRESHOLD_FLAGS: &[&str] = &[
+    "org",
+    "as-of-date",
+    "pack",
+    "alerts-only",
+    "window-key",
+    "with-event-ids",
+    "count-type",
+];
+/// Paging through the events behind a figure.
+const FIGURE_FLAGS: &[&str] = &["figure", "path", "page-token", "page-size"];
+
+/// Refuses the flags `given` (long names, without `--`) that `view` would not use, so that a
+/// flag is never silently dropped (`--site` on `thresholds`, which counts the whole org, say);
+/// `figure` is `explain --figure`'s view. `Err` is the one-line reason.
+///
+/// # Errors
+/// The first flag that does not apply, or an `explain` with neither or both of `--event-id`
+/// and `--figure`.
+pub fn check_flags(view: View, figure: Option<&str>, given: &[&str]) -> Result<(), String> {
+    let explain = view == View::Explain;
+    let by_ids = given.contains(&"event-id");
+    if explain && by_ids == figure.is_some() {
+        return Err(
+            "explain: name events (--event-id, repeatable) or a figure (--figure with --path), one of the two"
+                .to_owned(),
+        );
+    }
+    let (what, own): (String, Vec<&[&str]>) = match (view, figure) {
+        (View::Thresholds, _) => ("thresholds".into(), vec![THRESHOLD_FLAGS]),
+        (View::Explain, None) => ("explain --event-id".into(), vec![&["event-id"]]),
+        (View::Explain, Some("thresholds")) => (
+            "explain --figure thresholds".into(),
+            vec![THRESHOLD_FLAGS, FIGURE_FLAGS],
+        ),
+        (View::Explain, Some(f)) => (
+            format!("explain --figure {f}"),
+            vec![VIEW_FLAGS, FIGURE_FLAGS],
+        ),
+        (v, _) => (format!("{v:?}").to_lowercase(), vec![VIEW_FLAGS]),
+    };
+    match given
+        .iter()
+        .find(|g| !BOUND_FLAGS.contains(g) && !own.iter().any(|o| o.contains(g)))
+    {
+        Some(flag) => Err(format!("--{flag} does not apply to {what}")),
+        None => Ok(()),
+    }
+}
+
 /// Fetches a view and renders it.
 ///
 /// # Errors
@@ -96,11 +151,17 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
             });
         }
         View::Explain => {
+            let by_figure = ask.figure.is_some();
             let resp = client
                 .explain(pb::ExplainRequest {
-                    as_of_recorded_at_micros: ask.as_of_recorded_at_micros,
+                    // A figure carries its bounds in its own request; events by id here.
+                    as_of_recorded_at_micros: if by_figure {
+                        0
+                    } else {
+                        ask.as_of_recorded_at_micros
+                    },
                     event_ids: ask.event_ids.clone(),
-                    as_of_sequence: r.as_of_sequence,
+                    as_of_sequence: if by_figure { 0 } else { r.as_of_sequence },
                     figure: ask.figure.clone().map(|(view, path)| pb::Figure {
                         // A threshold figure is a status of the `ThresholdWatch` answer the
                         // threshold flags ask for.
@@ -111,7 +172,7 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                     }),
                     page_token: ask.page_token.clone(),
                     page_size: ask.page_size,
-                    min_sequence: r.min_sequence,
+                    min_sequence: if by_figure { 0 } else { r.min_sequence },
                 })
                 .await
                 .map_err(status)?
@@ -471,7 +532,82 @@ fn threshold_request(ask: &Ask, r: &pb::ViewRequest) -> pb::ThresholdRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_instant;
+    use super::{check_flags, parse_instant, View};
+
+    #[test]
+    fn a_flag_the_view_would_not_use_is_refused_by_name() {
+        let refused = |view, figure, given: &[&str]| check_flags(view, figure, given).err();
+        // Accepted: each view's own flags and the bounds every answer takes.
+        assert_eq!(
+            refused(
+                View::Headcount,
+                None,
+                &["org", "site", "cohort", "min-sequence"]
+            ),
+            None
+        );
+        assert_eq!(
+            refused(
+                View::Thresholds,
+                None,
+                &["org", "pack", "window-key", "as-of-date"]
+            ),
+            None
+        );
+        assert_eq!(
+            refused(View::Explain, None, &["event-id", "min-sequence"]),
+            None
+        );
+        assert_eq!(
+            refused(
+                View::Explain,
+                Some("separations"),
+                &["org", "figure", "path", "page-size"]
+            ),
+            None
+        );
+        assert_eq!(
+            refused(
+                View::Explain,
+                Some("thresholds"),
+                &["org", "figure", "window-key", "count-type"]
+            ),
+            None
+        );
+        // Refused, naming the flag and the view.
+        assert_eq!(
+            refused(View::Thresholds, None, &["org", "site"]).as_deref(),
+            Some("--site does not apply to thresholds")
+        );
+        assert_eq!(
+            refused(View::Separations, None, &["pack"]).as_deref(),
+            Some("--pack does not apply to separations")
+        );
+        assert_eq!(
+            refused(View::Explain, None, &["event-id", "page-size"]).as_deref(),
+            Some("--page-size does not apply to explain --event-id")
+        );
+        assert_eq!(
+            refused(View::Explain, Some("headcount"), &["figure", "window-key"]).as_deref(),
+            Some("--window-key does not apply to explain --figure headcount")
+        );
+        assert_eq!(
+            refused(View::Explain, Some("thresholds"), &["figure", "cohort"]).as_deref(),
+            Some("--cohort does not apply to explain --figure thresholds")
+        );
+        assert_eq!(
+            refused(View::Hiring, None, &["figure"]).as_deref(),
+            Some("--figure does not apply to hiring")
+        );
+        // Explain names events or a figure: one of the two.
+        for (figure, given) in [
+            (None, &[][..]),
+            (Some("headcount"), &["event-id", "figure"][..]),
+        ] {
+            assert!(refused(View::Explain, figure, given)
+                .is_some_and(|r| r.starts_with("explain: name events")));
+        }
+    }
 
     #[test]
     fn instants_parse_as_micros_or_rfc3339_utc() {

@@ -5,13 +5,16 @@
 //! `--projector N=ADDR` for the partitions serves `Views` by forwarding each call to the
 //! projector of the partition it is about:
 //!
-//! - a call about one org (`org_id`; `figure.request.org_id` for `Explain`; with neither, the
-//!   one org of a caller whose token is scoped to one) goes to that org's partition;
+//! - a call about one org (`org_id`; for `Explain` of a figure, `figure.request.org_id`, or
+//!   `figure.thresholds.org_id` for a threshold figure; with neither, the one org of a caller
+//!   whose token is scoped to one, which also routes that caller's `Explain` by event ids) goes
+//!   to that org's partition;
 //! - a call naming a partition with request metadata `wfl-partition: N` goes to it (views of
 //!   every org of that partition);
 //! - `ThresholdWatch` of every org and `Explain` by event ids ask every partition and merge the
 //!   answers: statuses and events name their org, and an org is on one partition only. The
-//!   merged answer's `as_of_sequence` is 0 (there is no cluster-wide sequence) and response
+//!   merged answer's `as_of_sequence` is 0 (there is no cluster-wide sequence, so a merged call
+//!   with `as_of_sequence` or `min_sequence` is `INVALID_ARGUMENT`) and response
 //!   metadata `wfl-partition-sequences` gives each partition's (`0=120,1=98`); a
 //!   `ThresholdWatch` without `as_of_date` is evaluated on every partition at the latest
 //!   effective date any partition holds, as one ledger would;
@@ -274,6 +277,22 @@ fn unreachable_named(s: Status, partition: u32, addr: &str) -> Status {
 }
 
 /// `0=120,1=98`: each partition's sequence in a merged answer.
+/// A merged answer has no sequence of its own: `as_of_sequence` and `min_sequence` name one
+/// partition's sequence, so they need the call to go to one partition (`how`: how to name it).
+fn refuse_sequences(as_of_sequence: u64, min_sequence: u64, how: &str) -> Result<(), Status> {
+    for (field, value) in [
+        ("as_of_sequence", as_of_sequence),
+        ("min_sequence", min_sequence),
+    ] {
+        if value != 0 {
+            return Err(Status::invalid_argument(format!(
+                "{field}: every partition has its own sequences; with {field} name {how}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn sequences(
     of: impl Iterator<Item = (u32, u64)>,
 ) -> Result<MetadataValue<tonic::metadata::Ascii>, Status> {
@@ -340,11 +359,11 @@ impl pb::views_server::Views for ViewsRouter {
                 })
                 .await;
         }
-        if message.as_of_sequence != 0 {
-            return Err(Status::invalid_argument(
-                "as_of_sequence: every partition has its own sequences; with as_of_sequence name an org, or a partition with metadata wfl-partition",
-            ));
-        }
+        refuse_sequences(
+            message.as_of_sequence,
+            message.min_sequence,
+            "an org, or a partition with metadata wfl-partition",
+        )?;
         let watch = |mut c: ViewsClient<Conn>, m| async move { c.threshold_watch(m).await };
         let mut answers = self.ask_every(&r, &message, watch).await?;
         if message.as_of_date.is_empty() {
@@ -389,29 +408,41 @@ impl pb::views_server::Views for ViewsRouter {
         let caller = wfl_auth::caller(&r)?;
         let mut message = r.get_ref().clone();
         if let Some(figure) = &mut message.figure {
-            let request = figure.request.get_or_insert_with(Default::default);
-            request.org_id =
-                caller.single_org("figure.request.org_id", std::mem::take(&mut request.org_id))?;
-            let org = request.org_id.clone();
+            // The org the projector reads the figure for: a threshold figure's is in its
+            // `ThresholdWatch` request, every other figure's in its view request.
+            let (field, org) = if figure.view == "thresholds" {
+                let t = figure.thresholds.get_or_insert_with(Default::default);
+                ("figure.thresholds.org_id", &mut t.org_id)
+            } else {
+                let request = figure.request.get_or_insert_with(Default::default);
+                ("figure.request.org_id", &mut request.org_id)
+            };
+            *org = caller.single_org(field, std::mem::take(org))?;
+            let org = org.clone();
             let p = self.partition_of(&r, &org)?.ok_or_else(|| {
-                Status::invalid_argument(
-                    "figure.request.org_id: a figure of every org spans partitions; name an org, or a partition with metadata wfl-partition",
-                )
+                Status::invalid_argument(format!(
+                    "{field}: a figure of every org spans partitions; name an org, or a partition with metadata wfl-partition"
+                ))
             })?;
             return self
                 .call(&r, p, message, |mut c, m| async move { c.explain(m).await })
                 .await;
         }
-        if let Some(p) = self.partition_of(&r, "")? {
+        // Events by id: a caller of one org can only be shown that org's, which live on its
+        // partition; anyone else's ids may be on any.
+        let own = caller
+            .single_org("event_ids", String::new())
+            .unwrap_or_default();
+        if let Some(p) = self.partition_of(&r, &own)? {
             return self
                 .call(&r, p, message, |mut c, m| async move { c.explain(m).await })
                 .await;
         }
-        if message.as_of_sequence != 0 {
-            return Err(Status::invalid_argument(
-                "as_of_sequence: every partition has its own sequences; with as_of_sequence name a partition with metadata wfl-partition",
-            ));
-        }
+        refuse_sequences(
+            message.as_of_sequence,
+            message.min_sequence,
+            "a partition with metadata wfl-partition",
+        )?;
         let answers = self
             .ask_every(&r, &message, |mut c: ViewsClient<Conn>, m| async move {
                 c.explain(m).await

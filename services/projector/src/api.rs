@@ -503,6 +503,13 @@ impl pb::views_server::Views for ViewsApi {
         &self,
         r: Request<pb::ViewRequest>,
     ) -> Result<Response<pb::ViewResponse>, Status> {
+        if !r.get_ref().cohort.is_empty() {
+            // Pauses, graduate intake (by cohort year) and back-fills name no hire cohort.
+            return Err(invalid(
+                "cohort",
+                "hiring signals are not kept by cohort; ask without it",
+            ));
+        }
         self.view(&wfl_auth::caller(&r)?, r.into_inner(), false, |p, q| {
             p.hiring_signals(q)
         })
@@ -553,6 +560,7 @@ impl pb::views_server::Views for ViewsApi {
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         let caller = wfl_auth::caller(&r)?;
         let r = r.into_inner();
+        explain_fields(&r)?;
         if let Some(mut figure) = r.figure {
             if figure.view == "thresholds" {
                 let t = figure.thresholds.get_or_insert_with(Default::default);
@@ -604,6 +612,41 @@ impl pb::views_server::Views for ViewsApi {
             next_page_token: String::new(),
         }))
     }
+}
+
+/// An Explain names events or a figure, and each way has its own fields: a field of the other
+/// way would be ignored, so it is refused, naming it.
+fn explain_fields(r: &pb::ExplainRequest) -> Result<(), Status> {
+    if r.figure.is_some() {
+        let elsewhere =
+            "with a figure, give it in figure.request (figure.thresholds for a threshold figure)";
+        let given = [
+            (
+                "event_ids",
+                !r.event_ids.is_empty(),
+                "name events or a figure, not both",
+            ),
+            ("as_of_sequence", r.as_of_sequence != 0, elsewhere),
+            (
+                "as_of_recorded_at_micros",
+                r.as_of_recorded_at_micros != 0,
+                elsewhere,
+            ),
+            ("min_sequence", r.min_sequence != 0, elsewhere),
+        ];
+        if let Some((field, _, why)) = given.into_iter().find(|(_, set, _)| *set) {
+            return Err(invalid(field, why));
+        }
+    } else {
+        let pages = "pages are for the events behind a figure; event ids are answered in one page";
+        if !r.page_token.is_empty() {
+            return Err(invalid("page_token", pages));
+        }
+        if r.page_size != 0 {
+            return Err(invalid("page_size", pages));
+        }
+    }
+    Ok(())
 }
 
 impl ViewsApi {
