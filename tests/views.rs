@@ -975,12 +975,7 @@ fn report_output_over_the_sample_is_pinned() {
             if !ask.contains(&"--event-id") {
                 args.extend(["--org", "acme-cn"]);
             }
-            args.extend([
-                "--min-sequence",
-                &lines,
-                "--format",
-                format,
-            ]);
+            args.extend(["--min-sequence", &lines, "--format", format]);
             pinned.push_str(&format!("$ wfl {}\n", args.join(" ")));
             pinned.push_str(&run(&args));
         }

@@ -277,6 +277,39 @@ fn unreachable_named(s: Status, partition: u32, addr: &str) -> Status {
 }
 
 /// `0=120,1=98`: each partition's sequence in a merged answer.
+/// Most events one `ThresholdWatch` answer lists (`ThresholdRequest.with_event_ids`), as a
+/// projector answers.
+const MAX_LISTED: usize = 10_000;
+
+/// The merged statuses with at most `budget` events listed among them, shared as one projector
+/// shares them: the counted events of every status first, then the excluded, the notice-only
+/// and the steps' (each partition listed up to its own budget; the counts say how many there
+/// are).
+fn listed_within(
+    mut statuses: Vec<pb::ThresholdStatus>,
+    mut budget: usize,
+) -> Vec<pb::ThresholdStatus> {
+    fn keep<T>(list: &mut Vec<T>, budget: &mut usize) {
+        list.truncate(*budget);
+        *budget -= list.len();
+    }
+    for s in &mut statuses {
+        keep(&mut s.event_ids, &mut budget);
+    }
+    for s in &mut statuses {
+        keep(&mut s.excluded, &mut budget);
+    }
+    for s in &mut statuses {
+        keep(&mut s.notice_only_event_ids, &mut budget);
+    }
+    for s in &mut statuses {
+        for step in &mut s.steps {
+            keep(&mut step.effective_too_early_event_ids, &mut budget);
+        }
+    }
+    statuses
+}
+
 /// A merged answer has no sequence of its own: `as_of_sequence` and `min_sequence` name one
 /// partition's sequence, so they need the call to go to one partition (`how`: how to name it).
 fn refuse_sequences(as_of_sequence: u64, min_sequence: u64, how: &str) -> Result<(), Status> {
@@ -395,7 +428,10 @@ impl pb::views_server::Views for ViewsRouter {
         let mut out = Response::new(pb::ThresholdResponse {
             as_of_sequence: 0,
             as_of_date,
-            statuses: answers.into_iter().flat_map(|(_, a)| a.statuses).collect(),
+            statuses: listed_within(
+                answers.into_iter().flat_map(|(_, a)| a.statuses).collect(),
+                MAX_LISTED,
+            ),
         });
         out.metadata_mut().insert(SEQUENCES_HEADER, sequences);
         Ok(out)
@@ -473,5 +509,46 @@ impl pb::views_server::Views for ViewsRouter {
         });
         out.metadata_mut().insert(SEQUENCES_HEADER, sequences);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{listed_within, pb};
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| i.to_string()).collect()
+    }
+
+    /// Two partitions' statuses, each within its own budget, are cut to one answer's: counted
+    /// events of every status first, then the excluded, the notice-only and the steps'.
+    #[test]
+    fn a_merged_watch_lists_at_most_one_answers_events_counted_first() {
+        let status = |counted, notice, late| pb::ThresholdStatus {
+            event_ids: ids(counted),
+            notice_only_event_ids: ids(notice),
+            steps: vec![pb::ThresholdStep {
+                effective_too_early_event_ids: ids(late),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let merged = listed_within(vec![status(6, 3, 1), status(3, 2, 2)], 10);
+        let lens: Vec<_> = merged
+            .iter()
+            .map(|s| {
+                (
+                    s.event_ids.len(),
+                    s.notice_only_event_ids.len(),
+                    s.steps[0].effective_too_early_event_ids.len(),
+                )
+            })
+            .collect();
+        assert_eq!(lens, vec![(6, 1, 0), (3, 0, 0)]);
+        let all = listed_within(vec![status(2, 1, 1), status(1, 1, 1)], 10);
+        assert_eq!(
+            all[0].event_ids.len() + all[1].steps[0].effective_too_early_event_ids.len(),
+            3
+        );
     }
 }
