@@ -268,6 +268,36 @@ pub struct NatsBus {
     client: Client,
     js: jetstream::Context,
     config: NatsConfig,
+    /// Where one ledger's commits (no partition) go in `WFL_LEDGER`: the stream sequence of
+    /// ledger sequence `q` is `q + offset`, learned from the stream's last message
+    /// ([`Bus::last_published`]) and forgotten after a failed send. Each such message carries
+    /// `Nats-Expected-Last-Sequence` = its predecessor's stream sequence, so the stream refuses
+    /// a message whose predecessor is not its last: after a message lost mid-chunk (a broken
+    /// connection drops what was buffered), the ones after it are refused rather than stored
+    /// past a hole, and sending again from the first one missing puts everything in order. The
+    /// server checks `Nats-Msg-Id` first, so a message already held is acknowledged as a
+    /// duplicate, not refused.
+    order: Arc<std::sync::Mutex<Option<End>>>,
+}
+
+/// The stream's end as [`NatsBus::order`] knows it.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// No message (a new stream, or a purged one, whose sequences go on after this one): the
+    /// first message sent there sets the offset.
+    Empty(u64),
+    Last(Order),
+}
+
+/// What [`NatsBus::order`] knows of the stream's end.
+#[derive(Debug, Clone, Copy)]
+struct Order {
+    /// Stream sequence minus ledger sequence.
+    offset: i64,
+    /// The ledger sequence of the stream's last message when learned: a message at or below it
+    /// is sent again as before (the stream drops it as a duplicate within its window), only
+    /// those after it must follow their predecessor.
+    known: u64,
 }
 
 /// Provisioning steps answered `Unavailable` are tried again this many times...
@@ -276,6 +306,53 @@ const PROVISION_RETRIES: u32 = 5;
 const PROVISION_BACKOFF: Duration = Duration::from_millis(200);
 
 impl NatsBus {
+    /// Records the stream's end (`ledger_last` `None`: it holds no message).
+    fn learn(&self, stream_last: u64, ledger_last: Option<u64>) {
+        let end = match ledger_last {
+            None => End::Empty(stream_last),
+            Some(ledger_last) => End::Last(Order {
+                offset: i64::try_from(stream_last).unwrap_or(i64::MAX)
+                    - i64::try_from(ledger_last).unwrap_or(i64::MAX),
+                known: ledger_last,
+            }),
+        };
+        *self
+            .order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(end);
+    }
+
+    /// Where the messages from ledger sequence `first` on go, asked of the stream when nothing
+    /// is known.
+    async fn order(&self, first: u64) -> Result<Order, Error> {
+        let known = *self
+            .order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.is_none() {
+            self.last_published().await?;
+        }
+        let mut end = self
+            .order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *end {
+            Some(End::Last(order)) => Ok(order),
+            Some(End::Empty(stream_last)) => {
+                let order = Order {
+                    offset: i64::try_from(stream_last).unwrap_or(i64::MAX)
+                        - (i64::try_from(first).unwrap_or(i64::MAX) - 1),
+                    known: 0,
+                };
+                *end = Some(End::Last(order));
+                Ok(order)
+            }
+            None => Err(Error::Unavailable(
+                "the ledger stream's end is unknown".into(),
+            )),
+        }
+    }
+
     /// Most events one inbox message frames (see [`Bus::publish_inbox`]).
     pub const FRAME_EVENTS: usize = 1_000;
 
@@ -344,7 +421,12 @@ impl NatsBus {
             })?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(PUBLISH_TIMEOUT);
-        let bus = NatsBus { client, js, config };
+        let bus = NatsBus {
+            client,
+            js,
+            config,
+            order: Arc::default(),
+        };
         if bus.config.provision {
             // Processes start together: a stream update racing another process's may be answered
             // with something the client cannot parse, a transient `Unavailable`.
@@ -628,8 +710,22 @@ async fn await_acks(
 }
 
 /// A committed event's `WFL_LEDGER` subject, headers and payload.
-fn committed_parts(msg: &CommittedMessage) -> (String, HeaderMap, Bytes) {
+/// A committed message's subject, headers and payload; with `order` (one ledger's commits, see
+/// [`NatsBus::order`]), the stream sequence its predecessor must hold.
+fn committed_parts(msg: &CommittedMessage, order: Option<Order>) -> (String, HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
+    if let Some(Order { offset, .. }) =
+        order.filter(|o| msg.partition.is_none() && msg.sequence > o.known)
+    {
+        let before = i64::try_from(msg.sequence).unwrap_or(i64::MAX) + offset - 1;
+        // 0 asks nothing of the server: the first message of a stream never written to.
+        if before > 0 {
+            headers.insert(
+                async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+                before.to_string(),
+            );
+        }
+    }
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
         msg.msg_id
@@ -669,7 +765,11 @@ async fn send_pipelined(
             continue;
         }
         let publish = context::Publish::build().payload(payload).headers(headers);
-        match js.send_publish(subject, publish).await {
+        // Bounded: while the server is away the client's queue fills (see `send_committed`).
+        match tokio::time::timeout(PUBLISH_TIMEOUT, js.send_publish(subject, publish))
+            .await
+            .unwrap_or_else(|_| Err(context::PublishErrorKind::TimedOut.into()))
+        {
             Ok(ack) => pending.push(Ok(ack)),
             Err(e) => {
                 let err = map_publish("publish", &e);
@@ -801,7 +901,11 @@ impl Bus for NatsBus {
             check_event_type(&msg.event_type)?;
         }
         let max = max_payload(&self.client);
-        let parts: Vec<_> = msgs.iter().map(committed_parts).collect();
+        let order = match msgs.iter().find(|m| m.partition.is_none()) {
+            Some(first) => Some(self.order(first.sequence).await?),
+            None => None,
+        };
+        let parts: Vec<_> = msgs.iter().map(|m| committed_parts(m, order)).collect();
         // One ledger's chunk of its own commits (not cluster mode, where every partition's
         // ledger publishes to the stream) whose messages all fit: acknowledged as a whole.
         let whole = msgs.len() >= 3
@@ -809,13 +913,28 @@ impl Bus for NatsBus {
             && parts
                 .iter()
                 .all(|(_, h, p)| check_size(max, headers_len(h) + p.len()).is_ok());
+        let known = Arc::clone(&self.order);
+        // A failed send leaves the stream's end unknown: the next send learns it again.
+        let forget = move |result: Result<(), Error>| {
+            if result.is_err() {
+                *known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            }
+            result
+        };
         if !whole {
             let pending = send_pipelined(&self.js, &self.client, parts).await;
             return Ok(Box::pin(async move {
-                for result in await_acks(pending).await {
-                    result?;
-                }
-                Ok(())
+                forget(
+                    async {
+                        for result in await_acks(pending).await {
+                            result?;
+                        }
+                        Ok(())
+                    }
+                    .await,
+                )
             }));
         }
         // The first and the last message ask for the stream's ack, the ones between are plain
@@ -827,28 +946,51 @@ impl Bus for NatsBus {
         // chunk again with an ack for each message; the stream drops what it already holds by
         // `Nats-Msg-Id`. This saves the broker and this client an ack message per event.
         let n = parts.len();
-        // The acks of the first and the last message.
-        let mut acks = Vec::with_capacity(2);
-        for (i, (subject, headers, payload)) in parts.into_iter().enumerate() {
-            if i == 0 || i + 1 == n {
-                let publish = context::Publish::build().payload(payload).headers(headers);
-                let ack = self.js.send_publish(subject, publish).await;
-                acks.push(ack.map_err(|e| map_publish("publish", &e))?);
-            } else {
-                self.client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| Error::unavailable("publish", e))?;
+        // The acks of the first and the last message. Handing the chunk to the connection is
+        // bounded too: while the server is away the client's queue fills, and a send would wait
+        // for it as long as the outage lasts.
+        let sending = async {
+            let mut acks = Vec::with_capacity(2);
+            for (i, (subject, headers, payload)) in parts.into_iter().enumerate() {
+                if i == 0 || i + 1 == n {
+                    let publish = context::Publish::build().payload(payload).headers(headers);
+                    let ack = self.js.send_publish(subject, publish).await;
+                    acks.push(ack.map_err(|e| map_publish("publish", &e))?);
+                } else {
+                    self.client
+                        .publish_with_headers(subject, headers, payload)
+                        .await
+                        .map_err(|e| Error::unavailable("publish", e))?;
+                }
             }
-        }
-        let [first, last] = <[_; 2]>::try_from(acks).map_err(|a| {
-            Error::Rejected(format!(
-                "a chunk of {n} messages asked for {} acks, not 2",
-                a.len()
-            ))
-        })?;
+            <[_; 2]>::try_from(acks).map_err(|a| {
+                Error::Rejected(format!(
+                    "a chunk of {n} messages asked for {} acks, not 2",
+                    a.len()
+                ))
+            })
+        };
+        let sent = tokio::time::timeout(PUBLISH_TIMEOUT, sending)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(format!(
+                    "the connection took no chunk of {n} committed messages within {PUBLISH_TIMEOUT:?}"
+                )))
+            });
+        let [first, last] = match sent {
+            Ok(acks) => acks,
+            Err(e) => {
+                // Part of the chunk may have gone out: the stream's end is unknown.
+                *self
+                    .order
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                return Err(e);
+            }
+        };
         let (js, client) = (self.js.clone(), self.client.clone());
         Ok(Box::pin(async move {
+            forget(async {
             let first = first.await.map_err(|e| map_publish("publish ack", &e));
             let last = last.await.map_err(|e| map_publish("publish ack", &e));
             if let (Ok(a), Ok(b)) = (&first, &last) {
@@ -865,11 +1007,13 @@ impl Bus for NatsBus {
                     );
                 }
             }
-            let resend = msgs.iter().map(committed_parts).collect();
+            let resend = msgs.iter().map(|m| committed_parts(m, order)).collect();
             for result in await_acks(send_pipelined(&js, &client, resend).await).await {
                 result?;
             }
             Ok(())
+            }
+            .await)
         }))
     }
 
@@ -881,10 +1025,12 @@ impl Bus for NatsBus {
                 .info()
                 .await
                 .map_err(|e| Error::unavailable("ledger stream info", e))?;
+            let last = info.state.last_sequence;
             if info.state.messages == 0 {
+                // Empty (new, or purged: its sequences go on from the last one it held).
+                self.learn(last, None);
                 return Ok(None);
             }
-            let last = info.state.last_sequence;
             match stream.get_raw_message(last).await {
                 Ok(msg) => {
                     let value = msg.headers.get(HEADER_SEQUENCE).ok_or_else(|| {
@@ -900,6 +1046,7 @@ impl Bus for NatsBus {
                         hex::decode_to_slice(h.as_str(), &mut out).ok()?;
                         Some(out)
                     });
+                    self.learn(last, Some(sequence));
                     return Ok(Some(crate::LastPublished { sequence, hash }));
                 }
                 Err(e) => match e.kind() {

@@ -392,7 +392,8 @@ async fn a_chunk_is_stored_once_whether_acknowledged_whole_or_sent_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_the_stream_refuses_in_the_middle_of_a_chunk_fails_the_chunk() {
+async fn a_message_the_stream_refuses_in_the_middle_of_a_chunk_fails_it_and_no_later_one_passes_it()
+{
     let server = NatsServer::start();
     let bus = connect(&server, NatsConfig::default()).await;
     let message = |seq: u64, payload: Bytes| CommittedMessage {
@@ -427,7 +428,9 @@ async fn a_message_the_stream_refuses_in_the_middle_of_a_chunk_fails_the_chunk()
         .config
         .clone();
     config.max_message_size = 1_000;
-    js.update_stream(config).await.expect("update stream");
+    js.update_stream(config.clone())
+        .await
+        .expect("update stream");
     // The middle message of a chunk is refused: sent without an ack of its own, its loss shows
     // in the stream sequences of the chunk's first and last acks, and the chunk fails.
     let chunk: Vec<CommittedMessage> = (2..=6)
@@ -436,16 +439,25 @@ async fn a_message_the_stream_refuses_in_the_middle_of_a_chunk_fails_the_chunk()
             message(seq, Bytes::from(vec![b'x'; size]))
         })
         .collect();
-    let sent = within("chunk", STEP, bus.publish_committed(chunk)).await;
+    let sent = within("chunk", STEP, bus.publish_committed(chunk.clone())).await;
     assert!(
         matches!(sent, Err(Error::Rejected(_))),
         "a refused message fails the chunk: {sent:?}"
     );
+    // Nor are 5 and 6: each must follow its predecessor on the stream, so none is stored past
+    // the missing one (a consumer reading in order would never go back for it).
     assert_eq!(
         stream_sequences(&server).await,
-        vec![1, 2, 3, 5, 6],
-        "sequence 4 is not on the stream, and the call said so"
+        vec![1, 2, 3],
+        "the stream holds a prefix of the history, and the call said it is not all there"
     );
+    // Once the stream takes it, sending the chunk again puts every sequence in order, once.
+    config.max_message_size = -1;
+    js.update_stream(config).await.expect("update stream");
+    within("chunk again", STEP, bus.publish_committed(chunk))
+        .await
+        .expect("sent again");
+    assert_eq!(stream_sequences(&server).await, vec![1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,8 +256,17 @@ impl<'a> Follow<'a> {
     /// Before leaving: waits for the persist in flight and persists what remains.
     async fn stop(&mut self) -> Result<(), Error> {
         self.writer.finish().await?;
-        if self.dirty > 0 && persist(self.shared, self.store, &mut self.space).await? {
-            self.dirty = 0;
+        if self.dirty > 0 {
+            // Look at the store's directory again now, whenever it was last looked at.
+            self.space.recheck_now();
+            if persist(self.shared, self.store, &mut self.space).await? {
+                self.dirty = 0;
+            } else {
+                warn!(
+                    unpersisted = self.dirty,
+                    "stopping with folded events not persisted (the view store cannot be written); the next start folds them again from the ledger"
+                );
+            }
         }
         Ok(())
     }
@@ -362,6 +371,14 @@ impl Local {
                     },
                     () = tokio::time::sleep(LOCAL_IDLE) => {
                         follow.idle().await?;
+                        // Quiet, yet the ledger holds more than was folded: it dropped a batch
+                        // (the channel was full) and nothing after it came to show the gap.
+                        // Read the rest through `Subscribe` rather than wait for the next batch.
+                        let folded = shared.progress.checkpoint.load(Ordering::Relaxed);
+                        if shared.progress.ledger_head.load(Ordering::Relaxed) > folded {
+                            info!(folded, "the ledger holds events it did not hand over; reading them through Subscribe");
+                            return Ok(LocalEnd::Gap);
+                        }
                         continue;
                     }
                 },
@@ -567,6 +584,11 @@ impl Space {
         if paused {
             self.writable(progress);
         }
+    }
+
+    /// The next [`Self::writable`] looks at the directory, however recently it last did.
+    fn recheck_now(&mut self) {
+        self.next_check = Instant::now();
     }
 
     /// Whether a persist may write now; logs each pause once and each resumption.
@@ -927,6 +949,56 @@ mod tests {
             None,
             "the ledger stopped handing over"
         );
+    }
+
+    /// The writer dropped the last batch of a burst (the channel was full) and went quiet: the
+    /// projector does not wait for a next batch to show the gap. Once the hand-over has been
+    /// quiet for [`LOCAL_IDLE`] with the ledger's head beyond the fold, it persists what it
+    /// folded and goes back to `Subscribe`.
+    #[tokio::test]
+    async fn a_quiet_hand_over_behind_the_ledger_goes_back_to_subscribe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            packs: Vec::new(),
+            ledger_addr: "http://127.0.0.1:1".into(),
+            persist_every: 1000,
+            rebuild: false,
+            snapshot_every: wfl_projections::views::DEFAULT_SNAPSHOT_EVERY,
+            min_free_bytes: 0,
+            ledger_credentials: wfl_auth::Credentials::default(),
+            local: None,
+        };
+        let store = Arc::new(ViewStore::open(&dir.path().join("projector")).expect("store"));
+        let shared = Arc::new(Shared {
+            progress: Arc::new(crate::Progress::default()),
+            projection: tokio::sync::RwLock::new(wfl_projections::views::Projection::new()),
+            recorded: std::sync::Mutex::default(),
+            checkpoint: tokio::sync::watch::channel(0).0,
+            last_hash: std::sync::Mutex::new((0, Vec::new())),
+            last_root: std::sync::Mutex::new((0, Vec::new())),
+            packs: Vec::new(),
+            ledger_addr: config.ledger_addr.clone(),
+            ledger_credentials: wfl_auth::Credentials::default(),
+            loaded: tokio::sync::watch::channel(true).0,
+        });
+        let mut follow = Follow::new(&shared, &store, &config);
+        let (tx, rx) = mpsc::channel(8);
+        let mut local = Local::new(rx);
+        tx.try_send(batch(1..=3)).expect("room in the channel");
+        // The ledger also committed 4 and 5, in a batch it dropped; then nothing more.
+        shared.progress.ledger_head.store(5, Ordering::Relaxed);
+        let end = tokio::time::timeout(
+            Duration::from_secs(30),
+            local.follow(&shared, &mut follow, &CancellationToken::new()),
+        )
+        .await
+        .expect("the hand-over does not wait for a batch that may never come")
+        .expect("follows");
+        assert_eq!(end, LocalEnd::Gap);
+        assert_eq!(shared.progress.checkpoint.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.progress.persisted.load(Ordering::Relaxed), 3);
+        drop(tx);
     }
 
     #[test]
