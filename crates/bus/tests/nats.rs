@@ -363,8 +363,8 @@ async fn a_chunk_is_stored_once_whether_acknowledged_whole_or_sent_again() {
         (1..=10).collect::<Vec<_>>()
     );
     // A chunk that overlaps what the stream holds (a resend after a broken connection): the
-    // stream drops the duplicates, the two acks do not span the chunk, and it is sent again
-    // with an ack for each message.
+    // stream drops the duplicates, the first ack is a duplicate's, and the chunk is sent again
+    // with an ack for each message (the duplicates again dropped).
     within(
         "overlapping chunk",
         STEP,
