@@ -306,51 +306,19 @@ const PROVISION_RETRIES: u32 = 5;
 const PROVISION_BACKOFF: Duration = Duration::from_millis(200);
 
 impl NatsBus {
-    /// Records the stream's end (`ledger_last` `None`: it holds no message).
-    fn learn(&self, stream_last: u64, ledger_last: Option<u64>) {
-        let end = match ledger_last {
-            None => End::Empty(stream_last),
-            Some(ledger_last) => End::Last(Order {
-                offset: i64::try_from(stream_last).unwrap_or(i64::MAX)
-                    - i64::try_from(ledger_last).unwrap_or(i64::MAX),
-                known: ledger_last,
-            }),
-        };
-        *self
-            .order
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(end);
-    }
-
     /// Where the messages from ledger sequence `first` on go, asked of the stream when nothing
     /// is known.
     async fn order(&self, first: u64) -> Result<Order, Error> {
-        let known = *self
+        let known = self
             .order
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.is_none() {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if !known {
             self.last_published().await?;
         }
-        let mut end = self
-            .order
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match *end {
-            Some(End::Last(order)) => Ok(order),
-            Some(End::Empty(stream_last)) => {
-                let order = Order {
-                    offset: i64::try_from(stream_last).unwrap_or(i64::MAX)
-                        - (i64::try_from(first).unwrap_or(i64::MAX) - 1),
-                    known: 0,
-                };
-                *end = Some(End::Last(order));
-                Ok(order)
-            }
-            None => Err(Error::Unavailable(
-                "the ledger stream's end is unknown".into(),
-            )),
-        }
+        settle(&self.order, first)
+            .ok_or_else(|| Error::Unavailable("the ledger stream's end is unknown".into()))
     }
 
     /// Most events one inbox message frames (see [`Bus::publish_inbox`]).
@@ -710,6 +678,93 @@ async fn await_acks(
 }
 
 /// A committed event's `WFL_LEDGER` subject, headers and payload.
+/// Records the stream's end in `order` (`ledger_last` `None`: it holds no message).
+fn learn(order: &std::sync::Mutex<Option<End>>, stream_last: u64, ledger_last: Option<u64>) {
+    let end = match ledger_last {
+        None => End::Empty(stream_last),
+        Some(ledger_last) => End::Last(Order {
+            offset: i64::try_from(stream_last).unwrap_or(i64::MAX)
+                - i64::try_from(ledger_last).unwrap_or(i64::MAX),
+            known: ledger_last,
+        }),
+    };
+    *order
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(end);
+}
+
+/// Where the messages from ledger sequence `first` on go, from what `order` knows (an empty
+/// stream takes `first` as its first message); `None` when it knows nothing.
+fn settle(order: &std::sync::Mutex<Option<End>>, first: u64) -> Option<Order> {
+    let mut end = order
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match *end {
+        Some(End::Last(order)) => Some(order),
+        Some(End::Empty(stream_last)) => {
+            let settled = Order {
+                offset: i64::try_from(stream_last).unwrap_or(i64::MAX)
+                    - (i64::try_from(first).unwrap_or(i64::MAX) - 1),
+                known: 0,
+            };
+            *end = Some(End::Last(settled));
+            Some(settled)
+        }
+        None => None,
+    }
+}
+
+/// The ledger stream's last stream sequence and, when it holds a message, that message's
+/// `Wfl-Sequence` and `Wfl-Hash`.
+async fn stream_end(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<(u64, Option<crate::LastPublished>), Error> {
+    let mut stream = get_stream(js, name).await?;
+    // The last message may expire (max_age) between reading the info and fetching it.
+    for _ in 0..3 {
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| Error::unavailable("ledger stream info", e))?;
+        let last = info.state.last_sequence;
+        if info.state.messages == 0 {
+            // Empty (new, or purged: its sequences go on from the last one it held).
+            return Ok((last, None));
+        }
+        match stream.get_raw_message(last).await {
+            Ok(msg) => {
+                let value = msg.headers.get(HEADER_SEQUENCE).ok_or_else(|| {
+                    Error::Rejected(format!(
+                        "last ledger message (stream sequence {last}) has no {HEADER_SEQUENCE} header"
+                    ))
+                })?;
+                let sequence = value.as_str().parse::<u64>().map_err(|e| {
+                    Error::rejected(&format!("invalid {HEADER_SEQUENCE} header"), e)
+                })?;
+                let hash = msg.headers.get(HEADER_HASH).and_then(|h| {
+                    let mut out = [0u8; 32];
+                    hex::decode_to_slice(h.as_str(), &mut out).ok()?;
+                    Some(out)
+                });
+                return Ok((last, Some(crate::LastPublished { sequence, hash })));
+            }
+            Err(e) => match e.kind() {
+                stream::LastRawMessageErrorKind::NoMessageFound => continue,
+                stream::LastRawMessageErrorKind::JetStream(api)
+                    if api.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND =>
+                {
+                    continue
+                }
+                _ => return Err(Error::unavailable("get last ledger message", e)),
+            },
+        }
+    }
+    Err(Error::Unavailable(
+        "the ledger stream's last message kept disappearing".to_owned(),
+    ))
+}
+
 /// A committed message's subject, headers and payload; with `order` (one ledger's commits, see
 /// [`NatsBus::order`]), the stream sequence its predecessor must hold.
 fn committed_parts(msg: &CommittedMessage, order: Option<Order>) -> (String, HeaderMap, Bytes) {
@@ -901,10 +956,22 @@ impl Bus for NatsBus {
             check_event_type(&msg.event_type)?;
         }
         let max = max_payload(&self.client);
-        let order = match msgs.iter().find(|m| m.partition.is_none()) {
-            Some(first) => Some(self.order(first.sequence).await?),
-            None => None,
+        // One ledger's commits: what the stream holds already is not sent again (it would be
+        // refused, or stored twice past the duplicate window), the rest follows it in order.
+        let (msgs, order) = match msgs.iter().find(|m| m.partition.is_none()) {
+            Some(first) => {
+                let order = self.order(first.sequence).await?;
+                let rest: Vec<CommittedMessage> = msgs
+                    .into_iter()
+                    .filter(|m| m.partition.is_some() || m.sequence > order.known)
+                    .collect();
+                (rest, Some(order))
+            }
+            None => (msgs, None),
         };
+        if msgs.is_empty() {
+            return Ok(Box::pin(async { Ok(()) }));
+        }
         let parts: Vec<_> = msgs.iter().map(|m| committed_parts(m, order)).collect();
         // One ledger's chunk of its own commits (not cluster mode, where every partition's
         // ledger publishes to the stream) whose messages all fit: acknowledged as a whole.
@@ -942,9 +1009,10 @@ impl Bus for NatsBus {
         // ack comes after every message before it was stored or refused, and the stream
         // sequences of the two acks say whether each message between was stored once, as a new
         // message (a chunk of n messages spans exactly n stream sequences). Anything else (a
-        // duplicate after a resend, a refusal, a message lost with the connection) sends the
-        // chunk again with an ack for each message; the stream drops what it already holds by
-        // `Nats-Msg-Id`. This saves the broker and this client an ack message per event.
+        // message lost with the connection, or refused; and with it every later one, which
+        // names its predecessor) sends the rest of the chunk again, after what the stream holds
+        // then, with an ack for each message. This saves the broker and this client an ack
+        // message per event.
         let n = parts.len();
         // The acks of the first and the last message. Handing the chunk to the connection is
         // bounded too: while the server is away the client's queue fills, and a send would wait
@@ -989,80 +1057,48 @@ impl Bus for NatsBus {
             }
         };
         let (js, client) = (self.js.clone(), self.client.clone());
+        let (order, stream_name) = (Arc::clone(&self.order), self.config.ledger_stream.clone());
         Ok(Box::pin(async move {
-            forget(async {
             let first = first.await.map_err(|e| map_publish("publish ack", &e));
             let last = last.await.map_err(|e| map_publish("publish ack", &e));
             if let (Ok(a), Ok(b)) = (&first, &last) {
                 if !a.duplicate && !b.duplicate && b.sequence == a.sequence + (n as u64 - 1) {
                     return Ok(());
                 }
-                if !a.duplicate && !b.duplicate {
-                    // Not a resend: another publisher in between, or a message refused.
-                    tracing::warn!(
-                        messages = n,
-                        first = a.sequence,
-                        last = b.sequence,
-                        "a WFL_LEDGER chunk was not stored as sent; sending it again with an ack per message"
-                    );
+                tracing::warn!(
+                    messages = n,
+                    first = a.sequence,
+                    last = b.sequence,
+                    "a WFL_LEDGER chunk was not stored as sent; sending the rest of it again with an ack per message"
+                );
+            }
+            // The stream holds a prefix of the history: what of the chunk comes after its last
+            // message goes again, each after its predecessor.
+            let resent = async {
+                let (stream_last, held) = stream_end(&js, &stream_name).await?;
+                learn(&order, stream_last, held.map(|h| h.sequence));
+                let now = settle(&order, msgs[0].sequence).ok_or_else(|| {
+                    Error::Unavailable("the ledger stream's end is unknown".into())
+                })?;
+                let resend = msgs
+                    .iter()
+                    .filter(|m| m.sequence > now.known)
+                    .map(|m| committed_parts(m, Some(now)))
+                    .collect();
+                for result in await_acks(send_pipelined(&js, &client, resend).await).await {
+                    result?;
                 }
+                Ok(())
             }
-            let resend = msgs.iter().map(|m| committed_parts(m, order)).collect();
-            for result in await_acks(send_pipelined(&js, &client, resend).await).await {
-                result?;
-            }
-            Ok(())
-            }
-            .await)
+            .await;
+            forget(resent)
         }))
     }
 
     async fn last_published(&self) -> Result<Option<crate::LastPublished>, Error> {
-        let mut stream = self.ledger_stream().await?;
-        // The last message may expire (max_age) between reading the info and fetching it.
-        for _ in 0..3 {
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| Error::unavailable("ledger stream info", e))?;
-            let last = info.state.last_sequence;
-            if info.state.messages == 0 {
-                // Empty (new, or purged: its sequences go on from the last one it held).
-                self.learn(last, None);
-                return Ok(None);
-            }
-            match stream.get_raw_message(last).await {
-                Ok(msg) => {
-                    let value = msg.headers.get(HEADER_SEQUENCE).ok_or_else(|| {
-                        Error::Rejected(format!(
-                            "last ledger message (stream sequence {last}) has no {HEADER_SEQUENCE} header"
-                        ))
-                    })?;
-                    let sequence = value.as_str().parse::<u64>().map_err(|e| {
-                        Error::rejected(&format!("invalid {HEADER_SEQUENCE} header"), e)
-                    })?;
-                    let hash = msg.headers.get(HEADER_HASH).and_then(|h| {
-                        let mut out = [0u8; 32];
-                        hex::decode_to_slice(h.as_str(), &mut out).ok()?;
-                        Some(out)
-                    });
-                    self.learn(last, Some(sequence));
-                    return Ok(Some(crate::LastPublished { sequence, hash }));
-                }
-                Err(e) => match e.kind() {
-                    stream::LastRawMessageErrorKind::NoMessageFound => continue,
-                    stream::LastRawMessageErrorKind::JetStream(api)
-                        if api.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND =>
-                    {
-                        continue
-                    }
-                    _ => return Err(Error::unavailable("get last ledger message", e)),
-                },
-            }
-        }
-        Err(Error::Unavailable(
-            "the ledger stream's last message kept disappearing".to_owned(),
-        ))
+        let (stream_last, last) = stream_end(&self.js, &self.config.ledger_stream).await?;
+        learn(&self.order, stream_last, last.as_ref().map(|l| l.sequence));
+        Ok(last)
     }
 
     async fn committed_holds(

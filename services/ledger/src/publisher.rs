@@ -287,28 +287,12 @@ async fn follow(
                     // Everything after what was acknowledged is sent again (the stream drops
                     // what it already holds by Nats-Msg-Id).
                     in_flight = None;
+                    sent = published;
                     warn!(error = %e, "publishing committed events failed; retrying");
                     stall.failed(target - published, &e);
                     if !backoff.wait(shutdown).await {
                         return Ok(());
                     }
-                    if durable && partition.is_none() {
-                        // One ledger's stream holds its history in order, without a hole
-                        // (each message is stored only after its predecessor): what it holds
-                        // beyond the acknowledged was stored before the failure, and is not
-                        // sent again (past the duplicate window it would be stored twice).
-                        if let Ok(Some(last)) = bus.last_published().await {
-                            if last.sequence > published && last.sequence <= target {
-                                info!(
-                                    acknowledged = published,
-                                    stream_last = last.sequence,
-                                    "the committed stream holds more than was acknowledged; going on after its last"
-                                );
-                                published = last.sequence;
-                            }
-                        }
-                    }
-                    sent = published;
                 }
                 Err(e) => return Err(e),
             }
