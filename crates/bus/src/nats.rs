@@ -274,9 +274,9 @@ pub struct NatsBus {
     /// `Nats-Expected-Last-Sequence` = its predecessor's stream sequence, so the stream refuses
     /// a message whose predecessor is not its last: after a message lost mid-chunk (a broken
     /// connection drops what was buffered), the ones after it are refused rather than stored
-    /// past a hole, and sending again from the first one missing puts everything in order. The
-    /// server checks `Nats-Msg-Id` first, so a message already held is acknowledged as a
-    /// duplicate, not refused.
+    /// past a hole, and sending again from the first one missing puts everything in order. What
+    /// the stream holds is never sent again: nats-server 2.9 would drop it as a duplicate, but
+    /// 2.10+ checks the predecessor before `Nats-Msg-Id` and would refuse it.
     order: Arc<std::sync::Mutex<Option<End>>>,
 }
 

@@ -157,8 +157,9 @@ pub(crate) async fn run(
                 }
             }
         };
-        // Everything up to the cursor was fully published; a message after it may be missing from
-        // the stream even if a later one is there (a pipelined publish interrupted mid-way).
+        // Everything up to the cursor was fully published; after it, the bus skips what the
+        // stream holds (its last `Wfl-Sequence`: a stream this ledger wrote holds a prefix of the
+        // history, each message stored only after its predecessor) and sends the rest in order.
         let from = cursor.map_or(in_stream, |c| c.min(in_stream));
         let head_now = *head.borrow();
         if let Some(why) = foreign_history(&store, in_stream, stream_hash, head_now).await? {
