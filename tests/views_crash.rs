@@ -47,6 +47,26 @@ fn wait_for(proc: &Proc, what: &str, done: impl Fn(u64, u64) -> bool) -> (u64, u
     }
 }
 
+/// Records `events` events of the restructuring mix through `proc` (`wfl load`).
+fn load(proc: &Proc, events: u64) {
+    let load = Command::new(common::bin("wfl"))
+        .args([
+            "load",
+            "--mix",
+            "restructuring",
+            "--events",
+            &events.to_string(),
+        ])
+        .args(["--addr", &proc.grpc])
+        .output()
+        .expect("wfl load runs");
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+}
+
 fn spawn(dir: &Path, rebuild: bool) -> Proc {
     common::up(dir, if rebuild { &["--rebuild-views"] } else { &[] })
 }
@@ -74,23 +94,7 @@ async fn figures(proc: &Proc) -> Vec<String> {
 async fn a_projector_killed_at_any_point_resumes_to_the_same_figures() {
     let mut node = Node::start(Mode::Memory);
     assert_eq!(node.mode, Mode::Memory);
-    let load = Command::new(common::bin("wfl"))
-        .args([
-            "load",
-            "--mix",
-            "restructuring",
-            "--events",
-            &EVENTS.to_string(),
-            "--addr",
-            &node.proc.grpc,
-        ])
-        .output()
-        .expect("wfl load runs");
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    load(&node.proc, EVENTS);
     wait_for(&node.proc, "first fold", |c, h| h == EVENTS && c == EVENTS);
     // Folded while the load ran, as the ledger beside it handed the batches over; the folds
     // below, from sequence 1 on an idle ledger, read every event through `Subscribe`: the
@@ -141,16 +145,7 @@ fn a_clean_stop_persists_everything_the_views_folded() {
     let dir = wfl_testkit::temp_dir();
     let mut proc = spawn(dir.path(), false);
     for round in 1..=3u64 {
-        let load = Command::new(common::bin("wfl"))
-            .args(["load", "--mix", "restructuring", "--events", "300"])
-            .args(["--addr", &proc.grpc])
-            .output()
-            .expect("wfl load runs");
-        assert!(
-            load.status.success(),
-            "{}",
-            String::from_utf8_lossy(&load.stderr)
-        );
+        load(&proc, 300);
         let events = round * 300;
         wait_for(&proc, "fold", |c, h| h == events && c == events);
         assert!(proc.terminate().success(), "wfl up stops cleanly");
