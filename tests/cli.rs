@@ -232,6 +232,45 @@ fn unreachable_server_is_a_one_line_error() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
+/// Values out of range are refused before anything is sent, naming the flag; `tail` gives up at
+/// once on an address that can never work (it waits only for a ledger it cannot reach yet).
+#[test]
+fn out_of_range_flags_and_a_malformed_address_are_one_line_errors() {
+    let port = wfl_testkit::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    for (args, flag) in [
+        (
+            vec!["import", "--batch", "0", "--addr", &addr, "x.jsonl"],
+            "--batch",
+        ),
+        (
+            vec![
+                "import",
+                "--batch",
+                "18446744073709551615",
+                "--addr",
+                &addr,
+                "x.jsonl",
+            ],
+            "--batch",
+        ),
+        (vec!["tail", "--count", "0", "--addr", &addr], "--count"),
+    ] {
+        let out = wfl(&args, None);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(flag),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = wfl(&["tail", "--addr", "http://[not an address"], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.starts_with("wfl: bad address"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
 #[test]
 fn a_ledger_cache_below_its_floor_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().expect("tempdir");

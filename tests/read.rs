@@ -147,6 +147,41 @@ async fn read_batches_returns_exactly_what_read_returns() {
             assert!(got == want, "different events for {request:?}");
         }
     }
+    // A type named many times filters as once; a range that ends before it starts is the
+    // caller's mistake, named.
+    let once = read(
+        &ch,
+        pb::ReadRequest {
+            event_types: vec!["worker_hired".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("Read");
+    let repeated = read(
+        &ch,
+        pb::ReadRequest {
+            event_types: vec!["worker_hired".into(); 5_000],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("Read");
+    assert!(once == repeated, "a repeated type reads as once");
+    let backwards = pb::ReadRequest {
+        from_sequence: 20,
+        to_sequence: 10,
+        ..Default::default()
+    };
+    for refused in [
+        read(&ch, backwards.clone()).await.expect_err("Read"),
+        read_batches(&ch, backwards.clone(), 1_000)
+            .await
+            .expect_err("ReadBatches"),
+    ] {
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().starts_with("to_sequence:"), "{refused:?}");
+    }
     // `wfl replay`: every event once, in order, across its batches (made into lines on several
     // threads), each line the event `Read` streams.
     let out = std::process::Command::new(common::bin("wfl"))

@@ -265,10 +265,10 @@ pub async fn import(
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let mut summary = ImportSummary::default();
+    let batch = batch.clamp(1, wfl_domain::MAX_BATCH);
     let mut pending: Vec<(u64, pb::Event)> = Vec::with_capacity(batch);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let batch = batch.clamp(1, wfl_domain::MAX_BATCH);
     let mut reader = std::io::BufReader::new(file);
     let mut n = 0u64;
     // Every line is read and answered: a bad one is reported by number and the rest still sent.
@@ -542,14 +542,17 @@ pub async fn tail(
     let mut printed = 0u64;
     let mut backoff = std::time::Duration::from_millis(100);
     loop {
-        let channel = match connect(addr).await {
+        let channel = match crate::security::client_credentials().connect(addr).await {
             Ok(c) => c,
-            Err(e) => {
+            // Only an unreachable ledger is waited for; a bad address, token or TLS setting
+            // would fail the same way forever.
+            Err(e @ wfl_auth::client::Error::Connect { .. }) => {
                 eprintln!("wfl tail: {e}; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 continue;
             }
+            Err(e) => bail!("{e}"),
         };
         let mut client =
             pb::ledger_client::LedgerClient::new(channel).max_decoding_message_size(64 << 20);
@@ -558,6 +561,7 @@ pub async fn tail(
             Err(s) if retryable(&s) => {
                 eprintln!("wfl tail: {}; retrying", describe_status(&s));
                 tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 continue;
             }
             Err(s) => bail!("{}", describe_status(&s)),

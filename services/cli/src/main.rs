@@ -286,9 +286,9 @@ enum Command {
         verbose: bool,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
-        /// Events per RecordBatch call (at most 10,000).
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
+        /// Events per RecordBatch call (1 to 10,000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        batch: u16,
         #[arg(long, value_enum, default_value = "committed")]
         ack: Ack,
         #[arg(long, value_enum, default_value = "text")]
@@ -405,8 +405,8 @@ enum Command {
         /// Only these buckets: formal_layoff, gradual_attrition, neutral, signal.
         #[arg(long)]
         bucket: Vec<String>,
-        /// Stop after this many events (default: follow forever).
-        #[arg(long)]
+        /// Stop after this many events, at least 1 (default: follow forever).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
         #[arg(long, env = "WFL_ADDR", default_value = "127.0.0.1:50051")]
         addr: String,
@@ -633,7 +633,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 client::Lines::Refused
             };
-            let s = client::import(&addr, &file, batch, ack.into(), format, lines).await?;
+            let s =
+                client::import(&addr, &file, usize::from(batch), ack.into(), format, lines).await?;
             eprintln!(
                 "imported {} lines: {} committed, {} accepted, {} duplicates, {} rejected",
                 s.lines, s.committed, s.accepted, s.duplicates, s.rejected

@@ -85,6 +85,15 @@ impl LedgerApi {
                 "µs since the Unix epoch, or 0 for no bound",
             ));
         }
+        if req.to_sequence != 0 && req.to_sequence < req.from_sequence {
+            return Err(invalid(
+                "to_sequence",
+                &format!(
+                    "{} is before from_sequence {} (0 = up to the head)",
+                    req.to_sequence, req.from_sequence
+                ),
+            ));
+        }
         let head = self.store.head().map_err(|e| status(e.into()))?.sequence;
         Ok(ReadPlan {
             from: req.from_sequence.max(1),
@@ -154,6 +163,10 @@ fn filter(org_ids: Vec<String>, event_types: &[String]) -> Result<Filter, Status
         };
         types.push(parsed.as_str().to_owned());
     }
+    // A type named twice filters as once: the list's length is bounded by the kinds of event,
+    // not by what a caller sends.
+    types.sort_unstable();
+    types.dedup();
     Ok(Filter {
         org_ids,
         event_types: types,
@@ -568,6 +581,8 @@ impl ReadStored for LedgerApi {
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let caller = wfl_auth::caller(&request)?;
         let mut req = request.into_inner();
+        // The caller's list is bounded, not the orgs its token covers (an empty list).
+        check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
         req.org_ids = caller.org_filter(req.org_ids)?;
         let heartbeat = match req.heartbeat_ms {
             0 => None,
@@ -592,15 +607,14 @@ impl ReadStored for LedgerApi {
                     &format!("one of {}", names.join(", ")),
                 ));
             };
-            buckets.push(bucket);
+            if !buckets.contains(&bucket) {
+                buckets.push(bucket);
+            }
         }
         let subscription = subscribe::Subscription {
             from: req.from_sequence.max(1),
             buckets,
-            filter: {
-                check_org_filter(&req.org_ids, self.limits.max_org_filter)?;
-                filter(req.org_ids, &req.event_types)?
-            },
+            filter: filter(req.org_ids, &req.event_types)?,
             heartbeat,
             peer,
             batch: subscribe::Subscription::batch_of(req.max_batch),
