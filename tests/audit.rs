@@ -189,6 +189,18 @@ async fn proofs_over_grpc_verify_with_an_independent_python_verifier() {
         (e.code(), violation_field(&e).as_str()),
         (Code::InvalidArgument, "sequence")
     );
+    // At the head (tree size 0), a sequence not committed yet is beyond it, as a size would be.
+    let e = client
+        .get_inclusion_proof(pb::InclusionProofRequest {
+            sequence: 66,
+            tree_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), violation_field(&e).as_str()),
+        (Code::OutOfRange, "sequence")
+    );
     let e = client
         .get_inclusion_proof(pb::InclusionProofRequest {
             sequence: 1,

@@ -425,6 +425,13 @@ impl pb::ledger_server::Ledger for LedgerApi {
             return Err(invalid("sequence", "must be at least 1"));
         }
         let head = self.head_size().await?;
+        if req.tree_size == 0 && req.sequence > head {
+            // Not committed yet: the same answer as a tree size beyond the head.
+            return Err(out_of_range(
+                "sequence",
+                &format!("{} is beyond the head {head}", req.sequence),
+            ));
+        }
         let size = size_arg("tree_size", req.tree_size, head)?;
         if req.sequence > size {
             return Err(invalid(
