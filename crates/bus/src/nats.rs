@@ -294,9 +294,8 @@ enum End {
 struct Order {
     /// Stream sequence minus ledger sequence.
     offset: i64,
-    /// The ledger sequence of the stream's last message when learned: a message at or below it
-    /// is sent again as before (the stream drops it as a duplicate within its window), only
-    /// those after it must follow their predecessor.
+    /// The ledger sequence of the stream's last message when learned: the stream holds every
+    /// message up to it, which is not sent again.
     known: u64,
 }
 
@@ -306,21 +305,6 @@ const PROVISION_RETRIES: u32 = 5;
 const PROVISION_BACKOFF: Duration = Duration::from_millis(200);
 
 impl NatsBus {
-    /// Where the messages from ledger sequence `first` on go, asked of the stream when nothing
-    /// is known.
-    async fn order(&self, first: u64) -> Result<Order, Error> {
-        let known = self
-            .order
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        if !known {
-            self.last_published().await?;
-        }
-        settle(&self.order, first)
-            .ok_or_else(|| Error::Unavailable("the ledger stream's end is unknown".into()))
-    }
-
     /// Most events one inbox message frames (see [`Bus::publish_inbox`]).
     pub const FRAME_EVENTS: usize = 1_000;
 
@@ -677,7 +661,6 @@ async fn await_acks(
     .await
 }
 
-/// A committed event's `WFL_LEDGER` subject, headers and payload.
 /// Records the stream's end in `order` (`ledger_last` `None`: it holds no message).
 fn learn(order: &std::sync::Mutex<Option<End>>, stream_last: u64, ledger_last: Option<u64>) {
     let end = match ledger_last {
@@ -712,6 +695,35 @@ fn settle(order: &std::sync::Mutex<Option<End>>, first: u64) -> Option<Order> {
         }
         None => None,
     }
+}
+
+/// Where the messages from ledger sequence `first` on go: from what `order` knows, or from the
+/// stream `name` when it knows nothing or `refresh` (after a chunk not stored whole).
+async fn end_of(
+    js: &jetstream::Context,
+    name: &str,
+    order: &std::sync::Mutex<Option<End>>,
+    first: u64,
+    refresh: bool,
+) -> Result<Order, Error> {
+    let unknown = order
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_none();
+    if refresh || unknown {
+        let (stream_last, held) = stream_end(js, name).await?;
+        learn(order, stream_last, held.map(|h| h.sequence));
+    }
+    settle(order, first)
+        .ok_or_else(|| Error::Unavailable("the ledger stream's end is unknown".into()))
+}
+
+/// After a failed send (part of it may have gone out) the stream's end is unknown: the next
+/// send reads it again.
+fn forget(order: &std::sync::Mutex<Option<End>>) {
+    *order
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
 }
 
 /// The ledger stream's last stream sequence and, when it holds a message, that message's
@@ -960,7 +972,14 @@ impl Bus for NatsBus {
         // refused, or stored twice past the duplicate window), the rest follows it in order.
         let (msgs, order) = match msgs.iter().find(|m| m.partition.is_none()) {
             Some(first) => {
-                let order = self.order(first.sequence).await?;
+                let order = end_of(
+                    &self.js,
+                    &self.config.ledger_stream,
+                    &self.order,
+                    first.sequence,
+                    false,
+                )
+                .await?;
                 let rest: Vec<CommittedMessage> = msgs
                     .into_iter()
                     .filter(|m| m.partition.is_some() || m.sequence > order.known)
@@ -981,19 +1000,16 @@ impl Bus for NatsBus {
                 .iter()
                 .all(|(_, h, p)| check_size(max, headers_len(h) + p.len()).is_ok());
         let known = Arc::clone(&self.order);
-        // A failed send leaves the stream's end unknown: the next send learns it again.
-        let forget = move |result: Result<(), Error>| {
+        let failed = move |result: Result<(), Error>| {
             if result.is_err() {
-                *known
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                forget(&known);
             }
             result
         };
         if !whole {
             let pending = send_pipelined(&self.js, &self.client, parts).await;
             return Ok(Box::pin(async move {
-                forget(
+                failed(
                     async {
                         for result in await_acks(pending).await {
                             result?;
@@ -1048,11 +1064,7 @@ impl Bus for NatsBus {
         let [first, last] = match sent {
             Ok(acks) => acks,
             Err(e) => {
-                // Part of the chunk may have gone out: the stream's end is unknown.
-                *self
-                    .order
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                forget(&self.order);
                 return Err(e);
             }
         };
@@ -1075,11 +1087,7 @@ impl Bus for NatsBus {
             // The stream holds a prefix of the history: what of the chunk comes after its last
             // message goes again, each after its predecessor.
             let resent = async {
-                let (stream_last, held) = stream_end(&js, &stream_name).await?;
-                learn(&order, stream_last, held.map(|h| h.sequence));
-                let now = settle(&order, msgs[0].sequence).ok_or_else(|| {
-                    Error::Unavailable("the ledger stream's end is unknown".into())
-                })?;
+                let now = end_of(&js, &stream_name, &order, msgs[0].sequence, true).await?;
                 let resend = msgs
                     .iter()
                     .filter(|m| m.sequence > now.known)
@@ -1091,7 +1099,7 @@ impl Bus for NatsBus {
                 Ok(())
             }
             .await;
-            forget(resent)
+            failed(resent)
         }))
     }
 
