@@ -35,6 +35,23 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let store = Arc::new(store);
+    // Kept across resubscriptions and switches to the hand-over: what was folded and not yet
+    // persisted stays counted.
+    let mut follow = Follow::new(&shared, &store, &config);
+    follow_ledger(&shared, &config, &shutdown, &mut follow).await?;
+    // However the follower saw the shutdown (or the ledger's hand-over end first), what it
+    // folded is persisted: a clean stop leaves nothing for the next start to fold again.
+    follow.stop().await
+}
+
+/// Follows the ledger (`Subscribe`, or the batches it hands over in this process) until
+/// `shutdown`; the caller persists what remains.
+async fn follow_ledger(
+    shared: &Arc<Shared>,
+    config: &Config,
+    shutdown: &CancellationToken,
+    follow: &mut Follow<'_>,
+) -> Result<(), Error> {
     let mut backoff = Duration::from_millis(100);
     // In one process with the ledger: the batches it hands over ([`Local`]).
     let mut local = config
@@ -42,15 +59,9 @@ pub(crate) async fn run(
         .as_ref()
         .and_then(crate::LocalFeed::take)
         .map(Local::new);
-    // Kept across resubscriptions and switches to the hand-over: what was folded and not yet
-    // persisted stays counted.
-    let mut follow = Follow::new(&shared, &store, &config);
-    // Every way out on shutdown persists what was folded (`Follow::stop`): a clean stop leaves
-    // nothing for the next start to fold again, whichever of the ledger's hand-over ending and
-    // the shutdown the follower saw first.
     loop {
         if shutdown.is_cancelled() {
-            return follow.stop().await;
+            return Ok(());
         }
         let from = shared.projection.read().await.last_sequence() + 1;
         let stream = async {
@@ -91,14 +102,14 @@ pub(crate) async fn run(
                 .map_err(|s| s.to_string())
         };
         let stream = tokio::select! {
-            () = shutdown.cancelled() => return follow.stop().await,
+            () = shutdown.cancelled() => return Ok(()),
             s = stream => match s {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return Err(e),
                 Err(e) => {
                     warn!(error = %e, ledger = %config.ledger_addr, "cannot subscribe to the ledger; retrying");
                     tokio::select! {
-                        () = shutdown.cancelled() => return follow.stop().await,
+                        () = shutdown.cancelled() => return Ok(()),
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -114,10 +125,7 @@ pub(crate) async fn run(
         let mut caught_up = false;
         loop {
             let message = tokio::select! {
-                () = shutdown.cancelled() => {
-                    follow.stop().await?;
-                    return Ok(());
-                }
+                () = shutdown.cancelled() => return Ok(()),
                 m = incoming.recv() => m.unwrap_or(Incoming::Ended),
             };
             let events = match message {
@@ -132,7 +140,7 @@ pub(crate) async fn run(
                         .ledger_head
                         .fetch_max(head, Ordering::Relaxed);
                     follow.idle().await?;
-                    caught_up = take_over(&shared, &mut local);
+                    caught_up = take_over(shared, &mut local);
                     if caught_up {
                         break;
                     }
@@ -143,14 +151,14 @@ pub(crate) async fn run(
                     shared.progress.following.store(false, Ordering::Relaxed);
                     warn!("ledger stream ended; resubscribing");
                     tokio::select! {
-                        () = shutdown.cancelled() => return follow.stop().await,
+                        () = shutdown.cancelled() => return Ok(()),
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     break;
                 }
             };
-            let Some(folded) = fold(&shared, events).await? else {
+            let Some(folded) = fold(shared, events).await? else {
                 follow.writer.finish().await?;
                 break; // a gap: resubscribe from the last folded sequence + 1
             };
@@ -159,7 +167,7 @@ pub(crate) async fn run(
             }
             backoff = Duration::from_millis(100);
             follow.folded(folded).await?;
-            caught_up = take_over(&shared, &mut local);
+            caught_up = take_over(shared, &mut local);
             if caught_up {
                 break;
             }
@@ -168,7 +176,7 @@ pub(crate) async fn run(
             // Dropping the stream's receiver ends its reader, and with it the subscription.
             drop(incoming);
             if let Some(l) = local.as_mut() {
-                if l.follow(&shared, &mut follow, &shutdown).await? == LocalEnd::Shutdown {
+                if l.follow(shared, follow, shutdown).await? == LocalEnd::Shutdown {
                     return Ok(());
                 }
             }
@@ -357,10 +365,7 @@ impl Local {
                     b
                 }
                 None => tokio::select! {
-                    () = shutdown.cancelled() => {
-                        follow.stop().await?;
-                        return Ok(LocalEnd::Shutdown);
-                    }
+                    () = shutdown.cancelled() => return Ok(LocalEnd::Shutdown),
                     b = self.rx.recv() => match b {
                         Some(b) => b,
                         None => {
