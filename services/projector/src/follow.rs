@@ -975,18 +975,7 @@ mod tests {
             local: None,
         };
         let store = Arc::new(ViewStore::open(&dir.path().join("projector")).expect("store"));
-        let shared = Arc::new(Shared {
-            progress: Arc::new(crate::Progress::default()),
-            projection: tokio::sync::RwLock::new(wfl_projections::views::Projection::new()),
-            recorded: std::sync::Mutex::default(),
-            checkpoint: tokio::sync::watch::channel(0).0,
-            last_hash: std::sync::Mutex::new((0, Vec::new())),
-            last_root: std::sync::Mutex::new((0, Vec::new())),
-            packs: Vec::new(),
-            ledger_addr: config.ledger_addr.clone(),
-            ledger_credentials: wfl_auth::Credentials::default(),
-            loaded: tokio::sync::watch::channel(true).0,
-        });
+        let shared = Arc::new(Shared::new(&config));
         let mut follow = Follow::new(&shared, &store, &config);
         let (tx, rx) = mpsc::channel(8);
         let mut local = Local::new(rx);

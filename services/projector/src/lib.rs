@@ -327,6 +327,24 @@ pub(crate) struct Shared {
     pub loaded: tokio::sync::watch::Sender<bool>,
 }
 
+impl Shared {
+    /// Nothing folded and nothing read back yet (`loaded` false), for `config`'s packs and ledger.
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            progress: Arc::new(Progress::default()),
+            checkpoint: tokio::sync::watch::channel(0).0,
+            recorded: std::sync::Mutex::default(),
+            last_hash: std::sync::Mutex::new((0, Vec::new())),
+            last_root: std::sync::Mutex::new((0, Vec::new())),
+            projection: RwLock::new(Projection::new()),
+            packs: config.packs.clone(),
+            ledger_addr: config.ledger_addr.clone(),
+            ledger_credentials: config.ledger_credentials.clone(),
+            loaded: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
 /// Reads the stored views back on the blocking pool (or clears them for `--rebuild-views`),
 /// installs them in `shared` and says so; gives the store back for the follower.
 async fn load(
@@ -410,22 +428,8 @@ impl Projector {
         bus: Arc<dyn Bus>,
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
-        let packs = config.packs.clone();
         let store = store::ViewStore::open(&config.data_dir.join("projector"))?;
-        let (checkpoint, _) = tokio::sync::watch::channel(0);
-        let (loaded, _) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared {
-            progress: Arc::new(Progress::default()),
-            checkpoint,
-            recorded: std::sync::Mutex::default(),
-            last_hash: std::sync::Mutex::new((0, Vec::new())),
-            last_root: std::sync::Mutex::new((0, Vec::new())),
-            projection: RwLock::new(Projection::new()),
-            packs,
-            ledger_addr: config.ledger_addr.clone(),
-            ledger_credentials: config.ledger_credentials.clone(),
-            loaded,
-        });
+        let shared = Arc::new(Shared::new(&config));
         tokio::spawn(follow::watch_head(shared.clone(), shutdown.clone()));
         let token = shutdown.clone();
         let loading = shared.clone();
