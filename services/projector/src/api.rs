@@ -33,15 +33,20 @@ pub(crate) struct AsOf {
 }
 
 impl AsOf {
-    /// Checks the recorded-at bound (`field` names it in the error).
-    pub(crate) fn new(sequence: u64, recorded_at_micros: i64, field: &str) -> Result<Self, Status> {
+    /// A request's bounds, checking the recorded-at one (`field` names it in the error).
+    pub(crate) fn new(
+        sequence: u64,
+        recorded_at_micros: i64,
+        min_sequence: u64,
+        field: &str,
+    ) -> Result<Self, Status> {
         if recorded_at_micros < 0 {
             return Err(invalid(field, "µs since the Unix epoch, or 0 for no bound"));
         }
         Ok(Self {
             sequence,
             recorded_at_micros,
-            min_sequence: 0,
+            min_sequence,
         })
     }
 }
@@ -192,14 +197,12 @@ impl ViewsApi {
     ) -> Result<Response<pb::ViewResponse>, Status> {
         r.org_id = caller.single_org("org_id", r.org_id)?;
         let q = query(&r)?;
-        let as_of = AsOf {
-            min_sequence: r.min_sequence,
-            ..AsOf::new(
-                r.as_of_sequence,
-                r.as_of_recorded_at_micros,
-                "as_of_recorded_at_micros",
-            )?
-        };
+        let as_of = AsOf::new(
+            r.as_of_sequence,
+            r.as_of_recorded_at_micros,
+            r.min_sequence,
+            "as_of_recorded_at_micros",
+        )?;
         let (seq, v) = self
             .with_projection(as_of, tallied, |p| view(p, &q))
             .await?;
@@ -534,14 +537,12 @@ impl pb::views_server::Views for ViewsApi {
         let mut r = r.into_inner();
         r.org_id = caller.single_org("org_id", r.org_id)?;
         let request = thresholds::parse(&r, &self.shared.packs)?;
-        let bound = AsOf {
-            min_sequence: r.min_sequence,
-            ..AsOf::new(
-                r.as_of_sequence,
-                r.as_of_recorded_at_micros,
-                "as_of_recorded_at_micros",
-            )?
-        };
+        let bound = AsOf::new(
+            r.as_of_sequence,
+            r.as_of_recorded_at_micros,
+            r.min_sequence,
+            "as_of_recorded_at_micros",
+        )?;
         let shared = self.shared.clone();
         let (seq, (request, as_of, statuses)) = self
             .with_copy(bound, move |p| {
@@ -591,14 +592,12 @@ impl pb::views_server::Views for ViewsApi {
         }
         let (seq, events) = self
             .with_projection(
-                AsOf {
-                    min_sequence: r.min_sequence,
-                    ..AsOf::new(
-                        r.as_of_sequence,
-                        r.as_of_recorded_at_micros,
-                        "as_of_recorded_at_micros",
-                    )?
-                },
+                AsOf::new(
+                    r.as_of_sequence,
+                    r.as_of_recorded_at_micros,
+                    r.min_sequence,
+                    "as_of_recorded_at_micros",
+                )?,
                 false,
                 |p| p.explain(&ids),
             )
@@ -665,14 +664,12 @@ impl ViewsApi {
                 ErrorDetails::with_bad_request_violation("figure.request", s.message()),
             )
         })?;
-        let as_of = AsOf {
-            min_sequence: request.min_sequence,
-            ..AsOf::new(
-                request.as_of_sequence,
-                request.as_of_recorded_at_micros,
-                "figure.request.as_of_recorded_at_micros",
-            )?
-        };
+        let as_of = AsOf::new(
+            request.as_of_sequence,
+            request.as_of_recorded_at_micros,
+            request.min_sequence,
+            "figure.request.as_of_recorded_at_micros",
+        )?;
         let (token, as_of, size) = paging(page_token, page_size, as_of)?;
         // The query is already scoped to the caller's org, so the key never crosses tenants.
         let key = format!(
@@ -731,14 +728,12 @@ impl ViewsApi {
         })?;
         let list =
             thresholds::ListPath::parse(&figure.path).map_err(|e| invalid("figure.path", &e))?;
-        let as_of = AsOf {
-            min_sequence: asked.min_sequence,
-            ..AsOf::new(
-                asked.as_of_sequence,
-                asked.as_of_recorded_at_micros,
-                "figure.thresholds.as_of_recorded_at_micros",
-            )?
-        };
+        let as_of = AsOf::new(
+            asked.as_of_sequence,
+            asked.as_of_recorded_at_micros,
+            asked.min_sequence,
+            "figure.thresholds.as_of_recorded_at_micros",
+        )?;
         let (token, as_of, size) = paging(page_token, page_size, as_of)?;
         // The request is already scoped to the caller's org, so the key never crosses tenants.
         let key = format!("thresholds\u{0}{}\u{0}{asked:?}", figure.path);
