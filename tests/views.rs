@@ -708,6 +708,95 @@ async fn threshold_alerts_are_published_on_nats() {
     assert!(met["label"].as_str().is_some_and(|l| !l.is_empty()));
 }
 
+/// Waits until the threshold watch has evaluated every committed event (its last run was at
+/// the ledger's head: no run follows until more is folded) and returns its run and org counts.
+fn watch_settled(node: &Node) -> (u64, u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let head = node.proc.metric("wfl_ledger_head_sequence");
+        if head > 0 && node.proc.metric("wfl_watch_evaluated_sequence") == head {
+            return (
+                node.proc.metric("wfl_watch_runs_total"),
+                node.proc.metric("wfl_watch_orgs_evaluated_total"),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch did not evaluate sequence {head} within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The alert loop evaluates only the orgs whose events changed: a second tenant's events make
+/// every later run evaluate that tenant alone (the first one's rows depend on its own events
+/// and the evaluation day, neither of which moved), and its alert arrives; an event that moves
+/// the evaluation day (the latest effective date) makes the next run evaluate both again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_loop_evaluates_only_the_orgs_that_changed() {
+    use futures::StreamExt;
+    let node = Node::start(Mode::Nats);
+    let client = async_nats::connect(node.nats.as_ref().expect("nats").url())
+        .await
+        .expect("nats");
+    let mut alerts = client.subscribe("wfl.alerts.>").await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let ch = node.channel().await;
+    let (baseline, exits) = worked_example();
+    record_batch(&ch, &baseline).await;
+    record_batch(&ch, &exits).await;
+    let (runs, orgs) = watch_settled(&node);
+    assert!(runs >= 1 && orgs >= 1, "runs {runs}, orgs {orgs}");
+
+    // The same history for a second org, on the same days.
+    const OTHER: &str = "cn-entity-2";
+    let other = |events: &[Event]| -> Vec<Event> {
+        events
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.org_id = OTHER.into();
+                e.event_id = wfl_domain::EventId::new_v7();
+                e
+            })
+            .collect()
+    };
+    record_batch(&ch, &other(&baseline)).await;
+    record_batch(&ch, &other(&exits)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(m) = alerts.next().await {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("alert is JSON");
+            if m.subject.as_str() == format!("wfl.alerts.{OTHER}.CN-LCL-41")
+                && v["count_type"] == "assimilated"
+                && v["level"] == "met"
+            {
+                return;
+            }
+        }
+        panic!("alert subscription ended");
+    })
+    .await
+    .expect("the second org's met alert arrives");
+    let (runs_after, orgs_after) = watch_settled(&node);
+    assert!(runs_after > runs);
+    assert_eq!(
+        orgs_after - orgs,
+        runs_after - runs,
+        "each run after the first org settled evaluated the second org alone"
+    );
+
+    // A later day for the second org: every org's current windows move with it.
+    let late = at(scenario::hire(OTHER, "w-late"), 200);
+    record_batch(&ch, std::slice::from_ref(&late)).await;
+    let (runs_late, orgs_late) = watch_settled(&node);
+    assert_eq!(runs_late - runs_after, 1, "one event, one run");
+    assert_eq!(
+        orgs_late - orgs_after,
+        2,
+        "the day moved: both orgs evaluated"
+    );
+}
+
 #[test]
 fn a_malformed_rule_pack_stops_start_up_naming_file_and_field() {
     let dir = wfl_testkit::temp_dir();

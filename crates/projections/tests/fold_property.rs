@@ -936,6 +936,76 @@ proptest! {
         }
     }
 
+    /// A copy of one org's state (`start_copy_of`: its entries found through its runs of
+    /// sequences, its workers, nobody else's), taken in parts while the fold goes on, answers
+    /// every question about that org as a fresh fold of the first n events does, and holds no
+    /// other org's events; so does one taken from a state restored from its keyed changes,
+    /// whose runs are rebuilt from the entries.
+    #[test]
+    fn one_orgs_copy_taken_in_parts_answers_for_that_org_as_of_its_start(
+        choices in choices(),
+        cut in any::<prop::sample::Index>(),
+        part in 1usize..40,
+        restored in any::<bool>(),
+    ) {
+        let g = Generator::run(&choices);
+        let n = cut.index(g.events.len() + 1);
+        let mut p = Projection::new();
+        for (i, e) in g.events.iter().enumerate().take(n) {
+            p.apply(i as u64 + 1, e);
+        }
+        if restored {
+            let c = p.take_changes();
+            p = Projection::restore(c.last_sequence, c.entries, c.links);
+        }
+        let fresh = fold(&g.events[..n]);
+        for org in ORGS.map(OrgId::from) {
+            let own: Vec<EventId> = g.events[..n]
+                .iter()
+                .filter(|e| e.org_id == org)
+                .map(|e| e.event_id)
+                .collect();
+            prop_assert_eq!(p.org_events(&org), Some(own.len() as u64), "{}", org);
+            let mut q = p.clone();
+            let mut cursor = q.start_copy_of(Some(&org));
+            let mut next = n;
+            while !q.copy_part(&mut cursor, part) {
+                if let Some(e) = g.events.get(next) {
+                    next += 1;
+                    q.apply(next as u64, e);
+                }
+            }
+            let copy = cursor.finish();
+            prop_assert_eq!(copy.last_sequence(), n as u64);
+            // Nobody else's events: the whole copy's records are the org's.
+            prop_assert_eq!(copy.countable_records(None), fresh.countable_records(Some(&org)));
+            prop_assert_eq!(copy.explain(&own), fresh.explain(&own));
+            prop_assert_eq!(copy.entry_count(), own.len());
+            prop_assert_eq!(copy.compliance_records(Some(&org)), fresh.compliance_records(Some(&org)));
+            prop_assert_eq!(copy.now().site_event_records(Some(&org)), fresh.now().site_event_records(Some(&org)));
+            prop_assert_eq!(copy.latest_effective_date(Some(&org)), fresh.latest_effective_date(Some(&org)));
+            for query in queries().into_iter().step_by(3) {
+                let query = Query { org: Some(org.clone()), ..query };
+                prop_assert_eq!(copy.separations(&query), fresh.separations(&query), "{:?}", query);
+                prop_assert_eq!(copy.headcount(&query), fresh.headcount(&query), "{:?}", query);
+                prop_assert_eq!(copy.cohort_exposure(&query), fresh.cohort_exposure(&query), "{:?}", query);
+                prop_assert_eq!(copy.hiring_signals(&query), fresh.hiring_signals(&query), "{:?}", query);
+                prop_assert_eq!(copy.ai_adoption(&query), fresh.ai_adoption(&query), "{:?}", query);
+            }
+            let index = PopulationIndex::new(&copy, Some(&org));
+            let fresh_index = PopulationIndex::new(&fresh, Some(&org));
+            for prefix in [None, Some("CN-31"), Some("CN-4")] {
+                for q in as_of_population_queries().into_iter().filter(|q| q.org == org) {
+                    let q = PopulationQuery { jurisdiction_prefix: prefix.map(str::to_owned), ..q };
+                    prop_assert_eq!(index.headcount(&q), fresh_index.headcount(&q), "{:?}", q);
+                }
+            }
+            for (o, w) in g.workers.iter().filter(|(o, _)| *o == org) {
+                prop_assert_eq!(index.worker(o, w, day(0).add_days(200)), fresh_index.worker(o, w, day(0).add_days(200)));
+            }
+        }
+    }
+
     /// Cheap as-of from the tallies: snapshots every `every` sequences (taken by the fold; after
     /// a restore, built on the way by the first answers or all at once by `fill_snapshots`),
     /// moved to any sequence, give the

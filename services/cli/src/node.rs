@@ -688,6 +688,24 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         "wfl_views_persists_total",
         "Keyed persists (one atomic batch each) since start.",
     );
+    let watch_runs = registry.counter(
+        "wfl_watch_runs_total",
+        "Threshold-watch runs since start (each evaluates the orgs whose events or evaluation \
+         day changed since the run before).",
+    );
+    let watch_orgs = registry.counter(
+        "wfl_watch_orgs_evaluated_total",
+        "Orgs the threshold-watch runs evaluated since start, in all.",
+    );
+    let watch_last = gauge(
+        "wfl_watch_last_run_seconds",
+        "How long the last threshold-watch run took (copies, evaluation and publishing).",
+    );
+    let watch_evaluated = gauge(
+        "wfl_watch_evaluated_sequence",
+        "The sequence the last threshold-watch run evaluated at (its alerts reflect the views \
+         up to it).",
+    );
     registry.on_scrape(move |_| {
         let (c, h) = (
             progress.checkpoint.load(Relaxed),
@@ -702,6 +720,16 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         folded.absolute(progress.folded.load(Relaxed));
         handed_over.absolute(progress.handed_over.load(Relaxed));
         persists.absolute(progress.persists.load(Relaxed));
+        // The sequence first: a run stores it after its counts, so counts read after it are
+        // at least that run's.
+        watch_evaluated.set(
+            progress
+                .watch_evaluated
+                .load(std::sync::atomic::Ordering::Acquire) as f64,
+        );
+        watch_runs.absolute(progress.watch_runs.load(Relaxed));
+        watch_orgs.absolute(progress.watch_orgs_evaluated.load(Relaxed));
+        watch_last.set(progress.watch_last_run_ms.load(Relaxed) as f64 / 1e3);
     });
 }
 

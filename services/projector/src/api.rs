@@ -113,14 +113,17 @@ impl ViewsApi {
         Ok((now.last_sequence(), f(&now)))
     }
 
-    /// [`Self::with_projection`] for an answer that reads the whole history (the threshold
-    /// watch: seconds at millions of events): `f` runs on a blocking thread over a copy of the
-    /// state gathered a part at a time, the lock released between parts, so neither the fold
-    /// (which needs the lock to write) nor the runtime's workers wait for it. One such answer
-    /// runs at a time (`copies`).
+    /// [`Self::with_projection`] for an answer that reads the whole history of `org` (every
+    /// org when `None`): the threshold watch, seconds at millions of events. `f` runs on a
+    /// blocking thread over a copy of the state (of `org`'s entries and workers only, when
+    /// given: an org's answer costs its own history, not every tenant's) gathered a part at a
+    /// time, the lock released between parts, so neither the fold (which needs the lock to
+    /// write) nor the runtime's workers wait for it. One copy of more than one part runs at a
+    /// time (`copies`); an org small enough for one part does not queue behind it.
     async fn with_copy<T: Send + 'static>(
         &self,
         as_of: AsOf,
+        org: Option<OrgId>,
         f: impl FnOnce(&At<'_>) -> T + Send + 'static,
     ) -> Result<(u64, T), Status> {
         self.ready(&as_of).await?;
@@ -131,15 +134,31 @@ impl ViewsApi {
             Some(self.fold_as_of(as_of).await?)
         };
         let shared = self.shared.clone();
-        let turn = Arc::clone(&self.copies)
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("the views are stopping"))?;
+        let small = match &org {
+            Some(org) => self
+                .shared
+                .projection
+                .read()
+                .await
+                .org_events(org)
+                .is_some_and(|n| n <= crate::WATCH_COPY_PART as u64),
+            None => false,
+        };
+        let turn = if small {
+            None
+        } else {
+            Some(
+                Arc::clone(&self.copies)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Status::unavailable("the views are stopping"))?,
+            )
+        };
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let copy = match folded {
                 Some(p) => return (p.last_sequence(), f(&p.now())),
-                None => crate::copy_in_parts(|| shared.projection.blocking_read()).0,
+                None => crate::copy_in_parts(|| shared.projection.blocking_read(), org.as_ref()).0,
             };
             let at = copy.at(answered_at(&as_of, prefix, copy.last_sequence()));
             (at.last_sequence(), f(&at))
@@ -544,8 +563,9 @@ impl pb::views_server::Views for ViewsApi {
             "as_of_recorded_at_micros",
         )?;
         let shared = self.shared.clone();
+        let org = request.org.clone();
         let (seq, (request, as_of, statuses)) = self
-            .with_copy(bound, move |p| {
+            .with_copy(bound, org, move |p| {
                 let (as_of, statuses) = thresholds::evaluate(p, &request, &shared.packs);
                 (request, as_of, statuses)
             })
@@ -742,8 +762,9 @@ impl ViewsApi {
             return Ok(page);
         }
         let packs = self.shared.packs.clone();
+        let org = request.org.clone();
         let (seq, found) = self
-            .with_copy(as_of, move |p| {
+            .with_copy(as_of, org, move |p| {
                 let (_, statuses) = thresholds::evaluate(p, &request, &packs);
                 let ids = list.of(&thresholds::selected(statuses, &request))?;
                 let page: Vec<wfl_domain::EventId> =

@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wfl_bus::Bus;
-use wfl_projections::rules::{AlertLevel, CountType};
+use wfl_domain::{Date, OrgId};
+use wfl_projections::rules::{AlertLevel, CountType, ThresholdStatus};
+use wfl_projections::views::CopyCursor;
 use wfl_proto::pb;
 
 use crate::store::ViewStore;
@@ -718,40 +720,80 @@ const ALERT_PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 #[derive(Default)]
 struct Alerts {
     published: BTreeMap<(String, String, String, String, CountType), Option<AlertLevel>>,
+    /// Per org, the sequence of its latest event when its rows were last evaluated and every
+    /// change among them published. An org's rows are a function of its own events and the
+    /// evaluation day alone, so an org whose latest event is still that one is not evaluated
+    /// again while the day stays the same: a run costs the history of the orgs that changed,
+    /// not of every tenant.
+    seen: BTreeMap<OrgId, u64>,
+    /// The day `seen` was evaluated at (the latest effective date in the ledger): when it moves,
+    /// every org's current windows move with it, and every org is evaluated again.
+    day: Option<Date>,
+}
+
+/// One org's current rows, as evaluated by a run, with the sequence of the org's latest event.
+struct OrgRows {
+    org: OrgId,
+    head: u64,
+    rows: Vec<ThresholdStatus>,
 }
 
 impl Alerts {
-    /// Evaluates the watch and publishes what changed; returns the sequence it evaluated at (0
-    /// when the evaluation failed) and whether every change was published (a failed publish is
-    /// retried at the next run).
+    /// Evaluates the watch for every org that changed since the last run and publishes what
+    /// changed; returns the sequence it evaluated at (0 when the evaluation failed) and
+    /// whether every change was published (a failed publish is retried at the next run).
     async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> (u64, bool) {
-        // Only a copy of the state (entries shared, not copied) is taken under the lock, a part
-        // at a time, the lock released between parts: the watch reads every countable
-        // separation and indexes the population (seconds at 1M events), and the fold must not
-        // wait for that, nor for a copy of millions of entries in one go. The copy and the
-        // evaluation both run on the watch's own low-priority thread, not on the runtime's
-        // workers (two on two cores), which serve every request meanwhile.
+        // Only a copy of each org's state (entries shared, not copied) is taken under the lock,
+        // a part at a time, the lock released between parts: the watch reads every countable
+        // separation of the org and indexes its population (seconds at 1M events), and the fold
+        // must not wait for that, nor for a copy of millions of entries in one go. The copies
+        // are all started under one read of the lock, so every org is read at the same sequence
+        // and day. The copies and the evaluation run on the watch's own low-priority thread,
+        // not on the runtime's workers (two on two cores), which serve every request meanwhile.
         let started = Instant::now();
+        let (at, day, cursors) = {
+            let p = shared.projection.read().await;
+            let now = p.now();
+            let day = thresholds::default_as_of(&now, None);
+            if self.day != Some(day) {
+                self.seen.clear();
+                self.day = Some(day);
+            }
+            let cursors: Vec<(OrgId, u64, CopyCursor)> = match p.org_heads() {
+                Some(heads) => heads
+                    .filter(|(org, head)| self.seen.get(*org) != Some(head))
+                    .map(|(org, head)| (org.clone(), head, p.start_copy_of(Some(org))))
+                    .collect(),
+                None => Vec::new(),
+            };
+            (p.last_sequence(), day, cursors)
+        };
         let state = shared.clone();
         let evaluated = in_background("wfl-watch", move || {
-            let (snapshot, longest) = crate::copy_in_parts(|| state.projection.blocking_read());
-            let copied = started.elapsed();
-            let now = snapshot.now();
-            let as_of = thresholds::default_as_of(&now, None);
-            let rows = thresholds::Inputs::gather(&now, None).current_rows(&state.packs, as_of);
-            (snapshot.last_sequence(), copied, longest, rows)
+            let mut longest = Duration::ZERO;
+            let mut out = Vec::with_capacity(cursors.len());
+            for (org, head, cursor) in cursors {
+                let (copy, hold) =
+                    crate::fill_in_parts(|| state.projection.blocking_read(), cursor);
+                longest = longest.max(hold);
+                let now = copy.now();
+                let rows =
+                    thresholds::Inputs::gather(&now, Some(&org)).current_rows(&state.packs, day);
+                out.push(OrgRows { org, head, rows });
+            }
+            (longest, out)
         })
         .await;
-        let (at, statuses) = match evaluated {
-            Ok((at, copied, longest, statuses)) => {
+        let orgs = match evaluated {
+            Ok((longest, orgs)) => {
                 tracing::debug!(
                     at,
-                    copy_ms = copied.as_millis() as u64,
+                    orgs = orgs.len(),
                     longest_hold_ms = longest.as_millis() as u64,
-                    total_ms = started.elapsed().as_millis() as u64,
+                    evaluation_ms = started.elapsed().as_millis() as u64,
                     "threshold watch evaluated"
                 );
-                (at, statuses)
+                orgs
             }
             Err(e) => {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
@@ -759,6 +801,31 @@ impl Alerts {
                 return (0, false);
             }
         };
+        let progress = &shared.progress;
+        progress
+            .watch_orgs_evaluated
+            .fetch_add(orgs.len() as u64, Ordering::Relaxed);
+        progress.watch_runs.fetch_add(1, Ordering::Relaxed);
+        let mut sent = true;
+        for OrgRows { org, head, rows } in orgs {
+            if sent && self.publish(rows, bus).await {
+                self.seen.insert(org, head);
+            } else {
+                // Not all of its changes went out (or an earlier org's publish timed out):
+                // evaluated again next run, where what did go out is not sent twice.
+                sent = false;
+            }
+        }
+        progress
+            .watch_last_run_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        progress.watch_evaluated.store(at, Ordering::Release);
+        (at, sent)
+    }
+
+    /// Publishes the rows whose level changed since last published; false when one could not
+    /// be (the rest wait for the next run).
+    async fn publish(&mut self, statuses: Vec<ThresholdStatus>, bus: &dyn Bus) -> bool {
         let mut sent = true;
         for s in statuses {
             let key = (
@@ -808,15 +875,16 @@ impl Alerts {
                 Err(e) => warn!(error = %e, "alert not serialisable"),
             }
         }
-        (at, sent)
+        sent
     }
 }
 
 /// The threshold watch beside the fold: whenever the views hold events it has not evaluated
 /// (and at most every [`ALERT_INTERVAL`], stretched so that it takes at most one part in
-/// [`ALERT_DUTY`] of the time), it evaluates the rule packs over a copy of the state and
-/// publishes the alerts whose level changed. Its own task, so the fold never waits for it: the
-/// watch's cost grows with the state, the fold's must not.
+/// [`ALERT_DUTY`] of the time), it evaluates the rule packs over a copy of each org that
+/// changed (see [`Alerts`]) and publishes the alerts whose level changed. Its own task, so the
+/// fold never waits for it: a run costs the changed orgs' histories, the fold's cost must not
+/// grow with any history.
 pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
     let mut alerts = Alerts::default();
     let mut checkpoint = shared.checkpoint.subscribe();

@@ -70,13 +70,24 @@ pub fn watch_rows(
 /// Entries (then workers) the alert loop copies per hold of the projection's lock.
 pub(crate) const WATCH_COPY_PART: usize = 20_000;
 
-/// A copy of the projection `read` gives access to, gathered [`WATCH_COPY_PART`] entries (then
-/// workers) per access, each access released before the next (the fold goes on between them),
-/// and made after the last; with the longest one access lasted (what the fold may wait).
+/// A copy of the projection `read` gives access to (of `org`'s entries and workers only, when
+/// given: [`Projection::start_copy_of`]), gathered [`WATCH_COPY_PART`] entries (then workers)
+/// per access, each access released before the next (the fold goes on between them), and made
+/// after the last; with the longest one access lasted (what the fold may wait).
 pub(crate) fn copy_in_parts<G: std::ops::Deref<Target = Projection>>(
     read: impl Fn() -> G,
+    org: Option<&wfl_domain::OrgId>,
 ) -> (Projection, std::time::Duration) {
-    let mut cursor = read().start_copy();
+    let cursor = read().start_copy_of(org);
+    fill_in_parts(read, cursor)
+}
+
+/// [`copy_in_parts`] of a copy already started (by [`Projection::start_copy_of`], on the
+/// projection `read` gives access to).
+pub(crate) fn fill_in_parts<G: std::ops::Deref<Target = Projection>>(
+    read: impl Fn() -> G,
+    mut cursor: wfl_projections::views::CopyCursor,
+) -> (Projection, std::time::Duration) {
     let mut longest = std::time::Duration::ZERO;
     loop {
         let part = std::time::Instant::now();
@@ -115,7 +126,7 @@ pub fn watch_rows_timed(
     let mut timing = WatchTiming::default();
     let started = Instant::now();
     let snapshot;
-    (snapshot, timing.longest_hold) = copy_in_parts(|| projection);
+    (snapshot, timing.longest_hold) = copy_in_parts(|| projection, None);
     timing.copy = started.elapsed();
     let now = snapshot.now();
     let t = Instant::now();
@@ -225,6 +236,15 @@ pub struct Progress {
     pub view_lag: wfl_metrics::HistogramSlot,
     /// Why persisting is paused (the view store's directory is full or read-only), if it is.
     pub storage_fault: std::sync::Mutex<Option<String>>,
+    /// Threshold-watch runs since start (each evaluates the orgs whose events or evaluation day
+    /// changed since the run before).
+    pub watch_runs: AtomicU64,
+    /// Orgs those runs evaluated, in all.
+    pub watch_orgs_evaluated: AtomicU64,
+    /// How long the last run took (copies, evaluation and publishing), in milliseconds.
+    pub watch_last_run_ms: AtomicU64,
+    /// The sequence the last run evaluated at (stored after its counts above).
+    pub watch_evaluated: AtomicU64,
 }
 
 impl Progress {

@@ -688,6 +688,98 @@ mod tests {
         assert_eq!(keys.len(), alerts.len(), "one alert key per row");
     }
 
+    /// Given two orgs' hires and dismissals interleaved in the ledger, when one org's watch is
+    /// evaluated over a copy of that org alone (`copy_in_parts` with the org, as
+    /// `ThresholdWatch` and `Explain` of a threshold figure do for a caller of one org), then
+    /// its rows are the rows the whole state gives for that org, and the copy holds none of
+    /// the other org's events.
+    #[test]
+    fn one_orgs_watch_over_its_own_copy_is_the_watch_over_the_whole_state() {
+        let hire = |k: usize| {
+            Payload::WorkerHired(WorkerHired {
+                worker_ref: worker(k),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                baseline: true,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
+                contract_end: None,
+            })
+        };
+        let dismissal = |k: usize| {
+            Payload::EconomicDismissal(Box::new(EconomicDismissal {
+                separation: wfl_domain::Separation {
+                    worker_ref: worker(k),
+                    employment_relationship: EmploymentRelationship::Employee,
+                    contract_type: ContractType::OpenEnded,
+                    cohort: None,
+                    position_id: None,
+                    position_closed: true,
+                    backfill_status: Default::default(),
+                    initiator: Initiator::Employer,
+                    reason_personal: false,
+                    legal_ground: Some("CN-LCL-41".into()),
+                    ai_attributed: Default::default(),
+                    ai_system: None,
+                    tenure_months: None,
+                    protected_flags: Vec::new(),
+                    severance: None,
+                    notice_given_on: None,
+                    avg_weekly_hours: None,
+                    months_employed_last_12: None,
+                    contract_end: None,
+                },
+                selection_criteria: None,
+                plan_id: None,
+            }))
+        };
+        let orgs = [OrgId("acme".into()), OrgId("globex".into())];
+        // Each org's 30 hires then its 25 dismissals (the second org's a few days later),
+        // the two taking turns in runs of 7 events.
+        let mut per_org: Vec<Vec<(i32, Payload)>> = Vec::new();
+        for shift in [0, 3] {
+            let mut events: Vec<(i32, Payload)> = (0..30).map(|k| (shift, hire(k))).collect();
+            events.extend((0..25).map(|k| (100 + shift, dismissal(k))));
+            per_org.push(events);
+        }
+        let mut p = Projection::new();
+        let mut n = 0;
+        for chunk in 0..8 {
+            for (org, events) in orgs.iter().zip(&per_org) {
+                for (day, payload) in events.iter().skip(chunk * 7).take(7) {
+                    n += 1;
+                    let mut e = event(n, *day, payload.clone());
+                    e.org_id = org.clone();
+                    p.apply(n as u64, &e);
+                }
+            }
+        }
+        let packs = [rules::parse(
+            "CN-LCL-41.toml",
+            include_str!("../../../rulepacks/CN-LCL-41.toml"),
+        )
+        .expect("the shipped CN pack parses")];
+        for org in &orgs {
+            assert_eq!(p.org_events(org), Some(55));
+            let (copy, _) = crate::copy_in_parts(|| &p, Some(org));
+            assert_eq!(copy.entry_count(), 55);
+            let as_of = default_as_of(&p.now(), Some(org));
+            assert_eq!(default_as_of(&copy.now(), Some(org)), as_of);
+            let whole = watch_rows(&p.now(), &packs, Some(org), as_of);
+            assert!(
+                whole.iter().any(|s| s.level == Some(AlertLevel::Met)),
+                "{org}"
+            );
+            assert_eq!(
+                watch_rows(&copy.now(), &packs, Some(org), as_of),
+                whole,
+                "{org}"
+            );
+        }
+    }
+
     /// Cal-WARN §1400.5(a) "employs or has employed in the preceding 12 months": the projector's
     /// population answers the look-back with the largest headcount of the year, from the index.
     #[test]

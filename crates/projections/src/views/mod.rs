@@ -347,11 +347,19 @@ impl Eq for Projection {}
 #[derive(Debug, Default, Clone)]
 pub struct CopyCursor {
     last_sequence: u64,
+    /// A copy of this org's entries and workers only ([`Projection::start_copy_of`]); `None`
+    /// copies every org.
+    org: Option<OrgId>,
+    /// Every org: the last entry copied, by id.
     entry: Option<EventId>,
+    /// One org: the next run of its sequences to copy, and the last sequence copied.
+    run: usize,
+    copied_to: u64,
     entries_done: bool,
     worker: Option<(OrgId, WorkerRef)>,
-    /// What the parts copied so far, in key order: made into the copy's maps once, at the end,
-    /// by a sorted bulk build (not a search from the root per entry and per worker).
+    /// What the parts copied so far (in key order, or for one org in sequence order): made into
+    /// the copy's maps once, at the end, by a bulk build (not a search from the root per entry
+    /// and per worker).
     entries: Vec<(EventId, Arc<Entry>)>,
     workers: Vec<(OrgId, Vec<(WorkerRef, WorkerEvents)>)>,
 }
@@ -825,6 +833,8 @@ impl Projection {
                 | Payload::EventRetracted(_)
         );
         let signal = tally::is_signal(&entry.original);
+        // For the org index (a shared handle, not a copy of the names).
+        let place = Arc::clone(&entry.place);
         // Held for the tallies' one-event path (the map's own handle stays borrowed otherwise).
         // Not for an event that acts on others: settling may change its entry, and a second
         // handle would make that change copy the entry.
@@ -861,6 +871,7 @@ impl Projection {
                 );
             }
             kept.by_sequence.push((sequence, id));
+            kept.orgs.push(&place.org_id, before, sequence);
             if signal {
                 kept.signals.insert(id);
             }
@@ -1093,17 +1104,76 @@ impl Projection {
     /// it answers as [`Self::snapshot`] taken now would.
     #[must_use]
     pub fn start_copy(&self) -> CopyCursor {
+        self.start_copy_of(None)
+    }
+
+    /// [`Self::start_copy`] of one org's state: its entries (found through the org's runs of
+    /// sequences, without reading any other org's) and its workers, so that a copy for one
+    /// org's answers costs that org's history, not everyone's. Every reader of one org answers
+    /// from it as from a whole copy: an event only ever acts on an event of its own org, and a
+    /// worker is indexed under its org. A state that keeps no tallies (a copy itself) has no
+    /// org index: it copies every org, which answers the same.
+    #[must_use]
+    pub fn start_copy_of(&self, org: Option<&OrgId>) -> CopyCursor {
         CopyCursor {
             last_sequence: self.last_sequence,
+            org: org.filter(|_| self.tallies.is_some()).cloned(),
             ..CopyCursor::default()
         }
     }
 
+    /// Each org with events and the sequence of its latest event, in org order (what changes
+    /// when anything of the org's state does: an event acts only on its own org's); `None` when
+    /// the state keeps no org index (a copy).
+    #[must_use]
+    pub fn org_heads(&self) -> Option<impl Iterator<Item = (&OrgId, u64)>> {
+        Some(self.tallies.as_deref()?.orgs.heads())
+    }
+
+    /// How many events of `org` the state holds at most (its runs' lengths: a gap in the
+    /// sequence, where nothing was folded, is counted); `None` when it keeps no org index.
+    #[must_use]
+    pub fn org_events(&self, org: &OrgId) -> Option<u64> {
+        let kept = self.tallies.as_deref()?;
+        Some(
+            kept.orgs
+                .of_org(org)
+                .iter()
+                .map(|(first, last)| last - first + 1)
+                .sum(),
+        )
+    }
+
     /// Copies the next `max` entries (shared, not deep-copied) and workers' event lists into
-    /// `cursor` (begun by [`Self::start_copy`] on this projection); true once everything is in.
+    /// `cursor` (begun by [`Self::start_copy`] or [`Self::start_copy_of`] on this projection);
+    /// true once everything is in.
     pub fn copy_part(&self, cursor: &mut CopyCursor, max: usize) -> bool {
         use std::ops::Bound::{Excluded, Unbounded};
         let mut budget = max.max(1);
+        let kept = self.tallies.as_deref();
+        if let (false, Some(org), Some(kept)) = (cursor.entries_done, &cursor.org, kept) {
+            let runs = kept.orgs.of_org(org);
+            while let Some(&(first, last)) = runs.get(cursor.run) {
+                if first > cursor.last_sequence {
+                    break;
+                }
+                let lo = cursor.copied_to.max(first.saturating_sub(1));
+                let hi = last.min(cursor.last_sequence);
+                for (sequence, id) in kept.by_sequence.pairs_between(lo, hi).take(budget) {
+                    if let Some(e) = self.entries.get(&id) {
+                        cursor.entries.push((id, Arc::clone(e)));
+                    }
+                    cursor.copied_to = sequence;
+                    budget -= 1;
+                }
+                if budget == 0 {
+                    // Full: the next part goes on from `copied_to`, in this run or the next.
+                    return false;
+                }
+                cursor.run += 1;
+            }
+            cursor.entries_done = true;
+        }
         if !cursor.entries_done {
             let from = cursor.entry.map_or(Unbounded, Excluded);
             let before = cursor.entries.len();
@@ -1122,11 +1192,12 @@ impl Projection {
             }
         }
         let resume = cursor.worker.take();
-        let orgs = match &resume {
-            Some((org, _)) => self.workers.range::<OrgId, _>(org..),
-            None => self.workers.range::<OrgId, _>(..),
+        let only = cursor.org.clone();
+        let orgs = match (&resume, &only) {
+            (Some((org, _)), _) | (None, Some(org)) => self.workers.range::<OrgId, _>(org..),
+            (None, None) => self.workers.range::<OrgId, _>(..),
         };
-        for (org, workers) in orgs {
+        for (org, workers) in orgs.take_while(|(org, _)| only.as_ref().is_none_or(|o| o == *org)) {
             let range = match &resume {
                 Some((o, w)) if o == org => workers.range::<WorkerRef, _>((Excluded(w), Unbounded)),
                 _ => workers.range::<WorkerRef, _>(..),

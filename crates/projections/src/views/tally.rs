@@ -211,6 +211,15 @@ impl BySequence {
 
     /// The ids of the events folded after sequence `lo` and up to `hi`, ascending.
     pub(super) fn between(&self, lo: u64, hi: u64) -> impl Iterator<Item = EventId> + '_ {
+        self.pairs_between(lo, hi).map(|(_, id)| id)
+    }
+
+    /// [`Self::between`] with each id's sequence.
+    pub(super) fn pairs_between(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = (u64, EventId)> + '_ {
         // The first chunk holding a sequence above `lo`, then the first such pair in it.
         let first = self
             .chunks
@@ -224,14 +233,73 @@ impl BySequence {
             .flatten()
             .skip(skip)
             .take_while(move |(s, _)| *s <= hi)
-            .map(|(_, id)| *id)
+            .copied()
+    }
+}
+
+/// Where each org's events are in the sequence: per org, the runs of sequences (first, last,
+/// both inclusive) within which every folded event is that org's. A run grows while the org's
+/// events follow one another (a batch of one org's events is one run), so the index is the
+/// size of the interleaving of orgs, not of the history: one run for a ledger of one org, one
+/// per batch where orgs take turns (16 bytes each), one per event at worst. With
+/// [`BySequence`] it finds an org's events without reading anyone else's
+/// ([`super::Projection::start_copy_of`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct OrgRuns(BTreeMap<OrgId, Vec<(u64, u64)>>);
+
+impl OrgRuns {
+    /// From every entry's (org, sequence), in any order (at restore).
+    fn of<'a>(entries: impl Iterator<Item = (&'a OrgId, u64)>) -> Self {
+        let mut by_org: BTreeMap<&OrgId, Vec<u64>> = BTreeMap::new();
+        for (org, sequence) in entries {
+            by_org.entry(org).or_default().push(sequence);
+        }
+        let mut runs = BTreeMap::new();
+        for (org, mut sequences) in by_org {
+            sequences.sort_unstable();
+            let mut out: Vec<(u64, u64)> = Vec::new();
+            for s in sequences {
+                match out.last_mut() {
+                    Some(run) if run.1 + 1 == s => run.1 = s,
+                    _ => out.push((s, s)),
+                }
+            }
+            out.shrink_to_fit();
+            runs.insert(org.clone(), out);
+        }
+        Self(runs)
+    }
+
+    /// Adds the event just folded: `sequence` of `org`, folded right after `before` (the state's
+    /// sequence before it; no other org's event lies between the two).
+    pub(super) fn push(&mut self, org: &OrgId, before: u64, sequence: u64) {
+        let runs = match self.0.get_mut(org) {
+            Some(runs) => runs,
+            None => self.0.entry(org.clone()).or_default(),
+        };
+        match runs.last_mut() {
+            Some(run) if run.1 == before => run.1 = sequence,
+            _ => runs.push((sequence, sequence)),
+        }
+    }
+
+    /// Each org and the sequence of its latest event, in org order.
+    pub(super) fn heads(&self) -> impl Iterator<Item = (&OrgId, u64)> {
+        self.0
+            .iter()
+            .filter_map(|(org, runs)| runs.last().map(|run| (org, run.1)))
+    }
+
+    /// The runs of `org`, ascending (empty for an org with no event).
+    pub(super) fn of_org(&self, org: &OrgId) -> &[(u64, u64)] {
+        self.0.get(org).map_or(&[], Vec::as_slice)
     }
 }
 
 /// What a projection keeps beside its entries so that answers cost what their figures cost
 /// (never stored: [`Projection::restore`] rebuilds it): the tallies of the current state,
 /// snapshots of them every `every` sequences for as-of answers, the ids of every signal event,
-/// and every folded event's id by sequence.
+/// every folded event's id by sequence, and where each org's events are in it.
 #[derive(Debug)]
 pub(super) struct Kept {
     /// The tallies of the current state, moved by every folded event.
@@ -242,6 +310,8 @@ pub(super) struct Kept {
     pub(super) signals: BTreeSet<EventId>,
     /// Every folded event's (sequence, id), ascending: the events between two sequences.
     pub(super) by_sequence: BySequence,
+    /// Where each org's events are in `by_sequence`.
+    pub(super) orgs: OrgRuns,
     /// The snapshot spacing, in sequences.
     pub(super) every: u64,
     /// The fold's buffers, reused from event to event: the events of the worker the event
@@ -261,6 +331,7 @@ impl Default for Kept {
             now: Tallies::default(),
             signals: BTreeSet::new(),
             by_sequence: BySequence::default(),
+            orgs: OrgRuns::default(),
             every: DEFAULT_SNAPSHOT_EVERY,
             worker_events: Vec::new(),
             pair: Pair::default(),
@@ -275,6 +346,7 @@ impl Clone for Kept {
             now: self.now.clone(),
             signals: self.signals.clone(),
             by_sequence: self.by_sequence.clone(),
+            orgs: self.orgs.clone(),
             every: self.every,
             worker_events: Vec::new(),
             pair: Pair::default(),
@@ -300,6 +372,7 @@ impl Kept {
                 .map(|(id, _)| *id)
                 .collect(),
             by_sequence,
+            orgs: OrgRuns::of(p.entries.values().map(|e| (&e.place.org_id, e.sequence))),
             every: every.max(1),
             worker_events: Vec::new(),
             pair: Pair::default(),
