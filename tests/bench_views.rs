@@ -136,3 +136,32 @@ fn bench_ingest_quick_measures_every_row() {
         "the benchmark removes its scratch data"
     );
 }
+
+/// `wfl bench fold` (the pure fold, its encoding and the threshold watch), small: it runs, and
+/// its second tenant's watch over a copy of that tenant alone gave the rows the whole state
+/// gives for it (the bench fails otherwise).
+#[test]
+fn bench_fold_small_times_a_second_tenants_watch() {
+    let rulepacks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rulepacks");
+    let out = Command::new(common::bin("wfl"))
+        .args(["bench", "fold", "--events", "20000", "--format", "json"])
+        .arg("--rulepacks")
+        .arg(&rulepacks)
+        .output()
+        .expect("wfl bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    assert_eq!(report["events"], 20_000);
+    assert_eq!(report["small_tenant_events"], 1_000);
+    assert!(report["small_tenant_watch_ms"]
+        .as_f64()
+        .is_some_and(|ms| ms > 0.0));
+    assert!(report["small_tenant_whole_copy_ms"]
+        .as_f64()
+        .is_some_and(|ms| ms > 0.0));
+}

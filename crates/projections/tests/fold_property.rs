@@ -977,10 +977,15 @@ proptest! {
             }
             let copy = cursor.finish();
             prop_assert_eq!(copy.last_sequence(), n as u64);
-            // Nobody else's events: the whole copy's records are the org's.
-            prop_assert_eq!(copy.countable_records(None), fresh.countable_records(Some(&org)));
             prop_assert_eq!(copy.explain(&own), fresh.explain(&own));
-            prop_assert_eq!(copy.entry_count(), own.len());
+            if own.len() * 2 <= n {
+                // Nobody else's events: the whole copy's records are the org's.
+                prop_assert_eq!(copy.countable_records(None), fresh.countable_records(Some(&org)));
+                prop_assert_eq!(copy.entry_count(), own.len());
+            } else {
+                // Most of the state: every org is copied (walked in order, no look-ups).
+                prop_assert_eq!(copy.countable_records(None), fresh.countable_records(None));
+            }
             prop_assert_eq!(copy.compliance_records(Some(&org)), fresh.compliance_records(Some(&org)));
             prop_assert_eq!(copy.now().site_event_records(Some(&org)), fresh.now().site_event_records(Some(&org)));
             prop_assert_eq!(copy.latest_effective_date(Some(&org)), fresh.latest_effective_date(Some(&org)));

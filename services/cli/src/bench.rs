@@ -618,6 +618,15 @@ pub struct FoldReport {
     /// milliseconds.
     #[serde(default)]
     pub as_of_tallies_ms: f64,
+    /// A second org of a hundredth the events (at least 1,000), folded after the first: its
+    /// threshold watch over a copy of it alone, and the same rows from a copy of the whole
+    /// state (what every org's watch read before), milliseconds.
+    #[serde(default)]
+    pub small_tenant_events: u64,
+    #[serde(default)]
+    pub small_tenant_watch_ms: f64,
+    #[serde(default)]
+    pub small_tenant_whole_copy_ms: f64,
 }
 
 impl FoldReport {
@@ -634,7 +643,8 @@ impl FoldReport {
              threshold watch over the final state  {:.1} ms (longest hold of the lock {:.1} ms)\n\
              ... copy / inputs / population / rules {:.0} / {:.0} / {:.0} / {:.0} ms\n\
              tally cells (one snapshot) / snapshots {} / {}\n\
-             as-of tallies, midway between two      {:.1} ms\n",
+             as-of tallies, midway between two      {:.1} ms\n\
+             a second org of {} events: its watch   {:.1} ms (over a whole copy {:.1} ms)\n",
             self.events,
             self.decode_events_per_s,
             self.fold_events_per_s,
@@ -649,6 +659,9 @@ impl FoldReport {
             self.tally_cells,
             self.tally_snapshots,
             self.as_of_tallies_ms,
+            self.small_tenant_events,
+            self.small_tenant_watch_ms,
+            self.small_tenant_whole_copy_ms,
         )
     }
 }
@@ -721,7 +734,7 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
     let as_of = p
         .latest_effective_date(None)
         .ok_or_else(|| anyhow!("nothing folded"))?;
-    let (rows, timing) = wfl_projector::watch_rows_timed(&p, packs, as_of);
+    let (rows, timing) = wfl_projector::watch_rows_timed(&p, packs, None, as_of);
     std::hint::black_box(rows);
     let watch_ms = t.elapsed().as_secs_f64() * 1e3;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -736,10 +749,38 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
     std::hint::black_box(answer);
     let as_of_tallies_ms = t.elapsed().as_secs_f64() * 1e3;
 
+    // A second tenant, a hundredth of the first's size, folded after it: its threshold watch
+    // (as `ThresholdWatch` for it, and the alert loop when only it changed, compute it) reads
+    // its own copy; the whole-state copy every org's watch read before is timed beside it.
+    let small = (decoded.len() as u64 / 100).max(1_000);
+    let tenant = crate::loadgen::Generator::new(Mix::Restructuring, "bench-small", "fold")
+        .map_err(|e| anyhow!(e))?;
+    let base = p.last_sequence();
+    for (i, e) in tenant.events(0, small).into_iter().enumerate() {
+        p.apply_owned(base + i as u64 + 1, e);
+    }
+    let org = tenant.org.clone();
+    let as_of = p
+        .latest_effective_date(Some(&org))
+        .ok_or_else(|| anyhow!("nothing folded"))?;
+    let t = Instant::now();
+    let (own, _) = wfl_projector::watch_rows_timed(&p, packs, Some(&org), as_of);
+    let small_tenant_watch_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let whole = wfl_projector::watch_rows(&p.snapshot(), packs, Some(&org), as_of);
+    let small_tenant_whole_copy_ms = t.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        own == whole,
+        "the small tenant's watch over its own copy differs from the whole state's"
+    );
+
     Ok(FoldReport {
         tally_cells: p.tally_cells() as u64,
         tally_snapshots: p.tally_snapshots() as u64,
         as_of_tallies_ms,
+        small_tenant_events: small,
+        small_tenant_watch_ms,
+        small_tenant_whole_copy_ms,
         events: decoded.len() as u64,
         decode_events_per_s: n / decode_s,
         fold_events_per_s,

@@ -56,15 +56,17 @@ pub enum Error {
     Internal(String),
 }
 
-/// Every threshold-watch row (current and peak) of every pack and unit over `projection` at
-/// `as_of`, exactly as the projector computes them (for benchmarks and offline tools).
+/// Every threshold-watch row (current and peak) of every pack and unit of `org` (every org
+/// when `None`) over `projection` at `as_of`, exactly as the projector computes them (for
+/// benchmarks and offline tools).
 #[must_use]
 pub fn watch_rows(
     projection: &Projection,
     packs: &[RulePack],
+    org: Option<&wfl_domain::OrgId>,
     as_of: wfl_domain::Date,
 ) -> Vec<wfl_projections::rules::ThresholdStatus> {
-    thresholds::watch_rows(&projection.now(), packs, None, as_of)
+    thresholds::watch_rows(&projection.now(), packs, org, as_of)
 }
 
 /// Entries (then workers) the alert loop copies per hold of the projection's lock.
@@ -114,26 +116,28 @@ pub struct WatchTiming {
     pub evaluation: std::time::Duration,
 }
 
-/// [`watch_rows`] as the alert loop runs it (a copy of the state made in parts, then the
-/// evaluation over the copy), with where its time went.
+/// [`watch_rows`] of `org` (every org when `None`) as the alert loop and `ThresholdWatch` run
+/// it (a copy of the state, of that org alone when given, made in parts, then the evaluation
+/// over the copy), with where its time went.
 #[must_use]
 pub fn watch_rows_timed(
     projection: &Projection,
     packs: &[RulePack],
+    org: Option<&wfl_domain::OrgId>,
     as_of: wfl_domain::Date,
 ) -> (Vec<wfl_projections::rules::ThresholdStatus>, WatchTiming) {
     use std::time::Instant;
     let mut timing = WatchTiming::default();
     let started = Instant::now();
     let snapshot;
-    (snapshot, timing.longest_hold) = copy_in_parts(|| projection, None);
+    (snapshot, timing.longest_hold) = copy_in_parts(|| projection, org);
     timing.copy = started.elapsed();
     let now = snapshot.now();
     let t = Instant::now();
-    let inputs = now.watch_inputs(None);
+    let inputs = now.watch_inputs(org);
     timing.inputs = t.elapsed();
     let t = Instant::now();
-    let population = wfl_projections::views::PopulationIndex::at(&now, None);
+    let population = wfl_projections::views::PopulationIndex::at(&now, org);
     timing.population = t.elapsed();
     let t = Instant::now();
     let rows = thresholds::Inputs::from_parts(inputs, population).rows(packs, as_of);

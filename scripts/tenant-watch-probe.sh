@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What one small tenant's threshold watch costs beside a large one: `wfl up`, then `wfl load
+# --mix restructuring` of BIG events for org `big` and SMALL events for org `small`; once the
+# views and the alert loop have caught up, times `wfl report thresholds --org small` and `--org
+# big` three times each, then loads 1,000 more events for `small` alone and prints what the
+# alert loop's runs evaluated meanwhile (`wfl_watch_*`: runs, orgs evaluated, the last run's
+# seconds).
+#
+#   scripts/tenant-watch-probe.sh [BIG] [SMALL]    (release build first; WFL_BINDIR picks
+#                                                  other binaries; ports 7201-7202 free)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+big="${1:-1000000}"
+small="${2:-10000}"
+bin="${WFL_BINDIR:-./target/release}"
+data=$(mktemp -d /tmp/tenant-watch.XXXXXX)
+open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+while open 7201; do sleep 0.2; done
+"$bin/wfl" up --grpc-addr 127.0.0.1:7201 --http-addr 127.0.0.1:7202 --data-dir "$data" \
+  --insecure --no-auth --rulepacks rulepacks 2>"$data/up.log" &
+up=$!
+trap 'kill $up 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
+until open 7201; do sleep 0.1; done
+metric() { curl -s 127.0.0.1:7202/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+settled() {
+  local head
+  head=$(metric wfl_ledger_head_sequence)
+  for _ in $(seq 2400); do
+    # A build without the watch's metrics (an earlier one, to compare) waits for the views.
+    watched=$(metric wfl_watch_evaluated_sequence)
+    [ "$(metric wfl_views_checkpoint_sequence)" = "$head" ] &&
+      [ "${watched:-$head}" = "$head" ] && return 0
+    sleep 0.25
+  done
+  echo "the views or the watch did not reach $head" >&2
+  return 1
+}
+load() { "$bin/wfl" load --addr 127.0.0.1:7201 --events "$2" --mix restructuring --org "$1" --ack committed | tail -1; }
+load big "$big"
+load small "$small"
+settled
+echo "after loading: watch runs $(metric wfl_watch_runs_total), orgs evaluated $(metric wfl_watch_orgs_evaluated_total), last run $(metric wfl_watch_last_run_seconds) s"
+for org in small big; do
+  for _ in 1 2 3; do
+    start=$(date +%s.%N)
+    "$bin/wfl" report thresholds --addr http://127.0.0.1:7201 --org "$org" --format json >/dev/null
+    echo "wfl report thresholds --org $org: $(echo "$(date +%s.%N) - $start" | bc) s"
+  done
+done
+runs=$(metric wfl_watch_runs_total)
+orgs=$(metric wfl_watch_orgs_evaluated_total)
+load small 1000
+settled
+echo "1,000 more events for small: $(($(metric wfl_watch_runs_total) - runs)) runs evaluated $(($(metric wfl_watch_orgs_evaluated_total) - orgs)) orgs; last run $(metric wfl_watch_last_run_seconds) s"
