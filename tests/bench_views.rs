@@ -139,7 +139,8 @@ fn bench_ingest_quick_measures_every_row() {
 
 /// `wfl bench fold` (the pure fold, its encoding and the threshold watch), small: it runs, and
 /// its second tenant's watch over a copy of that tenant alone gave the rows the whole state
-/// gives for it (the bench fails otherwise).
+/// gives for it, and its separations read through its runs the view a walk of every entry
+/// gives (the bench fails otherwise).
 #[test]
 fn bench_fold_small_times_a_second_tenants_watch() {
     let rulepacks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rulepacks");
@@ -162,6 +163,9 @@ fn bench_fold_small_times_a_second_tenants_watch() {
         .as_f64()
         .is_some_and(|ms| ms > 0.0));
     assert!(report["small_tenant_whole_copy_ms"]
+        .as_f64()
+        .is_some_and(|ms| ms > 0.0));
+    assert!(report["small_tenant_evidence_ms"]
         .as_f64()
         .is_some_and(|ms| ms > 0.0));
 }

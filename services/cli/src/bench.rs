@@ -627,6 +627,12 @@ pub struct FoldReport {
     pub small_tenant_watch_ms: f64,
     #[serde(default)]
     pub small_tenant_whole_copy_ms: f64,
+    /// Its separations view with the evidence ids (an `Explain` first page's work), read
+    /// through its runs, and walking every entry; milliseconds.
+    #[serde(default)]
+    pub small_tenant_evidence_ms: f64,
+    #[serde(default)]
+    pub small_tenant_evidence_walk_ms: f64,
 }
 
 impl FoldReport {
@@ -644,7 +650,8 @@ impl FoldReport {
              ... copy / inputs / population / rules {:.0} / {:.0} / {:.0} / {:.0} ms\n\
              tally cells (one snapshot) / snapshots {} / {}\n\
              as-of tallies, midway between two      {:.1} ms\n\
-             a second org of {} events: its watch   {:.1} ms (over a whole copy {:.1} ms)\n",
+             a second org of {} events: its watch   {:.1} ms (over a whole copy {:.1} ms)\n\
+             ... its separations with evidence     {:.1} ms (walking every entry {:.1} ms)\n",
             self.events,
             self.decode_events_per_s,
             self.fold_events_per_s,
@@ -662,6 +669,8 @@ impl FoldReport {
             self.small_tenant_events,
             self.small_tenant_watch_ms,
             self.small_tenant_whole_copy_ms,
+            self.small_tenant_evidence_ms,
+            self.small_tenant_evidence_walk_ms,
         )
     }
 }
@@ -773,6 +782,24 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         own == whole,
         "the small tenant's watch over its own copy differs from the whole state's"
     );
+    // Its separations with their evidence (what the first page of an `Explain` of one of its
+    // figures computes, in place under the read lock): through its runs, and walking every
+    // entry as a state without the org index does.
+    let q = wfl_projections::views::Query {
+        org: Some(org.clone()),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let own = p.separations(&q);
+    let small_tenant_evidence_ms = t.elapsed().as_secs_f64() * 1e3;
+    let snapshot = p.snapshot();
+    let t = Instant::now();
+    let whole = snapshot.separations(&q);
+    let small_tenant_evidence_walk_ms = t.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        own == whole,
+        "the small tenant's separations through its runs differ from a walk of every entry"
+    );
 
     Ok(FoldReport {
         tally_cells: p.tally_cells() as u64,
@@ -781,6 +808,8 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         small_tenant_events: small,
         small_tenant_watch_ms,
         small_tenant_whole_copy_ms,
+        small_tenant_evidence_ms,
+        small_tenant_evidence_walk_ms,
         events: decoded.len() as u64,
         decode_events_per_s: n / decode_s,
         fold_events_per_s,

@@ -1568,10 +1568,7 @@ impl<'a> At<'a> {
         if let Some(t) = self.tallies {
             return t.latest_date(org);
         }
-        self.live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
-            .map(|(_, e)| e.effective_date)
-            .max()
+        self.live_of(org).map(|(_, e)| e.effective_date).max()
     }
 
     /// The figures of [`Self::separations`] without their evidence (every `event_ids` empty):
@@ -1586,10 +1583,25 @@ impl<'a> At<'a> {
         }
     }
 
-    /// The live events the signal views list: from the tallies' index when it can, else every
-    /// live entry (the views filter by kind either way). In id order, like [`Self::live`].
-    fn signal_entries(&self) -> Box<dyn Iterator<Item = (&'a EventId, EntryAt<'a>)> + 'a> {
+    /// The live events the signal views list, of `org` (every org when `None`): from the
+    /// tallies' index when it can (or the org's own events, when it has fewer than the index),
+    /// else every live entry (the views filter by kind and org either way). In id order, like
+    /// [`Self::live`].
+    fn signal_entries(
+        &self,
+        org: Option<&OrgId>,
+    ) -> Box<dyn Iterator<Item = (&'a EventId, EntryAt<'a>)> + 'a> {
         match self.p.tallies.as_deref() {
+            Some(kept)
+                if org
+                    .and_then(|o| self.p.org_events(o))
+                    .is_some_and(|n| n < kept.signals.len() as u64) =>
+            {
+                Box::new(
+                    self.live_of(org)
+                        .filter(|(_, e)| tally::is_signal(&e.original)),
+                )
+            }
             Some(kept) => {
                 let at = self.at;
                 let p = self.p;
@@ -1673,8 +1685,7 @@ impl<'a> At<'a> {
     #[must_use]
     pub fn separation_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
         let mut out: Vec<SeparationRecord> = self
-            .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
+            .live_of(org)
             .filter(|(_, e)| e.payload().separation().is_some())
             .map(|(id, e)| e.separation_record(*id))
             .collect();
@@ -1688,8 +1699,7 @@ impl<'a> At<'a> {
     #[must_use]
     pub fn countable_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
         let mut out: Vec<SeparationRecord> = self
-            .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
+            .live_of(org)
             .filter(|(_, e)| crate::rules::watch::countable_payload(e.payload()))
             .map(|(id, e)| e.separation_record(*id))
             .collect();
@@ -1701,8 +1711,7 @@ impl<'a> At<'a> {
     #[must_use]
     pub fn compliance_records(&self, org: Option<&OrgId>) -> Vec<ComplianceRecord> {
         let mut out: Vec<ComplianceRecord> = self
-            .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
+            .live_of(org)
             .filter_map(|(id, e)| {
                 let payload = e.payload();
                 let step = match payload {
@@ -1738,10 +1747,7 @@ impl<'a> At<'a> {
         let mut separations = Vec::new();
         let mut steps = Vec::new();
         let mut site_events = Vec::new();
-        for (id, e) in self.live() {
-            if org.is_some_and(|o| o != &e.place.org_id) {
-                continue;
-            }
+        for (id, e) in self.live_of(org) {
             let entry: &'a Entry = e.e;
             let key = (entry.effective_date, entry.sequence);
             let payload = e.payload();
@@ -1806,8 +1812,7 @@ impl<'a> At<'a> {
     #[must_use]
     pub fn site_event_records(&self, org: Option<&OrgId>) -> Vec<SeparationRecord> {
         let mut out: Vec<SeparationRecord> = self
-            .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
+            .live_of(org)
             .filter(|(_, e)| {
                 matches!(
                     e.payload(),
@@ -1876,6 +1881,48 @@ impl<'a> At<'a> {
             .map(move |(id, e)| (id, EntryAt { e, at }))
     }
 
+    /// [`Self::live`] of `org` (every org when `None`), in the same (id) order. For an org
+    /// holding at most half the events of a state that keeps the org index, its events are
+    /// found through its runs of sequences ([`tally::OrgRuns`]) and sorted, so reading one
+    /// tenant costs that tenant's history, not every tenant's; otherwise the whole map is
+    /// walked (one look-up per event costs more than a walk in order).
+    pub(super) fn live_of(
+        &self,
+        org: Option<&OrgId>,
+    ) -> Box<dyn Iterator<Item = (&'a EventId, EntryAt<'a>)> + 'a> {
+        let at = self.at;
+        let Some(org) = org else {
+            return Box::new(self.live());
+        };
+        let p: &'a Projection = self.p;
+        if let Some(kept) = p.tallies.as_deref() {
+            let held = p.entries.len() as u64;
+            if p.org_events(org)
+                .is_some_and(|n| n.saturating_mul(2) <= held)
+            {
+                let mut own: Vec<(&'a EventId, &'a Arc<Entry>)> = Vec::new();
+                for &(first, last) in kept.orgs.of_org(org) {
+                    if first > at {
+                        break;
+                    }
+                    own.extend(
+                        kept.by_sequence
+                            .pairs_between(first.saturating_sub(1), last.min(at))
+                            .filter_map(|(_, id)| p.entries.get_key_value(&id)),
+                    );
+                }
+                own.sort_unstable_by_key(|(id, _)| **id);
+                return Box::new(
+                    own.into_iter()
+                        .filter(move |(_, e)| e.sequence <= at && e.live_at(at))
+                        .map(move |(id, e)| (id, EntryAt { e, at })),
+                );
+            }
+        }
+        let org = org.clone();
+        Box::new(self.live().filter(move |(_, e)| e.place.org_id == org))
+    }
+
     /// The entry of `id` as it stood at `at` (retracted or not), if it was folded by then.
     fn entry(&self, id: &EventId) -> Option<EntryAt<'a>> {
         let at = self.at;
@@ -1891,10 +1938,7 @@ impl<'a> At<'a> {
     fn site_jurisdictions(&self, org: Option<&OrgId>) -> BTreeMap<(OrgId, SiteId), String> {
         // Keyed by borrowed names: nothing is copied per entry, only per site at the end.
         let mut latest: BTreeMap<(&OrgId, &SiteId), (u64, &str)> = BTreeMap::new();
-        for (_, e) in self
-            .live()
-            .filter(|(_, e)| org.is_none_or(|o| o == &e.place.org_id))
-        {
+        for (_, e) in self.live_of(org) {
             let entry: &'a Entry = e.e;
             let slot = latest
                 .entry((&entry.place.org_id, &entry.place.site_id))
@@ -1914,7 +1958,7 @@ impl<'a> At<'a> {
     fn date_range(&self, q: &Query) -> Option<(Date, Date)> {
         let mut min: Option<Date> = None;
         let mut max: Option<Date> = None;
-        for (_, e) in self.live().filter(|(_, e)| q.org_matches(&e.place.org_id)) {
+        for (_, e) in self.live_of(q.org.as_ref()) {
             min = Some(min.map_or(e.effective_date, |m| m.min(e.effective_date)));
             max = Some(max.map_or(e.effective_date, |m| m.max(e.effective_date)));
         }

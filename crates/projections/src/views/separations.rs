@@ -114,12 +114,8 @@ pub(super) fn matching<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, 
         Vec::new()
     };
     let profiles = timeline::separation_profiles(&stints);
-    p.live()
-        .filter(|(_, e)| {
-            q.org_matches(&e.place.org_id)
-                && q.site_matches(&e.place.site_id)
-                && q.in_window(e.effective_date)
-        })
+    p.live_of(q.org.as_ref())
+        .filter(|(_, e)| q.site_matches(&e.place.site_id) && q.in_window(e.effective_date))
         .filter_map(|(id, e)| {
             let sep = e.payload().separation()?;
             if let Some(c) = q.cohort {
@@ -135,12 +131,8 @@ pub(super) fn matching<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, 
 /// Live temporary layoffs matching the query's org, site (the event's), window and cohort (the
 /// one the worker was hired with), with their classification (formal layoff, temporary).
 fn temporary_layoffs<'a>(p: &At<'a>, q: &Query) -> Vec<(EventId, EntryAt<'a>, Classification)> {
-    p.live()
-        .filter(|(_, e)| {
-            q.org_matches(&e.place.org_id)
-                && q.site_matches(&e.place.site_id)
-                && q.in_window(e.effective_date)
-        })
+    p.live_of(q.org.as_ref())
+        .filter(|(_, e)| q.site_matches(&e.place.site_id) && q.in_window(e.effective_date))
         .filter_map(|(id, e)| {
             let Payload::TemporaryLayoff(t) = e.payload() else {
                 return None;

@@ -173,7 +173,7 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     // Pauses and resumptions of the org, in effective order; a resumption ends the latest open
     // pause of the same scope.
     let mut events: Vec<_> = p
-        .signal_entries()
+        .signal_entries(q.org.as_ref())
         .filter(|(_, e)| q.org_matches(&e.place.org_id))
         .filter(|(_, e)| {
             matches!(
@@ -230,7 +230,7 @@ pub(super) fn hiring(p: &At<'_>, q: &Query) -> HiringSignalsView {
     type Order = (Date, u64);
     type Intake = (GraduateIntakeRow, Order, Vec<(Order, EventId)>);
     let mut intake: BTreeMap<(OrgId, u32), Intake> = BTreeMap::new();
-    for (id, e) in p.signal_entries().filter(|(_, e)| {
+    for (id, e) in p.signal_entries(q.org.as_ref()).filter(|(_, e)| {
         q.org_matches(&e.place.org_id)
             && q.site_matches(&e.place.site_id)
             && q.in_window(e.effective_date)
@@ -343,7 +343,10 @@ pub(super) fn ai(p: &At<'_>, q: &Query, counts_only: bool) -> AiAdoptionView {
     type Rollouts = ((Date, u64), (Date, u64), AiToolRow);
     let mut tools: BTreeMap<(OrgId, SiteId, String, String), Rollouts> = BTreeMap::new();
     let mut roles = RolesAutomated::default();
-    for (id, e) in p.signal_entries().filter(|(_, e)| in_scope(e)) {
+    for (id, e) in p
+        .signal_entries(q.org.as_ref())
+        .filter(|(_, e)| in_scope(e))
+    {
         match e.payload() {
             // Measurements belong to the window their period ends in.
             Payload::AiUsageMeasured(m) if q.in_window(m.period_end) => {
