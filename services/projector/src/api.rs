@@ -61,7 +61,12 @@ pub struct ViewsApi {
     /// state's maps (hundreds of MB at millions of events), so concurrent requests wait their
     /// turn instead of multiplying it.
     copies: Arc<tokio::sync::Semaphore>,
+    /// [`SMALL_COPIES`] copies of one small org at a time ([`Self::with_copy`]).
+    small_copies: Arc<tokio::sync::Semaphore>,
 }
+
+/// Copies of one small org that may run at once (each a blocking thread for milliseconds).
+const SMALL_COPIES: usize = 2;
 
 impl ViewsApi {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
@@ -69,6 +74,7 @@ impl ViewsApi {
             shared,
             figures: Figures::default(),
             copies: Arc::new(tokio::sync::Semaphore::new(1)),
+            small_copies: Arc::new(tokio::sync::Semaphore::new(SMALL_COPIES)),
         }
     }
 
@@ -118,8 +124,9 @@ impl ViewsApi {
     /// blocking thread over a copy of the state (of `org`'s entries and workers only, when
     /// given: an org's answer costs its own history, not every tenant's) gathered a part at a
     /// time, the lock released between parts, so neither the fold (which needs the lock to
-    /// write) nor the runtime's workers wait for it. One copy of more than one part runs at a
-    /// time (`copies`); an org small enough for one part does not queue behind it.
+    /// write) nor the runtime's workers wait for it. One large copy runs at a time (`copies`);
+    /// a copy of one org of at most [`crate::WATCH_COPY_PART`] events takes its turn apart
+    /// (`small_copies`), so a small tenant does not queue behind a large one's seconds.
     async fn with_copy<T: Send + 'static>(
         &self,
         as_of: AsOf,
@@ -134,26 +141,27 @@ impl ViewsApi {
             Some(self.fold_as_of(as_of).await?)
         };
         let shared = self.shared.clone();
+        // A copy of one small org (a part's worth of events, and copied alone: at most half
+        // the state) takes a turn of its own, so it does not queue behind a large one.
         let small = match &org {
-            Some(org) => self
-                .shared
-                .projection
-                .read()
-                .await
-                .org_events(org)
-                .is_some_and(|n| n <= crate::WATCH_COPY_PART as u64),
+            Some(org) => {
+                let p = self.shared.projection.read().await;
+                let held = p.entry_count() as u64;
+                p.org_events(org).is_some_and(|n| {
+                    n <= crate::WATCH_COPY_PART as u64 && n.saturating_mul(2) <= held
+                })
+            }
             None => false,
         };
-        let turn = if small {
-            None
+        let turns = if small {
+            &self.small_copies
         } else {
-            Some(
-                Arc::clone(&self.copies)
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Status::unavailable("the views are stopping"))?,
-            )
+            &self.copies
         };
+        let turn = Arc::clone(turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the views are stopping"))?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let copy = match folded {

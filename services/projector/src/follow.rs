@@ -731,6 +731,29 @@ struct Alerts {
     day: Option<Date>,
 }
 
+/// The most orgs one run copies and evaluates one by one: beyond it (thousands of tenants due
+/// at once, after a restart or when the day moved), or when the orgs due hold more than half the
+/// events, one copy of the whole state is evaluated once and its rows split by org (one copy per
+/// org would hold the lock once per org, and cost more than the whole).
+const MAX_ORG_COPIES: usize = 256;
+
+/// What one run copies: every org at once, or each org due apart.
+enum Plan {
+    Whole(CopyCursor, Vec<(OrgId, u64)>),
+    Orgs(Vec<(OrgId, u64, CopyCursor)>),
+}
+
+/// What [`Alerts::publish`] got out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Published {
+    /// Every change.
+    All,
+    /// Not every change: the bus refused one (the others were tried).
+    Failed,
+    /// A publish timed out (the bus unreachable?): the changes after it were not tried.
+    TimedOut,
+}
+
 /// One org's current rows, as evaluated by a run, with the sequence of the org's latest event.
 struct OrgRows {
     org: OrgId,
@@ -751,7 +774,7 @@ impl Alerts {
         // and day. The copies and the evaluation run on the watch's own low-priority thread,
         // not on the runtime's workers (two on two cores), which serve every request meanwhile.
         let started = Instant::now();
-        let (at, day, cursors) = {
+        let (at, day, plan) = {
             let p = shared.projection.read().await;
             let now = p.now();
             let day = thresholds::default_as_of(&now, None);
@@ -759,29 +782,67 @@ impl Alerts {
                 self.seen.clear();
                 self.day = Some(day);
             }
-            let cursors: Vec<(OrgId, u64, CopyCursor)> = match p.org_heads() {
+            let due: Vec<(OrgId, u64)> = match p.org_heads() {
                 Some(heads) => heads
                     .filter(|(org, head)| self.seen.get(*org) != Some(head))
-                    .map(|(org, head)| (org.clone(), head, p.start_copy_of(Some(org))))
+                    .map(|(org, head)| (org.clone(), head))
                     .collect(),
                 None => Vec::new(),
             };
-            (p.last_sequence(), day, cursors)
+            let due_events: u64 = due.iter().filter_map(|(org, _)| p.org_events(org)).sum();
+            let plan = if due.len() > MAX_ORG_COPIES
+                || due_events.saturating_mul(2) > p.entry_count() as u64
+            {
+                Plan::Whole(p.start_copy(), due)
+            } else {
+                Plan::Orgs(
+                    due.into_iter()
+                        .map(|(org, head)| {
+                            let cursor = p.start_copy_of(Some(&org));
+                            (org, head, cursor)
+                        })
+                        .collect(),
+                )
+            };
+            (p.last_sequence(), day, plan)
         };
         let state = shared.clone();
         let evaluated = in_background("wfl-watch", move || {
-            let mut longest = Duration::ZERO;
-            let mut out = Vec::with_capacity(cursors.len());
-            for (org, head, cursor) in cursors {
-                let (copy, hold) =
-                    crate::fill_in_parts(|| state.projection.blocking_read(), cursor);
-                longest = longest.max(hold);
-                let now = copy.now();
-                let rows =
-                    thresholds::Inputs::gather(&now, Some(&org)).current_rows(&state.packs, day);
-                out.push(OrgRows { org, head, rows });
+            let read = || state.projection.blocking_read();
+            match plan {
+                Plan::Whole(cursor, due) => {
+                    let (copy, longest) = crate::fill_in_parts(read, cursor);
+                    let now = copy.now();
+                    let mut by_org: BTreeMap<OrgId, Vec<ThresholdStatus>> = BTreeMap::new();
+                    for row in
+                        thresholds::Inputs::gather(&now, None).current_rows(&state.packs, day)
+                    {
+                        by_org.entry(row.org.clone()).or_default().push(row);
+                    }
+                    let out = due
+                        .into_iter()
+                        .map(|(org, head)| OrgRows {
+                            rows: by_org.remove(&org).unwrap_or_default(),
+                            org,
+                            head,
+                        })
+                        .collect();
+                    (longest, out)
+                }
+                Plan::Orgs(cursors) => {
+                    let mut longest = Duration::ZERO;
+                    let mut out = Vec::with_capacity(cursors.len());
+                    for (org, head, cursor) in cursors {
+                        let (copy, hold) = crate::fill_in_parts(read, cursor);
+                        longest = longest.max(hold);
+                        let now = copy.now();
+                        let rows = thresholds::Inputs::gather(&now, Some(&org))
+                            .current_rows(&state.packs, day);
+                        out.push(OrgRows { org, head, rows });
+                    }
+                    (longest, out)
+                }
             }
-            (longest, out)
         })
         .await;
         let orgs = match evaluated {
@@ -807,12 +868,20 @@ impl Alerts {
             .fetch_add(orgs.len() as u64, Ordering::Relaxed);
         progress.watch_runs.fetch_add(1, Ordering::Relaxed);
         let mut sent = true;
+        let mut timed_out = false;
         for OrgRows { org, head, rows } in orgs {
-            if sent && self.publish(rows, bus).await {
+            // After a timeout (the bus unreachable) the rest wait for the next run; a refused
+            // alert holds back its own org only.
+            let published = !timed_out && {
+                let outcome = self.publish(rows, bus).await;
+                timed_out = outcome == Published::TimedOut;
+                outcome == Published::All
+            };
+            if published {
                 self.seen.insert(org, head);
             } else {
-                // Not all of its changes went out (or an earlier org's publish timed out):
-                // evaluated again next run, where what did go out is not sent twice.
+                // Not all of its changes went out: evaluated again next run, where what did go
+                // out is not sent twice.
                 sent = false;
             }
         }
@@ -823,10 +892,9 @@ impl Alerts {
         (at, sent)
     }
 
-    /// Publishes the rows whose level changed since last published; false when one could not
-    /// be (the rest wait for the next run).
-    async fn publish(&mut self, statuses: Vec<ThresholdStatus>, bus: &dyn Bus) -> bool {
-        let mut sent = true;
+    /// Publishes the rows whose level changed since last published.
+    async fn publish(&mut self, statuses: Vec<ThresholdStatus>, bus: &dyn Bus) -> Published {
+        let mut sent = Published::All;
         for s in statuses {
             let key = (
                 s.pack.clone(),
@@ -859,11 +927,11 @@ impl Alerts {
                         self.published.insert(key, level);
                     }
                     Ok(Err(e)) => {
-                        sent = false;
+                        sent = Published::Failed;
                         warn!(error = %e, %subject, "alert not published yet; will retry")
                     }
                     Err(_) => {
-                        sent = false;
+                        sent = Published::TimedOut;
                         warn!(
                             %subject,
                             timeout_ms = ALERT_PUBLISH_TIMEOUT.as_millis() as u64,
@@ -1061,6 +1129,163 @@ mod tests {
         assert_eq!(shared.progress.checkpoint.load(Ordering::Relaxed), 3);
         assert_eq!(shared.progress.persisted.load(Ordering::Relaxed), 3);
         drop(tx);
+    }
+
+    /// The in-process bus, except that it refuses every alert of the orgs named, and keeps
+    /// the subjects of the alerts it took.
+    struct Refusing {
+        inner: wfl_bus::MemoryBus,
+        refused: Vec<String>,
+        taken: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Bus for Refusing {
+        fn durable_inbox(&self) -> bool {
+            self.inner.durable_inbox()
+        }
+        async fn publish_inbox(
+            &self,
+            msgs: Vec<wfl_bus::InboxMessage>,
+        ) -> Vec<Result<wfl_bus::PublishAck, wfl_bus::Error>> {
+            self.inner.publish_inbox(msgs).await
+        }
+        async fn inbox(&self) -> Result<Box<dyn wfl_bus::Inbox>, wfl_bus::Error> {
+            self.inner.inbox().await
+        }
+        async fn publish_committed(
+            &self,
+            msgs: Vec<wfl_bus::CommittedMessage>,
+        ) -> Result<(), wfl_bus::Error> {
+            self.inner.publish_committed(msgs).await
+        }
+        async fn last_published(&self) -> Result<Option<wfl_bus::LastPublished>, wfl_bus::Error> {
+            self.inner.last_published().await
+        }
+        async fn request(
+            &self,
+            subject: &str,
+            payload: Bytes,
+            timeout: Duration,
+        ) -> Result<Bytes, wfl_bus::Error> {
+            self.inner.request(subject, payload, timeout).await
+        }
+        async fn serve(&self, subject: &str) -> Result<Box<dyn wfl_bus::Requests>, wfl_bus::Error> {
+            self.inner.serve(subject).await
+        }
+        async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), wfl_bus::Error> {
+            if self
+                .refused
+                .iter()
+                .any(|org| subject.starts_with(&format!("{ALERTS_PREFIX}.{org}.")))
+            {
+                return Err(wfl_bus::Error::Rejected("message too large".into()));
+            }
+            self.taken
+                .lock()
+                .expect("not poisoned")
+                .push(subject.to_owned());
+            self.inner.publish(subject, payload).await
+        }
+        async fn subscribe(
+            &self,
+            subject: &str,
+        ) -> Result<Box<dyn wfl_bus::Subscription>, wfl_bus::Error> {
+            self.inner.subscribe(subject).await
+        }
+    }
+
+    /// 30 staff hired, then 25 economic dismissals under the CN pack's threshold: met.
+    fn reduction(org: &str) -> Vec<wfl_domain::Event> {
+        let mut out = Vec::new();
+        for k in 0..55u64 {
+            let worker = format!("w{}", k % 30);
+            let mut e = if k < 30 {
+                wfl_testkit::scenario::baseline(org, &worker)
+            } else {
+                let mut e = wfl_testkit::scenario::hire(org, &worker);
+                let mut s = wfl_testkit::scenario::separation(&worker);
+                s.initiator = wfl_domain::Initiator::Employer;
+                s.legal_ground = Some("CN-LCL-41".into());
+                e.payload = wfl_domain::Payload::EconomicDismissal(Box::new(
+                    wfl_domain::EconomicDismissal {
+                        separation: s,
+                        selection_criteria: None,
+                        plan_id: None,
+                    },
+                ));
+                e
+            };
+            e.event_id = wfl_domain::EventId::new_v7();
+            e.jurisdiction = "CN".into();
+            e.effective_date = wfl_domain::Date::from_days(20_500 + if k < 30 { 0 } else { 100 });
+            out.push(e);
+        }
+        out
+    }
+
+    /// An alert the bus refuses holds back its own org only: the other org's alert goes out in
+    /// the same run, and the next run evaluates the refused org again (and only it).
+    #[tokio::test]
+    async fn a_refused_alert_holds_back_its_own_org_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let packs = vec![wfl_projections::rules::parse(
+            "CN-LCL-41.toml",
+            include_str!("../../../rulepacks/CN-LCL-41.toml"),
+        )
+        .expect("the shipped CN pack parses")];
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            packs,
+            ledger_addr: "http://127.0.0.1:1".into(),
+            persist_every: 1000,
+            rebuild: false,
+            snapshot_every: wfl_projections::views::DEFAULT_SNAPSHOT_EVERY,
+            min_free_bytes: 0,
+            ledger_credentials: wfl_auth::Credentials::default(),
+            local: None,
+        };
+        let shared = Arc::new(Shared::new(&config));
+        {
+            let mut p = shared.projection.write().await;
+            let mut sequence = 0;
+            for e in reduction("a-org").iter().chain(&reduction("b-org")) {
+                sequence += 1;
+                p.apply(sequence, e);
+            }
+        }
+        let bus = Refusing {
+            inner: wfl_bus::MemoryBus::new(),
+            refused: vec!["a-org".into()],
+            taken: std::sync::Mutex::default(),
+        };
+        let mut alerts = Alerts::default();
+        let (at, sent) = alerts.publish_changes(&shared, &bus).await;
+        assert_eq!((at, sent), (110, false));
+        let taken = bus.taken.lock().expect("not poisoned").clone();
+        assert!(
+            taken
+                .iter()
+                .any(|s| s == &format!("{ALERTS_PREFIX}.b-org.CN-LCL-41")),
+            "{taken:?}"
+        );
+        assert!(!taken.iter().any(|s| s.contains("a-org")), "{taken:?}");
+        assert_eq!(
+            shared.progress.watch_orgs_evaluated.load(Ordering::Relaxed),
+            2
+        );
+        // Next run: the refused org is evaluated again, the published one is not.
+        let (_, sent) = alerts.publish_changes(&shared, &bus).await;
+        assert!(!sent);
+        assert_eq!(
+            shared.progress.watch_orgs_evaluated.load(Ordering::Relaxed),
+            3
+        );
+        assert_eq!(
+            bus.taken.lock().expect("not poisoned").len(),
+            taken.len(),
+            "nothing sent twice"
+        );
     }
 
     #[test]
