@@ -731,10 +731,11 @@ struct Alerts {
     day: Option<Date>,
 }
 
-/// The most orgs one run copies and evaluates one by one: beyond it (thousands of tenants due
-/// at once, after a restart or when the day moved), or when the orgs due hold more than half the
-/// events, one copy of the whole state is evaluated once and its rows split by org (one copy per
-/// org would hold the lock once per org, and cost more than the whole).
+/// When the orgs due hold more than half the events, or more orgs than this are due and they
+/// hold more than an eighth of the events (thousands of tenants due at once, after a restart or
+/// when the day moved), one copy of the whole state is evaluated once and its rows split by org:
+/// a copy per org would hold the lock once per org and cost more than the whole. Many small
+/// orgs beside a large quiet one are still copied one by one (each a short hold of the lock).
 const MAX_ORG_COPIES: usize = 256;
 
 /// What one run copies: every org at once, or each org due apart.
@@ -790,8 +791,9 @@ impl Alerts {
                 None => Vec::new(),
             };
             let due_events: u64 = due.iter().filter_map(|(org, _)| p.org_events(org)).sum();
-            let plan = if due.len() > MAX_ORG_COPIES
-                || due_events.saturating_mul(2) > p.entry_count() as u64
+            let held = p.entry_count() as u64;
+            let plan = if due_events.saturating_mul(2) > held
+                || (due.len() > MAX_ORG_COPIES && due_events.saturating_mul(8) > held)
             {
                 Plan::Whole(p.start_copy(), due)
             } else {
@@ -1136,7 +1138,14 @@ mod tests {
     struct Refusing {
         inner: wfl_bus::MemoryBus,
         refused: Vec<String>,
+        /// Orgs whose alerts are never answered (an unreachable bus).
+        hung: std::sync::Mutex<Vec<String>>,
         taken: std::sync::Mutex<Vec<String>>,
+    }
+
+    fn alert_of(subject: &str, orgs: &[String]) -> bool {
+        orgs.iter()
+            .any(|org| subject.starts_with(&format!("{ALERTS_PREFIX}.{org}.")))
     }
 
     #[async_trait::async_trait]
@@ -1174,12 +1183,12 @@ mod tests {
             self.inner.serve(subject).await
         }
         async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), wfl_bus::Error> {
-            if self
-                .refused
-                .iter()
-                .any(|org| subject.starts_with(&format!("{ALERTS_PREFIX}.{org}.")))
-            {
+            if alert_of(subject, &self.refused) {
                 return Err(wfl_bus::Error::Rejected("message too large".into()));
+            }
+            let hung = alert_of(subject, &self.hung.lock().expect("not poisoned"));
+            if hung {
+                std::future::pending::<()>().await;
             }
             self.taken
                 .lock()
@@ -1224,18 +1233,15 @@ mod tests {
         out
     }
 
-    /// An alert the bus refuses holds back its own org only: the other org's alert goes out in
-    /// the same run, and the next run evaluates the refused org again (and only it).
-    #[tokio::test]
-    async fn a_refused_alert_holds_back_its_own_org_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A state of two orgs each over the CN pack's threshold (`a-org`, then `b-org`).
+    fn two_orgs_over_the_threshold() -> Arc<Shared> {
         let packs = vec![wfl_projections::rules::parse(
             "CN-LCL-41.toml",
             include_str!("../../../rulepacks/CN-LCL-41.toml"),
         )
         .expect("the shipped CN pack parses")];
         let config = Config {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: std::path::PathBuf::from("/nonexistent"),
             packs,
             ledger_addr: "http://127.0.0.1:1".into(),
             persist_every: 1000,
@@ -1245,18 +1251,29 @@ mod tests {
             ledger_credentials: wfl_auth::Credentials::default(),
             local: None,
         };
-        let shared = Arc::new(Shared::new(&config));
+        let shared = Shared::new(&config);
         {
-            let mut p = shared.projection.write().await;
-            let mut sequence = 0;
-            for e in reduction("a-org").iter().chain(&reduction("b-org")) {
-                sequence += 1;
-                p.apply(sequence, e);
+            let mut p = shared.projection.try_write().expect("nobody else holds it");
+            for (sequence, e) in reduction("a-org")
+                .iter()
+                .chain(&reduction("b-org"))
+                .enumerate()
+            {
+                p.apply(sequence as u64 + 1, e);
             }
         }
+        Arc::new(shared)
+    }
+
+    /// An alert the bus refuses holds back its own org only: the other org's alert goes out in
+    /// the same run, and the next run evaluates the refused org again (and only it).
+    #[tokio::test]
+    async fn a_refused_alert_holds_back_its_own_org_only() {
+        let shared = two_orgs_over_the_threshold();
         let bus = Refusing {
             inner: wfl_bus::MemoryBus::new(),
             refused: vec!["a-org".into()],
+            hung: std::sync::Mutex::default(),
             taken: std::sync::Mutex::default(),
         };
         let mut alerts = Alerts::default();
@@ -1286,6 +1303,36 @@ mod tests {
             taken.len(),
             "nothing sent twice"
         );
+    }
+
+    /// A publish that times out (the bus unreachable) leaves the rest of the run's alerts for
+    /// the next run: the org after it is not tried, and neither is marked published; once the
+    /// bus answers, both go out.
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_out_alert_leaves_the_rest_for_the_next_run() {
+        let shared = two_orgs_over_the_threshold();
+        let bus = Refusing {
+            inner: wfl_bus::MemoryBus::new(),
+            refused: Vec::new(),
+            hung: std::sync::Mutex::new(vec!["a-org".into()]),
+            taken: std::sync::Mutex::default(),
+        };
+        let mut alerts = Alerts::default();
+        let (_, sent) = alerts.publish_changes(&shared, &bus).await;
+        assert!(!sent);
+        assert!(bus.taken.lock().expect("not poisoned").is_empty());
+        assert!(alerts.seen.is_empty());
+        bus.hung.lock().expect("not poisoned").clear();
+        let (_, sent) = alerts.publish_changes(&shared, &bus).await;
+        assert!(sent);
+        let taken = bus.taken.lock().expect("not poisoned").clone();
+        for org in ["a-org", "b-org"] {
+            assert!(
+                taken.contains(&format!("{ALERTS_PREFIX}.{org}.CN-LCL-41")),
+                "{taken:?}"
+            );
+        }
+        assert_eq!(alerts.seen.len(), 2);
     }
 
     #[test]
