@@ -1050,6 +1050,21 @@ mod tests {
     use super::*;
     use wfl_domain::CommittedEvent;
 
+    /// A projector's configuration for these tests: no ledger to reach, the packs given.
+    fn config(data_dir: &std::path::Path, packs: Vec<wfl_projections::rules::RulePack>) -> Config {
+        Config {
+            data_dir: data_dir.to_path_buf(),
+            packs,
+            ledger_addr: "http://127.0.0.1:1".into(),
+            persist_every: 1000,
+            rebuild: false,
+            snapshot_every: wfl_projections::views::DEFAULT_SNAPSHOT_EVERY,
+            min_free_bytes: 0,
+            ledger_credentials: wfl_auth::Credentials::default(),
+            local: None,
+        }
+    }
+
     fn batch(sequences: std::ops::RangeInclusive<u64>) -> Vec<CommittedEvent> {
         sequences
             .map(|sequence| CommittedEvent {
@@ -1101,17 +1116,7 @@ mod tests {
     #[tokio::test]
     async fn a_quiet_hand_over_behind_the_ledger_goes_back_to_subscribe() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            packs: Vec::new(),
-            ledger_addr: "http://127.0.0.1:1".into(),
-            persist_every: 1000,
-            rebuild: false,
-            snapshot_every: wfl_projections::views::DEFAULT_SNAPSHOT_EVERY,
-            min_free_bytes: 0,
-            ledger_credentials: wfl_auth::Credentials::default(),
-            local: None,
-        };
+        let config = config(dir.path(), Vec::new());
         let store = Arc::new(ViewStore::open(&dir.path().join("projector")).expect("store"));
         let shared = Arc::new(Shared::new(&config));
         let mut follow = Follow::new(&shared, &store, &config);
@@ -1240,18 +1245,7 @@ mod tests {
             include_str!("../../../rulepacks/CN-LCL-41.toml"),
         )
         .expect("the shipped CN pack parses")];
-        let config = Config {
-            data_dir: std::path::PathBuf::from("/nonexistent"),
-            packs,
-            ledger_addr: "http://127.0.0.1:1".into(),
-            persist_every: 1000,
-            rebuild: false,
-            snapshot_every: wfl_projections::views::DEFAULT_SNAPSHOT_EVERY,
-            min_free_bytes: 0,
-            ledger_credentials: wfl_auth::Credentials::default(),
-            local: None,
-        };
-        let shared = Shared::new(&config);
+        let shared = Shared::new(&config(std::path::Path::new("/nonexistent"), packs));
         {
             let mut p = shared.projection.try_write().expect("nobody else holds it");
             for (sequence, e) in reduction("a-org")

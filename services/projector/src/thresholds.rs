@@ -545,6 +545,50 @@ mod tests {
         WorkerRef(format!("w{k}"))
     }
 
+    /// Worker `k` on the books from the start (a baseline load, open-ended).
+    fn baseline_hire(k: usize) -> Payload {
+        Payload::WorkerHired(WorkerHired {
+            worker_ref: worker(k),
+            employment_relationship: EmploymentRelationship::Employee,
+            contract_type: ContractType::OpenEnded,
+            cohort: None,
+            position_id: None,
+            baseline: true,
+            avg_weekly_hours: None,
+            months_employed_last_12: None,
+            contract_end: None,
+        })
+    }
+
+    /// Worker `k` dismissed for economic reasons under CN LCL Art. 41, the post closed.
+    fn economic_dismissal(k: usize) -> Payload {
+        Payload::EconomicDismissal(Box::new(EconomicDismissal {
+            separation: wfl_domain::Separation {
+                worker_ref: worker(k),
+                employment_relationship: EmploymentRelationship::Employee,
+                contract_type: ContractType::OpenEnded,
+                cohort: None,
+                position_id: None,
+                position_closed: true,
+                backfill_status: Default::default(),
+                initiator: Initiator::Employer,
+                reason_personal: false,
+                legal_ground: Some("CN-LCL-41".into()),
+                ai_attributed: Default::default(),
+                ai_system: None,
+                tenure_months: None,
+                protected_flags: Vec::new(),
+                severance: None,
+                notice_given_on: None,
+                avg_weekly_hours: None,
+                months_employed_last_12: None,
+                contract_end: None,
+            },
+            selection_criteria: None,
+            plan_id: None,
+        }))
+    }
+
     /// Given 30 hires and 25 dismissals recorded ahead of time (effective 100 days after the
     /// hires), when no as_of_date is asked, then the watch is evaluated at the latest effective
     /// date in the ledger (not the wall clock), so the planned reduction is met; the alert rows
@@ -560,54 +604,10 @@ mod tests {
             p.apply(seq, &event(n, day, payload));
         };
         for k in 0..30 {
-            rec(
-                &mut p,
-                0,
-                Payload::WorkerHired(WorkerHired {
-                    worker_ref: worker(k),
-                    employment_relationship: EmploymentRelationship::Employee,
-                    contract_type: ContractType::OpenEnded,
-                    cohort: None,
-                    position_id: None,
-                    baseline: true,
-                    avg_weekly_hours: None,
-                    months_employed_last_12: None,
-                    contract_end: None,
-                }),
-            );
+            rec(&mut p, 0, baseline_hire(k));
         }
         for k in 0..25 {
-            let mut sep = wfl_domain::Separation {
-                worker_ref: worker(k),
-                employment_relationship: EmploymentRelationship::Employee,
-                contract_type: ContractType::OpenEnded,
-                cohort: None,
-                position_id: None,
-                position_closed: false,
-                backfill_status: Default::default(),
-                initiator: Initiator::Employer,
-                reason_personal: false,
-                legal_ground: Some("CN-LCL-41".into()),
-                ai_attributed: Default::default(),
-                ai_system: None,
-                tenure_months: None,
-                protected_flags: Vec::new(),
-                severance: None,
-                notice_given_on: None,
-                avg_weekly_hours: None,
-                months_employed_last_12: None,
-                contract_end: None,
-            };
-            sep.position_closed = true;
-            rec(
-                &mut p,
-                100,
-                Payload::EconomicDismissal(Box::new(EconomicDismissal {
-                    separation: sep,
-                    selection_criteria: None,
-                    plan_id: None,
-                })),
-            );
+            rec(&mut p, 100, economic_dismissal(k));
         }
         let packs = rules::parse(
             "CN-LCL-41.toml",
@@ -695,53 +695,14 @@ mod tests {
     /// the other org's events.
     #[test]
     fn one_orgs_watch_over_its_own_copy_is_the_watch_over_the_whole_state() {
-        let hire = |k: usize| {
-            Payload::WorkerHired(WorkerHired {
-                worker_ref: worker(k),
-                employment_relationship: EmploymentRelationship::Employee,
-                contract_type: ContractType::OpenEnded,
-                cohort: None,
-                position_id: None,
-                baseline: true,
-                avg_weekly_hours: None,
-                months_employed_last_12: None,
-                contract_end: None,
-            })
-        };
-        let dismissal = |k: usize| {
-            Payload::EconomicDismissal(Box::new(EconomicDismissal {
-                separation: wfl_domain::Separation {
-                    worker_ref: worker(k),
-                    employment_relationship: EmploymentRelationship::Employee,
-                    contract_type: ContractType::OpenEnded,
-                    cohort: None,
-                    position_id: None,
-                    position_closed: true,
-                    backfill_status: Default::default(),
-                    initiator: Initiator::Employer,
-                    reason_personal: false,
-                    legal_ground: Some("CN-LCL-41".into()),
-                    ai_attributed: Default::default(),
-                    ai_system: None,
-                    tenure_months: None,
-                    protected_flags: Vec::new(),
-                    severance: None,
-                    notice_given_on: None,
-                    avg_weekly_hours: None,
-                    months_employed_last_12: None,
-                    contract_end: None,
-                },
-                selection_criteria: None,
-                plan_id: None,
-            }))
-        };
         let orgs = [OrgId("acme".into()), OrgId("globex".into())];
         // Each org's 30 hires then its 25 dismissals (the second org's a few days later),
         // the two taking turns in runs of 7 events.
         let mut per_org: Vec<Vec<(i32, Payload)>> = Vec::new();
         for shift in [0, 3] {
-            let mut events: Vec<(i32, Payload)> = (0..30).map(|k| (shift, hire(k))).collect();
-            events.extend((0..25).map(|k| (100 + shift, dismissal(k))));
+            let mut events: Vec<(i32, Payload)> =
+                (0..30).map(|k| (shift, baseline_hire(k))).collect();
+            events.extend((0..25).map(|k| (100 + shift, economic_dismissal(k))));
             per_org.push(events);
         }
         let mut p = Projection::new();
@@ -791,21 +752,7 @@ mod tests {
             p.apply(n as u64, &event(n, day, payload));
         };
         for k in 0..80 {
-            rec(
-                &mut p,
-                0,
-                Payload::WorkerHired(WorkerHired {
-                    worker_ref: worker(k),
-                    employment_relationship: EmploymentRelationship::Employee,
-                    contract_type: ContractType::OpenEnded,
-                    cohort: None,
-                    position_id: None,
-                    baseline: true,
-                    avg_weekly_hours: None,
-                    months_employed_last_12: None,
-                    contract_end: None,
-                }),
-            );
+            rec(&mut p, 0, baseline_hire(k));
         }
         for k in 0..20 {
             rec(
