@@ -144,13 +144,12 @@ impl ViewsApi {
         // A copy of one small org (a part's worth of events, and copied alone: at most half
         // the state) takes a turn of its own, so it does not queue behind a large one.
         let small = match &org {
-            Some(org) => {
-                let p = self.shared.projection.read().await;
-                let held = p.entry_count() as u64;
-                p.org_events(org).is_some_and(|n| {
-                    n <= crate::WATCH_COPY_PART as u64 && n.saturating_mul(2) <= held
-                })
-            }
+            Some(org) => self
+                .shared
+                .projection
+                .read()
+                .await
+                .copies_alone_within(org, crate::WATCH_COPY_PART as u64),
             None => false,
         };
         let turns = if small {

@@ -352,8 +352,7 @@ pub struct CopyCursor {
     org: Option<OrgId>,
     /// Every org: the last entry copied, by id.
     entry: Option<EventId>,
-    /// One org: the next run of its sequences to copy, and the last sequence copied.
-    run: usize,
+    /// One org: the last sequence copied.
     copied_to: u64,
     entries_done: bool,
     worker: Option<(OrgId, WorkerRef)>,
@@ -1118,17 +1117,54 @@ impl Projection {
     /// no tallies (a copy itself), which has no org index.
     #[must_use]
     pub fn start_copy_of(&self, org: Option<&OrgId>) -> CopyCursor {
-        let held = self.entries.len() as u64;
         CopyCursor {
             last_sequence: self.last_sequence,
-            org: org
-                .filter(|o| {
-                    self.org_events(o)
-                        .is_some_and(|n| n.saturating_mul(2) <= held)
-                })
-                .cloned(),
+            org: org.filter(|o| self.read_alone(o).is_some()).cloned(),
             ..CopyCursor::default()
         }
+    }
+
+    /// Whether `org` is read through its runs of sequences (by [`Self::start_copy_of`] and by
+    /// every reading of one org): the org index when the state keeps one and the org holds at
+    /// most half the events; `None` when the whole map is walked instead.
+    #[must_use]
+    fn read_alone(&self, org: &OrgId) -> Option<&tally::Kept> {
+        let held = self.entries.len() as u64;
+        self.org_events(org)
+            .filter(|n| n.saturating_mul(2) <= held)
+            .and(self.tallies.as_deref())
+    }
+
+    /// Whether a copy of `org` alone ([`Self::start_copy_of`]) holds at most `max` events: it
+    /// is read through its runs and has no more than that.
+    #[must_use]
+    pub fn copies_alone_within(&self, org: &OrgId, max: u64) -> bool {
+        self.read_alone(org).is_some() && self.org_events(org).is_some_and(|n| n <= max)
+    }
+
+    /// `org`'s events folded after sequence `after` and up to `to`, ascending by sequence,
+    /// found through its runs ([`tally::OrgRuns`]) and the sequence index: no other org's
+    /// event is read.
+    fn org_entries<'s>(
+        &'s self,
+        kept: &'s tally::Kept,
+        org: &OrgId,
+        after: u64,
+        to: u64,
+    ) -> impl Iterator<Item = (u64, &'s EventId, &'s Arc<Entry>)> + 's {
+        kept.orgs
+            .of_org(org)
+            .iter()
+            .skip_while(move |(_, last)| *last <= after)
+            .take_while(move |(first, _)| *first <= to)
+            .flat_map(move |&(first, last)| {
+                kept.by_sequence
+                    .pairs_between(after.max(first.saturating_sub(1)), last.min(to))
+            })
+            .filter_map(|(sequence, id)| {
+                let (id, e) = self.entries.get_key_value(&id)?;
+                Some((sequence, id, e))
+            })
     }
 
     /// Each org with events and the sequence of its latest event, in org order (what changes
@@ -1161,25 +1197,15 @@ impl Projection {
         let mut budget = max.max(1);
         let kept = self.tallies.as_deref();
         if let (false, Some(org), Some(kept)) = (cursor.entries_done, &cursor.org, kept) {
-            let runs = kept.orgs.of_org(org);
-            while let Some(&(first, last)) = runs.get(cursor.run) {
-                if first > cursor.last_sequence {
-                    break;
-                }
-                let lo = cursor.copied_to.max(first.saturating_sub(1));
-                let hi = last.min(cursor.last_sequence);
-                for (sequence, id) in kept.by_sequence.pairs_between(lo, hi).take(budget) {
-                    if let Some(e) = self.entries.get(&id) {
-                        cursor.entries.push((id, Arc::clone(e)));
-                    }
-                    cursor.copied_to = sequence;
-                    budget -= 1;
-                }
-                if budget == 0 {
-                    // Full: the next part goes on from `copied_to`, in this run or the next.
-                    return false;
-                }
-                cursor.run += 1;
+            let (after, to) = (cursor.copied_to, cursor.last_sequence);
+            for (sequence, id, e) in self.org_entries(kept, org, after, to).take(budget) {
+                cursor.entries.push((*id, Arc::clone(e)));
+                cursor.copied_to = sequence;
+                budget -= 1;
+            }
+            if budget == 0 {
+                // Full: the next part goes on after `copied_to`.
+                return false;
             }
             cursor.entries_done = true;
         }
@@ -1895,29 +1921,17 @@ impl<'a> At<'a> {
             return Box::new(self.live());
         };
         let p: &'a Projection = self.p;
-        if let Some(kept) = p.tallies.as_deref() {
-            let held = p.entries.len() as u64;
-            if p.org_events(org)
-                .is_some_and(|n| n.saturating_mul(2) <= held)
-            {
-                let mut own: Vec<(&'a EventId, &'a Arc<Entry>)> = Vec::new();
-                for &(first, last) in kept.orgs.of_org(org) {
-                    if first > at {
-                        break;
-                    }
-                    own.extend(
-                        kept.by_sequence
-                            .pairs_between(first.saturating_sub(1), last.min(at))
-                            .filter_map(|(_, id)| p.entries.get_key_value(&id)),
-                    );
-                }
-                own.sort_unstable_by_key(|(id, _)| **id);
-                return Box::new(
-                    own.into_iter()
-                        .filter(move |(_, e)| e.sequence <= at && e.live_at(at))
-                        .map(move |(id, e)| (id, EntryAt { e, at })),
-                );
-            }
+        if let Some(kept) = p.read_alone(org) {
+            let mut own: Vec<(&'a EventId, &'a Arc<Entry>)> = p
+                .org_entries(kept, org, 0, at)
+                .map(|(_, id, e)| (id, e))
+                .collect();
+            own.sort_unstable_by_key(|(id, _)| **id);
+            return Box::new(
+                own.into_iter()
+                    .filter(move |(_, e)| e.live_at(at))
+                    .map(move |(id, e)| (id, EntryAt { e, at })),
+            );
         }
         let org = org.clone();
         Box::new(self.live().filter(move |(_, e)| e.place.org_id == org))
