@@ -20,9 +20,10 @@ use super::pack::{
     SiteEventKind, SiteEventRule, Unit, VariantChoice, Window, WindowKind,
 };
 use crate::{Population, PopulationQuery, WorkerProfile};
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use wfl_domain::{
     AiAttribution, Date, EmploymentRelationship, Event, EventId, EventType, OrgId, Payload, SiteId,
 };
@@ -196,7 +197,7 @@ impl CountType {
 
 impl CountType {
     /// Whether `e` counts for this type in a window whose assimilated gate is `gate_open`.
-    fn counts(self, e: &Entry, gate_open: bool) -> bool {
+    fn counts(self, e: &Entry<'_>, gate_open: bool) -> bool {
         match self {
             CountType::Strict => e.strict,
             CountType::Assimilated => e.strict || (gate_open && e.assimilated),
@@ -381,10 +382,33 @@ pub fn evaluate(
     as_of: Date,
 ) -> Vec<ThresholdStatus> {
     let mut out = Vec::new();
+    // What every pack reads of a separation the same way, found once rather than once per pack:
+    // the worker's profile (a look-up by name in the population) and a number for the worker
+    // (a payload that names nobody is a worker of its own).
+    let mut names: HashMap<&str, u32> = HashMap::new();
+    let mut next = 0u32;
+    let mut number = || {
+        next += 1;
+        next - 1
+    };
+    let facts: Vec<(u32, Option<WorkerProfile>)> = separations
+        .iter()
+        .map(|s| match s.payload.worker_effect() {
+            Some((w, _)) => (
+                *names.entry(w.0.as_str()).or_insert_with(&mut number),
+                population.worker(s.org, w, s.effective_date),
+            ),
+            None => (number(), None),
+        })
+        .collect();
+    drop(names);
+    // A unit's dense worker numbers by worker number (`usize::MAX`: not seen in the unit yet),
+    // put back after each unit.
+    let mut dense = vec![usize::MAX; next as usize];
     for pack in packs {
         // Keyed by the separations' own names: nothing copied per separation.
-        let mut units: BTreeMap<(&OrgId, Option<&SiteId>), UnitEntries> = BTreeMap::new();
-        for s in separations {
+        let mut units: BTreeMap<(&OrgId, Option<&SiteId>), UnitEntries<'_>> = BTreeMap::new();
+        for (i, s) in separations.iter().enumerate() {
             let Some(choice) = pack.variant_choice(s.jurisdiction) else {
                 continue;
             };
@@ -393,7 +417,9 @@ pub fn evaluate(
             }
             let site = pack.unit.is_site().then_some(s.site);
             let unit = units.entry((s.org, site)).or_default();
-            unit.entries.push(Entry::classify(pack, s, population));
+            let (worker, profile) = &facts[i];
+            unit.entries
+                .push(Entry::classify(pack, s, profile.as_ref(), *worker));
             unit.not_researched |= choice == VariantChoice::NotResearched;
             if let Some(national) = pack.national_pack(s.jurisdiction) {
                 unit.national_pack = Some(national.to_owned());
@@ -401,19 +427,18 @@ pub fn evaluate(
         }
         for ((org, site), mut unit) in units {
             unit.entries.sort_by_key(|a| (a.date, a.id));
-            // Dense worker numbers for the sliding counters.
-            let mut numbers: HashMap<&str, usize> = HashMap::new();
-            let ixs: Vec<usize> = unit
-                .entries
-                .iter()
-                .map(|e| {
-                    let next = numbers.len();
-                    *numbers.entry(e.worker.as_str()).or_insert(next)
-                })
-                .collect();
-            let workers = numbers.len();
-            for (e, ix) in unit.entries.iter_mut().zip(ixs) {
-                e.worker_ix = ix;
+            // Dense worker numbers within the unit, for the sliding counters.
+            let mut workers = 0;
+            for e in &mut unit.entries {
+                let slot = &mut dense[e.worker as usize];
+                if *slot == usize::MAX {
+                    *slot = workers;
+                    workers += 1;
+                }
+                e.worker_ix = *slot;
+            }
+            for e in &unit.entries {
+                dense[e.worker as usize] = usize::MAX;
             }
             // A plan's first separation, per legal count type: where its procedure deadlines run
             // from (entries are sorted by date, so the first seen is the earliest).
@@ -455,8 +480,8 @@ pub fn evaluate(
 }
 
 #[derive(Default)]
-struct UnitEntries {
-    entries: Vec<Entry>,
+struct UnitEntries<'s> {
+    entries: Vec<Entry<'s>>,
     /// Some event came from a Member State whose choice of variant was not researched.
     not_researched: bool,
     /// The national pack of the unit's Member State, where this is a Directive floor pack.
@@ -553,26 +578,25 @@ fn outside_population(
 }
 
 /// The plan a separation belongs to: its `correlation_id`, else an economic dismissal's `plan_id`.
-fn plan_of(s: &Separation<'_>) -> Option<String> {
-    s.correlation_id
-        .map(str::to_owned)
-        .or_else(|| match s.payload {
-            Payload::EconomicDismissal(d) => d.plan_id.clone(),
-            _ => None,
-        })
+fn plan_of<'s>(s: &Separation<'s>) -> Option<&'s str> {
+    s.correlation_id.or_else(|| match s.payload {
+        Payload::EconomicDismissal(d) => d.plan_id.as_deref(),
+        _ => None,
+    })
 }
 
 /// One separation, classified for one pack.
 #[derive(Debug)]
-struct Entry {
+struct Entry<'s> {
     id: EventId,
     /// The count date (effective, or notice where the pack counts by notice).
     date: Date,
-    /// The worker (pseudonymous ref); the event id for a payload that names none.
-    worker: String,
+    /// The worker's number among the separations evaluated (one per pseudonymous ref; a payload
+    /// that names nobody is a worker of its own).
+    worker: u32,
     /// `worker` numbered densely within the unit.
     worker_ix: usize,
-    plan: Option<String>,
+    plan: Option<&'s str>,
     strict: bool,
     /// Matches an assimilated rule (and is not excluded); strict entries may also set it.
     assimilated: bool,
@@ -587,8 +611,14 @@ struct Entry {
     notice_assimilated: bool,
 }
 
-impl Entry {
-    fn classify(pack: &RulePack, s: &Separation<'_>, population: &dyn Population) -> Self {
+impl<'s> Entry<'s> {
+    /// `s` for `pack`, given its worker's number and profile (see [`evaluate`]).
+    fn classify(
+        pack: &RulePack,
+        s: &Separation<'s>,
+        profile: Option<&WorkerProfile>,
+        worker: u32,
+    ) -> Self {
         let date = match pack.count_date() {
             CountDate::Effective => s.effective_date,
             CountDate::Notice => s
@@ -597,10 +627,6 @@ impl Entry {
                 .and_then(|x| x.notice_given_on)
                 .unwrap_or(s.effective_date),
         };
-        let worker = s
-            .payload
-            .worker_effect()
-            .map_or_else(|| s.event_id.to_string(), |(w, _)| w.0.clone());
         let base = Self {
             id: s.event_id,
             date,
@@ -616,15 +642,11 @@ impl Entry {
             notice_assimilated: false,
         };
         // What the event does not say about the worker comes from the population's profile.
-        let profile = s
-            .payload
-            .worker_effect()
-            .and_then(|(w, _)| population.worker(s.org, w, s.effective_date));
         let contract_end = s
             .payload
             .separation()
             .and_then(|x| x.contract_end)
-            .or(profile.as_ref().and_then(|p| p.contract_end));
+            .or(profile.and_then(|p| p.contract_end));
         let any = |rules: &[MatchRule]| rules.iter().any(|r| matches(r, s, contract_end));
         let excluded = pack
             .counts
@@ -634,7 +656,7 @@ impl Entry {
             .map(|r| format!("excluded: {}", r.name));
         let strict = excluded.is_none() && any(&pack.counts.strict);
         let assimilated = excluded.is_none() && any(&pack.counts.assimilated);
-        if let Some(out) = outside_population(pack, s, profile.as_ref()) {
+        if let Some(out) = outside_population(pack, s, profile) {
             let owed = out.part_time && pack.population.part_time_owed_notice.is_some();
             return Self {
                 excluded: Some(out.reason),
@@ -732,14 +754,14 @@ struct Candidate<'e> {
     start: Date,
     end: Date,
     /// Plan windows: the members. Rolling windows: empty (see `range`).
-    members: Vec<&'e Entry>,
+    members: Vec<&'e Entry<'e>>,
     /// Rolling windows: `eligible[range.0..range.1]`.
     range: (usize, usize),
     plan: Option<&'e str>,
 }
 
 impl<'e> Candidate<'e> {
-    fn members<'c>(&'c self, eligible: &'c [&'e Entry]) -> &'c [&'e Entry] {
+    fn members<'c>(&'c self, eligible: &'c [&'e Entry<'e>]) -> &'c [&'e Entry<'e>] {
         if self.plan.is_some() {
             &self.members
         } else {
@@ -835,7 +857,7 @@ struct Judged<'e> {
     end: Date,
     plan: Option<&'e str>,
     /// Counted entries, by date then id.
-    counted: Vec<&'e Entry>,
+    counted: Vec<&'e Entry<'e>>,
     /// Distinct workers among `counted`.
     workers: u64,
     excluded: Vec<Excluded>,
@@ -881,9 +903,9 @@ struct UnitEval<'p, 'u> {
 }
 
 impl UnitEval<'_, '_> {
-    fn window(&mut self, window: &Window, entries: &[Entry], out: &mut Vec<ThresholdStatus>) {
+    fn window(&mut self, window: &Window, entries: &[Entry<'_>], out: &mut Vec<ThresholdStatus>) {
         let horizon = shift(self.as_of, window.look_ahead_days);
-        let eligible: Vec<&Entry> = entries.iter().filter(|e| e.date <= horizon).collect();
+        let eligible: Vec<&Entry<'_>> = entries.iter().filter(|e| e.date <= horizon).collect();
         if eligible.is_empty() {
             return;
         }
@@ -971,12 +993,12 @@ impl UnitEval<'_, '_> {
     fn score_rolling(
         &mut self,
         ct: CountType,
-        eligible: &[&Entry],
+        eligible: &[&Entry<'_>],
         candidates: &[Candidate<'_>],
     ) -> Vec<Score> {
         let ids: Vec<usize> = eligible.iter().map(|e| e.worker_ix).collect();
         // next_x[i]: the first index >= i whose entry is in x (len when none).
-        let next = |keep: &dyn Fn(&Entry) -> bool| {
+        let next = |keep: &dyn Fn(&Entry<'_>) -> bool| {
             let mut out = vec![eligible.len(); eligible.len() + 1];
             for i in (0..eligible.len()).rev() {
                 out[i] = if keep(eligible[i]) { i } else { out[i + 1] };
@@ -1069,7 +1091,7 @@ impl UnitEval<'_, '_> {
         index: usize,
         start: Date,
         end: Date,
-        members: &[&Entry],
+        members: &[&Entry<'_>],
     ) -> Score {
         let (counted, _) = self.counted(ct, members);
         let reference = counted.first().map_or(start, |e| e.date);
@@ -1099,8 +1121,8 @@ impl UnitEval<'_, '_> {
     fn counted<'e>(
         &self,
         ct: CountType,
-        members: &[&'e Entry],
-    ) -> (Vec<&'e Entry>, Option<GateState>) {
+        members: &[&'e Entry<'e>],
+    ) -> (Vec<&'e Entry<'e>>, Option<GateState>) {
         let strict_workers = distinct_workers(members.iter().copied().filter(|e| e.strict));
         let gate = self
             .pack
@@ -1152,7 +1174,12 @@ impl UnitEval<'_, '_> {
     }
 
     /// The full judgement of one window for `ct`: evidence, exclusions with reasons, gate.
-    fn judge<'e>(&mut self, ct: CountType, c: &Candidate<'e>, members: &[&'e Entry]) -> Judged<'e> {
+    fn judge<'e>(
+        &mut self,
+        ct: CountType,
+        c: &Candidate<'e>,
+        members: &[&'e Entry<'e>],
+    ) -> Judged<'e> {
         let (counted, gate) = self.counted(ct, members);
         let gate_open = gate.is_none_or(|g| g.open);
         let mut excluded = Vec::new();
@@ -1413,7 +1440,7 @@ impl UnitEval<'_, '_> {
     fn step_checks(
         &self,
         ct: CountType,
-        counted: &[&Entry],
+        counted: &[&Entry<'_>],
         level: Option<AlertLevel>,
     ) -> Vec<StepCheck> {
         let mut plans: BTreeMap<Option<&str>, Date> = BTreeMap::new();
@@ -1519,13 +1546,15 @@ fn describe_too_early(s: &StepCheck) -> String {
     )
 }
 
-fn distinct_workers<'e>(entries: impl Iterator<Item = &'e Entry>) -> u64 {
-    let set: BTreeSet<&str> = entries.map(|e| e.worker.as_str()).collect();
-    set.len() as u64
+fn distinct_workers<'e>(entries: impl Iterator<Item = &'e Entry<'e>>) -> u64 {
+    let mut workers: Vec<u32> = entries.map(|e| e.worker).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    workers.len() as u64
 }
 
 /// The candidate windows of one window spec over `eligible` (sorted by date).
-fn candidates<'e>(window: &Window, eligible: &[&'e Entry]) -> Vec<Candidate<'e>> {
+fn candidates<'e>(window: &Window, eligible: &[&'e Entry<'e>]) -> Vec<Candidate<'e>> {
     match window.kind {
         WindowKind::Rolling => {
             let days = window.days.unwrap_or(1).max(1);
@@ -1548,7 +1577,7 @@ fn candidates<'e>(window: &Window, eligible: &[&'e Entry]) -> Vec<Candidate<'e>>
                 .collect()
         }
         WindowKind::Correlation => {
-            let mut groups: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+            let mut groups: BTreeMap<&str, Vec<&Entry<'_>>> = BTreeMap::new();
             for e in eligible {
                 if let Some(c) = e.plan.as_deref() {
                     groups.entry(c).or_default().push(e);

@@ -15,9 +15,10 @@ use super::headcount::Counter;
 use super::timeline::{self, minimum_days, Stint};
 use super::{At, Projection};
 use crate::{Population, PopulationQuery, WorkerProfile};
+use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId, WorkerRef};
 
 /// Site (its number in [`PopulationIndex::sites`]), relationship, contract type, and average
@@ -64,7 +65,8 @@ pub struct PopulationIndex<'a> {
 /// A worker's key in [`PopulationIndex::first`] (a hash: a probe's hit is checked by name, and
 /// a collision falls back to the search).
 fn worker_key(org: &OrgId, worker: &WorkerRef) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
+    // A fixed seed: the key is compared within one index only, never stored.
+    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
     (org, worker).hash(&mut h);
     h.finish()
 }

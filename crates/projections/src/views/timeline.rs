@@ -268,7 +268,12 @@ impl<'a> Stint<'a> {
 
 /// Every stint of `org` (all orgs when `None`), ordered by org, worker, then time.
 pub(super) fn stints<'a>(p: &At<'a>, org: Option<&OrgId>) -> Vec<Stint<'a>> {
-    let mut out = Vec::new();
+    // About one stint a worker: sized once rather than doubled (and copied) a score of times.
+    let workers = match org {
+        Some(org) => p.workers().get(org).map_or(0, BTreeMap::len),
+        None => p.workers().values().map(BTreeMap::len).sum(),
+    };
+    let mut out = Vec::with_capacity(workers);
     for (org_id, workers) in p.workers() {
         if org.is_some_and(|o| o != org_id) {
             continue;
