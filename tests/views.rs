@@ -797,6 +797,100 @@ async fn the_alert_loop_evaluates_only_the_orgs_that_changed() {
     );
 }
 
+/// A `ThresholdWatch` of an org whose events and evaluation day are those its rows were last
+/// evaluated over (by the alert loop, or by an earlier answer) is answered from those rows:
+/// the answer an evaluation gives, with nothing evaluated. Another org's event leaves it so;
+/// the org's own next event is seen in the next answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orgs_watch_is_answered_from_its_kept_rows_until_its_own_events_change() {
+    let node = Node::start(Mode::Memory);
+    let ch = node.channel().await;
+    let (baseline, exits) = worked_example();
+    record_batch(&ch, &baseline).await;
+    record_batch(&ch, &exits).await;
+    watch_settled(&node);
+    let ask = |as_of_sequence: u64, min_sequence: u64| {
+        let ch = ch.clone();
+        async move {
+            pb::views_client::ViewsClient::new(ch)
+                .threshold_watch(pb::ThresholdRequest {
+                    org_id: ORG.into(),
+                    as_of_sequence,
+                    min_sequence,
+                    ..Default::default()
+                })
+                .await
+                .expect("ThresholdWatch")
+                .into_inner()
+        }
+    };
+    let counts = || {
+        (
+            node.proc.metric("wfl_watch_answers_kept_total"),
+            node.proc.metric("wfl_watch_answers_evaluated_total"),
+        )
+    };
+    let head = node.proc.metric("wfl_ledger_head_sequence");
+
+    // The alert loop evaluated the org at its latest event: its rows answer.
+    let before = counts();
+    let kept = ask(0, head).await;
+    assert_eq!(
+        counts(),
+        (before.0 + 1, before.1),
+        "answered from the kept rows"
+    );
+    assert_eq!(kept.as_of_sequence, head);
+    assert!(
+        kept.statuses
+            .iter()
+            .any(|s| s.level == pb::AlertLevel::Met as i32),
+        "the worked example meets a threshold"
+    );
+    let evaluated = ask(head, 0).await;
+    assert_eq!(
+        counts(),
+        (before.0 + 1, before.1 + 1),
+        "an as-of answer is evaluated"
+    );
+    assert_eq!(kept, evaluated, "the kept rows are the evaluation's");
+
+    // Another org's event, on a day before the org's latest: the org's answer is still kept.
+    const OTHER: &str = "cn-entity-2";
+    record_batch(&ch, &[at(scenario::hire(OTHER, "w-o"), 0)]).await;
+    let head = node.proc.metric("wfl_ledger_head_sequence");
+    let before = counts();
+    let still = ask(0, head).await;
+    assert_eq!(
+        counts(),
+        (before.0 + 1, before.1),
+        "another org's event changes nothing"
+    );
+    assert_eq!(
+        still.as_of_sequence, head,
+        "answered at the current sequence"
+    );
+    assert_eq!(still.statuses, kept.statuses);
+
+    // The org's own event: the next answer sees it, whoever evaluated it first.
+    let mut extra = exits[0].clone();
+    extra.event_id = wfl_domain::EventId::new_v7();
+    if let Payload::RoleAutomated(r) = &mut extra.payload {
+        if let Some(s) = r.separation.as_mut() {
+            s.worker_ref = wfl_domain::WorkerRef("w-500".into());
+        }
+    }
+    record_batch(&ch, &[extra]).await;
+    let head = node.proc.metric("wfl_ledger_head_sequence");
+    let after = ask(0, head).await;
+    assert_ne!(after.statuses, kept.statuses, "the org's own event is seen");
+    assert_eq!(
+        after,
+        ask(head, 0).await,
+        "as an evaluation at that sequence says"
+    );
+}
+
 #[test]
 fn a_malformed_rule_pack_stops_start_up_naming_file_and_field() {
     let dir = wfl_testkit::temp_dir();

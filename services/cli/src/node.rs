@@ -706,6 +706,15 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         "The sequence the last threshold-watch run evaluated at (its alerts reflect the views \
          up to it).",
     );
+    let watch_kept = registry.counter(
+        "wfl_watch_answers_kept_total",
+        "ThresholdWatch answers given from the rows kept for the org (its events and the \
+         evaluation day unchanged since they were evaluated), since start.",
+    );
+    let watch_answers_evaluated = registry.counter(
+        "wfl_watch_answers_evaluated_total",
+        "ThresholdWatch answers evaluated over a copy of the state, since start.",
+    );
     registry.on_scrape(move |_| {
         let (c, h) = (
             progress.checkpoint.load(Relaxed),
@@ -730,6 +739,8 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         watch_runs.absolute(progress.watch_runs.load(Relaxed));
         watch_orgs.absolute(progress.watch_orgs_evaluated.load(Relaxed));
         watch_last.set(progress.watch_last_run_ms.load(Relaxed) as f64 / 1e3);
+        watch_kept.absolute(progress.watch_answers_kept.load(Relaxed));
+        watch_answers_evaluated.absolute(progress.watch_answers_evaluated.load(Relaxed));
     });
 }
 

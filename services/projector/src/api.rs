@@ -127,6 +127,27 @@ impl ViewsApi {
     /// write) nor the runtime's workers wait for it. One large copy runs at a time (`copies`);
     /// a copy of one org of at most [`crate::WATCH_COPY_PART`] events takes its turn apart
     /// (`small_copies`), so a small tenant does not queue behind a large one's seconds.
+    /// The current sequence and what `org`'s rows at it were evaluated over (its latest event,
+    /// and `day`, else its default day); `None` when the views keep no org index.
+    async fn watch_key(
+        &self,
+        org: &OrgId,
+        day: Option<wfl_domain::Date>,
+    ) -> Option<(u64, crate::watch_cache::Key)> {
+        let p = self.shared.projection.read().await;
+        let seq = p.last_sequence();
+        let head = p.org_head_at(org, seq)?;
+        let day = day.unwrap_or_else(|| thresholds::default_as_of(&p.now(), Some(org)));
+        Some((
+            seq,
+            crate::watch_cache::Key {
+                org: org.clone(),
+                head,
+                day,
+            },
+        ))
+    }
+
     async fn with_copy<T: Send + 'static>(
         &self,
         as_of: AsOf,
@@ -569,6 +590,34 @@ impl pb::views_server::Views for ViewsApi {
             r.min_sequence,
             "as_of_recorded_at_micros",
         )?;
+        // The current state: the org's rows, when they are kept for its latest event and the
+        // day asked, are the answer (a large org's evaluation reads its whole history).
+        let current = r.as_of_sequence == 0 && r.as_of_recorded_at_micros == 0;
+        if let Some(org) = request.org.clone().filter(|_| current) {
+            self.ready(&bound).await?;
+            if let Some((seq, key)) = self.watch_key(&org, request.as_of_date).await {
+                let kept = self
+                    .shared
+                    .watch_rows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&key);
+                if let Some(rows) = kept {
+                    self.shared
+                        .progress
+                        .watch_answers_kept
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let statuses = rows
+                        .iter()
+                        .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
+                        .cloned()
+                        .collect();
+                    return Ok(Response::new(thresholds::response(
+                        seq, key.day, statuses, &request,
+                    )));
+                }
+            }
+        }
         let shared = self.shared.clone();
         let org = request.org.clone();
         let (seq, (request, as_of, statuses)) = self
@@ -577,6 +626,32 @@ impl pb::views_server::Views for ViewsApi {
                 (request, as_of, statuses)
             })
             .await?;
+        self.shared
+            .progress
+            .watch_answers_evaluated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Every pack's rows of one org are kept for the next question about it.
+        if let Some(org) = request
+            .org
+            .clone()
+            .filter(|_| current && request.packs.is_empty())
+        {
+            let head = self.shared.projection.read().await.org_head_at(&org, seq);
+            if let Some(head) = head {
+                self.shared
+                    .watch_rows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .put(
+                        crate::watch_cache::Key {
+                            org,
+                            head,
+                            day: as_of,
+                        },
+                        Arc::new(statuses.clone()),
+                    );
+            }
+        }
         Ok(Response::new(thresholds::response(
             seq, as_of, statuses, &request,
         )))
@@ -1023,6 +1098,7 @@ mod tests {
             ledger_addr: "http://127.0.0.1:1".into(),
             ledger_credentials: wfl_auth::Credentials::default(),
             loaded: tokio::sync::watch::channel(true).0,
+            watch_rows: std::sync::Mutex::default(),
         }))
     }
 

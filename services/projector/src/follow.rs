@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wfl_bus::Bus;
 use wfl_domain::{Date, OrgId};
-use wfl_projections::rules::{AlertLevel, CountType, ThresholdStatus};
+use wfl_projections::rules::{AlertLevel, CountType, ThresholdStatus, WindowRole};
 use wfl_projections::views::CopyCursor;
 use wfl_proto::pb;
 
@@ -740,8 +740,44 @@ const MAX_ORG_COPIES: usize = 256;
 
 /// What one run copies: every org at once, or each org due apart.
 enum Plan {
-    Whole(CopyCursor, Vec<(OrgId, u64)>),
-    Orgs(Vec<(OrgId, u64, CopyCursor)>),
+    Whole(CopyCursor, Vec<Due>),
+    Orgs(Vec<(Due, CopyCursor)>),
+}
+
+/// An org a run evaluates.
+struct Due {
+    org: OrgId,
+    /// The sequence of its latest event.
+    head: u64,
+    /// Its own default evaluation day is the run's: its rows answer a `ThresholdWatch` of it.
+    answers: bool,
+}
+
+impl Due {
+    /// Keeps `rows` (every pack's, evaluated on `day`) for `ThresholdWatch` when they answer
+    /// it, and gives the current ones, which the alerts are about.
+    fn rows(self, shared: &Shared, day: Date, mut rows: Vec<ThresholdStatus>) -> OrgRows {
+        if self.answers {
+            shared
+                .watch_rows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .put(
+                    crate::watch_cache::Key {
+                        org: self.org.clone(),
+                        head: self.head,
+                        day,
+                    },
+                    Arc::new(rows.clone()),
+                );
+        }
+        rows.retain(|s| s.role == WindowRole::Current);
+        OrgRows {
+            org: self.org,
+            head: self.head,
+            rows,
+        }
+    }
 }
 
 /// What [`Alerts::publish`] got out.
@@ -783,14 +819,20 @@ impl Alerts {
                 self.seen.clear();
                 self.day = Some(day);
             }
-            let due: Vec<(OrgId, u64)> = match p.org_heads() {
+            // Each org due, with its latest event and whether its own default day (what a
+            // `ThresholdWatch` of it is evaluated at) is the run's, so its rows answer one.
+            let due: Vec<Due> = match p.org_heads() {
                 Some(heads) => heads
                     .filter(|(org, head)| self.seen.get(*org) != Some(head))
-                    .map(|(org, head)| (org.clone(), head))
+                    .map(|(org, head)| Due {
+                        org: org.clone(),
+                        head,
+                        answers: thresholds::default_as_of(&now, Some(org)) == day,
+                    })
                     .collect(),
                 None => Vec::new(),
             };
-            let due_events: u64 = due.iter().filter_map(|(org, _)| p.org_events(org)).sum();
+            let due_events: u64 = due.iter().filter_map(|d| p.org_events(&d.org)).sum();
             let held = p.entry_count() as u64;
             let plan = if due_events.saturating_mul(2) > held
                 || (due.len() > MAX_ORG_COPIES && due_events.saturating_mul(8) > held)
@@ -799,9 +841,9 @@ impl Alerts {
             } else {
                 Plan::Orgs(
                     due.into_iter()
-                        .map(|(org, head)| {
-                            let cursor = p.start_copy_of(Some(&org));
-                            (org, head, cursor)
+                        .map(|d| {
+                            let cursor = p.start_copy_of(Some(&d.org));
+                            (d, cursor)
                         })
                         .collect(),
                 )
@@ -816,17 +858,14 @@ impl Alerts {
                     let (copy, longest) = crate::fill_in_parts(read, cursor);
                     let now = copy.now();
                     let mut by_org: BTreeMap<OrgId, Vec<ThresholdStatus>> = BTreeMap::new();
-                    for row in
-                        thresholds::Inputs::gather(&now, None).current_rows(&state.packs, day)
-                    {
+                    for row in thresholds::Inputs::gather(&now, None).rows(&state.packs, day) {
                         by_org.entry(row.org.clone()).or_default().push(row);
                     }
                     let out = due
                         .into_iter()
-                        .map(|(org, head)| OrgRows {
-                            rows: by_org.remove(&org).unwrap_or_default(),
-                            org,
-                            head,
+                        .map(|d| {
+                            let rows = by_org.remove(&d.org).unwrap_or_default();
+                            d.rows(&state, day, rows)
                         })
                         .collect();
                     (longest, out)
@@ -834,13 +873,13 @@ impl Alerts {
                 Plan::Orgs(cursors) => {
                     let mut longest = Duration::ZERO;
                     let mut out = Vec::with_capacity(cursors.len());
-                    for (org, head, cursor) in cursors {
+                    for (d, cursor) in cursors {
                         let (copy, hold) = crate::fill_in_parts(read, cursor);
                         longest = longest.max(hold);
                         let now = copy.now();
-                        let rows = thresholds::Inputs::gather(&now, Some(&org))
-                            .current_rows(&state.packs, day);
-                        out.push(OrgRows { org, head, rows });
+                        let rows =
+                            thresholds::Inputs::gather(&now, Some(&d.org)).rows(&state.packs, day);
+                        out.push(d.rows(&state, day, rows));
                     }
                     (longest, out)
                 }

@@ -16,6 +16,7 @@ mod follow;
 mod store;
 mod thresholds;
 mod typed;
+mod watch_cache;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -249,6 +250,10 @@ pub struct Progress {
     pub watch_last_run_ms: AtomicU64,
     /// The sequence the last run evaluated at (stored after its counts above).
     pub watch_evaluated: AtomicU64,
+    /// `ThresholdWatch` answers given from the rows kept for the org (nothing evaluated).
+    pub watch_answers_kept: AtomicU64,
+    /// `ThresholdWatch` answers evaluated over a copy of the state.
+    pub watch_answers_evaluated: AtomicU64,
 }
 
 impl Progress {
@@ -349,6 +354,9 @@ pub(crate) struct Shared {
     /// True once the stored views are read back (until then `projection` is empty and no answer
     /// is given from it).
     pub loaded: tokio::sync::watch::Sender<bool>,
+    /// The threshold watch's latest rows per org, put by the alert loop and by `ThresholdWatch`,
+    /// from which `ThresholdWatch` answers while the org's events and the day are the same.
+    pub watch_rows: std::sync::Mutex<watch_cache::Rows>,
 }
 
 impl Shared {
@@ -365,6 +373,7 @@ impl Shared {
             ledger_addr: config.ledger_addr.clone(),
             ledger_credentials: config.ledger_credentials.clone(),
             loaded: tokio::sync::watch::channel(false).0,
+            watch_rows: std::sync::Mutex::default(),
         }
     }
 }

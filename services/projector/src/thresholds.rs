@@ -4,7 +4,7 @@
 
 use tonic::Status;
 use wfl_domain::{Date, EventId, OrgId};
-use wfl_projections::rules::{self, AlertLevel, RulePack, StepState, ThresholdStatus, WindowRole};
+use wfl_projections::rules::{self, AlertLevel, RulePack, StepState, ThresholdStatus};
 #[cfg(test)]
 use wfl_projections::views::Projection;
 use wfl_projections::views::{At, PopulationIndex};
@@ -323,10 +323,11 @@ impl<'a> Inputs<'a> {
         )
     }
 
-    /// The alert loop's rows: the *current* ones only (see [`threshold_watch`]).
+    /// The *current* rows only, which alerts are about (see [`threshold_watch`]).
+    #[cfg(test)]
     pub(crate) fn current_rows(self, packs: &[RulePack], as_of: Date) -> Vec<ThresholdStatus> {
         let mut rows = self.rows(packs, as_of);
-        rows.retain(|s| s.role == WindowRole::Current);
+        rows.retain(|s| s.role == rules::WindowRole::Current);
         rows
     }
 }
@@ -512,6 +513,7 @@ mod tests {
         ContractType, EconomicDismissal, EmploymentRelationship, Event, EventId,
         EvidenceConfidence, Initiator, Payload, SiteId, Source, WorkerHired, WorkerRef,
     };
+    use wfl_projections::rules::WindowRole;
 
     fn on(n: i32) -> Date {
         Date::from_days(20_500 + n)

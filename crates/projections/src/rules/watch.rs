@@ -444,7 +444,7 @@ pub fn evaluate(
             // from (entries are sorted by date, so the first seen is the earliest).
             let mut first_of_plan: BTreeMap<(CountType, &str), Date> = BTreeMap::new();
             for e in &unit.entries {
-                if let Some(p) = e.plan.as_deref() {
+                if let Some(p) = e.plan {
                     for ct in [CountType::Strict, CountType::Assimilated] {
                         if e.candidate(ct) {
                             first_of_plan.entry((ct, p)).or_insert(e.date);
@@ -579,7 +579,7 @@ fn outside_population(
 
 /// The plan a separation belongs to: its `correlation_id`, else an economic dismissal's `plan_id`.
 fn plan_of<'s>(s: &Separation<'s>) -> Option<&'s str> {
-    s.correlation_id.or_else(|| match s.payload {
+    s.correlation_id.or(match s.payload {
         Payload::EconomicDismissal(d) => d.plan_id.as_deref(),
         _ => None,
     })
@@ -1445,12 +1445,12 @@ impl UnitEval<'_, '_> {
     ) -> Vec<StepCheck> {
         let mut plans: BTreeMap<Option<&str>, Date> = BTreeMap::new();
         for e in counted {
-            let first = match e.plan.as_deref() {
+            let first = match e.plan {
                 Some(p) => self.first_of_plan.get(&(ct, p)).copied().unwrap_or(e.date),
                 None => e.date,
             };
             plans
-                .entry(e.plan.as_deref())
+                .entry(e.plan)
                 .and_modify(|d| *d = (*d).min(first))
                 .or_insert(first);
         }
@@ -1476,7 +1476,7 @@ impl UnitEval<'_, '_> {
                 let effective_too_early = earliest_effective.map_or_else(Vec::new, |earliest| {
                     counted
                         .iter()
-                        .filter(|e| e.plan.as_deref() == plan && e.effective < earliest)
+                        .filter(|e| e.plan == plan && e.effective < earliest)
                         .map(|e| e.id)
                         .collect()
                 });
@@ -1579,7 +1579,7 @@ fn candidates<'e>(window: &Window, eligible: &[&'e Entry<'e>]) -> Vec<Candidate<
         WindowKind::Correlation => {
             let mut groups: BTreeMap<&str, Vec<&Entry<'_>>> = BTreeMap::new();
             for e in eligible {
-                if let Some(c) = e.plan.as_deref() {
+                if let Some(c) = e.plan {
                     groups.entry(c).or_default().push(e);
                 }
             }

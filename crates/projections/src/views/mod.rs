@@ -1175,6 +1175,17 @@ impl Projection {
         Some(self.tallies.as_deref()?.orgs.heads())
     }
 
+    /// The sequence of `org`'s latest event at or before `at` (0: none), as far as the org index
+    /// says (a sequence within one of its runs where nothing was folded counts as its): two
+    /// readings with the same answer hold the same events of `org`. `None` when it keeps no
+    /// org index.
+    #[must_use]
+    pub fn org_head_at(&self, org: &OrgId, at: u64) -> Option<u64> {
+        let runs = self.tallies.as_deref()?.orgs.of_org(org);
+        let before = runs.partition_point(|(first, _)| *first <= at);
+        Some(before.checked_sub(1).map_or(0, |i| runs[i].1.min(at)))
+    }
+
     /// How many events of `org` the state holds at most (its runs' lengths: a gap in the
     /// sequence, where nothing was folded, is counted); `None` when it keeps no org index.
     #[must_use]

@@ -18,7 +18,7 @@ use crate::{Population, PopulationQuery, WorkerProfile};
 use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use wfl_domain::{ContractType, Date, EmploymentRelationship, OrgId, SiteId, WorkerRef};
 
 /// Site (its number in [`PopulationIndex::sites`]), relationship, contract type, and average
@@ -66,9 +66,7 @@ pub struct PopulationIndex<'a> {
 /// a collision falls back to the search).
 fn worker_key(org: &OrgId, worker: &WorkerRef) -> u64 {
     // A fixed seed: the key is compared within one index only, never stored.
-    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
-    (org, worker).hash(&mut h);
-    h.finish()
+    foldhash::fast::FixedState::with_seed(0).hash_one((org, worker))
 }
 
 impl<'a> PopulationIndex<'a> {
