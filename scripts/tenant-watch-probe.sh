@@ -2,9 +2,10 @@
 # What one small tenant's threshold watch costs beside a large one: `wfl up`, then `wfl load
 # --mix restructuring` of BIG events for org `big` and SMALL events for org `small`; once the
 # views and the alert loop have caught up, times `wfl report thresholds --org small` and `--org
-# big` three times each, then loads 1,000 more events for `small` alone and prints what the
+# big` three times each, then loads 1,000 more events for `small` alone, prints what the
 # alert loop's runs evaluated meanwhile (`wfl_watch_*`: runs, orgs evaluated, the last run's
-# seconds).
+# seconds) and times `--org big` once more; and says how many `ThresholdWatch` answers came
+# from the rows kept for the org (`wfl_watch_answers_*`; an earlier build prints nothing there).
 #
 #   scripts/tenant-watch-probe.sh [BIG] [SMALL]    (release build first; WFL_BINDIR picks
 #                                                  other binaries; ports 7201-7202 free)
@@ -47,8 +48,13 @@ for org in small big; do
     echo "wfl report thresholds --org $org: $(echo "$(date +%s.%N) - $start" | bc) s"
   done
 done
+echo "ThresholdWatch answers: $(metric wfl_watch_answers_kept_total) from kept rows, $(metric wfl_watch_answers_evaluated_total) evaluated"
 runs=$(metric wfl_watch_runs_total)
 orgs=$(metric wfl_watch_orgs_evaluated_total)
 load small 1000
 settled
 echo "1,000 more events for small: $(($(metric wfl_watch_runs_total) - runs)) runs evaluated $(($(metric wfl_watch_orgs_evaluated_total) - orgs)) orgs; last run $(metric wfl_watch_last_run_seconds) s"
+start=$(date +%s.%N)
+"$bin/wfl" report thresholds --addr http://127.0.0.1:7201 --org big --format json >/dev/null
+echo "then wfl report thresholds --org big: $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "ThresholdWatch answers: $(metric wfl_watch_answers_kept_total) from kept rows, $(metric wfl_watch_answers_evaluated_total) evaluated"
