@@ -799,7 +799,8 @@ async fn the_alert_loop_evaluates_only_the_orgs_that_changed() {
 
 /// A `ThresholdWatch` of an org whose events and evaluation day are those its rows were last
 /// evaluated over (by the alert loop, or by an earlier answer) is answered from those rows:
-/// the answer an evaluation gives, with nothing evaluated. Another org's event leaves it so;
+/// the answer an evaluation gives, with nothing evaluated; so is the first `Explain` page of
+/// the events behind one of its statuses. Another org's event leaves it so;
 /// the org's own next event is seen in the next answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orgs_watch_is_answered_from_its_kept_rows_until_its_own_events_change() {
@@ -854,6 +855,50 @@ async fn an_orgs_watch_is_answered_from_its_kept_rows_until_its_own_events_chang
         "an as-of answer is evaluated"
     );
     assert_eq!(kept, evaluated, "the kept rows are the evaluation's");
+
+    // The first page of the events behind a status comes from the kept rows too, and is the
+    // page an evaluation as of the same sequence gives.
+    let i = kept
+        .statuses
+        .iter()
+        .position(|s| s.event_count > 3)
+        .expect("a status with events");
+    let explain = |as_of_sequence: u64| {
+        let ch = ch.clone();
+        async move {
+            pb::views_client::ViewsClient::new(ch)
+                .explain(pb::ExplainRequest {
+                    figure: Some(pb::Figure {
+                        view: "thresholds".into(),
+                        request: None,
+                        path: format!("/statuses/{i}/event_ids"),
+                        thresholds: Some(pb::ThresholdRequest {
+                            org_id: ORG.into(),
+                            as_of_sequence,
+                            ..Default::default()
+                        }),
+                    }),
+                    page_size: 3,
+                    ..Default::default()
+                })
+                .await
+                .expect("Explain")
+                .into_inner()
+        }
+    };
+    let page = explain(0).await;
+    assert_eq!(
+        counts().0,
+        before.0 + 2,
+        "the first page from the kept rows"
+    );
+    assert_eq!(page.total, kept.statuses[i].event_count);
+    assert_eq!(page.events.len(), 3);
+    assert!(!page.next_page_token.is_empty(), "more pages");
+    let evaluated_page = explain(head).await;
+    assert_eq!(page.as_of_sequence, evaluated_page.as_of_sequence);
+    assert_eq!(page.total, evaluated_page.total);
+    assert_eq!(page.events, evaluated_page.events);
 
     // Another org's event, on a day before the org's latest: the org's answer is still kept.
     const OTHER: &str = "cn-entity-2";

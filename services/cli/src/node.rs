@@ -708,8 +708,9 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
     );
     let watch_kept = registry.counter(
         "wfl_watch_answers_kept_total",
-        "ThresholdWatch answers given from the rows kept for the org (its events and the \
-         evaluation day unchanged since they were evaluated), since start.",
+        "ThresholdWatch answers and first Explain pages of a threshold figure given from the \
+         rows kept for the org (its events and the evaluation day unchanged since they were \
+         evaluated), since start.",
     );
     let watch_answers_evaluated = registry.counter(
         "wfl_watch_answers_evaluated_total",

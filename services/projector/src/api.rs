@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use wfl_domain::{Cohort, Date, OrgId, SiteId};
+use wfl_projections::rules::ThresholdStatus;
 use wfl_projections::views::{At, Period, Projection, Query};
 use wfl_proto::pb;
 
@@ -127,6 +128,47 @@ impl ViewsApi {
     /// write) nor the runtime's workers wait for it. One large copy runs at a time (`copies`);
     /// a copy of one org of at most [`crate::WATCH_COPY_PART`] events takes its turn apart
     /// (`small_copies`), so a small tenant does not queue behind a large one's seconds.
+    /// For a watch of one org in the current state (`bound` asks no sequence and no recorded-at
+    /// bound): the current sequence, the day and the rows of the packs asked, when every pack's
+    /// rows are kept for the org's latest event and that day ([`crate::watch_cache`]); `None`
+    /// when they are not, or the watch asks for another state.
+    async fn kept_rows(
+        &self,
+        request: &thresholds::Request,
+        bound: &AsOf,
+    ) -> Result<Option<(u64, wfl_domain::Date, Vec<ThresholdStatus>)>, Status> {
+        let Some(org) = request
+            .org
+            .as_ref()
+            .filter(|_| bound.sequence == 0 && bound.recorded_at_micros == 0)
+        else {
+            return Ok(None);
+        };
+        self.ready(bound).await?;
+        let Some((seq, key)) = self.watch_key(org, request.as_of_date).await else {
+            return Ok(None);
+        };
+        let kept = self
+            .shared
+            .watch_rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key);
+        let Some(rows) = kept else {
+            return Ok(None);
+        };
+        self.shared
+            .progress
+            .watch_answers_kept
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let statuses = rows
+            .iter()
+            .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
+            .cloned()
+            .collect();
+        Ok(Some((seq, key.day, statuses)))
+    }
+
     /// The current sequence and what `org`'s rows at it were evaluated over (its latest event,
     /// and `day`, else its default day); `None` when the views keep no org index.
     async fn watch_key(
@@ -593,30 +635,10 @@ impl pb::views_server::Views for ViewsApi {
         // The current state: the org's rows, when they are kept for its latest event and the
         // day asked, are the answer (a large org's evaluation reads its whole history).
         let current = r.as_of_sequence == 0 && r.as_of_recorded_at_micros == 0;
-        if let Some(org) = request.org.clone().filter(|_| current) {
-            self.ready(&bound).await?;
-            if let Some((seq, key)) = self.watch_key(&org, request.as_of_date).await {
-                let kept = self
-                    .shared
-                    .watch_rows
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&key);
-                if let Some(rows) = kept {
-                    self.shared
-                        .progress
-                        .watch_answers_kept
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let statuses = rows
-                        .iter()
-                        .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
-                        .cloned()
-                        .collect();
-                    return Ok(Response::new(thresholds::response(
-                        seq, key.day, statuses, &request,
-                    )));
-                }
-            }
+        if let Some((seq, day, statuses)) = self.kept_rows(&request, &bound).await? {
+            return Ok(Response::new(thresholds::response(
+                seq, day, statuses, &request,
+            )));
         }
         let shared = self.shared.clone();
         let org = request.org.clone();
@@ -842,6 +864,22 @@ impl ViewsApi {
         let offset = token.offset;
         if let Some(page) = self.kept_page(&key, token, size, as_of).await? {
             return Ok(page);
+        }
+        // A first page of the current state: from the org's kept rows when they answer.
+        if token.sequence.is_none() {
+            if let Some((seq, _, statuses)) = self.kept_rows(&request, &as_of).await? {
+                let ids = list
+                    .of(&thresholds::selected(statuses, &request))
+                    .map_err(|e| invalid("figure.path", &e))?;
+                let page: Vec<wfl_domain::EventId> =
+                    ids.iter().skip(offset).take(size).copied().collect();
+                let at = AsOf::new(seq, 0, 0, "figure.thresholds.as_of_recorded_at_micros")?;
+                let (seq, events) = self
+                    .with_projection(at, false, move |p| p.explain(&page))
+                    .await?;
+                let total = self.keep_for_next(token, key, seq, ids, events.len())?;
+                return Ok(figure_page(seq, total, offset, &events));
+            }
         }
         let packs = self.shared.packs.clone();
         let org = request.org.clone();

@@ -250,7 +250,8 @@ pub struct Progress {
     pub watch_last_run_ms: AtomicU64,
     /// The sequence the last run evaluated at (stored after its counts above).
     pub watch_evaluated: AtomicU64,
-    /// `ThresholdWatch` answers given from the rows kept for the org (nothing evaluated).
+    /// `ThresholdWatch` answers, and first `Explain` pages of a threshold figure, given from the
+    /// rows kept for the org (nothing evaluated).
     pub watch_answers_kept: AtomicU64,
     /// `ThresholdWatch` answers evaluated over a copy of the state.
     pub watch_answers_evaluated: AtomicU64,

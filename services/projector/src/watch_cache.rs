@@ -35,34 +35,55 @@ struct Kept {
     used: u64,
 }
 
-/// At most this much [`weight`] is kept in all (about 50 bytes each): the least recently used
-/// org's rows go first. One org's rows heavier than this are not kept.
-pub(crate) const MAX_WEIGHT: usize = 2_000_000;
+/// At most this many bytes of rows ([`weight`]) are kept in all: the least recently used org's
+/// rows go first. One org's rows heavier than this are not kept.
+pub(crate) const MAX_WEIGHT: usize = 64 << 20;
 
 /// The latest rows of each org, over every loaded pack.
-#[derive(Default)]
 pub(crate) struct Rows {
     by_org: HashMap<OrgId, Kept>,
     weight: usize,
+    /// The most `weight` kept ([`MAX_WEIGHT`]).
+    max: usize,
     clock: u64,
 }
 
-/// What `rows` hold: one for a row, one for each event id and step they list.
+impl Default for Rows {
+    fn default() -> Self {
+        Self::with_max(MAX_WEIGHT)
+    }
+}
+
+/// About how many bytes `rows` hold: a row with its names and figures, and what it lists
+/// (16 bytes an event id, an exclusion with its reason, a procedure step).
 pub(crate) fn weight(rows: &[ThresholdStatus]) -> usize {
+    const ROW: usize = 512;
+    const ID: usize = 16;
+    const EXCLUDED: usize = 128;
+    const STEP: usize = 256;
     rows.iter()
         .map(|r| {
-            1 + r.event_ids.len()
-                + r.excluded.len()
-                + r.notice_only.len()
+            ROW + ID * (r.event_ids.len() + r.notice_only.len())
+                + EXCLUDED * r.excluded.len()
                 + r.steps
                     .iter()
-                    .map(|s| 1 + s.effective_too_early.len())
+                    .map(|s| STEP + ID * s.effective_too_early.len())
                     .sum::<usize>()
         })
         .sum()
 }
 
 impl Rows {
+    /// Keeping at most `max` bytes of rows.
+    fn with_max(max: usize) -> Self {
+        Self {
+            by_org: HashMap::new(),
+            weight: 0,
+            max,
+            clock: 0,
+        }
+    }
+
     /// The rows kept for `key`, if they were evaluated over exactly that.
     pub(crate) fn get(&mut self, key: &Key) -> Option<Arc<Vec<ThresholdStatus>>> {
         self.clock += 1;
@@ -85,10 +106,10 @@ impl Rows {
             self.weight -= old.weight;
         }
         let weight = weight(&rows);
-        if weight > MAX_WEIGHT {
+        if weight > self.max {
             return;
         }
-        while self.weight + weight > MAX_WEIGHT {
+        while self.weight + weight > self.max {
             let Some(oldest) = self
                 .by_org
                 .iter()
@@ -188,14 +209,16 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_org_goes_first_when_full() {
-        let mut rows = Rows::default();
-        let third = MAX_WEIGHT / 3;
+        const MAX: usize = 1 << 20;
+        let mut rows = Rows::with_max(MAX);
+        // Rows of a third of what is kept, less a little.
+        let third = (MAX / 3 - 1024) / 16;
         for org in ["a", "b", "c"] {
-            rows.put(key(org, 1), Arc::new(vec![row(org, third - 1)]));
+            rows.put(key(org, 1), Arc::new(vec![row(org, third)]));
         }
         assert_eq!(rows.len(), 3);
         rows.get(&key("a", 1)).expect("a kept");
-        rows.put(key("d", 1), Arc::new(vec![row("d", third - 1)]));
+        rows.put(key("d", 1), Arc::new(vec![row("d", third)]));
         assert!(
             rows.get(&key("b", 1)).is_none(),
             "b was the least recently used"
@@ -203,9 +226,9 @@ mod tests {
         assert!(rows.get(&key("a", 1)).is_some());
         assert!(rows.get(&key("c", 1)).is_some());
         assert!(rows.get(&key("d", 1)).is_some());
-        assert!(rows.weight <= MAX_WEIGHT);
+        assert!(rows.weight <= MAX);
         // Rows heavier than everything kept together are not kept (nor do they evict).
-        rows.put(key("e", 1), Arc::new(vec![row("e", MAX_WEIGHT)]));
+        rows.put(key("e", 1), Arc::new(vec![row("e", MAX / 16)]));
         assert!(rows.get(&key("e", 1)).is_none());
         assert_eq!(rows.len(), 3);
     }
