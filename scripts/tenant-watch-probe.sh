@@ -4,8 +4,9 @@
 # views and the alert loop have caught up, times `wfl report thresholds --org small` and `--org
 # big` three times each, then loads 1,000 more events for `small` alone, prints what the
 # alert loop's runs evaluated meanwhile (`wfl_watch_*`: runs, orgs evaluated, the last run's
-# seconds) and times `--org big` once more; and says how many `ThresholdWatch` answers came
-# from the rows kept for the org (`wfl_watch_answers_*`; an earlier build prints nothing there).
+# seconds) and how soon after the load the watch had evaluated them, and times `--org big` once
+# more; and says how many `ThresholdWatch` answers came from the rows kept for the org
+# (`wfl_watch_answers_*`; an earlier build prints nothing there).
 #
 #   scripts/tenant-watch-probe.sh [BIG] [SMALL]    (release build first; WFL_BINDIR picks
 #                                                  other binaries; ports 7201-7202 free)
@@ -52,8 +53,9 @@ echo "ThresholdWatch answers: $(metric wfl_watch_answers_kept_total) from kept r
 runs=$(metric wfl_watch_runs_total)
 orgs=$(metric wfl_watch_orgs_evaluated_total)
 load small 1000
+loaded=$(date +%s.%N)
 settled
-echo "1,000 more events for small: $(($(metric wfl_watch_runs_total) - runs)) runs evaluated $(($(metric wfl_watch_orgs_evaluated_total) - orgs)) orgs; last run $(metric wfl_watch_last_run_seconds) s"
+echo "1,000 more events for small: $(($(metric wfl_watch_runs_total) - runs)) runs evaluated $(($(metric wfl_watch_orgs_evaluated_total) - orgs)) orgs; last run $(metric wfl_watch_last_run_seconds) s; evaluated $(echo "$(date +%s.%N) - $loaded" | bc) s after the load ended"
 start=$(date +%s.%N)
 "$bin/wfl" report thresholds --addr http://127.0.0.1:7201 --org big --format json >/dev/null
 echo "then wfl report thresholds --org big: $(echo "$(date +%s.%N) - $start" | bc) s"

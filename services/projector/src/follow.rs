@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use wfl_bus::Bus;
 use wfl_domain::{Date, OrgId};
 use wfl_projections::rules::{AlertLevel, CountType, ThresholdStatus, WindowRole};
-use wfl_projections::views::CopyCursor;
+use wfl_projections::views::{CopyCursor, Projection};
 use wfl_proto::pb;
 
 use crate::store::ViewStore;
@@ -22,8 +22,8 @@ use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
 /// The threshold watch runs at most this often...
 const ALERT_INTERVAL: Duration = Duration::from_millis(250);
-/// ...and takes at most one part in this many of the time: its cost grows with the state (it
-/// reads every countable separation), so its interval stretches with it.
+/// ...and takes at most one part in this many of the time: a run's cost grows with the history
+/// of the orgs it reads, so the wait before it stretches with that (see [`Pace`]).
 const ALERT_DUTY: u32 = 10;
 /// A persist or a wait for the views' lock this long is logged (each adds to the views' lag).
 const SLOW: Duration = Duration::from_millis(500);
@@ -729,6 +729,66 @@ struct Alerts {
     /// The day `seen` was evaluated at (the latest effective date in the ledger): when it moves,
     /// every org's current windows move with it, and every org is evaluated again.
     day: Option<Date>,
+    /// The events the last run read (every event, when it copied the whole state).
+    events: u64,
+}
+
+/// The events a run over the orgs `due` reads, and whether it copies the whole state: when
+/// the orgs due hold more than half the events, or more than [`MAX_ORG_COPIES`] orgs are due
+/// holding more than an eighth of them.
+fn size<'o>(p: &Projection, due: impl Iterator<Item = &'o OrgId>) -> (u64, bool) {
+    let (mut orgs, mut events) = (0usize, 0u64);
+    for org in due {
+        orgs += 1;
+        events += p.org_events(org).unwrap_or(0);
+    }
+    let held = p.entry_count() as u64;
+    if events.saturating_mul(2) > held || (orgs > MAX_ORG_COPIES && events.saturating_mul(8) > held)
+    {
+        (held, true)
+    } else {
+        (events, false)
+    }
+}
+
+/// When the watch may run next. It takes at most one part in [`ALERT_DUTY`] of the time, run
+/// by run: each run waits, after the one before it ended, nine times what it is expected to
+/// cost (and at least [`ALERT_INTERVAL`]). The cost is expected from the events it will read at
+/// the seconds per event the runs before took (recent runs weigh most, each by its events), so
+/// a run over a small tenant that changed does not wait out the stretch a large tenant's run
+/// earned: its alerts come within a fraction of a second, not minutes.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Seconds and events of the runs so far, halved at each run.
+    seconds: f64,
+    events: f64,
+    /// When the last run ended.
+    ended: Option<Instant>,
+}
+
+impl Pace {
+    /// How long to wait, at `now`, before a run reading `events` events.
+    fn wait(&self, events: u64, now: Instant) -> Duration {
+        let Some(ended) = self.ended else {
+            return Duration::ZERO;
+        };
+        let per_event = if self.events > 0.0 {
+            self.seconds / self.events
+        } else {
+            0.0
+        };
+        let expected = Duration::try_from_secs_f64(per_event * events as f64)
+            .unwrap_or(Duration::from_secs(3_600));
+        let pause = ALERT_INTERVAL.max(expected.saturating_mul(ALERT_DUTY - 1));
+        (ended + pause).saturating_duration_since(now)
+    }
+
+    /// A run read `events` events in `took`, ending at `ended`.
+    fn ran(&mut self, events: u64, took: Duration, ended: Instant) {
+        self.seconds = self.seconds / 2.0 + took.as_secs_f64();
+        self.events = self.events / 2.0 + events.max(1) as f64;
+        self.ended = Some(ended);
+    }
 }
 
 /// When the orgs due hold more than half the events, or more orgs than this are due and they
@@ -799,6 +859,22 @@ struct OrgRows {
 }
 
 impl Alerts {
+    /// The events the next run would read, as things stand.
+    async fn next_size(&self, shared: &Shared) -> u64 {
+        let p = shared.projection.read().await;
+        if self.day != Some(thresholds::default_as_of(&p.now(), None)) {
+            return p.entry_count() as u64;
+        }
+        let Some(heads) = p.org_heads() else {
+            return 0;
+        };
+        let due: Vec<&OrgId> = heads
+            .filter(|(org, head)| self.seen.get(*org) != Some(head))
+            .map(|(org, _)| org)
+            .collect();
+        size(&p, due.into_iter()).0
+    }
+
     /// Evaluates the watch for every org that changed since the last run and publishes what
     /// changed; returns the sequence it evaluated at (0 when the evaluation failed) and
     /// whether every change was published (a failed publish is retried at the next run).
@@ -832,11 +908,9 @@ impl Alerts {
                     .collect(),
                 None => Vec::new(),
             };
-            let due_events: u64 = due.iter().filter_map(|d| p.org_events(&d.org)).sum();
-            let held = p.entry_count() as u64;
-            let plan = if due_events.saturating_mul(2) > held
-                || (due.len() > MAX_ORG_COPIES && due_events.saturating_mul(8) > held)
-            {
+            let (events, whole) = size(&p, due.iter().map(|d| &d.org));
+            self.events = events;
+            let plan = if whole {
                 Plan::Whole(p.start_copy(), due)
             } else {
                 Plan::Orgs(
@@ -989,13 +1063,14 @@ impl Alerts {
 }
 
 /// The threshold watch beside the fold: whenever the views hold events it has not evaluated
-/// (and at most every [`ALERT_INTERVAL`], stretched so that it takes at most one part in
-/// [`ALERT_DUTY`] of the time), it evaluates the rule packs over a copy of each org that
+/// (and at most every [`ALERT_INTERVAL`], each run waiting nine times its expected cost so that
+/// the watch takes at most one part in [`ALERT_DUTY`] of the time, see [`Pace`]), it evaluates the rule packs over a copy of each org that
 /// changed (see [`Alerts`]) and publishes the alerts whose level changed. Its own task, so the
 /// fold never waits for it: a run costs the changed orgs' histories, the fold's cost must not
 /// grow with any history.
 pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
     let mut alerts = Alerts::default();
+    let mut pace = Pace::default();
     let mut checkpoint = shared.checkpoint.subscribe();
     let mut evaluated = 0u64;
     let mut retry = false;
@@ -1010,15 +1085,18 @@ pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: Can
                 }
             }
         }
+        let wait = pace.wait(alerts.next_size(&shared).await, Instant::now());
+        if !wait.is_zero() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
         let started = Instant::now();
         let (at, sent) = alerts.publish_changes(&shared, bus.as_ref()).await;
+        pace.ran(alerts.events, started.elapsed(), Instant::now());
         evaluated = evaluated.max(at);
         retry = !sent;
-        let pause = ALERT_INTERVAL.max(started.elapsed() * (ALERT_DUTY - 1));
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
     }
 }
 
@@ -1088,6 +1166,36 @@ pub(crate) async fn watch_head(shared: Arc<Shared>, shutdown: CancellationToken)
 mod tests {
     use super::*;
     use wfl_domain::CommittedEvent;
+
+    #[test]
+    fn a_run_waits_nine_times_what_it_is_expected_to_cost_so_a_small_one_is_not_held_back() {
+        let mut pace = Pace::default();
+        let t0 = Instant::now();
+        assert_eq!(pace.wait(5_000_000, t0), Duration::ZERO, "nothing ran yet");
+        // A large tenant's run: 5M events in 19 s (4 µs an event).
+        let end = t0 + Duration::from_secs(19);
+        pace.ran(5_000_000, Duration::from_secs(19), end);
+        let big = pace.wait(5_000_000, end);
+        assert!(
+            big >= Duration::from_secs(170) && big <= Duration::from_secs(172),
+            "the same again waits nine times its 19 s: {big:?}"
+        );
+        // A small tenant's 1,000 events are expected to cost about 4 ms: the shortest wait.
+        assert_eq!(pace.wait(1_000, end), ALERT_INTERVAL);
+        assert_eq!(pace.wait(1_000, end + ALERT_INTERVAL), Duration::ZERO);
+        // Its run (10 ms) barely moves what an event is expected to cost.
+        let end2 = end + ALERT_INTERVAL + Duration::from_millis(10);
+        pace.ran(1_000, Duration::from_millis(10), end2);
+        let again = pace.wait(5_000_000, end2);
+        assert!(
+            again >= Duration::from_secs(170) && again <= Duration::from_secs(172),
+            "{again:?}"
+        );
+        // Over the whole: no more than one part in ten of the time went to the watch.
+        let busy = 19.0 + 0.01;
+        let elapsed = (end2 - t0).as_secs_f64() + again.as_secs_f64();
+        assert!(busy / elapsed <= 0.1 + 1e-9, "{busy} of {elapsed}");
+    }
 
     /// A projector's configuration for these tests: no ledger to reach, the packs given.
     fn config(data_dir: &std::path::Path, packs: Vec<wfl_projections::rules::RulePack>) -> Config {

@@ -1958,6 +1958,34 @@ impl<'a> At<'a> {
             .map(|e| EntryAt { e, at })
     }
 
+    /// [`Self::entry`] of each of `ids`, in their order. When they are many against the entries
+    /// held (one in eight or more: every worker of an org, say), by one walk of the entries in
+    /// id order over the ids sorted, rather than a search of the map per id (a million
+    /// searches cost about four times the walk and the sort).
+    pub(super) fn entries_of(&self, ids: &[EventId]) -> Vec<Option<EntryAt<'a>>> {
+        let at = self.at;
+        if ids.len().saturating_mul(8) < self.p.entries.len() || u32::try_from(ids.len()).is_err() {
+            return ids.iter().map(|id| self.entry(id)).collect();
+        }
+        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| ids[i as usize]);
+        let mut out = vec![None; ids.len()];
+        let Some(&first) = order.first() else {
+            return out;
+        };
+        let mut walk = self.p.entries.range(ids[first as usize]..).peekable();
+        for i in order {
+            let id = &ids[i as usize];
+            while walk.next_if(|(k, _)| *k < id).is_some() {}
+            if let Some((k, e)) = walk.peek() {
+                if *k == id && e.sequence <= at {
+                    out[i as usize] = Some(EntryAt { e, at });
+                }
+            }
+        }
+        out
+    }
+
     /// Each site's jurisdiction, as the latest live event at that site states it (events carry
     /// their establishment's ISO 3166 code), for the sites of `org` (all orgs when `None`).
     fn site_jurisdictions(&self, org: Option<&OrgId>) -> BTreeMap<(OrgId, SiteId), String> {

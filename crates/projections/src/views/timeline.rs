@@ -274,14 +274,33 @@ pub(super) fn stints<'a>(p: &At<'a>, org: Option<&OrgId>) -> Vec<Stint<'a>> {
         None => p.workers().values().map(BTreeMap::len).sum(),
     };
     let mut out = Vec::with_capacity(workers);
+    // Every worker's events found in one go (see `At::entries_of`), then walked worker by
+    // worker, as the worker index lists them.
+    let mut lists = Vec::with_capacity(workers);
+    let mut ids = Vec::new();
     for (org_id, workers) in p.workers() {
         if org.is_some_and(|o| o != org_id) {
             continue;
         }
-        for (worker, ids) in workers {
-            // The worker's events at hand: not looked up again by name.
-            events_stints(p, org_id, worker, ids, &mut out);
+        for (worker, list) in workers {
+            ids.extend(list.iter().map(|(_, id)| *id));
+            lists.push((org_id, worker, list));
         }
+    }
+    let found = p.entries_of(&ids);
+    drop(ids);
+    let mut at = 0;
+    for (org_id, worker, list) in lists {
+        let entries = &found[at..at + list.len()];
+        at += list.len();
+        stints_from(
+            org_id,
+            worker,
+            list.iter()
+                .zip(entries)
+                .filter_map(|((_, id), e)| Some((id, (*e)?))),
+            &mut out,
+        );
     }
     out
 }
