@@ -12,7 +12,7 @@
 //! answers from it when the key matches (a large org's watch reads its whole history: seconds
 //! at millions of events, against a copy of the rows asked for).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wfl_domain::{Date, OrgId};
 use wfl_projections::rules::ThresholdStatus;
@@ -42,6 +42,8 @@ pub(crate) const MAX_WEIGHT: usize = 64 << 20;
 /// The latest rows of each org, over every loaded pack.
 pub(crate) struct Rows {
     by_org: HashMap<OrgId, Kept>,
+    /// The orgs kept by when last used, least recent first.
+    by_use: BTreeMap<u64, OrgId>,
     weight: usize,
     /// The most `weight` kept ([`MAX_WEIGHT`]).
     max: usize,
@@ -54,23 +56,26 @@ impl Default for Rows {
     }
 }
 
-/// About how many bytes `rows` hold: a row with its names and figures, and what it lists
-/// (16 bytes an event id, an exclusion with its reason, a procedure step).
-pub(crate) fn weight(rows: &[ThresholdStatus]) -> usize {
+/// About how many bytes `org`'s `rows` hold: the org's entry, a row with its names and figures,
+/// and what it lists (16 bytes an event id, an exclusion with its reason, a procedure step).
+pub(crate) fn weight(org: &OrgId, rows: &[ThresholdStatus]) -> usize {
+    const ORG: usize = 256;
     const ROW: usize = 512;
     const ID: usize = 16;
     const EXCLUDED: usize = 128;
     const STEP: usize = 256;
-    rows.iter()
-        .map(|r| {
-            ROW + ID * (r.event_ids.len() + r.notice_only.len())
-                + EXCLUDED * r.excluded.len()
-                + r.steps
-                    .iter()
-                    .map(|s| STEP + ID * s.effective_too_early.len())
-                    .sum::<usize>()
-        })
-        .sum()
+    ORG + org.0.len()
+        + rows
+            .iter()
+            .map(|r| {
+                ROW + ID * (r.event_ids.len() + r.notice_only.len())
+                    + EXCLUDED * r.excluded.len()
+                    + r.steps
+                        .iter()
+                        .map(|s| STEP + ID * s.effective_too_early.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
 }
 
 impl Rows {
@@ -78,6 +83,7 @@ impl Rows {
     fn with_max(max: usize) -> Self {
         Self {
             by_org: HashMap::new(),
+            by_use: BTreeMap::new(),
             weight: 0,
             max,
             clock: 0,
@@ -91,6 +97,9 @@ impl Rows {
         if kept.head != key.head || kept.day != key.day {
             return None;
         }
+        if let Some(org) = self.by_use.remove(&kept.used) {
+            self.by_use.insert(self.clock, org);
+        }
         kept.used = self.clock;
         Some(Arc::clone(&kept.rows))
     }
@@ -102,27 +111,19 @@ impl Rows {
         if self.by_org.get(&key.org).is_some_and(|k| k.head > key.head) {
             return;
         }
-        if let Some(old) = self.by_org.remove(&key.org) {
-            self.weight -= old.weight;
-        }
-        let weight = weight(&rows);
+        self.remove(&key.org);
+        let weight = weight(&key.org, &rows);
         if weight > self.max {
             return;
         }
         while self.weight + weight > self.max {
-            let Some(oldest) = self
-                .by_org
-                .iter()
-                .min_by_key(|(_, k)| k.used)
-                .map(|(org, _)| org.clone())
-            else {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
-            if let Some(old) = self.by_org.remove(&oldest) {
-                self.weight -= old.weight;
-            }
+            self.remove(&oldest);
         }
         self.weight += weight;
+        self.by_use.insert(self.clock, key.org.clone());
         self.by_org.insert(
             key.org,
             Kept {
@@ -133,6 +134,14 @@ impl Rows {
                 used: self.clock,
             },
         );
+    }
+
+    /// Forgets what is kept for `org`.
+    fn remove(&mut self, org: &OrgId) {
+        if let Some(old) = self.by_org.remove(org) {
+            self.weight -= old.weight;
+            self.by_use.remove(&old.used);
+        }
     }
 
     /// Orgs kept.
@@ -231,5 +240,22 @@ mod tests {
         rows.put(key("e", 1), Arc::new(vec![row("e", MAX / 16)]));
         assert!(rows.get(&key("e", 1)).is_none());
         assert_eq!(rows.len(), 3);
+    }
+
+    #[test]
+    fn orgs_with_no_rows_still_count_against_the_bound() {
+        const MAX: usize = 1 << 20;
+        let mut rows = Rows::with_max(MAX);
+        for i in 0..10_000 {
+            rows.put(key(&format!("org-{i}"), 0), Arc::new(Vec::new()));
+        }
+        assert!(rows.len() < MAX / 256, "{} orgs kept", rows.len());
+        assert!(rows.weight <= MAX);
+        assert!(
+            rows.get(&key("org-9999", 0)).is_some(),
+            "the latest is kept"
+        );
+        assert!(rows.get(&key("org-0", 0)).is_none(), "the first went");
+        assert_eq!(rows.by_use.len(), rows.len());
     }
 }
