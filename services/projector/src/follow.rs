@@ -887,14 +887,17 @@ impl Alerts {
         if self.day != Some(thresholds::default_as_of(&p.now(), None)) {
             return p.entry_count() as u64;
         }
-        let Some(heads) = p.org_heads() else {
-            return 0;
-        };
-        let due: Vec<&OrgId> = heads
-            .filter(|(org, head)| self.seen.get(*org) != Some(head))
-            .map(|(org, _)| org)
-            .collect();
+        let due: Vec<&OrgId> = self.due_heads(&p).map(|(org, _)| org).collect();
         size(&p, due.into_iter()).0
+    }
+
+    /// The orgs whose latest event is not the one of their last published evaluation, each
+    /// with that latest event's sequence (none when the state keeps no org index).
+    fn due_heads<'p>(&'p self, p: &'p Projection) -> impl Iterator<Item = (&'p OrgId, u64)> + 'p {
+        p.org_heads()
+            .into_iter()
+            .flatten()
+            .filter(move |(org, head)| self.seen.get(*org) != Some(head))
     }
 
     /// Evaluates the watch for every org that changed since the last run and publishes what
@@ -919,17 +922,14 @@ impl Alerts {
             }
             // Each org due, with its latest event and whether its own default day (what a
             // `ThresholdWatch` of it is evaluated at) is the run's, so its rows answer one.
-            let due: Vec<Due> = match p.org_heads() {
-                Some(heads) => heads
-                    .filter(|(org, head)| self.seen.get(*org) != Some(head))
-                    .map(|(org, head)| Due {
-                        org: org.clone(),
-                        head,
-                        answers: thresholds::default_as_of(&now, Some(org)) == day,
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
+            let due: Vec<Due> = self
+                .due_heads(&p)
+                .map(|(org, head)| Due {
+                    org: org.clone(),
+                    head,
+                    answers: thresholds::default_as_of(&now, Some(org)) == day,
+                })
+                .collect();
             let (events, whole) = size(&p, due.iter().map(|d| &d.org));
             self.events = events;
             let plan = if whole {
