@@ -6,14 +6,18 @@
 # alert loop's runs evaluated meanwhile (`wfl_watch_*`: runs, orgs evaluated, the last run's
 # seconds) and how soon after the load the watch had evaluated them, and times `--org big` once
 # more; and says how many `ThresholdWatch` answers came from the rows kept for the org
-# (`wfl_watch_answers_*`; an earlier build prints nothing there).
+# (`wfl_watch_answers_*`; an earlier build prints nothing there). Last, while DURING more
+# events of `big` are loaded (BIG / 4 by default), asks `--org big` every half second and prints
+# each answer's time, its `as_of_sequence` and the ledger's head then, and how many answers
+# were kept, recent (rows evaluated before the org's latest events) or evaluated.
 #
-#   scripts/tenant-watch-probe.sh [BIG] [SMALL]    (release build first; WFL_BINDIR picks
-#                                                  other binaries; ports 7201-7202 free)
+#   scripts/tenant-watch-probe.sh [BIG] [SMALL] [DURING]   (release build first; WFL_BINDIR
+#                                                  picks other binaries; ports 7201-7202 free)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 big="${1:-1000000}"
 small="${2:-10000}"
+during="${3:-$((big / 4))}"
 bin="${WFL_BINDIR:-./target/release}"
 data=$(mktemp -d /tmp/tenant-watch.XXXXXX)
 open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -49,7 +53,8 @@ for org in small big; do
     echo "wfl report thresholds --org $org: $(echo "$(date +%s.%N) - $start" | bc) s"
   done
 done
-echo "ThresholdWatch answers: $(metric wfl_watch_answers_kept_total) from kept rows, $(metric wfl_watch_answers_evaluated_total) evaluated"
+answers() { echo "ThresholdWatch answers: $(metric wfl_watch_answers_kept_total) from kept rows, $(metric wfl_watch_answers_recent_total) recent, $(metric wfl_watch_answers_evaluated_total) evaluated"; }
+answers
 runs=$(metric wfl_watch_runs_total)
 orgs=$(metric wfl_watch_orgs_evaluated_total)
 load small 1000
@@ -59,4 +64,17 @@ echo "1,000 more events for small: $(($(metric wfl_watch_runs_total) - runs)) ru
 start=$(date +%s.%N)
 "$bin/wfl" report thresholds --addr http://127.0.0.1:7201 --org big --format json >/dev/null
 echo "then wfl report thresholds --org big: $(echo "$(date +%s.%N) - $start" | bc) s"
-echo "ThresholdWatch answers: $(metric wfl_watch_answers_kept_total) from kept rows, $(metric wfl_watch_answers_evaluated_total) evaluated"
+answers
+echo "while $during more events of big are loaded: wfl report thresholds --org big every 0.5 s"
+load big "$during" >"$data/during.txt" &
+loading=$!
+while kill -0 "$loading" 2>/dev/null; do
+  start=$(date +%s.%N)
+  seq=$("$bin/wfl" report thresholds --addr http://127.0.0.1:7201 --org big --format json | jq .as_of_sequence)
+  took=$(echo "$(date +%s.%N) - $start" | bc)
+  echo "  answered in $took s, as of $seq, ledger head $(metric wfl_ledger_head_sequence)"
+  sleep 0.5
+done
+wait "$loading"
+cat "$data/during.txt"
+answers

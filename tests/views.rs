@@ -831,6 +831,7 @@ async fn an_orgs_watch_is_answered_from_its_kept_rows_until_its_own_events_chang
             node.proc.metric("wfl_watch_answers_evaluated_total"),
         )
     };
+    let recent = || node.proc.metric("wfl_watch_answers_recent_total");
     let head = node.proc.metric("wfl_ledger_head_sequence");
 
     // The alert loop evaluated the org at its latest event: its rows answer.
@@ -918,14 +919,17 @@ async fn an_orgs_watch_is_answered_from_its_kept_rows_until_its_own_events_chang
     assert_eq!(still.statuses, kept.statuses);
 
     // The org's own event: the next answer sees it, whoever evaluated it first.
-    let mut extra = exits[0].clone();
-    extra.event_id = wfl_domain::EventId::new_v7();
-    if let Payload::RoleAutomated(r) = &mut extra.payload {
-        if let Some(s) = r.separation.as_mut() {
-            s.worker_ref = wfl_domain::WorkerRef("w-500".into());
+    let one_more = |worker: &str| {
+        let mut e = exits[0].clone();
+        e.event_id = wfl_domain::EventId::new_v7();
+        if let Payload::RoleAutomated(r) = &mut e.payload {
+            if let Some(s) = r.separation.as_mut() {
+                s.worker_ref = wfl_domain::WorkerRef(worker.into());
+            }
         }
-    }
-    record_batch(&ch, &[extra]).await;
+        e
+    };
+    record_batch(&ch, &[one_more("w-500")]).await;
     let head = node.proc.metric("wfl_ledger_head_sequence");
     let after = ask(0, head).await;
     assert_ne!(after.statuses, kept.statuses, "the org's own event is seen");
@@ -934,6 +938,32 @@ async fn an_orgs_watch_is_answered_from_its_kept_rows_until_its_own_events_chang
         ask(head, 0).await,
         "as an evaluation at that sequence says"
     );
+
+    // Callers asking together about the org's latest event share one evaluation of it (the
+    // others wait for it and answer from its rows), and give the same answer.
+    record_batch(&ch, &[one_more("w-501")]).await;
+    let head = node.proc.metric("wfl_ledger_head_sequence");
+    let before = (counts(), recent());
+    let together = futures::future::join_all((0..8).map(|_| ask(0, head))).await;
+    let (after, recent_after) = (counts(), recent());
+    assert!(
+        after.1 - before.0 .1 <= 1,
+        "{} evaluations for 8 callers",
+        after.1 - before.0 .1
+    );
+    assert_eq!(
+        (after.0 - before.0 .0) + (recent_after - before.1) + (after.1 - before.0 .1),
+        8,
+        "every answer kept, recent or evaluated"
+    );
+    assert!(together.iter().all(|a| a == &together[0]));
+    assert_eq!(together[0].as_of_sequence, head);
+
+    // An answer that asks no sequence, kept, recent or evaluated, is the evaluation as of the
+    // sequence it says.
+    record_batch(&ch, &[one_more("w-502")]).await;
+    let any = ask(0, 0).await;
+    assert_eq!(any, ask(any.as_of_sequence, 0).await);
 }
 
 #[test]

@@ -703,13 +703,20 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
     );
     let watch_evaluated = gauge(
         "wfl_watch_evaluated_sequence",
-        "The sequence the last threshold-watch run evaluated at (its alerts reflect the views \
-         up to it).",
+        "The sequence up to which the threshold watch has evaluated every org and published its \
+         alerts (they reflect the views up to it).",
     );
     let watch_kept = registry.counter(
         "wfl_watch_answers_kept_total",
         "ThresholdWatch answers and first Explain pages of a threshold figure given from the \
          rows kept for the org (its events and the evaluation day unchanged since they were \
+         evaluated), since start.",
+    );
+    let watch_recent = registry.counter(
+        "wfl_watch_answers_recent_total",
+        "ThresholdWatch answers and first Explain pages of a threshold figure given from rows \
+         evaluated recently, before the org's latest events, as of the sequence they were \
+         evaluated at (the org being written to; an answer asking a later min_sequence is \
          evaluated), since start.",
     );
     let watch_answers_evaluated = registry.counter(
@@ -741,6 +748,7 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
         watch_orgs.absolute(progress.watch_orgs_evaluated.load(Relaxed));
         watch_last.set(progress.watch_last_run_ms.load(Relaxed) as f64 / 1e3);
         watch_kept.absolute(progress.watch_answers_kept.load(Relaxed));
+        watch_recent.absolute(progress.watch_answers_recent.load(Relaxed));
         watch_answers_evaluated.absolute(progress.watch_answers_evaluated.load(Relaxed));
     });
 }

@@ -8,7 +8,9 @@
 //! folded event's, does it fold the ledger's events recorded by then (read over gRPC). Errors
 //! become `tonic::Status` in [`invalid`] and [`unavailable`] only.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -120,18 +122,15 @@ impl ViewsApi {
         Ok((now.last_sequence(), f(&now)))
     }
 
-    /// [`Self::with_projection`] for an answer that reads the whole history of `org` (every
-    /// org when `None`): the threshold watch, seconds at millions of events. `f` runs on a
-    /// blocking thread over a copy of the state (of `org`'s entries and workers only, when
-    /// given: an org's answer costs its own history, not every tenant's) gathered a part at a
-    /// time, the lock released between parts, so neither the fold (which needs the lock to
-    /// write) nor the runtime's workers wait for it. One large copy runs at a time (`copies`);
-    /// a copy of one org of at most [`crate::WATCH_COPY_PART`] events takes its turn apart
-    /// (`small_copies`), so a small tenant does not queue behind a large one's seconds.
     /// For a watch of one org in the current state (`bound` asks no sequence and no recorded-at
-    /// bound): the current sequence, the day and the rows of the packs asked, when every pack's
-    /// rows are kept for the org's latest event and that day ([`crate::watch_cache`]); `None`
-    /// when they are not, or the watch asks for another state.
+    /// bound): the sequence the answer is as of, its day and the rows of the packs asked, from
+    /// the rows kept for the org ([`crate::watch_cache`]):
+    /// - kept for the org's latest event and the day: the answer at the current sequence;
+    /// - else kept recently ([`crate::watch_cache::Rows::recent`]), as of a sequence at or
+    ///   after `min_sequence`: the answer as of that sequence (the org is being written to,
+    ///   and its evaluation reads its whole history).
+    ///
+    /// `None` when neither, or the watch asks for another state.
     async fn kept_rows(
         &self,
         request: &thresholds::Request,
@@ -148,25 +147,31 @@ impl ViewsApi {
         let Some((seq, key)) = self.watch_key(org, request.as_of_date).await else {
             return Ok(None);
         };
-        let kept = self
-            .shared
-            .watch_rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key);
-        let Some(rows) = kept else {
-            return Ok(None);
+        let (seq, day, rows) = {
+            let mut kept = self
+                .shared
+                .watch_rows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let progress = &self.shared.progress;
+            if let Some(rows) = kept.get(&key, seq) {
+                progress.watch_answers_kept.fetch_add(1, Relaxed);
+                (seq, key.day, rows)
+            } else if let Some(recent) =
+                kept.recent(org, request.as_of_date, bound.min_sequence, Instant::now())
+            {
+                progress.watch_answers_recent.fetch_add(1, Relaxed);
+                recent
+            } else {
+                return Ok(None);
+            }
         };
-        self.shared
-            .progress
-            .watch_answers_kept
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let statuses = rows
             .iter()
             .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
             .cloned()
             .collect();
-        Ok(Some((seq, key.day, statuses)))
+        Ok(Some((seq, day, statuses)))
     }
 
     /// The current sequence and what `org`'s rows at it were evaluated over (its latest event,
@@ -190,12 +195,22 @@ impl ViewsApi {
         ))
     }
 
+    /// [`Self::with_projection`] for an answer that reads the whole history of `org` (every
+    /// org when `None`): the threshold watch, seconds at millions of events. `f` runs on a
+    /// blocking thread over a copy of the state (of `org`'s entries and workers only, when
+    /// given: an org's answer costs its own history, not every tenant's) gathered a part at a
+    /// time, the lock released between parts, so neither the fold (which needs the lock to
+    /// write) nor the runtime's workers wait for it. One large copy runs at a time (`copies`);
+    /// a copy of one org of at most [`crate::WATCH_COPY_PART`] events takes its turn apart
+    /// (`small_copies`), so a small tenant does not queue behind a large one's seconds.
+    /// Gives the sequence answered at, the answer, and what its copy and `f` took once its turn
+    /// came.
     async fn with_copy<T: Send + 'static>(
         &self,
         as_of: AsOf,
         org: Option<OrgId>,
         f: impl FnOnce(&At<'_>) -> T + Send + 'static,
-    ) -> Result<(u64, T), Status> {
+    ) -> Result<(u64, T, Duration), Status> {
         self.ready(&as_of).await?;
         let prefix = self.prefix(&as_of).await?;
         let folded = if as_of.recorded_at_micros == 0 || prefix.is_some() {
@@ -226,12 +241,17 @@ impl ViewsApi {
             .map_err(|_| Status::unavailable("the views are stopping"))?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
+            let started = Instant::now();
             let copy = match folded {
-                Some(p) => return (p.last_sequence(), f(&p.now())),
+                Some(p) => {
+                    let answer = f(&p.now());
+                    return (p.last_sequence(), answer, started.elapsed());
+                }
                 None => crate::copy_in_parts(|| shared.projection.blocking_read(), org.as_ref()).0,
             };
             let at = copy.at(answered_at(&as_of, prefix, copy.last_sequence()));
-            (at.last_sequence(), f(&at))
+            let answer = f(&at);
+            (at.last_sequence(), answer, started.elapsed())
         })
         .await
         .map_err(|e| Status::internal(format!("the answer's evaluation failed: {e}")))
@@ -633,47 +653,78 @@ impl pb::views_server::Views for ViewsApi {
             "as_of_recorded_at_micros",
         )?;
         // The current state: the org's rows, when they are kept for its latest event and the
-        // day asked, are the answer (a large org's evaluation reads its whole history).
+        // day asked, or recently (a large org's evaluation reads its whole history).
         let current = r.as_of_sequence == 0 && r.as_of_recorded_at_micros == 0;
         if let Some((seq, day, statuses)) = self.kept_rows(&request, &bound).await? {
             return Ok(Response::new(thresholds::response(
                 seq, day, statuses, &request,
             )));
         }
+        // One org's current state is evaluated one request at a time, over every pack, and
+        // kept: a request that waited for another's evaluation is answered from its rows.
+        let org = request.org.clone().filter(|_| current);
+        let _turn = match &org {
+            Some(org) => {
+                let turn = self.shared.watch_gates.of(org).lock_owned().await;
+                if let Some((seq, day, statuses)) = self.kept_rows(&request, &bound).await? {
+                    return Ok(Response::new(thresholds::response(
+                        seq, day, statuses, &request,
+                    )));
+                }
+                Some(turn)
+            }
+            None => None,
+        };
         let shared = self.shared.clone();
-        let org = request.org.clone();
-        let (seq, (request, as_of, statuses)) = self
-            .with_copy(bound, org, move |p| {
-                let (as_of, statuses) = thresholds::evaluate(p, &request, &shared.packs);
-                (request, as_of, statuses)
+        let asked = thresholds::Request {
+            packs: if org.is_some() {
+                Vec::new()
+            } else {
+                request.packs.clone()
+            },
+            ..request.clone()
+        };
+        let (seq, (as_of, statuses), cost) = self
+            .with_copy(bound, request.org.clone(), move |p| {
+                thresholds::evaluate(p, &asked, &shared.packs)
             })
             .await?;
         self.shared
             .progress
             .watch_answers_evaluated
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Every pack's rows of one org are kept for the next question about it.
-        if let Some(org) = request
-            .org
-            .clone()
-            .filter(|_| current && request.packs.is_empty())
-        {
-            let head = self.shared.projection.read().await.org_head_at(&org, seq);
-            if let Some(head) = head {
-                self.shared
-                    .watch_rows
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .put(
-                        crate::watch_cache::Key {
-                            org,
-                            head,
-                            day: as_of,
-                        },
-                        Arc::new(statuses.clone()),
-                    );
-            }
+            .fetch_add(1, Relaxed);
+        let Some(org) = org else {
+            return Ok(Response::new(thresholds::response(
+                seq, as_of, statuses, &request,
+            )));
+        };
+        // Every pack's rows of the org, kept for the next question about it.
+        let head = self.shared.projection.read().await.org_head_at(&org, seq);
+        if let Some(head) = head {
+            let made = crate::watch_cache::Made {
+                sequence: seq,
+                default_day: request.as_of_date.is_none(),
+                cost,
+                ended: Instant::now(),
+            };
+            self.shared
+                .watch_rows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .put(
+                    crate::watch_cache::Key {
+                        org,
+                        head,
+                        day: as_of,
+                    },
+                    made,
+                    Arc::new(statuses.clone()),
+                );
         }
+        let statuses = statuses
+            .into_iter()
+            .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
+            .collect();
         Ok(Response::new(thresholds::response(
             seq, as_of, statuses, &request,
         )))
@@ -883,7 +934,7 @@ impl ViewsApi {
         }
         let packs = self.shared.packs.clone();
         let org = request.org.clone();
-        let (seq, found) = self
+        let (seq, found, _) = self
             .with_copy(as_of, org, move |p| {
                 let (_, statuses) = thresholds::evaluate(p, &request, &packs);
                 let ids = list.of(&thresholds::selected(statuses, &request))?;
@@ -1137,6 +1188,7 @@ mod tests {
             ledger_credentials: wfl_auth::Credentials::default(),
             loaded: tokio::sync::watch::channel(true).0,
             watch_rows: std::sync::Mutex::default(),
+            watch_gates: crate::watch_cache::Gates::default(),
         }))
     }
 

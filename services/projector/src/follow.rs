@@ -2,7 +2,7 @@
 //! reconnects and resumes after any break. Beside it, [`alerts`] evaluates the threshold watch and
 //! publishes the alerts whose level changed, on its own task so the fold never waits for it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +22,9 @@ use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
 /// The threshold watch runs at most this often...
 const ALERT_INTERVAL: Duration = Duration::from_millis(250);
-/// ...and takes at most one part in this many of the time: a run's cost grows with the history
-/// of the orgs it reads, so the wait before it stretches with that (see [`Pace`]).
+/// ...and each org's evaluations take at most one part in this many of the time: an evaluation
+/// costs the org's history, so the wait before the org's next one stretches with that (see
+/// [`Paced`]).
 const ALERT_DUTY: u32 = 10;
 /// A persist or a wait for the views' lock this long is logged (each adds to the views' lag).
 const SLOW: Duration = Duration::from_millis(500);
@@ -729,10 +730,10 @@ struct Alerts {
     /// The day `seen` was evaluated at (the latest effective date in the ledger): when it moves,
     /// every org's current windows move with it, and every org is evaluated again.
     day: Option<Date>,
-    /// The events the last run read (every event, when it copied the whole state), and how
-    /// long its copy and evaluation took (not its publishing).
-    events: u64,
-    took: Duration,
+    /// Per org, what its last evaluation cost and when it ended: when it may be evaluated again.
+    paced: HashMap<OrgId, Paced>,
+    /// When the last run ended.
+    ended: Option<Instant>,
 }
 
 /// The events a run over the orgs `due` reads, and whether it copies the whole state: when
@@ -753,64 +754,80 @@ fn size<'o>(p: &Projection, due: impl Iterator<Item = &'o OrgId>) -> (u64, bool)
     }
 }
 
-/// When the watch may run next. It takes at most one part in [`ALERT_DUTY`] of the time, run
-/// by run: each run waits, after the one before it ended, nine times what it is expected to
-/// cost (and at least [`ALERT_INTERVAL`]), so a run over a small tenant that changed does not
-/// wait out the stretch a large tenant's run earned: its alerts come within a fraction of a
-/// second, not minutes.
-///
-/// The cost is the copy and evaluation (publishing is not counted: a stalled bus is bounded by
-/// its own timeout). A run is expected to cost the events it will read times the seconds per
-/// event of the last run that read at least [`Pace::SAMPLE`] events (a smaller run is mostly
-/// fixed costs, which would make an event look dear), at least what the last smaller run took
-/// (those fixed costs), never more than the longest run measured, and no wait is longer than
-/// [`Pace::LONGEST`].
-#[derive(Debug, Default)]
-struct Pace {
-    /// Seconds per event of the last run of at least [`Pace::SAMPLE`] events.
-    per_event: Option<f64>,
-    /// The longest run measured.
-    longest: Duration,
-    /// What the last run of fewer than [`Pace::SAMPLE`] events took: the fixed costs of a run,
-    /// which no run is expected to cost less than.
-    fixed: Duration,
-    /// When the last run ended.
-    ended: Option<Instant>,
+/// An org's pace: what its last evaluation (its copy and the rules, not the publishing: a
+/// stalled bus is bounded by its own timeout) cost and when it ended. The org is evaluated
+/// again, when it changed, after nine times that cost (at least [`ALERT_INTERVAL`], at most
+/// [`Paced::LONGEST`]), so each org's evaluations take at most one part in [`ALERT_DUTY`] of
+/// the time. Paced by org, not by run: a small tenant that changed is evaluated within a
+/// fraction of a second, whatever a large tenant's evaluation costs (it waits at most for one
+/// in progress on the watch's thread).
+#[derive(Debug, Clone, Copy)]
+struct Paced {
+    took: Duration,
+    ended: Instant,
 }
 
-impl Pace {
-    /// Runs reading fewer events than this do not set the cost of an event.
-    const SAMPLE: u64 = 10_000;
-    /// The longest wait before a run.
+impl Paced {
+    /// The longest wait before an org's next evaluation.
     const LONGEST: Duration = Duration::from_secs(600);
 
-    /// How long to wait, at `now`, before a run reading `events` events.
-    fn wait(&self, events: u64, now: Instant) -> Duration {
-        let Some(ended) = self.ended else {
-            return Duration::ZERO;
-        };
-        let expected = self
-            .per_event
-            .and_then(|p| Duration::try_from_secs_f64(p * events as f64).ok())
-            .unwrap_or(Duration::ZERO)
-            .max(self.fixed)
-            .min(self.longest);
-        let pause = ALERT_INTERVAL
-            .max(expected.saturating_mul(ALERT_DUTY - 1))
-            .min(Self::LONGEST);
-        (ended + pause).saturating_duration_since(now)
+    /// When the org may be evaluated again.
+    fn ready_at(&self) -> Instant {
+        self.ended
+            + ALERT_INTERVAL
+                .max(self.took.saturating_mul(ALERT_DUTY - 1))
+                .min(Self::LONGEST)
     }
+}
 
-    /// A run read `events` events, its copy and evaluation taking `took`; it ended at `ended`.
-    fn ran(&mut self, events: u64, took: Duration, ended: Instant) {
-        if events >= Self::SAMPLE {
-            self.per_event = Some(took.as_secs_f64() / events as f64);
+/// What the alert loop does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Choice {
+    /// No org changed since its last published evaluation.
+    Nothing,
+    /// Orgs changed, none may be evaluated before this long.
+    Wait(Duration),
+    /// Evaluate these orgs now.
+    Run(BTreeSet<OrgId>),
+}
+
+/// Orgs of at most this many events are small: they are evaluated in a run of their own,
+/// before any larger org whose turn came at the same time.
+const SMALL_ORG: u64 = crate::WATCH_COPY_PART as u64;
+
+/// Of the orgs `due` (each with its events), which to evaluate at `now`: those whose pace
+/// allows ([`Paced`]), the small ones first, and none within [`ALERT_INTERVAL`] of the last run
+/// (`ended`).
+fn choose(
+    due: impl IntoIterator<Item = (OrgId, u64)>,
+    paced: &HashMap<OrgId, Paced>,
+    ended: Option<Instant>,
+    now: Instant,
+) -> Choice {
+    let (mut small, mut large) = (BTreeSet::new(), BTreeSet::new());
+    // The earliest an org that must wait may be evaluated.
+    let mut soonest: Option<Instant> = None;
+    for (org, events) in due {
+        let ready = paced.get(&org).map_or(now, Paced::ready_at);
+        if ready > now {
+            soonest = Some(soonest.map_or(ready, |s| s.min(ready)));
+        } else if events <= SMALL_ORG {
+            small.insert(org);
         } else {
-            self.fixed = took;
+            large.insert(org);
         }
-        self.longest = self.longest.max(took);
-        self.ended = Some(ended);
     }
+    let earliest = ended.map_or(now, |e| (e + ALERT_INTERVAL).max(now));
+    if small.is_empty() && large.is_empty() {
+        return match soonest {
+            Some(at) => Choice::Wait(at.max(earliest) - now),
+            None => Choice::Nothing,
+        };
+    }
+    if earliest > now {
+        return Choice::Wait(earliest - now);
+    }
+    Choice::Run(if small.is_empty() { large } else { small })
 }
 
 /// When the orgs due hold more than half the events, or more orgs than this are due and they
@@ -831,15 +848,31 @@ struct Due {
     org: OrgId,
     /// The sequence of its latest event.
     head: u64,
+    /// Its events (its share of a copy of the whole state's cost).
+    events: u64,
     /// Its own default evaluation day is the run's: its rows answer a `ThresholdWatch` of it.
     answers: bool,
 }
 
 impl Due {
-    /// Keeps `rows` (every pack's, evaluated on `day`) for `ThresholdWatch` when they answer
-    /// it, and gives the current ones, which the alerts are about.
-    fn rows(self, shared: &Shared, day: Date, mut rows: Vec<ThresholdStatus>) -> OrgRows {
+    /// Keeps `rows` (every pack's, evaluated on `day` over the state at sequence `at`, in
+    /// `took`) for `ThresholdWatch` when they answer it, and gives the current ones, which the
+    /// alerts are about.
+    fn rows(
+        self,
+        shared: &Shared,
+        (day, at): (Date, u64),
+        took: Duration,
+        mut rows: Vec<ThresholdStatus>,
+    ) -> OrgRows {
+        let ended = Instant::now();
         if self.answers {
+            let made = crate::watch_cache::Made {
+                sequence: at,
+                default_day: true,
+                cost: took,
+                ended,
+            };
             shared
                 .watch_rows
                 .lock()
@@ -850,6 +883,7 @@ impl Due {
                         head: self.head,
                         day,
                     },
+                    made,
                     Arc::new(rows.clone()),
                 );
         }
@@ -857,6 +891,7 @@ impl Due {
         OrgRows {
             org: self.org,
             head: self.head,
+            paced: Paced { took, ended },
             rows,
         }
     }
@@ -873,22 +908,33 @@ enum Published {
     TimedOut,
 }
 
-/// One org's current rows, as evaluated by a run, with the sequence of the org's latest event.
+/// One org's current rows, as evaluated by a run, with the sequence of the org's latest event
+/// and what the evaluation cost.
 struct OrgRows {
     org: OrgId,
     head: u64,
+    paced: Paced,
     rows: Vec<ThresholdStatus>,
 }
 
 impl Alerts {
-    /// The events the next run would read, as things stand.
-    async fn next_size(&self, shared: &Shared) -> u64 {
-        let p = shared.projection.read().await;
-        if self.day != Some(thresholds::default_as_of(&p.now(), None)) {
-            return p.entry_count() as u64;
+    /// At `day` (the latest effective date in the ledger): when it moved, every org is due.
+    fn on(&mut self, day: Date) {
+        if self.day != Some(day) {
+            self.seen.clear();
+            self.day = Some(day);
         }
-        let due: Vec<&OrgId> = self.due_heads(&p).map(|(org, _)| org).collect();
-        size(&p, due.into_iter()).0
+    }
+
+    /// The sequence the views are at, and what to do next ([`choose`]).
+    async fn choose(&mut self, shared: &Shared) -> (u64, Choice) {
+        let p = shared.projection.read().await;
+        self.on(thresholds::default_as_of(&p.now(), None));
+        let due = self
+            .due_heads(&p)
+            .map(|(org, _)| (org.clone(), p.org_events(org).unwrap_or(0)));
+        let choice = choose(due, &self.paced, self.ended, Instant::now());
+        (p.last_sequence(), choice)
     }
 
     /// The orgs whose latest event is not the one of their last published evaluation, each
@@ -900,10 +946,16 @@ impl Alerts {
             .filter(move |(org, head)| self.seen.get(*org) != Some(head))
     }
 
-    /// Evaluates the watch for every org that changed since the last run and publishes what
-    /// changed; returns the sequence it evaluated at (0 when the evaluation failed) and
-    /// whether every change was published (a failed publish is retried at the next run).
-    async fn publish_changes(&mut self, shared: &Arc<Shared>, bus: &dyn Bus) -> (u64, bool) {
+    /// Evaluates the watch for every org that changed since its last published evaluation (of
+    /// those in `only`, when given) and publishes what changed; returns the sequence it
+    /// evaluated at (0 when the evaluation failed) and whether every change was published (a
+    /// failed publish is retried at the org's next evaluation).
+    async fn publish_changes(
+        &mut self,
+        shared: &Arc<Shared>,
+        bus: &dyn Bus,
+        only: Option<&BTreeSet<OrgId>>,
+    ) -> (u64, bool) {
         // Only a copy of each org's state (entries shared, not copied) is taken under the lock,
         // a part at a time, the lock released between parts: the watch reads every countable
         // separation of the org and indexes its population (seconds at 1M events), and the fold
@@ -912,26 +964,24 @@ impl Alerts {
         // and day. The copies and the evaluation run on the watch's own low-priority thread,
         // not on the runtime's workers (two on two cores), which serve every request meanwhile.
         let started = Instant::now();
-        let (at, day, plan) = {
+        let (at, day, plan, events) = {
             let p = shared.projection.read().await;
             let now = p.now();
             let day = thresholds::default_as_of(&now, None);
-            if self.day != Some(day) {
-                self.seen.clear();
-                self.day = Some(day);
-            }
+            self.on(day);
             // Each org due, with its latest event and whether its own default day (what a
             // `ThresholdWatch` of it is evaluated at) is the run's, so its rows answer one.
             let due: Vec<Due> = self
                 .due_heads(&p)
+                .filter(|(org, _)| only.is_none_or(|only| only.contains(*org)))
                 .map(|(org, head)| Due {
                     org: org.clone(),
                     head,
+                    events: p.org_events(org).unwrap_or(0),
                     answers: thresholds::default_as_of(&now, Some(org)) == day,
                 })
                 .collect();
             let (events, whole) = size(&p, due.iter().map(|d| &d.org));
-            self.events = events;
             let plan = if whole {
                 Plan::Whole(p.start_copy(), due)
             } else {
@@ -944,24 +994,28 @@ impl Alerts {
                         .collect(),
                 )
             };
-            (p.last_sequence(), day, plan)
+            (p.last_sequence(), day, plan, events)
         };
         let state = shared.clone();
         let evaluated = in_background("wfl-watch", move || {
             let read = || state.projection.blocking_read();
             match plan {
                 Plan::Whole(cursor, due) => {
+                    let began = Instant::now();
                     let (copy, longest) = crate::fill_in_parts(read, cursor);
                     let now = copy.now();
                     let mut by_org: BTreeMap<OrgId, Vec<ThresholdStatus>> = BTreeMap::new();
                     for row in thresholds::Inputs::gather(&now, None).rows(&state.packs, day) {
                         by_org.entry(row.org.clone()).or_default().push(row);
                     }
+                    // Each org is charged its share of the whole, by its events.
+                    let took = began.elapsed();
                     let out = due
                         .into_iter()
                         .map(|d| {
                             let rows = by_org.remove(&d.org).unwrap_or_default();
-                            d.rows(&state, day, rows)
+                            let share = took.mul_f64(d.events as f64 / events.max(1) as f64);
+                            d.rows(&state, (day, at), share, rows)
                         })
                         .collect();
                     (longest, out)
@@ -970,19 +1024,19 @@ impl Alerts {
                     let mut longest = Duration::ZERO;
                     let mut out = Vec::with_capacity(cursors.len());
                     for (d, cursor) in cursors {
+                        let began = Instant::now();
                         let (copy, hold) = crate::fill_in_parts(read, cursor);
                         longest = longest.max(hold);
                         let now = copy.now();
                         let rows =
                             thresholds::Inputs::gather(&now, Some(&d.org)).rows(&state.packs, day);
-                        out.push(d.rows(&state, day, rows));
+                        out.push(d.rows(&state, (day, at), began.elapsed(), rows));
                     }
                     (longest, out)
                 }
             }
         })
         .await;
-        self.took = started.elapsed();
         let orgs = match evaluated {
             Ok((longest, orgs)) => {
                 tracing::debug!(
@@ -996,7 +1050,8 @@ impl Alerts {
             }
             Err(e) => {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
-                // Nothing evaluated: the caller retries (0 never moves its mark).
+                // Nothing evaluated: the caller retries (0 never moves its mark), not at once.
+                self.ended = Some(Instant::now());
                 return (0, false);
             }
         };
@@ -1007,7 +1062,15 @@ impl Alerts {
         progress.watch_runs.fetch_add(1, Ordering::Relaxed);
         let mut sent = true;
         let mut timed_out = false;
-        for OrgRows { org, head, rows } in orgs {
+        self.ended = Some(Instant::now());
+        for OrgRows {
+            org,
+            head,
+            paced,
+            rows,
+        } in orgs
+        {
+            self.paced.insert(org.clone(), paced);
             // After a timeout (the bus unreachable) the rest wait for the next run; a refused
             // alert holds back its own org only.
             let published = !timed_out && {
@@ -1026,7 +1089,6 @@ impl Alerts {
         progress
             .watch_last_run_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        progress.watch_evaluated.store(at, Ordering::Release);
         (at, sent)
     }
 
@@ -1085,40 +1147,52 @@ impl Alerts {
     }
 }
 
-/// The threshold watch beside the fold: whenever the views hold events it has not evaluated
-/// (and at most every [`ALERT_INTERVAL`], each run waiting nine times its expected cost so that
-/// the watch takes at most one part in [`ALERT_DUTY`] of the time, see [`Pace`]), it evaluates the rule packs over a copy of each org that
-/// changed (see [`Alerts`]) and publishes the alerts whose level changed. Its own task, so the
-/// fold never waits for it: a run costs the changed orgs' histories, the fold's cost must not
-/// grow with any history.
+/// The threshold watch beside the fold: whenever the views hold events of an org it has not
+/// evaluated, it evaluates the rule packs over a copy of that org (see [`Alerts`]) and publishes
+/// the alerts whose level changed, each org at its own pace ([`Paced`]: its evaluations take at
+/// most one part in [`ALERT_DUTY`] of the time), small orgs first ([`choose`]), at most every
+/// [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
+/// org's history, the fold's cost must not grow with any history.
 pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
     let mut alerts = Alerts::default();
-    let mut pace = Pace::default();
     let mut checkpoint = shared.checkpoint.subscribe();
-    let mut evaluated = 0u64;
-    let mut retry = false;
+    // The sequence the orgs due were last looked at; nothing is looked at again before the
+    // views pass it, unless orgs were left due.
+    let mut looked = 0u64;
+    let mut left = false;
     loop {
-        if !retry {
+        if !left {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                changed = checkpoint.wait_for(|c| *c > evaluated) => {
+                changed = checkpoint.wait_for(|c| *c > looked) => {
                     if changed.is_err() {
                         return;
                     }
                 }
             }
         }
-        let wait = pace.wait(alerts.next_size(&shared).await, Instant::now());
-        if !wait.is_zero() {
-            tokio::select! {
+        let (at, choice) = alerts.choose(&shared).await;
+        looked = at;
+        left = true;
+        match choice {
+            // Every org's latest event is evaluated and its alerts published: the alerts
+            // reflect the views up to `at` (stored after the runs' counts).
+            Choice::Nothing => {
+                left = false;
+                shared.progress.watch_evaluated.store(at, Ordering::Release);
+            }
+            // Looked at again at least every interval: an org that changed meanwhile may be
+            // due before the one waited for.
+            Choice::Wait(wait) => tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait.min(ALERT_INTERVAL)) => {}
+            },
+            Choice::Run(orgs) => {
+                alerts
+                    .publish_changes(&shared, bus.as_ref(), Some(&orgs))
+                    .await;
             }
         }
-        let (at, sent) = alerts.publish_changes(&shared, bus.as_ref()).await;
-        pace.ran(alerts.events, alerts.took, Instant::now());
-        evaluated = evaluated.max(at);
-        retry = !sent;
     }
 }
 
@@ -1190,35 +1264,74 @@ mod tests {
     use wfl_domain::CommittedEvent;
 
     #[test]
-    fn a_run_waits_nine_times_what_it_is_expected_to_cost_so_a_small_one_is_not_held_back() {
-        let mut pace = Pace::default();
+    fn each_org_waits_nine_times_its_own_evaluation_and_a_small_one_goes_first() {
+        let org = |name: &str| OrgId(name.to_owned());
+        let run = |names: &[&str]| Choice::Run(names.iter().map(|n| org(n)).collect());
+        let mut paced = HashMap::new();
         let t0 = Instant::now();
-        assert_eq!(pace.wait(5_000_000, t0), Duration::ZERO, "nothing ran yet");
-        // A large tenant's run: 5M events in 19 s (3.8 µs an event).
-        let end = t0 + Duration::from_secs(19);
-        pace.ran(5_000_000, Duration::from_secs(19), end);
-        let big = pace.wait(5_000_000, end);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let due = |names: &[(&str, u64)]| {
+            names
+                .iter()
+                .map(|(n, events)| (org(n), *events))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(choose(due(&[]), &paced, None, t0), Choice::Nothing);
+        // Never evaluated: due at once, the small org in a run of its own first.
+        let both = due(&[("big", 5_000_000), ("small", 1_000)]);
+        assert_eq!(choose(both.clone(), &paced, None, t0), run(&["small"]));
         assert_eq!(
-            big,
-            Duration::from_secs(171),
-            "the same again waits nine times its 19 s"
+            choose(due(&[("big", 5_000_000)]), &paced, None, t0),
+            run(&["big"])
         );
-        // A small tenant's 1,000 events are expected to cost about 4 ms: the shortest wait.
-        assert_eq!(pace.wait(1_000, end), ALERT_INTERVAL);
-        assert_eq!(pace.wait(1_000, end + ALERT_INTERVAL), Duration::ZERO);
-        // Its run, mostly fixed costs (50 ms for 100 events), does not make an event dear.
-        let end2 = end + ALERT_INTERVAL + Duration::from_millis(50);
-        pace.ran(100, Duration::from_millis(50), end2);
-        assert_eq!(pace.wait(5_000_000, end2), Duration::from_secs(171));
-        // ...but the next small run is expected to cost what that one did.
-        assert_eq!(pace.wait(1_000, end2), Duration::from_millis(450));
-        // A slow sample (a loaded machine) expects no more than the longest run measured...
-        let end3 = end2 + Duration::from_secs(200);
-        pace.ran(10_000, Duration::from_secs(5), end3);
-        assert_eq!(pace.wait(5_000_000, end3), Duration::from_secs(171));
-        // ...and no wait is longer than ten minutes.
-        pace.ran(10_000, Duration::from_secs(3_600), end3);
-        assert_eq!(pace.wait(5_000_000, end3), Pace::LONGEST);
+        // The large org's evaluation took 19 s and ended at 19 s; the small one's 5 ms.
+        paced.insert(
+            org("big"),
+            Paced {
+                took: Duration::from_secs(19),
+                ended: at(19_000),
+            },
+        );
+        paced.insert(
+            org("small"),
+            Paced {
+                took: Duration::from_millis(5),
+                ended: at(19_010),
+            },
+        );
+        // Both changed again: the small org is evaluated once the interval since the last run
+        // passed, not after nine times the large org's 19 s...
+        let ended = Some(at(19_010));
+        assert_eq!(
+            choose(both.clone(), &paced, ended, at(19_100)),
+            Choice::Wait(Duration::from_millis(160))
+        );
+        assert_eq!(
+            choose(both.clone(), &paced, ended, at(19_260)),
+            run(&["small"])
+        );
+        // ...which waits for its own: 171 s after its evaluation ended.
+        let ended = Some(at(19_300));
+        assert_eq!(
+            choose(due(&[("big", 5_000_000)]), &paced, ended, at(19_300)),
+            Choice::Wait(Duration::from_secs(171) - Duration::from_millis(300))
+        );
+        assert_eq!(
+            choose(due(&[("big", 5_000_000)]), &paced, ended, at(190_000)),
+            run(&["big"])
+        );
+        // No org waits longer than ten minutes, however long its evaluation took.
+        paced.insert(
+            org("big"),
+            Paced {
+                took: Duration::from_secs(3_600),
+                ended: t0,
+            },
+        );
+        assert_eq!(
+            choose(due(&[("big", 5_000_000)]), &paced, None, t0),
+            Choice::Wait(Paced::LONGEST)
+        );
     }
 
     /// A projector's configuration for these tests: no ledger to reach, the packs given.
@@ -1442,7 +1555,7 @@ mod tests {
             taken: std::sync::Mutex::default(),
         };
         let mut alerts = Alerts::default();
-        let (at, sent) = alerts.publish_changes(&shared, &bus).await;
+        let (at, sent) = alerts.publish_changes(&shared, &bus, None).await;
         assert_eq!((at, sent), (110, false));
         let taken = bus.taken.lock().expect("not poisoned").clone();
         assert!(
@@ -1457,7 +1570,7 @@ mod tests {
             2
         );
         // Next run: the refused org is evaluated again, the published one is not.
-        let (_, sent) = alerts.publish_changes(&shared, &bus).await;
+        let (_, sent) = alerts.publish_changes(&shared, &bus, None).await;
         assert!(!sent);
         assert_eq!(
             shared.progress.watch_orgs_evaluated.load(Ordering::Relaxed),
@@ -1483,12 +1596,12 @@ mod tests {
             taken: std::sync::Mutex::default(),
         };
         let mut alerts = Alerts::default();
-        let (_, sent) = alerts.publish_changes(&shared, &bus).await;
+        let (_, sent) = alerts.publish_changes(&shared, &bus, None).await;
         assert!(!sent);
         assert!(bus.taken.lock().expect("not poisoned").is_empty());
         assert!(alerts.seen.is_empty());
         bus.hung.lock().expect("not poisoned").clear();
-        let (_, sent) = alerts.publish_changes(&shared, &bus).await;
+        let (_, sent) = alerts.publish_changes(&shared, &bus, None).await;
         assert!(sent);
         let taken = bus.taken.lock().expect("not poisoned").clone();
         for org in ["a-org", "b-org"] {

@@ -248,11 +248,17 @@ pub struct Progress {
     pub watch_orgs_evaluated: AtomicU64,
     /// How long the last run took (copies, evaluation and publishing), in milliseconds.
     pub watch_last_run_ms: AtomicU64,
-    /// The sequence the last run evaluated at (stored after its counts above).
+    /// The sequence up to which every org's alerts are evaluated and published: stored when
+    /// the alert loop finds no org changed since its last published evaluation (after the
+    /// runs' counts above).
     pub watch_evaluated: AtomicU64,
     /// `ThresholdWatch` answers, and first `Explain` pages of a threshold figure, given from the
     /// rows kept for the org (nothing evaluated).
     pub watch_answers_kept: AtomicU64,
+    /// `ThresholdWatch` answers, and first `Explain` pages of a threshold figure, given from
+    /// rows kept for the org before its latest events, as of the sequence they were evaluated
+    /// at (the org being written to; see `watch_cache::Rows::recent`).
+    pub watch_answers_recent: AtomicU64,
     /// `ThresholdWatch` answers evaluated over a copy of the state.
     pub watch_answers_evaluated: AtomicU64,
 }
@@ -358,6 +364,8 @@ pub(crate) struct Shared {
     /// The threshold watch's latest rows per org, put by the alert loop and by `ThresholdWatch`,
     /// from which `ThresholdWatch` answers while the org's events and the day are the same.
     pub watch_rows: std::sync::Mutex<watch_cache::Rows>,
+    /// One `ThresholdWatch` evaluation of an org's current state at a time.
+    pub watch_gates: watch_cache::Gates,
 }
 
 impl Shared {
@@ -375,6 +383,7 @@ impl Shared {
             ledger_credentials: config.ledger_credentials.clone(),
             loaded: tokio::sync::watch::channel(false).0,
             watch_rows: std::sync::Mutex::default(),
+            watch_gates: watch_cache::Gates::default(),
         }
     }
 }

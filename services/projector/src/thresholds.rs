@@ -14,6 +14,7 @@ use wfl_proto::pb;
 use crate::api::{date, invalid};
 
 /// A validated `ThresholdRequest`.
+#[derive(Debug, Clone)]
 pub(crate) struct Request {
     /// `None`: the default evaluation day.
     pub as_of_date: Option<Date>,
