@@ -789,11 +789,16 @@ async fn the_alert_loop_evaluates_only_the_orgs_that_changed() {
     let late = at(scenario::hire(OTHER, "w-late"), 200);
     record_batch(&ch, std::slice::from_ref(&late)).await;
     let (runs_late, orgs_late) = watch_settled(&node);
-    assert_eq!(runs_late - runs_after, 1, "one event, one run");
     assert_eq!(
         orgs_late - orgs_after,
         2,
-        "the day moved: both orgs evaluated"
+        "the day moved: both orgs evaluated, once each"
+    );
+    // Each org at its own pace: the other org, evaluated just before, may wait its turn.
+    assert!(
+        (1..=2).contains(&(runs_late - runs_after)),
+        "{} runs",
+        runs_late - runs_after
     );
 }
 

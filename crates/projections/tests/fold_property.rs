@@ -966,6 +966,20 @@ proptest! {
                 .map(|e| e.event_id)
                 .collect();
             prop_assert_eq!(p.org_events(&org), Some(own.len() as u64), "{}", org);
+            for max in [0, 1, own.len() as u64 / 2, own.len() as u64] {
+                prop_assert_eq!(p.org_events_within(&org, max), Some(own.len() as u64 <= max));
+            }
+            // The org's first event after any sequence is the next of its own.
+            let sequences: Vec<u64> = g.events[..n]
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.org_id == org)
+                .map(|(i, _)| i as u64 + 1)
+                .collect();
+            for after in 0..=n as u64 {
+                let next = sequences.iter().copied().find(|s| *s > after);
+                prop_assert_eq!(p.org_next_after(&org, after), next, "{} after {}", org, after);
+            }
             // Read in place, an org of at most half the events is found through its runs (not
             // a walk of every entry): the same answers as a state without the org index.
             let whole = p.snapshot();

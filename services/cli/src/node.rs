@@ -703,8 +703,9 @@ fn views_metrics(projector: &wfl_projector::Projector, registry: &wfl_metrics::R
     );
     let watch_evaluated = gauge(
         "wfl_watch_evaluated_sequence",
-        "The sequence up to which the threshold watch has evaluated every org and published its \
-         alerts (they reflect the views up to it).",
+        "The sequence up to which every org's published threshold alerts reflect its events \
+         (the views' sequence once every org that changed is evaluated; while an org waits for \
+         its next evaluation, the event before its first one not yet evaluated).",
     );
     let watch_kept = registry.counter(
         "wfl_watch_answers_kept_total",

@@ -1174,6 +1174,11 @@ mod tests {
 
     /// A Views service over `projection` (no ledger: the answers' hash and root are cached).
     fn api(projection: Projection) -> ViewsApi {
+        api_with(projection, Vec::new())
+    }
+
+    /// [`api`] with rule packs loaded.
+    fn api_with(projection: Projection, packs: Vec<wfl_projections::rules::RulePack>) -> ViewsApi {
         let head = projection.last_sequence();
         let (checkpoint, _) = tokio::sync::watch::channel(head);
         ViewsApi::new(Arc::new(Shared {
@@ -1183,7 +1188,7 @@ mod tests {
             checkpoint,
             last_hash: std::sync::Mutex::new((head, vec![7; 32])),
             last_root: std::sync::Mutex::new((head, vec![9; 32])),
-            packs: Vec::new(),
+            packs,
             ledger_addr: "http://127.0.0.1:1".into(),
             ledger_credentials: wfl_auth::Credentials::default(),
             loaded: tokio::sync::watch::channel(true).0,
@@ -1234,6 +1239,118 @@ mod tests {
         api.shared.loaded.send_replace(true);
         let answer = asking.await.expect("task").expect("Headcount").into_inner();
         assert_eq!(answer.as_of_sequence, 3);
+    }
+
+    /// While an org is being written to, a `ThresholdWatch` of its current state is answered
+    /// from its recent rows, as of the sequence they were evaluated at; one asking for a later
+    /// `min_sequence` is evaluated; and callers waiting together for the org's evaluation share
+    /// one (the others answer from its rows).
+    #[tokio::test]
+    async fn an_org_written_to_is_answered_from_recent_rows_and_callers_share_an_evaluation() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use std::time::{Duration, Instant};
+        let packs = vec![wfl_projections::rules::parse(
+            "CN-LCL-41.toml",
+            include_str!("../../../rulepacks/CN-LCL-41.toml"),
+        )
+        .expect("the shipped CN pack parses")];
+        let hire = |worker: &str| {
+            let mut e = scenario::baseline(ORG, worker);
+            e.jurisdiction = "CN".into();
+            e.effective_date = wfl_domain::Date::from_days(20_500);
+            e
+        };
+        // 30 workers, 20 of them dismissed for economic reasons (over the CN pack's threshold).
+        let mut p = Projection::new();
+        for i in 0..50u64 {
+            let worker = format!("w-{}", i % 30);
+            let mut e = hire(&worker);
+            if i >= 30 {
+                let mut s = scenario::separation(&worker);
+                s.initiator = wfl_domain::Initiator::Employer;
+                s.legal_ground = Some("CN-LCL-41".into());
+                e.payload = Payload::EconomicDismissal(Box::new(wfl_domain::EconomicDismissal {
+                    separation: s,
+                    selection_criteria: None,
+                    plan_id: None,
+                }));
+            }
+            p.apply(i + 1, &e);
+        }
+        let api = Arc::new(api_with(p, packs));
+        let org = wfl_domain::OrgId(ORG.into());
+        let ask = |api: Arc<ViewsApi>, min_sequence: u64| async move {
+            let r = pb::ThresholdRequest {
+                org_id: ORG.into(),
+                min_sequence,
+                ..Default::default()
+            };
+            api.threshold_watch(request(r, "/wfl.v1.Views/ThresholdWatch"))
+                .await
+                .expect("ThresholdWatch")
+                .into_inner()
+        };
+        let counts = |api: &ViewsApi| {
+            let p = &api.shared.progress;
+            (
+                p.watch_answers_kept.load(Relaxed),
+                p.watch_answers_recent.load(Relaxed),
+                p.watch_answers_evaluated.load(Relaxed),
+            )
+        };
+        let first = ask(api.clone(), 0).await;
+        assert_eq!(first.as_of_sequence, 50);
+        assert_eq!(counts(&api), (0, 0, 1), "nothing kept: evaluated");
+        assert!(!first.statuses.is_empty());
+        // Its evaluation is taken to have cost an hour (an org of many millions of events).
+        let next = |api: Arc<ViewsApi>, sequence: u64, worker: &str| {
+            let event = hire(worker);
+            async move {
+                api.shared.projection.write().await.apply(sequence, &event);
+                api.shared.checkpoint.send_replace(sequence);
+            }
+        };
+        {
+            let mut kept = api.shared.watch_rows.lock().expect("lock");
+            let day = wfl_domain::Date::parse(&first.as_of_date).expect("day");
+            let key = crate::watch_cache::Key {
+                org: org.clone(),
+                head: 50,
+                day,
+            };
+            let rows = kept.get(&key, 50).expect("kept by the evaluation");
+            let costly = crate::watch_cache::Made {
+                sequence: 50,
+                default_day: true,
+                cost: Duration::from_secs(3_600),
+                ended: Instant::now(),
+            };
+            kept.put(key, costly, rows);
+        }
+        next(api.clone(), 51, "w-new").await;
+        let recent = ask(api.clone(), 0).await;
+        assert_eq!(counts(&api), (0, 1, 1), "from the recent rows");
+        assert_eq!(recent.as_of_sequence, 50, "as of their sequence");
+        assert_eq!(recent.statuses, first.statuses);
+        let fresh = ask(api.clone(), 51).await;
+        assert_eq!(counts(&api), (0, 1, 2), "a later min_sequence: evaluated");
+        assert_eq!(fresh.as_of_sequence, 51);
+
+        // Eight callers wait for the org's gate, held here; once it is free, one evaluates and
+        // the seven others answer from its rows.
+        next(api.clone(), 52, "w-newer").await;
+        let gate = api.shared.watch_gates.of(&org);
+        let held = Arc::clone(&gate).lock_owned().await;
+        let callers: Vec<_> = (0..8).map(|_| tokio::spawn(ask(api.clone(), 52))).collect();
+        // Each waiting caller holds the gate too.
+        while Arc::strong_count(&gate) < 2 + callers.len() {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for caller in callers {
+            assert_eq!(caller.await.expect("caller").as_of_sequence, 52);
+        }
+        assert_eq!(counts(&api), (7, 1, 3), "one evaluation for eight callers");
     }
 
     /// 200,000 events in one org (150,000 hires, 50,000 of them resigning): a view answer is a

@@ -732,8 +732,13 @@ struct Alerts {
     day: Option<Date>,
     /// Per org, what its last evaluation cost and when it ended: when it may be evaluated again.
     paced: HashMap<OrgId, Paced>,
-    /// When the last run ended.
+    /// When the last run ended (its publishing done).
     ended: Option<Instant>,
+    /// The last run left larger orgs that were ready for the next one ([`choose`]).
+    large_next: bool,
+    /// Per org, the sequence of its latest event whose alerts were published (not cleared
+    /// when the day moves, unlike `seen`): how far its alerts reflect its events.
+    reflected: HashMap<OrgId, u64>,
 }
 
 /// The events a run over the orgs `due` reads, and whether it copies the whole state: when
@@ -787,31 +792,36 @@ enum Choice {
     Nothing,
     /// Orgs changed, none may be evaluated before this long.
     Wait(Duration),
-    /// Evaluate these orgs now.
-    Run(BTreeSet<OrgId>),
+    /// Evaluate these orgs now; `deferred`: larger orgs ready too were left for the next run.
+    Run {
+        orgs: BTreeSet<OrgId>,
+        deferred: bool,
+    },
 }
 
 /// Orgs of at most this many events are small: they are evaluated in a run of their own,
-/// before any larger org whose turn came at the same time.
+/// before the larger orgs whose turn came at the same time (which run next).
 const SMALL_ORG: u64 = crate::WATCH_COPY_PART as u64;
 
-/// Of the orgs `due` (each with its events), which to evaluate at `now`: those whose pace
-/// allows ([`Paced`]), the small ones first, and none within [`ALERT_INTERVAL`] of the last run
-/// (`ended`).
+/// Of the orgs `due` (each with whether it is small, [`SMALL_ORG`]), which to evaluate at
+/// `now`: those whose pace allows ([`Paced`]), none within [`ALERT_INTERVAL`] of the last run
+/// (`ended`); the small ones in a run of their own, unless `large_next` (the last run left
+/// larger orgs that were ready: they go now, so no stream of small tenants' events holds them
+/// back for ever).
 fn choose(
-    due: impl IntoIterator<Item = (OrgId, u64)>,
+    due: impl IntoIterator<Item = (OrgId, bool)>,
     paced: &HashMap<OrgId, Paced>,
-    ended: Option<Instant>,
+    (ended, large_next): (Option<Instant>, bool),
     now: Instant,
 ) -> Choice {
     let (mut small, mut large) = (BTreeSet::new(), BTreeSet::new());
     // The earliest an org that must wait may be evaluated.
     let mut soonest: Option<Instant> = None;
-    for (org, events) in due {
+    for (org, is_small) in due {
         let ready = paced.get(&org).map_or(now, Paced::ready_at);
         if ready > now {
             soonest = Some(soonest.map_or(ready, |s| s.min(ready)));
-        } else if events <= SMALL_ORG {
+        } else if is_small {
             small.insert(org);
         } else {
             large.insert(org);
@@ -827,7 +837,17 @@ fn choose(
     if earliest > now {
         return Choice::Wait(earliest - now);
     }
-    Choice::Run(if small.is_empty() { large } else { small })
+    if !large.is_empty() && (small.is_empty() || large_next) {
+        Choice::Run {
+            orgs: large,
+            deferred: false,
+        }
+    } else {
+        Choice::Run {
+            deferred: !large.is_empty(),
+            orgs: small,
+        }
+    }
 }
 
 /// When the orgs due hold more than half the events, or more orgs than this are due and they
@@ -926,15 +946,33 @@ impl Alerts {
         }
     }
 
-    /// The sequence the views are at, and what to do next ([`choose`]).
-    async fn choose(&mut self, shared: &Shared) -> (u64, Choice) {
+    /// The sequence the views are at, what to do next ([`choose`]), and the sequence up to
+    /// which every org's alerts reflect its events: the views' sequence, or, below it, the
+    /// event before the first one of an org after those its published alerts reflect.
+    async fn choose(&mut self, shared: &Shared) -> (u64, Choice, u64) {
         let p = shared.projection.read().await;
         self.on(thresholds::default_as_of(&p.now(), None));
-        let due = self
-            .due_heads(&p)
-            .map(|(org, _)| (org.clone(), p.org_events(org).unwrap_or(0)));
-        let choice = choose(due, &self.paced, self.ended, Instant::now());
-        (p.last_sequence(), choice)
+        let at = p.last_sequence();
+        let mut reflected = at;
+        for (org, head) in self.due_heads(&p) {
+            let published = self.reflected.get(org).copied().unwrap_or(0);
+            if published < head {
+                if let Some(next) = p.org_next_after(org, published) {
+                    reflected = reflected.min(next - 1);
+                }
+            }
+        }
+        let due = self.due_heads(&p).map(|(org, _)| {
+            let small = p.org_events_within(org, SMALL_ORG).unwrap_or(true);
+            (org.clone(), small)
+        });
+        let choice = choose(
+            due,
+            &self.paced,
+            (self.ended, self.large_next),
+            Instant::now(),
+        );
+        (at, choice, reflected)
     }
 
     /// The orgs whose latest event is not the one of their last published evaluation, each
@@ -964,24 +1002,30 @@ impl Alerts {
         // and day. The copies and the evaluation run on the watch's own low-priority thread,
         // not on the runtime's workers (two on two cores), which serve every request meanwhile.
         let started = Instant::now();
-        let (at, day, plan, events) = {
+        let (at, day, plan, events, orgs) = {
             let p = shared.projection.read().await;
             let now = p.now();
             let day = thresholds::default_as_of(&now, None);
             self.on(day);
             // Each org due, with its latest event and whether its own default day (what a
             // `ThresholdWatch` of it is evaluated at) is the run's, so its rows answer one.
-            let due: Vec<Due> = self
+            let (chosen, others): (Vec<Due>, Vec<Due>) = self
                 .due_heads(&p)
-                .filter(|(org, _)| only.is_none_or(|only| only.contains(*org)))
                 .map(|(org, head)| Due {
                     org: org.clone(),
                     head,
                     events: p.org_events(org).unwrap_or(0),
                     answers: thresholds::default_as_of(&now, Some(org)) == day,
                 })
-                .collect();
-            let (events, whole) = size(&p, due.iter().map(|d| &d.org));
+                .partition(|d| only.is_none_or(|only| only.contains(&d.org)));
+            let (events, whole) = size(&p, chosen.iter().map(|d| &d.org));
+            // A copy of the whole state evaluates every org: each due one's rows are used.
+            let due = if whole {
+                chosen.into_iter().chain(others).collect()
+            } else {
+                chosen
+            };
+            let orgs: Vec<OrgId> = due.iter().map(|d| d.org.clone()).collect();
             let plan = if whole {
                 Plan::Whole(p.start_copy(), due)
             } else {
@@ -994,7 +1038,7 @@ impl Alerts {
                         .collect(),
                 )
             };
-            (p.last_sequence(), day, plan, events)
+            (p.last_sequence(), day, plan, events, orgs)
         };
         let state = shared.clone();
         let evaluated = in_background("wfl-watch", move || {
@@ -1050,8 +1094,16 @@ impl Alerts {
             }
             Err(e) => {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
-                // Nothing evaluated: the caller retries (0 never moves its mark), not at once.
-                self.ended = Some(Instant::now());
+                // Nothing evaluated: the orgs are tried again at the pace of what this cost.
+                let ended = Instant::now();
+                let paced = Paced {
+                    took: ended - started,
+                    ended,
+                };
+                for org in orgs {
+                    self.paced.insert(org, paced);
+                }
+                self.ended = Some(ended);
                 return (0, false);
             }
         };
@@ -1062,7 +1114,6 @@ impl Alerts {
         progress.watch_runs.fetch_add(1, Ordering::Relaxed);
         let mut sent = true;
         let mut timed_out = false;
-        self.ended = Some(Instant::now());
         for OrgRows {
             org,
             head,
@@ -1079,6 +1130,7 @@ impl Alerts {
                 outcome == Published::All
             };
             if published {
+                self.reflected.insert(org.clone(), head);
                 self.seen.insert(org, head);
             } else {
                 // Not all of its changes went out: evaluated again next run, where what did go
@@ -1089,6 +1141,7 @@ impl Alerts {
         progress
             .watch_last_run_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.ended = Some(Instant::now());
         (at, sent)
     }
 
@@ -1171,23 +1224,25 @@ pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: Can
                 }
             }
         }
-        let (at, choice) = alerts.choose(&shared).await;
+        let (at, choice, reflected) = alerts.choose(&shared).await;
+        // After the runs' counts, so counts read after it are at least those of the runs
+        // that evaluated up to it.
+        shared
+            .progress
+            .watch_evaluated
+            .fetch_max(reflected, Ordering::Release);
         looked = at;
         left = true;
         match choice {
-            // Every org's latest event is evaluated and its alerts published: the alerts
-            // reflect the views up to `at` (stored after the runs' counts).
-            Choice::Nothing => {
-                left = false;
-                shared.progress.watch_evaluated.store(at, Ordering::Release);
-            }
+            Choice::Nothing => left = false,
             // Looked at again at least every interval: an org that changed meanwhile may be
             // due before the one waited for.
             Choice::Wait(wait) => tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(wait.min(ALERT_INTERVAL)) => {}
             },
-            Choice::Run(orgs) => {
+            Choice::Run { orgs, deferred } => {
+                alerts.large_next = deferred;
                 alerts
                     .publish_changes(&shared, bus.as_ref(), Some(&orgs))
                     .await;
@@ -1266,23 +1321,34 @@ mod tests {
     #[test]
     fn each_org_waits_nine_times_its_own_evaluation_and_a_small_one_goes_first() {
         let org = |name: &str| OrgId(name.to_owned());
-        let run = |names: &[&str]| Choice::Run(names.iter().map(|n| org(n)).collect());
+        let run = |names: &[&str], deferred: bool| Choice::Run {
+            orgs: names.iter().map(|n| org(n)).collect(),
+            deferred,
+        };
         let mut paced = HashMap::new();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let due = |names: &[(&str, u64)]| {
+        let due = |names: &[&str]| {
             names
                 .iter()
-                .map(|(n, events)| (org(n), *events))
+                .map(|n| (org(n), n.starts_with("small")))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(choose(due(&[]), &paced, None, t0), Choice::Nothing);
-        // Never evaluated: due at once, the small org in a run of its own first.
-        let both = due(&[("big", 5_000_000), ("small", 1_000)]);
-        assert_eq!(choose(both.clone(), &paced, None, t0), run(&["small"]));
+        assert_eq!(choose(due(&[]), &paced, (None, false), t0), Choice::Nothing);
+        // Never evaluated: due at once, the small org in a run of its own first, then the
+        // large one (which a stream of small orgs' events cannot hold back).
+        let both = due(&["big", "small"]);
         assert_eq!(
-            choose(due(&[("big", 5_000_000)]), &paced, None, t0),
-            run(&["big"])
+            choose(both.clone(), &paced, (None, false), t0),
+            run(&["small"], true)
+        );
+        assert_eq!(
+            choose(both.clone(), &paced, (None, true), t0),
+            run(&["big"], false)
+        );
+        assert_eq!(
+            choose(due(&["big"]), &paced, (None, false), t0),
+            run(&["big"], false)
         );
         // The large org's evaluation took 19 s and ended at 19 s; the small one's 5 ms.
         paced.insert(
@@ -1301,24 +1367,24 @@ mod tests {
         );
         // Both changed again: the small org is evaluated once the interval since the last run
         // passed, not after nine times the large org's 19 s...
-        let ended = Some(at(19_010));
+        let last = (Some(at(19_010)), false);
         assert_eq!(
-            choose(both.clone(), &paced, ended, at(19_100)),
+            choose(both.clone(), &paced, last, at(19_100)),
             Choice::Wait(Duration::from_millis(160))
         );
         assert_eq!(
-            choose(both.clone(), &paced, ended, at(19_260)),
-            run(&["small"])
+            choose(both.clone(), &paced, last, at(19_260)),
+            run(&["small"], false)
         );
         // ...which waits for its own: 171 s after its evaluation ended.
-        let ended = Some(at(19_300));
+        let last = (Some(at(19_300)), false);
         assert_eq!(
-            choose(due(&[("big", 5_000_000)]), &paced, ended, at(19_300)),
+            choose(due(&["big"]), &paced, last, at(19_300)),
             Choice::Wait(Duration::from_secs(171) - Duration::from_millis(300))
         );
         assert_eq!(
-            choose(due(&[("big", 5_000_000)]), &paced, ended, at(190_000)),
-            run(&["big"])
+            choose(due(&["big"]), &paced, last, at(190_000)),
+            run(&["big"], false)
         );
         // No org waits longer than ten minutes, however long its evaluation took.
         paced.insert(
@@ -1329,7 +1395,7 @@ mod tests {
             },
         );
         assert_eq!(
-            choose(due(&[("big", 5_000_000)]), &paced, None, t0),
+            choose(due(&["big"]), &paced, (None, false), t0),
             Choice::Wait(Paced::LONGEST)
         );
     }

@@ -248,9 +248,10 @@ pub struct Progress {
     pub watch_orgs_evaluated: AtomicU64,
     /// How long the last run took (copies, evaluation and publishing), in milliseconds.
     pub watch_last_run_ms: AtomicU64,
-    /// The sequence up to which every org's alerts are evaluated and published: stored when
-    /// the alert loop finds no org changed since its last published evaluation (after the
-    /// runs' counts above).
+    /// The sequence up to which every org's alerts reflect its events: the views' sequence
+    /// when no org changed since its last published evaluation, else the event before the
+    /// first one of an org after those its published alerts reflect (stored by the alert
+    /// loop after the runs' counts above).
     pub watch_evaluated: AtomicU64,
     /// `ThresholdWatch` answers, and first `Explain` pages of a threshold figure, given from the
     /// rows kept for the org (nothing evaluated).

@@ -17,8 +17,9 @@
 //! gives them for a question that asks no later sequence (`min_sequence`) while they are
 //! younger than [`RECENT`] times what their evaluation cost: a caller polling an org that an
 //! import is writing to gets a recent answer, labelled with its sequence, instead of paying
-//! for the org's history on every call. [`Gates`] lets one evaluation of an org's current
-//! state run at a time, so callers arriving together share it.
+//! for the org's history on every call. [`Gates`] lets one `ThresholdWatch` evaluation of an
+//! org's current state run at a time (the alert loop evaluates beside them), so callers
+//! arriving together share it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
@@ -50,11 +51,13 @@ pub(crate) struct Made {
 }
 
 /// Rows answer a question that asks no later sequence for this many times what their
-/// evaluation took after it ended: so answering from evaluations, if every answer came from
-/// one, would keep an org's evaluations to at most one part in ten of the time, whatever the
-/// callers ask (the alert loop's own pace, `follow::Pace`). An org of 1M events evaluated in
-/// 2 s is answered from rows at most 18 s old while it is being written to; one of a thousand
-/// events, evaluated in milliseconds, is in effect always evaluated again.
+/// evaluation took after it ended: callers that ask no later sequence then cost an org at most
+/// one evaluation in ten parts of the time (the alert loop's own pace, `follow::Paced`);
+/// callers asking for the latest sequence (`min_sequence`) each wait for an evaluation, one at
+/// a time ([`Gates`]). An org of 1M events evaluated in 2 s is answered from rows evaluated at
+/// most 18 s before while it is being written to (their state is older by the evaluation's
+/// copy and wait); one of a thousand events, evaluated in milliseconds, is in effect always
+/// evaluated again.
 pub(crate) const RECENT: u32 = 9;
 
 /// The oldest rows [`Rows::recent`] gives, whatever their evaluation cost.

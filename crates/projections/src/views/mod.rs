@@ -1186,6 +1186,30 @@ impl Projection {
         Some(before.checked_sub(1).map_or(0, |i| runs[i].1.min(at)))
     }
 
+    /// The sequence of `org`'s first event after `after`, as far as the org index says (see
+    /// [`Projection::org_head_at`]); `None` when it has none after it or the state keeps no
+    /// org index.
+    #[must_use]
+    pub fn org_next_after(&self, org: &OrgId, after: u64) -> Option<u64> {
+        let runs = self.tallies.as_deref()?.orgs.of_org(org);
+        let i = runs.partition_point(|(_, last)| *last <= after);
+        runs.get(i).map(|(first, _)| (*first).max(after + 1))
+    }
+
+    /// Whether `org` holds at most `max` events ([`Projection::org_events`]), reading at most
+    /// `max` of its runs; `None` when the state keeps no org index.
+    #[must_use]
+    pub fn org_events_within(&self, org: &OrgId, max: u64) -> Option<bool> {
+        let mut events = 0u64;
+        for (first, last) in self.tallies.as_deref()?.orgs.of_org(org) {
+            events += last - first + 1;
+            if events > max {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+
     /// How many events of `org` the state holds at most (its runs' lengths: a gap in the
     /// sequence, where nothing was folded, is counted); `None` when it keeps no org index.
     #[must_use]
