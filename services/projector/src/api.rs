@@ -25,6 +25,17 @@ use crate::{thresholds, Shared};
 /// How long a view request waits for the projector to reach its `as_of_sequence`.
 const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A `ThresholdWatch` answer from kept rows ([`ViewsApi::kept_rows`]).
+struct KeptRows {
+    /// The sequence it is the answer as of.
+    seq: u64,
+    day: wfl_domain::Date,
+    /// The statuses of the packs asked.
+    statuses: Vec<thresholds::Kept>,
+    /// From rows evaluated before the org's latest events.
+    recent: bool,
+}
+
 /// What an answer is asked "as of": a ledger sequence (0 = now) and a recorded-at instant (µs
 /// since the epoch; 0 = no bound).
 #[derive(Debug, Clone, Copy, Default)]
@@ -135,7 +146,7 @@ impl ViewsApi {
         &self,
         request: &thresholds::Request,
         bound: &AsOf,
-    ) -> Result<Option<(u64, wfl_domain::Date, Vec<ThresholdStatus>)>, Status> {
+    ) -> Result<Option<KeptRows>, Status> {
         let Some(org) = request
             .org
             .as_ref()
@@ -147,31 +158,44 @@ impl ViewsApi {
         let Some((seq, key)) = self.watch_key(org, request.as_of_date).await else {
             return Ok(None);
         };
-        let (seq, day, rows) = {
+        let (seq, day, rows, recent) = {
             let mut kept = self
                 .shared
                 .watch_rows
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let progress = &self.shared.progress;
             if let Some(rows) = kept.get(&key, seq) {
-                progress.watch_answers_kept.fetch_add(1, Relaxed);
-                (seq, key.day, rows)
-            } else if let Some(recent) =
+                (seq, key.day, rows, false)
+            } else if let Some((seq, day, rows)) =
                 kept.recent(org, request.as_of_date, bound.min_sequence, Instant::now())
             {
-                progress.watch_answers_recent.fetch_add(1, Relaxed);
-                recent
+                (seq, day, rows, true)
             } else {
                 return Ok(None);
             }
         };
         let statuses = rows
             .iter()
-            .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
+            .filter(|k| request.packs.is_empty() || request.packs.contains(&k.status.pack))
             .cloned()
             .collect();
-        Ok(Some((seq, day, statuses)))
+        Ok(Some(KeptRows {
+            seq,
+            day,
+            statuses,
+            recent,
+        }))
+    }
+
+    /// Counts an answer given from kept rows (`recent`: rows evaluated before the org's
+    /// latest events).
+    fn answered_from_kept(&self, recent: bool) {
+        let progress = &self.shared.progress;
+        if recent {
+            progress.watch_answers_recent.fetch_add(1, Relaxed);
+        } else {
+            progress.watch_answers_kept.fetch_add(1, Relaxed);
+        }
     }
 
     /// The current sequence and what `org`'s rows at it were evaluated over (its latest event,
@@ -655,9 +679,13 @@ impl pb::views_server::Views for ViewsApi {
         // The current state: the org's rows, when they are kept for its latest event and the
         // day asked, or recently (a large org's evaluation reads its whole history).
         let current = r.as_of_sequence == 0 && r.as_of_recorded_at_micros == 0;
-        if let Some((seq, day, statuses)) = self.kept_rows(&request, &bound).await? {
+        if let Some(kept) = self.kept_rows(&request, &bound).await? {
+            self.answered_from_kept(kept.recent);
             return Ok(Response::new(thresholds::response(
-                seq, day, statuses, &request,
+                kept.seq,
+                kept.day,
+                kept.statuses,
+                &request,
             )));
         }
         // One org's current state is evaluated one request at a time, over every pack, and
@@ -666,9 +694,13 @@ impl pb::views_server::Views for ViewsApi {
         let _turn = match &org {
             Some(org) => {
                 let turn = self.shared.watch_gates.of(org).lock_owned().await;
-                if let Some((seq, day, statuses)) = self.kept_rows(&request, &bound).await? {
+                if let Some(kept) = self.kept_rows(&request, &bound).await? {
+                    self.answered_from_kept(kept.recent);
                     return Ok(Response::new(thresholds::response(
-                        seq, day, statuses, &request,
+                        kept.seq,
+                        kept.day,
+                        kept.statuses,
+                        &request,
                     )));
                 }
                 Some(turn)
@@ -694,6 +726,7 @@ impl pb::views_server::Views for ViewsApi {
             .watch_answers_evaluated
             .fetch_add(1, Relaxed);
         let Some(org) = org else {
+            let statuses = statuses.into_iter().map(thresholds::Kept::whole).collect();
             return Ok(Response::new(thresholds::response(
                 seq, as_of, statuses, &request,
             )));
@@ -718,12 +751,13 @@ impl pb::views_server::Views for ViewsApi {
                         day: as_of,
                     },
                     made,
-                    Arc::new(statuses.clone()),
+                    Arc::new(statuses.iter().map(thresholds::Kept::cut).collect()),
                 );
         }
         let statuses = statuses
             .into_iter()
             .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
+            .map(thresholds::Kept::whole)
             .collect();
         Ok(Response::new(thresholds::response(
             seq, as_of, statuses, &request,
@@ -918,10 +952,23 @@ impl ViewsApi {
         }
         // A first page of the current state: from the org's kept rows when they answer.
         if token.sequence.is_none() {
-            if let Some((seq, _, statuses)) = self.kept_rows(&request, &as_of).await? {
-                let ids = list
-                    .of(&thresholds::selected(statuses, &request))
-                    .map_err(|e| invalid("figure.path", &e))?;
+            let kept = self
+                .kept_rows(&request, &as_of)
+                .await?
+                // Kept lists are cut to `MAX_LISTED` events: a list of that many may be longer.
+                .map(|kept| {
+                    let statuses: Vec<ThresholdStatus> =
+                        kept.statuses.into_iter().map(|k| k.status).collect();
+                    let ids = list.of(&thresholds::selected(statuses, &request));
+                    (kept.seq, kept.recent, ids)
+                })
+                .filter(|(_, _, ids)| {
+                    ids.as_ref()
+                        .map_or(true, |ids| ids.len() < thresholds::MAX_LISTED)
+                });
+            if let Some((seq, recent, ids)) = kept {
+                self.answered_from_kept(recent);
+                let ids = ids.map_err(|e| invalid("figure.path", &e))?;
                 let page: Vec<wfl_domain::EventId> =
                     ids.iter().skip(offset).take(size).copied().collect();
                 let at = AsOf::new(seq, 0, 0, "figure.thresholds.as_of_recorded_at_micros")?;

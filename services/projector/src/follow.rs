@@ -904,7 +904,7 @@ impl Due {
                         day,
                     },
                     made,
-                    Arc::new(rows.clone()),
+                    Arc::new(rows.iter().map(thresholds::Kept::cut).collect()),
                 );
         }
         rows.retain(|s| s.role == WindowRole::Current);

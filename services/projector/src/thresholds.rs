@@ -106,27 +106,100 @@ pub(crate) fn default_as_of(p: &At<'_>, org: Option<&OrgId>) -> Date {
     p.latest_effective_date(org).unwrap_or_else(today)
 }
 
+/// A status as an answer gives it: its lists of events may be cut to [`MAX_LISTED`] each (no
+/// answer lists more), its counts are the lengths they had. A status kept for later answers
+/// ([`crate::watch_cache`]) is cut, so an org's kept rows stay small however many events its
+/// windows hold; one just evaluated is whole.
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub status: ThresholdStatus,
+    lengths: Lengths,
+}
+
+/// The lengths of a status's lists: its counted, excluded and notice-only events, and each
+/// step's events effective too early.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Lengths {
+    counted: usize,
+    excluded: usize,
+    notice_only: usize,
+    steps: Vec<usize>,
+}
+
+impl Lengths {
+    fn of(s: &ThresholdStatus) -> Self {
+        Self {
+            counted: s.event_ids.len(),
+            excluded: s.excluded.len(),
+            notice_only: s.notice_only.len(),
+            steps: s
+                .steps
+                .iter()
+                .map(|c| c.effective_too_early.len())
+                .collect(),
+        }
+    }
+}
+
+impl Kept {
+    /// `status` with its lists whole.
+    pub(crate) fn whole(status: ThresholdStatus) -> Self {
+        Self {
+            lengths: Lengths::of(&status),
+            status,
+        }
+    }
+
+    /// A copy of `status` with each list cut to [`MAX_LISTED`] events.
+    pub(crate) fn cut(status: &ThresholdStatus) -> Self {
+        fn cut<T>(list: &mut Vec<T>) {
+            if list.len() > MAX_LISTED {
+                list.truncate(MAX_LISTED);
+                list.shrink_to_fit();
+            }
+        }
+        let lengths = Lengths::of(status);
+        let mut status = status.clone();
+        cut(&mut status.event_ids);
+        cut(&mut status.excluded);
+        cut(&mut status.notice_only);
+        for step in &mut status.steps {
+            cut(&mut step.effective_too_early);
+        }
+        Self { status, lengths }
+    }
+
+    /// Every list is whole.
+    #[cfg(test)]
+    fn is_whole(&self) -> bool {
+        self.lengths == Lengths::of(&self.status)
+    }
+}
+
 /// The wire answer.
 pub(crate) fn response(
     as_of_sequence: u64,
     as_of: Date,
-    statuses: Vec<ThresholdStatus>,
+    statuses: Vec<Kept>,
     request: &Request,
 ) -> pb::ThresholdResponse {
-    let statuses = selected(statuses, request);
+    let statuses: Vec<Kept> = statuses
+        .into_iter()
+        .filter(|k| answers(&k.status, request))
+        .collect();
     let budget = if request.with_event_ids {
         MAX_LISTED
     } else {
         0
     };
-    let listed = Listed::share(&statuses, budget);
+    let listed = Listed::share(statuses.iter().map(|k| &k.status), budget);
     pb::ThresholdResponse {
         as_of_sequence,
         as_of_date: as_of.to_string(),
         statuses: statuses
             .into_iter()
             .zip(listed)
-            .map(|(s, l)| status_pb(s, &l))
+            .map(|(k, l)| status_pb(k.status, &k.lengths, &l))
             .collect(),
     }
 }
@@ -136,10 +209,15 @@ pub(crate) fn response(
 pub(crate) fn selected(statuses: Vec<ThresholdStatus>, request: &Request) -> Vec<ThresholdStatus> {
     statuses
         .into_iter()
-        .filter(|s| !request.alerts_only || s.level.is_some())
-        .filter(|s| request.window_keys.is_empty() || request.window_keys.contains(&s.window_key))
-        .filter(|s| request.count_types.is_empty() || request.count_types.contains(&s.count_type))
+        .filter(|s| answers(s, request))
         .collect()
+}
+
+/// Whether an answer to `request` holds `s` ([`selected`]).
+fn answers(s: &ThresholdStatus, request: &Request) -> bool {
+    (!request.alerts_only || s.level.is_some())
+        && (request.window_keys.is_empty() || request.window_keys.contains(&s.window_key))
+        && (request.count_types.is_empty() || request.count_types.contains(&s.count_type))
 }
 
 /// One list of one status of a `ThresholdWatch` answer, as an `Explain` figure path names it:
@@ -223,26 +301,29 @@ impl Listed {
     /// Shares `budget` listed events among `statuses`: the counted events of every status
     /// first, then the excluded, the notice-only and the steps' (what a reader asks a window's
     /// events for is what it counted).
-    fn share(statuses: &[ThresholdStatus], mut budget: usize) -> Vec<Self> {
+    fn share<'s>(
+        statuses: impl Iterator<Item = &'s ThresholdStatus> + Clone,
+        mut budget: usize,
+    ) -> Vec<Self> {
         let mut take = |n: usize| {
             let k = n.min(budget);
             budget -= k;
             k
         };
         let mut out: Vec<Self> = statuses
-            .iter()
+            .clone()
             .map(|s| Self {
                 steps: vec![0; s.steps.len()],
                 ..Self::default()
             })
             .collect();
-        for (l, s) in out.iter_mut().zip(statuses) {
+        for (l, s) in out.iter_mut().zip(statuses.clone()) {
             l.counted = take(s.event_ids.len());
         }
-        for (l, s) in out.iter_mut().zip(statuses) {
+        for (l, s) in out.iter_mut().zip(statuses.clone()) {
             l.excluded = take(s.excluded.len());
         }
-        for (l, s) in out.iter_mut().zip(statuses) {
+        for (l, s) in out.iter_mut().zip(statuses.clone()) {
             l.notice_only = take(s.notice_only.len());
         }
         for (l, s) in out.iter_mut().zip(statuses) {
@@ -427,15 +508,15 @@ pub(crate) fn alert_body(mut s: ThresholdStatus) -> serde_json::Result<Vec<u8>> 
 }
 
 /// The wire form of a status: its lists of events cut to what `listed` gives them, their full
-/// lengths always.
-fn status_pb(s: ThresholdStatus, listed: &Listed) -> pb::ThresholdStatus {
+/// `lengths` always.
+fn status_pb(s: ThresholdStatus, lengths: &Lengths, listed: &Listed) -> pb::ThresholdStatus {
     let ids = |ids: &[wfl_domain::EventId], k: usize| -> Vec<String> {
         ids.iter().take(k).map(ToString::to_string).collect()
     };
     pb::ThresholdStatus {
-        event_count: s.event_ids.len() as u64,
-        excluded_count: s.excluded.len() as u64,
-        notice_only_count: s.notice_only.len() as u64,
+        event_count: lengths.counted as u64,
+        excluded_count: lengths.excluded as u64,
+        notice_only_count: lengths.notice_only as u64,
         pack: s.pack,
         org_id: s.org.0,
         unit: s.unit,
@@ -477,7 +558,8 @@ fn status_pb(s: ThresholdStatus, listed: &Listed) -> pb::ThresholdStatus {
             .steps
             .into_iter()
             .zip(listed.steps.iter().copied())
-            .map(|(c, k)| pb::ThresholdStep {
+            .zip(lengths.steps.iter().copied())
+            .map(|((c, k), length)| pb::ThresholdStep {
                 step: c.step,
                 event_type: c.event_type.as_str().to_owned(),
                 plan: c.plan.unwrap_or_default(),
@@ -496,7 +578,7 @@ fn status_pb(s: ThresholdStatus, listed: &Listed) -> pb::ThresholdStatus {
                     .map(|d| d.to_string())
                     .unwrap_or_default(),
                 effective_too_early_event_ids: ids(&c.effective_too_early, k),
-                effective_too_early_count: c.effective_too_early.len() as u64,
+                effective_too_early_count: length as u64,
             })
             .collect(),
         floor_only: s.floor_only,
@@ -660,13 +742,13 @@ mod tests {
                 reason: "excluded".into(),
             })
             .collect();
-        let none = Listed::share(std::slice::from_ref(&big), 0);
-        let counted = status_pb(big.clone(), &none[0]);
+        let none = Listed::share(std::iter::once(&big), 0);
+        let counted = status_pb(big.clone(), &Lengths::of(&big), &none[0]);
         assert_eq!((counted.event_count, counted.event_ids.len()), (5_000, 0));
         assert_eq!((counted.excluded_count, counted.excluded.len()), (3_000, 0));
         // One budget for the whole answer, the counted events of every status first.
         let two = [big.clone(), big.clone()];
-        let shares = Listed::share(&two, 11_000);
+        let shares = Listed::share(two.iter(), 11_000);
         assert_eq!(
             shares
                 .iter()
@@ -674,7 +756,32 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(5_000, 1_000), (5_000, 0)]
         );
-        let first = status_pb(big, &shares[0]);
+        // Kept for later answers, its lists are cut to what one answer can list, and every
+        // answer from it is the answer the whole status gives.
+        let mut long = big.clone();
+        long.event_ids = (0..25_000).map(|k| id(300_000 + k)).collect();
+        let kept = Kept::cut(&long);
+        assert_eq!(kept.status.event_ids.len(), MAX_LISTED);
+        assert!(!kept.is_whole() && Kept::whole(long.clone()).is_whole());
+        for with_event_ids in [false, true] {
+            let request = Request {
+                as_of_date: None,
+                packs: Vec::new(),
+                org: None,
+                alerts_only: false,
+                window_keys: vec![long.window_key.clone()],
+                count_types: Vec::new(),
+                with_event_ids,
+            };
+            let day = Date::from_days(20_000);
+            let from_kept = response(1, day, vec![kept.clone()], &request);
+            assert_eq!(
+                from_kept,
+                response(1, day, vec![Kept::whole(long.clone())], &request)
+            );
+            assert_eq!(from_kept.statuses[0].event_count, 25_000);
+        }
+        let first = status_pb(big.clone(), &Lengths::of(&big), &shares[0]);
         assert_eq!(
             (first.event_ids.len(), first.excluded.len()),
             (5_000, 1_000)

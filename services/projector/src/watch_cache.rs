@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use wfl_domain::{Date, OrgId};
-use wfl_projections::rules::ThresholdStatus;
+
+use crate::thresholds::Kept as Row;
 
 /// What a set of rows was evaluated over: the org, the sequence of its latest event, the day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,7 @@ struct Kept {
     head: u64,
     day: Date,
     made: Made,
-    rows: Arc<Vec<ThresholdStatus>>,
+    rows: Arc<Vec<Row>>,
     /// What the rows hold ([`weight`]).
     weight: usize,
     /// When last put or read ([`Rows::clock`]), for eviction.
@@ -97,7 +98,7 @@ impl Default for Rows {
 
 /// About how many bytes `org`'s `rows` hold: the org's entry, a row with its names and figures,
 /// and what it lists (16 bytes an event id, an exclusion with its reason, a procedure step).
-pub(crate) fn weight(org: &OrgId, rows: &[ThresholdStatus]) -> usize {
+pub(crate) fn weight(org: &OrgId, rows: &[Row]) -> usize {
     const ORG: usize = 256;
     const ROW: usize = 512;
     const ID: usize = 16;
@@ -106,6 +107,7 @@ pub(crate) fn weight(org: &OrgId, rows: &[ThresholdStatus]) -> usize {
     ORG + org.0.len()
         + rows
             .iter()
+            .map(|r| &r.status)
             .map(|r| {
                 ROW + ID * (r.event_ids.len() + r.notice_only.len())
                     + EXCLUDED * r.excluded.len()
@@ -132,7 +134,7 @@ impl Rows {
     /// The rows kept for `key`, if they were evaluated over exactly that: the answer at
     /// sequence `at`, whose state has `key`'s head as the org's latest event (so a later
     /// [`Rows::recent`] answer from them is as of `at` at least).
-    pub(crate) fn get(&mut self, key: &Key, at: u64) -> Option<Arc<Vec<ThresholdStatus>>> {
+    pub(crate) fn get(&mut self, key: &Key, at: u64) -> Option<Arc<Vec<Row>>> {
         self.clock += 1;
         let kept = self.by_org.get_mut(&key.org)?;
         if kept.head != key.head || kept.day != key.day {
@@ -156,7 +158,7 @@ impl Rows {
         day: Option<Date>,
         min_sequence: u64,
         now: Instant,
-    ) -> Option<(u64, Date, Arc<Vec<ThresholdStatus>>)> {
+    ) -> Option<(u64, Date, Arc<Vec<Row>>)> {
         self.clock += 1;
         let kept = self.by_org.get_mut(org)?;
         let made = kept.made;
@@ -175,7 +177,7 @@ impl Rows {
 
     /// Keeps `rows` (every pack's) for `key`, in place of what was kept for its org, unless what
     /// is kept is of a later state (an evaluation that started earlier and ended later).
-    pub(crate) fn put(&mut self, key: Key, made: Made, rows: Arc<Vec<ThresholdStatus>>) {
+    pub(crate) fn put(&mut self, key: Key, made: Made, rows: Arc<Vec<Row>>) {
         self.clock += 1;
         if self.by_org.get(&key.org).is_some_and(|k| {
             k.head > key.head || (k.head == key.head && k.made.sequence > made.sequence)
@@ -268,7 +270,7 @@ impl Gates {
 mod tests {
     use super::*;
     use wfl_domain::EventId;
-    use wfl_projections::rules::{CountDate, CountType, Unit, WindowRole};
+    use wfl_projections::rules::{CountDate, CountType, ThresholdStatus, Unit, WindowRole};
 
     fn row(org: &str, ids: usize) -> ThresholdStatus {
         let day = Date::parse("2026-01-02").expect("date");
@@ -324,7 +326,11 @@ mod tests {
     #[test]
     fn rows_are_answered_for_their_org_head_and_day_only() {
         let mut rows = Rows::default();
-        rows.put(key("a", 5), made(0), Arc::new(vec![row("a", 3)]));
+        rows.put(
+            key("a", 5),
+            made(0),
+            Arc::new(vec![Row::whole(row("a", 3))]),
+        );
         assert_eq!(rows.get(&key("a", 5), 0).map(|r| r.len()), Some(1));
         assert!(rows.get(&key("a", 6), 0).is_none(), "a later head");
         assert!(rows.get(&key("b", 5), 0).is_none(), "another org");
@@ -346,11 +352,19 @@ mod tests {
         // Rows of a third of what is kept, less a little.
         let third = (MAX / 3 - 1024) / 16;
         for org in ["a", "b", "c"] {
-            rows.put(key(org, 1), made(0), Arc::new(vec![row(org, third)]));
+            rows.put(
+                key(org, 1),
+                made(0),
+                Arc::new(vec![Row::whole(row(org, third))]),
+            );
         }
         assert_eq!(rows.len(), 3);
         rows.get(&key("a", 1), 0).expect("a kept");
-        rows.put(key("d", 1), made(0), Arc::new(vec![row("d", third)]));
+        rows.put(
+            key("d", 1),
+            made(0),
+            Arc::new(vec![Row::whole(row("d", third))]),
+        );
         assert!(
             rows.get(&key("b", 1), 0).is_none(),
             "b was the least recently used"
@@ -360,7 +374,11 @@ mod tests {
         assert!(rows.get(&key("d", 1), 0).is_some());
         assert!(rows.weight <= MAX);
         // Rows heavier than everything kept together are not kept (nor do they evict).
-        rows.put(key("e", 1), made(0), Arc::new(vec![row("e", MAX / 16)]));
+        rows.put(
+            key("e", 1),
+            made(0),
+            Arc::new(vec![Row::whole(row("e", MAX / 16))]),
+        );
         assert!(rows.get(&key("e", 1), 0).is_none());
         assert_eq!(rows.len(), 3);
     }
@@ -393,7 +411,11 @@ mod tests {
             cost: Duration::from_secs(2),
             ended,
         };
-        rows.put(key("a", 100), evaluated, Arc::new(vec![row("a", 3)]));
+        rows.put(
+            key("a", 100),
+            evaluated,
+            Arc::new(vec![Row::whole(row("a", 3))]),
+        );
         let at = |s: u64| ended + Duration::from_secs(s);
         let recent = |rows: &mut Rows, day: Option<Date>, min: u64, now: Instant| {
             rows.recent(&OrgId("a".to_owned()), day, min, now)
@@ -441,7 +463,11 @@ mod tests {
         );
         assert_eq!(recent(&mut rows, Some(day), 0, at(1)), Some((130, day, 0)));
         // An evaluation of the same head at an earlier sequence does not replace a later one.
-        rows.put(key("a", 100), evaluated, Arc::new(vec![row("a", 1)]));
+        rows.put(
+            key("a", 100),
+            evaluated,
+            Arc::new(vec![Row::whole(row("a", 1))]),
+        );
         assert_eq!(recent(&mut rows, Some(day), 0, at(1)), Some((130, day, 0)));
         // A costly evaluation's rows are not given after ten minutes.
         let costly = Made {
