@@ -708,8 +708,8 @@ async fn threshold_alerts_are_published_on_nats() {
     assert!(met["label"].as_str().is_some_and(|l| !l.is_empty()));
 }
 
-/// Waits until the threshold watch has evaluated every committed event (its last run was at
-/// the ledger's head: no run follows until more is folded) and returns its run and org counts.
+/// Waits until the threshold watch's published alerts reflect every committed event of every
+/// org (`wfl_watch_evaluated_sequence` at the ledger's head) and returns its run and org counts.
 fn watch_settled(node: &Node) -> (u64, u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

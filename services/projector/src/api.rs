@@ -951,32 +951,32 @@ impl ViewsApi {
             return Ok(page);
         }
         // A first page of the current state: from the org's kept rows when they answer.
+        let mut as_of = as_of;
         if token.sequence.is_none() {
-            let kept = self
-                .kept_rows(&request, &as_of)
-                .await?
-                // Kept lists are cut to `MAX_LISTED` events: a list of that many may be longer.
-                .map(|kept| {
-                    let statuses: Vec<ThresholdStatus> =
-                        kept.statuses.into_iter().map(|k| k.status).collect();
-                    let ids = list.of(&thresholds::selected(statuses, &request));
-                    (kept.seq, kept.recent, ids)
-                })
-                .filter(|(_, _, ids)| {
-                    ids.as_ref()
-                        .map_or(true, |ids| ids.len() < thresholds::MAX_LISTED)
-                });
-            if let Some((seq, recent, ids)) = kept {
-                self.answered_from_kept(recent);
-                let ids = ids.map_err(|e| invalid("figure.path", &e))?;
-                let page: Vec<wfl_domain::EventId> =
-                    ids.iter().skip(offset).take(size).copied().collect();
-                let at = AsOf::new(seq, 0, 0, "figure.thresholds.as_of_recorded_at_micros")?;
-                let (seq, events) = self
-                    .with_projection(at, false, move |p| p.explain(&page))
-                    .await?;
-                let total = self.keep_for_next(token, key, seq, ids, events.len())?;
-                return Ok(figure_page(seq, total, offset, &events));
+            if let Some(kept) = self.kept_rows(&request, &as_of).await? {
+                let statuses: Vec<ThresholdStatus> =
+                    kept.statuses.into_iter().map(|k| k.status).collect();
+                let ids = list.of(&thresholds::selected(statuses, &request));
+                // Kept lists are cut to `MAX_LISTED` events: a list of that many may be longer,
+                // and is read from an evaluation as of the kept rows' sequence, so that its
+                // pages are the lists of the answer the caller was given.
+                if ids
+                    .as_ref()
+                    .map_or(true, |ids| ids.len() < thresholds::MAX_LISTED)
+                {
+                    self.answered_from_kept(kept.recent);
+                    let ids = ids.map_err(|e| invalid("figure.path", &e))?;
+                    let page: Vec<wfl_domain::EventId> =
+                        ids.iter().skip(offset).take(size).copied().collect();
+                    let at =
+                        AsOf::new(kept.seq, 0, 0, "figure.thresholds.as_of_recorded_at_micros")?;
+                    let (seq, events) = self
+                        .with_projection(at, false, move |p| p.explain(&page))
+                        .await?;
+                    let total = self.keep_for_next(token, key, seq, ids, events.len())?;
+                    return Ok(figure_page(seq, total, offset, &events));
+                }
+                as_of = AsOf::new(kept.seq, 0, 0, "figure.thresholds.as_of_recorded_at_micros")?;
             }
         }
         let packs = self.shared.packs.clone();
@@ -1398,6 +1398,70 @@ mod tests {
             assert_eq!(caller.await.expect("caller").as_of_sequence, 52);
         }
         assert_eq!(counts(&api), (7, 1, 3), "one evaluation for eight callers");
+    }
+
+    /// Kept rows hold each list cut to the 10,000 events one answer can list: the first
+    /// `Explain` page of a longer list is read from an evaluation (as of the kept rows'
+    /// sequence), and gives the list's whole total, as the `ThresholdWatch` answer counts it.
+    #[tokio::test]
+    async fn explain_of_a_list_longer_than_kept_rows_hold_gives_its_whole_total() {
+        const WORKERS: u64 = 10_100;
+        let packs = vec![wfl_projections::rules::parse(
+            "CN-LCL-41.toml",
+            include_str!("../../../rulepacks/CN-LCL-41.toml"),
+        )
+        .expect("the shipped CN pack parses")];
+        let mut p = Projection::new();
+        for i in 0..2 * WORKERS {
+            let worker = format!("w-{}", i % WORKERS);
+            let mut e = scenario::baseline(ORG, &worker);
+            if i >= WORKERS {
+                let mut s = scenario::separation(&worker);
+                s.initiator = wfl_domain::Initiator::Employer;
+                s.legal_ground = Some("CN-LCL-41".into());
+                e.payload = Payload::EconomicDismissal(Box::new(wfl_domain::EconomicDismissal {
+                    separation: s,
+                    selection_criteria: None,
+                    plan_id: None,
+                }));
+            }
+            e.jurisdiction = "CN".into();
+            e.effective_date = wfl_domain::Date::from_days(20_500);
+            p.apply(i + 1, &e);
+        }
+        let api = api_with(p, packs);
+        let watch = pb::ThresholdRequest {
+            org_id: ORG.into(),
+            ..Default::default()
+        };
+        let answer = api
+            .threshold_watch(request(watch.clone(), "/wfl.v1.Views/ThresholdWatch"))
+            .await
+            .expect("ThresholdWatch")
+            .into_inner();
+        let i = answer
+            .statuses
+            .iter()
+            .position(|s| s.event_count > crate::thresholds::MAX_LISTED as u64)
+            .expect("a status of more events than kept rows list");
+        let explain = pb::ExplainRequest {
+            figure: Some(pb::Figure {
+                view: "thresholds".into(),
+                request: None,
+                path: format!("/statuses/{i}/event_ids"),
+                thresholds: Some(watch),
+            }),
+            page_size: 10,
+            ..Default::default()
+        };
+        let page = api
+            .explain(request(explain, "/wfl.v1.Views/Explain"))
+            .await
+            .expect("Explain")
+            .into_inner();
+        assert_eq!(page.total, answer.statuses[i].event_count);
+        assert_eq!(page.as_of_sequence, answer.as_of_sequence);
+        assert_eq!(page.events.len(), 10);
     }
 
     /// 200,000 events in one org (150,000 hires, 50,000 of them resigning): a view answer is a

@@ -736,9 +736,15 @@ struct Alerts {
     ended: Option<Instant>,
     /// The last run left larger orgs that were ready for the next one ([`choose`]).
     large_next: bool,
-    /// Per org, the sequence of its latest event whose alerts were published (not cleared
-    /// when the day moves, unlike `seen`): how far its alerts reflect its events.
-    reflected: HashMap<OrgId, u64>,
+    /// Per org, the sequence of its latest event whose alerts were published, and the day
+    /// they were evaluated on (not cleared when the day moves, unlike `seen`): how far its
+    /// alerts reflect its events.
+    reflected: HashMap<OrgId, (u64, Date)>,
+    /// The sequence the views were at when last looked at, and the one they were at before
+    /// the day last moved (the day moved after it): an org not evaluated on the current day
+    /// reflects the views up to it at most.
+    looked: u64,
+    day_since: u64,
 }
 
 /// The events a run over the orgs `due` reads, and whether it copies the whole state: when
@@ -764,8 +770,9 @@ fn size<'o>(p: &Projection, due: impl Iterator<Item = &'o OrgId>) -> (u64, bool)
 /// again, when it changed, after nine times that cost (at least [`ALERT_INTERVAL`], at most
 /// [`Paced::LONGEST`]), so each org's evaluations take at most one part in [`ALERT_DUTY`] of
 /// the time. Paced by org, not by run: a small tenant that changed is evaluated within a
-/// fraction of a second, whatever a large tenant's evaluation costs (it waits at most for one
-/// in progress on the watch's thread).
+/// fraction of a second of its turn, not nine times a large tenant's evaluation later (it
+/// waits at most for the run in progress on the watch's thread and, when larger orgs were
+/// left for it, one run of theirs).
 #[derive(Debug, Clone, Copy)]
 struct Paced {
     took: Duration,
@@ -938,12 +945,15 @@ struct OrgRows {
 }
 
 impl Alerts {
-    /// At `day` (the latest effective date in the ledger): when it moved, every org is due.
-    fn on(&mut self, day: Date) {
+    /// At `day` (the latest effective date in the ledger), the views at sequence `at`: when
+    /// the day moved, every org is due.
+    fn on(&mut self, day: Date, at: u64) {
         if self.day != Some(day) {
             self.seen.clear();
             self.day = Some(day);
+            self.day_since = self.looked;
         }
+        self.looked = at;
     }
 
     /// The sequence the views are at, what to do next ([`choose`]), and the sequence up to
@@ -951,12 +961,19 @@ impl Alerts {
     /// event before the first one of an org after those its published alerts reflect.
     async fn choose(&mut self, shared: &Shared) -> (u64, Choice, u64) {
         let p = shared.projection.read().await;
-        self.on(thresholds::default_as_of(&p.now(), None));
         let at = p.last_sequence();
+        let day = thresholds::default_as_of(&p.now(), None);
+        self.on(day, at);
         let mut reflected = at;
         for (org, head) in self.due_heads(&p) {
-            let published = self.reflected.get(org).copied().unwrap_or(0);
-            if published < head {
+            let (published, on) = self
+                .reflected
+                .get(org)
+                .copied()
+                .map_or((0, Some(day)), |(head, on)| (head, Some(on)));
+            if on != Some(day) {
+                reflected = reflected.min(self.day_since);
+            } else if published < head {
                 if let Some(next) = p.org_next_after(org, published) {
                     reflected = reflected.min(next - 1);
                 }
@@ -1006,7 +1023,7 @@ impl Alerts {
             let p = shared.projection.read().await;
             let now = p.now();
             let day = thresholds::default_as_of(&now, None);
-            self.on(day);
+            self.on(day, p.last_sequence());
             // Each org due, with its latest event and whether its own default day (what a
             // `ThresholdWatch` of it is evaluated at) is the run's, so its rows answer one.
             let (chosen, others): (Vec<Due>, Vec<Due>) = self
@@ -1021,6 +1038,8 @@ impl Alerts {
             let (events, whole) = size(&p, chosen.iter().map(|d| &d.org));
             // A copy of the whole state evaluates every org: each due one's rows are used.
             let due = if whole {
+                // The larger orgs left for the next run are evaluated in this one.
+                self.large_next = false;
                 chosen.into_iter().chain(others).collect()
             } else {
                 chosen
@@ -1130,7 +1149,7 @@ impl Alerts {
                 outcome == Published::All
             };
             if published {
-                self.reflected.insert(org.clone(), head);
+                self.reflected.insert(org.clone(), (head, day));
                 self.seen.insert(org, head);
             } else {
                 // Not all of its changes went out: evaluated again next run, where what did go
@@ -1203,7 +1222,8 @@ impl Alerts {
 /// The threshold watch beside the fold: whenever the views hold events of an org it has not
 /// evaluated, it evaluates the rule packs over a copy of that org (see [`Alerts`]) and publishes
 /// the alerts whose level changed, each org at its own pace ([`Paced`]: its evaluations take at
-/// most one part in [`ALERT_DUTY`] of the time), small orgs first ([`choose`]), at most every
+/// most one part in [`ALERT_DUTY`] of the time), small and larger orgs in runs of their own, in
+/// turn ([`choose`]), at most every
 /// [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
 /// org's history, the fold's cost must not grow with any history.
 pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {

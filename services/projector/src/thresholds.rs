@@ -150,23 +150,57 @@ impl Kept {
         }
     }
 
-    /// A copy of `status` with each list cut to [`MAX_LISTED`] events.
-    pub(crate) fn cut(status: &ThresholdStatus) -> Self {
-        fn cut<T>(list: &mut Vec<T>) {
-            if list.len() > MAX_LISTED {
-                list.truncate(MAX_LISTED);
-                list.shrink_to_fit();
-            }
+    /// A copy of `status` with each list cut to [`MAX_LISTED`] events (only those copied).
+    pub(crate) fn cut(s: &ThresholdStatus) -> Self {
+        fn cut<T: Clone>(list: &[T]) -> Vec<T> {
+            list[..list.len().min(MAX_LISTED)].to_vec()
         }
-        let lengths = Lengths::of(status);
-        let mut status = status.clone();
-        cut(&mut status.event_ids);
-        cut(&mut status.excluded);
-        cut(&mut status.notice_only);
-        for step in &mut status.steps {
-            cut(&mut step.effective_too_early);
+        let status = ThresholdStatus {
+            pack: s.pack.clone(),
+            org: s.org.clone(),
+            unit: s.unit.clone(),
+            unit_kind: s.unit_kind,
+            window: s.window.clone(),
+            role: s.role,
+            window_key: s.window_key.clone(),
+            window_start: s.window_start,
+            window_end: s.window_end,
+            count_type: s.count_type,
+            count_date: s.count_date,
+            count: s.count,
+            event_ids: cut(&s.event_ids),
+            excluded: cut(&s.excluded),
+            gate: s.gate,
+            denominator: s.denominator,
+            threshold: s.threshold,
+            ratio: s.ratio,
+            level: s.level,
+            steps: s
+                .steps
+                .iter()
+                .map(|c| rules::StepCheck {
+                    step: c.step.clone(),
+                    event_type: c.event_type,
+                    plan: c.plan.clone(),
+                    first_separation: c.first_separation,
+                    due_by: c.due_by,
+                    state: c.state,
+                    event_id: c.event_id,
+                    days_late: c.days_late,
+                    earliest_effective: c.earliest_effective,
+                    effective_too_early: cut(&c.effective_too_early),
+                })
+                .collect(),
+            missing_steps: s.missing_steps.clone(),
+            floor_only: s.floor_only,
+            label: s.label.clone(),
+            notice_only: cut(&s.notice_only),
+            site_event: s.site_event,
+        };
+        Self {
+            lengths: Lengths::of(s),
+            status,
         }
-        Self { status, lengths }
     }
 
     /// Every list is whole.
@@ -760,26 +794,53 @@ mod tests {
         // answer from it is the answer the whole status gives.
         let mut long = big.clone();
         long.event_ids = (0..25_000).map(|k| id(300_000 + k)).collect();
+        long.excluded = (0..12_000)
+            .map(|k| rules::Excluded {
+                event_id: id(400_000 + k),
+                reason: "excluded".into(),
+            })
+            .collect();
+        long.notice_only = (0..11_000).map(|k| id(500_000 + k)).collect();
         let kept = Kept::cut(&long);
         assert_eq!(kept.status.event_ids.len(), MAX_LISTED);
+        assert_eq!(kept.status.excluded.len(), MAX_LISTED);
+        assert_eq!(kept.status.notice_only.len(), MAX_LISTED);
         assert!(!kept.is_whole() && Kept::whole(long.clone()).is_whole());
-        for with_event_ids in [false, true] {
+        // A short status beside it, whole when cut.
+        let mut short = big.clone();
+        short.event_ids.truncate(3);
+        short.window_key = "short".into();
+        assert!(Kept::cut(&short).is_whole());
+        let both = |k: Kept| vec![Kept::cut(&short), k];
+        for (with_event_ids, window_keys) in [
+            (false, vec![]),
+            (true, vec![long.window_key.clone()]),
+            (true, vec!["short".to_owned(), long.window_key.clone()]),
+        ] {
             let request = Request {
                 as_of_date: None,
                 packs: Vec::new(),
                 org: None,
                 alerts_only: false,
-                window_keys: vec![long.window_key.clone()],
+                window_keys,
                 count_types: Vec::new(),
                 with_event_ids,
             };
             let day = Date::from_days(20_000);
-            let from_kept = response(1, day, vec![kept.clone()], &request);
+            let from_kept = response(1, day, both(kept.clone()), &request);
             assert_eq!(
                 from_kept,
-                response(1, day, vec![Kept::whole(long.clone())], &request)
+                response(1, day, both(Kept::whole(long.clone())), &request)
             );
-            assert_eq!(from_kept.statuses[0].event_count, 25_000);
+            let long_status = from_kept.statuses.last().expect("the long status");
+            assert_eq!(
+                (
+                    long_status.event_count,
+                    long_status.excluded_count,
+                    long_status.notice_only_count
+                ),
+                (25_000, 12_000, 11_000)
+            );
         }
         let first = status_pb(big.clone(), &Lengths::of(&big), &shares[0]);
         assert_eq!(
