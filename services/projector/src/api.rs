@@ -187,6 +187,24 @@ impl ViewsApi {
         }))
     }
 
+    /// The `ThresholdWatch` answer from the org's kept rows ([`Self::kept_rows`]), counted.
+    async fn kept_answer(
+        &self,
+        request: &thresholds::Request,
+        bound: &AsOf,
+    ) -> Result<Option<pb::ThresholdResponse>, Status> {
+        let Some(kept) = self.kept_rows(request, bound).await? else {
+            return Ok(None);
+        };
+        self.answered_from_kept(kept.recent);
+        Ok(Some(thresholds::response(
+            kept.seq,
+            kept.day,
+            kept.statuses,
+            request,
+        )))
+    }
+
     /// Counts an answer given from kept rows (`recent`: rows evaluated before the org's
     /// latest events).
     fn answered_from_kept(&self, recent: bool) {
@@ -679,14 +697,8 @@ impl pb::views_server::Views for ViewsApi {
         // The current state: the org's rows, when they are kept for its latest event and the
         // day asked, or recently (a large org's evaluation reads its whole history).
         let current = r.as_of_sequence == 0 && r.as_of_recorded_at_micros == 0;
-        if let Some(kept) = self.kept_rows(&request, &bound).await? {
-            self.answered_from_kept(kept.recent);
-            return Ok(Response::new(thresholds::response(
-                kept.seq,
-                kept.day,
-                kept.statuses,
-                &request,
-            )));
+        if let Some(answer) = self.kept_answer(&request, &bound).await? {
+            return Ok(Response::new(answer));
         }
         // One org's current state is evaluated one request at a time, over every pack, and
         // kept: a request that waited for another's evaluation is answered from its rows.
@@ -694,14 +706,8 @@ impl pb::views_server::Views for ViewsApi {
         let _turn = match &org {
             Some(org) => {
                 let turn = self.shared.watch_gates.of(org).lock_owned().await;
-                if let Some(kept) = self.kept_rows(&request, &bound).await? {
-                    self.answered_from_kept(kept.recent);
-                    return Ok(Response::new(thresholds::response(
-                        kept.seq,
-                        kept.day,
-                        kept.statuses,
-                        &request,
-                    )));
+                if let Some(answer) = self.kept_answer(&request, &bound).await? {
+                    return Ok(Response::new(answer));
                 }
                 Some(turn)
             }
@@ -1288,31 +1294,31 @@ mod tests {
         assert_eq!(answer.as_of_sequence, 3);
     }
 
-    /// While an org is being written to, a `ThresholdWatch` of its current state is answered
-    /// from its recent rows, as of the sequence they were evaluated at; one asking for a later
-    /// `min_sequence` is evaluated; and callers waiting together for the org's evaluation share
-    /// one (the others answer from its rows).
-    #[tokio::test]
-    async fn an_org_written_to_is_answered_from_recent_rows_and_callers_share_an_evaluation() {
-        use std::sync::atomic::Ordering::Relaxed;
-        use std::time::{Duration, Instant};
-        let packs = vec![wfl_projections::rules::parse(
+    /// The shipped CN pack.
+    fn cn_pack() -> Vec<wfl_projections::rules::RulePack> {
+        vec![wfl_projections::rules::parse(
             "CN-LCL-41.toml",
             include_str!("../../../rulepacks/CN-LCL-41.toml"),
         )
-        .expect("the shipped CN pack parses")];
-        let hire = |worker: &str| {
-            let mut e = scenario::baseline(ORG, worker);
-            e.jurisdiction = "CN".into();
-            e.effective_date = wfl_domain::Date::from_days(20_500);
-            e
-        };
-        // 30 workers, 20 of them dismissed for economic reasons (over the CN pack's threshold).
+        .expect("the shipped CN pack parses")]
+    }
+
+    /// A worker of `ORG` in the baseline, in CN, on one day.
+    fn cn_worker(worker: &str) -> wfl_domain::Event {
+        let mut e = scenario::baseline(ORG, worker);
+        e.jurisdiction = "CN".into();
+        e.effective_date = wfl_domain::Date::from_days(20_500);
+        e
+    }
+
+    /// `workers` workers of `ORG` (`cn_worker`), then the first `dismissed` of them dismissed
+    /// for economic reasons on the same day.
+    fn cn_reduction(workers: u64, dismissed: u64) -> Projection {
         let mut p = Projection::new();
-        for i in 0..50u64 {
-            let worker = format!("w-{}", i % 30);
-            let mut e = hire(&worker);
-            if i >= 30 {
+        for i in 0..workers + dismissed {
+            let worker = format!("w-{}", i % workers);
+            let mut e = cn_worker(&worker);
+            if i >= workers {
                 let mut s = scenario::separation(&worker);
                 s.initiator = wfl_domain::Initiator::Employer;
                 s.legal_ground = Some("CN-LCL-41".into());
@@ -1324,7 +1330,20 @@ mod tests {
             }
             p.apply(i + 1, &e);
         }
-        let api = Arc::new(api_with(p, packs));
+        p
+    }
+
+    /// While an org is being written to, a `ThresholdWatch` of its current state is answered
+    /// from its recent rows, as of the sequence they were evaluated at; one asking for a later
+    /// `min_sequence` is evaluated; and callers waiting together for the org's evaluation share
+    /// one (the others answer from its rows).
+    #[tokio::test]
+    async fn an_org_written_to_is_answered_from_recent_rows_and_callers_share_an_evaluation() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use std::time::{Duration, Instant};
+        // 30 workers, 20 of them dismissed for economic reasons (over the CN pack's threshold).
+        let p = cn_reduction(30, 20);
+        let api = Arc::new(api_with(p, cn_pack()));
         let org = wfl_domain::OrgId(ORG.into());
         let ask = |api: Arc<ViewsApi>, min_sequence: u64| async move {
             let r = pb::ThresholdRequest {
@@ -1351,7 +1370,7 @@ mod tests {
         assert!(!first.statuses.is_empty());
         // Its evaluation is taken to have cost an hour (an org of many millions of events).
         let next = |api: Arc<ViewsApi>, sequence: u64, worker: &str| {
-            let event = hire(worker);
+            let event = cn_worker(worker);
             async move {
                 api.shared.projection.write().await.apply(sequence, &event);
                 api.shared.checkpoint.send_replace(sequence);
@@ -1406,30 +1425,8 @@ mod tests {
     #[tokio::test]
     async fn explain_of_a_list_longer_than_kept_rows_hold_gives_its_whole_total() {
         const WORKERS: u64 = 10_100;
-        let packs = vec![wfl_projections::rules::parse(
-            "CN-LCL-41.toml",
-            include_str!("../../../rulepacks/CN-LCL-41.toml"),
-        )
-        .expect("the shipped CN pack parses")];
-        let mut p = Projection::new();
-        for i in 0..2 * WORKERS {
-            let worker = format!("w-{}", i % WORKERS);
-            let mut e = scenario::baseline(ORG, &worker);
-            if i >= WORKERS {
-                let mut s = scenario::separation(&worker);
-                s.initiator = wfl_domain::Initiator::Employer;
-                s.legal_ground = Some("CN-LCL-41".into());
-                e.payload = Payload::EconomicDismissal(Box::new(wfl_domain::EconomicDismissal {
-                    separation: s,
-                    selection_criteria: None,
-                    plan_id: None,
-                }));
-            }
-            e.jurisdiction = "CN".into();
-            e.effective_date = wfl_domain::Date::from_days(20_500);
-            p.apply(i + 1, &e);
-        }
-        let api = api_with(p, packs);
+        let p = cn_reduction(WORKERS, WORKERS);
+        let api = api_with(p, cn_pack());
         let watch = pb::ThresholdRequest {
             org_id: ORG.into(),
             ..Default::default()
