@@ -427,6 +427,7 @@ impl pb::views_server::Views for ViewsRouter {
             .unwrap_or_default();
         let mut out = Response::new(pb::ThresholdResponse {
             as_of_sequence: 0,
+            views_sequence: 0,
             as_of_date,
             statuses: listed_within(
                 answers.into_iter().flat_map(|(_, a)| a.statuses).collect(),

@@ -29,6 +29,8 @@ const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(10)
 struct KeptRows {
     /// The sequence it is the answer as of.
     seq: u64,
+    /// The sequence the views held.
+    views: u64,
     day: wfl_domain::Date,
     /// The statuses of the packs asked.
     statuses: Vec<thresholds::Kept>,
@@ -158,6 +160,7 @@ impl ViewsApi {
         let Some((seq, key)) = self.watch_key(org, request.as_of_date).await else {
             return Ok(None);
         };
+        let views = seq;
         let (seq, day, rows, recent) = {
             let mut kept = self
                 .shared
@@ -181,6 +184,7 @@ impl ViewsApi {
             .collect();
         Ok(Some(KeptRows {
             seq,
+            views,
             day,
             statuses,
             recent,
@@ -197,12 +201,9 @@ impl ViewsApi {
             return Ok(None);
         };
         self.answered_from_kept(kept.recent);
-        Ok(Some(thresholds::response(
-            kept.seq,
-            kept.day,
-            kept.statuses,
-            request,
-        )))
+        let mut answer = thresholds::response(kept.seq, kept.day, kept.statuses, request);
+        answer.views_sequence = kept.views;
+        Ok(Some(answer))
     }
 
     /// Counts an answer given from kept rows (`recent`: rows evaluated before the org's
@@ -731,11 +732,12 @@ impl pb::views_server::Views for ViewsApi {
             .progress
             .watch_answers_evaluated
             .fetch_add(1, Relaxed);
+        let views = self.shared.projection.read().await.last_sequence();
         let Some(org) = org else {
             let statuses = statuses.into_iter().map(thresholds::Kept::whole).collect();
-            return Ok(Response::new(thresholds::response(
-                seq, as_of, statuses, &request,
-            )));
+            let mut answer = thresholds::response(seq, as_of, statuses, &request);
+            answer.views_sequence = views;
+            return Ok(Response::new(answer));
         };
         // Every pack's rows of the org, kept for the next question about it.
         let head = self.shared.projection.read().await.org_head_at(&org, seq);
@@ -765,9 +767,9 @@ impl pb::views_server::Views for ViewsApi {
             .filter(|s| request.packs.is_empty() || request.packs.contains(&s.pack))
             .map(thresholds::Kept::whole)
             .collect();
-        Ok(Response::new(thresholds::response(
-            seq, as_of, statuses, &request,
-        )))
+        let mut answer = thresholds::response(seq, as_of, statuses, &request);
+        answer.views_sequence = views;
+        Ok(Response::new(answer))
     }
 
     async fn explain(
@@ -1397,10 +1399,11 @@ mod tests {
         let recent = ask(api.clone(), 0).await;
         assert_eq!(counts(&api), (0, 1, 1), "from the recent rows");
         assert_eq!(recent.as_of_sequence, 50, "as of their sequence");
+        assert_eq!(recent.views_sequence, 51, "the views hold one more");
         assert_eq!(recent.statuses, first.statuses);
         let fresh = ask(api.clone(), 51).await;
         assert_eq!(counts(&api), (0, 1, 2), "a later min_sequence: evaluated");
-        assert_eq!(fresh.as_of_sequence, 51);
+        assert_eq!((fresh.as_of_sequence, fresh.views_sequence), (51, 51));
 
         // Eight callers wait for the org's gate, held here; once it is free, one evaluates and
         // the seven others answer from its rows.

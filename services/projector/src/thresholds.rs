@@ -229,6 +229,7 @@ pub(crate) fn response(
     let listed = Listed::share(statuses.iter().map(|k| &k.status), budget);
     pb::ThresholdResponse {
         as_of_sequence,
+        views_sequence: 0,
         as_of_date: as_of.to_string(),
         statuses: statuses
             .into_iter()
