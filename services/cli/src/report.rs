@@ -127,14 +127,14 @@ pub async fn report(addr: &str, view: View, ask: Ask, format: Format) -> anyhow:
                         "Threshold watch at {} (ledger sequence {})\n",
                         resp.as_of_date, resp.as_of_sequence
                     );
-                    // A recent answer about an org being written to (not one asked as of a
-                    // sequence) says how far it trails the views.
+                    // An answer from an org's recent rows (not one asked as of a sequence or a
+                    // recorded-at bound) says how far it trails the views.
                     if r.as_of_sequence == 0
                         && r.as_of_recorded_at_micros == 0
                         && resp.views_sequence > resp.as_of_sequence
                     {
                         out.push_str(&format!(
-                            "The views hold sequence {}: this org's events after {} are not in this answer yet (--min-sequence {} waits for an evaluation that holds them).\n",
+                            "The views hold sequence {}: events after {} are not in this answer (--min-sequence {} waits for an evaluation that holds them).\n",
                             resp.views_sequence, resp.as_of_sequence, resp.views_sequence
                         ));
                     }
