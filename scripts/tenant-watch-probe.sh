@@ -44,7 +44,9 @@ settled() {
 load() { "$bin/wfl" load --addr 127.0.0.1:7201 --events "$2" --mix restructuring --org "$1" --ack committed | tail -1; }
 load big "$big"
 load small "$small"
+loaded=$(date +%s.%N)
 settled
+echo "the watch's alerts reflected every event $(echo "$(date +%s.%N) - $loaded" | bc) s after the loads ended"
 echo "after loading: watch runs $(metric wfl_watch_runs_total), orgs evaluated $(metric wfl_watch_orgs_evaluated_total), last run $(metric wfl_watch_last_run_seconds) s"
 for org in small big; do
   for _ in 1 2 3; do

@@ -745,6 +745,9 @@ struct Alerts {
     /// reflects the views up to it at most.
     looked: u64,
     day_since: u64,
+    /// Per org due, its latest event as last looked at and since when it was: how long the org
+    /// has been quiet ([`Paced::ready_for`]).
+    heads: HashMap<OrgId, (u64, Instant)>,
 }
 
 /// The events a run over the orgs `due` reads, and whether it copies the whole state: when
@@ -773,22 +776,40 @@ fn size<'o>(p: &Projection, due: impl Iterator<Item = &'o OrgId>) -> (u64, bool)
 /// fraction of a second of its turn, not nine times a large tenant's evaluation later (it
 /// waits at most for the run in progress on the watch's thread and, when larger orgs were
 /// left for it, one run of theirs).
+///
+/// Once the org is quiet, it does not wait out its pace: an org whose latest event is not the
+/// one evaluated, and has not moved for as long as that evaluation took, is evaluated then (the
+/// writes that moved it are over, so this one evaluation ends its alerts' wait; a trickle of
+/// events slower than that costs at most half the time).
 #[derive(Debug, Clone, Copy)]
 struct Paced {
     took: Duration,
     ended: Instant,
+    /// The org's latest event when it was evaluated.
+    head: u64,
 }
 
 impl Paced {
     /// The longest wait before an org's next evaluation.
     const LONGEST: Duration = Duration::from_secs(600);
 
-    /// When the org may be evaluated again.
+    /// When the org may be evaluated again, whatever its events.
     fn ready_at(&self) -> Instant {
         self.ended
             + ALERT_INTERVAL
                 .max(self.took.saturating_mul(ALERT_DUTY - 1))
                 .min(Self::LONGEST)
+    }
+
+    /// When the org, whose latest event is now `head`, seen first at `since`, may be evaluated
+    /// again: at its pace, or once quiet for as long as this evaluation took when `head` is new.
+    fn ready_for(&self, head: u64, since: Instant) -> Instant {
+        let paced = self.ready_at();
+        if head == self.head {
+            return paced;
+        }
+        let quiet = since + ALERT_INTERVAL.max(self.took);
+        paced.min(quiet.max(self.ended + ALERT_INTERVAL))
     }
 }
 
@@ -810,22 +831,20 @@ enum Choice {
 /// before the larger orgs whose turn came at the same time (which run next).
 const SMALL_ORG: u64 = crate::WATCH_COPY_PART as u64;
 
-/// Of the orgs `due` (each with whether it is small, [`SMALL_ORG`]), which to evaluate at
-/// `now`: those whose pace allows ([`Paced`]), none within [`ALERT_INTERVAL`] of the last run
-/// (`ended`); the small ones in a run of their own, unless `large_next` (the last run left
-/// larger orgs that were ready: they go now, so no stream of small tenants' events holds them
-/// back for ever).
+/// Of the orgs `due` (each with whether it is small, [`SMALL_ORG`], and when its pace lets it
+/// be evaluated, [`Paced::ready_for`]), which to evaluate at `now`: those whose time came,
+/// none within [`ALERT_INTERVAL`] of the last run (`ended`); the small ones in a run of their
+/// own, unless `large_next` (the last run left larger orgs that were ready: they go now, so no
+/// stream of small tenants' events holds them back for ever).
 fn choose(
-    due: impl IntoIterator<Item = (OrgId, bool)>,
-    paced: &HashMap<OrgId, Paced>,
+    due: impl IntoIterator<Item = (OrgId, bool, Instant)>,
     (ended, large_next): (Option<Instant>, bool),
     now: Instant,
 ) -> Choice {
     let (mut small, mut large) = (BTreeSet::new(), BTreeSet::new());
     // The earliest an org that must wait may be evaluated.
     let mut soonest: Option<Instant> = None;
-    for (org, is_small) in due {
-        let ready = paced.get(&org).map_or(now, Paced::ready_at);
+    for (org, is_small, ready) in due {
         if ready > now {
             soonest = Some(soonest.map_or(ready, |s| s.min(ready)));
         } else if is_small {
@@ -918,7 +937,11 @@ impl Due {
         OrgRows {
             org: self.org,
             head: self.head,
-            paced: Paced { took, ended },
+            paced: Paced {
+                took,
+                ended,
+                head: self.head,
+            },
             rows,
         }
     }
@@ -979,16 +1002,27 @@ impl Alerts {
                 }
             }
         }
-        let due = self.due_heads(&p).map(|(org, _)| {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (org, head) in self.due_heads(&p) {
             let small = p.org_events_within(org, SMALL_ORG).unwrap_or(true);
-            (org.clone(), small)
-        });
-        let choice = choose(
-            due,
-            &self.paced,
-            (self.ended, self.large_next),
-            Instant::now(),
-        );
+            let since = match self.heads.get(org) {
+                Some(&(seen, since)) if seen == head => since,
+                _ => now,
+            };
+            let ready = self
+                .paced
+                .get(org)
+                .map_or(now, |paced| paced.ready_for(head, since));
+            due.push((org.clone(), small, ready, head, since));
+        }
+        for (org, _, _, head, since) in &due {
+            self.heads.insert(org.clone(), (*head, *since));
+        }
+        let due = due
+            .into_iter()
+            .map(|(org, small, ready, _, _)| (org, small, ready));
+        let choice = choose(due, (self.ended, self.large_next), now);
         (at, choice, reflected)
     }
 
@@ -1044,7 +1078,7 @@ impl Alerts {
             } else {
                 chosen
             };
-            let orgs: Vec<OrgId> = due.iter().map(|d| d.org.clone()).collect();
+            let orgs: Vec<(OrgId, u64)> = due.iter().map(|d| (d.org.clone(), d.head)).collect();
             let plan = if whole {
                 Plan::Whole(p.start_copy(), due)
             } else {
@@ -1115,11 +1149,12 @@ impl Alerts {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
                 // Nothing evaluated: the orgs are tried again at the pace of what this cost.
                 let ended = Instant::now();
-                let paced = Paced {
-                    took: ended - started,
-                    ended,
-                };
-                for org in orgs {
+                for (org, head) in orgs {
+                    let paced = Paced {
+                        took: ended - started,
+                        ended,
+                        head,
+                    };
                     self.paced.insert(org, paced);
                 }
                 self.ended = Some(ended);
@@ -1345,79 +1380,91 @@ mod tests {
             orgs: names.iter().map(|n| org(n)).collect(),
             deferred,
         };
-        let mut paced = HashMap::new();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let due = |names: &[&str]| {
-            names
-                .iter()
-                .map(|n| (org(n), n.starts_with("small")))
+        // Each org due with when its pace lets it be evaluated.
+        let due = |orgs: &[(&str, Instant)]| {
+            orgs.iter()
+                .map(|(n, ready)| (org(n), n.starts_with("small"), *ready))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(choose(due(&[]), &paced, (None, false), t0), Choice::Nothing);
-        // Never evaluated: due at once, the small org in a run of its own first, then the
-        // large one (which a stream of small orgs' events cannot hold back).
-        let both = due(&["big", "small"]);
+        assert_eq!(choose(due(&[]), (None, false), t0), Choice::Nothing);
+        // Due at once: the small org in a run of its own first, then the large one (which a
+        // stream of small orgs' events cannot hold back).
+        let both = due(&[("big", t0), ("small", t0)]);
         assert_eq!(
-            choose(both.clone(), &paced, (None, false), t0),
+            choose(both.clone(), (None, false), t0),
             run(&["small"], true)
         );
+        assert_eq!(choose(both.clone(), (None, true), t0), run(&["big"], false));
         assert_eq!(
-            choose(both.clone(), &paced, (None, true), t0),
-            run(&["big"], false)
-        );
-        assert_eq!(
-            choose(due(&["big"]), &paced, (None, false), t0),
+            choose(due(&[("big", t0)]), (None, false), t0),
             run(&["big"], false)
         );
         // The large org's evaluation took 19 s and ended at 19 s; the small one's 5 ms.
-        paced.insert(
-            org("big"),
-            Paced {
-                took: Duration::from_secs(19),
-                ended: at(19_000),
-            },
-        );
-        paced.insert(
-            org("small"),
-            Paced {
-                took: Duration::from_millis(5),
-                ended: at(19_010),
-            },
-        );
-        // Both changed again: the small org is evaluated once the interval since the last run
-        // passed, not after nine times the large org's 19 s...
+        let big = Paced {
+            took: Duration::from_secs(19),
+            ended: at(19_000),
+            head: 100,
+        };
+        let small = Paced {
+            took: Duration::from_millis(5),
+            ended: at(19_010),
+            head: 200,
+        };
+        assert_eq!(small.ready_at(), at(19_260), "at least the interval");
+        assert_eq!(big.ready_at(), at(190_000), "nine times its 19 s");
+        // Both changed again, and keep changing (their latest event seen just now): the small
+        // org is evaluated once the interval since the last run passed, not after nine times
+        // the large org's 19 s; that one waits for its own.
+        let now = at(19_100);
+        let both = |now: Instant| {
+            due(&[
+                ("big", big.ready_for(101, now)),
+                ("small", small.ready_for(201, now)),
+            ])
+        };
         let last = (Some(at(19_010)), false);
         assert_eq!(
-            choose(both.clone(), &paced, last, at(19_100)),
+            choose(both(now), last, now),
             Choice::Wait(Duration::from_millis(160))
         );
         assert_eq!(
-            choose(both.clone(), &paced, last, at(19_260)),
+            choose(both(at(19_260)), last, at(19_260)),
             run(&["small"], false)
         );
-        // ...which waits for its own: 171 s after its evaluation ended.
         let last = (Some(at(19_300)), false);
+        // Seen at 19.3 s with a new latest event: evaluated 19 s later if nothing more comes
+        // (quiet for as long as its evaluation took), else at its pace.
+        let big_alone = |since: Instant| due(&[("big", big.ready_for(101, since))]);
         assert_eq!(
-            choose(due(&["big"]), &paced, last, at(19_300)),
-            Choice::Wait(Duration::from_secs(171) - Duration::from_millis(300))
+            choose(big_alone(at(19_300)), last, at(19_300)),
+            Choice::Wait(Duration::from_secs(19))
         );
         assert_eq!(
-            choose(due(&["big"]), &paced, last, at(190_000)),
+            big.ready_for(101, at(180_000)),
+            at(190_000),
+            "still written to"
+        );
+        assert_eq!(
+            big.ready_for(101, at(30_000)),
+            at(49_000),
+            "quiet since 30 s"
+        );
+        assert_eq!(
+            choose(big_alone(at(30_000)), last, at(49_000)),
             run(&["big"], false)
         );
+        // Not when its latest event is the one evaluated (an alert not yet published).
+        assert_eq!(big.ready_for(100, at(19_000)), at(190_000));
         // No org waits longer than ten minutes, however long its evaluation took.
-        paced.insert(
-            org("big"),
-            Paced {
-                took: Duration::from_secs(3_600),
-                ended: t0,
-            },
-        );
-        assert_eq!(
-            choose(due(&["big"]), &paced, (None, false), t0),
-            Choice::Wait(Paced::LONGEST)
-        );
+        let slow = Paced {
+            took: Duration::from_secs(3_600),
+            ended: t0,
+            head: 1,
+        };
+        assert_eq!(slow.ready_at(), t0 + Paced::LONGEST);
+        assert_eq!(slow.ready_for(2, t0), t0 + Paced::LONGEST);
     }
 
     /// A projector's configuration for these tests: no ledger to reach, the packs given.
