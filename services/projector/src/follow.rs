@@ -22,9 +22,9 @@ use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 
 /// The threshold watch runs at most this often...
 const ALERT_INTERVAL: Duration = Duration::from_millis(250);
-/// ...and each org's evaluations take at most one part in this many of the time: an evaluation
-/// costs the org's history, so the wait before the org's next one stretches with that (see
-/// [`Paced`]).
+/// ...and each org's evaluations take at most one part in this many of the time while it is
+/// written to without pause: an evaluation costs the org's history, so the wait before the org's
+/// next one stretches with that (see [`Paced`]; an org whose writes pause is evaluated sooner).
 const ALERT_DUTY: u32 = 10;
 /// A persist or a wait for the views' lock this long is logged (each adds to the views' lag).
 const SLOW: Duration = Duration::from_millis(500);
@@ -730,7 +730,8 @@ struct Alerts {
     /// The day `seen` was evaluated at (the latest effective date in the ledger): when it moves,
     /// every org's current windows move with it, and every org is evaluated again.
     day: Option<Date>,
-    /// Per org, what its last evaluation cost and when it ended: when it may be evaluated again.
+    /// Per org, what its last evaluation cost, when it ended and the latest event it read: when
+    /// it may be evaluated again.
     paced: HashMap<OrgId, Paced>,
     /// When the last run ended (its publishing done).
     ended: Option<Instant>,
@@ -771,16 +772,18 @@ fn size<'o>(p: &Projection, due: impl Iterator<Item = &'o OrgId>) -> (u64, bool)
 /// An org's pace: what its last evaluation (its copy and the rules, not the publishing: a
 /// stalled bus is bounded by its own timeout) cost and when it ended. The org is evaluated
 /// again, when it changed, after nine times that cost (at least [`ALERT_INTERVAL`], at most
-/// [`Paced::LONGEST`]), so each org's evaluations take at most one part in [`ALERT_DUTY`] of
-/// the time. Paced by org, not by run: a small tenant that changed is evaluated within a
+/// [`Paced::LONGEST`]), so while it is written to without pause each org's evaluations take at
+/// most one part in [`ALERT_DUTY`] of the time. Paced by org, not by run: a small tenant that changed is evaluated within a
 /// fraction of a second of its turn, not nine times a large tenant's evaluation later (it
 /// waits at most for the run in progress on the watch's thread and, when larger orgs were
 /// left for it, one run of theirs).
 ///
 /// Once the org is quiet, it does not wait out its pace: an org whose latest event is not the
-/// one evaluated, and has not moved for as long as that evaluation took, is evaluated then (the
-/// writes that moved it are over, so this one evaluation ends its alerts' wait; a trickle of
-/// events slower than that costs at most half the time).
+/// one evaluated, and has not moved for as long as that evaluation took since the loop first
+/// saw it, is evaluated then. The writes that moved it are over, so that one evaluation ends
+/// its alerts' wait: they come about twice its cost after the last event (more when a run was
+/// in progress then). Writes that pause for about that long each time cost the org up to half
+/// the watch's time, not a tenth.
 #[derive(Debug, Clone, Copy)]
 struct Paced {
     took: Duration,
@@ -1257,7 +1260,8 @@ impl Alerts {
 /// The threshold watch beside the fold: whenever the views hold events of an org it has not
 /// evaluated, it evaluates the rule packs over a copy of that org (see [`Alerts`]) and publishes
 /// the alerts whose level changed, each org at its own pace ([`Paced`]: its evaluations take at
-/// most one part in [`ALERT_DUTY`] of the time), small and larger orgs in runs of their own, in
+/// most one part in [`ALERT_DUTY`] of the time while it is written to without pause), small and
+/// larger orgs in runs of their own, in
 /// turn ([`choose`]), at most every
 /// [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
 /// org's history, the fold's cost must not grow with any history.

@@ -53,7 +53,8 @@ pub(crate) struct Made {
 
 /// Rows answer a question that asks no later sequence for this many times what their
 /// evaluation took after it ended: callers that ask no later sequence then cost an org at most
-/// one evaluation in ten parts of the time (the alert loop's own pace, `follow::Paced`);
+/// one evaluation in ten parts of the time (the alert loop's pace while an org is written to,
+/// `follow::Paced`);
 /// callers asking for the latest sequence (`min_sequence`) each wait for an evaluation, one at
 /// a time ([`Gates`]). An org of 1M events evaluated in 2 s is answered from rows evaluated at
 /// most 18 s before while it is being written to (their state is older by the evaluation's
