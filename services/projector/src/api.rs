@@ -732,7 +732,11 @@ impl pb::views_server::Views for ViewsApi {
             .progress
             .watch_answers_evaluated
             .fetch_add(1, Relaxed);
-        let views = self.shared.projection.read().await.last_sequence();
+        let (views, head) = {
+            let p = self.shared.projection.read().await;
+            let head = org.as_ref().and_then(|org| p.org_head_at(org, seq));
+            (p.last_sequence(), head)
+        };
         let Some(org) = org else {
             let statuses = statuses.into_iter().map(thresholds::Kept::whole).collect();
             let mut answer = thresholds::response(seq, as_of, statuses, &request);
@@ -740,7 +744,6 @@ impl pb::views_server::Views for ViewsApi {
             return Ok(Response::new(answer));
         };
         // Every pack's rows of the org, kept for the next question about it.
-        let head = self.shared.projection.read().await.org_head_at(&org, seq);
         if let Some(head) = head {
             let made = crate::watch_cache::Made {
                 sequence: seq,

@@ -751,14 +751,15 @@ struct Alerts {
     heads: HashMap<OrgId, (u64, Instant)>,
 }
 
-/// The events a run over the orgs `due` reads, and whether it copies the whole state: when
+/// The events a run over the orgs `due` (each one's events) reads, and whether it copies the
+/// whole state: when
 /// the orgs due hold more than half the events, or more than [`MAX_ORG_COPIES`] orgs are due
 /// holding more than an eighth of them.
-fn size<'o>(p: &Projection, due: impl Iterator<Item = &'o OrgId>) -> (u64, bool) {
+fn size(p: &Projection, due: impl Iterator<Item = u64>) -> (u64, bool) {
     let (mut orgs, mut events) = (0usize, 0u64);
-    for org in due {
+    for org_events in due {
         orgs += 1;
-        events += p.org_events(org).unwrap_or(0);
+        events += org_events;
     }
     let held = p.entry_count() as u64;
     if events.saturating_mul(2) > held || (orgs > MAX_ORG_COPIES && events.saturating_mul(8) > held)
@@ -990,41 +991,44 @@ impl Alerts {
         let at = p.last_sequence();
         let day = thresholds::default_as_of(&p.now(), None);
         self.on(day, at);
+        let now = Instant::now();
+        let heads: Vec<(OrgId, u64)> = self
+            .due_heads(&p)
+            .map(|(org, head)| (org.clone(), head))
+            .collect();
         let mut reflected = at;
-        for (org, head) in self.due_heads(&p) {
-            let (published, on) = self
-                .reflected
-                .get(org)
-                .copied()
-                .map_or((0, Some(day)), |(head, on)| (head, Some(on)));
-            if on != Some(day) {
-                reflected = reflected.min(self.day_since);
-            } else if published < head {
-                if let Some(next) = p.org_next_after(org, published) {
-                    reflected = reflected.min(next - 1);
+        let mut due = Vec::with_capacity(heads.len());
+        for (org, head) in heads {
+            match self.reflected.get(&org) {
+                Some(&(_, on)) if on != day => reflected = reflected.min(self.day_since),
+                published => {
+                    let published = published.map_or(0, |&(head, _)| head);
+                    if let Some(next) = p
+                        .org_next_after(&org, published)
+                        .filter(|_| published < head)
+                    {
+                        reflected = reflected.min(next - 1);
+                    }
                 }
             }
-        }
-        let now = Instant::now();
-        let mut due = Vec::new();
-        for (org, head) in self.due_heads(&p) {
-            let small = p.org_events_within(org, SMALL_ORG).unwrap_or(true);
-            let since = match self.heads.get(org) {
-                Some(&(seen, since)) if seen == head => since,
-                _ => now,
+            let since = match self.heads.get_mut(&org) {
+                Some((seen, since)) if *seen == head => *since,
+                Some(moved) => {
+                    *moved = (head, now);
+                    now
+                }
+                None => {
+                    self.heads.insert(org.clone(), (head, now));
+                    now
+                }
             };
+            let small = p.org_events_within(&org, SMALL_ORG).unwrap_or(true);
             let ready = self
                 .paced
-                .get(org)
+                .get(&org)
                 .map_or(now, |paced| paced.ready_for(head, since));
-            due.push((org.clone(), small, ready, head, since));
+            due.push((org, small, ready));
         }
-        for (org, _, _, head, since) in &due {
-            self.heads.insert(org.clone(), (*head, *since));
-        }
-        let due = due
-            .into_iter()
-            .map(|(org, small, ready, _, _)| (org, small, ready));
         let choice = choose(due, (self.ended, self.large_next), now);
         (at, choice, reflected)
     }
@@ -1072,7 +1076,7 @@ impl Alerts {
                     answers: thresholds::default_as_of(&now, Some(org)) == day,
                 })
                 .partition(|d| only.is_none_or(|only| only.contains(&d.org)));
-            let (events, whole) = size(&p, chosen.iter().map(|d| &d.org));
+            let (events, whole) = size(&p, chosen.iter().map(|d| d.events));
             // A copy of the whole state evaluates every org: each due one's rows are used.
             let due = if whole {
                 // The larger orgs left for the next run are evaluated in this one.

@@ -142,10 +142,7 @@ impl Rows {
             return None;
         }
         kept.made.sequence = kept.made.sequence.max(at);
-        if let Some(org) = self.by_use.remove(&kept.used) {
-            self.by_use.insert(self.clock, org);
-        }
-        kept.used = self.clock;
+        touch(&mut self.by_use, kept, self.clock);
         Some(Arc::clone(&kept.rows))
     }
 
@@ -169,10 +166,7 @@ impl Rows {
         if !on_day || made.sequence < min_sequence || !young {
             return None;
         }
-        if let Some(org) = self.by_use.remove(&kept.used) {
-            self.by_use.insert(self.clock, org);
-        }
-        kept.used = self.clock;
+        touch(&mut self.by_use, kept, self.clock);
         Some((made.sequence, kept.day, Arc::clone(&kept.rows)))
     }
 
@@ -224,6 +218,14 @@ impl Rows {
     fn len(&self) -> usize {
         self.by_org.len()
     }
+}
+
+/// Marks `kept` as used at `clock` in the recency index.
+fn touch(by_use: &mut BTreeMap<u64, OrgId>, kept: &mut Kept, clock: u64) {
+    if let Some(org) = by_use.remove(&kept.used) {
+        by_use.insert(clock, org);
+    }
+    kept.used = clock;
 }
 
 /// One evaluation of an org's current state at a time: a `ThresholdWatch` that must evaluate
