@@ -4,6 +4,8 @@
 # $WFL_BINDIR (./target/release), with their data and logs in $data; it sets $nats, $ledger,
 # $gateway and $projector to their pids, and stops them and removes $data on exit. It waits
 # for the previous run's ports to be free, and returns once the three services listen.
+# SPLIT_NO_PROJECTOR=1 starts no wfl-projector ($projector is then empty): what ingest costs and
+# reaches when no views fold beside it.
 bin="${WFL_BINDIR:-./target/release}"
 port="${NATS_PORT:-4333}"
 pids=()
@@ -33,6 +35,8 @@ split_start() {
     2>"$data/gateway.log" &
   gateway=$!
   pids+=($gateway)
+  projector=
+  [ -n "${SPLIT_NO_PROJECTOR:-}" ] && { until open 7101 && open 7103; do sleep 0.1; done; return; }
   "$bin/wfl-projector" --grpc-addr 127.0.0.1:7105 --http-addr 127.0.0.1:7106 \
     --ledger http://127.0.0.1:7101 --rulepacks rulepacks --data-dir "$data" "${common[@]}" \
     2>"$data/projector.log" &

@@ -5,6 +5,7 @@
 # the views have folded and `WFL_LEDGER` holds every committed event, and prints each process's
 # user + system CPU over that time (from /proc/<pid>/stat) per event, its minor page faults per
 # event and its RSS, and the rate from the load's start until drained.
+# SPLIT_NO_PROJECTOR=1: the same without wfl-projector (ingest with no views folding beside it).
 # Usage: scripts/split-cpu.sh [events]   (release build first: cargo build --release --bins;
 # WFL_BINDIR picks other binaries, so two builds can be run alternately; ports 7101-7106 free).
 set -euo pipefail
@@ -17,7 +18,9 @@ stat() { awk -v f="$2" '{print $f}' "/proc/$1/stat"; }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 metric() { curl -s "127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {printf "%d", $2}'; }
 declare -A cpu0 faults0
-for n in nats ledger gateway projector; do
+names=(nats ledger gateway)
+[ -n "$projector" ] && names+=(projector)
+for n in "${names[@]}"; do
   cpu0[$n]=$(cpu "${!n}")
   faults0[$n]=$(stat "${!n}" 10)
 done
@@ -25,14 +28,14 @@ start=$(date +%s.%N)
 "$bin/wfl" load --addr 127.0.0.1:7103 --events "$events" --mix restructuring --ack committed >"$data/load.out" 2>&1
 head=$(metric 7102 wfl_ledger_head_sequence)
 for _ in $(seq 1200); do
-  [ "$(metric 7106 wfl_views_checkpoint_sequence)" -ge "$head" ] &&
+  { [ -z "$projector" ] || [ "$(metric 7106 wfl_views_checkpoint_sequence)" -ge "$head" ]; } &&
     [ "$(metric 7102 wfl_publisher_cursor_sequence)" -ge "$head" ] && break
   sleep 0.05
 done
 end=$(date +%s.%N)
 tail -1 "$data/load.out"
 total=0
-for n in nats ledger gateway projector; do
+for n in "${names[@]}"; do
   ticks=$(($(cpu "${!n}") - ${cpu0[$n]}))
   total=$((total + ticks))
   awk -v n="$n" -v t="$ticks" -v e="$events" -v f="$(($(stat "${!n}" 10) - ${faults0[$n]}))" \
