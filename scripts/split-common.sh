@@ -36,7 +36,13 @@ split_start() {
   gateway=$!
   pids+=($gateway)
   projector=
-  [ -n "${SPLIT_NO_PROJECTOR:-}" ] && { until open 7101 && open 7103; do sleep 0.1; done; return; }
+  if [ "${SPLIT_NO_PROJECTOR:-}" = 1 ]; then
+    for _ in $(seq 300); do
+      open 7101 && open 7103 && return
+      sleep 0.1
+    done
+    return
+  fi
   "$bin/wfl-projector" --grpc-addr 127.0.0.1:7105 --http-addr 127.0.0.1:7106 \
     --ledger http://127.0.0.1:7101 --rulepacks rulepacks --data-dir "$data" "${common[@]}" \
     2>"$data/projector.log" &

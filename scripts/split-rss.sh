@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-2000000}"
+# Every process is measured here, the projector too.
+unset SPLIT_NO_PROJECTOR
 # shellcheck source=scripts/split-common.sh
 . scripts/split-common.sh
 split_start split-rss

@@ -5,7 +5,8 @@
 //! clock starts:
 //! - `fold/empty`: into an empty projection;
 //! - `fold/after_<N>`: into a projection that already holds N events of the same org (default
-//!   1,000,000; `WFL_FOLD_BENCH_HELD=5000000` for 5M): the cost of a folded event at volume.
+//!   1,000,000; `WFL_FOLD_BENCH_HELD=5000000` for 5M; a multiple of 10), nothing pending: the
+//!   cost of a folded event at volume.
 //!
 //! Criterion runs each case many times in one process, so the allocator hands back memory it
 //! has used before: this is the fold's own cost. `wfl bench fold` times one fold into memory the
@@ -20,7 +21,8 @@ use wfl_projections::views::Projection;
 /// Events folded per iteration.
 const STEP: u64 = 100_000;
 
-/// A projection holding events `0..held` of `generator`'s org, folded as the follower does.
+/// A projection holding events `0..held` of `generator`'s org, folded as the follower does:
+/// what changed is taken after each chunk (the follower's persist), so nothing is pending.
 fn holding(generator: &Generator, held: u64) -> Projection {
     let mut p = Projection::new();
     let chunk = 100_000;
@@ -30,16 +32,30 @@ fn holding(generator: &Generator, held: u64) -> Projection {
         for (i, e) in generator.events(from, to).into_iter().enumerate() {
             p.apply_owned(from + i as u64 + 1, e);
         }
+        drop(p.take_changes());
         from = to;
     }
     p
 }
 
+/// `WFL_FOLD_BENCH_HELD`, else 1,000,000: a whole number of the generator's blocks of ten (a
+/// block's events refer to each other, so the events after the state start a block).
+fn held() -> u64 {
+    let held = match std::env::var("WFL_FOLD_BENCH_HELD") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("WFL_FOLD_BENCH_HELD={v:?} is not a number of events")),
+        Err(_) => 1_000_000,
+    };
+    assert!(
+        held % 10 == 0,
+        "WFL_FOLD_BENCH_HELD={held} is not a multiple of 10 (the generator's blocks)"
+    );
+    held
+}
+
 fn fold(c: &mut Criterion) {
-    let held: u64 = std::env::var("WFL_FOLD_BENCH_HELD")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let held = held();
     let generator =
         Generator::new(Mix::Restructuring, "bench", "criterion").expect("the bench org is valid");
     let mut group = c.benchmark_group("fold");
