@@ -41,9 +41,7 @@ use prost::Message;
 use serde::Serialize;
 use wfl_proto::pb;
 
-use wfl_domain::{
-    AiAttribution, ContractType, Event, EventId, EvidenceConfidence, Money, OrgId, Payload, Source,
-};
+use wfl_domain::{Event, EventId, OrgId, Payload};
 
 use crate::bench::{percentile, read_metrics, Node};
 use crate::loadgen::{Generator, Mix};
@@ -570,7 +568,8 @@ impl<'a> Drain<'a> {
 }
 
 /// The bench's events, made once: per org, the restructuring mix of `wfl load` in blocks of ten
-/// (a block is self-contained), each event enriched with what an HR system's export carries.
+/// (a block is self-contained), each event enriched with what an HR system's export carries
+/// ([`Mix::Realistic`], what `wfl load --mix realistic` sends).
 /// Every row sends or stores these same payloads; [`Payloads::row`] gives a row its own org ids
 /// (a two-character tag appended, so sizes stay equal) and fresh event ids (links follow them).
 #[derive(Debug, Clone)]
@@ -588,12 +587,8 @@ impl Payloads {
         let per_org = orgs
             .iter()
             .map(|o| {
-                let g = Generator::new(Mix::Restructuring, o, run).map_err(|e| anyhow!(e))?;
-                let mut events = g.events(0, per_org);
-                for (i, e) in events.iter_mut().enumerate() {
-                    enrich(e, run, i as u64);
-                }
-                Ok(events)
+                let g = Generator::new(Mix::Realistic, o, run).map_err(|e| anyhow!(e))?;
+                Ok(g.events(0, per_org))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self { per_org })
@@ -674,68 +669,6 @@ impl Payloads {
             }
         }
         out
-    }
-}
-
-/// Fills in what a real HR export carries beside the load generator's minimum: the source
-/// system and record reference, the restructuring plan the event belongs to, filed evidence;
-/// for hires the position, weekly hours and the agreed end of a fixed-term contract; for
-/// separations the position, legal ground, tenure, notice date, hours, severance and the AI
-/// system cited; for AI events a named tool. Every enriched event stays one the ledger accepts.
-fn enrich(e: &mut Event, run: &str, i: u64) {
-    let org = e.org_id.0.clone();
-    e.source = Source {
-        system: "workday-cn-prod".into(),
-        reference: format!("WD-{}-{}-{i:07}", e.event_type().as_str(), e.effective_date),
-    };
-    e.correlation_id = Some(format!(
-        "plan:{org}:2024-east-region-restructuring-wave-{}",
-        i / 500 + 1
-    ));
-    e.causation_id = Some(format!(
-        "workday:business-process:{}-request:{i:08}",
-        e.event_type().field_name()
-    ));
-    e.evidence_confidence = EvidenceConfidence::Filed;
-    let date = e.effective_date;
-    let position = format!("POS-{}-{run}-{i:06}", e.site_id.0.to_uppercase());
-    let separation = |s: &mut wfl_domain::Separation, ground: &str, employer: bool| {
-        s.position_id = Some(position.clone());
-        s.legal_ground = Some(ground.into());
-        s.tenure_months = Some(6 + (i % 90) as u32);
-        s.notice_given_on = Some(date.add_days(-30));
-        s.avg_weekly_hours = Some(40);
-        s.months_employed_last_12 = Some(12);
-        if s.contract_type != ContractType::OpenEnded {
-            s.contract_end = Some(date);
-        }
-        if employer {
-            s.severance = Some(Money {
-                amount_minor: 1_250_000 + (i as i64 % 97) * 10_000,
-                currency: "CNY".into(),
-            });
-        }
-        if s.ai_attributed != AiAttribution::None {
-            s.ai_system = Some("hr-copilot-screening-v3".into());
-        }
-    };
-    match &mut e.payload {
-        Payload::WorkerHired(h) => {
-            h.position_id = Some(position.clone());
-            h.avg_weekly_hours = Some(40);
-            h.months_employed_last_12 = Some(0);
-            if h.contract_type != ContractType::OpenEnded {
-                h.contract_end = Some(date.add_days(3 * 365));
-            }
-        }
-        Payload::ContractNotRenewed(c) => separation(&mut c.separation, "CN-LCL-44-1", true),
-        Payload::EconomicDismissal(d) => {
-            separation(&mut d.separation, "CN-LCL-41", true);
-            d.selection_criteria = Some("seniority-and-performance-matrix".into());
-        }
-        Payload::Resignation(r) => separation(&mut r.separation, "CN-LCL-37", false),
-        Payload::AiToolRolledOut(a) => a.tool = "hr-copilot-screening-v3".into(),
-        _ => {}
     }
 }
 

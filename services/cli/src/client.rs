@@ -641,7 +641,7 @@ pub async fn load(
     let run = uuid::Uuid::now_v7().simple().to_string();
     let generator = crate::loadgen::Generator::new(mix, org, &run[..12]).map_err(|e| anyhow!(e))?;
     let mut batch = batch.clamp(1, wfl_domain::MAX_BATCH) as u64;
-    if mix == crate::loadgen::Mix::Restructuring && batch >= 10 {
+    if mix != crate::loadgen::Mix::Hires && batch >= 10 {
         batch -= batch % 10; // whole blocks: every batch is self-contained
     }
     let batches: Vec<(u64, u64)> = (0..events)

@@ -566,6 +566,7 @@ mod tests {
         assert_eq!(kinds.len(), wfl_domain::EventType::ALL.len(), "every kind");
         for mix in [
             crate::loadgen::Mix::Restructuring,
+            crate::loadgen::Mix::Realistic,
             crate::loadgen::Mix::Hires,
         ] {
             let generator = crate::loadgen::Generator::new(mix, "acme", "run-1").expect("mix");

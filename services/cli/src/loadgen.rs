@@ -1,6 +1,7 @@
 //! Synthetic event streams for `wfl load` and `wfl bench`: plain hires, or a restructuring mix
 //! that exercises every view (hires over many sites and cohorts, non-renewals whose posts are
-//! closed, economic dismissals, pressured resignations, position links, AI roll-outs and usage).
+//! closed, economic dismissals, pressured resignations, position links, AI roll-outs and usage),
+//! bare or with what a real HR export carries beside it (`wfl bench ingest`'s payloads).
 //!
 //! Owns only the generation: every batch is self-contained (a separation follows its own worker's
 //! hire in the same batch, a link follows its separation), so batches may be committed in any
@@ -9,8 +10,8 @@
 use wfl_domain::{
     AiAttribution, AiMetric, AiToolRolledOut, AiUsageMeasured, BackfillStatus, Cohort,
     ContractNotRenewed, ContractType, Date, EconomicDismissal, EmploymentRelationship, Event,
-    EventId, Initiator, OrgId, Payload, PositionChange, Resignation, Separation, SiteId, Source,
-    WorkerHired, WorkerRef,
+    EventId, EvidenceConfidence, Initiator, Money, OrgId, Payload, PositionChange, Resignation,
+    Separation, SiteId, Source, WorkerHired, WorkerRef,
 };
 
 /// Which events a generator makes.
@@ -22,6 +23,9 @@ pub enum Mix {
     /// or a pressured resignation, a `PositionClosed` link to the non-renewal, and an AI roll-out
     /// or usage measurement; dates over three years, 8 sites, 4 cohorts.
     Restructuring,
+    /// [`Mix::Restructuring`] with what a real HR export carries beside it ([`enrich`]): the
+    /// payloads of `wfl bench ingest`, about 340 B per encoded event.
+    Realistic,
 }
 
 const SITES: [&str; 8] = [
@@ -63,13 +67,16 @@ impl Generator {
     pub fn events(&self, from: u64, to: u64) -> Vec<Event> {
         match self.mix {
             Mix::Hires => (from..to).map(|i| self.hire(i, false)).collect(),
-            Mix::Restructuring => {
+            Mix::Restructuring | Mix::Realistic => {
                 let mut out = Vec::with_capacity((to - from) as usize);
                 let mut block = from - from % 10;
                 while block < to {
-                    for (k, e) in self.block(block / 10).into_iter().enumerate() {
+                    for (k, mut e) in self.block(block / 10).into_iter().enumerate() {
                         let i = block + k as u64;
                         if i >= from && i < to {
+                            if self.mix == Mix::Realistic {
+                                enrich(&mut e, &self.run, i);
+                            }
                             out.push(e);
                         }
                     }
@@ -233,6 +240,74 @@ impl Generator {
     }
 }
 
+/// Fills in what a real HR export carries beside the load generator's minimum: the source
+/// system and record reference, the restructuring plan the event belongs to, filed evidence;
+/// for hires the position, weekly hours and the agreed end of a fixed-term contract; for
+/// separations the position, legal ground, tenure, notice date, hours, severance and the AI
+/// system cited; for AI events a named tool. Every enriched event stays one the ledger accepts.
+/// A `PositionClosed` is caused by the separation it links.
+pub fn enrich(e: &mut Event, run: &str, i: u64) {
+    let org = e.org_id.0.clone();
+    e.source = Source {
+        system: "workday-cn-prod".into(),
+        reference: format!("WD-{}-{}-{i:07}", e.event_type().as_str(), e.effective_date),
+    };
+    e.correlation_id = Some(format!(
+        "plan:{org}:2024-east-region-restructuring-wave-{}",
+        i / 500 + 1
+    ));
+    e.causation_id = Some(format!(
+        "workday:business-process:{}-request:{i:08}",
+        e.event_type().field_name()
+    ));
+    e.evidence_confidence = EvidenceConfidence::Filed;
+    let date = e.effective_date;
+    let position = format!("POS-{}-{run}-{i:06}", e.site_id.0.to_uppercase());
+    let separation = |s: &mut wfl_domain::Separation, ground: &str, employer: bool| {
+        s.position_id = Some(position.clone());
+        s.legal_ground = Some(ground.into());
+        s.tenure_months = Some(6 + (i % 90) as u32);
+        s.notice_given_on = Some(date.add_days(-30));
+        s.avg_weekly_hours = Some(40);
+        s.months_employed_last_12 = Some(12);
+        if s.contract_type != ContractType::OpenEnded {
+            s.contract_end = Some(date);
+        }
+        if employer {
+            s.severance = Some(Money {
+                amount_minor: 1_250_000 + (i as i64 % 97) * 10_000,
+                currency: "CNY".into(),
+            });
+        }
+        if s.ai_attributed != AiAttribution::None {
+            s.ai_system = Some("hr-copilot-screening-v3".into());
+        }
+    };
+    match &mut e.payload {
+        Payload::WorkerHired(h) => {
+            h.position_id = Some(position.clone());
+            h.avg_weekly_hours = Some(40);
+            h.months_employed_last_12 = Some(0);
+            if h.contract_type != ContractType::OpenEnded {
+                h.contract_end = Some(date.add_days(3 * 365));
+            }
+        }
+        Payload::ContractNotRenewed(c) => separation(&mut c.separation, "CN-LCL-44-1", true),
+        Payload::EconomicDismissal(d) => {
+            separation(&mut d.separation, "CN-LCL-41", true);
+            d.selection_criteria = Some("seniority-and-performance-matrix".into());
+        }
+        Payload::Resignation(r) => separation(&mut r.separation, "CN-LCL-37", false),
+        Payload::AiToolRolledOut(a) => a.tool = "hr-copilot-screening-v3".into(),
+        Payload::PositionClosed(p) => {
+            if let Some(linked) = p.linked_separation_id {
+                e.causation_id = Some(linked.to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +324,31 @@ mod tests {
         for e in &events {
             ledger.accept(e);
         }
+    }
+
+    #[test]
+    fn realistic_events_are_the_restructuring_mix_enriched_and_accepted() {
+        let plain = Generator::new(Mix::Restructuring, "acme", "t").expect("a generator");
+        let rich = Generator::new(Mix::Realistic, "acme", "t").expect("a generator");
+        let (plain, rich) = (plain.events(0, 200), rich.events(0, 200));
+        let mut ledger = Decider::default();
+        for (p, r) in plain.iter().zip(&rich) {
+            assert_eq!(p.event_type(), r.event_type());
+            assert_eq!(
+                (&p.org_id, &p.site_id, p.effective_date),
+                (&r.org_id, &r.site_id, r.effective_date)
+            );
+            assert_eq!(r.source.system, "workday-cn-prod");
+            assert!(r.correlation_id.is_some());
+            if let Payload::PositionClosed(link) = &r.payload {
+                let linked = link.linked_separation_id.expect("a link");
+                assert_eq!(r.causation_id, Some(linked.to_string()));
+            }
+            ledger.accept(r);
+        }
+        // A later range is enriched by its own positions (the index of each event).
+        let later = Generator::new(Mix::Realistic, "acme", "t").expect("a generator");
+        let later = later.events(190, 200);
+        assert_eq!(later[0].source.reference, rich[190].source.reference);
     }
 }

@@ -167,6 +167,9 @@ enum Bench {
 enum LoadMix {
     Hires,
     Restructuring,
+    /// The restructuring mix with what a real HR export carries (source record, plan, positions,
+    /// legal grounds, severance): `wfl bench ingest`'s payloads.
+    Realistic,
 }
 
 impl From<LoadMix> for wfl_cli::loadgen::Mix {
@@ -174,6 +177,7 @@ impl From<LoadMix> for wfl_cli::loadgen::Mix {
         match m {
             LoadMix::Hires => Self::Hires,
             LoadMix::Restructuring => Self::Restructuring,
+            LoadMix::Realistic => Self::Realistic,
         }
     }
 }
