@@ -6,7 +6,9 @@
 # user + system CPU over that time (from /proc/<pid>/stat) per event, its minor page faults per
 # event and its RSS, and the rate from the load's start until drained.
 # SPLIT_NO_PROJECTOR=1: the same without wfl-projector (ingest with no views folding beside it).
-# LOAD_MIX=realistic: `wfl bench ingest`'s payloads (the mix with what an HR export carries).
+# LOAD_MIX=realistic: `wfl bench ingest`'s payloads (the mix with what an HR export carries);
+# LOAD_ORG (default `load`): the org id, in each realistic event twice (the bench's are 20
+# characters: LOAD_ORG=bench-000000000000-0 sends events of the bench's size).
 # Usage: scripts/split-cpu.sh [events]   (release build first: cargo build --release --bins;
 # WFL_BINDIR picks other binaries, so two builds can be run alternately; ports 7101-7106 free).
 set -euo pipefail
@@ -26,7 +28,7 @@ for n in "${names[@]}"; do
   faults0[$n]=$(stat "${!n}" 10)
 done
 start=$(date +%s.%N)
-"$bin/wfl" load --addr 127.0.0.1:7103 --events "$events" --mix "${LOAD_MIX:-restructuring}" --ack committed >"$data/load.out" 2>&1
+"$bin/wfl" load --addr 127.0.0.1:7103 --events "$events" --mix "${LOAD_MIX:-restructuring}" --org "${LOAD_ORG:-load}" --ack committed >"$data/load.out" 2>&1
 head=$(metric 7102 wfl_ledger_head_sequence)
 for _ in $(seq 1200); do
   { [ -z "$projector" ] || [ "$(metric 7106 wfl_views_checkpoint_sequence)" -ge "$head" ]; } &&

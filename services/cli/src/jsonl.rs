@@ -538,7 +538,7 @@ mod tests {
     }
 
     /// Every example of docs/events.md (every payload kind, most optional fields set), the
-    /// restructuring and hires mixes of `wfl load`, and text that needs escaping (control
+    /// restructuring, realistic and hires mixes of `wfl load`, and text that needs escaping (control
     /// characters are refused at ingest, so no stored event holds one).
     fn events() -> Vec<wfl_domain::Event> {
         let doc =

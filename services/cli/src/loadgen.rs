@@ -24,7 +24,8 @@ pub enum Mix {
     /// or usage measurement; dates over three years, 8 sites, 4 cohorts.
     Restructuring,
     /// [`Mix::Restructuring`] with what a real HR export carries beside it ([`enrich`]): the
-    /// payloads of `wfl bench ingest`, about 340 B per encoded event.
+    /// payloads of `wfl bench ingest` (341 B per encoded event there, with its 20-character org
+    /// ids; the org id is in each event twice, so a shorter one makes them smaller).
     Realistic,
 }
 
@@ -61,7 +62,8 @@ impl Generator {
         })
     }
 
-    /// Events `from..to`. With [`Mix::Restructuring`], `from` and `to` should be multiples of 10
+    /// Events `from..to`. With [`Mix::Restructuring`] and [`Mix::Realistic`], `from` and `to`
+    /// should be multiples of 10
     /// (a block of 10 is self-contained); a partial block keeps its leading hires only.
     #[must_use]
     pub fn events(&self, from: u64, to: u64) -> Vec<Event> {

@@ -165,7 +165,9 @@ enum Bench {
 /// `wfl load --mix`.
 #[derive(Clone, Copy, ValueEnum)]
 enum LoadMix {
+    /// Hires only, at one site on one day.
     Hires,
+    /// Hires, non-renewals, dismissals, position links and AI events (every view has work).
     Restructuring,
     /// The restructuring mix with what a real HR export carries (source record, plan, positions,
     /// legal grounds, severance): `wfl bench ingest`'s payloads.
@@ -376,8 +378,9 @@ enum Command {
     Load {
         #[arg(long, default_value_t = 100_000)]
         events: u64,
-        /// `hires` (one site, one day) or `restructuring` (hires, non-renewals, dismissals,
-        /// position links and AI events over 8 sites and three years: every view has work).
+        /// `hires` (one site, one day), `restructuring` (hires, non-renewals, dismissals,
+        /// position links and AI events over 8 sites and three years: every view has work) or
+        /// `realistic` (the restructuring events with what an HR export carries beside them).
         #[arg(long, value_enum, default_value = "hires")]
         mix: LoadMix,
         #[arg(long, default_value_t = 1000)]
