@@ -25,10 +25,9 @@ const STEP: u64 = 100_000;
 /// what changed is taken after each chunk (the follower's persist), so nothing is pending.
 fn holding(generator: &Generator, held: u64) -> Projection {
     let mut p = Projection::new();
-    let chunk = 100_000;
     let mut from = 0;
     while from < held {
-        let to = (from + chunk).min(held);
+        let to = (from + STEP).min(held);
         for (i, e) in generator.events(from, to).into_iter().enumerate() {
             p.apply_owned(from + i as u64 + 1, e);
         }

@@ -538,8 +538,8 @@ mod tests {
     }
 
     /// Every example of docs/events.md (every payload kind, most optional fields set), the
-    /// restructuring, realistic and hires mixes of `wfl load`, and text that needs escaping (control
-    /// characters are refused at ingest, so no stored event holds one).
+    /// restructuring, realistic and hires mixes of `wfl load`, and text that needs escaping
+    /// (control characters are refused at ingest, so no stored event holds one).
     fn events() -> Vec<wfl_domain::Event> {
         let doc =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/events.md"))

@@ -63,8 +63,8 @@ impl Generator {
     }
 
     /// Events `from..to`. With [`Mix::Restructuring`] and [`Mix::Realistic`], `from` and `to`
-    /// should be multiples of 10
-    /// (a block of 10 is self-contained); a partial block keeps its leading hires only.
+    /// should be multiples of 10 (a block of 10 is self-contained); a partial block keeps its
+    /// leading hires only.
     #[must_use]
     pub fn events(&self, from: u64, to: u64) -> Vec<Event> {
         match self.mix {

@@ -752,9 +752,8 @@ struct Alerts {
 }
 
 /// The events a run over the orgs `due` (each one's events) reads, and whether it copies the
-/// whole state: when
-/// the orgs due hold more than half the events, or more than [`MAX_ORG_COPIES`] orgs are due
-/// holding more than an eighth of them.
+/// whole state: when the orgs due hold more than half the events, or more than
+/// [`MAX_ORG_COPIES`] orgs are due holding more than an eighth of them.
 fn size(p: &Projection, due: impl Iterator<Item = u64>) -> (u64, bool) {
     let (mut orgs, mut events) = (0usize, 0u64);
     for org_events in due {
