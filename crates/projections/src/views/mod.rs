@@ -470,7 +470,7 @@ pub struct Entry {
 
 /// Where an event happened: its org, its site and the jurisdiction it states for the site. The
 /// entries of one place share it ([`Places`]), so an entry holds one pointer, not three names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Place {
     org_id: OrgId,
     site_id: SiteId,
@@ -478,9 +478,10 @@ struct Place {
 }
 
 /// The places a projection's entries share: one [`Place`] per (org, site, jurisdiction) seen,
-/// bounded by the sites, never by the events.
+/// bounded by the sites, never by the events. Hashed: the fold shares one per event, and
+/// nothing walks them.
 #[derive(Debug, Clone, Default)]
-struct Places(BTreeSet<Arc<Place>>);
+struct Places(foldhash::HashSet<Arc<Place>>);
 
 impl Places {
     /// The shared copy of `place` (`place` itself, the first time it is seen).

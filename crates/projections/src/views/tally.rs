@@ -21,7 +21,10 @@
 //! (event ids) behind a figure, still come from the entries. The property test
 //! `the_tallies_answer_as_the_entries_do` checks both agree after every folded event.
 //!
-//! Determinism: `BTreeMap`s only, like the rest of the views.
+//! Determinism: the cells of an org are kept in hash maps ([`Cells`]: the fold moves a few of
+//! them per event, and a hash probe costs one cache miss where a B-tree descent costs several);
+//! every reader only sums them, into `BTreeMap`s, so no answer depends on their order. The rest
+//! is `BTreeMap`s, like the rest of the views.
 
 use super::timeline;
 use super::{Entry, EntryAt, Projection, Query};
@@ -33,15 +36,19 @@ use wfl_domain::{
     SiteId, WorkerRef,
 };
 
+/// The cells of one org, by key: read only by summing them (see the module doc).
+pub(super) type Cells<K, V> = foldhash::HashMap<K, V>;
+
 /// A site, interned: cells are keyed by this number (copied and compared without touching the
 /// site's name). Numbers are given in the order sites are first seen and never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Hash, Eq, PartialOrd, Ord)]
 pub(super) struct Site(u32);
 
 /// The sites the tallies have seen, both ways.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Sites {
-    ids: BTreeMap<SiteId, Site>,
+    /// By name, hashed: the fold interns a few sites per event, and nothing walks them.
+    ids: foldhash::HashMap<SiteId, Site>,
 }
 
 impl Sites {
@@ -78,7 +85,7 @@ impl SiteFilter {
 }
 
 /// One cell of the separations tally, inside an org.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Hash, Eq, PartialOrd, Ord)]
 pub(super) struct SeparationCell {
     pub(super) site: Site,
     pub(super) date: Date,
@@ -138,12 +145,12 @@ impl SeparationCounts {
 pub(super) struct Tallies {
     /// Live separations and temporary layoffs, by org, then cell. A cell with nothing in it is
     /// removed, so the tallies of equal states are equal.
-    pub(super) separations: BTreeMap<OrgId, BTreeMap<SeparationCell, SeparationCounts>>,
+    pub(super) separations: BTreeMap<OrgId, Cells<SeparationCell, SeparationCounts>>,
     /// Employment presence by org, then (group, site): the stints' presence intervals counted by
     /// their first and last days.
-    pub(super) presence: BTreeMap<OrgId, BTreeMap<(Group, Site), Presence>>,
+    pub(super) presence: BTreeMap<OrgId, Cells<(Group, Site), Presence>>,
     /// Headcount movements by org, then (day, group, kind).
-    pub(super) flows: BTreeMap<OrgId, BTreeMap<(Date, Group, FlowCell), u64>>,
+    pub(super) flows: BTreeMap<OrgId, Cells<(Date, Group, FlowCell), u64>>,
     /// The effective days of the live events of each org, counted (the span views default to).
     pub(super) dates: BTreeMap<OrgId, BTreeMap<Date, u64>>,
     /// The sites named in the cells above.
@@ -523,7 +530,7 @@ pub(super) fn is_signal(p: &Payload) -> bool {
 }
 
 /// Who a headcount figure is about: the profile a stint was opened with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Hash, Eq, PartialOrd, Ord)]
 pub(super) struct Group {
     pub(super) cohort: Option<Cohort>,
     pub(super) relationship: EmploymentRelationship,
@@ -534,8 +541,8 @@ pub(super) struct Group {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Presence {
     pub(super) always: u64,
-    pub(super) starts: BTreeMap<Date, u64>,
-    pub(super) ends: BTreeMap<Date, u64>,
+    pub(super) starts: Cells<Date, u64>,
+    pub(super) ends: Cells<Date, u64>,
 }
 
 impl Presence {
@@ -545,7 +552,7 @@ impl Presence {
 }
 
 /// A movement in or out of headcount, and where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Hash, Eq, PartialOrd, Ord)]
 pub(super) enum FlowCell {
     Hire(Site),
     Separation(Site),
@@ -599,18 +606,49 @@ impl Contribution {
     }
 }
 
+/// A map of counts [`bump`] moves: the ordered days of [`Tallies::dates`] and the [`Cells`].
+trait Counts<K> {
+    fn count_mut(&mut self, key: &K) -> Option<&mut u64>;
+    fn put(&mut self, key: K, n: u64);
+    fn drop_key(&mut self, key: &K);
+}
+
+impl<K: Ord> Counts<K> for BTreeMap<K, u64> {
+    fn count_mut(&mut self, key: &K) -> Option<&mut u64> {
+        self.get_mut(key)
+    }
+    fn put(&mut self, key: K, n: u64) {
+        self.insert(key, n);
+    }
+    fn drop_key(&mut self, key: &K) {
+        self.remove(key);
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Counts<K> for Cells<K, u64> {
+    fn count_mut(&mut self, key: &K) -> Option<&mut u64> {
+        self.get_mut(key)
+    }
+    fn put(&mut self, key: K, n: u64) {
+        self.insert(key, n);
+    }
+    fn drop_key(&mut self, key: &K) {
+        self.remove(key);
+    }
+}
+
 /// Adds (`up`) or takes away one count under `key`, removing a key that falls to zero.
-fn bump<K: Ord + Clone>(map: &mut BTreeMap<K, u64>, key: &K, up: bool) {
+fn bump<K: Clone>(map: &mut impl Counts<K>, key: &K, up: bool) {
     if up {
-        if let Some(n) = map.get_mut(key) {
+        if let Some(n) = map.count_mut(key) {
             *n += 1;
         } else {
-            map.insert(key.clone(), 1);
+            map.put(key.clone(), 1);
         }
-    } else if let Some(n) = map.get_mut(key) {
+    } else if let Some(n) = map.count_mut(key) {
         *n -= 1;
         if *n == 0 {
-            map.remove(key);
+            map.drop_key(key);
         }
     } else {
         debug_assert!(false, "a tally went below zero");
@@ -807,14 +845,14 @@ impl Tallies {
     /// How many cells the tallies hold (separation cells, presence start and end days, flow
     /// cells, event days): what one snapshot costs, about a few dozen bytes each.
     pub(super) fn cells(&self) -> usize {
-        let seps: usize = self.separations.values().map(BTreeMap::len).sum();
+        let seps: usize = self.separations.values().map(Cells::len).sum();
         let presence: usize = self
             .presence
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(Cells::values)
             .map(|p| 1 + p.starts.len() + p.ends.len())
             .sum();
-        let flows: usize = self.flows.values().map(BTreeMap::len).sum();
+        let flows: usize = self.flows.values().map(Cells::len).sum();
         let dates: usize = self.dates.values().map(BTreeMap::len).sum();
         seps + presence + flows + dates
     }
@@ -854,7 +892,7 @@ impl Tallies {
             None => Box::new(self.separations.values()),
         };
         let site = self.sites.filter(q.site.as_ref());
-        orgs.flat_map(BTreeMap::iter).filter(move |(cell, _)| {
+        orgs.flat_map(Cells::iter).filter(move |(cell, _)| {
             site.passes(cell.site)
                 && q.in_window(cell.date)
                 && q.cohort.is_none_or(|c| cell.cohort == Some(c))
