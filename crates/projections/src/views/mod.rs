@@ -19,9 +19,11 @@
 //! alone: an as-of answer costs what a current answer costs, and equals the answer of a fresh
 //! fold of that prefix (property test `the_state_read_at_n_answers_as_a_fresh_fold_of_the_first_n`).
 //!
-//! This module must not do I/O, read a clock, or iterate a hash map: everything is `BTreeMap`-ordered
-//! so that the serialised state and every answer are deterministic. Every answer names the ledger
-//! sequence it was computed at (`as_of_sequence`).
+//! This module must not do I/O, read a clock, or let a hash map's order reach an answer: the
+//! state is `BTreeMap`-ordered so that the serialised state and every answer are deterministic,
+//! except the tallies' cells, which readers only sum into ordered maps ([`tally`]'s module doc),
+//! and look-up tables that are never walked. Every answer names the ledger sequence it was
+//! computed at (`as_of_sequence`).
 //!
 //! Interpretation choices, stated once:
 //! - a correction replaces the original's payload only; the envelope (org, site, date) stays the

@@ -23,8 +23,11 @@
 //!
 //! Determinism: the cells of an org are kept in hash maps ([`Cells`]: the fold moves a few of
 //! them per event, and a hash probe costs one cache miss where a B-tree descent costs several);
-//! every reader only sums them, into `BTreeMap`s, so no answer depends on their order. The rest
-//! is `BTreeMap`s, like the rest of the views.
+//! every reader only adds them up (into `BTreeMap`s, or into totals), so no answer depends on
+//! their order. The interned sites are found by hash too, and never walked. The rest is
+//! `BTreeMap`s, like the rest of the views. A snapshot's cells are sized to what it holds
+//! ([`Tallies::compact`]): a hash map copied keeps its source's table, and one emptied keeps its
+//! own.
 
 use super::timeline;
 use super::{Entry, EntryAt, Projection, Query};
@@ -397,7 +400,7 @@ impl Kept {
     /// multiple of `every`.
     pub(super) fn folded(&mut self, before: u64, now: u64) {
         if before / self.every != now / self.every {
-            let snapshot = Arc::new(self.now.clone());
+            let snapshot = Arc::new(self.now.clone().compact());
             self.snapshots
                 .get_mut()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -442,7 +445,7 @@ impl Kept {
             for &m in stops {
                 base = moved(p, by_sequence, &base, from, m);
                 from = m;
-                out.push((m, Arc::new(base.clone())));
+                out.push((m, Arc::new(base.clone().compact())));
             }
             out
         };
@@ -498,7 +501,7 @@ impl Kept {
             None if from == 0 => &empty,
             None => &self.now,
         };
-        let t = Arc::new(moved(p, &self.by_sequence, base, from, at));
+        let t = Arc::new(moved(p, &self.by_sequence, base, from, at).compact());
         if at.is_multiple_of(self.every) && at > 0 {
             self.snapshots().entry(at).or_insert_with(|| Arc::clone(&t));
         }
@@ -842,6 +845,25 @@ impl Tallies {
         }
     }
 
+    /// The same tallies with every hash map's table sized to what it holds (a snapshot taken
+    /// from larger tallies, or moved down from them, would keep their tables).
+    fn compact(mut self) -> Self {
+        for cells in self.separations.values_mut() {
+            cells.shrink_to_fit();
+        }
+        for cells in self.presence.values_mut() {
+            cells.shrink_to_fit();
+            for p in cells.values_mut() {
+                p.starts.shrink_to_fit();
+                p.ends.shrink_to_fit();
+            }
+        }
+        for cells in self.flows.values_mut() {
+            cells.shrink_to_fit();
+        }
+        self
+    }
+
     /// How many cells the tallies hold (separation cells, presence start and end days, flow
     /// cells, event days): what one snapshot costs, about a few dozen bytes each.
     pub(super) fn cells(&self) -> usize {
@@ -964,38 +986,31 @@ fn contribution(
         }
     }
     fn emit(s: &Open<'_>, end: Option<Date>, sites: &mut Sites, out: &mut Contribution) {
-        let (mut start, mut site) = (s.start, s.site);
+        // Each site interned once (a stint without moves has one).
+        let first = sites.intern(s.site);
+        let (mut start, mut site) = (s.start, first);
         for (date, to) in &s.moves {
-            out.heads.push(Head::Interval(
-                s.group,
-                sites.intern(site),
-                start,
-                Some(*date),
-            ));
+            out.heads
+                .push(Head::Interval(s.group, site, start, Some(*date)));
             start = Some(*date);
-            site = to;
+            site = sites.intern(to);
         }
-        out.heads
-            .push(Head::Interval(s.group, sites.intern(site), start, end));
+        out.heads.push(Head::Interval(s.group, site, start, end));
         if let Some(start) = s.start {
-            out.heads.push(Head::Flow(
-                start,
-                s.group,
-                FlowCell::Hire(sites.intern(s.site)),
-            ));
+            out.heads
+                .push(Head::Flow(start, s.group, FlowCell::Hire(first)));
         }
-        let mut from = s.site;
+        let mut from = first;
         for (date, to) in &s.moves {
-            let cell = FlowCell::Transfer {
-                from: sites.intern(from),
-                to: sites.intern(to),
-            };
-            out.heads.push(Head::Flow(*date, s.group, cell));
+            let to = sites.intern(to);
+            out.heads
+                .push(Head::Flow(*date, s.group, FlowCell::Transfer { from, to }));
             from = to;
         }
         if let Some(end) = end {
-            let cell = FlowCell::Separation(sites.intern(s.current_site()));
-            out.heads.push(Head::Flow(end, s.group, cell));
+            // `site` is the stint's current one, where its last move took it.
+            out.heads
+                .push(Head::Flow(end, s.group, FlowCell::Separation(site)));
         }
     }
 
