@@ -744,10 +744,34 @@ impl Tallies {
         worker: Option<(&WorkerRef, &[(u64, EventId)])>,
         pair: &mut Pair,
     ) {
-        if let Some((worker, ids)) = worker {
-            let mut entries = Vec::with_capacity(ids.len());
-            lookup(p, ids, Some((id, entry)), &mut entries);
-            self.move_worker(from, to, &entry.place.org_id, worker, ids, &entries, pair);
+        match (worker, &entry.original) {
+            // A worker's first event, a hire (most events of an import): it contributed nothing
+            // at `from`, and at `to` it contributes the stint the hire opens, as `contribution`
+            // reads it (no separation, no move), without walking its events.
+            (Some((worker, [(_, only)])), Payload::WorkerHired(h))
+                if only == id && h.worker_ref == *worker =>
+            {
+                let Pair(_, new) = pair;
+                new.clear();
+                let site = self.sites.intern(&entry.place.site_id);
+                let group = Group {
+                    cohort: h.cohort,
+                    relationship: h.employment_relationship,
+                };
+                let start = (!h.baseline).then_some(entry.effective_date);
+                new.heads.push(Head::Interval(group, site, start, None));
+                if let Some(start) = start {
+                    new.heads
+                        .push(Head::Flow(start, group, FlowCell::Hire(site)));
+                }
+                self.apply(&entry.place.org_id, new, true);
+            }
+            (Some((worker, ids)), _) => {
+                let mut entries = Vec::with_capacity(ids.len());
+                lookup(p, ids, Some((id, entry)), &mut entries);
+                self.move_worker(from, to, &entry.place.org_id, worker, ids, &entries, pair);
+            }
+            (None, _) => {}
         }
         // A new entry was not there at `from`; it is live at `to` (nothing retracted it yet).
         if entry.live_at(to) {
