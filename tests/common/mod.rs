@@ -13,6 +13,11 @@ use tonic::transport::Channel;
 use wfl_proto::pb;
 use wfl_testkit::NatsServer;
 
+/// How long a process started by [`Proc`] may take to print its listening line: far beyond any
+/// start seen (a ledger opening and checking its store takes seconds), short of the test's
+/// own timeout.
+const START_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Which bus the node under test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -142,19 +147,30 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = match lines.next() {
-            Some(Ok(l)) => l,
-            _ => {
+        // The first line, read on a thread that then keeps draining stdout (so the child never
+        // blocks on a full pipe), waited for with a bound: a process that neither listens nor
+        // exits fails the test with its log instead of hanging it.
+        let (first, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first.send(lines.next().and_then(Result::ok));
+            for _ in lines {}
+        });
+        let line = match listening.recv_timeout(START_BOUND) {
+            Ok(Some(l)) => l,
+            outcome => {
                 let _ = child.kill();
+                let _ = child.wait();
+                let what = match outcome {
+                    Err(_) => format!("did not say it listens within {START_BOUND:?}"),
+                    Ok(_) => "exited before listening".to_owned(),
+                };
                 panic!(
-                    "{name} exited before listening; log:\n{}",
+                    "{name} {what}; log:\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
         let field = |key: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
