@@ -616,29 +616,24 @@ trait Counts<K> {
     fn drop_key(&mut self, key: &K);
 }
 
-impl<K: Ord> Counts<K> for BTreeMap<K, u64> {
-    fn count_mut(&mut self, key: &K) -> Option<&mut u64> {
-        self.get_mut(key)
-    }
-    fn put(&mut self, key: K, n: u64) {
-        self.insert(key, n);
-    }
-    fn drop_key(&mut self, key: &K) {
-        self.remove(key);
-    }
+/// [`Counts`] for a map type whose methods of those names do just that.
+macro_rules! counts_of {
+    ($map:ty where K: $($bound:tt)+) => {
+        impl<K: $($bound)+> Counts<K> for $map {
+            fn count_mut(&mut self, key: &K) -> Option<&mut u64> {
+                self.get_mut(key)
+            }
+            fn put(&mut self, key: K, n: u64) {
+                self.insert(key, n);
+            }
+            fn drop_key(&mut self, key: &K) {
+                self.remove(key);
+            }
+        }
+    };
 }
-
-impl<K: std::hash::Hash + Eq> Counts<K> for Cells<K, u64> {
-    fn count_mut(&mut self, key: &K) -> Option<&mut u64> {
-        self.get_mut(key)
-    }
-    fn put(&mut self, key: K, n: u64) {
-        self.insert(key, n);
-    }
-    fn drop_key(&mut self, key: &K) {
-        self.remove(key);
-    }
-}
+counts_of!(BTreeMap<K, u64> where K: Ord);
+counts_of!(Cells<K, u64> where K: std::hash::Hash + Eq);
 
 /// Adds (`up`) or takes away one count under `key`, removing a key that falls to zero.
 fn bump<K: Clone>(map: &mut impl Counts<K>, key: &K, up: bool) {
