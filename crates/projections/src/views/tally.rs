@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use wfl_domain::{
     AiAttribution, Cohort, Date, EmploymentRelationship, EventId, LifecycleEffect, OrgId, Payload,
-    SiteId, WorkerRef,
+    SiteId, WorkerHired, WorkerRef,
 };
 
 /// The cells of one org, by key: read only by summing them (see the module doc).
@@ -743,22 +743,11 @@ impl Tallies {
             // A worker's first event, a hire (most events of an import): it contributed nothing
             // at `from`, and at `to` it contributes the stint the hire opens, as `contribution`
             // reads it (no separation, no move), without walking its events.
-            (Some((worker, [(_, only)])), Payload::WorkerHired(h))
-                if only == id && h.worker_ref == *worker =>
-            {
+            // (`worker` is the one this hire names: the fold takes it from the same payload.)
+            (Some((_, [(_, only)])), Payload::WorkerHired(h)) if only == id => {
                 let Pair(_, new) = pair;
                 new.clear();
-                let site = self.sites.intern(&entry.place.site_id);
-                let group = Group {
-                    cohort: h.cohort,
-                    relationship: h.employment_relationship,
-                };
-                let start = (!h.baseline).then_some(entry.effective_date);
-                new.heads.push(Head::Interval(group, site, start, None));
-                if let Some(start) = start {
-                    new.heads
-                        .push(Head::Flow(start, group, FlowCell::Hire(site)));
-                }
+                emit(&Open::hired(h, entry), None, &mut self.sites, new);
                 self.apply(&entry.place.org_id, new, true);
             }
             (Some((worker, ids)), _) => {
@@ -973,6 +962,65 @@ fn lookup<'p>(
     out.extend(last);
 }
 
+/// A stint being walked.
+struct Open<'e> {
+    start: Option<Date>,
+    site: &'e SiteId,
+    group: Group,
+    /// (date, destination), in date order.
+    moves: Vec<(Date, &'e SiteId)>,
+}
+impl<'e> Open<'e> {
+    /// The stint a live hire opens (its entry read with no correction applied: `h` is the
+    /// payload in force).
+    fn hired(h: &WorkerHired, e: &'e Entry) -> Self {
+        Self {
+            start: (!h.baseline).then_some(e.effective_date),
+            site: &e.place.site_id,
+            group: Group {
+                cohort: h.cohort,
+                relationship: h.employment_relationship,
+            },
+            moves: Vec::new(),
+        }
+    }
+
+    fn current_site(&self) -> &SiteId {
+        self.moves.last().map_or(self.site, |m| m.1)
+    }
+}
+
+/// The heads of stint `s`, closed on `end` (`None`: still open): its presence intervals and
+/// movements.
+fn emit(s: &Open<'_>, end: Option<Date>, sites: &mut Sites, out: &mut Contribution) {
+    // Each site interned once (a stint without moves has one).
+    let first = sites.intern(s.site);
+    let (mut start, mut site) = (s.start, first);
+    for (date, to) in &s.moves {
+        out.heads
+            .push(Head::Interval(s.group, site, start, Some(*date)));
+        start = Some(*date);
+        site = sites.intern(to);
+    }
+    out.heads.push(Head::Interval(s.group, site, start, end));
+    if let Some(start) = s.start {
+        out.heads
+            .push(Head::Flow(start, s.group, FlowCell::Hire(first)));
+    }
+    let mut from = first;
+    for (date, to) in &s.moves {
+        let to = sites.intern(to);
+        out.heads
+            .push(Head::Flow(*date, s.group, FlowCell::Transfer { from, to }));
+        from = to;
+    }
+    if let Some(end) = end {
+        // `site` is the stint's current one, where its last move took it.
+        out.heads
+            .push(Head::Flow(end, s.group, FlowCell::Separation(site)));
+    }
+}
+
 /// What `worker` adds to the tallies, read at sequence `at` from its `entries`: one separation
 /// cell per live separation or temporary layoff whose current payload names the worker (an
 /// event corrected to name another worker counts under that one only), with the cohort the
@@ -991,48 +1039,6 @@ fn contribution(
     sites: &mut Sites,
     out: &mut Contribution,
 ) {
-    /// A stint being walked.
-    struct Open<'e> {
-        start: Option<Date>,
-        site: &'e SiteId,
-        group: Group,
-        /// (date, destination), in date order.
-        moves: Vec<(Date, &'e SiteId)>,
-    }
-    impl Open<'_> {
-        fn current_site(&self) -> &SiteId {
-            self.moves.last().map_or(self.site, |m| m.1)
-        }
-    }
-    fn emit(s: &Open<'_>, end: Option<Date>, sites: &mut Sites, out: &mut Contribution) {
-        // Each site interned once (a stint without moves has one).
-        let first = sites.intern(s.site);
-        let (mut start, mut site) = (s.start, first);
-        for (date, to) in &s.moves {
-            out.heads
-                .push(Head::Interval(s.group, site, start, Some(*date)));
-            start = Some(*date);
-            site = sites.intern(to);
-        }
-        out.heads.push(Head::Interval(s.group, site, start, end));
-        if let Some(start) = s.start {
-            out.heads
-                .push(Head::Flow(start, s.group, FlowCell::Hire(first)));
-        }
-        let mut from = first;
-        for (date, to) in &s.moves {
-            let to = sites.intern(to);
-            out.heads
-                .push(Head::Flow(*date, s.group, FlowCell::Transfer { from, to }));
-            from = to;
-        }
-        if let Some(end) = end {
-            // `site` is the stint's current one, where its last move took it.
-            out.heads
-                .push(Head::Flow(end, s.group, FlowCell::Separation(site)));
-        }
-    }
-
     let read = || {
         entries
             .iter()
@@ -1046,15 +1052,7 @@ fn contribution(
     for (id, e, effect, payload) in timeline::lifecycle(worker, read()) {
         match (effect, payload) {
             (LifecycleEffect::Hire, Payload::WorkerHired(h)) if open.is_none() => {
-                open = Some(Open {
-                    start: (!h.baseline).then_some(e.effective_date),
-                    site: &e.e.place.site_id,
-                    group: Group {
-                        cohort: h.cohort,
-                        relationship: h.employment_relationship,
-                    },
-                    moves: Vec::new(),
-                });
+                open = Some(Open::hired(h, e.e));
             }
             (LifecycleEffect::Separate, _) => {
                 if let Some(mut s) = open.take() {
