@@ -20,7 +20,7 @@
 //! fold of that prefix (property test `the_state_read_at_n_answers_as_a_fresh_fold_of_the_first_n`).
 //!
 //! This module must not do I/O, read a clock, or let a hash map's order reach an answer: the
-//! state is `BTreeMap`-ordered so that the serialised state and every answer are deterministic,
+//! state is ordered (`BTreeMap`s, and the entries' [`idmap::IdMap`] by event id) so that the serialised state and every answer are deterministic,
 //! except the tallies' cells, which readers only sum into ordered maps ([`tally`]'s module doc),
 //! and look-up tables that are never walked. Every answer names the ledger sequence it was
 //! computed at (`as_of_sequence`).
@@ -37,6 +37,7 @@
 
 pub mod binary;
 mod headcount;
+mod idmap;
 mod population;
 mod separations;
 mod signals;
@@ -55,6 +56,7 @@ pub use signals::{
 pub use tally::DEFAULT_SNAPSHOT_EVERY;
 
 use crate::classify::{classify, Classification};
+use idmap::IdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -308,7 +310,7 @@ pub struct Projection {
     /// Shared with the persist in flight (a [`Changes`] holds the same `Arc`s, no deep copy); an
     /// entry changed while it is being written is copied first (`Arc::make_mut`).
     #[serde(with = "shared_entries")]
-    entries: BTreeMap<EventId, Arc<Entry>>,
+    entries: IdMap<Arc<Entry>>,
     /// Every event that ever named the worker (in its original payload or a correction), by
     /// (sequence, id). A superset: readers re-check the current payload and liveness.
     workers: WorkerIndex,
@@ -809,11 +811,15 @@ impl Projection {
         let before = std::mem::replace(&mut self.last_sequence, sequence);
         let mark = self.dirty.len();
         let id = event.event_id;
-        // One lookup in the (large) entry map for both the duplicate check and the insert.
-        let std::collections::btree_map::Entry::Vacant(slot) = self.entries.entry(id) else {
+        // One lookup in the (large) entry map for both the duplicate check and the insert (none
+        // for an id above every id held: the usual case, ids being UUIDv7).
+        let places = &mut self.places;
+        let Some(entry) = self
+            .entries
+            .insert_new(id, || Arc::new(Entry::new(sequence, event, places)))
+        else {
             return;
         };
-        let entry = slot.insert(Arc::new(Entry::new(sequence, event, &mut self.places)));
         let mut kept = self.tallies.take();
         if let Some(kept) = kept.as_deref_mut() {
             kept.orgs.push(&entry.place.org_id, before, sequence);
@@ -953,7 +959,7 @@ impl Projection {
         links: impl IntoIterator<Item = WorkerLink>,
     ) -> Self {
         let mut places = Places::default();
-        let entries: BTreeMap<EventId, Arc<Entry>> = entries
+        let entries: IdMap<Arc<Entry>> = entries
             .into_iter()
             .map(|(id, e)| {
                 let mut e = e.into();
@@ -963,7 +969,7 @@ impl Projection {
             .collect();
         let mut workers = WorkerIndex::new();
         // The link each entry's own original payload implies (never stored apart).
-        for (id, e) in &entries {
+        for (id, e) in entries.iter() {
             index_worker(
                 &mut workers,
                 None,
@@ -1252,7 +1258,7 @@ impl Projection {
             let before = cursor.entries.len();
             cursor.entries.extend(
                 self.entries
-                    .range((from, Unbounded))
+                    .range_from(from.as_ref())
                     .take(budget)
                     .map(|(id, e)| (*id, Arc::clone(e))),
             );
@@ -1538,11 +1544,11 @@ fn index_worker(
 /// The entry map's serialised form: the plain map of entries (`Arc` is how they are shared with a
 /// persist in flight, not part of the state).
 mod shared_entries {
-    use super::{Arc, BTreeMap, Entry, EventId};
+    use super::{Arc, BTreeMap, Entry, EventId, IdMap};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(
-        map: &BTreeMap<EventId, Arc<Entry>>,
+        map: &IdMap<Arc<Entry>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_map(map.iter().map(|(k, v)| (k, &**v)))
@@ -1550,7 +1556,7 @@ mod shared_entries {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<BTreeMap<EventId, Arc<Entry>>, D::Error> {
+    ) -> Result<IdMap<Arc<Entry>>, D::Error> {
         let map = BTreeMap::<EventId, Entry>::deserialize(d)?;
         Ok(map.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
     }
@@ -2000,7 +2006,11 @@ impl<'a> At<'a> {
         let Some(&first) = order.first() else {
             return out;
         };
-        let mut walk = self.p.entries.range(ids[first as usize]..).peekable();
+        let mut walk = self
+            .p
+            .entries
+            .range_from(std::ops::Bound::Included(&ids[first as usize]))
+            .peekable();
         for i in order {
             let id = &ids[i as usize];
             while walk.next_if(|(k, _)| *k < id).is_some() {}
