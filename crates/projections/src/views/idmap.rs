@@ -15,8 +15,13 @@
 //! - Look-ups are the same two binary searches. Walks go chunk by chunk, in id order.
 //!
 //! Nothing is ever removed (the ledger is append-only: a retraction is an effect on an entry).
-//! Costs per insert and look-up: O(log n) comparisons, plus at most [`CHUNK`] moved pairs for an
-//! id that is not the highest, plus (when that splits a chunk) `n / CHUNK` moved first ids.
+//! Costs per insert and look-up: O(log n) comparisons, plus, for an id that is not the highest,
+//! at most [`CHUNK`] moved pairs, and when that splits a chunk (once per `CHUNK / 2` such ids
+//! at most) `n / CHUNK` moved first ids and chunk headers (40 B each: 400 KB at 5M events).
+//!
+//! Memory: 24 B per entry in chunks filled in order. Where ids come in random order (UUIDv4),
+//! chunks are split and refill as a B-tree's nodes do: between half and wholly full, about
+//! 32 B per entry on average.
 
 use std::ops::Bound;
 use wfl_domain::EventId;
@@ -109,29 +114,42 @@ impl<V> IdMap<V> {
             .and_then(|c| c.last())
             .is_none_or(|(last, _)| *last < id);
         if above {
-            if self.chunks.last().is_none_or(|c| c.len() >= CHUNK) {
-                self.firsts.push(id);
-                self.chunks.push(Vec::with_capacity(CHUNK));
+            // Made before the layout changes: a panic in `make` leaves the map as it was.
+            let value = make();
+            match self.chunks.last_mut() {
+                Some(chunk) if chunk.len() < CHUNK => {
+                    if chunk.len() == chunk.capacity() {
+                        // Grows as a `Vec` does (a small map reserves little), never past CHUNK.
+                        chunk.reserve_exact((chunk.len() * 2).clamp(4, CHUNK) - chunk.len());
+                    }
+                    chunk.push((id, value));
+                }
+                _ => {
+                    // The first chunk grows from nothing; the later ones are made whole.
+                    let mut chunk =
+                        Vec::with_capacity(if self.chunks.is_empty() { 4 } else { CHUNK });
+                    chunk.push((id, value));
+                    self.firsts.push(id);
+                    self.chunks.push(chunk);
+                }
             }
-            let chunk = self.chunks.last_mut()?;
-            if chunk.len() == chunk.capacity() {
-                // A last chunk collected short (`from_iter`) fills up to CHUNK, not past it.
-                chunk.reserve_exact(CHUNK - chunk.len());
-            }
-            chunk.push((id, make()));
             self.len += 1;
-            return chunk.last().map(|(_, v)| v);
+            return self.chunks.last()?.last().map(|(_, v)| v);
         }
         let (mut c, found) = self.find(&id)?;
         let Err(mut i) = found else {
             return None;
         };
+        let value = make();
         if self.chunks[c].len() >= CHUNK {
-            // Split first, so the chunk never grows past CHUNK (its capacity when filled in order).
+            // Split first, so the chunk never grows past CHUNK. Both halves hold what they
+            // have and grow again as `Vec`s do (the right one is made to size by `split_off`).
             let right = self.chunks[c].split_off(CHUNK / 2);
+            self.chunks[c].shrink_to_fit();
             self.firsts.insert(c + 1, right[0].0);
             self.chunks.insert(c + 1, right);
-            if i > CHUNK / 2 || (i == CHUNK / 2 && id > self.firsts[c + 1]) {
+            // At CHUNK / 2 exactly, `id` is below the right half's first id: the left's end.
+            if i > CHUNK / 2 {
                 c += 1;
                 i -= CHUNK / 2;
             }
@@ -140,7 +158,7 @@ impl<V> IdMap<V> {
         if chunk.len() == chunk.capacity() {
             chunk.reserve_exact((chunk.len() * 2).clamp(4, CHUNK) - chunk.len());
         }
-        chunk.insert(i, (id, make()));
+        chunk.insert(i, (id, value));
         if i == 0 {
             self.firsts[c] = id;
         }
@@ -296,6 +314,14 @@ mod tests {
                 }
             }
             same(&m, &model);
+            // Bounds at ids not held: below everything, between two held (across chunks too).
+            for k in (0..60_000u128).step_by(613) {
+                for bound in [Bound::Included(&id(k)), Bound::Excluded(&id(k))] {
+                    assert!(m.range_from(bound).map(|(k, v)| (*k, *v)).eq(model
+                        .range((bound, Bound::Unbounded))
+                        .map(|(k, v)| (*k, *v))));
+                }
+            }
             assert!(!m.contains_key(&id(u128::MAX)));
             assert_eq!(m.range_from(Bound::Excluded(&id(u128::MAX))).count(), 0);
             let first = *model.keys().next().expect("a key");

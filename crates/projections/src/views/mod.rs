@@ -20,9 +20,9 @@
 //! fold of that prefix (property test `the_state_read_at_n_answers_as_a_fresh_fold_of_the_first_n`).
 //!
 //! This module must not do I/O, read a clock, or let a hash map's order reach an answer: the
-//! state is ordered (`BTreeMap`s, and the entries' [`idmap::IdMap`] by event id) so that the serialised state and every answer are deterministic,
-//! except the tallies' cells, which readers only sum into ordered maps ([`tally`]'s module doc),
-//! and look-up tables that are never walked. Every answer names the ledger sequence it was
+//! state is ordered (`BTreeMap`s, and the entries' [`idmap::IdMap`] by event id) so that the
+//! serialised state and every answer are deterministic, except the tallies' cells, which readers
+//! only sum into ordered maps ([`tally`]'s module doc), and look-up tables that are never walked. Every answer names the ledger sequence it was
 //! computed at (`as_of_sequence`).
 //!
 //! Interpretation choices, stated once:
@@ -1545,13 +1545,19 @@ fn index_worker(
 /// persist in flight, not part of the state).
 mod shared_entries {
     use super::{Arc, BTreeMap, Entry, EventId, IdMap};
+    use serde::ser::SerializeMap;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(
         map: &IdMap<Arc<Entry>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        s.collect_map(map.iter().map(|(k, v)| (k, &**v)))
+        // The length given up front, as a `BTreeMap` gives it (formats that need it have it).
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map.iter() {
+            out.serialize_entry(k, &**v)?;
+        }
+        out.end()
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
