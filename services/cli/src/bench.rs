@@ -590,15 +590,11 @@ pub struct FoldReport {
     /// 1,000 events.
     pub encode_events_per_s: f64,
     /// Entries + links held in memory after the fold, bytes of process RSS growth per event.
-    /// The decoded events are made before this is measured, so the payloads the entries keep
-    /// (their names, a separation's boxed block) are not in it: see
-    /// [`Self::rss_bytes_per_event_with_payloads`].
+    /// The decoded events are made before it is measured, so the heap of the payloads the
+    /// entries keep (a worker's name, a separation's boxed block) is not in it. (Measured from
+    /// before they are made, it would count the envelope fields the fold drops too: decoded all
+    /// at once, their freed blocks stay spread over pages the process keeps.)
     pub rss_bytes_per_event: f64,
-    /// RSS growth per event from before the decoded events were made to after the fold: what the
-    /// state holds with the payloads its entries keep (what a projector's memory grows by), plus
-    /// what the envelopes' dropped fields left free in the allocator.
-    #[serde(default)]
-    pub rss_bytes_per_event_with_payloads: f64,
     /// The threshold watch over the final state (every pack, every unit), milliseconds.
     pub watch_ms: f64,
     /// The longest single hold of the projection's lock while copying the watch's inputs (the
@@ -653,7 +649,7 @@ impl FoldReport {
              decode (protobuf -> domain)           {:.0} events/s\n\
              fold (Projection::apply)              {:.0} events/s\n\
              take changes + encode (per 1,000)     {:.0} events/s\n\
-             RSS growth per folded event           {:.0} B ({:.0} B with the payloads it keeps)\n\
+             RSS growth per folded event           {:.0} B\n\
              threshold watch over the final state  {:.1} ms (longest hold of the lock {:.1} ms)\n\
              ... copy / inputs / population / rules {:.0} / {:.0} / {:.0} / {:.0} ms\n\
              tally cells (one snapshot) / snapshots {} / {}\n\
@@ -665,7 +661,6 @@ impl FoldReport {
             self.fold_events_per_s,
             self.encode_events_per_s,
             self.rss_bytes_per_event,
-            self.rss_bytes_per_event_with_payloads,
             self.watch_ms,
             self.watch_locked_ms,
             self.watch_copy_ms,
@@ -720,7 +715,6 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
 
     // The follower gives each decoded event away to the fold: so does this.
     let n = decoded.len() as f64;
-    let rss_without_events = rss_bytes();
     let owned = decoded.clone();
     let rss_before = rss_bytes();
     let mut p = wfl_projections::views::Projection::new();
@@ -729,9 +723,7 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         p.apply_owned(i as u64 + 1, e);
     }
     let fold_events_per_s = n / t.elapsed().as_secs_f64().max(1e-9);
-    let rss_after = rss_bytes();
-    let rss_growth = rss_after.saturating_sub(rss_before);
-    let rss_growth_with_payloads = rss_after.saturating_sub(rss_without_events);
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
 
     // Encoding as the store does it, from a fresh fold cut every 1,000 events.
     let mut q = wfl_projections::views::Projection::new();
@@ -833,7 +825,6 @@ pub fn fold(events: u64, packs: &[wfl_projector::RulePack]) -> anyhow::Result<Fo
         watch_population_ms: ms(timing.population),
         watch_evaluation_ms: ms(timing.evaluation),
         rss_bytes_per_event: rss_growth as f64 / n,
-        rss_bytes_per_event_with_payloads: rss_growth_with_payloads as f64 / n,
         watch_ms,
     })
 }
