@@ -154,7 +154,7 @@ pub(super) fn hire_cohort(
     worker: &WorkerRef,
     sequence: u64,
 ) -> Option<Cohort> {
-    let ids = p.workers().get(org)?.get(worker)?;
+    let ids = p.workers().get(org)?.get(&super::WorkerKey::of(worker))?;
     ids.iter()
         .rev()
         .skip_while(|(s, _)| *s >= sequence)

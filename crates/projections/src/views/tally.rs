@@ -672,7 +672,13 @@ impl Tallies {
             for (worker, ids) in workers {
                 c.clear();
                 lookup(p, ids, None, &mut entries);
-                contribution(p.last_sequence, worker, &entries, &mut t.sites, &mut c);
+                contribution(
+                    p.last_sequence,
+                    worker.name(),
+                    &entries,
+                    &mut t.sites,
+                    &mut c,
+                );
                 t.apply(org, &c, true);
             }
         }
@@ -702,7 +708,11 @@ impl Tallies {
         let mut pair = Pair::default();
         let mut entries = Vec::new();
         for (org, worker) in workers {
-            let Some(ids) = p.workers.get(org).and_then(|w| w.get(worker)) else {
+            let Some(ids) = p
+                .workers
+                .get(org)
+                .and_then(|w| w.get(&super::WorkerKey::of(worker)))
+            else {
                 continue;
             };
             lookup(p, ids, None, &mut entries);

@@ -295,7 +295,7 @@ pub(super) fn stints<'a>(p: &At<'a>, org: Option<&OrgId>) -> Vec<Stint<'a>> {
         at += list.len();
         stints_from(
             org_id,
-            worker,
+            worker.name(),
             list.iter()
                 .zip(entries)
                 .filter_map(|((_, id), e)| Some((id, (*e)?))),
@@ -312,7 +312,11 @@ pub(super) fn worker_stints<'a>(
     worker: &WorkerRef,
     out: &mut Vec<Stint<'a>>,
 ) {
-    if let Some(ids) = p.workers().get(org_id).and_then(|w| w.get(worker)) {
+    if let Some(ids) = p
+        .workers()
+        .get(org_id)
+        .and_then(|w| w.get(&super::WorkerKey::of(worker)))
+    {
         events_stints(p, org_id, worker, ids, out);
     }
 }
