@@ -302,6 +302,13 @@ impl WorkerKey {
     const HEAD: usize = 16;
 
     pub(crate) fn new(name: WorkerRef) -> Self {
+        Self {
+            head: Self::head_of(&name),
+            name,
+        }
+    }
+
+    fn head_of(name: &WorkerRef) -> [u64; 2] {
         let mut head = [0u8; Self::HEAD];
         let n = name.0.len().min(Self::HEAD);
         head[..n].copy_from_slice(&name.0.as_bytes()[..n]);
@@ -310,10 +317,15 @@ impl WorkerKey {
             w.copy_from_slice(&head[i * 8..i * 8 + 8]);
             u64::from_be_bytes(w)
         };
-        Self {
-            head: [word(0), word(1)],
-            name,
-        }
+        [word(0), word(1)]
+    }
+
+    /// Makes this the key of `name`, reusing its own copy's buffer (a key refilled to look
+    /// several workers up allocates once).
+    pub(crate) fn set(&mut self, name: &WorkerRef) {
+        self.name.0.clear();
+        self.name.0.push_str(&name.0);
+        self.head = Self::head_of(name);
     }
 
     /// The key of `name`, to look it up (a copy of the name).
@@ -2207,7 +2219,16 @@ mod layout {
             "0123456789abcdef\0\0",
             "E0000001",
             "E00000010",
+            "0123456789abcde\u{e9}",
+            "0123456789abcde\0",
+            "0123456789abcde\u{e9}x",
         ];
+        assert_eq!(
+            std::mem::size_of::<WorkerKey>(),
+            40,
+            "ARCHITECTURE's formula says 40 B"
+        );
+        let mut probe = WorkerKey::new(WorkerRef("a much longer name than sixteen bytes".into()));
         for a in names {
             for b in names {
                 let (ka, kb) = (
@@ -2216,6 +2237,8 @@ mod layout {
                 );
                 assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} against {b:?}");
                 assert_eq!(ka == kb, a == b);
+                probe.set(&WorkerRef(a.into()));
+                assert_eq!(probe, ka);
             }
         }
     }

@@ -707,12 +707,11 @@ impl Tallies {
     ) {
         let mut pair = Pair::default();
         let mut entries = Vec::new();
+        // One key refilled for each worker looked up: no copy of a name per worker.
+        let mut key = super::WorkerKey::new(WorkerRef(String::new()));
         for (org, worker) in workers {
-            let Some(ids) = p
-                .workers
-                .get(org)
-                .and_then(|w| w.get(&super::WorkerKey::of(worker)))
-            else {
+            key.set(worker);
+            let Some(ids) = p.workers.get(org).and_then(|w| w.get(&key)) else {
                 continue;
             };
             lookup(p, ids, None, &mut entries);
