@@ -22,8 +22,8 @@
 //! This module must not do I/O, read a clock, or let a hash map's order reach an answer: the
 //! state is ordered (`BTreeMap`s, and the entries' [`idmap::IdMap`] by event id) so that the
 //! serialised state and every answer are deterministic, except the tallies' cells, which readers
-//! only sum into ordered maps ([`tally`]'s module doc), and look-up tables that are never walked. Every answer names the ledger sequence it was
-//! computed at (`as_of_sequence`).
+//! only sum into ordered maps ([`tally`]'s module doc), and look-up tables that are never walked.
+//! Every answer names the ledger sequence it was computed at (`as_of_sequence`).
 //!
 //! Interpretation choices, stated once:
 //! - a correction replaces the original's payload only; the envelope (org, site, date) stays the
@@ -43,6 +43,7 @@ mod separations;
 mod signals;
 mod tally;
 mod timeline;
+mod worker_key;
 
 pub use headcount::{
     CohortExposureRow, CohortExposureView, HeadcountFigures, HeadcountRow, HeadcountView,
@@ -61,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wfl_domain::{Cohort, Date, Event, EventId, EventType, OrgId, Payload, SiteId, WorkerRef};
+use worker_key::WorkerKey;
 
 /// Reading "now" inside the fold: every effect that still holds.
 const CURRENT: u64 = u64::MAX;
@@ -285,91 +287,6 @@ type WorkerIndex = BTreeMap<OrgId, Workers>;
 /// One org's workers in the worker index.
 type Workers = BTreeMap<WorkerKey, WorkerEvents>;
 
-/// A worker's key in the worker index: the name, with its first sixteen bytes (zero-padded) as
-/// two big-endian numbers in front. Ordered exactly as the names are (bytewise: two names whose
-/// first sixteen bytes differ compare as those bytes do, and two of at most sixteen bytes whose
-/// padded heads are equal differ only by trailing NULs, so the shorter is the lesser). A descent
-/// compares numbers inside its nodes and, for names of up to sixteen bytes, never reads a name
-/// held elsewhere on the heap (cache misses that were about a sixth of the fold at 1M events).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WorkerKey {
-    head: [u64; 2],
-    name: WorkerRef,
-}
-
-impl WorkerKey {
-    /// Bytes of the name held in the head.
-    const HEAD: usize = 16;
-
-    pub(crate) fn new(name: WorkerRef) -> Self {
-        Self {
-            head: Self::head_of(&name),
-            name,
-        }
-    }
-
-    fn head_of(name: &WorkerRef) -> [u64; 2] {
-        let mut head = [0u8; Self::HEAD];
-        let n = name.0.len().min(Self::HEAD);
-        head[..n].copy_from_slice(&name.0.as_bytes()[..n]);
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&head[i * 8..i * 8 + 8]);
-            u64::from_be_bytes(w)
-        };
-        [word(0), word(1)]
-    }
-
-    /// Makes this the key of `name`, reusing its own copy's buffer (a key refilled to look
-    /// several workers up allocates once).
-    pub(crate) fn set(&mut self, name: &WorkerRef) {
-        self.name.0.clear();
-        self.name.0.push_str(&name.0);
-        self.head = Self::head_of(name);
-    }
-
-    /// The key of `name`, to look it up (a copy of the name).
-    pub(crate) fn of(name: &WorkerRef) -> Self {
-        Self::new(name.clone())
-    }
-
-    pub(crate) fn name(&self) -> &WorkerRef {
-        &self.name
-    }
-}
-
-impl Ord for WorkerKey {
-    #[inline]
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.head.cmp(&other.head).then_with(|| {
-            let (a, b) = (&self.name.0, &other.name.0);
-            if a.len() <= Self::HEAD && b.len() <= Self::HEAD {
-                a.len().cmp(&b.len())
-            } else {
-                a.as_bytes().cmp(b.as_bytes())
-            }
-        })
-    }
-}
-
-impl PartialOrd for WorkerKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Serialised as the name alone.
-impl Serialize for WorkerKey {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.name.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for WorkerKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        WorkerRef::deserialize(d).map(Self::new)
-    }
-}
 /// The events that named one worker, by (sequence, id), ascending.
 type WorkerEvents = Vec<(u64, EventId)>;
 
@@ -2192,57 +2109,6 @@ fn cohort_key(cohort: Option<Cohort>) -> String {
 
 #[cfg(test)]
 mod layout {
-    /// Worker keys order as their names do, whatever their length, shared heads or NULs.
-    #[test]
-    fn worker_keys_order_as_their_names() {
-        use super::{WorkerKey, WorkerRef};
-        let names = [
-            "",
-            "\0",
-            "a",
-            "a\0",
-            "a\0\0",
-            "ab",
-            "fold-1",
-            "fold-10",
-            "fold-100000",
-            "fold-99",
-            "0123456789abcdef",
-            "0123456789abcdef\0",
-            "0123456789abcdeg",
-            "0123456789abcdefX",
-            "0123456789abcdefXY",
-            "0123456789abcdef0",
-            "0123456789abcde",
-            "zz",
-            "\u{e9}t\u{e9}",
-            "0123456789abcdef\0\0",
-            "E0000001",
-            "E00000010",
-            "0123456789abcde\u{e9}",
-            "0123456789abcde\0",
-            "0123456789abcde\u{e9}x",
-        ];
-        assert_eq!(
-            std::mem::size_of::<WorkerKey>(),
-            40,
-            "ARCHITECTURE's formula says 40 B"
-        );
-        let mut probe = WorkerKey::new(WorkerRef("a much longer name than sixteen bytes".into()));
-        for a in names {
-            for b in names {
-                let (ka, kb) = (
-                    WorkerKey::new(WorkerRef(a.into())),
-                    WorkerKey::new(WorkerRef(b.into())),
-                );
-                assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} against {b:?}");
-                assert_eq!(ka == kb, a == b);
-                probe.set(&WorkerRef(a.into()));
-                assert_eq!(probe, ka);
-            }
-        }
-    }
-
     /// One `Arc<Entry>` per folded event: 16 bytes of counts plus the entry must stay within
     /// the allocator's 160-byte size class (it was 384 with three names of its own and unboxed
     /// separation payloads).
