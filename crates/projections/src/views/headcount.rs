@@ -313,7 +313,7 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountV
 
     let mut steps: BTreeMap<(Dim, String), Steps> = BTreeMap::new();
     steps.entry((Dim::Total, String::new())).or_default();
-    for cells in of_orgs(&t.presence, q) {
+    for cells in t.of_orgs(q).map(|o| &o.presence) {
         for ((group, at), presence) in cells.iter().filter(|((g, _), _)| wanted(g)) {
             for key in tally_keys(group) {
                 let s = steps.entry(key).or_default();
@@ -327,7 +327,7 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountV
         .keys()
         .map(|k| (k.clone(), vec![HeadcountFigures::default(); spans.len()]))
         .collect();
-    for cells in of_orgs(&t.flows, q) {
+    for cells in t.of_orgs(q).map(|o| &o.flows) {
         for ((date, group, cell), n) in cells.iter().filter(|((_, g, _), _)| wanted(g)) {
             let idx = spans.partition_point(|sp| sp.start <= *date);
             let Some(span_idx) = idx
@@ -375,16 +375,6 @@ pub(super) fn counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> HeadcountV
         reconciles: rows.iter().all(|r| r.reconciles),
         rows,
     }
-}
-
-/// The values of `map` for the orgs `q` asks about.
-fn of_orgs<'m, V>(
-    map: &'m BTreeMap<wfl_domain::OrgId, V>,
-    q: &'m Query,
-) -> impl Iterator<Item = &'m V> + 'm {
-    map.iter()
-        .filter(|(o, _)| q.org.as_ref().is_none_or(|w| w == *o))
-        .map(|(_, v)| v)
 }
 
 /// `opening + hires + transfers in − separations − transfers out == closing`.
@@ -498,7 +488,7 @@ pub(super) fn exposure_counted(t: &Tallies, q: &Query, as_of_sequence: u64) -> C
     };
     let site = t.sites.filter(q.site.as_ref());
     let mut steps: BTreeMap<String, Steps> = BTreeMap::new();
-    for cells in of_orgs(&t.presence, q) {
+    for cells in t.of_orgs(q).map(|o| &o.presence) {
         for ((group, at), presence) in cells {
             let s = steps.entry(cohort_key(group.cohort)).or_default();
             if site.passes(*at) {

@@ -16,7 +16,8 @@
 //! relationship) and site, counted by first and last day; **headcount movements** per org, day,
 //! profile and kind (hire, separation, transfer from → to); the effective **days of each org's
 //! live events** (the window views default to); and an index of the live **signal events** the
-//! hiring-signal and AI-adoption views list. Sites are interned ([`Site`]). The `*_counts`
+//! hiring-signal and AI-adoption views list. Each org's four tallies are kept together
+//! ([`OrgTallies`]), so the fold finds the org once per event. Sites are interned ([`Site`]). The `*_counts`
 //! answers of [`super::At`] read them for the current state; an as-of answer, and the evidence
 //! (event ids) behind a figure, still come from the entries. The property test
 //! `the_tallies_answer_as_the_entries_do` checks both agree after every folded event.
@@ -146,18 +147,73 @@ impl SeparationCounts {
 /// The aggregates a [`Projection`] keeps beside its entries (see the module doc).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Tallies {
-    /// Live separations and temporary layoffs, by org, then cell. A cell with nothing in it is
-    /// removed, so the tallies of equal states are equal.
-    pub(super) separations: BTreeMap<OrgId, Cells<SeparationCell, SeparationCounts>>,
-    /// Employment presence by org, then (group, site): the stints' presence intervals counted by
-    /// their first and last days.
-    pub(super) presence: BTreeMap<OrgId, Cells<(Group, Site), Presence>>,
-    /// Headcount movements by org, then (day, group, kind).
-    pub(super) flows: BTreeMap<OrgId, Cells<(Date, Group, FlowCell), u64>>,
-    /// The effective days of the live events of each org, counted (the span views default to).
-    pub(super) dates: BTreeMap<OrgId, BTreeMap<Date, u64>>,
-    /// The sites named in the cells above.
+    /// Each org's tallies, in one place: the fold finds an org once per event, not once per
+    /// tally. An org whose tallies are all empty is removed, so the tallies of equal states are
+    /// equal.
+    pub(super) orgs: BTreeMap<OrgId, OrgTallies>,
+    /// The sites named in the cells.
     pub(super) sites: Sites,
+}
+
+/// One org's tallies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct OrgTallies {
+    /// Live separations and temporary layoffs, by cell. A cell with nothing in it is removed.
+    pub(super) separations: Cells<SeparationCell, SeparationCounts>,
+    /// Employment presence by (group, site): the stints' presence intervals counted by their
+    /// first and last days.
+    pub(super) presence: Cells<(Group, Site), Presence>,
+    /// Headcount movements by (day, group, kind).
+    pub(super) flows: Cells<(Date, Group, FlowCell), u64>,
+    /// The effective days of the org's live events, counted (the span views default to).
+    pub(super) dates: BTreeMap<Date, u64>,
+}
+
+impl OrgTallies {
+    fn is_empty(&self) -> bool {
+        self.separations.is_empty()
+            && self.presence.is_empty()
+            && self.flows.is_empty()
+            && self.dates.is_empty()
+    }
+
+    /// Adds (`up`) or takes away one worker's contribution.
+    fn apply(&mut self, c: &Contribution, up: bool) {
+        for (cell, counts) in &c.separations {
+            let slot = self.separations.entry(*cell).or_default();
+            if up {
+                slot.add(counts);
+            } else {
+                slot.sub(counts);
+            }
+            if slot.count == 0 {
+                self.separations.remove(cell);
+            }
+        }
+        for h in &c.heads {
+            match h {
+                Head::Interval(group, site, start, end) => {
+                    let key = (*group, *site);
+                    let slot = self.presence.entry(key).or_default();
+                    match start {
+                        Some(d) => bump(&mut slot.starts, d, up),
+                        None if up => slot.always += 1,
+                        None => {
+                            debug_assert!(slot.always > 0, "a tally went below zero");
+                            slot.always = slot.always.saturating_sub(1);
+                        }
+                    }
+                    if let Some(d) = end {
+                        bump(&mut slot.ends, d, up);
+                    }
+                    if slot.is_empty() {
+                        self.presence.remove(&key);
+                    }
+                }
+                Head::Flow(date, group, cell) => bump(&mut self.flows, &(*date, *group, *cell), up),
+            }
+        }
+    }
 }
 
 /// How many sequences apart [`Kept`] snapshots the tallies when nothing else is said
@@ -683,11 +739,7 @@ impl Tallies {
             }
         }
         for e in p.entries.values().filter(|e| e.live_at(p.last_sequence)) {
-            bump(
-                of_org(&mut t.dates, &e.place.org_id),
-                &e.effective_date,
-                true,
-            );
+            t.bump_date(&e.place.org_id, &e.effective_date, true);
         }
         t
     }
@@ -724,11 +776,7 @@ impl Tallies {
             let was = e.sequence <= from && e.live_at(from);
             let is = e.sequence <= to && e.live_at(to);
             if was != is {
-                let dates = of_org(&mut self.dates, &e.place.org_id);
-                bump(dates, &e.effective_date, is);
-                if dates.is_empty() {
-                    self.dates.remove(&e.place.org_id);
-                }
+                self.bump_date(&e.place.org_id, &e.effective_date, is);
             }
         }
     }
@@ -757,7 +805,13 @@ impl Tallies {
                 let Pair(_, new) = pair;
                 new.clear();
                 emit(&Open::hired(h, entry), None, &mut self.sites, new);
-                self.apply(&entry.place.org_id, new, true);
+                // The org found once for the hire's stint and the event's day.
+                let tallies = of_org(&mut self.orgs, &entry.place.org_id);
+                tallies.apply(new, true);
+                if entry.live_at(to) {
+                    bump(&mut tallies.dates, &entry.effective_date, true);
+                }
+                return;
             }
             (Some((worker, ids)), _) => {
                 let mut entries = Vec::with_capacity(ids.len());
@@ -768,11 +822,7 @@ impl Tallies {
         }
         // A new entry was not there at `from`; it is live at `to` (nothing retracted it yet).
         if entry.live_at(to) {
-            bump(
-                of_org(&mut self.dates, &entry.place.org_id),
-                &entry.effective_date,
-                true,
-            );
+            self.bump_date(&entry.place.org_id, &entry.effective_date, true);
         }
     }
 
@@ -801,82 +851,47 @@ impl Tallies {
             // What both readings hold (a hire's movement and presence start when a separation
             // closes the stint, say) would be taken away and put back: left alone instead.
             old.cancel_common(new);
-            self.apply(org, old, false);
-            self.apply(org, new, true);
+            let tallies = of_org(&mut self.orgs, org);
+            tallies.apply(old, false);
+            tallies.apply(new, true);
+            if tallies.is_empty() {
+                self.orgs.remove(org);
+            }
         }
     }
 
-    /// Adds (`up`) or takes away one worker's contribution.
+    /// Adds (`up`) or takes away one worker's contribution to `org`.
     fn apply(&mut self, org: &OrgId, c: &Contribution, up: bool) {
-        if !c.separations.is_empty() {
-            let cells = of_org(&mut self.separations, org);
-            for (cell, counts) in &c.separations {
-                let slot = cells.entry(*cell).or_default();
-                if up {
-                    slot.add(counts);
-                } else {
-                    slot.sub(counts);
-                }
-                if slot.count == 0 {
-                    cells.remove(cell);
-                }
-            }
-            if cells.is_empty() {
-                self.separations.remove(org);
-            }
-        }
-        if c.heads.is_empty() {
+        if c.separations.is_empty() && c.heads.is_empty() {
             return;
         }
-        // The org's maps looked up once for all the heads (an org name compared per descent).
-        let presence = of_org(&mut self.presence, org);
-        let flows = of_org(&mut self.flows, org);
-        for h in &c.heads {
-            match h {
-                Head::Interval(group, site, start, end) => {
-                    let key = (*group, *site);
-                    let slot = presence.entry(key).or_default();
-                    match start {
-                        Some(d) => bump(&mut slot.starts, d, up),
-                        None if up => slot.always += 1,
-                        None => {
-                            debug_assert!(slot.always > 0, "a tally went below zero");
-                            slot.always = slot.always.saturating_sub(1);
-                        }
-                    }
-                    if let Some(d) = end {
-                        bump(&mut slot.ends, d, up);
-                    }
-                    if slot.is_empty() {
-                        presence.remove(&key);
-                    }
-                }
-                Head::Flow(date, group, cell) => bump(flows, &(*date, *group, *cell), up),
-            }
+        let tallies = of_org(&mut self.orgs, org);
+        tallies.apply(c, up);
+        if tallies.is_empty() {
+            self.orgs.remove(org);
         }
-        if presence.is_empty() {
-            self.presence.remove(org);
-        }
-        if flows.is_empty() {
-            self.flows.remove(org);
+    }
+
+    /// Adds (`up`) or takes away one live event of `org` on `date`.
+    fn bump_date(&mut self, org: &OrgId, date: &Date, up: bool) {
+        let tallies = of_org(&mut self.orgs, org);
+        bump(&mut tallies.dates, date, up);
+        if tallies.is_empty() {
+            self.orgs.remove(org);
         }
     }
 
     /// The same tallies with every hash map's table sized to what it holds (a snapshot taken
     /// from larger tallies, or moved down from them, would keep their tables).
     fn compact(mut self) -> Self {
-        for cells in self.separations.values_mut() {
-            cells.shrink_to_fit();
-        }
-        for cells in self.presence.values_mut() {
-            cells.shrink_to_fit();
-            for p in cells.values_mut() {
+        for org in self.orgs.values_mut() {
+            org.separations.shrink_to_fit();
+            org.presence.shrink_to_fit();
+            for p in org.presence.values_mut() {
                 p.starts.shrink_to_fit();
                 p.ends.shrink_to_fit();
             }
-        }
-        for cells in self.flows.values_mut() {
-            cells.shrink_to_fit();
+            org.flows.shrink_to_fit();
         }
         self
     }
@@ -884,24 +899,36 @@ impl Tallies {
     /// How many cells the tallies hold (separation cells, presence start and end days, flow
     /// cells, event days): what one snapshot costs, about a few dozen bytes each.
     pub(super) fn cells(&self) -> usize {
-        let seps: usize = self.separations.values().map(Cells::len).sum();
-        let presence: usize = self
-            .presence
+        self.orgs
             .values()
-            .flat_map(Cells::values)
-            .map(|p| 1 + p.starts.len() + p.ends.len())
-            .sum();
-        let flows: usize = self.flows.values().map(Cells::len).sum();
-        let dates: usize = self.dates.values().map(BTreeMap::len).sum();
-        seps + presence + flows + dates
+            .map(|o| {
+                let presence: usize = o
+                    .presence
+                    .values()
+                    .map(|p| 1 + p.starts.len() + p.ends.len())
+                    .sum();
+                o.separations.len() + presence + o.flows.len() + o.dates.len()
+            })
+            .sum()
+    }
+
+    /// The tallies of the orgs `q` asks about (every org without one).
+    pub(super) fn of_orgs<'a>(
+        &'a self,
+        q: &Query,
+    ) -> Box<dyn Iterator<Item = &'a OrgTallies> + 'a> {
+        match &q.org {
+            Some(org) => Box::new(self.orgs.get(org).into_iter()),
+            None => Box::new(self.orgs.values()),
+        }
     }
 
     /// The latest effective day of a live event of `org` (every org when `None`).
     pub(super) fn latest_date(&self, org: Option<&OrgId>) -> Option<Date> {
         let last = |d: &BTreeMap<Date, u64>| d.last_key_value().map(|(d, _)| *d);
         match org {
-            Some(org) => self.dates.get(org).and_then(last),
-            None => self.dates.values().filter_map(last).max(),
+            Some(org) => self.orgs.get(org).and_then(|o| last(&o.dates)),
+            None => self.orgs.values().filter_map(|o| last(&o.dates)).max(),
         }
     }
 
@@ -909,11 +936,9 @@ impl Tallies {
     /// days of the live events of its org (every org without one); `None` when empty. What
     /// `At::date_range` gives from the entries.
     pub(super) fn date_range(&self, q: &Query) -> Option<(Date, Date)> {
-        let orgs: Box<dyn Iterator<Item = &BTreeMap<Date, u64>>> = match &q.org {
-            Some(org) => Box::new(self.dates.get(org).into_iter()),
-            None => Box::new(self.dates.values()),
-        };
-        let span = orgs
+        let span = self
+            .of_orgs(q)
+            .map(|o| &o.dates)
             .filter_map(|d| Some((*d.first_key_value()?.0, *d.last_key_value()?.0)))
             .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
         let from = q.from.or(span.map(|s| s.0))?;
@@ -926,16 +951,14 @@ impl Tallies {
         &'a self,
         q: &'a Query,
     ) -> impl Iterator<Item = (&'a SeparationCell, &'a SeparationCounts)> + 'a {
-        let orgs: Box<dyn Iterator<Item = _>> = match &q.org {
-            Some(org) => Box::new(self.separations.get(org).into_iter()),
-            None => Box::new(self.separations.values()),
-        };
         let site = self.sites.filter(q.site.as_ref());
-        orgs.flat_map(Cells::iter).filter(move |(cell, _)| {
-            site.passes(cell.site)
-                && q.in_window(cell.date)
-                && q.cohort.is_none_or(|c| cell.cohort == Some(c))
-        })
+        self.of_orgs(q)
+            .flat_map(|o| o.separations.iter())
+            .filter(move |(cell, _)| {
+                site.passes(cell.site)
+                    && q.in_window(cell.date)
+                    && q.cohort.is_none_or(|c| cell.cohort == Some(c))
+            })
     }
 
     /// [`Self::matching`] without the temporary layoffs: the separations proper (what the
