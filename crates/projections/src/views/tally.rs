@@ -17,7 +17,8 @@
 //! profile and kind (hire, separation, transfer from → to); the effective **days of each org's
 //! live events** (the window views default to); and an index of the live **signal events** the
 //! hiring-signal and AI-adoption views list. Each org's four tallies are kept together
-//! ([`OrgTallies`]), so the fold finds the org once per event. Sites are interned ([`Site`]). The `*_counts`
+//! ([`OrgTallies`]): the fold finds the org once per update, not once per tally (a hire, most
+//! events of an import, updates once). Sites are interned ([`Site`]). The `*_counts`
 //! answers of [`super::At`] read them for the current state; an as-of answer, and the evidence
 //! (event ids) behind a figure, still come from the entries. The property test
 //! `the_tallies_answer_as_the_entries_do` checks both agree after every folded event.
@@ -147,7 +148,7 @@ impl SeparationCounts {
 /// The aggregates a [`Projection`] keeps beside its entries (see the module doc).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Tallies {
-    /// Each org's tallies, in one place: the fold finds an org once per event, not once per
+    /// Each org's tallies, in one place: the fold finds an org once per update, not once per
     /// tally. An org whose tallies are all empty is removed, so the tallies of equal states are
     /// equal.
     pub(super) orgs: BTreeMap<OrgId, OrgTallies>,
@@ -665,7 +666,7 @@ impl Contribution {
     }
 }
 
-/// A map of counts [`bump`] moves: the ordered days of [`Tallies::dates`] and the [`Cells`].
+/// A map of counts [`bump`] moves: the ordered days of [`OrgTallies::dates`] and the [`Cells`].
 trait Counts<K> {
     fn count_mut(&mut self, key: &K) -> Option<&mut u64>;
     fn put(&mut self, key: K, n: u64);
@@ -811,6 +812,9 @@ impl Tallies {
                 if entry.live_at(to) {
                     bump(&mut tallies.dates, &entry.effective_date, true);
                 }
+                if tallies.is_empty() {
+                    self.orgs.remove(&entry.place.org_id);
+                }
                 return;
             }
             (Some((worker, ids)), _) => {
@@ -851,6 +855,13 @@ impl Tallies {
             // What both readings hold (a hire's movement and presence start when a separation
             // closes the stint, say) would be taken away and put back: left alone instead.
             old.cancel_common(new);
+            if old.separations.is_empty()
+                && old.heads.is_empty()
+                && new.separations.is_empty()
+                && new.heads.is_empty()
+            {
+                return;
+            }
             let tallies = of_org(&mut self.orgs, org);
             tallies.apply(old, false);
             tallies.apply(new, true);
@@ -973,7 +984,7 @@ impl Tallies {
 }
 
 /// The entries of a worker's events (in the index's sequence order), looked up once for both
-/// readings of [`Tallies::update`].
+/// readings of [`Tallies::move_worker`].
 /// `known`: an entry the caller holds (the last of `ids`), not looked up again.
 fn lookup<'p>(
     p: &'p Projection,
