@@ -850,6 +850,87 @@ impl Sliding {
     }
 }
 
+/// A rolling window spec's counters slid over its candidates once, for every count type: at
+/// each candidate, the distinct workers and the events of the strict, the assimilated (strict
+/// or assimilated) and the shadow entries in it. Distinct workers are kept with per-worker
+/// counters as the window slides (candidates are sorted by start, so both ends only move
+/// forward). The count types read the same counters, so one sweep serves the three.
+struct Sweep {
+    /// (distinct workers, events) of each kind at each candidate, in candidate order.
+    held: Vec<Held>,
+    /// `next_x[i]`: the first index >= i whose entry is of kind x (the entries' count when none).
+    next_strict: Vec<usize>,
+    next_assimilated: Vec<usize>,
+    next_shadow: Vec<usize>,
+}
+
+/// [`Sweep`]'s counters at one candidate: (distinct workers, events) per kind.
+#[derive(Clone, Copy)]
+struct Held {
+    strict: (u64, usize),
+    assimilated: (u64, usize),
+    shadow: (u64, usize),
+}
+
+impl Sweep {
+    fn new(workers: usize, eligible: &[&Entry<'_>], candidates: &[Candidate<'_>]) -> Self {
+        let next = |keep: &dyn Fn(&Entry<'_>) -> bool| {
+            let mut out = vec![eligible.len(); eligible.len() + 1];
+            for i in (0..eligible.len()).rev() {
+                out[i] = if keep(eligible[i]) { i } else { out[i + 1] };
+            }
+            out
+        };
+        let (mut strict, mut assimilated, mut shadow) = (
+            Sliding::new(workers),
+            Sliding::new(workers),
+            Sliding::new(workers),
+        );
+        let (mut lo, mut hi) = (0, 0);
+        let mut held = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let (clo, chi) = c.range;
+            while hi < chi {
+                let e = eligible[hi];
+                if e.strict {
+                    strict.add(e.worker_ix);
+                }
+                if e.strict || e.assimilated {
+                    assimilated.add(e.worker_ix);
+                }
+                if e.shadow {
+                    shadow.add(e.worker_ix);
+                }
+                hi += 1;
+            }
+            while lo < clo {
+                let e = eligible[lo];
+                if e.strict {
+                    strict.remove(e.worker_ix);
+                }
+                if e.strict || e.assimilated {
+                    assimilated.remove(e.worker_ix);
+                }
+                if e.shadow {
+                    shadow.remove(e.worker_ix);
+                }
+                lo += 1;
+            }
+            held.push(Held {
+                strict: (strict.workers, strict.events),
+                assimilated: (assimilated.workers, assimilated.events),
+                shadow: (shadow.workers, shadow.events),
+            });
+        }
+        Self {
+            held,
+            next_strict: next(&|e| e.strict),
+            next_assimilated: next(&|e| e.strict || e.assimilated),
+            next_shadow: next(&|e| e.shadow),
+        }
+    }
+}
+
 /// One candidate window, judged for one count type.
 #[derive(Debug, Clone)]
 struct Judged<'e> {
@@ -913,6 +994,9 @@ impl UnitEval<'_, '_> {
         if candidates.is_empty() {
             return;
         }
+        // The rolling windows' counters, slid once for every count type.
+        let sweep = (window.kind == WindowKind::Rolling)
+            .then(|| Sweep::new(self.workers, &eligible, &candidates));
         for &ct in CountType::ALL {
             let counted_dates: Vec<Date> = eligible
                 .iter()
@@ -936,7 +1020,10 @@ impl UnitEval<'_, '_> {
                 })
                 .unwrap_or(eligible[0].date);
             let scores: Vec<Score> = match window.kind {
-                WindowKind::Rolling => self.score_rolling(ct, &eligible, &candidates),
+                WindowKind::Rolling => match &sweep {
+                    Some(sweep) => self.score_rolling(ct, &eligible, &candidates, sweep),
+                    None => Vec::new(),
+                },
                 WindowKind::Correlation => candidates
                     .iter()
                     .enumerate()
@@ -986,28 +1073,16 @@ impl UnitEval<'_, '_> {
         }
     }
 
-    /// Scores every rolling candidate of `ct` in one sweep: distinct workers per window kept with
-    /// per-worker counters as the window slides (candidates are sorted by start, so both ends
-    /// only move forward). Candidates that do not start on a date this count could include are
-    /// skipped when there is such a date, so a reported start is a counted date.
+    /// Scores every rolling candidate of `ct` from the window's [`Sweep`] (its counters at each
+    /// candidate). Candidates that do not start on a date this count could include are skipped
+    /// when there is such a date, so a reported start is a counted date.
     fn score_rolling(
         &mut self,
         ct: CountType,
         eligible: &[&Entry<'_>],
         candidates: &[Candidate<'_>],
+        sweep: &Sweep,
     ) -> Vec<Score> {
-        let ids: Vec<usize> = eligible.iter().map(|e| e.worker_ix).collect();
-        // next_x[i]: the first index >= i whose entry is in x (len when none).
-        let next = |keep: &dyn Fn(&Entry<'_>) -> bool| {
-            let mut out = vec![eligible.len(); eligible.len() + 1];
-            for i in (0..eligible.len()).rev() {
-                out[i] = if keep(eligible[i]) { i } else { out[i + 1] };
-            }
-            out
-        };
-        let next_strict = next(&|e| e.strict);
-        let next_assimilated = next(&|e| e.strict || e.assimilated);
-        let next_shadow = next(&|e| e.shadow);
         let any_candidate = eligible.iter().any(|e| e.candidate(ct));
         let min_strict = self
             .pack
@@ -1015,41 +1090,9 @@ impl UnitEval<'_, '_> {
             .assimilated_gate
             .as_ref()
             .map(|g| g.min_strict);
-        let (mut strict, mut assimilated, mut shadow) = (
-            Sliding::new(self.workers),
-            Sliding::new(self.workers),
-            Sliding::new(self.workers),
-        );
-        let (mut lo, mut hi) = (0, 0);
         let mut out = Vec::with_capacity(candidates.len());
-        for (i, c) in candidates.iter().enumerate() {
+        for (i, (c, held)) in candidates.iter().zip(&sweep.held).enumerate() {
             let (clo, chi) = c.range;
-            while hi < chi {
-                let e = eligible[hi];
-                if e.strict {
-                    strict.add(ids[hi]);
-                }
-                if e.strict || e.assimilated {
-                    assimilated.add(ids[hi]);
-                }
-                if e.shadow {
-                    shadow.add(ids[hi]);
-                }
-                hi += 1;
-            }
-            while lo < clo {
-                let e = eligible[lo];
-                if e.strict {
-                    strict.remove(ids[lo]);
-                }
-                if e.strict || e.assimilated {
-                    assimilated.remove(ids[lo]);
-                }
-                if e.shadow {
-                    shadow.remove(ids[lo]);
-                }
-                lo += 1;
-            }
             if any_candidate
                 && !eligible[clo..chi]
                     .iter()
@@ -1059,14 +1102,14 @@ impl UnitEval<'_, '_> {
                 continue;
             }
             let (counter, first) = match ct {
-                CountType::Strict => (&strict, next_strict[clo]),
-                CountType::Assimilated if min_strict.is_none_or(|m| strict.workers >= m) => {
-                    (&assimilated, next_assimilated[clo])
+                CountType::Strict => (held.strict, sweep.next_strict[clo]),
+                CountType::Assimilated if min_strict.is_none_or(|m| held.strict.0 >= m) => {
+                    (held.assimilated, sweep.next_assimilated[clo])
                 }
-                CountType::Assimilated => (&strict, next_strict[clo]),
-                CountType::Shadow => (&shadow, next_shadow[clo]),
+                CountType::Assimilated => (held.strict, sweep.next_strict[clo]),
+                CountType::Shadow => (held.shadow, sweep.next_shadow[clo]),
             };
-            let (workers, events) = (counter.workers, counter.events);
+            let (workers, events) = counter;
             let reference = if first < chi {
                 eligible[first].date
             } else {
