@@ -408,8 +408,11 @@ pub fn evaluate(
     for pack in packs {
         // Keyed by the separations' own names: nothing copied per separation.
         let mut units: BTreeMap<(&OrgId, Option<&SiteId>), UnitEntries<'_>> = BTreeMap::new();
+        // The pack's choice and national pack for a jurisdiction, found once per jurisdiction
+        // rather than once per separation (a Directive pack lists 27 Member States).
+        let mut choices = Choices::new(pack);
         for (i, s) in separations.iter().enumerate() {
-            let Some(choice) = pack.variant_choice(s.jurisdiction) else {
+            let (Some(choice), national) = choices.of(s.jurisdiction) else {
                 continue;
             };
             if !countable_payload(s.payload) {
@@ -421,8 +424,10 @@ pub fn evaluate(
             unit.entries
                 .push(Entry::classify(pack, s, profile.as_ref(), *worker));
             unit.not_researched |= choice == VariantChoice::NotResearched;
-            if let Some(national) = pack.national_pack(s.jurisdiction) {
-                unit.national_pack = Some(national.to_owned());
+            if let Some(national) = national {
+                if unit.national_pack.as_deref() != Some(national) {
+                    unit.national_pack = Some(national.to_owned());
+                }
             }
         }
         for ((org, site), mut unit) in units {
@@ -477,6 +482,45 @@ pub fn evaluate(
         }
     }
     out
+}
+
+/// [`RulePack::variant_choice`] and [`RulePack::national_pack`] of one pack, by jurisdiction,
+/// each asked once per distinct jurisdiction. The separations' jurisdictions are borrowed from
+/// the few places their events share, so the last one asked is usually asked again: compared
+/// first by address.
+struct Choices<'p, 's> {
+    pack: &'p RulePack,
+    last: Option<(&'s str, Choice<'p>)>,
+    seen: HashMap<&'s str, Choice<'p>>,
+}
+
+type Choice<'p> = (Option<VariantChoice>, Option<&'p str>);
+
+impl<'p, 's> Choices<'p, 's> {
+    fn new(pack: &'p RulePack) -> Self {
+        Self {
+            pack,
+            last: None,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, jurisdiction: &'s str) -> Choice<'p> {
+        if let Some((j, c)) = self.last {
+            if std::ptr::eq(j, jurisdiction) || j == jurisdiction {
+                return c;
+            }
+        }
+        let pack = self.pack;
+        let c = *self.seen.entry(jurisdiction).or_insert_with(|| {
+            (
+                pack.variant_choice(jurisdiction),
+                pack.national_pack(jurisdiction),
+            )
+        });
+        self.last = Some((jurisdiction, c));
+        c
+    }
 }
 
 #[derive(Default)]
