@@ -490,11 +490,11 @@ pub fn evaluate(
 /// first by address.
 struct Choices<'p, 's> {
     pack: &'p RulePack,
-    last: Option<(&'s str, Choice<'p>)>,
-    seen: HashMap<&'s str, Choice<'p>>,
+    last: Option<(&'s str, PackChoice<'p>)>,
+    seen: HashMap<&'s str, PackChoice<'p>>,
 }
 
-type Choice<'p> = (Option<VariantChoice>, Option<&'p str>);
+type PackChoice<'p> = (Option<VariantChoice>, Option<&'p str>);
 
 impl<'p, 's> Choices<'p, 's> {
     fn new(pack: &'p RulePack) -> Self {
@@ -505,7 +505,7 @@ impl<'p, 's> Choices<'p, 's> {
         }
     }
 
-    fn of(&mut self, jurisdiction: &'s str) -> Choice<'p> {
+    fn of(&mut self, jurisdiction: &'s str) -> PackChoice<'p> {
         if let Some((j, c)) = self.last {
             if std::ptr::eq(j, jurisdiction) || j == jurisdiction {
                 return c;
@@ -1063,12 +1063,10 @@ impl UnitEval<'_, '_> {
                         .max()
                 })
                 .unwrap_or(eligible[0].date);
-            let scores: Vec<Score> = match window.kind {
-                WindowKind::Rolling => match &sweep {
-                    Some(sweep) => self.score_rolling(ct, &eligible, &candidates, sweep),
-                    None => Vec::new(),
-                },
-                WindowKind::Correlation => candidates
+            // A sweep exactly for rolling windows.
+            let scores: Vec<Score> = match &sweep {
+                Some(sweep) => self.score_rolling(ct, &eligible, &candidates, sweep),
+                None => candidates
                     .iter()
                     .enumerate()
                     .map(|(i, c)| self.score_members(ct, i, c.start, c.end, &c.members))
