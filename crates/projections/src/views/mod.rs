@@ -22,7 +22,8 @@
 //! This module must not do I/O, read a clock, or let a hash map's order reach an answer: the
 //! state is ordered (`BTreeMap`s, and the entries' [`idmap::IdMap`] by event id) so that the
 //! serialised state and every answer are deterministic, except the tallies' cells, which readers
-//! only sum into ordered maps ([`tally`]'s module doc), and look-up tables that are never walked.
+//! only sum into ordered maps ([`tally`]'s module doc), look-up tables that are never walked,
+//! and the places' latest sequences of `At::site_jurisdictions`, folded by maximum.
 //! Every answer names the ledger sequence it was computed at (`as_of_sequence`).
 //!
 //! Interpretation choices, stated once:
@@ -2072,7 +2073,8 @@ impl<'a> At<'a> {
             let slot = latest
                 .entry((&place.org_id, &place.site_id))
                 .or_insert((0, ""));
-            if sequence >= slot.0 {
+            // Sequences are unique per entry; a damaged store's tie still gives one answer.
+            if (sequence, place.jurisdiction.as_str()) >= *slot {
                 *slot = (sequence, place.jurisdiction.as_str());
             }
         }
@@ -2146,71 +2148,80 @@ mod layout {
         assert!(16 + size <= 160, "Entry is {size} bytes");
     }
 
-    /// Each site's jurisdiction is the one its latest live event states: across orgs, with
-    /// the places interleaved, after a later event changes it and after that event is
-    /// retracted, read from the folded state and from one restored. Checked against a walk of
-    /// every event.
+    /// Each site's jurisdiction is the one its latest live event states. The entries are
+    /// walked in id order, which here is not the sequence order: a place's latest event comes
+    /// second in a run of its entries (acme/ny's US-NJ), a place comes back after another
+    /// (beta/ny's US, with US-NY between), and the latest event of acme/sf is retracted. Read
+    /// from the folded state, from a deserialised copy (every entry with a place of its own) and
+    /// one restored, and checked against a walk of the events in sequence order.
     #[test]
     fn a_site_is_in_the_jurisdiction_its_latest_live_event_states() {
-        use super::{Arc, Entry, EventId, OrgId, Projection, SiteId};
+        use super::{Arc, OrgId, Projection, SiteId};
         use std::collections::BTreeMap;
-        use wfl_domain::{EventRetracted, Payload};
-        let event = |n: u128, org: &str, site: &str, jurisdiction: &str| {
-            let mut e = super::fixtures::hire(n, site);
+        use wfl_domain::{EventId, EventRetracted, Payload};
+        let id = |n: u128| EventId(uuid::Uuid::from_u128(n));
+        // In sequence order: (id, org, site, jurisdiction).
+        let rows = [
+            (20, "acme", "ny", "US-NJ"),
+            (50, "acme", "sf", "US-CA"),
+            (30, "acme", "ny", "US-NY"),
+            (42, "beta", "ny", "US"),
+            (31, "acme", "ny", "US-NY"),
+            (21, "acme", "ny", "US-NJ"),
+            (41, "beta", "ny", "US-NY"),
+            (40, "beta", "ny", "US"),
+            (51, "acme", "sf", "US-WA"),
+            (60, "acme", "hq", "US"),
+        ];
+        let mut events = Vec::new();
+        for (n, (i, org, site, jurisdiction)) in rows.into_iter().enumerate() {
+            let mut e = super::fixtures::hire(n as u128 + 1, site);
+            e.event_id = id(i);
             e.org_id = OrgId::from(org);
             e.jurisdiction = jurisdiction.into();
-            e
-        };
-        let mut events = Vec::new();
-        for n in 1..=40u128 {
-            let (org, site) = [("acme", "ny"), ("acme", "sf"), ("beta", "ny")][(n % 3) as usize];
-            let jurisdiction = match (site, n) {
-                (_, 39) => "US-NJ",
-                ("ny", n) if n > 20 => "US-NY",
-                ("sf", n) if n > 30 => "US-CA",
-                _ => "US",
-            };
-            events.push(event(n, org, site, jurisdiction));
+            if i == 60 {
+                e.payload = Payload::EventRetracted(EventRetracted {
+                    original_event_id: id(51),
+                    reason: "entered twice".into(),
+                });
+            }
+            events.push(e);
         }
-        // The latest event at acme/ny (39: US-NJ) retracted, from another site: acme/ny is back
-        // to its event 36 (US-NY).
-        let mut retraction = event(41, "acme", "sf", "US-CA");
-        retraction.payload = Payload::EventRetracted(EventRetracted {
-            original_event_id: EventId(uuid::Uuid::from_u128(39)),
-            reason: "entered twice".into(),
-        });
-        events.push(retraction);
-        // The walk: every event but the retracted one (a retraction is itself live).
         let mut expected: BTreeMap<(OrgId, SiteId), String> = BTreeMap::new();
-        for e in events.iter().filter(|e| e.event_id.0.as_u128() != 39) {
+        for e in events.iter().filter(|e| e.event_id != id(51)) {
             expected.insert(
                 (e.org_id.clone(), e.site_id.clone()),
                 e.jurisdiction.clone(),
             );
         }
+        let at = |org: &str, site: &str| expected[&(OrgId::from(org), SiteId::from(site))].clone();
         assert_eq!(
-            expected[&(OrgId::from("acme"), SiteId::from("ny"))],
-            "US-NY",
-            "acme/ny's latest live event is 36"
+            [at("acme", "ny"), at("acme", "sf"), at("beta", "ny")],
+            ["US-NJ", "US-CA", "US"].map(String::from)
         );
         let mut p = Projection::new();
         for (i, e) in events.iter().enumerate() {
             p.apply(i as u64 + 1, e);
         }
-        assert_eq!(p.now().site_jurisdictions(None), expected);
         let acme: BTreeMap<_, _> = expected
             .iter()
             .filter(|((o, _), _)| o.0 == "acme")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        assert_eq!(p.now().site_jurisdictions(Some(&OrgId::from("acme"))), acme);
-        let stored: Vec<(EventId, Arc<Entry>)> = p
-            .entries
-            .iter()
-            .map(|(id, e)| (*id, Arc::new(Entry::clone(e))))
-            .collect();
-        let restored = Projection::restore(p.last_sequence(), stored, Vec::new());
-        assert_eq!(restored.now().site_jurisdictions(None), expected);
+        let json = serde_json::to_vec(&p).expect("serialises");
+        let copy: Projection = serde_json::from_slice(&json).expect("deserialises");
+        let restored = Projection::restore(
+            p.last_sequence(),
+            p.entries.iter().map(|(id, e)| (*id, Arc::clone(e))),
+            Vec::new(),
+        );
+        for state in [&p, &copy, &restored] {
+            assert_eq!(state.now().site_jurisdictions(None), expected);
+            assert_eq!(
+                state.now().site_jurisdictions(Some(&OrgId::from("acme"))),
+                acme
+            );
+        }
     }
 
     /// The entries of one place share one [`super::Place`], as folded and as restored from
