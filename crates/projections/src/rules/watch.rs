@@ -485,9 +485,8 @@ pub fn evaluate(
 }
 
 /// [`RulePack::variant_choice`] and [`RulePack::national_pack`] of one pack, by jurisdiction,
-/// each asked once per distinct jurisdiction. The separations' jurisdictions are borrowed from
-/// the few places their events share, so the last one asked is usually asked again: compared
-/// first by address.
+/// each asked once per distinct jurisdiction (the last one asked is usually asked again: it is
+/// checked before the map).
 struct Choices<'p, 's> {
     pack: &'p RulePack,
     last: Option<(&'s str, PackChoice<'p>)>,
@@ -507,7 +506,7 @@ impl<'p, 's> Choices<'p, 's> {
 
     fn of(&mut self, jurisdiction: &'s str) -> PackChoice<'p> {
         if let Some((j, c)) = self.last {
-            if std::ptr::eq(j, jurisdiction) || j == jurisdiction {
+            if j == jurisdiction {
                 return c;
             }
         }

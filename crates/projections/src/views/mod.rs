@@ -2040,32 +2040,16 @@ impl<'a> At<'a> {
     fn site_jurisdictions(&self, org: Option<&OrgId>) -> BTreeMap<(OrgId, SiteId), String> {
         // The latest live event of each place (org, site and jurisdiction), found by the
         // place's address: the entries share one `Place` each (`Places`), so a walk of every
-        // entry probes a pointer, or compares it with the last one, rather than descending a
-        // map of names. A place met twice (two copies of one) is two slots: the latest wins
-        // below all the same.
+        // entry probes a pointer rather than descending a map of names. A place met twice (two
+        // copies of one) is two slots: the latest wins below all the same.
         let mut by_place: foldhash::HashMap<*const Place, (u64, &'a Place)> =
             foldhash::HashMap::default();
-        let mut last: Option<(*const Place, u64)> = None;
         for (_, e) in self.live_of(org) {
             let entry: &'a Entry = e.e;
-            let place = Arc::as_ptr(&entry.place);
-            if let Some((p, max)) = &mut last {
-                if *p == place {
-                    *max = (*max).max(entry.sequence);
-                    continue;
-                }
-            }
-            if let Some((p, max)) = last {
-                let slot = by_place.get_mut(&p).expect("met before");
-                slot.0 = slot.0.max(max);
-            }
-            let slot = by_place.entry(place).or_insert((0, &entry.place));
+            let slot = by_place
+                .entry(Arc::as_ptr(&entry.place))
+                .or_insert((0, &entry.place));
             slot.0 = slot.0.max(entry.sequence);
-            last = Some((place, slot.0));
-        }
-        if let Some((p, max)) = last {
-            let slot = by_place.get_mut(&p).expect("met before");
-            slot.0 = slot.0.max(max);
         }
         // Keyed by borrowed names: nothing is copied per entry, only per site at the end.
         let mut latest: BTreeMap<(&OrgId, &SiteId), (u64, &str)> = BTreeMap::new();
@@ -2150,7 +2134,7 @@ mod layout {
 
     /// Each site's jurisdiction is the one its latest live event states. The entries are
     /// walked in id order, which here is not the sequence order: a place's latest event comes
-    /// second in a run of its entries (acme/ny's US-NJ), a place comes back after another
+    /// second among its entries (acme/ny's US-NJ), a place comes back after another
     /// (beta/ny's US, with US-NY between), and the latest event of acme/sf is retracted. Read
     /// from the folded state, from a deserialised copy (every entry with a place of its own) and
     /// one restored, and checked against a walk of the events in sequence order.
