@@ -274,6 +274,28 @@ pub trait Log: Send + Sync {
         records: &[NewRecord],
         rejections: &[Rejection],
         meta: &[(String, Option<Vec<u8>>)],
+    ) -> Result<Vec<(u64, Hash)>, Error> {
+        self.append_with_checkpoint(records, rejections, meta, None)
+    }
+
+    /// [`Log::append_with_meta`], plus a signed checkpoint of an earlier tree (what
+    /// [`Log::put_checkpoint`] stores, and the verified marker it moves) in the same atomic,
+    /// durable batch: one flush for both, where a checkpoint put on its own costs a flush of its
+    /// own between two appends. The ledger's writer cuts each checkpoint at the head one append
+    /// reached and writes it with the next.
+    ///
+    /// The checkpoint goes with records or rejections only: a call with neither puts it on its
+    /// own, as [`Log::put_checkpoint`] does, after writing `meta`.
+    ///
+    /// # Errors
+    /// As [`Log::append_with_meta`], and [`Error::Conflict`] (nothing written) unless the
+    /// checkpoint's size is between 1 and the head before the call.
+    fn append_with_checkpoint(
+        &self,
+        records: &[NewRecord],
+        rejections: &[Rejection],
+        meta: &[(String, Option<Vec<u8>>)],
+        checkpoint: Option<(u64, &[u8])>,
     ) -> Result<Vec<(u64, Hash)>, Error>;
 
     /// What happened to this event id, if anything durable.
@@ -444,6 +466,16 @@ fn check_size(head: Head, size: u64) -> Result<(), Error> {
         return Err(Error::Conflict(format!(
             "tree size {size} is beyond the head {}",
             head.sequence
+        )));
+    }
+    Ok(())
+}
+
+/// A checkpoint's `size` must be between 1 and the `head` sequence (both backends, one message).
+pub(crate) fn check_checkpoint_size(size: u64, head: u64) -> Result<(), Error> {
+    if size == 0 || size > head {
+        return Err(Error::Conflict(format!(
+            "checkpoint size {size} must be between 1 and the head {head}"
         )));
     }
     Ok(())

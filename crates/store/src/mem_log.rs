@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use crate::batch;
+use crate::check_checkpoint_size;
 use crate::merkle;
 use crate::{
     chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
@@ -143,14 +144,27 @@ impl Log for MemLog {
         Ok(self.lock()?.head())
     }
 
-    fn append_with_meta(
+    fn append_with_checkpoint(
         &self,
         records: &[NewRecord],
         rejections: &[Rejection],
         meta: &[(String, Option<Vec<u8>>)],
+        checkpoint: Option<(u64, &[u8])>,
     ) -> Result<Vec<(u64, Hash)>, Error> {
+        if records.is_empty() && rejections.is_empty() {
+            if !meta.is_empty() {
+                self.meta_write(meta)?;
+            }
+            if let Some((size, bytes)) = checkpoint {
+                self.put_checkpoint(size, bytes)?;
+            }
+            return Ok(Vec::new());
+        }
         let mut inner = self.lock()?;
         let old = inner.head();
+        if let Some((size, _)) = checkpoint {
+            check_checkpoint_size(size, old.sequence)?;
+        }
         let plan = batch::plan(&old, records, rejections, |id| {
             Ok(inner.decisions.contains_key(id))
         })?;
@@ -194,6 +208,9 @@ impl Log for MemLog {
             );
         }
         write_meta(&mut inner, meta);
+        if let Some((size, bytes)) = checkpoint {
+            inner.checkpoints.insert(size, bytes.to_vec());
+        }
         Ok(plan.links)
     }
 
@@ -301,12 +318,7 @@ impl Log for MemLog {
 
     fn put_checkpoint(&self, size: u64, bytes: &[u8]) -> Result<(), Error> {
         let mut inner = self.lock()?;
-        let head = inner.head().sequence;
-        if size == 0 || size > head {
-            return Err(Error::Conflict(format!(
-                "checkpoint size {size} must be between 1 and the head {head}"
-            )));
-        }
+        check_checkpoint_size(size, inner.head().sequence)?;
         inner.checkpoints.insert(size, bytes.to_vec());
         Ok(())
     }

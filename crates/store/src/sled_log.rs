@@ -87,6 +87,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::batch;
+use crate::check_checkpoint_size;
 use crate::layout::{
     self, ChunkView, EntrySource, IdEntry, IdFormat, IdGroupView, PostingsView, RecordView,
     ID_PREFIX_LEN,
@@ -156,6 +157,26 @@ impl fmt::Debug for SledLog {
 }
 
 impl SledLog {
+    /// The writes of a checkpoint of `size` records (checked by the caller to be at most the
+    /// durable head): its signed bytes, and the verified marker moved to it (forward only).
+    fn checkpoint_ops(&self, ops: &mut sled::Batch, size: u64, bytes: &[u8]) -> Result<(), Error> {
+        let record = ChunkReader::new(&self.tree).get(size)?;
+        let marker = Head {
+            sequence: size,
+            hash: record.hash,
+        };
+        let current = match self.tree.get([layout::VERIFIED])? {
+            Some(value) => layout::decode_head(&value)?.sequence,
+            None => 0,
+        };
+        ops.insert(&layout::checkpoint_key(size)[..], bytes);
+        if size > current {
+            // The marker only moves forward.
+            ops.insert(&[layout::VERIFIED][..], &layout::encode_head(&marker)[..]);
+        }
+        Ok(())
+    }
+
     /// Open (or create) the store in directory `path` and resume its head.
     ///
     /// If the directory is locked, `open` waits up to two seconds for the lock
@@ -1004,15 +1025,19 @@ impl Log for SledLog {
         self.visible_head()
     }
 
-    fn append_with_meta(
+    fn append_with_checkpoint(
         &self,
         records: &[NewRecord],
         rejections: &[Rejection],
         meta: &[(String, Option<Vec<u8>>)],
+        checkpoint: Option<(u64, &[u8])>,
     ) -> Result<Vec<(u64, Hash)>, Error> {
         if records.is_empty() && rejections.is_empty() {
             if !meta.is_empty() {
                 self.meta_write(meta)?;
+            }
+            if let Some((size, bytes)) = checkpoint {
+                self.put_checkpoint(size, bytes)?;
             }
             return Ok(Vec::new());
         }
@@ -1026,6 +1051,11 @@ impl Log for SledLog {
             )));
         }
         let old = writer.head;
+        let mut ops = sled::Batch::default();
+        if let Some((size, bytes)) = checkpoint {
+            check_checkpoint_size(size, old.sequence)?;
+            self.checkpoint_ops(&mut ops, size, bytes)?;
+        }
         let ids = || {
             records
                 .iter()
@@ -1056,7 +1086,6 @@ impl Log for SledLog {
                 || find_committed_v2(&self.tree, self.plain_ids, id)?.is_some())
         })?;
 
-        let mut ops = sled::Batch::default();
         let mut chunk: Vec<EntrySource<'_>> = Vec::new();
         let mut first_in_chunk = 0;
         let mut chunk_bytes = 0;
@@ -1410,27 +1439,9 @@ impl Log for SledLog {
                 "an earlier write failed ({reason}); reopen the store"
             )));
         }
-        if size == 0 || size > writer.head.sequence {
-            return Err(Error::Conflict(format!(
-                "checkpoint size {size} must be between 1 and the head {}",
-                writer.head.sequence
-            )));
-        }
-        let record = ChunkReader::new(&self.tree).get(size)?;
-        let marker = Head {
-            sequence: size,
-            hash: record.hash,
-        };
-        let current = match self.tree.get([layout::VERIFIED])? {
-            Some(value) => layout::decode_head(&value)?.sequence,
-            None => 0,
-        };
+        check_checkpoint_size(size, writer.head.sequence)?;
         let mut ops = sled::Batch::default();
-        ops.insert(&layout::checkpoint_key(size)[..], bytes);
-        if size > current {
-            // The marker only moves forward.
-            ops.insert(&[layout::VERIFIED][..], &layout::encode_head(&marker)[..]);
-        }
+        self.checkpoint_ops(&mut ops, size, bytes)?;
         if let Err(err) = self.tree.apply_batch(ops) {
             return Err(SledLog::fail(&mut writer, err));
         }

@@ -760,6 +760,69 @@ fn suite_checkpoints(log: &dyn Log) {
     assert_eq!(log.checkpoints(0, 1).unwrap(), vec![(4, b"four".to_vec())]);
 }
 
+/// A checkpoint written with an append is stored as one put alone is, in the same batch: a
+/// size beyond the head before the call writes nothing at all (not the records, not the
+/// metadata), and a call without records or rejections puts it on its own.
+fn suite_checkpoint_with_an_append(log: &dyn Log) {
+    seed(log);
+    let new = [rec(13, "a", "X"), rec(14, "b", "Y")];
+    // The head before the call is 12: the records being appended cannot be checkpointed yet.
+    assert!(is_conflict(log.append_with_checkpoint(
+        &new,
+        &[],
+        &[put("k/through", b"14")],
+        Some((13, b"thirteen")),
+    )));
+    assert!(is_conflict(log.append_with_checkpoint(
+        &new,
+        &[],
+        &[],
+        Some((0, b"zero")),
+    )));
+    assert_eq!(log.head().unwrap().sequence, 12);
+    assert_eq!(log.decision(&id(13)).unwrap(), None);
+    assert_eq!(log.meta_get("k/through").unwrap(), None);
+    assert_eq!(log.latest_checkpoint().unwrap(), None);
+
+    let links = log
+        .append_with_checkpoint(&new, &[], &[put("k/through", b"14")], Some((12, b"twelve")))
+        .unwrap();
+    assert_eq!(links.iter().map(|l| l.0).collect::<Vec<_>>(), vec![13, 14]);
+    assert_eq!(log.head().unwrap().sequence, 14);
+    assert_eq!(log.meta_get("k/through").unwrap(), Some(b"14".to_vec()));
+    assert_eq!(
+        log.latest_checkpoint().unwrap(),
+        Some((12, b"twelve".to_vec()))
+    );
+    // With rejections alone, and with nothing to append.
+    log.append_with_checkpoint(
+        &[],
+        &[reject(60, RefusalCode::Aborted)],
+        &[],
+        Some((13, b"thirteen")),
+    )
+    .unwrap();
+    assert!(log
+        .append_with_checkpoint(&[], &[], &[put("k/only", b"o")], Some((14, b"fourteen")))
+        .unwrap()
+        .is_empty());
+    assert_eq!(log.meta_get("k/only").unwrap(), Some(b"o".to_vec()));
+    assert!(is_conflict(log.append_with_checkpoint(
+        &[],
+        &[],
+        &[],
+        Some((15, b"beyond")),
+    )));
+    let sizes: Vec<u64> = log
+        .checkpoints(0, 10)
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(sizes, vec![12, 13, 14]);
+    assert_eq!(log.verify_all(&mut |_| {}).unwrap().sequence, 14);
+}
+
 macro_rules! conformance {
     ($($suite:ident),* $(,)?) => {
         mod mem_log {
@@ -803,4 +866,5 @@ conformance!(
     suite_large_and_empty_bytes,
     suite_merkle_roots_and_proofs,
     suite_checkpoints,
+    suite_checkpoint_with_an_append,
 );

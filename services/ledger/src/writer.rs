@@ -46,9 +46,21 @@ type Payload = (Bytes, Option<Uuid>, Option<wfl_bus::Decoded>);
 /// wire form decoded from its bytes here. A temporary of one loop turn, never stored: boxing the
 /// wire form would cost an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]
-enum Given<'a> {
-    Checked(&'a wfl_proto::convert::Checked),
+enum Given {
+    Checked(Arc<wfl_proto::convert::Checked>),
     Wire(pb::Event),
+}
+
+/// The checked event the gateway handed over with an inbox message in this process, if it is
+/// one (another type is decoded from the bytes like any message).
+fn checked_of(decoded: Option<wfl_bus::Decoded>) -> Option<Arc<wfl_proto::convert::Checked>> {
+    decoded?.0.downcast().ok()
+}
+
+/// The event of a checked message, owned: taken as it is when nothing else holds it (the
+/// gateway hands it over and lets go), else copied.
+fn owned_event(checked: Arc<wfl_proto::convert::Checked>) -> wfl_domain::Event {
+    Arc::try_unwrap(checked).map_or_else(|shared| shared.event.clone(), |c| c.event)
 }
 
 /// First and longest pause between checks of a data directory that could not take a commit.
@@ -263,10 +275,18 @@ impl Writer {
                         Err(e) => break Err(e),
                     }
                 }
-                if let Err(e) = self.checkpoint_if_due().await {
-                    break Err(e);
+                // A checkpoint due at the head goes with this append, in its flush: written on
+                // its own it would cost a flush of its own while nothing is appended. (Cluster
+                // mode, and a batch with nothing to append, put it on its own.)
+                let checkpoint = if self.config.partition.is_none() && prepared.appends() {
+                    self.due_checkpoint().await
+                } else {
+                    self.checkpoint_if_due().await.map(|()| None)
+                };
+                match checkpoint {
+                    Ok(checkpoint) => inflight = Some(self.launch(prepared, checkpoint)),
+                    Err(e) => break Err(e),
                 }
-                inflight = Some(self.launch(prepared));
             }
         };
         // A clean stop lets the append in flight finish and answers its callers.
@@ -385,11 +405,10 @@ impl Writer {
                 (&f.originals, &f.decided)
             });
 
-        for (payload, submission, decoded) in &batch.payloads {
-            let checked = decoded
-                .as_ref()
-                .and_then(|d| d.0.downcast_ref::<wfl_proto::convert::Checked>());
-            let (uuid, given) = match checked {
+        let events = batch.payloads.len();
+        for (payload, submission, decoded) in batch.payloads {
+            let submission = &submission;
+            let (uuid, given) = match checked_of(decoded) {
                 Some(c) => (c.event.event_id.0, Given::Checked(c)),
                 None => {
                     let wire = match pb::Event::decode(payload.as_ref()) {
@@ -430,7 +449,7 @@ impl Writer {
             }
             if let Some(limit) = max_event.filter(|limit| payload.len() > *limit) {
                 // Cluster mode: its record would not fit in one partition-log message.
-                let content: [u8; 32] = sha2::Sha256::digest(payload).into();
+                let content: [u8; 32] = sha2::Sha256::digest(&payload).into();
                 let code = RefusalCode::InvalidArgument;
                 let message = format!(
                     "event: {} bytes; a ledger in cluster mode commits events of at most {limit} bytes (one partition-log message)",
@@ -452,7 +471,11 @@ impl Writer {
             // The event, its canonical encoding and that encoding's content hash: as the gateway
             // checked them in this process, or from the bytes.
             let (event, canonical, content): (&wfl_domain::Event, &[u8], [u8; 32]) = match given {
-                Given::Checked(c) => (&c.event, payload.as_ref(), c.content),
+                Given::Checked(c) => {
+                    let content = c.content;
+                    converted = owned_event(c);
+                    (&converted, payload.as_ref(), content)
+                }
                 Given::Wire(wire) => match wfl_proto::convert::event_from_pb(wire) {
                     Ok(e) => {
                         converted = e;
@@ -463,7 +486,7 @@ impl Writer {
                     Err(v) => {
                         // Only a publisher that bypassed the gateway sends an event that
                         // does not convert; its refusal keeps the hash of the raw payload.
-                        let content: [u8; 32] = sha2::Sha256::digest(payload).into();
+                        let content: [u8; 32] = sha2::Sha256::digest(&payload).into();
                         let code = RefusalCode::InvalidArgument;
                         let o = rejected(&uuid, code, v.to_string(), Some(content));
                         rejections.push(Rejection {
@@ -505,11 +528,12 @@ impl Writer {
                         submission: *submission,
                     });
                     contents.push(content);
-                    if feeding {
-                        handed.push(event.clone());
-                    }
                     originals.insert(id, OriginalEvent::of(event));
                     decided.insert(id, None);
+                    if feeding {
+                        // Taken, not copied: this is the writer's own event from here on.
+                        handed.push(converted);
+                    }
                 }
                 Err(conflict) => {
                     let code = match conflict {
@@ -541,7 +565,7 @@ impl Writer {
         Ok(Prepared {
             done: batch.done,
             notice: batch.notice,
-            events: batch.payloads.len(),
+            events,
             duplicates,
             records,
             contents,
@@ -560,8 +584,9 @@ impl Writer {
 
     /// Starts the prepared batch's append (one atomic, flushed store batch) on a blocking
     /// thread; the writer decides the next batch meanwhile. Call only when no other append is
-    /// in flight: appends are made one at a time, in order.
-    fn launch(&self, prepared: Prepared) -> InFlight {
+    /// in flight: appends are made one at a time, in order. `checkpoint` (given only with
+    /// records or refusals, outside cluster mode) is written in the same store batch.
+    fn launch(&self, prepared: Prepared, checkpoint: Option<(u64, Vec<u8>)>) -> InFlight {
         let Prepared {
             done,
             notice,
@@ -600,8 +625,9 @@ impl Writer {
                     links
                 }),
                 None => tokio::task::spawn_blocking(move || {
+                    let checkpoint = checkpoint.as_ref().map(|(size, b)| (*size, b.as_slice()));
                     let links = store
-                        .append_with_meta(&records, &rejections, &meta)
+                        .append_with_checkpoint(&records, &rejections, &meta, checkpoint)
                         .map_err(Error::from);
                     timer.done();
                     links
@@ -724,22 +750,37 @@ impl Writer {
         }
     }
 
-    /// Cuts a signed checkpoint at the head when enough events or time passed since the last one.
-    /// The store moves its verified marker with it, which bounds the next open's re-verification.
+    /// Cuts and puts a signed checkpoint at the head when one is due ([`Self::due_checkpoint`]),
+    /// on its own: for when no append follows at once. The store moves its verified marker with
+    /// it, which bounds the next open's re-verification.
     async fn checkpoint_if_due(&mut self) -> Result<(), Error> {
+        let Some((size, bytes)) = self.due_checkpoint().await? else {
+            return Ok(());
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put_checkpoint(size, &bytes))
+            .await
+            .map_err(Error::join)??;
+        Ok(())
+    }
+
+    /// A signed checkpoint of the durable head (its size and encoding), when enough events or
+    /// time passed since the last one; the caller writes it, with the next append
+    /// ([`Log::append_with_checkpoint`]) or on its own. Call only when no append is in flight.
+    async fn due_checkpoint(&mut self) -> Result<Option<(u64, Vec<u8>)>, Error> {
         let size = *self.head_tx.borrow();
         if size <= self.checkpointed {
             self.checkpointed_at = Instant::now();
-            return Ok(());
+            return Ok(None);
         }
         let due = size - self.checkpointed >= self.config.checkpoint_every_events
             || self.checkpointed_at.elapsed() >= self.config.checkpoint_interval;
         if !due {
-            return Ok(());
+            return Ok(None);
         }
         let store = self.store.clone();
         let signer = self.signer.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+        let signed = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
             let root = store.merkle_root(size)?;
             let record = store
                 .get(size)?
@@ -750,15 +791,16 @@ impl Writer {
                 head_hash: record.hash,
                 time_micros: codec::now_micros(),
             });
-            store.put_checkpoint(size, &signed.encode())?;
-            Ok(())
+            Ok(signed.encode())
         })
         .await
         .map_err(Error::join)??;
         debug!(tree_size = size, "checkpoint signed");
+        // Counted as cut now: if the write that carries it fails, the writer stops, and a
+        // restart reads the latest stored checkpoint again.
         self.checkpointed = size;
         self.checkpointed_at = Instant::now();
-        Ok(())
+        Ok(Some((size, signed)))
     }
 }
 
@@ -792,6 +834,11 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// True when the batch writes anything to the store (records or refusals).
+    fn appends(&self) -> bool {
+        !self.records.is_empty() || !self.rejections.is_empty()
+    }
+
     /// Answers this batch's repeats of events the batch before committed.
     fn answer_repeats(&mut self, earlier: &HashMap<EventId, ipb::Outcome>) {
         let outcomes = &mut self.outcomes;
@@ -1117,7 +1164,7 @@ async fn pump(
         if !announce(&mut routing, &tx).await {
             return Ok(());
         }
-        let deliveries = match &routing {
+        let mut deliveries = match &routing {
             Some(r) => r.route(deliveries, acker.as_ref()).await,
             None => deliveries,
         };
@@ -1125,9 +1172,11 @@ async fn pump(
             continue;
         }
         let (done, flushed) = oneshot::channel();
+        // The checked events go to the writer (which takes them as they are); the deliveries
+        // keep what acknowledging them needs.
         let payloads = deliveries
-            .iter()
-            .map(|d| (d.payload.clone(), d.submission, d.decoded.clone()))
+            .iter_mut()
+            .map(|d| (d.payload.clone(), d.submission, d.decoded.take()))
             .collect();
         let batch = InboxBatch {
             payloads,
@@ -1279,7 +1328,7 @@ mod tests {
         let leaves = resign("o", "w1");
         let (first, first_flushed) = batch(vec![payload(&a), payload(&b)]);
         let prepared = writer.prepare(first, None).expect("prepare n");
-        let mut inflight = Some(writer.launch(prepared));
+        let mut inflight = Some(writer.launch(prepared, None));
 
         let (second, second_flushed) = batch(vec![payload(&a), payload(&leaves), payload(&c)]);
         let mut second = writer
@@ -1299,7 +1348,7 @@ mod tests {
         second.answer_repeats(&fresh);
         assert_eq!(sequence_of(&second.outcomes, &a.event_id), vec![1]);
 
-        let mut inflight = Some(writer.launch(second));
+        let mut inflight = Some(writer.launch(second, None));
         let r = appended(&mut inflight).await;
         writer
             .finish(inflight.take().expect("in flight"), r)
@@ -1395,6 +1444,92 @@ mod tests {
         assert_eq!(seen[0], seen[1]);
     }
 
+    /// The event the gateway handed over is taken as it is when the writer holds the only
+    /// reference (the pump passes it on rather than keeping a copy), and copied otherwise.
+    #[test]
+    fn a_handed_over_event_is_taken_or_copied() {
+        let event = hire("o", "w1");
+        let checked = |e: &wfl_domain::Event| {
+            Arc::new(wfl_proto::convert::Checked {
+                event: e.clone(),
+                content: [7; 32],
+            })
+        };
+        let alone = checked(&event);
+        let name = alone.event.org_id.0.as_ptr();
+        let taken = owned_event(alone);
+        assert_eq!(taken, event);
+        assert_eq!(taken.org_id.0.as_ptr(), name, "moved, not copied");
+        let shared = checked(&event);
+        let kept = Arc::clone(&shared);
+        assert_eq!(owned_event(shared), event);
+        assert_eq!(kept.event, event, "the other holder keeps its event");
+        let other = wfl_bus::Decoded(Arc::new(3u8));
+        assert!(
+            checked_of(Some(other)).is_none(),
+            "another type is decoded from the bytes"
+        );
+        assert!(checked_of(None).is_none());
+    }
+
+    /// A checkpoint due at the head an append reached is cut (signed) there and written with the
+    /// next append, in its store batch: it covers exactly the tree before that append, and the
+    /// ledger's key verifies it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_checkpoint_is_written_with_the_next_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Log> =
+            Arc::new(wfl_store::SledLog::open(&dir.path().join("ledger")).expect("open"));
+        let shutdown = CancellationToken::new();
+        let mut writer = writer_on(store.clone(), dir.path(), &shutdown).await;
+        writer.config.checkpoint_every_events = 2;
+        assert_eq!(
+            writer.due_checkpoint().await.expect("cut"),
+            None,
+            "nothing to cover"
+        );
+        let mut run = |events: Vec<wfl_domain::Event>| {
+            let (b, flushed) = batch(events.iter().map(payload).collect());
+            (writer.prepare(b, None).expect("prepare"), flushed)
+        };
+        let (first, flushed) = run(vec![hire("o", "w1"), hire("o", "w2")]);
+        let mut inflight = Some(writer.launch(first, None));
+        let r = appended(&mut inflight).await;
+        writer
+            .finish(inflight.take().expect("in flight"), r)
+            .expect("finish");
+        flushed.await.expect("flushed");
+
+        let checkpoint = writer.due_checkpoint().await.expect("cut");
+        assert_eq!(checkpoint.as_ref().map(|c| c.0), Some(2));
+        assert_eq!(
+            store.latest_checkpoint().expect("read"),
+            None,
+            "not written yet"
+        );
+        let (b, flushed) = batch(vec![payload(&hire("o", "w3"))]);
+        let second = writer.prepare(b, None).expect("prepare");
+        assert!(second.appends());
+        let mut inflight = Some(writer.launch(second, checkpoint));
+        let r = appended(&mut inflight).await;
+        writer
+            .finish(inflight.take().expect("in flight"), r)
+            .expect("finish");
+        flushed.await.expect("flushed");
+
+        let (size, bytes) = store.latest_checkpoint().expect("read").expect("written");
+        assert_eq!(size, 2);
+        let signed = crate::checkpoint::SignedCheckpoint::decode(&bytes).expect("decode");
+        assert_eq!(signed.checkpoint.tree_size, 2);
+        assert_eq!(signed.checkpoint.root, store.merkle_root(2).expect("root"));
+        let key = crate::checkpoint::Signer::load(&dir.path().join("key")).expect("key");
+        assert!(signed.verify(&key.public()));
+        assert_eq!(store.head().expect("head").sequence, 3);
+        // One event since: not due yet.
+        assert_eq!(writer.due_checkpoint().await.expect("cut"), None);
+        shutdown.cancel();
+    }
+
     /// Cluster mode: a writer that died between the parts of a split batch leaves records on the
     /// partition log without the writer-state metadata (it rides in the last part). The next
     /// owner folds them at start; its first append must carry what that fold changed, or a
@@ -1408,7 +1543,7 @@ mod tests {
         let mut writer = writer_on(store.clone(), dir.path(), &shutdown).await;
         let (first, flushed) = batch(vec![payload(&hire("o", "w1"))]);
         let prepared = writer.prepare(first, None).expect("prepare");
-        let mut inflight = Some(writer.launch(prepared));
+        let mut inflight = Some(writer.launch(prepared, None));
         let r = appended(&mut inflight).await;
         writer
             .finish(inflight.take().expect("in flight"), r)
@@ -1479,7 +1614,7 @@ mod tests {
         for worker in ["w2", "w3"] {
             let (next, _) = batch(vec![payload(&hire("o", worker))]);
             let prepared = writer.prepare(next, None).expect("prepare");
-            let mut inflight = Some(writer.launch(prepared));
+            let mut inflight = Some(writer.launch(prepared, None));
             let r = appended(&mut inflight).await;
             writer
                 .finish(inflight.take().expect("in flight"), r)
