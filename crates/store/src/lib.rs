@@ -288,8 +288,9 @@ pub trait Log: Send + Sync {
     /// own, as [`Log::put_checkpoint`] does, after writing `meta`.
     ///
     /// # Errors
-    /// As [`Log::append_with_meta`], and [`Error::Conflict`] (nothing written) unless the
-    /// checkpoint's size is between 1 and the head before the call.
+    /// As [`Log::append_with_meta`], and [`Error::Conflict`] unless the checkpoint's size is
+    /// between 1 and the head before the call: then nothing is written (a call with neither
+    /// records nor rejections has written its `meta` first).
     fn append_with_checkpoint(
         &self,
         records: &[NewRecord],

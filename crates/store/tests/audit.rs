@@ -369,13 +369,27 @@ fn a_truncated_tail_fails_the_open_at_the_first_missing_sequence() {
     assert_eq!(open_fails_at(dir.path()), RECORDS - 5);
 }
 
+/// Put on its own, or written with an append (the ledger's writer does that): a checkpoint
+/// moves the verified marker either way.
 #[test]
 fn the_verified_marker_bounds_the_open_and_verify_all_still_finds_old_damage() {
+    for with_an_append in [false, true] {
+        the_verified_marker_bounds_the_open(with_an_append);
+    }
+}
+
+fn the_verified_marker_bounds_the_open(with_an_append: bool) {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path());
     {
         let log = SledLog::open(dir.path()).unwrap();
-        log.put_checkpoint(200, b"checkpoint 200").unwrap();
+        if with_an_append {
+            let next = rec(RECORDS + 1, b"one more".to_vec());
+            log.append_with_checkpoint(&[next], &[], &[], Some((200, b"checkpoint 200")))
+                .unwrap();
+        } else {
+            log.put_checkpoint(200, b"checkpoint 200").unwrap();
+        }
         assert_eq!(
             log.latest_checkpoint().unwrap(),
             Some((200, b"checkpoint 200".to_vec()))

@@ -813,6 +813,13 @@ fn suite_checkpoint_with_an_append(log: &dyn Log) {
         &[],
         Some((15, b"beyond")),
     )));
+    // An append refused for its records (a gap) writes its checkpoint no more than them.
+    assert!(is_conflict(log.append_with_checkpoint(
+        &[rec(16, "a", "X")],
+        &[],
+        &[],
+        Some((14, b"again")),
+    )));
     let sizes: Vec<u64> = log
         .checkpoints(0, 10)
         .unwrap()
@@ -820,6 +827,10 @@ fn suite_checkpoint_with_an_append(log: &dyn Log) {
         .map(|c| c.0)
         .collect();
     assert_eq!(sizes, vec![12, 13, 14]);
+    assert_eq!(
+        log.latest_checkpoint().unwrap(),
+        Some((14, b"fourteen".to_vec()))
+    );
     assert_eq!(log.verify_all(&mut |_| {}).unwrap().sequence, 14);
 }
 

@@ -243,7 +243,7 @@ impl Writer {
                     }
                     // Checked every second even without traffic, so health follows the disk
                     // and a due checkpoint is never written to a full one (nor beside an
-                    // append: checkpoints are cut between appends).
+                    // append: one on its own goes only when none is in flight).
                     if !self.paused() && inflight.is_none() {
                         if self.writable() {
                             if let Err(e) = self.checkpoint_if_due().await { break Err(e) }
@@ -279,7 +279,7 @@ impl Writer {
                 // its own it would cost a flush of its own while nothing is appended. (Cluster
                 // mode, and a batch with nothing to append, put it on its own.)
                 let checkpoint = if self.config.partition.is_none() && prepared.appends() {
-                    self.due_checkpoint().await
+                    Ok(self.due_checkpoint())
                 } else {
                     self.checkpoint_if_due().await.map(|()| None)
                 };
@@ -584,9 +584,15 @@ impl Writer {
 
     /// Starts the prepared batch's append (one atomic, flushed store batch) on a blocking
     /// thread; the writer decides the next batch meanwhile. Call only when no other append is
-    /// in flight: appends are made one at a time, in order. `checkpoint` (given only with
-    /// records or refusals, outside cluster mode) is written in the same store batch.
-    fn launch(&self, prepared: Prepared, checkpoint: Option<(u64, Vec<u8>)>) -> InFlight {
+    /// in flight: appends are made one at a time, in order. A checkpoint of the tree of
+    /// `checkpoint` records (given only with records or refusals, outside cluster mode) is cut on
+    /// the same thread, before the append, and written in its store batch: the writer does not
+    /// stop for it.
+    fn launch(&self, prepared: Prepared, checkpoint: Option<u64>) -> InFlight {
+        debug_assert!(
+            checkpoint.is_none() || (self.config.partition.is_none() && prepared.appends()),
+            "a checkpoint goes only with records or refusals, outside cluster mode"
+        );
         let Prepared {
             done,
             notice,
@@ -624,14 +630,28 @@ impl Writer {
                     timer.done();
                     links
                 }),
-                None => tokio::task::spawn_blocking(move || {
-                    let checkpoint = checkpoint.as_ref().map(|(size, b)| (*size, b.as_slice()));
-                    let links = store
-                        .append_with_checkpoint(&records, &rejections, &meta, checkpoint)
-                        .map_err(Error::from);
-                    timer.done();
-                    links
-                }),
+                None => {
+                    let signer = self.signer.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let links = checkpoint
+                            .map(|size| cut(store.as_ref(), &signer, size).map(|b| (size, b)))
+                            .transpose()
+                            .and_then(|checkpoint| {
+                                let checkpoint =
+                                    checkpoint.as_ref().map(|(size, b)| (*size, b.as_slice()));
+                                store
+                                    .append_with_checkpoint(
+                                        &records,
+                                        &rejections,
+                                        &meta,
+                                        checkpoint,
+                                    )
+                                    .map_err(Error::from)
+                            });
+                        timer.done();
+                        links
+                    })
+                }
             })
         };
         InFlight {
@@ -754,54 +774,57 @@ impl Writer {
     /// on its own: for when no append follows at once. The store moves its verified marker with
     /// it, which bounds the next open's re-verification.
     async fn checkpoint_if_due(&mut self) -> Result<(), Error> {
-        let Some((size, bytes)) = self.due_checkpoint().await? else {
+        let Some(size) = self.due_checkpoint() else {
             return Ok(());
         };
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put_checkpoint(size, &bytes))
-            .await
-            .map_err(Error::join)??;
+        let (store, signer) = (self.store.clone(), self.signer.clone());
+        tokio::task::spawn_blocking(move || {
+            let signed = cut(store.as_ref(), &signer, size)?;
+            store.put_checkpoint(size, &signed).map_err(Error::from)
+        })
+        .await
+        .map_err(Error::join)??;
         Ok(())
     }
 
-    /// A signed checkpoint of the durable head (its size and encoding), when enough events or
-    /// time passed since the last one; the caller writes it, with the next append
-    /// ([`Log::append_with_checkpoint`]) or on its own. Call only when no append is in flight.
-    async fn due_checkpoint(&mut self) -> Result<Option<(u64, Vec<u8>)>, Error> {
+    /// The durable head's size, when a checkpoint of it is due (enough events or time since the
+    /// last one): the caller cuts it ([`cut`]) and writes it, with the next append
+    /// ([`Log::append_with_checkpoint`], on the append's own thread) or on its own. Call only
+    /// when no append is in flight.
+    fn due_checkpoint(&mut self) -> Option<u64> {
         let size = *self.head_tx.borrow();
         if size <= self.checkpointed {
             self.checkpointed_at = Instant::now();
-            return Ok(None);
+            return None;
         }
         let due = size - self.checkpointed >= self.config.checkpoint_every_events
             || self.checkpointed_at.elapsed() >= self.config.checkpoint_interval;
         if !due {
-            return Ok(None);
+            return None;
         }
-        let store = self.store.clone();
-        let signer = self.signer.clone();
-        let signed = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Error> {
-            let root = store.merkle_root(size)?;
-            let record = store
-                .get(size)?
-                .ok_or_else(|| Error::Internal(format!("record {size} vanished below the head")))?;
-            let signed = signer.sign(Checkpoint {
-                tree_size: size,
-                root,
-                head_hash: record.hash,
-                time_micros: codec::now_micros(),
-            });
-            Ok(signed.encode())
-        })
-        .await
-        .map_err(Error::join)??;
-        debug!(tree_size = size, "checkpoint signed");
         // Counted as cut now: if the write that carries it fails, the writer stops, and a
         // restart reads the latest stored checkpoint again.
         self.checkpointed = size;
         self.checkpointed_at = Instant::now();
-        Ok(Some((size, signed)))
+        Some(size)
     }
+}
+
+/// Signs a checkpoint of the tree of `size` records (at most the durable head, and no append
+/// running beside: the root is read from the stored tiles). Blocking: store reads.
+fn cut(store: &dyn Log, signer: &Signer, size: u64) -> Result<Vec<u8>, Error> {
+    let root = store.merkle_root(size)?;
+    let record = store
+        .get(size)?
+        .ok_or_else(|| Error::Internal(format!("record {size} vanished below the head")))?;
+    let signed = signer.sign(Checkpoint {
+        tree_size: size,
+        root,
+        head_hash: record.hash,
+        time_micros: codec::now_micros(),
+    });
+    debug!(tree_size = size, "checkpoint signed");
+    Ok(signed.encode())
 }
 
 /// What [`Append`] gives back: the sequence and hash of every record, in order.
@@ -1472,9 +1495,9 @@ mod tests {
         assert!(checked_of(None).is_none());
     }
 
-    /// A checkpoint due at the head an append reached is cut (signed) there and written with the
-    /// next append, in its store batch: it covers exactly the tree before that append, and the
-    /// ledger's key verifies it.
+    /// A checkpoint due at the head an append reached is cut (signed) on the next append's
+    /// thread, before it, and written in its store batch: it covers exactly the tree before that
+    /// append, and the ledger's key verifies it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_due_checkpoint_is_written_with_the_next_append() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1483,11 +1506,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let mut writer = writer_on(store.clone(), dir.path(), &shutdown).await;
         writer.config.checkpoint_every_events = 2;
-        assert_eq!(
-            writer.due_checkpoint().await.expect("cut"),
-            None,
-            "nothing to cover"
-        );
+        assert_eq!(writer.due_checkpoint(), None, "nothing to cover");
         let mut run = |events: Vec<wfl_domain::Event>| {
             let (b, flushed) = batch(events.iter().map(payload).collect());
             (writer.prepare(b, None).expect("prepare"), flushed)
@@ -1500,12 +1519,12 @@ mod tests {
             .expect("finish");
         flushed.await.expect("flushed");
 
-        let checkpoint = writer.due_checkpoint().await.expect("cut");
-        assert_eq!(checkpoint.as_ref().map(|c| c.0), Some(2));
+        let checkpoint = writer.due_checkpoint();
+        assert_eq!(checkpoint, Some(2));
         assert_eq!(
             store.latest_checkpoint().expect("read"),
             None,
-            "not written yet"
+            "not cut yet"
         );
         let (b, flushed) = batch(vec![payload(&hire("o", "w3"))]);
         let second = writer.prepare(b, None).expect("prepare");
@@ -1526,7 +1545,7 @@ mod tests {
         assert!(signed.verify(&key.public()));
         assert_eq!(store.head().expect("head").sequence, 3);
         // One event since: not due yet.
-        assert_eq!(writer.due_checkpoint().await.expect("cut"), None);
+        assert_eq!(writer.due_checkpoint(), None);
         shutdown.cancel();
     }
 
