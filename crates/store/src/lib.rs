@@ -482,6 +482,22 @@ pub(crate) fn check_checkpoint_size(size: u64, head: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// What [`Log::append_with_checkpoint`] writes with neither records nor rejections (both
+/// backends): its metadata, then its checkpoint on its own.
+pub(crate) fn write_without_records<L: Log + ?Sized>(
+    log: &L,
+    meta: &[(String, Option<Vec<u8>>)],
+    checkpoint: Option<(u64, &[u8])>,
+) -> Result<Vec<(u64, Hash)>, Error> {
+    if !meta.is_empty() {
+        log.meta_write(meta)?;
+    }
+    if let Some((size, bytes)) = checkpoint {
+        log.put_checkpoint(size, bytes)?;
+    }
+    Ok(Vec::new())
+}
+
 /// A [`Log`] seen as a [`merkle::NodeSource`].
 struct Nodes<'a, L: Log + ?Sized>(&'a L);
 

@@ -14,12 +14,12 @@ use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use crate::batch;
-use crate::check_checkpoint_size;
 use crate::merkle;
 use crate::{
     chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
     ZERO_HASH,
 };
+use crate::{check_checkpoint_size, write_without_records};
 
 /// In-memory [`Log`]; one mutex guards everything, which is fine for a double.
 #[derive(Default)]
@@ -152,13 +152,7 @@ impl Log for MemLog {
         checkpoint: Option<(u64, &[u8])>,
     ) -> Result<Vec<(u64, Hash)>, Error> {
         if records.is_empty() && rejections.is_empty() {
-            if !meta.is_empty() {
-                self.meta_write(meta)?;
-            }
-            if let Some((size, bytes)) = checkpoint {
-                self.put_checkpoint(size, bytes)?;
-            }
-            return Ok(Vec::new());
+            return write_without_records(self, meta, checkpoint);
         }
         let mut inner = self.lock()?;
         let old = inner.head();

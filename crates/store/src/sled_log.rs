@@ -87,7 +87,6 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::batch;
-use crate::check_checkpoint_size;
 use crate::layout::{
     self, ChunkView, EntrySource, IdEntry, IdFormat, IdGroupView, PostingsView, RecordView,
     ID_PREFIX_LEN,
@@ -99,6 +98,7 @@ use crate::{
     chain_hash, Decision, Error, Filter, Hash, Head, Log, NewRecord, Rejection, StoredRecord,
     ZERO_HASH,
 };
+use crate::{check_checkpoint_size, write_without_records};
 
 /// Name of the sled tree holding the whole ledger.
 pub const TREE_NAME: &str = "wfl.ledger";
@@ -1033,13 +1033,7 @@ impl Log for SledLog {
         checkpoint: Option<(u64, &[u8])>,
     ) -> Result<Vec<(u64, Hash)>, Error> {
         if records.is_empty() && rejections.is_empty() {
-            if !meta.is_empty() {
-                self.meta_write(meta)?;
-            }
-            if let Some((size, bytes)) = checkpoint {
-                self.put_checkpoint(size, bytes)?;
-            }
-            return Ok(Vec::new());
+            return write_without_records(self, meta, checkpoint);
         }
         let mut writer = self
             .writer
