@@ -284,13 +284,12 @@ pub trait Log: Send + Sync {
     /// own between two appends. The ledger's writer cuts each checkpoint at the head one append
     /// reached and writes it with the next.
     ///
-    /// The checkpoint goes with records or rejections only: a call with neither puts it on its
-    /// own, as [`Log::put_checkpoint`] does, after writing `meta`.
+    /// A call with neither records nor rejections writes `meta` (as [`Log::meta_write`]), then
+    /// puts the checkpoint on its own (as [`Log::put_checkpoint`]).
     ///
     /// # Errors
-    /// As [`Log::append_with_meta`], and [`Error::Conflict`] unless the checkpoint's size is
-    /// between 1 and the head before the call: then nothing is written (a call with neither
-    /// records nor rejections has written its `meta` first).
+    /// As [`Log::append_with_meta`], and [`Error::Conflict`] (nothing written) unless the
+    /// checkpoint's size is between 1 and the head before the call.
     fn append_with_checkpoint(
         &self,
         records: &[NewRecord],
@@ -489,6 +488,9 @@ pub(crate) fn write_without_records<L: Log + ?Sized>(
     meta: &[(String, Option<Vec<u8>>)],
     checkpoint: Option<(u64, &[u8])>,
 ) -> Result<Vec<(u64, Hash)>, Error> {
+    if let Some((size, _)) = checkpoint {
+        check_checkpoint_size(size, log.head()?.sequence)?;
+    }
     if !meta.is_empty() {
         log.meta_write(meta)?;
     }

@@ -810,9 +810,10 @@ fn suite_checkpoint_with_an_append(log: &dyn Log) {
     assert!(is_conflict(log.append_with_checkpoint(
         &[],
         &[],
-        &[],
+        &[put("k/beyond", b"b")],
         Some((15, b"beyond")),
     )));
+    assert_eq!(log.meta_get("k/beyond").unwrap(), None);
     // An append refused for its records (a gap) writes its checkpoint no more than them.
     assert!(is_conflict(log.append_with_checkpoint(
         &[rec(16, "a", "X")],

@@ -407,7 +407,6 @@ impl Writer {
 
         let events = batch.payloads.len();
         for (payload, submission, decoded) in batch.payloads {
-            let submission = &submission;
             let (uuid, given) = match checked_of(decoded) {
                 Some(c) => (c.event.event_id.0, Given::Checked(c)),
                 None => {
@@ -525,7 +524,7 @@ impl Writer {
                         org_id: event.org_id.0.clone(),
                         event_type: event.event_type().as_str().to_owned(),
                         bytes: codec::encode_canonical(sequence, recorded_at, canonical),
-                        submission: *submission,
+                        submission,
                     });
                     contents.push(content);
                     originals.insert(id, OriginalEvent::of(event));
@@ -633,21 +632,14 @@ impl Writer {
                 None => {
                     let signer = self.signer.clone();
                     tokio::task::spawn_blocking(move || {
-                        let links = checkpoint
-                            .map(|size| cut(store.as_ref(), &signer, size).map(|b| (size, b)))
-                            .transpose()
-                            .and_then(|checkpoint| {
-                                let checkpoint =
-                                    checkpoint.as_ref().map(|(size, b)| (*size, b.as_slice()));
-                                store
-                                    .append_with_checkpoint(
-                                        &records,
-                                        &rejections,
-                                        &meta,
-                                        checkpoint,
-                                    )
-                                    .map_err(Error::from)
-                            });
+                        let links = append_with_cut(
+                            store.as_ref(),
+                            &signer,
+                            &records,
+                            &rejections,
+                            &meta,
+                            checkpoint,
+                        );
                         timer.done();
                         links
                     })
@@ -825,6 +817,25 @@ fn cut(store: &dyn Log, signer: &Signer, size: u64) -> Result<Vec<u8>, Error> {
     });
     debug!(tree_size = size, "checkpoint signed");
     Ok(signed.encode())
+}
+
+/// A batch's append with the checkpoint of the tree of `checkpoint` records, if one is due,
+/// cut first on the same thread and written in the append's store batch. Blocking.
+fn append_with_cut(
+    store: &dyn Log,
+    signer: &Signer,
+    records: &[NewRecord],
+    rejections: &[Rejection],
+    meta: &[(String, Option<Vec<u8>>)],
+    checkpoint: Option<u64>,
+) -> Result<Links, Error> {
+    let signed = checkpoint
+        .map(|size| cut(store, signer, size).map(|bytes| (size, bytes)))
+        .transpose()?;
+    let signed = signed
+        .as_ref()
+        .map(|(size, bytes)| (*size, bytes.as_slice()));
+    Ok(store.append_with_checkpoint(records, rejections, meta, signed)?)
 }
 
 /// What [`Append`] gives back: the sequence and hash of every record, in order.
