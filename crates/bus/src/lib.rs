@@ -214,6 +214,14 @@ pub trait Bus: Send + Sync + 'static {
         false
     }
 
+    /// Whether committed events published now can reach anyone. Always on a broker
+    /// (`WFL_LEDGER` keeps them for consumers that come later); on the in-process bus, whose
+    /// committed stream is a live fan-out only, while a receiver listens: a publisher need
+    /// not read back, check and send events no one can receive.
+    fn committed_listened(&self) -> bool {
+        true
+    }
+
     /// Whether the bus is usable now, for readiness probes: `Err` says why not (e.g. the NATS
     /// connection is down and reconnecting). The in-process bus is always ready.
     fn health(&self) -> Result<(), String> {

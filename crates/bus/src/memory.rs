@@ -178,6 +178,10 @@ impl Bus for MemoryBus {
         }))
     }
 
+    fn committed_listened(&self) -> bool {
+        self.inner.committed.receiver_count() > 0
+    }
+
     async fn publish_committed(&self, msgs: Vec<CommittedMessage>) -> Result<(), Error> {
         for msg in &msgs {
             check_org(&msg.org_id)?;

@@ -236,6 +236,12 @@ impl Liveness {
         self.published.store(sequence, Ordering::Relaxed);
     }
 
+    /// The last sequence the publisher fully published.
+    #[cfg(test)]
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
     /// Registers the liveness figures in `registry`, read at each scrape: `wfl_inbox_stalled`,
     /// `wfl_inbox_stalls_total`, `wfl_inbox_recoveries_total{step}`, `wfl_inbox_pending`,
     /// `wfl_inbox_ack_pending`, `wfl_publisher_stalled`, `wfl_publisher_stalls_total`,

@@ -242,7 +242,16 @@ async fn follow(
             // empties when the publisher has caught up, not at the end of each head move.
             target = target.max(*head.borrow_and_update());
             let step = async {
-                if sent < target {
+                if sent < target && !bus.committed_listened() {
+                    // The in-process fan-out with no receiver: nothing to read, check or send
+                    // (a receiver that comes gets what is committed from then on).
+                    let before = in_flight.take();
+                    sent = target;
+                    match before {
+                        Some((_, acks)) => acks.await.map(|()| Some(target)),
+                        None => Ok(Some(target)),
+                    }
+                } else if sent < target {
                     let (last, msgs) =
                         read_chunk(store, sent + 1, target, republish, partition).await?;
                     let acks = bus.send_committed(msgs).await?;
@@ -478,5 +487,102 @@ impl Backoff {
             () = shutdown.cancelled() => false,
             () = tokio::time::sleep(d) => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfl_store::NewRecord;
+
+    /// Appends hires of `workers` to `store` as the writer stores them.
+    fn append(store: &dyn Log, workers: &[&str]) -> u64 {
+        let head = store.head().expect("head").sequence;
+        let records: Vec<NewRecord> = workers
+            .iter()
+            .zip(head + 1..)
+            .map(|(w, sequence)| {
+                let event = wfl_testkit::scenario::hire("org", w);
+                NewRecord {
+                    sequence,
+                    event_id: event.event_id.0,
+                    org_id: event.org_id.0.clone(),
+                    event_type: event.event_type().as_str().to_owned(),
+                    bytes: codec::encode(sequence, codec::now_micros(), &event),
+                    submission: None,
+                }
+            })
+            .collect();
+        store.append(&records, &[]).expect("append");
+        head + workers.len() as u64
+    }
+
+    /// Waits (bounded) until the publisher says it published through `sequence`.
+    async fn published_through(liveness: &crate::liveness::Liveness, sequence: u64) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while liveness.published() < sequence {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the publisher caught up");
+    }
+
+    #[tokio::test]
+    async fn the_in_process_fan_out_is_fed_only_while_a_receiver_listens() {
+        let store: Arc<dyn Log> = Arc::new(wfl_store::MemLog::new());
+        let memory = wfl_bus::MemoryBus::new();
+        let bus: Arc<dyn Bus> = Arc::new(memory.clone());
+        let head = append(store.as_ref(), &["w1", "w2", "w3"]);
+        let (head_tx, head_rx) = watch::channel(head);
+        let liveness = Arc::new(crate::liveness::Liveness::default());
+        let stall =
+            crate::liveness::PublisherWatch::new(Duration::from_secs(60), Arc::clone(&liveness));
+        let shutdown = CancellationToken::new();
+        let publisher = tokio::spawn({
+            let (store, bus, shutdown) = (store.clone(), bus.clone(), shutdown.clone());
+            async move {
+                let mut stall = stall;
+                follow(
+                    &store,
+                    bus.as_ref(),
+                    head_rx,
+                    &mut stall,
+                    &Options::default(),
+                    0,
+                    None,
+                    &shutdown,
+                )
+                .await
+            }
+        });
+        // No receiver: caught up without sending anything.
+        published_through(&liveness, 3).await;
+        assert!(!bus.committed_listened());
+        assert_eq!(bus.last_published().await.expect("last"), None);
+
+        // A receiver gets what is committed from then on, in order, each event once.
+        let mut live = memory.subscribe_committed();
+        assert!(bus.committed_listened());
+        let head = append(store.as_ref(), &["w4", "w5"]);
+        head_tx.send(head).expect("head");
+        for sequence in [4, 5] {
+            let msg = live.recv().await.expect("a committed event");
+            assert_eq!((msg.sequence, msg.org_id.as_str()), (sequence, "org"));
+        }
+        published_through(&liveness, 5).await;
+        assert_eq!(
+            bus.last_published()
+                .await
+                .expect("last")
+                .map(|l| l.sequence),
+            Some(5)
+        );
+        assert!(live.try_recv().is_err(), "nothing sent twice");
+        shutdown.cancel();
+        publisher
+            .await
+            .expect("joined")
+            .expect("the publisher ended");
     }
 }
