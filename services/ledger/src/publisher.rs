@@ -1,7 +1,8 @@
 //! Republishes committed events on the bus (`wfl.ledger.<org>.<type>`, stream `WFL_LEDGER`).
 //!
 //! It follows the head sequence and reads what to publish back from the store, so it can never
-//! skip an event: at start it asks the bus for the last sequence the stream holds and resumes after
+//! skip an event (on the in-process bus, whose committed stream is a live fan-out, it reads and
+//! sends only while a receiver listens, [`Bus::committed_listened`]): at start it asks the bus for the last sequence the stream holds and resumes after
 //! the smaller of that and its own cursor (the last sequence it fully published), so a stream that
 //! lacks history (a data dir that ran on the embedded bus, a new or emptied stream) is filled from
 //! the first sequence it lacks. It never blocks the writer; if the bus is down, it retries and
@@ -567,7 +568,10 @@ mod tests {
         let head = append(store.as_ref(), &["w4", "w5"]);
         head_tx.send(head).expect("head");
         for sequence in [4, 5] {
-            let msg = live.recv().await.expect("a committed event");
+            let msg = tokio::time::timeout(Duration::from_secs(10), live.recv())
+                .await
+                .expect("a committed event in time")
+                .expect("a committed event");
             assert_eq!((msg.sequence, msg.org_id.as_str()), (sequence, "org"));
         }
         published_through(&liveness, 5).await;

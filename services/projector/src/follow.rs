@@ -23,10 +23,10 @@ use crate::{thresholds, Config, Error, Shared, ALERTS_PREFIX};
 /// The threshold watch runs at most this often...
 const ALERT_INTERVAL: Duration = Duration::from_millis(250);
 /// ...and each org's evaluations take at most one part in this many of the time while it is
-/// written to without pause, the larger orgs' runs as many as they are at most one part in this
-/// many in all: an evaluation costs the org's history, so the wait before the next one stretches
-/// with that (see [`Paced`] and [`Alerts::larger`]; an org whose writes pause is evaluated
-/// sooner).
+/// written to without pause, the larger orgs written to at once about that much in all: an
+/// evaluation costs the org's history, so the wait before the org's next one stretches with that
+/// and with how many larger orgs share the watch (see [`Paced`]; an org whose writes pause is
+/// evaluated sooner).
 const ALERT_DUTY: u32 = 10;
 /// A persist or a wait for the views' lock this long is logged (each adds to the views' lag).
 const SLOW: Duration = Duration::from_millis(500);
@@ -751,16 +751,6 @@ struct Alerts {
     /// Per org due, its latest event as last looked at and since when it was: how long the org
     /// has been quiet ([`Paced::ready_for`]).
     heads: HashMap<OrgId, (u64, Instant)>,
-    /// What the last run of larger orgs cost in all (their copies and evaluations) and when it
-    /// ended: no larger org is evaluated at its pace before nine times that after it, so that,
-    /// however many of them are written to at once, their runs take at most one part in
-    /// [`ALERT_DUTY`] of the time (each alone would take that much: four written to at once
-    /// took four parts in thirteen of a core from ingest on two cores). An org quiet since its
-    /// last evaluation's cost goes sooner, as when alone ([`Paced::ready_for`]); small orgs
-    /// ([`SMALL_ORG`]) keep their own pace only.
-    larger: Option<Paced>,
-    /// What the last run's copies and evaluations took (not its publishing).
-    last_run: Duration,
 }
 
 /// The events a run over the orgs `due` (each one's events) reads, and whether it copies the
@@ -785,7 +775,13 @@ fn size(p: &Projection, due: impl Iterator<Item = u64>) -> (u64, bool) {
 /// stalled bus is bounded by its own timeout) cost and when it ended. The org is evaluated
 /// again, when it changed, after nine times that cost (at least [`ALERT_INTERVAL`], at most
 /// [`Paced::LONGEST`]), so while it is written to without pause each org's evaluations take at
-/// most one part in [`ALERT_DUTY`] of the time. Paced by org, not by run: a small tenant that changed is evaluated within a
+/// most one part in [`ALERT_DUTY`] of the time. A larger org (over [`SMALL_ORG`] events) waits
+/// that many times longer as larger orgs are being written to (`sharing`: those that changed
+/// since their last evaluation, at least 1), so that however many are written to at once their
+/// evaluations take about one part in [`ALERT_DUTY`] of the time in all (each at its own pace
+/// alone, four at once took four parts in thirteen of a core from ingest), each in proportion
+/// to its own cost: a tenant of moderate size beside a very large one is not held to the large
+/// one's pace. Paced by org, not by run: a small tenant that changed is evaluated within a
 /// fraction of a second of its turn, not nine times a large tenant's evaluation later (it
 /// waits at most for the run in progress on the watch's thread and, when larger orgs were
 /// left for it, one run of theirs).
@@ -808,19 +804,24 @@ impl Paced {
     /// The longest wait before an org's next evaluation.
     const LONGEST: Duration = Duration::from_secs(600);
 
-    /// When the org may be evaluated again, whatever its events.
-    fn ready_at(&self) -> Instant {
+    /// When the org may be evaluated again, whatever its events, with `sharing` orgs sharing
+    /// the watch's time (at least 1).
+    fn ready_at(&self, sharing: u32) -> Instant {
         self.ended
             + ALERT_INTERVAL
-                .max(self.took.saturating_mul(ALERT_DUTY - 1))
+                .max(
+                    self.took
+                        .saturating_mul(ALERT_DUTY - 1)
+                        .saturating_mul(sharing.max(1)),
+                )
                 .min(Self::LONGEST)
     }
 
     /// When the org, whose latest event is now `head`, seen first at `since`, may be evaluated
-    /// again: at its pace, no sooner than `floor` (the larger orgs' shared pace, for one of
-    /// them), or once quiet for as long as this evaluation took when `head` is new.
-    fn ready_for(&self, head: u64, since: Instant, floor: Option<Instant>) -> Instant {
-        let paced = self.ready_at().max(floor.unwrap_or(self.ended));
+    /// again: at its pace with `sharing` orgs sharing the watch's time, or once quiet for as
+    /// long as this evaluation took when `head` is new.
+    fn ready_for(&self, head: u64, since: Instant, sharing: u32) -> Instant {
+        let paced = self.ready_at(sharing);
         if head == self.head {
             return paced;
         }
@@ -836,12 +837,10 @@ enum Choice {
     Nothing,
     /// Orgs changed, none may be evaluated before this long.
     Wait(Duration),
-    /// Evaluate these orgs now; `deferred`: larger orgs ready too were left for the next run;
-    /// `larger`: these are the larger orgs (their run sets their shared pace).
+    /// Evaluate these orgs now; `deferred`: larger orgs ready too were left for the next run.
     Run {
         orgs: BTreeSet<OrgId>,
         deferred: bool,
-        larger: bool,
     },
 }
 
@@ -885,13 +884,11 @@ fn choose(
         Choice::Run {
             orgs: large,
             deferred: false,
-            larger: true,
         }
     } else {
         Choice::Run {
             deferred: !large.is_empty(),
             orgs: small,
-            larger: false,
         }
     }
 }
@@ -1039,16 +1036,21 @@ impl Alerts {
                 }
             };
             let small = p.org_events_within(&org, SMALL_ORG).unwrap_or(true);
-            let floor = self
-                .larger
-                .filter(|_| !small)
-                .map(|larger| larger.ready_at());
-            let ready = self.paced.get(&org).map_or_else(
-                || now.max(floor.unwrap_or(now)),
-                |paced| paced.ready_for(head, since, floor),
-            );
-            due.push((org, small, ready));
+            due.push((org, head, since, small));
         }
+        drop(p);
+        // The larger orgs that changed since they were evaluated share the watch's time.
+        let sharing = due
+            .iter()
+            .filter(|(org, _, _, small)| !small && self.paced.contains_key(org))
+            .count();
+        let sharing = u32::try_from(sharing).unwrap_or(u32::MAX);
+        let due = due.into_iter().map(|(org, head, since, small)| {
+            let ready = self.paced.get(&org).map_or(now, |paced| {
+                paced.ready_for(head, since, if small { 1 } else { sharing })
+            });
+            (org, small, ready)
+        });
         let choice = choose(due, (self.ended, self.large_next), now);
         (at, choice, reflected)
     }
@@ -1161,7 +1163,6 @@ impl Alerts {
             }
         })
         .await;
-        self.last_run = started.elapsed();
         let orgs = match evaluated {
             Ok((longest, orgs)) => {
                 tracing::debug!(
@@ -1177,7 +1178,6 @@ impl Alerts {
                 warn!(error = %e, "threshold watch evaluation failed; retried at the next run");
                 // Nothing evaluated: the orgs are tried again at the pace of what this cost.
                 let ended = Instant::now();
-                self.last_run = ended - started;
                 for (org, head) in orgs {
                     let paced = Paced {
                         took: ended - started,
@@ -1286,9 +1286,11 @@ impl Alerts {
 /// The threshold watch beside the fold: whenever the views hold events of an org it has not
 /// evaluated, it evaluates the rule packs over a copy of that org (see [`Alerts`]) and publishes
 /// the alerts whose level changed, each org at its own pace ([`Paced`]: its evaluations take at
-/// most one part in [`ALERT_DUTY`] of the time while it is written to without pause, and the
-/// larger orgs' runs that much in all, [`Alerts::larger`]), small and larger orgs in runs of
-/// their own, in turn ([`choose`]), at most every [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
+/// most one part in [`ALERT_DUTY`] of the time while it is written to without pause, the larger
+/// orgs written to at once about that much in all), small and
+/// larger orgs in runs of their own, in
+/// turn ([`choose`]), at most every
+/// [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
 /// org's history, the fold's cost must not grow with any history.
 pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
     let mut alerts = Alerts::default();
@@ -1325,22 +1327,11 @@ pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: Can
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(wait.min(ALERT_INTERVAL)) => {}
             },
-            Choice::Run {
-                orgs,
-                deferred,
-                larger,
-            } => {
+            Choice::Run { orgs, deferred } => {
                 alerts.large_next = deferred;
                 alerts
                     .publish_changes(&shared, bus.as_ref(), Some(&orgs))
                     .await;
-                if larger {
-                    alerts.larger = Some(Paced {
-                        took: alerts.last_run,
-                        ended: Instant::now(),
-                        head: 0,
-                    });
-                }
             }
         }
     }
@@ -1419,7 +1410,6 @@ mod tests {
         let run = |names: &[&str], deferred: bool| Choice::Run {
             orgs: names.iter().map(|n| org(n)).collect(),
             deferred,
-            larger: !names.iter().all(|n| n.starts_with("small")),
         };
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
@@ -1453,16 +1443,16 @@ mod tests {
             ended: at(19_010),
             head: 200,
         };
-        assert_eq!(small.ready_at(), at(19_260), "at least the interval");
-        assert_eq!(big.ready_at(), at(190_000), "nine times its 19 s");
+        assert_eq!(small.ready_at(1), at(19_260), "at least the interval");
+        assert_eq!(big.ready_at(1), at(190_000), "nine times its 19 s");
         // Both changed again, and keep changing (their latest event seen just now): the small
         // org is evaluated once the interval since the last run passed, not after nine times
         // the large org's 19 s; that one waits for its own.
         let now = at(19_100);
         let both = |now: Instant| {
             due(&[
-                ("big", big.ready_for(101, now, None)),
-                ("small", small.ready_for(201, now, None)),
+                ("big", big.ready_for(101, now, 1)),
+                ("small", small.ready_for(201, now, 1)),
             ])
         };
         let last = (Some(at(19_010)), false);
@@ -1477,18 +1467,18 @@ mod tests {
         let last = (Some(at(19_300)), false);
         // Seen at 19.3 s with a new latest event: evaluated 19 s later if nothing more comes
         // (quiet for as long as its evaluation took), else at its pace.
-        let big_alone = |since: Instant| due(&[("big", big.ready_for(101, since, None))]);
+        let big_alone = |since: Instant| due(&[("big", big.ready_for(101, since, 1))]);
         assert_eq!(
             choose(big_alone(at(19_300)), last, at(19_300)),
             Choice::Wait(Duration::from_secs(19))
         );
         assert_eq!(
-            big.ready_for(101, at(180_000), None),
+            big.ready_for(101, at(180_000), 1),
             at(190_000),
             "still written to"
         );
         assert_eq!(
-            big.ready_for(101, at(30_000), None),
+            big.ready_for(101, at(30_000), 1),
             at(49_000),
             "quiet since 30 s"
         );
@@ -1497,68 +1487,131 @@ mod tests {
             run(&["big"], false)
         );
         // Not when its latest event is the one evaluated (an alert not yet published).
-        assert_eq!(big.ready_for(100, at(19_000), None), at(190_000));
+        assert_eq!(big.ready_for(100, at(19_000), 1), at(190_000));
         // No org waits longer than ten minutes, however long its evaluation took.
         let slow = Paced {
             took: Duration::from_secs(3_600),
             ended: t0,
             head: 1,
         };
-        assert_eq!(slow.ready_at(), t0 + Paced::LONGEST);
-        assert_eq!(slow.ready_for(2, t0, None), t0 + Paced::LONGEST);
+        assert_eq!(slow.ready_at(1), t0 + Paced::LONGEST);
+        assert_eq!(slow.ready_for(2, t0, 1), t0 + Paced::LONGEST);
     }
 
     #[test]
-    fn larger_orgs_written_at_once_share_one_pace_and_a_quiet_one_goes_sooner() {
+    fn larger_orgs_written_at_once_share_the_watch_each_by_its_own_cost() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        // Two larger orgs evaluated in one run that ended at 2 s: 1 s each, 2 s in all.
-        let org = |head: u64| Paced {
-            took: Duration::from_secs(1),
+        let paced = |took: u64, head: u64| Paced {
+            took: Duration::from_millis(took),
             ended: at(2_000),
             head,
         };
-        let (a, b) = (org(100), org(200));
-        let larger = Paced {
-            took: Duration::from_secs(2),
-            ended: at(2_000),
-            head: 0,
-        };
-        let floor = Some(larger.ready_at());
-        assert_eq!(larger.ready_at(), at(20_000), "nine times the run's 2 s");
-        // Still written to (a new latest event seen at 19.5 s): alone, each would go again nine
-        // times its own 1 s after the run; together they wait nine times the run, so the two
-        // take one part in ten of the time, not two.
-        assert_eq!(a.ready_for(101, at(19_500), None), at(11_000));
-        assert_eq!(a.ready_for(101, at(19_500), floor), at(20_000));
-        assert_eq!(b.ready_for(201, at(19_500), floor), at(20_000));
-        // Its latest event evaluated (an alert not yet published): the shared pace too.
-        assert_eq!(a.ready_for(100, at(19_500), floor), at(20_000));
-        // Quiet for as long as its evaluation took since seen at 5 s: evaluated at 6 s, as alone.
-        assert_eq!(a.ready_for(101, at(5_000), floor), at(6_000));
-        // A floor before the org's own pace changes nothing.
-        assert_eq!(a.ready_for(101, at(19_500), Some(at(3_000))), at(11_000));
-        // The runs' order: both due at 20 s go in one run of larger orgs.
-        let due = [
-            (
-                OrgId("a".into()),
-                false,
-                a.ready_for(101, at(19_500), floor),
-            ),
-            (
-                OrgId("b".into()),
-                false,
-                b.ready_for(201, at(19_500), floor),
-            ),
-        ];
+        // Still written to: a new latest event seen only now, at 700 s (its quiet time, the
+        // other way to go, is later than every pace below).
+        let (big, moderate) = (paced(1_000, 100), paced(50, 200));
+        let now = at(700_000);
         assert_eq!(
-            choose(due.clone(), (Some(at(2_000)), false), at(11_000)),
-            Choice::Wait(Duration::from_secs(9))
+            big.ready_for(101, now, 1),
+            at(11_000),
+            "alone: nine times 1 s"
         );
-        assert!(matches!(
-            choose(due, (Some(at(2_000)), false), at(20_000)),
-            Choice::Run { orgs, larger: true, deferred: false } if orgs.len() == 2
-        ));
+        // Four written at once: each waits four times as long, so the four take one part in
+        // ten of the time in all, not four in thirteen.
+        assert_eq!(big.ready_for(101, now, 4), at(38_000));
+        // A moderate org beside it waits by its own cost, not the large one's.
+        assert_eq!(moderate.ready_for(201, now, 2), at(2_900));
+        assert_eq!(moderate.ready_for(201, now, 1), at(2_450));
+        // Quiet for as long as its evaluation took since seen at 5 s: evaluated at 6 s, as alone.
+        assert_eq!(big.ready_for(101, at(5_000), 4), at(6_000));
+        // At most ten minutes, however many share.
+        assert_eq!(big.ready_for(101, now, 1_000), at(2_000) + Paced::LONGEST);
+    }
+
+    /// Orgs of `n` hires each (`org-0`, `org-1`, ...), as one view state.
+    fn orgs_of(orgs: usize, n: usize) -> Arc<Shared> {
+        let shared = Shared::new(&config(std::path::Path::new("/nonexistent"), Vec::new()));
+        {
+            let mut p = shared.projection.try_write().expect("nobody else holds it");
+            let mut sequence = 0;
+            for o in 0..orgs {
+                for w in 0..n {
+                    sequence += 1;
+                    let e = wfl_testkit::scenario::hire(&format!("org-{o}"), &format!("w{w}"));
+                    p.apply(sequence, &e);
+                }
+            }
+        }
+        Arc::new(shared)
+    }
+
+    /// The alert loop counts the larger orgs that changed since their last evaluation, and each
+    /// waits that many times its own pace; a small org keeps its own.
+    #[tokio::test]
+    async fn the_alert_loop_paces_the_larger_orgs_written_at_once_together() {
+        let shared = orgs_of(2, SMALL_ORG as usize + 1);
+        // Each org named evaluated just now at its latest event, in 1 s, and due again (its
+        // alerts not all published: no quiet time to wait for, only its pace).
+        let wait = |orgs: &[&str]| {
+            let shared = Arc::clone(&shared);
+            let orgs: Vec<OrgId> = orgs.iter().map(|o| OrgId((*o).into())).collect();
+            async move {
+                let mut alerts = Alerts::default();
+                let ended = Instant::now();
+                let p = shared.projection.read().await;
+                alerts.day = Some(thresholds::default_as_of(&p.now(), None));
+                for (org, head) in p.org_heads().into_iter().flatten() {
+                    if orgs.contains(org) {
+                        let took = Duration::from_secs(1);
+                        alerts
+                            .paced
+                            .insert(org.clone(), Paced { took, ended, head });
+                    } else {
+                        // Evaluated and published at its latest event, on this day: not due.
+                        alerts.seen.insert(org.clone(), head);
+                    }
+                }
+                drop(p);
+                match alerts.choose(&shared).await.1 {
+                    Choice::Wait(wait) => wait,
+                    other => panic!("expected a wait, got {other:?}"),
+                }
+            }
+        };
+        let alone = wait(&["org-0"]).await;
+        let together = wait(&["org-0", "org-1"]).await;
+        assert!(
+            alone > Duration::from_secs(8) && alone <= Duration::from_secs(9),
+            "{alone:?}"
+        );
+        assert!(
+            together > Duration::from_secs(17) && together <= Duration::from_secs(18),
+            "{together:?}"
+        );
+        // Small orgs keep their own pace, however many are due.
+        let shared = orgs_of(2, 10);
+        let mut alerts = Alerts::default();
+        let ended = Instant::now();
+        let heads: Vec<(OrgId, u64)> = {
+            let p = shared.projection.read().await;
+            alerts.day = Some(thresholds::default_as_of(&p.now(), None));
+            p.org_heads()
+                .into_iter()
+                .flatten()
+                .map(|(o, h)| (o.clone(), h))
+                .collect()
+        };
+        for (org, head) in heads {
+            let took = Duration::from_secs(1);
+            alerts.paced.insert(org, Paced { took, ended, head });
+        }
+        match alerts.choose(&shared).await.1 {
+            Choice::Wait(wait) => assert!(
+                wait > Duration::from_secs(8) && wait <= Duration::from_secs(9),
+                "{wait:?}"
+            ),
+            other => panic!("expected a wait, got {other:?}"),
+        }
     }
 
     /// A projector's configuration for these tests: no ledger to reach, the packs given.
