@@ -36,6 +36,7 @@ for i in $(seq "$orgs"); do
   loads+=($!)
 done
 wait "${loads[@]}"
+loaded=$(date +%s.%N)
 events=$((events / orgs * orgs))
 cat "$data"/load-*.out >"$data/load.out"
 head=$(metric wfl_ledger_head_sequence)
@@ -44,6 +45,15 @@ for _ in $(seq 1200); do
   sleep 0.05
 done
 grep -h "events/s" "$data"/load-*.out
+# How far the threshold watch trailed when the load ended, and how long after that every org's
+# alerts reflected its events (`wfl_watch_evaluated_sequence` at the head).
+trailing=$(metric wfl_watch_evaluated_sequence)
+for _ in $(seq 1200); do
+  [ "$(metric wfl_watch_evaluated_sequence)" -ge "$head" ] && break
+  sleep 0.05
+done
+awk -v a="$loaded" -v b="$(date +%s.%N)" -v t="$trailing" -v h="$head" \
+  'BEGIN {printf "watch: at sequence %d of %d when drained, at the head %.1f s after the load ended\n", t, h, b - a}'
 awk -v t="$(($(cpu) - cpu0))" -v e="$events" -v rss="$(awk '{print $24}' "/proc/$up/stat")" \
   -v h="$(metric wfl_views_handed_over_total)" -v runs="$(metric wfl_watch_runs_total)" \
   -v evaluated="$(metric wfl_watch_orgs_evaluated_total)" \
