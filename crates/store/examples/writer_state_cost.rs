@@ -8,7 +8,9 @@
 //! - `keyed` (default): one metadata key per worker, as `wfl_ledger::snapshot` writes its
 //!   `ledger-keyed/w/…` keys today, names in increasing order;
 //! - `scattered`: the same keys, names in no order;
-//! - `one`: the same bytes in one value per batch.
+//! - `one`: the same bytes in one value per batch;
+//! - `chunks`: twice as many workers per batch as it has events (a dump of the whole state
+//!   written a slice per append), in values of about 6 KB, the records' chunk size.
 //!
 //! Prints the rate and the CPU time (user + system) per event. Run it with `0` keys for the
 //! records alone. Not a test: numbers depend on the machine and the disk.
@@ -45,8 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys: u64 = args.next().map_or(Ok(600), |s| s.parse())?;
     let events: u64 = args.next().map_or(Ok(300_000), |s| s.parse())?;
     let layout = args.next().unwrap_or_else(|| "keyed".to_owned());
-    if !["keyed", "scattered", "one"].contains(&layout.as_str()) {
-        return Err(format!("layout {layout:?}: expected keyed, scattered or one").into());
+    if !["keyed", "scattered", "one", "chunks"].contains(&layout.as_str()) {
+        return Err(format!("layout {layout:?}: expected keyed, scattered, one or chunks").into());
     }
     let tmp = tempfile::tempdir()?;
     let log = SledLog::open(tmp.path())?;
@@ -76,7 +78,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A worker key and value as `wfl_ledger::snapshot` writes them: 13 bytes of state and a
         // 4-byte check.
         let key = |n: u64| format!("ledger-keyed/w/0000000a/bench-orgwfl-load-{n:020}");
-        let meta: Vec<(String, Option<Vec<u8>>)> = if layout == "one" {
+        let meta: Vec<(String, Option<Vec<u8>>)> = if layout == "chunks" {
+            // 2 workers per event, about 45 bytes each, 128 to a value.
+            let workers = 2 * (upto - next);
+            (0..workers.div_ceil(128))
+                .map(|n| {
+                    let value = vec![1; 128 * 45];
+                    (format!("dump/{next:016x}/{n:08x}"), Some(value))
+                })
+                .collect()
+        } else if layout == "one" {
             let mut value = Vec::new();
             for &n in &names {
                 value.extend_from_slice(key(n).as_bytes());
@@ -91,8 +102,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds()? - cpu_before;
+    let what = if layout == "chunks" {
+        "2 workers per event in 6 KB values (chunks)".to_owned()
+    } else {
+        format!("{keys} worker keys per 1,000 events ({layout})")
+    };
     println!(
-        "{keys} worker keys per 1,000 events ({layout}): {events} events in {secs:.2} s = {:.0} events/s, {:.2} µs CPU per event",
+        "{what}: {events} events in {secs:.2} s = {:.0} events/s, {:.2} µs CPU per event",
         events as f64 / secs,
         cpu / events as f64 * 1e6
     );
