@@ -520,7 +520,27 @@ impl Cluster {
     /// # Errors
     /// As [`Cluster::map_entry`], for the first read.
     pub async fn live_map(&self) -> Result<LiveMap, Error> {
-        let (revision, map) = self.map_entry().await?;
+        let first = self.map_entry().await?;
+        Ok(self.follow_map(first))
+    }
+
+    /// [`Cluster::live_map`] for a caller that has just recorded or read `recorded`
+    /// ([`Cluster::partition_map`]): a first read that finds no map (a replica's direct
+    /// answer that has not applied the create yet) starts from `recorded` at revision 0, and
+    /// the poll forwards the map's own entry once a read shows it. An instance started beside
+    /// the one creating the map exited on that answer.
+    ///
+    /// # Errors
+    /// As [`Cluster::map_entry`], for the first read, when it fails for another reason.
+    pub async fn live_map_from(&self, recorded: PartitionMap) -> Result<LiveMap, Error> {
+        let first = match self.read_map().await? {
+            Some(entry) => entry,
+            None => (0, recorded),
+        };
+        Ok(self.follow_map(first))
+    }
+
+    fn follow_map(&self, (revision, map): (u64, PartitionMap)) -> LiveMap {
         let (tx, rx) = tokio::sync::watch::channel((revision, Arc::new(map)));
         let cluster = self.clone();
         tokio::spawn(async move {
@@ -547,7 +567,7 @@ impl Cluster {
                 }
             }
         });
-        Ok(LiveMap(rx))
+        LiveMap(rx)
     }
 
     /// Tries to take `partition`'s lease for `owner`: `None` when another instance holds it.

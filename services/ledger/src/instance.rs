@@ -123,8 +123,8 @@ pub async fn join(
         let attempt = async {
             let bus = NatsBus::connect(&config.nats_url, config.nats.clone()).await?;
             let cluster = Cluster::open(bus.client(), config.cluster.clone()).await?;
-            cluster.partition_map(config.create.as_ref()).await?;
-            let map = cluster.live_map().await?;
+            let recorded = cluster.partition_map(config.create.as_ref()).await?;
+            let map = cluster.live_map_from(recorded).await?;
             Ok::<_, wfl_bus::Error>((bus, cluster, map))
         };
         match tokio::time::timeout(JOIN_ATTEMPT, attempt).await {
