@@ -236,51 +236,12 @@ async fn follow(
     // `published`).
     let mut sent = published;
     let mut in_flight: Option<(u64, wfl_bus::Acks)> = None;
-    // Cluster mode, after a failed publish: the stream is asked how far it holds this
-    // partition before anything is sent again.
-    let mut ask_stream = false;
     loop {
         let mut target = *head.borrow_and_update();
         while published < target {
             // The head moves while chunks are in flight: follow it, so the pipeline only
             // empties when the publisher has caught up, not at the end of each head move.
             target = target.max(*head.borrow_and_update());
-            if let (true, Some(c)) = (ask_stream, &options.cluster) {
-                // The shared stream's end is another partition's, so only its duplicate
-                // window would drop a resent message it holds, and with NATS killed it once
-                // did not (the cluster test found a partition's 1045 stored after its 2472).
-                // Resume after what the stream holds of this partition instead (its commits
-                // are stored in order, so what it holds is a prefix); until it can say, send
-                // nothing.
-                match published_through(store, bus, c.partition, published, target).await {
-                    Ok(held) => {
-                        ask_stream = false;
-                        if held > published {
-                            info!(
-                                partition = c.partition,
-                                acknowledged = published,
-                                held,
-                                "the committed stream holds more of this partition than was acknowledged; resuming after it"
-                            );
-                            published = held;
-                            sent = held;
-                            stall.liveness().set_published(held);
-                            c.published
-                                .store(held, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                    Err(Error::Bus(e)) => {
-                        let e = Error::Bus(e);
-                        warn!(error = %e, partition = c.partition, "cannot ask WFL_LEDGER how far this partition was published; asking again");
-                        stall.failed(target - published, &e);
-                        if !backoff.wait(shutdown).await {
-                            return Ok(());
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-                continue;
-            }
             let step = async {
                 if sent < target && !bus.committed_listened() {
                     // The in-process fan-out with no receiver: nothing to read, check or send
@@ -335,8 +296,7 @@ async fn follow(
                 }
                 Err(Error::Bus(e)) => {
                     // Everything after what was acknowledged is sent again (the stream drops
-                    // what it already holds by Nats-Msg-Id); in cluster mode, everything after
-                    // what the stream holds of this partition.
+                    // what it already holds by Nats-Msg-Id).
                     in_flight = None;
                     sent = published;
                     warn!(error = %e, "publishing committed events failed; retrying");
@@ -344,8 +304,6 @@ async fn follow(
                     if !backoff.wait(shutdown).await {
                         return Ok(());
                     }
-                    // Cluster mode: asked before anything is sent again (below).
-                    ask_stream = options.cluster.is_some();
                 }
                 Err(e) => return Err(e),
             }
