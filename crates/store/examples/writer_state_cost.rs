@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     (format!("dump/{next:016x}/{n:08x}"), Some(value))
                 })
                 .collect()
-        } else if layout == "one" {
+        } else if layout == "one" && !names.is_empty() {
             let mut value = Vec::new();
             for &n in &names {
                 value.extend_from_slice(key(n).as_bytes());

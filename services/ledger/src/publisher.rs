@@ -2,11 +2,11 @@
 //!
 //! It follows the head sequence and reads what to publish back from the store, so it can never
 //! skip an event (on the in-process bus, whose committed stream is a live fan-out, it reads and
-//! sends only while a receiver listens, [`Bus::committed_listened`]): at start it asks the bus for the last sequence the stream holds and resumes after
-//! the smaller of that and its own cursor (the last sequence it fully published), so a stream that
-//! lacks history (a data dir that ran on the embedded bus, a new or emptied stream) is filled from
-//! the first sequence it lacks. It never blocks the writer; if the bus is down, it retries and
-//! catches up.
+//! sends only while a receiver listens, [`Bus::committed_listened`]): at start it asks the bus
+//! for the last sequence the stream holds and resumes after the smaller of that and its own
+//! cursor (the last sequence it fully published), so a stream that lacks history (a data dir
+//! that ran on the embedded bus, a new or emptied stream) is filled from the first sequence it
+//! lacks. It never blocks the writer; if the bus is down, it retries and catches up.
 //!
 //! A hole *below* the stream's last message (messages deleted by sequence, a partial purge) cannot
 //! be filled in place: republished messages would land after later sequences, out of order, and

@@ -1287,10 +1287,8 @@ impl Alerts {
 /// evaluated, it evaluates the rule packs over a copy of that org (see [`Alerts`]) and publishes
 /// the alerts whose level changed, each org at its own pace ([`Paced`]: its evaluations take at
 /// most one part in [`ALERT_DUTY`] of the time while it is written to without pause, the larger
-/// orgs written to at once about that much in all), small and
-/// larger orgs in runs of their own, in
-/// turn ([`choose`]), at most every
-/// [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
+/// orgs written to at once about that much in all), small and larger orgs in runs of their
+/// own, in turn ([`choose`]), at most every [`ALERT_INTERVAL`]. Its own task, so the fold never waits for it: an evaluation costs the
 /// org's history, the fold's cost must not grow with any history.
 pub(crate) async fn alerts(shared: Arc<Shared>, bus: Arc<dyn Bus>, shutdown: CancellationToken) {
     let mut alerts = Alerts::default();
